@@ -1,0 +1,429 @@
+"""Statistics of glacier outlines from anywhere (GLIMS, RGI, hand-digitised, our own maps).
+
+``outline_statistics`` turns a file (or GeoDataFrame) of outlines, and optionally a DEM, into
+the same tables the pipeline writes, so published inventories and our maps are compared with
+one code path. Tables and columns (units in the names):
+
+- ``areas``: glacier_id, date, year, area_km2, perimeter_km, area_err_km2, n_polygons
+- ``area_by_band``: glacier_id, date, year, band_lo_m, band_hi_m, area_km2
+- ``elevation``: glacier_id, date, year, zmin_m, zmed_m, zmean_m, zmax_m, aspect_deg,
+  aspect_sector, n_dem_pixels
+- ``area_change``: glacier_id, period, date0, date1, year0, year1, years, area0_km2, area1_km2,
+  change_km2, change_err_km2, change_pct, rate_pct_a, rate_err_pct_a
+- ``terminus``: glacier_id, date, year, line, offset_m, position_m, elevation_m, x_m, y_m, crs
+- ``retreat``: glacier_id, aspect_sector, method, period, date0, date1, year0, year1, years,
+  retreat_m, rate_m_a, rate_err_m_a, dz_m, n_lines
+
+Choices, stated once:
+
+- Areas and lengths are computed in the local UTM zone of the outlines (geopandas
+  ``estimate_utm_crs``): planimetric map area. Several polygons (or a multipolygon) with the same
+  id and date are one glacier: areas and perimeters are summed (perimeter includes nunataks).
+  Polygons of one id and date that overlap by more than 1 % of their area are refused (usually
+  two analyses of the same date; keep one).
+- Invalid geometries (ring self-intersections are common in inventories) are repaired with
+  ``shapely.make_valid`` when that changes the area by < 1 %; otherwise, and for empty or
+  missing geometries, a ValueError names the glacier.
+- Area uncertainty: perimeter x half a pixel (``change.area_uncertainty_km2``).
+- The DEM (any CRS) is reprojected bilinearly to a north-up grid in the outlines' UTM zone at
+  its native resolution, but no coarser than 30 m so small glaciers keep enough pixels. Pixels
+  count when their centre is inside the outline. Band areas distribute the polygon area over
+  bands by pixel fraction, so they sum to ``areas.area_km2``.
+- Aspect: Horn's (1981) 3x3 gradient, degrees clockwise from grid north of the UTM zone (grid
+  and true north differ by the meridian convergence, < 3° inside a zone), flat = NaN; per
+  glacier the circular mean of pixel aspects. Sectors N, NE, E, SE, S, SW, W, NW are centred on
+  0, 45, ..., 315°, each including its lower edge: [337.5, 22.5) is N, 22.5 is NE.
+- Terminus (glaciers with two or more dates): main axis from the DEM if given, otherwise from
+  the earliest outline's shape (``terminus.main_axis``); lines across the earliest outline's
+  tongue. Retreat is given for consecutive dates and, with more than two dates, first to last,
+  by the main-axis and the box method. Positive retreat = the front moved up-glacier.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+import shapely
+from affine import Affine
+from rasterio.features import rasterize
+from rasterio.warp import Resampling, calculate_default_transform, reproject
+from shapely.geometry import MultiPolygon, Polygon, box
+
+from pipeline.change import (
+    TerminusErrorFormula,
+    area_change,
+    area_uncertainty_km2,
+    terminus_change_uncertainty_m_a,
+)
+from pipeline.terminus import (
+    Dem,
+    main_axis,
+    terminus_change_box,
+    terminus_change_main_axis,
+    terminus_elevations,
+    terminus_positions,
+    tongue_frame,
+)
+
+SECTORS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
+MAX_DEM_RESOLUTION_M = 30.0
+_REPAIR_TOLERANCE = 0.01
+_OVERLAP_TOLERANCE = 0.01
+
+TABLE_COLUMNS: dict[str, list[str]] = {
+    "areas": ["glacier_id", "date", "year", "area_km2", "perimeter_km", "area_err_km2", "n_polygons"],
+    "area_by_band": ["glacier_id", "date", "year", "band_lo_m", "band_hi_m", "area_km2"],
+    "elevation": ["glacier_id", "date", "year", "zmin_m", "zmed_m", "zmean_m", "zmax_m",
+                  "aspect_deg", "aspect_sector", "n_dem_pixels"],
+    "area_change": ["glacier_id", "period", "date0", "date1", "year0", "year1", "years",
+                    "area0_km2", "area1_km2", "change_km2", "change_err_km2", "change_pct",
+                    "rate_pct_a", "rate_err_pct_a"],
+    "terminus": ["glacier_id", "date", "year", "line", "offset_m", "position_m", "elevation_m",
+                 "x_m", "y_m", "crs"],
+    "retreat": ["glacier_id", "aspect_sector", "method", "period", "date0", "date1", "year0",
+                "year1", "years", "retreat_m", "rate_m_a", "rate_err_m_a", "dz_m", "n_lines"],
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# terrain
+
+
+def _wrap360(deg):
+    """Angles into [0, 360): ``x % 360`` alone gives 360.0 for tiny negative x."""
+    w = np.mod(deg, 360.0)
+    return np.where(w >= 360.0, 0.0, w)
+
+
+def horn_aspect_deg(elevation: np.ndarray, dx_m: float, dy_m: float) -> np.ndarray:
+    """Aspect (downslope direction, degrees clockwise from grid north) by Horn's method.
+
+    ``elevation`` is a north-up grid (row 0 = north) with pixel sizes ``dx_m``, ``dy_m``.
+    Edge pixels, pixels next to NaN and flat pixels are NaN.
+    """
+    p = np.pad(np.asarray(elevation, dtype=float), 1, constant_values=np.nan)
+    a, b, c = p[:-2, :-2], p[:-2, 1:-1], p[:-2, 2:]
+    d, f = p[1:-1, :-2], p[1:-1, 2:]
+    g, h, i = p[2:, :-2], p[2:, 1:-1], p[2:, 2:]
+    dz_east = ((c + 2 * f + i) - (a + 2 * d + g)) / (8.0 * dx_m)
+    dz_north = ((a + 2 * b + c) - (g + 2 * h + i)) / (8.0 * dy_m)
+    aspect = _wrap360(np.degrees(np.arctan2(-dz_east, -dz_north)))
+    flat = np.hypot(dz_east, dz_north) < 1e-9
+    return np.where(flat, np.nan, aspect)
+
+
+def circular_mean_deg(angles_deg: np.ndarray) -> float:
+    """Mean direction of angles (degrees), NaN-aware; NaN when nothing or all cancel out."""
+    a = np.radians(np.asarray(angles_deg, dtype=float))
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return float("nan")
+    s, c = np.sin(a).mean(), np.cos(a).mean()
+    if np.hypot(s, c) < 1e-9:
+        return float("nan")
+    return float(_wrap360(np.degrees(np.arctan2(s, c))))
+
+
+def aspect_sector(aspect_deg: np.ndarray | float) -> np.ndarray:
+    """8-sector name of aspects (N centred on 0°; lower edge inclusive, 22.5° -> NE); NaN -> None."""
+    a = np.atleast_1d(np.asarray(aspect_deg, dtype=float))
+    ok = np.isfinite(a)
+    idx = np.floor(((np.where(ok, a, 0.0) + 22.5) % 360.0) / 45.0).astype(int) % 8
+    return np.where(ok, np.asarray(SECTORS, dtype=object)[idx], None)
+
+
+def circular_difference_deg(a_deg: np.ndarray, b_deg: np.ndarray) -> np.ndarray:
+    """Signed smallest angle from b to a, in (-180, 180]."""
+    d = (np.asarray(a_deg, dtype=float) - np.asarray(b_deg, dtype=float)) % 360.0
+    return np.where(d > 180.0, d - 360.0, d)
+
+
+def load_dem(dem_path: str | Path, crs, bounds: tuple[float, float, float, float],
+             resolution_m: float | None = None) -> Dem:
+    """Read a DEM (any CRS) onto a north-up grid in ``crs`` (metric) covering ``bounds``.
+
+    Resolution: ``resolution_m`` or the DEM's native one in metres, capped at 30 m.
+    Raises ValueError when the DEM does not cover ``bounds``.
+    """
+    with rasterio.open(dem_path) as src:
+        if src.crs is None:
+            raise ValueError(f"DEM {dem_path} has no CRS; assign one (e.g. gdal_edit.py -a_srs) first")
+        footprint = gpd.GeoSeries([box(*src.bounds).segmentize(
+            max(src.bounds.right - src.bounds.left, src.bounds.top - src.bounds.bottom) / 50)],
+            crs=src.crs).to_crs(crs).iloc[0]
+        if not footprint.contains(box(*bounds)):
+            raise ValueError(
+                f"DEM {dem_path} does not cover the outlines (outline bounds {np.round(bounds)} in "
+                f"{crs}); pass a DEM that covers every glacier, or leave dem_path out")
+        if resolution_m is None:
+            t, _, _ = calculate_default_transform(src.crs, crs, src.width, src.height, *src.bounds)
+            resolution_m = min(abs(t.a), abs(t.e), MAX_DEM_RESOLUTION_M)
+        res = float(resolution_m)
+        x0, y0 = np.floor(bounds[0] / res) * res - 3 * res, np.ceil(bounds[3] / res) * res + 3 * res
+        width = int(np.ceil((bounds[2] - x0) / res)) + 3
+        height = int(np.ceil((y0 - bounds[1]) / res)) + 3
+        transform = Affine(res, 0.0, x0, 0.0, -res, y0)
+        out = np.full((height, width), np.nan, dtype="float32")
+        reproject(rasterio.band(src, 1), out, dst_transform=transform, dst_crs=crs,
+                  src_nodata=src.nodata, dst_nodata=np.nan, resampling=Resampling.bilinear)
+    return Dem(out.astype(float), transform, str(crs))
+
+
+# ---------------------------------------------------------------------------------------------
+# outlines
+
+
+def _polygonal(geom) -> Polygon | MultiPolygon:
+    parts = [p for p in shapely.get_parts(geom) if isinstance(p, (Polygon, MultiPolygon))]
+    polys = [q for p in parts for q in shapely.get_parts(p)]
+    return polys[0] if len(polys) == 1 else MultiPolygon(polys)
+
+
+def _repaired(geom, glacier_id, source: str):
+    if geom is None or geom.is_empty:
+        raise ValueError(f"outline of glacier {glacier_id!r} in {source} is empty or missing; "
+                         "remove that feature or fix its geometry")
+    if geom.geom_type not in ("Polygon", "MultiPolygon"):
+        raise ValueError(f"outline of glacier {glacier_id!r} in {source} is a {geom.geom_type}, "
+                         "not a polygon; glacier outlines must be polygons")
+    if geom.is_valid:
+        return geom
+    fixed = _polygonal(shapely.make_valid(geom))
+    if fixed.is_empty or abs(fixed.area - geom.area) > _REPAIR_TOLERANCE * max(geom.area, 1e-12):
+        raise ValueError(f"outline of glacier {glacier_id!r} in {source} is invalid "
+                         f"({shapely.is_valid_reason(geom)}) and cannot be repaired automatically; "
+                         "fix it (e.g. QGIS 'Fix geometries') and rerun")
+    return fixed
+
+
+def read_outlines(outlines: str | Path | gpd.GeoDataFrame, id_field: str,
+                  date_field: str | None = None) -> gpd.GeoDataFrame:
+    """Outlines as one row per (glacier_id, date), in the local UTM zone, geometries repaired.
+
+    Columns: glacier_id, date (NaT without ``date_field``), area_m2 and perimeter_m (sums over
+    the polygons), n_polygons, geometry (their union).
+    """
+    source = "the given GeoDataFrame" if isinstance(outlines, gpd.GeoDataFrame) else str(outlines)
+    gdf = outlines if isinstance(outlines, gpd.GeoDataFrame) else gpd.read_file(outlines)
+    if gdf.empty:
+        raise ValueError(f"{source} holds no outlines")
+    if gdf.crs is None:
+        raise ValueError(f"{source} has no CRS; set one (e.g. a .prj file) so areas can be computed")
+    fields = [c for c in gdf.columns if c != gdf.geometry.name]
+    if id_field not in gdf.columns:
+        raise ValueError(f"id field {id_field!r} not in {source}; pass id_field= one of {fields}")
+    if date_field is not None and date_field not in gdf.columns:
+        raise ValueError(f"date field {date_field!r} not in {source}; pass date_field= one of "
+                         f"{fields}, or None")
+    if date_field is None:
+        dates = pd.Series(pd.NaT, index=gdf.index, dtype="datetime64[ns]")
+    else:
+        try:
+            dates = pd.to_datetime(gdf[date_field])
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"date field {date_field!r} in {source} is not readable as dates "
+                             f"({err}); convert it to ISO dates or pass date_field=None") from err
+    utm = gdf.estimate_utm_crs()
+    geoms = [_repaired(g, gid, source) for g, gid in zip(gdf.geometry, gdf[id_field], strict=True)]
+    work = gpd.GeoDataFrame({"glacier_id": gdf[id_field].to_numpy(), "date": dates.to_numpy()},
+                            geometry=geoms, crs=gdf.crs).to_crs(utm)
+    work["area_m2"] = work.area
+    work["perimeter_m"] = work.length
+    rows = []
+    for (gid, date), grp in work.groupby(["glacier_id", "date"], dropna=False, sort=True):
+        union = shapely.union_all(grp.geometry.to_numpy())
+        if union.area < (1.0 - _OVERLAP_TOLERANCE) * grp["area_m2"].sum():
+            raise ValueError(f"polygons of glacier {gid!r} dated {date} in {source} overlap "
+                             "(two analyses of the same date?); keep one analysis per date")
+        rows.append({"glacier_id": gid, "date": date, "area_m2": grp["area_m2"].sum(),
+                     "perimeter_m": grp["perimeter_m"].sum(), "n_polygons": len(grp),
+                     "geometry": union})
+    return gpd.GeoDataFrame(rows, geometry="geometry", crs=utm)
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+
+def _year(dates: pd.Series) -> pd.Series:
+    return pd.to_datetime(dates).dt.year.astype("Int64")
+
+
+def _areas_table(glaciers: gpd.GeoDataFrame, pixel_size_m: float) -> pd.DataFrame:
+    perimeter_km = glaciers["perimeter_m"] / 1000.0
+    return pd.DataFrame({
+        "glacier_id": glaciers["glacier_id"], "date": glaciers["date"], "year": _year(glaciers["date"]),
+        "area_km2": glaciers["area_m2"] / 1e6, "perimeter_km": perimeter_km,
+        "area_err_km2": area_uncertainty_km2(perimeter_km.to_numpy(), pixel_size_m),
+        "n_polygons": glaciers["n_polygons"],
+    })[TABLE_COLUMNS["areas"]]
+
+
+def _dem_tables(glaciers: gpd.GeoDataFrame, dem: Dem, band_m: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Elevation statistics, aspect and hypsometry per glacier and date (bincount-style grouping)."""
+    aspect = horn_aspect_deg(dem.elevation, abs(dem.transform.a), abs(dem.transform.e))
+    z_flat, aspect_flat = dem.elevation.ravel(), aspect.ravel()
+    elev_rows, band_rows = [], []
+    for _, group in glaciers.groupby("date", dropna=False, sort=True):
+        labels = rasterize(((g, i + 1) for i, g in enumerate(group.geometry)), out_shape=dem.elevation.shape,
+                           transform=dem.transform, fill=0, dtype="int32").ravel()
+        pix = np.flatnonzero(labels)
+        order = np.argsort(labels[pix], kind="stable")
+        pix = pix[order]
+        lab, start = np.unique(labels[pix], return_index=True)
+        pixels_of = dict(zip(lab, np.split(pix, start[1:]), strict=True))
+        for i, row in enumerate(group.itertuples(index=False)):
+            p = pixels_of.get(i + 1, np.empty(0, dtype=int))
+            z = z_flat[p]
+            ok = np.isfinite(z)
+            if p.size and ok.mean() < 0.5:
+                raise ValueError(f"the DEM has no data under {1 - ok.mean():.0%} of glacier "
+                                 f"{row.glacier_id!r}; fill the voids or pass a DEM that covers it")
+            z = z[ok]
+            mean_aspect = circular_mean_deg(aspect_flat[p])
+            base = {"glacier_id": row.glacier_id, "date": row.date}
+            elev_rows.append({**base,
+                              "zmin_m": z.min() if z.size else np.nan,
+                              "zmed_m": np.median(z) if z.size else np.nan,
+                              "zmean_m": z.mean() if z.size else np.nan,
+                              "zmax_m": z.max() if z.size else np.nan,
+                              "aspect_deg": mean_aspect,
+                              "aspect_sector": aspect_sector(mean_aspect)[0],
+                              "n_dem_pixels": int(z.size)})
+            if z.size:
+                band_idx = np.floor(z / band_m).astype(int)
+                idx, counts = np.unique(band_idx, return_counts=True)
+                for k, n in zip(idx, counts, strict=True):
+                    band_rows.append({**base, "band_lo_m": k * band_m, "band_hi_m": (k + 1) * band_m,
+                                      "area_km2": row.area_m2 / 1e6 * n / z.size})
+    elevation = pd.DataFrame(elev_rows)
+    elevation["year"] = _year(elevation["date"])
+    bands = pd.DataFrame(band_rows, columns=["glacier_id", "date", "band_lo_m", "band_hi_m", "area_km2"])
+    bands["year"] = _year(bands["date"])
+    return elevation[TABLE_COLUMNS["elevation"]], bands[TABLE_COLUMNS["area_by_band"]]
+
+
+def _pairs(n: int) -> list[tuple[int, int, str]]:
+    pairs = [(k, k + 1, "consecutive") for k in range(n - 1)]
+    if n > 2:
+        pairs.append((0, n - 1, "overall"))
+    return pairs
+
+
+def _years_between(d0, d1) -> float:
+    return (pd.Timestamp(d1) - pd.Timestamp(d0)).days / 365.25
+
+
+def _change_tables(glaciers, areas, dem, pixel_size_m, spacing_m, formula, sectors):
+    change_rows, terminus_frames, retreat_rows = [], [], []
+    dated = glaciers[glaciers["date"].notna()]
+    for gid, grp in dated.groupby("glacier_id", sort=True):
+        grp = grp.sort_values("date")
+        if len(grp) < 2:
+            continue
+        a = areas.loc[grp.index]
+        dates = grp["date"].tolist()
+        geoms = dict(zip(dates, grp.geometry, strict=True))
+        for i0, i1, period in _pairs(len(grp)):
+            years = _years_between(dates[i0], dates[i1])
+            if years <= 0:
+                continue
+            ch = area_change(a["area_km2"].iloc[i0], a["area_err_km2"].iloc[i0],
+                             a["area_km2"].iloc[i1], a["area_err_km2"].iloc[i1], years)
+            change_rows.append({"glacier_id": gid, "period": period, "date0": dates[i0],
+                                "date1": dates[i1], "years": years,
+                                "area0_km2": float(ch.area0_km2), "area1_km2": float(ch.area1_km2),
+                                "change_km2": float(ch.change_km2), "change_err_km2": float(ch.change_err_km2),
+                                "change_pct": float(ch.change_pct), "rate_pct_a": float(ch.rate_pct_a),
+                                "rate_err_pct_a": float(ch.rate_err_pct_a)})
+        reference = grp.geometry.iloc[0]
+        axis = main_axis(reference, dem)
+        frame = tongue_frame(reference, axis, spacing_m=spacing_m)
+        pos = terminus_positions(geoms, frame)
+        pos = terminus_elevations(pos, dem) if dem is not None else pos.assign(elevation_m=np.nan)
+        terminus_frames.append(pos.assign(glacier_id=gid))
+        for i0, i1, period in _pairs(len(grp)):
+            years = _years_between(dates[i0], dates[i1])
+            if years <= 0:
+                continue
+            err = float(terminus_change_uncertainty_m_a(pixel_size_m, pixel_size_m, years, formula))
+            changes = [terminus_change_main_axis(pos, dates[i0], dates[i1]),
+                       terminus_change_box(geoms[dates[i0]], geoms[dates[i1]], frame)]
+            for tc in changes:
+                retreat_rows.append({"glacier_id": gid, "aspect_sector": sectors.get((gid, dates[0])),
+                                     "method": tc.method, "period": period, "date0": dates[i0],
+                                     "date1": dates[i1], "years": years, "retreat_m": tc.retreat_m,
+                                     "rate_m_a": tc.retreat_m / years, "rate_err_m_a": err,
+                                     "dz_m": tc.dz_m, "n_lines": tc.n_lines})
+    change = pd.DataFrame(change_rows, columns=[c for c in TABLE_COLUMNS["area_change"]
+                                                if c not in ("year0", "year1")])
+    retreat = pd.DataFrame(retreat_rows, columns=[c for c in TABLE_COLUMNS["retreat"]
+                                                  if c not in ("year0", "year1")])
+    for t in (change, retreat):
+        t["year0"], t["year1"] = _year(t["date0"]), _year(t["date1"])
+    if terminus_frames:
+        term = pd.concat(terminus_frames, ignore_index=True).rename(
+            columns={"year": "date", "x": "x_m", "y": "y_m"})
+    else:
+        term = pd.DataFrame(columns=["glacier_id", "date", "line", "offset_m", "position_m",
+                                     "elevation_m", "x_m", "y_m"])
+    term["year"] = _year(term["date"])
+    term["crs"] = str(glaciers.crs)
+    return (change[TABLE_COLUMNS["area_change"]], term[TABLE_COLUMNS["terminus"]],
+            retreat[TABLE_COLUMNS["retreat"]])
+
+
+def outline_statistics(
+    outlines_path: str | Path | gpd.GeoDataFrame,
+    dem_path: str | Path | None = None,
+    id_field: str = "glacier_id",
+    date_field: str | None = None,
+    pixel_size_m: float = 10.0,
+    band_m: float = 100.0,
+    *,
+    terminus_spacing_m: float = 30.0,
+    terminus_error_formula: TerminusErrorFormula = "as_printed",
+) -> dict[str, pd.DataFrame]:
+    """All outline statistics as tables (see the module docstring for names and units).
+
+    ``outlines_path``: any vector file geopandas reads, or a GeoDataFrame, any CRS.
+    ``dem_path``: optional DEM GeoTIFF, any CRS; without it ``elevation`` and ``area_by_band``
+    are empty and the terminus axis comes from the outline shape.
+    ``id_field``: attribute naming the glacier (e.g. ``RGIId`` for RGI, ``glac_id`` for GLIMS).
+    ``date_field``: attribute with the outline date; without it there is no change or terminus.
+    ``pixel_size_m``: resolution of the source imagery, for the uncertainties.
+    ``band_m``: elevation band width for ``area_by_band``.
+    """
+    if pixel_size_m <= 0 or band_m <= 0:
+        raise ValueError(f"pixel_size_m and band_m must be positive, got {pixel_size_m}, {band_m}")
+    glaciers = read_outlines(outlines_path, id_field, date_field)
+    areas = _areas_table(glaciers, pixel_size_m)
+    dem = None
+    if dem_path is not None:
+        dem = load_dem(dem_path, glaciers.crs, tuple(glaciers.total_bounds))
+        elevation, area_by_band = _dem_tables(glaciers, dem, band_m)
+    else:
+        elevation = pd.DataFrame(columns=TABLE_COLUMNS["elevation"])
+        area_by_band = pd.DataFrame(columns=TABLE_COLUMNS["area_by_band"])
+    sectors = {(r.glacier_id, r.date): r.aspect_sector for r in elevation.itertuples(index=False)}
+    change, terminus, retreat = _change_tables(glaciers, areas, dem, pixel_size_m,
+                                               terminus_spacing_m, terminus_error_formula, sectors)
+    return {"areas": areas.reset_index(drop=True), "area_by_band": area_by_band, "elevation": elevation,
+            "area_change": change, "terminus": terminus, "retreat": retreat}
+
+
+def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path) -> list[Path]:
+    """Write every table as ``<name>.parquet`` and ``<name>.csv`` in ``out_dir``; return the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, table in tables.items():
+        for path, write in ((out / f"{name}.parquet", lambda p, t=table: t.to_parquet(p, index=False)),
+                            (out / f"{name}.csv", lambda p, t=table: t.to_csv(p, index=False))):
+            write(path)
+            written.append(path)
+    return written

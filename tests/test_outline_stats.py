@@ -1,0 +1,163 @@
+"""Outline statistics on synthetic outlines and DEMs with hand-known answers, and bad input."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from affine import Affine
+from shapely.geometry import Polygon, box
+
+from pipeline.outline_stats import (
+    aspect_sector,
+    circular_mean_deg,
+    horn_aspect_deg,
+    outline_statistics,
+    write_tables,
+)
+
+CRS = "EPSG:32632"
+X0, Y0 = 640_000.0, 5_180_000.0
+
+
+def plane(dz_east: float, dz_north: float, n: int = 20, res: float = 10.0) -> np.ndarray:
+    rows, cols = np.mgrid[0:n, 0:n]
+    return 3000.0 + dz_east * cols * res - dz_north * rows * res  # row 0 is north; dz_* are gradients
+
+
+@pytest.mark.parametrize(("dz_east", "dz_north", "expected"), [
+    (-0.3, 0.0, 90.0),   # dips east: faces east
+    (0.3, 0.0, 270.0),   # dips west
+    (0.0, 0.3, 180.0),   # rises to the north: dips south
+    (0.0, -0.3, 0.0),    # dips north
+    (-0.2, 0.2, 135.0),  # dips south-east
+])
+def test_horn_aspect_on_planes(dz_east, dz_north, expected):
+    a = horn_aspect_deg(plane(dz_east, dz_north), 10.0, 10.0)
+    inner = a[1:-1, 1:-1]
+    assert np.allclose(np.minimum(np.abs(inner - expected), 360 - np.abs(inner - expected)), 0.0, atol=1e-9)
+    assert np.isnan(a[0]).all() and np.isnan(a[:, -1]).all()  # edges have no 3x3 window
+
+
+def test_flat_dem_has_no_aspect():
+    assert np.isnan(horn_aspect_deg(np.full((5, 5), 2500.0), 10.0, 10.0)).all()
+
+
+def test_aspect_sectors_and_their_edges():
+    got = aspect_sector(np.array([0.0, 22.4, 22.5, 90.0, 202.5, 337.4, 337.5, 359.9, np.nan]))
+    assert list(got) == ["N", "N", "NE", "E", "SW", "NW", "N", "N", None]
+
+
+def test_circular_mean_wraps_around_north():
+    assert circular_mean_deg(np.array([350.0, 10.0, np.nan])) == pytest.approx(0.0, abs=1e-9)
+    assert np.isnan(circular_mean_deg(np.array([90.0, 270.0])))
+
+
+@pytest.fixture
+def dem_file(tmp_path):
+    """10 m DEM in UTM 32N rising 0.1 m/m to the north: z = 3000 + 0.1 * (y - Y0)."""
+    res, n = 10.0, 400
+    transform = Affine(res, 0, X0 - 1000, 0, -res, Y0 + 3000)
+    rows, cols = np.mgrid[0:n, 0:n]
+    y = Y0 + 3000 - (rows + 0.5) * res
+    z = (3000.0 + 0.1 * (y - Y0)).astype("float32")
+    path = tmp_path / "dem.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=n, height=n, count=1, dtype="float32",
+                       crs=CRS, transform=transform) as dst:
+        dst.write(z, 1)
+    return path
+
+
+def glacier_file(tmp_path, **extra):
+    """A 1 km x 2 km glacier (y from Y0 to Y0+2000) split in two polygons, plus a 0.25 km² one."""
+    gdf = gpd.GeoDataFrame(
+        {"gid": ["A", "A", "B"], **extra},
+        geometry=[box(X0, Y0, X0 + 1000, Y0 + 1000), box(X0, Y0 + 1000, X0 + 1000, Y0 + 2000),
+                  box(X0 + 1200, Y0 + 1200, X0 + 1700, Y0 + 1700)],
+        crs=CRS)
+    path = tmp_path / "outlines.gpkg"
+    gdf.to_file(path)
+    return path
+
+
+def test_areas_hypsometry_and_elevation_of_a_plane_glacier(tmp_path, dem_file):
+    t = outline_statistics(glacier_file(tmp_path), dem_file, id_field="gid", pixel_size_m=10.0, band_m=50.0)
+    areas = t["areas"].set_index("glacier_id")
+    assert areas.loc["A", "area_km2"] == pytest.approx(2.0)
+    assert areas.loc["A", "perimeter_km"] == pytest.approx(8.0)  # two 4 km rings, summed
+    assert areas.loc["A", "area_err_km2"] == pytest.approx(8.0 * 0.005)
+    assert areas.loc["A", "n_polygons"] == 2
+    elev = t["elevation"].set_index("glacier_id")
+    # z from 3000 to 3200 m over A, rising to the north: faces south
+    assert elev.loc["A", "zmed_m"] == pytest.approx(3100.0, abs=1.0)
+    assert elev.loc["A", "zmin_m"] == pytest.approx(3000.5, abs=1.0)
+    assert elev.loc["A", "aspect_deg"] == pytest.approx(180.0, abs=1e-6)
+    assert elev.loc["A", "aspect_sector"] == "S"
+    bands = t["area_by_band"][t["area_by_band"]["glacier_id"] == "A"]
+    assert list(bands["band_lo_m"]) == [3000.0, 3050.0, 3100.0, 3150.0]
+    np.testing.assert_allclose(bands["area_km2"], 0.5, atol=0.01)
+    assert t["area_change"].empty and t["retreat"].empty  # no dates
+
+
+def test_dated_outlines_give_area_change_and_retreat(tmp_path, dem_file):
+    tongue = lambda front: Polygon([(X0, Y0 + 2000), (X0 + 1000, Y0 + 2000), (X0 + 1000, Y0 + 1000),  # noqa: E731
+                                    (X0 + 650, Y0 + 1000), (X0 + 650, Y0 + front), (X0 + 350, Y0 + front),
+                                    (X0 + 350, Y0 + 1000), (X0, Y0 + 1000)])
+    gdf = gpd.GeoDataFrame({"gid": ["A", "A", "A"], "date": ["2016-08-01", "2019-08-01", "2022-08-01"]},
+                           geometry=[tongue(0), tongue(60), tongue(150)], crs=CRS).to_crs("EPSG:4326")
+    t = outline_statistics(gdf, dem_file, id_field="gid", date_field="date")
+    ch = t["area_change"]
+    assert list(ch["period"]) == ["consecutive", "consecutive", "overall"]
+    overall = ch.iloc[-1]
+    assert overall.change_km2 == pytest.approx(-150 * 300 / 1e6, rel=0.01)
+    r = t["retreat"].set_index(["method", "period"]).sort_index()
+    # The DEM axis runs from a corner of the flat top edge (argmax tie) to a front corner, 10°
+    # off the flow: outer lines exit through the tongue's side and bias the main-axis mean high;
+    # the box is as wide as the skewed tongue extent (368 m, not 300 m) and reads low.
+    # Known limitation of the highest->lowest axis; see terminus tests for the unbiased cases.
+    assert 100.0 < r.loc[("box", "overall"), "retreat_m"].iloc[0] < 160.0
+    assert 140.0 < r.loc[("main_axis", "overall"), "retreat_m"].iloc[0] < 260.0
+    assert 10.0 < r.loc[("main_axis", "overall"), "dz_m"].iloc[0] < 26.0
+    assert (r["rate_err_m_a"] > 0).all()
+    term = t["terminus"]
+    assert set(term["year"]) == {2016, 2019, 2022} and term["elevation_m"].notna().all()
+
+
+def test_write_tables_writes_parquet_and_csv(tmp_path, dem_file):
+    tables = outline_statistics(glacier_file(tmp_path), dem_file, id_field="gid")
+    paths = write_tables(tables, tmp_path / "out")
+    assert {p.name for p in paths} >= {"areas.parquet", "areas.csv", "retreat.parquet", "elevation.csv"}
+    back = pd.read_parquet(tmp_path / "out" / "areas.parquet")
+    pd.testing.assert_frame_equal(back, tables["areas"], check_dtype=False)
+
+
+def test_missing_id_field_names_the_fields_there_are(tmp_path):
+    with pytest.raises(ValueError, match=r"id field 'RGIId' not in .*outlines.gpkg.*'gid'"):
+        outline_statistics(glacier_file(tmp_path), id_field="RGIId")
+
+
+def test_empty_geometry_is_refused_with_the_glacier_named(tmp_path):
+    gdf = gpd.GeoDataFrame({"gid": ["A", "B"]}, geometry=[box(X0, Y0, X0 + 10, Y0 + 10), Polygon()], crs=CRS)
+    with pytest.raises(ValueError, match="glacier 'B'.*empty"):
+        outline_statistics(gdf, id_field="gid")
+
+
+def test_unrepairable_geometry_is_refused_but_a_pinched_ring_is_repaired():
+    bowtie = Polygon([(X0, Y0), (X0 + 100, Y0 + 100), (X0 + 100, Y0), (X0, Y0 + 100)])
+    with pytest.raises(ValueError, match="glacier 'B'.*invalid"):
+        outline_statistics(gpd.GeoDataFrame({"gid": ["B"]}, geometry=[bowtie], crs=CRS), id_field="gid")
+    # ring touching itself at one vertex (common in inventories): repaired, area kept
+    pinched = Polygon([(X0, Y0), (X0 + 200, Y0), (X0 + 200, Y0 + 200), (X0 + 100, Y0),
+                       (X0 + 100, Y0 + 200), (X0, Y0 + 200)])
+    assert not pinched.is_valid
+    areas = outline_statistics(gpd.GeoDataFrame({"gid": ["C"]}, geometry=[pinched], crs=CRS),
+                               id_field="gid")["areas"]
+    assert areas["area_km2"].iloc[0] == pytest.approx(pinched.area / 1e6, rel=0.01)
+
+
+def test_dem_not_covering_the_outlines_is_refused(tmp_path, dem_file):
+    gdf = gpd.GeoDataFrame({"gid": ["far"]}, geometry=[box(X0 + 9000, Y0, X0 + 9500, Y0 + 500)], crs=CRS)
+    with pytest.raises(ValueError, match="does not cover the outlines"):
+        outline_statistics(gdf, dem_file, id_field="gid")
