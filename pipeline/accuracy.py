@@ -1,0 +1,112 @@
+"""Pixel accuracy of glacier maps against reference outlines: PA, UA, OA, F1, IoU (paper §2.4).
+
+Everything reduces to a 2x2 confusion matrix, which adds up over pieces; so it is counted per
+dask chunk and summed, and a region-wide map is never held in memory at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+
+def confusion_counts(predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """2x2 int64 counts [[TN, FP], [FN, TP]] (rows: truth, columns: prediction) over valid pixels."""
+    predicted = np.asarray(predicted, dtype=bool)
+    truth = np.asarray(truth, dtype=bool)
+    keep = np.ones(predicted.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    cells = 2 * truth[keep].astype(np.int64) + predicted[keep]
+    return np.bincount(cells, minlength=4).reshape(2, 2)
+
+
+def _block_counts(predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    return confusion_counts(predicted, truth, valid).reshape((1,) * predicted.ndim + (4,))
+
+
+def confusion_matrix(predicted: da.Array, truth: da.Array, valid: da.Array | None = None) -> da.Array:
+    """Lazy 2x2 counts of boolean masks of any shape, counted per chunk of `predicted` and summed."""
+    predicted = da.asarray(predicted)
+    truth = da.asarray(truth).rechunk(predicted.chunks)
+    valid = da.ones_like(predicted, dtype=bool) if valid is None else da.asarray(valid).rechunk(predicted.chunks)
+    ndim = predicted.ndim
+    per_chunk = da.map_blocks(
+        _block_counts, predicted, truth, valid, new_axis=ndim, chunks=(1,) * ndim + (4,), dtype=np.int64
+    )
+    return per_chunk.sum(axis=tuple(range(ndim))).reshape(2, 2)
+
+
+@dataclass(frozen=True)
+class AccuracyMetrics:
+    """Glacier-class accuracy; NaN where a ratio has nothing to divide (e.g. no glacier at all)."""
+
+    PA: float  # producer's accuracy = recall: TP / (TP + FN)
+    UA: float  # user's accuracy = precision: TP / (TP + FP)
+    OA: float  # overall accuracy: (TP + TN) / n
+    F1: float  # harmonic mean of PA and UA
+    IoU: float  # TP / (TP + FP + FN)
+    n_pixels: int
+
+    @classmethod
+    def from_confusion(cls, counts: np.ndarray) -> AccuracyMetrics:
+        (tn, fp), (fn, tp) = np.asarray(counts, dtype=np.int64)
+        n = int(tn + fp + fn + tp)
+
+        def ratio(num: float, den: float) -> float:
+            return float(num / den) if den else float("nan")
+
+        return cls(
+            PA=ratio(tp, tp + fn),
+            UA=ratio(tp, tp + fp),
+            OA=ratio(tp + tn, n),
+            F1=ratio(2 * tp, 2 * tp + fp + fn),
+            IoU=ratio(tp, tp + fp + fn),
+            n_pixels=n,
+        )
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def accuracy_by_year(
+    predicted: xr.DataArray,
+    truth: xr.DataArray,
+    valid: xr.DataArray | None = None,
+    sensor: str | None = None,
+) -> pd.DataFrame:
+    """The `accuracy` table (sensor, year, PA, UA, OA, F1, IoU, n_pixels) from boolean masks.
+
+    `predicted` has a `year` dim and, optionally, a `sensor` dim (otherwise pass `sensor`);
+    `truth` and `valid` broadcast against it (a truth without `year` is used for every year).
+    All confusion matrices are computed in one dask pass.
+    """
+    if "year" not in predicted.dims:
+        raise ValueError(f"predicted needs a 'year' dim, has {predicted.dims}")
+    if "sensor" not in predicted.dims:
+        if sensor is None:
+            raise ValueError("predicted has no 'sensor' dim; pass sensor='sentinel-2' (or the sensor's name)")
+        predicted = predicted.expand_dims(sensor=[sensor])
+    valid = xr.ones_like(predicted, dtype=bool) if valid is None else valid
+    predicted, truth, valid = xr.broadcast(predicted, truth, valid)
+    keys, lazy = [], []
+    for s in predicted["sensor"].values:
+        for y in predicted["year"].values:
+            sel = {"sensor": s, "year": y}
+            keys.append((str(s), int(y)))
+            lazy.append(
+                confusion_matrix(*(_as_dask(a.sel(sel)) for a in (predicted, truth, valid)))
+            )
+    counts = dask.compute(*lazy)
+    rows = [
+        {"sensor": s, "year": y, **AccuracyMetrics.from_confusion(c).as_dict()} for (s, y), c in zip(keys, counts)
+    ]
+    return pd.DataFrame(rows, columns=["sensor", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"])
+
+
+def _as_dask(array: xr.DataArray) -> da.Array:
+    data = array.data
+    return data if isinstance(data, da.Array) else da.from_array(np.asarray(data), chunks=-1)

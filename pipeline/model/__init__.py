@@ -1,0 +1,1 @@
+"""The glacier segmentation model: networks, their inputs, losses, weights and predictors."""

@@ -1,0 +1,148 @@
+"""D-UNet (Jin et al. 2019) for glacier segmentation, and the plain U-Net it is compared with.
+
+Both are one `SegmentationUNet`: the D-UNet swaps every 3x3 conv block for a deformable one and
+adds a DAC bridge (CE-Net, Gu et al. 2019) at the bottom; everything else (widths, pooling,
+upsampling, skips) is shared, so a comparison between them measures only those two ideas.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.ops import DeformConv2d
+
+LEVELS = 4
+"""Encoder/decoder levels: inputs must have H and W divisible by 2**LEVELS."""
+SIZE_MULTIPLE = 2**LEVELS
+
+
+class ConvBlock(nn.Sequential):
+    """3x3 conv, batch norm, ReLU: the plain U-Net block."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class DeformableBlock(nn.Module):
+    """Offset-predicting conv, 3x3 deformable conv, batch norm, ReLU.
+
+    The offset conv starts at zero, so a fresh block samples the regular 3x3 grid and the network
+    starts from a plain U-Net; it learns to bend the grid along glacier margins. The offset conv
+    and the deformable conv run in fp32 even under autocast: the deformable kernels have no
+    reliable half-precision path, and sub-pixel offsets lose meaning in bf16.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.offset = nn.Conv2d(in_channels, 2 * 3 * 3, 3, padding=1)
+        nn.init.zeros_(self.offset.weight)
+        nn.init.zeros_(self.offset.bias)
+        self.deform = DeformConv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(out_channels)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = x.float()
+            x = self.deform(x, self.offset(x))
+        return self.act(self.norm(x))
+
+
+class DACBlock(nn.Module):
+    """Dense atrous convolution (CE-Net): four cascaded branches, receptive fields 3/7/9/19.
+
+    Branches reuse the same dilated convs as in CE-Net (d1; d3; d1->d3; d1->d3->d5), the three
+    deeper ones end in a shared 1x1 conv, and all are added to the input as a residual, widening
+    the bottom's view to whole glacier tongues without more pooling.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.dilate1 = nn.Conv2d(channels, channels, 3, padding=1, dilation=1)
+        self.dilate3 = nn.Conv2d(channels, channels, 3, padding=3, dilation=3)
+        self.dilate5 = nn.Conv2d(channels, channels, 3, padding=5, dilation=5)
+        self.project = nn.Conv2d(channels, channels, 1)
+        self.act = nn.ReLU()  # not in place: d1 and d13 feed later branches
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d1 = self.dilate1(x)
+        d13 = self.dilate3(d1)
+        branches = (
+            d1,
+            self.project(self.dilate3(x)),
+            self.project(d13),
+            self.project(self.dilate5(d13)),
+        )
+        return x + sum(self.act(b) for b in branches)
+
+
+def _stage(in_channels: int, out_channels: int, deformable: bool) -> nn.Sequential:
+    block = DeformableBlock if deformable else ConvBlock
+    return nn.Sequential(block(in_channels, out_channels), block(out_channels, out_channels))
+
+
+class SegmentationUNet(nn.Module):
+    """4-level U-Net returning one glacier logit per pixel, (N, C, H, W) -> (N, 1, H, W).
+
+    Widths are base*(1, 2, 4, 8) over the levels and base*16 at the bottom (32..512 at base=32).
+    `deformable` makes every stage (encoder, bottom, decoder) deformable; `dac` inserts the DAC
+    bridge between encoder and decoder.
+    """
+
+    def __init__(self, in_channels: int = 6, base: int = 32, *, deformable: bool, dac: bool) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.base = base
+        widths = [base * 2**level for level in range(LEVELS + 1)]
+        self.encoder = nn.ModuleList(
+            _stage(c_in, c_out, deformable) for c_in, c_out in zip([in_channels, *widths[:-2]], widths[:-1])
+        )
+        self.pool = nn.MaxPool2d(2)
+        self.bottom = _stage(widths[-2], widths[-1], deformable)
+        self.bridge = DACBlock(widths[-1]) if dac else nn.Identity()
+        self.upsample = nn.ModuleList(
+            nn.ConvTranspose2d(c_in, c_out, 2, stride=2) for c_in, c_out in zip(widths[:0:-1], widths[-2::-1])
+        )
+        self.decoder = nn.ModuleList(_stage(2 * c, c, deformable) for c in widths[-2::-1])
+        self.head = nn.Conv2d(base, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2] % SIZE_MULTIPLE or x.shape[-1] % SIZE_MULTIPLE:
+            raise ValueError(
+                f"input H, W = {tuple(x.shape[-2:])} must be multiples of {SIZE_MULTIPLE}; "
+                "pad the tile (reflect) first, as TorchPredictor does"
+            )
+        skips = []
+        for stage in self.encoder:
+            x = stage(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bridge(self.bottom(x))
+        for up, stage, skip in zip(self.upsample, self.decoder, reversed(skips)):
+            x = stage(torch.cat([up(x), skip], dim=1))
+        return self.head(x)
+
+
+class DUNet(SegmentationUNet):
+    """The paper's D-UNet: deformable blocks at every stage and a DAC bridge."""
+
+    architecture = "dunet"
+
+    def __init__(self, in_channels: int = 6, base: int = 32) -> None:
+        super().__init__(in_channels, base, deformable=True, dac=True)
+
+
+class UNet(SegmentationUNet):
+    """The baseline: same widths as DUNet, plain convolutions, no DAC."""
+
+    architecture = "unet"
+
+    def __init__(self, in_channels: int = 6, base: int = 32) -> None:
+        super().__init__(in_channels, base, deformable=False, dac=False)
+
+
+ARCHITECTURES: dict[str, type[SegmentationUNet]] = {cls.architecture: cls for cls in (DUNet, UNet)}

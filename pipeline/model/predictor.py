@@ -1,0 +1,71 @@
+"""The `Predictor` interface, and the predictor that runs a trained D-UNet or U-Net.
+
+Every glacier classifier (the D-UNet, the U-Net baseline, the band-ratio and NDSI thresholds)
+takes the same reflectance tile and returns a glacier probability, so accuracy tables and maps
+can put them side by side without knowing which is which.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from pipeline.model.dunet import SIZE_MULTIPLE, SegmentationUNet
+from pipeline.model.inputs import InputRecipe
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """Glacier probability for one tile."""
+
+    name: str
+
+    def predict(self, reflectance: np.ndarray, terrain: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """(band, y, x) float32 reflectance, NaN for no-data, bands in the predictor's order ->
+        (y, x) float32 probability in [0, 1]; no-data pixels get 0."""
+        ...
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class TorchPredictor:
+    """A trained segmentation network with the recipe it was trained on.
+
+    Tiles are reflect-padded up to a multiple of 16 (so margins see plausible context rather than
+    zeros) and cropped back. `half` runs fp16 autocast on GPU; deformable convs stay fp32 inside
+    the network. On CPU `half` is ignored: it would be slower, not faster.
+    """
+
+    def __init__(
+        self,
+        model: SegmentationUNet,
+        recipe: InputRecipe,
+        device: torch.device | str | None = None,
+        half: bool = False,
+        name: str | None = None,
+    ) -> None:
+        if recipe.n_channels != model.in_channels:
+            raise ValueError(
+                f"recipe gives {recipe.n_channels} channels {recipe.channel_names}, "
+                f"model expects {model.in_channels}"
+            )
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.to(self.device).eval()
+        self.recipe = recipe
+        self.half = half and self.device.type == "cuda"
+        self.name = name or model.architecture
+
+    def predict(self, reflectance: np.ndarray, terrain: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        inputs, valid = self.recipe.build_inputs(reflectance, terrain)
+        height, width = valid.shape
+        pad = ((0, 0), (0, -height % SIZE_MULTIPLE), (0, -width % SIZE_MULTIPLE))
+        inputs = np.pad(inputs, pad, mode="reflect") if any(p[1] for p in pad) else inputs
+        batch = torch.from_numpy(np.ascontiguousarray(inputs))[None].to(self.device)
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.float16, enabled=self.half):
+            probability = torch.sigmoid(self.model(batch).float())
+        probability = probability[0, 0, :height, :width].cpu().numpy()
+        return np.where(valid, probability, 0.0).astype(np.float32)

@@ -1,0 +1,148 @@
+"""Model weights as safetensors plus a JSON model card; loading never unpickles.
+
+Weights come from other people's machines, so only the safetensors format is accepted: it is
+plain tensors and a JSON header, with no code to execute. The weights file also records its
+architecture, width and channels in its own metadata, so a file paired with the wrong card or
+the wrong model is refused with both named, not loaded into garbage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from pipeline.model.dunet import ARCHITECTURES, SegmentationUNet
+from pipeline.model.inputs import InputRecipe
+
+MAX_HEADER_BYTES = 100_000_000
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot or must not be loaded."""
+
+
+class ModelCard(BaseModel):
+    """Everything needed to rebuild, feed and trust a set of weights."""
+
+    model_config = ConfigDict(frozen=True)
+
+    architecture: str
+    base: int
+    in_channels: int
+    recipe: InputRecipe
+    weights_file: str
+    weights_sha256: str
+    weights_dtype: str = "float32"
+    training_data: str = ""
+    seed: int | None = None
+    metrics: dict[str, float] = {}
+
+
+def card_path(weights_path: Path) -> Path:
+    """The card lives beside the weights: `x.safetensors` -> `x.json`."""
+    return weights_path.with_suffix(".json")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _describe(architecture: str, base: int | str, in_channels: int | str) -> str:
+    return f"{architecture} (base width {base}, {in_channels} input channels)"
+
+
+def save_weights(
+    model: SegmentationUNet,
+    recipe: InputRecipe,
+    path: str | Path,
+    *,
+    dtype: torch.dtype = torch.float32,
+    training_data: str = "",
+    seed: int | None = None,
+    metrics: dict[str, float] | None = None,
+) -> ModelCard:
+    """Write `path` (safetensors) and its card; float16 halves the file for shipping."""
+    path = Path(path)
+    tensors = {
+        key: (value.to(dtype) if value.is_floating_point() else value).detach().cpu().contiguous()
+        for key, value in model.state_dict().items()
+    }
+    header = {"architecture": model.architecture, "base": str(model.base), "in_channels": str(model.in_channels)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, path, metadata=header)
+    card = ModelCard(
+        architecture=model.architecture,
+        base=model.base,
+        in_channels=model.in_channels,
+        recipe=recipe,
+        weights_file=path.name,
+        weights_sha256=sha256(path),
+        weights_dtype=str(dtype).removeprefix("torch."),
+        training_data=training_data,
+        seed=seed,
+        metrics=metrics or {},
+    )
+    card_path(path).write_text(card.model_dump_json(indent=2))
+    return card
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata, after checking the file really is safetensors (never torch.load)."""
+    with path.open("rb") as f:
+        prefix = f.read(9)
+    size = path.stat().st_size
+    header_len = int.from_bytes(prefix[:8], "little") if len(prefix) == 9 else -1
+    if not (0 < header_len <= min(size - 8, MAX_HEADER_BYTES)) or prefix[8:9] != b"{":
+        raise WeightsError(
+            f"{path} is not a safetensors file (pickled PyTorch checkpoints are refused: they can run "
+            "code); convert it on a trusted machine with safetensors.torch.save_file"
+        )
+    try:
+        with safe_open(path, framework="pt") as f:
+            return {key: f.get_tensor(key) for key in f.keys()}, f.metadata() or {}
+    except SafetensorError as error:
+        raise WeightsError(f"{path} is not a valid safetensors file: {error}") from error
+
+
+def load_state(model: SegmentationUNet, path: str | Path) -> None:
+    """Load `path` into `model` as fp32, refusing weights of another architecture or width."""
+    path = Path(path)
+    tensors, header = _read_safetensors(path)
+    expected = model.state_dict()
+    mismatched = sorted(set(expected) ^ set(tensors)) or [
+        key for key, value in expected.items() if value.shape != tensors[key].shape
+    ]
+    if mismatched or header.get("architecture", model.architecture) != model.architecture:
+        found = _describe(header.get("architecture", "unknown"), header.get("base", "?"), header.get("in_channels", "?"))
+        raise WeightsError(
+            f"{path} holds {found}, but the model is {_describe(model.architecture, model.base, model.in_channels)}"
+            + (f"; first mismatched tensors: {mismatched[:3]}" if mismatched else "")
+        )
+    model.load_state_dict({key: value.to(expected[key].dtype) for key, value in tensors.items()})
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[SegmentationUNet, ModelCard]:
+    """Rebuild the network its card describes, check the weights' sha256, and load them in fp32."""
+    path = Path(path)
+    card_file = card_path(path)
+    if not card_file.is_file():
+        raise WeightsError(f"no model card {card_file} beside {path}; weights without a card cannot be fed correctly")
+    card = ModelCard.model_validate_json(card_file.read_text())
+    digest = sha256(path)
+    if digest != card.weights_sha256:
+        raise WeightsError(f"{path} has sha256 {digest}, its card {card_file} records {card.weights_sha256}")
+    if card.architecture not in ARCHITECTURES:
+        raise WeightsError(f"{card_file} names architecture {card.architecture!r}; known: {sorted(ARCHITECTURES)}")
+    model = ARCHITECTURES[card.architecture](card.in_channels, card.base)
+    load_state(model, path)
+    return model.to(device).eval(), card
+

@@ -1,0 +1,54 @@
+"""Accuracy metrics from a hand-made confusion matrix, and chunked counting equals in-memory counting."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+
+from pipeline.accuracy import AccuracyMetrics, accuracy_by_year, confusion_counts, confusion_matrix
+
+
+def test_metrics_from_a_hand_made_confusion_matrix():
+    # 100 pixels: TP 40, FN 10, FP 5, TN 45
+    m = AccuracyMetrics.from_confusion(np.array([[45, 5], [10, 40]]))
+    assert m.PA == pytest.approx(40 / 50)
+    assert m.UA == pytest.approx(40 / 45)
+    assert m.OA == pytest.approx(85 / 100)
+    assert m.F1 == pytest.approx(2 * 0.8 * (40 / 45) / (0.8 + 40 / 45))
+    assert m.IoU == pytest.approx(40 / 55)
+    assert m.n_pixels == 100
+
+
+def test_counts_layout_on_a_tiny_map():
+    truth = np.array([[1, 1, 0, 0], [1, 0, 0, 1]], dtype=bool)
+    predicted = np.array([[1, 0, 0, 1], [1, 0, 1, 1]], dtype=bool)
+    valid = np.array([[1, 1, 1, 1], [1, 1, 1, 0]], dtype=bool)
+    np.testing.assert_array_equal(confusion_counts(predicted, truth, valid), [[2, 2], [1, 2]])
+
+
+def test_no_glacier_anywhere_gives_nan_not_an_error():
+    m = AccuracyMetrics.from_confusion(np.array([[10, 0], [0, 0]]))
+    assert np.isnan(m.PA) and np.isnan(m.UA) and m.OA == 1.0
+
+
+def test_chunked_counts_equal_in_memory_counts_whatever_the_chunks():
+    rng = np.random.default_rng(0)
+    predicted, truth, valid = (rng.random((3, 50, 70)) > q for q in (0.5, 0.4, 0.1))
+    lazy = confusion_matrix(
+        da.from_array(predicted, chunks=(1, 16, 20)), da.from_array(truth, chunks=(2, 25, 35)), da.from_array(valid, chunks=(3, 10, 70))
+    )
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_array_equal(lazy.compute(), confusion_counts(predicted, truth, valid))
+
+
+def test_accuracy_table_per_sensor_and_year():
+    rng = np.random.default_rng(1)
+    truth = rng.random((30, 40)) > 0.5
+    predicted = np.stack([truth, ~truth])  # 2016 perfect, 2017 all wrong
+    cube = xr.DataArray(da.from_array(predicted, chunks=(1, 16, 16)), dims=("year", "y", "x"), coords={"year": [2016, 2017]})
+    table = accuracy_by_year(cube, xr.DataArray(truth, dims=("y", "x")), sensor="sentinel-2")
+    assert list(table.columns) == ["sensor", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"]
+    assert table["year"].tolist() == [2016, 2017] and (table["sensor"] == "sentinel-2").all()
+    assert table["OA"].tolist() == [1.0, 0.0] and table["n_pixels"].tolist() == [1200, 1200]

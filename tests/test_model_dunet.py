@@ -1,0 +1,69 @@
+"""D-UNet and U-Net: shapes, the zero-offset start, the DAC receptive field, bf16 autocast."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.ops import DeformConv2d
+
+from pipeline.model.dunet import DACBlock, ConvBlock, DeformableBlock, DUNet, UNet
+
+
+@pytest.mark.parametrize("cls", [DUNet, UNet])
+@pytest.mark.parametrize("height, width", [(48, 80), (64, 64)])
+def test_one_logit_per_pixel_for_multiples_of_16(cls, height, width):
+    model = cls(in_channels=7, base=4)
+    assert model(torch.randn(2, 7, height, width)).shape == (2, 1, height, width)
+
+
+def test_size_not_multiple_of_16_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="multiples of 16"):
+        UNet(6, 4)(torch.randn(1, 6, 40, 48))
+
+
+def test_widths_follow_the_design():
+    model = DUNet(6, base=32)
+    assert [stage[1].deform.out_channels for stage in model.encoder] == [32, 64, 128, 256]
+    assert model.bottom[1].deform.out_channels == 512
+
+
+def test_unet_is_the_same_network_without_deformable_convs_or_dac():
+    unet, dunet = UNet(6, 4), DUNet(6, 4)
+    assert not any(isinstance(m, (DeformConv2d, DACBlock)) for m in unet.modules())
+    assert sum(isinstance(m, DeformableBlock) for m in dunet.modules()) == 18  # 2 per stage, 9 stages
+    assert isinstance(dunet.bridge, DACBlock)
+
+
+def test_deformable_conv_with_zero_offsets_is_a_plain_convolution():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 16, 16)
+    deform = DeformConv2d(5, 3, 3, padding=1, bias=True)
+    offsets = torch.zeros(2, 18, 16, 16)
+    expected = F.conv2d(x, deform.weight, deform.bias, padding=1)
+    torch.testing.assert_close(deform(x, offsets), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fresh_deformable_block_equals_a_conv_block_with_the_same_weights():
+    torch.manual_seed(0)
+    deformable, plain = DeformableBlock(5, 3).eval(), ConvBlock(5, 3).eval()
+    plain[0].weight.data.copy_(deformable.deform.weight.data)
+    x = torch.randn(2, 5, 16, 16)
+    torch.testing.assert_close(deformable(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+def test_dac_sees_19_pixels_across():
+    torch.manual_seed(0)
+    dac = DACBlock(8)
+    x = torch.randn(1, 8, 41, 41, requires_grad=True)
+    dac(x)[0, :, 20, 20].sum().backward()
+    reached = (x.grad.abs().sum(dim=(0, 1)) > 0).nonzero()
+    assert reached.min().item() == 20 - 9 and reached.max().item() == 20 + 9
+
+
+def test_bf16_autocast_runs_with_deformable_ops_in_fp32():
+    model = DUNet(6, 4).eval()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(torch.randn(1, 6, 32, 32))
+    assert torch.isfinite(logits.float()).all()
+    assert model.encoder[0][0].deform.weight.dtype == torch.float32

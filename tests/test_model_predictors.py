@@ -1,0 +1,50 @@
+"""Every predictor answers the same question the same way: glacier probability per pixel."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
+from pipeline.model.dunet import DUNet
+from pipeline.model.inputs import LANDSAT_BANDS, InputRecipe
+from pipeline.model.predictor import Predictor, TorchPredictor
+
+# Columns: clean ice, rock, bright snow-free soil, no-data. Bands: blue green red nir swir16 swir22.
+TILE = np.array(
+    [
+        [0.60, 0.10, 0.30, np.nan],
+        [0.55, 0.12, 0.32, 0.5],
+        [0.50, 0.14, 0.35, 0.5],
+        [0.40, 0.20, 0.40, 0.5],
+        [0.05, 0.25, 0.20, 0.05],
+        [0.04, 0.22, 0.18, 0.05],
+    ],
+    dtype=np.float32,
+)[:, None, :]
+
+
+def test_band_ratio_and_ndsi_thresholds():
+    # red/swir16: 10, 0.56, 1.75; NDSI: 0.83, -0.35, 0.23
+    np.testing.assert_array_equal(BandRatioPredictor().predict(TILE), [[1, 0, 0, 0]])
+    np.testing.assert_array_equal(NDSIPredictor().predict(TILE), [[1, 0, 0, 0]])
+    np.testing.assert_array_equal(BandRatioPredictor(threshold=1.5).predict(TILE), [[1, 0, 1, 0]])
+    np.testing.assert_array_equal(NDSIPredictor(bands=LANDSAT_BANDS, threshold=0.2).predict(TILE), [[1, 0, 1, 0]])
+
+
+def test_torch_predictor_pads_any_tile_and_returns_probability():
+    recipe = InputRecipe(mean=(0.3,) * 6, std=(0.2,) * 6)
+    predictor = TorchPredictor(DUNet(6, base=4), recipe, device="cpu")
+    rng = np.random.default_rng(0)
+    tile = rng.uniform(0, 1, (6, 21, 37)).astype(np.float32)
+    tile[:, 0, 0] = np.nan
+    probability = predictor.predict(tile)
+    assert probability.shape == (21, 37) and probability.dtype == np.float32
+    assert ((probability >= 0) & (probability <= 1)).all() and probability[0, 0] == 0
+    assert not predictor.model.training
+
+
+def test_all_predictors_share_the_protocol():
+    recipe = InputRecipe(mean=(0.0,) * 6, std=(1.0,) * 6)
+    for predictor in (BandRatioPredictor(), NDSIPredictor(), TorchPredictor(DUNet(6, 4), recipe, "cpu")):
+        assert isinstance(predictor, Predictor)
+        assert predictor.predict(TILE).shape == (1, 4)
