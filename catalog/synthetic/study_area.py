@@ -24,6 +24,7 @@ from typing import Callable
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyogrio
 import pystac
 import rasterio
 from affine import Affine
@@ -136,7 +137,7 @@ def _massifs(grid: TargetGrid, rng: np.random.Generator, spacing: float) -> list
                     x=left + (i + 0.5 + rng.uniform(-0.12, 0.12)) * dx,
                     y=bottom + (j + 0.5 + rng.uniform(-0.12, 0.12)) * dy,
                     peak_m=float(rng.uniform(4700.0, 5000.0)),
-                    radius_m=float(rng.uniform(5200.0, 6000.0)),
+                    radius_m=float(rng.uniform(3600.0, 4300.0)),
                     ela_offset_m=float(rng.normal(0.0, 40.0)),
                 )
             )
@@ -180,7 +181,7 @@ def _build_world(spec: StudyAreaSpec) -> _State:
     dem = cone_elevation(massifs, X, Y) + 45.0 * fractal_noise(grid.shape, [150.0, 50.0, 12.0], rng)
     axes = gl.layout_axes(massifs, rng, spacing)
     dem = gl.carve_troughs(dem, X, Y, axes)
-    dem = np.clip(dem, VALLEY_FLOOR_M - 20.0, 5000.0).astype(np.float32)
+    dem = np.clip(dem, VALLEY_FLOOR_M, 5000.0).astype(np.float32)
     glaciers = _large_enough(gl.grow_glaciers(massifs, axes, dem, grid.transform, rng), grid, X, Y, dem, spec)
     slope, aspect = slope_aspect(dem, grid.resolution)
     world = World(
@@ -473,7 +474,9 @@ def _write_truth_and_inventory(state: _State, spec: StudyAreaSpec, root: Path) -
     inv = inv.to_crs(4326)[["glacier_id", "glims_id", "name", "ref_year", "area_km2", "geometry"]]
     inv["glacier_id"] = inv["glacier_id"].astype("int32")
     inv.to_parquet(inv_dir / "glaciers.parquet")
-    inv.to_file(inv_dir / "glaciers.gpkg", driver="GPKG", layer="glaciers")
+    # GeoPackages stamp the write time; a fixed stamp keeps the area byte-for-byte reproducible.
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": f"{INVENTORY_YEAR}-12-31T00:00:00Z"})
+    inv.to_file(inv_dir / "glaciers.gpkg", driver="GPKG", layer="glaciers", engine="pyogrio")
 
     outlines, termini, axes = [], [], []
     pixel_km2 = g.resolution**2 / 1e6
@@ -488,7 +491,7 @@ def _write_truth_and_inventory(state: _State, spec: StudyAreaSpec, root: Path) -
         for year in spec.years:
             s_term = x.length_in(year)
             px, py = x.point_at(s_term)
-            c, r = ~g.transform * (px, py)
+            r, c = rasterio.transform.rowcol(g.transform, px, py)
             r, c = min(max(int(r), 0), g.shape[0] - 1), min(max(int(c), 0), g.shape[1] - 1)
             termini.append(
                 {"glacier_id": x.glacier_id, "year": year, "position_m": s_term, "elevation_m": float(dem[r, c]), "geometry": Point(px, py)}
@@ -579,7 +582,8 @@ def generate_study_area(
             f"{out} already exists and is not this study area (seed/size differ or it is not one): "
             "choose another output folder or remove it"
         )
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    # No dot in the name: pystac would take a suffix for a file name and write beside the folder.
+    tmp = out.with_name(f"{out.name}-incomplete-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:

@@ -1,0 +1,50 @@
+"""Scenes of one sensor, year and season over a region: the question every run asks first."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pystac
+from shapely.geometry import box
+
+from catalog.providers import ProviderProfile
+from catalog.search import SceneQuery, SceneSource, SearchError
+
+
+def season_bounds(year: int, season: tuple[str, str]) -> tuple[datetime, datetime]:
+    """Inclusive UTC interval of a "MM-DD".."MM-DD" season in one year."""
+    start = datetime.fromisoformat(f"{year}-{season[0]}T00:00:00").replace(tzinfo=timezone.utc)
+    end = datetime.fromisoformat(f"{year}-{season[1]}T23:59:59").replace(tzinfo=timezone.utc)
+    return start, end
+
+
+def check_region_covered(source: SceneSource, collection: str, bbox: tuple[float, float, float, float]) -> None:
+    """Refuse a region outside everything a collection holds, before asking year by year."""
+    cover = source.coverage(collection)
+    if cover is not None and not box(*cover).intersects(box(*bbox)):
+        raise SearchError(
+            f"region bbox {list(bbox)} is outside every item of collection {collection!r} at {source.url} "
+            f"(which covers {[round(c, 4) for c in cover]}): change region.bbox"
+        )
+
+
+def find_scenes(
+    source: SceneSource,
+    profile: ProviderProfile,
+    sensor: str,
+    bbox: tuple[float, float, float, float],
+    year: int,
+    season: tuple[str, str],
+    max_cloud: float | None,
+) -> list[pystac.Item]:
+    """Items of `sensor` over `bbox` in `year`'s season; an empty answer is an error that says how to relax it."""
+    start, end = season_bounds(year, season)
+    collection = profile.collection(sensor)
+    items = source.search(SceneQuery(collection, bbox, start, end, max_cloud))
+    if not items:
+        raise SearchError(
+            f"no {sensor} scenes ({collection} at {source.url}) for {year} in season {season[0]}..{season[1]} "
+            f"with cloud cover <= {max_cloud}%: widen season.start/season.end, raise sensors.{sensor}.max_cloud, "
+            "or drop the year from years"
+        )
+    return items

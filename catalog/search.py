@@ -1,0 +1,137 @@
+"""Scene search with one signature for a public STAC API and a static catalog on disk.
+
+pystac-client cannot search a static catalog (it needs the ITEM_SEARCH conformance class),
+so `LocalCatalogSource` walks the catalog once and filters in process with the semantics of
+a STAC API search: collection ids, bbox intersecting the item geometry, an inclusive datetime
+interval, and `eo:cloud_cover <= max` (items without cloud cover never match a cloud limit,
+as a STAC API's `query` does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, Protocol
+
+import pystac
+from shapely.geometry import box, shape
+
+
+class SearchError(RuntimeError):
+    """A search that cannot give what was asked; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class SceneQuery:
+    collection: str
+    bbox: tuple[float, float, float, float]  # lon/lat
+    start: datetime  # inclusive, UTC
+    end: datetime  # inclusive, UTC
+    max_cloud: float | None = None  # percent
+
+    def datetime_interval(self) -> str:
+        return f"{self.start.strftime('%Y-%m-%dT%H:%M:%SZ')}/{self.end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+
+class SceneSource(Protocol):
+    """Where scenes come from: anything that answers a SceneQuery with STAC items."""
+
+    url: str
+
+    def search(self, query: SceneQuery) -> list[pystac.Item]: ...
+
+    def coverage(self, collection: str) -> tuple[float, float, float, float] | None:
+        """Lon/lat bbox of everything in a collection (None if unknown)."""
+        ...
+
+
+def _sorted(items) -> list[pystac.Item]:
+    return sorted(items, key=lambda i: (i.datetime or datetime.min.replace(tzinfo=timezone.utc), i.id))
+
+
+class StacApiSource:
+    """A STAC API (Earth Search, Planetary Computer, pgstac) through pystac-client."""
+
+    def __init__(self, url: str, modifier: Callable | None = None):
+        self.url = url
+        self._modifier = modifier
+
+    @cached_property
+    def _client(self):
+        from pystac_client import Client
+
+        try:
+            return Client.open(self.url, modifier=self._modifier)
+        except Exception as err:  # network errors come in many types; all mean the same here
+            raise SearchError(
+                f"STAC API {self.url} cannot be reached ({type(err).__name__}): check the URL and the network, "
+                "or use provider 'local'"
+            ) from err
+
+    def search(self, query: SceneQuery) -> list[pystac.Item]:
+        search = self._client.search(
+            collections=[query.collection],
+            bbox=list(query.bbox),
+            datetime=query.datetime_interval(),
+            query={"eo:cloud_cover": {"lte": query.max_cloud}} if query.max_cloud is not None else None,
+        )
+        return _sorted(search.items())
+
+    def coverage(self, collection: str):
+        try:
+            bboxes = self._client.get_collection(collection).extent.spatial.bboxes
+        except Exception:
+            return None
+        return tuple(bboxes[0]) if bboxes else None
+
+
+class LocalCatalogSource:
+    """A static STAC catalog on disk (the embedded study area, or a user's own)."""
+
+    def __init__(self, path: str | Path):
+        self.url = str(path)
+        if not Path(path).is_file():
+            raise SearchError(
+                f"no STAC catalog at {path}: run `glacierwatch synth` to write the embedded study area there, "
+                "or point the provider's url at your catalog.json"
+            )
+        self._catalog = pystac.Catalog.from_file(str(path))
+
+    @cached_property
+    def _items(self) -> dict[str, list[tuple[pystac.Item, object]]]:
+        by_collection: dict[str, list] = {}
+        for item in self._catalog.get_items(recursive=True):
+            item.make_asset_hrefs_absolute()
+            by_collection.setdefault(item.collection_id, []).append((item, shape(item.geometry)))
+        return by_collection
+
+    def search(self, query: SceneQuery) -> list[pystac.Item]:
+        area = box(*query.bbox)
+        hits = []
+        for item, geom in self._items.get(query.collection, []):
+            start = item.common_metadata.start_datetime or item.datetime
+            end = item.common_metadata.end_datetime or item.datetime
+            if end < query.start or start > query.end or not geom.intersects(area):
+                continue
+            if query.max_cloud is not None:
+                cloud = item.properties.get("eo:cloud_cover")
+                if cloud is None or cloud > query.max_cloud:
+                    continue
+            hits.append(item)
+        return _sorted(hits)
+
+    def coverage(self, collection: str):
+        geoms = [g for _, g in self._items.get(collection, [])]
+        if not geoms:
+            return None
+        bounds = [g.bounds for g in geoms]
+        return (min(b[0] for b in bounds), min(b[1] for b in bounds), max(b[2] for b in bounds), max(b[3] for b in bounds))
+
+
+def open_source(url: str, modifier: Callable | None = None) -> SceneSource:
+    """An http(s) URL is a STAC API; anything else is a static catalog on disk."""
+    if url.startswith(("http://", "https://")):
+        return StacApiSource(url, modifier)
+    return LocalCatalogSource(url)

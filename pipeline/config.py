@@ -1,0 +1,230 @@
+"""The run configuration: one YAML file, validated by pydantic, defaults = the embedded study area.
+
+Every CLI command takes `--config`; the file enters here and travels on as typed objects.
+Unknown keys and bad values are errors that name the key. Relative paths in a file are
+relative to the file's folder (so a config and its data can move together).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pyproj import CRS
+
+from catalog.grid import TargetGrid
+from catalog.providers import provider_profiles
+from catalog.synthetic import StudyAreaSpec
+
+_DEFAULT_SPEC = StudyAreaSpec()
+DEFAULT_DATA_DIR = "glacierwatch-data"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key and what to change."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Region(_Strict):
+    name: str = "yilian-habirga-synthetic"
+    bbox: tuple[float, float, float, float] = Field(_DEFAULT_SPEC.bbox(), description="west, south, east, north (deg)")
+    crs: str = Field("auto", description='"auto" = UTM zone of the bbox centre, or e.g. "EPSG:32644"')
+
+    @field_validator("bbox")
+    @classmethod
+    def _bbox_order(cls, v):
+        w, s, e, n = v
+        if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+            raise ValueError(f"{list(v)} must be [west, south, east, north] in degrees with west < east and south < north")
+        return v
+
+    @field_validator("crs")
+    @classmethod
+    def _crs_known(cls, v):
+        if v != "auto":
+            try:
+                crs = CRS.from_user_input(v)
+            except Exception as err:
+                raise ValueError(f'{v!r} is not a CRS: use "auto" or an EPSG code like "EPSG:32644"') from err
+            if not crs.is_projected:
+                raise ValueError(f"{v!r} is not a projected CRS: areas need metres; use \"auto\" (UTM)")
+        return v
+
+    def epsg(self) -> int | None:
+        return None if self.crs == "auto" else CRS.from_user_input(self.crs).to_epsg()
+
+
+class Years(_Strict):
+    start: int = min(_DEFAULT_SPEC.years)
+    end: int = max(_DEFAULT_SPEC.years)
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.end < self.start:
+            raise ValueError(f"empty year range: end ({self.end}) is before start ({self.start})")
+        if self.start < 1984:
+            raise ValueError(f"start ({self.start}) predates Landsat surface reflectance (1984)")
+        this_year = dt.date.today().year
+        if self.end > this_year:
+            raise ValueError(f"end ({self.end}) is in the future: use {this_year} or earlier")
+        return self
+
+    def __iter__(self):
+        return iter(range(self.start, self.end + 1))
+
+
+_MMDD = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
+
+
+class Season(_Strict):
+    start: str = "07-01"
+    end: str = "09-30"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _mmdd(cls, v):
+        if not _MMDD.match(v):
+            raise ValueError(f"{v!r} is not a month-day like \"07-01\"")
+        dt.date.fromisoformat(f"2000-{v}")  # rejects 02-31
+        return v
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.end < self.start:
+            raise ValueError(f"season end {self.end} is before start {self.start}: seasons run within one year")
+        return self
+
+    def as_tuple(self) -> tuple[str, str]:
+        return (self.start, self.end)
+
+
+class Source(_Strict):
+    """Where one kind of data is searched: a provider profile and, optionally, another URL."""
+
+    provider: str = "local"
+    url: str | None = Field(None, description="STAC API URL or catalog.json path; default: the provider's")
+
+    @field_validator("provider")
+    @classmethod
+    def _known(cls, v):
+        known = provider_profiles()
+        if v not in known:
+            raise ValueError(f"unknown provider {v!r}: use one of {', '.join(sorted(known))}")
+        return v
+
+
+class Sensor(Source):
+    max_cloud: float = Field(70.0, ge=0, le=100, description="scene eo:cloud_cover limit (%)")
+    resolution: float = Field(gt=0, description="target grid pixel size (m)")
+
+
+class Cluster(_Strict):
+    kind: Literal["local", "slurm", "kubernetes", "address"] = "local"
+    address: str | None = None
+    workers: int | None = Field(None, ge=1)
+
+
+class Synthetic(_Strict):
+    """The embedded study area: where it is written and how it is generated."""
+
+    path: str = DEFAULT_DATA_DIR
+    seed: int = _DEFAULT_SPEC.seed
+    size: float = Field(_DEFAULT_SPEC.size, ge=0.05, le=64)
+
+    def spec(self) -> StudyAreaSpec:
+        return StudyAreaSpec(seed=self.seed, size=self.size)
+
+
+def _default_sensors() -> dict[str, Sensor]:
+    return {"sentinel-2": Sensor(resolution=10.0), "landsat": Sensor(resolution=30.0)}
+
+
+class Config(_Strict):
+    region: Region = Region()
+    years: Years = Years()
+    season: Season = Season()
+    sensors: dict[Literal["sentinel-2", "landsat"], Sensor] = Field(default_factory=_default_sensors)
+    dem: Source = Source()
+    inventory: str = f"{DEFAULT_DATA_DIR}/inventory/glaciers.parquet"
+    store: str = "glacierwatch-out/store.zarr"
+    cluster: Cluster = Cluster()
+    synthetic: Synthetic = Synthetic()
+    base_dir: str = Field(".", exclude=True, description="folder relative paths are resolved against")
+
+    @field_validator("sensors")
+    @classmethod
+    def _some_sensor(cls, v):
+        if not v:
+            raise ValueError("no sensors configured: add sentinel-2 and/or landsat")
+        return v
+
+    def path(self, value: str) -> str:
+        """A configured path or URL, resolved against the config file's folder when relative."""
+        if "://" in value or Path(value).is_absolute():
+            return value
+        return str((Path(self.base_dir) / value).resolve())
+
+    def source_url(self, source: Source) -> str:
+        from catalog.providers import get_profile
+
+        profile = get_profile(source.provider)
+        if source.url:
+            return self.path(source.url)
+        if source.provider == "local":
+            return self.path(f"{self.synthetic.path}/catalog.json")
+        return profile.url
+
+    def grid(self, sensor: str) -> TargetGrid:
+        return TargetGrid.from_lonlat_bbox(self.region.bbox, self.sensors[sensor].resolution, epsg=self.region.epsg())
+
+    def digest(self) -> str:
+        """Hash of the effective config: travels with every output as provenance."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key: remove it or check its spelling"
+        lines.append(f"{source}: {key}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, **overrides) -> Config:
+    """The config in `path` (or the defaults), validated; errors name the key."""
+    data: dict = {}
+    source = "default config"
+    base = Path.cwd()
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found: pass an existing YAML file to --config")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{p}: not valid YAML ({err.__class__.__name__}): {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a mapping of keys (region, years, ...), got {type(data).__name__}")
+        base = p.resolve().parent
+    data.update(overrides)
+    try:
+        return Config(**data, base_dir=str(base))
+    except ValidationError as err:
+        raise ConfigError(_describe(err, source)) from None

@@ -1,0 +1,51 @@
+"""The command line: the main job's steps, and one-line errors that leave nothing behind."""
+
+from __future__ import annotations
+
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+
+runner = CliRunner()
+
+
+def _config(tmp_path, study_area, **extra) -> str:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"synthetic": {"path": str(study_area.root)}, **extra}))
+    return str(path)
+
+
+def test_search_lists_scenes_of_both_sensors_and_zones(tmp_path, study_area):
+    result = runner.invoke(app, ["search", "--config", _config(tmp_path, study_area), "--year", "2017"])
+    assert result.exit_code == 0, result.output
+    assert "S2A_44TQN_2017" in result.output or "S2B_44TQN_2017" in result.output
+    assert "EPSG:32645" in result.output and "LC08_L2SP" in result.output
+
+
+def test_bad_inputs_fail_with_one_line_and_exit_2(tmp_path, study_area):
+    cases = [
+        ({"region": {"bbox": [10.0, 46.0, 10.5, 46.5]}}, "outside every item"),
+        ({"years": {"start": 2020, "end": 2019}}, "empty year range"),
+        ({"season": {"start": "11-01", "end": "11-30"}}, "no sentinel-2 scenes"),
+        ({"sensors": {"sentinel-2": {"provider": "copernicus", "resolution": 10}}}, "unknown provider 'copernicus'"),
+    ]
+    for extra, message in cases:
+        result = runner.invoke(app, ["search", "--config", _config(tmp_path, study_area, **extra)])
+        assert result.exit_code == 2, (extra, result.output)
+        assert message in result.output
+        assert result.output.strip().startswith("error:")
+
+
+def test_synth_with_a_bad_config_writes_nothing(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"synthetic": {"path": str(tmp_path / "area"), "size": 500}}))
+    result = runner.invoke(app, ["synth", "--config", str(path)])
+    assert result.exit_code == 2 and "synthetic.size" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+
+
+def test_config_prints_a_usable_yaml(tmp_path):
+    result = runner.invoke(app, ["config"])
+    assert result.exit_code == 0
+    assert yaml.safe_load(result.output)["region"]["crs"] == "auto"

@@ -1,0 +1,69 @@
+"""Config: defaults are the embedded study area; every mistake names its key."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import yaml
+
+from catalog.synthetic import StudyAreaSpec
+from pipeline.config import ConfigError, load_config
+
+
+def _write(tmp_path, data) -> str:
+    path = tmp_path / "glacierwatch.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_defaults_describe_the_embedded_study_area():
+    cfg = load_config()
+    assert cfg.region.bbox == StudyAreaSpec().bbox()
+    assert list(cfg.years) == list(range(2016, 2023))
+    assert (cfg.season.start, cfg.season.end) == ("07-01", "09-30")
+    assert cfg.sensors["sentinel-2"].resolution == 10 and cfg.sensors["landsat"].resolution == 30
+    assert cfg.grid("sentinel-2").epsg == 32644  # the region's centre is just west of 84°E
+    assert cfg.grid("landsat").bounds == cfg.grid("sentinel-2").bounds
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path):
+    cfg = load_config(_write(tmp_path, {"synthetic": {"path": "data"}}))
+    assert cfg.source_url(cfg.sensors["sentinel-2"]) == str(tmp_path / "data" / "catalog.json")
+    assert cfg.path(cfg.store) == str(tmp_path / "glacierwatch-out" / "store.zarr")
+
+
+def test_config_round_trips_through_yaml(tmp_path):
+    cfg = load_config()
+    again = load_config(_write(tmp_path, yaml.safe_load(cfg.to_yaml())))
+    assert again.digest() == cfg.digest()
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"regoin": {}}, "regoin: unknown key"),
+        ({"sensors": {"sentinel-2": {"resolution": 10, "max_cloud": 150}}}, "sensors.sentinel-2.max_cloud: Input should be less than or equal to 100"),
+        ({"sensors": {"sentinel-2": {"resolution": 10, "provider": "nasa"}}}, "sensors.sentinel-2.provider: unknown provider 'nasa': use one of earth-search, local, planetary-computer"),
+        ({"years": {"start": 2020, "end": 2018}}, "years: empty year range: end (2018) is before start (2020)"),
+        ({"years": {"start": 2020, "end": dt.date.today().year + 1}}, "is in the future"),
+        ({"region": {"bbox": [84.1, 43.7, 83.9, 43.8]}}, "region.bbox: [84.1, 43.7, 83.9, 43.8] must be [west, south, east, north]"),
+        ({"region": {"crs": "EPSG:4326"}}, "region.crs: 'EPSG:4326' is not a projected CRS"),
+        ({"season": {"start": "7-1"}}, "season.start: '7-1' is not a month-day"),
+        ({"sensors": {}}, "sensors: no sensors configured"),
+        ({"sensors": {"modis": {"resolution": 250}}}, "sensors.modis"),
+    ],
+)
+def test_bad_values_name_their_key(tmp_path, data, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, data))
+    assert message in str(err.value)
+    assert str(err.value).startswith(str(tmp_path / "glacierwatch.yaml"))
+
+
+def test_missing_or_broken_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("region: [")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")

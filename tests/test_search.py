@@ -1,0 +1,83 @@
+"""Scene search: the local catalog answers like a STAC API would; empty answers say what to relax."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from catalog.providers import REFLECTANCE_BANDS, QUALITY_BAND, get_profile, provider_profiles
+from catalog.scenes import check_region_covered, find_scenes, season_bounds
+from catalog.search import LocalCatalogSource, SceneQuery, SearchError, open_source
+
+
+def _utc(*args):
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def source(study_area):
+    return open_source(str(study_area.catalog))
+
+
+def test_profiles_map_every_canonical_band_to_an_asset():
+    for profile in provider_profiles().values():
+        for sensor, bands in REFLECTANCE_BANDS.items():
+            for band in (*bands, QUALITY_BAND[sensor]):
+                assert profile.asset_key(sensor, band)
+    assert get_profile("earth-search").asset_key("sentinel-2", "B04") == "red"
+    assert get_profile("planetary-computer").asset_key("sentinel-2", "B04") == "B04"
+    assert get_profile("earth-search").asset_key("sentinel-2", "SCL") == "scl"
+
+
+def test_datetime_interval_is_inclusive_and_bbox_filters(source, study_area):
+    items = source.search(SceneQuery("sentinel-2-l2a", study_area.spec.bbox(), _utc(2016, 1, 1), _utc(2016, 12, 31, 23, 59, 59)))
+    assert len(items) == 6
+    first = items[0].datetime
+    same_instant = source.search(SceneQuery("sentinel-2-l2a", study_area.spec.bbox(), first, first))
+    assert {i.datetime for i in same_instant} == {first} and len(same_instant) == 2  # both UTM tiles
+    # A bbox east of 84.05°E only touches the UTM 45N tile.
+    east = source.search(SceneQuery("sentinel-2-l2a", (84.05, 43.75, 84.06, 43.76), first, first))
+    assert [i.properties["proj:code"] for i in east] == ["EPSG:32645"]
+
+
+def test_cloud_limit_is_less_or_equal(source, study_area):
+    query = SceneQuery("landsat-c2-l2", study_area.spec.bbox(), _utc(2016, 1, 1), _utc(2022, 12, 31))
+    every = source.search(query)
+    clouds = sorted(i.properties["eo:cloud_cover"] for i in every)
+    limit = clouds[len(clouds) // 2]
+    kept = source.search(SceneQuery(**{**query.__dict__, "max_cloud": limit}))
+    assert {i.id for i in kept} == {i.id for i in every if i.properties["eo:cloud_cover"] <= limit}
+    assert any(i.properties["eo:cloud_cover"] == limit for i in kept)
+
+
+def test_the_season_window_excludes_the_june_overpass(source, study_area):
+    profile = get_profile("local")
+    items = find_scenes(source, profile, "sentinel-2", study_area.spec.bbox(), 2019, ("07-01", "09-30"), None)
+    assert all(7 <= i.datetime.month <= 9 for i in items) and len(items) == 6
+    june = find_scenes(source, profile, "sentinel-2", study_area.spec.bbox(), 2019, ("06-01", "06-30"), None)
+    assert len(june) == 2
+
+
+def test_a_season_without_scenes_says_how_to_relax_it(source, study_area):
+    with pytest.raises(SearchError) as err:
+        find_scenes(source, get_profile("local"), "landsat", study_area.spec.bbox(), 2018, ("11-01", "12-31"), 20.0)
+    message = str(err.value)
+    assert "no landsat scenes" in message and "2018" in message and "11-01..12-31" in message and "<= 20.0%" in message
+    assert "widen season" in message and "max_cloud" in message
+
+
+def test_a_region_outside_the_catalog_is_refused(source):
+    with pytest.raises(SearchError, match=r"outside every item of collection 'sentinel-2-l2a'.*change region.bbox"):
+        check_region_covered(source, "sentinel-2-l2a", (10.0, 46.0, 10.5, 46.5))
+
+
+def test_a_missing_catalog_says_how_to_make_one(tmp_path):
+    with pytest.raises(SearchError, match="run `glacierwatch synth`"):
+        LocalCatalogSource(tmp_path / "catalog.json")
+
+
+def test_an_unreachable_stac_api_is_named():
+    source = open_source("http://127.0.0.1:9/stac")
+    with pytest.raises(SearchError, match=r"STAC API http://127.0.0.1:9/stac cannot be reached"):
+        source.search(SceneQuery("sentinel-2-l2a", (84, 43, 85, 44), *season_bounds(2020, ("07-01", "09-30"))))

@@ -1,0 +1,201 @@
+"""The embedded study area: geography, glaciers, products, STAC, truth - and that it is reproducible."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pystac
+import pytest
+import rasterio
+
+from catalog.synthetic import StudyAreaSpec, generate_study_area
+from catalog.synthetic import study_area as study_area_module
+from catalog.synthetic.surface import SPECTRA, Surface
+
+
+def _items(area, collection: str) -> list[pystac.Item]:
+    cat = pystac.Catalog.from_file(str(area.catalog))
+    return list(cat.get_child(collection).get_items())
+
+
+def test_area_sits_at_yilian_habirga_and_straddles_84e(study_area):
+    w, s, e, n = study_area.spec.bbox()
+    # Inside the paper's study area 43°25'-44°10'N, 83°30'-85°05'E.
+    assert 83.5 <= w < 84.0 < e <= 85 + 5 / 60
+    assert 43 + 25 / 60 <= s < n <= 44 + 10 / 60
+    zones = {i.properties["proj:code"] for i in _items(study_area, "sentinel-2-l2a")}
+    assert zones == {"EPSG:32644", "EPSG:32645"}
+    assert {i.properties["proj:code"] for i in _items(study_area, "landsat-c2-l2")} == {"EPSG:32644", "EPSG:32645"}
+
+
+def test_glaciers_cover_all_aspects_sizes_and_retreat_like_the_paper(study_area):
+    glaciers = gpd.read_parquet(study_area.truth / "glaciers.parquet")
+    outlines = gpd.read_parquet(study_area.truth / "outlines.parquet")
+    assert len(glaciers) >= 25
+    assert set(glaciers.aspect_sector) == {"N", "NE", "E", "SE", "S", "SW", "W", "NW"}
+    areas = outlines.groupby("glacier_id").area_km2
+    assert areas.min().min() >= 0.1 and areas.max().max() <= 10.0
+    assert glaciers.debris_covered.sum() >= 3
+    assert glaciers.retreat_m_a.between(5.0, 20.0).all()
+    by_sector = glaciers.groupby("aspect_sector").retreat_m_a.mean()
+    assert by_sector[["W", "NE", "S"]].mean() > by_sector[["E", "SE"]].mean() + 2.0
+    termini = gpd.read_parquet(study_area.truth / "termini.parquet")
+    z2016 = termini[termini.year == 2016].set_index("glacier_id").elevation_m
+    rates = glaciers.set_index("glacier_id").retreat_m_a
+    assert np.corrcoef(z2016.loc[rates.index], rates)[0, 1] < -0.2  # lower termini retreat faster
+
+
+def test_true_termini_move_up_glacier_at_the_true_rate(study_area):
+    termini = gpd.read_parquet(study_area.truth / "termini.parquet")
+    rates = gpd.read_parquet(study_area.truth / "glaciers.parquet").set_index("glacier_id").retreat_m_a
+    wide = termini.pivot(index="glacier_id", columns="year", values="position_m")
+    np.testing.assert_allclose((wide[2016] - wide[2022]) / 6.0, rates.loc[wide.index], atol=1e-9)
+    assert (termini.groupby("glacier_id").elevation_m.apply(lambda z: z.iloc[-1] - z.iloc[0]) > 0).mean() > 0.8
+
+
+def test_truth_outlines_are_the_truth_rasters_to_the_pixel(study_area):
+    outlines = gpd.read_parquet(study_area.truth / "outlines.parquet")
+    for year in (2016, 2022):
+        with rasterio.open(study_area.truth / f"truth_{year}.tif") as ds:
+            ids = ds.read(1)
+            classes = ds.read(2)
+        counts = np.bincount(ids.ravel())
+        o = outlines[outlines.year == year].set_index("glacier_id")
+        np.testing.assert_allclose(o.area_km2, counts[o.index] * 100 / 1e6)
+        np.testing.assert_allclose(o.geometry.area / 1e6, o.area_km2, rtol=1e-9)
+        glacier_classes = set(np.unique(classes[ids > 0]))
+        assert glacier_classes <= {Surface.ICE, Surface.FIRN, Surface.DEBRIS}
+        assert Surface.DEBRIS in glacier_classes
+
+
+def test_dem_spans_the_massif_heights_in_two_tiles(study_area):
+    items = _items(study_area, "cop-dem-glo-30")
+    assert len(items) == 2
+    lo, hi = [], []
+    for item in items:
+        with rasterio.open(item.assets["data"].get_absolute_href()) as ds:
+            assert ds.crs.to_epsg() == 4326
+            z = ds.read(1, masked=True)
+            lo.append(z.min())
+            hi.append(z.max())
+    assert 3290 <= min(lo) < 3400 and 4600 < max(hi) <= 5000
+
+
+def test_debris_is_hard_for_a_band_ratio_and_clean_ice_is_not():
+    red, swir = 2, 4
+    ratio = SPECTRA[:, red] / SPECTRA[:, swir]
+    assert ratio[Surface.ICE] > 5 and ratio[Surface.FIRN] > 5
+    assert abs(ratio[Surface.DEBRIS] - ratio[Surface.ROCK]) < 0.1 < 2.0 - ratio[Surface.DEBRIS]
+
+
+def test_every_season_has_several_scenes_per_sensor(study_area):
+    for collection, per_season in (("sentinel-2-l2a", 6), ("landsat-c2-l2", 3)):
+        dates = pd.Series([i.datetime for i in _items(study_area, collection)])
+        in_season = dates[dates.dt.month.between(7, 9)]
+        assert (in_season.dt.year.value_counts().sort_index() >= per_season).all()
+        assert set(in_season.dt.year) == set(range(2016, 2023))
+    months = {i.datetime.month for i in _items(study_area, "sentinel-2-l2a")}
+    assert 6 in months  # one early-summer overpass, outside the default season
+
+
+def test_items_follow_earth_search_conventions_and_both_l2a_eras(study_area):
+    s2 = _items(study_area, "sentinel-2-l2a")
+    assert set(s2[0].assets) == {"blue", "green", "red", "nir", "swir16", "swir22", "scl"}
+    for item in s2:
+        rb = item.assets["red"].extra_fields["raster:bands"][0]
+        assert rb["scale"] == 1e-4 and rb["nodata"] == 0
+        assert rb["offset"] == (-0.1 if item.datetime.year >= 2022 else 0.0)
+        assert item.properties["s2:processing_baseline"] >= "04.00" if item.datetime.year >= 2022 else True
+        assert 0 <= item.properties["eo:cloud_cover"] <= 100
+        assert item.assets["swir16"].extra_fields["proj:shape"][0] * 2 == item.assets["red"].extra_fields["proj:shape"][0]
+    ls = _items(study_area, "landsat-c2-l2")
+    assert set(ls[0].assets) == {"blue", "green", "red", "nir08", "swir16", "swir22", "qa_pixel"}
+    rb = ls[0].assets["red"].extra_fields["raster:bands"][0]
+    assert (rb["scale"], rb["offset"]) == (2.75e-05, -0.2)
+
+
+def test_dn_encode_reflectance_with_each_eras_offset(study_area):
+    """The same clean-ice pixel reads as ice in 2021 (offset 0) and 2022 (offset -1000 DN)."""
+    with rasterio.open(study_area.truth / "truth_2021.tif") as ds:
+        classes, transform = ds.read(2), ds.transform
+    rows, cols = np.nonzero(classes == Surface.FIRN)
+    for year in (2021, 2022):
+        items = [i for i in _items(study_area, "sentinel-2-l2a") if i.datetime.year == year and i.properties["proj:code"] == "EPSG:32644"]
+        values = []
+        for item in items:
+            rb = item.assets["green"].extra_fields["raster:bands"][0]
+            with rasterio.open(item.assets["green"].get_absolute_href()) as ds:
+                xs, ys = rasterio.transform.xy(transform, rows[::50], cols[::50])
+                dn = np.array([v[0] for v in ds.sample(zip(xs, ys))], float)
+            ok = dn > 0
+            values.append(np.median(dn[ok] * rb["scale"] + rb["offset"]))
+        # Firn/snow is bright in the green band in every era once scale and offset are applied.
+        assert max(values) > 0.5, (year, values)
+
+
+def test_cogs_are_valid_cloud_optimised_geotiffs(study_area):
+    from rio_cogeo.cogeo import cog_validate
+
+    item = _items(study_area, "sentinel-2-l2a")[0]
+    for asset in item.assets.values():
+        valid, errors, _ = cog_validate(asset.get_absolute_href(), quiet=True)
+        assert valid, errors
+
+
+def test_total_cog_size_fits_the_budget(study_area):
+    total = sum(p.stat().st_size for p in Path(study_area.root).rglob("*.tif") if "truth" not in p.parts)
+    assert total <= 300 * 2**20, f"{total / 2**20:.0f} MB"
+
+
+def test_items_validate_against_stac_and_extension_schemas(study_area, stac_schemas):
+    for collection in ("sentinel-2-l2a", "landsat-c2-l2", "cop-dem-glo-30"):
+        for item in _items(study_area, collection)[:4]:
+            assert item.validate()
+
+
+def test_inventory_is_in_lonlat_with_unique_ids_in_two_formats(study_area):
+    parquet = gpd.read_parquet(study_area.inventory)
+    gpkg = gpd.read_file(study_area.inventory.with_suffix(".gpkg"))
+    assert parquet.crs.to_epsg() == 4326 and parquet.glacier_id.is_unique
+    assert list(parquet.glacier_id) == list(gpkg.glacier_id)
+    assert (parquet.ref_year == 2015).all() and parquet.geometry.is_valid.all()
+    truth_ids = set(gpd.read_parquet(study_area.truth / "glaciers.parquet").glacier_id)
+    assert set(parquet.glacier_id) == truth_ids
+    # Centroids sit inside the study area's world.
+    lon, lat = parquet.geometry.union_all().centroid.coords[0]
+    w, s, e, n = study_area.spec.world_bbox()
+    assert w < lon < e and s < lat < n
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_same_seed_gives_the_same_bytes(small_study_area, tmp_path):
+    again = generate_study_area(tmp_path / "again", small_study_area.spec)
+    assert _digest(again.root) == _digest(small_study_area.root)
+
+
+def test_an_existing_different_area_is_never_overwritten(small_study_area):
+    with pytest.raises(FileExistsError, match="choose another output folder"):
+        generate_study_area(small_study_area.root, StudyAreaSpec(size=0.25, seed=7))
+    # The same spec again is a no-op.
+    assert generate_study_area(small_study_area.root, small_study_area.spec).n_glaciers == small_study_area.n_glaciers
+
+
+def test_a_failed_generation_leaves_nothing_behind(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(study_area_module, "_write_dem", broken)
+    with pytest.raises(OSError, match="disk full"):
+        generate_study_area(tmp_path / "area", StudyAreaSpec(size=0.1), workers=1)
+    assert list(tmp_path.iterdir()) == []
