@@ -1,5 +1,5 @@
 # The README's two set-up commands. Python 3.11 + pip on a fresh machine is all they need.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
@@ -7,7 +7,6 @@ BIN    := $(VENV)/bin
 
 $(BIN)/glacierwatch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
