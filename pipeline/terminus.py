@@ -14,12 +14,23 @@ gives change = change of glacier area inside the box / W.
 
 Sign: retreat is positive when the front moved up-glacier; an advance gives negative retreat.
 
-The main axis comes from a DEM when one is given (highest to lowest point inside the
-reference outline), otherwise from the outline's shape: the direction of the long side of its
+The main axis comes from a DEM when one is given, otherwise from the outline's shape: the direction of the long side of its
 minimum rotated rectangle, oriented so that the terminus is the end farther from the area
 centroid (accumulation areas are wider than tongues, so the centroid sits up-glacier). The
 shape rule fails for glaciers wider than long or with a broad front: pass a DEM or an explicit
 ``MainAxis.from_points(head, toe)`` then.
+
+DEM axis. The single highest and lowest pixels (``method="extremes"``) skew the axis: the
+highest pixel is usually a corner of the head wall, the lowest a corner of the front, and on
+the 32 synthetic glaciers the axis was then up to 29° off the flow. The default
+(``method="quantiles"``) runs from the centroid of the highest ``fraction`` (20 %) of the
+glacier's pixels to the centroid of the lowest 20 %: whole bands across the cirque and the
+tongue, whose centroids sit near the centreline (largest error 4.8° there; 7.7° with deciles).
+
+Summary over lines. The front is rounded, and a retreating tongue is wider where the new front
+sits, so outer lines move less than the centreline (and lines that leave through a side margin
+in both years do not move at all). ``terminus_change_main_axis(..., statistic="median")`` is
+robust to those lines; the default stays the paper's mean.
 
 DEM interface: :class:`Dem`, a 2-D elevation array (NaN = no data) and its affine transform,
 in the same metric CRS as the outlines; sampling is bilinear between pixel centres.
@@ -118,21 +129,35 @@ class MainAxis:
         return self.head[0] + u * ux - v * uy, self.head[1] + u * uy + v * ux
 
 
-def main_axis(outline: BaseGeometry, dem: Dem | None = None) -> MainAxis:
-    """Main axis of a glacier: DEM highest→lowest point inside it, else its shape (module doc)."""
+def main_axis(outline: BaseGeometry, dem: Dem | None = None, method: str = "quantiles",
+              fraction: float = 0.2) -> MainAxis:
+    """Main axis of a glacier from a DEM (``method`` "quantiles": centroid of the highest
+    ``fraction`` of pixels inside the outline to that of the lowest; "extremes": highest to
+    lowest pixel), else from its shape (module doc)."""
     if outline.is_empty or outline.area <= 0:
         raise ValueError("cannot find the main axis of an empty outline")
+    if method not in ("quantiles", "extremes"):
+        raise ValueError(f"method must be 'quantiles' or 'extremes', got {method!r}")
+    if not 0.0 < fraction <= 0.5:
+        raise ValueError(f"fraction must be in (0, 0.5], got {fraction}")
     if dem is not None:
         mask = dem.inside(outline) & np.isfinite(dem.elevation)
         if not mask.any():
             raise ValueError("the DEM has no valid pixel inside the outline; pass a DEM that covers it")
-        z = np.where(mask, dem.elevation, np.nan)
-        hi = np.unravel_index(np.nanargmax(z), z.shape)
-        lo = np.unravel_index(np.nanargmin(z), z.shape)
-        if hi == lo:
+        rows, cols = np.nonzero(mask)
+        z = dem.elevation[rows, cols]
+        if method == "extremes":
+            hi, lo = np.array([np.argmax(z)]), np.array([np.argmin(z)])
+        else:
+            order = np.argsort(z, kind="stable")
+            n = max(1, int(round(fraction * z.size)))
+            lo, hi = order[:n], order[-n:]
+        xs, ys = dem.pixel_centres(rows, cols)
+        head = (float(xs[hi].mean()), float(ys[hi].mean()))
+        toe = (float(xs[lo].mean()), float(ys[lo].mean()))
+        if z[hi].mean() <= z[lo].mean() or head == toe:
             raise ValueError("the DEM is flat inside the outline; pass MainAxis.from_points instead")
-        xs, ys = dem.pixel_centres(np.array([hi[0], lo[0]]), np.array([hi[1], lo[1]]))
-        return MainAxis((float(xs[0]), float(ys[0])), (float(xs[1]), float(ys[1])), "dem")
+        return MainAxis(head, toe, "dem")
 
     rect = np.asarray(outline.minimum_rotated_rectangle.exterior.coords)[:4]
     sides = np.diff(np.vstack([rect, rect[:1]]), axis=0)
@@ -236,8 +261,12 @@ class TerminusChange:
     dz_m: float  # mean change of terminus elevation over common lines; NaN without elevations
 
 
-def terminus_change_main_axis(positions: pd.DataFrame, year0: Hashable, year1: Hashable) -> TerminusChange:
-    """Mean retreat over the lines that cut both outlines (NaN if none does)."""
+def terminus_change_main_axis(positions: pd.DataFrame, year0: Hashable, year1: Hashable,
+                              statistic: str = "mean") -> TerminusChange:
+    """Mean (or ``statistic="median"``) retreat over the lines that cut both outlines (NaN if
+    none does); ``dz_m`` is summarised the same way."""
+    if statistic not in ("mean", "median"):
+        raise ValueError(f"statistic must be 'mean' or 'median', got {statistic!r}")
     p0 = positions[positions["year"] == year0].set_index("line")
     p1 = positions[positions["year"] == year1].set_index("line")
     common = p0.index.intersection(p1.index)
@@ -248,8 +277,9 @@ def terminus_change_main_axis(positions: pd.DataFrame, year0: Hashable, year1: H
     if "elevation_m" in positions:
         dz_line = (p1.loc[common, "elevation_m"] - p0.loc[common, "elevation_m"]).to_numpy(float)
         if np.isfinite(dz_line).any():
-            dz = float(np.nanmean(dz_line))
-    return TerminusChange("main_axis", float(per_line.mean()), int(common.size),
+            dz = float(np.nanmean(dz_line) if statistic == "mean" else np.nanmedian(dz_line))
+    retreat = per_line.mean() if statistic == "mean" else per_line.median()
+    return TerminusChange("main_axis", float(retreat), int(common.size),
                           float(per_line.std(ddof=1)) if common.size > 1 else 0.0, dz)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from affine import Affine
 from shapely.affinity import rotate, translate
@@ -152,11 +153,42 @@ def test_skewed_axis_biases_the_main_axis_method():
                 Affine(res, 0, X0 - 4000, 0, -res, Y0 + 4000))
     g0 = to_map(valley_glacier(3000), 37.0)
     g1 = to_map(valley_glacier(2880), 37.0)
-    axis = main_axis(g0, plane)
+    axis = main_axis(g0, plane, method="extremes")
     assert abs(axis.azimuth_deg - 53.0) > 5.0
     frame = tongue_frame(g0, axis)
     ch = terminus_change_main_axis(terminus_positions({0: g0, 1: g1}, frame), 0, 1)
     assert 80.0 < ch.retreat_m < 115.0  # biased low, but still a retreat of the right order
+
+
+def test_quantile_axis_follows_the_flow_on_a_plane_and_removes_the_bias():
+    # Same plane: the centroids of the highest and lowest 20 % of pixels are bands across the
+    # head wall and the tongue, centred on the centreline.
+    res = 10.0
+    rows, cols = np.mgrid[0:800, 0:800]
+    x = X0 - 4000 + (cols + 0.5) * res
+    y = Y0 + 4000 - (rows + 0.5) * res
+    a = np.radians(37.0)
+    plane = Dem(4000.0 - 0.2 * ((x - X0) * np.cos(a) + (y - Y0) * np.sin(a)),
+                Affine(res, 0, X0 - 4000, 0, -res, Y0 + 4000))
+    g0 = to_map(valley_glacier(3000), 37.0)
+    g1 = to_map(valley_glacier(2880), 37.0)
+    axis = main_axis(g0, plane)
+    assert axis.source == "dem"
+    assert axis.azimuth_deg == pytest.approx(53.0, abs=0.5)
+    frame = tongue_frame(g0, axis)
+    pos = terminus_positions({0: g0, 1: g1}, frame)
+    assert terminus_change_main_axis(pos, 0, 1).retreat_m == pytest.approx(120.0, abs=1.0)
+    assert terminus_change_main_axis(pos, 0, 1, statistic="median").retreat_m == pytest.approx(120.0, abs=1.0)
+
+
+def test_median_over_lines_ignores_lines_that_leave_through_the_side_margin():
+    # 5 lines: three cut the front (retreat 60 m), two exit through a side margin (0 m)
+    pos = pd.DataFrame({"year": [0] * 5 + [1] * 5, "line": list(range(5)) * 2,
+                        "position_m": [500, 1000, 1000, 1000, 500, 500, 940, 940, 940, 500]})
+    assert terminus_change_main_axis(pos, 0, 1).retreat_m == pytest.approx(36.0)
+    assert terminus_change_main_axis(pos, 0, 1, statistic="median").retreat_m == pytest.approx(60.0)
+    with pytest.raises(ValueError, match="statistic"):
+        terminus_change_main_axis(pos, 0, 1, statistic="mode")
 
 
 def test_dem_sampling_is_bilinear_and_nan_outside():

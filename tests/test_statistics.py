@@ -1,0 +1,170 @@
+"""Raster statistics on a tiny hand-worked grid of two glaciers (10 m pixels)."""
+
+from __future__ import annotations
+
+import dask.array as da
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from affine import Affine
+from shapely.geometry import box
+
+from pipeline.statistics import change_table, glacier_statistics, rasterize_inventory
+
+CRS = "EPSG:32644"
+NAN = np.nan
+
+# 5 rows x 7 cols. Glacier 1: rows 1-2, cols 1-3 (6 px); glacier 2: rows 1-2, col 4 (2 px),
+# touching glacier 1 along two pixel edges. Year 2021: glacier 1 loses its corner (2, 3).
+GID = np.array([
+    [0, 0, 0, 0, 0, 0, 0],
+    [0, 1, 1, 1, 2, 0, 0],
+    [0, 1, 1, 1, 2, 0, 0],
+    [0, 0, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0, 0],
+], np.int32)
+PROB_2020 = np.where(GID > 0, 200, 20).astype(np.uint8)
+PROB_2020[0, 0] = 127  # just below the threshold: not glacier (and id 0 anyway)
+PROB_2021 = PROB_2020.copy()
+PROB_2021[2, 3] = 127  # below 128: glacier 1 loses a corner pixel
+PROB_2021[1, 4] = 128  # exactly at the threshold: still glacier
+# elevation rises 60 m per row southwards: row 1 = 4060 m, row 2 = 4120 m
+DEM = 4000.0 + 60.0 * np.arange(5)[:, None] * np.ones((1, 7))
+ASPECT = np.full((5, 7), 45.0)
+ASPECT[1, 1:4] = [80.0, 90.0, 100.0]   # E E E
+ASPECT[2, 1:4] = [350.0, 10.0, 90.0]   # N N E
+ASPECT[1:3, 4] = [200.0, NAN]          # S, flat
+
+
+def inputs(chunks=None):
+    coords = {"year": [2020, 2021], "y": 45.0 - 10.0 * np.arange(5), "x": 5.0 + 10.0 * np.arange(7)}
+    prob = np.stack([PROB_2020, PROB_2021])
+    mask = xr.DataArray(prob if chunks is None else da.from_array(prob, chunks=chunks),
+                        dims=("year", "y", "x"), coords=coords)
+    two = lambda a: xr.DataArray(a, dims=("y", "x"))  # noqa: E731
+    return mask, two(GID), two(DEM), two(ASPECT)
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return glacier_statistics(*inputs(), sensor="S2")
+
+
+def test_areas_perimeters_and_errors_by_hand(tables):
+    a = tables["areas"].set_index(["glacier_id", "year"])
+    # glacier 1: 6 px = 600 m²; a 2 x 3 block has 10 pixel edges of boundary = 100 m
+    assert a.loc[(1, 2020), "area_km2"] == pytest.approx(600e-6)
+    assert a.loc[(1, 2020), "perimeter_km"] == pytest.approx(0.100)
+    # perimeter x half a pixel: 0.1 km x 0.005 km
+    assert a.loc[(1, 2020), "area_err_km2"] == pytest.approx(0.0005)
+    # glacier 2: 2 px; 6 edges, two of them shared with glacier 1 (they count for both)
+    assert a.loc[(2, 2020), "area_km2"] == pytest.approx(200e-6)
+    assert a.loc[(2, 2020), "perimeter_km"] == pytest.approx(0.060)
+    # 2021: corner lost (an L of 5 px keeps 10 edges); pixel at exactly 128 stays glacier
+    assert a.loc[(1, 2021), "area_km2"] == pytest.approx(500e-6)
+    assert a.loc[(1, 2021), "perimeter_km"] == pytest.approx(0.100)
+    assert a.loc[(2, 2021), "area_km2"] == pytest.approx(200e-6)
+    assert list(tables["areas"].columns) == ["glacier_id", "sensor", "year", "area_km2",
+                                             "perimeter_km", "area_err_km2"]
+    assert (tables["areas"]["sensor"] == "S2").all()
+
+
+def test_isotropic_perimeter_correction_is_pi_over_4():
+    t = glacier_statistics(*inputs(), sensor="S2", perimeter_correction="isotropic")["areas"]
+    assert t.set_index(["glacier_id", "year"]).loc[(1, 2020), "perimeter_km"] == pytest.approx(0.1 * np.pi / 4)
+
+
+def test_elevation_bands_by_hand(tables):
+    b = tables["area_by_band"]
+    b20 = b[b["year"] == 2020].set_index("band_lo_m")["area_km2"]
+    # row 1 (4060 m): 4 px in [4000, 4100); row 2 (4120 m): 4 px in [4100, 4200)
+    assert b20.to_dict() == pytest.approx({4000.0: 400e-6, 4100.0: 400e-6})
+    assert (b["band_hi_m"] - b["band_lo_m"] == 100.0).all()
+    g = tables["glacier_area_by_band"]
+    g21 = g[(g["year"] == 2021) & (g["glacier_id"] == 1)].set_index("band_lo_m")["area_km2"]
+    assert g21.to_dict() == pytest.approx({4000.0: 300e-6, 4100.0: 200e-6})
+    # 50 m bands: 4060 in [4050, 4100), 4120 in [4100, 4150)
+    b50 = glacier_statistics(*inputs(), sensor="S2", band_m=50.0)["area_by_band"]
+    b50 = b50[(b50["year"] == 2020) & (b50["area_km2"] > 0)].set_index("band_lo_m")["area_km2"]
+    assert b50.to_dict() == pytest.approx({4050.0: 400e-6, 4100.0: 400e-6})
+
+
+def test_aspect_by_pixel_and_by_glacier_mean_by_hand(tables):
+    px = tables["glacier_area_by_aspect"]
+    g1 = px[(px["year"] == 2020) & (px["glacier_id"] == 1)].set_index("aspect_sector")["area_km2"]
+    assert g1["E"] == pytest.approx(400e-6) and g1["N"] == pytest.approx(200e-6)
+    assert g1.drop(["E", "N"]).sum() == 0
+    terrain = tables["glacier_terrain"].set_index(["glacier_id", "year"])
+    # circular mean of 80, 90, 100, 350, 10, 90: atan2(3.970, 1.970) = 63.6° -> NE (not E)
+    s = np.sin(np.radians([80, 90, 100, 350, 10, 90])).sum()
+    c = np.cos(np.radians([80, 90, 100, 350, 10, 90])).sum()
+    assert terrain.loc[(1, 2020), "aspect_deg"] == pytest.approx(np.degrees(np.arctan2(s, c)))
+    assert terrain.loc[(1, 2020), "aspect_sector"] == "NE"
+    assert terrain.loc[(2, 2020), "aspect_deg"] == pytest.approx(200.0)  # flat pixel left out
+    assert terrain.loc[(2, 2020), "aspect_sector"] == "S"
+    assert terrain.loc[(1, 2020), "zmean_m"] == pytest.approx(4090.0)
+    a = tables["area_by_aspect"]
+    a20 = a[a["year"] == 2020].set_index(["method", "aspect_sector"])["area_km2"]
+    # pixel method: E 4 px, N 2 px, S 1 px (the flat pixel of glacier 2 is in no sector)
+    assert a20["pixel"].to_dict() == pytest.approx(
+        {"N": 200e-6, "NE": 0.0, "E": 400e-6, "SE": 0.0, "S": 100e-6, "SW": 0.0, "W": 0.0, "NW": 0.0})
+    # glacier method: all of glacier 1 (6 px) to NE, all of glacier 2 (2 px) to S
+    assert a20["glacier"]["NE"] == pytest.approx(600e-6) and a20["glacier"]["S"] == pytest.approx(200e-6)
+    assert a20["glacier"].sum() == pytest.approx(800e-6)
+
+
+def test_chunked_equals_unchunked_and_bool_masks_work(tables):
+    chunked = glacier_statistics(*inputs(chunks=(1, 2, 3)), sensor="S2")
+    for name, table in tables.items():
+        pd.testing.assert_frame_equal(table, chunked[name])
+    mask, gid, dem, asp = inputs()
+    as_bool = glacier_statistics(mask >= 128, gid, dem, asp, sensor="S2")
+    pd.testing.assert_frame_equal(as_bool["areas"], tables["areas"])
+
+
+def test_misaligned_inputs_are_refused_with_the_fix():
+    mask, gid, dem, asp = inputs()
+    with pytest.raises(ValueError, match="same grid"):
+        glacier_statistics(mask, gid[:, :-1], dem, asp, sensor="S2")
+    with pytest.raises(ValueError, match="dims"):
+        glacier_statistics(mask.transpose("y", "x", "year"), gid, dem, asp, sensor="S2")
+    with pytest.raises(ValueError, match="bool or integer"):
+        glacier_statistics(mask.astype(float), gid, dem, asp, sensor="S2")
+
+
+def test_inventory_buffers_meet_halfway_and_outlines_keep_their_own_pixels():
+    # 3 rows x 12 cols, 10 m. Glacier 1 covers x 0-30 (cols 0-2), glacier 2 x 70-120 (cols 7-11).
+    t = Affine(10.0, 0.0, 0.0, 0.0, -10.0, 30.0)
+    inv = gpd.GeoDataFrame({"glacier_id": np.array([1, 2], np.int32)},
+                           geometry=[box(0, 0, 30, 30), box(70, 0, 120, 30)], crs=CRS)
+    row = rasterize_inventory(inv, t, (3, 12), CRS, buffer_m=20.0).values[1]
+    # cols 3, 4 are 10 and 20 m from glacier 1's pixels; cols 5, 6 are 20 and 10 m from glacier 2's
+    np.testing.assert_array_equal(row, [1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2])
+    row = rasterize_inventory(inv, t, (3, 12), CRS, buffer_m=10.0).values[1]
+    np.testing.assert_array_equal(row, [1, 1, 1, 1, 0, 0, 2, 2, 2, 2, 2, 2])
+    lazy = rasterize_inventory(inv, t, (3, 12), CRS, buffer_m=20.0, chunks=(2, 4))
+    np.testing.assert_array_equal(lazy.values, rasterize_inventory(inv, t, (3, 12), CRS, buffer_m=20.0).values)
+    with pytest.raises(ValueError, match="positive integers"):
+        rasterize_inventory(inv.assign(glacier_id=[0, 1]), t, (3, 12), CRS)
+
+
+def test_change_table_by_hand():
+    areas = pd.DataFrame({"glacier_id": [1, 1, 1, 2, 2, 2], "sensor": "S2",
+                          "year": [2016, 2017, 2018] * 2,
+                          "area_km2": [2.0, 1.9, 1.8, 1.0, 1.0, 0.7], "area_err_km2": 0.1})
+    ch = change_table(areas)
+    g1 = ch[ch["glacier_id"] == 1].iloc[0]
+    assert g1["change_km2"] == pytest.approx(-0.2)
+    assert g1["change_err_km2"] == pytest.approx(np.hypot(0.1, 0.1))
+    assert g1["rate_pct_a"] == pytest.approx(-5.0)  # -10 % over 2 years of the 2016 area
+    assert g1["trend_km2_a"] == pytest.approx(-0.1) and g1["trend_theil_sen_km2_a"] == pytest.approx(-0.1)
+    total = ch[ch["glacier_id"].isna()].iloc[0]
+    assert total["area0_km2"] == pytest.approx(3.0) and total["change_km2"] == pytest.approx(-0.5)
+    # total error: glacier errors add (perimeters add) -> 0.2 each year, then sqrt(0.2² + 0.2²)
+    assert total["change_err_km2"] == pytest.approx(np.hypot(0.2, 0.2))
+    pair = change_table(areas, 2016, 2017)
+    assert pair[pair["glacier_id"] == 2].iloc[0]["change_km2"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="after"):
+        change_table(areas, 2018, 2016)
