@@ -277,7 +277,7 @@ def _acquisitions(spec: StudyAreaSpec) -> list[tuple[Acquisition, list[_Product]
             )
             ymd = day.strftime("%Y%m%d")
             if sensor == "sentinel-2":
-                platform = "sentinel-2a" if k % 2 == 0 or year < 2017 else "sentinel-2b"
+                platform = "sentinel-2a" if (k // 2) % 2 == 0 or year < 2017 else "sentinel-2b"  # S2B from 2017
                 baseline = "05.09" if year >= 2022 else "02.14"
                 sat = "S2A" if platform.endswith("a") else "S2B"
                 products = [

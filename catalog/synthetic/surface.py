@@ -44,6 +44,7 @@ SPECTRA = np.array(
 TEXTURE_AMPLITUDE = np.array([0.08, 0.08, 0.04, 0.04, 0.03, 0.10, 0.02], dtype=np.float32)
 CLOUD_SPECTRUM = np.array([0.62, 0.61, 0.62, 0.64, 0.50, 0.40], dtype=np.float32)
 GLACIER_CLASSES = (Surface.ICE, Surface.FIRN, Surface.DEBRIS)
+ROCK_MELT_OUT_M = 300.0
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,10 @@ def daily_surface(world: World, base: np.ndarray, acq: Acquisition) -> np.ndarra
     """Year's surface classes plus the day's seasonal snow and late-lying patches."""
     surface = base.copy()
     snowline = acq.snowline_m + 90.0 * world.snow_noise
-    snowy = (world.dem > snowline) & (world.slope < 42.0)
+    on_glacier = np.isin(base, GLACIER_CLASSES)
+    # Dark, steep rock melts out earlier than the glacier surface: off the ice the seasonal
+    # snow holds on only well above the glacier's snowline and on gentle slopes.
+    snowy = np.where(on_glacier, world.dem > snowline, (world.dem > snowline + ROCK_MELT_OUT_M) & (world.slope < 30.0))
     north_facing = np.cos(np.radians(world.aspect)) > 0.35
     patches = (world.patch_noise > 1.7 - 0.15 * north_facing) & (world.dem > 3550.0) & north_facing
     snowy |= patches & (base == Surface.ROCK)
