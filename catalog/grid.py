@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from affine import Affine
 from pyproj import CRS, Transformer
+from shapely.geometry import Polygon
 
 
 def utm_epsg(lon: float, lat: float) -> int:
@@ -88,18 +89,18 @@ class TargetGrid:
             raise ValueError(f"bounds {self.bounds} are not whole {resolution} m pixels")
         return grid
 
-    def lonlat_bounds(self) -> tuple[float, float, float, float]:
-        """Envelope of the grid in lon/lat (densified edges)."""
-        to_ll = Transformer.from_crs(self.epsg, 4326, always_xy=True)
+    def lonlat_polygon(self, n: int = 16) -> Polygon:
+        """Outline of the grid in lon/lat, edges densified so the projection's curvature is kept."""
         left, bottom, right, top = self.bounds
-        pts = []
-        for i in range(21):
-            f = i / 20.0
-            pts += [
-                (left + f * (right - left), bottom),
-                (left + f * (right - left), top),
-                (left, bottom + f * (top - bottom)),
-                (right, bottom + f * (top - bottom)),
-            ]
-        lons, lats = to_ll.transform(*zip(*pts))
-        return (min(lons), min(lats), max(lons), max(lats))
+        ring = (
+            [(left + (right - left) * i / n, bottom) for i in range(n)]
+            + [(right, bottom + (top - bottom) * i / n) for i in range(n)]
+            + [(right - (right - left) * i / n, top) for i in range(n)]
+            + [(left, top - (top - bottom) * i / n) for i in range(n)]
+        )
+        lon, lat = Transformer.from_crs(self.epsg, 4326, always_xy=True).transform(*zip(*ring))
+        return Polygon(zip(lon, lat))
+
+    def lonlat_bounds(self) -> tuple[float, float, float, float]:
+        """Envelope of the grid in lon/lat."""
+        return self.lonlat_polygon().bounds

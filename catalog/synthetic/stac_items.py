@@ -7,8 +7,6 @@ reads the embedded catalog is the code that reads the public one.
 
 from __future__ import annotations
 
-import numpy as np
-from pyproj import Transformer
 from shapely.geometry import Polygon, mapping
 
 from catalog.grid import TargetGrid
@@ -35,20 +33,6 @@ LANDSAT_EO_BANDS = {
     "swir16": ("SR_B6", 1.6, 0.08),
     "swir22": ("SR_B7", 2.2, 0.2),
 }
-
-
-def grid_polygon_lonlat(grid: TargetGrid, n: int = 16) -> Polygon:
-    """Outline of a grid's extent in lon/lat, densified so the UTM curvature is kept."""
-    left, bottom, right, top = grid.bounds
-    ring = (
-        [(left + (right - left) * i / n, bottom) for i in range(n)]
-        + [(right, bottom + (top - bottom) * i / n) for i in range(n)]
-        + [(right - (right - left) * i / n, top) for i in range(n)]
-        + [(left, top - (top - bottom) * i / n) for i in range(n)]
-    )
-    to_ll = Transformer.from_crs(grid.epsg, 4326, always_xy=True)
-    lon, lat = to_ll.transform(*np.array(ring).T)
-    return Polygon(zip(lon, lat))
 
 
 def _asset(href: str, grid: TargetGrid, title: str, roles: list[str], raster_band: dict, eo_band=None) -> dict:

@@ -297,7 +297,7 @@ def _acquisitions(spec: StudyAreaSpec) -> list[tuple[Acquisition, list[_Product]
 
 def _footprints(grid: TargetGrid) -> dict[tuple[str, int], sn.Footprint]:
     """Product grids: S2 tiles split near 84°E with an overlap, Landsat paths over everything."""
-    world_ll = stac_items.grid_polygon_lonlat(grid)
+    world_ll = grid.lonlat_polygon()
     w, s, e, n = world_ll.bounds
     fps = {}
     for sensor, res in (("sentinel-2", 10.0), ("sentinel-2-20m", 20.0), ("landsat", 30.0)):
@@ -322,8 +322,8 @@ _STATE: _State | None = None  # set before the worker pool forks
 
 
 def _valid_polygon(fp: sn.Footprint, world: TargetGrid):
-    tile = stac_items.grid_polygon_lonlat(fp.grid)
-    return tile.intersection(stac_items.grid_polygon_lonlat(world))
+    tile = fp.grid.lonlat_polygon()
+    return tile.intersection(world.lonlat_polygon())
 
 
 def _write_acquisition(args: tuple[Acquisition, list[_Product], dict, Path]) -> list[dict]:
@@ -407,7 +407,7 @@ def to_fp(mask: np.ndarray, src: TargetGrid, fp: sn.Footprint) -> np.ndarray:
 
 def _write_dem(state: _State, root: Path) -> list[dict]:
     """Copernicus-DEM-like COGs in EPSG:4326 at 1 arc-second, split into tiles at 84°E."""
-    w, s, e, n = stac_items.grid_polygon_lonlat(state.grid).bounds
+    w, s, e, n = state.grid.lonlat_polygon().bounds
     res = 1.0 / 3600.0
     items = []
     for lon0 in (83, 84):
