@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import DeformConv2d
 
-from pipeline.model.dunet import DACBlock, ConvBlock, DeformableBlock, DUNet, UNet
+from torchvision.ops import deform_conv2d
+
+from pipeline.model.dunet import DACBlock, ConvBlock, DeformableBlock, DUNet, UNet, deform_conv3x3_by_sampling
 
 
 @pytest.mark.parametrize("cls", [DUNet, UNet])
@@ -67,3 +69,17 @@ def test_bf16_autocast_runs_with_deformable_ops_in_fp32():
         logits = model(torch.randn(1, 6, 32, 32))
     assert torch.isfinite(logits.float()).all()
     assert model.encoder[0][0].deform.weight.dtype == torch.float32
+
+
+def test_cpu_sampling_path_matches_torchvision_values_and_gradients():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 12, 10, requires_grad=True)
+    weight = torch.randn(3, 4, 3, 3, requires_grad=True)
+    offset = (1.5 * torch.randn(2, 18, 12, 10)).requires_grad_()  # reaches past the border too
+    ours = deform_conv3x3_by_sampling(x, offset, weight)
+    ref = deform_conv2d(x, offset, weight, padding=1)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+    grads = torch.autograd.grad(ours.square().sum(), (x, weight, offset))
+    ref_grads = torch.autograd.grad(ref.square().sum(), (x, weight, offset))
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-3, atol=1e-3)
