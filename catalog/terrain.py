@@ -1,0 +1,132 @@
+"""Elevation, slope, aspect and aspect class on a sensor's target grid.
+
+The DEM tiles (Copernicus GLO-30 in EPSG:4326, split at whole degrees) are warped
+bilinearly onto the grid and mosaicked (first valid tile wins where they overlap). Slope
+and aspect follow Horn's (1981) 3x3 method through xarray-spatial, which is correct on
+planes but assumes row 0 is north and leaves a one-pixel NaN rim: `terrain` therefore reads
+the DEM one pixel beyond the grid and crops, so the grid's own edges get values.
+
+Conventions: slope in degrees from horizontal; aspect in degrees clockwise from *grid*
+north (the UTM grid's y axis; grid convergence at the edge of a zone is ~1-2 degrees) -
+the direction the slope faces (downhill); flat cells have aspect NaN. Aspect classes are
+8 sectors of 45 degrees centred on N, NE, ..., NW (0..7); an edge belongs to the sector
+clockwise of it (22.5 -> NE, 337.5 -> N); NaN aspect -> -1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pystac
+import stackstac
+import xarray as xr
+from rasterio.enums import Resampling
+from xrspatial import aspect as xrs_aspect
+from xrspatial import slope as xrs_slope
+
+from catalog.cube import ExplainingRioReader, RegionError, _items_over_grid, _sorted_items
+from catalog.grid import TargetGrid
+from catalog.items import normalize_items, require_assets
+from catalog.providers import ProviderProfile
+
+ASPECT_SECTORS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
+
+
+def _padded(grid: TargetGrid, pixels: int) -> TargetGrid:
+    r = grid.resolution * pixels
+    left, bottom, right, top = grid.bounds
+    return TargetGrid(grid.epsg, grid.resolution, (left - r, bottom - r, right + r, top + r))
+
+
+def dem_cube(
+    items: Sequence[pystac.Item],
+    profile: ProviderProfile,
+    grid: TargetGrid,
+    chunks: int = 2048,
+) -> xr.DataArray:
+    """Elevation (y, x) float32 in metres on `grid`: DEM tiles warped bilinearly and mosaicked; NaN = no data."""
+    key = profile.asset_key("dem", "elevation")
+    prepared = normalize_items(items)
+    if not prepared:
+        raise RegionError("no DEM items given: search the DEM collection over the region first")
+    require_assets(prepared, [key], profile)
+    prepared = _sorted_items(_items_over_grid(prepared, grid))
+    stack = stackstac.stack(
+        prepared,
+        assets=[key],
+        epsg=grid.epsg,
+        resolution=grid.resolution,
+        bounds=grid.bounds,
+        snap_bounds=False,
+        resampling=Resampling.bilinear,
+        chunksize=chunks,
+        dtype=np.dtype("float32"),
+        fill_value=np.float32(np.nan),
+        rescale=False,
+        sortby_date=False,
+        xy_coords="center",
+        properties=False,
+        band_coords=False,
+        errors_as_nodata=(),
+        reader=ExplainingRioReader,
+    )
+    dem = stackstac.mosaic(stack.isel(band=0, drop=True), dim="time").reset_coords(drop=True)
+    dem.name = "elevation"
+    dem.attrs = {"units": "m", "crs": f"EPSG:{grid.epsg}", "transform": tuple(grid.transform)[:6], "resolution": grid.resolution}
+    return dem
+
+
+def _north_up(dem: xr.DataArray) -> None:
+    y = dem["y"].values
+    if y.size > 1 and not y[0] > y[-1]:
+        raise ValueError("slope/aspect need a north-up DEM (y decreasing with row): use dem.isel(y=slice(None, None, -1))")
+
+
+def slope_aspect(dem: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """Slope (degrees) and aspect (degrees clockwise from grid north, flat = NaN) by Horn's method.
+
+    A one-pixel rim along the array's edges is NaN (no 3x3 neighbourhood); `terrain` avoids
+    it by padding. Lazy if `dem` is (xarray-spatial uses map_overlap over chunks).
+    """
+    _north_up(dem)
+    slope = xrs_slope(dem).astype(np.float32)
+    aspect = xrs_aspect(dem).astype(np.float32)
+    aspect = aspect.where(aspect >= 0)  # xarray-spatial marks flat cells with -1
+    slope.name, aspect.name = "slope", "aspect"
+    slope.attrs = {"units": "degree", "method": "Horn 1981"}
+    aspect.attrs = {"units": "degree", "method": "Horn 1981", "convention": "clockwise from grid north, downslope; flat = NaN"}
+    return slope, aspect
+
+
+def aspect_class(aspect: xr.DataArray | np.ndarray) -> xr.DataArray | np.ndarray:
+    """8 sectors (N=0, NE=1, ..., NW=7) centred on multiples of 45 degrees; edges go clockwise; NaN -> -1."""
+    sector = np.floor(((aspect + 22.5) % 360.0) / 45.0)
+    if isinstance(aspect, xr.DataArray):
+        out = sector.fillna(-1).astype(np.int8)
+        out.name = "aspect_class"
+        out.attrs = {"classes": list(ASPECT_SECTORS), "nodata": -1}
+        return out
+    return np.where(np.isnan(sector), -1, sector).astype(np.int8)
+
+
+def terrain(
+    items: Sequence[pystac.Item],
+    profile: ProviderProfile,
+    grid: TargetGrid,
+    chunks: int = 2048,
+) -> xr.Dataset:
+    """`elevation`, `slope`, `aspect` and `aspect_class` on `grid` (DEM read one pixel wider, so no NaN rim)."""
+    dem = dem_cube(items, profile, _padded(grid, 1), chunks)
+    slope, aspect = slope_aspect(dem)
+    inner = dict(y=slice(1, -1), x=slice(1, -1))
+    aspect = aspect.isel(inner)
+    return xr.Dataset(
+        {
+            "elevation": dem.isel(inner),
+            "slope": slope.isel(inner),
+            "aspect": aspect,
+            "aspect_class": aspect_class(aspect),
+        },
+        attrs={"crs": f"EPSG:{grid.epsg}", "transform": tuple(grid.transform)[:6], "resolution": grid.resolution},
+    )

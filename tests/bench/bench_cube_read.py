@@ -1,0 +1,156 @@
+"""Benchmark: reading scenes through reflectance_cube vs raw rasterio, and composite memory vs area.
+
+Not collected by pytest. Usage:
+    .venv/bin/python tests/bench/bench_cube_read.py [--area /tmp/sa] [--big /tmp/sa4] [--threads 2] [--chunks 512]
+
+1. Throughput: N Sentinel-2 scenes of one UTM zone on that zone's grid, computed as the raw
+   uint16 stack and as the float32 reflectance cube, against rasterio windowed reads of the
+   same COG windows into numpy with the same number of threads. Target: cube >= 0.7x rasterio.
+2. Peak memory: a yearly composite stored to Zarr, default area vs a 4x area (same chunks),
+   each in a fresh process. Target: the 4x area within 1.3x of the default's peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+
+def _items(area: Path, sensor: str = "sentinel-2", year: int | None = None):
+    from catalog.providers import get_profile
+    from catalog.scenes import find_scenes
+    from catalog.search import open_source
+
+    bbox = tuple(json.loads((area / "synthetic.json").read_text())["bbox"])
+    source, profile = open_source(str(area / "catalog.json")), get_profile("local")
+    years = [year] if year else json.loads((area / "synthetic.json").read_text())["spec"]["years"]
+    items = [i for y in years for i in find_scenes(source, profile, sensor, bbox, y, ("06-01", "09-30"), None)]
+    return items, bbox, profile
+
+
+def throughput(area: Path, threads: int, chunks: int) -> None:
+    import dask
+    import rasterio
+    from rasterio.windows import from_bounds
+
+    from catalog.cube import _stack, prepare_scene_items, reflectance_cube
+    from catalog.grid import TargetGrid
+    from catalog.providers import REFLECTANCE_BANDS
+
+    items, bbox, profile = _items(area)
+    items = [i for i in items if i.properties["proj:code"] == "EPSG:32644"]
+    grid = TargetGrid.from_lonlat_bbox(bbox, 10, epsg=32644)
+    keys = [profile.asset_key("sentinel-2", b) for b in REFLECTANCE_BANDS["sentinel-2"]]
+    hrefs = [i.assets[k].href for i in items for k in keys]
+    n_px = len(hrefs) * grid.shape[0] * grid.shape[1]
+
+    def rio_read(href: str) -> np.ndarray:
+        with rasterio.open(href) as ds:
+            # The same window, boundless (the grid runs past the tile), at the grid's 10 m pixels.
+            win = from_bounds(*grid.bounds, transform=ds.transform)
+            return ds.read(1, window=win, out_shape=grid.shape, boundless=True, fill_value=0)
+
+    def timed(fn, repeat=3):
+        best = np.inf
+        for _ in range(repeat):
+            t = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t)
+        return best
+
+    with ThreadPoolExecutor(threads) as pool:
+        # Stacked into one array, as a computed cube is.
+        t_rio = timed(lambda: np.stack(list(pool.map(rio_read, hrefs))))
+    prepared, _ = prepare_scene_items(items, profile, "sentinel-2", grid)
+    with dask.config.set(scheduler="threads", num_workers=threads):
+        raw = _stack(prepared, keys, grid, __import__("rasterio").enums.Resampling.nearest, np.uint16(0), chunks)
+        t_raw = timed(lambda: raw.compute())
+        cube = reflectance_cube(items, profile, "sentinel-2", grid, chunks=chunks)
+        t_cube = timed(lambda: cube.compute())
+    print(f"throughput: {len(items)} scenes x {len(keys)} bands, grid {grid.shape}, {threads} threads, chunks {chunks}")
+    for name, t in (("rasterio windowed reads", t_rio), ("stackstac uint16 stack", t_raw), ("reflectance_cube float32", t_cube)):
+        print(f"  {name:26s} {t:6.2f} s  {n_px / t / 1e6:7.1f} Mpx/s  ratio vs rasterio {t_rio / t:5.2f}x")
+
+
+def _composite_peak(area: str, chunks: int, threads: int) -> None:
+    """Child process: yearly composite of one year stored to Zarr; prints peak RSS over the baseline."""
+    import dask
+
+    from catalog.composite import yearly_composite
+    from catalog.cube import quality_cube, reflectance_cube
+    from catalog.grid import TargetGrid
+    from catalog.masks import clear_mask
+
+    items, bbox, profile = _items(Path(area), year=2021)
+    grid = TargetGrid.from_lonlat_bbox(bbox, 10)
+    cube = reflectance_cube(items, profile, "sentinel-2", grid, chunks=chunks)
+    clear = clear_mask(quality_cube(items, profile, "sentinel-2", grid, chunks=chunks), "sentinel-2")
+    comp = yearly_composite(cube, clear)
+    for v in comp.variables.values():
+        v.attrs.clear()
+    import threading
+
+    import psutil
+
+    # ru_maxrss would carry the parent's peak across fork/exec: sample this process's RSS instead.
+    proc, samples, done = psutil.Process(), [], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            samples.append(proc.memory_info().rss)
+            time.sleep(0.005)
+
+    base = proc.memory_info().rss / 2**20
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, dask.config.set(scheduler="threads", num_workers=threads):
+        comp.to_zarr(Path(tmp) / "c.zarr", mode="w", consolidated=False)
+    done.set()
+    sampler.join()
+    peak = max(samples) / 2**20
+    print(json.dumps({"grid": grid.shape, "scenes": len(items), "seconds": time.perf_counter() - t, "base_mb": base, "peak_mb": peak}))
+
+
+def memory(area: Path, big: Path, threads: int, chunks: int) -> None:
+    out = {}
+    for name, path in (("default", area), ("size=4", big)):
+        res = subprocess.run(
+            [sys.executable, __file__, "--child", str(path), "--chunks", str(chunks), "--threads", str(threads)],
+            capture_output=True, text=True, check=True,
+        )
+        out[name] = json.loads(res.stdout.strip().splitlines()[-1])
+    print(f"peak memory of a yearly composite (2021, S2) stored to Zarr, chunks {chunks}, {threads} threads:")
+    for name, r in out.items():
+        print(f"  {name:8s} grid {tuple(r['grid'])} {r['scenes']} scenes {r['seconds']:5.1f} s  "
+              f"peak RSS {r['peak_mb']:6.0f} MB (above imports {r['peak_mb'] - r['base_mb']:6.0f} MB)")
+    d, b = out["default"], out["size=4"]
+    print(f"  ratio size=4 / default: peak RSS {b['peak_mb'] / d['peak_mb']:.2f}x, "
+          f"above imports {(b['peak_mb'] - b['base_mb']) / (d['peak_mb'] - d['base_mb']):.2f}x (target <= 1.3x)")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--area", default="/tmp/sa")
+    ap.add_argument("--big", default="/tmp/sa4")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--chunks", type=int, default=512)
+    ap.add_argument("--child")
+    args = ap.parse_args()
+    if args.child:
+        _composite_peak(args.child, args.chunks, args.threads)
+    else:
+        throughput(Path(args.area), args.threads, 2048)
+        memory(Path(args.area), Path(args.big), args.threads, args.chunks)
+        memory(Path(args.area), Path(args.big), args.threads, 2048)

@@ -1,0 +1,109 @@
+"""Yearly composites: clouds filled from other scenes, snow avoided, never-clear pixels NaN."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from catalog.composite import yearly_composite
+
+BANDS = ["B02", "B03", "B04", "B08", "B11", "B12"]
+FACTORS = np.array([0.9, 1.0, 1.1, 1.2, 1.3, 1.4], np.float32)
+
+
+def _cube(green: np.ndarray, dates: list[str]) -> xr.DataArray:
+    """A (time, band, y, x) cube whose bands are green times FACTORS (B03 is green itself)."""
+    data = green[:, None] * FACTORS[None, :, None, None]
+    return xr.DataArray(
+        data.astype(np.float32),
+        dims=("time", "band", "y", "x"),
+        coords={"time": pd.to_datetime(dates), "band": BANDS, "y": [20.0, 10.0], "x": [0.0, 10.0]},
+    ).chunk({"time": 1, "band": 1})
+
+
+DATES = ["2021-07-10", "2021-08-10", "2021-09-10"]
+
+
+def test_cloud_in_one_scene_is_filled_from_another():
+    green = np.full((3, 2, 2), 0.2, np.float32)
+    green[1] = 0.1  # the darkest scene...
+    clear = np.ones((3, 2, 2), bool)
+    clear[1, 0, 0] = False  # ...is cloudy at (0, 0)
+    green[0, 0, 0] = 0.15  # there the next darkest clear one must be used
+    comp = yearly_composite(_cube(green, DATES), xr.DataArray(clear, dims=("time", "y", "x")))
+    refl = comp.reflectance.sel(year=2021)
+    np.testing.assert_allclose(refl.sel(band="B03").values, [[0.15, 0.1], [0.1, 0.1]], rtol=1e-6)
+    # The whole spectrum comes from the chosen observation.
+    np.testing.assert_allclose(refl.isel(y=0, x=0).values, 0.15 * FACTORS, rtol=1e-6)
+    assert comp.clear_count.sel(year=2021).values.tolist() == [[2, 3], [3, 3]]
+
+
+def test_pixel_cloudy_in_every_scene_is_nan_with_clear_count_zero():
+    green = np.full((3, 2, 2), 0.2, np.float32)
+    clear = np.ones((3, 2, 2), bool)
+    clear[:, 1, 1] = False
+    comp = yearly_composite(_cube(green, DATES), xr.DataArray(clear, dims=("time", "y", "x"))).compute()
+    assert np.isnan(comp.reflectance.values[0, :, 1, 1]).all()
+    assert comp.clear_count.values[0, 1, 1] == 0
+    assert np.isfinite(comp.reflectance.values[0, :, 0, 0]).all()
+    assert comp.reflectance.dtype == np.float32
+
+
+def test_late_snow_loses_to_bare_ice_and_ties_go_to_the_later_date():
+    green = np.full((3, 2, 2), 0.3, np.float32)
+    green[0] = 0.9  # July snow everywhere
+    green[2, 0, 0] = 0.3  # a tie with August at (0, 0): September wins
+    cube = _cube(green, DATES)
+    clear = xr.DataArray(np.ones((3, 2, 2), bool), dims=("time", "y", "x"))
+    comp = yearly_composite(cube, clear)
+    assert float(comp.reflectance.sel(year=2021, band="B03")[0, 0]) == pytest.approx(0.3)
+    # Tie-break is observable through a band that differs between the tied observations.
+    marked = cube.copy()
+    marked.loc[dict(band="B12")] = marked.sel(band="B12") + xr.DataArray(np.arange(3, dtype=np.float32), dims="time")
+    comp = yearly_composite(marked, clear)
+    assert float(comp.reflectance.sel(year=2021, band="B12")[0, 0]) == pytest.approx(0.3 * 1.4 + 2)
+
+
+def test_nan_band_observation_is_not_clear_and_years_and_season_split():
+    dates = ["2020-08-01", "2021-05-01", "2021-08-01"]
+    green = np.array([0.2, 0.05, 0.25], np.float32)[:, None, None] * np.ones((3, 2, 2), np.float32)
+    cube = _cube(green, dates)
+    cube[2, 4, 1, 1] = np.nan  # a 20 m band missing at one pixel
+    clear = xr.DataArray(np.ones((3, 2, 2), bool), dims=("time", "y", "x"))
+    comp = yearly_composite(cube, clear, season=("06-01", "09-30"))
+    assert comp.year.values.tolist() == [2020, 2021]  # May 2021 is out of season
+    assert comp.reflectance.sel(year=2021, band="B03").values[0, 0] == pytest.approx(0.25)
+    assert comp.clear_count.sel(year=2021).values.tolist() == [[1, 1], [1, 0]]
+
+
+def test_misaligned_quality_is_refused():
+    cube = _cube(np.ones((3, 2, 2), np.float32), DATES)
+    with pytest.raises(ValueError, match="same items"):
+        yearly_composite(cube, xr.DataArray(np.ones((2, 2, 2), bool), dims=("time", "y", "x")))
+
+
+def test_composite_over_the_study_area_is_lazy_until_computed(small_study_area):
+    from catalog.cube import quality_cube, reflectance_cube
+    from catalog.grid import TargetGrid
+    from catalog.masks import clear_mask
+    from catalog.providers import get_profile
+    from catalog.scenes import find_scenes
+    from catalog.search import open_source
+
+    profile = get_profile("local")
+    bbox = small_study_area.spec.bbox()
+    items = find_scenes(open_source(str(small_study_area.catalog)), profile, "landsat", bbox, 2021, ("06-01", "09-30"), None)
+    grid = TargetGrid.from_lonlat_bbox(bbox, 30)
+    cube = reflectance_cube(items, profile, "landsat", grid, chunks=128)
+    clear = clear_mask(quality_cube(items, profile, "landsat", grid, chunks=128), "landsat")
+    comp = yearly_composite(cube, clear)
+    assert isinstance(comp.reflectance.data, da.Array) and isinstance(comp.clear_count.data, da.Array)
+    assert max(comp.reflectance.data.chunksize[-2:]) <= 128
+    done = comp.compute()
+    assert done.clear_count.max() >= 1
+    has_obs = done.clear_count.values > 0
+    assert np.isfinite(done.reflectance.values[:, 1][has_obs]).all()
+    assert np.isnan(done.reflectance.values[:, 1][~has_obs]).all()

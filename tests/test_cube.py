@@ -1,0 +1,148 @@
+"""Cubes hold the COGs' values after each item's own scale and offset, on one grid across UTM zones."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Transformer
+
+from catalog.cube import RegionError, SceneReadError, quality_cube, reflectance_cube
+from catalog.grid import TargetGrid
+from catalog.items import ItemError, normalize_items, reflectance_scale_offset
+from catalog.providers import get_profile
+from catalog.scenes import find_scenes
+from catalog.search import open_source
+
+PROFILE = get_profile("local")
+SEASON = ("06-01", "09-30")
+
+
+@pytest.fixture(scope="module")
+def area(small_study_area):
+    return small_study_area, open_source(str(small_study_area.catalog)), small_study_area.spec.bbox()
+
+
+def _scene(area, sensor: str, year: int, epsg: int):
+    sa, source, bbox = area
+    items = find_scenes(source, PROFILE, sensor, bbox, year, SEASON, None)
+    hits = [i for i in items if i.properties["proj:code"] == f"EPSG:{epsg}"]
+    assert hits, f"no {sensor} {year} scene in EPSG:{epsg}"
+    return hits[0], bbox
+
+
+def _cog_values(href: str, xs: np.ndarray, ys: np.ndarray, epsg: int | None = None) -> np.ndarray:
+    with rasterio.open(href) as ds:
+        if epsg is not None and ds.crs.to_epsg() != epsg:
+            xs, ys = Transformer.from_crs(epsg, ds.crs, always_xy=True).transform(xs, ys)
+        rows, cols = (np.asarray(a) for a in rasterio.transform.rowcol(ds.transform, xs, ys))
+        data = ds.read(1)
+        inside = (rows >= 0) & (rows < ds.height) & (cols >= 0) & (cols < ds.width)
+        out = np.zeros(rows.shape, data.dtype)  # 0 = nodata outside the scene
+        out[inside] = data[rows[inside], cols[inside]]
+        return out
+
+
+def test_normalize_adds_proj_epsg_without_touching_the_callers_items(area):
+    item, _ = _scene(area, "sentinel-2", 2021, 32644)
+    assert "proj:epsg" not in item.properties
+    (norm,) = normalize_items([item])
+    assert norm.properties["proj:epsg"] == 32644
+    assert "proj:epsg" not in item.properties and norm is not item
+
+
+@pytest.mark.parametrize(
+    ("sensor", "year", "epsg", "band", "res"),
+    [
+        ("sentinel-2", 2021, 32644, "B04", 10),  # baseline < 04.00: offset 0
+        ("sentinel-2", 2021, 32645, "B11", 20),
+        ("sentinel-2", 2022, 32644, "B11", 20),  # baseline 05.09: offset -0.1
+        ("sentinel-2", 2022, 32645, "B04", 10),
+        ("landsat", 2022, 32644, "nir08", 30),
+        ("landsat", 2021, 32645, "swir16", 30),
+    ],
+)
+def test_cube_pixels_equal_cog_values_after_scale_and_offset(area, sensor, year, epsg, band, res):
+    item, bbox = _scene(area, sensor, year, epsg)
+    grid = TargetGrid.from_lonlat_bbox(bbox, res, epsg=epsg)  # the scene's own zone: pixels align
+    cube = reflectance_cube([item], PROFILE, sensor, grid).sel(band=band).isel(time=0)
+    key = PROFILE.asset_key(sensor, band)
+    so = reflectance_scale_offset(normalize_items([item])[0], sensor, key)
+    if sensor == "sentinel-2":
+        assert so.offset == (-0.1 if year >= 2022 else 0.0)
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, grid.shape[0], 400)
+    cols = rng.integers(0, grid.shape[1], 400)
+    got = cube.values[rows, cols]
+    dn = _cog_values(item.assets[key].href, cube.x.values[cols], cube.y.values[rows])
+    want = np.where(dn == 0, np.nan, dn.astype(np.float32) * np.float32(so.scale) + np.float32(so.offset))
+    assert cube.dtype == np.float32
+    assert (dn > 0).sum() > 100
+    np.testing.assert_array_equal(got, want)
+
+
+def test_scene_from_the_other_zone_is_warped_onto_the_grid(area):
+    item, bbox = _scene(area, "sentinel-2", 2022, 32645)
+    grid = TargetGrid.from_lonlat_bbox(bbox, 10, epsg=32644)
+    scl = quality_cube([item], PROFILE, "sentinel-2", grid).isel(time=0).values
+    refl = reflectance_cube([item], PROFILE, "sentinel-2", grid).sel(band="B04").isel(time=0).values
+    X, Y = np.meshgrid(grid.transform.c + 5 + 10 * np.arange(grid.shape[1]), grid.transform.f - 5 - 10 * np.arange(grid.shape[0]))
+    inside = scl > 0
+    assert 0.2 < inside.mean() < 0.9  # the 45N tile covers the east part of the region only
+    want = _cog_values(item.assets["scl"].href, X[inside], Y[inside], epsg=32644)
+    assert (scl[inside] == want).mean() > 0.99  # nearest neighbour, up to GDAL's approximate transformer
+    assert np.isfinite(refl[inside]).mean() > 0.99 and np.nanmin(refl) > -0.1
+
+
+def test_both_zones_and_providers_map_to_canonical_bands(area):
+    sa, source, bbox = area
+    items = find_scenes(source, PROFILE, "sentinel-2", bbox, 2022, SEASON, None)
+    grid = TargetGrid.from_lonlat_bbox(bbox, 10)
+    cube = reflectance_cube(items, PROFILE, "sentinel-2", grid)
+    assert list(cube.band.values) == ["B02", "B03", "B04", "B08", "B11", "B12"]
+    assert cube.shape == (len(items), 6, *grid.shape) and cube.chunks is not None
+    assert cube.attrs["crs"] == "EPSG:32644"
+
+
+def test_missing_asset_names_item_asset_and_provider(area):
+    item, bbox = _scene(area, "sentinel-2", 2022, 32644)
+    grid = TargetGrid.from_lonlat_bbox(bbox, 10)
+    with pytest.raises(ItemError, match=rf"{item.id}.*'B04'.*planetary-computer"):
+        reflectance_cube([item], get_profile("planetary-computer"), "sentinel-2", grid)
+
+
+def test_unreadable_cog_is_named_or_skipped_with_a_record(area, tmp_path):
+    sa, source, bbox = area
+    good, _ = _scene(area, "sentinel-2", 2022, 32644)
+    bad = good.clone()
+    bad.id = "BROKEN_SCENE"
+    broken = tmp_path / "red.tif"
+    broken.write_bytes(b"not a tiff")
+    bad.assets["red"].href = str(broken)
+    grid = TargetGrid.from_lonlat_bbox(bbox, 10, epsg=32644)
+    cube = reflectance_cube([good, bad], PROFILE, "sentinel-2", grid)
+    with pytest.raises(SceneReadError, match=str(broken)):
+        cube.sel(band="B04").compute()
+    with pytest.warns(UserWarning, match="BROKEN_SCENE"):
+        skipped = reflectance_cube([good, bad], PROFILE, "sentinel-2", grid, on_unreadable="skip")
+    assert list(skipped.id.values) == [good.id]
+    assert skipped.attrs["skipped_scenes"][0]["item_id"] == "BROKEN_SCENE"
+    assert skipped.attrs["skipped_scenes"][0]["href"] == str(broken)
+
+
+def test_region_outside_every_item_says_so(area):
+    item, _ = _scene(area, "sentinel-2", 2022, 32644)
+    far = TargetGrid.from_lonlat_bbox((80.0, 40.0, 80.1, 40.1), 10)
+    with pytest.raises(RegionError, match="outside every one of the 1 items"):
+        reflectance_cube([item], PROFILE, "sentinel-2", far)
+
+
+def test_offset_metadata_that_contradicts_the_baseline_is_warned_about(area):
+    item, _ = _scene(area, "sentinel-2", 2022, 32644)
+    item = normalize_items([item])[0]
+    item.assets["red"].extra_fields["raster:bands"][0]["offset"] = 0.0
+    with pytest.warns(UserWarning, match="disagrees with processing baseline"):
+        so = reflectance_scale_offset(item, "sentinel-2", "red")
+    assert so.offset == -0.1 and so.source == "processing baseline"
