@@ -8,10 +8,10 @@ ablation season, so the darkest clear visible observation is the least-snow, lat
 look at the surface - the one glacier inventories ask for. Taking one observation whole
 (rather than per-band percentiles) keeps band ratios such as NDSI physically consistent.
 
-Laziness: the choice is a fold over time - each step compares one observation with the
-best so far - written as elementwise xarray operations on the dask-backed cube. Memory per
-task is a few spatial chunks whatever the number of scenes or the size of the region, and
-nothing is read until the caller computes or stores the result.
+Laziness: each year is one task per spatial chunk that sees all of that year's observations
+and bands of the chunk (time and band are merged into one dask chunk, space is not) and
+picks per pixel in numpy. Memory per task is (observations x bands x chunk²), whatever the
+size of the region, and nothing is read until the caller computes or stores the result.
 """
 
 from __future__ import annotations
@@ -54,20 +54,18 @@ def _in_season(times: pd.DatetimeIndex, season: tuple[str, str] | None) -> np.nd
     return np.asarray((md >= season[0]) & (md <= season[1]))
 
 
-def _fold_best(cube: xr.DataArray, valid: xr.DataArray, key: xr.DataArray, steps: Sequence[int]) -> tuple[xr.DataArray, xr.DataArray]:
-    """Best observation (lowest key, later wins ties) over time steps `steps`, and the clear count."""
-    first = cube.isel(time=0, drop=True)
-    best = xr.full_like(first, np.nan, dtype=np.float32)
-    best_key = xr.full_like(key.isel(time=0, drop=True), np.inf, dtype=np.float32)
-    count = xr.zeros_like(valid.isel(time=0, drop=True), dtype=np.uint16)
-    for i in steps:
-        ok = valid.isel(time=i, drop=True)
-        k = key.isel(time=i, drop=True)
-        better = ok & (k <= best_key)  # NaN keys never win
-        best = xr.where(better, cube.isel(time=i, drop=True), best)
-        best_key = xr.where(better, k, best_key)
-        count = count + ok.astype(np.uint16)
-    return best.astype(np.float32), count
+def _best_observation(refl: np.ndarray, clear: np.ndarray, key_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """numpy kernel: refl (..., time, band), clear (..., time) -> best (..., band), count (...).
+
+    Lowest key-band value among the valid observations; ties go to the later one (argmin over
+    the time-reversed stack finds the last minimum).
+    """
+    valid = clear & np.isfinite(refl).all(axis=-1)
+    key = np.where(valid, refl[..., key_index], np.inf)
+    last = key.shape[-1] - 1 - np.argmin(key[..., ::-1], axis=-1)
+    best = np.take_along_axis(refl, last[..., None, None], axis=-2)[..., 0, :]
+    best[~valid.any(axis=-1)] = np.nan
+    return best.astype(np.float32, copy=False), valid.sum(axis=-1).astype(np.uint16)
 
 
 def yearly_composite(
@@ -88,17 +86,25 @@ def yearly_composite(
     kb = _key_band(cube, key_band)
     cube = cube.reset_coords(drop=True)
     clear = clear.reset_coords(drop=True).astype(bool)
-    valid = clear & cube.notnull().all("band")
-    key = cube.sel(band=kb, drop=True)
     times = pd.DatetimeIndex(cube.time.values)
     in_season = _in_season(times, season)
     years = sorted({t.year for t, s in zip(times, in_season) if s})
     if not years:
         raise ValueError(f"no observation of the cube falls in season {season}: widen the season")
+    key_index = [str(b) for b in cube.band.values].index(kb)
     refl, counts = [], []
     for year in years:
         steps = [i for i, (t, s) in enumerate(zip(times, in_season)) if s and t.year == year]
-        best, count = _fold_best(cube, valid, key, steps)
+        best, count = xr.apply_ufunc(
+            _best_observation,
+            cube.isel(time=steps).chunk({"time": -1, "band": -1}),
+            clear.isel(time=steps).chunk({"time": -1}),
+            kwargs={"key_index": key_index},
+            input_core_dims=[["time", "band"], ["time"]],
+            output_core_dims=[["band"], []],
+            dask="parallelized",
+            output_dtypes=[np.float32, np.uint16],
+        )
         refl.append(best)
         counts.append(count)
     year_index = pd.Index(years, name="year")

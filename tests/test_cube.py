@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 from pyproj import Transformer
+from rasterio.enums import Resampling
 
 from catalog.cube import RegionError, SceneReadError, quality_cube, reflectance_cube
 from catalog.grid import TargetGrid
@@ -146,3 +147,25 @@ def test_offset_metadata_that_contradicts_the_baseline_is_warned_about(area):
     with pytest.warns(UserWarning, match="disagrees with processing baseline"):
         so = reflectance_scale_offset(item, "sentinel-2", "red")
     assert so.offset == -0.1 and so.source == "processing baseline"
+
+
+@pytest.mark.parametrize("resolution", [10, 20])
+def test_direct_reads_equal_stackstacs_warped_reads(area, resolution):
+    """The no-warp path for aligned assets gives exactly what stackstac's WarpedVRT gives."""
+    import stackstac
+    from stackstac.rio_reader import AutoParallelRioReader
+
+    from catalog.cube import _stack, prepare_scene_items
+
+    item, bbox = _scene(area, "sentinel-2", 2021, 32644)
+    grid = TargetGrid.from_lonlat_bbox(bbox, resolution, epsg=32644)
+    prepared, _ = prepare_scene_items([item], PROFILE, "sentinel-2", grid)
+    keys = ["red", "swir16", "scl"]
+    ours = _stack(prepared, keys, grid, Resampling.nearest, np.uint16(0), 256).values
+    warped = stackstac.stack(
+        prepared, assets=keys, epsg=grid.epsg, resolution=grid.resolution, bounds=grid.bounds, snap_bounds=False,
+        resampling=Resampling.nearest, chunksize=256, dtype=np.dtype("uint16"), fill_value=np.uint16(0),
+        rescale=False, reader=AutoParallelRioReader,
+    ).values
+    assert (ours > 0).mean() > 0.5
+    np.testing.assert_array_equal(ours, warped)
