@@ -1,0 +1,145 @@
+"""The annual-update lock: one writer per store at a time.
+
+Two annual updates on one store would each believe a unit is pending, write it, and race on the
+store's attributes. So an update first creates a lock file inside the store, with an *exclusive
+create*: the create fails when the file exists, and the loser is told who holds the lock.
+
+How exclusive the create is depends on the store's filesystem (fsspec mode ``"xb"``):
+
+- local disk: ``open(path, "xb")`` is ``O_CREAT | O_EXCL``, atomic on POSIX file systems
+  (NFS v3 and older excepted);
+- ``memory://``: checked and created under the interpreter lock, atomic within one process;
+- object stores: ``"xb"`` is as good as the backend makes it: s3fs and gcsfs map it to a
+  conditional PUT (``If-None-Match: *`` / ``ifGenerationMatch=0``) in recent releases; a backend
+  that ignores it degrades to last-writer-wins. To narrow that gap the lock writes a random
+  token and reads it back: of two racing writers at most one reads its own token. It is a guard
+  against accidents (a cron job and a person), not a distributed consensus protocol.
+
+A lock outlives a killed process. The holder records host, pid and start time; when the holder
+ran on this host and its pid is gone, the refusal says the lock is stale and which file to
+delete. Nothing is deleted automatically: a pid can be reused, and the host check cannot see
+other machines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import socket
+from dataclasses import asdict, dataclass
+
+import fsspec
+
+
+class StoreLockedError(RuntimeError):
+    """Another update holds the store's lock; the message names the holder and what to do."""
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    host: str
+    pid: int
+    started: str  # ISO 8601, UTC
+    token: str
+    purpose: str = "annual update"
+
+    @classmethod
+    def this_process(cls, purpose: str = "annual update") -> LockHolder:
+        return cls(
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            token=secrets.token_hex(8),
+            purpose=purpose,
+        )
+
+    def is_alive(self) -> bool | None:
+        """True/False when the holder ran on this host, None when that cannot be known here."""
+        if self.host != socket.gethostname():
+            return None
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # exists, owned by someone else
+            return True
+        return True
+
+
+class UpdateLock:
+    """An exclusive lock file at `path` on `fs`, for the store at `store_url`.
+
+    Use as a context manager (``with store.lock(): ...``) or call `acquire` / `release`.
+    """
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, store_url: str, purpose: str = "annual update"):
+        self.fs = fs
+        self.path = path
+        self.store_url = store_url
+        self.purpose = purpose
+        self.holder: LockHolder | None = None
+
+    def read_holder(self) -> LockHolder | None:
+        """Who holds the lock now (None when nobody does)."""
+        try:
+            with self.fs.open(self.path, "rb") as f:
+                data = json.loads(f.read())
+            return LockHolder(**data)
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError):  # torn or foreign lock file: still a lock
+            return LockHolder(host="?", pid=-1, started="?", token="?", purpose="unreadable lock file")
+
+    def acquire(self) -> LockHolder:
+        holder = LockHolder.this_process(self.purpose)
+        self.fs.makedirs(self.fs._parent(self.path), exist_ok=True)
+        try:
+            with self.fs.open(self.path, "xb") as f:
+                f.write(json.dumps(asdict(holder), indent=1).encode())
+        except FileExistsError:
+            raise StoreLockedError(self._refusal(self.read_holder())) from None
+        current = self.read_holder()
+        if current is None or current.token != holder.token:  # lost a race on a lax backend
+            raise StoreLockedError(self._refusal(current))
+        self.holder = holder
+        return holder
+
+    def release(self) -> None:
+        """Delete the lock file, if it is still ours."""
+        if self.holder is None:
+            return
+        current = self.read_holder()
+        if current is not None and current.token == self.holder.token:
+            self.fs.rm_file(self.path)
+        self.holder = None
+
+    def __enter__(self) -> UpdateLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def _refusal(self, holder: LockHolder | None) -> str:
+        if holder is None:  # vanished between our create and our read: just retry
+            return (
+                f"store {self.store_url} was locked by another update that has just finished; "
+                "run again."
+            )
+        who = f"{holder.purpose} on host {holder.host}, pid {holder.pid}, started {holder.started}"
+        alive = holder.is_alive()
+        if alive is False:
+            advice = (
+                f"pid {holder.pid} is not running on this host ({holder.host}): the holder is dead and the "
+                f"lock is stale. Delete the lock file {self.path} and run again "
+                "(finished units are kept; the run resumes where it stopped)."
+            )
+        else:
+            advice = (
+                "Wait for it to finish, or, if that process is no longer running"
+                + (" (it runs on another host: check there)" if alive is None else "")
+                + f", delete the stale lock file {self.path} and run again."
+            )
+        return f"store {self.store_url} is locked by another {who}. {advice}"
