@@ -1,0 +1,188 @@
+"""Cluster set-up: generated SLURM/Kubernetes specs, the deploy/ files, and small local clusters."""
+
+from __future__ import annotations
+
+import io
+import re
+import tomllib
+from pathlib import Path
+
+import dask
+import pytest
+import yaml
+from rich.console import Console
+
+from pipeline.cluster import (
+    IMAGE,
+    ClusterSpec,
+    KubernetesSpec,
+    LocalSpec,
+    SlurmSpec,
+    kubernetes_manifests,
+    plan_local,
+    slurm_job_script,
+    start_cluster,
+    task_resources,
+    worker_resources,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+
+
+def _console() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, width=200), out
+
+
+# ---------------------------------------------------------------- SLURM
+
+def test_slurm_job_script_asks_for_a_gpu_and_offers_it_to_dask():
+    script = slurm_job_script(SlurmSpec(partition="gpu-a100", cores=12, memory="48GB", walltime="08:00:00"))
+    assert "#SBATCH --gres=gpu:1" in script
+    assert "#SBATCH -p gpu-a100" in script
+    assert "#SBATCH --cpus-per-task=12" in script
+    assert re.search(r"#SBATCH --mem=4\dG", script)
+    assert "#SBATCH -t 08:00:00" in script
+    assert "--resources GPU=1" in script
+    assert "--nthreads 12" in script
+
+
+def test_slurm_cpu_only_partition_has_no_gpu_directives():
+    script = slurm_job_script(SlurmSpec(partition="cpu", gpus_per_worker=0))
+    assert "gres" not in script and "--resources" not in script
+
+
+def test_slurm_jobqueue_yaml_agrees_with_the_spec_defaults():
+    config = yaml.safe_load((DEPLOY / "slurm" / "jobqueue.yaml").read_text())["jobqueue"]["slurm"]
+    spec = SlurmSpec()
+    assert config["queue"] == spec.partition
+    assert config["cores"] == spec.cores and config["memory"] == spec.memory and config["walltime"] == spec.walltime
+    assert config["job-extra-directives"] == ["--gres=gpu:1"]
+    assert " ".join(config["worker-extra-args"]) == "--resources GPU=1"
+    # dask-jobqueue reading only that file writes the same GPU lines as our spec does.
+    from dask_jobqueue.slurm import SLURMJob
+
+    with dask.config.set({f"jobqueue.slurm.{key}": value for key, value in config.items()}):
+        script = SLURMJob(scheduler="tcp://127.0.0.1:8786", name="w").job_script()
+    assert "#SBATCH --gres=gpu:1" in script and "--resources GPU=1" in script and "#SBATCH -p gpu" in script
+
+
+def test_scrontab_runs_the_update_every_october():
+    lines = [ln for ln in (DEPLOY / "slurm" / "scrontab").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert len(lines) == 1
+    minute, hour, day, month, weekday, command = lines[0].split(maxsplit=5)
+    assert month == "10" and weekday == "*"
+    assert "glacierwatch update" in command and "--year $(date +\\%Y)" in command
+
+
+def test_cluster_spec_reads_the_config_cluster_section():
+    from pipeline.config import Cluster
+
+    spec = ClusterSpec.from_config(Cluster(kind="slurm", workers=6), {"slurm": {"partition": "a100"}})
+    assert spec.slurm.jobs == 6 and spec.slurm.partition == "a100"
+    spec = ClusterSpec.from_config(Cluster(kind="kubernetes", workers=3))
+    assert spec.kubernetes.gpu_workers == 3
+    with pytest.raises(ValueError, match="needs cluster.address"):
+        ClusterSpec(kind="address")
+
+
+# ---------------------------------------------------------------- Kubernetes
+
+def test_kubernetes_gpu_worker_group_requests_gpus_and_offers_them_to_dask():
+    cluster, group = kubernetes_manifests(KubernetesSpec(image="registry.example/gw:1", gpu_workers=5))
+    worker = group["spec"]["worker"]
+    container = worker["spec"]["containers"][0]
+    assert group["kind"] == "DaskWorkerGroup" and group["spec"]["cluster"] == cluster["metadata"]["name"]
+    assert worker["replicas"] == 5
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert "--resources GPU=1" in " ".join(container["args"])
+    assert container["image"] == "registry.example/gw:1"
+    assert container["command"] == ["dask"] and container["args"][0] == "worker"
+    # the CPU group and the scheduler run the same image, without GPUs
+    for part in ("worker", "scheduler"):
+        c = cluster["spec"][part]["spec"]["containers"][0]
+        assert c["image"] == "registry.example/gw:1" and "nvidia.com/gpu" not in c["resources"]["limits"]
+
+
+def test_kubernetes_daskcluster_yaml_is_what_the_code_builds():
+    docs = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "daskcluster.yaml").read_text()))
+    assert docs == list(kubernetes_manifests(KubernetesSpec()))
+
+
+def test_kubernetes_cronjob_runs_the_update_every_october_on_our_image():
+    docs = {d["kind"]: d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "cronjob.yaml").read_text())}
+    cron = docs["CronJob"]
+    assert cron["spec"]["schedule"] == "0 2 15 10 *"
+    assert cron["spec"]["schedule"].split()[3] == "10"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == IMAGE
+    assert "glacierwatch update" in " ".join(container["args"]) and "$(date +%Y)" in " ".join(container["args"])
+    assert pod["serviceAccountName"] == docs["ServiceAccount"]["metadata"]["name"]
+
+
+def test_image_tag_follows_the_package_version_and_the_dockerfile_builds_it():
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert IMAGE.endswith(f":{version}")
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in dockerfile and 'ENTRYPOINT ["glacierwatch"]' in dockerfile
+    assert f"-t {IMAGE}" in dockerfile
+    assert IMAGE in (DEPLOY / "README.md").read_text()
+
+
+# ---------------------------------------------------------------- local
+
+def test_local_plan_splits_the_machine_one_worker_per_gpu():
+    plan = plan_local(LocalSpec(), cores=16, memory=64 * 2**30, gpus=2)
+    assert (plan.workers, plan.threads_per_worker, plan.gpu_devices) == (2, 8, ("0", "1"))
+    assert plan.memory_per_worker == 32 * 2**30
+    plan = plan_local(LocalSpec(), cores=8, memory=16 * 2**30, gpus=0)
+    assert plan.workers * plan.threads_per_worker == 8 and plan.gpu_devices == ()
+
+
+def test_local_cluster_sends_gpu_tasks_only_to_the_gpu_worker():
+    # gpus=1 is forced: the resource bookkeeping is what is tested, not CUDA.
+    console, out = _console()
+    spec = {"kind": "local", "local": {"workers": 2, "gpus": 1, "dashboard_address": ":0"}}
+    with start_cluster(spec, console=console) as client:
+        assert worker_resources(client) == {"gpu-0": {"GPU": 1}, "cpu-1": {}}
+        assert task_resources(client) == {"GPU": 1}
+
+        def where():
+            import os
+
+            from distributed import get_worker
+
+            return get_worker().name, os.environ["CUDA_VISIBLE_DEVICES"]
+
+        futures = [client.submit(where, resources={"GPU": 1}, pure=False) for _ in range(8)]
+        assert set(client.gather(futures)) == {("gpu-0", "0")}
+        dashboard = client.dashboard_link
+    text = out.getvalue()
+    assert "Dask dashboard:" in text and dashboard in text
+    assert "1 with a GPU" in text
+
+
+def test_local_cluster_without_gpus_offers_none_and_an_address_connects_to_it():
+    console, out = _console()
+    spec = {"kind": "local", "local": {"workers": 1, "dashboard_address": ":0"}}
+    with start_cluster(spec, console=console) as local:
+        if worker_resources(local)["cpu-0"]:
+            pytest.skip("this machine has a GPU")  # covered by the GPU test above
+        assert "no GPU" in out.getvalue()
+        assert task_resources(local) is None
+        console2, out2 = _console()
+        with start_cluster({"kind": "address", "address": local.scheduler.address}, console=console2) as remote:
+            assert remote.submit(sum, [1, 2, 3]).result() == 6
+            assert list(worker_resources(remote)) == ["cpu-0"]
+        assert local.scheduler.address in out2.getvalue() and "Dask dashboard:" in out2.getvalue()
+
+
+def test_unreachable_address_names_it():
+    from pipeline.cluster import ClusterError
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        with pytest.raises(ClusterError, match="tcp://127.0.0.1:1"):
+            with start_cluster({"kind": "address", "address": "tcp://127.0.0.1:1"}):
+                pass
