@@ -48,3 +48,14 @@ def find_scenes(
             "or drop the year from years"
         )
     return items
+
+
+def find_dem_items(source: SceneSource, profile: ProviderProfile, bbox: tuple[float, float, float, float]) -> list[pystac.Item]:
+    """The DEM tiles over `bbox` (a DEM has no season: any date)."""
+    start = datetime(1900, 1, 1, tzinfo=timezone.utc)
+    end = datetime(2100, 1, 1, tzinfo=timezone.utc)
+    collection = profile.collection("dem")
+    items = source.search(SceneQuery(collection, bbox, start, end))
+    if not items:
+        raise SearchError(f"no DEM tiles ({collection} at {source.url}) over region bbox {list(bbox)}: change dem.provider or dem.url")
+    return items

@@ -252,20 +252,21 @@ def _sun(date: pd.Timestamp) -> tuple[float, float]:
 def _acquisitions(spec: StudyAreaSpec) -> list[tuple[Acquisition, list[_Product]]]:
     rng = np.random.default_rng([spec.seed, 1])
     plan = []
-    windows = [("07-08", 14, 4000.0, 90.0), ("08-08", 14, 4250.0, 70.0), ("09-02", 14, 4350.0, 60.0)]
+    # (first day, spread in days, snowline m, its year-to-year sd): the season melts up the massif.
+    windows = [("07-08", 14, 4100.0, 80.0), ("08-08", 14, 4300.0, 60.0), ("09-02", 14, 4350.0, 60.0)]
     for year in spec.years:
         dates = []
         for start, spread, snowline, sd in windows:
             s2_day = pd.Timestamp(f"{year}-{start}") + pd.Timedelta(days=int(rng.integers(0, spread)))
             ls_day = s2_day + pd.Timedelta(days=int(rng.integers(3, 9)))
-            fresh = start == "09-02" and rng.uniform() < 0.3
+            fresh = start == "09-02" and rng.uniform() < 0.15  # an early autumn snowfall
             line = 3750.0 if fresh else snowline + rng.normal(0.0, sd)
             dates += [("sentinel-2", s2_day, line), ("landsat", ls_day, line + rng.normal(0.0, 30.0))]
         if year == 2019:  # one early-summer overpass outside the Jul-Sep season
             dates.append(("sentinel-2", pd.Timestamp(f"{year}-06-20"), 3550.0))
         for k, (sensor, day, line) in enumerate(dates):
             az, elev = _sun(day)
-            cloud = float(rng.choice([0.0, 0.03, 0.12, 0.3, 0.55], p=[0.3, 0.2, 0.2, 0.15, 0.15]))
+            cloud = float(rng.choice([0.0, 0.03, 0.12, 0.3, 0.55], p=[0.35, 0.25, 0.2, 0.12, 0.08]))
             acq = Acquisition(
                 date=day.strftime("%Y-%m-%d"),
                 sun_azimuth=az,

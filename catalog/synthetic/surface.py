@@ -44,7 +44,7 @@ SPECTRA = np.array(
 TEXTURE_AMPLITUDE = np.array([0.08, 0.08, 0.04, 0.04, 0.03, 0.10, 0.02], dtype=np.float32)
 CLOUD_SPECTRUM = np.array([0.62, 0.61, 0.62, 0.64, 0.50, 0.40], dtype=np.float32)
 GLACIER_CLASSES = (Surface.ICE, Surface.FIRN, Surface.DEBRIS)
-ROCK_MELT_OUT_M = 300.0
+ROCK_MELT_OUT_M = 400.0
 
 
 @dataclass(frozen=True)

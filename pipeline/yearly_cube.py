@@ -1,0 +1,53 @@
+"""The model's input for a sensor: yearly composites and terrain on the sensor's grid, lazily.
+
+This is the one place a run turns its config into pixels: search each configured year's
+season, stack the scenes (catalog.cube), mask and composite them (catalog.masks,
+catalog.composite) and put the DEM's terrain beside them (catalog.terrain). Scene ids per
+year and skipped scenes travel in the attrs, as provenance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import xarray as xr
+
+from catalog.composite import yearly_composite
+from catalog.cube import quality_cube, reflectance_cube
+from catalog.masks import clear_mask
+from catalog.providers import get_profile
+from catalog.scenes import check_region_covered, find_dem_items, find_scenes
+from catalog.search import open_source
+from catalog.terrain import terrain
+from pipeline.config import Config
+
+
+def yearly_cube(cfg: Config, sensor: str, years: Sequence[int] | None = None, chunks: int = 2048) -> xr.Dataset:
+    """`reflectance` (year, band, y, x), `clear_count` (year, y, x), `elevation`, `slope`, `aspect` (y, x)."""
+    years = list(years if years is not None else cfg.years)
+    sensor_cfg = cfg.sensors[sensor]
+    profile = get_profile(sensor_cfg.provider)
+    source = open_source(cfg.source_url(sensor_cfg), profile.signer())
+    bbox, grid = cfg.region.bbox, cfg.grid(sensor)
+    check_region_covered(source, profile.collection(sensor), bbox)
+    by_year = {y: find_scenes(source, profile, sensor, bbox, y, cfg.season.as_tuple(), sensor_cfg.max_cloud) for y in years}
+    items = [i for y in years for i in by_year[y]]
+    refl = reflectance_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip")
+    clear = clear_mask(quality_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip"), sensor)
+    composite = yearly_composite(refl, clear, season=cfg.season.as_tuple())
+
+    dem_profile = get_profile(cfg.dem.provider)
+    dem_source = open_source(cfg.source_url(cfg.dem), dem_profile.signer())
+    terr = terrain(find_dem_items(dem_source, dem_profile, bbox), dem_profile, grid, chunks=chunks)
+    terr = terr.assign_coords(y=composite.y, x=composite.x)  # same grid; stackstac's floats may differ in the last bit
+    skipped = refl.attrs.get("skipped_scenes", [])
+    out = composite.assign(elevation=terr.elevation, slope=terr.slope, aspect=terr.aspect)
+    out.attrs = {
+        **composite.attrs,
+        "sensor": sensor,
+        "crs": f"EPSG:{grid.epsg}",
+        "transform": tuple(grid.transform)[:6],
+        "scene_ids": {str(y): [i.id for i in by_year[y] if i.id not in {s["item_id"] for s in skipped}] for y in years},
+        "skipped_scenes": skipped,
+    }
+    return out
