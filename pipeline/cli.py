@@ -145,5 +145,41 @@ def stats(
         console.print(f"{name}: {len(table)} rows -> {out / name}.parquet")
 
 
+@app.command()
+def train(
+    config: ConfigOption = None,
+    sensor: Annotated[str, typer.Option(help="sentinel-2 or landsat")] = "sentinel-2",
+    out: Annotated[Path, typer.Option(help="folder for checkpoints, logs, the final weights and accuracy")] = Path(
+        "glacierwatch-out/training"
+    ),
+    architecture: Annotated[Optional[str], typer.Option(help="dunet or unet; default: training.architecture")] = None,
+    base: Annotated[Optional[int], typer.Option(help="first-level width; default: training.base")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="maximum epochs; default: training.epochs")] = None,
+    variants: Annotated[Optional[int], typer.Option(help="augmented copies per crop; default: training.variants")] = None,
+) -> None:
+    """Train the glacier network on the configured region's composites, then score it on held-out years."""
+    cfg = _config(config)
+    if sensor not in cfg.sensors:
+        _fail(f"--sensor {sensor} is not configured: use one of {', '.join(cfg.sensors)}")
+    overrides = {k: v for k, v in (("architecture", architecture), ("base", base), ("epochs", epochs), ("variants", variants)) if v is not None}
+    try:
+        options = cfg.training.model_validate({**cfg.training.model_dump(), **overrides})
+    except ValueError as err:
+        _fail(f"training option: {err}")
+    from pipeline.training_run import train_and_evaluate
+
+    try:
+        result = train_and_evaluate(cfg, sensor, options, out / sensor, console=console)
+    except (SearchError, ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    table = Table(title=f"Accuracy on held-out years {list(options.test_years)} ({sensor})")
+    for column in ("model", "zone", "year", "PA", "UA", "OA", "F1", "IoU"):
+        table.add_column(column)
+    for row in result.accuracy.itertuples():
+        table.add_row(row.model, row.zone, str(row.year), *(f"{getattr(row, m):.3f}" for m in ("PA", "UA", "OA", "F1", "IoU")))
+    console.print(table)
+    console.print(f"weights: {result.weights}  (card: {result.weights.with_suffix('.json')})")
+
+
 if __name__ == "__main__":
     app()

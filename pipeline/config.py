@@ -144,6 +144,26 @@ class Synthetic(_Strict):
         return StudyAreaSpec(seed=self.seed, size=self.size)
 
 
+class Training(_Strict):
+    """How `glacierwatch train` trains (paper defaults where the paper gives them)."""
+
+    architecture: Literal["dunet", "unet"] = "dunet"
+    base: int = Field(16, gt=0, description="channels of the first level (32 in the D-UNet paper)")
+    epochs: int = Field(30, ge=1, description="at most; stops earlier below loss_threshold")
+    variants: int = Field(20, ge=1, description="augmented copies per crop (paper: 20)")
+    sample_size: int = Field(1024, ge=16)
+    crop_size: int = Field(256, ge=16, multiple_of=16)
+    batch_size: int = Field(8, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    lr_decay: float = Field(0.95, gt=0, le=1)
+    loss_threshold: float = Field(0.01, ge=0)
+    indices: tuple[Literal["ndsi", "ndwi", "red_swir_ratio"], ...] = ("ndsi", "ndwi")
+    terrain: tuple[Literal["elevation", "slope"], ...] = ("elevation", "slope")
+    labels: Literal["truth", "inventory"] = Field("truth", description="truth: the synthetic area's; inventory: outlines x band ratio")
+    test_years: tuple[int, ...] = Field((2021, 2022), description="held out of training, for the accuracy table")
+    seed: int = 0
+
+
 def _default_sensors() -> dict[str, Sensor]:
     return {"sentinel-2": Sensor(resolution=10.0), "landsat": Sensor(resolution=30.0)}
 
@@ -158,6 +178,7 @@ class Config(_Strict):
     store: str = "glacierwatch-out/store.zarr"
     cluster: Cluster = Cluster()
     synthetic: Synthetic = Synthetic()
+    training: Training = Training()
     base_dir: str = Field(".", exclude=True, description="folder relative paths are resolved against")
 
     @field_validator("sensors")

@@ -1,0 +1,81 @@
+"""From config to weights and an accuracy table: samples, labels, `glacierwatch train`."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import xarray as xr
+import yaml
+from shapely.geometry import box
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.labels import program_labels
+from pipeline.model.weights import load_model
+from pipeline.training_data import cut_samples, sample_size_for
+
+
+def _cube(height: int, width: int, years=(2016, 2017)) -> xr.Dataset:
+    rng = np.random.default_rng(0)
+    y = 4_850_000 - 5 - 10 * np.arange(height)
+    x = 700_005 + 10 * np.arange(width)
+    return xr.Dataset(
+        {
+            "reflectance": (("year", "band", "y", "x"), rng.uniform(0.05, 0.3, (len(years), 6, height, width)).astype(np.float32)),
+            "elevation": (("y", "x"), np.full((height, width), 4000.0, np.float32)),
+            "slope": (("y", "x"), np.full((height, width), 10.0, np.float32)),
+        },
+        coords={"year": list(years), "band": ["B02", "B03", "B04", "B08", "B11", "B12"], "y": y, "x": x},
+        attrs={"crs": "EPSG:32644", "transform": (10.0, 0.0, 700_000.0, 0.0, -10.0, 4_850_000.0)},
+    )
+
+
+def test_samples_tile_the_whole_region_with_the_last_ones_shifted_inwards():
+    cube = _cube(80, 100)
+    labels = xr.zeros_like(cube.reflectance.isel(band=0), dtype=np.uint8)
+    samples = cut_samples(cube, labels, [2017], sample_size=64, crop_size=32)
+    assert [o[1:] for o in samples.origins] == [(0, 0), (0, 36), (16, 0), (16, 36)]
+    assert all(r.shape == (6, 64, 64) for r in samples.reflectance)
+    assert sample_size_for((80, 100), 1024, 32) == 64
+
+
+def test_program_labels_are_inventory_outlines_that_look_like_ice(tmp_path):
+    cube = _cube(40, 40, years=(2016,))
+    refl = cube.reflectance.values
+    refl[0, :, :20, :] = np.array([0.5, 0.5, 0.45, 0.3, 0.03, 0.02])[:, None, None]  # ice in the top half
+    cube["reflectance"] = (cube.reflectance.dims, refl)
+    outline = gpd.GeoDataFrame({"glacier_id": [1]}, geometry=[box(700_000, 4_849_800, 700_200, 4_850_000)], crs=32644)
+    outline.to_file(tmp_path / "inv.gpkg")
+    labels = program_labels(tmp_path / "inv.gpkg", cube, ("B02", "B03", "B04", "B08", "B11", "B12")).values[0]
+    # Outline covers rows 0-19, cols 0-19; ice covers rows 0-19: the label is their intersection.
+    assert labels[:20, :20].all() and labels.sum() == 400
+
+
+def test_train_writes_weights_logs_and_an_accuracy_table(tmp_path, small_study_area):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "synthetic": {"path": str(small_study_area.root)},
+                "region": {"bbox": list(small_study_area.spec.bbox())},
+                "training": {"sample_size": 512, "crop_size": 128, "batch_size": 8},
+            }
+        )
+    )
+    out = tmp_path / "training"
+    result = CliRunner().invoke(
+        app, ["train", "-c", str(config), "--out", str(out), "--architecture", "unet", "--base", "4", "--epochs", "2", "--variants", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    folder = out / "sentinel-2"
+    model, card = load_model(folder / "sentinel-2-unet.safetensors")
+    assert card.recipe.channel_names == ("B02", "B03", "B04", "B08", "B11", "B12", "ndsi", "ndwi", "elevation", "slope")
+    assert "2016-2020" in card.training_data and card.metrics["held_out_all_IoU"] > 0.5
+    log = pd.read_csv(folder / "training_log.csv")
+    assert list(log.epoch) == [1, 2] and log.train_loss.iloc[1] < log.train_loss.iloc[0]
+    accuracy = pd.read_csv(folder / "accuracy.csv")
+    assert set(accuracy.model) == {"unet", "band_ratio", "ndsi"} and set(accuracy.zone) == {"all", "debris"}
+    assert set(accuracy.year) == {2021, 2022}
+    unet = accuracy[(accuracy.model == "unet") & (accuracy.zone == "all")]
+    assert (unet.IoU > 0.5).all(), unet
