@@ -25,12 +25,12 @@ from rasterio.enums import Resampling
 from xrspatial import aspect as xrs_aspect
 from xrspatial import slope as xrs_slope
 
+from catalog.aspect import ASPECT_SECTORS, aspect_class
 from catalog.cube import ExplainingRioReader, RegionError, _items_over_grid, _sorted_items
 from catalog.grid import TargetGrid
 from catalog.items import normalize_items, require_assets
 from catalog.providers import ProviderProfile
 
-ASPECT_SECTORS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
 
 
 def _padded(grid: TargetGrid, pixels: int) -> TargetGrid:
@@ -97,17 +97,6 @@ def slope_aspect(dem: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
     slope.attrs = {"units": "degree", "method": "Horn 1981"}
     aspect.attrs = {"units": "degree", "method": "Horn 1981", "convention": "clockwise from grid north, downslope; flat = NaN"}
     return slope, aspect
-
-
-def aspect_class(aspect: xr.DataArray | np.ndarray) -> xr.DataArray | np.ndarray:
-    """8 sectors (N=0, NE=1, ..., NW=7) centred on multiples of 45 degrees; edges go clockwise; NaN -> -1."""
-    sector = np.floor(((aspect + 22.5) % 360.0) / 45.0)
-    if isinstance(aspect, xr.DataArray):
-        out = sector.fillna(-1).astype(np.int8)
-        out.name = "aspect_class"
-        out.attrs = {"classes": list(ASPECT_SECTORS), "nodata": -1}
-        return out
-    return np.where(np.isnan(sector), -1, sector).astype(np.int8)
 
 
 def terrain(

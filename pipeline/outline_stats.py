@@ -53,6 +53,7 @@ from rasterio.features import rasterize
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from shapely.geometry import MultiPolygon, Polygon, box
 
+from catalog.aspect import aspect_sector_name
 from pipeline.change import (
     TerminusErrorFormula,
     area_change,
@@ -69,7 +70,6 @@ from pipeline.terminus import (
     tongue_frame,
 )
 
-SECTORS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
 MAX_DEM_RESOLUTION_M = 30.0
 _REPAIR_TOLERANCE = 0.01
 _OVERLAP_TOLERANCE = 0.01
@@ -129,11 +129,8 @@ def circular_mean_deg(angles_deg: np.ndarray) -> float:
 
 
 def aspect_sector(aspect_deg: np.ndarray | float) -> np.ndarray:
-    """8-sector name of aspects (N centred on 0°; lower edge inclusive, 22.5° -> NE); NaN -> None."""
-    a = np.atleast_1d(np.asarray(aspect_deg, dtype=float))
-    ok = np.isfinite(a)
-    idx = np.floor(((np.where(ok, a, 0.0) + 22.5) % 360.0) / 45.0).astype(int) % 8
-    return np.where(ok, np.asarray(SECTORS, dtype=object)[idx], None)
+    """8-sector name of aspects (catalog.aspect: 22.5° -> NE); NaN -> None."""
+    return aspect_sector_name(aspect_deg)
 
 
 def circular_difference_deg(a_deg: np.ndarray, b_deg: np.ndarray) -> np.ndarray:

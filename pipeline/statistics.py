@@ -60,7 +60,8 @@ from rasterio.warp import Resampling, reproject
 from scipy import ndimage
 
 from pipeline.change import area_change, area_trend, area_uncertainty_km2
-from pipeline.outline_stats import SECTORS
+from catalog.aspect import ASPECT_SECTORS as SECTORS
+from catalog.aspect import aspect_class
 
 N_SECTORS = len(SECTORS)
 PERIMETER_CORRECTIONS = ("none", "isotropic")
@@ -185,11 +186,8 @@ def dem_on_grid(dem_paths: Iterable[str | Path], grid_transform: Affine, shape: 
 # the reduction
 
 
-def _sector_index(aspect: np.ndarray) -> np.ndarray:
-    """0..7 for N..NW, -1 where the aspect is NaN."""
-    ok = np.isfinite(aspect)
-    idx = np.floor(((np.where(ok, aspect, 0.0) + 22.5) % 360.0) / 45.0).astype(np.int64) % N_SECTORS
-    return np.where(ok, idx, -1)
+def _sector_codes(aspect: np.ndarray) -> np.ndarray:
+    return aspect_class(aspect).astype(np.int64)
 
 
 class _Layout:
@@ -217,7 +215,7 @@ def _reduce_block(lab_ov: np.ndarray, dem_ov: np.ndarray, asp_ov: np.ndarray, *,
     z_ok = np.isfinite(z)
     band = np.floor((np.where(z_ok, z, band_origin_m) - band_origin_m) / band_m).astype(np.int64)
     band_ok = z_ok & (band >= 0) & (band < nb)
-    sector = _sector_index(asp)
+    sector = _sector_codes(asp)
     a_ok = sector >= 0
     rad = np.radians(np.where(a_ok, asp, 0.0))
     sin, cos = np.sin(rad), np.cos(rad)
@@ -357,7 +355,7 @@ def _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m,
     s, c = sums[:, sl["sin"]][:, 1:], sums[:, sl["cos"]][:, 1:]
     resultant = np.hypot(s, c)
     mean_aspect = np.where(resultant > 1e-9, np.degrees(np.arctan2(s, c)) % 360.0, np.nan)
-    mean_sector = _sector_index(mean_aspect)  # (year, glacier), -1 where undefined
+    mean_sector = _sector_codes(mean_aspect)  # (year, glacier), -1 where undefined
     z_n = sums[:, sl["z_n"]][:, 1:]
     with np.errstate(invalid="ignore", divide="ignore"):
         zmean = np.where(z_n > 0, sums[:, sl["z_sum"]][:, 1:] / z_n, np.nan)

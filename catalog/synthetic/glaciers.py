@@ -14,19 +14,18 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from catalog.aspect import aspect_sector_name
 from catalog.synthetic.terrain import VALLEY_FLOOR_M, Massif
 
 REFERENCE_YEAR = 2016  # L(t) = length_m at this year
 AAR = 0.6
-SECTORS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
 # Paper (Li et al. 2024, Sect. 3.2.2): W 15.49, S 13.14, NE 13.95, N 10.52 m/a, the others < 10.
 SECTOR_RETREAT_M_A = {"N": 10.5, "NE": 14.0, "E": 7.5, "SE": 8.0, "S": 13.1, "SW": 9.0, "W": 15.5, "NW": 8.5}
 LATERAL_THINNING_M_A = 1.0  # margin retreat of the tongue below the ELA
 
 
 def aspect_sector(azimuth_deg: float) -> str:
-    """8-sector name; sectors are centred on 0, 45, ... and an edge belongs to the clockwise one."""
-    return SECTORS[int(np.floor(((azimuth_deg + 22.5) % 360.0) / 45.0)) % 8]
+    return str(aspect_sector_name(azimuth_deg)[0])
 
 
 @dataclass(frozen=True)
