@@ -54,6 +54,7 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject
 from shapely.geometry import MultiPolygon, Polygon, box
 
 from catalog.aspect import aspect_sector_name
+from pipeline.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, typical_glaciers
 from pipeline.change import (
     TerminusErrorFormula,
     area_change,
@@ -409,8 +410,25 @@ def outline_statistics(
     sectors = {(r.glacier_id, r.date): r.aspect_sector for r in elevation.itertuples(index=False)}
     change, terminus, retreat = _change_tables(glaciers, areas, dem, pixel_size_m,
                                                terminus_spacing_m, terminus_error_formula, sectors)
-    return {"areas": areas.reset_index(drop=True), "area_by_band": area_by_band, "elevation": elevation,
-            "area_change": change, "terminus": terminus, "retreat": retreat}
+    tables = {"areas": areas.reset_index(drop=True), "area_by_band": area_by_band, "elevation": elevation,
+              "area_change": change, "terminus": terminus, "retreat": retreat}
+    if len(retreat):
+        tables |= _retreat_summaries(areas, terminus, retreat, band_m)
+    return tables
+
+
+def _retreat_summaries(areas: pd.DataFrame, terminus: pd.DataFrame, retreat: pd.DataFrame, band_m: float) -> dict[str, pd.DataFrame]:
+    """Typical glaciers and retreat by aspect and terminus band (outlines have no region edge)."""
+    first = areas.sort_values("date").groupby("glacier_id").first()
+    lines = retreat[retreat.method == "main_axis"].groupby("glacier_id").n_lines.min()
+    glaciers = pd.DataFrame({"glacier_id": first.index, "area_km2": first.area_km2.to_numpy(),
+                             "n_lines": lines.reindex(first.index).to_numpy(), "touches_edge": False})
+    typical = typical_glaciers(glaciers)
+    ids = typical.glacier_id[typical.typical]
+    start = terminus.groupby("glacier_id").date.transform("min") == terminus.date
+    z0 = terminus[start].groupby("glacier_id").elevation_m.min()  # the lowest point of the first front
+    return {"typical_glaciers": typical, "retreat_by_aspect": retreat_by_aspect(retreat, ids),
+            "retreat_by_band": retreat_by_elevation_band(retreat, z0, ids, edges_m=None, band_m=band_m)}
 
 
 def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path) -> list[Path]:

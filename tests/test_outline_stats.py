@@ -123,6 +123,12 @@ def test_dated_outlines_give_area_change_and_retreat(tmp_path, dem_file):
     assert (r["rate_err_m_a"] > 0).all()
     term = t["terminus"]
     assert set(term["year"]) == {2016, 2019, 2022} and term["elevation_m"].notna().all()
+    assert t["typical_glaciers"].typical.tolist() == [True]
+    by_aspect = t["retreat_by_aspect"]
+    overall = by_aspect[(by_aspect.method == "main_axis") & (by_aspect.year0 == 2016) & (by_aspect.year1 == 2022)]
+    assert overall.n_glaciers.tolist() == [1]
+    assert overall.rate_m_a.iloc[0] == pytest.approx(r.loc[("main_axis", "overall"), "rate_m_a"].iloc[0])
+    assert len(t["retreat_by_band"]) > 0
 
 
 def test_write_tables_writes_parquet_and_csv(tmp_path, dem_file):

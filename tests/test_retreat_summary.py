@@ -1,0 +1,59 @@
+"""Retreat by aspect and terminus elevation band over typical glaciers, worked by hand."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import pandas as pd
+from shapely.geometry import box
+
+from pipeline.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, touches_edge, typical_glaciers
+
+
+def _retreat() -> pd.DataFrame:
+    rows = [
+        # glacier, sector, retreat over 6 years, dz
+        (1, "W", 90.0, 30.0),
+        (2, "W", 96.0, 20.0),
+        (3, "E", 42.0, 10.0),
+        (4, "E", 600.0, 5.0),  # not typical: touches the edge
+        (5, "N", 60.0, 12.0),  # not typical: too small
+    ]
+    return pd.DataFrame(
+        [
+            {"glacier_id": g, "aspect_sector": s, "method": "main_axis", "year0": 2016, "year1": 2022,
+             "retreat_m": r, "rate_m_a": r / 6, "rate_err_m_a": 2.36, "dz_m": dz}
+            for g, s, r, dz in rows
+        ]
+    )
+
+
+def test_typical_glaciers_follow_the_stated_rules_and_say_why_not():
+    glaciers = pd.DataFrame(
+        {"glacier_id": [1, 2, 3, 4, 5, 6], "area_km2": [1.0, 0.5, 0.3, 2.0, 0.05, 0.4],
+         "n_lines": [8, 6, 4, 9, 2, 1], "touches_edge": [False, False, False, True, False, False]}
+    )
+    out = typical_glaciers(glaciers).set_index("glacier_id")
+    assert list(out.index[out.typical]) == [1, 2, 3]
+    assert out.loc[4, "reason"] == "touches the region edge"
+    assert out.loc[5, "reason"] == "area < 0.1 km2"
+    assert out.loc[6, "reason"] == "fewer than 3 terminus lines"
+
+
+def test_retreat_by_aspect_means_over_typical_glaciers():
+    out = retreat_by_aspect(_retreat(), [1, 2, 3]).set_index("aspect_sector")
+    assert list(out.index) == ["E", "W"]  # N..NW order, sectors without typical glaciers absent
+    assert out.loc["W", "n_glaciers"] == 2 and out.loc["W", "rate_m_a"] == (15.0 + 16.0) / 2
+    assert out.loc["E", "rate_m_a"] == 7.0 and out.loc["E", "dz_m"] == 10.0
+    assert (out.rate_err_m_a == 2.36).all()
+
+
+def test_retreat_by_terminus_band_uses_the_first_years_terminus_elevation():
+    z = pd.Series({1: 3550.0, 2: 3820.0, 3: 3560.0, 4: 3600.0, 5: 3650.0})
+    out = retreat_by_elevation_band(_retreat(), z, [1, 2, 3])
+    assert list(zip(out.band_lo_m, out.band_hi_m, out.n_glaciers)) == [(3500.0, 3600.0, 2), (3700.0, 3900.0, 1)]
+    assert out.rate_m_a.tolist() == [(15.0 + 7.0) / 2, 16.0]
+
+
+def test_outlines_touching_the_region_edge_are_flagged():
+    outlines = gpd.GeoDataFrame(geometry=[box(10, 10, 50, 50), box(0, 40, 30, 60), box(80, 80, 99.99, 90)], crs=32644)
+    assert touches_edge(outlines, (0, 0, 100, 100), tolerance_m=1.0).tolist() == [False, True, True]
