@@ -207,29 +207,35 @@ class _Layout:
 def _reduce_block(lab_ov: np.ndarray, dem_ov: np.ndarray, asp_ov: np.ndarray, *, ids: np.ndarray,
                   layout: _Layout, band_origin_m: float, band_m: float) -> np.ndarray:
     """Per-glacier sums of one block. ``lab_ov`` (years, y+2, x+2): glacier id where mapped, else
-    0, with a one-pixel halo; ``dem_ov``/``asp_ov`` the same halo. Returns (years, 1, 1, n_bins)."""
+    0, with a one-pixel halo; ``dem_ov``/``asp_ov`` the same halo. Returns (years, 1, 1, n_bins).
+
+    Only mapped pixels are visited (a region is mostly ice-free): their flat indices pick the
+    elevation, aspect and the four neighbours out of the haloed block.
+    """
     k, nb = layout.k, layout.n_bands
-    core = lab_ov[:, 1:-1, 1:-1]
-    z = dem_ov[1:-1, 1:-1].ravel().astype(np.float64)
-    asp = asp_ov[1:-1, 1:-1].ravel().astype(np.float64)
-    z_ok = np.isfinite(z)
-    band = np.floor((np.where(z_ok, z, band_origin_m) - band_origin_m) / band_m).astype(np.int64)
-    band_ok = z_ok & (band >= 0) & (band < nb)
-    sector = _sector_codes(asp)
-    a_ok = sector >= 0
-    rad = np.radians(np.where(a_ok, asp, 0.0))
-    sin, cos = np.sin(rad), np.cos(rad)
-    out = np.zeros((core.shape[0], 1, 1, layout.size), np.float64)
-    for t in range(core.shape[0]):  # years in this block (usually 1)
-        lab = core[t]
-        # compact index 1..k-1 for known ids; 0 = no glacier (or an id not in ``ids``)
+    width = lab_ov.shape[2]
+    dem_flat, asp_flat = dem_ov.ravel(), asp_ov.ravel()
+    out = np.zeros((lab_ov.shape[0], 1, 1, layout.size), np.float64)
+    for t in range(lab_ov.shape[0]):  # years in this block (usually 1)
+        full = lab_ov[t].ravel()
+        core = np.zeros(lab_ov.shape[1:], bool)
+        core[1:-1, 1:-1] = lab_ov[t, 1:-1, 1:-1] != 0
+        at = np.flatnonzero(core)  # flat indices (haloed block) of mapped core pixels
+        lab = full[at]
+        # compact index 1..k-1 for known ids; 0 = an id not in ``ids``
         pos = np.searchsorted(ids, lab)
-        known = (lab != 0) & (ids[np.minimum(pos, ids.size - 1)] == lab)
-        g = np.where(known, pos + 1, 0).ravel()
-        # exposed edges: neighbours (4-connected) with a different label, halo included
-        full = lab_ov[t]
-        edges = ((full[:-2, 1:-1] != lab) .astype(np.int8) + (full[2:, 1:-1] != lab)
-                 + (full[1:-1, :-2] != lab) + (full[1:-1, 2:] != lab)).ravel()
+        g = np.where(ids[np.minimum(pos, ids.size - 1)] == lab, pos + 1, 0)
+        # exposed edges: 4-connected neighbours with a different label, halo included
+        edges = ((full[at - width] != lab).astype(np.int8) + (full[at + width] != lab)
+                 + (full[at - 1] != lab) + (full[at + 1] != lab))
+        z = dem_flat[at].astype(np.float64)
+        asp = asp_flat[at].astype(np.float64)
+        z_ok = np.isfinite(z)
+        band = np.floor((np.where(z_ok, z, band_origin_m) - band_origin_m) / band_m).astype(np.int64)
+        band_ok = z_ok & (band >= 0) & (band < nb)
+        sector = _sector_codes(asp)
+        a_ok = sector >= 0
+        rad = np.radians(np.where(a_ok, asp, 0.0))
         sl, o = layout.slices, out[t, 0, 0]
         o[sl["count"]] = np.bincount(g, minlength=k)
         o[sl["edges"]] = np.bincount(g, weights=edges, minlength=k)
@@ -237,8 +243,8 @@ def _reduce_block(lab_ov: np.ndarray, dem_ov: np.ndarray, asp_ov: np.ndarray, *,
         o[sl["z_sum"]] = np.bincount(gz, weights=np.where(z_ok, z, 0.0), minlength=k)
         o[sl["z_n"]] = np.bincount(gz, minlength=k)
         ga = np.where(a_ok, g, 0)
-        o[sl["sin"]] = np.bincount(ga, weights=sin, minlength=k)
-        o[sl["cos"]] = np.bincount(ga, weights=cos, minlength=k)
+        o[sl["sin"]] = np.bincount(ga, weights=np.sin(rad), minlength=k)
+        o[sl["cos"]] = np.bincount(ga, weights=np.cos(rad), minlength=k)
         o[sl["sector"]] = np.bincount(ga * N_SECTORS + np.maximum(sector, 0), minlength=k * N_SECTORS)
         gb = np.where(band_ok, g, 0)
         o[sl["band"]] = np.bincount(gb * nb + np.where(band_ok, band, 0), minlength=k * nb)
