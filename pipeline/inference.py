@@ -1,0 +1,296 @@
+"""Glacier probability for a region's yearly cube: the network mapped by Dask over spatial chunks.
+
+Strategy. The cube's reflectance (year, band, y, x) and the terrain channels the model's recipe
+asks for are stacked lazily into one (year, channel, y, x) array, chunked one year by one spatial
+tile. `dask.array.map_overlap` hands each task its tile plus `halo` pixels of every neighbour
+(``boundary="none"``: at the region's outer edge there is no neighbour and nothing is invented),
+the task runs the network through the recipe exactly as `TorchPredictor` does (reflect-pad to a
+multiple of 16 at the bottom/right, sigmoid, no-data -> 0), and map_overlap crops the halo off.
+
+Why the result equals one whole-image prediction. A U-Net with four 2x2 poolings is only
+shift-equivariant for shifts that are multiples of 16, so every tile, halo included, must start
+on the global 16-pixel lattice: spatial chunks and the halo are rounded up to multiples of
+`SIZE_MULTIPLE` (the store's 2048 chunks already are), and a last chunk thinner than the halo is
+merged into its neighbour (map_overlap would otherwise rechunk off the lattice). Then interior
+tiles see the same pixels at the same pooling phase as the whole image does; only context further
+than `halo` away is lost, and `HALO_BY_ARCHITECTURE` holds the measured distance beyond which that
+no longer changes any output by 1/255 (tests/test_inference.py::test_chunk_seams_are_invisible). Edge tiles
+pad the same bottom/right rows as the whole image, so edges match as well.
+
+The model is loaded once per worker process, not per task: tasks carry only the weights path and
+its sha256, and `cached_predictor` (an lru_cache behind a lock, threads of one worker share it)
+builds the `TorchPredictor` the first time a process sees that (path, sha256, device, half).
+Half precision (fp16 autocast) is used on CUDA; deformable convs stay fp32 inside the network;
+the CPU runs fp32. Batching: the years inside one block (`years_per_block`) go through the
+network as one batch, sharing the terrain; the default of 1 keeps a worker's memory bounded by
+one tile (a U-Net's activations at 2048^2 are ~GBs on CPU), raise it on a GPU with memory to spare.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import torch
+import xarray as xr
+
+from pipeline.model.dunet import SIZE_MULTIPLE
+from pipeline.model.predictor import TorchPredictor, default_device
+from pipeline.model.weights import ModelCard, WeightsError, card_path, load_model, sha256
+
+__all__ = ["DEFAULT_HALO", "HALO_BY_ARCHITECTURE", "cached_predictor", "infer_to_store", "probability_cube", "read_card"]
+
+HALO_BY_ARCHITECTURE: dict[str, int] = {"unet": 96, "dunet": 336}
+"""Pixels of context each tile borrows from its neighbours, by architecture (measured, not guessed).
+
+The smallest halo at which the chunked mosaic equals the whole-image prediction within 1/255
+(tests/test_inference.py::test_chunk_seams_are_invisible; variance-preserving random weights, base 4,
+tiles of 128-192 px): U-Net 96 px (80 px still leaves 6/255: the plain U-Net's receptive field
+is about 2 x 92 px, beyond it the result is exact). D-UNet: the DAC bridge's dilated convs at 1/16
+resolution and the input-dependent offsets widen the field, and the figure depends on the weights:
+240 px for one random draw (208 px left 5/255), 336 px for the test's draw (288 px left 2.7/255);
+336 is used. Re-measure with the trained D-UNet's weights before relying on it. The trained
+U-Net (base 16, /tmp/train_unet16) on the default area's 2016 composite, 512-px tiles
+(tests/bench/bench_inference.py): 64 px leaves 1.34/255, 80 px 0.09/255, 96 px is exact.
+"""
+DEFAULT_HALO = max(HALO_BY_ARCHITECTURE.values())
+"""For weights of an architecture not listed above."""
+
+_LOCK = threading.Lock()
+
+
+def read_card(weights: str | Path) -> ModelCard:
+    """The model card beside `weights` (cheap: JSON only; the weights are hashed by the loader)."""
+    weights = Path(weights)
+    card_file = card_path(weights)
+    if not card_file.is_file():
+        raise WeightsError(f"no model card {card_file} beside {weights}; weights without a card cannot be fed correctly")
+    return ModelCard.model_validate_json(card_file.read_text())
+
+
+@lru_cache(maxsize=4)
+def _load_predictor(path: str, weights_sha256: str, device: str, half: bool) -> TorchPredictor:
+    model, card = load_model(path, device)
+    if card.weights_sha256 != weights_sha256:
+        raise WeightsError(
+            f"{path} changed since the graph was built (sha256 {card.weights_sha256}, expected {weights_sha256}): "
+            "rerun with the weights the run started with"
+        )
+    return TorchPredictor(model, card.recipe, device=device, half=half, name=card.architecture)
+
+
+def cached_predictor(path: str, weights_sha256: str, device: str, half: bool) -> TorchPredictor:
+    """This process's predictor for the weights (loaded on first use, then shared by every task)."""
+    with _LOCK:  # lru_cache does not stop two threads from both loading on a first, concurrent miss
+        return _load_predictor(path, weights_sha256, device, half)
+
+
+def _predict_block(
+    block: np.ndarray, *, path: str, weights_sha256: str, device: str, half: bool, n_bands: int
+) -> np.ndarray:
+    """(year, channel, y, x) tile (reflectance bands then terrain) -> (year, y, x) probability."""
+    predictor = cached_predictor(path, weights_sha256, device, half)
+    recipe = predictor.recipe
+    terrain = {name: block[0, n_bands + i] for i, name in enumerate(recipe.terrain)}
+    if block.shape[0] == 1:
+        return predictor.predict(block[0, :n_bands], terrain)[None]
+    # Several years of one tile: one forward pass as a batch (same padding as TorchPredictor.predict).
+    built = [recipe.build_inputs(block[t, :n_bands], terrain) for t in range(block.shape[0])]
+    inputs = np.stack([b[0] for b in built])
+    valid = np.stack([b[1] for b in built])
+    height, width = valid.shape[-2:]
+    pad = ((0, 0), (0, 0), (0, -height % SIZE_MULTIPLE), (0, -width % SIZE_MULTIPLE))
+    inputs = np.pad(inputs, pad, mode="reflect") if any(p[1] for p in pad) else inputs
+    batch = torch.from_numpy(np.ascontiguousarray(inputs)).to(predictor.device)
+    with torch.inference_mode(), torch.autocast(predictor.device.type, torch.float16, enabled=predictor.half):
+        probability = torch.sigmoid(predictor.model(batch).float())
+    probability = probability[:, 0, :height, :width].cpu().numpy()
+    return np.where(valid, probability, 0.0).astype(np.float32)
+
+
+def _round_up(n: int, multiple: int = SIZE_MULTIPLE) -> int:
+    return -(-int(n) // multiple) * multiple
+
+
+def _lattice_chunks(size: int, chunk: int, halo: int) -> tuple[int, ...]:
+    """Chunks of `chunk` px (a multiple of 16), the last merged into its neighbour if thinner than `halo`."""
+    chunks = [chunk] * (size // chunk) + ([size % chunk] if size % chunk else [])
+    if len(chunks) > 1 and chunks[-1] < max(halo, 1):
+        chunks[-2:] = [chunks[-2] + chunks[-1]]
+    return tuple(chunks)
+
+
+def probability_cube(
+    cube: xr.Dataset,
+    weights: str | Path,
+    halo: int | None = None,
+    device: str | torch.device | None = None,
+    half: bool | None = None,
+    *,
+    chunk: int | None = None,
+    years_per_block: int = 1,
+) -> xr.DataArray:
+    """Lazy (year, y, x) float32 glacier probability of `cube` (a `yearly_cube` Dataset), 0 where no data.
+
+    `halo` (default: `HALO_BY_ARCHITECTURE` for the card's architecture) is rounded up to a
+    multiple of 16 (see the module notes); `chunk` (default: the cube's first spatial chunk) is
+    the tile size, rounded up to a multiple of 16 and to at least the halo. `device` defaults to
+    CUDA when this process sees one; `half` defaults to True exactly on CUDA.
+    """
+    weights = Path(weights).resolve()
+    card = read_card(weights)
+    recipe = card.recipe
+    device = str(torch.device(device) if device is not None else default_device())
+    half = (torch.device(device).type == "cuda") if half is None else bool(half and torch.device(device).type == "cuda")
+    if halo is None:
+        halo = HALO_BY_ARCHITECTURE.get(card.architecture, DEFAULT_HALO)
+    if halo < 0:
+        raise ValueError(f"halo must be >= 0 pixels, got {halo}")
+    halo = _round_up(halo)
+
+    refl = cube["reflectance"]
+    bands = [str(b) for b in refl["band"].values]
+    if tuple(bands) != tuple(recipe.bands):
+        missing = [b for b in recipe.bands if b not in bands]
+        if missing:
+            raise ValueError(
+                f"{weights.name} was trained on bands {recipe.bands}; the cube has {bands} (missing {missing}): "
+                "use weights trained for this sensor"
+            )
+        refl = refl.sel(band=list(recipe.bands))
+    absent = [t for t in recipe.terrain if t not in cube]
+    if absent:
+        raise ValueError(f"{weights.name} needs terrain {absent}; the cube has no such variables (build it with yearly_cube)")
+
+    n_years, n_bands, ny, nx = refl.shape
+    if chunk is None:
+        chunk = int(refl.chunks[2][0]) if refl.chunks is not None else max(ny, nx)
+    # map_overlap borrows only from adjacent tiles, so a tile must be at least as wide as the halo.
+    chunk = max(_round_up(chunk), halo)
+    ychunks, xchunks = _lattice_chunks(ny, chunk, halo), _lattice_chunks(nx, chunk, halo)
+
+    data = refl.data if isinstance(refl.data, da.Array) else da.from_array(refl.data)
+    data = data.astype(np.float32)
+    planes = [data]
+    for name in recipe.terrain:
+        t = cube[name].data
+        t = t if isinstance(t, da.Array) else da.from_array(t)
+        t = t.astype(np.float32).rechunk((ychunks, xchunks))
+        planes.append(da.broadcast_to(t[None, None], (n_years, 1, ny, nx), chunks=((1,) * n_years, (1,), ychunks, xchunks)))
+    stacked = da.concatenate([p.rechunk({0: years_per_block, 1: -1, 2: ychunks, 3: xchunks}) for p in planes], axis=1)
+    stacked = stacked.rechunk({0: years_per_block, 1: -1, 2: ychunks, 3: xchunks})
+
+    probability = da.map_overlap(
+        _predict_block,
+        stacked,
+        depth={0: 0, 1: 0, 2: halo, 3: halo},
+        boundary="none",
+        trim=True,
+        drop_axis=1,
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), np.float32),
+        path=str(weights),
+        weights_sha256=card.weights_sha256,
+        device=device,
+        half=half,
+        n_bands=n_bands,
+    )
+    return xr.DataArray(
+        probability,
+        dims=("year", "y", "x"),
+        coords={"year": refl["year"].values, "y": refl["y"].values, "x": refl["x"].values},
+        name="probability",
+        attrs={
+            "long_name": "glacier probability",
+            "units": "1",
+            "weights_sha256": card.weights_sha256,
+            "architecture": card.architecture,
+            "halo": halo,
+        },
+    )
+
+
+def _static_written(store: Any, sensor: str, name: str) -> bool:
+    import zarr
+
+    arr = zarr.open_array(store.zarr_store, path=f"{sensor}/{name}", mode="r", zarr_format=3)
+    return arr.nchunks_initialized == arr.nchunks
+
+
+def infer_to_store(
+    cfg: Any,
+    sensor: str,
+    weights: str | Path,
+    store_url: str | None = None,
+    years: Sequence[int] | None = None,
+    client: Any = None,
+    *,
+    halo: int | None = None,
+    device: str | None = None,
+    chunk_size: int | None = None,
+) -> dict[str, Any]:
+    """Compute `sensor`'s yearly probabilities for `cfg`'s region into the store at `store_url`.
+
+    Creates the store (or checks an existing one has the same grid and weights), holds its update
+    lock, adds each year with its scene ids and `cfg.digest()`, writes the static terrain layers
+    once and each year's pending units (one Dask task per unit; a rerun finds none and writes
+    nothing). With a distributed `client` whose workers have GPUs, the tasks ask for ``{"GPU": 1}``.
+    Returns ``{"store", "sensor", "weights_sha256", "years": {year: units written}, "static": [...]}``.
+    """
+    from pipeline.cluster import task_resources
+    from pipeline.store import RegionStore, encode_probability
+    from pipeline.yearly_cube import yearly_cube
+
+    weights = Path(weights).resolve()
+    card = read_card(weights)
+    digest = sha256(weights)
+    if digest != card.weights_sha256:
+        raise WeightsError(f"{weights} has sha256 {digest}, its card {card_path(weights)} records {card.weights_sha256}")
+    years = list(years if years is not None else cfg.years)
+    store_url = store_url or cfg.path(cfg.store)
+    grid = cfg.grid(sensor)
+
+    resources = task_resources(client) if client is not None else None
+    if device is None and resources is None and client is not None:
+        device = "cpu"  # no worker has a GPU: do not let a GPU on the client pick the device
+
+    from pipeline.store import DEFAULT_CHUNK
+
+    store = RegionStore(store_url)
+    create = dict(grids={sensor: grid}, weights_sha256=card.weights_sha256, chunk_size=chunk_size or DEFAULT_CHUNK)
+    if not store.exists():
+        # The lock file lives inside the store, so a new store's layout is made before the lock
+        # can be taken (two first runs racing here would both create the same layout).
+        RegionStore.create(store_url, **create)
+    summary: dict[str, Any] = {"store": store.url, "sensor": sensor, "weights_sha256": card.weights_sha256, "years": {}, "static": []}
+    scheduler = None if client is not None else "threads"
+    annotations = {"resources": resources} if resources else {}
+    with store.lock(f"inference {sensor} {years[0]}-{years[-1]}"):
+        store = RegionStore.create(store_url, **create)  # refuses another grid or other weights
+        chunk = store.chunk_size
+        cube = yearly_cube(cfg, sensor, years=years, chunks=chunk)
+        for name, var in (("dem", "elevation"), ("slope", "slope"), ("aspect", "aspect")):
+            if not _static_written(store, sensor, name):
+                store.write_static(sensor, name, cube[var])
+                summary["static"].append(name)
+        for year in years:
+            store.add_year(sensor, year, scene_ids=cube.attrs["scene_ids"][str(year)], config_hash=cfg.digest())
+        pending = {y for y in years if store.pending_units(sensor, [y])}
+        if pending:
+            with dask.annotate(**annotations):
+                probability = probability_cube(cube.sel(year=sorted(pending)), weights, halo, device=device, chunk=chunk)
+        for year in years:
+            if year not in pending:
+                summary["years"][year] = 0
+                continue
+            encoded = probability.sel(year=year).data.map_blocks(encode_probability, dtype=np.uint8)
+            with dask.annotate(**annotations):
+                written = store.write_probability(sensor, year, encoded, scheduler=scheduler)
+            summary["years"][year] = len(written)
+    return summary

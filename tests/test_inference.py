@@ -1,0 +1,167 @@
+"""Chunked inference: seams, one model load per process, and the run into the region store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from scipy.ndimage import gaussian_filter
+
+from pipeline import inference
+from pipeline.model.dunet import DUNet, UNet
+from pipeline.model.inputs import SENTINEL2_BANDS, InputRecipe
+from pipeline.model.predictor import TorchPredictor
+from pipeline.model.weights import load_model, save_weights
+
+TOLERANCE = 1 / 255
+
+
+def _cube(ny: int, nx: int, years=(2020,), seed: int = 0) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    refl = np.stack(
+        [np.stack([gaussian_filter(rng.random((ny, nx)), 3) * 0.6 + 0.05 * rng.random((ny, nx)) for _ in range(6)]) for _ in years]
+    ).astype(np.float32)
+    refl[:, :, 50:60, 70:90] = np.nan  # a no-data patch
+    elevation = (gaussian_filter(rng.random((ny, nx)), 20) * 3000 + 3000).astype(np.float32)
+    slope = (gaussian_filter(rng.random((ny, nx)), 5) * 40).astype(np.float32)
+    return xr.Dataset(
+        {"reflectance": (("year", "band", "y", "x"), refl), "elevation": (("y", "x"), elevation), "slope": (("y", "x"), slope)},
+        coords={"year": list(years), "band": list(SENTINEL2_BANDS), "y": np.arange(ny), "x": np.arange(nx)},
+    )
+
+
+def _recipe() -> InputRecipe:
+    return InputRecipe(
+        indices=("ndsi",),
+        terrain=("elevation", "slope"),
+        mean=(0.3,) * 6 + (0.0, 4500.0, 20.0),
+        std=(0.2,) * 6 + (0.5, 800.0, 10.0),
+    )
+
+
+def _tiny_model(architecture: str, path, calibrate_on: xr.Dataset | None = None, seed: int = 0):
+    """A base-4 network with variance-preserving random weights (PyTorch's default init lets far
+    context fade, which would hide seams), BN statistics and deformable offsets that are not
+    trivial, and a head scaled so logits are centred with std 2: probabilities are not saturated.
+    """
+    torch.manual_seed(seed)
+    recipe = _recipe()
+    model = {"unet": UNet, "dunet": DUNet}[architecture](recipe.n_channels, 4).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+            if hasattr(m, "offset"):
+                m.offset.weight.normal_(0, 0.05)
+                m.offset.bias.normal_(0, 0.3)
+                torch.nn.init.kaiming_normal_(m.deform.weight, nonlinearity="relu")
+            elif isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and m.weight.shape[0] != 18:
+                torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        cube = calibrate_on if calibrate_on is not None else _cube(400, 560)
+        terrain = {t: cube[t].values for t in recipe.terrain}
+        x, _ = recipe.build_inputs(cube.reflectance.values[0], terrain)
+        x = np.pad(x, ((0, 0), (0, -x.shape[1] % 16), (0, -x.shape[2] % 16)), mode="reflect")
+        logit = model(torch.from_numpy(x)[None]).numpy()
+        scale = 2.0 / float(logit.std())
+        model.head.weight.mul_(scale)
+        model.head.bias.mul_(scale).sub_(float(np.median(logit)) * scale)
+    save_weights(model, recipe, path)
+    return path
+
+
+def _whole_image(cube: xr.Dataset, weights) -> np.ndarray:
+    model, card = load_model(weights)
+    predictor = TorchPredictor(model, card.recipe, "cpu")
+    terrain = {t: cube[t].values for t in card.recipe.terrain}
+    return np.stack([predictor.predict(cube.reflectance.values[i], terrain) for i in range(cube.sizes["year"])])
+
+
+def _worst_seam(cube: xr.Dataset, weights, halo: int, chunk: int) -> float:
+    whole = _whole_image(cube, weights)
+    mosaic = inference.probability_cube(cube.chunk({"y": chunk, "x": chunk}), weights, halo, device="cpu")
+    assert mosaic.dims == ("year", "y", "x") and mosaic.dtype == np.float32
+    diff = np.abs(mosaic.compute(scheduler="threads").values - whole)
+    return float(diff.max())  # the whole image, edges included: tiles sit on the 16-px lattice
+
+
+@pytest.mark.parametrize(
+    ("architecture", "shape", "chunks", "halo", "too_small"),
+    [
+        ("unet", (400, 560), (128, 160, 192), inference.HALO_BY_ARCHITECTURE["unet"], 80),
+        ("dunet", (720, 880), (192,), inference.HALO_BY_ARCHITECTURE["dunet"], 288),
+    ],
+)
+def test_chunk_seams_are_invisible(tmp_path, architecture, shape, chunks, halo, too_small):
+    cube = _cube(*shape)
+    weights = _tiny_model(architecture, tmp_path / f"{architecture}.safetensors")
+    for chunk in chunks:
+        assert _worst_seam(cube, weights, halo, chunk) <= TOLERANCE, (architecture, chunk)
+    # the measured halo is (about) the smallest that works: less shows seams
+    assert _worst_seam(cube, weights, too_small, chunks[0]) > TOLERANCE
+
+
+def test_model_is_loaded_once_per_process_across_tasks(tmp_path):
+    cube = _cube(256, 384, years=(2019, 2020, 2021))
+    weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube)
+    inference._load_predictor.cache_clear()
+    probability = inference.probability_cube(cube.chunk({"y": 64, "x": 64}), weights, halo=16, device="cpu")
+    n_tasks = probability.data.npartitions
+    assert n_tasks == 3 * 4 * 6
+    probability.compute(scheduler="threads", num_workers=4)
+    info = inference._load_predictor.cache_info()
+    assert info.misses == 1 and info.hits == n_tasks - 1
+
+
+def test_years_of_one_block_are_batched_like_single_predictions(tmp_path):
+    cube = _cube(160, 192, years=(2019, 2020))
+    weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube)
+    batched = inference.probability_cube(cube, weights, halo=0, device="cpu", years_per_block=2)
+    assert batched.data.chunks[0] == (2,)
+    np.testing.assert_allclose(batched.compute(scheduler="sync").values, _whole_image(cube, weights), atol=1e-5)
+
+
+def test_infer_to_store_writes_each_year_once_and_matches_whole_image(small_study_area, tmp_path):
+    from pipeline.config import load_config
+    from pipeline.store import RegionStore
+    from pipeline.yearly_cube import yearly_cube
+
+    area = small_study_area
+    cfg = load_config(None, synthetic={"path": str(area.root)}, region={"bbox": list(area.spec.bbox())}, years={"start": 2020, "end": 2021})
+    years = list(cfg.years)
+    cube = yearly_cube(cfg, "sentinel-2", years=years, chunks=256).compute()
+    weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube.isel(year=[0]))
+    url = str(tmp_path / "store.zarr")
+
+    summary = inference.infer_to_store(cfg, "sentinel-2", weights, url, chunk_size=256)
+    store = RegionStore.open(url)
+    n_units = len(store.units("sentinel-2", years[0]))
+    assert n_units > 1  # seams are crossed
+    assert summary["years"] == {y: n_units for y in years}
+    assert set(summary["static"]) == {"dem", "slope", "aspect"}
+
+    card = inference.read_card(weights)
+    assert store.metadata["weights_sha256"] == card.weights_sha256
+    records = store.year_records("sentinel-2")
+    for y in years:
+        assert records[y]["scene_ids"] == sorted(cube.attrs["scene_ids"][str(y)])
+        assert records[y]["config_hash"] == cfg.digest()
+
+    ds = store.open_dataset("sentinel-2")
+    stored = ds.probability.values.astype(np.float32) / 255
+    whole = _whole_image(cube, weights)
+    assert stored.shape == whole.shape
+    m = inference.HALO_BY_ARCHITECTURE["unet"]
+    interior = (slice(None), slice(m, -m), slice(m, -m))
+    assert np.abs(stored - whole)[interior].max() <= TOLERANCE + 0.5 / 255  # + uint8 rounding
+    np.testing.assert_allclose(ds.dem.values, cube.elevation.values)
+
+    again = inference.infer_to_store(cfg, "sentinel-2", weights, url, chunk_size=256)
+    assert again["years"] == {y: 0 for y in years} and again["static"] == []
+
+    from pipeline.store import IncompatibleStoreError
+
+    other = _tiny_model("unet", tmp_path / "other.safetensors", calibrate_on=cube.isel(year=[0]), seed=1)
+    with pytest.raises(IncompatibleStoreError, match="weights sha256"):
+        inference.infer_to_store(cfg, "sentinel-2", other, url, chunk_size=256)
