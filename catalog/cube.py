@@ -209,14 +209,20 @@ def _year_chunks(items: list[pystac.Item]) -> tuple[int, ...]:
     return tuple(sum(1 for _ in group) for _, group in itertools.groupby(years))
 
 
-def _stack(
+def stack_on_grid(
     items: list[pystac.Item],
     keys: list[str],
     grid: TargetGrid,
     resampling: Resampling,
-    fill_value: np.uint16,
-    chunks: int,
+    dtype: np.dtype,
+    fill_value,
+    chunksize,
 ) -> xr.DataArray:
+    """stackstac on the grid's explicit EPSG, resolution and bounds, with our reader and GDAL settings.
+
+    The one place the catalog calls stackstac (scenes here, DEM tiles in catalog/terrain.py), so
+    every read gets the direct path, the errors that name the COG and the retries.
+    """
     cube = stackstac.stack(
         items,
         assets=keys,
@@ -225,8 +231,8 @@ def _stack(
         bounds=grid.bounds,
         snap_bounds=False,
         resampling=resampling,
-        chunksize=(_year_chunks(items), len(keys), chunks, chunks),
-        dtype=np.dtype("uint16"),
+        chunksize=chunksize,
+        dtype=np.dtype(dtype),
         fill_value=fill_value,
         rescale=False,
         sortby_date=False,
@@ -240,6 +246,20 @@ def _stack(
     if cube.shape[-2:] != grid.shape:  # a guard on the contract, not expected to fire
         raise RuntimeError(f"stackstac gave shape {cube.shape[-2:]} for grid shape {grid.shape}")
     return cube
+
+
+def _stack(
+    items: list[pystac.Item],
+    keys: list[str],
+    grid: TargetGrid,
+    resampling: Resampling,
+    fill_value: np.uint16,
+    chunks: int,
+) -> xr.DataArray:
+    """Raw DN (uint16) of `keys`, chunked (one year's items, all keys, chunks, chunks)."""
+    return stack_on_grid(
+        items, keys, grid, resampling, np.uint16, fill_value, (_year_chunks(items), len(keys), chunks, chunks)
+    )
 
 
 def _scene_stack(

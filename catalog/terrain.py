@@ -26,7 +26,7 @@ from xrspatial import aspect as xrs_aspect
 from xrspatial import slope as xrs_slope
 
 from catalog.aspect import ASPECT_SECTORS, aspect_class
-from catalog.cube import ExplainingRioReader, RegionError, _items_over_grid, _sorted_items
+from catalog.cube import RegionError, _items_over_grid, _sorted_items, stack_on_grid
 from catalog.grid import TargetGrid
 from catalog.items import normalize_items, require_assets
 from catalog.providers import ProviderProfile
@@ -52,24 +52,8 @@ def dem_cube(
         raise RegionError("no DEM items given: search the DEM collection over the region first")
     require_assets(prepared, [key], profile)
     prepared = _sorted_items(_items_over_grid(prepared, grid))
-    stack = stackstac.stack(
-        prepared,
-        assets=[key],
-        epsg=grid.epsg,
-        resolution=grid.resolution,
-        bounds=grid.bounds,
-        snap_bounds=False,
-        resampling=Resampling.bilinear,
-        chunksize=chunks,
-        dtype=np.dtype("float32"),
-        fill_value=np.float32(np.nan),
-        rescale=False,
-        sortby_date=False,
-        xy_coords="center",
-        properties=False,
-        band_coords=False,
-        errors_as_nodata=(),
-        reader=ExplainingRioReader,
+    stack = stack_on_grid(
+        prepared, [key], grid, Resampling.bilinear, np.float32, np.float32(np.nan), (1, 1, chunks, chunks)
     )
     dem = stackstac.mosaic(stack.isel(band=0, drop=True), dim="time").reset_coords(drop=True)
     dem.name = "elevation"
