@@ -80,9 +80,10 @@ class StacApiSource:
         return _sorted(search.items())
 
     def coverage(self, collection: str):
+        client = self._client  # an API that cannot be reached is an error (SearchError), not "unknown coverage"
         try:
-            bboxes = self._client.get_collection(collection).extent.spatial.bboxes
-        except Exception:
+            bboxes = client.get_collection(collection).extent.spatial.bboxes
+        except Exception:  # an API without collection metadata: the searches will tell
             return None
         return tuple(bboxes[0]) if bboxes else None
 

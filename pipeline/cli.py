@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -179,6 +180,82 @@ def train(
         table.add_row(row.model, row.zone, str(row.year), *(f"{getattr(row, m):.3f}" for m in ("PA", "UA", "OA", "F1", "IoU")))
     console.print(table)
     console.print(f"weights: {result.weights}  (card: {result.weights.with_suffix('.json')})")
+
+
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="folder for the store, tables, outlines, report and STAC catalog")]
+ClusterOption = Annotated[
+    Optional[str], typer.Option(help="local | slurm | kubernetes | a scheduler address (tcp://...); default: cluster in the config")
+]
+
+
+def _with_cluster(cfg: Config, cluster: str | None) -> Config:
+    if cluster is None:
+        return cfg
+    kind = cluster if cluster in ("local", "slurm", "kubernetes") else "address"
+    section = {"kind": kind, "address": cluster if kind == "address" else None}
+    return cfg.model_copy(update={"cluster": cfg.cluster.model_validate({**cfg.cluster.model_dump(), **section})})
+
+
+def _run(cfg: Config, out: Path, years: list[int] | None) -> None:
+    from pipeline.cluster import ClusterError
+    from pipeline.lock import StoreLockedError
+    from pipeline.model.weights import WeightsError
+    from pipeline.run import RunError, run_study, summary_table
+    from pipeline.store import StoreError
+
+    try:
+        result = run_study(cfg, out, years=years, console=console)
+    except (SearchError, RunError, StoreError, StoreLockedError, WeightsError, ClusterError, FileExistsError) as err:
+        _fail(str(err))
+    summary = summary_table(result.tables)
+    table = Table(title=f"{cfg.region.name}: glacier area, change and retreat")
+    columns = {
+        "sensor": "{}", "years": "{}", "area0_km2": "{:.2f}", "area0_err_km2": "±{:.2f}", "area1_km2": "{:.2f}",
+        "area1_err_km2": "±{:.2f}", "rate_pct_a": "{:+.2f}", "rate_err_pct_a": "±{:.2f}", "trend_km2_a": "{:+.4f}",
+        "mean_retreat_m_a": "{:.1f}", "n_glaciers": "{}", "IoU": "{:.3f}", "OA": "{:.3f}",
+    }
+    headers = {"area0_km2": "area first (km²)", "area1_km2": "area last (km²)", "rate_pct_a": "rate (%/a)",
+               "trend_km2_a": "trend (km²/a)", "mean_retreat_m_a": "retreat (m/a)", "n_glaciers": "glaciers"}
+    shown = [c for c in columns if c in summary.columns]
+    for c in shown:
+        table.add_column(headers.get(c, "" if c.endswith("_err_km2") or c == "rate_err_pct_a" else c))
+    for row in summary.itertuples(index=False):
+        table.add_row(*("" if pd.isna(getattr(row, c)) else columns[c].format(getattr(row, c)) for c in shown))
+    console.print(table)
+    stages = Table(title="time per stage")
+    stages.add_column("stage")
+    stages.add_column("s", justify="right")
+    for name, seconds in result.timings.items():
+        stages.add_row(name, f"{seconds:.1f}")
+    stages.add_row("total", f"{sum(result.timings.values()):.1f}")
+    console.print(stages)
+    console.print(f"outputs: {result.out}  (report: {result.out / 'report' / 'index.html'}, store: {result.store_url})")
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    out: OutOption = Path("glacierwatch-out"),
+    cluster: ClusterOption = None,
+) -> None:
+    """The whole study: search, composites, inference into the store, statistics, report, STAC outputs."""
+    _run(_with_cluster(_config(config), cluster), out, None)
+
+
+@app.command()
+def update(
+    year: Annotated[int, typer.Option(help="the new year to add to the store")],
+    config: ConfigOption = None,
+    out: OutOption = Path("glacierwatch-out"),
+    cluster: ClusterOption = None,
+) -> None:
+    """Annual update: add one year to the store (earlier years untouched), then recompute every table."""
+    cfg = _config(config)
+    try:
+        cfg = cfg.model_copy(update={"years": cfg.years.model_validate({"start": cfg.years.start, "end": max(year, cfg.years.end)})})
+    except ValueError as err:
+        _fail(f"--year {year}: {err}")
+    _run(_with_cluster(cfg, cluster), out, [year])
 
 
 if __name__ == "__main__":

@@ -384,6 +384,11 @@ def start_cluster(spec: ClusterSpec | Mapping[str, Any] | Any = None, *, console
             where = f"scheduler at {spec.address}"
         elif spec.kind == "local":
             plan = plan_local(spec.local)
+            # Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc hand
+            # torch's large activation buffers back to the OS after every block and fault them in
+            # again: inference ran 2.3x slower under it (tests/bench/bench_inference.py). Workers
+            # here hold one tile at a time, so the default trim threshold is safe.
+            stack.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}))
             cluster = stack.enter_context(_local_cluster(spec.local, plan))
             client = stack.enter_context(Client(cluster))
             client.wait_for_workers(plan.workers, timeout="60s")

@@ -24,6 +24,8 @@ from catalog.synthetic import StudyAreaSpec
 
 _DEFAULT_SPEC = StudyAreaSpec()
 DEFAULT_DATA_DIR = "glacierwatch-data"
+SHIPPED_WEIGHTS = Path(__file__).parent / "weights"
+"""Weights trained on the synthetic study area, shipped in the package (see weights/README.md)."""
 
 
 class ConfigError(ValueError):
@@ -125,6 +127,21 @@ class Source(_Strict):
 class Sensor(Source):
     max_cloud: float = Field(70.0, ge=0, le=100, description="scene eo:cloud_cover limit (%)")
     resolution: float = Field(gt=0, description="target grid pixel size (m)")
+    weights: str | None = Field(
+        None, description="safetensors weights (card beside them); default: the shipped ones for this sensor"
+    )
+
+
+class Analysis(_Strict):
+    """How maps become numbers (`pipeline.statistics`, `pipeline.terminus`)."""
+
+    threshold: int = Field(128, ge=1, le=255, description="probability (0-255) at or above which a pixel is glacier")
+    glacier_buffer_m: float = Field(100.0, ge=0, description="inventory outlines grown by this much, so growth is not clipped")
+    band_m: float = Field(100.0, gt=0, description="elevation band width (m)")
+    terminus_spacing_m: float = Field(30.0, gt=0, description="spacing of the lines parallel to the main axis")
+    terminus_error: Literal["as_printed", "variant"] = Field(
+        "variant", description="as_printed: sqrt((a/2)^2+(b/2)^2)/Y; variant: sqrt(a^2+b^2)/Y (the paper's +-2.36 m/a)"
+    )
 
 
 class Cluster(_Strict):
@@ -174,9 +191,10 @@ class Config(_Strict):
     season: Season = Season()
     sensors: dict[Literal["sentinel-2", "landsat"], Sensor] = Field(default_factory=_default_sensors)
     dem: Source = Source()
-    inventory: str = f"{DEFAULT_DATA_DIR}/inventory/glaciers.parquet"
+    inventory: str | None = Field(None, description="glacier outlines (any vector file); default: the synthetic area's")
     store: str = "glacierwatch-out/store.zarr"
     cluster: Cluster = Cluster()
+    analysis: Analysis = Analysis()
     synthetic: Synthetic = Synthetic()
     training: Training = Training()
     base_dir: str = Field(".", exclude=True, description="folder relative paths are resolved against")
@@ -206,6 +224,17 @@ class Config(_Strict):
 
     def grid(self, sensor: str) -> TargetGrid:
         return TargetGrid.from_lonlat_bbox(self.region.bbox, self.sensors[sensor].resolution, epsg=self.region.epsg())
+
+    def inventory_path(self) -> str:
+        """The configured inventory, or the embedded study area's (written with it)."""
+        return self.path(self.inventory or f"{self.synthetic.path}/inventory/glaciers.parquet")
+
+    def weights_path(self, sensor: str) -> str:
+        """The sensor's configured weights, or the D-UNet weights shipped in the package for it."""
+        configured = self.sensors[sensor].weights
+        if configured:
+            return self.path(configured)
+        return str(SHIPPED_WEIGHTS / f"{sensor}-dunet.safetensors")
 
     def digest(self) -> str:
         """Hash of the effective config: travels with every output as provenance."""

@@ -28,6 +28,7 @@ one tile (a U-Net's activations at 2048^2 are ~GBs on CPU), raise it on a GPU wi
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
@@ -223,6 +224,16 @@ def _static_written(store: Any, sensor: str, name: str) -> bool:
     return arr.nchunks_initialized == arr.nchunks
 
 
+def _glacier_ids(inventory: Path, grid: Any, buffer_m: float, chunk: int) -> xr.DataArray:
+    """The inventory rasterised on `grid` (ids, outlines grown by `buffer_m`), lazily by store chunk."""
+    import geopandas as gpd
+
+    from pipeline.statistics import rasterize_inventory
+
+    outlines = gpd.read_parquet(inventory) if inventory.suffix == ".parquet" else gpd.read_file(inventory)
+    return rasterize_inventory(outlines, grid.transform, grid.shape, grid.crs, buffer_m=buffer_m, chunks=chunk)
+
+
 def infer_to_store(
     cfg: Any,
     sensor: str,
@@ -234,13 +245,15 @@ def infer_to_store(
     halo: int | None = None,
     device: str | None = None,
     chunk_size: int | None = None,
+    take_lock: bool = True,
 ) -> dict[str, Any]:
     """Compute `sensor`'s yearly probabilities for `cfg`'s region into the store at `store_url`.
 
     Creates the store (or checks an existing one has the same grid and weights), holds its update
     lock, adds each year with its scene ids and `cfg.digest()`, writes the static terrain layers
-    once and each year's pending units (one Dask task per unit; a rerun finds none and writes
+    (and the inventory's `glacier_id`) once and each year's pending units (one Dask task per unit; a rerun finds none and writes
     nothing). With a distributed `client` whose workers have GPUs, the tasks ask for ``{"GPU": 1}``.
+    `take_lock=False`: the caller already holds the store's lock (a whole `glacierwatch update`).
     Returns ``{"store", "sensor", "weights_sha256", "years": {year: units written}, "static": [...]}``.
     """
     from pipeline.cluster import task_resources
@@ -271,7 +284,8 @@ def infer_to_store(
     summary: dict[str, Any] = {"store": store.url, "sensor": sensor, "weights_sha256": card.weights_sha256, "years": {}, "static": []}
     scheduler = None if client is not None else "threads"
     annotations = {"resources": resources} if resources else {}
-    with store.lock(f"inference {sensor} {years[0]}-{years[-1]}"):
+    held = store.lock(f"inference {sensor} {years[0]}-{years[-1]}") if take_lock else contextlib.nullcontext()
+    with held:
         store = RegionStore.create(store_url, **create)  # refuses another grid or other weights
         chunk = store.chunk_size
         cube = yearly_cube(cfg, sensor, years=years, chunks=chunk)
@@ -279,6 +293,12 @@ def infer_to_store(
             if not _static_written(store, sensor, name):
                 store.write_static(sensor, name, cube[var])
                 summary["static"].append(name)
+        inventory = Path(cfg.inventory_path())
+        if inventory.exists() and not _static_written(store, sensor, "glacier_id"):
+            store.write_static(sensor, "glacier_id", _glacier_ids(inventory, grid, cfg.analysis.glacier_buffer_m, chunk))
+            summary["static"].append("glacier_id")
+        summary["scenes"] = {int(y): list(cube.attrs["scene_ids"][str(y)]) for y in years}
+        summary["skipped_scenes"] = list(cube.attrs.get("skipped_scenes", []))
         for year in years:
             store.add_year(sensor, year, scene_ids=cube.attrs["scene_ids"][str(year)], config_hash=cfg.digest())
         pending = {y for y in years if store.pending_units(sensor, [y])}

@@ -3,7 +3,7 @@
 Layout (one store per region; one group per sensor grid, each on its own `TargetGrid`)::
 
     store.zarr/
-      zarr.json                     root attrs: glacierwatch {version, weights_sha256, grids, chunk_size}
+      zarr.json                     root attrs: glacierwatch {version, weights_sha256 {sensor: sha}, grids, chunk_size}
       sentinel-2/                   group attrs: grid, years {year: scene_ids, config_hash, version},
         probability   (year, y, x)  uint8 0-255 (p x 255), chunks (1, C, C), fill 0   proj:code, spatial:*
         glacier_id    (y, x)        int32, 0 = no glacier, chunks (C, C)
@@ -206,18 +206,20 @@ class RegionStore:
         url: str,
         grids: Mapping[str, TargetGrid],
         *,
-        weights_sha256: str,
+        weights_sha256: str | Mapping[str, str],
         chunk_size: int = DEFAULT_CHUNK,
         storage_options: Mapping[str, Any] | None = None,
     ) -> RegionStore:
         """Create the store's layout for `grids` (sensor -> grid), or open it if it already exists.
 
-        An existing store must have been made with the same grids (for the sensors it has) and
-        weights; sensors it lacks are added. Call while holding the update lock.
+        `weights_sha256`: the weights each sensor's probabilities come from (sensor -> sha256, or
+        one hash for all). An existing store must have been made with the same grids and weights
+        for the sensors it has; sensors it lacks are added. Call while holding the update lock.
         """
+        weights = _weights_by_sensor(grids, weights_sha256)
         store = cls(url, storage_options)
         if store.exists():
-            check_compatible(store, grids, weights_sha256)
+            check_compatible(store, grids, weights)
             root = store._group(mode="r+")
             meta = dict(root.attrs["glacierwatch"])
             missing = {s: g for s, g in grids.items() if s not in meta["grids"]}
@@ -225,6 +227,7 @@ class RegionStore:
                 store._create_sensor(root, sensor, grid, int(meta["chunk_size"]))
             if missing:
                 meta["grids"] = dict(sorted({**meta["grids"], **{s: _grid_record(g) for s, g in missing.items()}}.items()))
+                meta["weights_sha256"] = dict(sorted({**meta["weights_sha256"], **{s: weights[s] for s in missing}}.items()))
                 root.attrs.update({"glacierwatch": meta})
             return store
         if chunk_size <= 0:
@@ -232,7 +235,7 @@ class RegionStore:
         meta = {
             "layout": LAYOUT_VERSION,
             "version": _version(),
-            "weights_sha256": weights_sha256,
+            "weights_sha256": dict(sorted(weights.items())),
             "chunk_size": int(chunk_size),
             "grids": {s: _grid_record(g) for s, g in sorted(grids.items())},
         }
@@ -347,7 +350,7 @@ class RegionStore:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """Root provenance: layout, version, weights_sha256, chunk_size, grids."""
+        """Root provenance: layout, version, weights_sha256 (sensor -> sha256), chunk_size, grids."""
         return dict(self._group().attrs["glacierwatch"])
 
     @property
@@ -572,10 +575,19 @@ def _write_block_task(url: str, storage_options: dict, path: str, index: tuple[i
     store._array(path, write=True)[r * c : r * c + block.shape[0], col * c : col * c + block.shape[1]] = block
 
 
+def _weights_by_sensor(grids: Mapping[str, TargetGrid], weights_sha256: str | Mapping[str, str]) -> dict[str, str]:
+    if isinstance(weights_sha256, str):
+        return {s: weights_sha256 for s in grids}
+    missing = sorted(set(grids) - set(weights_sha256))
+    if missing:
+        raise StoreError(f"no weights sha256 given for sensor(s) {', '.join(missing)}")
+    return {s: str(weights_sha256[s]) for s in grids}
+
+
 def check_compatible(
     store: RegionStore | str,
     grids: Mapping[str, TargetGrid],
-    weights_sha256: str,
+    weights_sha256: str | Mapping[str, str],
 ) -> None:
     """Refuse (IncompatibleStoreError) a store made with other grids or other weights than asked.
 
@@ -594,9 +606,12 @@ def check_compatible(
                 f"this config asks for {_describe_grid(grid)}: {new_store}, or set the region "
                 "(bbox, crs, resolution) back to the one that made it"
             )
-    if meta["weights_sha256"] != weights_sha256:
-        raise IncompatibleStoreError(
-            f"store at {store.url} was made with weights sha256 {meta['weights_sha256']}; this config asks "
-            f"for weights sha256 {weights_sha256}: {new_store}, or use the weights that made it "
-            f"(sha256 {meta['weights_sha256']})"
-        )
+    weights = _weights_by_sensor(grids, weights_sha256)
+    for sensor, digest in sorted(weights.items()):
+        made_with = meta["weights_sha256"].get(sensor)
+        if made_with is not None and made_with != digest:
+            raise IncompatibleStoreError(
+                f"store at {store.url} holds {sensor} probabilities made with weights sha256 {made_with}; "
+                f"this config asks for weights sha256 {digest}: {new_store}, or use the weights that made it "
+                f"(sensors.{sensor}.weights with sha256 {made_with})"
+            )

@@ -172,6 +172,9 @@ def test_local_cluster_without_gpus_offers_none_and_an_address_connects_to_it():
             pytest.skip("this machine has a GPU")  # covered by the GPU test above
         assert "no GPU" in out.getvalue()
         assert task_resources(local) is None
+        # inference workers keep glibc's default trim threshold (dask's 65536 slowed torch 2.3x)
+        trim = local.run(lambda: __import__("os").environ.get("MALLOC_TRIM_THRESHOLD_"))
+        assert list(trim.values()) == [None]
         console2, out2 = _console()
         with start_cluster({"kind": "address", "address": local.scheduler.address}, console=console2) as remote:
             assert remote.submit(sum, [1, 2, 3]).result() == 6

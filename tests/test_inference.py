@@ -142,7 +142,7 @@ def test_infer_to_store_writes_each_year_once_and_matches_whole_image(small_stud
     assert set(summary["static"]) == {"dem", "slope", "aspect"}
 
     card = inference.read_card(weights)
-    assert store.metadata["weights_sha256"] == card.weights_sha256
+    assert store.metadata["weights_sha256"] == {"sentinel-2": card.weights_sha256}
     records = store.year_records("sentinel-2")
     for y in years:
         assert records[y]["scene_ids"] == sorted(cube.attrs["scene_ids"][str(y)])

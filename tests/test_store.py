@@ -90,7 +90,7 @@ def test_layout_dtypes_chunks_and_provenance(url):
     assert root["sentinel-2/probability"].shape == (2, 9, 12)
     assert root["landsat/probability"].shape == (0, 3, 4)  # no landsat year written yet
     meta = store.metadata
-    assert meta["weights_sha256"] == WEIGHTS and meta["version"] and meta["chunk_size"] == CHUNK
+    assert meta["weights_sha256"] == {s: WEIGHTS for s in GRIDS} and meta["version"] and meta["chunk_size"] == CHUNK
     assert store.grids == GRIDS
     assert store.year_records("sentinel-2")[2017]["scene_ids"] == ["S2_2017_A", "S2_2017_B"]
     assert store.year_records("sentinel-2")[2017]["config_hash"] == "cfg1"
@@ -357,12 +357,20 @@ def test_a_store_made_with_another_grid_is_refused(url):
 def test_a_store_made_with_other_weights_is_refused(url):
     store = new_store(url)
     with pytest.raises(IncompatibleStoreError) as err:
-        check_compatible(store, GRIDS, "b" * 64)
+        check_compatible(store, GRIDS, {"sentinel-2": WEIGHTS, "landsat": "b" * 64})
     assert str(err.value) == (
-        f"store at {store.url} was made with weights sha256 {WEIGHTS}; this config asks for weights sha256 "
-        f"{'b' * 64}: start a new store (set `store:` in the config to a new path), or use the weights that "
-        f"made it (sha256 {WEIGHTS})"
+        f"store at {store.url} holds landsat probabilities made with weights sha256 {WEIGHTS}; this config asks "
+        f"for weights sha256 {'b' * 64}: start a new store (set `store:` in the config to a new path), or use the "
+        f"weights that made it (sensors.landsat.weights with sha256 {WEIGHTS})"
     )
+
+
+def test_each_sensor_keeps_its_own_weights(tmp_path):
+    url = str(tmp_path / "store.zarr")
+    RegionStore.create(url, {"sentinel-2": GRIDS["sentinel-2"]}, weights_sha256="a" * 64, chunk_size=CHUNK)
+    store = RegionStore.create(url, {"landsat": GRIDS["landsat"]}, weights_sha256="c" * 64, chunk_size=CHUNK)
+    assert store.metadata["weights_sha256"] == {"landsat": "c" * 64, "sentinel-2": "a" * 64}
+    check_compatible(store, GRIDS, {"sentinel-2": "a" * 64, "landsat": "c" * 64})
 
 
 def test_opening_a_missing_store_names_it(tmp_path):

@@ -1,0 +1,208 @@
+"""`glacierwatch run` / `update` end to end on the quarter-size embedded area (tiny random networks).
+
+The numbers of the shipped weights are checked in test_shipped_weights.py; here the subject is
+the orchestration: what is written where, reruns and updates that change nothing they should
+not, the lock, and refusals that leave no store behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from rich.console import Console
+
+from catalog.search import SearchError
+from pipeline.analysis import TABLES, TRUTH
+from pipeline.config import load_config
+from pipeline.lock import StoreLockedError
+from pipeline.run import RunError, run_study, summary_table
+from pipeline.store import IncompatibleStoreError, RegionStore
+from catalog.providers import REFLECTANCE_BANDS
+from pipeline.model.dunet import UNet
+from pipeline.model.inputs import InputRecipe
+from pipeline.model.weights import save_weights
+
+YEARS = {"start": 2020, "end": 2021}
+
+
+def _tiny_model(sensor: str, path: Path, seed: int = 0) -> Path:
+    """A base-4 U-Net with random weights: maps that are wrong but real, for the orchestration."""
+    import torch
+
+    torch.manual_seed(seed)
+    recipe = InputRecipe(bands=REFLECTANCE_BANDS[sensor], indices=("ndsi",), terrain=("elevation", "slope"),
+                         mean=(0.3,) * 6 + (0.0, 4200.0, 20.0), std=(0.2,) * 6 + (0.5, 500.0, 10.0))
+    save_weights(UNet(recipe.n_channels, 4).eval(), recipe, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory, small_study_area):
+    folder = tmp_path_factory.mktemp("weights")
+    return {s: _tiny_model(s, folder / f"{s}.safetensors", seed=i) for i, s in enumerate(("sentinel-2", "landsat"))}
+
+
+def _config(area, weights, tmp_path, **extra):
+    path = tmp_path / "config.yaml"
+    sensors = {"sentinel-2": {"resolution": 10, "weights": str(weights["sentinel-2"])},
+               "landsat": {"resolution": 30, "weights": str(weights["landsat"])}}
+    data = {"synthetic": {"path": str(area.root)}, "region": {"bbox": list(area.spec.bbox())}, "years": YEARS,
+            "sensors": sensors, **extra}
+    import yaml
+
+    path.write_text(yaml.safe_dump(data))
+    return load_config(path)
+
+
+def _files(root: Path, under: str) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((root / under).rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def first_run(small_study_area, weights, client, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    cfg = _config(small_study_area, weights, tmp)
+    result = run_study(cfg, tmp / "out", client=client, console=Console(file=open(tmp / "log.txt", "w")), publish=False)
+    return cfg, result
+
+
+def test_run_writes_every_output(first_run):
+    cfg, result = first_run
+    out = result.out
+    assert Path(result.store_url) == out / "store.zarr"
+    for name in ("areas", "area_by_band", "area_by_aspect", "terminus", "retreat", "accuracy", "total_area", "area_change"):
+        assert (out / "tables" / f"{name}.parquet").is_file() and (out / "tables" / f"{name}.csv").is_file()
+    assert set(result.tables) == set(TABLES)
+    areas = result.tables["areas"]
+    assert set(areas.sensor) == {"sentinel-2", "landsat", TRUTH} and set(areas.year) == {2020, 2021}
+    outlines = gpd.read_parquet(out / "outlines.parquet")
+    assert set(outlines.sensor) == {"sentinel-2", "landsat", TRUTH}
+    # the vectorised outlines are the raster statistics' pixels, exactly
+    merged = outlines.merge(areas, on=["glacier_id", "sensor", "year"], suffixes=("_vector", ""))
+    np.testing.assert_allclose(merged.area_km2_vector, merged.area_km2, rtol=1e-9)
+    np.testing.assert_allclose(merged.perimeter_km_vector, merged.perimeter_km, rtol=1e-9)
+    assert (out / "report" / "index.html").is_file()
+    assert (out / "stac" / "catalog.json").is_file()
+
+
+def test_provenance_names_config_weights_and_scenes(first_run):
+    cfg, result = first_run
+    prov = json.loads((result.out / "provenance.json").read_text())
+    assert prov["config_hash"] == cfg.digest()
+    for sensor in ("sentinel-2", "landsat"):
+        assert prov["weights"][sensor]["sha256"] == hashlib.sha256(Path(cfg.weights_path(sensor)).read_bytes()).hexdigest()
+        store = RegionStore.open(result.store_url)
+        assert prov["scenes"][sensor] == {str(y): r["scene_ids"] for y, r in store.year_records(sensor).items()}
+        assert all(prov["scenes"][sensor][str(y)] for y in (2020, 2021))
+    assert set(prov["timings_s"]) >= {"inputs", "statistics", "report"}
+
+
+def test_truth_tables_match_the_truth_outlines(first_run, small_study_area):
+    """The truth analysed through the store path has the generator's own areas (10 m pixels on its
+    lattice: exact) for every glacier inside the region; those cut by the region's edge are less."""
+    cfg, result = first_run
+    grid = cfg.grid("sentinel-2")
+    truth_areas = result.tables["areas"].query("sensor == @TRUTH").set_index(["glacier_id", "year"]).area_km2
+    known = gpd.read_parquet(small_study_area.root / "truth" / "outlines.parquet").to_crs(grid.epsg)
+    known = known[known.year.isin([2020, 2021])]
+    inside = known.within(shapely.box(*grid.bounds))
+    assert inside.sum() >= 0.7 * len(known)
+    for row in known.itertuples():
+        mapped = truth_areas.loc[(row.glacier_id, row.year)]
+        if inside[row.Index]:
+            assert mapped == pytest.approx(row.geometry.area / 1e6, abs=1e-9)
+        else:
+            assert mapped < row.geometry.area / 1e6
+
+
+def test_rerun_changes_nothing_in_the_store(first_run, client, tmp_path):
+    cfg, result = first_run
+    before = _files(result.out, "store.zarr")
+    again = run_study(cfg, result.out, client=client, console=Console(file=open(tmp_path / "log.txt", "w")), publish=False)
+    assert _files(result.out, "store.zarr") == before
+    pd.testing.assert_frame_equal(again.tables["areas"], result.tables["areas"])
+
+
+def test_update_appends_a_year_and_leaves_earlier_years_untouched(first_run, client, tmp_path):
+    cfg, result = first_run
+    out = tmp_path / "out"
+    import shutil
+
+    shutil.copytree(result.out / "store.zarr", out / "store.zarr")
+    before = {k: v for k, v in _files(out, "store.zarr").items() if "/run/" not in k}
+    updated = cfg.model_copy(update={"years": cfg.years.model_validate({"start": 2020, "end": 2022})})
+    console = Console(file=open(tmp_path / "log.txt", "w"))
+    result2 = run_study(updated, out, years=[2022], client=client, console=console, publish=False)
+    after = _files(out, "store.zarr")
+    changed = sorted(k for k, v in before.items() if after.get(k) != v)
+    # only metadata grows (year axis, provenance); no chunk of 2020/2021 is rewritten
+    assert all(k.endswith("zarr.json") or "/year/" in k for k in changed), changed
+    prob_chunks = [k for k in after if "/probability/c/" in k]
+    assert {k for k in prob_chunks if k in before} == {k for k in before if "/probability/c/" in k}
+    assert set(result2.tables["areas"].year) == {2020, 2021, 2022}
+    twice = _files(out, "store.zarr")
+    run_study(updated, out, years=[2022], client=client, console=console, publish=False)
+    assert _files(out, "store.zarr") == twice
+
+
+def test_second_update_at_once_is_refused(first_run, client, tmp_path):
+    cfg, result = first_run
+    store = RegionStore.open(result.store_url)
+    with store.lock("someone else's update"):
+        with pytest.raises(StoreLockedError, match="someone else's update"):
+            run_study(cfg, result.out, client=client, console=Console(file=open(tmp_path / "log.txt", "w")), publish=False)
+
+
+def test_unreachable_stac_api_fails_before_a_store_exists(small_study_area, weights, tmp_path, client):
+    cfg = _config(small_study_area, weights, tmp_path)
+    broken = {**cfg.sensors["sentinel-2"].model_dump(), "provider": "earth-search", "url": "http://127.0.0.1:9/stac/v1"}
+    cfg = cfg.model_copy(update={"sensors": {**cfg.sensors, "sentinel-2": cfg.sensors["sentinel-2"].model_validate(broken)}})
+    with pytest.raises(SearchError, match="127.0.0.1:9"):
+        run_study(cfg, tmp_path / "out", client=client, console=Console(file=open(tmp_path / "log.txt", "w")))
+    assert not (tmp_path / "out" / "store.zarr").exists()
+
+
+def test_store_made_with_other_weights_is_refused_with_the_way_out(first_run, small_study_area, tmp_path, client):
+    cfg, result = first_run
+    other = _tiny_model("landsat", tmp_path / "other.safetensors", seed=7)
+    sensors = {**cfg.sensors, "landsat": cfg.sensors["landsat"].model_copy(update={"weights": str(other)})}
+    with pytest.raises(IncompatibleStoreError, match="start a new store"):
+        run_study(cfg.model_copy(update={"sensors": sensors}), result.out, client=client,
+                  console=Console(file=open(tmp_path / "log.txt", "w")), publish=False)
+
+
+def test_missing_weights_are_named(small_study_area, weights, tmp_path, client):
+    cfg = _config(small_study_area, weights, tmp_path)
+    sensors = {**cfg.sensors, "landsat": cfg.sensors["landsat"].model_copy(update={"weights": str(tmp_path / "none.safetensors")})}
+    with pytest.raises(RunError, match=r"no landsat weights at .*none\.safetensors.*glacierwatch train --sensor landsat"):
+        run_study(cfg.model_copy(update={"sensors": sensors}), tmp_path / "out", client=client,
+                  console=Console(file=open(tmp_path / "log.txt", "w")))
+    assert not (tmp_path / "out" / "store.zarr").exists()
+
+
+def test_summary_has_a_row_per_sensor_and_the_truth(first_run):
+    _, result = first_run
+    summary = summary_table(result.tables).set_index("sensor")
+    assert list(summary.index) == ["sentinel-2", "landsat", TRUTH]
+    truth_total = result.tables["total_area"].query("sensor == @TRUTH").sort_values("year")
+    assert summary.loc[TRUTH, "area0_km2"] == pytest.approx(truth_total.area_km2.iloc[0])
+    assert np.isnan(summary.loc[TRUTH, "IoU"]) and 0 <= summary.loc["sentinel-2", "IoU"] <= 1
