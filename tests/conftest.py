@@ -52,3 +52,70 @@ def stac_schemas() -> None:
             schema.read_text()
         )
     set_validator(validator)
+
+
+# --------------------------------------------------------------------------------------------
+# a whole `glacierwatch run` on the quarter-size area, shared by the run, report and notebook tests
+
+SMALL_RUN_YEARS = {"start": 2020, "end": 2021}
+
+
+def tiny_weights(sensor: str, path: Path, seed: int = 0) -> Path:
+    """A base-4 U-Net with random weights for `sensor`: maps that are wrong but real, for orchestration."""
+    import torch
+
+    from catalog.providers import REFLECTANCE_BANDS
+    from pipeline.model.dunet import UNet
+    from pipeline.model.inputs import InputRecipe
+    from pipeline.model.weights import save_weights
+
+    torch.manual_seed(seed)
+    recipe = InputRecipe(bands=REFLECTANCE_BANDS[sensor], indices=("ndsi",), terrain=("elevation", "slope"),
+                         mean=(0.3,) * 6 + (0.0, 4200.0, 20.0), std=(0.2,) * 6 + (0.5, 500.0, 10.0))
+    save_weights(UNet(recipe.n_channels, 4).eval(), recipe, path)
+    return path
+
+
+def small_run_config(area, weights: dict[str, Path], folder: Path, **extra):
+    """A config file in `folder` for `area` (a generated study area) with the given weights."""
+    import yaml
+
+    from pipeline.config import load_config
+
+    sensors = {"sentinel-2": {"resolution": 10, "weights": str(weights["sentinel-2"])},
+               "landsat": {"resolution": 30, "weights": str(weights["landsat"])}}
+    data = {"synthetic": {"path": str(area.root)}, "region": {"bbox": list(area.spec.bbox())},
+            "years": SMALL_RUN_YEARS, "sensors": sensors, **extra}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_config(path)
+
+
+@pytest.fixture(scope="session")
+def run_client():
+    """An in-process Dask cluster (one worker, two threads) for runs inside tests."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
+        with Client(cluster) as client:
+            yield client
+
+
+@pytest.fixture(scope="session")
+def small_weights(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("weights")
+    return {s: tiny_weights(s, folder / f"{s}.safetensors", seed=i) for i, s in enumerate(("sentinel-2", "landsat"))}
+
+
+@pytest.fixture(scope="session")
+def small_run(small_study_area, small_weights, run_client, tmp_path_factory):
+    """(config, RunResult) of `run_study` on the quarter-size area, 2020-2021, report and STAC included."""
+    from rich.console import Console
+
+    from pipeline.run import run_study
+
+    folder = tmp_path_factory.mktemp("run")
+    cfg = small_run_config(small_study_area, small_weights, folder)
+    with open(folder / "log.txt", "w") as log:
+        result = run_study(cfg, folder / "out", client=run_client, console=Console(file=log, width=120))
+    return cfg, result

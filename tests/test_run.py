@@ -20,54 +20,10 @@ from rich.console import Console
 
 from catalog.search import SearchError
 from pipeline.analysis import TABLES, TRUTH
-from pipeline.config import load_config
 from pipeline.lock import StoreLockedError
 from pipeline.run import RunError, run_study, summary_table
 from pipeline.store import IncompatibleStoreError, RegionStore
-from catalog.providers import REFLECTANCE_BANDS
-from pipeline.model.dunet import UNet
-from pipeline.model.inputs import InputRecipe
-from pipeline.model.weights import save_weights
-
-YEARS = {"start": 2020, "end": 2021}
-
-
-def _tiny_model(sensor: str, path: Path, seed: int = 0) -> Path:
-    """A base-4 U-Net with random weights: maps that are wrong but real, for the orchestration."""
-    import torch
-
-    torch.manual_seed(seed)
-    recipe = InputRecipe(bands=REFLECTANCE_BANDS[sensor], indices=("ndsi",), terrain=("elevation", "slope"),
-                         mean=(0.3,) * 6 + (0.0, 4200.0, 20.0), std=(0.2,) * 6 + (0.5, 500.0, 10.0))
-    save_weights(UNet(recipe.n_channels, 4).eval(), recipe, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, Client(cluster) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory, small_study_area):
-    folder = tmp_path_factory.mktemp("weights")
-    return {s: _tiny_model(s, folder / f"{s}.safetensors", seed=i) for i, s in enumerate(("sentinel-2", "landsat"))}
-
-
-def _config(area, weights, tmp_path, **extra):
-    path = tmp_path / "config.yaml"
-    sensors = {"sentinel-2": {"resolution": 10, "weights": str(weights["sentinel-2"])},
-               "landsat": {"resolution": 30, "weights": str(weights["landsat"])}}
-    data = {"synthetic": {"path": str(area.root)}, "region": {"bbox": list(area.spec.bbox())}, "years": YEARS,
-            "sensors": sensors, **extra}
-    import yaml
-
-    path.write_text(yaml.safe_dump(data))
-    return load_config(path)
-
+from conftest import small_run_config, tiny_weights
 
 def _files(root: Path, under: str) -> dict[str, str]:
     return {
@@ -77,16 +33,8 @@ def _files(root: Path, under: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def first_run(small_study_area, weights, client, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("run")
-    cfg = _config(small_study_area, weights, tmp)
-    result = run_study(cfg, tmp / "out", client=client, console=Console(file=open(tmp / "log.txt", "w")), publish=False)
-    return cfg, result
-
-
-def test_run_writes_every_output(first_run):
-    cfg, result = first_run
+def test_run_writes_every_output(small_run):
+    cfg, result = small_run
     out = result.out
     assert Path(result.store_url) == out / "store.zarr"
     for name in ("areas", "area_by_band", "area_by_aspect", "terminus", "retreat", "accuracy", "total_area", "area_change"):
@@ -104,8 +52,8 @@ def test_run_writes_every_output(first_run):
     assert (out / "stac" / "catalog.json").is_file()
 
 
-def test_provenance_names_config_weights_and_scenes(first_run):
-    cfg, result = first_run
+def test_provenance_names_config_weights_and_scenes(small_run):
+    cfg, result = small_run
     prov = json.loads((result.out / "provenance.json").read_text())
     assert prov["config_hash"] == cfg.digest()
     for sensor in ("sentinel-2", "landsat"):
@@ -116,10 +64,10 @@ def test_provenance_names_config_weights_and_scenes(first_run):
     assert set(prov["timings_s"]) >= {"inputs", "statistics", "report"}
 
 
-def test_truth_tables_match_the_truth_outlines(first_run, small_study_area):
+def test_truth_tables_match_the_truth_outlines(small_run, small_study_area):
     """The truth analysed through the store path has the generator's own areas (10 m pixels on its
     lattice: exact) for every glacier inside the region; those cut by the region's edge are less."""
-    cfg, result = first_run
+    cfg, result = small_run
     grid = cfg.grid("sentinel-2")
     truth_areas = result.tables["areas"].query("sensor == @TRUTH").set_index(["glacier_id", "year"]).area_km2
     known = gpd.read_parquet(small_study_area.root / "truth" / "outlines.parquet").to_crs(grid.epsg)
@@ -134,16 +82,16 @@ def test_truth_tables_match_the_truth_outlines(first_run, small_study_area):
             assert mapped < row.geometry.area / 1e6
 
 
-def test_rerun_changes_nothing_in_the_store(first_run, client, tmp_path):
-    cfg, result = first_run
+def test_rerun_changes_nothing_in_the_store(small_run, run_client, tmp_path):
+    cfg, result = small_run
     before = _files(result.out, "store.zarr")
-    again = run_study(cfg, result.out, client=client, console=Console(file=open(tmp_path / "log.txt", "w")), publish=False)
+    again = run_study(cfg, result.out, client=run_client, console=Console(file=open(tmp_path / "log.txt", "w")), publish=False)
     assert _files(result.out, "store.zarr") == before
     pd.testing.assert_frame_equal(again.tables["areas"], result.tables["areas"])
 
 
-def test_update_appends_a_year_and_leaves_earlier_years_untouched(first_run, client, tmp_path):
-    cfg, result = first_run
+def test_update_appends_a_year_and_leaves_earlier_years_untouched(small_run, run_client, tmp_path):
+    cfg, result = small_run
     out = tmp_path / "out"
     import shutil
 
@@ -151,7 +99,7 @@ def test_update_appends_a_year_and_leaves_earlier_years_untouched(first_run, cli
     before = {k: v for k, v in _files(out, "store.zarr").items() if "/run/" not in k}
     updated = cfg.model_copy(update={"years": cfg.years.model_validate({"start": 2020, "end": 2022})})
     console = Console(file=open(tmp_path / "log.txt", "w"))
-    result2 = run_study(updated, out, years=[2022], client=client, console=console, publish=False)
+    result2 = run_study(updated, out, years=[2022], client=run_client, console=console, publish=False)
     after = _files(out, "store.zarr")
     changed = sorted(k for k, v in before.items() if after.get(k) != v)
     # only metadata grows (year axis, provenance); no chunk of 2020/2021 is rewritten
@@ -160,47 +108,47 @@ def test_update_appends_a_year_and_leaves_earlier_years_untouched(first_run, cli
     assert {k for k in prob_chunks if k in before} == {k for k in before if "/probability/c/" in k}
     assert set(result2.tables["areas"].year) == {2020, 2021, 2022}
     twice = _files(out, "store.zarr")
-    run_study(updated, out, years=[2022], client=client, console=console, publish=False)
+    run_study(updated, out, years=[2022], client=run_client, console=console, publish=False)
     assert _files(out, "store.zarr") == twice
 
 
-def test_second_update_at_once_is_refused(first_run, client, tmp_path):
-    cfg, result = first_run
+def test_second_update_at_once_is_refused(small_run, run_client, tmp_path):
+    cfg, result = small_run
     store = RegionStore.open(result.store_url)
     with store.lock("someone else's update"):
         with pytest.raises(StoreLockedError, match="someone else's update"):
-            run_study(cfg, result.out, client=client, console=Console(file=open(tmp_path / "log.txt", "w")), publish=False)
+            run_study(cfg, result.out, client=run_client, console=Console(file=open(tmp_path / "log.txt", "w")), publish=False)
 
 
-def test_unreachable_stac_api_fails_before_a_store_exists(small_study_area, weights, tmp_path, client):
-    cfg = _config(small_study_area, weights, tmp_path)
+def test_unreachable_stac_api_fails_before_a_store_exists(small_study_area, small_weights, tmp_path, run_client):
+    cfg = small_run_config(small_study_area, small_weights, tmp_path)
     broken = {**cfg.sensors["sentinel-2"].model_dump(), "provider": "earth-search", "url": "http://127.0.0.1:9/stac/v1"}
     cfg = cfg.model_copy(update={"sensors": {**cfg.sensors, "sentinel-2": cfg.sensors["sentinel-2"].model_validate(broken)}})
     with pytest.raises(SearchError, match="127.0.0.1:9"):
-        run_study(cfg, tmp_path / "out", client=client, console=Console(file=open(tmp_path / "log.txt", "w")))
+        run_study(cfg, tmp_path / "out", client=run_client, console=Console(file=open(tmp_path / "log.txt", "w")))
     assert not (tmp_path / "out" / "store.zarr").exists()
 
 
-def test_store_made_with_other_weights_is_refused_with_the_way_out(first_run, small_study_area, tmp_path, client):
-    cfg, result = first_run
-    other = _tiny_model("landsat", tmp_path / "other.safetensors", seed=7)
+def test_store_made_with_other_weights_is_refused_with_the_way_out(small_run, small_study_area, tmp_path, run_client):
+    cfg, result = small_run
+    other = tiny_weights("landsat", tmp_path / "other.safetensors", seed=7)
     sensors = {**cfg.sensors, "landsat": cfg.sensors["landsat"].model_copy(update={"weights": str(other)})}
     with pytest.raises(IncompatibleStoreError, match="start a new store"):
-        run_study(cfg.model_copy(update={"sensors": sensors}), result.out, client=client,
+        run_study(cfg.model_copy(update={"sensors": sensors}), result.out, client=run_client,
                   console=Console(file=open(tmp_path / "log.txt", "w")), publish=False)
 
 
-def test_missing_weights_are_named(small_study_area, weights, tmp_path, client):
-    cfg = _config(small_study_area, weights, tmp_path)
+def test_missing_weights_are_named(small_study_area, small_weights, tmp_path, run_client):
+    cfg = small_run_config(small_study_area, small_weights, tmp_path)
     sensors = {**cfg.sensors, "landsat": cfg.sensors["landsat"].model_copy(update={"weights": str(tmp_path / "none.safetensors")})}
     with pytest.raises(RunError, match=r"no landsat weights at .*none\.safetensors.*glacierwatch train --sensor landsat"):
-        run_study(cfg.model_copy(update={"sensors": sensors}), tmp_path / "out", client=client,
+        run_study(cfg.model_copy(update={"sensors": sensors}), tmp_path / "out", client=run_client,
                   console=Console(file=open(tmp_path / "log.txt", "w")))
     assert not (tmp_path / "out" / "store.zarr").exists()
 
 
-def test_summary_has_a_row_per_sensor_and_the_truth(first_run):
-    _, result = first_run
+def test_summary_has_a_row_per_sensor_and_the_truth(small_run):
+    _, result = small_run
     summary = summary_table(result.tables).set_index("sensor")
     assert list(summary.index) == ["sentinel-2", "landsat", TRUTH]
     truth_total = result.tables["total_area"].query("sensor == @TRUTH").sort_values("year")

@@ -1,0 +1,292 @@
+"""The HTML report: self-contained, every section, the right numbers, escaped text, all or nothing."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from shapely.geometry import box
+
+from catalog.aspect import ASPECT_SECTORS
+from pipeline import report
+
+CRS = "EPSG:32644"
+SENSORS = {"sentinel-2": 10.0, "landsat": 30.0}  # pixel size, for the area errors
+YEARS = (2018, 2020, 2022)
+GLACIERS = {1: ("S", 500100.0), 2: ("SE", 500350.0), 3: ("S", 500600.0), 4: ("SW", 500850.0)}  # aspect, west edge
+LANDSAT_OFFSET_M = {1: 10.0, 2: 10.0, 3: 40.0, 4: 10.0}  # Landsat's tongue this much higher: glacier 3 differs most
+PNG = b"\x89PNG\r\n\x1a\n"
+HEADINGS = ("Summary", "1. Glacier outlines", "2. Total glacier area", "3. Area change by elevation band",
+            "4. Area by aspect", "5. Terminus retreat", "6. Sentinel-2 vs Landsat", "7. Provenance")
+FIGURES = {"outline_map", "total_area", "area_change_by_band", "area_by_aspect", "retreat_per_glacier",
+           "retreat_by_aspect", "retreat_by_band", "sensor_difference"}
+
+
+def _elevation(y):
+    """The DEM's plane: 0.5 m per m rising north from 4000 m at the southern edge."""
+    return 4000.0 + 0.5 * (y - 4200000.0)
+
+
+def _dem() -> xr.DataArray:
+    """100 x 120 px at 10 m: a plane rising north plus a 150 m bump, one NaN corner."""
+    x = 500005.0 + 10.0 * np.arange(120)
+    y = 4200995.0 - 10.0 * np.arange(100)
+    xx, yy = np.meshgrid(x, y)
+    z = _elevation(yy) + 150.0 * np.exp(-((xx - 500600.0) ** 2 + (yy - 4200700.0) ** 2) / (2 * 200.0**2))
+    z[:5, :5] = np.nan
+    return xr.DataArray(z, coords={"y": y, "x": x}, dims=("y", "x"), name="dem")
+
+
+def _outlines() -> gpd.GeoDataFrame:
+    """200 m wide rectangles from 4200800 m down to a tongue that moves up 10 m x id per two years."""
+    rows = []
+    for sensor in SENSORS:
+        for k, year in enumerate(YEARS):
+            for gid, (_, west) in GLACIERS.items():
+                bottom = 4200300.0 + 10.0 * gid * k + (LANDSAT_OFFSET_M[gid] if sensor == "landsat" else 0.0)
+                geom = box(west, bottom, west + 200.0, 4200800.0)
+                rows.append({"glacier_id": gid, "sensor": sensor, "year": year, "area_km2": geom.area / 1e6,
+                             "perimeter_km": geom.length / 1e3, "geometry": geom})
+    return gpd.GeoDataFrame(rows, crs=CRS)
+
+
+def _tables(outlines: gpd.GeoDataFrame) -> dict[str, pd.DataFrame]:
+    areas = pd.DataFrame(outlines.drop(columns="geometry"))
+    areas["area_err_km2"] = areas.perimeter_km * 1e3 * areas.sensor.map(SENSORS) / 2 / 1e6
+    total = areas.groupby(["sensor", "year"], as_index=False)[["area_km2", "area_err_km2"]].sum()
+
+    change = []
+    for sensor, t in total.groupby("sensor"):
+        t = t.sort_values("year")
+        a0, a1, e0, e1 = t.area_km2.iloc[0], t.area_km2.iloc[-1], t.area_err_km2.iloc[0], t.area_err_km2.iloc[-1]
+        years = YEARS[-1] - YEARS[0]
+        slope = np.polyfit(t.year, t.area_km2, 1)[0]
+        change.append({"glacier_id": pd.NA, "sensor": sensor, "year0": YEARS[0], "year1": YEARS[-1], "years": years,
+                       "area0_km2": a0, "area1_km2": a1, "change_km2": a1 - a0, "change_err_km2": np.hypot(e0, e1),
+                       "change_pct": 100 * (a1 - a0) / a0, "rate_pct_a": 100 * (a1 - a0) / a0 / years,
+                       "rate_err_pct_a": 100 * np.hypot(e0, e1) / a0 / years, "n_years": len(t), "trend_km2_a": slope,
+                       "trend_lo_km2_a": 1.5 * slope, "trend_hi_km2_a": 0.5 * slope, "trend_theil_sen_km2_a": slope})
+    area_change = pd.DataFrame(change).astype({"glacier_id": "Int64"})
+
+    bands = []  # the plane's 100 m bands are 200 m slabs of northing
+    for (sensor, year), group in outlines.groupby(["sensor", "year"]):
+        for lo in range(4100, 4400, 100):
+            slab = box(500000, 4200000 + 2 * (lo - 4000), 501200, 4200000 + 2 * (lo + 100 - 4000))
+            bands.append({"sensor": sensor, "year": year, "band_lo_m": float(lo), "band_hi_m": float(lo + 100),
+                          "area_km2": group.geometry.intersection(slab).area.sum() / 1e6})
+
+    aspect = []
+    for _, r in total.iterrows():
+        for sector, share in {"S": 0.7, "SE": 0.1, "SW": 0.1, "E": 0.05, "W": 0.05}.items():
+            aspect.append({"sensor": r.sensor, "year": r.year, "method": "pixel", "aspect_sector": sector,
+                           "area_km2": share * r.area_km2})
+        aspect.append({"sensor": r.sensor, "year": r.year, "method": "glacier", "aspect_sector": "S", "area_km2": r.area_km2})
+
+    retreat = []
+    periods = [(YEARS[0], YEARS[1], "consecutive"), (YEARS[1], YEARS[2], "consecutive"), (YEARS[0], YEARS[2], "overall")]
+    for sensor in SENSORS:
+        for gid, (sector, _) in GLACIERS.items():
+            for y0, y1, period in periods:
+                for method, factor in (("main_axis", 1.0), ("box", 0.9)):
+                    metres = factor * 10.0 * gid * (y1 - y0) / 2
+                    retreat.append({"glacier_id": gid, "sensor": sensor, "aspect_sector": sector, "method": method,
+                                    "period": period, "year0": y0, "year1": y1, "years": y1 - y0, "retreat_m": metres,
+                                    "rate_m_a": metres / (y1 - y0), "rate_err_m_a": SENSORS[sensor] / (y1 - y0),
+                                    "dz_m": 0.5 * metres, "n_lines": 5})
+    retreat = pd.DataFrame(retreat)
+    key = ["sensor", "method", "year0", "year1"]
+    mean = {"n_glaciers": ("glacier_id", "nunique"), "retreat_m": ("retreat_m", "mean"), "rate_m_a": ("rate_m_a", "mean"),
+            "rate_err_m_a": ("rate_err_m_a", "mean"), "dz_m": ("dz_m", "mean")}
+    by_aspect = retreat.groupby(key + ["aspect_sector"], as_index=False).agg(**mean)
+    by_aspect["aspect_sector"] = pd.Categorical(by_aspect.aspect_sector, categories=ASPECT_SECTORS, ordered=True)
+    by_band = retreat.assign(band_lo_m=np.where(retreat.glacier_id <= 2, 4100.0, 4200.0))
+    by_band = by_band.assign(band_hi_m=by_band.band_lo_m + 100)
+    by_band = by_band.groupby(key + ["band_lo_m", "band_hi_m"], as_index=False).agg(**mean)
+
+    rng = np.random.default_rng(0)
+    accuracy = pd.DataFrame([
+        {"sensor": s, "model": m, "zone": z, "year": y, "n_pixels": 12000,
+         **{k: rng.uniform(0.6, 0.99) for k in ("PA", "UA", "OA", "F1", "IoU")}}
+        for s in SENSORS for m in ("dunet", "band_ratio", "ndsi") for z in ("all", "debris") for y in YEARS
+    ])
+    return {"areas": areas, "total_area": total, "area_change": area_change, "area_by_band": pd.DataFrame(bands),
+            "area_by_aspect": pd.DataFrame(aspect), "retreat": retreat, "retreat_by_aspect": by_aspect,
+            "retreat_by_band": by_band, "accuracy": accuracy}
+
+
+PROVENANCE = {
+    "created": "2024-05-01T12:00:00+00:00",
+    "version": "0.1.0",
+    "config_hash": "c0ffee1234",
+    "config_yaml": "region:\n  name: <script>alert('x')</script> & co\n",
+    "weights": {s: {"file": f"weights/{s}.safetensors", "sha256": f"{s}-digest-abc123", "architecture": "dunet"}
+                for s in SENSORS},
+    "scenes": {"sentinel-2": {"2018": ["S2A_1", "S2B_2"], "2020": ["S2A_3"], "2022": ["S2A_4", "S2A_5", "S2B_6"]},
+               "landsat": {"2018": ["LC08_1"], "2020": ["LC08_2"], "2022": ["LC09_3"]}},
+    "skipped_scenes": {"sentinel-2": {"2020": [{"item_id": "S2B_BAD", "reason": "cloud cover > 80 %"}]}},
+    "season": {"start": "07-15", "end": "09-30"},
+}
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    outlines = _outlines()
+    return _tables(outlines), outlines, _dem()
+
+
+@pytest.fixture(scope="module")
+def written(inputs, tmp_path_factory):
+    tables, outlines, dem = inputs
+    out = tmp_path_factory.mktemp("report") / "report"
+    index = report.write_report(out, tables, outlines, dem, PROVENANCE, title="Test region <glaciers>")
+    return out, index, index.read_text(encoding="utf-8")
+
+
+def _summary_box(page: str) -> str:
+    return re.search(r'<div class="summary">(.*?)</div>', page, re.S).group(1)
+
+
+def _section(page: str, anchor: str) -> str:
+    return re.search(rf'<section id="{anchor}">(.*?)</section>', page, re.S).group(1)
+
+
+def test_report_is_one_self_contained_page_with_every_section(written):
+    out, index, page = written
+    assert index == out.resolve() / "index.html" and index.is_file()
+    for heading in HEADINGS:
+        assert f"<h2>{heading}</h2>" in page
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    assert len(sources) == len(FIGURES)
+    for src in sources:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == PNG
+    links = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert not [link for link in links if link.startswith(("http:", "https:", "//"))]
+    assert "<script" not in page and "<link" not in page
+    assert "Test region &lt;glaciers&gt;" in page
+
+
+def test_summary_box_shows_areas_change_rate_retreat_and_accuracy(inputs, written):
+    tables, _, _ = inputs
+    box_html = _summary_box(written[2])
+    for sensor in SENSORS:
+        total = tables["total_area"][tables["total_area"].sensor == sensor].sort_values("year")
+        first, last = total.iloc[0], total.iloc[-1]
+        assert f"{first.area_km2:.3f} ± {first.area_err_km2:.3f}" in box_html
+        assert f"{last.area_km2:.3f} ± {last.area_err_km2:.3f}" in box_html
+        region = tables["area_change"][tables["area_change"].sensor == sensor].iloc[0]
+        assert f"{region.rate_pct_a:.2f} ± {region.rate_err_pct_a:.2f}" in box_html
+        retreat = tables["retreat"]
+        overall = retreat[(retreat.sensor == sensor) & (retreat.method == "main_axis") & (retreat.period == "overall")]
+        assert f"<td class=\"num\">{overall.rate_m_a.mean():.1f}</td>" in box_html
+        acc = tables["accuracy"]
+        acc = acc[(acc.sensor == sensor) & (acc.model == "dunet") & (acc.zone == "all")]
+        assert f"{acc.IoU.mean():.3f}" in box_html and f"{acc.OA.mean():.3f}" in box_html
+    # Sentinel-2's first-year total: 4 glaciers of 200 m x 500 m, error = 4 x perimeter 1400 m x 5 m
+    assert "0.400 ± 0.028" in box_html
+
+
+def test_figures_and_tables_are_written_beside_the_page(written):
+    out, _, page = written
+    assert {p.stem for p in out.glob("*.png")} == FIGURES
+    for name in FIGURES:
+        data = (out / f"{name}.png").read_bytes()
+        assert data[:8] == PNG and len(data) > 10_000
+        assert base64.b64encode(data).decode() in page  # the embedded figure is the file beside it
+    csvs = {p.stem for p in (out / "tables").glob("*.csv")}
+    assert csvs == {"summary", "total_area", "area_change", "area_by_band", "area_by_aspect", "retreat",
+                    "retreat_by_aspect", "retreat_by_band", "accuracy"}
+    assert len(pd.read_csv(out / "tables" / "total_area.csv")) == len(SENSORS) * len(YEARS)
+    assert not list(out.parent.glob(".report-*"))
+
+
+def test_provenance_is_rendered_and_its_text_escaped(written):
+    page = written[2]
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; co" in page
+    assert "c0ffee1234" in page and "sentinel-2-digest-abc123" in page
+    assert re.search(r"<td>sentinel-2</td><td>2022</td><td class=\"num\">3</td><td>S2A_4, S2A_5, S2B_6</td>", page)
+    assert "S2B_BAD" in page and "cloud cover &gt; 80 %" in page
+    assert "<dt>start</dt><dd>07-15</dd>" in page  # other nested keys rendered as they come
+
+
+def test_accuracy_table_bolds_the_best_of_each_zone_and_year(inputs, written):
+    acc = inputs[0]["accuracy"]
+    best = acc[(acc.zone == "debris") & (acc.year == 2020)].IoU.max()
+    assert f"<b>{best:.3f}</b>" in written[2]
+
+
+def test_sensor_difference_shows_the_glacier_whose_outlines_differ_most(inputs, written):
+    outlines = inputs[1]
+    row = report.most_different_glacier(outlines, ["sentinel-2", "landsat"])
+    assert row.glacier_id == 3 and row.year == 2022
+    assert row.difference_km2 == pytest.approx(200 * 40 / 1e6)
+    assert "Glacier 3 in 2022" in written[2]
+
+
+def test_missing_or_empty_tables_say_not_available(inputs, tmp_path):
+    tables, outlines, dem = inputs
+    some = {k: v for k, v in tables.items() if k not in ("accuracy", "retreat_by_aspect", "area_by_aspect")}
+    some["retreat"] = tables["retreat"].iloc[:0]
+    index = report.write_report(tmp_path / "r", some, outlines[outlines.sensor == "landsat"], dem, {})
+    page = index.read_text(encoding="utf-8")
+    for heading in HEADINGS:
+        assert f"<h2>{heading}</h2>" in page
+    assert _section(page, "aspect").count("Not available") == 1
+    assert _section(page, "retreat").count("Not available") == 2  # per glacier and by aspect; by band is there
+    assert _section(page, "sensors").count("Not available") == 2  # accuracy, and one sensor has no partner
+    for anchor in ("outlines", "total-area", "bands"):
+        assert "Not available" not in _section(page, anchor)
+    assert "n/a" in _summary_box(page)
+    assert {p.stem for p in (tmp_path / "r").glob("*.png")} == {"outline_map", "total_area", "area_change_by_band",
+                                                                 "retreat_by_band"}
+
+
+def test_failed_figure_leaves_no_report_and_no_temp_folder(inputs, tmp_path, monkeypatch):
+    tables, outlines, dem = inputs
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("figure failed")
+
+    monkeypatch.setattr(report, "band_change_figure", broken)  # after two figures were written
+    with pytest.raises(RuntimeError, match="figure failed"):
+        report.write_report(tmp_path / "new", tables, outlines, dem, PROVENANCE)
+    assert list(tmp_path.iterdir()) == []
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "index.html").write_text("previous report")
+    with pytest.raises(RuntimeError):
+        report.write_report(old, tables, outlines, dem, PROVENANCE)
+    assert [p.name for p in tmp_path.iterdir()] == ["old"] and (old / "index.html").read_text() == "previous report"
+
+
+def test_report_replaces_a_previous_one_whole(inputs, tmp_path):
+    tables, outlines, dem = inputs
+    old = tmp_path / "r"
+    old.mkdir()
+    (old / "stale.png").write_bytes(PNG)
+    report.write_report(old, {"total_area": tables["total_area"]}, outlines.iloc[:0], dem, {})
+    assert not (old / "stale.png").exists() and (old / "total_area.png").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]
+
+
+def test_hillshade_lights_slopes_facing_the_northwest_sun():
+    x = 5.0 + 10.0 * np.arange(20)
+    y = 195.0 - 10.0 * np.arange(20)
+    xx, yy = np.meshgrid(x, y)
+
+    def shade(z):
+        return report.hillshade(xr.DataArray(z, coords={"y": y, "x": x}, dims=("y", "x")))
+
+    flat = shade(np.zeros_like(xx))
+    facing_nw = shade((xx - yy) / np.sqrt(2))  # 45° slope falling towards the north-west
+    facing_se = shade((yy - xx) / np.sqrt(2))
+    assert flat == pytest.approx(np.sin(np.radians(45)))
+    assert facing_nw == pytest.approx(1.0)  # its normal points at the sun
+    assert facing_se == pytest.approx(0.0, abs=1e-12)  # the sun grazes it
