@@ -209,19 +209,33 @@ def _run(cfg: Config, out: Path, years: list[int] | None) -> None:
         _fail(str(err))
     summary = summary_table(result.tables)
     table = Table(title=f"{cfg.region.name}: glacier area, change and retreat")
+
+    def fmt(row, key, spec, err=None):
+        value = getattr(row, key, float("nan"))
+        if pd.isna(value):
+            return ""
+        text = spec.format(value)
+        error = getattr(row, err, float("nan")) if err else float("nan")
+        return text if pd.isna(error) else f"{text} ± {abs(error):.2f}"
+
     columns = {
-        "sensor": "{}", "years": "{}", "area0_km2": "{:.2f}", "area0_err_km2": "±{:.2f}", "area1_km2": "{:.2f}",
-        "area1_err_km2": "±{:.2f}", "rate_pct_a": "{:+.2f}", "rate_err_pct_a": "±{:.2f}", "trend_km2_a": "{:+.4f}",
-        "mean_retreat_m_a": "{:.1f}", "n_glaciers": "{}", "IoU": "{:.3f}", "OA": "{:.3f}",
+        "sensor": lambda r: r.sensor,
+        "years": lambda r: r.years,
+        "area first (km²)": lambda r: fmt(r, "area0_km2", "{:.2f}", "area0_err_km2"),
+        "area last (km²)": lambda r: fmt(r, "area1_km2", "{:.2f}", "area1_err_km2"),
+        "rate (%/a)": lambda r: fmt(r, "rate_pct_a", "{:+.2f}", "rate_err_pct_a"),
+        "trend (km²/a)": lambda r: fmt(r, "trend_km2_a", "{:+.3f}"),
+        "retreat (m/a)": lambda r: fmt(r, "mean_retreat_m_a", "{:.1f}"),
+        "glaciers": lambda r: fmt(r, "n_glaciers", "{:.0f}"),
+        "IoU": lambda r: fmt(r, "IoU", "{:.3f}"),
+        "OA": lambda r: fmt(r, "OA", "{:.3f}"),
     }
-    headers = {"area0_km2": "area first (km²)", "area1_km2": "area last (km²)", "rate_pct_a": "rate (%/a)",
-               "trend_km2_a": "trend (km²/a)", "mean_retreat_m_a": "retreat (m/a)", "n_glaciers": "glaciers"}
-    shown = [c for c in columns if c in summary.columns]
-    for c in shown:
-        table.add_column(headers.get(c, "" if c.endswith("_err_km2") or c == "rate_err_pct_a" else c))
+    for name in columns:
+        table.add_column(name, no_wrap=True)
     for row in summary.itertuples(index=False):
-        table.add_row(*("" if pd.isna(getattr(row, c)) else columns[c].format(getattr(row, c)) for c in shown))
-    console.print(table)
+        table.add_row(*(cell(row) for cell in columns.values()))
+    wide = Console(width=max(console.width, 150))
+    wide.print(table)
     stages = Table(title="time per stage")
     stages.add_column("stage")
     stages.add_column("s", justify="right")
