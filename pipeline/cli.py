@@ -272,5 +272,24 @@ def update(
     _run(_with_cluster(cfg, cluster), out, [year])
 
 
+@app.command()
+def plan(
+    config: ConfigOption = None,
+    offline: Annotated[bool, typer.Option("--offline", help="no network: estimate scenes from the revisit")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="override cluster.workers")] = None,
+    rates: Annotated[Optional[Path], typer.Option(help="rates YAML (default: the shipped, measured one)")] = None,
+) -> None:
+    """The work of a run before running it: grid, tiles, scenes, bytes, pixels, hours. Reads no pixels."""
+    from catalog.tiling import TilingError
+    from pipeline.plan import Rates, plan_run, render_plan
+
+    cfg = _config(config)
+    try:
+        work = plan_run(cfg, rates=Rates.load(rates) if rates else None, cluster_workers=workers, offline=offline)
+    except (TilingError, ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    render_plan(work, Console(width=max(console.width, 150)))
+
+
 if __name__ == "__main__":
     app()

@@ -42,26 +42,11 @@ import torch
 import xarray as xr
 
 from pipeline.model.dunet import SIZE_MULTIPLE
+from pipeline.model.halo import DEFAULT_HALO, HALO_BY_ARCHITECTURE
 from pipeline.model.predictor import TorchPredictor, default_device
 from pipeline.model.weights import ModelCard, WeightsError, card_path, load_model, sha256
 
 __all__ = ["DEFAULT_HALO", "HALO_BY_ARCHITECTURE", "cached_predictor", "infer_to_store", "probability_cube", "read_card"]
-
-HALO_BY_ARCHITECTURE: dict[str, int] = {"unet": 96, "dunet": 336}
-"""Pixels of context each tile borrows from its neighbours, by architecture (measured, not guessed).
-
-The smallest halo at which the chunked mosaic equals the whole-image prediction within 1/255
-(tests/test_inference.py::test_chunk_seams_are_invisible; variance-preserving random weights, base 4,
-tiles of 128-192 px): U-Net 96 px (80 px still leaves 6/255: the plain U-Net's receptive field
-is about 2 x 92 px, beyond it the result is exact). D-UNet: the DAC bridge's dilated convs at 1/16
-resolution and the input-dependent offsets widen the field, and the figure depends on the weights:
-240 px for one random draw (208 px left 5/255), 336 px for the test's draw (288 px left 2.7/255);
-336 is used. Re-measure with the trained D-UNet's weights before relying on it. The trained
-U-Net (base 16, /tmp/train_unet16) on the default area's 2016 composite, 512-px tiles
-(tests/bench/bench_inference.py): 64 px leaves 1.34/255, 80 px 0.09/255, 96 px is exact.
-"""
-DEFAULT_HALO = max(HALO_BY_ARCHITECTURE.values())
-"""For weights of an architecture not listed above."""
 
 _LOCK = threading.Lock()
 
