@@ -139,7 +139,7 @@ def test_infer_to_store_writes_each_year_once_and_matches_whole_image(small_stud
     n_units = len(store.units("sentinel-2", years[0]))
     assert n_units > 1  # seams are crossed
     assert summary["years"] == {y: n_units for y in years}
-    assert set(summary["static"]) == {"dem", "slope", "aspect"}
+    assert set(summary["static"]) == {"dem", "slope", "aspect", "glacier_id"}
 
     card = inference.read_card(weights)
     assert store.metadata["weights_sha256"] == {"sentinel-2": card.weights_sha256}
