@@ -202,13 +202,6 @@ def probability_cube(
     )
 
 
-def _static_written(store: Any, sensor: str, name: str) -> bool:
-    import zarr
-
-    arr = zarr.open_array(store.zarr_store, path=f"{sensor}/{name}", mode="r", zarr_format=3)
-    return arr.nchunks_initialized == arr.nchunks
-
-
 def _glacier_ids(inventory: Path, grid: Any, buffer_m: float, chunk: int) -> xr.DataArray:
     """The inventory rasterised on `grid` (ids, outlines grown by `buffer_m`), lazily by store chunk."""
     import geopandas as gpd
@@ -275,11 +268,11 @@ def infer_to_store(
         chunk = store.chunk_size
         cube = yearly_cube(cfg, sensor, years=years, chunks=chunk)
         for name, var in (("dem", "elevation"), ("slope", "slope"), ("aspect", "aspect")):
-            if not _static_written(store, sensor, name):
+            if not store.static_complete(sensor, name):
                 store.write_static(sensor, name, cube[var])
                 summary["static"].append(name)
         inventory = Path(cfg.inventory_path())
-        if inventory.exists() and not _static_written(store, sensor, "glacier_id"):
+        if inventory.exists() and not store.static_complete(sensor, "glacier_id"):
             store.write_static(sensor, "glacier_id", _glacier_ids(inventory, grid, cfg.analysis.glacier_buffer_m, chunk))
             summary["static"].append("glacier_id")
         summary["scenes"] = {int(y): list(cube.attrs["scene_ids"][str(y)]) for y in years}

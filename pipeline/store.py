@@ -550,6 +550,13 @@ class RegionStore:
             for col in range(cols)
         ]
         dask.compute(*tasks)
+        # All-fill chunks (e.g. glacier_id far from any glacier) are not stored, so "every chunk
+        # exists" cannot tell a finished layer; this flag, set only after the last block, can.
+        self._array(f"{sensor}/{name}", write=True).attrs["complete"] = True
+
+    def static_complete(self, sensor: str, name: str) -> bool:
+        """Has `write_static` finished writing layer `name` of `sensor`?"""
+        return bool(self._array(f"{sensor}/{name}").attrs.get("complete", False))
 
     # -- reading and locking ----------------------------------------------------------------
 
