@@ -154,3 +154,20 @@ def test_summary_has_a_row_per_sensor_and_the_truth(small_run):
     truth_total = result.tables["total_area"].query("sensor == @TRUTH").sort_values("year")
     assert summary.loc[TRUTH, "area0_km2"] == pytest.approx(truth_total.area_km2.iloc[0])
     assert np.isnan(summary.loc[TRUTH, "IoU"]) and 0 <= summary.loc["sentinel-2", "IoU"] <= 1
+
+
+def test_cli_run_prints_the_summary_and_update_refuses_a_future_year(small_run, run_client, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    cfg, result = small_run
+    config = Path(cfg.base_dir) / "config.yaml"
+    runner = CliRunner()
+    out = runner.invoke(app, ["run", "-c", str(config), "--out", str(result.out), "--cluster", run_client.scheduler.address])
+    assert out.exit_code == 0, out.output
+    assert "glacier area, change and retreat" in out.output and "sentinel-2" in out.output and "time per stage" in out.output
+    future = runner.invoke(app, ["update", "-c", str(config), "--year", "2999", "--out", str(tmp_path / "never")])
+    assert future.exit_code == 2
+    assert "--year 2999" in future.output and "is in the future" in future.output
+    assert not (tmp_path / "never").exists()
