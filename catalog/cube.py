@@ -39,8 +39,9 @@ from stackstac.rio_reader import AutoParallelRioReader
 
 from catalog.gdal_env import SCENE_READ_ENV
 from catalog.grid import TargetGrid
-from catalog.items import ItemError, asset_nodata, normalize_items, reflectance_scale_offset, require_assets
+from catalog.items import ItemError, asset_nodata, item_epsg, normalize_items, reflectance_scale_offset, require_assets
 from catalog.providers import QUALITY_BAND, REFLECTANCE_BANDS, ProviderProfile
+from catalog.redact import redact
 
 OnUnreadable = Literal["raise", "skip"]
 
@@ -126,9 +127,11 @@ class ExplainingRioReader(AutoParallelRioReader):
             return super().read(window, **kwargs)
         except (RuntimeError, rasterio.errors.RasterioError) as err:
             raise SceneReadError(
-                f"cannot read COG {self.url}: {err.__cause__ or err!r}. Re-fetch or exclude that scene, "
-                "or build the cube with on_unreadable='skip' to drop unreadable scenes with a warning"
-            ) from err
+                redact(
+                    f"cannot read COG {self.url}: {err.__cause__ or err!r}. Re-fetch or exclude that scene, "
+                    "or build the cube with on_unreadable='skip' to drop unreadable scenes with a warning"
+                )
+            ) from None
 
 
 def _sorted_items(items: Sequence[pystac.Item]) -> list[pystac.Item]:
@@ -148,17 +151,63 @@ def _items_over_grid(items: list[pystac.Item], grid: TargetGrid) -> list[pystac.
     return hits
 
 
+def _last_tile(ds: rasterio.io.DatasetReader) -> Window | None:
+    """The window of band 1's tile stored last in the file (None where GDAL does not say, e.g. not a TIFF)."""
+    last, window = -1, None
+    for (row, col), w in ds.block_windows(1):
+        offset = ds.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=1)
+        if offset is not None and int(offset) > last:
+            last, window = int(offset), w
+    return window
+
+
+def _stated_epsg(item: pystac.Item, key: str) -> int | None:
+    """The EPSG code the catalog gives for an asset (the asset's own `proj:epsg`, else the item's)."""
+    epsg = item.assets[key].extra_fields.get("proj:epsg")
+    return int(epsg) if epsg is not None else item_epsg(item)
+
+
 def _unreadable(items: list[pystac.Item], keys: Sequence[str]) -> list[SkippedScene]:
-    """Open every asset's header (cheap, in threads); return the scenes that fail."""
+    """Check every asset (in threads); return the scenes that fail, each with the reason.
+
+    Per asset: the header opens; its CRS is the one the item states (`proj:code`/`proj:epsg`;
+    an item that states none is read in its header's CRS, see catalog/items.py); and the tile
+    stored last in the file can be read. A COG's full-resolution tiles come last, so a download
+    cut short loses that tile first: this finds truncated files at the cost of one tile read per
+    asset, here, instead of a failed read deep inside a Dask task that no skip can reach.
+    """
 
     def check(job: tuple[pystac.Item, str]) -> SkippedScene | None:
         item, key = job
         href = item.assets[key].href
         try:
-            with rasterio.open(href):
+            with rasterio.open(href) as ds:
+                stated = _stated_epsg(item, key)
+                actual = ds.crs.to_epsg() if ds.crs is not None else None
+                if stated is not None and actual != stated:
+                    header = f"EPSG:{actual}" if actual is not None else (ds.crs.to_string() if ds.crs else "no CRS")
+                    return SkippedScene(
+                        item.id,
+                        redact(href),
+                        f"CRS mismatch: asset {key!r} COG header says {header}, the STAC item says "
+                        f"proj:code EPSG:{stated}; fix the item's proj:code or the COG's georeferencing",
+                    )
+                window = _last_tile(ds)
+                if window is not None:
+                    try:
+                        ds.read(1, window=window)
+                    except rasterio.errors.RasterioError as err:
+                        return SkippedScene(
+                            item.id,
+                            redact(href),
+                            redact(
+                                f"truncated or corrupt: asset {key!r} opens but its data cannot be read "
+                                f"({err.__cause__ or err}); re-fetch the file"
+                            ),
+                        )
                 return None
         except Exception as err:  # any failure to open means the same here
-            return SkippedScene(item.id, href, f"{type(err).__name__}: {err}")
+            return SkippedScene(item.id, redact(href), redact(f"cannot open asset {key!r}: {type(err).__name__}: {err}"))
 
     jobs = [(item, key) for item in items for key in keys]
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -189,7 +238,7 @@ def prepare_scene_items(
         skipped = _unreadable(prepared, keys)
         bad = {s.item_id for s in skipped}
         for s in skipped:
-            warnings.warn(f"skipping scene {s.item_id!r}: cannot open {s.href} ({s.reason})", stacklevel=3)
+            warnings.warn(f"skipping scene {s.item_id!r} ({s.href}): {s.reason}", stacklevel=3)
         prepared = [i for i in prepared if i.id not in bad]
         if not prepared:
             raise SceneReadError(f"every {sensor} scene was unreadable: {[asdict(s) for s in skipped]}")

@@ -42,6 +42,13 @@ def normalize_items(items: Iterable[pystac.Item]) -> list[pystac.Item]:
 
     The caller's items are left untouched (a search result may be reused by other code).
     An existing `proj:epsg` is kept.
+
+    An item with neither (no projection extension) is passed on as it is, not refused: cubes are
+    stacked on the target grid's explicit EPSG, bounds and resolution, and every COG is read in
+    the CRS its own header gives, so such an item lands where its COG header says (the same
+    pixels as with a correct `proj:code`; stackstac only loses the footprint it uses to skip
+    chunks the asset does not touch). Where an item does state a CRS, catalog/cube.py's checks
+    skip a scene whose COG header says another one (on_unreadable="skip").
     """
     out = []
     for item in items:

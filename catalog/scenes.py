@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pystac
-from shapely.geometry import box
+from shapely import unary_union
+from shapely.geometry import box, shape
 
 from catalog.providers import ProviderProfile
 from catalog.search import SceneQuery, SceneSource, SearchError
@@ -58,4 +59,15 @@ def find_dem_items(source: SceneSource, profile: ProviderProfile, bbox: tuple[fl
     items = source.search(SceneQuery(collection, bbox, start, end))
     if not items:
         raise SearchError(f"no DEM tiles ({collection} at {source.url}) over region bbox {list(bbox)}: change dem.provider or dem.url")
+    # A region only partly under the tiles would get NaN elevation (and slope) there, silently.
+    region = box(*bbox)
+    uncovered = region.difference(unary_union([shape(i.geometry) if i.geometry else box(*i.bbox) for i in items]))
+    if uncovered.area > 1e-6 * region.area:
+        part = [round(v, 5) for v in uncovered.bounds]
+        raise SearchError(
+            f"DEM tiles ({collection} at {source.url}) do not cover region bbox {list(bbox)}: "
+            f"no tile over lon/lat {part} ({uncovered.area / region.area:.0%} of the region); "
+            "add the missing tiles to that catalog, point dem.url at a DEM that covers the region, "
+            "or shrink region.bbox"
+        )
     return items

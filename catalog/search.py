@@ -18,9 +18,18 @@ from typing import Callable, Protocol
 import pystac
 from shapely.geometry import box, shape
 
+from catalog.redact import redact
+
 
 class SearchError(RuntimeError):
-    """A search that cannot give what was asked; the message says what to change."""
+    """A search that cannot give what was asked; the message says what to change.
+
+    Messages quote STAC URLs, which may carry a token (``?subscription-key=...``): the message
+    is redacted (catalog.redact) once here, for every place that raises one.
+    """
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(redact(str(message)), *args)
 
 
 @dataclass(frozen=True)

@@ -199,6 +199,22 @@ class Config(_Strict):
     training: Training = Training()
     base_dir: str = Field(".", exclude=True, description="folder relative paths are resolved against")
 
+    @field_validator("store")
+    @classmethod
+    def _no_parent_segments(cls, v):
+        # Rule: a store path never climbs with "..". A relative store then stays inside the
+        # config's folder (where `path` resolves it); a store elsewhere is written out in full
+        # (absolute path or URL), so where a run writes is visible in the config itself and a
+        # config from elsewhere cannot aim its writes at ../../somewhere by a relative path.
+        path = v.split("://", 1)[1] if "://" in v else v
+        if ".." in re.split(r"[/\\]", path.split("?", 1)[0]):
+            raise ValueError(
+                f"{v!r} climbs out of its folder with '..': write the store without '..', relative to the "
+                "config's folder (e.g. out/store.zarr), as an absolute path (e.g. /data/glaciers/store.zarr) "
+                "or as a URL (e.g. s3://bucket/store.zarr)"
+            )
+        return v
+
     @field_validator("sensors")
     @classmethod
     def _some_sensor(cls, v):

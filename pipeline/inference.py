@@ -46,18 +46,51 @@ from pipeline.model.halo import DEFAULT_HALO, HALO_BY_ARCHITECTURE
 from pipeline.model.predictor import TorchPredictor, default_device
 from pipeline.model.weights import ModelCard, WeightsError, card_path, load_model, sha256
 
-__all__ = ["DEFAULT_HALO", "HALO_BY_ARCHITECTURE", "cached_predictor", "infer_to_store", "probability_cube", "read_card"]
+__all__ = [
+    "DEFAULT_HALO",
+    "HALO_BY_ARCHITECTURE",
+    "cached_predictor",
+    "check_inputs",
+    "infer_to_store",
+    "probability_cube",
+    "read_card",
+]
 
 _LOCK = threading.Lock()
 
 
-def read_card(weights: str | Path) -> ModelCard:
-    """The model card beside `weights` (cheap: JSON only; the weights are hashed by the loader)."""
+def read_card(weights: str | Path, sensor: str | None = None) -> ModelCard:
+    """The model card beside `weights`, checked against the file and, given `sensor`, its bands.
+
+    Cheap (the card's JSON and the safetensors header; the weights are hashed by the loader), so
+    a run calls it for every sensor before anything is written: a file that is not safetensors,
+    a card of another architecture, width or channel count, or weights trained on bands the
+    sensor does not have are refused here, with the file and the mismatch named.
+    """
+    from pydantic import ValidationError
+
+    from catalog.providers import REFLECTANCE_BANDS
+    from pipeline.model.weights import check_card, read_header
+
     weights = Path(weights)
+    read_header(weights)  # not safetensors (e.g. a pickle): refused before anything else is looked at
     card_file = card_path(weights)
     if not card_file.is_file():
         raise WeightsError(f"no model card {card_file} beside {weights}; weights without a card cannot be fed correctly")
-    return ModelCard.model_validate_json(card_file.read_text())
+    try:
+        card = ModelCard.model_validate_json(card_file.read_text())
+    except ValidationError as err:
+        raise WeightsError(f"{card_file} is not a model card ({err.error_count()} errors, first: {err.errors()[0]['msg']})") from None
+    check_card(weights, card)
+    if sensor is not None:
+        bands = REFLECTANCE_BANDS[sensor]
+        missing = [b for b in card.recipe.bands if b not in bands]
+        if missing:
+            raise WeightsError(
+                f"{weights} was trained on bands {list(card.recipe.bands)}; {sensor} has {list(bands)} "
+                f"(missing {missing}): set sensors.{sensor}.weights to weights trained for {sensor}"
+            )
+    return card
 
 
 @lru_cache(maxsize=4)
@@ -204,12 +237,33 @@ def probability_cube(
 
 def _glacier_ids(inventory: Path, grid: Any, buffer_m: float, chunk: int) -> xr.DataArray:
     """The inventory rasterised on `grid` (ids, outlines grown by `buffer_m`), lazily by store chunk."""
-    import geopandas as gpd
+    from pipeline.statistics import rasterize_inventory, read_inventory
 
-    from pipeline.statistics import rasterize_inventory
-
-    outlines = gpd.read_parquet(inventory) if inventory.suffix == ".parquet" else gpd.read_file(inventory)
+    outlines = read_inventory(inventory)  # repairs or refuses invalid, empty and duplicate outlines
     return rasterize_inventory(outlines, grid.transform, grid.shape, grid.crs, buffer_m=buffer_m, chunks=chunk)
+
+
+def check_inputs(cfg: Any, sensor: str, weights: str | Path) -> None:
+    """Refuse, before anything is written, the inputs of `sensor` that would fail a run half-way.
+
+    The weights (safetensors, matching their card and the sensor's bands: `read_card`), the DEM
+    (its tiles cover the whole region: `catalog.scenes.find_dem_items`) and the inventory
+    (`pipeline.statistics.read_inventory`). Scenes are not checked here: an unreadable scene is
+    skipped and named in the provenance, not a reason to stop. Each error names the input and
+    what to change. `infer_to_store` calls it before its first write; a caller that creates the
+    store itself (`pipeline.run`) should call it for every sensor before creating the store.
+    """
+    from catalog.providers import get_profile
+    from catalog.scenes import find_dem_items
+    from catalog.search import open_source
+    from pipeline.statistics import read_inventory
+
+    read_card(weights, sensor)
+    dem_profile = get_profile(cfg.dem.provider)
+    find_dem_items(open_source(cfg.source_url(cfg.dem), dem_profile.signer()), dem_profile, cfg.region.bbox)
+    inventory = Path(cfg.inventory_path())
+    if inventory.exists():
+        read_inventory(inventory)
 
 
 def infer_to_store(
@@ -239,7 +293,8 @@ def infer_to_store(
     from pipeline.yearly_cube import yearly_cube
 
     weights = Path(weights).resolve()
-    card = read_card(weights)
+    check_inputs(cfg, sensor, weights)  # before the first write: a refused input leaves the store as it was
+    card = read_card(weights, sensor)
     digest = sha256(weights)
     if digest != card.weights_sha256:
         raise WeightsError(f"{weights} has sha256 {digest}, its card {card_path(weights)} records {card.weights_sha256}")

@@ -22,6 +22,7 @@ byte-identical to a clean one.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 
 import fsspec
@@ -56,8 +57,18 @@ class Manifest:
         path = self._path(unit)
         self.fs.makedirs(self.fs._parent(path), exist_ok=True)
         record = {"sensor": unit.sensor, "year": unit.year, "chunk": [unit.row, unit.col], "data_sha256": data_sha256}
-        with self.fs.open(path, "wb") as f:
-            f.write(json.dumps(record, sort_keys=True).encode())
+        data = json.dumps(record, sort_keys=True).encode()
+        protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else self.fs.protocol
+        if "file" in protocols:
+            # A local open("wb") is visible, empty, before its bytes are: a process killed there
+            # would leave a torn marker that counts as finished. Write aside, then rename
+            # (atomic); an object-store put is atomic already. The aside name does not end in
+            # .json, so `done` never counts it.
+            aside = f"{path}.{secrets.token_hex(8)}.partial"
+            self.fs.pipe_file(aside, data)
+            self.fs.mv(aside, path)
+        else:
+            self.fs.pipe_file(path, data)
 
     def is_done(self, unit: Unit) -> bool:
         return self.fs.exists(self._path(unit))

@@ -85,6 +85,47 @@ TABLE_COLUMNS: dict[str, list[str]] = {
 # inputs on the grid
 
 
+class InventoryError(ValueError):
+    """An inventory of outlines that cannot be rasterised as it is; the message names the glacier."""
+
+
+def read_inventory(path: str | Path, id_column: str = "glacier_id") -> gpd.GeoDataFrame:
+    """The glacier inventory in `path` (GeoParquet or any vector file), checked for `rasterize_inventory`.
+
+    Geometry rules are `outline_stats.read_outlines`' (one function decides them): an invalid
+    outline (e.g. a self-intersecting ring) is repaired with ``shapely.make_valid`` when that
+    changes its area by < 1 %, and refused otherwise; an empty or missing outline, or one that
+    is not a polygon, is refused naming the glacier. Unlike `read_outlines`, which reads
+    outlines of many dates and sources (several rows of one id and date are parts of one
+    glacier there), an inventory holds one row per glacier: ids in more than one row are
+    refused, naming them, because rasterised they would merge two glaciers into one silently.
+    The CRS is any (the outlines are reprojected onto the grid).
+    """
+    from pipeline.outline_stats import _repaired
+
+    path = Path(path)
+    source = f"inventory {path}"
+    outlines = gpd.read_parquet(path) if path.suffix == ".parquet" else gpd.read_file(path)
+    if id_column not in outlines.columns:
+        fields = [c for c in outlines.columns if c != outlines.geometry.name]
+        raise InventoryError(f"{source} has no {id_column!r} column (it has {fields}): add glacier ids as {id_column!r}")
+    if outlines.crs is None:
+        raise InventoryError(f"{source} has no CRS: set one (e.g. a .prj file, or GeoPackage/GeoParquet with a CRS)")
+    ids = outlines[id_column]
+    repeated = sorted(ids[ids.duplicated()].unique().tolist())
+    if repeated:
+        raise InventoryError(
+            f"{source}: glacier ids {repeated} appear in more than one row; an inventory holds one outline "
+            f"per glacier: merge each glacier's parts into one (multi)polygon (e.g. dissolve by {id_column}) "
+            "or give each glacier its own id"
+        )
+    try:
+        geoms = [_repaired(g, gid, source) for g, gid in zip(outlines.geometry, ids, strict=True)]
+    except ValueError as err:
+        raise InventoryError(str(err)) from None
+    return outlines.assign(**{outlines.geometry.name: gpd.GeoSeries(geoms, index=outlines.index, crs=outlines.crs)})
+
+
 def _block_labels(geoms, ids, transform: Affine, shape: tuple[int, int], buffer_px: float) -> np.ndarray:
     """Labels of one (padded) window: outlines burnt, then each free pixel within the buffer
     takes the id of the nearest outline pixel (Euclidean distance between pixel centres)."""

@@ -491,7 +491,25 @@ class RegionStore:
             path = f"{self.root}/{unit.sensor}/{PROBABILITY}/c/{index}/{unit.row}/{unit.col}"
             if self.fs.exists(path):
                 self.fs.rm_file(path)
-        self._array(f"{unit.sensor}/{PROBABILITY}", write=True)[index, ys, xs] = block
+        if _is_local(self.url):
+            # zarr writes a local chunk to "<chunk>.<uuid>.partial" and renames it into place; a
+            # process killed in between leaves that file behind. The unit's rewrite removes it,
+            # so a resumed store holds exactly the files of a clean one.
+            row_dir = f"{self.root}/{unit.sensor}/{PROBABILITY}/c/{index}/{unit.row}"
+            for stale in self.fs.glob(f"{row_dir}/{unit.col}.*.partial"):
+                self.fs.rm_file(stale)
+        try:
+            self._array(f"{unit.sensor}/{PROBABILITY}", write=True)[index, ys, xs] = block
+        except Exception as err:  # disk full, permissions, credentials, network: all mean the same here
+            from catalog.redact import redact
+
+            raise StoreError(
+                redact(
+                    f"writing unit {unit.key} to the store at {self.url} failed ({type(err).__name__}: {err}); "
+                    "the unit is not marked finished, so it is written again from scratch: fix the cause "
+                    "(disk space, permissions, credentials) and run the same command again"
+                )
+            ) from None
         # Only now, with the chunk fully written, is the unit finished (see pipeline.manifest).
         self.manifest.mark_done(unit, hashlib.sha256(np.ascontiguousarray(block).tobytes()).hexdigest())
 

@@ -154,6 +154,10 @@ def test_summary_has_a_row_per_sensor_and_the_truth(small_run):
     truth_total = result.tables["total_area"].query("sensor == @TRUTH").sort_values("year")
     assert summary.loc[TRUTH, "area0_km2"] == pytest.approx(truth_total.area_km2.iloc[0])
     assert np.isnan(summary.loc[TRUTH, "IoU"]) and 0 <= summary.loc["sentinel-2", "IoU"] <= 1
+    rates = result.tables["retreat"].query("sensor == @TRUTH and method == 'main_axis' and year0 == 2020 and year1 == 2021")
+    assert len(rates) >= 10
+    assert summary.loc[TRUTH, "mean_retreat_m_a"] == pytest.approx(rates.rate_m_a.mean())
+    assert summary.loc[TRUTH, "n_glaciers"] == rates.glacier_id.nunique()
 
 
 def test_cli_run_prints_the_summary_and_update_refuses_a_future_year(small_run, run_client, tmp_path):

@@ -95,8 +95,8 @@ def save_weights(
     return card
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata, after checking the file really is safetensors (never torch.load)."""
+def _check_format(path: Path) -> None:
+    """Refuse anything that is not a safetensors file, from its first bytes (never torch.load)."""
     with path.open("rb") as f:
         prefix = f.read(9)
     size = path.stat().st_size
@@ -106,11 +106,60 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
             f"{path} is not a safetensors file (pickled PyTorch checkpoints are refused: they can run "
             "code); convert it on a trusted machine with safetensors.torch.save_file"
         )
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata, after checking the file really is safetensors (never torch.load)."""
+    _check_format(path)
     try:
         with safe_open(path, framework="pt") as f:
             return {key: f.get_tensor(key) for key in f.keys()}, f.metadata() or {}
     except SafetensorError as error:
         raise WeightsError(f"{path} is not a valid safetensors file: {error}") from error
+
+
+def read_header(path: str | Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """Tensor shapes and metadata of a safetensors file, without reading any tensor (never unpickles)."""
+    path = Path(path)
+    _check_format(path)
+    try:
+        with safe_open(path, framework="pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}, f.metadata() or {}
+    except SafetensorError as error:
+        raise WeightsError(f"{path} is not a valid safetensors file: {error}") from error
+
+
+def check_card(path: str | Path, card: ModelCard) -> None:
+    """Refuse weights whose card contradicts itself or the file (header metadata, tensor names and shapes).
+
+    Cheap: reads the safetensors header only and builds the card's network on PyTorch's "meta"
+    device (shapes, no memory), so a run can check every sensor's weights before it writes.
+    """
+    path = Path(path)
+    card_file = card_path(path)
+    shapes, header = read_header(path)
+    if card.architecture not in ARCHITECTURES:
+        raise WeightsError(f"{card_file} names architecture {card.architecture!r}; known: {sorted(ARCHITECTURES)}")
+    if card.recipe.n_channels != card.in_channels:
+        raise WeightsError(
+            f"{card_file} says {card.in_channels} input channels, but its recipe builds {card.recipe.n_channels} "
+            f"(bands {list(card.recipe.bands)}, indices {list(card.recipe.indices)}, terrain {list(card.recipe.terrain)}): "
+            f"the card does not describe {path.name}; write weights and card together with save_weights"
+        )
+    stated = {"architecture": card.architecture, "base": str(card.base), "in_channels": str(card.in_channels)}
+    disagree = [k for k, v in stated.items() if k in header and header[k] != v]
+    with torch.device("meta"):
+        model = ARCHITECTURES[card.architecture](card.in_channels, card.base)
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    mismatched = sorted(set(expected) ^ set(shapes)) or [key for key in expected if expected[key] != shapes[key]]
+    if disagree or mismatched:
+        found = _describe(header.get("architecture", "unknown"), header.get("base", "?"), header.get("in_channels", "?"))
+        raise WeightsError(
+            f"{path} holds {found}, but its card {card_file} describes "
+            f"{_describe(card.architecture, card.base, card.in_channels)}"
+            + (f"; first mismatched tensors: {mismatched[:3]}" if mismatched else "")
+            + ": pair the weights with their own card (both are written by save_weights)"
+        )
 
 
 def load_state(model: SegmentationUNet, path: str | Path) -> None:
