@@ -52,7 +52,12 @@ def find_scenes(
 
 
 def find_dem_items(source: SceneSource, profile: ProviderProfile, bbox: tuple[float, float, float, float]) -> list[pystac.Item]:
-    """The DEM tiles over `bbox` (a DEM has no season: any date)."""
+    """The DEM tiles over `bbox` (a DEM has no season: any date); they must cover all of it.
+
+    A part of the region under no tile would get NaN elevation and slope there, silently, so it
+    is refused, naming the DEM source and the uncovered lon/lat box. Note: Copernicus GLO-30 has
+    no tiles for all-ocean 1-degree cells; a coastal region reaching into one is refused too.
+    """
     start = datetime(1900, 1, 1, tzinfo=timezone.utc)
     end = datetime(2100, 1, 1, tzinfo=timezone.utc)
     collection = profile.collection("dem")

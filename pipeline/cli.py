@@ -197,15 +197,21 @@ def _with_cluster(cfg: Config, cluster: str | None) -> Config:
 
 
 def _run(cfg: Config, out: Path, years: list[int] | None) -> None:
+    from catalog.cube import SceneReadError
+    from catalog.items import ItemError
     from pipeline.cluster import ClusterError
     from pipeline.lock import StoreLockedError
+    from pipeline.statistics import InventoryError
     from pipeline.model.weights import WeightsError
     from pipeline.run import RunError, run_study, summary_table
     from pipeline.store import StoreError
 
     try:
         result = run_study(cfg, out, years=years, console=console)
-    except (SearchError, RunError, StoreError, StoreLockedError, WeightsError, ClusterError, FileExistsError) as err:
+    except (
+        SearchError, RunError, StoreError, StoreLockedError, WeightsError, ClusterError, FileExistsError,
+        InventoryError, SceneReadError, ItemError,
+    ) as err:
         _fail(str(err))
     summary = summary_table(result.tables)
     table = Table(title=f"{cfg.region.name}: glacier area, change and retreat")

@@ -64,6 +64,8 @@ class Manifest:
             # would leave a torn marker that counts as finished. Write aside, then rename
             # (atomic); an object-store put is atomic already. The aside name does not end in
             # .json, so `done` never counts it.
+            for stale in stale_partials(self.fs, path):  # left by a process killed before its rename
+                self.fs.rm_file(stale)
             aside = f"{path}.{secrets.token_hex(8)}.partial"
             self.fs.pipe_file(aside, data)
             self.fs.mv(aside, path)
@@ -101,3 +103,20 @@ class Manifest:
         folder = f"{self.root}/{sensor}/{year}"
         if self.fs.exists(folder):
             self.fs.rm(folder, recursive=True)
+
+
+def stale_partials(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
+    """Files ``{path}.<token>.partial`` beside `path` (listed, not globbed: paths may hold glob characters)."""
+    parent = fs._parent(path)
+    try:
+        names = fs.ls(parent, detail=False)
+    except FileNotFoundError:
+        return []
+    prefix, suffix = path.rsplit("/", 1)[-1] + ".", ".partial"
+    found = []
+    for n in names:
+        base = n.rsplit("/", 1)[-1]
+        token = base[len(prefix) : -len(suffix)] if base.startswith(prefix) and base.endswith(suffix) else ""
+        if token and "." not in token:
+            found.append(n)
+    return found

@@ -41,6 +41,7 @@ import pandas as pd
 from rich.console import Console
 
 from catalog.providers import get_profile
+from catalog.redact import redact
 from catalog.scenes import check_region_covered
 from catalog.search import open_source
 from pipeline.analysis import TRUTH, analyse_store
@@ -163,8 +164,8 @@ def _provenance(cfg: Config, weights: dict, store: RegionStore, sensors: Sequenc
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "version": _version(),
         "config_hash": cfg.digest(),
-        "config_yaml": cfg.to_yaml(),
-        "store": store.url,
+        "config_yaml": redact(cfg.to_yaml()),
+        "store": redact(store.url),
         "season": {"start": cfg.season.start, "end": cfg.season.end},
         "weights": weights,
         "scenes": {s: {str(y): r["scene_ids"] for y, r in sorted(records[s].items())} for s in sensors},
@@ -202,6 +203,10 @@ def run_study(
         ensure_study_area(cfg, console)
         check_sources(cfg, sensors)
         weights = resolve_weights(cfg, sensors)
+        from pipeline.inference import check_inputs
+
+        for sensor in sensors:  # DEM coverage, inventory, weights vs the sensor's bands: before any store exists
+            check_inputs(cfg, sensor, weights[sensor]["file"])
         url = store_url_for(cfg, out)
         grids = {s: cfg.grid(s) for s in sensors}
         digests = {s: w["sha256"] for s, w in weights.items()}

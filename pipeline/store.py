@@ -54,7 +54,7 @@ from zarr.codecs import BytesCodec, ZstdCodec
 
 from catalog.grid import TargetGrid
 from pipeline.lock import UpdateLock
-from pipeline.manifest import Manifest, Unit
+from pipeline.manifest import Manifest, Unit, stale_partials
 
 __all__ = [
     "IncompatibleStoreError",
@@ -495,8 +495,8 @@ class RegionStore:
             # zarr writes a local chunk to "<chunk>.<uuid>.partial" and renames it into place; a
             # process killed in between leaves that file behind. The unit's rewrite removes it,
             # so a resumed store holds exactly the files of a clean one.
-            row_dir = f"{self.root}/{unit.sensor}/{PROBABILITY}/c/{index}/{unit.row}"
-            for stale in self.fs.glob(f"{row_dir}/{unit.col}.*.partial"):
+            chunk = f"{self.root}/{unit.sensor}/{PROBABILITY}/c/{index}/{unit.row}/{unit.col}"
+            for stale in stale_partials(self.fs, chunk):
                 self.fs.rm_file(stale)
         try:
             self._array(f"{unit.sensor}/{PROBABILITY}", write=True)[index, ys, xs] = block
