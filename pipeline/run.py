@@ -218,7 +218,11 @@ def run_study(
         RegionStore.create(url, grids, weights_sha256=digests, chunk_size=DEFAULT_CHUNK)
     skipped: dict[str, list] = {}
     cluster = contextlib.nullcontext(client) if client is not None else start_cluster(cfg.cluster, console=console)
-    with store.lock(f"glacierwatch {'run' if years == list(cfg.years) else 'update'} {years[0]}-{years[-1]}"), cluster as client:
+    with (
+        store.lock(f"glacierwatch {'run' if years == list(cfg.years) else 'update'} {years[0]}-{years[-1]}"),
+        cluster as client,
+        client.as_current(),  # every compute below (statistics, outlines, masks) runs on this client
+    ):
         store = RegionStore.create(url, grids, weights_sha256=digests)
         for sensor in sensors:
             with stage(f"search, composite and infer {sensor}"):

@@ -96,9 +96,13 @@ def run_client():
     """An in-process Dask cluster (one worker, two threads) for runs inside tests."""
     from distributed import Client, LocalCluster
 
+    # Not the default client: later tests that compute without a client must not land on it.
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
-        with Client(cluster) as client:
+        client = Client(cluster, set_as_default=False)
+        try:
             yield client
+        finally:
+            client.close()
 
 
 @pytest.fixture(scope="session")
