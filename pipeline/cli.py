@@ -198,6 +198,7 @@ def _with_cluster(cfg: Config, cluster: str | None) -> Config:
 
 def _run(cfg: Config, out: Path, years: list[int] | None) -> None:
     from catalog.cube import SceneReadError
+    from catalog.tiling import TilingError
     from catalog.items import ItemError
     from pipeline.cluster import ClusterError
     from pipeline.lock import StoreLockedError
@@ -210,7 +211,7 @@ def _run(cfg: Config, out: Path, years: list[int] | None) -> None:
         result = run_study(cfg, out, years=years, console=console)
     except (
         SearchError, RunError, StoreError, StoreLockedError, WeightsError, ClusterError, FileExistsError,
-        InventoryError, SceneReadError, ItemError,
+        InventoryError, SceneReadError, ItemError, TilingError,
     ) as err:
         _fail(str(err))
     summary = summary_table(result.tables)

@@ -21,6 +21,7 @@ from pyproj import CRS
 from catalog.grid import TargetGrid
 from catalog.providers import provider_profiles
 from catalog.synthetic import StudyAreaSpec
+from catalog.tiling import DEFAULT_BUFFER_M
 
 _DEFAULT_SPEC = StudyAreaSpec()
 DEFAULT_DATA_DIR = "glacierwatch-data"
@@ -144,6 +145,16 @@ class Analysis(_Strict):
     )
 
 
+class Tiling(_Strict):
+    """Where a run reads and infers: only store chunks near glaciers (`catalog.tiling`)."""
+
+    buffer_m: float | None = Field(
+        DEFAULT_BUFFER_M, ge=0,
+        description="infer only store chunks within this distance (m) of an inventory outline; the others "
+        "are stored as 0 (not glacier) without reading a pixel; null: every chunk of the bbox",
+    )
+
+
 class Cluster(_Strict):
     kind: Literal["local", "slurm", "kubernetes", "address"] = "local"
     address: str | None = None
@@ -195,6 +206,7 @@ class Config(_Strict):
     store: str = "glacierwatch-out/store.zarr"
     cluster: Cluster = Cluster()
     analysis: Analysis = Analysis()
+    tiling: Tiling = Tiling()
     synthetic: Synthetic = Synthetic()
     training: Training = Training()
     base_dir: str = Field(".", exclude=True, description="folder relative paths are resolved against")

@@ -243,6 +243,16 @@ def _glacier_ids(inventory: Path, grid: Any, buffer_m: float, chunk: int) -> xr.
     return rasterize_inventory(outlines, grid.transform, grid.shape, grid.crs, buffer_m=buffer_m, chunks=chunk)
 
 
+def _glacier_tiles(inventory: Path, grid: Any, buffer_m: float | None, chunk: int) -> Any:
+    """The store chunks to infer: those within `buffer_m` of an inventory outline, else all of them."""
+    from catalog.tiling import GlacierTiles, glacier_tiles
+    from pipeline.statistics import read_inventory
+
+    if buffer_m is None or not inventory.exists():
+        return GlacierTiles.every_tile(grid, chunk)
+    return glacier_tiles(grid, read_inventory(inventory), buffer_m, chunk, source=f"inventory {inventory}")
+
+
 def check_inputs(cfg: Any, sensor: str, weights: str | Path) -> None:
     """Refuse, before anything is written, the inputs of `sensor` that would fail a run half-way.
 
@@ -264,6 +274,7 @@ def check_inputs(cfg: Any, sensor: str, weights: str | Path) -> None:
     inventory = Path(cfg.inventory_path())
     if inventory.exists():
         read_inventory(inventory)
+        _glacier_tiles(inventory, cfg.grid(sensor), cfg.tiling.buffer_m, 1 << 16)  # an inventory of elsewhere: TilingError
 
 
 def infer_to_store(
@@ -330,6 +341,9 @@ def infer_to_store(
         if inventory.exists() and not store.static_complete(sensor, "glacier_id"):
             store.write_static(sensor, "glacier_id", _glacier_ids(inventory, grid, cfg.analysis.glacier_buffer_m, chunk))
             summary["static"].append("glacier_id")
+        tiles = _glacier_tiles(inventory, grid, cfg.tiling.buffer_m, chunk)
+        summary["tiles"] = {"inferred": tiles.n_tiles, "total": tiles.n_tiles_total, "fraction_of_pixels": tiles.fraction_read,
+                            "buffer_m": tiles.buffer_m}
         summary["scenes"] = {int(y): list(cube.attrs["scene_ids"][str(y)]) for y in years}
         summary["skipped_scenes"] = list(cube.attrs.get("skipped_scenes", []))
         for year in years:
@@ -342,8 +356,9 @@ def infer_to_store(
             if year not in pending:
                 summary["years"][year] = 0
                 continue
+            free = store.write_ice_free(sensor, year, tiles.tiles)
             encoded = probability.sel(year=year).data.map_blocks(encode_probability, dtype=np.uint8)
             with dask.annotate(**annotations):
-                written = store.write_probability(sensor, year, encoded, scheduler=scheduler)
-            summary["years"][year] = len(written)
+                written = store.write_probability(sensor, year, encoded, scheduler=scheduler, tiles=tiles.tiles)
+            summary["years"][year] = len(written) + len(free)
     return summary

@@ -37,7 +37,7 @@ from catalog.grid import TargetGrid, utm_epsg
 from catalog.providers import QUALITY_BAND, REFLECTANCE_BANDS, get_profile
 from catalog.scenes import find_scenes, season_bounds
 from catalog.search import SearchError, open_source
-from catalog.tiling import DEFAULT_BUFFER_M, GlacierTiles, TilingError, glacier_tiles
+from catalog.tiling import GlacierTiles, TilingError, glacier_tiles
 from pipeline.config import Config
 from pipeline.store import DEFAULT_CHUNK
 
@@ -431,6 +431,8 @@ def _read_outlines(path: Path, grid: TargetGrid, buffer_m: float) -> gpd.GeoData
 
 def _tiles(cfg: Config, grid: TargetGrid, buffer_m: float, tile_px: int, cache: dict) -> tuple[GlacierTiles, str]:
     path = Path(cfg.inventory_path())
+    if buffer_m is None:
+        return GlacierTiles.every_tile(grid, tile_px), "all tiles of the bbox: tiling.buffer_m is null"
     if not path.is_file():
         why = (
             "the embedded area's inventory is written by `glacierwatch synth`" if cfg.inventory is None
@@ -558,17 +560,18 @@ def plan_run(
     rates: Rates | None = None,
     cluster_workers: int | None = None,
     offline: bool = False,
-    buffer_m: float = DEFAULT_BUFFER_M,
+    buffer_m: float | None = None,
     tile_px: int = DEFAULT_CHUNK,
 ) -> Plan:
     """The work of `cfg`'s run, per sensor and stage, and its time on the configured cluster. Reads no pixel.
 
-    Tiles: the store chunks (`tile_px`) within `buffer_m` of the inventory's outlines, or every
-    tile of the bbox without an inventory. Scenes: searched (STAC metadata only) unless
+    Tiles: the store chunks (`tile_px`) within `buffer_m` (default: `cfg.tiling.buffer_m`) of the
+    inventory's outlines, or every tile of the bbox without an inventory or with `buffer_m` null. Scenes: searched (STAC metadata only) unless
     `offline` or the API cannot be reached, then estimated from the revisit (labelled so).
     A static catalog on disk is searched even offline. `cluster_workers` overrides cfg.cluster.workers.
     """
     rates = rates or Rates.load()
+    buffer_m = cfg.tiling.buffer_m if buffer_m is None else buffer_m
     years = tuple(cfg.years)
     halos = _measured_halos()
     outlines_cache: dict = {}

@@ -156,7 +156,9 @@ def _write_outputs(out: Path, tables: dict[str, pd.DataFrame], outlines: gpd.Geo
     tmp.replace(out / "provenance.json")
 
 
-def _provenance(cfg: Config, weights: dict, store: RegionStore, sensors: Sequence[str], skipped: dict, timings: dict) -> dict:
+def _provenance(
+    cfg: Config, weights: dict, store: RegionStore, sensors: Sequence[str], skipped: dict, tiles: dict, timings: dict
+) -> dict:
     from pipeline.store import _version
 
     records = {s: store.year_records(s) for s in sensors}
@@ -171,6 +173,7 @@ def _provenance(cfg: Config, weights: dict, store: RegionStore, sensors: Sequenc
         "scenes": {s: {str(y): r["scene_ids"] for y, r in sorted(records[s].items())} for s in sensors},
         "config_hash_per_year": {s: {str(y): r["config_hash"] for y, r in sorted(records[s].items())} for s in sensors},
         "skipped_scenes": skipped,
+        "tiles": tiles,
         "timings_s": timings,
     }
 
@@ -217,6 +220,7 @@ def run_study(
     if not store.exists():
         RegionStore.create(url, grids, weights_sha256=digests, chunk_size=DEFAULT_CHUNK)
     skipped: dict[str, list] = {}
+    tiles: dict[str, dict] = {}
     cluster = contextlib.nullcontext(client) if client is not None else start_cluster(cfg.cluster, console=console)
     with (
         store.lock(f"glacierwatch {'run' if years == list(cfg.years) else 'update'} {years[0]}-{years[-1]}"),
@@ -230,12 +234,19 @@ def run_study(
                 written = sum(summary["years"].values())
                 console.print(f"{sensor}: {written} new units written, years {sorted(summary['years'])}")
                 skipped[sensor] = summary.get("skipped_scenes", [])
+                tiles[sensor] = summary["tiles"]
+                console.print(
+                    f"{sensor}: inferred {tiles[sensor]['inferred']} of {tiles[sensor]['total']} store chunks "
+                    f"({tiles[sensor]['fraction_of_pixels']:.0%} of the pixels; the rest is > "
+                    f"{tiles[sensor]['buffer_m']} m from every inventory outline)" if tiles[sensor]["buffer_m"] is not None
+                    else f"{sensor}: inferred every store chunk (tiling.buffer_m is null or there is no inventory)"
+                )
         with stage("statistics"):
             truth = truth_dir_for(cfg, sensors)
             tables, outlines = analyse_store(
                 store, cfg.analysis, sensors=sensors, truth_dir=truth, models={s: w["architecture"] for s, w in weights.items()}
             )
-        provenance = _provenance(cfg, weights, store, sensors, skipped, stage.seconds)
+        provenance = _provenance(cfg, weights, store, sensors, skipped, tiles, stage.seconds)
         _write_outputs(out, tables, outlines, provenance)
         if publish:
             with stage("report"):

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from functools import cached_property
 from importlib import metadata
 from typing import Any
@@ -520,11 +520,13 @@ class RegionStore:
         probability: xr.DataArray | da.Array | np.ndarray,
         *,
         scheduler: str | None = None,
+        tiles: Collection[tuple[int, int]] | None = None,
     ) -> list[Unit]:
         """Write the pending units of one year from a (y, x) uint8 array, lazily, one Dask task per unit.
 
         `probability` may be dask-backed (the inference output); only the blocks of pending
-        units are computed. Returns the units written (empty on a rerun: a no-op).
+        units are computed, and with `tiles` ((row, col) of units) only those among them.
+        Returns the units written (empty on a rerun: a no-op).
         """
         grid = self._sensor_grid(sensor)
         data = probability.data if isinstance(probability, xr.DataArray) else probability
@@ -543,9 +545,25 @@ class RegionStore:
         darr = data if isinstance(data, da.Array) else da.from_array(data, chunks=(c, c))
         darr = darr.rechunk((c, c))
         pending = self.pending_units(sensor, [year])
+        if tiles is not None:
+            chosen = set(tiles)
+            pending = [u for u in pending if (u.row, u.col) in chosen]
         tasks = [dask.delayed(_write_unit_task)(self.url, self.storage_options, u, darr.blocks[u.row, u.col]) for u in pending]
         dask.compute(*tasks, scheduler=scheduler)
         return pending
+
+    def write_ice_free(self, sensor: str, year: int, tiles: Collection[tuple[int, int]]) -> list[Unit]:
+        """Finish one year's pending units *outside* `tiles` as probability 0, reading nothing.
+
+        For the chunks far from every inventory outline (`catalog.tiling`): they are stored as
+        "not glacier" and marked finished, so the year is complete without inferring them.
+        """
+        chosen = set(tiles)
+        free = [u for u in self.pending_units(sensor, [year]) if (u.row, u.col) not in chosen]
+        for unit in free:
+            ys, xs = self.unit_window(unit)
+            self.write_unit(unit, np.zeros((ys.stop - ys.start, xs.stop - xs.start), np.uint8))
+        return free
 
     def write_static(self, sensor: str, name: str, data: xr.DataArray | da.Array | np.ndarray) -> None:
         """Write a (y, x) static layer (glacier_id, dem, slope, aspect) whole, chunk by chunk."""

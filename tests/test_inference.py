@@ -165,3 +165,46 @@ def test_infer_to_store_writes_each_year_once_and_matches_whole_image(small_stud
     other = _tiny_model("unet", tmp_path / "other.safetensors", calibrate_on=cube.isel(year=[0]), seed=1)
     with pytest.raises(IncompatibleStoreError, match="weights sha256"):
         inference.infer_to_store(cfg, "sentinel-2", other, url, chunk_size=256)
+
+
+def test_only_chunks_near_glaciers_are_inferred_the_rest_stored_as_not_glacier(small_study_area, tmp_path):
+    import geopandas as gpd
+
+    from catalog.tiling import glacier_tiles
+    from pipeline.config import load_config
+    from pipeline.store import RegionStore
+    from pipeline.yearly_cube import yearly_cube
+
+    area = small_study_area
+    outlines = gpd.read_parquet(area.root / "inventory" / "glaciers.parquet")
+    one = outlines.iloc[[0]]
+    one.to_file(tmp_path / "one.gpkg")
+    cfg = load_config(
+        None, synthetic={"path": str(area.root)}, region={"bbox": list(area.spec.bbox())}, years={"start": 2021, "end": 2021},
+        inventory=str(tmp_path / "one.gpkg"), tiling={"buffer_m": 0},
+    )
+    cube = yearly_cube(cfg, "sentinel-2", years=[2021], chunks=256).compute()
+    weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube)
+    url = str(tmp_path / "store.zarr")
+
+    summary = inference.infer_to_store(cfg, "sentinel-2", weights, url, chunk_size=256)
+    tiles = glacier_tiles(cfg.grid("sentinel-2"), one, 0, 256)
+    assert 0 < tiles.n_tiles < tiles.n_tiles_total
+    assert summary["tiles"]["inferred"] == tiles.n_tiles and summary["tiles"]["total"] == tiles.n_tiles_total
+    store = RegionStore.open(url)
+    assert store.pending_units("sentinel-2") == []  # the year is complete
+    assert summary["years"] == {2021: tiles.n_tiles_total}
+    stored = store.open_dataset("sentinel-2").probability.sel(year=2021).values.astype(np.float32) / 255
+    whole = _whole_image(cube, weights)[0]
+    m = inference.HALO_BY_ARCHITECTURE["unet"]
+    for r, c in np.ndindex(tiles.mask.shape):
+        window = (slice(r * 256, (r + 1) * 256), slice(c * 256, (c + 1) * 256))
+        if not tiles.mask[r, c]:
+            assert (stored[window] == 0).all()  # ice-free: not glacier, never inferred
+    inner = np.zeros(stored.shape, bool)
+    for r, c in tiles.tiles:
+        inner[r * 256:(r + 1) * 256, c * 256:(c + 1) * 256] = True
+    inner[:m], inner[-m:], inner[:, :m], inner[:, -m:] = False, False, False, False
+    assert inner.any() and np.abs(stored - whole)[inner].max() <= TOLERANCE + 0.5 / 255
+    again = inference.infer_to_store(cfg, "sentinel-2", weights, url, chunk_size=256)
+    assert again["years"] == {2021: 0}
