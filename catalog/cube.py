@@ -126,12 +126,13 @@ class ExplainingRioReader(AutoParallelRioReader):
                 return self._read_direct(window)
             return super().read(window, **kwargs)
         except (RuntimeError, rasterio.errors.RasterioError) as err:
-            raise SceneReadError(
-                redact(
-                    f"cannot read COG {self.url}: {err.__cause__ or err!r}. Re-fetch or exclude that scene, "
-                    "or build the cube with on_unreadable='skip' to drop unreadable scenes with a warning"
-                )
-            ) from None
+            message = redact(
+                f"cannot read COG {self.url}: {err.__cause__ or err!r}. Re-fetch or exclude that scene, "
+                "or build the cube with on_unreadable='skip' to drop unreadable scenes with a warning"
+            )
+        # Raised outside `except`: no rasterio error rides along as __context__, which a Dask
+        # worker cannot send back (CPLE errors do not unpickle) - the client gets SceneReadError.
+        raise SceneReadError(message)
 
 
 def _sorted_items(items: Sequence[pystac.Item]) -> list[pystac.Item]:
@@ -181,7 +182,7 @@ def _unreadable(items: list[pystac.Item], keys: Sequence[str]) -> list[SkippedSc
         item, key = job
         href = item.assets[key].href
         try:
-            with rasterio.open(href) as ds:
+            with SCENE_READ_ENV.open, rasterio.open(href) as ds:  # the reads' HTTP retries apply here too
                 stated = _stated_epsg(item, key)
                 actual = ds.crs.to_epsg() if ds.crs is not None else None
                 if stated is not None and actual != stated:

@@ -33,7 +33,9 @@ def yearly_cube(cfg: Config, sensor: str, years: Sequence[int] | None = None, ch
     by_year = {y: find_scenes(source, profile, sensor, bbox, y, cfg.season.as_tuple(), sensor_cfg.max_cloud) for y in years}
     items = [i for y in years for i in by_year[y]]
     refl = reflectance_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip")
-    clear = clear_mask(quality_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip"), sensor)
+    # The scenes are checked once: the quality cube takes the same survivors (and so shares the reads).
+    kept = [i for i in items if i.id not in {s["item_id"] for s in refl.attrs["skipped_scenes"]}]
+    clear = clear_mask(quality_cube(kept, profile, sensor, grid, chunks=chunks), sensor)
     composite = yearly_composite(refl, clear, season=cfg.season.as_tuple())
 
     dem_profile = get_profile(cfg.dem.provider)
