@@ -1,0 +1,60 @@
+"""The shipped weights on the default embedded area: the run's numbers against the truth.
+
+One `run_study` of the default configuration (the README's first command, minus the report),
+all years, both sensors, the shipped D-UNet weights. Checked: held-out accuracy (the years the
+weights never saw), Sentinel-2 better than Landsat, the total-area trend within the truth's
+uncertainty and the mean terminus retreat within the paper's ±2.36 m/a of the truth's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from pipeline.analysis import TRUTH
+from pipeline.config import SHIPPED_WEIGHTS, load_config
+from pipeline.model.weights import check_card, load_model
+from pipeline.run import run_study
+
+HELD_OUT = (2021, 2022)
+
+
+@pytest.fixture(scope="module")
+def default_run(study_area, run_client, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("default-run")
+    cfg = load_config(None, synthetic={"path": str(study_area.root)})
+    with open(folder / "log.txt", "w") as log:
+        return run_study(cfg, folder / "out", client=run_client, console=Console(file=log, width=120), publish=False)
+
+
+@pytest.mark.parametrize("sensor", ["sentinel-2", "landsat"])
+def test_shipped_weights_load_without_unpickling_and_match_their_card(sensor):
+    path = SHIPPED_WEIGHTS / f"{sensor}-dunet.safetensors"
+    model, card = load_model(path)
+    check_card(path, card)
+    assert card.architecture == "dunet" and model.architecture == "dunet"
+    assert card.weights_dtype == "float16" and path.stat().st_size < 9e6  # "a few MB": base-16 D-UNet in fp16 is 8.1 MB
+    assert "synthetic" in card.training_data and card.seed is not None
+    assert {"held_out_all_IoU", "held_out_all_OA"} <= set(card.metrics)
+    assert json.loads((SHIPPED_WEIGHTS / f"{sensor}-dunet.json").read_text())["weights_sha256"] == card.weights_sha256
+
+
+def test_sentinel2_meets_the_accuracy_targets_on_held_out_years(default_run):
+    acc = default_run.tables["accuracy"].query("zone == 'all' and year in @HELD_OUT").groupby("sensor")[["IoU", "OA"]].mean()
+    assert acc.loc["sentinel-2", "IoU"] >= 0.90
+    assert acc.loc["sentinel-2", "OA"] >= 0.97
+    assert acc.loc["landsat", "IoU"] < acc.loc["sentinel-2", "IoU"]
+
+
+def test_area_trend_and_retreat_agree_with_the_truth(default_run):
+    change = default_run.tables["area_change"]
+    region = change[change.glacier_id.isna()].set_index("sensor")
+    s2, truth = region.loc["sentinel-2"], region.loc[TRUTH]
+    # the truth's trend lies inside the S2 trend's confidence interval
+    assert s2.trend_lo_km2_a <= truth.trend_km2_a <= s2.trend_hi_km2_a
+    retreat = default_run.tables["retreat"].query("method == 'main_axis' and year0 == 2016 and year1 == 2022")
+    means = retreat.groupby("sensor").rate_m_a.mean()
+    assert abs(means["sentinel-2"] - means[TRUTH]) <= 2.36
