@@ -1,0 +1,124 @@
+"""Wall time of a run whose COG reads fail now and then, against a clean run (issue target: within 2x).
+
+    python tests/integration/bench_faults.py [--rate 0.1] [--seed 20260] [--stall 1.0] [--area DIR]
+                                             [--retry-delay S] [--quick]
+
+Stands up the integration stack (tests/integration/stack.py: pgstac + stac-fastapi-pgstac,
+nginx) and the fault proxy, then runs the quarter-size study (2020-2021, tiny random networks)
+through the STAC API: once straight from nginx, once through the proxy injecting nothing (the
+baseline, after a warm-up run), then with `--rate` of the range requests failing during the
+reads (all kinds; 503s and resets only; stalls only) and during the whole run (scene check
+included). Each run starts from a cold GDAL HTTP cache and is compared with the baseline's
+outputs. Not collected by pytest (not a test_*.py file).
+
+`--retry-delay S` replaces GDAL_HTTP_RETRY_DELAY (catalog/gdal_env.py) for this process only, to
+see what the delay costs; `--quick` runs only the baseline and the all-kinds read scenario.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TESTS))
+
+import pytest  # noqa: E402  (pytest.MonkeyPatch for the read-time fault seam)
+
+from integration.conftest import assert_same_outputs, faults_after_the_scene_check, run, study_config  # noqa: E402
+from integration.fault_proxy import FaultPlan, FaultProxy  # noqa: E402
+from integration.stack import private_catalog  # noqa: E402
+
+
+def _outcome(baseline, timed) -> str:
+    skipped = len({s["item_id"] for v in timed.result.provenance["skipped_scenes"].values() for s in v})
+    try:
+        assert_same_outputs(baseline.result, timed.result)
+        same = "same outputs"
+    except AssertionError:
+        same = "DIFFERENT outputs"
+    return f"{same}, {skipped} scenes skipped"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=0.10)
+    parser.add_argument("--seed", type=int, default=20260)
+    parser.add_argument("--stall", type=float, default=1.0, help="seconds a stalled request is held")
+    parser.add_argument("--area", type=Path, help="a generated quarter-size area (default: generate one in a temp dir)")
+    parser.add_argument("--retry-delay", type=float, help="GDAL_HTTP_RETRY_DELAY in s (default: catalog/gdal_env.py's)")
+    parser.add_argument("--quick", action="store_true", help="baseline and faults in the reads (all kinds) only")
+    args = parser.parse_args()
+
+    import catalog.cube
+    from catalog.gdal_env import HTTP_RETRY_DELAY_S, SCENE_READ_ENV
+
+    retry_delay = HTTP_RETRY_DELAY_S if args.retry_delay is None else args.retry_delay
+    if args.retry_delay is not None:  # stack_on_grid reads the module global at call time
+        catalog.cube.SCENE_READ_ENV = SCENE_READ_ENV.updated(always=dict(GDAL_HTTP_RETRY_DELAY=args.retry_delay))
+
+    from distributed import Client, LocalCluster
+
+    from catalog.synthetic import StudyAreaSpec, generate_study_area
+    from conftest import tiny_weights
+
+    with tempfile.TemporaryDirectory(prefix="glacierwatch-bench-faults-") as tmp:
+        tmp = Path(tmp)
+        area = generate_study_area(args.area or tmp / "area", StudyAreaSpec(size=0.25))
+        weights = {s: tiny_weights(s, tmp / f"{s}.safetensors", seed=i) for i, s in enumerate(("sentinel-2", "landsat"))}
+        rows: list[tuple[str, float | None, str]] = []
+        with (
+            private_catalog(area.root, tmp / "stack") as stack,
+            FaultProxy(stack.nginx.port, tmp / "proxy", reaper=stack.reaper) as proxy,
+            LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster,
+            Client(cluster) as client,
+        ):
+            direct = study_config(area, weights, tmp / "direct", provider="earth-search", url=stack.publish("direct", stack.nginx.url))
+            proxied = study_config(area, weights, tmp / "proxied", provider="earth-search", url=stack.publish("proxied", proxy.url))
+            run(proxied, tmp / "warm-up", client)  # imports, model loading, first-call costs
+            if not args.quick:
+                timed = run(direct, tmp / "direct-run", client)
+                rows.append(("straight from nginx (no proxy)", timed.seconds, ""))
+            baseline = run(proxied, tmp / "clean", client)
+            rows.append(("through the proxy, no faults (baseline)", baseline.seconds, ""))
+
+            scenarios = {
+                "in the reads: 503, resets, stalls": ("503", "reset", "stall"),
+                "in the reads: 503 and resets only": ("503", "reset"),
+                "in the reads: stalls only": ("stall",),
+            }
+            if args.quick:
+                scenarios = dict(list(scenarios.items())[:1])
+            for i, (name, kinds) in enumerate(scenarios.items()):
+                plan = FaultPlan(rate=args.rate, seed=args.seed, kinds=kinds, stall_s=args.stall)
+                with pytest.MonkeyPatch.context() as mp, faults_after_the_scene_check(mp, proxy, plan) as injected:
+                    timed = run(proxied, tmp / f"reads-{i}", client)
+                counts = ", ".join(f"{injected[k]} {k}" for k in kinds)
+                rows.append((f"{args.rate:.0%} {name}", timed.seconds, f"{counts}; {_outcome(baseline, timed)}"))
+
+            if not args.quick:
+                proxy.configure(FaultPlan(rate=args.rate, seed=args.seed, stall_s=args.stall))
+                try:
+                    timed = run(proxied, tmp / "anywhere", client)
+                    outcome = _outcome(baseline, timed)
+                    seconds = timed.seconds
+                except Exception as err:  # the run itself failing is an outcome worth a row
+                    outcome, seconds = f"run failed: {type(err).__name__}: {str(err)[:160]}", None
+                    traceback.print_exc(limit=1)
+                injected = proxy.stats()
+                proxy.configure(FaultPlan())
+                counts = ", ".join(f"{injected[k]} {k}" for k in ("503", "reset", "stall"))
+                rows.append((f"{args.rate:.0%} anywhere (scene check included)", seconds, f"{counts}; {outcome}"))
+
+        print(f"\nquarter-size area, 2020-2021, both sensors, 1 worker x 2 threads; seed {args.seed}, stalls {args.stall} s, "
+              f"GDAL_HTTP_RETRY_DELAY {retry_delay} s")
+        for name, seconds, note in rows:
+            wall = f"{seconds:6.1f} s  {seconds / baseline.seconds:4.2f} x" if seconds is not None else "     -          "
+            print(f"{name:48s} {wall}  {note}")
+
+
+if __name__ == "__main__":
+    main()
