@@ -157,7 +157,7 @@ def probability_cube(
 ) -> xr.DataArray:
     """Lazy (year, y, x) float32 glacier probability of `cube` (a `yearly_cube` Dataset), 0 where no data.
 
-    `halo` (default: `HALO_BY_ARCHITECTURE` for the card's architecture) is rounded up to a
+    `halo` (default: the card's measured `halo_px`, else `HALO_BY_ARCHITECTURE` for its architecture) is rounded up to a
     multiple of 16 (see the module notes); `chunk` (default: the cube's first spatial chunk) is
     the tile size, rounded up to a multiple of 16 and to at least the halo. `device` defaults to
     CUDA when this process sees one; `half` defaults to True exactly on CUDA.
@@ -168,7 +168,7 @@ def probability_cube(
     device = str(torch.device(device) if device is not None else default_device())
     half = (torch.device(device).type == "cuda") if half is None else bool(half and torch.device(device).type == "cuda")
     if halo is None:
-        halo = HALO_BY_ARCHITECTURE.get(card.architecture, DEFAULT_HALO)
+        halo = card.halo_px if card.halo_px is not None else HALO_BY_ARCHITECTURE.get(card.architecture, DEFAULT_HALO)
     if halo < 0:
         raise ValueError(f"halo must be >= 0 pixels, got {halo}")
     halo = _round_up(halo)

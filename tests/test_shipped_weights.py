@@ -58,3 +58,28 @@ def test_area_trend_and_retreat_agree_with_the_truth(default_run):
     retreat = default_run.tables["retreat"].query("method == 'main_axis' and year0 == 2016 and year1 == 2022")
     means = retreat.groupby("sensor").rate_m_a.mean()
     assert abs(means["sentinel-2"] - means[TRUTH]) <= 2.36
+
+
+def test_the_halo_on_the_sentinel2_card_makes_chunk_seams_invisible(small_study_area):
+    """The card's measured halo_px (smaller than the D-UNet default) holds on another area and year."""
+    import numpy as np
+
+    from pipeline import inference
+    from pipeline.model.predictor import TorchPredictor
+    from pipeline.yearly_cube import yearly_cube
+
+    weights = SHIPPED_WEIGHTS / "sentinel-2-dunet.safetensors"
+    model, card = load_model(weights)
+    assert card.halo_px is not None and card.halo_px < inference.HALO_BY_ARCHITECTURE["dunet"]
+    cfg = load_config(None, synthetic={"path": str(small_study_area.root)}, region={"bbox": list(small_study_area.spec.bbox())})
+    cube = yearly_cube(cfg, "sentinel-2", years=[2019], chunks=256).compute()
+    whole = TorchPredictor(model, card.recipe, "cpu").predict(
+        cube.reflectance.values[0], {t: cube[t].values for t in card.recipe.terrain}
+    )
+    lazy = inference.probability_cube(cube.chunk({"y": 256, "x": 256}), weights, device="cpu")
+    assert lazy.attrs["halo"] == card.halo_px
+    assert len(lazy.chunks[1]) > 1 and len(lazy.chunks[2]) > 1  # seams are crossed
+    mosaic = lazy.compute(scheduler="sync")
+    m = card.halo_px
+    inner = np.abs(mosaic.values[0] - whole)[m:-m, m:-m]
+    assert inner.max() <= 1 / 255

@@ -41,6 +41,9 @@ class ModelCard(BaseModel):
     training_data: str = ""
     seed: int | None = None
     metrics: dict[str, float] = {}
+    halo_px: int | None = None
+    """Measured for these weights: chunked inference with this halo equals the whole-image
+    prediction within 1/255 (None: the architecture's default, `pipeline.model.halo`)."""
 
 
 def card_path(weights_path: Path) -> Path:
