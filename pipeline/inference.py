@@ -110,10 +110,48 @@ def cached_predictor(path: str, weights_sha256: str, device: str, half: bool) ->
         return _load_predictor(path, weights_sha256, device, half)
 
 
+def _window_edges(size: int, halo: int, window: int) -> list[int]:
+    """Cut points of a block side into cores of at most ~`window` px on the 16-px lattice.
+
+    The block's own halo (`halo` px each side) joins the first and last core; the interior is
+    split evenly, so a 2048 px chunk with window 1024 runs as two 1024 px cores, not 1024 + 1024 + halo.
+    """
+    interior = size - 2 * halo
+    n = max(1, -(-interior // window))
+    step = _round_up(-(-interior // n))
+    return [0, *(halo + k * step for k in range(1, n) if halo + k * step < size - halo), size]
+
+
 def _predict_block(
+    block: np.ndarray, *, path: str, weights_sha256: str, device: str, half: bool, n_bands: int, halo: int, window: int | None
+) -> np.ndarray:
+    """(year, channel, y, x) tile (reflectance bands then terrain) -> (year, y, x) probability.
+
+    The network sees at most `window` px (plus `halo` of context each side) at once: a
+    network's activations grow with its input (the D-UNet's CPU forward takes ~2 kB per pixel),
+    so this keeps a task's memory bounded whatever the chunk size. Each window's core is kept,
+    its context cropped: by the halo's definition the seams stay invisible, as between chunks.
+    """
+    height, width = block.shape[-2:]
+    if window is None or max(height, width) <= window + 2 * halo:
+        return _predict_whole(block, path=path, weights_sha256=weights_sha256, device=device, half=half, n_bands=n_bands)
+    out = np.empty((block.shape[0], height, width), np.float32)
+    ys, xs = _window_edges(height, halo, window), _window_edges(width, halo, window)
+    for y0, y1 in zip(ys[:-1], ys[1:]):
+        for x0, x1 in zip(xs[:-1], xs[1:]):
+            a0, b0 = max(0, y0 - halo), max(0, x0 - halo)
+            part = _predict_whole(
+                block[:, :, a0 : min(height, y1 + halo), b0 : min(width, x1 + halo)],
+                path=path, weights_sha256=weights_sha256, device=device, half=half, n_bands=n_bands,
+            )
+            out[:, y0:y1, x0:x1] = part[:, y0 - a0 : y1 - a0, x0 - b0 : x1 - b0]
+    return out
+
+
+def _predict_whole(
     block: np.ndarray, *, path: str, weights_sha256: str, device: str, half: bool, n_bands: int
 ) -> np.ndarray:
-    """(year, channel, y, x) tile (reflectance bands then terrain) -> (year, y, x) probability."""
+    """One forward pass over a (year, channel, y, x) tile."""
     predictor = cached_predictor(path, weights_sha256, device, half)
     recipe = predictor.recipe
     terrain = {name: block[0, n_bands + i] for i, name in enumerate(recipe.terrain)}
@@ -145,6 +183,12 @@ def _lattice_chunks(size: int, chunk: int, halo: int) -> tuple[int, ...]:
     return tuple(chunks)
 
 
+FORWARD_WINDOW_PX = {False: 1024, True: 2048}
+"""Largest core one forward pass sees, on CPU (False) and CUDA (True): the D-UNet's fp32 CPU
+forward takes ~2 kB per input pixel (measured: 1.9 GB at 1024^2), so a 1024 px core with a
+128 px halo needs ~3.3 GB per task; fp16 on a GPU about half per pixel, with far more memory."""
+
+
 def probability_cube(
     cube: xr.Dataset,
     weights: str | Path,
@@ -154,13 +198,16 @@ def probability_cube(
     *,
     chunk: int | None = None,
     years_per_block: int = 1,
+    window: int | None = None,
 ) -> xr.DataArray:
     """Lazy (year, y, x) float32 glacier probability of `cube` (a `yearly_cube` Dataset), 0 where no data.
 
     `halo` (default: the card's measured `halo_px`, else `HALO_BY_ARCHITECTURE` for its architecture) is rounded up to a
     multiple of 16 (see the module notes); `chunk` (default: the cube's first spatial chunk) is
     the tile size, rounded up to a multiple of 16 and to at least the halo. `device` defaults to
-    CUDA when this process sees one; `half` defaults to True exactly on CUDA.
+    CUDA when this process sees one; `half` defaults to True exactly on CUDA. `window`: the
+    largest core one forward pass sees inside a tile (default `FORWARD_WINDOW_PX`), which bounds
+    a task's memory whatever the chunk size.
     """
     weights = Path(weights).resolve()
     card = read_card(weights)
@@ -172,6 +219,9 @@ def probability_cube(
     if halo < 0:
         raise ValueError(f"halo must be >= 0 pixels, got {halo}")
     halo = _round_up(halo)
+    if window is None:
+        window = FORWARD_WINDOW_PX[torch.device(device).type == "cuda"]
+    window = _round_up(window)
 
     refl = cube["reflectance"]
     bands = [str(b) for b in refl["band"].values]
@@ -219,6 +269,8 @@ def probability_cube(
         device=device,
         half=half,
         n_bands=n_bands,
+        halo=halo,
+        window=window,
     )
     return xr.DataArray(
         probability,

@@ -208,3 +208,23 @@ def test_only_chunks_near_glaciers_are_inferred_the_rest_stored_as_not_glacier(s
     assert inner.any() and np.abs(stored - whole)[inner].max() <= TOLERANCE + 0.5 / 255
     again = inference.infer_to_store(cfg, "sentinel-2", weights, url, chunk_size=256)
     assert again["years"] == {2021: 0}
+
+
+@pytest.mark.parametrize("size", [416, 500])
+def test_forward_windows_inside_a_tile_leave_no_seams(tmp_path, size):
+    """A tile larger than the forward window runs as several windows with the halo as context:
+    the same result as one pass over the tile (within 1/255), so memory is bounded by the window."""
+    cube = _cube(size, size)
+    weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube)
+    halo = inference.HALO_BY_ARCHITECTURE["unet"]
+    whole = inference.probability_cube(cube, weights, halo, device="cpu", chunk=size, window=4096).values
+    windowed = inference.probability_cube(cube, weights, halo, device="cpu", chunk=size, window=112).values
+    assert inference._window_edges(size, 0, 112)[1:-1]  # split into several windows
+    assert np.abs(windowed - whole).max() <= TOLERANCE
+
+
+def test_window_edges_split_the_interior_evenly_on_the_16_px_lattice():
+    assert inference._window_edges(2048 + 2 * 128, 128, 1024) == [0, 1152, 2304]
+    assert inference._window_edges(1000, 0, 4096) == [0, 1000]
+    edges = inference._window_edges(1446, 128, 1024)
+    assert edges == [0, 736, 1446] and all(e % 16 == 0 for e in edges[:-1])
