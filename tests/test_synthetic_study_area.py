@@ -199,3 +199,31 @@ def test_a_failed_generation_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         generate_study_area(tmp_path / "area", StudyAreaSpec(size=0.1), workers=1)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_catalog_objects_hold_plain_python_numbers_for_strict_json_writers():
+    """pystac writes with orjson when installed, which refuses numpy scalars (even float64)."""
+    import datetime as dt
+
+    def walk(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                yield from walk(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                yield from walk(v)
+        else:
+            yield value
+
+    item = {
+        "type": "Feature", "stac_version": "1.1.0", "id": "x", "bbox": list(np.array([84.0, 43.7, 84.1, 43.8])),
+        "geometry": {"type": "Point", "coordinates": [np.float64(84.0), np.float64(43.7)]},
+        "properties": {"datetime": "2020-08-01T00:00:00Z", "eo:cloud_cover": np.float64(3.5), "n": np.int64(2)},
+        "links": [], "assets": {"red": {"href": "red.tif", "raster:bands": [{"scale": np.float32(1e-4)}]}},
+    }
+    plain = pystac.Item.from_dict(study_area_module._plain(item), migrate=False)
+    plain.datetime = dt.datetime(2020, 8, 1, tzinfo=dt.UTC)
+    coll = study_area_module._collection("c", "C", [plain])
+    for obj in (plain.to_dict(), coll.to_dict()):
+        numbers = [v for v in walk(obj) if isinstance(v, int | float) and not isinstance(v, bool)]
+        assert numbers and all(type(v) in (int, float) for v in numbers)

@@ -533,11 +533,23 @@ def _write_truth_and_inventory(state: _State, spec: StudyAreaSpec, root: Path) -
 # catalog
 
 
+def _plain(value):
+    """numpy scalars and arrays as Python numbers and lists: pystac writes with orjson when it is
+    installed, and orjson refuses numpy types that the standard json module lets through."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    return value
+
+
 def _collection(cid: str, title: str, items: list[pystac.Item]) -> pystac.Collection:
     bboxes = np.array([i.bbox for i in items])
     times = sorted(i.datetime for i in items)
     extent = pystac.Extent(
-        pystac.SpatialExtent([[*bboxes[:, :2].min(0), *bboxes[:, 2:].max(0)]]),
+        pystac.SpatialExtent([[*bboxes[:, :2].min(0).tolist(), *bboxes[:, 2:].max(0).tolist()]]),
         pystac.TemporalExtent([[times[0], times[-1]]]),
     )
     coll = pystac.Collection(cid, f"Synthetic {title} over the embedded study area (glacierwatch)", extent, title=title,
@@ -552,7 +564,7 @@ def _write_catalog(root: Path, items: dict[str, list[dict]]) -> Path:
     for cid, dicts in items.items():
         stac_objs = []
         for d in sorted(dicts, key=lambda d: (d["properties"]["datetime"], d["id"])):
-            item = pystac.Item.from_dict(d, migrate=False)
+            item = pystac.Item.from_dict(_plain(d), migrate=False)
             folder = root / cid / item.id
             for asset in item.assets.values():
                 asset.href = str(folder / Path(asset.href).name)
