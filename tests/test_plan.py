@@ -114,7 +114,8 @@ def test_whole_tian_shan_offline_is_quick_small_and_labelled_estimated(tmp_path)
 
     text = _text(plan)
     assert "sentinel-2 (estimated)" in text and "offline" in text and "problem:" in text
-    assert plan.update.cpu_only_cores * 3600 >= s2.network_px / (0.05e6)  # D-UNet CPU inference alone
+    cpu_rate, _ = Rates.load().inference["dunet"].cpu_mpx_s_per_core.figure()
+    assert plan.update.cpu_only_cores * 3600 >= s2.network_px / (cpu_rate * 1e6)  # D-UNet CPU inference alone
     assert plan.update.with_gpu_gpus >= 1 and plan.update.gpu_rate_kind == "projected"
 
 
@@ -169,5 +170,6 @@ def test_more_workers_shorten_the_plan_and_rates_say_what_is_projected(tmp_path)
 
     rates = Rates.load()
     assert rates.inference["dunet"].gpu_mpx_s.figure() == (50, "projected")
-    assert rates.inference["dunet"].cpu_mpx_s_per_core.figure() == (0.05, "measured")
+    cpu_rate, kind = rates.inference["dunet"].cpu_mpx_s_per_core.figure()
+    assert kind == "measured" and 0 < cpu_rate < 1  # Mpx/s per core: the D-UNet is slow on a CPU
     assert {st.stage: st.rate_kind for st in large.stages}["inference (GPU)"] == "projected"

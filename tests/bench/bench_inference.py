@@ -1,15 +1,21 @@
 """Chunked inference: the halo the trained model needs, and Dask pipeline throughput vs bare forward.
 
-    .venv/bin/python tests/bench/bench_inference.py [--weights /tmp/train_unet16/sentinel-2/sentinel-2-unet.safetensors]
-        [--area /tmp/sa1] [--big /tmp/sa4] [--chunk 512] [--years 2016 2017]
+    .venv/bin/python tests/bench/bench_inference.py [--weights W.safetensors] [--area /tmp/sa1] [--big /tmp/sa4]
+        [--chunk 512] [--years 2016 2017] [--skip-halo] [--envs both|production] [--scaling-threads 2] [--json OUT.json]
+
+`--weights` defaults to the shipped Sentinel-2 D-UNet (pipeline/weights/).
 
 1. Halo: whole-image prediction of one year's composite vs the chunked mosaic for halos 0..160 px;
    prints the worst difference (x255) over the image and inside a `halo` margin.
 2. Throughput: `probability_cube` computed on a LocalCluster (1 worker process, 2 threads; the
    worker's torch uses 1 thread per task, as distributed sets OMP_NUM_THREADS=1), reading the COGs
    included, vs the bare network (`TorchPredictor.predict`, torch on 2 threads) over the same
-   tiles (with their halos) already in memory. Target: pipeline >= 0.8x bare.
-3. With --big (a size=4 area): 1 vs 2 workers (skipped when the folder has no synthetic.json).
+   tiles (with their halos) already in memory. Target: pipeline >= 0.8x bare. Measured with
+   distributed's default worker environment and without MALLOC_TRIM_THRESHOLD_ (what
+   pipeline.cluster.start_cluster uses); `--envs production` measures only the latter.
+3. With --big (a size=4 area): one year on 1 vs 2 workers of `--scaling-threads` threads each
+   (skipped when the folder has no synthetic.json). On a 2-core machine use --scaling-threads 1:
+   two workers of two threads have no second pair of cores to run on.
 """
 
 from __future__ import annotations
@@ -17,29 +23,50 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+
+def default_weights() -> Path:
+    from pipeline.config import SHIPPED_WEIGHTS
+
+    return SHIPPED_WEIGHTS / "sentinel-2-dunet.safetensors"
 
 
 def _cfg(area: Path, years):
     from pipeline.config import load_config
 
     spec = json.loads((area / "synthetic.json").read_text())
-    return load_config(None, synthetic={"path": str(area)}, region={"bbox": spec["bbox"]}, years={"start": years[0], "end": years[-1]})
+    return load_config(
+        None,
+        synthetic={"path": str(area), "size": spec["spec"]["size"]},
+        region={"bbox": spec["bbox"]},
+        years={"start": years[0], "end": years[-1]},
+    )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--weights", default="/tmp/train_unet16/sentinel-2/sentinel-2-unet.safetensors")
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", type=Path, default=None, help="default: the shipped Sentinel-2 D-UNet")
     ap.add_argument("--area", default="/tmp/sa1")
     ap.add_argument("--big", default="/tmp/sa4")
     ap.add_argument("--chunk", type=int, default=512)
     ap.add_argument("--years", type=int, nargs="+", default=[2016, 2017])
     ap.add_argument("--halos", type=int, nargs="+", default=[0, 16, 32, 48, 64, 80, 96, 112, 128, 160])
     ap.add_argument("--skip-halo", action="store_true")
-    args = ap.parse_args()
+    ap.add_argument("--envs", choices=("both", "production"), default="both")
+    ap.add_argument("--threads", type=int, default=2, help="threads of the throughput worker and of bare torch")
+    ap.add_argument("--scaling-threads", type=int, default=2, help="threads per worker in the 1 vs 2 workers run")
+    ap.add_argument("--json", type=Path, help="write the numbers here")
+    args = ap.parse_args(argv)
+    weights = str(args.weights or default_weights())
+    if not Path(weights).is_file():
+        raise SystemExit(f"no weights at {weights}: pass --weights (a .safetensors file with its .json card beside it)")
 
     import logging
 
@@ -54,62 +81,72 @@ def main() -> None:
     from pipeline.model.weights import load_model
     from pipeline.yearly_cube import yearly_cube
 
+    result: dict = {"weights": weights, "chunk": args.chunk, "years": args.years, "threads": args.threads}
     cfg = _cfg(Path(args.area), args.years)
     lazy = yearly_cube(cfg, "sentinel-2", years=args.years, chunks=args.chunk)
     t = time.perf_counter()
     cube = lazy.compute(scheduler="threads")
-    print(f"cube {dict(cube.sizes)} read in {time.perf_counter() - t:.1f} s")
-    model, card = load_model(args.weights)
+    result["cube_read_s"] = time.perf_counter() - t
+    print(f"cube {dict(cube.sizes)} read in {result['cube_read_s']:.1f} s")
+    model, card = load_model(weights)
     predictor = TorchPredictor(model, card.recipe, "cpu")
     terrain = {n: cube[n].values for n in card.recipe.terrain}
-    halo_default = inference.HALO_BY_ARCHITECTURE[card.architecture]
+    halo_default = card.halo_px if card.halo_px is not None else inference.HALO_BY_ARCHITECTURE[card.architecture]
+    result.update(architecture=card.architecture, base=card.base, halo=halo_default)
 
     if not args.skip_halo:
-        torch.set_num_threads(2)
+        torch.set_num_threads(args.threads)
         whole = predictor.predict(cube.reflectance.values[0], terrain)
         print(f"halo ({card.architecture} base {card.base}, {args.years[0]}, chunk {args.chunk}): worst |mosaic - whole| x255")
+        result["halo_check"] = []
         for halo in args.halos:
             mosaic = inference.probability_cube(
-                cube.isel(year=[0]).chunk({"y": args.chunk, "x": args.chunk}), args.weights, halo, device="cpu"
+                cube.isel(year=[0]).chunk({"y": args.chunk, "x": args.chunk}), weights, halo, device="cpu"
             ).compute(scheduler="sync").values[0]
             d = np.abs(mosaic - whole)
             m = inference._round_up(halo)
             inner = d[m : d.shape[0] - m, m : d.shape[1] - m]
+            result["halo_check"].append({"halo": halo, "whole_x255": float(255 * d.max()), "inner_x255": float(255 * inner.max())})
             print(f"  halo {halo:4d}: whole image {255 * d.max():7.3f}  inside margin {255 * inner.max():7.3f}", flush=True)
 
     # throughput. distributed's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also
     # freezes glibc's mmap threshold: every large torch activation is then mmapped and page-faulted
     # afresh (measured: inference 2.3x slower). Measured with the default and with it removed.
-    prob = inference.probability_cube(lazy, args.weights, halo_default, device="cpu", chunk=args.chunk)
+    prob = inference.probability_cube(lazy, weights, halo_default, device="cpu", chunk=args.chunk)
     n_px = prob.size
+    result["output_px"] = int(n_px)
     default_env = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
     no_trim_env = {k: v for k, v in default_env.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    envs = [("no MALLOC_TRIM_THRESHOLD_", no_trim_env)]
+    if args.envs == "both":
+        envs.insert(0, ("nanny default env", default_env))
     timings = {}
-    for label, env in (("nanny default env", default_env), ("no MALLOC_TRIM_THRESHOLD_", no_trim_env)):
+    for label, env in envs:
         os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)  # a nanny leaves its pre-spawn env in this process too
         with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
-            with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
-                prob.sum().compute()  # warm: worker imports torch and loads the model once
+            with LocalCluster(n_workers=1, threads_per_worker=args.threads, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+                prob[:, :64, :64].sum().compute()  # warm: the worker imports torch and loads the model once
                 t = time.perf_counter()
                 prob.sum().compute()
                 pipeline_s = time.perf_counter() - t
                 # the same graph on inputs already in the worker's memory: Dask's own cost, no COG reads
                 resident = cube.chunk({"y": args.chunk, "x": args.chunk}).persist()
-                prob_mem = inference.probability_cube(resident, args.weights, halo_default, device="cpu", chunk=args.chunk)
-                prob_mem.sum().compute()
+                prob_mem = inference.probability_cube(resident, weights, halo_default, device="cpu", chunk=args.chunk)
+                prob_mem[:, :64, :64].sum().compute()
                 t = time.perf_counter()
                 prob_mem.sum().compute()
                 resident_s = time.perf_counter() - t
                 loads = client.run(lambda: __import__("pipeline.inference").inference._load_predictor.cache_info().misses)
         timings[label] = (pipeline_s, resident_s)
-        print(f"[{label}] pipeline 1 worker x 2 threads: reads included {pipeline_s:.2f} s ({n_px / pipeline_s / 1e6:.3f} Mpx/s), "
+        print(f"[{label}] pipeline 1 worker x {args.threads} threads: reads included {pipeline_s:.2f} s ({n_px / pipeline_s / 1e6:.3f} Mpx/s), "
               f"inputs resident {resident_s:.2f} s ({n_px / resident_s / 1e6:.3f} Mpx/s); model loads per worker {loads}")
 
-    # bare: the same tiles with their halos, in memory, torch on 2 threads
-    torch.set_num_threads(2)
-    ychunks = inference._lattice_chunks(cube.sizes["y"], max(inference._round_up(args.chunk), inference._round_up(halo_default)), inference._round_up(halo_default))
-    xchunks = inference._lattice_chunks(cube.sizes["x"], max(inference._round_up(args.chunk), inference._round_up(halo_default)), inference._round_up(halo_default))
+    # bare: the same tiles with their halos, in memory, torch on `threads` threads
+    torch.set_num_threads(args.threads)
     h = inference._round_up(halo_default)
+    tile = max(inference._round_up(args.chunk), h)
+    ychunks = inference._lattice_chunks(cube.sizes["y"], tile, h)
+    xchunks = inference._lattice_chunks(cube.sizes["x"], tile, h)
     tiles = []
     y0 = 0
     for cy in ychunks:
@@ -126,28 +163,43 @@ def main() -> None:
     for r, tr in tiles:
         predictor.predict(r, tr)
     bare_s = time.perf_counter() - t
-    print(f"bare forward (torch 2 threads, {len(tiles)} tiles in memory): {bare_s:.2f} s, {n_px / bare_s / 1e6:.3f} Mpx/s")
+    network_px = int(sum(r.shape[1] * r.shape[2] for r, _ in tiles))
+    result.update(bare_s=bare_s, tiles=len(tiles), network_px=network_px)
+    print(f"bare forward (torch {args.threads} threads, {len(tiles)} tiles in memory, {network_px / 1e6:.1f} Mpx with halos): "
+          f"{bare_s:.2f} s, {n_px / bare_s / 1e6:.3f} Mpx/s of output")
+    result["pipeline"] = {}
     for label, (pipeline_s, resident_s) in timings.items():
+        key = "production" if label.startswith("no MALLOC") else "nanny_default"
+        result["pipeline"][key] = {"label": label, "reads_included_s": pipeline_s, "resident_s": resident_s,
+                                   "ratio_reads_included": bare_s / pipeline_s, "ratio_resident": bare_s / resident_s}
         print(f"ratio pipeline / bare throughput [{label}]: reads included {bare_s / pipeline_s:.2f}x, "
               f"inputs resident {bare_s / resident_s:.2f}x (target >= 0.8)")
 
     big = Path(args.big)
     if not (big / "synthetic.json").is_file():
         print(f"{big} has no synthetic.json: 1 vs 2 workers skipped")
-        return
-    big_lazy = yearly_cube(_cfg(big, args.years[:1]), "sentinel-2", years=args.years[:1], chunks=args.chunk)
-    big_prob = inference.probability_cube(big_lazy, args.weights, halo_default, device="cpu", chunk=args.chunk)
-    times = {}
-    for workers in (1, 2):
-        os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": no_trim_env}), LocalCluster(n_workers=workers, threads_per_worker=2, processes=True, dashboard_address=None) as cluster, Client(cluster):
-            big_prob[:, :64, :64].sum().compute()
-            t = time.perf_counter()
-            big_prob.sum().compute()
-            times[workers] = time.perf_counter() - t
-        print(f"size=4 area, {workers} worker(s) x 2 threads: {times[workers]:.1f} s")
-    print(f"speed-up 2 vs 1 workers: {times[1] / times[2]:.2f}x")
-    dask.config.refresh()
+    else:
+        big_lazy = yearly_cube(_cfg(big, args.years[:1]), "sentinel-2", years=args.years[:1], chunks=args.chunk)
+        big_prob = inference.probability_cube(big_lazy, weights, halo_default, device="cpu", chunk=args.chunk)
+        times = {}
+        for workers in (1, 2):
+            os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": no_trim_env}), LocalCluster(
+                n_workers=workers, threads_per_worker=args.scaling_threads, processes=True, dashboard_address=None
+            ) as cluster, Client(cluster) as client:
+                client.run(lambda: __import__("pipeline.inference"))  # every worker imports torch before the clock
+                big_prob[:, :64, :64].sum().compute()
+                t = time.perf_counter()
+                big_prob.sum().compute()
+                times[workers] = time.perf_counter() - t
+            print(f"big area ({big.name}, {dict(big_lazy.sizes)}), {workers} worker(s) x {args.scaling_threads} threads: {times[workers]:.1f} s")
+        print(f"speed-up 2 vs 1 workers: {times[1] / times[2]:.2f}x")
+        result["scaling"] = {"area": str(big), "threads_per_worker": args.scaling_threads, "output_px": int(big_prob.size),
+                             "one_worker_s": times[1], "two_workers_s": times[2], "speedup": times[1] / times[2]}
+        dask.config.refresh()
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return result
 
 
 if __name__ == "__main__":

@@ -1,21 +1,41 @@
-"""CPU forward throughput of D-UNet vs U-Net, to choose the shipped width (target >= 0.5 Mpx/s on 2 cores).
+"""CPU forward throughput of the shipped D-UNet, and of D-UNet vs U-Net widths (target >= 0.5 Mpx/s on 2 cores).
 
-Run: .venv/bin/python tests/bench/bench_model_cpu.py [--size 512] [--repeats 3] [--threads 2]
-Times eval-mode inference of one 6-channel tile after a warm-up call, best of `repeats`.
+Run: .venv/bin/python tests/bench/bench_model_cpu.py [--weights W.safetensors] [--size 512] [--repeats 3]
+     [--threads 2] [--widths 8 16 32] [--json OUT.json]
+
+1. The weights' network (default: the shipped Sentinel-2 D-UNet, pipeline/weights/), rebuilt from
+   its card and loaded in fp32 as inference does, against a plain U-Net of the same width and
+   input channels (random weights: the forward's cost does not depend on their values).
+2. Random-weight D-UNet vs U-Net at each of --widths (default 8 16 32), to choose the shipped width.
+
+Times eval-mode inference of one tile of `size`^2 pixels after a warm-up call, best of `repeats`;
+Mpx/s counts the tile's pixels (input = output pixels for a bare forward).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from pipeline.model.dunet import DUNet, UNet
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.model.dunet import DUNet, UNet  # noqa: E402
 
 
-def throughput_mpx_s(model: torch.nn.Module, size: int, repeats: int) -> float:
-    tile = torch.randn(1, 6, size, size)
+def default_weights() -> Path:
+    from pipeline.config import SHIPPED_WEIGHTS
+
+    return SHIPPED_WEIGHTS / "sentinel-2-dunet.safetensors"
+
+
+def throughput_mpx_s(model: torch.nn.Module, size: int, repeats: int, channels: int = 6) -> float:
+    tile = torch.randn(1, channels, size, size)
     model.eval()
     with torch.inference_mode():
         model(tile)
@@ -27,20 +47,55 @@ def throughput_mpx_s(model: torch.nn.Module, size: int, repeats: int) -> float:
     return size * size / best / 1e6
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def measure_weights(weights: Path, size: int, repeats: int) -> dict:
+    """Mpx/s of the network in `weights` and of a plain U-Net with the same width and inputs."""
+    from pipeline.model.weights import load_model
+
+    model, card = load_model(weights)
+    ours = throughput_mpx_s(model, size, repeats, card.in_channels)
+    baseline = throughput_mpx_s(UNet(card.in_channels, card.base), size, repeats, card.in_channels)
+    return {
+        "weights": str(weights),
+        "architecture": card.architecture,
+        "base": card.base,
+        "in_channels": card.in_channels,
+        "params": sum(p.numel() for p in model.parameters()),
+        "mpx_s": ours,
+        "unet_same_width_mpx_s": baseline,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=default_weights(), help="default: the shipped Sentinel-2 D-UNet")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--widths", type=int, nargs="*", default=[8, 16, 32],
+                        help="also compare random D-UNet/U-Net at these widths (`--widths` alone: none)")
+    parser.add_argument("--json", type=Path, help="write the numbers here")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, {args.size}x{args.size} x 6 channels, best of {args.repeats}")
-    print(f"{'base':>4}  {'DUNet Mpx/s':>11}  {'UNet Mpx/s':>10}  {'DUNet params':>12}")
-    for base in (8, 16, 32):
-        dunet, unet = DUNet(6, base), UNet(6, base)
-        params = sum(p.numel() for p in dunet.parameters())
-        row = [throughput_mpx_s(m, args.size, args.repeats) for m in (dunet, unet)]
-        print(f"{base:>4}  {row[0]:>11.3f}  {row[1]:>10.3f}  {params:>12,}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.size}x{args.size} tile, best of {args.repeats}")
+    result: dict = {"threads": torch.get_num_threads(), "size": args.size, "repeats": args.repeats, "torch": torch.__version__}
+    if not args.weights.is_file():
+        raise SystemExit(f"no weights at {args.weights}: pass --weights (a .safetensors file with its .json card beside it)")
+    w = measure_weights(args.weights, args.size, args.repeats)
+    result["weights"] = w
+    print(f"{w['architecture']} base {w['base']} ({args.weights.name}, {w['in_channels']} channels, {w['params']:,} params): "
+          f"{w['mpx_s']:.3f} Mpx/s; plain U-Net same width {w['unet_same_width_mpx_s']:.3f} Mpx/s (target >= 0.5 Mpx/s)")
+    if args.widths:
+        print(f"{'base':>4}  {'DUNet Mpx/s':>11}  {'UNet Mpx/s':>10}  {'DUNet params':>12}")
+        result["widths"] = []
+        for base in args.widths:
+            dunet, unet = DUNet(6, base), UNet(6, base)
+            params = sum(p.numel() for p in dunet.parameters())
+            row = [throughput_mpx_s(m, args.size, args.repeats) for m in (dunet, unet)]
+            result["widths"].append({"base": base, "dunet_mpx_s": row[0], "unet_mpx_s": row[1], "dunet_params": params})
+            print(f"{base:>4}  {row[0]:>11.3f}  {row[1]:>10.3f}  {params:>12,}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return result
 
 
 if __name__ == "__main__":

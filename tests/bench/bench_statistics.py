@@ -1,8 +1,8 @@
 """Benchmark: per-glacier x band x aspect x year reduction vs rasterstats and exactextract.
 
-Run: ``python tests/bench/bench_statistics.py [STUDY_AREA_DIR]`` (default: generate the
-default synthetic study area in a temporary folder). Needs ``pip install rasterstats
-exactextract`` (bench only; not project dependencies).
+Run: ``python tests/bench/bench_statistics.py [STUDY_AREA_DIR] [--repeats 3] [--json OUT.json]``
+(default: generate the default synthetic study area in a temporary folder). Needs rasterstats
+and exactextract (``pip install -e .[dev]``; bench only, not runtime dependencies).
 
 What is compared, on the same machine in the same run:
 - ours: ``glacier_statistics`` over the truth masks of every year (areas, perimeters, 100 m
@@ -14,6 +14,8 @@ What is compared, on the same machine in the same run:
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 import tempfile
 import time
@@ -24,8 +26,10 @@ import numpy as np
 import rasterio
 import xarray as xr
 
-from pipeline.outline_stats import horn_aspect_deg
-from pipeline.statistics import dem_on_grid, glacier_statistics, rasterize_inventory
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from pipeline.outline_stats import horn_aspect_deg  # noqa: E402
+from pipeline.statistics import dem_on_grid, glacier_statistics, rasterize_inventory  # noqa: E402
 
 
 CHUNK = 2048  # the store's chunk size (DESIGN.md): what a run reduces
@@ -40,7 +44,8 @@ def best_of(n, fn):
     return min(times), out
 
 
-def main(root: Path) -> None:
+def main(root: Path, repeats: int = 3) -> dict:
+    """Time ours, rasterstats and exactextract on `root`'s truth; returns the numbers (seconds, best of `repeats`)."""
     years = sorted(int(p.stem.split("_")[1]) for p in (root / "truth").glob("truth_*.tif"))
     with rasterio.open(root / "truth" / f"truth_{years[0]}.tif") as src:
         transform, shape, crs = src.transform, src.shape, src.crs
@@ -53,8 +58,10 @@ def main(root: Path) -> None:
     outlines = gpd.read_parquet(root / "truth" / "outlines.parquet")
     print(f"grid {shape[0]}x{shape[1]} px, {len(years)} years, {outlines.glacier_id.nunique()} glaciers, "
           f"{len(outlines)} glacier-years")
+    summary = {"grid": list(shape), "years": len(years), "glaciers": int(outlines.glacier_id.nunique()),
+               "glacier_years": len(outlines), "pixels": int(len(years) * shape[0] * shape[1]), "repeats": repeats}
 
-    t_ours, tables = best_of(3, lambda: glacier_statistics(mask, gid, dem, aspect, sensor="truth"))
+    t_ours, tables = best_of(repeats, lambda: glacier_statistics(mask, gid, dem, aspect, sensor="truth"))
     ours = tables["areas"].merge(tables["glacier_terrain"], on=["glacier_id", "sensor", "year"])
     print(f"ours (area, perimeter, bands, sectors, zmean, aspect; threaded dask): {t_ours:.3f} s")
 
@@ -70,7 +77,7 @@ def main(root: Path) -> None:
             def rs():
                 return zonal_stats(list(outlines.geometry), dem.values.astype("float32"), affine=transform,
                                    stats=["count", "mean"], nodata=np.nan)
-            t, out = best_of(3, rs)
+            t, out = best_of(repeats, rs)
             results["rasterstats"] = (t, np.array([o["count"] for o in out]), np.array([o["mean"] for o in out]))
         except ImportError as err:
             print(f"rasterstats not installed ({err}); pip install rasterstats")
@@ -80,7 +87,7 @@ def main(root: Path) -> None:
             def ee():
                 return exact_extract(str(dem_tif), outlines[["glacier_id", "year", "geometry"]],
                                      ["count", "mean"], include_cols=["glacier_id", "year"], output="pandas")
-            t, out = best_of(3, ee)
+            t, out = best_of(repeats, ee)
             out = out.set_index(["glacier_id", "year"]).loc[list(zip(outlines.glacier_id, outlines.year))]
             results["exactextract"] = (t, out["count"].to_numpy(), out["mean"].to_numpy())
         except ImportError as err:
@@ -88,17 +95,28 @@ def main(root: Path) -> None:
 
     ref = ours.set_index(["glacier_id", "year"]).loc[list(zip(outlines.glacier_id, outlines.year))]
     ours_px = ref["area_km2"].to_numpy() / 1e-4
+    summary["ours_s"] = t_ours
     for name, (t, count, mean) in results.items():
+        count_diff = float(np.max(np.abs(count - ours_px)))
+        mean_diff = float(np.nanmax(np.abs(mean - ref["zmean_m"].to_numpy())))
+        summary[name] = {"seconds": t, "ratio": t / t_ours, "max_count_diff_px": count_diff, "max_mean_diff_m": mean_diff}
         print(f"{name} (count, mean only): {t:.3f} s  ->  time ratio {name}/ours = {t / t_ours:.2f}; "
-              f"max |pixel count diff| {np.max(np.abs(count - ours_px)):.2f} px, "
-              f"max |mean elevation diff| {np.nanmax(np.abs(mean - ref['zmean_m'].to_numpy())):.3f} m")
+              f"max |pixel count diff| {count_diff:.2f} px, max |mean elevation diff| {mean_diff:.3f} m")
+    return summary
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        main(Path(sys.argv[1]))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("area", nargs="?", type=Path, help="a generated study area; default: generate the default one")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", type=Path, help="write the numbers here")
+    args = ap.parse_args()
+    if args.area:
+        res = main(args.area, args.repeats)
     else:
         from catalog.synthetic import StudyAreaSpec, generate_study_area
 
         with tempfile.TemporaryDirectory() as tmp:
-            main(generate_study_area(Path(tmp) / "area", StudyAreaSpec()).root)
+            res = main(generate_study_area(Path(tmp) / "area", StudyAreaSpec()).root, args.repeats)
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1))
