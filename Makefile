@@ -12,17 +12,16 @@ $(BIN)/glacierwatch: pyproject.toml
 
 install: $(BIN)/glacierwatch
 
-## demo: install, then run the main job on the embedded synthetic study area.
+## demo: install, then run the whole study on the embedded synthetic study area (generated if missing).
 demo: install
-	$(BIN)/glacierwatch synth
-	$(BIN)/glacierwatch search
+	$(BIN)/glacierwatch run
 
 ## test: install, then run the whole test suite.
 test: install
 	$(BIN)/pytest -q
 
 bench: install
-	$(BIN)/python tests/bench/bench_model_cpu.py
+	$(BIN)/python tests/bench/run_all.py
 
 clean:
 	rm -rf glacierwatch-data glacierwatch-out
