@@ -43,6 +43,7 @@ from shapely.geometry import mapping
 from shapely.ops import unary_union
 
 from catalog.grid import TargetGrid
+from pipeline.replace import replace_dir
 from pipeline.store import PROBABILITY, RegionStore
 
 __all__ = ["COLLECTION_ID", "MASK_NODATA", "PublishError", "publish_catalog", "write_glacier_masks"]
@@ -180,7 +181,7 @@ def publish_catalog(
         catalog.normalize_hrefs(str(build))
         catalog.make_all_asset_hrefs_relative()
         catalog.save(pystac.CatalogType.SELF_CONTAINED)
-        _replace_dir(build, out_dir)
+        replace_dir(build, out_dir)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
@@ -397,13 +398,3 @@ def _build_catalog(store: RegionStore, files: dict[str, Any], season, provenance
 
 def _count(scene_ids) -> int | None:
     return None if scene_ids is None else len(scene_ids)
-
-
-def _replace_dir(build: Path, target: Path) -> None:
-    """Move a finished folder into place; the old one is removed only after the new one is in place."""
-    old = target.with_name(f".{target.name}-old-{os.getpid()}")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    build.rename(target)
-    shutil.rmtree(old, ignore_errors=True)

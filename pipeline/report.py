@@ -57,6 +57,8 @@ from shapely.geometry import Polygon
 from shapely.geometry.polygon import orient
 
 from catalog.aspect import ASPECT_SECTORS
+from pipeline.replace import replace_dir
+
 
 SENSOR_ORDER = ("sentinel-2", "landsat")
 SENSOR_COLORS = {"sentinel-2": "tab:blue", "landsat": "tab:orange", "truth": "black"}
@@ -115,17 +117,9 @@ def write_report(
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
-    _replace_dir(build, out_dir)
+    replace_dir(build, out_dir)
     return out_dir / "index.html"
 
-
-def _replace_dir(build: Path, target: Path) -> None:
-    """Move the finished folder into place; the old one is removed only once the new one is there."""
-    old = target.with_name(f".{target.name}-old-{os.getpid()}")
-    if target.exists():
-        target.rename(old)
-    build.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -698,27 +692,22 @@ def _aspect_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> str:
 
 
 def _retreat_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> str:
+    figures = (
+        ("retreat", "retreat_per_glacier", retreat_per_glacier_figure, "no main-axis retreat per glacier",
+         "Terminus retreat rate per glacier, first to last year, main-axis method (positive: the front "
+         "moved up-glacier); error bars: pixel-geometry uncertainty; colour: the glacier's aspect sector."),
+        ("retreat_by_aspect", "retreat_by_aspect", retreat_by_aspect_figure, "no retreat by aspect",
+         "Mean retreat rate of the typical glaciers per aspect sector, first to last year; n: glaciers per sector."),
+        ("retreat_by_band", "retreat_by_band", retreat_by_band_figure, "no retreat by terminus elevation band",
+         "Mean retreat rate of the typical glaciers per elevation band of their first-year terminus; "
+         "error bars: per-glacier uncertainty (systematic, not reduced by n); n: glaciers per band."),
+    )
     parts = []
-    if "retreat" in tables and (tables["retreat"].method == "main_axis").any():
-        caption = ("Terminus retreat rate per glacier, first to last year, main-axis method (positive: the front "
-                   "moved up-glacier); error bars: pixel-geometry uncertainty; colour: the glacier's aspect sector.")
-        parts += [_embed(folder, "retreat_per_glacier", retreat_per_glacier_figure(tables["retreat"]), caption),
-                  _csv(folder, "retreat", tables["retreat"])]
-    else:
-        parts.append(_not_available("no main-axis retreat per glacier"))
-    if "retreat_by_aspect" in tables and (tables["retreat_by_aspect"].method == "main_axis").any():
-        caption = "Mean retreat rate of the typical glaciers per aspect sector, first to last year; n: glaciers per sector."
-        parts += [_embed(folder, "retreat_by_aspect", retreat_by_aspect_figure(tables["retreat_by_aspect"]), caption),
-                  _csv(folder, "retreat_by_aspect", tables["retreat_by_aspect"])]
-    else:
-        parts.append(_not_available("no retreat by aspect"))
-    if "retreat_by_band" in tables and (tables["retreat_by_band"].method == "main_axis").any():
-        caption = ("Mean retreat rate of the typical glaciers per elevation band of their first-year terminus; "
-                   "error bars: per-glacier uncertainty (systematic, not reduced by n); n: glaciers per band.")
-        parts += [_embed(folder, "retreat_by_band", retreat_by_band_figure(tables["retreat_by_band"]), caption),
-                  _csv(folder, "retreat_by_band", tables["retreat_by_band"])]
-    else:
-        parts.append(_not_available("no retreat by terminus elevation band"))
+    for name, png, figure, missing, caption in figures:
+        if name in tables and (tables[name].method == "main_axis").any():
+            parts += [_embed(folder, png, figure(tables[name]), caption), _csv(folder, name, tables[name])]
+        else:
+            parts.append(_not_available(missing))
     return _section("retreat", "\n".join(parts))
 
 

@@ -48,6 +48,7 @@ from pipeline.analysis import TRUTH, analyse_store
 from pipeline.config import Config
 from pipeline.model.weights import WeightsError, card_path, sha256
 from pipeline.outline_stats import write_tables
+from pipeline.replace import replace_dir
 from pipeline.store import DEFAULT_CHUNK, RegionStore, check_compatible
 
 DEFAULT_OUT = "glacierwatch-out"
@@ -134,20 +135,11 @@ def truth_dir_for(cfg: Config, sensors: Sequence[str]) -> Path | None:
     return truth if local and truth.is_dir() else None
 
 
-def _replace_dir(build: Path, target: Path) -> None:
-    """Move a finished folder into place; the old one is removed only after the new one is complete."""
-    old = target.with_name(f".{target.name}-old-{os.getpid()}")
-    if target.exists():
-        target.rename(old)
-    build.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _write_outputs(out: Path, tables: dict[str, pd.DataFrame], outlines: gpd.GeoDataFrame, provenance: dict) -> None:
     build = out / f".tables-incomplete-{os.getpid()}"
     shutil.rmtree(build, ignore_errors=True)
     write_tables({k: v for k, v in tables.items() if len(v)}, build)
-    _replace_dir(build, out / "tables")
+    replace_dir(build, out / "tables")
     tmp = out / f".outlines-incomplete-{os.getpid()}.parquet"
     outlines.to_parquet(tmp)
     tmp.replace(out / "outlines.parquet")
