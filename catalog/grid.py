@@ -1,7 +1,10 @@
 """The target grid: one CRS, one resolution, snapped bounds, computed once from the region.
 
 Every cube, mask and store array of a sensor lives on its grid, so pixels from scenes in
-different UTM zones line up without anyone having to think about it again.
+different UTM zones line up without anyone having to think about it again. The price: grid
+north is not true north away from the zone's central meridian (``grid_convergence_deg``, used
+to refer aspect to true north) and one grid over several zones stretches areas
+(``zone_warning``).
 """
 
 from __future__ import annotations
@@ -9,8 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from affine import Affine
-from pyproj import CRS, Transformer
+from pyproj import CRS, Proj, Transformer
 from shapely.geometry import Polygon
 
 
@@ -18,6 +22,89 @@ def utm_epsg(lon: float, lat: float) -> int:
     """EPSG code of the WGS 84 UTM zone containing (lon, lat); zone edges belong to the east zone."""
     zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
     return (32600 if lat >= 0 else 32700) + zone
+
+
+def grid_convergence_deg(crs, x, y) -> np.ndarray:
+    """Meridian convergence at map points (x, y) of `crs`: the true azimuth of grid north, degrees.
+
+    true azimuth = grid azimuth + convergence (positive east of a UTM zone's central meridian in
+    the northern hemisphere: there true north points left of grid north). Exact for conformal
+    projections (UTM); 0 for a geographic CRS.
+    """
+    crs = CRS.from_user_input(crs)
+    x, y = np.broadcast_arrays(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+    if crs.is_geographic:
+        return np.zeros(x.shape)
+    lon, lat = Transformer.from_crs(crs, 4326, always_xy=True).transform(x.ravel(), y.ravel())
+    return np.asarray(Proj(crs).get_factors(lon, lat).meridian_convergence, dtype=float).reshape(x.shape)
+
+
+def _lattice(n: int, step: int) -> np.ndarray:
+    return np.unique(np.r_[np.arange(0, n, step), n - 1])
+
+
+def _linear_weights(at: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the lattice node below each of 0..n-1 and the weight of the node above it."""
+    i = np.clip(np.searchsorted(at, np.arange(n), side="right") - 1, 0, max(len(at) - 2, 0))
+    if len(at) == 1:
+        return i, np.zeros(n)
+    return i, (np.arange(n) - at[i]) / (at[i + 1] - at[i])
+
+
+def convergence_on_grid(crs, x: np.ndarray, y: np.ndarray, step: int = 128) -> np.ndarray:
+    """Convergence (degrees, ``grid_convergence_deg``) at every (y, x) of a grid, shape (len(y), len(x)).
+
+    Computed exactly every `step` pixels and bilinearly in between: it varies by ~0.01 deg/km,
+    so the interpolation error is below 1e-4 deg while a 2048^2 block costs ~300 PROJ calls.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    lx, ly = _lattice(len(x), step), _lattice(len(y), step)
+    node = grid_convergence_deg(crs, x[lx][None, :], y[ly][:, None])
+    iy, wy = _linear_weights(ly, len(y))
+    ix, wx = _linear_weights(lx, len(x))
+    jy, jx = np.minimum(iy + 1, len(ly) - 1), np.minimum(ix + 1, len(lx) - 1)
+    rows = node[iy] * (1 - wy)[:, None] + node[jy] * wy[:, None]
+    return rows[:, ix] * (1 - wx) + rows[:, jx] * wx
+
+
+def zones_spanned(bbox: tuple[float, float, float, float]) -> list[int]:
+    """EPSG codes of the UTM zones a lon/lat bbox reaches into, west to east."""
+    west, south, east, north = bbox
+    lat = (south + north) / 2.0
+    first = int(math.floor((west + 180.0) / 6.0))
+    last = int(math.floor((min(east, 179.999999) + 180.0) / 6.0))
+    return [utm_epsg(-180.0 + 6.0 * z + 3.0, lat) for z in range(first, last + 1)
+            if min(east, -174.0 + 6.0 * z) > max(west, -180.0 + 6.0 * z)]
+
+
+def max_distortion(bbox: tuple[float, float, float, float], epsg: int, n: int = 9) -> tuple[float, float]:
+    """Largest |convergence| (deg) and |areal scale - 1| of grid `epsg` over a lon/lat bbox (n x n points)."""
+    west, south, east, north = bbox
+    lon, lat = np.meshgrid(np.linspace(west, east, n), np.linspace(south, north, n))
+    if CRS.from_epsg(epsg).is_geographic:
+        return 0.0, float("nan")
+    f = Proj(CRS.from_epsg(epsg)).get_factors(lon.ravel(), lat.ravel())
+    return float(np.max(np.abs(f.meridian_convergence))), float(np.max(np.abs(np.asarray(f.areal_scale) - 1.0)))
+
+
+def zone_warning(bbox: tuple[float, float, float, float], epsg: int) -> str | None:
+    """What a run should say when one grid (`epsg`) covers a bbox over several UTM zones; None if one."""
+    zones = zones_spanned(bbox)
+    if len(zones) <= 1:
+        return None
+    convergence, areal = max_distortion(bbox, epsg)
+    return (
+        f"region bbox {list(bbox)} spans {len(zones)} UTM zones ({', '.join(f'EPSG:{z}' for z in zones)}) "
+        f"on one grid in EPSG:{epsg}: areas are planimetric in EPSG:{epsg} (up to {100 * areal:.2f} % from "
+        f"true area), grid north is up to {convergence:.1f} deg from true north (aspect is corrected to "
+        "true north); run one region (config) per zone where that matters"
+    )
+
+
+def grid_warnings(bbox: tuple[float, float, float, float], grid: TargetGrid) -> list[str]:
+    """The warnings a run prints for `grid` over the region `bbox` (the pre-flight collects them)."""
+    text = zone_warning(tuple(bbox), grid.epsg)
+    return [text] if text else []
 
 
 @dataclass(frozen=True)

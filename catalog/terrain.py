@@ -6,9 +6,11 @@ and aspect follow Horn's (1981) 3x3 method through xarray-spatial, which is corr
 planes but assumes row 0 is north and leaves a one-pixel NaN rim: `terrain` therefore reads
 the DEM one pixel beyond the grid and crops, so the grid's own edges get values.
 
-Conventions: slope in degrees from horizontal; aspect in degrees clockwise from *grid*
-north (the UTM grid's y axis; grid convergence at the edge of a zone is ~1-2 degrees) -
-the direction the slope faces (downhill); flat cells have aspect NaN. Aspect classes are
+Conventions: slope in degrees from horizontal; aspect in degrees clockwise from *true*
+north - the direction the slope faces (downhill); flat cells have aspect NaN. Horn's method
+measures it against the grid's y axis; the grid convergence (``catalog.grid``: 1-3 degrees
+inside a UTM zone, 10 over the Tian Shan on one grid) is added per pixel, lazily, from a
+coarse lattice (error < 1e-4 degrees), so sectors do not rotate across a region. Aspect classes are
 8 sectors of 45 degrees centred on N, NE, ..., NW (0..7); an edge belongs to the sector
 clockwise of it (22.5 -> NE, 337.5 -> N); NaN aspect -> -1.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import dask.array
 import numpy as np
 import pystac
 import stackstac
@@ -27,7 +30,8 @@ from xrspatial import slope as xrs_slope
 
 from catalog.aspect import ASPECT_SECTORS, aspect_class
 from catalog.cube import RegionError, _items_over_grid, _sorted_items, stack_on_grid
-from catalog.grid import TargetGrid
+from catalog.gdal_env import scene_read_env
+from catalog.grid import TargetGrid, convergence_on_grid
 from catalog.items import normalize_items, require_assets
 from catalog.providers import ProviderProfile
 
@@ -53,7 +57,8 @@ def dem_cube(
     require_assets(prepared, [key], profile)
     prepared = _sorted_items(_items_over_grid(prepared, grid))
     stack = stack_on_grid(
-        prepared, [key], grid, Resampling.bilinear, np.float32, np.float32(np.nan), (1, 1, chunks, chunks)
+        prepared, [key], grid, Resampling.bilinear, np.float32, np.float32(np.nan), (1, 1, chunks, chunks),
+        scene_read_env(profile, "dem"),  # e.g. unsigned reads of Earth Search's public s3://copernicus-dem-30m
     )
     dem = stackstac.mosaic(stack.isel(band=0, drop=True), dim="time").reset_coords(drop=True)
     dem.name = "elevation"
@@ -67,19 +72,43 @@ def _north_up(dem: xr.DataArray) -> None:
         raise ValueError("slope/aspect need a north-up DEM (y decreasing with row): use dem.isel(y=slice(None, None, -1))")
 
 
-def slope_aspect(dem: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
-    """Slope (degrees) and aspect (degrees clockwise from grid north, flat = NaN) by Horn's method.
+def convergence_like(da: xr.DataArray, crs) -> xr.DataArray:
+    """Grid convergence (degrees, true azimuth of grid north) at each (y, x) of `da`; lazy if `da` is."""
+    x, y = da["x"].to_numpy(), da["y"].to_numpy()
+    if da.chunks is None:
+        data = convergence_on_grid(crs, x, y)
+    else:
+        def block(block_info=None):
+            (r0, r1), (c0, c1) = block_info[None]["array-location"]
+            return convergence_on_grid(crs, x[c0:c1], y[r0:r1]).astype(np.float32)
 
-    A one-pixel rim along the array's edges is NaN (no 3x3 neighbourhood); `terrain` avoids
-    it by padding. Lazy if `dem` is (xarray-spatial uses map_overlap over chunks).
+        data = dask.array.map_blocks(block, dtype=np.float32, chunks=da.data.chunks, meta=np.empty((0, 0), np.float32))
+    return xr.DataArray(data, dims=("y", "x"), coords={"y": da["y"], "x": da["x"]}, name="convergence")
+
+
+def slope_aspect(dem: xr.DataArray, crs=None) -> tuple[xr.DataArray, xr.DataArray]:
+    """Slope (degrees) and aspect (degrees clockwise from true north, flat = NaN) by Horn's method.
+
+    `crs`: the DEM grid's CRS (default: ``dem.attrs["crs"]``), needed to turn Horn's grid
+    azimuth into a true one. A one-pixel rim along the array's edges is NaN (no 3x3
+    neighbourhood); `terrain` avoids it by padding. Lazy if `dem` is (xarray-spatial uses
+    map_overlap over chunks).
     """
     _north_up(dem)
+    crs = crs if crs is not None else dem.attrs.get("crs")
+    if crs is None:
+        raise ValueError("slope_aspect needs the DEM's CRS to refer aspect to true north: pass crs= or set dem.attrs['crs']")
+    if dem.dims != ("y", "x"):
+        raise ValueError(f"slope_aspect needs a (y, x) DEM, got dims {dem.dims}")
     slope = xrs_slope(dem).astype(np.float32)
-    aspect = xrs_aspect(dem).astype(np.float32)
-    aspect = aspect.where(aspect >= 0)  # xarray-spatial marks flat cells with -1
+    grid_aspect = xrs_aspect(dem).astype(np.float32)
+    true = (grid_aspect + convergence_like(grid_aspect, crs)) % np.float32(360.0)
+    true = true.where(~(true >= 360.0), np.float32(0.0))  # float rounding: -1e-9 % 360 is 360.0
+    aspect = true.where(grid_aspect >= 0).astype(np.float32)  # xarray-spatial marks flat cells with -1
     slope.name, aspect.name = "slope", "aspect"
     slope.attrs = {"units": "degree", "method": "Horn 1981"}
-    aspect.attrs = {"units": "degree", "method": "Horn 1981", "convention": "clockwise from grid north, downslope; flat = NaN"}
+    aspect.attrs = {"units": "degree", "method": "Horn 1981 + grid convergence",
+                    "convention": "clockwise from true north, downslope; flat = NaN"}
     return slope, aspect
 
 
@@ -91,7 +120,7 @@ def terrain(
 ) -> xr.Dataset:
     """`elevation`, `slope`, `aspect` and `aspect_class` on `grid` (DEM read one pixel wider, so no NaN rim)."""
     dem = dem_cube(items, profile, _padded(grid, 1), chunks)
-    slope, aspect = slope_aspect(dem)
+    slope, aspect = slope_aspect(dem, grid.epsg)
     inner = dict(y=slice(1, -1), x=slice(1, -1))
     aspect = aspect.isel(inner)
     return xr.Dataset(

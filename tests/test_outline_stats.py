@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import rasterio
 from affine import Affine
+from pyproj import Geod, Proj, Transformer
 from shapely.geometry import Polygon, box
 
 from pipeline.outline_stats import (
@@ -82,18 +83,33 @@ def glacier_file(tmp_path, **extra):
     return path
 
 
+def _utm_to_ground(x: float, y: float) -> tuple[float, float]:
+    """UTM 32N point scale k at (x, y) and the true azimuth of grid south there (geodesic)."""
+    to_ll = Transformer.from_crs(CRS, 4326, always_xy=True)
+    lon, lat = to_ll.transform([x, x], [y + 100.0, y - 100.0])
+    azimuth = Geod(ellps="WGS84").inv(lon[0], lat[0], lon[1], lat[1])[0] % 360.0
+    k = float(Proj(CRS).get_factors(*to_ll.transform(x, y)).meridional_scale)
+    return k, azimuth
+
+
 def test_areas_hypsometry_and_elevation_of_a_plane_glacier(tmp_path, dem_file):
     t = outline_statistics(glacier_file(tmp_path), dem_file, id_field="gid", pixel_size_m=10.0, band_m=50.0)
     areas = t["areas"].set_index("glacier_id")
-    assert areas.loc["A", "area_km2"] == pytest.approx(2.0)
-    assert areas.loc["A", "perimeter_km"] == pytest.approx(8.0)  # two 4 km rings, summed
-    assert areas.loc["A", "area_err_km2"] == pytest.approx(8.0 * 0.005)
+    # 140 km east of the central meridian UTM shrinks the ground by k = 0.99984: the 2 km² map
+    # area is 2 / k² km² on the ellipsoid, the 8 km of map perimeter 8 / k km.
+    k, south = _utm_to_ground(X0 + 500, Y0 + 1000)
+    assert k == pytest.approx(0.99984, abs=1e-5)
+    assert areas.loc["A", "area_km2"] == pytest.approx(2.0 / k**2, rel=1e-5)
+    assert areas.loc["A", "perimeter_km"] == pytest.approx(8.0 / k, rel=1e-5)  # two 4 km rings, summed
+    assert areas.loc["A", "area_err_km2"] == pytest.approx(8.0 / k * 0.005)
     assert areas.loc["A", "n_polygons"] == 2
     elev = t["elevation"].set_index("glacier_id")
-    # z from 3000 to 3200 m over A, rising to the north: faces south
+    # z from 3000 to 3200 m over A, rising to grid north: faces grid south, which is 1.34 deg
+    # east of true south here (meridian convergence)
     assert elev.loc["A", "zmed_m"] == pytest.approx(3100.0, abs=1.0)
     assert elev.loc["A", "zmin_m"] == pytest.approx(3000.5, abs=1.0)
-    assert elev.loc["A", "aspect_deg"] == pytest.approx(180.0, abs=1e-6)
+    assert south == pytest.approx(181.34, abs=0.01)
+    assert elev.loc["A", "aspect_deg"] == pytest.approx(south, abs=0.01)
     assert elev.loc["A", "aspect_sector"] == "S"
     bands = t["area_by_band"][t["area_by_band"]["glacier_id"] == "A"]
     assert list(bands["band_lo_m"]) == [3000.0, 3050.0, 3100.0, 3150.0]
@@ -167,3 +183,102 @@ def test_dem_not_covering_the_outlines_is_refused(tmp_path, dem_file):
     gdf = gpd.GeoDataFrame({"gid": ["far"]}, geometry=[box(X0 + 9000, Y0, X0 + 9500, Y0 + 500)], crs=CRS)
     with pytest.raises(ValueError, match="does not cover the outlines"):
         outline_statistics(gdf, dem_file, id_field="gid")
+
+
+def _lonlat_glacier(lon: float, lat: float, a_deg: float = 0.02, b_deg: float = 0.012, n: int = 48) -> Polygon:
+    """A lobed ~7 km² outline around (lon, lat), vertices in degrees."""
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    r = 1.0 + 0.2 * np.cos(3 * t)
+    return Polygon(zip(lon + a_deg * r * np.cos(t), lat + b_deg * r * np.sin(t), strict=True))
+
+
+def test_areas_over_ten_degrees_of_longitude_are_equal_area_per_glacier():
+    """Glaciers from 78 to 88 E: each area within 0.1 % of its own Lambert equal-area projection."""
+    lons = np.arange(78.0, 88.5, 2.5)
+    shapes = [_lonlat_glacier(lon, 42.0 + 0.3 * i) for i, lon in enumerate(lons)]
+    hole = _lonlat_glacier(88.0, 43.2, 0.004, 0.003)
+    shapes[-1] = Polygon(shapes[-1].exterior.coords, [hole.exterior.coords])  # a nunatak
+    gdf = gpd.GeoDataFrame({"gid": [f"G{i}" for i in range(len(shapes))]}, geometry=shapes, crs="EPSG:4326")
+    areas = outline_statistics(gdf, id_field="gid")["areas"].set_index("glacier_id")
+    one_utm = gdf.to_crs(gdf.estimate_utm_crs()).area.to_numpy() / 1e6  # what stats did before
+    for i, geom in enumerate(shapes):
+        c = geom.centroid
+        laea = gpd.GeoSeries([geom], crs="EPSG:4326").to_crs(
+            f"+proj=laea +lat_0={c.y} +lon_0={c.x} +ellps=WGS84 +units=m")
+        expected_km2, expected_km = laea.area.iloc[0] / 1e6, laea.length.iloc[0] / 1e3
+        assert areas.loc[f"G{i}", "area_km2"] == pytest.approx(expected_km2, rel=1e-3)
+        assert areas.loc[f"G{i}", "perimeter_km"] == pytest.approx(expected_km, rel=1e-3)
+    assert 6.0 < areas["area_km2"].min() and areas["area_km2"].max() < 7.5
+    assert areas.loc["G4", "perimeter_km"] > 12.0  # the nunatak's ring counts (10.1 km without)
+    # one UTM zone for the whole file is off by more than 0.1 % at its ends
+    assert np.abs(one_utm / areas["area_km2"].to_numpy() - 1).max() > 0.003
+
+
+# ---------------------------------------------------------------------------------------------
+# `glacierwatch stats` on GeoParquet and on the date fields real files carry
+
+YEARS = {"int": [2016, 2022], "float": [2016.0, 2022.0], "string": ["2016", "2022"],
+         "iso": ["2016-01-01", "2022-01-01"],
+         "datetime": list(pd.to_datetime(["2016-01-01", "2022-01-01"]))}
+
+
+def _project_outlines(tmp_path, years, suffix: str = ".parquet"):
+    """Outlines as `glacierwatch run` writes them (glacier_id, sensor, integer year, UTM geometry):
+    glacier 7 is 1 km x 2 km in 2016 and 1 km x 1.8 km in 2022 (front 200 m up)."""
+    gdf = gpd.GeoDataFrame(
+        {"glacier_id": np.array([7, 7], dtype=np.int64), "sensor": "sentinel-2", "year": years},
+        geometry=[box(X0, Y0, X0 + 1000, Y0 + 2000), box(X0, Y0 + 200, X0 + 1000, Y0 + 2000)], crs=CRS)
+    path = tmp_path / f"outlines{suffix}"
+    gdf.to_parquet(path) if suffix == ".parquet" else gdf.to_file(path)
+    return path
+
+
+@pytest.mark.parametrize(("kind", "suffix"), [(k, ".parquet") for k in YEARS] + [("int", ".gpkg")])
+def test_stats_cli_reads_geoparquet_and_years_of_any_type(tmp_path, kind, suffix):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    path = _project_outlines(tmp_path, YEARS[kind], suffix)
+    out = tmp_path / "tables"
+    result = CliRunner().invoke(app, ["stats", "--outlines", str(path), "--out", str(out), "--date-field", "year"])
+    assert result.exit_code == 0, result.output
+    areas = pd.read_csv(out / "areas.csv")
+    assert areas["year"].tolist() == [2016, 2022]
+    change = pd.read_parquet(out / "area_change.parquet").iloc[0]
+    assert (change.year0, change.year1) == (2016, 2022)
+    assert change.years == pytest.approx(6.0, abs=0.01)
+    k, _ = _utm_to_ground(X0 + 500, Y0 + 1000)
+    assert change.change_km2 == pytest.approx(-0.2 / k**2, rel=1e-3)  # 1 km x 200 m lost
+    retreat = pd.read_parquet(out / "retreat.parquet")
+    assert set(zip(retreat.year0, retreat.year1)) == {(2016, 2022)}
+
+
+@pytest.mark.parametrize(("years", "message"), [
+    ([1451606400, 1640995200], "not years"),  # seconds since 1970: ambiguous, refused
+    (["summer 2016", "2022"], "not readable as dates"),
+])
+def test_stats_cli_refuses_dates_it_cannot_read_in_one_line(tmp_path, years, message):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    path = _project_outlines(tmp_path, years)
+    out = tmp_path / "tables"
+    result = CliRunner().invoke(app, ["stats", "--outlines", str(path), "--out", str(out), "--date-field", "year"])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "'year'" in result.output and "outlines.parquet" in result.output
+    assert result.output.strip().startswith("error:") and not out.exists()
+
+
+def test_dates_are_parsed_per_value_and_fractional_years_are_decimal_years():
+    from pipeline.outline_stats import _parse_dates
+
+    got = _parse_dates(pd.Series(["2016", "2019-08-01", None, " 2020 "]), "d", "f")
+    assert got.tolist()[:2] == [pd.Timestamp("2016-01-01"), pd.Timestamp("2019-08-01")]
+    assert pd.isna(got.iloc[2]) and got.iloc[3] == pd.Timestamp("2020-01-01")
+    mid = _parse_dates(pd.Series([2020.5, np.nan]), "d", "f")
+    assert mid.iloc[0] == pd.Timestamp("2020-07-02")  # half of 366 days
+    assert pd.isna(mid.iloc[1])
+    nullable = _parse_dates(pd.Series([2016, None], dtype="Int64"), "d", "f")
+    assert nullable.iloc[0] == pd.Timestamp("2016-01-01") and pd.isna(nullable.iloc[1])

@@ -1,23 +1,43 @@
-"""Slope and aspect by Horn's method on planes of known dip and azimuth; aspect sectors at their edges."""
+"""Slope and aspect by Horn's method on planes of known dip and azimuth, aspect from true north
+(planes far from the central meridian against a geodesic azimuth); aspect sectors at their edges."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import xarray as xr
+from pyproj import Geod, Transformer
 
 from catalog.terrain import aspect_class, slope_aspect
 
 
-def _plane(dip_deg: float, facing_deg: float, n: int = 9, res: float = 10.0, chunks: int | None = None) -> xr.DataArray:
-    """A north-up DEM of a plane dipping `dip_deg` towards azimuth `facing_deg` (clockwise from north)."""
-    x = np.arange(n) * res + res / 2
-    y = 1000.0 - np.arange(n) * res - res / 2
-    X, Y = np.meshgrid(x, y)
+def _plane(dip_deg: float, facing_deg: float, n: int = 9, res: float = 10.0, chunks: int | None = None,
+           x0: float = 500_000.0, y0: float = 1000.0, epsg: int = 32644) -> xr.DataArray:
+    """A north-up DEM of a plane dipping `dip_deg` towards *grid* azimuth `facing_deg`, top-left corner (x0, y0).
+
+    The default corner is on the central meridian of UTM 44N at the equator: grid north is true north.
+    """
+    x = x0 + np.arange(n) * res + res / 2
+    y = y0 - np.arange(n) * res - res / 2
+    X, Y = np.meshgrid(x - x0, y - y0)
     az = np.radians(facing_deg)
     downhill = X * np.sin(az) + Y * np.cos(az)
-    dem = xr.DataArray((3000.0 - np.tan(np.radians(dip_deg)) * downhill).astype(np.float32), dims=("y", "x"), coords={"y": y, "x": x})
+    dem = xr.DataArray((3000.0 - np.tan(np.radians(dip_deg)) * downhill).astype(np.float32), dims=("y", "x"),
+                       coords={"y": y, "x": x}, attrs={"crs": f"EPSG:{epsg}"})
     return dem.chunk({"y": chunks, "x": chunks}) if chunks else dem
+
+
+def _true_azimuth(epsg: int, x: float, y: float, grid_azimuth_deg: float, step_m: float = 200.0) -> float:
+    """Geodesic azimuth (clockwise from true north) of the grid direction `grid_azimuth_deg` at (x, y)."""
+    az = np.radians(grid_azimuth_deg)
+    lon, lat = Transformer.from_crs(epsg, 4326, always_xy=True).transform(
+        [x - step_m * np.sin(az), x + step_m * np.sin(az)], [y - step_m * np.cos(az), y + step_m * np.cos(az)])
+    return Geod(ellps="WGS84").inv(lon[0], lat[0], lon[1], lat[1])[0] % 360.0
+
+
+def _angle_diff(a, b):
+    d = (np.asarray(a, dtype=float) - b) % 360.0
+    return np.minimum(d, 360.0 - d)
 
 
 @pytest.mark.parametrize(("facing", "dip"), [(0, 10), (45, 20), (90, 30), (180, 5), (270, 40), (315, 25)])
@@ -40,6 +60,38 @@ def test_plane_dipping_east_has_aspect_90_also_when_chunked():
 def test_flat_ground_has_no_aspect():
     slope, aspect = slope_aspect(_plane(0, 0))
     assert float(slope[4, 4]) == 0.0 and np.isnan(aspect[4, 4])
+
+
+@pytest.mark.parametrize("chunks", [None, 7])
+@pytest.mark.parametrize("facing", [0.0, 90.0, 200.0])
+def test_aspect_is_from_true_north_far_from_the_central_meridian(facing, chunks):
+    """85 E, 45 N in UTM 44N (central meridian 81 E): grid north is 2.83 deg east of true north."""
+    x0, y0 = Transformer.from_crs(4326, 32644, always_xy=True).transform(85.0, 45.0)
+    dem = _plane(20, facing, n=20, res=30.0, chunks=chunks, x0=x0, y0=y0)
+    _, aspect = slope_aspect(dem)
+    assert (aspect.chunks is not None) == (chunks is not None)
+    a = aspect.values[1:-1, 1:-1]
+    xc, yc = float(dem.x[10]), float(dem.y[10])
+    expected = _true_azimuth(32644, xc, yc, facing)  # worked geodetically along the downslope line
+    assert _angle_diff(expected, facing) > 2.5  # the test has teeth: grid azimuth is off by ~2.8 deg
+    assert _angle_diff(a, expected).max() < 0.5
+    assert _angle_diff(float(aspect[10, 10]), expected) < 0.01
+
+
+def test_aspect_west_of_the_central_meridian_in_the_south_turns_the_same_way_as_geodesy():
+    x0, y0 = Transformer.from_crs(4326, 32719, always_xy=True).transform(-71.5, -33.0)  # CM 69 W
+    dem = _plane(15, 45.0, n=12, res=30.0, x0=x0, y0=y0, epsg=32719)
+    _, aspect = slope_aspect(dem)
+    expected = _true_azimuth(32719, float(dem.x[6]), float(dem.y[6]), 45.0)
+    assert _angle_diff(expected, 45.0) > 1.0
+    assert _angle_diff(float(aspect[6, 6]), expected) < 0.01
+
+
+def test_aspect_without_a_crs_is_refused():
+    dem = _plane(10, 90)
+    dem.attrs = {}
+    with pytest.raises(ValueError, match="CRS"):
+        slope_aspect(dem)
 
 
 def test_south_up_dem_is_refused():
