@@ -7,6 +7,12 @@ messages; object-store keys and tokens live in the environment, where a library 
 errors), so provenance, reports, logs and tracebacks never hold a usable credential while the
 href stays recognisable (path kept, signature replaced by ``REDACTED``).
 
+What counts as a credential: the userinfo of a URL (``https://user:password@host``), query
+parameters whose names carry one (``password``, ``token``, ``api-key``, ``sig``, the ``se``/``sv``
+of SAS tokens, ``X-Amz-*``, ...), header-like ``Authorization: Bearer ...`` text, and the values
+of environment variables that hold secrets. `RedactingConsole` is the rich Console the command
+line prints through, so console output, tables and error messages pass `redact` on their way out.
+
 Environment variables are read here, and only here, for their *values*, so that they can be
 removed; nothing else is done with them.
 """
@@ -16,6 +22,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+
+from rich.console import Console
+from rich.text import Text
 
 MASK = "REDACTED"
 
@@ -39,8 +48,38 @@ SECRET_PARAMETERS = frozenset(
         "apikey",
         "subscription-key",
         "code",
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "secret",
+        "client_secret",
+        "refresh_token",
+        "id_token",
+        "auth",
+        "api-key",
+        "x-api-key",
+        "ocp-apim-subscription-key",
+        "credential",
+        "credentials",
+        # Azure SAS: the signature's fields (expiry, version, permissions, start, signed key ...)
+        "se",
+        "sv",
+        "sp",
+        "st",
+        "skoid",
+        "sktid",
+        "skt",
+        "ske",
+        "sks",
+        "skv",
+        "saoid",
+        "suoid",
     }
 )
+# Prefixes and fragments of parameter names that always carry a credential.
+SECRET_PREFIXES = ("x-amz-", "x-goog-")
+_SECRET_NAME = re.compile(r"password|passwd|secret|token|api[-_]?key|credential|signature", re.IGNORECASE)
 
 # Environment variables whose values are secrets (object stores, Planetary Computer, GDAL).
 SECRET_ENVIRONMENT = (
@@ -59,37 +98,81 @@ SECRET_ENVIRONMENT = (
     "GDAL_HTTP_USERPWD",
     "GDAL_HTTP_BEARER",
     "EARTHDATA_TOKEN",
+    "EARTHDATA_PASSWORD",
+    "GDAL_HTTP_HEADERS",
+    "AZURE_STORAGE_ACCOUNT_KEY",
 )
+# Other variables whose *names* say they hold a secret (GITHUB_TOKEN, MY_API_KEY, ...); names
+# ending in _PATH/_FILE/_DIR/_SOCK hold where a secret lives, not the secret.
+_SECRET_ENV_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL|USERPWD|BEARER")
+_NOT_SECRET_ENV_NAME = re.compile(r"_(PATH|FILE|DIR|SOCK|URL)$")
 _MIN_SECRET_LEN = 6  # shorter values would mask ordinary words
 
 # name=value pairs inside a query string (after ? or &), the value up to the next & # whitespace,
-# quote, bracket, comma, colon or semicolon (URL-encoded values hold none of them)
-_PARAM = re.compile(r"(?P<lead>[?&])(?P<name>[A-Za-z0-9_.\-]+)=(?P<value>[^&#\s'\"\])}>,;:]*)")
+# quote, bracket, comma or semicolon, or a colon that ends a phrase ("...?sig=abc: No such file");
+# a colon inside a value (an unencoded SAS time, a password) is part of it
+_PARAM = re.compile(r"(?P<lead>[?&])(?P<name>[A-Za-z0-9_.\-]+)=(?P<value>(?:[^&#\s'\"\])}>,;:]|:(?![\s'\"]|$))*)")
+# scheme://userinfo@ : everything between the scheme and the last @ before the host's path
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#\s'\"<>]+)@")
+# header-like text: "Authorization: Bearer abc", {'x-api-key': 'abc'}, api-key=abc outside a URL
+_HEADER = re.compile(
+    r"(?P<name>\b(?:proxy-)?authorization|\bx-api-key|\bapi[-_]?key|\bocp-apim-subscription-key|\bx-amz-security-token)"
+    r"(?P<sep>['\"]?\s*[:=]\s*['\"]?)(?P<scheme>(?:bearer|basic|token|digest)\s+)?(?P<value>[^\s'\",;:}&]+)",
+    re.IGNORECASE,
+)
+
+
+def is_secret_parameter(name: str) -> bool:
+    """True when a query parameter called `name` carries (part of) a credential."""
+    lower = name.lower()
+    return lower in SECRET_PARAMETERS or lower.startswith(SECRET_PREFIXES) or bool(_SECRET_NAME.search(lower))
+
+
+def _secret_names() -> list[str]:
+    named = [n for n in os.environ if _SECRET_ENV_NAME.search(n.upper()) and not _NOT_SECRET_ENV_NAME.search(n.upper())]
+    return [*SECRET_ENVIRONMENT, *named]
+
+
+_cache: dict[str, tuple] = {}  # redact runs per table cell of a report: read the environment cheaply
 
 
 def _secret_values() -> list[str]:
+    keys = tuple(os.environ)
+    if _cache.get("keys") != keys:
+        _cache["keys"], _cache["names"] = keys, tuple(_secret_names())
+    current = tuple(os.environ.get(name, "") for name in _cache["names"])
+    if _cache.get("current") == current:
+        return list(_cache["values"])
     values = []
-    for name in SECRET_ENVIRONMENT:
-        value = os.environ.get(name, "")
+    for value in current:
         if len(value) >= _MIN_SECRET_LEN:
             values.append(value)
             stripped = value.lstrip("?")  # SAS tokens are often stored with their leading "?"
             if stripped != value and len(stripped) >= _MIN_SECRET_LEN:
                 values.append(stripped)
-    return sorted(set(values), key=len, reverse=True)
+    _cache["current"], _cache["values"] = current, tuple(sorted(set(values), key=len, reverse=True))
+    return list(_cache["values"])
 
 
 def redact(text: str) -> str:
-    """`text` with signature-like query parameters and secret environment values replaced by REDACTED."""
+    """`text` with URL userinfo, credential-like query parameters and headers, and secret
+    environment values replaced by REDACTED (the rest of each URL kept, so it stays recognisable)."""
     if not text:
         return text
 
     def param(match: re.Match) -> str:
-        if match["name"].lower() in SECRET_PARAMETERS:
+        if match["value"] and is_secret_parameter(match["name"]):
             return f"{match['lead']}{match['name']}={MASK}"
         return match.group(0)
 
-    text = _PARAM.sub(param, str(text))
+    def header(match: re.Match) -> str:
+        if match["value"] == MASK:
+            return match.group(0)
+        return f"{match['name']}{match['sep']}{match['scheme'] or ''}{MASK}"
+
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", str(text))
+    text = _PARAM.sub(param, text)
+    text = _HEADER.sub(header, text)
     for value in _secret_values():
         text = text.replace(value, MASK)
     return text
@@ -111,3 +194,23 @@ class RedactingFilter(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
+
+
+class RedactingConsole(Console):
+    """A rich Console whose every output passes `redact`, and which reads no markup by default.
+
+    Strings are redacted before rich styles them (`render_str`: print, table cells, rules,
+    progress descriptions) and the rendered text once more before it is written, so a URL in a
+    Text object is caught too. Markup is off unless a call asks for it (``markup=True``): error
+    messages quote bboxes, keys and paths in ``[...]``, which rich would otherwise take for
+    style tags and drop.
+    """
+
+    def __init__(self, *args, markup: bool = False, **kwargs) -> None:
+        super().__init__(*args, markup=markup, **kwargs)
+
+    def render_str(self, text: str, **kwargs) -> Text:
+        return super().render_str(redact(text), **kwargs)
+
+    def _render_buffer(self, buffer) -> str:
+        return redact(super()._render_buffer(buffer))

@@ -16,21 +16,27 @@ How exclusive the create is depends on the store's filesystem (fsspec mode ``"xb
   against accidents (a cron job and a person), not a distributed consensus protocol.
 
 A lock outlives a killed process. The holder records host, pid and start time; when the holder
-ran on this host and its pid is gone, the refusal says the lock is stale and which file to
-delete. Nothing is deleted automatically: a pid can be reused, and the host check cannot see
-other machines.
+ran on this host and its pid is gone (or the pid now belongs to a process started after the
+lock), the lock is stale: `acquire` takes it over with a logged warning, so an interrupted run
+resumes by running it again. A holder on another host, or a live pid, is never taken over: the
+refusal names it and the file to delete once that process is known to be gone. (Two processes
+taking over the same stale lock at the same instant: each checks the stale holder's token just
+before removing it, and the exclusive create lets only one of them win.)
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import secrets
 import socket
 from dataclasses import asdict, dataclass
 
 import fsspec
+
+log = logging.getLogger(__name__)
 
 
 class StoreLockedError(RuntimeError):
@@ -59,13 +65,25 @@ class LockHolder:
         """True/False when the holder ran on this host, None when that cannot be known here."""
         if self.host != socket.gethostname():
             return None
+        if self.pid <= 0:
+            return None
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:  # exists, owned by someone else
-            return True
-        return True
+            pass
+        return not self._pid_reused()
+
+    def _pid_reused(self) -> bool:
+        """The pid now belongs to a process started after this lock was taken (so not the holder)."""
+        try:
+            import psutil
+
+            created = dt.datetime.fromtimestamp(psutil.Process(self.pid).create_time(), dt.UTC)
+            return created > dt.datetime.fromisoformat(self.started) + dt.timedelta(seconds=2)
+        except Exception:  # noqa: BLE001 - no psutil, no such process, odd timestamp: assume it is the holder
+            return False
 
 
 class UpdateLock:
@@ -80,6 +98,7 @@ class UpdateLock:
         self.store_url = store_url
         self.purpose = purpose
         self.holder: LockHolder | None = None
+        self.taken_over: LockHolder | None = None  # the dead holder whose stale lock `acquire` removed
 
     def read_holder(self) -> LockHolder | None:
         """Who holds the lock now (None when nobody does)."""
@@ -96,15 +115,38 @@ class UpdateLock:
         holder = LockHolder.this_process(self.purpose)
         self.fs.makedirs(self.fs._parent(self.path), exist_ok=True)
         try:
-            with self.fs.open(self.path, "xb") as f:
-                f.write(json.dumps(asdict(holder), indent=1).encode())
+            self._create(holder)
         except FileExistsError:
-            raise StoreLockedError(self._refusal(self.read_holder())) from None
+            stale = self.read_holder()
+            if stale is None or stale.is_alive() is not False or not self._remove_stale(stale):
+                raise StoreLockedError(self._refusal(stale if stale is not None else self.read_holder())) from None
+            try:
+                self._create(holder)
+            except FileExistsError:  # another process took the stale lock over first
+                raise StoreLockedError(self._refusal(self.read_holder())) from None
         current = self.read_holder()
         if current is None or current.token != holder.token:  # lost a race on a lax backend
             raise StoreLockedError(self._refusal(current))
         self.holder = holder
         return holder
+
+    def _create(self, holder: LockHolder) -> None:
+        with self.fs.open(self.path, "xb") as f:
+            f.write(json.dumps(asdict(holder), indent=1).encode())
+
+    def _remove_stale(self, stale: LockHolder) -> bool:
+        """Delete the lock file of a dead holder (still that holder's: token checked); say so."""
+        current = self.read_holder()
+        if current is None or current.token != stale.token:
+            return current is None  # gone already: just create ours; replaced: someone else won
+        self.fs.rm_file(self.path)
+        log.warning(
+            "store %s: taking over the stale lock of %s (pid %d on host %s, started %s): that process is no "
+            "longer running; finished units are kept and the run resumes where it stopped",
+            self.store_url, stale.purpose, stale.pid, stale.host, stale.started,
+        )
+        self.taken_over = stale
+        return True
 
     def release(self) -> None:
         """Delete the lock file, if it is still ours."""

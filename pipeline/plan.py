@@ -27,14 +27,16 @@ import geopandas as gpd
 import numpy as np
 import shapely
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pyproj import CRS, Geod, Proj, Transformer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from shapely.geometry import box
 
 from catalog.grid import TargetGrid, utm_epsg
 from catalog.providers import QUALITY_BAND, REFLECTANCE_BANDS, get_profile
+from catalog.redact import redact
 from catalog.scenes import find_scenes, season_bounds
 from catalog.search import SearchError, open_source
 from catalog.tiling import GlacierTiles, TilingError, glacier_tiles
@@ -99,9 +101,39 @@ class Rates(_Strict):
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Rates:
-        """The rates in `path`, or the ones shipped with the package (pipeline/rates.yaml)."""
-        text = Path(path).read_text() if path else resources.files("pipeline").joinpath("rates.yaml").read_text()
-        return cls(**yaml.safe_load(text))
+        """The rates in `path`, or the ones shipped with the package (pipeline/rates.yaml).
+
+        Any problem is one `RatesError` line naming the file and the key (or YAML line) at fault.
+        """
+        where = f"rates file {path}" if path else "the shipped rates file pipeline/rates.yaml"
+        fix = "fix it, or leave --rates out to use the shipped, measured rates (pipeline/rates.yaml shows the layout)"
+        try:
+            text = Path(path).read_text() if path else resources.files("pipeline").joinpath("rates.yaml").read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise RatesError(f"{where}: cannot be read ({getattr(err, 'strerror', None) or err}): {fix}") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or type(err).__name__
+            raise RatesError(f"{where}: not valid YAML{at} ({problem}): {fix}") from None
+        if not isinstance(data, dict):
+            raise RatesError(f"{where}: holds {type(data).__name__}, not a mapping of rates (read_mb_s_per_core, ...): {fix}")
+        try:
+            return cls(**data)
+        except (ValidationError, TypeError) as err:
+            if isinstance(err, ValidationError):
+                problems = "; ".join(
+                    f"{'.'.join(str(k) for k in e['loc']) or '(top level)'}: {e['msg']}" for e in err.errors()[:4]
+                )
+            else:
+                problems = str(err)
+            raise RatesError(f"{where}: {problems}: {fix}") from None
+
+
+class RatesError(ValueError):
+    """A rates file that cannot be used: the message names the file and the key."""
 
 
 # ------------------------------------------------------------------------------- what is known about the sensors
@@ -435,7 +467,7 @@ def _tiles(cfg: Config, grid: TargetGrid, buffer_m: float, tile_px: int, cache: 
         return GlacierTiles.every_tile(grid, tile_px), "all tiles of the bbox: tiling.buffer_m is null"
     if not path.is_file():
         why = (
-            "the embedded area's inventory is written by `glacierwatch synth`" if cfg.inventory is None
+            "the embedded area's inventory is written by `glacierwatch synth`" if cfg.inventory.path is None
             else "set `inventory` to the region's outlines"
         )
         return GlacierTiles.every_tile(grid, tile_px), f"all tiles of the bbox: no inventory at {path} ({why})"
@@ -529,7 +561,7 @@ def _scenes(cfg: Config, sensor: str, grid: TargetGrid, read_area, offline: bool
         if url not in unreachable:  # asked once per URL, not once per sensor
             unreachable[url] = _unreachable(url)
         if unreachable[url]:
-            why_not = f"STAC API {url} unreachable ({unreachable[url]})"
+            why_not = f"STAC API {redact(url)} unreachable ({unreachable[url]})"
     items_by_year: dict[int, list] = {}
     notes: list[str] = []
     if why_not is None:
@@ -543,13 +575,13 @@ def _scenes(cfg: Config, sensor: str, grid: TargetGrid, read_area, offline: bool
                     if err.__cause__ is not None:  # the API failed, not the query
                         raise
                     items_by_year[year] = []
-                    notes.append(str(err))
+                    notes.append(redact(str(err)))
         except Exception as err:  # noqa: BLE001 - any failure to ask means: estimate instead, and say why
-            why_not = f"search at {url} failed ({type(err).__name__}: {err})"
+            why_not = f"search at {redact(url)} failed ({type(err).__name__}: {redact(str(err))})"
             notes = []
     if why_not is None:
         scenes, nbytes, obs = _searched(cfg, sensor, grid, read_area, years, items_by_year)
-        return scenes, nbytes, obs, "searched", f"find_scenes at {url}, max_cloud {sensor_cfg.max_cloud:g} %", notes
+        return scenes, nbytes, obs, "searched", f"find_scenes at {redact(url)}, max_cloud {sensor_cfg.max_cloud:g} %", notes
     scenes, nbytes, obs, how = _estimated(sensor, grid, bbox, read_area.area, years, season)
     return scenes, nbytes, obs, "estimated", f"{why_not}: {how}", notes
 
@@ -712,10 +744,10 @@ def _duration(s: float) -> str:
 def render_plan(plan: Plan, console: Console) -> None:
     """Print the plan as rich tables: grids and tiles, scenes per year, work, time, the annual update."""
     w, s, e, n = plan.bbox
-    console.print(
-        f"[bold]plan: {plan.region}[/]  bbox {w:g}..{e:g} E, {s:g}..{n:g} N  years {plan.years[0]}-{plan.years[-1]}  "
-        f"season {plan.season[0]}..{plan.season[1]}"
-    )
+    console.print(Text.assemble(
+        (f"plan: {plan.region}", "bold"),
+        f"  bbox {w:g}..{e:g} E, {s:g}..{n:g} N  years {plan.years[0]}-{plan.years[-1]}  season {plan.season[0]}..{plan.season[1]}",
+    ))
     grids = Table(title="grids and tiles (no pixel read)", title_justify="left")
     tile_px = plan.sensors[0].tiles.tile_px
     for col in ("sensor", "grid", "rows x cols", "pixels", f"tiles of {tile_px} px", "of grid", "read incl. halo"):
@@ -729,7 +761,7 @@ def render_plan(plan: Plan, console: Console) -> None:
         )
     console.print(grids)
     for p in plan.sensors:
-        console.print(f"  {p.sensor}: {p.tiles_from}", highlight=False)
+        console.print(f"  {p.sensor}: {p.tiles_from}", highlight=False, markup=False)
     d = plan.distortion
     res = plan.sensors[0].grid.resolution
     console.print(
@@ -739,7 +771,7 @@ def render_plan(plan: Plan, console: Console) -> None:
         highlight=False,
     )
     if d.problem:
-        console.print(f"[bold yellow]  problem:[/] {d.problem}", highlight=False)
+        console.print(Text.assemble(("  problem:", "bold yellow"), f" {d.problem}"), highlight=False)
 
     scenes = Table(title="scenes per year", title_justify="left")
     scenes.add_column("year")
@@ -750,8 +782,8 @@ def render_plan(plan: Plan, console: Console) -> None:
     scenes.add_row("total", *(f"{sum(p.scenes.values()):,}" for p in plan.sensors), style="bold")
     console.print(scenes)
     for p in plan.sensors:
-        label = "[yellow]estimated[/]" if p.scenes_kind == "estimated" else "searched"
-        console.print(f"  {p.sensor}: {label}: {p.scenes_note}", highlight=False)
+        label = ("estimated", "yellow") if p.scenes_kind == "estimated" else "searched"
+        console.print(Text.assemble(f"  {p.sensor}: ", label, f": {redact(p.scenes_note)}"), highlight=False)
 
     work = Table(title=f"work, {len(plan.years)} years", title_justify="left")
     for col in ("sensor", "bytes to read", "scene observations", "pixels to infer", "network input (tiles + halo)"):
@@ -773,7 +805,7 @@ def render_plan(plan: Plan, console: Console) -> None:
         times.add_row(st.stage, f"{st.work_s / 3600:,.1f} {unit}", _duration(st.wall_s), st.rate_kind)
     times.add_row("total", "", _duration(plan.wall_s), "", style="bold")
     console.print(times)
-    console.print(f"  cluster: {c.note}; stages run one after another, each on all cores", highlight=False)
+    console.print(f"  cluster: {c.note}; stages run one after another, each on all cores", highlight=False, markup=False)
 
     u = plan.update
     line = (
@@ -782,9 +814,9 @@ def render_plan(plan: Plan, console: Console) -> None:
     )
     if u.with_gpu_gpus:
         line += f", or {u.with_gpu_cores:,} cores + {u.with_gpu_gpus:,} GPU(s) ({u.gpu_rate_kind} GPU rate)"
-    console.print(f"[bold]{line}[/]", highlight=False)
+    console.print(Text(line, style="bold"), highlight=False)
     notes = list(u.notes) + [f"{p.sensor}: {note}" for p in plan.sensors for note in p.notes]
     for note in notes:
-        console.print(f"  note: {note}", highlight=False)
+        console.print(f"  note: {note}", highlight=False, markup=False)
     machine = plan.rates.machine or "custom rates"
-    console.print(f"  rates: {machine}; GPU rates marked projected are assumptions, not measurements", highlight=False)
+    console.print(f"  rates: {machine}; GPU rates marked projected are assumptions, not measurements", highlight=False, markup=False)

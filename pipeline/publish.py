@@ -43,6 +43,7 @@ from shapely.geometry import mapping
 from shapely.ops import unary_union
 
 from catalog.grid import TargetGrid
+from catalog.redact import redact
 from pipeline.replace import replace_dir
 from pipeline.store import PROBABILITY, RegionStore
 
@@ -106,7 +107,7 @@ def write_glacier_masks(store_url: str, out_dir: str | Path, threshold: int = 12
             path.parent.mkdir(parents=True, exist_ok=True)
             pending = [store.unit_window(u) for u in store.pending_units(sensor, [year])]
             _write_mask(probability.isel(year=index), pending, grid, threshold, path, store.chunk_size,
-                        tags={"sensor": sensor, "year": year, "store": store.url})
+                        tags={"sensor": sensor, "year": year, "store": redact(store.url)})
             written[(sensor, year)] = path
     return written
 
@@ -175,17 +176,28 @@ def publish_catalog(
     shutil.rmtree(build, ignore_errors=True)
     try:
         build.mkdir(parents=True)
-        (build / "provenance.json").write_text(json.dumps(provenance, indent=1, default=str))
+        (build / "provenance.json").write_text(redact(json.dumps(provenance, indent=1, default=str)))
         catalog = _build_catalog(store, files, season, provenance, build / "provenance.json")
         # The build folder is a sibling of out_dir, so hrefs made relative here stay right after the move.
         catalog.normalize_hrefs(str(build))
         catalog.make_all_asset_hrefs_relative()
         catalog.save(pystac.CatalogType.SELF_CONTAINED)
+        _redact_files(build)
         replace_dir(build, out_dir)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
     return out_dir / "catalog.json"
+
+
+def _redact_files(folder: Path) -> None:
+    """Every JSON document of the catalog through `redact`: a remote store's href, or any field a
+    credential could reach, is published with its userinfo and signature parameters masked."""
+    for path in folder.rglob("*.json"):
+        text = path.read_text(encoding="utf-8")
+        clean = redact(text)
+        if clean != text:
+            path.write_text(clean, encoding="utf-8")
 
 
 def _check_files(out_dir: Path, store: RegionStore, masks, outlines, tables, report) -> dict[str, Any]:

@@ -57,6 +57,7 @@ from shapely.geometry import Polygon
 from shapely.geometry.polygon import orient
 
 from catalog.aspect import ASPECT_SECTORS
+from catalog.redact import redact
 from pipeline.replace import replace_dir
 
 
@@ -169,7 +170,8 @@ def network_model(accuracy: pd.DataFrame, sensor: str, provenance: Mapping[str, 
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(value))
+    """Escaped for HTML, credentials masked first (after escaping, ``&amp;`` hides query parameters)."""
+    return html.escape(redact(str(value)))
 
 
 def _num(value: Any, digits: int) -> str:

@@ -189,3 +189,87 @@ def test_unreachable_address_names_it():
         with pytest.raises(ClusterError, match="tcp://127.0.0.1:1"):
             with start_cluster({"kind": "address", "address": "tcp://127.0.0.1:1"}):
                 pass
+
+
+# ---------------------------------------------------------------- start-up failures: fast, one line, nothing written
+
+@pytest.fixture
+def silent_port():
+    """A TCP port that accepts connections and never answers (a firewall, a proxy, a hung scheduler)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    yield server.getsockname()[1]
+    server.close()
+
+
+def _no_kube(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+
+def _no_sbatch(monkeypatch):
+    import pipeline.cluster as cluster
+
+    real = cluster.shutil.which
+    monkeypatch.setattr(cluster.shutil, "which", lambda name, *a, **k: None if name == "sbatch" else real(name, *a, **k))
+
+
+STARTUP_FAILURES = {
+    # case: (--cluster value, set-up, what the one line says)
+    "slurm without sbatch": ("slurm", lambda mp, tmp: _no_sbatch(mp), 'cluster.kind "slurm": sbatch is not on PATH'),
+    "kubernetes without credentials": ("kubernetes", _no_kube, 'cluster.kind "kubernetes": no Kubernetes credentials here'),
+    "unknown kind": ("banana", lambda mp, tmp: None, "--cluster / cluster.kind 'banana' is not a cluster: use local, slurm"),
+    "address that never answers": ("tcp://127.0.0.1:{port}", lambda mp, tmp: None, "no Dask scheduler answered at tcp://127.0.0.1:{port} within 1 s (timed out)"),
+    "address refused": ("tcp://127.0.0.1:1", lambda mp, tmp: None, "no Dask scheduler answered at tcp://127.0.0.1:1 within 1 s"),
+}
+
+
+def _case(name, monkeypatch, tmp_path, port):
+    import pipeline.cluster as cluster
+
+    value, setup, message = STARTUP_FAILURES[name]
+    setup(monkeypatch, tmp_path)
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1.0)
+    return value.format(port=port), message.format(port=port)
+
+
+@pytest.mark.parametrize("name", list(STARTUP_FAILURES))
+def test_cluster_start_up_failures_are_one_line_and_fast(name, monkeypatch, tmp_path, silent_port):
+    import time
+
+    from pipeline.cli import _with_cluster
+    from pipeline.cluster import ClusterError, check_cluster
+    from pipeline.config import load_config
+
+    value, message = _case(name, monkeypatch, tmp_path, silent_port)
+    cluster = _with_cluster(load_config(None), value).cluster  # what `--cluster VALUE` makes of the config
+    started = time.monotonic()
+    with pytest.raises(ClusterError) as checked:
+        check_cluster(cluster)
+    with pytest.raises(ClusterError) as failed:  # start_cluster checks first: it never hangs either
+        with start_cluster(cluster, console=_console()[0]):
+            pass
+    assert time.monotonic() - started < 15
+    for err in (checked.value, failed.value):  # (a refused port may read "timed out" once retries run out)
+        assert str(err).startswith(message) and "\n" not in str(err)
+
+
+@pytest.mark.parametrize("name", ["slurm without sbatch", "kubernetes without credentials", "unknown kind", "address that never answers"])
+def test_run_with_a_cluster_that_cannot_start_writes_nothing(name, monkeypatch, tmp_path, silent_port, small_study_area, small_weights):
+    from typer.testing import CliRunner
+
+    from conftest import small_run_config
+    from pipeline.cli import app
+
+    value, message = _case(name, monkeypatch, tmp_path, silent_port)
+    small_run_config(small_study_area, small_weights, tmp_path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["run", "-c", str(tmp_path / "config.yaml"), "--out", str(out), "--cluster", value])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not out.exists() or list(out.iterdir()) == []  # no store, no lock, no outputs

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -23,7 +24,6 @@ import pytest
 import zarr
 from rich.console import Console
 
-from pipeline.lock import StoreLockedError
 from pipeline.run import run_study
 from pipeline.store import RegionStore, StoreError
 from conftest import small_run_config
@@ -52,7 +52,7 @@ def assert_equals_clean_run(store: Path, small_run) -> None:
     assert [k for k in clean if mine[k] != clean[k]] == []
 
 
-def test_kill_9_mid_inference_then_rerun_equals_a_clean_run(small_study_area, small_weights, small_run, run_client, tmp_path):
+def test_kill_9_mid_inference_then_rerun_equals_a_clean_run(small_study_area, small_weights, small_run, run_client, tmp_path, caplog):
     cfg = small_run_config(small_study_area, small_weights, tmp_path)
     out = tmp_path / "out"
     store = out / "store.zarr"
@@ -77,22 +77,20 @@ def test_kill_9_mid_inference_then_rerun_equals_a_clean_run(small_study_area, sm
     assert proc.returncode == -signal.SIGKILL
     assert 1 <= len(markers(store)) < UNITS, "killed mid-inference: some units done, not all"
 
-    # The rerun is refused: the dead run's lock names its pid, says it is stale and which file to delete.
+    # The rerun takes the dead run's stale lock over (saying so) and resumes: nothing to delete by hand.
     lock = store.resolve() / "run" / "update.lock"
     holder = json.loads(lock.read_text())
     host = socket.gethostname()
     assert (holder["pid"], holder["host"], holder["purpose"]) == (proc.pid, host, "glacierwatch run 2020-2021")
-    with pytest.raises(StoreLockedError) as refused:
-        run_study(cfg, out, client=run_client, console=quiet(tmp_path), publish=False)
-    assert str(refused.value) == (
-        f"store {store.resolve()} is locked by another glacierwatch run 2020-2021 on host {host}, pid {proc.pid}, "
-        f"started {holder['started']}. pid {proc.pid} is not running on this host ({host}): the holder is dead and "
-        f"the lock is stale. Delete the lock file {lock} and run again (finished units are kept; the run resumes "
-        "where it stopped)."
-    )
     done_before = markers(store)
-    lock.unlink()  # as the message says
-    run_study(cfg, out, client=run_client, console=quiet(tmp_path), publish=False)
+    with caplog.at_level(logging.WARNING, logger="pipeline.lock"):
+        run_study(cfg, out, client=run_client, console=quiet(tmp_path), publish=False)
+    assert [r.getMessage() for r in caplog.records if r.name == "pipeline.lock"] == [
+        f"store {store.resolve()}: taking over the stale lock of glacierwatch run 2020-2021 (pid {proc.pid} on host "
+        f"{host}, started {holder['started']}): that process is no longer running; finished units are kept and the "
+        "run resumes where it stopped"
+    ]
+    assert not lock.exists()
     assert len(markers(store)) == UNITS and set(done_before) <= set(markers(store))
     assert_equals_clean_run(store, small_run)
 

@@ -128,7 +128,7 @@ def test_signed_hrefs_and_secret_environment_never_reach_outputs_or_messages(sig
     skipped = prov["skipped_scenes"]["landsat"]
     assert {s["item_id"] for s in skipped} == {SIGNED_MISSING}
     # the leak path was exercised: the hrefs are there, their signatures are not
-    assert skipped[0]["href"].endswith("/gone/blue.tif?sv=2022-11-02&sig=REDACTED")
+    assert skipped[0]["href"].endswith("/gone/blue.tif?sv=REDACTED&sig=REDACTED")  # every SAS field masked
     assert "sig=REDACTED" in skipped[0]["reason"]
     written = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert {"provenance.json", "report/index.html", "stac/catalog.json", "tables/areas.csv"} <= set(written)
@@ -150,10 +150,10 @@ def test_redact_masks_signature_parameters_and_secret_environment_values(monkeyp
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     assert redact(f"cannot open /a/b.tif?{READABLE_QUERY}: No such file") == (
-        "cannot open /a/b.tif?sig=REDACTED&se=2030-01-01T00%3A00%3A00Z&sp=r&X-Amz-Security-Token=REDACTED: No such file"
+        "cannot open /a/b.tif?sig=REDACTED&se=REDACTED&sp=REDACTED&X-Amz-Security-Token=REDACTED: No such file"
     )
     assert redact("https://x.blob.core.windows.net/c/b.tif?sv=2022-11-02&sig=AZURESASSIG3333&se=1") == (
-        "https://x.blob.core.windows.net/c/b.tif?sv=2022-11-02&sig=REDACTED&se=1"
+        "https://x.blob.core.windows.net/c/b.tif?sv=REDACTED&sig=REDACTED&se=REDACTED"
     )
     assert redact("key AWSSECRETaaaa1111 and PCSUBKEY4444, token sv=2022-11-02&sig=AZURESASSIG3333") == (
         "key REDACTED and REDACTED, token sv=2022-11-02&sig=REDACTED"
