@@ -34,12 +34,22 @@ import stackstac
 import xarray as xr
 from rasterio.enums import Resampling
 from rasterio.windows import Window
-from shapely.geometry import box
-from stackstac.rio_reader import AutoParallelRioReader
+from stackstac.rio_reader import AutoParallelRioReader, LayeredEnv
 
-from catalog.gdal_env import SCENE_READ_ENV
+from catalog.gdal_env import SCENE_READ_ENV, scene_read_env
 from catalog.grid import TargetGrid
-from catalog.items import ItemError, asset_nodata, item_epsg, normalize_items, reflectance_scale_offset, require_assets
+from catalog.items import (
+    ItemError,
+    asset_nodata,
+    check_platforms,
+    footprint_meets,
+    item_epsg,
+    item_footprint,
+    lonlat_region,
+    normalize_items,
+    reflectance_scale_offset,
+    require_assets,
+)
 from catalog.providers import QUALITY_BAND, REFLECTANCE_BANDS, ProviderProfile
 from catalog.redact import redact
 
@@ -127,8 +137,9 @@ class ExplainingRioReader(AutoParallelRioReader):
             return super().read(window, **kwargs)
         except (RuntimeError, rasterio.errors.RasterioError) as err:
             message = redact(
-                f"cannot read COG {self.url}: {err.__cause__ or err!r}. Re-fetch or exclude that scene, "
-                "or build the cube with on_unreadable='skip' to drop unreadable scenes with a warning"
+                f"cannot read COG {self.url}: {err.__cause__ or err!r}. The scene check before the run reads each "
+                "COG's header and last tile only, so this damage lies inside the file: re-fetch the scene or remove "
+                "its item from the catalog, then rerun (finished units are kept)"
             )
         # Raised outside `except`: no rasterio error rides along as __context__, which a Dask
         # worker cannot send back (CPLE errors do not unpickle) - the client gets SceneReadError.
@@ -140,9 +151,13 @@ def _sorted_items(items: Sequence[pystac.Item]) -> list[pystac.Item]:
 
 
 def _items_over_grid(items: list[pystac.Item], grid: TargetGrid) -> list[pystac.Item]:
-    """Items whose footprint meets the grid; none at all is an error that says what to change."""
-    region = box(*grid.lonlat_bounds())
-    hits = [i for i in items if i.bbox is None or box(*i.bbox).intersects(region)]
+    """Items whose footprint meets the grid; none at all is an error that says what to change.
+
+    The footprint is the item's geometry (catalog.items.item_footprint; its bbox only where it
+    has none), compared with the grid's own lon/lat outline on either side of the antimeridian.
+    """
+    region = lonlat_region(grid.lonlat_polygon())
+    hits = [i for i in items if footprint_meets(item_footprint(i), region)]
     if not hits:
         raise RegionError(
             f"the target grid (EPSG:{grid.epsg}, bounds {grid.bounds}, lon/lat "
@@ -168,7 +183,7 @@ def _stated_epsg(item: pystac.Item, key: str) -> int | None:
     return int(epsg) if epsg is not None else item_epsg(item)
 
 
-def _unreadable(items: list[pystac.Item], keys: Sequence[str]) -> list[SkippedScene]:
+def _unreadable(items: list[pystac.Item], keys: Sequence[str], gdal_env: LayeredEnv = SCENE_READ_ENV) -> list[SkippedScene]:
     """Check every asset (in threads); return the scenes that fail, each with the reason.
 
     Per asset: the header opens; its CRS is the one the item states (`proj:code`/`proj:epsg`;
@@ -182,7 +197,7 @@ def _unreadable(items: list[pystac.Item], keys: Sequence[str]) -> list[SkippedSc
         item, key = job
         href = item.assets[key].href
         try:
-            with SCENE_READ_ENV.open, rasterio.open(href) as ds:  # the reads' HTTP retries apply here too
+            with gdal_env.open, rasterio.open(href) as ds:  # the reads' settings (retries, object storage) apply here too
                 stated = _stated_epsg(item, key)
                 actual = ds.crs.to_epsg() if ds.crs is not None else None
                 if stated is not None and actual != stated:
@@ -226,17 +241,32 @@ def prepare_scene_items(
     """Normalised, checked, time-sorted items over the grid, plus the scenes skipped as unreadable.
 
     The reflectance and quality cubes of one item list are built from the same prepared list,
-    so their time axes match.
+    so their time axes match. An item of a platform the profile does not accept (Landsat 4, 5,
+    7) is refused by name (ItemError). An item lacking an asset is skipped with a record under
+    on_unreadable="skip" (refused under "raise", and always when every item lacks it: then the
+    provider profile does not match the catalog).
     """
     if not items:
         raise ItemError(f"no {sensor} items given: search found nothing (see catalog.scenes.find_scenes)")
     keys = [profile.asset_key(sensor, b) for b in (*REFLECTANCE_BANDS[sensor], QUALITY_BAND[sensor])]
-    prepared = normalize_items(items)
-    require_assets(prepared, keys, profile)
-    prepared = _sorted_items(_items_over_grid(prepared, grid))
+    prepared = normalize_items(items, profile, sensor)
+    check_platforms(prepared, profile, sensor)
     skipped: list[SkippedScene] = []
     if on_unreadable == "skip":
-        skipped = _unreadable(prepared, keys)
+        # An item lacking an asset is skipped like an unreadable one; when every item lacks it, the
+        # provider profile does not match the catalog, which require_assets below refuses by name.
+        complete = [i for i in prepared if all(k in i.assets for k in keys)]
+        if complete:
+            skipped = [
+                SkippedScene(i.id, "", f"missing asset(s) {[k for k in keys if k not in i.assets]} expected by provider "
+                             f"{profile.name!r} (it has {sorted(i.assets)})")
+                for i in prepared if i not in complete
+            ]
+            prepared = complete
+    require_assets(prepared, keys, profile)
+    prepared = _sorted_items(_items_over_grid(prepared, grid))
+    if on_unreadable == "skip":
+        skipped += _unreadable(prepared, keys, scene_read_env(profile, sensor))
         bad = {s.item_id for s in skipped}
         for s in skipped:
             warnings.warn(f"skipping scene {s.item_id!r} ({s.href}): {s.reason}", stacklevel=3)
@@ -267,11 +297,13 @@ def stack_on_grid(
     dtype: np.dtype,
     fill_value,
     chunksize,
+    gdal_env: LayeredEnv = SCENE_READ_ENV,
 ) -> xr.DataArray:
     """stackstac on the grid's explicit EPSG, resolution and bounds, with our reader and GDAL settings.
 
     The one place the catalog calls stackstac (scenes here, DEM tiles in catalog/terrain.py), so
-    every read gets the direct path, the errors that name the COG and the retries.
+    every read gets the direct path, the errors that name the COG and the retries. `gdal_env`:
+    the provider's settings for this kind of asset (catalog.gdal_env.scene_read_env).
     """
     cube = stackstac.stack(
         items,
@@ -291,7 +323,7 @@ def stack_on_grid(
         band_coords=False,
         errors_as_nodata=(),
         reader=ExplainingRioReader,
-        gdal_env=SCENE_READ_ENV,
+        gdal_env=gdal_env,
     )
     if cube.shape[-2:] != grid.shape:  # a guard on the contract, not expected to fire
         raise RuntimeError(f"stackstac gave shape {cube.shape[-2:]} for grid shape {grid.shape}")
@@ -305,10 +337,11 @@ def _stack(
     resampling: Resampling,
     fill_value: np.uint16,
     chunks: int,
+    gdal_env: LayeredEnv = SCENE_READ_ENV,
 ) -> xr.DataArray:
     """Raw DN (uint16) of `keys`, chunked (one year's items, all keys, chunks, chunks)."""
     return stack_on_grid(
-        items, keys, grid, resampling, np.uint16, fill_value, (_year_chunks(items), len(keys), chunks, chunks)
+        items, keys, grid, resampling, np.uint16, fill_value, (_year_chunks(items), len(keys), chunks, chunks), gdal_env
     )
 
 
@@ -328,7 +361,7 @@ def _scene_stack(
     that dask may schedule far apart (which held the whole region in memory).
     """
     keys = [profile.asset_key(sensor, b) for b in (*REFLECTANCE_BANDS[sensor], QUALITY_BAND[sensor])]
-    return _stack(items, keys, grid, resampling, np.uint16(0), chunks)
+    return _stack(items, keys, grid, resampling, np.uint16(0), chunks, scene_read_env(profile, sensor))
 
 
 def _grid_attrs(grid: TargetGrid, sensor: str, profile: ProviderProfile, skipped: list[SkippedScene]) -> dict:
@@ -363,13 +396,16 @@ def reflectance_cube(
 
     `band` holds the canonical names (REFLECTANCE_BANDS[sensor]) whatever the provider calls
     its assets; `time` has one entry per item (two tiles of one acquisition are two entries),
-    with coords `id`, `scale` and `offset` (time, band) recording what was applied.
+    with coords `id`, `scale` and `offset` (time, band) recording what was applied, and
+    attrs `scale_offset` {item id: {scale, offset, rule, source}}: the provider's rule
+    (providers.yaml `scale_offset`) and what decided it, per item (per band where bands differ).
     """
     prepared, skipped = prepare_scene_items(items, profile, sensor, grid, on_unreadable)
     bands = list(REFLECTANCE_BANDS[sensor])
     keys = [profile.asset_key(sensor, b) for b in bands]
     raw = _scene_stack(prepared, profile, sensor, grid, resampling, chunks).isel(band=slice(0, len(keys)))
-    so = [[reflectance_scale_offset(item, sensor, k) for k in keys] for item in prepared]
+    rule = profile.scale_offset_rule(sensor)
+    so = [[reflectance_scale_offset(item, sensor, k, rule) for k in keys] for item in prepared]
     scale = xr.DataArray(np.array([[s.scale for s in row] for row in so], np.float32), dims=("time", "band"))
     offset = xr.DataArray(np.array([[s.offset for s in row] for row in so], np.float32), dims=("time", "band"))
     raw = raw.assign_coords(band=bands)
@@ -386,8 +422,20 @@ def reflectance_cube(
     )
     refl = refl.assign_coords(scale=scale, offset=offset)
     refl.name = "reflectance"
-    refl.attrs = {**_grid_attrs(grid, sensor, profile, skipped), "units": "1"}
+    refl.attrs = {
+        **_grid_attrs(grid, sensor, profile, skipped),
+        "units": "1",
+        "scale_offset": {item.id: _decision_record(row, bands) for item, row in zip(prepared, so)},
+    }
     return refl
+
+
+def _decision_record(row, bands: list[str]) -> dict:
+    """One item's scale/offset decision; per band only where its bands were decided differently."""
+    records = [s.record() for s in row]
+    if all(r == records[0] for r in records):
+        return records[0]
+    return {**records[0], "bands": dict(zip(bands, records))}
 
 
 def quality_cube(

@@ -6,11 +6,21 @@ stackstac enters this environment in the thread that reads, so it holds on Dask 
   a yearly composite's peak memory grew with the region). A fixed cache keeps per-worker
   memory bounded by the chunk size, not the region.
 - HTTP retries: public COGs sit behind networks that drop a request now and then.
+- Object storage: each provider profile adds its own settings per kind (providers.yaml
+  `gdal_env`: unsigned reads of a public bucket, requester pays), see scene_read_env;
+  check_object_storage says before any work what a requester-pays bucket needs.
 """
 
 from __future__ import annotations
 
-from stackstac.rio_reader import DEFAULT_GDAL_ENV
+import os
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+
+from stackstac.rio_reader import DEFAULT_GDAL_ENV, LayeredEnv
+
+from catalog.providers import ProviderError, ProviderProfile
 
 GDAL_CACHE_MB = 64
 HTTP_MAX_RETRY = 5
@@ -23,3 +33,54 @@ SCENE_READ_ENV = DEFAULT_GDAL_ENV.updated(
         GDAL_HTTP_RETRY_DELAY=HTTP_RETRY_DELAY_S,
     )
 )
+
+
+def scene_read_env(profile: ProviderProfile, kind: str) -> LayeredEnv:
+    """SCENE_READ_ENV plus the provider's object-storage settings for `kind` (providers.yaml `gdal_env`).
+
+    E.g. Earth Search's DEM is `s3://copernicus-dem-30m/` (public: unsigned requests, else GDAL
+    looks for credentials and fails) and its Landsat `s3://usgs-landsat/` (requester pays).
+    """
+    extra = profile.gdal_env.get(kind)
+    return _layered(tuple(sorted(extra.items()))) if extra else SCENE_READ_ENV
+
+
+@cache
+def _layered(extra: tuple[tuple[str, str], ...]) -> LayeredEnv:
+    # One object per setting: the reflectance and quality cubes then tokenize the same, and share reads.
+    return SCENE_READ_ENV.updated(always=dict(extra))
+
+
+class ObjectStorageError(ProviderError):
+    """Object storage a run would read cannot be read as configured; the message says what to set."""
+
+
+def _aws_credentials_configured(environ: Mapping[str, str], home: Path) -> bool:
+    """AWS credentials GDAL can find: the key pair in the environment, a profile, or a credentials file."""
+    if environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY"):
+        return True
+    if environ.get("AWS_PROFILE") or environ.get("AWS_DEFAULT_PROFILE"):
+        return True
+    credentials = Path(environ.get("AWS_SHARED_CREDENTIALS_FILE") or home / ".aws" / "credentials")
+    return credentials.is_file() and "aws_access_key_id" in credentials.read_text(errors="replace").lower()
+
+
+def check_object_storage(
+    profile: ProviderProfile, kind: str, environ: Mapping[str, str] | None = None, home: Path | None = None
+) -> None:
+    """Refuse, before any work, reads that need what is not there (no network: looks at settings only).
+
+    A requester-pays bucket (`AWS_REQUEST_PAYER: requester` in the profile's gdal_env, e.g. Earth
+    Search's Landsat in s3://usgs-landsat) bills the reader, so every request must be signed with
+    AWS credentials; without them each scene would fail as "unreadable" one by one.
+    """
+    environ = os.environ if environ is None else environ
+    home = Path.home() if home is None else home
+    env = profile.gdal_env.get(kind, {})
+    if str(env.get("AWS_REQUEST_PAYER", "")).lower() == "requester" and not _aws_credentials_configured(environ, home):
+        raise ObjectStorageError(
+            f"provider {profile.name!r} serves {kind} ({profile.collections.get(kind, '?')}) from a requester-pays "
+            "S3 bucket and no AWS credentials are configured: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "(or AWS_PROFILE, or ~/.aws/credentials; requests are billed to that account), "
+            f"or use provider planetary-computer for {kind} (signed https, no AWS account)"
+        )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pystac
-from shapely import unary_union
-from shapely.geometry import box, shape
+from shapely.geometry import box
 
+from catalog.items import item_footprint, wrapped_footprints
 from catalog.providers import ProviderProfile
 from catalog.search import SceneQuery, SceneSource, SearchError
 
@@ -38,13 +38,19 @@ def find_scenes(
     season: tuple[str, str],
     max_cloud: float | None,
 ) -> list[pystac.Item]:
-    """Items of `sensor` over `bbox` in `year`'s season; an empty answer is an error that says how to relax it."""
+    """Items of `sensor` over `bbox` in `year`'s season; an empty answer is an error that says how to relax it.
+
+    Only the platforms the profile accepts are asked for (Landsat 8/9 by default: the
+    collection also holds Landsat 4, 5 and 7).
+    """
     start, end = season_bounds(year, season)
     collection = profile.collection(sensor)
-    items = source.search(SceneQuery(collection, bbox, start, end, max_cloud))
+    platforms = profile.platforms.get(sensor) or None
+    items = source.search(SceneQuery(collection, bbox, start, end, max_cloud, platforms))
     if not items:
+        on = f" from {', '.join(platforms)}" if platforms else ""
         raise SearchError(
-            f"no {sensor} scenes ({collection} at {source.url}) for {year} in season {season[0]}..{season[1]} "
+            f"no {sensor} scenes{on} ({collection} at {source.url}) for {year} in season {season[0]}..{season[1]} "
             f"with cloud cover <= {max_cloud}%: widen season.start/season.end, raise sensors.{sensor}.max_cloud, "
             "or drop the year from years"
         )
@@ -66,7 +72,7 @@ def find_dem_items(source: SceneSource, profile: ProviderProfile, bbox: tuple[fl
         raise SearchError(f"no DEM tiles ({collection} at {source.url}) over region bbox {list(bbox)}: change dem.provider or dem.url")
     # A region only partly under the tiles would get NaN elevation (and slope) there, silently.
     region = box(*bbox)
-    uncovered = region.difference(unary_union([shape(i.geometry) if i.geometry else box(*i.bbox) for i in items]))
+    uncovered = region.difference(wrapped_footprints(fp for fp in map(item_footprint, items) if fp is not None))
     if uncovered.area > 1e-6 * region.area:
         part = [round(v, 5) for v in uncovered.bounds]
         raise SearchError(

@@ -2,9 +2,10 @@
 
 pystac-client cannot search a static catalog (it needs the ITEM_SEARCH conformance class),
 so `LocalCatalogSource` walks the catalog once and filters in process with the semantics of
-a STAC API search: collection ids, bbox intersecting the item geometry, an inclusive datetime
-interval, and `eo:cloud_cover <= max` (items without cloud cover never match a cloud limit,
-as a STAC API's `query` does).
+a STAC API search: collection ids, bbox intersecting the item geometry (either side of the
+antimeridian, see catalog.items.item_footprint), an inclusive datetime interval,
+`eo:cloud_cover <= max` (items without cloud cover never match a cloud limit, as a STAC API's
+`query` does) and `platform in [...]` when the query names platforms.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 import pystac
-from shapely.geometry import box, shape
+from shapely.geometry import box
 
+from catalog.items import footprint_meets, item_footprint
 from catalog.redact import redact
 
 
@@ -39,9 +41,19 @@ class SceneQuery:
     start: datetime  # inclusive, UTC
     end: datetime  # inclusive, UTC
     max_cloud: float | None = None  # percent
+    platforms: tuple[str, ...] | None = None  # `platform` values accepted (None: any)
 
     def datetime_interval(self) -> str:
         return f"{self.start.strftime('%Y-%m-%dT%H:%M:%SZ')}/{self.end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+    def query_extension(self) -> dict | None:
+        """The STAC API `query` filter (cloud limit, platforms), or None."""
+        query = {}
+        if self.max_cloud is not None:
+            query["eo:cloud_cover"] = {"lte": self.max_cloud}
+        if self.platforms:
+            query["platform"] = {"in": list(self.platforms)}
+        return query or None
 
 
 class SceneSource(Protocol):
@@ -84,7 +96,7 @@ class StacApiSource:
             collections=[query.collection],
             bbox=list(query.bbox),
             datetime=query.datetime_interval(),
-            query={"eo:cloud_cover": {"lte": query.max_cloud}} if query.max_cloud is not None else None,
+            query=query.query_extension(),
         )
         return _sorted(search.items())
 
@@ -107,23 +119,38 @@ class LocalCatalogSource:
                 f"no STAC catalog at {path}: run `glacierwatch synth` to write the embedded study area there, "
                 "or point the provider's url at your catalog.json"
             )
-        self._catalog = pystac.Catalog.from_file(str(path))
+        try:
+            self._catalog = pystac.Catalog.from_file(str(path))
+        except (ValueError, OSError, pystac.STACError) as err:  # truncated JSON, not a catalog, unreadable
+            raise SearchError(
+                f"STAC catalog {path} cannot be read ({type(err).__name__}: {err}): regenerate it "
+                "(`glacierwatch synth` for the embedded area) or fix the file"
+            ) from None
 
     @cached_property
     def _items(self) -> dict[str, list[tuple[pystac.Item, object]]]:
         by_collection: dict[str, list] = {}
-        for item in self._catalog.get_items(recursive=True):
-            item.make_asset_hrefs_absolute()
-            by_collection.setdefault(item.collection_id, []).append((item, shape(item.geometry)))
+        try:
+            for item in self._catalog.get_items(recursive=True):
+                item.make_asset_hrefs_absolute()
+                by_collection.setdefault(item.collection_id, []).append((item, item_footprint(item)))
+        except (ValueError, OSError, pystac.STACError) as err:  # a link to a missing or broken item or collection
+            raise SearchError(
+                f"STAC catalog {self.url} links to a file that cannot be read ({type(err).__name__}: {err}): "
+                "regenerate the catalog (`glacierwatch synth` for the embedded area) or remove the broken link"
+            ) from None
         return by_collection
 
     def search(self, query: SceneQuery) -> list[pystac.Item]:
         area = box(*query.bbox)
+        platforms = {p.lower() for p in query.platforms} if query.platforms else None
         hits = []
         for item, geom in self._items.get(query.collection, []):
             start = item.common_metadata.start_datetime or item.datetime
             end = item.common_metadata.end_datetime or item.datetime
-            if end < query.start or start > query.end or not geom.intersects(area):
+            if end < query.start or start > query.end or not footprint_meets(geom, area):
+                continue
+            if platforms is not None and str(item.properties.get("platform", "")).lower() not in platforms:
                 continue
             if query.max_cloud is not None:
                 cloud = item.properties.get("eo:cloud_cover")
@@ -133,7 +160,7 @@ class LocalCatalogSource:
         return _sorted(hits)
 
     def coverage(self, collection: str):
-        geoms = [g for _, g in self._items.get(collection, [])]
+        geoms = [g for _, g in self._items.get(collection, []) if g is not None]
         if not geoms:
             return None
         bounds = [g.bounds for g in geoms]

@@ -3,7 +3,9 @@
 This is the one place a run turns its config into pixels: search each configured year's
 season, stack the scenes (catalog.cube), mask and composite them (catalog.masks,
 catalog.composite) and put the DEM's terrain beside them (catalog.terrain). Scene ids per
-year and skipped scenes travel in the attrs, as provenance.
+year, skipped scenes and each scene's scale/offset decision travel in the attrs, as
+provenance; the composite's reflectance is checked for an offset applied twice or missing
+as it is computed (catalog.reflectance_check).
 """
 
 from __future__ import annotations
@@ -16,14 +18,20 @@ from catalog.composite import yearly_composite
 from catalog.cube import quality_cube, reflectance_cube
 from catalog.masks import clear_mask
 from catalog.providers import get_profile
+from catalog.reflectance_check import checked_reflectance
 from catalog.scenes import check_region_covered, find_dem_items, find_scenes
 from catalog.search import open_source
 from catalog.terrain import terrain
 from pipeline.config import Config
 
 
-def yearly_cube(cfg: Config, sensor: str, years: Sequence[int] | None = None, chunks: int = 2048) -> xr.Dataset:
-    """`reflectance` (year, band, y, x), `clear_count` (year, y, x), `elevation`, `slope`, `aspect` (y, x)."""
+def yearly_cube(
+    cfg: Config, sensor: str, years: Sequence[int] | None = None, chunks: int = 2048, dem_items: list | None = None
+) -> xr.Dataset:
+    """`reflectance` (year, band, y, x), `clear_count` (year, y, x), `elevation`, `slope`, `aspect` (y, x).
+
+    `dem_items`: the DEM tiles over the region when the caller has searched them already (the pre-flight).
+    """
     years = list(years if years is not None else cfg.years)
     sensor_cfg = cfg.sensors[sensor]
     profile = get_profile(sensor_cfg.provider)
@@ -32,24 +40,32 @@ def yearly_cube(cfg: Config, sensor: str, years: Sequence[int] | None = None, ch
     check_region_covered(source, profile.collection(sensor), bbox)
     by_year = {y: find_scenes(source, profile, sensor, bbox, y, cfg.season.as_tuple(), sensor_cfg.max_cloud) for y in years}
     items = [i for y in years for i in by_year[y]]
-    refl = reflectance_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip")
+    refl = reflectance_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip" if cfg.on_unreadable == "skip" else "raise")
     # The scenes are checked once: the quality cube takes the same survivors (and so shares the reads).
     kept = [i for i in items if i.id not in {s["item_id"] for s in refl.attrs["skipped_scenes"]}]
     clear = clear_mask(quality_cube(kept, profile, sensor, grid, chunks=chunks), sensor)
     composite = yearly_composite(refl, clear, season=cfg.season.as_tuple())
+    skipped_ids = {s["item_id"] for s in refl.attrs["skipped_scenes"]}
+    scene_ids = {str(y): [i.id for i in by_year[y] if i.id not in skipped_ids] for y in years}
+    decisions = refl.attrs["scale_offset"]  # per item: scale, offset and the provider rule that decided them
+    # Each chunk's task refuses a composite whose pixels say an offset was applied twice or is missing.
+    composite["reflectance"] = checked_reflectance(composite.reflectance, scene_ids, decisions, label=sensor)
 
     dem_profile = get_profile(cfg.dem.provider)
-    dem_source = open_source(cfg.source_url(cfg.dem), dem_profile.signer())
-    terr = terrain(find_dem_items(dem_source, dem_profile, bbox), dem_profile, grid, chunks=chunks)
+    if dem_items is None:
+        dem_items = find_dem_items(open_source(cfg.source_url(cfg.dem), dem_profile.signer()), dem_profile, bbox)
+    terr = terrain(dem_items, dem_profile, grid, chunks=chunks)
     terr = terr.assign_coords(y=composite.y, x=composite.x)  # same grid; stackstac's floats may differ in the last bit
-    skipped = refl.attrs.get("skipped_scenes", [])
+    year_of = {i.id: y for y in years for i in by_year[y]}
+    skipped = [{**s, "year": year_of.get(s["item_id"])} for s in refl.attrs.get("skipped_scenes", [])]
     out = composite.assign(elevation=terr.elevation, slope=terr.slope, aspect=terr.aspect)
     out.attrs = {
         **composite.attrs,
         "sensor": sensor,
         "crs": f"EPSG:{grid.epsg}",
         "transform": tuple(grid.transform)[:6],
-        "scene_ids": {str(y): [i.id for i in by_year[y] if i.id not in {s["item_id"] for s in skipped}] for y in years},
+        "scene_ids": scene_ids,
         "skipped_scenes": skipped,
+        "scale_offset": {i: decisions[i] for ids in scene_ids.values() for i in ids if i in decisions},
     }
     return out

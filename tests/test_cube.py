@@ -70,9 +70,13 @@ def test_cube_pixels_equal_cog_values_after_scale_and_offset(area, sensor, year,
     grid = TargetGrid.from_lonlat_bbox(bbox, res, epsg=epsg)  # the scene's own zone: pixels align
     cube = reflectance_cube([item], PROFILE, sensor, grid).sel(band=band).isel(time=0)
     key = PROFILE.asset_key(sensor, band)
-    so = reflectance_scale_offset(normalize_items([item])[0], sensor, key)
+    so = reflectance_scale_offset(normalize_items([item])[0], sensor, key, PROFILE.scale_offset_rule(sensor))
     if sensor == "sentinel-2":
-        assert so.offset == (-0.1 if year >= 2022 else 0.0)
+        # The embedded COGs carry +1000 DN from baseline 04.00 on and say so as Earth Search would
+        # (earthsearch:boa_offset_applied false): the reader removes it.
+        assert item.properties["earthsearch:boa_offset_applied"] is False
+        assert so.offset == (-0.1 if year >= 2022 else 0.0) and so.rule == "earthsearch-flag"
+    assert cube.attrs["scale_offset"][item.id] == so.record()
     rng = np.random.default_rng(0)
     rows = rng.integers(0, grid.shape[0], 400)
     cols = rng.integers(0, grid.shape[1], 400)
@@ -114,6 +118,21 @@ def test_missing_asset_names_item_asset_and_provider(area):
         reflectance_cube([item], get_profile("planetary-computer"), "sentinel-2", grid)
 
 
+def test_an_item_missing_an_asset_is_skipped_with_a_record_or_refused(area):
+    sa, source, bbox = area
+    items = find_scenes(source, PROFILE, "sentinel-2", bbox, 2021, SEASON, None)
+    grid = TargetGrid.from_lonlat_bbox(bbox, 10)
+    lacking = items[0].clone()
+    lacking.id = "NO_RED_BAND"
+    del lacking.assets["red"]
+    cube = reflectance_cube([lacking, *items], PROFILE, "sentinel-2", grid, on_unreadable="skip")
+    assert "NO_RED_BAND" not in list(cube.id.values) and cube.sizes["time"] == len(items)
+    (record,) = [s for s in cube.attrs["skipped_scenes"] if s["item_id"] == "NO_RED_BAND"]
+    assert "missing asset(s) ['red']" in record["reason"]
+    with pytest.raises(ItemError, match=r"NO_RED_BAND.*'red'"):
+        reflectance_cube([lacking, *items], PROFILE, "sentinel-2", grid, on_unreadable="raise")
+
+
 def test_unreadable_cog_is_named_or_skipped_with_a_record(area, tmp_path):
     sa, source, bbox = area
     good, _ = _scene(area, "sentinel-2", 2022, 32644)
@@ -140,13 +159,45 @@ def test_region_outside_every_item_says_so(area):
         reflectance_cube([item], PROFILE, "sentinel-2", far)
 
 
+def test_the_embedded_flag_means_what_earth_searchs_means(area):
+    """boa_offset_applied true: the COG was written with the -1000 DN removed, so nothing is subtracted."""
+    item, _ = _scene(area, "sentinel-2", 2022, 32644)
+    item = normalize_items([item])[0]
+    assert item.properties["s2:processing_baseline"] == "05.09"
+    so = reflectance_scale_offset(item, "sentinel-2", "red", "earthsearch-flag")
+    assert (so.scale, so.offset) == (1e-4, -0.1) and "false" in so.source
+    item.properties["earthsearch:boa_offset_applied"] = True  # as on Earth Search's own 2022+ items
+    so = reflectance_scale_offset(item, "sentinel-2", "red", "earthsearch-flag")
+    assert (so.scale, so.offset) == (1e-4, 0.0) and "true" in so.source
+    # Collection 1's rule reads raster:bands (-0.1 here); Planetary Computer's the baseline alone.
+    assert reflectance_scale_offset(item, "sentinel-2", "red", "raster-bands").offset == -0.1
+    assert reflectance_scale_offset(item, "sentinel-2", "red", "baseline").offset == -0.1
+
+
 def test_offset_metadata_that_contradicts_the_baseline_is_warned_about(area):
     item, _ = _scene(area, "sentinel-2", 2022, 32644)
     item = normalize_items([item])[0]
     item.assets["red"].extra_fields["raster:bands"][0]["offset"] = 0.0
     with pytest.warns(UserWarning, match="disagrees with processing baseline"):
-        so = reflectance_scale_offset(item, "sentinel-2", "red")
-    assert so.offset == -0.1 and so.source == "processing baseline"
+        so = reflectance_scale_offset(item, "sentinel-2", "red", "baseline")
+    assert so.offset == -0.1 and so.rule == "baseline" and "05.09" in so.source
+
+
+def test_an_item_without_a_baseline_is_refused_where_the_rule_needs_one(area):
+    item, _ = _scene(area, "sentinel-2", 2022, 32644)
+    item = normalize_items([item])[0]
+    del item.properties["s2:processing_baseline"]
+    with pytest.raises(ItemError, match=rf"{item.id}.*s2:processing_baseline.*earthsearch-flag"):
+        reflectance_scale_offset(item, "sentinel-2", "red", "earthsearch-flag")
+
+
+def test_a_landsat_7_scene_is_refused_by_name(area):
+    item, bbox = _scene(area, "landsat", 2021, 32645)
+    item = item.clone()
+    item.properties["platform"] = "landsat-7"
+    grid = TargetGrid.from_lonlat_bbox(bbox, 30)
+    with pytest.raises(ItemError, match=rf"{item.id}.*'landsat-7'.*landsat-8, landsat-9"):
+        reflectance_cube([item], PROFILE, "landsat", grid)
 
 
 @pytest.mark.parametrize("resolution", [10, 20])

@@ -28,6 +28,33 @@ def test_profiles_map_every_canonical_band_to_an_asset():
     assert get_profile("earth-search").asset_key("sentinel-2", "B04") == "red"
     assert get_profile("planetary-computer").asset_key("sentinel-2", "B04") == "B04"
     assert get_profile("earth-search").asset_key("sentinel-2", "SCL") == "scl"
+    # Planetary Computer's older items call SCL "SCL-20m": tried second, renamed on reading.
+    assert get_profile("planetary-computer").asset_keys("sentinel-2", "SCL") == ("SCL", "SCL-20m")
+
+
+def test_profiles_state_their_offset_rule_platforms_and_collections():
+    rules = {name: p.scale_offset_rule("sentinel-2") for name, p in provider_profiles().items()}
+    assert rules == {
+        "earth-search": "earthsearch-flag",
+        "earth-search-c1": "raster-bands",
+        "planetary-computer": "baseline",
+        "local": "earthsearch-flag",  # the embedded catalog follows Earth Search's sentinel-2-l2a
+    }
+    c1 = get_profile("earth-search-c1")
+    assert c1.collection("sentinel-2") == "sentinel-2-c1-l2a" and c1.collection("landsat") == "landsat-c2-l2"
+    assert c1.assets == get_profile("earth-search").assets
+    for profile in provider_profiles().values():
+        assert profile.scale_offset_rule("landsat") == "raster-bands"
+        assert profile.allowed_platforms("landsat") == ("landsat-8", "landsat-9")
+
+
+def test_the_platform_filter_applies_to_the_local_catalog(source, study_area):
+    query = SceneQuery("landsat-c2-l2", study_area.spec.bbox(), _utc(2016, 1, 1), _utc(2022, 12, 31))
+    every = source.search(query)
+    assert {i.properties["platform"] for i in every} == {"landsat-8", "landsat-9"}
+    nine = source.search(SceneQuery(**{**query.__dict__, "platforms": ("Landsat-9",)}))  # case as PC writes it
+    assert nine and {i.id for i in nine} == {i.id for i in every if i.properties["platform"] == "landsat-9"}
+    assert source.search(SceneQuery(**{**query.__dict__, "platforms": ("landsat-7",)})) == []
 
 
 def test_datetime_interval_is_inclusive_and_bbox_filters(source, study_area):

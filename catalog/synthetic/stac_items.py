@@ -3,6 +3,11 @@
 Same collection ids, asset keys, properties (eo:cloud_cover, proj:code, raster:bands with
 scale/offset/nodata, eo:bands) and lon/lat footprints as Earth Search v1, so the code that
 reads the embedded catalog is the code that reads the public one.
+
+`earthsearch:boa_offset_applied` means what it means at Earth Search: true = the COG pixels
+already had the baseline-04.00 +1000 DN removed. The synthetic COGs keep the +1000 DN from
+baseline 04.00 on (as the ESA products and Planetary Computer do), so the flag is false and
+the -0.1 offset is applied when reading (catalog/items.py, rule earthsearch-flag).
 """
 
 from __future__ import annotations
@@ -77,7 +82,7 @@ def sentinel2_item(
     grid10: TargetGrid,
     grid20: TargetGrid,
 ) -> dict:
-    boa = baseline >= "04.00"
+    boa = baseline >= "04.00"  # the DN carry +1000 (catalog/synthetic/sensors.py s2_dn)
     offset = -0.1 if boa else 0.0
     assets = {}
     for key, eo in S2_EO_BANDS.items():
@@ -111,7 +116,8 @@ def sentinel2_item(
         "grid:code": f"MGRS-{mgrs}",
         "s2:processing_baseline": baseline,
         "s2:product_type": "S2MSI2A",
-        "earthsearch:boa_offset_applied": boa,
+        # The pixels were NOT written with the offset removed (they carry +1000 DN where boa).
+        "earthsearch:boa_offset_applied": False,
     }
     return _item(item_id, "sentinel-2-l2a", footprint, props, assets)
 

@@ -5,7 +5,10 @@
 writes COGs, STAC items, a Copernicus-DEM-like DEM, an inventory of outlines, and - kept
 apart under `truth/` - the true outline, terminus and surface class of every glacier every
 year. Deterministic from (seed, size); written to a temporary folder and moved into place
-only when complete, so a failed run leaves nothing behind.
+only when complete, so a failed run leaves nothing behind: an exception, Ctrl-C or SIGTERM kills
+the worker pool and removes the temporary folder, workers die with their parent even on kill -9,
+and the folders of such a killed generation are removed by the next one. Asset hrefs are
+relative to their item, so the catalog stays valid after the move (and wherever it is copied).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import math
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -48,7 +54,8 @@ from catalog.synthetic.terrain import (
     smooth_noise,
 )
 
-GENERATOR_VERSION = "1"
+# 2: earthsearch:boa_offset_applied now false (it meant the opposite of Earth Search's in 1); pixels unchanged.
+GENERATOR_VERSION = "2"
 UTM_BOUNDARY_LON = 84.0
 WORLD_EPSG = 32644
 INVENTORY_YEAR = 2015
@@ -576,29 +583,109 @@ def _write_catalog(root: Path, items: dict[str, list[dict]]) -> Path:
     return root / "catalog.json"
 
 
+# What a finished study area holds; a folder that lacks one of them is not reported as done.
+REQUIRED = ("catalog.json", "inventory/glaciers.parquet", "truth/outlines.parquet")
+
+
+class _Terminated(SystemExit):
+    """SIGTERM during generation, raised in the main thread so that the clean-up runs."""
+
+
+def _worker_init() -> None:
+    # Ctrl-C and SIGTERM are the parent's to handle (it kills the pool); a worker whose parent
+    # dies, even by kill -9, is killed too (Linux), instead of rendering on for nobody.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def _kill_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: pending work cancelled, running workers killed and reaped."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.kill()
+    for proc in processes:
+        proc.join(timeout=10)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_abandoned(out: Path) -> None:
+    """Temporary folders of generations into `out` whose process is gone (killed with -9)."""
+    for folder in out.parent.glob(f"{out.name}-incomplete-*"):
+        pid = folder.name.rpartition("-")[2]
+        if folder.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _existing(out: Path, spec: StudyAreaSpec) -> StudyArea | None:
+    """The study area already at `out` (None when `out` is absent or an empty folder to fill)."""
+    if not out.exists():
+        return None
+    if out.is_dir() and not any(out.iterdir()):
+        return None
+    marker = out / "synthetic.json"
+    try:
+        meta = json.loads(marker.read_text()) if marker.is_file() else None
+    except (OSError, ValueError):
+        meta = None
+    if meta is None or meta.get("fingerprint") != spec.fingerprint():
+        raise FileExistsError(
+            f"{out} already exists and is not this study area (seed/size differ or it is not one): "
+            "choose another output folder (an absent or empty one) or remove it"
+        )
+    missing = [name for name in REQUIRED if not (out / name).exists()]
+    if missing:
+        raise FileExistsError(
+            f"{out} is this study area but incomplete ({', '.join(missing)} missing): remove the folder "
+            f"and run `glacierwatch synth --out {out}` again to regenerate it (same seed and size, same files)"
+        )
+    return StudyArea(out, out / "catalog.json", out / "inventory" / "glaciers.parquet", out / "truth", spec,
+                     meta["n_glaciers"], meta["n_items"])
+
+
 def generate_study_area(
     out: Path,
     spec: StudyAreaSpec = StudyAreaSpec(),
     workers: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> StudyArea:
-    """Write the study area to `out` (refusing to touch an existing, different one)."""
+    """Write the study area to `out`, an absent or empty folder; return the one already there when
+    it is this study area and complete, refuse anything else (FileExistsError says what to do)."""
     global _STATE
-    out = Path(out)
-    marker = out / "synthetic.json"
-    if out.exists():
-        if marker.exists() and json.loads(marker.read_text()).get("fingerprint") == spec.fingerprint():
-            meta = json.loads(marker.read_text())
-            return StudyArea(out, out / "catalog.json", out / "inventory" / "glaciers.parquet", out / "truth", spec,
-                             meta["n_glaciers"], meta["n_items"])
-        raise FileExistsError(
-            f"{out} already exists and is not this study area (seed/size differ or it is not one): "
-            "choose another output folder or remove it"
-        )
+    out = Path(out).absolute()  # relative hrefs are made from absolute paths: a relative `out` broke them
+    existing = _existing(out, spec)
+    if existing is not None:
+        return existing
     # No dot in the name: pystac would take a suffix for a file name and write beside the folder.
     tmp = out.with_name(f"{out.name}-incomplete-{os.getpid()}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(out)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+
+    def terminated(signum, frame):
+        raise _Terminated(128 + signum)
+
+    previous = None
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        previous = signal.signal(signal.SIGTERM, terminated)
     try:
         _STATE = _build_world(spec)
         fps = _footprints(_STATE.grid)
@@ -607,7 +694,8 @@ def generate_study_area(
         n_workers = workers or min(os.cpu_count() or 1, 4)
         ctx = multiprocessing.get_context("fork")
         done = 0
-        with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
+        pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init)
+        try:
             futures = [pool.submit(_write_acquisition, (acq, prods, fps, tmp)) for acq, prods in plan]
             for fut in as_completed(futures):
                 for d in fut.result():
@@ -615,6 +703,10 @@ def generate_study_area(
                 done += 1
                 if on_progress:
                     on_progress(done, len(plan))
+        except BaseException:
+            _kill_pool(pool)  # before the folder goes: no worker writes into it afterwards
+            raise
+        pool.shutdown(wait=True)
         items["cop-dem-glo-30"] = _write_dem(_STATE, tmp)
         _write_truth_and_inventory(_STATE, spec, tmp)
         _write_catalog(tmp, items)
@@ -629,12 +721,16 @@ def generate_study_area(
         }
         (tmp / "synthetic.json").write_text(json.dumps(meta, indent=2))
         n_glaciers = len(_STATE.glaciers)
+        if out.is_dir():  # an empty folder the user made for it (checked above)
+            out.rmdir()
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
         _STATE = None
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return StudyArea(out, out / "catalog.json", out / "inventory" / "glaciers.parquet", out / "truth", spec,
                      n_glaciers, meta["n_items"])
 

@@ -1,0 +1,150 @@
+"""A data check that a composite's reflectance has its offset applied once: not twice, not never.
+
+Metadata decides each item's offset (catalog/items.py), and metadata is wrong at times: Earth
+Search items mis-flagged `earthsearch:boa_offset_applied` in both directions have been
+reported, and a provider may change its conventions. An offset applied twice lowers every
+band by 0.1, one missing raises it by 0.1; both move NDSI and every model input, silently.
+The pixels themselves tell: over any scene, the darkest band of a pixel (usually blue or
+SWIR) is near 0 for snow and ice (SWIR ~0.01-0.05), water, shadows and vegetation (blue/red
+~0.02-0.05).
+- Applied twice: such pixels drop to about -0.1..-0.05; with the offset right, reflectance
+  below -0.05 is rare (deep shadow, noise). Refused when more than TWICE_MAX_SHARE of the
+  valid pixels have their darkest band below TWICE_BELOW.
+- Missing: nothing is dark any more; the 1st percentile of the darkest band sits above
+  ~0.1. Refused when it is above MISSING_P1_ABOVE.
+Blocks with fewer than MIN_VALID valid pixels are not judged (too few to say).
+
+`checked_reflectance` wires the check lazily into a composite: each spatial chunk is checked
+in the task that computes it, and the run fails with ReflectanceOffsetError naming the items
+of that year and the rule that decided their offset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+TWICE_BELOW = -0.05
+TWICE_MAX_SHARE = 0.05
+MISSING_P1_ABOVE = 0.08
+MIN_VALID = 1000
+MAX_NAMED = 8  # items named in a message; the rest are counted
+
+
+class ReflectanceOffsetError(RuntimeError):
+    """A composite whose reflectance says its offset was applied twice or not at all; names the items."""
+
+
+@dataclass(frozen=True)
+class OffsetStats:
+    """What the check measured: valid pixels, share with darkest band < TWICE_BELOW, 1st percentile of the darkest band."""
+
+    n_valid: int
+    share_far_below: float
+    p1_darkest: float
+
+    @property
+    def judged(self) -> bool:
+        return self.n_valid >= MIN_VALID
+
+    @property
+    def applied_twice(self) -> bool:
+        return self.judged and self.share_far_below > TWICE_MAX_SHARE
+
+    @property
+    def missing(self) -> bool:
+        return self.judged and self.p1_darkest > MISSING_P1_ABOVE
+
+
+def offset_stats(reflectance: np.ndarray, band_axis: int = 0) -> OffsetStats:
+    """The statistics of one image's reflectance (bands along `band_axis`); a pixel is valid if every band is finite."""
+    refl = np.moveaxis(np.asarray(reflectance), band_axis, 0).reshape(np.shape(reflectance)[band_axis], -1)
+    valid = np.isfinite(refl).all(axis=0)
+    n = int(valid.sum())
+    if n == 0:
+        return OffsetStats(0, 0.0, float("nan"))
+    darkest = refl[:, valid].min(axis=0)
+    return OffsetStats(n, float((darkest < TWICE_BELOW).mean()), float(np.percentile(darkest, 1)))
+
+
+def _items_phrase(item_ids: Sequence[str], decisions: Mapping[str, Mapping]) -> str:
+    by_rule: dict[str, list[str]] = {}
+    for item_id in item_ids:
+        d = decisions.get(item_id) or {}
+        rule = f"{d.get('rule', '?')}: {d.get('source', '?')} (scale {d.get('scale', '?')}, offset {d.get('offset', '?')})"
+        by_rule.setdefault(rule, []).append(item_id)
+    parts = []
+    for rule, ids in by_rule.items():
+        named = ", ".join(ids[:MAX_NAMED]) + (f" and {len(ids) - MAX_NAMED} more" if len(ids) > MAX_NAMED else "")
+        parts.append(f"{named} [rule {rule}]")
+    return "; ".join(parts) if parts else "no items recorded"
+
+
+def check_reflectance_offset(
+    reflectance: np.ndarray,
+    item_ids: Sequence[str],
+    decisions: Mapping[str, Mapping] | None = None,
+    where: str = "composite",
+    band_axis: int = 0,
+) -> OffsetStats:
+    """Raise ReflectanceOffsetError if `reflectance` (one composite image) looks offset twice or not at all.
+
+    `item_ids`: the scenes the image was composited from; `decisions`: their scale/offset
+    records (reflectance cube attrs `scale_offset`), quoted in the message with their rule.
+    """
+    stats = offset_stats(reflectance, band_axis)
+    if not (stats.applied_twice or stats.missing):
+        return stats
+    decisions = decisions or {}
+    if stats.applied_twice:
+        what = (
+            f"{stats.share_far_below:.0%} of its {stats.n_valid} valid pixels have their darkest band below "
+            f"{TWICE_BELOW} (at most {TWICE_MAX_SHARE:.0%} expected): the reflectance offset looks applied twice"
+        )
+    else:
+        what = (
+            f"the 1st percentile of the darkest band over its {stats.n_valid} valid pixels is {stats.p1_darkest:.3f} "
+            f"(snow, ice, water and shadow keep it below {MISSING_P1_ABOVE}): the reflectance offset looks missing"
+        )
+    raise ReflectanceOffsetError(
+        f"{where}: {what}; items: {_items_phrase(item_ids, decisions)}. If these items' metadata is wrong "
+        "(e.g. a mis-set earthsearch:boa_offset_applied), drop them, or fix scale_offset of the provider in "
+        "catalog/providers.yaml"
+    )
+
+
+def _check_block(block: xr.DataArray, items_by_year: Mapping[str, Sequence[str]], decisions: Mapping, label: str) -> xr.DataArray:
+    for k, year in enumerate(block["year"].values):
+        ids = list(items_by_year.get(str(int(year)), []))
+        y, x = block["y"].values, block["x"].values
+        where = f"{label} composite {int(year)} (chunk x {x[0]:.0f}..{x[-1]:.0f}, y {y[-1]:.0f}..{y[0]:.0f})"
+        check_reflectance_offset(
+            block.isel(year=k).transpose("band", "y", "x").values, ids, {i: decisions.get(i) for i in ids}, where
+        )
+    return block
+
+
+def checked_reflectance(
+    reflectance: xr.DataArray,
+    items_by_year: Mapping[str, Sequence[str]],
+    decisions: Mapping[str, Mapping],
+    label: str = "",
+) -> xr.DataArray:
+    """`reflectance` (year, band, y, x) with the offset check run on each chunk as it is computed (lazy).
+
+    An eager array is checked now. `items_by_year`: {"2022": [item ids]}; `decisions`:
+    {item id: scale/offset record}. Nothing is read by calling this.
+    """
+    if reflectance.chunks is None:
+        return _check_block(reflectance, items_by_year, decisions, label)
+    if len(reflectance.chunksizes["band"]) > 1:
+        reflectance = reflectance.chunk({"band": -1})
+    return xr.map_blocks(
+        _check_block,
+        reflectance,
+        kwargs={"items_by_year": dict(items_by_year), "decisions": dict(decisions), "label": label},
+        template=reflectance,
+    )

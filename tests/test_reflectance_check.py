@@ -1,0 +1,109 @@
+"""A composite whose reflectance says its offset was applied twice, or never, is refused naming its items."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from catalog.reflectance_check import (
+    ReflectanceOffsetError,
+    check_reflectance_offset,
+    checked_reflectance,
+    offset_stats,
+)
+
+DECISIONS = {
+    "S2B_45TTH_20220805_0_L2A": {"scale": 1e-4, "offset": 0.0, "rule": "earthsearch-flag", "source": "flag true"},
+    "S2A_45TTH_20220810_0_L2A": {"scale": 1e-4, "offset": 0.0, "rule": "earthsearch-flag", "source": "flag true"},
+}
+
+
+def _scene() -> np.ndarray:
+    """6 bands x 40 x 40: 60 % snow (darkest band, SWIR, 0.02), 40 % rock (darkest 0.20)."""
+    refl = np.full((6, 40, 40), 0.5, np.float32)
+    refl[5, :24, :] = 0.02
+    refl[5, 24:, :] = 0.20
+    return refl
+
+
+def test_statistics_worked_by_hand():
+    ok = offset_stats(_scene())
+    assert (ok.n_valid, ok.share_far_below) == (1600, 0.0) and ok.p1_darkest == pytest.approx(0.02)
+    twice = offset_stats(_scene() - 0.1)  # snow at -0.08 < -0.05: 960 of 1600 pixels
+    assert twice.share_far_below == pytest.approx(0.6) and twice.applied_twice and not twice.missing
+    missing = offset_stats(_scene() + 0.1)  # nothing darker than 0.12
+    assert missing.p1_darkest == pytest.approx(0.12) and missing.missing and not missing.applied_twice
+
+
+def test_a_correct_composite_passes_and_a_wrong_one_names_items_and_rule():
+    check_reflectance_offset(_scene(), list(DECISIONS), DECISIONS)
+    with pytest.raises(ReflectanceOffsetError) as err:
+        check_reflectance_offset(_scene() - 0.1, list(DECISIONS), DECISIONS, where="sentinel-2 composite 2022")
+    message = str(err.value)
+    assert "applied twice" in message and "60%" in message and "sentinel-2 composite 2022" in message
+    assert all(i in message for i in DECISIONS) and "rule earthsearch-flag" in message and "\n" not in message
+    with pytest.raises(ReflectanceOffsetError, match=r"0\.120.*looks missing.*S2B_45TTH_20220805_0_L2A"):
+        check_reflectance_offset(_scene() + 0.1, list(DECISIONS), DECISIONS)
+
+
+def test_too_few_valid_pixels_are_not_judged():
+    refl = _scene() - 0.1
+    refl[:, 20:, :] = np.nan  # 800 valid pixels < MIN_VALID
+    assert not offset_stats(refl).judged
+    check_reflectance_offset(refl, list(DECISIONS), DECISIONS)
+
+
+def test_the_check_runs_lazily_in_the_task_that_computes_a_chunk():
+    import xarray as xr
+
+    data = np.stack([_scene(), _scene() - 0.1])  # 2021 right, 2022 offset twice
+    da = xr.DataArray(data, dims=("year", "band", "y", "x"), coords={"year": [2021, 2022], "y": np.arange(40.0)[::-1], "x": np.arange(40.0)})
+    lazy = checked_reflectance(da.chunk({"year": 1, "band": 3, "y": 40, "x": 40}), {"2021": ["A"], "2022": list(DECISIONS)}, DECISIONS, label="sentinel-2")
+    np.testing.assert_array_equal(lazy.sel(year=2021).values, data[0])  # nothing raised for 2021
+    with pytest.raises(ReflectanceOffsetError, match=r"sentinel-2 composite 2022 .*S2B_45TTH_20220805_0_L2A"):
+        lazy.sel(year=2022).values
+
+
+# ---------------------------------------------------------------------------------------------
+# the embedded study area: its composites pass; mis-flagged items are caught
+
+
+@pytest.fixture(scope="module")
+def config(small_study_area):
+    from pipeline.config import load_config
+
+    area = small_study_area
+    return load_config(None, synthetic={"path": str(area.root)}, region={"bbox": list(area.spec.bbox())}, years={"start": 2021, "end": 2022})
+
+
+def test_the_embedded_area_passes_and_records_each_decision(config):
+    from pipeline.yearly_cube import yearly_cube
+
+    cube = yearly_cube(config, "sentinel-2", years=[2021, 2022], chunks=256)
+    cube.reflectance.compute()  # raises if any chunk fails the check
+    ids_2022 = cube.attrs["scene_ids"]["2022"]
+    record = cube.attrs["scale_offset"][ids_2022[0]]
+    assert record["rule"] == "earthsearch-flag" and record["offset"] == -0.1 and "05.09" in record["source"]
+    assert cube.attrs["scale_offset"][cube.attrs["scene_ids"]["2021"][0]]["offset"] == 0.0  # baseline 02.14
+
+
+def test_mis_flagged_items_fail_the_run_naming_them(config, monkeypatch):
+    """Items flagged boa_offset_applied: true whose COGs still carry +1000 DN: reflectance 0.1 too high."""
+    import pipeline.yearly_cube as yc
+
+    real_find = yc.find_scenes
+
+    def mis_flagged(*args, **kwargs):
+        items = [i.clone() for i in real_find(*args, **kwargs)]
+        for item in items:
+            if item.datetime.year == 2022:
+                item.properties["earthsearch:boa_offset_applied"] = True
+        return items
+
+    monkeypatch.setattr(yc, "find_scenes", mis_flagged)
+    cube = yc.yearly_cube(config, "sentinel-2", years=[2022], chunks=256)
+    with pytest.raises(ReflectanceOffsetError) as err:
+        cube.reflectance.compute(scheduler="sync")
+    message = str(err.value)
+    assert "looks missing" in message and "rule earthsearch-flag" in message and "true" in message
+    assert cube.attrs["scene_ids"]["2022"][0] in message
