@@ -67,3 +67,71 @@ def test_unfitted_recipe_and_missing_terrain_are_refused_with_the_fix():
 def test_json_round_trip():
     recipe = fit_normalisation(InputRecipe(bands=LANDSAT_BANDS, indices=("ndwi",)), [(REFLECTANCE, None)])
     assert InputRecipe.model_validate_json(recipe.model_dump_json()) == recipe
+
+
+def _relief(shape=(80, 96), seed=3):
+    """A rough DEM around 4,000 m: a ridge plus noise, float32 as a cube holds it."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    return (4000.0 + 300.0 * np.sin(x / 15.0) + 150.0 * np.cos(y / 11.0) + rng.normal(0, 5, shape)).astype(np.float32)
+
+
+def test_the_travelling_recipe_is_unchanged_by_a_1000_m_shift_of_the_dem():
+    rng = np.random.default_rng(1)
+    reflectance = rng.uniform(0.05, 0.9, (6, 80, 96)).astype(np.float32)
+    dem = _relief()
+    slope = rng.uniform(0, 40, dem.shape).astype(np.float32)
+    recipe = fit_normalisation(InputRecipe(indices=("ndsi",), terrain=("relative_elevation", "slope")), [(reflectance, {"elevation": dem, "slope": slope})])
+    assert recipe.terrain_sources == ("elevation", "slope")
+    base, _ = recipe.build_inputs(reflectance, {"elevation": dem, "slope": slope})
+    for shift in (-1000.0, 1000.0):
+        shifted, _ = recipe.build_inputs(reflectance, {"elevation": dem + np.float32(shift), "slope": slope})
+        np.testing.assert_allclose(shifted, base, atol=1e-4)
+    # Absolute elevation, by contrast, moves by 1000 m / std: the shipped weights' channel does not travel.
+    absolute = fit_normalisation(InputRecipe(terrain=("elevation",)), [(reflectance, {"elevation": dem})])
+    moved = absolute.build_inputs(reflectance, {"elevation": dem + 1000})[0][-1] - absolute.build_inputs(reflectance, {"elevation": dem})[0][-1]
+    np.testing.assert_allclose(moved, 1000.0 / absolute.std[-1], rtol=1e-3)
+
+
+def test_relative_elevation_is_elevation_minus_the_local_mean_worked_by_hand():
+    from pipeline.model.inputs import relative_elevation
+
+    # A 3-px window on a plane rising 10 m per column: the local mean is the pixel itself inside,
+    # and at the mirrored edges (col 0: mean of 0, 0, 10 -> 3.33; last col: mean of 30, 40, 40).
+    plane = np.tile(np.arange(5, dtype=np.float32) * 10 + 2500, (4, 1))
+    rel = relative_elevation(plane, window=3)
+    np.testing.assert_allclose(rel[0], [-10 / 3, 0, 0, 0, 10 / 3], atol=1e-4)
+    # A peak of +90 m in a flat field: +90 - 90/9 = +80 at the peak, -10 beside it.
+    peak = np.full((5, 5), 3000.0, np.float32)
+    peak[2, 2] += 90
+    rel = relative_elevation(peak, window=3)
+    assert rel[2, 2] == pytest.approx(80.0) and rel[2, 1] == pytest.approx(-10.0) and rel[0, 0] == pytest.approx(0.0)
+    # No-data stays no-data and does not drag its neighbours' reference.
+    peak[0, 0] = np.nan
+    rel = relative_elevation(peak, window=3)
+    assert np.isnan(rel[0, 0]) and rel[0, 1] == pytest.approx(0.0)
+
+
+def test_relative_elevation_is_derived_from_elevation_or_asked_for_by_name():
+    dem = _relief()
+    recipe = InputRecipe(terrain=("slope", "relative_elevation"))
+    reflectance = np.full((6, *dem.shape), 0.3, np.float32)
+    raw = recipe.raw_channels(reflectance, {"elevation": dem, "slope": np.zeros_like(dem)})
+    assert raw.shape[0] == 8 and abs(float(np.median(raw[-1]))) < 50.0
+    with pytest.raises(KeyError, match="elevation"):
+        recipe.raw_channels(reflectance, {"slope": np.zeros_like(dem)})
+
+
+def test_recipes_of_shipped_weights_with_absolute_elevation_still_load():
+    from pathlib import Path
+    import json
+
+    card = Path(__file__).parents[1] / "pipeline" / "weights" / "sentinel-2-dunet.json"
+    recipe = InputRecipe.model_validate(json.loads(card.read_text())["recipe"])
+    assert recipe.terrain == ("elevation", "slope") and recipe.terrain_sources == ("elevation", "slope")
+
+
+def test_new_training_defaults_carry_no_absolute_elevation():
+    from pipeline.config import Training
+
+    assert "elevation" not in Training().terrain and "relative_elevation" in Training().terrain

@@ -3,6 +3,11 @@
 A model is only valid for the exact channels, order and normalisation it was trained on, so the
 recipe travels in the model card and the same `build_inputs` runs in training and inference.
 Sentinel-2 and Landsat are given as the same six physical bands under their own asset names.
+
+Terrain channels must travel between regions: absolute "elevation" ties a network to the
+elevation range it was trained on (a DEM shifted by -600 m halves the mapped ice), so new
+recipes use "relative_elevation" - elevation minus its local mean over RELIEF_WINDOW_PX - which
+a regional shift of the DEM leaves unchanged. "elevation" stays readable for shipped weights.
 """
 
 from __future__ import annotations
@@ -24,7 +29,32 @@ BAND_ROLES: dict[str, str] = {
 }
 
 Index = Literal["ndsi", "ndwi", "red_swir_ratio"]
-TerrainChannel = Literal["elevation", "slope"]
+TerrainChannel = Literal["elevation", "slope", "relative_elevation"]
+RELIEF_WINDOW_PX = 63
+"""Side of the square window whose mean elevation "relative_elevation" subtracts (630 m at 10 m,
+1.9 km at 30 m): below the smallest halo chunked inference uses (96 px), so tiles agree."""
+TERRAIN_SOURCES: dict[str, str] = {"elevation": "elevation", "slope": "slope", "relative_elevation": "elevation"}
+"""The DEM-derived layer each terrain channel is computed from (what a cube or --dem provides)."""
+
+
+def relative_elevation(elevation: np.ndarray, window: int = RELIEF_WINDOW_PX) -> np.ndarray:
+    """Elevation minus its NaN-aware local mean over a `window` px square: unchanged by a regional shift.
+
+    The window's median is removed first (in float64), so rounding does not depend on the absolute
+    level; edges use mirrored neighbours. NaN stays NaN.
+    """
+    from scipy.ndimage import uniform_filter
+
+    z = np.asarray(elevation, dtype=np.float64)
+    finite = np.isfinite(z)
+    if not finite.any():
+        return np.full(z.shape, np.nan, np.float32)
+    d = np.where(finite, z - np.median(z[finite]), 0.0)
+    total = uniform_filter(d, window, mode="reflect")
+    count = uniform_filter(finite.astype(np.float64), window, mode="reflect")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        local = total / count
+    return np.where(finite & (count > 1e-9), d - local, np.nan).astype(np.float32)
 
 
 def band_by_role(reflectance: np.ndarray, bands: tuple[str, ...], role: str) -> np.ndarray:
@@ -86,6 +116,11 @@ class InputRecipe(BaseModel):
         return (*self.bands, *self.indices, *self.terrain)
 
     @property
+    def terrain_sources(self) -> tuple[str, ...]:
+        """The DEM-derived layers to pass in `terrain` (e.g. "elevation" for "relative_elevation"), once each."""
+        return tuple(dict.fromkeys(TERRAIN_SOURCES[name] for name in self.terrain))
+
+    @property
     def n_channels(self) -> int:
         return len(self.bands) + len(self.indices) + len(self.terrain)
 
@@ -95,10 +130,15 @@ class InputRecipe(BaseModel):
             raise ValueError(f"reflectance must be (band, y, x) with bands {self.bands}, got shape {reflectance.shape}")
         reflectance = reflectance.astype(np.float32, copy=False)
         planes = [*reflectance, *(spectral_index(reflectance, self.bands, i) for i in self.indices)]
-        missing = [name for name in self.terrain if terrain is None or name not in terrain]
+        terrain = terrain or {}
+        missing = [n for n in self.terrain if n not in terrain and TERRAIN_SOURCES[n] not in terrain]
         if missing:
-            raise KeyError(f"recipe needs terrain channels {missing}; pass them in `terrain`")
-        planes += [np.asarray(terrain[name], dtype=np.float32) for name in self.terrain]  # type: ignore[index]
+            raise KeyError(f"recipe needs terrain channels {missing}; pass {list(self.terrain_sources)} in `terrain`")
+        for name in self.terrain:
+            if name in terrain:
+                planes.append(np.asarray(terrain[name], dtype=np.float32))
+            else:  # derived from its source layer, e.g. relative_elevation from elevation
+                planes.append(relative_elevation(terrain[TERRAIN_SOURCES[name]]))
         return np.stack(planes)
 
     def build_inputs(
