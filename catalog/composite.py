@@ -16,7 +16,6 @@ size of the region, and nothing is read until the caller computes or stores the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,18 +53,24 @@ def _in_season(times: pd.DatetimeIndex, season: tuple[str, str] | None) -> np.nd
     return np.asarray((md >= season[0]) & (md <= season[1]))
 
 
-def _best_observation(refl: np.ndarray, clear: np.ndarray, key_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """numpy kernel: refl (..., time, band), clear (..., time) -> best (..., band), count (...).
+def _best_observation(
+    refl: np.ndarray, clear: np.ndarray, key_index: int, doys: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy kernel: refl (..., time, band), clear (..., time) -> best (..., band), count (...), doy (...).
 
     Lowest key-band value among the valid observations; ties go to the later one (argmin over
-    the time-reversed stack finds the last minimum).
+    the time-reversed stack finds the last minimum). `doys` (time,) is each observation's day
+    of year; the returned doy is the chosen observation's, 0 where there is none.
     """
     valid = clear & np.isfinite(refl).all(axis=-1)
     key = np.where(valid, refl[..., key_index], np.inf)
     last = key.shape[-1] - 1 - np.argmin(key[..., ::-1], axis=-1)
     best = np.take_along_axis(refl, last[..., None, None], axis=-2)[..., 0, :]
-    best[~valid.any(axis=-1)] = np.nan
-    return best.astype(np.float32, copy=False), valid.sum(axis=-1).astype(np.uint16)
+    seen = valid.any(axis=-1)
+    best[~seen] = np.nan
+    doys = np.zeros(key.shape[-1], np.uint16) if doys is None else np.asarray(doys, np.uint16)
+    doy = np.where(seen, doys[last], 0).astype(np.uint16)
+    return best.astype(np.float32, copy=False), valid.sum(axis=-1).astype(np.uint16), doy
 
 
 def yearly_composite(
@@ -74,13 +79,16 @@ def yearly_composite(
     season: tuple[str, str] | None = None,
     key_band: str | None = None,
 ) -> xr.Dataset:
-    """Yearly composite `reflectance` (year, band, y, x) float32 and `clear_count` (year, y, x) uint16.
+    """Yearly composite `reflectance` (year, band, y, x) float32, `clear_count` and `doy` (year, y, x) uint16.
 
     `cube` is a reflectance cube (time, band, y, x); `clear` is (time, y, x) boolean, True
     where the quality layer says the observation is usable (catalog.masks.clear_mask).
     An observation also needs every band finite. `season` ("MM-DD", "MM-DD") keeps only
     observations inside it (inclusive); default: all. A pixel with no clear observation in a
-    year is NaN with clear_count 0. Lazy if `cube` is.
+    year is NaN with clear_count 0. `doy` is the day of year (1-366) of the observation each
+    pixel was taken from, 0 where there is none: what was observed, and when, travels beside
+    the reflectance so that "not observed" is never read as "not glacier" (DESIGN.md, Observed
+    vs. glacier) and change rates can divide by the real time between observations. Lazy if `cube` is.
     """
     _check_aligned(cube, clear)
     kb = _key_band(cube, key_band)
@@ -92,26 +100,28 @@ def yearly_composite(
     if not years:
         raise ValueError(f"no observation of the cube falls in season {season}: widen the season")
     key_index = [str(b) for b in cube.band.values].index(kb)
-    refl, counts = [], []
+    refl, counts, doys = [], [], []
     for year in years:
         steps = [i for i, (t, s) in enumerate(zip(times, in_season)) if s and t.year == year]
-        best, count = xr.apply_ufunc(
+        best, count, doy = xr.apply_ufunc(
             _best_observation,
             cube.isel(time=steps).chunk({"time": -1, "band": -1}),
             clear.isel(time=steps).chunk({"time": -1}),
-            kwargs={"key_index": key_index},
+            kwargs={"key_index": key_index, "doys": times[steps].dayofyear.to_numpy().astype(np.uint16)},
             input_core_dims=[["time", "band"], ["time"]],
-            output_core_dims=[["band"], []],
+            output_core_dims=[["band"], [], []],
             dask="parallelized",
-            output_dtypes=[np.float32, np.uint16],
+            output_dtypes=[np.float32, np.uint16, np.uint16],
         )
         refl.append(best)
         counts.append(count)
+        doys.append(doy)
     year_index = pd.Index(years, name="year")
     out = xr.Dataset(
         {
             "reflectance": xr.concat(refl, dim=year_index).transpose("year", "band", "y", "x"),
             "clear_count": xr.concat(counts, dim=year_index).transpose("year", "y", "x"),
+            "doy": xr.concat(doys, dim=year_index).transpose("year", "y", "x"),
         },
         attrs={
             "composite_rule": f"per pixel, the clear observation with the lowest {kb} reflectance; ties to the later date",
@@ -120,4 +130,5 @@ def yearly_composite(
     )
     out["reflectance"].attrs = {k: v for k, v in cube.attrs.items() if k != "skipped_scenes"}
     out["clear_count"].attrs = {"long_name": "clear observations per pixel and year", "units": "1"}
+    out["doy"].attrs = {"long_name": "day of year of the observation the pixel comes from (0 = none)", "units": "1"}
     return out

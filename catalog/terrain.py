@@ -28,7 +28,7 @@ from rasterio.enums import Resampling
 from xrspatial import aspect as xrs_aspect
 from xrspatial import slope as xrs_slope
 
-from catalog.aspect import ASPECT_SECTORS, aspect_class
+from catalog.aspect import aspect_class
 from catalog.cube import RegionError, _items_over_grid, _sorted_items, stack_on_grid
 from catalog.gdal_env import scene_read_env
 from catalog.grid import TargetGrid, convergence_on_grid

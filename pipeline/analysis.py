@@ -10,6 +10,9 @@ rerun or an annual update recomputes all numbers from stored maps, never from a 
   glacier with its own DEM window from the store (``pipeline.terminus`` via ``outline_stats``);
   typical glaciers (documented in ``retreat_summary``: area, clear terminus, not touching the
   region edge) and retreat by aspect sector and by terminus elevation band;
+- no-data is not ice loss: the store's ``observed`` gives each glacier-year its unobserved share;
+  flagged glacier-years stay in the tables but out of change, trends and retreat, and retreat
+  rates divide by the time between the fronts' observation dates (the store's ``doy``);
 - where the region has a truth (the synthetic study area), the same tables for the true masks
   (``sensor = "truth"``) and the mapping accuracy of every sensor against it, everywhere and on
   debris-covered termini.
@@ -36,7 +39,7 @@ from pipeline.config import Analysis
 from pipeline.outline_stats import _change_tables
 from pipeline.outlines import vectorise_outlines
 from pipeline.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, touches_edge, typical_glaciers
-from pipeline.statistics import change_table, glacier_statistics
+from pipeline.statistics import DEFAULT_MAX_UNOBSERVED, change_table, glacier_statistics, region_total
 from pipeline.store import RegionStore
 from pipeline.terminus import Dem
 
@@ -60,20 +63,58 @@ TABLES = (
 DEBRIS_HALO_PX = 10  # as pipeline.evaluation: debris-covered ice grown by this much is the hard zone
 
 
-def total_area(areas: pd.DataFrame) -> pd.DataFrame:
-    """Region total per sensor and year; its error is the sum of the glaciers' (perimeters add)."""
-    return areas.groupby(["sensor", "year"], as_index=False)[["area_km2", "area_err_km2"]].sum()
+def total_area(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBSERVED) -> pd.DataFrame:
+    """Region total per sensor and year (`statistics.region_total`): the error is the sum of the
+    glaciers' (perimeters add); the unobserved share is weighted by outline area and flagged above
+    `max_unobserved`."""
+    return region_total(areas, max_unobserved)
 
 
-def _dem_window(dem: xr.DataArray, transform: Affine, bounds: tuple[float, float, float, float], margin_px: int) -> Dem:
+def _window(transform: Affine, shape: tuple[int, int], bounds: tuple[float, float, float, float], margin_px: int) -> tuple[slice, slice]:
     inv = ~transform
     c0, r0 = inv * (bounds[0], bounds[3])
     c1, r1 = inv * (bounds[2], bounds[1])
-    ny, nx = dem.shape
+    ny, nx = shape
     r0, c0 = max(int(np.floor(r0)) - margin_px, 0), max(int(np.floor(c0)) - margin_px, 0)
     r1, c1 = min(int(np.ceil(r1)) + margin_px, ny), min(int(np.ceil(c1)) + margin_px, nx)
-    window = np.asarray(dem[r0:r1, c0:c1].values, dtype=float)
-    return Dem(window, transform * Affine.translation(c0, r0))
+    return slice(r0, r1), slice(c0, c1)
+
+
+TONGUE_FRACTION = 0.2
+"""The front zone whose observation date dates a terminus: the lowest fifth of the outline's
+pixels by elevation (as `terminus.main_axis` takes the toe)."""
+
+
+def front_doy(outline, doy: np.ndarray, dem: Dem) -> float:
+    """Median day of year of the composite pixels on the tongue of `outline` (NaN where none is known).
+
+    `doy` is the composite's day of year on `dem`'s window (0 = none). The tongue is the lowest
+    `TONGUE_FRACTION` of the outline's pixels with elevation; without elevation, all of them.
+    """
+    inside = dem.inside(outline)
+    z = np.where(inside, dem.elevation, np.nan)
+    zone = inside
+    if np.isfinite(z).any():
+        zone = inside & (z <= np.nanquantile(z, TONGUE_FRACTION))
+    for pixels in (zone, inside):  # the tongue's dates, else the whole outline's
+        days = doy[pixels]
+        days = days[days > 0]
+        if days.size:
+            return float(np.median(days))
+    return float("nan")
+
+
+def years_between(year0, doy0, year1, doy1) -> np.ndarray:
+    """(year1 + doy1/365.25) - (year0 + doy0/365.25); whole years (year1 - year0) where a doy is unknown (NaN)."""
+    year0, year1 = np.asarray(year0, float), np.asarray(year1, float)
+    doy0, doy1 = np.asarray(doy0, float), np.asarray(doy1, float)
+    known = np.isfinite(doy0) & np.isfinite(doy1)
+    return np.where(known, (year1 + np.where(known, doy1, 0) / 365.25) - (year0 + np.where(known, doy0, 0) / 365.25), year1 - year0)
+
+
+def _date(year: int, doy: float) -> pd.Timestamp:
+    start = pd.Timestamp(int(year), 1, 1)
+    return start if not np.isfinite(doy) else start + pd.Timedelta(days=round(doy) - 1)
 
 
 def terminus_tables(
@@ -82,29 +123,47 @@ def terminus_tables(
     grid: TargetGrid,
     glacier_terrain: pd.DataFrame,
     analysis: Analysis,
+    doy: xr.DataArray | None = None,
 ) -> dict[str, pd.DataFrame]:
     """``terminus``, ``retreat``, ``typical_glaciers``, ``retreat_by_aspect``, ``retreat_by_band`` of one sensor.
 
     The lines across the tongue are drawn on the first year's outline, along its main axis
     (from the DEM window around the glacier); retreat for consecutive years and first-to-last.
-    Rates use whole years between the maps (``year1 - year0``), and the uncertainty is
-    ``analysis.terminus_error`` (``change.terminus_change_uncertainty_m_a``) at the grid's pixel size.
+    Glacier-years flagged as unobserved (``flag_unobserved`` on `outlines`, see `map_tables`)
+    are left out: a front under cloud is not a retreat, and the pairs skip over that year.
+    Rates divide by the time between the two fronts' observations: each glacier-year is dated
+    by `front_doy` of the composite's `doy` (year, y, x) and ``years`` is
+    (year1 + doy1/365.25) - (year0 + doy0/365.25), with ``doy0``/``doy1`` kept in the table
+    (and ``doy`` in ``terminus``); without a known doy (no `doy`, e.g. the truth) whole years.
+    The uncertainty is ``analysis.terminus_error`` (``change.terminus_change_uncertainty_m_a``)
+    at the grid's pixel size over those years.
     """
     sensor = str(outlines["sensor"].iloc[0]) if len(outlines) else ""
+    if "flag_unobserved" in outlines and len(outlines):
+        outlines = outlines[~outlines["flag_unobserved"].fillna(False).astype(bool).to_numpy()]
     px = grid.resolution
-    sectors = {(int(r.glacier_id), pd.Timestamp(int(r.year), 1, 1)): r.aspect_sector for r in glacier_terrain.itertuples()}
+    aspect_of = {(int(r.glacier_id), int(r.year)): r.aspect_sector for r in glacier_terrain.itertuples()}
+    doys: dict[tuple[int, int], float] = {}
     terminus, retreat = [], []
     for gid, group in outlines.groupby("glacier_id", sort=True):
         group = group.sort_values("year")
         if len(group) < 2:
             continue
+        years = [int(y) for y in group["year"]]
+        rows, cols = _window(grid.transform, dem.shape, tuple(group.total_bounds), 3)
+        window = Dem(np.asarray(dem[rows, cols].values, dtype=float), grid.transform * Affine.translation(cols.start, rows.start))
+        if doy is not None:
+            days = np.asarray(doy.sel(year=years)[:, rows, cols].values)
+            for t, (year, geom) in enumerate(zip(years, group.geometry)):
+                doys[(int(gid), year)] = front_doy(geom, days[t], window)
+        dates = [_date(y, doys.get((int(gid), y), np.nan)) for y in years]
         glaciers = gpd.GeoDataFrame(
-            {"glacier_id": group["glacier_id"].to_numpy(), "date": [pd.Timestamp(int(y), 1, 1) for y in group["year"]]},
+            {"glacier_id": group["glacier_id"].to_numpy(), "date": dates},
             geometry=group.geometry.to_numpy(),
             crs=outlines.crs,
         )
         areas = pd.DataFrame({"area_km2": group["area_km2"].to_numpy(), "area_err_km2": 0.0})
-        window = _dem_window(dem, grid.transform, tuple(group.total_bounds), margin_px=3)
+        sectors = {(gid, d): aspect_of.get((int(gid), y)) for y, d in zip(years, dates)}
         _, term, ret = _change_tables(
             glaciers, areas, window, px, analysis.terminus_spacing_m, analysis.terminus_error, sectors
         )
@@ -112,12 +171,20 @@ def terminus_tables(
         retreat.append(ret)
     terminus_df = pd.concat(terminus, ignore_index=True) if terminus else pd.DataFrame(columns=["glacier_id", "year"])
     retreat_df = pd.concat(retreat, ignore_index=True) if retreat else pd.DataFrame(
-        columns=["glacier_id", "aspect_sector", "method", "period", "year0", "year1", "years", "retreat_m", "rate_m_a", "rate_err_m_a", "dz_m", "n_lines"]
+        columns=["glacier_id", "aspect_sector", "method", "period", "year0", "year1", "doy0", "doy1", "years", "retreat_m",
+                 "rate_m_a", "rate_err_m_a", "dz_m", "n_lines"]
     )
     terminus_df = terminus_df.drop(columns=["date", "crs"], errors="ignore")
     retreat_df = retreat_df.drop(columns=["date0", "date1"], errors="ignore")
+    if len(terminus_df):
+        terminus_df["doy"] = [doys.get((int(g), int(y)), np.nan) for g, y in zip(terminus_df["glacier_id"], terminus_df["year"])]
     if len(retreat_df):
-        retreat_df["years"] = (retreat_df["year1"] - retreat_df["year0"]).astype(float)
+        key = list(zip(retreat_df["glacier_id"].astype(int), retreat_df["year0"].astype(int), retreat_df["year1"].astype(int)))
+        doy0 = np.array([doys.get((g, y0), np.nan) for g, y0, _ in key], float)
+        doy1 = np.array([doys.get((g, y1), np.nan) for g, _, y1 in key], float)
+        retreat_df.insert(int(retreat_df.columns.get_loc("year1")) + 1, "doy0", doy0)
+        retreat_df.insert(int(retreat_df.columns.get_loc("doy0")) + 1, "doy1", doy1)
+        retreat_df["years"] = years_between(retreat_df["year0"], doy0, retreat_df["year1"], doy1)
         retreat_df["rate_m_a"] = retreat_df["retreat_m"] / retreat_df["years"]
         retreat_df["rate_err_m_a"] = [
             float(terminus_change_uncertainty_m_a(px, px, y, analysis.terminus_error)) for y in retreat_df["years"]
@@ -168,15 +235,28 @@ def map_tables(
     *,
     sensor: str,
     threshold: int,
+    observed: xr.DataArray | None = None,
+    doy: xr.DataArray | None = None,
 ) -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
-    """All tables and the outlines of one sensor's yearly maps (0-255 or 0/1 with threshold 1)."""
+    """All tables and the outlines of one sensor's yearly maps (0-255 or 0/1 with threshold 1).
+
+    `observed` and `doy` (year, y, x) are the store's: glacier-years whose outline is unobserved
+    over `analysis.max_unobserved` are flagged in ``areas``, ``total_area`` and the outlines
+    (``unobserved_frac``, ``flag_unobserved``) and left out of change, trends and retreat;
+    retreat is dated by `doy`. Without them (the truth) every pixel counts as observed.
+    """
+    limit = analysis.max_unobserved
     tables = glacier_statistics(
-        mask, glacier_id, dem, aspect, sensor=sensor, pixel_size_m=grid.resolution, threshold=threshold, band_m=analysis.band_m
+        mask, glacier_id, dem, aspect, sensor=sensor, pixel_size_m=grid.resolution, threshold=threshold, band_m=analysis.band_m,
+        observed=observed, max_unobserved=limit,
     )
-    tables["total_area"] = total_area(tables["areas"])
-    tables["area_change"] = change_table(tables["areas"]) if mask.sizes["year"] > 1 else pd.DataFrame()
+    tables["total_area"] = total_area(tables["areas"], limit)
+    tables["area_change"] = change_table(tables["areas"], max_unobserved=limit) if mask.sizes["year"] > 1 else pd.DataFrame()
     outlines = vectorise_outlines(mask, glacier_id, grid.transform, grid.crs, sensor=sensor, threshold=threshold)
-    tables |= terminus_tables(outlines, dem, grid, tables["glacier_terrain"], analysis)
+    seen = tables["areas"][["glacier_id", "year", "unobserved_frac", "flag_unobserved"]]
+    outlines = outlines.merge(seen.astype({"glacier_id": outlines["glacier_id"].dtype, "year": outlines["year"].dtype}),
+                              on=["glacier_id", "year"], how="left")
+    tables |= terminus_tables(outlines, dem, grid, tables["glacier_terrain"], analysis, doy=doy)
     return tables, outlines
 
 
@@ -222,7 +302,8 @@ def analyse_store(
         ds = store.open_dataset(sensor)
         grid = grids[sensor]
         tables, outlines = map_tables(
-            ds.probability, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=sensor, threshold=analysis.threshold
+            ds.probability, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=sensor, threshold=analysis.threshold,
+            observed=ds.get("observed"), doy=ds.get("doy"),
         )
         if truth_dir is not None:
             truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values])

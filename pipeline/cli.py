@@ -6,19 +6,67 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import pandas as pd
 import typer
-from rich.console import Console
+import typer.core
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from catalog.providers import get_profile
+from catalog.redact import RedactingConsole as Console  # every output redacted, no markup read
 from catalog.scenes import check_region_covered, find_scenes
-from catalog.search import SearchError, open_source
+from catalog.search import open_source
 from catalog.synthetic import generate_study_area
 from pipeline.config import Config, ConfigError, load_config
 
+class _OneLineErrors(typer.core.TyperGroup):
+    """Every command's errors end here: one line per problem, exit 2; `--debug` shows the traceback.
+
+    The library errors a user can meet (bad files, unreachable catalogs, cluster start-up, the
+    pre-flight's problems) are input errors; anything else is a bug, said in one line as well,
+    with the hint to rerun with --debug and report it.
+    """
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException, click.exceptions.Exit):
+            raise
+        except Exception as err:  # noqa: BLE001 - the one place exceptions become messages
+            if _DEBUG.get(ctx, False) or "--debug" in sys.argv:
+                errors.print_exception()  # through the redacting console: no secret in a traceback either
+            _report(err)
+            raise typer.Exit(code=2 if _is_input_error(err) else 1) from None
+
+
+_DEBUG: dict = {}
+
+
+def _is_input_error(err: BaseException) -> bool:
+    import rasterio
+    import yaml
+
+    known: tuple[type[BaseException], ...] = (ValueError, OSError, LookupError, RuntimeError, yaml.YAMLError,
+                                              rasterio.errors.RasterioError)
+    return isinstance(err, known)
+
+
+def _report(err: BaseException) -> None:
+    from pipeline.preflight import PreflightError
+
+    lines = err.problems if isinstance(err, PreflightError) else [str(err).strip() or type(err).__name__]
+    if not _is_input_error(err):
+        lines = [f"internal error ({type(err).__name__}: {lines[0]}); rerun with --debug for the traceback and report it"]
+    elif type(err).__module__.split(".")[0] not in ("catalog", "pipeline"):
+        lines = [f"{type(err).__name__}: {line}" for line in lines]  # a library's error: say which kind
+    for line in lines:
+        errors.print(f"[bold red]error:[/] {escape(' '.join(line.split()))}", markup=True, highlight=False, soft_wrap=True)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     help="Annual glacier maps from Sentinel-2 and Landsat, and the numbers glaciologists publish.",
@@ -26,13 +74,22 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="show the full traceback of an error")] = False,
+) -> None:
+    """Annual glacier maps from Sentinel-2 and Landsat, and the numbers glaciologists publish."""
+    _DEBUG[ctx.find_root()] = debug
+
+
 ConfigOption = Annotated[
     Optional[Path], typer.Option("--config", "-c", help="YAML config; default: the embedded study area")
 ]
 
 
 def _fail(message: str) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    errors.print(f"[bold red]error:[/] {escape(str(message))}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -92,26 +149,23 @@ def search(
     table = Table(title=f"Scenes over {cfg.region.name} ({cfg.season.start}..{cfg.season.end})")
     for column in ("sensor", "year", "scene", "datetime", "cloud %", "crs", "platform"):
         table.add_column(column, no_wrap=True)
-    try:
-        for name in sensors:
-            sensor_cfg = cfg.sensors[name]
-            profile = get_profile(sensor_cfg.provider)
-            source = open_source(cfg.source_url(sensor_cfg), profile.signer())
-            check_region_covered(source, profile.collection(name), cfg.region.bbox)
-            for y in years:
-                items = find_scenes(source, profile, name, cfg.region.bbox, y, cfg.season.as_tuple(), sensor_cfg.max_cloud)
-                for item in items:
-                    table.add_row(
-                        name,
-                        str(y),
-                        item.id,
-                        item.datetime.strftime("%Y-%m-%d %H:%M"),
-                        f"{item.properties.get('eo:cloud_cover', float('nan')):.1f}",
-                        str(item.properties.get("proj:code") or f"EPSG:{item.properties.get('proj:epsg')}"),
-                        str(item.properties.get("platform", "")),
-                    )
-    except SearchError as err:
-        _fail(str(err))
+    for name in sensors:
+        sensor_cfg = cfg.sensors[name]
+        profile = get_profile(sensor_cfg.provider)
+        source = open_source(cfg.source_url(sensor_cfg), profile.signer())
+        check_region_covered(source, profile.collection(name), cfg.region.bbox)
+        for y in years:
+            items = find_scenes(source, profile, name, cfg.region.bbox, y, cfg.season.as_tuple(), sensor_cfg.max_cloud)
+            for item in items:
+                table.add_row(
+                    name,
+                    str(y),
+                    item.id,
+                    item.datetime.strftime("%Y-%m-%d %H:%M"),
+                    f"{item.properties.get('eo:cloud_cover', float('nan')):.1f}",
+                    str(item.properties.get("proj:code") or f"EPSG:{item.properties.get('proj:epsg')}"),
+                    str(item.properties.get("platform", "")),
+                )
     Console(width=max(console.width, 140)).print(table)
 
 
@@ -147,6 +201,31 @@ def stats(
 
 
 @app.command()
+def predict(
+    sensor: Annotated[str, typer.Option(help="sentinel-2 or landsat")],
+    bands: Annotated[str, typer.Option(help="six single-band GeoTIFFs, comma-separated: blue,green,red,nir,swir16,swir22; the first sets the output grid")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output COG: uint8 glacier probability x 255 (0-254), 255 = no data")],
+    scale: Annotated[float, typer.Option(help="reflectance = DN x scale + offset")] = 1e-4,
+    offset: Annotated[float, typer.Option(help="reflectance offset (Sentinel-2 baseline 04.00+: -0.1; Landsat C2 L2: -0.2 with --scale 2.75e-5)")] = 0.0,
+    dem: Annotated[Optional[Path], typer.Option(help="DEM GeoTIFF, any CRS and resolution (needed by weights that use terrain)")] = None,
+    classifier: Annotated[str, typer.Option(help="dunet | unet | band-ratio | ndsi")] = "dunet",
+    weights: Annotated[Optional[Path], typer.Option(help=".safetensors weights with their .json card; default for dunet: the shipped ones")] = None,
+) -> None:
+    """Glacier probability for one scene already on disk (six band files), as a Cloud-Optimized GeoTIFF."""
+    from pipeline.predict import predict_scene
+
+    def warn(message: str) -> None:
+        errors.print(f"[yellow]warning:[/] {escape(' '.join(message.split()))}", markup=True, highlight=False, soft_wrap=True)
+
+    paths = [Path(b.strip()) for b in bands.split(",") if b.strip()]
+    result = predict_scene(paths, sensor, out, scale=scale, offset=offset, dem=dem, classifier=classifier,
+                           weights=weights, warn=warn)
+    height, width = result.shape
+    console.print(f"{result.out}: {width} x {height} px at {result.resolution[0]:g} m ({result.crs}), {result.classifier}: "
+                  f"{result.glacier_fraction:.1%} of {result.n_valid} valid px glacier (p >= 0.5)", soft_wrap=True)
+
+
+@app.command()
 def train(
     config: ConfigOption = None,
     sensor: Annotated[str, typer.Option(help="sentinel-2 or landsat")] = "sentinel-2",
@@ -169,10 +248,7 @@ def train(
         _fail(f"training option: {err}")
     from pipeline.training_run import train_and_evaluate
 
-    try:
-        result = train_and_evaluate(cfg, sensor, options, out / sensor, console=console)
-    except (SearchError, ValueError, FileNotFoundError) as err:
-        _fail(str(err))
+    result = train_and_evaluate(cfg, sensor, options, out / sensor, console=console)
     table = Table(title=f"Accuracy on held-out years {list(options.test_years)} ({sensor})")
     for column in ("model", "zone", "year", "PA", "UA", "OA", "F1", "IoU"):
         table.add_column(column)
@@ -183,6 +259,9 @@ def train(
 
 
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="folder for the store, tables, outlines, report and STAC catalog")]
+CheckOption = Annotated[
+    bool, typer.Option("--check", help="only the pre-flight: check every input (offline first), write nothing")
+]
 ClusterOption = Annotated[
     Optional[str], typer.Option(help="local | slurm | kubernetes | a scheduler address (tcp://...); default: cluster in the config")
 ]
@@ -196,24 +275,28 @@ def _with_cluster(cfg: Config, cluster: str | None) -> Config:
     return cfg.model_copy(update={"cluster": cfg.cluster.model_validate({**cfg.cluster.model_dump(), **section})})
 
 
-def _run(cfg: Config, out: Path, years: list[int] | None) -> None:
-    from catalog.cube import SceneReadError
-    from catalog.tiling import TilingError
-    from catalog.items import ItemError
-    from pipeline.cluster import ClusterError
-    from pipeline.lock import StoreLockedError
-    from pipeline.statistics import InventoryError
-    from pipeline.model.weights import WeightsError
-    from pipeline.run import RunError, run_study, summary_table
-    from pipeline.store import StoreError
+def _check(cfg: Config, out: Path) -> None:
+    """The pre-flight alone: every input a run needs, resolved and checked; nothing written."""
+    from pipeline.preflight import preflight
+    from pipeline.run import ensure_study_area
 
-    try:
-        result = run_study(cfg, out, years=years, console=console)
-    except (
-        SearchError, RunError, StoreError, StoreLockedError, WeightsError, ClusterError, FileExistsError,
-        InventoryError, SceneReadError, ItemError, TilingError,
-    ) as err:
-        _fail(str(err))
+    ensure_study_area(cfg, console)
+    inputs = preflight(cfg, out)
+    for note in inputs.warnings:
+        console.print(f"warning: {note}")
+    for name, sensor in inputs.sensors.items():
+        console.print(f"{name}: {sensor.profile.name} {sensor.source_url}, grid EPSG:{sensor.grid.epsg} "
+                      f"{sensor.grid.shape[1]} x {sensor.grid.shape[0]} px, weights {sensor.weights.name} "
+                      f"({sensor.card.architecture})")
+    glaciers = "none" if inputs.inventory is None else f"{len(inputs.inventory)} glaciers"
+    console.print(f"inventory: {inputs.inventory_path} ({glaciers}); DEM tiles: {len(inputs.dem_items)}; store: {inputs.store_url}")
+    console.print("pre-flight passed: `glacierwatch run` without --check starts the run")
+
+
+def _run(cfg: Config, out: Path, years: list[int] | None) -> None:
+    from pipeline.run import run_study, summary_table
+
+    result = run_study(cfg, out, years=years, console=console)
     summary = summary_table(result.tables)
     table = Table(title=f"{cfg.region.name}: glacier area, change and retreat")
 
@@ -250,6 +333,14 @@ def _run(cfg: Config, out: Path, years: list[int] | None) -> None:
         stages.add_row(name, f"{seconds:.1f}")
     stages.add_row("total", f"{sum(result.timings.values()):.1f}")
     console.print(stages)
+    for sensor, scenes in result.provenance.get("skipped_scenes", {}).items():
+        if scenes:
+            years = sorted({s.get("year") for s in scenes if s.get("year") is not None})
+            console.print(
+                f"warning: {len(scenes)} {sensor} scenes were skipped as unreadable (years {years}); those years have "
+                "fewer observations and may under-map ice: see the scenes_skipped column of the areas tables and "
+                "skipped_scenes in provenance.json (on_unreadable: fail in the config stops a run instead)"
+            )
     console.print(f"outputs: {result.out}  (report: {result.out / 'report' / 'index.html'}, store: {result.store_url})")
 
 
@@ -258,9 +349,11 @@ def run(
     config: ConfigOption = None,
     out: OutOption = Path("glacierwatch-out"),
     cluster: ClusterOption = None,
+    check: CheckOption = False,
 ) -> None:
     """The whole study: search, composites, inference into the store, statistics, report, STAC outputs."""
-    _run(_with_cluster(_config(config), cluster), out, None)
+    cfg = _with_cluster(_config(config), cluster)
+    _check(cfg, out) if check else _run(cfg, out, None)
 
 
 @app.command()
@@ -269,6 +362,7 @@ def update(
     config: ConfigOption = None,
     out: OutOption = Path("glacierwatch-out"),
     cluster: ClusterOption = None,
+    check: CheckOption = False,
 ) -> None:
     """Annual update: add one year to the store (earlier years untouched), then recompute every table."""
     cfg = _config(config)
@@ -276,7 +370,8 @@ def update(
         cfg = cfg.model_copy(update={"years": cfg.years.model_validate({"start": cfg.years.start, "end": max(year, cfg.years.end)})})
     except ValueError as err:
         _fail(f"--year {year}: {err}")
-    _run(_with_cluster(cfg, cluster), out, [year])
+    cfg = _with_cluster(cfg, cluster)
+    _check(cfg, out) if check else _run(cfg, out, [year])
 
 
 @app.command()

@@ -131,6 +131,11 @@ class Sensor(Source):
     weights: str | None = Field(
         None, description="safetensors weights (card beside them); default: the shipped ones for this sensor"
     )
+    allow_synthetic_weights: bool = Field(
+        False,
+        description="run weights whose card says they were trained on synthetic scenes only on a real provider's "
+        "scenes (they find little or no real ice); refused by default",
+    )
 
 
 class Analysis(_Strict):
@@ -142,6 +147,11 @@ class Analysis(_Strict):
     terminus_spacing_m: float = Field(30.0, gt=0, description="spacing of the lines parallel to the main axis")
     terminus_error: Literal["as_printed", "variant"] = Field(
         "variant", description="as_printed: sqrt((a/2)^2+(b/2)^2)/Y; variant: sqrt(a^2+b^2)/Y (the paper's +-2.36 m/a)"
+    )
+    max_unobserved: float = Field(
+        0.1, ge=0, le=1,
+        description="a glacier-year (or the region's year) whose outline is unobserved (cloud in every scene, DEM void) "
+        "over more than this share is flagged and left out of change rates, trends and retreat, never counted as loss",
     )
 
 
@@ -186,10 +196,19 @@ class Training(_Strict):
     lr_decay: float = Field(0.95, gt=0, le=1)
     loss_threshold: float = Field(0.01, ge=0)
     indices: tuple[Literal["ndsi", "ndwi", "red_swir_ratio"], ...] = ("ndsi", "ndwi")
-    terrain: tuple[Literal["elevation", "slope"], ...] = ("elevation", "slope")
+    terrain: tuple[Literal["elevation", "slope", "relative_elevation"], ...] = Field(
+        ("relative_elevation", "slope"), description="relative_elevation travels (no absolute elevation: it ties weights to one region)"
+    )
     labels: Literal["truth", "inventory"] = Field("truth", description="truth: the synthetic area's; inventory: outlines x band ratio")
     test_years: tuple[int, ...] = Field((2021, 2022), description="held out of training, for the accuracy table")
     seed: int = 0
+
+
+class Inventory(_Strict):
+    """Glacier outlines as users have them (RGI 6: RGIId, RGI 7: rgi_id, GLIMS: glac_id, ...)."""
+
+    path: str | None = Field(None, description="glacier outlines (any vector file or GeoParquet); default: the synthetic area's")
+    id_field: str = Field("glacier_id", description="the column holding each glacier's id (RGI 6: RGIId, RGI 7: rgi_id, GLIMS: glac_id)")
 
 
 def _default_sensors() -> dict[str, Sensor]:
@@ -202,7 +221,12 @@ class Config(_Strict):
     season: Season = Season()
     sensors: dict[Literal["sentinel-2", "landsat"], Sensor] = Field(default_factory=_default_sensors)
     dem: Source = Source()
-    inventory: str | None = Field(None, description="glacier outlines (any vector file); default: the synthetic area's")
+    inventory: Inventory = Inventory()
+    on_unreadable: Literal["skip", "fail"] = Field(
+        "skip",
+        description="a scene whose COG cannot be read, or that lacks an asset: skip it (named in the provenance and "
+        "counted per glacier-year in the tables) or fail the run",
+    )
     store: str = "glacierwatch-out/store.zarr"
     cluster: Cluster = Cluster()
     analysis: Analysis = Analysis()
@@ -226,6 +250,11 @@ class Config(_Strict):
                 "or as a URL (e.g. s3://bucket/store.zarr)"
             )
         return v
+
+    @field_validator("inventory", mode="before")
+    @classmethod
+    def _inventory_path_alone(cls, v):
+        return {"path": v} if isinstance(v, str) else v
 
     @field_validator("sensors")
     @classmethod
@@ -255,7 +284,7 @@ class Config(_Strict):
 
     def inventory_path(self) -> str:
         """The configured inventory, or the embedded study area's (written with it)."""
-        return self.path(self.inventory or f"{self.synthetic.path}/inventory/glaciers.parquet")
+        return self.path(self.inventory.path or f"{self.synthetic.path}/inventory/glaciers.parquet")
 
     def weights_path(self, sensor: str) -> str:
         """The sensor's configured weights, or the D-UNet weights shipped in the package for it."""

@@ -44,7 +44,7 @@ import xarray as xr
 from pipeline.model.dunet import SIZE_MULTIPLE
 from pipeline.model.halo import DEFAULT_HALO, HALO_BY_ARCHITECTURE
 from pipeline.model.predictor import TorchPredictor, default_device
-from pipeline.model.weights import ModelCard, WeightsError, card_path, load_model, sha256
+from pipeline.model.weights import ModelCard, WeightsError, card_path, load_model
 
 __all__ = [
     "DEFAULT_HALO",
@@ -154,7 +154,7 @@ def _predict_whole(
     """One forward pass over a (year, channel, y, x) tile."""
     predictor = cached_predictor(path, weights_sha256, device, half)
     recipe = predictor.recipe
-    terrain = {name: block[0, n_bands + i] for i, name in enumerate(recipe.terrain)}
+    terrain = {name: block[0, n_bands + i] for i, name in enumerate(recipe.terrain_sources)}
     if block.shape[0] == 1:
         return predictor.predict(block[0, :n_bands], terrain)[None]
     # Several years of one tile: one forward pass as a batch (same padding as TorchPredictor.predict).
@@ -199,6 +199,7 @@ def probability_cube(
     chunk: int | None = None,
     years_per_block: int = 1,
     window: int | None = None,
+    card: ModelCard | None = None,
 ) -> xr.DataArray:
     """Lazy (year, y, x) float32 glacier probability of `cube` (a `yearly_cube` Dataset), 0 where no data.
 
@@ -207,10 +208,11 @@ def probability_cube(
     the tile size, rounded up to a multiple of 16 and to at least the halo. `device` defaults to
     CUDA when this process sees one; `half` defaults to True exactly on CUDA. `window`: the
     largest core one forward pass sees inside a tile (default `FORWARD_WINDOW_PX`), which bounds
-    a task's memory whatever the chunk size.
+    a task's memory whatever the chunk size. `card`: the weights' card when the caller has read
+    and checked it already (the pre-flight).
     """
     weights = Path(weights).resolve()
-    card = read_card(weights)
+    card = card if card is not None else read_card(weights)
     recipe = card.recipe
     device = str(torch.device(device) if device is not None else default_device())
     half = (torch.device(device).type == "cuda") if half is None else bool(half and torch.device(device).type == "cuda")
@@ -233,7 +235,7 @@ def probability_cube(
                 "use weights trained for this sensor"
             )
         refl = refl.sel(band=list(recipe.bands))
-    absent = [t for t in recipe.terrain if t not in cube]
+    absent = [t for t in recipe.terrain_sources if t not in cube]
     if absent:
         raise ValueError(f"{weights.name} needs terrain {absent}; the cube has no such variables (build it with yearly_cube)")
 
@@ -247,7 +249,7 @@ def probability_cube(
     data = refl.data if isinstance(refl.data, da.Array) else da.from_array(refl.data)
     data = data.astype(np.float32)
     planes = [data]
-    for name in recipe.terrain:
+    for name in recipe.terrain_sources:
         t = cube[name].data
         t = t if isinstance(t, da.Array) else da.from_array(t)
         t = t.astype(np.float32).rechunk((ychunks, xchunks))
@@ -287,46 +289,33 @@ def probability_cube(
     )
 
 
-def _glacier_ids(inventory: Path, grid: Any, buffer_m: float, chunk: int) -> xr.DataArray:
-    """The inventory rasterised on `grid` (ids, outlines grown by `buffer_m`), lazily by store chunk."""
-    from pipeline.statistics import rasterize_inventory, read_inventory
+def _glacier_ids(outlines: Any, grid: Any, buffer_m: float, chunk: int) -> xr.DataArray:
+    """The inventory (`pipeline.inventory.read_inventory`) rasterised on `grid`, outlines grown by `buffer_m`, lazily by store chunk."""
+    from pipeline.statistics import rasterize_inventory
 
-    outlines = read_inventory(inventory)  # repairs or refuses invalid, empty and duplicate outlines
     return rasterize_inventory(outlines, grid.transform, grid.shape, grid.crs, buffer_m=buffer_m, chunks=chunk)
 
 
-def _glacier_tiles(inventory: Path, grid: Any, buffer_m: float | None, chunk: int) -> Any:
+def _glacier_tiles(outlines: Any, grid: Any, buffer_m: float | None, chunk: int, source: str) -> Any:
     """The store chunks to infer: those within `buffer_m` of an inventory outline, else all of them."""
     from catalog.tiling import GlacierTiles, glacier_tiles
-    from pipeline.statistics import read_inventory
 
-    if buffer_m is None or not inventory.exists():
+    if buffer_m is None or outlines is None:
         return GlacierTiles.every_tile(grid, chunk)
-    return glacier_tiles(grid, read_inventory(inventory), buffer_m, chunk, source=f"inventory {inventory}")
+    return glacier_tiles(grid, outlines, buffer_m, chunk, source=source)
 
 
-def check_inputs(cfg: Any, sensor: str, weights: str | Path) -> None:
+def check_inputs(cfg: Any, sensor: str, weights: str | Path) -> Any:
     """Refuse, before anything is written, the inputs of `sensor` that would fail a run half-way.
 
-    The weights (safetensors, matching their card and the sensor's bands: `read_card`), the DEM
-    (its tiles cover the whole region: `catalog.scenes.find_dem_items`) and the inventory
-    (`pipeline.statistics.read_inventory`). Scenes are not checked here: an unreadable scene is
-    skipped and named in the provenance, not a reason to stop. Each error names the input and
-    what to change. `infer_to_store` calls it before its first write; a caller that creates the
-    store itself (`pipeline.run`) should call it for every sensor before creating the store.
+    `pipeline.preflight.preflight` for one sensor with these weights, without an output folder:
+    the weights against their card, the sensor's bands and training domain, the inventory, the
+    DEM tiles over the region, the STAC source. Scenes are not checked here: an unreadable scene
+    is skipped and named in the provenance, not a reason to stop. Returns the `RunInputs`.
     """
-    from catalog.providers import get_profile
-    from catalog.scenes import find_dem_items
-    from catalog.search import open_source
-    from pipeline.statistics import read_inventory
+    from pipeline.preflight import preflight
 
-    read_card(weights, sensor)
-    dem_profile = get_profile(cfg.dem.provider)
-    find_dem_items(open_source(cfg.source_url(cfg.dem), dem_profile.signer()), dem_profile, cfg.region.bbox)
-    inventory = Path(cfg.inventory_path())
-    if inventory.exists():
-        read_inventory(inventory)
-        _glacier_tiles(inventory, cfg.grid(sensor), cfg.tiling.buffer_m, 1 << 16)  # an inventory of elsewhere: TilingError
+    return preflight(cfg, None, [sensor], weights={sensor: weights})
 
 
 def infer_to_store(
@@ -341,6 +330,7 @@ def infer_to_store(
     device: str | None = None,
     chunk_size: int | None = None,
     take_lock: bool = True,
+    inputs: Any = None,
 ) -> dict[str, Any]:
     """Compute `sensor`'s yearly probabilities for `cfg`'s region into the store at `store_url`.
 
@@ -352,15 +342,13 @@ def infer_to_store(
     Returns ``{"store", "sensor", "weights_sha256", "years": {year: units written}, "static": [...]}``.
     """
     from pipeline.cluster import task_resources
-    from pipeline.store import RegionStore, encode_probability
+    from pipeline.store import RegionStore, encode_observed, encode_probability
     from pipeline.yearly_cube import yearly_cube
 
     weights = Path(weights).resolve()
-    check_inputs(cfg, sensor, weights)  # before the first write: a refused input leaves the store as it was
-    card = read_card(weights, sensor)
-    digest = sha256(weights)
-    if digest != card.weights_sha256:
-        raise WeightsError(f"{weights} has sha256 {digest}, its card {card_path(weights)} records {card.weights_sha256}")
+    if inputs is None or inputs.sensors[sensor].weights != weights:
+        inputs = check_inputs(cfg, sensor, weights)  # before the first write: a refused input leaves the store as it was
+    card = inputs.sensors[sensor].card
     years = list(years if years is not None else cfg.years)
     store_url = store_url or cfg.path(cfg.store)
     grid = cfg.grid(sensor)
@@ -384,33 +372,44 @@ def infer_to_store(
     with held:
         store = RegionStore.create(store_url, **create)  # refuses another grid or other weights
         chunk = store.chunk_size
-        cube = yearly_cube(cfg, sensor, years=years, chunks=chunk)
+        cube = yearly_cube(cfg, sensor, years=years, chunks=chunk, dem_items=inputs.dem_items or None)
         for name, var in (("dem", "elevation"), ("slope", "slope"), ("aspect", "aspect")):
             if not store.static_complete(sensor, name):
                 store.write_static(sensor, name, cube[var])
                 summary["static"].append(name)
-        inventory = Path(cfg.inventory_path())
-        if inventory.exists() and not store.static_complete(sensor, "glacier_id"):
-            store.write_static(sensor, "glacier_id", _glacier_ids(inventory, grid, cfg.analysis.glacier_buffer_m, chunk))
+        outlines = inputs.inventory
+        if outlines is not None and not store.static_complete(sensor, "glacier_id"):
+            store.write_static(sensor, "glacier_id", _glacier_ids(outlines, grid, cfg.analysis.glacier_buffer_m, chunk))
             summary["static"].append("glacier_id")
-        tiles = _glacier_tiles(inventory, grid, cfg.tiling.buffer_m, chunk)
+        tiles = _glacier_tiles(outlines, grid, cfg.tiling.buffer_m, chunk, source=f"inventory {inputs.inventory_path}")
         summary["tiles"] = {"inferred": tiles.n_tiles, "total": tiles.n_tiles_total, "fraction_of_pixels": tiles.fraction_read,
                             "buffer_m": tiles.buffer_m}
         summary["scenes"] = {int(y): list(cube.attrs["scene_ids"][str(y)]) for y in years}
         summary["skipped_scenes"] = list(cube.attrs.get("skipped_scenes", []))
+        summary["scale_offset"] = dict(cube.attrs.get("scale_offset", {}))  # per item: what was applied and why
         for year in years:
             store.add_year(sensor, year, scene_ids=cube.attrs["scene_ids"][str(year)], config_hash=cfg.digest())
         pending = {y for y in years if store.pending_units(sensor, [y])}
         if pending:
             with dask.annotate(**annotations):
-                probability = probability_cube(cube.sel(year=sorted(pending)), weights, halo, device=device, chunk=chunk)
+                probability = probability_cube(
+                    cube.sel(year=sorted(pending)), weights, halo, device=device, chunk=chunk, card=card
+                )
         for year in years:
             if year not in pending:
                 summary["years"][year] = 0
                 continue
             free = store.write_ice_free(sensor, year, tiles.tiles)
             encoded = probability.sel(year=year).data.map_blocks(encode_probability, dtype=np.uint8)
+            # What was observed, and when, is written by the same unit task as the probability
+            # (DESIGN.md "Observed vs. glacier"): a cloudy pixel or a DEM void is 0 here, not "not glacier".
+            counts = da.asarray(cube["clear_count"].sel(year=year).data)
+            elevation = da.asarray(cube["elevation"].data).rechunk(counts.chunks)
+            observed = da.map_blocks(encode_observed, counts, elevation, dtype=np.uint8)
+            doy = cube["doy"].sel(year=year).data.astype(np.uint16)
             with dask.annotate(**annotations):
-                written = store.write_probability(sensor, year, encoded, scheduler=scheduler, tiles=tiles.tiles)
+                written = store.write_probability(
+                    sensor, year, encoded, observed=observed, doy=doy, scheduler=scheduler, tiles=tiles.tiles
+                )
             summary["years"][year] = len(written) + len(free)
     return summary

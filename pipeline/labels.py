@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
 import xarray as xr
 from affine import Affine
 
 from pipeline.model.inputs import spectral_index
+from pipeline.inventory import read_inventory
 from pipeline.statistics import rasterize_inventory
 
 
@@ -24,9 +24,11 @@ def truth_labels(truth: xr.Dataset) -> xr.DataArray:
     return (truth.glacier_fraction >= 0.5).astype(np.uint8).rename("label")
 
 
-def program_labels(inventory_path: str | Path, cube: xr.Dataset, bands: tuple[str, ...]) -> xr.DataArray:
+def program_labels(
+    inventory_path: str | Path, cube: xr.Dataset, bands: tuple[str, ...], id_field: str = "glacier_id"
+) -> xr.DataArray:
     """0/1 labels (year, y, x): inventory outline (no buffer) AND a band-ratio/NDSI ice mask of each year."""
-    inventory = gpd.read_file(inventory_path)
+    inventory = read_inventory(inventory_path, id_field)
     transform = Affine(*cube.attrs["transform"])
     shape = (cube.sizes["y"], cube.sizes["x"])
     inside = rasterize_inventory(inventory, transform, shape, cube.attrs["crs"], buffer_m=0.0).values > 0

@@ -6,18 +6,21 @@ recomputes every table from the store). Both are the same function: inference on
 what the store's manifest does not already hold, so a rerun is a no-op and an interrupted run
 resumes.
 
-Before anything is written the run checks what would make it fail half-way: each sensor's
-STAC source answers and covers the region, each sensor's weights exist and match their card,
-and an existing store was made with the same grids and weights (`IncompatibleStoreError` says
-how to start a new one). The store's update lock is held from the first write to the last
-table, so a second update on the same store refuses at once.
+Before anything is written the pre-flight (`pipeline.preflight`) resolves and checks every
+input once - output folder, weights and their card, inventory, object storage, cluster, STAC
+sources, DEM tiles, an existing store's grids and weights - and refuses with one line per
+problem. `--out` must be new, empty or a folder an earlier run marked as its own
+(`.glacierwatch`): a run never replaces files it did not write. The store's update lock is
+held from the first write to the last table, so a second update on the same store refuses at once.
 
 Outputs under `out` (default ``glacierwatch-out``)::
 
     store.zarr/            the region store (unless the config's `store:` puts it elsewhere)
     tables/NAME.parquet    + NAME.csv: pipeline.analysis.TABLES
     outlines.parquet       glacier outlines per sensor and year (GeoParquet)
-    provenance.json        config and its hash, weights, scenes per year, skipped scenes, timings
+    provenance.json        config and its hash, weights and their training domain, inventory, scenes per year,
+                           skipped scenes, timings
+    .glacierwatch          marks the folder as glacierwatch's own
     report/index.html      the report, PNGs and tables beside it
     masks/SENSOR/*.tif     yearly glacier masks (COG)
     stac/catalog.json      the outputs as a STAC catalog
@@ -39,17 +42,16 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 from rich.console import Console
+from rich.text import Text
 
-from catalog.providers import get_profile
 from catalog.redact import redact
-from catalog.scenes import check_region_covered
-from catalog.search import open_source
 from pipeline.analysis import TRUTH, analyse_store
 from pipeline.config import Config
-from pipeline.model.weights import WeightsError, card_path, sha256
+from pipeline.inventory import attach_inventory_ids, inventory_ids
 from pipeline.outline_stats import write_tables
+from pipeline.preflight import RunInputs, claim_output_folder, preflight
 from pipeline.replace import replace_dir
-from pipeline.store import DEFAULT_CHUNK, RegionStore, check_compatible
+from pipeline.store import DEFAULT_CHUNK, RegionStore
 
 DEFAULT_OUT = "glacierwatch-out"
 
@@ -76,56 +78,38 @@ class _Stages:
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
-        self.console.rule(f"[bold]{name}")
+        self.console.rule(Text(name, style="bold"))  # a Text: shown the same with markup on or off
         started = time.perf_counter()
         yield
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
         self.console.print(f"{name}: {self.seconds[name]:.1f} s", style="dim")
 
 
-def store_url_for(cfg: Config, out: Path) -> str:
-    """The config's `store:` when the config sets one, else ``out/store.zarr``."""
-    return cfg.path(cfg.store) if "store" in cfg.model_fields_set else str((out / "store.zarr").resolve())
-
-
 def ensure_study_area(cfg: Config, console: Console) -> None:
-    """Generate the embedded synthetic study area when a local source points at it and it is missing."""
+    """Generate the embedded synthetic study area when a local source points at it and it is missing.
+
+    An area written by an older generator (another `version` in its synthetic.json) is refused:
+    its metadata may mean other things (v1 flagged the Sentinel-2 offset the opposite way).
+    """
     from catalog.synthetic import generate_study_area
+    from catalog.synthetic.study_area import GENERATOR_VERSION
 
     local = [s for s in (*cfg.sensors.values(), cfg.dem) if s.provider == "local" and not s.url]
     target = Path(cfg.path(cfg.synthetic.path))
-    if local and not (target / "catalog.json").exists():
+    if not local:
+        return
+    if not (target / "catalog.json").exists():
         console.print(f"generating the embedded study area in {target} ...")
         generate_study_area(target, cfg.synthetic.spec())
-
-
-def check_sources(cfg: Config, sensors: Sequence[str]) -> None:
-    """Every sensor's STAC source answers and covers the region (SearchError names it otherwise)."""
-    for sensor in sensors:
-        sensor_cfg = cfg.sensors[sensor]
-        profile = get_profile(sensor_cfg.provider)
-        source = open_source(cfg.source_url(sensor_cfg), profile.signer())
-        check_region_covered(source, profile.collection(sensor), cfg.region.bbox)
-
-
-def resolve_weights(cfg: Config, sensors: Sequence[str]) -> dict[str, dict[str, str]]:
-    """Per sensor: weights file, its sha256 and architecture, checked against the card."""
-    from pipeline.inference import read_card
-
-    weights = {}
-    for sensor in sensors:
-        path = Path(cfg.weights_path(sensor))
-        if not path.is_file():
-            raise RunError(
-                f"no {sensor} weights at {path}: set sensors.{sensor}.weights in the config to a .safetensors "
-                f"file, or train them: glacierwatch train --sensor {sensor}"
-            )
-        card = read_card(path)
-        digest = sha256(path)
-        if digest != card.weights_sha256:
-            raise WeightsError(f"{path} has sha256 {digest}, its card {card_path(path)} records {card.weights_sha256}")
-        weights[sensor] = {"file": str(path), "sha256": digest, "architecture": card.architecture}
-    return weights
+        return
+    meta = target / "synthetic.json"
+    version = json.loads(meta.read_text()).get("version") if meta.is_file() else None
+    if version is not None and str(version) != GENERATOR_VERSION:
+        raise RunError(
+            f"the embedded study area in {target} was written by generator version {version}, this glacierwatch "
+            f"writes version {GENERATOR_VERSION}: remove that folder and rerun (it is regenerated), or run "
+            f"`glacierwatch synth --out {target}` after removing it"
+        )
 
 
 def truth_dir_for(cfg: Config, sensors: Sequence[str]) -> Path | None:
@@ -144,12 +128,13 @@ def _write_outputs(out: Path, tables: dict[str, pd.DataFrame], outlines: gpd.Geo
     outlines.to_parquet(tmp)
     tmp.replace(out / "outlines.parquet")
     tmp = out / f".provenance-incomplete-{os.getpid()}.json"
-    tmp.write_text(json.dumps(provenance, indent=1, default=str))
+    tmp.write_text(redact(json.dumps(provenance, indent=1, default=str)))
     tmp.replace(out / "provenance.json")
 
 
 def _provenance(
-    cfg: Config, weights: dict, store: RegionStore, sensors: Sequence[str], skipped: dict, tiles: dict, timings: dict
+    cfg: Config, weights: dict, store: RegionStore, sensors: Sequence[str], skipped: dict, tiles: dict, timings: dict,
+    inputs: RunInputs,
 ) -> dict:
     from pipeline.store import _version
 
@@ -162,6 +147,9 @@ def _provenance(
         "store": redact(store.url),
         "season": {"start": cfg.season.start, "end": cfg.season.end},
         "weights": weights,
+        "weights_domain": {s: (i.card.domain.model_dump(mode="json") if i.card.domain else None) for s, i in inputs.sensors.items()},
+        "inventory": {"path": redact(str(inputs.inventory_path)), "id_field": cfg.inventory.id_field,
+                      "glaciers": None if inputs.inventory is None else len(inputs.inventory)},
         "scenes": {s: {str(y): r["scene_ids"] for y, r in sorted(records[s].items())} for s in sensors},
         "config_hash_per_year": {s: {str(y): r["config_hash"] for y, r in sorted(records[s].items())} for s in sensors},
         "skipped_scenes": skipped,
@@ -196,23 +184,20 @@ def run_study(
 
     with stage("inputs"):
         ensure_study_area(cfg, console)
-        check_sources(cfg, sensors)
-        weights = resolve_weights(cfg, sensors)
-        from pipeline.inference import check_inputs
-
-        for sensor in sensors:  # DEM coverage, inventory, weights vs the sensor's bands: before any store exists
-            check_inputs(cfg, sensor, weights[sensor]["file"])
-        url = store_url_for(cfg, out)
-        grids = {s: cfg.grid(s) for s in sensors}
-        digests = {s: w["sha256"] for s, w in weights.items()}
+        inputs = preflight(cfg, out, sensors)  # PreflightError: nothing written yet
+        for note in inputs.warnings:
+            console.print(f"warning: {note}", markup=False, highlight=False)
+        url = inputs.store_url
+        weights = {s: i.weights_record() for s, i in inputs.sensors.items()}
+        grids = {s: i.grid for s, i in inputs.sensors.items()}
+        digests = {s: i.weights_sha256 for s, i in inputs.sensors.items()}
         store = RegionStore(url)
-        if store.exists():
-            check_compatible(RegionStore.open(url), grids, digests)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output_folder(out)
     if not store.exists():
         RegionStore.create(url, grids, weights_sha256=digests, chunk_size=DEFAULT_CHUNK)
     skipped: dict[str, list] = {}
     tiles: dict[str, dict] = {}
+    scale_offset: dict[str, dict] = {}
     cluster = contextlib.nullcontext(client) if client is not None else start_cluster(cfg.cluster, console=console)
     with (
         store.lock(f"glacierwatch {'run' if years == list(cfg.years) else 'update'} {years[0]}-{years[-1]}"),
@@ -222,11 +207,14 @@ def run_study(
         store = RegionStore.create(url, grids, weights_sha256=digests)
         for sensor in sensors:
             with stage(f"search, composite and infer {sensor}"):
-                summary = infer_to_store(cfg, sensor, weights[sensor]["file"], url, years, client, take_lock=False)
+                summary = infer_to_store(
+                    cfg, sensor, weights[sensor]["file"], url, years, client, take_lock=False, inputs=inputs
+                )
                 written = sum(summary["years"].values())
                 console.print(f"{sensor}: {written} new units written, years {sorted(summary['years'])}")
                 skipped[sensor] = summary.get("skipped_scenes", [])
                 tiles[sensor] = summary["tiles"]
+                scale_offset[sensor] = summary.get("scale_offset", {})
                 console.print(
                     f"{sensor}: inferred {tiles[sensor]['inferred']} of {tiles[sensor]['total']} store chunks "
                     f"({tiles[sensor]['fraction_of_pixels']:.0%} of the pixels; the rest is > "
@@ -238,7 +226,13 @@ def run_study(
             tables, outlines = analyse_store(
                 store, cfg.analysis, sensors=sensors, truth_dir=truth, models={s: w["architecture"] for s, w in weights.items()}
             )
-        provenance = _provenance(cfg, weights, store, sensors, skipped, tiles, stage.seconds)
+            tables = count_skipped_scenes(tables, skipped)
+            if inputs.inventory is not None:  # the inventory's own ids beside glacier_id, in every table and the outlines
+                ids = inventory_ids(inputs.inventory)
+                tables = {name: attach_inventory_ids(table, ids) for name, table in tables.items()}
+                outlines = attach_inventory_ids(outlines, ids)
+        provenance = _provenance(cfg, weights, store, sensors, skipped, tiles, stage.seconds, inputs)
+        provenance["scale_offset"] = scale_offset  # per sensor and item: reflectance = DN * scale + offset, and the rule
         _write_outputs(out, tables, outlines, provenance)
         if publish:
             with stage("report"):
@@ -260,13 +254,39 @@ def run_study(
                     provenance=provenance,
                 )
         provenance["timings_s"] = dict(stage.seconds)
-        (out / "provenance.json").write_text(json.dumps(provenance, indent=1, default=str))
+        (out / "provenance.json").write_text(redact(json.dumps(provenance, indent=1, default=str)))
     return RunResult(out, url, tables, outlines, provenance, dict(stage.seconds))
+
+
+def count_skipped_scenes(tables: dict[str, pd.DataFrame], skipped: dict[str, list[dict]]) -> dict[str, pd.DataFrame]:
+    """`scenes_skipped` per sensor and year in `areas` and `total_area`: a year with unreadable scenes
+    left out has fewer observations, so its areas may be low; the tables say so beside each area.
+
+    The count is per sensor-year over the region (a skipped scene is not attributed to the glaciers
+    under its footprint); glaciers it left without any observation are flagged as unobserved too.
+    """
+    counts: dict[tuple[str, int], int] = {}
+    for sensor, scenes in skipped.items():
+        for scene in scenes:
+            if scene.get("year") is not None:
+                counts[(sensor, int(scene["year"]))] = counts.get((sensor, int(scene["year"])), 0) + 1
+    out = dict(tables)
+    for name in ("areas", "total_area"):
+        table = tables.get(name)
+        if table is None or not len(table) or "year" not in table.columns:
+            continue
+        keys = zip(table["sensor"], table["year"], strict=True)
+        out[name] = table.assign(scenes_skipped=[counts.get((s, int(y)), 0) for s, y in keys])
+    return out
 
 
 def summary_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Per sensor (and the truth): total area first and last year, trend, mean first-to-last
-    terminus retreat rate (main-axis method), mean accuracy over the years (all pixels)."""
+    terminus retreat rate (main-axis method), mean accuracy over the years (all pixels).
+
+    Years whose region total is flagged as unobserved (``total_area.flag_unobserved``) are not
+    a first or last area (a cloudy year is not a loss); they are named in ``years`` and
+    ``flagged_years``."""
     rows = []
     total = tables.get("total_area", pd.DataFrame())
     change = tables.get("area_change", pd.DataFrame())
@@ -275,13 +295,17 @@ def summary_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     order = {name: i for i, name in enumerate(("sentinel-2", "landsat", TRUTH))}
     for sensor, t in sorted(total.groupby("sensor"), key=lambda item: order.get(item[0], len(order))):
         t = t.sort_values("year")
+        flagged = t["flag_unobserved"].fillna(False).astype(bool) if "flag_unobserved" in t else pd.Series(False, index=t.index)
+        left_out = ", ".join(str(int(y)) for y in t.year[flagged])
+        seen = t[~flagged] if (~flagged).any() else t
         row = {
             "sensor": sensor,
-            "years": f"{int(t.year.iloc[0])}-{int(t.year.iloc[-1])}",
-            "area0_km2": t.area_km2.iloc[0],
-            "area0_err_km2": t.area_err_km2.iloc[0],
-            "area1_km2": t.area_km2.iloc[-1],
-            "area1_err_km2": t.area_err_km2.iloc[-1],
+            "years": f"{int(t.year.iloc[0])}-{int(t.year.iloc[-1])}" + (f" (without {left_out}: unobserved)" if left_out else ""),
+            "area0_km2": seen.area_km2.iloc[0],
+            "area0_err_km2": seen.area_err_km2.iloc[0],
+            "area1_km2": seen.area_km2.iloc[-1],
+            "area1_err_km2": seen.area_err_km2.iloc[-1],
+            "flagged_years": left_out,
         }
         region = change[(change.sensor == sensor) & change.glacier_id.isna()] if len(change) else change
         if len(region):

@@ -8,8 +8,11 @@ Inputs are xarray DataArrays on one grid (north-up, metric CRS, square pixels):
 - ``glacier_id`` (y, x) int: which glacier a pixel may belong to, 0 = none
   (:func:`rasterize_inventory`). Mapped glacier pixels with id 0 are counted nowhere.
 - ``dem`` (y, x) elevation in m (NaN = no data) and ``aspect`` (y, x) in degrees clockwise from
-  grid north, downslope direction, NaN = flat/no data (``outline_stats.horn_aspect_deg``
-  convention; xarray-spatial's aspect uses the same one).
+  true north (the store's layer: Horn's grid aspect plus the grid convergence,
+  ``catalog.terrain.slope_aspect``), downslope direction, NaN = flat/no data.
+- ``observed`` (year, y, x), optional: the store's ``observed`` (0 = not observed: cloud in every
+  scene, DEM void, outside the footprints; any other value counts as observed) or a bool mask
+  (True = observed). Without it every pixel counts as observed.
 
 Strategy. Nothing loops over glaciers in Python and nothing loads the whole cube: every
 (year-chunk, y-chunk, x-chunk) block of the mask is reduced *in place* to one fixed-length
@@ -36,6 +39,12 @@ Conventions, stated once:
   perimeter was chosen; with the staircase perimeter it is ~27 % larger than with a smooth one.
 - Elevation bands are [band_lo_m, band_hi_m) of width ``band_m`` starting at a multiple of it;
   pixels without DEM are left out of band tables (so bands can sum to less than the area).
+- No-data is not ice loss (DESIGN.md, "Observed vs. glacier"): ``unobserved_frac`` is the share
+  of a glacier's ``glacier_id`` pixels (its inventory outline grown by the buffer, ``outline_km2``)
+  not observed that year; above ``max_unobserved`` the glacier-year is ``flag_unobserved``. Its
+  area stays in ``areas`` (a lower bound), but change and trends leave it out (``change_table``):
+  a cloudy year is never counted as loss. The region total's share is weighted by ``outline_km2``
+  and flagged by the same threshold (``region_total``).
 - Aspect sectors N, NE, ... NW are centred on 0, 45, ... 315 deg, lower edge inclusive (as in
   ``outline_stats``). ``area_by_aspect`` has two methods: ``pixel`` (each pixel's area to its own
   sector; flat pixels left out) and ``glacier`` (a glacier's whole area to the sector of its
@@ -44,7 +53,7 @@ Conventions, stated once:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import dask.array as da
@@ -64,10 +73,13 @@ from catalog.aspect import ASPECT_SECTORS as SECTORS
 from catalog.aspect import aspect_class
 
 N_SECTORS = len(SECTORS)
+DEFAULT_MAX_UNOBSERVED = 0.1  # as config.Analysis.max_unobserved
 PERIMETER_CORRECTIONS = ("none", "isotropic")
 
 TABLE_COLUMNS: dict[str, list[str]] = {
-    "areas": ["glacier_id", "sensor", "year", "area_km2", "perimeter_km", "area_err_km2"],
+    "areas": ["glacier_id", "sensor", "year", "area_km2", "perimeter_km", "area_err_km2", "outline_km2",
+              "unobserved_frac", "flag_unobserved"],
+    "total_area": ["sensor", "year", "area_km2", "area_err_km2", "unobserved_frac", "flag_unobserved", "n_flagged"],
     "area_by_band": ["sensor", "year", "band_lo_m", "band_hi_m", "area_km2"],
     "glacier_area_by_band": ["glacier_id", "sensor", "year", "band_lo_m", "band_hi_m", "area_km2"],
     "area_by_aspect": ["sensor", "year", "method", "aspect_sector", "area_km2"],
@@ -76,54 +88,13 @@ TABLE_COLUMNS: dict[str, list[str]] = {
                         "n_dem_pixels"],
     "area_change": ["glacier_id", "sensor", "year0", "year1", "years", "area0_km2", "area1_km2",
                     "change_km2", "change_err_km2", "change_pct", "rate_pct_a", "rate_err_pct_a",
-                    "n_years", "trend_km2_a", "trend_lo_km2_a", "trend_hi_km2_a",
+                    "n_years", "n_flagged", "trend_km2_a", "trend_lo_km2_a", "trend_hi_km2_a",
                     "trend_theil_sen_km2_a"],
 }
 
 
 # ---------------------------------------------------------------------------------------------
 # inputs on the grid
-
-
-class InventoryError(ValueError):
-    """An inventory of outlines that cannot be rasterised as it is; the message names the glacier."""
-
-
-def read_inventory(path: str | Path, id_column: str = "glacier_id") -> gpd.GeoDataFrame:
-    """The glacier inventory in `path` (GeoParquet or any vector file), checked for `rasterize_inventory`.
-
-    Geometry rules are `outline_stats.read_outlines`' (one function decides them): an invalid
-    outline (e.g. a self-intersecting ring) is repaired with ``shapely.make_valid`` when that
-    changes its area by < 1 %, and refused otherwise; an empty or missing outline, or one that
-    is not a polygon, is refused naming the glacier. Unlike `read_outlines`, which reads
-    outlines of many dates and sources (several rows of one id and date are parts of one
-    glacier there), an inventory holds one row per glacier: ids in more than one row are
-    refused, naming them, because rasterised they would merge two glaciers into one silently.
-    The CRS is any (the outlines are reprojected onto the grid).
-    """
-    from pipeline.outline_stats import _repaired
-
-    path = Path(path)
-    source = f"inventory {path}"
-    outlines = gpd.read_parquet(path) if path.suffix == ".parquet" else gpd.read_file(path)
-    if id_column not in outlines.columns:
-        fields = [c for c in outlines.columns if c != outlines.geometry.name]
-        raise InventoryError(f"{source} has no {id_column!r} column (it has {fields}): add glacier ids as {id_column!r}")
-    if outlines.crs is None:
-        raise InventoryError(f"{source} has no CRS: set one (e.g. a .prj file, or GeoPackage/GeoParquet with a CRS)")
-    ids = outlines[id_column]
-    repeated = sorted(ids[ids.duplicated()].unique().tolist())
-    if repeated:
-        raise InventoryError(
-            f"{source}: glacier ids {repeated} appear in more than one row; an inventory holds one outline "
-            f"per glacier: merge each glacier's parts into one (multi)polygon (e.g. dissolve by {id_column}) "
-            "or give each glacier its own id"
-        )
-    try:
-        geoms = [_repaired(g, gid, source) for g, gid in zip(outlines.geometry, ids, strict=True)]
-    except ValueError as err:
-        raise InventoryError(str(err)) from None
-    return outlines.assign(**{outlines.geometry.name: gpd.GeoSeries(geoms, index=outlines.index, crs=outlines.crs)})
 
 
 def _block_labels(geoms, ids, transform: Affine, shape: tuple[int, int], buffer_px: float) -> np.ndarray:
@@ -237,7 +208,7 @@ class _Layout:
     def __init__(self, k: int, n_bands: int):
         self.k, self.n_bands = k, n_bands
         sizes = {"count": k, "edges": k, "z_sum": k, "z_n": k, "sin": k, "cos": k,
-                 "sector": k * N_SECTORS, "band": k * n_bands}
+                 "sector": k * N_SECTORS, "band": k * n_bands, "outline_n": k, "unobserved": k}
         self.slices, start = {}, 0
         for name, size in sizes.items():
             self.slices[name] = slice(start, start + size)
@@ -245,27 +216,37 @@ class _Layout:
         self.size = start
 
 
-def _reduce_block(lab_ov: np.ndarray, dem_ov: np.ndarray, asp_ov: np.ndarray, *, ids: np.ndarray,
-                  layout: _Layout, band_origin_m: float, band_m: float) -> np.ndarray:
+def _compact(ids: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    """Compact index 1..k-1 of each label in the sorted ``ids``; 0 = an id not in ``ids``."""
+    pos = np.searchsorted(ids, lab)
+    return np.where(ids[np.minimum(pos, ids.size - 1)] == lab, pos + 1, 0)
+
+
+def _reduce_block(lab_ov: np.ndarray, dem_ov: np.ndarray, asp_ov: np.ndarray, gid: np.ndarray,
+                  unobserved: np.ndarray, *, ids: np.ndarray, layout: _Layout, band_origin_m: float,
+                  band_m: float) -> np.ndarray:
     """Per-glacier sums of one block. ``lab_ov`` (years, y+2, x+2): glacier id where mapped, else
-    0, with a one-pixel halo; ``dem_ov``/``asp_ov`` the same halo. Returns (years, 1, 1, n_bins).
+    0, with a one-pixel halo; ``dem_ov``/``asp_ov`` the same halo; ``gid`` (y, x) the glacier ids
+    and ``unobserved`` (years, y, x) bool, both without halo. Returns (years, 1, 1, n_bins).
 
     Only mapped pixels are visited (a region is mostly ice-free): their flat indices pick the
-    elevation, aspect and the four neighbours out of the haloed block.
+    elevation, aspect and the four neighbours out of the haloed block. The outline counts visit
+    only the pixels with a glacier id.
     """
     k, nb = layout.k, layout.n_bands
     width = lab_ov.shape[2]
     dem_flat, asp_flat = dem_ov.ravel(), asp_ov.ravel()
     out = np.zeros((lab_ov.shape[0], 1, 1, layout.size), np.float64)
+    in_outline = np.flatnonzero(gid)
+    g_outline = _compact(ids, gid.ravel()[in_outline])
+    n_outline = np.bincount(g_outline, minlength=k)
     for t in range(lab_ov.shape[0]):  # years in this block (usually 1)
         full = lab_ov[t].ravel()
         core = np.zeros(lab_ov.shape[1:], bool)
         core[1:-1, 1:-1] = lab_ov[t, 1:-1, 1:-1] != 0
         at = np.flatnonzero(core)  # flat indices (haloed block) of mapped core pixels
         lab = full[at]
-        # compact index 1..k-1 for known ids; 0 = an id not in ``ids``
-        pos = np.searchsorted(ids, lab)
-        g = np.where(ids[np.minimum(pos, ids.size - 1)] == lab, pos + 1, 0)
+        g = _compact(ids, lab)
         # exposed edges: 4-connected neighbours with a different label, halo included
         edges = ((full[at - width] != lab).astype(np.int8) + (full[at + width] != lab)
                  + (full[at - 1] != lab) + (full[at + 1] != lab))
@@ -289,6 +270,9 @@ def _reduce_block(lab_ov: np.ndarray, dem_ov: np.ndarray, asp_ov: np.ndarray, *,
         o[sl["sector"]] = np.bincount(ga * N_SECTORS + np.maximum(sector, 0), minlength=k * N_SECTORS)
         gb = np.where(band_ok, g, 0)
         o[sl["band"]] = np.bincount(gb * nb + np.where(band_ok, band, 0), minlength=k * nb)
+        o[sl["outline_n"]] = n_outline
+        o[sl["unobserved"]] = np.bincount(g_outline, weights=unobserved[t].ravel()[in_outline].astype(np.float64),
+                                          minlength=k)
     return out
 
 
@@ -312,6 +296,8 @@ def glacier_statistics(
     threshold: int = 128,
     band_m: float = 100.0,
     perimeter_correction: str = "none",
+    observed: xr.DataArray | None = None,
+    max_unobserved: float = DEFAULT_MAX_UNOBSERVED,
 ) -> dict[str, pd.DataFrame]:
     """Tables ``areas``, ``area_by_band``, ``glacier_area_by_band``, ``area_by_aspect``,
     ``glacier_area_by_aspect`` and ``glacier_terrain`` from one sensor's yearly masks.
@@ -319,7 +305,9 @@ def glacier_statistics(
     One ``dask.compute`` of a bincount reduction over the mask's chunks (module docstring); the
     (y, x) chunking of ``mask`` is used for every input. Every glacier id present in
     ``glacier_id`` gets a row per year in ``areas`` (0 km² when not mapped that year).
-    ``pixel_size_m`` defaults to the spacing of the ``x`` coordinate.
+    ``pixel_size_m`` defaults to the spacing of the ``x`` coordinate. ``observed`` (year, y, x)
+    gives ``unobserved_frac`` and ``flag_unobserved`` (> ``max_unobserved``) per glacier-year;
+    without it every pixel counts as observed (module docstring).
     """
     if tuple(mask.dims) != ("year", "y", "x"):
         raise ValueError(f"mask must have dims ('year', 'y', 'x'), got {mask.dims}")
@@ -341,6 +329,16 @@ def glacier_statistics(
     gid = _as_2d(glacier_id, "glacier_id", mask, yx_chunks).astype(np.int32)
     z = _as_2d(dem, "dem", mask, yx_chunks).astype(np.float32)
     asp = _as_2d(aspect, "aspect", mask, yx_chunks).astype(np.float32)
+    if not 0.0 <= max_unobserved <= 1.0:
+        raise ValueError(f"max_unobserved is a share of a glacier's outline, 0 to 1; got {max_unobserved}")
+    if observed is None:
+        unobserved = da.zeros(m.shape, dtype=bool, chunks=m.chunks)
+    else:
+        if tuple(observed.dims) != ("year", "y", "x") or observed.shape != mask.shape:
+            raise ValueError(f"observed has dims {observed.dims} and shape {observed.shape}; the mask's are "
+                             f"{mask.dims} {mask.shape}: pass the store's `observed` of the same years")
+        ob = da.asarray(observed.data)
+        unobserved = (~ob if ob.dtype == bool else ob == 0).rechunk(m.chunks)
 
     # small 2-D passes first: the glacier ids and the elevation range they span
     zz = da.where(gid > 0, z, np.nan)
@@ -358,7 +356,7 @@ def glacier_statistics(
     z_ov = da.overlap.overlap(z, depth={0: 1, 1: 1}, boundary={0: np.nan, 1: np.nan})
     a_ov = da.overlap.overlap(asp, depth={0: 1, 1: 1}, boundary={0: np.nan, 1: np.nan})
     per_block = da.blockwise(
-        _reduce_block, "tyxs", lab_ov, "tyx", z_ov, "yx", a_ov, "yx",
+        _reduce_block, "tyxs", lab_ov, "tyx", z_ov, "yx", a_ov, "yx", gid, "yx", unobserved, "tyx",
         new_axes={"s": layout.size}, adjust_chunks={"y": 1, "x": 1}, dtype=np.float64,
         ids=ids, layout=layout, band_origin_m=band_origin, band_m=band_m,
         align_arrays=False, concatenate=False,
@@ -366,10 +364,11 @@ def glacier_statistics(
     sums = per_block.sum(axis=(1, 2)).compute()  # (year, n_bins)
     years = np.asarray(mask["year"].values)
     return _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m,
-                   perimeter_correction)
+                   perimeter_correction, max_unobserved)
 
 
-def _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m, perimeter_correction):
+def _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m, perimeter_correction,
+            max_unobserved=DEFAULT_MAX_UNOBSERVED):
     k, nb, sl = layout.k, layout.n_bands, layout.slices
     px_km2 = (pixel_size_m / 1000.0) ** 2
     ny = years.size
@@ -382,6 +381,11 @@ def _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m,
     areas = pd.DataFrame({"glacier_id": gid_col, "sensor": sensor, "year": year_col,
                           "area_km2": count.ravel() * px_km2, "perimeter_km": perim.ravel(),
                           "area_err_km2": area_uncertainty_km2(perim.ravel(), pixel_size_m)})
+    outline_n = sums[:, sl["outline_n"]][:, 1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unobserved = np.where(outline_n > 0, sums[:, sl["unobserved"]][:, 1:] / outline_n, 0.0)
+    areas = areas.assign(outline_km2=outline_n.ravel() * px_km2, unobserved_frac=unobserved.ravel(),
+                         flag_unobserved=unobserved.ravel() > max_unobserved)
 
     band = sums[:, sl["band"]].reshape(ny, k, nb)[:, 1:, :] * px_km2  # (year, glacier, band)
     lo = band_origin + band_m * np.arange(nb)
@@ -429,11 +433,54 @@ def _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m,
 # change
 
 
+def _with_observation(areas: pd.DataFrame, max_unobserved: float) -> pd.DataFrame:
+    """``areas`` with ``outline_km2``, ``unobserved_frac`` and ``flag_unobserved``; a table made
+    without them (e.g. by hand) counts as fully observed, weighted by its areas."""
+    out = areas.copy()
+    if "unobserved_frac" not in out:
+        out["unobserved_frac"] = 0.0
+    if "flag_unobserved" not in out:
+        out["flag_unobserved"] = out["unobserved_frac"] > max_unobserved
+    if "outline_km2" not in out:
+        out["outline_km2"] = out["area_km2"]
+    out["flag_unobserved"] = out["flag_unobserved"].fillna(False).astype(bool)
+    return out
+
+
+def region_total(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBSERVED) -> pd.DataFrame:
+    """Region total per sensor and year (columns ``TABLE_COLUMNS["total_area"]``).
+
+    The area error is the sum of the glaciers' (perimeters add). ``unobserved_frac`` is the
+    unobserved share of all glacier outlines, weighted by ``outline_km2``; above
+    ``max_unobserved`` the year is flagged and left out of the total's change and trend.
+    ``n_flagged`` counts the glaciers flagged that year: with many glaciers a year can hold a
+    few cloudy ones without its share passing the threshold, and their missing pixels then bias
+    that year's total low by at most the share.
+    """
+    a = _with_observation(areas, max_unobserved)
+    a = a.assign(_unobserved_km2=a["unobserved_frac"].fillna(0.0) * a["outline_km2"])
+    total = a.groupby(["sensor", "year"], as_index=False).agg(
+        area_km2=("area_km2", "sum"), area_err_km2=("area_err_km2", "sum"), outline_km2=("outline_km2", "sum"),
+        unobserved_km2=("_unobserved_km2", "sum"), n_flagged=("flag_unobserved", "sum"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total["outline_km2"] > 0, total["unobserved_km2"] / total["outline_km2"], 0.0)
+    total = total.assign(unobserved_frac=share, flag_unobserved=share > max_unobserved,
+                         n_flagged=total["n_flagged"].astype(np.int64))
+    return total[TABLE_COLUMNS["total_area"]]
+
+
 def _change_rows(key, sub: pd.DataFrame, year0, year1, confidence) -> dict:
     sub = sub.sort_values("year")
-    a = sub.set_index("year")
+    flagged = sub["flag_unobserved"].to_numpy(bool)
+    seen = sub[~flagged]
+    left_out = set(sub["year"][flagged].tolist())
+    span = seen[(seen["year"] >= year0) & (seen["year"] <= year1)]["year"]
+    if len(span) >= 2:  # a flagged end year gives way to the nearest observed one inside the span
+        year0 = int(span.iloc[0]) if year0 in left_out else year0
+        year1 = int(span.iloc[-1]) if year1 in left_out else year1
+    a = seen.set_index("year")
     row = {"glacier_id": key[0], "sensor": key[1], "year0": year0, "year1": year1,
-           "years": float(year1 - year0), "n_years": int(len(sub))}
+           "years": float(year1 - year0), "n_years": int(len(seen)), "n_flagged": int(flagged.sum())}
     if year0 in a.index and year1 in a.index and a.at[year0, "area_km2"] > 0:
         ch = area_change(a.at[year0, "area_km2"], a.at[year0, "area_err_km2"],
                          a.at[year1, "area_km2"], a.at[year1, "area_err_km2"], year1 - year0)
@@ -441,15 +488,15 @@ def _change_rows(key, sub: pd.DataFrame, year0, year1, confidence) -> dict:
                    change_km2=float(ch.change_km2), change_err_km2=float(ch.change_err_km2),
                    change_pct=float(ch.change_pct), rate_pct_a=float(ch.rate_pct_a),
                    rate_err_pct_a=float(ch.rate_err_pct_a))
-    if len(sub) >= 3:
-        tr = area_trend(sub["year"].to_numpy(float), sub["area_km2"].to_numpy(float), confidence)
+    if len(seen) >= 3:
+        tr = area_trend(seen["year"].to_numpy(float), seen["area_km2"].to_numpy(float), confidence)
         row.update(trend_km2_a=tr["ols"].slope, trend_lo_km2_a=tr["ols"].slope_lo,
                    trend_hi_km2_a=tr["ols"].slope_hi, trend_theil_sen_km2_a=tr["theil_sen"].slope)
     return row
 
 
 def change_table(areas: pd.DataFrame, year0: int | None = None, year1: int | None = None,
-                 confidence: float = 0.95) -> pd.DataFrame:
+                 confidence: float = 0.95, max_unobserved: float = DEFAULT_MAX_UNOBSERVED) -> pd.DataFrame:
     """Area change ``year0`` -> ``year1`` (default first -> last year) and the trend over all
     years, per glacier and sensor and for the total (``glacier_id`` <NA>).
 
@@ -457,6 +504,12 @@ def change_table(areas: pd.DataFrame, year0: int | None = None, year1: int | Non
     where that area is 0). The trend is the OLS slope in km²/a with its ``confidence`` interval
     and the Theil-Sen slope (NaN with fewer than 3 years). The total's area error is the sum of
     the glaciers' errors (perimeters add, and the error is perimeter x half a pixel).
+
+    Flagged years (``flag_unobserved``; the total's from ``region_total``) are left out of both:
+    a row's ``year0``/``year1`` are then the first/last observed years inside the asked span
+    (``years`` between them), ``n_years`` counts the years the trend used and ``n_flagged``
+    those left out. Glaciers keep the flags of `areas`; ``max_unobserved`` flags the total
+    (and the rows of a table that has ``unobserved_frac`` but no flags).
     """
     missing = {"glacier_id", "sensor", "year", "area_km2", "area_err_km2"} - set(areas.columns)
     if missing:
@@ -467,10 +520,10 @@ def change_table(areas: pd.DataFrame, year0: int | None = None, year1: int | Non
     y1 = int(all_years[-1]) if year1 is None else int(year1)
     if y1 <= y0:
         raise ValueError(f"year1 must be after year0, got {y0} -> {y1}")
-    total = (areas.groupby(["sensor", "year"], as_index=False)[["area_km2", "area_err_km2"]].sum()
-             .assign(glacier_id=pd.NA))
+    glaciers = _with_observation(areas, max_unobserved)
+    total = region_total(areas, max_unobserved).assign(glacier_id=pd.NA)
     rows = [_change_rows((gid, sensor), sub, y0, y1, confidence)
-            for (gid, sensor), sub in areas.groupby(["glacier_id", "sensor"], sort=True)]
+            for (gid, sensor), sub in glaciers.groupby(["glacier_id", "sensor"], sort=True)]
     rows += [_change_rows((pd.NA, sensor), sub, y0, y1, confidence)
              for sensor, sub in total.groupby("sensor", sort=True)]
     out = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS["area_change"])

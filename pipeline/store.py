@@ -6,8 +6,11 @@ Layout (one store per region; one group per sensor grid, each on its own `Target
       zarr.json                     root attrs: glacierwatch {version, weights_sha256 {sensor: sha}, grids, chunk_size}
       sentinel-2/                   group attrs: grid, years {year: scene_ids, config_hash, version},
         probability   (year, y, x)  uint8 0-255 (p x 255), chunks (1, C, C), fill 0   proj:code, spatial:*
+        observed      (year, y, x)  uint8 clear observations behind the pixel (0 = not observed,
+                                    DEM void included; clipped to 254; 255 = not read), same chunks
+        doy           (year, y, x)  uint16 day of year the pixel's observation is from (0 = none)
         glacier_id    (y, x)        int32, 0 = no glacier, chunks (C, C)
-        dem, slope, aspect (y, x)   float32 (m, deg, deg clockwise from grid north), fill NaN
+        dem, slope, aspect (y, x)   float32 (m, deg, deg clockwise from true north), fill NaN
         x, y                        float64 pixel centres (m);  year  int64, chunks (1,)
         spatial_ref   ()            CF grid mapping (crs_wkt, spatial_ref, GeoTransform), as rioxarray writes it
       landsat/ ...                  the same on the 30 m grid
@@ -21,14 +24,18 @@ without glue, and GDAL's Zarr driver derives CRS (from ``grid_mapping``) and geo
 for readers that look there. Note: GDAL before 3.11 does not know the final Zarr v3 codec names
 (``bytes``, ``zstd``) and refuses to read the arrays; GDAL >= 3.11 reads them.
 
-Writes. The unit of work is (sensor, year, spatial chunk): exactly one chunk object of
-``probability``. A unit's block is written with a chunk-aligned region write, then recorded in
-the manifest (`pipeline.manifest`, which explains why that order makes a crash safe). Encoding
-is deterministic (fixed codecs, zstd level 3, no checksums or timestamps; chunks that are all
-zero are written too, not skipped), so rewriting a unit rewrites the same bytes and a resumed run
-equals a clean run byte for byte. ``year`` is chunked one per year and is the outer axis of
-``probability``, so appending a year resizes both arrays and writes only new chunk objects:
-earlier years' chunk files are never touched.
+Writes. The unit of work is (sensor, year, spatial chunk): exactly one chunk object of each
+yearly layer (``probability``, ``observed``, ``doy``: what was mapped, whether and when it was
+seen, DESIGN.md "Observed vs. glacier"). A unit's blocks are written with chunk-aligned region
+writes, then the unit is recorded in the manifest (`pipeline.manifest`, which explains why that
+order makes a crash safe). Encoding is deterministic (fixed codecs, zstd level 3, no checksums
+or timestamps; chunks that are all zero are written too, not skipped), so rewriting a unit
+rewrites the same bytes and a resumed run equals a clean run byte for byte. ``year`` is chunked
+one per year and is the outer axis of the yearly layers, so appending a year resizes the arrays
+and writes only new chunk objects:
+earlier years' chunk files are never touched. A store made before ``observed``/``doy`` existed
+gets both arrays when a run opens it (`RegionStore.create`); its earlier years read 255 / 0 there
+("not read"), which statistics count as observed, as they were counted before.
 
 Concurrency: units of one store may be written by many Dask workers at once (each writes its
 own objects); metadata changes (creating the store, adding a year) are made by the one process
@@ -62,10 +69,36 @@ __all__ = [
     "StoreError",
     "Unit",
     "check_compatible",
+    "encode_observed",
     "encode_probability",
 ]
 
 PROBABILITY = "probability"
+OBSERVED = "observed"
+DOY = "doy"
+OBSERVED_NOT_READ = 255
+"""`observed` of pixels whose observations were never read: units finished as ice-free without
+reading a pixel (`RegionStore.write_ice_free`) and units written without an observation layer."""
+MAX_CLEAR_COUNT = 254
+
+# The per-year layers one unit writes together -- name: (dtype, fill value, attrs)
+YEARLY_LAYERS: dict[str, tuple[str, Any, dict[str, Any]]] = {
+    PROBABILITY: (
+        "uint8",
+        0,
+        {"long_name": "glacier probability x 255 (>= 128: glacier)", "units": "1", "valid_range": [0, 255]},
+    ),
+    OBSERVED: (
+        "uint8",
+        OBSERVED_NOT_READ,
+        {
+            "long_name": "clear observations behind the composite pixel (0 = not observed: cloud in every scene, "
+            "DEM void or outside the footprints; clipped to 254; 255 = not read)",
+            "units": "1",
+        },
+    ),
+    DOY: ("uint16", 0, {"long_name": "day of year of the composite pixel's observation (0 = none)", "units": "1"}),
+}
 LAYOUT_VERSION = 1
 DEFAULT_CHUNK = 2048
 RUN_GROUP = "run"
@@ -78,7 +111,7 @@ STATIC_LAYERS: dict[str, tuple[str, Any, dict[str, str]]] = {
     "aspect": (
         "float32",
         float("nan"),
-        {"long_name": "downslope direction, clockwise from grid north (NaN = flat)", "units": "degree"},
+        {"long_name": "downslope direction, clockwise from true north (NaN = flat)", "units": "degree"},
     ),
 }
 
@@ -107,6 +140,16 @@ def encode_probability(p: np.ndarray) -> np.ndarray:
     """Glacier probability 0-1 (float, NaN = no data -> 0) as the store's uint8 0-255 (round half to even)."""
     p = np.nan_to_num(np.asarray(p, dtype=np.float32), nan=0.0)
     return np.rint(np.clip(p, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def encode_observed(clear_count: np.ndarray, elevation: np.ndarray | None = None) -> np.ndarray:
+    """Clear-observation counts (NaN = 0) as the store's uint8 `observed`: clipped to 254, and 0
+    where `elevation` is NaN (a DEM void is not observed: the model saw no terrain there)."""
+    count = np.nan_to_num(np.asarray(clear_count, dtype=np.float64), nan=0.0)
+    out = np.clip(count, 0, MAX_CLEAR_COUNT).astype(np.uint8)
+    if elevation is not None:
+        out[~np.isfinite(np.asarray(elevation, dtype=np.float64))] = 0
+    return out
 
 
 def _grid_record(grid: TargetGrid) -> dict[str, Any]:
@@ -222,6 +265,8 @@ class RegionStore:
             check_compatible(store, grids, weights)
             root = store._group(mode="r+")
             meta = dict(root.attrs["glacierwatch"])
+            for sensor in sorted(set(grids) & set(meta["grids"])):
+                store._add_missing_yearly_layers(root[sensor], _grid_from_record(meta["grids"][sensor]), int(meta["chunk_size"]))
             missing = {s: g for s, g in grids.items() if s not in meta["grids"]}
             for sensor, grid in sorted(missing.items()):
                 store._create_sensor(root, sensor, grid, int(meta["chunk_size"]))
@@ -282,21 +327,8 @@ class RegionStore:
         # `coordinates` makes xarray (default decode_coords) attach spatial_ref to every data
         # variable, so `.rio.crs` works on the Dataset and each DataArray with no extra argument.
         gm = {"grid_mapping": "spatial_ref", "coordinates": "spatial_ref"}
-        g.create_array(
-            PROBABILITY,
-            shape=(0, ny, nx),
-            chunks=(1, cy, cx),
-            dtype="uint8",
-            fill_value=0,
-            dimension_names=("year", "y", "x"),
-            attributes={
-                "long_name": "glacier probability x 255 (>= 128: glacier)",
-                "units": "1",
-                "valid_range": [0, 255],
-                **gm,
-            },
-            **_codecs(),
-        )
+        for name in YEARLY_LAYERS:
+            _create_yearly(g, name, 0, ny, nx, cy, cx)
         for name, (dtype, fill, attrs) in STATIC_LAYERS.items():
             g.create_array(
                 name,
@@ -348,6 +380,15 @@ class RegionStore:
         )
         ref[...] = 0
 
+    def _add_missing_yearly_layers(self, g: zarr.Group, grid: TargetGrid, chunk: int) -> None:
+        """Give a store made before a yearly layer existed that layer, as long as its year axis (fill values)."""
+        ny, nx = grid.shape
+        have = {name for name, _ in g.arrays()}
+        n_years = g[PROBABILITY].shape[0]
+        for name in YEARLY_LAYERS:
+            if name not in have:
+                _create_yearly(g, name, n_years, ny, nx, min(chunk, ny), min(chunk, nx))
+
     @property
     def metadata(self) -> dict[str, Any]:
         """Root provenance: layout, version, weights_sha256 (sensor -> sha256), chunk_size, grids."""
@@ -384,7 +425,7 @@ class RegionStore:
     # -- years ------------------------------------------------------------------------------
 
     def add_year(self, sensor: str, year: int, *, scene_ids: Iterable[str], config_hash: str) -> int:
-        """Make room for `year` in `sensor`'s probability (appending it) and record its provenance.
+        """Make room for `year` in `sensor`'s yearly layers (appending it) and record its provenance.
 
         Idempotent: a year already present with the same scenes is left alone. Returns the
         year's index along the ``year`` axis. Call while holding the update lock.
@@ -394,7 +435,6 @@ class RegionStore:
         self._sensor_grid(sensor)
         group = self._group(sensor, mode="r+")
         years_arr = self._array(f"{sensor}/year", write=True)
-        prob = self._array(f"{sensor}/{PROBABILITY}", write=True)
         years = [int(v) for v in years_arr[:]]
         records = dict(group.attrs["years"])
         if year in years:
@@ -403,8 +443,10 @@ class RegionStore:
                 raise StoreError(
                     f"store at {self.url} holds {sensor} {year} made from {len(recorded)} scenes; this run "
                     f"found {len(scenes)} ({len(set(scenes) - set(recorded))} new, "
-                    f"{len(set(recorded) - set(scenes))} missing): to recompute the year call "
-                    f"reset_year({sensor!r}, {year}) first (glacierwatch: --redo-year {year}), or keep the stored one"
+                    f"{len(set(recorded) - set(scenes))} missing): to recompute the year reset it first, "
+                    f"python -c \"from pipeline.store import RegionStore; RegionStore.open('{self.url}')"
+                    f".reset_year({sensor!r}, {year})\", then run the same command again; to keep the stored "
+                    f"year, leave {year} out of the config's years"
                 )
             if recorded is None:  # after reset_year: record the scenes of the recomputation
                 records[str(year)] = {"scene_ids": scenes, "config_hash": config_hash, "version": _version()}
@@ -417,15 +459,17 @@ class RegionStore:
                     "inserted before them, which rewrites every later year: start a new store (store: ...) "
                     f"for a run that includes {year}, or append only later years"
                 )
-            # Provenance first, then the coordinate, then the data axis: a crash in between
-            # leaves year longer than probability, which the next call repairs below.
+            # Provenance first, then the coordinate, then the data axes: a crash in between
+            # leaves year longer than a yearly layer, which the next call repairs below.
             records[str(year)] = {"scene_ids": scenes, "config_hash": config_hash, "version": _version()}
             group.attrs["years"] = dict(sorted(records.items()))
             index = len(years)
             years_arr.resize((index + 1,))
             years_arr[index] = year
-        if prob.shape[0] < years_arr.shape[0]:
-            prob.resize((years_arr.shape[0], *prob.shape[1:]))
+        for name in YEARLY_LAYERS:
+            layer = self._array(f"{sensor}/{name}", write=True)
+            if layer.shape[0] < years_arr.shape[0]:
+                layer.resize((years_arr.shape[0], *layer.shape[1:]))
         return index
 
     def reset_year(self, sensor: str, year: int) -> None:
@@ -464,18 +508,34 @@ class RegionStore:
             pending += [u for u in self.units(sensor, year) if (u.row, u.col) not in done]
         return pending
 
-    def write_unit(self, unit: Unit, block: np.ndarray) -> None:
-        """Write one unit's uint8 block (its exact window, see `unit_window`), then mark it finished."""
+    def write_unit(
+        self, unit: Unit, block: np.ndarray, observed: np.ndarray | None = None, doy: np.ndarray | None = None
+    ) -> None:
+        """Write one unit's blocks (its exact window, see `unit_window`), then mark it finished.
+
+        `block`: uint8 probability (`encode_probability`); `observed`: uint8 (`encode_observed`),
+        default 255 everywhere ("not read"); `doy`: uint16 day of year, default 0 ("none"). All
+        three chunk objects are written before the unit is marked, so a crash in between leaves it
+        pending and its rewrite produces the bytes of a clean run.
+        """
         ys, xs = self.unit_window(unit)
-        block = np.asarray(block)
         expected = (ys.stop - ys.start, xs.stop - xs.start)
-        if block.shape != expected:
-            raise StoreError(f"{unit.key}: block has shape {block.shape}, the unit's window is {expected} pixels")
-        if block.dtype != np.uint8:
-            raise StoreError(
-                f"{unit.key}: block is {block.dtype}, the store holds uint8 0-255: "
-                "convert probabilities with encode_probability(p)"
-            )
+        if observed is None:
+            observed = np.full(expected, OBSERVED_NOT_READ, np.uint8)
+        if doy is None:
+            doy = np.zeros(expected, np.uint16)
+        blocks = {PROBABILITY: np.asarray(block), OBSERVED: np.asarray(observed), DOY: np.asarray(doy)}
+        fixes = {PROBABILITY: "convert probabilities with encode_probability(p)",
+                 OBSERVED: "convert clear counts with encode_observed(clear_count, elevation)",
+                 DOY: "pass the composite's doy as uint16"}  # fmt: skip
+        for name, arr in blocks.items():
+            if arr.shape != expected:
+                raise StoreError(f"{unit.key}: {name} block has shape {arr.shape}, the unit's window is {expected} pixels")
+            dtype = np.dtype(YEARLY_LAYERS[name][0])
+            if arr.dtype != dtype:
+                if name == PROBABILITY:
+                    raise StoreError(f"{unit.key}: block is {arr.dtype}, the store holds uint8 0-255: {fixes[name]}")
+                raise StoreError(f"{unit.key}: {name} block is {arr.dtype}, the store holds {dtype}: {fixes[name]}")
         years = self.years(unit.sensor)
         if unit.year not in years:
             raise StoreError(
@@ -484,34 +544,34 @@ class RegionStore:
         index = years.index(unit.year)
         ny, nx = self._sensor_grid(unit.sensor).shape
         c = self.chunk_size
-        if ys.stop - ys.start < min(c, ny) or xs.stop - xs.start < min(c, nx):
-            # An edge chunk is smaller than the chunk shape; a zarr that treats it as a partial
-            # write merges it into the object already there, and a torn object (crash mid-put)
-            # could not be decoded. Remove it first: the unit is rewritten from fill, as in a clean run.
-            path = f"{self.root}/{unit.sensor}/{PROBABILITY}/c/{index}/{unit.row}/{unit.col}"
-            if self.fs.exists(path):
-                self.fs.rm_file(path)
-        if _is_local(self.url):
-            # zarr writes a local chunk to "<chunk>.<uuid>.partial" and renames it into place; a
-            # process killed in between leaves that file behind. The unit's rewrite removes it,
-            # so a resumed store holds exactly the files of a clean one.
-            chunk = f"{self.root}/{unit.sensor}/{PROBABILITY}/c/{index}/{unit.row}/{unit.col}"
-            for stale in stale_partials(self.fs, chunk):
-                self.fs.rm_file(stale)
-        try:
-            self._array(f"{unit.sensor}/{PROBABILITY}", write=True)[index, ys, xs] = block
-        except Exception as err:  # disk full, permissions, credentials, network: all mean the same here
-            from catalog.redact import redact
+        edge = ys.stop - ys.start < min(c, ny) or xs.stop - xs.start < min(c, nx)
+        for name, arr in blocks.items():
+            chunk = f"{self.root}/{unit.sensor}/{name}/c/{index}/{unit.row}/{unit.col}"
+            if edge and self.fs.exists(chunk):
+                # An edge chunk is smaller than the chunk shape; a zarr that treats it as a partial
+                # write merges it into the object already there, and a torn object (crash mid-put)
+                # could not be decoded. Remove it first: the unit is rewritten from fill, as in a clean run.
+                self.fs.rm_file(chunk)
+            if _is_local(self.url):
+                # zarr writes a local chunk to "<chunk>.<uuid>.partial" and renames it into place; a
+                # process killed in between leaves that file behind. The unit's rewrite removes it,
+                # so a resumed store holds exactly the files of a clean one.
+                for stale in stale_partials(self.fs, chunk):
+                    self.fs.rm_file(stale)
+            try:
+                self._array(f"{unit.sensor}/{name}", write=True)[index, ys, xs] = arr
+            except Exception as err:  # disk full, permissions, credentials, network: all mean the same here
+                from catalog.redact import redact
 
-            raise StoreError(
-                redact(
-                    f"writing unit {unit.key} to the store at {self.url} failed ({type(err).__name__}: {err}); "
-                    "the unit is not marked finished, so it is written again from scratch: fix the cause "
-                    "(disk space, permissions, credentials) and run the same command again"
-                )
-            ) from None
-        # Only now, with the chunk fully written, is the unit finished (see pipeline.manifest).
-        self.manifest.mark_done(unit, hashlib.sha256(np.ascontiguousarray(block).tobytes()).hexdigest())
+                raise StoreError(
+                    redact(
+                        f"writing unit {unit.key} to the store at {self.url} failed ({type(err).__name__}: {err}); "
+                        "the unit is not marked finished, so it is written again from scratch: fix the cause "
+                        "(disk space, permissions, credentials) and run the same command again"
+                    )
+                ) from None
+        # Only now, with every chunk fully written, is the unit finished (see pipeline.manifest).
+        self.manifest.mark_done(unit, hashlib.sha256(np.ascontiguousarray(blocks[PROBABILITY]).tobytes()).hexdigest())
 
     def write_probability(
         self,
@@ -519,36 +579,53 @@ class RegionStore:
         year: int,
         probability: xr.DataArray | da.Array | np.ndarray,
         *,
+        observed: xr.DataArray | da.Array | np.ndarray | None = None,
+        doy: xr.DataArray | da.Array | np.ndarray | None = None,
         scheduler: str | None = None,
         tiles: Collection[tuple[int, int]] | None = None,
     ) -> list[Unit]:
-        """Write the pending units of one year from a (y, x) uint8 array, lazily, one Dask task per unit.
+        """Write the pending units of one year from (y, x) arrays, lazily, one Dask task per unit.
 
-        `probability` may be dask-backed (the inference output); only the blocks of pending
-        units are computed, and with `tiles` ((row, col) of units) only those among them.
-        Returns the units written (empty on a rerun: a no-op).
+        `probability` uint8 (`encode_probability`), `observed` uint8 (`encode_observed`; default:
+        255, not read) and `doy` uint16 (default 0) may be dask-backed (the inference output); only
+        the blocks of pending units are computed, and with `tiles` ((row, col) of units) only those
+        among them. Each unit's task writes all three. Returns the units written (empty on a rerun: a no-op).
         """
         grid = self._sensor_grid(sensor)
-        data = probability.data if isinstance(probability, xr.DataArray) else probability
-        if isinstance(probability, xr.DataArray) and probability.dims != ("y", "x"):
-            raise StoreError(f"{sensor} {year}: probability has dims {probability.dims}, expected ('y', 'x')")
-        if tuple(data.shape) != grid.shape:
-            raise StoreError(
-                f"{sensor} {year}: probability has shape {tuple(data.shape)}, the store's {sensor} grid "
-                f"({_describe_grid(grid)}) is {grid.shape}: compute it on that grid"
-            )
-        if data.dtype != np.uint8:
-            raise StoreError(f"{sensor} {year}: probability is {data.dtype}; convert with encode_probability(p)")
         if year not in self.years(sensor):
             raise StoreError(f"store at {self.url} has no year {year} for {sensor}: call add_year(...) first")
         c = self.chunk_size
-        darr = data if isinstance(data, da.Array) else da.from_array(data, chunks=(c, c))
-        darr = darr.rechunk((c, c))
+        layers = {}
+        for name, values in ((PROBABILITY, probability), (OBSERVED, observed), (DOY, doy)):
+            if values is None:
+                continue
+            data = values.data if isinstance(values, xr.DataArray) else values
+            if isinstance(values, xr.DataArray) and values.dims != ("y", "x"):
+                raise StoreError(f"{sensor} {year}: {name} has dims {values.dims}, expected ('y', 'x')")
+            if tuple(data.shape) != grid.shape:
+                raise StoreError(
+                    f"{sensor} {year}: {name} has shape {tuple(data.shape)}, the store's {sensor} grid "
+                    f"({_describe_grid(grid)}) is {grid.shape}: compute it on that grid"
+                )
+            dtype = np.dtype(YEARLY_LAYERS[name][0])
+            if data.dtype != dtype:
+                how = {PROBABILITY: "convert with encode_probability(p)", OBSERVED: "convert with encode_observed(clear_count, elevation)",
+                       DOY: "pass the composite's doy as uint16"}[name]  # fmt: skip
+                raise StoreError(f"{sensor} {year}: {name} is {data.dtype}; {how}")
+            darr = data if isinstance(data, da.Array) else da.from_array(data, chunks=(c, c))
+            layers[name] = darr.rechunk((c, c))
         pending = self.pending_units(sensor, [year])
         if tiles is not None:
             chosen = set(tiles)
             pending = [u for u in pending if (u.row, u.col) in chosen]
-        tasks = [dask.delayed(_write_unit_task)(self.url, self.storage_options, u, darr.blocks[u.row, u.col]) for u in pending]
+
+        def block(name: str, u: Unit):
+            return layers[name].blocks[u.row, u.col] if name in layers else None
+
+        tasks = [
+            dask.delayed(_write_unit_task)(self.url, self.storage_options, u, block(PROBABILITY, u), block(OBSERVED, u), block(DOY, u))
+            for u in pending
+        ]
         dask.compute(*tasks, scheduler=scheduler)
         return pending
 
@@ -556,7 +633,12 @@ class RegionStore:
         """Finish one year's pending units *outside* `tiles` as probability 0, reading nothing.
 
         For the chunks far from every inventory outline (`catalog.tiling`): they are stored as
-        "not glacier" and marked finished, so the year is complete without inferring them.
+        "not glacier" and marked finished, so the year is complete without inferring them. Their
+        `observed` is 255 ("not read", not 0 "not observed") and `doy` 0: nothing was looked at,
+        and "not glacier" there is the tiling's decision, not a cloud. They lie beyond the tiling
+        buffer of every outline, so glacier statistics do not see them; should a `glacier_id`
+        pixel reach into one (a tiling buffer smaller than the glacier buffer) it counts as
+        observed (`unobserved_frac` counts only 0), consistent with that decision.
         """
         chosen = set(tiles)
         free = [u for u in self.pending_units(sensor, [year]) if (u.row, u.col) not in chosen]
@@ -607,8 +689,24 @@ class RegionStore:
         return UpdateLock(self.fs, f"{self.root}/{RUN_GROUP}/update.lock", self.url, purpose)
 
 
-def _write_unit_task(url: str, storage_options: dict, unit: Unit, block: np.ndarray) -> str:
-    RegionStore(url, storage_options).write_unit(unit, block)
+def _create_yearly(g: zarr.Group, name: str, n_years: int, ny: int, nx: int, cy: int, cx: int) -> None:
+    dtype, fill, attrs = YEARLY_LAYERS[name]
+    g.create_array(
+        name,
+        shape=(n_years, ny, nx),
+        chunks=(1, cy, cx),
+        dtype=dtype,
+        fill_value=fill,
+        dimension_names=("year", "y", "x"),
+        attributes={**attrs, "grid_mapping": "spatial_ref", "coordinates": "spatial_ref"},
+        **_codecs(),
+    )
+
+
+def _write_unit_task(
+    url: str, storage_options: dict, unit: Unit, block: np.ndarray, observed: np.ndarray | None = None, doy: np.ndarray | None = None
+) -> str:
+    RegionStore(url, storage_options).write_unit(unit, block, observed=observed, doy=doy)
     return unit.key
 
 

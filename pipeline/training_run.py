@@ -12,6 +12,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 import pandas as pd
 from rich.console import Console
 
@@ -23,7 +25,7 @@ from pipeline.labels import program_labels, truth_labels
 from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
 from pipeline.model.inputs import InputRecipe, fit_normalisation
 from pipeline.model.predictor import TorchPredictor
-from pipeline.model.weights import save_weights
+from pipeline.model.weights import TrainingDomain, save_weights
 from pipeline.training import TrainingConfig, train
 from pipeline.training_data import cut_samples
 from pipeline.yearly_cube import yearly_cube
@@ -52,7 +54,7 @@ def train_and_evaluate(cfg: Config, sensor: str, options: Training, out_dir: Pat
             raise FileNotFoundError(f"training.labels is 'truth' but there is no truth at {truth_dir}: use labels: inventory")
         labels = truth_labels(truth)
     else:
-        labels = program_labels(cfg.inventory_path(), cube, bands)
+        labels = program_labels(cfg.inventory_path(), cube, bands, cfg.inventory.id_field)
     samples = cut_samples(cube, labels, train_years, options.sample_size, options.crop_size)
     recipe = fit_normalisation(
         InputRecipe(bands=bands, indices=options.indices, terrain=options.terrain), zip(samples.reflectance, samples.terrain)
@@ -88,6 +90,16 @@ def train_and_evaluate(cfg: Config, sensor: str, options: Training, out_dir: Pat
     }
     metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}  # no debris in the test years: no debris score
     weights = out_dir / f"{sensor}-{options.architecture}.safetensors"
-    save_weights(result.model, recipe, weights, training_data=described, seed=options.seed, metrics=metrics)
+    synthetic = cfg.sensors[sensor].provider == "local" and truth is not None  # the embedded area's own truth
+    elevation = cube.elevation.values
+    domain = TrainingDomain(
+        kind="synthetic" if synthetic else "real",
+        sensors=(sensor,),
+        resolution_m=cfg.sensors[sensor].resolution,
+        elevation_m=(float(np.nanmin(elevation)), float(np.nanmax(elevation))) if np.isfinite(elevation).any() else None,
+        latitude_deg=(cfg.region.bbox[1], cfg.region.bbox[3]),
+        regions=(cfg.region.name,),
+    )
+    save_weights(result.model, recipe, weights, training_data=described, seed=options.seed, metrics=metrics, domain=domain)
     shutil.copy(out_dir / "training_log.csv", out_dir / f"{sensor}-{options.architecture}.training_log.csv")
     return TrainingRun(weights, accuracy)

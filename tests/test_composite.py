@@ -39,6 +39,9 @@ def test_cloud_in_one_scene_is_filled_from_another():
     # The whole spectrum comes from the chosen observation.
     np.testing.assert_allclose(refl.isel(y=0, x=0).values, 0.15 * FACTORS, rtol=1e-6)
     assert comp.clear_count.sel(year=2021).values.tolist() == [[2, 3], [3, 3]]
+    # the day each pixel was seen: 10 July (day 191) at (0, 0), 10 August (day 222) elsewhere
+    assert comp.doy.sel(year=2021).values.tolist() == [[191, 222], [222, 222]]
+    assert comp.doy.dtype == np.uint16
 
 
 def test_pixel_cloudy_in_every_scene_is_nan_with_clear_count_zero():
@@ -48,6 +51,7 @@ def test_pixel_cloudy_in_every_scene_is_nan_with_clear_count_zero():
     comp = yearly_composite(_cube(green, DATES), xr.DataArray(clear, dims=("time", "y", "x"))).compute()
     assert np.isnan(comp.reflectance.values[0, :, 1, 1]).all()
     assert comp.clear_count.values[0, 1, 1] == 0
+    assert comp.doy.values[0, 1, 1] == 0 and comp.doy.values[0, 0, 0] == 253  # never seen: no date; ties: the later
     assert np.isfinite(comp.reflectance.values[0, :, 0, 0]).all()
     assert comp.reflectance.dtype == np.float32
 
@@ -107,3 +111,5 @@ def test_composite_over_the_study_area_is_lazy_until_computed(small_study_area):
     has_obs = done.clear_count.values > 0
     assert np.isfinite(done.reflectance.values[:, 1][has_obs]).all()
     assert np.isnan(done.reflectance.values[:, 1][~has_obs]).all()
+    np.testing.assert_array_equal(done.doy.values > 0, has_obs)  # a date exactly where there is an observation
+    assert set(np.unique(done.doy.values[has_obs])) <= {t.dayofyear for t in pd.DatetimeIndex(cube.time.values)}

@@ -44,7 +44,7 @@ def test_config_round_trips_through_yaml(tmp_path):
     [
         ({"regoin": {}}, "regoin: unknown key"),
         ({"sensors": {"sentinel-2": {"resolution": 10, "max_cloud": 150}}}, "sensors.sentinel-2.max_cloud: Input should be less than or equal to 100"),
-        ({"sensors": {"sentinel-2": {"resolution": 10, "provider": "nasa"}}}, "sensors.sentinel-2.provider: unknown provider 'nasa': use one of earth-search, local, planetary-computer"),
+        ({"sensors": {"sentinel-2": {"resolution": 10, "provider": "nasa"}}}, "sensors.sentinel-2.provider: unknown provider 'nasa': use one of earth-search, earth-search-c1, local, planetary-computer"),
         ({"years": {"start": 2020, "end": 2018}}, "years: empty year range: end (2018) is before start (2020)"),
         ({"years": {"start": 2020, "end": dt.date.today().year + 1}}, "is in the future"),
         ({"region": {"bbox": [84.1, 43.7, 83.9, 43.8]}}, "region.bbox: [84.1, 43.7, 83.9, 43.8] must be [west, south, east, north]"),

@@ -21,7 +21,9 @@ from rich.console import Console
 from catalog.search import SearchError
 from pipeline.analysis import TABLES, TRUTH
 from pipeline.lock import StoreLockedError
-from pipeline.run import RunError, run_study, summary_table
+from pipeline.model.weights import WeightsError
+from pipeline.preflight import OUTPUT_MARKER
+from pipeline.run import run_study, summary_table
 from pipeline.store import IncompatibleStoreError, RegionStore
 from conftest import small_run_config, tiny_weights
 
@@ -96,6 +98,7 @@ def test_update_appends_a_year_and_leaves_earlier_years_untouched(small_run, run
     import shutil
 
     shutil.copytree(result.out / "store.zarr", out / "store.zarr")
+    (out / OUTPUT_MARKER).touch()  # the folder of an earlier run
     before = {k: v for k, v in _files(out, "store.zarr").items() if "/run/" not in k}
     updated = cfg.model_copy(update={"years": cfg.years.model_validate({"start": 2020, "end": 2022})})
     console = Console(file=open(tmp_path / "log.txt", "w"))
@@ -141,7 +144,7 @@ def test_store_made_with_other_weights_is_refused_with_the_way_out(small_run, sm
 def test_missing_weights_are_named(small_study_area, small_weights, tmp_path, run_client):
     cfg = small_run_config(small_study_area, small_weights, tmp_path)
     sensors = {**cfg.sensors, "landsat": cfg.sensors["landsat"].model_copy(update={"weights": str(tmp_path / "none.safetensors")})}
-    with pytest.raises(RunError, match=r"no landsat weights at .*none\.safetensors.*glacierwatch train --sensor landsat"):
+    with pytest.raises(WeightsError, match=r"no landsat weights at .*none\.safetensors.*glacierwatch train --sensor landsat"):
         run_study(cfg.model_copy(update={"sensors": sensors}), tmp_path / "out", client=run_client,
                   console=Console(file=open(tmp_path / "log.txt", "w")))
     assert not (tmp_path / "out" / "store.zarr").exists()

@@ -67,7 +67,11 @@ def test_areas_perimeters_and_errors_by_hand(tables):
     assert a.loc[(1, 2021), "perimeter_km"] == pytest.approx(0.100)
     assert a.loc[(2, 2021), "area_km2"] == pytest.approx(200e-6)
     assert list(tables["areas"].columns) == ["glacier_id", "sensor", "year", "area_km2",
-                                             "perimeter_km", "area_err_km2"]
+                                             "perimeter_km", "area_err_km2", "outline_km2",
+                                             "unobserved_frac", "flag_unobserved"]
+    # no `observed` given: every pixel counts as observed; the outline is the glacier_id raster's pixels
+    assert a.loc[(1, 2021), "outline_km2"] == pytest.approx(600e-6) and a.loc[(2, 2021), "outline_km2"] == pytest.approx(200e-6)
+    assert (tables["areas"]["unobserved_frac"] == 0).all() and not tables["areas"]["flag_unobserved"].any()
     assert (tables["areas"]["sensor"] == "S2").all()
 
 

@@ -7,8 +7,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -17,9 +15,17 @@ import pytest
 import xarray as xr
 
 from catalog.grid import TargetGrid
-from pipeline.lock import StoreLockedError, UpdateLock
+from pipeline.lock import StoreLockedError
 from pipeline.manifest import Manifest
-from pipeline.store import IncompatibleStoreError, RegionStore, StoreError, Unit, check_compatible, encode_probability
+from pipeline.store import (
+    IncompatibleStoreError,
+    RegionStore,
+    StoreError,
+    Unit,
+    check_compatible,
+    encode_observed,
+    encode_probability,
+)
 
 # affine 3 deprecates `*` for composition; rioxarray still uses it (see PITFALLS).
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning:rioxarray.*")
@@ -48,6 +54,16 @@ def probability(year: int, grid: TargetGrid = S2) -> np.ndarray:
     return p
 
 
+def observed(year: int, grid: TargetGrid = S2) -> np.ndarray:
+    """Clear counts 0-3 (0 = cloud in every scene), as stored."""
+    return encode_observed(np.random.default_rng(year + 1).integers(0, 4, grid.shape))
+
+
+def doy(year: int, grid: TargetGrid = S2) -> np.ndarray:
+    day = np.random.default_rng(year + 2).integers(180, 270, grid.shape).astype(np.uint16)
+    return np.where(observed(year, grid) > 0, day, 0).astype(np.uint16)
+
+
 def file_hashes(store: RegionStore, prefix: str = "") -> dict[str, str]:
     """sha256 of every object under the store (paths relative to it), lock excluded."""
     out = {}
@@ -65,7 +81,10 @@ def probability_chunks(store: RegionStore, sensor: str = "sentinel-2") -> dict[s
 def run_years(store: RegionStore, years, sensor: str = "sentinel-2") -> None:
     for year in years:
         store.add_year(sensor, year, scene_ids=[f"S2_{year}_A", f"S2_{year}_B"], config_hash="cfg1")
-        store.write_probability(sensor, year, probability(year, store.grids[sensor]), scheduler="synchronous")
+        grid = store.grids[sensor]
+        store.write_probability(
+            sensor, year, probability(year, grid), observed=observed(year, grid), doy=doy(year, grid), scheduler="synchronous"
+        )
 
 
 # -- layout -----------------------------------------------------------------------------------
@@ -88,6 +107,13 @@ def test_layout_dtypes_chunks_and_provenance(url):
             assert root[f"{sensor}/{name}"].dtype == np.float32
             assert root[f"{sensor}/{name}"].shape == (ny, nx)
     assert root["sentinel-2/probability"].shape == (2, 9, 12)
+    # what was observed, and when, beside the probability: same axes and chunks, one chunk per unit
+    for name, dtype, fill in (("observed", np.uint8, 255), ("doy", np.uint16, 0)):
+        arr = root[f"sentinel-2/{name}"]
+        assert (arr.dtype, arr.fill_value, arr.shape, arr.chunks) == (dtype, fill, (2, 9, 12), (1, CHUNK, CHUNK))
+        assert arr.metadata.dimension_names == ("year", "y", "x")
+        assert len(file_hashes(store, f"sentinel-2/{name}/c/")) == 2 * 9
+    assert root["landsat/observed"].shape == (0, 3, 4)
     assert root["landsat/probability"].shape == (0, 3, 4)  # no landsat year written yet
     meta = store.metadata
     assert meta["weights_sha256"] == {s: WEIGHTS for s in GRIDS} and meta["version"] and meta["chunk_size"] == CHUNK
@@ -99,6 +125,8 @@ def test_layout_dtypes_chunks_and_provenance(url):
     assert ds.probability.dtype == np.uint8 and ds.probability.dims == ("year", "y", "x")
     assert ds.year.values.tolist() == [2016, 2017]
     np.testing.assert_array_equal(ds.probability.sel(year=2017).values, probability(2017))
+    np.testing.assert_array_equal(ds.observed.sel(year=2017).values, observed(2017))
+    np.testing.assert_array_equal(ds.doy.sel(year=2017).values, doy(2017))
     # pixel centres
     assert ds.x.values[0] == S2.bounds[0] + 5 and ds.y.values[0] == S2.bounds[3] - 5
 
@@ -124,7 +152,7 @@ def test_rioxarray_reads_crs_and_transform_of_the_grid(url):
     for sensor, grid in GRIDS.items():
         ds = xr.open_zarr(store.zarr_store, group=sensor, consolidated=False)  # no extra arguments
         assert ds.rio.crs.to_epsg() == grid.epsg
-        for name in ("probability", "glacier_id", "dem"):
+        for name in ("probability", "observed", "doy", "glacier_id", "dem"):
             assert ds[name].rio.crs.to_epsg() == grid.epsg
             assert ds[name].rio.transform() == grid.transform
         assert ds.spatial_ref.attrs["GeoTransform"].split() == [str(v) for v in grid.transform.to_gdal()]
@@ -198,7 +226,7 @@ def test_rewriting_a_unit_writes_the_same_bytes(url):
     before = file_hashes(store)
     unit = Unit("sentinel-2", 2016, 2, 2)  # an edge chunk (1 x 4 px of a 4 x 4 chunk)
     ys, xs = store.unit_window(unit)
-    store.write_unit(unit, probability(2016)[ys, xs])
+    store.write_unit(unit, probability(2016)[ys, xs], observed=observed(2016)[ys, xs], doy=doy(2016)[ys, xs])
     assert file_hashes(store) == before
 
 
@@ -248,7 +276,9 @@ def test_resume_after_a_crash_equals_a_clean_run_byte_for_byte(tmp_path, monkeyp
     monkeypatch.setattr(Manifest, "mark_done", crash_after_k)
     crashed.add_year("sentinel-2", 2017, scene_ids=["S2_2017_A", "S2_2017_B"], config_hash="cfg1")
     with pytest.raises(KeyboardInterrupt):
-        crashed.write_probability("sentinel-2", 2017, probability(2017), scheduler="synchronous")
+        crashed.write_probability(
+            "sentinel-2", 2017, probability(2017), observed=observed(2017), doy=doy(2017), scheduler="synchronous"
+        )
     monkeypatch.setattr(Manifest, "mark_done", real_mark)
 
     # only the k finished units are in the manifest; the half-done one is pending
@@ -264,9 +294,79 @@ def test_resume_after_a_crash_equals_a_clean_run_byte_for_byte(tmp_path, monkeyp
         crashed.fs.makedirs(f"{crashed.root}/sentinel-2/probability/c/1/{unit.row}", exist_ok=True)
         crashed.fs.pipe_file(f"{crashed.root}/sentinel-2/probability/c/1/{unit.row}/{unit.col}", junk)
 
-    written = crashed.write_probability("sentinel-2", 2017, probability(2017), scheduler="synchronous")
+    written = crashed.write_probability(
+        "sentinel-2", 2017, probability(2017), observed=observed(2017), doy=doy(2017), scheduler="synchronous"
+    )
     assert written == pending
     assert file_hashes(crashed) == file_hashes(clean)
+
+
+def test_a_crash_between_a_units_layers_leaves_it_pending_and_the_rewrite_equals_a_clean_run(tmp_path, monkeypatch):
+    """The probability chunk is on disk, the unit's `observed` write fails (disk full): nothing is
+    marked, and the rerun rewrites all three chunk objects to a clean run's bytes."""
+    import zarr
+
+    clean = new_store(str(tmp_path / "clean.zarr"))
+    run_years(clean, [2016])
+    crashed = new_store(str(tmp_path / "crashed.zarr"))
+    crashed.add_year("sentinel-2", 2016, scene_ids=["S2_2016_A", "S2_2016_B"], config_hash="cfg1")
+    real_set = zarr.storage.LocalStore.set
+
+    async def disk_fills_writing_observed(self, key, value):
+        if "/observed/c/0/1/1" in key:
+            raise OSError(28, "No space left on device")
+        return await real_set(self, key, value)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", disk_fills_writing_observed)
+    with pytest.raises(StoreError, match="unit sentinel-2/2016/1.1 .* No space left"):
+        crashed.write_probability(
+            "sentinel-2", 2016, probability(2016), observed=observed(2016), doy=doy(2016), scheduler="synchronous"
+        )
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", real_set)
+    assert (1, 1) not in crashed.manifest.done("sentinel-2", 2016)
+    assert crashed.fs.exists(f"{crashed.root}/sentinel-2/probability/c/0/1/1")  # written, but not trusted
+    crashed.write_probability("sentinel-2", 2016, probability(2016), observed=observed(2016), doy=doy(2016), scheduler="synchronous")
+    assert file_hashes(crashed) == file_hashes(clean)
+
+
+def test_observed_counts_clip_and_dem_voids_are_unobserved():
+    counts = np.array([[0, 1, 3], [254, 300, np.nan]])
+    elevation = np.array([[4000.0, np.nan, 4100.0], [4200.0, 4300.0, 4400.0]])
+    np.testing.assert_array_equal(encode_observed(counts), [[0, 1, 3], [254, 254, 0]])
+    np.testing.assert_array_equal(encode_observed(counts, elevation), [[0, 0, 3], [254, 254, 0]])
+    assert encode_observed(counts).dtype == np.uint8
+
+
+def test_observation_layers_are_checked_and_default_to_not_read(url):
+    store = new_store(url)
+    store.add_year("sentinel-2", 2016, scene_ids=["x"], config_hash="c")
+    unit = Unit("sentinel-2", 2016, 0, 0)
+    with pytest.raises(StoreError, match="encode_observed"):
+        store.write_unit(unit, probability(2016)[:4, :4], observed=np.ones((4, 4), np.int64))
+    with pytest.raises(StoreError, match="doy block has shape"):
+        store.write_unit(unit, probability(2016)[:4, :4], doy=np.ones((3, 4), np.uint16))
+    assert store.pending_units("sentinel-2")[0] == unit  # a refused write marks nothing
+    # ice-free units read no pixel: "not read" (255), not "not observed" (0), and no date
+    free = store.write_ice_free("sentinel-2", 2016, tiles=[(0, 0)])
+    assert len(free) == 8
+    ds = store.open_dataset("sentinel-2")
+    ys, xs = store.unit_window(free[-1])
+    assert (ds.observed.sel(year=2016).values[ys, xs] == 255).all() and (ds.doy.sel(year=2016).values[ys, xs] == 0).all()
+    assert (ds.probability.sel(year=2016).values[ys, xs] == 0).all()
+
+
+def test_a_store_made_before_the_observation_layers_gets_them_as_not_read(tmp_path):
+    import zarr
+
+    store = new_store(str(tmp_path / "old.zarr"))
+    run_years(store, [2016])
+    group = zarr.open_group(store.zarr_store, path="sentinel-2", mode="r+", zarr_format=3)
+    del group["observed"], group["doy"]  # as a store of the earlier layout has them
+    store = new_store(store.url)  # a run opens it
+    ds = store.open_dataset("sentinel-2")
+    assert ds.observed.shape == (1, 9, 12) and (ds.observed.values == 255).all() and (ds.doy.values == 0).all()
+    run_years(store, [2017])  # and appends to it as to any store
+    np.testing.assert_array_equal(store.open_dataset("sentinel-2").observed.sel(year=2017).values, observed(2017))
 
 
 def test_manifest_marks_only_finished_units(url):
@@ -318,23 +418,6 @@ def test_lock_refuses_a_concurrent_holder_naming_it(url):
     assert not store.fs.exists(lock_path)
     with store.lock():  # free again
         pass
-
-
-def test_lock_says_when_its_holder_is_dead(url):
-    store = new_store(url)
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(proc.stdout)
-    lock_path = f"{store.root}/run/update.lock"
-    store.fs.pipe_file(
-        lock_path,
-        json.dumps({"host": socket.gethostname(), "pid": dead_pid, "started": "2026-01-01T00:00:00+00:00", "token": "t"}).encode(),
-    )
-    with pytest.raises(StoreLockedError) as err:
-        UpdateLock(store.fs, lock_path, store.url).acquire()
-    msg = str(err.value)
-    assert f"pid {dead_pid} is not running on this host" in msg
-    assert f"the holder is dead and the lock is stale. Delete the lock file {lock_path}" in msg
-    assert store.url in msg
 
 
 # -- refusal -----------------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def test_train_writes_weights_logs_and_an_accuracy_table(tmp_path, small_study_a
     assert result.exit_code == 0, result.output
     folder = out / "sentinel-2"
     model, card = load_model(folder / "sentinel-2-unet.safetensors")
-    assert card.recipe.channel_names == ("B02", "B03", "B04", "B08", "B11", "B12", "ndsi", "ndwi", "elevation", "slope")
+    assert card.recipe.channel_names == ("B02", "B03", "B04", "B08", "B11", "B12", "ndsi", "ndwi", "relative_elevation", "slope")
     assert "2016-2020" in card.training_data and card.metrics["held_out_all_IoU"] > 0.5
     log = pd.read_csv(folder / "training_log.csv")
     assert list(log.epoch) == [1, 2] and log.train_loss.iloc[1] < log.train_loss.iloc[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -24,6 +25,34 @@ MAX_HEADER_BYTES = 100_000_000
 
 class WeightsError(ValueError):
     """A weights file that cannot or must not be loaded."""
+
+
+class TrainingDomain(BaseModel):
+    """What the weights were trained on: a run on other data is a guess, and the pre-flight says so.
+
+    ``kind``: "synthetic" (generated scenes only), "real" (real scenes) or "mixed".
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["synthetic", "real", "mixed"]
+    sensors: tuple[str, ...] = ()
+    resolution_m: float | None = None
+    elevation_m: tuple[float, float] | None = None
+    latitude_deg: tuple[float, float] | None = None
+    regions: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = [f"{self.kind} scenes"]
+        if self.regions:
+            parts.append("of " + ", ".join(self.regions))
+        if self.sensors:
+            parts.append(f"({', '.join(self.sensors)}" + (f" at {self.resolution_m:g} m)" if self.resolution_m else ")"))
+        if self.elevation_m:
+            parts.append(f"elevations {self.elevation_m[0]:.0f}-{self.elevation_m[1]:.0f} m")
+        if self.latitude_deg:
+            parts.append(f"latitudes {self.latitude_deg[0]:.1f}-{self.latitude_deg[1]:.1f} deg")
+        return " ".join(parts)
 
 
 class ModelCard(BaseModel):
@@ -41,6 +70,8 @@ class ModelCard(BaseModel):
     training_data: str = ""
     seed: int | None = None
     metrics: dict[str, float] = {}
+    domain: TrainingDomain | None = None
+    """What it was trained on (None: a card written before domains were recorded: unknown)."""
     halo_px: int | None = None
     """Measured for these weights: chunked inference with this halo equals the whole-image
     prediction within 1/255 (None: the architecture's default, `pipeline.model.halo`)."""
@@ -72,6 +103,7 @@ def save_weights(
     training_data: str = "",
     seed: int | None = None,
     metrics: dict[str, float] | None = None,
+    domain: TrainingDomain | None = None,
 ) -> ModelCard:
     """Write `path` (safetensors) and its card; float16 halves the file for shipping."""
     path = Path(path)
@@ -93,6 +125,7 @@ def save_weights(
         training_data=training_data,
         seed=seed,
         metrics=metrics or {},
+        domain=domain,
     )
     card_path(path).write_text(card.model_dump_json(indent=2))
     return card

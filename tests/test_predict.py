@@ -1,0 +1,313 @@
+"""`glacierwatch predict` on band files a user already has: the grid, the encoding, no data, errors.
+
+The scene is written here: 64 x 64 px of 10 m bands and 32 x 32 px of 20 m SWIR bands in UTM
+(EPSG:32645), as Sentinel-2 L2A DNs (reflectance x 10^4, nodata 0). Columns 0-31 are snow/ice
+(0.9/0.9/0.9/0.72/0.01/0.01, real icefield values), columns 32-63 rock (0.2/0.22/0.25/0.3/0.35/0.3).
+By hand: ice has red/SWIR16 = 90 and NDSI = 0.98, rock 0.71 and -0.23; on the 10 m grid the
+bilinear SWIR16 of column 31 is 0.75 x 0.01 + 0.25 x 0.35 = 0.095 (ratio 9.5: ice) and of
+column 32 0.265 (ratio 0.94: rock), so both thresholds split the scene exactly at column 32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from rasterio.warp import transform as warp_transform
+from rasterio.warp import transform_bounds
+from typer.testing import CliRunner
+
+from conftest import tiny_weights
+from pipeline.cli import app
+from pipeline.predict import NODATA, encode, predict_scene
+
+runner = CliRunner()
+CRS = "EPSG:32645"
+ORIGIN = (500_000.0, 4_840_000.0)
+ICE = (0.9, 0.9, 0.9, 0.72, 0.01, 0.01)
+ROCK = (0.2, 0.22, 0.25, 0.3, 0.35, 0.3)
+NAMES = ("B02", "B03", "B04", "B08", "B11", "B12")
+BLUE_HOLES = [(5, 5), (40, 40)]
+SWIR_HOLE_20M = (slice(10, 14), slice(20, 24))  # 10 m rows 20-27, cols 40-47; inside for sure: 22-25, 42-45
+
+
+def _write(path, data, resolution, nodata=0, crs=CRS):
+    height, width = data.shape
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=1, dtype=data.dtype,
+                       crs=crs, transform=from_origin(*ORIGIN, resolution, resolution), nodata=nodata) as dst:
+        dst.write(data, 1)
+    return path
+
+
+def _scene(folder, size=64, texture=None):
+    """The six band files of the test scene (10 m bands, 20 m SWIR); `texture`: per-pixel reflectance added."""
+    paths = []
+    for i, name in enumerate(NAMES):
+        swir = i >= 4
+        n = size // 2 if swir else size
+        refl = np.empty((n, n), np.float32)
+        refl[:, : n // 2], refl[:, n // 2 :] = ICE[i], ROCK[i]
+        if texture is not None:
+            refl += texture[i][:n, :n]
+        dn = np.clip(np.rint(refl / 1e-4), 1, 65535).astype(np.uint16)
+        if name == "B02":
+            for r, c in BLUE_HOLES:
+                dn[r, c] = 0
+        if name == "B11":
+            dn[SWIR_HOLE_20M] = 0
+        paths.append(_write(folder / f"{name}.tif", dn, 20.0 if swir else 10.0))
+    return paths
+
+
+def _dem(folder, size=64):
+    """A DEM in EPSG:4326 over the scene: a plane rising 1000 m per 0.01 deg of latitude from 4000 m."""
+    left, bottom, right, top = transform_bounds(CRS, "EPSG:4326", ORIGIN[0], ORIGIN[1] - size * 10, ORIGIN[0] + size * 10, ORIGIN[1])
+    step = 0.0001  # ~11 m of latitude, ~8 m of longitude
+    west, north = left - 20 * step, top + 20 * step
+    ny, nx = int((top - bottom) / step) + 40, int((right - left) / step) + 40
+    lat = north - (np.arange(ny) + 0.5) * step
+    elevation = np.repeat((4000.0 + (lat - bottom) / 0.01 * 1000.0)[:, None], nx, axis=1).astype(np.float32)
+    path = folder / "dem.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=nx, height=ny, count=1, dtype="float32", crs="EPSG:4326",
+                       transform=from_origin(west, north, step, step), nodata=-9999.0) as dst:
+        dst.write(elevation, 1)
+    return path, bottom
+
+
+def _read(path):
+    with rasterio.open(path) as src:
+        return src.read(1), src.profile, src.scales, src.tags()
+
+
+def test_encode_reserves_255_for_no_data():
+    p = np.array([0.0, 0.5, 0.998, 1.0, np.nan, 0.3], np.float32)
+    valid = np.array([True, True, True, True, True, False])
+    assert encode(p, valid).tolist() == [0, 128, 254, 254, 0, 255]
+
+
+@pytest.mark.parametrize("classifier", ["band-ratio", "ndsi"])
+def test_thresholds_split_ice_from_rock_on_the_first_bands_grid(tmp_path, classifier):
+    bands = _scene(tmp_path)
+    out = tmp_path / "out" / "prob.tif"
+    result = predict_scene(bands, "sentinel-2", out, classifier=classifier)
+    data, profile, scales, tags = _read(out)
+    with rasterio.open(bands[0]) as first:
+        assert (profile["crs"], profile["transform"], data.shape) == (first.crs, first.transform, first.shape)
+    assert profile["dtype"] == "uint8" and profile["nodata"] == NODATA
+    assert scales == (pytest.approx(1 / 255),) and tags["classifier"] == classifier
+
+    nodata = np.zeros((64, 64), bool)
+    for r, c in BLUE_HOLES:
+        nodata[r, c] = True
+    assert (data[22:26, 42:46] == NODATA).all()  # SWIR16's 20 m hole, away from its bilinear edge
+    nodata[22:26, 42:46] = True
+    hole_edge = np.zeros_like(nodata)
+    hole_edge[20:28, 40:48] = True
+    hole_edge &= ~nodata
+    assert (data[nodata] == NODATA).all()
+    assert ((data == NODATA) & ~nodata & ~hole_edge).sum() == 0
+    keep = ~nodata & ~hole_edge
+    assert (data[:, :32][keep[:, :32]] == 254).all()
+    assert (data[:, 32:][keep[:, 32:]] == 0).all()
+    n_valid = int((data != NODATA).sum())
+    assert result.n_valid == n_valid and result.n_glacier == 32 * 64 - 1
+    assert result.warnings == ()
+
+
+def test_output_is_a_valid_cog(tmp_path):
+    cogeo = pytest.importorskip("rio_cogeo.cogeo")
+    out = tmp_path / "prob.tif"
+    predict_scene(_scene(tmp_path), "sentinel-2", out, classifier="ndsi")
+    valid, errors, _ = cogeo.cog_validate(str(out))
+    assert valid, errors
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary files left
+
+
+def _contrasted_unet(path):
+    """A base-4 U-Net with variance-preserving random weights and logits of std ~2 (as in
+    tests/test_inference.py): PyTorch's default init gives a near-constant map that would hide seams."""
+    import torch
+
+    from pipeline.model.dunet import UNet
+    from pipeline.model.inputs import InputRecipe
+    from pipeline.model.weights import save_weights
+
+    torch.manual_seed(0)
+    recipe = InputRecipe(bands=NAMES, indices=("ndsi",), terrain=("elevation", "slope"),
+                         mean=(0.5,) * 6 + (0.0, 4500.0, 20.0), std=(0.1,) * 6 + (0.5, 800.0, 10.0))
+    model = UNet(recipe.n_channels, 4).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        logit = model(torch.randn(1, recipe.n_channels, 128, 128))
+        scale = 2.0 / float(logit.std())
+        model.head.weight.mul_(scale)
+        model.head.bias.mul_(scale).sub_(float(logit.median()) * scale)
+    save_weights(model, recipe, path)
+    return path
+
+
+def test_blocks_and_halo_reproduce_the_whole_scene(tmp_path, monkeypatch):
+    """Block-wise reads and network windows (bounded memory) give the same map as one pass."""
+    rng = np.random.default_rng(3)
+    texture = rng.uniform(-0.05, 0.05, (6, 256, 256)).astype(np.float32)
+    bands = _scene(tmp_path, size=256, texture=texture)
+    predict_scene(bands, "sentinel-2", tmp_path / "whole.tif", classifier="band-ratio")
+    predict_scene(bands, "sentinel-2", tmp_path / "blocks.tif", classifier="band-ratio", block=48)
+    assert np.array_equal(_read(tmp_path / "whole.tif")[0], _read(tmp_path / "blocks.tif")[0])
+
+    weights = _contrasted_unet(tmp_path / "unet.safetensors")
+    dem, _ = _dem(tmp_path, size=256)
+    said = []
+    common = dict(dem=dem, classifier="unet", weights=weights, device="cpu", warn=said.append)
+    predict_scene(bands, "sentinel-2", tmp_path / "unet-whole.tif", **common)
+    # U-Net halo 96 px: 3 x 3 blocks of 96 px; the middle one reads 96 + 2 x 96 = 288 -> 256 px (the
+    # scene), more than window + 2 x halo = 240, so _predict_block cuts it into 2 x 2 windows.
+    import pipeline.inference
+
+    forwards = []
+    whole_pass = pipeline.inference._predict_whole
+    monkeypatch.setattr(pipeline.inference, "_predict_whole", lambda b, **kw: forwards.append(b.shape[-2:]) or whole_pass(b, **kw))
+    predict_scene(bands, "sentinel-2", tmp_path / "unet-blocks.tif", block=96, window=48, **common)
+    assert len(forwards) == 16 and max(max(f) for f in forwards) == 224
+    whole, blocks = _read(tmp_path / "unet-whole.tif")[0], _read(tmp_path / "unet-blocks.tif")[0]
+    assert np.array_equal(whole == NODATA, blocks == NODATA)
+    assert np.abs(whole.astype(int) - blocks.astype(int)).max() <= 1
+    assert said == ["unet.safetensors has no training domain in its card: it is unknown what it was trained on"] * 2
+    assert np.percentile(whole[whole != NODATA], 95) - np.percentile(whole[whole != NODATA], 5) > 50  # a real map
+
+
+def test_dem_in_another_crs_lands_on_the_grid_with_its_slope(tmp_path):
+    from pipeline.predict import _Grid, _terrain
+
+    dem, bottom = _dem(tmp_path)
+    with rasterio.open(_scene(tmp_path)[0]) as first, rasterio.open(dem) as src:
+        grid = _Grid(first.crs, first.transform, first.height, first.width)
+        terrain = _terrain(src, grid, 0, 0, 64, 64, ("elevation", "slope"))
+    # The pixel (32, 32) centre in lon/lat, and the plane's value there.
+    x, y = first.transform * (32.5, 32.5)
+    _, (lat,) = warp_transform(CRS, "EPSG:4326", [x], [y])
+    assert terrain["elevation"][32, 32] == pytest.approx(4000 + (lat - bottom) / 0.01 * 1000, abs=0.5)
+    # 1000 m per 0.01 deg of latitude (1111.0 m at 43.7 deg N): atan(1000 / 1111) = 42.0 deg.
+    metres_per_deg = 111_132.954 - 559.822 * math.cos(2 * math.radians(lat))
+    expected = math.degrees(math.atan(1000 / (0.01 * metres_per_deg)))
+    assert np.isfinite(terrain["slope"]).all()  # edges included: the DEM is read one pixel wider
+    assert terrain["slope"][32, 32] == pytest.approx(expected, abs=0.5)
+
+
+@pytest.mark.parametrize("terrain", [("elevation", "slope"), ("relative_elevation", "slope")])
+def test_dunet_runs_with_a_dem_in_another_crs_and_warns_about_synthetic_weights(tmp_path, terrain):
+    import torch
+
+    from pipeline.model.dunet import DUNet
+    from pipeline.model.inputs import InputRecipe
+    from pipeline.model.weights import TrainingDomain, save_weights
+
+    torch.manual_seed(0)
+    recipe = InputRecipe(bands=NAMES, indices=("ndsi",), terrain=terrain,
+                         mean=(0.3,) * 6 + (0.0, 4200.0 if terrain[0] == "elevation" else 0.0, 20.0),
+                         std=(0.2,) * 6 + (0.5, 500.0, 10.0))
+    weights = tmp_path / "dunet.safetensors"
+    save_weights(DUNet(recipe.n_channels, 4).eval(), recipe, weights,
+                 domain=TrainingDomain(kind="synthetic", sensors=("sentinel-2",), resolution_m=10))
+    bands = _scene(tmp_path)
+    dem, _ = _dem(tmp_path)
+    said = []
+    result = predict_scene(bands, "sentinel-2", tmp_path / "p.tif", dem=dem, weights=weights, device="cpu", warn=said.append)
+    data, profile, _, tags = _read(tmp_path / "p.tif")
+    assert len(said) == 1 and "synthetic scenes" in said[0] and result.warnings == tuple(said)
+    assert tags["weights_sha256"] and profile["transform"] == rasterio.open(bands[0]).transform
+    assert (data[5, 5], data[40, 40]) == (NODATA, NODATA) and (data[22:26, 42:46] == NODATA).all()
+    assert (data != NODATA).sum() == result.n_valid > 4000 and data[data != NODATA].max() <= 254
+
+
+def test_cli_writes_the_map_and_says_what_it_found(tmp_path):
+    bands = ",".join(str(p) for p in _scene(tmp_path))
+    out = tmp_path / "prob.tif"
+    result = runner.invoke(app, ["predict", "--sensor", "sentinel-2", "--bands", bands, "--classifier", "ndsi",
+                                 "--scale", "1e-4", "--offset", "0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "ndsi: 50.8% of 4030 valid px" in result.output  # 2047 ice px of 4096 - 2 - 64 (8 x 8 SWIR hole)
+    assert out.is_file()
+
+
+def test_cli_shipped_weights_warn_that_they_are_synthetic(tmp_path):
+    bands = ",".join(str(p) for p in _scene(tmp_path))
+    dem, _ = _dem(tmp_path)
+    result = runner.invoke(app, ["predict", "--sensor", "sentinel-2", "--bands", bands, "--dem", str(dem),
+                                 "--out", str(tmp_path / "p.tif")])
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "sentinel-2-dunet.safetensors was trained on synthetic scenes" in warning[0]
+
+
+@pytest.mark.parametrize(("scale", "offset", "message"), [
+    ("1", "0", "the files hold DNs"),  # median brightest 9000
+    ("1e-8", "0", "look like reflectance already"),
+    ("1e-4", "0.7", "darkest band of 99% of pixels is above 0.71"),  # as Landsat C2 L2 DNs read with 1e-4
+])
+def test_cli_refuses_a_wrong_scale_in_one_line(tmp_path, scale, offset, message):
+    bands = ",".join(str(p) for p in _scene(tmp_path))
+    result = runner.invoke(app, ["predict", "--sensor", "sentinel-2", "--bands", bands, "--classifier", "ndsi",
+                                 "--scale", scale, "--offset", offset, "--out", str(tmp_path / "p.tif")])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error:") and message in result.output and len(result.output.splitlines()) == 1
+    assert not (tmp_path / "p.tif").exists() and not list(tmp_path.glob(".p.tif*"))
+
+
+def test_an_offset_applied_twice_is_warned_about(tmp_path):
+    said = []
+    predict_scene(_scene(tmp_path), "sentinel-2", tmp_path / "p.tif", offset=-0.1, classifier="ndsi", warn=said.append)
+    # Ice's SWIR 0.01 - 0.1 = -0.09 < -0.05 in columns 0-30 (column 31's bilinear SWIR is 0.095 - 0.1):
+    # 31 x 64 - 1 = 1983 of 4030 valid pixels, 49 % (the rule: more than 5 %).
+    assert len(said) == 1 and "offset looks applied twice" in said[0] and said[0].startswith("49% of pixels")
+
+
+def test_cli_bad_inputs_exit_2_with_one_line(tmp_path):
+    paths = [str(p) for p in _scene(tmp_path)]
+    missing = [*paths[:5], str(tmp_path / "nope.tif")]
+    unet = tiny_weights("sentinel-2", tmp_path / "u.safetensors")
+    cases = [
+        (["--bands", ",".join(paths[:5])], "needs 6 files for sentinel-2"),
+        (["--bands", ",".join(missing)], "nope.tif does not exist"),
+        (["--bands", ",".join(paths)], "pass --dem"),
+        (["--bands", ",".join(paths), "--classifier", "unet"], "--classifier unet needs --weights"),
+        (["--bands", ",".join(paths), "--classifier", "ndsi", "--weights", str(unet)], "--weights is for"),
+        (["--bands", ",".join(paths), "--weights", str(unet)], "pass --classifier unet"),
+        (["--bands", ",".join(paths), "--classifier", "svm"], "--classifier 'svm' is not known"),
+        (["--bands", ",".join(paths), "--sensor", "modis"], "--sensor 'modis' is not known"),
+        (["--bands", ",".join(paths), "--classifier", "ndsi", "--out", paths[0]], "is one of the inputs"),
+    ]
+    for args, message in cases:
+        argv = ["predict", "--sensor", "sentinel-2", "--out", str(tmp_path / "p.tif"), *args]
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.startswith("error:") and len(result.output.strip().splitlines()) == 1, result.output
+        assert message in result.output and "Error:" not in result.output, (message, result.output)
+    assert not (tmp_path / "p.tif").exists()
+
+
+def test_a_band_in_another_crs_is_warped_onto_the_first_bands_grid(tmp_path):
+    from rasterio.warp import calculate_default_transform, reproject
+
+    bands = _scene(tmp_path)
+    with rasterio.open(bands[2]) as red:  # B04 (red) rewritten in lon/lat
+        transform, width, height = calculate_default_transform(red.crs, "EPSG:4326", red.width, red.height, *red.bounds)
+        data = np.zeros((height, width), np.uint16)
+        reproject(red.read(1), data, src_transform=red.transform, src_crs=red.crs, src_nodata=0,
+                  dst_transform=transform, dst_crs="EPSG:4326", dst_nodata=0, resampling=rasterio.enums.Resampling.nearest)
+    bands[2] = tmp_path / "B04-lonlat.tif"
+    with rasterio.open(bands[2], "w", driver="GTiff", width=width, height=height, count=1, dtype="uint16",
+                       crs="EPSG:4326", transform=transform, nodata=0) as dst:
+        dst.write(data, 1)
+    predict_scene(bands, "sentinel-2", tmp_path / "p.tif", classifier="band-ratio")
+    out, profile, _, _ = _read(tmp_path / "p.tif")
+    assert profile["crs"] == CRS and out.shape == (64, 64)
+    # Away from the ice/rock edge (a lon/lat pixel straddles it) and the scene's rim: the same split.
+    assert (out[2:-2, 2:28][out[2:-2, 2:28] != NODATA] == 254).all()
+    assert (out[2:-2, 36:-2][out[2:-2, 36:-2] != NODATA] == 0).all()
+    assert (out[2:-2, 2:-2] != NODATA).sum() >= 60 * 60 - 2 - 64

@@ -1,0 +1,185 @@
+"""No-data is not ice loss: a year with half a glacier under persistent cloud is flagged, kept out
+of change and trends, and retreat divides by the real time between the fronts' observations.
+
+Two rectangular glaciers (10 x 20 px of 10 m, flowing east: the DEM falls 10 m per column) lose
+whole columns at their front each year. In 2021 the right half of glacier 1 is under cloud in
+every scene: the composite has no pixel there, so the network's probability is 0 and `observed` 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from catalog.grid import TargetGrid
+from pipeline.analysis import front_doy, map_tables, terminus_tables, years_between
+from pipeline.config import Analysis
+from pipeline.statistics import change_table, glacier_statistics, region_total
+from pipeline.terminus import Dem
+
+YEARS = list(range(2016, 2023))
+LOST = [0, 1, 2, 4, 5, 7, 8]  # columns lost at the front by each year (not quite linear: the trend has an interval)
+H, W, RES = 26, 26, 10.0
+GRID = TargetGrid(32644, RES, (500000.0, 4700000.0, 500000.0 + W * RES, 4700000.0 + H * RES))
+ROWS = {1: slice(2, 12), 2: slice(14, 24)}  # glacier id -> its 10 rows; columns 2..21 in 2016
+CLOUDY_YEAR = 2021  # off the middle year, where a dip would not move an OLS slope at all
+COL = np.arange(W)
+
+
+def glacier_id() -> np.ndarray:
+    gid = np.zeros((H, W), np.int32)
+    for g, rows in ROWS.items():
+        gid[rows, 2:22] = g
+    return gid
+
+
+def maps(cloudy: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Probability (year, y, x) 0/200 and `observed` (0 = not observed, else 3 clear scenes)."""
+    prob = np.zeros((len(YEARS), H, W), np.uint8)
+    obs = np.full((len(YEARS), H, W), 3, np.uint8)
+    for t, lost in enumerate(LOST):
+        for rows in ROWS.values():
+            prob[t, rows, 2 : 22 - lost] = 200
+        if cloudy and YEARS[t] == CLOUDY_YEAR:
+            obs[t, ROWS[1], 12:] = 0  # half of glacier 1 (columns 12-21 of 2-21) cloudy in every scene
+            prob[t, ROWS[1], 12:] = 0  # no data -> probability 0, as the network writes it
+    return prob, obs
+
+
+def arrays(cloudy: bool, doy_value: int = 230):
+    prob, obs = maps(cloudy)
+    coords = {"year": YEARS, "y": GRID.bounds[3] - RES * (np.arange(H) + 0.5), "x": GRID.bounds[0] + RES * (COL + 0.5)}
+    dims = ("year", "y", "x")
+    two = lambda a: xr.DataArray(a, dims=("y", "x"), coords={"y": coords["y"], "x": coords["x"]})  # noqa: E731
+    dem = np.broadcast_to(4000.0 - 10.0 * COL, (H, W)).astype(np.float32)
+    doy = np.where(obs > 0, doy_value, 0).astype(np.uint16)
+    return (
+        xr.DataArray(prob, dims=dims, coords=coords).chunk({"year": 1, "y": 13, "x": 13}),
+        two(glacier_id()),
+        two(dem),
+        two(np.full((H, W), 90.0, np.float32)),
+        xr.DataArray(obs, dims=dims, coords=coords).chunk({"year": 1, "y": 13, "x": 13}),
+        xr.DataArray(doy, dims=dims, coords=coords),
+    )
+
+
+def areas(cloudy: bool, max_unobserved: float = 0.1) -> pd.DataFrame:
+    mask, gid, dem, aspect, observed, _ = arrays(cloudy)
+    return glacier_statistics(mask, gid, dem, aspect, sensor="S2", observed=observed, max_unobserved=max_unobserved)["areas"]
+
+
+def test_half_a_glacier_under_cloud_is_flagged_not_a_loss():
+    a = areas(cloudy=True).set_index(["glacier_id", "year"])
+    # glacier 1's outline is 200 px (0.02 km²); 100 of them unobserved in 2019
+    assert a.loc[(1, CLOUDY_YEAR), "outline_km2"] == pytest.approx(0.02)
+    assert a.loc[(1, CLOUDY_YEAR), "unobserved_frac"] == pytest.approx(0.5)
+    assert a.loc[(1, CLOUDY_YEAR), "flag_unobserved"]
+    assert a.loc[(1, CLOUDY_YEAR), "area_km2"] == pytest.approx(0.01)  # kept: a lower bound, not the glacier
+    assert not a.drop(index=(1, CLOUDY_YEAR))["flag_unobserved"].any()
+    assert (a.drop(index=(1, CLOUDY_YEAR))["unobserved_frac"] == 0).all()
+
+    total = region_total(areas(cloudy=True)).set_index("year")
+    # area-weighted: 100 unobserved of 400 outline pixels
+    assert total.loc[CLOUDY_YEAR, "unobserved_frac"] == pytest.approx(0.25)
+    assert total.loc[CLOUDY_YEAR, "flag_unobserved"] and total.loc[CLOUDY_YEAR, "n_flagged"] == 1
+    assert not total.drop(index=CLOUDY_YEAR)["flag_unobserved"].any()
+
+
+def test_the_trend_with_a_cloudy_year_is_the_trend_without_it_and_within_the_clear_trends_interval():
+    clear = change_table(areas(cloudy=False)).set_index("glacier_id", drop=False)
+    cloudy = change_table(areas(cloudy=True)).set_index("glacier_id", drop=False)
+    without = change_table(areas(cloudy=False).query("year != @CLOUDY_YEAR")).set_index("glacier_id", drop=False)
+    for key in (1, pd.NA):  # glacier 1 and the region total
+        c, k, w = (t[t.glacier_id.isna()].iloc[0] if key is pd.NA else t.loc[key] for t in (cloudy, clear, without))
+        # the cloudy year is left out, nothing else changes
+        assert c.n_years == 6 and c.n_flagged == 1
+        assert c.trend_km2_a == pytest.approx(w.trend_km2_a, rel=1e-12)
+        assert c.trend_lo_km2_a == pytest.approx(w.trend_lo_km2_a, rel=1e-12)
+        assert k.trend_lo_km2_a <= c.trend_km2_a <= k.trend_hi_km2_a
+        # first -> last is untouched by the cloud
+        assert (c.year0, c.year1) == (2016, 2022)
+        assert c.change_km2 == pytest.approx(k.change_km2) and c.rate_pct_a == pytest.approx(k.rate_pct_a)
+    # glacier 2 never saw a cloud
+    assert cloudy.loc[2, "trend_km2_a"] == pytest.approx(clear.loc[2, "trend_km2_a"]) and cloudy.loc[2, "n_flagged"] == 0
+    # what the flag prevents: counted as loss, the cloudy year drags the trend out of the clear interval
+    counted = change_table(areas(cloudy=True, max_unobserved=1.0), max_unobserved=1.0).set_index("glacier_id", drop=False)
+    assert counted.loc[1, "trend_km2_a"] < clear.loc[1, "trend_lo_km2_a"]  # a cloudy year read as loss
+    assert counted[counted.glacier_id.isna()].trend_km2_a.iloc[0] < clear[clear.glacier_id.isna()].trend_km2_a.iloc[0]
+
+
+def test_a_flagged_end_year_gives_way_to_the_nearest_observed_year():
+    table = pd.DataFrame({"glacier_id": 1, "sensor": "S2", "year": [2016, 2017, 2018, 2019],
+                          "area_km2": [2.0, 1.9, 1.8, 0.9], "area_err_km2": 0.1,
+                          "unobserved_frac": [0.0, 0.0, 0.0, 0.6]})
+    row = change_table(table, max_unobserved=0.5).iloc[0]
+    # 2019 (60 % unobserved) is flagged: the change runs 2016 -> 2018, -0.2 km² over 2 years = -5 %/a
+    assert (row.year0, row.year1, row.years, row.n_flagged) == (2016, 2018, 2.0, 1)
+    assert row.change_km2 == pytest.approx(-0.2) and row.rate_pct_a == pytest.approx(-5.0)
+    assert row.trend_km2_a == pytest.approx(-0.1)
+    assert change_table(table, max_unobserved=0.7).iloc[0].year1 == 2019  # below the threshold: kept
+
+
+def test_flagged_glacier_years_are_kept_out_of_retreat_and_the_outlines_carry_the_flag():
+    mask, gid, dem, aspect, observed, doy = arrays(cloudy=True)
+    tables, outlines = map_tables(mask, gid, dem, aspect, GRID, Analysis(), sensor="S2", threshold=128,
+                                  observed=observed, doy=doy)
+    flagged = outlines.set_index(["glacier_id", "year"])["flag_unobserved"]
+    assert flagged.loc[(1, CLOUDY_YEAR)] and flagged.sum() == 1
+    assert tables["total_area"].set_index("year").loc[CLOUDY_YEAR, "flag_unobserved"]
+    main = tables["retreat"].query("method == 'main_axis'")
+    g1 = main[main.glacier_id == 1].set_index(["year0", "year1"])
+    assert CLOUDY_YEAR not in set(g1.index.get_level_values(0)) | set(g1.index.get_level_values(1))
+    # the pair skips the cloudy year: 2020 -> 2022 loses 3 columns (5 -> 8), 30 m
+    assert g1.loc[(2020, 2022), "retreat_m"] == pytest.approx(10.0 * (LOST[6] - LOST[4]))
+    assert g1.loc[(2016, 2022), "rate_m_a"] == pytest.approx(10.0 * LOST[-1] / 6)  # same doy every year: whole years
+    g2 = main[main.glacier_id == 2].set_index(["year0", "year1"])
+    assert g2.loc[(2020, 2021), "retreat_m"] == pytest.approx(10.0 * (LOST[5] - LOST[4]))  # glacier 2 was seen
+    assert CLOUDY_YEAR not in set(tables["terminus"].query("glacier_id == 1").year)
+
+
+def test_retreat_divides_by_the_time_between_the_fronts_observations():
+    mask, gid, dem, aspect, observed, _ = arrays(cloudy=False)
+    mask, observed = mask.isel(year=[0, 1]), observed.isel(year=[0, 1])
+    # 2016's composite comes from day 200, 2017's tongue from day 250 (its upper part from day 180)
+    doy = np.zeros((2, H, W), np.uint16)
+    doy[0][observed.values[0] > 0] = 200
+    doy[1][observed.values[1] > 0] = 180
+    doy[1, :, 15:][observed.values[1][:, 15:] > 0] = 250
+    doy = xr.DataArray(doy, dims=("year", "y", "x"), coords=mask.coords)
+    tables, outlines = map_tables(mask, gid, dem, aspect, GRID, Analysis(), sensor="S2", threshold=128,
+                                  observed=observed, doy=doy)
+    row = tables["retreat"].query("method == 'main_axis' and glacier_id == 1").iloc[0]
+    # the front is 10 m back after 1 + 50/365.25 = 1.13689 years: 8.796 m/a, not 10 m/a
+    assert (row.doy0, row.doy1) == (200.0, 250.0)
+    assert row.retreat_m == pytest.approx(10.0)
+    assert row.years == pytest.approx(1 + 50 / 365.25)
+    assert row.rate_m_a == pytest.approx(10.0 / (1 + 50 / 365.25)) and row.rate_m_a == pytest.approx(8.796, abs=1e-3)
+    assert tables["terminus"].query("glacier_id == 1 and year == 2017").doy.unique().tolist() == [250.0]
+
+
+def test_front_doy_is_the_median_of_the_tongue_and_unknown_dates_fall_back_to_whole_years():
+    from shapely.geometry import box
+
+    z = np.broadcast_to(4000.0 - 10.0 * np.arange(10), (4, 10)).astype(float)  # 4 x 10 px, falling east
+    dem = Dem(z, GRID.transform)
+    x0, y1 = GRID.bounds[0], GRID.bounds[3]
+    outline = box(x0, y1 - 40, x0 + 100, y1)
+    days = np.full((4, 10), 180, np.uint16)
+    days[:, 8:] = [[240, 250]] * 4  # the lowest fifth: columns 8-9
+    assert front_doy(outline, days, dem) == 245.0
+    days[:, 8:] = 0  # no date on the tongue: the outline's
+    assert front_doy(outline, days, dem) == 180.0
+    assert np.isnan(front_doy(outline, np.zeros((4, 10), np.uint16), dem))
+    np.testing.assert_allclose(years_between([2016, 2016], [200, np.nan], [2018, 2018], [100, 250]),
+                               [2 - 100 / 365.25, 2.0])
+
+
+def test_terminus_tables_without_doy_use_whole_years():
+    mask, gid, dem, aspect, observed, _ = arrays(cloudy=False)
+    tables, outlines = map_tables(mask.isel(year=[0, 1]), gid, dem, aspect, GRID, Analysis(), sensor="truth", threshold=128)
+    row = tables["retreat"].query("method == 'main_axis' and glacier_id == 1").iloc[0]
+    assert np.isnan(row.doy0) and row.years == 1.0 and row.rate_m_a == pytest.approx(10.0)
+    direct = terminus_tables(outlines, dem, GRID, tables["glacier_terrain"], Analysis())
+    assert direct["retreat"].years.tolist() == tables["retreat"].years.tolist()
