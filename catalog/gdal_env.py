@@ -5,7 +5,14 @@ stackstac enters this environment in the thread that reads, so it holds on Dask 
   every dataset a reader holds open; reading a larger region then keeps more of it (measured:
   a yearly composite's peak memory grew with the region). A fixed cache keeps per-worker
   memory bounded by the chunk size, not the region.
-- HTTP retries: public COGs sit behind networks that drop a request now and then.
+- HTTP retries: public COGs sit behind networks that drop a request now and then. A chunk's
+  assets are read concurrently (catalog.cube.read_chunk), so one asset's retry delay overlaps
+  the others' reads instead of adding to them.
+- Range requests: stackstac's defaults (kept here) already ask for GDAL_HTTP_MULTIRANGE=YES and
+  GDAL_HTTP_MERGE_CONSECUTIVE_RANGES=YES, and GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR on open.
+  Measured through the integration suite's proxy (docs/benchmarks.md): a run makes ~2 ranged
+  requests per asset (header, then the merged tiles of the window); EMPTY_DIR for the reads'
+  own opens too changed no request count, so nothing is added.
 - Object storage: each provider profile adds its own settings per kind (providers.yaml
   `gdal_env`: unsigned reads of a public bucket, requester pays), see scene_read_env;
   check_object_storage says before any work what a requester-pays bucket needs.

@@ -6,6 +6,10 @@ a STAC API search: collection ids, bbox intersecting the item geometry (either s
 antimeridian, see catalog.items.item_footprint), an inclusive datetime interval,
 `eo:cloud_cover <= max` (items without cloud cover never match a cloud limit, as a STAC API's
 `query` does) and `platform in [...]` when the query names platforms.
+
+Platforms are filtered on the client for a STAC API too: the `query` extension's `in`
+operator is not served everywhere (stac-fastapi-pgstac 7.2 rejects it), and the few extra
+items a search returns (Landsat 7 scenes) cost nothing next to reading one scene.
 """
 
 from __future__ import annotations
@@ -47,13 +51,14 @@ class SceneQuery:
         return f"{self.start.strftime('%Y-%m-%dT%H:%M:%SZ')}/{self.end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
 
     def query_extension(self) -> dict | None:
-        """The STAC API `query` filter (cloud limit, platforms), or None."""
-        query = {}
-        if self.max_cloud is not None:
-            query["eo:cloud_cover"] = {"lte": self.max_cloud}
-        if self.platforms:
-            query["platform"] = {"in": list(self.platforms)}
-        return query or None
+        """The STAC API `query` filter (the cloud limit: `lte` is served by every API), or None."""
+        return {"eo:cloud_cover": {"lte": self.max_cloud}} if self.max_cloud is not None else None
+
+    def platform_ok(self, item: pystac.Item) -> bool:
+        """The item's `platform` is one the query accepts (case ignored; any when the query names none)."""
+        if not self.platforms:
+            return True
+        return str(item.properties.get("platform", "")).lower() in {p.lower() for p in self.platforms}
 
 
 class SceneSource(Protocol):
@@ -98,7 +103,7 @@ class StacApiSource:
             datetime=query.datetime_interval(),
             query=query.query_extension(),
         )
-        return _sorted(search.items())
+        return _sorted(i for i in search.items() if query.platform_ok(i))
 
     def coverage(self, collection: str):
         client = self._client  # an API that cannot be reached is an error (SearchError), not "unknown coverage"
@@ -143,14 +148,13 @@ class LocalCatalogSource:
 
     def search(self, query: SceneQuery) -> list[pystac.Item]:
         area = box(*query.bbox)
-        platforms = {p.lower() for p in query.platforms} if query.platforms else None
         hits = []
         for item, geom in self._items.get(query.collection, []):
             start = item.common_metadata.start_datetime or item.datetime
             end = item.common_metadata.end_datetime or item.datetime
             if end < query.start or start > query.end or not footprint_meets(geom, area):
                 continue
-            if platforms is not None and str(item.properties.get("platform", "")).lower() not in platforms:
+            if not query.platform_ok(item):
                 continue
             if query.max_cloud is not None:
                 cloud = item.properties.get("eo:cloud_cover")

@@ -32,12 +32,18 @@ class InventoryError(ValueError):
     """An inventory of outlines that cannot be used as it is; the message names the file and what to do."""
 
 
-def _read_vector(path: Path, source: str) -> gpd.GeoDataFrame:
+def read_vector(path: str | Path, source: str, setting: str = "inventory.path") -> gpd.GeoDataFrame:
+    """Outlines from any vector file (GDAL) or GeoParquet (geopandas' reader: GDAL may lack the driver).
+
+    Every way a file can fail to be outlines is one `InventoryError` naming `source` and `setting`
+    (the config key or CLI option that gave the path).
+    """
+    path = Path(path)
     if not path.exists():
-        raise InventoryError(f"{source} not found: set inventory.path in the config to your glacier outlines "
+        raise InventoryError(f"{source} not found: set {setting} to your glacier outlines "
                              "(RGI, GLIMS or your own: GeoPackage, shapefile, GeoJSON or GeoParquet)")
     if path.is_dir() and path.suffix.lower() not in (".gdb",):
-        raise InventoryError(f"{source} is a folder, not a vector file: point inventory.path at the outlines file inside it")
+        raise InventoryError(f"{source} is a folder, not a vector file: point {setting} at the outlines file inside it")
     try:
         if path.suffix.lower() in (".parquet", ".geoparquet"):
             return gpd.read_parquet(path)
@@ -114,7 +120,7 @@ def read_inventory(path: str | Path, id_field: str = INTERNAL_ID) -> gpd.GeoData
 
     path = Path(path)
     source = f"inventory {path}"
-    outlines = _read_vector(path, source)
+    outlines = read_vector(path, source)
     if outlines.empty:
         raise InventoryError(f"{source} holds no outlines: point inventory.path at the region's glacier outlines")
     if id_field not in outlines.columns:

@@ -173,7 +173,8 @@ def _local_checks(
             profile.signer()  # e.g. Planetary Computer without its package
         except Exception as err:  # noqa: BLE001 - any failure to get the signer is a set-up problem to report
             problems.append(err)
-        problems.extend(_storage_problems(profile, sensor))
+        if not sensor_cfg.url:  # the provider's own catalog: its buckets (another URL may serve other hrefs)
+            problems.extend(_storage_problems(profile, sensor))
         try:
             part["grid"] = cfg.grid(sensor)
             notes.extend(_grid_notes(cfg, part["grid"]))
@@ -181,7 +182,8 @@ def _local_checks(
             problems.append(RunInputError(f"region: {err}"))
         parts[sensor] = part
     dem_profile = get_profile(cfg.dem.provider)
-    problems.extend(_storage_problems(dem_profile, "dem"))
+    if not cfg.dem.url:
+        problems.extend(_storage_problems(dem_profile, "dem"))
     inventory = None
     inventory_path = Path(cfg.inventory_path())
     if cfg.inventory.path is not None or inventory_path.exists():
@@ -201,6 +203,25 @@ def _local_checks(
         except StoreError as err:
             problems.append(err)
     return parts, inventory, problems, notes
+
+
+def check_settings(cfg: Config, out: str | Path, sensors: Sequence[str] | None = None) -> None:
+    """The checks that need no input data: the output folder, the weights, the cluster.
+
+    Run before the embedded study area is generated (a minute of writing), so a wrong --out,
+    missing weights or an unknown cluster are refused before anything at all is written.
+    """
+    problems: list[Exception] = []
+    if (problem := check_output_folder(Path(out).resolve())) is not None:
+        problems.append(RunInputError(problem))
+    for sensor in sensors or cfg.sensors:
+        try:
+            check_weights(cfg, sensor)
+        except WeightsError as err:
+            problems.append(err)
+    problems.extend(_cluster_problems(cfg))
+    if problems:
+        _refuse(problems)
 
 
 def _grid_notes(cfg: Config, grid: TargetGrid) -> list[str]:

@@ -25,7 +25,8 @@ FLAG = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
 def _commands() -> dict[str, set[str]]:
     group = typer.main.get_command(app)
     assert hasattr(group, "commands"), group  # a click group (the CLI may subclass it)
-    return {name: {opt for p in cmd.params for opt in (*p.opts, *p.secondary_opts)} | {"--help"}
+    shared = {opt for p in group.params for opt in (*p.opts, *p.secondary_opts)}  # e.g. --debug, before the command
+    return {name: {opt for p in cmd.params for opt in (*p.opts, *p.secondary_opts)} | {"--help"} | shared
             for name, cmd in group.commands.items()}
 
 

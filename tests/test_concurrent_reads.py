@@ -1,0 +1,155 @@
+"""A chunk's assets are read concurrently (catalog.cube.read_chunk): same bytes as the serial read, same errors."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+
+import numpy as np
+import pytest
+import stackstac
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from catalog.cube import (
+    READ_THREADS_VAR,
+    ExplainingRioReader,
+    SceneReadError,
+    _year_chunks,
+    prepare_scene_items,
+    read_chunk,
+    read_thread_count,
+    stack_on_grid,
+)
+from catalog.grid import TargetGrid
+from catalog.providers import QUALITY_BAND, REFLECTANCE_BANDS, get_profile
+from catalog.scenes import find_scenes
+from catalog.search import open_source
+
+PROFILE = get_profile("local")
+SEASON = ("06-01", "09-30")
+KEYS = [PROFILE.asset_key("sentinel-2", b) for b in (*REFLECTANCE_BANDS["sentinel-2"], QUALITY_BAND["sentinel-2"])]
+
+
+@pytest.fixture(scope="module")
+def two_years(small_study_area):
+    """Sentinel-2 items of 2021-2022 over the area (UTM 44N and 45N tiles) on the 44N grid at 20 m, checked and sorted."""
+    source, bbox = open_source(str(small_study_area.catalog)), small_study_area.spec.bbox()
+    items = [i for year in (2021, 2022) for i in find_scenes(source, PROFILE, "sentinel-2", bbox, year, SEASON, None)]
+    grid = TargetGrid.from_lonlat_bbox(bbox, 20, epsg=32644)
+    prepared, _ = prepare_scene_items(items, PROFILE, "sentinel-2", grid)
+    return prepared, grid
+
+
+def _serial(items, grid, chunks):
+    """What the cubes were before: stackstac's own graph, its tasks reading their assets one after another."""
+    return stackstac.stack(
+        items, assets=KEYS, epsg=grid.epsg, resolution=grid.resolution, bounds=grid.bounds, snap_bounds=False,
+        resampling=Resampling.nearest, chunksize=chunks, dtype=np.dtype("uint16"), fill_value=np.uint16(0),
+        rescale=False, sortby_date=False, xy_coords="center", properties=False, band_coords=False,
+        errors_as_nodata=(), reader=ExplainingRioReader,
+    )
+
+
+def test_concurrent_reads_equal_the_serial_read_byte_for_byte(two_years):
+    items, grid = two_years
+    zones = {i.properties["proj:epsg"] for i in items}
+    assert zones == {32644, 32645}  # direct reads (44N) and warped ones (45N) both in each chunk
+    chunks = (_year_chunks(items), len(KEYS), 192, 192)  # chunks at both edges of some scenes, several per year
+    serial = _serial(items, grid, chunks)
+    for threads in (8, 1):
+        cube = stack_on_grid(items, KEYS, grid, Resampling.nearest, np.uint16, np.uint16(0), chunks, read_threads=threads)
+        assert cube.chunks == serial.chunks and cube.dims == serial.dims
+        for name in ("time", "band", "y", "x", "id"):
+            np.testing.assert_array_equal(cube[name].values, serial[name].values)
+        got, want = cube.values, serial.values
+        assert got.dtype == want.dtype == np.uint16 and got.shape == want.shape
+        assert got.tobytes() == want.tobytes(), f"read_threads={threads}"
+    assert (want > 0).mean() > 0.5  # real data, not two arrays of fill
+
+
+def test_reflectance_and_quality_cubes_still_share_their_read_tasks(two_years):
+    items, grid = two_years
+    chunks = (_year_chunks(items), len(KEYS), 256, 256)
+    a, b = (stack_on_grid(items, KEYS, grid, Resampling.nearest, np.uint16, np.uint16(0), chunks, read_threads=t)
+            for t in (8, 4))
+    assert a.data.name == b.data.name and a.data.name.startswith("read_chunk-")
+
+
+class _Slow:
+    """A reader that takes `seconds` and gives `value` (or raises SceneReadError naming `href`)."""
+
+    def __init__(self, value: int, seconds: float = 0.2, href: str | None = None, log: list | None = None):
+        self.value, self.seconds, self.href, self.log = value, seconds, href, log
+
+    def read(self, window: Window) -> np.ndarray:
+        time.sleep(self.seconds)
+        if self.log is not None:
+            self.log.append(threading.current_thread().name)
+        if self.href is not None:
+            raise SceneReadError(f"cannot read COG {self.href}: simulated")
+        return np.full((window.height, window.width), self.value, np.uint16)
+
+
+def _table(readers) -> np.ndarray:
+    table = np.empty((len(readers), 1), dtype=object)
+    for n, reader in enumerate(readers):
+        table[n, 0] = (reader, Window(0, 0, 4, 4)) if reader is not None else None
+    return table
+
+
+def test_slow_reads_overlap_within_the_bound():
+    log: list[str] = []
+    table = _table([_Slow(v, 0.2, log=log) for v in (1, 0, 3, 4, 5, 6, 7, 8)] + [None])
+    started = time.perf_counter()
+    out = read_chunk(table, (slice(0, 4), slice(0, 4)), np.dtype("uint16"), np.uint16(0), 4)
+    elapsed = time.perf_counter() - started
+    assert 0.4 <= elapsed < 1.2  # 8 reads of 0.2 s in 4 threads: two rounds, not 1.6 s serially
+    assert len(set(log)) == 4 and all(name.startswith("glacierwatch-read") for name in log)
+    assert out.shape == (9, 1, 4, 4) and out.dtype == np.uint16
+    assert [int(v) for v in out[:, 0, 0, 0]] == [1, 0, 3, 4, 5, 6, 7, 8, 0]  # table order, whatever finished first
+
+
+def test_a_chunk_with_no_data_stays_the_broadcast_fill_as_stackstacs():
+    table = _table([_Slow(0, 0.01), _Slow(0, 0.01), None])
+    out = read_chunk(table, (slice(0, 4), slice(0, 4)), np.dtype("uint16"), np.uint16(0), 8)
+    assert out.shape == (3, 1, 4, 4) and not out.any() and not out.flags.writeable and out.strides[-1] == 0
+
+
+def test_the_first_failing_asset_in_table_order_is_named_as_in_the_serial_read():
+    # The later asset fails first in time; the serial loop would have stopped at the earlier one.
+    table = _table([_Slow(1, 0.01), _Slow(2, 0.3, href="/cogs/early.tif"), _Slow(3, 0.01, href="/cogs/late.tif"),
+                    _Slow(4, 0.01)])
+    for threads in (8, 1):
+        with pytest.raises(SceneReadError, match="early.tif") as failure:
+            read_chunk(table, (slice(0, 4), slice(0, 4)), np.dtype("uint16"), np.uint16(0), threads)
+        assert failure.value.__context__ is None and failure.value.__cause__ is None  # crosses Dask workers
+        assert "early.tif" in str(pickle.loads(pickle.dumps(failure.value)))
+
+
+def test_a_broken_cog_among_concurrent_reads_raises_scene_read_error_naming_it(two_years, tmp_path):
+    items, grid = two_years
+    bad = items[1].clone()
+    broken = tmp_path / "green.tif"
+    broken.write_bytes(b"not a tiff")
+    bad.assets["green"].href = str(broken)
+    chunks = (_year_chunks(items), len(KEYS), 256, 256)
+    cube = stack_on_grid([items[0], bad, *items[2:]], KEYS, grid, Resampling.nearest, np.uint16, np.uint16(0), chunks,
+                         read_threads=8)
+    with pytest.raises(SceneReadError, match=f"cannot read COG {broken}") as failure:
+        cube.compute(scheduler="threads")
+    assert failure.value.__context__ is None
+
+
+def test_read_threads_come_from_the_parameter_the_environment_or_the_default(monkeypatch):
+    monkeypatch.delenv(READ_THREADS_VAR, raising=False)
+    assert read_thread_count() == 8 and read_thread_count(3) == 3
+    monkeypatch.setenv(READ_THREADS_VAR, "16")
+    assert read_thread_count() == 16 and read_thread_count(1) == 1
+    for bad in ("0", "many"):
+        monkeypatch.setenv(READ_THREADS_VAR, bad)
+        with pytest.raises(ValueError, match=f"{READ_THREADS_VAR}='{bad}'.*>= 1"):
+            read_thread_count()
+    with pytest.raises(ValueError, match="read_threads=0"):
+        read_thread_count(0)
