@@ -17,7 +17,22 @@ rerun or an annual update recomputes all numbers from stored maps, never from a 
   (``sensor = "truth"``) and the mapping accuracy of every sensor against it, everywhere and on
   debris-covered termini.
 
-Table names and columns are those of ``DESIGN.md`` plus a ``sensor`` column; see ``TABLES``.
+Table names and columns are those of ``DESIGN.md`` plus a ``sensor`` column; see ``TABLES``
+and, for the columns, ``pipeline.tables`` (one schema shared with ``stats``).
+
+One glacier never sinks a run: the terminus and change of each glacier run as entity tasks
+(``pipeline.tasks``); a glacier whose terminus cannot be measured becomes a ``failures`` row
+(glacier_id, sensor, task, reason) and every other table stays complete.
+
+Per glacier, fixed for all years and sensors: the aspect sector (circular mean of the DEM
+aspect over the inventory outline grown by the buffer, the store's ``glacier_id``;
+``glacier_terrain`` and the ``glacier`` method of ``area_by_aspect`` use it, so no glacier moves
+between sectors from one year to the next) and the inventory outline that picks each year's
+body (``terminus.glacier_parts``): detached parts below ``analysis.min_mapping_unit_km2`` are
+dropped from the area and the published outlines (``dropped_km2``), larger ones are kept and
+reported (``n_fragments``, ``fragments_km2``), and only the body carries the front. Perimeters
+are the smooth-outline perimeter of ``pipeline.change`` (pi/4 of the pixel staircase), in
+``areas`` and the outlines alike. Plausibility flags per glacier-year: ``pipeline.plausibility``.
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 import xarray as xr
 from affine import Affine
 from scipy.ndimage import binary_dilation
@@ -36,12 +52,16 @@ from catalog.grid import TargetGrid
 from pipeline.accuracy import accuracy_by_year
 from pipeline.change import terminus_change_uncertainty_m_a
 from pipeline.config import Analysis
+from pipeline.change import PIXEL_PERIMETER_FACTOR
 from pipeline.outline_stats import _change_tables
 from pipeline.outlines import vectorise_outlines
+from pipeline.plausibility import flag_glacier_years, implausible_pairs
 from pipeline.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, touches_edge, typical_glaciers
-from pipeline.statistics import DEFAULT_MAX_UNOBSERVED, change_table, glacier_statistics, region_total
+from pipeline.statistics import DEFAULT_MAX_UNOBSERVED, change_table, glacier_statistics, region_total, with_area_errors
 from pipeline.store import RegionStore
-from pipeline.terminus import Dem
+from pipeline.tables import conform
+from pipeline.tasks import Failures
+from pipeline.terminus import Dem, glacier_parts
 
 TRUTH = "truth"
 """The pseudo-sensor of the synthetic area's true masks, analysed exactly like a sensor's maps."""
@@ -59,6 +79,7 @@ TABLES = (
     "retreat_by_aspect",
     "retreat_by_band",
     "accuracy",
+    "failures",
 )
 DEBRIS_HALO_PX = 10  # as pipeline.evaluation: debris-covered ice grown by this much is the hard zone
 
@@ -121,14 +142,20 @@ def terminus_tables(
     outlines: gpd.GeoDataFrame,
     dem: xr.DataArray,
     grid: TargetGrid,
-    glacier_terrain: pd.DataFrame,
+    sectors: dict,
     analysis: Analysis,
     doy: xr.DataArray | None = None,
+    inventory: dict | None = None,
+    failures: Failures | None = None,
 ) -> dict[str, pd.DataFrame]:
     """``terminus``, ``retreat``, ``typical_glaciers``, ``retreat_by_aspect``, ``retreat_by_band`` of one sensor.
 
-    The lines across the tongue are drawn on the first year's outline, along its main axis
-    (from the DEM window around the glacier); retreat for consecutive years and first-to-last.
+    Each glacier is an entity task (`outline_stats.glacier_terminus`): the lines across the
+    tongue are drawn on the first year's body, along its main axis (from the DEM window around
+    the glacier), and each pair of years uses only the lines that cut both fronts; retreat for
+    consecutive years and first-to-last, by ``analysis.terminus_statistic`` and the box. A glacier
+    that fails is a row in `failures`. `sectors`: glacier_id -> fixed aspect sector; `inventory`:
+    glacier_id -> inventory outline (picks each year's body).
     Glacier-years flagged as unobserved (``flag_unobserved`` on `outlines`, see `map_tables`)
     are left out: a front under cloud is not a retreat, and the pairs skip over that year.
     Rates divide by the time between the two fronts' observations: each glacier-year is dated
@@ -139,10 +166,10 @@ def terminus_tables(
     at the grid's pixel size over those years.
     """
     sensor = str(outlines["sensor"].iloc[0]) if len(outlines) else ""
+    failures = Failures() if failures is None else failures
     if "flag_unobserved" in outlines and len(outlines):
         outlines = outlines[~outlines["flag_unobserved"].fillna(False).astype(bool).to_numpy()]
     px = grid.resolution
-    aspect_of = {(int(r.glacier_id), int(r.year)): r.aspect_sector for r in glacier_terrain.itertuples()}
     doys: dict[tuple[int, int], float] = {}
     terminus, retreat = [], []
     for gid, group in outlines.groupby("glacier_id", sort=True):
@@ -163,27 +190,19 @@ def terminus_tables(
             crs=outlines.crs,
         )
         areas = pd.DataFrame({"area_km2": group["area_km2"].to_numpy(), "area_err_km2": 0.0})
-        sectors = {(gid, d): aspect_of.get((int(gid), y)) for y, d in zip(years, dates)}
-        _, term, ret = _change_tables(
-            glaciers, areas, window, px, analysis.terminus_spacing_m, analysis.terminus_error, sectors
-        )
-        terminus.append(term)
-        retreat.append(ret)
-    terminus_df = pd.concat(terminus, ignore_index=True) if terminus else pd.DataFrame(columns=["glacier_id", "year"])
-    retreat_df = pd.concat(retreat, ignore_index=True) if retreat else pd.DataFrame(
-        columns=["glacier_id", "aspect_sector", "method", "period", "year0", "year1", "doy0", "doy1", "years", "retreat_m",
-                 "rate_m_a", "rate_err_m_a", "dz_m", "n_lines"]
-    )
-    terminus_df = terminus_df.drop(columns=["date", "crs"], errors="ignore")
-    retreat_df = retreat_df.drop(columns=["date0", "date1"], errors="ignore")
+        _, term, ret = _change_tables(glaciers, areas, window, px, analysis, sectors, inventory=inventory,
+                                      failures=failures, sensor=sensor)
+        terminus += [term] if len(term) else []
+        retreat += [ret] if len(ret) else []
+    terminus_df = pd.concat(terminus, ignore_index=True) if terminus else conform("terminus", pd.DataFrame())
+    retreat_df = pd.concat(retreat, ignore_index=True) if retreat else conform("retreat", pd.DataFrame())
     if len(terminus_df):
         terminus_df["doy"] = [doys.get((int(g), int(y)), np.nan) for g, y in zip(terminus_df["glacier_id"], terminus_df["year"])]
     if len(retreat_df):
         key = list(zip(retreat_df["glacier_id"].astype(int), retreat_df["year0"].astype(int), retreat_df["year1"].astype(int)))
         doy0 = np.array([doys.get((g, y0), np.nan) for g, y0, _ in key], float)
         doy1 = np.array([doys.get((g, y1), np.nan) for g, _, y1 in key], float)
-        retreat_df.insert(int(retreat_df.columns.get_loc("year1")) + 1, "doy0", doy0)
-        retreat_df.insert(int(retreat_df.columns.get_loc("doy0")) + 1, "doy1", doy1)
+        retreat_df["doy0"], retreat_df["doy1"] = doy0, doy1
         retreat_df["years"] = years_between(retreat_df["year0"], doy0, retreat_df["year1"], doy1)
         retreat_df["rate_m_a"] = retreat_df["retreat_m"] / retreat_df["years"]
         retreat_df["rate_err_m_a"] = [
@@ -219,6 +238,83 @@ def terminus_tables(
     return {name: _with_sensor(t, sensor) for name, t in tables.items()}
 
 
+def glacier_inventory(glacier_id: xr.DataArray, grid: TargetGrid, buffer_m: float, outlines: gpd.GeoDataFrame) -> dict:
+    """glacier_id -> its inventory outline, recovered from the store's ``glacier_id`` (the outline
+    grown by `buffer_m`): the pixels deeper than the buffer inside their glacier's zone, read in a
+    window around the glacier's mapped `outlines`. A glacier whose zone is thinner than twice the
+    buffer has none (its largest part is then its body)."""
+    from rasterio.features import shapes
+    from scipy.ndimage import distance_transform_edt
+    from shapely.geometry import shape
+
+    buffer_px = buffer_m / grid.resolution
+    margin = int(np.ceil(buffer_px)) + 3
+    out = {}
+    for gid, group in outlines.groupby("glacier_id", sort=True):
+        rows, cols = _window(grid.transform, glacier_id.shape, tuple(group.total_bounds), margin)
+        zone = np.asarray(glacier_id[rows, cols].values) == gid
+        core = (distance_transform_edt(zone) > buffer_px).astype(np.uint8)
+        if core.any():
+            t = grid.transform * Affine.translation(cols.start, rows.start)
+            out[int(gid)] = shapely.union_all([shape(g) for g, v in shapes(core, mask=core > 0, transform=t)])
+    return out
+
+
+def split_fragments(outlines: gpd.GeoDataFrame, inventory: dict, min_area_km2: float) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """Outlines without their detached parts below `min_area_km2` (`terminus.glacier_parts`) and,
+    per glacier-year, ``n_fragments``, ``fragments_km2`` (kept), ``dropped_km2`` and the dropped
+    parts' staircase length ``dropped_perimeter_km``."""
+    rows, geoms = [], []
+    for row in outlines.itertuples():
+        parts = glacier_parts(row.geometry, inventory.get(int(row.glacier_id)), min_area_km2 * 1e6)
+        geoms.append(parts.kept if parts.dropped else row.geometry)
+        rows.append({"glacier_id": row.glacier_id, "year": row.year, "n_fragments": len(parts.fragments),
+                     "fragments_km2": sum(p.area for p in parts.fragments) / 1e6,
+                     "dropped_km2": sum(p.area for p in parts.dropped) / 1e6,
+                     "dropped_perimeter_km": sum(p.length for p in parts.dropped) / 1e3})
+    kept = outlines.set_geometry(geoms, crs=outlines.crs) if len(outlines) else outlines
+    return kept, pd.DataFrame(rows, columns=["glacier_id", "year", "n_fragments", "fragments_km2", "dropped_km2",
+                                             "dropped_perimeter_km"])
+
+
+def fixed_aspect(glacier_id: xr.DataArray, aspect: xr.DataArray) -> pd.DataFrame:
+    """Per glacier (glacier_id, aspect_deg, aspect_sector): the circular mean of the DEM aspect over
+    its ``glacier_id`` zone (inventory outline plus buffer), the same every year and for every map."""
+    import dask.array as darr
+
+    from catalog.aspect import aspect_sector_name
+
+    gid = darr.asarray(glacier_id.data)
+    asp = darr.asarray(aspect.data).rechunk(gid.chunks)
+    ok = (gid > 0) & darr.isfinite(asp)
+    rad = darr.radians(darr.where(ok, asp, 0.0))
+    ids = darr.where(ok, gid, 0).ravel().astype(np.int64)
+    n = int(darr.max(gid).compute()) + 1 if gid.size else 1
+    sin, cos, present = darr.compute(darr.bincount(ids, weights=darr.sin(rad).ravel(), minlength=n),
+                                     darr.bincount(ids, weights=darr.cos(rad).ravel(), minlength=n),
+                                     darr.bincount(darr.where(gid > 0, gid, 0).ravel().astype(np.int64), minlength=n))
+    glaciers = np.flatnonzero(present)
+    glaciers = glaciers[glaciers > 0]
+    s, c = sin[glaciers], cos[glaciers]
+    deg = np.where(np.hypot(s, c) > 1e-9, np.degrees(np.arctan2(s, c)) % 360.0, np.nan)
+    return pd.DataFrame({"glacier_id": glaciers.astype(np.int64), "aspect_deg": deg,
+                         "aspect_sector": aspect_sector_name(deg) if glaciers.size else []})
+
+
+def _with_fixed_aspect(tables: dict[str, pd.DataFrame], aspect: pd.DataFrame) -> None:
+    """``glacier_terrain`` and the ``glacier`` method of ``area_by_aspect`` with the fixed sectors."""
+    terrain = tables["glacier_terrain"]
+    fixed = aspect.set_index("glacier_id")
+    for col in ("aspect_deg", "aspect_sector"):
+        terrain[col] = terrain["glacier_id"].map(fixed[col]).to_numpy()
+    by_aspect = tables["area_by_aspect"]
+    areas = tables["areas"].assign(aspect_sector=tables["areas"]["glacier_id"].map(fixed["aspect_sector"]))
+    whole = areas.groupby(["year", "aspect_sector"])["area_km2"].sum()
+    glacier_rows = by_aspect["method"] == "glacier"
+    keys = zip(by_aspect.loc[glacier_rows, "year"], by_aspect.loc[glacier_rows, "aspect_sector"], strict=True)
+    by_aspect.loc[glacier_rows, "area_km2"] = [float(whole.get((y, s), 0.0)) for y, s in keys]
+
+
 def _with_sensor(table: pd.DataFrame, sensor: str) -> pd.DataFrame:
     table = table.drop(columns=["sensor"], errors="ignore")
     table.insert(0 if "glacier_id" not in table.columns else 1, "sensor", sensor)
@@ -237,6 +333,7 @@ def map_tables(
     threshold: int,
     observed: xr.DataArray | None = None,
     doy: xr.DataArray | None = None,
+    indices: xr.DataArray | None = None,
 ) -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
     """All tables and the outlines of one sensor's yearly maps (0-255 or 0/1 with threshold 1).
 
@@ -248,15 +345,39 @@ def map_tables(
     limit = analysis.max_unobserved
     tables = glacier_statistics(
         mask, glacier_id, dem, aspect, sensor=sensor, pixel_size_m=grid.resolution, threshold=threshold, band_m=analysis.band_m,
-        observed=observed, max_unobserved=limit,
+        observed=observed, max_unobserved=limit, perimeter_correction="isotropic",
+        indices=indices, max_index_disagreement=analysis.max_index_disagreement,  # the model against NDSI and red/SWIR
     )
+    outlines = vectorise_outlines(mask, glacier_id, grid.transform, grid.crs, sensor=sensor, threshold=threshold)
+    inventory = glacier_inventory(glacier_id, grid, analysis.glacier_buffer_m, outlines)
+    outlines, fragments = split_fragments(outlines, inventory, analysis.min_mapping_unit_km2)
+    areas = tables["areas"].merge(fragments.astype({"glacier_id": tables["areas"]["glacier_id"].dtype,
+                                                    "year": tables["areas"]["year"].dtype}),
+                                  on=["glacier_id", "year"], how="left")
+    areas[["n_fragments", "fragments_km2", "dropped_km2", "dropped_perimeter_km"]] = areas[
+        ["n_fragments", "fragments_km2", "dropped_km2", "dropped_perimeter_km"]].fillna(0)
+    areas["n_fragments"] = areas["n_fragments"].astype(np.int64)
+    areas["area_km2"] = areas["area_km2"] - areas["dropped_km2"]
+    areas["perimeter_km"] = areas["perimeter_km"] - PIXEL_PERIMETER_FACTOR * areas.pop("dropped_perimeter_km")
+    tables["areas"] = with_area_errors(areas, grid.resolution)  # the perimeter term of the perimeter kept
+    _with_fixed_aspect(tables, aspect_table := fixed_aspect(glacier_id, aspect))
     tables["total_area"] = total_area(tables["areas"], limit)
     tables["area_change"] = change_table(tables["areas"], max_unobserved=limit) if mask.sizes["year"] > 1 else pd.DataFrame()
-    outlines = vectorise_outlines(mask, glacier_id, grid.transform, grid.crs, sensor=sensor, threshold=threshold)
+    # the published outlines carry the tables' perimeter (one definition, pipeline.change)
+    outlines["area_km2"] = outlines.geometry.area / 1e6
+    outlines["perimeter_km"] = outlines.geometry.length / 1e3 * PIXEL_PERIMETER_FACTOR
     seen = tables["areas"][["glacier_id", "year", "unobserved_frac", "flag_unobserved"]]
     outlines = outlines.merge(seen.astype({"glacier_id": outlines["glacier_id"].dtype, "year": outlines["year"].dtype}),
                               on=["glacier_id", "year"], how="left")
-    tables |= terminus_tables(outlines, dem, grid, tables["glacier_terrain"], analysis, doy=doy)
+    failures = Failures()
+    sectors = dict(zip(aspect_table["glacier_id"].astype(int), aspect_table["aspect_sector"]))
+    tables |= terminus_tables(outlines, dem, grid, sectors, analysis, doy=doy, inventory=inventory, failures=failures)
+    areas = flag_glacier_years(tables["areas"], tables["terminus"], analysis.flag_sigma, grid.resolution)
+    tables["areas"] = conform("areas", areas)
+    if len(tables["retreat"]):
+        tables["retreat"]["flag_implausible"] = implausible_pairs(tables["retreat"], areas)
+    tables["terminus"], tables["retreat"] = conform("terminus", tables["terminus"]), conform("retreat", tables["retreat"])
+    tables["failures"] = failures.table().assign(sensor=sensor)
     return tables, outlines
 
 
@@ -303,7 +424,7 @@ def analyse_store(
         grid = grids[sensor]
         tables, outlines = map_tables(
             ds.probability, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=sensor, threshold=analysis.threshold,
-            observed=ds.get("observed"), doy=ds.get("doy"),
+            observed=ds.get("observed"), doy=ds.get("doy"), indices=ds.get("indices"),
         )
         if truth_dir is not None:
             truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values])
@@ -328,6 +449,7 @@ def analyse_store(
         all_outlines.append(outlines.to_crs(all_outlines[0].crs) if all_outlines else outlines)
     out = {name: pd.concat([t for t in frames if len(t)], ignore_index=True) if any(len(t) for t in frames) else pd.DataFrame()
            for name, frames in per_table.items()}
+    out["failures"] = conform("failures", out["failures"])  # the table is there, with its columns, when empty
     crs = all_outlines[0].crs if all_outlines else None
     outlines = gpd.GeoDataFrame(pd.concat([o.to_crs(crs) for o in all_outlines], ignore_index=True), crs=crs)
     return out, outlines

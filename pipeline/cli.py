@@ -277,9 +277,10 @@ def _with_cluster(cfg: Config, cluster: str | None) -> Config:
 
 def _check(cfg: Config, out: Path) -> None:
     """The pre-flight alone: every input a run needs, resolved and checked; nothing written."""
-    from pipeline.preflight import preflight
+    from pipeline.preflight import check_settings, preflight
     from pipeline.run import ensure_study_area
 
+    check_settings(cfg, out)
     ensure_study_area(cfg, console)
     inputs = preflight(cfg, out)
     for note in inputs.warnings:
@@ -319,6 +320,7 @@ def _run(cfg: Config, out: Path, years: list[int] | None) -> None:
         "glaciers": lambda r: fmt(r, "n_glaciers", "{:.0f}"),
         "IoU": lambda r: fmt(r, "IoU", "{:.3f}"),
         "OA": lambda r: fmt(r, "OA", "{:.3f}"),
+        "failed": lambda r: fmt(r, "n_failures", "{:.0f}"),  # glaciers in tables/failures.csv
     }
     for name in columns:
         table.add_column(name, no_wrap=True)
@@ -333,11 +335,18 @@ def _run(cfg: Config, out: Path, years: list[int] | None) -> None:
         stages.add_row(name, f"{seconds:.1f}")
     stages.add_row("total", f"{sum(result.timings.values()):.1f}")
     console.print(stages)
+    for row in summary.itertuples(index=False):  # never guess silently: name the glaciers the indices contradict
+        if getattr(row, "n_index_flagged", 0) and not pd.isna(row.n_index_flagged):
+            console.print(
+                f"warning: {row.sensor}: in {int(row.n_index_flagged)} glacier-years the model mask disagrees with both NDSI > 0.4 "
+                f"and red/SWIR > 2 (index_disagreement > analysis.max_index_disagreement): glaciers {row.index_flagged}; "
+                "check them in the report (areas.flag_index_disagreement)", markup=False, highlight=False,
+            )
     for sensor, scenes in result.provenance.get("skipped_scenes", {}).items():
         if scenes:
             years = sorted({s.get("year") for s in scenes if s.get("year") is not None})
             console.print(
-                f"warning: {len(scenes)} {sensor} scenes were skipped as unreadable (years {years}); those years have "
+                f"warning: {len({s['item_id'] for s in scenes})} {sensor} scenes were skipped as unreadable (years {years}); those years have "
                 "fewer observations and may under-map ice: see the scenes_skipped column of the areas tables and "
                 "skipped_scenes in provenance.json (on_unreadable: fail in the config stops a run instead)"
             )

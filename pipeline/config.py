@@ -148,10 +148,31 @@ class Analysis(_Strict):
     terminus_error: Literal["as_printed", "variant"] = Field(
         "variant", description="as_printed: sqrt((a/2)^2+(b/2)^2)/Y; variant: sqrt(a^2+b^2)/Y (the paper's +-2.36 m/a)"
     )
+    terminus_statistic: Literal["mean", "median"] = Field(
+        "mean", description="main-axis retreat: mean or median over the lines that cut the front in both years"
+    )
+    min_mapping_unit_km2: float = Field(
+        0.01, ge=0, description="detached parts of a mapped glacier smaller than this are dropped (area and front); "
+        "larger ones are kept in the area and reported as fragments, never used as the front"
+    )
+    flag_sigma: float = Field(
+        3.5, gt=0, description="a glacier-year whose area or front departs from the glacier's own series by more than "
+        "this many robust sigmas (1.4826 x MAD, at least the stated uncertainty) is flagged as implausible"
+    )
     max_unobserved: float = Field(
         0.1, ge=0, le=1,
         description="a glacier-year (or the region's year) whose outline is unobserved (cloud in every scene, DEM void) "
         "over more than this share is flagged and left out of change rates, trends and retreat, never counted as loss",
+    )
+    max_index_disagreement: float = Field(
+        0.5, ge=0, le=1,
+        description="a glacier-year whose model mask disagrees with both NDSI > 0.4 and red/SWIR > 2 over more than this "
+        "share of the pixels either maps (|model xor index| / union, observed outline pixels) is flagged in the tables and report",
+    )
+    allow_index_disagreement: bool = Field(
+        False,
+        description="run on even when, region-wide, the model maps < 1/10 or > 10x the area both indices map over the "
+        "inventory outlines (weights that do not know this data); the default stops the run with an error",
     )
 
 
@@ -325,8 +346,10 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
             raise ConfigError(f"config file {p} not found: pass an existing YAML file to --config")
         try:
             data = yaml.safe_load(p.read_text()) or {}
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not a text file; --config takes a YAML file (glacierwatch config prints one)") from None
         except yaml.YAMLError as err:
-            raise ConfigError(f"{p}: not valid YAML ({err.__class__.__name__}): {err}") from err
+            raise ConfigError(f"{p}: not valid YAML ({err.__class__.__name__}): {' '.join(str(err).split())}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: expected a mapping of keys (region, years, ...), got {type(data).__name__}")
         base = p.resolve().parent

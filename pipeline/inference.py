@@ -260,7 +260,9 @@ def probability_cube(
     probability = da.map_overlap(
         _predict_block,
         stacked,
-        depth={0: 0, 1: 0, 2: halo, 3: halo},
+        # An axis held in one tile has no neighbour to borrow from (and dask refuses a depth larger
+        # than the array: a region narrower than the halo, e.g. a small Landsat area with a 336 px halo).
+        depth={0: 0, 1: 0, 2: halo if len(ychunks) > 1 else 0, 3: halo if len(xchunks) > 1 else 0},
         boundary="none",
         trim=True,
         drop_axis=1,
@@ -342,7 +344,7 @@ def infer_to_store(
     Returns ``{"store", "sensor", "weights_sha256", "years": {year: units written}, "static": [...]}``.
     """
     from pipeline.cluster import task_resources
-    from pipeline.store import RegionStore, encode_observed, encode_probability
+    from pipeline.store import RegionStore, encode_indices, encode_observed, encode_probability
     from pipeline.yearly_cube import yearly_cube
 
     weights = Path(weights).resolve()
@@ -407,9 +409,15 @@ def infer_to_store(
             elevation = da.asarray(cube["elevation"].data).rechunk(counts.chunks)
             observed = da.map_blocks(encode_observed, counts, elevation, dtype=np.uint8)
             doy = cube["doy"].sel(year=year).data.astype(np.uint16)
+            # The classic index masks of the same composite, by the same task: statistics compare
+            # the model with them per glacier (issue "never guess silently"), from stored layers only.
+            refl = cube["reflectance"].sel(year=year)
+            bands = tuple(str(b) for b in refl["band"].values)
+            refl_data = da.asarray(refl.data)
+            indices = refl_data.rechunk({0: -1}).map_blocks(encode_indices, bands=bands, drop_axis=0, dtype=np.uint8)
             with dask.annotate(**annotations):
                 written = store.write_probability(
-                    sensor, year, encoded, observed=observed, doy=doy, scheduler=scheduler, tiles=tiles.tiles
+                    sensor, year, encoded, observed=observed, doy=doy, indices=indices, scheduler=scheduler, tiles=tiles.tiles
                 )
             summary["years"][year] = len(written) + len(free)
     return summary

@@ -2,17 +2,21 @@
 
 ``outline_statistics`` turns a file (or GeoDataFrame) of outlines, and optionally a DEM, into
 the same tables the pipeline writes, so published inventories and our maps are compared with
-one code path. Tables and columns (units in the names):
+one code path. Table names and columns are those of ``run`` (``pipeline.tables``, declared
+once; columns ``stats`` cannot fill, such as ``sensor`` or ``unobserved_frac``, are empty):
 
-- ``areas``: glacier_id, date, year, area_km2, perimeter_km, area_err_km2, n_polygons
-- ``area_by_band``: glacier_id, date, year, band_lo_m, band_hi_m, area_km2
+- ``areas``: per glacier and date: area_km2, perimeter_km, area_err_km2, n_polygons, fragments
+  (n_fragments, fragments_km2, dropped_km2) and plausibility flags (``pipeline.plausibility``)
+- ``glacier_area_by_band`` (per glacier and date) and ``area_by_band`` (summed per year):
+  band_lo_m, band_hi_m, area_km2
 - ``elevation``: glacier_id, date, year, zmin_m, zmed_m, zmean_m, zmax_m, aspect_deg,
   aspect_sector, n_dem_pixels
 - ``area_change``: glacier_id, period, date0, date1, year0, year1, years, area0_km2, area1_km2,
   change_km2, change_err_km2, change_pct, rate_pct_a, rate_err_pct_a
-- ``terminus``: glacier_id, date, year, line, offset_m, position_m, elevation_m, x_m, y_m, crs
-- ``retreat``: glacier_id, aspect_sector, method, period, date0, date1, year0, year1, years,
-  retreat_m, rate_m_a, rate_err_m_a, dz_m, n_lines
+- ``terminus``: glacier_id, date, year, line, offset_m, position_m, front, elevation_m, x_m, y_m, crs
+- ``retreat``: glacier_id, aspect_sector, method, statistic, period, date0, date1, year0, year1,
+  years, retreat_m, rate_m_a, rate_err_m_a, dz_m, n_lines, flag_implausible
+- ``failures``: glacier_id, task, reason (a glacier whose terminus could not be measured)
 
 Choices, stated once:
 
@@ -31,6 +35,9 @@ Choices, stated once:
 - Invalid geometries (ring self-intersections are common in inventories) are repaired with
   ``shapely.make_valid`` when that changes the area by < 1 %; otherwise, and for empty or
   missing geometries, a ValueError names the glacier.
+- Perimeter: the smooth outline's length (``pipeline.change``, defined once): the geodesic length
+  of vector outlines; outlines whose edges all run along one grid (vectorised rasters, e.g. the
+  project's own ``outlines.parquet``) are pixel staircases and get pi/4 of theirs, as in ``run``.
 - Area uncertainty: perimeter x half a pixel (``change.area_uncertainty_km2``).
 - The DEM (any CRS) is reprojected bilinearly to a north-up grid in the outlines' UTM zone at
   its native resolution, but no coarser than 30 m so small glaciers keep enough pixels. Pixels
@@ -41,10 +48,14 @@ Choices, stated once:
   edge, 10° on one zone over the Tian Shan), degrees clockwise, flat = NaN; per glacier the
   circular mean of pixel aspects. Sectors N, NE, E, SE, S, SW, W, NW are centred on
   0, 45, ..., 315°, each including its lower edge: [337.5, 22.5) is N, 22.5 is NE.
-- Terminus (glaciers with two or more dates): main axis from the DEM if given, otherwise from
-  the earliest outline's shape (``terminus.main_axis``); lines across the earliest outline's
-  tongue. Retreat is given for consecutive dates and, with more than two dates, first to last,
-  by the main-axis and the box method. Positive retreat = the front moved up-glacier.
+- Terminus (glaciers with two or more dates; `glacier_terminus`, the same code as ``run``):
+  fronts from each outline's body (its largest part), main axis from the DEM if given, otherwise
+  from the earliest body's shape (``terminus.main_axis``); lines across the earliest body's
+  tongue, and per pair of dates only those that cut both fronts (``terminus.front_lines``).
+  Retreat is given for consecutive dates and, with more than two dates, first to last, by the
+  main-axis method (``Analysis.terminus_statistic`` over the lines) and the box method (as wide
+  as those lines); uncertainty ``Analysis.terminus_error``. Positive retreat = the front moved
+  up-glacier. The aspect sector of a glacier's retreat is its first date's.
 """
 
 from __future__ import annotations
@@ -67,13 +78,22 @@ from catalog.aspect import aspect_sector_name
 from catalog.grid import convergence_on_grid
 from pipeline.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, typical_glaciers
 from pipeline.change import (
-    TerminusErrorFormula,
+    MIN_STAIRCASE_EDGES,
+    PIXEL_PERIMETER_FACTOR,
     area_change,
+    rectilinear_edges,
     area_uncertainty_km2,
     terminus_change_uncertainty_m_a,
 )
+from pipeline.config import Analysis
+from pipeline.plausibility import flag_glacier_years, implausible_pairs
+from pipeline.tables import TABLE_COLUMNS, conform
+from pipeline.tasks import Failures, entity_task
 from pipeline.terminus import (
     Dem,
+    TerminusChange,
+    front_lines,
+    glacier_parts,
     main_axis,
     terminus_change_box,
     terminus_change_main_axis,
@@ -85,20 +105,6 @@ from pipeline.terminus import (
 MAX_DEM_RESOLUTION_M = 30.0
 _REPAIR_TOLERANCE = 0.01
 _OVERLAP_TOLERANCE = 0.01
-
-TABLE_COLUMNS: dict[str, list[str]] = {
-    "areas": ["glacier_id", "date", "year", "area_km2", "perimeter_km", "area_err_km2", "n_polygons"],
-    "area_by_band": ["glacier_id", "date", "year", "band_lo_m", "band_hi_m", "area_km2"],
-    "elevation": ["glacier_id", "date", "year", "zmin_m", "zmed_m", "zmean_m", "zmax_m",
-                  "aspect_deg", "aspect_sector", "n_dem_pixels"],
-    "area_change": ["glacier_id", "period", "date0", "date1", "year0", "year1", "years",
-                    "area0_km2", "area1_km2", "change_km2", "change_err_km2", "change_pct",
-                    "rate_pct_a", "rate_err_pct_a"],
-    "terminus": ["glacier_id", "date", "year", "line", "offset_m", "position_m", "elevation_m",
-                 "x_m", "y_m", "crs"],
-    "retreat": ["glacier_id", "aspect_sector", "method", "period", "date0", "date1", "year0",
-                "year1", "years", "retreat_m", "rate_m_a", "rate_err_m_a", "dz_m", "n_lines"],
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +167,12 @@ def load_dem(dem_path: str | Path, crs, bounds: tuple[float, float, float, float
     Resolution: ``resolution_m`` or the DEM's native one in metres, capped at 30 m.
     Raises ValueError when the DEM does not cover ``bounds``.
     """
-    with rasterio.open(dem_path) as src:
+    try:
+        src = rasterio.open(dem_path)
+    except rasterio.errors.RasterioIOError as err:
+        raise ValueError(f"DEM {dem_path} cannot be read as a raster ({str(err).splitlines()[0]}): "
+                         "give a GeoTIFF (or any GDAL raster) DEM, or leave --dem out") from None
+    with src:
         if src.crs is None:
             raise ValueError(f"DEM {dem_path} has no CRS; assign one (e.g. gdal_edit.py -a_srs) first")
         footprint = gpd.GeoSeries([box(*src.bounds).segmentize(
@@ -213,15 +224,14 @@ def _repaired(geom, glacier_id, source: str):
 
 
 _GEOD = Geod(ellps="WGS84")
-_PARQUET_SUFFIXES = (".parquet", ".geoparquet")
 _YEAR_RANGE = (1000, 3000)
 
 
 def _read_vector(path: str | Path) -> gpd.GeoDataFrame:
-    """GeoParquet with geopandas' reader (GDAL may lack the driver), anything else through GDAL."""
-    if Path(path).suffix.lower() in _PARQUET_SUFFIXES:
-        return gpd.read_parquet(path)
-    return gpd.read_file(path)
+    """Outlines from any vector file or GeoParquet; an unreadable one is a one-line error naming it."""
+    from pipeline.inventory import read_vector
+
+    return read_vector(path, f"outlines {path}", "--outlines")
 
 
 def _from_years(years: pd.Series) -> pd.Series:
@@ -308,6 +318,7 @@ def read_outlines(outlines: str | Path | gpd.GeoDataFrame, id_field: str,
     work = gpd.GeoDataFrame({"glacier_id": gdf[id_field].to_numpy(), "date": dates.to_numpy()},
                             geometry=geoms, crs=gdf.crs)
     work["area_m2"], work["perimeter_m"] = _geodesic_area_perimeter(work.geometry.to_crs(4326))
+    work["edges"] = [rectilinear_edges(g) for g in work.geometry]  # pixel staircase? (in the source CRS)
     work = work.to_crs(utm)
     work["map_area_m2"] = work.area
     rows = []
@@ -319,8 +330,10 @@ def read_outlines(outlines: str | Path | gpd.GeoDataFrame, id_field: str,
             gid_shown = gid.item() if isinstance(gid, np.generic) else gid
             raise ValueError(f"polygons of glacier {gid_shown!r} dated {date} in {source} overlap "
                              f"(two analyses of the same date?); keep one analysis per date{hint}")
+        staircase = (grp["edges"] > 0).all() and grp["edges"].sum() >= MIN_STAIRCASE_EDGES  # change.py: one definition
         rows.append({"glacier_id": gid, "date": date, "area_m2": grp["area_m2"].sum(),
-                     "perimeter_m": grp["perimeter_m"].sum(), "n_polygons": len(grp),
+                     "perimeter_m": grp["perimeter_m"].sum() * (PIXEL_PERIMETER_FACTOR if staircase else 1.0),
+                     "n_polygons": len(grp),
                      "geometry": union})
     return gpd.GeoDataFrame(rows, geometry="geometry", crs=utm)
 
@@ -340,7 +353,7 @@ def _areas_table(glaciers: gpd.GeoDataFrame, pixel_size_m: float) -> pd.DataFram
         "area_km2": glaciers["area_m2"] / 1e6, "perimeter_km": perimeter_km,
         "area_err_km2": area_uncertainty_km2(perimeter_km.to_numpy(), pixel_size_m),
         "n_polygons": glaciers["n_polygons"],
-    })[TABLE_COLUMNS["areas"]]
+    })
 
 
 def _dem_tables(glaciers: gpd.GeoDataFrame, dem: Dem, band_m: float) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -388,7 +401,7 @@ def _dem_tables(glaciers: gpd.GeoDataFrame, dem: Dem, band_m: float) -> tuple[pd
     elevation["year"] = _year(elevation["date"])
     bands = pd.DataFrame(band_rows, columns=["glacier_id", "date", "band_lo_m", "band_hi_m", "area_km2"])
     bands["year"] = _year(bands["date"])
-    return elevation[TABLE_COLUMNS["elevation"]], bands[TABLE_COLUMNS["area_by_band"]]
+    return elevation[TABLE_COLUMNS["elevation"]], conform("glacier_area_by_band", bands)
 
 
 def _pairs(n: int) -> list[tuple[int, int, str]]:
@@ -402,63 +415,102 @@ def _years_between(d0, d1) -> float:
     return (pd.Timestamp(d1) - pd.Timestamp(d0)).days / 365.25
 
 
-def _change_tables(glaciers, areas, dem, pixel_size_m, spacing_m, formula, sectors):
+@entity_task("area_change")
+def _glacier_area_change(gid, dates: list, a: pd.DataFrame) -> list[dict]:
+    rows = []
+    for i0, i1, period in _pairs(len(dates)):
+        years = _years_between(dates[i0], dates[i1])
+        if years <= 0:
+            continue
+        ch = area_change(a["area_km2"].iloc[i0], a["area_err_km2"].iloc[i0],
+                         a["area_km2"].iloc[i1], a["area_err_km2"].iloc[i1], years)
+        rows.append({"glacier_id": gid, "period": period, "date0": dates[i0],
+                     "date1": dates[i1], "years": years,
+                     "area0_km2": float(ch.area0_km2), "area1_km2": float(ch.area1_km2),
+                     "change_km2": float(ch.change_km2), "change_err_km2": float(ch.change_err_km2),
+                     "change_pct": float(ch.change_pct), "rate_pct_a": float(ch.rate_pct_a),
+                     "rate_err_pct_a": float(ch.rate_err_pct_a)})
+    return rows
+
+
+@entity_task("terminus")
+def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: float, analysis: Analysis,
+                     sector: str | None = None, inventory=None) -> tuple[pd.DataFrame, list[dict]]:
+    """Terminus positions and retreat of one glacier from its dated outlines (date -> geometry).
+
+    Fronts come from each outline's body (`terminus.glacier_parts`: the largest part overlapping
+    `inventory`, fragments never carry the front); the lines are drawn across the earliest body's
+    tongue along its main axis (from `dem` if given) and, for each pair of dates, only the lines
+    that cut the front of both outlines count (`terminus.front_lines`), for the main-axis
+    ``analysis.terminus_statistic`` and for the box (as wide as those lines). Raises ValueError
+    when the terminus cannot be measured (no DEM pixel, a flat DEM, no tongue): as an entity task
+    that becomes a ``failures`` row.
+    """
+    dates = sorted(outlines)
+    min_m2 = analysis.min_mapping_unit_km2 * 1e6
+    bodies = {d: glacier_parts(outlines[d], inventory, min_m2).body for d in dates}
+    reference = bodies[dates[0]]
+    frame = tongue_frame(reference, main_axis(reference, dem), spacing_m=analysis.terminus_spacing_m)
+    pos = terminus_positions(bodies, frame)
+    pos = terminus_elevations(pos, dem) if dem is not None else pos.assign(elevation_m=np.nan)
+    used: set[int] = set()
+    rows = []
+    for i0, i1, period in _pairs(len(dates)):
+        d0, d1 = dates[i0], dates[i1]
+        years = _years_between(d0, d1)
+        if years <= 0:
+            continue
+        lines = front_lines(pos, [d0, d1])
+        used |= set(lines.tolist())
+        err = float(terminus_change_uncertainty_m_a(pixel_size_m, pixel_size_m, years, analysis.terminus_error))
+        main = terminus_change_main_axis(pos, d0, d1, analysis.terminus_statistic, lines)
+        box = (terminus_change_box(bodies[d0], bodies[d1], frame.strip(lines)) if lines.size
+               else TerminusChange("box", float("nan"), 0, float("nan"), float("nan")))
+        for tc, statistic in ((main, analysis.terminus_statistic), (box, None)):
+            rows.append({"glacier_id": gid, "aspect_sector": sector, "method": tc.method, "statistic": statistic,
+                         "period": period, "date0": d0, "date1": d1, "years": years, "retreat_m": tc.retreat_m,
+                         "rate_m_a": tc.retreat_m / years, "rate_err_m_a": err, "dz_m": tc.dz_m,
+                         "n_lines": int(lines.size)})
+    return pos.assign(glacier_id=gid, front=pos["line"].isin(used)), rows
+
+
+def _change_tables(glaciers, areas, dem, pixel_size_m, analysis: Analysis, sectors, *, inventory=None,
+                   failures: Failures | None = None, sensor: str = ""):
+    """``area_change``, ``terminus`` and ``retreat`` of dated outlines, each glacier a task of its
+    own (`pipeline.tasks`): one that fails is a row in `failures`, the others go on. `sectors`:
+    glacier_id -> its (fixed) aspect sector; `inventory`: glacier_id -> inventory outline."""
+    failures = Failures() if failures is None else failures
     change_rows, terminus_frames, retreat_rows = [], [], []
     dated = glaciers[glaciers["date"].notna()]
     for gid, grp in dated.groupby("glacier_id", sort=True):
         grp = grp.sort_values("date")
         if len(grp) < 2:
             continue
-        a = areas.loc[grp.index]
         dates = grp["date"].tolist()
-        geoms = dict(zip(dates, grp.geometry, strict=True))
-        for i0, i1, period in _pairs(len(grp)):
-            years = _years_between(dates[i0], dates[i1])
-            if years <= 0:
-                continue
-            ch = area_change(a["area_km2"].iloc[i0], a["area_err_km2"].iloc[i0],
-                             a["area_km2"].iloc[i1], a["area_err_km2"].iloc[i1], years)
-            change_rows.append({"glacier_id": gid, "period": period, "date0": dates[i0],
-                                "date1": dates[i1], "years": years,
-                                "area0_km2": float(ch.area0_km2), "area1_km2": float(ch.area1_km2),
-                                "change_km2": float(ch.change_km2), "change_err_km2": float(ch.change_err_km2),
-                                "change_pct": float(ch.change_pct), "rate_pct_a": float(ch.rate_pct_a),
-                                "rate_err_pct_a": float(ch.rate_err_pct_a)})
-        reference = grp.geometry.iloc[0]
-        axis = main_axis(reference, dem)
-        frame = tongue_frame(reference, axis, spacing_m=spacing_m)
-        pos = terminus_positions(geoms, frame)
-        pos = terminus_elevations(pos, dem) if dem is not None else pos.assign(elevation_m=np.nan)
-        terminus_frames.append(pos.assign(glacier_id=gid))
-        for i0, i1, period in _pairs(len(grp)):
-            years = _years_between(dates[i0], dates[i1])
-            if years <= 0:
-                continue
-            err = float(terminus_change_uncertainty_m_a(pixel_size_m, pixel_size_m, years, formula))
-            changes = [terminus_change_main_axis(pos, dates[i0], dates[i1]),
-                       terminus_change_box(geoms[dates[i0]], geoms[dates[i1]], frame)]
-            for tc in changes:
-                retreat_rows.append({"glacier_id": gid, "aspect_sector": sectors.get((gid, dates[0])),
-                                     "method": tc.method, "period": period, "date0": dates[i0],
-                                     "date1": dates[i1], "years": years, "retreat_m": tc.retreat_m,
-                                     "rate_m_a": tc.retreat_m / years, "rate_err_m_a": err,
-                                     "dz_m": tc.dz_m, "n_lines": tc.n_lines})
-    change = pd.DataFrame(change_rows, columns=[c for c in TABLE_COLUMNS["area_change"]
-                                                if c not in ("year0", "year1")])
+        change_rows += _glacier_area_change(gid, dates, areas.loc[grp.index], failures=failures, sensor=sensor) or []
+        out = glacier_terminus(gid, dict(zip(dates, grp.geometry, strict=True)), dem, pixel_size_m=pixel_size_m,
+                               analysis=analysis, sector=sectors.get(gid), inventory=(inventory or {}).get(gid),
+                               failures=failures, sensor=sensor)
+        if out is not None:
+            terminus_frames.append(out[0])
+            retreat_rows += out[1]
+    change = pd.DataFrame(change_rows, columns=["glacier_id", "period", "date0", "date1", "years", "area0_km2",
+                                                "area1_km2", "change_km2", "change_err_km2", "change_pct",
+                                                "rate_pct_a", "rate_err_pct_a"])
     retreat = pd.DataFrame(retreat_rows, columns=[c for c in TABLE_COLUMNS["retreat"]
-                                                  if c not in ("year0", "year1")])
+                                                  if c not in ("year0", "year1", "sensor", "doy0", "doy1",
+                                                               "flag_implausible")])
     for t in (change, retreat):
         t["year0"], t["year1"] = _year(t["date0"]), _year(t["date1"])
     if terminus_frames:
         term = pd.concat(terminus_frames, ignore_index=True).rename(
             columns={"year": "date", "x": "x_m", "y": "y_m"})
     else:
-        term = pd.DataFrame(columns=["glacier_id", "date", "line", "offset_m", "position_m",
+        term = pd.DataFrame(columns=["glacier_id", "date", "line", "offset_m", "position_m", "front",
                                      "elevation_m", "x_m", "y_m"])
     term["year"] = _year(term["date"])
     term["crs"] = str(glaciers.crs)
-    return (change[TABLE_COLUMNS["area_change"]], term[TABLE_COLUMNS["terminus"]],
-            retreat[TABLE_COLUMNS["retreat"]])
+    return conform("area_change", change), term, retreat
 
 
 def outline_statistics(
@@ -469,38 +521,70 @@ def outline_statistics(
     pixel_size_m: float = 10.0,
     band_m: float = 100.0,
     *,
-    terminus_spacing_m: float = 30.0,
-    terminus_error_formula: TerminusErrorFormula = "as_printed",
+    analysis: Analysis | None = None,
 ) -> dict[str, pd.DataFrame]:
     """All outline statistics as tables (see the module docstring for names and units).
 
     ``outlines_path``: any vector file geopandas reads, or a GeoDataFrame, any CRS.
-    ``dem_path``: optional DEM GeoTIFF, any CRS; without it ``elevation`` and ``area_by_band``
+    ``dem_path``: optional DEM GeoTIFF, any CRS; without it ``elevation`` and the band tables
     are empty and the terminus axis comes from the outline shape.
     ``id_field``: attribute naming the glacier (e.g. ``RGIId`` for RGI, ``glac_id`` for GLIMS).
     ``date_field``: attribute with the outline date; without it there is no change or terminus.
     ``pixel_size_m``: resolution of the source imagery, for the uncertainties.
     ``band_m``: elevation band width for ``area_by_band``.
+    ``analysis``: terminus line spacing, statistic and uncertainty variant and the plausibility
+    ``flag_sigma``, as ``run`` takes them from its config (default: the config's defaults, so
+    ``stats`` and ``run`` agree). Outlines are someone's mapping: ``stats`` reports detached parts
+    (``n_fragments``, ``fragments_km2``) but drops none unless ``analysis.min_mapping_unit_km2``
+    is given explicitly (its default here is 0).
     """
     if pixel_size_m <= 0 or band_m <= 0:
         raise ValueError(f"pixel_size_m and band_m must be positive, got {pixel_size_m}, {band_m}")
+    analysis = analysis if analysis is not None else Analysis(min_mapping_unit_km2=0.0)
     glaciers = read_outlines(outlines_path, id_field, date_field)
-    areas = _areas_table(glaciers, pixel_size_m)
+    glaciers, fragments = _without_small_fragments(glaciers, analysis.min_mapping_unit_km2)
+    areas = pd.concat([_areas_table(glaciers, pixel_size_m), fragments], axis=1)
     dem = None
     if dem_path is not None:
         dem = load_dem(dem_path, glaciers.crs, tuple(glaciers.total_bounds))
-        elevation, area_by_band = _dem_tables(glaciers, dem, band_m)
+        elevation, glacier_bands = _dem_tables(glaciers, dem, band_m)
     else:
         elevation = pd.DataFrame(columns=TABLE_COLUMNS["elevation"])
-        area_by_band = pd.DataFrame(columns=TABLE_COLUMNS["area_by_band"])
-    sectors = {(r.glacier_id, r.date): r.aspect_sector for r in elevation.itertuples(index=False)}
-    change, terminus, retreat = _change_tables(glaciers, areas, dem, pixel_size_m,
-                                               terminus_spacing_m, terminus_error_formula, sectors)
-    tables = {"areas": areas.reset_index(drop=True), "area_by_band": area_by_band, "elevation": elevation,
-              "area_change": change, "terminus": terminus, "retreat": retreat}
+        glacier_bands = pd.DataFrame(columns=TABLE_COLUMNS["glacier_area_by_band"])
+    first = elevation.sort_values("date").groupby("glacier_id").first() if len(elevation) else elevation
+    sectors = dict(zip(first.index, first["aspect_sector"])) if len(first) else {}  # fixed: the first date's
+    failures = Failures()
+    change, terminus, retreat = _change_tables(glaciers, areas, dem, pixel_size_m, analysis, sectors, failures=failures)
+    areas = flag_glacier_years(areas, terminus, analysis.flag_sigma, pixel_size_m)
+    retreat["flag_implausible"] = implausible_pairs(retreat, areas)
+    terminus, retreat = conform("terminus", terminus), conform("retreat", retreat)
+    band_totals = (glacier_bands.groupby(["year", "band_lo_m", "band_hi_m"], as_index=False, dropna=False)["area_km2"].sum()
+                   if len(glacier_bands) else pd.DataFrame(columns=["year", "band_lo_m", "band_hi_m", "area_km2"]))
+    tables = {"areas": conform("areas", areas.reset_index(drop=True)),
+              "area_by_band": conform("area_by_band", band_totals),
+              "glacier_area_by_band": conform("glacier_area_by_band", glacier_bands), "elevation": elevation,
+              "area_change": change, "terminus": terminus, "retreat": retreat, "failures": failures.table()}
     if len(retreat):
         tables |= _retreat_summaries(areas, terminus, retreat, band_m)
     return tables
+
+
+def _without_small_fragments(glaciers: gpd.GeoDataFrame, min_area_km2: float) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """`glaciers` without detached parts below `min_area_km2` (`terminus.glacier_parts`), and per
+    row ``n_fragments``, ``fragments_km2`` (parts kept besides the body) and ``dropped_km2``."""
+    rows, geoms = [], []
+    area_m2, perimeter_m = glaciers["area_m2"].to_numpy(float).copy(), glaciers["perimeter_m"].to_numpy(float).copy()
+    for i, geom in enumerate(glaciers.geometry):
+        parts = glacier_parts(geom, None, min_area_km2 * 1e6)
+        dropped = sum(p.area for p in parts.dropped)
+        if dropped:  # map areas of the dropped parts scaled to the row's ellipsoidal area and length
+            area_m2[i] *= 1.0 - dropped / geom.area
+            perimeter_m[i] -= sum(p.length for p in parts.dropped) * perimeter_m[i] / geom.length
+        geoms.append(parts.kept if dropped else geom)
+        rows.append({"n_fragments": len(parts.fragments), "fragments_km2": sum(p.area for p in parts.fragments) / 1e6,
+                     "dropped_km2": dropped / 1e6})
+    out = glaciers.assign(area_m2=area_m2, perimeter_m=perimeter_m).set_geometry(geoms, crs=glaciers.crs)
+    return out, pd.DataFrame(rows, index=glaciers.index)
 
 
 def _retreat_summaries(areas: pd.DataFrame, terminus: pd.DataFrame, retreat: pd.DataFrame, band_m: float) -> dict[str, pd.DataFrame]:

@@ -635,7 +635,8 @@ def _summary_section(folder: Path, tables: Mapping[str, pd.DataFrame], provenanc
     rows = [[r.sensor, f"{r.year0}-{r.year1}", _pm(r.area0_km2, r.area0_err_km2, 3), _pm(r.area1_km2, r.area1_err_km2, 3),
              _pm(r.get("rate_pct_a"), r.get("rate_err_pct_a"), 2), _num(r.get("mean_retreat_m_a"), 1),
              _num(r.get("n_glaciers"), 0), _num(r.get("IoU"), 3), _num(r.get("OA"), 3)] for _, r in summary.iterrows()]
-    note = ("<p>Area ± its uncertainty (perimeter × half a pixel); change rate in % of the first year's area "
+    note = ("<p>Area ± its uncertainty (1 sigma: perimeter × half a pixel and the classification term from the "
+            "probability map, in quadrature; section 2); change rate in % of the first year's area "
             "per year; retreat: mean over glaciers of the main-axis rate, first to last year, positive = the "
             "front moved up-glacier; accuracy: the network model against the truth, all pixels, mean over years.</p>")
     box = f'<div class="summary">{_html_table(header, rows, numeric=[False, False] + [True] * 7)}{note}</div>'
@@ -654,9 +655,11 @@ def _map_section(folder: Path, outlines: gpd.GeoDataFrame, dem: xr.DataArray) ->
 def _total_area_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> str:
     if "total_area" not in tables:
         return _section("total-area", _not_available("no total_area table"))
-    caption = ("Total glacier area per year and sensor; error bars: area uncertainty (sum over glaciers of "
-               "perimeter × half a pixel). Dashed: ordinary least-squares trend, with its 95 % confidence interval.")
-    content = _embed(folder, "total_area", total_area_figure(tables), caption) + _csv(folder, "total_area", tables["total_area"])
+    caption = ("Total glacier area per year and sensor; error bars: area uncertainty (perimeter term and "
+               "classification term, each summed over glaciers, in quadrature: see the table below). Dashed: ordinary "
+               "least-squares trend, with its 95 % confidence interval.")
+    content = (_embed(folder, "total_area", total_area_figure(tables), caption) + _csv(folder, "total_area", tables["total_area"])
+               + _uncertainty_and_indices(folder, tables))
     change = tables.get("area_change")
     if change is None or not change.glacier_id.isna().any():
         return _section("total-area", content + _not_available("no area_change table for the region"))
@@ -670,6 +673,58 @@ def _total_area_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> str
             for _, r in region.set_index("sensor", drop=False).loc[ordered_sensors(region.sensor)].iterrows()]
     table = _html_table(header, rows, numeric=[False, False] + [True] * 7)
     return _section("total-area", content + "<h3>Region area change</h3>" + table + _csv(folder, "area_change", change))
+
+
+def _uncertainty_and_indices(folder: Path, tables: Mapping[str, pd.DataFrame]) -> str:
+    """The two area-uncertainty terms per sensor-year, and where the model disagrees with NDSI and red/SWIR."""
+    from pipeline.statistics import index_agreement
+
+    out = []
+    total = tables.get("total_area")
+    if total is not None and {"area_err_perimeter_km2", "area_err_class_km2"} <= set(total.columns):
+        out.append(
+            "<h3>Area uncertainty: outline and classification</h3><p>Each glacier-year's area uncertainty (1 sigma; the "
+            "95 % interval is 1.96 times it) has two terms, both in the <code>areas</code> table: the <b>perimeter "
+            "term</b>, perimeter × half a pixel (where the outline is drawn), and the <b>classification term</b>, the "
+            "area the probability map itself expects to be misclassified: pixel area × the sum, over the glacier's "
+            "pixels, of 1 − p where mapped as glacier and p where not. It assumes calibrated probabilities (the model "
+            "card's calibration error says how far they are from that) and errors that do not cancel inside a glacier; "
+            "a confident map adds little, a doubtful one (p near 0.5) up to half its area. The total is both in "
+            "quadrature; region totals sum each term over glaciers. Uncalibrated or confidently wrong maps are not "
+            "covered: the index comparison below is the check on those.</p>")
+        rows = [[r.sensor, int(r.year), _num(r.area_km2, 3), _num(r.area_err_perimeter_km2, 3),
+                 _num(r.area_err_class_km2, 3), _num(r.area_err_km2, 3)]
+                for r in total.sort_values(["sensor", "year"]).itertuples(index=False)]
+        out.append(_html_table(["Sensor", "Year", "Area (km²)", "± perimeter (km²)", "± classification (km²)",
+                                "± total (km²)"], rows, numeric=[False, False] + [True] * 4))
+    areas = tables.get("areas")
+    if areas is not None and "flag_index_disagreement" in areas.columns and areas["index_disagreement"].notna().any():
+        region = index_agreement(areas)
+        out.append(
+            "<h3>The model against NDSI and red/SWIR</h3><p>Every glacier-year, on its observed outline pixels, "
+            "the model's mask is compared with NDSI &gt; 0.4 and red/SWIR16 &gt; 2 from the same composite: "
+            "disagreement = |model xor index| / |model or index|, the smaller of the two counts (siding with either "
+            "index is not a guess). Above <code>analysis.max_index_disagreement</code> the glacier-year is flagged "
+            "(<code>areas.flag_index_disagreement</code>); region-wide, a model mapping under 1/10 or over 10× both "
+            "index areas stops the run unless <code>analysis.allow_index_disagreement</code> is set.</p>")
+        rows = [[r.sensor, _num(r.index_model_km2, 3), _num(r.ndsi_km2, 3), _num(r.ratio_km2, 3),
+                 _num(r.model_to_ndsi, 2), f"{r.n_flagged} of {r.n_compared}", "yes" if r.extreme else "no"]
+                for r in region.itertuples(index=False)]
+        out.append(_html_table(["Sensor", "Model (km²)", "NDSI (km²)", "Red/SWIR (km²)", "Model / NDSI",
+                                "Glacier-years flagged", "Extreme"], rows, numeric=[False] + [True] * 5 + [False]))
+        flagged = areas[areas["flag_index_disagreement"].fillna(False).astype(bool)].sort_values(["sensor", "glacier_id", "year"])
+        if len(flagged):
+            rows = [[r.sensor, int(r.glacier_id), int(r.year), _num(r.area_km2, 3), _num(r.index_model_km2, 3),
+                     _num(r.ndsi_km2, 3), _num(r.ratio_km2, 3), _num(r.index_disagreement, 2)]
+                    for r in flagged.itertuples(index=False)]
+            out.append("<p><b>Glacier-years where the model disagrees with both indices</b> (check these maps before "
+                       "using their numbers):</p>" + _html_table(
+                           ["Sensor", "Glacier", "Year", "Area (km²)", "Model, compared (km²)", "NDSI (km²)",
+                            "Red/SWIR (km²)", "Disagreement"], rows, numeric=[False] + [True] * 7))
+            out.append(_csv(folder, "index_disagreement", flagged))
+        else:
+            out.append("<p>No glacier-year disagrees with both indices beyond the threshold.</p>")
+    return "\n".join(out)
 
 
 def _band_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> str:
@@ -710,7 +765,39 @@ def _retreat_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> str:
             parts += [_embed(folder, png, figure(tables[name]), caption), _csv(folder, name, tables[name])]
         else:
             parts.append(_not_available(missing))
-    return _section("retreat", "\n".join(parts))
+    return _section("retreat", "\n".join(parts) + _quality(folder, tables))
+
+
+FLAG_NAMES = {"flag_area_jump": "area jump", "flag_front_jump": "front jump", "flag_snow": "likely snow"}
+
+
+def _quality(folder: Path, tables: Mapping[str, pd.DataFrame]) -> str:
+    """Glaciers whose terminus or change could not be measured (``failures``) and glacier-years
+    off their own series (``areas`` plausibility flags, `pipeline.plausibility`)."""
+    parts = ["<h3>Failed glaciers and implausible years</h3>"]
+    failures = tables.get("failures")
+    if failures is not None and len(failures):
+        parts += [f"<p>{len(failures)} glacier task(s) failed and are left out of retreat (the run went on):</p>",
+                  _html_table(["Glacier", "Sensor", "Task", "Reason"],
+                              [[r.glacier_id, r.sensor, r.task, r.reason] for r in failures.itertuples()]),
+                  _csv(folder, "failures", failures)]
+    else:
+        parts.append("<p>Every glacier's terminus and change were measured.</p>")
+    areas = tables.get("areas")
+    cols = [c for c in FLAG_NAMES if areas is not None and c in areas]
+    flagged = areas[areas[cols].eq(True).any(axis=1)] if cols else pd.DataFrame()
+    if len(flagged):
+        rows = [[r["glacier_id"], r["sensor"], int(r["year"]), _num(r["area_km2"], 3),
+                 ", ".join(FLAG_NAMES[c] for c in cols if r[c] == True)]  # noqa: E712 (True, not NaN)
+                for _, r in flagged.iterrows()]
+        parts += ["<p>Glacier-years whose area or front departs from the glacier's own series by more than "
+                  "k robust sigmas (Theil-Sen line, 1.4826 x MAD, at least the stated uncertainty); they stay in "
+                  "the tables, and retreat rows that use them carry <code>flag_implausible</code>:</p>",
+                  _html_table(["Glacier", "Sensor", "Year", "Area (km²)", "Flags"], rows,
+                              numeric=[False, False, False, True, False])]
+    else:
+        parts.append("<p>No glacier-year departs from its glacier's own series.</p>")
+    return "\n".join(parts)
 
 
 def _accuracy_table(accuracy: pd.DataFrame) -> str:

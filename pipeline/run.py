@@ -49,7 +49,7 @@ from pipeline.analysis import TRUTH, analyse_store
 from pipeline.config import Config
 from pipeline.inventory import attach_inventory_ids, inventory_ids
 from pipeline.outline_stats import write_tables
-from pipeline.preflight import RunInputs, claim_output_folder, preflight
+from pipeline.preflight import RunInputs, check_settings, claim_output_folder, preflight
 from pipeline.replace import replace_dir
 from pipeline.store import DEFAULT_CHUNK, RegionStore
 
@@ -58,6 +58,40 @@ DEFAULT_OUT = "glacierwatch-out"
 
 class RunError(RuntimeError):
     """A run that cannot start: the message names the input and what to do."""
+
+
+class IndexDisagreementError(RunError):
+    """Region-wide, the model maps almost nothing where NDSI and red/SWIR map ice (or > 10x more):
+    its weights do not know this data. Raised after statistics, before any output is written;
+    the store stays complete and valid, so a rerun with the opt-in only recomputes the tables."""
+
+
+def check_index_agreement(areas: pd.DataFrame | None, inputs: RunInputs, allow: bool, console: Console) -> pd.DataFrame:
+    """`statistics.index_agreement` of the run's `areas`; refuse (`IndexDisagreementError`, one line
+    naming each extreme sensor's weights and training domain) unless `allow`, then only warn."""
+    from pipeline.statistics import index_agreement
+
+    agreement = index_agreement(areas if areas is not None else pd.DataFrame())
+    extreme = agreement[agreement["extreme"]]
+    if not len(extreme):
+        return agreement
+    parts = []
+    for r in extreme.itertuples(index=False):
+        sensor_inputs = inputs.sensors.get(r.sensor)
+        weights = sensor_inputs.weights if sensor_inputs is not None else "?"
+        domain = sensor_inputs.card.domain if sensor_inputs is not None else None
+        trained = domain.describe() if domain is not None else "a domain its card does not record"
+        parts.append(
+            f"{r.sensor}: the model maps {r.index_model_km2:.3f} km2 over the inventory outlines where NDSI > 0.4 maps "
+            f"{r.ndsi_km2:.3f} km2 and red/SWIR > 2 {r.ratio_km2:.3f} km2 (all years, observed pixels); its weights "
+            f"{weights} were trained on {trained}"
+        )
+    message = ("; ".join(parts) + ": the weights do not know this data - use weights trained for it "
+               "(configs/train-real.yaml), or set analysis.allow_index_disagreement: true to keep these maps")
+    if not allow:
+        raise IndexDisagreementError(message)
+    console.print(f"warning (analysis.allow_index_disagreement): {message}", markup=False, highlight=False)
+    return agreement
 
 
 @dataclass
@@ -122,7 +156,7 @@ def truth_dir_for(cfg: Config, sensors: Sequence[str]) -> Path | None:
 def _write_outputs(out: Path, tables: dict[str, pd.DataFrame], outlines: gpd.GeoDataFrame, provenance: dict) -> None:
     build = out / f".tables-incomplete-{os.getpid()}"
     shutil.rmtree(build, ignore_errors=True)
-    write_tables({k: v for k, v in tables.items() if len(v)}, build)
+    write_tables({k: v for k, v in tables.items() if len(v) or k == "failures"}, build)  # "no failures" is news too
     replace_dir(build, out / "tables")
     tmp = out / f".outlines-incomplete-{os.getpid()}.parquet"
     outlines.to_parquet(tmp)
@@ -183,6 +217,7 @@ def run_study(
     stage = _Stages(console)
 
     with stage("inputs"):
+        check_settings(cfg, out, sensors)  # before the embedded area is generated
         ensure_study_area(cfg, console)
         inputs = preflight(cfg, out, sensors)  # PreflightError: nothing written yet
         for note in inputs.warnings:
@@ -231,7 +266,10 @@ def run_study(
                 ids = inventory_ids(inputs.inventory)
                 tables = {name: attach_inventory_ids(table, ids) for name, table in tables.items()}
                 outlines = attach_inventory_ids(outlines, ids)
+            # Never guess silently: before any output, the model against NDSI and red/SWIR over the outlines.
+            agreement = check_index_agreement(tables.get("areas"), inputs, cfg.analysis.allow_index_disagreement, console)
         provenance = _provenance(cfg, weights, store, sensors, skipped, tiles, stage.seconds, inputs)
+        provenance["index_agreement"] = agreement.to_dict("records")
         provenance["scale_offset"] = scale_offset  # per sensor and item: reflectance = DN * scale + offset, and the rule
         _write_outputs(out, tables, outlines, provenance)
         if publish:
@@ -265,11 +303,12 @@ def count_skipped_scenes(tables: dict[str, pd.DataFrame], skipped: dict[str, lis
     The count is per sensor-year over the region (a skipped scene is not attributed to the glaciers
     under its footprint); glaciers it left without any observation are flagged as unobserved too.
     """
-    counts: dict[tuple[str, int], int] = {}
-    for sensor, scenes in skipped.items():
-        for scene in scenes:
-            if scene.get("year") is not None:
-                counts[(sensor, int(scene["year"]))] = counts.get((sensor, int(scene["year"])), 0) + 1
+    scenes_of: dict[tuple[str, int], set[str]] = {}
+    for sensor, records in skipped.items():
+        for record in records:  # one record per failing asset: count scenes (item ids), not assets
+            if record.get("year") is not None:
+                scenes_of.setdefault((sensor, int(record["year"])), set()).add(record["item_id"])
+    counts = {key: len(ids) for key, ids in scenes_of.items()}
     out = dict(tables)
     for name in ("areas", "total_area"):
         table = tables.get(name)
@@ -280,13 +319,26 @@ def count_skipped_scenes(tables: dict[str, pd.DataFrame], skipped: dict[str, lis
     return out
 
 
+def _index_flags(areas: pd.DataFrame, sensor: str) -> dict[str, Any]:
+    """``n_index_flagged`` glacier-years and ``index_flagged`` ("id (year, year), ...") of `sensor`
+    whose model mask disagrees with both indices beyond the threshold (``flag_index_disagreement``)."""
+    if not len(areas) or "flag_index_disagreement" not in areas:
+        return {}
+    a = areas[(areas.sensor == sensor) & areas.flag_index_disagreement.fillna(False).astype(bool)]
+    glaciers = [f"{int(g)} ({', '.join(str(int(y)) for y in sorted(sub.year))})" for g, sub in a.groupby("glacier_id", sort=True)]
+    return {"n_index_flagged": len(a), "index_flagged": ", ".join(glaciers)}
+
+
 def summary_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Per sensor (and the truth): total area first and last year, trend, mean first-to-last
     terminus retreat rate (main-axis method), mean accuracy over the years (all pixels).
 
     Years whose region total is flagged as unobserved (``total_area.flag_unobserved``) are not
     a first or last area (a cloudy year is not a loss); they are named in ``years`` and
-    ``flagged_years``."""
+    ``flagged_years``. ``index_flagged`` names the glaciers (and years) whose model mask
+    disagrees with NDSI and red/SWIR beyond ``analysis.max_index_disagreement``
+    (``areas.flag_index_disagreement``), ``n_index_flagged`` counts those glacier-years.
+    ``n_failures``: glaciers whose terminus or change task failed (``failures`` table, ``pipeline.tasks``)."""
     rows = []
     total = tables.get("total_area", pd.DataFrame())
     change = tables.get("area_change", pd.DataFrame())
@@ -319,5 +371,8 @@ def summary_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         if len(accuracy) and sensor != TRUTH:
             acc = accuracy[(accuracy.sensor == sensor) & (accuracy.zone == "all")]
             row |= {"IoU": acc.IoU.mean(), "OA": acc.OA.mean()}
+        row |= _index_flags(tables.get("areas", pd.DataFrame()), sensor)
+        failures = tables.get("failures", pd.DataFrame())  # glaciers whose terminus or change failed (pipeline.tasks)
+        row["n_failures"] = int((failures["sensor"] == sensor).sum()) if len(failures) else 0
         rows.append(row)
     return pd.DataFrame(rows)

@@ -35,8 +35,29 @@ Conventions, stated once:
   L(|cos t| + |sin t|), 1 to 1.41 times the true length, 4/pi = 1.27 on average for boundaries
   of all orientations. ``perimeter_correction="isotropic"`` multiplies by pi/4 (Cauchy-Crofton)
   to remove that average bias; exact for no single outline, but unbiased over many glaciers.
-- ``area_err_km2`` = perimeter x half a pixel (``change.area_uncertainty_km2``), with whichever
-  perimeter was chosen; with the staircase perimeter it is ~27 % larger than with a smooth one.
+- Area uncertainty has two terms, each a column, combined in quadrature (independent sources):
+  ``area_err_perimeter_km2`` = perimeter x half a pixel (``change.area_uncertainty_km2``), with
+  whichever perimeter was chosen (with the staircase perimeter ~27 % larger than with a smooth
+  one): where the outline is drawn; and ``area_err_class_km2``, the classification term from the
+  probability map: the expected misclassified area *if the probabilities are calibrated*,
+  pixel area x sum over the glacier's ``glacier_id`` pixels of P(pixel misclassified) = 1 - p
+  where the pixel is mapped (p >= threshold) and p where it is not (min(p, 1 - p) at the 0.5
+  threshold). Assumptions: calibrated p (the card's calibration error says how far off they are),
+  and errors that do not cancel inside a glacier (fully correlated: a missed debris tongue is
+  missed as a whole), so the term is the expected absolute error, not the sqrt(sum p(1-p)) that
+  independent pixels would give (which shrinks with glacier size and would not cover a
+  systematic miss). Unobserved pixels have p = 0 and add nothing (their share is
+  ``unobserved_frac``); 0/1 masks (the truth) add nothing. ``area_err_km2`` =
+  sqrt(perimeter term^2 + classification term^2).
+- Index agreement (never guess silently): with the store's ``indices`` layer, per glacier-year on
+  the ``glacier_id`` pixels that were observed and whose indices were read, ``index_model_km2``
+  is the model's mapped area there, ``ndsi_km2`` / ``ratio_km2`` the areas of NDSI > 0.4 and
+  red/SWIR16 > 2, ``ndsi_disagreement`` / ``ratio_disagreement`` = |model xor index| /
+  |model or index| (0 when both map nothing, NaN when no pixel was compared), and
+  ``index_disagreement`` the smaller of the two: the model is flagged
+  (``flag_index_disagreement``, above ``max_index_disagreement``) only when it disagrees with
+  *both* classic maps; where they disagree with each other (shadowed ice, debris) siding with one
+  is no sign of a guess. Region-wide: ``index_agreement``.
 - Elevation bands are [band_lo_m, band_hi_m) of width ``band_m`` starting at a multiple of it;
   pixels without DEM are left out of band tables (so bands can sum to less than the area).
 - No-data is not ice loss (DESIGN.md, "Observed vs. glacier"): ``unobserved_frac`` is the share
@@ -68,18 +89,29 @@ from rasterio.features import rasterize
 from rasterio.warp import Resampling, reproject
 from scipy import ndimage
 
-from pipeline.change import area_change, area_trend, area_uncertainty_km2
+from pipeline.change import area_change, area_change_uncertainty_km2, area_trend, area_uncertainty_km2
 from catalog.aspect import ASPECT_SECTORS as SECTORS
 from catalog.aspect import aspect_class
 
 N_SECTORS = len(SECTORS)
 DEFAULT_MAX_UNOBSERVED = 0.1  # as config.Analysis.max_unobserved
+DEFAULT_MAX_INDEX_DISAGREEMENT = 0.5  # as config.Analysis.max_index_disagreement
+EXTREME_AREA_FACTOR = 10.0
+"""Region-wide, the model's area over the inventory outlines below 1/10 of both index areas, or
+above 10x both, is extreme: the weights do not know this data (`index_agreement`)."""
+MIN_INDEX_CHECK_KM2 = 0.05
+"""`index_agreement` judges nothing when model and indices both map less than this (a region
+without ice, or a comparison over a few pixels)."""
+INDICES_NOT_READ, NDSI_BIT, RATIO_BIT = 255, 1, 2  # as pipeline.store
 PERIMETER_CORRECTIONS = ("none", "isotropic")
 
 TABLE_COLUMNS: dict[str, list[str]] = {
-    "areas": ["glacier_id", "sensor", "year", "area_km2", "perimeter_km", "area_err_km2", "outline_km2",
-              "unobserved_frac", "flag_unobserved"],
-    "total_area": ["sensor", "year", "area_km2", "area_err_km2", "unobserved_frac", "flag_unobserved", "n_flagged"],
+    "areas": ["glacier_id", "sensor", "year", "area_km2", "perimeter_km", "area_err_perimeter_km2",
+              "area_err_class_km2", "area_err_km2", "outline_km2", "unobserved_frac", "flag_unobserved",
+              "index_model_km2", "ndsi_km2", "ratio_km2", "ndsi_disagreement", "ratio_disagreement",
+              "index_disagreement", "flag_index_disagreement"],
+    "total_area": ["sensor", "year", "area_km2", "area_err_perimeter_km2", "area_err_class_km2", "area_err_km2",
+                   "unobserved_frac", "flag_unobserved", "n_flagged"],
     "area_by_band": ["sensor", "year", "band_lo_m", "band_hi_m", "area_km2"],
     "glacier_area_by_band": ["glacier_id", "sensor", "year", "band_lo_m", "band_hi_m", "area_km2"],
     "area_by_aspect": ["sensor", "year", "method", "aspect_sector", "area_km2"],
@@ -87,7 +119,8 @@ TABLE_COLUMNS: dict[str, list[str]] = {
     "glacier_terrain": ["glacier_id", "sensor", "year", "zmean_m", "aspect_deg", "aspect_sector",
                         "n_dem_pixels"],
     "area_change": ["glacier_id", "sensor", "year0", "year1", "years", "area0_km2", "area1_km2",
-                    "change_km2", "change_err_km2", "change_pct", "rate_pct_a", "rate_err_pct_a",
+                    "change_km2", "change_err_perimeter_km2", "change_err_class_km2", "change_err_km2",
+                    "change_pct", "rate_pct_a", "rate_err_pct_a",
                     "n_years", "n_flagged", "trend_km2_a", "trend_lo_km2_a", "trend_hi_km2_a",
                     "trend_theil_sen_km2_a"],
 }
@@ -208,7 +241,9 @@ class _Layout:
     def __init__(self, k: int, n_bands: int):
         self.k, self.n_bands = k, n_bands
         sizes = {"count": k, "edges": k, "z_sum": k, "z_n": k, "sin": k, "cos": k,
-                 "sector": k * N_SECTORS, "band": k * n_bands, "outline_n": k, "unobserved": k}
+                 "sector": k * N_SECTORS, "band": k * n_bands, "outline_n": k, "unobserved": k,
+                 "miss": k, "cmp_n": k, "cmp_model": k, "cmp_ndsi": k, "cmp_ratio": k,
+                 "xor_ndsi": k, "or_ndsi": k, "xor_ratio": k, "or_ratio": k}
         self.slices, start = {}, 0
         for name, size in sizes.items():
             self.slices[name] = slice(start, start + size)
@@ -223,11 +258,13 @@ def _compact(ids: np.ndarray, lab: np.ndarray) -> np.ndarray:
 
 
 def _reduce_block(lab_ov: np.ndarray, dem_ov: np.ndarray, asp_ov: np.ndarray, gid: np.ndarray,
-                  unobserved: np.ndarray, *, ids: np.ndarray, layout: _Layout, band_origin_m: float,
-                  band_m: float) -> np.ndarray:
+                  unobserved: np.ndarray, miss: np.ndarray, indices: np.ndarray, *, ids: np.ndarray,
+                  layout: _Layout, band_origin_m: float, band_m: float) -> np.ndarray:
     """Per-glacier sums of one block. ``lab_ov`` (years, y+2, x+2): glacier id where mapped, else
     0, with a one-pixel halo; ``dem_ov``/``asp_ov`` the same halo; ``gid`` (y, x) the glacier ids
-    and ``unobserved`` (years, y, x) bool, both without halo. Returns (years, 1, 1, n_bins).
+    and ``unobserved`` (years, y, x) bool, ``miss`` (years, y, x) each pixel's probability of
+    being misclassified and ``indices`` (years, y, x) the store's index bits, all without halo.
+    Returns (years, 1, 1, n_bins).
 
     Only mapped pixels are visited (a region is mostly ice-free): their flat indices pick the
     elevation, aspect and the four neighbours out of the haloed block. The outline counts visit
@@ -271,8 +308,18 @@ def _reduce_block(lab_ov: np.ndarray, dem_ov: np.ndarray, asp_ov: np.ndarray, gi
         gb = np.where(band_ok, g, 0)
         o[sl["band"]] = np.bincount(gb * nb + np.where(band_ok, band, 0), minlength=k * nb)
         o[sl["outline_n"]] = n_outline
-        o[sl["unobserved"]] = np.bincount(g_outline, weights=unobserved[t].ravel()[in_outline].astype(np.float64),
-                                          minlength=k)
+        seen = ~unobserved[t].ravel()[in_outline]
+        o[sl["unobserved"]] = np.bincount(g_outline, weights=(~seen).astype(np.float64), minlength=k)
+        o[sl["miss"]] = np.bincount(g_outline, weights=miss[t].ravel()[in_outline].astype(np.float64), minlength=k)
+        # the model against the classic indices, on observed outline pixels whose indices were read
+        bits = indices[t].ravel()[in_outline]
+        compared = seen & (bits != INDICES_NOT_READ)
+        model = lab_ov[t, 1:-1, 1:-1].ravel()[in_outline] != 0
+        ndsi, ratio = (bits & NDSI_BIT) > 0, (bits & RATIO_BIT) > 0
+        for name, values in (("cmp_n", compared), ("cmp_model", model), ("cmp_ndsi", ndsi), ("cmp_ratio", ratio),
+                             ("xor_ndsi", model ^ ndsi), ("or_ndsi", model | ndsi),
+                             ("xor_ratio", model ^ ratio), ("or_ratio", model | ratio)):
+            o[sl[name]] = np.bincount(g_outline, weights=(compared & values).astype(np.float64), minlength=k)
     return out
 
 
@@ -298,6 +345,8 @@ def glacier_statistics(
     perimeter_correction: str = "none",
     observed: xr.DataArray | None = None,
     max_unobserved: float = DEFAULT_MAX_UNOBSERVED,
+    indices: xr.DataArray | None = None,
+    max_index_disagreement: float = DEFAULT_MAX_INDEX_DISAGREEMENT,
 ) -> dict[str, pd.DataFrame]:
     """Tables ``areas``, ``area_by_band``, ``glacier_area_by_band``, ``area_by_aspect``,
     ``glacier_area_by_aspect`` and ``glacier_terrain`` from one sensor's yearly masks.
@@ -307,7 +356,10 @@ def glacier_statistics(
     ``glacier_id`` gets a row per year in ``areas`` (0 km² when not mapped that year).
     ``pixel_size_m`` defaults to the spacing of the ``x`` coordinate. ``observed`` (year, y, x)
     gives ``unobserved_frac`` and ``flag_unobserved`` (> ``max_unobserved``) per glacier-year;
-    without it every pixel counts as observed (module docstring).
+    without it every pixel counts as observed (module docstring). ``indices`` (year, y, x), the
+    store's layer, gives the index-agreement columns (NaN without it) and
+    ``flag_index_disagreement`` (> ``max_index_disagreement``). An integer ``mask`` is read as
+    probabilities for the classification term of the area error; a bool mask has none.
     """
     if tuple(mask.dims) != ("year", "y", "x"):
         raise ValueError(f"mask must have dims ('year', 'y', 'x'), got {mask.dims}")
@@ -324,7 +376,12 @@ def glacier_statistics(
     if m.dtype != bool:
         if not np.issubdtype(m.dtype, np.integer):
             raise ValueError(f"mask must be bool or integer probabilities 0-255, got {m.dtype}")
+        p = m.astype(np.float32) / np.float32(255.0)
         m = m >= threshold
+        # P(misclassified) if p is calibrated: 1 - p where mapped as glacier, p where not (module docstring)
+        miss = da.where(m, np.float32(1.0) - p, p) if threshold > 1 else da.zeros(m.shape, np.float32, chunks=m.chunks)
+    else:
+        miss = da.zeros(m.shape, np.float32, chunks=m.chunks)
     yx_chunks = m.chunks[1:]
     gid = _as_2d(glacier_id, "glacier_id", mask, yx_chunks).astype(np.int32)
     z = _as_2d(dem, "dem", mask, yx_chunks).astype(np.float32)
@@ -339,6 +396,16 @@ def glacier_statistics(
                              f"{mask.dims} {mask.shape}: pass the store's `observed` of the same years")
         ob = da.asarray(observed.data)
         unobserved = (~ob if ob.dtype == bool else ob == 0).rechunk(m.chunks)
+    if not 0.0 <= max_index_disagreement <= 1.0:
+        raise ValueError(f"max_index_disagreement is a share of the pixels model and indices map, 0 to 1; "
+                         f"got {max_index_disagreement}")
+    if indices is None:
+        bits = da.full(m.shape, INDICES_NOT_READ, dtype=np.uint8, chunks=m.chunks)
+    else:
+        if tuple(indices.dims) != ("year", "y", "x") or indices.shape != mask.shape:
+            raise ValueError(f"indices has dims {indices.dims} and shape {indices.shape}; the mask's are "
+                             f"{mask.dims} {mask.shape}: pass the store's `indices` of the same years")
+        bits = da.asarray(indices.data).astype(np.uint8).rechunk(m.chunks)
 
     # small 2-D passes first: the glacier ids and the elevation range they span
     zz = da.where(gid > 0, z, np.nan)
@@ -357,18 +424,30 @@ def glacier_statistics(
     a_ov = da.overlap.overlap(asp, depth={0: 1, 1: 1}, boundary={0: np.nan, 1: np.nan})
     per_block = da.blockwise(
         _reduce_block, "tyxs", lab_ov, "tyx", z_ov, "yx", a_ov, "yx", gid, "yx", unobserved, "tyx",
-        new_axes={"s": layout.size}, adjust_chunks={"y": 1, "x": 1}, dtype=np.float64,
+        miss.rechunk(m.chunks), "tyx", bits, "tyx", new_axes={"s": layout.size}, adjust_chunks={"y": 1, "x": 1}, dtype=np.float64,
         ids=ids, layout=layout, band_origin_m=band_origin, band_m=band_m,
         align_arrays=False, concatenate=False,
     )
     sums = per_block.sum(axis=(1, 2)).compute()  # (year, n_bins)
     years = np.asarray(mask["year"].values)
     return _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m,
-                   perimeter_correction, max_unobserved)
+                   perimeter_correction, max_unobserved, max_index_disagreement)
+
+
+def with_area_errors(areas: pd.DataFrame, pixel_size_m: float) -> pd.DataFrame:
+    """``areas`` with ``area_err_perimeter_km2`` from its ``perimeter_km`` (x half a pixel) and
+    ``area_err_km2`` = sqrt(perimeter term^2 + ``area_err_class_km2``^2) (0 where absent): call it
+    again after changing a perimeter (e.g. fragments left out), so the terms stay consistent."""
+    out = areas.copy()
+    out["area_err_perimeter_km2"] = area_uncertainty_km2(out["perimeter_km"].to_numpy(float), pixel_size_m)
+    if "area_err_class_km2" not in out:
+        out["area_err_class_km2"] = 0.0
+    out["area_err_km2"] = np.hypot(out["area_err_perimeter_km2"], out["area_err_class_km2"].fillna(0.0))
+    return out
 
 
 def _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m, perimeter_correction,
-            max_unobserved=DEFAULT_MAX_UNOBSERVED):
+            max_unobserved=DEFAULT_MAX_UNOBSERVED, max_index_disagreement=DEFAULT_MAX_INDEX_DISAGREEMENT):
     k, nb, sl = layout.k, layout.n_bands, layout.slices
     px_km2 = (pixel_size_m / 1000.0) ** 2
     ny = years.size
@@ -378,14 +457,32 @@ def _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m,
     perim = sums[:, sl["edges"]][:, 1:] * pixel_size_m / 1000.0
     if perimeter_correction == "isotropic":
         perim = perim * (np.pi / 4.0)
+    err_perimeter = area_uncertainty_km2(perim.ravel(), pixel_size_m)
+    err_class = sums[:, sl["miss"]][:, 1:].ravel() * px_km2
     areas = pd.DataFrame({"glacier_id": gid_col, "sensor": sensor, "year": year_col,
                           "area_km2": count.ravel() * px_km2, "perimeter_km": perim.ravel(),
-                          "area_err_km2": area_uncertainty_km2(perim.ravel(), pixel_size_m)})
+                          "area_err_perimeter_km2": err_perimeter, "area_err_class_km2": err_class,
+                          "area_err_km2": np.hypot(err_perimeter, err_class)})
     outline_n = sums[:, sl["outline_n"]][:, 1:]
     with np.errstate(invalid="ignore", divide="ignore"):
         unobserved = np.where(outline_n > 0, sums[:, sl["unobserved"]][:, 1:] / outline_n, 0.0)
     areas = areas.assign(outline_km2=outline_n.ravel() * px_km2, unobserved_frac=unobserved.ravel(),
                          flag_unobserved=unobserved.ravel() > max_unobserved)
+    cmp = {name: sums[:, sl[name]][:, 1:].ravel() for name in
+           ("cmp_n", "cmp_model", "cmp_ndsi", "cmp_ratio", "xor_ndsi", "or_ndsi", "xor_ratio", "or_ratio")}
+    compared = cmp["cmp_n"] > 0
+
+    def share(xor, union):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(compared, np.where(union > 0, xor / np.maximum(union, 1), 0.0), np.nan)
+
+    ndsi_dis, ratio_dis = share(cmp["xor_ndsi"], cmp["or_ndsi"]), share(cmp["xor_ratio"], cmp["or_ratio"])
+    disagreement = np.fmin(ndsi_dis, ratio_dis)
+    nan = np.where(compared, 1.0, np.nan)
+    areas = areas.assign(index_model_km2=cmp["cmp_model"] * px_km2 * nan, ndsi_km2=cmp["cmp_ndsi"] * px_km2 * nan,
+                         ratio_km2=cmp["cmp_ratio"] * px_km2 * nan, ndsi_disagreement=ndsi_dis,
+                         ratio_disagreement=ratio_dis, index_disagreement=disagreement,
+                         flag_index_disagreement=np.nan_to_num(disagreement, nan=0.0) > max_index_disagreement)
 
     band = sums[:, sl["band"]].reshape(ny, k, nb)[:, 1:, :] * px_km2  # (year, glacier, band)
     lo = band_origin + band_m * np.arange(nb)
@@ -444,13 +541,19 @@ def _with_observation(areas: pd.DataFrame, max_unobserved: float) -> pd.DataFram
     if "outline_km2" not in out:
         out["outline_km2"] = out["area_km2"]
     out["flag_unobserved"] = out["flag_unobserved"].fillna(False).astype(bool)
+    if "area_err_perimeter_km2" not in out:  # made before the classification term: all of it is the perimeter's
+        out["area_err_perimeter_km2"] = out["area_err_km2"]
+    if "area_err_class_km2" not in out:
+        out["area_err_class_km2"] = 0.0
     return out
 
 
 def region_total(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBSERVED) -> pd.DataFrame:
     """Region total per sensor and year (columns ``TABLE_COLUMNS["total_area"]``).
 
-    The area error is the sum of the glaciers' (perimeters add). ``unobserved_frac`` is the
+    Each error term is the sum of the glaciers' (perimeters add; a classifier's misclassified
+    pixels are counted as not cancelling between glaciers, as inside one), the total error their
+    quadrature sum, as per glacier. ``unobserved_frac`` is the
     unobserved share of all glacier outlines, weighted by ``outline_km2``; above
     ``max_unobserved`` the year is flagged and left out of the total's change and trend.
     ``n_flagged`` counts the glaciers flagged that year: with many glaciers a year can hold a
@@ -460,13 +563,51 @@ def region_total(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBSE
     a = _with_observation(areas, max_unobserved)
     a = a.assign(_unobserved_km2=a["unobserved_frac"].fillna(0.0) * a["outline_km2"])
     total = a.groupby(["sensor", "year"], as_index=False).agg(
-        area_km2=("area_km2", "sum"), area_err_km2=("area_err_km2", "sum"), outline_km2=("outline_km2", "sum"),
+        area_km2=("area_km2", "sum"), area_err_perimeter_km2=("area_err_perimeter_km2", "sum"),
+        area_err_class_km2=("area_err_class_km2", "sum"), outline_km2=("outline_km2", "sum"),
         unobserved_km2=("_unobserved_km2", "sum"), n_flagged=("flag_unobserved", "sum"))
+    total["area_err_km2"] = np.hypot(total["area_err_perimeter_km2"], total["area_err_class_km2"])
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(total["outline_km2"] > 0, total["unobserved_km2"] / total["outline_km2"], 0.0)
     total = total.assign(unobserved_frac=share, flag_unobserved=share > max_unobserved,
                          n_flagged=total["n_flagged"].astype(np.int64))
     return total[TABLE_COLUMNS["total_area"]]
+
+
+INDEX_AGREEMENT_COLUMNS = ["sensor", "index_model_km2", "ndsi_km2", "ratio_km2", "model_to_ndsi", "model_to_ratio",
+                           "n_compared", "n_flagged", "extreme"]
+
+
+def index_agreement(areas: pd.DataFrame, factor: float = EXTREME_AREA_FACTOR) -> pd.DataFrame:
+    """Region-wide agreement of each sensor's model with the indices, over all its glacier-years.
+
+    Sums ``index_model_km2``, ``ndsi_km2`` and ``ratio_km2`` (the same observed outline pixels)
+    per sensor; ``model_to_ndsi`` / ``model_to_ratio`` are the model's area over each index's.
+    ``extreme`` when the model maps less than 1/`factor` of *both* index areas (it finds almost
+    nothing where the indices find ice: the weights do not know this data) or more than `factor`
+    times both; not judged (False) when all three are below ``MIN_INDEX_CHECK_KM2``. Sensors
+    without index columns (the truth, stores made before the layer) get no row.
+    """
+    cols = {"index_model_km2", "ndsi_km2", "ratio_km2"}
+    if not len(areas) or not cols <= set(areas.columns):
+        return pd.DataFrame(columns=INDEX_AGREEMENT_COLUMNS)
+    rows = []
+    for sensor, sub in areas.groupby("sensor", sort=True):
+        compared = sub["index_model_km2"].notna()
+        if not compared.any():
+            continue
+        model, ndsi, ratio = (float(sub.loc[compared, c].sum()) for c in ("index_model_km2", "ndsi_km2", "ratio_km2"))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            to_ndsi = model / ndsi if ndsi > 0 else (np.inf if model > 0 else np.nan)
+            to_ratio = model / ratio if ratio > 0 else (np.inf if model > 0 else np.nan)
+        judged = max(model, ndsi, ratio) >= MIN_INDEX_CHECK_KM2
+        low = model * factor < ndsi and model * factor < ratio
+        high = model > factor * ndsi and model > factor * ratio
+        flags = sub["flag_index_disagreement"] if "flag_index_disagreement" in sub else pd.Series(False, index=sub.index)
+        rows.append({"sensor": sensor, "index_model_km2": model, "ndsi_km2": ndsi, "ratio_km2": ratio,
+                     "model_to_ndsi": to_ndsi, "model_to_ratio": to_ratio, "n_compared": int(compared.sum()),
+                     "n_flagged": int(flags.fillna(False).astype(bool).sum()), "extreme": bool(judged and (low or high))})
+    return pd.DataFrame(rows, columns=INDEX_AGREEMENT_COLUMNS)
 
 
 def _change_rows(key, sub: pd.DataFrame, year0, year1, confidence) -> dict:
@@ -486,6 +627,10 @@ def _change_rows(key, sub: pd.DataFrame, year0, year1, confidence) -> dict:
                          a.at[year1, "area_km2"], a.at[year1, "area_err_km2"], year1 - year0)
         row.update(area0_km2=float(ch.area0_km2), area1_km2=float(ch.area1_km2),
                    change_km2=float(ch.change_km2), change_err_km2=float(ch.change_err_km2),
+                   change_err_perimeter_km2=float(area_change_uncertainty_km2(
+                       a.at[year0, "area_err_perimeter_km2"], a.at[year1, "area_err_perimeter_km2"])),
+                   change_err_class_km2=float(area_change_uncertainty_km2(
+                       a.at[year0, "area_err_class_km2"], a.at[year1, "area_err_class_km2"])),
                    change_pct=float(ch.change_pct), rate_pct_a=float(ch.rate_pct_a),
                    rate_err_pct_a=float(ch.rate_err_pct_a))
     if len(seen) >= 3:
@@ -501,9 +646,10 @@ def change_table(areas: pd.DataFrame, year0: int | None = None, year1: int | Non
     years, per glacier and sensor and for the total (``glacier_id`` <NA>).
 
     Change and its error follow ``change.area_change`` (rates in %/a of the ``year0`` area; NaN
-    where that area is 0). The trend is the OLS slope in km²/a with its ``confidence`` interval
-    and the Theil-Sen slope (NaN with fewer than 3 years). The total's area error is the sum of
-    the glaciers' errors (perimeters add, and the error is perimeter x half a pixel).
+    where that area is 0); ``change_err_perimeter_km2`` / ``change_err_class_km2`` are the same
+    quadrature of each term alone, so ``change_err_km2`` is their quadrature sum. The trend is
+    the OLS slope in km²/a with its ``confidence`` interval and the Theil-Sen slope (NaN with
+    fewer than 3 years). The total's area error terms are those of ``region_total``.
 
     Flagged years (``flag_unobserved``; the total's from ``region_total``) are left out of both:
     a row's ``year0``/``year1`` are then the first/last observed years inside the asked span

@@ -9,6 +9,8 @@ Layout (one store per region; one group per sensor grid, each on its own `Target
         observed      (year, y, x)  uint8 clear observations behind the pixel (0 = not observed,
                                     DEM void included; clipped to 254; 255 = not read), same chunks
         doy           (year, y, x)  uint16 day of year the pixel's observation is from (0 = none)
+        indices       (year, y, x)  uint8 the composite's spectral-index masks: bit 0 NDSI > 0.4, bit 1
+                                    red/SWIR16 > 2 (255 = not read), same chunks
         glacier_id    (y, x)        int32, 0 = no glacier, chunks (C, C)
         dem, slope, aspect (y, x)   float32 (m, deg, deg clockwise from true north), fill NaN
         x, y                        float64 pixel centres (m);  year  int64, chunks (1,)
@@ -26,16 +28,18 @@ for readers that look there. Note: GDAL before 3.11 does not know the final Zarr
 
 Writes. The unit of work is (sensor, year, spatial chunk): exactly one chunk object of each
 yearly layer (``probability``, ``observed``, ``doy``: what was mapped, whether and when it was
-seen, DESIGN.md "Observed vs. glacier"). A unit's blocks are written with chunk-aligned region
+seen, DESIGN.md "Observed vs. glacier"; ``indices``: what the two classic index thresholds map
+from the same composite, so statistics can say where the model disagrees with them). A unit's blocks are written with chunk-aligned region
 writes, then the unit is recorded in the manifest (`pipeline.manifest`, which explains why that
 order makes a crash safe). Encoding is deterministic (fixed codecs, zstd level 3, no checksums
 or timestamps; chunks that are all zero are written too, not skipped), so rewriting a unit
 rewrites the same bytes and a resumed run equals a clean run byte for byte. ``year`` is chunked
 one per year and is the outer axis of the yearly layers, so appending a year resizes the arrays
 and writes only new chunk objects:
-earlier years' chunk files are never touched. A store made before ``observed``/``doy`` existed
-gets both arrays when a run opens it (`RegionStore.create`); its earlier years read 255 / 0 there
-("not read"), which statistics count as observed, as they were counted before.
+earlier years' chunk files are never touched. A store made before ``observed``/``doy``/``indices``
+existed gets those arrays when a run opens it (`RegionStore.create`); its earlier years read
+255 / 0 / 255 there ("not read"): statistics count them as observed, as they were counted
+before, and leave them out of the index comparison (nothing to compare with).
 
 Concurrency: units of one store may be written by many Dask workers at once (each writes its
 own objects); metadata changes (creating the store, adding a year) are made by the one process
@@ -69,6 +73,7 @@ __all__ = [
     "StoreError",
     "Unit",
     "check_compatible",
+    "encode_indices",
     "encode_observed",
     "encode_probability",
 ]
@@ -76,10 +81,17 @@ __all__ = [
 PROBABILITY = "probability"
 OBSERVED = "observed"
 DOY = "doy"
+INDICES = "indices"
 OBSERVED_NOT_READ = 255
 """`observed` of pixels whose observations were never read: units finished as ice-free without
 reading a pixel (`RegionStore.write_ice_free`) and units written without an observation layer."""
 MAX_CLEAR_COUNT = 254
+INDICES_NOT_READ = 255
+"""`indices` of pixels whose reflectance was never read (ice-free units, units written without it)."""
+NDSI_BIT, RATIO_BIT = 1, 2
+NDSI_THRESHOLD, RATIO_THRESHOLD = 0.4, 2.0
+"""The classic thresholds (as `pipeline.model.baselines`): NDSI = (green - SWIR16) / (green + SWIR16)
+> 0.4 (snow and ice), red / SWIR16 > 2 (Paul et al.)."""
 
 # The per-year layers one unit writes together -- name: (dtype, fill value, attrs)
 YEARLY_LAYERS: dict[str, tuple[str, Any, dict[str, Any]]] = {
@@ -98,6 +110,15 @@ YEARLY_LAYERS: dict[str, tuple[str, Any, dict[str, Any]]] = {
         },
     ),
     DOY: ("uint16", 0, {"long_name": "day of year of the composite pixel's observation (0 = none)", "units": "1"}),
+    INDICES: (
+        "uint8",
+        INDICES_NOT_READ,
+        {
+            "long_name": "spectral-index masks of the composite: bit 0 NDSI > 0.4, bit 1 red/SWIR16 > 2 "
+            "(0 where a band is missing; 255 = not read)",
+            "units": "1",
+        },
+    ),
 }
 LAYOUT_VERSION = 1
 DEFAULT_CHUNK = 2048
@@ -150,6 +171,23 @@ def encode_observed(clear_count: np.ndarray, elevation: np.ndarray | None = None
     if elevation is not None:
         out[~np.isfinite(np.asarray(elevation, dtype=np.float64))] = 0
     return out
+
+
+def encode_indices(reflectance: np.ndarray, bands: Iterable[str]) -> np.ndarray:
+    """The store's uint8 `indices` of a (band, y, x) reflectance: bit 0 NDSI > 0.4, bit 1 red/SWIR16 > 2.
+
+    `bands` names the planes (either sensor's names, `pipeline.model.inputs.BAND_ROLES`). A pixel
+    with any band missing (NaN) sets no bit: no index maps ice where the composite has no value.
+    """
+    from pipeline.model.inputs import spectral_index
+
+    bands = tuple(str(b) for b in bands)
+    refl = np.asarray(reflectance, dtype=np.float32)
+    valid = np.isfinite(refl).all(axis=0)
+    with np.errstate(invalid="ignore"):
+        ndsi = valid & (spectral_index(refl, bands, "ndsi") > NDSI_THRESHOLD)
+        ratio = valid & (spectral_index(refl, bands, "red_swir_ratio") > RATIO_THRESHOLD)
+    return (ndsi * np.uint8(NDSI_BIT) | ratio * np.uint8(RATIO_BIT)).astype(np.uint8)
 
 
 def _grid_record(grid: TargetGrid) -> dict[str, Any]:
@@ -509,14 +547,20 @@ class RegionStore:
         return pending
 
     def write_unit(
-        self, unit: Unit, block: np.ndarray, observed: np.ndarray | None = None, doy: np.ndarray | None = None
+        self,
+        unit: Unit,
+        block: np.ndarray,
+        observed: np.ndarray | None = None,
+        doy: np.ndarray | None = None,
+        indices: np.ndarray | None = None,
     ) -> None:
         """Write one unit's blocks (its exact window, see `unit_window`), then mark it finished.
 
         `block`: uint8 probability (`encode_probability`); `observed`: uint8 (`encode_observed`),
-        default 255 everywhere ("not read"); `doy`: uint16 day of year, default 0 ("none"). All
-        three chunk objects are written before the unit is marked, so a crash in between leaves it
-        pending and its rewrite produces the bytes of a clean run.
+        default 255 everywhere ("not read"); `doy`: uint16 day of year, default 0 ("none");
+        `indices`: uint8 (`encode_indices`), default 255 ("not read"). All four chunk objects are
+        written before the unit is marked, so a crash in between leaves it pending and its rewrite
+        produces the bytes of a clean run.
         """
         ys, xs = self.unit_window(unit)
         expected = (ys.stop - ys.start, xs.stop - xs.start)
@@ -524,10 +568,14 @@ class RegionStore:
             observed = np.full(expected, OBSERVED_NOT_READ, np.uint8)
         if doy is None:
             doy = np.zeros(expected, np.uint16)
-        blocks = {PROBABILITY: np.asarray(block), OBSERVED: np.asarray(observed), DOY: np.asarray(doy)}
+        if indices is None:
+            indices = np.full(expected, INDICES_NOT_READ, np.uint8)
+        blocks = {PROBABILITY: np.asarray(block), OBSERVED: np.asarray(observed), DOY: np.asarray(doy),
+                  INDICES: np.asarray(indices)}
         fixes = {PROBABILITY: "convert probabilities with encode_probability(p)",
                  OBSERVED: "convert clear counts with encode_observed(clear_count, elevation)",
-                 DOY: "pass the composite's doy as uint16"}  # fmt: skip
+                 DOY: "pass the composite's doy as uint16",
+                 INDICES: "convert reflectance with encode_indices(reflectance, bands)"}  # fmt: skip
         for name, arr in blocks.items():
             if arr.shape != expected:
                 raise StoreError(f"{unit.key}: {name} block has shape {arr.shape}, the unit's window is {expected} pixels")
@@ -581,22 +629,24 @@ class RegionStore:
         *,
         observed: xr.DataArray | da.Array | np.ndarray | None = None,
         doy: xr.DataArray | da.Array | np.ndarray | None = None,
+        indices: xr.DataArray | da.Array | np.ndarray | None = None,
         scheduler: str | None = None,
         tiles: Collection[tuple[int, int]] | None = None,
     ) -> list[Unit]:
         """Write the pending units of one year from (y, x) arrays, lazily, one Dask task per unit.
 
         `probability` uint8 (`encode_probability`), `observed` uint8 (`encode_observed`; default:
-        255, not read) and `doy` uint16 (default 0) may be dask-backed (the inference output); only
-        the blocks of pending units are computed, and with `tiles` ((row, col) of units) only those
-        among them. Each unit's task writes all three. Returns the units written (empty on a rerun: a no-op).
+        255, not read), `doy` uint16 (default 0) and `indices` uint8 (`encode_indices`; default
+        255, not read) may be dask-backed (the inference output); only the blocks of pending units
+        are computed, and with `tiles` ((row, col) of units) only those among them. Each unit's
+        task writes all four. Returns the units written (empty on a rerun: a no-op).
         """
         grid = self._sensor_grid(sensor)
         if year not in self.years(sensor):
             raise StoreError(f"store at {self.url} has no year {year} for {sensor}: call add_year(...) first")
         c = self.chunk_size
         layers = {}
-        for name, values in ((PROBABILITY, probability), (OBSERVED, observed), (DOY, doy)):
+        for name, values in ((PROBABILITY, probability), (OBSERVED, observed), (DOY, doy), (INDICES, indices)):
             if values is None:
                 continue
             data = values.data if isinstance(values, xr.DataArray) else values
@@ -610,7 +660,8 @@ class RegionStore:
             dtype = np.dtype(YEARLY_LAYERS[name][0])
             if data.dtype != dtype:
                 how = {PROBABILITY: "convert with encode_probability(p)", OBSERVED: "convert with encode_observed(clear_count, elevation)",
-                       DOY: "pass the composite's doy as uint16"}[name]  # fmt: skip
+                       DOY: "pass the composite's doy as uint16",
+                       INDICES: "convert with encode_indices(reflectance, bands)"}[name]  # fmt: skip
                 raise StoreError(f"{sensor} {year}: {name} is {data.dtype}; {how}")
             darr = data if isinstance(data, da.Array) else da.from_array(data, chunks=(c, c))
             layers[name] = darr.rechunk((c, c))
@@ -623,7 +674,9 @@ class RegionStore:
             return layers[name].blocks[u.row, u.col] if name in layers else None
 
         tasks = [
-            dask.delayed(_write_unit_task)(self.url, self.storage_options, u, block(PROBABILITY, u), block(OBSERVED, u), block(DOY, u))
+            dask.delayed(_write_unit_task)(
+                self.url, self.storage_options, u, block(PROBABILITY, u), block(OBSERVED, u), block(DOY, u), block(INDICES, u)
+            )
             for u in pending
         ]
         dask.compute(*tasks, scheduler=scheduler)
@@ -634,7 +687,7 @@ class RegionStore:
 
         For the chunks far from every inventory outline (`catalog.tiling`): they are stored as
         "not glacier" and marked finished, so the year is complete without inferring them. Their
-        `observed` is 255 ("not read", not 0 "not observed") and `doy` 0: nothing was looked at,
+        `observed` is 255 ("not read", not 0 "not observed"), `doy` 0 and `indices` 255: nothing was looked at,
         and "not glacier" there is the tiling's decision, not a cloud. They lie beyond the tiling
         buffer of every outline, so glacier statistics do not see them; should a `glacier_id`
         pixel reach into one (a tiling buffer smaller than the glacier buffer) it counts as
@@ -704,9 +757,15 @@ def _create_yearly(g: zarr.Group, name: str, n_years: int, ny: int, nx: int, cy:
 
 
 def _write_unit_task(
-    url: str, storage_options: dict, unit: Unit, block: np.ndarray, observed: np.ndarray | None = None, doy: np.ndarray | None = None
+    url: str,
+    storage_options: dict,
+    unit: Unit,
+    block: np.ndarray,
+    observed: np.ndarray | None = None,
+    doy: np.ndarray | None = None,
+    indices: np.ndarray | None = None,
 ) -> str:
-    RegionStore(url, storage_options).write_unit(unit, block, observed=observed, doy=doy)
+    RegionStore(url, storage_options).write_unit(unit, block, observed=observed, doy=doy, indices=indices)
     return unit.key
 
 

@@ -10,7 +10,7 @@ constant v, ``spacing_m`` apart across the reference tongue, each cut by every y
 the terminus position on a line is the largest u of the cut (the down-glacier-most
 intersection). Change between two years is the mean over the lines that cut both outlines.
 The *box method* (a rectilinear box over the tongue, width W, sides parallel to the axis)
-gives change = change of glacier area inside the box / W.
+gives change = change of glacier area inside the box / W. Both use only the front lines below.
 
 Sign: retreat is positive when the front moved up-glacier; an advance gives negative retreat.
 
@@ -27,10 +27,20 @@ the 32 synthetic glaciers the axis was then up to 29° off the flow. The default
 glacier's pixels to the centroid of the lowest 20 %: whole bands across the cirque and the
 tongue, whose centroids sit near the centreline (largest error 4.8° there; 7.7° with deciles).
 
-Summary over lines. The front is rounded, and a retreating tongue is wider where the new front
-sits, so outer lines move less than the centreline (and lines that leave through a side margin
-in both years do not move at all). ``terminus_change_main_axis(..., statistic="median")`` is
-robust to those lines; the default stays the paper's mean.
+Front lines. The front is rounded, and a retreating tongue is wider where the new front sits,
+so outer lines move less than the centreline, and lines that leave through a side margin in
+both years do not move at all: the mean over every line across the tongue read 16 % low on the
+synthetic glaciers (-1.44 m/a against the generator's rates; the box over the whole tongue
+-1.72 m/a). `front_lines` keeps, per pair of outlines, only the lines that cut both *fronts*:
+where the outline faces within ``FRONT_MAX_ANGLE_DEG`` (30°) of down-glacier, in one run around
+the reference front's tip. The main-axis method summarises those lines (mean, or ``statistic=
+"median"``) and the box is as wide as they are (`TongueFrame.strip`); on the 31 synthetic
+glaciers' true outlines 2016-2022 both then read -0.45 m/a, all within ±2.36 m/a. 30° was
+measured against 45° (-0.66 m/a) and 20-25° (no better, fewer lines).
+
+Fragments. Fronts come from the glacier's body (`glacier_parts`): the largest mapped part that
+overlaps the inventory outline, so a detached snow patch or dead-ice block never carries the
+front; parts below a minimum mapping unit are dropped, larger ones are reported as fragments.
 
 DEM interface: :class:`Dem`, a 2-D elevation array (NaN = no data) and its affine transform,
 in the same metric CRS as the outlines; sampling is bilinear between pixel centres.
@@ -186,6 +196,18 @@ class TongueFrame:
     def width_m(self) -> float:
         return self.v_hi_m - self.v_lo_m
 
+    def strip(self, lines: np.ndarray) -> TongueFrame:
+        """The across-axis strip covered by ``lines`` (indices into ``offsets_m``), half a spacing
+        beyond the outer ones: the width of the box method over the front lines (`front_lines`).
+        Its ``offsets_m`` are those lines' offsets (line indices of `terminus_positions` refer to
+        this frame, not to the strip)."""
+        lines = np.asarray(lines, dtype=int)
+        if lines.size == 0:
+            raise ValueError("no terminus line cuts the front in both years; nothing to put a box over")
+        spacing = float(np.diff(self.offsets_m).min()) if self.offsets_m.size > 1 else self.width_m
+        offs = self.offsets_m[lines]
+        return TongueFrame(self.axis, float(offs.min() - spacing / 2.0), float(offs.max() + spacing / 2.0), offs)
+
 
 def tongue_frame(
     reference_outline: BaseGeometry,
@@ -243,6 +265,109 @@ def terminus_positions(outlines: Mapping[Hashable, BaseGeometry], frame: TongueF
     return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
 
 
+FRONT_MAX_ANGLE_DEG = 30.0
+"""A line measures the front where the outline it leaves faces down-glacier (module doc)."""
+
+
+def _steep(p: pd.DataFrame, limit: float) -> pd.Series:
+    """Per line of one outline: is |d position / d offset| above `limit` there? Central
+    differences between the neighbouring lines (one-sided at a gap or the end of the lines);
+    a lone line is not steep."""
+    p = p.sort_values("line")
+    line = p["line"].to_numpy(int)
+    off, pos = p["offset_m"].to_numpy(float), p["position_m"].to_numpy(float)
+    n = line.size
+    lo, hi = np.arange(n) - 1, np.arange(n) + 1
+    has_lo = np.r_[False, line[1:] == line[:-1] + 1]
+    has_hi = np.r_[line[:-1] + 1 == line[1:], False]
+    a = np.where(has_lo, np.maximum(lo, 0), np.arange(n))
+    b = np.where(has_hi, np.minimum(hi, n - 1), np.arange(n))
+    span = off[b] - off[a]
+    slope = np.where(span != 0, np.abs(pos[b] - pos[a]) / np.where(span != 0, np.abs(span), 1.0), 0.0)
+    return pd.Series(slope > limit, index=line)
+
+
+def _run_around(lines: np.ndarray, start: int) -> np.ndarray:
+    """The unbroken run of consecutive line indices in sorted `lines` that holds `start`."""
+    k = int(np.searchsorted(lines, start))
+    lo = hi = k
+    while lo > 0 and lines[lo - 1] == lines[lo] - 1:
+        lo -= 1
+    while hi < lines.size - 1 and lines[hi + 1] == lines[hi] + 1:
+        hi += 1
+    return lines[lo:hi + 1]
+
+
+def front_lines(positions: pd.DataFrame, years, max_angle_deg: float = FRONT_MAX_ANGLE_DEG) -> np.ndarray:
+    """Lines (sorted indices) that cut the *front* of every outline in ``years`` (the first is the
+    reference: usually the earlier of a pair).
+
+    A line cuts the front of an outline when the outline faces down-glacier there: its terminus
+    position changes by at most tan(``max_angle_deg``) per metre across the axis (|d position /
+    d offset| <= 0.58 at 30°, central differences between neighbouring lines). The front is the
+    unbroken run of such lines around the reference outline's down-glacier-most line (that line
+    itself always, even on a pointed tongue); of it, the lines that cut the front of every other
+    outline too, again as one unbroken run (the one holding the tip, else the widest). Lines that
+    leave an outline through a side margin (nearly parallel to the axis: 3-10 m along per m
+    across) or that miss an outline are left out, so a tongue that retreats from a broad front
+    is measured where its terminus was, not where a side lobe stood still.
+    """
+    limit = float(np.tan(np.radians(max_angle_deg)))
+    years = list(years)
+    ref = positions[positions["year"] == years[0]]
+    if ref.empty:
+        return np.empty(0, dtype=int)
+    ties = np.sort(ref["line"].to_numpy(int)[ref["position_m"].to_numpy(float) >= ref["position_m"].max() - 1e-6])
+    tip = int(ties[(ties.size - 1) // 2])  # a flat front's middle line
+    steep = _steep(ref, limit)
+    flat = np.array(sorted(set(steep.index[~steep.to_numpy()]) | {tip}), dtype=int)
+    keep = set(_run_around(flat, tip).tolist())
+    for year in years[1:]:
+        p = positions[positions["year"] == year]
+        if p.empty:
+            return np.empty(0, dtype=int)
+        s = _steep(p, limit)
+        keep &= set(s.index[~s.to_numpy()].tolist())
+    lines = np.array(sorted(keep), dtype=int)
+    if lines.size == 0 or tip in keep:
+        return _run_around(lines, tip) if lines.size else lines
+    runs = np.split(lines, np.flatnonzero(np.diff(lines) != 1) + 1)
+    return max(runs, key=len)
+
+
+@dataclass(frozen=True)
+class GlacierParts:
+    """One glacier-year's outline split into the body that carries the front and the rest."""
+
+    body: BaseGeometry  # the largest part overlapping the inventory outline
+    fragments: list  # detached parts at or above the minimum mapping unit (kept in the area)
+    dropped: list  # detached parts below it (left out of area and front)
+
+    @property
+    def kept(self) -> BaseGeometry:
+        """Body and kept fragments: the glacier's outline after the minimum mapping unit."""
+        return shapely.union_all([self.body, *self.fragments])
+
+
+def glacier_parts(outline: BaseGeometry, inventory: BaseGeometry | None = None,
+                  min_area_m2: float = 0.0) -> GlacierParts:
+    """Split a mapped (multi)polygon into its body and detached fragments.
+
+    The body is the largest connected part that overlaps ``inventory`` (the glacier's inventory
+    outline; without one, or when no part overlaps it, the largest part): fronts are taken from
+    it, so a snow patch or dead-ice block in front of the glacier never moves the front, and a
+    debris-covered tongue mapped as glacier counts when it is joined to the body. The other parts
+    are fragments: kept (reported, in the area) from ``min_area_m2`` up, dropped below it.
+    """
+    parts = sorted((p for p in shapely.get_parts(outline) if p.area > 0), key=lambda p: p.area, reverse=True)
+    if not parts:
+        raise ValueError("the mapped outline is empty: no glacier body to take a front from")
+    touching = [p for p in parts if inventory is not None and p.intersects(inventory)] or parts
+    body = touching[0]
+    rest = [p for p in parts if p is not body]
+    return GlacierParts(body, [p for p in rest if p.area >= min_area_m2], [p for p in rest if p.area < min_area_m2])
+
+
 def terminus_elevations(positions: pd.DataFrame, dem: Dem) -> pd.DataFrame:
     """``positions`` with ``elevation_m`` sampled from the DEM at each terminus point."""
     out = positions.copy()
@@ -261,15 +386,21 @@ class TerminusChange:
     dz_m: float  # mean change of terminus elevation over common lines; NaN without elevations
 
 
+STATISTICS = ("mean", "median")
+
+
 def terminus_change_main_axis(positions: pd.DataFrame, year0: Hashable, year1: Hashable,
-                              statistic: str = "mean") -> TerminusChange:
+                              statistic: str = "mean", lines: np.ndarray | None = None) -> TerminusChange:
     """Mean (or ``statistic="median"``) retreat over the lines that cut both outlines (NaN if
-    none does); ``dz_m`` is summarised the same way."""
-    if statistic not in ("mean", "median"):
+    none does), only over ``lines`` when given (usually `front_lines`); ``dz_m`` is summarised
+    the same way."""
+    if statistic not in STATISTICS:
         raise ValueError(f"statistic must be 'mean' or 'median', got {statistic!r}")
     p0 = positions[positions["year"] == year0].set_index("line")
     p1 = positions[positions["year"] == year1].set_index("line")
     common = p0.index.intersection(p1.index)
+    if lines is not None:
+        common = common.intersection(pd.Index(np.asarray(lines, dtype=int)))
     if common.empty:
         return TerminusChange("main_axis", float("nan"), 0, float("nan"), float("nan"))
     per_line = p0.loc[common, "position_m"] - p1.loc[common, "position_m"]

@@ -102,6 +102,16 @@ def test_chunk_seams_are_invisible(tmp_path, architecture, shape, chunks, halo, 
     assert _worst_seam(cube, weights, too_small, chunks[0]) > TOLERANCE
 
 
+def test_a_region_narrower_than_the_halo_is_inferred_whole_along_that_axis(tmp_path):
+    """96 rows against a 128 px halo (a small Landsat area against the D-UNet's 336 px): one tile
+    high, so no overlap there (dask refuses a depth beyond the array); across, tiles still overlap."""
+    cube = _cube(96, 400)
+    weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube)
+    mosaic = inference.probability_cube(cube.chunk({"y": 64, "x": 128}), weights, halo=128, device="cpu")
+    assert mosaic.data.numblocks[1:] == (1, 3)
+    assert np.abs(mosaic.compute(scheduler="threads").values - _whole_image(cube, weights)).max() <= TOLERANCE
+
+
 def test_model_is_loaded_once_per_process_across_tasks(tmp_path):
     cube = _cube(256, 384, years=(2019, 2020, 2021))
     weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube)
@@ -156,9 +166,17 @@ def test_infer_to_store_writes_each_year_once_and_matches_whole_image(small_stud
     interior = (slice(None), slice(m, -m), slice(m, -m))
     assert np.abs(stored - whole)[interior].max() <= TOLERANCE + 0.5 / 255  # + uint8 rounding
     np.testing.assert_allclose(ds.dem.values, cube.elevation.values)
+    # the index masks of the same composite, written by the same unit tasks (never 255 once inferred)
+    from pipeline.store import encode_indices
 
+    expected = np.stack([encode_indices(cube.reflectance.sel(year=y).values, cube.band.values) for y in years])
+    np.testing.assert_array_equal(ds.indices.values, expected)
+    assert ((expected & 1) > 0).any() and ((expected & 2) > 0).any() and (expected == 0).any()
+
+    hashes = {p: store.fs.cat_file(p) for p in store.fs.find(store.root) if "/c/" in p}
     again = inference.infer_to_store(cfg, "sentinel-2", weights, url, chunk_size=256)
     assert again["years"] == {y: 0 for y in years} and again["static"] == []
+    assert {p: store.fs.cat_file(p) for p in store.fs.find(store.root) if "/c/" in p} == hashes  # a rerun touches no chunk
 
     from pipeline.store import IncompatibleStoreError
 

@@ -111,7 +111,7 @@ def test_areas_hypsometry_and_elevation_of_a_plane_glacier(tmp_path, dem_file):
     assert south == pytest.approx(181.34, abs=0.01)
     assert elev.loc["A", "aspect_deg"] == pytest.approx(south, abs=0.01)
     assert elev.loc["A", "aspect_sector"] == "S"
-    bands = t["area_by_band"][t["area_by_band"]["glacier_id"] == "A"]
+    bands = t["glacier_area_by_band"][t["glacier_area_by_band"]["glacier_id"] == "A"]
     assert list(bands["band_lo_m"]) == [3000.0, 3050.0, 3100.0, 3150.0]
     np.testing.assert_allclose(bands["area_km2"], 0.5, atol=0.01)
     assert t["area_change"].empty and t["retreat"].empty  # no dates
@@ -129,13 +129,17 @@ def test_dated_outlines_give_area_change_and_retreat(tmp_path, dem_file):
     overall = ch.iloc[-1]
     assert overall.change_km2 == pytest.approx(-150 * 300 / 1e6, rel=0.01)
     r = t["retreat"].set_index(["method", "period"]).sort_index()
-    # The DEM axis runs from a corner of the flat top edge (argmax tie) to a front corner, 10°
-    # off the flow: outer lines exit through the tongue's side and bias the main-axis mean high;
-    # the box is as wide as the skewed tongue extent (368 m, not 300 m) and reads low.
-    # Known limitation of the highest->lowest axis; see terminus tests for the unbiased cases.
-    assert 100.0 < r.loc[("box", "overall"), "retreat_m"].iloc[0] < 160.0
-    assert 140.0 < r.loc[("main_axis", "overall"), "retreat_m"].iloc[0] < 260.0
-    assert 10.0 < r.loc[("main_axis", "overall"), "dz_m"].iloc[0] < 26.0
+    # The front moved 60 m, then 90 m (150 m in all) up a 0.1 m/m slope. The quantile DEM axis
+    # runs down the tongue's centre, the 10 lines 30 m apart across the 300 m tongue all cut the
+    # flat front in both years: both methods read the displacement (the box to its pixel-free
+    # 2 cm) and the front rose 0.1 x 150 = 15 m.
+    for period, expected in (("consecutive", [60.0, 90.0]), ("overall", [150.0])):
+        for method in ("main_axis", "box"):
+            np.testing.assert_allclose(r.loc[(method, period), "retreat_m"], expected, atol=0.05)
+    assert (r["n_lines"] == 10).all() and (r.loc["main_axis", "statistic"] == "mean").all()
+    np.testing.assert_allclose(r.loc[("main_axis", "overall"), "dz_m"], [15.0], atol=0.1)
+    # the uncertainty variant is the config's default, as in `run`: sqrt(10² + 10²) / 6 years
+    np.testing.assert_allclose(r.loc[("main_axis", "overall"), "rate_err_m_a"], [np.hypot(10, 10) / 6.0], rtol=1e-3)
     assert (r["rate_err_m_a"] > 0).all()
     term = t["terminus"]
     assert set(term["year"]) == {2016, 2019, 2022} and term["elevation_m"].notna().all()
@@ -282,3 +286,30 @@ def test_dates_are_parsed_per_value_and_fractional_years_are_decimal_years():
     assert pd.isna(mid.iloc[1])
     nullable = _parse_dates(pd.Series([2016, None], dtype="Int64"), "d", "f")
     assert nullable.iloc[0] == pd.Timestamp("2016-01-01") and pd.isna(nullable.iloc[1])
+
+
+def test_pixel_staircase_outlines_get_the_same_perimeter_as_run_and_fragments_are_reported():
+    """A vectorised raster (the project's own outlines.parquet) is a pixel staircase: ``stats``
+    gives it pi/4 of its length, the definition ``run`` uses (pipeline.change); a detached part is
+    reported, and dropped only below an explicit minimum mapping unit."""
+    from rasterio.features import shapes
+    from shapely.geometry import shape
+
+    from pipeline.config import Analysis
+
+    rows, cols = np.mgrid[0:60, 0:60]
+    disc = (((rows - 30) ** 2 + (cols - 30) ** 2) < 400).astype("uint8")  # r = 20 px = 200 m
+    disc[5:8, 50:53] = 1  # a 30 m x 30 m block, detached
+    t = Affine(10.0, 0, X0, 0, -10.0, Y0 + 600)
+    parts = [shape(g) for g, v in shapes(disc, mask=disc > 0, transform=t)]
+    gdf = gpd.GeoDataFrame({"gid": ["D"] * len(parts)}, geometry=parts, crs=CRS)
+    staircase = sum(p.length for p in parts)
+    areas = outline_statistics(gdf, id_field="gid")["areas"].iloc[0]
+    k, _ = _utm_to_ground(X0 + 300, Y0 + 300)
+    assert areas["perimeter_km"] == pytest.approx(staircase * np.pi / 4 / 1000 / k, rel=1e-4)
+    assert 2 * np.pi * 0.2 < areas["perimeter_km"] < 1.05 * (2 * np.pi * 0.2 + 4 * 0.03 * np.pi / 4)
+    assert areas["n_fragments"] == 1 and areas["fragments_km2"] == pytest.approx(0.0009, rel=1e-3)
+    assert areas["dropped_km2"] == 0
+    dropped = outline_statistics(gdf, id_field="gid", analysis=Analysis(min_mapping_unit_km2=0.001))["areas"].iloc[0]
+    assert dropped["n_fragments"] == 0 and dropped["dropped_km2"] == pytest.approx(0.0009, rel=1e-3)
+    assert dropped["area_km2"] == pytest.approx(areas["area_km2"] - 0.0009 / k**2, rel=1e-4)

@@ -42,8 +42,10 @@ def test_hochalm_area_change_and_terminus_retreat_1969_to_2016(hochalm):
     assert (change.year0, change.year1) == (1969, 2016)
     assert change.change_km2 == pytest.approx(2.470 - 3.138, abs=0.01)
     assert -1.0 < change.change_km2 < -0.4
+    # measured where the 1969 terminus was: its pointed tongue (one line within 30° of the axis)
+    # is gone by ~1 km; the broad lobe beside it, which the whole-width mean also averaged, ~35 m
     for method in ("main_axis", "box"):
-        assert 150.0 < retreat.loc[method, "retreat_m"] < 1000.0
+        assert 150.0 < retreat.loc[method, "retreat_m"] < 1500.0
     # the two methods measure the same front: they agree within a few pixels here
     assert abs(retreat.loc["main_axis", "retreat_m"] - retreat.loc["box", "retreat_m"]) < 100.0
     term = tables["terminus"]

@@ -58,7 +58,11 @@ def test_areas_perimeters_and_errors_by_hand(tables):
     assert a.loc[(1, 2020), "area_km2"] == pytest.approx(600e-6)
     assert a.loc[(1, 2020), "perimeter_km"] == pytest.approx(0.100)
     # perimeter x half a pixel: 0.1 km x 0.005 km
-    assert a.loc[(1, 2020), "area_err_km2"] == pytest.approx(0.0005)
+    assert a.loc[(1, 2020), "area_err_perimeter_km2"] == pytest.approx(0.0005)
+    # classification: each of the 6 outline pixels is mapped at p = 200/255, so misclassified with
+    # 1 - p = 55/255 if calibrated: 6 x 55/255 px x 100 m²; the total in quadrature
+    assert a.loc[(1, 2020), "area_err_class_km2"] == pytest.approx(6 * 55 / 255 * 1e-4)
+    assert a.loc[(1, 2020), "area_err_km2"] == pytest.approx(np.hypot(0.0005, 6 * 55 / 255 * 1e-4))
     # glacier 2: 2 px; 6 edges, two of them shared with glacier 1 (they count for both)
     assert a.loc[(2, 2020), "area_km2"] == pytest.approx(200e-6)
     assert a.loc[(2, 2020), "perimeter_km"] == pytest.approx(0.060)
@@ -66,9 +70,14 @@ def test_areas_perimeters_and_errors_by_hand(tables):
     assert a.loc[(1, 2021), "area_km2"] == pytest.approx(500e-6)
     assert a.loc[(1, 2021), "perimeter_km"] == pytest.approx(0.100)
     assert a.loc[(2, 2021), "area_km2"] == pytest.approx(200e-6)
-    assert list(tables["areas"].columns) == ["glacier_id", "sensor", "year", "area_km2",
-                                             "perimeter_km", "area_err_km2", "outline_km2",
-                                             "unobserved_frac", "flag_unobserved"]
+    from pipeline.statistics import TABLE_COLUMNS
+
+    assert list(tables["areas"].columns) == TABLE_COLUMNS["areas"]
+    assert TABLE_COLUMNS["areas"][:11] == ["glacier_id", "sensor", "year", "area_km2", "perimeter_km",
+                                           "area_err_perimeter_km2", "area_err_class_km2", "area_err_km2",
+                                           "outline_km2", "unobserved_frac", "flag_unobserved"]
+    # no `indices` layer: nothing compared, nothing flagged
+    assert tables["areas"]["index_disagreement"].isna().all() and not tables["areas"]["flag_index_disagreement"].any()
     # no `observed` given: every pixel counts as observed; the outline is the glacier_id raster's pixels
     assert a.loc[(1, 2021), "outline_km2"] == pytest.approx(600e-6) and a.loc[(2, 2021), "outline_km2"] == pytest.approx(200e-6)
     assert (tables["areas"]["unobserved_frac"] == 0).all() and not tables["areas"]["flag_unobserved"].any()
@@ -125,7 +134,10 @@ def test_chunked_equals_unchunked_and_bool_masks_work(tables):
         pd.testing.assert_frame_equal(table, chunked[name])
     mask, gid, dem, asp = inputs()
     as_bool = glacier_statistics(mask >= 128, gid, dem, asp, sensor="S2")
-    pd.testing.assert_frame_equal(as_bool["areas"], tables["areas"])
+    errors = ["area_err_class_km2", "area_err_km2"]  # a 0/1 mask carries no probability: no classification term
+    pd.testing.assert_frame_equal(as_bool["areas"].drop(columns=errors), tables["areas"].drop(columns=errors))
+    assert (as_bool["areas"]["area_err_class_km2"] == 0).all()
+    assert (as_bool["areas"]["area_err_km2"] == as_bool["areas"]["area_err_perimeter_km2"]).all()
 
 
 def test_misaligned_inputs_are_refused_with_the_fix():

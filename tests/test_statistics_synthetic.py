@@ -9,17 +9,12 @@ import pytest
 import rasterio
 import xarray as xr
 
+from pipeline.analysis import fixed_aspect
 from pipeline.change import terminus_change_uncertainty_m_a
-from pipeline.outline_stats import horn_aspect_deg
+from pipeline.config import Analysis
+from pipeline.outline_stats import glacier_terminus, horn_aspect_deg
 from pipeline.statistics import change_table, dem_on_grid, glacier_statistics, rasterize_inventory
-from pipeline.terminus import (
-    Dem,
-    main_axis,
-    terminus_change_main_axis,
-    terminus_elevations,
-    terminus_positions,
-    tongue_frame,
-)
+from pipeline.terminus import Dem
 
 YEARS = list(range(2016, 2023))
 
@@ -83,53 +78,60 @@ def test_areas_and_perimeters_are_exact_to_the_pixel_and_independent_of_chunks(s
     assert tot["trend_hi_km2_a"] < 0
 
 
-def test_glacier_mean_aspect_sector_matches_the_true_flow_direction(study_area, truth_grid):
+def test_fixed_aspect_sector_of_the_inventory_matches_the_true_flow_direction(study_area, truth_grid):
+    """The sector the pipeline uses (`analysis.fixed_aspect`: the inventory zone over the DEM,
+    one per glacier for every year) against the generator's flow direction."""
     t = truth_grid
-    terrain = glacier_statistics(t["mask"].isel(year=[0]), t["glacier_id"], t["dem"], t["aspect"],
-                                 sensor="truth")["glacier_terrain"]
+    fixed = fixed_aspect(t["glacier_id"], t["aspect"])
     true = gpd.read_parquet(study_area.truth / "glaciers.parquet")[["glacier_id", "aspect_deg", "aspect_sector"]]
-    both = terrain.merge(true, on="glacier_id", suffixes=("", "_true"))
+    both = fixed.merge(true, on="glacier_id", suffixes=("", "_true"))
+    assert len(both) == len(true)
     diff = (both["aspect_deg"] - both["aspect_deg_true"] + 180.0) % 360.0 - 180.0
+    print(f"\nfixed sector = generator's for {(both.aspect_sector == both.aspect_sector_true).mean():.0%}; "
+          f"largest direction error {np.abs(diff).max():.1f}°")
     assert np.abs(diff).max() < 25.0
-    assert (both["aspect_sector"] == both["aspect_sector_true"]).mean() >= 0.8
+    assert (both["aspect_sector"] == both["aspect_sector_true"]).mean() >= 0.9
 
 
-def retreat_vs_truth(study_area, dem: Dem, statistic: str) -> pd.DataFrame:
+def retreat_vs_generator(study_area, dem: Dem, analysis: Analysis) -> pd.DataFrame:
+    """2016-2022 retreat rates of the pipeline's terminus task (`outline_stats.glacier_terminus`,
+    the code `run` and `stats` share) on the generator's yearly true outlines, against the
+    generator's own rates (truth/glaciers.parquet), both methods."""
     outlines = gpd.read_parquet(study_area.truth / "outlines.parquet")
     true = gpd.read_parquet(study_area.truth / "glaciers.parquet").set_index("glacier_id")
-    termini = gpd.read_parquet(study_area.truth / "termini.parquet").set_index(["glacier_id", "year"])
+    inventory = gpd.read_parquet(study_area.inventory).to_crs(outlines.crs).set_index("glacier_id").geometry
     rows = []
     for gid, grp in outlines.groupby("glacier_id"):  # per-glacier work, as OGGM maps it
-        geoms = dict(zip(grp["year"], grp.geometry, strict=True))
-        frame = tongue_frame(geoms[2016], main_axis(geoms[2016], dem))
-        pos = terminus_elevations(terminus_positions(geoms, frame), dem)
-        ch = terminus_change_main_axis(pos, 2016, 2022, statistic=statistic)
-        # elevation where the front is farthest down-glacier (the truth's centreline tip)
-        tip = pos.loc[pos.groupby("year")["position_m"].idxmax()].set_index("year")["elevation_m"]
-        z_med = pos.groupby("year")["elevation_m"].median()
-        z_true = termini.loc[gid]["elevation_m"].reindex(tip.index)
-        rows.append({"glacier_id": gid, "rate_m_a": ch.retreat_m / 6.0,
-                     "true_m_a": true.at[gid, "retreat_m_a"], "n_lines": ch.n_lines,
-                     "tip_dz_m": float((tip - z_true).median()),
-                     "lines_dz_m": float((z_med - z_true).median())})
+        geoms = {pd.Timestamp(int(y), 1, 1): g for y, g in zip(grp["year"], grp.geometry, strict=True)}
+        _, retreat = glacier_terminus(gid, geoms, dem, pixel_size_m=10.0, analysis=analysis, inventory=inventory.get(gid))
+        for r in retreat:
+            if r["period"] == "overall":
+                rows.append({"glacier_id": gid, "method": r["method"], "rate_m_a": r["rate_m_a"],
+                             "n_lines": r["n_lines"], "true_m_a": true.at[gid, "retreat_m_a"],
+                             "debris": bool(true.at[gid, "debris_covered"])})
     out = pd.DataFrame(rows)
     out["error_m_a"] = out["rate_m_a"] - out["true_m_a"]
     return out
 
 
-def test_terminus_retreat_2016_2022_within_the_papers_2_36_m_a_for_90_pct_of_glaciers(study_area, truth_grid):
+def test_terminus_retreat_2016_2022_against_the_generators_rates(study_area, truth_grid):
+    """Both methods with the config's default statistic (mean over the front lines): unbiased
+    (mean error within ±0.5 m/a) and within the paper's ±2.36 m/a for 90 % of the glaciers,
+    debris-covered ones included. Measured (seed 42, 31 glaciers, front lines within 30° of the
+    axis): main-axis -0.45 m/a, box -0.38 m/a, all glaciers within ±2.36 (the median over the
+    lines: -0.50 m/a); before the front-line rule the mean over the whole tongue read -1.44 m/a
+    and the box -1.72 m/a. What is left is the short, round glaciers whose DEM axis is 10-15°
+    off their flow."""
+    statistic = Analysis().terminus_statistic
     t = truth_grid
     dem = Dem(t["dem"].values.astype(float), t["transform"], str(t["crs"]))
     tol = float(terminus_change_uncertainty_m_a(10.0, 10.0, 6.0, "variant"))
     assert tol == pytest.approx(2.36, abs=0.005)
-    res = retreat_vs_truth(study_area, dem, "median")
-    within = (res["error_m_a"].abs() <= tol).mean()
-    worst = res.reindex(res["error_m_a"].abs().sort_values(ascending=False).index).head(3)
-    print(f"\nmedian-over-lines retreat within ±{tol:.2f} m/a: {within:.1%}; worst:\n{worst.to_string()}")
-    assert within >= 0.9
-    # terminus elevation vs the truth's (world 10 m DEM at the centreline tip); ours is the
-    # published 1" DEM resampled back, which smooths the trough floor upwards
-    tip, lines = res["tip_dz_m"].median(), res["lines_dz_m"].median()
-    print(f"terminus elevation minus truth, median over glaciers and years: at the farthest line "
-          f"{tip:.1f} m, median over lines {lines:.1f} m")
-    assert abs(tip) < 10.0
+    res = retreat_vs_generator(study_area, dem, Analysis(terminus_statistic=statistic))
+    assert res.glacier_id.nunique() == 31 and res.debris.any()
+    for method, r in res.groupby("method"):
+        within = (r["error_m_a"].abs() <= tol).mean()
+        print(f"\n{statistic} {method}: mean error {r.error_m_a.mean():+.2f} m/a, within ±{tol:.2f}: {within:.0%}, "
+              f"debris-covered mean error {r[r.debris].error_m_a.mean():+.2f} m/a")
+        assert abs(r["error_m_a"].mean()) <= 0.5
+        assert within >= 0.9

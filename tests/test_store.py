@@ -23,6 +23,7 @@ from pipeline.store import (
     StoreError,
     Unit,
     check_compatible,
+    encode_indices,
     encode_observed,
     encode_probability,
 )
@@ -64,6 +65,11 @@ def doy(year: int, grid: TargetGrid = S2) -> np.ndarray:
     return np.where(observed(year, grid) > 0, day, 0).astype(np.uint16)
 
 
+def indices(year: int, grid: TargetGrid = S2) -> np.ndarray:
+    """Index bits 0-3 (bit 0 NDSI > 0.4, bit 1 red/SWIR > 2), as stored."""
+    return np.random.default_rng(year + 3).integers(0, 4, grid.shape).astype(np.uint8)
+
+
 def file_hashes(store: RegionStore, prefix: str = "") -> dict[str, str]:
     """sha256 of every object under the store (paths relative to it), lock excluded."""
     out = {}
@@ -83,7 +89,8 @@ def run_years(store: RegionStore, years, sensor: str = "sentinel-2") -> None:
         store.add_year(sensor, year, scene_ids=[f"S2_{year}_A", f"S2_{year}_B"], config_hash="cfg1")
         grid = store.grids[sensor]
         store.write_probability(
-            sensor, year, probability(year, grid), observed=observed(year, grid), doy=doy(year, grid), scheduler="synchronous"
+            sensor, year, probability(year, grid), observed=observed(year, grid), doy=doy(year, grid),
+            indices=indices(year, grid), scheduler="synchronous",
         )
 
 
@@ -108,7 +115,7 @@ def test_layout_dtypes_chunks_and_provenance(url):
             assert root[f"{sensor}/{name}"].shape == (ny, nx)
     assert root["sentinel-2/probability"].shape == (2, 9, 12)
     # what was observed, and when, beside the probability: same axes and chunks, one chunk per unit
-    for name, dtype, fill in (("observed", np.uint8, 255), ("doy", np.uint16, 0)):
+    for name, dtype, fill in (("observed", np.uint8, 255), ("doy", np.uint16, 0), ("indices", np.uint8, 255)):
         arr = root[f"sentinel-2/{name}"]
         assert (arr.dtype, arr.fill_value, arr.shape, arr.chunks) == (dtype, fill, (2, 9, 12), (1, CHUNK, CHUNK))
         assert arr.metadata.dimension_names == ("year", "y", "x")
@@ -127,6 +134,7 @@ def test_layout_dtypes_chunks_and_provenance(url):
     np.testing.assert_array_equal(ds.probability.sel(year=2017).values, probability(2017))
     np.testing.assert_array_equal(ds.observed.sel(year=2017).values, observed(2017))
     np.testing.assert_array_equal(ds.doy.sel(year=2017).values, doy(2017))
+    np.testing.assert_array_equal(ds.indices.sel(year=2017).values, indices(2017))
     # pixel centres
     assert ds.x.values[0] == S2.bounds[0] + 5 and ds.y.values[0] == S2.bounds[3] - 5
 
@@ -226,7 +234,9 @@ def test_rewriting_a_unit_writes_the_same_bytes(url):
     before = file_hashes(store)
     unit = Unit("sentinel-2", 2016, 2, 2)  # an edge chunk (1 x 4 px of a 4 x 4 chunk)
     ys, xs = store.unit_window(unit)
-    store.write_unit(unit, probability(2016)[ys, xs], observed=observed(2016)[ys, xs], doy=doy(2016)[ys, xs])
+    store.write_unit(
+        unit, probability(2016)[ys, xs], observed=observed(2016)[ys, xs], doy=doy(2016)[ys, xs], indices=indices(2016)[ys, xs]
+    )
     assert file_hashes(store) == before
 
 
@@ -277,7 +287,7 @@ def test_resume_after_a_crash_equals_a_clean_run_byte_for_byte(tmp_path, monkeyp
     crashed.add_year("sentinel-2", 2017, scene_ids=["S2_2017_A", "S2_2017_B"], config_hash="cfg1")
     with pytest.raises(KeyboardInterrupt):
         crashed.write_probability(
-            "sentinel-2", 2017, probability(2017), observed=observed(2017), doy=doy(2017), scheduler="synchronous"
+            "sentinel-2", 2017, probability(2017), observed=observed(2017), doy=doy(2017), indices=indices(2017), scheduler="synchronous"
         )
     monkeypatch.setattr(Manifest, "mark_done", real_mark)
 
@@ -295,15 +305,16 @@ def test_resume_after_a_crash_equals_a_clean_run_byte_for_byte(tmp_path, monkeyp
         crashed.fs.pipe_file(f"{crashed.root}/sentinel-2/probability/c/1/{unit.row}/{unit.col}", junk)
 
     written = crashed.write_probability(
-        "sentinel-2", 2017, probability(2017), observed=observed(2017), doy=doy(2017), scheduler="synchronous"
+        "sentinel-2", 2017, probability(2017), observed=observed(2017), doy=doy(2017), indices=indices(2017), scheduler="synchronous"
     )
     assert written == pending
     assert file_hashes(crashed) == file_hashes(clean)
 
 
-def test_a_crash_between_a_units_layers_leaves_it_pending_and_the_rewrite_equals_a_clean_run(tmp_path, monkeypatch):
-    """The probability chunk is on disk, the unit's `observed` write fails (disk full): nothing is
-    marked, and the rerun rewrites all three chunk objects to a clean run's bytes."""
+@pytest.mark.parametrize("layer", ["observed", "indices"])
+def test_a_crash_between_a_units_layers_leaves_it_pending_and_the_rewrite_equals_a_clean_run(tmp_path, monkeypatch, layer):
+    """The probability chunk is on disk, the unit's `observed` (or last, `indices`) write fails
+    (disk full): nothing is marked, and the rerun rewrites all four chunk objects to a clean run's bytes."""
     import zarr
 
     clean = new_store(str(tmp_path / "clean.zarr"))
@@ -313,20 +324,44 @@ def test_a_crash_between_a_units_layers_leaves_it_pending_and_the_rewrite_equals
     real_set = zarr.storage.LocalStore.set
 
     async def disk_fills_writing_observed(self, key, value):
-        if "/observed/c/0/1/1" in key:
+        if f"/{layer}/c/0/1/1" in key:
             raise OSError(28, "No space left on device")
         return await real_set(self, key, value)
 
     monkeypatch.setattr(zarr.storage.LocalStore, "set", disk_fills_writing_observed)
     with pytest.raises(StoreError, match="unit sentinel-2/2016/1.1 .* No space left"):
         crashed.write_probability(
-            "sentinel-2", 2016, probability(2016), observed=observed(2016), doy=doy(2016), scheduler="synchronous"
+            "sentinel-2", 2016, probability(2016), observed=observed(2016), doy=doy(2016), indices=indices(2016),
+            scheduler="synchronous",
         )
     monkeypatch.setattr(zarr.storage.LocalStore, "set", real_set)
     assert (1, 1) not in crashed.manifest.done("sentinel-2", 2016)
     assert crashed.fs.exists(f"{crashed.root}/sentinel-2/probability/c/0/1/1")  # written, but not trusted
-    crashed.write_probability("sentinel-2", 2016, probability(2016), observed=observed(2016), doy=doy(2016), scheduler="synchronous")
+    crashed.write_probability(
+        "sentinel-2", 2016, probability(2016), observed=observed(2016), doy=doy(2016), indices=indices(2016), scheduler="synchronous"
+    )
     assert file_hashes(crashed) == file_hashes(clean)
+
+
+def test_index_bits_from_reflectance_by_hand():
+    """NDSI = (green - swir16) / (green + swir16) > 0.4 sets bit 0, red / swir16 > 2 bit 1; a missing band sets none."""
+    bands = ("blue", "green", "red", "nir08", "swir16", "swir22")
+    # pixels: snow (0.9, 0.9, 0.01): NDSI 0.98, ratio 90 -> 3; synthetic ice (0.57, 0.55, 0.12): NDSI 0.65,
+    # ratio 4.6 -> 3; rock (0.2, 0.25, 0.3): NDSI -0.2, ratio 0.83 -> 0; shadowed ice (0.08, 0.06, 0.02):
+    # NDSI 0.6, ratio 3 -> 3; dirty ice (0.3, 0.33, 0.12): NDSI 0.43, ratio 2.75 -> 3; green missing -> 0
+    green = np.array([[0.9, 0.57, 0.2], [0.08, 0.3, np.nan]])
+    red = np.array([[0.9, 0.55, 0.25], [0.06, 0.33, 0.3]])
+    swir = np.array([[0.01, 0.12, 0.3], [0.02, 0.12, 0.1]])
+    refl = np.stack([np.full_like(green, 0.5), green, red, np.full_like(green, 0.5), swir, swir])
+    out = encode_indices(refl, bands)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, [[3, 3, 0], [3, 3, 0]])
+    # NDSI alone (green 0.5, red 0.15, swir 0.1: NDSI 0.67, ratio 1.5) and ratio alone (green 0.2, red 0.5, swir 0.2: NDSI 0, ratio 2.5)
+    two = np.stack([np.array([[0.5, 0.2]]), np.array([[0.5, 0.2]]), np.array([[0.15, 0.5]]), np.array([[0.5, 0.5]]),
+                    np.array([[0.1, 0.2]]), np.array([[0.1, 0.2]])])
+    np.testing.assert_array_equal(encode_indices(two, bands), [[1, 2]])
+    # Sentinel-2 names: the same roles
+    np.testing.assert_array_equal(encode_indices(two, ("B02", "B03", "B04", "B08", "B11", "B12")), [[1, 2]])
 
 
 def test_observed_counts_clip_and_dem_voids_are_unobserved():
@@ -345,6 +380,8 @@ def test_observation_layers_are_checked_and_default_to_not_read(url):
         store.write_unit(unit, probability(2016)[:4, :4], observed=np.ones((4, 4), np.int64))
     with pytest.raises(StoreError, match="doy block has shape"):
         store.write_unit(unit, probability(2016)[:4, :4], doy=np.ones((3, 4), np.uint16))
+    with pytest.raises(StoreError, match="encode_indices"):
+        store.write_unit(unit, probability(2016)[:4, :4], indices=np.ones((4, 4), np.int16))
     assert store.pending_units("sentinel-2")[0] == unit  # a refused write marks nothing
     # ice-free units read no pixel: "not read" (255), not "not observed" (0), and no date
     free = store.write_ice_free("sentinel-2", 2016, tiles=[(0, 0)])
@@ -352,6 +389,7 @@ def test_observation_layers_are_checked_and_default_to_not_read(url):
     ds = store.open_dataset("sentinel-2")
     ys, xs = store.unit_window(free[-1])
     assert (ds.observed.sel(year=2016).values[ys, xs] == 255).all() and (ds.doy.sel(year=2016).values[ys, xs] == 0).all()
+    assert (ds.indices.sel(year=2016).values[ys, xs] == 255).all()
     assert (ds.probability.sel(year=2016).values[ys, xs] == 0).all()
 
 
@@ -361,12 +399,29 @@ def test_a_store_made_before_the_observation_layers_gets_them_as_not_read(tmp_pa
     store = new_store(str(tmp_path / "old.zarr"))
     run_years(store, [2016])
     group = zarr.open_group(store.zarr_store, path="sentinel-2", mode="r+", zarr_format=3)
-    del group["observed"], group["doy"]  # as a store of the earlier layout has them
+    del group["observed"], group["doy"], group["indices"]  # as a store of the earlier layout has them
     store = new_store(store.url)  # a run opens it
     ds = store.open_dataset("sentinel-2")
     assert ds.observed.shape == (1, 9, 12) and (ds.observed.values == 255).all() and (ds.doy.values == 0).all()
+    assert ds.indices.shape == (1, 9, 12) and (ds.indices.values == 255).all()  # not read: compared with nothing
     run_years(store, [2017])  # and appends to it as to any store
     np.testing.assert_array_equal(store.open_dataset("sentinel-2").observed.sel(year=2017).values, observed(2017))
+    np.testing.assert_array_equal(store.open_dataset("sentinel-2").indices.sel(year=2017).values, indices(2017))
+
+
+def test_a_store_made_with_observed_but_without_indices_gets_indices_on_open(tmp_path):
+    """The store of the previous release (observed/doy, no indices) is upgraded: earlier years 255, reruns no-ops."""
+    import zarr
+
+    store = new_store(str(tmp_path / "old.zarr"))
+    run_years(store, [2016])
+    group = zarr.open_group(store.zarr_store, path="sentinel-2", mode="r+", zarr_format=3)
+    del group["indices"]
+    before = file_hashes(store, "sentinel-2/probability/")
+    store = new_store(store.url)
+    assert (store.open_dataset("sentinel-2").indices.values == 255).all()
+    assert store.write_probability("sentinel-2", 2016, probability(2016)) == []  # finished units stay finished
+    assert file_hashes(store, "sentinel-2/probability/") == before
 
 
 def test_manifest_marks_only_finished_units(url):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import shapely
 from affine import Affine
 from shapely.affinity import rotate, translate
 from shapely.geometry import box
@@ -12,6 +13,8 @@ from shapely.geometry import box
 from pipeline.terminus import (
     Dem,
     MainAxis,
+    front_lines,
+    glacier_parts,
     main_axis,
     terminus_box,
     terminus_change_box,
@@ -208,3 +211,61 @@ def test_box_is_as_wide_as_asked_and_sits_over_the_tongue():
     assert (maxy - miny) == pytest.approx(200)
     assert minx == pytest.approx(X0 + 1750)
     assert terminus_change_box(g0, g1, frame, width_m=200).retreat_m == pytest.approx(150.0)
+
+
+def test_front_lines_leave_out_lines_that_leave_through_the_side_margins():
+    # 7 lines 30 m apart: the outer two leave each outline through a side margin (position 300 m
+    # behind the front between neighbours: slope 10), the inner five cut a front that moved 60 m
+    offsets = 30.0 * (np.arange(7) - 3)
+    pos = pd.DataFrame({"year": [0] * 7 + [1] * 7, "line": list(range(7)) * 2, "offset_m": list(offsets) * 2,
+                        "position_m": [700, 1000, 1000, 1000, 1000, 1000, 700, 700, 940, 940, 940, 940, 940, 700]})
+    lines = front_lines(pos, [0, 1])
+    # lines 1 and 5 have a side-margin neighbour: central slope (1000 - 700) / 60 = 5 > tan 30°
+    assert lines.tolist() == [2, 3, 4]
+    assert terminus_change_main_axis(pos, 0, 1).retreat_m == pytest.approx(300 / 7)  # all lines: biased low
+    assert terminus_change_main_axis(pos, 0, 1, lines=lines).retreat_m == pytest.approx(60.0)
+
+
+def test_front_lines_follow_a_rounded_front_up_to_30_degrees():
+    # a semicircular front of radius 200 m: the outline faces down-glacier within 30° of the axis
+    # where |v| <= 200 sin 30° = 100 m; lines every 20 m
+    offsets = 20.0 * (np.arange(21) - 10)
+    front = lambda shift: 2000.0 - shift + np.sqrt(200.0**2 - np.minimum(np.abs(offsets), 199.9) ** 2)  # noqa: E731
+    pos = pd.DataFrame({"year": np.repeat([0, 1], 21), "line": np.tile(np.arange(21), 2),
+                        "offset_m": np.tile(offsets, 2), "position_m": np.concatenate([front(0), front(50)])})
+    lines = front_lines(pos, [0, 1])
+    # central slope at |v| = 80 m: (sqrt(200²-60²) - sqrt(200²-100²)) / 40 = 0.41 <= tan 30° = 0.577;
+    # at 100 m: (sqrt(200²-80²) - sqrt(200²-120²)) / 40 = 0.583 > 0.577
+    assert offsets[lines].tolist() == [-80.0, -60.0, -40.0, -20.0, 0.0, 20.0, 40.0, 60.0, 80.0]
+    assert terminus_change_main_axis(pos, 0, 1, lines=lines).retreat_m == pytest.approx(50.0)
+
+
+def test_box_over_the_front_lines_only():
+    # a tongue 300 m wide whose centre 120 m retreated 100 m and the rest not at all (a notch):
+    # the box over the whole tongue reads 40 m, over the notch's lines 100 m
+    g0 = to_map(box(0, 0, 2000, 300))
+    g1 = to_map(box(0, 0, 2000, 90).union(box(0, 90, 1900, 210)).union(box(0, 210, 2000, 300)))
+    axis = MainAxis.from_points((X0, Y0 + 150), (X0 + 2000, Y0 + 150))
+    frame = tongue_frame(g0, axis, spacing_m=30)
+    assert terminus_change_box(g0, g1, frame).retreat_m == pytest.approx(100 * 120 / 300)
+    notch = np.flatnonzero(np.abs(frame.offsets_m) < 60)
+    strip = frame.strip(notch)
+    assert strip.width_m == pytest.approx(30 * len(notch)) and len(notch) == 4
+    assert terminus_change_box(g0, g1, strip).retreat_m == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="no terminus line"):
+        frame.strip(np.array([], int))
+
+
+def test_glacier_body_is_the_largest_part_on_the_inventory_and_small_fragments_drop():
+    body = box(0, 0, 1000, 300)
+    snow = box(2000, 0, 2600, 600)  # larger than the body but off the inventory outline
+    block = box(1300, 100, 1380, 180)  # 0.0064 km² of dead ice 50 m in front of the slab
+    slab = box(1050, 0, 1250, 300)  # 0.06 km² detached in front
+    inventory = box(0, 0, 1300, 300)
+    parts = glacier_parts(shapely.union_all([body, snow, block, slab]), inventory, min_area_m2=0.01e6)
+    assert parts.body.equals(body)
+    assert sorted(p.area for p in parts.fragments) == [60_000.0, 360_000.0]  # slab and snow: kept, reported
+    assert [p.area for p in parts.dropped] == [6400.0]
+    assert parts.kept.area == pytest.approx(body.area + snow.area + slab.area)
+    # without an inventory the largest part is the body
+    assert glacier_parts(shapely.union_all([body, snow]), None).body.equals(snow)

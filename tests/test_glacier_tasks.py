@@ -1,0 +1,177 @@
+"""One glacier never sinks a run; fragments never move a front; flags mark a year that does not fit.
+
+A 2 km x 2 km 10 m grid with three glaciers analysed by `analysis.map_tables` (the `run` path):
+A, whose tongue retreats 20 m a year on a DEM rising 0.1 m/m to the north; B over a flat DEM and
+C where the DEM has no pixel: their termini cannot be measured.
+"""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from rasterio.features import rasterize
+from shapely.geometry import box
+
+from catalog.grid import TargetGrid
+from pipeline.analysis import map_tables
+from pipeline.config import Analysis
+from pipeline.outline_stats import horn_aspect_deg
+from pipeline.report import _quality
+from pipeline.run import summary_table
+from pipeline.statistics import rasterize_inventory
+from pipeline.tasks import Failures, entity_task
+
+GRID = TargetGrid(32644, 10.0, (500_000.0, 4_800_000.0, 502_000.0, 4_802_000.0))
+L, B, _, T = GRID.bounds
+YEARS = [2016, 2017, 2018, 2019, 2020]
+RATE = 20.0  # m/a
+
+
+def glacier_a(year: int):
+    """Basin 600 m x 500 m, tongue 200 m wide flowing south, front at 700 m below the basin in 2016."""
+    front = T - 1300 + RATE * (year - 2016)
+    return box(L + 200, T - 600, L + 800, T - 100).union(box(L + 400, front, L + 600, T - 600))
+
+
+B_OUTLINE = box(L + 1300, T - 500, L + 1700, T - 100)
+C_OUTLINE = box(L + 1300, T - 1700, L + 1700, T - 1300)
+
+
+def maps(extra: dict[int, list] | None = None) -> xr.DataArray:
+    """0/1 masks per year; `extra`: year -> more polygons mapped as glacier that year."""
+    stack = []
+    for year in YEARS:
+        shapes = [glacier_a(year), B_OUTLINE, C_OUTLINE, *(extra or {}).get(year, [])]
+        stack.append(rasterize([(g, 1) for g in shapes], out_shape=GRID.shape, transform=GRID.transform, dtype="uint8"))
+    y = T - (np.arange(GRID.shape[0]) + 0.5) * 10.0
+    x = L + (np.arange(GRID.shape[1]) + 0.5) * 10.0
+    return xr.DataArray(np.stack(stack), dims=("year", "y", "x"), coords={"year": YEARS, "y": y, "x": x}).chunk(
+        {"year": 1, "y": 100, "x": 100})
+
+
+@pytest.fixture(scope="module")
+def layers():
+    rows, _ = np.mgrid[0:GRID.shape[0], 0:GRID.shape[1]]
+    z = 3000.0 + 0.1 * (GRID.shape[0] - rows) * 10.0  # rises to the north: glaciers flow south
+    z[0:70, 120:180] = 3100.0  # flat around B
+    z[120:180, 120:180] = np.nan  # no DEM around C
+    inventory = gpd.GeoDataFrame({"glacier_id": np.array([1, 2, 3], np.int32)},
+                                 geometry=[glacier_a(2015), B_OUTLINE, C_OUTLINE], crs=GRID.crs)
+    gid = rasterize_inventory(inventory, GRID.transform, GRID.shape, GRID.crs, buffer_m=100.0)
+    dem = xr.DataArray(z.astype(np.float32), dims=("y", "x"))
+    aspect = xr.DataArray(horn_aspect_deg(z, 10.0, 10.0), dims=("y", "x"))
+    return gid, dem, aspect
+
+
+def analyse(layers, mask):
+    gid, dem, aspect = layers
+    return map_tables(mask, gid, dem, aspect, GRID, Analysis(), sensor="truth", threshold=1)
+
+
+@pytest.fixture(scope="module")
+def plain(layers):
+    return analyse(layers, maps())
+
+
+def test_unmeasurable_termini_are_failure_rows_and_every_table_is_complete(plain):
+    tables, outlines = plain
+    failures = tables["failures"].set_index("glacier_id")
+    assert list(failures.index) == [2, 3] and (failures.task == "terminus").all() and (failures.sensor == "truth").all()
+    assert "flat" in failures.at[2, "reason"] and "no valid pixel" in failures.at[3, "reason"]
+    # areas for every glacier and year, retreat for the glacier that can be measured
+    assert len(tables["areas"]) == 3 * len(YEARS) and set(outlines.glacier_id) == {1, 2, 3}
+    retreat = tables["retreat"]
+    assert set(retreat.glacier_id) == {1}
+    overall = retreat[(retreat.year0 == 2016) & (retreat.year1 == 2020)].set_index("method")
+    assert overall.loc["main_axis", "retreat_m"] == pytest.approx(4 * RATE, abs=0.5)
+    assert overall.loc["box", "retreat_m"] == pytest.approx(4 * RATE, abs=0.5)
+    assert overall.loc["main_axis", "n_lines"] >= 5
+    assert summary_table(tables).set_index("sensor").at["truth", "n_failures"] == 2
+
+
+def test_a_fragment_in_front_never_moves_the_retreat(layers, plain):
+    # 2018: a 0.005 km² block 100 m in front of the front (below the 0.01 km² minimum mapping
+    # unit: dropped); 2019: a 0.02 km² slab 50 m in front (kept in the area as a fragment)
+    front18, front19 = T - 1300 + 2 * RATE, T - 1300 + 3 * RATE
+    block = box(L + 460, front18 - 150, L + 560, front18 - 100)
+    slab = box(L + 400, front19 - 150, L + 600, front19 - 50)
+    tables, outlines = analyse(layers, maps({2018: [block], 2019: [slab]}))
+    base = plain[0]["retreat"].set_index(["method", "year0", "year1"]).retreat_m
+    got = tables["retreat"].set_index(["method", "year0", "year1"]).retreat_m
+    assert (got - base).abs().max() <= 1.0
+    areas = tables["areas"].set_index(["glacier_id", "year"])
+    plain_areas = plain[0]["areas"].set_index(["glacier_id", "year"])
+    assert areas.at[(1, 2018), "dropped_km2"] == pytest.approx(0.005)
+    assert areas.at[(1, 2018), "area_km2"] == pytest.approx(plain_areas.at[(1, 2018), "area_km2"])
+    assert areas.at[(1, 2019), "n_fragments"] == 1 and areas.at[(1, 2019), "fragments_km2"] == pytest.approx(0.02)
+    assert areas.at[(1, 2019), "area_km2"] == pytest.approx(plain_areas.at[(1, 2019), "area_km2"] + 0.02)
+    # the published outline of 2018 has no block; perimeters agree with the table's (one definition)
+    o = outlines.set_index(["glacier_id", "year"])
+    assert o.at[(1, 2018), "area_km2"] == pytest.approx(areas.at[(1, 2018), "area_km2"])
+    np.testing.assert_allclose(o.loc[areas.index, "perimeter_km"], areas["perimeter_km"], rtol=1e-9)
+
+
+def test_perimeter_is_the_smooth_outline_not_the_pixel_staircase(plain):
+    # B is a 400 m square on the pixel grid: the staircase is exact there (1.6 km), and the one
+    # perimeter definition (pipeline.change) takes pi/4 of it, as for every raster outline
+    areas = plain[0]["areas"].set_index(["glacier_id", "year"])
+    assert areas.at[(2, 2016), "perimeter_km"] == pytest.approx(1.6 * np.pi / 4)
+
+
+def test_a_snow_year_is_flagged_shown_in_the_report_and_the_aspect_sector_stays_fixed(layers, tmp_path):
+    # 2018: snow 100 m wide (the inventory buffer) around the basin's west, north and east sides,
+    # 0.18 km² joined to the glacier: a year far off its own series (steps of 0.004 km²)
+    tables, _ = analyse(layers, maps({2018: [box(L + 100, T - 600, L + 900, T)]}))
+    a = tables["areas"].set_index(["glacier_id", "year"])
+    assert a.loc[(1, 2018), ["flag_area_jump", "flag_snow"]].tolist() == [True, True]
+    assert not a.drop(index=(1, 2018))[["flag_area_jump", "flag_snow"]].to_numpy().any()
+    flagged = tables["retreat"].query("glacier_id == 1 and method == 'main_axis'").set_index(["year0", "year1"]).flag_implausible
+    assert flagged[(2017, 2018)] and flagged[(2018, 2019)] and not flagged[(2016, 2017)]
+    # the report lists the failures with their reasons and the flagged year
+    (tmp_path / "tables").mkdir()
+    html = _quality(tmp_path, tables)
+    assert "flat" in html and "no valid pixel" in html and "<td>2018</td>" in html and "likely snow" in html
+    assert (tmp_path / "tables" / "failures.csv").is_file()
+    # the snowfield faces south like the rest; what matters: one sector per glacier over the years
+    terrain = tables["glacier_terrain"]
+    assert terrain.groupby("glacier_id").aspect_sector.nunique().max() == 1
+    assert (terrain[terrain.glacier_id == 1].aspect_sector == "S").all()
+
+
+def test_entity_task_records_a_failure_only_when_asked_to():
+    @entity_task("demo")
+    def measure(gid, x):
+        if x < 0:
+            raise ValueError(f"glacier {gid}: negative input")
+        return x * 2
+
+    failures = Failures()
+    assert measure(7, 2, failures=failures, sensor="landsat") == 4
+    assert measure(8, -1, failures=failures, sensor="landsat") is None
+    assert failures.table().to_dict("records") == [
+        {"glacier_id": 8, "sensor": "landsat", "task": "demo", "reason": "ValueError: glacier 8: negative input"}]
+    with pytest.raises(ValueError, match="negative"):
+        measure(8, -1)
+    assert list(pd.DataFrame(failures.table()).columns) == ["glacier_id", "sensor", "task", "reason"]
+
+
+def test_robust_flags_mark_the_year_off_the_series_and_not_a_steady_trend():
+    from pipeline.plausibility import flag_glacier_years, robust_outliers
+
+    years = np.arange(2016, 2023, dtype=float)
+    front = 1000.0 - 12.0 * (years - 2016) + np.array([0, 3, -2, 0, 150, 1, -3])  # 2020: 150 m too far down
+    flag, residual = robust_outliers(years, front, 10.0, 3.5)
+    assert flag.tolist() == [False] * 4 + [True, False, False] and residual[4] == pytest.approx(150.0, abs=5)
+    assert not robust_outliers(years[:3], front[:3], 10.0, 3.5)[0].any()  # too short to tell
+    # a steady trend with pixel noise below the floor is never flagged
+    assert not robust_outliers(years, 1000.0 - 12.0 * (years - 2016) + [0, 5, -5, 5, -5, 0, 5], 10.0, 3.5)[0].any()
+    terminus = pd.DataFrame({"glacier_id": 1, "year": np.repeat(years.astype(int), 2), "line": [0, 1] * 7,
+                             "position_m": np.repeat(front, 2), "front": True})
+    areas = pd.DataFrame({"glacier_id": 1, "year": years.astype(int), "area_km2": 1.0 - 0.01 * (years - 2016),
+                          "area_err_km2": 0.02})
+    flags = flag_glacier_years(areas, terminus, 3.5, 10.0).set_index("year")
+    assert flags.flag_front_jump.tolist() == [False] * 4 + [True, False, False]
+    assert not flags.flag_area_jump.any() and not flags.flag_snow.any()
