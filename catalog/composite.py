@@ -1,17 +1,25 @@
-"""One cloud-free image per year: per pixel, the clear observation with the least snow.
+"""One cloud-free image per year: per pixel, the clear, sunlit observation with the least snow.
 
-The rule (documented because every glacier outline depends on it): over a year's clear
-observations of a pixel, take the whole spectrum of the one with the lowest green
-reflectance (`key_band`); ties go to the later date. Late snow, firn patches and residual
-thin cloud are all brighter in the visible than the same ground at the end of the
-ablation season, so the darkest clear visible observation is the least-snow, latest-melt
-look at the surface - the one glacier inventories ask for. Taking one observation whole
-(rather than per-band percentiles) keeps band ratios such as NDSI physically consistent.
+The rule (documented because every glacier outline depends on it; measured against the
+alternatives in docs/composite.md): over a year's clear observations of a pixel, drop those in
+shadow, then take the whole spectrum of the one with the lowest green reflectance
+(`key_band`); ties go to the later date. Late snow, firn patches and residual thin cloud are
+all brighter in the visible than the same ground at the end of the ablation season, so the
+darkest clear visible observation is the least-snow, latest-melt look at the surface - the
+one glacier inventories ask for. But terrain shadow is darker still, and "darkest" alone
+chose shadowed ice, which looks like rock. An observation is in shadow when it is darker than
+SHADOW_FACTOR times the year's brightest clear look at that pixel in *every* band: shadow
+scales the whole spectrum down, while snow or its absence changes its shape (snow is brighter
+in the visible but darker in the SWIR than rock or ice), so snow never makes the snow-free
+look "shadowed". Where every clear look is shadowed, the darkest of them is taken. Taking one
+observation whole (rather than per-band percentiles) keeps band ratios such as NDSI
+physically consistent, and its day of year travels with it (`doy`).
 
 Laziness: each year is one task per spatial chunk that sees all of that year's observations
 and bands of the chunk (time and band are merged into one dask chunk, space is not) and
-picks per pixel in numpy. Memory per task is (observations x bands x chunk²), whatever the
-size of the region, and nothing is read until the caller computes or stores the result.
+picks per pixel in one pass (numba, or numpy where numba is missing; the same result).
+Memory per task is (observations x bands x chunk²), whatever the size of the region, and
+nothing is read until the caller computes or stores the result.
 """
 
 from __future__ import annotations
@@ -22,6 +30,14 @@ import pandas as pd
 import xarray as xr
 
 DEFAULT_KEY_BANDS = ("B03", "green")
+RULES = ("sunlit-darkest", "darkest")
+"""`sunlit-darkest`: the rule above; `darkest`: the lowest key band among all clear looks, shadow
+included (what the shipped weights were trained on; kept to reproduce them)."""
+SHADOW_FACTOR = 0.5
+"""An observation darker than this times the year's brightest clear look in every band is in
+shadow. Sunlit ice against sunlit snow stays above ~0.55 in the blue; terrain shadow (skylight
+only) is below ~0.3 (measured in docs/composite.md: 0.5 removes most shadowed picks without
+trading ice for snow)."""
 
 
 def _key_band(cube: xr.DataArray, key_band: str | None) -> str:
@@ -53,24 +69,150 @@ def _in_season(times: pd.DatetimeIndex, season: tuple[str, str] | None) -> np.nd
     return np.asarray((md >= season[0]) & (md <= season[1]))
 
 
-def _best_observation(
-    refl: np.ndarray, clear: np.ndarray, key_index: int, doys: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """numpy kernel: refl (..., time, band), clear (..., time) -> best (..., band), count (...), doy (...).
+def _select_numpy(refl, clear, key_index, doys, sunlit, factor, best, count, doy) -> None:
+    """The selection in numpy, vectorised over pixels and looping over the (few) observations."""
+    n_time, n_band = refl.shape[:2]
+    valid = clear.copy()
+    for t in range(n_time):
+        for b in range(n_band):
+            valid[t] &= np.isfinite(refl[t, b])
+    count[...] = valid.sum(axis=0, dtype=np.uint16)
+    use = valid
+    if sunlit:
+        vmax = np.full(refl.shape[1:], -np.inf, np.float32)
+        for t in range(n_time):
+            np.maximum(vmax, refl[t], out=vmax, where=valid[t])
+        limit = factor * vmax
+        lit = valid.copy()
+        for t in range(n_time):
+            dark = valid[t].copy()
+            for b in range(n_band):
+                dark &= refl[t, b] < limit[b]
+            lit[t] &= ~dark
+        use = np.where(lit.any(axis=0), lit, valid)
+    low = np.full(refl.shape[2:], np.inf, np.float32)
+    pick = np.full(refl.shape[2:], -1, np.int16)
+    for t in range(n_time):  # `<=`: ties go to the later observation
+        better = use[t] & (refl[t, key_index] <= low)
+        low[better] = refl[t, key_index][better]
+        pick[better] = t
+    seen = pick >= 0
+    safe = np.where(seen, pick, 0).astype(np.intp)
+    best[...] = np.take_along_axis(refl, safe[None, None], axis=0)[0]
+    best[:, ~seen] = np.nan
+    doy[...] = np.where(seen, doys[safe], 0)
 
-    Lowest key-band value among the valid observations; ties go to the later one (argmin over
-    the time-reversed stack finds the last minimum). `doys` (time,) is each observation's day
-    of year; the returned doy is the chosen observation's, 0 where there is none.
+
+def _select_kernel():
+    """The selection compiled with numba (one pass per pixel, no temporaries), else None."""
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - xarray-spatial brings numba, but the numpy path stays correct
+        return None
+
+    @numba.njit(nogil=True, cache=True)
+    def select(refl, clear, key_index, doys, sunlit, factor, best, count, doy):  # pragma: no cover - compiled
+        # Row by row, so that every inner loop runs along contiguous memory (one row of one band),
+        # and without branches in the inner loops, so that LLVM vectorises them.
+        n_time, n_band, ny, nx = refl.shape
+        valid = np.empty((n_time, nx), np.bool_)
+        use = np.empty((n_time, nx), np.bool_)
+        any_lit = np.empty(nx, np.bool_)
+        limit = np.empty((n_band, nx), np.float32)
+        low = np.empty(nx, np.float32)
+        pick = np.empty(nx, np.int64)
+        ninf = np.float32(-np.inf)
+        for i in range(ny):
+            for j in range(nx):
+                count[i, j] = 0
+                any_lit[j] = False
+            for t in range(n_time):
+                for j in range(nx):
+                    valid[t, j] = clear[t, i, j]
+                for b in range(n_band):
+                    for j in range(nx):
+                        valid[t, j] = valid[t, j] & np.isfinite(refl[t, b, i, j])
+                for j in range(nx):
+                    count[i, j] += valid[t, j]
+                    use[t, j] = valid[t, j]
+            if sunlit:
+                for b in range(n_band):
+                    for j in range(nx):
+                        limit[b, j] = ninf
+                    for t in range(n_time):
+                        for j in range(nx):
+                            limit[b, j] = max(limit[b, j], refl[t, b, i, j] if valid[t, j] else ninf)
+                    for j in range(nx):
+                        limit[b, j] = factor * limit[b, j]
+                for t in range(n_time):  # `use` holds "valid and dark in every band so far"
+                    for b in range(n_band):
+                        for j in range(nx):
+                            use[t, j] = use[t, j] & (refl[t, b, i, j] < limit[b, j])
+                    for j in range(nx):
+                        use[t, j] = valid[t, j] & ~use[t, j]  # now: valid and sunlit
+                        any_lit[j] = any_lit[j] | use[t, j]
+                for t in range(n_time):
+                    for j in range(nx):
+                        use[t, j] = use[t, j] | (valid[t, j] & ~any_lit[j])
+            for j in range(nx):
+                low[j] = np.inf
+                pick[j] = -1
+            for t in range(n_time):  # `<=`: ties go to the later observation
+                for j in range(nx):
+                    k = refl[t, key_index, i, j]
+                    better = use[t, j] & (k <= low[j])
+                    low[j] = k if better else low[j]
+                    pick[j] = t if better else pick[j]
+            for j in range(nx):
+                doy[i, j] = doys[pick[j]] if pick[j] >= 0 else 0
+            for b in range(n_band):
+                for j in range(nx):
+                    best[b, i, j] = refl[pick[j], b, i, j] if pick[j] >= 0 else np.nan
+
+    return select
+
+
+_SELECT_NUMBA = _select_kernel()
+
+
+def _select(
+    refl: np.ndarray,
+    clear: np.ndarray,
+    key_index: int,
+    doys: np.ndarray | None = None,
+    rule: str = "sunlit-darkest",
+    factor: float = SHADOW_FACTOR,
+    engine: str = "auto",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy kernel: refl (time, band, y, x), clear (time, y, x) -> best (band, y, x) float32, count, doy (y, x) uint16.
+
+    `doys` (time,) is each observation's day of year; the returned doy is the chosen
+    observation's, 0 where there is none (best NaN, count 0). `engine`: "numba", "numpy" or
+    "auto" (numba where installed); both give the same bytes.
     """
-    valid = clear & np.isfinite(refl).all(axis=-1)
-    key = np.where(valid, refl[..., key_index], np.inf)
-    last = key.shape[-1] - 1 - np.argmin(key[..., ::-1], axis=-1)
-    best = np.take_along_axis(refl, last[..., None, None], axis=-2)[..., 0, :]
-    seen = valid.any(axis=-1)
-    best[~seen] = np.nan
-    doys = np.zeros(key.shape[-1], np.uint16) if doys is None else np.asarray(doys, np.uint16)
-    doy = np.where(seen, doys[last], 0).astype(np.uint16)
-    return best.astype(np.float32, copy=False), valid.sum(axis=-1).astype(np.uint16), doy
+    if rule not in RULES:
+        raise ValueError(f"composite rule {rule!r} is unknown: use one of {RULES}")
+    refl = np.asarray(refl, np.float32)
+    clear = np.asarray(clear, bool)
+    n_time, n_band = refl.shape[:2]
+    doys = np.zeros(n_time, np.uint16) if doys is None else np.asarray(doys, np.uint16)
+    best = np.empty(refl.shape[1:], np.float32)
+    count = np.empty(refl.shape[2:], np.uint16)
+    doy = np.empty(refl.shape[2:], np.uint16)
+    args = (refl, clear, key_index, doys, rule == "sunlit-darkest", np.float32(factor), best, count, doy)
+    if engine == "numpy" or (engine == "auto" and _SELECT_NUMBA is None):
+        _select_numpy(*args)
+    elif _SELECT_NUMBA is not None and engine in ("auto", "numba"):
+        _SELECT_NUMBA(*args)
+    else:
+        raise ValueError(f"composite engine {engine!r}: use 'auto', 'numpy' or 'numba' (numba must be installed)")
+    return best, count, doy
+
+
+def _select_ufunc(refl, clear, key_index, doys, rule, factor):
+    """apply_ufunc's layout (..., time, band) in and (..., band) out, as views of the kernel's own layout."""
+    best, count, doy = _select(np.moveaxis(refl, (-2, -1), (0, 1)), np.moveaxis(clear, -1, 0), key_index, doys, rule, factor)
+    return np.moveaxis(best, 0, -1), count, doy
 
 
 def yearly_composite(
@@ -78,6 +220,7 @@ def yearly_composite(
     clear: xr.DataArray,
     season: tuple[str, str] | None = None,
     key_band: str | None = None,
+    rule: str = "sunlit-darkest",
 ) -> xr.Dataset:
     """Yearly composite `reflectance` (year, band, y, x) float32, `clear_count` and `doy` (year, y, x) uint16.
 
@@ -88,8 +231,11 @@ def yearly_composite(
     year is NaN with clear_count 0. `doy` is the day of year (1-366) of the observation each
     pixel was taken from, 0 where there is none: what was observed, and when, travels beside
     the reflectance so that "not observed" is never read as "not glacier" (DESIGN.md, Observed
-    vs. glacier) and change rates can divide by the real time between observations. Lazy if `cube` is.
+    vs. glacier) and change rates can divide by the real time between observations. `rule`: one
+    of RULES (see the module docstring). Lazy if `cube` is.
     """
+    if rule not in RULES:
+        raise ValueError(f"composite rule {rule!r} is unknown: use one of {RULES}")
     _check_aligned(cube, clear)
     kb = _key_band(cube, key_band)
     cube = cube.reset_coords(drop=True)
@@ -104,10 +250,11 @@ def yearly_composite(
     for year in years:
         steps = [i for i, (t, s) in enumerate(zip(times, in_season)) if s and t.year == year]
         best, count, doy = xr.apply_ufunc(
-            _best_observation,
+            _select_ufunc,
             cube.isel(time=steps).chunk({"time": -1, "band": -1}),
             clear.isel(time=steps).chunk({"time": -1}),
-            kwargs={"key_index": key_index, "doys": times[steps].dayofyear.to_numpy().astype(np.uint16)},
+            kwargs={"key_index": key_index, "doys": times[steps].dayofyear.to_numpy().astype(np.uint16), "rule": rule,
+                    "factor": SHADOW_FACTOR},
             input_core_dims=[["time", "band"], ["time"]],
             output_core_dims=[["band"], [], []],
             dask="parallelized",
@@ -124,7 +271,14 @@ def yearly_composite(
             "doy": xr.concat(doys, dim=year_index).transpose("year", "y", "x"),
         },
         attrs={
-            "composite_rule": f"per pixel, the clear observation with the lowest {kb} reflectance; ties to the later date",
+            "composite_rule": (
+                f"per pixel, the clear observation with the lowest {kb} reflectance; ties to the later date"
+                if rule == "darkest"
+                else f"per pixel, the clear sunlit observation with the lowest {kb} reflectance (in shadow: darker than "
+                f"{SHADOW_FACTOR:g} x the year's brightest clear look in every band; used only where no look is sunlit); "
+                "ties to the later date"
+            ),
+            "composite_rule_name": rule,
             "season": list(season) if season else "all",
         },
     )

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from catalog.composite import yearly_composite
+from catalog.composite import _select, yearly_composite
 
 BANDS = ["B02", "B03", "B04", "B08", "B11", "B12"]
 FACTORS = np.array([0.9, 1.0, 1.1, 1.2, 1.3, 1.4], np.float32)
@@ -56,11 +56,62 @@ def test_pixel_cloudy_in_every_scene_is_nan_with_clear_count_zero():
     assert comp.reflectance.dtype == np.float32
 
 
+# Library-like spectra (B02, B03, B04, B08, B11, B12): snow is brighter than ice in the visible
+# but not by 2x in every band, so neither looks like the other in shadow.
+SNOW = np.array([0.93, 0.92, 0.90, 0.82, 0.12, 0.09], np.float32)
+ICE = np.array([0.52, 0.49, 0.44, 0.32, 0.035, 0.025], np.float32)
+ROCK = np.array([0.12, 0.14, 0.17, 0.22, 0.27, 0.23], np.float32)
+
+
+def _spectra(looks: list[np.ndarray], dates: list[str]) -> xr.DataArray:
+    """A 1x1 pixel cube whose observations have the given spectra."""
+    data = np.stack(looks).astype(np.float32)[:, :, None, None]
+    return xr.DataArray(data, dims=("time", "band", "y", "x"),
+                        coords={"time": pd.to_datetime(dates), "band": BANDS, "y": [5.0], "x": [5.0]})
+
+
+def _pick(looks, dates=DATES, rule="sunlit-darkest", clear=None):
+    cube = _spectra(looks, dates)
+    clear = xr.DataArray(np.ones((len(looks), 1, 1), bool) if clear is None else np.asarray(clear)[:, None, None],
+                         dims=("time", "y", "x"))
+    comp = yearly_composite(cube, clear, rule=rule).isel(year=0, y=0, x=0)
+    return comp.reflectance.values, int(comp.doy), int(comp.clear_count)
+
+
+def test_shadowed_ice_is_not_chosen_over_sunlit_ice():
+    # July snow, August sunlit ice, September the same ice in terrain shadow (skylight only: x0.15)
+    looks = [SNOW, ICE, 0.15 * ICE]
+    refl, doy, count = _pick(looks)
+    np.testing.assert_array_equal(refl, ICE)  # the whole sunlit spectrum
+    assert doy == 222 and count == 3  # 10 August
+    # the rule the shipped weights were trained on takes the shadow (green 0.0735 < 0.49)
+    refl, doy, _ = _pick(looks, rule="darkest")
+    np.testing.assert_allclose(refl, 0.15 * ICE, rtol=1e-6)
+    assert doy == 253
+
+
+def test_snow_does_not_make_rock_look_shadowed_and_all_shadow_takes_the_darkest():
+    # rock at 0.6 of full light in September: darker than July's snow in the visible, brighter in
+    # the SWIR (0.162 > 0.5 x 0.162), so it is sunlit and, being darkest, chosen
+    refl, doy, _ = _pick([SNOW, 0.6 * ROCK, SNOW])
+    np.testing.assert_allclose(refl, 0.6 * ROCK, rtol=1e-6)
+    assert doy == 222
+    # a pixel about as shaded in every look (all within 2x of the brightest): the darkest of them
+    refl, doy, _ = _pick([0.15 * ICE, 0.12 * ICE, 0.2 * ICE])
+    np.testing.assert_allclose(refl, 0.12 * ICE, rtol=1e-6)
+    assert doy == 222
+    # a look darker than half the brightest in every band is shadow, even when every look is dim
+    refl, doy, _ = _pick([0.3 * ICE, 0.12 * ICE, 0.25 * ICE])
+    np.testing.assert_allclose(refl, 0.25 * ICE, rtol=1e-6)
+    assert doy == 253
+
+
 def test_late_snow_loses_to_bare_ice_and_ties_go_to_the_later_date():
     green = np.full((3, 2, 2), 0.3, np.float32)
     green[0] = 0.9  # July snow everywhere
     green[2, 0, 0] = 0.3  # a tie with August at (0, 0): September wins
     cube = _cube(green, DATES)
+    cube[0] = SNOW[:, None, None]  # snow's own spectrum: darker than ice x2 in the SWIR, so ice is not "shadowed"
     clear = xr.DataArray(np.ones((3, 2, 2), bool), dims=("time", "y", "x"))
     comp = yearly_composite(cube, clear)
     assert float(comp.reflectance.sel(year=2021, band="B03")[0, 0]) == pytest.approx(0.3)
@@ -113,3 +164,41 @@ def test_composite_over_the_study_area_is_lazy_until_computed(small_study_area):
     assert np.isnan(done.reflectance.values[:, 1][~has_obs]).all()
     np.testing.assert_array_equal(done.doy.values > 0, has_obs)  # a date exactly where there is an observation
     assert set(np.unique(done.doy.values[has_obs])) <= {t.dayofyear for t in pd.DatetimeIndex(cube.time.values)}
+
+
+def _old_darkest(refl, clear, key_index, doys):
+    """The kernel before the speed work (`_best_observation`, HEAD c8bab57 plus `doy`): the reference."""
+    valid = clear & np.isfinite(refl).all(axis=-1)
+    key = np.where(valid, refl[..., key_index], np.inf)
+    last = key.shape[-1] - 1 - np.argmin(key[..., ::-1], axis=-1)
+    best = np.take_along_axis(refl, last[..., None, None], axis=-2)[..., 0, :]
+    seen = valid.any(axis=-1)
+    best[~seen] = np.nan
+    doy = np.where(seen, np.asarray(doys, np.uint16)[last], 0).astype(np.uint16)
+    return best.astype(np.float32, copy=False), valid.sum(axis=-1).astype(np.uint16), doy
+
+
+def test_fast_kernel_gives_the_old_bytes_and_numba_equals_numpy():
+    rng = np.random.default_rng(3)
+    levels = np.float32([0.05, 0.1, 0.2, 0.45, 0.9])  # few levels: many ties between looks
+    refl = rng.choice(levels, size=(5, 6, 37, 41)) * rng.uniform(0.9, 1.1, (1, 6, 37, 41)).astype(np.float32)
+    refl[rng.uniform(size=refl.shape) < 0.02] = np.nan  # missing bands
+    clear = rng.uniform(size=(5, 37, 41)) < 0.7
+    clear[:, 0, :] = False  # a row never clear
+    doys = np.array([190, 200, 221, 230, 250], np.uint16)
+    old = _old_darkest(np.moveaxis(refl, (0, 1), (-2, -1)), np.moveaxis(clear, 0, -1), 1, doys)
+    for engine in ("numpy", "numba"):
+        best, count, doy = _select(refl, clear, 1, doys, rule="darkest", engine=engine)
+        assert np.moveaxis(best, 0, -1).tobytes() == old[0].tobytes()
+        assert count.tobytes() == old[1].tobytes() and doy.tobytes() == old[2].tobytes()
+    a = _select(refl, clear, 1, doys, engine="numpy")
+    b = _select(refl, clear, 1, doys, engine="numba")
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(a, b))
+    assert (a[2] != old[2]).any()  # the sunlit rule does choose differently somewhere
+    assert np.isnan(a[0][:, 0]).all() and (a[1][0] == 0).all() and (a[2][0] == 0).all()
+
+
+def test_unknown_rule_is_refused():
+    with pytest.raises(ValueError, match="sunlit-darkest"):
+        clear = xr.DataArray(np.ones((3, 2, 2), bool), dims=("time", "y", "x"))
+        yearly_composite(_cube(np.ones((3, 2, 2), np.float32), DATES), clear, rule="median")
