@@ -211,6 +211,12 @@ def check_settings(cfg: Config, out: str | Path, sensors: Sequence[str] | None =
     Run before the embedded study area is generated (a minute of writing), so a wrong --out,
     missing weights or an unknown cluster are refused before anything at all is written.
     """
+    embedded = any(s.provider == "local" and not s.url for s in (*cfg.sensors.values(), cfg.dem))
+    if not embedded:  # nothing to generate first: every offline check now, all problems at once
+        _, _, problems, _ = _local_checks(cfg, Path(out).resolve(), list(sensors or cfg.sensors))
+        if problems:
+            _refuse(problems)
+        return
     problems: list[Exception] = []
     if (problem := check_output_folder(Path(out).resolve())) is not None:
         problems.append(RunInputError(problem))

@@ -156,6 +156,7 @@ def test_cog_whose_crs_contradicts_its_item_is_skipped_naming_both(damaged_run):
         "href": str(damaged_run.area.root / "landsat-c2-l2" / WRONG_CRS / "red.tif"),
         "reason": "CRS mismatch: asset 'red' COG header says EPSG:32644, the STAC item says proj:code EPSG:32645; "
         "fix the item's proj:code or the COG's georeferencing",
+        "year": 2020,
     }
 
 
