@@ -206,7 +206,7 @@ class Synthetic(_Strict):
 class Training(_Strict):
     """How `glacierwatch train` trains (paper defaults where the paper gives them)."""
 
-    architecture: Literal["dunet", "unet"] = "dunet"
+    architecture: Literal["dunet", "dunet-deep", "dunet-shallow", "unet"] = "dunet"
     base: int = Field(16, gt=0, description="channels of the first level (32 in the D-UNet paper)")
     epochs: int = Field(30, ge=1, description="at most; stops earlier below loss_threshold")
     variants: int = Field(20, ge=1, description="augmented copies per crop (paper: 20)")

@@ -45,7 +45,7 @@ from pipeline.store import DEFAULT_CHUNK
 
 __all__ = ["Plan", "Rates", "SensorPlan", "plan_run", "render_plan"]
 
-Architecture = Literal["dunet", "unet"]
+Architecture = Literal["dunet", "dunet-deep", "dunet-shallow", "unet"]
 
 # ------------------------------------------------------------------------------- rates
 

@@ -39,7 +39,7 @@ class TrainingConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    architecture: Literal["dunet", "unet"] = "dunet"
+    architecture: Literal["dunet", "dunet-deep", "dunet-shallow", "unet"] = "dunet"
     base: int = Field(32, gt=0)
     crop_size: int = Field(256, gt=0, multiple_of=16)
     variants: int = Field(20, ge=1, description="augmented copies per crop, the first one unaltered")

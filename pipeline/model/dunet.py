@@ -112,29 +112,40 @@ def _stage(in_channels: int, out_channels: int, deformable: bool) -> nn.Sequenti
     return nn.Sequential(block(in_channels, out_channels), block(out_channels, out_channels))
 
 
+ALL_LEVELS = frozenset(range(LEVELS + 1))
+"""Levels 0 (full resolution) .. LEVELS - 1 for encoder/decoder stages, LEVELS for the bottom."""
+
+
 class SegmentationUNet(nn.Module):
     """4-level U-Net returning one glacier logit per pixel, (N, C, H, W) -> (N, 1, H, W).
 
     Widths are base*(1, 2, 4, 8) over the levels and base*16 at the bottom (32..512 at base=32).
-    `deformable` makes every stage (encoder, bottom, decoder) deformable; `dac` inserts the DAC
-    bridge between encoder and decoder.
+    `deformable` names the levels whose stages (encoder and decoder at that level, or the bottom
+    at level LEVELS) are deformable: True for all, False for none; `dac` inserts the DAC bridge
+    between encoder and decoder.
     """
 
-    def __init__(self, in_channels: int = 6, base: int = 32, *, deformable: bool, dac: bool) -> None:
+    def __init__(
+        self, in_channels: int = 6, base: int = 32, *, deformable: bool | frozenset[int], dac: bool
+    ) -> None:
         super().__init__()
+        levels = ALL_LEVELS if deformable is True else frozenset() if deformable is False else frozenset(deformable)
+        if not levels <= ALL_LEVELS:
+            raise ValueError(f"deformable levels {sorted(levels)} outside 0..{LEVELS}")
         self.in_channels = in_channels
         self.base = base
         widths = [base * 2**level for level in range(LEVELS + 1)]
         self.encoder = nn.ModuleList(
-            _stage(c_in, c_out, deformable) for c_in, c_out in zip([in_channels, *widths[:-2]], widths[:-1])
+            _stage(c_in, c_out, level in levels)
+            for level, (c_in, c_out) in enumerate(zip([in_channels, *widths[:-2]], widths[:-1]))
         )
         self.pool = nn.MaxPool2d(2)
-        self.bottom = _stage(widths[-2], widths[-1], deformable)
+        self.bottom = _stage(widths[-2], widths[-1], LEVELS in levels)
         self.bridge = DACBlock(widths[-1]) if dac else nn.Identity()
         self.upsample = nn.ModuleList(
             nn.ConvTranspose2d(c_in, c_out, 2, stride=2) for c_in, c_out in zip(widths[:0:-1], widths[-2::-1])
         )
-        self.decoder = nn.ModuleList(_stage(2 * c, c, deformable) for c in widths[-2::-1])
+        self.decoder = nn.ModuleList(_stage(2 * c, c, level in levels) for level, c in reversed(list(enumerate(widths[:-1]))))
         self.head = nn.Conv2d(base, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,6 +174,29 @@ class DUNet(SegmentationUNet):
         super().__init__(in_channels, base, deformable=True, dac=True)
 
 
+class DeepDUNet(SegmentationUNet):
+    """Deformable blocks only where the grid is coarse (1/8, 1/16 resolution and the bottom) + DAC.
+
+    The deformable sampling costs per pixel, so at full resolution it dominates the network
+    (13x a plain U-Net on CPU); at the deep levels it bends the receptive field of whole tongues
+    for a few percent of the cost. docs/model-variants.md measures it against the other placements.
+    """
+
+    architecture = "dunet-deep"
+
+    def __init__(self, in_channels: int = 6, base: int = 32) -> None:
+        super().__init__(in_channels, base, deformable=frozenset({LEVELS - 1, LEVELS}), dac=True)
+
+
+class ShallowDUNet(SegmentationUNet):
+    """Deformable blocks at the two finest levels only (Jin et al.'s DUNet places them shallow) + DAC."""
+
+    architecture = "dunet-shallow"
+
+    def __init__(self, in_channels: int = 6, base: int = 32) -> None:
+        super().__init__(in_channels, base, deformable=frozenset({0, 1}), dac=True)
+
+
 class UNet(SegmentationUNet):
     """The baseline: same widths as DUNet, plain convolutions, no DAC."""
 
@@ -172,4 +206,4 @@ class UNet(SegmentationUNet):
         super().__init__(in_channels, base, deformable=False, dac=False)
 
 
-ARCHITECTURES: dict[str, type[SegmentationUNet]] = {cls.architecture: cls for cls in (DUNet, UNet)}
+ARCHITECTURES: dict[str, type[SegmentationUNet]] = {cls.architecture: cls for cls in (DUNet, DeepDUNet, ShallowDUNet, UNet)}

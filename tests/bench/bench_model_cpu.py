@@ -7,6 +7,9 @@ Run: .venv/bin/python tests/bench/bench_model_cpu.py [--weights W.safetensors] [
    its card and loaded in fp32 as inference does, against a plain U-Net of the same width and
    input channels (random weights: the forward's cost does not depend on their values).
 2. Random-weight D-UNet vs U-Net at each of --widths (default 8 16 32), to choose the shipped width.
+3. Every deformable placement (pipeline.model.dunet.ARCHITECTURES: all stages as in the paper,
+   deep only, shallow only, none) at the weights' width, as a ratio to the all-stage D-UNet
+   measured in the same run.
 
 Times eval-mode inference of one tile of `size`^2 pixels after a warm-up call, best of `repeats`;
 Mpx/s counts the tile's pixels (input = output pixels for a bare forward).
@@ -25,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.model.dunet import DUNet, UNet  # noqa: E402
+from pipeline.model.dunet import ARCHITECTURES, DUNet, UNet  # noqa: E402
 
 
 def default_weights() -> Path:
@@ -84,6 +87,12 @@ def main(argv: list[str] | None = None) -> dict:
     result["weights"] = w
     print(f"{w['architecture']} base {w['base']} ({args.weights.name}, {w['in_channels']} channels, {w['params']:,} params): "
           f"{w['mpx_s']:.3f} Mpx/s; plain U-Net same width {w['unet_same_width_mpx_s']:.3f} Mpx/s (target >= 0.5 Mpx/s)")
+    placements = {name: throughput_mpx_s(cls(w["in_channels"], w["base"]), args.size, args.repeats, w["in_channels"])
+                  for name, cls in ARCHITECTURES.items()}
+    result["placements"] = placements
+    print(f"placements at base {w['base']} (x the all-stage D-UNet):")
+    for name, rate in placements.items():
+        print(f"  {name:>13}  {rate:7.3f} Mpx/s  x{rate / placements['dunet']:.1f}")
     if args.widths:
         print(f"{'base':>4}  {'DUNet Mpx/s':>11}  {'UNet Mpx/s':>10}  {'DUNet params':>12}")
         result["widths"] = []
