@@ -46,6 +46,7 @@ import pandas as pd
 import shapely
 import xarray as xr
 from affine import Affine
+from scipy import ndimage
 from scipy.ndimage import binary_dilation
 
 from catalog.grid import TargetGrid
@@ -138,6 +139,44 @@ def _date(year: int, doy: float) -> pd.Timestamp:
     return start if not np.isfinite(doy) else start + pd.Timedelta(days=round(doy) - 1)
 
 
+FRONT_WIDTH_MAX_PX = 10.0
+"""A front whose probability barely changes (|grad p| ~ 0) is given at most this transition width."""
+
+
+def front_width_m(p: np.ndarray, transform: Affine, x: np.ndarray, y: np.ndarray, px: float) -> np.ndarray:
+    """Width (m) of the glacier probability's 0 -> 1 transition at front points (x, y).
+
+    1 / |grad p| less one pixel (central differences of a sharp one-pixel step give 1 / 2 px, so a
+    sharp edge has width one pixel; a ramp over n pixels n - 1), with the steepest gradient in the
+    3 x 3 pixels around each point (the point lies on the outline, between pixel centres); capped at
+    FRONT_WIDTH_MAX_PX pixels. NaN where a point falls off `p`.
+    """
+    gy, gx = np.gradient(np.nan_to_num(np.asarray(p, float), nan=0.0), px)
+    steepest = ndimage.maximum_filter(np.hypot(gx, gy), size=3)
+    col, row = ~transform * (np.asarray(x, float), np.asarray(y, float))
+    row, col = np.floor(row).astype(int), np.floor(col).astype(int)
+    inside = (row >= 0) & (row < p.shape[0]) & (col >= 0) & (col < p.shape[1])
+    g = np.full(row.shape, np.nan)
+    g[inside] = steepest[row[inside], col[inside]]
+    with np.errstate(divide="ignore"):
+        width = np.clip(1.0 / g - px, 0.0, FRONT_WIDTH_MAX_PX * px)
+    return np.where(np.isfinite(g), width, np.nan)
+
+
+def _front_sigma_m(term: pd.DataFrame, p: np.ndarray, transform: Affine, years: list[int], px: float) -> dict[int, float]:
+    """year -> 1-sigma of the front position from the probability gradient: the true edge anywhere
+    in the transition (uniform over its width w: w / sqrt(12)), median over the front's lines
+    (one front's lines share their errors: no 1 / sqrt(n))."""
+    sigma = {}
+    front = term[term["front"].astype(bool)] if "front" in term else term.iloc[:0]
+    for t, year in enumerate(years):
+        at = front[front["year"].astype(int) == year]
+        if len(at):
+            w = front_width_m(p[t], transform, at["x_m"].to_numpy(), at["y_m"].to_numpy(), px)
+            sigma[year] = float(np.nanmedian(w) / np.sqrt(12.0)) if np.isfinite(w).any() else np.nan
+    return sigma
+
+
 def terminus_tables(
     outlines: gpd.GeoDataFrame,
     dem: xr.DataArray,
@@ -147,6 +186,7 @@ def terminus_tables(
     doy: xr.DataArray | None = None,
     inventory: dict | None = None,
     failures: Failures | None = None,
+    probability: xr.DataArray | None = None,
 ) -> dict[str, pd.DataFrame]:
     """``terminus``, ``retreat``, ``typical_glaciers``, ``retreat_by_aspect``, ``retreat_by_band`` of one sensor.
 
@@ -162,8 +202,11 @@ def terminus_tables(
     by `front_doy` of the composite's `doy` (year, y, x) and ``years`` is
     (year1 + doy1/365.25) - (year0 + doy0/365.25), with ``doy0``/``doy1`` kept in the table
     (and ``doy`` in ``terminus``); without a known doy (no `doy`, e.g. the truth) whole years.
-    The uncertainty is ``analysis.terminus_error`` (``change.terminus_change_uncertainty_m_a``)
-    at the grid's pixel size over those years.
+    The uncertainty ``rate_err_m_a`` adds in quadrature ``rate_err_pixel_m_a``, the paper's
+    ``analysis.terminus_error`` (``change.terminus_change_uncertainty_m_a``) at the grid's pixel
+    size over those years, and ``rate_err_front_m_a``, the two fronts' position errors from the
+    `probability` (year, y, x; 0-1) gradient across them (`front_width_m`): a blurred front (debris,
+    shadow, a hesitant model) is a less certain front. Without `probability` the front term is 0.
     """
     sensor = str(outlines["sensor"].iloc[0]) if len(outlines) else ""
     failures = Failures() if failures is None else failures
@@ -171,6 +214,7 @@ def terminus_tables(
         outlines = outlines[~outlines["flag_unobserved"].fillna(False).astype(bool).to_numpy()]
     px = grid.resolution
     doys: dict[tuple[int, int], float] = {}
+    front_sigma: dict[tuple[int, int], float] = {}
     terminus, retreat = [], []
     for gid, group in outlines.groupby("glacier_id", sort=True):
         group = group.sort_values("year")
@@ -192,6 +236,11 @@ def terminus_tables(
         areas = pd.DataFrame({"area_km2": group["area_km2"].to_numpy(), "area_err_km2": 0.0})
         _, term, ret = _change_tables(glaciers, areas, window, px, analysis, sectors, inventory=inventory,
                                       failures=failures, sensor=sensor)
+        if probability is not None and len(term):
+            p = np.asarray(probability.sel(year=years)[:, rows, cols].values, dtype=float)
+            sub = grid.transform * Affine.translation(cols.start, rows.start)
+            for year, sigma in _front_sigma_m(term, p, sub, years, px).items():
+                front_sigma[(int(gid), year)] = sigma
         terminus += [term] if len(term) else []
         retreat += [ret] if len(ret) else []
     terminus_df = pd.concat(terminus, ignore_index=True) if terminus else conform("terminus", pd.DataFrame())
@@ -205,9 +254,13 @@ def terminus_tables(
         retreat_df["doy0"], retreat_df["doy1"] = doy0, doy1
         retreat_df["years"] = years_between(retreat_df["year0"], doy0, retreat_df["year1"], doy1)
         retreat_df["rate_m_a"] = retreat_df["retreat_m"] / retreat_df["years"]
-        retreat_df["rate_err_m_a"] = [
+        retreat_df["rate_err_pixel_m_a"] = [
             float(terminus_change_uncertainty_m_a(px, px, y, analysis.terminus_error)) for y in retreat_df["years"]
         ]
+        s0 = np.array([front_sigma.get((g, y0), 0.0) for g, y0, _ in key], float)
+        s1 = np.array([front_sigma.get((g, y1), 0.0) for g, _, y1 in key], float)
+        retreat_df["rate_err_front_m_a"] = np.hypot(s0, s1) / retreat_df["years"].to_numpy(float)
+        retreat_df["rate_err_m_a"] = np.hypot(retreat_df["rate_err_pixel_m_a"], retreat_df["rate_err_front_m_a"])
     first = outlines.sort_values("year").groupby("glacier_id").first()
     lines = retreat_df[retreat_df.method == "main_axis"].groupby("glacier_id").n_lines.min() if len(retreat_df) else pd.Series(dtype=float)
     first_outlines = gpd.GeoDataFrame(first, geometry="geometry", crs=outlines.crs)
@@ -371,7 +424,9 @@ def map_tables(
                               on=["glacier_id", "year"], how="left")
     failures = Failures()
     sectors = dict(zip(aspect_table["glacier_id"].astype(int), aspect_table["aspect_sector"]))
-    tables |= terminus_tables(outlines, dem, grid, sectors, analysis, doy=doy, inventory=inventory, failures=failures)
+    probability = mask / 255.0 if threshold > 1 else mask.astype(float)  # 0/1 truth: sharp fronts
+    tables |= terminus_tables(outlines, dem, grid, sectors, analysis, doy=doy, inventory=inventory, failures=failures,
+                              probability=probability)
     areas = flag_glacier_years(tables["areas"], tables["terminus"], analysis.flag_sigma, grid.resolution)
     tables["areas"] = conform("areas", areas)
     if len(tables["retreat"]):

@@ -16,7 +16,9 @@ Added here (issue 16):
 - ``terminus``: ``front`` (the line cut the front in every year of the glacier's pairs, so it
   enters retreat), ``doy``.
 - ``retreat``: ``statistic`` (mean or median over the front lines; the box is an area over a
-  width), ``flag_implausible`` (either year flagged).
+  width), ``flag_implausible`` (either year flagged), ``rate_err_pixel_m_a`` (the paper's pixel
+  term) and ``rate_err_front_m_a`` (the fronts' probability gradient; ``run`` only), added in
+  quadrature into ``rate_err_m_a``.
 - ``failures``: one row per glacier task that failed (`pipeline.tasks`).
 """
 
@@ -47,7 +49,8 @@ TABLE_COLUMNS: dict[str, list[str]] = {
     "terminus": ["glacier_id", "sensor", "date", "year", "doy", "line", "offset_m", "position_m", "front",
                  "elevation_m", "x_m", "y_m", "crs"],
     "retreat": ["glacier_id", "sensor", "aspect_sector", "method", "statistic", "period", "date0", "date1",
-                "year0", "year1", "doy0", "doy1", "years", "retreat_m", "rate_m_a", "rate_err_m_a", "dz_m",
+                "year0", "year1", "doy0", "doy1", "years", "retreat_m", "rate_m_a", "rate_err_m_a",
+                "rate_err_pixel_m_a", "rate_err_front_m_a", "dz_m",
                 "n_lines", "flag_implausible"],
     "failures": ["glacier_id", "sensor", "task", "reason"],
 }

@@ -175,3 +175,39 @@ def test_robust_flags_mark_the_year_off_the_series_and_not_a_steady_trend():
     flags = flag_glacier_years(areas, terminus, 3.5, 10.0).set_index("year")
     assert flags.flag_front_jump.tolist() == [False] * 4 + [True, False, False]
     assert not flags.flag_area_jump.any() and not flags.flag_snow.any()
+
+
+def test_front_width_of_a_sharp_step_a_ramp_and_a_flat_map():
+    from affine import Affine
+
+    from pipeline.analysis import FRONT_WIDTH_MAX_PX, front_width_m
+
+    px = 10.0
+    transform = Affine(px, 0, 0, 0, -px, 0)
+    step = np.zeros((20, 20))
+    step[:, 10:] = 1.0
+    ramp = np.clip((np.arange(20) - 7) / 5.0, 0.0, 1.0)[None, :].repeat(20, 0)  # 0 -> 1 over 5 px
+    x, y = np.array([100.0]), np.array([-100.0])  # the edge between columns 9 and 10
+    assert front_width_m(step, transform, x, y, px) == pytest.approx([px])  # sharp: one pixel
+    assert front_width_m(ramp, transform, x, y, px) == pytest.approx([4 * px])  # 1 / (0.2 / px) - px
+    assert front_width_m(np.full((20, 20), 0.6), transform, x, y, px) == pytest.approx([FRONT_WIDTH_MAX_PX * px])
+    assert np.isnan(front_width_m(step, transform, np.array([1e6]), y, px)).all()
+
+
+def test_a_blurred_front_is_a_less_certain_front(layers, plain):
+    from scipy.ndimage import uniform_filter
+
+    sharp = plain[0]["retreat"]
+    probability = maps().astype(float).compute()
+    blurred = probability.copy(data=np.stack([uniform_filter(m, 7) for m in probability.values]))
+    encoded = (blurred * 255).round().astype(np.uint8).chunk({"year": 1, "y": 100, "x": 100})
+    gid, dem, aspect = layers
+    soft = map_tables(encoded, gid, dem, aspect, GRID, Analysis(), sensor="model", threshold=128)[0]["retreat"]
+    a_sharp = sharp[(sharp.glacier_id == 1) & (sharp.method == "main_axis")]
+    a_soft = soft[(soft.glacier_id == 1) & (soft.method == "main_axis")]
+    # 0/1 maps: sharp fronts, one pixel wide -> sigma 10 / sqrt(12) m per front
+    np.testing.assert_allclose(a_sharp.rate_err_front_m_a, np.hypot(10, 10) / np.sqrt(12) / a_sharp.years, rtol=1e-6)
+    np.testing.assert_allclose(a_sharp.rate_err_m_a, np.hypot(a_sharp.rate_err_pixel_m_a, a_sharp.rate_err_front_m_a))
+    # a 7 px box blur: the front ramps over 7 px -> width 6 px, 6x the sharp front's term
+    np.testing.assert_allclose(a_soft.rate_err_front_m_a.to_numpy(), 6 * a_sharp.rate_err_front_m_a.to_numpy(), rtol=0.05)
+    assert (a_soft.rate_err_m_a.to_numpy() > a_sharp.rate_err_m_a.to_numpy()).all()
