@@ -1,5 +1,8 @@
 """Mapping accuracy of predictors on held-out years: everywhere, and on debris-covered termini.
 
+Beside the predictors, persistence (the previous year's true outline reused) is scored wherever
+the truth has the previous year: a network that does not beat it has learnt the glaciers, not ice.
+
 Every predictor (D-UNet, U-Net, band ratio, NDSI) goes through the same Predictor interface
 and the same confusion matrix accumulated over dask chunks (pipeline.accuracy). The debris
 zone is the truth's debris-covered ice grown by `debris_halo_px` pixels, so both missed debris
@@ -45,8 +48,13 @@ def accuracy_table(
     zone = np.stack([binary_dilation(d, iterations=debris_halo_px) for d in debris])
     zones = {"all": observed, "debris": observed & xr.DataArray(zone, dims=("year", "y", "x"), coords={"year": list(years)})}
     rows = []
-    for name, predictor in predictors.items():
-        predicted = (predict_years(predictor, cube, years) >= 0.5).chunk({"year": 1, "y": chunks, "x": chunks})
+    maps = {name: predict_years(predictor, cube, years) >= 0.5 for name, predictor in predictors.items()}
+    previous = [y - 1 for y in years]
+    if set(previous) <= set(truth.year.values.tolist()):  # persistence: last year's true outline, as is
+        last = truth.glacier_fraction.sel(year=previous) >= 0.5
+        maps["persistence"] = last.assign_coords(year=list(years))
+    for name, mapped in maps.items():
+        predicted = mapped.chunk({"year": 1, "y": chunks, "x": chunks})
         for zone_name, valid in zones.items():
             table = accuracy_by_year(predicted, glacier, valid.chunk({"year": 1, "y": chunks, "x": chunks}), sensor=sensor)
             rows.append(table.assign(model=name, zone=zone_name))

@@ -75,7 +75,9 @@ def test_train_writes_weights_logs_and_an_accuracy_table(tmp_path, small_study_a
     log = pd.read_csv(folder / "training_log.csv")
     assert list(log.epoch) == [1, 2] and log.train_loss.iloc[1] < log.train_loss.iloc[0]
     accuracy = pd.read_csv(folder / "accuracy.csv")
-    assert set(accuracy.model) == {"unet", "band_ratio", "ndsi"} and set(accuracy.zone) == {"all", "debris"}
+    assert set(accuracy.model) == {"unet", "band_ratio", "ndsi", "persistence"} and set(accuracy.zone) == {"all", "debris"}
+    persistence = accuracy[(accuracy.model == "persistence") & (accuracy.zone == "all")]
+    assert (persistence.IoU > 0.8).all() and (persistence.IoU < 1.0).all(), persistence  # glaciers change a little each year
     assert set(accuracy.year) == {2021, 2022}
     unet = accuracy[(accuracy.model == "unet") & (accuracy.zone == "all")]
     assert (unet.IoU > 0.5).all(), unet
