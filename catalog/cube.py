@@ -340,7 +340,41 @@ def _read_pool(threads: int) -> ThreadPoolExecutor:
         return pool
 
 
-def read_chunk(reader_table: np.ndarray, slices: tuple[slice, slice], dtype: np.dtype, fill_value, threads: int):
+UNREADABLE_TOPIC = "glacierwatch-unreadable-read"
+"""Dask event topic of the reads skipped inside a COG (read_chunk with skip_unreadable)."""
+_local_unreadable: list[dict] = []
+_local_lock = threading.Lock()
+
+
+def _record_unreadable(url: str, message: str) -> None:
+    """Note a skipped read where the client can collect it: a Dask worker's event log, else this process."""
+    record = {"href": redact(url), "reason": message}
+    warnings.warn(f"skipping an unreadable window of {record['href']}: {message}", stacklevel=2)
+    try:
+        from distributed import get_worker
+
+        get_worker().log_event(UNREADABLE_TOPIC, record)
+    except (ImportError, ValueError):  # not on a distributed worker: threads or synchronous scheduler
+        with _local_lock:
+            _local_unreadable.append(record)
+
+
+def unreadable_reads(client=None) -> list[dict]:
+    """The reads skipped so far ({href, reason}, once each), from `client`'s workers and this process; clears them."""
+    records = []
+    if client is not None:
+        records += [msg for _, msg in client.get_events(UNREADABLE_TOPIC)]
+        client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.events.pop(UNREADABLE_TOPIC, None))
+    with _local_lock:
+        records += _local_unreadable
+        _local_unreadable.clear()
+    return [dict(r) for r in {(r["href"], r["reason"]): r for r in records}.values()]
+
+
+def read_chunk(
+    reader_table: np.ndarray, slices: tuple[slice, slice], dtype: np.dtype, fill_value, threads: int,
+    skip_unreadable: bool = False,
+):
     """One task's window of every asset in `reader_table` - stackstac's fetch_raster_window, read concurrently.
 
     stackstac reads a chunk's assets (one year's scenes x bands) one after another, so on a
@@ -351,7 +385,10 @@ def read_chunk(reader_table: np.ndarray, slices: tuple[slice, slice], dtype: np.
     does not depend on the order the reads finish. A failure raises the error of the first
     failing asset in table order, as the serial loop would (reads after it are cancelled), and
     that error is re-raised outside any `except`, so it still crosses Dask workers (see
-    ExplainingRioReader.read). Cost: a warped asset keeps a GDAL dataset open per pool thread
+    ExplainingRioReader.read). With `skip_unreadable` a failing read (damage inside a COG that the
+    header check before the run cannot see) drops that scene from this chunk instead: every band
+    of its row is the fill value, as if the scene did not cover the chunk, and the read is
+    recorded (`unreadable_reads`). Cost: a warped asset keeps a GDAL dataset open per pool thread
     that read it (stackstac's ThreadLocalRioDataset) while its reader table lives; aligned
     assets (the direct path) open and close theirs per read.
     """
@@ -365,9 +402,24 @@ def read_chunk(reader_table: np.ndarray, slices: tuple[slice, slice], dtype: np.
     empty = np.isnan if np.isnan(fill_value) else (lambda data: np.equal(data, fill_value))
 
     all_empty = True
+    dropped: set[int] = set()  # time rows (scenes) with an unreadable window, under skip_unreadable
+
+    if skip_unreadable:
+        def read(reader):
+            try:
+                return reader.read(window)
+            except SceneReadError as err:
+                _record_unreadable(str(getattr(reader, "url", "")), str(err))
+                return None
+    else:
+        def read(reader):
+            return reader.read(window)
 
     def place(index, data) -> None:
         nonlocal output, all_empty
+        if data is None:
+            dropped.add(index[0])
+            return
         if all_empty:  # `output` is still the broadcast fill value: make it real only for data
             if empty(data).all():
                 return
@@ -376,11 +428,11 @@ def read_chunk(reader_table: np.ndarray, slices: tuple[slice, slice], dtype: np.
 
     if threads <= 1 or len(jobs) <= 1:
         for index, reader in jobs:
-            place(index, reader.read(window))
-        return output
+            place(index, read(reader))
+        return _without(output, dropped, fill_value)
 
     pool = _read_pool(threads)
-    futures = {pool.submit(reader.read, window): n for n, (_, reader) in enumerate(jobs)}
+    futures = {pool.submit(read, reader): n for n, (_, reader) in enumerate(jobs)}
     failed: tuple[int, BaseException] | None = None
     for future in as_completed(futures):
         n = futures[future]
@@ -397,6 +449,15 @@ def read_chunk(reader_table: np.ndarray, slices: tuple[slice, slice], dtype: np.
             place(jobs[n][0], future.result())
     if failed is not None:
         raise failed[1]
+    return _without(output, dropped, fill_value)
+
+
+def _without(output: np.ndarray, rows: set[int], fill_value) -> np.ndarray:
+    """`output` with the time `rows` (scenes) set to the fill value in every band."""
+    if not rows:
+        return output
+    output = np.array(output)
+    output[sorted(rows)] = fill_value
     return output
 
 
@@ -409,6 +470,7 @@ def _read_tasks(
     fill_value,
     gdal_env: LayeredEnv,
     threads: int | None,
+    skip_unreadable: bool = False,
 ):
     """stackstac.to_dask.items_to_dask with ExplainingRioReader and read_chunk in place of fetch_raster_window.
 
@@ -427,12 +489,12 @@ def _read_tasks(
             asset_table_to_reader_and_window, spec, resampling, dtype, fill_value, False, gdal_env, (),
             ExplainingRioReader, dtype=object,
         )
-    name = f"read_chunk-{tokenize(readers, chunks, dtype, fill_value)}"
+    name = f"read_chunk-{tokenize(readers, chunks, dtype, fill_value, skip_unreadable)}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=da.core.PerformanceWarning)
         layer = blockwise(
             read_chunk, name, "tbyx", readers.name, "tb", ArraySliceDep(chunks_yx), "yx", dtype, None, fill_value, None,
-            threads, None, numblocks={readers.name: readers.numblocks},
+            threads, None, skip_unreadable, None, numblocks={readers.name: readers.numblocks},
         )
     graph = HighLevelGraph.from_collections(name, layer, [readers])
     return da.Array(graph, name, chunks, meta=np.ndarray((), dtype=dtype))
@@ -448,6 +510,7 @@ def stack_on_grid(
     chunksize,
     gdal_env: LayeredEnv = SCENE_READ_ENV,
     read_threads: int | None = None,
+    skip_unreadable: bool = False,
 ) -> xr.DataArray:
     """stackstac on the grid's explicit EPSG, resolution and bounds, with our reader and GDAL settings.
 
@@ -466,7 +529,7 @@ def stack_on_grid(
         plain, assets=keys, epsg=grid.epsg, resolution=grid.resolution, bounds=grid.bounds, snap_bounds=False,
         rescale=False, dtype=dtype,
     )
-    data = _read_tasks(asset_table, spec, chunksize, resampling, dtype, fill_value, gdal_env, read_threads)
+    data = _read_tasks(asset_table, spec, chunksize, resampling, dtype, fill_value, gdal_env, read_threads, skip_unreadable)
     coords, dims = to_coords(plain, asset_ids, spec, xy_coords="center", properties=False, band_coords=False)
     cube = xr.DataArray(data, coords, dims, attrs=to_attrs(spec), name=f"stackstac-{tokenize(data)}")
     if cube.shape[-2:] != grid.shape:  # a guard on the contract, not expected to fire
@@ -482,10 +545,12 @@ def _stack(
     fill_value: np.uint16,
     chunks: int,
     gdal_env: LayeredEnv = SCENE_READ_ENV,
+    skip_unreadable: bool = False,
 ) -> xr.DataArray:
     """Raw DN (uint16) of `keys`, chunked (one year's items, all keys, chunks, chunks)."""
     return stack_on_grid(
-        items, keys, grid, resampling, np.uint16, fill_value, (_year_chunks(items), len(keys), chunks, chunks), gdal_env
+        items, keys, grid, resampling, np.uint16, fill_value, (_year_chunks(items), len(keys), chunks, chunks), gdal_env,
+        skip_unreadable=skip_unreadable,
     )
 
 
@@ -496,6 +561,7 @@ def _scene_stack(
     grid: TargetGrid,
     resampling: Resampling,
     chunks: int,
+    skip_unreadable: bool = False,
 ) -> xr.DataArray:
     """Raw DN of every reflectance band and the quality band, in that order (uint16, fill 0).
 
@@ -505,7 +571,7 @@ def _scene_stack(
     that dask may schedule far apart (which held the whole region in memory).
     """
     keys = [profile.asset_key(sensor, b) for b in (*REFLECTANCE_BANDS[sensor], QUALITY_BAND[sensor])]
-    return _stack(items, keys, grid, resampling, np.uint16(0), chunks, scene_read_env(profile, sensor))
+    return _stack(items, keys, grid, resampling, np.uint16(0), chunks, scene_read_env(profile, sensor), skip_unreadable)
 
 
 def _grid_attrs(grid: TargetGrid, sensor: str, profile: ProviderProfile, skipped: list[SkippedScene]) -> dict:
@@ -547,7 +613,7 @@ def reflectance_cube(
     prepared, skipped = prepare_scene_items(items, profile, sensor, grid, on_unreadable)
     bands = list(REFLECTANCE_BANDS[sensor])
     keys = [profile.asset_key(sensor, b) for b in bands]
-    raw = _scene_stack(prepared, profile, sensor, grid, resampling, chunks).isel(band=slice(0, len(keys)))
+    raw = _scene_stack(prepared, profile, sensor, grid, resampling, chunks, on_unreadable == "skip").isel(band=slice(0, len(keys)))
     rule = profile.scale_offset_rule(sensor)
     so = [[reflectance_scale_offset(item, sensor, k, rule) for k in keys] for item in prepared]
     scale = xr.DataArray(np.array([[s.scale for s in row] for row in so], np.float32), dims=("time", "band"))
@@ -589,18 +655,22 @@ def quality_cube(
     grid: TargetGrid,
     chunks: int = 2048,
     on_unreadable: OnUnreadable = "raise",
+    skip_unreadable_reads: bool | None = None,
 ) -> xr.DataArray:
     """The quality layer (time, y, x): SCL classes (uint8) or QA_PIXEL bits (uint16), nearest neighbour.
 
     Outside a scene the value is the asset's nodata (SCL 0 "no data", QA_PIXEL 1 "fill"),
-    so masks treat it as invalid without a separate footprint.
+    so masks treat it as invalid without a separate footprint. `skip_unreadable_reads` (default:
+    on_unreadable == "skip") must match the reflectance cube's for the two to share their reads:
+    items already checked by reflectance_cube come with on_unreadable="raise" and this set.
     """
     prepared, skipped = prepare_scene_items(items, profile, sensor, grid, on_unreadable)
     band = QUALITY_BAND[sensor]
     key = profile.asset_key(sensor, band)
     nodata = asset_nodata(prepared[0], key)
     fill = np.uint16(nodata if nodata is not None else (0 if sensor == "sentinel-2" else 1))
-    raw = _scene_stack(prepared, profile, sensor, grid, Resampling.nearest, chunks).isel(band=-1, drop=True)
+    skip_reads = on_unreadable == "skip" if skip_unreadable_reads is None else skip_unreadable_reads
+    raw = _scene_stack(prepared, profile, sensor, grid, Resampling.nearest, chunks, skip_reads).isel(band=-1, drop=True)
     if fill != 0:  # the shared stack fills with 0; a quality layer says "no data" its own way
         raw = raw.where(raw != 0, fill)
     if sensor == "sentinel-2":

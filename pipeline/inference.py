@@ -343,6 +343,7 @@ def infer_to_store(
     `take_lock=False`: the caller already holds the store's lock (a whole `glacierwatch update`).
     Returns ``{"store", "sensor", "weights_sha256", "years": {year: units written}, "static": [...]}``.
     """
+    from catalog.cube import unreadable_reads
     from pipeline.cluster import task_resources
     from pipeline.store import RegionStore, encode_indices, encode_observed, encode_probability
     from pipeline.yearly_cube import yearly_cube
@@ -420,4 +421,15 @@ def infer_to_store(
                     sensor, year, encoded, observed=observed, doy=doy, indices=indices, scheduler=scheduler, tiles=tiles.tiles
                 )
             summary["years"][year] = len(written) + len(free)
+        summary["skipped_scenes"] += _skipped_windows(unreadable_reads(client), cube.attrs.get("asset_items", {}))
     return summary
+
+
+def _skipped_windows(reads: list[dict], asset_items: dict) -> list[dict]:
+    """Skipped-scene records (item_id, href, reason, year) for windows that could not be read inside a COG."""
+    records = []
+    for read in reads:
+        owner = asset_items.get(read["href"].split("?")[0], {})
+        records.append({"item_id": owner.get("item_id", ""), "href": read["href"], "year": owner.get("year"),
+                        "reason": f"a window inside the COG could not be read (left out of that chunk): {read['reason']}"})
+    return records

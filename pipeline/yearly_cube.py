@@ -43,7 +43,8 @@ def yearly_cube(
     refl = reflectance_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip" if cfg.on_unreadable == "skip" else "raise")
     # The scenes are checked once: the quality cube takes the same survivors (and so shares the reads).
     kept = [i for i in items if i.id not in {s["item_id"] for s in refl.attrs["skipped_scenes"]}]
-    clear = clear_mask(quality_cube(kept, profile, sensor, grid, chunks=chunks), sensor)
+    skip = cfg.on_unreadable == "skip"  # also inside the COGs: a damaged window drops its scene from that chunk
+    clear = clear_mask(quality_cube(kept, profile, sensor, grid, chunks=chunks, skip_unreadable_reads=skip), sensor)
     composite = yearly_composite(refl, clear, season=cfg.season.as_tuple())
     skipped_ids = {s["item_id"] for s in refl.attrs["skipped_scenes"]}
     scene_ids = {str(y): [i.id for i in by_year[y] if i.id not in skipped_ids] for y in years}
@@ -59,6 +60,8 @@ def yearly_cube(
     year_of = {i.id: y for y in years for i in by_year[y]}
     skipped = [{**s, "year": year_of.get(s["item_id"])} for s in refl.attrs.get("skipped_scenes", [])]
     out = composite.assign(elevation=terr.elevation, slope=terr.slope, aspect=terr.aspect)
+    # href -> its scene, to name the scenes whose windows were skipped inside a COG (catalog.cube.unreadable_reads)
+    asset_items = {a.href.split("?")[0]: {"item_id": i.id, "year": year_of[i.id]} for i in kept for a in i.assets.values()}
     out.attrs = {
         **composite.attrs,
         "sensor": sensor,
@@ -67,5 +70,6 @@ def yearly_cube(
         "scene_ids": scene_ids,
         "skipped_scenes": skipped,
         "scale_offset": {i: decisions[i] for ids in scene_ids.values() for i in ids if i in decisions},
+        "asset_items": asset_items,
     }
     return out

@@ -153,3 +153,46 @@ def test_read_threads_come_from_the_parameter_the_environment_or_the_default(mon
             read_thread_count()
     with pytest.raises(ValueError, match="read_threads=0"):
         read_thread_count(0)
+
+
+def test_skip_unreadable_drops_the_failing_scene_from_the_chunk_and_records_it():
+    from catalog.cube import unreadable_reads
+
+    unreadable_reads()  # start clean
+    bad = _Slow(6, 0.01, href="/cogs/damaged.tif")
+    bad.url = "/cogs/damaged.tif"
+    table = np.empty((3, 2), dtype=object)
+    for t, readers in enumerate([(_Slow(1, 0.01), _Slow(2, 0.01)), (_Slow(5, 0.01), bad), (_Slow(7, 0.01), _Slow(8, 0.01))]):
+        for b, reader in enumerate(readers):
+            table[t, b] = (reader, Window(0, 0, 4, 4))
+    for threads in (8, 1):
+        with pytest.warns(UserWarning, match="skipping an unreadable window of /cogs/damaged.tif"):
+            out = read_chunk(table, (slice(0, 4), slice(0, 4)), np.dtype("uint16"), np.uint16(0), threads, True)
+        # scene 1 is gone from this chunk in every band (its good band too); the others are intact
+        assert out[:, :, 0, 0].tolist() == [[1, 2], [0, 0], [7, 8]]
+        records = unreadable_reads()
+        assert records == [{"href": "/cogs/damaged.tif", "reason": "cannot read COG /cogs/damaged.tif: simulated"}]
+    assert unreadable_reads() == []
+    with pytest.raises(SceneReadError, match="damaged.tif"):  # without skip: the run stops, as before
+        read_chunk(table, (slice(0, 4), slice(0, 4)), np.dtype("uint16"), np.uint16(0), 8)
+
+
+def test_a_broken_cog_under_skip_leaves_the_other_scenes_byte_identical(two_years, tmp_path):
+    from catalog.cube import unreadable_reads
+
+    items, grid = two_years
+    bad = items[1].clone()
+    broken = tmp_path / "green.tif"
+    broken.write_bytes(b"not a tiff")
+    bad.assets["green"].href = str(broken)
+    chunks = (_year_chunks(items), len(KEYS), 256, 256)
+    unreadable_reads()
+    cube = stack_on_grid([items[0], bad, *items[2:]], KEYS, grid, Resampling.nearest, np.uint16, np.uint16(0), chunks,
+                         read_threads=8, skip_unreadable=True)
+    with pytest.warns(UserWarning, match="skipping an unreadable window"):
+        got = cube.compute(scheduler="threads").values
+    want = _serial(items, grid, chunks).values
+    assert not got[1].any()  # the damaged scene: fill everywhere, every band
+    keep = [0, *range(2, len(items))]
+    assert got[keep].tobytes() == want[keep].tobytes()
+    assert {r["href"] for r in unreadable_reads()} == {str(broken)}
