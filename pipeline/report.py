@@ -697,6 +697,20 @@ def _uncertainty_and_indices(folder: Path, tables: Mapping[str, pd.DataFrame]) -
                 for r in total.sort_values(["sensor", "year"]).itertuples(index=False)]
         out.append(_html_table(["Sensor", "Year", "Area (km²)", "± perimeter (km²)", "± classification (km²)",
                                 "± total (km²)"], rows, numeric=[False, False] + [True] * 4))
+    retreat = tables.get("retreat")
+    if retreat is not None and len(retreat) and {"rate_err_pixel_m_a", "rate_err_front_m_a"} <= set(retreat.columns):
+        out.append(
+            "<h3>Retreat uncertainty: pixel and front</h3><p>Each retreat rate's uncertainty has two terms in the "
+            "<code>retreat</code> table: the <b>pixel term</b> (<code>rate_err_pixel_m_a</code>), the paper's formula "
+            "from the pixel size, and the <b>front term</b> (<code>rate_err_front_m_a</code>), how sharply the "
+            "probability map changes across each front: the front lies somewhere in the 0 → 1 transition, whose width "
+            "is 1 / |∇p| less a pixel, so a blurred front (debris cover, shadow, a hesitant model) counts as a less "
+            "certain one. <code>rate_err_m_a</code> adds both in quadrature. Medians over glaciers, first to last year:</p>")
+        overall = retreat[(retreat["method"] == "main_axis") & (retreat["period"] == "overall")]
+        rows = [[sensor, str(len(g)), _num(g.rate_err_pixel_m_a.median(), 2), _num(g.rate_err_front_m_a.median(), 2),
+                 _num(g.rate_err_m_a.median(), 2)] for sensor, g in overall.groupby("sensor")]
+        out.append(_html_table(["Sensor", "Glaciers", "± pixel (m/a)", "± front (m/a)", "± total (m/a)"], rows,
+                               numeric=[False] + [True] * 4))
     areas = tables.get("areas")
     if areas is not None and "flag_index_disagreement" in areas.columns and areas["index_disagreement"].notna().any():
         region = index_agreement(areas)
