@@ -258,6 +258,49 @@ def train(
     console.print(f"weights: {result.weights}  (card: {result.weights.with_suffix('.json')})")
 
 
+@app.command("train-world")
+def train_world(
+    sensor: Annotated[str, typer.Option(help="sentinel-2 or landsat")] = "sentinel-2",
+    out: Annotated[Path, typer.Option(help="folder for checkpoints, logs, the weights, accuracy.csv and area_bias.csv")] = Path(
+        "glacierwatch-out/training-world"
+    ),
+    architecture: Annotated[str, typer.Option(help="dunet-deep, dunet (every stage deformable), dunet-shallow or unet")] = "dunet-deep",
+    compare: Annotated[Optional[list[str]], typer.Option(help="other architectures trained alike and scored beside it")] = None,
+    scenes: Annotated[int, typer.Option(help="training scenes drawn from the world")] = 48,
+    size: Annotated[int, typer.Option(help="scene side in sensor pixels")] = 256,
+    base: Annotated[int, typer.Option(help="first-level width")] = 16,
+    epochs: Annotated[int, typer.Option(help="epochs")] = 10,
+    seed: Annotated[int, typer.Option(help="training seed")] = 0,
+    terrain: Annotated[str, typer.Option(help="terrain channels, comma-separated (slope, relative_elevation), or 'none'")] = "slope,relative_elevation",
+) -> None:
+    """Train on the Earth-like training world and score on held-out scenes (other seeds, terrain, glaciers)."""
+    from pipeline.training import TrainingConfig
+    from pipeline.world_training import train_on_world
+
+    if sensor not in ("sentinel-2", "landsat"):
+        _fail(f"--sensor {sensor}: use sentinel-2 or landsat")
+    try:
+        configs = [
+            TrainingConfig(architecture=a, base=base, crop_size=128, variants=1, focal_alpha=0.5, max_epochs=epochs,
+                           lr_decay=0.9, test_fraction=0.0, loss_threshold=0.0, seed=seed)
+            for a in (architecture, *(compare or ()))
+        ]
+    except ValueError as err:
+        _fail(f"training option: {err}")
+    channels = () if terrain.strip() in ("", "none") else tuple(t.strip() for t in terrain.split(","))
+    if "elevation" in channels:
+        _fail("--terrain elevation: absolute elevation ties the network to the training elevations; use relative_elevation")
+    result = train_on_world(sensor, out / sensor, n_train=scenes, size=size, config=configs[0], compare=configs[1:],
+                            terrain=channels, console=console)
+    table = Table(title=f"Accuracy on held-out world scenes ({sensor})")
+    for column in ("model", "zone", "PA", "UA", "F1", "IoU"):
+        table.add_column(column)
+    for row in result.accuracy.itertuples():
+        table.add_row(row.model, row.zone, *(f"{getattr(row, m):.3f}" for m in ("PA", "UA", "F1", "IoU")))
+    console.print(table)
+    console.print(f"weights: {result.weights}  ({result.seconds / 60:.1f} min)")
+
+
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="folder for the store, tables, outlines, report and STAC catalog")]
 CheckOption = Annotated[
     bool, typer.Option("--check", help="only the pre-flight: check every input (offline first), write nothing")

@@ -30,12 +30,13 @@ class WeightsError(ValueError):
 class TrainingDomain(BaseModel):
     """What the weights were trained on: a run on other data is a guess, and the pre-flight says so.
 
-    ``kind``: "synthetic" (generated scenes only), "real" (real scenes) or "mixed".
+    ``kind``: "synthetic" (a generated study area only), "world" (the Earth-like training world,
+    catalog.synthetic.world: library spectra, real and procedural relief), "real" or "mixed".
     """
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["synthetic", "real", "mixed"]
+    kind: Literal["synthetic", "world", "real", "mixed"]
     sensors: tuple[str, ...] = ()
     resolution_m: float | None = None
     elevation_m: tuple[float, float] | None = None

@@ -1,0 +1,278 @@
+"""Train on the world (catalog.synthetic.world) and score on glaciers no training scene holds.
+
+Why: a network scored on other years or crops of its training scenes is scored on glaciers it
+has memorised (persistence scores as well). Here the splits are by seed range and terrain:
+training scenes take their relief from anywhere (real Ötztal relief and procedural), validation
+and test scenes are procedural only and drawn from disjoint seed ranges, so every test glacier,
+its terrain, elevation range, latitude, date and atmosphere are new to the network. Validation
+scenes fit the temperature that calibrates the probabilities; test scenes give the accuracy
+table, with band ratio and NDSI (and any other trained network) beside the model, and with
+debris-covered termini and shadowed ice as their own zones. Persistence needs a previous year:
+world scenes are single dates, so it is scored on the embedded area's years instead
+(pipeline.training_run).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+from scipy import ndimage, optimize
+
+from catalog.providers import REFLECTANCE_BANDS
+from pipeline.accuracy import AccuracyMetrics, confusion_counts
+from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
+from pipeline.model.dunet import SIZE_MULTIPLE, SegmentationUNet
+from pipeline.model.inputs import InputRecipe, fit_normalisation
+from pipeline.model.predictor import Predictor, TorchPredictor
+from pipeline.model.weights import TrainingDomain, save_weights
+from pipeline.training import TrainingConfig, train
+
+TRAIN_SEEDS, VALID_SEEDS, TEST_SEEDS = 0, 100_000, 200_000
+"""First seed of each split: the ranges never meet, so no scene is in two splits."""
+WORLD_INDICES = ("ndsi", "ndwi")
+WORLD_TERRAIN = ("slope", "relative_elevation")
+"""No absolute elevation: both terrain channels are unchanged by a regional shift of the DEM."""
+ZONE_HALO_PX = 5
+"""Debris and shadow zones: the truth's debris-covered (shadowed) ice grown by this many pixels,
+so debris-coloured rock (or shadowed rock) called glacier beside it counts against the model."""
+ECE_BINS = 15
+
+
+@dataclass
+class WorldSample:
+    """One drawn scene in the form training and scoring need."""
+
+    seed: int
+    reflectance: np.ndarray  # (band, y, x) float32
+    terrain: dict[str, np.ndarray]  # elevation (m), slope (deg; NaN rim)
+    label: np.ndarray  # (y, x) bool glacier
+    debris: np.ndarray
+    shadowed_ice: np.ndarray
+    params: dict = field(default_factory=dict)
+
+
+def horn_slope(dem: np.ndarray, resolution: float) -> np.ndarray:
+    """Horn slope (degrees) of a north-up (y, x) DEM, via xarray-spatial as catalog.terrain; NaN rim."""
+    import xarray as xr
+    from xrspatial import slope
+
+    h, w = dem.shape
+    coords = {"y": -(np.arange(h) + 0.5) * resolution, "x": (np.arange(w) + 0.5) * resolution}
+    return np.asarray(slope(xr.DataArray(dem, dims=("y", "x"), coords=coords)).values, np.float32)
+
+
+def world_sample(seed: int, sensor: str, size: int, terrain: str = "any") -> WorldSample:
+    from catalog.synthetic.world import draw_scene  # the generator is needed for training only
+
+    scene = draw_scene(seed, sensor, size=size, terrain=terrain)
+    resolution = scene.params["resolution_m"]
+    return WorldSample(
+        seed=seed,
+        reflectance=scene.reflectance,
+        terrain={"elevation": scene.dem, "slope": horn_slope(scene.dem, resolution)},
+        label=scene.glacier,
+        debris=scene.debris,
+        shadowed_ice=scene.shadowed_ice,
+        params=scene.params,
+    )
+
+
+def draw_split(sensor: str, first_seed: int, n: int, size: int, terrain: str) -> list[WorldSample]:
+    return [world_sample(first_seed + i, sensor, size, terrain) for i in range(n)]
+
+
+def model_logits(model: SegmentationUNet, recipe: InputRecipe, sample: WorldSample) -> tuple[np.ndarray, np.ndarray]:
+    """(y, x) logits of a whole sample and its valid mask, reflect-padded to the size multiple."""
+    inputs, valid = recipe.build_inputs(sample.reflectance, sample.terrain)
+    h, w = valid.shape
+    pad = ((0, 0), (0, -h % SIZE_MULTIPLE), (0, -w % SIZE_MULTIPLE))
+    inputs = np.pad(inputs, pad, mode="reflect")
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(np.ascontiguousarray(inputs))[None].to(device))[0, 0, :h, :w].float().cpu().numpy()
+    return logits, valid
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The T minimising the negative log-likelihood of sigmoid(logits / T) (Guo et al. 2017)."""
+    z = logits.astype(np.float64)
+    y = labels.astype(np.float64)
+
+    def nll(log_t: float) -> float:
+        s = z / math.exp(log_t)
+        return float(np.mean(np.logaddexp(0.0, s) - y * s))
+
+    best = optimize.minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
+    return float(math.exp(best.x))
+
+
+def expected_calibration_error(probability: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Share-weighted mean |observed frequency - mean probability| over equal-width probability bins."""
+    p = probability.ravel().astype(np.float64)
+    y = labels.ravel().astype(np.float64)
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    count = np.bincount(which, minlength=bins)
+    p_sum = np.bincount(which, p, minlength=bins)
+    y_sum = np.bincount(which, y, minlength=bins)
+    used = count > 0
+    return float(np.sum(np.abs(y_sum[used] - p_sum[used])) / max(p.size, 1))
+
+
+def fold_temperature(model: SegmentationUNet, temperature: float) -> None:
+    """Divide the head's weights and bias by T: the network then outputs calibrated logits itself,
+    so every path that runs it (run, predict, train) is calibrated without knowing about T."""
+    with torch.no_grad():
+        model.head.weight.div_(temperature)
+        model.head.bias.div_(temperature)
+
+
+def _zones(sample: WorldSample, valid: np.ndarray) -> dict[str, np.ndarray]:
+    grow = np.ones((3, 3), bool)
+    return {
+        "all": valid,
+        "debris": valid & ndimage.binary_dilation(sample.debris, grow, iterations=ZONE_HALO_PX),
+        "shadowed_ice": valid & ndimage.binary_dilation(sample.shadowed_ice, grow, iterations=ZONE_HALO_PX),
+    }
+
+
+def glacier_area_bias(mapped: np.ndarray, label: np.ndarray, valid: np.ndarray, halo_px: int = 3) -> list[float]:
+    """Per glacier (connected truth body): (mapped - true) / true pixels within `halo_px` of it.
+
+    A glacier's zone is its body grown by `halo_px`, cut where another glacier's grown body is
+    nearer (watershed by distance), so neighbours do not share mapped pixels.
+    """
+    bodies, n = ndimage.label(label)
+    if not n:
+        return []
+    distance, (iy, ix) = ndimage.distance_transform_edt(bodies == 0, return_indices=True)
+    owner = np.where(distance <= halo_px, bodies[iy, ix], 0)
+    true = ndimage.sum(label & valid, bodies, range(1, n + 1))
+    found = ndimage.sum(mapped & valid, owner, range(1, n + 1))
+    return [float((f - t) / t) for f, t in zip(found, true) if t > 0]
+
+
+def score(predictors: Mapping[str, Predictor], samples: Sequence[WorldSample], sensor: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(accuracy rows per model and zone, confusion summed over samples; area bias per glacier)."""
+    counts: dict[tuple[str, str], np.ndarray] = {}
+    bias_rows = []
+    for sample in samples:
+        for name, predictor in predictors.items():
+            probability = predictor.predict(sample.reflectance, sample.terrain)
+            mapped = probability >= 0.5
+            valid = np.isfinite(sample.reflectance).all(axis=0) & np.isfinite(sample.terrain["slope"])
+            for zone, mask in _zones(sample, valid).items():
+                key = (name, zone)
+                counts[key] = counts.get(key, np.zeros((2, 2), np.int64)) + confusion_counts(mapped, sample.label, mask)
+            for i, b in enumerate(glacier_area_bias(mapped, sample.label, valid)):
+                bias_rows.append({"model": name, "seed": sample.seed, "glacier": i, "area_bias": b})
+    rows = []
+    for (name, zone), c in counts.items():
+        m = AccuracyMetrics.from_confusion(c).as_dict()
+        rows.append({"model": name, "zone": zone, "sensor": sensor, **m})
+    return pd.DataFrame(rows), pd.DataFrame(bias_rows, columns=["model", "seed", "glacier", "area_bias"])
+
+
+@dataclass
+class WorldTrainingRun:
+    weights: Path
+    accuracy: pd.DataFrame
+    area_bias: pd.DataFrame
+    calibration: dict[str, float]
+    seconds: float
+
+
+def world_recipe(sensor: str, terrain: Sequence[str] = WORLD_TERRAIN) -> InputRecipe:
+    return InputRecipe(bands=REFLECTANCE_BANDS[sensor], indices=WORLD_INDICES, terrain=tuple(terrain))
+
+
+def train_on_world(
+    sensor: str,
+    out_dir: str | Path,
+    *,
+    n_train: int = 48,
+    n_valid: int = 8,
+    n_test: int = 16,
+    size: int = 256,
+    config: TrainingConfig | None = None,
+    compare: Sequence[TrainingConfig] = (),
+    terrain: Sequence[str] = WORLD_TERRAIN,
+    console: Console | None = None,
+) -> WorldTrainingRun:
+    """Draw the splits, train `config`'s network (and each of `compare`), calibrate on validation,
+    score everything on the test scenes, and write weights + card + accuracy.csv + area_bias.csv."""
+    console = console or Console()
+    config = config or TrainingConfig(architecture="dunet-deep", base=16, crop_size=128, variants=2, focal_alpha=0.5,
+                                      max_epochs=12, lr_decay=0.9, test_fraction=0.0, loss_threshold=0.0)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    console.print(f"world scenes ({sensor}, {size} px): {n_train} training, {n_valid} validation, {n_test} test ...")
+    train_set = draw_split(sensor, TRAIN_SEEDS, n_train, size, "any")
+    valid_set = draw_split(sensor, VALID_SEEDS, n_valid, size, "procedural")
+    test_set = draw_split(sensor, TEST_SEEDS, n_test, size, "procedural")
+    recipe = fit_normalisation(world_recipe(sensor, terrain), ((s.reflectance, s.terrain) for s in train_set))
+    built = [recipe.build_inputs(s.reflectance, s.terrain) for s in train_set]
+    labels = [s.label.astype(np.float32) for s in train_set]
+    described = (
+        f"glacierwatch training world (catalog.synthetic.world), {sensor} at {train_set[0].params['resolution_m']:g} m: "
+        f"{n_train} scenes of {size} px (seeds {TRAIN_SEEDS}-{TRAIN_SEEDS + n_train - 1}, real and procedural relief); "
+        f"calibrated on {n_valid} (seeds {VALID_SEEDS}+), scored on {n_test} held-out procedural scenes (seeds {TEST_SEEDS}+)"
+    )
+    predictors: dict[str, Predictor] = {}
+    calibration: dict[str, float] = {}
+    main_model = None
+    for cfg in (config, *compare):
+        console.print(f"training {cfg.architecture} (base {cfg.base}, {cfg.max_epochs} epochs) ...")
+        t0 = time.perf_counter()
+        result = train([i for i, _ in built], labels, recipe, cfg, out_dir / cfg.architecture,
+                       valid=[v for _, v in built], training_data=described)
+        logits, truth = zip(*((lambda lv, s: (lv[0][lv[1]], s.label[lv[1]]))(model_logits(result.model, recipe, s), s) for s in valid_set))
+        z, y = np.concatenate(logits), np.concatenate(truth)
+        temperature = fit_temperature(z, y)
+        cal = {
+            "temperature": temperature,
+            "ece_before": expected_calibration_error(1 / (1 + np.exp(-z)), y),
+            "ece_after": expected_calibration_error(1 / (1 + np.exp(-z / temperature)), y),
+            "train_seconds": time.perf_counter() - t0,
+        }
+        fold_temperature(result.model, temperature)
+        predictors[cfg.architecture] = TorchPredictor(result.model, recipe)
+        calibration[cfg.architecture] = cal
+        if main_model is None:
+            main_model = result.model
+        console.print(f"  {cfg.architecture}: T = {temperature:.2f}, ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}")
+    bands = REFLECTANCE_BANDS[sensor]
+    predictors |= {"band_ratio": BandRatioPredictor(bands), "ndsi": NDSIPredictor(bands)}
+    accuracy, bias = score(predictors, test_set, sensor)
+    accuracy.to_csv(out_dir / "accuracy.csv", index=False)
+    bias.to_csv(out_dir / "area_bias.csv", index=False)
+    ours = accuracy[accuracy.model == config.architecture].set_index("zone")
+    our_bias = bias[bias.model == config.architecture].area_bias
+    metrics = {f"held_out_{zone}_{m}": float(ours.loc[zone, m]) for zone in ours.index for m in ("PA", "UA", "IoU", "F1")}
+    metrics |= {f"calibration_{k}": v for k, v in calibration[config.architecture].items()}
+    metrics |= {"held_out_area_bias_median": float(our_bias.median()) if len(our_bias) else float("nan"),
+                "held_out_area_bias_within_3pct": float((our_bias.abs() <= 0.03).mean()) if len(our_bias) else float("nan")}
+    metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
+    elevations = np.concatenate([s.terrain["elevation"].ravel() for s in train_set])
+    latitudes = [s.params["latitude_deg"] for s in train_set]
+    domain = TrainingDomain(
+        kind="world",
+        sensors=(sensor,),
+        resolution_m=train_set[0].params["resolution_m"],
+        elevation_m=(float(elevations.min()), float(elevations.max())),
+        latitude_deg=(float(min(latitudes)), float(max(latitudes))),
+        regions=("glacierwatch training world",),
+    )
+    weights = out_dir / f"{sensor}-{config.architecture}.safetensors"
+    save_weights(main_model, recipe, weights, dtype=torch.float16, training_data=described, seed=config.seed,
+                 metrics=metrics, domain=domain)
+    return WorldTrainingRun(weights, accuracy, bias, calibration, time.perf_counter() - started)

@@ -1,0 +1,127 @@
+"""Training on the world: disjoint splits, calibration worked by hand, the area bias per glacier,
+inputs a regional DEM shift leaves alone, the deformable placements, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.model.dunet import ARCHITECTURES, ConvBlock, DeformableBlock
+from pipeline.model.inputs import fit_normalisation
+from pipeline.model.predictor import TorchPredictor
+from pipeline.training import TrainingConfig
+from pipeline.world_training import (
+    TEST_SEEDS,
+    TRAIN_SEEDS,
+    VALID_SEEDS,
+    expected_calibration_error,
+    fit_temperature,
+    fold_temperature,
+    glacier_area_bias,
+    train_on_world,
+    world_recipe,
+    world_sample,
+)
+
+
+def test_temperature_recovers_the_overconfidence_it_was_given():
+    # Labels drawn from sigmoid(z); a model reporting 3 z is over-confident by T = 3.
+    rng = np.random.default_rng(0)
+    z = rng.normal(0.0, 2.0, 200_000)
+    y = rng.random(z.size) < 1.0 / (1.0 + np.exp(-z))
+    assert fit_temperature(3.0 * z, y) == pytest.approx(3.0, rel=0.03)
+    assert fit_temperature(z, y) == pytest.approx(1.0, rel=0.03)
+
+
+def test_expected_calibration_error_by_hand():
+    # Bin [0.2, 0.267): p 0.25 x4, observed 1 of 4 -> 0; bin of 0.9: p 0.9 x 2, observed 0 of 2 -> 0.9.
+    p = np.array([0.25, 0.25, 0.25, 0.25, 0.9, 0.9])
+    y = np.array([1, 0, 0, 0, 0, 0])
+    assert expected_calibration_error(p, y) == pytest.approx((4 * 0.0 + 2 * 0.9) / 6)
+    assert expected_calibration_error(np.array([1.0, 0.0]), np.array([1, 0])) == 0.0
+
+
+def test_folded_temperature_divides_the_logits():
+    torch.manual_seed(0)
+    model = ARCHITECTURES["unet"](3, 4).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+        fold_temperature(model, 2.5)
+        after = model(x)
+    torch.testing.assert_close(after, before / 2.5, rtol=1e-5, atol=1e-6)
+
+
+def test_area_bias_per_glacier_by_hand():
+    label = np.zeros((20, 30), bool)
+    label[2:6, 2:7] = True  # 20 px
+    label[10:18, 20:25] = True  # 40 px
+    mapped = label.copy()
+    mapped[2:6, 7] = True  # +4 px beside the first glacier: +20 %
+    mapped[10:18, 20] = False  # -8 px of the second: -20 %
+    mapped[0, 29] = True  # far from both: nobody's
+    valid = np.ones(label.shape, bool)
+    assert glacier_area_bias(mapped, label, valid) == pytest.approx([0.2, -0.2])
+    assert glacier_area_bias(np.zeros_like(label), np.zeros_like(label), valid) == []
+
+
+@pytest.fixture(scope="module")
+def small_scene():
+    return world_sample(3, "landsat", 96, "procedural")
+
+
+def test_inputs_do_not_move_with_a_regional_dem_shift(small_scene):
+    recipe = fit_normalisation(world_recipe("landsat"), [(small_scene.reflectance, small_scene.terrain)])
+    base, valid = recipe.build_inputs(small_scene.reflectance, small_scene.terrain)
+    for shift in (-1000.0, 1000.0):
+        terrain = {**small_scene.terrain, "elevation": small_scene.terrain["elevation"] + np.float32(shift)}
+        shifted, valid2 = recipe.build_inputs(small_scene.reflectance, terrain)
+        assert (valid2 == valid).all()
+        np.testing.assert_allclose(shifted, base, atol=2e-4)
+    assert "elevation" not in recipe.channel_names
+
+
+def test_deformable_placements():
+    def deformable_levels(model):
+        stages = [*model.encoder, model.bottom]
+        return [i for i, s in enumerate(stages) if isinstance(s[0], DeformableBlock)]
+
+    assert deformable_levels(ARCHITECTURES["dunet"](6, 4)) == [0, 1, 2, 3, 4]
+    assert deformable_levels(ARCHITECTURES["dunet-deep"](6, 4)) == [3, 4]
+    assert deformable_levels(ARCHITECTURES["dunet-shallow"](6, 4)) == [0, 1]
+    assert deformable_levels(ARCHITECTURES["unet"](6, 4)) == []
+    deep = ARCHITECTURES["dunet-deep"](6, 4)
+    # decoder[0] works at level 3 (the deepest skip), decoder[3] at full resolution
+    assert isinstance(deep.decoder[0][0], DeformableBlock) and isinstance(deep.decoder[3][0], ConvBlock)
+    # the all-stage variant keeps the shipped tensor names
+    assert set(ARCHITECTURES["dunet"](6, 4).state_dict()) >= {"encoder.0.0.deform.weight", "decoder.3.1.offset.bias"}
+
+
+def test_splits_never_meet():
+    assert TRAIN_SEEDS + 10_000 <= VALID_SEEDS and VALID_SEEDS + 10_000 <= TEST_SEEDS
+
+
+@pytest.mark.slow
+def test_tiny_world_run_writes_calibrated_weights_and_a_table_with_baselines(tmp_path):
+    config = TrainingConfig(architecture="dunet-deep", base=4, crop_size=64, variants=1, focal_alpha=0.5,
+                            max_epochs=1, test_fraction=0.0, loss_threshold=0.0)
+    run = train_on_world("landsat", tmp_path, n_train=2, n_valid=1, n_test=2, size=64, config=config,
+                         compare=[config.model_copy(update={"architecture": "unet"})])
+    assert set(run.accuracy.model) == {"dunet-deep", "unet", "band_ratio", "ndsi"}
+    assert set(run.accuracy.zone) >= {"all"}
+    card = json.loads(run.weights.with_suffix(".json").read_text())
+    assert card["architecture"] == "dunet-deep" and card["domain"]["kind"] == "world"
+    assert card["recipe"]["terrain"] == ["slope", "relative_elevation"]
+    t = card["metrics"]["calibration_temperature"]
+    assert 0.05 <= t <= 20 and math.isfinite(card["metrics"]["calibration_ece_after"])
+    assert (tmp_path / "accuracy.csv").is_file() and (tmp_path / "area_bias.csv").is_file()
+    from pipeline.model.weights import load_model
+
+    model, loaded = load_model(run.weights)
+    scene = world_sample(TEST_SEEDS, "landsat", 64, "procedural")
+    probability = TorchPredictor(model, loaded.recipe).predict(scene.reflectance, scene.terrain)
+    assert probability.shape == (64, 64) and 0.0 <= probability.min() and probability.max() <= 1.0
