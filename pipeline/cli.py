@@ -272,6 +272,9 @@ def train_world(
     epochs: Annotated[int, typer.Option(help="epochs")] = 10,
     seed: Annotated[int, typer.Option(help="training seed")] = 0,
     terrain: Annotated[str, typer.Option(help="terrain channels, comma-separated (slope, relative_elevation), or 'none'")] = "slope,relative_elevation",
+    resume: Annotated[bool, typer.Option("--resume", help="load networks whose last checkpoint is already in --out")] = False,
+    with_area: Annotated[bool, typer.Option("--with-area", help="mix in the embedded area's training years (config -c)")] = False,
+    config: ConfigOption = None,
 ) -> None:
     """Train on the Earth-like training world and score on held-out scenes (other seeds, terrain, glaciers)."""
     from pipeline.training import TrainingConfig
@@ -287,11 +290,17 @@ def train_world(
         ]
     except ValueError as err:
         _fail(f"training option: {err}")
+    area = None
+    if with_area:
+        from pipeline.run import ensure_study_area
+
+        area = _config(config)
+        ensure_study_area(area, console)
     channels = () if terrain.strip() in ("", "none") else tuple(t.strip() for t in terrain.split(","))
     if "elevation" in channels:
         _fail("--terrain elevation: absolute elevation ties the network to the training elevations; use relative_elevation")
     result = train_on_world(sensor, out / sensor, n_train=scenes, size=size, config=configs[0], compare=configs[1:],
-                            terrain=channels, console=console)
+                            terrain=channels, resume=resume, area=area, console=console)
     table = Table(title=f"Accuracy on held-out world scenes ({sensor})")
     for column in ("model", "zone", "PA", "UA", "F1", "IoU"):
         table.add_column(column)

@@ -32,7 +32,7 @@ from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
 from pipeline.model.dunet import SIZE_MULTIPLE, SegmentationUNet
 from pipeline.model.inputs import InputRecipe, fit_normalisation
 from pipeline.model.predictor import Predictor, TorchPredictor
-from pipeline.model.weights import TrainingDomain, save_weights
+from pipeline.model.weights import TrainingDomain, load_model, save_weights
 from pipeline.training import TrainingConfig, train
 
 TRAIN_SEEDS, VALID_SEEDS, TEST_SEEDS = 0, 100_000, 200_000
@@ -89,6 +89,35 @@ def draw_split(sensor: str, first_seed: int, n: int, size: int, terrain: str) ->
     return [world_sample(first_seed + i, sensor, size, terrain) for i in range(n)]
 
 
+def area_samples(cfg, sensor: str, years: Sequence[int], size: int, limit: int) -> list[WorldSample]:
+    """Up to `limit` `size`-px samples of a study area's composites in `years`, with its truth as labels.
+
+    For mixing the embedded synthetic area into world training: its conical massif carries
+    glaciers on slopes the world's smoothed ice rarely has, so a network trained on the world
+    alone under-maps it. Samples are taken evenly over the years and the tiling (a fixed stride).
+    """
+    from catalog.synthetic.truth import truth_on_grid
+    from pipeline.labels import truth_labels
+    from pipeline.training_data import cut_samples
+    from pipeline.yearly_cube import yearly_cube
+
+    cube = yearly_cube(cfg, sensor, years=list(years)).compute()
+    truth = truth_on_grid(Path(cfg.path(cfg.synthetic.path)) / "truth", cfg.grid(sensor), list(years))
+    labels = truth_labels(truth)
+    cut = cut_samples(cube, labels.assign_coords(y=cube.y, x=cube.x), list(years), size, size)
+    debris = (truth.debris_fraction >= 0.5).values
+    picks = np.unique(np.linspace(0, len(cut) - 1, min(limit, len(cut))).round().astype(int))
+    out = []
+    for k in picks:
+        year, r, c = cut.origins[k]
+        window = (slice(r, r + size), slice(c, c + size))
+        t = list(years).index(year)
+        out.append(WorldSample(seed=-1, reflectance=cut.reflectance[k].astype(np.float32), terrain=cut.terrain[k],
+                               label=cut.labels[k].astype(bool), debris=debris[t][window],
+                               shadowed_ice=np.zeros((size, size), bool), params={"area": cfg.region.name, "year": year}))
+    return out
+
+
 def model_logits(model: SegmentationUNet, recipe: InputRecipe, sample: WorldSample) -> tuple[np.ndarray, np.ndarray]:
     """(y, x) logits of a whole sample and its valid mask, reflect-padded to the size multiple."""
     inputs, valid = recipe.build_inputs(sample.reflectance, sample.terrain)
@@ -115,6 +144,23 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(math.exp(best.x))
 
 
+def area_matching_shift(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The logit shift b after which z + b >= 0 maps as many pixels as are glacier (validation area unbiased).
+
+    A network trained on a world where snow on rock and snow on a glacier look alike calls the
+    ambiguous pixels "not glacier" (the likelier class): right pixel by pixel, but every glacier
+    comes out too small. Shifting the decision to the quantile that maps the true area removes
+    that bias; the temperature is fitted after the shift, so the probabilities stay calibrated.
+    """
+    z = np.sort(logits.ravel())
+    n_true = int(np.count_nonzero(labels))
+    if n_true == 0:
+        return 0.0
+    if n_true >= z.size:
+        return float(-z[0])
+    return float(-(z[z.size - n_true - 1] + z[z.size - n_true]) / 2.0)  # between the last excluded and first included
+
+
 def expected_calibration_error(probability: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     """Share-weighted mean |observed frequency - mean probability| over equal-width probability bins."""
     p = probability.ravel().astype(np.float64)
@@ -127,10 +173,11 @@ def expected_calibration_error(probability: np.ndarray, labels: np.ndarray, bins
     return float(np.sum(np.abs(y_sum[used] - p_sum[used])) / max(p.size, 1))
 
 
-def fold_temperature(model: SegmentationUNet, temperature: float) -> None:
-    """Divide the head's weights and bias by T: the network then outputs calibrated logits itself,
-    so every path that runs it (run, predict, train) is calibrated without knowing about T."""
+def fold_temperature(model: SegmentationUNet, temperature: float, shift: float = 0.0) -> None:
+    """Make the head output (z + shift) / T: the network then gives calibrated logits itself, so
+    every path that runs it (run, predict, train) is calibrated without knowing about T."""
     with torch.no_grad():
+        model.head.bias.add_(shift)
         model.head.weight.div_(temperature)
         model.head.bias.div_(temperature)
 
@@ -205,10 +252,18 @@ def train_on_world(
     config: TrainingConfig | None = None,
     compare: Sequence[TrainingConfig] = (),
     terrain: Sequence[str] = WORLD_TERRAIN,
+    resume: bool = False,
+    area=None,
     console: Console | None = None,
 ) -> WorldTrainingRun:
     """Draw the splits, train `config`'s network (and each of `compare`), calibrate on validation,
-    score everything on the test scenes, and write weights + card + accuracy.csv + area_bias.csv."""
+    score everything on the test scenes, and write weights + card + accuracy.csv + area_bias.csv.
+
+    `resume`: a network whose last epoch's checkpoint is already in `out_dir` is loaded, not trained.
+    `area`: a config of the embedded synthetic area, whose years except `training.test_years` are
+    mixed into training (at most half as many samples as world scenes); the card's domain is then
+    "mixed". Validation, calibration and the test table stay on the world.
+    """
     console = console or Console()
     config = config or TrainingConfig(architecture="dunet-deep", base=16, crop_size=128, variants=2, focal_alpha=0.5,
                                       max_epochs=12, lr_decay=0.9, test_fraction=0.0, loss_threshold=0.0)
@@ -219,13 +274,21 @@ def train_on_world(
     train_set = draw_split(sensor, TRAIN_SEEDS, n_train, size, "any")
     valid_set = draw_split(sensor, VALID_SEEDS, n_valid, size, "procedural")
     test_set = draw_split(sensor, TEST_SEEDS, n_test, size, "procedural")
+    if area is not None:
+        area_years = [y for y in area.years if y not in area.training.test_years]
+        mixed = area_samples(area, sensor, area_years, size, max(1, n_train // 2))
+        console.print(f"  + {len(mixed)} samples of {area.region.name} ({area_years[0]}-{area_years[-1]})")
+        train_set = train_set + mixed
     recipe = fit_normalisation(world_recipe(sensor, terrain), ((s.reflectance, s.terrain) for s in train_set))
     built = [recipe.build_inputs(s.reflectance, s.terrain) for s in train_set]
     labels = [s.label.astype(np.float32) for s in train_set]
+    resolution = train_set[0].params["resolution_m"]
     described = (
-        f"glacierwatch training world (catalog.synthetic.world), {sensor} at {train_set[0].params['resolution_m']:g} m: "
-        f"{n_train} scenes of {size} px (seeds {TRAIN_SEEDS}-{TRAIN_SEEDS + n_train - 1}, real and procedural relief); "
-        f"calibrated on {n_valid} (seeds {VALID_SEEDS}+), scored on {n_test} held-out procedural scenes (seeds {TEST_SEEDS}+)"
+        f"glacierwatch training world (catalog.synthetic.world), {sensor} at {resolution:g} m: "
+        f"{n_train} scenes of {size} px (seeds {TRAIN_SEEDS}-{TRAIN_SEEDS + n_train - 1}, real and procedural relief)"
+        + (f" + {len(train_set) - n_train} samples of the embedded area {area.region.name} ({area_years[0]}-{area_years[-1]}, truth labels)"
+           if area is not None else "")
+        + f"; calibrated on {n_valid} (seeds {VALID_SEEDS}+), scored on {n_test} held-out procedural scenes (seeds {TEST_SEEDS}+)"
     )
     predictors: dict[str, Predictor] = {}
     calibration: dict[str, float] = {}
@@ -233,23 +296,35 @@ def train_on_world(
     for cfg in (config, *compare):
         console.print(f"training {cfg.architecture} (base {cfg.base}, {cfg.max_epochs} epochs) ...")
         t0 = time.perf_counter()
-        result = train([i for i, _ in built], labels, recipe, cfg, out_dir / cfg.architecture,
-                       valid=[v for _, v in built], training_data=described)
-        logits, truth = zip(*((lambda lv, s: (lv[0][lv[1]], s.label[lv[1]]))(model_logits(result.model, recipe, s), s) for s in valid_set))
-        z, y = np.concatenate(logits), np.concatenate(truth)
-        temperature = fit_temperature(z, y)
+        last = out_dir / cfg.architecture / f"epoch_{cfg.max_epochs:03d}.safetensors"
+        if resume and last.is_file():
+            model, card = load_model(last)
+            if card.recipe != recipe:
+                raise ValueError(f"{last} was trained on another input recipe than this run's: remove it or drop --resume")
+            console.print(f"  resumed from {last}")
+        else:
+            model = train([i for i, _ in built], labels, recipe, cfg, out_dir / cfg.architecture,
+                          valid=[v for _, v in built], training_data=described).model
+        pairs = [model_logits(model, recipe, s) for s in valid_set]
+        z = np.concatenate([lz[v] for (lz, v) in pairs])
+        y = np.concatenate([s.label[v] for (_, v), s in zip(pairs, valid_set)])
+        shift = area_matching_shift(z, y)
+        temperature = fit_temperature(z + shift, y)
         cal = {
+            "shift": shift,
             "temperature": temperature,
             "ece_before": expected_calibration_error(1 / (1 + np.exp(-z)), y),
-            "ece_after": expected_calibration_error(1 / (1 + np.exp(-z / temperature)), y),
+            "ece_after": expected_calibration_error(1 / (1 + np.exp(-(z + shift) / temperature)), y),
+            "valid_area_bias_before": float(np.count_nonzero(z >= 0) / max(np.count_nonzero(y), 1) - 1),
             "train_seconds": time.perf_counter() - t0,
         }
-        fold_temperature(result.model, temperature)
-        predictors[cfg.architecture] = TorchPredictor(result.model, recipe)
+        fold_temperature(model, temperature, shift)
+        predictors[cfg.architecture] = TorchPredictor(model, recipe)
         calibration[cfg.architecture] = cal
         if main_model is None:
-            main_model = result.model
-        console.print(f"  {cfg.architecture}: T = {temperature:.2f}, ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}")
+            main_model = model
+        console.print(f"  {cfg.architecture}: shift {shift:+.2f} (validation area bias {cal['valid_area_bias_before']:+.1%} -> 0), "
+                      f"T = {temperature:.2f}, ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}")
     bands = REFLECTANCE_BANDS[sensor]
     predictors |= {"band_ratio": BandRatioPredictor(bands), "ndsi": NDSIPredictor(bands)}
     accuracy, bias = score(predictors, test_set, sensor)
@@ -263,14 +338,16 @@ def train_on_world(
                 "held_out_area_bias_within_3pct": float((our_bias.abs() <= 0.03).mean()) if len(our_bias) else float("nan")}
     metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
     elevations = np.concatenate([s.terrain["elevation"].ravel() for s in train_set])
-    latitudes = [s.params["latitude_deg"] for s in train_set]
+    latitudes = [s.params["latitude_deg"] for s in train_set if "latitude_deg" in s.params]
+    if area is not None:
+        latitudes += [area.region.bbox[1], area.region.bbox[3]]
     domain = TrainingDomain(
-        kind="world",
+        kind="mixed" if area is not None else "world",
         sensors=(sensor,),
-        resolution_m=train_set[0].params["resolution_m"],
-        elevation_m=(float(elevations.min()), float(elevations.max())),
+        resolution_m=resolution,
+        elevation_m=(float(np.nanmin(elevations)), float(np.nanmax(elevations))),
         latitude_deg=(float(min(latitudes)), float(max(latitudes))),
-        regions=("glacierwatch training world",),
+        regions=("glacierwatch training world", *((f"{area.region.name} (synthetic)",) if area is not None else ())),
     )
     weights = out_dir / f"{sensor}-{config.architecture}.safetensors"
     save_weights(main_model, recipe, weights, dtype=torch.float16, training_data=described, seed=config.seed,

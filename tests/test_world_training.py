@@ -18,6 +18,7 @@ from pipeline.world_training import (
     TEST_SEEDS,
     TRAIN_SEEDS,
     VALID_SEEDS,
+    area_matching_shift,
     expected_calibration_error,
     fit_temperature,
     fold_temperature,
@@ -45,15 +46,24 @@ def test_expected_calibration_error_by_hand():
     assert expected_calibration_error(np.array([1.0, 0.0]), np.array([1, 0])) == 0.0
 
 
+def test_area_matching_shift_maps_the_true_number_of_pixels():
+    z = np.array([-3.0, -1.0, -0.5, 0.2, 2.0])
+    y = np.array([0, 1, 1, 1, 0])  # three glacier pixels, but only two logits >= 0
+    b = area_matching_shift(z, y)
+    assert b == pytest.approx(0.75)  # halfway between -1.0 (stays out) and -0.5 (the third pixel from the top)
+    assert np.count_nonzero(z + b >= 0) == 3
+    assert area_matching_shift(z, np.zeros(5)) == 0.0
+
+
 def test_folded_temperature_divides_the_logits():
     torch.manual_seed(0)
     model = ARCHITECTURES["unet"](3, 4).eval()
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         before = model(x)
-        fold_temperature(model, 2.5)
+        fold_temperature(model, 2.5, shift=0.4)
         after = model(x)
-    torch.testing.assert_close(after, before / 2.5, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(after, (before + 0.4) / 2.5, rtol=1e-5, atol=1e-6)
 
 
 def test_area_bias_per_glacier_by_hand():
@@ -116,6 +126,7 @@ def test_tiny_world_run_writes_calibrated_weights_and_a_table_with_baselines(tmp
     card = json.loads(run.weights.with_suffix(".json").read_text())
     assert card["architecture"] == "dunet-deep" and card["domain"]["kind"] == "world"
     assert card["recipe"]["terrain"] == ["slope", "relative_elevation"]
+    assert math.isfinite(card["metrics"]["calibration_shift"])
     t = card["metrics"]["calibration_temperature"]
     assert 0.05 <= t <= 20 and math.isfinite(card["metrics"]["calibration_ece_after"])
     assert (tmp_path / "accuracy.csv").is_file() and (tmp_path / "area_bias.csv").is_file()
