@@ -159,11 +159,11 @@ class ExplainingRioReader(AutoParallelRioReader):
         raise SceneReadError(message)
 
 
-def _sorted_items(items: Sequence[pystac.Item]) -> list[pystac.Item]:
+def sorted_items(items: Sequence[pystac.Item]) -> list[pystac.Item]:
     return sorted(items, key=lambda i: (i.datetime or datetime.min.replace(tzinfo=timezone.utc), i.id))
 
 
-def _items_over_grid(items: list[pystac.Item], grid: TargetGrid) -> list[pystac.Item]:
+def items_over_grid(items: list[pystac.Item], grid: TargetGrid) -> list[pystac.Item]:
     """Items whose footprint meets the grid; none at all is an error that says what to change.
 
     The footprint is the item's geometry (catalog.items.item_footprint; its bbox only where it
@@ -277,7 +277,7 @@ def prepare_scene_items(
             ]
             prepared = complete
     require_assets(prepared, keys, profile)
-    prepared = _sorted_items(_items_over_grid(prepared, grid))
+    prepared = sorted_items(items_over_grid(prepared, grid))
     if on_unreadable == "skip":
         skipped += _unreadable(prepared, keys, scene_read_env(profile, sensor))
         bad = {s.item_id for s in skipped}

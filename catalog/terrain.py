@@ -29,7 +29,7 @@ from xrspatial import aspect as xrs_aspect
 from xrspatial import slope as xrs_slope
 
 from catalog.aspect import aspect_class
-from catalog.cube import RegionError, _items_over_grid, _sorted_items, stack_on_grid
+from catalog.cube import RegionError, items_over_grid, sorted_items, stack_on_grid
 from catalog.gdal_env import scene_read_env
 from catalog.grid import TargetGrid, convergence_on_grid
 from catalog.items import normalize_items, require_assets
@@ -55,7 +55,7 @@ def dem_cube(
     if not prepared:
         raise RegionError("no DEM items given: search the DEM collection over the region first")
     require_assets(prepared, [key], profile)
-    prepared = _sorted_items(_items_over_grid(prepared, grid))
+    prepared = sorted_items(items_over_grid(prepared, grid))
     stack = stack_on_grid(
         prepared, [key], grid, Resampling.bilinear, np.float32, np.float32(np.nan), (1, 1, chunks, chunks),
         scene_read_env(profile, "dem"),  # e.g. unsigned reads of Earth Search's public s3://copernicus-dem-30m

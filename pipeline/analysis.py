@@ -54,7 +54,7 @@ from pipeline.accuracy import accuracy_by_year
 from pipeline.change import terminus_change_uncertainty_m_a
 from pipeline.config import Analysis
 from pipeline.change import PIXEL_PERIMETER_FACTOR
-from pipeline.outline_stats import _change_tables
+from pipeline.outline_stats import change_tables
 from pipeline.outlines import vectorise_outlines
 from pipeline.plausibility import flag_glacier_years, implausible_pairs
 from pipeline.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, touches_edge, typical_glaciers
@@ -234,7 +234,7 @@ def terminus_tables(
             crs=outlines.crs,
         )
         areas = pd.DataFrame({"area_km2": group["area_km2"].to_numpy(), "area_err_km2": 0.0})
-        _, term, ret = _change_tables(glaciers, areas, window, px, analysis, sectors, inventory=inventory,
+        _, term, ret = change_tables(glaciers, areas, window, px, analysis, sectors, inventory=inventory,
                                       failures=failures, sensor=sensor)
         if probability is not None and len(term):
             p = np.asarray(probability.sel(year=years)[:, rows, cols].values, dtype=float)

@@ -122,7 +122,7 @@ def _window_edges(size: int, halo: int, window: int) -> list[int]:
     return [0, *(halo + k * step for k in range(1, n) if halo + k * step < size - halo), size]
 
 
-def _predict_block(
+def predict_block(
     block: np.ndarray, *, path: str, weights_sha256: str, device: str, half: bool, n_bands: int, halo: int, window: int | None
 ) -> np.ndarray:
     """(year, channel, y, x) tile (reflectance bands then terrain) -> (year, y, x) probability.
@@ -258,7 +258,7 @@ def probability_cube(
     stacked = stacked.rechunk({0: years_per_block, 1: -1, 2: ychunks, 3: xchunks})
 
     probability = da.map_overlap(
-        _predict_block,
+        predict_block,
         stacked,
         # An axis held in one tile has no neighbour to borrow from (and dask refuses a depth larger
         # than the array: a region narrower than the halo, e.g. a small Landsat area with a 336 px halo).

@@ -116,7 +116,7 @@ def read_inventory(path: str | Path, id_field: str = INTERNAL_ID) -> gpd.GeoData
     An inventory holds one row per glacier: ids in more than one row are refused, because
     rasterised they would merge two glaciers into one silently. The CRS is any.
     """
-    from pipeline.outline_stats import _repaired
+    from pipeline.outline_stats import repaired_outline
 
     path = Path(path)
     source = f"inventory {path}"
@@ -141,7 +141,7 @@ def read_inventory(path: str | Path, id_field: str = INTERNAL_ID) -> gpd.GeoData
             "or give each glacier its own id"
         )
     try:
-        geoms = [_repaired(g, gid, source) for g, gid in zip(outlines.geometry, raw.tolist(), strict=True)]
+        geoms = [repaired_outline(g, gid, source) for g, gid in zip(outlines.geometry, raw.tolist(), strict=True)]
     except ValueError as err:
         raise InventoryError(str(err)) from None
     result = gpd.GeoDataFrame(

@@ -206,7 +206,7 @@ def _polygonal(geom) -> Polygon | MultiPolygon:
     return polys[0] if len(polys) == 1 else MultiPolygon(polys)
 
 
-def _repaired(geom, glacier_id, source: str):
+def repaired_outline(geom, glacier_id, source: str):
     if geom is None or geom.is_empty:
         raise ValueError(f"outline of glacier {glacier_id!r} in {source} is empty or missing; "
                          "remove that feature or fix its geometry")
@@ -314,7 +314,7 @@ def read_outlines(outlines: str | Path | gpd.GeoDataFrame, id_field: str,
     else:
         dates = _parse_dates(gdf[date_field], date_field, source)
     utm = gdf.estimate_utm_crs()
-    geoms = [_repaired(g, gid, source) for g, gid in zip(gdf.geometry, gdf[id_field], strict=True)]
+    geoms = [repaired_outline(g, gid, source) for g, gid in zip(gdf.geometry, gdf[id_field], strict=True)]
     work = gpd.GeoDataFrame({"glacier_id": gdf[id_field].to_numpy(), "date": dates.to_numpy()},
                             geometry=geoms, crs=gdf.crs)
     work["area_m2"], work["perimeter_m"] = _geodesic_area_perimeter(work.geometry.to_crs(4326))
@@ -474,7 +474,7 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
     return pos.assign(glacier_id=gid, front=pos["line"].isin(used)), rows
 
 
-def _change_tables(glaciers, areas, dem, pixel_size_m, analysis: Analysis, sectors, *, inventory=None,
+def change_tables(glaciers, areas, dem, pixel_size_m, analysis: Analysis, sectors, *, inventory=None,
                    failures: Failures | None = None, sensor: str = ""):
     """``area_change``, ``terminus`` and ``retreat`` of dated outlines, each glacier a task of its
     own (`pipeline.tasks`): one that fails is a row in `failures`, the others go on. `sectors`:
@@ -554,7 +554,7 @@ def outline_statistics(
     first = elevation.sort_values("date").groupby("glacier_id").first() if len(elevation) else elevation
     sectors = dict(zip(first.index, first["aspect_sector"])) if len(first) else {}  # fixed: the first date's
     failures = Failures()
-    change, terminus, retreat = _change_tables(glaciers, areas, dem, pixel_size_m, analysis, sectors, failures=failures)
+    change, terminus, retreat = change_tables(glaciers, areas, dem, pixel_size_m, analysis, sectors, failures=failures)
     areas = flag_glacier_years(areas, terminus, analysis.flag_sigma, pixel_size_m)
     retreat["flag_implausible"] = implausible_pairs(retreat, areas)
     terminus, retreat = conform("terminus", terminus), conform("retreat", retreat)

@@ -23,7 +23,7 @@ Conventions, chosen once and written into the file's metadata:
 
 Memory stays bounded on a whole 10980 x 10980 scene: the grid is cut into blocks of `block`
 px on the 16-px lattice, each read with `halo` px of context (the inputs are warped per block,
-never whole), and pushed through `pipeline.inference._predict_block`, which runs the network
+never whole), and pushed through `pipeline.inference.predict_block`, which runs the network
 on windows of at most `window` px exactly as a run's Dask tasks do, so the seams are invisible
 for the same reasons (see pipeline/inference.py). The blocks go to a temporary tiled GeoTIFF
 beside `out`, which GDAL's COG driver then copies into place.
@@ -267,7 +267,7 @@ def predict_scene(
     import torch
 
     from pipeline.config import SHIPPED_WEIGHTS
-    from pipeline.inference import FORWARD_WINDOW_PX, HALO_BY_ARCHITECTURE, DEFAULT_HALO, _predict_block, cached_predictor, read_card
+    from pipeline.inference import FORWARD_WINDOW_PX, HALO_BY_ARCHITECTURE, DEFAULT_HALO, predict_block, cached_predictor, read_card
     from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
     from pipeline.model.predictor import default_device
 
@@ -400,7 +400,7 @@ def predict_scene(
                                 valid &= np.isfinite(terrain[name])
                             order = [names.index(b) for b in card.recipe.bands]
                             stacked = np.concatenate([reflectance[order], *(terrain[t][None] for t in terrain_names)])
-                            probability = _predict_block(
+                            probability = predict_block(
                                 stacked[None], path=str(weights_path), weights_sha256=card.weights_sha256, device=device,
                                 half=half, n_bands=len(order), halo=halo, window=window,
                             )[0]

@@ -170,12 +170,12 @@ def _provenance(
     cfg: Config, weights: dict, store: RegionStore, sensors: Sequence[str], skipped: dict, tiles: dict, timings: dict,
     inputs: RunInputs,
 ) -> dict:
-    from pipeline.store import _version
+    from pipeline.store import glacierwatch_version
 
     records = {s: store.year_records(s) for s in sensors}
     return {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "version": _version(),
+        "version": glacierwatch_version(),
         "config_hash": cfg.digest(),
         "config_yaml": redact(cfg.to_yaml()),
         "store": redact(store.url),

@@ -142,7 +142,7 @@ def _codecs() -> dict[str, Any]:
     return {"serializer": BytesCodec(endian="little"), "compressors": (ZstdCodec(level=3, checksum=False),)}
 
 
-def _version() -> str:
+def glacierwatch_version() -> str:
     try:
         return metadata.version("glacierwatch")
     except metadata.PackageNotFoundError:
@@ -317,7 +317,7 @@ class RegionStore:
             raise ValueError(f"chunk_size must be a positive number of pixels, got {chunk_size}")
         meta = {
             "layout": LAYOUT_VERSION,
-            "version": _version(),
+            "version": glacierwatch_version(),
             "weights_sha256": dict(sorted(weights.items())),
             "chunk_size": int(chunk_size),
             "grids": {s: _grid_record(g) for s, g in sorted(grids.items())},
@@ -340,7 +340,7 @@ class RegionStore:
         meta = store.metadata
         if meta.get("layout") != LAYOUT_VERSION:
             raise StoreError(
-                f"store at {store.url} has layout {meta.get('layout')!r}, this glacierwatch ({_version()}) "
+                f"store at {store.url} has layout {meta.get('layout')!r}, this glacierwatch ({glacierwatch_version()}) "
                 f"reads layout {LAYOUT_VERSION}: start a new store or use the version that made it ({meta.get('version')})"
             )
         return store
@@ -487,7 +487,7 @@ class RegionStore:
                     f"year, leave {year} out of the config's years"
                 )
             if recorded is None:  # after reset_year: record the scenes of the recomputation
-                records[str(year)] = {"scene_ids": scenes, "config_hash": config_hash, "version": _version()}
+                records[str(year)] = {"scene_ids": scenes, "config_hash": config_hash, "version": glacierwatch_version()}
                 group.attrs["years"] = dict(sorted(records.items()))
             index = years.index(year)
         else:
@@ -499,7 +499,7 @@ class RegionStore:
                 )
             # Provenance first, then the coordinate, then the data axes: a crash in between
             # leaves year longer than a yearly layer, which the next call repairs below.
-            records[str(year)] = {"scene_ids": scenes, "config_hash": config_hash, "version": _version()}
+            records[str(year)] = {"scene_ids": scenes, "config_hash": config_hash, "version": glacierwatch_version()}
             group.attrs["years"] = dict(sorted(records.items()))
             index = len(years)
             years_arr.resize((index + 1,))

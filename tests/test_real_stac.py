@@ -14,7 +14,7 @@ import pystac
 import pytest
 from shapely.geometry import MultiPolygon, Polygon, box, shape
 
-from catalog.cube import RegionError, _items_over_grid
+from catalog.cube import RegionError, items_over_grid
 from catalog.gdal_env import ObjectStorageError, check_object_storage, scene_read_env
 from catalog.grid import TargetGrid
 from catalog.items import (
@@ -329,10 +329,10 @@ def test_a_grid_in_the_empty_corner_of_a_high_latitude_bbox_meets_no_item():
     assert box(*item.bbox).contains(box(*corner)) and not footprint.intersects(box(*corner))
     grid = TargetGrid.from_lonlat_bbox(corner, 30)
     with pytest.raises(RegionError, match="outside every one of the 1 items"):
-        _items_over_grid([item], grid)
+        items_over_grid([item], grid)
     centre = footprint.centroid
     inside = TargetGrid.from_lonlat_bbox((centre.x - 0.1, centre.y - 0.05, centre.x + 0.1, centre.y + 0.05), 30)
-    assert _items_over_grid([item], inside) == [item]
+    assert items_over_grid([item], inside) == [item]
 
 
 def _split_at_antimeridian(item: pystac.Item) -> pystac.Item:
@@ -354,11 +354,11 @@ def test_tiles_across_the_antimeridian_are_kept_on_both_sides():
     assert east_grid.epsg == 32660 and west_grid.epsg == 32601
     # The bbox reads as -179.1..179.7 (the wrong way round the globe): a bbox test drops both.
     assert not box(*item.bbox).intersects(box(179.8, 60.25, 179.9, 60.3))
-    assert _items_over_grid([item], east_grid) == [item]
-    assert _items_over_grid([item], west_grid) == [item]
+    assert items_over_grid([item], east_grid) == [item]
+    assert items_over_grid([item], west_grid) == [item]
     # The real (unsplit) footprint stops at -180: the grid east of 180 is not in it.
     with pytest.raises(RegionError):
-        _items_over_grid([real], east_grid)
+        items_over_grid([real], east_grid)
     # Without a geometry, a west > east bbox still wraps the right way.
     bare = item.clone()
     bare.geometry = None
