@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install bench clean
+.PHONY: demo test test-unit install bench clean
 
 $(BIN)/glacierwatch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: install
 ## test: install, then run the whole test suite.
 test: install
 	$(BIN)/pytest -q
+
+## test-unit: the fast layer for everyday work (< 2 min): no generated area, run, training or services.
+test-unit: install
+	$(BIN)/pytest -q -m unit
 
 bench: install
 	$(BIN)/python tests/bench/run_all.py

@@ -9,6 +9,36 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
+# --------------------------------------------------------------------------------------------
+# layers (markers registered in pyproject.toml): `make test` runs them all, `make test-unit` the
+# fast one. A test is `slow` when marked so (a pipeline run, a training, a generated area, a
+# subprocess: seconds to minutes each) or when it asks for one of EXPENSIVE_FIXTURES (so a new test
+# on a generated area cannot slip into the everyday layer); tests/integration/* is `integration`;
+# `gpu` tests are skipped without CUDA; everything else is `unit`.
+
+LAYERS = ("slow", "integration", "gpu")
+EXPENSIVE_FIXTURES = frozenset({"study_area", "small_study_area", "small_run", "run_client"})
+"""Session fixtures that generate an area (~35 s the default one) or start a run's cluster."""
+
+
+def pytest_collection_modifyitems(config, items):
+    integration = ROOT / "tests" / "integration"
+    cuda = None
+    for item in items:
+        if Path(item.path).is_relative_to(integration):
+            item.add_marker(pytest.mark.integration)
+        elif EXPENSIVE_FIXTURES.intersection(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("gpu") is not None:
+            if cuda is None:
+                import torch
+
+                cuda = torch.cuda.is_available()
+            if not cuda:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False here)"))
+        if not any(item.get_closest_marker(name) for name in LAYERS):
+            item.add_marker(pytest.mark.unit)
+
 
 @pytest.fixture(scope="session")
 def real_data() -> Path:

@@ -182,6 +182,7 @@ def test_local_cluster_without_gpus_offers_none_and_an_address_connects_to_it():
         assert local.scheduler.address in out2.getvalue() and "Dask dashboard:" in out2.getvalue()
 
 
+@pytest.mark.slow
 def test_unreachable_address_names_it():
     from pipeline.cluster import ClusterError
 

@@ -52,6 +52,7 @@ def assert_equals_clean_run(store: Path, small_run) -> None:
     assert [k for k in clean if mine[k] != clean[k]] == []
 
 
+@pytest.mark.slow
 def test_kill_9_mid_inference_then_rerun_equals_a_clean_run(small_study_area, small_weights, small_run, run_client, tmp_path, caplog):
     cfg = small_run_config(small_study_area, small_weights, tmp_path)
     out = tmp_path / "out"
@@ -95,6 +96,7 @@ def test_kill_9_mid_inference_then_rerun_equals_a_clean_run(small_study_area, sm
     assert_equals_clean_run(store, small_run)
 
 
+@pytest.mark.slow
 def test_a_dask_worker_killed_mid_inference_changes_nothing(small_study_area, small_weights, small_run, tmp_path):
     from distributed import Client, LocalCluster
 
@@ -127,6 +129,7 @@ def test_a_dask_worker_killed_mid_inference_changes_nothing(small_study_area, sm
     assert_equals_clean_run(Path(result.store_url), small_run)
 
 
+@pytest.mark.slow
 def test_store_write_failure_fails_clearly_and_the_rerun_equals_a_clean_run(
     small_study_area, small_weights, small_run, run_client, tmp_path, monkeypatch
 ):

@@ -27,6 +27,8 @@ from pipeline.run import run_study, summary_table
 from pipeline.store import IncompatibleStoreError, RegionStore
 from conftest import small_run_config, tiny_weights
 
+pytestmark = pytest.mark.slow  # every test runs (or refuses) a run on the generated area
+
 def _files(root: Path, under: str) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()

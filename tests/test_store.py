@@ -251,6 +251,7 @@ def test_rerun_is_a_noop_and_leaves_every_file_byte_identical(url):
     assert file_hashes(store) == before
 
 
+@pytest.mark.slow  # ~3 s per store kind
 def test_appending_a_year_leaves_earlier_chunk_files_untouched(url):
     store = new_store(url)
     run_years(store, range(2016, 2023))

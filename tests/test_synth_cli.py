@@ -37,6 +37,7 @@ def relative_area(tmp_path_factory):
     return folder, result
 
 
+@pytest.mark.slow
 def test_a_relative_out_into_an_empty_folder_writes_hrefs_that_resolve(relative_area):
     folder, result = relative_area
     assert result.exit_code == 0, result.output
@@ -53,6 +54,7 @@ def test_a_relative_out_into_an_empty_folder_writes_hrefs_that_resolve(relative_
     shutil.rmtree(moved)
 
 
+@pytest.mark.slow
 def test_a_lost_catalog_json_is_not_reported_as_a_study_area(relative_area, tmp_path):
     folder, _ = relative_area
     area = shutil.copytree(folder / "data", tmp_path / "area")
@@ -92,6 +94,7 @@ def _wait_until(condition, seconds: float, what: str) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "Ctrl-C", "kill-9"])
 def test_a_killed_synth_leaves_no_workers_and_no_incomplete_folder(tmp_path, signum):
     log = open(tmp_path / "synth.log", "w")

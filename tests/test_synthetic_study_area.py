@@ -179,6 +179,7 @@ def _digest(root: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_bytes(small_study_area, tmp_path):
     again = generate_study_area(tmp_path / "again", small_study_area.spec)
     assert _digest(again.root) == _digest(small_study_area.root)
@@ -191,13 +192,14 @@ def test_an_existing_different_area_is_never_overwritten(small_study_area):
     assert generate_study_area(small_study_area.root, small_study_area.spec).n_glaciers == small_study_area.n_glaciers
 
 
+@pytest.mark.slow
 def test_a_failed_generation_leaves_nothing_behind(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(study_area_module, "_write_dem", broken)
     with pytest.raises(OSError, match="disk full"):
-        generate_study_area(tmp_path / "area", StudyAreaSpec(size=0.1), workers=1)
+        generate_study_area(tmp_path / "area", StudyAreaSpec(size=0.05), workers=1)  # the smallest: fails sooner
     assert list(tmp_path.iterdir()) == []
 
 

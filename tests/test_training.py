@@ -36,16 +36,19 @@ def two_runs(tmp_path_factory):
     ]
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss(two_runs):
     losses = [record["train_loss"] for record in two_runs[0][0].history]
     assert len(losses) == 3 and losses[-1] < losses[0]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_loss_sequence(two_runs):
     (first, _), (second, _) = two_runs
     assert [r["train_loss"] for r in first.history] == [r["train_loss"] for r in second.history]
 
 
+@pytest.mark.slow
 def test_every_epoch_leaves_a_checkpoint_and_a_log(two_runs):
     _, out = two_runs[0]
     assert sorted(p.name for p in out.glob("epoch_*.safetensors")) == [f"epoch_00{i}.safetensors" for i in (1, 2, 3)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pytest
 import xarray as xr
 import yaml
 from shapely.geometry import box
@@ -52,6 +53,7 @@ def test_program_labels_are_inventory_outlines_that_look_like_ice(tmp_path):
     assert labels[:20, :20].all() and labels.sum() == 400
 
 
+@pytest.mark.slow
 def test_train_writes_weights_logs_and_an_accuracy_table(tmp_path, small_study_area):
     config = tmp_path / "c.yaml"
     config.write_text(
