@@ -44,6 +44,8 @@ ZONE_HALO_PX = 5
 """Debris and shadow zones: the truth's debris-covered (shadowed) ice grown by this many pixels,
 so debris-coloured rock (or shadowed rock) called glacier beside it counts against the model."""
 ECE_BINS = 15
+MIN_GLACIER_KM2 = 0.01
+"""Glaciers smaller than this (the minimum mapping unit, as analysis.min_mapping_unit_km2) are not scored for area bias."""
 
 
 @dataclass
@@ -191,11 +193,14 @@ def _zones(sample: WorldSample, valid: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def glacier_area_bias(mapped: np.ndarray, label: np.ndarray, valid: np.ndarray, halo_px: int = 3) -> list[float]:
-    """Per glacier (connected truth body): (mapped - true) / true pixels within `halo_px` of it.
+def glacier_area_bias(mapped: np.ndarray, label: np.ndarray, valid: np.ndarray, halo_px: int = 3,
+                      min_px: int = 1) -> list[float]:
+    """Per glacier (connected truth body of >= `min_px` pixels): (mapped - true) / true pixels within `halo_px` of it.
 
     A glacier's zone is its body grown by `halo_px`, cut where another glacier's grown body is
-    nearer (watershed by distance), so neighbours do not share mapped pixels.
+    nearer (watershed by distance), so neighbours do not share mapped pixels. Bodies below
+    `min_px` (the minimum mapping unit; slivers where an outline grazes the scene) are not glaciers
+    a map is judged on.
     """
     bodies, n = ndimage.label(label)
     if not n:
@@ -204,7 +209,8 @@ def glacier_area_bias(mapped: np.ndarray, label: np.ndarray, valid: np.ndarray, 
     owner = np.where(distance <= halo_px, bodies[iy, ix], 0)
     true = ndimage.sum(label & valid, bodies, range(1, n + 1))
     found = ndimage.sum(mapped & valid, owner, range(1, n + 1))
-    return [float((f - t) / t) for f, t in zip(found, true) if t > 0]
+    size = ndimage.sum(label, bodies, range(1, n + 1))
+    return [float((f - t) / t) for f, t, k in zip(found, true, size) if t > 0 and k >= min_px]
 
 
 def score(predictors: Mapping[str, Predictor], samples: Sequence[WorldSample], sensor: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -219,7 +225,8 @@ def score(predictors: Mapping[str, Predictor], samples: Sequence[WorldSample], s
             for zone, mask in _zones(sample, valid).items():
                 key = (name, zone)
                 counts[key] = counts.get(key, np.zeros((2, 2), np.int64)) + confusion_counts(mapped, sample.label, mask)
-            for i, b in enumerate(glacier_area_bias(mapped, sample.label, valid)):
+            min_px = max(1, round(MIN_GLACIER_KM2 * 1e6 / sample.params["resolution_m"] ** 2))
+            for i, b in enumerate(glacier_area_bias(mapped, sample.label, valid, min_px=min_px)):
                 bias_rows.append({"model": name, "seed": sample.seed, "glacier": i, "area_bias": b})
     rows = []
     for (name, zone), c in counts.items():

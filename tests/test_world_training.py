@@ -136,3 +136,12 @@ def test_tiny_world_run_writes_calibrated_weights_and_a_table_with_baselines(tmp
     scene = world_sample(TEST_SEEDS, "landsat", 64, "procedural")
     probability = TorchPredictor(model, loaded.recipe).predict(scene.reflectance, scene.terrain)
     assert probability.shape == (64, 64) and 0.0 <= probability.min() and probability.max() <= 1.0
+
+
+def test_area_bias_leaves_out_slivers_below_the_minimum_mapping_unit():
+    label = np.zeros((10, 10), bool)
+    label[1:5, 1:5] = True  # 16 px
+    label[8, 8] = True  # a 1 px sliver
+    valid = np.ones_like(label)
+    assert glacier_area_bias(np.zeros_like(label), label, valid, min_px=4) == [-1.0]
+    assert glacier_area_bias(np.zeros_like(label), label, valid) == [-1.0, -1.0]

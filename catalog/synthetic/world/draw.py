@@ -206,8 +206,10 @@ def draw_scene(
     surface_params = sc.SurfaceParams(
         ela_m=ela,
         glacier_snowline_m=ela + s.uniform(-150.0, 250.0),
-        seasonal_snowline_m=ela + s.uniform(-100.0, 700.0),
-        fresh_snowline_m=ela + s.uniform(-300.0, 600.0) if s.random() < 0.12 else None,
+        # Off the ice, the snow of a late-season composite (what the pipeline feeds the network: the
+        # look with the least snow is chosen) lies at or above the ELA; a fresh snowfall is rare.
+        seasonal_snowline_m=ela + s.uniform(0.0, 900.0),
+        fresh_snowline_m=ela + s.uniform(-300.0, 600.0) if s.random() < 0.06 else None,
         vegetation_line_m=ela - s.uniform(400.0, 1100.0),
         rocks=tuple(int(r) for r in s.choice(ROCKS, size=int(s.integers(1, 4)), replace=False)),
         dust=float(s.uniform(0.0, 0.4)),
