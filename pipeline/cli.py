@@ -208,7 +208,7 @@ def predict(
     scale: Annotated[float, typer.Option(help="reflectance = DN x scale + offset")] = 1e-4,
     offset: Annotated[float, typer.Option(help="reflectance offset (Sentinel-2 baseline 04.00+: -0.1; Landsat C2 L2: -0.2 with --scale 2.75e-5)")] = 0.0,
     dem: Annotated[Optional[Path], typer.Option(help="DEM GeoTIFF, any CRS and resolution (needed by weights that use terrain)")] = None,
-    classifier: Annotated[str, typer.Option(help="dunet | unet | band-ratio | ndsi")] = "dunet",
+    classifier: Annotated[str, typer.Option(help="network (the shipped or --weights network) | dunet | unet | band-ratio | ndsi")] = "network",
     weights: Annotated[Optional[Path], typer.Option(help=".safetensors weights with their .json card; default for dunet: the shipped ones")] = None,
 ) -> None:
     """Glacier probability for one scene already on disk (six band files), as a Cloud-Optimized GeoTIFF."""
@@ -267,6 +267,8 @@ def train_world(
     architecture: Annotated[str, typer.Option(help="dunet-deep, dunet (every stage deformable), dunet-shallow or unet")] = "dunet-deep",
     compare: Annotated[Optional[list[str]], typer.Option(help="other architectures trained alike and scored beside it")] = None,
     scenes: Annotated[int, typer.Option(help="training scenes drawn from the world")] = 48,
+    valid_scenes: Annotated[int, typer.Option(help="validation scenes (calibration)")] = 24,
+    test_scenes: Annotated[int, typer.Option(help="held-out test scenes (the accuracy table)")] = 16,
     size: Annotated[int, typer.Option(help="scene side in sensor pixels")] = 256,
     base: Annotated[int, typer.Option(help="first-level width")] = 16,
     epochs: Annotated[int, typer.Option(help="epochs")] = 10,
@@ -299,7 +301,7 @@ def train_world(
     channels = () if terrain.strip() in ("", "none") else tuple(t.strip() for t in terrain.split(","))
     if "elevation" in channels:
         _fail("--terrain elevation: absolute elevation ties the network to the training elevations; use relative_elevation")
-    result = train_on_world(sensor, out / sensor, n_train=scenes, size=size, config=configs[0], compare=configs[1:],
+    result = train_on_world(sensor, out / sensor, n_train=scenes, n_valid=valid_scenes, n_test=test_scenes, size=size, config=configs[0], compare=configs[1:],
                             terrain=channels, resume=resume, area=area, console=console)
     table = Table(title=f"Accuracy on held-out world scenes ({sensor})")
     for column in ("model", "zone", "PA", "UA", "F1", "IoU"):
