@@ -312,7 +312,7 @@ class Config(_Strict):
         configured = self.sensors[sensor].weights
         if configured:
             return self.path(configured)
-        return str(SHIPPED_WEIGHTS / f"{sensor}-dunet.safetensors")
+        return str(SHIPPED_WEIGHTS / f"{sensor}.safetensors")
 
     def digest(self) -> str:
         """Hash of the effective config: travels with every output as provenance."""

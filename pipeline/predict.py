@@ -49,7 +49,7 @@ from rasterio.windows import Window
 from catalog.providers import REFLECTANCE_BANDS
 from pipeline.model.inputs import PHYSICAL_BANDS
 
-CLASSIFIERS = ("dunet", "unet", "band-ratio", "ndsi")
+CLASSIFIERS = ("network", "dunet", "unet", "band-ratio", "ndsi")
 NODATA = 255
 MAX_VALID = 254
 BLOCK_PX = 2048
@@ -243,7 +243,7 @@ def predict_scene(
     scale: float = 1e-4,
     offset: float = 0.0,
     dem: str | Path | None = None,
-    classifier: str = "dunet",
+    classifier: str = "network",
     weights: str | Path | None = None,
     *,
     device: str | None = None,
@@ -256,9 +256,10 @@ def predict_scene(
     """Write `out`, a COG of glacier probability on the first band's grid (see the module notes).
 
     `bands`: six single-band rasters in the sensor's order (`catalog.providers.REFLECTANCE_BANDS`:
-    blue, green, red, nir, swir16, swir22). `classifier`: "dunet" (default weights: the shipped
-    `pipeline/weights/{sensor}-dunet.safetensors`), "unet" (needs `weights`), "band-ratio"
-    (red/SWIR16 > 2) or "ndsi" (NDSI > 0.4). `dem` is needed when the weights' recipe uses
+    blue, green, red, nir, swir16, swir22). `classifier`: "network" (default: `weights`, else the
+    shipped `pipeline/weights/{sensor}.safetensors`, whatever its architecture), "dunet" or "unet"
+    (the same, refused when the weights hold another family: "dunet" covers every deformable
+    placement), "band-ratio" (red/SWIR16 > 2) or "ndsi" (NDSI > 0.4). `dem` is needed when the weights' recipe uses
     terrain. `halo` (default: the card's, as in a run), `block` (default BLOCK_PX) and `window`
     (default `FORWARD_WINDOW_PX`) bound memory; `device`/`half` as in a run. `warn` receives each
     one-line warning (default: `warnings.warn`). Bad inputs raise `PredictError` (a ValueError;
@@ -304,7 +305,7 @@ def predict_scene(
     weights_path: Path | None = None
     if classifier in ("band-ratio", "ndsi"):
         if weights is not None:
-            raise PredictError(f"--weights is for --classifier dunet or unet; {classifier} is a threshold and has none")
+            raise PredictError(f"--weights is for --classifier network, dunet or unet; {classifier} is a threshold and has none")
         predictor = (BandRatioPredictor if classifier == "band-ratio" else NDSIPredictor)(bands=names)
         terrain_names: tuple[str, ...] = ()
         halo = 0
@@ -312,24 +313,24 @@ def predict_scene(
             _warn(f"--dem {dem} is not used by --classifier {classifier}")
             dem = None
     else:
-        if weights is None and classifier == "unet":
-            raise PredictError("--classifier unet needs --weights W.safetensors (no U-Net weights are shipped; "
-                             "train some with glacierwatch train --architecture unet)")
-        weights_path = Path(weights) if weights is not None else SHIPPED_WEIGHTS / f"{sensor}-dunet.safetensors"
+        weights_path = Path(weights) if weights is not None else SHIPPED_WEIGHTS / f"{sensor}.safetensors"
         if not weights_path.is_file():
             raise MissingInputError(f"--weights {weights_path} does not exist")
         weights_path = weights_path.resolve()
         card = read_card(weights_path, sensor)
-        if card.architecture != classifier:
-            raise PredictError(f"--weights {weights_path} hold a {card.architecture}, not a {classifier}: "
-                             f"pass --classifier {card.architecture}")
+        family = card.architecture.split("-")[0]  # dunet-deep, dunet-shallow: D-UNets
+        if classifier != "network" and family != classifier:
+            which = f"--weights {weights_path}" if weights is not None else f"the shipped {sensor} weights ({weights_path.name})"
+            raise PredictError(f"{which} hold a {card.architecture}, not a {classifier}: pass --classifier network "
+                               f"(or {family}), or --weights of a {classifier}")
+        classifier = card.architecture
         terrain_names = tuple(card.recipe.terrain_sources)
         unknown = [t for t in terrain_names if t not in TERRAIN_CHANNELS]
         if unknown:
             raise PredictError(f"--weights {weights_path} need terrain channels {unknown}; predict builds only "
                              f"{list(TERRAIN_CHANNELS)} from --dem: use weights without them, or band-ratio/ndsi")
         if terrain_names and dem is None:
-            which = f"--weights {weights_path.name}" if weights is not None else f"the shipped {sensor} D-UNet weights"
+            which = f"--weights {weights_path.name}" if weights is not None else f"the shipped {sensor} weights"
             raise PredictError(f"{which} need terrain ({', '.join(terrain_names)}): pass --dem DEM.tif "
                              "(any CRS and resolution), or use --classifier band-ratio or ndsi")
         if card.domain is None:

@@ -120,7 +120,7 @@ def test_stated_95_percent_intervals_cover_the_generators_areas(small_study_area
                       years={"start": 2020, "end": 2021})
     sensor = "landsat"
     url = str(tmp_path / "store.zarr")
-    infer_to_store(cfg, sensor, Path(__file__).parents[1] / "pipeline" / "weights" / f"{sensor}-dunet.safetensors", url)
+    infer_to_store(cfg, sensor, Path(__file__).parents[1] / "pipeline" / "weights" / f"{sensor}.safetensors", url)
     store = RegionStore.open(url)
     ds = store.open_dataset(sensor)
     areas = glacier_statistics(ds.probability, ds.glacier_id, ds.dem, ds.aspect, sensor=sensor, observed=ds.observed,

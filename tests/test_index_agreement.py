@@ -166,7 +166,7 @@ def test_region_wide_extreme_disagreement(model, ndsi, ratio, extreme):
 def _inputs(sensor="sentinel-2"):
     from pipeline.inference import read_card
 
-    weights = ROOT / "pipeline" / "weights" / f"{sensor}-dunet.safetensors"
+    weights = ROOT / "pipeline" / "weights" / f"{sensor}.safetensors"
     return SimpleNamespace(sensors={sensor: SimpleNamespace(weights=weights, card=read_card(weights, sensor))}), weights
 
 

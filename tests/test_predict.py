@@ -166,7 +166,7 @@ def test_blocks_and_halo_reproduce_the_whole_scene(tmp_path, monkeypatch):
     common = dict(dem=dem, classifier="unet", weights=weights, device="cpu", warn=said.append)
     predict_scene(bands, "sentinel-2", tmp_path / "unet-whole.tif", **common)
     # U-Net halo 96 px: 3 x 3 blocks of 96 px; the middle one reads 96 + 2 x 96 = 288 -> 256 px (the
-    # scene), more than window + 2 x halo = 240, so _predict_block cuts it into 2 x 2 windows.
+    # scene), more than window + 2 x halo = 240, so predict_block cuts it into 2 x 2 windows.
     import pipeline.inference
 
     forwards = []
@@ -235,14 +235,29 @@ def test_cli_writes_the_map_and_says_what_it_found(tmp_path):
     assert out.is_file()
 
 
-def test_cli_shipped_weights_warn_that_they_are_synthetic(tmp_path):
+def test_cli_warns_of_weights_trained_on_a_synthetic_area_only_not_of_the_shipped_world_weights(tmp_path):
+    import json
+    import shutil
+
+    from pipeline.config import SHIPPED_WEIGHTS
+
     bands = ",".join(str(p) for p in _scene(tmp_path))
     dem, _ = _dem(tmp_path)
+    shipped = runner.invoke(app, ["predict", "--sensor", "sentinel-2", "--bands", bands, "--dem", str(dem),
+                                  "--out", str(tmp_path / "p.tif")])
+    assert shipped.exit_code == 0, shipped.output
+    assert not [line for line in shipped.output.splitlines() if line.startswith("warning:")], shipped.output
+    # the same network, its card saying it saw one synthetic study area only
+    weights = tmp_path / "area.safetensors"
+    shutil.copy(SHIPPED_WEIGHTS / "sentinel-2.safetensors", weights)
+    card = json.loads((SHIPPED_WEIGHTS / "sentinel-2.json").read_text())
+    card["weights_file"], card["domain"] = weights.name, {"kind": "synthetic", "regions": ["an embedded area"]}
+    weights.with_suffix(".json").write_text(json.dumps(card))
     result = runner.invoke(app, ["predict", "--sensor", "sentinel-2", "--bands", bands, "--dem", str(dem),
-                                 "--out", str(tmp_path / "p.tif")])
+                                 "--weights", str(weights), "--out", str(tmp_path / "q.tif")])
     assert result.exit_code == 0, result.output
     warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
-    assert len(warning) == 1 and "sentinel-2-dunet.safetensors was trained on synthetic scenes" in warning[0]
+    assert len(warning) == 1 and "area.safetensors was trained on synthetic scenes" in warning[0]
 
 
 @pytest.mark.parametrize(("scale", "offset", "message"), [
@@ -275,9 +290,8 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path):
         (["--bands", ",".join(paths[:5])], "needs 6 files for sentinel-2"),
         (["--bands", ",".join(missing)], "nope.tif does not exist"),
         (["--bands", ",".join(paths)], "pass --dem"),
-        (["--bands", ",".join(paths), "--classifier", "unet"], "--classifier unet needs --weights"),
         (["--bands", ",".join(paths), "--classifier", "ndsi", "--weights", str(unet)], "--weights is for"),
-        (["--bands", ",".join(paths), "--weights", str(unet)], "pass --classifier unet"),
+        (["--bands", ",".join(paths), "--classifier", "dunet", "--weights", str(unet)], "hold a unet, not a dunet"),
         (["--bands", ",".join(paths), "--classifier", "svm"], "--classifier 'svm' is not known"),
         (["--bands", ",".join(paths), "--sensor", "modis"], "--sensor 'modis' is not known"),
         (["--bands", ",".join(paths), "--classifier", "ndsi", "--out", paths[0]], "is one of the inputs"),

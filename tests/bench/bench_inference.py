@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 def default_weights() -> Path:
     from pipeline.config import SHIPPED_WEIGHTS
 
-    return SHIPPED_WEIGHTS / "sentinel-2-dunet.safetensors"
+    return SHIPPED_WEIGHTS / "sentinel-2.safetensors"
 
 
 def _cfg(area: Path, years):

@@ -34,7 +34,7 @@ from pipeline.model.dunet import ARCHITECTURES, DUNet, UNet  # noqa: E402
 def default_weights() -> Path:
     from pipeline.config import SHIPPED_WEIGHTS
 
-    return SHIPPED_WEIGHTS / "sentinel-2-dunet.safetensors"
+    return SHIPPED_WEIGHTS / "sentinel-2.safetensors"
 
 
 def throughput_mpx_s(model: torch.nn.Module, size: int, repeats: int, channels: int = 6) -> float:

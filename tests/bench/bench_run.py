@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--area", type=Path, required=True, help="a generated study area (glacierwatch synth)")
     ap.add_argument("--years", type=int, nargs=2, default=None, metavar=("FIRST", "LAST"), help="default: the area's years")
-    ap.add_argument("--weights", default=str(SHIPPED_WEIGHTS / "sentinel-2-dunet.safetensors"))
+    ap.add_argument("--weights", default=str(SHIPPED_WEIGHTS / "sentinel-2.safetensors"))
     ap.add_argument("--landsat-weights", default=None, help="also run Landsat with these weights")
     ap.add_argument("--workers", type=int, default=None, help="default: as `glacierwatch run` on this machine")
     ap.add_argument("--threads-per-worker", type=int, default=None)

@@ -466,7 +466,7 @@ def render(rows: list[Row], r: dict, machine: dict, mode: Mode, wall: float, rat
     lines.append("- Statistics baselines compute only pixel count and mean elevation per glacier-year (fewer statistics than ours).")
     if "sensors" in x1 and "landsat" not in x1["sensors"]:
         lines.append("- `run_study` ran Sentinel-2 only: no Landsat weights were given or shipped "
-                     "(pipeline/weights/landsat-dunet.safetensors); pass --landsat-weights to include Landsat.")
+                     "(pipeline/weights/landsat.safetensors); pass --landsat-weights to include Landsat.")
     lines.append("- Synthetic study areas are cropped around one glacierised massif, so nearly every tile lies within 2 km of a "
                  "glacier: the tiling row measures the mechanism, not what a range-scale bbox (mostly valleys and steppe) saves; "
                  "for the Tian Shan see docs/scaling.md.")
@@ -544,10 +544,10 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from pipeline.config import SHIPPED_WEIGHTS
 
-    weights = args.weights or SHIPPED_WEIGHTS / "sentinel-2-dunet.safetensors"
+    weights = args.weights or SHIPPED_WEIGHTS / "sentinel-2.safetensors"
     if not weights.is_file():
         raise SystemExit(f"no Sentinel-2 weights at {weights}: pass --weights (a .safetensors file with its card beside it)")
-    landsat = args.landsat_weights or (SHIPPED_WEIGHTS / "landsat-dunet.safetensors")
+    landsat = args.landsat_weights or (SHIPPED_WEIGHTS / "landsat.safetensors")
     landsat = landsat if landsat.is_file() else None
     work = args.work / mode.name
     work.mkdir(parents=True, exist_ok=True)
