@@ -359,12 +359,13 @@ def _record_unreadable(url: str, message: str) -> None:
             _local_unreadable.append(record)
 
 
-def unreadable_reads(client=None) -> list[dict]:
-    """The reads skipped so far ({href, reason}, once each), from `client`'s workers and this process; clears them."""
+def unreadable_reads(client=None, since: float = 0.0) -> list[dict]:
+    """The reads skipped ({href, reason}, once each): `client`'s workers' events logged at or after
+    `since` (a time.time(); the scheduler keeps a client's events across runs), and this process's
+    (which are cleared)."""
     records = []
     if client is not None:
-        records += [msg for _, msg in client.get_events(UNREADABLE_TOPIC)]
-        client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.events.pop(UNREADABLE_TOPIC, None))
+        records += [msg for stamp, msg in client.get_events(UNREADABLE_TOPIC) if stamp >= since]
     with _local_lock:
         records += _local_unreadable
         _local_unreadable.clear()

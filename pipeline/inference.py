@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -348,6 +349,7 @@ def infer_to_store(
     from pipeline.store import RegionStore, encode_indices, encode_observed, encode_probability
     from pipeline.yearly_cube import yearly_cube
 
+    started = time.time()  # skipped reads logged from here on are this call's
     weights = Path(weights).resolve()
     if inputs is None or inputs.sensors[sensor].weights != weights:
         inputs = check_inputs(cfg, sensor, weights)  # before the first write: a refused input leaves the store as it was
@@ -398,6 +400,7 @@ def infer_to_store(
                 probability = probability_cube(
                     cube.sel(year=sorted(pending)), weights, halo, device=device, chunk=chunk, card=card
                 )
+        work = []  # every year's unit tasks, computed together (store.write_probability, compute=False)
         for year in years:
             if year not in pending:
                 summary["years"][year] = 0
@@ -417,11 +420,13 @@ def infer_to_store(
             refl_data = da.asarray(refl.data)
             indices = refl_data.rechunk({0: -1}).map_blocks(encode_indices, bands=bands, drop_axis=0, dtype=np.uint8)
             with dask.annotate(**annotations):
-                written = store.write_probability(
-                    sensor, year, encoded, observed=observed, doy=doy, indices=indices, scheduler=scheduler, tiles=tiles.tiles
+                written, tasks = store.write_probability(
+                    sensor, year, encoded, observed=observed, doy=doy, indices=indices, tiles=tiles.tiles, compute=False
                 )
+            work += tasks
             summary["years"][year] = len(written) + len(free)
-        summary["skipped_scenes"] += _skipped_windows(unreadable_reads(client), cube.attrs.get("asset_items", {}))
+        dask.compute(*work, scheduler=scheduler)
+        summary["skipped_scenes"] += _skipped_windows(unreadable_reads(client, since=started), cube.attrs.get("asset_items", {}))
     return summary
 
 
@@ -429,7 +434,9 @@ def _skipped_windows(reads: list[dict], asset_items: dict) -> list[dict]:
     """Skipped-scene records (item_id, href, reason, year) for windows that could not be read inside a COG."""
     records = []
     for read in reads:
-        owner = asset_items.get(read["href"].split("?")[0], {})
+        owner = asset_items.get(read["href"].split("?")[0])
+        if owner is None:  # another sensor's or another run's scene
+            continue
         records.append({"item_id": owner.get("item_id", ""), "href": read["href"], "year": owner.get("year"),
                         "reason": f"a window inside the COG could not be read (left out of that chunk): {read['reason']}"})
     return records

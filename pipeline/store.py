@@ -632,8 +632,13 @@ class RegionStore:
         indices: xr.DataArray | da.Array | np.ndarray | None = None,
         scheduler: str | None = None,
         tiles: Collection[tuple[int, int]] | None = None,
-    ) -> list[Unit]:
+        compute: bool = True,
+    ) -> list[Unit] | tuple[list[Unit], list]:
         """Write the pending units of one year from (y, x) arrays, lazily, one Dask task per unit.
+
+        `compute=False` returns (units, delayed tasks) instead, so a caller can compute several
+        years' tasks together: a region of one chunk has one unit per year, and years computed one
+        after another would keep all but one worker idle.
 
         `probability` uint8 (`encode_probability`), `observed` uint8 (`encode_observed`; default:
         255, not read), `doy` uint16 (default 0) and `indices` uint8 (`encode_indices`; default
@@ -679,6 +684,8 @@ class RegionStore:
             )
             for u in pending
         ]
+        if not compute:
+            return pending, tasks
         dask.compute(*tasks, scheduler=scheduler)
         return pending
 
