@@ -40,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import dask
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -216,15 +217,23 @@ def terminus_tables(
     doys: dict[tuple[int, int], float] = {}
     front_sigma: dict[tuple[int, int], float] = {}
     terminus, retreat = [], []
-    for gid, group in outlines.groupby("glacier_id", sort=True):
-        group = group.sort_values("year")
-        if len(group) < 2:
-            continue
+    groups = [(gid, g.sort_values("year")) for gid, g in outlines.groupby("glacier_id", sort=True) if len(g) >= 2]
+    windows = {gid: _window(grid.transform, dem.shape, tuple(g.total_bounds), 3) for gid, g in groups}
+    # Every glacier's windows of the stored layers in one compute (one small read per glacier and
+    # layer through the scheduler added up to half a minute on the embedded area).
+    layers = {"dem": lambda g, r, c: dem[r, c]}
+    if doy is not None:
+        layers["doy"] = lambda g, r, c: doy.sel(year=[int(y) for y in g["year"]])[:, r, c]
+    if probability is not None:
+        layers["p"] = lambda g, r, c: probability.sel(year=[int(y) for y in g["year"]])[:, r, c]
+    lazy = {(name, gid): get(g, *windows[gid]).data for name, get in layers.items() for gid, g in groups}
+    loaded = dict(zip(lazy, dask.compute(*lazy.values()))) if lazy else {}
+    for gid, group in groups:
         years = [int(y) for y in group["year"]]
-        rows, cols = _window(grid.transform, dem.shape, tuple(group.total_bounds), 3)
-        window = Dem(np.asarray(dem[rows, cols].values, dtype=float), grid.transform * Affine.translation(cols.start, rows.start))
+        rows, cols = windows[gid]
+        window = Dem(np.asarray(loaded[("dem", gid)], dtype=float), grid.transform * Affine.translation(cols.start, rows.start))
         if doy is not None:
-            days = np.asarray(doy.sel(year=years)[:, rows, cols].values)
+            days = np.asarray(loaded[("doy", gid)])
             for t, (year, geom) in enumerate(zip(years, group.geometry)):
                 doys[(int(gid), year)] = front_doy(geom, days[t], window)
         dates = [_date(y, doys.get((int(gid), y), np.nan)) for y in years]
@@ -237,7 +246,7 @@ def terminus_tables(
         _, term, ret = change_tables(glaciers, areas, window, px, analysis, sectors, inventory=inventory,
                                       failures=failures, sensor=sensor)
         if probability is not None and len(term):
-            p = np.asarray(probability.sel(year=years)[:, rows, cols].values, dtype=float)
+            p = np.asarray(loaded[("p", gid)], dtype=float)
             sub = grid.transform * Affine.translation(cols.start, rows.start)
             for year, sigma in _front_sigma_m(term, p, sub, years, px).items():
                 front_sigma[(int(gid), year)] = sigma

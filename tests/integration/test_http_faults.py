@@ -158,12 +158,20 @@ def test_a_scene_whose_cog_is_gone_is_skipped_named_and_its_year_composited_from
     np.testing.assert_array_equal(with_scene.sel(year=2021).values, without_scene.sel(year=2021).values)
 
 
-def test_a_scene_lost_after_the_check_fails_the_run_naming_its_cog(
+def test_a_scene_lost_after_the_check_is_left_out_of_its_chunks_and_named_or_stops_the_run(
     proxied_api, proxied_config, clean_run, proxy, run_client, monkeypatch, tmp_path
 ):
-    """on_unreadable="skip" is a check before the reads: a COG that fails later is not skipped, the run stops."""
+    """on_unreadable="skip" covers a COG that fails after the check too (damage inside a file, a
+    server that loses it): its windows are left out, the run completes and names it with its year;
+    on_unreadable="fail" stops the run naming the COG."""
     scene, folder = _clearest_scene(proxied_api, clean_run)
     with faults_after_the_scene_check(monkeypatch, proxy, FaultPlan(always_fail={folder: 404})):
+        lost = run(proxied_config, tmp_path / "skip", run_client, sensors=["sentinel-2"])
+        strict = proxied_config.model_copy(update={"on_unreadable": "fail"})
         with pytest.raises(Exception, match=re.escape(f"cannot read COG {proxy.url}{folder}")) as failure:
-            run(proxied_config, tmp_path, run_client, sensors=["sentinel-2"])
+            run(strict, tmp_path / "fail", run_client, sensors=["sentinel-2"])
     assert isinstance(failure.value, SceneReadError)  # not a bare Exception from an unpicklable __context__
+    skipped = lost.result.provenance["skipped_scenes"]["sentinel-2"]
+    assert skipped and {s["item_id"] for s in skipped} == {scene}
+    assert all(s["href"].startswith(f"{proxy.url}{folder}") and "inside the COG" in s["reason"] and s["year"] is not None
+               for s in skipped)
