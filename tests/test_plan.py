@@ -114,8 +114,8 @@ def test_whole_tian_shan_offline_is_quick_small_and_labelled_estimated(tmp_path)
 
     text = _text(plan)
     assert "sentinel-2 (estimated)" in text and "offline" in text and "problem:" in text
-    cpu_rate, _ = Rates.load().inference["dunet"].cpu_mpx_s_per_core.figure()
-    assert plan.update.cpu_only_cores * 3600 >= s2.network_px / (cpu_rate * 1e6)  # D-UNet CPU inference alone
+    cpu_rate, _ = Rates.load().inference[s2.architecture].cpu_mpx_s_per_core.figure()
+    assert plan.update.cpu_only_cores * 3600 >= s2.network_px / (cpu_rate * 1e6)  # the network's CPU inference alone
     assert plan.update.with_gpu_gpus >= 1 and plan.update.gpu_rate_kind == "projected"
 
 

@@ -37,9 +37,8 @@ def test_shipped_real_configs_stop_offline_naming_what_is_missing(config, tmp_pa
     text = "\n".join(lines)
     # the RGI file, named with the field to set
     assert "RGI2000-v7.0-G-13_central_asia.shp not found: set inventory.path" in text
-    # both sensors' weights: trained on synthetic scenes only, refused for real scenes, with the way out
-    for sensor in ("sentinel-2", "landsat"):
-        assert f"set sensors.{sensor}.weights to weights trained on real scenes" in text
+    # the shipped weights (trained on the training world, card domain "mixed") are accepted for real scenes
+    assert "weights" not in text, text
     assert len(lines) == len(set(lines))  # each problem once
     assert not out.exists()
 
@@ -79,13 +78,19 @@ def test_an_out_folder_marked_as_glacierwatchs_own_passes(small_study_area, smal
 
 
 def test_synthetic_weights_on_real_scenes_are_refused_unless_asked_for(small_study_area, small_weights, tmp_path):
-    shipped = load_config(None)  # the shipped weights, whose card says: synthetic scenes
+    import json
+
+    # weights whose card says they saw one synthetic study area only (as the weights shipped until 2026-12)
+    card = json.loads(Path(small_weights["landsat"]).with_suffix(".json").read_text())
+    card["domain"] = {"kind": "synthetic", "sensors": ["landsat"], "regions": ["an embedded area"]}
+    weights = tmp_path / "area-only.safetensors"
+    shutil.copy(small_weights["landsat"], weights)
+    weights.with_suffix(".json").write_text(json.dumps({**card, "weights_file": weights.name}))
     data = {"synthetic": {"path": str(small_study_area.root)}, "region": {"bbox": list(small_study_area.spec.bbox())},
-            "sensors": {"landsat": {"resolution": 30, "provider": "planetary-computer"}}}
+            "sensors": {"landsat": {"resolution": 30, "provider": "planetary-computer", "weights": str(weights)}}}
     (tmp_path / "real.yaml").write_text(yaml.safe_dump(data))
     cfg = load_config(tmp_path / "real.yaml")
-    assert cfg.weights_path("landsat") == shipped.weights_path("landsat")
-    with pytest.raises((WeightsError, PreflightError), match=r"the shipped landsat weights .* were trained on synthetic scenes"):
+    with pytest.raises((WeightsError, PreflightError), match=r"sensors.landsat.weights \(area-only.safetensors\) were trained on synthetic scenes"):
         preflight(cfg, tmp_path / "out", network=False)
     data["sensors"]["landsat"]["allow_synthetic_weights"] = True
     (tmp_path / "real.yaml").write_text(yaml.safe_dump(data))
