@@ -274,7 +274,7 @@ def test_resume_after_a_crash_equals_a_clean_run_byte_for_byte(tmp_path, monkeyp
 
     crashed = new_store(str(tmp_path / "crashed.zarr"))
     run_years(crashed, [2016])
-    k = 4
+    k = 2  # of 9 units, 4 interior (row, col < 2): whatever dask's task order, an interior and an edge one stay pending
     marked: list[Unit] = []
     real_mark = Manifest.mark_done
 
