@@ -128,12 +128,18 @@ def test_the_first_failing_asset_in_table_order_is_named_as_in_the_serial_read()
         assert "early.tif" in str(pickle.loads(pickle.dumps(failure.value)))
 
 
-def test_a_broken_cog_among_concurrent_reads_raises_scene_read_error_naming_it(two_years, tmp_path):
-    items, grid = two_years
-    bad = items[1].clone()
-    broken = tmp_path / "green.tif"
+def _with_broken_green(item, folder):
+    """A copy of `item` whose green asset is a file that is not a TIFF, and that file."""
+    bad = item.clone()
+    broken = folder / "green.tif"
     broken.write_bytes(b"not a tiff")
     bad.assets["green"].href = str(broken)
+    return bad, broken
+
+
+def test_a_broken_cog_among_concurrent_reads_raises_scene_read_error_naming_it(two_years, tmp_path):
+    items, grid = two_years
+    bad, broken = _with_broken_green(items[1], tmp_path)
     chunks = (_year_chunks(items), len(KEYS), 256, 256)
     cube = stack_on_grid([items[0], bad, *items[2:]], KEYS, grid, Resampling.nearest, np.uint16, np.uint16(0), chunks,
                          read_threads=8)
@@ -181,10 +187,7 @@ def test_a_broken_cog_under_skip_leaves_the_other_scenes_byte_identical(two_year
     from catalog.cube import unreadable_reads
 
     items, grid = two_years
-    bad = items[1].clone()
-    broken = tmp_path / "green.tif"
-    broken.write_bytes(b"not a tiff")
-    bad.assets["green"].href = str(broken)
+    bad, broken = _with_broken_green(items[1], tmp_path)
     chunks = (_year_chunks(items), len(KEYS), 256, 256)
     unreadable_reads()
     cube = stack_on_grid([items[0], bad, *items[2:]], KEYS, grid, Resampling.nearest, np.uint16, np.uint16(0), chunks,

@@ -30,21 +30,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the reference kernel lives in tests/test_composite.py
 
 G, R, S1 = 1, 2, 4  # green, red, SWIR-1.6 in both sensors' band order
 
 
 def old_best_observation(refl, clear, key_index, doys=None):
-    """The kernel before the speed work (catalog/composite.py `_best_observation`, HEAD c8bab57 plus `doy`): the baseline."""
-    valid = clear & np.isfinite(refl).all(axis=-1)
-    key = np.where(valid, refl[..., key_index], np.inf)
-    last = key.shape[-1] - 1 - np.argmin(key[..., ::-1], axis=-1)
-    best = np.take_along_axis(refl, last[..., None, None], axis=-2)[..., 0, :]
-    seen = valid.any(axis=-1)
-    best[~seen] = np.nan
-    doys = np.zeros(key.shape[-1], np.uint16) if doys is None else np.asarray(doys, np.uint16)
-    doy = np.where(seen, doys[last], 0).astype(np.uint16)
-    return best.astype(np.float32, copy=False), valid.sum(axis=-1).astype(np.uint16), doy
+    """The kernel before the speed work: the reference tests/test_composite.py keeps, as the baseline."""
+    from test_composite import _old_darkest
+
+    return _old_darkest(refl, clear, key_index, np.zeros(refl.shape[-2], np.uint16) if doys is None else doys)
 
 
 def load_year(area: Path, sensor: str, year: int):
