@@ -378,10 +378,10 @@ def infer_to_store(
         store = RegionStore.create(store_url, **create)  # refuses another grid or other weights
         chunk = store.chunk_size
         cube = yearly_cube(cfg, sensor, years=years, chunks=chunk, dem_items=inputs.dem_items or None)
-        for name, var in (("dem", "elevation"), ("slope", "slope"), ("aspect", "aspect")):
-            if not store.static_complete(sensor, name):
-                store.write_static(sensor, name, cube[var])
-                summary["static"].append(name)
+        terrain = {name: cube[var] for name, var in (("dem", "elevation"), ("slope", "slope"), ("aspect", "aspect"))
+                   if not store.static_complete(sensor, name)}
+        store.write_statics(sensor, terrain)  # in one compute: the three layers read the DEM tiles once
+        summary["static"] += list(terrain)
         outlines = inputs.inventory
         if outlines is not None and not store.static_complete(sensor, "glacier_id"):
             store.write_static(sensor, "glacier_id", _glacier_ids(outlines, grid, cfg.analysis.glacier_buffer_m, chunk))

@@ -675,8 +675,10 @@ class RegionStore:
             chosen = set(tiles)
             pending = [u for u in pending if (u.row, u.col) in chosen]
 
+        blocks = {name: shared_blocks(darr) for name, darr in layers.items()}
+
         def block(name: str, u: Unit):
-            return layers[name].blocks[u.row, u.col] if name in layers else None
+            return blocks[name][u.row, u.col] if name in blocks else None
 
         tasks = [
             dask.delayed(_write_unit_task)(
@@ -709,28 +711,34 @@ class RegionStore:
 
     def write_static(self, sensor: str, name: str, data: xr.DataArray | da.Array | np.ndarray) -> None:
         """Write a (y, x) static layer (glacier_id, dem, slope, aspect) whole, chunk by chunk."""
-        if name not in STATIC_LAYERS:
-            raise StoreError(f"{name!r} is not a static layer: use one of {', '.join(STATIC_LAYERS)}")
+        self.write_statics(sensor, {name: data})
+
+    def write_statics(self, sensor: str, layers: Mapping[str, xr.DataArray | da.Array | np.ndarray]) -> None:
+        """Write several static layers in one compute: layers derived from one input (dem, slope
+        and aspect from the DEM tiles) read it once."""
         grid = self._sensor_grid(sensor)
-        dtype = np.dtype(STATIC_LAYERS[name][0])
-        arr = data.data if isinstance(data, xr.DataArray) else data
-        if tuple(arr.shape) != grid.shape:
-            raise StoreError(f"{sensor}/{name}: shape {tuple(arr.shape)} is not the {sensor} grid's {grid.shape}")
-        if dtype.kind == "i" and np.dtype(arr.dtype).kind not in "iu":
-            raise StoreError(f"{sensor}/{name}: {arr.dtype} values cannot be stored as {dtype} ids losslessly")
         c = self.chunk_size
-        darr = arr if isinstance(arr, da.Array) else da.from_array(np.asarray(arr), chunks=(c, c))
-        darr = darr.astype(dtype).rechunk((c, c))
-        rows, cols = darr.numblocks
-        tasks = [
-            dask.delayed(_write_block_task)(self.url, self.storage_options, f"{sensor}/{name}", (r, col), c, darr.blocks[r, col])
-            for r in range(rows)
-            for col in range(cols)
-        ]
+        tasks = []
+        for name, data in layers.items():
+            if name not in STATIC_LAYERS:
+                raise StoreError(f"{name!r} is not a static layer: use one of {', '.join(STATIC_LAYERS)}")
+            dtype = np.dtype(STATIC_LAYERS[name][0])
+            arr = data.data if isinstance(data, xr.DataArray) else data
+            if tuple(arr.shape) != grid.shape:
+                raise StoreError(f"{sensor}/{name}: shape {tuple(arr.shape)} is not the {sensor} grid's {grid.shape}")
+            if dtype.kind == "i" and np.dtype(arr.dtype).kind not in "iu":
+                raise StoreError(f"{sensor}/{name}: {arr.dtype} values cannot be stored as {dtype} ids losslessly")
+            darr = arr if isinstance(arr, da.Array) else da.from_array(np.asarray(arr), chunks=(c, c))
+            blocks = shared_blocks(darr.astype(dtype).rechunk((c, c)))
+            tasks += [
+                dask.delayed(_write_block_task)(self.url, self.storage_options, f"{sensor}/{name}", index, c, block)
+                for index, block in np.ndenumerate(blocks)
+            ]
         dask.compute(*tasks)
         # All-fill chunks (e.g. glacier_id far from any glacier) are not stored, so "every chunk
         # exists" cannot tell a finished layer; this flag, set only after the last block, can.
-        self._array(f"{sensor}/{name}", write=True).attrs["complete"] = True
+        for name in layers:
+            self._array(f"{sensor}/{name}", write=True).attrs["complete"] = True
 
     def static_complete(self, sensor: str, name: str) -> bool:
         """Has `write_static` finished writing layer `name` of `sensor`?"""
@@ -761,6 +769,18 @@ def _create_yearly(g: zarr.Group, name: str, n_years: int, ny: int, nx: int, cy:
         attributes={**attrs, "grid_mapping": "spatial_ref", "coordinates": "spatial_ref"},
         **_codecs(),
     )
+
+
+def shared_blocks(darr: da.Array) -> np.ndarray:
+    """`darr`'s blocks as Delayed objects that keep the array's task keys.
+
+    Passing `darr.blocks[i, j]` to `dask.delayed` optimises and renames that block's whole graph
+    per call (dask's ProhibitReuse), so blocks of several layers that share an input - a year's
+    probability, observed, doy and index layers all come from one scene read - each re-read it:
+    the demo's Sentinel-2 stage read every scene 2-4 times. Unoptimised Delayed blocks keep the
+    keys, so one compute of all of them runs each read once.
+    """
+    return darr.to_delayed(optimize_graph=False)
 
 
 def _write_unit_task(

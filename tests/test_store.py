@@ -10,6 +10,8 @@ import socket
 import uuid
 from pathlib import Path
 
+import dask
+import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
@@ -150,6 +152,39 @@ def test_static_layers_round_trip(url):
     np.testing.assert_array_equal(ds.glacier_id.values, ids)
     with pytest.raises(StoreError, match="losslessly"):
         store.write_static("sentinel-2", "glacier_id", ids.astype(float))
+
+
+def _counted_source(grid: TargetGrid, calls: list) -> "da.Array":
+    """A lazy float array whose every block read is logged in `calls` (stands for a scene read)."""
+
+    def read(block, block_info=None):
+        calls.append(block_info[0]["chunk-location"])
+        return np.full(block.shape, 0.5)
+
+    return da.zeros(grid.shape, chunks=CHUNK).map_blocks(read, dtype=np.float64)
+
+
+def test_layers_sharing_an_input_read_it_once_per_block(url):
+    """A year's four layers come from one scene read, and two years' tasks run in one compute:
+    each source block is read once, not once per layer (dask.delayed would re-read a `.blocks`
+    argument per call)."""
+    store, calls = new_store(url), []
+    source = _counted_source(S2, calls)
+    tasks = []
+    for year in (2016, 2017):
+        store.add_year("sentinel-2", year, scene_ids=[f"S2_{year}"], config_hash="cfg1")
+        _, work = store.write_probability(
+            "sentinel-2", year, source.map_blocks(encode_probability, dtype=np.uint8),
+            observed=(source * 0 + 2).astype(np.int64).map_blocks(encode_observed, dtype=np.uint8),
+            doy=(source * 400).astype(np.uint16), indices=(source > 0.4).astype(np.uint8), compute=False,
+        )
+        tasks += work
+    dask.compute(*tasks, scheduler="threads")
+    assert sorted(calls) == sorted({(r, c) for r in range(3) for c in range(3)})
+    assert (store.open_dataset("sentinel-2").probability.values == encode_probability(np.full(S2.shape, 0.5))).all()
+    statics, calls[:] = {"dem": source * 1000, "slope": source * 10, "aspect": source * 90}, []
+    store.write_statics("sentinel-2", statics)
+    assert len(calls) == 9 and all(store.static_complete("sentinel-2", n) for n in statics)
 
 
 def test_rioxarray_reads_crs_and_transform_of_the_grid(url):
