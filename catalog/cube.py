@@ -43,9 +43,10 @@ from dask.highlevelgraph import HighLevelGraph
 from dask.layers import ArraySliceDep
 from rasterio import windows
 from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from stackstac.prepare import prepare_items, to_attrs, to_coords
-from stackstac.rio_reader import AutoParallelRioReader, LayeredEnv
+from stackstac.rio_reader import AutoParallelRioReader, LayeredEnv, ThreadLocalRioDataset
 from stackstac.stac_types import items_to_plain
 from stackstac.to_dask import asset_table_to_reader_and_window, normalize_chunks
 
@@ -94,7 +95,9 @@ class ExplainingRioReader(AutoParallelRioReader):
     grid's CRS, on its pixel lattice, at its pixel size or an integer multiple of it (20 m
     bands on a 10 m grid) needs no warping with nearest-neighbour resampling: its window is
     read straight from the COG and each pixel repeated k x k - the same values the warp gives,
-    ~3x faster. Anything else (the other UTM zone, bilinear) still goes through the warp.
+    ~3x faster. Anything else (the other UTM zone, bilinear) still goes through the warp; with
+    nearest-neighbour resampling and a nodata value its window is read plain (one band, nodata
+    then set to the fill value) instead of as a masked array - the same values at ~half the cost.
     """
 
     _direct: tuple[int, int, int, int, int, float | None] | None | bool = False  # False: not checked yet
@@ -143,10 +146,23 @@ class ExplainingRioReader(AutoParallelRioReader):
         ]
         return out
 
+    def _read_warped(self, window: Window) -> np.ndarray | None:
+        """The window through stackstac's per-thread WarpedVRT, unmasked; None where that needs the mask."""
+        if self.resampling != Resampling.nearest or self.scale_offset != (1, 0):
+            return None
+        reader = self.dataset
+        vrt = getattr(reader, "dataset", None) if isinstance(reader, ThreadLocalRioDataset) else getattr(reader, "vrt", None)
+        if not isinstance(vrt, WarpedVRT) or vrt.count != 1 or vrt.nodata is None or np.isnan(vrt.nodata):
+            return None  # no nodata: stackstac's alpha band says what lies outside the scene
+        data = reader.read(window, indexes=1, out_dtype=self.dtype)
+        return np.where(data == vrt.nodata, self.fill_value, data).astype(self.dtype, copy=False)
+
     def read(self, window, **kwargs):
         try:
             if self._direct_geometry() is not None:
                 return self._read_direct(window)
+            if not kwargs and (data := self._read_warped(window)) is not None:
+                return data
             return super().read(window, **kwargs)
         except (RuntimeError, rasterio.errors.RasterioError) as err:
             message = redact(

@@ -156,20 +156,8 @@ def _predict_whole(
     predictor = cached_predictor(path, weights_sha256, device, half)
     recipe = predictor.recipe
     terrain = {name: block[0, n_bands + i] for i, name in enumerate(recipe.terrain_sources)}
-    if block.shape[0] == 1:
-        return predictor.predict(block[0, :n_bands], terrain)[None]
-    # Several years of one tile: one forward pass as a batch (same padding as TorchPredictor.predict).
-    built = [recipe.build_inputs(block[t, :n_bands], terrain) for t in range(block.shape[0])]
-    inputs = np.stack([b[0] for b in built])
-    valid = np.stack([b[1] for b in built])
-    height, width = valid.shape[-2:]
-    pad = ((0, 0), (0, 0), (0, -height % SIZE_MULTIPLE), (0, -width % SIZE_MULTIPLE))
-    inputs = np.pad(inputs, pad, mode="reflect") if any(p[1] for p in pad) else inputs
-    batch = torch.from_numpy(np.ascontiguousarray(inputs)).to(predictor.device)
-    with torch.inference_mode(), torch.autocast(predictor.device.type, torch.float16, enabled=predictor.half):
-        probability = torch.sigmoid(predictor.model(batch).float())
-    probability = probability[:, 0, :height, :width].cpu().numpy()
-    return np.where(valid, probability, 0.0).astype(np.float32)
+    # Several years of one tile go through as one batch, sharing the terrain.
+    return predictor.predict_batch([block[t, :n_bands] for t in range(block.shape[0])], terrain)
 
 
 def _round_up(n: int, multiple: int = SIZE_MULTIPLE) -> int:

