@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from catalog.cube import reflectance_values
+
 DEFAULT_KEY_BANDS = ("B03", "green")
 RULES = ("sunlit-darkest", "darkest")
 """`sunlit-darkest`: the rule above; `darkest`: the lowest key band among all clear looks, shadow
@@ -111,10 +113,14 @@ def _select_kernel():
         return None
 
     @numba.njit(nogil=True, cache=True)
-    def select(refl, clear, key_index, doys, sunlit, factor, best, count, doy):  # pragma: no cover - compiled
+    def select(refl, clear, key_index, doys, sunlit, factor, best, count, doy, convert, scale, offset):  # pragma: no cover - compiled
         # Row by row, so that every inner loop runs along contiguous memory (one row of one band),
-        # and without branches in the inner loops, so that LLVM vectorises them.
+        # and without branches in the inner loops, so that LLVM vectorises them. `convert`: `refl`
+        # holds DNs, turned into reflectance one row at a time (DN * scale + offset in float32, as
+        # catalog.cube.reflectance_values does; NaN where the DN is 0).
         n_time, n_band, ny, nx = refl.shape
+        row = np.empty((n_time, n_band, nx), np.float32)
+        nan = np.float32(np.nan)
         valid = np.empty((n_time, nx), np.bool_)
         use = np.empty((n_time, nx), np.bool_)
         any_lit = np.empty(nx, np.bool_)
@@ -123,6 +129,17 @@ def _select_kernel():
         pick = np.empty(nx, np.int64)
         ninf = np.float32(-np.inf)
         for i in range(ny):
+            for t in range(n_time):
+                for b in range(n_band):
+                    if convert:
+                        sc, of = scale[t, b], offset[t, b]
+                        for j in range(nx):
+                            d = refl[t, b, i, j]
+                            v = np.float32(d) * sc + of
+                            row[t, b, j] = v if d != 0 else nan
+                    else:
+                        for j in range(nx):
+                            row[t, b, j] = refl[t, b, i, j]
             for j in range(nx):
                 count[i, j] = 0
                 any_lit[j] = False
@@ -131,7 +148,7 @@ def _select_kernel():
                     valid[t, j] = clear[t, i, j]
                 for b in range(n_band):
                     for j in range(nx):
-                        valid[t, j] = valid[t, j] & np.isfinite(refl[t, b, i, j])
+                        valid[t, j] = valid[t, j] & np.isfinite(row[t, b, j])
                 for j in range(nx):
                     count[i, j] += valid[t, j]
                     use[t, j] = valid[t, j]
@@ -141,13 +158,13 @@ def _select_kernel():
                         limit[b, j] = ninf
                     for t in range(n_time):
                         for j in range(nx):
-                            limit[b, j] = max(limit[b, j], refl[t, b, i, j] if valid[t, j] else ninf)
+                            limit[b, j] = max(limit[b, j], row[t, b, j] if valid[t, j] else ninf)
                     for j in range(nx):
                         limit[b, j] = factor * limit[b, j]
                 for t in range(n_time):  # `use` holds "valid and dark in every band so far"
                     for b in range(n_band):
                         for j in range(nx):
-                            use[t, j] = use[t, j] & (refl[t, b, i, j] < limit[b, j])
+                            use[t, j] = use[t, j] & (row[t, b, j] < limit[b, j])
                     for j in range(nx):
                         use[t, j] = valid[t, j] & ~use[t, j]  # now: valid and sunlit
                         any_lit[j] = any_lit[j] | use[t, j]
@@ -159,7 +176,7 @@ def _select_kernel():
                 pick[j] = -1
             for t in range(n_time):  # `<=`: ties go to the later observation
                 for j in range(nx):
-                    k = refl[t, key_index, i, j]
+                    k = row[t, key_index, j]
                     better = use[t, j] & (k <= low[j])
                     low[j] = k if better else low[j]
                     pick[j] = t if better else pick[j]
@@ -167,7 +184,7 @@ def _select_kernel():
                 doy[i, j] = doys[pick[j]] if pick[j] >= 0 else 0
             for b in range(n_band):
                 for j in range(nx):
-                    best[b, i, j] = refl[pick[j], b, i, j] if pick[j] >= 0 else np.nan
+                    best[b, i, j] = row[pick[j], b, j] if pick[j] >= 0 else np.nan
 
     return select
 
@@ -183,35 +200,50 @@ def _select(
     rule: str = "sunlit-darkest",
     factor: float = SHADOW_FACTOR,
     engine: str = "auto",
+    scale: np.ndarray | None = None,
+    offset: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """numpy kernel: refl (time, band, y, x), clear (time, y, x) -> best (band, y, x) float32, count, doy (y, x) uint16.
 
-    `doys` (time,) is each observation's day of year; the returned doy is the chosen
-    observation's, 0 where there is none (best NaN, count 0). `engine`: "numba", "numpy" or
-    "auto" (numba where installed); both give the same bytes.
+    `refl` is reflectance, or integer DNs with their `scale` and `offset` (time, band): the
+    kernel then converts each row as it reads it (the same float32 values as
+    catalog.cube.reflectance_values). `doys` (time,) is each observation's day of year; the
+    returned doy is the chosen observation's, 0 where there is none (best NaN, count 0).
+    `engine`: "numba", "numpy" or "auto" (numba where installed); both give the same bytes.
     """
     if rule not in RULES:
         raise ValueError(f"composite rule {rule!r} is unknown: use one of {RULES}")
-    refl = np.asarray(refl, np.float32)
-    clear = np.asarray(clear, bool)
+    convert = np.issubdtype(np.asarray(refl).dtype, np.integer)
     n_time, n_band = refl.shape[:2]
+    if convert:
+        if scale is None or offset is None:
+            raise ValueError("integer DNs need their scale and offset (time, band) to become reflectance")
+        scale, offset = np.asarray(scale, np.float32), np.asarray(offset, np.float32)
+    else:
+        refl = np.asarray(refl, np.float32)
+        scale, offset = np.ones((n_time, n_band), np.float32), np.zeros((n_time, n_band), np.float32)
+    clear = np.asarray(clear, bool)
     doys = np.zeros(n_time, np.uint16) if doys is None else np.asarray(doys, np.uint16)
     best = np.empty(refl.shape[1:], np.float32)
     count = np.empty(refl.shape[2:], np.uint16)
     doy = np.empty(refl.shape[2:], np.uint16)
-    args = (refl, clear, key_index, doys, rule == "sunlit-darkest", np.float32(factor), best, count, doy)
+    outputs = (best, count, doy)
     if engine == "numpy" or (engine == "auto" and _SELECT_NUMBA is None):
-        _select_numpy(*args)
+        if convert:
+            refl = reflectance_values(refl, scale[:, :, None, None], offset[:, :, None, None])
+        _select_numpy(refl, clear, key_index, doys, rule == "sunlit-darkest", np.float32(factor), *outputs)
     elif _SELECT_NUMBA is not None and engine in ("auto", "numba"):
-        _SELECT_NUMBA(*args)
+        _SELECT_NUMBA(refl, clear, key_index, doys, rule == "sunlit-darkest", np.float32(factor), *outputs, convert, scale, offset)
     else:
         raise ValueError(f"composite engine {engine!r}: use 'auto', 'numpy' or 'numba' (numba must be installed)")
     return best, count, doy
 
 
-def _select_ufunc(refl, clear, key_index, doys, rule, factor):
+def _select_ufunc(refl, clear, key_index, doys, rule, factor, scale=None, offset=None):
     """apply_ufunc's layout (..., time, band) in and (..., band) out, as views of the kernel's own layout."""
-    best, count, doy = _select(np.moveaxis(refl, (-2, -1), (0, 1)), np.moveaxis(clear, -1, 0), key_index, doys, rule, factor)
+    best, count, doy = _select(
+        np.moveaxis(refl, (-2, -1), (0, 1)), np.moveaxis(clear, -1, 0), key_index, doys, rule, factor, scale=scale, offset=offset
+    )
     return np.moveaxis(best, 0, -1), count, doy
 
 
@@ -224,7 +256,9 @@ def yearly_composite(
 ) -> xr.Dataset:
     """Yearly composite `reflectance` (year, band, y, x) float32, `clear_count` and `doy` (year, y, x) uint16.
 
-    `cube` is a reflectance cube (time, band, y, x); `clear` is (time, y, x) boolean, True
+    `cube` is a reflectance cube (time, band, y, x), or a DN cube (catalog.cube.dn_cube: integer
+    DNs with `scale` and `offset` coords) that is converted only where the kernel looks, with
+    the same result; `clear` is (time, y, x) boolean, True
     where the quality layer says the observation is usable (catalog.masks.clear_mask).
     An observation also needs every band finite. `season` ("MM-DD", "MM-DD") keeps only
     observations inside it (inclusive); default: all. A pixel with no clear observation in a
@@ -238,6 +272,11 @@ def yearly_composite(
         raise ValueError(f"composite rule {rule!r} is unknown: use one of {RULES}")
     _check_aligned(cube, clear)
     kb = _key_band(cube, key_band)
+    dn = np.issubdtype(cube.dtype, np.integer)
+    if dn and not {"scale", "offset"} <= set(cube.coords):
+        raise ValueError("an integer cube needs `scale` and `offset` coords (time, band): build it with catalog.cube.dn_cube")
+    scale = np.asarray(cube["scale"].transpose("time", "band").values, np.float32) if dn else None
+    offset = np.asarray(cube["offset"].transpose("time", "band").values, np.float32) if dn else None
     cube = cube.reset_coords(drop=True)
     clear = clear.reset_coords(drop=True).astype(bool)
     times = pd.DatetimeIndex(cube.time.values)
@@ -254,7 +293,7 @@ def yearly_composite(
             cube.isel(time=steps).chunk({"time": -1, "band": -1}),
             clear.isel(time=steps).chunk({"time": -1}),
             kwargs={"key_index": key_index, "doys": times[steps].dayofyear.to_numpy().astype(np.uint16), "rule": rule,
-                    "factor": SHADOW_FACTOR},
+                    "factor": SHADOW_FACTOR, "scale": scale[steps] if dn else None, "offset": offset[steps] if dn else None},
             input_core_dims=[["time", "band"], ["time"]],
             output_core_dims=[["band"], [], []],
             dask="parallelized",

@@ -602,12 +602,62 @@ def _grid_attrs(grid: TargetGrid, sensor: str, profile: ProviderProfile, skipped
     }
 
 
-def _to_reflectance(dn: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
+def reflectance_values(dn: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """DN * scale + offset in float32, NaN where the DN is 0 (no data)."""
     out = dn.astype(np.float32)
     out *= scale
     out += offset
     out[dn == 0] = np.nan
     return out
+
+
+def dn_cube(
+    items: Sequence[pystac.Item],
+    profile: ProviderProfile,
+    sensor: str,
+    grid: TargetGrid,
+    chunks: int = 2048,
+    resampling: Resampling = Resampling.nearest,
+    on_unreadable: OnUnreadable = "raise",
+) -> xr.DataArray:
+    """The scenes' digital numbers (time, band, y, x) uint16, lazy; 0 where a scene has no data.
+
+    What `reflectance_cube` converts, with the same coords (`scale`, `offset` per time and band:
+    reflectance = DN * scale + offset) and attrs. The composite selects on these DNs and converts
+    only while it looks at them (catalog.composite), so no float32 cube of every scene is ever
+    made: that conversion was half of the composite's time.
+    """
+    prepared, skipped = prepare_scene_items(items, profile, sensor, grid, on_unreadable)
+    bands = list(REFLECTANCE_BANDS[sensor])
+    keys = [profile.asset_key(sensor, b) for b in bands]
+    raw = _scene_stack(prepared, profile, sensor, grid, resampling, chunks, on_unreadable == "skip").isel(band=slice(0, len(keys)))
+    rule = profile.scale_offset_rule(sensor)
+    so = [[reflectance_scale_offset(item, sensor, k, rule) for k in keys] for item in prepared]
+    scale = xr.DataArray(np.array([[s.scale for s in row] for row in so], np.float32), dims=("time", "band"))
+    offset = xr.DataArray(np.array([[s.offset for s in row] for row in so], np.float32), dims=("time", "band"))
+    raw = raw.assign_coords(band=bands, scale=scale, offset=offset)
+    raw.name = "dn"
+    raw.attrs = {
+        **_grid_attrs(grid, sensor, profile, skipped),
+        "units": "1",
+        "scale_offset": {item.id: _decision_record(row, bands) for item, row in zip(prepared, so)},
+    }
+    return raw
+
+
+def to_reflectance(dn: xr.DataArray) -> xr.DataArray:
+    """A `dn_cube` as surface reflectance (float32, NaN where DN is 0), lazily, coords and attrs kept."""
+    # stackstac masks each COG's own nodata and fills it (and everything outside a scene)
+    # with 0, so DN 0 is "no data" for every asset here. One fused pass per chunk: the
+    # float32 cube is the big array, so no temporaries the size of it.
+    refl = xr.apply_ufunc(
+        reflectance_values, dn.reset_coords(["scale", "offset"], drop=True), dn["scale"], dn["offset"],
+        dask="parallelized", output_dtypes=[np.float32],
+    )
+    refl = refl.assign_coords(scale=dn["scale"], offset=dn["offset"])
+    refl.name = "reflectance"
+    refl.attrs = dict(dn.attrs)
+    return refl
 
 
 def reflectance_cube(
@@ -627,34 +677,7 @@ def reflectance_cube(
     attrs `scale_offset` {item id: {scale, offset, rule, source}}: the provider's rule
     (providers.yaml `scale_offset`) and what decided it, per item (per band where bands differ).
     """
-    prepared, skipped = prepare_scene_items(items, profile, sensor, grid, on_unreadable)
-    bands = list(REFLECTANCE_BANDS[sensor])
-    keys = [profile.asset_key(sensor, b) for b in bands]
-    raw = _scene_stack(prepared, profile, sensor, grid, resampling, chunks, on_unreadable == "skip").isel(band=slice(0, len(keys)))
-    rule = profile.scale_offset_rule(sensor)
-    so = [[reflectance_scale_offset(item, sensor, k, rule) for k in keys] for item in prepared]
-    scale = xr.DataArray(np.array([[s.scale for s in row] for row in so], np.float32), dims=("time", "band"))
-    offset = xr.DataArray(np.array([[s.offset for s in row] for row in so], np.float32), dims=("time", "band"))
-    raw = raw.assign_coords(band=bands)
-    # stackstac masks each COG's own nodata and fills it (and everything outside a scene)
-    # with 0, so DN 0 is "no data" for every asset here. One fused pass per chunk: the
-    # float32 cube is the big array, so no temporaries the size of it.
-    refl = xr.apply_ufunc(
-        _to_reflectance,
-        raw,
-        scale,
-        offset,
-        dask="parallelized",
-        output_dtypes=[np.float32],
-    )
-    refl = refl.assign_coords(scale=scale, offset=offset)
-    refl.name = "reflectance"
-    refl.attrs = {
-        **_grid_attrs(grid, sensor, profile, skipped),
-        "units": "1",
-        "scale_offset": {item.id: _decision_record(row, bands) for item, row in zip(prepared, so)},
-    }
-    return refl
+    return to_reflectance(dn_cube(items, profile, sensor, grid, chunks, resampling, on_unreadable))
 
 
 def _decision_record(row, bands: list[str]) -> dict:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import xarray as xr
 
 from catalog.composite import yearly_composite
-from catalog.cube import quality_cube, reflectance_cube
+from catalog.cube import dn_cube, quality_cube
 from catalog.masks import clear_mask
 from catalog.providers import get_profile
 from catalog.reflectance_check import checked_reflectance
@@ -40,7 +40,8 @@ def yearly_cube(
     check_region_covered(source, profile.collection(sensor), bbox)
     by_year = {y: find_scenes(source, profile, sensor, bbox, y, cfg.season.as_tuple(), sensor_cfg.max_cloud) for y in years}
     items = [i for y in years for i in by_year[y]]
-    refl = reflectance_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip" if cfg.on_unreadable == "skip" else "raise")
+    # DNs, not reflectance: the composite converts only what it looks at (catalog.composite).
+    refl = dn_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip" if cfg.on_unreadable == "skip" else "raise")
     # The scenes are checked once: the quality cube takes the same survivors (and so shares the reads).
     kept = [i for i in items if i.id not in {s["item_id"] for s in refl.attrs["skipped_scenes"]}]
     skip = cfg.on_unreadable == "skip"  # also inside the COGs: a damaged window drops its scene from that chunk

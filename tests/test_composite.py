@@ -198,6 +198,38 @@ def test_fast_kernel_gives_the_old_bytes_and_numba_equals_numpy():
     assert np.isnan(a[0][:, 0]).all() and (a[1][0] == 0).all() and (a[2][0] == 0).all()
 
 
+def test_composite_of_dns_equals_the_composite_of_their_reflectance_byte_for_byte():
+    """The DN path (catalog.cube.dn_cube into the kernel, converted row by row) gives the bytes of
+    converting first (to_reflectance), per scene scale and offset (a baseline-04.00 offset of -0.1
+    in one scene), DN 0 as no data, both rules and both engines."""
+    from catalog.cube import reflectance_values, to_reflectance
+
+    rng = np.random.default_rng(7)
+    dn = rng.choice(np.uint16([0, 900, 1000, 1450, 2100, 5000, 9000]), size=(4, 6, 19, 23))
+    dn[1] += np.uint16(1000)  # scene 1 carries the offset's 1000 DN
+    scale = np.full((4, 6), 1e-4, np.float32)
+    offset = np.zeros((4, 6), np.float32)
+    offset[1] = -0.1
+    clear = rng.uniform(size=(4, 19, 23)) < 0.8
+    doys = np.array([190, 200, 221, 250], np.uint16)
+    refl = reflectance_values(dn, scale[:, :, None, None], offset[:, :, None, None])
+    for rule in ("darkest", "sunlit-darkest"):
+        want = _select(refl, clear, 1, doys, rule=rule, engine="numpy")
+        for engine in ("numpy", "numba"):
+            got = _select(dn, clear, 1, doys, rule=rule, engine=engine, scale=scale, offset=offset)
+            assert all(x.tobytes() == y.tobytes() for x, y in zip(got, want)), (rule, engine)
+    dates = ["2021-07-09", "2021-07-19", "2021-08-09", "2021-09-07"]
+    cube = xr.DataArray(dn, dims=("time", "band", "y", "x"), coords={
+        "time": pd.to_datetime(dates), "band": BANDS, "scale": (("time", "band"), scale), "offset": (("time", "band"), offset),
+    }).chunk({"y": 10})
+    mask = xr.DataArray(clear, dims=("time", "y", "x"), coords={"time": cube.time})
+    from_dn, from_refl = yearly_composite(cube, mask).compute(), yearly_composite(to_reflectance(cube), mask).compute()
+    for name in ("reflectance", "clear_count", "doy"):
+        assert from_dn[name].values.tobytes() == from_refl[name].values.tobytes(), name
+    with pytest.raises(ValueError, match="scale.*offset"):
+        yearly_composite(cube.drop_vars(["scale", "offset"]), mask)
+
+
 def test_unknown_rule_is_refused():
     with pytest.raises(ValueError, match="sunlit-darkest"):
         clear = xr.DataArray(np.ones((3, 2, 2), bool), dims=("time", "y", "x"))
