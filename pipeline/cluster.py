@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import dask
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from rich.console import Console
 from rich.markup import escape
 
 from catalog.redact import redact
+from pipeline.config import StrictModel
 
 # The container image the deploy/ files name; its tag follows the package version.
 IMAGE = "ghcr.io/glacierwatch/glacierwatch:0.1.0"
@@ -54,11 +55,7 @@ class ClusterError(RuntimeError):
     """A cluster that cannot be started; the message says what to install or change."""
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LocalSpec(_Spec):
+class LocalSpec(StrictModel):
     """This machine. Unset values are sized from the machine (cores, memory, GPUs)."""
 
     workers: int | None = Field(None, ge=1, description="worker processes; default: one per GPU, else dask's split")
@@ -68,7 +65,7 @@ class LocalSpec(_Spec):
     dashboard_address: str = ":8787"
 
 
-class SlurmSpec(_Spec):
+class SlurmSpec(StrictModel):
     """One worker per SLURM job, one GPU per job (`--gres=gpu:1`), scaled by jobs."""
 
     partition: str = "gpu"
@@ -96,7 +93,7 @@ class SlurmSpec(_Spec):
         return self
 
 
-class KubernetesSpec(_Spec):
+class KubernetesSpec(StrictModel):
     """A DaskCluster (dask-kubernetes operator): a CPU worker group plus a GPU worker group."""
 
     name: str = "glacierwatch"
@@ -114,7 +111,7 @@ class KubernetesSpec(_Spec):
     start_timeout_s: float = Field(600.0, gt=0, description="deadline for the scheduler and the first worker pod")
 
 
-class ClusterSpec(_Spec):
+class ClusterSpec(StrictModel):
     kind: Literal["local", "slurm", "kubernetes", "address"] = "local"
     address: str | None = None
     local: LocalSpec = LocalSpec()
@@ -149,7 +146,7 @@ class ClusterSpec(_Spec):
 
 # ---------------------------------------------------------------- local
 
-class LocalPlan(_Spec):
+class LocalPlan(StrictModel):
     """How this machine is split: worker i gets GPU `gpu_devices[i]` if i < len(gpu_devices)."""
 
     workers: int

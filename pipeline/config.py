@@ -33,11 +33,13 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message names the key and what to change."""
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A frozen model that refuses unknown keys: the base of every settings file read here, in `pipeline.plan` and `pipeline.cluster`."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Region(_Strict):
+class Region(StrictModel):
     name: str = "yilian-habirga-synthetic"
     bbox: tuple[float, float, float, float] = Field(_DEFAULT_SPEC.bbox(), description="west, south, east, north (deg)")
     crs: str = Field("auto", description='"auto" = UTM zone of the bbox centre, or e.g. "EPSG:32644"')
@@ -66,7 +68,7 @@ class Region(_Strict):
         return None if self.crs == "auto" else CRS.from_user_input(self.crs).to_epsg()
 
 
-class Years(_Strict):
+class Years(StrictModel):
     start: int = min(_DEFAULT_SPEC.years)
     end: int = max(_DEFAULT_SPEC.years)
 
@@ -88,7 +90,7 @@ class Years(_Strict):
 _MMDD = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
 
 
-class Season(_Strict):
+class Season(StrictModel):
     start: str = "07-01"
     end: str = "09-30"
 
@@ -110,7 +112,7 @@ class Season(_Strict):
         return (self.start, self.end)
 
 
-class Source(_Strict):
+class Source(StrictModel):
     """Where one kind of data is searched: a provider profile and, optionally, another URL."""
 
     provider: str = "local"
@@ -138,7 +140,7 @@ class Sensor(Source):
     )
 
 
-class Analysis(_Strict):
+class Analysis(StrictModel):
     """How maps become numbers (`pipeline.statistics`, `pipeline.terminus`)."""
 
     threshold: int = Field(128, ge=1, le=255, description="probability (0-255) at or above which a pixel is glacier")
@@ -176,7 +178,7 @@ class Analysis(_Strict):
     )
 
 
-class Tiling(_Strict):
+class Tiling(StrictModel):
     """Where a run reads and infers: only store chunks near glaciers (`catalog.tiling`)."""
 
     buffer_m: float | None = Field(
@@ -186,13 +188,13 @@ class Tiling(_Strict):
     )
 
 
-class Cluster(_Strict):
+class Cluster(StrictModel):
     kind: Literal["local", "slurm", "kubernetes", "address"] = "local"
     address: str | None = None
     workers: int | None = Field(None, ge=1)
 
 
-class Synthetic(_Strict):
+class Synthetic(StrictModel):
     """The embedded study area: where it is written and how it is generated."""
 
     path: str = DEFAULT_DATA_DIR
@@ -203,7 +205,7 @@ class Synthetic(_Strict):
         return StudyAreaSpec(seed=self.seed, size=self.size)
 
 
-class Training(_Strict):
+class Training(StrictModel):
     """How `glacierwatch train` trains (paper defaults where the paper gives them)."""
 
     architecture: Literal["dunet", "dunet-deep", "dunet-shallow", "unet"] = "dunet"
@@ -225,7 +227,7 @@ class Training(_Strict):
     seed: int = 0
 
 
-class Inventory(_Strict):
+class Inventory(StrictModel):
     """Glacier outlines as users have them (RGI 6: RGIId, RGI 7: rgi_id, GLIMS: glac_id, ...)."""
 
     path: str | None = Field(None, description="glacier outlines (any vector file or GeoParquet); default: the synthetic area's")
@@ -236,7 +238,7 @@ def _default_sensors() -> dict[str, Sensor]:
     return {"sentinel-2": Sensor(resolution=10.0), "landsat": Sensor(resolution=30.0)}
 
 
-class Config(_Strict):
+class Config(StrictModel):
     region: Region = Region()
     years: Years = Years()
     season: Season = Season()
