@@ -5,9 +5,9 @@ BIN    := $(VENV)/bin
 
 .PHONY: demo test test-unit install bench clean
 
-$(BIN)/glacierwatch: pyproject.toml
+$(BIN)/glacierwatch: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 install: $(BIN)/glacierwatch

@@ -20,6 +20,7 @@ from catalog.scenes import check_region_covered, find_scenes
 from catalog.search import open_source
 from catalog.synthetic import generate_study_area
 from pipeline.config import Config, ConfigError, load_config
+from pipeline.model import MODEL_EXTRA_HINT, missing_model_extra, require_model
 
 class _OneLineErrors(typer.core.TyperGroup):
     """Every command's errors end here: one line per problem, exit 2; `--debug` shows the traceback.
@@ -37,6 +38,8 @@ class _OneLineErrors(typer.core.TyperGroup):
         except Exception as err:  # noqa: BLE001 - the one place exceptions become messages
             if _DEBUG.get(ctx, False) or "--debug" in sys.argv:
                 errors.print_exception()  # through the redacting console: no secret in a traceback either
+            if missing_model_extra(err):  # torch (the `model` extra) not installed: the install line, nothing else
+                _fail(MODEL_EXTRA_HINT)
             _report(err)
             raise typer.Exit(code=2 if _is_input_error(err) else 1) from None
 
@@ -54,9 +57,10 @@ def _is_input_error(err: BaseException) -> bool:
 
 
 def _report(err: BaseException) -> None:
-    from pipeline.preflight import PreflightError
-
-    lines = err.problems if isinstance(err, PreflightError) else [str(err).strip() or type(err).__name__]
+    # Only a run's pre-flight raises PreflightError; importing it here would need torch (stats, plan must not).
+    preflight = sys.modules.get("pipeline.preflight")
+    raised_by_preflight = preflight is not None and isinstance(err, preflight.PreflightError)
+    lines = err.problems if raised_by_preflight else [str(err).strip() or type(err).__name__]
     if not _is_input_error(err):
         lines = [f"internal error ({type(err).__name__}: {lines[0]}); rerun with --debug for the traceback and report it"]
     elif type(err).__module__.split(".")[0] not in ("catalog", "pipeline"):
@@ -212,6 +216,7 @@ def predict(
     weights: Annotated[Optional[Path], typer.Option(help=".safetensors weights with their .json card; default for dunet: the shipped ones")] = None,
 ) -> None:
     """Glacier probability for one scene already on disk (six band files), as a Cloud-Optimized GeoTIFF."""
+    require_model()
     from pipeline.predict import predict_scene
 
     def warn(message: str) -> None:
@@ -238,6 +243,7 @@ def train(
     variants: Annotated[Optional[int], typer.Option(help="augmented copies per crop; default: training.variants")] = None,
 ) -> None:
     """Train the glacier network on the configured region's composites, then score it on held-out years."""
+    require_model()
     cfg = _config(config)
     if sensor not in cfg.sensors:
         _fail(f"--sensor {sensor} is not configured: use one of {', '.join(cfg.sensors)}")
@@ -279,6 +285,7 @@ def train_world(
     config: ConfigOption = None,
 ) -> None:
     """Train on the Earth-like training world and score on held-out scenes (other seeds, terrain, glaciers)."""
+    require_model()
     from pipeline.training import TrainingConfig
     from pipeline.world_training import train_on_world
 
@@ -415,6 +422,7 @@ def run(
     check: CheckOption = False,
 ) -> None:
     """The whole study: search, composites, inference into the store, statistics, report, STAC outputs."""
+    require_model()
     cfg = _with_cluster(_config(config), cluster)
     _check(cfg, out) if check else _run(cfg, out, None)
 
@@ -428,6 +436,7 @@ def update(
     check: CheckOption = False,
 ) -> None:
     """Annual update: add one year to the store (earlier years untouched), then recompute every table."""
+    require_model()
     cfg = _config(config)
     try:
         cfg = cfg.model_copy(update={"years": cfg.years.model_validate({"start": cfg.years.start, "end": max(year, cfg.years.end)})})
