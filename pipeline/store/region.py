@@ -1,0 +1,144 @@
+"""`RegionStore`: a region's store, read, written and changed; here the changes to its metadata.
+
+The class combines `StoreAccess` (location, metadata, units, reads, lock) and `UnitWrites`
+(units and static layers) and adds what only the holder of the update lock does: creating the
+layout (or adding sensors and yearly layers to an existing store) and adding or resetting a year.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import zarr
+
+from catalog.grid import TargetGrid
+from pipeline.store.compat import check_compatible, weights_by_sensor
+from pipeline.store.errors import StoreError
+from pipeline.store.layout import (
+    DEFAULT_CHUNK,
+    LAYOUT_VERSION,
+    RUN_GROUP,
+    YEARLY_LAYERS,
+    add_missing_yearly_layers,
+    create_sensor_group,
+    glacierwatch_version,
+    grid_from_record,
+    grid_record,
+)
+from pipeline.store.writes import UnitWrites
+
+
+class RegionStore(UnitWrites):
+    """A region's store at `url` (a local path or any fsspec URL, e.g. ``s3://...``, ``memory://...``).
+
+    Cheap to construct and to pickle (only `url` and `storage_options` travel); Dask tasks rebuild
+    one from those. Create the layout with `RegionStore.create`, open an existing one with
+    `RegionStore.open`.
+    """
+
+    @classmethod
+    def create(
+        cls,
+        url: str,
+        grids: Mapping[str, TargetGrid],
+        *,
+        weights_sha256: str | Mapping[str, str],
+        chunk_size: int = DEFAULT_CHUNK,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> RegionStore:
+        """Create the store's layout for `grids` (sensor -> grid), or open it if it already exists.
+
+        `weights_sha256`: the weights each sensor's probabilities come from (sensor -> sha256, or
+        one hash for all). An existing store must have been made with the same grids and weights
+        for the sensors it has; sensors it lacks are added. Call while holding the update lock.
+        """
+        weights = weights_by_sensor(grids, weights_sha256)
+        store = cls(url, storage_options)
+        if store.exists():
+            check_compatible(store, grids, weights)
+            root = store.group(mode="r+")
+            meta = dict(root.attrs["glacierwatch"])
+            for sensor in sorted(set(grids) & set(meta["grids"])):
+                add_missing_yearly_layers(root[sensor], grid_from_record(meta["grids"][sensor]), int(meta["chunk_size"]))
+            missing = {s: g for s, g in grids.items() if s not in meta["grids"]}
+            for sensor, grid in sorted(missing.items()):
+                create_sensor_group(root, sensor, grid, int(meta["chunk_size"]))
+            if missing:
+                meta["grids"] = dict(sorted({**meta["grids"], **{s: grid_record(g) for s, g in missing.items()}}.items()))
+                meta["weights_sha256"] = dict(sorted({**meta["weights_sha256"], **{s: weights[s] for s in missing}}.items()))
+                root.attrs.update({"glacierwatch": meta})
+            return store
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be a positive number of pixels, got {chunk_size}")
+        meta = {
+            "layout": LAYOUT_VERSION,
+            "version": glacierwatch_version(),
+            "weights_sha256": dict(sorted(weights.items())),
+            "chunk_size": int(chunk_size),
+            "grids": {s: grid_record(g) for s, g in sorted(grids.items())},
+        }
+        root = zarr.create_group(store.zarr_store, zarr_format=3, attributes={"glacierwatch": meta})
+        root.create_group(RUN_GROUP, attributes={"description": "run manifest and update lock, not data"})
+        for sensor, grid in sorted(grids.items()):
+            create_sensor_group(root, sensor, grid, int(chunk_size))
+        return store
+
+    # -- years ------------------------------------------------------------------------------
+
+    def add_year(self, sensor: str, year: int, *, scene_ids: Iterable[str], config_hash: str) -> int:
+        """Make room for `year` in `sensor`'s yearly layers (appending it) and record its provenance.
+
+        Idempotent: a year already present with the same scenes is left alone. Returns the
+        year's index along the ``year`` axis. Call while holding the update lock.
+        """
+        year = int(year)
+        scenes = sorted(set(scene_ids))
+        self.sensor_grid(sensor)
+        group = self.group(sensor, mode="r+")
+        years_arr = self.array(f"{sensor}/year", write=True)
+        years = [int(v) for v in years_arr[:]]
+        records = dict(group.attrs["years"])
+        if year in years:
+            recorded = records.get(str(year), {}).get("scene_ids")
+            if recorded is not None and recorded != scenes:
+                raise StoreError(
+                    f"store at {self.url} holds {sensor} {year} made from {len(recorded)} scenes; this run "
+                    f"found {len(scenes)} ({len(set(scenes) - set(recorded))} new, "
+                    f"{len(set(recorded) - set(scenes))} missing): to recompute the year reset it first, "
+                    f"python -c \"from pipeline.store import RegionStore; RegionStore.open('{self.url}')"
+                    f".reset_year({sensor!r}, {year})\", then run the same command again; to keep the stored "
+                    f"year, leave {year} out of the config's years"
+                )
+            if recorded is None:  # after reset_year: record the scenes of the recomputation
+                records[str(year)] = {"scene_ids": scenes, "config_hash": config_hash, "version": glacierwatch_version()}
+                group.attrs["years"] = dict(sorted(records.items()))
+            index = years.index(year)
+        else:
+            if years and year < max(years):
+                raise StoreError(
+                    f"store at {self.url} holds {sensor} years up to {max(years)}; {year} would have to be "
+                    "inserted before them, which rewrites every later year: start a new store (store: ...) "
+                    f"for a run that includes {year}, or append only later years"
+                )
+            # Provenance first, then the coordinate, then the data axes: a crash in between
+            # leaves year longer than a yearly layer, which the next call repairs below.
+            records[str(year)] = {"scene_ids": scenes, "config_hash": config_hash, "version": glacierwatch_version()}
+            group.attrs["years"] = dict(sorted(records.items()))
+            index = len(years)
+            years_arr.resize((index + 1,))
+            years_arr[index] = year
+        for name in YEARLY_LAYERS:
+            layer = self.array(f"{sensor}/{name}", write=True)
+            if layer.shape[0] < years_arr.shape[0]:
+                layer.resize((years_arr.shape[0], *layer.shape[1:]))
+        return index
+
+    def reset_year(self, sensor: str, year: int) -> None:
+        """Mark every unit of one year pending again (its chunks are rewritten by the next run)."""
+        self.manifest.clear(sensor, int(year))
+        group = self.group(sensor, mode="r+")
+        records = dict(group.attrs["years"])
+        if str(year) in records:
+            records[str(year)] = {**records[str(year)], "scene_ids": None}
+            group.attrs["years"] = records
