@@ -6,7 +6,7 @@ Inputs are xarray DataArrays on one grid (north-up, metric CRS, square pixels):
   ``threshold`` (``>= threshold`` is glacier; 128 by default; pass ``threshold=1`` for 0/1
   integer masks). Usually dask-backed straight from the store's ``probability/{sensor}``.
 - ``glacier_id`` (y, x) int: which glacier a pixel may belong to, 0 = none
-  (:func:`rasterize_inventory`). Mapped glacier pixels with id 0 are counted nowhere.
+  (`pipeline.rasterise.rasterize_inventory`). Mapped glacier pixels with id 0 are counted nowhere.
 - ``dem`` (y, x) elevation in m (NaN = no data) and ``aspect`` (y, x) in degrees clockwise from
   true north (the store's layer: Horn's grid aspect plus the grid convergence,
   ``catalog.terrain.slope_aspect``), downslope direction, NaN = flat/no data.
@@ -63,168 +63,40 @@ Conventions, stated once:
 - No-data is not ice loss (DESIGN.md, "Observed vs. glacier"): ``unobserved_frac`` is the share
   of a glacier's ``glacier_id`` pixels (its inventory outline grown by the buffer, ``outline_km2``)
   not observed that year; above ``max_unobserved`` the glacier-year is ``flag_unobserved``. Its
-  area stays in ``areas`` (a lower bound), but change and trends leave it out (``change_table``):
-  a cloudy year is never counted as loss. The region total's share is weighted by ``outline_km2``
-  and flagged by the same threshold (``region_total``).
+  area stays in ``areas`` (a lower bound); change and trends leave it out (`pipeline.region_tables`).
 - Aspect sectors N, NE, ... NW are centred on 0, 45, ... 315 deg, lower edge inclusive (as in
   ``outline_stats``). ``area_by_aspect`` has two methods: ``pixel`` (each pixel's area to its own
   sector; flat pixels left out) and ``glacier`` (a glacier's whole area to the sector of its
   circular-mean aspect).
+
+Inputs on the grid: `pipeline.rasterise`; tables built from ``areas`` (region total, index
+agreement, change): `pipeline.region_tables`; columns: `pipeline.raster_schema`. Their names
+are re-exported here (``from pipeline.statistics import change_table`` keeps working).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
-
 import dask.array as da
-import geopandas as gpd
 import numpy as np
 import pandas as pd
-import rasterio
-import shapely
 import xarray as xr
-from affine import Affine
-from rasterio.features import rasterize
-from rasterio.warp import Resampling, reproject
-from scipy import ndimage
 
-from pipeline.change import area_change, area_change_uncertainty_km2, area_trend, area_uncertainty_km2
 from catalog.aspect import ASPECT_SECTORS as SECTORS
 from catalog.aspect import aspect_class
+from pipeline.change import area_uncertainty_km2
+from pipeline.raster_schema import DEFAULT_MAX_INDEX_DISAGREEMENT, DEFAULT_MAX_UNOBSERVED, TABLE_COLUMNS
+from pipeline.rasterise import dem_on_grid, rasterize_inventory
+from pipeline.region_tables import (EXTREME_AREA_FACTOR, INDEX_AGREEMENT_COLUMNS, MIN_INDEX_CHECK_KM2, change_table,
+                                    index_agreement, region_total)
+
+__all__ = ["DEFAULT_MAX_INDEX_DISAGREEMENT", "DEFAULT_MAX_UNOBSERVED", "EXTREME_AREA_FACTOR",
+           "INDEX_AGREEMENT_COLUMNS", "INDICES_NOT_READ", "MIN_INDEX_CHECK_KM2", "NDSI_BIT", "N_SECTORS",
+           "PERIMETER_CORRECTIONS", "RATIO_BIT", "SECTORS", "TABLE_COLUMNS", "change_table", "dem_on_grid",
+           "glacier_statistics", "index_agreement", "rasterize_inventory", "region_total", "with_area_errors"]
 
 N_SECTORS = len(SECTORS)
-DEFAULT_MAX_UNOBSERVED = 0.1  # as config.Analysis.max_unobserved
-DEFAULT_MAX_INDEX_DISAGREEMENT = 0.5  # as config.Analysis.max_index_disagreement
-EXTREME_AREA_FACTOR = 10.0
-"""Region-wide, the model's area over the inventory outlines below 1/10 of both index areas, or
-above 10x both, is extreme: the weights do not know this data (`index_agreement`)."""
-MIN_INDEX_CHECK_KM2 = 0.05
-"""`index_agreement` judges nothing when model and indices both map less than this (a region
-without ice, or a comparison over a few pixels)."""
 INDICES_NOT_READ, NDSI_BIT, RATIO_BIT = 255, 1, 2  # as pipeline.store
 PERIMETER_CORRECTIONS = ("none", "isotropic")
-
-TABLE_COLUMNS: dict[str, list[str]] = {
-    "areas": ["glacier_id", "sensor", "year", "area_km2", "perimeter_km", "area_err_perimeter_km2",
-              "area_err_class_km2", "area_err_km2", "outline_km2", "unobserved_frac", "flag_unobserved",
-              "index_model_km2", "ndsi_km2", "ratio_km2", "ndsi_disagreement", "ratio_disagreement",
-              "index_disagreement", "flag_index_disagreement"],
-    "total_area": ["sensor", "year", "area_km2", "area_err_perimeter_km2", "area_err_class_km2", "area_err_km2",
-                   "unobserved_frac", "flag_unobserved", "n_flagged"],
-    "area_by_band": ["sensor", "year", "band_lo_m", "band_hi_m", "area_km2"],
-    "glacier_area_by_band": ["glacier_id", "sensor", "year", "band_lo_m", "band_hi_m", "area_km2"],
-    "area_by_aspect": ["sensor", "year", "method", "aspect_sector", "area_km2"],
-    "glacier_area_by_aspect": ["glacier_id", "sensor", "year", "aspect_sector", "area_km2"],
-    "glacier_terrain": ["glacier_id", "sensor", "year", "zmean_m", "aspect_deg", "aspect_sector",
-                        "n_dem_pixels"],
-    "area_change": ["glacier_id", "sensor", "year0", "year1", "years", "area0_km2", "area1_km2",
-                    "change_km2", "change_err_perimeter_km2", "change_err_class_km2", "change_err_km2",
-                    "change_pct", "rate_pct_a", "rate_err_pct_a",
-                    "n_years", "n_flagged", "trend_km2_a", "trend_lo_km2_a", "trend_hi_km2_a",
-                    "trend_theil_sen_km2_a"],
-}
-
-
-# ---------------------------------------------------------------------------------------------
-# inputs on the grid
-
-
-def _block_labels(geoms, ids, transform: Affine, shape: tuple[int, int], buffer_px: float) -> np.ndarray:
-    """Labels of one (padded) window: outlines burnt, then each free pixel within the buffer
-    takes the id of the nearest outline pixel (Euclidean distance between pixel centres)."""
-    if not len(geoms):
-        return np.zeros(shape, np.int32)
-    labels = rasterize(zip(geoms, ids, strict=True), out_shape=shape, transform=transform, fill=0,
-                       dtype="int32")
-    if buffer_px <= 0 or not labels.any():
-        return labels
-    dist, (ri, ci) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
-    grown = labels[ri, ci]
-    return np.where((labels == 0) & (dist <= buffer_px), grown, labels).astype(np.int32)
-
-
-def rasterize_inventory(
-    inventory: gpd.GeoDataFrame,
-    grid_transform: Affine,
-    shape: tuple[int, int],
-    crs,
-    buffer_m: float = 100.0,
-    id_column: str = "glacier_id",
-    chunks: int | None = None,
-) -> xr.DataArray:
-    """glacier_id (y, x) int32 on the grid: inventory outlines grown by ``buffer_m``; 0 = none.
-
-    The buffer lets a glacier that grew (or an outline drawn a little small) keep its new pixels.
-    Where buffers of neighbours meet, a pixel goes to the *nearest* outline (pixel-centre
-    distance to the nearest pixel burnt by an outline), never across another glacier's own
-    outline: original outline pixels are burnt first and keep their id. Pixels count as inside
-    an outline when their centre is inside it. Overlapping outlines (an inventory error) go to
-    the later row.
-
-    ``chunks``: build it lazily in square windows of that many pixels (each rasterised with a
-    halo of ``buffer_m`` so results equal the whole-grid ones); None builds it in memory.
-    """
-    if id_column not in inventory.columns:
-        raise ValueError(f"id column {id_column!r} not in the inventory; pass id_column= one of "
-                         f"{[c for c in inventory.columns if c != inventory.geometry.name]}")
-    if inventory.crs is None:
-        raise ValueError("the inventory has no CRS; set one before rasterising it")
-    ids = inventory[id_column].to_numpy()
-    if not np.issubdtype(ids.dtype, np.integer) or (ids <= 0).any():
-        raise ValueError(f"{id_column!r} must hold positive integers (0 means no glacier)")
-    res = abs(grid_transform.a)
-    if not np.isclose(res, abs(grid_transform.e)) or grid_transform.b or grid_transform.d:
-        raise ValueError("rasterize_inventory needs a north-up grid with square pixels")
-    geoms = inventory.to_crs(crs).geometry.to_numpy()
-    ids = ids.astype(np.int32)
-    buffer_px = buffer_m / res
-    rows, cols = shape
-    x = grid_transform.c + (np.arange(cols) + 0.5) * grid_transform.a
-    y = grid_transform.f + (np.arange(rows) + 0.5) * grid_transform.e
-    coords = {"y": y, "x": x}
-    if chunks is None:
-        out = _block_labels(geoms, ids, grid_transform, shape, buffer_px)
-        return xr.DataArray(out, dims=("y", "x"), coords=coords, name="glacier_id",
-                            attrs={"crs": str(crs), "buffer_m": buffer_m})
-
-    tree = shapely.STRtree(geoms)
-    halo = int(np.ceil(buffer_px)) + 1
-
-    def block(block_info=None):
-        (r0, r1), (c0, c1) = block_info[None]["array-location"]
-        pr0, pc0 = max(r0 - halo, 0), max(c0 - halo, 0)
-        pr1, pc1 = min(r1 + halo, rows), min(c1 + halo, cols)
-        t = grid_transform @ Affine.translation(pc0, pr0)
-        window = shapely.box(*rasterio.transform.array_bounds(pr1 - pr0, pc1 - pc0, t)[:4])
-        # outlines that can reach the window: those within the halo of it
-        hit = tree.query(window.buffer(halo * res))
-        with rasterio.Env():  # a GDAL environment per thread (avoids spurious georeferencing warnings)
-            lab = _block_labels(geoms[hit], ids[hit], t, (pr1 - pr0, pc1 - pc0), buffer_px)
-        return lab[r0 - pr0:r1 - pr0, c0 - pc0:c1 - pc0]
-
-    arr = da.map_blocks(block, dtype=np.int32, chunks=da.core.normalize_chunks(chunks, shape))
-    return xr.DataArray(arr, dims=("y", "x"), coords=coords, name="glacier_id",
-                        attrs={"crs": str(crs), "buffer_m": buffer_m})
-
-
-def dem_on_grid(dem_paths: Iterable[str | Path], grid_transform: Affine, shape: tuple[int, int],
-                crs) -> xr.DataArray:
-    """DEM tiles (any CRS, e.g. Copernicus 1° tiles) resampled bilinearly onto the grid; NaN = none.
-
-    Tiles are mosaicked in the given order: a later tile fills only what earlier ones left empty.
-    """
-    out = np.full(shape, np.nan, np.float32)
-    for path in dem_paths:
-        with rasterio.open(path) as src:
-            tile = np.full(shape, np.nan, np.float32)
-            reproject(rasterio.band(src, 1), tile, dst_transform=grid_transform, dst_crs=crs,
-                      src_nodata=src.nodata, dst_nodata=np.nan, resampling=Resampling.bilinear)
-        np.copyto(out, tile, where=np.isnan(out))
-    rows, cols = shape
-    coords = {"y": grid_transform.f + (np.arange(rows) + 0.5) * grid_transform.e,
-              "x": grid_transform.c + (np.arange(cols) + 0.5) * grid_transform.a}
-    return xr.DataArray(out, dims=("y", "x"), coords=coords, name="dem", attrs={"crs": str(crs)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,154 +396,3 @@ def _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m,
     return {"areas": areas, "area_by_band": by_band, "glacier_area_by_band": glacier_bands,
             "area_by_aspect": by_aspect, "glacier_area_by_aspect": glacier_aspect,
             "glacier_terrain": terrain}
-
-
-# ---------------------------------------------------------------------------------------------
-# change
-
-
-def _with_observation(areas: pd.DataFrame, max_unobserved: float) -> pd.DataFrame:
-    """``areas`` with ``outline_km2``, ``unobserved_frac`` and ``flag_unobserved``; a table made
-    without them (e.g. by hand) counts as fully observed, weighted by its areas."""
-    out = areas.copy()
-    if "unobserved_frac" not in out:
-        out["unobserved_frac"] = 0.0
-    if "flag_unobserved" not in out:
-        out["flag_unobserved"] = out["unobserved_frac"] > max_unobserved
-    if "outline_km2" not in out:
-        out["outline_km2"] = out["area_km2"]
-    out["flag_unobserved"] = out["flag_unobserved"].fillna(False).astype(bool)
-    if "area_err_perimeter_km2" not in out:  # made before the classification term: all of it is the perimeter's
-        out["area_err_perimeter_km2"] = out["area_err_km2"]
-    if "area_err_class_km2" not in out:
-        out["area_err_class_km2"] = 0.0
-    return out
-
-
-def region_total(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBSERVED) -> pd.DataFrame:
-    """Region total per sensor and year (columns ``TABLE_COLUMNS["total_area"]``).
-
-    Each error term is the sum of the glaciers' (perimeters add; a classifier's misclassified
-    pixels are counted as not cancelling between glaciers, as inside one), the total error their
-    quadrature sum, as per glacier. ``unobserved_frac`` is the
-    unobserved share of all glacier outlines, weighted by ``outline_km2``; above
-    ``max_unobserved`` the year is flagged and left out of the total's change and trend.
-    ``n_flagged`` counts the glaciers flagged that year: with many glaciers a year can hold a
-    few cloudy ones without its share passing the threshold, and their missing pixels then bias
-    that year's total low by at most the share.
-    """
-    a = _with_observation(areas, max_unobserved)
-    a = a.assign(_unobserved_km2=a["unobserved_frac"].fillna(0.0) * a["outline_km2"])
-    total = a.groupby(["sensor", "year"], as_index=False).agg(
-        area_km2=("area_km2", "sum"), area_err_perimeter_km2=("area_err_perimeter_km2", "sum"),
-        area_err_class_km2=("area_err_class_km2", "sum"), outline_km2=("outline_km2", "sum"),
-        unobserved_km2=("_unobserved_km2", "sum"), n_flagged=("flag_unobserved", "sum"))
-    total["area_err_km2"] = np.hypot(total["area_err_perimeter_km2"], total["area_err_class_km2"])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(total["outline_km2"] > 0, total["unobserved_km2"] / total["outline_km2"], 0.0)
-    total = total.assign(unobserved_frac=share, flag_unobserved=share > max_unobserved,
-                         n_flagged=total["n_flagged"].astype(np.int64))
-    return total[TABLE_COLUMNS["total_area"]]
-
-
-INDEX_AGREEMENT_COLUMNS = ["sensor", "index_model_km2", "ndsi_km2", "ratio_km2", "model_to_ndsi", "model_to_ratio",
-                           "n_compared", "n_flagged", "extreme"]
-
-
-def index_agreement(areas: pd.DataFrame, factor: float = EXTREME_AREA_FACTOR) -> pd.DataFrame:
-    """Region-wide agreement of each sensor's model with the indices, over all its glacier-years.
-
-    Sums ``index_model_km2``, ``ndsi_km2`` and ``ratio_km2`` (the same observed outline pixels)
-    per sensor; ``model_to_ndsi`` / ``model_to_ratio`` are the model's area over each index's.
-    ``extreme`` when the model maps less than 1/`factor` of *both* index areas (it finds almost
-    nothing where the indices find ice: the weights do not know this data) or more than `factor`
-    times both; not judged (False) when all three are below ``MIN_INDEX_CHECK_KM2``. Sensors
-    without index columns (the truth, stores made before the layer) get no row.
-    """
-    cols = {"index_model_km2", "ndsi_km2", "ratio_km2"}
-    if not len(areas) or not cols <= set(areas.columns):
-        return pd.DataFrame(columns=INDEX_AGREEMENT_COLUMNS)
-    rows = []
-    for sensor, sub in areas.groupby("sensor", sort=True):
-        compared = sub["index_model_km2"].notna()
-        if not compared.any():
-            continue
-        model, ndsi, ratio = (float(sub.loc[compared, c].sum()) for c in ("index_model_km2", "ndsi_km2", "ratio_km2"))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            to_ndsi = model / ndsi if ndsi > 0 else (np.inf if model > 0 else np.nan)
-            to_ratio = model / ratio if ratio > 0 else (np.inf if model > 0 else np.nan)
-        judged = max(model, ndsi, ratio) >= MIN_INDEX_CHECK_KM2
-        low = model * factor < ndsi and model * factor < ratio
-        high = model > factor * ndsi and model > factor * ratio
-        flags = sub["flag_index_disagreement"] if "flag_index_disagreement" in sub else pd.Series(False, index=sub.index)
-        rows.append({"sensor": sensor, "index_model_km2": model, "ndsi_km2": ndsi, "ratio_km2": ratio,
-                     "model_to_ndsi": to_ndsi, "model_to_ratio": to_ratio, "n_compared": int(compared.sum()),
-                     "n_flagged": int(flags.fillna(False).astype(bool).sum()), "extreme": bool(judged and (low or high))})
-    return pd.DataFrame(rows, columns=INDEX_AGREEMENT_COLUMNS)
-
-
-def _change_rows(key, sub: pd.DataFrame, year0, year1, confidence) -> dict:
-    sub = sub.sort_values("year")
-    flagged = sub["flag_unobserved"].to_numpy(bool)
-    seen = sub[~flagged]
-    left_out = set(sub["year"][flagged].tolist())
-    span = seen[(seen["year"] >= year0) & (seen["year"] <= year1)]["year"]
-    if len(span) >= 2:  # a flagged end year gives way to the nearest observed one inside the span
-        year0 = int(span.iloc[0]) if year0 in left_out else year0
-        year1 = int(span.iloc[-1]) if year1 in left_out else year1
-    a = seen.set_index("year")
-    row = {"glacier_id": key[0], "sensor": key[1], "year0": year0, "year1": year1,
-           "years": float(year1 - year0), "n_years": int(len(seen)), "n_flagged": int(flagged.sum())}
-    if year0 in a.index and year1 in a.index and a.at[year0, "area_km2"] > 0:
-        ch = area_change(a.at[year0, "area_km2"], a.at[year0, "area_err_km2"],
-                         a.at[year1, "area_km2"], a.at[year1, "area_err_km2"], year1 - year0)
-        row.update(area0_km2=float(ch.area0_km2), area1_km2=float(ch.area1_km2),
-                   change_km2=float(ch.change_km2), change_err_km2=float(ch.change_err_km2),
-                   change_err_perimeter_km2=float(area_change_uncertainty_km2(
-                       a.at[year0, "area_err_perimeter_km2"], a.at[year1, "area_err_perimeter_km2"])),
-                   change_err_class_km2=float(area_change_uncertainty_km2(
-                       a.at[year0, "area_err_class_km2"], a.at[year1, "area_err_class_km2"])),
-                   change_pct=float(ch.change_pct), rate_pct_a=float(ch.rate_pct_a),
-                   rate_err_pct_a=float(ch.rate_err_pct_a))
-    if len(seen) >= 3:
-        tr = area_trend(seen["year"].to_numpy(float), seen["area_km2"].to_numpy(float), confidence)
-        row.update(trend_km2_a=tr["ols"].slope, trend_lo_km2_a=tr["ols"].slope_lo,
-                   trend_hi_km2_a=tr["ols"].slope_hi, trend_theil_sen_km2_a=tr["theil_sen"].slope)
-    return row
-
-
-def change_table(areas: pd.DataFrame, year0: int | None = None, year1: int | None = None,
-                 confidence: float = 0.95, max_unobserved: float = DEFAULT_MAX_UNOBSERVED) -> pd.DataFrame:
-    """Area change ``year0`` -> ``year1`` (default first -> last year) and the trend over all
-    years, per glacier and sensor and for the total (``glacier_id`` <NA>).
-
-    Change and its error follow ``change.area_change`` (rates in %/a of the ``year0`` area; NaN
-    where that area is 0); ``change_err_perimeter_km2`` / ``change_err_class_km2`` are the same
-    quadrature of each term alone, so ``change_err_km2`` is their quadrature sum. The trend is
-    the OLS slope in km²/a with its ``confidence`` interval and the Theil-Sen slope (NaN with
-    fewer than 3 years). The total's area error terms are those of ``region_total``.
-
-    Flagged years (``flag_unobserved``; the total's from ``region_total``) are left out of both:
-    a row's ``year0``/``year1`` are then the first/last observed years inside the asked span
-    (``years`` between them), ``n_years`` counts the years the trend used and ``n_flagged``
-    those left out. Glaciers keep the flags of `areas`; ``max_unobserved`` flags the total
-    (and the rows of a table that has ``unobserved_frac`` but no flags).
-    """
-    missing = {"glacier_id", "sensor", "year", "area_km2", "area_err_km2"} - set(areas.columns)
-    if missing:
-        raise ValueError(f"areas lacks columns {sorted(missing)}; pass the 'areas' table of "
-                         "glacier_statistics")
-    all_years = np.sort(areas["year"].unique())
-    y0 = int(all_years[0]) if year0 is None else int(year0)
-    y1 = int(all_years[-1]) if year1 is None else int(year1)
-    if y1 <= y0:
-        raise ValueError(f"year1 must be after year0, got {y0} -> {y1}")
-    glaciers = _with_observation(areas, max_unobserved)
-    total = region_total(areas, max_unobserved).assign(glacier_id=pd.NA)
-    rows = [_change_rows((gid, sensor), sub, y0, y1, confidence)
-            for (gid, sensor), sub in glaciers.groupby(["glacier_id", "sensor"], sort=True)]
-    rows += [_change_rows((pd.NA, sensor), sub, y0, y1, confidence)
-             for sensor, sub in total.groupby("sensor", sort=True)]
-    out = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS["area_change"])
-    out["glacier_id"] = out["glacier_id"].astype("Int64")
-    return out
