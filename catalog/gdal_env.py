@@ -6,7 +6,7 @@ stackstac enters this environment in the thread that reads, so it holds on Dask 
   a yearly composite's peak memory grew with the region). A fixed cache keeps per-worker
   memory bounded by the chunk size, not the region.
 - HTTP retries: public COGs sit behind networks that drop a request now and then. A chunk's
-  assets are read concurrently (catalog.cube.read_chunk), so one asset's retry delay overlaps
+  assets are read concurrently (catalog.reads.read_chunk), so one asset's retry delay overlaps
   the others' reads instead of adding to them.
 - Range requests: stackstac's defaults (kept here) already ask for GDAL_HTTP_MULTIRANGE=YES and
   GDAL_HTTP_MERGE_CONSECUTIVE_RANGES=YES, and GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR on open.

@@ -63,7 +63,7 @@ def normalize_items(
     stacked on the target grid's explicit EPSG, bounds and resolution, and every COG is read in
     the CRS its own header gives, so such an item lands where its COG header says (the same
     pixels as with a correct `proj:code`; stackstac only loses the footprint it uses to skip
-    chunks the asset does not touch). Where an item does state a CRS, catalog/cube.py's checks
+    chunks the asset does not touch). Where an item does state a CRS, catalog/scene_check.py's checks
     skip a scene whose COG header says another one (on_unreadable="skip").
     """
     out = []
