@@ -213,7 +213,7 @@ def _no_kube(monkeypatch, tmp_path):
 
 
 def _no_sbatch(monkeypatch):
-    import pipeline.cluster as cluster
+    import pipeline.cluster.start as cluster  # where check_cluster looks shutil up
 
     real = cluster.shutil.which
     monkeypatch.setattr(cluster.shutil, "which", lambda name, *a, **k: None if name == "sbatch" else real(name, *a, **k))
@@ -230,7 +230,7 @@ STARTUP_FAILURES = {
 
 
 def _case(name, monkeypatch, tmp_path, port):
-    import pipeline.cluster as cluster
+    import pipeline.cluster.start as cluster  # where CONNECT_TIMEOUT_S is read
 
     value, setup, message = STARTUP_FAILURES[name]
     setup(monkeypatch, tmp_path)

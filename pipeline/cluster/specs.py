@@ -1,0 +1,114 @@
+"""What a cluster is, as settings: the validated specs of each backend and `ClusterError`.
+
+`ClusterSpec` is what `start_cluster` takes; `LocalSpec`, `SlurmSpec` and `KubernetesSpec` are
+its per-backend sections. Kept apart from the backends so that reading or checking a config
+needs neither dask-jobqueue nor dask-kubernetes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from pipeline.config import StrictModel
+
+# The container image the deploy/ files name; its tag follows the package version.
+IMAGE = "ghcr.io/glacierwatch/glacierwatch:0.1.0"
+# The Dask resource a GPU worker offers (one GPU per worker, never shared).
+GPU_RESOURCE = "GPU"
+KINDS = ("local", "slurm", "kubernetes", "address")
+
+
+class ClusterError(RuntimeError):
+    """A cluster that cannot be started; the message says what to install or change."""
+
+
+class LocalSpec(StrictModel):
+    """This machine. Unset values are sized from the machine (cores, memory, GPUs)."""
+
+    workers: int | None = Field(None, ge=1, description="worker processes; default: one per GPU, else dask's split")
+    threads_per_worker: int | None = Field(None, ge=1, description="default: cores / workers")
+    memory_per_worker: str | None = Field(None, description='e.g. "4GB"; default: machine memory / workers')
+    gpus: int | None = Field(None, ge=0, description="GPUs to use; default: torch.cuda.device_count()")
+    dashboard_address: str = ":8787"
+
+
+class SlurmSpec(StrictModel):
+    """One worker per SLURM job, one GPU per job (`--gres=gpu:1`), scaled by jobs."""
+
+    partition: str = "gpu"
+    account: str | None = None
+    cores: int = Field(8, ge=1, description="CPU cores per job (threads of its one worker)")
+    memory: str = Field("64GB", description="memory per job")
+    walltime: str = "04:00:00"
+    gpus_per_worker: int = Field(1, ge=0, le=1, description="0 = CPU-only partition; more GPUs = more jobs, not more per job")
+    jobs: int = Field(4, ge=0, description="fixed number of jobs (ignored when adaptive)")
+    adaptive: bool = False
+    minimum_jobs: int = Field(0, ge=0)
+    maximum_jobs: int = Field(16, ge=1)
+    local_directory: str | None = Field("$TMPDIR", description="node-local scratch for spilling")
+    log_directory: str | None = None
+    job_script_prologue: list[str] = Field(default_factory=list, description='e.g. ["module load cuda", "source .venv/bin/activate"]')
+    interface: str | None = Field(None, description='network interface for workers, e.g. "ib0"')
+    python: str | None = Field(None, description="python on the compute nodes; default: this one (shared filesystem)")
+    dashboard_address: str = ":8787"
+    start_timeout_s: float = Field(3600.0, gt=0, description="deadline for the first worker job to start (queue wait included)")
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.adaptive and self.minimum_jobs > self.maximum_jobs:
+            raise ValueError(f"minimum_jobs ({self.minimum_jobs}) exceeds maximum_jobs ({self.maximum_jobs})")
+        return self
+
+
+class KubernetesSpec(StrictModel):
+    """A DaskCluster (dask-kubernetes operator): a CPU worker group plus a GPU worker group."""
+
+    name: str = "glacierwatch"
+    namespace: str | None = Field(None, description="default: the kubeconfig's current namespace")
+    image: str = IMAGE
+    cpu_workers: int = Field(1, ge=0, description="default worker group (compositing, statistics)")
+    cpu: str = "4"
+    memory: str = "16Gi"
+    scheduler_cpu: str = "1"
+    scheduler_memory: str = "4Gi"
+    gpu_workers: int = Field(2, ge=0, description="GPU worker group (D-UNet inference)")
+    gpu_cpu: str = "8"
+    gpu_memory: str = "32Gi"
+    gpu_node_selector: dict[str, str] = Field(default_factory=dict, description='e.g. {"nvidia.com/gpu.present": "true"}')
+    start_timeout_s: float = Field(600.0, gt=0, description="deadline for the scheduler and the first worker pod")
+
+
+class ClusterSpec(StrictModel):
+    kind: Literal["local", "slurm", "kubernetes", "address"] = "local"
+    address: str | None = None
+    local: LocalSpec = LocalSpec()
+    slurm: SlurmSpec = SlurmSpec()
+    kubernetes: KubernetesSpec = KubernetesSpec()
+
+    @model_validator(mode="after")
+    def _address(self):
+        if self.kind == "address" and not self.address:
+            raise ValueError('cluster.kind "address" needs cluster.address, e.g. "tcp://scheduler:8786"')
+        return self
+
+    @classmethod
+    def from_config(cls, cluster: Any, details: Mapping[str, Any] | None = None) -> ClusterSpec:
+        """From `pipeline.config.Cluster` (kind, address, workers) plus optional backend sections.
+
+        `workers` means: local worker processes, SLURM jobs (the maximum when adaptive), or
+        Kubernetes GPU workers.
+        """
+        base = cluster.model_dump() if hasattr(cluster, "model_dump") else dict(cluster)
+        data: dict[str, Any] = {k: dict(v) for k, v in (details or {}).items()}
+        workers = base.pop("workers", None)
+        if workers is not None:
+            key = {"local": ("local", "workers"), "kubernetes": ("kubernetes", "gpu_workers")}.get(base["kind"])
+            if base["kind"] == "slurm":
+                adaptive = data.get("slurm", {}).get("adaptive", False)
+                key = ("slurm", "maximum_jobs" if adaptive else "jobs")
+            if key:
+                data.setdefault(key[0], {}).setdefault(key[1], workers)
+        return cls(**base, **data)
