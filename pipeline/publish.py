@@ -7,6 +7,9 @@ mask COG per sensor and the outlines, and one collection holding the tables and 
 bbox" without knowing the store's layout. The store stays the source of truth; the catalog
 only points at it and is rebuilt whole on every publish.
 
+This module owns the catalog; the mask COGs it points at are written by `pipeline.glacier_masks`
+(`write_glacier_masks`, `PublishError`, `MASK_NODATA`), re-exported here.
+
 Layout under a run's ``out`` (``pipeline.run``)::
 
     masks/SENSOR/glacier_mask_SENSOR_YEAR.tif      write_glacier_masks: uint8 COG on the sensor's grid,
@@ -33,10 +36,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pystac
-import rasterio
-import rasterio.shutil
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 from shapely.geometry import mapping
@@ -44,14 +44,14 @@ from shapely.ops import unary_union
 
 from catalog.grid import TargetGrid
 from catalog.redact import redact
+from pipeline.glacier_masks import MASK_NODATA, PublishError, mask_threshold, write_glacier_masks
 from pipeline.replace import replace_dir
 from pipeline.store import PROBABILITY, RegionStore
 
+# The mask COGs (pipeline.glacier_masks) are re-exported: callers import them from here too.
 __all__ = ["COLLECTION_ID", "MASK_NODATA", "PublishError", "publish_catalog", "write_glacier_masks"]
 
 COLLECTION_ID = "glacierwatch-outputs"
-MASK_NODATA = 255
-MASK_BLOCK = 512
 DEFAULT_SEASON = {"start": "07-01", "end": "09-30"}
 # STAC 1.1 deprecates "proprietary" for "other": the outputs carry no licence of their own until
 # whoever publishes them chooses one (Sentinel-2-derived products must credit Copernicus anyway).
@@ -64,88 +64,6 @@ SOURCE_PROVIDERS = {
     "landsat": pystac.Provider("USGS", roles=[pystac.ProviderRole.LICENSOR, pystac.ProviderRole.PRODUCER],
                                url="https://www.usgs.gov/landsat-missions"),
 }
-_COG_OPTIONS = {
-    "BLOCKSIZE": MASK_BLOCK,
-    "COMPRESS": "DEFLATE",  # read by every GeoTIFF reader; ZSTD is smaller but not yet everywhere
-    # Masks are categories: an overview pixel is the most common class below it, never a blend.
-    "OVERVIEW_RESAMPLING": "MODE",
-    "OVERVIEWS": "AUTO",
-}
-
-
-class PublishError(ValueError):
-    """Outputs that cannot be published as asked; the message names the file and what to do."""
-
-
-# -- masks ------------------------------------------------------------------------------------
-
-
-def mask_path(out_dir: str | Path, sensor: str, year: int) -> Path:
-    return Path(out_dir) / sensor / f"glacier_mask_{sensor}_{int(year)}.tif"
-
-
-def write_glacier_masks(store_url: str, out_dir: str | Path, threshold: int = 128) -> dict[tuple[str, int], Path]:
-    """One glacier-mask COG per (sensor, year) of the store, at ``out_dir/SENSOR/glacier_mask_SENSOR_YEAR.tif``.
-
-    Values: 1 where probability >= `threshold` (0-255, as in the statistics), 0 elsewhere, and
-    255 (the declared nodata) over store units the manifest does not list as finished, whose
-    pixels are the store's fill and not a result. CRS and transform are the sensor's grid.
-    Each year is read lazily, one band of store chunks at a time, into a tiled scratch GeoTIFF
-    that GDAL's COG driver then copies (512 px tiles, deflate, mode overviews); the COG replaces
-    the previous file only once complete. Returns (sensor, year) -> path.
-    """
-    threshold = int(threshold)
-    if not 1 <= threshold <= 255:
-        raise PublishError(f"threshold {threshold} is outside 1-255: the store holds probability x 255")
-    store = RegionStore.open(store_url)
-    written: dict[tuple[str, int], Path] = {}
-    for sensor in store.sensors():
-        grid = store.grids[sensor]
-        probability = store.open_dataset(sensor)[PROBABILITY]
-        for index, year in enumerate(int(y) for y in probability["year"].values):
-            path = mask_path(out_dir, sensor, year)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pending = [store.unit_window(u) for u in store.pending_units(sensor, [year])]
-            _write_mask(probability.isel(year=index), pending, grid, threshold, path, store.chunk_size,
-                        tags={"sensor": sensor, "year": year, "store": redact(store.url)})
-            written[(sensor, year)] = path
-    return written
-
-
-def _write_mask(probability, pending: list[tuple[slice, slice]], grid: TargetGrid, threshold: int, path: Path,
-                rows_per_band: int, tags: Mapping[str, Any]) -> None:
-    ny, nx = grid.shape
-    scratch = path.with_name(f".{path.stem}-scratch-{os.getpid()}.tif")
-    partial = path.with_name(f".{path.stem}-incomplete-{os.getpid()}.tif")
-    profile = {
-        "driver": "GTiff", "width": nx, "height": ny, "count": 1, "dtype": "uint8", "crs": grid.crs.to_wkt(),
-        "transform": grid.transform, "nodata": MASK_NODATA, "tiled": True, "blockxsize": MASK_BLOCK,
-        "blockysize": MASK_BLOCK, "compress": "none", "BIGTIFF": "IF_SAFER",
-    }
-    try:
-        with rasterio.open(scratch, "w", **profile) as dst:
-            dst.update_tags(**{f"GLACIERWATCH_{k.upper()}": str(v) for k, v in tags.items()},
-                            GLACIERWATCH_THRESHOLD=str(threshold))
-            dst.set_band_description(1, f"glacier: 1 = probability >= {threshold}/255, 0 = not glacier, "
-                                        f"{MASK_NODATA} = not computed")
-            # Bands of whole store chunks: each read touches each chunk object once.
-            for top in range(0, ny, rows_per_band):
-                rows = slice(top, min(top + rows_per_band, ny))
-                block = np.asarray(probability[rows].values)
-                mask = (block >= threshold).astype(np.uint8)
-                for ys, xs in pending:
-                    lo, hi = max(ys.start, rows.start), min(ys.stop, rows.stop)
-                    if lo < hi:
-                        mask[lo - top : hi - top, xs] = MASK_NODATA
-                dst.write(mask, 1, window=((rows.start, rows.stop), (0, nx)))
-        rasterio.shutil.copy(scratch, partial, driver="COG", **_COG_OPTIONS)
-        partial.replace(path)
-    finally:
-        scratch.unlink(missing_ok=True)
-        partial.unlink(missing_ok=True)
-
-
-# -- catalog ----------------------------------------------------------------------------------
 
 
 def publish_catalog(
@@ -270,19 +188,6 @@ def _set_projection(asset: pystac.Asset, grid: TargetGrid) -> None:
     proj.transform = list(grid.transform)[:6]
 
 
-def _mask_threshold(path: Path, grid: TargetGrid, what: str) -> int | None:
-    """The threshold a mask was made with (None: not written here); refuse a mask not on its sensor's grid."""
-    with rasterio.open(path) as ds:
-        on_grid = ds.crs is not None and ds.crs.to_epsg() == grid.epsg and ds.shape == grid.shape
-        if not (on_grid and ds.transform.almost_equals(grid.transform)):
-            raise PublishError(
-                f"{what} ({path}) is on {ds.crs} {ds.shape} {tuple(ds.transform)[:6]}, not on the store's grid "
-                f"EPSG:{grid.epsg} {grid.shape}: rewrite the masks with write_glacier_masks from this store"
-            )
-        threshold = ds.tags().get("GLACIERWATCH_THRESHOLD")
-        return None if threshold is None else int(threshold)
-
-
 def _build_catalog(store: RegionStore, files: dict[str, Any], season, provenance: Mapping[str, Any],
                    provenance_file: Path) -> pystac.Catalog:
     grids = store.grids
@@ -383,7 +288,7 @@ def _build_catalog(store: RegionStore, files: dict[str, Any], season, provenance
                 data_type=DataType.UINT8, scale=1 / 255, offset=0.0, spatial_resolution=grid.resolution)]
             if (sensor, year) in files["masks"]:
                 path = files["masks"][(sensor, year)]
-                threshold = _mask_threshold(path, grid, f"mask {sensor} {year}")
+                threshold = mask_threshold(path, grid, f"mask {sensor} {year}")
                 asset = pystac.Asset(
                     str(path),
                     title=f"{sensor} glacier mask {year}",

@@ -1,4 +1,9 @@
-"""Automatic terminus change of one glacier between outlines of different years.
+"""Geometry of a glacier's tongue for terminus change between outlines of different years.
+
+This module owns where a front is: the DEM interface, the main axis, the tongue frame and its
+lines, the terminus positions on them, the front lines and the glacier's body (`glacier_parts`).
+The change measured from them (`TerminusChange`, the main-axis and box methods, terminus
+elevations) is `pipeline.terminus_change`, re-exported here so callers import either from here.
 
 Everything works on shapely polygons in one metric CRS (a UTM zone), per glacier, OGGM-style:
 the caller maps these functions over glaciers. No manual editing of the front is needed.
@@ -11,8 +16,6 @@ the terminus position on a line is the largest u of the cut (the down-glacier-mo
 intersection). Change between two years is the mean over the lines that cut both outlines.
 The *box method* (a rectilinear box over the tongue, width W, sides parallel to the axis)
 gives change = change of glacier area inside the box / W. Both use only the front lines below.
-
-Sign: retreat is positive when the front moved up-glacier; an advance gives negative retreat.
 
 The main axis comes from a DEM when one is given, otherwise from the outline's shape: the direction of the long side of its
 minimum rotated rectangle, oriented so that the terminus is the end farther from the area
@@ -60,6 +63,20 @@ from scipy import ndimage
 from shapely.affinity import affine_transform
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
+
+from pipeline.terminus_change import (
+    STATISTICS,
+    TerminusChange,
+    terminus_box,
+    terminus_change_box,
+    terminus_change_main_axis,
+    terminus_elevations,
+)
+
+# The change methods (pipeline.terminus_change) are re-exported: callers import them from here too.
+__all__ = ["FRONT_MAX_ANGLE_DEG", "STATISTICS", "Dem", "GlacierParts", "MainAxis", "TerminusChange", "TongueFrame",
+           "front_lines", "glacier_parts", "main_axis", "terminus_box", "terminus_change_box",
+           "terminus_change_main_axis", "terminus_elevations", "terminus_positions", "tongue_frame"]
 
 
 @dataclass(frozen=True)
@@ -366,96 +383,3 @@ def glacier_parts(outline: BaseGeometry, inventory: BaseGeometry | None = None,
     body = touching[0]
     rest = [p for p in parts if p is not body]
     return GlacierParts(body, [p for p in rest if p.area >= min_area_m2], [p for p in rest if p.area < min_area_m2])
-
-
-def terminus_elevations(positions: pd.DataFrame, dem: Dem) -> pd.DataFrame:
-    """``positions`` with ``elevation_m`` sampled from the DEM at each terminus point."""
-    out = positions.copy()
-    out["elevation_m"] = dem.sample(out["x"].to_numpy(float), out["y"].to_numpy(float))
-    return out
-
-
-@dataclass(frozen=True)
-class TerminusChange:
-    """Terminus change between two outlines: retreat (m, + = up-glacier) and its spread."""
-
-    method: str  # "main_axis" or "box"
-    retreat_m: float
-    n_lines: int  # lines that cut both outlines (main-axis); 0 for the box
-    retreat_std_m: float  # spread over lines (main-axis); NaN for the box
-    dz_m: float  # mean change of terminus elevation over common lines; NaN without elevations
-
-
-STATISTICS = ("mean", "median")
-
-
-def terminus_change_main_axis(positions: pd.DataFrame, year0: Hashable, year1: Hashable,
-                              statistic: str = "mean", lines: np.ndarray | None = None) -> TerminusChange:
-    """Mean (or ``statistic="median"``) retreat over the lines that cut both outlines (NaN if
-    none does), only over ``lines`` when given (usually `front_lines`); ``dz_m`` is summarised
-    the same way."""
-    if statistic not in STATISTICS:
-        raise ValueError(f"statistic must be 'mean' or 'median', got {statistic!r}")
-    p0 = positions[positions["year"] == year0].set_index("line")
-    p1 = positions[positions["year"] == year1].set_index("line")
-    common = p0.index.intersection(p1.index)
-    if lines is not None:
-        common = common.intersection(pd.Index(np.asarray(lines, dtype=int)))
-    if common.empty:
-        return TerminusChange("main_axis", float("nan"), 0, float("nan"), float("nan"))
-    per_line = p0.loc[common, "position_m"] - p1.loc[common, "position_m"]
-    dz = float("nan")
-    if "elevation_m" in positions:
-        dz_line = (p1.loc[common, "elevation_m"] - p0.loc[common, "elevation_m"]).to_numpy(float)
-        if np.isfinite(dz_line).any():
-            dz = float(np.nanmean(dz_line) if statistic == "mean" else np.nanmedian(dz_line))
-    retreat = per_line.mean() if statistic == "mean" else per_line.median()
-    return TerminusChange("main_axis", float(retreat), int(common.size),
-                          float(per_line.std(ddof=1)) if common.size > 1 else 0.0, dz)
-
-
-def terminus_box(
-    outline0: BaseGeometry,
-    outline1: BaseGeometry,
-    frame: TongueFrame,
-    width_m: float | None = None,
-    upstream_m: float | None = None,
-) -> BaseGeometry:
-    """The rectilinear box (map coordinates) over the tongue used by :func:`terminus_change_box`.
-
-    Centred across the reference tongue, ``width_m`` wide (default: the tongue's width), from
-    ``upstream_m`` (default: the same width) above the higher of the two fronts to beyond both.
-    """
-    axis = frame.axis
-    w = frame.width_m if width_m is None else float(width_m)
-    if w <= 0:
-        raise ValueError(f"box width must be positive, got {w}")
-    vc = (frame.v_lo_m + frame.v_hi_m) / 2.0
-    strip_v = (vc - w / 2.0, vc + w / 2.0)
-    g0, g1 = axis.to_axis_frame(outline0), axis.to_axis_frame(outline1)
-    far = max(g0.bounds[2], g1.bounds[2]) + 1.0
-    near = min(g0.bounds[0], g1.bounds[0]) - 1.0
-    strip = box(near, strip_v[0], far, strip_v[1])
-    fronts = [g.intersection(strip).bounds[2] for g in (g0, g1) if g.intersects(strip)]
-    if len(fronts) < 2:
-        raise ValueError("an outline does not reach the box strip; check the axis or the width")
-    u_up = min(fronts) - (w if upstream_m is None else float(upstream_m))
-    box_axis = box(u_up, strip_v[0], far, strip_v[1])
-    # back to map coordinates: inverse of the axis-frame transform
-    ux, uy = axis.direction
-    hx, hy = axis.head
-    return affine_transform(box_axis, [ux, -uy, uy, ux, hx, hy])
-
-
-def terminus_change_box(
-    outline0: BaseGeometry,
-    outline1: BaseGeometry,
-    frame: TongueFrame,
-    width_m: float | None = None,
-    upstream_m: float | None = None,
-) -> TerminusChange:
-    """Box method: (area of outline0 in the box - area of outline1 in the box) / box width."""
-    b = terminus_box(outline0, outline1, frame, width_m, upstream_m)
-    w = frame.width_m if width_m is None else float(width_m)
-    retreat = (outline0.intersection(b).area - outline1.intersection(b).area) / w
-    return TerminusChange("box", float(retreat), 0, float("nan"), float("nan"))
