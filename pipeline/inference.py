@@ -18,7 +18,7 @@ no longer changes any output by 1/255 (tests/test_inference.py::test_chunk_seams
 pad the same bottom/right rows as the whole image, so edges match as well.
 
 The model is loaded once per worker process, not per task: tasks carry only the weights path and
-its sha256, and `cached_predictor` (an lru_cache behind a lock, threads of one worker share it)
+its sha256, and `cached_predictor` (`pipeline.predictor_cache`, with the card check `read_card`)
 builds the `TorchPredictor` the first time a process sees that (path, sha256, device, half).
 Half precision (fp16 autocast) is used on CUDA; deformable convs stay fp32 inside the network;
 the CPU runs fp32. Batching: the years inside one block (`years_per_block`) go through the
@@ -29,10 +29,8 @@ one tile (a U-Net's activations at 2048^2 are ~GBs on CPU), raise it on a GPU wi
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +42,10 @@ import xarray as xr
 
 from pipeline.model.dunet import SIZE_MULTIPLE
 from pipeline.model.halo import DEFAULT_HALO, HALO_BY_ARCHITECTURE
-from pipeline.model.predictor import TorchPredictor, default_device
-from pipeline.model.weights import ModelCard, WeightsError, card_path, load_model
+from pipeline.model.predictor import default_device
+from pipeline.model.weights import ModelCard
+from pipeline.predictor_cache import cached_predictor, read_card
+from pipeline.predictor_cache import load_predictor as _load_predictor  # noqa: F401  (tests clear its cache here)
 
 __all__ = [
     "DEFAULT_HALO",
@@ -56,60 +56,6 @@ __all__ = [
     "probability_cube",
     "read_card",
 ]
-
-_LOCK = threading.Lock()
-
-
-def read_card(weights: str | Path, sensor: str | None = None) -> ModelCard:
-    """The model card beside `weights`, checked against the file and, given `sensor`, its bands.
-
-    Cheap (the card's JSON and the safetensors header; the weights are hashed by the loader), so
-    a run calls it for every sensor before anything is written: a file that is not safetensors,
-    a card of another architecture, width or channel count, or weights trained on bands the
-    sensor does not have are refused here, with the file and the mismatch named.
-    """
-    from pydantic import ValidationError
-
-    from catalog.providers import REFLECTANCE_BANDS
-    from pipeline.model.weights import check_card, read_header
-
-    weights = Path(weights)
-    read_header(weights)  # not safetensors (e.g. a pickle): refused before anything else is looked at
-    card_file = card_path(weights)
-    if not card_file.is_file():
-        raise WeightsError(f"no model card {card_file} beside {weights}; weights without a card cannot be fed correctly")
-    try:
-        card = ModelCard.model_validate_json(card_file.read_text())
-    except ValidationError as err:
-        raise WeightsError(f"{card_file} is not a model card ({err.error_count()} errors, first: {err.errors()[0]['msg']})") from None
-    check_card(weights, card)
-    if sensor is not None:
-        bands = REFLECTANCE_BANDS[sensor]
-        missing = [b for b in card.recipe.bands if b not in bands]
-        if missing:
-            raise WeightsError(
-                f"{weights} was trained on bands {list(card.recipe.bands)}; {sensor} has {list(bands)} "
-                f"(missing {missing}): set sensors.{sensor}.weights to weights trained for {sensor}"
-            )
-    return card
-
-
-@lru_cache(maxsize=4)
-def _load_predictor(path: str, weights_sha256: str, device: str, half: bool) -> TorchPredictor:
-    model, card = load_model(path, device)
-    if card.weights_sha256 != weights_sha256:
-        raise WeightsError(
-            f"{path} changed since the graph was built (sha256 {card.weights_sha256}, expected {weights_sha256}): "
-            "rerun with the weights the run started with"
-        )
-    return TorchPredictor(model, card.recipe, device=device, half=half, name=card.architecture)
-
-
-def cached_predictor(path: str, weights_sha256: str, device: str, half: bool) -> TorchPredictor:
-    """This process's predictor for the weights (loaded on first use, then shared by every task)."""
-    with _LOCK:  # lru_cache does not stop two threads from both loading on a first, concurrent miss
-        return _load_predictor(path, weights_sha256, device, half)
-
 
 def _window_edges(size: int, halo: int, window: int) -> list[int]:
     """Cut points of a block side into cores of at most ~`window` px on the 16-px lattice.

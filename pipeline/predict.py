@@ -41,13 +41,13 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import rasterio.shutil
-from rasterio.enums import Resampling
-from rasterio.transform import array_bounds
-from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
 
 from catalog.providers import REFLECTANCE_BANDS
 from pipeline.model.inputs import PHYSICAL_BANDS
+from pipeline.scene_inputs import Grid, MissingInputError, PredictError, open_band, overlaps, read_onto, read_terrain
+
+_Grid, _terrain = Grid, read_terrain  # the names tests/test_predict.py imports from here
 
 CLASSIFIERS = ("network", "dunet", "unet", "band-ratio", "ndsi")
 NODATA = 255
@@ -59,14 +59,6 @@ TERRAIN_CHANNELS = ("elevation", "slope")
 """Terrain channels this command can build from --dem; weights asking for others are refused."""
 MIN_JUDGED = 1000
 """Valid pixels a block needs before its reflectance is judged for a wrong --scale/--offset."""
-
-
-class PredictError(ValueError):
-    """An input `predict` cannot use; one line that names it and says what to do."""
-
-
-class MissingInputError(PredictError, FileNotFoundError):
-    """An input file that is not there."""
 
 
 @dataclass(frozen=True)
@@ -95,97 +87,6 @@ def encode(probability: np.ndarray, valid: np.ndarray) -> np.ndarray:
     p = np.nan_to_num(np.asarray(probability, dtype=np.float32), nan=0.0)
     coded = np.minimum(np.rint(np.clip(p, 0.0, 1.0) * 255.0), MAX_VALID).astype(np.uint8)
     return np.where(valid, coded, np.uint8(NODATA))
-
-
-@dataclass(frozen=True)
-class _Grid:
-    crs: rasterio.crs.CRS
-    transform: rasterio.Affine
-    height: int
-    width: int
-
-    def window_transform(self, row: int, col: int) -> rasterio.Affine:
-        return self.transform * rasterio.Affine.translation(col, row)
-
-    @property
-    def bounds(self) -> tuple[float, float, float, float]:
-        return array_bounds(self.height, self.width, self.transform)
-
-
-def _open(path: Path, what: str) -> rasterio.io.DatasetReader:
-    if not path.is_file():
-        raise MissingInputError(f"{what} {path} does not exist")
-    try:
-        src = rasterio.open(path)
-    except rasterio.errors.RasterioError as err:
-        raise PredictError(f"{what} {path} is not a raster GDAL can read ({' '.join(str(err).split())})") from None
-    if src.crs is None:
-        src.close()
-        raise PredictError(f"{what} {path} has no CRS: georeference it (e.g. gdal_edit.py -a_srs EPSG:32645 {path.name})")
-    if src.count != 1:
-        src.close()
-        raise PredictError(f"{what} {path} has {src.count} bands: give one single-band file per input")
-    return src
-
-
-def _overlaps(src: rasterio.io.DatasetReader, grid: _Grid) -> bool:
-    left, bottom, right, top = transform_bounds(src.crs, grid.crs, *src.bounds, densify_pts=21)
-    g_left, g_bottom, g_right, g_top = grid.bounds
-    return left < g_right and right > g_left and bottom < g_top and top > g_bottom
-
-
-def _same_grid(src: rasterio.io.DatasetReader, grid: _Grid) -> bool:
-    return src.crs == grid.crs and src.transform.almost_equals(grid.transform) and src.shape == (grid.height, grid.width)
-
-
-def _read_onto(src: rasterio.io.DatasetReader, grid: _Grid, row: int, col: int, height: int, width: int) -> np.ndarray:
-    """Band 1 of `src` on the grid's (row, col, height, width) window, float32, NaN = no data.
-
-    Rows/columns outside the grid are allowed (the DEM is read one pixel wider for slope).
-    """
-    inside = 0 <= row and 0 <= col and row + height <= grid.height and col + width <= grid.width
-    if inside and _same_grid(src, grid):
-        data = src.read(1, window=Window(col, row, width, height), masked=True)
-        return data.astype(np.float32).filled(np.nan)
-    destination = np.full((height, width), np.nan, np.float32)
-    nodata = src.nodata
-    if nodata is None and np.issubdtype(np.dtype(src.dtypes[0]), np.floating):
-        nodata = np.nan
-    reproject(
-        rasterio.band(src, 1),
-        destination,
-        src_nodata=nodata,
-        dst_transform=grid.window_transform(row, col),
-        dst_crs=grid.crs,
-        dst_nodata=np.nan,
-        resampling=Resampling.bilinear,
-    )
-    return destination
-
-
-def _slope(dem: np.ndarray, transform: rasterio.Affine) -> np.ndarray:
-    """Horn slope (degrees) of a (y, x) DEM on `transform`, via xarray-spatial as in catalog.terrain; NaN rim."""
-    import xarray as xr
-    from xrspatial import slope as xrs_slope
-
-    height, width = dem.shape
-    x = transform.c + (np.arange(width) + 0.5) * transform.a
-    y = transform.f + (np.arange(height) + 0.5) * transform.e
-    return np.asarray(xrs_slope(xr.DataArray(dem, dims=("y", "x"), coords={"y": y, "x": x})).values, np.float32)
-
-
-def _terrain(
-    dem: rasterio.io.DatasetReader, grid: _Grid, row: int, col: int, height: int, width: int, names: Sequence[str]
-) -> dict[str, np.ndarray]:
-    """The `names` terrain channels (elevation m, slope degrees) on a grid window; NaN where the DEM has none.
-
-    The DEM is warped one pixel wider than the window, so Horn's 3x3 slope has values at its edges.
-    """
-    elevation = _read_onto(dem, grid, row - 1, col - 1, height + 2, width + 2)
-    channels = {"elevation": elevation[1:-1, 1:-1]}
-    if "slope" in names:
-        channels["slope"] = _slope(elevation, grid.window_transform(row - 1, col - 1))[1:-1, 1:-1]
-    return {name: channels[name] for name in names}
 
 
 def _round_up(n: int, multiple: int = 16) -> int:
@@ -353,14 +254,14 @@ def predict_scene(
     with contextlib.ExitStack() as stack:
         sources = []
         for i, (path, name) in enumerate(zip(paths, names)):
-            src = stack.enter_context(_open(path, f"band {name} ({PHYSICAL_BANDS[i]})"))
+            src = stack.enter_context(open_band(path, f"band {name} ({PHYSICAL_BANDS[i]})"))
             sources.append(src)
         first = sources[0]
-        grid = _Grid(first.crs, first.transform, first.height, first.width)
+        grid = Grid(first.crs, first.transform, first.height, first.width)
         if not first.transform.is_rectilinear:
             raise PredictError(f"band {names[0]} {paths[0]} has a rotated geotransform: warp it north-up first (gdalwarp)")
         for path, name, src in zip(paths[1:], names[1:], sources[1:]):
-            if not _overlaps(src, grid):
+            if not overlaps(src, grid):
                 raise PredictError(f"band {name} {path} does not overlap the first band {paths[0]}: give bands of one scene")
         trained_m = card.domain.resolution_m if card is not None and card.domain is not None else None
         pixel_m = abs(grid.transform.a) if not grid.crs.is_geographic else None
@@ -368,8 +269,8 @@ def predict_scene(
             _warn(f"{weights_path.name} was trained at {trained_m:g} m; the first band {paths[0].name} is {pixel_m:g} m")
         dem_src = None
         if terrain_names:
-            dem_src = stack.enter_context(_open(Path(dem), "--dem"))
-            if not _overlaps(dem_src, grid):
+            dem_src = stack.enter_context(open_band(Path(dem), "--dem"))
+            if not overlaps(dem_src, grid):
                 raise PredictError(f"--dem {dem} does not cover the bands' footprint: give a DEM of the scene's area")
 
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -386,7 +287,7 @@ def predict_scene(
                         h, w = min(block, grid.height - row), min(block, grid.width - col)
                         r0, c0 = max(0, row - halo), max(0, col - halo)
                         r1, c1 = min(grid.height, row + h + halo), min(grid.width, col + w + halo)
-                        reflectance = np.stack([_read_onto(s, grid, r0, c0, r1 - r0, c1 - c0) for s in sources])
+                        reflectance = np.stack([read_onto(s, grid, r0, c0, r1 - r0, c1 - c0) for s in sources])
                         reflectance = reflectance * np.float32(scale) + np.float32(offset)
                         if not judged and np.isfinite(reflectance).all(axis=0).sum() >= MIN_JUDGED:
                             for message in _check_reflectance(reflectance, scale, offset):
@@ -396,7 +297,7 @@ def predict_scene(
                         if card is None:
                             probability = predictor.predict(reflectance)
                         else:
-                            terrain = _terrain(dem_src, grid, r0, c0, r1 - r0, c1 - c0, terrain_names) if terrain_names else {}
+                            terrain = read_terrain(dem_src, grid, r0, c0, r1 - r0, c1 - c0, terrain_names) if terrain_names else {}
                             for name in terrain_names:
                                 valid &= np.isfinite(terrain[name])
                             order = [names.index(b) for b in card.recipe.bands]
