@@ -45,7 +45,6 @@ from pipeline.model.halo import DEFAULT_HALO, HALO_BY_ARCHITECTURE
 from pipeline.model.predictor import default_device
 from pipeline.model.weights import ModelCard
 from pipeline.predictor_cache import cached_predictor, read_card
-from pipeline.predictor_cache import load_predictor as _load_predictor  # noqa: F401  (tests clear its cache here)
 
 __all__ = [
     "DEFAULT_HALO",

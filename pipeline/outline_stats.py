@@ -61,7 +61,6 @@ __all__ = ["MAX_DEM_RESOLUTION_M", "aspect_sector", "change_tables", "circular_d
            "glacier_terminus", "horn_aspect_deg", "load_dem", "outline_statistics", "parse_dates", "read_outlines",
            "repaired_outline", "write_tables", "year_of"]
 
-_parse_dates = parse_dates  # its name before the split, still imported by tests/test_outline_stats.py
 
 
 def _areas_table(glaciers: gpd.GeoDataFrame, pixel_size_m: float) -> pd.DataFrame:

@@ -47,7 +47,6 @@ from catalog.providers import REFLECTANCE_BANDS
 from pipeline.model.inputs import PHYSICAL_BANDS
 from pipeline.scene_inputs import Grid, MissingInputError, PredictError, open_band, overlaps, read_onto, read_terrain
 
-_Grid, _terrain = Grid, read_terrain  # the names tests/test_predict.py imports from here
 
 CLASSIFIERS = ("network", "dunet", "unet", "band-ratio", "ndsi")
 NODATA = 255

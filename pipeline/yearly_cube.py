@@ -41,15 +41,15 @@ def yearly_cube(
     by_year = {y: find_scenes(source, profile, sensor, bbox, y, cfg.season.as_tuple(), sensor_cfg.max_cloud) for y in years}
     items = [i for y in years for i in by_year[y]]
     # DNs, not reflectance: the composite converts only what it looks at (catalog.composite).
-    refl = dn_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip" if cfg.on_unreadable == "skip" else "raise")
+    dn = dn_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip" if cfg.on_unreadable == "skip" else "raise")
     # The scenes are checked once: the quality cube takes the same survivors (and so shares the reads).
-    kept = [i for i in items if i.id not in {s["item_id"] for s in refl.attrs["skipped_scenes"]}]
+    kept = [i for i in items if i.id not in {s["item_id"] for s in dn.attrs["skipped_scenes"]}]
     skip = cfg.on_unreadable == "skip"  # also inside the COGs: a damaged window drops its scene from that chunk
     clear = clear_mask(quality_cube(kept, profile, sensor, grid, chunks=chunks, skip_unreadable_reads=skip), sensor)
-    composite = yearly_composite(refl, clear, season=cfg.season.as_tuple())
-    skipped_ids = {s["item_id"] for s in refl.attrs["skipped_scenes"]}
+    composite = yearly_composite(dn, clear, season=cfg.season.as_tuple())
+    skipped_ids = {s["item_id"] for s in dn.attrs["skipped_scenes"]}
     scene_ids = {str(y): [i.id for i in by_year[y] if i.id not in skipped_ids] for y in years}
-    decisions = refl.attrs["scale_offset"]  # per item: scale, offset and the provider rule that decided them
+    decisions = dn.attrs["scale_offset"]  # per item: scale, offset and the provider rule that decided them
     # Each chunk's task refuses a composite whose pixels say an offset was applied twice or is missing.
     composite["reflectance"] = checked_reflectance(composite.reflectance, scene_ids, decisions, label=sensor)
 
@@ -59,7 +59,7 @@ def yearly_cube(
     terr = terrain(dem_items, dem_profile, grid, chunks=chunks)
     terr = terr.assign_coords(y=composite.y, x=composite.x)  # same grid; stackstac's floats may differ in the last bit
     year_of = {i.id: y for y in years for i in by_year[y]}
-    skipped = [{**s, "year": year_of.get(s["item_id"])} for s in refl.attrs.get("skipped_scenes", [])]
+    skipped = [{**s, "year": year_of.get(s["item_id"])} for s in dn.attrs.get("skipped_scenes", [])]
     out = composite.assign(elevation=terr.elevation, slope=terr.slope, aspect=terr.aspect)
     # href -> its scene, to name the scenes whose windows were skipped inside a COG (catalog.cube.unreadable_reads)
     asset_items = {a.href.split("?")[0]: {"item_id": i.id, "year": year_of[i.id]} for i in kept for a in i.assets.values()}

@@ -8,7 +8,7 @@ import torch
 import xarray as xr
 from scipy.ndimage import gaussian_filter
 
-from pipeline import inference
+from pipeline import inference, predictor_cache
 from pipeline.model.dunet import DUNet, UNet
 from pipeline.model.inputs import SENTINEL2_BANDS, InputRecipe
 from pipeline.model.predictor import TorchPredictor
@@ -115,12 +115,12 @@ def test_a_region_narrower_than_the_halo_is_inferred_whole_along_that_axis(tmp_p
 def test_model_is_loaded_once_per_process_across_tasks(tmp_path):
     cube = _cube(256, 384, years=(2019, 2020, 2021))
     weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube)
-    inference._load_predictor.cache_clear()
+    predictor_cache.load_predictor.cache_clear()
     probability = inference.probability_cube(cube.chunk({"y": 64, "x": 64}), weights, halo=16, device="cpu")
     n_tasks = probability.data.npartitions
     assert n_tasks == 3 * 4 * 6
     probability.compute(scheduler="threads", num_workers=4)
-    info = inference._load_predictor.cache_info()
+    info = predictor_cache.load_predictor.cache_info()
     assert info.misses == 1 and info.hits == n_tasks - 1
 
 

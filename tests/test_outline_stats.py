@@ -276,15 +276,15 @@ def test_stats_cli_refuses_dates_it_cannot_read_in_one_line(tmp_path, years, mes
 
 
 def test_dates_are_parsed_per_value_and_fractional_years_are_decimal_years():
-    from pipeline.outline_stats import _parse_dates
+    from pipeline.outline_inputs import parse_dates
 
-    got = _parse_dates(pd.Series(["2016", "2019-08-01", None, " 2020 "]), "d", "f")
+    got = parse_dates(pd.Series(["2016", "2019-08-01", None, " 2020 "]), "d", "f")
     assert got.tolist()[:2] == [pd.Timestamp("2016-01-01"), pd.Timestamp("2019-08-01")]
     assert pd.isna(got.iloc[2]) and got.iloc[3] == pd.Timestamp("2020-01-01")
-    mid = _parse_dates(pd.Series([2020.5, np.nan]), "d", "f")
+    mid = parse_dates(pd.Series([2020.5, np.nan]), "d", "f")
     assert mid.iloc[0] == pd.Timestamp("2020-07-02")  # half of 366 days
     assert pd.isna(mid.iloc[1])
-    nullable = _parse_dates(pd.Series([2016, None], dtype="Int64"), "d", "f")
+    nullable = parse_dates(pd.Series([2016, None], dtype="Int64"), "d", "f")
     assert nullable.iloc[0] == pd.Timestamp("2016-01-01") and pd.isna(nullable.iloc[1])
 
 

@@ -182,12 +182,12 @@ def test_blocks_and_halo_reproduce_the_whole_scene(tmp_path, monkeypatch):
 
 
 def test_dem_in_another_crs_lands_on_the_grid_with_its_slope(tmp_path):
-    from pipeline.predict import _Grid, _terrain
+    from pipeline.scene_inputs import Grid, read_terrain
 
     dem, bottom = _dem(tmp_path)
     with rasterio.open(_scene(tmp_path)[0]) as first, rasterio.open(dem) as src:
-        grid = _Grid(first.crs, first.transform, first.height, first.width)
-        terrain = _terrain(src, grid, 0, 0, 64, 64, ("elevation", "slope"))
+        grid = Grid(first.crs, first.transform, first.height, first.width)
+        terrain = read_terrain(src, grid, 0, 0, 64, 64, ("elevation", "slope"))
     # The pixel (32, 32) centre in lon/lat, and the plane's value there.
     x, y = first.transform * (32.5, 32.5)
     _, (lat,) = warp_transform(CRS, "EPSG:4326", [x], [y])

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
                 t = time.perf_counter()
                 prob_mem.sum().compute()
                 resident_s = time.perf_counter() - t
-                loads = client.run(lambda: __import__("pipeline.inference").inference._load_predictor.cache_info().misses)
+                loads = client.run(lambda: __import__("pipeline.predictor_cache").predictor_cache.load_predictor.cache_info().misses)
         timings[label] = (pipeline_s, resident_s)
         print(f"[{label}] pipeline 1 worker x {args.threads} threads: reads included {pipeline_s:.2f} s ({n_px / pipeline_s / 1e6:.3f} Mpx/s), "
               f"inputs resident {resident_s:.2f} s ({n_px / resident_s / 1e6:.3f} Mpx/s); model loads per worker {loads}")
