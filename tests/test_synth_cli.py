@@ -16,7 +16,7 @@ import pystac
 import pytest
 from typer.testing import CliRunner
 
-from catalog.synthetic.study_area import _remove_abandoned
+from catalog.synthetic.area_folder import remove_abandoned
 from pipeline.cli import app
 
 SIZE = "0.05"  # the smallest area: 6 glaciers, 67 items
@@ -121,6 +121,6 @@ def test_a_killed_synth_leaves_no_workers_and_no_incomplete_folder(tmp_path, sig
     left = sorted(p.name for p in tmp_path.iterdir() if p.name != "synth.log")
     if signum == signal.SIGKILL:  # nothing runs in the killed process; the next synth removes its folder
         assert left == [f"area-incomplete-{proc.pid}"]
-        _remove_abandoned(tmp_path / "area")
+        remove_abandoned(tmp_path / "area")
         left = sorted(p.name for p in tmp_path.iterdir() if p.name != "synth.log")
     assert left == []

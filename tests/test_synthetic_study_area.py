@@ -14,6 +14,7 @@ import rasterio
 
 from catalog.synthetic import StudyAreaSpec, generate_study_area
 from catalog.synthetic import study_area as study_area_module
+from catalog.synthetic.area_catalog import make_collection, plain_python
 from catalog.synthetic.surface import SPECTRA, Surface
 
 
@@ -197,7 +198,7 @@ def test_a_failed_generation_leaves_nothing_behind(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(study_area_module, "_write_dem", broken)
+    monkeypatch.setattr(study_area_module, "write_dem", broken)
     with pytest.raises(OSError, match="disk full"):
         generate_study_area(tmp_path / "area", StudyAreaSpec(size=0.05), workers=1)  # the smallest: fails sooner
     assert list(tmp_path.iterdir()) == []
@@ -223,9 +224,9 @@ def test_catalog_objects_hold_plain_python_numbers_for_strict_json_writers():
         "properties": {"datetime": "2020-08-01T00:00:00Z", "eo:cloud_cover": np.float64(3.5), "n": np.int64(2)},
         "links": [], "assets": {"red": {"href": "red.tif", "raster:bands": [{"scale": np.float32(1e-4)}]}},
     }
-    plain = pystac.Item.from_dict(study_area_module._plain(item), migrate=False)
+    plain = pystac.Item.from_dict(plain_python(item), migrate=False)
     plain.datetime = dt.datetime(2020, 8, 1, tzinfo=dt.UTC)
-    coll = study_area_module._collection("c", "C", [plain])
+    coll = make_collection("c", "C", [plain])
     for obj in (plain.to_dict(), coll.to_dict()):
         numbers = [v for v in walk(obj) if isinstance(v, int | float) and not isinstance(v, bool)]
         assert numbers and all(type(v) in (int, float) for v in numbers)
