@@ -242,12 +242,12 @@ def _case(name, monkeypatch, tmp_path, port):
 def test_cluster_start_up_failures_are_one_line_and_fast(name, monkeypatch, tmp_path, silent_port):
     import time
 
-    from pipeline.cli import _with_cluster
+    from pipeline.cli_run import with_cluster
     from pipeline.cluster import ClusterError, check_cluster
     from pipeline.config import load_config
 
     value, message = _case(name, monkeypatch, tmp_path, silent_port)
-    cluster = _with_cluster(load_config(None), value).cluster  # what `--cluster VALUE` makes of the config
+    cluster = with_cluster(load_config(None), value).cluster  # what `--cluster VALUE` makes of the config
     started = time.monotonic()
     with pytest.raises(ClusterError) as checked:
         check_cluster(cluster)
