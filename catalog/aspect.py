@@ -1,6 +1,6 @@
-"""Aspect sectors: one definition for every table, the synthetic truth included.
+"""Aspect sectors and angle wrapping: one definition for every table, the synthetic truth included.
 
-8 sectors of 45 degrees centred on N, NE, ..., NW (codes 0..7); an edge belongs to the sector
+Aspects are degrees clockwise from north in [0, 360) (`wrap360`). 8 sectors of 45 degrees centred on N, NE, ..., NW (codes 0..7); an edge belongs to the sector
 clockwise of it (22.5 -> NE, 337.5 -> N); a NaN aspect (flat) has code -1.
 """
 
@@ -10,6 +10,12 @@ import numpy as np
 import xarray as xr
 
 ASPECT_SECTORS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
+
+
+def wrap360(deg):
+    """Angles (degrees, NumPy) into [0, 360): ``x % 360`` alone gives 360.0 for tiny negative x."""
+    w = np.mod(deg, 360.0)
+    return np.where(w >= 360.0, 0.0, w)
 
 
 def aspect_class(aspect: xr.DataArray | np.ndarray | float) -> xr.DataArray | np.ndarray:

@@ -13,6 +13,15 @@ inside a UTM zone, 10 over the Tian Shan on one grid) is added per pixel, lazily
 coarse lattice (error < 1e-4 degrees), so sectors do not rotate across a region. Aspect classes are
 8 sectors of 45 degrees centred on N, NE, ..., NW (0..7); an edge belongs to the sector
 clockwise of it (22.5 -> NE, 337.5 -> N); NaN aspect -> -1.
+
+Every Horn slope and aspect of the project lives here, in two forms that give different bytes
+and are kept so (each caller's outputs are fixed):
+- `slope_aspect` (xarray, lazy over chunks) and `horn_slope_deg` (a NumPy window on an affine
+  transform, for `glacierwatch predict`): xarray-spatial, float32, pixel size from the
+  coordinates for slope; its aspect ignores the pixel size (square pixels assumed) and flags
+  only exactly flat cells.
+- `horn_aspect_deg` (NumPy, eager): hand-written because it takes separate x and y pixel sizes
+  and works in float64 (outline statistics of any user DEM); cells within 1e-9 of flat are NaN.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from rasterio.enums import Resampling
 from xrspatial import aspect as xrs_aspect
 from xrspatial import slope as xrs_slope
 
-from catalog.aspect import aspect_class
+from catalog.aspect import aspect_class, wrap360
 from catalog.cube import RegionError, items_over_grid, sorted_items, stack_on_grid
 from catalog.gdal_env import scene_read_env
 from catalog.grid import TargetGrid, convergence_on_grid
@@ -110,6 +119,34 @@ def slope_aspect(dem: xr.DataArray, crs=None) -> tuple[xr.DataArray, xr.DataArra
     aspect.attrs = {"units": "degree", "method": "Horn 1981 + grid convergence",
                     "convention": "clockwise from true north, downslope; flat = NaN"}
     return slope, aspect
+
+
+def horn_slope_deg(elevation: np.ndarray, transform) -> np.ndarray:
+    """Horn slope (degrees, float32) of a north-up (y, x) array on an affine `transform`, as `slope_aspect`; NaN rim."""
+    height, width = elevation.shape
+    x = transform.c + (np.arange(width) + 0.5) * transform.a
+    y = transform.f + (np.arange(height) + 0.5) * transform.e
+    return np.asarray(xrs_slope(xr.DataArray(elevation, dims=("y", "x"), coords={"y": y, "x": x})).values, np.float32)
+
+
+def horn_aspect_deg(elevation: np.ndarray, dx_m: float, dy_m: float,
+                    convergence_deg: np.ndarray | float = 0.0) -> np.ndarray:
+    """Aspect (downslope direction, degrees clockwise) by Horn's method, float64, any pixel aspect ratio.
+
+    ``elevation`` is a north-up grid (row 0 = north) with pixel sizes ``dx_m``, ``dy_m``.
+    Measured from grid north, plus ``convergence_deg`` (the true azimuth of grid north per
+    pixel, ``catalog.grid.convergence_on_grid``): pass it to get aspect from true north.
+    Edge pixels, pixels next to NaN and flat pixels are NaN.
+    """
+    p = np.pad(np.asarray(elevation, dtype=float), 1, constant_values=np.nan)
+    a, b, c = p[:-2, :-2], p[:-2, 1:-1], p[:-2, 2:]
+    d, f = p[1:-1, :-2], p[1:-1, 2:]
+    g, h, i = p[2:, :-2], p[2:, 1:-1], p[2:, 2:]
+    dz_east = ((c + 2 * f + i) - (a + 2 * d + g)) / (8.0 * dx_m)
+    dz_north = ((a + 2 * b + c) - (g + 2 * h + i)) / (8.0 * dy_m)
+    aspect = wrap360(np.degrees(np.arctan2(-dz_east, -dz_north)) + convergence_deg)
+    flat = np.hypot(dz_east, dz_north) < 1e-9
+    return np.where(flat, np.nan, aspect)
 
 
 def terrain(

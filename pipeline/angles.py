@@ -1,40 +1,15 @@
-"""Angles in degrees: Horn's aspect of a gridded DEM, circular mean and difference, 8 sectors.
+"""Angles in degrees: circular mean and difference, 8 sectors.
 
-Aspect is the downslope direction, degrees clockwise from north, flat = NaN; sectors N, NE, ...
-NW are centred on 0, 45, ..., 315°, each including its lower edge (`catalog.aspect`).
+Aspect is the downslope direction, degrees clockwise from north, flat = NaN (computed from a DEM
+by `catalog.terrain`); sectors N, NE, ... NW are centred on 0, 45, ..., 315°, each including its
+lower edge (`catalog.aspect`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from catalog.aspect import aspect_sector_name
-
-
-def _wrap360(deg):
-    """Angles into [0, 360): ``x % 360`` alone gives 360.0 for tiny negative x."""
-    w = np.mod(deg, 360.0)
-    return np.where(w >= 360.0, 0.0, w)
-
-
-def horn_aspect_deg(elevation: np.ndarray, dx_m: float, dy_m: float,
-                    convergence_deg: np.ndarray | float = 0.0) -> np.ndarray:
-    """Aspect (downslope direction, degrees clockwise) by Horn's method.
-
-    ``elevation`` is a north-up grid (row 0 = north) with pixel sizes ``dx_m``, ``dy_m``.
-    Measured from grid north, plus ``convergence_deg`` (the true azimuth of grid north per
-    pixel, ``catalog.grid.convergence_on_grid``): pass it to get aspect from true north.
-    Edge pixels, pixels next to NaN and flat pixels are NaN.
-    """
-    p = np.pad(np.asarray(elevation, dtype=float), 1, constant_values=np.nan)
-    a, b, c = p[:-2, :-2], p[:-2, 1:-1], p[:-2, 2:]
-    d, f = p[1:-1, :-2], p[1:-1, 2:]
-    g, h, i = p[2:, :-2], p[2:, 1:-1], p[2:, 2:]
-    dz_east = ((c + 2 * f + i) - (a + 2 * d + g)) / (8.0 * dx_m)
-    dz_north = ((a + 2 * b + c) - (g + 2 * h + i)) / (8.0 * dy_m)
-    aspect = _wrap360(np.degrees(np.arctan2(-dz_east, -dz_north)) + convergence_deg)
-    flat = np.hypot(dz_east, dz_north) < 1e-9
-    return np.where(flat, np.nan, aspect)
+from catalog.aspect import aspect_sector_name, wrap360
 
 
 def circular_mean_deg(angles_deg: np.ndarray) -> float:
@@ -46,7 +21,7 @@ def circular_mean_deg(angles_deg: np.ndarray) -> float:
     s, c = np.sin(a).mean(), np.cos(a).mean()
     if np.hypot(s, c) < 1e-9:
         return float("nan")
-    return float(_wrap360(np.degrees(np.arctan2(s, c))))
+    return float(wrap360(np.degrees(np.arctan2(s, c))))
 
 
 def aspect_sector(aspect_deg: np.ndarray | float) -> np.ndarray:

@@ -54,6 +54,7 @@ __all__ = [
     "infer_to_store",
     "probability_cube",
     "read_card",
+    "round_up",
 ]
 
 def _window_edges(size: int, halo: int, window: int) -> list[int]:
@@ -64,7 +65,7 @@ def _window_edges(size: int, halo: int, window: int) -> list[int]:
     """
     interior = size - 2 * halo
     n = max(1, -(-interior // window))
-    step = _round_up(-(-interior // n))
+    step = round_up(-(-interior // n))
     return [0, *(halo + k * step for k in range(1, n) if halo + k * step < size - halo), size]
 
 
@@ -105,7 +106,8 @@ def _predict_whole(
     return predictor.predict_batch([block[t, :n_bands] for t in range(block.shape[0])], terrain)
 
 
-def _round_up(n: int, multiple: int = SIZE_MULTIPLE) -> int:
+def round_up(n: int, multiple: int = SIZE_MULTIPLE) -> int:
+    """`n` rounded up to a multiple of `multiple` (default: the network's 16 px size lattice)."""
     return -(-int(n) // multiple) * multiple
 
 
@@ -154,10 +156,10 @@ def probability_cube(
         halo = card.halo_px if card.halo_px is not None else HALO_BY_ARCHITECTURE.get(card.architecture, DEFAULT_HALO)
     if halo < 0:
         raise ValueError(f"halo must be >= 0 pixels, got {halo}")
-    halo = _round_up(halo)
+    halo = round_up(halo)
     if window is None:
         window = FORWARD_WINDOW_PX[torch.device(device).type == "cuda"]
-    window = _round_up(window)
+    window = round_up(window)
 
     refl = cube["reflectance"]
     bands = [str(b) for b in refl["band"].values]
@@ -177,7 +179,7 @@ def probability_cube(
     if chunk is None:
         chunk = int(refl.chunks[2][0]) if refl.chunks is not None else max(ny, nx)
     # map_overlap borrows only from adjacent tiles, so a tile must be at least as wide as the halo.
-    chunk = max(_round_up(chunk), halo)
+    chunk = max(round_up(chunk), halo)
     ychunks, xchunks = _lattice_chunks(ny, chunk, halo), _lattice_chunks(nx, chunk, halo)
 
     data = refl.data if isinstance(refl.data, da.Array) else da.from_array(refl.data)

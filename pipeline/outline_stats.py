@@ -32,8 +32,9 @@ Choices, stated once:
   0, 45, ..., 315°, each including its lower edge: [337.5, 22.5) is N, 22.5 is NE.
 - Terminus and area change of glaciers with two or more dates: `pipeline.glacier_change`.
 
-The angle helpers (`pipeline.angles`), the readers and the per-glacier tasks are re-exported
-here, so ``from pipeline.outline_stats import horn_aspect_deg`` keeps working.
+The angle helpers (`pipeline.angles`, and `catalog.terrain`'s Horn aspect), the readers and the
+per-glacier tasks are re-exported here, so ``from pipeline.outline_stats import horn_aspect_deg``
+keeps working.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ import pandas as pd
 from rasterio.features import rasterize
 
 from catalog.grid import convergence_on_grid
-from pipeline.angles import aspect_sector, circular_difference_deg, circular_mean_deg, horn_aspect_deg
+from catalog.terrain import horn_aspect_deg
+from pipeline.angles import aspect_sector, circular_difference_deg, circular_mean_deg
 from pipeline.change import area_uncertainty_km2
 from pipeline.config import Analysis
 from pipeline.glacier_change import change_tables, glacier_terminus

@@ -8,7 +8,7 @@ Conventions, chosen once and written into the file's metadata:
 - Grid: the FIRST band's (CRS, transform, shape), i.e. the finest one (Sentinel-2's 10 m blue).
   Other bands (20 m SWIR, even another CRS) and the DEM (any CRS and resolution) are warped
   onto it bilinearly: reflectance and elevation are continuous fields. Slope is computed on the
-  grid from the warped DEM, by Horn's method through xarray-spatial (as `catalog.terrain` does
+  grid from the warped DEM, by Horn's method through xarray-spatial (`catalog.terrain`, as it does
   for a run), from a DEM read one pixel wider so block edges get values.
 - Reflectance = DN x `scale` + `offset` (defaults 1e-4 and 0; Sentinel-2 L2A of processing
   baseline 04.00+ needs --offset -0.1, Landsat C2 L2 --scale 2.75e-5 --offset -0.2). Scale or
@@ -88,10 +88,6 @@ def encode(probability: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where(valid, coded, np.uint8(NODATA))
 
 
-def _round_up(n: int, multiple: int = 16) -> int:
-    return -(-int(n) // multiple) * multiple
-
-
 def _check_reflectance(reflectance: np.ndarray, scale: float, offset: float) -> list[str]:
     """Refuse reflectance that is plainly not 0-1 (a wrong --scale); warn on an offset that looks wrong.
 
@@ -168,7 +164,7 @@ def predict_scene(
     import torch
 
     from pipeline.config import SHIPPED_WEIGHTS
-    from pipeline.inference import FORWARD_WINDOW_PX, HALO_BY_ARCHITECTURE, DEFAULT_HALO, predict_block, cached_predictor, read_card
+    from pipeline.inference import FORWARD_WINDOW_PX, HALO_BY_ARCHITECTURE, DEFAULT_HALO, predict_block, cached_predictor, read_card, round_up
     from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
     from pipeline.model.predictor import default_device
 
@@ -243,12 +239,12 @@ def predict_scene(
         half = cuda if half is None else bool(half and cuda)
         if halo is None:
             halo = card.halo_px if card.halo_px is not None else HALO_BY_ARCHITECTURE.get(card.architecture, DEFAULT_HALO)
-        window = _round_up(window if window is not None else FORWARD_WINDOW_PX[cuda])
+        window = round_up(window if window is not None else FORWARD_WINDOW_PX[cuda])
         predictor = cached_predictor(str(weights_path), card.weights_sha256, device, half)  # loads (and hashes) once
     if halo < 0:
         raise PredictError(f"halo must be >= 0 pixels, got {halo}")
-    halo = _round_up(halo)
-    block = max(16, _round_up(block if block is not None else BLOCK_PX))
+    halo = round_up(halo)
+    block = max(16, round_up(block if block is not None else BLOCK_PX))
 
     with contextlib.ExitStack() as stack:
         sources = []

@@ -100,17 +100,6 @@ def read_onto(src: rasterio.io.DatasetReader, grid: Grid, row: int, col: int, he
     return destination
 
 
-def _slope(dem: np.ndarray, transform: rasterio.Affine) -> np.ndarray:
-    """Horn slope (degrees) of a (y, x) DEM on `transform`, via xarray-spatial as in catalog.terrain; NaN rim."""
-    import xarray as xr
-    from xrspatial import slope as xrs_slope
-
-    height, width = dem.shape
-    x = transform.c + (np.arange(width) + 0.5) * transform.a
-    y = transform.f + (np.arange(height) + 0.5) * transform.e
-    return np.asarray(xrs_slope(xr.DataArray(dem, dims=("y", "x"), coords={"y": y, "x": x})).values, np.float32)
-
-
 def read_terrain(
     dem: rasterio.io.DatasetReader, grid: Grid, row: int, col: int, height: int, width: int, names: Sequence[str]
 ) -> dict[str, np.ndarray]:
@@ -121,5 +110,7 @@ def read_terrain(
     elevation = read_onto(dem, grid, row - 1, col - 1, height + 2, width + 2)
     channels = {"elevation": elevation[1:-1, 1:-1]}
     if "slope" in names:
-        channels["slope"] = _slope(elevation, grid.window_transform(row - 1, col - 1))[1:-1, 1:-1]
+        from catalog.terrain import horn_slope_deg  # xarray-spatial and Dask only when slope is asked for
+
+        channels["slope"] = horn_slope_deg(elevation, grid.window_transform(row - 1, col - 1))[1:-1, 1:-1]
     return {name: channels[name] for name in names}

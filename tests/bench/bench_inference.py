@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
                 cube.isel(year=[0]).chunk({"y": args.chunk, "x": args.chunk}), weights, halo, device="cpu"
             ).compute(scheduler="sync").values[0]
             d = np.abs(mosaic - whole)
-            m = inference._round_up(halo)
+            m = inference.round_up(halo)
             inner = d[m : d.shape[0] - m, m : d.shape[1] - m]
             result["halo_check"].append({"halo": halo, "whole_x255": float(255 * d.max()), "inner_x255": float(255 * inner.max())})
             print(f"  halo {halo:4d}: whole image {255 * d.max():7.3f}  inside margin {255 * inner.max():7.3f}", flush=True)
@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     # bare: the same tiles with their halos, in memory, torch on `threads` threads
     torch.set_num_threads(args.threads)
-    h = inference._round_up(halo_default)
-    tile = max(inference._round_up(args.chunk), h)
+    h = inference.round_up(halo_default)
+    tile = max(inference.round_up(args.chunk), h)
     ychunks = inference._lattice_chunks(cube.sizes["y"], tile, h)
     xchunks = inference._lattice_chunks(cube.sizes["x"], tile, h)
     tiles = []
