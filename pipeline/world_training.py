@@ -24,9 +24,11 @@ import numpy as np
 import pandas as pd
 import torch
 from rich.console import Console
+from affine import Affine
 from scipy import ndimage, optimize
 
 from catalog.providers import REFLECTANCE_BANDS
+from catalog.terrain import horn_slope_deg
 from pipeline.accuracy import AccuracyMetrics, confusion_counts
 from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
 from pipeline.model.dunet import SegmentationUNet
@@ -61,16 +63,6 @@ class WorldSample:
     params: dict = field(default_factory=dict)
 
 
-def horn_slope(dem: np.ndarray, resolution: float) -> np.ndarray:
-    """Horn slope (degrees) of a north-up (y, x) DEM, via xarray-spatial as catalog.terrain; NaN rim."""
-    import xarray as xr
-    from xrspatial import slope
-
-    h, w = dem.shape
-    coords = {"y": -(np.arange(h) + 0.5) * resolution, "x": (np.arange(w) + 0.5) * resolution}
-    return np.asarray(slope(xr.DataArray(dem, dims=("y", "x"), coords=coords)).values, np.float32)
-
-
 def world_sample(seed: int, sensor: str, size: int, terrain: str = "any") -> WorldSample:
     from catalog.synthetic.world import draw_scene  # the generator is needed for training only
 
@@ -79,7 +71,7 @@ def world_sample(seed: int, sensor: str, size: int, terrain: str = "any") -> Wor
     return WorldSample(
         seed=seed,
         reflectance=scene.reflectance,
-        terrain={"elevation": scene.dem, "slope": horn_slope(scene.dem, resolution)},
+        terrain={"elevation": scene.dem, "slope": horn_slope_deg(scene.dem, Affine(resolution, 0, 0, 0, -resolution, 0))},
         label=scene.glacier,
         debris=scene.debris,
         shadowed_ice=scene.shadowed_ice,
