@@ -129,6 +129,17 @@ def horn_slope_deg(elevation: np.ndarray, transform) -> np.ndarray:
     return np.asarray(xrs_slope(xr.DataArray(elevation, dims=("y", "x"), coords={"y": y, "x": x})).values, np.float32)
 
 
+def horn_gradient(padded: np.ndarray, dx_m: float, dy_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Horn's 3 x 3 gradient (dz/d east, dz/d north) of the inner pixels of `padded`, a north-up grid
+    already grown by one pixel on every side (the caller chooses how: NaN, extrapolation)."""
+    a, b, c = padded[:-2, :-2], padded[:-2, 1:-1], padded[:-2, 2:]
+    d, f = padded[1:-1, :-2], padded[1:-1, 2:]
+    g, h, i = padded[2:, :-2], padded[2:, 1:-1], padded[2:, 2:]
+    dz_east = ((c + 2 * f + i) - (a + 2 * d + g)) / (8.0 * dx_m)
+    dz_north = ((a + 2 * b + c) - (g + 2 * h + i)) / (8.0 * dy_m)
+    return dz_east, dz_north
+
+
 def horn_aspect_deg(elevation: np.ndarray, dx_m: float, dy_m: float,
                     convergence_deg: np.ndarray | float = 0.0) -> np.ndarray:
     """Aspect (downslope direction, degrees clockwise) by Horn's method, float64, any pixel aspect ratio.
@@ -139,11 +150,7 @@ def horn_aspect_deg(elevation: np.ndarray, dx_m: float, dy_m: float,
     Edge pixels, pixels next to NaN and flat pixels are NaN.
     """
     p = np.pad(np.asarray(elevation, dtype=float), 1, constant_values=np.nan)
-    a, b, c = p[:-2, :-2], p[:-2, 1:-1], p[:-2, 2:]
-    d, f = p[1:-1, :-2], p[1:-1, 2:]
-    g, h, i = p[2:, :-2], p[2:, 1:-1], p[2:, 2:]
-    dz_east = ((c + 2 * f + i) - (a + 2 * d + g)) / (8.0 * dx_m)
-    dz_north = ((a + 2 * b + c) - (g + 2 * h + i)) / (8.0 * dy_m)
+    dz_east, dz_north = horn_gradient(p, dx_m, dy_m)
     aspect = wrap360(np.degrees(np.arctan2(-dz_east, -dz_north)) + convergence_deg)
     flat = np.hypot(dz_east, dz_north) < 1e-9
     return np.where(flat, np.nan, aspect)

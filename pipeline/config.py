@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 
 
 class StrictModel(BaseModel):
-    """A frozen model that refuses unknown keys: the base of every settings file read here, in `pipeline.plan` and `pipeline.cluster`."""
+    """A frozen model that refuses unknown keys: the base of every settings file read here, in `pipeline.scale.plan` and `pipeline.scale.cluster`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -141,7 +141,7 @@ class Sensor(Source):
 
 
 class Analysis(StrictModel):
-    """How maps become numbers (`pipeline.statistics`, `pipeline.terminus`)."""
+    """How maps become numbers (`pipeline.glaciers.statistics`, `pipeline.glaciers.terminus`)."""
 
     threshold: int = Field(128, ge=1, le=255, description="probability (0-255) at or above which a pixel is glacier")
     glacier_buffer_m: float = Field(100.0, ge=0, description="inventory outlines grown by this much, so growth is not clipped")

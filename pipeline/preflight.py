@@ -76,7 +76,7 @@ class RunInputs:
     store_url: str
     sensors: dict[str, SensorInputs]
     inventory_path: Path
-    inventory: gpd.GeoDataFrame | None  # pipeline.inventory.read_inventory's columns; None: no inventory
+    inventory: gpd.GeoDataFrame | None  # pipeline.glaciers.inventory.read_inventory's columns; None: no inventory
     dem_items: list[pystac.Item] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -119,7 +119,7 @@ def _uses_real_scenes(cfg: Config, sensor: str) -> bool:
 def check_weights(cfg: Config, sensor: str, path: str | Path | None = None) -> tuple[Path, ModelCard, str]:
     """The sensor's weights (`path`, default the configured or shipped ones): exist, match their card
     and the sensor's bands, and were trained for this kind of data."""
-    from pipeline.inference import read_card
+    from pipeline.inference.region import read_card
 
     configured = path is not None or cfg.sensors[sensor].weights is not None
     path = Path(path if path is not None else cfg.weights_path(sensor)).resolve()
@@ -153,7 +153,7 @@ def _local_checks(
     cfg: Config, out: Path | None, sensors: Sequence[str], weights: dict[str, Path] | None = None
 ) -> tuple[dict, Any, list[Exception], list[str]]:
     """The checks that need no network; returns (sensor parts, inventory, problems, warnings)."""
-    from pipeline.inventory import InventoryError, read_inventory
+    from pipeline.glaciers.inventory import InventoryError, read_inventory
     from pipeline.store import RegionStore, StoreError, check_compatible
 
     problems: list[Exception] = []
@@ -253,10 +253,10 @@ def _storage_problems(profile: ProviderProfile, kind: str) -> list[Exception]:
 
 
 def _cluster_problems(cfg: Config) -> list[Exception]:
-    from pipeline.cluster import ClusterError
+    from pipeline.scale.cluster import ClusterError
 
     try:
-        from pipeline.cluster import check_cluster
+        from pipeline.scale.cluster import check_cluster
     except ImportError:  # pragma: no cover
         return []
     try:

@@ -16,7 +16,7 @@ held from the first write to the last table, so a second update on the same stor
 Outputs under `out` (default ``glacierwatch-out``)::
 
     store.zarr/            the region store (unless the config's `store:` puts it elsewhere)
-    tables/NAME.parquet    + NAME.csv: pipeline.analysis.TABLES
+    tables/NAME.parquet    + NAME.csv: pipeline.glaciers.analysis.TABLES
     outlines.parquet       glacier outlines per sensor and year (GeoParquet)
     provenance.json        config and its hash, weights and their training domain, inventory, scenes per year,
                            skipped scenes, timings
@@ -45,12 +45,12 @@ from rich.console import Console
 from rich.text import Text
 
 from catalog.redact import redact
-from pipeline.analysis import TRUTH, analyse_store
+from pipeline.glaciers.analysis import TRUTH, analyse_store
 from pipeline.config import Config
-from pipeline.inventory import attach_inventory_ids, inventory_ids
-from pipeline.outline_stats import write_tables
+from pipeline.glaciers.inventory import attach_inventory_ids, inventory_ids
+from pipeline.glaciers.outline_stats import write_tables
 from pipeline.preflight import RunInputs, check_settings, claim_output_folder, preflight
-from pipeline.replace import replace_dir
+from pipeline.outputs.replace import replace_dir
 from pipeline.store import DEFAULT_CHUNK, RegionStore
 
 DEFAULT_OUT = "glacierwatch-out"
@@ -69,7 +69,7 @@ class IndexDisagreementError(RunError):
 def check_index_agreement(areas: pd.DataFrame | None, inputs: RunInputs, allow: bool, console: Console) -> pd.DataFrame:
     """`statistics.index_agreement` of the run's `areas`; refuse (`IndexDisagreementError`, one line
     naming each extreme sensor's weights and training domain) unless `allow`, then only warn."""
-    from pipeline.statistics import index_agreement
+    from pipeline.glaciers.statistics import index_agreement
 
     agreement = index_agreement(areas if areas is not None else pd.DataFrame())
     extreme = agreement[agreement["extreme"]]
@@ -207,8 +207,8 @@ def run_study(
     `years`: the years to infer (default: all configured); tables always cover every year in
     the store. `client`: a distributed Client to run on (default: start `cfg.cluster`).
     """
-    from pipeline.cluster import start_cluster
-    from pipeline.inference import infer_to_store
+    from pipeline.scale.cluster import start_cluster
+    from pipeline.inference.region import infer_to_store
 
     console = console or Console()
     out = Path(out).resolve()
@@ -274,12 +274,12 @@ def run_study(
         _write_outputs(out, tables, outlines, provenance)
         if publish:
             with stage("report"):
-                from pipeline.report import write_report
+                from pipeline.outputs.report import write_report
 
                 dem = store.open_dataset(min(sensors, key=lambda s: grids[s].resolution)).dem
                 write_report(out / "report", tables, outlines, dem, provenance, title=f"glacierwatch: {cfg.region.name}")
             with stage("STAC catalog of outputs"):
-                from pipeline.publish import publish_catalog, write_glacier_masks
+                from pipeline.outputs.publish import publish_catalog, write_glacier_masks
 
                 masks = write_glacier_masks(url, out / "masks", threshold=cfg.analysis.threshold)
                 publish_catalog(
@@ -338,7 +338,7 @@ def summary_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     ``flagged_years``. ``index_flagged`` names the glaciers (and years) whose model mask
     disagrees with NDSI and red/SWIR beyond ``analysis.max_index_disagreement``
     (``areas.flag_index_disagreement``), ``n_index_flagged`` counts those glacier-years.
-    ``n_failures``: glaciers whose terminus or change task failed (``failures`` table, ``pipeline.tasks``)."""
+    ``n_failures``: glaciers whose terminus or change task failed (``failures`` table, ``pipeline.glaciers.tasks``)."""
     rows = []
     total = tables.get("total_area", pd.DataFrame())
     change = tables.get("area_change", pd.DataFrame())
@@ -372,7 +372,7 @@ def summary_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             acc = accuracy[(accuracy.sensor == sensor) & (accuracy.zone == "all")]
             row |= {"IoU": acc.IoU.mean(), "OA": acc.OA.mean()}
         row |= _index_flags(tables.get("areas", pd.DataFrame()), sensor)
-        failures = tables.get("failures", pd.DataFrame())  # glaciers whose terminus or change failed (pipeline.tasks)
+        failures = tables.get("failures", pd.DataFrame())  # glaciers whose terminus or change failed (pipeline.glaciers.tasks)
         row["n_failures"] = int((failures["sensor"] == sensor).sum()) if len(failures) else 0
         rows.append(row)
     return pd.DataFrame(rows)

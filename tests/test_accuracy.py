@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pipeline.accuracy import AccuracyMetrics, accuracy_by_year, confusion_counts, confusion_matrix
+from pipeline.glaciers.accuracy import AccuracyMetrics, accuracy_by_year, confusion_counts, confusion_matrix
 
 
 def test_metrics_from_a_hand_made_confusion_matrix():

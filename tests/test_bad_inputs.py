@@ -28,11 +28,11 @@ from shapely.geometry import Polygon
 
 from catalog.search import SearchError
 from pipeline.config import ConfigError, load_config
-from pipeline.inference import _glacier_ids, infer_to_store, read_card
+from pipeline.inference.region import _glacier_ids, infer_to_store, read_card
 from pipeline.model.weights import WeightsError, card_path, load_model, sha256
 from pipeline.run import run_study
 from pipeline.preflight import OUTPUT_MARKER
-from pipeline.inventory import InventoryError, read_inventory
+from pipeline.glaciers.inventory import InventoryError, read_inventory
 from pipeline.store import RegionStore
 from conftest import small_run_config
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.change import (
+from pipeline.glaciers.change import (
     area_change,
     area_change_uncertainty_km2,
     area_trend,

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from pipeline.cluster import (
+from pipeline.scale.cluster import (
     IMAGE,
     ClusterSpec,
     KubernetesSpec,
@@ -184,7 +184,7 @@ def test_local_cluster_without_gpus_offers_none_and_an_address_connects_to_it():
 
 @pytest.mark.slow
 def test_unreachable_address_names_it():
-    from pipeline.cluster import ClusterError
+    from pipeline.scale.cluster import ClusterError
 
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         with pytest.raises(ClusterError, match="tcp://127.0.0.1:1"):
@@ -213,7 +213,7 @@ def _no_kube(monkeypatch, tmp_path):
 
 
 def _no_sbatch(monkeypatch):
-    import pipeline.cluster.start as cluster  # where check_cluster looks shutil up
+    import pipeline.scale.cluster.start as cluster  # where check_cluster looks shutil up
 
     real = cluster.shutil.which
     monkeypatch.setattr(cluster.shutil, "which", lambda name, *a, **k: None if name == "sbatch" else real(name, *a, **k))
@@ -230,7 +230,7 @@ STARTUP_FAILURES = {
 
 
 def _case(name, monkeypatch, tmp_path, port):
-    import pipeline.cluster.start as cluster  # where CONNECT_TIMEOUT_S is read
+    import pipeline.scale.cluster.start as cluster  # where CONNECT_TIMEOUT_S is read
 
     value, setup, message = STARTUP_FAILURES[name]
     setup(monkeypatch, tmp_path)
@@ -242,8 +242,8 @@ def _case(name, monkeypatch, tmp_path, port):
 def test_cluster_start_up_failures_are_one_line_and_fast(name, monkeypatch, tmp_path, silent_port):
     import time
 
-    from pipeline.cli_run import with_cluster
-    from pipeline.cluster import ClusterError, check_cluster
+    from pipeline.cli.run_commands import with_cluster
+    from pipeline.scale.cluster import ClusterError, check_cluster
     from pipeline.config import load_config
 
     value, message = _case(name, monkeypatch, tmp_path, silent_port)

@@ -85,9 +85,9 @@ def test_kill_9_mid_inference_then_rerun_equals_a_clean_run(small_study_area, sm
     host = socket.gethostname()
     assert (holder["pid"], holder["host"], holder["purpose"]) == (proc.pid, host, "glacierwatch run 2020-2021")
     done_before = markers(store)
-    with caplog.at_level(logging.WARNING, logger="pipeline.lock"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.store.lock"):
         run_study(cfg, out, client=run_client, console=quiet(tmp_path), publish=False)
-    assert [r.getMessage() for r in caplog.records if r.name == "pipeline.lock"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "pipeline.store.lock"] == [
         f"store {store.resolve()}: taking over the stale lock of glacierwatch run 2020-2021 (pid {proc.pid} on host "
         f"{host}, started {holder['started']}): that process is no longer running; finished units are kept and the "
         "run resumes where it stopped"

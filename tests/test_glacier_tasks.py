@@ -16,13 +16,13 @@ from rasterio.features import rasterize
 from shapely.geometry import box
 
 from catalog.grid import TargetGrid
-from pipeline.analysis import map_tables
+from pipeline.glaciers.analysis import map_tables
 from pipeline.config import Analysis
-from pipeline.outline_stats import horn_aspect_deg
-from pipeline.report import _quality
+from pipeline.glaciers.outline_stats import horn_aspect_deg
+from pipeline.outputs.report import _quality
 from pipeline.run import summary_table
-from pipeline.statistics import rasterize_inventory
-from pipeline.tasks import Failures, entity_task
+from pipeline.glaciers.statistics import rasterize_inventory
+from pipeline.glaciers.tasks import Failures, entity_task
 
 GRID = TargetGrid(32644, 10.0, (500_000.0, 4_800_000.0, 502_000.0, 4_802_000.0))
 L, B, _, T = GRID.bounds
@@ -116,7 +116,7 @@ def test_a_fragment_in_front_never_moves_the_retreat(layers, plain):
 
 def test_perimeter_is_the_smooth_outline_not_the_pixel_staircase(plain):
     # B is a 400 m square on the pixel grid: the staircase is exact there (1.6 km), and the one
-    # perimeter definition (pipeline.change) takes pi/4 of it, as for every raster outline
+    # perimeter definition (pipeline.glaciers.change) takes pi/4 of it, as for every raster outline
     areas = plain[0]["areas"].set_index(["glacier_id", "year"])
     assert areas.at[(2, 2016), "perimeter_km"] == pytest.approx(1.6 * np.pi / 4)
 
@@ -159,7 +159,7 @@ def test_entity_task_records_a_failure_only_when_asked_to():
 
 
 def test_robust_flags_mark_the_year_off_the_series_and_not_a_steady_trend():
-    from pipeline.plausibility import flag_glacier_years, robust_outliers
+    from pipeline.glaciers.plausibility import flag_glacier_years, robust_outliers
 
     years = np.arange(2016, 2023, dtype=float)
     front = 1000.0 - 12.0 * (years - 2016) + np.array([0, 3, -2, 0, 150, 1, -3])  # 2020: 150 m too far down
@@ -180,7 +180,7 @@ def test_robust_flags_mark_the_year_off_the_series_and_not_a_steady_trend():
 def test_front_width_of_a_sharp_step_a_ramp_and_a_flat_map():
     from affine import Affine
 
-    from pipeline.analysis import FRONT_WIDTH_MAX_PX, front_width_m
+    from pipeline.glaciers.analysis import FRONT_WIDTH_MAX_PX, front_width_m
 
     px = 10.0
     transform = Affine(px, 0, 0, 0, -px, 0)

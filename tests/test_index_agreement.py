@@ -13,7 +13,7 @@ import xarray as xr
 from rich.console import Console
 
 from catalog.grid import TargetGrid
-from pipeline.statistics import glacier_statistics, index_agreement
+from pipeline.glaciers.statistics import glacier_statistics, index_agreement
 
 ROOT = Path(__file__).resolve().parents[1]
 YEARS = [2020, 2021, 2022]
@@ -164,7 +164,7 @@ def test_region_wide_extreme_disagreement(model, ndsi, ratio, extreme):
 
 
 def _inputs(sensor="sentinel-2"):
-    from pipeline.inference import read_card
+    from pipeline.inference.region import read_card
 
     weights = ROOT / "pipeline" / "weights" / f"{sensor}.safetensors"
     return SimpleNamespace(sensors={sensor: SimpleNamespace(weights=weights, card=read_card(weights, sensor))}), weights
@@ -205,8 +205,8 @@ def test_config_defaults_and_summary_names_the_flagged_glaciers():
 
 
 def test_the_report_lists_the_flagged_glaciers_and_the_uncertainty_terms(tmp_path):
-    from pipeline.report import _uncertainty_and_indices
-    from pipeline.statistics import region_total
+    from pipeline.outputs.report import _uncertainty_and_indices
+    from pipeline.glaciers.statistics import region_total
 
     areas = _areas().reset_index().assign(sensor="sentinel-2")
     (tmp_path / "tables").mkdir()

@@ -11,7 +11,7 @@ import pytest
 from shapely.geometry import box
 
 from pipeline.config import load_config
-from pipeline.inventory import InventoryError, attach_inventory_ids, inventory_ids, read_inventory
+from pipeline.glaciers.inventory import InventoryError, attach_inventory_ids, inventory_ids, read_inventory
 
 
 def _squares(ids, crs="EPSG:4326", x0=84.0, y0=43.7, size=0.01) -> gpd.GeoDataFrame:

@@ -11,7 +11,7 @@ from affine import Affine
 from pyproj import Geod, Proj, Transformer
 from shapely.geometry import Polygon, box
 
-from pipeline.outline_stats import (
+from pipeline.glaciers.outline_stats import (
     aspect_sector,
     circular_mean_deg,
     horn_aspect_deg,
@@ -276,7 +276,7 @@ def test_stats_cli_refuses_dates_it_cannot_read_in_one_line(tmp_path, years, mes
 
 
 def test_dates_are_parsed_per_value_and_fractional_years_are_decimal_years():
-    from pipeline.outline_inputs import parse_dates
+    from pipeline.glaciers.outline_inputs import parse_dates
 
     got = parse_dates(pd.Series(["2016", "2019-08-01", None, " 2020 "]), "d", "f")
     assert got.tolist()[:2] == [pd.Timestamp("2016-01-01"), pd.Timestamp("2019-08-01")]
@@ -290,7 +290,7 @@ def test_dates_are_parsed_per_value_and_fractional_years_are_decimal_years():
 
 def test_pixel_staircase_outlines_get_the_same_perimeter_as_run_and_fragments_are_reported():
     """A vectorised raster (the project's own outlines.parquet) is a pixel staircase: ``stats``
-    gives it pi/4 of its length, the definition ``run`` uses (pipeline.change); a detached part is
+    gives it pi/4 of its length, the definition ``run`` uses (pipeline.glaciers.change); a detached part is
     reported, and dropped only below an explicit minimum mapping unit."""
     from rasterio.features import shapes
     from shapely.geometry import shape

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.outline_stats import circular_difference_deg, outline_statistics
+from pipeline.glaciers.outline_stats import circular_difference_deg, outline_statistics
 
 
 @pytest.fixture(scope="module")

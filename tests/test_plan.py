@@ -17,7 +17,7 @@ from catalog.providers import get_profile
 from catalog.scenes import find_scenes
 from catalog.search import open_source
 from pipeline.config import load_config
-from pipeline.plan import Rates, mgrs_tiles, plan_run, render_plan, wrs2_scenes
+from pipeline.scale.plan import Rates, mgrs_tiles, plan_run, render_plan, wrs2_scenes
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

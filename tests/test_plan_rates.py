@@ -9,9 +9,9 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.plan import Rates, RatesError
+from pipeline.scale.plan import Rates, RatesError
 
-SHIPPED = yaml.safe_load((Path(__file__).resolve().parents[1] / "pipeline" / "rates.yaml").read_text())
+SHIPPED = yaml.safe_load((Path(__file__).resolve().parents[1] / "pipeline" / "scale" / "plan" / "rates.yaml").read_text())
 
 
 def _without(data: dict, *path: str) -> dict:

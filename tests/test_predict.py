@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from conftest import tiny_weights
 from pipeline.cli import app
-from pipeline.predict import NODATA, encode, predict_scene
+from pipeline.inference.predict import NODATA, encode, predict_scene
 
 runner = CliRunner()
 CRS = "EPSG:32645"
@@ -167,11 +167,11 @@ def test_blocks_and_halo_reproduce_the_whole_scene(tmp_path, monkeypatch):
     predict_scene(bands, "sentinel-2", tmp_path / "unet-whole.tif", **common)
     # U-Net halo 96 px: 3 x 3 blocks of 96 px; the middle one reads 96 + 2 x 96 = 288 -> 256 px (the
     # scene), more than window + 2 x halo = 240, so predict_block cuts it into 2 x 2 windows.
-    import pipeline.inference
+    import pipeline.inference.region
 
     forwards = []
-    whole_pass = pipeline.inference._predict_whole
-    monkeypatch.setattr(pipeline.inference, "_predict_whole", lambda b, **kw: forwards.append(b.shape[-2:]) or whole_pass(b, **kw))
+    whole_pass = pipeline.inference.region._predict_whole
+    monkeypatch.setattr(pipeline.inference.region, "_predict_whole", lambda b, **kw: forwards.append(b.shape[-2:]) or whole_pass(b, **kw))
     predict_scene(bands, "sentinel-2", tmp_path / "unet-blocks.tif", block=96, window=48, **common)
     assert len(forwards) == 16 and max(max(f) for f in forwards) == 224
     whole, blocks = _read(tmp_path / "unet-whole.tif")[0], _read(tmp_path / "unet-blocks.tif")[0]
@@ -182,7 +182,7 @@ def test_blocks_and_halo_reproduce_the_whole_scene(tmp_path, monkeypatch):
 
 
 def test_dem_in_another_crs_lands_on_the_grid_with_its_slope(tmp_path):
-    from pipeline.scene_inputs import Grid, read_terrain
+    from pipeline.inference.scene_inputs import Grid, read_terrain
 
     dem, bottom = _dem(tmp_path)
     with rasterio.open(_scene(tmp_path)[0]) as first, rasterio.open(dem) as src:

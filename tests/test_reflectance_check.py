@@ -77,7 +77,7 @@ def config(small_study_area):
 
 
 def test_the_embedded_area_passes_and_records_each_decision(config):
-    from pipeline.yearly_cube import yearly_cube
+    from pipeline.inference.yearly_cube import yearly_cube
 
     cube = yearly_cube(config, "sentinel-2", years=[2021, 2022], chunks=256)
     cube.reflectance.compute()  # raises if any chunk fails the check
@@ -89,7 +89,7 @@ def test_the_embedded_area_passes_and_records_each_decision(config):
 
 def test_mis_flagged_items_fail_the_run_naming_them(config, monkeypatch):
     """Items flagged boa_offset_applied: true whose COGs still carry +1000 DN: reflectance 0.1 too high."""
-    import pipeline.yearly_cube as yc
+    import pipeline.inference.yearly_cube as yc
 
     real_find = yc.find_scenes
 

@@ -13,7 +13,7 @@ import xarray as xr
 from shapely.geometry import box
 
 from catalog.aspect import ASPECT_SECTORS
-from pipeline import report
+from pipeline.outputs import report
 
 CRS = "EPSG:32644"
 SENSORS = {"sentinel-2": 10.0, "landsat": 30.0}  # pixel size, for the area errors

@@ -6,7 +6,7 @@ import geopandas as gpd
 import pandas as pd
 from shapely.geometry import box
 
-from pipeline.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, touches_edge, typical_glaciers
+from pipeline.glaciers.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, touches_edge, typical_glaciers
 
 
 def _retreat() -> pd.DataFrame:

@@ -19,8 +19,8 @@ import shapely
 from rich.console import Console
 
 from catalog.search import SearchError
-from pipeline.analysis import TABLES, TRUTH
-from pipeline.lock import StoreLockedError
+from pipeline.glaciers.analysis import TABLES, TRUTH
+from pipeline.store.lock import StoreLockedError
 from pipeline.model.weights import WeightsError
 from pipeline.preflight import OUTPUT_MARKER
 from pipeline.run import run_study, summary_table

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from pipeline.analysis import TRUTH
+from pipeline.glaciers.analysis import TRUTH
 from pipeline.config import SHIPPED_WEIGHTS, load_config
 from pipeline.model.weights import check_card, load_model
 from pipeline.run import run_study
@@ -100,9 +100,9 @@ def test_the_halo_on_the_sentinel2_card_makes_chunk_seams_invisible(small_study_
     """The card's measured halo_px (smaller than the D-UNet default) holds on another area and year."""
     import numpy as np
 
-    from pipeline import inference
+    from pipeline.inference import region as inference
     from pipeline.model.predictor import TorchPredictor
-    from pipeline.yearly_cube import yearly_cube
+    from pipeline.inference.yearly_cube import yearly_cube
 
     weights = SHIPPED_WEIGHTS / "sentinel-2.safetensors"
     model, card = load_model(weights)

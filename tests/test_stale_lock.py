@@ -13,7 +13,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from pipeline.lock import LockHolder, StoreLockedError, UpdateLock
+from pipeline.store.lock import LockHolder, StoreLockedError, UpdateLock
 
 
 def _lock(tmp_path) -> UpdateLock:
@@ -38,7 +38,7 @@ def test_a_dead_local_holder_is_taken_over_with_a_message(tmp_path, caplog):
     lock = _lock(tmp_path)
     pid = _dead_pid()
     _plant(lock, pid)
-    with caplog.at_level(logging.WARNING, logger="pipeline.lock"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.store.lock"):
         with lock:
             held = json.loads(Path(lock.path).read_text())
             assert held["pid"] != pid and held["token"] == lock.holder.token

@@ -11,7 +11,7 @@ import xarray as xr
 from affine import Affine
 from shapely.geometry import box
 
-from pipeline.statistics import change_table, glacier_statistics, rasterize_inventory
+from pipeline.glaciers.statistics import change_table, glacier_statistics, rasterize_inventory
 
 CRS = "EPSG:32644"
 NAN = np.nan
@@ -70,7 +70,7 @@ def test_areas_perimeters_and_errors_by_hand(tables):
     assert a.loc[(1, 2021), "area_km2"] == pytest.approx(500e-6)
     assert a.loc[(1, 2021), "perimeter_km"] == pytest.approx(0.100)
     assert a.loc[(2, 2021), "area_km2"] == pytest.approx(200e-6)
-    from pipeline.statistics import TABLE_COLUMNS
+    from pipeline.glaciers.statistics import TABLE_COLUMNS
 
     assert list(tables["areas"].columns) == TABLE_COLUMNS["areas"]
     assert TABLE_COLUMNS["areas"][:11] == ["glacier_id", "sensor", "year", "area_km2", "perimeter_km",

@@ -9,12 +9,12 @@ import pytest
 import rasterio
 import xarray as xr
 
-from pipeline.analysis import fixed_aspect
-from pipeline.change import terminus_change_uncertainty_m_a
+from pipeline.glaciers.analysis import fixed_aspect
+from pipeline.glaciers.change import terminus_change_uncertainty_m_a
 from pipeline.config import Analysis
-from pipeline.outline_stats import glacier_terminus, horn_aspect_deg
-from pipeline.statistics import change_table, dem_on_grid, glacier_statistics, rasterize_inventory
-from pipeline.terminus import Dem
+from pipeline.glaciers.outline_stats import glacier_terminus, horn_aspect_deg
+from pipeline.glaciers.statistics import change_table, dem_on_grid, glacier_statistics, rasterize_inventory
+from pipeline.glaciers.terminus import Dem
 
 YEARS = list(range(2016, 2023))
 

@@ -17,8 +17,8 @@ import pytest
 import xarray as xr
 
 from catalog.grid import TargetGrid
-from pipeline.lock import StoreLockedError
-from pipeline.manifest import Manifest
+from pipeline.store.lock import StoreLockedError
+from pipeline.store.manifest import Manifest
 from pipeline.store import (
     IncompatibleStoreError,
     RegionStore,

@@ -10,7 +10,7 @@ from affine import Affine
 from shapely.affinity import rotate, translate
 from shapely.geometry import box
 
-from pipeline.terminus import (
+from pipeline.glaciers.terminus import (
     Dem,
     MainAxis,
     front_lines,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.model.inputs import InputRecipe
-from pipeline.training import Crop, TrainingConfig, augment, cut_crops, split_crops, train
+from pipeline.training.fit import Crop, TrainingConfig, augment, cut_crops, split_crops, train
 
 CONFIG = TrainingConfig(base=4, crop_size=32, variants=2, batch_size=4, max_epochs=3, loss_threshold=0.0, seed=7)
 

@@ -12,9 +12,9 @@ from shapely.geometry import box
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.labels import program_labels
+from pipeline.training.labels import program_labels
 from pipeline.model.weights import load_model
-from pipeline.training_data import cut_samples, sample_size_for
+from pipeline.training.samples import cut_samples, sample_size_for
 
 
 def _cube(height: int, width: int, years=(2016, 2017)) -> xr.Dataset:

@@ -14,10 +14,10 @@ import pytest
 import xarray as xr
 
 from catalog.grid import TargetGrid
-from pipeline.analysis import front_doy, map_tables, terminus_tables, years_between
+from pipeline.glaciers.analysis import front_doy, map_tables, terminus_tables, years_between
 from pipeline.config import Analysis
-from pipeline.statistics import change_table, glacier_statistics, region_total
-from pipeline.terminus import Dem
+from pipeline.glaciers.statistics import change_table, glacier_statistics, region_total
+from pipeline.glaciers.terminus import Dem
 
 YEARS = list(range(2016, 2023))
 LOST = [0, 1, 2, 4, 5, 7, 8]  # columns lost at the front by each year (not quite linear: the trend has an interval)

@@ -13,8 +13,8 @@ import torch
 from pipeline.model.dunet import ARCHITECTURES, ConvBlock, DeformableBlock
 from pipeline.model.inputs import fit_normalisation
 from pipeline.model.predictor import TorchPredictor
-from pipeline.training import TrainingConfig
-from pipeline.world_training import (
+from pipeline.training.fit import TrainingConfig
+from pipeline.training.world import (
     TEST_SEEDS,
     TRAIN_SEEDS,
     VALID_SEEDS,

@@ -14,7 +14,7 @@ each other:
 - `region`: `RegionStore`, all of the above plus creating the layout and adding years.
 """
 
-from pipeline.manifest import Unit
+from pipeline.store.manifest import Unit
 from pipeline.store.access import StoreAccess
 from pipeline.store.compat import check_compatible
 from pipeline.store.encoding import (

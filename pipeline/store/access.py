@@ -22,8 +22,8 @@ import xarray as xr
 import zarr
 
 from catalog.grid import TargetGrid
-from pipeline.lock import UpdateLock
-from pipeline.manifest import Manifest, Unit
+from pipeline.store.lock import UpdateLock
+from pipeline.store.manifest import Manifest, Unit
 from pipeline.store.errors import StoreError
 from pipeline.store.layout import LAYOUT_VERSION, RUN_GROUP, glacierwatch_version, grid_from_record
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import dask.array as da
 import numpy as np
 
-from pipeline.manifest import Unit
+from pipeline.store.manifest import Unit
 from pipeline.store.access import StoreAccess
 
 if TYPE_CHECKING:

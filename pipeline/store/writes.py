@@ -5,7 +5,7 @@ The unit of work is (sensor, year, spatial chunk): exactly one chunk object of e
 "Observed vs. glacier"; ``indices``: what the two classic index thresholds map from the same
 composite, so statistics can say where the model disagrees with them). A unit's blocks are
 written with chunk-aligned region writes, then the unit is recorded in the manifest
-(`pipeline.manifest`, which explains why that order makes a crash safe). Encoding is
+(`pipeline.store.manifest`, which explains why that order makes a crash safe). Encoding is
 deterministic (fixed codecs, zstd level 3, no checksums or timestamps; chunks that are all zero
 are written too, not skipped), so rewriting a unit rewrites the same bytes and a resumed run
 equals a clean run byte for byte. Earlier years' chunk files are never touched by a new year.
@@ -21,7 +21,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from pipeline.manifest import Unit, stale_partials
+from pipeline.store.manifest import Unit, stale_partials
 from pipeline.store.access import StoreAccess, is_local
 from pipeline.store.errors import StoreError
 from pipeline.store.layout import (
@@ -113,7 +113,7 @@ class UnitWrites(StoreAccess):
                         "(disk space, permissions, credentials) and run the same command again"
                     )
                 ) from None
-        # Only now, with every chunk fully written, is the unit finished (see pipeline.manifest).
+        # Only now, with every chunk fully written, is the unit finished (see pipeline.store.manifest).
         self.manifest.mark_done(unit, hashlib.sha256(np.ascontiguousarray(blocks[PROBABILITY]).tobytes()).hexdigest())
 
     def write_probability(

@@ -82,7 +82,7 @@ def throughput(area: Path, threads: int, chunks: int, repeats: int = 3) -> dict:
     print(f"throughput: {len(items)} scenes x {len(keys)} bands, grid {grid.shape}, {threads} threads, chunks {chunks}")
     for name, t in (("rasterio windowed reads", t_rio), ("stackstac uint16 stack", t_raw), ("reflectance_cube float32", t_cube)):
         print(f"  {name:26s} {t:6.2f} s  {n_px / t / 1e6:7.1f} Mpx/s  ratio vs rasterio {t_rio / t:5.2f}x")
-    # n_px samples of uint16 each: what the read rate in pipeline/rates.yaml counts
+    # n_px samples of uint16 each: what the read rate in pipeline/scale/plan/rates.yaml counts
     return {"scenes": len(items), "bands": len(keys), "grid": list(grid.shape), "threads": threads, "chunks": chunks,
             "samples": n_px, "bytes_uint16": 2 * n_px, "rasterio_s": t_rio, "stackstac_uint16_s": t_raw, "cube_s": t_cube}
 

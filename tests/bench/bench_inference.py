@@ -12,7 +12,7 @@
    included, vs the bare network (`TorchPredictor.predict`, torch on 2 threads) over the same
    tiles (with their halos) already in memory. Target: pipeline >= 0.8x bare. Measured with
    distributed's default worker environment and without MALLOC_TRIM_THRESHOLD_ (what
-   pipeline.cluster.start_cluster uses); `--envs production` measures only the latter.
+   pipeline.scale.cluster.start_cluster uses); `--envs production` measures only the latter.
 3. With --big (a size=4 area): one year on 1 vs 2 workers of `--scaling-threads` threads each
    (skipped when the folder has no synthetic.json). On a 2-core machine use --scaling-threads 1:
    two workers of two threads have no second pair of cores to run on.
@@ -76,10 +76,10 @@ def main(argv: list[str] | None = None) -> dict:
     logging.getLogger("distributed.scheduler").setLevel(logging.ERROR)  # re-submitting the same keys warns
     from distributed import Client, LocalCluster
 
-    from pipeline import inference
+    from pipeline.inference import region as inference
     from pipeline.model.predictor import TorchPredictor
     from pipeline.model.weights import load_model
-    from pipeline.yearly_cube import yearly_cube
+    from pipeline.inference.yearly_cube import yearly_cube
 
     result: dict = {"weights": weights, "chunk": args.chunk, "years": args.years, "threads": args.threads}
     cfg = _cfg(Path(args.area), args.years)
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
                 t = time.perf_counter()
                 prob_mem.sum().compute()
                 resident_s = time.perf_counter() - t
-                loads = client.run(lambda: __import__("pipeline.predictor_cache").predictor_cache.load_predictor.cache_info().misses)
+                loads = client.run(lambda: __import__("pipeline.inference.predictor_cache").inference.predictor_cache.load_predictor.cache_info().misses)
         timings[label] = (pipeline_s, resident_s)
         print(f"[{label}] pipeline 1 worker x {args.threads} threads: reads included {pipeline_s:.2f} s ({n_px / pipeline_s / 1e6:.3f} Mpx/s), "
               f"inputs resident {resident_s:.2f} s ({n_px / resident_s / 1e6:.3f} Mpx/s); model loads per worker {loads}")
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
             with dask.config.set({"distributed.nanny.pre-spawn-environ": no_trim_env}), LocalCluster(
                 n_workers=workers, threads_per_worker=args.scaling_threads, processes=True, dashboard_address=None
             ) as cluster, Client(cluster) as client:
-                client.run(lambda: __import__("pipeline.inference"))  # every worker imports torch before the clock
+                client.run(lambda: __import__("pipeline.inference.region"))  # every worker imports torch before the clock
                 big_prob[:, :64, :64].sum().compute()
                 t = time.perf_counter()
                 big_prob.sum().compute()

@@ -4,7 +4,7 @@
         [--workers N --threads-per-worker T] [--out DIR] [--json OUT.json]
 
 Runs the whole study (search, composite, D-UNet inference into the store, statistics, report,
-STAC catalog of outputs) on a local cluster started by `pipeline.cluster.start_cluster`, i.e. the
+STAC catalog of outputs) on a local cluster started by `pipeline.scale.cluster.start_cluster`, i.e. the
 production path (default: the machine split the way `glacierwatch run` splits it). Call it once
 per area, each in a fresh process (tests/bench/run_all.py does), so one run's memory does not
 carry into the next.
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from rich.console import Console
 
-    from pipeline.cluster import ClusterSpec, LocalSpec, start_cluster
+    from pipeline.scale.cluster import ClusterSpec, LocalSpec, start_cluster
     from pipeline.run import run_study
 
     meta = json.loads((args.area / "synthetic.json").read_text())

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = load_config(args.config)
         inventory = Path(cfg.inventory_path())
         if inventory.is_file():
-            from pipeline.inventory import read_inventory
+            from pipeline.glaciers.inventory import read_inventory
 
             out["config"] = measure(cfg.grid("sentinel-2"), read_inventory(inventory), str(inventory), pixel_level=False)
         else:

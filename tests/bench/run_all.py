@@ -310,7 +310,7 @@ def _grid(run: dict) -> str:
 
 
 def measured_rates(r: dict, machine: dict) -> dict:
-    """Per-core rates in pipeline/rates.yaml's units, from this run (None where not measured)."""
+    """Per-core rates in pipeline/scale/plan/rates.yaml's units, from this run (None where not measured)."""
     out: dict = {}
     c = r.get("cube", {})
     if "throughput" in c:
@@ -332,7 +332,7 @@ def project(rates: dict, machine: dict, config: Path) -> dict:
     """`plan_run` of `config` offline with the shipped rates and with this run's measured ones."""
     sys.path.insert(0, str(ROOT))
     from pipeline.config import load_config
-    from pipeline.plan import Rate, Rates, plan_run
+    from pipeline.scale.plan import Rate, Rates, plan_run
 
     shipped = Rates.load()
     source = f"tests/bench/run_all.py on {machine['date'][:10]} ({machine['cores_usable']} cores, {machine['cpu_model']})"
@@ -416,7 +416,7 @@ def render(rows: list[Row], r: dict, machine: dict, mode: Mode, wall: float, rat
     x1, x4 = r.get("run_x1", {}), r.get("run_x4", {})
     if "timings" in x1:
         lines.append("## `run_study` per stage\n")
-        lines.append(f"Local cluster from `pipeline.cluster.start_cluster` ({x1['cluster']['workers']} workers x "
+        lines.append(f"Local cluster from `pipeline.scale.cluster.start_cluster` ({x1['cluster']['workers']} workers x "
                      f"{x1['cluster']['threads_per_worker']} threads, as `glacierwatch run` starts it on this machine); "
                      "seconds of wall time per stage as `RunResult.timings` records them.\n")
         stages = list(dict.fromkeys([*x1["timings"], *x4.get("timings", {})]))
@@ -441,7 +441,7 @@ def render(rows: list[Row], r: dict, machine: dict, mode: Mode, wall: float, rat
 
     if rates:
         lines.append("## Per-core rates measured in this run\n")
-        lines.append("In `pipeline/rates.yaml`'s units (what `glacierwatch plan` turns into hours). Copy them there to plan with them.\n")
+        lines.append("In `pipeline/scale/plan/rates.yaml`'s units (what `glacierwatch plan` turns into hours). Copy them there to plan with them.\n")
         lines.append("| rate | value | from |\n|---|---|---|")
         src = {
             "read_mb_s_per_core": "cube read: uint16 samples of `reflectance_cube` / s / thread",
@@ -482,7 +482,7 @@ def render_scaling_section(proj: dict, rates: dict, machine: dict) -> str:
     lines = [SCALING_BEGIN, "", f"### Measured by `tests/bench/run_all.py` on {machine['date'][:10]}", ""]
     lines.append(f"Machine: {machine['cores_usable']} cores, {machine['cpu_model']}, {machine['ram_gb']:.0f} GiB RAM, no GPU "
                  f"(5-min load average at start {machine['load_start'][1]:.2f}).\n")
-    lines.append("| rate (per CPU core unless stated) | shipped `pipeline/rates.yaml` | this run |")
+    lines.append("| rate (per CPU core unless stated) | shipped `pipeline/scale/plan/rates.yaml` | this run |")
     lines.append("|---|---|---|")
     names = {"read_mb_s_per_core": "read, MB/s", "composite_mpx_s_per_core": "composite, Mpx/s (scene observations)",
              "statistics_mpx_s_per_core": "statistics, Mpx/s", "dunet_cpu_mpx_s_per_core": "D-UNet inference, Mpx/s",

@@ -113,7 +113,7 @@ def assert_same_outputs(expected, actual, sensors=("sentinel-2", "landsat")) -> 
     through a STAC API has not. Tables are compared on the sensors' rows; a table only the
     expected run has must be one that needs the truth.
     """
-    from pipeline.analysis import TABLES
+    from pipeline.glaciers.analysis import TABLES
     from pipeline.store import RegionStore
 
     for sensor in sensors:
@@ -141,9 +141,9 @@ def faults_after_the_scene_check(monkeypatch, proxy: FaultProxy, plan: FaultPlan
     the reads happen after, when the store is written. Wrapping it is the seam between the two.
     Yields the fault counts, summed over the sensors once the block ends.
     """
-    import pipeline.yearly_cube
+    import pipeline.inference.yearly_cube
 
-    original = pipeline.yearly_cube.yearly_cube
+    original = pipeline.inference.yearly_cube.yearly_cube
     injected: Counter[str] = Counter()
 
     def checked_then_faulty(*args, **kwargs):
@@ -154,7 +154,7 @@ def faults_after_the_scene_check(monkeypatch, proxy: FaultProxy, plan: FaultPlan
         proxy.configure(plan)
         return cube
 
-    monkeypatch.setattr(pipeline.yearly_cube, "yearly_cube", checked_then_faulty)
+    monkeypatch.setattr(pipeline.inference.yearly_cube, "yearly_cube", checked_then_faulty)
     try:
         yield injected
     finally:

@@ -1,0 +1,149 @@
+"""`glacierwatch`: the command line. Configuration enters here and leaves as typed objects.
+
+This package owns the one `app` (the `glacierwatch` script and `python -m pipeline.cli`), its global
+`--debug` option, and the data commands (`synth`, `search`, `config`, `stats`); the model commands
+live in `pipeline.cli.model_commands`, the run commands in `pipeline.cli.run_commands`, and are registered here in
+the order `--help` lists them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from catalog.providers import get_profile
+from catalog.redact import RedactingConsole as Console  # every output redacted, no markup read
+from catalog.scenes import check_region_covered, find_scenes
+from catalog.search import open_source
+from catalog.synthetic import generate_study_area
+from pipeline.cli import model_commands, run_commands
+from pipeline.cli.options import ConfigOption, load_config_or_exit
+from pipeline.cli.console import console, progress_bar
+from pipeline.cli.errors import OneLineErrors, fail, set_debug
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    add_completion=False,
+    no_args_is_help=True,
+    help="Annual glacier maps from Sentinel-2 and Landsat, and the numbers glaciologists publish.",
+)
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="show the full traceback of an error")] = False,
+) -> None:
+    """Annual glacier maps from Sentinel-2 and Landsat, and the numbers glaciologists publish."""
+    set_debug(ctx, debug)
+
+
+@app.command()
+def synth(
+    config: ConfigOption = None,
+    out: Annotated[Optional[Path], typer.Option(help="output folder; default: synthetic.path")] = None,
+    size: Annotated[Optional[float], typer.Option(help="x area of the default study area (4 = twice each side)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+) -> None:
+    """Write the embedded synthetic study area: COGs, STAC catalog, DEM, inventory and truth."""
+    cfg = load_config_or_exit(config)
+    synthetic = cfg.synthetic.model_copy(update={k: v for k, v in (("size", size), ("seed", seed)) if v is not None})
+    try:
+        spec = synthetic.spec()
+    except ValueError as err:
+        fail(str(err))
+    target = out or Path(cfg.path(synthetic.path))
+    with progress_bar() as progress:
+        task = progress.add_task("rendering scenes", total=None)
+        try:
+            area = generate_study_area(target, spec, on_progress=lambda done, n: progress.update(task, completed=done, total=n))
+        except FileExistsError as err:
+            fail(str(err))
+    console.print(
+        f"study area: {area.n_glaciers} glaciers, items {area.n_items} -> {area.catalog}\n"
+        f"region.bbox for a config: {list(spec.bbox())}"
+    )
+
+
+@app.command()
+def search(
+    config: ConfigOption = None,
+    sensor: Annotated[Optional[list[str]], typer.Option(help="sentinel-2 and/or landsat; default: all configured")] = None,
+    year: Annotated[Optional[list[int]], typer.Option(help="years; default: all configured")] = None,
+) -> None:
+    """List the scenes each configured sensor has over the region, per year of the season."""
+    cfg = load_config_or_exit(config)
+    sensors = sensor or list(cfg.sensors)
+    unknown = [s for s in sensors if s not in cfg.sensors]
+    if unknown:
+        fail(f"--sensor {', '.join(unknown)} is not configured: use one of {', '.join(cfg.sensors)}")
+    years = year or list(cfg.years)
+    table = Table(title=f"Scenes over {cfg.region.name} ({cfg.season.start}..{cfg.season.end})")
+    for column in ("sensor", "year", "scene", "datetime", "cloud %", "crs", "platform"):
+        table.add_column(column, no_wrap=True)
+    for name in sensors:
+        sensor_cfg = cfg.sensors[name]
+        profile = get_profile(sensor_cfg.provider)
+        source = open_source(cfg.source_url(sensor_cfg), profile.signer())
+        check_region_covered(source, profile.collection(name), cfg.region.bbox)
+        for y in years:
+            items = find_scenes(source, profile, name, cfg.region.bbox, y, cfg.season.as_tuple(), sensor_cfg.max_cloud)
+            for item in items:
+                table.add_row(
+                    name,
+                    str(y),
+                    item.id,
+                    item.datetime.strftime("%Y-%m-%d %H:%M"),
+                    f"{item.properties.get('eo:cloud_cover', float('nan')):.1f}",
+                    str(item.properties.get("proj:code") or f"EPSG:{item.properties.get('proj:epsg')}"),
+                    str(item.properties.get("platform", "")),
+                )
+    Console(width=max(console.width, 140)).print(table)
+
+
+@app.command("config")
+def showload_config_or_exit(config: ConfigOption = None) -> None:
+    """Print the effective configuration (defaults filled in) as YAML: a starting point for your own."""
+    cfg = load_config_or_exit(config)
+    sys.stdout.write(cfg.to_yaml())
+
+
+@app.command()
+def stats(
+    outlines: Annotated[Path, typer.Option(help="outlines: any vector file (GeoPackage, shapefile, GeoParquet)")],
+    out: Annotated[Path, typer.Option(help="folder for the tables (Parquet and CSV)")],
+    dem: Annotated[Optional[Path], typer.Option(help="DEM GeoTIFF covering the outlines (any CRS)")] = None,
+    id_field: Annotated[str, typer.Option(help="glacier id field")] = "glacier_id",
+    date_field: Annotated[Optional[str], typer.Option(help="date field, for change and terminus retreat")] = None,
+    pixel_size: Annotated[float, typer.Option(help="pixel size (m) behind the outlines, for uncertainty")] = 10.0,
+    band: Annotated[float, typer.Option(help="elevation band width (m) for hypsometry")] = 100.0,
+) -> None:
+    """Glacier statistics on outlines from anywhere (GLIMS, RGI, hand-digitised)."""
+    from pipeline.glaciers.outline_stats import outline_statistics, write_tables
+
+    try:
+        tables = outline_statistics(
+            outlines, dem_path=dem, id_field=id_field, date_field=date_field, pixel_size_m=pixel_size, band_m=band
+        )
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
+    write_tables(tables, out)
+    for name, table in tables.items():
+        console.print(f"{name}: {len(table)} rows -> {out / name}.parquet")
+
+
+app.command()(model_commands.predict)
+app.command()(model_commands.train)
+app.command("train-world")(model_commands.train_world)
+app.command()(run_commands.run)
+app.command()(run_commands.update)
+app.command()(run_commands.plan)
+
+
+
+if __name__ == "__main__":
+    app()

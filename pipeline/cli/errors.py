@@ -1,0 +1,76 @@
+"""How a command fails: one line per problem on stderr, exit 2 for bad input, 1 for a bug.
+
+`OneLineErrors` is the command group every command runs inside; it is the one place an
+exception becomes a message. `fail` is how a command refuses its input itself.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+import typer.core
+from rich.markup import escape
+
+from pipeline.cli.console import errors
+from pipeline.model import MODEL_EXTRA_HINT, missing_model_extra
+
+_DEBUG: dict = {}  # root context -> whether --debug was given
+
+
+def set_debug(ctx: typer.Context, debug: bool) -> None:
+    """Remember the global `--debug` flag for the command run under `ctx`."""
+    _DEBUG[ctx.find_root()] = debug
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """Every command's errors end here: one line per problem, exit 2; `--debug` shows the traceback.
+
+    The library errors a user can meet (bad files, unreachable catalogs, cluster start-up, the
+    pre-flight's problems) are input errors; anything else is a bug, said in one line as well,
+    with the hint to rerun with --debug and report it.
+    """
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException, click.exceptions.Exit):
+            raise
+        except Exception as err:  # noqa: BLE001 - the one place exceptions become messages
+            if _DEBUG.get(ctx, False) or "--debug" in sys.argv:
+                errors.print_exception()  # through the redacting console: no secret in a traceback either
+            if missing_model_extra(err):  # torch (the `model` extra) not installed: the install line, nothing else
+                fail(MODEL_EXTRA_HINT)
+            report(err)
+            raise typer.Exit(code=2 if is_input_error(err) else 1) from None
+
+
+def is_input_error(err: BaseException) -> bool:
+    """Whether `err` is a problem with what the user gave (files, catalogs, cluster), not a bug."""
+    import rasterio
+    import yaml
+
+    known: tuple[type[BaseException], ...] = (ValueError, OSError, LookupError, RuntimeError, yaml.YAMLError,
+                                              rasterio.errors.RasterioError)
+    return isinstance(err, known)
+
+
+def report(err: BaseException) -> None:
+    """Print `err` as one `error:` line per problem (a pre-flight error has several)."""
+    # Only a run's pre-flight raises PreflightError; importing it here would need torch (stats, plan must not).
+    preflight = sys.modules.get("pipeline.preflight")
+    raised_by_preflight = preflight is not None and isinstance(err, preflight.PreflightError)
+    lines = err.problems if raised_by_preflight else [str(err).strip() or type(err).__name__]
+    if not is_input_error(err):
+        lines = [f"internal error ({type(err).__name__}: {lines[0]}); rerun with --debug for the traceback and report it"]
+    elif type(err).__module__.split(".")[0] not in ("catalog", "pipeline"):
+        lines = [f"{type(err).__name__}: {line}" for line in lines]  # a library's error: say which kind
+    for line in lines:
+        errors.print(f"[bold red]error:[/] {escape(' '.join(line.split()))}", markup=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str) -> None:
+    """Print `message` as the command's one error line and exit 2 (bad input)."""
+    errors.print(f"[bold red]error:[/] {escape(str(message))}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)

@@ -1,0 +1,132 @@
+"""The model commands: `predict` one scene on disk, `train` on the configured region, `train-world` on the training world.
+
+Each needs the `model` extra (torch), asked for by `require_model` before anything heavy is imported,
+so the rest of the command line runs without it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from pipeline.cli.options import ConfigOption, load_config_or_exit
+from pipeline.cli.console import console, errors
+from pipeline.cli.errors import fail
+from pipeline.model import require_model
+
+
+def predict(
+    sensor: Annotated[str, typer.Option(help="sentinel-2 or landsat")],
+    bands: Annotated[str, typer.Option(help="six single-band GeoTIFFs, comma-separated: blue,green,red,nir,swir16,swir22; the first sets the output grid")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output COG: uint8 glacier probability x 255 (0-254), 255 = no data")],
+    scale: Annotated[float, typer.Option(help="reflectance = DN x scale + offset")] = 1e-4,
+    offset: Annotated[float, typer.Option(help="reflectance offset (Sentinel-2 baseline 04.00+: -0.1; Landsat C2 L2: -0.2 with --scale 2.75e-5)")] = 0.0,
+    dem: Annotated[Optional[Path], typer.Option(help="DEM GeoTIFF, any CRS and resolution (needed by weights that use terrain)")] = None,
+    classifier: Annotated[str, typer.Option(help="network (the shipped or --weights network) | dunet | unet | band-ratio | ndsi")] = "network",
+    weights: Annotated[Optional[Path], typer.Option(help=".safetensors weights with their .json card; default for dunet: the shipped ones")] = None,
+) -> None:
+    """Glacier probability for one scene already on disk (six band files), as a Cloud-Optimized GeoTIFF."""
+    require_model()
+    from pipeline.inference.predict import predict_scene
+
+    def warn(message: str) -> None:
+        errors.print(f"[yellow]warning:[/] {escape(' '.join(message.split()))}", markup=True, highlight=False, soft_wrap=True)
+
+    paths = [Path(b.strip()) for b in bands.split(",") if b.strip()]
+    result = predict_scene(paths, sensor, out, scale=scale, offset=offset, dem=dem, classifier=classifier,
+                           weights=weights, warn=warn)
+    height, width = result.shape
+    console.print(f"{result.out}: {width} x {height} px at {result.resolution[0]:g} m ({result.crs}), {result.classifier}: "
+                  f"{result.glacier_fraction:.1%} of {result.n_valid} valid px glacier (p >= 0.5)", soft_wrap=True)
+
+
+def train(
+    config: ConfigOption = None,
+    sensor: Annotated[str, typer.Option(help="sentinel-2 or landsat")] = "sentinel-2",
+    out: Annotated[Path, typer.Option(help="folder for checkpoints, logs, the final weights and accuracy")] = Path(
+        "glacierwatch-out/training"
+    ),
+    architecture: Annotated[Optional[str], typer.Option(help="dunet or unet; default: training.architecture")] = None,
+    base: Annotated[Optional[int], typer.Option(help="first-level width; default: training.base")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="maximum epochs; default: training.epochs")] = None,
+    variants: Annotated[Optional[int], typer.Option(help="augmented copies per crop; default: training.variants")] = None,
+) -> None:
+    """Train the glacier network on the configured region's composites, then score it on held-out years."""
+    require_model()
+    cfg = load_config_or_exit(config)
+    if sensor not in cfg.sensors:
+        fail(f"--sensor {sensor} is not configured: use one of {', '.join(cfg.sensors)}")
+    overrides = {k: v for k, v in (("architecture", architecture), ("base", base), ("epochs", epochs), ("variants", variants)) if v is not None}
+    try:
+        options = cfg.training.model_validate({**cfg.training.model_dump(), **overrides})
+    except ValueError as err:
+        fail(f"training option: {err}")
+    from pipeline.training.from_config import train_and_evaluate
+
+    result = train_and_evaluate(cfg, sensor, options, out / sensor, console=console)
+    table = Table(title=f"Accuracy on held-out years {list(options.test_years)} ({sensor})")
+    for column in ("model", "zone", "year", "PA", "UA", "OA", "F1", "IoU"):
+        table.add_column(column)
+    for row in result.accuracy.itertuples():
+        table.add_row(row.model, row.zone, str(row.year), *(f"{getattr(row, m):.3f}" for m in ("PA", "UA", "OA", "F1", "IoU")))
+    console.print(table)
+    console.print(f"weights: {result.weights}  (card: {result.weights.with_suffix('.json')})")
+
+
+
+def train_world(
+    sensor: Annotated[str, typer.Option(help="sentinel-2 or landsat")] = "sentinel-2",
+    out: Annotated[Path, typer.Option(help="folder for checkpoints, logs, the weights, accuracy.csv and area_bias.csv")] = Path(
+        "glacierwatch-out/training-world"
+    ),
+    architecture: Annotated[str, typer.Option(help="dunet-deep, dunet (every stage deformable), dunet-shallow or unet")] = "dunet-deep",
+    compare: Annotated[Optional[list[str]], typer.Option(help="other architectures trained alike and scored beside it")] = None,
+    scenes: Annotated[int, typer.Option(help="training scenes drawn from the world")] = 48,
+    valid_scenes: Annotated[int, typer.Option(help="validation scenes (calibration)")] = 24,
+    test_scenes: Annotated[int, typer.Option(help="held-out test scenes (the accuracy table)")] = 16,
+    size: Annotated[int, typer.Option(help="scene side in sensor pixels")] = 256,
+    base: Annotated[int, typer.Option(help="first-level width")] = 16,
+    epochs: Annotated[int, typer.Option(help="epochs")] = 10,
+    seed: Annotated[int, typer.Option(help="training seed")] = 0,
+    terrain: Annotated[str, typer.Option(help="terrain channels, comma-separated (slope, relative_elevation), or 'none'")] = "slope,relative_elevation",
+    resume: Annotated[bool, typer.Option("--resume", help="load networks whose last checkpoint is already in --out")] = False,
+    with_area: Annotated[bool, typer.Option("--with-area", help="mix in the embedded area's training years (config -c)")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Train on the Earth-like training world and score on held-out scenes (other seeds, terrain, glaciers)."""
+    require_model()
+    from pipeline.training.fit import TrainingConfig
+    from pipeline.training.world import train_on_world
+
+    if sensor not in ("sentinel-2", "landsat"):
+        fail(f"--sensor {sensor}: use sentinel-2 or landsat")
+    try:
+        configs = [
+            TrainingConfig(architecture=a, base=base, crop_size=128, variants=1, focal_alpha=0.5, max_epochs=epochs,
+                           lr_decay=0.9, test_fraction=0.0, loss_threshold=0.0, seed=seed)
+            for a in (architecture, *(compare or ()))
+        ]
+    except ValueError as err:
+        fail(f"training option: {err}")
+    area = None
+    if with_area:
+        from pipeline.run import ensure_study_area
+
+        area = load_config_or_exit(config)
+        ensure_study_area(area, console)
+    channels = () if terrain.strip() in ("", "none") else tuple(t.strip() for t in terrain.split(","))
+    if "elevation" in channels:
+        fail("--terrain elevation: absolute elevation ties the network to the training elevations; use relative_elevation")
+    result = train_on_world(sensor, out / sensor, n_train=scenes, n_valid=valid_scenes, n_test=test_scenes, size=size, config=configs[0], compare=configs[1:],
+                            terrain=channels, resume=resume, area=area, console=console)
+    table = Table(title=f"Accuracy on held-out world scenes ({sensor})")
+    for column in ("model", "zone", "PA", "UA", "F1", "IoU"):
+        table.add_column(column)
+    for row in result.accuracy.itertuples():
+        table.add_row(row.model, row.zone, *(f"{getattr(row, m):.3f}" for m in ("PA", "UA", "F1", "IoU")))
+    console.print(table)
+    console.print(f"weights: {result.weights}  ({result.seconds / 60:.1f} min)")

@@ -1,0 +1,165 @@
+"""The run commands: `run` the whole study, `update` it by one year, `plan` its work beforehand.
+
+A run's options (output folder, cluster, `--check`), its pre-flight report and the summary it
+prints at the end live here; the run itself is `pipeline.run.run_study`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import pandas as pd
+import typer
+from rich.table import Table
+
+from catalog.redact import RedactingConsole as Console  # every output redacted, no markup read
+from pipeline.cli.options import ConfigOption, load_config_or_exit
+from pipeline.cli.console import console
+from pipeline.cli.errors import fail
+from pipeline.config import Config
+from pipeline.model import require_model
+
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="folder for the store, tables, outlines, report and STAC catalog")]
+CheckOption = Annotated[
+    bool, typer.Option("--check", help="only the pre-flight: check every input (offline first), write nothing")
+]
+ClusterOption = Annotated[
+    Optional[str], typer.Option(help="local | slurm | kubernetes | a scheduler address (tcp://...); default: cluster in the config")
+]
+
+
+def with_cluster(cfg: Config, cluster: str | None) -> Config:
+    """`cfg` with its cluster section replaced by `--cluster` (a kind or a scheduler address), if given."""
+    if cluster is None:
+        return cfg
+    kind = cluster if cluster in ("local", "slurm", "kubernetes") else "address"
+    section = {"kind": kind, "address": cluster if kind == "address" else None}
+    return cfg.model_copy(update={"cluster": cfg.cluster.model_validate({**cfg.cluster.model_dump(), **section})})
+
+
+def check_inputs(cfg: Config, out: Path) -> None:
+    """The pre-flight alone: every input a run needs, resolved and checked; nothing written."""
+    from pipeline.preflight import check_settings, preflight
+    from pipeline.run import ensure_study_area
+
+    check_settings(cfg, out)
+    ensure_study_area(cfg, console)
+    inputs = preflight(cfg, out)
+    for note in inputs.warnings:
+        console.print(f"warning: {note}")
+    for name, sensor in inputs.sensors.items():
+        console.print(f"{name}: {sensor.profile.name} {sensor.source_url}, grid EPSG:{sensor.grid.epsg} "
+                      f"{sensor.grid.shape[1]} x {sensor.grid.shape[0]} px, weights {sensor.weights.name} "
+                      f"({sensor.card.architecture})")
+    glaciers = "none" if inputs.inventory is None else f"{len(inputs.inventory)} glaciers"
+    console.print(f"inventory: {inputs.inventory_path} ({glaciers}); DEM tiles: {len(inputs.dem_items)}; store: {inputs.store_url}")
+    console.print("pre-flight passed: `glacierwatch run` without --check starts the run")
+
+
+def run_and_summarise(cfg: Config, out: Path, years: list[int] | None) -> None:
+    """Run the study (all years, or `years` only), then print its summary, stage times and warnings."""
+    from pipeline.run import run_study, summary_table
+
+    result = run_study(cfg, out, years=years, console=console)
+    summary = summary_table(result.tables)
+    table = Table(title=f"{cfg.region.name}: glacier area, change and retreat")
+
+    def fmt(row, key, spec, err=None):
+        value = getattr(row, key, float("nan"))
+        if pd.isna(value):
+            return ""
+        text = spec.format(value)
+        error = getattr(row, err, float("nan")) if err else float("nan")
+        return text if pd.isna(error) else f"{text} ± {abs(error):.2f}"
+
+    columns = {
+        "sensor": lambda r: r.sensor,
+        "years": lambda r: r.years,
+        "area first (km²)": lambda r: fmt(r, "area0_km2", "{:.2f}", "area0_err_km2"),
+        "area last (km²)": lambda r: fmt(r, "area1_km2", "{:.2f}", "area1_err_km2"),
+        "rate (%/a)": lambda r: fmt(r, "rate_pct_a", "{:+.2f}", "rate_err_pct_a"),
+        "trend (km²/a)": lambda r: fmt(r, "trend_km2_a", "{:+.3f}"),
+        "retreat (m/a)": lambda r: fmt(r, "mean_retreat_m_a", "{:.1f}"),
+        "glaciers": lambda r: fmt(r, "n_glaciers", "{:.0f}"),
+        "IoU": lambda r: fmt(r, "IoU", "{:.3f}"),
+        "OA": lambda r: fmt(r, "OA", "{:.3f}"),
+        "failed": lambda r: fmt(r, "n_failures", "{:.0f}"),  # glaciers in tables/failures.csv
+    }
+    for name in columns:
+        table.add_column(name, no_wrap=True)
+    for row in summary.itertuples(index=False):
+        table.add_row(*(cell(row) for cell in columns.values()))
+    wide = Console(width=max(console.width, 150))
+    wide.print(table)
+    stages = Table(title="time per stage")
+    stages.add_column("stage")
+    stages.add_column("s", justify="right")
+    for name, seconds in result.timings.items():
+        stages.add_row(name, f"{seconds:.1f}")
+    stages.add_row("total", f"{sum(result.timings.values()):.1f}")
+    console.print(stages)
+    for row in summary.itertuples(index=False):  # never guess silently: name the glaciers the indices contradict
+        if getattr(row, "n_index_flagged", 0) and not pd.isna(row.n_index_flagged):
+            console.print(
+                f"warning: {row.sensor}: in {int(row.n_index_flagged)} glacier-years the model mask disagrees with both NDSI > 0.4 "
+                f"and red/SWIR > 2 (index_disagreement > analysis.max_index_disagreement): glaciers {row.index_flagged}; "
+                "check them in the report (areas.flag_index_disagreement)", markup=False, highlight=False,
+            )
+    for sensor, scenes in result.provenance.get("skipped_scenes", {}).items():
+        if scenes:
+            years = sorted({s.get("year") for s in scenes if s.get("year") is not None})
+            console.print(
+                f"warning: {len({s['item_id'] for s in scenes})} {sensor} scenes were skipped as unreadable (years {years}); those years have "
+                "fewer observations and may under-map ice: see the scenes_skipped column of the areas tables and "
+                "skipped_scenes in provenance.json (on_unreadable: fail in the config stops a run instead)"
+            )
+    console.print(f"outputs: {result.out}  (report: {result.out / 'report' / 'index.html'}, store: {result.store_url})")
+
+
+def run(
+    config: ConfigOption = None,
+    out: OutOption = Path("glacierwatch-out"),
+    cluster: ClusterOption = None,
+    check: CheckOption = False,
+) -> None:
+    """The whole study: search, composites, inference into the store, statistics, report, STAC outputs."""
+    require_model()
+    cfg = with_cluster(load_config_or_exit(config), cluster)
+    check_inputs(cfg, out) if check else run_and_summarise(cfg, out, None)
+
+
+def update(
+    year: Annotated[int, typer.Option(help="the new year to add to the store")],
+    config: ConfigOption = None,
+    out: OutOption = Path("glacierwatch-out"),
+    cluster: ClusterOption = None,
+    check: CheckOption = False,
+) -> None:
+    """Annual update: add one year to the store (earlier years untouched), then recompute every table."""
+    require_model()
+    cfg = load_config_or_exit(config)
+    try:
+        cfg = cfg.model_copy(update={"years": cfg.years.model_validate({"start": cfg.years.start, "end": max(year, cfg.years.end)})})
+    except ValueError as err:
+        fail(f"--year {year}: {err}")
+    cfg = with_cluster(cfg, cluster)
+    check_inputs(cfg, out) if check else run_and_summarise(cfg, out, [year])
+
+
+def plan(
+    config: ConfigOption = None,
+    offline: Annotated[bool, typer.Option("--offline", help="no network: estimate scenes from the revisit")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="override cluster.workers")] = None,
+    rates: Annotated[Optional[Path], typer.Option(help="rates YAML (default: the shipped, measured one)")] = None,
+) -> None:
+    """The work of a run before running it: grid, tiles, scenes, bytes, pixels, hours. Reads no pixels."""
+    from catalog.tiling import TilingError
+    from pipeline.scale.plan import Rates, plan_run, render_plan
+
+    cfg = load_config_or_exit(config)
+    try:
+        work = plan_run(cfg, rates=Rates.load(rates) if rates else None, cluster_workers=workers, offline=offline)
+    except (TilingError, ValueError, FileNotFoundError) as err:
+        fail(str(err))
+    render_plan(work, Console(width=max(console.width, 150)))

@@ -1,0 +1,320 @@
+"""From the region store to the published tables: areas, bands, aspects, outlines, termini, accuracy.
+
+Everything reads the store (``probability/{sensor}``, ``glacier_id``, ``dem``, ``aspect``), so a
+rerun or an annual update recomputes all numbers from stored maps, never from a cube in memory:
+
+- areas, area by elevation band and by aspect: ``pipeline.glaciers.statistics.glacier_statistics`` (one
+  bincount pass over the chunks), change and trend: ``statistics.change_table``;
+- outlines: ``pipeline.glaciers.outlines.vectorise_outlines`` (GeoParquet);
+- terminus positions and retreat per glacier (main-axis and box method) on those outlines, each
+  glacier with its own DEM window from the store: ``pipeline.glaciers.store_terminus.terminus_tables``
+  (``pipeline.glaciers.terminus`` via ``outline_stats``), re-exported here;
+  typical glaciers (documented in ``retreat_summary``: area, clear terminus, not touching the
+  region edge) and retreat by aspect sector and by terminus elevation band;
+- no-data is not ice loss: the store's ``observed`` gives each glacier-year its unobserved share;
+  flagged glacier-years stay in the tables but out of change, trends and retreat, and retreat
+  rates divide by the time between the fronts' observation dates (the store's ``doy``);
+- where the region has a truth (the synthetic study area), the same tables for the true masks
+  (``sensor = "truth"``) and the mapping accuracy of every sensor against it, everywhere and on
+  debris-covered termini.
+
+Table names and columns are those of ``DESIGN.md`` plus a ``sensor`` column; see ``TABLES``
+and, for the columns, ``pipeline.glaciers.tables`` (one schema shared with ``stats``).
+
+One glacier never sinks a run: the terminus and change of each glacier run as entity tasks
+(``pipeline.glaciers.tasks``); a glacier whose terminus cannot be measured becomes a ``failures`` row
+(glacier_id, sensor, task, reason) and every other table stays complete.
+
+Per glacier, fixed for all years and sensors: the aspect sector (circular mean of the DEM
+aspect over the inventory outline grown by the buffer, the store's ``glacier_id``;
+``glacier_terrain`` and the ``glacier`` method of ``area_by_aspect`` use it, so no glacier moves
+between sectors from one year to the next) and the inventory outline that picks each year's
+body (``terminus.glacier_parts``): detached parts below ``analysis.min_mapping_unit_km2`` are
+dropped from the area and the published outlines (``dropped_km2``), larger ones are kept and
+reported (``n_fragments``, ``fragments_km2``), and only the body carries the front. Perimeters
+are the smooth-outline perimeter of ``pipeline.glaciers.change`` (pi/4 of the pixel staircase), in
+``areas`` and the outlines alike. Plausibility flags per glacier-year: ``pipeline.glaciers.plausibility``.
+
+This module owns the orchestration (``map_tables``, ``store_accuracy``, ``analyse_store``) and
+the per-glacier inventory outline and fixed aspect; the terminus layer (fronts, their dates and
+errors) is ``pipeline.glaciers.store_terminus``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+import xarray as xr
+from affine import Affine
+from scipy.ndimage import binary_dilation
+
+from catalog.grid import TargetGrid
+from pipeline.glaciers.accuracy import accuracy_by_year
+from pipeline.config import Analysis
+from pipeline.glaciers.change import PIXEL_PERIMETER_FACTOR
+from pipeline.glaciers.outlines import vectorise_outlines
+from pipeline.glaciers.plausibility import flag_glacier_years, implausible_pairs
+from pipeline.glaciers.statistics import DEFAULT_MAX_UNOBSERVED, change_table, glacier_statistics, region_total, with_area_errors
+from pipeline.store import RegionStore
+from pipeline.glaciers.tables import conform
+from pipeline.glaciers.tasks import Failures
+from pipeline.glaciers.store_terminus import (
+    FRONT_WIDTH_MAX_PX,
+    TONGUE_FRACTION,
+    front_doy,
+    front_width_m,
+    pixel_window,
+    terminus_tables,
+    years_between,
+)
+from pipeline.glaciers.terminus import glacier_parts
+
+# The terminus layer (pipeline.glaciers.store_terminus) is re-exported: callers import it from here too.
+__all__ = ["DEBRIS_HALO_PX", "FRONT_WIDTH_MAX_PX", "TABLES", "TONGUE_FRACTION", "TRUTH", "analyse_store",
+           "fixed_aspect", "front_doy", "front_width_m", "glacier_inventory", "map_tables", "pixel_window",
+           "split_fragments", "store_accuracy", "terminus_tables", "total_area", "years_between"]
+
+TRUTH = "truth"
+"""The pseudo-sensor of the synthetic area's true masks, analysed exactly like a sensor's maps."""
+
+TABLES = (
+    "areas",
+    "total_area",
+    "area_change",
+    "area_by_band",
+    "area_by_aspect",
+    "glacier_terrain",
+    "terminus",
+    "retreat",
+    "typical_glaciers",
+    "retreat_by_aspect",
+    "retreat_by_band",
+    "accuracy",
+    "failures",
+)
+DEBRIS_HALO_PX = 10  # as pipeline.training.evaluation: debris-covered ice grown by this much is the hard zone
+
+
+def total_area(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBSERVED) -> pd.DataFrame:
+    """Region total per sensor and year (`statistics.region_total`): the error is the sum of the
+    glaciers' (perimeters add); the unobserved share is weighted by outline area and flagged above
+    `max_unobserved`."""
+    return region_total(areas, max_unobserved)
+
+
+def glacier_inventory(glacier_id: xr.DataArray, grid: TargetGrid, buffer_m: float, outlines: gpd.GeoDataFrame) -> dict:
+    """glacier_id -> its inventory outline, recovered from the store's ``glacier_id`` (the outline
+    grown by `buffer_m`): the pixels deeper than the buffer inside their glacier's zone, read in a
+    window around the glacier's mapped `outlines`. A glacier whose zone is thinner than twice the
+    buffer has none (its largest part is then its body)."""
+    from rasterio.features import shapes
+    from scipy.ndimage import distance_transform_edt
+    from shapely.geometry import shape
+
+    buffer_px = buffer_m / grid.resolution
+    margin = int(np.ceil(buffer_px)) + 3
+    out = {}
+    for gid, group in outlines.groupby("glacier_id", sort=True):
+        rows, cols = pixel_window(grid.transform, glacier_id.shape, tuple(group.total_bounds), margin)
+        zone = np.asarray(glacier_id[rows, cols].values) == gid
+        core = (distance_transform_edt(zone) > buffer_px).astype(np.uint8)
+        if core.any():
+            t = grid.transform * Affine.translation(cols.start, rows.start)
+            out[int(gid)] = shapely.union_all([shape(g) for g, v in shapes(core, mask=core > 0, transform=t)])
+    return out
+
+
+def split_fragments(outlines: gpd.GeoDataFrame, inventory: dict, min_area_km2: float) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """Outlines without their detached parts below `min_area_km2` (`terminus.glacier_parts`) and,
+    per glacier-year, ``n_fragments``, ``fragments_km2`` (kept), ``dropped_km2`` and the dropped
+    parts' staircase length ``dropped_perimeter_km``."""
+    rows, geoms = [], []
+    for row in outlines.itertuples():
+        parts = glacier_parts(row.geometry, inventory.get(int(row.glacier_id)), min_area_km2 * 1e6)
+        geoms.append(parts.kept if parts.dropped else row.geometry)
+        rows.append({"glacier_id": row.glacier_id, "year": row.year, "n_fragments": len(parts.fragments),
+                     "fragments_km2": sum(p.area for p in parts.fragments) / 1e6,
+                     "dropped_km2": sum(p.area for p in parts.dropped) / 1e6,
+                     "dropped_perimeter_km": sum(p.length for p in parts.dropped) / 1e3})
+    kept = outlines.set_geometry(geoms, crs=outlines.crs) if len(outlines) else outlines
+    return kept, pd.DataFrame(rows, columns=["glacier_id", "year", "n_fragments", "fragments_km2", "dropped_km2",
+                                             "dropped_perimeter_km"])
+
+
+def fixed_aspect(glacier_id: xr.DataArray, aspect: xr.DataArray) -> pd.DataFrame:
+    """Per glacier (glacier_id, aspect_deg, aspect_sector): the circular mean of the DEM aspect over
+    its ``glacier_id`` zone (inventory outline plus buffer), the same every year and for every map."""
+    import dask.array as darr
+
+    from catalog.aspect import aspect_sector_name
+
+    gid = darr.asarray(glacier_id.data)
+    asp = darr.asarray(aspect.data).rechunk(gid.chunks)
+    ok = (gid > 0) & darr.isfinite(asp)
+    rad = darr.radians(darr.where(ok, asp, 0.0))
+    ids = darr.where(ok, gid, 0).ravel().astype(np.int64)
+    n = int(darr.max(gid).compute()) + 1 if gid.size else 1
+    sin, cos, present = darr.compute(darr.bincount(ids, weights=darr.sin(rad).ravel(), minlength=n),
+                                     darr.bincount(ids, weights=darr.cos(rad).ravel(), minlength=n),
+                                     darr.bincount(darr.where(gid > 0, gid, 0).ravel().astype(np.int64), minlength=n))
+    glaciers = np.flatnonzero(present)
+    glaciers = glaciers[glaciers > 0]
+    s, c = sin[glaciers], cos[glaciers]
+    deg = np.where(np.hypot(s, c) > 1e-9, np.degrees(np.arctan2(s, c)) % 360.0, np.nan)
+    return pd.DataFrame({"glacier_id": glaciers.astype(np.int64), "aspect_deg": deg,
+                         "aspect_sector": aspect_sector_name(deg) if glaciers.size else []})
+
+
+def _with_fixed_aspect(tables: dict[str, pd.DataFrame], aspect: pd.DataFrame) -> None:
+    """``glacier_terrain`` and the ``glacier`` method of ``area_by_aspect`` with the fixed sectors."""
+    terrain = tables["glacier_terrain"]
+    fixed = aspect.set_index("glacier_id")
+    for col in ("aspect_deg", "aspect_sector"):
+        terrain[col] = terrain["glacier_id"].map(fixed[col]).to_numpy()
+    by_aspect = tables["area_by_aspect"]
+    areas = tables["areas"].assign(aspect_sector=tables["areas"]["glacier_id"].map(fixed["aspect_sector"]))
+    whole = areas.groupby(["year", "aspect_sector"])["area_km2"].sum()
+    glacier_rows = by_aspect["method"] == "glacier"
+    keys = zip(by_aspect.loc[glacier_rows, "year"], by_aspect.loc[glacier_rows, "aspect_sector"], strict=True)
+    by_aspect.loc[glacier_rows, "area_km2"] = [float(whole.get((y, s), 0.0)) for y, s in keys]
+
+
+def map_tables(
+    mask: xr.DataArray,
+    glacier_id: xr.DataArray,
+    dem: xr.DataArray,
+    aspect: xr.DataArray,
+    grid: TargetGrid,
+    analysis: Analysis,
+    *,
+    sensor: str,
+    threshold: int,
+    observed: xr.DataArray | None = None,
+    doy: xr.DataArray | None = None,
+    indices: xr.DataArray | None = None,
+) -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
+    """All tables and the outlines of one sensor's yearly maps (0-255 or 0/1 with threshold 1).
+
+    `observed` and `doy` (year, y, x) are the store's: glacier-years whose outline is unobserved
+    over `analysis.max_unobserved` are flagged in ``areas``, ``total_area`` and the outlines
+    (``unobserved_frac``, ``flag_unobserved``) and left out of change, trends and retreat;
+    retreat is dated by `doy`. Without them (the truth) every pixel counts as observed.
+    """
+    limit = analysis.max_unobserved
+    tables = glacier_statistics(
+        mask, glacier_id, dem, aspect, sensor=sensor, pixel_size_m=grid.resolution, threshold=threshold, band_m=analysis.band_m,
+        observed=observed, max_unobserved=limit, perimeter_correction="isotropic",
+        indices=indices, max_index_disagreement=analysis.max_index_disagreement,  # the model against NDSI and red/SWIR
+    )
+    outlines = vectorise_outlines(mask, glacier_id, grid.transform, grid.crs, sensor=sensor, threshold=threshold)
+    inventory = glacier_inventory(glacier_id, grid, analysis.glacier_buffer_m, outlines)
+    outlines, fragments = split_fragments(outlines, inventory, analysis.min_mapping_unit_km2)
+    areas = tables["areas"].merge(fragments.astype({"glacier_id": tables["areas"]["glacier_id"].dtype,
+                                                    "year": tables["areas"]["year"].dtype}),
+                                  on=["glacier_id", "year"], how="left")
+    areas[["n_fragments", "fragments_km2", "dropped_km2", "dropped_perimeter_km"]] = areas[
+        ["n_fragments", "fragments_km2", "dropped_km2", "dropped_perimeter_km"]].fillna(0)
+    areas["n_fragments"] = areas["n_fragments"].astype(np.int64)
+    areas["area_km2"] = areas["area_km2"] - areas["dropped_km2"]
+    areas["perimeter_km"] = areas["perimeter_km"] - PIXEL_PERIMETER_FACTOR * areas.pop("dropped_perimeter_km")
+    tables["areas"] = with_area_errors(areas, grid.resolution)  # the perimeter term of the perimeter kept
+    _with_fixed_aspect(tables, aspect_table := fixed_aspect(glacier_id, aspect))
+    tables["total_area"] = total_area(tables["areas"], limit)
+    tables["area_change"] = change_table(tables["areas"], max_unobserved=limit) if mask.sizes["year"] > 1 else pd.DataFrame()
+    # the published outlines carry the tables' perimeter (one definition, pipeline.glaciers.change)
+    outlines["area_km2"] = outlines.geometry.area / 1e6
+    outlines["perimeter_km"] = outlines.geometry.length / 1e3 * PIXEL_PERIMETER_FACTOR
+    seen = tables["areas"][["glacier_id", "year", "unobserved_frac", "flag_unobserved"]]
+    outlines = outlines.merge(seen.astype({"glacier_id": outlines["glacier_id"].dtype, "year": outlines["year"].dtype}),
+                              on=["glacier_id", "year"], how="left")
+    failures = Failures()
+    sectors = dict(zip(aspect_table["glacier_id"].astype(int), aspect_table["aspect_sector"]))
+    probability = mask / 255.0 if threshold > 1 else mask.astype(float)  # 0/1 truth: sharp fronts
+    tables |= terminus_tables(outlines, dem, grid, sectors, analysis, doy=doy, inventory=inventory, failures=failures,
+                              probability=probability)
+    areas = flag_glacier_years(tables["areas"], tables["terminus"], analysis.flag_sigma, grid.resolution)
+    tables["areas"] = conform("areas", areas)
+    if len(tables["retreat"]):
+        tables["retreat"]["flag_implausible"] = implausible_pairs(tables["retreat"], areas)
+    tables["terminus"], tables["retreat"] = conform("terminus", tables["terminus"]), conform("retreat", tables["retreat"])
+    tables["failures"] = failures.table().assign(sensor=sensor)
+    return tables, outlines
+
+
+def store_accuracy(
+    probability: xr.DataArray, truth: xr.Dataset, *, sensor: str, model: str, threshold: int
+) -> pd.DataFrame:
+    """Accuracy of the stored maps against the truth: zone ``all`` (every pixel) and ``debris``."""
+    years = [int(y) for y in probability["year"].values]
+    chunks = {"year": 1, "y": probability.chunks[1][0] if probability.chunks else -1, "x": probability.chunks[2][0] if probability.chunks else -1}
+    predicted = (probability >= threshold).drop_vars(["y", "x"], errors="ignore")
+    truth = truth.drop_vars(["y", "x"], errors="ignore").sel(year=years)
+    glacier = (truth.glacier_fraction >= 0.5).chunk(chunks)
+    debris = np.stack([binary_dilation(d >= 0.5, iterations=DEBRIS_HALO_PX) for d in truth.debris_fraction.values])
+    zones = {
+        "all": None,
+        "debris": xr.DataArray(debris, dims=("year", "y", "x"), coords={"year": years}).chunk(chunks),
+    }
+    rows = [accuracy_by_year(predicted, glacier, valid, sensor=sensor).assign(model=model, zone=zone) for zone, valid in zones.items()]
+    cols = ["sensor", "model", "zone", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"]
+    return pd.concat(rows, ignore_index=True)[cols]
+
+
+def analyse_store(
+    store: RegionStore,
+    analysis: Analysis,
+    *,
+    sensors: Sequence[str] | None = None,
+    truth_dir: str | Path | None = None,
+    models: dict[str, str] | None = None,
+) -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
+    """Every table (``TABLES``) and all outlines, for the store's sensors and, with `truth_dir`, the truth.
+
+    The truth is analysed on the finest sensor grid with the same code (its masks are exact
+    0/1, threshold 1). `models` names each sensor's model (architecture) in the accuracy table.
+    """
+    from catalog.synthetic.truth import truth_on_grid
+
+    sensors = list(sensors or store.sensors())
+    grids = store.grids
+    per_table: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
+    all_outlines = []
+    for sensor in sensors:
+        ds = store.open_dataset(sensor)
+        grid = grids[sensor]
+        tables, outlines = map_tables(
+            ds.probability, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=sensor, threshold=analysis.threshold,
+            observed=ds.get("observed"), doy=ds.get("doy"), indices=ds.get("indices"),
+        )
+        if truth_dir is not None:
+            truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values])
+            model = (models or {}).get(sensor, "model")
+            tables["accuracy"] = store_accuracy(ds.probability, truth, sensor=sensor, model=model, threshold=analysis.threshold)
+        for name, table in tables.items():
+            if name in per_table:
+                per_table[name].append(table)
+        all_outlines.append(outlines)
+    if truth_dir is not None and sensors:
+        finest = min(sensors, key=lambda s: grids[s].resolution)
+        ds = store.open_dataset(finest)
+        grid = grids[finest]
+        truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values])
+        mask = (truth.glacier_fraction >= 0.5).astype(np.uint8).assign_coords(x=ds.x, y=ds.y).chunk(
+            {"year": 1, "y": store.chunk_size, "x": store.chunk_size}
+        )
+        tables, outlines = map_tables(mask, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=TRUTH, threshold=1)
+        for name, table in tables.items():
+            if name in per_table:
+                per_table[name].append(table)
+        all_outlines.append(outlines.to_crs(all_outlines[0].crs) if all_outlines else outlines)
+    out = {name: pd.concat([t for t in frames if len(t)], ignore_index=True) if any(len(t) for t in frames) else pd.DataFrame()
+           for name, frames in per_table.items()}
+    out["failures"] = conform("failures", out["failures"])  # the table is there, with its columns, when empty
+    crs = all_outlines[0].crs if all_outlines else None
+    outlines = gpd.GeoDataFrame(pd.concat([o.to_crs(crs) for o in all_outlines], ignore_index=True), crs=crs)
+    return out, outlines

@@ -1,0 +1,169 @@
+"""Glacier inventories as users have them: RGI 6 (`RGIId`), RGI 7 (`rgi_id`), GLIMS (`glac_id`), own files.
+
+The store labels pixels with an int32 `glacier_id` (0 = no glacier), but inventories name
+glaciers their own way: strings like ``RGI2000-v7.0-G-13-01234``, integers above 2^31, zero.
+So every glacier gets two ids here, once:
+
+- ``glacier_id`` (int32 >= 1): the inventory's own id where all ids are integers in
+  [1, 2^31 - 1] (a user's own numbering survives unchanged), else the glacier's rank
+  (1..N) in the sorted inventory ids;
+- ``inventory_id`` (str): the inventory's own id, as written, which every table and output
+  carries beside ``glacier_id`` (`attach_inventory_ids`).
+
+Everything that could make a run fail after its store is written is refused here, before it
+is: a missing or unreadable file, no outlines, no CRS, coordinates that do not fit the layer's
+CRS (metres in a lon/lat layer), missing or repeated ids, outlines that are not polygons.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+INTERNAL_ID = "glacier_id"
+ORIGINAL_ID = "inventory_id"
+_MAX_INT32 = 2**31 - 1
+
+
+class InventoryError(ValueError):
+    """An inventory of outlines that cannot be used as it is; the message names the file and what to do."""
+
+
+def read_vector(path: str | Path, source: str, setting: str = "inventory.path") -> gpd.GeoDataFrame:
+    """Outlines from any vector file (GDAL) or GeoParquet (geopandas' reader: GDAL may lack the driver).
+
+    Every way a file can fail to be outlines is one `InventoryError` naming `source` and `setting`
+    (the config key or CLI option that gave the path).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InventoryError(f"{source} not found: set {setting} to your glacier outlines "
+                             "(RGI, GLIMS or your own: GeoPackage, shapefile, GeoJSON or GeoParquet)")
+    if path.is_dir() and path.suffix.lower() not in (".gdb",):
+        raise InventoryError(f"{source} is a folder, not a vector file: point {setting} at the outlines file inside it")
+    try:
+        if path.suffix.lower() in (".parquet", ".geoparquet"):
+            return gpd.read_parquet(path)
+        return gpd.read_file(path)
+    except Exception as err:  # pyogrio, pyarrow and GDAL raise many types for "not a vector file"
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InventoryError(
+            f"{source} cannot be read as glacier outlines ({type(err).__name__}: {reason}): give a GeoPackage, "
+            "shapefile, GeoJSON or GeoParquet file"
+        ) from None
+
+
+def _check_coordinates(outlines: gpd.GeoDataFrame, ids: pd.Series, source: str) -> None:
+    """Coordinates must fit the layer's CRS: metres in a lon/lat layer would be dropped or misplaced silently."""
+    bounds = outlines.geometry.bounds
+    crs = outlines.crs
+    if crs.is_geographic:
+        bad = ~(bounds.minx.between(-180, 180) & bounds.maxx.between(-180, 180)
+                & bounds.miny.between(-90, 90) & bounds.maxy.between(-90, 90))
+        if bad.any():
+            shown = ids[bad].astype(str).tolist()[:5]
+            raise InventoryError(
+                f"{source}: {int(bad.sum())} outlines (e.g. glaciers {shown}) have coordinates outside lon/lat range "
+                f"although the layer's CRS is {crs.to_string()} (degrees): they look like metres; set the layer's "
+                "real CRS (e.g. its UTM zone) or reproject those outlines"
+            )
+        return
+    lonlat = outlines.geometry.to_crs(4326).bounds
+    bad = ~np.isfinite(lonlat.to_numpy()).all(axis=1)
+    area = crs.area_of_use
+    if area is not None:
+        margin = 10.0  # degrees: projections are usable a little beyond their declared area
+        bad |= ~(lonlat.minx.between(area.west - margin, area.east + margin)
+                 & lonlat.miny.between(area.south - margin, area.north + margin))
+    if bad.any():
+        shown = ids[bad].astype(str).tolist()[:5]
+        raise InventoryError(
+            f"{source}: {int(bad.sum())} outlines (e.g. glaciers {shown}) lie outside where {crs.to_string()} is "
+            "defined: their coordinates do not fit the layer's CRS; set the layer's real CRS"
+        )
+
+
+def _ids(raw: pd.Series, source: str, id_field: str) -> tuple[np.ndarray, np.ndarray]:
+    """(glacier_id int32, inventory_id str) per row; see the module docstring."""
+    missing = raw.isna() | (raw.astype(str).str.strip() == "")
+    if missing.any():
+        rows = raw.index[missing].tolist()[:5]
+        raise InventoryError(f"{source}: {int(missing.sum())} outlines (rows {rows}) have no {id_field!r}: give every glacier an id")
+    numeric = pd.to_numeric(raw, errors="coerce") if not pd.api.types.is_string_dtype(raw) else None
+    integral = (
+        numeric is not None
+        and numeric.notna().all()
+        and bool((numeric == np.floor(numeric)).all())
+        and bool(((numeric >= 1) & (numeric <= _MAX_INT32)).all())
+    )
+    if integral:
+        as_int = numeric.astype(np.int64)
+        return as_int.to_numpy(np.int32), as_int.astype(str).to_numpy()
+    text = raw.astype(str).to_numpy()
+    ranks = {v: i + 1 for i, v in enumerate(sorted(set(text)))}
+    return np.array([ranks[v] for v in text], np.int32), text
+
+
+def read_inventory(path: str | Path, id_field: str = INTERNAL_ID) -> gpd.GeoDataFrame:
+    """The glacier inventory in `path`: columns ``glacier_id``, ``inventory_id``, geometry; checked.
+
+    Geometry rules are `outline_stats.read_outlines`' (one function decides them): an invalid
+    outline is repaired with ``shapely.make_valid`` when that changes its area by < 1 %, and
+    refused otherwise; an empty, missing or non-polygon outline is refused naming the glacier.
+    An inventory holds one row per glacier: ids in more than one row are refused, because
+    rasterised they would merge two glaciers into one silently. The CRS is any.
+    """
+    from pipeline.glaciers.outline_stats import repaired_outline
+
+    path = Path(path)
+    source = f"inventory {path}"
+    outlines = read_vector(path, source)
+    if outlines.empty:
+        raise InventoryError(f"{source} holds no outlines: point inventory.path at the region's glacier outlines")
+    if id_field not in outlines.columns:
+        fields = [c for c in outlines.columns if c != outlines.geometry.name]
+        raise InventoryError(
+            f"{source} has no id field {id_field!r} (it has {fields}): set inventory.id_field to the column "
+            "holding glacier ids (RGI 6: RGIId, RGI 7: rgi_id, GLIMS: glac_id)"
+        )
+    if outlines.crs is None:
+        raise InventoryError(f"{source} has no CRS: set one (e.g. a .prj file, or GeoPackage/GeoParquet with a CRS)")
+    raw = outlines[id_field]
+    glacier_id, inventory_id = _ids(raw, source, id_field)
+    repeated = sorted(raw[pd.Series(inventory_id, index=raw.index).duplicated()].unique().tolist(), key=str)
+    if repeated:
+        raise InventoryError(
+            f"{source}: glacier ids {repeated[:10]} appear in more than one row; an inventory holds one outline "
+            f"per glacier: merge each glacier's parts into one (multi)polygon (e.g. dissolve by {id_field}) "
+            "or give each glacier its own id"
+        )
+    try:
+        geoms = [repaired_outline(g, gid, source) for g, gid in zip(outlines.geometry, raw.tolist(), strict=True)]
+    except ValueError as err:
+        raise InventoryError(str(err)) from None
+    result = gpd.GeoDataFrame(
+        {INTERNAL_ID: glacier_id, ORIGINAL_ID: inventory_id},
+        geometry=gpd.GeoSeries(geoms, index=outlines.index, crs=outlines.crs),
+        crs=outlines.crs,
+    ).reset_index(drop=True)
+    _check_coordinates(result, result[ORIGINAL_ID], source)
+    return result
+
+
+def inventory_ids(outlines: gpd.GeoDataFrame) -> dict[int, str]:
+    """glacier_id -> inventory_id of a `read_inventory` result."""
+    return dict(zip(outlines[INTERNAL_ID].tolist(), outlines[ORIGINAL_ID].tolist(), strict=True))
+
+
+def attach_inventory_ids(table: pd.DataFrame, ids: dict[int, str]) -> pd.DataFrame:
+    """`table` with ``inventory_id`` beside its ``glacier_id`` (<NA> for region-wide rows, id 0 or unknown)."""
+    if INTERNAL_ID not in table.columns or ORIGINAL_ID in table.columns:
+        return table
+    position = table.columns.get_loc(INTERNAL_ID) + 1
+    values = pd.array([ids.get(int(g)) if pd.notna(g) else None for g in table[INTERNAL_ID]], dtype="string")
+    out = table.copy()
+    out.insert(position, ORIGINAL_ID, values)
+    return out

@@ -1,0 +1,225 @@
+"""Statistics of glacier outlines from anywhere (GLIMS, RGI, hand-digitised, our own maps).
+
+``outline_statistics`` turns a file (or GeoDataFrame) of outlines, and optionally a DEM, into
+the same tables the pipeline writes, so published inventories and our maps are compared with
+one code path. Table names and columns are those of ``run`` (``pipeline.glaciers.tables``, declared
+once; columns ``stats`` cannot fill, such as ``sensor`` or ``unobserved_frac``, are empty):
+
+- ``areas``: per glacier and date: area_km2, perimeter_km, area_err_km2, n_polygons, fragments
+  (n_fragments, fragments_km2, dropped_km2) and plausibility flags (``pipeline.glaciers.plausibility``)
+- ``glacier_area_by_band`` (per glacier and date) and ``area_by_band`` (summed per year):
+  band_lo_m, band_hi_m, area_km2
+- ``elevation``: glacier_id, date, year, zmin_m, zmed_m, zmean_m, zmax_m, aspect_deg,
+  aspect_sector, n_dem_pixels
+- ``area_change``: glacier_id, period, date0, date1, year0, year1, years, area0_km2, area1_km2,
+  change_km2, change_err_km2, change_pct, rate_pct_a, rate_err_pct_a
+- ``terminus``: glacier_id, date, year, line, offset_m, position_m, front, elevation_m, x_m, y_m, crs
+- ``retreat``: glacier_id, aspect_sector, method, statistic, period, date0, date1, year0, year1,
+  years, retreat_m, rate_m_a, rate_err_m_a, dz_m, n_lines, flag_implausible
+- ``failures``: glacier_id, task, reason (a glacier whose terminus could not be measured)
+
+Choices, stated once:
+
+- Reading (file formats, dates, ellipsoidal areas and perimeters, the UTM zone, overlaps, repair,
+  staircase perimeters) and the DEM grid: `pipeline.glaciers.outline_inputs`.
+- Area uncertainty: perimeter x half a pixel (``change.area_uncertainty_km2``).
+- Pixels count when their centre is inside the outline. Band areas distribute the polygon area
+  over bands by pixel fraction, so they sum to ``areas.area_km2``.
+- Aspect: Horn's (1981) 3x3 gradient, turned from grid north of the UTM zone to true north by
+  the per-pixel meridian convergence (``catalog.grid.convergence_on_grid``; 3° at a zone's
+  edge, 10° on one zone over the Tian Shan), degrees clockwise, flat = NaN; per glacier the
+  circular mean of pixel aspects. Sectors N, NE, E, SE, S, SW, W, NW are centred on
+  0, 45, ..., 315°, each including its lower edge: [337.5, 22.5) is N, 22.5 is NE.
+- Terminus and area change of glaciers with two or more dates: `pipeline.glaciers.glacier_change`.
+
+The angle helpers (`pipeline.glaciers.angles`, and `catalog.terrain`'s Horn aspect), the readers and the
+per-glacier tasks are re-exported here, so ``from pipeline.glaciers.outline_stats import horn_aspect_deg``
+keeps working.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from rasterio.features import rasterize
+
+from catalog.grid import convergence_on_grid
+from catalog.terrain import horn_aspect_deg
+from pipeline.glaciers.angles import aspect_sector, circular_difference_deg, circular_mean_deg
+from pipeline.glaciers.change import area_uncertainty_km2
+from pipeline.config import Analysis
+from pipeline.glaciers.glacier_change import change_tables, glacier_terminus
+from pipeline.glaciers.outline_inputs import MAX_DEM_RESOLUTION_M, load_dem, parse_dates, read_outlines, repaired_outline, year_of
+from pipeline.glaciers.plausibility import flag_glacier_years, implausible_pairs
+from pipeline.glaciers.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, typical_glaciers
+from pipeline.glaciers.tables import TABLE_COLUMNS, conform
+from pipeline.glaciers.tasks import Failures
+from pipeline.glaciers.terminus import Dem, glacier_parts
+
+__all__ = ["MAX_DEM_RESOLUTION_M", "aspect_sector", "change_tables", "circular_difference_deg", "circular_mean_deg",
+           "glacier_terminus", "horn_aspect_deg", "load_dem", "outline_statistics", "parse_dates", "read_outlines",
+           "repaired_outline", "write_tables", "year_of"]
+
+
+
+def _areas_table(glaciers: gpd.GeoDataFrame, pixel_size_m: float) -> pd.DataFrame:
+    perimeter_km = glaciers["perimeter_m"] / 1000.0
+    return pd.DataFrame({
+        "glacier_id": glaciers["glacier_id"], "date": glaciers["date"], "year": year_of(glaciers["date"]),
+        "area_km2": glaciers["area_m2"] / 1e6, "perimeter_km": perimeter_km,
+        "area_err_km2": area_uncertainty_km2(perimeter_km.to_numpy(), pixel_size_m),
+        "n_polygons": glaciers["n_polygons"],
+    })
+
+
+def _dem_tables(glaciers: gpd.GeoDataFrame, dem: Dem, band_m: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Elevation statistics, aspect and hypsometry per glacier and date (bincount-style grouping)."""
+    rows, cols = dem.elevation.shape
+    t = dem.transform
+    convergence = 0.0 if dem.crs is None else convergence_on_grid(
+        dem.crs, t.c + (np.arange(cols) + 0.5) * t.a, t.f + (np.arange(rows) + 0.5) * t.e)
+    aspect = horn_aspect_deg(dem.elevation, abs(t.a), abs(t.e), convergence)
+    z_flat, aspect_flat = dem.elevation.ravel(), aspect.ravel()
+    elev_rows, band_rows = [], []
+    for _, group in glaciers.groupby("date", dropna=False, sort=True):
+        labels = rasterize(((g, i + 1) for i, g in enumerate(group.geometry)), out_shape=dem.elevation.shape,
+                           transform=dem.transform, fill=0, dtype="int32").ravel()
+        pix = np.flatnonzero(labels)
+        order = np.argsort(labels[pix], kind="stable")
+        pix = pix[order]
+        lab, start = np.unique(labels[pix], return_index=True)
+        pixels_of = dict(zip(lab, np.split(pix, start[1:]), strict=True))
+        for i, row in enumerate(group.itertuples(index=False)):
+            p = pixels_of.get(i + 1, np.empty(0, dtype=int))
+            z = z_flat[p]
+            ok = np.isfinite(z)
+            if p.size and ok.mean() < 0.5:
+                raise ValueError(f"the DEM has no data under {1 - ok.mean():.0%} of glacier "
+                                 f"{row.glacier_id!r}; fill the voids or pass a DEM that covers it")
+            z = z[ok]
+            mean_aspect = circular_mean_deg(aspect_flat[p])
+            base = {"glacier_id": row.glacier_id, "date": row.date}
+            elev_rows.append({**base,
+                              "zmin_m": z.min() if z.size else np.nan,
+                              "zmed_m": np.median(z) if z.size else np.nan,
+                              "zmean_m": z.mean() if z.size else np.nan,
+                              "zmax_m": z.max() if z.size else np.nan,
+                              "aspect_deg": mean_aspect,
+                              "aspect_sector": aspect_sector(mean_aspect)[0],
+                              "n_dem_pixels": int(z.size)})
+            if z.size:
+                band_idx = np.floor(z / band_m).astype(int)
+                idx, counts = np.unique(band_idx, return_counts=True)
+                for k, n in zip(idx, counts, strict=True):
+                    band_rows.append({**base, "band_lo_m": k * band_m, "band_hi_m": (k + 1) * band_m,
+                                      "area_km2": row.area_m2 / 1e6 * n / z.size})
+    elevation = pd.DataFrame(elev_rows)
+    elevation["year"] = year_of(elevation["date"])
+    bands = pd.DataFrame(band_rows, columns=["glacier_id", "date", "band_lo_m", "band_hi_m", "area_km2"])
+    bands["year"] = year_of(bands["date"])
+    return elevation[TABLE_COLUMNS["elevation"]], conform("glacier_area_by_band", bands)
+
+
+
+def outline_statistics(
+    outlines_path: str | Path | gpd.GeoDataFrame,
+    dem_path: str | Path | None = None,
+    id_field: str = "glacier_id",
+    date_field: str | None = None,
+    pixel_size_m: float = 10.0,
+    band_m: float = 100.0,
+    *,
+    analysis: Analysis | None = None,
+) -> dict[str, pd.DataFrame]:
+    """All outline statistics as tables (see the module docstring for names and units).
+
+    ``outlines_path``: any vector file geopandas reads, or a GeoDataFrame, any CRS.
+    ``dem_path``: optional DEM GeoTIFF, any CRS; without it ``elevation`` and the band tables
+    are empty and the terminus axis comes from the outline shape.
+    ``id_field``: attribute naming the glacier (e.g. ``RGIId`` for RGI, ``glac_id`` for GLIMS).
+    ``date_field``: attribute with the outline date; without it there is no change or terminus.
+    ``pixel_size_m``: resolution of the source imagery, for the uncertainties.
+    ``band_m``: elevation band width for ``area_by_band``.
+    ``analysis``: terminus line spacing, statistic and uncertainty variant and the plausibility
+    ``flag_sigma``, as ``run`` takes them from its config (default: the config's defaults, so
+    ``stats`` and ``run`` agree). Outlines are someone's mapping: ``stats`` reports detached parts
+    (``n_fragments``, ``fragments_km2``) but drops none unless ``analysis.min_mapping_unit_km2``
+    is given explicitly (its default here is 0).
+    """
+    if pixel_size_m <= 0 or band_m <= 0:
+        raise ValueError(f"pixel_size_m and band_m must be positive, got {pixel_size_m}, {band_m}")
+    analysis = analysis if analysis is not None else Analysis(min_mapping_unit_km2=0.0)
+    glaciers = read_outlines(outlines_path, id_field, date_field)
+    glaciers, fragments = _without_small_fragments(glaciers, analysis.min_mapping_unit_km2)
+    areas = pd.concat([_areas_table(glaciers, pixel_size_m), fragments], axis=1)
+    dem = None
+    if dem_path is not None:
+        dem = load_dem(dem_path, glaciers.crs, tuple(glaciers.total_bounds))
+        elevation, glacier_bands = _dem_tables(glaciers, dem, band_m)
+    else:
+        elevation = pd.DataFrame(columns=TABLE_COLUMNS["elevation"])
+        glacier_bands = pd.DataFrame(columns=TABLE_COLUMNS["glacier_area_by_band"])
+    first = elevation.sort_values("date").groupby("glacier_id").first() if len(elevation) else elevation
+    sectors = dict(zip(first.index, first["aspect_sector"])) if len(first) else {}  # fixed: the first date's
+    failures = Failures()
+    change, terminus, retreat = change_tables(glaciers, areas, dem, pixel_size_m, analysis, sectors, failures=failures)
+    areas = flag_glacier_years(areas, terminus, analysis.flag_sigma, pixel_size_m)
+    retreat["flag_implausible"] = implausible_pairs(retreat, areas)
+    terminus, retreat = conform("terminus", terminus), conform("retreat", retreat)
+    band_totals = (glacier_bands.groupby(["year", "band_lo_m", "band_hi_m"], as_index=False, dropna=False)["area_km2"].sum()
+                   if len(glacier_bands) else pd.DataFrame(columns=["year", "band_lo_m", "band_hi_m", "area_km2"]))
+    tables = {"areas": conform("areas", areas.reset_index(drop=True)),
+              "area_by_band": conform("area_by_band", band_totals),
+              "glacier_area_by_band": conform("glacier_area_by_band", glacier_bands), "elevation": elevation,
+              "area_change": change, "terminus": terminus, "retreat": retreat, "failures": failures.table()}
+    if len(retreat):
+        tables |= _retreat_summaries(areas, terminus, retreat, band_m)
+    return tables
+
+
+def _without_small_fragments(glaciers: gpd.GeoDataFrame, min_area_km2: float) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """`glaciers` without detached parts below `min_area_km2` (`terminus.glacier_parts`), and per
+    row ``n_fragments``, ``fragments_km2`` (parts kept besides the body) and ``dropped_km2``."""
+    rows, geoms = [], []
+    area_m2, perimeter_m = glaciers["area_m2"].to_numpy(float).copy(), glaciers["perimeter_m"].to_numpy(float).copy()
+    for i, geom in enumerate(glaciers.geometry):
+        parts = glacier_parts(geom, None, min_area_km2 * 1e6)
+        dropped = sum(p.area for p in parts.dropped)
+        if dropped:  # map areas of the dropped parts scaled to the row's ellipsoidal area and length
+            area_m2[i] *= 1.0 - dropped / geom.area
+            perimeter_m[i] -= sum(p.length for p in parts.dropped) * perimeter_m[i] / geom.length
+        geoms.append(parts.kept if dropped else geom)
+        rows.append({"n_fragments": len(parts.fragments), "fragments_km2": sum(p.area for p in parts.fragments) / 1e6,
+                     "dropped_km2": dropped / 1e6})
+    out = glaciers.assign(area_m2=area_m2, perimeter_m=perimeter_m).set_geometry(geoms, crs=glaciers.crs)
+    return out, pd.DataFrame(rows, index=glaciers.index)
+
+
+def _retreat_summaries(areas: pd.DataFrame, terminus: pd.DataFrame, retreat: pd.DataFrame, band_m: float) -> dict[str, pd.DataFrame]:
+    """Typical glaciers and retreat by aspect and terminus band (outlines have no region edge)."""
+    first = areas.sort_values("date").groupby("glacier_id").first()
+    lines = retreat[retreat.method == "main_axis"].groupby("glacier_id").n_lines.min()
+    glaciers = pd.DataFrame({"glacier_id": first.index, "area_km2": first.area_km2.to_numpy(),
+                             "n_lines": lines.reindex(first.index).to_numpy(), "touches_edge": False})
+    typical = typical_glaciers(glaciers)
+    ids = typical.glacier_id[typical.typical]
+    start = terminus.groupby("glacier_id").date.transform("min") == terminus.date
+    z0 = terminus[start].groupby("glacier_id").elevation_m.min()  # the lowest point of the first front
+    return {"typical_glaciers": typical, "retreat_by_aspect": retreat_by_aspect(retreat, ids),
+            "retreat_by_band": retreat_by_elevation_band(retreat, z0, ids, edges_m=None, band_m=band_m)}
+
+
+def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path) -> list[Path]:
+    """Write every table as ``<name>.parquet`` and ``<name>.csv`` in ``out_dir``; return the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, table in tables.items():
+        for path, write in ((out / f"{name}.parquet", lambda p, t=table: t.to_parquet(p, index=False)),
+                            (out / f"{name}.csv", lambda p, t=table: t.to_csv(p, index=False))):
+            write(path)
+            written.append(path)
+    return written

@@ -1,0 +1,120 @@
+"""Inputs of the raster statistics on the analysis grid: inventory outlines rasterised into
+``glacier_id`` (y, x) and DEM tiles reprojected onto the grid.
+
+They are what `pipeline.glaciers.statistics.glacier_statistics` reduces the masks against; the grid is a
+north-up ``Affine`` transform with square pixels, a shape and a CRS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import dask.array as da
+import geopandas as gpd
+import numpy as np
+import rasterio
+import shapely
+import xarray as xr
+from affine import Affine
+from rasterio.features import rasterize
+from rasterio.warp import Resampling, reproject
+from scipy import ndimage
+
+
+def _block_labels(geoms, ids, transform: Affine, shape: tuple[int, int], buffer_px: float) -> np.ndarray:
+    """Labels of one (padded) window: outlines burnt, then each free pixel within the buffer
+    takes the id of the nearest outline pixel (Euclidean distance between pixel centres)."""
+    if not len(geoms):
+        return np.zeros(shape, np.int32)
+    labels = rasterize(zip(geoms, ids, strict=True), out_shape=shape, transform=transform, fill=0,
+                       dtype="int32")
+    if buffer_px <= 0 or not labels.any():
+        return labels
+    dist, (ri, ci) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+    grown = labels[ri, ci]
+    return np.where((labels == 0) & (dist <= buffer_px), grown, labels).astype(np.int32)
+
+
+def rasterize_inventory(
+    inventory: gpd.GeoDataFrame,
+    grid_transform: Affine,
+    shape: tuple[int, int],
+    crs,
+    buffer_m: float = 100.0,
+    id_column: str = "glacier_id",
+    chunks: int | None = None,
+) -> xr.DataArray:
+    """glacier_id (y, x) int32 on the grid: inventory outlines grown by ``buffer_m``; 0 = none.
+
+    The buffer lets a glacier that grew (or an outline drawn a little small) keep its new pixels.
+    Where buffers of neighbours meet, a pixel goes to the *nearest* outline (pixel-centre
+    distance to the nearest pixel burnt by an outline), never across another glacier's own
+    outline: original outline pixels are burnt first and keep their id. Pixels count as inside
+    an outline when their centre is inside it. Overlapping outlines (an inventory error) go to
+    the later row.
+
+    ``chunks``: build it lazily in square windows of that many pixels (each rasterised with a
+    halo of ``buffer_m`` so results equal the whole-grid ones); None builds it in memory.
+    """
+    if id_column not in inventory.columns:
+        raise ValueError(f"id column {id_column!r} not in the inventory; pass id_column= one of "
+                         f"{[c for c in inventory.columns if c != inventory.geometry.name]}")
+    if inventory.crs is None:
+        raise ValueError("the inventory has no CRS; set one before rasterising it")
+    ids = inventory[id_column].to_numpy()
+    if not np.issubdtype(ids.dtype, np.integer) or (ids <= 0).any():
+        raise ValueError(f"{id_column!r} must hold positive integers (0 means no glacier)")
+    res = abs(grid_transform.a)
+    if not np.isclose(res, abs(grid_transform.e)) or grid_transform.b or grid_transform.d:
+        raise ValueError("rasterize_inventory needs a north-up grid with square pixels")
+    geoms = inventory.to_crs(crs).geometry.to_numpy()
+    ids = ids.astype(np.int32)
+    buffer_px = buffer_m / res
+    rows, cols = shape
+    x = grid_transform.c + (np.arange(cols) + 0.5) * grid_transform.a
+    y = grid_transform.f + (np.arange(rows) + 0.5) * grid_transform.e
+    coords = {"y": y, "x": x}
+    if chunks is None:
+        out = _block_labels(geoms, ids, grid_transform, shape, buffer_px)
+        return xr.DataArray(out, dims=("y", "x"), coords=coords, name="glacier_id",
+                            attrs={"crs": str(crs), "buffer_m": buffer_m})
+
+    tree = shapely.STRtree(geoms)
+    halo = int(np.ceil(buffer_px)) + 1
+
+    def block(block_info=None):
+        (r0, r1), (c0, c1) = block_info[None]["array-location"]
+        pr0, pc0 = max(r0 - halo, 0), max(c0 - halo, 0)
+        pr1, pc1 = min(r1 + halo, rows), min(c1 + halo, cols)
+        t = grid_transform @ Affine.translation(pc0, pr0)
+        window = shapely.box(*rasterio.transform.array_bounds(pr1 - pr0, pc1 - pc0, t)[:4])
+        # outlines that can reach the window: those within the halo of it
+        hit = tree.query(window.buffer(halo * res))
+        with rasterio.Env():  # a GDAL environment per thread (avoids spurious georeferencing warnings)
+            lab = _block_labels(geoms[hit], ids[hit], t, (pr1 - pr0, pc1 - pc0), buffer_px)
+        return lab[r0 - pr0:r1 - pr0, c0 - pc0:c1 - pc0]
+
+    arr = da.map_blocks(block, dtype=np.int32, chunks=da.core.normalize_chunks(chunks, shape))
+    return xr.DataArray(arr, dims=("y", "x"), coords=coords, name="glacier_id",
+                        attrs={"crs": str(crs), "buffer_m": buffer_m})
+
+
+def dem_on_grid(dem_paths: Iterable[str | Path], grid_transform: Affine, shape: tuple[int, int],
+                crs) -> xr.DataArray:
+    """DEM tiles (any CRS, e.g. Copernicus 1° tiles) resampled bilinearly onto the grid; NaN = none.
+
+    Tiles are mosaicked in the given order: a later tile fills only what earlier ones left empty.
+    """
+    out = np.full(shape, np.nan, np.float32)
+    for path in dem_paths:
+        with rasterio.open(path) as src:
+            tile = np.full(shape, np.nan, np.float32)
+            reproject(rasterio.band(src, 1), tile, dst_transform=grid_transform, dst_crs=crs,
+                      src_nodata=src.nodata, dst_nodata=np.nan, resampling=Resampling.bilinear)
+        np.copyto(out, tile, where=np.isnan(out))
+    rows, cols = shape
+    coords = {"y": grid_transform.f + (np.arange(rows) + 0.5) * grid_transform.e,
+              "x": grid_transform.c + (np.arange(cols) + 0.5) * grid_transform.a}
+    return xr.DataArray(out, dims=("y", "x"), coords=coords, name="dem", attrs={"crs": str(crs)})
+

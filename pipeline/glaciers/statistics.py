@@ -1,0 +1,398 @@
+"""Glacier statistics from raster maps: area, perimeter, hypsometry and aspect per glacier and year.
+
+Inputs are xarray DataArrays on one grid (north-up, metric CRS, square pixels):
+
+- ``mask`` (year, y, x): bool glacier masks, or integer probabilities 0-255 compared with
+  ``threshold`` (``>= threshold`` is glacier; 128 by default; pass ``threshold=1`` for 0/1
+  integer masks). Usually dask-backed straight from the store's ``probability/{sensor}``.
+- ``glacier_id`` (y, x) int: which glacier a pixel may belong to, 0 = none
+  (`pipeline.glaciers.rasterise.rasterize_inventory`). Mapped glacier pixels with id 0 are counted nowhere.
+- ``dem`` (y, x) elevation in m (NaN = no data) and ``aspect`` (y, x) in degrees clockwise from
+  true north (the store's layer: Horn's grid aspect plus the grid convergence,
+  ``catalog.terrain.slope_aspect``), downslope direction, NaN = flat/no data.
+- ``observed`` (year, y, x), optional: the store's ``observed`` (0 = not observed: cloud in every
+  scene, DEM void, outside the footprints; any other value counts as observed) or a bool mask
+  (True = observed). Without it every pixel counts as observed.
+
+Strategy. Nothing loops over glaciers in Python and nothing loads the whole cube: every
+(year-chunk, y-chunk, x-chunk) block of the mask is reduced *in place* to one fixed-length
+vector of per-glacier sums (``np.bincount`` over glacier index, glacier x band and glacier x
+sector), built with ``dask.array.blockwise`` so each block's output is a (years, 1, 1, n_bins)
+array; a final ``sum`` over the block axes gives the per-year sums. Memory per task is one
+chunk plus the bins. Glacier ids are compacted (``searchsorted`` into the sorted distinct ids),
+so RGI-like sparse ids cost nothing. The perimeter needs each pixel's four neighbours, so the
+labelled mask is overlapped by one pixel (``dask.array.overlap``) before the reduction;
+outside the raster counts as not glacier.
+
+Conventions, stated once:
+
+- Areas are planimetric: pixel count x pixel area (exact to the pixel).
+- ``perimeter_km``: the number of pixel edges between a pixel of glacier g and any pixel not of
+  glacier g (other glacier, no glacier, outside the raster), times the pixel size. That is
+  exactly the perimeter of the polygons that vectorising the mask gives
+  (``rasterio.features.shapes``), i.e. of the outlines we publish, holes (nunataks) included.
+  It is a staircase length: for a straight boundary at angle t to the grid it is
+  L(|cos t| + |sin t|), 1 to 1.41 times the true length, 4/pi = 1.27 on average for boundaries
+  of all orientations. ``perimeter_correction="isotropic"`` multiplies by pi/4 (Cauchy-Crofton)
+  to remove that average bias; exact for no single outline, but unbiased over many glaciers.
+- Area uncertainty has two terms, each a column, combined in quadrature (independent sources):
+  ``area_err_perimeter_km2`` = perimeter x half a pixel (``change.area_uncertainty_km2``), with
+  whichever perimeter was chosen (with the staircase perimeter ~27 % larger than with a smooth
+  one): where the outline is drawn; and ``area_err_class_km2``, the classification term from the
+  probability map: the expected misclassified area *if the probabilities are calibrated*,
+  pixel area x sum over the glacier's ``glacier_id`` pixels of P(pixel misclassified) = 1 - p
+  where the pixel is mapped (p >= threshold) and p where it is not (min(p, 1 - p) at the 0.5
+  threshold). Assumptions: calibrated p (the card's calibration error says how far off they are),
+  and errors that do not cancel inside a glacier (fully correlated: a missed debris tongue is
+  missed as a whole), so the term is the expected absolute error, not the sqrt(sum p(1-p)) that
+  independent pixels would give (which shrinks with glacier size and would not cover a
+  systematic miss). Unobserved pixels have p = 0 and add nothing (their share is
+  ``unobserved_frac``); 0/1 masks (the truth) add nothing. ``area_err_km2`` =
+  sqrt(perimeter term^2 + classification term^2).
+- Index agreement (never guess silently): with the store's ``indices`` layer, per glacier-year on
+  the ``glacier_id`` pixels that were observed and whose indices were read, ``index_model_km2``
+  is the model's mapped area there, ``ndsi_km2`` / ``ratio_km2`` the areas of NDSI > 0.4 and
+  red/SWIR16 > 2, ``ndsi_disagreement`` / ``ratio_disagreement`` = |model xor index| /
+  |model or index| (0 when both map nothing, NaN when no pixel was compared), and
+  ``index_disagreement`` the smaller of the two: the model is flagged
+  (``flag_index_disagreement``, above ``max_index_disagreement``) only when it disagrees with
+  *both* classic maps; where they disagree with each other (shadowed ice, debris) siding with one
+  is no sign of a guess. Region-wide: ``index_agreement``.
+- Elevation bands are [band_lo_m, band_hi_m) of width ``band_m`` starting at a multiple of it;
+  pixels without DEM are left out of band tables (so bands can sum to less than the area).
+- No-data is not ice loss (DESIGN.md, "Observed vs. glacier"): ``unobserved_frac`` is the share
+  of a glacier's ``glacier_id`` pixels (its inventory outline grown by the buffer, ``outline_km2``)
+  not observed that year; above ``max_unobserved`` the glacier-year is ``flag_unobserved``. Its
+  area stays in ``areas`` (a lower bound); change and trends leave it out (`pipeline.glaciers.region_tables`).
+- Aspect sectors N, NE, ... NW are centred on 0, 45, ... 315 deg, lower edge inclusive (as in
+  ``outline_stats``). ``area_by_aspect`` has two methods: ``pixel`` (each pixel's area to its own
+  sector; flat pixels left out) and ``glacier`` (a glacier's whole area to the sector of its
+  circular-mean aspect).
+
+Inputs on the grid: `pipeline.glaciers.rasterise`; tables built from ``areas`` (region total, index
+agreement, change): `pipeline.glaciers.region_tables`; columns: `pipeline.glaciers.raster_schema`. Their names
+are re-exported here (``from pipeline.glaciers.statistics import change_table`` keeps working).
+"""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from catalog.aspect import ASPECT_SECTORS as SECTORS
+from catalog.aspect import aspect_class
+from pipeline.glaciers.change import area_uncertainty_km2
+from pipeline.glaciers.raster_schema import DEFAULT_MAX_INDEX_DISAGREEMENT, DEFAULT_MAX_UNOBSERVED, TABLE_COLUMNS
+from pipeline.glaciers.rasterise import dem_on_grid, rasterize_inventory
+from pipeline.glaciers.region_tables import (EXTREME_AREA_FACTOR, INDEX_AGREEMENT_COLUMNS, MIN_INDEX_CHECK_KM2, change_table,
+                                    index_agreement, region_total)
+
+__all__ = ["DEFAULT_MAX_INDEX_DISAGREEMENT", "DEFAULT_MAX_UNOBSERVED", "EXTREME_AREA_FACTOR",
+           "INDEX_AGREEMENT_COLUMNS", "INDICES_NOT_READ", "MIN_INDEX_CHECK_KM2", "NDSI_BIT", "N_SECTORS",
+           "PERIMETER_CORRECTIONS", "RATIO_BIT", "SECTORS", "TABLE_COLUMNS", "change_table", "dem_on_grid",
+           "glacier_statistics", "index_agreement", "rasterize_inventory", "region_total", "with_area_errors"]
+
+N_SECTORS = len(SECTORS)
+INDICES_NOT_READ, NDSI_BIT, RATIO_BIT = 255, 1, 2  # as pipeline.store
+PERIMETER_CORRECTIONS = ("none", "isotropic")
+
+
+# ---------------------------------------------------------------------------------------------
+# the reduction
+
+
+def _sector_codes(aspect: np.ndarray) -> np.ndarray:
+    return aspect_class(aspect).astype(np.int64)
+
+
+class _Layout:
+    """Offsets of each statistic inside the per-block vector (k = number of glacier slots)."""
+
+    def __init__(self, k: int, n_bands: int):
+        self.k, self.n_bands = k, n_bands
+        sizes = {"count": k, "edges": k, "z_sum": k, "z_n": k, "sin": k, "cos": k,
+                 "sector": k * N_SECTORS, "band": k * n_bands, "outline_n": k, "unobserved": k,
+                 "miss": k, "cmp_n": k, "cmp_model": k, "cmp_ndsi": k, "cmp_ratio": k,
+                 "xor_ndsi": k, "or_ndsi": k, "xor_ratio": k, "or_ratio": k}
+        self.slices, start = {}, 0
+        for name, size in sizes.items():
+            self.slices[name] = slice(start, start + size)
+            start += size
+        self.size = start
+
+
+def _compact(ids: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    """Compact index 1..k-1 of each label in the sorted ``ids``; 0 = an id not in ``ids``."""
+    pos = np.searchsorted(ids, lab)
+    return np.where(ids[np.minimum(pos, ids.size - 1)] == lab, pos + 1, 0)
+
+
+def _reduce_block(lab_ov: np.ndarray, dem_ov: np.ndarray, asp_ov: np.ndarray, gid: np.ndarray,
+                  unobserved: np.ndarray, miss: np.ndarray, indices: np.ndarray, *, ids: np.ndarray,
+                  layout: _Layout, band_origin_m: float, band_m: float) -> np.ndarray:
+    """Per-glacier sums of one block. ``lab_ov`` (years, y+2, x+2): glacier id where mapped, else
+    0, with a one-pixel halo; ``dem_ov``/``asp_ov`` the same halo; ``gid`` (y, x) the glacier ids
+    and ``unobserved`` (years, y, x) bool, ``miss`` (years, y, x) each pixel's probability of
+    being misclassified and ``indices`` (years, y, x) the store's index bits, all without halo.
+    Returns (years, 1, 1, n_bins).
+
+    Only mapped pixels are visited (a region is mostly ice-free): their flat indices pick the
+    elevation, aspect and the four neighbours out of the haloed block. The outline counts visit
+    only the pixels with a glacier id.
+    """
+    k, nb = layout.k, layout.n_bands
+    width = lab_ov.shape[2]
+    dem_flat, asp_flat = dem_ov.ravel(), asp_ov.ravel()
+    out = np.zeros((lab_ov.shape[0], 1, 1, layout.size), np.float64)
+    in_outline = np.flatnonzero(gid)
+    g_outline = _compact(ids, gid.ravel()[in_outline])
+    n_outline = np.bincount(g_outline, minlength=k)
+    for t in range(lab_ov.shape[0]):  # years in this block (usually 1)
+        full = lab_ov[t].ravel()
+        core = np.zeros(lab_ov.shape[1:], bool)
+        core[1:-1, 1:-1] = lab_ov[t, 1:-1, 1:-1] != 0
+        at = np.flatnonzero(core)  # flat indices (haloed block) of mapped core pixels
+        lab = full[at]
+        g = _compact(ids, lab)
+        # exposed edges: 4-connected neighbours with a different label, halo included
+        edges = ((full[at - width] != lab).astype(np.int8) + (full[at + width] != lab)
+                 + (full[at - 1] != lab) + (full[at + 1] != lab))
+        z = dem_flat[at].astype(np.float64)
+        asp = asp_flat[at].astype(np.float64)
+        z_ok = np.isfinite(z)
+        band = np.floor((np.where(z_ok, z, band_origin_m) - band_origin_m) / band_m).astype(np.int64)
+        band_ok = z_ok & (band >= 0) & (band < nb)
+        sector = _sector_codes(asp)
+        a_ok = sector >= 0
+        rad = np.radians(np.where(a_ok, asp, 0.0))
+        sl, o = layout.slices, out[t, 0, 0]
+        o[sl["count"]] = np.bincount(g, minlength=k)
+        o[sl["edges"]] = np.bincount(g, weights=edges, minlength=k)
+        gz = np.where(z_ok, g, 0)
+        o[sl["z_sum"]] = np.bincount(gz, weights=np.where(z_ok, z, 0.0), minlength=k)
+        o[sl["z_n"]] = np.bincount(gz, minlength=k)
+        ga = np.where(a_ok, g, 0)
+        o[sl["sin"]] = np.bincount(ga, weights=np.sin(rad), minlength=k)
+        o[sl["cos"]] = np.bincount(ga, weights=np.cos(rad), minlength=k)
+        o[sl["sector"]] = np.bincount(ga * N_SECTORS + np.maximum(sector, 0), minlength=k * N_SECTORS)
+        gb = np.where(band_ok, g, 0)
+        o[sl["band"]] = np.bincount(gb * nb + np.where(band_ok, band, 0), minlength=k * nb)
+        o[sl["outline_n"]] = n_outline
+        seen = ~unobserved[t].ravel()[in_outline]
+        o[sl["unobserved"]] = np.bincount(g_outline, weights=(~seen).astype(np.float64), minlength=k)
+        o[sl["miss"]] = np.bincount(g_outline, weights=miss[t].ravel()[in_outline].astype(np.float64), minlength=k)
+        # the model against the classic indices, on observed outline pixels whose indices were read
+        bits = indices[t].ravel()[in_outline]
+        compared = seen & (bits != INDICES_NOT_READ)
+        model = lab_ov[t, 1:-1, 1:-1].ravel()[in_outline] != 0
+        ndsi, ratio = (bits & NDSI_BIT) > 0, (bits & RATIO_BIT) > 0
+        for name, values in (("cmp_n", compared), ("cmp_model", model), ("cmp_ndsi", ndsi), ("cmp_ratio", ratio),
+                             ("xor_ndsi", model ^ ndsi), ("or_ndsi", model | ndsi),
+                             ("xor_ratio", model ^ ratio), ("or_ratio", model | ratio)):
+            o[sl[name]] = np.bincount(g_outline, weights=(compared & values).astype(np.float64), minlength=k)
+    return out
+
+
+def _as_2d(a: xr.DataArray, name: str, like: xr.DataArray, chunks) -> da.Array:
+    if tuple(a.dims) != ("y", "x"):
+        raise ValueError(f"{name} must have dims ('y', 'x'), got {a.dims}; transpose or select it")
+    if a.shape != like.shape[1:]:
+        raise ValueError(f"{name} has shape {a.shape} but the mask's (y, x) is {like.shape[1:]}; "
+                         "put both on the same grid")
+    return da.asarray(a.data).rechunk(chunks)
+
+
+def glacier_statistics(
+    mask: xr.DataArray,
+    glacier_id: xr.DataArray,
+    dem: xr.DataArray,
+    aspect: xr.DataArray,
+    *,
+    sensor: str,
+    pixel_size_m: float | None = None,
+    threshold: int = 128,
+    band_m: float = 100.0,
+    perimeter_correction: str = "none",
+    observed: xr.DataArray | None = None,
+    max_unobserved: float = DEFAULT_MAX_UNOBSERVED,
+    indices: xr.DataArray | None = None,
+    max_index_disagreement: float = DEFAULT_MAX_INDEX_DISAGREEMENT,
+) -> dict[str, pd.DataFrame]:
+    """Tables ``areas``, ``area_by_band``, ``glacier_area_by_band``, ``area_by_aspect``,
+    ``glacier_area_by_aspect`` and ``glacier_terrain`` from one sensor's yearly masks.
+
+    One ``dask.compute`` of a bincount reduction over the mask's chunks (module docstring); the
+    (y, x) chunking of ``mask`` is used for every input. Every glacier id present in
+    ``glacier_id`` gets a row per year in ``areas`` (0 km² when not mapped that year).
+    ``pixel_size_m`` defaults to the spacing of the ``x`` coordinate. ``observed`` (year, y, x)
+    gives ``unobserved_frac`` and ``flag_unobserved`` (> ``max_unobserved``) per glacier-year;
+    without it every pixel counts as observed (module docstring). ``indices`` (year, y, x), the
+    store's layer, gives the index-agreement columns (NaN without it) and
+    ``flag_index_disagreement`` (> ``max_index_disagreement``). An integer ``mask`` is read as
+    probabilities for the classification term of the area error; a bool mask has none.
+    """
+    if tuple(mask.dims) != ("year", "y", "x"):
+        raise ValueError(f"mask must have dims ('year', 'y', 'x'), got {mask.dims}")
+    if perimeter_correction not in PERIMETER_CORRECTIONS:
+        raise ValueError(f"perimeter_correction must be one of {PERIMETER_CORRECTIONS}, "
+                         f"got {perimeter_correction!r}")
+    if band_m <= 0:
+        raise ValueError(f"band_m must be positive, got {band_m}")
+    if pixel_size_m is None:
+        if "x" not in mask.coords or mask.sizes["x"] < 2:
+            raise ValueError("mask has no x coordinate to take the pixel size from; pass pixel_size_m")
+        pixel_size_m = float(abs(mask["x"].values[1] - mask["x"].values[0]))
+    m = da.asarray(mask.data)
+    if m.dtype != bool:
+        if not np.issubdtype(m.dtype, np.integer):
+            raise ValueError(f"mask must be bool or integer probabilities 0-255, got {m.dtype}")
+        p = m.astype(np.float32) / np.float32(255.0)
+        m = m >= threshold
+        # P(misclassified) if p is calibrated: 1 - p where mapped as glacier, p where not (module docstring)
+        miss = da.where(m, np.float32(1.0) - p, p) if threshold > 1 else da.zeros(m.shape, np.float32, chunks=m.chunks)
+    else:
+        miss = da.zeros(m.shape, np.float32, chunks=m.chunks)
+    yx_chunks = m.chunks[1:]
+    gid = _as_2d(glacier_id, "glacier_id", mask, yx_chunks).astype(np.int32)
+    z = _as_2d(dem, "dem", mask, yx_chunks).astype(np.float32)
+    asp = _as_2d(aspect, "aspect", mask, yx_chunks).astype(np.float32)
+    if not 0.0 <= max_unobserved <= 1.0:
+        raise ValueError(f"max_unobserved is a share of a glacier's outline, 0 to 1; got {max_unobserved}")
+    if observed is None:
+        unobserved = da.zeros(m.shape, dtype=bool, chunks=m.chunks)
+    else:
+        if tuple(observed.dims) != ("year", "y", "x") or observed.shape != mask.shape:
+            raise ValueError(f"observed has dims {observed.dims} and shape {observed.shape}; the mask's are "
+                             f"{mask.dims} {mask.shape}: pass the store's `observed` of the same years")
+        ob = da.asarray(observed.data)
+        unobserved = (~ob if ob.dtype == bool else ob == 0).rechunk(m.chunks)
+    if not 0.0 <= max_index_disagreement <= 1.0:
+        raise ValueError(f"max_index_disagreement is a share of the pixels model and indices map, 0 to 1; "
+                         f"got {max_index_disagreement}")
+    if indices is None:
+        bits = da.full(m.shape, INDICES_NOT_READ, dtype=np.uint8, chunks=m.chunks)
+    else:
+        if tuple(indices.dims) != ("year", "y", "x") or indices.shape != mask.shape:
+            raise ValueError(f"indices has dims {indices.dims} and shape {indices.shape}; the mask's are "
+                             f"{mask.dims} {mask.shape}: pass the store's `indices` of the same years")
+        bits = da.asarray(indices.data).astype(np.uint8).rechunk(m.chunks)
+
+    # small 2-D passes first: the glacier ids and the elevation range they span
+    zz = da.where(gid > 0, z, np.nan)
+    ids, zmin, zmax = da.compute(da.unique(gid), da.nanmin(zz), da.nanmax(zz))
+    ids = ids[ids != 0].astype(np.int32)
+    if np.isfinite(zmin):
+        band_origin = float(np.floor(zmin / band_m) * band_m)
+        n_bands = int(np.floor((zmax - band_origin) / band_m)) + 1
+    else:
+        band_origin, n_bands = 0.0, 1
+    layout = _Layout(ids.size + 1, n_bands)
+
+    lab = da.where(m, gid[None, :, :], 0).astype(np.int32)
+    lab_ov = da.overlap.overlap(lab, depth={0: 0, 1: 1, 2: 1}, boundary={0: "none", 1: 0, 2: 0})
+    z_ov = da.overlap.overlap(z, depth={0: 1, 1: 1}, boundary={0: np.nan, 1: np.nan})
+    a_ov = da.overlap.overlap(asp, depth={0: 1, 1: 1}, boundary={0: np.nan, 1: np.nan})
+    per_block = da.blockwise(
+        _reduce_block, "tyxs", lab_ov, "tyx", z_ov, "yx", a_ov, "yx", gid, "yx", unobserved, "tyx",
+        miss.rechunk(m.chunks), "tyx", bits, "tyx", new_axes={"s": layout.size}, adjust_chunks={"y": 1, "x": 1}, dtype=np.float64,
+        ids=ids, layout=layout, band_origin_m=band_origin, band_m=band_m,
+        align_arrays=False, concatenate=False,
+    )
+    sums = per_block.sum(axis=(1, 2)).compute()  # (year, n_bins)
+    years = np.asarray(mask["year"].values)
+    return _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m,
+                   perimeter_correction, max_unobserved, max_index_disagreement)
+
+
+def with_area_errors(areas: pd.DataFrame, pixel_size_m: float) -> pd.DataFrame:
+    """``areas`` with ``area_err_perimeter_km2`` from its ``perimeter_km`` (x half a pixel) and
+    ``area_err_km2`` = sqrt(perimeter term^2 + ``area_err_class_km2``^2) (0 where absent): call it
+    again after changing a perimeter (e.g. fragments left out), so the terms stay consistent."""
+    out = areas.copy()
+    out["area_err_perimeter_km2"] = area_uncertainty_km2(out["perimeter_km"].to_numpy(float), pixel_size_m)
+    if "area_err_class_km2" not in out:
+        out["area_err_class_km2"] = 0.0
+    out["area_err_km2"] = np.hypot(out["area_err_perimeter_km2"], out["area_err_class_km2"].fillna(0.0))
+    return out
+
+
+def _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m, perimeter_correction,
+            max_unobserved=DEFAULT_MAX_UNOBSERVED, max_index_disagreement=DEFAULT_MAX_INDEX_DISAGREEMENT):
+    k, nb, sl = layout.k, layout.n_bands, layout.slices
+    px_km2 = (pixel_size_m / 1000.0) ** 2
+    ny = years.size
+    gid_col = np.tile(ids, ny)
+    year_col = np.repeat(years, ids.size)
+    count = sums[:, sl["count"]][:, 1:]
+    perim = sums[:, sl["edges"]][:, 1:] * pixel_size_m / 1000.0
+    if perimeter_correction == "isotropic":
+        perim = perim * (np.pi / 4.0)
+    err_perimeter = area_uncertainty_km2(perim.ravel(), pixel_size_m)
+    err_class = sums[:, sl["miss"]][:, 1:].ravel() * px_km2
+    areas = pd.DataFrame({"glacier_id": gid_col, "sensor": sensor, "year": year_col,
+                          "area_km2": count.ravel() * px_km2, "perimeter_km": perim.ravel(),
+                          "area_err_perimeter_km2": err_perimeter, "area_err_class_km2": err_class,
+                          "area_err_km2": np.hypot(err_perimeter, err_class)})
+    outline_n = sums[:, sl["outline_n"]][:, 1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unobserved = np.where(outline_n > 0, sums[:, sl["unobserved"]][:, 1:] / outline_n, 0.0)
+    areas = areas.assign(outline_km2=outline_n.ravel() * px_km2, unobserved_frac=unobserved.ravel(),
+                         flag_unobserved=unobserved.ravel() > max_unobserved)
+    cmp = {name: sums[:, sl[name]][:, 1:].ravel() for name in
+           ("cmp_n", "cmp_model", "cmp_ndsi", "cmp_ratio", "xor_ndsi", "or_ndsi", "xor_ratio", "or_ratio")}
+    compared = cmp["cmp_n"] > 0
+
+    def share(xor, union):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(compared, np.where(union > 0, xor / np.maximum(union, 1), 0.0), np.nan)
+
+    ndsi_dis, ratio_dis = share(cmp["xor_ndsi"], cmp["or_ndsi"]), share(cmp["xor_ratio"], cmp["or_ratio"])
+    disagreement = np.fmin(ndsi_dis, ratio_dis)
+    nan = np.where(compared, 1.0, np.nan)
+    areas = areas.assign(index_model_km2=cmp["cmp_model"] * px_km2 * nan, ndsi_km2=cmp["cmp_ndsi"] * px_km2 * nan,
+                         ratio_km2=cmp["cmp_ratio"] * px_km2 * nan, ndsi_disagreement=ndsi_dis,
+                         ratio_disagreement=ratio_dis, index_disagreement=disagreement,
+                         flag_index_disagreement=np.nan_to_num(disagreement, nan=0.0) > max_index_disagreement)
+
+    band = sums[:, sl["band"]].reshape(ny, k, nb)[:, 1:, :] * px_km2  # (year, glacier, band)
+    lo = band_origin + band_m * np.arange(nb)
+    yi, gi, bi = np.nonzero(band)
+    glacier_bands = pd.DataFrame({"glacier_id": ids[gi], "sensor": sensor, "year": years[yi],
+                                  "band_lo_m": lo[bi], "band_hi_m": lo[bi] + band_m,
+                                  "area_km2": band[yi, gi, bi]})
+    total_band = band.sum(axis=1)
+    by_band = pd.DataFrame({"sensor": sensor, "year": np.repeat(years, nb), "band_lo_m": np.tile(lo, ny),
+                            "band_hi_m": np.tile(lo + band_m, ny), "area_km2": total_band.ravel()})
+
+    sector = sums[:, sl["sector"]].reshape(ny, k, N_SECTORS)[:, 1:, :] * px_km2
+    names = np.asarray(SECTORS, dtype=object)
+    glacier_aspect = pd.DataFrame({"glacier_id": np.repeat(gid_col, N_SECTORS), "sensor": sensor,
+                                   "year": np.repeat(year_col, N_SECTORS),
+                                   "aspect_sector": np.tile(names, ny * ids.size),
+                                   "area_km2": sector.ravel()})
+    s, c = sums[:, sl["sin"]][:, 1:], sums[:, sl["cos"]][:, 1:]
+    resultant = np.hypot(s, c)
+    mean_aspect = np.where(resultant > 1e-9, np.degrees(np.arctan2(s, c)) % 360.0, np.nan)
+    mean_sector = _sector_codes(mean_aspect)  # (year, glacier), -1 where undefined
+    z_n = sums[:, sl["z_n"]][:, 1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zmean = np.where(z_n > 0, sums[:, sl["z_sum"]][:, 1:] / z_n, np.nan)
+    terrain = pd.DataFrame({"glacier_id": gid_col, "sensor": sensor, "year": year_col,
+                            "zmean_m": zmean.ravel(), "aspect_deg": mean_aspect.ravel(),
+                            "aspect_sector": np.where(mean_sector.ravel() >= 0,
+                                                      names[np.maximum(mean_sector.ravel(), 0)], None),
+                            "n_dem_pixels": z_n.ravel().astype(np.int64)})
+    area = count * px_km2
+    whole = np.zeros((ny, N_SECTORS))
+    for t in range(ny):  # 8 sectors x a few years: vectorised over glaciers
+        ok = mean_sector[t] >= 0
+        whole[t] = np.bincount(mean_sector[t][ok], weights=area[t][ok], minlength=N_SECTORS)
+    by_aspect = pd.concat([
+        pd.DataFrame({"sensor": sensor, "year": np.repeat(years, N_SECTORS), "method": method,
+                      "aspect_sector": np.tile(names, ny), "area_km2": values.ravel()})
+        for method, values in (("pixel", sector.sum(axis=1)), ("glacier", whole))], ignore_index=True)
+    return {"areas": areas, "area_by_band": by_band, "glacier_area_by_band": glacier_bands,
+            "area_by_aspect": by_aspect, "glacier_area_by_aspect": glacier_aspect,
+            "glacier_terrain": terrain}

@@ -1,0 +1,245 @@
+"""The terminus layer on the stored maps: each glacier's fronts, dated and with their errors.
+
+``terminus_tables`` turns one sensor's yearly outlines into ``terminus``, ``retreat``,
+``typical_glaciers``, ``retreat_by_aspect`` and ``retreat_by_band``, reading every glacier's
+window of the store's ``dem``, ``doy`` and ``probability`` in one compute. It owns how a front is
+dated (`front_doy`, `years_between`) and how sure its position is (`front_width_m`); the
+geometry of a front is ``pipeline.glaciers.terminus`` (via ``outline_stats``), the orchestration of all
+tables ``pipeline.glaciers.analysis``. Kept apart so that module stays the orchestration and the
+per-glacier inventory and aspect.
+"""
+
+from __future__ import annotations
+
+import dask
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import xarray as xr
+from affine import Affine
+from scipy import ndimage
+
+from catalog.grid import TargetGrid
+from pipeline.glaciers.change import terminus_change_uncertainty_m_a
+from pipeline.config import Analysis
+from pipeline.glaciers.outline_stats import change_tables
+from pipeline.glaciers.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, touches_edge, typical_glaciers
+from pipeline.glaciers.tables import conform
+from pipeline.glaciers.tasks import Failures
+from pipeline.glaciers.terminus import Dem
+
+
+def pixel_window(transform: Affine, shape: tuple[int, int], bounds: tuple[float, float, float, float], margin_px: int) -> tuple[slice, slice]:
+    """Row and column slices of the pixels of `shape` (on `transform`) covering `bounds`, grown by
+    `margin_px` and clipped to the array."""
+    inv = ~transform
+    c0, r0 = inv * (bounds[0], bounds[3])
+    c1, r1 = inv * (bounds[2], bounds[1])
+    ny, nx = shape
+    r0, c0 = max(int(np.floor(r0)) - margin_px, 0), max(int(np.floor(c0)) - margin_px, 0)
+    r1, c1 = min(int(np.ceil(r1)) + margin_px, ny), min(int(np.ceil(c1)) + margin_px, nx)
+    return slice(r0, r1), slice(c0, c1)
+
+
+TONGUE_FRACTION = 0.2
+"""The front zone whose observation date dates a terminus: the lowest fifth of the outline's
+pixels by elevation (as `terminus.main_axis` takes the toe)."""
+
+
+def front_doy(outline, doy: np.ndarray, dem: Dem) -> float:
+    """Median day of year of the composite pixels on the tongue of `outline` (NaN where none is known).
+
+    `doy` is the composite's day of year on `dem`'s window (0 = none). The tongue is the lowest
+    `TONGUE_FRACTION` of the outline's pixels with elevation; without elevation, all of them.
+    """
+    inside = dem.inside(outline)
+    z = np.where(inside, dem.elevation, np.nan)
+    zone = inside
+    if np.isfinite(z).any():
+        zone = inside & (z <= np.nanquantile(z, TONGUE_FRACTION))
+    for pixels in (zone, inside):  # the tongue's dates, else the whole outline's
+        days = doy[pixels]
+        days = days[days > 0]
+        if days.size:
+            return float(np.median(days))
+    return float("nan")
+
+
+def years_between(year0, doy0, year1, doy1) -> np.ndarray:
+    """(year1 + doy1/365.25) - (year0 + doy0/365.25); whole years (year1 - year0) where a doy is unknown (NaN)."""
+    year0, year1 = np.asarray(year0, float), np.asarray(year1, float)
+    doy0, doy1 = np.asarray(doy0, float), np.asarray(doy1, float)
+    known = np.isfinite(doy0) & np.isfinite(doy1)
+    return np.where(known, (year1 + np.where(known, doy1, 0) / 365.25) - (year0 + np.where(known, doy0, 0) / 365.25), year1 - year0)
+
+
+def _date(year: int, doy: float) -> pd.Timestamp:
+    start = pd.Timestamp(int(year), 1, 1)
+    return start if not np.isfinite(doy) else start + pd.Timedelta(days=round(doy) - 1)
+
+
+FRONT_WIDTH_MAX_PX = 10.0
+"""A front whose probability barely changes (|grad p| ~ 0) is given at most this transition width."""
+
+
+def front_width_m(p: np.ndarray, transform: Affine, x: np.ndarray, y: np.ndarray, px: float) -> np.ndarray:
+    """Width (m) of the glacier probability's 0 -> 1 transition at front points (x, y).
+
+    1 / |grad p| less one pixel (central differences of a sharp one-pixel step give 1 / 2 px, so a
+    sharp edge has width one pixel; a ramp over n pixels n - 1), with the steepest gradient in the
+    3 x 3 pixels around each point (the point lies on the outline, between pixel centres); capped at
+    FRONT_WIDTH_MAX_PX pixels. NaN where a point falls off `p`.
+    """
+    gy, gx = np.gradient(np.nan_to_num(np.asarray(p, float), nan=0.0), px)
+    steepest = ndimage.maximum_filter(np.hypot(gx, gy), size=3)
+    col, row = ~transform * (np.asarray(x, float), np.asarray(y, float))
+    row, col = np.floor(row).astype(int), np.floor(col).astype(int)
+    inside = (row >= 0) & (row < p.shape[0]) & (col >= 0) & (col < p.shape[1])
+    g = np.full(row.shape, np.nan)
+    g[inside] = steepest[row[inside], col[inside]]
+    with np.errstate(divide="ignore"):
+        width = np.clip(1.0 / g - px, 0.0, FRONT_WIDTH_MAX_PX * px)
+    return np.where(np.isfinite(g), width, np.nan)
+
+
+def _front_sigma_m(term: pd.DataFrame, p: np.ndarray, transform: Affine, years: list[int], px: float) -> dict[int, float]:
+    """year -> 1-sigma of the front position from the probability gradient: the true edge anywhere
+    in the transition (uniform over its width w: w / sqrt(12)), median over the front's lines
+    (one front's lines share their errors: no 1 / sqrt(n))."""
+    sigma = {}
+    front = term[term["front"].astype(bool)] if "front" in term else term.iloc[:0]
+    for t, year in enumerate(years):
+        at = front[front["year"].astype(int) == year]
+        if len(at):
+            w = front_width_m(p[t], transform, at["x_m"].to_numpy(), at["y_m"].to_numpy(), px)
+            sigma[year] = float(np.nanmedian(w) / np.sqrt(12.0)) if np.isfinite(w).any() else np.nan
+    return sigma
+
+
+def terminus_tables(
+    outlines: gpd.GeoDataFrame,
+    dem: xr.DataArray,
+    grid: TargetGrid,
+    sectors: dict,
+    analysis: Analysis,
+    doy: xr.DataArray | None = None,
+    inventory: dict | None = None,
+    failures: Failures | None = None,
+    probability: xr.DataArray | None = None,
+) -> dict[str, pd.DataFrame]:
+    """``terminus``, ``retreat``, ``typical_glaciers``, ``retreat_by_aspect``, ``retreat_by_band`` of one sensor.
+
+    Each glacier is an entity task (`outline_stats.glacier_terminus`): the lines across the
+    tongue are drawn on the first year's body, along its main axis (from the DEM window around
+    the glacier), and each pair of years uses only the lines that cut both fronts; retreat for
+    consecutive years and first-to-last, by ``analysis.terminus_statistic`` and the box. A glacier
+    that fails is a row in `failures`. `sectors`: glacier_id -> fixed aspect sector; `inventory`:
+    glacier_id -> inventory outline (picks each year's body).
+    Glacier-years flagged as unobserved (``flag_unobserved`` on `outlines`, see `map_tables`)
+    are left out: a front under cloud is not a retreat, and the pairs skip over that year.
+    Rates divide by the time between the two fronts' observations: each glacier-year is dated
+    by `front_doy` of the composite's `doy` (year, y, x) and ``years`` is
+    (year1 + doy1/365.25) - (year0 + doy0/365.25), with ``doy0``/``doy1`` kept in the table
+    (and ``doy`` in ``terminus``); without a known doy (no `doy`, e.g. the truth) whole years.
+    The uncertainty ``rate_err_m_a`` adds in quadrature ``rate_err_pixel_m_a``, the paper's
+    ``analysis.terminus_error`` (``change.terminus_change_uncertainty_m_a``) at the grid's pixel
+    size over those years, and ``rate_err_front_m_a``, the two fronts' position errors from the
+    `probability` (year, y, x; 0-1) gradient across them (`front_width_m`): a blurred front (debris,
+    shadow, a hesitant model) is a less certain front. Without `probability` the front term is 0.
+    """
+    sensor = str(outlines["sensor"].iloc[0]) if len(outlines) else ""
+    failures = Failures() if failures is None else failures
+    if "flag_unobserved" in outlines and len(outlines):
+        outlines = outlines[~outlines["flag_unobserved"].fillna(False).astype(bool).to_numpy()]
+    px = grid.resolution
+    doys: dict[tuple[int, int], float] = {}
+    front_sigma: dict[tuple[int, int], float] = {}
+    terminus, retreat = [], []
+    groups = [(gid, g.sort_values("year")) for gid, g in outlines.groupby("glacier_id", sort=True) if len(g) >= 2]
+    windows = {gid: pixel_window(grid.transform, dem.shape, tuple(g.total_bounds), 3) for gid, g in groups}
+    # Every glacier's windows of the stored layers in one compute (one small read per glacier and
+    # layer through the scheduler added up to half a minute on the embedded area).
+    layers = {"dem": lambda g, r, c: dem[r, c]}
+    if doy is not None:
+        layers["doy"] = lambda g, r, c: doy.sel(year=[int(y) for y in g["year"]])[:, r, c]
+    if probability is not None:
+        layers["p"] = lambda g, r, c: probability.sel(year=[int(y) for y in g["year"]])[:, r, c]
+    lazy = {(name, gid): get(g, *windows[gid]).data for name, get in layers.items() for gid, g in groups}
+    loaded = dict(zip(lazy, dask.compute(*lazy.values()))) if lazy else {}
+    for gid, group in groups:
+        years = [int(y) for y in group["year"]]
+        rows, cols = windows[gid]
+        window = Dem(np.asarray(loaded[("dem", gid)], dtype=float), grid.transform * Affine.translation(cols.start, rows.start))
+        if doy is not None:
+            days = np.asarray(loaded[("doy", gid)])
+            for t, (year, geom) in enumerate(zip(years, group.geometry)):
+                doys[(int(gid), year)] = front_doy(geom, days[t], window)
+        dates = [_date(y, doys.get((int(gid), y), np.nan)) for y in years]
+        glaciers = gpd.GeoDataFrame(
+            {"glacier_id": group["glacier_id"].to_numpy(), "date": dates},
+            geometry=group.geometry.to_numpy(),
+            crs=outlines.crs,
+        )
+        areas = pd.DataFrame({"area_km2": group["area_km2"].to_numpy(), "area_err_km2": 0.0})
+        _, term, ret = change_tables(glaciers, areas, window, px, analysis, sectors, inventory=inventory,
+                                      failures=failures, sensor=sensor)
+        if probability is not None and len(term):
+            p = np.asarray(loaded[("p", gid)], dtype=float)
+            sub = grid.transform * Affine.translation(cols.start, rows.start)
+            for year, sigma in _front_sigma_m(term, p, sub, years, px).items():
+                front_sigma[(int(gid), year)] = sigma
+        terminus += [term] if len(term) else []
+        retreat += [ret] if len(ret) else []
+    terminus_df = pd.concat(terminus, ignore_index=True) if terminus else conform("terminus", pd.DataFrame())
+    retreat_df = pd.concat(retreat, ignore_index=True) if retreat else conform("retreat", pd.DataFrame())
+    if len(terminus_df):
+        terminus_df["doy"] = [doys.get((int(g), int(y)), np.nan) for g, y in zip(terminus_df["glacier_id"], terminus_df["year"])]
+    if len(retreat_df):
+        key = list(zip(retreat_df["glacier_id"].astype(int), retreat_df["year0"].astype(int), retreat_df["year1"].astype(int)))
+        doy0 = np.array([doys.get((g, y0), np.nan) for g, y0, _ in key], float)
+        doy1 = np.array([doys.get((g, y1), np.nan) for g, _, y1 in key], float)
+        retreat_df["doy0"], retreat_df["doy1"] = doy0, doy1
+        retreat_df["years"] = years_between(retreat_df["year0"], doy0, retreat_df["year1"], doy1)
+        retreat_df["rate_m_a"] = retreat_df["retreat_m"] / retreat_df["years"]
+        retreat_df["rate_err_pixel_m_a"] = [
+            float(terminus_change_uncertainty_m_a(px, px, y, analysis.terminus_error)) for y in retreat_df["years"]
+        ]
+        s0 = np.array([front_sigma.get((g, y0), 0.0) for g, y0, _ in key], float)
+        s1 = np.array([front_sigma.get((g, y1), 0.0) for g, _, y1 in key], float)
+        retreat_df["rate_err_front_m_a"] = np.hypot(s0, s1) / retreat_df["years"].to_numpy(float)
+        retreat_df["rate_err_m_a"] = np.hypot(retreat_df["rate_err_pixel_m_a"], retreat_df["rate_err_front_m_a"])
+    first = outlines.sort_values("year").groupby("glacier_id").first()
+    lines = retreat_df[retreat_df.method == "main_axis"].groupby("glacier_id").n_lines.min() if len(retreat_df) else pd.Series(dtype=float)
+    first_outlines = gpd.GeoDataFrame(first, geometry="geometry", crs=outlines.crs)
+    glaciers = pd.DataFrame(
+        {
+            "glacier_id": first.index.to_numpy(),
+            "area_km2": first["area_km2"].to_numpy(),
+            "n_lines": lines.reindex(first.index).to_numpy(),
+            "touches_edge": touches_edge(first_outlines, grid.bounds, tolerance_m=2 * px).to_numpy(),
+        }
+    )
+    typical = typical_glaciers(glaciers)
+    ids = typical.glacier_id[typical.typical].tolist()
+    if len(terminus_df):
+        start = terminus_df.groupby("glacier_id").year.transform("min") == terminus_df.year
+        z0 = terminus_df[start].groupby("glacier_id").elevation_m.min()  # lowest point of the first front
+    else:
+        z0 = pd.Series(dtype=float)
+    tables = {
+        "terminus": terminus_df,
+        "retreat": retreat_df,
+        "typical_glaciers": typical,
+        "retreat_by_aspect": retreat_by_aspect(retreat_df, ids) if len(retreat_df) else pd.DataFrame(),
+        "retreat_by_band": retreat_by_elevation_band(retreat_df, z0, ids, edges_m=None, band_m=analysis.band_m)
+        if len(retreat_df)
+        else pd.DataFrame(),
+    }
+    return {name: _with_sensor(t, sensor) for name, t in tables.items()}
+
+
+
+def _with_sensor(table: pd.DataFrame, sensor: str) -> pd.DataFrame:
+    table = table.drop(columns=["sensor"], errors="ignore")
+    table.insert(0 if "glacier_id" not in table.columns else 1, "sensor", sensor)
+    return table

@@ -1,0 +1,385 @@
+"""Geometry of a glacier's tongue for terminus change between outlines of different years.
+
+This module owns where a front is: the DEM interface, the main axis, the tongue frame and its
+lines, the terminus positions on them, the front lines and the glacier's body (`glacier_parts`).
+The change measured from them (`TerminusChange`, the main-axis and box methods, terminus
+elevations) is `pipeline.glaciers.terminus_change`, re-exported here so callers import either from here.
+
+Everything works on shapely polygons in one metric CRS (a UTM zone), per glacier, OGGM-style:
+the caller maps these functions over glaciers. No manual editing of the front is needed.
+
+Strategy. A glacier's *main axis* gives the down-glacier direction. All geometry is rotated
+into the axis frame (u along the axis, metres from the head, increasing down-glacier; v across
+it, positive to the left), where the paper's *main-axis method* becomes simple: lines of
+constant v, ``spacing_m`` apart across the reference tongue, each cut by every year's outline;
+the terminus position on a line is the largest u of the cut (the down-glacier-most
+intersection). Change between two years is the mean over the lines that cut both outlines.
+The *box method* (a rectilinear box over the tongue, width W, sides parallel to the axis)
+gives change = change of glacier area inside the box / W. Both use only the front lines below.
+
+The main axis comes from a DEM when one is given, otherwise from the outline's shape: the direction of the long side of its
+minimum rotated rectangle, oriented so that the terminus is the end farther from the area
+centroid (accumulation areas are wider than tongues, so the centroid sits up-glacier). The
+shape rule fails for glaciers wider than long or with a broad front: pass a DEM or an explicit
+``MainAxis.from_points(head, toe)`` then.
+
+DEM axis. The single highest and lowest pixels (``method="extremes"``) skew the axis: the
+highest pixel is usually a corner of the head wall, the lowest a corner of the front, and on
+the 32 synthetic glaciers the axis was then up to 29° off the flow. The default
+(``method="quantiles"``) runs from the centroid of the highest ``fraction`` (20 %) of the
+glacier's pixels to the centroid of the lowest 20 %: whole bands across the cirque and the
+tongue, whose centroids sit near the centreline (largest error 4.8° there; 7.7° with deciles).
+
+Front lines. The front is rounded, and a retreating tongue is wider where the new front sits,
+so outer lines move less than the centreline, and lines that leave through a side margin in
+both years do not move at all: the mean over every line across the tongue read 16 % low on the
+synthetic glaciers (-1.44 m/a against the generator's rates; the box over the whole tongue
+-1.72 m/a). `front_lines` keeps, per pair of outlines, only the lines that cut both *fronts*:
+where the outline faces within ``FRONT_MAX_ANGLE_DEG`` (30°) of down-glacier, in one run around
+the reference front's tip. The main-axis method summarises those lines (mean, or ``statistic=
+"median"``) and the box is as wide as they are (`TongueFrame.strip`); on the 31 synthetic
+glaciers' true outlines 2016-2022 both then read -0.45 m/a, all within ±2.36 m/a. 30° was
+measured against 45° (-0.66 m/a) and 20-25° (no better, fewer lines).
+
+Fragments. Fronts come from the glacier's body (`glacier_parts`): the largest mapped part that
+overlaps the inventory outline, so a detached snow patch or dead-ice block never carries the
+front; parts below a minimum mapping unit are dropped, larger ones are reported as fragments.
+
+DEM interface: :class:`Dem`, a 2-D elevation array (NaN = no data) and its affine transform,
+in the same metric CRS as the outlines; sampling is bilinear between pixel centres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import shapely
+from affine import Affine
+from rasterio.features import geometry_mask
+from scipy import ndimage
+from shapely.affinity import affine_transform
+from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
+
+from pipeline.glaciers.terminus_change import (
+    STATISTICS,
+    TerminusChange,
+    terminus_box,
+    terminus_change_box,
+    terminus_change_main_axis,
+    terminus_elevations,
+)
+
+# The change methods (pipeline.glaciers.terminus_change) are re-exported: callers import them from here too.
+__all__ = ["FRONT_MAX_ANGLE_DEG", "STATISTICS", "Dem", "GlacierParts", "MainAxis", "TerminusChange", "TongueFrame",
+           "front_lines", "glacier_parts", "main_axis", "terminus_box", "terminus_change_box",
+           "terminus_change_main_axis", "terminus_elevations", "terminus_positions", "tongue_frame"]
+
+
+@dataclass(frozen=True)
+class Dem:
+    """Elevation (m, 2-D, NaN = no data) on a north-up grid ``transform`` in the outlines' metric CRS."""
+
+    elevation: np.ndarray
+    transform: Affine
+    crs: str | None = None
+
+    def __post_init__(self) -> None:
+        if np.ndim(self.elevation) != 2:
+            raise ValueError(f"Dem.elevation must be 2-D, got shape {np.shape(self.elevation)}")
+
+    def sample(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Bilinear elevation at map coordinates; NaN outside the grid or next to no-data."""
+        inv = ~self.transform
+        x = np.asarray(x, dtype=float)
+        y = np.asarray(y, dtype=float)
+        col = inv.a * x + inv.b * y + inv.c - 0.5  # fractional index of pixel centres
+        row = inv.d * x + inv.e * y + inv.f - 0.5
+        z = np.asarray(self.elevation, dtype=float)
+        return ndimage.map_coordinates(z, [row.ravel(), col.ravel()], order=1, mode="constant",
+                                       cval=np.nan).reshape(x.shape)
+
+    def inside(self, geometry: BaseGeometry) -> np.ndarray:
+        """Boolean mask of pixels whose centre lies inside ``geometry``."""
+        return geometry_mask([geometry], out_shape=self.elevation.shape, transform=self.transform,
+                             invert=True)
+
+    def pixel_centres(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = self.transform
+        c, r = np.asarray(cols) + 0.5, np.asarray(rows) + 0.5
+        return t.a * c + t.b * r + t.c, t.d * c + t.e * r + t.f
+
+
+@dataclass(frozen=True)
+class MainAxis:
+    """Straight main axis from ``head`` (up-glacier) to ``toe`` (down-glacier), map coordinates."""
+
+    head: tuple[float, float]
+    toe: tuple[float, float]
+    source: str  # "dem", "outline_shape" or "given"
+
+    @classmethod
+    def from_points(cls, head: tuple[float, float], toe: tuple[float, float]) -> MainAxis:
+        return cls((float(head[0]), float(head[1])), (float(toe[0]), float(toe[1])), "given")
+
+    @property
+    def length_m(self) -> float:
+        return float(np.hypot(self.toe[0] - self.head[0], self.toe[1] - self.head[1]))
+
+    @property
+    def direction(self) -> tuple[float, float]:
+        """Unit vector pointing down-glacier."""
+        n = self.length_m
+        if n == 0:
+            raise ValueError("main axis has zero length (head == toe)")
+        return ((self.toe[0] - self.head[0]) / n, (self.toe[1] - self.head[1]) / n)
+
+    @property
+    def azimuth_deg(self) -> float:
+        """Flow direction, degrees clockwise from grid north."""
+        ux, uy = self.direction
+        return float(np.degrees(np.arctan2(ux, uy)) % 360.0)
+
+    def to_axis_frame(self, geometry: BaseGeometry) -> BaseGeometry:
+        """Rotate/translate ``geometry`` into (u along axis from head, v across, left positive)."""
+        ux, uy = self.direction
+        hx, hy = self.head
+        return affine_transform(geometry, [ux, uy, -uy, ux, -(ux * hx + uy * hy), uy * hx - ux * hy])
+
+    def to_map(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Map coordinates of axis-frame points."""
+        ux, uy = self.direction
+        u, v = np.asarray(u, dtype=float), np.asarray(v, dtype=float)
+        return self.head[0] + u * ux - v * uy, self.head[1] + u * uy + v * ux
+
+
+def main_axis(outline: BaseGeometry, dem: Dem | None = None, method: str = "quantiles",
+              fraction: float = 0.2) -> MainAxis:
+    """Main axis of a glacier from a DEM (``method`` "quantiles": centroid of the highest
+    ``fraction`` of pixels inside the outline to that of the lowest; "extremes": highest to
+    lowest pixel), else from its shape (module doc)."""
+    if outline.is_empty or outline.area <= 0:
+        raise ValueError("cannot find the main axis of an empty outline")
+    if method not in ("quantiles", "extremes"):
+        raise ValueError(f"method must be 'quantiles' or 'extremes', got {method!r}")
+    if not 0.0 < fraction <= 0.5:
+        raise ValueError(f"fraction must be in (0, 0.5], got {fraction}")
+    if dem is not None:
+        mask = dem.inside(outline) & np.isfinite(dem.elevation)
+        if not mask.any():
+            raise ValueError("the DEM has no valid pixel inside the outline; pass a DEM that covers it")
+        rows, cols = np.nonzero(mask)
+        z = dem.elevation[rows, cols]
+        if method == "extremes":
+            hi, lo = np.array([np.argmax(z)]), np.array([np.argmin(z)])
+        else:
+            order = np.argsort(z, kind="stable")
+            n = max(1, int(round(fraction * z.size)))
+            lo, hi = order[:n], order[-n:]
+        xs, ys = dem.pixel_centres(rows, cols)
+        head = (float(xs[hi].mean()), float(ys[hi].mean()))
+        toe = (float(xs[lo].mean()), float(ys[lo].mean()))
+        if z[hi].mean() <= z[lo].mean() or head == toe:
+            raise ValueError("the DEM is flat inside the outline; pass MainAxis.from_points instead")
+        return MainAxis(head, toe, "dem")
+
+    rect = np.asarray(outline.minimum_rotated_rectangle.exterior.coords)[:4]
+    sides = np.diff(np.vstack([rect, rect[:1]]), axis=0)
+    long_side = sides[np.argmax(np.hypot(sides[:, 0], sides[:, 1]))]
+    d = long_side / np.hypot(*long_side)
+    centroid = np.asarray(outline.centroid.coords[0])
+    pts = shapely.get_coordinates(outline.convex_hull)
+    u = (pts - centroid) @ d
+    if -u.min() > u.max():  # the toe is the end farther from the centroid
+        d, u = -d, -u
+    head = centroid + u.min() * d
+    toe = centroid + u.max() * d
+    return MainAxis((float(head[0]), float(head[1])), (float(toe[0]), float(toe[1])), "outline_shape")
+
+
+@dataclass(frozen=True)
+class TongueFrame:
+    """Where the terminus lines go: across-axis extent of the reference tongue and line offsets."""
+
+    axis: MainAxis
+    v_lo_m: float
+    v_hi_m: float
+    offsets_m: np.ndarray  # across-axis position of each main-axis line (m, left positive)
+
+    @property
+    def width_m(self) -> float:
+        return self.v_hi_m - self.v_lo_m
+
+    def strip(self, lines: np.ndarray) -> TongueFrame:
+        """The across-axis strip covered by ``lines`` (indices into ``offsets_m``), half a spacing
+        beyond the outer ones: the width of the box method over the front lines (`front_lines`).
+        Its ``offsets_m`` are those lines' offsets (line indices of `terminus_positions` refer to
+        this frame, not to the strip)."""
+        lines = np.asarray(lines, dtype=int)
+        if lines.size == 0:
+            raise ValueError("no terminus line cuts the front in both years; nothing to put a box over")
+        spacing = float(np.diff(self.offsets_m).min()) if self.offsets_m.size > 1 else self.width_m
+        offs = self.offsets_m[lines]
+        return TongueFrame(self.axis, float(offs.min() - spacing / 2.0), float(offs.max() + spacing / 2.0), offs)
+
+
+def tongue_frame(
+    reference_outline: BaseGeometry,
+    axis: MainAxis,
+    spacing_m: float = 30.0,
+    tongue_length_m: float | None = None,
+) -> TongueFrame:
+    """Across-axis extent of the reference tongue and the main-axis lines over it.
+
+    The tongue is the part of the reference outline within ``tongue_length_m`` (default 20 % of
+    the outline's extent along the axis) of its down-glacier-most point; of several such parts,
+    the one holding that point. Lines are centred on the tongue, ``spacing_m`` apart.
+    """
+    if spacing_m <= 0:
+        raise ValueError(f"spacing_m must be positive, got {spacing_m}")
+    ref = axis.to_axis_frame(reference_outline)
+    umin, vmin, umax, vmax = ref.bounds
+    length = tongue_length_m if tongue_length_m is not None else 0.2 * (umax - umin)
+    clip = ref.intersection(box(umax - length, vmin - 1.0, umax + 1.0, vmax + 1.0))
+    parts = [p for p in getattr(clip, "geoms", [clip]) if p.area > 0]
+    if not parts:
+        raise ValueError("reference outline has no tongue along this axis; check the axis")
+    tongue = max(parts, key=lambda p: p.bounds[2])
+    v_lo, v_hi = tongue.bounds[1], tongue.bounds[3]
+    n = max(1, int((v_hi - v_lo) // spacing_m))
+    offsets = (v_lo + v_hi) / 2.0 + spacing_m * (np.arange(n) - (n - 1) / 2.0)
+    return TongueFrame(axis, float(v_lo), float(v_hi), offsets)
+
+
+def terminus_positions(outlines: Mapping[Hashable, BaseGeometry], frame: TongueFrame) -> pd.DataFrame:
+    """Terminus position on every main-axis line for every outline.
+
+    Returns one row per (year, line) that cuts the outline: ``year`` (the mapping's key),
+    ``line`` (index into ``frame.offsets_m``), ``offset_m`` (across axis), ``position_m``
+    (along the axis from the head, down-glacier-most cut) and the map ``x``, ``y`` of that
+    point. Lines that miss an outline give no row.
+    """
+    axis, offsets = frame.axis, frame.offsets_m
+    in_frame = {k: axis.to_axis_frame(g) for k, g in outlines.items()}
+    all_bounds = np.array([g.bounds for g in in_frame.values() if not g.is_empty])
+    u0, u1 = all_bounds[:, 0].min() - 1.0, all_bounds[:, 2].max() + 1.0
+    lines = shapely.linestrings([[(u0, v), (u1, v)] for v in offsets])
+    rows = []
+    for key, geom in in_frame.items():
+        cuts = shapely.intersection(lines, geom)
+        coords, line_idx = shapely.get_coordinates(cuts, return_index=True)
+        if line_idx.size == 0:
+            continue
+        pos = pd.Series(coords[:, 0]).groupby(line_idx).max()
+        idx = pos.index.to_numpy()
+        x, y = axis.to_map(pos.to_numpy(), offsets[idx])
+        rows.append(pd.DataFrame({"year": key, "line": idx, "offset_m": offsets[idx],
+                                  "position_m": pos.to_numpy(), "x": x, "y": y}))
+    cols = ["year", "line", "offset_m", "position_m", "x", "y"]
+    return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
+
+
+FRONT_MAX_ANGLE_DEG = 30.0
+"""A line measures the front where the outline it leaves faces down-glacier (module doc)."""
+
+
+def _steep(p: pd.DataFrame, limit: float) -> pd.Series:
+    """Per line of one outline: is |d position / d offset| above `limit` there? Central
+    differences between the neighbouring lines (one-sided at a gap or the end of the lines);
+    a lone line is not steep."""
+    p = p.sort_values("line")
+    line = p["line"].to_numpy(int)
+    off, pos = p["offset_m"].to_numpy(float), p["position_m"].to_numpy(float)
+    n = line.size
+    lo, hi = np.arange(n) - 1, np.arange(n) + 1
+    has_lo = np.r_[False, line[1:] == line[:-1] + 1]
+    has_hi = np.r_[line[:-1] + 1 == line[1:], False]
+    a = np.where(has_lo, np.maximum(lo, 0), np.arange(n))
+    b = np.where(has_hi, np.minimum(hi, n - 1), np.arange(n))
+    span = off[b] - off[a]
+    slope = np.where(span != 0, np.abs(pos[b] - pos[a]) / np.where(span != 0, np.abs(span), 1.0), 0.0)
+    return pd.Series(slope > limit, index=line)
+
+
+def _run_around(lines: np.ndarray, start: int) -> np.ndarray:
+    """The unbroken run of consecutive line indices in sorted `lines` that holds `start`."""
+    k = int(np.searchsorted(lines, start))
+    lo = hi = k
+    while lo > 0 and lines[lo - 1] == lines[lo] - 1:
+        lo -= 1
+    while hi < lines.size - 1 and lines[hi + 1] == lines[hi] + 1:
+        hi += 1
+    return lines[lo:hi + 1]
+
+
+def front_lines(positions: pd.DataFrame, years, max_angle_deg: float = FRONT_MAX_ANGLE_DEG) -> np.ndarray:
+    """Lines (sorted indices) that cut the *front* of every outline in ``years`` (the first is the
+    reference: usually the earlier of a pair).
+
+    A line cuts the front of an outline when the outline faces down-glacier there: its terminus
+    position changes by at most tan(``max_angle_deg``) per metre across the axis (|d position /
+    d offset| <= 0.58 at 30°, central differences between neighbouring lines). The front is the
+    unbroken run of such lines around the reference outline's down-glacier-most line (that line
+    itself always, even on a pointed tongue); of it, the lines that cut the front of every other
+    outline too, again as one unbroken run (the one holding the tip, else the widest). Lines that
+    leave an outline through a side margin (nearly parallel to the axis: 3-10 m along per m
+    across) or that miss an outline are left out, so a tongue that retreats from a broad front
+    is measured where its terminus was, not where a side lobe stood still.
+    """
+    limit = float(np.tan(np.radians(max_angle_deg)))
+    years = list(years)
+    ref = positions[positions["year"] == years[0]]
+    if ref.empty:
+        return np.empty(0, dtype=int)
+    ties = np.sort(ref["line"].to_numpy(int)[ref["position_m"].to_numpy(float) >= ref["position_m"].max() - 1e-6])
+    tip = int(ties[(ties.size - 1) // 2])  # a flat front's middle line
+    steep = _steep(ref, limit)
+    flat = np.array(sorted(set(steep.index[~steep.to_numpy()]) | {tip}), dtype=int)
+    keep = set(_run_around(flat, tip).tolist())
+    for year in years[1:]:
+        p = positions[positions["year"] == year]
+        if p.empty:
+            return np.empty(0, dtype=int)
+        s = _steep(p, limit)
+        keep &= set(s.index[~s.to_numpy()].tolist())
+    lines = np.array(sorted(keep), dtype=int)
+    if lines.size == 0 or tip in keep:
+        return _run_around(lines, tip) if lines.size else lines
+    runs = np.split(lines, np.flatnonzero(np.diff(lines) != 1) + 1)
+    return max(runs, key=len)
+
+
+@dataclass(frozen=True)
+class GlacierParts:
+    """One glacier-year's outline split into the body that carries the front and the rest."""
+
+    body: BaseGeometry  # the largest part overlapping the inventory outline
+    fragments: list  # detached parts at or above the minimum mapping unit (kept in the area)
+    dropped: list  # detached parts below it (left out of area and front)
+
+    @property
+    def kept(self) -> BaseGeometry:
+        """Body and kept fragments: the glacier's outline after the minimum mapping unit."""
+        return shapely.union_all([self.body, *self.fragments])
+
+
+def glacier_parts(outline: BaseGeometry, inventory: BaseGeometry | None = None,
+                  min_area_m2: float = 0.0) -> GlacierParts:
+    """Split a mapped (multi)polygon into its body and detached fragments.
+
+    The body is the largest connected part that overlaps ``inventory`` (the glacier's inventory
+    outline; without one, or when no part overlaps it, the largest part): fronts are taken from
+    it, so a snow patch or dead-ice block in front of the glacier never moves the front, and a
+    debris-covered tongue mapped as glacier counts when it is joined to the body. The other parts
+    are fragments: kept (reported, in the area) from ``min_area_m2`` up, dropped below it.
+    """
+    parts = sorted((p for p in shapely.get_parts(outline) if p.area > 0), key=lambda p: p.area, reverse=True)
+    if not parts:
+        raise ValueError("the mapped outline is empty: no glacier body to take a front from")
+    touching = [p for p in parts if inventory is not None and p.intersects(inventory)] or parts
+    body = touching[0]
+    rest = [p for p in parts if p is not body]
+    return GlacierParts(body, [p for p in rest if p.area >= min_area_m2], [p for p in rest if p.area < min_area_m2])

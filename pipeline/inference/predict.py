@@ -1,0 +1,328 @@
+"""`glacierwatch predict`: glacier probability for one scene a user already has on disk.
+
+A run builds yearly composites from a STAC catalog; someone holding six band GeoTIFFs (a scene
+downloaded by hand, or from another processor) wants a map of exactly those pixels. This reads
+them as they are and writes one Cloud-Optimized GeoTIFF.
+
+Conventions, chosen once and written into the file's metadata:
+- Grid: the FIRST band's (CRS, transform, shape), i.e. the finest one (Sentinel-2's 10 m blue).
+  Other bands (20 m SWIR, even another CRS) and the DEM (any CRS and resolution) are warped
+  onto it bilinearly: reflectance and elevation are continuous fields. Slope is computed on the
+  grid from the warped DEM, by Horn's method through xarray-spatial (`catalog.terrain`, as it does
+  for a run), from a DEM read one pixel wider so block edges get values.
+- Reflectance = DN x `scale` + `offset` (defaults 1e-4 and 0; Sentinel-2 L2A of processing
+  baseline 04.00+ needs --offset -0.1, Landsat C2 L2 --scale 2.75e-5 --offset -0.2). Scale or
+  offset metadata inside the files is not read: the user says what the numbers are.
+- No data: where any band is no data - the file's declared nodata value or mask, or NaN - and,
+  for a network whose recipe uses terrain, where the DEM is no data or does not reach. A file
+  that declares no nodata has none: DN 0 is then a value. Near a no-data edge of a coarser band
+  GDAL's bilinear kernel uses the valid neighbours, so the edge may keep a half-pixel of values.
+- Output: uint8, value = round(p x 255) clipped to 254 (so 254 means p >= 0.996), 255 = no
+  data (the GeoTIFF's nodata). The band's scale is 1/255, so GDAL-aware readers unscale to p.
+  (The region store's uint8 uses 0..255 for p; here 255 is reserved for no data.)
+
+Memory stays bounded on a whole 10980 x 10980 scene: the grid is cut into blocks of `block`
+px on the 16-px lattice, each read with `halo` px of context (the inputs are warped per block,
+never whole), and pushed through `pipeline.inference.region.predict_block`, which runs the network
+on windows of at most `window` px exactly as a run's Dask tasks do, so the seams are invisible
+for the same reasons (see pipeline/inference/region.py). The blocks go to a temporary tiled GeoTIFF
+beside `out`, which GDAL's COG driver then copies into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.windows import Window
+
+from catalog.providers import REFLECTANCE_BANDS
+from pipeline.model.inputs import PHYSICAL_BANDS
+from pipeline.inference.scene_inputs import Grid, MissingInputError, PredictError, open_band, overlaps, read_onto, read_terrain
+
+
+CLASSIFIERS = ("network", "dunet", "unet", "band-ratio", "ndsi")
+NODATA = 255
+MAX_VALID = 254
+BLOCK_PX = 2048
+"""Core of one read block (a multiple of 16, like the store's chunks): six float32 bands plus
+terrain at (2048 + 2 x 336)^2 px is ~240 MB; the network's own memory is bounded by `window`."""
+TERRAIN_CHANNELS = ("elevation", "slope")
+"""Terrain channels this command can build from --dem; weights asking for others are refused."""
+MIN_JUDGED = 1000
+"""Valid pixels a block needs before its reflectance is judged for a wrong --scale/--offset."""
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """What `predict_scene` wrote: the file, the grid, how much was valid and looked like ice."""
+
+    out: Path
+    sensor: str
+    classifier: str
+    weights: Path | None
+    crs: str
+    shape: tuple[int, int]
+    resolution: tuple[float, float]
+    n_valid: int
+    n_glacier: int
+    """Valid pixels with p >= 0.5."""
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def glacier_fraction(self) -> float:
+        return self.n_glacier / self.n_valid if self.n_valid else 0.0
+
+
+def encode(probability: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """p in [0, 1] -> uint8 round(p x 255) clipped to 254; 255 where not `valid`."""
+    p = np.nan_to_num(np.asarray(probability, dtype=np.float32), nan=0.0)
+    coded = np.minimum(np.rint(np.clip(p, 0.0, 1.0) * 255.0), MAX_VALID).astype(np.uint8)
+    return np.where(valid, coded, np.uint8(NODATA))
+
+
+def _check_reflectance(reflectance: np.ndarray, scale: float, offset: float) -> list[str]:
+    """Refuse reflectance that is plainly not 0-1 (a wrong --scale); warn on an offset that looks wrong.
+
+    Judged on the first block with MIN_JUDGED valid pixels. Errors: the median of the brightest
+    band above 2 (DNs read with too large a scale), its 99th percentile below 0.002 (files
+    already in reflectance, scaled again), or the 1st percentile of each pixel's darkest band
+    above 0.4 (Landsat C2 L2 DNs read with Sentinel-2's scale start at 0.73). Warnings: `catalog.reflectance_check`'s rules for an
+    offset applied twice or missing.
+    """
+    from catalog.reflectance_check import TWICE_BELOW, offset_stats
+
+    valid = np.isfinite(reflectance).all(axis=0)
+    if valid.sum() < MIN_JUDGED:
+        return []
+    brightest = reflectance[:, valid].max(axis=0)
+    median, p99 = float(np.median(brightest)), float(np.percentile(brightest, 99))
+    given = f"--scale {scale:g} --offset {offset:g}"
+    if median > 2.0:
+        raise PredictError(
+            f"with {given} the bands' reflectance has median {median:.3g} (expected 0-1): the files hold DNs "
+            "of another scale; pass theirs (Sentinel-2 L2A: --scale 1e-4, plus --offset -0.1 from baseline 04.00; "
+            "Landsat C2 L2: --scale 2.75e-5 --offset -0.2)"
+        )
+    if p99 < 0.002:
+        raise PredictError(
+            f"with {given} the bands' reflectance is at most {p99:.2g} (99th percentile; expected 0-1): "
+            "the files look like reflectance already: pass --scale 1 --offset 0"
+        )
+    stats = offset_stats(reflectance)
+    if stats.p1_darkest > 0.4:
+        raise PredictError(
+            f"with {given} even the darkest band of 99% of pixels is above {stats.p1_darkest:.2f} (snow's SWIR, water, "
+            "vegetation's red are near 0): the scale or offset is wrong (Landsat C2 L2: --scale 2.75e-5 --offset -0.2; "
+            "Sentinel-2 L2A baseline 04.00+: --scale 1e-4 --offset -0.1)"
+        )
+    if stats.applied_twice:
+        return [f"{stats.share_far_below:.0%} of pixels have a band below {TWICE_BELOW} with {given}: "
+                "the offset looks applied twice (files already offset-corrected?): check --offset"]
+    if stats.missing:
+        return [f"no dark pixels with {given} (1st percentile of each pixel's darkest band {stats.p1_darkest:.2f}): "
+                "an offset looks missing (Sentinel-2 baseline 04.00+: --offset -0.1; Landsat C2 L2: -0.2)"]
+    return []
+
+
+def predict_scene(
+    bands: Sequence[str | Path],
+    sensor: str,
+    out: str | Path,
+    scale: float = 1e-4,
+    offset: float = 0.0,
+    dem: str | Path | None = None,
+    classifier: str = "network",
+    weights: str | Path | None = None,
+    *,
+    device: str | None = None,
+    half: bool | None = None,
+    halo: int | None = None,
+    block: int | None = None,
+    window: int | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> PredictResult:
+    """Write `out`, a COG of glacier probability on the first band's grid (see the module notes).
+
+    `bands`: six single-band rasters in the sensor's order (`catalog.providers.REFLECTANCE_BANDS`:
+    blue, green, red, nir, swir16, swir22). `classifier`: "network" (default: `weights`, else the
+    shipped `pipeline/weights/{sensor}.safetensors`, whatever its architecture), "dunet" or "unet"
+    (the same, refused when the weights hold another family: "dunet" covers every deformable
+    placement), "band-ratio" (red/SWIR16 > 2) or "ndsi" (NDSI > 0.4). `dem` is needed when the weights' recipe uses
+    terrain. `halo` (default: the card's, as in a run), `block` (default BLOCK_PX) and `window`
+    (default `FORWARD_WINDOW_PX`) bound memory; `device`/`half` as in a run. `warn` receives each
+    one-line warning (default: `warnings.warn`). Bad inputs raise `PredictError` (a ValueError;
+    `MissingInputError` is also a FileNotFoundError) naming the input, before `out` is touched.
+    """
+    import torch
+
+    from pipeline.config import SHIPPED_WEIGHTS
+    from pipeline.inference.region import FORWARD_WINDOW_PX, HALO_BY_ARCHITECTURE, DEFAULT_HALO, predict_block, cached_predictor, read_card, round_up
+    from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
+    from pipeline.model.predictor import default_device
+
+    said: list[str] = []
+
+    def _warn(message: str) -> None:
+        said.append(message)
+        (warn or (lambda m: warnings.warn(m, stacklevel=3)))(message)
+
+    if sensor not in REFLECTANCE_BANDS:
+        raise PredictError(f"--sensor {sensor!r} is not known: use {' or '.join(REFLECTANCE_BANDS)}")
+    if classifier not in CLASSIFIERS:
+        raise PredictError(f"--classifier {classifier!r} is not known: use one of {', '.join(CLASSIFIERS)}")
+    names = REFLECTANCE_BANDS[sensor]
+    paths = [Path(b) for b in bands]
+    if len(paths) != len(names):
+        order = ",".join(f"{n} ({r})" for n, r in zip(names, PHYSICAL_BANDS))
+        raise PredictError(f"--bands needs {len(names)} files for {sensor}, in the order {order}; got {len(paths)}")
+    if not np.isfinite(scale) or scale == 0 or not np.isfinite(offset):
+        raise PredictError(f"--scale {scale} --offset {offset}: reflectance = DN x scale + offset needs a finite, non-zero scale")
+    for path, name, role in zip(paths, names, PHYSICAL_BANDS):
+        if not path.is_file():
+            raise MissingInputError(f"band {name} ({role}) {path} does not exist")
+    if dem is not None and not Path(dem).is_file():
+        raise MissingInputError(f"--dem {dem} does not exist")
+    out = Path(out)
+    if out.resolve() in {p.resolve() for p in paths} | ({Path(dem).resolve()} if dem else set()):
+        raise PredictError(f"--out {out} is one of the inputs: write the probability to a new file")
+    if out.is_dir():
+        raise PredictError(f"--out {out} is a folder: give a file name such as {out / 'probability.tif'}")
+
+    # The network, its recipe and its terrain, checked before any pixel is read.
+    card = None
+    weights_path: Path | None = None
+    if classifier in ("band-ratio", "ndsi"):
+        if weights is not None:
+            raise PredictError(f"--weights is for --classifier network, dunet or unet; {classifier} is a threshold and has none")
+        predictor = (BandRatioPredictor if classifier == "band-ratio" else NDSIPredictor)(bands=names)
+        terrain_names: tuple[str, ...] = ()
+        halo = 0
+        if dem is not None:
+            _warn(f"--dem {dem} is not used by --classifier {classifier}")
+            dem = None
+    else:
+        weights_path = Path(weights) if weights is not None else SHIPPED_WEIGHTS / f"{sensor}.safetensors"
+        if not weights_path.is_file():
+            raise MissingInputError(f"--weights {weights_path} does not exist")
+        weights_path = weights_path.resolve()
+        card = read_card(weights_path, sensor)
+        family = card.architecture.split("-")[0]  # dunet-deep, dunet-shallow: D-UNets
+        if classifier != "network" and family != classifier:
+            which = f"--weights {weights_path}" if weights is not None else f"the shipped {sensor} weights ({weights_path.name})"
+            raise PredictError(f"{which} hold a {card.architecture}, not a {classifier}: pass --classifier network "
+                               f"(or {family}), or --weights of a {classifier}")
+        classifier = card.architecture
+        terrain_names = tuple(card.recipe.terrain_sources)
+        unknown = [t for t in terrain_names if t not in TERRAIN_CHANNELS]
+        if unknown:
+            raise PredictError(f"--weights {weights_path} need terrain channels {unknown}; predict builds only "
+                             f"{list(TERRAIN_CHANNELS)} from --dem: use weights without them, or band-ratio/ndsi")
+        if terrain_names and dem is None:
+            which = f"--weights {weights_path.name}" if weights is not None else f"the shipped {sensor} weights"
+            raise PredictError(f"{which} need terrain ({', '.join(terrain_names)}): pass --dem DEM.tif "
+                             "(any CRS and resolution), or use --classifier band-ratio or ndsi")
+        if card.domain is None:
+            _warn(f"{weights_path.name} has no training domain in its card: it is unknown what it was trained on")
+        elif card.domain.kind == "synthetic":
+            _warn(f"{weights_path.name} was trained on {card.domain.describe()} only: on real scenes it may map little "
+                  "or no ice; compare with --classifier ndsi or band-ratio")
+        device = str(torch.device(device) if device is not None else default_device())
+        cuda = torch.device(device).type == "cuda"
+        half = cuda if half is None else bool(half and cuda)
+        if halo is None:
+            halo = card.halo_px if card.halo_px is not None else HALO_BY_ARCHITECTURE.get(card.architecture, DEFAULT_HALO)
+        window = round_up(window if window is not None else FORWARD_WINDOW_PX[cuda])
+        predictor = cached_predictor(str(weights_path), card.weights_sha256, device, half)  # loads (and hashes) once
+    if halo < 0:
+        raise PredictError(f"halo must be >= 0 pixels, got {halo}")
+    halo = round_up(halo)
+    block = max(16, round_up(block if block is not None else BLOCK_PX))
+
+    with contextlib.ExitStack() as stack:
+        sources = []
+        for i, (path, name) in enumerate(zip(paths, names)):
+            src = stack.enter_context(open_band(path, f"band {name} ({PHYSICAL_BANDS[i]})"))
+            sources.append(src)
+        first = sources[0]
+        grid = Grid(first.crs, first.transform, first.height, first.width)
+        if not first.transform.is_rectilinear:
+            raise PredictError(f"band {names[0]} {paths[0]} has a rotated geotransform: warp it north-up first (gdalwarp)")
+        for path, name, src in zip(paths[1:], names[1:], sources[1:]):
+            if not overlaps(src, grid):
+                raise PredictError(f"band {name} {path} does not overlap the first band {paths[0]}: give bands of one scene")
+        trained_m = card.domain.resolution_m if card is not None and card.domain is not None else None
+        pixel_m = abs(grid.transform.a) if not grid.crs.is_geographic else None
+        if trained_m and pixel_m and not 0.67 < pixel_m / trained_m < 1.5:
+            _warn(f"{weights_path.name} was trained at {trained_m:g} m; the first band {paths[0].name} is {pixel_m:g} m")
+        dem_src = None
+        if terrain_names:
+            dem_src = stack.enter_context(open_band(Path(dem), "--dem"))
+            if not overlaps(dem_src, grid):
+                raise PredictError(f"--dem {dem} does not cover the bands' footprint: give a DEM of the scene's area")
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(f".{out.name}.partial.tif")
+        cog = out.with_name(f".{out.name}.cog.tif")
+        profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="uint8", crs=grid.crs,
+                       transform=grid.transform, nodata=NODATA, tiled=True, blockxsize=256, blockysize=256)
+        n_valid = n_glacier = 0
+        judged = False
+        try:
+            with rasterio.open(partial, "w", **profile) as dst:
+                for row in range(0, grid.height, block):
+                    for col in range(0, grid.width, block):
+                        h, w = min(block, grid.height - row), min(block, grid.width - col)
+                        r0, c0 = max(0, row - halo), max(0, col - halo)
+                        r1, c1 = min(grid.height, row + h + halo), min(grid.width, col + w + halo)
+                        reflectance = np.stack([read_onto(s, grid, r0, c0, r1 - r0, c1 - c0) for s in sources])
+                        reflectance = reflectance * np.float32(scale) + np.float32(offset)
+                        if not judged and np.isfinite(reflectance).all(axis=0).sum() >= MIN_JUDGED:
+                            for message in _check_reflectance(reflectance, scale, offset):
+                                _warn(message)
+                            judged = True
+                        valid = np.isfinite(reflectance).all(axis=0)
+                        if card is None:
+                            probability = predictor.predict(reflectance)
+                        else:
+                            terrain = read_terrain(dem_src, grid, r0, c0, r1 - r0, c1 - c0, terrain_names) if terrain_names else {}
+                            for name in terrain_names:
+                                valid &= np.isfinite(terrain[name])
+                            order = [names.index(b) for b in card.recipe.bands]
+                            stacked = np.concatenate([reflectance[order], *(terrain[t][None] for t in terrain_names)])
+                            probability = predict_block(
+                                stacked[None], path=str(weights_path), weights_sha256=card.weights_sha256, device=device,
+                                half=half, n_bands=len(order), halo=halo, window=window,
+                            )[0]
+                        core = (slice(row - r0, row - r0 + h), slice(col - c0, col - c0 + w))
+                        p, ok = probability[core], valid[core]
+                        n_valid += int(ok.sum())
+                        n_glacier += int((ok & (p >= 0.5)).sum())
+                        dst.write(encode(p, ok), 1, window=Window(col, row, w, h))
+                dst.scales = (1 / 255,)
+                dst.set_band_description(1, "glacier probability x 255 (255 = no data)")
+                dst.update_tags(
+                    glacier_probability="p = value / 255 for 0-254 (254: p >= 0.996); 255 = no data",
+                    classifier=classifier, sensor=sensor, bands=",".join(str(p) for p in paths),
+                    scale=f"{scale:g}", offset=f"{offset:g}",
+                    **({"weights": str(weights_path), "weights_sha256": card.weights_sha256} if card else {}),
+                )
+            rasterio.shutil.copy(partial, cog, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512,
+                                 OVERVIEW_RESAMPLING="AVERAGE")
+            os.replace(cog, out)
+        finally:
+            for leftover in (partial, cog):
+                leftover.unlink(missing_ok=True)
+
+    return PredictResult(
+        out=out, sensor=sensor, classifier=classifier, weights=weights_path, crs=str(grid.crs),
+        shape=(grid.height, grid.width), resolution=(abs(grid.transform.a), abs(grid.transform.e)),
+        n_valid=n_valid, n_glacier=n_glacier, warnings=tuple(said),
+    )

@@ -1,0 +1,377 @@
+"""Glacier probability for a region's yearly cube: the network mapped by Dask over spatial chunks.
+
+Strategy. The cube's reflectance (year, band, y, x) and the terrain channels the model's recipe
+asks for are stacked lazily into one (year, channel, y, x) array, chunked one year by one spatial
+tile. `dask.array.map_overlap` hands each task its tile plus `halo` pixels of every neighbour
+(``boundary="none"``: at the region's outer edge there is no neighbour and nothing is invented),
+the task runs the network through the recipe exactly as `TorchPredictor` does (reflect-pad to a
+multiple of 16 at the bottom/right, sigmoid, no-data -> 0), and map_overlap crops the halo off.
+
+Why the result equals one whole-image prediction. A U-Net with four 2x2 poolings is only
+shift-equivariant for shifts that are multiples of 16, so every tile, halo included, must start
+on the global 16-pixel lattice: spatial chunks and the halo are rounded up to multiples of
+`SIZE_MULTIPLE` (the store's 2048 chunks already are), and a last chunk thinner than the halo is
+merged into its neighbour (map_overlap would otherwise rechunk off the lattice). Then interior
+tiles see the same pixels at the same pooling phase as the whole image does; only context further
+than `halo` away is lost, and `HALO_BY_ARCHITECTURE` holds the measured distance beyond which that
+no longer changes any output by 1/255 (tests/test_inference.py::test_chunk_seams_are_invisible). Edge tiles
+pad the same bottom/right rows as the whole image, so edges match as well.
+
+The model is loaded once per worker process, not per task: tasks carry only the weights path and
+its sha256, and `cached_predictor` (`pipeline.inference.predictor_cache`, with the card check `read_card`)
+builds the `TorchPredictor` the first time a process sees that (path, sha256, device, half).
+Half precision (fp16 autocast) is used on CUDA; deformable convs stay fp32 inside the network;
+the CPU runs fp32. Batching: the years inside one block (`years_per_block`) go through the
+network as one batch, sharing the terrain; the default of 1 keeps a worker's memory bounded by
+one tile (a U-Net's activations at 2048^2 are ~GBs on CPU), raise it on a GPU with memory to spare.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import torch
+import xarray as xr
+
+from pipeline.model.dunet import SIZE_MULTIPLE
+from pipeline.model.halo import DEFAULT_HALO, HALO_BY_ARCHITECTURE
+from pipeline.model.predictor import default_device
+from pipeline.model.weights import ModelCard
+from pipeline.inference.predictor_cache import cached_predictor, read_card
+
+__all__ = [
+    "DEFAULT_HALO",
+    "HALO_BY_ARCHITECTURE",
+    "cached_predictor",
+    "check_inputs",
+    "infer_to_store",
+    "probability_cube",
+    "read_card",
+    "round_up",
+]
+
+def _window_edges(size: int, halo: int, window: int) -> list[int]:
+    """Cut points of a block side into cores of at most ~`window` px on the 16-px lattice.
+
+    The block's own halo (`halo` px each side) joins the first and last core; the interior is
+    split evenly, so a 2048 px chunk with window 1024 runs as two 1024 px cores, not 1024 + 1024 + halo.
+    """
+    interior = size - 2 * halo
+    n = max(1, -(-interior // window))
+    step = round_up(-(-interior // n))
+    return [0, *(halo + k * step for k in range(1, n) if halo + k * step < size - halo), size]
+
+
+def predict_block(
+    block: np.ndarray, *, path: str, weights_sha256: str, device: str, half: bool, n_bands: int, halo: int, window: int | None
+) -> np.ndarray:
+    """(year, channel, y, x) tile (reflectance bands then terrain) -> (year, y, x) probability.
+
+    The network sees at most `window` px (plus `halo` of context each side) at once: a
+    network's activations grow with its input (the D-UNet's CPU forward takes ~2 kB per pixel),
+    so this keeps a task's memory bounded whatever the chunk size. Each window's core is kept,
+    its context cropped: by the halo's definition the seams stay invisible, as between chunks.
+    """
+    height, width = block.shape[-2:]
+    if window is None or max(height, width) <= window + 2 * halo:
+        return _predict_whole(block, path=path, weights_sha256=weights_sha256, device=device, half=half, n_bands=n_bands)
+    out = np.empty((block.shape[0], height, width), np.float32)
+    ys, xs = _window_edges(height, halo, window), _window_edges(width, halo, window)
+    for y0, y1 in zip(ys[:-1], ys[1:]):
+        for x0, x1 in zip(xs[:-1], xs[1:]):
+            a0, b0 = max(0, y0 - halo), max(0, x0 - halo)
+            part = _predict_whole(
+                block[:, :, a0 : min(height, y1 + halo), b0 : min(width, x1 + halo)],
+                path=path, weights_sha256=weights_sha256, device=device, half=half, n_bands=n_bands,
+            )
+            out[:, y0:y1, x0:x1] = part[:, y0 - a0 : y1 - a0, x0 - b0 : x1 - b0]
+    return out
+
+
+def _predict_whole(
+    block: np.ndarray, *, path: str, weights_sha256: str, device: str, half: bool, n_bands: int
+) -> np.ndarray:
+    """One forward pass over a (year, channel, y, x) tile."""
+    predictor = cached_predictor(path, weights_sha256, device, half)
+    recipe = predictor.recipe
+    terrain = {name: block[0, n_bands + i] for i, name in enumerate(recipe.terrain_sources)}
+    # Several years of one tile go through as one batch, sharing the terrain.
+    return predictor.predict_batch([block[t, :n_bands] for t in range(block.shape[0])], terrain)
+
+
+def round_up(n: int, multiple: int = SIZE_MULTIPLE) -> int:
+    """`n` rounded up to a multiple of `multiple` (default: the network's 16 px size lattice)."""
+    return -(-int(n) // multiple) * multiple
+
+
+def _lattice_chunks(size: int, chunk: int, halo: int) -> tuple[int, ...]:
+    """Chunks of `chunk` px (a multiple of 16), the last merged into its neighbour if thinner than `halo`."""
+    chunks = [chunk] * (size // chunk) + ([size % chunk] if size % chunk else [])
+    if len(chunks) > 1 and chunks[-1] < max(halo, 1):
+        chunks[-2:] = [chunks[-2] + chunks[-1]]
+    return tuple(chunks)
+
+
+FORWARD_WINDOW_PX = {False: 1024, True: 2048}
+"""Largest core one forward pass sees, on CPU (False) and CUDA (True): the D-UNet's fp32 CPU
+forward takes ~2 kB per input pixel (measured: 1.9 GB at 1024^2), so a 1024 px core with a
+128 px halo needs ~3.3 GB per task; fp16 on a GPU about half per pixel, with far more memory."""
+
+
+def probability_cube(
+    cube: xr.Dataset,
+    weights: str | Path,
+    halo: int | None = None,
+    device: str | torch.device | None = None,
+    half: bool | None = None,
+    *,
+    chunk: int | None = None,
+    years_per_block: int = 1,
+    window: int | None = None,
+    card: ModelCard | None = None,
+) -> xr.DataArray:
+    """Lazy (year, y, x) float32 glacier probability of `cube` (a `yearly_cube` Dataset), 0 where no data.
+
+    `halo` (default: the card's measured `halo_px`, else `HALO_BY_ARCHITECTURE` for its architecture) is rounded up to a
+    multiple of 16 (see the module notes); `chunk` (default: the cube's first spatial chunk) is
+    the tile size, rounded up to a multiple of 16 and to at least the halo. `device` defaults to
+    CUDA when this process sees one; `half` defaults to True exactly on CUDA. `window`: the
+    largest core one forward pass sees inside a tile (default `FORWARD_WINDOW_PX`), which bounds
+    a task's memory whatever the chunk size. `card`: the weights' card when the caller has read
+    and checked it already (the pre-flight).
+    """
+    weights = Path(weights).resolve()
+    card = card if card is not None else read_card(weights)
+    recipe = card.recipe
+    device = str(torch.device(device) if device is not None else default_device())
+    half = (torch.device(device).type == "cuda") if half is None else bool(half and torch.device(device).type == "cuda")
+    if halo is None:
+        halo = card.halo_px if card.halo_px is not None else HALO_BY_ARCHITECTURE.get(card.architecture, DEFAULT_HALO)
+    if halo < 0:
+        raise ValueError(f"halo must be >= 0 pixels, got {halo}")
+    halo = round_up(halo)
+    if window is None:
+        window = FORWARD_WINDOW_PX[torch.device(device).type == "cuda"]
+    window = round_up(window)
+
+    refl = cube["reflectance"]
+    bands = [str(b) for b in refl["band"].values]
+    if tuple(bands) != tuple(recipe.bands):
+        missing = [b for b in recipe.bands if b not in bands]
+        if missing:
+            raise ValueError(
+                f"{weights.name} was trained on bands {recipe.bands}; the cube has {bands} (missing {missing}): "
+                "use weights trained for this sensor"
+            )
+        refl = refl.sel(band=list(recipe.bands))
+    absent = [t for t in recipe.terrain_sources if t not in cube]
+    if absent:
+        raise ValueError(f"{weights.name} needs terrain {absent}; the cube has no such variables (build it with yearly_cube)")
+
+    n_years, n_bands, ny, nx = refl.shape
+    if chunk is None:
+        chunk = int(refl.chunks[2][0]) if refl.chunks is not None else max(ny, nx)
+    # map_overlap borrows only from adjacent tiles, so a tile must be at least as wide as the halo.
+    chunk = max(round_up(chunk), halo)
+    ychunks, xchunks = _lattice_chunks(ny, chunk, halo), _lattice_chunks(nx, chunk, halo)
+
+    data = refl.data if isinstance(refl.data, da.Array) else da.from_array(refl.data)
+    data = data.astype(np.float32)
+    planes = [data]
+    for name in recipe.terrain_sources:
+        t = cube[name].data
+        t = t if isinstance(t, da.Array) else da.from_array(t)
+        t = t.astype(np.float32).rechunk((ychunks, xchunks))
+        planes.append(da.broadcast_to(t[None, None], (n_years, 1, ny, nx), chunks=((1,) * n_years, (1,), ychunks, xchunks)))
+    stacked = da.concatenate([p.rechunk({0: years_per_block, 1: -1, 2: ychunks, 3: xchunks}) for p in planes], axis=1)
+    stacked = stacked.rechunk({0: years_per_block, 1: -1, 2: ychunks, 3: xchunks})
+
+    probability = da.map_overlap(
+        predict_block,
+        stacked,
+        # An axis held in one tile has no neighbour to borrow from (and dask refuses a depth larger
+        # than the array: a region narrower than the halo, e.g. a small Landsat area with a 336 px halo).
+        depth={0: 0, 1: 0, 2: halo if len(ychunks) > 1 else 0, 3: halo if len(xchunks) > 1 else 0},
+        boundary="none",
+        trim=True,
+        drop_axis=1,
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), np.float32),
+        path=str(weights),
+        weights_sha256=card.weights_sha256,
+        device=device,
+        half=half,
+        n_bands=n_bands,
+        halo=halo,
+        window=window,
+    )
+    return xr.DataArray(
+        probability,
+        dims=("year", "y", "x"),
+        coords={"year": refl["year"].values, "y": refl["y"].values, "x": refl["x"].values},
+        name="probability",
+        attrs={
+            "long_name": "glacier probability",
+            "units": "1",
+            "weights_sha256": card.weights_sha256,
+            "architecture": card.architecture,
+            "halo": halo,
+        },
+    )
+
+
+def _glacier_ids(outlines: Any, grid: Any, buffer_m: float, chunk: int) -> xr.DataArray:
+    """The inventory (`pipeline.glaciers.inventory.read_inventory`) rasterised on `grid`, outlines grown by `buffer_m`, lazily by store chunk."""
+    from pipeline.glaciers.statistics import rasterize_inventory
+
+    return rasterize_inventory(outlines, grid.transform, grid.shape, grid.crs, buffer_m=buffer_m, chunks=chunk)
+
+
+def _glacier_tiles(outlines: Any, grid: Any, buffer_m: float | None, chunk: int, source: str) -> Any:
+    """The store chunks to infer: those within `buffer_m` of an inventory outline, else all of them."""
+    from catalog.tiling import GlacierTiles, glacier_tiles
+
+    if buffer_m is None or outlines is None:
+        return GlacierTiles.every_tile(grid, chunk)
+    return glacier_tiles(grid, outlines, buffer_m, chunk, source=source)
+
+
+def check_inputs(cfg: Any, sensor: str, weights: str | Path) -> Any:
+    """Refuse, before anything is written, the inputs of `sensor` that would fail a run half-way.
+
+    `pipeline.preflight.preflight` for one sensor with these weights, without an output folder:
+    the weights against their card, the sensor's bands and training domain, the inventory, the
+    DEM tiles over the region, the STAC source. Scenes are not checked here: an unreadable scene
+    is skipped and named in the provenance, not a reason to stop. Returns the `RunInputs`.
+    """
+    from pipeline.preflight import preflight
+
+    return preflight(cfg, None, [sensor], weights={sensor: weights})
+
+
+def infer_to_store(
+    cfg: Any,
+    sensor: str,
+    weights: str | Path,
+    store_url: str | None = None,
+    years: Sequence[int] | None = None,
+    client: Any = None,
+    *,
+    halo: int | None = None,
+    device: str | None = None,
+    chunk_size: int | None = None,
+    take_lock: bool = True,
+    inputs: Any = None,
+) -> dict[str, Any]:
+    """Compute `sensor`'s yearly probabilities for `cfg`'s region into the store at `store_url`.
+
+    Creates the store (or checks an existing one has the same grid and weights), holds its update
+    lock, adds each year with its scene ids and `cfg.digest()`, writes the static terrain layers
+    (and the inventory's `glacier_id`) once and each year's pending units (one Dask task per unit; a rerun finds none and writes
+    nothing). With a distributed `client` whose workers have GPUs, the tasks ask for ``{"GPU": 1}``.
+    `take_lock=False`: the caller already holds the store's lock (a whole `glacierwatch update`).
+    Returns ``{"store", "sensor", "weights_sha256", "years": {year: units written}, "static": [...]}``.
+    """
+    from catalog.cube import unreadable_reads
+    from pipeline.scale.cluster import task_resources
+    from pipeline.store import RegionStore, encode_indices, encode_observed, encode_probability
+    from pipeline.inference.yearly_cube import yearly_cube
+
+    started = time.time()  # skipped reads logged from here on are this call's
+    weights = Path(weights).resolve()
+    if inputs is None or inputs.sensors[sensor].weights != weights:
+        inputs = check_inputs(cfg, sensor, weights)  # before the first write: a refused input leaves the store as it was
+    card = inputs.sensors[sensor].card
+    years = list(years if years is not None else cfg.years)
+    store_url = store_url or cfg.path(cfg.store)
+    grid = cfg.grid(sensor)
+
+    resources = task_resources(client) if client is not None else None
+    if device is None and resources is None and client is not None:
+        device = "cpu"  # no worker has a GPU: do not let a GPU on the client pick the device
+
+    from pipeline.store import DEFAULT_CHUNK
+
+    store = RegionStore(store_url)
+    create = dict(grids={sensor: grid}, weights_sha256=card.weights_sha256, chunk_size=chunk_size or DEFAULT_CHUNK)
+    if not store.exists():
+        # The lock file lives inside the store, so a new store's layout is made before the lock
+        # can be taken (two first runs racing here would both create the same layout).
+        RegionStore.create(store_url, **create)
+    summary: dict[str, Any] = {"store": store.url, "sensor": sensor, "weights_sha256": card.weights_sha256, "years": {}, "static": []}
+    scheduler = None if client is not None else "threads"
+    annotations = {"resources": resources} if resources else {}
+    held = store.lock(f"inference {sensor} {years[0]}-{years[-1]}") if take_lock else contextlib.nullcontext()
+    with held:
+        store = RegionStore.create(store_url, **create)  # refuses another grid or other weights
+        chunk = store.chunk_size
+        cube = yearly_cube(cfg, sensor, years=years, chunks=chunk, dem_items=inputs.dem_items or None)
+        terrain = {name: cube[var] for name, var in (("dem", "elevation"), ("slope", "slope"), ("aspect", "aspect"))
+                   if not store.static_complete(sensor, name)}
+        store.write_statics(sensor, terrain)  # in one compute: the three layers read the DEM tiles once
+        summary["static"] += list(terrain)
+        outlines = inputs.inventory
+        if outlines is not None and not store.static_complete(sensor, "glacier_id"):
+            store.write_static(sensor, "glacier_id", _glacier_ids(outlines, grid, cfg.analysis.glacier_buffer_m, chunk))
+            summary["static"].append("glacier_id")
+        tiles = _glacier_tiles(outlines, grid, cfg.tiling.buffer_m, chunk, source=f"inventory {inputs.inventory_path}")
+        summary["tiles"] = {"inferred": tiles.n_tiles, "total": tiles.n_tiles_total, "fraction_of_pixels": tiles.fraction_read,
+                            "buffer_m": tiles.buffer_m}
+        summary["scenes"] = {int(y): list(cube.attrs["scene_ids"][str(y)]) for y in years}
+        summary["skipped_scenes"] = list(cube.attrs.get("skipped_scenes", []))
+        summary["scale_offset"] = dict(cube.attrs.get("scale_offset", {}))  # per item: what was applied and why
+        for year in years:
+            store.add_year(sensor, year, scene_ids=cube.attrs["scene_ids"][str(year)], config_hash=cfg.digest())
+        pending = {y for y in years if store.pending_units(sensor, [y])}
+        if pending:
+            with dask.annotate(**annotations):
+                probability = probability_cube(
+                    cube.sel(year=sorted(pending)), weights, halo, device=device, chunk=chunk, card=card
+                )
+        work = []  # every year's unit tasks, computed together (store.write_probability, compute=False)
+        for year in years:
+            if year not in pending:
+                summary["years"][year] = 0
+                continue
+            free = store.write_ice_free(sensor, year, tiles.tiles)
+            encoded = probability.sel(year=year).data.map_blocks(encode_probability, dtype=np.uint8)
+            # What was observed, and when, is written by the same unit task as the probability
+            # (DESIGN.md "Observed vs. glacier"): a cloudy pixel or a DEM void is 0 here, not "not glacier".
+            counts = da.asarray(cube["clear_count"].sel(year=year).data)
+            elevation = da.asarray(cube["elevation"].data).rechunk(counts.chunks)
+            observed = da.map_blocks(encode_observed, counts, elevation, dtype=np.uint8)
+            doy = cube["doy"].sel(year=year).data.astype(np.uint16)
+            # The classic index masks of the same composite, by the same task: statistics compare
+            # the model with them per glacier (issue "never guess silently"), from stored layers only.
+            refl = cube["reflectance"].sel(year=year)
+            bands = tuple(str(b) for b in refl["band"].values)
+            refl_data = da.asarray(refl.data)
+            indices = refl_data.rechunk({0: -1}).map_blocks(encode_indices, bands=bands, drop_axis=0, dtype=np.uint8)
+            with dask.annotate(**annotations):
+                written, tasks = store.write_probability(
+                    sensor, year, encoded, observed=observed, doy=doy, indices=indices, tiles=tiles.tiles, compute=False
+                )
+            work += tasks
+            summary["years"][year] = len(written) + len(free)
+        dask.compute(*work, scheduler=scheduler)
+        summary["skipped_scenes"] += _skipped_windows(unreadable_reads(client, since=started), cube.attrs.get("asset_items", {}))
+    return summary
+
+
+def _skipped_windows(reads: list[dict], asset_items: dict) -> list[dict]:
+    """Skipped-scene records (item_id, href, reason, year) for windows that could not be read inside a COG."""
+    records = []
+    for read in reads:
+        owner = asset_items.get(read["href"].split("?")[0])
+        if owner is None:  # another sensor's or another run's scene
+            continue
+        records.append({"item_id": owner.get("item_id", ""), "href": read["href"], "year": owner.get("year"),
+                        "reason": f"a window inside the COG could not be read (left out of that chunk): {read['reason']}"})
+    return records

@@ -1,0 +1,312 @@
+"""What each section of the report shows: its figure, its tables (rows selected and numbers
+formatted here, text escaped by the template) and the CSV files written beside the page.
+
+Each ``*_section`` returns the context its partial template (``templates/<section>.html.j2``) renders,
+or None where the section has nothing to show ("not available"); the prose around the numbers
+lives in the templates. Numbers are formatted here so the page and the tests agree on digits:
+areas 3 decimals, rates 2, retreat 1; "n/a" for a missing value.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+import xarray as xr
+from matplotlib.figure import Figure
+
+from pipeline.outputs.report.figures import embed
+from pipeline.outputs.report.selection import most_different_glacier, ordered_sensors, summary_table
+
+METRICS = ("PA", "UA", "OA", "F1", "IoU")
+FLAG_NAMES = {"flag_area_jump": "area jump", "flag_front_jump": "front jump", "flag_snow": "likely snow"}
+PROVENANCE_TABLES = ("weights", "scenes", "skipped_scenes", "config_yaml")  # shown in their own tables
+RETREAT_FIGURES = (  # table, PNG name, figure function, missing text, caption
+    ("retreat", "retreat_per_glacier", "retreat_per_glacier_figure", "no main-axis retreat per glacier",
+     "Terminus retreat rate per glacier, first to last year, main-axis method (positive: the front "
+     "moved up-glacier); error bars: pixel-geometry uncertainty; colour: the glacier's aspect sector."),
+    ("retreat_by_aspect", "retreat_by_aspect", "retreat_by_aspect_figure", "no retreat by aspect",
+     "Mean retreat rate of the typical glaciers per aspect sector, first to last year; n: glaciers per sector."),
+    ("retreat_by_band", "retreat_by_band", "retreat_by_band_figure", "no retreat by terminus elevation band",
+     "Mean retreat rate of the typical glaciers per elevation band of their first-year terminus; "
+     "error bars: per-glacier uncertainty (systematic, not reduced by n); n: glaciers per band."),
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: Any  # escaped (and credentials masked) by the template
+    numeric: bool = False  # right-aligned
+    bold: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    header: Sequence[str]
+    rows: Sequence[Sequence[Cell]]
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], bold: set[tuple[int, int]] = frozenset(),
+          numeric: Sequence[bool] | None = None) -> Table:
+    """A table for the template; `bold` holds (row, column) positions, `numeric` right-aligns columns."""
+    numeric = numeric or [False] * len(header)
+    return Table(list(header), [[Cell(cell, numeric[j], (i, j) in bold) for j, cell in enumerate(row)]
+                                for i, row in enumerate(rows)])
+
+
+def num(value: Any, digits: int) -> str:
+    """`value` with `digits` decimals; "n/a" when missing."""
+    return "n/a" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+
+def plus_minus(value: Any, err: Any, digits: int) -> str:
+    """"12.345 ± 0.120"; without an error just the value."""
+    if value is None or pd.isna(value):
+        return "n/a"
+    return f"{value:.{digits}f} ± {err:.{digits}f}" if err is not None and pd.notna(err) else f"{value:.{digits}f}"
+
+
+def created_line(provenance: Mapping[str, Any]) -> str:
+    parts = [f"{key}: {provenance[key]}" for key in ("created", "version", "config_hash") if key in provenance]
+    return "; ".join(parts) or "no provenance given"
+
+
+def write_csv(folder: Path, name: str, frame: pd.DataFrame) -> str:
+    """Write `frame` as tables/NAME.csv in `folder`; return NAME for the page's link."""
+    frame.to_csv(folder / "tables" / f"{name}.csv", index=False)
+    return name
+
+
+def draw(figure: str, *args: Any) -> Figure:
+    """The package's figure function `figure` called on `args`. Looked up on `pipeline.outputs.report` when
+    drawn, so that a figure can be replaced there (the tests replace one to check that a failing
+    figure leaves no report)."""
+    return getattr(importlib.import_module("pipeline.outputs.report"), figure)(*args)
+
+
+# --------------------------------------------------------------------------------------------
+# the sections, in page order
+
+
+def summary_section(folder: Path, tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, Any]) -> dict | None:
+    if "total_area" not in tables:
+        return None
+    summary = summary_table(tables, provenance)
+    header = ["Sensor", "Years", "Area first year (km²)", "Area last year (km²)", "Area change (%/a)",
+              "Mean retreat (m/a)", "Glaciers", "Network IoU", "Network OA"]
+    rows = [[r.sensor, f"{r.year0}-{r.year1}", plus_minus(r.area0_km2, r.area0_err_km2, 3),
+             plus_minus(r.area1_km2, r.area1_err_km2, 3), plus_minus(r.get("rate_pct_a"), r.get("rate_err_pct_a"), 2),
+             num(r.get("mean_retreat_m_a"), 1), num(r.get("n_glaciers"), 0), num(r.get("IoU"), 3), num(r.get("OA"), 3)]
+            for _, r in summary.iterrows()]
+    return {"table": table(header, rows, numeric=[False, False] + [True] * 7), "csv": write_csv(folder, "summary", summary)}
+
+
+def map_section(folder: Path, outlines: gpd.GeoDataFrame, dem: xr.DataArray) -> dict | None:
+    if outlines is None or not len(outlines):
+        return None
+    sensor = ordered_sensors(outlines.sensor)[0]
+    caption = (f"{sensor} glacier outlines coloured by year over a hillshade of the DEM (Horn gradient, sun from "
+               f"azimuth 315°, altitude 45°) with elevation contours; labels are glacier ids.")
+    return {"figure": embed(folder, "outline_map", draw("outline_map_figure", outlines, dem, sensor), caption)}
+
+
+def total_area_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict | None:
+    if "total_area" not in tables:
+        return None
+    caption = ("Total glacier area per year and sensor; error bars: area uncertainty (perimeter term and "
+               "classification term, each summed over glaciers, in quadrature: see the table below). Dashed: ordinary "
+               "least-squares trend, with its 95 % confidence interval.")
+    section = {"figure": embed(folder, "total_area", draw("total_area_figure", tables), caption),
+               "csv": write_csv(folder, "total_area", tables["total_area"]),
+               "uncertainty": uncertainty_and_indices(folder, tables), "region": None}
+    change = tables.get("area_change")
+    if change is None or not change.glacier_id.isna().any():
+        return section
+    region = change[change.glacier_id.isna()]
+    header = ["Sensor", "Period", "Area first (km²)", "Area last (km²)", "Change (km²)", "Change (%)",
+              "Rate (%/a)", "OLS trend (km²/a) [95 % CI]", "Theil-Sen (km²/a)"]
+    rows = [[r.sensor, f"{int(r.year0)}-{int(r.year1)}", num(r.area0_km2, 3), num(r.area1_km2, 3),
+             plus_minus(r.change_km2, r.change_err_km2, 3), num(r.change_pct, 2),
+             plus_minus(r.rate_pct_a, r.rate_err_pct_a, 2),
+             f"{num(r.trend_km2_a, 3)} [{num(r.trend_lo_km2_a, 3)}, {num(r.trend_hi_km2_a, 3)}]",
+             num(r.trend_theil_sen_km2_a, 3)]
+            for _, r in region.set_index("sensor", drop=False).loc[ordered_sensors(region.sensor)].iterrows()]
+    section["region"] = {"table": table(header, rows, numeric=[False, False] + [True] * 7),
+                         "csv": write_csv(folder, "area_change", change)}
+    return section
+
+
+def uncertainty_and_indices(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
+    """The two area-uncertainty terms per sensor-year, the two retreat-uncertainty terms, and where
+    the model disagrees with NDSI and red/SWIR (each None where its columns are missing)."""
+    from pipeline.glaciers.statistics import index_agreement
+
+    out = {"area_terms": None, "retreat_terms": None, "indices": None}
+    total = tables.get("total_area")
+    if total is not None and {"area_err_perimeter_km2", "area_err_class_km2"} <= set(total.columns):
+        rows = [[r.sensor, int(r.year), num(r.area_km2, 3), num(r.area_err_perimeter_km2, 3),
+                 num(r.area_err_class_km2, 3), num(r.area_err_km2, 3)]
+                for r in total.sort_values(["sensor", "year"]).itertuples(index=False)]
+        out["area_terms"] = table(["Sensor", "Year", "Area (km²)", "± perimeter (km²)", "± classification (km²)",
+                                   "± total (km²)"], rows, numeric=[False, False] + [True] * 4)
+    retreat = tables.get("retreat")
+    if retreat is not None and len(retreat) and {"rate_err_pixel_m_a", "rate_err_front_m_a"} <= set(retreat.columns):
+        overall = retreat[(retreat["method"] == "main_axis") & (retreat["period"] == "overall")]
+        rows = [[sensor, str(len(g)), num(g.rate_err_pixel_m_a.median(), 2), num(g.rate_err_front_m_a.median(), 2),
+                 num(g.rate_err_m_a.median(), 2)] for sensor, g in overall.groupby("sensor")]
+        out["retreat_terms"] = table(["Sensor", "Glaciers", "± pixel (m/a)", "± front (m/a)", "± total (m/a)"], rows,
+                                     numeric=[False] + [True] * 4)
+    areas = tables.get("areas")
+    if areas is not None and "flag_index_disagreement" in areas.columns and areas["index_disagreement"].notna().any():
+        rows = [[r.sensor, num(r.index_model_km2, 3), num(r.ndsi_km2, 3), num(r.ratio_km2, 3),
+                 num(r.model_to_ndsi, 2), f"{r.n_flagged} of {r.n_compared}", "yes" if r.extreme else "no"]
+                for r in index_agreement(areas).itertuples(index=False)]
+        indices = {"region": table(["Sensor", "Model (km²)", "NDSI (km²)", "Red/SWIR (km²)", "Model / NDSI",
+                                    "Glacier-years flagged", "Extreme"], rows, numeric=[False] + [True] * 5 + [False]),
+                   "flagged": None}
+        flagged = areas[areas["flag_index_disagreement"].fillna(False).astype(bool)].sort_values(["sensor", "glacier_id", "year"])
+        if len(flagged):
+            rows = [[r.sensor, int(r.glacier_id), int(r.year), num(r.area_km2, 3), num(r.index_model_km2, 3),
+                     num(r.ndsi_km2, 3), num(r.ratio_km2, 3), num(r.index_disagreement, 2)]
+                    for r in flagged.itertuples(index=False)]
+            indices["flagged"] = {"table": table(["Sensor", "Glacier", "Year", "Area (km²)", "Model, compared (km²)",
+                                                  "NDSI (km²)", "Red/SWIR (km²)", "Disagreement"], rows,
+                                                 numeric=[False] + [True] * 7),
+                                  "csv": write_csv(folder, "index_disagreement", flagged)}
+        out["indices"] = indices
+    return out
+
+
+def band_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict | None:
+    if "area_by_band" not in tables:
+        return None
+    caption = ("Change of glacier area per elevation band from the first to the last year (red: loss); bands "
+               "are [low, high) in m a.s.l., pixels without DEM are left out.")
+    bands = tables["area_by_band"]
+    return {"figure": embed(folder, "area_change_by_band", draw("band_change_figure", bands), caption),
+            "csv": write_csv(folder, "area_by_band", bands)}
+
+
+def aspect_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict | None:
+    if "area_by_aspect" not in tables:
+        return None
+    caption = ("Glacier area per aspect sector, first year (black outline) and last year (filled). Pixel method: "
+               "each pixel's area to its own sector (flat pixels left out); glacier method: a glacier's whole "
+               "area to the sector of its mean aspect.")
+    aspect = tables["area_by_aspect"]
+    return {"figure": embed(folder, "area_by_aspect", draw("aspect_rose_figure", aspect), caption),
+            "csv": write_csv(folder, "area_by_aspect", aspect)}
+
+
+def retreat_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
+    """Each retreat figure with its table (or what is missing), then the glacier-quality lists."""
+    parts = []
+    for name, png, figure, missing, caption in RETREAT_FIGURES:
+        if name in tables and (tables[name].method == "main_axis").any():
+            parts.append({"figure": embed(folder, png, draw(figure, tables[name]), caption),
+                          "csv": write_csv(folder, name, tables[name])})
+        else:
+            parts.append({"missing": missing})
+    return {"parts": parts, "quality": quality(folder, tables)}
+
+
+def quality(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
+    """Glaciers whose terminus or change could not be measured (``failures``) and glacier-years
+    off their own series (``areas`` plausibility flags, `pipeline.glaciers.plausibility`)."""
+    out = {"failures": None, "flagged": None}
+    failures = tables.get("failures")
+    if failures is not None and len(failures):
+        out["failures"] = {"count": len(failures), "csv": write_csv(folder, "failures", failures),
+                           "table": table(["Glacier", "Sensor", "Task", "Reason"],
+                                          [[r.glacier_id, r.sensor, r.task, r.reason] for r in failures.itertuples()])}
+    areas = tables.get("areas")
+    cols = [c for c in FLAG_NAMES if areas is not None and c in areas]
+    flagged = areas[areas[cols].eq(True).any(axis=1)] if cols else pd.DataFrame()
+    if len(flagged):
+        rows = [[r["glacier_id"], r["sensor"], int(r["year"]), num(r["area_km2"], 3),
+                 ", ".join(FLAG_NAMES[c] for c in cols if r[c] == True)]  # noqa: E712 (True, not NaN)
+                for _, r in flagged.iterrows()]
+        out["flagged"] = table(["Glacier", "Sensor", "Year", "Area (km²)", "Flags"], rows,
+                               numeric=[False, False, False, True, False])
+    return out
+
+
+def accuracy_table(accuracy: pd.DataFrame) -> Table:
+    """Every row, 3 decimals; the best value of each metric within a zone and year in bold."""
+    rank = {s: i for i, s in enumerate(ordered_sensors(accuracy.sensor))}
+    acc = accuracy.assign(_zone=accuracy.zone != "all", _sensor=accuracy.sensor.map(rank))
+    acc = acc.sort_values(["_zone", "zone", "year", "_sensor", "model"]).reset_index(drop=True)
+    header = ["Zone", "Year", "Sensor", "Model", *METRICS, "Pixels"]
+    rows = [[r.zone, int(r.year), r.sensor, r.model, *(num(r[m], 3) for m in METRICS), f"{int(r.n_pixels):,}"]
+            for _, r in acc.iterrows()]
+    bold = set()
+    for _, group in acc.groupby(["zone", "year"]):
+        for j, metric in enumerate(METRICS):
+            best = group[metric].max()
+            bold |= {(i, 4 + j) for i in group.index[group[metric] == best]} if pd.notna(best) else set()
+    return table(header, rows, bold=bold, numeric=[False] * 4 + [True] * 6)
+
+
+def sensor_section(folder: Path, tables: Mapping[str, pd.DataFrame], outlines: gpd.GeoDataFrame,
+                   dem: xr.DataArray) -> dict:
+    """The accuracy table (None without a truth) and the glacier whose outlines differ most (None
+    without two sensors' outlines of one glacier and year)."""
+    out = {"accuracy": None, "difference": None}
+    if "accuracy" in tables:
+        out["accuracy"] = {"table": accuracy_table(tables["accuracy"]),
+                           "csv": write_csv(folder, "accuracy", tables["accuracy"])}
+    sensors = ordered_sensors(outlines.sensor)[:2] if outlines is not None and len(outlines) else []
+    row = most_different_glacier(outlines, sensors) if len(sensors) == 2 else None
+    if row is not None:
+        caption = (f"Glacier {row.glacier_id} in {row.year}, the largest symmetric difference between the {sensors[0]} "
+                   f"and {sensors[1]} outlines ({row.difference_km2:.3f} km²), zoomed on its tongue (its lowest 15 %).")
+        out["difference"] = embed(folder, "sensor_difference",
+                                  draw("sensor_difference_figure", outlines, dem, sensors), caption)
+    return out
+
+
+def scene_rows(scenes: Mapping[str, Any]) -> list[list[Any]]:
+    return [[sensor, year, len(ids), ", ".join(map(str, ids))]
+            for sensor, per_year in scenes.items() for year, ids in sorted(per_year.items())]
+
+
+def skipped_rows(skipped: Mapping[str, Any]) -> list[list[Any]]:
+    """Skipped scenes as (sensor, year, scene, reason): {year: [...]} per sensor, or a plain list."""
+    rows = []
+    for sensor, entries in skipped.items():
+        per_year = entries.items() if isinstance(entries, Mapping) else [("", entries)]
+        for year, items in per_year:
+            for item in items:
+                if isinstance(item, Mapping):
+                    name = item.get("item_id", item.get("id", ""))
+                    rows.append([sensor, year, name, item.get("reason", "")])
+                else:
+                    rows.append([sensor, year, item, ""])
+    return rows
+
+
+def provenance_section(provenance: Mapping[str, Any]) -> dict:
+    """Scalars as one key/value table, weights, scenes and skipped scenes as tables, any other
+    nested entry as it comes (the template nests dicts and lists), the config YAML verbatim."""
+    other = {k: v for k, v in provenance.items() if k not in PROVENANCE_TABLES}
+    scalars = {k: v for k, v in other.items() if not isinstance(v, (Mapping, list, tuple))}
+    weights = provenance.get("weights") or {}
+    keys = list(dict.fromkeys(k for w in weights.values() for k in w))
+    scenes = provenance.get("scenes") or {}
+    skipped = skipped_rows(provenance.get("skipped_scenes") or {})
+    return {
+        "scalars": table(["Key", "Value"], list(scalars.items())) if scalars else None,
+        "weights": table(["Sensor", *keys], [[s, *(w.get(k, "") for k in keys)] for s, w in weights.items()])
+        if weights else None,
+        "scenes": table(["Sensor", "Year", "Scenes", "Scene ids"], scene_rows(scenes), numeric=[False, False, True, False])
+        if scenes else None,
+        "skipped": table(["Sensor", "Year", "Scene", "Reason"], skipped) if skipped else None,
+        "nested": {k: v for k, v in other.items() if k not in scalars},
+        "has_config": "config_yaml" in provenance,
+        "config_yaml": provenance.get("config_yaml"),
+    }

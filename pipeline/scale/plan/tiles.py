@@ -1,0 +1,59 @@
+"""Which store tiles a run would write: those within the buffer of the inventory's outlines, or all of the bbox.
+
+Reads only the outlines near the region (a continental inventory stays on disk) and hands them
+to `catalog.tiling.glacier_tiles`, the same selection the run makes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import geopandas as gpd
+from shapely.geometry import box
+
+from catalog.grid import TargetGrid
+from catalog.tiling import GlacierTiles, TilingError, glacier_tiles
+from pipeline.config import Config
+
+
+def outlines_near(path: Path, grid: TargetGrid, buffer_m: float) -> gpd.GeoDataFrame:
+    """The inventory's outlines near the grid (a region's worth of a continental file, not all of it)."""
+    # Not pipeline.glaciers.inventory.read_inventory: it reads and checks all of a file (ids, repairs); a plan needs only nearby shapes.
+    west, south, east, north = grid.lonlat_bounds()
+    dlat = buffer_m / 110_000
+    dlon = dlat / max(math.cos(math.radians(max(abs(south), abs(north)))), 0.01)
+    around = gpd.GeoSeries([box(west - dlon, south - dlat, east + dlon, north + dlat)], crs=4326)
+    if path.suffix == ".parquet":
+        outlines = gpd.read_parquet(path)
+        near = outlines[outlines.intersects(around.to_crs(outlines.crs).iloc[0])] if outlines.crs and len(outlines) else outlines
+    else:
+        near = gpd.read_file(path, bbox=around)
+    if len(near) == 0:
+        raise TilingError(
+            f"inventory {path} has no outline within {buffer_m:g} m of the region "
+            f"(lon/lat {[round(v, 4) for v in (west, south, east, north)]}): point `inventory` at the outlines of "
+            "this region, or change region.bbox"
+        )
+    return near
+
+
+def planned_tiles(cfg: Config, grid: TargetGrid, buffer_m: float | None, tile_px: int, cache: dict) -> tuple[GlacierTiles, str]:
+    """The store tiles a run would write on `grid`, and how they were chosen (`cache`: outlines by inventory path)."""
+    path = Path(cfg.inventory_path())
+    if buffer_m is None:
+        return GlacierTiles.every_tile(grid, tile_px), "all tiles of the bbox: tiling.buffer_m is null"
+    if not path.is_file():
+        why = (
+            "the embedded area's inventory is written by `glacierwatch synth`" if cfg.inventory.path is None
+            else "set `inventory` to the region's outlines"
+        )
+        return GlacierTiles.every_tile(grid, tile_px), f"all tiles of the bbox: no inventory at {path} ({why})"
+    if path not in cache:
+        cache[path] = outlines_near(path, grid, buffer_m)
+    tiles = glacier_tiles(grid, cache[path], buffer_m, tile_px, source=f"inventory {path}")
+    how = f"tiles within {buffer_m:g} m of the {len(cache[path])} outlines of {path.name} near the region"
+    if tiles.outlines_outside:
+        how += f" ({tiles.outlines_outside} of them farther from the grid, ignored)"
+    return tiles, how
+

@@ -1,0 +1,42 @@
+"""Training labels: the truth where there is one, or "labels produced by a program" (paper §2.2).
+
+On the synthetic area the truth masks are exact. On real imagery there is no truth: the label
+is the inventory outline intersected with a band-ratio ice mask (red/SWIR > 2 or NDSI > 0.4),
+which keeps the inventory's knowledge of where glaciers are and the image's knowledge of this
+year's ice - and, like the paper's program, misses debris-covered ice the ratio cannot see.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from affine import Affine
+
+from pipeline.model.inputs import spectral_index
+from pipeline.glaciers.inventory import read_inventory
+from pipeline.glaciers.statistics import rasterize_inventory
+
+
+def truth_labels(truth: xr.Dataset) -> xr.DataArray:
+    """0/1 glacier labels (year, y, x) from catalog.synthetic.truth_on_grid: glacier where >= half a pixel is."""
+    return (truth.glacier_fraction >= 0.5).astype(np.uint8).rename("label")
+
+
+def program_labels(
+    inventory_path: str | Path, cube: xr.Dataset, bands: tuple[str, ...], id_field: str = "glacier_id"
+) -> xr.DataArray:
+    """0/1 labels (year, y, x): inventory outline (no buffer) AND a band-ratio/NDSI ice mask of each year."""
+    inventory = read_inventory(inventory_path, id_field)
+    transform = Affine(*cube.attrs["transform"])
+    shape = (cube.sizes["y"], cube.sizes["x"])
+    inside = rasterize_inventory(inventory, transform, shape, cube.attrs["crs"], buffer_m=0.0).values > 0
+    labels = []
+    for year in cube.year.values:
+        refl = cube.reflectance.sel(year=year).values
+        ratio = spectral_index(refl, bands, "red_swir_ratio")
+        ndsi = spectral_index(refl, bands, "ndsi")
+        ice = (np.nan_to_num(ratio) > 2.0) | (np.nan_to_num(ndsi) > 0.4)
+        labels.append(inside & ice)
+    return xr.DataArray(np.stack(labels).astype(np.uint8), dims=("year", "y", "x"), coords={"year": cube.year}, name="label")

@@ -1,0 +1,353 @@
+"""Train on the world (catalog.synthetic.world) and score on glaciers no training scene holds.
+
+Why: a network scored on other years or crops of its training scenes is scored on glaciers it
+has memorised (persistence scores as well). Here the splits are by seed range and terrain:
+training scenes take their relief from anywhere (real Ötztal relief and procedural), validation
+and test scenes are procedural only and drawn from disjoint seed ranges, so every test glacier,
+its terrain, elevation range, latitude, date and atmosphere are new to the network. Validation
+scenes fit the temperature that calibrates the probabilities; test scenes give the accuracy
+table, with band ratio and NDSI (and any other trained network) beside the model, and with
+debris-covered termini and shadowed ice as their own zones. Persistence needs a previous year:
+world scenes are single dates, so it is scored on the embedded area's years instead
+(pipeline.training.from_config).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+from affine import Affine
+from scipy import ndimage, optimize
+
+from catalog.providers import REFLECTANCE_BANDS
+from catalog.terrain import horn_slope_deg
+from pipeline.glaciers.accuracy import AccuracyMetrics, confusion_counts
+from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
+from pipeline.model.dunet import SegmentationUNet
+from pipeline.model.inputs import InputRecipe, fit_normalisation
+from pipeline.model.predictor import Predictor, TorchPredictor
+from pipeline.model.weights import TrainingDomain, load_model, save_weights
+from pipeline.training.fit import TrainingConfig, train
+
+TRAIN_SEEDS, VALID_SEEDS, TEST_SEEDS = 0, 100_000, 200_000
+"""First seed of each split: the ranges never meet, so no scene is in two splits."""
+WORLD_INDICES = ("ndsi", "ndwi")
+WORLD_TERRAIN = ("slope", "relative_elevation")
+"""No absolute elevation: both terrain channels are unchanged by a regional shift of the DEM."""
+ZONE_HALO_PX = 5
+"""Debris and shadow zones: the truth's debris-covered (shadowed) ice grown by this many pixels,
+so debris-coloured rock (or shadowed rock) called glacier beside it counts against the model."""
+ECE_BINS = 15
+MIN_GLACIER_KM2 = 0.01
+"""Glaciers smaller than this (the minimum mapping unit, as analysis.min_mapping_unit_km2) are not scored for area bias."""
+
+
+@dataclass
+class WorldSample:
+    """One drawn scene in the form training and scoring need."""
+
+    seed: int
+    reflectance: np.ndarray  # (band, y, x) float32
+    terrain: dict[str, np.ndarray]  # elevation (m), slope (deg; NaN rim)
+    label: np.ndarray  # (y, x) bool glacier
+    debris: np.ndarray
+    shadowed_ice: np.ndarray
+    params: dict = field(default_factory=dict)
+
+
+def world_sample(seed: int, sensor: str, size: int, terrain: str = "any") -> WorldSample:
+    from catalog.synthetic.world import draw_scene  # the generator is needed for training only
+
+    scene = draw_scene(seed, sensor, size=size, terrain=terrain)
+    resolution = scene.params["resolution_m"]
+    return WorldSample(
+        seed=seed,
+        reflectance=scene.reflectance,
+        terrain={"elevation": scene.dem, "slope": horn_slope_deg(scene.dem, Affine(resolution, 0, 0, 0, -resolution, 0))},
+        label=scene.glacier,
+        debris=scene.debris,
+        shadowed_ice=scene.shadowed_ice,
+        params=scene.params,
+    )
+
+
+def draw_split(sensor: str, first_seed: int, n: int, size: int, terrain: str) -> list[WorldSample]:
+    return [world_sample(first_seed + i, sensor, size, terrain) for i in range(n)]
+
+
+def area_samples(cfg, sensor: str, years: Sequence[int], size: int, limit: int) -> list[WorldSample]:
+    """Up to `limit` `size`-px samples of a study area's composites in `years`, with its truth as labels.
+
+    For mixing the embedded synthetic area into world training: its conical massif carries
+    glaciers on slopes the world's smoothed ice rarely has, so a network trained on the world
+    alone under-maps it. Samples are taken evenly over the years and the tiling (a fixed stride).
+    """
+    from catalog.synthetic.truth import truth_on_grid
+    from pipeline.training.labels import truth_labels
+    from pipeline.training.samples import cut_samples
+    from pipeline.inference.yearly_cube import yearly_cube
+
+    cube = yearly_cube(cfg, sensor, years=list(years)).compute()
+    truth = truth_on_grid(Path(cfg.path(cfg.synthetic.path)) / "truth", cfg.grid(sensor), list(years))
+    labels = truth_labels(truth)
+    cut = cut_samples(cube, labels.assign_coords(y=cube.y, x=cube.x), list(years), size, size)
+    debris = (truth.debris_fraction >= 0.5).values
+    picks = np.unique(np.linspace(0, len(cut) - 1, min(limit, len(cut))).round().astype(int))
+    out = []
+    for k in picks:
+        year, r, c = cut.origins[k]
+        window = (slice(r, r + size), slice(c, c + size))
+        t = list(years).index(year)
+        out.append(WorldSample(seed=-1, reflectance=cut.reflectance[k].astype(np.float32), terrain=cut.terrain[k],
+                               label=cut.labels[k].astype(bool), debris=debris[t][window],
+                               shadowed_ice=np.zeros((size, size), bool), params={"area": cfg.region.name, "year": year}))
+    return out
+
+
+def model_logits(model: SegmentationUNet, recipe: InputRecipe, sample: WorldSample) -> tuple[np.ndarray, np.ndarray]:
+    """(y, x) logits of a whole sample and its valid mask (the inference path's padding and layout)."""
+    predictor = TorchPredictor(model, recipe, device=next(model.parameters()).device)
+    logits, valid = predictor.logits_batch([sample.reflectance], sample.terrain)
+    return logits[0], valid[0]
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The T minimising the negative log-likelihood of sigmoid(logits / T) (Guo et al. 2017)."""
+    z = logits.astype(np.float64)
+    y = labels.astype(np.float64)
+
+    def nll(log_t: float) -> float:
+        s = z / math.exp(log_t)
+        return float(np.mean(np.logaddexp(0.0, s) - y * s))
+
+    best = optimize.minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
+    return float(math.exp(best.x))
+
+
+def area_matching_shift(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The logit shift b after which z + b >= 0 maps as many pixels as are glacier (validation area unbiased).
+
+    A network trained on a world where snow on rock and snow on a glacier look alike calls the
+    ambiguous pixels "not glacier" (the likelier class): right pixel by pixel, but every glacier
+    comes out too small. Shifting the decision to the quantile that maps the true area removes
+    that bias; the temperature is fitted after the shift, so the probabilities stay calibrated.
+    """
+    z = np.sort(logits.ravel())
+    n_true = int(np.count_nonzero(labels))
+    if n_true == 0:
+        return 0.0
+    if n_true >= z.size:
+        return float(-z[0])
+    return float(-(z[z.size - n_true - 1] + z[z.size - n_true]) / 2.0)  # between the last excluded and first included
+
+
+def expected_calibration_error(probability: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Share-weighted mean |observed frequency - mean probability| over equal-width probability bins."""
+    p = probability.ravel().astype(np.float64)
+    y = labels.ravel().astype(np.float64)
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    count = np.bincount(which, minlength=bins)
+    p_sum = np.bincount(which, p, minlength=bins)
+    y_sum = np.bincount(which, y, minlength=bins)
+    used = count > 0
+    return float(np.sum(np.abs(y_sum[used] - p_sum[used])) / max(p.size, 1))
+
+
+def fold_temperature(model: SegmentationUNet, temperature: float, shift: float = 0.0) -> None:
+    """Make the head output (z + shift) / T: the network then gives calibrated logits itself, so
+    every path that runs it (run, predict, train) is calibrated without knowing about T."""
+    with torch.no_grad():
+        model.head.bias.add_(shift)
+        model.head.weight.div_(temperature)
+        model.head.bias.div_(temperature)
+
+
+def _zones(sample: WorldSample, valid: np.ndarray) -> dict[str, np.ndarray]:
+    grow = np.ones((3, 3), bool)
+    return {
+        "all": valid,
+        "debris": valid & ndimage.binary_dilation(sample.debris, grow, iterations=ZONE_HALO_PX),
+        "shadowed_ice": valid & ndimage.binary_dilation(sample.shadowed_ice, grow, iterations=ZONE_HALO_PX),
+    }
+
+
+def glacier_area_bias(mapped: np.ndarray, label: np.ndarray, valid: np.ndarray, halo_px: int = 3,
+                      min_px: int = 1) -> list[float]:
+    """Per glacier (connected truth body of >= `min_px` pixels): (mapped - true) / true pixels within `halo_px` of it.
+
+    A glacier's zone is its body grown by `halo_px`, cut where another glacier's grown body is
+    nearer (watershed by distance), so neighbours do not share mapped pixels. Bodies below
+    `min_px` (the minimum mapping unit; slivers where an outline grazes the scene) are not glaciers
+    a map is judged on.
+    """
+    bodies, n = ndimage.label(label)
+    if not n:
+        return []
+    distance, (iy, ix) = ndimage.distance_transform_edt(bodies == 0, return_indices=True)
+    owner = np.where(distance <= halo_px, bodies[iy, ix], 0)
+    true = ndimage.sum(label & valid, bodies, range(1, n + 1))
+    found = ndimage.sum(mapped & valid, owner, range(1, n + 1))
+    size = ndimage.sum(label, bodies, range(1, n + 1))
+    return [float((f - t) / t) for f, t, k in zip(found, true, size) if t > 0 and k >= min_px]
+
+
+def score(predictors: Mapping[str, Predictor], samples: Sequence[WorldSample], sensor: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(accuracy rows per model and zone, confusion summed over samples; area bias per glacier)."""
+    counts: dict[tuple[str, str], np.ndarray] = {}
+    bias_rows = []
+    for sample in samples:
+        for name, predictor in predictors.items():
+            probability = predictor.predict(sample.reflectance, sample.terrain)
+            mapped = probability >= 0.5
+            valid = np.isfinite(sample.reflectance).all(axis=0) & np.isfinite(sample.terrain["slope"])
+            for zone, mask in _zones(sample, valid).items():
+                key = (name, zone)
+                counts[key] = counts.get(key, np.zeros((2, 2), np.int64)) + confusion_counts(mapped, sample.label, mask)
+            min_px = max(1, round(MIN_GLACIER_KM2 * 1e6 / sample.params["resolution_m"] ** 2))
+            for i, b in enumerate(glacier_area_bias(mapped, sample.label, valid, min_px=min_px)):
+                bias_rows.append({"model": name, "seed": sample.seed, "glacier": i, "area_bias": b})
+    rows = []
+    for (name, zone), c in counts.items():
+        m = AccuracyMetrics.from_confusion(c).as_dict()
+        rows.append({"model": name, "zone": zone, "sensor": sensor, **m})
+    return pd.DataFrame(rows), pd.DataFrame(bias_rows, columns=["model", "seed", "glacier", "area_bias"])
+
+
+@dataclass
+class WorldTrainingRun:
+    weights: Path
+    accuracy: pd.DataFrame
+    area_bias: pd.DataFrame
+    calibration: dict[str, float]
+    seconds: float
+
+
+def world_recipe(sensor: str, terrain: Sequence[str] = WORLD_TERRAIN) -> InputRecipe:
+    return InputRecipe(bands=REFLECTANCE_BANDS[sensor], indices=WORLD_INDICES, terrain=tuple(terrain))
+
+
+def train_on_world(
+    sensor: str,
+    out_dir: str | Path,
+    *,
+    n_train: int = 48,
+    n_valid: int = 24,
+    n_test: int = 16,
+    size: int = 256,
+    config: TrainingConfig | None = None,
+    compare: Sequence[TrainingConfig] = (),
+    terrain: Sequence[str] = WORLD_TERRAIN,
+    resume: bool = False,
+    area=None,
+    console: Console | None = None,
+) -> WorldTrainingRun:
+    """Draw the splits, train `config`'s network (and each of `compare`), calibrate on validation,
+    score everything on the test scenes, and write weights + card + accuracy.csv + area_bias.csv.
+
+    `resume`: a network whose last epoch's checkpoint is already in `out_dir` is loaded, not trained.
+    `area`: a config of the embedded synthetic area, whose years except `training.test_years` are
+    mixed into training (at most half as many samples as world scenes); the card's domain is then
+    "mixed". Validation, calibration and the test table stay on the world.
+    """
+    console = console or Console()
+    config = config or TrainingConfig(architecture="dunet-deep", base=16, crop_size=128, variants=2, focal_alpha=0.5,
+                                      max_epochs=12, lr_decay=0.9, test_fraction=0.0, loss_threshold=0.0)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    console.print(f"world scenes ({sensor}, {size} px): {n_train} training, {n_valid} validation, {n_test} test ...")
+    train_set = draw_split(sensor, TRAIN_SEEDS, n_train, size, "any")
+    valid_set = draw_split(sensor, VALID_SEEDS, n_valid, size, "procedural")
+    test_set = draw_split(sensor, TEST_SEEDS, n_test, size, "procedural")
+    if area is not None:
+        area_years = [y for y in area.years if y not in area.training.test_years]
+        mixed = area_samples(area, sensor, area_years, size, max(1, n_train // 2))
+        console.print(f"  + {len(mixed)} samples of {area.region.name} ({area_years[0]}-{area_years[-1]})")
+        train_set = train_set + mixed
+    recipe = fit_normalisation(world_recipe(sensor, terrain), ((s.reflectance, s.terrain) for s in train_set))
+    built = [recipe.build_inputs(s.reflectance, s.terrain) for s in train_set]
+    labels = [s.label.astype(np.float32) for s in train_set]
+    resolution = train_set[0].params["resolution_m"]
+    described = (
+        f"glacierwatch training world (catalog.synthetic.world), {sensor} at {resolution:g} m: "
+        f"{n_train} scenes of {size} px (seeds {TRAIN_SEEDS}-{TRAIN_SEEDS + n_train - 1}, real and procedural relief)"
+        + (f" + {len(train_set) - n_train} samples of the embedded area {area.region.name} ({area_years[0]}-{area_years[-1]}, truth labels)"
+           if area is not None else "")
+        + f"; calibrated on {n_valid} (seeds {VALID_SEEDS}+), scored on {n_test} held-out procedural scenes (seeds {TEST_SEEDS}+)"
+    )
+    predictors: dict[str, Predictor] = {}
+    calibration: dict[str, float] = {}
+    main_model = None
+    for cfg in (config, *compare):
+        console.print(f"training {cfg.architecture} (base {cfg.base}, {cfg.max_epochs} epochs) ...")
+        t0 = time.perf_counter()
+        last = out_dir / cfg.architecture / f"epoch_{cfg.max_epochs:03d}.safetensors"
+        if resume and last.is_file():
+            model, card = load_model(last)
+            if card.recipe != recipe:
+                raise ValueError(f"{last} was trained on another input recipe than this run's: remove it or drop --resume")
+            console.print(f"  resumed from {last}")
+        else:
+            model = train([i for i, _ in built], labels, recipe, cfg, out_dir / cfg.architecture,
+                          valid=[v for _, v in built], training_data=described).model
+        pairs = [model_logits(model, recipe, s) for s in valid_set]
+        z = np.concatenate([lz[v] for (lz, v) in pairs])
+        y = np.concatenate([s.label[v] for (_, v), s in zip(pairs, valid_set)])
+        # the median of each scene's own shift: a few validation scenes under fresh snow (all of it
+        # "not glacier") would otherwise pull every map down (pooled, Landsat's shift was -0.6)
+        per_scene = [area_matching_shift(lz[v], s.label[v]) for (lz, v), s in zip(pairs, valid_set) if s.label[v].any()]
+        shift = float(np.median(per_scene)) if per_scene else 0.0
+        temperature = fit_temperature(z + shift, y)
+        cal = {
+            "shift": shift,
+            "temperature": temperature,
+            "ece_before": expected_calibration_error(1 / (1 + np.exp(-z)), y),
+            "ece_after": expected_calibration_error(1 / (1 + np.exp(-(z + shift) / temperature)), y),
+            "valid_area_bias_before": float(np.count_nonzero(z >= 0) / max(np.count_nonzero(y), 1) - 1),
+            "valid_area_bias_after": float(np.count_nonzero(z + shift >= 0) / max(np.count_nonzero(y), 1) - 1),
+            "train_seconds": time.perf_counter() - t0,
+        }
+        fold_temperature(model, temperature, shift)
+        predictors[cfg.architecture] = TorchPredictor(model, recipe)
+        calibration[cfg.architecture] = cal
+        if main_model is None:
+            main_model = model
+        console.print(f"  {cfg.architecture}: shift {shift:+.2f} (validation area bias {cal['valid_area_bias_before']:+.1%} -> "
+                      f"{cal['valid_area_bias_after']:+.1%}), "
+                      f"T = {temperature:.2f}, ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}")
+    bands = REFLECTANCE_BANDS[sensor]
+    predictors |= {"band_ratio": BandRatioPredictor(bands), "ndsi": NDSIPredictor(bands)}
+    accuracy, bias = score(predictors, test_set, sensor)
+    accuracy.to_csv(out_dir / "accuracy.csv", index=False)
+    bias.to_csv(out_dir / "area_bias.csv", index=False)
+    ours = accuracy[accuracy.model == config.architecture].set_index("zone")
+    our_bias = bias[bias.model == config.architecture].area_bias
+    metrics = {f"held_out_{zone}_{m}": float(ours.loc[zone, m]) for zone in ours.index for m in ("PA", "UA", "IoU", "F1")}
+    metrics |= {f"calibration_{k}": v for k, v in calibration[config.architecture].items()}
+    metrics |= {"held_out_area_bias_median": float(our_bias.median()) if len(our_bias) else float("nan"),
+                "held_out_area_bias_within_3pct": float((our_bias.abs() <= 0.03).mean()) if len(our_bias) else float("nan")}
+    metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
+    elevations = np.concatenate([s.terrain["elevation"].ravel() for s in train_set])
+    latitudes = [s.params["latitude_deg"] for s in train_set if "latitude_deg" in s.params]
+    if area is not None:
+        latitudes += [area.region.bbox[1], area.region.bbox[3]]
+    domain = TrainingDomain(
+        kind="mixed" if area is not None else "world",
+        sensors=(sensor,),
+        resolution_m=resolution,
+        elevation_m=(float(np.nanmin(elevations)), float(np.nanmax(elevations))),
+        latitude_deg=(float(min(latitudes)), float(max(latitudes))),
+        regions=("glacierwatch training world", *((f"{area.region.name} (synthetic)",) if area is not None else ())),
+    )
+    weights = out_dir / f"{sensor}-{config.architecture}.safetensors"
+    save_weights(main_model, recipe, weights, dtype=torch.float16, training_data=described, seed=config.seed,
+                 metrics=metrics, domain=domain)
+    return WorldTrainingRun(weights, accuracy, bias, calibration, time.perf_counter() - started)
