@@ -45,7 +45,7 @@ from rich.console import Console
 from rich.text import Text
 
 from catalog.redact import redact
-from pipeline.glaciers.analysis import TRUTH, analyse_store
+from pipeline.glaciers.analysis import analyse_store
 from pipeline.config import Config
 from pipeline.glaciers.inventory import attach_inventory_ids, inventory_ids
 from pipeline.glaciers.outline_stats import write_tables
@@ -319,60 +319,3 @@ def count_skipped_scenes(tables: dict[str, pd.DataFrame], skipped: dict[str, lis
     return out
 
 
-def _index_flags(areas: pd.DataFrame, sensor: str) -> dict[str, Any]:
-    """``n_index_flagged`` glacier-years and ``index_flagged`` ("id (year, year), ...") of `sensor`
-    whose model mask disagrees with both indices beyond the threshold (``flag_index_disagreement``)."""
-    if not len(areas) or "flag_index_disagreement" not in areas:
-        return {}
-    a = areas[(areas.sensor == sensor) & areas.flag_index_disagreement.fillna(False).astype(bool)]
-    glaciers = [f"{int(g)} ({', '.join(str(int(y)) for y in sorted(sub.year))})" for g, sub in a.groupby("glacier_id", sort=True)]
-    return {"n_index_flagged": len(a), "index_flagged": ", ".join(glaciers)}
-
-
-def summary_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per sensor (and the truth): total area first and last year, trend, mean first-to-last
-    terminus retreat rate (main-axis method), mean accuracy over the years (all pixels).
-
-    Years whose region total is flagged as unobserved (``total_area.flag_unobserved``) are not
-    a first or last area (a cloudy year is not a loss); they are named in ``years`` and
-    ``flagged_years``. ``index_flagged`` names the glaciers (and years) whose model mask
-    disagrees with NDSI and red/SWIR beyond ``analysis.max_index_disagreement``
-    (``areas.flag_index_disagreement``), ``n_index_flagged`` counts those glacier-years.
-    ``n_failures``: glaciers whose terminus or change task failed (``failures`` table, ``pipeline.glaciers.tasks``)."""
-    rows = []
-    total = tables.get("total_area", pd.DataFrame())
-    change = tables.get("area_change", pd.DataFrame())
-    retreat = tables.get("retreat", pd.DataFrame())
-    accuracy = tables.get("accuracy", pd.DataFrame())
-    order = {name: i for i, name in enumerate(("sentinel-2", "landsat", TRUTH))}
-    for sensor, t in sorted(total.groupby("sensor"), key=lambda item: order.get(item[0], len(order))):
-        t = t.sort_values("year")
-        flagged = t["flag_unobserved"].fillna(False).astype(bool) if "flag_unobserved" in t else pd.Series(False, index=t.index)
-        left_out = ", ".join(str(int(y)) for y in t.year[flagged])
-        seen = t[~flagged] if (~flagged).any() else t
-        row = {
-            "sensor": sensor,
-            "years": f"{int(t.year.iloc[0])}-{int(t.year.iloc[-1])}" + (f" (without {left_out}: unobserved)" if left_out else ""),
-            "area0_km2": seen.area_km2.iloc[0],
-            "area0_err_km2": seen.area_err_km2.iloc[0],
-            "area1_km2": seen.area_km2.iloc[-1],
-            "area1_err_km2": seen.area_err_km2.iloc[-1],
-            "flagged_years": left_out,
-        }
-        region = change[(change.sensor == sensor) & change.glacier_id.isna()] if len(change) else change
-        if len(region):
-            r = region.iloc[0]
-            row |= {"rate_pct_a": r.rate_pct_a, "rate_err_pct_a": r.rate_err_pct_a, "trend_km2_a": r.trend_km2_a,
-                    "trend_lo_km2_a": r.trend_lo_km2_a, "trend_hi_km2_a": r.trend_hi_km2_a}
-        if len(retreat):
-            first_to_last = (retreat.year0 == t.year.min()) & (retreat.year1 == t.year.max())
-            overall = retreat[(retreat.sensor == sensor) & (retreat.method == "main_axis") & first_to_last]
-            row |= {"mean_retreat_m_a": overall.rate_m_a.mean(), "n_glaciers": int(overall.glacier_id.nunique())}
-        if len(accuracy) and sensor != TRUTH:
-            acc = accuracy[(accuracy.sensor == sensor) & (accuracy.zone == "all")]
-            row |= {"IoU": acc.IoU.mean(), "OA": acc.OA.mean()}
-        row |= _index_flags(tables.get("areas", pd.DataFrame()), sensor)
-        failures = tables.get("failures", pd.DataFrame())  # glaciers whose terminus or change failed (pipeline.glaciers.tasks)
-        row["n_failures"] = int((failures["sensor"] == sensor).sum()) if len(failures) else 0
-        rows.append(row)
-    return pd.DataFrame(rows)

@@ -20,7 +20,7 @@ from pipeline.glaciers.analysis import map_tables
 from pipeline.config import Analysis
 from pipeline.glaciers.outline_stats import horn_aspect_deg
 from pipeline.outputs.report import _quality
-from pipeline.run import summary_table
+from pipeline.glaciers.summary import summary_table
 from pipeline.glaciers.statistics import rasterize_inventory
 from pipeline.glaciers.tasks import Failures, entity_task
 

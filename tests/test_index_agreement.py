@@ -193,7 +193,7 @@ def test_an_extreme_run_stops_naming_the_weights_and_their_domain_unless_the_use
 
 def test_config_defaults_and_summary_names_the_flagged_glaciers():
     from pipeline.config import load_config
-    from pipeline.run import summary_table
+    from pipeline.glaciers.summary import summary_table
 
     analysis = load_config(None).analysis
     assert analysis.max_index_disagreement == 0.5 and analysis.allow_index_disagreement is False

@@ -23,7 +23,8 @@ from pipeline.glaciers.analysis import TABLES, TRUTH
 from pipeline.store.lock import StoreLockedError
 from pipeline.model.weights import WeightsError
 from pipeline.preflight import OUTPUT_MARKER
-from pipeline.run import run_study, summary_table
+from pipeline.glaciers.summary import summary_table
+from pipeline.run import run_study
 from pipeline.store import IncompatibleStoreError, RegionStore
 from conftest import small_run_config, tiny_weights
 

@@ -59,7 +59,8 @@ def check_inputs(cfg: Config, out: Path) -> None:
 
 def run_and_summarise(cfg: Config, out: Path, years: list[int] | None) -> None:
     """Run the study (all years, or `years` only), then print its summary, stage times and warnings."""
-    from pipeline.run import run_study, summary_table
+    from pipeline.glaciers.summary import summary_table
+    from pipeline.run import run_study
 
     result = run_study(cfg, out, years=years, console=console)
     summary = summary_table(result.tables)

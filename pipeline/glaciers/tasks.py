@@ -5,7 +5,7 @@ it, a flat DEM, no tongue along its axis, an empty map) must not sink the run af
 inference. A function decorated with ``@entity_task("terminus")`` runs for one glacier; an
 exception becomes a row of the ``failures`` table (glacier_id, sensor, task, reason) in the
 collector passed as ``failures=``, and the call returns None. The tables then hold every other
-glacier, and the run's summary counts the failures (``run.summary_table``: ``n_failures``).
+glacier, and the run's summary counts the failures (``pipeline.glaciers.summary``: ``n_failures``).
 KeyboardInterrupt and MemoryError are not caught: they are the run's, not the glacier's.
 """
 

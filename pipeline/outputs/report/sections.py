@@ -99,7 +99,7 @@ def summary_section(folder: Path, tables: Mapping[str, pd.DataFrame], provenance
     summary = summary_table(tables, provenance)
     header = ["Sensor", "Years", "Area first year (km²)", "Area last year (km²)", "Area change (%/a)",
               "Mean retreat (m/a)", "Glaciers", "Network IoU", "Network OA"]
-    rows = [[r.sensor, f"{r.year0}-{r.year1}", plus_minus(r.area0_km2, r.area0_err_km2, 3),
+    rows = [[r.sensor, r.years, plus_minus(r.area0_km2, r.area0_err_km2, 3),
              plus_minus(r.area1_km2, r.area1_err_km2, 3), plus_minus(r.get("rate_pct_a"), r.get("rate_err_pct_a"), 2),
              num(r.get("mean_retreat_m_a"), 1), num(r.get("n_glaciers"), 0), num(r.get("IoU"), 3), num(r.get("OA"), 3)]
             for _, r in summary.iterrows()]

@@ -1,7 +1,8 @@
 """Which rows of the run's tables the report speaks about: sensor order, the first-to-last-year
-retreat and period, the network's row of the accuracy table, the region's change row, the summary
-table and the glacier whose two sensors disagree most. Shared by the figures and the sections,
-so a figure and the table beside it always show the same rows.
+retreat and period, the region's change row and the glacier whose two sensors disagree most.
+Shared by the figures and the sections, so a figure and the table beside it always show the same
+rows. Sensor order, the network's accuracy rows and the summary table are the run's
+(`pipeline.glaciers.summary`), so the report's summary is the one `glacierwatch run` prints.
 
 Retreat "first to last year" is, per glacier, the main-axis row with the longest period: the
 ``overall`` row, or the single ``consecutive`` one when a glacier has two years only.
@@ -10,20 +11,15 @@ Retreat "first to last year" is, per glacier, the main-axis row with the longest
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import geopandas as gpd
 import pandas as pd
 import shapely
 
-SENSOR_ORDER = ("sentinel-2", "landsat")
-BASELINE_MODELS = ("band_ratio", "ndsi")  # accuracy rows that are not the network
+from pipeline.glaciers.summary import BASELINE_MODELS, SENSOR_ORDER, network_model, ordered_sensors, summary_table
 
-
-def ordered_sensors(sensors: Sequence[str] | pd.Series) -> list[str]:
-    """Distinct sensors, Sentinel-2 then Landsat then the rest (e.g. the truth) by name."""
-    distinct = sorted(set(sensors))
-    return [s for s in SENSOR_ORDER if s in distinct] + [s for s in distinct if s not in SENSOR_ORDER]
+__all__ = ["BASELINE_MODELS", "SENSOR_ORDER", "first_to_last_period", "first_to_last_retreat", "most_different_glacier",
+           "network_model", "ordered_sensors", "region_change", "summary_table"]
 
 
 def region_change(tables: Mapping[str, pd.DataFrame], sensor: str) -> pd.Series | None:
@@ -47,40 +43,6 @@ def first_to_last_period(summary: pd.DataFrame) -> pd.DataFrame:
     y0 = main.sensor.map(main.groupby("sensor").year0.min())
     y1 = main.sensor.map(main.groupby("sensor").year1.max())
     return main[(main.year0 == y0) & (main.year1 == y1)]
-
-
-def network_model(accuracy: pd.DataFrame, sensor: str, provenance: Mapping[str, Any]) -> str | None:
-    """The network's name in the accuracy table: the weights' architecture, else the first non-baseline model."""
-    models = list(dict.fromkeys(accuracy.loc[accuracy.sensor == sensor, "model"]))
-    architecture = provenance.get("weights", {}).get(sensor, {}).get("architecture")
-    if architecture in models:
-        return architecture
-    return next((m for m in models if m not in BASELINE_MODELS), models[0] if models else None)
-
-
-def summary_table(tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, Any]) -> pd.DataFrame:
-    """Per sensor: total area first and last year, change rate, trend, mean retreat rate, network accuracy."""
-    total = tables["total_area"]
-    retreat = first_to_last_retreat(tables["retreat"]) if "retreat" in tables else None
-    accuracy = tables.get("accuracy")
-    rows = []
-    for sensor in ordered_sensors(total.sensor):
-        t = total[total.sensor == sensor].sort_values("year")
-        row = {"sensor": sensor, "year0": int(t.year.iloc[0]), "year1": int(t.year.iloc[-1]),
-               "area0_km2": t.area_km2.iloc[0], "area0_err_km2": t.area_err_km2.iloc[0],
-               "area1_km2": t.area_km2.iloc[-1], "area1_err_km2": t.area_err_km2.iloc[-1]}
-        region = region_change(tables, sensor)
-        if region is not None:
-            row |= {"rate_pct_a": region.rate_pct_a, "rate_err_pct_a": region.rate_err_pct_a,
-                    "trend_km2_a": region.trend_km2_a}
-        if retreat is not None and (retreat.sensor == sensor).any():
-            r = retreat[retreat.sensor == sensor]
-            row |= {"mean_retreat_m_a": r.rate_m_a.mean(), "n_glaciers": r.glacier_id.nunique()}
-        if accuracy is not None and (model := network_model(accuracy, sensor, provenance)) is not None:
-            acc = accuracy[(accuracy.sensor == sensor) & (accuracy.model == model) & (accuracy.zone == "all")]
-            row |= {"model": model, "IoU": acc.IoU.mean(), "OA": acc.OA.mean()}
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def most_different_glacier(outlines: gpd.GeoDataFrame, sensors: Sequence[str]) -> pd.Series | None:

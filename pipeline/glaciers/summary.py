@@ -1,0 +1,98 @@
+"""The region's summary, one row per sensor: what `glacierwatch run` prints and the report's first table.
+
+One definition, so the console and the report never tell two stories: first and last observed
+area (years whose region total is flagged unobserved are left out, and named), the region's
+change rate and trend, the mean first-to-last terminus retreat (main-axis method), the network's
+mean accuracy, the glaciers whose mask disagrees with the spectral indices, and the failures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+SENSOR_ORDER = ("sentinel-2", "landsat")
+BASELINE_MODELS = ("band_ratio", "ndsi", "persistence")
+
+
+def ordered_sensors(sensors) -> list[str]:
+    """Distinct sensors, Sentinel-2 then Landsat then the rest (e.g. the truth) by name."""
+    distinct = sorted(set(sensors))
+    return [s for s in SENSOR_ORDER if s in distinct] + [s for s in distinct if s not in SENSOR_ORDER]
+
+
+def network_model(accuracy: pd.DataFrame, sensor: str, provenance: Mapping[str, Any] | None = None) -> str | None:
+    """The network's name in the accuracy table: the weights' architecture (from the run's
+    provenance), else the first model that is not a baseline."""
+    models = list(dict.fromkeys(accuracy.loc[accuracy.sensor == sensor, "model"]))
+    architecture = (provenance or {}).get("weights", {}).get(sensor, {}).get("architecture")
+    if architecture in models:
+        return architecture
+    return next((m for m in models if m not in BASELINE_MODELS), models[0] if models else None)
+
+
+def index_flags(areas: pd.DataFrame, sensor: str) -> dict:
+    """``n_index_flagged`` glacier-years and ``index_flagged`` "glacier (years)" of `sensor` whose
+    model mask disagrees with NDSI and red/SWIR (``areas.flag_index_disagreement``)."""
+    if not len(areas) or "flag_index_disagreement" not in areas:
+        return {}
+    a = areas[(areas.sensor == sensor) & areas.flag_index_disagreement.fillna(False).astype(bool)]
+    glaciers = [f"{int(g)} ({', '.join(str(int(y)) for y in sorted(sub.year))})" for g, sub in a.groupby("glacier_id", sort=True)]
+    return {"n_index_flagged": len(a), "index_flagged": ", ".join(glaciers)}
+
+
+def summary_table(tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Per sensor (and the truth): total area first and last year, trend, mean first-to-last
+    terminus retreat rate (main-axis method), the network's mean accuracy over the years (all pixels).
+
+    Years whose region total is flagged as unobserved (``total_area.flag_unobserved``) are not
+    a first or last area (a cloudy year is not a loss); they are named in ``years`` and
+    ``flagged_years``, and ``year0``/``year1`` are the first and last observed years. The mean
+    retreat is over the main-axis rows from the sensor's first to its last year. The network is
+    the weights' architecture in `provenance` (else the first non-baseline model of ``accuracy``).
+    ``index_flagged`` names the glaciers (and years) whose model mask disagrees with NDSI and
+    red/SWIR beyond ``analysis.max_index_disagreement``, ``n_index_flagged`` counts those
+    glacier-years. ``n_failures``: glaciers whose terminus or change task failed (``failures``
+    table, ``pipeline.glaciers.tasks``)."""
+    rows = []
+    empty = pd.DataFrame()
+    total = tables.get("total_area", empty)
+    change = tables.get("area_change", empty)
+    retreat = tables.get("retreat", empty)
+    accuracy = tables.get("accuracy", empty)
+    failures = tables.get("failures", empty)
+    for sensor in ordered_sensors(total.sensor) if len(total) else []:
+        t = total[total.sensor == sensor].sort_values("year")
+        flagged = t["flag_unobserved"].fillna(False).astype(bool) if "flag_unobserved" in t else pd.Series(False, index=t.index)
+        left_out = ", ".join(str(int(y)) for y in t.year[flagged])
+        seen = t[~flagged] if (~flagged).any() else t
+        row = {
+            "sensor": sensor,
+            "years": f"{int(t.year.iloc[0])}-{int(t.year.iloc[-1])}" + (f" (without {left_out}: unobserved)" if left_out else ""),
+            "year0": int(seen.year.iloc[0]),
+            "year1": int(seen.year.iloc[-1]),
+            "area0_km2": seen.area_km2.iloc[0],
+            "area0_err_km2": seen.area_err_km2.iloc[0],
+            "area1_km2": seen.area_km2.iloc[-1],
+            "area1_err_km2": seen.area_err_km2.iloc[-1],
+            "flagged_years": left_out,
+        }
+        region = change[(change.sensor == sensor) & change.glacier_id.isna()] if len(change) else change
+        if len(region):
+            r = region.iloc[0]
+            row |= {"rate_pct_a": r.rate_pct_a, "rate_err_pct_a": r.rate_err_pct_a, "trend_km2_a": r.trend_km2_a,
+                    "trend_lo_km2_a": r.trend_lo_km2_a, "trend_hi_km2_a": r.trend_hi_km2_a}
+        if len(retreat):
+            first_to_last = (retreat.year0 == t.year.min()) & (retreat.year1 == t.year.max())
+            overall = retreat[(retreat.sensor == sensor) & (retreat.method == "main_axis") & first_to_last]
+            row |= {"mean_retreat_m_a": overall.rate_m_a.mean(), "n_glaciers": int(overall.glacier_id.nunique())}
+        model = network_model(accuracy, sensor, provenance) if len(accuracy) else None
+        if model is not None:
+            acc = accuracy[(accuracy.sensor == sensor) & (accuracy.model == model) & (accuracy.zone == "all")]
+            row |= {"model": model, "IoU": acc.IoU.mean(), "OA": acc.OA.mean()}
+        row |= index_flags(tables.get("areas", empty), sensor)
+        row["n_failures"] = int((failures["sensor"] == sensor).sum()) if len(failures) else 0
+        rows.append(row)
+    return pd.DataFrame(rows)
