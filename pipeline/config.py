@@ -20,7 +20,7 @@ from pyproj import CRS
 
 from catalog.grid import TargetGrid
 from catalog.providers import provider_profiles
-from catalog.synthetic import StudyAreaSpec
+from catalog.synthetic.area_spec import StudyAreaSpec
 from catalog.tiling import DEFAULT_BUFFER_M
 
 _DEFAULT_SPEC = StudyAreaSpec()

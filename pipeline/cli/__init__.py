@@ -19,7 +19,6 @@ from catalog.providers import get_profile
 from catalog.redact import RedactingConsole as Console  # every output redacted, no markup read
 from catalog.scenes import check_region_covered, find_scenes
 from catalog.search import open_source
-from catalog.synthetic import generate_study_area
 from pipeline.cli import model_commands, run_commands
 from pipeline.cli.options import ConfigOption, load_config_or_exit
 from pipeline.cli.console import console, progress_bar
@@ -50,6 +49,8 @@ def synth(
     seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
 ) -> None:
     """Write the embedded synthetic study area: COGs, STAC catalog, DEM, inventory and truth."""
+    from catalog.synthetic import generate_study_area  # the renderer: only this command needs it
+
     cfg = load_config_or_exit(config)
     synthetic = cfg.synthetic.model_copy(update={k: v for k, v in (("size", size), ("seed", seed)) if v is not None})
     try:
