@@ -76,3 +76,14 @@ def test_augmentation_moves_label_and_mask_with_the_image():
         np.testing.assert_array_equal(out.valid, out.label > 0)
         assert (out.image[0][out.label > 0].mean() - out.image[0][out.label == 0].mean()) > 5
         assert not np.array_equal(out.label, label) or variant % 4 == 0
+
+
+def test_the_fit_and_a_configs_training_section_share_one_set_of_defaults():
+    from pipeline.config import Training
+
+    section, fit = Training(), TrainingConfig()
+    shared = [name for name in TrainingConfig.model_fields if name in Training.model_fields]
+    assert {"architecture", "base", "crop_size", "variants", "learning_rate", "batch_size", "seed"} <= set(shared)
+    assert all(getattr(section, name) == getattr(fit, name) for name in shared) and fit.max_epochs == section.epochs
+    chosen = TrainingConfig.from_options(Training(base=8, epochs=3, crop_size=64, seed=5))
+    assert (chosen.base, chosen.max_epochs, chosen.crop_size, chosen.seed) == (8, 3, 64, 5)

@@ -26,6 +26,7 @@ from rich.progress import Progress
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.functional import gaussian_blur
 
+from pipeline.config import Training
 from pipeline.glaciers.accuracy import AccuracyMetrics, confusion_counts
 from pipeline.model.dunet import ARCHITECTURES, SegmentationUNet
 from pipeline.model.inputs import InputRecipe
@@ -34,29 +35,40 @@ from pipeline.model.predictor import default_device
 from pipeline.model.weights import save_weights
 
 
+_SHARED = Training.model_fields  # the YAML's `training:` section: one home for the defaults both share
+
+
 class TrainingConfig(BaseModel):
-    """Hyper-parameters; defaults are the paper's where it states them."""
+    """The fit's hyper-parameters. Those a config's ``training:`` section also sets take its
+    defaults (`pipeline.config.Training`, the paper's where it states them); `from_options`
+    turns that section into one of these."""
 
     model_config = ConfigDict(frozen=True)
 
-    architecture: Literal["dunet", "dunet-deep", "dunet-shallow", "unet"] = "dunet"
-    base: int = Field(32, gt=0)
-    crop_size: int = Field(256, gt=0, multiple_of=16)
-    variants: int = Field(20, ge=1, description="augmented copies per crop, the first one unaltered")
+    architecture: Literal["dunet", "dunet-deep", "dunet-shallow", "unet"] = _SHARED["architecture"].default
+    base: int = Field(_SHARED["base"].default, gt=0)
+    crop_size: int = Field(_SHARED["crop_size"].default, gt=0, multiple_of=16)
+    variants: int = Field(_SHARED["variants"].default, ge=1, description="augmented copies per crop, the first one unaltered")
     test_fraction: float = Field(1 / 6, ge=0, lt=1)
-    learning_rate: float = 1e-3
-    lr_decay: float = Field(0.95, gt=0, le=1, description="ExponentialLR gamma, applied per epoch")
-    batch_size: int = Field(8, ge=1)
+    learning_rate: float = _SHARED["learning_rate"].default
+    lr_decay: float = Field(_SHARED["lr_decay"].default, gt=0, le=1, description="ExponentialLR gamma, applied per epoch")
+    batch_size: int = Field(_SHARED["batch_size"].default, ge=1)
     focal_alpha: float = Field(0.25, ge=0, le=1)
     focal_gamma: float = Field(2.0, ge=0)
-    loss_threshold: float = Field(0.01, description="stop once the epoch's mean training loss is below this")
-    max_epochs: int = Field(100, ge=1)
-    seed: int = 0
+    loss_threshold: float = Field(_SHARED["loss_threshold"].default, description="stop once the epoch's mean training loss is below this")
+    max_epochs: int = Field(_SHARED["epochs"].default, ge=1)
+    seed: int = _SHARED["seed"].default
     blur_sigma_max: float = Field(1.5, gt=0)
     brightness: float = Field(0.1, ge=0, description="max additive shift, in normalised units")
     contrast: float = Field(0.1, ge=0, lt=1, description="max relative change of contrast")
     num_workers: int = Field(0, ge=0)
     device: str | None = Field(None, description="torch device; None: cuda if available, else cpu")
+
+    @classmethod
+    def from_options(cls, options: Training) -> TrainingConfig:
+        """The hyper-parameters a config's ``training:`` section sets (its ``epochs`` is ``max_epochs``)."""
+        shared = {name: getattr(options, name) for name in cls.model_fields if name in Training.model_fields}
+        return cls(**shared, max_epochs=options.epochs)
 
 
 class Crop(NamedTuple):

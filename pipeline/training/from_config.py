@@ -64,18 +64,7 @@ def train_and_evaluate(cfg: Config, sensor: str, options: Training, out_dir: Pat
         f"glacierwatch {sensor} composites {train_years[0]}-{train_years[-1]} over {cfg.region.name} "
         f"{list(cfg.region.bbox)}, {options.labels} labels, {len(samples)} samples of {samples.labels[0].shape[0]} px"
     )
-    config = TrainingConfig(
-        architecture=options.architecture,
-        base=options.base,
-        crop_size=options.crop_size,
-        variants=options.variants,
-        learning_rate=options.learning_rate,
-        lr_decay=options.lr_decay,
-        batch_size=options.batch_size,
-        loss_threshold=options.loss_threshold,
-        max_epochs=options.epochs,
-        seed=options.seed,
-    )
+    config = TrainingConfig.from_options(options)
     result = train(
         [i for i, _ in inputs], samples.labels, recipe, config, out_dir, valid=[v for _, v in inputs], training_data=described
     )
