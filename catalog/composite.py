@@ -24,7 +24,6 @@ nothing is read until the caller computes or stores the result.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import xarray as xr

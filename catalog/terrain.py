@@ -45,7 +45,6 @@ from catalog.items import normalize_items, require_assets
 from catalog.providers import ProviderProfile
 
 
-
 def _padded(grid: TargetGrid, pixels: int) -> TargetGrid:
     r = grid.resolution * pixels
     left, bottom, right, top = grid.bounds

@@ -45,12 +45,12 @@ from rich.console import Console
 from rich.text import Text
 
 from catalog.redact import redact
-from pipeline.glaciers.analysis import analyse_store
 from pipeline.config import Config
+from pipeline.glaciers.analysis import analyse_store
 from pipeline.glaciers.inventory import attach_inventory_ids, inventory_ids
 from pipeline.glaciers.outline_stats import write_tables
-from pipeline.preflight import RunInputs, check_settings, claim_output_folder, preflight
 from pipeline.outputs.replace import replace_dir
+from pipeline.preflight import RunInputs, check_settings, claim_output_folder, preflight
 from pipeline.store import DEFAULT_CHUNK, RegionStore
 
 DEFAULT_OUT = "glacierwatch-out"
@@ -207,8 +207,8 @@ def run_study(
     `years`: the years to infer (default: all configured); tables always cover every year in
     the store. `client`: a distributed Client to run on (default: start `cfg.cluster`).
     """
-    from pipeline.scale.cluster import start_cluster
     from pipeline.inference.region import infer_to_store
+    from pipeline.scale.cluster import start_cluster
 
     console = console or Console()
     out = Path(out).resolve()

@@ -23,18 +23,18 @@ import pytest
 import rasterio
 import shapely
 import torch
+from conftest import small_run_config
 from rich.console import Console
 from shapely.geometry import Polygon
 
 from catalog.search import SearchError
 from pipeline.config import ConfigError, load_config
+from pipeline.glaciers.inventory import InventoryError, read_inventory
 from pipeline.inference.region import _glacier_ids, infer_to_store, read_card
 from pipeline.model.weights import WeightsError, card_path, load_model, sha256
-from pipeline.run import run_study
 from pipeline.preflight import OUTPUT_MARKER
-from pipeline.glaciers.inventory import InventoryError, read_inventory
+from pipeline.run import run_study
 from pipeline.store import RegionStore
-from conftest import small_run_config
 
 S2, LANDSAT = "sentinel-2", "landsat"
 TRUNCATED = "LC08_L2SP_145030_20200724_02_T1"  # 2020, UTM 44N: red.tif cut to half its size

@@ -243,8 +243,8 @@ def test_cluster_start_up_failures_are_one_line_and_fast(name, monkeypatch, tmp_
     import time
 
     from pipeline.cli.run_commands import with_cluster
-    from pipeline.scale.cluster import ClusterError, check_cluster
     from pipeline.config import load_config
+    from pipeline.scale.cluster import ClusterError, check_cluster
 
     value, message = _case(name, monkeypatch, tmp_path, silent_port)
     cluster = with_cluster(load_config(None), value).cluster  # what `--cluster VALUE` makes of the config
@@ -261,9 +261,9 @@ def test_cluster_start_up_failures_are_one_line_and_fast(name, monkeypatch, tmp_
 
 @pytest.mark.parametrize("name", ["slurm without sbatch", "kubernetes without credentials", "unknown kind", "address that never answers"])
 def test_run_with_a_cluster_that_cannot_start_writes_nothing(name, monkeypatch, tmp_path, silent_port, small_study_area, small_weights):
+    from conftest import small_run_config
     from typer.testing import CliRunner
 
-    from conftest import small_run_config
     from pipeline.cli import app
 
     value, message = _case(name, monkeypatch, tmp_path, silent_port)

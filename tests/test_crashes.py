@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 import zarr
+from conftest import small_run_config
 from rich.console import Console
 
 from pipeline.run import run_study
 from pipeline.store import RegionStore, StoreError
-from conftest import small_run_config
 
 S2, LANDSAT = "sentinel-2", "landsat"
 UNITS = 4  # 2 sensors x 2 years x one 2048-px chunk each on the quarter-size area

@@ -16,13 +16,13 @@ from rasterio.features import rasterize
 from shapely.geometry import box
 
 from catalog.grid import TargetGrid
-from pipeline.glaciers.analysis import map_tables
 from pipeline.config import Analysis
+from pipeline.glaciers.analysis import map_tables
 from pipeline.glaciers.outline_stats import horn_aspect_deg
-from pipeline.outputs.report import _quality
-from pipeline.glaciers.summary import summary_table
 from pipeline.glaciers.statistics import rasterize_inventory
+from pipeline.glaciers.summary import summary_table
 from pipeline.glaciers.tasks import Failures, entity_task
+from pipeline.outputs.report import _quality
 
 GRID = TargetGrid(32644, 10.0, (500_000.0, 4_800_000.0, 502_000.0, 4_802_000.0))
 L, B, _, T = GRID.bounds

@@ -205,8 +205,8 @@ def test_config_defaults_and_summary_names_the_flagged_glaciers():
 
 
 def test_the_report_lists_the_flagged_glaciers_and_the_uncertainty_terms(tmp_path):
-    from pipeline.outputs.report import _uncertainty_and_indices
     from pipeline.glaciers.statistics import region_total
+    from pipeline.outputs.report import _uncertainty_and_indices
 
     areas = _areas().reset_index().assign(sensor="sentinel-2")
     (tmp_path / "tables").mkdir()

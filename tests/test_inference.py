@@ -8,7 +8,8 @@ import torch
 import xarray as xr
 from scipy.ndimage import gaussian_filter
 
-from pipeline.inference import predictor_cache, region as inference
+from pipeline.inference import predictor_cache
+from pipeline.inference import region as inference
 from pipeline.model.dunet import DUNet, UNet
 from pipeline.model.inputs import SENTINEL2_BANDS, InputRecipe
 from pipeline.model.predictor import TorchPredictor
@@ -134,8 +135,8 @@ def test_years_of_one_block_are_batched_like_single_predictions(tmp_path):
 
 def test_infer_to_store_writes_each_year_once_and_matches_whole_image(small_study_area, tmp_path):
     from pipeline.config import load_config
-    from pipeline.store import RegionStore
     from pipeline.inference.yearly_cube import yearly_cube
+    from pipeline.store import RegionStore
 
     area = small_study_area
     # the central 70 % of the area (390 x 510 px): 2 x 2 units of 256 px cross seams both ways, at
@@ -194,8 +195,8 @@ def test_only_chunks_near_glaciers_are_inferred_the_rest_stored_as_not_glacier(s
 
     from catalog.tiling import glacier_tiles
     from pipeline.config import load_config
-    from pipeline.store import RegionStore
     from pipeline.inference.yearly_cube import yearly_cube
+    from pipeline.store import RegionStore
 
     area = small_study_area
     outlines = gpd.read_parquet(area.root / "inventory" / "glaciers.parquet")

@@ -5,11 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torchvision.ops import DeformConv2d
+from torchvision.ops import DeformConv2d, deform_conv2d
 
-from torchvision.ops import deform_conv2d
-
-from pipeline.model.dunet import DACBlock, ConvBlock, DeformableBlock, DUNet, UNet, deform_conv3x3_by_sampling
+from pipeline.model.dunet import ConvBlock, DACBlock, DeformableBlock, DUNet, UNet, deform_conv3x3_by_sampling
 
 
 @pytest.mark.parametrize("cls", [DUNet, UNet])

@@ -15,12 +15,12 @@ import math
 import numpy as np
 import pytest
 import rasterio
+from conftest import tiny_weights
 from rasterio.transform import from_origin
 from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_bounds
 from typer.testing import CliRunner
 
-from conftest import tiny_weights
 from pipeline.cli import app
 from pipeline.inference.predict import NODATA, encode, predict_scene
 

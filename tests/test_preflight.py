@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT, small_run_config
 from typer.testing import CliRunner
 
-from conftest import ROOT, small_run_config
 from pipeline.cli import app
 from pipeline.config import load_config
 from pipeline.model.weights import WeightsError

@@ -30,6 +30,7 @@ from catalog.items import (
 from catalog.providers import QUALITY_BAND, REFLECTANCE_BANDS, SIGNERS, ProviderError, get_profile
 from catalog.scenes import find_scenes
 from catalog.search import LocalCatalogSource, SceneQuery
+
 # ../shared beside the checkout (as tests/conftest.py's SHARED); skipped where absent.
 pytestmark = pytest.mark.filterwarnings("ignore:Could not parse bucket/account from href")
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import small_run_config
 from rich.table import Table
+from test_bad_inputs import copy_area
 from typer.testing import CliRunner
 
 from catalog.redact import MASK, RedactingConsole, redact
-from conftest import small_run_config
 from pipeline.cli import app
-from test_bad_inputs import copy_area
 
 # One secret per credential form; each must vanish wherever it would be shown.
 QUERY = {

@@ -16,17 +16,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from conftest import small_run_config, tiny_weights
 from rich.console import Console
 
 from catalog.search import SearchError
 from pipeline.glaciers.analysis import TABLES, TRUTH
-from pipeline.store.lock import StoreLockedError
+from pipeline.glaciers.summary import summary_table
 from pipeline.model.weights import WeightsError
 from pipeline.preflight import OUTPUT_MARKER
-from pipeline.glaciers.summary import summary_table
 from pipeline.run import run_study
 from pipeline.store import IncompatibleStoreError, RegionStore
-from conftest import small_run_config, tiny_weights
+from pipeline.store.lock import StoreLockedError
 
 pytestmark = pytest.mark.slow  # every test runs (or refuses) a run on the generated area
 

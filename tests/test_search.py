@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from catalog.providers import REFLECTANCE_BANDS, QUALITY_BAND, get_profile, provider_profiles
+from catalog.providers import QUALITY_BAND, REFLECTANCE_BANDS, get_profile, provider_profiles
 from catalog.scenes import check_region_covered, find_scenes, season_bounds
 from catalog.search import LocalCatalogSource, SceneQuery, SearchError, open_source
 

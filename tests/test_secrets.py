@@ -18,12 +18,12 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import small_run_config
+from test_bad_inputs import copy_area, item_json
 from typer.testing import CliRunner
 
 from catalog.redact import RedactingFilter, redact
 from pipeline.cli import app
-from conftest import small_run_config
-from test_bad_inputs import copy_area, item_json
 
 SECRETS = {
     "AWS_SECRET_ACCESS_KEY": "AWSSECRETaaaa1111",

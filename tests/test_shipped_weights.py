@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from pipeline.glaciers.analysis import TRUTH
 from pipeline.config import SHIPPED_WEIGHTS, load_config
+from pipeline.glaciers.analysis import TRUTH
 from pipeline.model.weights import check_card, load_model
 from pipeline.run import run_study
 
@@ -101,8 +101,8 @@ def test_the_halo_on_the_sentinel2_card_makes_chunk_seams_invisible(small_study_
     import numpy as np
 
     from pipeline.inference import region as inference
-    from pipeline.model.predictor import TorchPredictor
     from pipeline.inference.yearly_cube import yearly_cube
+    from pipeline.model.predictor import TorchPredictor
 
     weights = SHIPPED_WEIGHTS / "sentinel-2.safetensors"
     model, card = load_model(weights)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
-import geopandas as gpd
 import pytest
 import rasterio
 import xarray as xr
 
+from pipeline.config import Analysis
 from pipeline.glaciers.analysis import fixed_aspect
 from pipeline.glaciers.change import terminus_change_uncertainty_m_a
-from pipeline.config import Analysis
 from pipeline.glaciers.outline_stats import glacier_terminus, horn_aspect_deg
 from pipeline.glaciers.statistics import change_table, dem_on_grid, glacier_statistics, rasterize_inventory
 from pipeline.glaciers.terminus import Dem

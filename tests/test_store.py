@@ -17,8 +17,6 @@ import pytest
 import xarray as xr
 
 from catalog.grid import TargetGrid
-from pipeline.store.lock import StoreLockedError
-from pipeline.store.manifest import Manifest
 from pipeline.store import (
     IncompatibleStoreError,
     RegionStore,
@@ -29,6 +27,8 @@ from pipeline.store import (
     encode_observed,
     encode_probability,
 )
+from pipeline.store.lock import StoreLockedError
+from pipeline.store.manifest import Manifest
 
 # affine 3 deprecates `*` for composition; rioxarray still uses it (see PITFALLS).
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning:rioxarray.*")

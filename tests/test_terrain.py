@@ -107,10 +107,10 @@ def test_aspect_classes_at_sector_edges():
 
 
 def test_study_area_terrain_has_no_gaps_across_the_dem_tile_seam(small_study_area):
-    from catalog.grid import TargetGrid
-    from catalog.providers import get_profile
     from datetime import datetime, timezone
 
+    from catalog.grid import TargetGrid
+    from catalog.providers import get_profile
     from catalog.search import SceneQuery, open_source
     from catalog.terrain import terrain
 

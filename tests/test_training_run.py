@@ -12,8 +12,8 @@ from shapely.geometry import box
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.training.labels import program_labels
 from pipeline.model.weights import load_model
+from pipeline.training.labels import program_labels
 from pipeline.training.samples import cut_samples, sample_size_for
 
 

@@ -14,8 +14,8 @@ import pytest
 import xarray as xr
 
 from catalog.grid import TargetGrid
-from pipeline.glaciers.analysis import front_doy, map_tables, terminus_tables, years_between
 from pipeline.config import Analysis
+from pipeline.glaciers.analysis import front_doy, map_tables, terminus_tables, years_between
 from pipeline.glaciers.statistics import change_table, glacier_statistics, region_total
 from pipeline.glaciers.terminus import Dem
 

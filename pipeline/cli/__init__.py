@@ -20,9 +20,9 @@ from catalog.redact import RedactingConsole as Console  # every output redacted,
 from catalog.scenes import check_region_covered, find_scenes
 from catalog.search import open_source
 from pipeline.cli import model_commands, run_commands
-from pipeline.cli.options import ConfigOption, load_config_or_exit
 from pipeline.cli.console import console, progress_bar
 from pipeline.cli.errors import OneLineErrors, fail, set_debug
+from pipeline.cli.options import ConfigOption, load_config_or_exit
 
 app = typer.Typer(
     cls=OneLineErrors,

@@ -13,9 +13,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.cli.options import ConfigOption, load_config_or_exit
 from pipeline.cli.console import console, errors
 from pipeline.cli.errors import fail
+from pipeline.cli.options import ConfigOption, load_config_or_exit
 from pipeline.model import require_model
 
 

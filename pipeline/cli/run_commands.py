@@ -14,9 +14,9 @@ import typer
 from rich.table import Table
 
 from catalog.redact import RedactingConsole as Console  # every output redacted, no markup read
-from pipeline.cli.options import ConfigOption, load_config_or_exit
 from pipeline.cli.console import console
 from pipeline.cli.errors import fail
+from pipeline.cli.options import ConfigOption, load_config_or_exit
 from pipeline.config import Config
 from pipeline.model import require_model
 

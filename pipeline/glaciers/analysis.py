@@ -54,15 +54,12 @@ from affine import Affine
 from scipy.ndimage import binary_dilation
 
 from catalog.grid import TargetGrid
-from pipeline.glaciers.accuracy import accuracy_by_year
 from pipeline.config import Analysis
+from pipeline.glaciers.accuracy import accuracy_by_year
 from pipeline.glaciers.change import PIXEL_PERIMETER_FACTOR
 from pipeline.glaciers.outlines import vectorise_outlines
 from pipeline.glaciers.plausibility import flag_glacier_years, implausible_pairs
 from pipeline.glaciers.statistics import DEFAULT_MAX_UNOBSERVED, change_table, glacier_statistics, region_total, with_area_errors
-from pipeline.store import RegionStore
-from pipeline.glaciers.tables import conform
-from pipeline.glaciers.tasks import Failures
 from pipeline.glaciers.store_terminus import (
     FRONT_WIDTH_MAX_PX,
     TONGUE_FRACTION,
@@ -72,7 +69,10 @@ from pipeline.glaciers.store_terminus import (
     terminus_tables,
     years_between,
 )
+from pipeline.glaciers.tables import conform
+from pipeline.glaciers.tasks import Failures
 from pipeline.glaciers.terminus import glacier_parts
+from pipeline.store import RegionStore
 
 # The terminus layer (pipeline.glaciers.store_terminus) is re-exported: callers import it from here too.
 __all__ = ["DEBRIS_HALO_PX", "FRONT_WIDTH_MAX_PX", "TABLES", "TONGUE_FRACTION", "TRUTH", "analyse_store",

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.glaciers.change import area_change, terminus_change_uncertainty_m_a
 from pipeline.config import Analysis
+from pipeline.glaciers.change import area_change, terminus_change_uncertainty_m_a
 from pipeline.glaciers.outline_inputs import year_of
 from pipeline.glaciers.tables import TABLE_COLUMNS, conform
 from pipeline.glaciers.tasks import Failures, entity_task

@@ -48,9 +48,9 @@ from rasterio.features import rasterize
 
 from catalog.grid import convergence_on_grid
 from catalog.terrain import horn_aspect_deg
+from pipeline.config import Analysis
 from pipeline.glaciers.angles import aspect_sector, circular_difference_deg, circular_mean_deg
 from pipeline.glaciers.change import area_uncertainty_km2
-from pipeline.config import Analysis
 from pipeline.glaciers.glacier_change import change_tables, glacier_terminus
 from pipeline.glaciers.outline_inputs import MAX_DEM_RESOLUTION_M, load_dem, parse_dates, read_outlines, repaired_outline, year_of
 from pipeline.glaciers.plausibility import flag_glacier_years, implausible_pairs

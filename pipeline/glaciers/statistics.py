@@ -86,8 +86,14 @@ from catalog.aspect import aspect_class
 from pipeline.glaciers.change import area_uncertainty_km2
 from pipeline.glaciers.raster_schema import DEFAULT_MAX_INDEX_DISAGREEMENT, DEFAULT_MAX_UNOBSERVED, TABLE_COLUMNS
 from pipeline.glaciers.rasterise import dem_on_grid, rasterize_inventory
-from pipeline.glaciers.region_tables import (EXTREME_AREA_FACTOR, INDEX_AGREEMENT_COLUMNS, MIN_INDEX_CHECK_KM2, change_table,
-                                    index_agreement, region_total)
+from pipeline.glaciers.region_tables import (
+    EXTREME_AREA_FACTOR,
+    INDEX_AGREEMENT_COLUMNS,
+    MIN_INDEX_CHECK_KM2,
+    change_table,
+    index_agreement,
+    region_total,
+)
 
 __all__ = ["DEFAULT_MAX_INDEX_DISAGREEMENT", "DEFAULT_MAX_UNOBSERVED", "EXTREME_AREA_FACTOR",
            "INDEX_AGREEMENT_COLUMNS", "INDICES_NOT_READ", "MIN_INDEX_CHECK_KM2", "NDSI_BIT", "N_SECTORS",

@@ -20,8 +20,8 @@ from affine import Affine
 from scipy import ndimage
 
 from catalog.grid import TargetGrid
-from pipeline.glaciers.change import terminus_change_uncertainty_m_a
 from pipeline.config import Analysis
+from pipeline.glaciers.change import terminus_change_uncertainty_m_a
 from pipeline.glaciers.outline_stats import change_tables
 from pipeline.glaciers.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, touches_edge, typical_glaciers
 from pipeline.glaciers.tables import conform

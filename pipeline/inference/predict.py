@@ -44,9 +44,8 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from catalog.providers import REFLECTANCE_BANDS
-from pipeline.model.inputs import PHYSICAL_BANDS
 from pipeline.inference.scene_inputs import Grid, MissingInputError, PredictError, open_band, overlaps, read_onto, read_terrain
-
+from pipeline.model.inputs import PHYSICAL_BANDS
 
 CLASSIFIERS = ("network", "dunet", "unet", "band-ratio", "ndsi")
 NODATA = 255
@@ -164,7 +163,15 @@ def predict_scene(
     import torch
 
     from pipeline.config import SHIPPED_WEIGHTS
-    from pipeline.inference.region import FORWARD_WINDOW_PX, HALO_BY_ARCHITECTURE, DEFAULT_HALO, predict_block, cached_predictor, read_card, round_up
+    from pipeline.inference.region import (
+        DEFAULT_HALO,
+        FORWARD_WINDOW_PX,
+        HALO_BY_ARCHITECTURE,
+        cached_predictor,
+        predict_block,
+        read_card,
+        round_up,
+    )
     from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
     from pipeline.model.predictor import default_device
 

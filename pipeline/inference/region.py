@@ -40,11 +40,11 @@ import numpy as np
 import torch
 import xarray as xr
 
+from pipeline.inference.predictor_cache import cached_predictor, read_card
 from pipeline.model.dunet import SIZE_MULTIPLE
 from pipeline.model.halo import DEFAULT_HALO, HALO_BY_ARCHITECTURE
 from pipeline.model.predictor import default_device
 from pipeline.model.weights import ModelCard
-from pipeline.inference.predictor_cache import cached_predictor, read_card
 
 __all__ = [
     "DEFAULT_HALO",
@@ -280,9 +280,9 @@ def infer_to_store(
     Returns ``{"store", "sensor", "weights_sha256", "years": {year: units written}, "static": [...]}``.
     """
     from catalog.cube import unreadable_reads
+    from pipeline.inference.yearly_cube import yearly_cube
     from pipeline.scale.cluster import task_resources
     from pipeline.store import RegionStore, encode_indices, encode_observed, encode_probability
-    from pipeline.inference.yearly_cube import yearly_cube
 
     started = time.time()  # skipped reads logged from here on are this call's
     weights = Path(weights).resolve()

@@ -14,7 +14,6 @@ each other:
 - `region`: `RegionStore`, all of the above plus creating the layout and adding years.
 """
 
-from pipeline.store.manifest import Unit
 from pipeline.store.access import StoreAccess
 from pipeline.store.compat import check_compatible
 from pipeline.store.encoding import (
@@ -43,6 +42,7 @@ from pipeline.store.layout import (
     glacierwatch_version,
     grid_mapping_attrs,
 )
+from pipeline.store.manifest import Unit
 from pipeline.store.region import RegionStore
 from pipeline.store.tasks import shared_blocks
 from pipeline.store.writes import UnitWrites

@@ -22,10 +22,10 @@ import xarray as xr
 import zarr
 
 from catalog.grid import TargetGrid
-from pipeline.store.lock import UpdateLock
-from pipeline.store.manifest import Manifest, Unit
 from pipeline.store.errors import StoreError
 from pipeline.store.layout import LAYOUT_VERSION, RUN_GROUP, glacierwatch_version, grid_from_record
+from pipeline.store.lock import UpdateLock
+from pipeline.store.manifest import Manifest, Unit
 
 
 def is_local(url: str) -> bool:

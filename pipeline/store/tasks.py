@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import dask.array as da
 import numpy as np
 
-from pipeline.store.manifest import Unit
 from pipeline.store.access import StoreAccess
+from pipeline.store.manifest import Unit
 
 if TYPE_CHECKING:
     from pipeline.store.writes import UnitWrites

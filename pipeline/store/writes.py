@@ -21,7 +21,6 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from pipeline.store.manifest import Unit, stale_partials
 from pipeline.store.access import StoreAccess, is_local
 from pipeline.store.errors import StoreError
 from pipeline.store.layout import (
@@ -35,6 +34,7 @@ from pipeline.store.layout import (
     YEARLY_LAYERS,
     describe_grid,
 )
+from pipeline.store.manifest import Unit, stale_partials
 from pipeline.store.tasks import shared_blocks, write_block_task, write_unit_task
 
 

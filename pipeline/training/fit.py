@@ -34,7 +34,6 @@ from pipeline.model.losses import focal_loss
 from pipeline.model.predictor import default_device
 from pipeline.model.weights import save_weights
 
-
 _SHARED = Training.model_fields  # the YAML's `training:` section: one home for the defaults both share
 
 

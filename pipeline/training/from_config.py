@@ -13,22 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 import pandas as pd
 from rich.console import Console
 
 from catalog.providers import REFLECTANCE_BANDS
 from catalog.synthetic.truth import truth_on_grid
 from pipeline.config import Config, Training
-from pipeline.training.evaluation import accuracy_table
-from pipeline.training.labels import program_labels, truth_labels
+from pipeline.inference.yearly_cube import yearly_cube
 from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
 from pipeline.model.inputs import InputRecipe, fit_normalisation
 from pipeline.model.predictor import TorchPredictor
 from pipeline.model.weights import TrainingDomain, save_weights
+from pipeline.training.evaluation import accuracy_table
 from pipeline.training.fit import TrainingConfig, train
+from pipeline.training.labels import program_labels, truth_labels
 from pipeline.training.samples import cut_samples
-from pipeline.inference.yearly_cube import yearly_cube
 
 
 @dataclass

@@ -14,9 +14,9 @@ import numpy as np
 import xarray as xr
 from affine import Affine
 
-from pipeline.model.inputs import spectral_index
 from pipeline.glaciers.inventory import read_inventory
 from pipeline.glaciers.statistics import rasterize_inventory
+from pipeline.model.inputs import spectral_index
 
 
 def truth_labels(truth: xr.Dataset) -> xr.DataArray:

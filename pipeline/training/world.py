@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from rich.console import Console
 from affine import Affine
+from rich.console import Console
 from scipy import ndimage, optimize
 
 from catalog.providers import REFLECTANCE_BANDS
@@ -91,9 +91,9 @@ def area_samples(cfg, sensor: str, years: Sequence[int], size: int, limit: int) 
     alone under-maps it. Samples are taken evenly over the years and the tiling (a fixed stride).
     """
     from catalog.synthetic.truth import truth_on_grid
+    from pipeline.inference.yearly_cube import yearly_cube
     from pipeline.training.labels import truth_labels
     from pipeline.training.samples import cut_samples
-    from pipeline.inference.yearly_cube import yearly_cube
 
     cube = yearly_cube(cfg, sensor, years=list(years)).compute()
     truth = truth_on_grid(Path(cfg.path(cfg.synthetic.path)) / "truth", cfg.grid(sensor), list(years))

@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
     from distributed import Client, LocalCluster
 
     from pipeline.inference import region as inference
+    from pipeline.inference.yearly_cube import yearly_cube
     from pipeline.model.predictor import TorchPredictor
     from pipeline.model.weights import load_model
-    from pipeline.inference.yearly_cube import yearly_cube
 
     result: dict = {"weights": weights, "chunk": args.chunk, "years": args.years, "threads": args.threads}
     cfg = _cfg(Path(args.area), args.years)

@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     from rich.console import Console
 
-    from pipeline.scale.cluster import ClusterSpec, LocalSpec, start_cluster
     from pipeline.run import run_study
+    from pipeline.scale.cluster import ClusterSpec, LocalSpec, start_cluster
 
     meta = json.loads((args.area / "synthetic.json").read_text())
     years = list(range(args.years[0], args.years[1] + 1)) if args.years else list(meta["spec"]["years"])

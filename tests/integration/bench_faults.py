@@ -79,10 +79,10 @@ def main() -> None:
         catalog.gdal_env._layered.cache_clear()
     thread_counts = [int(t) for t in (args.read_threads or f"1,{DEFAULT_READ_THREADS}").split(",")]
 
+    from conftest import tiny_weights
     from distributed import Client, LocalCluster
 
     from catalog.synthetic import StudyAreaSpec, generate_study_area
-    from conftest import tiny_weights
 
     with tempfile.TemporaryDirectory(prefix="glacierwatch-bench-faults-") as tmp:
         tmp = Path(tmp)

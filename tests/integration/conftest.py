@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import small_run_config
 from rich.console import Console
 
-from conftest import small_run_config
 from integration.fault_proxy import FaultPlan, FaultProxy
 from integration.stack import StackUnavailable, ensure_installed, private_catalog
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import replace
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 

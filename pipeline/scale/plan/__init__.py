@@ -19,7 +19,14 @@ tiles a lattice mask of a few thousand cells, and pixel and byte counts are Pyth
 from pipeline.scale.plan.cluster_size import ClusterSize, cluster_size, visible_gpus
 from pipeline.scale.plan.distortion import GridDistortion, grid_distortion
 from pipeline.scale.plan.estimate import Plan, SensorPlan, StageTime, UpdateNeed, plan_run
-from pipeline.scale.plan.footprints import footprint_multiplicity, mgrs_tiles, nominal_bytes_per_m2, revisit_days, season_days, wrs2_scenes
+from pipeline.scale.plan.footprints import (
+    footprint_multiplicity,
+    mgrs_tiles,
+    nominal_bytes_per_m2,
+    revisit_days,
+    season_days,
+    wrs2_scenes,
+)
 from pipeline.scale.plan.rates import InferenceRates, Rate, Rates, RatesError
 from pipeline.scale.plan.render import render_plan
 
