@@ -6,7 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_the_cli_run_and_stats_do_not_import_the_synthetic_generator():
     script = (
         "import json, sys\n"
