@@ -191,7 +191,7 @@ def _select_kernel():
 _SELECT_NUMBA = _select_kernel()
 
 
-def _select(
+def select_observations(
     refl: np.ndarray,
     clear: np.ndarray,
     key_index: int,
@@ -238,9 +238,9 @@ def _select(
     return best, count, doy
 
 
-def _select_ufunc(refl, clear, key_index, doys, rule, factor, scale=None, offset=None):
+def select_ufunc(refl, clear, key_index, doys, rule, factor, scale=None, offset=None):
     """apply_ufunc's layout (..., time, band) in and (..., band) out, as views of the kernel's own layout."""
-    best, count, doy = _select(
+    best, count, doy = select_observations(
         np.moveaxis(refl, (-2, -1), (0, 1)), np.moveaxis(clear, -1, 0), key_index, doys, rule, factor, scale=scale, offset=offset
     )
     return np.moveaxis(best, 0, -1), count, doy
@@ -288,7 +288,7 @@ def yearly_composite(
     for year in years:
         steps = [i for i, (t, s) in enumerate(zip(times, in_season)) if s and t.year == year]
         best, count, doy = xr.apply_ufunc(
-            _select_ufunc,
+            select_ufunc,
             cube.isel(time=steps).chunk({"time": -1, "band": -1}),
             clear.isel(time=steps).chunk({"time": -1}),
             kwargs={"key_index": key_index, "doys": times[steps].dayofyear.to_numpy().astype(np.uint16), "rule": rule,

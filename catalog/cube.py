@@ -135,7 +135,7 @@ def stack_on_grid(
     return cube
 
 
-def _stack(
+def stack_assets(
     items: list[pystac.Item],
     keys: list[str],
     grid: TargetGrid,
@@ -169,7 +169,7 @@ def _scene_stack(
     that dask may schedule far apart (which held the whole region in memory).
     """
     keys = [profile.asset_key(sensor, b) for b in (*REFLECTANCE_BANDS[sensor], QUALITY_BAND[sensor])]
-    return _stack(items, keys, grid, resampling, np.uint16(0), chunks, scene_read_env(profile, sensor), skip_unreadable)
+    return stack_assets(items, keys, grid, resampling, np.uint16(0), chunks, scene_read_env(profile, sensor), skip_unreadable)
 
 
 def _grid_attrs(grid: TargetGrid, sensor: str, profile: ProviderProfile, skipped: list[SkippedScene]) -> dict:

@@ -30,7 +30,7 @@ from shapely.geometry import Polygon
 from catalog.search import SearchError
 from pipeline.config import ConfigError, load_config
 from pipeline.glaciers.inventory import InventoryError, read_inventory
-from pipeline.inference.region import _glacier_ids, infer_to_store, read_card
+from pipeline.inference.region import glacier_ids_on_grid, infer_to_store, read_card
 from pipeline.model.weights import WeightsError, card_path, load_model, sha256
 from pipeline.preflight import OUTPUT_MARKER
 from pipeline.run import run_study
@@ -229,8 +229,8 @@ def test_inventory_outline_with_a_small_self_intersection_is_repaired(inventory,
     assert repaired.geometry.is_valid.all()
     assert repaired.geometry.iloc[0].area == pytest.approx(inventory.geometry.iloc[0].area, rel=0.01)
     grid = small_run_config(small_study_area, {S2: "x", LANDSAT: "y"}, tmp_path).grid(S2)
-    clean = _glacier_ids(read_inventory(small_study_area.root / "inventory" / "glaciers.parquet"), grid, 100.0, 2048)
-    np.testing.assert_array_equal(_glacier_ids(repaired, grid, 100.0, 2048).values, clean.values)
+    clean = glacier_ids_on_grid(read_inventory(small_study_area.root / "inventory" / "glaciers.parquet"), grid, 100.0, 2048)
+    np.testing.assert_array_equal(glacier_ids_on_grid(repaired, grid, 100.0, 2048).values, clean.values)
 
 
 @pytest.mark.parametrize("case", ["bowtie", "empty", "missing", "duplicate"])
@@ -283,8 +283,8 @@ def test_inventory_in_another_crs_gives_the_same_glacier_ids(inventory, small_st
     cfg = small_run[0]
     for sensor in (S2, LANDSAT):
         grid = cfg.grid(sensor)
-        native = _glacier_ids(read_inventory(small_study_area.root / "inventory" / "glaciers.parquet"), grid, 100.0, 2048).values
-        other = _glacier_ids(read_inventory(mercator), grid, 100.0, 2048).values
+        native = glacier_ids_on_grid(read_inventory(small_study_area.root / "inventory" / "glaciers.parquet"), grid, 100.0, 2048).values
+        other = glacier_ids_on_grid(read_inventory(mercator), grid, 100.0, 2048).values
         np.testing.assert_array_equal(other, native)
         stored = RegionStore.open(small_run[1].store_url).open_dataset(sensor).glacier_id.values
         np.testing.assert_array_equal(other, stored)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from catalog.composite import _select, yearly_composite
+from catalog.composite import select_observations, yearly_composite
 
 BANDS = ["B02", "B03", "B04", "B08", "B11", "B12"]
 FACTORS = np.array([0.9, 1.0, 1.1, 1.2, 1.3, 1.4], np.float32)
@@ -188,11 +188,11 @@ def test_fast_kernel_gives_the_old_bytes_and_numba_equals_numpy():
     doys = np.array([190, 200, 221, 230, 250], np.uint16)
     old = _old_darkest(np.moveaxis(refl, (0, 1), (-2, -1)), np.moveaxis(clear, 0, -1), 1, doys)
     for engine in ("numpy", "numba"):
-        best, count, doy = _select(refl, clear, 1, doys, rule="darkest", engine=engine)
+        best, count, doy = select_observations(refl, clear, 1, doys, rule="darkest", engine=engine)
         assert np.moveaxis(best, 0, -1).tobytes() == old[0].tobytes()
         assert count.tobytes() == old[1].tobytes() and doy.tobytes() == old[2].tobytes()
-    a = _select(refl, clear, 1, doys, engine="numpy")
-    b = _select(refl, clear, 1, doys, engine="numba")
+    a = select_observations(refl, clear, 1, doys, engine="numpy")
+    b = select_observations(refl, clear, 1, doys, engine="numba")
     assert all(x.tobytes() == y.tobytes() for x, y in zip(a, b))
     assert (a[2] != old[2]).any()  # the sunlit rule does choose differently somewhere
     assert np.isnan(a[0][:, 0]).all() and (a[1][0] == 0).all() and (a[2][0] == 0).all()
@@ -214,9 +214,9 @@ def test_composite_of_dns_equals_the_composite_of_their_reflectance_byte_for_byt
     doys = np.array([190, 200, 221, 250], np.uint16)
     refl = reflectance_values(dn, scale[:, :, None, None], offset[:, :, None, None])
     for rule in ("darkest", "sunlit-darkest"):
-        want = _select(refl, clear, 1, doys, rule=rule, engine="numpy")
+        want = select_observations(refl, clear, 1, doys, rule=rule, engine="numpy")
         for engine in ("numpy", "numba"):
-            got = _select(dn, clear, 1, doys, rule=rule, engine=engine, scale=scale, offset=offset)
+            got = select_observations(dn, clear, 1, doys, rule=rule, engine=engine, scale=scale, offset=offset)
             assert all(x.tobytes() == y.tobytes() for x, y in zip(got, want)), (rule, engine)
     dates = ["2021-07-09", "2021-07-19", "2021-08-09", "2021-09-07"]
     cube = xr.DataArray(dn, dims=("time", "band", "y", "x"), coords={

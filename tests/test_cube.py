@@ -205,7 +205,7 @@ def test_direct_and_plain_warped_reads_equal_stackstacs_masked_warped_reads(area
     import stackstac
     from stackstac.rio_reader import AutoParallelRioReader
 
-    from catalog.cube import ExplainingRioReader, _stack, prepare_scene_items
+    from catalog.cube import ExplainingRioReader, stack_assets, prepare_scene_items
 
     plain_warps = []
     read_warped = ExplainingRioReader._read_warped
@@ -217,7 +217,7 @@ def test_direct_and_plain_warped_reads_equal_stackstacs_masked_warped_reads(area
     grid = TargetGrid.from_lonlat_bbox(bbox, resolution, epsg=32644)
     prepared, _ = prepare_scene_items([item], PROFILE, "sentinel-2", grid)
     keys = ["red", "swir16", "scl"]
-    ours = _stack(prepared, keys, grid, Resampling.nearest, np.uint16(0), 256).values
+    ours = stack_assets(prepared, keys, grid, Resampling.nearest, np.uint16(0), 256).values
     warped = stackstac.stack(
         prepared, assets=keys, epsg=grid.epsg, resolution=grid.resolution, bounds=grid.bounds, snap_bounds=False,
         resampling=Resampling.nearest, chunksize=256, dtype=np.dtype("uint16"), fill_value=np.uint16(0),

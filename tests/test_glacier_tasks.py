@@ -22,7 +22,7 @@ from pipeline.glaciers.outline_stats import horn_aspect_deg
 from pipeline.glaciers.statistics import rasterize_inventory
 from pipeline.glaciers.summary import summary_table
 from pipeline.glaciers.tasks import Failures, entity_task
-from pipeline.outputs.report import _quality
+from pipeline.outputs.report import quality_html
 
 GRID = TargetGrid(32644, 10.0, (500_000.0, 4_800_000.0, 502_000.0, 4_802_000.0))
 L, B, _, T = GRID.bounds
@@ -132,7 +132,7 @@ def test_a_snow_year_is_flagged_shown_in_the_report_and_the_aspect_sector_stays_
     assert flagged[(2017, 2018)] and flagged[(2018, 2019)] and not flagged[(2016, 2017)]
     # the report lists the failures with their reasons and the flagged year
     (tmp_path / "tables").mkdir()
-    html = _quality(tmp_path, tables)
+    html = quality_html(tmp_path, tables)
     assert "flat" in html and "no valid pixel" in html and "<td>2018</td>" in html and "likely snow" in html
     assert (tmp_path / "tables" / "failures.csv").is_file()
     # the snowfield faces south like the rest; what matters: one sector per glacier over the years

@@ -206,11 +206,11 @@ def test_config_defaults_and_summary_names_the_flagged_glaciers():
 
 def test_the_report_lists_the_flagged_glaciers_and_the_uncertainty_terms(tmp_path):
     from pipeline.glaciers.statistics import region_total
-    from pipeline.outputs.report import _uncertainty_and_indices
+    from pipeline.outputs.report import uncertainty_html
 
     areas = _areas().reset_index().assign(sensor="sentinel-2")
     (tmp_path / "tables").mkdir()
-    html = _uncertainty_and_indices(tmp_path, {"areas": areas, "total_area": region_total(areas)})
+    html = uncertainty_html(tmp_path, {"areas": areas, "total_area": region_total(areas)})
     assert "± classification (km²)" in html and "classification term" in html
     assert "Glacier-years where the model disagrees with both indices" in html
     assert "<td>sentinel-2</td><td class=\"num\">2</td><td class=\"num\">2021</td>" in html

@@ -227,7 +227,7 @@ def probability_cube(
     )
 
 
-def _glacier_ids(outlines: Any, grid: Any, buffer_m: float, chunk: int) -> xr.DataArray:
+def glacier_ids_on_grid(outlines: Any, grid: Any, buffer_m: float, chunk: int) -> xr.DataArray:
     """The inventory (`pipeline.glaciers.inventory.read_inventory`) rasterised on `grid`, outlines grown by `buffer_m`, lazily by store chunk."""
     from pipeline.glaciers.statistics import rasterize_inventory
 
@@ -319,7 +319,7 @@ def infer_to_store(
         summary["static"] += list(terrain)
         outlines = inputs.inventory
         if outlines is not None and not store.static_complete(sensor, "glacier_id"):
-            store.write_static(sensor, "glacier_id", _glacier_ids(outlines, grid, cfg.analysis.glacier_buffer_m, chunk))
+            store.write_static(sensor, "glacier_id", glacier_ids_on_grid(outlines, grid, cfg.analysis.glacier_buffer_m, chunk))
             summary["static"].append("glacier_id")
         tiles = _glacier_tiles(outlines, grid, cfg.tiling.buffer_m, chunk, source=f"inventory {inputs.inventory_path}")
         summary["tiles"] = {"inferred": tiles.n_tiles, "total": tiles.n_tiles_total, "fraction_of_pixels": tiles.fraction_read,

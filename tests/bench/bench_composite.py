@@ -83,12 +83,12 @@ def _pick(refl, use, score):
 
 def candidates(refl, valid, doys) -> dict:
     """Each candidate rule's (best, index); the library's rules through catalog.composite itself."""
-    from catalog.composite import _select
+    from catalog.composite import select_observations
 
     g, s1 = refl[:, G], refl[:, S1]
     out = {}
     for rule, name in (("darkest", "a. darkest green (before)"), ("sunlit-darkest", "d. darkest green among sunlit looks (chosen)")):
-        best, _, doy = _select(refl, valid, G, np.arange(1, refl.shape[0] + 1, dtype=np.uint16), rule=rule)
+        best, _, doy = select_observations(refl, valid, G, np.arange(1, refl.shape[0] + 1, dtype=np.uint16), rule=rule)
         out[name] = (best, np.maximum(doy.astype(int) - 1, 0))  # doy here = index + 1: the chosen look
     out["b. latest clear look"] = _pick(refl, valid, np.broadcast_to(doys[:, None, None].astype(float), g.shape))
     with np.errstate(all="ignore"):
@@ -138,7 +138,7 @@ def print_rules(res: dict) -> None:
 
 
 def speed(area: Path, repeats: int, size: int = 512) -> dict:
-    from catalog.composite import RULES, _select, _select_ufunc
+    from catalog.composite import RULES, select_observations, select_ufunc
     from catalog.cube import reflectance_values
     from catalog.masks import SCL_INVALID, clear_mask
 
@@ -166,11 +166,11 @@ def speed(area: Path, repeats: int, size: int = 512) -> dict:
     def after(rule):
         r = reflectance_values(dn, scale, offset)
         c = clear_mask(qual, "sentinel-2")
-        return _select_ufunc(np.moveaxis(r, (0, 1), (-2, -1)), np.moveaxis(c, 0, -1), G, doys, rule, 0.5)
+        return select_ufunc(np.moveaxis(r, (0, 1), (-2, -1)), np.moveaxis(c, 0, -1), G, doys, rule, 0.5)
 
     def after_dn(rule):  # DNs into the kernel, converted row by row as it reads them (what yearly_cube runs)
         c = clear_mask(qual, "sentinel-2")
-        return _select_ufunc(np.moveaxis(dn, (0, 1), (-2, -1)), np.moveaxis(c, 0, -1), G, doys, rule, 0.5,
+        return select_ufunc(np.moveaxis(dn, (0, 1), (-2, -1)), np.moveaxis(c, 0, -1), G, doys, rule, 0.5,
                              scale=scale[:, :, 0, 0], offset=offset[:, :, 0, 0])
 
     a, b = before(), after("darkest")
@@ -187,9 +187,9 @@ def speed(area: Path, repeats: int, size: int = 512) -> dict:
         "mask_isin": best_of(lambda: ~np.isin(qual, SCL_INVALID)),
         "mask_lookup": best_of(lambda: clear_mask(qual, "sentinel-2")),
         "kernel_old": best_of(lambda: old_best_observation(np.moveaxis(r, (0, 1), (-2, -1)), np.moveaxis(c, 0, -1), G, doys)),
-        "kernel_darkest": best_of(lambda: _select(r, c, G, doys, "darkest")),
-        "kernel_sunlit": best_of(lambda: _select(r, c, G, doys, "sunlit-darkest")),
-        "kernel_sunlit_numpy": best_of(lambda: _select(r, c, G, doys, "sunlit-darkest", engine="numpy")),
+        "kernel_darkest": best_of(lambda: select_observations(r, c, G, doys, "darkest")),
+        "kernel_sunlit": best_of(lambda: select_observations(r, c, G, doys, "sunlit-darkest")),
+        "kernel_sunlit_numpy": best_of(lambda: select_observations(r, c, G, doys, "sunlit-darkest", engine="numpy")),
         "copy_uint16": best_of(lambda: dn.copy()),
     }
     print(f"\nspeed: one year of S2 ({n_time} looks x {n_band} bands) on {size} x {size} px = {obs / 1e6:.2f} Mpx of scene observations, "

@@ -45,7 +45,7 @@ def throughput(area: Path, threads: int, chunks: int, repeats: int = 3) -> dict:
     import rasterio
     from rasterio.windows import from_bounds
 
-    from catalog.cube import _stack, prepare_scene_items, reflectance_cube
+    from catalog.cube import stack_assets, prepare_scene_items, reflectance_cube
     from catalog.grid import TargetGrid
     from catalog.providers import REFLECTANCE_BANDS
 
@@ -75,7 +75,7 @@ def throughput(area: Path, threads: int, chunks: int, repeats: int = 3) -> dict:
         t_rio = timed(lambda: np.stack(list(pool.map(rio_read, hrefs))))
     prepared, _ = prepare_scene_items(items, profile, "sentinel-2", grid)
     with dask.config.set(scheduler="threads", num_workers=threads):
-        raw = _stack(prepared, keys, grid, __import__("rasterio").enums.Resampling.nearest, np.uint16(0), chunks)
+        raw = stack_assets(prepared, keys, grid, __import__("rasterio").enums.Resampling.nearest, np.uint16(0), chunks)
         t_raw = timed(lambda: raw.compute())
         cube = reflectance_cube(items, profile, "sentinel-2", grid, chunks=chunks)
         t_cube = timed(lambda: cube.compute())

@@ -52,9 +52,6 @@ from pipeline.outputs.report.selection import (
     summary_table,
 )
 
-# The names tests used when the report was one module (tests/test_glacier_tasks.py, test_index_agreement.py).
-_quality = quality_html
-_uncertainty_and_indices = uncertainty_html
 
 __all__ = [
     "BASELINE_MODELS", "DPI", "FLAG_NAMES", "MAX_LABELLED", "MAX_TERRAIN_PX", "METRICS", "SECTIONS", "SECTOR_COLORS",
