@@ -67,9 +67,9 @@ class IndexDisagreementError(RunError):
 
 
 def check_index_agreement(areas: pd.DataFrame | None, inputs: RunInputs, allow: bool, console: Console) -> pd.DataFrame:
-    """`statistics.index_agreement` of the run's `areas`; refuse (`IndexDisagreementError`, one line
+    """`region_tables.index_agreement` of the run's `areas`; refuse (`IndexDisagreementError`, one line
     naming each extreme sensor's weights and training domain) unless `allow`, then only warn."""
-    from pipeline.glaciers.statistics import index_agreement
+    from pipeline.glaciers.region_tables import index_agreement
 
     agreement = index_agreement(areas if areas is not None else pd.DataFrame())
     extreme = agreement[agreement["extreme"]]

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from pipeline.glaciers.statistics import change_table, glacier_statistics, region_total, with_area_errors
+from pipeline.glaciers.region_tables import change_table, region_total
+from pipeline.glaciers.statistics import glacier_statistics, with_area_errors
 
 PX_KM2 = 1e-4  # 10 m pixels
 HALF_PX_KM = 0.005
@@ -137,6 +138,6 @@ def test_stated_95_percent_intervals_cover_the_generators_areas(small_study_area
     inside = (total.area_km2 - total.true_km2).abs() <= 1.96 * np.hypot(total.area_err_perimeter_km2, total.area_err_class_km2)
     assert inside.all()
     # the model agrees with the indices region-wide here: no extreme disagreement on its own training area
-    from pipeline.glaciers.statistics import index_agreement
+    from pipeline.glaciers.region_tables import index_agreement
 
     assert not index_agreement(areas).extreme.any()

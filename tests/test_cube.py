@@ -205,7 +205,7 @@ def test_direct_and_plain_warped_reads_equal_stackstacs_masked_warped_reads(area
     import stackstac
     from stackstac.rio_reader import AutoParallelRioReader
 
-    from catalog.cube import ExplainingRioReader, stack_assets, prepare_scene_items
+    from catalog.cube import ExplainingRioReader, prepare_scene_items, stack_assets
 
     plain_warps = []
     read_warped = ExplainingRioReader._read_warped

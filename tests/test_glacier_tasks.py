@@ -19,7 +19,7 @@ from catalog.grid import TargetGrid
 from pipeline.config import Analysis
 from pipeline.glaciers.analysis import map_tables
 from pipeline.glaciers.outline_stats import horn_aspect_deg
-from pipeline.glaciers.statistics import rasterize_inventory
+from pipeline.glaciers.rasterise import rasterize_inventory
 from pipeline.glaciers.summary import summary_table
 from pipeline.glaciers.tasks import Failures, entity_task
 from pipeline.outputs.report import quality_html

@@ -13,7 +13,8 @@ import xarray as xr
 from rich.console import Console
 
 from catalog.grid import TargetGrid
-from pipeline.glaciers.statistics import glacier_statistics, index_agreement
+from pipeline.glaciers.region_tables import index_agreement
+from pipeline.glaciers.statistics import glacier_statistics
 
 ROOT = Path(__file__).resolve().parents[1]
 YEARS = [2020, 2021, 2022]
@@ -205,7 +206,7 @@ def test_config_defaults_and_summary_names_the_flagged_glaciers():
 
 
 def test_the_report_lists_the_flagged_glaciers_and_the_uncertainty_terms(tmp_path):
-    from pipeline.glaciers.statistics import region_total
+    from pipeline.glaciers.region_tables import region_total
     from pipeline.outputs.report import uncertainty_html
 
     areas = _areas().reset_index().assign(sensor="sentinel-2")

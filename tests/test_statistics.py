@@ -11,7 +11,9 @@ import xarray as xr
 from affine import Affine
 from shapely.geometry import box
 
-from pipeline.glaciers.statistics import change_table, glacier_statistics, rasterize_inventory
+from pipeline.glaciers.rasterise import rasterize_inventory
+from pipeline.glaciers.region_tables import change_table
+from pipeline.glaciers.statistics import glacier_statistics
 
 CRS = "EPSG:32644"
 NAN = np.nan
@@ -70,7 +72,7 @@ def test_areas_perimeters_and_errors_by_hand(tables):
     assert a.loc[(1, 2021), "area_km2"] == pytest.approx(500e-6)
     assert a.loc[(1, 2021), "perimeter_km"] == pytest.approx(0.100)
     assert a.loc[(2, 2021), "area_km2"] == pytest.approx(200e-6)
-    from pipeline.glaciers.statistics import TABLE_COLUMNS
+    from pipeline.glaciers.raster_schema import TABLE_COLUMNS
 
     assert list(tables["areas"].columns) == TABLE_COLUMNS["areas"]
     assert TABLE_COLUMNS["areas"][:11] == ["glacier_id", "sensor", "year", "area_km2", "perimeter_km",

@@ -13,7 +13,9 @@ from pipeline.config import Analysis
 from pipeline.glaciers.analysis import fixed_aspect
 from pipeline.glaciers.change import terminus_change_uncertainty_m_a
 from pipeline.glaciers.outline_stats import glacier_terminus, horn_aspect_deg
-from pipeline.glaciers.statistics import change_table, dem_on_grid, glacier_statistics, rasterize_inventory
+from pipeline.glaciers.rasterise import dem_on_grid, rasterize_inventory
+from pipeline.glaciers.region_tables import change_table
+from pipeline.glaciers.statistics import glacier_statistics
 from pipeline.glaciers.terminus import Dem
 
 YEARS = list(range(2016, 2023))

@@ -16,7 +16,8 @@ import xarray as xr
 from catalog.grid import TargetGrid
 from pipeline.config import Analysis
 from pipeline.glaciers.analysis import front_doy, map_tables, terminus_tables, years_between
-from pipeline.glaciers.statistics import change_table, glacier_statistics, region_total
+from pipeline.glaciers.region_tables import change_table, region_total
+from pipeline.glaciers.statistics import glacier_statistics
 from pipeline.glaciers.terminus import Dem
 
 YEARS = list(range(2016, 2023))

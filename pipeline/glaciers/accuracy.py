@@ -13,6 +13,18 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy.ndimage import binary_dilation
+
+
+DEBRIS_HALO_PX = 10
+"""Debris-covered ice grown by this many pixels is the accuracy table's hard ``debris`` zone, so
+both a missed debris tongue and ice mapped beyond it count there."""
+
+
+def debris_zone(debris_fraction: np.ndarray, halo_px: int = DEBRIS_HALO_PX) -> np.ndarray:
+    """(year, y, x) bool: the truth's debris-covered ice (``debris_fraction`` >= 0.5) grown by
+    `halo_px` pixels (4-connected), year by year."""
+    return np.stack([binary_dilation(d >= 0.5, iterations=halo_px) for d in np.asarray(debris_fraction)])
 
 
 def confusion_counts(predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:

@@ -4,7 +4,7 @@ Everything reads the store (``probability/{sensor}``, ``glacier_id``, ``dem``, `
 rerun or an annual update recomputes all numbers from stored maps, never from a cube in memory:
 
 - areas, area by elevation band and by aspect: ``pipeline.glaciers.statistics.glacier_statistics`` (one
-  bincount pass over the chunks), change and trend: ``statistics.change_table``;
+  bincount pass over the chunks), change and trend: ``region_tables.change_table``;
 - outlines: ``pipeline.glaciers.outlines.vectorise_outlines`` (GeoParquet);
 - terminus positions and retreat per glacier (main-axis and box method) on those outlines, each
   glacier with its own DEM window from the store: ``pipeline.glaciers.store_terminus.terminus_tables``
@@ -51,15 +51,16 @@ import pandas as pd
 import shapely
 import xarray as xr
 from affine import Affine
-from scipy.ndimage import binary_dilation
 
 from catalog.grid import TargetGrid
 from pipeline.config import Analysis
-from pipeline.glaciers.accuracy import accuracy_by_year
+from pipeline.glaciers.accuracy import accuracy_by_year, debris_zone
 from pipeline.glaciers.change import PIXEL_PERIMETER_FACTOR
 from pipeline.glaciers.outlines import vectorise_outlines
 from pipeline.glaciers.plausibility import flag_glacier_years, implausible_pairs
-from pipeline.glaciers.statistics import DEFAULT_MAX_UNOBSERVED, change_table, glacier_statistics, region_total, with_area_errors
+from pipeline.glaciers.raster_schema import DEFAULT_MAX_UNOBSERVED
+from pipeline.glaciers.region_tables import change_table, region_total
+from pipeline.glaciers.statistics import glacier_statistics, with_area_errors
 from pipeline.glaciers.store_terminus import (
     FRONT_WIDTH_MAX_PX,
     TONGUE_FRACTION,
@@ -75,7 +76,7 @@ from pipeline.glaciers.terminus import glacier_parts
 from pipeline.store import RegionStore
 
 # The terminus layer (pipeline.glaciers.store_terminus) is re-exported: callers import it from here too.
-__all__ = ["DEBRIS_HALO_PX", "FRONT_WIDTH_MAX_PX", "TABLES", "TONGUE_FRACTION", "TRUTH", "analyse_store",
+__all__ = ["FRONT_WIDTH_MAX_PX", "TABLES", "TONGUE_FRACTION", "TRUTH", "analyse_store",
            "fixed_aspect", "front_doy", "front_width_m", "glacier_inventory", "map_tables", "pixel_window",
            "split_fragments", "store_accuracy", "terminus_tables", "total_area", "years_between"]
 
@@ -97,11 +98,10 @@ TABLES = (
     "accuracy",
     "failures",
 )
-DEBRIS_HALO_PX = 10  # as pipeline.training.evaluation: debris-covered ice grown by this much is the hard zone
 
 
 def total_area(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBSERVED) -> pd.DataFrame:
-    """Region total per sensor and year (`statistics.region_total`): the error is the sum of the
+    """Region total per sensor and year (`region_tables.region_total`): the error is the sum of the
     glaciers' (perimeters add); the unobserved share is weighted by outline area and flagged above
     `max_unobserved`."""
     return region_total(areas, max_unobserved)
@@ -255,7 +255,7 @@ def store_accuracy(
     predicted = (probability >= threshold).drop_vars(["y", "x"], errors="ignore")
     truth = truth.drop_vars(["y", "x"], errors="ignore").sel(year=years)
     glacier = (truth.glacier_fraction >= 0.5).chunk(chunks)
-    debris = np.stack([binary_dilation(d >= 0.5, iterations=DEBRIS_HALO_PX) for d in truth.debris_fraction.values])
+    debris = debris_zone(truth.debris_fraction.values)
     zones = {
         "all": None,
         "debris": xr.DataArray(debris, dims=("year", "y", "x"), coords={"year": years}).chunk(chunks),

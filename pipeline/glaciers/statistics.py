@@ -70,8 +70,7 @@ Conventions, stated once:
   circular-mean aspect).
 
 Inputs on the grid: `pipeline.glaciers.rasterise`; tables built from ``areas`` (region total, index
-agreement, change): `pipeline.glaciers.region_tables`; columns: `pipeline.glaciers.raster_schema`. Their names
-are re-exported here (``from pipeline.glaciers.statistics import change_table`` keeps working).
+agreement, change): `pipeline.glaciers.region_tables`; columns: `pipeline.glaciers.raster_schema`.
 """
 
 from __future__ import annotations
@@ -84,21 +83,10 @@ import xarray as xr
 from catalog.aspect import ASPECT_SECTORS as SECTORS
 from catalog.aspect import aspect_class
 from pipeline.glaciers.change import area_uncertainty_km2
-from pipeline.glaciers.raster_schema import DEFAULT_MAX_INDEX_DISAGREEMENT, DEFAULT_MAX_UNOBSERVED, TABLE_COLUMNS
-from pipeline.glaciers.rasterise import dem_on_grid, rasterize_inventory
-from pipeline.glaciers.region_tables import (
-    EXTREME_AREA_FACTOR,
-    INDEX_AGREEMENT_COLUMNS,
-    MIN_INDEX_CHECK_KM2,
-    change_table,
-    index_agreement,
-    region_total,
-)
+from pipeline.glaciers.raster_schema import DEFAULT_MAX_INDEX_DISAGREEMENT, DEFAULT_MAX_UNOBSERVED
 
-__all__ = ["DEFAULT_MAX_INDEX_DISAGREEMENT", "DEFAULT_MAX_UNOBSERVED", "EXTREME_AREA_FACTOR",
-           "INDEX_AGREEMENT_COLUMNS", "INDICES_NOT_READ", "MIN_INDEX_CHECK_KM2", "NDSI_BIT", "N_SECTORS",
-           "PERIMETER_CORRECTIONS", "RATIO_BIT", "SECTORS", "TABLE_COLUMNS", "change_table", "dem_on_grid",
-           "glacier_statistics", "index_agreement", "rasterize_inventory", "region_total", "with_area_errors"]
+__all__ = ["INDICES_NOT_READ", "NDSI_BIT", "N_SECTORS", "PERIMETER_CORRECTIONS", "RATIO_BIT", "glacier_statistics",
+           "with_area_errors"]
 
 N_SECTORS = len(SECTORS)
 INDICES_NOT_READ, NDSI_BIT, RATIO_BIT = 255, 1, 2  # as pipeline.store

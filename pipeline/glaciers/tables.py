@@ -3,7 +3,7 @@
 
 A column a command cannot fill is there and empty (NaN/None): ``stats`` has no ``sensor``,
 ``unobserved_frac`` or ``doy``; ``run`` has no ``date``-of-digitising or ``n_polygons``. The
-raster statistics' own columns come from `pipeline.glaciers.statistics.TABLE_COLUMNS` (so a column added
+raster statistics' own columns come from `pipeline.glaciers.raster_schema.TABLE_COLUMNS` (so a column added
 there reaches both); the rest are declared here. `conform` puts a table in its schema's order and
 keeps any column not declared (at the end) rather than dropping it.
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline.glaciers.statistics import TABLE_COLUMNS as RASTER_COLUMNS
+from pipeline.glaciers.raster_schema import TABLE_COLUMNS as RASTER_COLUMNS
 
 FRAGMENT_COLUMNS = ["n_fragments", "fragments_km2", "dropped_km2"]
 FLAG_COLUMNS = ["flag_area_jump", "flag_front_jump", "flag_snow"]

@@ -229,7 +229,7 @@ def probability_cube(
 
 def glacier_ids_on_grid(outlines: Any, grid: Any, buffer_m: float, chunk: int) -> xr.DataArray:
     """The inventory (`pipeline.glaciers.inventory.read_inventory`) rasterised on `grid`, outlines grown by `buffer_m`, lazily by store chunk."""
-    from pipeline.glaciers.statistics import rasterize_inventory
+    from pipeline.glaciers.rasterise import rasterize_inventory
 
     return rasterize_inventory(outlines, grid.transform, grid.shape, grid.crs, buffer_m=buffer_m, chunks=chunk)
 

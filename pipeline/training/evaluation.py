@@ -16,9 +16,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy.ndimage import binary_dilation
 
-from pipeline.glaciers.accuracy import accuracy_by_year
+from pipeline.glaciers.accuracy import DEBRIS_HALO_PX, accuracy_by_year, debris_zone
 from pipeline.model.predictor import Predictor
 from pipeline.training.samples import TERRAIN_CHANNELS
 
@@ -36,7 +35,7 @@ def accuracy_table(
     truth: xr.Dataset,
     years: Sequence[int],
     sensor: str,
-    debris_halo_px: int = 10,
+    debris_halo_px: int = DEBRIS_HALO_PX,
     chunks: int = 512,
 ) -> pd.DataFrame:
     """Rows (model, zone, sensor, year, PA, UA, OA, F1, IoU, n_pixels); zone 'all' or 'debris'."""
@@ -44,8 +43,7 @@ def accuracy_table(
     truth = truth.drop_vars(["y", "x"], errors="ignore")
     glacier = (truth.glacier_fraction.sel(year=list(years)) >= 0.5).chunk({"year": 1, "y": chunks, "x": chunks})
     observed = cube.reflectance.sel(year=list(years)).notnull().all("band").drop_vars(["y", "x"], errors="ignore")
-    debris = truth.debris_fraction.sel(year=list(years)).values >= 0.5
-    zone = np.stack([binary_dilation(d, iterations=debris_halo_px) for d in debris])
+    zone = debris_zone(truth.debris_fraction.sel(year=list(years)).values, debris_halo_px)
     zones = {"all": observed, "debris": observed & xr.DataArray(zone, dims=("year", "y", "x"), coords={"year": list(years)})}
     rows = []
     maps = {name: predict_years(predictor, cube, years) >= 0.5 for name, predictor in predictors.items()}

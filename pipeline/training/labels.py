@@ -15,7 +15,7 @@ import xarray as xr
 from affine import Affine
 
 from pipeline.glaciers.inventory import read_inventory
-from pipeline.glaciers.statistics import rasterize_inventory
+from pipeline.glaciers.rasterise import rasterize_inventory
 from pipeline.model.inputs import spectral_index
 
 

@@ -45,7 +45,7 @@ def throughput(area: Path, threads: int, chunks: int, repeats: int = 3) -> dict:
     import rasterio
     from rasterio.windows import from_bounds
 
-    from catalog.cube import stack_assets, prepare_scene_items, reflectance_cube
+    from catalog.cube import prepare_scene_items, reflectance_cube, stack_assets
     from catalog.grid import TargetGrid
     from catalog.providers import REFLECTANCE_BANDS
 

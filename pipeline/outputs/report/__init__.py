@@ -52,7 +52,6 @@ from pipeline.outputs.report.selection import (
     summary_table,
 )
 
-
 __all__ = [
     "BASELINE_MODELS", "DPI", "FLAG_NAMES", "MAX_LABELLED", "MAX_TERRAIN_PX", "METRICS", "SECTIONS", "SECTOR_COLORS",
     "SENSOR_COLORS", "SENSOR_ORDER", "aspect_rose_figure", "band_change_figure", "first_to_last_retreat", "hillshade",

@@ -144,7 +144,7 @@ def total_area_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict
 def uncertainty_and_indices(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
     """The two area-uncertainty terms per sensor-year, the two retreat-uncertainty terms, and where
     the model disagrees with NDSI and red/SWIR (each None where its columns are missing)."""
-    from pipeline.glaciers.statistics import index_agreement
+    from pipeline.glaciers.region_tables import index_agreement
 
     out = {"area_terms": None, "retreat_terms": None, "indices": None}
     total = tables.get("total_area")
