@@ -11,6 +11,7 @@ import yaml
 from shapely.geometry import box
 from typer.testing import CliRunner
 
+from catalog.grid import TargetGrid
 from pipeline.cli import app
 from pipeline.model.weights import load_model
 from pipeline.training.labels import program_labels
@@ -48,7 +49,8 @@ def test_program_labels_are_inventory_outlines_that_look_like_ice(tmp_path):
     cube["reflectance"] = (cube.reflectance.dims, refl)
     outline = gpd.GeoDataFrame({"glacier_id": [1]}, geometry=[box(700_000, 4_849_800, 700_200, 4_850_000)], crs=32644)
     outline.to_file(tmp_path / "inv.gpkg")
-    labels = program_labels(tmp_path / "inv.gpkg", cube, ("B02", "B03", "B04", "B08", "B11", "B12")).values[0]
+    grid = TargetGrid(32644, 10.0, (700_000.0, 4_849_600.0, 700_400.0, 4_850_000.0))  # the cube's 40 x 40 px
+    labels = program_labels(tmp_path / "inv.gpkg", cube, grid, ("B02", "B03", "B04", "B08", "B11", "B12")).values[0]
     # Outline covers rows 0-19, cols 0-19; ice covers rows 0-19: the label is their intersection.
     assert labels[:20, :20].all() and labels.sum() == 400
 

@@ -53,7 +53,7 @@ def train_and_evaluate(cfg: Config, sensor: str, options: Training, out_dir: Pat
             raise FileNotFoundError(f"training.labels is 'truth' but there is no truth at {truth_dir}: use labels: inventory")
         labels = truth_labels(truth)
     else:
-        labels = program_labels(cfg.inventory_path(), cube, bands, cfg.inventory.id_field)
+        labels = program_labels(cfg.inventory_path(), cube, cfg.grid(sensor), bands, cfg.inventory.id_field)
     samples = cut_samples(cube, labels, train_years, options.sample_size, options.crop_size)
     recipe = fit_normalisation(
         InputRecipe(bands=bands, indices=options.indices, terrain=options.terrain), zip(samples.reflectance, samples.terrain)

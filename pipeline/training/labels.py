@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from affine import Affine
 
+from catalog.grid import TargetGrid
 from pipeline.glaciers.inventory import read_inventory
 from pipeline.glaciers.rasterise import rasterize_inventory
 from pipeline.model.inputs import spectral_index
@@ -25,13 +25,15 @@ def truth_labels(truth: xr.Dataset) -> xr.DataArray:
 
 
 def program_labels(
-    inventory_path: str | Path, cube: xr.Dataset, bands: tuple[str, ...], id_field: str = "glacier_id"
+    inventory_path: str | Path, cube: xr.Dataset, grid: TargetGrid, bands: tuple[str, ...], id_field: str = "glacier_id"
 ) -> xr.DataArray:
-    """0/1 labels (year, y, x): inventory outline (no buffer) AND a band-ratio/NDSI ice mask of each year."""
+    """0/1 labels (year, y, x): inventory outline (no buffer) AND a band-ratio/NDSI ice mask of each year.
+
+    `grid`: the cube's grid (the object the cube was built on, not its attrs read back)."""
     inventory = read_inventory(inventory_path, id_field)
-    transform = Affine(*cube.attrs["transform"])
-    shape = (cube.sizes["y"], cube.sizes["x"])
-    inside = rasterize_inventory(inventory, transform, shape, cube.attrs["crs"], buffer_m=0.0).values > 0
+    if (cube.sizes["y"], cube.sizes["x"]) != grid.shape:
+        raise ValueError(f"the cube ({cube.sizes['y']} x {cube.sizes['x']} px) is not on the grid given ({grid.shape})")
+    inside = rasterize_inventory(inventory, grid.transform, grid.shape, grid.crs, buffer_m=0.0).values > 0
     labels = []
     for year in cube.year.values:
         refl = cube.reflectance.sel(year=year).values
