@@ -17,7 +17,7 @@ layers (SCL, QA_PIXEL): a 20 m Sentinel-2 band on the 10 m grid is each 20 m pix
 lattice are read without any warp (see catalog.reads.ExplainingRioReader).
 `resampling=Resampling.bilinear` interpolates instead (GDAL excludes nodata from the weights).
 
-The reading and scene-check names other code imports from here are re-exported (__all__).
+Reading COG windows is `catalog.reads`; checking scenes before any pixel is read, `catalog.scene_check`.
 """
 
 from __future__ import annotations
@@ -40,23 +40,12 @@ from catalog.grid import TargetGrid
 from catalog.items import asset_nodata, reflectance_scale_offset
 from catalog.providers import QUALITY_BAND, REFLECTANCE_BANDS, ProviderProfile
 from catalog.reads import (
-    DEFAULT_READ_THREADS,
-    READ_THREADS_VAR,
-    UNREADABLE_TOPIC,
-    ExplainingRioReader,
-    SceneReadError,
-    read_chunk,
     read_tasks,
-    read_thread_count,
-    unreadable_reads,
 )
 from catalog.scene_check import (
     OnUnreadable,
-    RegionError,
     SkippedScene,
-    items_over_grid,
     prepare_scene_items,
-    sorted_items,
 )
 
 __all__ = [
@@ -68,22 +57,8 @@ __all__ = [
     "stack_on_grid",
     "to_reflectance",
     # reading COG windows (catalog.reads)
-    "DEFAULT_READ_THREADS",
-    "READ_THREADS_VAR",
-    "UNREADABLE_TOPIC",
-    "ExplainingRioReader",
-    "SceneReadError",
-    "read_chunk",
-    "read_thread_count",
-    "unreadable_reads",
     # checking scenes before the run (catalog.scene_check)
-    "OnUnreadable",
-    "RegionError",
-    "SkippedScene",
-    "items_over_grid",
-    "prepare_scene_items",
-    "sorted_items",
-]
+    ]
 
 
 def _year_chunks(items: list[pystac.Item]) -> tuple[int, ...]:

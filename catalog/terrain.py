@@ -38,11 +38,12 @@ from xrspatial import aspect as xrs_aspect
 from xrspatial import slope as xrs_slope
 
 from catalog.aspect import aspect_class, wrap360
-from catalog.cube import RegionError, items_over_grid, sorted_items, stack_on_grid
+from catalog.cube import stack_on_grid
 from catalog.gdal_env import scene_read_env
 from catalog.grid import TargetGrid, convergence_on_grid
 from catalog.items import normalize_items, require_assets
 from catalog.providers import ProviderProfile
+from catalog.scene_check import RegionError, items_over_grid, sorted_items
 
 
 def _padded(grid: TargetGrid, pixels: int) -> TargetGrid:

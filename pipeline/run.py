@@ -279,7 +279,8 @@ def run_study(
                 dem = store.open_dataset(min(sensors, key=lambda s: grids[s].resolution)).dem
                 write_report(out / "report", tables, outlines, dem, provenance, title=f"glacierwatch: {cfg.region.name}")
             with stage("STAC catalog of outputs"):
-                from pipeline.outputs.publish import publish_catalog, write_glacier_masks
+                from pipeline.outputs.glacier_masks import write_glacier_masks
+                from pipeline.outputs.publish import publish_catalog
 
                 masks = write_glacier_masks(url, out / "masks", threshold=cfg.analysis.threshold)
                 publish_catalog(

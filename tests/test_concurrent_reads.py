@@ -1,4 +1,4 @@
-"""A chunk's assets are read concurrently (catalog.cube.read_chunk): same bytes as the serial read, same errors."""
+"""A chunk's assets are read concurrently (catalog.reads.read_chunk): same bytes as the serial read, same errors."""
 
 from __future__ import annotations
 
@@ -12,18 +12,11 @@ import stackstac
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from catalog.cube import (
-    READ_THREADS_VAR,
-    ExplainingRioReader,
-    SceneReadError,
-    _year_chunks,
-    prepare_scene_items,
-    read_chunk,
-    read_thread_count,
-    stack_on_grid,
-)
+from catalog.cube import _year_chunks, stack_on_grid
 from catalog.grid import TargetGrid
 from catalog.providers import QUALITY_BAND, REFLECTANCE_BANDS, get_profile
+from catalog.reads import READ_THREADS_VAR, ExplainingRioReader, SceneReadError, read_chunk, read_thread_count
+from catalog.scene_check import prepare_scene_items
 from catalog.scenes import find_scenes
 from catalog.search import open_source
 
@@ -162,7 +155,7 @@ def test_read_threads_come_from_the_parameter_the_environment_or_the_default(mon
 
 
 def test_skip_unreadable_drops_the_failing_scene_from_the_chunk_and_records_it():
-    from catalog.cube import unreadable_reads
+    from catalog.reads import unreadable_reads
 
     unreadable_reads()  # start clean
     bad = _Slow(6, 0.01, href="/cogs/damaged.tif")
@@ -184,7 +177,7 @@ def test_skip_unreadable_drops_the_failing_scene_from_the_chunk_and_records_it()
 
 
 def test_a_broken_cog_under_skip_leaves_the_other_scenes_byte_identical(two_years, tmp_path):
-    from catalog.cube import unreadable_reads
+    from catalog.reads import unreadable_reads
 
     items, grid = two_years
     bad, broken = _with_broken_green(items[1], tmp_path)

@@ -8,10 +8,12 @@ import rasterio
 from pyproj import Transformer
 from rasterio.enums import Resampling
 
-from catalog.cube import RegionError, SceneReadError, quality_cube, reflectance_cube
+from catalog.cube import quality_cube, reflectance_cube
 from catalog.grid import TargetGrid
 from catalog.items import ItemError, normalize_items, reflectance_scale_offset
 from catalog.providers import get_profile
+from catalog.reads import SceneReadError
+from catalog.scene_check import RegionError
 from catalog.scenes import find_scenes
 from catalog.search import open_source
 
@@ -205,7 +207,9 @@ def test_direct_and_plain_warped_reads_equal_stackstacs_masked_warped_reads(area
     import stackstac
     from stackstac.rio_reader import AutoParallelRioReader
 
-    from catalog.cube import ExplainingRioReader, prepare_scene_items, stack_assets
+    from catalog.cube import stack_assets
+    from catalog.reads import ExplainingRioReader
+    from catalog.scene_check import prepare_scene_items
 
     plain_warps = []
     read_warped = ExplainingRioReader._read_warped

@@ -16,9 +16,9 @@ from rasterio.features import rasterize
 from shapely.geometry import box
 
 from catalog.grid import TargetGrid
+from catalog.terrain import horn_aspect_deg
 from pipeline.config import Analysis
 from pipeline.glaciers.analysis import map_tables
-from pipeline.glaciers.outline_stats import horn_aspect_deg
 from pipeline.glaciers.rasterise import rasterize_inventory
 from pipeline.glaciers.summary import summary_table
 from pipeline.glaciers.tasks import Failures, entity_task
@@ -180,7 +180,7 @@ def test_robust_flags_mark_the_year_off_the_series_and_not_a_steady_trend():
 def test_front_width_of_a_sharp_step_a_ramp_and_a_flat_map():
     from affine import Affine
 
-    from pipeline.glaciers.analysis import FRONT_WIDTH_MAX_PX, front_width_m
+    from pipeline.glaciers.store_terminus import FRONT_WIDTH_MAX_PX, front_width_m
 
     px = 10.0
     transform = Affine(px, 0, 0, 0, -px, 0)

@@ -11,13 +11,9 @@ from affine import Affine
 from pyproj import Geod, Proj, Transformer
 from shapely.geometry import Polygon, box
 
-from pipeline.glaciers.outline_stats import (
-    aspect_sector,
-    circular_mean_deg,
-    horn_aspect_deg,
-    outline_statistics,
-    write_tables,
-)
+from catalog.terrain import horn_aspect_deg
+from pipeline.glaciers.angles import aspect_sector, circular_mean_deg
+from pipeline.glaciers.outline_stats import outline_statistics, write_tables
 
 CRS = "EPSG:32632"
 X0, Y0 = 640_000.0, 5_180_000.0

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.glaciers.outline_stats import circular_difference_deg, outline_statistics
+from pipeline.glaciers.angles import circular_difference_deg
+from pipeline.glaciers.outline_stats import outline_statistics
 
 
 @pytest.fixture(scope="module")

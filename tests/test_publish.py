@@ -18,7 +18,8 @@ from shapely.geometry import box
 
 from catalog.grid import TargetGrid
 from catalog.search import LocalCatalogSource, SceneQuery
-from pipeline.outputs.publish import COLLECTION_ID, MASK_NODATA, PublishError, publish_catalog, write_glacier_masks
+from pipeline.outputs.glacier_masks import MASK_NODATA, PublishError, write_glacier_masks
+from pipeline.outputs.publish import COLLECTION_ID, publish_catalog
 from pipeline.store import RegionStore, Unit
 
 S2 = TargetGrid(32644, 10.0, (500040.0, 4700040.0, 500680.0, 4700680.0))  # 64 x 64 px

@@ -14,7 +14,6 @@ import pystac
 import pytest
 from shapely.geometry import MultiPolygon, Polygon, box, shape
 
-from catalog.cube import RegionError, items_over_grid
 from catalog.gdal_env import ObjectStorageError, check_object_storage, scene_read_env
 from catalog.grid import TargetGrid
 from catalog.items import (
@@ -28,6 +27,7 @@ from catalog.items import (
     require_assets,
 )
 from catalog.providers import QUALITY_BAND, REFLECTANCE_BANDS, SIGNERS, ProviderError, get_profile
+from catalog.scene_check import RegionError, items_over_grid
 from catalog.scenes import find_scenes
 from catalog.search import LocalCatalogSource, SceneQuery
 

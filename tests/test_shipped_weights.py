@@ -10,7 +10,6 @@ paper's ±2.36 m/a of the truth's.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from rich.console import Console

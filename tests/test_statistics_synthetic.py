@@ -9,10 +9,11 @@ import pytest
 import rasterio
 import xarray as xr
 
+from catalog.terrain import horn_aspect_deg
 from pipeline.config import Analysis
 from pipeline.glaciers.analysis import fixed_aspect
 from pipeline.glaciers.change import terminus_change_uncertainty_m_a
-from pipeline.glaciers.outline_stats import glacier_terminus, horn_aspect_deg
+from pipeline.glaciers.glacier_change import glacier_terminus
 from pipeline.glaciers.rasterise import dem_on_grid, rasterize_inventory
 from pipeline.glaciers.region_tables import change_table
 from pipeline.glaciers.statistics import glacier_statistics
@@ -96,7 +97,7 @@ def test_fixed_aspect_sector_of_the_inventory_matches_the_true_flow_direction(st
 
 
 def retreat_vs_generator(study_area, dem: Dem, analysis: Analysis) -> pd.DataFrame:
-    """2016-2022 retreat rates of the pipeline's terminus task (`outline_stats.glacier_terminus`,
+    """2016-2022 retreat rates of the pipeline's terminus task (`glacier_change.glacier_terminus`,
     the code `run` and `stats` share) on the generator's yearly true outlines, against the
     generator's own rates (truth/glaciers.parquet), both methods."""
     outlines = gpd.read_parquet(study_area.truth / "outlines.parquet")

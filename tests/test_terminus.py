@@ -10,19 +10,8 @@ from affine import Affine
 from shapely.affinity import rotate, translate
 from shapely.geometry import box
 
-from pipeline.glaciers.terminus import (
-    Dem,
-    MainAxis,
-    front_lines,
-    glacier_parts,
-    main_axis,
-    terminus_box,
-    terminus_change_box,
-    terminus_change_main_axis,
-    terminus_elevations,
-    terminus_positions,
-    tongue_frame,
-)
+from pipeline.glaciers.terminus import Dem, MainAxis, front_lines, glacier_parts, main_axis, terminus_positions, tongue_frame
+from pipeline.glaciers.terminus_change import terminus_box, terminus_change_box, terminus_change_main_axis, terminus_elevations
 
 X0, Y0 = 600_000.0, 5_200_000.0  # somewhere in a UTM zone
 

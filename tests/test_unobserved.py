@@ -15,9 +15,10 @@ import xarray as xr
 
 from catalog.grid import TargetGrid
 from pipeline.config import Analysis
-from pipeline.glaciers.analysis import front_doy, map_tables, terminus_tables, years_between
+from pipeline.glaciers.analysis import map_tables
 from pipeline.glaciers.region_tables import change_table, region_total
 from pipeline.glaciers.statistics import glacier_statistics
+from pipeline.glaciers.store_terminus import front_doy, terminus_tables, years_between
 from pipeline.glaciers.terminus import Dem
 
 YEARS = list(range(2016, 2023))

@@ -15,7 +15,6 @@ import pandas as pd
 import xarray as xr
 from scipy.ndimage import binary_dilation
 
-
 DEBRIS_HALO_PX = 10
 """Debris-covered ice grown by this many pixels is the accuracy table's hard ``debris`` zone, so
 both a missed debris tongue and ice mapped beyond it count there."""

@@ -8,7 +8,7 @@ rerun or an annual update recomputes all numbers from stored maps, never from a 
 - outlines: ``pipeline.glaciers.outlines.vectorise_outlines`` (GeoParquet);
 - terminus positions and retreat per glacier (main-axis and box method) on those outlines, each
   glacier with its own DEM window from the store: ``pipeline.glaciers.store_terminus.terminus_tables``
-  (``pipeline.glaciers.terminus`` via ``outline_stats``), re-exported here;
+  (``pipeline.glaciers.terminus`` via ``glacier_change``);
   typical glaciers (documented in ``retreat_summary``: area, clear terminus, not touching the
   region edge) and retreat by aspect sector and by terminus elevation band;
 - no-data is not ice loss: the store's ``observed`` gives each glacier-year its unobserved share;
@@ -62,23 +62,16 @@ from pipeline.glaciers.raster_schema import DEFAULT_MAX_UNOBSERVED
 from pipeline.glaciers.region_tables import change_table, region_total
 from pipeline.glaciers.statistics import glacier_statistics, with_area_errors
 from pipeline.glaciers.store_terminus import (
-    FRONT_WIDTH_MAX_PX,
-    TONGUE_FRACTION,
-    front_doy,
-    front_width_m,
     pixel_window,
     terminus_tables,
-    years_between,
 )
 from pipeline.glaciers.tables import conform
 from pipeline.glaciers.tasks import Failures
 from pipeline.glaciers.terminus import glacier_parts
 from pipeline.store import RegionStore
 
-# The terminus layer (pipeline.glaciers.store_terminus) is re-exported: callers import it from here too.
-__all__ = ["FRONT_WIDTH_MAX_PX", "TABLES", "TONGUE_FRACTION", "TRUTH", "analyse_store",
-           "fixed_aspect", "front_doy", "front_width_m", "glacier_inventory", "map_tables", "pixel_window",
-           "split_fragments", "store_accuracy", "terminus_tables", "total_area", "years_between"]
+__all__ = ["TABLES", "TRUTH", "analyse_store",
+           "fixed_aspect", "glacier_inventory", "map_tables", "split_fragments", "store_accuracy", "total_area"]
 
 TRUTH = "truth"
 """The pseudo-sensor of the synthetic area's true masks, analysed exactly like a sensor's maps."""

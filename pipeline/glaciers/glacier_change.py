@@ -22,18 +22,8 @@ from pipeline.glaciers.change import area_change, terminus_change_uncertainty_m_
 from pipeline.glaciers.outline_inputs import year_of
 from pipeline.glaciers.tables import TABLE_COLUMNS, conform
 from pipeline.glaciers.tasks import Failures, entity_task
-from pipeline.glaciers.terminus import (
-    Dem,
-    TerminusChange,
-    front_lines,
-    glacier_parts,
-    main_axis,
-    terminus_change_box,
-    terminus_change_main_axis,
-    terminus_elevations,
-    terminus_positions,
-    tongue_frame,
-)
+from pipeline.glaciers.terminus import Dem, front_lines, glacier_parts, main_axis, terminus_positions, tongue_frame
+from pipeline.glaciers.terminus_change import TerminusChange, terminus_change_box, terminus_change_main_axis, terminus_elevations
 
 
 def _pairs(n: int) -> list[tuple[int, int, str]]:

@@ -110,13 +110,13 @@ def _ids(raw: pd.Series, source: str, id_field: str) -> tuple[np.ndarray, np.nda
 def read_inventory(path: str | Path, id_field: str = INTERNAL_ID) -> gpd.GeoDataFrame:
     """The glacier inventory in `path`: columns ``glacier_id``, ``inventory_id``, geometry; checked.
 
-    Geometry rules are `outline_stats.read_outlines`' (one function decides them): an invalid
+    Geometry rules are `outline_inputs.read_outlines`' (one function decides them): an invalid
     outline is repaired with ``shapely.make_valid`` when that changes its area by < 1 %, and
     refused otherwise; an empty, missing or non-polygon outline is refused naming the glacier.
     An inventory holds one row per glacier: ids in more than one row are refused, because
     rasterised they would merge two glaciers into one silently. The CRS is any.
     """
-    from pipeline.glaciers.outline_stats import repaired_outline
+    from pipeline.glaciers.outline_inputs import repaired_outline
 
     path = Path(path)
     source = f"inventory {path}"

@@ -31,10 +31,6 @@ Choices, stated once:
   circular mean of pixel aspects. Sectors N, NE, E, SE, S, SW, W, NW are centred on
   0, 45, ..., 315°, each including its lower edge: [337.5, 22.5) is N, 22.5 is NE.
 - Terminus and area change of glaciers with two or more dates: `pipeline.glaciers.glacier_change`.
-
-The angle helpers (`pipeline.glaciers.angles`, and `catalog.terrain`'s Horn aspect), the readers and the
-per-glacier tasks are re-exported here, so ``from pipeline.glaciers.outline_stats import horn_aspect_deg``
-keeps working.
 """
 
 from __future__ import annotations
@@ -49,19 +45,17 @@ from rasterio.features import rasterize
 from catalog.grid import convergence_on_grid
 from catalog.terrain import horn_aspect_deg
 from pipeline.config import Analysis
-from pipeline.glaciers.angles import aspect_sector, circular_difference_deg, circular_mean_deg
+from pipeline.glaciers.angles import aspect_sector, circular_mean_deg
 from pipeline.glaciers.change import area_uncertainty_km2
-from pipeline.glaciers.glacier_change import change_tables, glacier_terminus
-from pipeline.glaciers.outline_inputs import MAX_DEM_RESOLUTION_M, load_dem, parse_dates, read_outlines, repaired_outline, year_of
+from pipeline.glaciers.glacier_change import change_tables
+from pipeline.glaciers.outline_inputs import load_dem, read_outlines, year_of
 from pipeline.glaciers.plausibility import flag_glacier_years, implausible_pairs
 from pipeline.glaciers.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, typical_glaciers
 from pipeline.glaciers.tables import TABLE_COLUMNS, conform
 from pipeline.glaciers.tasks import Failures
 from pipeline.glaciers.terminus import Dem, glacier_parts
 
-__all__ = ["MAX_DEM_RESOLUTION_M", "aspect_sector", "change_tables", "circular_difference_deg", "circular_mean_deg",
-           "glacier_terminus", "horn_aspect_deg", "load_dem", "outline_statistics", "parse_dates", "read_outlines",
-           "repaired_outline", "write_tables", "year_of"]
+__all__ = ["outline_statistics", "write_tables"]
 
 
 

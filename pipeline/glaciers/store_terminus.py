@@ -22,7 +22,7 @@ from scipy import ndimage
 from catalog.grid import TargetGrid
 from pipeline.config import Analysis
 from pipeline.glaciers.change import terminus_change_uncertainty_m_a
-from pipeline.glaciers.outline_stats import change_tables
+from pipeline.glaciers.glacier_change import change_tables
 from pipeline.glaciers.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, touches_edge, typical_glaciers
 from pipeline.glaciers.tables import conform
 from pipeline.glaciers.tasks import Failures
@@ -129,7 +129,7 @@ def terminus_tables(
 ) -> dict[str, pd.DataFrame]:
     """``terminus``, ``retreat``, ``typical_glaciers``, ``retreat_by_aspect``, ``retreat_by_band`` of one sensor.
 
-    Each glacier is an entity task (`outline_stats.glacier_terminus`): the lines across the
+    Each glacier is an entity task (`glacier_change.glacier_terminus`): the lines across the
     tongue are drawn on the first year's body, along its main axis (from the DEM window around
     the glacier), and each pair of years uses only the lines that cut both fronts; retreat for
     consecutive years and first-to-last, by ``analysis.terminus_statistic`` and the box. A glacier

@@ -3,7 +3,7 @@
 This module owns where a front is: the DEM interface, the main axis, the tongue frame and its
 lines, the terminus positions on them, the front lines and the glacier's body (`glacier_parts`).
 The change measured from them (`TerminusChange`, the main-axis and box methods, terminus
-elevations) is `pipeline.glaciers.terminus_change`, re-exported here so callers import either from here.
+elevations) is `pipeline.glaciers.terminus_change`.
 
 Everything works on shapely polygons in one metric CRS (a UTM zone), per glacier, OGGM-style:
 the caller maps these functions over glaciers. No manual editing of the front is needed.
@@ -64,19 +64,8 @@ from shapely.affinity import affine_transform
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from pipeline.glaciers.terminus_change import (
-    STATISTICS,
-    TerminusChange,
-    terminus_box,
-    terminus_change_box,
-    terminus_change_main_axis,
-    terminus_elevations,
-)
-
-# The change methods (pipeline.glaciers.terminus_change) are re-exported: callers import them from here too.
-__all__ = ["FRONT_MAX_ANGLE_DEG", "STATISTICS", "Dem", "GlacierParts", "MainAxis", "TerminusChange", "TongueFrame",
-           "front_lines", "glacier_parts", "main_axis", "terminus_box", "terminus_change_box",
-           "terminus_change_main_axis", "terminus_elevations", "terminus_positions", "tongue_frame"]
+__all__ = ["FRONT_MAX_ANGLE_DEG", "Dem", "GlacierParts", "MainAxis", "TongueFrame",
+           "front_lines", "glacier_parts", "main_axis", "terminus_positions", "tongue_frame"]
 
 
 @dataclass(frozen=True)

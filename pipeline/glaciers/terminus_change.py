@@ -2,7 +2,7 @@
 
 This module owns the numbers: `TerminusChange` and the methods that produce it. The geometry
 they measure on (the DEM, the main axis, the tongue frame, terminus positions and front lines)
-is `pipeline.glaciers.terminus`, which re-exports every name here.
+is `pipeline.glaciers.terminus`.
 
 Main-axis method: the retreat between two years is the mean (or ``statistic="median"``) over
 the lines that cut both outlines of the difference of their terminus positions, usually only
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,8 +24,7 @@ from shapely.affinity import affine_transform
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-if TYPE_CHECKING:  # annotations only: pipeline.glaciers.terminus imports this module to re-export it
-    from pipeline.glaciers.terminus import Dem, TongueFrame
+from pipeline.glaciers.terminus import Dem, TongueFrame
 
 
 def terminus_elevations(positions: pd.DataFrame, dem: Dem) -> pd.DataFrame:

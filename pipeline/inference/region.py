@@ -279,7 +279,7 @@ def infer_to_store(
     `take_lock=False`: the caller already holds the store's lock (a whole `glacierwatch update`).
     Returns ``{"store", "sensor", "weights_sha256", "years": {year: units written}, "static": [...]}``.
     """
-    from catalog.cube import unreadable_reads
+    from catalog.reads import unreadable_reads
     from pipeline.inference.yearly_cube import yearly_cube
     from pipeline.scale.cluster import task_resources
     from pipeline.store import RegionStore, encode_indices, encode_observed, encode_probability

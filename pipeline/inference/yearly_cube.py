@@ -61,7 +61,7 @@ def yearly_cube(
     year_of = {i.id: y for y in years for i in by_year[y]}
     skipped = [{**s, "year": year_of.get(s["item_id"])} for s in dn.attrs.get("skipped_scenes", [])]
     out = composite.assign(elevation=terr.elevation, slope=terr.slope, aspect=terr.aspect)
-    # href -> its scene, to name the scenes whose windows were skipped inside a COG (catalog.cube.unreadable_reads)
+    # href -> its scene, to name the scenes whose windows were skipped inside a COG (catalog.reads.unreadable_reads)
     asset_items = {a.href.split("?")[0]: {"item_id": i.id, "year": year_of[i.id]} for i in kept for a in i.assets.values()}
     out.attrs = {
         **composite.attrs,

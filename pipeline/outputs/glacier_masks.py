@@ -2,8 +2,7 @@
 
 This module owns the mask file: writing it from the store (`write_glacier_masks`) and reading
 back what it was made with (`mask_threshold`), which `pipeline.outputs.publish` puts in the catalog.
-`PublishError` lives here because publishing begins with the masks; `pipeline.outputs.publish`
-re-exports every name its callers use.
+`PublishError` lives here because publishing begins with the masks.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ bbox" without knowing the store's layout. The store stays the source of truth; t
 only points at it and is rebuilt whole on every publish.
 
 This module owns the catalog; the mask COGs it points at are written by `pipeline.outputs.glacier_masks`
-(`write_glacier_masks`, `PublishError`, `MASK_NODATA`), re-exported here.
+(`write_glacier_masks`, `PublishError`, `MASK_NODATA`).
 
 Layout under a run's ``out`` (``pipeline.run``)::
 
@@ -44,12 +44,11 @@ from shapely.ops import unary_union
 
 from catalog.grid import TargetGrid
 from catalog.redact import redact
-from pipeline.outputs.glacier_masks import MASK_NODATA, PublishError, mask_threshold, write_glacier_masks
+from pipeline.outputs.glacier_masks import MASK_NODATA, PublishError, mask_threshold
 from pipeline.outputs.replace import replace_dir
 from pipeline.store import PROBABILITY, RegionStore
 
-# The mask COGs (pipeline.outputs.glacier_masks) are re-exported: callers import them from here too.
-__all__ = ["COLLECTION_ID", "MASK_NODATA", "PublishError", "publish_catalog", "write_glacier_masks"]
+__all__ = ["COLLECTION_ID", "publish_catalog"]
 
 COLLECTION_ID = "glacierwatch-outputs"
 DEFAULT_SEASON = {"start": "07-01", "end": "09-30"}

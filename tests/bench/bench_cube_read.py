@@ -45,9 +45,10 @@ def throughput(area: Path, threads: int, chunks: int, repeats: int = 3) -> dict:
     import rasterio
     from rasterio.windows import from_bounds
 
-    from catalog.cube import prepare_scene_items, reflectance_cube, stack_assets
+    from catalog.cube import reflectance_cube, stack_assets
     from catalog.grid import TargetGrid
     from catalog.providers import REFLECTANCE_BANDS
+    from catalog.scene_check import prepare_scene_items
 
     items, bbox, profile = _items(area)
     items = [i for i in items if i.properties["proj:code"] == "EPSG:32644"]

@@ -28,7 +28,7 @@ import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from pipeline.glaciers.outline_stats import horn_aspect_deg  # noqa: E402
+from catalog.terrain import horn_aspect_deg  # noqa: E402
 from pipeline.glaciers.rasterise import dem_on_grid, rasterize_inventory  # noqa: E402
 from pipeline.glaciers.statistics import glacier_statistics
 

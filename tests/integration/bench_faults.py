@@ -67,8 +67,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import catalog.gdal_env
-    from catalog.cube import DEFAULT_READ_THREADS, READ_THREADS_VAR
     from catalog.gdal_env import HTTP_RETRY_DELAY_S
+    from catalog.reads import DEFAULT_READ_THREADS, READ_THREADS_VAR
 
     retry_delay = HTTP_RETRY_DELAY_S if args.retry_delay is None else args.retry_delay
     extra = dict(kv.split("=", 1) for kv in args.gdal)

@@ -4,7 +4,7 @@ The COGs come through tests/integration/fault_proxy.py, in front of nginx. GDAL 
 and reset connections (GDAL_HTTP_MAX_RETRY / GDAL_HTTP_RETRY_DELAY, catalog/gdal_env.py, which
 the reader enters in the thread that reads), so a run with 10 % of its range requests failing
 gives the clean run's outputs exactly. A chunk's assets are read concurrently
-(catalog.cube.read_chunk), so stalls and retry delays overlap; the faulty run's wall time against
+(catalog.reads.read_chunk), so stalls and retry delays overlap; the faulty run's wall time against
 the clean run's is printed in the terminal summary (target: within 2x; not asserted: timings on
 a shared machine are noise, tests/integration/bench_faults.py measures). A scene whose COG is gone is left
 out before anything is computed, named in the provenance, and the year is composited from the
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from pystac_client import Client
 
-from catalog.cube import SceneReadError
+from catalog.reads import SceneReadError
 from integration.conftest import TIMINGS, assert_same_outputs, faults_after_the_scene_check, run
 from integration.fault_proxy import FaultInjector, FaultPlan
 
