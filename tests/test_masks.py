@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from catalog.masks import clear_mask, qa_clear, qa_snow, scl_clear, scl_snow, snow_mask
+from catalog.masks import SCL_INVALID, clear_mask, qa_clear, qa_snow, scl_clear, scl_snow, snow_mask
 from catalog.synthetic.sensors import QA, SCL
 
 
@@ -14,6 +14,18 @@ def test_scl_invalid_classes_and_snow_is_kept():
     invalid = {SCL.NO_DATA, SCL.SATURATED, SCL.CLOUD_SHADOW, SCL.CLOUD_MEDIUM, SCL.CLOUD_HIGH, SCL.THIN_CIRRUS}
     assert [int(c) for c in scl[~scl_clear(scl)]] == sorted(invalid)
     assert scl_clear(scl)[SCL.SNOW] and scl_snow(scl)[SCL.SNOW] and scl_snow(scl).sum() == 1
+
+
+def test_scl_clear_agrees_with_isin_on_every_code_and_integer_width():
+    # The bit test must give np.isin's answer for every code, including codes past the bit
+    # set's width and values that would wrap if narrowed (65536 + 3 is not class 3).
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        codes = np.arange(256, dtype=dtype)
+        if np.iinfo(dtype).max > 65536:
+            codes = np.concatenate([codes, np.array([65536 + 3, 2**31 + 1, np.iinfo(dtype).max], dtype)])
+        np.testing.assert_array_equal(scl_clear(codes), ~np.isin(codes, SCL_INVALID))
+    two_d = np.array([[0, 4], [11, 9]], np.uint8)
+    np.testing.assert_array_equal(scl_clear(two_d), [[False, True], [True, False]])
 
 
 def test_qa_pixel_bits_0_to_4_are_invalid_and_bit_5_is_snow():

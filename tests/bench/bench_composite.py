@@ -12,9 +12,10 @@ Not collected by pytest. Usage:
    from a terrain-shadowed look (S2: SCL class 2, which the generator sets from its own
    shadow model) and share of ice shown as snow (green > 0.8).
 2. Speed: one year's S2 stack of a 512 x 512 window in memory (DNs and SCL, as a task gets
-   them from the read), turned into the composite by today's path (scale/offset to float32,
-   np.isin mask, catalog.composite's vectorised kernel) and by the old one (the same steps
-   with the kernel before the speed work, kept below as the baseline), one thread, best of
+   them from the read), turned into the composite by today's path (`after_sunlit_dn`: the SCL
+   bit test of catalog.masks, then catalog.composite's kernel reading the DNs and converting
+   each row as it goes) and by the old one (`before`: scale/offset to float32, np.isin mask,
+   the kernel before the speed work, kept below as the baseline), one thread, best of
    --repeats. Outputs of the `darkest` rule are checked byte for byte against the baseline.
 """
 

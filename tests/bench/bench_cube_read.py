@@ -92,13 +92,14 @@ def _composite_peak(area: str, chunks: int, threads: int) -> None:
     """Child process: yearly composite of one year stored to Zarr; prints peak RSS over the baseline."""
 
     from catalog.composite import yearly_composite
-    from catalog.cube import quality_cube, reflectance_cube
+    from catalog.cube import dn_cube, quality_cube
     from catalog.grid import TargetGrid
     from catalog.masks import clear_mask
 
     items, bbox, profile = _items(Path(area), year=2021)
     grid = TargetGrid.from_lonlat_bbox(bbox, 10)
-    cube = reflectance_cube(items, profile, "sentinel-2", grid, chunks=chunks)
+    # DNs, as pipeline.inference.yearly_cube gives them: the kernel converts what it looks at.
+    cube = dn_cube(items, profile, "sentinel-2", grid, chunks=chunks)
     clear = clear_mask(quality_cube(items, profile, "sentinel-2", grid, chunks=chunks), "sentinel-2")
     comp = yearly_composite(cube, clear)
     for v in comp.variables.values():
