@@ -16,13 +16,14 @@ Inputs are xarray DataArrays on one grid (north-up, metric CRS, square pixels):
 
 Strategy. Nothing loops over glaciers in Python and nothing loads the whole cube: every
 (year-chunk, y-chunk, x-chunk) block of the mask is reduced *in place* to one fixed-length
-vector of per-glacier sums (``np.bincount`` over glacier index, glacier x band and glacier x
-sector), built with ``dask.array.blockwise`` so each block's output is a (years, 1, 1, n_bins)
-array; a final ``sum`` over the block axes gives the per-year sums. Memory per task is one
-chunk plus the bins. Glacier ids are compacted (``searchsorted`` into the sorted distinct ids),
-so RGI-like sparse ids cost nothing. The perimeter needs each pixel's four neighbours, so the
-labelled mask is overlapped by one pixel (``dask.array.overlap``) before the reduction;
-outside the raster counts as not glacier.
+vector of per-glacier sums (per glacier, glacier x band and glacier x sector), built with
+``dask.array.blockwise`` so each block's output is a (years, 1, 1, n_bins) array; a final
+``sum`` over the block axes gives the per-year sums. A block is reduced in one compiled sweep
+over its inventory pixels only (`pipeline.glaciers.block_sums`). Memory per task is one chunk
+plus the bins. Glacier ids are compacted (``searchsorted`` into the sorted distinct ids), so
+RGI-like sparse ids cost nothing. The perimeter needs each pixel's four neighbours, so the
+mapped mask and the ids are overlapped by one pixel (``dask.array.overlap``) before the
+reduction; outside the raster counts as not glacier.
 
 Conventions, stated once:
 
@@ -82,6 +83,7 @@ import xarray as xr
 
 from catalog.aspect import ASPECT_SECTORS as SECTORS
 from catalog.aspect import aspect_class
+from pipeline.glaciers.block_sums import INDICES_NOT_READ, NDSI_BIT, RATIO_BIT, Layout, reduce_block
 from pipeline.glaciers.change import area_uncertainty_km2
 from pipeline.glaciers.raster_schema import DEFAULT_MAX_INDEX_DISAGREEMENT, DEFAULT_MAX_UNOBSERVED
 
@@ -89,104 +91,7 @@ __all__ = ["INDICES_NOT_READ", "NDSI_BIT", "N_SECTORS", "PERIMETER_CORRECTIONS",
            "with_area_errors"]
 
 N_SECTORS = len(SECTORS)
-INDICES_NOT_READ, NDSI_BIT, RATIO_BIT = 255, 1, 2  # as pipeline.store
 PERIMETER_CORRECTIONS = ("none", "isotropic")
-
-
-# ---------------------------------------------------------------------------------------------
-# the reduction
-
-
-def _sector_codes(aspect: np.ndarray) -> np.ndarray:
-    return aspect_class(aspect).astype(np.int64)
-
-
-class _Layout:
-    """Offsets of each statistic inside the per-block vector (k = number of glacier slots)."""
-
-    def __init__(self, k: int, n_bands: int):
-        self.k, self.n_bands = k, n_bands
-        sizes = {"count": k, "edges": k, "z_sum": k, "z_n": k, "sin": k, "cos": k,
-                 "sector": k * N_SECTORS, "band": k * n_bands, "outline_n": k, "unobserved": k,
-                 "miss": k, "cmp_n": k, "cmp_model": k, "cmp_ndsi": k, "cmp_ratio": k,
-                 "xor_ndsi": k, "or_ndsi": k, "xor_ratio": k, "or_ratio": k}
-        self.slices, start = {}, 0
-        for name, size in sizes.items():
-            self.slices[name] = slice(start, start + size)
-            start += size
-        self.size = start
-
-
-def _compact(ids: np.ndarray, lab: np.ndarray) -> np.ndarray:
-    """Compact index 1..k-1 of each label in the sorted ``ids``; 0 = an id not in ``ids``."""
-    pos = np.searchsorted(ids, lab)
-    return np.where(ids[np.minimum(pos, ids.size - 1)] == lab, pos + 1, 0)
-
-
-def _reduce_block(lab_ov: np.ndarray, dem_ov: np.ndarray, asp_ov: np.ndarray, gid: np.ndarray,
-                  unobserved: np.ndarray, miss: np.ndarray, indices: np.ndarray, *, ids: np.ndarray,
-                  layout: _Layout, band_origin_m: float, band_m: float) -> np.ndarray:
-    """Per-glacier sums of one block. ``lab_ov`` (years, y+2, x+2): glacier id where mapped, else
-    0, with a one-pixel halo; ``dem_ov``/``asp_ov`` the same halo; ``gid`` (y, x) the glacier ids
-    and ``unobserved`` (years, y, x) bool, ``miss`` (years, y, x) each pixel's probability of
-    being misclassified and ``indices`` (years, y, x) the store's index bits, all without halo.
-    Returns (years, 1, 1, n_bins).
-
-    Only mapped pixels are visited (a region is mostly ice-free): their flat indices pick the
-    elevation, aspect and the four neighbours out of the haloed block. The outline counts visit
-    only the pixels with a glacier id.
-    """
-    k, nb = layout.k, layout.n_bands
-    width = lab_ov.shape[2]
-    dem_flat, asp_flat = dem_ov.ravel(), asp_ov.ravel()
-    out = np.zeros((lab_ov.shape[0], 1, 1, layout.size), np.float64)
-    in_outline = np.flatnonzero(gid)
-    g_outline = _compact(ids, gid.ravel()[in_outline])
-    n_outline = np.bincount(g_outline, minlength=k)
-    for t in range(lab_ov.shape[0]):  # years in this block (usually 1)
-        full = lab_ov[t].ravel()
-        core = np.zeros(lab_ov.shape[1:], bool)
-        core[1:-1, 1:-1] = lab_ov[t, 1:-1, 1:-1] != 0
-        at = np.flatnonzero(core)  # flat indices (haloed block) of mapped core pixels
-        lab = full[at]
-        g = _compact(ids, lab)
-        # exposed edges: 4-connected neighbours with a different label, halo included
-        edges = ((full[at - width] != lab).astype(np.int8) + (full[at + width] != lab)
-                 + (full[at - 1] != lab) + (full[at + 1] != lab))
-        z = dem_flat[at].astype(np.float64)
-        asp = asp_flat[at].astype(np.float64)
-        z_ok = np.isfinite(z)
-        band = np.floor((np.where(z_ok, z, band_origin_m) - band_origin_m) / band_m).astype(np.int64)
-        band_ok = z_ok & (band >= 0) & (band < nb)
-        sector = _sector_codes(asp)
-        a_ok = sector >= 0
-        rad = np.radians(np.where(a_ok, asp, 0.0))
-        sl, o = layout.slices, out[t, 0, 0]
-        o[sl["count"]] = np.bincount(g, minlength=k)
-        o[sl["edges"]] = np.bincount(g, weights=edges, minlength=k)
-        gz = np.where(z_ok, g, 0)
-        o[sl["z_sum"]] = np.bincount(gz, weights=np.where(z_ok, z, 0.0), minlength=k)
-        o[sl["z_n"]] = np.bincount(gz, minlength=k)
-        ga = np.where(a_ok, g, 0)
-        o[sl["sin"]] = np.bincount(ga, weights=np.sin(rad), minlength=k)
-        o[sl["cos"]] = np.bincount(ga, weights=np.cos(rad), minlength=k)
-        o[sl["sector"]] = np.bincount(ga * N_SECTORS + np.maximum(sector, 0), minlength=k * N_SECTORS)
-        gb = np.where(band_ok, g, 0)
-        o[sl["band"]] = np.bincount(gb * nb + np.where(band_ok, band, 0), minlength=k * nb)
-        o[sl["outline_n"]] = n_outline
-        seen = ~unobserved[t].ravel()[in_outline]
-        o[sl["unobserved"]] = np.bincount(g_outline, weights=(~seen).astype(np.float64), minlength=k)
-        o[sl["miss"]] = np.bincount(g_outline, weights=miss[t].ravel()[in_outline].astype(np.float64), minlength=k)
-        # the model against the classic indices, on observed outline pixels whose indices were read
-        bits = indices[t].ravel()[in_outline]
-        compared = seen & (bits != INDICES_NOT_READ)
-        model = lab_ov[t, 1:-1, 1:-1].ravel()[in_outline] != 0
-        ndsi, ratio = (bits & NDSI_BIT) > 0, (bits & RATIO_BIT) > 0
-        for name, values in (("cmp_n", compared), ("cmp_model", model), ("cmp_ndsi", ndsi), ("cmp_ratio", ratio),
-                             ("xor_ndsi", model ^ ndsi), ("or_ndsi", model | ndsi),
-                             ("xor_ratio", model ^ ratio), ("or_ratio", model | ratio)):
-            o[sl[name]] = np.bincount(g_outline, weights=(compared & values).astype(np.float64), minlength=k)
-    return out
 
 
 def _as_2d(a: xr.DataArray, name: str, like: xr.DataArray, chunks) -> da.Array:
@@ -195,6 +100,8 @@ def _as_2d(a: xr.DataArray, name: str, like: xr.DataArray, chunks) -> da.Array:
     if a.shape != like.shape[1:]:
         raise ValueError(f"{name} has shape {a.shape} but the mask's (y, x) is {like.shape[1:]}; "
                          "put both on the same grid")
+    if isinstance(a.data, np.ndarray):  # in memory: a random key instead of hashing the whole raster
+        return da.from_array(a.data, chunks=chunks, name=False)
     return da.asarray(a.data).rechunk(chunks)
 
 
@@ -239,15 +146,13 @@ def glacier_statistics(
             raise ValueError("mask has no x coordinate to take the pixel size from; pass pixel_size_m")
         pixel_size_m = float(abs(mask["x"].values[1] - mask["x"].values[0]))
     m = da.asarray(mask.data)
+    prob = None
     if m.dtype != bool:
         if not np.issubdtype(m.dtype, np.integer):
             raise ValueError(f"mask must be bool or integer probabilities 0-255, got {m.dtype}")
-        p = m.astype(np.float32) / np.float32(255.0)
+        # probabilities give the classification term of the area error (module docstring); 0/1 masks have none
+        prob = m if threshold > 1 else None
         m = m >= threshold
-        # P(misclassified) if p is calibrated: 1 - p where mapped as glacier, p where not (module docstring)
-        miss = da.where(m, np.float32(1.0) - p, p) if threshold > 1 else da.zeros(m.shape, np.float32, chunks=m.chunks)
-    else:
-        miss = da.zeros(m.shape, np.float32, chunks=m.chunks)
     yx_chunks = m.chunks[1:]
     gid = _as_2d(glacier_id, "glacier_id", mask, yx_chunks).astype(np.int32)
     z = _as_2d(dem, "dem", mask, yx_chunks).astype(np.float32)
@@ -274,25 +179,29 @@ def glacier_statistics(
         bits = da.asarray(indices.data).astype(np.uint8).rechunk(m.chunks)
 
     # small 2-D passes first: the glacier ids and the elevation range they span
-    zz = da.where(gid > 0, z, np.nan)
-    ids, zmin, zmax = da.compute(da.unique(gid), da.nanmin(zz), da.nanmax(zz))
+    if isinstance(glacier_id.data, np.ndarray) and isinstance(dem.data, np.ndarray):  # no graph for what is in memory
+        g2, z2 = glacier_id.values.astype(np.int32), dem.values.astype(np.float32)
+        ids, z_in = np.unique(g2), z2[g2 > 0]
+        zmin, zmax = (np.nanmin(z_in), np.nanmax(z_in)) if np.isfinite(z_in).any() else (np.nan, np.nan)
+    else:
+        zz = da.where(gid > 0, z, np.nan)
+        ids, zmin, zmax = da.compute(da.unique(gid), da.nanmin(zz), da.nanmax(zz))
     ids = ids[ids != 0].astype(np.int32)
     if np.isfinite(zmin):
         band_origin = float(np.floor(zmin / band_m) * band_m)
         n_bands = int(np.floor((zmax - band_origin) / band_m)) + 1
     else:
         band_origin, n_bands = 0.0, 1
-    layout = _Layout(ids.size + 1, n_bands)
+    layout = Layout(ids.size + 1, n_bands)
 
-    lab = da.where(m, gid[None, :, :], 0).astype(np.int32)
-    lab_ov = da.overlap.overlap(lab, depth={0: 0, 1: 1, 2: 1}, boundary={0: "none", 1: 0, 2: 0})
-    z_ov = da.overlap.overlap(z, depth={0: 1, 1: 1}, boundary={0: np.nan, 1: np.nan})
-    a_ov = da.overlap.overlap(asp, depth={0: 1, 1: 1}, boundary={0: np.nan, 1: np.nan})
+    # one pixel of halo on the mapped mask and the ids: the perimeter looks at each pixel's neighbours
+    mapped_ov = da.overlap.overlap(m, depth={0: 0, 1: 1, 2: 1}, boundary={0: "none", 1: False, 2: False})
+    gid_ov = da.overlap.overlap(gid, depth={0: 1, 1: 1}, boundary={0: 0, 1: 0})
     per_block = da.blockwise(
-        _reduce_block, "tyxs", lab_ov, "tyx", z_ov, "yx", a_ov, "yx", gid, "yx", unobserved, "tyx",
-        miss.rechunk(m.chunks), "tyx", bits, "tyx", new_axes={"s": layout.size}, adjust_chunks={"y": 1, "x": 1}, dtype=np.float64,
-        ids=ids, layout=layout, band_origin_m=band_origin, band_m=band_m,
-        align_arrays=False, concatenate=False,
+        reduce_block, "tyxs", mapped_ov, "tyx", m if prob is None else prob.rechunk(m.chunks), "tyx", gid_ov, "yx",
+        z, "yx", asp, "yx", unobserved, "tyx", bits, "tyx", new_axes={"s": layout.size},
+        adjust_chunks={"y": 1, "x": 1}, dtype=np.float64, ids=ids, layout=layout, band_origin_m=band_origin,
+        band_m=band_m, with_prob=prob is not None, align_arrays=False, concatenate=False,
     )
     sums = per_block.sum(axis=(1, 2)).compute()  # (year, n_bins)
     years = np.asarray(mask["year"].values)
@@ -369,7 +278,7 @@ def _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m,
     s, c = sums[:, sl["sin"]][:, 1:], sums[:, sl["cos"]][:, 1:]
     resultant = np.hypot(s, c)
     mean_aspect = np.where(resultant > 1e-9, np.degrees(np.arctan2(s, c)) % 360.0, np.nan)
-    mean_sector = _sector_codes(mean_aspect)  # (year, glacier), -1 where undefined
+    mean_sector = aspect_class(mean_aspect).astype(np.int64)  # (year, glacier), -1 where undefined
     z_n = sums[:, sl["z_n"]][:, 1:]
     with np.errstate(invalid="ignore", divide="ignore"):
         zmean = np.where(z_n > 0, sums[:, sl["z_sum"]][:, 1:] / z_n, np.nan)
