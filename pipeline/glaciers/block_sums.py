@@ -40,26 +40,46 @@ class Layout:
         return np.array([self.slices[name].start for name in self.NAMES], np.int64)
 
 
-def reduce_block(mapped_ov: np.ndarray, prob: np.ndarray, gid_ov: np.ndarray, dem: np.ndarray, aspect: np.ndarray,
-                 unobserved: np.ndarray, indices: np.ndarray, *, ids: np.ndarray, layout: Layout,
-                 band_origin_m: float, band_m: float, with_prob: bool) -> np.ndarray:
+def compact_ids(gid: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Each pixel's compact glacier index: 1 + its id's position in the sorted ``ids``, 0 for none.
+
+    Worked out once per spatial block (every year's task shares it), so that the sweep indexes
+    the sums directly, whatever the inventory's ids look like (RGI-like sparse ids cost nothing).
+    """
+    out = np.zeros(gid.shape, np.int32)
+    _compact(gid.reshape(-1), np.asarray(ids, gid.dtype), out.reshape(-1))
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _compact(gid, ids, out):  # pragma: no cover - compiled
+    for i in range(gid.size):  # most pixels are no glacier: search only the others
+        if gid[i] != 0:
+            pos = np.searchsorted(ids, gid[i])
+            if pos < ids.size and ids[pos] == gid[i]:
+                out[i] = pos + 1
+
+
+def reduce_block(mapped_ov: np.ndarray, prob: np.ndarray, cid_ov: np.ndarray, dem: np.ndarray, aspect: np.ndarray,
+                 unobserved: np.ndarray, indices: np.ndarray, *, layout: Layout, band_origin_m: float, band_m: float,
+                 with_prob: bool) -> np.ndarray:
     """Per-glacier sums of one block -> (years, 1, 1, n_bins) float64.
 
-    ``mapped_ov`` (years, y+2, x+2) bool and ``gid_ov`` (y+2, x+2) glacier ids carry a one-pixel
-    halo (the neighbours of the edge pixels; outside the raster: not mapped, id 0). ``dem`` and
-    ``aspect`` (y, x) float32; ``unobserved`` (years, y, x) bool; ``indices`` (years, y, x) the
-    store's index bits; ``prob`` (years, y, x) integer probabilities 0-255 when ``with_prob``
-    (each pixel's chance of being misclassified is 1 - p where mapped, p where not), else unused.
-    ``ids``: the sorted glacier ids (compact index = position + 1).
+    ``mapped_ov`` (years, y+2, x+2) bool and ``cid_ov`` (y+2, x+2) compact glacier indices
+    (`compact_ids`) carry a one-pixel halo (the neighbours of the edge pixels; outside the
+    raster: not mapped, 0). ``dem`` and ``aspect`` (y, x) float32; ``unobserved`` (years, y, x)
+    bool; ``indices`` (years, y, x) the store's index bits; ``prob`` (years, y, x) integer
+    probabilities 0-255 when ``with_prob`` (each pixel's chance of being misclassified is 1 - p
+    where mapped, p where not), else unused.
     """
     out = np.zeros((mapped_ov.shape[0], 1, 1, layout.size), np.float64)
-    _accumulate(out[:, 0, 0, :], mapped_ov, prob, with_prob, gid_ov, dem, aspect, unobserved, indices, ids,
+    _accumulate(out.reshape(out.shape[0], layout.size), mapped_ov, prob, with_prob, cid_ov, dem, aspect, unobserved, indices,
                 np.float64(band_origin_m), np.float64(band_m), layout.n_bands, N_SECTORS, layout.starts())
     return out
 
 
 @numba.njit(nogil=True, cache=True)
-def _accumulate(out, mapped_ov, prob, with_prob, gid_ov, dem, aspect, unobserved, indices, ids, band_origin, band_m,
+def _accumulate(out, mapped_ov, prob, with_prob, cid_ov, dem, aspect, unobserved, indices, band_origin, band_m,
                 n_bands, n_sectors, at):  # pragma: no cover - compiled
     # `at`: the start of each statistic in Layout.NAMES order. Each statistic is computed as the
     # numpy version of this module computed it (float64 from the float32 inputs; the sector as
@@ -71,41 +91,49 @@ def _accumulate(out, mapped_ov, prob, with_prob, gid_ov, dem, aspect, unobserved
     one, scale = np.float32(1.0), np.float32(255.0)
     not_read, ndsi_bit, ratio_bit = INDICES_NOT_READ, NDSI_BIT, RATIO_BIT
     ny, nx = dem.shape
-    for t in range(mapped_ov.shape[0]):
-        o = out[t]
-        for r in range(ny):
-            for c in range(nx):
-                own = gid_ov[r + 1, c + 1]
-                if own == 0:
-                    continue
-                pos = np.searchsorted(ids, own)
-                if pos >= ids.size or ids[pos] != own:
-                    continue
-                k = pos + 1
+    for r in range(ny):
+        for c in range(nx):
+            k = cid_ov[r + 1, c + 1]
+            if k == 0:
+                continue
+            # what does not change with the year, once per pixel
+            z = np.float64(dem[r, c])
+            z_ok = np.isfinite(z)
+            band = np.int64(-1)
+            if z_ok:
+                b = np.floor((z - band_origin) / band_m)
+                band = np.int64(b) if 0 <= b < n_bands else np.int64(-1)
+            a = np.float64(aspect[r, c])
+            a_ok = np.isfinite(a)
+            sector, sin_a, cos_a = np.int64(-1), 0.0, 0.0
+            if a_ok:
+                x = a + 22.5  # catalog.aspect.aspect_class; x - 360 is fmod(x, 360) exactly on [360, 720)
+                x = (x - 360.0 if x >= 360.0 else x) if 0.0 <= x < 720.0 else x % 360.0
+                sector = np.int64(np.floor(x / 45.0))
+                sector = sector - 8 if sector >= 8 else sector
+                rad = np.radians(a)
+                sin_a, cos_a = np.sin(rad), np.cos(rad)
+            for t in range(mapped_ov.shape[0]):  # each year's sums are their own row: raster order within it
+                o = out[t]
                 mapped = mapped_ov[t, r + 1, c + 1]
                 o[outline_n + k] += 1.0
                 if mapped:
                     o[count + k] += 1.0
                     # exposed edges: 4-connected neighbours that are not this glacier's mapped pixels
                     e = 0
-                    e += not (mapped_ov[t, r, c + 1] and gid_ov[r, c + 1] == own)
-                    e += not (mapped_ov[t, r + 2, c + 1] and gid_ov[r + 2, c + 1] == own)
-                    e += not (mapped_ov[t, r + 1, c] and gid_ov[r + 1, c] == own)
-                    e += not (mapped_ov[t, r + 1, c + 2] and gid_ov[r + 1, c + 2] == own)
+                    e += not (mapped_ov[t, r, c + 1] and cid_ov[r, c + 1] == k)
+                    e += not (mapped_ov[t, r + 2, c + 1] and cid_ov[r + 2, c + 1] == k)
+                    e += not (mapped_ov[t, r + 1, c] and cid_ov[r + 1, c] == k)
+                    e += not (mapped_ov[t, r + 1, c + 2] and cid_ov[r + 1, c + 2] == k)
                     o[edges + k] += e
-                    z = np.float64(dem[r, c])
-                    if np.isfinite(z):
+                    if z_ok:
                         o[z_sum + k] += z
                         o[z_n + k] += 1.0
-                        band = np.floor((z - band_origin) / band_m)
-                        if band >= 0 and band < n_bands:
-                            o[s_band + k * n_bands + np.int64(band)] += 1.0
-                    a = np.float64(aspect[r, c])
-                    if np.isfinite(a):
-                        sector = np.int64(np.floor(((a + 22.5) % 360.0) / 45.0) % 8)
-                        rad = np.radians(a)
-                        o[s_sin + k] += np.sin(rad)
-                        o[s_cos + k] += np.cos(rad)
+                        if band >= 0:
+                            o[s_band + k * n_bands + band] += 1.0
+                    if a_ok:
+                        o[s_sin + k] += sin_a
+                        o[s_cos + k] += cos_a
                         o[s_sector + k * n_sectors + sector] += 1.0
                 hidden = unobserved[t, r, c]
                 o[unobs + k] += 1.0 if hidden else 0.0

@@ -83,7 +83,7 @@ import xarray as xr
 
 from catalog.aspect import ASPECT_SECTORS as SECTORS
 from catalog.aspect import aspect_class
-from pipeline.glaciers.block_sums import INDICES_NOT_READ, NDSI_BIT, RATIO_BIT, Layout, reduce_block
+from pipeline.glaciers.block_sums import INDICES_NOT_READ, NDSI_BIT, RATIO_BIT, Layout, compact_ids, reduce_block
 from pipeline.glaciers.change import area_uncertainty_km2
 from pipeline.glaciers.raster_schema import DEFAULT_MAX_INDEX_DISAGREEMENT, DEFAULT_MAX_UNOBSERVED
 
@@ -92,6 +92,7 @@ __all__ = ["INDICES_NOT_READ", "NDSI_BIT", "N_SECTORS", "PERIMETER_CORRECTIONS",
 
 N_SECTORS = len(SECTORS)
 PERIMETER_CORRECTIONS = ("none", "isotropic")
+YEARS_PER_TASK = 8
 
 
 def _as_2d(a: xr.DataArray, name: str, like: xr.DataArray, chunks) -> da.Array:
@@ -145,7 +146,10 @@ def glacier_statistics(
         if "x" not in mask.coords or mask.sizes["x"] < 2:
             raise ValueError("mask has no x coordinate to take the pixel size from; pass pixel_size_m")
         pixel_size_m = float(abs(mask["x"].values[1] - mask["x"].values[0]))
+    # Up to YEARS_PER_TASK years per task: one sweep per spatial block over several years shares its
+    # halo and its per-task overhead (the store keeps one year per chunk), while memory stays bounded.
     m = da.asarray(mask.data)
+    m = m.rechunk({0: min(YEARS_PER_TASK, max(m.shape[0], 1))}) if m.numblocks[0] > 1 else m
     prob = None
     if m.dtype != bool:
         if not np.issubdtype(m.dtype, np.integer):
@@ -180,8 +184,9 @@ def glacier_statistics(
 
     # small 2-D passes first: the glacier ids and the elevation range they span
     if isinstance(glacier_id.data, np.ndarray) and isinstance(dem.data, np.ndarray):  # no graph for what is in memory
-        g2, z2 = glacier_id.values.astype(np.int32), dem.values.astype(np.float32)
-        ids, z_in = np.unique(g2), z2[g2 > 0]
+        g2, z2 = glacier_id.values.astype(np.int32, copy=False), dem.values.astype(np.float32, copy=False)
+        small = g2.size and 0 <= g2.min() and g2.max() < 4 * g2.size  # a count per id is cheaper than a sort
+        ids, z_in = np.flatnonzero(np.bincount(g2.ravel())) if small else np.unique(g2), z2[g2 > 0]
         zmin, zmax = (np.nanmin(z_in), np.nanmax(z_in)) if np.isfinite(z_in).any() else (np.nan, np.nan)
     else:
         zz = da.where(gid > 0, z, np.nan)
@@ -196,11 +201,12 @@ def glacier_statistics(
 
     # one pixel of halo on the mapped mask and the ids: the perimeter looks at each pixel's neighbours
     mapped_ov = da.overlap.overlap(m, depth={0: 0, 1: 1, 2: 1}, boundary={0: "none", 1: False, 2: False})
-    gid_ov = da.overlap.overlap(gid, depth={0: 1, 1: 1}, boundary={0: 0, 1: 0})
+    cid = gid.map_blocks(compact_ids, ids=ids, dtype=np.int32)
+    cid_ov = da.overlap.overlap(cid, depth={0: 1, 1: 1}, boundary={0: 0, 1: 0})
     per_block = da.blockwise(
-        reduce_block, "tyxs", mapped_ov, "tyx", m if prob is None else prob.rechunk(m.chunks), "tyx", gid_ov, "yx",
+        reduce_block, "tyxs", mapped_ov, "tyx", m if prob is None else prob.rechunk(m.chunks), "tyx", cid_ov, "yx",
         z, "yx", asp, "yx", unobserved, "tyx", bits, "tyx", new_axes={"s": layout.size},
-        adjust_chunks={"y": 1, "x": 1}, dtype=np.float64, ids=ids, layout=layout, band_origin_m=band_origin,
+        adjust_chunks={"y": 1, "x": 1}, dtype=np.float64, layout=layout, band_origin_m=band_origin,
         band_m=band_m, with_prob=prob is not None, align_arrays=False, concatenate=False,
     )
     sums = per_block.sum(axis=(1, 2)).compute()  # (year, n_bins)
