@@ -83,7 +83,15 @@ import xarray as xr
 
 from catalog.aspect import ASPECT_SECTORS as SECTORS
 from catalog.aspect import aspect_class
-from pipeline.glaciers.block_sums import INDICES_NOT_READ, NDSI_BIT, RATIO_BIT, Layout, compact_ids, reduce_block
+from pipeline.glaciers.block_sums import (
+    INDICES_NOT_READ,
+    NDSI_BIT,
+    RATIO_BIT,
+    Layout,
+    compact_ids,
+    ids_and_elevation_range,
+    reduce_block,
+)
 from pipeline.glaciers.change import area_uncertainty_km2
 from pipeline.glaciers.raster_schema import DEFAULT_MAX_INDEX_DISAGREEMENT, DEFAULT_MAX_UNOBSERVED
 
@@ -184,10 +192,7 @@ def glacier_statistics(
 
     # small 2-D passes first: the glacier ids and the elevation range they span
     if isinstance(glacier_id.data, np.ndarray) and isinstance(dem.data, np.ndarray):  # no graph for what is in memory
-        g2, z2 = glacier_id.values.astype(np.int32, copy=False), dem.values.astype(np.float32, copy=False)
-        small = g2.size and 0 <= g2.min() and g2.max() < 4 * g2.size  # a count per id is cheaper than a sort
-        ids, z_in = np.flatnonzero(np.bincount(g2.ravel())) if small else np.unique(g2), z2[g2 > 0]
-        zmin, zmax = (np.nanmin(z_in), np.nanmax(z_in)) if np.isfinite(z_in).any() else (np.nan, np.nan)
+        ids, zmin, zmax = ids_and_elevation_range(glacier_id.values.astype(np.int32, copy=False), dem.values)
     else:
         zz = da.where(gid > 0, z, np.nan)
         ids, zmin, zmax = da.compute(da.unique(gid), da.nanmin(zz), da.nanmax(zz))
