@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"cube {dict(cube.sizes)} read in {result['cube_read_s']:.1f} s")
     model, card = load_model(weights)
     predictor = TorchPredictor(model, card.recipe, "cpu")
-    terrain = {n: cube[n].values for n in card.recipe.terrain}
+    terrain = {n: cube[n].values for n in card.recipe.terrain_sources}  # the layers the recipe derives its channels from
     halo_default = card.halo_px if card.halo_px is not None else inference.HALO_BY_ARCHITECTURE[card.architecture]
     result.update(architecture=card.architecture, base=card.base, halo=halo_default)
 

@@ -15,19 +15,20 @@ Study areas: the synthetic area at x1 and x4 (x0.1 and x0.4 with --quick), gener
 the x4 area takes about 2 minutes to generate).
 
 Rows (the targets come from the project's issues):
-- cube read: `catalog.cube.reflectance_cube` vs rasterio windowed reads of the same windows (>= 0.7x)
+- cube read: `catalog.cube.dn_cube` (what a run reads) vs rasterio windowed reads of the same windows (>= 0.7x)
 - composite peak memory, x4 vs x1 area (<= 1.3x)
 - inference: `probability_cube` on a LocalCluster vs the bare network on the same tiles in memory (>= 0.8x)
-- CPU throughput of the shipped Sentinel-2 D-UNet on 2 threads (>= 0.5 Mpx/s)
-- statistics vs rasterstats (>= 20x) and exactextract (>= 1x)
-- `run_study` end to end on x1 (<= 10 min on 2 cores) and x4 (<= 4.8x the x1 time), per stage
+- CPU throughput of the shipped Sentinel-2 network on 2 threads (>= 1.0 Mpx/s, issue 17)
+- statistics vs rasterstats (>= 5x) and exactextract (>= 3x), issue 17
+- `run_study` end to end on x1 (<= 60 s on 2 cores, issue 17) and x4 (<= 4.8x the x1 time), per stage
 - 1 vs 2 workers, inference on x4 (>= 1.6x)
 - per-worker peak RSS during `run_study`, x4 vs x1 (<= 1.3x). Inference runs one 2048 px store
   chunk (plus halo) per task, and the D-UNet's CPU forward takes ~2 kB per input pixel, so on the
   x4 area a task can approach the per-worker memory limit of a 2-worker split of 24 GB; if workers
   are restarted, `--only run_x1 run_x4 --run-cluster 1 1` reruns the two run_study rows with one
   task at a time (with --only, the other rows are taken from the last run's results.json).
-- glacier-buffer tiling: share of the grid's pixels in tiles near glaciers (<= 50 %)
+- glacier-buffer tiling: share of the grid's pixels in tiles near glaciers (informational on these dense
+  areas, where every tile is near ice; issue 17's <= 30 % is for a sparse region)
 
 The full mode also rewrites the section of docs/scaling.md between its `run_all` markers with
 the measured per-core rates and `glacierwatch plan`'s projection for the Tian Shan under them.
@@ -187,9 +188,13 @@ def build_rows(r: dict, machine: dict, mode: Mode) -> list[Row]:
         t = c["throughput"]
         n = t["samples"] / 1e6
         desc = f"{t['scenes']} S2 scenes x {t['bands']} bands on a {t['grid'][0]}x{t['grid'][1]} grid, {t['threads']} threads"
-        rows.append(Row(f"Cube read: `reflectance_cube` (float32, scale/offset applied) vs rasterio windowed reads into numpy; {desc}",
+        read_s = t.get("dn_cube_s", t["cube_s"])
+        rows.append(Row(f"Cube read: `dn_cube` (uint16 DNs with each scene's scale/offset: what a run reads) vs rasterio windowed "
+                        f"reads into numpy; {desc}", _f(n / read_s, "Mpx/s", 1), _f(n / t["rasterio_s"], "Mpx/s", 1),
+                        _f(t["rasterio_s"] / read_s) + "x", ">= 0.7x", _yes(t["rasterio_s"] / read_s >= 0.7)))
+        rows.append(Row("Cube read: `reflectance_cube` (float32, scale/offset applied; not on the run's path) vs the same rasterio reads",
                         _f(n / t["cube_s"], "Mpx/s", 1), _f(n / t["rasterio_s"], "Mpx/s", 1), _f(t["rasterio_s"] / t["cube_s"]) + "x",
-                        ">= 0.7x", _yes(t["rasterio_s"] / t["cube_s"] >= 0.7)))
+                        "—", "—"))
         rows.append(Row("Cube read: stackstac uint16 stack (no scaling) vs the same rasterio reads",
                         _f(n / t["stackstac_uint16_s"], "Mpx/s", 1), _f(n / t["rasterio_s"], "Mpx/s", 1),
                         _f(t["rasterio_s"] / t["stackstac_uint16_s"]) + "x", "—", "—"))
@@ -240,18 +245,18 @@ def build_rows(r: dict, machine: dict, mode: Mode) -> list[Row]:
                         f"`{Path(w['weights']).name}`), {mo['size']}x{mo['size']} tile, torch on {mo['threads']} threads; "
                         "baseline: plain U-Net of the same width",
                         _f(w["mpx_s"], "Mpx/s", 3), _f(w["unet_same_width_mpx_s"], "Mpx/s", 3),
-                        _f(w["mpx_s"] / w["unet_same_width_mpx_s"]) + "x", ">= 0.5 Mpx/s", _yes(w["mpx_s"] >= 0.5)))
+                        _f(w["mpx_s"] / w["unet_same_width_mpx_s"]) + "x", ">= 1.0 Mpx/s", _yes(w["mpx_s"] >= 1.0)))
     else:
-        rows.append(_error_row("CPU forward of the shipped S2 D-UNet", mo, ">= 0.5 Mpx/s"))
+        rows.append(_error_row("CPU forward of the shipped S2 network", mo, ">= 1.0 Mpx/s"))
 
     # statistics
     for key, label in (("statistics", f"x{mode.sizes[0]:g}"), ("statistics_x4", f"x{mode.sizes[1]:g}")):
         st = r.get(key, {})
         if "ours_s" not in st:
-            rows.append(_error_row(f"Statistics ({label} area)", st, ">= 20x / >= 1x"))
+            rows.append(_error_row(f"Statistics ({label} area)", st, ">= 5x / >= 3x"))
             continue
         desc = f"{label} area, {st['years']} years, {st['glaciers']} glaciers, {st['glacier_years']} glacier-years"
-        for name, target, ok in (("rasterstats", ">= 20x", lambda q: q >= 20), ("exactextract", ">= 1x", lambda q: q >= 1)):
+        for name, target, ok in (("rasterstats", ">= 5x", lambda q: q >= 5), ("exactextract", ">= 3x", lambda q: q >= 3)):
             if name not in st:
                 rows.append(_error_row(f"Statistics vs {name} ({desc})", {"error": f"{name} not installed"}, target))
                 continue
@@ -266,9 +271,9 @@ def build_rows(r: dict, machine: dict, mode: Mode) -> list[Row]:
         cl = x1["cluster"]
         rows.append(Row(f"`run_study` end to end, x{mode.sizes[0]:g} area ({_grid(x1)}), {len(x1['years'])} years, "
                         f"{'+'.join(x1['sensors'])}, {cl['workers']} workers x {cl['threads_per_worker']} threads",
-                        _f(x1["wall_s"], "s", 0), "—", "—", "<= 600 s on 2 cores", _yes(x1["wall_s"] <= 600)))
+                        _f(x1["wall_s"], "s", 0), "—", "—", "<= 60 s on 2 cores", _yes(x1["wall_s"] <= 60)))
     else:
-        rows.append(_error_row("`run_study` end to end, x1", x1, "<= 600 s on 2 cores"))
+        rows.append(_error_row("`run_study` end to end, x1", x1, "<= 60 s on 2 cores"))
     if "wall_s" in x4 and "wall_s" in x1:
         q = x4["wall_s"] / x1["wall_s"]
         rows.append(Row(f"`run_study` x{mode.sizes[1]:g} area ({_grid(x4)}) vs x{mode.sizes[0]:g}, same years and cluster",
@@ -289,8 +294,7 @@ def build_rows(r: dict, machine: dict, mode: Mode) -> list[Row]:
             rows.append(Row(f"Glacier-buffer tiling (`catalog.tiling`, 2048-px tiles, {a['buffer_m'] / 1000:g} km buffer): share of the "
                             f"x{a['size']:g} synthetic area's grid ({a['grid'][0]}x{a['grid'][1]}, {a['outlines']} glaciers, "
                             f"{100 * a['glacier_km2'] / a['grid_km2']:.0f} % ice) in selected tiles",
-                            f"{100 * t['fraction']:.1f} %", "100 % (full bbox)", _f(t["fraction"]) + "x", "<= 50 %",
-                            _yes(t["fraction"] <= 0.5)))
+                            f"{100 * t['fraction']:.1f} %", "100 % (full bbox)", _f(t["fraction"]) + "x", "— (dense area)", "—"))
         cfg = ti.get("config")
         if cfg and not cfg.get("missing"):
             t = cfg["tiles_2048"]
@@ -315,7 +319,7 @@ def measured_rates(r: dict, machine: dict) -> dict:
     c = r.get("cube", {})
     if "throughput" in c:
         t = c["throughput"]
-        out["read_mb_s_per_core"] = t["bytes_uint16"] / t["cube_s"] / t["threads"] / 1e6
+        out["read_mb_s_per_core"] = t["bytes_uint16"] / t.get("dn_cube_s", t["cube_s"]) / t["threads"] / 1e6
     if "memory" in c:
         b = c["memory"]["big"]
         out["composite_mpx_s_per_core"] = b["scenes"] * b["grid"][0] * b["grid"][1] / b["seconds"] / c["memory"]["threads"] / 1e6
@@ -444,7 +448,7 @@ def render(rows: list[Row], r: dict, machine: dict, mode: Mode, wall: float, rat
         lines.append("In `pipeline/scale/plan/rates.yaml`'s units (what `glacierwatch plan` turns into hours). Copy them there to plan with them.\n")
         lines.append("| rate | value | from |\n|---|---|---|")
         src = {
-            "read_mb_s_per_core": "cube read: uint16 samples of `reflectance_cube` / s / thread",
+            "read_mb_s_per_core": "cube read: uint16 samples of `dn_cube` / s / thread",
             "composite_mpx_s_per_core": "composite (larger area, one year, stored to Zarr; cluster start-up included): "
                                         "scene x grid pixels / s / thread",
             "statistics_mpx_s_per_core": "statistics (largest area): year x grid pixels / s / core",
