@@ -328,7 +328,8 @@ def measured_rates(r: dict, machine: dict) -> dict:
         out["statistics_mpx_s_per_core"] = st["pixels"] / st["ours_s"] / machine["cores_usable"] / 1e6
     mo = r.get("model", {})
     if "weights" in mo:
-        out["dunet_cpu_mpx_s_per_core"] = mo["weights"]["mpx_s"] / mo["threads"]
+        out["network_cpu_mpx_s_per_core"] = mo["weights"]["mpx_s"] / mo["threads"]
+        out["network_architecture"] = mo["weights"]["architecture"]  # the rate belongs to the shipped network's kind
     return out
 
 
@@ -345,9 +346,11 @@ def project(rates: dict, machine: dict, config: Path) -> dict:
         if rates.get(key):
             upd[key] = Rate(value=round(rates[key], 4), source=source)
     inference = dict(shipped.inference)
-    if rates.get("dunet_cpu_mpx_s_per_core"):
-        d = inference["dunet"]
-        inference["dunet"] = d.model_copy(update={"cpu_mpx_s_per_core": Rate(value=round(rates["dunet_cpu_mpx_s_per_core"], 4), source=source)})
+    arch = rates.get("network_architecture", "dunet")
+    if rates.get("network_cpu_mpx_s_per_core") and arch in inference:
+        d = inference[arch]
+        inference[arch] = d.model_copy(update={"cpu_mpx_s_per_core": Rate(value=round(rates["network_cpu_mpx_s_per_core"], 4),
+                                                                          source=source)})
     measured = shipped.model_copy(update={**upd, "inference": inference, "machine": source})
     cfg = load_config(config)
     out = {}
@@ -368,8 +371,8 @@ def project(rates: dict, machine: dict, config: Path) -> dict:
                 "read_mb_s_per_core": rr.read_mb_s_per_core.figure(),
                 "composite_mpx_s_per_core": rr.composite_mpx_s_per_core.figure(),
                 "statistics_mpx_s_per_core": rr.statistics_mpx_s_per_core.figure(),
-                "dunet_cpu_mpx_s_per_core": rr.inference["dunet"].cpu_mpx_s_per_core.figure(),
-                "dunet_gpu_mpx_s": rr.inference["dunet"].gpu_mpx_s.figure(),
+                "network_cpu_mpx_s_per_core": rr.inference[arch].cpu_mpx_s_per_core.figure(),
+                "network_gpu_mpx_s": rr.inference[arch].gpu_mpx_s.figure(),
             },
         }
     return out
@@ -452,10 +455,12 @@ def render(rows: list[Row], r: dict, machine: dict, mode: Mode, wall: float, rat
             "composite_mpx_s_per_core": "composite (larger area, one year, stored to Zarr; cluster start-up included): "
                                         "scene x grid pixels / s / thread",
             "statistics_mpx_s_per_core": "statistics (largest area): year x grid pixels / s / core",
-            "dunet_cpu_mpx_s_per_core": "shipped D-UNet forward: Mpx/s / torch thread",
+            "network_cpu_mpx_s_per_core": f"shipped network's forward ({rates.get('network_architecture', '?')}, its row in "
+                                          "rates.yaml): Mpx/s / torch thread",
         }
         for k, v in rates.items():
-            lines.append(f"| `{k}` | {v:.4g} | {src.get(k, '')} |")
+            if isinstance(v, (int, float)):  # not the architecture's name
+                lines.append(f"| `{k}` | {v:.4g} | {src.get(k, '')} |")
         lines.append("")
 
     lines.append("## Notes\n")
@@ -489,8 +494,8 @@ def render_scaling_section(proj: dict, rates: dict, machine: dict) -> str:
     lines.append("| rate (per CPU core unless stated) | shipped `pipeline/scale/plan/rates.yaml` | this run |")
     lines.append("|---|---|---|")
     names = {"read_mb_s_per_core": "read, MB/s", "composite_mpx_s_per_core": "composite, Mpx/s (scene observations)",
-             "statistics_mpx_s_per_core": "statistics, Mpx/s", "dunet_cpu_mpx_s_per_core": "D-UNet inference, Mpx/s",
-             "dunet_gpu_mpx_s": "D-UNet inference per GPU, Mpx/s"}
+             "statistics_mpx_s_per_core": "statistics, Mpx/s", "network_cpu_mpx_s_per_core": "shipped network inference, Mpx/s",
+             "network_gpu_mpx_s": "shipped network inference per GPU, Mpx/s"}
     for k, label in names.items():
         a, b = proj["shipped"]["rates"][k], m["rates"][k]
         lines.append(f"| {label} | {a[0]:.4g} ({a[1]}) | {b[0]:.4g} ({b[1]}) |")
