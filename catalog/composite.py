@@ -127,8 +127,15 @@ def _select_kernel():
         low = np.empty(nx, np.float32)
         pick = np.empty(nx, np.int64)
         ninf = np.float32(-np.inf)
+        seen = np.empty(n_time, np.bool_)
         for i in range(ny):
+            for t in range(n_time):  # a look with no clear pixel on this row (outside its footprint) is never read
+                seen[t] = False
+                for j in range(nx):
+                    seen[t] = seen[t] | clear[t, i, j]
             for t in range(n_time):
+                if not seen[t]:
+                    continue
                 for b in range(n_band):
                     if convert:
                         sc, of = scale[t, b], offset[t, b]
@@ -145,9 +152,10 @@ def _select_kernel():
             for t in range(n_time):
                 for j in range(nx):
                     valid[t, j] = clear[t, i, j]
-                for b in range(n_band):
-                    for j in range(nx):
-                        valid[t, j] = valid[t, j] & np.isfinite(row[t, b, j])
+                if seen[t]:
+                    for b in range(n_band):
+                        for j in range(nx):
+                            valid[t, j] = valid[t, j] & np.isfinite(row[t, b, j])
                 for j in range(nx):
                     count[i, j] += valid[t, j]
                     use[t, j] = valid[t, j]
