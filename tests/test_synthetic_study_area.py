@@ -230,3 +230,24 @@ def test_catalog_objects_hold_plain_python_numbers_for_strict_json_writers():
     for obj in (plain.to_dict(), coll.to_dict()):
         numbers = [v for v in walk(obj) if isinstance(v, int | float) and not isinstance(v, bool)]
         assert numbers and all(type(v) in (int, float) for v in numbers)
+
+
+def test_lazy_truth_equals_the_eager_one_and_reads_nothing_until_computed(small_study_area):
+    # The analysis asks for the truth in store chunks so that a distributed run ships one read
+    # task per year, not the region's rasters inside its graph.
+    import dask.array as da
+
+    from catalog.grid import TargetGrid
+    from catalog.synthetic.truth import truth_on_grid
+
+    bbox = small_study_area.spec.bbox()
+    for resolution in (10, 30):  # the S2 grid takes the rasters as they are, Landsat's averages them
+        grid = TargetGrid.from_lonlat_bbox(bbox, resolution)
+        eager = truth_on_grid(small_study_area.truth, grid, [2016, 2022])
+        lazy = truth_on_grid(small_study_area.truth, grid, [2016, 2022], chunks=64)
+        assert isinstance(lazy.glacier_fraction.data, da.Array) and lazy.glacier_fraction.data.chunksize[1:] == (64, 64)
+        for name in ("glacier_fraction", "debris_fraction"):
+            np.testing.assert_array_equal(lazy[name].values, eager[name].values)
+        assert eager.glacier_fraction.values.max() > 0
+    with pytest.raises(FileNotFoundError, match="no truth for 1999"):
+        truth_on_grid(small_study_area.truth, grid, [1999], chunks=64)

@@ -33,20 +33,35 @@ def _warp(src: np.ndarray, ds: rasterio.DatasetReader, grid: TargetGrid, resampl
     return out
 
 
-def truth_on_grid(truth_dir: str | Path, grid: TargetGrid, years: list[int]) -> xr.Dataset:
-    """`glacier_fraction` (year, y, x) float32 0..1 and `debris_fraction` on `grid`, from the truth rasters."""
+def _truth_year(path: Path, grid: TargetGrid) -> np.ndarray:
+    """(2, y, x) float32: one year's glacier and debris fractions on `grid`."""
+    with rasterio.open(path) as ds:
+        ids, classes = ds.read(1), ds.read(2)
+        fine = np.isclose(ds.transform.a, grid.resolution) and ds.crs.to_epsg() == grid.epsg
+        resampling = Resampling.nearest if fine else Resampling.average
+        return np.stack([_warp(ids > 0, ds, grid, resampling), _warp(classes == Surface.DEBRIS, ds, grid, resampling)])
+
+
+def truth_on_grid(truth_dir: str | Path, grid: TargetGrid, years: list[int], chunks: int | None = None) -> xr.Dataset:
+    """`glacier_fraction` (year, y, x) float32 0..1 and `debris_fraction` on `grid`, from the truth rasters.
+
+    `chunks`: lazy, each year read and warped by its own task, chunked (1, chunks, chunks) - so
+    that a distributed run ships a task per year instead of the region's rasters inside its graph.
+    """
     truth_dir = Path(truth_dir)
-    glacier, debris = [], []
-    for year in years:
-        path = truth_dir / f"truth_{year}.tif"
+    paths = [truth_dir / f"truth_{year}.tif" for year in years]
+    for year, path in zip(years, paths):
         if not path.is_file():
             raise FileNotFoundError(f"no truth for {year} at {path}: the synthetic area covers other years")
-        with rasterio.open(path) as ds:
-            ids, classes = ds.read(1), ds.read(2)
-            fine = np.isclose(ds.transform.a, grid.resolution) and ds.crs.to_epsg() == grid.epsg
-            resampling = Resampling.nearest if fine else Resampling.average
-            glacier.append(_warp(ids > 0, ds, grid, resampling))
-            debris.append(_warp(classes == Surface.DEBRIS, ds, grid, resampling))
+    if chunks is None:
+        both = np.stack([_truth_year(path, grid) for path in paths])
+    else:
+        import dask
+        import dask.array as da
+
+        read = dask.delayed(_truth_year, pure=True)
+        both = da.stack([da.from_delayed(read(path, grid), (2, *grid.shape), np.float32) for path in paths])
+        both = both.rechunk((1, 2, chunks, chunks))
     t = grid.transform
     coords = {
         "year": years,
@@ -55,8 +70,8 @@ def truth_on_grid(truth_dir: str | Path, grid: TargetGrid, years: list[int]) -> 
     }
     return xr.Dataset(
         {
-            "glacier_fraction": (("year", "y", "x"), np.stack(glacier)),
-            "debris_fraction": (("year", "y", "x"), np.stack(debris)),
+            "glacier_fraction": (("year", "y", "x"), both[:, 0]),
+            "debris_fraction": (("year", "y", "x"), both[:, 1]),
         },
         coords=coords,
     )

@@ -45,6 +45,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import dask.array as da
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -248,7 +249,8 @@ def store_accuracy(
     predicted = (probability >= threshold).drop_vars(["y", "x"], errors="ignore")
     truth = truth.drop_vars(["y", "x"], errors="ignore").sel(year=years)
     glacier = (truth.glacier_fraction >= 0.5).chunk(chunks)
-    debris = debris_zone(truth.debris_fraction.values)
+    # the debris zone grows the debris by a halo: a whole year's plane per task, then the store's chunks
+    debris = da.asarray(truth.debris_fraction.data).rechunk((1, -1, -1)).map_blocks(debris_zone, dtype=bool)
     zones = {
         "all": None,
         "debris": xr.DataArray(debris, dims=("year", "y", "x"), coords={"year": years}).chunk(chunks),
@@ -285,7 +287,7 @@ def analyse_store(
             observed=ds.get("observed"), doy=ds.get("doy"), indices=ds.get("indices"),
         )
         if truth_dir is not None:
-            truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values])
+            truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values], chunks=store.chunk_size)
             model = (models or {}).get(sensor, "model")
             tables["accuracy"] = store_accuracy(ds.probability, truth, sensor=sensor, model=model, threshold=analysis.threshold)
         for name, table in tables.items():
@@ -296,7 +298,7 @@ def analyse_store(
         finest = min(sensors, key=lambda s: grids[s].resolution)
         ds = store.open_dataset(finest)
         grid = grids[finest]
-        truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values])
+        truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values], chunks=store.chunk_size)
         mask = (truth.glacier_fraction >= 0.5).astype(np.uint8).assign_coords(x=ds.x, y=ds.y).chunk(
             {"year": 1, "y": store.chunk_size, "x": store.chunk_size}
         )
