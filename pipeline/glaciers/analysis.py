@@ -4,7 +4,7 @@ Everything reads the store (``probability/{sensor}``, ``glacier_id``, ``dem``, `
 rerun or an annual update recomputes all numbers from stored maps, never from a cube in memory:
 
 - areas, area by elevation band and by aspect: ``pipeline.glaciers.statistics.glacier_statistics`` (one
-  bincount pass over the chunks), change and trend: ``region_tables.change_table``;
+  compiled sweep per chunk), change and trend: ``region_tables.change_table``;
 - outlines: ``pipeline.glaciers.outlines.vectorise_outlines`` (GeoParquet);
 - terminus positions and retreat per glacier (main-axis and box method) on those outlines, each
   glacier with its own DEM window from the store: ``pipeline.glaciers.store_terminus.terminus_tables``

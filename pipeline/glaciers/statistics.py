@@ -133,8 +133,8 @@ def glacier_statistics(
     """Tables ``areas``, ``area_by_band``, ``glacier_area_by_band``, ``area_by_aspect``,
     ``glacier_area_by_aspect`` and ``glacier_terrain`` from one sensor's yearly masks.
 
-    One ``dask.compute`` of a bincount reduction over the mask's chunks (module docstring); the
-    (y, x) chunking of ``mask`` is used for every input. Every glacier id present in
+    One ``dask.compute`` of a per-chunk reduction (module docstring); the (y, x) chunking of
+    ``mask`` is used for every input, with up to YEARS_PER_TASK years per task. Every glacier id present in
     ``glacier_id`` gets a row per year in ``areas`` (0 km² when not mapped that year).
     ``pixel_size_m`` defaults to the spacing of the ``x`` coordinate. ``observed`` (year, y, x)
     gives ``unobserved_frac`` and ``flag_unobserved`` (> ``max_unobserved``) per glacier-year;
