@@ -83,15 +83,8 @@ import xarray as xr
 
 from catalog.aspect import ASPECT_SECTORS as SECTORS
 from catalog.aspect import aspect_class
-from pipeline.glaciers.block_sums import (
-    INDICES_NOT_READ,
-    NDSI_BIT,
-    RATIO_BIT,
-    Layout,
-    compact_ids,
-    ids_and_elevation_range,
-    reduce_block,
-)
+from pipeline.glaciers.block_sums import (INDICES_NOT_READ, NDSI_BIT, RATIO_BIT, Layout, compact_ids,
+                                          ids_and_elevation_range, reduce_block)
 from pipeline.glaciers.change import area_uncertainty_km2
 from pipeline.glaciers.raster_schema import DEFAULT_MAX_INDEX_DISAGREEMENT, DEFAULT_MAX_UNOBSERVED
 
