@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dask
+import dask.array as da
 import numpy as np
 import rasterio
 import xarray as xr
@@ -56,9 +58,6 @@ def truth_on_grid(truth_dir: str | Path, grid: TargetGrid, years: list[int], chu
     if chunks is None:
         both = np.stack([_truth_year(path, grid) for path in paths])
     else:
-        import dask
-        import dask.array as da
-
         read = dask.delayed(_truth_year, pure=True)
         both = da.stack([da.from_delayed(read(path, grid), (2, *grid.shape), np.float32) for path in paths])
         both = both.rechunk((1, 2, chunks, chunks))

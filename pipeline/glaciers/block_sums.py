@@ -137,10 +137,7 @@ def _accumulate(out, mapped_ov, prob, with_prob, cid_ov, dem, aspect, unobserved
             a_ok = np.isfinite(a)
             sector, sin_a, cos_a = np.int64(-1), 0.0, 0.0
             if a_ok:
-                x = a + 22.5  # catalog.aspect.aspect_class; x - 360 is fmod(x, 360) exactly on [360, 720)
-                x = (x - 360.0 if x >= 360.0 else x) if 0.0 <= x < 720.0 else x % 360.0
-                sector = np.int64(np.floor(x / 45.0))
-                sector = sector - 8 if sector >= 8 else sector
+                sector = np.int64(np.floor(((a + 22.5) % 360.0) / 45.0) % n_sectors)  # catalog.aspect.aspect_class
                 rad = np.radians(a)
                 sin_a, cos_a = np.sin(rad), np.cos(rad)
             for t in range(mapped_ov.shape[0]):  # each year's sums are their own row: raster order within it

@@ -83,15 +83,13 @@ import xarray as xr
 
 from catalog.aspect import ASPECT_SECTORS as SECTORS
 from catalog.aspect import aspect_class
-from pipeline.glaciers.block_sums import (INDICES_NOT_READ, NDSI_BIT, RATIO_BIT, Layout, compact_ids,
-                                          ids_and_elevation_range, reduce_block)
+from pipeline.glaciers.block_sums import N_SECTORS, Layout, compact_ids, ids_and_elevation_range, reduce_block
 from pipeline.glaciers.change import area_uncertainty_km2
 from pipeline.glaciers.raster_schema import DEFAULT_MAX_INDEX_DISAGREEMENT, DEFAULT_MAX_UNOBSERVED
+from pipeline.store.layout import INDICES_NOT_READ
 
-__all__ = ["INDICES_NOT_READ", "NDSI_BIT", "N_SECTORS", "PERIMETER_CORRECTIONS", "RATIO_BIT", "glacier_statistics",
-           "with_area_errors"]
+__all__ = ["PERIMETER_CORRECTIONS", "glacier_statistics", "with_area_errors"]
 
-N_SECTORS = len(SECTORS)
 PERIMETER_CORRECTIONS = ("none", "isotropic")
 YEARS_PER_TASK = 8
 

@@ -346,8 +346,9 @@ def project(rates: dict, machine: dict, config: Path) -> dict:
         if rates.get(key):
             upd[key] = Rate(value=round(rates[key], 4), source=source)
     inference = dict(shipped.inference)
-    arch = rates.get("network_architecture", "dunet")
-    if rates.get("network_cpu_mpx_s_per_core") and arch in inference:
+    measured_arch = rates.get("network_architecture", "dunet")
+    arch = measured_arch if measured_arch in inference else "dunet"  # the row the plan shows
+    if rates.get("network_cpu_mpx_s_per_core") and measured_arch in inference:  # never another kind's row
         d = inference[arch]
         inference[arch] = d.model_copy(update={"cpu_mpx_s_per_core": Rate(value=round(rates["network_cpu_mpx_s_per_core"], 4),
                                                                           source=source)})
