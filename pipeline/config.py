@@ -200,9 +200,11 @@ class Synthetic(StrictModel):
     path: str = DEFAULT_DATA_DIR
     seed: int = _DEFAULT_SPEC.seed
     size: float = Field(_DEFAULT_SPEC.size, ge=0.05, le=64)
+    massif_share: float = Field(_DEFAULT_SPEC.massif_share, gt=0, le=1, description="share of the massif grid's cells that "
+                                "hold a massif; ~0.1 scatters glaciers over mostly ice-free land (a sparse region)")
 
     def spec(self) -> StudyAreaSpec:
-        return StudyAreaSpec(seed=self.seed, size=self.size)
+        return StudyAreaSpec(seed=self.seed, size=self.size, massif_share=self.massif_share)
 
 
 class Training(StrictModel):

@@ -251,3 +251,26 @@ def test_lazy_truth_equals_the_eager_one_and_reads_nothing_until_computed(small_
         assert eager.glacier_fraction.values.max() > 0
     with pytest.raises(FileNotFoundError, match="no truth for 1999"):
         truth_on_grid(small_study_area.truth, grid, [1999], chunks=64)
+
+
+def test_massif_share_leaves_the_dense_area_as_it_was_and_is_checked():
+    # The fingerprint of the default area written before the option existed: folders on disk stay valid.
+    assert StudyAreaSpec().fingerprint() == "1ee3d07ddaf67e11"
+    assert StudyAreaSpec(massif_share=0.5).fingerprint() != StudyAreaSpec().fingerprint()
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="massif_share"):
+            StudyAreaSpec(massif_share=bad)
+
+
+@pytest.mark.slow
+def test_a_sparse_area_scatters_fewer_massifs_over_ice_free_land():
+    from catalog.synthetic.area_world import build_world
+    from catalog.synthetic.reference_data import inventory_outlines
+
+    dense, sparse = build_world(StudyAreaSpec()), build_world(StudyAreaSpec(massif_share=0.34))
+    massifs = {g.massif for g in dense.glaciers}, {g.massif for g in sparse.glaciers}
+    assert len(massifs[0]) == 6 and len(massifs[1]) == 2  # 6 cells of ~5 km; a third keep their massif
+    ice = [(w.glacier_id[max(w.glacier_id)] > 0).mean() for w in (dense, sparse)]
+    assert 0.2 < ice[1] / ice[0] < 0.5, ice  # about a third of the ice
+    outlines = inventory_outlines(sparse)
+    assert len(outlines) == len(sparse.glaciers) and outlines.crs.to_epsg() == 4326

@@ -59,7 +59,7 @@ def existing_area(out: Path, spec: StudyAreaSpec) -> StudyArea | None:
         meta = None
     if meta is None or meta.get("fingerprint") != spec.fingerprint():
         raise FileExistsError(
-            f"{out} already exists and is not this study area (seed/size differ or it is not one): "
+            f"{out} already exists and is not this study area (seed, size or massif_share differ, or it is not one): "
             "choose another output folder (an absent or empty one) or remove it"
         )
     missing = [name for name in REQUIRED if not (out / name).exists()]

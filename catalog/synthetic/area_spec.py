@@ -19,7 +19,13 @@ GENERATOR_VERSION = "2"
 
 @dataclass(frozen=True)
 class StudyAreaSpec:
-    """What to generate. `size` multiplies the area (x4 doubles both sides)."""
+    """What to generate. `size` multiplies the area (x4 doubles both sides).
+
+    `massif_share`: the share of the massif grid's cells (one per ~5.2 km square) that hold a
+    massif; the others stay ice-free valley floor. 1 is the dense default; ~0.1 scatters a few
+    glacierised massifs over mostly ice-free land, as in a real range (0.65 % of the Tian Shan's
+    bbox is ice), so glacier-buffer tiling has land to skip.
+    """
 
     seed: int = 42
     size: float = 1.0
@@ -27,10 +33,13 @@ class StudyAreaSpec:
     center_lonlat: tuple[float, float] = (83.995, 43.765)
     width_km: float = 14.0
     height_km: float = 10.5
+    massif_share: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.size <= 64:
             raise ValueError(f"size {self.size} is out of range: use 0.05 to 64 (x area of the default)")
+        if not 0.0 < self.massif_share <= 1.0:
+            raise ValueError(f"massif_share {self.massif_share} is out of range: use a share above 0 and at most 1 (1: every cell)")
 
     def bbox(self) -> tuple[float, float, float, float]:
         """The study region in lon/lat (what a config's region.bbox should be)."""
@@ -46,7 +55,10 @@ class StudyAreaSpec:
         return (w - 0.005, s - 0.004, e + 0.005, n + 0.004)
 
     def fingerprint(self) -> str:
-        blob = json.dumps({**asdict(self), "version": GENERATOR_VERSION}, sort_keys=True)
+        fields = asdict(self)
+        if fields["massif_share"] == 1.0:  # the dense default: areas written before the option keep their fingerprint
+            del fields["massif_share"]
+        blob = json.dumps({**fields, "version": GENERATOR_VERSION}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

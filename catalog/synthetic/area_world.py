@@ -50,7 +50,9 @@ def _pixel_centres(grid: TargetGrid) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(x, y)
 
 
-def _massifs(grid: TargetGrid, rng: np.random.Generator, spacing: float) -> list[Massif]:
+def _massifs(grid: TargetGrid, rng: np.random.Generator, spacing: float, share: float = 1.0, seed: int = 0) -> list[Massif]:
+    """One massif per `spacing` cell, jittered; with `share` < 1 only that share of the cells (at
+    least one) keeps its massif, chosen by a generator of its own so the dense draw is unchanged."""
     left, bottom, right, top = grid.bounds
     nx = max(1, round((right - left) / spacing))
     ny = max(1, round((top - bottom) / spacing))
@@ -67,6 +69,10 @@ def _massifs(grid: TargetGrid, rng: np.random.Generator, spacing: float) -> list
                     ela_offset_m=float(rng.normal(0.0, 40.0)),
                 )
             )
+    if share < 1.0:
+        keep = max(1, round(share * len(out)))
+        chosen = np.random.default_rng([seed, 1]).choice(len(out), size=keep, replace=False)
+        out = [out[i] for i in sorted(chosen)]
     return out
 
 
@@ -103,7 +109,7 @@ def build_world(spec: StudyAreaSpec) -> AreaState:
     grid = TargetGrid.from_lonlat_bbox(spec.world_bbox(), 10.0, epsg=WORLD_EPSG, snap=60.0)
     X, Y = _pixel_centres(grid)
     spacing = 5200.0
-    massifs = _massifs(grid, rng, spacing)
+    massifs = _massifs(grid, rng, spacing, spec.massif_share, spec.seed)
     dem = cone_elevation(massifs, X, Y) + 45.0 * fractal_noise(grid.shape, [150.0, 50.0, 12.0], rng)
     axes = gl.layout_axes(massifs, rng, spacing)
     dem = gl.carve_troughs(dem, X, Y, axes)

@@ -75,7 +75,7 @@ def _outlines(ids: np.ndarray, grid: TargetGrid) -> gpd.GeoDataFrame:
     return gdf.dissolve("glacier_id", as_index=False)
 
 
-def _glacier_ids(glaciers: list[gl.Glacier], spec: StudyAreaSpec) -> dict[int, str]:
+def _glacier_ids(glaciers: list[gl.Glacier]) -> dict[int, str]:
     to_ll = Transformer.from_crs(WORLD_EPSG, 4326, always_xy=True)
     out = {}
     for g in glaciers:
@@ -84,23 +84,31 @@ def _glacier_ids(glaciers: list[gl.Glacier], spec: StudyAreaSpec) -> dict[int, s
     return out
 
 
-def write_truth_and_inventory(state: AreaState, spec: StudyAreaSpec, root: Path) -> None:
-    truth = root / "truth"
-    truth.mkdir()
-    inv_dir = root / "inventory"
-    inv_dir.mkdir()
-    glims = _glacier_ids(state.glaciers, spec)
+def inventory_outlines(state: AreaState) -> gpd.GeoDataFrame:
+    """The inventory of INVENTORY_YEAR in lon/lat: simplified (digitised, not pixel stairs) outlines with ids,
+    names and areas. Also what the tiling benchmark reads for a drawn world without rendering its scenes."""
     g = state.grid
-    dem = state.world.dem
-
     inv = _outlines(state.glacier_id[INVENTORY_YEAR], g)
     inv["geometry"] = inv.geometry.simplify(5.0)  # digitised, not pixel stairs
-    inv["glims_id"] = inv.glacier_id.map(glims)
+    inv["glims_id"] = inv.glacier_id.map(_glacier_ids(state.glaciers))
     inv["name"] = [f"Synthetic glacier {i:03d}" for i in inv.glacier_id]
     inv["ref_year"] = INVENTORY_YEAR
     inv["area_km2"] = inv.geometry.area / 1e6
     inv = inv.to_crs(4326)[["glacier_id", "glims_id", "name", "ref_year", "area_km2", "geometry"]]
     inv["glacier_id"] = inv["glacier_id"].astype("int32")
+    return inv
+
+
+def write_truth_and_inventory(state: AreaState, spec: StudyAreaSpec, root: Path) -> None:
+    truth = root / "truth"
+    truth.mkdir()
+    inv_dir = root / "inventory"
+    inv_dir.mkdir()
+    glims = _glacier_ids(state.glaciers)
+    g = state.grid
+    dem = state.world.dem
+
+    inv = inventory_outlines(state)
     inv.to_parquet(inv_dir / "glaciers.parquet")
     # GeoPackages stamp the write time; a fixed stamp keeps the area byte-for-byte reproducible.
     pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": f"{INVENTORY_YEAR}-12-31T00:00:00Z"})

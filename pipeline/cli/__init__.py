@@ -47,12 +47,14 @@ def synth(
     out: Annotated[Optional[Path], typer.Option(help="output folder; default: synthetic.path")] = None,
     size: Annotated[Optional[float], typer.Option(help="x area of the default study area (4 = twice each side)")] = None,
     seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+    massif_share: Annotated[Optional[float], typer.Option(help="share of the ~5 km cells holding a massif (0.1: a sparse region)")] = None,
 ) -> None:
     """Write the embedded synthetic study area: COGs, STAC catalog, DEM, inventory and truth."""
     from catalog.synthetic import generate_study_area  # the renderer: only this command needs it
 
     cfg = load_config_or_exit(config)
-    synthetic = cfg.synthetic.model_copy(update={k: v for k, v in (("size", size), ("seed", seed)) if v is not None})
+    synthetic = cfg.synthetic.model_copy(update={k: v for k, v in (("size", size), ("seed", seed), ("massif_share", massif_share))
+                                            if v is not None})
     try:
         spec = synthetic.spec()
     except ValueError as err:

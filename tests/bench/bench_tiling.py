@@ -1,12 +1,15 @@
 """Glacier-buffer tiling: the share of a region's grid that lies in tiles near glaciers (target <= 50 %).
 
-    .venv/bin/python tests/bench/bench_tiling.py AREA [AREA ...] [--config configs/tianshan.yaml] [--json OUT.json]
+    .venv/bin/python tests/bench/bench_tiling.py AREA [AREA ...] [--config configs/tianshan.yaml]
+        [--synthetic SIZE:MASSIF_SHARE ...] [--json OUT.json]
 
 For each generated study area (its inventory outlines on its 10 m Sentinel-2 grid) and, with
 --config, for a config whose inventory file exists: `catalog.tiling.glacier_tiles` with the
 store's tile size (2048 px) and the default 2 km buffer, the same at 512 px tiles, and the
 pixel-level share within the buffer (`glacier_pixel_mask`, the floor any tiling can reach).
-Reads outlines only; no pixel.
+Reads outlines only; no pixel. `--synthetic 16:0.06` draws a study area's world (x16 the default
+area, 6 % of its ~5 km cells holding a massif: scattered massifs over ice-free land, as in a real
+range) and measures its inventory without rendering a scene.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("areas", type=Path, nargs="*")
     ap.add_argument("--config", type=Path, help="a config whose inventory exists (e.g. configs/tianshan.yaml)")
+    ap.add_argument("--synthetic", nargs="*", default=[], metavar="SIZE:MASSIF_SHARE",
+                    help="drawn worlds (outlines only, no scenes), e.g. 16:0.06 for a sparse x16 area")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
@@ -54,6 +59,17 @@ def main(argv: list[str] | None = None) -> dict:
         outlines = gpd.read_parquet(area / "inventory" / "glaciers.parquet")
         out["areas"][str(area)] = r = measure(grid, outlines, str(area))
         r["size"] = meta["spec"]["size"]
+        r["massif_share"] = meta["spec"].get("massif_share", 1.0)
+    for drawn in args.synthetic:
+        from catalog.synthetic.area_spec import StudyAreaSpec
+        from catalog.synthetic.area_world import build_world
+        from catalog.synthetic.reference_data import inventory_outlines
+
+        size, share = (float(v) for v in drawn.split(":"))
+        spec = StudyAreaSpec(size=size, massif_share=share)
+        grid = TargetGrid.from_lonlat_bbox(spec.bbox(), 10)
+        out["areas"][f"drawn x{size:g}, massif share {share:g}"] = r = measure(grid, inventory_outlines(build_world(spec)), drawn)
+        r["size"], r["massif_share"] = size, share
     if args.config:
         from pipeline.config import load_config
 
