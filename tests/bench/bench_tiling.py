@@ -60,11 +60,11 @@ def main(argv: list[str] | None = None) -> dict:
         out["areas"][str(area)] = r = measure(grid, outlines, str(area))
         r["size"] = meta["spec"]["size"]
         r["massif_share"] = meta["spec"].get("massif_share", 1.0)
-    for drawn in args.synthetic:
+    if args.synthetic:
         from catalog.synthetic.area_spec import StudyAreaSpec
         from catalog.synthetic.area_world import build_world
         from catalog.synthetic.reference_data import inventory_outlines
-
+    for drawn in args.synthetic:
         size, share = (float(v) for v in drawn.split(":"))
         spec = StudyAreaSpec(size=size, massif_share=share)
         grid = TargetGrid.from_lonlat_bbox(spec.bbox(), 10)

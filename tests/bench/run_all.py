@@ -291,7 +291,6 @@ def build_rows(r: dict, machine: dict, mode: Mode) -> list[Row]:
     ti = r.get("tiling", {})
     if "areas" in ti:
         for area, a in ti["areas"].items():
-            t = a["tiles_2048"]
             if a.get("massif_share", 1.0) < 1.0:  # a drawn sparse world: the saving tiling is for
                 ice = f"{100 * a['glacier_km2'] / a['grid_km2']:.2f} % ice"
                 for px in (2048, 512):
@@ -301,6 +300,7 @@ def build_rows(r: dict, machine: dict, mode: Mode) -> list[Row]:
                                     "tiles selected, share of the grid's pixels", f"{100 * t['fraction']:.1f} %", "100 % (full bbox)",
                                     _f(t["fraction"]) + "x", "<= 30 %", _yes(t["fraction"] <= 0.3)))
                 continue
+            t = a["tiles_2048"]
             rows.append(Row(f"Glacier-buffer tiling (`catalog.tiling`, 2048-px tiles, {a['buffer_m'] / 1000:g} km buffer): share of the "
                             f"x{a['size']:g} synthetic area's grid ({a['grid'][0]}x{a['grid'][1]}, {a['outlines']} glaciers, "
                             f"{100 * a['glacier_km2'] / a['grid_km2']:.0f} % ice) in selected tiles",
