@@ -47,6 +47,7 @@ from catalog.scene_check import (
     SkippedScene,
     prepare_scene_items,
 )
+from catalog.sun import item_sun_angles
 
 __all__ = [
     # the cubes (this module)
@@ -179,7 +180,8 @@ def dn_cube(
     """The scenes' digital numbers (time, band, y, x) uint16, lazy; 0 where a scene has no data.
 
     What `reflectance_cube` converts, with the same coords (`scale`, `offset` per time and band:
-    reflectance = DN * scale + offset) and attrs. The composite selects on these DNs and converts
+    reflectance = DN * scale + offset; `sun_azimuth`, `sun_elevation` per time, degrees, from
+    each item's metadata or its time and place: catalog.sun) and attrs. The composite selects on these DNs and converts
     only while it looks at them (catalog.composite), so no float32 cube of every scene is ever
     made: that conversion was half of the composite's time.
     """
@@ -191,7 +193,9 @@ def dn_cube(
     so = [[reflectance_scale_offset(item, sensor, k, rule) for k in keys] for item in prepared]
     scale = xr.DataArray(np.array([[s.scale for s in row] for row in so], np.float32), dims=("time", "band"))
     offset = xr.DataArray(np.array([[s.offset for s in row] for row in so], np.float32), dims=("time", "band"))
-    raw = raw.assign_coords(band=bands, scale=scale, offset=offset)
+    sun = np.array([item_sun_angles(item) for item in prepared], np.float64).reshape(-1, 2)
+    raw = raw.assign_coords(band=bands, scale=scale, offset=offset,
+                            sun_azimuth=("time", sun[:, 0]), sun_elevation=("time", sun[:, 1]))
     raw.name = "dn"
     raw.attrs = {
         **_grid_attrs(grid, sensor, profile, skipped),

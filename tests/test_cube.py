@@ -109,6 +109,10 @@ def test_both_zones_and_providers_map_to_canonical_bands(area):
     assert list(cube.band.values) == ["B02", "B03", "B04", "B08", "B11", "B12"]
     assert cube.shape == (len(items), 6, *grid.shape) and cube.chunks is not None
     assert cube.attrs["crs"] == "EPSG:32644"
+    # each look's sun, as its item states it (the generator's, like Earth Search's view:sun_*)
+    want = [(i.properties["view:sun_azimuth"], i.properties["view:sun_elevation"]) for i in sorted(items, key=lambda i: i.datetime)]
+    assert list(zip(cube.sun_azimuth.values, cube.sun_elevation.values)) == want
+    assert all(40.0 < el < 65.0 for _, el in want)  # July-September at 43.8 N, mid-morning
 
 
 def test_missing_asset_names_item_asset_and_provider(area):

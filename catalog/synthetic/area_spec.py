@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 # 2: earthsearch:boa_offset_applied now false (it meant the opposite of Earth Search's in 1); pixels unchanged.
-GENERATOR_VERSION = "2"
+# 3: items state the sun each scene was rendered with (view:sun_azimuth, view:sun_elevation); pixels unchanged.
+GENERATOR_VERSION = "3"
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,8 @@ def write_acquisition(args: tuple[Acquisition, list[Product], dict, Path]) -> li
             n_valid = max(int((scl_fp > 0).sum()), 1)
             cloud = 100.0 * np.isin(scl_fp, (8, 9, 10)).sum() / n_valid
             item = stac_items.sentinel2_item(
-                p.item_id, p.datetime, p.platform, mgrs, baseline, cloud, _valid_polygon(fp10, state.grid), fp10.grid, fp20.grid
+                p.item_id, p.datetime, p.platform, mgrs, baseline, cloud, _valid_polygon(fp10, state.grid), fp10.grid, fp20.grid,
+                (acq.sun_azimuth, acq.sun_elevation),
             )
             items.append(item)
     else:
@@ -102,7 +103,8 @@ def write_acquisition(args: tuple[Acquisition, list[Product], dict, Path]) -> li
         cloud_pct = 100.0 * ((qa_fp >> sn.QA.CLOUD) & 1)[valid].sum() / n_valid
         items.append(
             stac_items.landsat_item(
-                p.item_id, p.datetime, p.platform, p.extra, cloud_pct, _valid_polygon(fp, state.grid), fp.grid
+                p.item_id, p.datetime, p.platform, p.extra, cloud_pct, _valid_polygon(fp, state.grid), fp.grid,
+                (acq.sun_azimuth, acq.sun_elevation),
             )
         )
     return items

@@ -71,6 +71,11 @@ def _item(item_id: str, collection: str, footprint: Polygon, properties: dict, a
     }
 
 
+def _sun_properties(sun: tuple[float, float]) -> dict:
+    """The sun the scene was rendered with, as Earth Search and Landsat items state theirs (STAC view extension)."""
+    return {"view:sun_azimuth": round(sun[0], 6), "view:sun_elevation": round(sun[1], 6)}
+
+
 def sentinel2_item(
     item_id: str,
     datetime: str,
@@ -81,6 +86,7 @@ def sentinel2_item(
     footprint: Polygon,
     grid10: TargetGrid,
     grid20: TargetGrid,
+    sun: tuple[float, float],
 ) -> dict:
     boa = baseline >= "04.00"  # the DN carry +1000 (catalog/synthetic/sensors.py s2_dn)
     offset = -0.1 if boa else 0.0
@@ -109,6 +115,7 @@ def sentinel2_item(
         "constellation": "sentinel-2",
         "instruments": ["msi"],
         "eo:cloud_cover": round(cloud_cover, 3),
+        **_sun_properties(sun),
         "proj:code": f"EPSG:{grid10.epsg}",
         "mgrs:utm_zone": int(mgrs[:2]),
         "mgrs:latitude_band": mgrs[2],
@@ -130,6 +137,7 @@ def landsat_item(
     cloud_cover: float,
     footprint: Polygon,
     grid: TargetGrid,
+    sun: tuple[float, float],
 ) -> dict:
     assets = {}
     for key, eo in LANDSAT_EO_BANDS.items():
@@ -154,6 +162,7 @@ def landsat_item(
         "platform": platform,
         "instruments": ["oli", "tirs"],
         "eo:cloud_cover": round(cloud_cover, 3),
+        **_sun_properties(sun),
         "proj:code": f"EPSG:{grid.epsg}",
         "landsat:wrs_path": path_row[0],
         "landsat:wrs_row": path_row[1],

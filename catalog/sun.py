@@ -1,0 +1,103 @@
+"""Where the sun stood for each look, and how much of it a slope received.
+
+The composite compares looks of one pixel taken weeks apart: the September sun is 15 deg lower
+than July's, so a slope facing away from it is lit half as well, and "the darkest look" would
+pick low sun instead of low snow. Knowing each look's sun and the terrain's slope and aspect
+lets the composite compare what the surface reflects, not how it was lit (catalog.composite).
+
+Sun angles come from the item's metadata, as the providers write it: `view:sun_azimuth` /
+`view:sun_elevation` (STAC view extension: Earth Search, Landsat everywhere) or
+`s2:mean_solar_azimuth` / `s2:mean_solar_zenith` (Planetary Computer's Sentinel-2). An item
+with neither gets the sun computed from its acquisition time and the centre of its footprint
+with the low-precision solar coordinates of the Astronomical Almanac (section C, "Low
+precision formulas for the Sun": ~0.01 deg in declination, refraction ignored); the test
+checks this formula against the providers' own angles on real items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pystac
+
+LIGHT_FLOOR = 0.25
+"""Illumination relative to flat ground below which a look is not corrected further: diffuse sky
+light (~0.1-0.3 of a clear sky's total) keeps even a slope turned from the sun from going black,
+so dividing by the direct-beam geometry alone would blow its reflectance up."""
+
+
+def solar_position(when: Sequence | pd.DatetimeIndex, lon: np.ndarray | float, lat: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """(azimuth clockwise from north, elevation) in degrees of the sun at UTC times `when` over lon/lat (degrees)."""
+    times = pd.DatetimeIndex(when)
+    if times.tz is not None:
+        times = times.tz_convert("UTC").tz_localize(None)
+    n = np.asarray(times.to_julian_date(), float) - 2451545.0  # days since J2000.0
+    mean_lon = np.radians((280.460 + 0.9856474 * n) % 360.0)
+    anomaly = np.radians((357.528 + 0.9856003 * n) % 360.0)
+    ecl_lon = mean_lon + np.radians(1.915) * np.sin(anomaly) + np.radians(0.020) * np.sin(2 * anomaly)
+    obliquity = np.radians(23.439 - 4.0e-7 * n)
+    right_ascension = np.arctan2(np.cos(obliquity) * np.sin(ecl_lon), np.cos(ecl_lon))
+    declination = np.arcsin(np.sin(obliquity) * np.sin(ecl_lon))
+    sidereal = np.radians((280.46061837 + 360.98564736629 * n) % 360.0)  # Greenwich mean sidereal angle
+    hour = sidereal + np.radians(lon) - right_ascension
+    phi = np.radians(lat)
+    elevation = np.arcsin(np.sin(phi) * np.sin(declination) + np.cos(phi) * np.cos(declination) * np.cos(hour))
+    azimuth = np.arctan2(-np.sin(hour), np.tan(declination) * np.cos(phi) - np.sin(phi) * np.cos(hour))
+    return np.degrees(azimuth) % 360.0, np.degrees(elevation)
+
+
+def item_sun_angles(item: pystac.Item) -> tuple[float, float]:
+    """(azimuth, elevation) in degrees of the sun for one scene: its provider's metadata, else computed."""
+    p = item.properties
+    if p.get("view:sun_azimuth") is not None and p.get("view:sun_elevation") is not None:
+        return float(p["view:sun_azimuth"]), float(p["view:sun_elevation"])
+    if p.get("s2:mean_solar_azimuth") is not None and p.get("s2:mean_solar_zenith") is not None:
+        return float(p["s2:mean_solar_azimuth"]), 90.0 - float(p["s2:mean_solar_zenith"])
+    if item.datetime is None or item.bbox is None:
+        raise ValueError(f"item {item.id}: no sun angles in its metadata and no datetime and bbox to compute them from")
+    w, s, e, n = item.bbox[:4] if len(item.bbox) == 4 else (item.bbox[0], item.bbox[1], item.bbox[3], item.bbox[4])
+    az, el = solar_position([item.datetime], (w + e) / 2.0, (s + n) / 2.0)
+    return float(az[0]), float(el[0])
+
+
+def illumination_terms(slope_deg: np.ndarray, aspect_deg: np.ndarray) -> np.ndarray:
+    """The terrain's part of the illumination, (3, y, x) float32: cos(slope), sin(slope) cos(aspect), sin(slope) sin(aspect).
+
+    cos(incidence) / cos(zenith) = cos(s) + tan(z) (sin(s) cos(a) cos(az) + sin(s) sin(a) sin(az)): these
+    three terms depend on the terrain only, so a chunk works them out once for every look and year,
+    and each look adds its own two coefficients (`sun_coefficients`) with a multiply-add. Where the
+    aspect is undefined (flat) or there is no DEM, the terms are those of flat ground (1, 0, 0).
+    """
+    s = np.radians(np.asarray(slope_deg, np.float32))
+    a = np.radians(np.asarray(aspect_deg, np.float32))
+    defined = np.isfinite(s) & np.isfinite(a)
+    s, a = np.where(defined, s, np.float32(0.0)), np.where(defined, a, np.float32(0.0))
+    sin_s = np.sin(s)
+    return np.stack([np.cos(s), sin_s * np.cos(a), sin_s * np.sin(a)]).astype(np.float32)
+
+
+def sun_coefficients(sun_azimuth, sun_elevation) -> np.ndarray:
+    """Each look's (tan(z) cos(az), tan(z) sin(az)), (time, 2) float32: its part of `illumination_terms`' sum."""
+    az, el = np.radians(np.atleast_1d(np.asarray(sun_azimuth, float))), np.radians(np.atleast_1d(np.asarray(sun_elevation, float)))
+    tan_z = 1.0 / np.tan(el)
+    return np.stack([tan_z * np.cos(az), tan_z * np.sin(az)], axis=-1).astype(np.float32)
+
+
+def light_from_terms(terms: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
+    """(time, y, x) float32 relative illumination; the composite's kernels do this sum in the same order."""
+    out = np.empty((len(coefficients), *terms.shape[1:]), np.float32)
+    for t, (c_north, c_east) in enumerate(coefficients):
+        out[t] = terms[0] + (c_north * terms[1] + c_east * terms[2])
+    return out
+
+
+def relative_illumination(slope_deg: np.ndarray, aspect_deg: np.ndarray, sun_azimuth, sun_elevation) -> np.ndarray:
+    """Direct light on the slope relative to flat ground, cos(incidence) / sin(sun elevation): (time, y, x) float32.
+
+    1 on flat ground (or where the aspect is undefined: flat), above 1 on slopes facing the sun,
+    at or below 0 on slopes turned away from it (self-shadow). Cast shadows of other terrain are
+    not modelled here: the composite finds them by their darkness (catalog.composite).
+    """
+    return light_from_terms(illumination_terms(slope_deg, aspect_deg), sun_coefficients(sun_azimuth, sun_elevation))
