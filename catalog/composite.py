@@ -6,14 +6,16 @@ shadow, then take the whole spectrum of the one with the lowest green reflectanc
 (`key_band`); ties go to the later date. Late snow, firn patches and residual thin cloud are
 all brighter in the visible than the same ground at the end of the ablation season, so the
 darkest clear visible observation is the least-snow, latest-melt look at the surface - the
-one glacier inventories ask for. But terrain shadow is darker still, and "darkest" alone
-chose shadowed ice, which looks like rock. An observation is in shadow when it is darker than
-SHADOW_FACTOR times the year's brightest clear look at that pixel in *every* band: shadow
-scales the whole spectrum down, while snow or its absence changes its shape (snow is brighter
-in the visible but darker in the SWIR than rock or ice), so snow never makes the snow-free
-look "shadowed". Where every clear look is shadowed, the darkest of them is taken. Taking one
-observation whole (rather than per-band percentiles) keeps band ratios such as NDSI
-physically consistent, and its day of year travels with it (`doy`).
+one glacier inventories ask for. Two things are darker without being less snowy, and the rule
+takes both out. Light: the looks are weeks apart and the sun drops through the season, so
+given the terrain each look is compared on its reflectance divided by its direct illumination
+on the slope (catalog.sun), and a look whose slope is turned from the sun is shadow. Shadow:
+an observation darker than SHADOW_FACTOR times the year's brightest clear look at that pixel
+in *every* band is in (cast) shadow: shadow scales the whole spectrum down, while snow or its
+absence changes its shape (snow is brighter in the visible but darker in the SWIR than rock or
+ice), so snow never makes the snow-free look "shadowed". Where every clear look is shadowed,
+the darkest of them is taken. Taking one observation whole (rather than per-band percentiles)
+keeps band ratios such as NDSI physically consistent, and its day of year travels with it (`doy`).
 
 Laziness: each year is one task per spatial chunk that sees all of that year's observations
 and bands of the chunk (time and band are merged into one dask chunk, space is not) and
@@ -29,6 +31,7 @@ import pandas as pd
 import xarray as xr
 
 from catalog.cube import reflectance_values
+from catalog.sun import LIGHT_FLOOR, illumination_terms, light_from_terms, sun_coefficients
 
 DEFAULT_KEY_BANDS = ("B03", "green")
 RULES = ("sunlit-darkest", "darkest")
@@ -39,6 +42,9 @@ SHADOW_FACTOR = 0.5
 shadow. Sunlit ice against sunlit snow stays above ~0.55 in the blue; terrain shadow (skylight
 only) is below ~0.3 (measured in docs/composite.md: 0.5 removes most shadowed picks without
 trading ice for snow)."""
+SELF_SHADOW = 0.05
+"""Illumination relative to flat ground (catalog.sun.relative_illumination) at or below which a
+look is in its slope's own shadow: the sun grazes or misses the slope, whatever its darkness."""
 
 
 def _key_band(cube: xr.DataArray, key_band: str | None) -> str:
@@ -70,7 +76,7 @@ def _in_season(times: pd.DatetimeIndex, season: tuple[str, str] | None) -> np.nd
     return np.asarray((md >= season[0]) & (md <= season[1]))
 
 
-def _select_numpy(refl, clear, key_index, doys, sunlit, factor, best, count, doy) -> None:
+def _select_numpy(refl, clear, key_index, doys, sunlit, factor, best, count, doy, terms=None, coef=None) -> None:
     """The selection in numpy, vectorised over pixels and looping over the (few) observations."""
     n_time, n_band = refl.shape[:2]
     valid = clear.copy()
@@ -79,23 +85,29 @@ def _select_numpy(refl, clear, key_index, doys, sunlit, factor, best, count, doy
             valid[t] &= np.isfinite(refl[t, b])
     count[...] = valid.sum(axis=0, dtype=np.uint16)
     use = valid
+    cor = refl  # what the looks are compared on: reflectance, or reflectance / illumination
+    light = None if terms is None else light_from_terms(terms, coef)
+    if light is not None:
+        cor = refl * (np.float32(1.0) / np.maximum(light, np.float32(LIGHT_FLOOR)))[:, None]
     if sunlit:
         vmax = np.full(refl.shape[1:], -np.inf, np.float32)
         for t in range(n_time):
-            np.maximum(vmax, refl[t], out=vmax, where=valid[t])
+            np.maximum(vmax, cor[t], out=vmax, where=valid[t])
         limit = factor * vmax
         lit = valid.copy()
         for t in range(n_time):
             dark = valid[t].copy()
             for b in range(n_band):
-                dark &= refl[t, b] < limit[b]
+                dark &= cor[t, b] < limit[b]
+            if light is not None:
+                dark |= light[t] <= np.float32(SELF_SHADOW)
             lit[t] &= ~dark
         use = np.where(lit.any(axis=0), lit, valid)
     low = np.full(refl.shape[2:], np.inf, np.float32)
     pick = np.full(refl.shape[2:], -1, np.int16)
     for t in range(n_time):  # `<=`: ties go to the later observation
-        better = use[t] & (refl[t, key_index] <= low)
-        low[better] = refl[t, key_index][better]
+        better = use[t] & (cor[t, key_index] <= low)
+        low[better] = cor[t, key_index][better]
         pick[better] = t
     seen = pick >= 0
     safe = np.where(seen, pick, 0).astype(np.intp)
@@ -112,13 +124,21 @@ def _select_kernel():
         return None
 
     @numba.njit(nogil=True, cache=True)
-    def select(refl, clear, key_index, doys, sunlit, factor, best, count, doy, convert, scale, offset):  # pragma: no cover - compiled
+    def select(refl, clear, key_index, doys, sunlit, factor, best, count, doy, convert, scale, offset, correct, terms, coef, floor,
+               self_shadow):  # pragma: no cover - compiled
         # Row by row, so that every inner loop runs along contiguous memory (one row of one band),
         # and without branches in the inner loops, so that LLVM vectorises them. `convert`: `refl`
         # holds DNs, turned into reflectance one row at a time (DN * scale + offset in float32, as
-        # catalog.cube.reflectance_values does; NaN where the DN is 0).
+        # catalog.cube.reflectance_values does; NaN where the DN is 0). `correct`: the looks are
+        # compared on reflectance x (1 / max(light, floor)) (`cor`), light = terms[0] + (coef[t, 0] *
+        # terms[1] + coef[t, 1] * terms[2]) (catalog.sun.light_from_terms, same order), and a look
+        # lit at or below `self_shadow` counts as shadowed; the chosen look's own reflectance is returned.
         n_time, n_band, ny, nx = refl.shape
         row = np.empty((n_time, n_band, nx), np.float32)
+        cor = np.empty((n_time, n_band, nx), np.float32) if correct else row
+        light = np.ones((n_time, nx), np.float32)
+        inv = np.empty(nx, np.float32)
+        one = np.float32(1.0)
         nan = np.float32(np.nan)
         valid = np.empty((n_time, nx), np.bool_)
         use = np.empty((n_time, nx), np.bool_)
@@ -146,6 +166,17 @@ def _select_kernel():
                     else:
                         for j in range(nx):
                             row[t, b, j] = refl[t, b, i, j]
+            if correct:
+                for t in range(n_time):
+                    if not seen[t]:
+                        continue
+                    c_north, c_east = coef[t, 0], coef[t, 1]
+                    for j in range(nx):
+                        light[t, j] = terms[0, i, j] + (c_north * terms[1, i, j] + c_east * terms[2, i, j])
+                        inv[j] = one / max(light[t, j], floor)
+                    for b in range(n_band):
+                        for j in range(nx):
+                            cor[t, b, j] = row[t, b, j] * inv[j]
             for j in range(nx):
                 count[i, j] = 0
                 any_lit[j] = False
@@ -165,13 +196,16 @@ def _select_kernel():
                         limit[b, j] = ninf
                     for t in range(n_time):
                         for j in range(nx):
-                            limit[b, j] = max(limit[b, j], row[t, b, j] if valid[t, j] else ninf)
+                            limit[b, j] = max(limit[b, j], cor[t, b, j] if valid[t, j] else ninf)
                     for j in range(nx):
                         limit[b, j] = factor * limit[b, j]
                 for t in range(n_time):  # `use` holds "valid and dark in every band so far"
                     for b in range(n_band):
                         for j in range(nx):
-                            use[t, j] = use[t, j] & (row[t, b, j] < limit[b, j])
+                            use[t, j] = use[t, j] & (cor[t, b, j] < limit[b, j])
+                    if correct:
+                        for j in range(nx):
+                            use[t, j] = use[t, j] | (light[t, j] <= self_shadow)
                     for j in range(nx):
                         use[t, j] = valid[t, j] & ~use[t, j]  # now: valid and sunlit
                         any_lit[j] = any_lit[j] | use[t, j]
@@ -183,7 +217,7 @@ def _select_kernel():
                 pick[j] = -1
             for t in range(n_time):  # `<=`: ties go to the later observation
                 for j in range(nx):
-                    k = row[t, key_index, j]
+                    k = cor[t, key_index, j]
                     better = use[t, j] & (k <= low[j])
                     low[j] = k if better else low[j]
                     pick[j] = t if better else pick[j]
@@ -209,6 +243,8 @@ def select_observations(
     engine: str = "auto",
     scale: np.ndarray | None = None,
     offset: np.ndarray | None = None,
+    terms: np.ndarray | None = None,
+    sun: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """numpy kernel: refl (time, band, y, x), clear (time, y, x) -> best (band, y, x) float32, count, doy (y, x) uint16.
 
@@ -217,6 +253,12 @@ def select_observations(
     catalog.cube.reflectance_values). `doys` (time,) is each observation's day of year; the
     returned doy is the chosen observation's, 0 where there is none (best NaN, count 0).
     `engine`: "numba", "numpy" or "auto" (numba where installed); both give the same bytes.
+    `terms` (3, y, x; catalog.sun.illumination_terms of the slope and aspect) and `sun` (time, 2:
+    each look's sun azimuth and elevation, degrees) give each look's direct illumination relative
+    to flat ground (catalog.sun). With them the `sunlit-darkest` rule compares the looks on
+    reflectance / max(light, LIGHT_FLOOR) - what the surface reflects, not how it was lit - and
+    counts a look lit at or below SELF_SHADOW as shadowed; the chosen look's own reflectance is
+    returned. The `darkest` rule ignores them.
     """
     if rule not in RULES:
         raise ValueError(f"composite rule {rule!r} is unknown: use one of {RULES}")
@@ -235,23 +277,49 @@ def select_observations(
     count = np.empty(refl.shape[2:], np.uint16)
     doy = np.empty(refl.shape[2:], np.uint16)
     outputs = (best, count, doy)
+    correct = terms is not None and rule == "sunlit-darkest"
+    coef = None
+    if correct:
+        terms = np.ascontiguousarray(terms, np.float32)
+        if terms.shape != (3, *refl.shape[2:]):
+            raise ValueError(f"terms have shape {terms.shape}; the looks need (3, y, x) = {(3, *refl.shape[2:])}")
+        sun = np.asarray(sun, float)
+        if sun.shape != (n_time, 2):
+            raise ValueError(f"sun has shape {sun.shape}; the looks need (time, 2) = {(n_time, 2)}: azimuth, elevation per look")
+        coef = sun_coefficients(sun[:, 0], sun[:, 1])
     if engine == "numpy" or (engine == "auto" and _SELECT_NUMBA is None):
         if convert:
             refl = reflectance_values(refl, scale[:, :, None, None], offset[:, :, None, None])
-        _select_numpy(refl, clear, key_index, doys, rule == "sunlit-darkest", np.float32(factor), *outputs)
+        _select_numpy(refl, clear, key_index, doys, rule == "sunlit-darkest", np.float32(factor), *outputs, terms, coef)
     elif _SELECT_NUMBA is not None and engine in ("auto", "numba"):
-        _SELECT_NUMBA(refl, clear, key_index, doys, rule == "sunlit-darkest", np.float32(factor), *outputs, convert, scale, offset)
+        _SELECT_NUMBA(refl, clear, key_index, doys, rule == "sunlit-darkest", np.float32(factor), *outputs, convert, scale, offset,
+                      correct, terms if correct else np.ones((3, 1, 1), np.float32),
+                      coef if correct else np.zeros((n_time, 2), np.float32), np.float32(LIGHT_FLOOR), np.float32(SELF_SHADOW))
     else:
         raise ValueError(f"composite engine {engine!r}: use 'auto', 'numpy' or 'numba' (numba must be installed)")
     return best, count, doy
 
 
-def select_ufunc(refl, clear, key_index, doys, rule, factor, scale=None, offset=None):
-    """apply_ufunc's layout (..., time, band) in and (..., band) out, as views of the kernel's own layout."""
+def select_ufunc(refl, clear, key_index, doys, rule, factor, scale=None, offset=None, terms=None, sun=None):
+    """apply_ufunc's layout (..., time, band) in and (..., band) out, as views of the kernel's own layout.
+
+    `terms` (..., 3): the terrain's illumination terms (catalog.sun.illumination_terms); `sun` (time, 2).
+    """
     best, count, doy = select_observations(
-        np.moveaxis(refl, (-2, -1), (0, 1)), np.moveaxis(clear, -1, 0), key_index, doys, rule, factor, scale=scale, offset=offset
+        np.moveaxis(refl, (-2, -1), (0, 1)), np.moveaxis(clear, -1, 0), key_index, doys, rule, factor, scale=scale, offset=offset,
+        terms=None if terms is None else np.moveaxis(terms, -1, 0), sun=sun,
     )
     return np.moveaxis(best, 0, -1), count, doy
+
+
+def _terms_last(slope, aspect):
+    """catalog.sun.illumination_terms with the term axis last, as apply_ufunc's core dims want it."""
+    return np.moveaxis(illumination_terms(slope, aspect), 0, -1)
+
+
+def _select_ufunc_lit(refl, clear, terms, **kwargs):
+    """select_ufunc with the terrain's terms as a positional input, the way apply_ufunc hands them over."""
+    return select_ufunc(refl, clear, terms=terms, **kwargs)
 
 
 def yearly_composite(
@@ -260,6 +328,8 @@ def yearly_composite(
     season: tuple[str, str] | None = None,
     key_band: str | None = None,
     rule: str = "sunlit-darkest",
+    slope: xr.DataArray | None = None,
+    aspect: xr.DataArray | None = None,
 ) -> xr.Dataset:
     """Yearly composite `reflectance` (year, band, y, x) float32, `clear_count` and `doy` (year, y, x) uint16.
 
@@ -274,10 +344,33 @@ def yearly_composite(
     the reflectance so that "not observed" is never read as "not glacier" (DESIGN.md, Observed
     vs. glacier) and change rates can divide by the real time between observations. `rule`: one
     of RULES (see the module docstring). Lazy if `cube` is.
+
+    `slope` and `aspect` (y, x, degrees; catalog.terrain) with the cube's `sun_azimuth` and
+    `sun_elevation` coords (time; catalog.cube.dn_cube from each item's metadata): the
+    `sunlit-darkest` rule then compares the looks on reflectance divided by their direct
+    illumination on the slope (catalog.sun), so that a low September sun on a slope turned
+    from it does not pass for the least snow. Without them, flat ground is assumed.
     """
     if rule not in RULES:
         raise ValueError(f"composite rule {rule!r} is unknown: use one of {RULES}")
     _check_aligned(cube, clear)
+    corrected = slope is not None or aspect is not None
+    if corrected:
+        if slope is None or aspect is None:
+            raise ValueError("the illumination correction needs both slope and aspect (catalog.terrain)")
+        missing = {"sun_azimuth", "sun_elevation"} - set(cube.coords)
+        if missing:
+            raise ValueError(f"the illumination correction needs the cube's {sorted(missing)} coords: build it with catalog.cube.dn_cube")
+        sun = np.stack([cube["sun_azimuth"].values, cube["sun_elevation"].values], axis=-1).astype(np.float64)
+        slope = slope.reset_coords(drop=True).assign_coords(y=cube.y, x=cube.x).astype(np.float32)
+        aspect = aspect.reset_coords(drop=True).assign_coords(y=cube.y, x=cube.x).astype(np.float32)
+        if cube.chunks is not None:  # the terrain's chunks follow the cube's, so each task gets its own window
+            space = {"y": cube.chunksizes["y"], "x": cube.chunksizes["x"]}
+            slope, aspect = slope.chunk(space), aspect.chunk(space)
+        # worked out once per chunk and shared by every year's task
+        terms = xr.apply_ufunc(_terms_last, slope, aspect,
+                               output_core_dims=[["term"]], dask="parallelized", output_dtypes=[np.float32],
+                               dask_gufunc_kwargs={"output_sizes": {"term": 3}})
     kb = _key_band(cube, key_band)
     dn = np.issubdtype(cube.dtype, np.integer)
     if dn and not {"scale", "offset"} <= set(cube.coords):
@@ -295,13 +388,16 @@ def yearly_composite(
     refl, counts, doys = [], [], []
     for year in years:
         steps = [i for i, (t, s) in enumerate(zip(times, in_season)) if s and t.year == year]
+        terrain_args = [terms] if corrected else []
         best, count, doy = xr.apply_ufunc(
-            select_ufunc,
+            _select_ufunc_lit if corrected else select_ufunc,
             cube.isel(time=steps).chunk({"time": -1, "band": -1}),
             clear.isel(time=steps).chunk({"time": -1}),
+            *terrain_args,
             kwargs={"key_index": key_index, "doys": times[steps].dayofyear.to_numpy().astype(np.uint16), "rule": rule,
-                    "factor": SHADOW_FACTOR, "scale": scale[steps] if dn else None, "offset": offset[steps] if dn else None},
-            input_core_dims=[["time", "band"], ["time"]],
+                    "factor": SHADOW_FACTOR, "scale": scale[steps] if dn else None, "offset": offset[steps] if dn else None,
+                    "sun": sun[steps] if corrected else None},
+            input_core_dims=[["time", "band"], ["time"], *([["term"]] if corrected else [])],
             output_core_dims=[["band"], [], []],
             dask="parallelized",
             output_dtypes=[np.float32, np.uint16, np.uint16],
@@ -320,11 +416,14 @@ def yearly_composite(
             "composite_rule": (
                 f"per pixel, the clear observation with the lowest {kb} reflectance; ties to the later date"
                 if rule == "darkest"
-                else f"per pixel, the clear sunlit observation with the lowest {kb} reflectance (in shadow: darker than "
-                f"{SHADOW_FACTOR:g} x the year's brightest clear look in every band; used only where no look is sunlit); "
-                "ties to the later date"
+                else f"per pixel, the clear sunlit observation with the lowest {kb} reflectance"
+                + (f" divided by its direct illumination on the slope (floor {LIGHT_FLOOR:g}; self-shadow at or below "
+                   f"{SELF_SHADOW:g})" if corrected else "")
+                + f" (in shadow: darker than {SHADOW_FACTOR:g} x the year's brightest clear look in every band; used only "
+                "where no look is sunlit); ties to the later date"
             ),
             "composite_rule_name": rule,
+            "illumination_corrected": int(corrected and rule == "sunlit-darkest"),
             "season": list(season) if season else "all",
         },
     )

@@ -234,3 +234,77 @@ def test_unknown_rule_is_refused():
     with pytest.raises(ValueError, match="sunlit-darkest"):
         clear = xr.DataArray(np.ones((3, 2, 2), bool), dims=("time", "y", "x"))
         yearly_composite(_cube(np.ones((3, 2, 2), np.float32), DATES), clear, rule="median")
+
+
+def _lit_cube(looks, dates, sun):
+    """A 1x1 pixel cube with each look's sun (azimuth, elevation) as dn_cube records it."""
+    cube = _spectra(looks, dates)
+    sun = np.asarray(sun, float)
+    return cube.assign_coords(sun_azimuth=("time", sun[:, 0]), sun_elevation=("time", sun[:, 1]))
+
+
+def test_low_sun_on_a_slope_turned_from_it_does_not_pass_for_the_least_snow():
+    """A 40 deg slope facing north, lit from due south: July's 61 deg sun leaves it 0.41 of flat
+    ground's direct light, September's 45 deg sun 0.12. Lit as the synthetic generator lights it
+    (0.12 diffuse + 0.88 direct), July's ice reads green 0.49 x 0.48 = 0.235 and September's fresh
+    snow 0.92 x 0.23 = 0.21: darker, so the uncorrected rule takes the snow. Divided by each look's
+    direct light (floored at LIGHT_FLOOR), the ice is the darker surface, and its own July
+    reflectance is what the composite keeps."""
+    from catalog.sun import relative_illumination
+
+    dates, sun = ["2018-07-12", "2018-09-12"], [(180.0, 61.0), (180.0, 45.0)]
+    direct = relative_illumination(np.float32([[40.0]]), np.float32([[0.0]]), *np.array(sun).T)[:, 0, 0]
+    np.testing.assert_allclose(direct, np.cos(np.radians([69.0, 85.0])) / np.sin(np.radians([61.0, 45.0])), rtol=1e-5)
+    lit = 0.12 + 0.88 * direct
+    looks = [lit[0] * ICE, lit[1] * SNOW]
+    assert looks[1][1] < looks[0][1]  # the snow look is darker in the green
+    cube = _lit_cube(looks, dates, sun)
+    clear = xr.DataArray(np.ones((2, 1, 1), bool), dims=("time", "y", "x"))
+    slope = xr.DataArray(np.float32([[40.0]]), dims=("y", "x"))
+    aspect = xr.DataArray(np.float32([[0.0]]), dims=("y", "x"))
+    flat = yearly_composite(cube, clear).isel(year=0, y=0, x=0)
+    assert int(flat.doy) == 255  # uncorrected: September's snow
+    corrected = yearly_composite(cube, clear, slope=slope, aspect=aspect).isel(year=0, y=0, x=0)
+    assert int(corrected.doy) == 193
+    np.testing.assert_array_equal(corrected.reflectance.values, looks[0])
+    assert yearly_composite(cube, clear, slope=slope, aspect=aspect).attrs["illumination_corrected"] == 1
+    # a look in its slope's own shadow is shadow, however it compares: the sun 30 deg high from
+    # the north-east misses a 60 deg slope facing south-west
+    self_shadowed = _lit_cube([0.9 * ICE, 0.12 * SNOW], dates, [(180.0, 61.0), (45.0, 30.0)])
+    out = yearly_composite(self_shadowed, clear, slope=slope + 20.0, aspect=aspect + 225.0).isel(year=0, y=0, x=0)
+    assert int(out.doy) == 193
+    with pytest.raises(ValueError, match="sun_azimuth"):
+        yearly_composite(_spectra(looks, dates), clear, slope=slope, aspect=aspect)
+    with pytest.raises(ValueError, match="both slope and aspect"):
+        yearly_composite(cube, clear, slope=slope)
+
+
+def test_illumination_corrected_kernel_numba_equals_numpy_on_dns_and_reflectance():
+    from catalog.cube import reflectance_values
+    from catalog.sun import illumination_terms
+
+    rng = np.random.default_rng(11)
+    dn = rng.choice(np.uint16([0, 900, 1450, 2100, 5000, 9000]), size=(5, 6, 21, 17))
+    scale, offset = np.full((5, 6), 1e-4, np.float32), np.zeros((5, 6), np.float32)
+    clear = rng.uniform(size=(5, 21, 17)) < 0.8
+    doys = np.array([190, 200, 221, 230, 250], np.uint16)
+    slope = rng.uniform(0.0, 70.0, (21, 17)).astype(np.float32)  # self-shadow, the floor and sunlit slopes
+    aspect = rng.uniform(0.0, 360.0, (21, 17)).astype(np.float32)
+    aspect[0, :4] = np.nan  # flat
+    terms = illumination_terms(slope, aspect)
+    sun = np.column_stack([rng.uniform(100.0, 200.0, 5), rng.uniform(25.0, 65.0, 5)])
+    refl = reflectance_values(dn, scale[:, :, None, None], offset[:, :, None, None])
+    want = select_observations(refl, clear, 1, doys, engine="numpy", terms=terms, sun=sun)
+    for engine in ("numpy", "numba"):
+        got = select_observations(dn, clear, 1, doys, engine=engine, scale=scale, offset=offset, terms=terms, sun=sun)
+        assert all(x.tobytes() == y.tobytes() for x, y in zip(got, want)), engine
+    plain = select_observations(refl, clear, 1, doys, engine="numba")
+    assert (plain[2] != want[2]).any()  # the light does change some choices
+    flat = illumination_terms(np.zeros_like(slope), aspect)
+    for engine in ("numpy", "numba"):  # flat ground: the uncorrected rule, byte for byte
+        got = select_observations(refl, clear, 1, doys, engine=engine, terms=flat, sun=sun)
+        assert all(x.tobytes() == y.tobytes() for x, y in zip(got, plain)), engine
+    with pytest.raises(ValueError, match="terms have shape"):
+        select_observations(refl, clear, 1, doys, terms=terms[:, :5], sun=sun)
+    with pytest.raises(ValueError, match="sun has shape"):
+        select_observations(refl, clear, 1, doys, terms=terms, sun=sun[:3])

@@ -46,18 +46,19 @@ def yearly_cube(
     kept = [i for i in items if i.id not in {s["item_id"] for s in dn.attrs["skipped_scenes"]}]
     skip = cfg.on_unreadable == "skip"  # also inside the COGs: a damaged window drops its scene from that chunk
     clear = clear_mask(quality_cube(kept, profile, sensor, grid, chunks=chunks, skip_unreadable_reads=skip), sensor)
-    composite = yearly_composite(dn, clear, season=cfg.season.as_tuple())
+    dem_profile = get_profile(cfg.dem.provider)
+    if dem_items is None:
+        dem_items = find_dem_items(open_source(cfg.source_url(cfg.dem), dem_profile.signer()), dem_profile, bbox)
+    terr = terrain(dem_items, dem_profile, grid, chunks=chunks)
+    terr = terr.assign_coords(y=dn.y, x=dn.x)  # same grid; stackstac's floats may differ in the last bit
+    # The terrain lights each look (catalog.sun): the composite compares surfaces, not illumination.
+    composite = yearly_composite(dn, clear, season=cfg.season.as_tuple(), slope=terr.slope, aspect=terr.aspect)
     skipped_ids = {s["item_id"] for s in dn.attrs["skipped_scenes"]}
     scene_ids = {str(y): [i.id for i in by_year[y] if i.id not in skipped_ids] for y in years}
     decisions = dn.attrs["scale_offset"]  # per item: scale, offset and the provider rule that decided them
     # Each chunk's task refuses a composite whose pixels say an offset was applied twice or is missing.
     composite["reflectance"] = checked_reflectance(composite.reflectance, scene_ids, decisions, label=sensor)
 
-    dem_profile = get_profile(cfg.dem.provider)
-    if dem_items is None:
-        dem_items = find_dem_items(open_source(cfg.source_url(cfg.dem), dem_profile.signer()), dem_profile, bbox)
-    terr = terrain(dem_items, dem_profile, grid, chunks=chunks)
-    terr = terr.assign_coords(y=composite.y, x=composite.x)  # same grid; stackstac's floats may differ in the last bit
     year_of = {i.id: y for y in years for i in by_year[y]}
     skipped = [{**s, "year": year_of.get(s["item_id"])} for s in dn.attrs.get("skipped_scenes", [])]
     out = composite.assign(elevation=terr.elevation, slope=terr.slope, aspect=terr.aspect)

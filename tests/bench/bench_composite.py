@@ -12,9 +12,10 @@ Not collected by pytest. Usage:
    from a terrain-shadowed look (S2: SCL class 2, which the generator sets from its own
    shadow model) and share of ice shown as snow (green > 0.8).
 2. Speed: one year's S2 stack of a 512 x 512 window in memory (DNs and SCL, as a task gets
-   them from the read), turned into the composite by today's path (`after_sunlit_dn`: the SCL
-   bit test of catalog.masks, then catalog.composite's kernel reading the DNs and converting
-   each row as it goes) and by the old one (`before`: scale/offset to float32, np.isin mask,
+   them from the read), turned into the composite by today's path (`after_sunlit_dn_lit`: the
+   SCL bit test of catalog.masks, then catalog.composite's kernel reading the DNs, converting
+   each row and lighting each look as it goes; plus `terms_per_chunk`, the terrain's illumination
+   terms, worked out once per chunk for all years) and by the old one (`before`: scale/offset to float32, np.isin mask,
    the kernel before the speed work, kept below as the baseline), one thread, best of
    --repeats. Outputs of the `darkest` rule are checked byte for byte against the baseline.
 """
@@ -44,16 +45,21 @@ def old_best_observation(refl, clear, key_index, doys=None):
 
 
 def load_year(area: Path, sensor: str, year: int):
-    """(reflectance (time, band, y, x), quality (time, y, x), doys, truth glacier mask) of one year, computed."""
+    """(reflectance (time, band, y, x), quality (time, y, x), doys, truth glacier mask, light) of one year.
+
+    `light`: (terms (3, y, x), sun (time, 2)), what a run gives the composite to light each look on the
+    DEM's slopes (catalog.sun)."""
     import dask
     import pandas as pd
 
     from catalog.cube import quality_cube, reflectance_cube
     from catalog.grid import TargetGrid
     from catalog.providers import get_profile
-    from catalog.scenes import find_scenes
+    from catalog.scenes import find_dem_items, find_scenes
     from catalog.search import open_source
+    from catalog.sun import illumination_terms
     from catalog.synthetic.truth import truth_on_grid
+    from catalog.terrain import terrain
 
     bbox = tuple(json.loads((area / "synthetic.json").read_text())["bbox"])
     profile = get_profile("local")
@@ -61,10 +67,12 @@ def load_year(area: Path, sensor: str, year: int):
     grid = TargetGrid.from_lonlat_bbox(bbox, 10 if sensor == "sentinel-2" else 30)
     cube = reflectance_cube(items, profile, sensor, grid, chunks=2048)
     quality = quality_cube(items, profile, sensor, grid, chunks=2048)
+    terr = terrain(find_dem_items(open_source(str(area / "catalog.json")), profile, bbox), profile, grid, chunks=2048)
     with dask.config.set(scheduler="threads"):
-        refl, qual = dask.compute(cube.data, quality.data)
+        refl, qual, slope, aspect = dask.compute(cube.data, quality.data, terr.slope.data, terr.aspect.data)
+    light = (illumination_terms(slope, aspect), np.column_stack([cube.sun_azimuth.values, cube.sun_elevation.values]))
     truth = truth_on_grid(area / "truth", grid, [year]).glacier_fraction.values[0] > 0.5
-    return refl, qual, pd.DatetimeIndex(cube.time.values).dayofyear.to_numpy().astype(np.uint16), truth
+    return refl, qual, pd.DatetimeIndex(cube.time.values).dayofyear.to_numpy().astype(np.uint16), truth, light
 
 
 def classify(best: np.ndarray) -> np.ndarray:
@@ -82,14 +90,18 @@ def _pick(refl, use, score):
     return best, idx
 
 
-def candidates(refl, valid, doys) -> dict:
+def candidates(refl, valid, doys, light) -> dict:
     """Each candidate rule's (best, index); the library's rules through catalog.composite itself."""
     from catalog.composite import select_observations
 
     g, s1 = refl[:, G], refl[:, S1]
     out = {}
-    for rule, name in (("darkest", "a. darkest green (before)"), ("sunlit-darkest", "d. darkest green among sunlit looks (chosen)")):
-        best, _, doy = select_observations(refl, valid, G, np.arange(1, refl.shape[0] + 1, dtype=np.uint16), rule=rule)
+    for rule, name, lit in (("darkest", "a. darkest green (before)", None),
+                            ("sunlit-darkest", "d. darkest green among sunlit looks", None),
+                            ("sunlit-darkest", "f. d, looks lit alike (chosen)", light)):
+        terms, sun = lit if lit is not None else (None, None)
+        best, _, doy = select_observations(refl, valid, G, np.arange(1, refl.shape[0] + 1, dtype=np.uint16), rule=rule,
+                                           terms=terms, sun=sun)
         out[name] = (best, np.maximum(doy.astype(int) - 1, 0))  # doy here = index + 1: the chosen look
     out["b. latest clear look"] = _pick(refl, valid, np.broadcast_to(doys[:, None, None].astype(float), g.shape))
     with np.errstate(all="ignore"):
@@ -107,10 +119,10 @@ def rules(area: Path, years: list[int]) -> dict:
     res: dict = {}
     for sensor in ("sentinel-2", "landsat"):
         for year in years:
-            refl, qual, doys, truth = load_year(area, sensor, year)
+            refl, qual, doys, truth, light = load_year(area, sensor, year)
             valid = np.asarray(clear_mask(qual, sensor)) & np.isfinite(refl).all(axis=1)
             n = truth.sum()
-            for name, (best, idx) in candidates(refl, valid, doys).items():
+            for name, (best, idx) in candidates(refl, valid, doys, light).items():
                 c = classify(best)
                 look_q = np.take_along_axis(qual, idx[None], axis=0)[0]
                 shadow = (look_q == 2) & truth if sensor == "sentinel-2" else None
@@ -143,8 +155,10 @@ def speed(area: Path, repeats: int, size: int = 512) -> dict:
     from catalog.cube import reflectance_values
     from catalog.masks import SCL_INVALID, clear_mask
 
-    refl, qual, doys, _ = load_year(area, "sentinel-2", 2021)
-    refl, qual = refl[:, :, :size, :size].copy(), qual[:, :size, :size].copy()
+    from catalog.sun import illumination_terms
+
+    refl, qual, doys, _, (terms, sun) = load_year(area, "sentinel-2", 2021)
+    refl, qual, terms = refl[:, :, :size, :size].copy(), qual[:, :size, :size].copy(), terms[:, :size, :size].copy()
     dn = np.where(np.isnan(refl), 0, np.rint(refl / 1e-4)).astype(np.uint16)  # the read's DNs (scale 1e-4, no offset)
     n_time, n_band = dn.shape[:2]
     scale = np.full((n_time, n_band, 1, 1), 1e-4, np.float32)
@@ -169,10 +183,13 @@ def speed(area: Path, repeats: int, size: int = 512) -> dict:
         c = clear_mask(qual, "sentinel-2")
         return select_ufunc(np.moveaxis(r, (0, 1), (-2, -1)), np.moveaxis(c, 0, -1), G, doys, rule, 0.5)
 
-    def after_dn(rule):  # DNs into the kernel, converted row by row as it reads them (what yearly_cube runs)
+    def after_dn(rule, lit=False):  # DNs into the kernel, converted row by row as it reads them (what yearly_cube runs)
         c = clear_mask(qual, "sentinel-2")
         return select_ufunc(np.moveaxis(dn, (0, 1), (-2, -1)), np.moveaxis(c, 0, -1), G, doys, rule, 0.5,
-                             scale=scale[:, :, 0, 0], offset=offset[:, :, 0, 0])
+                             scale=scale[:, :, 0, 0], offset=offset[:, :, 0, 0],
+                             terms=np.moveaxis(terms, 0, -1) if lit else None, sun=sun if lit else None)
+
+    slope = np.random.default_rng(0).uniform(0, 60, (size, size)).astype(np.float32)
 
     a, b = before(), after("darkest")
     identical = all(x.tobytes() == y.tobytes() for x, y in zip(a, b))
@@ -184,6 +201,8 @@ def speed(area: Path, repeats: int, size: int = 512) -> dict:
         "after_darkest": best_of(lambda: after("darkest")),
         "after_sunlit": best_of(lambda: after("sunlit-darkest")),
         "after_sunlit_dn": best_of(lambda: after_dn("sunlit-darkest")),
+        "after_sunlit_dn_lit": best_of(lambda: after_dn("sunlit-darkest", lit=True)),
+        "terms_per_chunk": best_of(lambda: illumination_terms(slope, slope * 6)),
         "to_reflectance": best_of(lambda: reflectance_values(dn, scale, offset)),
         "mask_isin": best_of(lambda: ~np.isin(qual, SCL_INVALID)),
         "mask_lookup": best_of(lambda: clear_mask(qual, "sentinel-2")),
