@@ -41,6 +41,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -110,11 +111,14 @@ def machine_info() -> dict:
 def ensure_area(work: Path, size: float) -> Path:
     """The synthetic area of `size` under `work`, generated with `glacierwatch synth` unless already there."""
     # No dot in the folder name: pystac takes "x0.1" for a file name and writes the catalog beside the folder.
+    from catalog.synthetic.area_spec import StudyAreaSpec
+
     target = work / f"area-x{size:g}".replace(".", "_")
     if (target / "synthetic.json").is_file():
         meta = json.loads((target / "synthetic.json").read_text())
-        if meta["spec"]["size"] == size:
+        if meta.get("fingerprint") == StudyAreaSpec(size=size).fingerprint():
             return target
+        shutil.rmtree(target)  # this runner's own folder, from another size or generator version: drawn again
     cli = Path(PY).with_name("glacierwatch")
     cmd = [str(cli)] if cli.exists() else [PY, "-m", "pipeline.cli"]
     print(f"generating the x{size:g} synthetic area in {target} ...", flush=True)
