@@ -100,13 +100,18 @@ def _composite_peak(area: str, chunks: int, threads: int) -> None:
     from catalog.cube import dn_cube, quality_cube
     from catalog.grid import TargetGrid
     from catalog.masks import clear_mask
+    from catalog.scenes import find_dem_items
+    from catalog.search import open_source
+    from catalog.terrain import terrain
 
     items, bbox, profile = _items(Path(area), year=2021)
     grid = TargetGrid.from_lonlat_bbox(bbox, 10)
-    # DNs, as pipeline.inference.yearly_cube gives them: the kernel converts what it looks at.
+    # DNs, as pipeline.inference.yearly_cube gives them: the kernel converts what it looks at,
+    # and lights each look on the DEM's slopes.
     cube = dn_cube(items, profile, "sentinel-2", grid, chunks=chunks)
     clear = clear_mask(quality_cube(items, profile, "sentinel-2", grid, chunks=chunks), "sentinel-2")
-    comp = yearly_composite(cube, clear)
+    terr = terrain(find_dem_items(open_source(str(Path(area) / "catalog.json")), profile, bbox), profile, grid, chunks=chunks)
+    comp = yearly_composite(cube, clear, slope=terr.slope.assign_coords(y=cube.y, x=cube.x), aspect=terr.aspect.assign_coords(y=cube.y, x=cube.x))
     for v in comp.variables.values():
         v.attrs.clear()
     import threading
