@@ -49,11 +49,13 @@ def test_shipped_weights_load_without_unpickling_and_match_their_card(sensor):
 def test_sentinel2_areas_and_retreat_match_the_generators_numbers(default_run, study_area):
     """Against what the generator set (truth/outlines.parquet, truth/glaciers.parquet), not the
     pipeline's own truth rows: the region total within +-2 % in all years but one and within +-3 %
-    in every year (issue 16 asks +-2 % every year: the retrained network under-maps 2018 by 2.9 %,
-    0.2 km2 of it on glaciers 20 and 23; not yet explained), >= 90 % of glacier-years inside their
-    stated 95 % interval, the mean retreat error within +-0.5 m/a and >= 90 % of glaciers within
-    +-2.36 m/a; Landsat's totals within +-3 % every year (it was -6.5 to -10 % before the Landsat
-    network was retrained on twice the world)."""
+    in every year (issue 16 asks +-2 % every year: the network under-maps 2018 by 2.9 %, 0.2 km2 of
+    it on glaciers 20 and 23, whose upper parts show snow in all six looks of that year: the lowest
+    summer snowline of the seven years and an early autumn snowfall; docs/composite.md), >= 90 % of
+    glacier-years inside their stated 95 % interval, the mean retreat error within +-0.5 m/a and
+    >= 90 % of glaciers within +-2.36 m/a; Landsat's totals within +-2 % every year (-6.5 to -10 %
+    before the Landsat network was retrained on twice the world, 2018 -2.55 % before the composite
+    lit its looks alike)."""
     import geopandas as gpd
     import numpy as np
     from shapely.geometry import box
@@ -71,7 +73,7 @@ def test_sentinel2_areas_and_retreat_match_the_generators_numbers(default_run, s
         totals = mapped.area_km2.groupby("year").sum() / t.groupby("year").sum() - 1
         bias[sensor] = totals.abs()
     assert (bias["sentinel-2"] <= 0.03).all() and (bias["sentinel-2"] > 0.02).sum() <= 1, bias["sentinel-2"]
-    assert (bias["landsat"] <= 0.03).all(), bias["landsat"]
+    assert (bias["landsat"] <= 0.02).all(), bias["landsat"]
     s2 = areas.loc["sentinel-2"]
     inside = (s2.area_km2 - true.reindex(s2.index)).abs() <= 1.96 * s2.area_err_km2
     assert inside.mean() >= 0.90, inside.mean()
