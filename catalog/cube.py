@@ -181,9 +181,9 @@ def dn_cube(
 
     What `reflectance_cube` converts, with the same coords (`scale`, `offset` per time and band:
     reflectance = DN * scale + offset; `sun_azimuth`, `sun_elevation` per time, degrees, from
-    each item's metadata or its time and place: catalog.sun) and attrs. The composite selects on these DNs and converts
-    only while it looks at them (catalog.composite), so no float32 cube of every scene is ever
-    made: that conversion was half of the composite's time.
+    each item's metadata or its time and place: catalog.sun) and attrs. The composite selects on
+    these DNs and converts only while it looks at them (catalog.composite), so no float32 cube of
+    every scene is ever made: that conversion was half of the composite's time.
     """
     prepared, skipped = prepare_scene_items(items, profile, sensor, grid, on_unreadable)
     bands = list(REFLECTANCE_BANDS[sensor])

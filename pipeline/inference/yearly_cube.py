@@ -2,7 +2,8 @@
 
 This is the one place a run turns its config into pixels: search each configured year's
 season, stack the scenes (catalog.cube), mask and composite them (catalog.masks,
-catalog.composite) and put the DEM's terrain beside them (catalog.terrain). Scene ids per
+catalog.composite, each look lit on the DEM's slopes by its own sun: catalog.sun) and put the
+DEM's terrain beside them (catalog.terrain). Scene ids per
 year, skipped scenes and each scene's scale/offset decision travel in the attrs, as
 provenance; the composite's reflectance is checked for an offset applied twice or missing
 as it is computed (catalog.reflectance_check).
