@@ -1,9 +1,11 @@
 """Chunked inference: the halo the trained model needs, and Dask pipeline throughput vs bare forward.
 
     .venv/bin/python tests/bench/bench_inference.py [--weights W.safetensors] [--area /tmp/sa1] [--big /tmp/sa4]
-        [--chunk 512] [--years 2016 2017] [--skip-halo] [--envs both|production] [--scaling-threads 2] [--json OUT.json]
+        [--chunk 512] [--years 2016 2017] [--skip-halo | --halo-only] [--sensor sentinel-2|landsat]
+        [--envs both|production] [--scaling-threads 2] [--json OUT.json]
 
-`--weights` defaults to the shipped Sentinel-2 D-UNet (pipeline/weights/).
+`--weights` defaults to the shipped Sentinel-2 network (pipeline/weights/); with `--sensor landsat`
+pass the Landsat weights (the composite read is that sensor's).
 
 1. Halo: whole-image prediction of one year's composite vs the chunked mosaic for halos 0..160 px;
    prints the worst difference (x255) over the image and inside a `halo` margin.
@@ -59,6 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--years", type=int, nargs="+", default=[2016, 2017])
     ap.add_argument("--halos", type=int, nargs="+", default=[0, 16, 32, 48, 64, 80, 96, 112, 128, 160])
     ap.add_argument("--skip-halo", action="store_true")
+    ap.add_argument("--halo-only", action="store_true", help="measure the halo and stop (no throughput part)")
+    ap.add_argument("--sensor", default="sentinel-2", help="whose composite the networks read (the weights must match it)")
     ap.add_argument("--envs", choices=("both", "production"), default="both")
     ap.add_argument("--threads", type=int, default=2, help="threads of the throughput worker and of bare torch")
     ap.add_argument("--scaling-threads", type=int, default=2, help="threads per worker in the 1 vs 2 workers run")
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     result: dict = {"weights": weights, "chunk": args.chunk, "years": args.years, "threads": args.threads}
     cfg = _cfg(Path(args.area), args.years)
-    lazy = yearly_cube(cfg, "sentinel-2", years=args.years, chunks=args.chunk)
+    lazy = yearly_cube(cfg, args.sensor, years=args.years, chunks=args.chunk)
     t = time.perf_counter()
     cube = lazy.compute(scheduler="threads")
     result["cube_read_s"] = time.perf_counter() - t
@@ -108,6 +112,10 @@ def main(argv: list[str] | None = None) -> dict:
             inner = d[m : d.shape[0] - m, m : d.shape[1] - m]
             result["halo_check"].append({"halo": halo, "whole_x255": float(255 * d.max()), "inner_x255": float(255 * inner.max())})
             print(f"  halo {halo:4d}: whole image {255 * d.max():7.3f}  inside margin {255 * inner.max():7.3f}", flush=True)
+    if args.halo_only:
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1))
+        return result
 
     # throughput. distributed's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also
     # freezes glibc's mmap threshold: every large torch activation is then mmapped and page-faulted

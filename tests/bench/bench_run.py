@@ -40,6 +40,7 @@ class RssPoller:
         self.peak: dict[int, int] = {}
         self.names: dict[int, str] = {}
         self.main_peak = 0
+        self.samples: list[tuple[float, int]] = []  # (perf_counter, largest child RSS): which stage holds the peak
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -47,6 +48,7 @@ class RssPoller:
         import psutil
 
         self.main_peak = max(self.main_peak, self._me.memory_info().rss)
+        largest = 0
         for child in self._me.children(recursive=True):
             try:
                 rss = child.memory_info().rss
@@ -55,6 +57,12 @@ class RssPoller:
             except psutil.Error:
                 continue
             self.peak[child.pid] = max(self.peak.get(child.pid, 0), rss)
+            largest = max(largest, rss)
+        self.samples.append((time.perf_counter(), largest))
+
+    def peak_between(self, start: float, end: float) -> int:
+        """The largest child RSS sampled in [start, end]."""
+        return max((rss for t, rss in self.samples if start <= t <= end), default=0)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -138,6 +146,10 @@ def main(argv: list[str] | None = None) -> dict:
             wall = time.perf_counter() - t
             worker_pids |= set(client.run(os.getpid).values())  # restarted workers included
     workers_peak = {pid: poller.peak.get(pid, 0) for pid in worker_pids}
+    by_stage, edge = {}, t  # the stages ran one after another, in the order timings lists them
+    for stage, seconds in run.timings.items():
+        by_stage[stage] = poller.peak_between(edge, edge + seconds) / 2**20
+        edge += seconds
     others = {pid: rss for pid, rss in poller.peak.items() if pid not in worker_pids}
     result.update(
         cluster_start_s=cluster_s,
@@ -145,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
         timings=run.timings,
         worker_peak_rss_mb=max(workers_peak.values()) / 2**20,
         worker_peak_rss_mb_each={str(pid): v / 2**20 for pid, v in workers_peak.items()},
+        worker_peak_rss_mb_by_stage=by_stage,
         worker_idle_rss_mb={str(pid): v / 2**20 for pid, v in idle.items()},
         worker_restarts=len(worker_pids) - result["cluster"]["workers"],
         other_children_peak_mb=max(others.values(), default=0) / 2**20,
@@ -154,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{args.area.name}: grid {result['grid']}, {len(years)} years, {result['cluster']['workers']} workers x "
           f"{result['cluster']['threads_per_worker']} threads: run_study {wall:.1f} s")
     for stage, seconds in run.timings.items():
-        print(f"  {stage:40s} {seconds:8.1f} s")
+        print(f"  {stage:40s} {seconds:8.1f} s   largest worker RSS {by_stage[stage]:7.0f} MB")
     print(f"  peak RSS per worker {result['worker_peak_rss_mb']:.0f} MB (idle {max(idle.values(), default=0) / 2**20:.0f} MB), "
           f"main process {result['main_process_peak_mb']:.0f} MB")
     if args.out is None:
