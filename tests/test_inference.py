@@ -251,3 +251,14 @@ def test_window_edges_split_the_interior_evenly_on_the_16_px_lattice():
     assert inference._window_edges(1000, 0, 4096) == [0, 1000]
     edges = inference._window_edges(1446, 128, 1024)
     assert edges == [0, 736, 1446] and all(e % 16 == 0 for e in edges[:-1])
+
+
+def test_years_are_computed_in_batches_that_keep_every_thread_busy():
+    """Each batch holds at least `min_tasks` unit tasks, in year order, every task exactly once."""
+    x1 = [["2016"], ["2017"], ["2018"], ["2019"], ["2020"], ["2021"], ["2022"]]  # one tile a year
+    assert inference.year_batches(x1, 4) == [["2016", "2017", "2018", "2019"], ["2020", "2021", "2022"]]
+    x9 = [[f"{y}-{t}" for t in range(6)] for y in range(2016, 2023)]  # six tiles a year: a year per batch
+    batches = inference.year_batches(x9, 4)
+    assert batches == x9
+    assert inference.year_batches([[], ["a"], [], ["b", "c"]], 2) == [["a", "b", "c"]]
+    assert inference.year_batches([], 4) == []

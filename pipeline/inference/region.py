@@ -29,6 +29,7 @@ one tile (a U-Net's activations at 2048^2 are ~GBs on CPU), raise it on a GPU wi
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -335,7 +336,7 @@ def infer_to_store(
                 probability = probability_cube(
                     cube.sel(year=sorted(pending)), weights, halo, device=device, chunk=chunk, card=card
                 )
-        work = []  # every year's unit tasks, computed together (store.write_probability, compute=False)
+        work = []  # each year's unit tasks (store.write_probability, compute=False), computed in batches below
         for year in years:
             if year not in pending:
                 summary["years"][year] = 0
@@ -358,11 +359,38 @@ def infer_to_store(
                 written, tasks = store.write_probability(
                     sensor, year, encoded, observed=observed, doy=doy, indices=indices, tiles=tiles.tiles, compute=False
                 )
-            work += tasks
+            work.append(tasks)
             summary["years"][year] = len(written) + len(free)
-        dask.compute(*work, scheduler=scheduler)
+        for batch in year_batches(work, 2 * _threads(client)):
+            dask.compute(*batch, scheduler=scheduler)
         summary["skipped_scenes"] += _skipped_windows(unreadable_reads(client, since=started), cube.attrs.get("asset_items", {}))
     return summary
+
+
+def _threads(client: Any) -> int:
+    """Threads that run tasks: the cluster's, else this machine's cores."""
+    if client is not None:
+        return max(1, sum(w["nthreads"] for w in client.scheduler_info()["workers"].values()))
+    return os.cpu_count() or 1
+
+
+def year_batches(work: list[list], min_tasks: int) -> list[list]:
+    """Consecutive years' unit tasks grouped so that each batch has at least `min_tasks` (the last may have fewer).
+
+    Computing every year at once let a worker hold many years' composites at a time (each tile's
+    task waits on its neighbours' composites for the halo): per-worker peak memory grew with the
+    region. A batch of years that keeps every thread busy bounds it to about one year's tiles,
+    while a small region (one tile a year) still runs its years side by side.
+    """
+    batches, current = [], []
+    for tasks in work:
+        current += tasks
+        if len(current) >= min_tasks:
+            batches.append(current)
+            current = []
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _skipped_windows(reads: list[dict], asset_items: dict) -> list[dict]:
