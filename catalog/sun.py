@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import pystac
 
+from catalog.items import item_footprint
+
 LIGHT_FLOOR = 0.25
 """Illumination relative to flat ground below which a look is not corrected further: diffuse sky
 light (~0.1-0.3 of a clear sky's total) keeps even a slope turned from the sun from going black,
@@ -55,10 +57,11 @@ def item_sun_angles(item: pystac.Item) -> tuple[float, float]:
         return float(p["view:sun_azimuth"]), float(p["view:sun_elevation"])
     if p.get("s2:mean_solar_azimuth") is not None and p.get("s2:mean_solar_zenith") is not None:
         return float(p["s2:mean_solar_azimuth"]), 90.0 - float(p["s2:mean_solar_zenith"])
-    if item.datetime is None or item.bbox is None:
-        raise ValueError(f"item {item.id}: no sun angles in its metadata and no datetime and bbox to compute them from")
-    w, s, e, n = item.bbox[:4] if len(item.bbox) == 4 else (item.bbox[0], item.bbox[1], item.bbox[3], item.bbox[4])
-    az, el = solar_position([item.datetime], (w + e) / 2.0, (s + n) / 2.0)
+    footprint = item_footprint(item)  # antimeridian-safe, unlike a bbox's middle
+    if item.datetime is None or footprint is None:
+        raise ValueError(f"item {item.id}: no sun angles in its metadata and no datetime and footprint to compute them from")
+    centre = footprint.centroid
+    az, el = solar_position([item.datetime], centre.x, centre.y)
     return float(az[0]), float(el[0])
 
 

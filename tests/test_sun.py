@@ -78,7 +78,7 @@ def test_each_providers_spelling_is_read_and_an_item_without_one_is_computed():
     no_time = pc_s2.clone()
     for key in ("s2:mean_solar_azimuth", "s2:mean_solar_zenith"):
         no_time.properties.pop(key)
-    no_time.bbox = None
+    no_time.bbox, no_time.geometry = None, None
     with pytest.raises(ValueError, match=f"{no_time.id}.*no sun angles"):
         item_sun_angles(no_time)
 

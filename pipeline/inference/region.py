@@ -370,7 +370,7 @@ def infer_to_store(
 def _threads(client: Any) -> int:
     """Threads that run tasks: the cluster's, else this machine's cores."""
     if client is not None:
-        return max(1, sum(w["nthreads"] for w in client.scheduler_info()["workers"].values()))
+        return max(1, sum(client.nthreads().values()))
     return os.cpu_count() or 1
 
 
