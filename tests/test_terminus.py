@@ -258,3 +258,86 @@ def test_glacier_body_is_the_largest_part_on_the_inventory_and_small_fragments_d
     assert parts.kept.area == pytest.approx(body.area + snow.area + slab.area)
     # without an inventory the largest part is the body
     assert glacier_parts(shapely.union_all([body, snow]), None).body.equals(snow)
+
+
+def mixed_pixel_map(geom, bounds, px: float = 30.0, sub: int = 30):
+    """Each pixel's ice fraction (0-1) on a north-up `px` grid over `bounds`: `geom` rasterised at
+    px / sub and averaged, as a 30 m sensor sees a front that does not follow its pixel edges."""
+    from rasterio.features import rasterize
+
+    x0, y0, x1, y1 = bounds
+    ny, nx = int((y1 - y0) / px), int((x1 - x0) / px)
+    fine = rasterize([geom], out_shape=(ny * sub, nx * sub), transform=Affine(px / sub, 0, x0, 0, -px / sub, y1))
+    return fine.reshape(ny, sub, nx, sub).mean(axis=(1, 3)), Affine(px, 0, x0, 0, -px, y1)
+
+
+def pixel_edge_outline(p: np.ndarray, transform: Affine, threshold: float = 0.5):
+    """The pipeline's outline of a map: pixels at or above `threshold`, their exact edges."""
+    from rasterio.features import shapes
+    from shapely.geometry import shape
+
+    return shapely.union_all([shape(g) for g, v in shapes((p >= threshold).astype(np.uint8), transform=transform) if v == 1])
+
+
+@pytest.mark.parametrize("angle", [0.0, 37.0])
+def test_subpixel_fronts_find_a_front_inside_its_30_m_pixels(angle):
+    """Fronts 7, 13, ..., 25 m into a 30 m pixel: the outline's pixel edges put them up to 15 m off,
+    the probability's crossing between pixel centres within 3 m (a fraction-like map: the largest
+    error of linear interpolation of a one-pixel ramp is 0.09 px)."""
+    from pipeline.glaciers.terminus import ProbabilityMap, subpixel_positions
+
+    axis = MainAxis.from_points(*[tuple(np.asarray(to_map(shapely.Point(u, 0), angle).coords[0])) for u in (0, 3000)])
+    edge_err, sub_err = [], []
+    for into in (7.0, 13.0, 19.0, 25.0):
+        front = 2010.0 + into
+        g = to_map(box(0, -300, front, 300), angle)
+        p, transform = mixed_pixel_map(g, (X0 - 600, Y0 - 600, X0 + 2100, Y0 + 1800))
+        outline = pixel_edge_outline(p, transform)
+        frame = tongue_frame(outline, axis, spacing_m=30.0)
+        pos = terminus_positions({2016: outline}, frame)
+        fine = subpixel_positions(pos, frame, {2016: ProbabilityMap(p, transform)})
+        middle = np.abs(pos.offset_m.to_numpy()) < 200  # away from the corners of the box
+        edge_err.append(pos.position_m.to_numpy()[middle] - front)
+        sub_err.append(fine.position_m.to_numpy()[middle] - front)
+        x, y = axis.to_map(fine.position_m.to_numpy(), fine.offset_m.to_numpy())
+        assert np.allclose(fine.x, x) and np.allclose(fine.y, y)
+    edge_err, sub_err = np.concatenate(edge_err), np.concatenate(sub_err)
+    assert np.abs(sub_err).max() <= 3.0, sub_err
+    assert np.abs(sub_err).mean() * 3 <= np.abs(edge_err).mean()
+
+
+def test_subpixel_fronts_keep_a_sharp_maps_pixel_edges_and_lines_without_a_crossing():
+    from pipeline.glaciers.terminus import ProbabilityMap, subpixel_positions
+
+    p = np.zeros((20, 40))
+    p[5:15, :21] = 1.0  # ice up to x = 21 px: a sharp front on a pixel edge
+    transform = Affine(30.0, 0, X0, 0, -30.0, Y0)
+    outline = pixel_edge_outline(p, transform)
+    axis = MainAxis.from_points((X0, Y0 - 300), (X0 + 1200, Y0 - 300))
+    frame = tongue_frame(outline, axis, spacing_m=30.0)
+    pos = terminus_positions({2016: outline}, frame)
+    fine = subpixel_positions(pos, frame, {2016: ProbabilityMap(p, transform)})
+    assert np.allclose(fine.position_m, 21 * 30.0) and np.allclose(pos.position_m, 21 * 30.0)
+    gone = subpixel_positions(pos, frame, {2016: ProbabilityMap(np.full_like(p, np.nan), transform)})
+    assert np.array_equal(gone.position_m, pos.position_m)  # no data: the outline's position stands
+    assert subpixel_positions(pos, frame, {2017: ProbabilityMap(p, transform)}).equals(pos)  # another year's map
+
+
+def test_glacier_terminus_measures_a_40_m_retreat_inside_30_m_pixels():
+    """Both fronts inside their pixels (53 % and 20 % in): the pixel edges read 60 m, the probability's
+    crossings 43 m (linear interpolation of each front's one-pixel ramp: +0.9 and -2.3 m)."""
+    from pipeline.config import Analysis
+    from pipeline.glaciers.glacier_change import glacier_terminus
+    from pipeline.glaciers.terminus import ProbabilityMap
+
+    bounds = (X0 - 600, Y0 - 900, X0 + 2700, Y0 + 900)
+    maps, outlines = {}, {}
+    for year, front in ((pd.Timestamp("2016-08-20"), 2026.0), (pd.Timestamp("2022-08-20"), 1986.0)):
+        p, transform = mixed_pixel_map(box(X0, Y0 - 300, X0 + front, Y0 + 300), bounds)
+        maps[year], outlines[year] = ProbabilityMap(p, transform), pixel_edge_outline(p, transform)
+    analysis = Analysis()
+    _, edge_rows = glacier_terminus(7, outlines, None, pixel_size_m=30.0, analysis=analysis)
+    _, rows = glacier_terminus(7, outlines, None, pixel_size_m=30.0, analysis=analysis, probability=maps)
+    main = {r["method"]: r["retreat_m"] for r in rows}
+    assert {r["method"]: r["retreat_m"] for r in edge_rows}["main_axis"] == pytest.approx(60.0)
+    assert main["main_axis"] == pytest.approx(40.0, abs=3.6)  # 0.12 px

@@ -230,7 +230,7 @@ def map_tables(
     sectors = dict(zip(aspect_table["glacier_id"].astype(int), aspect_table["aspect_sector"]))
     probability = mask / 255.0 if threshold > 1 else mask.astype(float)  # 0/1 truth: sharp fronts
     tables |= terminus_tables(outlines, dem, grid, sectors, analysis, doy=doy, inventory=inventory, failures=failures,
-                              probability=probability)
+                              probability=probability, threshold=threshold / 255.0 if threshold > 1 else 0.5)
     areas = flag_glacier_years(tables["areas"], tables["terminus"], analysis.flag_sigma, grid.resolution)
     tables["areas"] = conform("areas", areas)
     if len(tables["retreat"]):

@@ -22,7 +22,16 @@ from pipeline.glaciers.change import area_change, terminus_change_uncertainty_m_
 from pipeline.glaciers.outline_inputs import year_of
 from pipeline.glaciers.tables import TABLE_COLUMNS, conform
 from pipeline.glaciers.tasks import Failures, entity_task
-from pipeline.glaciers.terminus import Dem, front_lines, glacier_parts, main_axis, terminus_positions, tongue_frame
+from pipeline.glaciers.terminus import (
+    Dem,
+    ProbabilityMap,
+    front_lines,
+    glacier_parts,
+    main_axis,
+    subpixel_positions,
+    terminus_positions,
+    tongue_frame,
+)
 from pipeline.glaciers.terminus_change import TerminusChange, terminus_change_box, terminus_change_main_axis, terminus_elevations
 
 
@@ -57,14 +66,17 @@ def _glacier_area_change(gid, dates: list, a: pd.DataFrame) -> list[dict]:
 
 @entity_task("terminus")
 def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: float, analysis: Analysis,
-                     sector: str | None = None, inventory=None) -> tuple[pd.DataFrame, list[dict]]:
+                     sector: str | None = None, inventory=None, probability: dict[object, ProbabilityMap] | None = None,
+                     threshold: float = 0.5) -> tuple[pd.DataFrame, list[dict]]:
     """Terminus positions and retreat of one glacier from its dated outlines (date -> geometry).
 
     Fronts come from each outline's body (`terminus.glacier_parts`: the largest part overlapping
     `inventory`, fragments never carry the front); the lines are drawn across the earliest body's
     tongue along its main axis (from `dem` if given) and, for each pair of dates, only the lines
     that cut the front of both outlines count (`terminus.front_lines`), for the main-axis
-    ``analysis.terminus_statistic`` and for the box (as wide as those lines). Raises ValueError
+    ``analysis.terminus_statistic`` and for the box (as wide as those lines). With `probability`
+    (date -> `ProbabilityMap`), each line's front moves from the outline's pixel edge to where the
+    probability falls through `threshold` (`terminus.subpixel_positions`). Raises ValueError
     when the terminus cannot be measured (no DEM pixel, a flat DEM, no tongue): as an entity task
     that becomes a ``failures`` row.
     """
@@ -74,6 +86,8 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
     reference = bodies[dates[0]]
     frame = tongue_frame(reference, main_axis(reference, dem), spacing_m=analysis.terminus_spacing_m)
     pos = terminus_positions(bodies, frame)
+    if probability:
+        pos = subpixel_positions(pos, frame, probability, threshold)
     pos = terminus_elevations(pos, dem) if dem is not None else pos.assign(elevation_m=np.nan)
     used: set[int] = set()
     rows = []
@@ -97,10 +111,12 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
 
 
 def change_tables(glaciers, areas, dem, pixel_size_m, analysis: Analysis, sectors, *, inventory=None,
-                   failures: Failures | None = None, sensor: str = ""):
+                   failures: Failures | None = None, sensor: str = "", probability: dict | None = None,
+                   threshold: float = 0.5):
     """``area_change``, ``terminus`` and ``retreat`` of dated outlines, each glacier a task of its
     own (`pipeline.glaciers.tasks`): one that fails is a row in `failures`, the others go on. `sectors`:
-    glacier_id -> its (fixed) aspect sector; `inventory`: glacier_id -> inventory outline."""
+    glacier_id -> its (fixed) aspect sector; `inventory`: glacier_id -> inventory outline;
+    `probability`: glacier_id -> {date: `ProbabilityMap`} for sub-pixel fronts (`glacier_terminus`)."""
     failures = Failures() if failures is None else failures
     change_rows, terminus_frames, retreat_rows = [], [], []
     dated = glaciers[glaciers["date"].notna()]
@@ -112,6 +128,7 @@ def change_tables(glaciers, areas, dem, pixel_size_m, analysis: Analysis, sector
         change_rows += _glacier_area_change(gid, dates, areas.loc[grp.index], failures=failures, sensor=sensor) or []
         out = glacier_terminus(gid, dict(zip(dates, grp.geometry, strict=True)), dem, pixel_size_m=pixel_size_m,
                                analysis=analysis, sector=sectors.get(gid), inventory=(inventory or {}).get(gid),
+                               probability=(probability or {}).get(gid), threshold=threshold,
                                failures=failures, sensor=sensor)
         if out is not None:
             terminus_frames.append(out[0])

@@ -26,7 +26,7 @@ from pipeline.glaciers.glacier_change import change_tables
 from pipeline.glaciers.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, touches_edge, typical_glaciers
 from pipeline.glaciers.tables import conform
 from pipeline.glaciers.tasks import Failures
-from pipeline.glaciers.terminus import Dem
+from pipeline.glaciers.terminus import Dem, ProbabilityMap
 
 
 def pixel_window(transform: Affine, shape: tuple[int, int], bounds: tuple[float, float, float, float], margin_px: int) -> tuple[slice, slice]:
@@ -126,6 +126,7 @@ def terminus_tables(
     inventory: dict | None = None,
     failures: Failures | None = None,
     probability: xr.DataArray | None = None,
+    threshold: float = 0.5,
 ) -> dict[str, pd.DataFrame]:
     """``terminus``, ``retreat``, ``typical_glaciers``, ``retreat_by_aspect``, ``retreat_by_band`` of one sensor.
 
@@ -181,11 +182,12 @@ def terminus_tables(
             crs=outlines.crs,
         )
         areas = pd.DataFrame({"area_km2": group["area_km2"].to_numpy(), "area_err_km2": 0.0})
+        sub = grid.transform * Affine.translation(cols.start, rows.start)
+        p = np.asarray(loaded[("p", gid)], dtype=float) if probability is not None else None
+        maps = {gid: {d: ProbabilityMap(p[t], sub) for t, d in enumerate(dates)}} if p is not None else None
         _, term, ret = change_tables(glaciers, areas, window, px, analysis, sectors, inventory=inventory,
-                                      failures=failures, sensor=sensor)
-        if probability is not None and len(term):
-            p = np.asarray(loaded[("p", gid)], dtype=float)
-            sub = grid.transform * Affine.translation(cols.start, rows.start)
+                                      failures=failures, sensor=sensor, probability=maps, threshold=threshold)
+        if p is not None and len(term):
             for year, sigma in _front_sigma_m(term, p, sub, years, px).items():
                 front_sigma[(int(gid), year)] = sigma
         terminus += [term] if len(term) else []

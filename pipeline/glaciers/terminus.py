@@ -41,6 +41,17 @@ the reference front's tip. The main-axis method summarises those lines (mean, or
 glaciers' true outlines 2016-2022 both then read -0.45 m/a, all within ±2.36 m/a. 30° was
 measured against 45° (-0.66 m/a) and 20-25° (no better, fewer lines).
 
+Sub-pixel fronts. An outline vectorised from a thresholded map runs along pixel edges, so each
+line's front is anywhere within half a pixel of where it is: 15 m at Landsat's 30 m, 2.5 m/a over
+the six years 2016-2022 per front. Where the run has the probability map, `subpixel_positions`
+moves each line's front to where the probability, interpolated between pixel centres, falls
+through the threshold: a mixed pixel at the front holds a probability between the ice behind it
+and the ground before it. On the embedded area (`glacierwatch run`, against the generator's rates)
+Landsat's main-axis retreat went from 81 % to 90 % of glaciers within +-2.36 m/a, mean absolute
+error 1.35 -> 0.92 m/a, mean error -0.54 -> -0.50 m/a; Sentinel-2's (10 m) mean error +0.38 -> +0.31
+m/a, 97 % within either way. On a sharp 0/1 map (the truth) the crossing is the pixel edge.
+`glacierwatch stats`, given outlines alone, has no probability and keeps the outlines' vertices.
+
 Fragments. Fronts come from the glacier's body (`glacier_parts`): the largest mapped part that
 overlaps the inventory outline, so a detached snow patch or dead-ice block never carries the
 front; parts below a minimum mapping unit are dropped, larger ones are reported as fragments.
@@ -64,8 +75,31 @@ from shapely.affinity import affine_transform
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-__all__ = ["FRONT_MAX_ANGLE_DEG", "Dem", "GlacierParts", "MainAxis", "TongueFrame",
-           "front_lines", "glacier_parts", "main_axis", "terminus_positions", "tongue_frame"]
+__all__ = ["FRONT_MAX_ANGLE_DEG", "Dem", "GlacierParts", "MainAxis", "ProbabilityMap", "TongueFrame",
+           "front_lines", "glacier_parts", "main_axis", "subpixel_positions", "terminus_positions", "tongue_frame"]
+
+
+def _bilinear(values: np.ndarray, transform: Affine, x, y) -> np.ndarray:
+    """Bilinear interpolation between pixel centres at map coordinates; NaN outside the grid or next to no-data."""
+    inv = ~transform
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    col = inv.a * x + inv.b * y + inv.c - 0.5  # fractional index of pixel centres
+    row = inv.d * x + inv.e * y + inv.f - 0.5
+    z = np.asarray(values, dtype=float)
+    return ndimage.map_coordinates(z, [row.ravel(), col.ravel()], order=1, mode="constant", cval=np.nan).reshape(x.shape)
+
+
+@dataclass(frozen=True)
+class ProbabilityMap:
+    """One date's glacier probability (0-1, NaN = no data) on a north-up grid ``transform`` in the
+    outlines' metric CRS: where, between pixel centres, the front crosses the threshold."""
+
+    probability: np.ndarray
+    transform: Affine
+
+    def sample(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return _bilinear(self.probability, self.transform, x, y)
 
 
 @dataclass(frozen=True)
@@ -82,14 +116,7 @@ class Dem:
 
     def sample(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Bilinear elevation at map coordinates; NaN outside the grid or next to no-data."""
-        inv = ~self.transform
-        x = np.asarray(x, dtype=float)
-        y = np.asarray(y, dtype=float)
-        col = inv.a * x + inv.b * y + inv.c - 0.5  # fractional index of pixel centres
-        row = inv.d * x + inv.e * y + inv.f - 0.5
-        z = np.asarray(self.elevation, dtype=float)
-        return ndimage.map_coordinates(z, [row.ravel(), col.ravel()], order=1, mode="constant",
-                                       cval=np.nan).reshape(x.shape)
+        return _bilinear(self.elevation, self.transform, x, y)
 
     def inside(self, geometry: BaseGeometry) -> np.ndarray:
         """Boolean mask of pixels whose centre lies inside ``geometry``."""
@@ -269,6 +296,45 @@ def terminus_positions(outlines: Mapping[Hashable, BaseGeometry], frame: TongueF
                                   "position_m": pos.to_numpy(), "x": x, "y": y}))
     cols = ["year", "line", "offset_m", "position_m", "x", "y"]
     return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
+
+
+SUBPIXEL_REACH_PX = 1.5
+"""How far (pixels) along its line a front point may move to where the probability crosses the threshold."""
+
+
+def subpixel_positions(positions: pd.DataFrame, frame: TongueFrame, maps: Mapping[Hashable, ProbabilityMap],
+                       threshold: float = 0.5, reach_px: float = SUBPIXEL_REACH_PX) -> pd.DataFrame:
+    """Terminus positions moved from the outline's pixel edge to where the probability, interpolated
+    bilinearly between pixel centres along the line, falls through ``threshold`` going down-glacier.
+
+    A pixel-edge outline puts a front anywhere within half a pixel of where it is (15 m at Landsat's
+    30 m); a mixed pixel at the front holds a probability between the ice behind it and the ground
+    in front, so the crossing between centres places the front inside the pixel. On a sharp 0/1 map
+    the crossing is the pixel edge itself (a straight front) or the staircase's smoothed line. Of
+    several crossings within ``reach_px`` pixels the one nearest the outline's; a line with none
+    (no-data, or no crossing within reach) keeps its outline position. ``maps``: year key ->
+    `ProbabilityMap` (keys as in ``positions["year"]``); keys without a map are left as they are.
+    """
+    out = positions.copy()
+    for key, pmap in maps.items():
+        at = np.flatnonzero((out["year"] == key).to_numpy())
+        if at.size == 0:
+            continue
+        px = float(np.hypot(pmap.transform.a, pmap.transform.d))
+        steps = round(reach_px * 20)
+        s = np.linspace(-reach_px * px, reach_px * px, 2 * steps + 1)
+        u = out["position_m"].to_numpy(float)[at, None] + s[None, :]
+        v = np.broadcast_to(out["offset_m"].to_numpy(float)[at, None], u.shape)
+        p = pmap.sample(*frame.axis.to_map(u, v))
+        leaves = (p[:, :-1] >= threshold) & (p[:, 1:] < threshold)  # NaN compares False: no crossing
+        k = np.where(leaves, np.abs(np.arange(s.size - 1) + 0.5 - steps), np.inf).argmin(axis=1)
+        found = leaves[np.arange(at.size), k]
+        p0, p1 = p[np.arange(at.size), k], p[np.arange(at.size), k + 1]
+        frac = np.where(found, (p0 - threshold) / np.where(found, p0 - p1, 1.0), 0.0)
+        new = np.where(found, u[np.arange(at.size), k] + frac * (s[1] - s[0]), u[:, steps])
+        x, y = frame.axis.to_map(new, v[:, 0])
+        out.loc[out.index[at], ["position_m", "x", "y"]] = np.column_stack([new, x, y])
+    return out
 
 
 FRONT_MAX_ANGLE_DEG = 30.0
