@@ -53,7 +53,7 @@ def test_sentinel2_areas_and_retreat_match_the_generators_numbers(default_run, s
     it on glaciers 20 and 23, whose upper parts show snow in all six looks of that year: the lowest
     summer snowline of the seven years and an early autumn snowfall; docs/composite.md), >= 90 % of
     glacier-years inside their stated 95 % interval, the mean retreat error within +-0.5 m/a and
-    >= 90 % of glaciers within +-2.36 m/a; Landsat's totals within +-2 % every year (-6.5 to -10 %
+    >= 90 % of glaciers within +-2.36 m/a (Landsat: see below); Landsat's totals within +-2 % every year (-6.5 to -10 %
     before the Landsat network was retrained on twice the world, 2018 -2.55 % before the composite
     lit its looks alike)."""
     import geopandas as gpd
@@ -78,10 +78,14 @@ def test_sentinel2_areas_and_retreat_match_the_generators_numbers(default_run, s
     inside = (s2.area_km2 - true.reindex(s2.index)).abs() <= 1.96 * s2.area_err_km2
     assert inside.mean() >= 0.90, inside.mean()
     rates = gpd.read_parquet(study_area.root / "truth" / "glaciers.parquet").set_index("glacier_id").retreat_m_a
-    overall = default_run.tables["retreat"].query("sensor == 'sentinel-2' and method == 'main_axis' and period == 'overall'")
-    error = overall.set_index("glacier_id").rate_m_a - rates
+    overall = default_run.tables["retreat"].query("method == 'main_axis' and period == 'overall'").set_index("glacier_id")
+    error = overall.query("sensor == 'sentinel-2'").rate_m_a - rates
     assert abs(error.mean()) <= 0.5, error.describe()
     assert (error.abs() <= 2.36).mean() >= 0.90, error.sort_values()
+    # Landsat's 30 m fronts at sub-pixel positions (terminus.subpixel_positions): measured -0.50 m/a
+    # and 90 % within +-2.36 m/a (81 % on the outlines' pixel edges); the bounds leave one glacier's slack
+    error = overall.query("sensor == 'landsat'").rate_m_a - rates
+    assert abs(error.mean()) <= 0.6 and (error.abs() <= 2.36).mean() >= 0.87, error.sort_values()
     # and the pixels: held-out years, the whole grid (snow patches off the glaciers count against it)
     acc = default_run.tables["accuracy"].query("zone == 'all' and year in @HELD_OUT").groupby("sensor")[["IoU", "OA"]].mean()
     assert acc.loc["sentinel-2", "IoU"] >= 0.80 and acc.loc["sentinel-2", "OA"] >= 0.97
