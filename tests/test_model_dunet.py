@@ -81,3 +81,36 @@ def test_cpu_sampling_path_matches_torchvision_values_and_gradients():
     ref_grads = torch.autograd.grad(ref.square().sum(), (x, weight, offset))
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cpu_inference_kernel_matches_torchvision_at_the_border_and_between_bands(channels_last, monkeypatch):
+    """The compiled im2col path (inference on CPU) against torchvision's kernel: offsets reaching
+    past every border, a batch of two, bands that end mid-row."""
+    from pipeline.model import deform_cpu
+
+    monkeypatch.setattr(deform_cpu, "BAND_PIXELS", 37)
+    torch.manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 5, 12, 10).contiguous(memory_format=layout)
+    weight = torch.randn(7, 5, 3, 3)
+    offset = (3.0 * torch.randn(2, 18, 12, 10)).contiguous(memory_format=layout)
+    offset[0, :, 0, 0] = torch.tensor([-1.0, 0.0] * 9)  # taps landing exactly on the border line y = -1 (zero)
+    with torch.inference_mode():
+        ours = deform_cpu.deform_conv3x3_cpu(x, offset, weight)
+        ref = deform_conv2d(x, offset, weight, padding=1)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_dunet_inference_on_cpu_equals_its_training_path():
+    """Eval without autograd takes the compiled kernel, with autograd grid_sample: the same logits."""
+    torch.manual_seed(0)
+    model = DUNet(6, 4).eval()
+    for block in model.modules():
+        if isinstance(block, DeformableBlock):
+            torch.nn.init.normal_(block.offset.weight, std=0.3)  # bent grids, not the fresh regular one
+    x = torch.randn(1, 6, 48, 32)
+    with torch.inference_mode():
+        fast = model(x)
+    slow = model(x.clone().requires_grad_())
+    torch.testing.assert_close(fast, slow.detach(), rtol=1e-4, atol=1e-4)

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import DeformConv2d
 
+from pipeline.model.deform_cpu import deform_conv3x3_cpu
+
 LEVELS = 4
 """Encoder/decoder levels: inputs must have H and W divisible by 2**LEVELS."""
 SIZE_MULTIPLE = 2**LEVELS
@@ -34,7 +36,8 @@ class DeformableBlock(nn.Module):
     The offset conv starts at zero, so a fresh block samples the regular 3x3 grid and the network
     starts from a plain U-Net; it learns to bend the grid along glacier margins. The offset conv
     and the deformable conv run in fp32 even under autocast: the deformable kernels have no
-    reliable half-precision path, and sub-pixel offsets lose meaning in bf16.
+    reliable half-precision path, and sub-pixel offsets lose meaning in bf16. On CPU, inference
+    runs the compiled kernel (`pipeline.model.deform_cpu`) and training grid_sample (autograd).
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -50,7 +53,9 @@ class DeformableBlock(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = x.float()
             offset = self.offset(x)
-            if x.device.type == "cpu":
+            if x.device.type == "cpu" and not torch.is_grad_enabled() and x.dtype == torch.float32:
+                x = deform_conv3x3_cpu(x, offset, self.deform.weight)  # inference: compiled im2col
+            elif x.device.type == "cpu":
                 x = deform_conv3x3_by_sampling(x, offset, self.deform.weight)
             else:
                 x = self.deform(x, offset)
@@ -62,6 +67,7 @@ def deform_conv3x3_by_sampling(x: torch.Tensor, offset: torch.Tensor, weight: to
 
     Same parameters and result (to float rounding), but on CPU about 1.5x faster forward and
     5x faster backward than torchvision's kernel, which makes CPU training of the D-UNet bearable.
+    CPU inference (no autograd) takes `deform_cpu.deform_conv3x3_cpu`, 8x faster again.
     Offsets come as (dy, dx) pairs per kernel tap, in torchvision's order.
     """
     n, c, h, w = x.shape
@@ -177,9 +183,10 @@ class DUNet(SegmentationUNet):
 class DeepDUNet(SegmentationUNet):
     """Deformable blocks only where the grid is coarse (1/8, 1/16 resolution and the bottom) + DAC.
 
-    The deformable sampling costs per pixel, so at full resolution it dominates the network
-    (13x a plain U-Net on CPU); at the deep levels it bends the receptive field of whole tongues
-    for a few percent of the cost. docs/model-variants.md measures it against the other placements.
+    The deformable sampling costs per pixel, so at full resolution it dominates the network (the
+    all-stage D-UNet runs at 0.58x a plain U-Net's CPU inference speed, 1/13 with grid_sample; 0.91x
+    for this one, tests/bench/bench_model_cpu.py); at the deep levels it bends the receptive field of
+    whole tongues for a fraction of the cost.
     """
 
     architecture = "dunet-deep"

@@ -253,6 +253,12 @@ def build_rows(r: dict, machine: dict, mode: Mode) -> list[Row]:
                         _f(w["mpx_s"] / w["unet_same_width_mpx_s"]) + "x", ">= 1.0 Mpx/s", _yes(w["mpx_s"] >= 1.0)))
     else:
         rows.append(_error_row("CPU forward of the shipped S2 network", mo, ">= 1.0 Mpx/s"))
+    if "placements" in mo and "dunet" in mo["placements"]:
+        base = mo.get("weights", {}).get("base", "?")
+        dunet, unet = mo["placements"]["dunet"], mo["placements"].get("unet", float("nan"))
+        rows.append(Row(f"CPU forward of the paper's all-stage D-UNet (deformable blocks at every level, DAC bridge; base {base}, "
+                        f"random weights), {mo['size']}x{mo['size']} tile, torch on {mo['threads']} threads; baseline: plain U-Net",
+                        _f(dunet, "Mpx/s", 3), _f(unet, "Mpx/s", 3), _f(dunet / unet) + "x", ">= 0.5 Mpx/s", _yes(dunet >= 0.5)))
 
     # statistics
     for key, label in (("statistics", f"x{mode.sizes[0]:g}"), ("statistics_x4", f"x{mode.sizes[1]:g}")):
