@@ -22,6 +22,7 @@ from catalog.grid import TargetGrid
 from catalog.providers import provider_profiles
 from catalog.synthetic.area_spec import StudyAreaSpec
 from catalog.tiling import DEFAULT_BUFFER_M
+from pipeline.store.layout import DEFAULT_CHUNK
 
 _DEFAULT_SPEC = StudyAreaSpec()
 DEFAULT_DATA_DIR = "glacierwatch-data"
@@ -185,6 +186,12 @@ class Tiling(StrictModel):
         DEFAULT_BUFFER_M, ge=0,
         description="infer only store chunks within this distance (m) of an inventory outline; the others "
         "are stored as 0 (not glacier) without reading a pixel; null: every chunk of the bbox",
+    )
+    tile_px: int = Field(
+        DEFAULT_CHUNK, ge=256, le=8192, multiple_of=256,
+        description="the store's chunk, the unit a run reads, infers and stores (px, set when the store is made): "
+        "2048 where ice is dense; 512 where glaciers are scattered over mostly ice-free land (a fifth of the "
+        "bbox's tiles read instead of nine tenths, at 1.9x the halo's share of each tile)",
     )
 
 

@@ -51,7 +51,7 @@ from pipeline.glaciers.inventory import attach_inventory_ids, inventory_ids
 from pipeline.glaciers.outline_stats import write_tables
 from pipeline.outputs.replace import replace_dir
 from pipeline.preflight import RunInputs, check_settings, claim_output_folder, preflight
-from pipeline.store import DEFAULT_CHUNK, RegionStore
+from pipeline.store import RegionStore
 
 DEFAULT_OUT = "glacierwatch-out"
 
@@ -229,7 +229,10 @@ def run_study(
         store = RegionStore(url)
     claim_output_folder(out)
     if not store.exists():
-        RegionStore.create(url, grids, weights_sha256=digests, chunk_size=DEFAULT_CHUNK)
+        RegionStore.create(url, grids, weights_sha256=digests, chunk_size=cfg.tiling.tile_px)
+    elif store.chunk_size != cfg.tiling.tile_px:
+        console.print(f"note: the store {url} keeps the {store.chunk_size}-px tiles it was made with; "
+                      f"tiling.tile_px {cfg.tiling.tile_px} applies to a new store", markup=False, highlight=False)
     skipped: dict[str, list] = {}
     tiles: dict[str, dict] = {}
     scale_offset: dict[str, dict] = {}

@@ -204,13 +204,14 @@ def test_only_chunks_near_glaciers_are_inferred_the_rest_stored_as_not_glacier(s
     one.to_file(tmp_path / "one.gpkg")
     cfg = load_config(
         None, synthetic={"path": str(area.root)}, region={"bbox": list(area.spec.bbox())}, years={"start": 2021, "end": 2021},
-        inventory=str(tmp_path / "one.gpkg"), tiling={"buffer_m": 0},
+        inventory=str(tmp_path / "one.gpkg"), tiling={"buffer_m": 0, "tile_px": 256},  # a sparse region's small tiles
     )
     cube = yearly_cube(cfg, "sentinel-2", years=[2021], chunks=256).compute()
     weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube)
     url = str(tmp_path / "store.zarr")
 
-    summary = inference.infer_to_store(cfg, "sentinel-2", weights, url, chunk_size=256)
+    summary = inference.infer_to_store(cfg, "sentinel-2", weights, url)
+    assert RegionStore.open(url).chunk_size == 256  # the config's tile, not the store's default
     tiles = glacier_tiles(cfg.grid("sentinel-2"), one, 0, 256)
     assert 0 < tiles.n_tiles < tiles.n_tiles_total
     assert summary["tiles"]["inferred"] == tiles.n_tiles and summary["tiles"]["total"] == tiles.n_tiles_total

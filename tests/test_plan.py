@@ -173,3 +173,11 @@ def test_more_workers_shorten_the_plan_and_rates_say_what_is_projected(tmp_path)
     cpu_rate, kind = rates.inference["dunet"].cpu_mpx_s_per_core.figure()
     assert kind == "measured" and 0 < cpu_rate < 1  # Mpx/s per core: the D-UNet is slow on a CPU
     assert {st.stage: st.rate_kind for st in large.stages}["inference (GPU)"] == "projected"
+
+
+def test_the_plan_tiles_by_the_configs_tile_size(tmp_path):
+    cfg = load_config(CONFIGS / "tianshan.yaml", inventory=str(tmp_path / "none.gpkg"))
+    small = load_config(CONFIGS / "tianshan.yaml", inventory=str(tmp_path / "none.gpkg"), tiling={"tile_px": 512})
+    (big_s2, *_), (small_s2, *_) = plan_run(cfg, offline=True).sensors, plan_run(small, offline=True).sensors
+    assert (big_s2.tiles.tile_px, small_s2.tiles.tile_px) == (2048, 512)
+    assert small_s2.tiles.n_tiles_total > 10 * big_s2.tiles.n_tiles_total

@@ -298,10 +298,8 @@ def infer_to_store(
     if device is None and resources is None and client is not None:
         device = "cpu"  # no worker has a GPU: do not let a GPU on the client pick the device
 
-    from pipeline.store import DEFAULT_CHUNK
-
     store = RegionStore(store_url)
-    create = dict(grids={sensor: grid}, weights_sha256=card.weights_sha256, chunk_size=chunk_size or DEFAULT_CHUNK)
+    create = dict(grids={sensor: grid}, weights_sha256=card.weights_sha256, chunk_size=chunk_size or cfg.tiling.tile_px)
     if not store.exists():
         # The lock file lives inside the store, so a new store's layout is made before the lock
         # can be taken (two first runs racing here would both create the same layout).

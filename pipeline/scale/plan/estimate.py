@@ -23,7 +23,6 @@ from pipeline.scale.plan.distortion import GridDistortion, grid_distortion
 from pipeline.scale.plan.rates import Rates
 from pipeline.scale.plan.scenes import scenes_per_year
 from pipeline.scale.plan.tiles import planned_tiles
-from pipeline.store import DEFAULT_CHUNK
 
 
 @dataclass(frozen=True)
@@ -99,17 +98,18 @@ def plan_run(
     cluster_workers: int | None = None,
     offline: bool = False,
     buffer_m: float | None = None,
-    tile_px: int = DEFAULT_CHUNK,
+    tile_px: int | None = None,
 ) -> Plan:
     """The work of `cfg`'s run, per sensor and stage, and its time on the configured cluster. Reads no pixel.
 
-    Tiles: the store chunks (`tile_px`) within `buffer_m` (default: `cfg.tiling.buffer_m`) of the
+    Tiles: the store chunks (`tile_px`, default `cfg.tiling.tile_px`) within `buffer_m` (default: `cfg.tiling.buffer_m`) of the
     inventory's outlines, or every tile of the bbox without an inventory or with `buffer_m` null. Scenes: searched (STAC metadata only) unless
     `offline` or the API cannot be reached, then estimated from the revisit (labelled so).
     A static catalog on disk is searched even offline. `cluster_workers` overrides cfg.cluster.workers.
     """
     rates = rates or Rates.load()
     buffer_m = cfg.tiling.buffer_m if buffer_m is None else buffer_m
+    tile_px = cfg.tiling.tile_px if tile_px is None else tile_px
     years = tuple(cfg.years)
     halos = dict(HALO_BY_ARCHITECTURE)
     outlines_cache: dict = {}
