@@ -317,39 +317,42 @@ def subpixel_positions(positions: pd.DataFrame, frame: TongueFrame, maps: Mappin
     (no-data, or no crossing within reach) keeps its outline position. ``maps``: year key ->
     `ProbabilityMap` (keys as in ``positions["year"]``); keys without a map are left as they are.
     """
-    out = positions.copy()
+    years = positions["year"].to_numpy()
+    position = positions["position_m"].to_numpy(float).copy()
+    offset = positions["offset_m"].to_numpy(float)
+    x_map, y_map = positions["x"].to_numpy(float).copy(), positions["y"].to_numpy(float).copy()
     for key, pmap in maps.items():
-        at = np.flatnonzero((out["year"] == key).to_numpy())
+        at = np.flatnonzero(years == key)
         if at.size == 0:
             continue
         px = float(np.hypot(pmap.transform.a, pmap.transform.d))
         steps = round(reach_px * 20)
         s = np.linspace(-reach_px * px, reach_px * px, 2 * steps + 1)
-        u = out["position_m"].to_numpy(float)[at, None] + s[None, :]
-        v = np.broadcast_to(out["offset_m"].to_numpy(float)[at, None], u.shape)
+        u = position[at, None] + s[None, :]
+        v = np.broadcast_to(offset[at, None], u.shape)
         p = pmap.sample(*frame.axis.to_map(u, v))
         leaves = (p[:, :-1] >= threshold) & (p[:, 1:] < threshold)  # NaN compares False: no crossing
         k = np.where(leaves, np.abs(np.arange(s.size - 1) + 0.5 - steps), np.inf).argmin(axis=1)
-        found = leaves[np.arange(at.size), k]
-        p0, p1 = p[np.arange(at.size), k], p[np.arange(at.size), k + 1]
+        rows = np.arange(at.size)
+        found = leaves[rows, k]
+        p0, p1 = p[rows, k], p[rows, k + 1]
         frac = np.where(found, (p0 - threshold) / np.where(found, p0 - p1, 1.0), 0.0)
-        new = np.where(found, u[np.arange(at.size), k] + frac * (s[1] - s[0]), u[:, steps])
-        x, y = frame.axis.to_map(new, v[:, 0])
-        out.loc[out.index[at], ["position_m", "x", "y"]] = np.column_stack([new, x, y])
-    return out
+        new = np.where(found, u[rows, k] + frac * (s[1] - s[0]), u[:, steps])
+        position[at] = new
+        x_map[at], y_map[at] = frame.axis.to_map(new, offset[at])
+    return positions.assign(position_m=position, x=x_map, y=y_map)
 
 
 FRONT_MAX_ANGLE_DEG = 30.0
 """A line measures the front where the outline it leaves faces down-glacier (module doc)."""
 
 
-def _steep(p: pd.DataFrame, limit: float) -> pd.Series:
-    """Per line of one outline: is |d position / d offset| above `limit` there? Central
-    differences between the neighbouring lines (one-sided at a gap or the end of the lines);
-    a lone line is not steep."""
-    p = p.sort_values("line")
-    line = p["line"].to_numpy(int)
-    off, pos = p["offset_m"].to_numpy(float), p["position_m"].to_numpy(float)
+def _steep(line: np.ndarray, off: np.ndarray, pos: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lines of one outline (sorted) and, per line, is |d position / d offset| above `limit` there?
+    Central differences between the neighbouring lines (one-sided at a gap or the end of the
+    lines); a lone line is not steep."""
+    order = np.argsort(line, kind="stable")
+    line, off, pos = line[order], off[order], pos[order]
     n = line.size
     lo, hi = np.arange(n) - 1, np.arange(n) + 1
     has_lo = np.r_[False, line[1:] == line[:-1] + 1]
@@ -358,7 +361,7 @@ def _steep(p: pd.DataFrame, limit: float) -> pd.Series:
     b = np.where(has_hi, np.minimum(hi, n - 1), np.arange(n))
     span = off[b] - off[a]
     slope = np.where(span != 0, np.abs(pos[b] - pos[a]) / np.where(span != 0, np.abs(span), 1.0), 0.0)
-    return pd.Series(slope > limit, index=line)
+    return line, slope > limit
 
 
 def _run_around(lines: np.ndarray, start: int) -> np.ndarray:
@@ -388,20 +391,23 @@ def front_lines(positions: pd.DataFrame, years, max_angle_deg: float = FRONT_MAX
     """
     limit = float(np.tan(np.radians(max_angle_deg)))
     years = list(years)
-    ref = positions[positions["year"] == years[0]]
-    if ref.empty:
+    year = positions["year"].to_numpy()
+    line = positions["line"].to_numpy(int)
+    off, pos = positions["offset_m"].to_numpy(float), positions["position_m"].to_numpy(float)
+    at = year == years[0]
+    if not at.any():
         return np.empty(0, dtype=int)
-    ties = np.sort(ref["line"].to_numpy(int)[ref["position_m"].to_numpy(float) >= ref["position_m"].max() - 1e-6])
+    ties = np.sort(line[at][pos[at] >= pos[at].max() - 1e-6])
     tip = int(ties[(ties.size - 1) // 2])  # a flat front's middle line
-    steep = _steep(ref, limit)
-    flat = np.array(sorted(set(steep.index[~steep.to_numpy()]) | {tip}), dtype=int)
+    ref_lines, steep = _steep(line[at], off[at], pos[at], limit)
+    flat = np.array(sorted(set(ref_lines[~steep].tolist()) | {tip}), dtype=int)
     keep = set(_run_around(flat, tip).tolist())
-    for year in years[1:]:
-        p = positions[positions["year"] == year]
-        if p.empty:
+    for other in years[1:]:
+        at = year == other
+        if not at.any():
             return np.empty(0, dtype=int)
-        s = _steep(p, limit)
-        keep &= set(s.index[~s.to_numpy()].tolist())
+        other_lines, steep = _steep(line[at], off[at], pos[at], limit)
+        keep &= set(other_lines[~steep].tolist())
     lines = np.array(sorted(keep), dtype=int)
     if lines.size == 0 or tip in keep:
         return _run_around(lines, tip) if lines.size else lines
