@@ -47,6 +47,7 @@ from rich.text import Text
 from catalog.redact import redact
 from pipeline.config import Config
 from pipeline.glaciers.analysis import analyse_store
+from pipeline.glaciers.generator_check import generator_check
 from pipeline.glaciers.inventory import attach_inventory_ids, inventory_ids
 from pipeline.glaciers.outline_stats import write_tables
 from pipeline.outputs.replace import replace_dir
@@ -265,6 +266,10 @@ def run_study(
                 store, cfg.analysis, sensors=sensors, truth_dir=truth, models={s: w["architecture"] for s, w in weights.items()}
             )
             tables = count_skipped_scenes(tables, skipped)
+            if truth is not None and len(tables.get("areas", ())):  # the synthetic area: against the generator's parameters
+                finest = grids[min(sensors, key=lambda s: grids[s].resolution)]
+                tables["generator_check"] = generator_check(tables["areas"], tables.get("retreat", pd.DataFrame(
+                    columns=["sensor", "period", "method", "glacier_id", "rate_m_a"])), truth, finest.crs, finest.bounds)
             if inputs.inventory is not None:  # the inventory's own ids beside glacier_id, in every table and the outlines
                 ids = inventory_ids(inputs.inventory)
                 tables = {name: attach_inventory_ids(table, ids) for name, table in tables.items()}

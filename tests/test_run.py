@@ -44,7 +44,10 @@ def test_run_writes_every_output(small_run):
     assert Path(result.store_url) == out / "store.zarr"
     for name in ("areas", "area_by_band", "area_by_aspect", "terminus", "retreat", "accuracy", "total_area", "area_change"):
         assert (out / "tables" / f"{name}.parquet").is_file() and (out / "tables" / f"{name}.csv").is_file()
-    assert set(result.tables) == set(TABLES)
+    assert set(result.tables) == set(TABLES) | {"generator_check"}  # a synthetic area: checked against its generator
+    check = result.tables["generator_check"]
+    assert set(check.sensor) == {"sentinel-2", "landsat"} and check.value.notna().all()
+    assert (out / "tables" / "generator_check.csv").is_file()
     areas = result.tables["areas"]
     assert set(areas.sensor) == {"sentinel-2", "landsat", TRUTH} and set(areas.year) == {2020, 2021}
     outlines = gpd.read_parquet(out / "outlines.parquet")

@@ -81,6 +81,10 @@ def test_sentinel2_areas_and_retreat_match_the_generators_numbers(default_run, s
     overall = default_run.tables["retreat"].query("method == 'main_axis' and period == 'overall'").set_index("glacier_id")
     error = overall.query("sensor == 'sentinel-2'").rate_m_a - rates
     assert abs(error.mean()) <= 0.5, error.describe()
+    check = default_run.tables["generator_check"].set_index(["sensor", "check"]).value  # what the run prints
+    assert check[("sentinel-2", "retreat main_axis: mean error (m/a)")] == pytest.approx(error.mean())
+    assert check[("sentinel-2", "region total bias, worst year (%)")] == pytest.approx(
+        100 * bias["sentinel-2"].max() * np.sign(check[("sentinel-2", "region total bias, worst year (%)")]))
     assert (error.abs() <= 2.36).mean() >= 0.90, error.sort_values()
     # Landsat's 30 m fronts at sub-pixel positions (terminus.subpixel_positions): measured -0.50 m/a
     # and 90 % within +-2.36 m/a (81 % on the outlines' pixel edges); the bounds leave one glacier's slack

@@ -93,6 +93,15 @@ def run_and_summarise(cfg: Config, out: Path, years: list[int] | None) -> None:
         table.add_row(*(cell(row) for cell in columns.values()))
     wide = Console(width=max(console.width, 150))
     wide.print(table)
+    check = result.tables.get("generator_check")
+    if check is not None and len(check):  # a synthetic area: the numbers against what the generator set
+        against = Table(title="against the generator's parameters (truth/glaciers.parquet, truth/outlines.parquet)")
+        for name in ("sensor", "check", "value", "target", "met"):
+            against.add_column(name, no_wrap=True)
+        for row in check.itertuples(index=False):
+            against.add_row(row.sensor, row.check, f"{row.value:+.2f}" if "error" in row.check or "bias" in row.check
+                            else f"{row.value:.0f}", row.target, "yes" if row.met else "no")
+        wide.print(against)
     stages = Table(title="time per stage")
     stages.add_column("stage")
     stages.add_column("s", justify="right")

@@ -53,6 +53,7 @@ TABLE_COLUMNS: dict[str, list[str]] = {
                 "rate_err_pixel_m_a", "rate_err_front_m_a", "dz_m",
                 "n_lines", "flag_implausible"],
     "failures": ["glacier_id", "sensor", "task", "reason"],
+    "generator_check": ["sensor", "check", "value", "target", "met", "detail"],
 }
 
 

@@ -146,7 +146,13 @@ def uncertainty_and_indices(folder: Path, tables: Mapping[str, pd.DataFrame]) ->
     the model disagrees with NDSI and red/SWIR (each None where its columns are missing)."""
     from pipeline.glaciers.region_tables import index_agreement
 
-    out = {"area_terms": None, "retreat_terms": None, "indices": None}
+    out = {"area_terms": None, "retreat_terms": None, "indices": None, "generator": None}
+    check = tables.get("generator_check")
+    if check is not None and len(check):  # a synthetic area: the numbers against what its generator set
+        rows = [[r.sensor, r.check, num(r.value, 2), r.target, "yes" if r.met else "no", r.detail]
+                for r in check.itertuples(index=False)]
+        out["generator"] = table(["Sensor", "Check", "Value", "Target", "Met", "Detail"], rows,
+                                 numeric=[False, False, True, False, False, False])
     total = tables.get("total_area")
     if total is not None and {"area_err_perimeter_km2", "area_err_class_km2"} <= set(total.columns):
         rows = [[r.sensor, int(r.year), num(r.area_km2, 3), num(r.area_err_perimeter_km2, 3),

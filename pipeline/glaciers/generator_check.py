@@ -1,0 +1,72 @@
+"""A synthetic run's numbers against what the generator set, printed with every run that has it.
+
+The pipeline's ``truth`` rows go through the same code as the sensors' (rasterised, vectorised,
+measured by the same terminus method), so they share its biases; the generator's own parameters
+do not: each glacier's true outline every year (``truth/outlines.parquet``) and its terminus
+retreat rate (``truth/glaciers.parquet``, ``retreat_m_a``). `generator_check` scores each sensor's
+``areas`` and ``retreat`` against them with issue 16's numbers, so a change to the method shows
+its effect on the science in the run's own output, not only in a test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from shapely.geometry import box
+
+from pipeline.glaciers.tables import conform
+
+RETREAT_TOLERANCE_M_A = 2.36
+"""The paper's terminus-change uncertainty (Li et al. 2024): the bar for one glacier's rate."""
+
+
+def true_areas(truth_dir: str | Path, crs, bounds: tuple[float, float, float, float]) -> pd.Series:
+    """(glacier_id, year) -> true area (km²) inside `bounds` (the grid's, in `crs`), from the generator's outlines."""
+    known = gpd.read_parquet(Path(truth_dir) / "outlines.parquet").to_crs(crs)
+    km2 = known.geometry.intersection(box(*bounds)).area / 1e6
+    return km2.groupby([known["glacier_id"].astype(int), known["year"].astype(int)]).sum()
+
+
+def generator_check(areas: pd.DataFrame, retreat: pd.DataFrame, truth_dir: str | Path, crs,
+                    bounds: tuple[float, float, float, float]) -> pd.DataFrame:
+    """One row per sensor and check: ``value`` against ``target``, ``met``, and a ``detail`` that names
+    the worst year or glaciers. Checks: the region total's bias (worst year, %), the share of
+    glacier-years whose true area lies inside the stated 95 % interval (1.96 ``area_err_km2``), and
+    per terminus method the mean error of the first-to-last retreat rate (m/a) and the share of
+    glaciers within ±2.36 m/a of the generator's rate."""
+    truth = true_areas(truth_dir, crs, bounds)
+    rates = gpd.read_parquet(Path(truth_dir) / "glaciers.parquet").set_index("glacier_id")["retreat_m_a"]
+    rates.index = rates.index.astype(int)
+    rows = []
+    for sensor, mapped in areas.groupby("sensor", sort=False):
+        if sensor == "truth":
+            continue
+        mapped = mapped.assign(glacier_id=mapped["glacier_id"].astype(int), year=mapped["year"].astype(int))
+        true = truth.reindex(pd.MultiIndex.from_frame(mapped[["glacier_id", "year"]])).to_numpy()
+        known = np.isfinite(true)
+        by_year = pd.DataFrame({"year": mapped["year"].to_numpy()[known], "mapped": mapped["area_km2"].to_numpy()[known],
+                                "true": true[known]}).groupby("year").sum()
+        bias = (by_year["mapped"] / by_year["true"] - 1.0) * 100.0
+        worst = bias.abs().idxmax() if len(bias) else None
+        rows.append({"sensor": sensor, "check": "region total bias, worst year (%)",
+                     "value": float(bias.loc[worst]) if worst is not None else np.nan, "target": "within +-2 every year",
+                     "met": bool((bias.abs() <= 2.0).all()) if len(bias) else False,
+                     "detail": ", ".join(f"{y}: {b:+.2f}" for y, b in bias.items())})
+        inside = np.abs(mapped["area_km2"].to_numpy()[known] - true[known]) <= 1.96 * mapped["area_err_km2"].to_numpy()[known]
+        rows.append({"sensor": sensor, "check": "glacier-years inside their 95 % interval (%)",
+                     "value": float(inside.mean() * 100.0) if inside.size else np.nan, "target": ">= 90",
+                     "met": bool(inside.size and inside.mean() >= 0.90), "detail": f"{int(inside.sum())} of {inside.size}"})
+        overall = retreat[(retreat["sensor"] == sensor) & (retreat["period"] == "overall")]
+        for method, group in overall.groupby("method", sort=True):
+            error = (group.set_index(group["glacier_id"].astype(int))["rate_m_a"] - rates).dropna()
+            off = error[error.abs() > RETREAT_TOLERANCE_M_A].round(1)
+            rows.append({"sensor": sensor, "check": f"retreat {method}: mean error (m/a)", "value": float(error.mean()),
+                         "target": "within +-0.5", "met": bool(abs(error.mean()) <= 0.5), "detail": f"{error.size} glaciers"})
+            within = float((error.abs() <= RETREAT_TOLERANCE_M_A).mean() * 100.0) if error.size else np.nan
+            rows.append({"sensor": sensor, "check": f"retreat {method}: glaciers within +-2.36 m/a (%)", "value": within,
+                         "target": ">= 90", "met": bool(error.size and within >= 90.0),
+                         "detail": "outside: " + (", ".join(f"{g}: {e:+.1f}" for g, e in off.items()) or "none")})
+    return conform("generator_check", pd.DataFrame(rows))

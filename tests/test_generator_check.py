@@ -1,0 +1,51 @@
+"""The run's check against the generator's parameters, on numbers worked by hand."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+from shapely.geometry import LineString, box
+
+CRS = "EPSG:32644"
+
+
+@pytest.fixture
+def truth_dir(tmp_path):
+    # glacier 1: 1.00 km2 both years; glacier 2: 0.60 km2 of which 0.10 lies outside the grid (x > 1000)
+    outlines = gpd.GeoDataFrame(
+        {"glacier_id": [1, 1, 2, 2], "year": [2020, 2021, 2020, 2021]},
+        geometry=[box(-2000, 0, -1000, 1000)] * 2 + [box(500, 2000, 1100, 3000)] * 2, crs=CRS,
+    )
+    outlines.to_parquet(tmp_path / "outlines.parquet")
+    gpd.GeoDataFrame({"glacier_id": [1, 2], "retreat_m_a": [10.0, 5.0]},
+                     geometry=[LineString([(0, 0), (1, 1)])] * 2, crs=CRS).to_parquet(tmp_path / "glaciers.parquet")
+    return tmp_path
+
+
+def test_totals_intervals_and_retreat_against_the_generator(truth_dir):
+    from pipeline.glaciers.generator_check import generator_check
+
+    bounds = (-3000, -1000, 1000, 5000)  # cuts glacier 2 at x = 1000: its true area in the grid is 0.5 km2
+    areas = pd.DataFrame({
+        "sensor": "landsat", "glacier_id": [1, 2, 1, 2], "year": [2020, 2020, 2021, 2021],
+        "area_km2": [1.02, 0.495, 0.97, 0.485],  # totals 1.515 (+1 %) and 1.455 (-3 %) of 1.5
+        "area_err_km2": [0.011, 0.01, 0.01, 0.01],  # inside: 0.02 <= 0.0216 yes, 0.005 yes, 0.03 no, 0.015 yes
+    })
+    truth_rows = areas.assign(sensor="truth")  # the pipeline's own truth rows are not checked
+    retreat = pd.DataFrame({
+        "sensor": "landsat", "period": ["overall"] * 4 + ["consecutive"], "method": ["main_axis", "main_axis", "box", "box", "box"],
+        "glacier_id": [1, 2, 1, 2, 1], "rate_m_a": [9.0, 5.4, 13.0, 5.0, 99.0],
+    })
+    check = generator_check(pd.concat([areas, truth_rows]), retreat, truth_dir, CRS, bounds).set_index("check")
+    assert set(check.sensor) == {"landsat"}
+    total = check.loc["region total bias, worst year (%)"]
+    assert total.value == pytest.approx(-3.0) and not total.met and "2020: +1.00" in total.detail
+    inside = check.loc["glacier-years inside their 95 % interval (%)"]
+    assert inside.value == pytest.approx(75.0) and not inside.met and inside.detail == "3 of 4"
+    main = check.loc["retreat main_axis: mean error (m/a)"]
+    assert main.value == pytest.approx(-0.3) and main.met
+    assert check.loc["retreat main_axis: glaciers within +-2.36 m/a (%)"].value == pytest.approx(100.0)
+    box_within = check.loc["retreat box: glaciers within +-2.36 m/a (%)"]
+    assert box_within.value == pytest.approx(50.0) and box_within.detail == "outside: 1: +3.0"  # the consecutive 99 is not overall
+    assert check.loc["retreat box: mean error (m/a)"].value == pytest.approx(1.5)
