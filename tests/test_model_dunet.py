@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import DeformConv2d, deform_conv2d
 
-from pipeline.model.dunet import ConvBlock, DACBlock, DeformableBlock, DUNet, UNet, deform_conv3x3_by_sampling
+from pipeline.model.deform_cpu import deform_conv3x3_cpu
+from pipeline.model.dunet import ConvBlock, DACBlock, DeformableBlock, DUNet, UNet
 
 
 @pytest.mark.parametrize("cls", [DUNet, UNet])
@@ -69,12 +70,12 @@ def test_bf16_autocast_runs_with_deformable_ops_in_fp32():
     assert model.encoder[0][0].deform.weight.dtype == torch.float32
 
 
-def test_cpu_sampling_path_matches_torchvision_values_and_gradients():
+def test_cpu_kernel_matches_torchvision_values_and_gradients():
     torch.manual_seed(0)
     x = torch.randn(2, 4, 12, 10, requires_grad=True)
     weight = torch.randn(3, 4, 3, 3, requires_grad=True)
     offset = (1.5 * torch.randn(2, 18, 12, 10)).requires_grad_()  # reaches past the border too
-    ours = deform_conv3x3_by_sampling(x, offset, weight)
+    ours = deform_conv3x3_cpu(x, offset, weight)
     ref = deform_conv2d(x, offset, weight, padding=1)
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
     grads = torch.autograd.grad(ours.square().sum(), (x, weight, offset))
@@ -103,7 +104,7 @@ def test_cpu_inference_kernel_matches_torchvision_at_the_border_and_between_band
 
 
 def test_dunet_inference_on_cpu_equals_its_training_path():
-    """Eval without autograd takes the compiled kernel, with autograd grid_sample: the same logits."""
+    """Eval without autograd runs the banded kernel, with autograd the one that keeps its columns: the same logits."""
     torch.manual_seed(0)
     model = DUNet(6, 4).eval()
     for block in model.modules():

@@ -8,7 +8,6 @@ upsampling, skips) is shared, so a comparison between them measures only those t
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import DeformConv2d
 
@@ -36,8 +35,8 @@ class DeformableBlock(nn.Module):
     The offset conv starts at zero, so a fresh block samples the regular 3x3 grid and the network
     starts from a plain U-Net; it learns to bend the grid along glacier margins. The offset conv
     and the deformable conv run in fp32 even under autocast: the deformable kernels have no
-    reliable half-precision path, and sub-pixel offsets lose meaning in bf16. On CPU, inference
-    runs the compiled kernel (`pipeline.model.deform_cpu`) and training grid_sample (autograd).
+    reliable half-precision path, and sub-pixel offsets lose meaning in bf16. On CPU it runs the
+    compiled kernel of `pipeline.model.deform_cpu` (torchvision's CPU kernel is several times slower).
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -53,36 +52,11 @@ class DeformableBlock(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = x.float()
             offset = self.offset(x)
-            if x.device.type == "cpu" and not torch.is_grad_enabled() and x.dtype == torch.float32:
-                x = deform_conv3x3_cpu(x, offset, self.deform.weight)  # inference: compiled im2col
-            elif x.device.type == "cpu":
-                x = deform_conv3x3_by_sampling(x, offset, self.deform.weight)
+            if x.device.type == "cpu":
+                x = deform_conv3x3_cpu(x, offset, self.deform.weight)  # compiled im2col (pipeline.model.deform_cpu)
             else:
                 x = self.deform(x, offset)
         return self.act(self.norm(x))
-
-
-def deform_conv3x3_by_sampling(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """torchvision's deform_conv2d (3x3, stride 1, padding 1, one offset group) via grid_sample.
-
-    Same parameters and result (to float rounding), but on CPU about 1.5x faster forward and
-    5x faster backward than torchvision's kernel, which makes CPU training of the D-UNet bearable.
-    CPU inference (no autograd) takes `deform_cpu.deform_conv3x3_cpu`, 8x faster again.
-    Offsets come as (dy, dx) pairs per kernel tap, in torchvision's order.
-    """
-    n, c, h, w = x.shape
-    out_channels, _, kh, kw = weight.shape
-    taps = kh * kw
-    ky, kx = torch.meshgrid(
-        torch.arange(kh, dtype=x.dtype) - kh // 2, torch.arange(kw, dtype=x.dtype) - kw // 2, indexing="ij"
-    )
-    off = offset.view(n, taps, 2, h, w)
-    rows = torch.arange(h, dtype=x.dtype).view(1, 1, h, 1) + ky.reshape(1, taps, 1, 1) + off[:, :, 0]
-    cols = torch.arange(w, dtype=x.dtype).view(1, 1, 1, w) + kx.reshape(1, taps, 1, 1) + off[:, :, 1]
-    # align_corners=True maps -1/+1 to the centres of the first/last pixels; outside is zero, as in torchvision.
-    grid = torch.stack([2 * cols / max(w - 1, 1) - 1, 2 * rows / max(h - 1, 1) - 1], dim=-1).view(n, taps * h, w, 2)
-    sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    return torch.einsum("nckhw,ock->nohw", sampled.view(n, c, taps, h, w), weight.reshape(out_channels, c, taps))
 
 
 class DACBlock(nn.Module):
@@ -184,7 +158,7 @@ class DeepDUNet(SegmentationUNet):
     """Deformable blocks only where the grid is coarse (1/8, 1/16 resolution and the bottom) + DAC.
 
     The deformable sampling costs per pixel, so at full resolution it dominates the network (the
-    all-stage D-UNet runs at 0.58x a plain U-Net's CPU inference speed, 1/13 with grid_sample; 0.91x
+    all-stage D-UNet runs at 0.5-0.6x a plain U-Net's CPU inference speed, 1/13 before the compiled kernel; 0.8-0.9x
     for this one, tests/bench/bench_model_cpu.py); at the deep levels it bends the receptive field of
     whole tongues for a fraction of the cost.
     """
