@@ -268,8 +268,8 @@ def run_study(
             tables = count_skipped_scenes(tables, skipped)
             if truth is not None and len(tables.get("areas", ())):  # the synthetic area: against the generator's parameters
                 finest = grids[min(sensors, key=lambda s: grids[s].resolution)]
-                tables["generator_check"] = generator_check(tables["areas"], tables.get("retreat", pd.DataFrame(
-                    columns=["sensor", "period", "method", "glacier_id", "rate_m_a"])), truth, finest.crs, finest.bounds)
+                tables["generator_check"] = generator_check(tables["areas"], tables.get("retreat", pd.DataFrame()), truth,
+                                                            finest.crs, finest.bounds)
             if inputs.inventory is not None:  # the inventory's own ids beside glacier_id, in every table and the outlines
                 ids = inventory_ids(inputs.inventory)
                 tables = {name: attach_inventory_ids(table, ids) for name, table in tables.items()}

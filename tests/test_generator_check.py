@@ -49,3 +49,13 @@ def test_totals_intervals_and_retreat_against_the_generator(truth_dir):
     box_within = check.loc["retreat box: glaciers within +-2.36 m/a (%)"]
     assert box_within.value == pytest.approx(50.0) and box_within.detail == "outside: 1: +3.0"  # the consecutive 99 is not overall
     assert check.loc["retreat box: mean error (m/a)"].value == pytest.approx(1.5)
+
+
+def test_a_one_year_run_checks_its_areas_and_has_no_retreat_to_check(truth_dir):
+    from pipeline.glaciers.generator_check import generator_check
+
+    areas = pd.DataFrame({"sensor": "sentinel-2", "glacier_id": [1, 2], "year": [2020, 2020],
+                          "area_km2": [1.0, 0.5], "area_err_km2": [0.01, 0.01]})
+    check = generator_check(areas, pd.DataFrame(), truth_dir, CRS, (-3000, -1000, 1000, 5000))  # retreat: no columns at all
+    assert list(check["check"]) == ["region total bias, worst year (%)", "glacier-years inside their 95 % interval (%)"]
+    assert check["value"].tolist() == pytest.approx([0.0, 100.0])
