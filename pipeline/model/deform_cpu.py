@@ -79,6 +79,27 @@ def _fill_columns(x, offset, first, columns):  # pragma: no cover - compiled
 _WORKQUEUE_LOCK = threading.Lock()
 
 
+def _run(kernel, *arrays) -> None:
+    """Call a parallel numba `kernel` on torch's thread count, serialised on numba's "workqueue" layer
+    (the only one that refuses calls from several threads at once; before the first parallel call
+    the layer is not chosen yet, so that call is serialised too)."""
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        layer = numba.threading_layer()
+    except ValueError:
+        layer = None
+    if layer in (None, "workqueue"):
+        with _WORKQUEUE_LOCK:
+            kernel(*arrays)
+    else:
+        kernel(*arrays)
+
+
+def _weight_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """(O, C, 3, 3) -> (9 C, O), rows in the im2col matrix's (tap, channel) order."""
+    return weight.detach().permute(2, 3, 1, 0).reshape(9 * weight.shape[1], weight.shape[0])
+
+
 def deform_conv3x3_cpu(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """3x3 deformable convolution (stride 1, padding 1, one offset group) of float32 CPU tensors, as
     torchvision's ``deform_conv2d(x, offset, weight, padding=1)``; a channels-last (N, O, H, W) result.
@@ -91,31 +112,18 @@ def deform_conv3x3_cpu(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tens
 def _forward_in_bands(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     n, c, h, w = x.shape
     out_channels = weight.shape[0]
-    weights = weight.detach().permute(2, 3, 1, 0).reshape(9 * c, out_channels).contiguous()
+    weights = _weight_matrix(weight).contiguous()
     out = torch.empty((n, h * w, out_channels), dtype=torch.float32)
     band = min(BAND_PIXELS, h * w)
     columns = torch.empty((band, 9 * c), dtype=torch.float32)
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     for b in range(n):
         image = x[b].detach().permute(1, 2, 0).contiguous().numpy()  # views when channels-last
         offsets = offset[b].detach().permute(1, 2, 0).contiguous().numpy()
         for first in range(0, h * w, band):
             block = columns[: min(band, h * w - first)]
-            _fill(image, offsets, first, block.numpy())
+            _run(_fill_columns, image, offsets, first, block.numpy())
             torch.mm(block, weights, out=out[b, first:first + block.shape[0]])
     return out.view(n, h, w, out_channels).permute(0, 3, 1, 2)
-
-
-def _fill(image, offsets, first, block) -> None:
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel call yet: the layer is chosen by this one
-        layer = None
-    if layer in (None, "workqueue"):
-        with _WORKQUEUE_LOCK:
-            _fill_columns(image, offsets, first, block)
-    else:
-        _fill_columns(image, offsets, first, block)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -174,11 +182,9 @@ class DeformConv3x3CPU(torch.autograd.Function):
         image = x.detach().permute(0, 2, 3, 1).contiguous()
         offsets = offset.detach().permute(0, 2, 3, 1).contiguous()
         columns = torch.empty((n, h * w, 9 * c), dtype=torch.float32)
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
         for b in range(n):
-            _fill(image[b].numpy(), offsets[b].numpy(), 0, columns[b].numpy())
-        weights = weight.detach().permute(2, 3, 1, 0).reshape(9 * c, weight.shape[0])
-        out = columns.view(n * h * w, 9 * c) @ weights
+            _run(_fill_columns, image[b].numpy(), offsets[b].numpy(), 0, columns[b].numpy())
+        out = columns.view(n * h * w, 9 * c) @ _weight_matrix(weight)
         ctx.save_for_backward(image, offsets, weight, columns)
         return out.view(n, h, w, weight.shape[0]).permute(0, 3, 1, 2)
 
@@ -188,23 +194,9 @@ class DeformConv3x3CPU(torch.autograd.Function):
         n, h, w, c = image.shape
         out_channels = weight.shape[0]
         grad_flat = grad.permute(0, 2, 3, 1).reshape(n * h * w, out_channels)
-        weights = weight.detach().permute(2, 3, 1, 0).reshape(9 * c, out_channels)
         grad_weight = (columns.view(n * h * w, 9 * c).t() @ grad_flat).view(3, 3, c, out_channels).permute(3, 2, 0, 1)
-        grad_columns = (grad_flat @ weights.t()).view(n, h * w, 9 * c).contiguous()
+        grad_columns = (grad_flat @ _weight_matrix(weight).t()).view(n, h * w, 9 * c).contiguous()
         grad_x = torch.zeros((n, h, w, c), dtype=torch.float32)
         grad_offset = torch.zeros((n, h, w, 18), dtype=torch.float32)
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-        _scatter(image.numpy(), offsets.numpy(), grad_columns.numpy(), grad_x.numpy(), grad_offset.numpy())
+        _run(_scatter_columns, image.numpy(), offsets.numpy(), grad_columns.numpy(), grad_x.numpy(), grad_offset.numpy())
         return grad_x.permute(0, 3, 1, 2), grad_offset.permute(0, 3, 1, 2), grad_weight.contiguous()
-
-
-def _scatter(*arrays) -> None:
-    try:
-        layer = numba.threading_layer()
-    except ValueError:
-        layer = None
-    if layer in (None, "workqueue"):
-        with _WORKQUEUE_LOCK:
-            _scatter_columns(*arrays)
-    else:
-        _scatter_columns(*arrays)
