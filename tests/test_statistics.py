@@ -201,3 +201,54 @@ def test_change_table_by_hand():
     assert pair[pair["glacier_id"] == 2].iloc[0]["change_km2"] == pytest.approx(0.0)
     with pytest.raises(ValueError, match="after"):
         change_table(areas, 2018, 2016)
+
+
+def test_blocks_seams_and_row_stripes_match_a_plain_numpy_reference():
+    # A random 3-year map of 5 glaciers over 300 x 200 px, aspects including the sector edges:
+    # one chunk (summed in row stripes), chunks with seams through glaciers, and a numpy reference
+    # of pixel counts, exposed edges (4-neighbours not of the same glacier's mapped pixels) and sectors.
+    from catalog.aspect import aspect_class
+    from pipeline.glaciers import statistics as stats_module
+
+    rng = np.random.default_rng(7)
+    ny, nx, years = 300, 200, [2020, 2021, 2022]
+    gid = np.zeros((ny, nx), np.int32)
+    for g, (r, c) in enumerate([(20, 20), (20, 120), (150, 60), (220, 150), (90, 90)], start=1):
+        gid[r:r + 70, c:c + 60] = g
+    prob = rng.integers(0, 256, (len(years), ny, nx)).astype(np.uint8)
+    prob[:, gid > 0] = np.where(rng.random((len(years), int((gid > 0).sum()))) < 0.85, 230, 30)
+    aspect = rng.choice([0.0, 22.5, 22.4999, 67.5, 180.0, 337.5, 337.4999, 359.99, NAN], size=(ny, nx))
+    dem = 4000.0 + rng.random((ny, nx)) * 500.0
+    coords = {"year": years, "y": -10.0 * np.arange(ny), "x": 10.0 * np.arange(nx)}
+    two = lambda a: xr.DataArray(a, dims=("y", "x"))  # noqa: E731
+
+    mapped = (prob >= 128) & (gid > 0)
+    same = lambda a, b: a & b  # noqa: E731
+    want_count = {(y, g): int(mapped[t][gid == g].sum()) for t, y in enumerate(years) for g in range(1, 6)}
+    want_edges = {}
+    for t, y in enumerate(years):
+        padded = np.pad(np.where(mapped[t], gid, 0), 1)
+        centre = padded[1:-1, 1:-1]
+        exposed = sum((centre > 0) & (centre != n) for n in
+                      (padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]))
+        for g in range(1, 6):
+            want_edges[(y, g)] = int(exposed[centre == g].sum())
+    sectors = aspect_class(aspect)
+    want_sector = {(y, g, s): int(same(mapped[t], gid == g)[sectors == s].sum())
+                   for t, y in enumerate(years) for g in range(1, 6) for s in range(8)}
+
+    old_min_tasks = stats_module.MIN_TASKS
+    try:
+        stats_module.MIN_TASKS = 4  # one chunk -> 4 row stripes
+        for chunks in (None, {"year": 1, "y": 64, "x": 48}, {"year": 2, "y": 300, "x": 77}):
+            mask = xr.DataArray(prob, dims=("year", "y", "x"), coords=coords)
+            mask = mask if chunks is None else mask.chunk(chunks)
+            got = glacier_statistics(mask, two(gid), two(dem), two(aspect), sensor="S2")
+            a = got["areas"].set_index(["year", "glacier_id"])
+            assert {k: round(v / 1e-4) for k, v in a["area_km2"].items()} == want_count
+            assert {k: round(v / 0.01) for k, v in a["perimeter_km"].items()} == want_edges
+            sec = got["glacier_area_by_aspect"].assign(
+                s=lambda d: d["aspect_sector"].map({n: i for i, n in enumerate(["N", "NE", "E", "SE", "S", "SW", "W", "NW"])}))
+            assert {(r.year, r.glacier_id, r.s): round(r.area_km2 / 1e-4) for r in sec.itertuples()} == want_sector
+    finally:
+        stats_module.MIN_TASKS = old_min_tasks

@@ -5,9 +5,10 @@ region is mostly ice-free, so a block is reduced by visiting just those. Each pi
 glacier index is worked out once per spatial block (`compact_ids`), its elevation band, aspect
 sector and aspect vector once for all the block's years, and a compiled loop adds every
 statistic of every year into the block's vector in one sweep. The sums are those a dozen
-`np.bincount` calls per year gave before (the same float64 additions in the same raster order;
-numba's sin/cos gave numpy's values on 5.4 M aspects here), so the tables are the same to the
-last bit, ~8x faster on the bench's 7 years."""
+`np.bincount` calls per year gave before (float64 additions in raster order within a block or
+row stripe; numba's sin/cos gave numpy's values on 5.4 M aspects here), ~8x faster on the bench's
+7 years; counts are exact, sums of elevations and aspect vectors may differ in the last bits with
+the blocking."""
 
 from __future__ import annotations
 
@@ -49,15 +50,28 @@ def ids_and_elevation_range(gid: np.ndarray, dem: np.ndarray) -> tuple[np.ndarra
 
 @numba.njit(nogil=True, cache=True)
 def _ids_and_range(gid, dem):  # pragma: no cover - compiled
+    # pass 1: the DEM's range and the ids' span; pass 2 marks each id seen in a bitmap over that
+    # span (an inventory's ids are dense enough), or collects and sorts them where the span is huge
     zmin, zmax, found, n = np.float32(np.inf), np.float32(-np.inf), False, 0
+    lo, hi = np.int64(np.iinfo(np.int64).max), np.int64(np.iinfo(np.int64).min)
     for i in range(gid.shape[0]):
         for j in range(gid.shape[1]):
             g = gid[i, j]
             if g != 0:
                 n += 1
+                lo, hi = min(lo, np.int64(g)), max(hi, np.int64(g))
                 z = dem[i, j]
                 if g > 0 and np.isfinite(z):
                     zmin, zmax, found = min(zmin, z), max(zmax, z), True
+    if n == 0:
+        return np.empty(0, gid.dtype), zmin, zmax, found
+    if hi - lo < 4 * gid.size + 1024:
+        seen = np.zeros(hi - lo + 1, np.bool_)
+        for i in range(gid.shape[0]):
+            for j in range(gid.shape[1]):
+                if gid[i, j] != 0:
+                    seen[gid[i, j] - lo] = True
+        return (np.nonzero(seen)[0] + lo).astype(gid.dtype), zmin, zmax, found
     nonzero = np.empty(n, gid.dtype)
     n = 0
     for i in range(gid.shape[0]):
@@ -81,36 +95,47 @@ def compact_ids(gid: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 @numba.njit(nogil=True, cache=True)
 def _compact(gid, ids, out):  # pragma: no cover - compiled
+    last, index = gid.dtype.type(0), 0  # a pixel's neighbour along the row is mostly the same glacier
     for i in range(gid.shape[0]):
         for j in range(gid.shape[1]):  # most pixels are no glacier: search only the others
             g = gid[i, j]
             if g != 0:
-                pos = np.searchsorted(ids, g)
-                if pos < ids.size and ids[pos] == g:
-                    out[i, j] = pos + 1
+                if g != last:
+                    pos = np.searchsorted(ids, g)
+                    last, index = g, (pos + 1 if pos < ids.size and ids[pos] == g else 0)
+                out[i, j] = index
 
 
-def reduce_block(mapped_ov: np.ndarray, prob: np.ndarray, cid_ov: np.ndarray, dem: np.ndarray, aspect: np.ndarray,
-                 unobserved: np.ndarray, indices: np.ndarray, *, layout: Layout, band_origin_m: float, band_m: float,
-                 with_prob: bool) -> np.ndarray:
-    """Per-glacier sums of one block -> (years, 1, 1, n_bins) float64.
+def reduce_block(part: np.ndarray, values: np.ndarray, cid: np.ndarray, dem: np.ndarray, aspect: np.ndarray,
+                 *layers: np.ndarray, parts: int, level: int, layout: Layout, band_origin_m: float, band_m: float,
+                 with_prob: bool, with_observed: bool, with_indices: bool) -> np.ndarray:
+    """Per-glacier sums of one part of a block -> (1, years, 1, 1, n_bins) float64.
 
-    ``mapped_ov`` (years, y+2, x+2) bool and ``cid_ov`` (y+2, x+2) compact glacier indices
-    (`compact_ids`) carry a one-pixel halo (the neighbours of the edge pixels; outside the
-    raster: not mapped, 0). ``dem`` and ``aspect`` (y, x) float32; ``unobserved`` (years, y, x)
-    bool; ``indices`` (years, y, x) the store's index bits; ``prob`` (years, y, x) integer
-    probabilities 0-255 when ``with_prob`` (each pixel's chance of being misclassified is 1 - p
-    where mapped, p where not), else unused.
+    ``part`` (1,) int: which of ``parts`` equal row stripes of the block this call sums (a block
+    can be split between cores without copying it: each stripe still sees its neighbour rows).
+    ``values`` (years, y, x): the mask, bool or integer probabilities 0-255; a pixel is mapped
+    where ``values >= level``. ``cid`` (y, x): compact glacier indices (`compact_ids`). Edges are
+    counted as if nothing lay outside the block: the pairs across the seams between blocks are
+    taken back afterwards (`seam_pairs`). ``dem`` and ``aspect`` (y, x) float32. ``layers``:
+    ``observed`` (years, y, x), the store's layer (0 or False = not observed), if ``with_observed``;
+    then ``indices`` (years, y, x), the store's index bits, if ``with_indices``. With ``with_prob`` ``values`` are probabilities (each pixel's chance of
+    being misclassified is 1 - p where mapped, p where not). Without ``with_observed`` every pixel
+    counts as observed, without ``with_indices`` none was compared.
     """
-    out = np.zeros((mapped_ov.shape[0], 1, 1, layout.size), np.float64)
-    _accumulate(out.reshape(out.shape[0], layout.size), mapped_ov, prob, with_prob, cid_ov, dem, aspect, unobserved, indices,
-                np.float64(band_origin_m), np.float64(band_m), layout.n_bands, N_SECTORS, layout.starts())
+    n_years, ny, p = values.shape[0], values.shape[1], int(part[0])
+    layers = list(layers)
+    observed = layers.pop(0) if with_observed else values  # placeholders are not read
+    indices = layers.pop(0) if with_indices else values
+    out = np.zeros((1, n_years, 1, 1, layout.size), np.float64)
+    _accumulate(out.reshape(n_years, layout.size), p * ny // parts, (p + 1) * ny // parts, values, level, with_prob,
+                cid, dem, aspect, observed, with_observed, indices, with_indices, np.float64(band_origin_m),
+                np.float64(band_m), layout.n_bands, N_SECTORS, layout.starts())
     return out
 
 
 @numba.njit(nogil=True, cache=True)
-def _accumulate(out, mapped_ov, prob, with_prob, cid_ov, dem, aspect, unobserved, indices, band_origin, band_m,
-                n_bands, n_sectors, at):  # pragma: no cover - compiled
+def _accumulate(out, r0, r1, values, level, with_prob, cid, dem, aspect, observed, with_observed, indices, with_indices,
+                band_origin, band_m, n_bands, n_sectors, at):  # pragma: no cover - compiled
     # `at`: the start of each statistic in Layout.NAMES order. Each statistic is computed as the
     # numpy version of this module computed it (float64 from the float32 inputs; the sector as
     # catalog.aspect.aspect_class; radians, sin and cos as numpy's), and added in raster order.
@@ -121,9 +146,9 @@ def _accumulate(out, mapped_ov, prob, with_prob, cid_ov, dem, aspect, unobserved
     one, scale = np.float32(1.0), np.float32(255.0)
     not_read, ndsi_bit, ratio_bit = INDICES_NOT_READ, NDSI_BIT, RATIO_BIT
     ny, nx = dem.shape
-    for r in range(ny):
+    for r in range(r0, r1):
         for c in range(nx):
-            k = cid_ov[r + 1, c + 1]
+            k = cid[r, c]
             if k == 0:
                 continue
             # what does not change with the year, once per pixel
@@ -137,21 +162,26 @@ def _accumulate(out, mapped_ov, prob, with_prob, cid_ov, dem, aspect, unobserved
             a_ok = np.isfinite(a)
             sector, sin_a, cos_a = np.int64(-1), 0.0, 0.0
             if a_ok:
-                sector = np.int64(np.floor(((a + 22.5) % 360.0) / 45.0) % n_sectors)  # catalog.aspect.aspect_class
+                # catalog.aspect.aspect_class, floor(((a + 22.5) % 360) / 45) % 8, without a float modulo
+                # for the usual 0 <= a < 360 (the modulo and floor were a quarter of this loop's time)
+                w = a + 22.5
+                w = w - 360.0 if w >= 360.0 else (w % 360.0 if w < 0.0 else w)
+                sector = np.int64(w / 45.0) % n_sectors
                 rad = np.radians(a)
                 sin_a, cos_a = np.sin(rad), np.cos(rad)
-            for t in range(mapped_ov.shape[0]):  # each year's sums are their own row: raster order within it
+            for t in range(values.shape[0]):  # each year's sums are their own row: raster order within it
                 o = out[t]
-                mapped = mapped_ov[t, r + 1, c + 1]
+                here = values[t, r, c] >= level
                 o[outline_n + k] += 1.0
-                if mapped:
+                if here:
                     o[count + k] += 1.0
                     # exposed edges: 4-connected neighbours that are not this glacier's mapped pixels
+                    # (outside the block counts as exposed here; seam_pairs takes the shared ones back)
                     e = 0
-                    e += not (mapped_ov[t, r, c + 1] and cid_ov[r, c + 1] == k)
-                    e += not (mapped_ov[t, r + 2, c + 1] and cid_ov[r + 2, c + 1] == k)
-                    e += not (mapped_ov[t, r + 1, c] and cid_ov[r + 1, c] == k)
-                    e += not (mapped_ov[t, r + 1, c + 2] and cid_ov[r + 1, c + 2] == k)
+                    e += not (r > 0 and values[t, r - 1, c] >= level and cid[r - 1, c] == k)
+                    e += not (r < ny - 1 and values[t, r + 1, c] >= level and cid[r + 1, c] == k)
+                    e += not (c > 0 and values[t, r, c - 1] >= level and cid[r, c - 1] == k)
+                    e += not (c < nx - 1 and values[t, r, c + 1] >= level and cid[r, c + 1] == k)
                     o[edges + k] += e
                     if z_ok:
                         o[z_sum + k] += z
@@ -162,19 +192,41 @@ def _accumulate(out, mapped_ov, prob, with_prob, cid_ov, dem, aspect, unobserved
                         o[s_sin + k] += sin_a
                         o[s_cos + k] += cos_a
                         o[s_sector + k * n_sectors + sector] += 1.0
-                hidden = unobserved[t, r, c]
+                hidden = with_observed and observed[t, r, c] == 0
                 o[unobs + k] += 1.0 if hidden else 0.0
                 if with_prob:
-                    p = np.float32(prob[t, r, c]) / scale
-                    o[miss + k] += np.float64(one - p if mapped else p)
-                bits = indices[t, r, c]
+                    p = np.float32(values[t, r, c]) / scale
+                    o[miss + k] += np.float64(one - p if here else p)
+                bits = indices[t, r, c] if with_indices else not_read
                 if not hidden and bits != not_read:  # compared: observed, and its indices were read
                     ndsi, ratio = (bits & ndsi_bit) > 0, (bits & ratio_bit) > 0
                     o[cmp_n + k] += 1.0
-                    o[cmp_model + k] += mapped
+                    o[cmp_model + k] += here
                     o[cmp_ndsi + k] += ndsi
                     o[cmp_ratio + k] += ratio
-                    o[xor_ndsi + k] += mapped != ndsi
-                    o[or_ndsi + k] += mapped or ndsi
-                    o[xor_ratio + k] += mapped != ratio
-                    o[or_ratio + k] += mapped or ratio
+                    o[xor_ndsi + k] += here != ndsi
+                    o[or_ndsi + k] += here or ndsi
+                    o[xor_ratio + k] += here != ratio
+                    o[or_ratio + k] += here or ratio
+
+
+def seam_pairs(values: np.ndarray, cid: np.ndarray, *, level: int, k: int) -> np.ndarray:
+    """Per-glacier count of neighbour pairs across one seam -> (years, 1, 1, k) float64.
+
+    ``values`` (years, 2, n) (mapped where ``>= level``) and ``cid`` (2, n): the two pixel rows
+    either side of a seam between blocks (columns are passed transposed). A pair whose two pixels are the same glacier's mapped
+    pixels is an inner edge that each block's `reduce_block` counted as exposed, once from each side.
+    """
+    out = np.zeros((values.shape[0], 1, 1, k), np.float64)
+    _seam(out.reshape(values.shape[0], k), values, level, cid)
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _seam(out, values, level, cid):  # pragma: no cover - compiled
+    for c in range(cid.shape[1]):
+        k = cid[0, c]
+        if k != 0 and cid[1, c] == k:
+            for t in range(values.shape[0]):
+                if values[t, 0, c] >= level and values[t, 1, c] >= level:
+                    out[t, k] += 1.0
