@@ -128,3 +128,27 @@ def test_study_area_terrain_has_no_gaps_across_the_dem_tile_seam(small_study_are
     # No step at 84°E: the largest jump between neighbouring columns is a slope, not a seam.
     step = np.abs(np.diff(t.elevation.values, axis=1)).max()
     assert step < grid.resolution * np.tan(np.radians(85))
+
+
+def test_study_area_terrain_chunks_fall_on_the_grids_own_chunks(small_study_area):
+    # Read one pixel wider and cut back, the terrain must still be chunked like every cube on the
+    # grid, so that a composite or a store write takes one terrain chunk per chunk (no rechunk).
+    from datetime import datetime, timezone
+
+    from dask.array.core import normalize_chunks
+
+    from catalog.grid import TargetGrid
+    from catalog.providers import get_profile
+    from catalog.search import SceneQuery, open_source
+    from catalog.terrain import terrain
+
+    source = open_source(str(small_study_area.catalog))
+    bbox = small_study_area.spec.bbox()
+    utc = timezone.utc
+    items = source.search(SceneQuery("cop-dem-glo-30", bbox, datetime(2000, 1, 1, tzinfo=utc), datetime(2100, 1, 1, tzinfo=utc)))
+    grid = TargetGrid.from_lonlat_bbox(bbox, 30)
+    for chunks in (16, 64, 4096):
+        t = terrain(items, get_profile("local"), grid, chunks=chunks)
+        want = normalize_chunks(chunks, grid.shape)
+        assert all(t[name].chunks == want for name in ("elevation", "slope", "aspect")), (chunks, t.slope.chunks)
+        assert not t.slope.isnull().any().compute()
