@@ -262,15 +262,9 @@ def _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m,
         perim = perim * (np.pi / 4.0)
     err_perimeter = area_uncertainty_km2(perim.ravel(), pixel_size_m)
     err_class = sums[:, sl["miss"]][:, 1:].ravel() * px_km2
-    areas = pd.DataFrame({"glacier_id": gid_col, "sensor": sensor, "year": year_col,
-                          "area_km2": count.ravel() * px_km2, "perimeter_km": perim.ravel(),
-                          "area_err_perimeter_km2": err_perimeter, "area_err_class_km2": err_class,
-                          "area_err_km2": np.hypot(err_perimeter, err_class)})
     outline_n = sums[:, sl["outline_n"]][:, 1:]
     with np.errstate(invalid="ignore", divide="ignore"):
-        unobserved = np.where(outline_n > 0, sums[:, sl["unobserved"]][:, 1:] / outline_n, 0.0)
-    areas = areas.assign(outline_km2=outline_n.ravel() * px_km2, unobserved_frac=unobserved.ravel(),
-                         flag_unobserved=unobserved.ravel() > max_unobserved)
+        unobserved = np.where(outline_n > 0, sums[:, sl["unobserved"]][:, 1:] / outline_n, 0.0).ravel()
     cmp = {name: sums[:, sl[name]][:, 1:].ravel() for name in
            ("cmp_n", "cmp_model", "cmp_ndsi", "cmp_ratio", "xor_ndsi", "or_ndsi", "xor_ratio", "or_ratio")}
     compared = cmp["cmp_n"] > 0
@@ -282,10 +276,16 @@ def _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m,
     ndsi_dis, ratio_dis = share(cmp["xor_ndsi"], cmp["or_ndsi"]), share(cmp["xor_ratio"], cmp["or_ratio"])
     disagreement = np.fmin(ndsi_dis, ratio_dis)
     nan = np.where(compared, 1.0, np.nan)
-    areas = areas.assign(index_model_km2=cmp["cmp_model"] * px_km2 * nan, ndsi_km2=cmp["cmp_ndsi"] * px_km2 * nan,
-                         ratio_km2=cmp["cmp_ratio"] * px_km2 * nan, ndsi_disagreement=ndsi_dis,
-                         ratio_disagreement=ratio_dis, index_disagreement=disagreement,
-                         flag_index_disagreement=np.nan_to_num(disagreement, nan=0.0) > max_index_disagreement)
+    areas = pd.DataFrame({  # one frame, built once (three .assign()s were a third of this function's time)
+        "glacier_id": gid_col, "sensor": sensor, "year": year_col, "area_km2": count.ravel() * px_km2,
+        "perimeter_km": perim.ravel(), "area_err_perimeter_km2": err_perimeter, "area_err_class_km2": err_class,
+        "area_err_km2": np.hypot(err_perimeter, err_class),
+        "outline_km2": outline_n.ravel() * px_km2, "unobserved_frac": unobserved, "flag_unobserved": unobserved > max_unobserved,
+        "index_model_km2": cmp["cmp_model"] * px_km2 * nan, "ndsi_km2": cmp["cmp_ndsi"] * px_km2 * nan,
+        "ratio_km2": cmp["cmp_ratio"] * px_km2 * nan, "ndsi_disagreement": ndsi_dis, "ratio_disagreement": ratio_dis,
+        "index_disagreement": disagreement,
+        "flag_index_disagreement": np.nan_to_num(disagreement, nan=0.0) > max_index_disagreement,
+    })
 
     band = sums[:, sl["band"]].reshape(ny, k, nb)[:, 1:, :] * px_km2  # (year, glacier, band)
     lo = band_origin + band_m * np.arange(nb)
