@@ -221,20 +221,25 @@ def glacier_statistics(
 def _seam_sums(values: da.Array, level: int, cid: da.Array, k: int) -> da.Array:
     """(year, k): per glacier, the neighbour pairs across the seams between the (y, x) blocks whose
     two pixels are the same glacier's mapped pixels (``values >= level``; `block_sums.seam_pairs`),
-    from the two pixel rows (or columns) either side of each seam: no halo around whole blocks."""
-    parts = [da.zeros((values.shape[0], k), dtype=np.float64, chunks=(values.chunks[0], k))]
+    from the two pixel rows (or columns) either side of each seam: no halo around whole blocks.
+    The seams of each direction are stacked into one array of two-row chunks, one per seam, so the
+    graph grows by a few layers whatever the number of blocks."""
+    total = da.zeros((values.shape[0], k), dtype=np.float64, chunks=(values.chunks[0], k))
     for axis in (1, 2):
-        for edge in np.cumsum(values.chunks[axis])[:-1]:
-            pair = slice(int(edge) - 1, int(edge) + 1)
-            if axis == 1:
-                vp, cp = values[:, pair, :], cid[pair, :]
-            else:
-                vp, cp = values[:, :, pair].transpose(0, 2, 1), cid[:, pair].T
-            vp, cp = vp.rechunk({1: 2}), cp.rechunk({0: 2})
-            parts.append(da.blockwise(seam_pairs, "tyxs", vp, "tyx", cp, "yx", new_axes={"s": k},
-                                      adjust_chunks={"y": 1, "x": 1}, dtype=np.float64, level=level, k=k,
-                                      concatenate=False).sum(axis=(1, 2)))
-    return sum(parts[1:], parts[0])
+        pairs = [slice(int(edge) - 1, int(edge) + 1) for edge in np.cumsum(values.chunks[axis])[:-1]]
+        if not pairs:
+            continue
+        if axis == 1:
+            vp = da.concatenate([values[:, pair, :] for pair in pairs], axis=1)
+            cp = da.concatenate([cid[pair, :] for pair in pairs], axis=0)
+        else:  # columns, transposed into rows
+            vp = da.concatenate([values[:, :, pair] for pair in pairs], axis=2).transpose(0, 2, 1)
+            cp = da.concatenate([cid[:, pair] for pair in pairs], axis=1).T
+        vp, cp = vp.rechunk({1: 2}), cp.rechunk({0: 2})
+        total = total + da.blockwise(seam_pairs, "tyxs", vp, "tyx", cp, "yx", new_axes={"s": k},
+                                     adjust_chunks={"y": 1, "x": 1}, dtype=np.float64, level=level, k=k,
+                                     concatenate=False).sum(axis=(1, 2))
+    return total
 
 
 def with_area_errors(areas: pd.DataFrame, pixel_size_m: float) -> pd.DataFrame:
