@@ -28,7 +28,7 @@ from rasterio import windows
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
-from stackstac.rio_reader import AutoParallelRioReader, LayeredEnv, ThreadLocalRioDataset
+from stackstac.rio_reader import AutoParallelRioReader, LayeredEnv, SelfCleaningDatasetReader, ThreadLocalRioDataset
 from stackstac.to_dask import asset_table_to_reader_and_window, normalize_chunks
 
 from catalog.redact import redact
@@ -36,6 +36,68 @@ from catalog.redact import redact
 
 class SceneReadError(RuntimeError):
     """A scene's COG could not be opened or read; the message names the href."""
+
+
+class PooledRioDataset(ThreadLocalRioDataset):
+    """stackstac's per-thread dataset copies, lent out per read instead of kept per thread.
+
+    ThreadLocalRioDataset opens a GDAL dataset (and WarpedVRT) for every thread that ever reads
+    the asset and keeps it while the reader lives. With a worker's pool of 8 read threads
+    (read_chunk) every thread came to hold every warped asset once enough chunks had been read,
+    so a worker's memory grew with the region's chunk count, up to 8 copies of each asset
+    (composite peak x4/x1 1.31-1.41x). Here a read takes a free copy, or opens one when all are
+    in use, and gives it back: as many copies as reads of that asset ever ran at once - about as
+    many as the worker's Dask threads, since a chunk reads each asset once - whatever the read
+    pool's size. GDAL allows a dataset to be used from different threads one at a time (what it
+    forbids is concurrent use), and each read still enters the reader's GDAL environment.
+    """
+
+    def __init__(self, env: LayeredEnv, ds, vrt: WarpedVRT | None = None) -> None:
+        super().__init__(env, ds, vrt=vrt)
+        self._threadlocal = threading.local()  # no copy is bound to the opening thread
+        self._free: list[tuple] = [(ds, vrt)]
+        self.warped = vrt is not None
+        self.count = (vrt or ds).count  # read here, on the opening thread, not from a lent copy
+        self.nodata = (vrt or ds).nodata
+
+    @classmethod
+    def from_thread_local(cls, opened: ThreadLocalRioDataset) -> PooledRioDataset:
+        """The same dataset (opened by this thread, as stackstac's reader just did), lent per read."""
+        return cls(opened._env, opened._threadlocal.ds, vrt=opened._threadlocal.vrt)
+
+    def _open_copy(self) -> tuple:
+        with self._env.open:
+            ds = SelfCleaningDatasetReader(self._url, sharing=False, driver=self._driver, **self._open_options)
+            vrt = None
+            if self._vrt_params:
+                with self._env.open_vrt:
+                    vrt = WarpedVRT(ds, sharing=False, **self._vrt_params)
+        return ds, vrt
+
+    @property
+    def dataset(self):
+        raise AttributeError("PooledRioDataset lends a copy per read: use read(), or count / nodata / warped")
+
+    def read(self, window: Window, **kwargs) -> np.ndarray:
+        with self._lock:
+            copy = self._free.pop() if self._free else None
+        if copy is None:
+            copy = self._open_copy()
+        try:
+            with self._env.read:
+                return (copy[1] or copy[0]).read(window=window, **kwargs)
+        finally:
+            with self._lock:
+                self._free.append(copy)
+
+    def copies(self) -> int:
+        """Copies open now (all are free between reads)."""
+        with self._lock:
+            return len(self._free)
+
+    def close(self) -> None:
+        with self._lock:
+            self._free = []
 
 
 class ExplainingRioReader(AutoParallelRioReader):
@@ -102,11 +164,19 @@ class ExplainingRioReader(AutoParallelRioReader):
         if self.resampling != Resampling.nearest or self.scale_offset != (1, 0):
             return None
         reader = self.dataset
-        vrt = getattr(reader, "dataset", None) if isinstance(reader, ThreadLocalRioDataset) else getattr(reader, "vrt", None)
-        if not isinstance(vrt, WarpedVRT) or vrt.count != 1 or vrt.nodata is None or np.isnan(vrt.nodata):
+        if isinstance(reader, PooledRioDataset):
+            warped, count, nodata = reader.warped, reader.count, reader.nodata
+        else:  # SingleThreadedRioDataset (a driver GDAL cannot read from several threads)
+            vrt = getattr(reader, "vrt", None)
+            warped, count, nodata = isinstance(vrt, WarpedVRT), getattr(vrt, "count", 0), getattr(vrt, "nodata", None)
+        if not warped or count != 1 or nodata is None or np.isnan(nodata):
             return None  # no nodata: stackstac's alpha band says what lies outside the scene
         data = reader.read(window, indexes=1, out_dtype=self.dtype)
-        return np.where(data == vrt.nodata, self.fill_value, data).astype(self.dtype, copy=False)
+        return np.where(data == nodata, self.fill_value, data).astype(self.dtype, copy=False)
+
+    def _open(self):
+        opened = super()._open()
+        return PooledRioDataset.from_thread_local(opened) if type(opened) is ThreadLocalRioDataset else opened
 
     def read(self, window, **kwargs):
         try:
@@ -213,9 +283,9 @@ def read_chunk(
     ExplainingRioReader.read). With `skip_unreadable` a failing read (damage inside a COG that the
     header check before the run cannot see) drops that scene from this chunk instead: every band
     of its row is the fill value, as if the scene did not cover the chunk, and the read is
-    recorded (`unreadable_reads`). Cost: a warped asset keeps a GDAL dataset open per pool thread
-    that read it (stackstac's ThreadLocalRioDataset) while its reader table lives; aligned
-    assets (the direct path) open and close theirs per read.
+    recorded (`unreadable_reads`). Cost: a warped asset keeps open as many GDAL datasets as reads of it
+    ever ran at once (PooledRioDataset) while its reader table lives; aligned assets (the direct
+    path) open and close theirs per read.
     """
     window = windows.Window.from_slices(*slices)
     output = np.broadcast_to(np.array(fill_value, dtype), reader_table.shape + (window.height, window.width))

@@ -5,17 +5,26 @@ from __future__ import annotations
 import pickle
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import stackstac
 from rasterio.enums import Resampling
 from rasterio.windows import Window
+from stackstac.raster_spec import RasterSpec
 
 from catalog.cube import _year_chunks, stack_on_grid
 from catalog.grid import TargetGrid
 from catalog.providers import QUALITY_BAND, REFLECTANCE_BANDS, get_profile
-from catalog.reads import READ_THREADS_VAR, ExplainingRioReader, SceneReadError, read_chunk, read_thread_count
+from catalog.reads import (
+    READ_THREADS_VAR,
+    ExplainingRioReader,
+    PooledRioDataset,
+    SceneReadError,
+    read_chunk,
+    read_thread_count,
+)
 from catalog.scene_check import prepare_scene_items
 from catalog.scenes import find_scenes
 from catalog.search import open_source
@@ -68,6 +77,33 @@ def test_reflectance_and_quality_cubes_still_share_their_read_tasks(two_years):
     a, b = (stack_on_grid(items, KEYS, grid, Resampling.nearest, np.uint16, np.uint16(0), chunks, read_threads=t)
             for t in (8, 4))
     assert a.data.name == b.data.name and a.data.name.startswith("read_chunk-")
+
+
+def test_a_warped_asset_holds_a_dataset_per_concurrent_read_not_per_read_thread(two_years):
+    # stackstac keeps one GDAL dataset + WarpedVRT per thread that ever read the asset: with a
+    # worker's 8 read threads, 8 copies of every asset once enough chunks were read.
+    items, grid = two_years
+    item = next(i for i in items if i.properties["proj:epsg"] == 32645)  # warped onto the 44N grid
+    spec = RasterSpec(epsg=grid.epsg, bounds=grid.bounds, resolutions_xy=(grid.resolution, grid.resolution))
+    reader = ExplainingRioReader(url=item.assets[KEYS[0]].href, spec=spec, resampling=Resampling.nearest,
+                                 dtype=np.dtype("uint16"), fill_value=np.uint16(0), scale_offset=(1, 0))
+    assert reader._direct_geometry() is None
+    ny, nx = grid.shape
+    tiles = [Window(c, r, 64, 64) for r in range(0, ny - 64, 64) for c in range(0, nx - 64, 64)][:32]
+    serial = [reader.read(w) for w in tiles]
+    assert isinstance(reader.dataset, PooledRioDataset) and reader.dataset.copies() == 1
+    assert sum(int((s > 0).any()) for s in serial) > len(tiles) // 4  # windows inside the scene, not only fill
+
+    with ThreadPoolExecutor(8) as pool:  # one read at a time, each on whichever of 8 threads is free
+        for window, want in zip(tiles, serial):
+            assert pool.submit(reader.read, window).result().tobytes() == want.tobytes()
+    assert reader.dataset.copies() == 1
+
+    with ThreadPoolExecutor(4) as pool:  # reads at once: a copy each, the same bytes
+        for got, want in zip(pool.map(reader.read, tiles), serial):
+            assert got.tobytes() == want.tobytes()
+    assert 1 <= reader.dataset.copies() <= 4
+    reader.close()
 
 
 class _Slow:
