@@ -45,6 +45,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import dask
 import dask.array as da
 import geopandas as gpd
 import numpy as np
@@ -113,9 +114,14 @@ def glacier_inventory(glacier_id: xr.DataArray, grid: TargetGrid, buffer_m: floa
     buffer_px = buffer_m / grid.resolution
     margin = int(np.ceil(buffer_px)) + 3
     out = {}
-    for gid, group in outlines.groupby("glacier_id", sort=True):
-        rows, cols = pixel_window(grid.transform, glacier_id.shape, tuple(group.total_bounds), margin)
-        zone = np.asarray(glacier_id[rows, cols].values) == gid
+    windows = {gid: pixel_window(grid.transform, glacier_id.shape, tuple(group.total_bounds), margin)
+               for gid, group in outlines.groupby("glacier_id", sort=True)}
+    # Every glacier's window in one compute: one per glacier through a cluster's scheduler took
+    # ~80 ms each, seconds on the embedded area and an hour on a region of thousands.
+    ids = glacier_id.data if isinstance(glacier_id.data, da.Array) else np.asarray(glacier_id.data)
+    loaded = dask.compute(*[ids[rows, cols] for rows, cols in windows.values()])
+    for (gid, (rows, cols)), window in zip(windows.items(), loaded):
+        zone = np.asarray(window) == gid
         core = (distance_transform_edt(zone) > buffer_px).astype(np.uint8)
         if core.any():
             t = grid.transform * Affine.translation(cols.start, rows.start)
