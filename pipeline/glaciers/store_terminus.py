@@ -116,6 +116,46 @@ def _front_sigma_m(term: pd.DataFrame, p: np.ndarray, transform: Affine, years: 
     return sigma
 
 
+GLACIERS_PER_TASK = 8
+"""Glaciers per task of `terminus_tables`: enough that a region of thousands is not thousands of
+tiny tasks, few enough that a small region still spreads over the cluster's cores."""
+
+
+def _glacier_batch(batch, px: float, analysis: Analysis, sectors: dict, inventory: dict, sensor: str,
+                   threshold: float) -> dict:
+    """The entity tasks of a few glaciers (one task of `terminus_tables`, run where the windows are).
+
+    `batch`: (glacier_id, its outlines sorted by year, the window's transform, dem, doy and
+    probability windows (doy / probability None where the run has none)). Returns the glaciers'
+    terminus frames, retreat frames, front dates and front sigmas by (glacier_id, year), and the
+    failures of the ones that failed.
+    """
+    failures = Failures()
+    doys: dict[tuple[int, int], float] = {}
+    front_sigma: dict[tuple[int, int], float] = {}
+    terminus, retreat = [], []
+    for gid, group, sub, dem_window, days, p in batch:
+        years = [int(y) for y in group["year"]]
+        window = Dem(np.asarray(dem_window, dtype=float), sub)
+        if days is not None:
+            for t, (year, geom) in enumerate(zip(years, group.geometry)):
+                doys[(int(gid), year)] = front_doy(geom, np.asarray(days[t]), window)
+        dates = [_date(y, doys.get((int(gid), y), np.nan)) for y in years]
+        glaciers = gpd.GeoDataFrame({"glacier_id": group["glacier_id"].to_numpy(), "date": dates},
+                                    geometry=group.geometry.to_numpy(), crs=group.crs)
+        areas = pd.DataFrame({"area_km2": group["area_km2"].to_numpy(), "area_err_km2": 0.0})
+        p = None if p is None else np.asarray(p, dtype=float)
+        maps = {gid: {d: ProbabilityMap(p[t], sub) for t, d in enumerate(dates)}} if p is not None else None
+        _, term, ret = change_tables(glaciers, areas, window, px, analysis, sectors, inventory=inventory,
+                                      failures=failures, sensor=sensor, probability=maps, threshold=threshold)
+        if p is not None and len(term):
+            for year, sigma in _front_sigma_m(term, p, sub, years, px).items():
+                front_sigma[(int(gid), year)] = sigma
+        terminus += [term] if len(term) else []
+        retreat += [ret] if len(ret) else []
+    return {"terminus": terminus, "retreat": retreat, "doys": doys, "front_sigma": front_sigma, "failures": list(failures)}
+
+
 def terminus_tables(
     outlines: gpd.GeoDataFrame,
     dem: xr.DataArray,
@@ -153,45 +193,34 @@ def terminus_tables(
     if "flag_unobserved" in outlines and len(outlines):
         outlines = outlines[~outlines["flag_unobserved"].fillna(False).astype(bool).to_numpy()]
     px = grid.resolution
+    groups = [(gid, g.sort_values("year")) for gid, g in outlines.groupby("glacier_id", sort=True) if len(g) >= 2]
+    # Each batch of glaciers is one task that reads its glaciers' windows of the stored layers and
+    # runs their entity tasks on a worker: the cluster's cores share the geometry, and the client
+    # holds no region-sized loop (a read per glacier and layer through the scheduler added up to
+    # half a minute on the embedded area; the loop in the client was most of the statistics stage).
+    tasks = []
+    for start in range(0, len(groups), GLACIERS_PER_TASK):
+        batch = []
+        for gid, g in groups[start : start + GLACIERS_PER_TASK]:
+            rows, cols = pixel_window(grid.transform, dem.shape, tuple(g.total_bounds), 3)
+            years = [int(y) for y in g["year"]]
+            batch.append((gid, g, grid.transform * Affine.translation(cols.start, rows.start), dem[rows, cols].data,
+                          None if doy is None else doy.sel(year=years)[:, rows, cols].data,
+                          None if probability is None else probability.sel(year=years)[:, rows, cols].data))
+        ids = [gid for gid, *_ in batch]
+        tasks.append(dask.delayed(_glacier_batch, pure=True)(
+            batch, px, analysis, {i: sectors[i] for i in ids if i in sectors},
+            {i: inventory[i] for i in ids if i in (inventory or {})}, sensor, threshold,
+        ))
     doys: dict[tuple[int, int], float] = {}
     front_sigma: dict[tuple[int, int], float] = {}
     terminus, retreat = [], []
-    groups = [(gid, g.sort_values("year")) for gid, g in outlines.groupby("glacier_id", sort=True) if len(g) >= 2]
-    windows = {gid: pixel_window(grid.transform, dem.shape, tuple(g.total_bounds), 3) for gid, g in groups}
-    # Every glacier's windows of the stored layers in one compute (one small read per glacier and
-    # layer through the scheduler added up to half a minute on the embedded area).
-    layers = {"dem": lambda g, r, c: dem[r, c]}
-    if doy is not None:
-        layers["doy"] = lambda g, r, c: doy.sel(year=[int(y) for y in g["year"]])[:, r, c]
-    if probability is not None:
-        layers["p"] = lambda g, r, c: probability.sel(year=[int(y) for y in g["year"]])[:, r, c]
-    lazy = {(name, gid): get(g, *windows[gid]).data for name, get in layers.items() for gid, g in groups}
-    loaded = dict(zip(lazy, dask.compute(*lazy.values()))) if lazy else {}
-    for gid, group in groups:
-        years = [int(y) for y in group["year"]]
-        rows, cols = windows[gid]
-        window = Dem(np.asarray(loaded[("dem", gid)], dtype=float), grid.transform * Affine.translation(cols.start, rows.start))
-        if doy is not None:
-            days = np.asarray(loaded[("doy", gid)])
-            for t, (year, geom) in enumerate(zip(years, group.geometry)):
-                doys[(int(gid), year)] = front_doy(geom, days[t], window)
-        dates = [_date(y, doys.get((int(gid), y), np.nan)) for y in years]
-        glaciers = gpd.GeoDataFrame(
-            {"glacier_id": group["glacier_id"].to_numpy(), "date": dates},
-            geometry=group.geometry.to_numpy(),
-            crs=outlines.crs,
-        )
-        areas = pd.DataFrame({"area_km2": group["area_km2"].to_numpy(), "area_err_km2": 0.0})
-        sub = grid.transform * Affine.translation(cols.start, rows.start)
-        p = np.asarray(loaded[("p", gid)], dtype=float) if probability is not None else None
-        maps = {gid: {d: ProbabilityMap(p[t], sub) for t, d in enumerate(dates)}} if p is not None else None
-        _, term, ret = change_tables(glaciers, areas, window, px, analysis, sectors, inventory=inventory,
-                                      failures=failures, sensor=sensor, probability=maps, threshold=threshold)
-        if p is not None and len(term):
-            for year, sigma in _front_sigma_m(term, p, sub, years, px).items():
-                front_sigma[(int(gid), year)] = sigma
-        terminus += [term] if len(term) else []
-        retreat += [ret] if len(ret) else []
+    for done in dask.compute(*tasks):
+        terminus += done["terminus"]
+        retreat += done["retreat"]
+        doys |= done["doys"]
+        front_sigma |= done["front_sigma"]
+        failures += done["failures"]
     terminus_df = pd.concat(terminus, ignore_index=True) if terminus else conform("terminus", pd.DataFrame())
     retreat_df = pd.concat(retreat, ignore_index=True) if retreat else conform("retreat", pd.DataFrame())
     if len(terminus_df):
