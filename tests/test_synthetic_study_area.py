@@ -253,6 +253,35 @@ def test_lazy_truth_equals_the_eager_one_and_reads_nothing_until_computed(small_
         truth_on_grid(small_study_area.truth, grid, [1999], chunks=64)
 
 
+def test_truth_on_the_rasters_lattice_equals_gdals_warp(small_study_area):
+    # The 10 and 30 m grids of the area lie on the truth rasters' lattice: slicing (10 m) and
+    # k x k block means (30, 60 m) must give GDAL's nearest / average warp to the bit, also
+    # where the grid reaches beyond the rasters (a grown bbox); another zone is warped.
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    from catalog.grid import TargetGrid
+    from catalog.synthetic.truth import _on_lattice
+
+    w, s, e, n = small_study_area.spec.bbox()
+    path = max(small_study_area.truth.glob("truth_*.tif"))
+    with rasterio.open(path) as ds:
+        glacier = (ds.read(1) > 0).astype(np.float32)
+        for bbox in ((w, s, e, n), (w - 0.01, s - 0.01, e + 0.01, n + 0.01)):
+            for resolution in (10, 30, 60):
+                grid = TargetGrid.from_lonlat_bbox(bbox, resolution, epsg=ds.crs.to_epsg())
+                warped = np.zeros(grid.shape, np.float32)
+                reproject(glacier, warped, src_transform=ds.transform, src_crs=ds.crs, dst_transform=grid.transform,
+                          dst_crs=grid.crs, resampling=Resampling.nearest if resolution == 10 else Resampling.average)
+                ours = _on_lattice(glacier, ds, grid)
+                assert ours is not None and ours.dtype == np.float32
+                assert ours.tobytes() == warped.tobytes(), (bbox, resolution)
+                assert 0 < ours.mean() < 1 and (resolution == 10 or ((ours > 0) & (ours < 1)).any())  # mixed pixels
+        other = TargetGrid.from_lonlat_bbox((w, s, e, n), 10, epsg=ds.crs.to_epsg() + 1)
+        assert _on_lattice(glacier, ds, other) is None
+
+
 def test_massif_share_leaves_the_dense_area_as_it_was_and_is_checked():
     # The default's fingerprint leaves massif_share out, as it was before the option existed (generator
     # version 3: the items state their sun; version 2's areas must be generated again).
