@@ -63,10 +63,7 @@ from pipeline.glaciers.plausibility import flag_glacier_years, implausible_pairs
 from pipeline.glaciers.raster_schema import DEFAULT_MAX_UNOBSERVED
 from pipeline.glaciers.region_tables import change_table, region_total
 from pipeline.glaciers.statistics import glacier_statistics, with_area_errors
-from pipeline.glaciers.store_terminus import (
-    pixel_window,
-    terminus_tables,
-)
+from pipeline.glaciers.store_terminus import GLACIERS_PER_TASK, pixel_window, terminus_tables
 from pipeline.glaciers.tables import conform
 from pipeline.glaciers.tasks import Failures
 from pipeline.glaciers.terminus import glacier_parts
@@ -106,26 +103,38 @@ def glacier_inventory(glacier_id: xr.DataArray, grid: TargetGrid, buffer_m: floa
     """glacier_id -> its inventory outline, recovered from the store's ``glacier_id`` (the outline
     grown by `buffer_m`): the pixels deeper than the buffer inside their glacier's zone, read in a
     window around the glacier's mapped `outlines`. A glacier whose zone is thinner than twice the
-    buffer has none (its largest part is then its body)."""
+    buffer has none (its largest part is then its body).
+
+    Batches of glaciers are tasks that read their windows and trace their cores where the data
+    is: a compute per glacier through a cluster's scheduler took ~80 ms each (seconds on the
+    embedded area, a quarter of an hour for 10,000 glaciers), and one compute of every window
+    would hold them all in the client at once."""
+    buffer_px = buffer_m / grid.resolution
+    margin = int(np.ceil(buffer_px)) + 3
+    ids = glacier_id.data if isinstance(glacier_id.data, da.Array) else np.asarray(glacier_id.data)
+    batch, tasks = [], []
+    for gid, group in outlines.groupby("glacier_id", sort=True):
+        rows, cols = pixel_window(grid.transform, glacier_id.shape, tuple(group.total_bounds), margin)
+        batch.append((int(gid), grid.transform * Affine.translation(cols.start, rows.start), ids[rows, cols]))
+        if len(batch) == GLACIERS_PER_TASK:
+            tasks.append(dask.delayed(_inventory_cores, pure=True)(batch, buffer_px))
+            batch = []
+    if batch:
+        tasks.append(dask.delayed(_inventory_cores, pure=True)(batch, buffer_px))
+    return {gid: core for done in dask.compute(*tasks) for gid, core in done.items()}
+
+
+def _inventory_cores(batch, buffer_px: float) -> dict:
+    """`glacier_inventory` for a few glaciers: (glacier_id, window transform, glacier_id window) each."""
     from rasterio.features import shapes
     from scipy.ndimage import distance_transform_edt
     from shapely.geometry import shape
 
-    buffer_px = buffer_m / grid.resolution
-    margin = int(np.ceil(buffer_px)) + 3
     out = {}
-    windows = {gid: pixel_window(grid.transform, glacier_id.shape, tuple(group.total_bounds), margin)
-               for gid, group in outlines.groupby("glacier_id", sort=True)}
-    # Every glacier's window in one compute: one per glacier through a cluster's scheduler took
-    # ~80 ms each, seconds on the embedded area and an hour on a region of thousands.
-    ids = glacier_id.data if isinstance(glacier_id.data, da.Array) else np.asarray(glacier_id.data)
-    loaded = dask.compute(*[ids[rows, cols] for rows, cols in windows.values()])
-    for (gid, (rows, cols)), window in zip(windows.items(), loaded):
-        zone = np.asarray(window) == gid
-        core = (distance_transform_edt(zone) > buffer_px).astype(np.uint8)
+    for gid, transform, window in batch:
+        core = (distance_transform_edt(np.asarray(window) == gid) > buffer_px).astype(np.uint8)
         if core.any():
-            t = grid.transform * Affine.translation(cols.start, rows.start)
-            out[int(gid)] = shapely.union_all([shape(g) for g, v in shapes(core, mask=core > 0, transform=t)])
+            out[gid] = shapely.union_all([shape(g) for g, v in shapes(core, mask=core > 0, transform=transform)])
     return out
 
 
