@@ -117,7 +117,7 @@ def _front_sigma_m(term: pd.DataFrame, p: np.ndarray, transform: Affine, years: 
 
 
 GLACIERS_PER_TASK = 8
-"""Glaciers per task of `terminus_tables`: enough that a region of thousands is not thousands of
+"""Glaciers per task of `terminus_tables` and `analysis.glacier_inventory`: enough that a region of thousands is not thousands of
 tiny tasks, few enough that a small region still spreads over the cluster's cores."""
 
 
