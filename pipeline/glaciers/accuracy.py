@@ -6,6 +6,7 @@ dask chunk and summed, and a region-wide map is never held in memory at once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import dask
@@ -95,27 +96,41 @@ def accuracy_by_year(
     `truth` and `valid` broadcast against it (a truth without `year` is used for every year).
     All confusion matrices are computed in one dask pass.
     """
+    return accuracy_by_zone(predicted, truth, {"": valid}, sensor=sensor).drop(columns="zone")
+
+
+def accuracy_by_zone(
+    predicted: xr.DataArray,
+    truth: xr.DataArray,
+    zones: Mapping[str, xr.DataArray | None],
+    sensor: str | None = None,
+) -> pd.DataFrame:
+    """`accuracy_by_year` with a ``zone`` column, for each zone's `valid` mask (None: every pixel).
+
+    Every zone's confusion matrices come from one dask pass, so the maps and the truth are read
+    once for all zones, not once per zone.
+    """
     if "year" not in predicted.dims:
         raise ValueError(f"predicted needs a 'year' dim, has {predicted.dims}")
     if "sensor" not in predicted.dims:
         if sensor is None:
             raise ValueError("predicted has no 'sensor' dim; pass sensor='sentinel-2' (or the sensor's name)")
         predicted = predicted.expand_dims(sensor=[sensor])
-    valid = xr.ones_like(predicted, dtype=bool) if valid is None else valid
-    predicted, truth, valid = xr.broadcast(predicted, truth, valid)
     keys, lazy = [], []
-    for s in predicted["sensor"].values:
-        for y in predicted["year"].values:
-            sel = {"sensor": s, "year": y}
-            keys.append((str(s), int(y)))
-            lazy.append(
-                confusion_matrix(*(_as_dask(a.sel(sel)) for a in (predicted, truth, valid)))
-            )
+    for zone, valid in zones.items():
+        valid = xr.ones_like(predicted, dtype=bool) if valid is None else valid
+        p, t, v = xr.broadcast(predicted, truth, valid)
+        for s in p["sensor"].values:
+            for y in p["year"].values:
+                sel = {"sensor": s, "year": y}
+                keys.append((zone, str(s), int(y)))
+                lazy.append(confusion_matrix(*(_as_dask(a.sel(sel)) for a in (p, t, v))))
     counts = dask.compute(*lazy)
     rows = [
-        {"sensor": s, "year": y, **AccuracyMetrics.from_confusion(c).as_dict()} for (s, y), c in zip(keys, counts)
+        {"zone": z, "sensor": s, "year": y, **AccuracyMetrics.from_confusion(c).as_dict()}
+        for (z, s, y), c in zip(keys, counts)
     ]
-    return pd.DataFrame(rows, columns=["sensor", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"])
+    return pd.DataFrame(rows, columns=["zone", "sensor", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"])
 
 
 def _as_dask(array: xr.DataArray) -> da.Array:

@@ -56,7 +56,7 @@ from affine import Affine
 
 from catalog.grid import TargetGrid
 from pipeline.config import Analysis
-from pipeline.glaciers.accuracy import accuracy_by_year, debris_zone
+from pipeline.glaciers.accuracy import accuracy_by_zone, debris_zone
 from pipeline.glaciers.change import PIXEL_PERIMETER_FACTOR
 from pipeline.glaciers.outlines import vectorise_outlines
 from pipeline.glaciers.plausibility import flag_glacier_years, implausible_pairs
@@ -270,9 +270,8 @@ def store_accuracy(
         "all": None,
         "debris": xr.DataArray(debris, dims=("year", "y", "x"), coords={"year": years}).chunk(chunks),
     }
-    rows = [accuracy_by_year(predicted, glacier, valid, sensor=sensor).assign(model=model, zone=zone) for zone, valid in zones.items()]
     cols = ["sensor", "model", "zone", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"]
-    return pd.concat(rows, ignore_index=True)[cols]
+    return accuracy_by_zone(predicted, glacier, zones, sensor=sensor).assign(model=model)[cols]
 
 
 def analyse_store(
