@@ -211,3 +211,12 @@ def test_a_blurred_front_is_a_less_certain_front(layers, plain):
     # a 7 px box blur: the front ramps over 7 px -> width 6 px, 6x the sharp front's term
     np.testing.assert_allclose(a_soft.rate_err_front_m_a.to_numpy(), 6 * a_sharp.rate_err_front_m_a.to_numpy(), rtol=0.05)
     assert (a_soft.rate_err_m_a.to_numpy() > a_sharp.rate_err_m_a.to_numpy()).all()
+
+
+def test_glacier_batches_keep_every_glacier_once_in_order():
+    from pipeline.glaciers.tasks import glacier_batches
+
+    ids = list(range(1, 20))
+    batches = glacier_batches(ids, 8)
+    assert [len(b) for b in batches] == [8, 8, 3] and [i for b in batches for i in b] == ids
+    assert glacier_batches([], 8) == []

@@ -63,9 +63,9 @@ from pipeline.glaciers.plausibility import flag_glacier_years, implausible_pairs
 from pipeline.glaciers.raster_schema import DEFAULT_MAX_UNOBSERVED
 from pipeline.glaciers.region_tables import change_table, region_total
 from pipeline.glaciers.statistics import glacier_statistics, with_area_errors
-from pipeline.glaciers.store_terminus import GLACIERS_PER_TASK, pixel_window, terminus_tables
+from pipeline.glaciers.store_terminus import pixel_window, terminus_tables
 from pipeline.glaciers.tables import conform
-from pipeline.glaciers.tasks import Failures
+from pipeline.glaciers.tasks import Failures, glacier_batches
 from pipeline.glaciers.terminus import glacier_parts
 from pipeline.store import RegionStore
 
@@ -112,15 +112,11 @@ def glacier_inventory(glacier_id: xr.DataArray, grid: TargetGrid, buffer_m: floa
     buffer_px = buffer_m / grid.resolution
     margin = int(np.ceil(buffer_px)) + 3
     ids = glacier_id.data if isinstance(glacier_id.data, da.Array) else np.asarray(glacier_id.data)
-    batch, tasks = [], []
+    windows = []
     for gid, group in outlines.groupby("glacier_id", sort=True):
         rows, cols = pixel_window(grid.transform, glacier_id.shape, tuple(group.total_bounds), margin)
-        batch.append((int(gid), grid.transform * Affine.translation(cols.start, rows.start), ids[rows, cols]))
-        if len(batch) == GLACIERS_PER_TASK:
-            tasks.append(dask.delayed(_inventory_cores, pure=True)(batch, buffer_px))
-            batch = []
-    if batch:
-        tasks.append(dask.delayed(_inventory_cores, pure=True)(batch, buffer_px))
+        windows.append((int(gid), grid.transform * Affine.translation(cols.start, rows.start), ids[rows, cols]))
+    tasks = [dask.delayed(_inventory_cores, pure=True)(batch, buffer_px) for batch in glacier_batches(windows)]
     return {gid: core for done in dask.compute(*tasks) for gid, core in done.items()}
 
 

@@ -25,7 +25,7 @@ from pipeline.glaciers.change import terminus_change_uncertainty_m_a
 from pipeline.glaciers.glacier_change import change_tables
 from pipeline.glaciers.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, touches_edge, typical_glaciers
 from pipeline.glaciers.tables import conform
-from pipeline.glaciers.tasks import Failures
+from pipeline.glaciers.tasks import Failures, glacier_batches
 from pipeline.glaciers.terminus import Dem, ProbabilityMap
 
 
@@ -116,11 +116,6 @@ def _front_sigma_m(term: pd.DataFrame, p: np.ndarray, transform: Affine, years: 
     return sigma
 
 
-GLACIERS_PER_TASK = 8
-"""Glaciers per task of `terminus_tables` and `analysis.glacier_inventory`: enough that a region of thousands is not thousands of
-tiny tasks, few enough that a small region still spreads over the cluster's cores."""
-
-
 def _glacier_batch(batch, px: float, analysis: Analysis, sectors: dict, inventory: dict, sensor: str,
                    threshold: float) -> dict:
     """The entity tasks of a few glaciers (one task of `terminus_tables`, run where the windows are).
@@ -199,9 +194,9 @@ def terminus_tables(
     # holds no region-sized loop (a read per glacier and layer through the scheduler added up to
     # half a minute on the embedded area; the loop in the client was most of the statistics stage).
     tasks = []
-    for start in range(0, len(groups), GLACIERS_PER_TASK):
+    for glaciers in glacier_batches(groups):
         batch = []
-        for gid, g in groups[start : start + GLACIERS_PER_TASK]:
+        for gid, g in glaciers:
             rows, cols = pixel_window(grid.transform, dem.shape, tuple(g.total_bounds), 3)
             years = [int(y) for y in g["year"]]
             batch.append((gid, g, grid.transform * Affine.translation(cols.start, rows.start), dem[rows, cols].data,

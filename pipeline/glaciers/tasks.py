@@ -7,12 +7,14 @@ exception becomes a row of the ``failures`` table (glacier_id, sensor, task, rea
 collector passed as ``failures=``, and the call returns None. The tables then hold every other
 glacier, and the run's summary counts the failures (``pipeline.glaciers.summary``: ``n_failures``).
 KeyboardInterrupt and MemoryError are not caught: they are the run's, not the glacier's.
+Where the work runs on the cluster, glaciers go in batches of ``GLACIERS_PER_TASK`` per Dask task
+(`glacier_batches`).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -20,6 +22,17 @@ import pandas as pd
 from pipeline.glaciers.tables import TABLE_COLUMNS
 
 T = TypeVar("T")
+
+
+GLACIERS_PER_TASK = 8
+"""Glaciers per Dask task where per-glacier work runs on the workers (terminus, inventory outlines):
+enough that a region of thousands is not thousands of tiny tasks, few enough that a small region
+still spreads over the cluster's cores."""
+
+
+def glacier_batches(items: Sequence[T], size: int = GLACIERS_PER_TASK) -> list[Sequence[T]]:
+    """`items` (one per glacier, in order) cut into consecutive batches of `size`, one per task."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 class Failures(list):
