@@ -24,6 +24,7 @@ from pipeline.training.world import (
     fold_temperature,
     glacier_area_bias,
     train_on_world,
+    unfold_temperature,
     world_recipe,
     world_sample,
 )
@@ -64,6 +65,9 @@ def test_folded_temperature_divides_the_logits():
         fold_temperature(model, 2.5, shift=0.4)
         after = model(x)
     torch.testing.assert_close(after, (before + 0.4) / 2.5, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        unfold_temperature(model, 2.5, shift=0.4)
+        torch.testing.assert_close(model(x), before, rtol=1e-5, atol=1e-5)
 
 
 def test_area_bias_per_glacier_by_hand():
@@ -145,3 +149,30 @@ def test_area_bias_leaves_out_slivers_below_the_minimum_mapping_unit():
     valid = np.ones_like(label)
     assert glacier_area_bias(np.zeros_like(label), label, valid, min_px=4) == [-1.0]
     assert glacier_area_bias(np.zeros_like(label), label, valid) == [-1.0, -1.0]
+
+
+def test_fine_tuning_keeps_the_weights_recipe_and_starts_from_their_raw_logits(tmp_path):
+    """A fine-tune starts from the network the loss trained (calibration undone) and feeds it the
+    weights' own input recipe, not one refitted on the new scenes."""
+    from pipeline.model.weights import load_model
+    from pipeline.training.world import starting_network
+
+    config = TrainingConfig(architecture="unet", base=4, crop_size=64, variants=1, focal_alpha=0.5,
+                            max_epochs=1, test_fraction=0.0, loss_threshold=0.0)
+    first = train_on_world("landsat", tmp_path / "first", n_train=2, n_valid=1, n_test=1, size=64, config=config)
+    shipped, card = load_model(first.weights)
+    start, recipe, line = starting_network(first.weights, config, world_recipe("landsat"))
+    assert recipe == card.recipe and card.weights_sha256[:12] in line
+    scene = world_sample(TEST_SEEDS, "landsat", 64, "procedural")
+    x = torch.from_numpy(recipe.build_inputs(scene.reflectance, scene.terrain)[0])[None]
+    t, shift = card.metrics["calibration_temperature"], card.metrics["calibration_shift"]
+    with torch.no_grad():
+        torch.testing.assert_close((start.eval()(x) + shift) / t, shipped(x), rtol=1e-4, atol=1e-4)
+
+    tuned = train_on_world("landsat", tmp_path / "tuned", n_train=3, n_valid=1, n_test=1, size=64, config=config,
+                           init_weights=first.weights)
+    tuned_card = load_model(tuned.weights)[1]
+    assert tuned_card.recipe == card.recipe and "fine-tuned from" in tuned_card.training_data
+    with pytest.raises(ValueError, match="holds unet base 4"):
+        train_on_world("landsat", tmp_path / "wrong", n_train=1, n_valid=1, n_test=1, size=64,
+                       config=config.model_copy(update={"base": 8}), init_weights=first.weights)

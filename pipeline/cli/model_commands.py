@@ -91,6 +91,8 @@ def train_world(
     size: Annotated[int, typer.Option(help="scene side in sensor pixels")] = 256,
     base: Annotated[int, typer.Option(help="first-level width")] = 16,
     epochs: Annotated[int, typer.Option(help="epochs")] = 10,
+    learning_rate: Annotated[float, typer.Option(help="Adam's first learning rate (decays by 0.9 per epoch)")] = 1e-3,
+    init_weights: Annotated[Optional[Path], typer.Option(help="fine-tune these weights (same architecture and base) instead of starting from random")] = None,
     seed: Annotated[int, typer.Option(help="training seed")] = 0,
     terrain: Annotated[str, typer.Option(help="terrain channels, comma-separated (slope, relative_elevation), or 'none'")] = "slope,relative_elevation",
     resume: Annotated[bool, typer.Option("--resume", help="load networks whose last checkpoint is already in --out")] = False,
@@ -100,14 +102,14 @@ def train_world(
     """Train on the Earth-like training world and score on held-out scenes (other seeds, terrain, glaciers)."""
     require_model()
     from pipeline.training.fit import TrainingConfig
-    from pipeline.training.world import train_on_world
+    from pipeline.training.world import train_on_world, world_recipe
 
     if sensor not in ("sentinel-2", "landsat"):
         fail(f"--sensor {sensor}: use sentinel-2 or landsat")
     try:
         configs = [
             TrainingConfig(architecture=a, base=base, crop_size=128, variants=1, focal_alpha=0.5, max_epochs=epochs,
-                           lr_decay=0.9, test_fraction=0.0, loss_threshold=0.0, seed=seed)
+                           lr_decay=0.9, test_fraction=0.0, loss_threshold=0.0, seed=seed, learning_rate=learning_rate)
             for a in (architecture, *(compare or ()))
         ]
     except ValueError as err:
@@ -121,8 +123,16 @@ def train_world(
     channels = () if terrain.strip() in ("", "none") else tuple(t.strip() for t in terrain.split(","))
     if "elevation" in channels:
         fail("--terrain elevation: absolute elevation ties the network to the training elevations; use relative_elevation")
+    if init_weights is not None:
+        from pipeline.model.weights import WeightsError
+        from pipeline.training.world import starting_network
+
+        try:
+            starting_network(init_weights, configs[0], world_recipe(sensor, channels))
+        except (OSError, WeightsError, ValueError) as err:
+            fail(f"--init-weights {init_weights}: {err}")
     result = train_on_world(sensor, out / sensor, n_train=scenes, n_valid=valid_scenes, n_test=test_scenes, size=size, config=configs[0], compare=configs[1:],
-                            terrain=channels, resume=resume, area=area, console=console)
+                            terrain=channels, resume=resume, area=area, init_weights=init_weights, console=console)
     table = Table(title=f"Accuracy on held-out world scenes ({sensor})")
     for column in ("model", "zone", "PA", "UA", "F1", "IoU"):
         table.add_column(column)

@@ -179,8 +179,12 @@ def train(
     valid: Sequence[np.ndarray] | None = None,
     training_data: str = "",
     show_progress: bool = True,
+    init: SegmentationUNet | None = None,
 ) -> TrainingResult:
     """Train on normalised (channel, y, x) samples (from `recipe.build_inputs`) with 0/1 labels.
+
+    `init`: a network of `config`'s architecture and width to start from (fine-tuning) instead
+    of the seeded random initialisation.
 
     Writes `epoch_NNN.safetensors` + card and `training_log.{csv,json}` (train loss, lr, test
     metrics per epoch) to `out_dir` after every epoch, so an interrupted run leaves usable output.
@@ -194,7 +198,11 @@ def train(
     train_crops, test_crops = split_crops(cut_crops(images, labels, valid, config.crop_size), config.test_fraction, config.seed)
 
     torch.manual_seed(config.seed)
-    model = ARCHITECTURES[config.architecture](in_channels, config.base).to(device)
+    model = ARCHITECTURES[config.architecture](in_channels, config.base) if init is None else init
+    if (model.architecture, model.base, model.in_channels) != (config.architecture, config.base, in_channels):
+        raise ValueError(f"the starting network is {model.architecture} base {model.base} with {model.in_channels} channels; "
+                         f"this training is {config.architecture} base {config.base} with {in_channels}")
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     train_loader = DataLoader(

@@ -170,6 +170,35 @@ def fold_temperature(model: SegmentationUNet, temperature: float, shift: float =
         model.head.bias.div_(temperature)
 
 
+def unfold_temperature(model: SegmentationUNet, temperature: float, shift: float = 0.0) -> None:
+    """Undo `fold_temperature`: back to the raw logits the network was trained to give, so
+    fine-tuning starts from what the loss saw, not from sharpened, shifted ones."""
+    with torch.no_grad():
+        model.head.weight.mul_(temperature)
+        model.head.bias.mul_(temperature).sub_(shift)
+
+
+def starting_network(path: str | Path, config: TrainingConfig, recipe: InputRecipe) -> tuple[SegmentationUNet, InputRecipe, str]:
+    """(network with its calibration undone, its input recipe, a line for the card) of shipped or
+    trained weights to fine-tune.
+
+    The recipe (channels and their normalisation) must stay the weights' own: statistics refitted
+    on the new scenes would feed the first layer inputs it was not trained on.
+    """
+    model, card = load_model(path)
+    if (card.architecture, card.base) != (config.architecture, config.base):
+        raise ValueError(f"{path} holds {card.architecture} base {card.base}; this training is "
+                         f"{config.architecture} base {config.base}: pass --architecture {card.architecture} --base {card.base}")
+    if card.recipe.channel_names != recipe.channel_names:
+        raise ValueError(f"{path} takes channels {list(card.recipe.channel_names)}, this training "
+                         f"{list(recipe.channel_names)}: pass the weights' terrain channels")
+    unfold_temperature(model, card.metrics.get("calibration_temperature", 1.0), card.metrics.get("calibration_shift", 0.0))
+    spent = card.metrics.get("calibration_train_seconds")
+    line = (f"fine-tuned from {Path(path).name} (sha256 {card.weights_sha256[:12]}"
+            + (f", {spent / 60:.0f} min of training" if spent else "") + f"; {card.training_data})")
+    return model.train(), card.recipe, line
+
+
 def _zones(sample: WorldSample, valid: np.ndarray) -> dict[str, np.ndarray]:
     grow = np.ones((3, 3), bool)
     return {
@@ -247,6 +276,7 @@ def train_on_world(
     terrain: Sequence[str] = WORLD_TERRAIN,
     resume: bool = False,
     area=None,
+    init_weights: str | Path | None = None,
     console: Console | None = None,
 ) -> WorldTrainingRun:
     """Draw the splits, train `config`'s network (and each of `compare`), calibrate on validation,
@@ -256,6 +286,8 @@ def train_on_world(
     `area`: a config of the embedded synthetic area, whose years except `training.test_years` are
     mixed into training (at most half as many samples as world scenes); the card's domain is then
     "mixed". Validation, calibration and the test table stay on the world.
+    `init_weights`: weights of `config`'s architecture to fine-tune (their recipe and calibration
+    are taken and undone, see `starting_network`) instead of training from scratch.
     """
     console = console or Console()
     config = config or TrainingConfig(architecture="dunet-deep", base=16, crop_size=128, variants=2, focal_alpha=0.5,
@@ -263,6 +295,9 @@ def train_on_world(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    init, origin = None, ""
+    if init_weights is not None:  # before the scenes are drawn: wrong weights fail at once
+        init, recipe, origin = starting_network(init_weights, config, world_recipe(sensor, terrain))
     console.print(f"world scenes ({sensor}, {size} px): {n_train} training, {n_valid} validation, {n_test} test ...")
     train_set = draw_split(sensor, TRAIN_SEEDS, n_train, size, "any")
     valid_set = draw_split(sensor, VALID_SEEDS, n_valid, size, "procedural")
@@ -272,7 +307,8 @@ def train_on_world(
         mixed = area_samples(area, sensor, area_years, size, max(1, n_train // 2))
         console.print(f"  + {len(mixed)} samples of {area.region.name} ({area_years[0]}-{area_years[-1]})")
         train_set = train_set + mixed
-    recipe = fit_normalisation(world_recipe(sensor, terrain), ((s.reflectance, s.terrain) for s in train_set))
+    if init is None:
+        recipe = fit_normalisation(world_recipe(sensor, terrain), ((s.reflectance, s.terrain) for s in train_set))
     built = [recipe.build_inputs(s.reflectance, s.terrain) for s in train_set]
     labels = [s.label.astype(np.float32) for s in train_set]
     resolution = train_set[0].params["resolution_m"]
@@ -282,6 +318,7 @@ def train_on_world(
         + (f" + {len(train_set) - n_train} samples of the embedded area {area.region.name} ({area_years[0]}-{area_years[-1]}, truth labels)"
            if area is not None else "")
         + f"; calibrated on {n_valid} (seeds {VALID_SEEDS}+), scored on {n_test} held-out procedural scenes (seeds {TEST_SEEDS}+)"
+        + (f"; {origin}" if origin else "")
     )
     predictors: dict[str, Predictor] = {}
     calibration: dict[str, float] = {}
@@ -297,7 +334,8 @@ def train_on_world(
             console.print(f"  resumed from {last}")
         else:
             model = train([i for i, _ in built], labels, recipe, cfg, out_dir / cfg.architecture,
-                          valid=[v for _, v in built], training_data=described).model
+                          valid=[v for _, v in built], training_data=described,
+                          init=init if cfg is config else None).model
         pairs = [model_logits(model, recipe, s) for s in valid_set]
         z = np.concatenate([lz[v] for (lz, v) in pairs])
         y = np.concatenate([s.label[v] for (_, v), s in zip(pairs, valid_set)])
