@@ -215,22 +215,6 @@ def test_front_lines_leave_out_lines_that_leave_through_the_side_margins():
     assert terminus_change_main_axis(pos, 0, 1, lines=lines).retreat_m == pytest.approx(60.0)
 
 
-def test_front_lines_anchor_at_the_axis_not_at_a_lobe_beside_the_tongue():
-    # 9 lines 30 m apart, the main axis on line 4: the tongue's front (lines 2-5) moved 60 m; a
-    # lobe mapped beside it (lines 7-8: snow or dead ice joined to the glacier) reaches 60 m further
-    # down and shrank by 200 m. The front is the tongue's, not the lobe's down-glacier-most line.
-    offsets = 30.0 * (np.arange(9) - 4)
-    pos = pd.DataFrame({"year": np.repeat([0, 1], 9), "line": np.tile(np.arange(9), 2), "offset_m": np.tile(offsets, 2),
-                        "position_m": [700, 1000, 1000, 1000, 1000, 1000, 1030, 1060, 1060,
-                                       700, 940, 940, 940, 940, 940, 920, 860, 860]})
-    lines = front_lines(pos, [0, 1])
-    assert lines.tolist() == [2, 3, 4, 5]  # line 1 has the side margin beside it, line 6 the lobe's flank
-    assert terminus_change_main_axis(pos, 0, 1, lines=lines).retreat_m == pytest.approx(60.0)
-    # where the axis line leaves through a side margin, the down-glacier-most line anchors as before
-    steep_axis = pos.assign(offset_m=pos.offset_m + 90.0)  # the axis now on line 1, beside the side margin
-    assert front_lines(steep_axis, [0, 1]).tolist() == [8]  # the lobe's; line 7 is steep in year 1 (920 beside 860)
-
-
 def test_front_lines_follow_a_rounded_front_up_to_30_degrees():
     # a semicircular front of radius 200 m: the outline faces down-glacier within 30° of the axis
     # where |v| <= 200 sin 30° = 100 m; lines every 20 m

@@ -36,9 +36,7 @@ both years do not move at all: the mean over every line across the tongue read 1
 synthetic glaciers (-1.44 m/a against the generator's rates; the box over the whole tongue
 -1.72 m/a). `front_lines` keeps, per pair of outlines, only the lines that cut both *fronts*:
 where the outline faces within ``FRONT_MAX_ANGLE_DEG`` (30°) of down-glacier, in one run around
-the main axis (around the reference front's tip where the axis line leaves through a side
-margin): a lobe mapped beside the tongue that reaches further down (Landsat glacier 18: one line
-on such a lobe read +16 m/a) is not the front. The main-axis method summarises those lines (mean, or ``statistic=
+the reference front's tip. The main-axis method summarises those lines (mean, or ``statistic=
 "median"``) and the box is as wide as they are (`TongueFrame.strip`); on the 31 synthetic
 glaciers' true outlines 2016-2022 both then read -0.45 m/a, all within ±2.36 m/a. 30° was
 measured against 45° (-0.66 m/a) and 20-25° (no better, fewer lines).
@@ -384,11 +382,8 @@ def front_lines(positions: pd.DataFrame, years, max_angle_deg: float = FRONT_MAX
     A line cuts the front of an outline when the outline faces down-glacier there: its terminus
     position changes by at most tan(``max_angle_deg``) per metre across the axis (|d position /
     d offset| <= 0.58 at 30°, central differences between neighbouring lines). The front is the
-    unbroken run of such lines around the main axis (the line nearest it, where that line cuts
-    the reference outline's front), else around the reference outline's down-glacier-most line
-    (that line itself always, even on a pointed tongue). Anchored at the axis, a lobe mapped
-    beside the tongue (snow or dead ice joined to the glacier) that reaches further down does not
-    become the front. Of that run, the lines that cut the front of every other
+    unbroken run of such lines around the reference outline's down-glacier-most line (that line
+    itself always, even on a pointed tongue); of it, the lines that cut the front of every other
     outline too, again as one unbroken run (the one holding the tip, else the widest). Lines that
     leave an outline through a side margin (nearly parallel to the axis: 3-10 m along per m
     across) or that miss an outline are left out, so a tongue that retreats from a broad front
@@ -402,14 +397,9 @@ def front_lines(positions: pd.DataFrame, years, max_angle_deg: float = FRONT_MAX
     at = year == years[0]
     if not at.any():
         return np.empty(0, dtype=int)
+    ties = np.sort(line[at][pos[at] >= pos[at].max() - 1e-6])
+    tip = int(ties[(ties.size - 1) // 2])  # a flat front's middle line
     ref_lines, steep = _steep(line[at], off[at], pos[at], limit)
-    ref_off = off[at][np.argsort(line[at], kind="stable")]
-    on_axis = int(np.argmin(np.abs(ref_off)))
-    if not steep[on_axis]:  # the axis cuts the front: anchor there, not at a lobe beside the tongue
-        tip = int(ref_lines[on_axis])
-    else:
-        ties = np.sort(line[at][pos[at] >= pos[at].max() - 1e-6])
-        tip = int(ties[(ties.size - 1) // 2])  # a flat front's middle line
     flat = np.array(sorted(set(ref_lines[~steep].tolist()) | {tip}), dtype=int)
     keep = set(_run_around(flat, tip).tolist())
     for other in years[1:]:
