@@ -102,7 +102,7 @@ def train_world(
     """Train on the Earth-like training world and score on held-out scenes (other seeds, terrain, glaciers)."""
     require_model()
     from pipeline.training.fit import TrainingConfig
-    from pipeline.training.world import train_on_world, world_recipe
+    from pipeline.training.world import train_on_world
 
     if sensor not in ("sentinel-2", "landsat"):
         fail(f"--sensor {sensor}: use sentinel-2 or landsat")
@@ -123,16 +123,16 @@ def train_world(
     channels = () if terrain.strip() in ("", "none") else tuple(t.strip() for t in terrain.split(","))
     if "elevation" in channels:
         fail("--terrain elevation: absolute elevation ties the network to the training elevations; use relative_elevation")
-    if init_weights is not None:
-        from pipeline.model.weights import WeightsError
-        from pipeline.training.world import starting_network
+    if init_weights is not None and not init_weights.is_file():
+        fail(f"--init-weights {init_weights}: no such file")
+    from pipeline.model.weights import WeightsError
 
-        try:
-            starting_network(init_weights, configs[0], world_recipe(sensor, channels))
-        except (OSError, WeightsError, ValueError) as err:
-            fail(f"--init-weights {init_weights}: {err}")
-    result = train_on_world(sensor, out / sensor, n_train=scenes, n_valid=valid_scenes, n_test=test_scenes, size=size, config=configs[0], compare=configs[1:],
-                            terrain=channels, resume=resume, area=area, init_weights=init_weights, console=console)
+    try:  # weights that cannot start this training are refused before any scene is drawn
+        result = train_on_world(sensor, out / sensor, n_train=scenes, n_valid=valid_scenes, n_test=test_scenes, size=size,
+                                config=configs[0], compare=configs[1:], terrain=channels, resume=resume, area=area,
+                                init_weights=init_weights, console=console)
+    except WeightsError as err:
+        fail(f"{'--init-weights' if init_weights else '--resume'}: {err}")
     table = Table(title=f"Accuracy on held-out world scenes ({sensor})")
     for column in ("model", "zone", "PA", "UA", "F1", "IoU"):
         table.add_column(column)

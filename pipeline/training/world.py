@@ -34,7 +34,7 @@ from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
 from pipeline.model.dunet import SegmentationUNet
 from pipeline.model.inputs import InputRecipe, fit_normalisation
 from pipeline.model.predictor import Predictor, TorchPredictor
-from pipeline.model.weights import TrainingDomain, load_model, save_weights
+from pipeline.model.weights import TrainingDomain, WeightsError, load_model, save_weights
 from pipeline.training.fit import TrainingConfig, train
 
 TRAIN_SEEDS, VALID_SEEDS, TEST_SEEDS = 0, 100_000, 200_000
@@ -180,17 +180,17 @@ def unfold_temperature(model: SegmentationUNet, temperature: float, shift: float
 
 def starting_network(path: str | Path, config: TrainingConfig, recipe: InputRecipe) -> tuple[SegmentationUNet, InputRecipe, str]:
     """(network with its calibration undone, its input recipe, a line for the card) of shipped or
-    trained weights to fine-tune.
+    trained weights to fine-tune; `WeightsError` when they are not of `config`'s network or recipe.
 
     The recipe (channels and their normalisation) must stay the weights' own: statistics refitted
     on the new scenes would feed the first layer inputs it was not trained on.
     """
     model, card = load_model(path)
     if (card.architecture, card.base) != (config.architecture, config.base):
-        raise ValueError(f"{path} holds {card.architecture} base {card.base}; this training is "
+        raise WeightsError(f"{path} holds {card.architecture} base {card.base}; this training is "
                          f"{config.architecture} base {config.base}: pass --architecture {card.architecture} --base {card.base}")
     if card.recipe.channel_names != recipe.channel_names:
-        raise ValueError(f"{path} takes channels {list(card.recipe.channel_names)}, this training "
+        raise WeightsError(f"{path} takes channels {list(card.recipe.channel_names)}, this training "
                          f"{list(recipe.channel_names)}: pass the weights' terrain channels")
     unfold_temperature(model, card.metrics.get("calibration_temperature", 1.0), card.metrics.get("calibration_shift", 0.0))
     spent = card.metrics.get("calibration_train_seconds")
@@ -292,12 +292,12 @@ def train_on_world(
     console = console or Console()
     config = config or TrainingConfig(architecture="dunet-deep", base=16, crop_size=128, variants=2, focal_alpha=0.5,
                                       max_epochs=12, lr_decay=0.9, test_fraction=0.0, loss_threshold=0.0)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     init, origin = None, ""
-    if init_weights is not None:  # before the scenes are drawn: wrong weights fail at once
+    if init_weights is not None:  # before anything is drawn or written: wrong weights fail at once
         init, recipe, origin = starting_network(init_weights, config, world_recipe(sensor, terrain))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     console.print(f"world scenes ({sensor}, {size} px): {n_train} training, {n_valid} validation, {n_test} test ...")
     train_set = draw_split(sensor, TRAIN_SEEDS, n_train, size, "any")
     valid_set = draw_split(sensor, VALID_SEEDS, n_valid, size, "procedural")
