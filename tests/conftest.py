@@ -127,7 +127,12 @@ def run_client():
     from distributed import Client, LocalCluster
 
     # Not the default client: later tests that compute without a client must not land on it.
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
+    # No memory limit: an in-process worker's "process memory" is the whole pytest session's, and
+    # above 80 % of the limit Dask pauses the worker for good (a hang, not an error); the limit is
+    # the machine's memory or a cgroup value, which on CI may be far below it (distributed takes
+    # even cgroup v2's memory.low as a limit).
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, memory_limit=0,
+                      dashboard_address=":0") as cluster:
         client = Client(cluster, set_as_default=False)
         try:
             yield client
