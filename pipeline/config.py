@@ -147,6 +147,11 @@ class Analysis(StrictModel):
     threshold: int = Field(128, ge=1, le=255, description="probability (0-255) at or above which a pixel is glacier")
     glacier_buffer_m: float = Field(100.0, ge=0, description="inventory outlines grown by this much, so growth is not clipped")
     band_m: float = Field(100.0, gt=0, description="elevation band width (m)")
+    snow_keeps_inventory: bool = Field(
+        True, description="a pixel inside the inventory outline, at or above the glacier's mean elevation there, that the "
+        "year's composite shows as snow (NDSI > 0.4) is glacier even where the network says not: under snow the "
+        "accumulation area's boundary cannot be seen and keeps the inventory's (pipeline.glaciers.accumulation)",
+    )
     terminus_spacing_m: float = Field(30.0, gt=0, description="spacing of the lines parallel to the main axis")
     terminus_error: Literal["as_printed", "variant"] = Field(
         "variant", description="as_printed: sqrt((a/2)^2+(b/2)^2)/Y; variant: sqrt(a^2+b^2)/Y (the paper's +-2.36 m/a)"

@@ -290,7 +290,7 @@ def run_study(
                 from pipeline.outputs.glacier_masks import write_glacier_masks
                 from pipeline.outputs.publish import publish_catalog
 
-                masks = write_glacier_masks(url, out / "masks", threshold=cfg.analysis.threshold)
+                masks = write_glacier_masks(url, out / "masks", analysis=cfg.analysis)
                 publish_catalog(
                     out / "stac",
                     store_url=url,

@@ -48,10 +48,10 @@ def test_shipped_weights_load_without_unpickling_and_match_their_card(sensor):
 @pytest.mark.slow
 def test_sentinel2_areas_and_retreat_match_the_generators_numbers(default_run, study_area):
     """Against what the generator set (truth/outlines.parquet, truth/glaciers.parquet), not the
-    pipeline's own truth rows: the region total within +-2 % in all years but one and within +-3 %
-    in every year (issue 16 asks +-2 % every year: the network under-maps 2018 by 2.9 %, 0.2 km2 of
-    it on glaciers 20 and 23, whose upper parts show snow in all six looks of that year: the lowest
-    summer snowline of the seven years and an early autumn snowfall; docs/composite.md), >= 90 % of
+    pipeline's own truth rows: the region total within +-2 % in every year (-0.3 to -0.8 % measured;
+    2018 was -2.9 % before snow-covered accumulation areas kept the inventory's extent,
+    pipeline.glaciers.accumulation: the network left 0.3 km2 of snowy upper glacier unmapped in the
+    year of an early autumn snowfall; docs/composite.md), >= 90 % of
     glacier-years inside their stated 95 % interval, the mean retreat error within +-0.5 m/a and
     >= 90 % of glaciers within +-2.36 m/a (Landsat: see below); Landsat's totals within +-2 % every year (-6.5 to -10 %
     before the Landsat network was retrained on twice the world, 2018 -2.55 % before the composite
@@ -72,7 +72,7 @@ def test_sentinel2_areas_and_retreat_match_the_generators_numbers(default_run, s
         t = true.reindex(mapped.index)
         totals = mapped.area_km2.groupby("year").sum() / t.groupby("year").sum() - 1
         bias[sensor] = totals.abs()
-    assert (bias["sentinel-2"] <= 0.03).all() and (bias["sentinel-2"] > 0.02).sum() <= 1, bias["sentinel-2"]
+    assert (bias["sentinel-2"] <= 0.02).all(), bias["sentinel-2"]
     assert (bias["landsat"] <= 0.02).all(), bias["landsat"]
     s2 = areas.loc["sentinel-2"]
     inside = (s2.area_km2 - true.reindex(s2.index)).abs() <= 1.96 * s2.area_err_km2
@@ -87,11 +87,13 @@ def test_sentinel2_areas_and_retreat_match_the_generators_numbers(default_run, s
         100 * bias["sentinel-2"].max() * np.sign(check[("sentinel-2", "region total bias, worst year (%)")]))
     assert (error.abs() <= 2.36).mean() >= 0.90, error.sort_values()
     # Landsat's 30 m fronts at sub-pixel positions (terminus.subpixel_positions), the weights
-    # fine-tuned on 384 world scenes (2026-12-02): measured -0.15 m/a and 90 % within +-2.36 m/a, but
-    # glacier 18 reads +16.4 m/a (its front lines follow a lobe mapped beside the tongue); the other
-    # 29 glaciers average -0.72, and the true outlines read -0.48 through the same lines (the
-    # method's share). The earlier weights read -0.50 and 90 %. One glacier's slack in each bound.
-    error = overall.query("sensor == 'landsat'").rate_m_a - rates
+    # fine-tuned on 384 world scenes: measured -0.70 m/a and 93 % within +-2.36 m/a over the 29
+    # glaciers with a front in 2016 and 2022; the true outlines read -0.48 through the same lines
+    # (the method's share). Glacier 18's Landsat front follows a lobe mapped beside the tongue: one
+    # line, +16.4 m/a, until the accumulation rule grew the mapped outline its main axis comes from;
+    # none now. One glacier's slack.
+    error = (overall.query("sensor == 'landsat'").rate_m_a - rates).dropna()
+    assert len(error) >= 29
     assert abs(error.mean()) <= 0.85 and (error.abs() <= 2.36).mean() >= 0.87, error.sort_values()
     # and the pixels: held-out years, the whole grid (snow patches off the glaciers count against it)
     acc = default_run.tables["accuracy"].query("zone == 'all' and year in @HELD_OUT").groupby("sensor")[["IoU", "OA"]].mean()

@@ -35,6 +35,10 @@ reported (``n_fragments``, ``fragments_km2``), and only the body carries the fro
 are the smooth-outline perimeter of ``pipeline.glaciers.change`` (pi/4 of the pixel staircase), in
 ``areas`` and the outlines alike. Plausibility flags per glacier-year: ``pipeline.glaciers.plausibility``.
 
+The maps are the store's probabilities with snow-covered accumulation areas kept at the
+inventory's extent (``mapped_probability``, `pipeline.glaciers.accumulation`; config
+``analysis.snow_keeps_inventory``); the store keeps the network's own.
+
 This module owns the orchestration (``map_tables``, ``store_accuracy``, ``analyse_store``) and
 the per-glacier inventory outline and fixed aspect; the terminus layer (fronts, their dates and
 errors) is ``pipeline.glaciers.store_terminus``.
@@ -56,6 +60,7 @@ from affine import Affine
 
 from catalog.grid import TargetGrid
 from pipeline.config import Analysis
+from pipeline.glaciers.accumulation import glacier_probability
 from pipeline.glaciers.accuracy import accuracy_by_zone, debris_zone
 from pipeline.glaciers.change import PIXEL_PERIMETER_FACTOR
 from pipeline.glaciers.outlines import vectorise_outlines
@@ -70,7 +75,7 @@ from pipeline.glaciers.terminus import glacier_parts
 from pipeline.store import RegionStore
 
 __all__ = ["TABLES", "TRUTH", "analyse_store",
-           "fixed_aspect", "glacier_inventory", "map_tables", "split_fragments", "store_accuracy", "total_area"]
+           "fixed_aspect", "glacier_inventory", "map_tables", "mapped_probability", "split_fragments", "store_accuracy", "total_area"]
 
 TRUTH = "truth"
 """The pseudo-sensor of the synthetic area's true masks, analysed exactly like a sensor's maps."""
@@ -270,6 +275,15 @@ def store_accuracy(
     return accuracy_by_zone(predicted, glacier, zones, sensor=sensor).assign(model=model)[cols]
 
 
+def mapped_probability(ds: xr.Dataset, analysis: Analysis, resolution_m: float) -> xr.DataArray:
+    """The maps every table, outline and published mask is made from: the store's probability, with
+    snow-covered accumulation areas kept at the inventory's extent unless the config says not
+    (`pipeline.glaciers.accumulation`)."""
+    if not analysis.snow_keeps_inventory:
+        return ds.probability
+    return glacier_probability(ds, analysis.threshold, analysis.glacier_buffer_m, resolution_m)
+
+
 def analyse_store(
     store: RegionStore,
     analysis: Analysis,
@@ -292,14 +306,15 @@ def analyse_store(
     for sensor in sensors:
         ds = store.open_dataset(sensor)
         grid = grids[sensor]
+        probability = mapped_probability(ds, analysis, grid.resolution)
         tables, outlines = map_tables(
-            ds.probability, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=sensor, threshold=analysis.threshold,
+            probability, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=sensor, threshold=analysis.threshold,
             observed=ds.get("observed"), doy=ds.get("doy"), indices=ds.get("indices"),
         )
         if truth_dir is not None:
             truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values], chunks=store.chunk_size)
             model = (models or {}).get(sensor, "model")
-            tables["accuracy"] = store_accuracy(ds.probability, truth, sensor=sensor, model=model, threshold=analysis.threshold)
+            tables["accuracy"] = store_accuracy(probability, truth, sensor=sensor, model=model, threshold=analysis.threshold)
         for name, table in tables.items():
             if name in per_table:
                 per_table[name].append(table)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -19,6 +19,9 @@ import rasterio.shutil
 from catalog.grid import TargetGrid
 from catalog.redact import redact
 from pipeline.store import PROBABILITY, RegionStore
+
+if TYPE_CHECKING:
+    from pipeline.config import Analysis
 
 __all__ = ["MASK_BLOCK", "MASK_NODATA", "PublishError", "mask_path", "mask_threshold", "write_glacier_masks"]
 
@@ -41,30 +44,36 @@ def mask_path(out_dir: str | Path, sensor: str, year: int) -> Path:
     return Path(out_dir) / sensor / f"glacier_mask_{sensor}_{int(year)}.tif"
 
 
-def write_glacier_masks(store_url: str, out_dir: str | Path, threshold: int = 128) -> dict[tuple[str, int], Path]:
+def write_glacier_masks(store_url: str, out_dir: str | Path, threshold: int = 128,
+                        analysis: Analysis | None = None) -> dict[tuple[str, int], Path]:
     """One glacier-mask COG per (sensor, year) of the store, at ``out_dir/SENSOR/glacier_mask_SENSOR_YEAR.tif``.
 
-    Values: 1 where probability >= `threshold` (0-255, as in the statistics), 0 elsewhere, and
+    Values: 1 where probability >= `threshold` (0-255, as in the statistics; with `analysis`, its
+    threshold and the maps the tables are made from, `analysis.mapped_probability`), 0 elsewhere, and
     255 (the declared nodata) over store units the manifest does not list as finished, whose
     pixels are the store's fill and not a result. CRS and transform are the sensor's grid.
     Each year is read lazily, one band of store chunks at a time, into a tiled scratch GeoTIFF
     that GDAL's COG driver then copies (512 px tiles, deflate, mode overviews); the COG replaces
     the previous file only once complete. Returns (sensor, year) -> path.
     """
-    threshold = int(threshold)
+    from pipeline.glaciers.analysis import mapped_probability
+
+    threshold = int(analysis.threshold if analysis is not None else threshold)
     if not 1 <= threshold <= 255:
         raise PublishError(f"threshold {threshold} is outside 1-255: the store holds probability x 255")
     store = RegionStore.open(store_url)
     written: dict[tuple[str, int], Path] = {}
     for sensor in store.sensors():
         grid = store.grids[sensor]
-        probability = store.open_dataset(sensor)[PROBABILITY]
+        ds = store.open_dataset(sensor)
+        probability = ds[PROBABILITY] if analysis is None else mapped_probability(ds, analysis, grid.resolution)
         for index, year in enumerate(int(y) for y in probability["year"].values):
             path = mask_path(out_dir, sensor, year)
             path.parent.mkdir(parents=True, exist_ok=True)
             pending = [store.unit_window(u) for u in store.pending_units(sensor, [year])]
             _write_mask(probability.isel(year=index), pending, grid, threshold, path, store.chunk_size,
-                        tags={"sensor": sensor, "year": year, "store": redact(store.url)})
+                        tags={"sensor": sensor, "year": year, "store": redact(store.url),
+                              "snow_keeps_inventory": bool(analysis is not None and analysis.snow_keeps_inventory)})
             written[(sensor, year)] = path
     return written
 

@@ -1,0 +1,102 @@
+"""Snow-covered accumulation areas keep the inventory's extent: the maps the numbers are made from.
+
+Under snow the upper boundary of a glacier cannot be seen: snow lies on the glacier and on the
+rock around it alike, and a network has only the terrain to tell them apart. Glacier inventories
+therefore take the accumulation area's boundaries (upper margins, ice divides) from an earlier
+inventory where the image shows snow, and map the tongue, whose change is the signal (Paul et al.
+2009, "Recommendations for the compilation of glacier inventory data from digital sources";
+GLIMS/RGI practice). Here, per sensor and year, a pixel is glacier when the network says so
+(probability >= threshold) or when all of these hold:
+
+- it lies inside its glacier's inventory outline: the store's ``glacier_id`` zone less the buffer
+  it was grown by (the pixels deeper than the buffer, as `analysis.glacier_inventory`);
+- it lies at or above the glacier's mean elevation over that outline (Kurowski's ELA proxy: the
+  accumulation area, far above any front, so retreat is never touched);
+- the year's composite shows it as snow or ice (the store's ``indices``: NDSI > 0.4). A pixel the
+  composite never saw has no index bit and is never added.
+
+Such a pixel's stored probability is raised to the threshold, no further: its classification
+uncertainty (`statistics`, min(p, 1 - p)) is then ~0.5 of a pixel, as it should be for a boundary
+taken from the inventory rather than seen. The store keeps the network's own probabilities; the
+tables, outlines and published masks are all made from these maps (`glacier_probability`).
+
+Measured on the embedded area (`glacierwatch run`, against the generator's truth rasters): in
+2018, whose only clear autumn looks follow an early snowfall, the Sentinel-2 network left 0.30 km²
+of snow-covered upper glacier unmapped (region total -2.86 %); the rule adds 0.298 km², 99.7 % of
+it true ice (-0.79 %), and 0.07-0.15 km² in the other years (-0.28 to -0.54 % instead of -0.74
+to -1.59 %). On Landsat's 30 m pixels 70-88 % of the added area is ice (edge pixels partly ice):
+totals -0.85..+0.86 % -> -0.71..+1.08 %.
+"""
+
+from __future__ import annotations
+
+import math
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from pipeline.store.encoding import NDSI_BIT
+from pipeline.store.layout import INDICES_NOT_READ
+
+__all__ = ["accumulation_zone", "glacier_probability", "inventory_core"]
+
+
+def inventory_core(ids: np.ndarray, buffer_px: float) -> np.ndarray:
+    """Pixels of a ``glacier_id`` block deeper than `buffer_px` inside their own glacier's zone.
+
+    The distance is to the nearest pixel whose 4-neighbourhood holds another id (0 included), plus
+    one: the distance to the nearest pixel of another id, as `analysis.glacier_inventory` measures it.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    ids = np.asarray(ids)
+    edge = np.zeros(ids.shape, bool)
+    edge[1:] |= ids[1:] != ids[:-1]
+    edge[:-1] |= ids[:-1] != ids[1:]
+    edge[:, 1:] |= ids[:, 1:] != ids[:, :-1]
+    edge[:, :-1] |= ids[:, :-1] != ids[:, 1:]
+    if not edge.any():
+        return ids > 0  # one zone over the whole block (the overlap gives every block its context)
+    return (ids > 0) & (distance_transform_edt(~edge) + 1 > buffer_px)
+
+
+def accumulation_zone(glacier_id: xr.DataArray, dem: xr.DataArray, buffer_px: float) -> xr.DataArray:
+    """(y, x) bool, lazy: inside the inventory outline and at or above the glacier's mean elevation there.
+
+    The per-glacier mean elevation is one reduction over the region (a bincount, as
+    `analysis.fixed_aspect`), computed here; the zone itself stays lazy, block by block.
+    """
+    gid = da.asarray(glacier_id.data)
+    z = da.asarray(dem.data).rechunk(gid.chunks)
+    depth = math.ceil(buffer_px) + 2
+    core = gid.map_overlap(inventory_core, depth=depth, boundary="none", dtype=bool, buffer_px=buffer_px)
+    ok = core & da.isfinite(z)
+    ids = da.where(ok, gid, 0).ravel().astype(np.int64)
+    n = int(gid.max().compute()) + 1 if gid.size else 1
+    total, count = da.compute(da.bincount(ids, weights=da.where(ok, z, 0.0).ravel(), minlength=n),
+                              da.bincount(ids, minlength=n))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / np.maximum(count, 1), np.inf)
+    mean[0] = np.inf
+
+    def above(ids_block, z_block, core_block):
+        with np.errstate(invalid="ignore"):
+            return core_block & (z_block >= mean[ids_block])
+
+    zone = da.map_blocks(above, gid, z, core, dtype=bool)
+    return xr.DataArray(zone, dims=glacier_id.dims, coords=glacier_id.coords, name="accumulation_zone")
+
+
+def glacier_probability(ds: xr.Dataset, threshold: int, buffer_m: float, resolution_m: float) -> xr.DataArray:
+    """The store's ``probability`` (year, y, x) with snow-covered accumulation pixels raised to
+    `threshold` (module doc); unchanged where the store has no ``indices`` layer."""
+    probability = ds["probability"]
+    if "indices" not in ds:
+        return probability
+    zone = accumulation_zone(ds["glacier_id"], ds["dem"], buffer_m / resolution_m)
+    indices = ds["indices"]
+    snow = (indices != INDICES_NOT_READ) & ((indices & NDSI_BIT) > 0)
+    lift = zone & snow & (probability < threshold)
+    lifted = xr.where(lift, np.uint8(threshold), probability).astype(probability.dtype)
+    return lifted.transpose(*probability.dims).rename("probability")

@@ -1,0 +1,75 @@
+"""Snow-covered accumulation areas keep the inventory's extent (pipeline.glaciers.accumulation), by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from pipeline.config import Analysis
+from pipeline.glaciers.accumulation import accumulation_zone, glacier_probability, inventory_core
+from pipeline.glaciers.analysis import mapped_probability
+from pipeline.store.encoding import NDSI_BIT, RATIO_BIT
+from pipeline.store.layout import INDICES_NOT_READ
+
+N = 40
+
+
+def _area(chunks: int | None = None) -> xr.Dataset:
+    """Glacier 1: zone rows/cols 5-34 (its outline 7-32 grown by 2 px), elevation falling 10 m a row
+    from 5,000 m, so the core's mean elevation (rows 7-32) is that of row 19.5; glacier 2 touches it
+    on the right (cols 35-38). Year 0 is snow everywhere (NDSI bit), the network finds nothing."""
+    gid = np.zeros((N, N), np.int32)
+    gid[5:35, 5:35] = 1
+    gid[5:35, 35:39] = 2
+    dem = np.repeat(5000.0 - 10.0 * np.arange(N, dtype=np.float32)[:, None], N, axis=1)
+    probability = np.zeros((1, N, N), np.uint8)
+    probability[0, 8, 8] = 200  # mapped by the network: stays as it is
+    probability[0, 9, 9] = 100  # below the threshold: raised to it
+    indices = np.full((1, N, N), NDSI_BIT, np.uint8)
+    indices[0, 10, 10] = INDICES_NOT_READ  # never read: never added
+    indices[0, 11, 11] = RATIO_BIT  # red/SWIR only, no NDSI: not snow here
+    ds = xr.Dataset({"probability": (("year", "y", "x"), probability), "indices": (("year", "y", "x"), indices),
+                     "glacier_id": (("y", "x"), gid), "dem": (("y", "x"), dem)}, coords={"year": [2018]})
+    return ds.chunk({"y": chunks, "x": chunks}) if chunks else ds
+
+
+def test_the_inventory_core_is_the_zone_less_its_buffer():
+    ds = _area()
+    core = inventory_core(ds.glacier_id.values, buffer_px=2.0)
+    expected = np.zeros((N, N), bool)
+    expected[7:33, 7:33] = True  # 2 px in from every side of glacier 1's zone, its divide with glacier 2 included
+    assert (core[:, :35] == expected[:, :35]).all()
+    assert not core[:, 35:].any()  # glacier 2's zone is 4 px wide: no pixel is deeper than 2 px on both sides
+
+
+def test_snow_above_the_mean_elevation_inside_the_outline_is_glacier_and_nothing_else():
+    ds = _area()
+    zone = accumulation_zone(ds.glacier_id, ds.dem, buffer_px=2.0).values
+    expected = np.zeros((N, N), bool)
+    expected[7:20, 7:33] = True  # rows 7-19 lie at or above the mean (row 19.5); rows 20-32 below
+    assert (zone == expected).all()
+
+    lifted = glacier_probability(ds, threshold=128, buffer_m=20.0, resolution_m=10.0)
+    assert lifted.dims == ("year", "y", "x") and lifted.dtype == np.uint8
+    p = lifted.values[0]
+    added = expected.copy()
+    added[10, 10] = added[11, 11] = False  # never read; red/SWIR without NDSI
+    assert p[8, 8] == 200  # the network's own map is never lowered or changed
+    added[8, 8] = False
+    assert ((p == 128) == added).all()
+    assert (p[~added & (p != 200)] == ds.probability.values[0][~added & (p != 200)]).all()
+    # the buffer ring, the tongue (below the mean) and glacier 2 stay as the network left them
+    assert (p[5:7] == 0).all() and (p[20:35, 7:33] == 0).all() and (p[:, 35:] == 0).all()
+
+
+def test_chunked_maps_equal_the_whole_grid_and_the_rule_can_be_turned_off():
+    whole = glacier_probability(_area(), threshold=128, buffer_m=20.0, resolution_m=10.0).values
+    chunked = glacier_probability(_area(chunks=9), threshold=128, buffer_m=20.0, resolution_m=10.0)
+    assert chunked.chunks is not None
+    assert (chunked.values == whole).all()
+
+    ds = _area()
+    assert (mapped_probability(ds, Analysis(), 10.0).values == glacier_probability(ds, 128, 100.0, 10.0).values).all()
+    off = mapped_probability(ds, Analysis(snow_keeps_inventory=False), 10.0)
+    assert off.identical(ds.probability) and not (whole == ds.probability.values).all()
+    assert (glacier_probability(ds.drop_vars("indices"), 128, 20.0, 10.0) == ds.probability).all()  # no layer: as stored
