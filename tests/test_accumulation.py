@@ -6,7 +6,7 @@ import numpy as np
 import xarray as xr
 
 from pipeline.config import Analysis
-from pipeline.glaciers.accumulation import accumulation_zone, glacier_probability, inventory_core
+from pipeline.glaciers.accumulation import accumulation_zone, glacier_probability, inventory_core, snow_kept, snow_kept_km2
 from pipeline.glaciers.analysis import mapped_probability
 from pipeline.store.encoding import NDSI_BIT, RATIO_BIT
 from pipeline.store.layout import INDICES_NOT_READ
@@ -73,3 +73,11 @@ def test_chunked_maps_equal_the_whole_grid_and_the_rule_can_be_turned_off():
     off = mapped_probability(ds, Analysis(snow_keeps_inventory=False), 10.0)
     assert off.identical(ds.probability) and not (whole == ds.probability.values).all()
     assert (glacier_probability(ds.drop_vars("indices"), 128, 20.0, 10.0) == ds.probability).all()  # no layer: as stored
+
+
+def test_the_area_the_rule_added_is_reported_per_glacier_year():
+    ds = _area(chunks=9)
+    kept = snow_kept(ds, threshold=128, buffer_m=20.0, resolution_m=10.0)
+    table = snow_kept_km2(kept, ds.glacier_id, pixel_km2=1e-4)
+    # rows 7-19 x cols 7-32 of glacier 1, less the mapped, the unread and the red/SWIR-only pixel
+    assert table.to_dict("records") == [{"glacier_id": 1, "year": 2018, "snow_kept_km2": (13 * 26 - 3) * 1e-4}]

@@ -18,7 +18,14 @@ GLIMS/RGI practice). Here, per sensor and year, a pixel is glacier when the netw
 Such a pixel's stored probability is raised to the threshold, no further: its classification
 uncertainty (`statistics`, min(p, 1 - p)) is then ~0.5 of a pixel, as it should be for a boundary
 taken from the inventory rather than seen. The store keeps the network's own probabilities; the
-tables, outlines and published masks are all made from these maps (`glacier_probability`).
+tables, outlines and published masks are all made from these maps (`glacier_probability`), and
+``areas.snow_kept_km2`` says how much of each glacier-year's area the rule added (`snow_kept_km2`).
+
+Limits: the rule can only be as right as the inventory. Where an old inventory still holds upper
+ice that has since gone, snow lying there in a year's composite is counted as glacier (the rule
+never adds outside the outline, nor below the mean elevation, nor where the composite shows no
+snow); turn it off (``analysis.snow_keeps_inventory: false``) to see the network's maps alone, and
+``snow_kept_km2`` says how much each glacier-year depends on it.
 
 Measured on the embedded area (`glacierwatch run`, against the generator's truth rasters): in
 2018, whose only clear autumn looks follow an early snowfall, the Sentinel-2 network left 0.30 km²
@@ -34,12 +41,13 @@ import math
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from pipeline.store.encoding import NDSI_BIT
 from pipeline.store.layout import INDICES_NOT_READ
 
-__all__ = ["accumulation_zone", "glacier_probability", "inventory_core"]
+__all__ = ["accumulation_zone", "glacier_probability", "inventory_core", "snow_kept", "snow_kept_km2"]
 
 
 def inventory_core(ids: np.ndarray, buffer_px: float) -> np.ndarray:
@@ -88,15 +96,37 @@ def accumulation_zone(glacier_id: xr.DataArray, dem: xr.DataArray, buffer_px: fl
     return xr.DataArray(zone, dims=glacier_id.dims, coords=glacier_id.coords, name="accumulation_zone")
 
 
-def glacier_probability(ds: xr.Dataset, threshold: int, buffer_m: float, resolution_m: float) -> xr.DataArray:
-    """The store's ``probability`` (year, y, x) with snow-covered accumulation pixels raised to
-    `threshold` (module doc); unchanged where the store has no ``indices`` layer."""
-    probability = ds["probability"]
+def snow_kept(ds: xr.Dataset, threshold: int, buffer_m: float, resolution_m: float) -> xr.DataArray | None:
+    """(year, y, x) bool, lazy: the pixels the rule makes glacier (module doc): in the accumulation
+    zone, snow in the year's composite, below `threshold` in the store. None without ``indices``."""
     if "indices" not in ds:
-        return probability
+        return None
     zone = accumulation_zone(ds["glacier_id"], ds["dem"], buffer_m / resolution_m)
     indices = ds["indices"]
     snow = (indices != INDICES_NOT_READ) & ((indices & NDSI_BIT) > 0)
-    lift = zone & snow & (probability < threshold)
-    lifted = xr.where(lift, np.uint8(threshold), probability).astype(probability.dtype)
+    return (zone & snow & (ds["probability"] < threshold)).transpose(*ds["probability"].dims)
+
+
+def glacier_probability(ds: xr.Dataset, threshold: int, buffer_m: float, resolution_m: float,
+                        kept: xr.DataArray | None = None) -> xr.DataArray:
+    """The store's ``probability`` (year, y, x) with the `snow_kept` pixels (given, or found here)
+    raised to `threshold`; unchanged where the store has no ``indices`` layer."""
+    probability = ds["probability"]
+    kept = snow_kept(ds, threshold, buffer_m, resolution_m) if kept is None else kept
+    if kept is None:
+        return probability
+    lifted = xr.where(kept, np.uint8(threshold), probability).astype(probability.dtype)
     return lifted.transpose(*probability.dims).rename("probability")
+
+
+def snow_kept_km2(kept: xr.DataArray, glacier_id: xr.DataArray, pixel_km2: float) -> pd.DataFrame:
+    """Per glacier-year (glacier_id, year, snow_kept_km2): the area the rule added, so that a table
+    says how much of each glacier's area comes from the inventory rather than from the image."""
+    gid = da.asarray(glacier_id.data).astype(np.int64)
+    n = int(gid.max().compute()) + 1 if gid.size else 1
+    years = [int(y) for y in kept["year"].values]
+    counts = da.compute(*[da.bincount(da.where(da.asarray(kept.isel(year=i).data), gid, 0).ravel(), minlength=n)
+                          for i in range(len(years))])
+    rows = [(g, year, float(c[g]) * pixel_km2) for year, c in zip(years, counts, strict=True) for g in np.flatnonzero(c)
+            if g > 0]
+    return pd.DataFrame(rows, columns=["glacier_id", "year", "snow_kept_km2"])

@@ -60,7 +60,7 @@ from affine import Affine
 
 from catalog.grid import TargetGrid
 from pipeline.config import Analysis
-from pipeline.glaciers.accumulation import glacier_probability
+from pipeline.glaciers.accumulation import glacier_probability, snow_kept, snow_kept_km2
 from pipeline.glaciers.accuracy import accuracy_by_zone, debris_zone
 from pipeline.glaciers.change import PIXEL_PERIMETER_FACTOR
 from pipeline.glaciers.outlines import vectorise_outlines
@@ -279,9 +279,24 @@ def mapped_probability(ds: xr.Dataset, analysis: Analysis, resolution_m: float) 
     """The maps every table, outline and published mask is made from: the store's probability, with
     snow-covered accumulation areas kept at the inventory's extent unless the config says not
     (`pipeline.glaciers.accumulation`)."""
+    return _maps(ds, analysis, resolution_m)[0]
+
+
+def _maps(ds: xr.Dataset, analysis: Analysis, resolution_m: float) -> tuple[xr.DataArray, xr.DataArray | None]:
+    """(`mapped_probability`, the pixels the snow rule added or None)."""
     if not analysis.snow_keeps_inventory:
-        return ds.probability
-    return glacier_probability(ds, analysis.threshold, analysis.glacier_buffer_m, resolution_m)
+        return ds.probability, None
+    kept = snow_kept(ds, analysis.threshold, analysis.glacier_buffer_m, resolution_m)
+    return glacier_probability(ds, analysis.threshold, analysis.glacier_buffer_m, resolution_m, kept=kept), kept
+
+
+def _with_snow_kept(areas: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
+    """``areas`` with ``snow_kept_km2`` (0 where the rule added nothing), in the table's schema."""
+    key = ["glacier_id", "year"]
+    merged = areas.drop(columns=["snow_kept_km2"], errors="ignore").merge(
+        kept.astype({k: areas[k].dtype for k in key}), on=key, how="left")
+    merged["snow_kept_km2"] = merged["snow_kept_km2"].fillna(0.0)
+    return conform("areas", merged)
 
 
 def analyse_store(
@@ -306,11 +321,13 @@ def analyse_store(
     for sensor in sensors:
         ds = store.open_dataset(sensor)
         grid = grids[sensor]
-        probability = mapped_probability(ds, analysis, grid.resolution)
+        probability, kept = _maps(ds, analysis, grid.resolution)
         tables, outlines = map_tables(
             probability, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=sensor, threshold=analysis.threshold,
             observed=ds.get("observed"), doy=ds.get("doy"), indices=ds.get("indices"),
         )
+        if kept is not None:
+            tables["areas"] = _with_snow_kept(tables["areas"], snow_kept_km2(kept, ds.glacier_id, grid.resolution ** 2 / 1e6))
         if truth_dir is not None:
             truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values], chunks=store.chunk_size)
             model = (models or {}).get(sensor, "model")
