@@ -152,6 +152,10 @@ class Analysis(StrictModel):
         "year's composite shows as snow (NDSI > 0.4) is glacier even where the network says not: under snow the "
         "accumulation area's boundary cannot be seen and keeps the inventory's (pipeline.glaciers.accumulation)",
     )
+    max_snow_kept: float = Field(
+        0.05, ge=0, le=1, description="a glacier-year more than this share of whose area was kept at the inventory's "
+        "extent under snow (areas.snow_kept_km2) is flagged as snow-covered (areas.flag_snow)",
+    )
     terminus_spacing_m: float = Field(30.0, gt=0, description="spacing of the lines parallel to the main axis")
     terminus_error: Literal["as_printed", "variant"] = Field(
         "variant", description="as_printed: sqrt((a/2)^2+(b/2)^2)/Y; variant: sqrt(a^2+b^2)/Y (the paper's +-2.36 m/a)"

@@ -81,3 +81,17 @@ def test_the_area_the_rule_added_is_reported_per_glacier_year():
     table = snow_kept_km2(kept, ds.glacier_id, pixel_km2=1e-4)
     # rows 7-19 x cols 7-32 of glacier 1, less the mapped, the unread and the red/SWIR-only pixel
     assert table.to_dict("records") == [{"glacier_id": 1, "year": 2018, "snow_kept_km2": (13 * 26 - 3) * 1e-4}]
+
+
+def test_a_year_whose_area_leans_on_the_inventory_under_snow_is_flagged_as_snow():
+    import pandas as pd
+
+    from pipeline.glaciers.plausibility import flag_glacier_years
+
+    # a smooth series (no area jump): only the share kept under snow decides, above 5 % of the area
+    areas = pd.DataFrame({"glacier_id": 1, "year": range(2016, 2022), "area_km2": [1.0, 0.99, 0.98, 0.97, 0.96, 0.95],
+                          "area_err_km2": 0.03, "snow_kept_km2": [0.0, 0.01, 0.2, 0.0, 0.06, 0.0]})
+    flags = flag_glacier_years(areas, pd.DataFrame(), k=3.5, pixel_size_m=10.0, max_snow_kept=0.05)
+    assert flags["flag_snow"].tolist() == [False, False, True, False, True, False]
+    assert not flags["flag_area_jump"].any()
+    assert not flag_glacier_years(areas.drop(columns="snow_kept_km2"), pd.DataFrame(), 3.5, 10.0)["flag_snow"].any()

@@ -207,6 +207,7 @@ def map_tables(
     observed: xr.DataArray | None = None,
     doy: xr.DataArray | None = None,
     indices: xr.DataArray | None = None,
+    snow_kept: pd.DataFrame | None = None,
 ) -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
     """All tables and the outlines of one sensor's yearly maps (0-255 or 0/1 with threshold 1).
 
@@ -214,6 +215,8 @@ def map_tables(
     over `analysis.max_unobserved` are flagged in ``areas``, ``total_area`` and the outlines
     (``unobserved_frac``, ``flag_unobserved``) and left out of change, trends and retreat;
     retreat is dated by `doy`. Without them (the truth) every pixel counts as observed.
+    `snow_kept` (glacier_id, year, snow_kept_km2; `accumulation.snow_kept_km2`) becomes the
+    ``areas`` column of that name and feeds ``flag_snow``.
     """
     limit = analysis.max_unobserved
     tables = glacier_statistics(
@@ -247,7 +250,10 @@ def map_tables(
     probability = mask / 255.0 if threshold > 1 else mask.astype(float)  # 0/1 truth: sharp fronts
     tables |= terminus_tables(outlines, dem, grid, sectors, analysis, doy=doy, inventory=inventory, failures=failures,
                               probability=probability, threshold=threshold / 255.0 if threshold > 1 else 0.5)
-    areas = flag_glacier_years(tables["areas"], tables["terminus"], analysis.flag_sigma, grid.resolution)
+    if snow_kept is not None:
+        tables["areas"] = _with_snow_kept(tables["areas"], snow_kept)
+    areas = flag_glacier_years(tables["areas"], tables["terminus"], analysis.flag_sigma, grid.resolution,
+                               max_snow_kept=analysis.max_snow_kept)
     tables["areas"] = conform("areas", areas)
     if len(tables["retreat"]):
         tables["retreat"]["flag_implausible"] = implausible_pairs(tables["retreat"], areas)
@@ -291,12 +297,12 @@ def _maps(ds: xr.Dataset, analysis: Analysis, resolution_m: float) -> tuple[xr.D
 
 
 def _with_snow_kept(areas: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
-    """``areas`` with ``snow_kept_km2`` (0 where the rule added nothing), in the table's schema."""
+    """``areas`` with ``snow_kept_km2`` (0 where the rule added nothing)."""
     key = ["glacier_id", "year"]
     merged = areas.drop(columns=["snow_kept_km2"], errors="ignore").merge(
         kept.astype({k: areas[k].dtype for k in key}), on=key, how="left")
     merged["snow_kept_km2"] = merged["snow_kept_km2"].fillna(0.0)
-    return conform("areas", merged)
+    return merged
 
 
 def analyse_store(
@@ -322,12 +328,11 @@ def analyse_store(
         ds = store.open_dataset(sensor)
         grid = grids[sensor]
         probability, kept = _maps(ds, analysis, grid.resolution)
+        kept_km2 = snow_kept_km2(kept, ds.glacier_id, grid.resolution ** 2 / 1e6) if kept is not None else None
         tables, outlines = map_tables(
             probability, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=sensor, threshold=analysis.threshold,
-            observed=ds.get("observed"), doy=ds.get("doy"), indices=ds.get("indices"),
+            observed=ds.get("observed"), doy=ds.get("doy"), indices=ds.get("indices"), snow_kept=kept_km2,
         )
-        if kept is not None:
-            tables["areas"] = _with_snow_kept(tables["areas"], snow_kept_km2(kept, ds.glacier_id, grid.resolution ** 2 / 1e6))
         if truth_dir is not None:
             truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values], chunks=store.chunk_size)
             model = (models or {}).get(sensor, "model")

@@ -12,7 +12,9 @@ perfectly smooth series (sigma ~ 0) from flagging pixel noise. Series of fewer t
 
 Flags (``areas``, per glacier-year): ``flag_area_jump`` and ``flag_front_jump``; ``flag_snow``
 where the area jumps *up* (more ice than the series allows: the usual signature of seasonal
-snow left on and around the glacier). Flagged years stay in the tables; ``retreat`` rows with a
+snow left on and around the glacier) or where more than ``max_snow_kept`` of the area is
+snow-covered accumulation area kept at the inventory's extent (``snow_kept_km2``,
+`pipeline.glaciers.accumulation`): a snow-covered year, whose upper boundary was not seen. Flagged years stay in the tables; ``retreat`` rows with a
 flagged year carry ``flag_implausible``, and the report lists them.
 """
 
@@ -65,7 +67,8 @@ def front_series(terminus: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-def flag_glacier_years(areas: pd.DataFrame, terminus: pd.DataFrame, k: float, pixel_size_m: float) -> pd.DataFrame:
+def flag_glacier_years(areas: pd.DataFrame, terminus: pd.DataFrame, k: float, pixel_size_m: float,
+                       max_snow_kept: float = 0.05) -> pd.DataFrame:
     """``areas`` with ``flag_area_jump``, ``flag_front_jump`` and ``flag_snow`` (module doc).
 
     `areas` holds one sensor's glacier-years (glacier_id, year, area_km2, area_err_km2; years
@@ -85,6 +88,8 @@ def flag_glacier_years(areas: pd.DataFrame, terminus: pd.DataFrame, k: float, pi
                                   g["area_err_km2"].to_numpy(float), k)
         out.loc[idx, "flag_area_jump"] = flag
         out.loc[idx, "flag_snow"] = flag & (r > 0)
+    if "snow_kept_km2" in out:
+        out["flag_snow"] |= (out["snow_kept_km2"] > max_snow_kept * out["area_km2"]).to_numpy()
     front = front_series(terminus)
     jumps = []
     for gid, f in front.groupby("glacier_id"):
