@@ -47,14 +47,16 @@ import xarray as xr
 from pipeline.store.encoding import NDSI_BIT
 from pipeline.store.layout import INDICES_NOT_READ
 
-__all__ = ["accumulation_zone", "glacier_probability", "inventory_core", "snow_kept", "snow_kept_km2"]
+__all__ = ["accumulation_zone", "glacier_probability", "inventory_core", "raised_to_threshold", "snow_kept", "snow_kept_km2"]
 
 
 def inventory_core(ids: np.ndarray, buffer_px: float) -> np.ndarray:
     """Pixels of a ``glacier_id`` block deeper than `buffer_px` inside their own glacier's zone.
 
     The distance is to the nearest pixel whose 4-neighbourhood holds another id (0 included), plus
-    one: the distance to the nearest pixel of another id, as `analysis.glacier_inventory` measures it.
+    one: the distance to the nearest pixel of another id (exact along rows and columns, within a
+    pixel on diagonals), one transform for every glacier of the block. The one definition of the
+    inventory outline recovered from the store (`analysis.glacier_inventory` uses it too).
     """
     from scipy.ndimage import distance_transform_edt
 
@@ -84,9 +86,10 @@ def accumulation_zone(glacier_id: xr.DataArray, dem: xr.DataArray, buffer_px: fl
     n = int(gid.max().compute()) + 1 if gid.size else 1
     total, count = da.compute(da.bincount(ids, weights=da.where(ok, z, 0.0).ravel(), minlength=n),
                               da.bincount(ids, minlength=n))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(count > 0, total / np.maximum(count, 1), np.inf)
-    mean[0] = np.inf
+    mean = np.full(n, np.inf)  # no zone: id 0 and glaciers without a core pixel on the DEM
+    has = count > 0
+    has[0] = False
+    mean[has] = total[has] / count[has]
 
     def above(ids_block, z_block, core_block):
         with np.errstate(invalid="ignore"):
@@ -107,16 +110,18 @@ def snow_kept(ds: xr.Dataset, threshold: int, buffer_m: float, resolution_m: flo
     return (zone & snow & (ds["probability"] < threshold)).transpose(*ds["probability"].dims)
 
 
-def glacier_probability(ds: xr.Dataset, threshold: int, buffer_m: float, resolution_m: float,
-                        kept: xr.DataArray | None = None) -> xr.DataArray:
-    """The store's ``probability`` (year, y, x) with the `snow_kept` pixels (given, or found here)
-    raised to `threshold`; unchanged where the store has no ``indices`` layer."""
-    probability = ds["probability"]
-    kept = snow_kept(ds, threshold, buffer_m, resolution_m) if kept is None else kept
+def raised_to_threshold(probability: xr.DataArray, kept: xr.DataArray | None, threshold: int) -> xr.DataArray:
+    """`probability` (year, y, x) with the `kept` pixels raised to `threshold` (none: as it is)."""
     if kept is None:
         return probability
     lifted = xr.where(kept, np.uint8(threshold), probability).astype(probability.dtype)
     return lifted.transpose(*probability.dims).rename("probability")
+
+
+def glacier_probability(ds: xr.Dataset, threshold: int, buffer_m: float, resolution_m: float) -> xr.DataArray:
+    """The store's ``probability`` with the `snow_kept` pixels raised to `threshold`; unchanged
+    where the store has no ``indices`` layer."""
+    return raised_to_threshold(ds["probability"], snow_kept(ds, threshold, buffer_m, resolution_m), threshold)
 
 
 def snow_kept_km2(kept: xr.DataArray, glacier_id: xr.DataArray, pixel_km2: float) -> pd.DataFrame:

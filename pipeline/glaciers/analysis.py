@@ -60,7 +60,7 @@ from affine import Affine
 
 from catalog.grid import TargetGrid
 from pipeline.config import Analysis
-from pipeline.glaciers.accumulation import glacier_probability, snow_kept, snow_kept_km2
+from pipeline.glaciers.accumulation import inventory_core, raised_to_threshold, snow_kept, snow_kept_km2
 from pipeline.glaciers.accuracy import accuracy_by_zone, debris_zone
 from pipeline.glaciers.change import PIXEL_PERIMETER_FACTOR
 from pipeline.glaciers.outlines import vectorise_outlines
@@ -128,12 +128,12 @@ def glacier_inventory(glacier_id: xr.DataArray, grid: TargetGrid, buffer_m: floa
 def _inventory_cores(batch, buffer_px: float) -> dict:
     """`glacier_inventory` for a few glaciers: (glacier_id, window transform, glacier_id window) each."""
     from rasterio.features import shapes
-    from scipy.ndimage import distance_transform_edt
     from shapely.geometry import shape
 
     out = {}
     for gid, transform, window in batch:
-        core = (distance_transform_edt(np.asarray(window) == gid) > buffer_px).astype(np.uint8)
+        window = np.asarray(window)
+        core = (inventory_core(window, buffer_px) & (window == gid)).astype(np.uint8)
         if core.any():
             out[gid] = shapely.union_all([shape(g) for g, v in shapes(core, mask=core > 0, transform=transform)])
     return out
@@ -293,14 +293,13 @@ def _maps(ds: xr.Dataset, analysis: Analysis, resolution_m: float) -> tuple[xr.D
     if not analysis.snow_keeps_inventory:
         return ds.probability, None
     kept = snow_kept(ds, analysis.threshold, analysis.glacier_buffer_m, resolution_m)
-    return glacier_probability(ds, analysis.threshold, analysis.glacier_buffer_m, resolution_m, kept=kept), kept
+    return raised_to_threshold(ds.probability, kept, analysis.threshold), kept
 
 
 def _with_snow_kept(areas: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
     """``areas`` with ``snow_kept_km2`` (0 where the rule added nothing)."""
     key = ["glacier_id", "year"]
-    merged = areas.drop(columns=["snow_kept_km2"], errors="ignore").merge(
-        kept.astype({k: areas[k].dtype for k in key}), on=key, how="left")
+    merged = areas.merge(kept.astype({k: areas[k].dtype for k in key}), on=key, how="left")
     merged["snow_kept_km2"] = merged["snow_kept_km2"].fillna(0.0)
     return merged
 

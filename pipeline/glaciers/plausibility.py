@@ -14,8 +14,9 @@ Flags (``areas``, per glacier-year): ``flag_area_jump`` and ``flag_front_jump``;
 where the area jumps *up* (more ice than the series allows: the usual signature of seasonal
 snow left on and around the glacier) or where more than ``max_snow_kept`` of the area is
 snow-covered accumulation area kept at the inventory's extent (``snow_kept_km2``,
-`pipeline.glaciers.accumulation`): a snow-covered year, whose upper boundary was not seen. Flagged years stay in the tables; ``retreat`` rows with a
-flagged year carry ``flag_implausible``, and the report lists them.
+`pipeline.glaciers.accumulation`): a snow-covered year, whose upper boundary was not seen.
+Flagged years stay in the tables; ``retreat`` rows with a flagged year carry ``flag_implausible``,
+and the report lists them.
 """
 
 from __future__ import annotations

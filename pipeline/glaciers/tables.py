@@ -30,7 +30,6 @@ import pandas as pd
 from pipeline.glaciers.raster_schema import TABLE_COLUMNS as RASTER_COLUMNS
 
 FRAGMENT_COLUMNS = ["n_fragments", "fragments_km2", "dropped_km2"]
-SNOW_KEPT_COLUMN = "snow_kept_km2"
 FLAG_COLUMNS = ["flag_area_jump", "flag_front_jump", "flag_snow"]
 
 
@@ -40,7 +39,7 @@ def _union(*lists: list[str]) -> list[str]:
 
 TABLE_COLUMNS: dict[str, list[str]] = {
     "areas": _union(RASTER_COLUMNS["areas"][:2], ["date"], RASTER_COLUMNS["areas"][2:], ["n_polygons"],
-                    FRAGMENT_COLUMNS, [SNOW_KEPT_COLUMN], FLAG_COLUMNS),
+                    FRAGMENT_COLUMNS, ["snow_kept_km2"], FLAG_COLUMNS),
     "area_by_band": RASTER_COLUMNS["area_by_band"],
     "glacier_area_by_band": _union(RASTER_COLUMNS["glacier_area_by_band"][:2], ["date"],
                                    RASTER_COLUMNS["glacier_area_by_band"][2:]),
