@@ -132,17 +132,21 @@ def test_dem_axis_runs_from_highest_to_lowest_point_and_gives_terminus_elevation
     assert ch.retreat_m == pytest.approx(120.0, abs=1.0)
 
 
-def test_skewed_axis_biases_the_main_axis_method():
-    # On a plain tilted plane the highest pixel is a corner of the head wall, ~7° off the flow:
-    # lines cut the front obliquely and the outer lines exit through the side margin. The
-    # estimate is then biased; this documents why a DEM axis must be checked on real glaciers.
+def plane_dem(angle_deg: float) -> Dem:
+    """10 m DEM of a plane falling 0.2 m/m down-glacier (flow ``angle_deg`` from east)."""
     res = 10.0
     rows, cols = np.mgrid[0:800, 0:800]
     x = X0 - 4000 + (cols + 0.5) * res
     y = Y0 + 4000 - (rows + 0.5) * res
-    a = np.radians(37.0)
-    plane = Dem(4000.0 - 0.2 * ((x - X0) * np.cos(a) + (y - Y0) * np.sin(a)),
-                Affine(res, 0, X0 - 4000, 0, -res, Y0 + 4000))
+    a = np.radians(angle_deg)
+    return Dem(4000.0 - 0.2 * ((x - X0) * np.cos(a) + (y - Y0) * np.sin(a)), Affine(res, 0, X0 - 4000, 0, -res, Y0 + 4000))
+
+
+def test_skewed_axis_biases_the_main_axis_method():
+    # On a plain tilted plane the highest pixel is a corner of the head wall, ~7° off the flow:
+    # lines cut the front obliquely and the outer lines exit through the side margin. The
+    # estimate is then biased; this documents why a DEM axis must be checked on real glaciers.
+    plane = plane_dem(37.0)
     g0 = to_map(valley_glacier(3000), 37.0)
     g1 = to_map(valley_glacier(2880), 37.0)
     axis = main_axis(g0, plane, method="extremes")
@@ -155,13 +159,7 @@ def test_skewed_axis_biases_the_main_axis_method():
 def test_quantile_axis_follows_the_flow_on_a_plane_and_removes_the_bias():
     # Same plane: the centroids of the highest and lowest 20 % of pixels are bands across the
     # head wall and the tongue, centred on the centreline.
-    res = 10.0
-    rows, cols = np.mgrid[0:800, 0:800]
-    x = X0 - 4000 + (cols + 0.5) * res
-    y = Y0 + 4000 - (rows + 0.5) * res
-    a = np.radians(37.0)
-    plane = Dem(4000.0 - 0.2 * ((x - X0) * np.cos(a) + (y - Y0) * np.sin(a)),
-                Affine(res, 0, X0 - 4000, 0, -res, Y0 + 4000))
+    plane = plane_dem(37.0)
     g0 = to_map(valley_glacier(3000), 37.0)
     g1 = to_map(valley_glacier(2880), 37.0)
     axis = main_axis(g0, plane)
@@ -341,3 +339,26 @@ def test_glacier_terminus_measures_a_40_m_retreat_inside_30_m_pixels():
     main = {r["method"]: r["retreat_m"] for r in rows}
     assert {r["method"]: r["retreat_m"] for r in edge_rows}["main_axis"] == pytest.approx(60.0)
     assert main["main_axis"] == pytest.approx(40.0, abs=3.6)  # 0.12 px
+
+
+def test_the_axis_comes_from_the_inventory_so_snow_joined_to_the_head_does_not_turn_it():
+    """Seasonal snow mapped as glacier beside the head (0.48 km², higher than the basin) pulls the
+    mapped outline's highest pixels ~1 km sideways: an axis from that outline runs ~20° off the flow
+    and its lines cut the front obliquely. The inventory outline gives the glacier's own axis."""
+    from pipeline.config import Analysis
+    from pipeline.glaciers.glacier_change import glacier_terminus
+
+    plane = plane_dem(37.0)
+    snow = box(-400, 400, 0, 1600)
+    inventory = to_map(valley_glacier(3000), 37.0)
+    outlines = {pd.Timestamp(f"{year}-08-20"): to_map(valley_glacier(front).union(snow), 37.0)
+                for year, front in ((2016, 3000), (2022, 2880))}
+    assert abs(main_axis(outlines[pd.Timestamp("2016-08-20")], plane).azimuth_deg - 53.0) > 10.0
+    analysis = Analysis()
+    pos, rows = glacier_terminus(3, outlines, plane, pixel_size_m=10.0, analysis=analysis, inventory=inventory)
+    retreat = {r["method"]: r["retreat_m"] for r in rows}
+    assert retreat["main_axis"] == pytest.approx(120.0, abs=1.0)
+    assert retreat["box"] == pytest.approx(120.0, abs=1.0)
+    _, skewed = glacier_terminus(3, outlines, plane, pixel_size_m=10.0, analysis=analysis)
+    # along the mapped outline's axis the lines cross the front obliquely: 120 m / cos(22°)
+    assert {r["method"]: r["retreat_m"] for r in skewed}["main_axis"] == pytest.approx(129.5, abs=2.0)

@@ -3,8 +3,9 @@ task (`pipeline.glaciers.tasks`): the per-glacier task layer that ``stats`` and 
 formulas themselves are `pipeline.glaciers.change`'s.
 
 Terminus (glaciers with two or more dates; `glacier_terminus`, the same code as ``run``):
-fronts from each outline's body (its largest part), main axis from the DEM if given, otherwise
-from the earliest body's shape (``terminus.main_axis``); lines across the earliest body's
+fronts from each outline's body (its largest part), the main axis of the glacier's inventory
+outline (else of the earliest body) from the DEM if given, otherwise from its shape
+(``terminus.main_axis``); lines across the earliest body's
 tongue, and per pair of dates only those that cut both fronts (``terminus.front_lines``).
 Retreat is given for consecutive dates and, with more than two dates, first to last, by the
 main-axis method (``Analysis.terminus_statistic`` over the lines) and the box method (as wide
@@ -72,7 +73,9 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
 
     Fronts come from each outline's body (`terminus.glacier_parts`: the largest part overlapping
     `inventory`, fragments never carry the front); the lines are drawn across the earliest body's
-    tongue along its main axis (from `dem` if given) and, for each pair of dates, only the lines
+    tongue along the main axis of `inventory` (the earliest body without one; from `dem` if given):
+    one axis per glacier, which snow mapped beside the head in one year cannot turn (on the embedded
+    area such snow turned a Landsat axis 24° off the flow). For each pair of dates only the lines
     that cut the front of both outlines count (`terminus.front_lines`), for the main-axis
     ``analysis.terminus_statistic`` and for the box (as wide as those lines). With `probability`
     (date -> `ProbabilityMap`), each line's front moves from the outline's pixel edge to where the
@@ -84,7 +87,8 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
     min_m2 = analysis.min_mapping_unit_km2 * 1e6
     bodies = {d: glacier_parts(outlines[d], inventory, min_m2).body for d in dates}
     reference = bodies[dates[0]]
-    frame = tongue_frame(reference, main_axis(reference, dem), spacing_m=analysis.terminus_spacing_m)
+    flow = inventory if inventory is not None and not inventory.is_empty else reference
+    frame = tongue_frame(reference, main_axis(flow, dem), spacing_m=analysis.terminus_spacing_m)
     pos = terminus_positions(bodies, frame)
     if probability:
         pos = subpixel_positions(pos, frame, probability, threshold)

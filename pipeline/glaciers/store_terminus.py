@@ -166,8 +166,8 @@ def terminus_tables(
     """``terminus``, ``retreat``, ``typical_glaciers``, ``retreat_by_aspect``, ``retreat_by_band`` of one sensor.
 
     Each glacier is an entity task (`glacier_change.glacier_terminus`): the lines across the
-    tongue are drawn on the first year's body, along its main axis (from the DEM window around
-    the glacier), and each pair of years uses only the lines that cut both fronts; retreat for
+    tongue are drawn on the first year's body, along the main axis of the glacier's `inventory`
+    outline (from the DEM window around the glacier), and each pair of years uses only the lines that cut both fronts; retreat for
     consecutive years and first-to-last, by ``analysis.terminus_statistic`` and the box. A glacier
     that fails is a row in `failures`. `sectors`: glacier_id -> fixed aspect sector; `inventory`:
     glacier_id -> inventory outline (picks each year's body).
