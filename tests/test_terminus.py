@@ -355,7 +355,7 @@ def test_the_axis_comes_from_the_inventory_so_snow_joined_to_the_head_does_not_t
                 for year, front in ((2016, 3000), (2022, 2880))}
     assert abs(main_axis(outlines[pd.Timestamp("2016-08-20")], plane).azimuth_deg - 53.0) > 10.0
     analysis = Analysis()
-    pos, rows = glacier_terminus(3, outlines, plane, pixel_size_m=10.0, analysis=analysis, inventory=inventory)
+    _, rows = glacier_terminus(3, outlines, plane, pixel_size_m=10.0, analysis=analysis, inventory=inventory)
     retreat = {r["method"]: r["retreat_m"] for r in rows}
     assert retreat["main_axis"] == pytest.approx(120.0, abs=1.0)
     assert retreat["box"] == pytest.approx(120.0, abs=1.0)
