@@ -163,6 +163,11 @@ class Analysis(StrictModel):
     terminus_statistic: Literal["mean", "median"] = Field(
         "mean", description="main-axis retreat: mean or median over the lines that cut the front in both years"
     )
+    terminus_lines: Literal["centre", "front"] = Field(
+        "centre", description="which of the lines that cut both fronts measure retreat: centre, the line on the main "
+        "axis and its two neighbours (length change along the centreline); front, all of them (the paper's average "
+        "over the whole front, which also reads the tongue's change of shape)",
+    )
     min_mapping_unit_km2: float = Field(
         0.01, ge=0, description="detached parts of a mapped glacier smaller than this are dropped (area and front); "
         "larger ones are kept in the area and reported as fragments, never used as the front"

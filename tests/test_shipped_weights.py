@@ -86,15 +86,15 @@ def test_sentinel2_areas_and_retreat_match_the_generators_numbers(default_run, s
     assert check[("sentinel-2", "region total bias, worst year (%)")] == pytest.approx(
         100 * bias["sentinel-2"].max() * np.sign(check[("sentinel-2", "region total bias, worst year (%)")]))
     assert (error.abs() <= 2.36).mean() >= 0.90, error.sort_values()
-    # Landsat's 30 m fronts at sub-pixel positions (terminus.subpixel_positions), the weights
-    # fine-tuned on 384 world scenes: measured -0.70 m/a and 93 % within +-2.36 m/a over the 29
-    # glaciers with a front in 2016 and 2022; the true outlines read -0.48 through the same lines
-    # (the method's share). Glacier 18's Landsat front follows a lobe mapped beside the tongue: one
-    # line, +16.4 m/a, until the accumulation rule grew the mapped outline its main axis comes from;
-    # none now. One glacier's slack.
+    assert abs(check[("sentinel-2", "retreat box: mean error (m/a)")]) <= 0.5
+    # Landsat's 30 m fronts at sub-pixel positions (terminus.subpixel_positions), measured on the
+    # centre lines: -0.57 m/a and 97 % within +-2.36 m/a over the 29 glaciers with a front in 2016
+    # and 2022 (the whole front's lines: -0.72, 97 %). Glacier 6 alone reads -5.5 m/a: a perennial
+    # snow patch on the rock its tongue uncovers is mapped as ice joined to the front (Sentinel-2
+    # reads +0.2 there). Glaciers 17 and 18: no line cuts both fronts.
     error = (overall.query("sensor == 'landsat'").rate_m_a - rates).dropna()
     assert len(error) >= 29
-    assert abs(error.mean()) <= 0.85 and (error.abs() <= 2.36).mean() >= 0.87, error.sort_values()
+    assert abs(error.mean()) <= 0.7 and (error.abs() <= 2.36).mean() >= 0.90, error.sort_values()
     # and the pixels: held-out years, the whole grid (snow patches off the glaciers count against it)
     acc = default_run.tables["accuracy"].query("zone == 'all' and year in @HELD_OUT").groupby("sensor")[["IoU", "OA"]].mean()
     assert acc.loc["sentinel-2", "IoU"] >= 0.80 and acc.loc["sentinel-2", "OA"] >= 0.97

@@ -10,7 +10,16 @@ from affine import Affine
 from shapely.affinity import rotate, translate
 from shapely.geometry import box
 
-from pipeline.glaciers.terminus import Dem, MainAxis, front_lines, glacier_parts, main_axis, terminus_positions, tongue_frame
+from pipeline.glaciers.terminus import (
+    BODY_GAP_PX,
+    Dem,
+    MainAxis,
+    front_lines,
+    glacier_parts,
+    main_axis,
+    terminus_positions,
+    tongue_frame,
+)
 from pipeline.glaciers.terminus_change import terminus_box, terminus_change_box, terminus_change_main_axis, terminus_elevations
 
 X0, Y0 = 600_000.0, 5_200_000.0  # somewhere in a UTM zone
@@ -258,6 +267,30 @@ def test_glacier_body_is_the_largest_part_on_the_inventory_and_small_fragments_d
     assert glacier_parts(shapely.union_all([body, snow]), None).body.equals(snow)
 
 
+def test_a_tongue_cut_off_by_one_line_of_unmapped_pixels_stays_in_the_body():
+    # 10 m pixels: the tongue's lowest 0.018 km² behind a gap of one pixel (10 m), a block 50 m in
+    # front of it (a fragment), and a 0.002 km² speck 10 m beside the tongue (below the minimum
+    # mapping unit: dropped wherever it lies)
+    body = box(0, 0, 1000, 300)
+    cut = box(1010, 0, 1070, 300)
+    block = box(1120, 50, 1320, 250)
+    speck = box(500, 310, 540, 360)
+    join = BODY_GAP_PX * 10.0
+    parts = glacier_parts(shapely.union_all([body, cut, block, speck]), body, 0.01e6, join)
+    assert parts.main.equals(body) and [p.equals(cut) for p in parts.joined] == [True]
+    assert parts.body.area == pytest.approx(body.area + cut.area)
+    assert [p.area for p in parts.fragments] == [40_000.0] and [p.area for p in parts.dropped] == [2000.0]
+    assert parts.kept.area == pytest.approx(body.area + cut.area + block.area)
+    # a diagonal gap of one pixel (14.1 m) joins, two pixels (20 m) do not; joins chain
+    diagonal = box(1010, 310, 1110, 410)
+    chained = box(1120, 310, 1220, 410)
+    parts = glacier_parts(shapely.union_all([body, diagonal, chained]), body, 0.0, join)
+    assert len(parts.joined) == 2
+    apart = glacier_parts(shapely.union_all([body, box(1020, 0, 1120, 300)]), body, 0.0, join)
+    assert apart.joined == [] and len(apart.fragments) == 1
+    assert glacier_parts(shapely.union_all([body, cut]), body, 0.0).joined == []  # no gap given: nothing joins
+
+
 def mixed_pixel_map(geom, bounds, px: float = 30.0, sub: int = 30):
     """Each pixel's ice fraction (0-1) on a north-up `px` grid over `bounds`: `geom` rasterised at
     px / sub and averaged, as a 30 m sensor sees a front that does not follow its pixel edges."""
@@ -362,3 +395,45 @@ def test_the_axis_comes_from_the_inventory_so_snow_joined_to_the_head_does_not_t
     _, skewed = glacier_terminus(3, outlines, plane, pixel_size_m=10.0, analysis=analysis)
     # along the mapped outline's axis the lines cross the front obliquely: 120 m / cos(22°)
     assert {r["method"]: r["retreat_m"] for r in skewed}["main_axis"] == pytest.approx(129.5, abs=2.0)
+
+
+def test_retreat_on_the_centre_lines_is_the_centreline_length_change_the_whole_front_reads_the_shape_change():
+    """A rounded tongue (semi-ellipse, 150 m half-width, 135 m tip) that narrows down-glacier (5 m of
+    half-width per 10 m) retreats 100 m: its shoulders retreat into the wider tongue and move less
+    than its tip. The centre lines read the length change; the whole front's average reads low."""
+    from pipeline.config import Analysis
+    from pipeline.glaciers.glacier_change import glacier_terminus
+
+    def tongue(front: float):
+        s = np.linspace(front - 135.0, front, 200)
+        hw = (150.0 + 0.5 * (3000.0 - s)) * np.sqrt(1.0 - ((s - front + 135.0) / 135.0) ** 2)
+        cap = shapely.Polygon(np.r_[np.c_[s, hw], np.c_[s[::-1], -hw[::-1]]])
+        body = shapely.Polygon([(0, -600), (1000, -600), (1000, -300), (front - 135.0, -150.0 - 0.5 * (3000.0 - front + 135.0)),
+                                (front - 135.0, 150.0 + 0.5 * (3000.0 - front + 135.0)), (1000, 300), (1000, 600), (0, 600)])
+        return to_map(body.union(cap).buffer(0), 37.0)
+
+    plane = plane_dem(37.0)
+    outlines = {pd.Timestamp("2016-08-20"): tongue(3000.0), pd.Timestamp("2022-08-20"): tongue(2900.0)}
+    inventory = tongue(3010.0)
+    _, rows = glacier_terminus(4, outlines, plane, pixel_size_m=10.0, analysis=Analysis(), inventory=inventory)
+    centre = {r["method"]: r for r in rows}
+    assert centre["main_axis"]["n_lines"] == 3
+    assert centre["main_axis"]["retreat_m"] == pytest.approx(100.0, abs=2.0)
+    assert centre["box"]["retreat_m"] == pytest.approx(100.0, abs=2.0)
+    _, rows = glacier_terminus(4, outlines, plane, pixel_size_m=10.0, analysis=Analysis(terminus_lines="front"), inventory=inventory)
+    front = {r["method"]: r for r in rows}
+    assert front["main_axis"]["n_lines"] > 3
+    assert front["main_axis"]["retreat_m"] < centre["main_axis"]["retreat_m"] - 3.0  # the shoulders moved less
+
+
+def test_the_centre_lines_are_the_axis_line_and_its_neighbours_among_the_front_lines():
+    from pipeline.glaciers.terminus import axis_line, central_lines
+
+    axis = MainAxis.from_points((X0, Y0 + 40), (X0 + 3000, Y0 + 40))  # 40 m left of the tongue's middle
+    frame = tongue_frame(box(X0, Y0 - 150, X0 + 3000, Y0 + 150), axis, spacing_m=30.0)  # 10 lines, -175 .. 95 m
+    assert frame.offsets_m[axis_line(frame)] == pytest.approx(5.0)
+    lines = np.arange(2, 9)
+    assert central_lines(lines, 4).tolist() == [3, 4, 5]
+    assert central_lines(lines, 1).tolist() == [2]
+    assert central_lines(lines, 0).tolist() == lines.tolist()  # no front line near it: all of them
+    assert central_lines(lines, None).tolist() == lines.tolist()

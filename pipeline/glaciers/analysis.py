@@ -71,7 +71,7 @@ from pipeline.glaciers.statistics import glacier_statistics, with_area_errors
 from pipeline.glaciers.store_terminus import pixel_window, terminus_tables
 from pipeline.glaciers.tables import conform
 from pipeline.glaciers.tasks import Failures, glacier_batches
-from pipeline.glaciers.terminus import glacier_parts
+from pipeline.glaciers.terminus import BODY_GAP_PX, glacier_parts
 from pipeline.store import RegionStore
 
 __all__ = ["TABLES", "TRUTH", "analyse_store",
@@ -139,13 +139,16 @@ def _inventory_cores(batch, buffer_px: float) -> dict:
     return out
 
 
-def split_fragments(outlines: gpd.GeoDataFrame, inventory: dict, min_area_km2: float) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
-    """Outlines without their detached parts below `min_area_km2` (`terminus.glacier_parts`) and,
+def split_fragments(outlines: gpd.GeoDataFrame, inventory: dict, min_area_km2: float,
+                    pixel_size_m: float) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """Outlines without their detached parts below `min_area_km2` (`terminus.glacier_parts`; parts
+    within `terminus.BODY_GAP_PX` pixels of the body are the body, never fragments) and,
     per glacier-year, ``n_fragments``, ``fragments_km2`` (kept), ``dropped_km2`` and the dropped
     parts' staircase length ``dropped_perimeter_km``."""
     rows, geoms = [], []
     for row in outlines.itertuples():
-        parts = glacier_parts(row.geometry, inventory.get(int(row.glacier_id)), min_area_km2 * 1e6)
+        parts = glacier_parts(row.geometry, inventory.get(int(row.glacier_id)), min_area_km2 * 1e6,
+                              BODY_GAP_PX * pixel_size_m)
         geoms.append(parts.kept if parts.dropped else row.geometry)
         rows.append({"glacier_id": row.glacier_id, "year": row.year, "n_fragments": len(parts.fragments),
                      "fragments_km2": sum(p.area for p in parts.fragments) / 1e6,
@@ -226,7 +229,7 @@ def map_tables(
     )
     outlines = vectorise_outlines(mask, glacier_id, grid.transform, grid.crs, sensor=sensor, threshold=threshold)
     inventory = glacier_inventory(glacier_id, grid, analysis.glacier_buffer_m, outlines)
-    outlines, fragments = split_fragments(outlines, inventory, analysis.min_mapping_unit_km2)
+    outlines, fragments = split_fragments(outlines, inventory, analysis.min_mapping_unit_km2, grid.resolution)
     areas = tables["areas"].merge(fragments.astype({"glacier_id": tables["areas"]["glacier_id"].dtype,
                                                     "year": tables["areas"]["year"].dtype}),
                                   on=["glacier_id", "year"], how="left")

@@ -6,7 +6,8 @@ Terminus (glaciers with two or more dates; `glacier_terminus`, the same code as 
 fronts from each outline's body (its largest part), the main axis of the glacier's inventory
 outline (else of the earliest body) from the DEM if given, otherwise from its shape
 (``terminus.main_axis``); lines across the earliest body's
-tongue, and per pair of dates only those that cut both fronts (``terminus.front_lines``).
+tongue, and per pair of dates only those that cut both fronts (``terminus.front_lines``), by
+default only the three at the centre of the front (``Analysis.terminus_lines``).
 Retreat is given for consecutive dates and, with more than two dates, first to last, by the
 main-axis method (``Analysis.terminus_statistic`` over the lines) and the box method (as wide
 as those lines); uncertainty ``Analysis.terminus_error``. Positive retreat = the front moved
@@ -24,8 +25,11 @@ from pipeline.glaciers.outline_inputs import year_of
 from pipeline.glaciers.tables import TABLE_COLUMNS, conform
 from pipeline.glaciers.tasks import Failures, entity_task
 from pipeline.glaciers.terminus import (
+    BODY_GAP_PX,
     Dem,
     ProbabilityMap,
+    axis_line,
+    central_lines,
     front_lines,
     glacier_parts,
     main_axis,
@@ -76,8 +80,9 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
     tongue along the main axis of `inventory` (the earliest body without one; from `dem` if given):
     one axis per glacier, which snow mapped beside the head in one year cannot turn (on the embedded
     area such snow turned a Landsat axis 24° off the flow). For each pair of dates only the lines
-    that cut the front of both outlines count (`terminus.front_lines`), for the main-axis
-    ``analysis.terminus_statistic`` and for the box (as wide as those lines). With `probability`
+    that cut the front of both outlines count (`terminus.front_lines`); with ``analysis.terminus_lines``
+    "centre" only those next to the main axis (`terminus.axis_line`, `terminus.central_lines`). They give the main-axis ``analysis.terminus_statistic`` and
+    the box (as wide as those lines). With `probability`
     (date -> `ProbabilityMap`), each line's front moves from the outline's pixel edge to where the
     probability falls through `threshold` (`terminus.subpixel_positions`). Raises ValueError
     when the terminus cannot be measured (no DEM pixel, a flat DEM, no tongue): as an entity task
@@ -85,14 +90,16 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
     """
     dates = sorted(outlines)
     min_m2 = analysis.min_mapping_unit_km2 * 1e6
-    bodies = {d: glacier_parts(outlines[d], inventory, min_m2).body for d in dates}
-    reference = bodies[dates[0]]
+    parts = {d: glacier_parts(outlines[d], inventory, min_m2, BODY_GAP_PX * pixel_size_m) for d in dates}
+    bodies = {d: p.body for d, p in parts.items()}
+    reference = parts[dates[0]].main  # one connected tongue to draw the lines across
     flow = inventory if inventory is not None and not inventory.is_empty else reference
     frame = tongue_frame(reference, main_axis(flow, dem), spacing_m=analysis.terminus_spacing_m)
     pos = terminus_positions(bodies, frame)
     if probability:
         pos = subpixel_positions(pos, frame, probability, threshold)
     pos = terminus_elevations(pos, dem) if dem is not None else pos.assign(elevation_m=np.nan)
+    centre = axis_line(frame) if analysis.terminus_lines == "centre" else None
     used: set[int] = set()
     rows = []
     for i0, i1, period in _pairs(len(dates)):
@@ -100,7 +107,7 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
         years = _years_between(d0, d1)
         if years <= 0:
             continue
-        lines = front_lines(pos, [d0, d1])
+        lines = central_lines(front_lines(pos, [d0, d1]), centre)
         used |= set(lines.tolist())
         err = float(terminus_change_uncertainty_m_a(pixel_size_m, pixel_size_m, years, analysis.terminus_error))
         main = terminus_change_main_axis(pos, d0, d1, analysis.terminus_statistic, lines)

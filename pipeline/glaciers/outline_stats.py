@@ -53,7 +53,7 @@ from pipeline.glaciers.plausibility import flag_glacier_years, implausible_pairs
 from pipeline.glaciers.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, typical_glaciers
 from pipeline.glaciers.tables import TABLE_COLUMNS, conform
 from pipeline.glaciers.tasks import Failures
-from pipeline.glaciers.terminus import Dem, glacier_parts
+from pipeline.glaciers.terminus import BODY_GAP_PX, Dem, glacier_parts
 
 __all__ = ["outline_statistics", "write_tables"]
 
@@ -147,7 +147,7 @@ def outline_statistics(
         raise ValueError(f"pixel_size_m and band_m must be positive, got {pixel_size_m}, {band_m}")
     analysis = analysis if analysis is not None else Analysis(min_mapping_unit_km2=0.0)
     glaciers = read_outlines(outlines_path, id_field, date_field)
-    glaciers, fragments = _without_small_fragments(glaciers, analysis.min_mapping_unit_km2)
+    glaciers, fragments = _without_small_fragments(glaciers, analysis.min_mapping_unit_km2, pixel_size_m)
     areas = pd.concat([_areas_table(glaciers, pixel_size_m), fragments], axis=1)
     dem = None
     if dem_path is not None:
@@ -174,13 +174,15 @@ def outline_statistics(
     return tables
 
 
-def _without_small_fragments(glaciers: gpd.GeoDataFrame, min_area_km2: float) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
-    """`glaciers` without detached parts below `min_area_km2` (`terminus.glacier_parts`), and per
+def _without_small_fragments(glaciers: gpd.GeoDataFrame, min_area_km2: float,
+                             pixel_size_m: float) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """`glaciers` without detached parts below `min_area_km2` (`terminus.glacier_parts`, parts within
+    `terminus.BODY_GAP_PX` pixels of the body joined to it, as in ``run``), and per
     row ``n_fragments``, ``fragments_km2`` (parts kept besides the body) and ``dropped_km2``."""
     rows, geoms = [], []
     area_m2, perimeter_m = glaciers["area_m2"].to_numpy(float).copy(), glaciers["perimeter_m"].to_numpy(float).copy()
     for i, geom in enumerate(glaciers.geometry):
-        parts = glacier_parts(geom, None, min_area_km2 * 1e6)
+        parts = glacier_parts(geom, None, min_area_km2 * 1e6, BODY_GAP_PX * pixel_size_m)
         dropped = sum(p.area for p in parts.dropped)
         if dropped:  # map areas of the dropped parts scaled to the row's ellipsoidal area and length
             area_m2[i] *= 1.0 - dropped / geom.area
