@@ -49,6 +49,11 @@ def test_totals_intervals_and_retreat_against_the_generator(truth_dir):
     box_within = check.loc["retreat box: glaciers within +-2.36 m/a (%)"]
     assert box_within.value == pytest.approx(50.0) and box_within.detail == "outside: 1: +3.0"  # the consecutive 99 is not overall
     assert check.loc["retreat box: mean error (m/a)"].value == pytest.approx(1.5)
+    assert main.detail == "2 of 2 glaciers"
+    # a glacier whose fronts no line cuts in both years (NaN) is named, not counted
+    unmeasured = retreat.assign(rate_m_a=[9.0, float("nan"), 13.0, 5.0, 99.0])
+    main = generator_check(areas, unmeasured, truth_dir, CRS, bounds).set_index("check").loc["retreat main_axis: mean error (m/a)"]
+    assert main.value == pytest.approx(-1.0) and main.detail == "1 of 2 glaciers; unmeasured: 2"
 
 
 def test_a_one_year_run_checks_its_areas_and_has_no_retreat_to_check(truth_dir):
