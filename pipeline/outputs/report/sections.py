@@ -28,8 +28,9 @@ FLAG_NAMES = {"flag_area_jump": "area jump", "flag_front_jump": "front jump", "f
 PROVENANCE_TABLES = ("weights", "scenes", "skipped_scenes", "config_yaml")  # shown in their own tables
 RETREAT_FIGURES = (  # table, PNG name, figure function, missing text, caption
     ("retreat", "retreat_per_glacier", "retreat_per_glacier_figure", "no main-axis retreat per glacier",
-     "Terminus retreat rate per glacier, first to last year, main-axis method (positive: the front "
-     "moved up-glacier); error bars: pixel-geometry uncertainty; colour: the glacier's aspect sector."),
+     "Terminus retreat rate per glacier, first to last year, main-axis method: the mean over the lines "
+     "parallel to the main axis that cut both fronts, by default the three at the centre of the front "
+     "(config analysis.terminus_lines); positive: the front moved up-glacier; error bars: pixel-geometry uncertainty; colour: the glacier's aspect sector."),
     ("retreat_by_aspect", "retreat_by_aspect", "retreat_by_aspect_figure", "no retreat by aspect",
      "Mean retreat rate of the typical glaciers per aspect sector, first to last year; n: glaciers per sector."),
     ("retreat_by_band", "retreat_by_band", "retreat_by_band_figure", "no retreat by terminus elevation band",
