@@ -52,3 +52,37 @@ def test_accuracy_table_per_sensor_and_year():
     assert list(table.columns) == ["sensor", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"]
     assert table["year"].tolist() == [2016, 2017] and (table["sensor"] == "sentinel-2").all()
     assert table["OA"].tolist() == [1.0, 0.0] and table["n_pixels"].tolist() == [1200, 1200]
+
+
+def test_the_runs_accuracy_table_scores_the_baselines_beside_the_network():
+    """2 years of a 4 x 5 grid: the truth's glacier is columns 0-1 in 2020 and column 0 in 2021 (its
+    debris: row 3). The network maps the truth; NDSI everything left of column 3, except one pixel
+    no scene saw (255 sets every bit: never glacier); red/SWIR column 0 only; persistence: 2020's
+    outline in 2021, and nothing in 2020 (no year before)."""
+    from pipeline.glaciers.analysis import store_accuracy
+    from pipeline.store.layout import INDICES_NOT_READ
+
+    years = [2020, 2021]
+    glacier = np.zeros((2, 4, 5))
+    glacier[0, :, :2] = 1.0
+    glacier[1, :, :1] = 1.0
+    debris = np.zeros_like(glacier)
+    debris[:, 3, 0] = 1.0
+    truth = xr.Dataset({"glacier_fraction": (("year", "y", "x"), glacier), "debris_fraction": (("year", "y", "x"), debris)},
+                       coords={"year": years})
+    probability = xr.DataArray((glacier * 255).astype(np.uint8), dims=("year", "y", "x"), coords={"year": years}).chunk(
+        {"year": 1, "y": 2, "x": 5})
+    indices = np.zeros((2, 4, 5), np.uint8)
+    indices[:, :, :3] |= 1  # NDSI
+    indices[:, :, :1] |= 2  # red/SWIR
+    indices[:, 0, 0] = INDICES_NOT_READ
+    indices = xr.DataArray(indices, dims=("year", "y", "x"), coords={"year": years})
+    table = store_accuracy(probability, truth, sensor="landsat", model="dunet", threshold=128, indices=indices)
+    acc = table[table.zone == "all"].set_index(["model", "year"])
+    assert set(acc.index) == {(m, y) for m in ("dunet", "ndsi", "band_ratio") for y in years} | {("persistence", 2021)}
+    assert (acc.loc["dunet", "IoU"] == 1.0).all()
+    # NDSI 2020: TP 7 (8 glacier, one unread), FP 4 (column 2) -> IoU 7 / 12; 2021: TP 3, FP 8 -> 3 / 12
+    assert acc.loc[("ndsi", 2020), "IoU"] == pytest.approx(7 / 12) and acc.loc[("ndsi", 2021), "IoU"] == pytest.approx(3 / 12)
+    assert acc.loc[("band_ratio", 2020), "PA"] == pytest.approx(3 / 8) and acc.loc[("band_ratio", 2021), "IoU"] == pytest.approx(3 / 4)
+    assert acc.loc[("persistence", 2021), "UA"] == pytest.approx(4 / 8) and acc.loc[("persistence", 2021), "PA"] == 1.0
+    assert set(table.zone) == {"all", "debris"}

@@ -96,9 +96,22 @@ def test_sentinel2_areas_and_retreat_match_the_generators_numbers(default_run, s
     assert len(error) >= 29
     assert abs(error.mean()) <= 0.7 and (error.abs() <= 2.36).mean() >= 0.90, error.sort_values()
     # and the pixels: held-out years, the whole grid (snow patches off the glaciers count against it)
-    acc = default_run.tables["accuracy"].query("zone == 'all' and year in @HELD_OUT").groupby("sensor")[["IoU", "OA"]].mean()
+    from pipeline.glaciers.summary import BASELINE_MODELS
+
+    table = default_run.tables["accuracy"].query("year in @HELD_OUT")
+    table = table.assign(model=table.model.where(table.model.isin(BASELINE_MODELS), "network"))
+    iou = table.groupby(["sensor", "zone", "model"]).IoU.mean()
+    acc = table[table.model == "network"].query("zone == 'all'").groupby("sensor")[["IoU", "OA"]].mean()
     assert acc.loc["sentinel-2", "IoU"] >= 0.80 and acc.loc["sentinel-2", "OA"] >= 0.97
     assert np.isfinite(acc.loc["landsat", "IoU"])
+    # beside the baselines of the same composites: on debris-covered termini the network is >= 10 IoU
+    # points above red/SWIR > 2 and NDSI > 0.4 (measured: S2 0.88 vs 0.24, Landsat 0.86 vs 0.46).
+    # Persistence (last year's true outline) scores 0.98-0.99 here: the embedded area changes little
+    # from one year to the next, which is why models are judged on held-out world scenes (#15).
+    for sensor in ("sentinel-2", "landsat"):
+        for baseline in ("band_ratio", "ndsi"):
+            assert iou[(sensor, "debris", "network")] >= iou[(sensor, "debris", baseline)] + 0.10, iou
+        assert iou[(sensor, "all", "persistence")] > 0.95
 
 
 @pytest.mark.slow

@@ -110,27 +110,45 @@ def accuracy_by_zone(
     Every zone's confusion matrices come from one dask pass, so the maps and the truth are read
     once for all zones, not once per zone.
     """
-    if "year" not in predicted.dims:
-        raise ValueError(f"predicted needs a 'year' dim, has {predicted.dims}")
-    if "sensor" not in predicted.dims:
-        if sensor is None:
-            raise ValueError("predicted has no 'sensor' dim; pass sensor='sentinel-2' (or the sensor's name)")
-        predicted = predicted.expand_dims(sensor=[sensor])
+    return accuracy_by_model({"": predicted}, truth, zones, sensor=sensor).drop(columns="model")
+
+
+def accuracy_by_model(
+    maps: Mapping[str, xr.DataArray],
+    truth: xr.DataArray,
+    zones: Mapping[str, xr.DataArray | None],
+    sensor: str | None = None,
+) -> pd.DataFrame:
+    """`accuracy_by_zone` of several maps (model name -> boolean map; each scored for the years it
+    has) with a ``model`` column: every model's, zone's and year's confusion matrix in one dask pass,
+    so the truth is read once for all of them."""
     keys, lazy = [], []
-    for zone, valid in zones.items():
-        valid = xr.ones_like(predicted, dtype=bool) if valid is None else valid
-        p, t, v = xr.broadcast(predicted, truth, valid)
-        for s in p["sensor"].values:
-            for y in p["year"].values:
-                sel = {"sensor": s, "year": y}
-                keys.append((zone, str(s), int(y)))
-                lazy.append(confusion_matrix(*(_as_dask(a.sel(sel)) for a in (p, t, v))))
+    for model, predicted in maps.items():
+        if "year" not in predicted.dims:
+            raise ValueError(f"predicted needs a 'year' dim, has {predicted.dims}")
+        if "sensor" not in predicted.dims:
+            if sensor is None:
+                raise ValueError("predicted has no 'sensor' dim; pass sensor='sentinel-2' (or the sensor's name)")
+            predicted = predicted.expand_dims(sensor=[sensor])
+        for zone, valid in zones.items():
+            valid = xr.ones_like(predicted, dtype=bool) if valid is None else valid
+            p, t, v = xr.broadcast(predicted, *(_years_of(a, predicted) for a in (truth, valid)))
+            for s in p["sensor"].values:
+                for y in p["year"].values:
+                    sel = {"sensor": s, "year": y}
+                    keys.append((model, zone, str(s), int(y)))
+                    lazy.append(confusion_matrix(*(_as_dask(a.sel(sel)) for a in (p, t, v))))
     counts = dask.compute(*lazy)
     rows = [
-        {"zone": z, "sensor": s, "year": y, **AccuracyMetrics.from_confusion(c).as_dict()}
-        for (z, s, y), c in zip(keys, counts)
+        {"model": m, "zone": z, "sensor": s, "year": y, **AccuracyMetrics.from_confusion(c).as_dict()}
+        for (m, z, s, y), c in zip(keys, counts)
     ]
-    return pd.DataFrame(rows, columns=["zone", "sensor", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"])
+    return pd.DataFrame(rows, columns=["model", "zone", "sensor", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"])
+
+
+def _years_of(array: xr.DataArray, predicted: xr.DataArray) -> xr.DataArray:
+    """`array` at `predicted`'s years (as it is when it has no year dim)."""
+    return array.sel(year=predicted["year"]) if "year" in array.dims else array
 
 
 def _as_dask(array: xr.DataArray) -> da.Array:

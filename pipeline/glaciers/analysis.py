@@ -61,7 +61,7 @@ from affine import Affine
 from catalog.grid import TargetGrid
 from pipeline.config import Analysis
 from pipeline.glaciers.accumulation import inventory_core, raised_to_threshold, snow_kept, snow_kept_km2
-from pipeline.glaciers.accuracy import accuracy_by_zone, debris_zone
+from pipeline.glaciers.accuracy import accuracy_by_model, debris_zone
 from pipeline.glaciers.change import PIXEL_PERIMETER_FACTOR
 from pipeline.glaciers.outlines import vectorise_outlines
 from pipeline.glaciers.plausibility import flag_glacier_years, implausible_pairs
@@ -73,6 +73,8 @@ from pipeline.glaciers.tables import conform
 from pipeline.glaciers.tasks import Failures, glacier_batches
 from pipeline.glaciers.terminus import BODY_GAP_PX, glacier_parts
 from pipeline.store import RegionStore
+from pipeline.store.encoding import NDSI_BIT, RATIO_BIT
+from pipeline.store.layout import INDICES_NOT_READ
 
 __all__ = ["TABLES", "TRUTH", "analyse_store",
            "fixed_aspect", "glacier_inventory", "map_tables", "mapped_probability", "split_fragments", "store_accuracy", "total_area"]
@@ -266,14 +268,25 @@ def map_tables(
 
 
 def store_accuracy(
-    probability: xr.DataArray, truth: xr.Dataset, *, sensor: str, model: str, threshold: int
+    probability: xr.DataArray, truth: xr.Dataset, *, sensor: str, model: str, threshold: int,
+    indices: xr.DataArray | None = None,
 ) -> pd.DataFrame:
-    """Accuracy of the stored maps against the truth: zone ``all`` (every pixel) and ``debris``."""
+    """Accuracy of the stored maps against the truth: zone ``all`` (every pixel) and ``debris``; beside
+    the network (`model`), the baselines every glacier map should beat: NDSI > 0.4 and red/SWIR > 2
+    (``ndsi``, ``band_ratio``: the store's `indices` of the same composite; a pixel no scene saw is
+    not glacier) and ``persistence`` (the previous year's true outline reused, from the second year)."""
     years = [int(y) for y in probability["year"].values]
     chunks = {"year": 1, "y": probability.chunks[1][0] if probability.chunks else -1, "x": probability.chunks[2][0] if probability.chunks else -1}
-    predicted = (probability >= threshold).drop_vars(["y", "x"], errors="ignore")
+    maps = {model: (probability >= threshold).drop_vars(["y", "x"], errors="ignore")}
+    if indices is not None:
+        read = indices != INDICES_NOT_READ
+        for name, bit in (("ndsi", NDSI_BIT), ("band_ratio", RATIO_BIT)):
+            maps[name] = (read & ((indices & bit) > 0)).drop_vars(["y", "x"], errors="ignore").sel(year=years)
+    earlier = [y for y in years if y - 1 in years]
     truth = truth.drop_vars(["y", "x"], errors="ignore").sel(year=years)
     glacier = (truth.glacier_fraction >= 0.5).chunk(chunks)
+    if earlier:
+        maps["persistence"] = glacier.sel(year=[y - 1 for y in earlier]).assign_coords(year=earlier)
     # the debris zone grows the debris by a halo: a whole year's plane per task, then the store's chunks
     debris = da.asarray(truth.debris_fraction.data).rechunk((1, -1, -1)).map_blocks(debris_zone, dtype=bool)
     zones = {
@@ -281,7 +294,7 @@ def store_accuracy(
         "debris": xr.DataArray(debris, dims=("year", "y", "x"), coords={"year": years}).chunk(chunks),
     }
     cols = ["sensor", "model", "zone", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"]
-    return accuracy_by_zone(predicted, glacier, zones, sensor=sensor).assign(model=model)[cols]
+    return accuracy_by_model(maps, glacier, zones, sensor=sensor)[cols]
 
 
 def mapped_probability(ds: xr.Dataset, analysis: Analysis, resolution_m: float) -> xr.DataArray:
@@ -338,7 +351,8 @@ def analyse_store(
         if truth_dir is not None:
             truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values], chunks=store.chunk_size)
             model = (models or {}).get(sensor, "model")
-            tables["accuracy"] = store_accuracy(probability, truth, sensor=sensor, model=model, threshold=analysis.threshold)
+            tables["accuracy"] = store_accuracy(probability, truth, sensor=sensor, model=model, threshold=analysis.threshold,
+                                                indices=ds.get("indices"))
         for name, table in tables.items():
             if name in per_table:
                 per_table[name].append(table)
