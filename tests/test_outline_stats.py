@@ -254,6 +254,33 @@ def test_stats_cli_reads_geoparquet_and_years_of_any_type(tmp_path, kind, suffix
     assert set(zip(retreat.year0, retreat.year1)) == {(2016, 2022)}
 
 
+def test_stats_cli_measures_retreat_on_the_lines_asked_for(tmp_path):
+    """A 600 m wide tongue below a 1 km basin, its flat front 200 m up: 3 centre lines, 20 front lines."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    def glacier(front):
+        return box(X0, Y0 + 1000, X0 + 1000, Y0 + 2000).union(box(X0 + 200, Y0 + front, X0 + 800, Y0 + 1000))
+
+    path = tmp_path / "outlines.parquet"
+    gpd.GeoDataFrame({"glacier_id": [7, 7], "year": [2016, 2022]}, geometry=[glacier(0), glacier(200)], crs=CRS).to_parquet(path)
+    lines = {}
+    for choice in ("centre", "front"):
+        out = tmp_path / choice
+        result = CliRunner().invoke(app, ["stats", "--outlines", str(path), "--out", str(out), "--date-field", "year",
+                                          "--terminus-lines", choice, "--terminus-statistic", "median"])
+        assert result.exit_code == 0, result.output
+        retreat = pd.read_parquet(out / "retreat.parquet").set_index("method")
+        assert retreat.loc["main_axis", "retreat_m"] == pytest.approx(200.0, abs=0.5)
+        assert retreat.loc["main_axis", "statistic"] == "median"
+        lines[choice] = int(retreat.loc["main_axis", "n_lines"])
+    assert lines["centre"] == 3 and lines["front"] == 20
+    result = CliRunner().invoke(app, ["stats", "--outlines", str(path), "--out", str(tmp_path / "x"), "--terminus-lines", "all"])
+    assert result.exit_code == 2 and "--terminus-lines must be centre or front" in result.output
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize(("years", "message"), [
     ([1451606400, 1640995200], "not years"),  # seconds since 1970: ambiguous, refused
     (["summer 2016", "2022"], "not readable as dates"),

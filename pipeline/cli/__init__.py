@@ -124,13 +124,26 @@ def stats(
     date_field: Annotated[Optional[str], typer.Option(help="date field, for change and terminus retreat")] = None,
     pixel_size: Annotated[float, typer.Option(help="pixel size (m) behind the outlines, for uncertainty")] = 10.0,
     band: Annotated[float, typer.Option(help="elevation band width (m) for hypsometry")] = 100.0,
+    terminus_lines: Annotated[str, typer.Option(
+        help="centre: the main-axis line and its two neighbours (length change) | front: every line that cuts "
+        "both fronts (the paper's average)")] = "centre",
+    terminus_statistic: Annotated[str, typer.Option(help="mean | median over those lines")] = "mean",
 ) -> None:
     """Glacier statistics on outlines from anywhere (GLIMS, RGI, hand-digitised)."""
+    from pydantic import ValidationError
+
+    from pipeline.config import Analysis
     from pipeline.glaciers.outline_stats import outline_statistics, write_tables
 
     try:
+        analysis = Analysis(min_mapping_unit_km2=0.0, terminus_lines=terminus_lines, terminus_statistic=terminus_statistic)
+    except ValidationError as err:
+        fail(f"--terminus-lines must be centre or front and --terminus-statistic mean or median "
+             f"({err.error_count()} invalid); got {terminus_lines!r}, {terminus_statistic!r}")
+    try:
         tables = outline_statistics(
-            outlines, dem_path=dem, id_field=id_field, date_field=date_field, pixel_size_m=pixel_size, band_m=band
+            outlines, dem_path=dem, id_field=id_field, date_field=date_field, pixel_size_m=pixel_size, band_m=band,
+            analysis=analysis,
         )
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
