@@ -124,15 +124,20 @@ def small_run_config(area, weights: dict[str, Path], folder: Path, **extra):
 @pytest.fixture(scope="session")
 def run_client():
     """An in-process Dask cluster (one worker, two threads) for runs inside tests."""
+    import dask
     from distributed import Client, LocalCluster
+
+    from pipeline.scale.cluster.start import WORKER_CONFIG
 
     # Not the default client: later tests that compute without a client must not land on it.
     # No memory limit: an in-process worker's "process memory" is the whole pytest session's, and
     # above 80 % of the limit Dask pauses the worker for good (a hang, not an error); the limit is
     # the machine's memory or a cgroup value, which on CI may be far below it (distributed takes
     # even cgroup v2's memory.low as a limit).
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, memory_limit=0,
-                      dashboard_address=":0") as cluster:
+    # WORKER_CONFIG: no statistical profiler, whose sys._current_frames() deadlocked this worker
+    # inside the default run's inference (CPython gh-106883; CI's 90-minute timeout of stop 28).
+    with dask.config.set(WORKER_CONFIG), LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                                      memory_limit=0, dashboard_address=":0") as cluster:
         client = Client(cluster, set_as_default=False)
         try:
             yield client

@@ -158,6 +158,9 @@ def test_local_cluster_sends_gpu_tasks_only_to_the_gpu_worker():
 
         futures = [client.submit(where, resources={"GPU": 1}, pure=False) for _ in range(8)]
         assert set(client.gather(futures)) == {("gpu-0", "0")}
+        # no statistical profiler in the workers: sys._current_frames() can deadlock them (WORKER_CONFIG)
+        profiling = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
+        assert profiling == {address: False for address in profiling} and len(profiling) == 2
         dashboard = client.dashboard_link
     text = out.getvalue()
     assert "Dask dashboard:" in text and dashboard in text

@@ -150,6 +150,19 @@ def _started(what: str, start):
         raise ClusterError(redact(f"{what} could not be started ({type(err).__name__}: {err})")) from None
 
 
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+"""Dask settings every glacierwatch worker runs with (nannies hand the parent's config to their workers).
+
+The worker's statistical profiler calls sys._current_frames() every 10 ms. On CPython 3.11 before
+3.11.9 that call holds the interpreter's thread-list lock while it allocates; a garbage collection
+started there runs callbacks and finalizers that release the GIL (distributed's own GC diagnosis
+reads /proc), and a read thread that then drops a threading.local (every GDAL dataset copy has one)
+takes the GIL and waits for that lock: every thread of the worker stops, for good (CPython
+gh-106883). Seen here as `glacierwatch run` hanging inside infer_to_store, with the GIL held by a
+glacierwatch-read thread in local_dealloc (gdb). Without the profiler nothing takes that lock while
+allocating; the dashboard loses its profile page."""
+
+
 @contextmanager
 def start_cluster(spec: ClusterSpec | Mapping[str, Any] | Any = None, *, console: Console | None = None) -> Iterator:
     """A `distributed.Client` on the cluster `spec` describes; what was started is closed on exit.
@@ -177,6 +190,7 @@ def start_cluster(spec: ClusterSpec | Mapping[str, Any] | Any = None, *, console
             # again: inference ran 2.3x slower under it (tests/bench/bench_inference.py). Workers
             # here hold one tile at a time, so the default trim threshold is safe.
             stack.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}))
+            stack.enter_context(dask.config.set(WORKER_CONFIG))
             cluster = stack.enter_context(_started("local Dask cluster", lambda: local_cluster(spec.local, plan)))
             client = stack.enter_context(Client(cluster))
             wait_for_workers(client, plan.workers, 60.0, "local Dask workers")
