@@ -44,8 +44,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline.store.encoding import NDSI_BIT
-from pipeline.store.layout import INDICES_NOT_READ
+from pipeline.store.encoding import NDSI_BIT, index_mask
 
 __all__ = ["accumulation_zone", "glacier_probability", "inventory_core", "raised_to_threshold", "snow_kept", "snow_kept_km2"]
 
@@ -106,7 +105,7 @@ def snow_kept(ds: xr.Dataset, threshold: int, buffer_m: float, resolution_m: flo
         return None
     zone = accumulation_zone(ds["glacier_id"], ds["dem"], buffer_m / resolution_m)
     indices = ds["indices"]
-    snow = (indices != INDICES_NOT_READ) & ((indices & NDSI_BIT) > 0)
+    snow = index_mask(indices, NDSI_BIT)
     return (zone & snow & (ds["probability"] < threshold)).transpose(*ds["probability"].dims)
 
 

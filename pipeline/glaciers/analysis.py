@@ -73,8 +73,7 @@ from pipeline.glaciers.tables import conform
 from pipeline.glaciers.tasks import Failures, glacier_batches
 from pipeline.glaciers.terminus import BODY_GAP_PX, glacier_parts
 from pipeline.store import RegionStore
-from pipeline.store.encoding import NDSI_BIT, RATIO_BIT
-from pipeline.store.layout import INDICES_NOT_READ
+from pipeline.store.encoding import NDSI_BIT, RATIO_BIT, index_mask
 
 __all__ = ["TABLES", "TRUTH", "analyse_store",
            "fixed_aspect", "glacier_inventory", "map_tables", "mapped_probability", "split_fragments", "store_accuracy", "total_area"]
@@ -279,9 +278,8 @@ def store_accuracy(
     chunks = {"year": 1, "y": probability.chunks[1][0] if probability.chunks else -1, "x": probability.chunks[2][0] if probability.chunks else -1}
     maps = {model: (probability >= threshold).drop_vars(["y", "x"], errors="ignore")}
     if indices is not None:
-        read = indices != INDICES_NOT_READ
         for name, bit in (("ndsi", NDSI_BIT), ("band_ratio", RATIO_BIT)):
-            maps[name] = (read & ((indices & bit) > 0)).drop_vars(["y", "x"], errors="ignore").sel(year=years)
+            maps[name] = index_mask(indices, bit).drop_vars(["y", "x"], errors="ignore")
     earlier = [y for y in years if y - 1 in years]
     truth = truth.drop_vars(["y", "x"], errors="ignore").sel(year=years)
     glacier = (truth.glacier_fraction >= 0.5).chunk(chunks)

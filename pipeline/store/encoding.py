@@ -50,3 +50,12 @@ def encode_indices(reflectance: np.ndarray, bands: Iterable[str]) -> np.ndarray:
         ndsi = valid & (spectral_index(refl, bands, "ndsi") > NDSI_THRESHOLD)
         ratio = valid & (spectral_index(refl, bands, "red_swir_ratio") > RATIO_THRESHOLD)
     return (ndsi * np.uint8(NDSI_BIT) | ratio * np.uint8(RATIO_BIT)).astype(np.uint8)
+
+
+def index_mask(indices, bit: int):
+    """Where the store's `indices` (numpy or xarray, any shape) have index `bit` (NDSI_BIT or
+    RATIO_BIT) set: the index maps ice there. A pixel no scene saw (`layout.INDICES_NOT_READ`, every
+    bit set) maps none."""
+    from pipeline.store.layout import INDICES_NOT_READ
+
+    return (indices != INDICES_NOT_READ) & ((indices & bit) > 0)
