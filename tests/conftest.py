@@ -127,7 +127,7 @@ def run_client():
     import dask
     from distributed import Client, LocalCluster
 
-    from pipeline.scale.cluster.start import WORKER_CONFIG
+    from pipeline.scale.cluster.specs import WORKER_CONFIG
 
     # Not the default client: later tests that compute without a client must not land on it.
     # No memory limit: an in-process worker's "process memory" is the whole pytest session's, and

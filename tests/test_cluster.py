@@ -48,6 +48,24 @@ def test_slurm_job_script_asks_for_a_gpu_and_offers_it_to_dask():
     assert "--nthreads 12" in script
 
 
+def test_slurm_and_kubernetes_workers_run_without_the_profiler():
+    """Workers the batch system starts take WORKER_CONFIG from their environment (CPython gh-106883)."""
+    import os
+
+    script = slurm_job_script(SlurmSpec(job_script_prologue=["module load cuda"]))
+    export = "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False"
+    assert script.index(export) < script.index("module load cuda") < script.index("dask_worker")
+    cluster, group = kubernetes_manifests(KubernetesSpec())
+    for container in (cluster["spec"]["worker"]["spec"]["containers"][0], group["spec"]["worker"]["spec"]["containers"][0]):
+        assert {"name": "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED", "value": "False"} in container["env"]
+    # Dask itself reads the variable back as the setting
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "environ", {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"})
+        assert dask.config.collect_env()["distributed"]["worker"]["profile"]["enabled"] is False
+    config = yaml.safe_load((DEPLOY / "slurm" / "jobqueue.yaml").read_text())["jobqueue"]["slurm"]
+    assert export in config["job-script-prologue"]
+
+
 def test_slurm_cpu_only_partition_has_no_gpu_directives():
     script = slurm_job_script(SlurmSpec(partition="cpu", gpus_per_worker=0))
     assert "gres" not in script and "--resources" not in script

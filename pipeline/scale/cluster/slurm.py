@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.scale.cluster.specs import GPU_RESOURCE, ClusterError, SlurmSpec
+from pipeline.scale.cluster.specs import GPU_RESOURCE, ClusterError, SlurmSpec, worker_environment
 
 # dask-jobqueue fills the real address in at submit time; job scripts shown before that use this.
 PLACEHOLDER_SCHEDULER = "tcp://<insert-scheduler-address-here>:8786"
@@ -28,7 +28,8 @@ def _slurm_job_kwargs(spec: SlurmSpec) -> dict[str, Any]:
         "worker_extra_args": ["--resources", f"{GPU_RESOURCE}={spec.gpus_per_worker}"] if gpu else [],
         "local_directory": spec.local_directory,
         "log_directory": spec.log_directory,
-        "job_script_prologue": list(spec.job_script_prologue),
+        # the job's worker is started by SLURM, not by us: it takes WORKER_CONFIG from the environment
+        "job_script_prologue": [*(f"export {k}={v}" for k, v in worker_environment().items()), *spec.job_script_prologue],
         "interface": spec.interface,
         "python": spec.python,
     }

@@ -20,6 +20,26 @@ IMAGE = "ghcr.io/glacierwatch/glacierwatch:0.1.0"
 GPU_RESOURCE = "GPU"
 KINDS = ("local", "slurm", "kubernetes", "address")
 
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+"""Dask settings every glacierwatch worker runs with (nannies hand the parent's config to their workers).
+
+The worker's statistical profiler calls sys._current_frames() every 10 ms. On CPython 3.11 before
+3.11.9 that call holds the interpreter's thread-list lock while it allocates; a garbage collection
+started there runs callbacks and finalizers that release the GIL (distributed's own GC diagnosis
+reads /proc), and a read thread that then drops a threading.local (every GDAL dataset copy has one)
+takes the GIL and waits for that lock: every thread of the worker stops, for good (CPython
+gh-106883). Seen here as `glacierwatch run` hanging inside infer_to_store, with the GIL held by a
+glacierwatch-read thread in local_dealloc (gdb). Without the profiler nothing takes that lock while
+allocating; the dashboard loses its profile page."""
+
+
+def worker_environment() -> dict[str, str]:
+    """`WORKER_CONFIG` as the environment variables Dask reads its config from (``DASK_`` + the keys
+    joined by ``__``): what SLURM job scripts export and Kubernetes worker pods carry, since those
+    workers are started by the batch system, not by this process."""
+    return {"DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value) for key, value in WORKER_CONFIG.items()}
+
+
 
 class ClusterError(RuntimeError):
     """A cluster that cannot be started; the message says what to install or change."""

@@ -24,7 +24,7 @@ from pipeline.scale.cluster.kubernetes import kube_cluster, kube_config_found
 from pipeline.scale.cluster.local import local_cluster, plan_local
 from pipeline.scale.cluster.resources import wait_for_workers
 from pipeline.scale.cluster.slurm import slurm_cluster
-from pipeline.scale.cluster.specs import KINDS, ClusterError, ClusterSpec
+from pipeline.scale.cluster.specs import KINDS, WORKER_CONFIG, ClusterError, ClusterSpec
 
 # How long a scheduler address may take to accept a connection before the run gives up.
 CONNECT_TIMEOUT_S = 10.0
@@ -148,19 +148,6 @@ def _started(what: str, start):
         raise
     except Exception as err:  # noqa: BLE001 - any start-up failure of a backend is one line to the user
         raise ClusterError(redact(f"{what} could not be started ({type(err).__name__}: {err})")) from None
-
-
-WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
-"""Dask settings every glacierwatch worker runs with (nannies hand the parent's config to their workers).
-
-The worker's statistical profiler calls sys._current_frames() every 10 ms. On CPython 3.11 before
-3.11.9 that call holds the interpreter's thread-list lock while it allocates; a garbage collection
-started there runs callbacks and finalizers that release the GIL (distributed's own GC diagnosis
-reads /proc), and a read thread that then drops a threading.local (every GDAL dataset copy has one)
-takes the GIL and waits for that lock: every thread of the worker stops, for good (CPython
-gh-106883). Seen here as `glacierwatch run` hanging inside infer_to_store, with the GIL held by a
-glacierwatch-read thread in local_dealloc (gdb). Without the profiler nothing takes that lock while
-allocating; the dashboard loses its profile page."""
 
 
 @contextmanager
