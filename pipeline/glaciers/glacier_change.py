@@ -81,8 +81,9 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
     one axis per glacier, which snow mapped beside the head in one year cannot turn (on the embedded
     area such snow turned a Landsat axis 24° off the flow). For each pair of dates only the lines
     that cut the front of both outlines count (`terminus.front_lines`); with ``analysis.terminus_lines``
-    "centre" only those next to the main axis (`terminus.axis_line`, `terminus.central_lines`). They give the main-axis ``analysis.terminus_statistic`` and
-    the box (as wide as those lines). With `probability`
+    "centre" the front's run is the one through the main axis and only its lines next to the axis
+    count (`terminus.axis_line`, `terminus.central_lines`). They give the main-axis
+    ``analysis.terminus_statistic`` and the box (as wide as those lines). With `probability`
     (date -> `ProbabilityMap`), each line's front moves from the outline's pixel edge to where the
     probability falls through `threshold` (`terminus.subpixel_positions`). Raises ValueError
     when the terminus cannot be measured (no DEM pixel, a flat DEM, no tongue): as an entity task
@@ -107,7 +108,7 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
         years = _years_between(d0, d1)
         if years <= 0:
             continue
-        lines = central_lines(front_lines(pos, [d0, d1]), centre)
+        lines = central_lines(front_lines(pos, [d0, d1], anchor=centre), centre)
         used |= set(lines.tolist())
         err = float(terminus_change_uncertainty_m_a(pixel_size_m, pixel_size_m, years, analysis.terminus_error))
         main = terminus_change_main_axis(pos, d0, d1, analysis.terminus_statistic, lines)

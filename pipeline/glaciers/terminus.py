@@ -58,6 +58,16 @@ consecutive retreats 1.2 m/a high on the true outlines: a noisy maximum). Genera
 (the middle of the lines within half a spacing of it). The paper's average over the whole front
 stays selectable (``terminus_lines: front``).
 
+With centre lines the front's run is anchored on the centreline, not on the reference outline's tip
+(`front_lines`, ``anchor``), and the centreline counts as front in a later outline that faces
+down-glacier on at least one side of it (an oblique front crosses it; a side margin is steep on
+both). Anchored on the tip, a glacier whose most advanced point was a side lobe was measured at the
+lobe, or not at all once the lobe melted back (Landsat glacier 18 of the embedded area), and a front
+crossing the centreline at 31° left only the lines to one side of it (glacier 6, where a snow patch
+held that side: -5.5 m/a). Generator check, Landsat main axis / box: -0.57 / -0.57 m/a, 97 % / 90 %
+within ±2.36 m/a over 29 glaciers -> -0.45 / -0.46, 100 % / 90 % over 30; truth and Sentinel-2
+unchanged.
+
 Sub-pixel fronts. An outline vectorised from a thresholded map runs along pixel edges, so each
 line's front is anywhere within half a pixel of where it is: 15 m at Landsat's 30 m, 2.5 m/a over
 the six years 2016-2022 per front. Where the run has the probability map, `subpixel_positions`
@@ -386,6 +396,16 @@ def _steep(line: np.ndarray, off: np.ndarray, pos: np.ndarray, limit: float) -> 
     return line, slope > limit
 
 
+def _front_on_one_side(line: np.ndarray, off: np.ndarray, pos: np.ndarray, which: int, limit: float) -> bool:
+    """Does the outline face down-glacier on at least one side of line `which` (|d position / d offset|
+    <= `limit` to a neighbouring line)? An oblique front crossing the line is; a side margin is not."""
+    at = {int(k): (o, p) for k, o, p in zip(line, off, pos)}
+    if which not in at:
+        return False
+    o, p = at[which]
+    return any(abs(at[n][1] - p) <= limit * abs(at[n][0] - o) for n in (which - 1, which + 1) if n in at)
+
+
 def _run_around(lines: np.ndarray, start: int) -> np.ndarray:
     """The unbroken run of consecutive line indices in sorted `lines` that holds `start`."""
     k = int(np.searchsorted(lines, start))
@@ -397,7 +417,8 @@ def _run_around(lines: np.ndarray, start: int) -> np.ndarray:
     return lines[lo:hi + 1]
 
 
-def front_lines(positions: pd.DataFrame, years, max_angle_deg: float = FRONT_MAX_ANGLE_DEG) -> np.ndarray:
+def front_lines(positions: pd.DataFrame, years, max_angle_deg: float = FRONT_MAX_ANGLE_DEG,
+                anchor: int | None = None) -> np.ndarray:
     """Lines (sorted indices) that cut the *front* of every outline in ``years`` (the first is the
     reference: usually the earlier of a pair).
 
@@ -410,6 +431,10 @@ def front_lines(positions: pd.DataFrame, years, max_angle_deg: float = FRONT_MAX
     leave an outline through a side margin (nearly parallel to the axis: 3-10 m along per m
     across) or that miss an outline are left out, so a tongue that retreats from a broad front
     is measured where its terminus was, not where a side lobe stood still.
+
+    With ``anchor`` (the centreline, `axis_line`) the runs are those holding the anchor instead of
+    the tip, wherever the reference outline's front crosses it: a glacier whose most advanced point
+    is a side lobe is measured at its centre, not at the lobe.
     """
     limit = float(np.tan(np.radians(max_angle_deg)))
     years = list(years)
@@ -422,6 +447,8 @@ def front_lines(positions: pd.DataFrame, years, max_angle_deg: float = FRONT_MAX
     ties = np.sort(line[at][pos[at] >= pos[at].max() - 1e-6])
     tip = int(ties[(ties.size - 1) // 2])  # a flat front's middle line
     ref_lines, steep = _steep(line[at], off[at], pos[at], limit)
+    if anchor is not None and anchor in set(ref_lines[~steep].tolist()):
+        tip = int(anchor)
     flat = np.array(sorted(set(ref_lines[~steep].tolist()) | {tip}), dtype=int)
     keep = set(_run_around(flat, tip).tolist())
     for other in years[1:]:
@@ -429,7 +456,10 @@ def front_lines(positions: pd.DataFrame, years, max_angle_deg: float = FRONT_MAX
         if not at.any():
             return np.empty(0, dtype=int)
         other_lines, steep = _steep(line[at], off[at], pos[at], limit)
-        keep &= set(other_lines[~steep].tolist())
+        flat_other = set(other_lines[~steep].tolist())
+        if tip == anchor and _front_on_one_side(line[at], off[at], pos[at], anchor, limit):
+            flat_other.add(anchor)
+        keep &= flat_other
     lines = np.array(sorted(keep), dtype=int)
     if lines.size == 0 or tip in keep:
         return _run_around(lines, tip) if lines.size else lines
