@@ -104,3 +104,59 @@ def relative_illumination(slope_deg: np.ndarray, aspect_deg: np.ndarray, sun_azi
     not modelled here: the composite finds them by their darkness (catalog.composite).
     """
     return light_from_terms(illumination_terms(slope_deg, aspect_deg), sun_coefficients(sun_azimuth, sun_elevation))
+
+
+def cast_shadow(
+    dem: np.ndarray, resolution: float, sun_azimuth: float, sun_elevation: float, reach_m: float = 1500.0,
+    step_px: float = 1.0,
+) -> np.ndarray:
+    """(y, x) bool: pixels hidden from the sun by terrain between them and the sun, up to `reach_m` away
+    (ray marched towards the sun in steps of `step_px` pixels: coarser steps miss ridges thinner than
+    a step). The accuracy table's shadowed-ice zone finds shadows with it; the synthetic area renders
+    its own with steps of 2. NaN elevations shade nothing."""
+    shadow = np.zeros(dem.shape, bool)
+    step = step_px * resolution
+    tan_elev = np.tan(np.radians(sun_elevation))
+    ux, uy = np.sin(np.radians(sun_azimuth)), np.cos(np.radians(sun_azimuth))  # towards the sun
+    rows, cols = dem.shape
+    for k in range(1, int(reach_m / step) + 1):
+        dist = k * step
+        dc = int(round(ux * dist / resolution))
+        dr = int(round(-uy * dist / resolution))
+        if abs(dc) >= cols or abs(dr) >= rows:
+            break
+        # blocker[r, c] = dem[r + dr, c + dc], where inside the grid.
+        src_r = slice(max(dr, 0), rows + min(dr, 0))
+        dst_r = slice(max(-dr, 0), rows + min(-dr, 0))
+        src_c = slice(max(dc, 0), cols + min(dc, 0))
+        dst_c = slice(max(-dc, 0), cols + min(-dc, 0))
+        blocked = dem[src_r, src_c] > dem[dst_r, dst_c] + dist * tan_elev
+        shadow[dst_r, dst_c] |= blocked
+    return shadow
+
+
+OVERPASS_LOCAL_SOLAR_HOUR = {"sentinel-2": 10.5, "landsat": 10.2}
+"""Mean local solar time of each sensor's descending node: Sentinel-2 10:30 (ESA, Sentinel-2 User
+Handbook, 2015, section 2.2), Landsat 8 and 9 10:00 +- 15 min (USGS, Landsat 8 Data Users Handbook
+v5.0, 2019, section 1.4; ~10:11 flown). For looks known only by their date."""
+
+
+def overpass_sun(sensor: str, dates: Sequence | pd.DatetimeIndex, lon: float, lat: float) -> tuple[np.ndarray, np.ndarray]:
+    """(azimuth, elevation) in degrees of the sun at `sensor`'s nominal overpass on each of `dates`
+    over lon/lat: for looks the store knows by their day alone (its per-pixel ``doy``), whose items'
+    own angles (`item_sun_angles`) are not at hand. The overpass hour is the descending node's
+    (`OVERPASS_LOCAL_SOLAR_HOUR`); away from the equator the satellite passes up to ~15 min off it,
+    which moves the sun by about 2-4 deg."""
+    if sensor not in OVERPASS_LOCAL_SOLAR_HOUR:
+        raise ValueError(f"no overpass time known for sensor {sensor!r}: use one of {sorted(OVERPASS_LOCAL_SOLAR_HOUR)}")
+    days = pd.DatetimeIndex(dates).normalize()
+    when = days + pd.to_timedelta(OVERPASS_LOCAL_SOLAR_HOUR[sensor] - lon / 15.0, unit="h")
+    return solar_position(when, lon, lat)
+
+
+def terrain_shadow(dem: np.ndarray, slope_deg: np.ndarray, aspect_deg: np.ndarray, resolution: float,
+                   sun_azimuth: float, sun_elevation: float) -> np.ndarray:
+    """(y, x) bool: pixels the sun's direct beam does not reach: cast shadow of other terrain
+    (`cast_shadow`) or a slope turned away from the sun (self shadow, `relative_illumination` <= 0)."""
+    self_shadow = relative_illumination(slope_deg, aspect_deg, sun_azimuth, sun_elevation)[0] <= 0.0
+    return cast_shadow(dem, resolution, sun_azimuth, sun_elevation) | self_shadow

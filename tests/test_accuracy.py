@@ -86,3 +86,36 @@ def test_the_runs_accuracy_table_scores_the_baselines_beside_the_network():
     assert acc.loc[("band_ratio", 2020), "PA"] == pytest.approx(3 / 8) and acc.loc[("band_ratio", 2021), "IoU"] == pytest.approx(3 / 4)
     assert acc.loc[("persistence", 2021), "UA"] == pytest.approx(4 / 8) and acc.loc[("persistence", 2021), "PA"] == 1.0
     assert set(table.zone) == {"all", "debris"}
+
+
+def test_shadowed_ice_is_the_ice_behind_terrain_from_the_sun_of_each_pixels_look():
+    """A block 1 km high on flat ground with ice all round it (10 m pixels, 43.8 N 84 E, the embedded
+    area's place). On 8 September (day 251) Sentinel-2's sun stands in the south-east (az ~147 deg,
+    el ~47 deg): the block shades the ice north-west of it, never south-east of it. Ice whose look
+    is a day with no sun at all in the store (doy 0: no look) is never shadowed."""
+    from pipeline.glaciers.accuracy import shadowed_ice_zone
+
+    dem = np.full((120, 120), 3000.0, np.float32)
+    dem[50:70, 50:70] = 4000.0
+    flat, no_aspect = np.zeros_like(dem), np.full_like(dem, np.nan)
+    ice = np.zeros(dem.shape, bool)
+    ice[40:80, 40:80] = True
+    ice[50:70, 50:70] = False
+    doy = np.full(dem.shape, 251, np.uint16)
+    where = {"year": 2021, "sensor": "sentinel-2", "resolution": 10.0, "lon": 84.0, "lat": 43.8}
+    bare = shadowed_ice_zone(ice, doy, dem, flat, no_aspect, halo_px=0, **where)
+    assert bare[40:50, 40:50].all()  # north-west corner: in the block's shadow
+    assert not bare[70:80, 40:80].any() and not bare[40:80, 70:80].any()  # south and east: lit
+    assert not (bare & ~ice).any()
+    # grown by the halo: rock next to shadowed ice counts, rock beyond it does not
+    zone = shadowed_ice_zone(ice, doy, dem, flat, no_aspect, **where)
+    assert zone[35, 45] and not zone[33, 45] and not zone[75:80, 75:80].any()
+    # the east half was never seen: no look, no shadow, wherever the block's shadow would fall
+    doy[:, 46:] = 0
+    half = shadowed_ice_zone(ice, doy, dem, flat, no_aspect, halo_px=0, **where)
+    assert half[40:50, 40:46].all() and not half[:, 46:].any()
+    # a slope of 60 deg turned away from the sun shades itself, with no block at all
+    steep, away = np.full_like(dem, 60.0), np.full_like(dem, 327.0)
+    selfshade = shadowed_ice_zone(ice, np.full(dem.shape, 251, np.uint16), np.full_like(dem, 3000.0), steep, away,
+                                  halo_px=0, **where)
+    assert (selfshade == ice).all()

@@ -14,7 +14,7 @@ import numpy as np
 import pystac
 import pytest
 
-from catalog.sun import item_sun_angles, relative_illumination, solar_position
+from catalog.sun import cast_shadow, item_sun_angles, overpass_sun, relative_illumination, solar_position, terrain_shadow
 
 pytestmark = pytest.mark.filterwarnings("ignore:Could not parse bucket/account from href")
 
@@ -105,3 +105,38 @@ def test_relative_illumination_worked_by_hand():
     np.testing.assert_allclose(light[1, 0, 2], np.cos(np.radians(75.0)) / np.sin(np.radians(45.0)), rtol=1e-6)
     assert light[1, 0, 3] < 0
     assert light[0, 0, 4] == 1.0  # aspect undefined (flat or no DEM): taken as flat
+
+
+def test_overpass_sun_is_the_sun_at_the_sensors_local_solar_hour():
+    # 2024-03-20 on the Greenwich meridian at 45 N: Sentinel-2 passes at 10:30 local *mean* solar time
+    # (a sun-synchronous orbit keeps mean time), here 10:30 UTC: 1.5 h (22.5 deg of hour angle) before
+    # mean noon, and ~1.6 h before the true noon of the test above (12:07, the equation of time)
+    (s2_az,), (s2_el,) = overpass_sun("sentinel-2", ["2024-03-20"], 0.0, 45.0)
+    (az,), (el,) = solar_position(["2024-03-20T10:30"], 0.0, 45.0)
+    assert (s2_az, s2_el) == pytest.approx((az, el), abs=1e-9)
+    # equinox, declination 0: sin(el) = cos(lat) cos(hour angle), hour angle 22.5 + 1.9 deg
+    assert s2_el == pytest.approx(np.degrees(np.arcsin(np.cos(np.radians(45.0)) * np.cos(np.radians(24.4)))), abs=0.3)
+    assert 90.0 < s2_az < 180.0  # south-east, before noon
+    (ls_az,), (ls_el,) = overpass_sun("landsat", ["2024-03-20"], 0.0, 45.0)
+    assert ls_el < s2_el and ls_az < s2_az
+    # local solar time follows the longitude: the same sun 90 deg further east, 6 h earlier in UTC
+    (east_az,), (east_el,) = overpass_sun("sentinel-2", ["2024-03-20"], 90.0, 45.0)
+    assert (east_az, east_el) == pytest.approx((s2_az, s2_el), abs=0.3)
+    with pytest.raises(ValueError, match="no overpass time known for sensor 'modis'"):
+        overpass_sun("modis", ["2024-03-20"], 0.0, 45.0)
+
+
+def test_terrain_shadow_is_cast_behind_a_wall_and_on_slopes_turned_away():
+    # flat ground at 10 m with a wall 100 m high along column 20; the sun in the east (az 90) at 45 deg:
+    # the wall shades 100 / tan 45 = 100 m (10 pixels) west of it, and nothing east of it
+    dem = np.zeros((5, 60), np.float32)
+    dem[:, 20] = 100.0
+    shadow = cast_shadow(dem, 10.0, 90.0, 45.0)
+    assert shadow[:, 11:20].all() and not shadow[:, :9].any() and not shadow[:, 21:].any()
+    flat = np.zeros_like(dem)
+    aspect = np.full_like(dem, np.nan)
+    aspect[:, 40:] = 270.0  # a 60 deg slope facing west, away from the sun: self shadow
+    slope = np.where(np.isnan(aspect), 0.0, 60.0).astype(np.float32)
+    dark = terrain_shadow(dem, slope, aspect, 10.0, 90.0, 45.0)
+    assert (dark[:, 40:] & ~shadow[:, 40:]).all() and not dark[:, 21:40].any()
+    assert not terrain_shadow(flat, np.zeros_like(dem), aspect * np.nan, 10.0, 90.0, 45.0).any()

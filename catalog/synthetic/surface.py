@@ -15,7 +15,8 @@ from enum import IntEnum
 import numpy as np
 from scipy import ndimage
 
-from catalog.synthetic.terrain import cast_shadow, illumination, smooth_noise
+from catalog.sun import cast_shadow
+from catalog.synthetic.terrain import illumination, smooth_noise
 
 
 class Surface(IntEnum):
@@ -113,7 +114,7 @@ def render(world: World, base: np.ndarray, acq: Acquisition, noise_sigma: float 
     refl[:, debris] = (1.0 - f) * refl[:, debris] + f * SPECTRA[Surface.ICE][:, None]
 
     cos_i = illumination(world.slope, world.aspect, acq.sun_azimuth, acq.sun_elevation)
-    shaded = cast_shadow(world.dem_coarse, 3 * world.resolution, acq.sun_azimuth, acq.sun_elevation)
+    shaded = cast_shadow(world.dem_coarse, 3 * world.resolution, acq.sun_azimuth, acq.sun_elevation, step_px=2)
     shaded = np.repeat(np.repeat(shaded, 3, axis=0), 3, axis=1)
     direct = np.where(shaded, 0.0, np.clip(cos_i, 0.0, None)) / np.sin(np.radians(acq.sun_elevation))
     light = (0.12 + 0.88 * direct).astype(np.float32)

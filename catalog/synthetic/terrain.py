@@ -83,28 +83,3 @@ def illumination(
     return (np.cos(zen) * np.cos(s) + np.sin(zen) * np.sin(s) * np.cos(np.radians(sun_azimuth - aspect_deg))).astype(
         np.float32
     )
-
-
-def cast_shadow(
-    dem: np.ndarray, resolution: float, sun_azimuth: float, sun_elevation: float, reach_m: float = 1500.0
-) -> np.ndarray:
-    """Pixels hidden from the sun by terrain between them and the sun (ray marched towards it)."""
-    shadow = np.zeros(dem.shape, bool)
-    step = 2 * resolution
-    tan_elev = np.tan(np.radians(sun_elevation))
-    ux, uy = np.sin(np.radians(sun_azimuth)), np.cos(np.radians(sun_azimuth))  # towards the sun
-    rows, cols = dem.shape
-    for k in range(1, int(reach_m / step) + 1):
-        dist = k * step
-        dc = int(round(ux * dist / resolution))
-        dr = int(round(-uy * dist / resolution))
-        if abs(dc) >= cols or abs(dr) >= rows:
-            break
-        # blocker[r, c] = dem[r + dr, c + dc], where inside the grid.
-        src_r = slice(max(dr, 0), rows + min(dr, 0))
-        dst_r = slice(max(-dr, 0), rows + min(-dr, 0))
-        src_c = slice(max(dc, 0), cols + min(dc, 0))
-        dst_c = slice(max(-dc, 0), cols + min(-dc, 0))
-        blocked = dem[src_r, src_c] > dem[dst_r, dst_c] + dist * tan_elev
-        shadow[dst_r, dst_c] |= blocked
-    return shadow

@@ -16,6 +16,8 @@ import pandas as pd
 import xarray as xr
 from scipy.ndimage import binary_dilation
 
+from catalog.sun import overpass_sun, terrain_shadow
+
 DEBRIS_HALO_PX = 10
 """Debris-covered ice grown by this many pixels is the accuracy table's hard ``debris`` zone, so
 both a missed debris tongue and ice mapped beyond it count there."""
@@ -25,6 +27,33 @@ def debris_zone(debris_fraction: np.ndarray, halo_px: int = DEBRIS_HALO_PX) -> n
     """(year, y, x) bool: the truth's debris-covered ice (``debris_fraction`` >= 0.5) grown by
     `halo_px` pixels (4-connected), year by year."""
     return np.stack([binary_dilation(d >= 0.5, iterations=halo_px) for d in np.asarray(debris_fraction)])
+
+
+SHADOW_HALO_PX = 5
+"""Shadowed true ice grown by this many pixels (8-connected) is the ``shadowed_ice`` zone, as in the
+held-out evaluation of the models (pipeline.training.world), so shadowed rock called glacier next to
+it counts there too."""
+
+
+def shadowed_ice_zone(glacier: np.ndarray, doy: np.ndarray, dem: np.ndarray, slope: np.ndarray, aspect: np.ndarray,
+                      *, year: int, sensor: str, resolution: float, lon: float, lat: float,
+                      halo_px: int = SHADOW_HALO_PX) -> np.ndarray:
+    """(y, x) bool for one year: true glacier pixels the sun did not reach in the look the composite
+    took there (cast or self shadow, `catalog.sun.terrain_shadow`, at the sun of that look's day,
+    `catalog.sun.overpass_sun` over lon/lat), grown by `halo_px`. ``doy`` 0 (no look) is never shadowed."""
+    glacier = np.asarray(glacier, bool)
+    doy = np.asarray(doy)
+    shade = np.zeros(glacier.shape, bool)
+    days = np.unique(doy[glacier & (doy > 0)])
+    if days.size:
+        dates = pd.Timestamp(year=int(year), month=1, day=1) + pd.to_timedelta(days.astype(int) - 1, unit="D")
+        azimuth, elevation = overpass_sun(sensor, dates, lon, lat)
+        for day, az, el in zip(days, azimuth, elevation):
+            shade |= (doy == day) & terrain_shadow(dem, slope, aspect, resolution, float(az), float(el))
+    shaded_ice = glacier & shade
+    if halo_px < 1 or not shaded_ice.any():  # scipy dilates until nothing changes for iterations < 1
+        return shaded_ice
+    return binary_dilation(shaded_ice, np.ones((3, 3), bool), iterations=halo_px)
 
 
 def confusion_counts(predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:

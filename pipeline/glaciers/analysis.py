@@ -61,7 +61,7 @@ from affine import Affine
 from catalog.grid import TargetGrid
 from pipeline.config import Analysis
 from pipeline.glaciers.accumulation import inventory_core, raised_to_threshold, snow_kept, snow_kept_km2
-from pipeline.glaciers.accuracy import accuracy_by_model, debris_zone
+from pipeline.glaciers.accuracy import accuracy_by_model, debris_zone, shadowed_ice_zone
 from pipeline.glaciers.change import PIXEL_PERIMETER_FACTOR
 from pipeline.glaciers.outlines import vectorise_outlines
 from pipeline.glaciers.plausibility import flag_glacier_years, implausible_pairs
@@ -268,9 +268,11 @@ def map_tables(
 
 def store_accuracy(
     probability: xr.DataArray, truth: xr.Dataset, *, sensor: str, model: str, threshold: int,
-    indices: xr.DataArray | None = None,
+    indices: xr.DataArray | None = None, looks: xr.Dataset | None = None, grid: TargetGrid | None = None,
 ) -> pd.DataFrame:
-    """Accuracy of the stored maps against the truth: zone ``all`` (every pixel) and ``debris``; beside
+    """Accuracy of the stored maps against the truth: zone ``all`` (every pixel), ``debris`` and, with the
+    store's `looks` (``doy``, ``dem``, ``slope``, ``aspect``) and `grid`, ``shadowed_ice``
+    (`accuracy.shadowed_ice_zone`: true ice in terrain shadow in the look the composite took); beside
     the network (`model`), the baselines every glacier map should beat: NDSI > 0.4 and red/SWIR > 2
     (``ndsi``, ``band_ratio``: the store's `indices` of the same composite; a pixel no scene saw is
     not glacier) and ``persistence`` (the previous year's true outline reused, from the second year)."""
@@ -291,8 +293,25 @@ def store_accuracy(
         "all": None,
         "debris": xr.DataArray(debris, dims=("year", "y", "x"), coords={"year": years}).chunk(chunks),
     }
+    if looks is not None and grid is not None and all(v in looks for v in ("doy", "dem", "slope", "aspect")):
+        zones["shadowed_ice"] = _shadowed_ice(glacier, looks, grid, sensor, years).chunk(chunks)
     cols = ["sensor", "model", "zone", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"]
     return accuracy_by_model(maps, glacier, zones, sensor=sensor)[cols]
+
+
+def _shadowed_ice(glacier: xr.DataArray, looks: xr.Dataset, grid: TargetGrid, sensor: str, years: list[int]) -> xr.DataArray:
+    """(year, y, x) bool, lazily: `accuracy.shadowed_ice_zone` of each year, one task per year's plane
+    (the shadows are cast across the whole grid)."""
+    west, south, east, north = grid.lonlat_bounds()
+    zone = dask.delayed(shadowed_ice_zone, pure=True)
+    terrain = [da.asarray(looks[v].data) for v in ("dem", "slope", "aspect")]
+    doy = da.asarray(looks["doy"].sel(year=years).data)
+    planes = [
+        da.from_delayed(zone(da.asarray(glacier.data)[i], doy[i], *terrain, year=y, sensor=sensor, resolution=grid.resolution,
+                             lon=(west + east) / 2, lat=(south + north) / 2), grid.shape, bool)
+        for i, y in enumerate(years)
+    ]
+    return xr.DataArray(da.stack(planes), dims=("year", "y", "x"), coords={"year": years})
 
 
 def mapped_probability(ds: xr.Dataset, analysis: Analysis, resolution_m: float) -> xr.DataArray:
@@ -350,7 +369,7 @@ def analyse_store(
             truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values], chunks=store.chunk_size)
             model = (models or {}).get(sensor, "model")
             tables["accuracy"] = store_accuracy(probability, truth, sensor=sensor, model=model, threshold=analysis.threshold,
-                                                indices=ds.get("indices"))
+                                                indices=ds.get("indices"), looks=ds, grid=grid)
         for name, table in tables.items():
             if name in per_table:
                 per_table[name].append(table)
