@@ -108,23 +108,32 @@ def relative_illumination(slope_deg: np.ndarray, aspect_deg: np.ndarray, sun_azi
 
 def cast_shadow(
     dem: np.ndarray, resolution: float, sun_azimuth: float, sun_elevation: float, reach_m: float = 1500.0,
-    step_px: float = 1.0,
+    step_px: float = 1.0, where: np.ndarray | None = None,
 ) -> np.ndarray:
     """(y, x) bool: pixels hidden from the sun by terrain between them and the sun, up to `reach_m` away
     (ray marched towards the sun in steps of `step_px` pixels: coarser steps miss ridges thinner than
     a step). The accuracy table's shadowed-ice zone finds shadows with it; the synthetic area renders
-    its own with steps of 2. NaN elevations shade nothing."""
+    its own with steps of 2. NaN elevations shade nothing. With `where` only those pixels are marched
+    (the rest are False): the same answer there, at the cost of those pixels alone."""
     shadow = np.zeros(dem.shape, bool)
     step = step_px * resolution
     tan_elev = np.tan(np.radians(sun_elevation))
     ux, uy = np.sin(np.radians(sun_azimuth)), np.cos(np.radians(sun_azimuth))  # towards the sun
     rows, cols = dem.shape
+    if where is not None:
+        r, c = np.nonzero(where)
+        base, hidden = dem[r, c], np.zeros(r.size, bool)
     for k in range(1, int(reach_m / step) + 1):
         dist = k * step
         dc = int(round(ux * dist / resolution))
         dr = int(round(-uy * dist / resolution))
         if abs(dc) >= cols or abs(dr) >= rows:
             break
+        if where is not None:
+            rr, cc = r + dr, c + dc
+            inside = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
+            hidden |= inside & (dem[np.clip(rr, 0, rows - 1), np.clip(cc, 0, cols - 1)] > base + dist * tan_elev)
+            continue
         # blocker[r, c] = dem[r + dr, c + dc], where inside the grid.
         src_r = slice(max(dr, 0), rows + min(dr, 0))
         dst_r = slice(max(-dr, 0), rows + min(-dr, 0))
@@ -132,6 +141,8 @@ def cast_shadow(
         dst_c = slice(max(-dc, 0), cols + min(-dc, 0))
         blocked = dem[src_r, src_c] > dem[dst_r, dst_c] + dist * tan_elev
         shadow[dst_r, dst_c] |= blocked
+    if where is not None:
+        shadow[r, c] = hidden
     return shadow
 
 
@@ -155,8 +166,10 @@ def overpass_sun(sensor: str, dates: Sequence | pd.DatetimeIndex, lon: float, la
 
 
 def terrain_shadow(dem: np.ndarray, slope_deg: np.ndarray, aspect_deg: np.ndarray, resolution: float,
-                   sun_azimuth: float, sun_elevation: float) -> np.ndarray:
+                   sun_azimuth: float, sun_elevation: float, where: np.ndarray | None = None) -> np.ndarray:
     """(y, x) bool: pixels the sun's direct beam does not reach: cast shadow of other terrain
-    (`cast_shadow`) or a slope turned away from the sun (self shadow, `relative_illumination` <= 0)."""
+    (`cast_shadow`) or a slope turned away from the sun (self shadow, `relative_illumination` <= 0);
+    with `where`, only those pixels (the rest False)."""
     self_shadow = relative_illumination(slope_deg, aspect_deg, sun_azimuth, sun_elevation)[0] <= 0.0
-    return cast_shadow(dem, resolution, sun_azimuth, sun_elevation) | self_shadow
+    dark = cast_shadow(dem, resolution, sun_azimuth, sun_elevation, where=where) | self_shadow
+    return dark if where is None else dark & where

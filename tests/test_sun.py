@@ -140,3 +140,14 @@ def test_terrain_shadow_is_cast_behind_a_wall_and_on_slopes_turned_away():
     dark = terrain_shadow(dem, slope, aspect, 10.0, 90.0, 45.0)
     assert (dark[:, 40:] & ~shadow[:, 40:]).all() and not dark[:, 21:40].any()
     assert not terrain_shadow(flat, np.zeros_like(dem), aspect * np.nan, 10.0, 90.0, 45.0).any()
+
+
+def test_cast_shadow_at_chosen_pixels_is_the_full_grids_answer_there():
+    rng = np.random.default_rng(7)
+    dem = rng.normal(0.0, 40.0, (70, 90)).cumsum(axis=0).astype(np.float32)  # rough slopes facing north
+    dem[rng.random(dem.shape) < 0.01] = np.nan
+    chosen = rng.random(dem.shape) < 0.3
+    for azimuth in (10.0, 146.0, 250.0, 300.0):
+        full = cast_shadow(dem, 10.0, azimuth, 30.0)
+        assert full.any() and not full.all()
+        np.testing.assert_array_equal(cast_shadow(dem, 10.0, azimuth, 30.0, where=chosen), full & chosen)

@@ -49,7 +49,8 @@ def shadowed_ice_zone(glacier: np.ndarray, doy: np.ndarray, dem: np.ndarray, slo
         dates = pd.Timestamp(year=int(year), month=1, day=1) + pd.to_timedelta(days.astype(int) - 1, unit="D")
         azimuth, elevation = overpass_sun(sensor, dates, lon, lat)
         for day, az, el in zip(days, azimuth, elevation):
-            shade |= (doy == day) & terrain_shadow(dem, slope, aspect, resolution, float(az), float(el))
+            look = glacier & (doy == day)  # the rays are marched from these pixels only
+            shade |= terrain_shadow(dem, slope, aspect, resolution, float(az), float(el), where=look)
     shaded_ice = glacier & shade
     if halo_px < 1 or not shaded_ice.any():  # scipy dilates until nothing changes for iterations < 1
         return shaded_ice
