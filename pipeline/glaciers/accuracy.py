@@ -43,15 +43,14 @@ def shadowed_ice_zone(glacier: np.ndarray, doy: np.ndarray, dem: np.ndarray, slo
     `catalog.sun.overpass_sun` over lon/lat), grown by `halo_px`. ``doy`` 0 (no look) is never shadowed."""
     glacier = np.asarray(glacier, bool)
     doy = np.asarray(doy)
-    shade = np.zeros(glacier.shape, bool)
+    shaded_ice = np.zeros(glacier.shape, bool)
     days = np.unique(doy[glacier & (doy > 0)])
     if days.size:
         dates = pd.Timestamp(year=int(year), month=1, day=1) + pd.to_timedelta(days.astype(int) - 1, unit="D")
         azimuth, elevation = overpass_sun(sensor, dates, lon, lat)
         for day, az, el in zip(days, azimuth, elevation):
-            look = glacier & (doy == day)  # the rays are marched from these pixels only
-            shade |= terrain_shadow(dem, slope, aspect, resolution, float(az), float(el), where=look)
-    shaded_ice = glacier & shade
+            look = glacier & (doy == day)  # the rays are marched from these pixels only: the result is ice
+            shaded_ice |= terrain_shadow(dem, slope, aspect, resolution, float(az), float(el), where=look)
     if halo_px < 1 or not shaded_ice.any():  # scipy dilates until nothing changes for iterations < 1
         return shaded_ice
     return binary_dilation(shaded_ice, np.ones((3, 3), bool), iterations=halo_px)
