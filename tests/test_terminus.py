@@ -402,8 +402,34 @@ def test_glacier_terminus_measures_a_40_m_retreat_inside_30_m_pixels():
     _, edge_rows = glacier_terminus(7, outlines, None, pixel_size_m=30.0, analysis=analysis)
     _, rows = glacier_terminus(7, outlines, None, pixel_size_m=30.0, analysis=analysis, probability=maps)
     main = {r["method"]: r["retreat_m"] for r in rows}
-    assert {r["method"]: r["retreat_m"] for r in edge_rows}["main_axis"] == pytest.approx(60.0)
+    edge = {r["method"]: r["retreat_m"] for r in edge_rows}
+    assert edge["main_axis"] == pytest.approx(60.0) and edge["box"] == pytest.approx(60.0)
     assert main["main_axis"] == pytest.approx(40.0, abs=3.6)  # 0.12 px
+    # the box's area with the same crossings: 43.1 m, to the sampling's 3 m steps (1.5 m per front)
+    assert main["box"] == pytest.approx(43.1, abs=3.0)
+
+
+def test_subpixel_area_moves_an_outlines_edges_to_the_crossing_and_keeps_what_it_cannot_see():
+    """A 600 m wide tongue whose front is 16 m into a 30 m pixel (p = 0.53): the outline ends at the
+    pixel's far edge, the crossing between pixel centres 0.9 m past the true front. Where the map has
+    no data the outline decides; ice beyond the reach of the outline (a fragment) does not count."""
+    from pipeline.glaciers.terminus import ProbabilityMap, subpixel_area
+
+    bounds = (X0 - 600, Y0 - 900, X0 + 2700, Y0 + 900)
+    p, transform = mixed_pixel_map(box(X0, Y0 - 300, X0 + 2026.0, Y0 + 300), bounds)
+    outline = pixel_edge_outline(p, transform)
+    region = box(X0 + 1800, Y0 - 300, X0 + 2400, Y0 + 300)  # the lowest 226 m of the tongue and beyond
+    assert outline.intersection(region).area == pytest.approx(600 * 240.0)  # pixel edge at 2040 m
+    area = subpixel_area(outline, region, ProbabilityMap(p, transform))
+    assert area / 600 == pytest.approx(226.9, abs=1.5)  # the crossing at 2026.9 m, 3 m samples
+    sharp = (p >= 0.5).astype(float)
+    assert subpixel_area(outline, region, ProbabilityMap(sharp, transform)) / 600 == pytest.approx(240.0, abs=1.5)
+    blind = subpixel_area(outline, region, ProbabilityMap(np.full_like(p, np.nan), transform))
+    assert blind == pytest.approx(outline.intersection(region).area, rel=1e-3)
+    fragment = p.copy()
+    fragment[28:32, 90:93] = 1.0  # a 90 m block 60 m below the outline's edge (columns 90-92: 2100-2190 m)
+    assert subpixel_area(outline, region, ProbabilityMap(fragment, transform)) == pytest.approx(area)
+    assert subpixel_area(outline, region, ProbabilityMap(fragment, transform), reach_px=6) > area + 90 * 120 * 0.9
 
 
 def test_the_axis_comes_from_the_inventory_so_snow_joined_to_the_head_does_not_turn_it():

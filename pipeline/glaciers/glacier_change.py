@@ -10,7 +10,8 @@ tongue, and per pair of dates only those that cut both fronts (``terminus.front_
 default only the three at the centre of the front (``Analysis.terminus_lines``).
 Retreat is given for consecutive dates and, with more than two dates, first to last, by the
 main-axis method (``Analysis.terminus_statistic`` over the lines) and the box method (as wide
-as those lines); uncertainty ``Analysis.terminus_error``. Positive retreat = the front moved
+as those lines); with the probability maps both read the front where the probability crosses the
+threshold (`terminus.subpixel_positions`, `terminus.subpixel_area`); uncertainty ``Analysis.terminus_error``. Positive retreat = the front moved
 up-glacier. The aspect sector of a glacier's retreat is its first date's.
 """
 
@@ -85,7 +86,8 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
     start (`terminus.axis_line`, `terminus.central_lines`). They give the main-axis
     ``analysis.terminus_statistic`` and the box (as wide as those lines). With `probability`
     (date -> `ProbabilityMap`), each line's front moves from the outline's pixel edge to where the
-    probability falls through `threshold` (`terminus.subpixel_positions`). Raises ValueError
+    probability falls through `threshold` (`terminus.subpixel_positions`), and the box counts the
+    area up to that crossing (`terminus.subpixel_area`). Raises ValueError
     when the terminus cannot be measured (no DEM pixel, a flat DEM, no tongue): as an entity task
     that becomes a ``failures`` row.
     """
@@ -112,8 +114,9 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
         used |= set(lines.tolist())
         err = float(terminus_change_uncertainty_m_a(pixel_size_m, pixel_size_m, years, analysis.terminus_error))
         main = terminus_change_main_axis(pos, d0, d1, analysis.terminus_statistic, lines)
-        box = (terminus_change_box(bodies[d0], bodies[d1], frame.strip(lines)) if lines.size
-               else TerminusChange("box", float("nan"), 0, float("nan"), float("nan")))
+        maps = (probability.get(d0), probability.get(d1)) if probability else None
+        box = (terminus_change_box(bodies[d0], bodies[d1], frame.strip(lines), maps=maps, threshold=threshold)
+               if lines.size else TerminusChange("box", float("nan"), 0, float("nan"), float("nan")))
         for tc, statistic in ((main, analysis.terminus_statistic), (box, None)):
             rows.append({"glacier_id": gid, "aspect_sector": sector, "method": tc.method, "statistic": statistic,
                          "period": period, "date0": d0, "date1": d1, "years": years, "retreat_m": tc.retreat_m,

@@ -78,8 +78,13 @@ and the ground before it. On the embedded area (`glacierwatch run`, against the 
 Landsat's main-axis retreat went from 81 % to 90 % of glaciers within +-2.36 m/a, mean absolute
 error 1.35 -> 0.92 m/a, mean error -0.54 -> -0.50 m/a; Sentinel-2's (10 m) mean error +0.38 -> +0.31
 m/a, 97 % within either way. On a sharp 0/1 map (the truth) the crossing is the pixel edge.
-The box keeps the outlines' area (Landsat 77 -> 87 % within, through the lines it spans): moving
-its front with the lines' sub-pixel shifts was tried and read worse (84 %, mean abs. 1.10 m/a).
+The box's area comes from the same crossings (`subpixel_area`): the area of {probability >=
+threshold}, interpolated bilinearly and counted on a grid ten times finer than the pixels, within
+1.5 pixels of the outline. With the outlines' pixel-edge area the Landsat box read 87 % of glaciers
+within +-2.36 m/a (27 of 31: 6 -3.4, 14 +2.4, 17 +7.7, 23 -2.5 m/a), mean -0.20 m/a, median absolute
+consecutive-year error 5.6 m/a; with the crossings 97 % (30 of 31: 17 +7.7), -0.20 m/a, 3.3 m/a; and
+Sentinel-2's box -0.20 -> -0.22 m/a, 100 % either way. Moving the pixel-edge box's front by the lines'
+sub-pixel shifts had been tried before and read worse (84 %, mean abs. 1.10 m/a).
 `glacierwatch stats`, given outlines alone, has no probability and keeps the outlines' vertices.
 
 Fragments. Fronts come from the glacier's body (`glacier_parts`): the largest mapped part that
@@ -110,8 +115,8 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 __all__ = ["BODY_GAP_PX", "CENTRE_REACH_LINES", "FRONT_MAX_ANGLE_DEG", "Dem", "GlacierParts", "MainAxis", "ProbabilityMap",
-           "TongueFrame", "axis_line", "central_lines", "front_lines", "glacier_parts", "main_axis", "subpixel_positions",
-           "terminus_positions", "tongue_frame"]
+           "TongueFrame", "axis_line", "central_lines", "front_lines", "glacier_parts", "main_axis", "subpixel_area",
+           "subpixel_positions", "terminus_positions", "tongue_frame"]
 
 
 def _bilinear(values: np.ndarray, transform: Affine, x, y) -> np.ndarray:
@@ -374,6 +379,49 @@ def subpixel_positions(positions: pd.DataFrame, frame: TongueFrame, maps: Mappin
         position[at] = new
         x_map[at], y_map[at] = frame.axis.to_map(new, offset[at])
     return positions.assign(position_m=position, x=x_map, y=y_map)
+
+
+SUBPIXEL_SAMPLES_PER_PX = 10
+"""`subpixel_area` samples the probability this many times per pixel along each side (3 m at 30 m)."""
+
+
+def subpixel_area(outline: BaseGeometry, region: BaseGeometry, pmap: ProbabilityMap, threshold: float = 0.5,
+                  reach_px: float = SUBPIXEL_REACH_PX, samples_per_px: int = SUBPIXEL_SAMPLES_PER_PX) -> float:
+    """Area (m²) of ``outline`` inside ``region`` with its edges where the probability, interpolated
+    bilinearly between pixel centres, crosses ``threshold``: the area counterpart of `subpixel_positions`.
+
+    The area of {probability >= threshold} within ``reach_px`` pixels of ``outline`` and inside ``region``,
+    counted on a grid ``samples_per_px`` times finer than the map's pixels (aligned with them). The reach
+    keeps a fragment or a neighbour outside the outline out; where the probability is NaN (no data, and
+    the pixel next to it) the outline decides, as a line without a crossing keeps its outline position.
+    On a sharp 0/1 map the crossing is the pixel edge, so the area is the outline's (to the sampling).
+    """
+    t = pmap.transform
+    px = float(np.hypot(t.a, t.d))
+    reach = reach_px * px
+    x0, y0, x1, y1 = region.bounds
+    # buffer only the part of the outline the region can see: the whole glacier's buffer costs ~10x
+    near = region.intersection(shapely.clip_by_rect(outline, x0 - reach, y0 - reach, x1 + reach, y1 + reach).buffer(reach))
+    if near.is_empty:
+        return 0.0
+    x0, y0, x1, y1 = near.bounds
+    inv = ~t
+    c0, c1 = sorted((inv.a * x0 + inv.c, inv.a * x1 + inv.c))  # north-up grid
+    r0, r1 = sorted((inv.e * y0 + inv.f, inv.e * y1 + inv.f))
+    cols = (np.arange(np.floor(c0 * samples_per_px), np.ceil(c1 * samples_per_px)) + 0.5) / samples_per_px
+    rows = (np.arange(np.floor(r0 * samples_per_px), np.ceil(r1 * samples_per_px)) + 0.5) / samples_per_px
+    x = np.broadcast_to(t.a * cols + t.c, (rows.size, cols.size))
+    y = np.broadcast_to((t.e * rows + t.f)[:, None], (rows.size, cols.size))
+    shapely.prepare(near)
+    keep = shapely.contains_xy(near, x, y)
+    x, y = x[keep], y[keep]
+    p = pmap.sample(x, y)
+    blind = np.isnan(p)
+    ice = p >= threshold
+    if blind.any():
+        ice[blind] = shapely.contains_xy(outline, x[blind], y[blind])
+    step = px / samples_per_px
+    return float(np.count_nonzero(ice)) * step * step
 
 
 FRONT_MAX_ANGLE_DEG = 30.0

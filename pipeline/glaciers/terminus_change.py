@@ -8,7 +8,8 @@ Main-axis method: the retreat between two years is the mean (or ``statistic="med
 the lines that cut both outlines of the difference of their terminus positions, usually only
 over `terminus.front_lines`. Box method: a rectilinear box over the tongue, width W, sides
 parallel to the axis (`TongueFrame.strip` makes it as wide as the front lines); change =
-change of glacier area inside the box / W.
+change of glacier area inside the box / W, the area up to where the probability crosses the
+threshold when the maps are given (`terminus.subpixel_area`, as the main axis's sub-pixel fronts).
 
 Sign: retreat is positive when the front moved up-glacier; an advance gives negative retreat.
 """
@@ -24,7 +25,7 @@ from shapely.affinity import affine_transform
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from pipeline.glaciers.terminus import Dem, TongueFrame
+from pipeline.glaciers.terminus import Dem, ProbabilityMap, TongueFrame, subpixel_area
 
 
 def terminus_elevations(positions: pd.DataFrame, dem: Dem) -> pd.DataFrame:
@@ -117,9 +118,18 @@ def terminus_change_box(
     frame: TongueFrame,
     width_m: float | None = None,
     upstream_m: float | None = None,
+    maps: tuple[ProbabilityMap | None, ProbabilityMap | None] | None = None,
+    threshold: float = 0.5,
 ) -> TerminusChange:
-    """Box method: (area of outline0 in the box - area of outline1 in the box) / box width."""
+    """Box method: (area of outline0 in the box - area of outline1 in the box) / box width.
+
+    With ``maps`` (each outline's `ProbabilityMap`, or None) an outline's area in the box is taken
+    with its edges where the probability crosses ``threshold`` (`terminus.subpixel_area`), the same
+    sub-pixel front the main-axis method reads; without, the outline's own."""
     b = terminus_box(outline0, outline1, frame, width_m, upstream_m)
     w = frame.width_m if width_m is None else float(width_m)
-    retreat = (outline0.intersection(b).area - outline1.intersection(b).area) / w
+    maps = (None, None) if maps is None else maps
+    area0, area1 = (outline.intersection(b).area if pmap is None else subpixel_area(outline, b, pmap, threshold)
+                    for outline, pmap in zip((outline0, outline1), maps, strict=True))
+    retreat = (area0 - area1) / w
     return TerminusChange("box", float(retreat), 0, float("nan"), float("nan"))
