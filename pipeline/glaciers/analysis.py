@@ -39,8 +39,9 @@ The maps are the store's probabilities with snow-covered accumulation areas kept
 inventory's extent (``mapped_probability``, `pipeline.glaciers.accumulation`; config
 ``analysis.snow_keeps_inventory``); the store keeps the network's own.
 
-This module owns the orchestration (``map_tables``, ``store_accuracy``, ``analyse_store``) and
-the per-glacier inventory outline and fixed aspect; the terminus layer (fronts, their dates and
+This module owns the orchestration (``map_tables``, ``store_accuracy``, ``analyse_store``, which
+analyses the sensors and the truth side by side on the cluster) and the per-glacier inventory
+outline and fixed aspect; the terminus layer (fronts, their dates and
 errors) is ``pipeline.glaciers.store_terminus``.
 """
 
