@@ -3,7 +3,8 @@
 Every case runs on a copy of the quarter-size area (JSON copied, COGs linked; a COG that is
 damaged is copied first, so the session's shared area is never touched). A refusal leaves no
 partial output: an existing store stays byte-identical, and no store is left behind where
-there was none.
+there was none. A glacier whose terminus cannot be measured is not refused: the run completes
+with a ``failures`` row for it (issue 16).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from shapely.geometry import Polygon
 
 from catalog.search import SearchError
 from pipeline.config import ConfigError, load_config
+from pipeline.glaciers import glacier_change
 from pipeline.glaciers.inventory import InventoryError, read_inventory
+from pipeline.glaciers.tasks import entity_task
 from pipeline.inference.region import glacier_ids_on_grid, infer_to_store, read_card
 from pipeline.model.weights import WeightsError, card_path, load_model, sha256
 from pipeline.preflight import OUTPUT_MARKER
@@ -126,9 +129,30 @@ def damaged_run(small_study_area, small_weights, run_client, tmp_path_factory):
         fields.pop("proj:code", None), fields.pop("proj:epsg", None)
     no_proj.write_text(json.dumps(item))
     cfg = landsat_only(area, small_weights, folder)
-    with pytest.warns(UserWarning, match="skipping scene") as warned:
-        result = run_study(cfg, folder / "out", client=run_client, console=quiet(folder), publish=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(glacier_change, "glacier_terminus", terminus_fails_for(UNMEASURABLE, LANDSAT))
+        with pytest.warns(UserWarning, match="skipping scene") as warned:
+            result = run_study(cfg, folder / "out", client=run_client, console=quiet(folder), publish=False)
     return SimpleNamespace(area=area, cfg=cfg, result=result, warnings=[str(w.message) for w in warned])
+
+
+UNMEASURABLE = 1  # a glacier whose Landsat terminus cannot be measured in the damaged run (below)
+
+
+def terminus_fails_for(glacier_id: int, on_sensor: str):
+    """`glacier_change.glacier_terminus` except that `glacier_id`'s terminus on `on_sensor` raises what a
+    flat DEM under its tongue raises, inside the same entity task (the run's own failure path)."""
+    measured = glacier_change.glacier_terminus
+
+    @entity_task("terminus")
+    def flat(gid, *args, **kwargs):
+        raise ValueError("the DEM is flat over the glacier: no main axis")
+
+    def terminus(gid, *args, sensor: str = "", **kwargs):
+        chosen = flat if (int(gid), sensor) == (glacier_id, on_sensor) else measured
+        return chosen(gid, *args, sensor=sensor, **kwargs)
+
+    return terminus
 
 
 def test_truncated_cog_is_skipped_named_in_provenance_and_the_year_uses_the_other_scenes(damaged_run):
@@ -158,6 +182,28 @@ def test_cog_whose_crs_contradicts_its_item_is_skipped_naming_both(damaged_run):
         "fix the item's proj:code or the COG's georeferencing",
         "year": 2020,
     }
+
+
+def test_a_glacier_whose_terminus_cannot_be_measured_is_one_failure_row_and_the_run_completes(damaged_run, small_run):
+    """Issue 16: one glacier never sinks a run. Its areas are all there, its retreat is not, every
+    other glacier's is, and the summary counts the failure."""
+    from pipeline.glaciers.summary import summary_table
+
+    tables = damaged_run.result.tables
+    assert tables["failures"][["glacier_id", "sensor", "task"]].values.tolist() == [[UNMEASURABLE, LANDSAT, "terminus"]]
+    assert tables["failures"].reason.tolist() == ["ValueError: the DEM is flat over the glacier: no main axis"]
+    clean = small_run[1].tables["retreat"].query("sensor == @LANDSAT")
+    assert UNMEASURABLE in set(clean.glacier_id)  # the clean run measures it
+    areas = tables["areas"].query("sensor == @LANDSAT")
+    retreat = tables["retreat"].query("sensor == @LANDSAT")
+    # the other glaciers keep their retreat, except where the scenes skipped above leave a year unobserved
+    unobserved = set(areas[areas.flag_unobserved].glacier_id)
+    assert UNMEASURABLE not in unobserved
+    assert set(retreat.glacier_id) == set(clean.glacier_id) - {UNMEASURABLE} - unobserved
+    assert len(set(retreat.glacier_id)) >= len(set(clean.glacier_id)) // 2
+    assert UNMEASURABLE in set(tables["retreat"].query("sensor == 'truth'").glacier_id)  # only the Landsat task failed
+    assert len(areas.query("glacier_id == @UNMEASURABLE")) == len(areas.year.unique())
+    assert summary_table(tables).set_index("sensor").at[LANDSAT, "n_failures"] == 1
 
 
 def test_item_without_proj_info_is_placed_by_its_cog_header(damaged_run, small_run):
