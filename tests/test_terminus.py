@@ -251,6 +251,24 @@ def test_front_lines_fall_back_to_the_centreline_when_the_tip_was_a_side_lobe():
     assert terminus_change_main_axis(pos, 0, 1, lines=lines).retreat_m == pytest.approx(60.0)
 
 
+def test_front_lines_start_at_the_centreline_when_the_reference_front_is_flat_from_the_tip_to_it():
+    # Landsat glacier 16 of the embedded area under a fine-tuned network (sub-pixel positions, 30 m
+    # apart): the 2016 front is flat over lines 4-8 and its tip (line 7) beats the centreline (5) by
+    # 1 m; by 2022 a lobe at lines 7-8 stood nearly still and a 42° step (line 6) parts it from the
+    # centre, which retreated 80 m (the generator's 15 m/a x 6 years: 90 m). From the tip the run held
+    # only the lobe (25.5 m); the reference front is one flat run from the tip to the centreline, so
+    # the run starts at the centre.
+    offsets = -135.16 + 30.0 * np.arange(11)
+    first = [1252, 1301, 1338, 1357, 1368, 1373, 1373, 1374, 1372, 1343, 1324]
+    later = [1201, 1233, 1247, 1270, 1288, 1290, 1324, 1345, 1350, 1336, 1092]
+    pos = pd.DataFrame({"year": np.repeat([0, 1], 11), "line": np.tile(np.arange(11), 2),
+                        "offset_m": np.tile(offsets, 2), "position_m": first + later})
+    assert front_lines(pos, [0, 1]).tolist() == [7, 8]  # without the centreline: around the tip
+    lines = front_lines(pos, [0, 1], anchor=5)
+    assert lines.tolist() == [4, 5]
+    assert terminus_change_main_axis(pos, 0, 1, lines=lines).retreat_m == pytest.approx(81.5)
+
+
 def test_the_tips_line_counts_where_a_later_front_crosses_it_obliquely():
     # the later front crosses the tip's line (4, on the centreline) at 35° (slope 0.7 one side, 0.47
     # the other: central difference 0.58 > tan 30°); it still counts, so the centre stays measured

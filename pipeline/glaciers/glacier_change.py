@@ -82,8 +82,9 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
     one axis per glacier, which snow mapped beside the head in one year cannot turn (on the embedded
     area such snow turned a Landsat axis 24° off the flow). For each pair of dates only the lines
     that cut the front of both outlines count (`terminus.front_lines`); with ``analysis.terminus_lines``
-    "centre" only its lines next to the main axis count, and the axis line is the run's fallback
-    start (`terminus.axis_line`, `terminus.central_lines`). They give the main-axis
+    "centre" only its lines next to the main axis count, and the axis line is where the run starts
+    when the reference front is flat from its tip to it, and its fallback start (`terminus.axis_line`,
+    `terminus.central_lines`). They give the main-axis
     ``analysis.terminus_statistic`` and the box (as wide as those lines). With `probability`
     (date -> `ProbabilityMap`), each line's front moves from the outline's pixel edge to where the
     probability falls through `threshold` (`terminus.subpixel_positions`), and the box counts the
