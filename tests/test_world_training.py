@@ -131,6 +131,10 @@ def test_tiny_world_run_writes_calibrated_weights_and_a_table_with_baselines(tmp
     assert card["architecture"] == "dunet-deep" and card["domain"]["kind"] == "world"
     assert card["recipe"]["terrain"] == ["slope", "relative_elevation"]
     assert math.isfinite(card["metrics"]["calibration_shift"])
+    # one validation scene: the shift is its own area-matching shift, so it maps that scene's true area
+    assert card["metrics"]["calibration_valid_scene_area_bias_median_after"] == pytest.approx(0.0, abs=1e-3)
+    assert card["metrics"]["calibration_valid_scene_area_bias_median_before"] == pytest.approx(
+        card["metrics"]["calibration_valid_area_bias_before"])  # one scene: pooled and per scene agree
     t = card["metrics"]["calibration_temperature"]
     assert 0.05 <= t <= 20 and math.isfinite(card["metrics"]["calibration_ece_after"])
     assert (tmp_path / "accuracy.csv").is_file() and (tmp_path / "area_bias.csv").is_file()

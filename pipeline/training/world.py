@@ -341,16 +341,26 @@ def train_on_world(
         y = np.concatenate([s.label[v] for (_, v), s in zip(pairs, valid_set)])
         # the median of each scene's own shift: a few validation scenes under fresh snow (all of it
         # "not glacier") would otherwise pull every map down (pooled, Landsat's shift was -0.6)
-        per_scene = [area_matching_shift(lz[v], s.label[v]) for (lz, v), s in zip(pairs, valid_set) if s.label[v].any()]
+        glacier_scenes = [(lz[v], s.label[v]) for (lz, v), s in zip(pairs, valid_set) if s.label[v].any()]
+        per_scene = [area_matching_shift(lz, lab) for lz, lab in glacier_scenes]
         shift = float(np.median(per_scene)) if per_scene else 0.0
         temperature = fit_temperature(z + shift, y)
+
+        def scene_median_bias(b: float) -> float:  # what the shift aims at: the median scene's area bias
+            return float(np.median([np.count_nonzero(lz + b >= 0) / np.count_nonzero(lab) - 1 for lz, lab in glacier_scenes])
+                         ) if glacier_scenes else float("nan")
+
         cal = {
             "shift": shift,
             "temperature": temperature,
             "ece_before": expected_calibration_error(1 / (1 + np.exp(-z)), y),
             "ece_after": expected_calibration_error(1 / (1 + np.exp(-(z + shift) / temperature)), y),
+            # pooled over the validation pixels: a few scenes with much ice or snow weigh most; the shift
+            # is the median scene's, so it brings the median scene's bias (below) to ~0, not this one
             "valid_area_bias_before": float(np.count_nonzero(z >= 0) / max(np.count_nonzero(y), 1) - 1),
             "valid_area_bias_after": float(np.count_nonzero(z + shift >= 0) / max(np.count_nonzero(y), 1) - 1),
+            "valid_scene_area_bias_median_before": scene_median_bias(0.0),
+            "valid_scene_area_bias_median_after": scene_median_bias(shift),
             "train_seconds": time.perf_counter() - t0,
         }
         fold_temperature(model, temperature, shift)
@@ -358,8 +368,9 @@ def train_on_world(
         calibration[cfg.architecture] = cal
         if main_model is None:
             main_model = model
-        console.print(f"  {cfg.architecture}: shift {shift:+.2f} (validation area bias {cal['valid_area_bias_before']:+.1%} -> "
-                      f"{cal['valid_area_bias_after']:+.1%}), "
+        console.print(f"  {cfg.architecture}: shift {shift:+.2f} (validation area bias, median scene "
+                      f"{cal['valid_scene_area_bias_median_before']:+.1%} -> {cal['valid_scene_area_bias_median_after']:+.1%}; "
+                      f"pooled {cal['valid_area_bias_before']:+.1%} -> {cal['valid_area_bias_after']:+.1%}), "
                       f"T = {temperature:.2f}, ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}")
     bands = REFLECTANCE_BANDS[sensor]
     predictors |= {"band_ratio": BandRatioPredictor(bands), "ndsi": NDSIPredictor(bands)}
