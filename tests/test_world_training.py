@@ -47,6 +47,17 @@ def test_expected_calibration_error_by_hand():
     assert expected_calibration_error(np.array([1.0, 0.0]), np.array([1, 0])) == 0.0
 
 
+def test_median_scene_area_bias_by_hand():
+    from pipeline.training.world import median_scene_area_bias
+
+    scenes = [(np.array([-1.0, 0.5, 2.0]), np.array([0, 1, 1])),  # 2 mapped / 2 glacier: 0
+              (np.array([-2.0, -1.0, 1.0]), np.array([1, 1, 1])),  # 1 / 3: -2/3
+              (np.array([1.0, 1.0, 1.0]), np.array([1, 0, 0]))]  # 3 / 1: +2
+    assert median_scene_area_bias(scenes, 0.0) == pytest.approx(0.0)
+    assert median_scene_area_bias(scenes, 1.5) == pytest.approx(0.5)  # 3/2 - 1, 2/3 - 1, 3/1 - 1
+    assert np.isnan(median_scene_area_bias([], 0.0))
+
+
 def test_area_matching_shift_maps_the_true_number_of_pixels():
     z = np.array([-3.0, -1.0, -0.5, 0.2, 2.0])
     y = np.array([0, 1, 1, 1, 0])  # three glacier pixels, but only two logits >= 0

@@ -149,6 +149,14 @@ def area_matching_shift(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(-(z[z.size - n_true - 1] + z[z.size - n_true]) / 2.0)  # between the last excluded and first included
 
 
+def median_scene_area_bias(scenes: list[tuple[np.ndarray, np.ndarray]], shift: float) -> float:
+    """Median over (logits, labels) scenes of (pixels with logit + `shift` >= 0) / glacier pixels - 1: what
+    `area_matching_shift`'s median over scenes brings to ~0 (NaN without scenes)."""
+    if not scenes:
+        return float("nan")
+    return float(np.median([np.count_nonzero(z + shift >= 0) / np.count_nonzero(y) - 1 for z, y in scenes]))
+
+
 def expected_calibration_error(probability: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     """Share-weighted mean |observed frequency - mean probability| over equal-width probability bins."""
     p = probability.ravel().astype(np.float64)
@@ -346,10 +354,6 @@ def train_on_world(
         shift = float(np.median(per_scene)) if per_scene else 0.0
         temperature = fit_temperature(z + shift, y)
 
-        def scene_median_bias(b: float) -> float:  # what the shift aims at: the median scene's area bias
-            return float(np.median([np.count_nonzero(lz + b >= 0) / np.count_nonzero(lab) - 1 for lz, lab in glacier_scenes])
-                         ) if glacier_scenes else float("nan")
-
         cal = {
             "shift": shift,
             "temperature": temperature,
@@ -359,8 +363,8 @@ def train_on_world(
             # is the median scene's, so it brings the median scene's bias (below) to ~0, not this one
             "valid_area_bias_before": float(np.count_nonzero(z >= 0) / max(np.count_nonzero(y), 1) - 1),
             "valid_area_bias_after": float(np.count_nonzero(z + shift >= 0) / max(np.count_nonzero(y), 1) - 1),
-            "valid_scene_area_bias_median_before": scene_median_bias(0.0),
-            "valid_scene_area_bias_median_after": scene_median_bias(shift),
+            "valid_scene_area_bias_median_before": median_scene_area_bias(glacier_scenes, 0.0),
+            "valid_scene_area_bias_median_after": median_scene_area_bias(glacier_scenes, shift),
             "train_seconds": time.perf_counter() - t0,
         }
         fold_temperature(model, temperature, shift)
