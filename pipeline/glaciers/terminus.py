@@ -471,6 +471,11 @@ def _run_around(lines: np.ndarray, start: int) -> np.ndarray:
     return lines[lo:hi + 1]
 
 
+def _flat_run(flat: np.ndarray, start: int) -> np.ndarray:
+    """The unbroken run of `flat` lines (with `start` itself, flat or not) that holds `start`."""
+    return _run_around(np.array(sorted(set(flat.tolist()) | {start}), dtype=int), start)
+
+
 def front_lines(positions: pd.DataFrame, years, max_angle_deg: float = FRONT_MAX_ANGLE_DEG,
                 anchor: int | None = None) -> np.ndarray:
     """Lines (sorted indices) that cut the *front* of every outline in ``years`` (the first is the
@@ -507,7 +512,7 @@ def front_lines(positions: pd.DataFrame, years, max_angle_deg: float = FRONT_MAX
     tip = int(ties[(ties.size - 1) // 2])  # a flat front's middle line
     ref_lines, steep = _steep(line[at], off[at], pos[at], limit)
     flat_ref = ref_lines[~steep]
-    if anchor is not None and anchor in set(_run_around(np.array(sorted(set(flat_ref.tolist()) | {tip})), tip).tolist()):
+    if anchor is not None and anchor in set(_flat_run(flat_ref, tip).tolist()):
         tip = int(anchor)  # the reference front is one flat run from its tip to the centreline: start at the centre
     lines = _front_run(line, off, pos, year, years, flat_ref, tip, limit)
     if lines.size == 0 and anchor is not None and anchor != tip and anchor in set(flat_ref.tolist()):
@@ -517,8 +522,7 @@ def front_lines(positions: pd.DataFrame, years, max_angle_deg: float = FRONT_MAX
 
 def _front_run(line, off, pos, year, years, flat_ref: np.ndarray, start: int, limit: float) -> np.ndarray:
     """`front_lines`' run from line `start` of the reference outline's flat lines `flat_ref`."""
-    flat = np.array(sorted(set(flat_ref.tolist()) | {start}), dtype=int)
-    keep = set(_run_around(flat, start).tolist())
+    keep = set(_flat_run(flat_ref, start).tolist())
     for other in years[1:]:
         at = year == other
         other_lines, steep = _steep(line[at], off[at], pos[at], limit)
