@@ -44,9 +44,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from pipeline.glaciers.deferred import Deferred
 from pipeline.store.encoding import NDSI_BIT, index_mask
 
-__all__ = ["accumulation_zone", "glacier_probability", "inventory_core", "raised_to_threshold", "snow_kept", "snow_kept_km2"]
+__all__ = ["accumulation_zone", "deferred_snow_kept_km2", "glacier_probability", "inventory_core", "raised_to_threshold", "snow_kept", "snow_kept_km2"]
 
 
 def inventory_core(ids: np.ndarray, buffer_px: float) -> np.ndarray:
@@ -124,13 +125,22 @@ def glacier_probability(ds: xr.Dataset, threshold: int, buffer_m: float, resolut
 
 
 def snow_kept_km2(kept: xr.DataArray, glacier_id: xr.DataArray, pixel_km2: float) -> pd.DataFrame:
+    """`deferred_snow_kept_km2`, computed now."""
+    return deferred_snow_kept_km2(kept, glacier_id, pixel_km2).compute()
+
+
+def deferred_snow_kept_km2(kept: xr.DataArray, glacier_id: xr.DataArray, pixel_km2: float) -> Deferred[pd.DataFrame]:
     """Per glacier-year (glacier_id, year, snow_kept_km2): the area the rule added, so that a table
-    says how much of each glacier's area comes from the inventory rather than from the image."""
+    says how much of each glacier's area comes from the inventory rather than from the image.
+    Deferred, to share its read of the maps with the tables (`pipeline.glaciers.deferred`)."""
     gid = da.asarray(glacier_id.data).astype(np.int64)
     n = int(gid.max().compute()) + 1 if gid.size else 1
     years = [int(y) for y in kept["year"].values]
-    counts = da.compute(*[da.bincount(da.where(da.asarray(kept.isel(year=i).data), gid, 0).ravel(), minlength=n)
-                          for i in range(len(years))])
-    rows = [(g, year, float(c[g]) * pixel_km2) for year, c in zip(years, counts, strict=True) for g in np.flatnonzero(c)
-            if g > 0]
-    return pd.DataFrame(rows, columns=["glacier_id", "year", "snow_kept_km2"])
+
+    def finish(*counts: np.ndarray) -> pd.DataFrame:
+        rows = [(g, year, float(c[g]) * pixel_km2) for year, c in zip(years, counts, strict=True)
+                for g in np.flatnonzero(c) if g > 0]
+        return pd.DataFrame(rows, columns=["glacier_id", "year", "snow_kept_km2"])
+
+    return Deferred(tuple(da.bincount(da.where(da.asarray(kept.isel(year=i).data), gid, 0).ravel(), minlength=n)
+                          for i in range(len(years))), finish)

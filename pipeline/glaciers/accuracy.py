@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -17,6 +16,7 @@ import xarray as xr
 from scipy.ndimage import binary_dilation
 
 from catalog.sun import overpass_sun, terrain_shadow
+from pipeline.glaciers.deferred import Deferred
 
 DEBRIS_HALO_PX = 10
 """Debris-covered ice grown by this many pixels is the accuracy table's hard ``debris`` zone, so
@@ -151,6 +151,16 @@ def accuracy_by_model(
     """`accuracy_by_zone` of several maps (model name -> boolean map; each scored for the years it
     has) with a ``model`` column: every model's, zone's and year's confusion matrix in one dask pass,
     so the truth is read once for all of them."""
+    return deferred_accuracy_by_model(maps, truth, zones, sensor).compute()
+
+
+def deferred_accuracy_by_model(
+    maps: Mapping[str, xr.DataArray],
+    truth: xr.DataArray,
+    zones: Mapping[str, xr.DataArray | None],
+    sensor: str | None = None,
+) -> Deferred[pd.DataFrame]:
+    """`accuracy_by_model`, deferred to share its read of the maps with the tables (`pipeline.glaciers.deferred`)."""
     keys, lazy = [], []
     for model, predicted in maps.items():
         if "year" not in predicted.dims:
@@ -167,12 +177,15 @@ def accuracy_by_model(
                     sel = {"sensor": s, "year": y}
                     keys.append((model, zone, str(s), int(y)))
                     lazy.append(confusion_matrix(*(_as_dask(a.sel(sel)) for a in (p, t, v))))
-    counts = dask.compute(*lazy)
-    rows = [
-        {"model": m, "zone": z, "sensor": s, "year": y, **AccuracyMetrics.from_confusion(c).as_dict()}
-        for (m, z, s, y), c in zip(keys, counts)
-    ]
-    return pd.DataFrame(rows, columns=["model", "zone", "sensor", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"])
+
+    def finish(*counts: np.ndarray) -> pd.DataFrame:
+        rows = [
+            {"model": m, "zone": z, "sensor": s, "year": y, **AccuracyMetrics.from_confusion(c).as_dict()}
+            for (m, z, s, y), c in zip(keys, counts, strict=True)
+        ]
+        return pd.DataFrame(rows, columns=["model", "zone", "sensor", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"])
+
+    return Deferred(tuple(lazy), finish)
 
 
 def _years_of(array: xr.DataArray, predicted: xr.DataArray) -> xr.DataArray:

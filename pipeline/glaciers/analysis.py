@@ -48,7 +48,7 @@ errors) is ``pipeline.glaciers.store_terminus``.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -64,14 +64,15 @@ from affine import Affine
 
 from catalog.grid import TargetGrid
 from pipeline.config import Analysis
-from pipeline.glaciers.accumulation import inventory_core, raised_to_threshold, snow_kept, snow_kept_km2
-from pipeline.glaciers.accuracy import accuracy_by_model, debris_zone, shadowed_ice_zone
+from pipeline.glaciers.accumulation import deferred_snow_kept_km2, inventory_core, raised_to_threshold, snow_kept
+from pipeline.glaciers.accuracy import debris_zone, deferred_accuracy_by_model, shadowed_ice_zone
 from pipeline.glaciers.change import PIXEL_PERIMETER_FACTOR
-from pipeline.glaciers.outlines import vectorise_outlines
+from pipeline.glaciers.deferred import Deferred, compute_together
+from pipeline.glaciers.outlines import deferred_outlines
 from pipeline.glaciers.plausibility import flag_glacier_years, implausible_pairs
 from pipeline.glaciers.raster_schema import DEFAULT_MAX_UNOBSERVED
 from pipeline.glaciers.region_tables import change_table, region_total
-from pipeline.glaciers.statistics import glacier_statistics, with_area_errors
+from pipeline.glaciers.statistics import deferred_statistics, with_area_errors
 from pipeline.glaciers.store_terminus import pixel_window, terminus_tables
 from pipeline.glaciers.tables import conform
 from pipeline.glaciers.tasks import Failures, glacier_batches
@@ -79,7 +80,7 @@ from pipeline.glaciers.terminus import BODY_GAP_PX, glacier_parts
 from pipeline.store import RegionStore
 from pipeline.store.encoding import NDSI_BIT, RATIO_BIT, index_mask
 
-__all__ = ["TABLES", "TRUTH", "analyse_store",
+__all__ = ["TABLES", "TRUTH", "analyse_store", "deferred_fixed_aspect", "deferred_store_accuracy",
            "fixed_aspect", "glacier_inventory", "map_tables", "mapped_probability", "split_fragments", "store_accuracy", "total_area"]
 
 TRUTH = "truth"
@@ -167,6 +168,11 @@ def split_fragments(outlines: gpd.GeoDataFrame, inventory: dict, min_area_km2: f
 def fixed_aspect(glacier_id: xr.DataArray, aspect: xr.DataArray) -> pd.DataFrame:
     """Per glacier (glacier_id, aspect_deg, aspect_sector): the circular mean of the DEM aspect over
     its ``glacier_id`` zone (inventory outline plus buffer), the same every year and for every map."""
+    return deferred_fixed_aspect(glacier_id, aspect).compute()
+
+
+def deferred_fixed_aspect(glacier_id: xr.DataArray, aspect: xr.DataArray) -> Deferred[pd.DataFrame]:
+    """`fixed_aspect`, deferred to share its read of ``glacier_id`` with the tables."""
     import dask.array as darr
 
     from catalog.aspect import aspect_sector_name
@@ -177,15 +183,18 @@ def fixed_aspect(glacier_id: xr.DataArray, aspect: xr.DataArray) -> pd.DataFrame
     rad = darr.radians(darr.where(ok, asp, 0.0))
     ids = darr.where(ok, gid, 0).ravel().astype(np.int64)
     n = int(darr.max(gid).compute()) + 1 if gid.size else 1
-    sin, cos, present = darr.compute(darr.bincount(ids, weights=darr.sin(rad).ravel(), minlength=n),
-                                     darr.bincount(ids, weights=darr.cos(rad).ravel(), minlength=n),
-                                     darr.bincount(darr.where(gid > 0, gid, 0).ravel().astype(np.int64), minlength=n))
-    glaciers = np.flatnonzero(present)
-    glaciers = glaciers[glaciers > 0]
-    s, c = sin[glaciers], cos[glaciers]
-    deg = np.where(np.hypot(s, c) > 1e-9, np.degrees(np.arctan2(s, c)) % 360.0, np.nan)
-    return pd.DataFrame({"glacier_id": glaciers.astype(np.int64), "aspect_deg": deg,
-                         "aspect_sector": aspect_sector_name(deg) if glaciers.size else []})
+
+    def finish(sin: np.ndarray, cos: np.ndarray, present: np.ndarray) -> pd.DataFrame:
+        glaciers = np.flatnonzero(present)
+        glaciers = glaciers[glaciers > 0]
+        s, c = sin[glaciers], cos[glaciers]
+        deg = np.where(np.hypot(s, c) > 1e-9, np.degrees(np.arctan2(s, c)) % 360.0, np.nan)
+        return pd.DataFrame({"glacier_id": glaciers.astype(np.int64), "aspect_deg": deg,
+                             "aspect_sector": aspect_sector_name(deg) if glaciers.size else []})
+
+    return Deferred((darr.bincount(ids, weights=darr.sin(rad).ravel(), minlength=n),
+                     darr.bincount(ids, weights=darr.cos(rad).ravel(), minlength=n),
+                     darr.bincount(darr.where(gid > 0, gid, 0).ravel().astype(np.int64), minlength=n)), finish)
 
 
 def _with_fixed_aspect(tables: dict[str, pd.DataFrame], aspect: pd.DataFrame) -> None:
@@ -215,24 +224,37 @@ def map_tables(
     observed: xr.DataArray | None = None,
     doy: xr.DataArray | None = None,
     indices: xr.DataArray | None = None,
-    snow_kept: pd.DataFrame | None = None,
+    kept: xr.DataArray | None = None,
+    extra: Mapping[str, Deferred[pd.DataFrame]] | None = None,
 ) -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
     """All tables and the outlines of one sensor's yearly maps (0-255 or 0/1 with threshold 1).
+
+    One read of the maps: statistics, outlines, the fixed aspect, the snow rule's area and the
+    `extra` tables (``accuracy``: `deferred_store_accuracy` of the same `mask`) are computed
+    together (`pipeline.glaciers.deferred`), so each chunk of `mask` is read once for all of
+    them; the terminus then reads only the windows around each glacier's outlines.
 
     `observed` and `doy` (year, y, x) are the store's: glacier-years whose outline is unobserved
     over `analysis.max_unobserved` are flagged in ``areas``, ``total_area`` and the outlines
     (``unobserved_frac``, ``flag_unobserved``) and left out of change, trends and retreat;
     retreat is dated by `doy`. Without them (the truth) every pixel counts as observed.
-    `snow_kept` (glacier_id, year, snow_kept_km2; `accumulation.snow_kept_km2`) becomes the
-    ``areas`` column of that name and feeds ``flag_snow``.
+    `kept` (year, y, x), the pixels the snow rule raised (`accumulation.snow_kept`), gives the
+    ``areas`` column ``snow_kept_km2`` (`accumulation.snow_kept_km2`), which feeds ``flag_snow``.
     """
     limit = analysis.max_unobserved
-    tables = glacier_statistics(
+    statistics = deferred_statistics(
         mask, glacier_id, dem, aspect, sensor=sensor, pixel_size_m=grid.resolution, threshold=threshold, band_m=analysis.band_m,
         observed=observed, max_unobserved=limit, perimeter_correction="isotropic",
         indices=indices, max_index_disagreement=analysis.max_index_disagreement,  # the model against NDSI and red/SWIR
     )
-    outlines = vectorise_outlines(mask, glacier_id, grid.transform, grid.crs, sensor=sensor, threshold=threshold)
+    outlines = deferred_outlines(mask, glacier_id, grid.transform, grid.crs, sensor=sensor, threshold=threshold)
+    extra = dict(extra or {})
+    if kept is not None:
+        extra["snow_kept"] = deferred_snow_kept_km2(kept, glacier_id, grid.resolution ** 2 / 1e6)
+    tables, outlines, aspect_table, *extra_tables = compute_together(
+        statistics, outlines, deferred_fixed_aspect(glacier_id, aspect), *extra.values())
+    extra = dict(zip(extra, extra_tables, strict=True))
+    snow_kept = extra.pop("snow_kept", None)
     inventory = glacier_inventory(glacier_id, grid, analysis.glacier_buffer_m, outlines)
     outlines, fragments = split_fragments(outlines, inventory, analysis.min_mapping_unit_km2, grid.resolution)
     areas = tables["areas"].merge(fragments.astype({"glacier_id": tables["areas"]["glacier_id"].dtype,
@@ -244,7 +266,7 @@ def map_tables(
     areas["area_km2"] = areas["area_km2"] - areas["dropped_km2"]
     areas["perimeter_km"] = areas["perimeter_km"] - PIXEL_PERIMETER_FACTOR * areas.pop("dropped_perimeter_km")
     tables["areas"] = with_area_errors(areas, grid.resolution)  # the perimeter term of the perimeter kept
-    _with_fixed_aspect(tables, aspect_table := fixed_aspect(glacier_id, aspect))
+    _with_fixed_aspect(tables, aspect_table)
     tables["total_area"] = total_area(tables["areas"], limit)
     tables["area_change"] = change_table(tables["areas"], max_unobserved=limit) if mask.sizes["year"] > 1 else pd.DataFrame()
     # the published outlines carry the tables' perimeter (one definition, pipeline.glaciers.change)
@@ -267,13 +289,22 @@ def map_tables(
         tables["retreat"]["flag_implausible"] = implausible_pairs(tables["retreat"], areas)
     tables["terminus"], tables["retreat"] = conform("terminus", tables["terminus"]), conform("retreat", tables["retreat"])
     tables["failures"] = failures.table().assign(sensor=sensor)
-    return tables, outlines
+    return tables | extra, outlines
 
 
 def store_accuracy(
     probability: xr.DataArray, truth: xr.Dataset, *, sensor: str, model: str, threshold: int,
     indices: xr.DataArray | None = None, looks: xr.Dataset | None = None, grid: TargetGrid | None = None,
 ) -> pd.DataFrame:
+    """`deferred_store_accuracy`, computed now."""
+    return deferred_store_accuracy(probability, truth, sensor=sensor, model=model, threshold=threshold, indices=indices,
+                                   looks=looks, grid=grid).compute()
+
+
+def deferred_store_accuracy(
+    probability: xr.DataArray, truth: xr.Dataset, *, sensor: str, model: str, threshold: int,
+    indices: xr.DataArray | None = None, looks: xr.Dataset | None = None, grid: TargetGrid | None = None,
+) -> Deferred[pd.DataFrame]:
     """Accuracy of the stored maps against the truth: zone ``all`` (every pixel), ``debris`` and, with the
     store's `looks` (``doy``, ``dem``, ``slope``, ``aspect``) and `grid`, ``shadowed_ice``
     (`accuracy.shadowed_ice_zone`: true ice in terrain shadow in the look the composite took); beside
@@ -300,7 +331,8 @@ def store_accuracy(
     if looks is not None and grid is not None and all(v in looks for v in ("doy", "dem", "slope", "aspect")):
         zones["shadowed_ice"] = _shadowed_ice(glacier, looks, grid, sensor, years).chunk(chunks)
     cols = ["sensor", "model", "zone", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"]
-    return accuracy_by_model(maps, glacier, zones, sensor=sensor)[cols]
+    counts = deferred_accuracy_by_model(maps, glacier, zones, sensor=sensor)
+    return Deferred(counts.collections, lambda *values: counts.finish(*values)[cols])
 
 
 def _shadowed_ice(glacier: xr.DataArray, looks: xr.Dataset, grid: TargetGrid, sensor: str, years: list[int]) -> xr.DataArray:
@@ -336,7 +368,7 @@ def _maps(ds: xr.Dataset, analysis: Analysis, resolution_m: float) -> tuple[xr.D
 def _with_snow_kept(areas: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
     """``areas`` with ``snow_kept_km2`` (0 where the rule added nothing)."""
     key = ["glacier_id", "year"]
-    merged = areas.merge(kept.astype({k: areas[k].dtype for k in key}), on=key, how="left")
+    merged = areas.merge(kept.astype({k: areas[k].dtype for k in key} | {"snow_kept_km2": float}), on=key, how="left")
     merged["snow_kept_km2"] = merged["snow_kept_km2"].fillna(0.0)
     return merged
 
@@ -363,17 +395,17 @@ def analyse_store(
         ds = store.open_dataset(sensor)
         grid = grids[sensor]
         probability, kept = _maps(ds, analysis, grid.resolution)
-        kept_km2 = snow_kept_km2(kept, ds.glacier_id, grid.resolution ** 2 / 1e6) if kept is not None else None
-        tables, outlines = map_tables(
-            probability, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=sensor, threshold=analysis.threshold,
-            observed=ds.get("observed"), doy=ds.get("doy"), indices=ds.get("indices"), snow_kept=kept_km2,
-        )
-        if truth_dir is not None:
+        extra = {}
+        if truth_dir is not None:  # scored in the tables' read of the maps
             truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values], chunks=store.chunk_size)
             model = (models or {}).get(sensor, "model")
-            tables["accuracy"] = store_accuracy(probability, truth, sensor=sensor, model=model, threshold=analysis.threshold,
-                                                indices=ds.get("indices"), looks=ds, grid=grid)
-        return tables, outlines
+            extra["accuracy"] = deferred_store_accuracy(probability, truth, sensor=sensor, model=model,
+                                                        threshold=analysis.threshold, indices=ds.get("indices"),
+                                                        looks=ds, grid=grid)
+        return map_tables(
+            probability, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=sensor, threshold=analysis.threshold,
+            observed=ds.get("observed"), doy=ds.get("doy"), indices=ds.get("indices"), kept=kept, extra=extra,
+        )
 
     def truth_tables() -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
         finest = min(sensors, key=lambda s: grids[s].resolution)

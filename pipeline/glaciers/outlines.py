@@ -11,7 +11,8 @@ chunk per task. Areas and perimeters of these polygons equal the raster statisti
 
 from __future__ import annotations
 
-import dask
+from functools import partial
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -20,6 +21,8 @@ import shapely
 import xarray as xr
 from affine import Affine
 from shapely.geometry import shape
+
+from pipeline.glaciers.deferred import Deferred
 
 OUTLINE_COLUMNS = ["glacier_id", "sensor", "year", "area_km2", "perimeter_km", "geometry"]
 
@@ -32,7 +35,13 @@ def _block_pieces(labels: np.ndarray, transform: Affine) -> list[tuple[int, shap
     ]
 
 
-def vectorise_outlines(
+def vectorise_outlines(probability: xr.DataArray, glacier_id: xr.DataArray, transform: Affine, crs, *, sensor: str,
+                       threshold: int = 128) -> gpd.GeoDataFrame:
+    """`deferred_outlines`, computed now."""
+    return deferred_outlines(probability, glacier_id, transform, crs, sensor=sensor, threshold=threshold).compute()
+
+
+def deferred_outlines(
     probability: xr.DataArray,
     glacier_id: xr.DataArray,
     transform: Affine,
@@ -40,7 +49,7 @@ def vectorise_outlines(
     *,
     sensor: str,
     threshold: int = 128,
-) -> gpd.GeoDataFrame:
+) -> Deferred[gpd.GeoDataFrame]:
     """One (multi)polygon per glacier and year from `probability` (year, y, x) 0-255 and `glacier_id`.
 
     Mapped pixels outside every glacier's (buffered) outline (id 0) are not outlines of any
@@ -54,20 +63,32 @@ def vectorise_outlines(
 
     prob = da.asarray(prob)
     gid = da.asarray(gid).rechunk(prob.chunks[1:])
-    y_edges = np.cumsum((0, *prob.chunks[1]))
-    x_edges = np.cumsum((0, *prob.chunks[2]))
-    tasks, keys = [], []
-    for t, year in enumerate(probability["year"].values):
-        for i in range(len(prob.chunks[1])):
-            for j in range(len(prob.chunks[2])):
-                block_t = transform * Affine.translation(int(x_edges[j]), int(y_edges[i]))
-                labels = da.where(prob.blocks[t, i, j][0] >= threshold, gid.blocks[i, j], 0)
-                tasks.append(dask.delayed(_block_pieces)(labels, block_t))
-                keys.append(int(year))
+    edges = tuple(np.cumsum((0, *c)) for c in prob.chunks[1:])
+    # an array of pieces, one cell per year and block: array tasks share their reads of the maps
+    # with the statistics' in one compute (`deferred`), where a delayed per block read its chunk again
+    cells = da.map_blocks(_block_cells, prob, gid[None], dtype=object,
+                          chunks=(prob.chunks[0], *((1,) * len(c) for c in prob.chunks[1:])),
+                          threshold=threshold, transform=transform, edges=edges)
+    years = [int(y) for y in probability["year"].values]
+    return Deferred((cells,), partial(_merged, years=years, sensor=sensor, crs=crs))
+
+
+def _block_cells(prob: np.ndarray, gid: np.ndarray, *, threshold: int, transform: Affine, edges, block_id=None) -> np.ndarray:
+    """(years, 1, 1) object: each year's `_block_pieces` of one (y, x) block."""
+    block_t = transform * Affine.translation(int(edges[1][block_id[2]]), int(edges[0][block_id[1]]))
+    out = np.empty((prob.shape[0], 1, 1), dtype=object)
+    for k in range(prob.shape[0]):
+        out[k, 0, 0] = _block_pieces(np.where(prob[k] >= threshold, gid[0], 0), block_t)
+    return out
+
+
+def _merged(cells: np.ndarray, years: list[int], sensor: str, crs) -> gpd.GeoDataFrame:
+    """The outlines from the (year, y block, x block) cells of pieces: one union per glacier-year."""
     rows: dict[tuple[int, int], list] = {}
-    for year, pieces in zip(keys, dask.compute(*tasks), strict=True):
-        for glacier, geom in pieces:
-            rows.setdefault((glacier, year), []).append(geom)
+    for t, year in enumerate(years):
+        for pieces in cells[t].ravel():
+            for glacier, geom in pieces:
+                rows.setdefault((glacier, year), []).append(geom)
     records = []
     for (glacier, year), geoms in sorted(rows.items()):
         merged = shapely.union_all(geoms)

@@ -92,9 +92,10 @@ from catalog.aspect import ASPECT_SECTORS as SECTORS
 from catalog.aspect import aspect_class
 from pipeline.glaciers.block_sums import N_SECTORS, Layout, compact_ids, ids_and_elevation_range, reduce_block, seam_pairs
 from pipeline.glaciers.change import area_uncertainty_km2
+from pipeline.glaciers.deferred import Deferred
 from pipeline.glaciers.raster_schema import DEFAULT_MAX_INDEX_DISAGREEMENT, DEFAULT_MAX_UNOBSERVED
 
-__all__ = ["PERIMETER_CORRECTIONS", "glacier_statistics", "with_area_errors"]
+__all__ = ["PERIMETER_CORRECTIONS", "deferred_statistics", "glacier_statistics", "with_area_errors"]
 
 PERIMETER_CORRECTIONS = ("none", "isotropic")
 YEARS_PER_TASK = 8
@@ -114,7 +115,13 @@ def _as_2d(a: xr.DataArray, name: str, like: xr.DataArray, chunks) -> da.Array:
     return da.asarray(a.data).rechunk(chunks)
 
 
-def glacier_statistics(
+def glacier_statistics(mask: xr.DataArray, glacier_id: xr.DataArray, dem: xr.DataArray, aspect: xr.DataArray,
+                       **kwargs) -> dict[str, pd.DataFrame]:
+    """`deferred_statistics`, computed now."""
+    return deferred_statistics(mask, glacier_id, dem, aspect, **kwargs).compute()
+
+
+def deferred_statistics(
     mask: xr.DataArray,
     glacier_id: xr.DataArray,
     dem: xr.DataArray,
@@ -129,11 +136,12 @@ def glacier_statistics(
     max_unobserved: float = DEFAULT_MAX_UNOBSERVED,
     indices: xr.DataArray | None = None,
     max_index_disagreement: float = DEFAULT_MAX_INDEX_DISAGREEMENT,
-) -> dict[str, pd.DataFrame]:
+) -> Deferred[dict[str, pd.DataFrame]]:
     """Tables ``areas``, ``area_by_band``, ``glacier_area_by_band``, ``area_by_aspect``,
     ``glacier_area_by_aspect`` and ``glacier_terrain`` from one sensor's yearly masks.
 
-    One ``dask.compute`` of a per-chunk reduction (module docstring); the (y, x) chunking of
+    A per-chunk reduction (module docstring), deferred so that it shares its read of the maps with
+    other tables (`pipeline.glaciers.deferred`); the (y, x) chunking of
     ``mask`` is used for every input, with up to YEARS_PER_TASK years per task. Every glacier id present in
     ``glacier_id`` gets a row per year in ``areas`` (0 km² when not mapped that year).
     ``pixel_size_m`` defaults to the spacing of the ``x`` coordinate. ``observed`` (year, y, x)
@@ -211,11 +219,14 @@ def glacier_statistics(
         align_arrays=False, concatenate=False,
     )
     # each block counted the edges on its border as exposed; the pairs across its seams take back the inner ones
-    sums, seams = da.compute(per_block.sum(axis=(0, 2, 3)), _seam_sums(values, level, cid, layout.k))
-    sums[:, layout.slices["edges"]] -= 2.0 * seams  # (year, n_bins), (year, k)
     years = np.asarray(mask["year"].values)
-    return _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m,
-                   perimeter_correction, max_unobserved, max_index_disagreement)
+
+    def finish(sums: np.ndarray, seams: np.ndarray) -> dict[str, pd.DataFrame]:
+        sums[:, layout.slices["edges"]] -= 2.0 * seams  # (year, n_bins), (year, k)
+        return _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m,
+                       perimeter_correction, max_unobserved, max_index_disagreement)
+
+    return Deferred((per_block.sum(axis=(0, 2, 3)), _seam_sums(values, level, cid, layout.k)), finish)
 
 
 def _seam_sums(values: da.Array, level: int, cid: da.Array, k: int) -> da.Array:
