@@ -7,6 +7,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -18,11 +19,13 @@ from pipeline.training.world import (
     TEST_SEEDS,
     TRAIN_SEEDS,
     VALID_SEEDS,
+    area_bias_by_size,
     area_matching_shift,
     expected_calibration_error,
     fit_temperature,
     fold_temperature,
     glacier_area_bias,
+    glacier_area_errors,
     train_on_world,
     unfold_temperature,
     world_recipe,
@@ -92,6 +95,22 @@ def test_area_bias_per_glacier_by_hand():
     valid = np.ones(label.shape, bool)
     assert glacier_area_bias(mapped, label, valid) == pytest.approx([0.2, -0.2])
     assert glacier_area_bias(np.zeros_like(label), np.zeros_like(label), valid) == []
+    errors = glacier_area_errors(mapped, label, valid)
+    assert errors["true_px"].tolist() == [20, 40]
+    assert errors["area_bias"].tolist() == pytest.approx([0.2, -0.2])
+
+
+def test_area_bias_by_glacier_size_by_hand():
+    bias = pd.DataFrame({"model": ["unet"] * 5 + ["ndsi"],
+                         "glacier_km2": [0.02, 0.05, 0.3, 2.0, 8.0, 0.05],
+                         "area_bias": [-1.0, -0.5, 0.02, -0.04, 0.01, 0.3]})
+    table = area_bias_by_size(bias).set_index(["model", "class"])
+    smallest = table.loc[("unet", pd.Interval(0.0, 0.1))]
+    assert (smallest.glaciers, smallest.median_bias, smallest["within_3%"]) == (2, -0.75, 0.0)
+    assert table.loc[("unet", pd.Interval(1.0, 5.0)), "within_3%"] == 0.0  # -4 % is outside +-3 %
+    assert table.loc[("unet", pd.Interval(5.0, np.inf)), "within_3%"] == 1.0
+    assert table.loc[("ndsi", pd.Interval(0.0, 0.1)), "median_bias"] == 0.3
+    assert len(table) == 5  # no row for a class without glaciers (0.5-1 km2)
 
 
 @pytest.fixture(scope="module")

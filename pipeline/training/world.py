@@ -218,7 +218,16 @@ def _zones(sample: WorldSample, valid: np.ndarray) -> dict[str, np.ndarray]:
 
 def glacier_area_bias(mapped: np.ndarray, label: np.ndarray, valid: np.ndarray, halo_px: int = 3,
                       min_px: int = 1) -> list[float]:
-    """Per glacier (connected truth body of >= `min_px` pixels): (mapped - true) / true pixels within `halo_px` of it.
+    """Per glacier (connected truth body of >= `min_px` pixels): (mapped - true) / true pixels within `halo_px` of it
+    (`glacier_area_errors`' ``area_bias``)."""
+    return [float(b) for b in glacier_area_errors(mapped, label, valid, halo_px, min_px)["area_bias"]]
+
+
+def glacier_area_errors(mapped: np.ndarray, label: np.ndarray, valid: np.ndarray, halo_px: int = 3,
+                        min_px: int = 1) -> pd.DataFrame:
+    """Per glacier (connected truth body of >= `min_px` pixels): ``true_px`` (its valid pixels) and
+    ``area_bias`` = (mapped - true) / true pixels within `halo_px` of it; the size is there because
+    a map's bias depends on it (a network may miss the smallest glaciers whole).
 
     A glacier's zone is its body grown by `halo_px`, cut where another glacier's grown body is
     nearer (watershed by distance), so neighbours do not share mapped pixels. Bodies below
@@ -227,13 +236,26 @@ def glacier_area_bias(mapped: np.ndarray, label: np.ndarray, valid: np.ndarray, 
     """
     bodies, n = ndimage.label(label)
     if not n:
-        return []
+        return pd.DataFrame({"true_px": pd.Series(dtype=float), "area_bias": pd.Series(dtype=float)})
     distance, (iy, ix) = ndimage.distance_transform_edt(bodies == 0, return_indices=True)
     owner = np.where(distance <= halo_px, bodies[iy, ix], 0)
     true = ndimage.sum(label & valid, bodies, range(1, n + 1))
     found = ndimage.sum(mapped & valid, owner, range(1, n + 1))
     size = ndimage.sum(label, bodies, range(1, n + 1))
-    return [float((f - t) / t) for f, t, k in zip(found, true, size) if t > 0 and k >= min_px]
+    keep = (true > 0) & (size >= min_px)
+    return pd.DataFrame({"true_px": true[keep], "area_bias": (found[keep] - true[keep]) / true[keep]})
+
+
+SIZE_CLASSES_KM2 = (0.0, 0.1, 0.5, 1.0, 5.0, np.inf)
+"""Glacier size classes of `area_bias_by_size`: a map's area bias depends on the glacier's size."""
+
+
+def area_bias_by_size(bias: pd.DataFrame, within: float = 0.03) -> pd.DataFrame:
+    """Per model and size class of `score`'s area bias rows: glaciers, median bias and the share within +-`within`."""
+    classes = pd.cut(bias["glacier_km2"], SIZE_CLASSES_KM2)
+    grouped = bias.assign(near=bias["area_bias"].abs() <= within).groupby(["model", classes.rename("class")], observed=True)
+    return pd.DataFrame({"glaciers": grouped.size(), "median_bias": grouped["area_bias"].median(),
+                         f"within_{within:.0%}": grouped["near"].mean()}).reset_index()
 
 
 def score(predictors: Mapping[str, Predictor], samples: Sequence[WorldSample], sensor: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -249,13 +271,15 @@ def score(predictors: Mapping[str, Predictor], samples: Sequence[WorldSample], s
                 key = (name, zone)
                 counts[key] = counts.get(key, np.zeros((2, 2), np.int64)) + confusion_counts(mapped, sample.label, mask)
             min_px = max(1, round(MIN_GLACIER_KM2 * 1e6 / sample.params["resolution_m"] ** 2))
-            for i, b in enumerate(glacier_area_bias(mapped, sample.label, valid, min_px=min_px)):
-                bias_rows.append({"model": name, "seed": sample.seed, "glacier": i, "area_bias": b})
+            errors = glacier_area_errors(mapped, sample.label, valid, min_px=min_px)
+            for i, (px, b) in enumerate(zip(errors["true_px"], errors["area_bias"], strict=True)):
+                bias_rows.append({"model": name, "seed": sample.seed, "glacier": i,
+                                  "glacier_km2": float(px) * sample.params["resolution_m"] ** 2 / 1e6, "area_bias": float(b)})
     rows = []
     for (name, zone), c in counts.items():
         m = AccuracyMetrics.from_confusion(c).as_dict()
         rows.append({"model": name, "zone": zone, "sensor": sensor, **m})
-    return pd.DataFrame(rows), pd.DataFrame(bias_rows, columns=["model", "seed", "glacier", "area_bias"])
+    return pd.DataFrame(rows), pd.DataFrame(bias_rows, columns=["model", "seed", "glacier", "glacier_km2", "area_bias"])
 
 
 @dataclass

@@ -5,7 +5,7 @@
 The card scores 16 test scenes (seeds 200000-200015); one draw of the world that small moves
 IoU by several points. This scores the weights, band ratio and NDSI on further test-range
 seeds (never in training or validation) with `pipeline.training.world.score`, as the card
-does, and prints the accuracy table and the per-glacier area bias. The "48 further held-out
+does, and prints the accuracy table and the per-glacier area bias, overall and by glacier size. The "48 further held-out
 scenes" of pipeline/weights/README.md are `--first 200016 --scenes 48`.
 """
 
@@ -19,7 +19,7 @@ from pipeline.config import SHIPPED_WEIGHTS
 from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
 from pipeline.model.predictor import TorchPredictor
 from pipeline.model.weights import load_model
-from pipeline.training.world import TEST_SEEDS, draw_split, score
+from pipeline.training.world import TEST_SEEDS, area_bias_by_size, draw_split, score
 
 
 def main() -> None:
@@ -43,6 +43,8 @@ def main() -> None:
     print(accuracy[["model", "zone", "PA", "UA", "F1", "IoU"]].round(3).to_string(index=False))
     ours = bias[bias.model == card.architecture].area_bias
     print(f"area bias per glacier ({len(ours)}): median {ours.median():+.1%}, within +-3 %: {(ours.abs() <= 0.03).mean():.0%}")
+    print("by glacier size (km2):")
+    print(area_bias_by_size(bias).round(3).to_string(index=False))
 
 
 if __name__ == "__main__":
