@@ -26,6 +26,7 @@ from pipeline.training.world import (
     fold_temperature,
     glacier_area_bias,
     glacier_area_errors,
+    small_glacier_weights,
     train_on_world,
     unfold_temperature,
     world_recipe,
@@ -98,6 +99,19 @@ def test_area_bias_per_glacier_by_hand():
     errors = glacier_area_errors(mapped, label, valid)
     assert errors["true_px"].tolist() == [20, 40]
     assert errors["area_bias"].tolist() == pytest.approx([0.2, -0.2])
+
+
+def test_small_glaciers_and_their_edges_weigh_more_in_the_loss():
+    label = np.zeros((40, 40), bool)
+    label[2:6, 2:7] = True  # 20 px of 30 m: 0.018 km², sqrt(0.5 / 0.018) = 5.3, capped at 4
+    label[10:38, 10:38] = True  # 784 px: 0.71 km², above 0.5 km²
+    label[20:22, 2:4] = True  # 4 px: 0.0036 km², capped at 4
+    weights = small_glacier_weights(label, 30.0, 0.5)
+    assert weights[4, 4] == 4.0 and weights[4, 8] == 4.0  # the glacier and its 2-px edge
+    assert weights[4, 10] == 1.0 and weights[20, 20] == 1.0 and weights[0, 39] == 1.0
+    assert small_glacier_weights(label, 30.0, 0.5, max_weight=10.0)[4, 4] == pytest.approx((0.5 / 0.018) ** 0.5)
+    assert (small_glacier_weights(label, 30.0, 0.0) == 1.0).all()
+    assert weights.dtype == np.float32
 
 
 def test_area_bias_by_glacier_size_by_hand():

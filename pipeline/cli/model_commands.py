@@ -97,6 +97,7 @@ def train_world(
     terrain: Annotated[str, typer.Option(help="terrain channels, comma-separated (slope, relative_elevation), or 'none'")] = "slope,relative_elevation",
     resume: Annotated[bool, typer.Option("--resume", help="load networks whose last checkpoint is already in --out")] = False,
     with_area: Annotated[bool, typer.Option("--with-area", help="mix in the embedded area's training years (config -c)")] = False,
+    small_glacier_km2: Annotated[float, typer.Option(help="glaciers below this area (km²) weigh more in the loss; 0: every pixel alike")] = 0.0,
     config: ConfigOption = None,
 ) -> None:
     """Train on the Earth-like training world and score on held-out scenes (other seeds, terrain, glaciers)."""
@@ -109,7 +110,8 @@ def train_world(
     try:
         configs = [
             TrainingConfig(architecture=a, base=base, crop_size=128, variants=1, focal_alpha=0.5, max_epochs=epochs,
-                           lr_decay=0.9, test_fraction=0.0, loss_threshold=0.0, seed=seed, learning_rate=learning_rate)
+                           lr_decay=0.9, test_fraction=0.0, loss_threshold=0.0, seed=seed, learning_rate=learning_rate,
+                           small_glacier_km2=small_glacier_km2)
             for a in (architecture, *(compare or ()))
         ]
     except ValueError as err:

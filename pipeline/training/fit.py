@@ -54,6 +54,8 @@ class TrainingConfig(BaseModel):
     batch_size: int = Field(_SHARED["batch_size"].default, ge=1)
     focal_alpha: float = Field(0.25, ge=0, le=1)
     focal_gamma: float = Field(2.0, ge=0)
+    small_glacier_km2: float = Field(0.0, ge=0, description="glaciers below this area weigh more in the loss "
+                                     "(`world.small_glacier_weights`); 0: every pixel alike")
     loss_threshold: float = Field(_SHARED["loss_threshold"].default, description="stop once the epoch's mean training loss is below this")
     max_epochs: int = Field(_SHARED["epochs"].default, ge=1)
     seed: int = _SHARED["seed"].default
@@ -73,7 +75,7 @@ class TrainingConfig(BaseModel):
 class Crop(NamedTuple):
     image: np.ndarray  # (channel, y, x) float32, normalised
     label: np.ndarray  # (y, x) 0/1
-    valid: np.ndarray  # (y, x) bool
+    valid: np.ndarray  # (y, x) float32 loss weight: 0 = not scored (no data), 1 = a pixel, more = weighted up
 
 
 def cut_crops(
@@ -85,7 +87,7 @@ def cut_crops(
     """Non-overlapping crop_size squares of every sample, row by row; edges that do not fill a crop are dropped."""
     crops = []
     for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-        mask = np.ones(label.shape, dtype=bool) if valid is None else np.asarray(valid[i], dtype=bool)
+        mask = np.ones(label.shape, dtype=np.float32) if valid is None else np.asarray(valid[i], dtype=np.float32)
         if image.shape[1:] != label.shape or label.shape != mask.shape:
             raise ValueError(f"sample {i}: image {image.shape}, label {label.shape}, valid {mask.shape} do not match")
         if min(label.shape) < crop_size:
@@ -118,7 +120,7 @@ def augment(crop: Crop, variant: int, rng: np.random.Generator, config: Training
         sigma = float(rng.uniform(0.5, config.blur_sigma_max))
         kernel = 2 * math.ceil(3 * sigma) + 1
         image = gaussian_blur(torch.from_numpy(np.ascontiguousarray(image)), [kernel, kernel], [sigma, sigma]).numpy()
-    return Crop(*(np.ascontiguousarray(a, dtype=d) for a, d in ((image, np.float32), (label, np.float32), (valid, bool))))
+    return Crop(*(np.ascontiguousarray(a, dtype=d) for a, d in ((image, np.float32), (label, np.float32), (valid, np.float32))))
 
 
 class AugmentedCrops(Dataset):
@@ -158,7 +160,7 @@ def _evaluate(model: SegmentationUNet, loader: DataLoader, device: torch.device)
     with torch.inference_mode():
         for image, label, valid in loader:
             predicted = (model(image.to(device)) > 0).squeeze(1).cpu().numpy()
-            counts += confusion_counts(predicted, label.numpy() > 0.5, valid.numpy())
+            counts += confusion_counts(predicted, label.numpy() > 0.5, valid.numpy() > 0)
     return AccuracyMetrics.from_confusion(counts)
 
 

@@ -246,6 +246,26 @@ def glacier_area_errors(mapped: np.ndarray, label: np.ndarray, valid: np.ndarray
     return pd.DataFrame({"true_px": true[keep], "area_bias": (found[keep] - true[keep]) / true[keep]})
 
 
+def small_glacier_weights(label: np.ndarray, resolution_m: float, below_km2: float, max_weight: float = 4.0,
+                          halo_px: int = 2) -> np.ndarray:
+    """(y, x) float32 loss weights: sqrt(`below_km2` / area) (at most `max_weight`) over each glacier
+    smaller than `below_km2` and the `halo_px` around it (its edge is what decides its area), 1 elsewhere.
+
+    Why: a glacier of 0.05 km² is 56 Landsat pixels, against the thousands of a valley glacier or of
+    the world's late-lying snow patches; with every pixel alike the network learned to call small
+    bright patches snow and missed small glaciers whole (weights README, "by glacier size").
+    """
+    weights = np.ones(label.shape, np.float32)
+    bodies, n = ndimage.label(label)
+    if not n or below_km2 <= 0:
+        return weights
+    area_km2 = ndimage.sum(np.ones_like(bodies), bodies, range(1, n + 1)) * resolution_m ** 2 / 1e6
+    per_body = np.concatenate([[1.0], np.clip(np.sqrt(below_km2 / area_km2), 1.0, max_weight)]).astype(np.float32)
+    distance, (iy, ix) = ndimage.distance_transform_edt(bodies == 0, return_indices=True)
+    owner = np.where(distance <= halo_px, bodies[iy, ix], 0)
+    return np.maximum(weights, per_body[owner])
+
+
 SIZE_CLASSES_KM2 = (0.0, 0.1, 0.5, 1.0, 5.0, np.inf)
 """Glacier size classes of `area_bias_by_size`: a map's area bias depends on the glacier's size."""
 
@@ -365,8 +385,10 @@ def train_on_world(
                 raise ValueError(f"{last} was trained on another input recipe than this run's: remove it or drop --resume")
             console.print(f"  resumed from {last}")
         else:
+            weights = [v * small_glacier_weights(s.label, resolution, cfg.small_glacier_km2) if cfg.small_glacier_km2 else v
+                       for (_, v), s in zip(built, train_set, strict=True)]
             model = train([i for i, _ in built], labels, recipe, cfg, out_dir / cfg.architecture,
-                          valid=[v for _, v in built], training_data=described,
+                          valid=weights, training_data=described,
                           init=init if cfg is config else None).model
         pairs = [model_logits(model, recipe, s) for s in valid_set]
         z = np.concatenate([lz[v] for (lz, v) in pairs])
