@@ -54,7 +54,7 @@ class TrainingConfig(BaseModel):
     batch_size: int = Field(_SHARED["batch_size"].default, ge=1)
     focal_alpha: float = Field(0.25, ge=0, le=1)
     focal_gamma: float = Field(2.0, ge=0)
-    small_glacier_km2: float = Field(0.0, ge=0, description="glaciers below this area weigh more in the loss "
+    small_glacier_km2: float = Field(0.0, ge=0, description="world training: glaciers below this area weigh more in the loss "
                                      "(`world.small_glacier_weights`); 0: every pixel alike")
     loss_threshold: float = Field(_SHARED["loss_threshold"].default, description="stop once the epoch's mean training loss is below this")
     max_epochs: int = Field(_SHARED["epochs"].default, ge=1)
