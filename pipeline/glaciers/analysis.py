@@ -249,12 +249,10 @@ def map_tables(
     )
     outlines = deferred_outlines(mask, glacier_id, grid.transform, grid.crs, sensor=sensor, threshold=threshold)
     extra = dict(extra or {})
-    if kept is not None:
-        extra["snow_kept"] = deferred_snow_kept_km2(kept, glacier_id, grid.resolution ** 2 / 1e6)
-    tables, outlines, aspect_table, *extra_tables = compute_together(
-        statistics, outlines, deferred_fixed_aspect(glacier_id, aspect), *extra.values())
+    snow = deferred_snow_kept_km2(kept, glacier_id, grid.resolution ** 2 / 1e6) if kept is not None else Deferred((), lambda: None)
+    tables, outlines, aspect_table, snow_kept, *extra_tables = compute_together(
+        statistics, outlines, deferred_fixed_aspect(glacier_id, aspect), snow, *extra.values())
     extra = dict(zip(extra, extra_tables, strict=True))
-    snow_kept = extra.pop("snow_kept", None)
     inventory = glacier_inventory(glacier_id, grid, analysis.glacier_buffer_m, outlines)
     outlines, fragments = split_fragments(outlines, inventory, analysis.min_mapping_unit_km2, grid.resolution)
     areas = tables["areas"].merge(fragments.astype({"glacier_id": tables["areas"]["glacier_id"].dtype,

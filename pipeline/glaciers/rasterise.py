@@ -31,9 +31,14 @@ def _block_labels(geoms, ids, transform: Affine, shape: tuple[int, int], buffer_
                        dtype="int32")
     if buffer_px <= 0 or not labels.any():
         return labels
+    return grow_labels(labels, buffer_px).astype(np.int32)
+
+
+def grow_labels(labels: np.ndarray, radius_px: float) -> np.ndarray:
+    """`labels` (0 = none) with each free pixel within `radius_px` of a labelled one given the id of
+    the nearest (Euclidean distance between pixel centres): neighbours split the gap between them."""
     dist, (ri, ci) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
-    grown = labels[ri, ci]
-    return np.where((labels == 0) & (dist <= buffer_px), grown, labels).astype(np.int32)
+    return np.where((labels == 0) & (dist <= radius_px), labels[ri, ci], labels)
 
 
 def rasterize_inventory(

@@ -30,6 +30,7 @@ from scipy import ndimage, optimize
 from catalog.providers import REFLECTANCE_BANDS
 from catalog.terrain import horn_slope_deg
 from pipeline.glaciers.accuracy import AccuracyMetrics, confusion_counts
+from pipeline.glaciers.rasterise import grow_labels
 from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
 from pipeline.model.dunet import SegmentationUNet
 from pipeline.model.inputs import InputRecipe, fit_normalisation
@@ -237,8 +238,7 @@ def glacier_area_errors(mapped: np.ndarray, label: np.ndarray, valid: np.ndarray
     bodies, n = ndimage.label(label)
     if not n:
         return pd.DataFrame({"true_px": pd.Series(dtype=float), "area_bias": pd.Series(dtype=float)})
-    distance, (iy, ix) = ndimage.distance_transform_edt(bodies == 0, return_indices=True)
-    owner = np.where(distance <= halo_px, bodies[iy, ix], 0)
+    owner = grow_labels(bodies, halo_px)
     true = ndimage.sum(label & valid, bodies, range(1, n + 1))
     found = ndimage.sum(mapped & valid, owner, range(1, n + 1))
     size = ndimage.sum(label, bodies, range(1, n + 1))
@@ -261,9 +261,7 @@ def small_glacier_weights(label: np.ndarray, resolution_m: float, below_km2: flo
         return weights
     area_km2 = ndimage.sum(np.ones_like(bodies), bodies, range(1, n + 1)) * resolution_m ** 2 / 1e6
     per_body = np.concatenate([[1.0], np.clip(np.sqrt(below_km2 / area_km2), 1.0, max_weight)]).astype(np.float32)
-    distance, (iy, ix) = ndimage.distance_transform_edt(bodies == 0, return_indices=True)
-    owner = np.where(distance <= halo_px, bodies[iy, ix], 0)
-    return np.maximum(weights, per_body[owner])
+    return np.maximum(weights, per_body[grow_labels(bodies, halo_px)])
 
 
 SIZE_CLASSES_KM2 = (0.0, 0.1, 0.5, 1.0, 5.0, np.inf)
