@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import pystac
+from scipy.ndimage import maximum_filter
 
 from catalog.items import item_footprint
 
@@ -115,25 +116,21 @@ def cast_shadow(
     a step). The accuracy table's shadowed-ice zone finds shadows with it; the synthetic area renders
     its own with steps of 2. NaN elevations shade nothing. With `where` only those pixels are marched
     (the rest are False): the same answer there, at the cost of those pixels alone."""
-    shadow = np.zeros(dem.shape, bool)
     step = step_px * resolution
     tan_elev = np.tan(np.radians(sun_elevation))
     ux, uy = np.sin(np.radians(sun_azimuth)), np.cos(np.radians(sun_azimuth))  # towards the sun
-    rows, cols = dem.shape
-    if where is not None:
-        r, c = np.nonzero(where)
-        base, hidden = dem[r, c], np.zeros(r.size, bool)
+    offsets = []  # (distance, row and column offset) of each step that stays on the grid
     for k in range(1, int(reach_m / step) + 1):
         dist = k * step
-        dc = int(round(ux * dist / resolution))
-        dr = int(round(-uy * dist / resolution))
-        if abs(dc) >= cols or abs(dr) >= rows:
+        dc, dr = round(ux * dist / resolution), round(-uy * dist / resolution)
+        if abs(dc) >= dem.shape[1] or abs(dr) >= dem.shape[0]:
             break
-        if where is not None:
-            rr, cc = r + dr, c + dc
-            inside = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
-            hidden |= inside & (dem[np.clip(rr, 0, rows - 1), np.clip(cc, 0, cols - 1)] > base + dist * tan_elev)
-            continue
+        offsets.append((dist, dr, dc))
+    if where is not None:
+        return _cast_shadow_at(dem, where, offsets, tan_elev)
+    rows, cols = dem.shape
+    shadow = np.zeros(dem.shape, bool)
+    for dist, dr, dc in offsets:
         # blocker[r, c] = dem[r + dr, c + dc], where inside the grid.
         src_r = slice(max(dr, 0), rows + min(dr, 0))
         dst_r = slice(max(-dr, 0), rows + min(-dr, 0))
@@ -141,8 +138,36 @@ def cast_shadow(
         dst_c = slice(max(-dc, 0), cols + min(-dc, 0))
         blocked = dem[src_r, src_c] > dem[dst_r, dst_c] + dist * tan_elev
         shadow[dst_r, dst_c] |= blocked
-    if where is not None:
-        shadow[r, c] = hidden
+    return shadow
+
+
+def _cast_shadow_at(dem: np.ndarray, where: np.ndarray, offsets: list[tuple[float, int, int]], tan_elev: float) -> np.ndarray:
+    """`cast_shadow` of the `where` pixels alone. Each ray is dropped from the march once decided:
+    hidden, off the grid (the offsets only grow, so it never comes back), or above the highest
+    ground within the march's reach of its pixel (nothing further along can rise above it); the
+    answer is the full march's."""
+    rows, cols = dem.shape
+    shadow = np.zeros(dem.shape, bool)
+    r, c = np.nonzero(where)
+    if not r.size or not offsets:
+        return shadow
+    flat = dem.ravel()
+    reach = max(max(abs(dr), abs(dc)) for _, dr, dc in offsets)
+    ground = np.where(np.isfinite(dem), dem, -np.inf)
+    top = maximum_filter(ground, size=2 * reach + 1, mode="constant", cval=-np.inf)[r, c]
+    active = np.arange(r.size)
+    base = dem[r, c]
+    hidden = np.zeros(r.size, bool)
+    for dist, dr, dc in offsets:
+        ray = base[active] + dist * tan_elev
+        rr, cc = r[active] + dr, c[active] + dc
+        inside = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
+        blocked = inside & (flat[np.where(inside, rr * cols + cc, 0)] > ray)
+        hidden[active[blocked]] = True
+        active = active[inside & ~blocked & (ray < top[active])]  # NaN rays (no elevation) leave: they shade nothing
+        if not active.size:
+            break
+    shadow[r, c] = hidden
     return shadow
 
 
@@ -170,6 +195,11 @@ def terrain_shadow(dem: np.ndarray, slope_deg: np.ndarray, aspect_deg: np.ndarra
     """(y, x) bool: pixels the sun's direct beam does not reach: cast shadow of other terrain
     (`cast_shadow`) or a slope turned away from the sun (self shadow, `relative_illumination` <= 0);
     with `where`, only those pixels (the rest False)."""
-    self_shadow = relative_illumination(slope_deg, aspect_deg, sun_azimuth, sun_elevation)[0] <= 0.0
-    dark = cast_shadow(dem, resolution, sun_azimuth, sun_elevation, where=where) | self_shadow
-    return dark if where is None else dark & where
+    if where is None:
+        self_shadow = relative_illumination(slope_deg, aspect_deg, sun_azimuth, sun_elevation)[0] <= 0.0
+        return cast_shadow(dem, resolution, sun_azimuth, sun_elevation) | self_shadow
+    where = np.asarray(where, bool)
+    dark = cast_shadow(dem, resolution, sun_azimuth, sun_elevation, where=where)  # False off `where`
+    dark[where] |= relative_illumination(np.asarray(slope_deg)[where], np.asarray(aspect_deg)[where],
+                                         sun_azimuth, sun_elevation)[0] <= 0.0
+    return dark

@@ -142,7 +142,7 @@ def test_terrain_shadow_is_cast_behind_a_wall_and_on_slopes_turned_away():
     assert not terrain_shadow(flat, np.zeros_like(dem), aspect * np.nan, 10.0, 90.0, 45.0).any()
 
 
-def test_cast_shadow_at_chosen_pixels_is_the_full_grids_answer_there():
+def test_shadow_at_chosen_pixels_is_the_full_grids_answer_there():
     rng = np.random.default_rng(7)
     dem = rng.normal(0.0, 40.0, (70, 90)).cumsum(axis=0).astype(np.float32)  # rough slopes facing north
     dem[rng.random(dem.shape) < 0.01] = np.nan
@@ -151,3 +151,10 @@ def test_cast_shadow_at_chosen_pixels_is_the_full_grids_answer_there():
         full = cast_shadow(dem, 10.0, azimuth, 30.0)
         assert full.any() and not full.all()
         np.testing.assert_array_equal(cast_shadow(dem, 10.0, azimuth, 30.0, where=chosen), full & chosen)
+    # and with the self shadow of slopes turned away, computed at the chosen pixels alone
+    gy, gx = np.gradient(np.nan_to_num(dem), 10.0)
+    slope = np.degrees(np.arctan(np.hypot(gx, gy)))
+    aspect = np.where(rng.random(dem.shape) < 0.05, np.nan, np.degrees(np.arctan2(-gx, gy)) % 360.0)
+    for azimuth in (10.0, 250.0):
+        full = terrain_shadow(dem, slope, aspect, 10.0, azimuth, 30.0)
+        np.testing.assert_array_equal(terrain_shadow(dem, slope, aspect, 10.0, azimuth, 30.0, where=chosen), full & chosen)
