@@ -45,6 +45,7 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.glaciers.deferred import Deferred
+from pipeline.glaciers.glacier_facts import GlacierFacts, glacier_facts
 from pipeline.store.encoding import NDSI_BIT, index_mask
 
 __all__ = ["accumulation_zone", "deferred_snow_kept_km2", "glacier_probability", "inventory_core", "raised_to_threshold", "snow_kept", "snow_kept_km2"]
@@ -71,25 +72,22 @@ def inventory_core(ids: np.ndarray, buffer_px: float) -> np.ndarray:
     return (ids > 0) & (distance_transform_edt(~edge) + 1 > buffer_px)
 
 
-def accumulation_zone(glacier_id: xr.DataArray, dem: xr.DataArray, buffer_px: float) -> xr.DataArray:
+def accumulation_zone(glacier_id: xr.DataArray, dem: xr.DataArray, buffer_px: float,
+                      facts: GlacierFacts | None = None) -> xr.DataArray:
     """(y, x) bool, lazy: inside the inventory outline and at or above the glacier's mean elevation there.
 
-    The per-glacier mean elevation is one reduction over the region (a bincount, as
-    `analysis.fixed_aspect`), computed here; the zone itself stays lazy, block by block.
+    The per-glacier mean elevation is one reduction over the region (`glacier_facts`), computed
+    here unless `facts` (made with the same `buffer_px`) bring it; the zone itself stays lazy,
+    block by block.
     """
+    if facts is None or facts.accumulation_mean is None:
+        facts = glacier_facts(glacier_id, dem, buffer_px)
+    mean = facts.accumulation_mean
     gid = da.asarray(glacier_id.data)
     z = da.asarray(dem.data).rechunk(gid.chunks)
-    depth = math.ceil(buffer_px) + 2
-    core = gid.map_overlap(inventory_core, depth=depth, boundary="none", dtype=bool, buffer_px=buffer_px)
-    ok = core & da.isfinite(z)
-    ids = da.where(ok, gid, 0).ravel().astype(np.int64)
-    n = int(gid.max().compute()) + 1 if gid.size else 1
-    total, count = da.compute(da.bincount(ids, weights=da.where(ok, z, 0.0).ravel(), minlength=n),
-                              da.bincount(ids, minlength=n))
-    mean = np.full(n, np.inf)  # no zone: id 0 and glaciers without a core pixel on the DEM
-    has = count > 0
-    has[0] = False
-    mean[has] = total[has] / count[has]
+    # map_overlap merges a block thinner than its depth (a grid's last row or column of chunks) into its neighbour
+    core = gid.map_overlap(inventory_core, depth=math.ceil(buffer_px) + 2, boundary="none", dtype=bool,
+                           buffer_px=buffer_px).rechunk(gid.chunks)
 
     def above(ids_block, z_block, core_block):
         with np.errstate(invalid="ignore"):
@@ -99,12 +97,14 @@ def accumulation_zone(glacier_id: xr.DataArray, dem: xr.DataArray, buffer_px: fl
     return xr.DataArray(zone, dims=glacier_id.dims, coords=glacier_id.coords, name="accumulation_zone")
 
 
-def snow_kept(ds: xr.Dataset, threshold: int, buffer_m: float, resolution_m: float) -> xr.DataArray | None:
+def snow_kept(ds: xr.Dataset, threshold: int, buffer_m: float, resolution_m: float,
+              facts: GlacierFacts | None = None) -> xr.DataArray | None:
     """(year, y, x) bool, lazy: the pixels the rule makes glacier (module doc): in the accumulation
-    zone, snow in the year's composite, below `threshold` in the store. None without ``indices``."""
+    zone, snow in the year's composite, below `threshold` in the store. None without ``indices``.
+    `facts`: the grid's `glacier_facts` with this buffer, if already known."""
     if "indices" not in ds:
         return None
-    zone = accumulation_zone(ds["glacier_id"], ds["dem"], buffer_m / resolution_m)
+    zone = accumulation_zone(ds["glacier_id"], ds["dem"], buffer_m / resolution_m, facts)
     indices = ds["indices"]
     snow = index_mask(indices, NDSI_BIT)
     return (zone & snow & (ds["probability"] < threshold)).transpose(*ds["probability"].dims)
@@ -129,12 +129,14 @@ def snow_kept_km2(kept: xr.DataArray, glacier_id: xr.DataArray, pixel_km2: float
     return deferred_snow_kept_km2(kept, glacier_id, pixel_km2).compute()
 
 
-def deferred_snow_kept_km2(kept: xr.DataArray, glacier_id: xr.DataArray, pixel_km2: float) -> Deferred[pd.DataFrame]:
+def deferred_snow_kept_km2(kept: xr.DataArray, glacier_id: xr.DataArray, pixel_km2: float,
+                           n_ids: int | None = None) -> Deferred[pd.DataFrame]:
     """Per glacier-year (glacier_id, year, snow_kept_km2): the area the rule added, so that a table
     says how much of each glacier's area comes from the inventory rather than from the image.
-    Deferred, to share its read of the maps with the tables (`pipeline.glaciers.deferred`)."""
+    Deferred, to share its read of the maps with the tables (`pipeline.glaciers.deferred`).
+    `n_ids`: the largest glacier id + 1 (`GlacierFacts.n`), computed here if not given."""
     gid = da.asarray(glacier_id.data).astype(np.int64)
-    n = int(gid.max().compute()) + 1 if gid.size else 1
+    n = (n_ids if n_ids is not None else int(gid.max().compute()) + 1) if gid.size else 1
     years = [int(y) for y in kept["year"].values]
 
     def finish(*counts: np.ndarray) -> pd.DataFrame:

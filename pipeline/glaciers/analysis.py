@@ -68,6 +68,7 @@ from pipeline.glaciers.accumulation import deferred_snow_kept_km2, inventory_cor
 from pipeline.glaciers.accuracy import debris_zone, deferred_accuracy_by_model, shadowed_ice_zone
 from pipeline.glaciers.change import PIXEL_PERIMETER_FACTOR
 from pipeline.glaciers.deferred import Deferred, compute_together
+from pipeline.glaciers.glacier_facts import GlacierFacts, glacier_facts_together
 from pipeline.glaciers.outlines import deferred_outlines
 from pipeline.glaciers.plausibility import flag_glacier_years, implausible_pairs
 from pipeline.glaciers.raster_schema import DEFAULT_MAX_UNOBSERVED
@@ -171,8 +172,9 @@ def fixed_aspect(glacier_id: xr.DataArray, aspect: xr.DataArray) -> pd.DataFrame
     return deferred_fixed_aspect(glacier_id, aspect).compute()
 
 
-def deferred_fixed_aspect(glacier_id: xr.DataArray, aspect: xr.DataArray) -> Deferred[pd.DataFrame]:
-    """`fixed_aspect`, deferred to share its read of ``glacier_id`` with the tables."""
+def deferred_fixed_aspect(glacier_id: xr.DataArray, aspect: xr.DataArray, n_ids: int | None = None) -> Deferred[pd.DataFrame]:
+    """`fixed_aspect`, deferred to share its read of ``glacier_id`` with the tables; `n_ids`: the
+    largest glacier id + 1 (`GlacierFacts.n`), computed here if not given."""
     import dask.array as darr
 
     from catalog.aspect import aspect_sector_name
@@ -182,7 +184,7 @@ def deferred_fixed_aspect(glacier_id: xr.DataArray, aspect: xr.DataArray) -> Def
     ok = (gid > 0) & darr.isfinite(asp)
     rad = darr.radians(darr.where(ok, asp, 0.0))
     ids = darr.where(ok, gid, 0).ravel().astype(np.int64)
-    n = int(darr.max(gid).compute()) + 1 if gid.size else 1
+    n = (n_ids if n_ids is not None else int(darr.max(gid).compute()) + 1) if gid.size else 1
 
     def finish(sin: np.ndarray, cos: np.ndarray, present: np.ndarray) -> pd.DataFrame:
         glaciers = np.flatnonzero(present)
@@ -226,6 +228,7 @@ def map_tables(
     indices: xr.DataArray | None = None,
     kept: xr.DataArray | None = None,
     extra: Mapping[str, Deferred[pd.DataFrame]] | None = None,
+    facts: GlacierFacts | None = None,
 ) -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
     """All tables and the outlines of one sensor's yearly maps (0-255 or 0/1 with threshold 1).
 
@@ -240,18 +243,22 @@ def map_tables(
     retreat is dated by `doy`. Without them (the truth) every pixel counts as observed.
     `kept` (year, y, x), the pixels the snow rule raised (`accumulation.snow_kept`), gives the
     ``areas`` column ``snow_kept_km2`` (`accumulation.snow_kept_km2`), which feeds ``flag_snow``.
+    `facts`: the `glacier_facts` of ``glacier_id`` and ``dem``, if already known.
     """
     limit = analysis.max_unobserved
+    n_ids = facts.n if facts is not None else None
     statistics = deferred_statistics(
         mask, glacier_id, dem, aspect, sensor=sensor, pixel_size_m=grid.resolution, threshold=threshold, band_m=analysis.band_m,
         observed=observed, max_unobserved=limit, perimeter_correction="isotropic",
         indices=indices, max_index_disagreement=analysis.max_index_disagreement,  # the model against NDSI and red/SWIR
+        facts=facts,
     )
     outlines = deferred_outlines(mask, glacier_id, grid.transform, grid.crs, sensor=sensor, threshold=threshold)
     extra = dict(extra or {})
-    snow = deferred_snow_kept_km2(kept, glacier_id, grid.resolution ** 2 / 1e6) if kept is not None else Deferred((), lambda: None)
+    snow = (deferred_snow_kept_km2(kept, glacier_id, grid.resolution ** 2 / 1e6, n_ids) if kept is not None
+            else Deferred((), lambda: None))
     tables, outlines, aspect_table, snow_kept, *extra_tables = compute_together(
-        statistics, outlines, deferred_fixed_aspect(glacier_id, aspect), snow, *extra.values())
+        statistics, outlines, deferred_fixed_aspect(glacier_id, aspect, n_ids), snow, *extra.values())
     extra = dict(zip(extra, extra_tables, strict=True))
     inventory = glacier_inventory(glacier_id, grid, analysis.glacier_buffer_m, outlines)
     outlines, fragments = split_fragments(outlines, inventory, analysis.min_mapping_unit_km2, grid.resolution)
@@ -355,11 +362,12 @@ def mapped_probability(ds: xr.Dataset, analysis: Analysis, resolution_m: float) 
     return _maps(ds, analysis, resolution_m)[0]
 
 
-def _maps(ds: xr.Dataset, analysis: Analysis, resolution_m: float) -> tuple[xr.DataArray, xr.DataArray | None]:
+def _maps(ds: xr.Dataset, analysis: Analysis, resolution_m: float,
+          facts: GlacierFacts | None = None) -> tuple[xr.DataArray, xr.DataArray | None]:
     """(`mapped_probability`, the pixels the snow rule added or None)."""
     if not analysis.snow_keeps_inventory:
         return ds.probability, None
-    kept = snow_kept(ds, analysis.threshold, analysis.glacier_buffer_m, resolution_m)
+    kept = snow_kept(ds, analysis.threshold, analysis.glacier_buffer_m, resolution_m, facts)
     return raised_to_threshold(ds.probability, kept, analysis.threshold), kept
 
 
@@ -388,11 +396,15 @@ def analyse_store(
 
     sensors = list(sensors or store.sensors())
     grids = store.grids
+    # what every table needs to know of each grid's glaciers first, for all grids in one compute
+    buffer_px = {s: analysis.glacier_buffer_m / grids[s].resolution if analysis.snow_keeps_inventory else None for s in sensors}
+    facts = glacier_facts_together({s: (store.open_dataset(s).glacier_id, store.open_dataset(s).dem, buffer_px[s])
+                                    for s in sensors})
 
     def sensor_tables(sensor: str) -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
         ds = store.open_dataset(sensor)
         grid = grids[sensor]
-        probability, kept = _maps(ds, analysis, grid.resolution)
+        probability, kept = _maps(ds, analysis, grid.resolution, facts[sensor])
         extra = {}
         if truth_dir is not None:  # scored in the tables' read of the maps
             truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values], chunks=store.chunk_size)
@@ -403,6 +415,7 @@ def analyse_store(
         return map_tables(
             probability, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=sensor, threshold=analysis.threshold,
             observed=ds.get("observed"), doy=ds.get("doy"), indices=ds.get("indices"), kept=kept, extra=extra,
+            facts=facts[sensor],
         )
 
     def truth_tables() -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
@@ -413,7 +426,7 @@ def analyse_store(
         mask = (truth.glacier_fraction >= 0.5).astype(np.uint8).assign_coords(x=ds.x, y=ds.y).chunk(
             {"year": 1, "y": store.chunk_size, "x": store.chunk_size}
         )
-        return map_tables(mask, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=TRUTH, threshold=1)
+        return map_tables(mask, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=TRUTH, threshold=1, facts=facts[finest])
 
     # each sensor (and the truth) is its own job: their graphs run side by side on the cluster while
     # the client vectorises and joins another's tables (the statistics stage idled a third of the

@@ -93,6 +93,7 @@ from catalog.aspect import aspect_class
 from pipeline.glaciers.block_sums import N_SECTORS, Layout, compact_ids, ids_and_elevation_range, reduce_block, seam_pairs
 from pipeline.glaciers.change import area_uncertainty_km2
 from pipeline.glaciers.deferred import Deferred
+from pipeline.glaciers.glacier_facts import GlacierFacts
 from pipeline.glaciers.raster_schema import DEFAULT_MAX_INDEX_DISAGREEMENT, DEFAULT_MAX_UNOBSERVED
 
 __all__ = ["PERIMETER_CORRECTIONS", "deferred_statistics", "glacier_statistics", "with_area_errors"]
@@ -136,6 +137,7 @@ def deferred_statistics(
     max_unobserved: float = DEFAULT_MAX_UNOBSERVED,
     indices: xr.DataArray | None = None,
     max_index_disagreement: float = DEFAULT_MAX_INDEX_DISAGREEMENT,
+    facts: GlacierFacts | None = None,
 ) -> Deferred[dict[str, pd.DataFrame]]:
     """Tables ``areas``, ``area_by_band``, ``glacier_area_by_band``, ``area_by_aspect``,
     ``glacier_area_by_aspect`` and ``glacier_terrain`` from one sensor's yearly masks.
@@ -149,7 +151,8 @@ def deferred_statistics(
     without it every pixel counts as observed (module docstring). ``indices`` (year, y, x), the
     store's layer, gives the index-agreement columns (NaN without it) and
     ``flag_index_disagreement`` (> ``max_index_disagreement``). An integer ``mask`` is read as
-    probabilities for the classification term of the area error; a bool mask has none.
+    probabilities for the classification term of the area error; a bool mask has none. `facts`:
+    the `glacier_facts` of ``glacier_id`` and ``dem``, if already known (else worked out here).
     """
     if tuple(mask.dims) != ("year", "y", "x"):
         raise ValueError(f"mask must have dims ('year', 'y', 'x'), got {mask.dims}")
@@ -195,7 +198,9 @@ def deferred_statistics(
         layers += [da.asarray(indices.data).astype(np.uint8).rechunk(values.chunks), "tyx"]
 
     # small 2-D passes first: the glacier ids and the elevation range they span
-    if isinstance(glacier_id.data, np.ndarray) and isinstance(dem.data, np.ndarray):  # no graph for what is in memory
+    if facts is not None:
+        ids, zmin, zmax = facts.ids, facts.zmin, facts.zmax
+    elif isinstance(glacier_id.data, np.ndarray) and isinstance(dem.data, np.ndarray):  # no graph for what is in memory
         ids, zmin, zmax = ids_and_elevation_range(glacier_id.values.astype(np.int32, copy=False), dem.values)
     else:
         zz = da.where(gid > 0, z, np.nan)
@@ -208,7 +213,7 @@ def deferred_statistics(
         band_origin, n_bands = 0.0, 1
     layout = Layout(ids.size + 1, n_bands)
 
-    cid = gid.map_blocks(compact_ids, ids=ids, dtype=np.int32)
+    cid = gid.map_blocks(compact_ids, ids=ids, dtype=np.int32, meta=np.empty((0, 0), np.int32))  # no compile in the client
     # a region of few blocks is summed in row stripes of each block, so that every core has work
     parts = int(min(-(-MIN_TASKS // (values.numblocks[1] * values.numblocks[2])), max(1, values.shape[1] // 64)))
     per_block = da.blockwise(
