@@ -397,9 +397,10 @@ def analyse_store(
     sensors = list(sensors or store.sensors())
     grids = store.grids
     # what every table needs to know of each grid's glaciers first, for all grids in one compute
-    buffer_px = {s: analysis.glacier_buffer_m / grids[s].resolution if analysis.snow_keeps_inventory else None for s in sensors}
-    facts = glacier_facts_together({s: (store.open_dataset(s).glacier_id, store.open_dataset(s).dem, buffer_px[s])
-                                    for s in sensors})
+    static = {s: store.open_dataset(s)[["glacier_id", "dem"]] for s in sensors}
+    facts = glacier_facts_together({
+        s: (ds.glacier_id, ds.dem, analysis.glacier_buffer_m / grids[s].resolution if analysis.snow_keeps_inventory else None)
+        for s, ds in static.items()})
 
     def sensor_tables(sensor: str) -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
         ds = store.open_dataset(sensor)
