@@ -48,7 +48,8 @@ from pipeline.glaciers.deferred import Deferred
 from pipeline.glaciers.glacier_facts import GlacierFacts, glacier_facts
 from pipeline.store.encoding import NDSI_BIT, index_mask
 
-__all__ = ["accumulation_zone", "deferred_snow_kept_km2", "glacier_probability", "inventory_core", "raised_to_threshold", "snow_kept", "snow_kept_km2"]
+__all__ = ["accumulation_zone", "deferred_snow_kept_km2", "glacier_probability", "inventory_core", "lazy_inventory_core",
+           "raised_to_threshold", "snow_kept", "snow_kept_km2"]
 
 
 def inventory_core(ids: np.ndarray, buffer_px: float) -> np.ndarray:
@@ -72,6 +73,13 @@ def inventory_core(ids: np.ndarray, buffer_px: float) -> np.ndarray:
     return (ids > 0) & (distance_transform_edt(~edge) + 1 > buffer_px)
 
 
+def lazy_inventory_core(gid: da.Array, buffer_px: float) -> da.Array:
+    """`inventory_core` of a lazy glacier_id, block by block with the context it needs, on `gid`'s chunks."""
+    # map_overlap merges a block thinner than its depth (a grid's last row or column of chunks) into its neighbour
+    return gid.map_overlap(inventory_core, depth=math.ceil(buffer_px) + 2, boundary="none", dtype=bool,
+                           buffer_px=buffer_px).rechunk(gid.chunks)
+
+
 def accumulation_zone(glacier_id: xr.DataArray, dem: xr.DataArray, buffer_px: float,
                       facts: GlacierFacts | None = None) -> xr.DataArray:
     """(y, x) bool, lazy: inside the inventory outline and at or above the glacier's mean elevation there.
@@ -85,9 +93,7 @@ def accumulation_zone(glacier_id: xr.DataArray, dem: xr.DataArray, buffer_px: fl
     mean = facts.accumulation_mean
     gid = da.asarray(glacier_id.data)
     z = da.asarray(dem.data).rechunk(gid.chunks)
-    # map_overlap merges a block thinner than its depth (a grid's last row or column of chunks) into its neighbour
-    core = gid.map_overlap(inventory_core, depth=math.ceil(buffer_px) + 2, boundary="none", dtype=bool,
-                           buffer_px=buffer_px).rechunk(gid.chunks)
+    core = lazy_inventory_core(gid, buffer_px)
 
     def above(ids_block, z_block, core_block):
         with np.errstate(invalid="ignore"):

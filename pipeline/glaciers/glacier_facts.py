@@ -12,7 +12,6 @@ them as an argument and compute their own only when called without.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -51,7 +50,7 @@ def glacier_facts_together(grids: Mapping) -> dict:
 
 
 def _collections(glacier_id: xr.DataArray, dem: xr.DataArray, buffer_px: float | None) -> tuple:
-    from pipeline.glaciers.accumulation import inventory_core
+    from pipeline.glaciers.accumulation import lazy_inventory_core
 
     gid = da.asarray(glacier_id.data).astype(np.int64)
     z = da.asarray(dem.data).rechunk(gid.chunks)
@@ -59,8 +58,7 @@ def _collections(glacier_id: xr.DataArray, dem: xr.DataArray, buffer_px: float |
     found = [da.unique(gid), da.nanmin(on_glacier), da.nanmax(on_glacier)]
     if buffer_px is None or not gid.size:
         return (*found, None)
-    core = gid.map_overlap(inventory_core, depth=math.ceil(buffer_px) + 2, boundary="none", dtype=bool,
-                           buffer_px=buffer_px).rechunk(gid.chunks)  # a block thinner than the depth is merged
+    core = lazy_inventory_core(gid, buffer_px)
     # per block, the sums of each glacier found there (one cell per block): the client adds up a few
     # numbers per glacier and block, never a whole raster, and no bincount needs its length in advance
     sums = da.map_blocks(_core_sums, gid, z, core, dtype=object, chunks=tuple((1,) * len(c) for c in gid.chunks))

@@ -93,7 +93,7 @@ from catalog.aspect import aspect_class
 from pipeline.glaciers.block_sums import N_SECTORS, Layout, compact_ids, ids_and_elevation_range, reduce_block, seam_pairs
 from pipeline.glaciers.change import area_uncertainty_km2
 from pipeline.glaciers.deferred import Deferred
-from pipeline.glaciers.glacier_facts import GlacierFacts
+from pipeline.glaciers.glacier_facts import GlacierFacts, glacier_facts
 from pipeline.glaciers.raster_schema import DEFAULT_MAX_INDEX_DISAGREEMENT, DEFAULT_MAX_UNOBSERVED
 
 __all__ = ["PERIMETER_CORRECTIONS", "deferred_statistics", "glacier_statistics", "with_area_errors"]
@@ -198,13 +198,11 @@ def deferred_statistics(
         layers += [da.asarray(indices.data).astype(np.uint8).rechunk(values.chunks), "tyx"]
 
     # small 2-D passes first: the glacier ids and the elevation range they span
-    if facts is not None:
-        ids, zmin, zmax = facts.ids, facts.zmin, facts.zmax
-    elif isinstance(glacier_id.data, np.ndarray) and isinstance(dem.data, np.ndarray):  # no graph for what is in memory
+    if facts is None and isinstance(glacier_id.data, np.ndarray) and isinstance(dem.data, np.ndarray):  # no graph for what is in memory
         ids, zmin, zmax = ids_and_elevation_range(glacier_id.values.astype(np.int32, copy=False), dem.values)
     else:
-        zz = da.where(gid > 0, z, np.nan)
-        ids, zmin, zmax = da.compute(da.unique(gid), da.nanmin(zz), da.nanmax(zz))
+        facts = facts if facts is not None else glacier_facts(glacier_id, dem)
+        ids, zmin, zmax = facts.ids, facts.zmin, facts.zmax
     ids = ids[ids != 0].astype(np.int32)
     if np.isfinite(zmin):
         band_origin = float(np.floor(zmin / band_m) * band_m)
