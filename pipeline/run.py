@@ -262,8 +262,9 @@ def run_study(
                 )
         with stage("statistics"):
             truth = truth_dir_for(cfg, sensors)
-            tables, outlines = analyse_store(
-                store, cfg.analysis, sensors=sensors, truth_dir=truth, models={s: w["architecture"] for s, w in weights.items()}
+            tables, outlines, mask_tiles = analyse_store(  # the published masks come from the same read of the maps
+                store, cfg.analysis, sensors=sensors, truth_dir=truth, models={s: w["architecture"] for s, w in weights.items()},
+                with_masks=publish,
             )
             tables = count_skipped_scenes(tables, skipped)
             if truth is not None and len(tables.get("areas", ())):  # the synthetic area: against the generator's parameters
@@ -290,7 +291,7 @@ def run_study(
                 from pipeline.outputs.glacier_masks import write_glacier_masks
                 from pipeline.outputs.publish import publish_catalog
 
-                masks = write_glacier_masks(url, out / "masks", analysis=cfg.analysis)
+                masks = write_glacier_masks(url, out / "masks", analysis=cfg.analysis, tiles=mask_tiles)
                 publish_catalog(
                     out / "stac",
                     store_url=url,

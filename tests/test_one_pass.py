@@ -1,7 +1,8 @@
 """One pass over the store: every table of a sensor comes from one read of each probability chunk.
 
-Statistics, outlines, the snow rule's area, the fixed aspect and the accuracy are computed together
-(`pipeline.glaciers.deferred`); the terminus then reads the windows around the glaciers' outlines.
+Statistics, outlines, the snow rule's area, the fixed aspect, the accuracy and the published masks'
+tiles are computed together (`pipeline.glaciers.deferred`); the terminus then reads the windows
+around the glaciers' outlines.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
+import rasterio
 import zarr.storage
 
 from pipeline.glaciers import analysis
 from pipeline.glaciers.deferred import Deferred, compute_together
+from pipeline.outputs.glacier_masks import write_glacier_masks
 from pipeline.run import truth_dir_for
 from pipeline.store import RegionStore
 
@@ -46,7 +49,7 @@ def test_results_come_back_in_the_callers_order_whatever_the_kinds_of_collection
     assert second.compute() == ("delayed", "pieces")
 
 
-def test_each_probability_chunk_is_read_once_for_all_tables_before_the_terminus(small_run, monkeypatch):
+def test_each_probability_chunk_is_read_once_for_all_tables_and_masks_before_the_terminus(small_run, monkeypatch, tmp_path):
     cfg, result = small_run
     store = RegionStore.open(result.store_url)
     store.__dict__["zarr_store"] = CountingStore(store.zarr_store)  # the cached property, counted
@@ -60,7 +63,8 @@ def test_each_probability_chunk_is_read_once_for_all_tables_before_the_terminus(
     monkeypatch.setattr(analysis, "terminus_tables", snapshot)
     sensors = list(store.sensors())
     READS.clear()
-    tables, _ = analysis.analyse_store(store, cfg.analysis, sensors=sensors, truth_dir=truth_dir_for(cfg, sensors))
+    tables, _, masks = analysis.analyse_store(store, cfg.analysis, sensors=sensors, truth_dir=truth_dir_for(cfg, sensors),
+                                              with_masks=True)
     for sensor in sensors:
         chunks = [k for k in READS if k.startswith(f"{sensor}/probability/c/")]
         n_chunks = int(np.prod([len(c) for c in store.open_dataset(sensor).probability.chunks]))
@@ -69,6 +73,15 @@ def test_each_probability_chunk_is_read_once_for_all_tables_before_the_terminus(
         assert set(pass_reads.values()) == {1}, pass_reads  # ... once for statistics, outlines, snow rule and accuracy
         indices = [k for k in READS if k.startswith(f"{sensor}/indices/c/")]
         assert indices and {before_terminus[sensor][k] for k in indices} == {1}
+    # the published masks come from that read: writing them reads no probability chunk again,
+    # and they equal the masks thresholded from the store's maps
+    assert sorted(masks) == sorted(sensors)
+    probability_reads = {k: n for k, n in READS.items() if "/probability/" in k}
+    written = write_glacier_masks(store.url, tmp_path / "from-pass", analysis=cfg.analysis, tiles=masks)
+    assert {k: n for k, n in READS.items() if "/probability/" in k} == probability_reads
+    for key, path in write_glacier_masks(store.url, tmp_path / "from-store", analysis=cfg.analysis).items():
+        with rasterio.open(path) as read, rasterio.open(written[key]) as ours:
+            np.testing.assert_array_equal(ours.read(1), read.read(1))
     # and the tables are all there: one pass lost none of them
     assert set(tables["accuracy"].sensor) == set(sensors)
     key = ["sensor", "glacier_id", "year"]

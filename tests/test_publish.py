@@ -18,7 +18,7 @@ from shapely.geometry import box
 
 from catalog.grid import TargetGrid
 from catalog.search import LocalCatalogSource, SceneQuery
-from pipeline.outputs.glacier_masks import MASK_NODATA, PublishError, write_glacier_masks
+from pipeline.outputs.glacier_masks import MASK_NODATA, PublishError, deferred_mask_tiles, write_glacier_masks
 from pipeline.outputs.publish import COLLECTION_ID, publish_catalog
 from pipeline.store import RegionStore, Unit
 
@@ -152,6 +152,24 @@ def test_threshold_is_the_one_asked_for(run_out, tmp_path):
     assert (values == 1).sum() < (expected_mask(run_out["store"], "sentinel-2", 2017) == 1).sum()
     with pytest.raises(PublishError, match="outside 1-255"):
         write_glacier_masks(run_out["store"].url, tmp_path, threshold=0)
+
+
+def test_masks_made_in_the_statistics_read_equal_those_read_from_the_store(run_out, tmp_path):
+    """The tiles of a pass over the maps (16 px chunks, landsat's edge ones 6 px, one unit never
+    written) give byte-identical mask values; tiles that do not fit are refused before any file."""
+    store = run_out["store"]
+    tiles = {s: deferred_mask_tiles(store.open_dataset(s).probability, 128).compute() for s in YEARS}
+    assert tiles["landsat"].row_edges == (0, 16, 22) and tiles["landsat"].tiles.shape == (2, 2, 2)
+    masks = write_glacier_masks(store.url, tmp_path / "from-tiles", tiles=tiles)
+    assert sorted(masks) == sorted(run_out["masks"])
+    for key, path in masks.items():
+        with rasterio.open(path) as ours, rasterio.open(run_out["masks"][key]) as read:
+            np.testing.assert_array_equal(ours.read(1), read.read(1))
+    with pytest.raises(PublishError, match="made at threshold 128"):
+        write_glacier_masks(store.url, tmp_path / "refused", threshold=200, tiles=tiles)
+    with pytest.raises(PublishError, match="landsat mask tiles .* on \\(64, 64\\) px"):  # S2's tiles for landsat
+        write_glacier_masks(store.url, tmp_path / "refused", tiles={"landsat": tiles["sentinel-2"]})
+    assert not (tmp_path / "refused").exists()
 
 
 def test_a_grid_larger_than_a_tile_gets_512_px_tiles_and_categorical_overviews(tmp_path):

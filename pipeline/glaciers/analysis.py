@@ -52,6 +52,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import dask
 import dask.array as da
@@ -78,14 +79,16 @@ from pipeline.glaciers.store_terminus import pixel_window, terminus_tables
 from pipeline.glaciers.tables import conform
 from pipeline.glaciers.tasks import Failures, glacier_batches
 from pipeline.glaciers.terminus import BODY_GAP_PX, glacier_parts
+from pipeline.outputs.glacier_masks import MaskTiles, deferred_mask_tiles
 from pipeline.store import RegionStore
 from pipeline.store.encoding import NDSI_BIT, RATIO_BIT, index_mask
 
-__all__ = ["TABLES", "TRUTH", "analyse_store", "deferred_fixed_aspect", "deferred_store_accuracy",
+__all__ = ["TABLES", "TRUTH", "StoreAnalysis", "analyse_store", "deferred_fixed_aspect", "deferred_store_accuracy",
            "fixed_aspect", "glacier_inventory", "map_tables", "mapped_probability", "split_fragments", "store_accuracy", "total_area"]
 
 TRUTH = "truth"
 """The pseudo-sensor of the synthetic area's true masks, analysed exactly like a sensor's maps."""
+_MASK_TILES = "mask_tiles"  # map_tables' extra result that is not a table
 
 TABLES = (
     "areas",
@@ -227,13 +230,14 @@ def map_tables(
     doy: xr.DataArray | None = None,
     indices: xr.DataArray | None = None,
     kept: xr.DataArray | None = None,
-    extra: Mapping[str, Deferred[pd.DataFrame]] | None = None,
+    extra: Mapping[str, Deferred[Any]] | None = None,
     facts: GlacierFacts | None = None,
 ) -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
     """All tables and the outlines of one sensor's yearly maps (0-255 or 0/1 with threshold 1).
 
     One read of the maps: statistics, outlines, the fixed aspect, the snow rule's area and the
-    `extra` tables (``accuracy``: `deferred_store_accuracy` of the same `mask`) are computed
+    `extra` results (``accuracy``: `deferred_store_accuracy` of the same `mask`; the published
+    masks' `deferred_mask_tiles`) are computed
     together (`pipeline.glaciers.deferred`), so each chunk of `mask` is read once for all of
     them; the terminus then reads only the windows around each glacier's outlines.
 
@@ -379,6 +383,15 @@ def _with_snow_kept(areas: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
     return merged
 
 
+class StoreAnalysis(NamedTuple):
+    """What `analyse_store` makes of a store in its one read of each sensor's maps."""
+
+    tables: dict[str, pd.DataFrame]
+    outlines: gpd.GeoDataFrame
+    masks: dict[str, MaskTiles]
+    """per sensor, with ``with_masks``: the glacier masks for `write_glacier_masks` (else empty)"""
+
+
 def analyse_store(
     store: RegionStore,
     analysis: Analysis,
@@ -386,11 +399,13 @@ def analyse_store(
     sensors: Sequence[str] | None = None,
     truth_dir: str | Path | None = None,
     models: dict[str, str] | None = None,
-) -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
+    with_masks: bool = False,
+) -> StoreAnalysis:
     """Every table (``TABLES``) and all outlines, for the store's sensors and, with `truth_dir`, the truth.
 
     The truth is analysed on the finest sensor grid with the same code (its masks are exact
     0/1, threshold 1). `models` names each sensor's model (architecture) in the accuracy table.
+    `with_masks`: also threshold each sensor's maps into the published masks' tiles in the same read.
     """
     from catalog.synthetic.truth import truth_on_grid
 
@@ -413,6 +428,8 @@ def analyse_store(
             extra["accuracy"] = deferred_store_accuracy(probability, truth, sensor=sensor, model=model,
                                                         threshold=analysis.threshold, indices=ds.get("indices"),
                                                         looks=ds, grid=grid)
+        if with_masks:
+            extra[_MASK_TILES] = deferred_mask_tiles(probability, analysis.threshold)
         return map_tables(
             probability, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=sensor, threshold=analysis.threshold,
             observed=ds.get("observed"), doy=ds.get("doy"), indices=ds.get("indices"), kept=kept, extra=extra,
@@ -440,6 +457,7 @@ def analyse_store(
         results = [f.result() for f in [pool.submit(contextvars.copy_context().run, job) for job in jobs]]
     per_table: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
     all_outlines = []
+    masks = {sensor: tables.pop(_MASK_TILES) for sensor, (tables, _) in zip(sensors, results) if _MASK_TILES in tables}
     for tables, outlines in results:
         for name, table in tables.items():
             if name in per_table:
@@ -450,4 +468,4 @@ def analyse_store(
     out["failures"] = conform("failures", out["failures"])  # the table is there, with its columns, when empty
     crs = all_outlines[0].crs if all_outlines else None
     outlines = gpd.GeoDataFrame(pd.concat([o.to_crs(crs) for o in all_outlines], ignore_index=True), crs=crs)
-    return out, outlines
+    return StoreAnalysis(out, outlines, masks)

@@ -3,27 +3,39 @@
 This module owns the mask file: writing it from the store (`write_glacier_masks`) and reading
 back what it was made with (`mask_threshold`), which `pipeline.outputs.publish` puts in the catalog.
 `PublishError` lives here because publishing begins with the masks.
+
+A run makes its masks in the statistics' read of the maps (`deferred_mask_tiles`, issue #17: one
+pass over the store): each store chunk is thresholded where it is read, deflated, and the writer
+then assembles the COGs from those tiles instead of reading the probabilities again.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import dask.array as da
 import numpy as np
 import rasterio
 import rasterio.shutil
 
 from catalog.grid import TargetGrid
 from catalog.redact import redact
+from pipeline.glaciers.deferred import Deferred
 from pipeline.store import PROBABILITY, RegionStore
 
 if TYPE_CHECKING:
+    import xarray as xr
+
     from pipeline.config import Analysis
 
-__all__ = ["MASK_BLOCK", "MASK_NODATA", "PublishError", "mask_path", "mask_threshold", "write_glacier_masks"]
+__all__ = ["MASK_BLOCK", "MASK_NODATA", "MaskTiles", "PublishError", "deferred_mask_tiles", "mask_path", "mask_threshold",
+           "write_glacier_masks"]
 
 MASK_NODATA = 255
 MASK_BLOCK = 512
@@ -40,12 +52,57 @@ class PublishError(ValueError):
     """Outputs that cannot be published as asked; the message names the file and what to do."""
 
 
+@dataclass(frozen=True)
+class MaskTiles:
+    """One sensor's masks (1: probability >= `threshold`, else 0), one deflated uint8 tile per store
+    chunk and year: what the COGs are written from without reading the store again. Deflated,
+    a tile of mostly bare ground is a few kB, so the client holds about what the COGs will hold."""
+
+    years: tuple[int, ...]
+    row_edges: tuple[int, ...]
+    col_edges: tuple[int, ...]
+    tiles: np.ndarray  # object (year, row block, column block) of zlib-compressed bytes
+    threshold: int
+
+    def rows(self, year: int, rows: slice) -> np.ndarray:
+        """The mask of `year` over `rows` (all columns)."""
+        index = self.years.index(year)
+        out = np.empty((rows.stop - rows.start, self.col_edges[-1]), np.uint8)
+        for i, (top, bottom) in enumerate(zip(self.row_edges[:-1], self.row_edges[1:], strict=True)):
+            lo, hi = max(top, rows.start), min(bottom, rows.stop)
+            if lo >= hi:
+                continue
+            for j, (left, right) in enumerate(zip(self.col_edges[:-1], self.col_edges[1:], strict=True)):
+                tile = np.frombuffer(zlib.decompress(self.tiles[index, i, j]), np.uint8).reshape(bottom - top, right - left)
+                out[lo - rows.start : hi - rows.start, left:right] = tile[lo - top : hi - top]
+        return out
+
+
+def _deflated_mask(block: np.ndarray, threshold: int) -> np.ndarray:
+    out = np.empty((1, 1, 1), object)
+    out[0, 0, 0] = zlib.compress(np.ascontiguousarray(block[0] >= threshold, dtype=np.uint8).tobytes(), 1)
+    return out
+
+
+def deferred_mask_tiles(probability: xr.DataArray, threshold: int) -> Deferred[MaskTiles]:
+    """The `MaskTiles` of `probability` (year, y, x; 0-255), to compute with the tables of the same
+    maps (`pipeline.glaciers.deferred.compute_together`), so each chunk is read once for both."""
+    data = probability.data if isinstance(probability.data, da.Array) else da.from_array(probability.data)
+    data = data.rechunk({0: 1})
+    tiles = data.map_blocks(_deflated_mask, threshold, dtype=object, meta=np.empty((0, 0, 0), object),
+                            chunks=tuple((1,) * len(c) for c in data.chunks))
+    years = tuple(int(y) for y in probability["year"].values)
+    row_edges, col_edges = (tuple(int(e) for e in np.cumsum((0, *c))) for c in data.chunks[1:])
+    return Deferred((tiles,), lambda values: MaskTiles(years, row_edges, col_edges, values, int(threshold)))
+
+
 def mask_path(out_dir: str | Path, sensor: str, year: int) -> Path:
     return Path(out_dir) / sensor / f"glacier_mask_{sensor}_{int(year)}.tif"
 
 
 def write_glacier_masks(store_url: str, out_dir: str | Path, threshold: int = 128,
-                        analysis: Analysis | None = None) -> dict[tuple[str, int], Path]:
+                        analysis: Analysis | None = None, tiles: Mapping[str, MaskTiles] | None = None,
+                        ) -> dict[tuple[str, int], Path]:
     """One glacier-mask COG per (sensor, year) of the store, at ``out_dir/SENSOR/glacier_mask_SENSOR_YEAR.tif``.
 
     Values: 1 where probability >= `threshold` (0-255, as in the statistics; with `analysis`, its
@@ -54,7 +111,9 @@ def write_glacier_masks(store_url: str, out_dir: str | Path, threshold: int = 12
     pixels are the store's fill and not a result. CRS and transform are the sensor's grid.
     Each year is read lazily, one band of store chunks at a time, into a tiled scratch GeoTIFF
     that GDAL's COG driver then copies (512 px tiles, deflate, mode overviews); the COG replaces
-    the previous file only once complete. Returns (sensor, year) -> path.
+    the previous file only once complete. `tiles`: a sensor's masks already made in the statistics'
+    read of the same maps at the same threshold (`deferred_mask_tiles`); its probabilities are then
+    not read again. Returns (sensor, year) -> path.
     """
     from pipeline.glaciers.analysis import mapped_probability
 
@@ -63,23 +122,41 @@ def write_glacier_masks(store_url: str, out_dir: str | Path, threshold: int = 12
         raise PublishError(f"threshold {threshold} is outside 1-255: the store holds probability x 255")
     store = RegionStore.open(store_url)
     written: dict[tuple[str, int], Path] = {}
-    for sensor in store.sensors():
+    datasets = {sensor: store.open_dataset(sensor) for sensor in store.sensors()}
+    for sensor, made in (tiles or {}).items():  # before anything is written
+        years = [int(y) for y in datasets[sensor]["year"].values] if sensor in datasets else None
+        shape = (made.row_edges[-1], made.col_edges[-1])
+        if years is None or made.threshold != threshold or not set(years) <= set(made.years) or shape != store.grids[sensor].shape:
+            raise PublishError(f"the {sensor} mask tiles were made at threshold {made.threshold} for {list(made.years)} on "
+                               f"{shape} px, not {threshold} for {years} on this store's grid: make them from this store's "
+                               "maps again, or leave them out")
+    for sensor, ds in datasets.items():
         grid = store.grids[sensor]
-        ds = store.open_dataset(sensor)
-        probability = ds[PROBABILITY] if analysis is None else mapped_probability(ds, analysis, grid.resolution)
-        for index, year in enumerate(int(y) for y in probability["year"].values):
+        made = (tiles or {}).get(sensor)
+        years = [int(y) for y in ds["year"].values]
+        if made is None:
+            probability = ds[PROBABILITY] if analysis is None else mapped_probability(ds, analysis, grid.resolution)
+        for index, year in enumerate(years):
             path = mask_path(out_dir, sensor, year)
             path.parent.mkdir(parents=True, exist_ok=True)
             pending = [store.unit_window(u) for u in store.pending_units(sensor, [year])]
-            _write_mask(probability.isel(year=index), pending, grid, threshold, path, store.chunk_size,
+            if made is not None:
+                band = partial(made.rows, year)
+            else:
+                band = partial(_thresholded_rows, probability.isel(year=index), threshold)
+            _write_mask(band, pending, grid, threshold, path, store.chunk_size,
                         tags={"sensor": sensor, "year": year, "store": redact(store.url),
                               "snow_keeps_inventory": bool(analysis is not None and analysis.snow_keeps_inventory)})
             written[(sensor, year)] = path
     return written
 
 
-def _write_mask(probability, pending: list[tuple[slice, slice]], grid: TargetGrid, threshold: int, path: Path,
-                rows_per_band: int, tags: Mapping[str, Any]) -> None:
+def _thresholded_rows(probability: xr.DataArray, threshold: int, rows: slice) -> np.ndarray:
+    return (np.asarray(probability[rows].values) >= threshold).astype(np.uint8)
+
+
+def _write_mask(band: Callable[[slice], np.ndarray], pending: list[tuple[slice, slice]], grid: TargetGrid, threshold: int,
+                path: Path, rows_per_band: int, tags: Mapping[str, Any]) -> None:
     ny, nx = grid.shape
     scratch = path.with_name(f".{path.stem}-scratch-{os.getpid()}.tif")
     partial = path.with_name(f".{path.stem}-incomplete-{os.getpid()}.tif")
@@ -97,8 +174,7 @@ def _write_mask(probability, pending: list[tuple[slice, slice]], grid: TargetGri
             # Bands of whole store chunks: each read touches each chunk object once.
             for top in range(0, ny, rows_per_band):
                 rows = slice(top, min(top + rows_per_band, ny))
-                block = np.asarray(probability[rows].values)
-                mask = (block >= threshold).astype(np.uint8)
+                mask = band(rows)
                 for ys, xs in pending:
                     lo, hi = max(ys.start, rows.start), min(ys.stop, rows.stop)
                     if lo < hi:
