@@ -224,3 +224,42 @@ def test_fine_tuning_keeps_the_weights_recipe_and_starts_from_their_raw_logits(t
     with pytest.raises(ValueError, match="holds unet base 4"):
         train_on_world("landsat", tmp_path / "wrong", n_train=1, n_valid=1, n_test=1, size=64,
                        config=config.model_copy(update={"base": 8}), init_weights=first.weights)
+
+
+def test_each_area_sample_enters_training_area_repeat_times(tmp_path, monkeypatch):
+    """At 30 m the embedded area gives few samples; `area_repeat` gives each of them that many
+    places in training, and the card's training data says so."""
+    from types import SimpleNamespace
+
+    import pipeline.training.world as world
+
+    stand_in = world_sample(VALID_SEEDS + 50, "landsat", 64, "procedural")  # for one sample of the area's years
+    monkeypatch.setattr(world, "area_samples", lambda *args, **kwargs: [stand_in])
+    seen = {}
+
+    class Trained(Exception):
+        pass
+
+    def train(inputs, labels, *args, training_data, **kwargs):
+        seen.update(labels=labels, training_data=training_data)
+        raise Trained
+
+    monkeypatch.setattr(world, "train", train)
+    area = SimpleNamespace(years=[2016, 2017, 2018], training=SimpleNamespace(test_years=[2018]),
+                           region=SimpleNamespace(name="demo-area"))
+    config = TrainingConfig(architecture="unet", base=4, crop_size=64, variants=1, max_epochs=1, test_fraction=0.0)
+    with pytest.raises(Trained):
+        train_on_world("landsat", tmp_path, n_train=2, n_valid=1, n_test=1, size=64, config=config, area=area, area_repeat=3)
+    assert len(seen["labels"]) == 2 + 3
+    assert sum(np.array_equal(label, stand_in.label) for label in seen["labels"]) == 3
+    assert "+ 1 samples of the embedded area demo-area (2016-2017, truth labels), each 3 times" in seen["training_data"]
+
+
+def test_area_repeat_below_one_is_refused_before_anything_is_drawn(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    result = CliRunner().invoke(app, ["train-world", "--area-repeat", "0", "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0 and "--area-repeat 0: use 1 or more" in result.output
+    assert not (tmp_path / "out").exists()

@@ -97,6 +97,7 @@ def train_world(
     terrain: Annotated[str, typer.Option(help="terrain channels, comma-separated (slope, relative_elevation), or 'none'")] = "slope,relative_elevation",
     resume: Annotated[bool, typer.Option("--resume", help="load networks whose last checkpoint is already in --out")] = False,
     with_area: Annotated[bool, typer.Option("--with-area", help="mix in the embedded area's training years (config -c)")] = False,
+    area_repeat: Annotated[int, typer.Option(help="with --with-area: each area sample enters training this many times")] = 1,
     small_glacier_km2: Annotated[float, typer.Option(help="glaciers below this area (km²) weigh more in the loss; 0: every pixel alike")] = 0.0,
     config: ConfigOption = None,
 ) -> None:
@@ -116,6 +117,8 @@ def train_world(
         ]
     except ValueError as err:
         fail(f"training option: {err}")
+    if area_repeat < 1:
+        fail(f"--area-repeat {area_repeat}: use 1 or more")
     area = None
     if with_area:
         from pipeline.run import ensure_study_area
@@ -131,7 +134,7 @@ def train_world(
 
     try:  # weights that cannot start this training are refused before any scene is drawn
         result = train_on_world(sensor, out / sensor, n_train=scenes, n_valid=valid_scenes, n_test=test_scenes, size=size,
-                                config=configs[0], compare=configs[1:], terrain=channels, resume=resume, area=area,
+                                config=configs[0], compare=configs[1:], terrain=channels, resume=resume, area=area, area_repeat=area_repeat,
                                 init_weights=init_weights, console=console)
     except WeightsError as err:
         fail(f"{'--init-weights' if init_weights else '--resume'}: {err}")

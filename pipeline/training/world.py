@@ -326,6 +326,7 @@ def train_on_world(
     terrain: Sequence[str] = WORLD_TERRAIN,
     resume: bool = False,
     area=None,
+    area_repeat: int = 1,
     init_weights: str | Path | None = None,
     console: Console | None = None,
 ) -> WorldTrainingRun:
@@ -336,6 +337,9 @@ def train_on_world(
     `area`: a config of the embedded synthetic area, whose years except `training.test_years` are
     mixed into training (at most half as many samples as world scenes); the card's domain is then
     "mixed". Validation, calibration and the test table stay on the world.
+    `area_repeat`: each area sample enters training this many times. At 30 m the area gives few
+    256-px samples (Landsat 20 against Sentinel-2's 150), so among 768 world scenes it would
+    weigh 9x less than it does for Sentinel-2.
     `init_weights`: weights of `config`'s architecture to fine-tune (their recipe and calibration
     are taken and undone, see `starting_network`) instead of training from scratch.
     """
@@ -355,8 +359,9 @@ def train_on_world(
     if area is not None:
         area_years = [y for y in area.years if y not in area.training.test_years]
         mixed = area_samples(area, sensor, area_years, size, max(1, n_train // 2))
-        console.print(f"  + {len(mixed)} samples of {area.region.name} ({area_years[0]}-{area_years[-1]})")
-        train_set = train_set + mixed
+        console.print(f"  + {len(mixed)} samples of {area.region.name} ({area_years[0]}-{area_years[-1]})"
+                      + (f", each {area_repeat} times" if area_repeat > 1 else ""))
+        train_set = train_set + mixed * area_repeat
     if init is None:
         recipe = fit_normalisation(world_recipe(sensor, terrain), ((s.reflectance, s.terrain) for s in train_set))
     built = [recipe.build_inputs(s.reflectance, s.terrain) for s in train_set]
@@ -365,7 +370,8 @@ def train_on_world(
     described = (
         f"glacierwatch training world (catalog.synthetic.world), {sensor} at {resolution:g} m: "
         f"{n_train} scenes of {size} px (seeds {TRAIN_SEEDS}-{TRAIN_SEEDS + n_train - 1}, real and procedural relief)"
-        + (f" + {len(train_set) - n_train} samples of the embedded area {area.region.name} ({area_years[0]}-{area_years[-1]}, truth labels)"
+        + (f" + {len(mixed)} samples of the embedded area {area.region.name} ({area_years[0]}-{area_years[-1]}, truth labels)"
+           + (f", each {area_repeat} times" if area_repeat > 1 else "")
            if area is not None else "")
         + f"; calibrated on {n_valid} (seeds {VALID_SEEDS}+), scored on {n_test} held-out procedural scenes (seeds {TEST_SEEDS}+)"
         + (f"; {origin}" if origin else "")
