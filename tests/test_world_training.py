@@ -231,7 +231,7 @@ def test_each_area_sample_enters_training_area_repeat_times(tmp_path, monkeypatc
     places in training, and the card's training data says so."""
     from types import SimpleNamespace
 
-    import pipeline.training.world as world
+    from pipeline.training import world
 
     stand_in = world_sample(VALID_SEEDS + 50, "landsat", 64, "procedural")  # for one sample of the area's years
     monkeypatch.setattr(world, "area_samples", lambda *args, **kwargs: [stand_in])
