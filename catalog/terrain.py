@@ -26,9 +26,11 @@ and are kept so (each caller's outputs are fixed):
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import dask.array
+import numba
 import numpy as np
 import pystac
 import stackstac
@@ -45,6 +47,21 @@ from catalog.grid import TargetGrid, convergence_on_grid
 from catalog.items import normalize_items, require_assets
 from catalog.providers import ProviderProfile
 from catalog.scene_check import RegionError, items_over_grid, sorted_items
+
+
+def _cache_xrspatial_kernels() -> None:
+    """xarray-spatial jit-compiles its Horn kernels without numba's disk cache, so every process
+    (each Dask worker of every run) spent 1.5-3 s compiling slope and aspect on its first tile,
+    holding up the first composites. The same Python functions compiled with ``cache=True``
+    (xarray-spatial's own flags otherwise) give the same bytes and compile once per installation."""
+    for module_name, name in (("xrspatial.slope", "_cpu"), ("xrspatial.aspect", "_run_numpy")):
+        kernel = getattr(sys.modules.get(module_name), name, None)
+        py_func = getattr(kernel, "py_func", None)  # another xarray-spatial: left as it is
+        if py_func is not None:
+            setattr(sys.modules[module_name], name, numba.njit(nogil=True, cache=True)(py_func))
+
+
+_cache_xrspatial_kernels()
 
 
 def _padded(grid: TargetGrid, pixels: int) -> TargetGrid:

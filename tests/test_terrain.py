@@ -152,3 +152,32 @@ def test_study_area_terrain_chunks_fall_on_the_grids_own_chunks(small_study_area
         want = normalize_chunks(chunks, grid.shape)
         assert all(t[name].chunks == want for name in ("elevation", "slope", "aspect")), (chunks, t.slope.chunks)
         assert not t.slope.isnull().any().compute()
+
+
+def test_the_disk_cached_horn_kernels_give_xarray_spatials_own_bytes():
+    """`catalog.terrain` recompiles xarray-spatial's slope and aspect kernels with numba's disk
+    cache (a fresh Dask worker no longer compiles them); the bytes must be those of the library's
+    own uncached kernels, NaN rim and flat cells included."""
+    import sys
+
+    import numba
+    import xrspatial
+
+    slope_module, aspect_module = sys.modules["xrspatial.slope"], sys.modules["xrspatial.aspect"]
+    assert type(slope_module._cpu._cache).__name__ == type(aspect_module._run_numpy._cache).__name__ == "FunctionCache"
+    rng = np.random.default_rng(3)
+    values = (rng.random((40, 50)) * 900 + 3000).astype(np.float32)
+    values[10:20, 10:20] = 3500.0  # flat: aspect -1
+    values[30, 30] = np.nan
+    dem = xr.DataArray(values, dims=("y", "x"), coords={"y": 4e6 - np.arange(40) * 30.0, "x": 5e5 + np.arange(50) * 30.0})
+    cached = (xrspatial.slope(dem).values, xrspatial.aspect(dem).values)
+    kernels = slope_module._cpu, aspect_module._run_numpy
+    try:  # the library's own flags (xrspatial.utils.ngjit), no cache
+        slope_module._cpu = numba.jit(nopython=True, nogil=True)(kernels[0].py_func)
+        aspect_module._run_numpy = numba.jit(nopython=True, nogil=True)(kernels[1].py_func)
+        own = (xrspatial.slope(dem).values, xrspatial.aspect(dem).values)
+    finally:
+        slope_module._cpu, aspect_module._run_numpy = kernels
+    for ours, theirs in zip(cached, own, strict=True):
+        assert ours.tobytes() == theirs.tobytes()
+    assert (own[1] == -1).any() and np.isnan(own[0]).any()
