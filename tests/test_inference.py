@@ -254,6 +254,37 @@ def test_window_edges_split_the_interior_evenly_on_the_16_px_lattice():
     assert edges == [0, 736, 1446] and all(e % 16 == 0 for e in edges[:-1])
 
 
+def test_the_next_batch_is_submitted_while_one_runs_and_never_more_than_two():
+    """On a cluster, batch k+1 is submitted before batch k is waited for (its reads fill the idle
+    threads of k's tail), batch k+2 only after k is done; a failure cancels what is in flight."""
+
+    class Client:
+        def __init__(self, fail_on=None):
+            self.calls, self.fail_on = [], fail_on
+
+        def compute(self, batch):
+            self.calls.append(("compute", batch[0]))
+            return [f"future-{task}" for task in batch]
+
+        def gather(self, futures):
+            self.calls.append(("gather", futures[0].removeprefix("future-")))
+            if futures[0] == self.fail_on:
+                raise RuntimeError("a unit failed")
+            return futures
+
+        def cancel(self, futures):
+            self.calls.append(("cancel", sorted(futures)))
+
+    client = Client()
+    inference.compute_batches([["a"], ["b"], ["c"]], client, None)
+    assert client.calls == [("compute", "a"), ("compute", "b"), ("gather", "a"), ("compute", "c"), ("gather", "b"),
+                            ("gather", "c")]
+    client = Client(fail_on="future-a")
+    with pytest.raises(RuntimeError, match="a unit failed"):
+        inference.compute_batches([["a"], ["b"], ["c"]], client, None)
+    assert client.calls[-1] == ("cancel", ["future-b"]) and ("compute", "c") not in client.calls
+
+
 def test_years_are_computed_in_batches_that_keep_every_thread_busy():
     """Each batch holds at least `min_tasks` unit tasks, in year order, every task exactly once."""
     x1 = [["2016"], ["2017"], ["2018"], ["2019"], ["2020"], ["2021"], ["2022"]]  # one tile a year

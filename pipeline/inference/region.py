@@ -359,8 +359,7 @@ def infer_to_store(
                 )
             work.append(tasks)
             summary["years"][year] = len(written) + len(free)
-        for batch in year_batches(work, 2 * _threads(client)):
-            dask.compute(*batch, scheduler=scheduler)
+        compute_batches(year_batches(work, 2 * _threads(client)), client, scheduler)
         summary["skipped_scenes"] += _skipped_windows(unreadable_reads(client, since=started), cube.attrs.get("asset_items", {}))
     return summary
 
@@ -370,6 +369,29 @@ def _threads(client: Any) -> int:
     if client is not None:
         return max(1, sum(client.nthreads().values()))
     return os.cpu_count() or 1
+
+
+def compute_batches(batches: list[list], client: Any, scheduler: str | None) -> None:
+    """Compute `batches` in order. On a distributed client the next batch is submitted while one
+    runs (at most two in flight): the scheduler runs an earlier batch's tasks first, so the next
+    one's reads and composites only fill the threads that the current batch's last forward passes
+    leave idle, instead of waiting for the whole batch (a barrier of several seconds per batch on
+    the default run). Memory stays bounded by two batches' tiles. A failure cancels what is left."""
+    if client is None:
+        for batch in batches:
+            dask.compute(*batch, scheduler=scheduler)
+        return
+    in_flight: list[list] = []
+    try:
+        for batch in batches:
+            in_flight.append(client.compute(batch))
+            if len(in_flight) > 1:
+                client.gather(in_flight.pop(0))
+        for futures in in_flight:
+            client.gather(futures)
+    except BaseException:
+        client.cancel([f for futures in in_flight for f in futures])
+        raise
 
 
 def year_batches(work: list[list], min_tasks: int) -> list[list]:
