@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-import sys
 import tomllib
 from pathlib import Path
 
@@ -55,21 +54,16 @@ def test_slurm_and_kubernetes_workers_run_without_the_profiler():
 
     script = slurm_job_script(SlurmSpec(job_script_prologue=["module load cuda"]))
     export = "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False"
-    preload = "export DASK_DISTRIBUTED__WORKER__PRELOAD=pipeline.scale.cluster.warm_imports"  # shell-safe: no quotes
     assert script.index(export) < script.index("module load cuda") < script.index("dask_worker")
-    assert script.index(preload) < script.index("dask_worker")
     cluster, group = kubernetes_manifests(KubernetesSpec())
     for container in (cluster["spec"]["worker"]["spec"]["containers"][0], group["spec"]["worker"]["spec"]["containers"][0]):
         assert {"name": "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED", "value": "False"} in container["env"]
-        assert {"name": "DASK_DISTRIBUTED__WORKER__PRELOAD", "value": "pipeline.scale.cluster.warm_imports"} in container["env"]
-    # Dask itself reads the variables back as the settings
+    # Dask itself reads the variable back as the setting
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(os, "environ", {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
-                                   "DASK_DISTRIBUTED__WORKER__PRELOAD": "pipeline.scale.cluster.warm_imports"})
-        worker = dask.config.collect_env()["distributed"]["worker"]
-        assert worker["profile"]["enabled"] is False and worker["preload"] == "pipeline.scale.cluster.warm_imports"
+        mp.setattr(os, "environ", {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"})
+        assert dask.config.collect_env()["distributed"]["worker"]["profile"]["enabled"] is False
     config = yaml.safe_load((DEPLOY / "slurm" / "jobqueue.yaml").read_text())["jobqueue"]["slurm"]
-    assert export in config["job-script-prologue"] and preload in config["job-script-prologue"]
+    assert export in config["job-script-prologue"]
 
 
 def test_slurm_cpu_only_partition_has_no_gpu_directives():
@@ -185,17 +179,6 @@ def test_local_cluster_sends_gpu_tasks_only_to_the_gpu_worker():
         # no statistical profiler in the workers: sys._current_frames() can deadlock them (WORKER_CONFIG)
         profiling = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
         assert profiling == {address: False for address in profiling} and len(profiling) == 2
-        # and the task code imported in a thread as each worker started (warm_imports), not at its first task
-        def warmed(dask_worker):
-            import threading
-
-            names = [str(getattr(p, "name", "")) for p in dask_worker.preloads]
-            warming = [t for t in threading.enumerate() if t.name == "glacierwatch-warm-imports"]
-            for thread in warming:
-                thread.join(120)
-            return names, "pipeline.inference.region" in sys.modules and "pipeline.glaciers.analysis" in sys.modules
-
-        assert set(map(repr, client.run(warmed).values())) == {repr((["pipeline.scale.cluster.warm_imports"], True))}
         dashboard = client.dashboard_link
     text = out.getvalue()
     assert "Dask dashboard:" in text and dashboard in text

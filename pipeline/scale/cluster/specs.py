@@ -20,11 +20,8 @@ IMAGE = "ghcr.io/glacierwatch/glacierwatch:0.1.0"
 GPU_RESOURCE = "GPU"
 KINDS = ("local", "slurm", "kubernetes", "address")
 
-WORKER_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.worker.preload": "pipeline.scale.cluster.warm_imports"}
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 """Dask settings every glacierwatch worker runs with (nannies hand the parent's config to their workers).
-
-The preload (`pipeline.scale.cluster.warm_imports`) imports torch, the networks and the
-statistics' code in a thread as the worker starts, not in its event loop at its first task.
 
 The worker's statistical profiler calls sys._current_frames() every 10 ms. On CPython 3.11 before
 3.11.9 that call holds the interpreter's thread-list lock while it allocates; a garbage collection
