@@ -87,8 +87,7 @@ def _deflated_mask(block: np.ndarray, threshold: int) -> np.ndarray:
 def deferred_mask_tiles(probability: xr.DataArray, threshold: int) -> Deferred[MaskTiles]:
     """The `MaskTiles` of `probability` (year, y, x; 0-255), to compute with the tables of the same
     maps (`pipeline.glaciers.deferred.compute_together`), so each chunk is read once for both."""
-    data = probability.data if isinstance(probability.data, da.Array) else da.from_array(probability.data)
-    data = data.rechunk({0: 1})
+    data = da.asarray(probability.data).rechunk({0: 1})
     tiles = data.map_blocks(_deflated_mask, threshold, dtype=object, meta=np.empty((0, 0, 0), object),
                             chunks=tuple((1,) * len(c) for c in data.chunks))
     years = tuple(int(y) for y in probability["year"].values)
@@ -123,8 +122,9 @@ def write_glacier_masks(store_url: str, out_dir: str | Path, threshold: int = 12
     store = RegionStore.open(store_url)
     written: dict[tuple[str, int], Path] = {}
     datasets = {sensor: store.open_dataset(sensor) for sensor in store.sensors()}
+    years_of = {sensor: [int(y) for y in ds["year"].values] for sensor, ds in datasets.items()}
     for sensor, made in (tiles or {}).items():  # before anything is written
-        years = [int(y) for y in datasets[sensor]["year"].values] if sensor in datasets else None
+        years = years_of.get(sensor)
         shape = (made.row_edges[-1], made.col_edges[-1])
         if years is None or made.threshold != threshold or not set(years) <= set(made.years) or shape != store.grids[sensor].shape:
             raise PublishError(f"the {sensor} mask tiles were made at threshold {made.threshold} for {list(made.years)} on "
@@ -133,7 +133,7 @@ def write_glacier_masks(store_url: str, out_dir: str | Path, threshold: int = 12
     for sensor, ds in datasets.items():
         grid = store.grids[sensor]
         made = (tiles or {}).get(sensor)
-        years = [int(y) for y in ds["year"].values]
+        years = years_of[sensor]
         if made is None:
             probability = ds[PROBABILITY] if analysis is None else mapped_probability(ds, analysis, grid.resolution)
         for index, year in enumerate(years):

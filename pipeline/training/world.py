@@ -359,20 +359,21 @@ def train_on_world(
     if area is not None:
         area_years = [y for y in area.years if y not in area.training.test_years]
         mixed = area_samples(area, sensor, area_years, size, max(1, n_train // 2))
-        console.print(f"  + {len(mixed)} samples of {area.region.name} ({area_years[0]}-{area_years[-1]})"
-                      + (f", each {area_repeat} times" if area_repeat > 1 else ""))
-        train_set = train_set + mixed * area_repeat
+        repeated = f", each {area_repeat} times" if area_repeat > 1 else ""
+        console.print(f"  + {len(mixed)} samples of {area.region.name} ({area_years[0]}-{area_years[-1]}){repeated}")
+        train_set = train_set + mixed
     if init is None:
         recipe = fit_normalisation(world_recipe(sensor, terrain), ((s.reflectance, s.terrain) for s in train_set))
     built = [recipe.build_inputs(s.reflectance, s.terrain) for s in train_set]
     labels = [s.label.astype(np.float32) for s in train_set]
+    if area is not None and area_repeat > 1:  # the same arrays again, not built or held again
+        built, labels, train_set = (items + items[n_train:] * (area_repeat - 1) for items in (built, labels, train_set))
     resolution = train_set[0].params["resolution_m"]
     described = (
         f"glacierwatch training world (catalog.synthetic.world), {sensor} at {resolution:g} m: "
         f"{n_train} scenes of {size} px (seeds {TRAIN_SEEDS}-{TRAIN_SEEDS + n_train - 1}, real and procedural relief)"
         + (f" + {len(mixed)} samples of the embedded area {area.region.name} ({area_years[0]}-{area_years[-1]}, truth labels)"
-           + (f", each {area_repeat} times" if area_repeat > 1 else "")
-           if area is not None else "")
+           f"{repeated}" if area is not None else "")
         + f"; calibrated on {n_valid} (seeds {VALID_SEEDS}+), scored on {n_test} held-out procedural scenes (seeds {TEST_SEEDS}+)"
         + (f"; {origin}" if origin else "")
     )
