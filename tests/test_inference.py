@@ -8,7 +8,7 @@ import torch
 import xarray as xr
 from scipy.ndimage import gaussian_filter
 
-from pipeline.inference import predictor_cache
+from pipeline.inference import predictor_cache, tile_forward
 from pipeline.inference import region as inference
 from pipeline.model.dunet import DUNet, UNet
 from pipeline.model.inputs import SENTINEL2_BANDS, InputRecipe
@@ -243,14 +243,14 @@ def test_forward_windows_inside_a_tile_leave_no_seams(tmp_path, size):
     halo = inference.HALO_BY_ARCHITECTURE["unet"]
     whole = inference.probability_cube(cube, weights, halo, device="cpu", chunk=size, window=4096).values
     windowed = inference.probability_cube(cube, weights, halo, device="cpu", chunk=size, window=112).values
-    assert inference._window_edges(size, 0, 112)[1:-1]  # split into several windows
+    assert tile_forward._window_edges(size, 0, 112)[1:-1]  # split into several windows
     assert np.abs(windowed - whole).max() <= TOLERANCE
 
 
 def test_window_edges_split_the_interior_evenly_on_the_16_px_lattice():
-    assert inference._window_edges(2048 + 2 * 128, 128, 1024) == [0, 1152, 2304]
-    assert inference._window_edges(1000, 0, 4096) == [0, 1000]
-    edges = inference._window_edges(1446, 128, 1024)
+    assert tile_forward._window_edges(2048 + 2 * 128, 128, 1024) == [0, 1152, 2304]
+    assert tile_forward._window_edges(1000, 0, 4096) == [0, 1000]
+    edges = tile_forward._window_edges(1446, 128, 1024)
     assert edges == [0, 736, 1446] and all(e % 16 == 0 for e in edges[:-1])
 
 
@@ -294,3 +294,27 @@ def test_years_are_computed_in_batches_that_keep_every_thread_busy():
     assert batches == x9
     assert inference.year_batches([[], ["a"], [], ["b", "c"]], 2) == [["a", "b", "c"]]
     assert inference.year_batches([], 4) == []
+
+
+def test_a_tile_task_unpickles_without_torch_and_a_unet_runs_without_torchvision():
+    """A worker unpickles each task in its event loop: torch's import there (2-4 s) stalled the
+    worker's comms and its neighbours' transfers. The task's function must unpickle with numpy
+    only, and the plain U-Net (what ships) must not pull in torchvision (and torch._dynamo)."""
+    import functools
+    import pickle
+    import subprocess
+    import sys
+
+    task = functools.partial(inference.predict_block, path="w.safetensors", weights_sha256="0" * 64, device="cpu",
+                             half=False, n_bands=6, halo=96, window=None)
+    code = (
+        "import pickle, sys\n"
+        f"pickle.loads({pickle.dumps(task)!r})\n"
+        "assert 'torch' not in sys.modules, 'unpickling a tile task imported torch'\n"
+        "import torch\n"
+        "from pipeline.model.dunet import UNet\n"
+        "UNet(in_channels=8, base=4)(torch.zeros(1, 8, 32, 32))\n"
+        "assert 'torchvision' not in sys.modules, 'a plain U-Net imported torchvision'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -167,11 +167,11 @@ def test_blocks_and_halo_reproduce_the_whole_scene(tmp_path, monkeypatch):
     predict_scene(bands, "sentinel-2", tmp_path / "unet-whole.tif", **common)
     # U-Net halo 96 px: 3 x 3 blocks of 96 px; the middle one reads 96 + 2 x 96 = 288 -> 256 px (the
     # scene), more than window + 2 x halo = 240, so predict_block cuts it into 2 x 2 windows.
-    import pipeline.inference.region
+    import pipeline.inference.tile_forward
 
     forwards = []
-    whole_pass = pipeline.inference.region._predict_whole
-    monkeypatch.setattr(pipeline.inference.region, "_predict_whole", lambda b, **kw: forwards.append(b.shape[-2:]) or whole_pass(b, **kw))
+    whole_pass = pipeline.inference.tile_forward._predict_whole
+    monkeypatch.setattr(pipeline.inference.tile_forward, "_predict_whole", lambda b, **kw: forwards.append(b.shape[-2:]) or whole_pass(b, **kw))
     predict_scene(bands, "sentinel-2", tmp_path / "unet-blocks.tif", block=96, window=48, **common)
     assert len(forwards) == 16 and max(max(f) for f in forwards) == 224
     whole, blocks = _read(tmp_path / "unet-whole.tif")[0], _read(tmp_path / "unet-blocks.tif")[0]

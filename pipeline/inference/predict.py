@@ -23,7 +23,7 @@ Conventions, chosen once and written into the file's metadata:
 
 Memory stays bounded on a whole 10980 x 10980 scene: the grid is cut into blocks of `block`
 px on the 16-px lattice, each read with `halo` px of context (the inputs are warped per block,
-never whole), and pushed through `pipeline.inference.region.predict_block`, which runs the network
+never whole), and pushed through `pipeline.inference.tile_forward.predict_block`, which runs the network
 on windows of at most `window` px exactly as a run's Dask tasks do, so the seams are invisible
 for the same reasons (see pipeline/inference/region.py). The blocks go to a temporary tiled GeoTIFF
 beside `out`, which GDAL's COG driver then copies into place.

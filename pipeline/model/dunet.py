@@ -9,13 +9,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.ops import DeformConv2d
 
-from pipeline.model.deform_cpu import deform_conv3x3_cpu
-
-LEVELS = 4
-"""Encoder/decoder levels: inputs must have H and W divisible by 2**LEVELS."""
-SIZE_MULTIPLE = 2**LEVELS
+from pipeline.model.halo import LEVELS, SIZE_MULTIPLE
 
 
 class ConvBlock(nn.Sequential):
@@ -40,6 +35,10 @@ class DeformableBlock(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
+        # imported here, not with the module: a plain U-Net (what ships) never needs torchvision,
+        # whose import pulls in torch._dynamo (~2 s on a fresh worker, `pipeline.inference.tile_forward`)
+        from torchvision.ops import DeformConv2d
+
         super().__init__()
         self.offset = nn.Conv2d(in_channels, 2 * 3 * 3, 3, padding=1)
         nn.init.zeros_(self.offset.weight)
@@ -53,6 +52,8 @@ class DeformableBlock(nn.Module):
             x = x.float()
             offset = self.offset(x)
             if x.device.type == "cpu":
+                from pipeline.model.deform_cpu import deform_conv3x3_cpu  # numba: only where a deformable block runs
+
                 x = deform_conv3x3_cpu(x, offset, self.deform.weight)  # compiled im2col (pipeline.model.deform_cpu)
             else:
                 x = self.deform(x, offset)

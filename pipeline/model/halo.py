@@ -1,9 +1,17 @@
-"""How much context a tile borrows from its neighbours in chunked inference, per architecture.
+"""The tiling the networks impose on chunked inference: the 16-px size lattice, and how much
+context a tile borrows from its neighbours, per architecture.
 
-Kept apart from the network code (no torch import) so that planning a run can read it.
+Kept apart from the network code (no torch import) so that planning a run, and unpickling a
+tile's task on a worker (`pipeline.inference.tile_forward`), can read it.
 """
 
 from __future__ import annotations
+
+LEVELS = 4
+"""Encoder/decoder levels of the networks (`pipeline.model.dunet`): four 2x2 poolings."""
+SIZE_MULTIPLE = 2**LEVELS
+"""Inputs must have H and W divisible by this, and tiles must start on this lattice: a U-Net is
+shift-equivariant only for shifts that are multiples of it."""
 
 HALO_BY_ARCHITECTURE: dict[str, int] = {"unet": 96, "dunet": 336}
 """Pixels of context each tile borrows from its neighbours, by architecture (measured, not guessed).

@@ -1,0 +1,72 @@
+"""The forward pass one Dask task runs on one tile (`predict_block`), and the 16-px lattice it needs.
+
+Kept apart from `pipeline.inference.region`, which builds the graph and imports torch: a worker
+unpickles each task in its event loop, so a task whose function lives in a torch-importing module
+imported torch and the networks there (2-4 s on a fresh worker) while the worker could neither
+start tasks nor answer its neighbours' requests for data. Here unpickling imports numpy only;
+torch and the network load in the task's own thread, on the first call (`cached_predictor`).
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+
+from pipeline.model.halo import SIZE_MULTIPLE
+
+
+def round_up(n: int, multiple: int = SIZE_MULTIPLE) -> int:
+    """`n` rounded up to a multiple of `multiple` (default: the network's 16 px size lattice)."""
+    return -(-int(n) // multiple) * multiple
+
+
+def _window_edges(size: int, halo: int, window: int) -> list[int]:
+    """Cut points of a block side into cores of at most ~`window` px on the 16-px lattice.
+
+    The block's own halo (`halo` px each side) joins the first and last core; the interior is
+    split evenly, so a 2048 px chunk with window 1024 runs as two 1024 px cores, not 1024 + 1024 + halo.
+    """
+    interior = size - 2 * halo
+    n = max(1, -(-interior // window))
+    step = round_up(-(-interior // n))
+    return [0, *(halo + k * step for k in range(1, n) if halo + k * step < size - halo), size]
+
+
+def predict_block(
+    block: np.ndarray, *, path: str, weights_sha256: str, device: str, half: bool, n_bands: int, halo: int, window: int | None
+) -> np.ndarray:
+    """(year, channel, y, x) tile (reflectance bands then terrain) -> (year, y, x) probability.
+
+    The network sees at most `window` px (plus `halo` of context each side) at once: a
+    network's activations grow with its input (the D-UNet's CPU forward takes ~2 kB per pixel),
+    so this keeps a task's memory bounded whatever the chunk size. Each window's core is kept,
+    its context cropped: by the halo's definition the seams stay invisible, as between chunks.
+    """
+    height, width = block.shape[-2:]
+    if window is None or max(height, width) <= window + 2 * halo:
+        return _predict_whole(block, path=path, weights_sha256=weights_sha256, device=device, half=half, n_bands=n_bands)
+    out = np.empty((block.shape[0], height, width), np.float32)
+    ys, xs = _window_edges(height, halo, window), _window_edges(width, halo, window)
+    for y0, y1 in pairwise(ys):
+        for x0, x1 in pairwise(xs):
+            a0, b0 = max(0, y0 - halo), max(0, x0 - halo)
+            part = _predict_whole(
+                block[:, :, a0 : min(height, y1 + halo), b0 : min(width, x1 + halo)],
+                path=path, weights_sha256=weights_sha256, device=device, half=half, n_bands=n_bands,
+            )
+            out[:, y0:y1, x0:x1] = part[:, y0 - a0 : y1 - a0, x0 - b0 : x1 - b0]
+    return out
+
+
+def _predict_whole(
+    block: np.ndarray, *, path: str, weights_sha256: str, device: str, half: bool, n_bands: int
+) -> np.ndarray:
+    """One forward pass over a (year, channel, y, x) tile."""
+    from pipeline.inference.predictor_cache import cached_predictor  # torch: in this task's thread (module doc)
+
+    predictor = cached_predictor(path, weights_sha256, device, half)
+    recipe = predictor.recipe
+    terrain = {name: block[0, n_bands + i] for i, name in enumerate(recipe.terrain_sources)}
+    # Several years of one tile go through as one batch, sharing the terrain.
+    return predictor.predict_batch([block[t, :n_bands] for t in range(block.shape[0])], terrain)
