@@ -295,26 +295,3 @@ def test_years_are_computed_in_batches_that_keep_every_thread_busy():
     assert inference.year_batches([[], ["a"], [], ["b", "c"]], 2) == [["a", "b", "c"]]
     assert inference.year_batches([], 4) == []
 
-
-def test_a_tile_task_unpickles_without_torch_and_a_unet_runs_without_torchvision():
-    """A worker unpickles each task in its event loop: torch's import there (2-4 s) stalled the
-    worker's comms and its neighbours' transfers. The task's function must unpickle with numpy
-    only, and the plain U-Net (what ships) must not pull in torchvision (and torch._dynamo)."""
-    import functools
-    import pickle
-    import subprocess
-    import sys
-
-    task = functools.partial(inference.predict_block, path="w.safetensors", weights_sha256="0" * 64, device="cpu",
-                             half=False, n_bands=6, halo=96, window=None)
-    code = (
-        "import pickle, sys\n"
-        f"pickle.loads({pickle.dumps(task)!r})\n"
-        "assert 'torch' not in sys.modules, 'unpickling a tile task imported torch'\n"
-        "import torch\n"
-        "from pipeline.model.dunet import UNet\n"
-        "UNet(in_channels=8, base=4)(torch.zeros(1, 8, 32, 32))\n"
-        "assert 'torchvision' not in sys.modules, 'a plain U-Net imported torchvision'\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]

@@ -1,8 +1,11 @@
-"""The runtime path does not load what only synth, training or tests need (the synthetic renderer)."""
+"""The runtime path does not load what only synth, training or tests need (the synthetic renderer),
+and a worker's event loop does not import torch."""
 
 from __future__ import annotations
 
+import functools
 import json
+import pickle
 import subprocess
 import sys
 
@@ -28,3 +31,24 @@ def test_the_generator_is_still_one_attribute_away():
     from catalog.synthetic.study_area import generate_study_area
 
     assert synthetic.generate_study_area is generate_study_area
+
+
+def test_a_tile_task_unpickles_without_torch_and_a_unet_runs_without_torchvision():
+    """A worker unpickles each task in its event loop: torch's import there (2-4 s) stalled the
+    worker's comms and its neighbours' transfers. The task's function must unpickle with numpy
+    only, and the plain U-Net (what ships) must not pull in torchvision (and torch._dynamo)."""
+    from pipeline.inference import region
+
+    task = functools.partial(region.predict_block, path="w.safetensors", weights_sha256="0" * 64, device="cpu",
+                             half=False, n_bands=6, halo=96, window=None)
+    code = (
+        "import pickle, sys\n"
+        f"pickle.loads({pickle.dumps(task)!r})\n"
+        "assert 'torch' not in sys.modules, 'unpickling a tile task imported torch'\n"
+        "import torch\n"
+        "from pipeline.model.dunet import UNet\n"
+        "UNet(in_channels=8, base=4)(torch.zeros(1, 8, 32, 32))\n"
+        "assert 'torchvision' not in sys.modules, 'a plain U-Net imported torchvision'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -438,7 +438,11 @@ def analyse_store(
 
     def truth_tables() -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
         finest = min(sensors, key=lambda s: grids[s].resolution)
-        ds = store.open_dataset(finest)
+        # without the sensor's maps, which the truth does not read; this also gives its dem, aspect and
+        # glacier_id their own Dask keys: the sensor's job computes the same arrays at the same time, and
+        # one key in two concurrent graphs, optimised differently, is what Dask warns "can cause failures
+        # and deadlocks" about (the run printed "Detected different `run_spec`" for the dem)
+        ds = store.open_dataset(finest, drop_variables=["probability", "indices", "observed", "doy", "slope"])
         grid = grids[finest]
         truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values], chunks=store.chunk_size)
         mask = (truth.glacier_fraction >= 0.5).astype(np.uint8).assign_coords(x=ds.x, y=ds.y).chunk(
