@@ -241,10 +241,23 @@ def test_forward_windows_inside_a_tile_leave_no_seams(tmp_path, size):
     cube = _cube(size, size)
     weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube)
     halo = inference.HALO_BY_ARCHITECTURE["unet"]
-    whole = inference.probability_cube(cube, weights, halo, device="cpu", chunk=size, window=4096).values
-    windowed = inference.probability_cube(cube, weights, halo, device="cpu", chunk=size, window=112).values
-    assert tile_forward._window_edges(size, 0, 112)[1:-1]  # split into several windows
-    assert np.abs(windowed - whole).max() <= TOLERANCE
+    whole = inference.probability_cube(cube, weights, halo, device="cpu", chunk=size, window=4096)
+    windowed = inference.probability_cube(cube, weights, halo, device="cpu", chunk=size, window=112)
+    assert whole.data.numblocks == (1, 1, 1)
+    assert windowed.data.numblocks[1] > 1 and windowed.data.numblocks[2] > 1  # one task per window
+    assert np.abs(windowed.values - whole.values).max() <= TOLERANCE
+
+
+def test_a_tile_is_cut_into_the_windows_its_task_would_have_run():
+    """`_forward_chunks` gives each forward window its own task: the default area's Sentinel-2 grid
+    (1110 x 1446 px, one 2048 px store chunk, U-Net halo 96, CPU window 1024) runs two tasks a year
+    where one task ran two windows in turn, on the same pixels."""
+    assert inference._forward_chunks(1446, 2048, 96, 1024) == (736, 710)
+    assert list(np.cumsum((0, *inference._forward_chunks(1446, 2048, 96, 1024)))) == tile_forward._window_edges(1446, 0, 1024)
+    assert inference._forward_chunks(1110, 2048, 96, 1024) == (1110,)  # fits one window with its halo
+    assert inference._forward_chunks(4096, 2048, 96, 1024) == (1024,) * 4  # 1024 + 2 x 96 = one window
+    assert inference._forward_chunks(300, 128, 96, 1024) == (128, 172)  # store chunks stay the outer cut
+    assert inference._forward_chunks(2048, 2048, 96, 2048) == (2048,)  # a GPU's window
 
 
 def test_window_edges_split_the_interior_evenly_on_the_16_px_lattice():

@@ -67,6 +67,26 @@ def _lattice_chunks(size: int, chunk: int, halo: int) -> tuple[int, ...]:
     return tuple(chunks)
 
 
+def _forward_chunks(size: int, chunk: int, halo: int, window: int) -> tuple[int, ...]:
+    """`_lattice_chunks`, each cut evenly on the 16-px lattice into pieces whose forward pass fits
+    `window` (as `tile_forward.predict_block` would cut it into windows): one task per window.
+
+    A task that ran a tile's windows one after another kept one thread busy while the others,
+    their tiles done, waited (the default area's Sentinel-2 stage: 7 tasks of ~6 s on 2 threads);
+    as separate tasks the windows spread over the cluster's threads. Each piece borrows the same
+    halo from its neighbours as the windows did, so the forward passes are the same.
+    """
+    out: list[int] = []
+    for c in _lattice_chunks(size, chunk, halo):
+        n = max(1, -(-(c - 2 * halo) // window))
+        step = round_up(-(-c // n))
+        pieces = [min(step, c - start) for start in range(0, c, step)]
+        if len(pieces) > 1 and pieces[-1] < max(halo, 1):  # map_overlap borrows from adjacent pieces only
+            pieces[-2:] = [pieces[-2] + pieces[-1]]
+        out += pieces
+    return tuple(out)
+
+
 FORWARD_WINDOW_PX = {False: 1024, True: 2048}
 """Largest core one forward pass sees, on CPU (False) and CUDA (True): the D-UNet's fp32 CPU
 forward takes ~2 kB per input pixel (measured: 1.9 GB at 1024^2), so a 1024 px core with a
@@ -91,8 +111,9 @@ def probability_cube(
     multiple of 16 (see the module notes); `chunk` (default: the cube's first spatial chunk) is
     the tile size, rounded up to a multiple of 16 and to at least the halo. `device` defaults to
     CUDA when this process sees one; `half` defaults to True exactly on CUDA. `window`: the
-    largest core one forward pass sees inside a tile (default `FORWARD_WINDOW_PX`), which bounds
-    a task's memory whatever the chunk size. `card`: the weights' card when the caller has read
+    largest core one forward pass sees (default `FORWARD_WINDOW_PX`), which bounds a task's
+    memory whatever the chunk size: tiles are cut into pieces of about that size, one task
+    each (`_forward_chunks`). `card`: the weights' card when the caller has read
     and checked it already (the pre-flight).
     """
     weights = Path(weights).resolve()
@@ -128,7 +149,7 @@ def probability_cube(
         chunk = int(refl.chunks[2][0]) if refl.chunks is not None else max(ny, nx)
     # map_overlap borrows only from adjacent tiles, so a tile must be at least as wide as the halo.
     chunk = max(round_up(chunk), halo)
-    ychunks, xchunks = _lattice_chunks(ny, chunk, halo), _lattice_chunks(nx, chunk, halo)
+    ychunks, xchunks = _forward_chunks(ny, chunk, halo, window), _forward_chunks(nx, chunk, halo, window)
 
     data = refl.data if isinstance(refl.data, da.Array) else da.from_array(refl.data)
     data = data.astype(np.float32)
