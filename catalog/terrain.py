@@ -27,7 +27,7 @@ and are kept so (each caller's outputs are fixed):
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import dask.array
 import numba
@@ -48,17 +48,35 @@ from catalog.items import normalize_items, require_assets
 from catalog.providers import ProviderProfile
 from catalog.scene_check import RegionError, items_over_grid, sorted_items
 
+_HORN_KERNELS: dict[str, Callable] = {}
+"""xarray-spatial's slope and aspect kernels recompiled with numba's disk cache (`_cache_xrspatial_kernels`)."""
+
+
+def _horn_slope_kernel(data, cellsize_x, cellsize_y):
+    return _HORN_KERNELS["slope"](data, cellsize_x, cellsize_y)
+
+
+def _horn_aspect_kernel(data):
+    return _HORN_KERNELS["aspect"](data)
+
 
 def _cache_xrspatial_kernels() -> None:
     """xarray-spatial jit-compiles its Horn kernels without numba's disk cache, so every process
     (each Dask worker of every run) spent 1.5-3 s compiling slope and aspect on its first tile,
     holding up the first composites. The same Python functions compiled with ``cache=True``
-    (xarray-spatial's own flags otherwise) give the same bytes and compile once per installation."""
-    for module_name, name in (("xrspatial.slope", "_cpu"), ("xrspatial.aspect", "_run_numpy")):
-        kernel = getattr(sys.modules.get(module_name), name, None)
-        py_func = getattr(kernel, "py_func", None)  # another xarray-spatial: left as it is
+    (xarray-spatial's own flags otherwise) give the same bytes and compile once per installation.
+
+    xarray-spatial finds them as module globals; it gets the plain functions above, which call the
+    cached kernels. Dask pickles those by reference, so a worker imports this module and loads the
+    compiled kernel from disk: a pickled numba dispatcher is rebuilt without its cache and compiles
+    again (3 s measured), which is what the Dask graph carried when the dispatcher itself was the global."""
+    for key, module_name, name, wrapper in (("slope", "xrspatial.slope", "_cpu", _horn_slope_kernel),
+                                            ("aspect", "xrspatial.aspect", "_run_numpy", _horn_aspect_kernel)):
+        module = sys.modules.get(module_name)
+        py_func = getattr(getattr(module, name, None), "py_func", None)  # another xarray-spatial: left as it is
         if py_func is not None:
-            setattr(sys.modules[module_name], name, numba.njit(nogil=True, cache=True)(py_func))
+            _HORN_KERNELS[key] = numba.njit(nogil=True, cache=True)(py_func)
+            setattr(module, name, wrapper)
 
 
 _cache_xrspatial_kernels()

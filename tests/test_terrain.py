@@ -163,8 +163,10 @@ def test_the_disk_cached_horn_kernels_give_xarray_spatials_own_bytes():
     import numba
     import xrspatial
 
+    from catalog.terrain import _HORN_KERNELS
+
     slope_module, aspect_module = sys.modules["xrspatial.slope"], sys.modules["xrspatial.aspect"]
-    assert type(slope_module._cpu._cache).__name__ == type(aspect_module._run_numpy._cache).__name__ == "FunctionCache"
+    assert {type(k._cache).__name__ for k in _HORN_KERNELS.values()} == {"FunctionCache"} and len(_HORN_KERNELS) == 2
     rng = np.random.default_rng(3)
     values = (rng.random((40, 50)) * 900 + 3000).astype(np.float32)
     values[10:20, 10:20] = 3500.0  # flat: aspect -1
@@ -173,11 +175,43 @@ def test_the_disk_cached_horn_kernels_give_xarray_spatials_own_bytes():
     cached = (xrspatial.slope(dem).values, xrspatial.aspect(dem).values)
     kernels = slope_module._cpu, aspect_module._run_numpy
     try:  # the library's own flags (xrspatial.utils.ngjit), no cache
-        slope_module._cpu = numba.jit(nopython=True, nogil=True)(kernels[0].py_func)
-        aspect_module._run_numpy = numba.jit(nopython=True, nogil=True)(kernels[1].py_func)
+        slope_module._cpu = numba.jit(nopython=True, nogil=True)(_HORN_KERNELS["slope"].py_func)
+        aspect_module._run_numpy = numba.jit(nopython=True, nogil=True)(_HORN_KERNELS["aspect"].py_func)
         own = (xrspatial.slope(dem).values, xrspatial.aspect(dem).values)
     finally:
         slope_module._cpu, aspect_module._run_numpy = kernels
     for ours, theirs in zip(cached, own, strict=True):
         assert ours.tobytes() == theirs.tobytes()
     assert (own[1] == -1).any() and np.isnan(own[0]).any()
+
+
+def test_a_worker_loads_the_horn_kernels_from_the_disk_cache():
+    """What a Dask graph of `slope_aspect` carries to a worker must load the compiled kernels from
+    disk there, not compile them (a pickled numba dispatcher comes back without its cache: 3 s of
+    compiling per kernel and worker)."""
+    import pickle
+    import subprocess
+    import sys
+
+    import cloudpickle
+
+    dem = xr.DataArray(np.arange(48 * 64, dtype=np.float32).reshape(48, 64) % 97, dims=("y", "x"),
+                       coords={"y": 4e6 - np.arange(48) * 30.0, "x": 5e5 + np.arange(64) * 30.0}).chunk(32)
+    slope, aspect = slope_aspect(dem, crs="EPSG:32644")
+    expected = (slope.values, aspect.values)  # compiles, or loads, and saves the cache in this process
+    graph = cloudpickle.dumps((slope.data, aspect.data))  # as distributed sends a graph
+    code = (
+        "import pickle, sys\n"
+        "import dask, numpy as np\n"
+        "slope, aspect = pickle.load(sys.stdin.buffer)\n"
+        "values = dask.compute(slope, aspect, scheduler='synchronous')\n"
+        "from catalog.terrain import _HORN_KERNELS\n"
+        "print({k: (len(d.stats.cache_hits), len(d.stats.cache_misses)) for k, d in _HORN_KERNELS.items()})\n"
+        "sys.stdout.flush(); sys.stdout.buffer.write(pickle.dumps(values))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], input=graph, check=False, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    stats, values = done.stdout.split(b"\n", 1)
+    assert stats.decode() == "{'slope': (1, 0), 'aspect': (1, 0)}"
+    for ours, theirs in zip(pickle.loads(values), expected, strict=True):
+        assert ours.tobytes() == theirs.tobytes()
