@@ -249,6 +249,12 @@ def test_lazy_truth_equals_the_eager_one_and_reads_nothing_until_computed(small_
         for name in ("glacier_fraction", "debris_fraction"):
             np.testing.assert_array_equal(lazy[name].values, eager[name].values)
         assert eager.glacier_fraction.values.max() > 0
+    # graphs computed side by side (a sensor's accuracy, the truth's own tables) keep apart
+    keys = {k: set(truth_on_grid(small_study_area.truth, grid, [2016], chunks=64, key=k).glacier_fraction.data.dask)
+            for k in ("truth", "truth-for-landsat")}
+    assert not keys["truth"] & keys["truth-for-landsat"]
+    again = truth_on_grid(small_study_area.truth, grid, [2016], chunks=64, key="truth").glacier_fraction.data
+    assert set(again.dask) == keys["truth"]  # deterministic: a rerun's graph is the same
     with pytest.raises(FileNotFoundError, match="no truth for 1999"):
         truth_on_grid(small_study_area.truth, grid, [1999], chunks=64)
 

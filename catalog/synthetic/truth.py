@@ -78,11 +78,15 @@ def _truth_year(path: Path, grid: TargetGrid) -> np.ndarray:
         return np.stack([_warp(ids > 0, ds, grid, resampling), _warp(classes == Surface.DEBRIS, ds, grid, resampling)])
 
 
-def truth_on_grid(truth_dir: str | Path, grid: TargetGrid, years: list[int], chunks: int | None = None) -> xr.Dataset:
+def truth_on_grid(truth_dir: str | Path, grid: TargetGrid, years: list[int], chunks: int | None = None,
+                  key: str = "truth") -> xr.Dataset:
     """`glacier_fraction` (year, y, x) float32 0..1 and `debris_fraction` on `grid`, from the truth rasters.
 
     `chunks`: lazy, each year read and warped by its own task, chunked (1, chunks, chunks) - so
     that a distributed run ships a task per year instead of the region's rasters inside its graph.
+    `key` prefixes the Dask keys: graphs computed at the same time on one client need their own
+    (the same key optimised differently in two graphs is what Dask warns "can cause failures and
+    deadlocks" about; the statistics score each sensor against the truth while analysing it).
     """
     truth_dir = Path(truth_dir)
     paths = [truth_dir / f"truth_{year}.tif" for year in years]
@@ -93,7 +97,11 @@ def truth_on_grid(truth_dir: str | Path, grid: TargetGrid, years: list[int], chu
         both = np.stack([_truth_year(path, grid) for path in paths])
     else:
         read = dask.delayed(_truth_year, pure=True)
-        both = da.stack([da.from_delayed(read(path, grid), (2, *grid.shape), np.float32) for path in paths])
+        both = da.stack([
+            da.from_delayed(read(path, grid, dask_key_name=f"{key}-read-{token}"), (2, *grid.shape), np.float32,
+                            name=f"{key}-{token}")
+            for path, token in ((path, dask.base.tokenize(path, grid)) for path in paths)
+        ])
         both = both.rechunk((1, 2, chunks, chunks))
     t = grid.transform
     coords = {

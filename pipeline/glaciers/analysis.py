@@ -423,7 +423,8 @@ def analyse_store(
         probability, kept = _maps(ds, analysis, grid.resolution, facts[sensor])
         extra = {}
         if truth_dir is not None:  # scored in the tables' read of the maps
-            truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values], chunks=store.chunk_size)
+            truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values], chunks=store.chunk_size,
+                                  key=f"truth-for-{sensor}")  # the truth job reads the same rasters at the same time
             model = (models or {}).get(sensor, "model")
             extra["accuracy"] = deferred_store_accuracy(probability, truth, sensor=sensor, model=model,
                                                         threshold=analysis.threshold, indices=ds.get("indices"),
