@@ -266,6 +266,30 @@ def test_failed_figure_leaves_no_report_and_no_temp_folder(inputs, tmp_path, mon
     assert [p.name for p in tmp_path.iterdir()] == ["old"] and (old / "index.html").read_text() == "previous report"
 
 
+def test_figures_drawn_on_the_cluster_make_the_same_report(written, inputs, run_client, tmp_path, monkeypatch):
+    """With a client current (as in a run) every figure is a task on the cluster, and the report is
+    the one drawn here, byte for byte; a figure failing there still leaves no report behind."""
+    from distributed import get_task_stream
+
+    tables, outlines, dem = inputs
+    out, _, page = written
+    with run_client.as_current(), get_task_stream(run_client) as stream:
+        index = report.write_report(tmp_path / "r", tables, outlines, dem, PROVENANCE, title="Test region <glaciers>")
+    assert index.read_text(encoding="utf-8") == page
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs and sorted(p.name for p in index.parent.glob("*.png")) == pngs
+    assert all((index.parent / name).read_bytes() == (out / name).read_bytes() for name in pngs)
+    assert sum(str(t["key"]).startswith("report-figure-") for t in stream.data) == len(pngs)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("figure failed")
+
+    monkeypatch.setattr(report, "band_change_figure", broken)  # in-process workers see it
+    with run_client.as_current(), pytest.raises(RuntimeError, match="figure failed"):
+        report.write_report(tmp_path / "new", tables, outlines, dem, PROVENANCE)
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]
+
+
 def test_report_replaces_a_previous_one_whole(inputs, tmp_path):
     tables, outlines, dem = inputs
     old = tmp_path / "r"

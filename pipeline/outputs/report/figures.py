@@ -9,11 +9,17 @@ a report can be drawn in a worker thread. Which rows a figure shows comes from
 from __future__ import annotations
 
 import base64
+import contextlib
+import importlib
 import io
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import dask
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -45,23 +51,87 @@ DPI = 110
 MAX_LABELLED = 60  # more glaciers than this: no id labels on the map and the bar chart
 
 
-@dataclass(frozen=True)
+@dataclass
 class EmbeddedFigure:
-    """A figure written as NAME.png beside the page; `src` is the same PNG as a data URI."""
+    """A figure written as NAME.png beside the page; `src` is the same PNG as a data URI.
+
+    `png` is the PNG's bytes, or a distributed Future of them while the figure is drawn on the
+    cluster (`draw`); `finish_figures` waits for those and writes their files."""
 
     name: str
-    src: Markup  # base64 built here from PNG bytes: nothing in it to escape or redact
+    png: Any
     caption: str
+    folder: Path
+
+    @property
+    def src(self) -> Markup:  # base64 built here from PNG bytes: nothing in it to escape or redact
+        if isinstance(self.png, bytes):
+            return Markup("data:image/png;base64," + base64.b64encode(self.png).decode("ascii"))
+        raise RuntimeError(f"figure {self.name} is still being drawn: call finish_figures first")
 
 
-def embed(folder: Path, name: str, fig: Figure, caption: str) -> EmbeddedFigure:
-    """Save `fig` as NAME.png in `folder` and return it for the page's <figure>."""
+_DRAWING: ContextVar[tuple[Any, list[EmbeddedFigure]] | None] = ContextVar("report_drawing", default=None)
+
+
+@contextlib.contextmanager
+def drawing_on(client: Any) -> Iterator[list[EmbeddedFigure]]:
+    """Within: `draw` submits each figure to `client`'s cluster (None: draws it here), and the
+    figures `embed` makes are listed for `finish_figures`. On an error the drawings still running
+    are cancelled."""
+    figures: list[EmbeddedFigure] = []
+    token = _DRAWING.set((client, figures))
+    try:
+        yield figures
+    except BaseException:
+        if client is not None:
+            client.cancel([f.png for f in figures if not isinstance(f.png, bytes)])
+        raise
+    finally:
+        _DRAWING.reset(token)
+
+
+def draw(figure: str, *args: Any) -> Any:
+    """The PNG of figure function `figure` on `args` (`figure_png`): its bytes, or inside
+    `drawing_on(client)` a Future of them from a task on the cluster. The figures take most of
+    the report's time (matplotlib, 0.5-2 s each) and the cluster's workers are idle by then."""
+    client = (_DRAWING.get() or (None, None))[0]
+    if client is None:
+        return figure_png(figure, *args)
+    return client.submit(figure_png, figure, *args, pure=False, key=f"report-figure-{figure}-{uuid.uuid4().hex}")
+
+
+def figure_png(figure: str, *args: Any) -> bytes:
+    """PNG of the package's figure function `figure` called on `args`. Looked up on
+    `pipeline.outputs.report` when drawn, so that a figure can be replaced there (the tests
+    replace one to check that a failing figure leaves no report). A lazy DEM among `args` is read
+    in this thread: on a worker, a compute through the cluster could wait on the thread it holds."""
+    with dask.config.set(scheduler="synchronous"):
+        fig = getattr(importlib.import_module("pipeline.outputs.report"), figure)(*args)
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
-    data = buffer.getvalue()
-    (folder / f"{name}.png").write_bytes(data)
-    return EmbeddedFigure(name, Markup("data:image/png;base64," + base64.b64encode(data).decode("ascii")), caption)
+    return buffer.getvalue()
+
+
+def embed(folder: Path, name: str, png: Any, caption: str) -> EmbeddedFigure:
+    """`png` (bytes, or a Future of them) as NAME.png in `folder`, for the page's <figure>."""
+    figure = EmbeddedFigure(name, png, caption, folder)
+    if isinstance(png, bytes):
+        (folder / f"{name}.png").write_bytes(png)
+    drawing = _DRAWING.get()
+    if drawing is not None:
+        drawing[1].append(figure)
+    return figure
+
+
+def finish_figures(figures: Sequence[EmbeddedFigure]) -> None:
+    """Wait for the figures still being drawn on the cluster (all at once) and write their PNGs."""
+    pending = [f for f in figures if not isinstance(f.png, bytes)]
+    if not pending:
+        return
+    for figure, png in zip(pending, pending[0].png.client.gather([f.png for f in pending]), strict=True):
+        figure.png = png
+        (figure.folder / f"{figure.name}.png").write_bytes(png)
 
 
 def outline_map_figure(outlines: gpd.GeoDataFrame, dem: xr.DataArray, sensor: str) -> Figure:

@@ -30,6 +30,7 @@ from markupsafe import Markup
 from catalog.redact import redact
 from pipeline.outputs.replace import replace_dir
 from pipeline.outputs.report import sections
+from pipeline.outputs.report.figures import drawing_on, finish_figures
 
 SECTIONS = {"summary": "Summary", "outlines": "1. Glacier outlines", "total-area": "2. Total glacier area",
             "bands": "3. Area change by elevation band", "aspect": "4. Area by aspect", "retreat": "5. Terminus retreat",
@@ -74,6 +75,18 @@ def uncertainty_html(folder: Path, tables: Mapping[str, pd.DataFrame]) -> str:
     return render("uncertainty.html.j2", uncertainty=sections.uncertainty_and_indices(folder, tables))
 
 
+def _cluster_client() -> Any:
+    """The distributed client this thread computes on (`Client.as_current`, or the default one), else None."""
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - distributed comes with the package
+        return None
+    try:
+        return Client.current()
+    except ValueError:  # no client: the figures are drawn here
+        return None
+
+
 def write_report(
     out_dir: str | Path,
     tables: Mapping[str, pd.DataFrame],
@@ -83,26 +96,28 @@ def write_report(
     *,
     title: str = "glacierwatch: glacier change report",
 ) -> Path:
-    """Write the report (`pipeline.outputs.report`) into `out_dir`, replacing it whole; return its index.html."""
+    """Write the report (`pipeline.outputs.report`) into `out_dir`, replacing it whole; return its index.html.
+
+    With a distributed client current (as in a run), the figures are drawn as tasks on its cluster."""
     out_dir = Path(out_dir).resolve()
     tables = {name: t for name, t in tables.items() if t is not None and len(t)}
     build = out_dir.with_name(f".{out_dir.name}-incomplete-{os.getpid()}")
     shutil.rmtree(build, ignore_errors=True)
     (build / "tables").mkdir(parents=True)
     try:
-        page = render(
-            "report.html.j2",
-            title=title,
-            created=sections.created_line(provenance),
-            summary=sections.summary_section(build, tables, provenance),
-            outlines=sections.map_section(build, outlines, dem),
-            total_area=sections.total_area_section(build, tables),
-            bands=sections.band_section(build, tables),
-            aspect=sections.aspect_section(build, tables),
-            retreat=sections.retreat_section(build, tables),
-            sensors=sections.sensor_section(build, tables, outlines, dem),
-            provenance=sections.provenance_section(provenance),
-        )
+        with drawing_on(_cluster_client()) as figures:  # drawn side by side on the cluster's idle workers
+            parts = {
+                "summary": sections.summary_section(build, tables, provenance),
+                "outlines": sections.map_section(build, outlines, dem),
+                "total_area": sections.total_area_section(build, tables),
+                "bands": sections.band_section(build, tables),
+                "aspect": sections.aspect_section(build, tables),
+                "retreat": sections.retreat_section(build, tables),
+                "sensors": sections.sensor_section(build, tables, outlines, dem),
+                "provenance": sections.provenance_section(provenance),
+            }
+            finish_figures(figures)
+        page = render("report.html.j2", title=title, created=sections.created_line(provenance), **parts)
         (build / "index.html").write_text(page, encoding="utf-8")
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)

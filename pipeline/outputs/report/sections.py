@@ -9,7 +9,6 @@ areas 3 decimals, rates 2, retreat 1; "n/a" for a missing value.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,8 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 import xarray as xr
-from matplotlib.figure import Figure
 
-from pipeline.outputs.report.figures import embed
+from pipeline.outputs.report.figures import draw, embed
 from pipeline.outputs.report.selection import most_different_glacier, ordered_sensors, summary_table
 
 METRICS = ("PA", "UA", "OA", "F1", "IoU")
@@ -81,13 +79,6 @@ def write_csv(folder: Path, name: str, frame: pd.DataFrame) -> str:
     """Write `frame` as tables/NAME.csv in `folder`; return NAME for the page's link."""
     frame.to_csv(folder / "tables" / f"{name}.csv", index=False)
     return name
-
-
-def draw(figure: str, *args: Any) -> Figure:
-    """The package's figure function `figure` called on `args`. Looked up on `pipeline.outputs.report` when
-    drawn, so that a figure can be replaced there (the tests replace one to check that a failing
-    figure leaves no report)."""
-    return getattr(importlib.import_module("pipeline.outputs.report"), figure)(*args)
 
 
 # --------------------------------------------------------------------------------------------
