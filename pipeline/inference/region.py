@@ -19,7 +19,9 @@ pad the same bottom/right rows as the whole image, so edges match as well.
 
 The model is loaded once per worker process, not per task: tasks carry only the weights path and
 its sha256, and `cached_predictor` (`pipeline.inference.predictor_cache`, with the card check `read_card`)
-builds the `TorchPredictor` the first time a process sees that (path, sha256, device, half).
+builds the `TorchPredictor` the first time a process sees that (path, sha256, device, half). The
+task is `pipeline.inference.tile_forward.predict_block`, whose module imports no torch (a worker
+unpickles tasks in its event loop), one task per forward window (`_forward_chunks`).
 Half precision (fp16 autocast) is used on CUDA; deformable convs stay fp32 inside the network;
 the CPU runs fp32. Batching: the years inside one block (`years_per_block`) go through the
 network as one batch, sharing the terrain; the default of 1 keeps a worker's memory bounded by
