@@ -35,8 +35,9 @@ def test_the_generator_is_still_one_attribute_away():
 
 def test_a_tile_task_unpickles_without_torch_and_a_unet_runs_without_torchvision():
     """A worker unpickles each task in its event loop: torch's import there (2-4 s) stalled the
-    worker's comms and its neighbours' transfers. The task's function must unpickle with numpy
-    only, and the plain U-Net (what ships) must not pull in torchvision (and torch._dynamo)."""
+    worker's comms and its neighbours' transfers. The task's function must unpickle without torch
+    (numba, which a thread must not import first, comes with it), and the plain U-Net (what ships)
+    must not pull in torchvision (and torch._dynamo)."""
     from pipeline.inference import region
 
     task = functools.partial(region.predict_block, path="w.safetensors", weights_sha256="0" * 64, device="cpu",
@@ -45,6 +46,7 @@ def test_a_tile_task_unpickles_without_torch_and_a_unet_runs_without_torchvision
         "import pickle, sys\n"
         f"pickle.loads({pickle.dumps(task)!r})\n"
         "assert 'torch' not in sys.modules, 'unpickling a tile task imported torch'\n"
+        "assert 'numba' in sys.modules, 'numba must come with the task, not first in its thread'\n"
         "import torch\n"
         "from pipeline.model.dunet import UNet\n"
         "UNet(in_channels=8, base=4)(torch.zeros(1, 8, 32, 32))\n"

@@ -3,14 +3,18 @@
 Kept apart from `pipeline.inference.region`, which builds the graph and imports torch: a worker
 unpickles each task in its event loop, so a task whose function lives in a torch-importing module
 imported torch and the networks there (2-4 s on a fresh worker) while the worker could neither
-start tasks nor answer its neighbours' requests for data. Here unpickling imports numpy only;
-torch and the network load in the task's own thread, on the first call (`cached_predictor`).
+start tasks nor answer its neighbours' requests for data. Here unpickling imports numpy and numba
+(0.2 s); torch and the network load in the task's own thread, on the first call (`cached_predictor`).
+numba is imported here, by the event loop, because a D-UNet's CPU kernel would otherwise import it
+in the task's thread: two threads importing numba at once let one see it half initialised (a worker
+was lost that way, docs/scaling.md), and the event loop imports it for other tasks.
 """
 
 from __future__ import annotations
 
 from itertools import pairwise
 
+import numba  # noqa: F401 - imported by the event loop, never first by a task's thread (module doc)
 import numpy as np
 
 from pipeline.model.halo import SIZE_MULTIPLE
