@@ -14,6 +14,7 @@ import dask.array as da
 import numpy as np
 import rasterio
 import xarray as xr
+from dask.base import tokenize
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
@@ -96,12 +97,12 @@ def truth_on_grid(truth_dir: str | Path, grid: TargetGrid, years: list[int], chu
     if chunks is None:
         both = np.stack([_truth_year(path, grid) for path in paths])
     else:
-        read = dask.delayed(_truth_year, pure=True)
-        both = da.stack([
-            da.from_delayed(read(path, grid, dask_key_name=f"{key}-read-{token}"), (2, *grid.shape), np.float32,
-                            name=f"{key}-{token}")
-            for path, token in ((path, dask.base.tokenize(path, grid)) for path in paths)
-        ])
+        years_read = []
+        for path in paths:
+            token = tokenize(path, grid)
+            read = dask.delayed(_truth_year, pure=True)(path, grid, dask_key_name=f"{key}-read-{token}")
+            years_read.append(da.from_delayed(read, (2, *grid.shape), np.float32, name=f"{key}-{token}"))
+        both = da.stack(years_read)
         both = both.rechunk((1, 2, chunks, chunks))
     t = grid.transform
     coords = {
