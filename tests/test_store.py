@@ -187,6 +187,25 @@ def test_layers_sharing_an_input_read_it_once_per_block(url):
     assert len(calls) == 9 and all(store.static_complete("sentinel-2", n) for n in statics)
 
 
+def test_statics_computed_with_a_years_units_are_complete_only_once_marked(url):
+    """A run computes the terrain's write tasks with its first years (`compute=False`): one read of
+    each source block serves both, and a layer counts as written only after `mark_statics_complete`,
+    so a run that fails before then leaves it to be written again."""
+    store, calls = new_store(url), []
+    source = _counted_source(S2, calls)
+    store.add_year("sentinel-2", 2016, scene_ids=["S2_2016"], config_hash="cfg1")
+    statics = {"dem": source * 1000, "slope": source * 10}
+    tasks = store.write_statics("sentinel-2", statics, compute=False)
+    _, work = store.write_probability("sentinel-2", 2016, source.map_blocks(encode_probability, dtype=np.uint8), compute=False)
+    assert len(tasks) == 18 and not any(store.static_complete("sentinel-2", n) for n in statics)
+    dask.compute(*tasks, *work, scheduler="threads")
+    assert sorted(calls) == sorted({(r, c) for r in range(3) for c in range(3)})
+    assert not store.static_complete("sentinel-2", "dem")  # written, not yet vouched for
+    store.mark_statics_complete("sentinel-2", statics)
+    assert all(store.static_complete("sentinel-2", n) for n in statics)
+    np.testing.assert_array_equal(store.open_dataset("sentinel-2").slope.values, np.full(S2.shape, 5.0, np.float32))
+
+
 def test_rioxarray_reads_crs_and_transform_of_the_grid(url):
     import rioxarray  # noqa: F401
 

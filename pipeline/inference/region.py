@@ -284,12 +284,14 @@ def infer_to_store(
         cube = yearly_cube(cfg, sensor, years=years, chunks=chunk, dem_items=inputs.dem_items or None)
         terrain = {name: cube[var] for name, var in (("dem", "elevation"), ("slope", "slope"), ("aspect", "aspect"))
                    if not store.static_complete(sensor, name)}
-        store.write_statics(sensor, terrain)  # in one compute: the three layers read the DEM tiles once
-        summary["static"] += list(terrain)
         outlines = inputs.inventory
+        statics = dict(terrain)
         if outlines is not None and not store.static_complete(sensor, "glacier_id"):
-            store.write_static(sensor, "glacier_id", glacier_ids_on_grid(outlines, grid, cfg.analysis.glacier_buffer_m, chunk))
-            summary["static"].append("glacier_id")
+            statics["glacier_id"] = glacier_ids_on_grid(outlines, grid, cfg.analysis.glacier_buffer_m, chunk)
+        # Computed with the first batch of years (below), not before it: on their own the terrain's
+        # few tasks left the workers mostly idle for seconds while the first scenes waited.
+        static_tasks = store.write_statics(sensor, statics, compute=False)
+        summary["static"] += list(statics)
         tiles = _glacier_tiles(outlines, grid, cfg.tiling.buffer_m, chunk, source=f"inventory {inputs.inventory_path}")
         summary["tiles"] = {"inferred": tiles.n_tiles, "total": tiles.n_tiles_total, "fraction_of_pixels": tiles.fraction_read,
                             "buffer_m": tiles.buffer_m}
@@ -329,7 +331,9 @@ def infer_to_store(
                 )
             work.append(tasks)
             summary["years"][year] = len(written) + len(free)
-        compute_batches(year_batches(work, 2 * _threads(client)), client, scheduler)
+        batches = year_batches(work, 2 * _threads(client)) or [[]]
+        compute_batches([static_tasks + batches[0], *batches[1:]], client, scheduler)
+        store.mark_statics_complete(sensor, statics)
         summary["skipped_scenes"] += _skipped_windows(unreadable_reads(client, since=started), cube.attrs.get("asset_items", {}))
     return summary
 

@@ -14,7 +14,7 @@ equals a clean run byte for byte. Earlier years' chunk files are never touched b
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 import dask
 import dask.array as da
@@ -210,9 +210,16 @@ class UnitWrites(StoreAccess):
         """Write a (y, x) static layer (glacier_id, dem, slope, aspect) whole, chunk by chunk."""
         self.write_statics(sensor, {name: data})
 
-    def write_statics(self, sensor: str, layers: Mapping[str, xr.DataArray | da.Array | np.ndarray]) -> None:
+    def write_statics(
+        self, sensor: str, layers: Mapping[str, xr.DataArray | da.Array | np.ndarray], compute: bool = True
+    ) -> list | None:
         """Write several static layers in one compute: layers derived from one input (dem, slope
-        and aspect from the DEM tiles) read it once."""
+        and aspect from the DEM tiles) read it once.
+
+        `compute=False` returns the write tasks instead, for a caller to compute with other work
+        (a run computes them with its first years, so the workers read scenes while the terrain
+        is written); the layers count as written only once the caller has run them and called
+        `mark_statics_complete`."""
         grid = self.sensor_grid(sensor)
         c = self.chunk_size
         tasks = []
@@ -231,8 +238,16 @@ class UnitWrites(StoreAccess):
                 dask.delayed(write_block_task)(self.url, self.storage_options, f"{sensor}/{name}", index, c, block)
                 for index, block in np.ndenumerate(blocks)
             ]
+        if not compute:
+            return tasks
         dask.compute(*tasks)
-        # All-fill chunks (e.g. glacier_id far from any glacier) are not stored, so "every chunk
-        # exists" cannot tell a finished layer; this flag, set only after the last block, can.
-        for name in layers:
+        self.mark_statics_complete(sensor, layers)
+        return None
+
+    def mark_statics_complete(self, sensor: str, names: Iterable[str]) -> None:
+        """Flag static layers finished, after every block of theirs is written.
+
+        All-fill chunks (e.g. glacier_id far from any glacier) are not stored, so "every chunk
+        exists" cannot tell a finished layer; this flag, set only after the last block, can."""
+        for name in names:
             self.array(f"{sensor}/{name}", write=True).attrs["complete"] = True
