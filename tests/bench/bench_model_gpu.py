@@ -22,7 +22,9 @@ network at its best eager setting. cuDNN's autotuner stays off unless `--cudnn-b
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import statistics
 import sys
 import time
@@ -100,6 +102,12 @@ def agreement(model, channels, size, device) -> dict:
     return out
 
 
+def best_row(rows: list[dict], network: str) -> dict | None:
+    """The fastest measured row of `network` (failed ones, NaN, left out); None when none ran."""
+    measured = [r for r in rows if r["network"] == network and math.isfinite(r["mpx_s"])]
+    return max(measured, key=lambda r: r["mpx_s"]) if measured else None
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
@@ -126,40 +134,34 @@ def main(argv: list[str] | None = None) -> dict:
 
     nets = shipped_networks()
     first_model, first_channels = next(iter(nets.values()))
-    base = first_model.base if hasattr(first_model, "base") else 16
-    nets.update(placement_networks(first_channels, base))
+    nets.update(placement_networks(first_channels, first_model.base))
     for label, (model, channels) in nets.items():
         model.eval()
         layouts = ("NCHW", "channels-last") if label.startswith("shipped") else ("NCHW",)
-        for size in args.sizes:
-            for batch in [b for b in args.batches if b * size * size <= args.max_mpx * 1e6] or args.batches[:1]:
-                for precision in precisions:
-                    for layout in layouts:
-                        try:
-                            rate = time_forward(model, channels, size, batch, precision, layout, args.repeats, device)
-                        except (torch.OutOfMemoryError, RuntimeError, NotImplementedError) as err:  # noted, and the grid goes on
-                            rate, error = float("nan"), f"{type(err).__name__}: {err}"[:200]
-                            if device.type == "cuda":
-                                torch.cuda.empty_cache()
-                        else:
-                            error = None
-                        row = {"network": label, "size": size, "batch": batch, "precision": precision, "layout": layout, "mpx_s": rate}
-                        if error:
-                            row["error"] = error
-                        result["rows"].append(row)
-                        print(f"{label:>44}  {size:>5}  b{batch:<3} {precision}  {layout:>13}  {rate:9.2f} Mpx/s{'  ' + error if error else ''}", flush=True)
+        shapes = [(size, batch) for size in args.sizes for batch in args.batches if batch * size * size <= args.max_mpx * 1e6]
+        for (size, batch), precision, layout in itertools.product(shapes, precisions, layouts):
+            row = {"network": label, "size": size, "batch": batch, "precision": precision, "layout": layout}
+            try:
+                row["mpx_s"] = time_forward(model, channels, size, batch, precision, layout, args.repeats, device)
+            except (torch.OutOfMemoryError, RuntimeError, NotImplementedError) as err:  # noted, and the grid goes on
+                row.update(mpx_s=float("nan"), error=f"{type(err).__name__}: {err}"[:200])
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+            result["rows"].append(row)
+            print(f"{label:>44}  {size:>5}  b{batch:<3} {precision}  {layout:>13}  {row['mpx_s']:9.2f} Mpx/s  {row.get('error', '')}",
+                  flush=True)
         if device.type == "cuda":
             result["agreement"][label] = agreement(model, channels, args.sizes[0], device)
             print(f"{label:>44}  vs fp32: {result['agreement'][label]}", flush=True)
-        model.to("cpu")
-        if device.type == "cuda":
+            model.to("cpu")
             torch.cuda.empty_cache()
         if args.json:  # after every network: a run cut short keeps what it measured
             args.json.write_text(json.dumps(result, indent=1))
 
     if args.compile:
-        for label, (model, channels) in list(nets.items())[:1]:
-            best = max((r for r in result["rows"] if r["network"] == label), key=lambda r: r["mpx_s"])
+        label, (model, channels) = next(iter(nets.items()))
+        best = best_row(result["rows"], label)
+        if best is not None:
             started = time.perf_counter()
             try:
                 compiled = torch.compile(model)
@@ -174,9 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     print("\nbest per network:")
     for label in dict.fromkeys(r["network"] for r in result["rows"]):
-        rows = [r for r in result["rows"] if r["network"] == label and r["mpx_s"] == r["mpx_s"]]
-        if rows:
-            b = max(rows, key=lambda r: r["mpx_s"])
+        if (b := best_row(result["rows"], label)) is not None:
             print(f"  {label:>44}: {b['mpx_s']:9.2f} Mpx/s ({b['precision']}, {b['layout']}, batch {b['batch']}, {b['size']} px)")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

@@ -18,15 +18,14 @@ P2=(rasterio shapely numcodecs datashader xarray-spatial zarr dask distributed s
     param pyct colorcet donfig partd locket tblib zict cligj click-plugins google-crc32c xarray attrs certifi cloudpickle
     jsonschema msgpack multipledispatch pyparsing python-dateutil requests rich sortedcontainers toolz typer)
 pins() { for n in "$@"; do grep -i -E "^${n}==" constraints.txt || { echo "no pin for $n in constraints.txt" >&2; return 1; }; done; }
+# cp312 manylinux wheels, whatever this machine's Python (the device's python3 is 3.12)
+target=(--no-deps --only-binary=:all: --python-version 3.12 --implementation cp)
+for p in manylinux_2_28 manylinux_2_24 manylinux_2_17 manylinux2014 manylinux1 manylinux_2_5; do target+=(--platform "${p}_x86_64"); done
 rm -rf "$work" && mkdir -p "$work"
 for i in 1 2; do
   names="P$i[@]"
-  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp -d "$work/whl$i" \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform manylinux_2_5_x86_64 $(pins "${!names}")
-  python3 -m pip install -q --no-index --no-deps --no-compile --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform manylinux_2_5_x86_64 --target "$work/p$i" "$work"/whl$i/*.whl
+  python3 -m pip download -q "${target[@]}" -d "$work/whl$i" $(pins "${!names}")
+  python3 -m pip install -q --no-index --no-compile "${target[@]}" --target "$work/p$i" "$work"/whl$i/*.whl
 done
 site=$(.venv/bin/python -c "import pystac, pathlib; print(pathlib.Path(pystac.__file__).parents[1])")
 rm -rf "$work/p2/pystac" "$work/p2/pystac_client" && cp -a "$site/pystac" "$site/pystac_client" "$work/p2/"
