@@ -308,3 +308,69 @@ def test_years_are_computed_in_batches_that_keep_every_thread_busy():
     assert inference.year_batches([[], ["a"], [], ["b", "c"]], 2) == [["a", "b", "c"]]
     assert inference.year_batches([], 4) == []
 
+
+
+def test_on_a_gpu_cluster_only_the_forward_passes_ask_for_the_gpu(small_study_area, small_weights, tmp_path):
+    """With one GPU worker among CPU workers, the forward tasks (and the cuts that feed them) ask
+    for ``{"GPU": 1}``; the composites, the index layers and the unit tasks that compress and write
+    every layer run anywhere: pinned, they all queued on the one GPU worker's threads in the H200's
+    x4 run (docs/scaling.md). gpus=1 is forced: the bookkeeping is tested, the forward runs on the
+    CPU (`device="cpu"`)."""
+    import collections
+
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    from pipeline.config import load_config
+    from pipeline.scale.cluster import start_cluster
+    from pipeline.store import RegionStore
+
+    class Restrictions(SchedulerPlugin):
+        name = "restrictions"
+
+        def __init__(self):
+            self.asked, self.seen = collections.Counter(), collections.Counter()
+
+        def update_graph(self, scheduler, *, keys, tasks=None, annotations=None, **kwargs):
+            resources = (annotations or {}).get("resources", {})
+            for key in tasks or ():
+                name = str(key[0] if isinstance(key, tuple) else key)
+                name = name.split("-")[0] if name.startswith(("write_unit_task", "write_block_task")) else name.rsplit("-", 1)[0]
+                self.seen[name] += 1
+                self.asked[name] += key in resources
+
+    area = small_study_area
+    cfg = load_config(None, synthetic={"path": str(area.root)}, region={"bbox": list(area.spec.bbox())},
+                      years={"start": 2021, "end": 2021}, tiling={"tile_px": 256})
+    url = str(tmp_path / "store.zarr")
+    plugin = Restrictions()
+    spec = {"kind": "local", "local": {"workers": 2, "threads_per_worker": 1, "gpus": 1, "dashboard_address": ":0"}}
+    from rich.console import Console
+
+    with start_cluster(spec, console=Console(file=open(tmp_path / "log", "w"))) as client:
+        client.cluster.scheduler.add_plugin(plugin)
+        summary = inference.infer_to_store(cfg, "sentinel-2", small_weights["sentinel-2"], url, client=client, device="cpu")
+    assert summary["years"][2021] > 0 and RegionStore.open(url).pending_units("sentinel-2") == []
+    pinned = {name for name, n in plugin.asked.items() if n}
+    assert plugin.asked["predict_block"] == plugin.seen["predict_block"] > 0  # every forward on the GPU worker
+    assert plugin.seen["write_unit_task"] > 0 and plugin.asked["write_unit_task"] == 0
+    for free in ("read_chunk", "encode_probability", "encode_observed", "encode_indices"):
+        assert plugin.seen[free] > 0 and free not in pinned
+
+
+def test_the_forward_device_is_the_workers_not_the_clients():
+    cluster = object()  # any client: only whether there is one matters
+    assert inference.forward_device(None, cluster, {"GPU": 1}) == "cuda"  # a GPU-less login node, GPU workers
+    assert inference.forward_device(None, cluster, None) == "cpu"  # a GPU laptop, CPU workers
+    assert inference.forward_device("cpu", cluster, {"GPU": 1}) == "cpu"  # asked for
+    assert inference.forward_device(None, None, None) is None  # no cluster: this process's own
+
+
+def test_forward_layout_is_channels_last_except_deformable_networks_on_cuda():
+    from pipeline.model.dunet import DeepDUNet
+    from pipeline.model.predictor import forward_memory_format
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # nothing is moved: the choice only
+    unet, dunet, deep = UNet(9, 4), DUNet(9, 4), DeepDUNet(9, 4)
+    assert forward_memory_format(unet, cpu) == forward_memory_format(dunet, cpu) == torch.channels_last
+    assert forward_memory_format(unet, cuda) == torch.channels_last
+    assert forward_memory_format(dunet, cuda) == forward_memory_format(deep, cuda) == torch.contiguous_format

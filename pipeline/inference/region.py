@@ -54,6 +54,7 @@ __all__ = [
     "HALO_BY_ARCHITECTURE",
     "cached_predictor",
     "check_inputs",
+    "forward_device",
     "infer_to_store",
     "predict_block",
     "probability_cube",
@@ -227,6 +228,16 @@ def check_inputs(cfg: Any, sensor: str, weights: str | Path) -> Any:
     return preflight(cfg, None, [sensor], weights={sensor: weights})
 
 
+def forward_device(device: str | None, client: Any, resources: dict | None) -> str | None:
+    """The device the forward tasks run on: `device` if given; on a cluster, CUDA exactly when its
+    workers offer a GPU (`resources`), whatever the client has (a SLURM login node without a GPU
+    would otherwise send CPU forwards to the GPU workers, a GPU laptop CUDA ones to CPU workers);
+    without a cluster None (`probability_cube` picks this process's)."""
+    if device is not None or client is None:
+        return device
+    return "cuda" if resources else "cpu"
+
+
 def infer_to_store(
     cfg: Any,
     sensor: str,
@@ -246,7 +257,8 @@ def infer_to_store(
     Creates the store (or checks an existing one has the same grid and weights), holds its update
     lock, adds each year with its scene ids and `cfg.digest()`, writes the static terrain layers
     (and the inventory's `glacier_id`) once and each year's pending units (one Dask task per unit; a rerun finds none and writes
-    nothing). With a distributed `client` whose workers have GPUs, the tasks ask for ``{"GPU": 1}``.
+    nothing). With a distributed `client` whose workers have GPUs, the forward tasks ask for ``{"GPU": 1}``
+    and run on CUDA (`device` None: CUDA where workers offer a GPU, else the CPU, whatever the client has).
     `take_lock=False`: the caller already holds the store's lock (a whole `glacierwatch update`).
     Returns ``{"store", "sensor", "weights_sha256", "years": {year: units written}, "static": [...]}``.
     """
@@ -265,8 +277,7 @@ def infer_to_store(
     grid = cfg.grid(sensor)
 
     resources = task_resources(client) if client is not None else None
-    if device is None and resources is None and client is not None:
-        device = "cpu"  # no worker has a GPU: do not let a GPU on the client pick the device
+    device = forward_device(device, client, resources)
 
     store = RegionStore(store_url)
     create = dict(grids={sensor: grid}, weights_sha256=card.weights_sha256, chunk_size=chunk_size or cfg.tiling.tile_px)
@@ -325,10 +336,13 @@ def infer_to_store(
             bands = tuple(str(b) for b in refl["band"].values)
             refl_data = da.asarray(refl.data)
             indices = refl_data.rechunk({0: -1}).map_blocks(encode_indices, bands=bands, drop_axis=0, dtype=np.uint8)
-            with dask.annotate(**annotations):
-                written, tasks = store.write_probability(
-                    sensor, year, encoded, observed=observed, doy=doy, indices=indices, tiles=tiles.tiles, compute=False
-                )
+            # Only the forward passes ask for a GPU (above): the unit tasks that compress and write
+            # every layer run on any worker. Pinned to the GPU, all of them queued on one worker's
+            # threads in the H200's x4 run, which was no faster than the same 16 cores without a
+            # GPU (docs/scaling.md).
+            written, tasks = store.write_probability(
+                sensor, year, encoded, observed=observed, doy=doy, indices=indices, tiles=tiles.tiles, compute=False
+            )
             work.append(tasks)
             summary["years"][year] = len(written) + len(free)
         batches = year_batches(work, 2 * _threads(client)) or [[]]

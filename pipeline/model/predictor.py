@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from pipeline.model.dunet import SIZE_MULTIPLE, SegmentationUNet
+from pipeline.model.dunet import SIZE_MULTIPLE, DeformableBlock, SegmentationUNet
 from pipeline.model.inputs import InputRecipe
 
 
@@ -31,6 +31,19 @@ class Predictor(Protocol):
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def forward_memory_format(model: torch.nn.Module, device: torch.device) -> torch.memory_format:
+    """The layout `model`'s forward runs fastest in on `device`, as measured.
+
+    Channels-last runs oneDNN's convolutions without layout reorders: ~1.5x the NCHW forward of
+    the shipped U-Net on 2 CPU threads (512-1024 px tiles). On CUDA it is what cuDNN's tensor-core
+    kernels want: the shipped U-Nets ran 2.3x (fp32) and 3.1x (fp16) their NCHW forward at 2048 px
+    on an H200 (docs/scaling.md). Networks with deformable blocks stay NCHW on CUDA, the only
+    layout measured for them there.
+    """
+    deformable = any(isinstance(m, DeformableBlock) for m in model.modules())
+    return torch.channels_last if device.type == "cpu" or not deformable else torch.contiguous_format
 
 
 class TorchPredictor:
@@ -55,9 +68,7 @@ class TorchPredictor:
                 f"model expects {model.in_channels}"
             )
         self.device = torch.device(device) if device is not None else default_device()
-        # Channels-last runs oneDNN's convolutions without layout reorders: ~1.5x the NCHW forward
-        # of the shipped U-Net on 2 CPU threads (measured at 512-1024 px tiles).
-        self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        self.memory_format = forward_memory_format(model, self.device)
         self.model = model.to(self.device, memory_format=self.memory_format).eval()
         self.recipe = recipe
         self.half = half and self.device.type == "cuda"

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Issue #17's GPU measurements on a lent machine whose python3 holds torch and CUDA but not the geo
 # stack: that travels as xz packs of cp312 packages (too large for one call together), unpacked
-# into .gpusite and kept there between the two calls of one warm machine (tests/bench/device_packs.sh
-# builds them). Make the second call at once after the first: the machine stays warm for 30 s only.
+# into /tmp/gpusite, which outlives the calls of one warm machine while the synced working tree
+# does not keep an ignored .gpusite (seen 2026-12-04) (tests/bench/device_packs.sh builds the packs). Make the second call at once after the first: the machine stays warm for 30 s only.
 #
 #   tests/bench/device_gpu.sh forward .gpupack1/p1.tar.xz   # unpack pack 1; forward Mpx/s of the networks
 #   tests/bench/device_gpu.sh run .gpupack2/p2.tar.xz       # unpack pack 2; synth x4; run_study with a GPU worker
+#   tests/bench/device_gpu.sh unpack .gpupack1/p1.tar.xz    # unpack only (to redo call 1 without the forward bench)
 #
 # Results go to $OUT (the device tool's folder; /tmp/gpu-out elsewhere).
 set -uo pipefail
 mode=$1 pack=$2
-site=$PWD/.gpusite
+site=${GPUSITE:-/tmp/gpusite}
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$site" "$OUT"
 started=$(date +%s)
@@ -18,6 +19,7 @@ tar -C "$site" -xJf "$pack" && touch "$site/$(basename "$pack").ok" || { echo "u
 echo "unpacked $pack in $(( $(date +%s) - started )) s"
 export PYTHONPATH=$site PYTHONUNBUFFERED=1
 case $mode in
+unpack) ;;
 forward)
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/nvidia-smi.csv"
   python3 -c "import torch, torchvision, numpy, numba, safetensors, pydantic; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'torchvision', torchvision.__version__, 'numpy', numpy.__version__, 'numba', numba.__version__)"
