@@ -112,6 +112,37 @@ def test_relative_elevation_is_elevation_minus_the_local_mean_worked_by_hand():
     assert np.isnan(rel[0, 0]) and rel[0, 1] == pytest.approx(0.0)
 
 
+
+@pytest.mark.parametrize("shape", [(64, 80), (17, 23)])  # wider and narrower than the window
+def test_relative_elevation_of_a_gapless_tile_is_bit_for_bit_the_nan_aware_mean(shape):
+    """The gapless shortcut (no count of finite neighbours) must give exactly what the NaN-aware
+    formula gives: the count of a gapless tile is exactly 1 under scipy's reflecting mean."""
+    from scipy.ndimage import uniform_filter
+
+    from pipeline.model.inputs import relative_elevation
+
+    z = np.random.default_rng(3).uniform(2000, 6000, shape).astype(np.float32)
+    d = z.astype(np.float64) - np.median(z.astype(np.float64))
+    ones = uniform_filter(np.ones(shape), 31, mode="reflect")
+    assert (ones == 1.0).all()
+    expected = (d - uniform_filter(d, 31, mode="reflect") / ones).astype(np.float32)
+    assert np.array_equal(relative_elevation(z, window=31), expected)
+
+
+def test_build_inputs_normalises_in_place_as_the_plain_formula():
+    rng = np.random.default_rng(4)
+    reflectance = rng.uniform(0, 0.9, (6, 40, 50)).astype(np.float32)
+    reflectance[:, 3, 4] = np.nan
+    reflectance[1, 5, 6] = reflectance[4, 5, 6] = 0.0  # NDSI 0/0: filled, the pixel stays valid
+    terrain = {"elevation": rng.uniform(3000, 5000, (40, 50)).astype(np.float32),
+               "slope": rng.uniform(0, 40, (40, 50)).astype(np.float32)}
+    recipe = fit_normalisation(InputRecipe(indices=("ndsi",), terrain=("relative_elevation", "slope")), [(reflectance, terrain)])
+    inputs, valid = recipe.build_inputs(reflectance, terrain)
+    raw = recipe.raw_channels(reflectance, terrain)
+    mean, std = (np.asarray(v, np.float32)[:, None, None] for v in (recipe.mean, recipe.std))
+    assert inputs.dtype == np.float32 and np.array_equal(inputs, np.nan_to_num((raw - mean) / std, nan=0.0))
+    assert not valid[3, 4] and valid[5, 6] and valid.sum() == 40 * 50 - 1
+
 def test_relative_elevation_is_derived_from_elevation_or_asked_for_by_name():
     dem = _relief()
     recipe = InputRecipe(terrain=("slope", "relative_elevation"))

@@ -49,6 +49,9 @@ def relative_elevation(elevation: np.ndarray, window: int = RELIEF_WINDOW_PX) ->
     finite = np.isfinite(z)
     if not finite.any():
         return np.full(z.shape, np.nan, np.float32)
+    if finite.all():  # the usual tile: the count of finite neighbours is exactly 1 (checked in tests)
+        d = z - np.median(z)
+        return (d - uniform_filter(d, window, mode="reflect")).astype(np.float32)
     d = np.where(finite, z - np.median(z[finite]), 0.0)
     total = uniform_filter(d, window, mode="reflect")
     count = uniform_filter(finite.astype(np.float64), window, mode="reflect")
@@ -139,7 +142,7 @@ class InputRecipe(BaseModel):
                 planes.append(np.asarray(terrain[name], dtype=np.float32))
             else:  # derived from its source layer, e.g. relative_elevation from elevation
                 planes.append(relative_elevation(terrain[TERRAIN_SOURCES[name]]))
-        return np.stack(planes)
+        return np.stack(planes).astype(np.float32, copy=False)
 
     def build_inputs(
         self, reflectance: np.ndarray, terrain: dict[str, np.ndarray] | None = None
@@ -151,13 +154,20 @@ class InputRecipe(BaseModel):
         """
         if self.mean is None or self.std is None:
             raise ValueError("recipe has no normalisation; fit it with fit_normalisation(recipe, samples)")
-        raw = self.raw_channels(reflectance, terrain)
+        raw = self.raw_channels(reflectance, terrain)  # a fresh float32 array: normalised in place
         measured = [*range(len(self.bands)), *range(len(self.bands) + len(self.indices), self.n_channels)]
-        valid = np.isfinite(raw[measured]).all(axis=0)
-        mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]
-        std = np.asarray(self.std, dtype=np.float32)[:, None, None]
-        inputs = np.nan_to_num((raw - mean) / std, nan=0.0, posinf=0.0, neginf=0.0)
-        return inputs.astype(np.float32, copy=False), valid
+        valid = np.isfinite(raw[measured[0]])
+        for channel in measured[1:]:
+            valid &= np.isfinite(raw[channel])
+        # In place, plane by plane: the same float32 arithmetic as `(raw - mean) / std` without its
+        # full-size temporaries (on a GPU worker this host-side preparation, not the forward,
+        # bounds a tile: docs/scaling.md).
+        for channel, (mean, std) in enumerate(zip(self.mean, self.std)):
+            plane = raw[channel]
+            plane -= np.float32(mean)
+            plane /= np.float32(std)
+            np.nan_to_num(plane, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        return raw, valid
 
 
 def fit_normalisation(
