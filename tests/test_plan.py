@@ -116,7 +116,8 @@ def test_whole_tian_shan_offline_is_quick_small_and_labelled_estimated(tmp_path)
     assert "sentinel-2 (estimated)" in text and "offline" in text and "problem:" in text
     cpu_rate, _ = Rates.load().inference[s2.architecture].cpu_mpx_s_per_core.figure()
     assert plan.update.cpu_only_cores * 3600 >= s2.network_px / (cpu_rate * 1e6)  # the network's CPU inference alone
-    assert plan.update.with_gpu_gpus >= 1 and plan.update.gpu_rate_kind == "projected"
+    gpu_kind = Rates.load().inference[s2.architecture].gpu_mpx_s.figure()[1]
+    assert plan.update.with_gpu_gpus >= 1 and plan.update.gpu_rate_kind == gpu_kind
 
 
 def test_tian_shan_with_an_inventory_plans_glacier_tiles_only(tmp_path):
@@ -169,10 +170,17 @@ def test_more_workers_shorten_the_plan_and_rates_say_what_is_projected(tmp_path)
     assert large.wall_s == pytest.approx(small.wall_s / 16, rel=1e-6)
 
     rates = Rates.load()
-    assert rates.inference["dunet"].gpu_mpx_s.figure() == (50, "projected")
+    assert rates.inference["dunet"].gpu_mpx_s.figure() == (4, "projected")
+    assert rates.inference["unet"].gpu_mpx_s.figure() == (4.5, "measured")  # one H200, 2026-12-04
     cpu_rate, kind = rates.inference["dunet"].cpu_mpx_s_per_core.figure()
     assert kind == "measured" and 0 < cpu_rate < 1  # Mpx/s per core: the D-UNet is slow on a CPU
-    assert {st.stage: st.rate_kind for st in large.stages}["inference (GPU)"] == "projected"
+    assert {st.stage: st.rate_kind for st in large.stages}["inference (GPU)"] == "measured"  # the shipped U-Nets'
+    unet = rates.inference["unet"]
+    guessed = unet.model_copy(update={"gpu_mpx_s": unet.gpu_mpx_s.model_copy(update={"value": None, "projected": 200.0})})
+    projected = rates.model_copy(update={"inference": {**rates.inference, "unet": guessed}})
+    guess = plan_run(cfg, offline=True, cluster_workers=4, rates=projected)
+    assert {st.stage: st.rate_kind for st in guess.stages}["inference (GPU)"] == "projected"
+    assert guess.update.gpu_rate_kind == "projected"
 
 
 def test_the_plan_tiles_by_the_configs_tile_size(tmp_path):

@@ -10,7 +10,7 @@ does; random-weight D-UNet placements of the same width: all stages as in the pa
 deep only, and the plain U-Net) and every precision (fp32; fp16 and bf16 autocast, deformable
 convolutions kept in fp32 as `DeformableBlock` does), tile size (512 px, and 2048 px: the core of
 one forward on CUDA, `FORWARD_WINDOW_PX`) and batch size up to `--max-mpx` pixels per forward, and
-for the shipped networks both layouts (NCHW, as `TorchPredictor` runs on CUDA, and channels-last):
+for the shipped networks both layouts (NCHW, and channels-last as `TorchPredictor` runs them since 596864b):
 the median of `repeats` forwards timed with CUDA events
 after warm-up, as Mpx/s of output pixels (batch x size^2). Inputs are drawn fresh (normal noise) and
 rotated between two buffers so no run times the L2 cache. Each half precision's probabilities are

@@ -4,7 +4,7 @@
 # into /tmp/gpusite, which outlives the calls of one warm machine while the synced working tree
 # does not keep an ignored .gpusite (seen 2026-12-04) (tests/bench/device_packs.sh builds the packs). Make the second call at once after the first: the machine stays warm for 30 s only.
 #
-#   tests/bench/device_gpu.sh forward .gpupack1/p1.tar.xz   # unpack pack 1; forward Mpx/s of the networks
+#   tests/bench/device_gpu.sh forward .gpupack1/p1.tar.xz   # unpack pack 1; forward Mpx/s of the networks, and of a predictor tile
 #   tests/bench/device_gpu.sh run .gpupack2/p2.tar.xz       # unpack pack 2; synth x4; run_study with a GPU worker
 #   tests/bench/device_gpu.sh unpack .gpupack1/p1.tar.xz    # unpack only (to redo call 1 without the forward bench)
 #
@@ -24,6 +24,7 @@ forward)
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/nvidia-smi.csv"
   python3 -c "import torch, torchvision, numpy, numba, safetensors, pydantic; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'torchvision', torchvision.__version__, 'numpy', numpy.__version__, 'numba', numba.__version__)"
   timeout 240 python3 tests/bench/bench_model_gpu.py --repeats 10 --compile --json "$OUT/gpu_forward.json" 2>&1 | tee "$OUT/gpu_forward.log"
+  timeout 120 python3 tests/bench/bench_predictor_gpu.py --json "$OUT/gpu_predictor.json" 2>&1 | tee "$OUT/gpu_predictor.log"
   ;;
 run)
   for f in p1.tar.xz.ok p2.tar.xz.ok; do
