@@ -490,8 +490,8 @@ def render(rows: list[Row], r: dict, machine: dict, mode: Mode, wall: float, rat
     lines.append("- Each benchmark ran in its own process; logs and JSON results are in the work folder: "
                  + ", ".join(f"`{Path(v['_log']).name}`" for v in r.values() if isinstance(v, dict) and "_log" in v)
                  + f" under `{Path(next((v['_log'] for v in r.values() if isinstance(v, dict) and '_log' in v), '.')).parent}`.")
-    lines.append("- Inference runs fp32 on CPU. No GPU was available to this project's sessions: GPU throughput is not measured "
-                 "here (see docs/scaling.md for the projected figure).")
+    lines.append("- Inference runs fp32 on CPU. This run had no GPU: GPU throughput was measured on a lent H200 on 2026-12-04 "
+                 "(docs/scaling.md, 'GPU, measured').")
     inf = r.get("inference", {})
     if "scaling" in inf and machine["cores_usable"] <= 2 * inf["scaling"]["threads_per_worker"] - 1:
         lines.append("- The 1 vs 2 workers row needs at least 2 x threads-per-worker cores to mean anything.")
