@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> dict:
         with start_cluster(spec, console=console) as client:
             info = client.scheduler_info()["workers"]
             result["cluster"] = {"workers": len(info), "threads_per_worker": max(w["nthreads"] for w in info.values()),
-                                 "memory_limit_per_worker": max(w["memory_limit"] for w in info.values())}
+                                 "memory_limit_per_worker": max(w["memory_limit"] for w in info.values()),
+                                 "gpu_workers": sum(bool((w.get("resources") or {}).get("GPU")) for w in info.values())}
             cluster_s = time.perf_counter() - started
             worker_pids = set(client.run(os.getpid).values())
             idle = {pid: poller.peak.get(pid, 0) for pid in worker_pids}
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
         tables={name: len(df) for name, df in run.tables.items()},
     )
     print(f"{args.area.name}: grid {result['grid']}, {len(years)} years, {result['cluster']['workers']} workers x "
-          f"{result['cluster']['threads_per_worker']} threads: run_study {wall:.1f} s")
+          f"{result['cluster']['threads_per_worker']} threads ({result['cluster']['gpu_workers']} on a GPU): run_study {wall:.1f} s")
     for stage, seconds in run.timings.items():
         print(f"  {stage:40s} {seconds:8.1f} s   largest worker RSS {by_stage[stage]:7.0f} MB")
     print(f"  peak RSS per worker {result['worker_peak_rss_mb']:.0f} MB (idle {max(idle.values(), default=0) / 2**20:.0f} MB), "

@@ -2,10 +2,12 @@
 # Issue #17's GPU measurements on a lent machine whose python3 holds torch and CUDA but not the geo
 # stack: that travels as xz packs of cp312 packages (too large for one call together), unpacked
 # into /tmp/gpusite, which outlives the calls of one warm machine while the synced working tree
-# does not keep an ignored .gpusite (seen 2026-12-04) (tests/bench/device_packs.sh builds the packs). Make the second call at once after the first: the machine stays warm for 30 s only.
+# does not keep an ignored .gpusite (seen 2026-12-04); tests/bench/device_packs.sh builds the packs.
+# Make the second call at once after the first (the machine stays warm for 30 s only), with a
+# timeout_s of ~560: synth x4 took 140 s there and each run 65-80 s plus its cluster.
 #
 #   tests/bench/device_gpu.sh forward .gpupack1/p1.tar.xz   # unpack pack 1; forward Mpx/s of the networks, and of a predictor tile
-#   tests/bench/device_gpu.sh run .gpupack2/p2.tar.xz       # unpack pack 2; synth x4; run_study with a GPU worker
+#   tests/bench/device_gpu.sh run .gpupack2/p2.tar.xz       # unpack pack 2; synth x4; run_study with a GPU worker, then without
 #   tests/bench/device_gpu.sh unpack .gpupack1/p1.tar.xz    # unpack only (to redo call 1 without the forward bench)
 #
 # Results go to $OUT (the device tool's folder; /tmp/gpu-out elsewhere).
@@ -34,8 +36,13 @@ run)
   s=$(date +%s)
   python3 -m pipeline.cli synth --size 4 --out /tmp/sa4 > "$OUT/synth.log" 2>&1 || { tail -20 "$OUT/synth.log"; exit 6; }
   echo "synth x4 in $(( $(date +%s) - s )) s"
-  timeout 330 python3 tests/bench/bench_run.py --area /tmp/sa4 --landsat-weights pipeline/weights/landsat.safetensors \
-    --workers 4 --threads-per-worker 4 --json "$OUT/run_x4_gpu.json" 2>&1 | tee "$OUT/run_x4_gpu.log"
+  # With worker 0 on the GPU, then the same 16 cores without it (2026-12-04: 70.1/77.5 s vs 65.1 s).
+  for kind in gpu cpu; do
+    [ $kind = cpu ] && export CUDA_VISIBLE_DEVICES=
+    timeout 200 python3 tests/bench/bench_run.py --area /tmp/sa4 --landsat-weights pipeline/weights/landsat.safetensors \
+      --workers 4 --threads-per-worker 4 --json "$OUT/run_x4_$kind.json" 2>&1 | grep -v -e Warning -e '^  yield' -e '^  _rasterize' \
+      | tee "$OUT/run_x4_$kind.log"
+  done
   ;;
 *) echo "usage: $0 forward|run PACK.tar.xz"; exit 2 ;;
 esac
