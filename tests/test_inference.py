@@ -374,3 +374,19 @@ def test_forward_layout_is_channels_last_except_deformable_networks_on_cuda():
     assert forward_memory_format(unet, cpu) == forward_memory_format(dunet, cpu) == torch.channels_last
     assert forward_memory_format(unet, cuda) == torch.channels_last
     assert forward_memory_format(dunet, cuda) == forward_memory_format(deep, cuda) == torch.contiguous_format
+
+
+def test_a_predictor_building_its_inputs_on_the_device_predicts_as_the_numpy_one(tmp_path):
+    """GPU predictors build their inputs with torch (`device_inputs`, the default off the CPU); forced
+    on here, the probabilities match the numpy-built ones to well under the store's 1/255."""
+    cube = _cube(100, 90)
+    weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube)
+    model, card = load_model(weights)
+    reflectance = cube["reflectance"].isel(year=0).values
+    terrain = {name: cube[name].values for name in card.recipe.terrain_sources}
+    on_host = TorchPredictor(model, card.recipe, device="cpu")
+    on_device = TorchPredictor(model, card.recipe, device="cpu", device_inputs=True)
+    assert not on_host.device_inputs and on_device.device_inputs
+    a, b = on_host.predict_batch([reflectance], terrain), on_device.predict_batch([reflectance], terrain)
+    assert a.shape == b.shape == (1, 100, 90) and (a > 0).any()
+    assert np.abs(a - b).max() < 1e-4

@@ -166,3 +166,38 @@ def test_new_training_defaults_carry_no_absolute_elevation():
     from pipeline.config import Training
 
     assert "elevation" not in Training().terrain and "relative_elevation" in Training().terrain
+
+
+@pytest.mark.parametrize("shape", [(130, 97), (17, 23)])  # wider and narrower than the relief window
+def test_inputs_built_with_torch_match_numpys(shape):
+    """The GPU predictor builds its inputs with torch (`pipeline.model.device_inputs`); run here on
+    the CPU, they must be numpy's `build_inputs` to float32 rounding, gaps and 0/0 indices included."""
+    import torch
+
+    from pipeline.model import device_inputs
+
+    rng = np.random.default_rng(6)
+    reflectance = rng.uniform(0, 0.9, (2, 6, *shape)).astype(np.float32)
+    reflectance[:, :, rng.random(shape) < 0.03] = np.nan
+    reflectance[0, 1, :2, :2] = reflectance[0, 4, :2, :2] = 0.0  # NDSI 0/0
+    elevation = rng.uniform(2500, 5500, shape).astype(np.float32)
+    elevation[rng.random(shape) < 0.05] = np.nan  # DEM voids: the NaN-aware mean
+    terrain = {"elevation": elevation, "slope": rng.uniform(0, 40, shape).astype(np.float32)}
+    recipe = fit_normalisation(InputRecipe(indices=("ndsi", "ndwi", "red_swir_ratio"), terrain=("slope", "relative_elevation")),
+                               [(reflectance[1], terrain)])
+    inputs, valid = device_inputs.build_inputs(recipe, torch.from_numpy(reflectance), {k: torch.from_numpy(v) for k, v in terrain.items()})
+    for scene in range(2):
+        expected, expected_valid = recipe.build_inputs(reflectance[scene], terrain)
+        assert np.array_equal(valid[scene].numpy(), expected_valid)
+        np.testing.assert_allclose(inputs[scene].numpy(), expected, rtol=0, atol=1e-5)
+
+
+def test_torch_reflect_padding_is_numpys_to_any_extent():
+    import torch
+
+    from pipeline.model.device_inputs import pad_to_multiple
+
+    for shape in [(1, 2, 5, 7), (2, 1, 16, 33), (1, 1, 1, 2)]:
+        a = np.random.default_rng(7).random(shape).astype(np.float32)
+        expected = np.pad(a, ((0, 0), (0, 0), (0, -shape[2] % 16), (0, -shape[3] % 16)), mode="reflect")
+        assert np.array_equal(pad_to_multiple(torch.from_numpy(a), 16).numpy(), expected)

@@ -1,11 +1,12 @@
-"""A tile end to end through `TorchPredictor` (host arrays in, probabilities out) against its bare forward.
+"""A tile end to end through `TorchPredictor` (host arrays in, probabilities out), inputs built on the device or on the host.
 
 On a GPU the network is not what bounds a tile: on an H200 (2026-12-04) the shipped U-Net's bare
 forward ran at 530 Mpx/s (tests/bench/bench_model_gpu.py) and the predictor end to end at 4.5, the
-rest being the host-side input preparation (`InputRecipe.build_inputs`) and the copies. This prints,
-per tile size, batch and precision, the predictor's Mpx/s in the layout it runs (`forward_memory_format`)
-and in the other one, with the largest difference between them (x255), and the time `build_inputs`
-alone takes per tile on this host:
+rest being numpy's host-side input preparation (`InputRecipe.build_inputs`) and the copies. Since
+then a GPU predictor builds its inputs with torch on the device (`pipeline.model.device_inputs`).
+This prints, per tile size, batch and precision, the predictor's Mpx/s with the inputs built on the
+device and on the host, the largest difference between the two (x255), and what numpy's
+`build_inputs` alone takes per batch on this host:
 
     python tests/bench/bench_predictor_gpu.py [--device cuda] [--sizes 2048] [--batches 1 4] [--json OUT.json]
 
@@ -75,20 +76,21 @@ def main(argv: list[str] | None = None) -> dict:
             prep_s, _ = timed(_build_all, (card.recipe, tiles, terrain), torch.device("cpu"), args.repeats)
             for half in ((False, True) if device.type == "cuda" else (False,)):
                 predictor = TorchPredictor(model, card.recipe, device=device, half=half)
-                chosen = predictor.memory_format
-                s_chosen, p_chosen = timed(predictor.predict_batch, (tiles, terrain), device, args.repeats)
-                other = torch.contiguous_format if chosen == torch.channels_last else torch.channels_last
-                predictor.memory_format = other
-                predictor.model.to(memory_format=other)
-                s_other, p_other = timed(predictor.predict_batch, (tiles, terrain), device, args.repeats)
                 mpx = batch * size * size / 1e6
                 row = {"size": size, "batch": batch, "precision": "fp16" if predictor.half else "fp32",
-                       "layout": str(chosen).split(".")[-1], "mpx_s": mpx / s_chosen, "other_layout_mpx_s": mpx / s_other,
-                       "max_diff_x255": float(np.abs(p_chosen - p_other).max() * 255), "build_inputs_s": prep_s}
+                       "layout": str(predictor.memory_format).split(".")[-1], "build_inputs_s": prep_s}
+                # as it runs (inputs built on the device off the CPU), then with numpy's host-side inputs
+                for inputs_on in (predictor.device_inputs, not predictor.device_inputs):
+                    predictor.device_inputs = inputs_on
+                    seconds, p = timed(predictor.predict_batch, (tiles, terrain), device, args.repeats)
+                    row["device_inputs_mpx_s" if inputs_on else "host_inputs_mpx_s"] = mpx / seconds
+                    row.setdefault("probabilities", []).append(p)
+                first, second = row.pop("probabilities")
+                row["max_diff_x255"] = float(np.abs(first - second).max() * 255)
                 result["rows"].append(row)
-                print(f"{size:>5} px  b{batch:<2} {row['precision']}  {row['layout']:>14} {row['mpx_s']:8.2f} Mpx/s "
-                      f"(other layout {row['other_layout_mpx_s']:.2f}; max diff {row['max_diff_x255']:.2f}/255); "
-                      f"build_inputs {prep_s:.3f} s per batch", flush=True)
+                print(f"{size:>5} px  b{batch:<2} {row['precision']}  {row['layout']:>14}  inputs on the device "
+                      f"{row['device_inputs_mpx_s']:8.2f} Mpx/s, on the host {row['host_inputs_mpx_s']:8.2f} Mpx/s "
+                      f"(max diff {row['max_diff_x255']:.3f}/255); numpy build_inputs {prep_s:.3f} s per batch", flush=True)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return result

@@ -1,0 +1,107 @@
+"""The recipe's inputs built with torch where the network runs, for GPU predictors.
+
+On a GPU the network is not what bounds a tile: on an H200 the shipped U-Net's forward ran at 530
+Mpx/s and a tile through `TorchPredictor` at 4.5, the rest being `InputRecipe.build_inputs` in
+numpy on the host (indices, relative elevation, normalisation; docs/scaling.md). This builds the
+same channels from the raw bands and terrain on the predictor's device, so only the six bands and
+the DEM layers cross to the GPU and only the probability comes back.
+
+The arithmetic is `pipeline.model.inputs`'s, in float32 with relative elevation in float64 as
+there; only summation order differs (a cumulative-sum box mean instead of scipy's running one),
+so channels agree to float32 rounding (tests/test_model_inputs.py), not bit for bit. Training and
+the CPU path keep numpy's `build_inputs`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pipeline.model.inputs import BAND_ROLES, RELIEF_WINDOW_PX, TERRAIN_SOURCES, InputRecipe
+
+
+def _reflect_index(n: int, before: int, after: int, device: torch.device) -> torch.Tensor:
+    """Indices of a length-n axis extended by `before`/`after` samples mirrored about its edges with
+    the edge sample repeated (scipy.ndimage's "reflect", numpy's "symmetric"), to any extent."""
+    i = torch.arange(-before, n + after, device=device) % (2 * n)
+    return torch.where(i < n, i, 2 * n - 1 - i)
+
+
+def _box_mean(x: torch.Tensor, window: int, dim: int) -> torch.Tensor:
+    """Mean over `window` samples centred on each sample along `dim`, edges reflected as scipy's
+    `uniform_filter1d(mode="reflect")` (window // 2 before, the rest after)."""
+    before = window // 2
+    n = x.shape[dim]
+    padded = x.index_select(dim, _reflect_index(n, before, window - 1 - before, x.device))
+    zero = torch.zeros_like(padded.narrow(dim, 0, 1))
+    c = torch.cat([zero, padded.cumsum(dim)], dim)
+    return (c.narrow(dim, window, n) - c.narrow(dim, 0, n)) / window
+
+
+def relative_elevation(elevation: torch.Tensor, window: int = RELIEF_WINDOW_PX) -> torch.Tensor:
+    """`pipeline.model.inputs.relative_elevation` in torch: elevation minus its NaN-aware local mean."""
+    z = elevation.double()
+    finite = torch.isfinite(z)
+    if not bool(finite.any()):
+        return torch.full(z.shape, float("nan"), dtype=torch.float32, device=z.device)
+    d = torch.where(finite, z - z[finite].median(), 0.0)
+    total = _box_mean(_box_mean(d, window, -2), window, -1)
+    count = _box_mean(_box_mean(finite.double(), window, -2), window, -1)
+    return torch.where(finite & (count > 1e-9), d - total / count, float("nan")).float()
+
+
+def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    return torch.where(denominator > 0, numerator / denominator, float("nan"))
+
+
+def _index(reflectance: torch.Tensor, bands: tuple[str, ...], index: str) -> torch.Tensor:
+    """(n, y, x) index of (n, band, y, x) reflectance, as `pipeline.model.inputs.spectral_index`."""
+    role = {BAND_ROLES[b]: i for i, b in enumerate(bands)}
+    green = reflectance[:, role["green"]]
+    if index == "ndsi":
+        swir = reflectance[:, role["swir16"]]
+        return _ratio(green - swir, green + swir)
+    if index == "ndwi":
+        nir = reflectance[:, role["nir"]]
+        return _ratio(green - nir, green + nir)
+    return _ratio(reflectance[:, role["red"]], reflectance[:, role["swir16"]])
+
+
+def build_inputs(
+    recipe: InputRecipe, reflectance: torch.Tensor, terrain: dict[str, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, channel, y, x) normalised float32 inputs and the (n, y, x) valid mask of (n, band, y, x)
+    float32 reflectance sharing one tile's (y, x) terrain layers, as `InputRecipe.build_inputs` per scene."""
+    if recipe.mean is None or recipe.std is None:
+        raise ValueError("recipe has no normalisation; fit it with fit_normalisation(recipe, samples)")
+    if reflectance.ndim != 4 or reflectance.shape[1] != len(recipe.bands):
+        raise ValueError(f"reflectance must be (scene, band, y, x) with bands {recipe.bands}, got shape {tuple(reflectance.shape)}")
+    terrain = terrain or {}
+    missing = [n for n in recipe.terrain if n not in terrain and TERRAIN_SOURCES[n] not in terrain]
+    if missing:
+        raise KeyError(f"recipe needs terrain channels {missing}; pass {list(recipe.terrain_sources)} in `terrain`")
+    n = reflectance.shape[0]
+    reflectance = reflectance.float()
+    planes = [reflectance[:, i] for i in range(len(recipe.bands))]
+    planes += [_index(reflectance, recipe.bands, i) for i in recipe.indices]
+    for name in recipe.terrain:
+        layer = terrain[name].float() if name in terrain else relative_elevation(terrain[TERRAIN_SOURCES[name]])
+        planes.append(layer.expand(n, *layer.shape))
+    measured = [*range(len(recipe.bands)), *range(len(recipe.bands) + len(recipe.indices), recipe.n_channels)]
+    valid = torch.stack([torch.isfinite(planes[i]) for i in measured]).all(0)
+    mean = torch.tensor(recipe.mean, dtype=torch.float32, device=reflectance.device)
+    std = torch.tensor(recipe.std, dtype=torch.float32, device=reflectance.device)
+    inputs = (torch.stack(planes, 1) - mean[:, None, None]) / std[:, None, None]
+    return torch.nan_to_num(inputs, nan=0.0, posinf=0.0, neginf=0.0), valid
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """(..., y, x) padded at the bottom and right to multiples of `multiple`, mirrored without
+    repeating the edge as `np.pad(mode="reflect")` does, to any extent (F.pad's reflect stops at the size)."""
+    for dim in (-2, -1):
+        n = x.shape[dim]
+        extra = -n % multiple
+        if extra:
+            i = torch.arange(n + extra, device=x.device)
+            i = torch.zeros_like(i) if n == 1 else i % (2 * n - 2)
+            x = x.index_select(dim, torch.where(i < n, i, 2 * n - 2 - i))
+    return x
