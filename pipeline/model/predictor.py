@@ -13,7 +13,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from pipeline.model import device_inputs
+from pipeline.model.device_inputs import build_inputs as build_inputs_on_device
+from pipeline.model.device_inputs import pad_to_multiple
 from pipeline.model.dunet import SIZE_MULTIPLE, DeformableBlock, SegmentationUNet
 from pipeline.model.inputs import InputRecipe
 
@@ -52,7 +53,8 @@ class TorchPredictor:
 
     Tiles are reflect-padded up to a multiple of 16 (so margins see plausible context rather than
     zeros) and cropped back. `half` runs fp16 autocast on GPU; deformable convs stay fp32 inside
-    the network. On CPU `half` is ignored: it would be slower, not faster.
+    the network. On CPU `half` is ignored: it would be slower, not faster. Off the CPU the inputs
+    are built on the device (`pipeline.model.device_inputs`), on the CPU by the recipe in numpy.
     """
 
     def __init__(
@@ -104,13 +106,13 @@ class TorchPredictor:
         if self.device_inputs:
             stacked = torch.from_numpy(np.stack(reflectances)).to(self.device)
             layers = {k: torch.from_numpy(np.array(v, dtype=np.float32)).to(self.device) for k, v in (terrain or {}).items()}
-            inputs, valid = device_inputs.build_inputs(self.recipe, stacked, layers)
+            inputs, valid = build_inputs_on_device(self.recipe, stacked, layers)
         else:
             built = [self.recipe.build_inputs(r, terrain) for r in reflectances]
             inputs = torch.from_numpy(np.stack([b[0] for b in built])).to(self.device)
             valid = torch.from_numpy(np.stack([b[1] for b in built])).to(self.device)
         height, width = valid.shape[-2:]
-        batch = device_inputs.pad_to_multiple(inputs, SIZE_MULTIPLE).contiguous(memory_format=self.memory_format)
+        batch = pad_to_multiple(inputs, SIZE_MULTIPLE).contiguous(memory_format=self.memory_format)
         with torch.inference_mode(), torch.autocast(self.device.type, torch.float16, enabled=self.half):
             logits = self.model(batch).float()
         return logits[:, 0, :height, :width], valid
