@@ -309,7 +309,6 @@ def test_years_are_computed_in_batches_that_keep_every_thread_busy():
     assert inference.year_batches([], 4) == []
 
 
-
 def test_on_a_gpu_cluster_only_the_forward_passes_ask_for_the_gpu(small_study_area, small_weights, tmp_path):
     """With one GPU worker among CPU workers, the forward tasks (and the cuts that feed them) ask
     for ``{"GPU": 1}``; the composites, the index layers and the unit tasks that compress and write
@@ -319,6 +318,7 @@ def test_on_a_gpu_cluster_only_the_forward_passes_ask_for_the_gpu(small_study_ar
     import collections
 
     from distributed.diagnostics.plugin import SchedulerPlugin
+    from rich.console import Console
 
     from pipeline.config import load_config
     from pipeline.scale.cluster import start_cluster
@@ -344,9 +344,7 @@ def test_on_a_gpu_cluster_only_the_forward_passes_ask_for_the_gpu(small_study_ar
     url = str(tmp_path / "store.zarr")
     plugin = Restrictions()
     spec = {"kind": "local", "local": {"workers": 2, "threads_per_worker": 1, "gpus": 1, "dashboard_address": ":0"}}
-    from rich.console import Console
-
-    with start_cluster(spec, console=Console(file=open(tmp_path / "log", "w"))) as client:
+    with open(tmp_path / "log", "w") as log, start_cluster(spec, console=Console(file=log)) as client:
         client.cluster.scheduler.add_plugin(plugin)
         summary = inference.infer_to_store(cfg, "sentinel-2", small_weights["sentinel-2"], url, client=client, device="cpu")
     assert summary["years"][2021] > 0 and RegionStore.open(url).pending_units("sentinel-2") == []

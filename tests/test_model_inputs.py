@@ -112,7 +112,6 @@ def test_relative_elevation_is_elevation_minus_the_local_mean_worked_by_hand():
     assert np.isnan(rel[0, 0]) and rel[0, 1] == pytest.approx(0.0)
 
 
-
 @pytest.mark.parametrize("shape", [(64, 80), (17, 23)])  # wider and narrower than the window
 def test_relative_elevation_of_a_gapless_tile_is_bit_for_bit_the_nan_aware_mean(shape):
     """The gapless shortcut (no count of finite neighbours) must give exactly what the NaN-aware
@@ -142,6 +141,7 @@ def test_build_inputs_normalises_in_place_as_the_plain_formula():
     mean, std = (np.asarray(v, np.float32)[:, None, None] for v in (recipe.mean, recipe.std))
     assert inputs.dtype == np.float32 and np.array_equal(inputs, np.nan_to_num((raw - mean) / std, nan=0.0))
     assert not valid[3, 4] and valid[5, 6] and valid.sum() == 40 * 50 - 1
+
 
 def test_relative_elevation_is_derived_from_elevation_or_asked_for_by_name():
     dem = _relief()

@@ -16,22 +16,27 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.model.inputs import BAND_ROLES, RELIEF_WINDOW_PX, TERRAIN_SOURCES, InputRecipe
+from pipeline.model.inputs import RELIEF_WINDOW_PX, TERRAIN_SOURCES, InputRecipe, band_by_role
 
 
-def _reflect_index(n: int, before: int, after: int, device: torch.device) -> torch.Tensor:
-    """Indices of a length-n axis extended by `before`/`after` samples mirrored about its edges with
-    the edge sample repeated (scipy.ndimage's "reflect", numpy's "symmetric"), to any extent."""
-    i = torch.arange(-before, n + after, device=device) % (2 * n)
-    return torch.where(i < n, i, 2 * n - 1 - i)
+def _mirror_index(n: int, before: int, after: int, device: torch.device, *, repeat_edge: bool) -> torch.Tensor:
+    """Indices of a length-n axis extended by `before`/`after` samples mirrored about its edges, to
+    any extent: with the edge sample repeated (scipy.ndimage's "reflect", numpy's "symmetric") or
+    not (numpy's "reflect")."""
+    i = torch.arange(-before, n + after, device=device)
+    if n == 1:
+        return torch.zeros_like(i)
+    period = 2 * n if repeat_edge else 2 * n - 2
+    i = i % period
+    return torch.where(i < n, i, period - i - int(repeat_edge))
 
 
 def _box_mean(x: torch.Tensor, window: int, dim: int) -> torch.Tensor:
     """Mean over `window` samples centred on each sample along `dim`, edges reflected as scipy's
-    `uniform_filter1d(mode="reflect")` (window // 2 before, the rest after)."""
+    `uniform_filter1d(mode="reflect")` (window // 2 before, the rest after), as a cumulative sum."""
     before = window // 2
     n = x.shape[dim]
-    padded = x.index_select(dim, _reflect_index(n, before, window - 1 - before, x.device))
+    padded = x.index_select(dim, _mirror_index(n, before, window - 1 - before, x.device, repeat_edge=True))
     zero = torch.zeros_like(padded.narrow(dim, 0, 1))
     c = torch.cat([zero, padded.cumsum(dim)], dim)
     return (c.narrow(dim, window, n) - c.narrow(dim, 0, n)) / window
@@ -55,15 +60,15 @@ def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
 
 def _index(reflectance: torch.Tensor, bands: tuple[str, ...], index: str) -> torch.Tensor:
     """(n, y, x) index of (n, band, y, x) reflectance, as `pipeline.model.inputs.spectral_index`."""
-    role = {BAND_ROLES[b]: i for i, b in enumerate(bands)}
-    green = reflectance[:, role["green"]]
+    by_band = reflectance.transpose(0, 1)  # band first, as band_by_role indexes
+    green = band_by_role(by_band, bands, "green")
     if index == "ndsi":
-        swir = reflectance[:, role["swir16"]]
+        swir = band_by_role(by_band, bands, "swir16")
         return _ratio(green - swir, green + swir)
     if index == "ndwi":
-        nir = reflectance[:, role["nir"]]
+        nir = band_by_role(by_band, bands, "nir")
         return _ratio(green - nir, green + nir)
-    return _ratio(reflectance[:, role["red"]], reflectance[:, role["swir16"]])
+    return _ratio(band_by_role(by_band, bands, "red"), band_by_role(by_band, bands, "swir16"))
 
 
 def build_inputs(
@@ -76,9 +81,7 @@ def build_inputs(
     if reflectance.ndim != 4 or reflectance.shape[1] != len(recipe.bands):
         raise ValueError(f"reflectance must be (scene, band, y, x) with bands {recipe.bands}, got shape {tuple(reflectance.shape)}")
     terrain = terrain or {}
-    missing = [n for n in recipe.terrain if n not in terrain and TERRAIN_SOURCES[n] not in terrain]
-    if missing:
-        raise KeyError(f"recipe needs terrain channels {missing}; pass {list(recipe.terrain_sources)} in `terrain`")
+    recipe.check_terrain(terrain)
     n = reflectance.shape[0]
     reflectance = reflectance.float()
     planes = [reflectance[:, i] for i in range(len(recipe.bands))]
@@ -86,8 +89,7 @@ def build_inputs(
     for name in recipe.terrain:
         layer = terrain[name].float() if name in terrain else relative_elevation(terrain[TERRAIN_SOURCES[name]])
         planes.append(layer.expand(n, *layer.shape))
-    measured = [*range(len(recipe.bands)), *range(len(recipe.bands) + len(recipe.indices), recipe.n_channels)]
-    valid = torch.stack([torch.isfinite(planes[i]) for i in measured]).all(0)
+    valid = torch.stack([torch.isfinite(planes[i]) for i in recipe.measured_channels]).all(0)
     mean = torch.tensor(recipe.mean, dtype=torch.float32, device=reflectance.device)
     std = torch.tensor(recipe.std, dtype=torch.float32, device=reflectance.device)
     inputs = (torch.stack(planes, 1) - mean[:, None, None]) / std[:, None, None]
@@ -98,10 +100,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """(..., y, x) padded at the bottom and right to multiples of `multiple`, mirrored without
     repeating the edge as `np.pad(mode="reflect")` does, to any extent (F.pad's reflect stops at the size)."""
     for dim in (-2, -1):
-        n = x.shape[dim]
-        extra = -n % multiple
+        extra = -x.shape[dim] % multiple
         if extra:
-            i = torch.arange(n + extra, device=x.device)
-            i = torch.zeros_like(i) if n == 1 else i % (2 * n - 2)
-            x = x.index_select(dim, torch.where(i < n, i, 2 * n - 2 - i))
+            x = x.index_select(dim, _mirror_index(x.shape[dim], 0, extra, x.device, repeat_edge=False))
     return x

@@ -127,6 +127,17 @@ class InputRecipe(BaseModel):
     def n_channels(self) -> int:
         return len(self.bands) + len(self.indices) + len(self.terrain)
 
+    @property
+    def measured_channels(self) -> list[int]:
+        """The channels whose absence makes a pixel no-data: bands and terrain (an index's 0/0 does not)."""
+        return [*range(len(self.bands)), *range(len(self.bands) + len(self.indices), self.n_channels)]
+
+    def check_terrain(self, terrain: dict) -> None:
+        """Refuse terrain layers that cannot give every terrain channel (each by name or from its source)."""
+        missing = [n for n in self.terrain if n not in terrain and TERRAIN_SOURCES[n] not in terrain]
+        if missing:
+            raise KeyError(f"recipe needs terrain channels {missing}; pass {list(self.terrain_sources)} in `terrain`")
+
     def raw_channels(self, reflectance: np.ndarray, terrain: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Un-normalised (channel, y, x) float32, NaN where a channel has no value."""
         if reflectance.ndim != 3 or reflectance.shape[0] != len(self.bands):
@@ -134,9 +145,7 @@ class InputRecipe(BaseModel):
         reflectance = reflectance.astype(np.float32, copy=False)
         planes = [*reflectance, *(spectral_index(reflectance, self.bands, i) for i in self.indices)]
         terrain = terrain or {}
-        missing = [n for n in self.terrain if n not in terrain and TERRAIN_SOURCES[n] not in terrain]
-        if missing:
-            raise KeyError(f"recipe needs terrain channels {missing}; pass {list(self.terrain_sources)} in `terrain`")
+        self.check_terrain(terrain)
         for name in self.terrain:
             if name in terrain:
                 planes.append(np.asarray(terrain[name], dtype=np.float32))
@@ -155,7 +164,7 @@ class InputRecipe(BaseModel):
         if self.mean is None or self.std is None:
             raise ValueError("recipe has no normalisation; fit it with fit_normalisation(recipe, samples)")
         raw = self.raw_channels(reflectance, terrain)  # a fresh float32 array: normalised in place
-        measured = [*range(len(self.bands)), *range(len(self.bands) + len(self.indices), self.n_channels)]
+        measured = self.measured_channels
         valid = np.isfinite(raw[measured[0]])
         for channel in measured[1:]:
             valid &= np.isfinite(raw[channel])

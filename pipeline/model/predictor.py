@@ -90,7 +90,7 @@ class TorchPredictor:
         logits, valid = self._forward(reflectances, terrain)
         with torch.inference_mode():
             probability = torch.where(valid, torch.sigmoid(logits), 0.0)
-        return probability.cpu().numpy().astype(np.float32, copy=False)
+        return probability.cpu().numpy()  # float32, as the logits
 
     def logits_batch(
         self, reflectances: Sequence[np.ndarray], terrain: dict[str, np.ndarray] | None = None
