@@ -40,6 +40,24 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.unit)
 
 
+@pytest.fixture(autouse=True)
+def dask_scheduler_left_as_found():
+    """A test that leaves dask's default scheduler changed fails here, and the next one starts
+    clean: the config is one per process, and a leaked "dask.distributed" with no client made
+    every later compute of the session fail (35 tests on CI at stop 38, far from the cause)."""
+    import dask
+
+    before = dask.config.get("scheduler", None)
+    yield
+    after = dask.config.get("scheduler", None)
+    if after != before:
+        if before is None:
+            dask.config.config.pop("scheduler", None)
+        else:
+            dask.config.set(scheduler=before)
+        pytest.fail(f"the test left dask's default scheduler at {after!r} (it was {before!r})", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     """`../shared/data/real/`, or skip: the real outlines and DEMs are not shipped with the project."""

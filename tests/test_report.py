@@ -290,6 +290,29 @@ def test_figures_drawn_on_the_cluster_make_the_same_report(written, inputs, run_
     assert [p.name for p in tmp_path.iterdir()] == ["r"]
 
 
+def test_a_figure_reads_a_lazy_dem_in_its_own_thread_and_leaves_dasks_config_alone(inputs, monkeypatch):
+    """dask's config is one per process: a figure that set the scheduler there, drawn on an
+    in-process worker while the driver's `as_current()` ended, left "dask.distributed" set with no
+    client, and every later compute of the process failed. The lazy DEM is read with the
+    synchronous scheduler named in the call, here under a config naming a cluster that is not there."""
+    import dask
+
+    from pipeline.outputs.report.figures import figure_png
+
+    _, outlines, dem = inputs
+    seen = []
+
+    def spied_map(*args):
+        seen.append(dask.config.get("scheduler", None))
+        return report.outline_map_figure(*args)
+
+    monkeypatch.setattr(report, "spied_map", spied_map, raising=False)
+    with dask.config.set(scheduler="dask.distributed"):
+        lazy = figure_png("spied_map", outlines, dem.chunk(40), "sentinel-2")
+        assert seen == ["dask.distributed"]
+    assert lazy == figure_png("outline_map_figure", outlines, dem, "sentinel-2")
+
+
 def test_report_replaces_a_previous_one_whole(inputs, tmp_path):
     tables, outlines, dem = inputs
     old = tmp_path / "r"

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dask
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -104,9 +103,8 @@ def figure_png(figure: str, *args: Any) -> bytes:
     """PNG of the package's figure function `figure` called on `args`. Looked up on
     `pipeline.outputs.report` when drawn, so that a figure can be replaced there (the tests
     replace one to check that a failing figure leaves no report). A lazy DEM among `args` is read
-    in this thread: on a worker, a compute through the cluster could wait on the thread it holds."""
-    with dask.config.set(scheduler="synchronous"):
-        fig = getattr(importlib.import_module("pipeline.outputs.report"), figure)(*args)
+    in this thread, by `dem_window`."""
+    fig = getattr(importlib.import_module("pipeline.outputs.report"), figure)(*args)
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)

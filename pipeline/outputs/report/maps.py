@@ -44,13 +44,21 @@ def hillshade(dem: xr.DataArray, azimuth_deg: float = 315.0, altitude_deg: float
 
 
 def dem_window(dem: xr.DataArray, bounds: Sequence[float]) -> xr.DataArray:
-    """The DEM covering (xmin, ymin, xmax, ymax) (one pixel more), thinned to at most MAX_TERRAIN_PX across."""
+    """The DEM covering (xmin, ymin, xmax, ymax) (one pixel more), thinned to at most MAX_TERRAIN_PX
+    across, read into memory in this thread.
+
+    A lazy DEM is read with the synchronous scheduler named in the call: a figure drawn on a
+    worker must not compute through the cluster (it could wait on the thread it holds), and setting
+    the scheduler in dask's config instead would change it for the whole process, the driver's
+    and every other task's of an in-process worker (a report's figures drawn that way once left
+    the driver's config at "dask.distributed" with no client).
+    """
     x, y = dem.x.values, dem.y.values
     px = abs(float(x[1] - x[0]))
     window = dem.isel(x=np.flatnonzero((x >= bounds[0] - px) & (x <= bounds[2] + px)),
                       y=np.flatnonzero((y >= bounds[1] - px) & (y <= bounds[3] + px)))
     step = max(1, int(np.ceil(max(window.shape) / MAX_TERRAIN_PX)))
-    return window[::step, ::step]
+    return window[::step, ::step].compute(scheduler="synchronous")
 
 
 def draw_terrain(ax, dem: xr.DataArray) -> None:
