@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.model.inputs import RELIEF_WINDOW_PX, TERRAIN_SOURCES, InputRecipe, band_by_role
+from pipeline.model.inputs import RELIEF_WINDOW_PX, TERRAIN_SOURCES, InputRecipe, spectral_index
 
 
 def _mirror_index(n: int, before: int, after: int, device: torch.device, *, repeat_edge: bool) -> torch.Tensor:
@@ -58,19 +58,6 @@ def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
     return torch.where(denominator > 0, numerator / denominator, float("nan"))
 
 
-def _index(reflectance: torch.Tensor, bands: tuple[str, ...], index: str) -> torch.Tensor:
-    """(n, y, x) index of (n, band, y, x) reflectance, as `pipeline.model.inputs.spectral_index`."""
-    by_band = reflectance.transpose(0, 1)  # band first, as band_by_role indexes
-    green = band_by_role(by_band, bands, "green")
-    if index == "ndsi":
-        swir = band_by_role(by_band, bands, "swir16")
-        return _ratio(green - swir, green + swir)
-    if index == "ndwi":
-        nir = band_by_role(by_band, bands, "nir")
-        return _ratio(green - nir, green + nir)
-    return _ratio(band_by_role(by_band, bands, "red"), band_by_role(by_band, bands, "swir16"))
-
-
 def build_inputs(
     recipe: InputRecipe, reflectance: torch.Tensor, terrain: dict[str, torch.Tensor] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,7 +72,8 @@ def build_inputs(
     n = reflectance.shape[0]
     reflectance = reflectance.float()
     planes = [reflectance[:, i] for i in range(len(recipe.bands))]
-    planes += [_index(reflectance, recipe.bands, i) for i in recipe.indices]
+    by_band = reflectance.transpose(0, 1)  # band first, as spectral_index takes it
+    planes += [spectral_index(by_band, recipe.bands, i, ratio=_ratio) for i in recipe.indices]
     for name in recipe.terrain:
         layer = terrain[name].float() if name in terrain else relative_elevation(terrain[TERRAIN_SOURCES[name]])
         planes.append(layer.expand(n, *layer.shape))

@@ -74,17 +74,19 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
         return np.where(denominator > 0, numerator / denominator, np.nan).astype(np.float32)
 
 
-def spectral_index(reflectance: np.ndarray, bands: tuple[str, ...], index: Index) -> np.ndarray:
-    """NDSI (green-swir16)/(green+swir16), NDWI (green-nir)/(green+nir) or red/swir16."""
+def spectral_index(reflectance: np.ndarray, bands: tuple[str, ...], index: Index, ratio=_ratio) -> np.ndarray:
+    """NDSI (green-swir16)/(green+swir16), NDWI (green-nir)/(green+nir) or red/swir16 of a (band, ...)
+    array. `ratio` divides (NaN where the denominator is not positive); the GPU predictor passes a
+    torch one to build the same index from tensors (`pipeline.model.device_inputs`)."""
     green = band_by_role(reflectance, bands, "green")
     if index == "ndsi":
         swir = band_by_role(reflectance, bands, "swir16")
-        return _ratio(green - swir, green + swir)
+        return ratio(green - swir, green + swir)
     if index == "ndwi":
         nir = band_by_role(reflectance, bands, "nir")
-        return _ratio(green - nir, green + nir)
+        return ratio(green - nir, green + nir)
     red = band_by_role(reflectance, bands, "red")
-    return _ratio(red, band_by_role(reflectance, bands, "swir16"))
+    return ratio(red, band_by_role(reflectance, bands, "swir16"))
 
 
 class InputRecipe(BaseModel):
@@ -151,7 +153,7 @@ class InputRecipe(BaseModel):
                 planes.append(np.asarray(terrain[name], dtype=np.float32))
             else:  # derived from its source layer, e.g. relative_elevation from elevation
                 planes.append(relative_elevation(terrain[TERRAIN_SOURCES[name]]))
-        return np.stack(planes).astype(np.float32, copy=False)
+        return np.stack(planes)  # float32: every plane is
 
     def build_inputs(
         self, reflectance: np.ndarray, terrain: dict[str, np.ndarray] | None = None

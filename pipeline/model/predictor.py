@@ -105,7 +105,7 @@ class TorchPredictor:
         """(n, y, x) logits and valid masks on the device, the inputs built where `device_inputs` says."""
         if self.device_inputs:
             stacked = torch.from_numpy(np.stack(reflectances)).to(self.device)
-            layers = {k: torch.from_numpy(np.array(v, dtype=np.float32)).to(self.device) for k, v in (terrain or {}).items()}
+            layers = {k: torch.from_numpy(np.array(v)).to(self.device) for k, v in (terrain or {}).items()}  # own dtype, as numpy's build
             inputs, valid = build_inputs_on_device(self.recipe, stacked, layers)
         else:
             built = [self.recipe.build_inputs(r, terrain) for r in reflectances]
