@@ -209,6 +209,17 @@ class Tiling(StrictModel):
     )
 
 
+class Inference(StrictModel):
+    """How the networks' forward passes run."""
+
+    half: bool | None = Field(
+        None,
+        description="half precision: null = on GPUs only (fp16); true = also bf16 on CPUs with bf16 instructions "
+        "(AVX512-BF16 or AMX: ~2x the fp32 forward there, about 1 in 10,000 mask pixels flips; fp32 on CPUs "
+        "without them); false = fp32 everywhere",
+    )
+
+
 class Cluster(StrictModel):
     kind: Literal["local", "slurm", "kubernetes", "address"] = "local"
     address: str | None = None
@@ -275,6 +286,7 @@ class Config(StrictModel):
     )
     store: str = "glacierwatch-out/store.zarr"
     cluster: Cluster = Cluster()
+    inference: Inference = Inference()
     analysis: Analysis = Analysis()
     tiling: Tiling = Tiling()
     synthetic: Synthetic = Synthetic()

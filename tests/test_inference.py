@@ -113,6 +113,20 @@ def test_a_region_narrower_than_the_halo_is_inferred_whole_along_that_axis(tmp_p
     assert np.abs(mosaic.compute(scheduler="threads").values - _whole_image(cube, weights)).max() <= TOLERANCE
 
 
+def test_half_reaches_a_cpus_forward_passes_as_bf16_where_the_cpu_has_it(tmp_path, monkeypatch):
+    """`inference.half: true` on CPU workers (probability_cube(half=True)): each task's predictor runs
+    bf16 where the CPU has bf16 instructions, close to the default's fp32 map."""
+    import torch
+
+    cube = _cube(128, 192)
+    weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    fp32 = inference.probability_cube(cube.chunk({"y": 64, "x": 64}), weights, halo=16, device="cpu")
+    bf16 = inference.probability_cube(cube.chunk({"y": 64, "x": 64}), weights, halo=16, device="cpu", half=True)
+    a, b = fp32.compute(scheduler="sync").values, bf16.compute(scheduler="sync").values
+    assert not np.array_equal(a, b) and np.abs(a - b).max() < 0.05
+
+
 def test_model_is_loaded_once_per_process_across_tasks(tmp_path):
     cube = _cube(256, 384, years=(2019, 2020, 2021))
     weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube)

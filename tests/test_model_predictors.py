@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
 from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
-from pipeline.model.dunet import DUNet
+from pipeline.model.dunet import DUNet, UNet
 from pipeline.model.inputs import LANDSAT_BANDS, InputRecipe
 from pipeline.model.predictor import Predictor, TorchPredictor
 
@@ -48,3 +50,28 @@ def test_all_predictors_share_the_protocol():
     for predictor in (BandRatioPredictor(), NDSIPredictor(), TorchPredictor(DUNet(6, 4), recipe, "cpu")):
         assert isinstance(predictor, Predictor)
         assert predictor.predict(TILE).shape == (1, 4)
+
+
+@pytest.mark.parametrize("network", [UNet, DUNet])
+def test_half_on_a_cpu_runs_bf16_where_the_cpu_has_it_and_fp32_where_it_has_not(network, monkeypatch):
+    """`half` on a CPU: bf16 autocast where the CPU has bf16 instructions (probed as below), close to
+    fp32 (deformable blocks stay fp32 inside); the very fp32 forward where it has none (emulated bf16
+    would be slower)."""
+    torch.manual_seed(0)
+    recipe = InputRecipe(mean=(0.3,) * 6, std=(0.2,) * 6)
+    model = network(6, base=8)
+    tile = np.random.default_rng(1).uniform(0, 1, (6, 48, 64)).astype(np.float32)
+    fp32 = TorchPredictor(model, recipe, device="cpu").predict(tile)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    bf16 = TorchPredictor(model, recipe, device="cpu", half=True)
+    assert bf16.half and bf16.autocast_dtype == torch.bfloat16
+    p = bf16.predict(tile)
+    assert p.dtype == np.float32 and not np.array_equal(p, fp32)  # it did run in bf16
+    assert np.abs(p - fp32).max() < 0.05
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    without = TorchPredictor(model, recipe, device="cpu", half=True)
+    assert not without.half and without.autocast_dtype is None
+    np.testing.assert_array_equal(without.predict(tile), fp32)

@@ -243,7 +243,7 @@ def predict_scene(
                   "or no ice; compare with --classifier ndsi or band-ratio")
         device = str(torch.device(device) if device is not None else default_device())
         cuda = torch.device(device).type == "cuda"
-        half = cuda if half is None else bool(half and cuda)
+        half = cuda if half is None else bool(half)
         if halo is None:
             halo = card.halo_px if card.halo_px is not None else HALO_BY_ARCHITECTURE.get(card.architecture, DEFAULT_HALO)
         window = round_up(window if window is not None else FORWARD_WINDOW_PX[cuda])

@@ -113,7 +113,8 @@ def probability_cube(
     `halo` (default: the card's measured `halo_px`, else `HALO_BY_ARCHITECTURE` for its architecture) is rounded up to a
     multiple of 16 (see the module notes); `chunk` (default: the cube's first spatial chunk) is
     the tile size, rounded up to a multiple of 16 and to at least the halo. `device` defaults to
-    CUDA when this process sees one; `half` defaults to True exactly on CUDA. `window`: the
+    CUDA when this process sees one; `half` defaults to True exactly on CUDA (True on a CPU: bf16
+    where the CPU has bf16 instructions, `pipeline.model.predictor.half_dtype`). `window`: the
     largest core one forward pass sees (default `FORWARD_WINDOW_PX`), which bounds a task's
     memory whatever the chunk size: tiles are cut into pieces of about that size, one task
     each (`_forward_chunks`). `card`: the weights' card when the caller has read
@@ -123,7 +124,7 @@ def probability_cube(
     card = card if card is not None else read_card(weights)
     recipe = card.recipe
     device = str(torch.device(device) if device is not None else default_device())
-    half = (torch.device(device).type == "cuda") if half is None else bool(half and torch.device(device).type == "cuda")
+    half = (torch.device(device).type == "cuda") if half is None else bool(half)
     if halo is None:
         halo = card.halo_px if card.halo_px is not None else HALO_BY_ARCHITECTURE.get(card.architecture, DEFAULT_HALO)
     if halo < 0:
@@ -315,7 +316,7 @@ def infer_to_store(
         if pending:
             with dask.annotate(**annotations):
                 probability = probability_cube(
-                    cube.sel(year=sorted(pending)), weights, halo, device=device, chunk=chunk, card=card
+                    cube.sel(year=sorted(pending)), weights, halo, device=device, half=cfg.inference.half, chunk=chunk, card=card
                 )
         work = []  # each year's unit tasks (store.write_probability, compute=False), computed in batches below
         for year in years:

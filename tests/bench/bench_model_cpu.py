@@ -1,4 +1,5 @@
-"""CPU forward throughput of the shipped network (channels-last, as inference runs it, vs NCHW), and of D-UNet vs U-Net widths (target >= 0.5 Mpx/s on 2 cores).
+"""CPU forward throughput of the shipped network (channels-last, as inference runs it, vs NCHW; and in bf16
+where the CPU has bf16 instructions, as `inference.half: true` runs it), and of D-UNet vs U-Net widths (target >= 0.5 Mpx/s on 2 cores).
 
 Run: .venv/bin/python tests/bench/bench_model_cpu.py [--weights W.safetensors] [--size 512] [--repeats 3]
      [--threads 2] [--widths 8 16 32] [--json OUT.json]
@@ -37,11 +38,12 @@ def default_weights() -> Path:
     return SHIPPED_WEIGHTS / "sentinel-2.safetensors"
 
 
-def throughput_mpx_s(model: torch.nn.Module, size: int, repeats: int, channels: int = 6, channels_last: bool = False) -> float:
+def throughput_mpx_s(model: torch.nn.Module, size: int, repeats: int, channels: int = 6, channels_last: bool = False,
+                     autocast: torch.dtype | None = None) -> float:
     layout = torch.channels_last if channels_last else torch.contiguous_format
     tile = torch.randn(1, channels, size, size).contiguous(memory_format=layout)
     model.to(memory_format=layout).eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast("cpu", autocast or torch.bfloat16, enabled=autocast is not None):
         model(tile)
         best = float("inf")
         for _ in range(repeats):
@@ -53,11 +55,14 @@ def throughput_mpx_s(model: torch.nn.Module, size: int, repeats: int, channels: 
 
 def measure_weights(weights: Path, size: int, repeats: int) -> dict:
     """Mpx/s of the network in `weights` and of a plain U-Net with the same width and inputs."""
+    from pipeline.model.predictor import half_dtype
     from pipeline.model.weights import load_model
 
     model, card = load_model(weights)
     nchw = throughput_mpx_s(model, size, repeats, card.in_channels)
     ours = throughput_mpx_s(model, size, repeats, card.in_channels, channels_last=True)  # as TorchPredictor runs it on CPU
+    half = half_dtype("cpu")  # bf16 where this CPU has bf16 instructions: what `inference.half: true` runs
+    half_rate = throughput_mpx_s(model, size, repeats, card.in_channels, channels_last=True, autocast=half) if half else None
     baseline = throughput_mpx_s(UNet(card.in_channels, card.base), size, repeats, card.in_channels)
     return {
         "weights": str(weights),
@@ -67,6 +72,7 @@ def measure_weights(weights: Path, size: int, repeats: int) -> dict:
         "params": sum(p.numel() for p in model.parameters()),
         "mpx_s": ours,
         "nchw_mpx_s": nchw,
+        "half_mpx_s": half_rate,
         "unet_same_width_mpx_s": baseline,
     }
 
@@ -91,6 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{w['architecture']} base {w['base']} ({args.weights.name}, {w['in_channels']} channels, {w['params']:,} params): "
           f"{w['mpx_s']:.3f} Mpx/s channels-last as inference runs it (x{w['mpx_s'] / w['nchw_mpx_s']:.2f} the NCHW "
           f"{w['nchw_mpx_s']:.3f}); plain U-Net same width, NCHW {w['unet_same_width_mpx_s']:.3f} Mpx/s (target >= 0.5 Mpx/s)")
+    print(f"  bf16 autocast, channels-last (inference.half: true): {w['half_mpx_s']:.3f} Mpx/s (x{w['half_mpx_s'] / w['mpx_s']:.2f} fp32)"
+          if w["half_mpx_s"] else "  bf16: this CPU has no bf16 instructions (inference.half: true runs fp32 here)")
     placements = {name: throughput_mpx_s(cls(w["in_channels"], w["base"]), args.size, args.repeats, w["in_channels"])
                   for name, cls in ARCHITECTURES.items()}
     result["placements"] = placements

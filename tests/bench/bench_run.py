@@ -80,7 +80,7 @@ class RssPoller:
         self._poll()
 
 
-def _config(area: Path, years: list[int], weights: dict[str, str]):
+def _config(area: Path, years: list[int], weights: dict[str, str], half: bool | None = None):
     from pipeline.config import load_config
 
     meta = json.loads((area / "synthetic.json").read_text())
@@ -93,6 +93,7 @@ def _config(area: Path, years: list[int], weights: dict[str, str]):
         region={"bbox": meta["bbox"]},
         years={"start": years[0], "end": years[-1]},
         sensors=sensors,
+        inference={"half": half},
     )
 
 
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--landsat-weights", default=None, help="also run Landsat with these weights")
     ap.add_argument("--workers", type=int, default=None, help="default: as `glacierwatch run` on this machine")
     ap.add_argument("--threads-per-worker", type=int, default=None)
+    ap.add_argument("--half", action="store_true", help="inference.half: true (bf16 on a CPU with bf16 instructions)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (replaced); default: a temporary one, removed")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     for sensor, path in weights.items():
         if not Path(path).is_file():
             raise SystemExit(f"no {sensor} weights at {path}: pass --weights / --landsat-weights")
-    cfg = _config(args.area, years, weights)
+    cfg = _config(args.area, years, weights, True if args.half else None)
     out = args.out or Path(os.environ.get("TMPDIR", "/tmp")) / f"glacierwatch-bench-run-{os.getpid()}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)

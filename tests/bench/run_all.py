@@ -251,6 +251,11 @@ def build_rows(r: dict, machine: dict, mode: Mode) -> list[Row]:
                         "baseline: plain U-Net of the same width",
                         _f(w["mpx_s"], "Mpx/s", 3), _f(w["unet_same_width_mpx_s"], "Mpx/s", 3),
                         _f(w["mpx_s"] / w["unet_same_width_mpx_s"]) + "x", ">= 1.0 Mpx/s", _yes(w["mpx_s"] >= 1.0)))
+        if w.get("half_mpx_s"):
+            rows.append(Row(f"CPU forward of the same network in bf16 (`inference.half: true`, a CPU with bf16 instructions), "
+                            f"{mo['size']}x{mo['size']} tile, {mo['threads']} threads; baseline: its fp32 forward above",
+                            _f(w["half_mpx_s"], "Mpx/s", 3), _f(w["mpx_s"], "Mpx/s", 3), _f(w["half_mpx_s"] / w["mpx_s"]) + "x",
+                            "—", "—"))
     else:
         rows.append(_error_row("CPU forward of the shipped S2 network", mo, ">= 1.0 Mpx/s"))
     if "placements" in mo and "dunet" in mo["placements"]:
