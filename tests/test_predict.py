@@ -260,6 +260,38 @@ def test_cli_warns_of_weights_trained_on_a_synthetic_area_only_not_of_the_shippe
     assert len(warning) == 1 and "area.safetensors was trained on synthetic scenes" in warning[0]
 
 
+def test_cli_half_runs_the_network_in_bf16_on_a_cpu_with_bf16_and_fp32_says_fp32(tmp_path, monkeypatch):
+    import torch
+
+    from pipeline.inference import predictor_cache
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)  # as on a CPU that has them
+    built = []
+    load = predictor_cache.load_predictor
+
+    def recording(*args):
+        built.append(load(*args))
+        return built[-1]
+
+    monkeypatch.setattr(predictor_cache, "load_predictor", recording)
+    bands = ",".join(str(p) for p in _scene(tmp_path))
+    dem, _ = _dem(tmp_path)
+    maps, dtypes = {}, {}
+    for flag in ("--half", "--fp32"):
+        built.clear()
+        out = tmp_path / f"{flag[2:]}.tif"
+        result = runner.invoke(app, ["predict", "--sensor", "sentinel-2", "--bands", bands, "--dem", str(dem), flag,
+                                     "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        with rasterio.open(out) as src:
+            maps[flag] = src.read(1).astype(int)
+        dtypes[flag] = {p.autocast_dtype for p in built}
+    assert dtypes == {"--half": {torch.bfloat16}, "--fp32": {None}}
+    valid = maps["--fp32"] != NODATA
+    assert (valid == (maps["--half"] != NODATA)).all()
+    assert np.abs(maps["--half"] - maps["--fp32"])[valid].max() <= 0.05 * 254
+
+
 @pytest.mark.parametrize(("scale", "offset", "message"), [
     ("1", "0", "the files hold DNs"),  # median brightest 9000
     ("1e-8", "0", "look like reflectance already"),
