@@ -121,7 +121,8 @@ def _glacier_batch(batch, px: float, analysis: Analysis, sectors: dict, inventor
     """The entity tasks of a few glaciers (one task of `terminus_tables`, run where the windows are).
 
     `batch`: (glacier_id, its outlines sorted by year, the window's transform, dem, doy and
-    probability windows (doy / probability None where the run has none)). Returns the glaciers'
+    probability windows of every year (doy / probability None where the run has none), and the
+    layers' index of each of the outlines' years). Returns the glaciers'
     terminus frames, retreat frames, front dates and front sigmas by (glacier_id, year), and the
     failures of the ones that failed.
     """
@@ -129,8 +130,10 @@ def _glacier_batch(batch, px: float, analysis: Analysis, sectors: dict, inventor
     doys: dict[tuple[int, int], float] = {}
     front_sigma: dict[tuple[int, int], float] = {}
     terminus, retreat = [], []
-    for gid, group, sub, dem_window, days, p in batch:
+    for gid, group, sub, dem_window, days, p, at in batch:
         years = [int(y) for y in group["year"]]
+        days = None if days is None else np.asarray(days)[at]
+        p = None if p is None else np.asarray(p)[at]
         window = Dem(np.asarray(dem_window, dtype=float), sub)
         if days is not None:
             for t, (year, geom) in enumerate(zip(years, group.geometry)):
@@ -197,14 +200,16 @@ def terminus_tables(
     # windows cut from the dask arrays, not through xarray's sel/isel (~4 ms a glacier in the client,
     # which builds every window before the workers can start)
     dem_data = dem.data
-    yearly = {name: (layer.data, {int(y): i for i, y in enumerate(layer["year"].values)})
-              for name, layer in (("doy", doy), ("probability", probability)) if layer is not None}
+    layers = {name: layer for name, layer in (("doy", doy), ("probability", probability)) if layer is not None}
+    year_lists = {name: [int(y) for y in layer["year"].values] for name, layer in layers.items()}
+    if len({tuple(v) for v in year_lists.values()}) > 1:
+        raise ValueError(f"doy and probability must hold the same years, got {year_lists}")
+    index = {y: i for i, y in enumerate(next(iter(year_lists.values()), []))}
 
-    def window(name: str, years: list[int], rows: slice, cols: slice):
-        if name not in yearly:
-            return None
-        data, at = yearly[name]
-        return data[[at[y] for y in years], rows, cols]
+    def window(name: str, rows: slice, cols: slice):
+        # every year, a plain slice: a list of years made two tasks per year and window (~1,000 of the
+        # default area's ~3,900 statistics tasks); the task picks its years (`_glacier_batch`)
+        return layers[name].data[:, rows, cols] if name in layers else None
 
     for glaciers in glacier_batches(groups):
         batch = []
@@ -212,7 +217,7 @@ def terminus_tables(
             rows, cols = pixel_window(grid.transform, dem.shape, tuple(g.total_bounds), 3)
             years = [int(y) for y in g["year"]]
             batch.append((gid, g, grid.transform * Affine.translation(cols.start, rows.start), dem_data[rows, cols],
-                          window("doy", years, rows, cols), window("probability", years, rows, cols)))
+                          window("doy", rows, cols), window("probability", rows, cols), [index[y] for y in years] if index else None))
         ids = [gid for gid, *_ in batch]
         tasks.append(dask.delayed(_glacier_batch, pure=True)(
             batch, px, analysis, {i: sectors[i] for i in ids if i in sectors},
