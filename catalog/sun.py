@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numba
 import numpy as np
 import pandas as pd
 import pystac
@@ -142,33 +143,42 @@ def cast_shadow(
 
 
 def _cast_shadow_at(dem: np.ndarray, where: np.ndarray, offsets: list[tuple[float, int, int]], tan_elev: float) -> np.ndarray:
-    """`cast_shadow` of the `where` pixels alone. Each ray is dropped from the march once decided:
+    """`cast_shadow` of the `where` pixels alone, each ray marched by `_march` until it is decided:
     hidden, off the grid (the offsets only grow, so it never comes back), or above the highest
     ground within the march's reach of its pixel (nothing further along can rise above it); the
     answer is the full march's."""
-    rows, cols = dem.shape
     shadow = np.zeros(dem.shape, bool)
     r, c = np.nonzero(where)
     if not r.size or not offsets:
         return shadow
-    flat = dem.ravel()
     reach = max(max(abs(dr), abs(dc)) for _, dr, dc in offsets)
     ground = np.where(np.isfinite(dem), dem, -np.inf)
     top = maximum_filter(ground, size=2 * reach + 1, mode="constant", cval=-np.inf)[r, c]
-    active = np.arange(r.size)
-    base = dem[r, c]
-    hidden = np.zeros(r.size, bool)
-    for dist, dr, dc in offsets:
-        ray = base[active] + dist * tan_elev
-        rr, cc = r[active] + dr, c[active] + dc
-        inside = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
-        blocked = inside & (flat[np.where(inside, rr * cols + cc, 0)] > ray)
-        hidden[active[blocked]] = True
-        active = active[inside & ~blocked & (ray < top[active])]  # NaN rays (no elevation) leave: they shade nothing
-        if not active.size:
-            break
-    shadow[r, c] = hidden
+    dist, dr, dc = (np.array(v) for v in zip(*offsets, strict=True))
+    shadow[r, c] = _march(dem, r, c, dist.astype(np.float64), dr.astype(np.int64), dc.astype(np.int64), float(tan_elev), top)
     return shadow
+
+
+@numba.njit(nogil=True, cache=True)
+def _march(dem, r, c, dist, dr, dc, tan_elev, top):  # pragma: no cover - compiled; tests/test_sun.py checks it
+    """Per pixel: is a step's ground above the ray towards the sun? One pass per ray, stopping where
+    it is decided (the order of tests as a vectorised march over all rays: hidden at this step,
+    then dropped when off the grid or above `top`); NaN rays and NaN ground shade nothing."""
+    rows, cols = dem.shape
+    hidden = np.zeros(r.size, np.bool_)
+    for i in range(r.size):
+        base = dem[r[i], c[i]]
+        for k in range(dist.size):
+            ray = base + dist[k] * tan_elev
+            rr, cc = r[i] + dr[k], c[i] + dc[k]
+            if rr < 0 or rr >= rows or cc < 0 or cc >= cols:
+                break
+            if dem[rr, cc] > ray:
+                hidden[i] = True
+                break
+            if not ray < top[i]:
+                break
+    return hidden
 
 
 OVERPASS_LOCAL_SOLAR_HOUR = {"sentinel-2": 10.5, "landsat": 10.2}
