@@ -95,13 +95,17 @@ class TorchPredictor:
         self.memory_format = forward_memory_format(model, self.device)
         self.model = model.to(self.device, memory_format=self.memory_format).eval()
         self.recipe = recipe
-        self.autocast_dtype = half_dtype(self.device) if half else None
-        self.half = self.autocast_dtype is not None
+        self.autocast_dtype = half_dtype(self.device) if half else None  # None: fp32
         self.name = name or model.architecture
         # Where the inputs are built (None: on the device exactly when it is not the CPU). On a GPU
         # numpy's build on the host bounded a tile at 4.5 Mpx/s against a 530 Mpx/s forward (H200,
         # docs/scaling.md); on the CPU numpy's build is the faster one and bit for bit training's.
         self.device_inputs = self.device.type != "cpu" if device_inputs is None else device_inputs
+
+    @property
+    def half(self) -> bool:
+        """Whether the forward runs in half precision (`autocast_dtype`)."""
+        return self.autocast_dtype is not None
 
     def predict(self, reflectance: np.ndarray, terrain: dict[str, np.ndarray] | None = None) -> np.ndarray:
         return self.predict_batch([reflectance], terrain)[0]
@@ -134,6 +138,6 @@ class TorchPredictor:
             valid = torch.from_numpy(np.stack([b[1] for b in built])).to(self.device)
         height, width = valid.shape[-2:]
         batch = pad_to_multiple(inputs, SIZE_MULTIPLE).contiguous(memory_format=self.memory_format)
-        with torch.inference_mode(), torch.autocast(self.device.type, self.autocast_dtype or torch.float32, enabled=self.half):
+        with torch.inference_mode(), torch.autocast(self.device.type, self.autocast_dtype, enabled=self.half):
             logits = self.model(batch).float()
         return logits[:, 0, :height, :width], valid

@@ -43,7 +43,7 @@ def throughput_mpx_s(model: torch.nn.Module, size: int, repeats: int, channels: 
     layout = torch.channels_last if channels_last else torch.contiguous_format
     tile = torch.randn(1, channels, size, size).contiguous(memory_format=layout)
     model.to(memory_format=layout).eval()
-    with torch.inference_mode(), torch.autocast("cpu", autocast or torch.bfloat16, enabled=autocast is not None):
+    with torch.inference_mode(), torch.autocast("cpu", autocast, enabled=autocast is not None):
         model(tile)
         best = float("inf")
         for _ in range(repeats):
