@@ -1,7 +1,8 @@
-"""D-UNet and U-Net: shapes, the zero-offset start, the DAC receptive field, bf16 autocast."""
+"""D-UNet and U-Net: shapes, the zero-offset start, the DAC receptive field, bf16 autocast, folded norms."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +10,8 @@ from torchvision.ops import DeformConv2d, deform_conv2d
 
 from pipeline.model.deform_cpu import deform_conv3x3_cpu
 from pipeline.model.dunet import ConvBlock, DACBlock, DeformableBlock, DUNet, UNet
+from pipeline.model.inputs import InputRecipe
+from pipeline.model.predictor import TorchPredictor
 
 
 @pytest.mark.parametrize("cls", [DUNet, UNet])
@@ -115,3 +118,42 @@ def test_dunet_inference_on_cpu_equals_its_training_path():
         fast = model(x)
     slow = model(x.clone().requires_grad_())
     torch.testing.assert_close(fast, slow.detach(), rtol=1e-4, atol=1e-4)
+
+
+def _trained_looking(model: torch.nn.Module) -> torch.nn.Module:
+    """Norms with statistics and affine parameters far from their initial ones, offsets that bend the grid."""
+    torch.manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.05, 3.0)
+            module.weight.data.uniform_(0.5, 2.0)
+            module.bias.data.uniform_(-0.5, 0.5)
+        if isinstance(module, DeformableBlock):
+            torch.nn.init.normal_(module.offset.weight, std=0.05)
+    return model.train()
+
+
+@pytest.mark.parametrize("cls", [UNet, DUNet])
+def test_folded_norms_give_the_same_logits_and_leave_the_model_as_it_was(cls):
+    model = _trained_looking(cls(in_channels=6, base=4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = model.for_inference()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) and not folded.training
+    assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    x = torch.randn(2, 6, 48, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), model.eval()(x), rtol=1e-4, atol=1e-4)
+
+
+def test_a_predictor_runs_the_folded_network_without_touching_the_one_it_was_given():
+    model = _trained_looking(DUNet(in_channels=6, base=4))
+    recipe = InputRecipe(mean=(0.3,) * 6, std=(0.2,) * 6)
+    predictor = TorchPredictor(model, recipe, device="cpu")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor.model.modules())
+    assert model.training and sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 18
+    tile = np.random.default_rng(0).uniform(0, 1, (6, 32, 48)).astype(np.float32)
+    inputs, _ = recipe.build_inputs(tile, None)
+    with torch.inference_mode():
+        expected = torch.sigmoid(model.eval()(torch.from_numpy(inputs)[None]))[0, 0].numpy()
+    np.testing.assert_allclose(predictor.predict(tile), expected, atol=1e-5)

@@ -73,7 +73,8 @@ class TorchPredictor:
     Tiles are reflect-padded up to a multiple of 16 (so margins see plausible context rather than
     zeros) and cropped back. `half` runs autocast in the device's native half precision
     (`half_dtype`: fp16 on GPU, bf16 on a CPU with bf16 instructions; ignored where there is none,
-    as it would be slower, not faster); deformable convs stay fp32 inside the network. Off the CPU the inputs
+    as it would be slower, not faster); deformable convs stay fp32 inside the network. The network runs
+    as `model.for_inference()`, batch norms folded into the convolutions. Off the CPU the inputs
     are built on the device (`pipeline.model.device_inputs`), on the CPU by the recipe in numpy.
     """
 
@@ -93,7 +94,8 @@ class TorchPredictor:
             )
         self.device = torch.device(device) if device is not None else default_device()
         self.memory_format = forward_memory_format(model, self.device)
-        self.model = model.to(self.device, memory_format=self.memory_format).eval()
+        # an eval copy with its batch norms folded (`SegmentationUNet.for_inference`): `model` stays as it was
+        self.model = model.for_inference().to(self.device, memory_format=self.memory_format)
         self.recipe = recipe
         self.autocast_dtype = half_dtype(self.device) if half else None  # None: fp32
         self.name = name or model.architecture
