@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     first_model, first_channels = next(iter(nets.values()))
     nets.update(placement_networks(first_channels, first_model.base))
     for label, (model, channels) in nets.items():
-        model.eval()
+        model = model.for_inference()  # as TorchPredictor runs it: batch norms folded into the convolutions
         layouts = ("NCHW", "channels-last") if label.startswith("shipped") else ("NCHW",)
         shapes = [(size, batch) for size in args.sizes for batch in args.batches if batch * size * size <= args.max_mpx * 1e6]
         for (size, batch), precision, layout in itertools.product(shapes, precisions, layouts):
