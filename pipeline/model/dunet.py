@@ -188,10 +188,10 @@ class DUNet(SegmentationUNet):
 class DeepDUNet(SegmentationUNet):
     """Deformable blocks only where the grid is coarse (1/8, 1/16 resolution and the bottom) + DAC.
 
-    The deformable sampling costs per pixel, so at full resolution it dominates the network (the
-    all-stage D-UNet runs at 0.5-0.6x a plain U-Net's CPU inference speed, 1/13 before the compiled kernel; 0.8-0.9x
-    for this one, tests/bench/bench_model_cpu.py); at the deep levels it bends the receptive field of
-    whole tongues for a fraction of the cost.
+    The deformable sampling costs per pixel, so at full resolution it dominates the network (CPU
+    inference, base 16, 2 threads: the all-stage D-UNet at 0.35x a plain U-Net's speed, 1/13 before
+    the compiled kernel; this one at 0.7x; tests/bench/bench_model_cpu.py); at the deep levels it
+    bends the receptive field of whole tongues for a fraction of the cost.
     """
 
     architecture = "dunet-deep"
