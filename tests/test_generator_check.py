@@ -64,3 +64,28 @@ def test_a_one_year_run_checks_its_areas_and_has_no_retreat_to_check(truth_dir):
     check = generator_check(areas, pd.DataFrame(), truth_dir, CRS, (-3000, -1000, 1000, 5000))  # retreat: no columns at all
     assert list(check["check"]) == ["region total bias, worst year (%)", "glacier-years inside their 95 % interval (%)"]
     assert check["value"].tolist() == pytest.approx([0.0, 100.0])
+
+
+def test_a_glacier_whose_true_front_leaves_the_grid_is_named_not_scored(truth_dir):
+    """Its mapped front is the region's edge in every year (~0 retreat whatever the maps), so its
+    generator rate cannot be measured: the retreat checks leave it out and say so."""
+    from shapely.geometry import Point
+
+    from pipeline.glaciers.generator_check import fronts_outside, generator_check
+
+    bounds = (-3000, -1000, 1000, 5000)
+    gpd.GeoDataFrame({"glacier_id": [1, 1, 2, 2], "year": [2020, 2021, 2020, 2021]},  # glacier 2's front at x 1050 / 1045
+                     geometry=[Point(-1500, 0), Point(-1500, 10), Point(1050, 2500), Point(1045, 2500)],
+                     crs=CRS).to_parquet(truth_dir / "termini.parquet")
+    assert fronts_outside(truth_dir, CRS, bounds) == [2]
+    areas = pd.DataFrame({"sensor": "landsat", "glacier_id": [1, 2, 1, 2], "year": [2020, 2020, 2021, 2021],
+                          "area_km2": [1.0, 0.5, 0.99, 0.5], "area_err_km2": [0.01] * 4})
+    retreat = pd.DataFrame({"sensor": "landsat", "period": "overall", "method": "main_axis",
+                            "glacier_id": [1, 2], "rate_m_a": [9.8, 0.0]})  # glacier 2 reads 0: its front is the edge
+    check = generator_check(areas, retreat, truth_dir, CRS, bounds).set_index("check")
+    main = check.loc["retreat main_axis: mean error (m/a)"]
+    assert main.value == pytest.approx(-0.2) and main.met
+    assert main.detail == "1 of 1 glaciers; front outside the region, left out: 2"
+    assert check.loc["retreat main_axis: glaciers within +-2.36 m/a (%)"].value == pytest.approx(100.0)
+    # the areas still count glacier 2's part inside the grid
+    assert check.loc["glacier-years inside their 95 % interval (%)"].detail == "4 of 4"
