@@ -7,7 +7,11 @@ Typical glaciers (the paper picked 75 by eye; here the rule is explicit):
 - a clear terminus: the main-axis method found at least `min_lines` lines cutting both
   years' outlines;
 - inside the region: the outline does not touch the region's edge (a clipped glacier's
-  front or area change would be an artefact of the cut).
+  front or area change would be an artefact of the cut);
+- a front that is seen: in no year does it sit on the edge of what the glacier is measured in,
+  its inventory outline grown by ``analysis.glacier_buffer_m`` (`fronts_at_edge`): the mapped ice
+  went on past it (late snow the network maps as ice, a neighbour's ice, an advance beyond the
+  buffer), so that front is where the measurement stops, not where the glacier ends.
 A glacier that fails a rule keeps a `reason`, so the selection can be checked.
 
 Uncertainty: a group's rate error is the per-glacier error (pixel size over years), not divided
@@ -21,6 +25,7 @@ from collections.abc import Sequence
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 from shapely.geometry import box
 
 from catalog.aspect import ASPECT_SECTORS
@@ -34,17 +39,46 @@ def touches_edge(outlines: gpd.GeoDataFrame, bounds: tuple[float, float, float, 
     return ~outlines.geometry.within(inner)
 
 
+def fronts_at_edge(
+    terminus: pd.DataFrame, inventory: dict, bounds: tuple[float, float, float, float], buffer_m: float, tolerance_m: float
+) -> pd.Series:
+    """(glacier_id, year) -> whether that year's front sits on the edge of the glacier's analysis region.
+
+    The region is the inventory outline grown by `buffer_m` (what the run rasterises as the
+    glacier's `glacier_id`), cut by the grid's `bounds`; a front is on its edge when at least half
+    of its front lines' points (``front`` in `terminus`, in the outlines' CRS) lie within
+    `tolerance_m` of that edge. Glaciers without an inventory outline are never flagged.
+    """
+    if not len(terminus):
+        return pd.Series(dtype=bool)
+    front = terminus[terminus["front"].eq(True)] if "front" in terminus else terminus
+    out = {}
+    for gid, rows in front.groupby("glacier_id", sort=True):
+        outline = inventory.get(int(gid)) if inventory else None
+        if outline is None:
+            continue
+        edge = outline.buffer(buffer_m).intersection(box(*bounds)).boundary
+        points = shapely.points(rows["x_m"].to_numpy(float), rows["y_m"].to_numpy(float))
+        near = pd.Series(shapely.distance(points, edge) <= tolerance_m, index=rows.index)
+        for year, on_edge in near.groupby(rows["year"]):
+            out[(int(gid), int(year))] = bool(on_edge.mean() >= 0.5)
+    return pd.Series(out, dtype=bool)
+
+
 def typical_glaciers(
     glaciers: pd.DataFrame, min_area_km2: float = 0.1, min_lines: int = 3
 ) -> pd.DataFrame:
-    """`glaciers` (glacier_id, area_km2, n_lines, touches_edge) plus `typical` and `reason`."""
+    """`glaciers` (glacier_id, area_km2, n_lines, touches_edge[, front_at_edge]) plus `typical` and `reason`."""
+    at_edge = glaciers["front_at_edge"].fillna(False).astype(bool) if "front_at_edge" in glaciers else False
     reasons = np.select(
         [
             glaciers["area_km2"] < min_area_km2,
             glaciers["n_lines"].fillna(0) < min_lines,
             glaciers["touches_edge"].astype(bool),
+            np.broadcast_to(at_edge, len(glaciers)),
         ],
-        [f"area < {min_area_km2} km2", f"fewer than {min_lines} terminus lines", "touches the region edge"],
+        [f"area < {min_area_km2} km2", f"fewer than {min_lines} terminus lines", "touches the region edge",
+         "front at the edge of its outline + buffer"],
         default="",
     )
     return glaciers.assign(typical=reasons == "", reason=reasons)

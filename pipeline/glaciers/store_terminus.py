@@ -23,7 +23,13 @@ from catalog.grid import TargetGrid
 from pipeline.config import Analysis
 from pipeline.glaciers.change import terminus_change_uncertainty_m_a
 from pipeline.glaciers.glacier_change import change_tables
-from pipeline.glaciers.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, touches_edge, typical_glaciers
+from pipeline.glaciers.retreat_summary import (
+    fronts_at_edge,
+    retreat_by_aspect,
+    retreat_by_elevation_band,
+    touches_edge,
+    typical_glaciers,
+)
 from pipeline.glaciers.tables import conform
 from pipeline.glaciers.tasks import Failures, glacier_batches
 from pipeline.glaciers.terminus import Dem, ProbabilityMap
@@ -250,6 +256,11 @@ def terminus_tables(
         s1 = np.array([front_sigma.get((g, y1), 0.0) for g, _, y1 in key], float)
         retreat_df["rate_err_front_m_a"] = np.hypot(s0, s1) / retreat_df["years"].to_numpy(float)
         retreat_df["rate_err_m_a"] = np.hypot(retreat_df["rate_err_pixel_m_a"], retreat_df["rate_err_front_m_a"])
+    # a front on the edge of its outline + buffer is where the measurement stops (late snow mapped
+    # as ice, a neighbour's ice, an advance past the buffer): flagged, and not a typical glacier
+    at_edge = fronts_at_edge(terminus_df, inventory or {}, grid.bounds, analysis.glacier_buffer_m, tolerance_m=px)
+    if len(retreat_df):
+        retreat_df["flag_front_at_edge"] = [bool(at_edge.get((g, y0), False) or at_edge.get((g, y1), False)) for g, y0, y1 in key]
     first = outlines.sort_values("year").groupby("glacier_id").first()
     lines = retreat_df[retreat_df.method == "main_axis"].groupby("glacier_id").n_lines.min() if len(retreat_df) else pd.Series(dtype=float)
     first_outlines = gpd.GeoDataFrame(first, geometry="geometry", crs=outlines.crs)
@@ -259,6 +270,8 @@ def terminus_tables(
             "area_km2": first["area_km2"].to_numpy(),
             "n_lines": lines.reindex(first.index).to_numpy(),
             "touches_edge": touches_edge(first_outlines, grid.bounds, tolerance_m=2 * px).to_numpy(),
+            "front_at_edge": (at_edge.groupby(level=0).any() if len(at_edge) else pd.Series(dtype=bool))
+            .reindex(first.index.astype(int), fill_value=False).to_numpy(),
         }
     )
     typical = typical_glaciers(glaciers)

@@ -19,7 +19,9 @@ Added here (issue 16):
 - ``retreat``: ``statistic`` (mean or median over the front lines; the box is an area over a
   width), ``flag_implausible`` (either year flagged), ``rate_err_pixel_m_a`` (the paper's pixel
   term) and ``rate_err_front_m_a`` (the fronts' probability gradient; ``run`` only), added in
-  quadrature into ``rate_err_m_a``.
+  quadrature into ``rate_err_m_a``; ``flag_front_at_edge`` (either year's front on the edge of the
+  glacier's inventory outline + buffer, `retreat_summary.fronts_at_edge`: where the measurement
+  stopped, not the glacier; ``run`` only).
 - ``failures``: one row per glacier task that failed (`pipeline.glaciers.tasks`).
 """
 
@@ -52,7 +54,7 @@ TABLE_COLUMNS: dict[str, list[str]] = {
     "retreat": ["glacier_id", "sensor", "aspect_sector", "method", "statistic", "period", "date0", "date1",
                 "year0", "year1", "doy0", "doy1", "years", "retreat_m", "rate_m_a", "rate_err_m_a",
                 "rate_err_pixel_m_a", "rate_err_front_m_a", "dz_m",
-                "n_lines", "flag_implausible"],
+                "n_lines", "flag_implausible", "flag_front_at_edge"],
     "failures": ["glacier_id", "sensor", "task", "reason"],
     "generator_check": ["sensor", "check", "value", "target", "met", "detail"],
 }

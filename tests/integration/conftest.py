@@ -127,6 +127,8 @@ def assert_same_outputs(expected, actual, sensors=("sentinel-2", "landsat")) -> 
         e, a = (_sensor_rows(run.tables[name], sensors) for run in (expected, actual))
         if len(a) == 0 and len(e) > 0 and name in TRUTH_ONLY_TABLES:
             continue
+        if len(a) == 0 and len(e) == 0:  # no sensor rows in either (a table that also holds truth rows keeps its columns)
+            continue
         pd.testing.assert_frame_equal(e, a, obj=f"table {name}")
     assert len(actual.tables["areas"]) > 0
     for sensor in sensors:
