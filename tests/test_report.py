@@ -337,3 +337,19 @@ def test_hillshade_lights_slopes_facing_the_northwest_sun():
     assert flat == pytest.approx(np.sin(np.radians(45)))
     assert facing_nw == pytest.approx(1.0)  # its normal points at the sun
     assert facing_se == pytest.approx(0.0, abs=1e-12)  # the sun grazes it
+
+
+def test_fronts_on_the_edge_of_their_glaciers_region_are_listed_with_their_pairs(inputs, tmp_path):
+    from pipeline.outputs.report.render import quality_html
+
+    tables = dict(inputs[0])
+    retreat = tables["retreat"].assign(flag_front_at_edge=False)
+    retreat.loc[(retreat.glacier_id == 2) & (retreat.sensor == "landsat") & (retreat.year0 == YEARS[1]), "flag_front_at_edge"] = True
+    retreat.loc[(retreat.glacier_id == 2) & (retreat.sensor == "landsat") & (retreat.period == "overall"), "flag_front_at_edge"] = True
+    (tmp_path / "tables").mkdir()
+    html = quality_html(tmp_path, {**tables, "retreat": retreat})
+    assert "flag_front_at_edge" in html
+    listed = html[html.index("Fronts on the edge"):]
+    assert f"{YEARS[1]}-{YEARS[2]}" in listed and f"{YEARS[0]}-{YEARS[2]}" not in listed  # consecutive pairs only
+    assert listed.count("<tr") == 2  # header + glacier 2's Landsat row
+    assert "Fronts on the edge" not in quality_html(tmp_path, tables)  # no flag column, no list

@@ -214,9 +214,18 @@ def retreat_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
 
 
 def quality(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
-    """Glaciers whose terminus or change could not be measured (``failures``) and glacier-years
-    off their own series (``areas`` plausibility flags, `pipeline.glaciers.plausibility`)."""
-    out = {"failures": None, "flagged": None}
+    """Glaciers whose terminus or change could not be measured (``failures``), glacier-years
+    off their own series (``areas`` plausibility flags, `pipeline.glaciers.plausibility`) and
+    fronts on the edge of what their glacier is measured in (``retreat.flag_front_at_edge``)."""
+    out = {"failures": None, "flagged": None, "fronts_at_edge": None}
+    retreat = tables.get("retreat")
+    if retreat is not None and "flag_front_at_edge" in retreat:
+        edge = retreat[retreat["flag_front_at_edge"].eq(True) & retreat["period"].eq("consecutive")]
+        pairs = edge.drop_duplicates(["sensor", "glacier_id", "year0", "year1"]).sort_values(["sensor", "glacier_id", "year0"])
+        rows = [[gid, sensor, ", ".join(f"{int(a)}-{int(b)}" for a, b in zip(g["year0"], g["year1"]))]
+                for (sensor, gid), g in pairs.groupby(["sensor", "glacier_id"], sort=True)]
+        if rows:
+            out["fronts_at_edge"] = table(["Glacier", "Sensor", "Pairs of years"], rows)
     failures = tables.get("failures")
     if failures is not None and len(failures):
         out["failures"] = {"count": len(failures), "csv": write_csv(folder, "failures", failures),
