@@ -87,5 +87,9 @@ def test_a_glacier_whose_true_front_leaves_the_grid_is_named_not_scored(truth_di
     assert main.value == pytest.approx(-0.2) and main.met
     assert main.detail == "1 of 1 glaciers; front outside the region, left out: 2"
     assert check.loc["retreat main_axis: glaciers within +-2.36 m/a (%)"].value == pytest.approx(100.0)
+    # an outside glacier whose front the run flagged on the edge of its outline + buffer says so
+    flagged = retreat.assign(rate_m_a=[4.0, 0.0], flag_front_at_edge=[True, True])
+    within = generator_check(areas, flagged, truth_dir, CRS, bounds).set_index("check").loc["retreat main_axis: glaciers within +-2.36 m/a (%)"]
+    assert within.value == pytest.approx(0.0) and within.detail == "outside: 1: -6.0 (front at edge)"
     # the areas still count glacier 2's part inside the grid
     assert check.loc["glacier-years inside their 95 % interval (%)"].detail == "4 of 4"

@@ -90,7 +90,9 @@ def generator_check(areas: pd.DataFrame, retreat: pd.DataFrame, truth_dir: str |
                          + (f"; unmeasured: {', '.join(map(str, unmeasured))}" if unmeasured else "")
                          + (f"; front outside the region, left out: {', '.join(map(str, outside))}" if outside else "")})
             within = float((error.abs() <= RETREAT_TOLERANCE_M_A).mean() * 100.0) if error.size else np.nan
+            at_edge = set(group.loc[group["flag_front_at_edge"].eq(True), "glacier_id"].astype(int)) if "flag_front_at_edge" in group else set()
+            marked = ", ".join(f"{g}: {e:+.1f}" + (" (front at edge)" if g in at_edge else "") for g, e in off.items())
             rows.append({"sensor": sensor, "check": f"retreat {method}: glaciers within +-2.36 m/a (%)", "value": within,
                          "target": ">= 90", "met": bool(error.size and within >= 90.0),
-                         "detail": "outside: " + (", ".join(f"{g}: {e:+.1f}" for g, e in off.items()) or "none")})
+                         "detail": "outside: " + (marked or "none")})
     return conform("generator_check", pd.DataFrame(rows))
