@@ -474,6 +474,18 @@ def render(rows: list[Row], r: dict, machine: dict, mode: Mode, wall: float, rat
                              f"{run['main_process_peak_mb']:.0f} MB.")
         lines.append("")
 
+    checks = [(f"x{size:g}", run["generator_check"]) for size, run in zip(mode.sizes, (x1, x4)) if run.get("generator_check")]
+    if checks:
+        lines.append("## The runs against the generator's own parameters\n")
+        lines.append("`generator_check` of the same `run_study` runs (each synthetic area's truth tables; README, "
+                     "'The generator check'): the science at each size, beside the time.\n")
+        lines.append("| area | sensor | check | value | target | met |\n|---|---|---|---|---|---|")
+        for area, rows_ in checks:
+            for c in rows_:
+                lines.append(f"| {area} | {c['sensor']} | {c['check']} | {c['value']:.2f} | {_cell(str(c['target']))} | "
+                             f"{'yes' if c['met'] else '**no**'} |")
+        lines.append("")
+
     if rates:
         lines.append("## Per-core rates measured in this run\n")
         lines.append("In `pipeline/scale/plan/rates.yaml`'s units (what `glacierwatch plan` turns into hours). Copy them there to plan with them.\n")
