@@ -44,7 +44,7 @@ def test_typical_glaciers_follow_the_stated_rules_and_say_why_not():
     assert out.loc[5, "reason"] == "area < 0.1 km2"
     assert out.loc[6, "reason"] == "fewer than 3 terminus lines"
     flagged = typical_glaciers(glaciers.assign(front_at_edge=[False, True, False, False, False, False])).set_index("glacier_id")
-    assert list(flagged.index[flagged.typical]) == [1, 3] and flagged.loc[2, "reason"] == "front at the edge of its outline + buffer"
+    assert list(flagged.index[flagged.typical]) == [1, 3] and flagged.loc[2, "reason"] == "front at the edge of its zone"
 
 
 def test_retreat_by_aspect_means_over_typical_glaciers():
@@ -67,18 +67,19 @@ def test_outlines_touching_the_region_edge_are_flagged():
     assert touches_edge(outlines, (0, 0, 100, 100), tolerance_m=1.0).tolist() == [False, True, True]
 
 
-def test_a_front_on_the_edge_of_its_outline_plus_buffer_is_flagged_by_year():
-    """Glacier 1's region is its outline (0..1000 x 0..1000) grown by 100 m: in 2016 its front lines
-    end inside it, in 2017 on its edge (y = -100: the mapped ice went on past it); glacier 2's region
-    is cut by the grid at y = 2000, where its front stops; glacier 3 has no inventory outline."""
-    inventory = {1: box(0, 0, 1000, 1000), 2: box(0, 1500, 1000, 1950)}
+def test_a_front_on_the_edge_of_its_zone_is_flagged_by_year():
+    """Glacier 1's zone (its outline 0..1000 x 0..1000 grown by 100 m): in 2016 its front lines end
+    inside it, in 2017 on its edge (y = -100: the mapped ice went on past it). Glacier 2 flows into
+    glacier 4 (a confluence): its zone ends at y = 1975, the partition between their buffers, where its
+    front stops. Glacier 3 has no zone."""
+    zones = {1: box(-100, -100, 1100, 1100), 2: box(-100, 1975, 1100, 3100), 4: box(-100, 1100, 1100, 1975)}
     terminus = pd.DataFrame({
         "glacier_id": [1, 1, 1, 1, 1, 1, 1, 2, 2, 3],
         "year": [2016, 2016, 2016, 2017, 2017, 2017, 2017, 2016, 2016, 2016],
         "x_m": [400.0, 500.0, 600.0, 400.0, 500.0, 600.0, 700.0, 500.0, 600.0, 0.0],
-        "y_m": [-20.0, -30.0, -20.0, -100.0, -104.0, -95.0, -40.0, 2000.0, 1999.0, 0.0],
+        "y_m": [-20.0, -30.0, -20.0, -100.0, -104.0, -95.0, -40.0, 1975.0, 1977.0, 0.0],
         "front": [True, True, True, True, True, True, False, True, True, True],
     })
-    at_edge = fronts_at_edge(terminus, inventory, bounds=(-5000, -5000, 5000, 2000), buffer_m=100.0, tolerance_m=10.0)
+    at_edge = fronts_at_edge(terminus, zones, tolerance_m=10.0)
     # 2017: three front points at 0, 4 and 5 m from the edge (the non-front line's 60 m does not count)
     assert at_edge.to_dict() == {(1, 2016): False, (1, 2017): True, (2, 2016): True}

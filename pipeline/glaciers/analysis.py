@@ -114,11 +114,16 @@ def total_area(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBSERV
     return region_total(areas, max_unobserved)
 
 
-def glacier_inventory(glacier_id: xr.DataArray, grid: TargetGrid, buffer_m: float, outlines: gpd.GeoDataFrame) -> dict:
-    """glacier_id -> its inventory outline, recovered from the store's ``glacier_id`` (the outline
-    grown by `buffer_m`): the pixels deeper than the buffer inside their glacier's zone, read in a
-    window around the glacier's mapped `outlines`. A glacier whose zone is thinner than twice the
-    buffer has none (its largest part is then its body).
+def glacier_inventory(
+    glacier_id: xr.DataArray, grid: TargetGrid, buffer_m: float, outlines: gpd.GeoDataFrame
+) -> tuple[dict, dict]:
+    """(glacier_id -> its inventory outline, glacier_id -> its zone), both recovered from the store's
+    ``glacier_id`` (the outline grown by `buffer_m`) in a window around the glacier's mapped
+    `outlines`. The outline: the pixels deeper than the buffer inside the glacier's zone; a glacier
+    whose zone is thinner than twice the buffer has none (its largest part is then its body). The
+    zone: the glacier's own pixels of ``glacier_id``, what every map of it is measured in (where
+    buffers meet, the partition between neighbours; the grid's edge), which
+    `retreat_summary.fronts_at_edge` tests its fronts against.
 
     Batches of glaciers are tasks that read their windows and trace their cores where the data
     is: a compute per glacier through a cluster's scheduler took ~80 ms each (seconds on the
@@ -132,21 +137,30 @@ def glacier_inventory(glacier_id: xr.DataArray, grid: TargetGrid, buffer_m: floa
         rows, cols = pixel_window(grid.transform, glacier_id.shape, tuple(group.total_bounds), margin)
         windows.append((int(gid), grid.transform * Affine.translation(cols.start, rows.start), ids[rows, cols]))
     tasks = [dask.delayed(_inventory_cores, pure=True)(batch, buffer_px) for batch in glacier_batches(windows)]
-    return {gid: core for done in dask.compute(*tasks) for gid, core in done.items()}
+    done = dask.compute(*tasks)
+    return ({gid: core for cores, _ in done for gid, core in cores.items()},
+            {gid: zone for _, zones in done for gid, zone in zones.items()})
 
 
-def _inventory_cores(batch, buffer_px: float) -> dict:
+def _inventory_cores(batch, buffer_px: float) -> tuple[dict, dict]:
     """`glacier_inventory` for a few glaciers: (glacier_id, window transform, glacier_id window) each."""
     from rasterio.features import shapes
     from shapely.geometry import shape
 
-    out = {}
+    def polygon(pixels: np.ndarray, transform):
+        pixels = pixels.astype(np.uint8)
+        return shapely.union_all([shape(g) for g, _ in shapes(pixels, mask=pixels > 0, transform=transform)])
+
+    cores, zones = {}, {}
     for gid, transform, window in batch:
         window = np.asarray(window)
-        core = (inventory_core(window, buffer_px) & (window == gid)).astype(np.uint8)
+        own = window == gid
+        core = inventory_core(window, buffer_px) & own
         if core.any():
-            out[gid] = shapely.union_all([shape(g) for g, v in shapes(core, mask=core > 0, transform=transform)])
-    return out
+            cores[gid] = polygon(core, transform)
+        if own.any():
+            zones[gid] = polygon(own, transform)
+    return cores, zones
 
 
 def split_fragments(outlines: gpd.GeoDataFrame, inventory: dict, min_area_km2: float,
@@ -264,7 +278,7 @@ def map_tables(
     tables, outlines, aspect_table, snow_kept, *extra_tables = compute_together(
         statistics, outlines, deferred_fixed_aspect(glacier_id, aspect, n_ids), snow, *extra.values())
     extra = dict(zip(extra, extra_tables, strict=True))
-    inventory = glacier_inventory(glacier_id, grid, analysis.glacier_buffer_m, outlines)
+    inventory, zones = glacier_inventory(glacier_id, grid, analysis.glacier_buffer_m, outlines)
     outlines, fragments = split_fragments(outlines, inventory, analysis.min_mapping_unit_km2, grid.resolution)
     areas = tables["areas"].merge(fragments.astype({"glacier_id": tables["areas"]["glacier_id"].dtype,
                                                     "year": tables["areas"]["year"].dtype}),
@@ -287,7 +301,7 @@ def map_tables(
     failures = Failures()
     sectors = dict(zip(aspect_table["glacier_id"].astype(int), aspect_table["aspect_sector"]))
     probability = mask / 255.0 if threshold > 1 else mask.astype(float)  # 0/1 truth: sharp fronts
-    tables |= terminus_tables(outlines, dem, grid, sectors, analysis, doy=doy, inventory=inventory, failures=failures,
+    tables |= terminus_tables(outlines, dem, grid, sectors, analysis, doy=doy, inventory=inventory, zones=zones, failures=failures,
                               probability=probability, threshold=threshold / 255.0 if threshold > 1 else 0.5)
     if snow_kept is not None:
         tables["areas"] = _with_snow_kept(tables["areas"], snow_kept)

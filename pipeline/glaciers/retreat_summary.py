@@ -9,9 +9,10 @@ Typical glaciers (the paper picked 75 by eye; here the rule is explicit):
 - inside the region: the outline does not touch the region's edge (a clipped glacier's
   front or area change would be an artefact of the cut);
 - a front that is seen: in no year does it sit on the edge of what the glacier is measured in,
-  its inventory outline grown by ``analysis.glacier_buffer_m`` (`fronts_at_edge`): the mapped ice
-  went on past it (late snow the network maps as ice, a neighbour's ice, an advance beyond the
-  buffer), so that front is where the measurement stops, not where the glacier ends.
+  its zone (inventory outline grown by ``analysis.glacier_buffer_m``, cut by its neighbours' and
+  the grid's edge; `fronts_at_edge`): the mapped ice went on past it (late snow the network maps
+  as ice, a neighbour's ice at a confluence, an advance beyond the buffer), so that front is where
+  the measurement stops, not where the glacier ends.
 A glacier that fails a rule keeps a `reason`, so the selection can be checked.
 
 Uncertainty: a group's rate error is the per-glacier error (pixel size over years), not divided
@@ -39,27 +40,25 @@ def touches_edge(outlines: gpd.GeoDataFrame, bounds: tuple[float, float, float, 
     return ~outlines.geometry.within(inner)
 
 
-def fronts_at_edge(
-    terminus: pd.DataFrame, inventory: dict, bounds: tuple[float, float, float, float], buffer_m: float, tolerance_m: float
-) -> pd.Series:
-    """(glacier_id, year) -> whether that year's front sits on the edge of the glacier's analysis region.
+def fronts_at_edge(terminus: pd.DataFrame, zones: dict, tolerance_m: float) -> pd.Series:
+    """(glacier_id, year) -> whether that year's front sits on the edge of the glacier's zone.
 
-    The region is the inventory outline grown by `buffer_m` (what the run rasterises as the
-    glacier's `glacier_id`), cut by the grid's `bounds`; a front is on its edge when at least half
-    of its front lines' points (``front`` in `terminus`, in the outlines' CRS) lie within
-    `tolerance_m` of that edge. Glaciers without an inventory outline are never flagged.
+    The zone is what every map of the glacier is measured in: its inventory outline grown by the
+    analysis buffer, cut by its neighbours' zones where buffers meet and by the grid's edge (the
+    store's ``glacier_id``, `analysis.glacier_inventory`). A front is on its edge when at least half
+    of its front lines' points (``front`` in `terminus`, in the zones' CRS) lie within `tolerance_m`
+    of it: the mapped ice went on past it. Glaciers without a zone are never flagged.
     """
     if not len(terminus):
         return pd.Series(dtype=bool)
     front = terminus[terminus["front"].eq(True)] if "front" in terminus else terminus
     out = {}
     for gid, rows in front.groupby("glacier_id", sort=True):
-        outline = inventory.get(int(gid)) if inventory else None
-        if outline is None:
+        zone = zones.get(int(gid)) if zones else None
+        if zone is None:
             continue
-        edge = outline.buffer(buffer_m).intersection(box(*bounds)).boundary
         points = shapely.points(rows["x_m"].to_numpy(float), rows["y_m"].to_numpy(float))
-        near = pd.Series(shapely.distance(points, edge) <= tolerance_m, index=rows.index)
+        near = pd.Series(shapely.distance(points, zone.boundary) <= tolerance_m, index=rows.index)
         for year, on_edge in near.groupby(rows["year"]):
             out[(int(gid), int(year))] = bool(on_edge.mean() >= 0.5)
     return pd.Series(out, dtype=bool)
@@ -78,7 +77,7 @@ def typical_glaciers(
             np.broadcast_to(at_edge, len(glaciers)),
         ],
         [f"area < {min_area_km2} km2", f"fewer than {min_lines} terminus lines", "touches the region edge",
-         "front at the edge of its outline + buffer"],
+         "front at the edge of its zone"],
         default="",
     )
     return glaciers.assign(typical=reasons == "", reason=reasons)

@@ -171,6 +171,7 @@ def terminus_tables(
     failures: Failures | None = None,
     probability: xr.DataArray | None = None,
     threshold: float = 0.5,
+    zones: dict | None = None,
 ) -> dict[str, pd.DataFrame]:
     """``terminus``, ``retreat``, ``typical_glaciers``, ``retreat_by_aspect``, ``retreat_by_band`` of one sensor.
 
@@ -179,7 +180,9 @@ def terminus_tables(
     outline (from the DEM window around the glacier), and each pair of years uses only the lines that cut both fronts; retreat for
     consecutive years and first-to-last, by ``analysis.terminus_statistic`` and the box. A glacier
     that fails is a row in `failures`. `sectors`: glacier_id -> fixed aspect sector; `inventory`:
-    glacier_id -> inventory outline (picks each year's body).
+    glacier_id -> inventory outline (picks each year's body); `zones`: glacier_id -> the pixels it is
+    measured in (`analysis.glacier_inventory`), against whose edge each front is tested
+    (``retreat.flag_front_at_edge``; no flags without them).
     Glacier-years flagged as unobserved (``flag_unobserved`` on `outlines`, see `map_tables`)
     are left out: a front under cloud is not a retreat, and the pairs skip over that year.
     Rates divide by the time between the two fronts' observations: each glacier-year is dated
@@ -256,9 +259,9 @@ def terminus_tables(
         s1 = np.array([front_sigma.get((g, y1), 0.0) for g, _, y1 in key], float)
         retreat_df["rate_err_front_m_a"] = np.hypot(s0, s1) / retreat_df["years"].to_numpy(float)
         retreat_df["rate_err_m_a"] = np.hypot(retreat_df["rate_err_pixel_m_a"], retreat_df["rate_err_front_m_a"])
-    # a front on the edge of its outline + buffer is where the measurement stops (late snow mapped
-    # as ice, a neighbour's ice, an advance past the buffer): flagged, and not a typical glacier
-    at_edge = fronts_at_edge(terminus_df, inventory or {}, grid.bounds, analysis.glacier_buffer_m, tolerance_m=px)
+    # a front on the edge of its zone is where the measurement stops (late snow mapped as ice, a
+    # neighbour's ice, an advance past the buffer, the grid's edge): flagged, and not a typical glacier
+    at_edge = fronts_at_edge(terminus_df, zones or {}, tolerance_m=px)
     if len(retreat_df):
         retreat_df["flag_front_at_edge"] = [bool(at_edge.get((g, y0), False) or at_edge.get((g, y1), False)) for g, y0, y1 in key]
     first = outlines.sort_values("year").groupby("glacier_id").first()

@@ -20,8 +20,8 @@ Added here (issue 16):
   width), ``flag_implausible`` (either year flagged), ``rate_err_pixel_m_a`` (the paper's pixel
   term) and ``rate_err_front_m_a`` (the fronts' probability gradient; ``run`` only), added in
   quadrature into ``rate_err_m_a``; ``flag_front_at_edge`` (either year's front on the edge of the
-  glacier's inventory outline + buffer, `retreat_summary.fronts_at_edge`: where the measurement
-  stopped, not the glacier; ``run`` only).
+  glacier's zone, `retreat_summary.fronts_at_edge`: where the measurement stopped, not the glacier;
+  ``run`` only).
 - ``failures``: one row per glacier task that failed (`pipeline.glaciers.tasks`).
 """
 
