@@ -49,19 +49,13 @@ def fronts_at_edge(terminus: pd.DataFrame, zones: dict, tolerance_m: float) -> p
     of its front lines' points (``front`` in `terminus`, in the zones' CRS) lie within `tolerance_m`
     of it: the mapped ice went on past it. Glaciers without a zone are never flagged.
     """
-    if not len(terminus):
-        return pd.Series(dtype=bool)
     front = terminus[terminus["front"].eq(True)] if "front" in terminus else terminus
-    out = {}
-    for gid, rows in front.groupby("glacier_id", sort=True):
-        zone = zones.get(int(gid)) if zones else None
-        if zone is None:
-            continue
-        points = shapely.points(rows["x_m"].to_numpy(float), rows["y_m"].to_numpy(float))
-        near = pd.Series(shapely.distance(points, zone.boundary) <= tolerance_m, index=rows.index)
-        for year, on_edge in near.groupby(rows["year"]):
-            out[(int(gid), int(year))] = bool(on_edge.mean() >= 0.5)
-    return pd.Series(out, dtype=bool)
+    edges = front["glacier_id"].map({gid: zone.boundary for gid, zone in (zones or {}).items()})
+    front = front[edges.notna()]
+    points = shapely.points(front["x_m"].to_numpy(float), front["y_m"].to_numpy(float))
+    near = pd.Series(shapely.distance(points, edges[front.index].to_numpy()) <= tolerance_m, index=front.index)
+    share = near.groupby([front["glacier_id"].astype(int), front["year"].astype(int)]).mean()
+    return (share >= 0.5).rename_axis(["glacier_id", "year"])
 
 
 def typical_glaciers(

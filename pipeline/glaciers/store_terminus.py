@@ -273,8 +273,7 @@ def terminus_tables(
             "area_km2": first["area_km2"].to_numpy(),
             "n_lines": lines.reindex(first.index).to_numpy(),
             "touches_edge": touches_edge(first_outlines, grid.bounds, tolerance_m=2 * px).to_numpy(),
-            "front_at_edge": (at_edge.groupby(level=0).any() if len(at_edge) else pd.Series(dtype=bool))
-            .reindex(first.index.astype(int), fill_value=False).to_numpy(),
+            "front_at_edge": at_edge.groupby(level=0).any().reindex(first.index.astype(int), fill_value=False).to_numpy(),
         }
     )
     typical = typical_glaciers(glaciers)
