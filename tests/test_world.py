@@ -145,6 +145,20 @@ def test_real_terrain_labels_match_the_placed_outlines(real_data):
         assert px2 * fine_m**2 / 1e6 == pytest.approx(areas[g.source] / s.params["frame_scale"] ** 2, rel=0.03)
 
 
+def test_real_data_present_needs_every_dem_and_outline(tmp_path):
+    from catalog.synthetic.world.draw import real_data_present
+    from catalog.synthetic.world.terrain import REAL_DEMS
+
+    files = [*REAL_DEMS.values(), *gl.OUTLINE_FILES]
+    assert not real_data_present(tmp_path)
+    for rel in files:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).touch()
+    assert real_data_present(tmp_path)
+    (tmp_path / files[-1]).unlink()  # outlines alone change the draws (real shapes among the extras)
+    assert not real_data_present(tmp_path)
+
+
 def test_elevations_span_1500_to_6500_m_across_seeds():
     lows, highs = [], []
     for seed in range(40):

@@ -182,6 +182,10 @@ def test_tiny_world_run_writes_calibrated_weights_and_a_table_with_baselines(tmp
     t = card["metrics"]["calibration_temperature"]
     assert 0.05 <= t <= 20 and math.isfinite(card["metrics"]["calibration_ece_after"])
     assert (tmp_path / "accuracy.csv").is_file() and (tmp_path / "area_bias.csv").is_file()
+    from catalog.synthetic.world.draw import real_data_present
+
+    relief = "real and procedural relief" if real_data_present() else "procedural relief and glaciers only"
+    assert relief in card["training_data"]  # the card says what the world was drawn from
     from pipeline.model.weights import load_model
 
     model, loaded = load_model(run.weights)

@@ -353,6 +353,12 @@ def train_on_world(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     console.print(f"world scenes ({sensor}, {size} px): {n_train} training, {n_valid} validation, {n_test} test ...")
+    from catalog.synthetic.world.draw import DEFAULT_REAL_ROOT, real_data_present
+
+    with_real = real_data_present()
+    if not with_real:
+        console.print(f"[yellow]{DEFAULT_REAL_ROOT} is missing: the world draws procedural relief and glaciers only, "
+                      "so its scenes differ from those of the shipped cards (drawn beside ../shared)[/yellow]")
     train_set = draw_split(sensor, TRAIN_SEEDS, n_train, size, "any")
     valid_set = draw_split(sensor, VALID_SEEDS, n_valid, size, "procedural")
     test_set = draw_split(sensor, TEST_SEEDS, n_test, size, "procedural")
@@ -371,7 +377,8 @@ def train_on_world(
     resolution = train_set[0].params["resolution_m"]
     described = (
         f"glacierwatch training world (catalog.synthetic.world), {sensor} at {resolution:g} m: "
-        f"{n_train} scenes of {size} px (seeds {TRAIN_SEEDS}-{TRAIN_SEEDS + n_train - 1}, real and procedural relief)"
+        f"{n_train} scenes of {size} px (seeds {TRAIN_SEEDS}-{TRAIN_SEEDS + n_train - 1}, "
+        + ("real and procedural relief)" if with_real else "procedural relief and glaciers only: no real DEMs or outlines)")
         + (f" + {len(mixed)} samples of the embedded area {area.region.name} ({area_years[0]}-{area_years[-1]}, truth labels)"
            f"{repeated}" if area is not None else "")
         + f"; calibrated on {n_valid} (seeds {VALID_SEEDS}+), scored on {n_test} held-out procedural scenes (seeds {TEST_SEEDS}+)"

@@ -6,15 +6,19 @@ The card scores 16 test scenes (seeds 200000-200015); one draw of the world that
 IoU by several points. This scores the weights, band ratio and NDSI on further test-range
 seeds (never in training or validation) with `pipeline.training.world.score`, as the card
 does, and prints the accuracy table and the per-glacier area bias, overall and by glacier size. The "48 further held-out
-scenes" of pipeline/weights/README.md are `--first 200016 --scenes 48`.
+scenes" of pipeline/weights/README.md are `--first 200016 --scenes 48`. Run it beside ../shared, as
+the cards were made: its real outlines enter the draws, and without them the same seeds draw other
+scenes (it warns).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from catalog.providers import REFLECTANCE_BANDS
+from catalog.synthetic.world.draw import DEFAULT_REAL_ROOT, real_data_present
 from pipeline.config import SHIPPED_WEIGHTS
 from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
 from pipeline.model.predictor import TorchPredictor
@@ -37,6 +41,10 @@ def main() -> None:
     bands = REFLECTANCE_BANDS[args.sensor]
     predictors = {card.architecture: TorchPredictor(model, card.recipe), "band_ratio": BandRatioPredictor(bands),
                   "ndsi": NDSIPredictor(bands)}
+    if not real_data_present():
+        print(f"warning: {DEFAULT_REAL_ROOT} is missing, so these seeds draw other scenes than the card's (procedural "
+              "glaciers instead of real outlines): the numbers are not comparable with the card or pipeline/weights/README.md",
+              file=sys.stderr)
     scenes = draw_split(args.sensor, args.first, args.scenes, args.size, "procedural")
     accuracy, bias = score(predictors, scenes, args.sensor)
     print(f"{weights} on {args.scenes} held-out scenes (seeds {args.first}-{args.first + args.scenes - 1}, {args.size} px)")

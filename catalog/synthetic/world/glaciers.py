@@ -61,6 +61,11 @@ def _rings(geometry) -> tuple[list[np.ndarray], list[bool]]:
     return rings, holes
 
 
+RGI_OUTLINES = "oetztal/rgi_oetztal.shp"
+GLIMS_OUTLINES = "hochalmkees/glims_polygons.shp"
+OUTLINE_FILES = (RGI_OUTLINES, GLIMS_OUTLINES)
+
+
 @lru_cache(maxsize=None)
 def load_outlines(root: str) -> tuple[RealOutline, ...]:
     """The real outlines under `root` (../shared/data/real); empty if it is absent."""
@@ -69,13 +74,13 @@ def load_outlines(root: str) -> tuple[RealOutline, ...]:
 
     base = Path(root)
     out: list[RealOutline] = []
-    rgi = base / "oetztal" / "rgi_oetztal.shp"
+    rgi = base / RGI_OUTLINES
     if rgi.is_file():
         g = gpd.read_file(rgi).to_crs(4326)
         for _, row in g.iterrows():
             rings, holes = _rings(row.geometry)
             out.append(RealOutline(f"rgi:{row['RGIId']}", "oetztal", tuple(rings), tuple(holes), float(row["Area"])))
-    glims = base / "hochalmkees" / "glims_polygons.shp"
+    glims = base / GLIMS_OUTLINES
     if glims.is_file():
         g = gpd.read_file(glims).to_crs(4326)
         g = g[g["line_type"] == "glac_bound"]
