@@ -93,3 +93,28 @@ def test_a_glacier_whose_true_front_leaves_the_grid_is_named_not_scored(truth_di
     assert within.value == pytest.approx(0.0) and within.detail == "outside: 1: -6.0 (front at edge)"
     # the areas still count glacier 2's part inside the grid
     assert check.loc["glacier-years inside their 95 % interval (%)"].detail == "4 of 4"
+
+
+def test_fronts_flagged_at_the_edge_are_counted_and_shown_apart(tmp_path):
+    """The checks count every glacier; the detail adds the numbers without the flagged fronts, so a
+    reader sees how much of a miss the run itself marked (x4 area: S2 within 85.8 % -> 91.9 %)."""
+    from pipeline.glaciers.generator_check import generator_check
+
+    gpd.GeoDataFrame({"glacier_id": [1, 2, 3] * 2, "year": [2020] * 3 + [2021] * 3},
+                     geometry=[box(-2000, 0, -1000, 1000), box(-2000, 2000, -1500, 3000), box(0, 2000, 500, 3000)] * 2,
+                     crs=CRS).to_parquet(tmp_path / "outlines.parquet")
+    gpd.GeoDataFrame({"glacier_id": [1, 2, 3], "retreat_m_a": [10.0] * 3},
+                     geometry=[LineString([(0, 0), (1, 1)])] * 3, crs=CRS).to_parquet(tmp_path / "glaciers.parquet")
+    truth_dir = tmp_path
+    areas = pd.DataFrame({"sensor": "sentinel-2", "glacier_id": [1, 2, 3] * 2, "year": [2020] * 3 + [2021] * 3,
+                          "area_km2": [1.0, 0.5, 0.5, 0.99, 0.5, 0.5], "area_err_km2": [0.01] * 6})
+    retreat = pd.DataFrame({"sensor": "sentinel-2", "period": "overall", "method": "box", "glacier_id": [1, 2, 3],
+                            "rate_m_a": [11.0, 10.0, 0.0], "flag_front_at_edge": [False, False, True]})
+    check = generator_check(areas, retreat, truth_dir, CRS, (-3000, -1000, 1000, 5000)).set_index("check")
+    mean = check.loc["retreat box: mean error (m/a)"]  # errors +1, 0, -10 against the true 10 m/a
+    assert mean.value == pytest.approx(-3.0) and not mean.met
+    assert mean.detail == "3 of 3 glaciers; without the 1 front(s) at the edge of their zone: +0.50"
+    within = check.loc["retreat box: glaciers within +-2.36 m/a (%)"]
+    assert within.value == pytest.approx(200 / 3) and not within.met
+    assert within.detail == "outside: 3: -10.0 (front at edge); without the 1 front(s) at the edge of their zone: 100.0 %"
+
