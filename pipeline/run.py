@@ -57,6 +57,19 @@ from pipeline.store import RegionStore
 DEFAULT_OUT = "glacierwatch-out"
 
 
+def cpu_half_note(cfg: Config) -> str | None:
+    """Said once by a local CPU run whose CPU has bf16 instructions: the default stays fp32, so that a
+    run's numbers do not depend on the CPU a task lands on, but the user may want the speed."""
+    from pipeline.model.predictor import default_device, half_dtype
+
+    if cfg.inference.half is not None or cfg.cluster.kind != "local" or default_device().type != "cpu":
+        return None
+    if half_dtype("cpu") is None:
+        return None
+    return ("this CPU has bf16 instructions: `inference.half: true` runs the networks about 2x faster, with about "
+            "1 in 10,000 mask pixels differing from fp32 (docs/scaling.md, 'bf16 on CPUs that have it')")
+
+
 class RunError(RuntimeError):
     """A run that cannot start: the message names the input and what to do."""
 
@@ -223,6 +236,8 @@ def run_study(
         inputs = preflight(cfg, out, sensors)  # PreflightError: nothing written yet
         for note in inputs.warnings:
             console.print(f"warning: {note}", markup=False, highlight=False)
+        if (note := cpu_half_note(cfg)) is not None:
+            console.print(f"note: {note}", markup=False, highlight=False)
         url = inputs.store_url
         weights = {s: i.weights_record() for s, i in inputs.sensors.items()}
         grids = {s: i.grid for s, i in inputs.sensors.items()}

@@ -127,6 +127,25 @@ def test_half_reaches_a_cpus_forward_passes_as_bf16_where_the_cpu_has_it(tmp_pat
     assert not np.array_equal(a, b) and np.abs(a - b).max() < 0.05
 
 
+def test_a_local_cpu_run_is_told_of_bf16_once_and_only_when_it_could_use_it(monkeypatch):
+    import torch
+
+    from pipeline.config import load_config
+    from pipeline.run import cpu_half_note
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert "`inference.half: true`" in cpu_half_note(load_config())
+    assert cpu_half_note(load_config(inference={"half": False})) is None  # the user chose
+    assert cpu_half_note(load_config(inference={"half": True})) is None
+    assert cpu_half_note(load_config(cluster={"kind": "slurm"})) is None  # its workers' CPUs are not this one
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert cpu_half_note(load_config()) is None  # emulated bf16 would be slower
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cpu_half_note(load_config()) is None
+
+
 def test_model_is_loaded_once_per_process_across_tasks(tmp_path):
     cube = _cube(256, 384, years=(2019, 2020, 2021))
     weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube)
