@@ -290,6 +290,34 @@ def test_figures_drawn_on_the_cluster_make_the_same_report(written, inputs, run_
     assert [p.name for p in tmp_path.iterdir()] == ["r"]
 
 
+def test_a_frame_in_several_figures_goes_to_the_cluster_once_not_in_each_task(run_client, tmp_path, monkeypatch):
+    """The outlines (every glacier, year and sensor) feed two figures: inside each task they went
+    through the scheduler twice (10.8 MiB each on the x9 area, "Sending large graph")."""
+    from matplotlib.figure import Figure
+
+    from pipeline.outputs.report.figures import draw, drawing_on, embed, finish_figures
+
+    def rows_figure(frame, label="rows"):
+        fig = Figure()
+        fig.text(0.5, 0.5, f"{len(frame)} {label}")
+        return fig
+
+    monkeypatch.setattr(report, "rows_figure", rows_figure, raising=False)  # in-process workers see it
+    scattered = []
+    scatter = run_client.scatter
+    monkeypatch.setattr(run_client, "scatter", lambda data, **kw: scattered.append(len(data)) or scatter(data, **kw))
+    frame = pd.DataFrame({"glacier_id": np.arange(5000)})
+    with drawing_on(run_client) as figures:
+        for name in ("a", "b"):
+            embed(tmp_path, name, draw("rows_figure", frame, "not a frame"), "")
+        finish_figures(figures)
+    assert scattered == [5000]  # once for both figures
+    from pipeline.outputs.report.figures import figure_png
+
+    here = figure_png("rows_figure", frame, "not a frame")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes() == here
+
+
 def test_a_figure_reads_a_lazy_dem_in_its_own_thread_and_leaves_dasks_config_alone(inputs, monkeypatch):
     """dask's config is one per process: a figure that set the scheduler there, drawn on an
     in-process worker while the driver's `as_current()` ended, left "dask.distributed" set with no

@@ -69,7 +69,14 @@ class EmbeddedFigure:
         raise RuntimeError(f"figure {self.name} is still being drawn: call finish_figures first")
 
 
-_DRAWING: ContextVar[tuple[Any, list[EmbeddedFigure]] | None] = ContextVar("report_drawing", default=None)
+@dataclass
+class _Drawing:
+    client: Any
+    figures: list[EmbeddedFigure]
+    shipped: dict[int, tuple[Any, Any]]  # id(frame) -> (frame, its Future on the cluster)
+
+
+_DRAWING: ContextVar[_Drawing | None] = ContextVar("report_drawing", default=None)
 
 
 @contextlib.contextmanager
@@ -77,26 +84,39 @@ def drawing_on(client: Any) -> Iterator[list[EmbeddedFigure]]:
     """Within: `draw` submits each figure to `client`'s cluster (None: draws it here), and the
     figures `embed` makes are listed for `finish_figures`. On an error the drawings still running
     are cancelled."""
-    figures: list[EmbeddedFigure] = []
-    token = _DRAWING.set((client, figures))
+    drawing = _Drawing(client, [], {})
+    token = _DRAWING.set(drawing)
     try:
-        yield figures
+        yield drawing.figures
     except BaseException:
         if client is not None:
-            client.cancel([f.png for f in figures if not isinstance(f.png, bytes)])
+            client.cancel([f.png for f in drawing.figures if not isinstance(f.png, bytes)])
         raise
     finally:
         _DRAWING.reset(token)
+        drawing.shipped.clear()
+
+
+def _on_cluster(drawing: _Drawing, arg: Any) -> Any:
+    """A table or outlines frame as a Future, scattered once per drawing: inside each figure's task
+    it went through the scheduler once per figure (the x9 area's outlines: 10.8 MiB, twice; a
+    range's would be hundreds)."""
+    if not isinstance(arg, pd.DataFrame):  # GeoDataFrames too
+        return arg
+    if id(arg) not in drawing.shipped:  # the frame is kept with its Future, so its id is not reused
+        drawing.shipped[id(arg)] = (arg, drawing.client.scatter(arg, hash=False))
+    return drawing.shipped[id(arg)][1]
 
 
 def draw(figure: str, *args: Any) -> Any:
     """The PNG of figure function `figure` on `args` (`figure_png`): its bytes, or inside
     `drawing_on(client)` a Future of them from a task on the cluster. The figures take most of
     the report's time (matplotlib, 0.5-2 s each) and the cluster's workers are idle by then."""
-    client = (_DRAWING.get() or (None, None))[0]
-    if client is None:
+    drawing = _DRAWING.get()
+    if drawing is None or drawing.client is None:
         return figure_png(figure, *args)
-    return client.submit(figure_png, figure, *args, pure=False, key=f"report-figure-{figure}-{uuid.uuid4().hex}")
+    shipped = [_on_cluster(drawing, a) for a in args]
+    return drawing.client.submit(figure_png, figure, *shipped, pure=False, key=f"report-figure-{figure}-{uuid.uuid4().hex}")
 
 
 def figure_png(figure: str, *args: Any) -> bytes:
@@ -118,7 +138,7 @@ def embed(folder: Path, name: str, png: Any, caption: str) -> EmbeddedFigure:
         (folder / f"{name}.png").write_bytes(png)
     drawing = _DRAWING.get()
     if drawing is not None:
-        drawing[1].append(figure)
+        drawing.figures.append(figure)
     return figure
 
 
