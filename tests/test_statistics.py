@@ -183,6 +183,24 @@ def test_inventory_buffers_meet_halfway_and_outlines_keep_their_own_pixels():
         rasterize_inventory(inv.assign(glacier_id=[0, 1]), t, (3, 12), CRS)
 
 
+def test_each_chunk_task_carries_only_the_outlines_that_reach_it(monkeypatch):
+    """A task that captured the whole inventory sent all of it to a worker once per chunk (a range's
+    outlines times thousands of chunks). 3 x 40 px of 10 m in chunks of 10 columns, glaciers at
+    columns 0-2 and 37-39, 20 m buffer (3 px halo): only the end chunks reach a glacier."""
+    from pipeline.glaciers import rasterise
+
+    t = Affine(10.0, 0.0, 0.0, 0.0, -10.0, 30.0)
+    inv = gpd.GeoDataFrame({"glacier_id": np.array([1, 2], np.int32)},
+                           geometry=[box(0, 0, 30, 30), box(370, 0, 400, 30)], crs=CRS)
+    carried = []
+    window_labels = rasterise._window_labels
+    monkeypatch.setattr(rasterise, "_window_labels", lambda geoms, *args: carried.append(len(geoms)) or window_labels(geoms, *args))
+    lazy = rasterize_inventory(inv, t, (3, 40), CRS, buffer_m=20.0, chunks=(3, 10))
+    whole = rasterize_inventory(inv, t, (3, 40), CRS, buffer_m=20.0)
+    np.testing.assert_array_equal(lazy.data.compute(scheduler="sync"), whole.values)
+    assert sorted(carried) == [0, 0, 1, 1] and whole.values[1].tolist() == [1] * 5 + [0] * 30 + [2] * 5
+
+
 def test_change_table_by_hand():
     areas = pd.DataFrame({"glacier_id": [1, 1, 1, 2, 2, 2], "sensor": "S2",
                           "year": [2016, 2017, 2018] * 2,

@@ -7,7 +7,9 @@ north-up ``Affine`` transform with square pixels, a shape and a CRS.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
 import dask.array as da
@@ -17,6 +19,8 @@ import rasterio
 import shapely
 import xarray as xr
 from affine import Affine
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 from rasterio.features import rasterize
 from rasterio.warp import Resampling, reproject
 from scipy import ndimage
@@ -32,6 +36,15 @@ def _block_labels(geoms, ids, transform: Affine, shape: tuple[int, int], buffer_
     if buffer_px <= 0 or not labels.any():
         return labels
     return grow_labels(labels, buffer_px).astype(np.int32)
+
+
+def _window_labels(geoms, ids, transform: Affine, shape: tuple[int, int], buffer_px: float,
+                   core: tuple[int, int, int, int]) -> np.ndarray:
+    """`_block_labels` of a chunk padded by the buffer's halo, cut to the chunk (`core`: rows, cols in the window)."""
+    with rasterio.Env():  # a GDAL environment per thread (avoids spurious georeferencing warnings)
+        labels = _block_labels(geoms, ids, transform, shape, buffer_px)
+    r0, r1, c0, c1 = core
+    return labels[r0:r1, c0:c1]
 
 
 def grow_labels(labels: np.ndarray, radius_px: float) -> np.ndarray:
@@ -85,22 +98,26 @@ def rasterize_inventory(
         return xr.DataArray(out, dims=("y", "x"), coords=coords, name="glacier_id",
                             attrs={"crs": str(crs), "buffer_m": buffer_m})
 
+    # Each chunk's task carries only the outlines that can reach it (picked here with an STRtree):
+    # a task that captured the whole inventory sent all of it to a worker once per chunk (a range's
+    # ~15,000 outlines, tens of MB, times thousands of chunks).
     tree = shapely.STRtree(geoms)
     halo = int(np.ceil(buffer_px)) + 1
-
-    def block(block_info=None):
-        (r0, r1), (c0, c1) = block_info[None]["array-location"]
-        pr0, pc0 = max(r0 - halo, 0), max(c0 - halo, 0)
-        pr1, pc1 = min(r1 + halo, rows), min(c1 + halo, cols)
-        t = grid_transform @ Affine.translation(pc0, pr0)
-        window = shapely.box(*rasterio.transform.array_bounds(pr1 - pr0, pc1 - pc0, t)[:4])
-        # outlines that can reach the window: those within the halo of it
-        hit = tree.query(window.buffer(halo * res))
-        with rasterio.Env():  # a GDAL environment per thread (avoids spurious georeferencing warnings)
-            lab = _block_labels(geoms[hit], ids[hit], t, (pr1 - pr0, pc1 - pc0), buffer_px)
-        return lab[r0 - pr0:r1 - pr0, c0 - pc0:c1 - pc0]
-
-    arr = da.map_blocks(block, dtype=np.int32, chunks=da.core.normalize_chunks(chunks, shape))
+    chunks = da.core.normalize_chunks(chunks, shape)
+    row_edges, col_edges = np.cumsum((0, *chunks[0])), np.cumsum((0, *chunks[1]))
+    name = "glacier-id-" + tokenize(geoms, ids, tuple(grid_transform), shape, buffer_px, chunks)
+    tasks = {}
+    for i, (r0, r1) in enumerate(itertools.pairwise(row_edges.tolist())):
+        for j, (c0, c1) in enumerate(itertools.pairwise(col_edges.tolist())):
+            pr0, pc0 = max(r0 - halo, 0), max(c0 - halo, 0)
+            pr1, pc1 = min(r1 + halo, rows), min(c1 + halo, cols)
+            t = grid_transform @ Affine.translation(pc0, pr0)
+            window = shapely.box(*rasterio.transform.array_bounds(pr1 - pr0, pc1 - pc0, t)[:4])
+            hit = tree.query(window.buffer(halo * res))  # outlines within the halo of the window
+            tasks[(name, i, j)] = (partial(_window_labels, geoms[hit], ids[hit], t, (pr1 - pr0, pc1 - pc0), buffer_px,
+                                           (r0 - pr0, r1 - pr0, c0 - pc0, c1 - pc0)),)
+    arr = da.Array(HighLevelGraph.from_collections(name, tasks, dependencies=()), name, chunks, dtype=np.int32,
+                   meta=np.empty((0, 0), np.int32))
     return xr.DataArray(arr, dims=("y", "x"), coords=coords, name="glacier_id",
                         attrs={"crs": str(crs), "buffer_m": buffer_m})
 
