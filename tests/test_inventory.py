@@ -57,16 +57,18 @@ def _read_from(gdf: gpd.GeoDataFrame, id_field: str, path) -> gpd.GeoDataFrame:
 
 def test_integer_ids_are_kept_as_they_are(tmp_path):
     path = tmp_path / "ids.parquet"
-    _squares([7, 3, 12]).to_parquet(path)
+    _squares([7, 3, 12, 1_000_000]).to_parquet(path)
     inventory = read_inventory(path, "gid")
-    assert inventory.glacier_id.tolist() == [7, 3, 12]
-    assert inventory.inventory_id.tolist() == ["7", "3", "12"]
+    assert inventory.glacier_id.tolist() == [7, 3, 12, 1_000_000]
+    assert inventory.inventory_id.tolist() == ["7", "3", "12", "1000000"]
 
 
 @pytest.mark.parametrize(
     "ids, expected_internal",
     [
         ([2**31 + 5, 2**33, 10], [2, 3, 1]),  # above int32: ranked by their text
+        ([5, 2_000_000_000, 10], [3, 2, 1]),  # in int32, but per-id arrays would take 16 GB: ranked
+        ([5, 1_000_001, 1_000_000], [3, 2, 1]),  # one above the bound ranks them all
         ([0, 1, 2], [1, 2, 3]),  # 0 means "no glacier" in the raster: ranked
         ([1.5, 2.0, 3.25], [1, 2, 3]),  # not integral: ranked
         (["b", "a", "c"], [2, 1, 3]),

@@ -1,12 +1,14 @@
 """Glacier inventories as users have them: RGI 6 (`RGIId`), RGI 7 (`rgi_id`), GLIMS (`glac_id`), own files.
 
 The store labels pixels with an int32 `glacier_id` (0 = no glacier), but inventories name
-glaciers their own way: strings like ``RGI2000-v7.0-G-13-01234``, integers above 2^31, zero.
+glaciers their own way: strings like ``RGI2000-v7.0-G-13-01234``, integers in the billions, zero.
 So every glacier gets two ids here, once:
 
 - ``glacier_id`` (int32 >= 1): the inventory's own id where all ids are integers in
-  [1, 2^31 - 1] (a user's own numbering survives unchanged), else the glacier's rank
-  (1..N) in the sorted inventory ids;
+  [1, 1,000,000] (a user's own numbering survives unchanged), else the glacier's rank
+  (1..N) in the sorted inventory ids. The bound is the statistics': per-glacier sums are kept
+  in arrays indexed by id (8 MB each at a million; one glacier numbered 2,000,000,000 made
+  them 16 GB);
 - ``inventory_id`` (str): the inventory's own id, as written, which every table and output
   carries beside ``glacier_id`` (`attach_inventory_ids`).
 
@@ -25,7 +27,8 @@ import pandas as pd
 
 INTERNAL_ID = "glacier_id"
 ORIGINAL_ID = "inventory_id"
-_MAX_INT32 = 2**31 - 1
+MAX_KEPT_ID = 1_000_000
+"""Largest inventory id kept as ``glacier_id`` (see the module docstring); larger ones are ranked."""
 
 
 class InventoryError(ValueError):
@@ -97,7 +100,7 @@ def _ids(raw: pd.Series, source: str, id_field: str) -> tuple[np.ndarray, np.nda
         numeric is not None
         and numeric.notna().all()
         and bool((numeric == np.floor(numeric)).all())
-        and bool(((numeric >= 1) & (numeric <= _MAX_INT32)).all())
+        and bool(((numeric >= 1) & (numeric <= MAX_KEPT_ID)).all())
     )
     if integral:
         as_int = numeric.astype(np.int64)
