@@ -129,17 +129,20 @@ def _north_up(dem: xr.DataArray) -> None:
         raise ValueError("slope/aspect need a north-up DEM (y decreasing with row): use dem.isel(y=slice(None, None, -1))")
 
 
+def _convergence_block(y: np.ndarray, x: np.ndarray, crs) -> np.ndarray:
+    return convergence_on_grid(crs, x.ravel(), y.ravel()).astype(np.float32)
+
+
 def convergence_like(da: xr.DataArray, crs) -> xr.DataArray:
     """Grid convergence (degrees, true azimuth of grid north) at each (y, x) of `da`; lazy if `da` is."""
     x, y = da["x"].to_numpy(), da["y"].to_numpy()
     if da.chunks is None:
         data = convergence_on_grid(crs, x, y)
-    else:
-        def block(block_info=None):
-            (r0, r1), (c0, c1) = block_info[None]["array-location"]
-            return convergence_on_grid(crs, x[c0:c1], y[r0:r1]).astype(np.float32)
-
-        data = dask.array.map_blocks(block, dtype=np.float32, chunks=da.data.chunks, meta=np.empty((0, 0), np.float32))
+    else:  # each task gets its chunk's coordinates, not a closure over the whole grid's (per task, a range's MBs)
+        ys = dask.array.from_array(y, chunks=(da.data.chunks[0],))[:, None]
+        xs = dask.array.from_array(x, chunks=(da.data.chunks[1],))[None, :]
+        data = dask.array.map_blocks(_convergence_block, ys, xs, crs=crs, dtype=np.float32, chunks=da.data.chunks,
+                                     meta=np.empty((0, 0), np.float32))
     return xr.DataArray(data, dims=("y", "x"), coords={"y": da["y"], "x": da["x"]}, name="convergence")
 
 

@@ -215,3 +215,19 @@ def test_a_worker_loads_the_horn_kernels_from_the_disk_cache():
     assert stats.decode() == "{'slope': (1, 0), 'aspect': (1, 0)}"
     for ours, theirs in zip(pickle.loads(values), expected, strict=True):
         assert ours.tobytes() == theirs.tobytes()
+
+
+def test_lazy_grid_convergence_equals_the_eager_one_and_each_task_carries_only_its_chunk():
+    """A task that closed over the grid's coordinates carried all of them (a range: ~250,000 x
+    coordinates, 2 MB, in each of thousands of tasks)."""
+    import cloudpickle
+
+    from catalog.terrain import convergence_like
+
+    x = 500_000 + 10 * (np.arange(4000) + 0.5)
+    y = 4_800_000 - 10 * (np.arange(30) + 0.5)
+    grid = xr.DataArray(np.zeros((30, 4000), np.float32), dims=("y", "x"), coords={"y": y, "x": x})
+    lazy = convergence_like(grid.chunk({"x": 1000}), "EPSG:32644")
+    np.testing.assert_allclose(lazy.values, convergence_like(grid, "EPSG:32644").values, atol=1e-6)
+    tasks = [t for k, t in dict(lazy.data.__dask_graph__()).items() if str(k[0]).startswith("_convergence_block")]
+    assert len(tasks) == 4 and max(len(cloudpickle.dumps(t)) for t in tasks) < 8_000  # the x coordinates alone: 32 kB
