@@ -153,8 +153,8 @@ def _local_checks(
     cfg: Config, out: Path | None, sensors: Sequence[str], weights: dict[str, Path] | None = None
 ) -> tuple[dict, Any, list[Exception], list[str]]:
     """The checks that need no network; returns (sensor parts, inventory, problems, warnings)."""
-    from pipeline.glaciers.inventory import InventoryError, read_inventory
-    from pipeline.store import RegionStore, StoreError, check_compatible
+    from pipeline.glaciers.inventory import InventoryError, inventory_sha256, read_inventory
+    from pipeline.store import RegionStore, StoreError, check_compatible, check_same_inventory
 
     problems: list[Exception] = []
     notes: list[str] = []
@@ -200,6 +200,9 @@ def _local_checks(
         try:
             check_compatible(RegionStore.open(url), {s: p["grid"] for s, p in parts.items()},
                              {s: p["sha256"] for s, p in parts.items()})
+            if inventory is not None:
+                check_same_inventory(RegionStore.open(url), list(parts), inventory_sha256(inventory, cfg.analysis.glacier_buffer_m),
+                                     f"inventory {inventory_path}")
         except StoreError as err:
             problems.append(err)
     return parts, inventory, problems, notes

@@ -143,3 +143,21 @@ def test_config_takes_an_inventory_path_alone_or_with_its_id_field(tmp_path):
     a, b = load_config(tmp_path / "a.yaml"), load_config(tmp_path / "b.yaml")
     assert a.inventory.id_field == "glacier_id" and a.inventory_path() == str(tmp_path / "rgi.shp")
     assert b.inventory.id_field == "rgi_id" and b.inventory_path() == str(tmp_path / "rgi.shp")
+
+
+def test_the_inventory_fingerprint_follows_ids_outlines_and_buffer_not_row_order(tmp_path):
+    from shapely.affinity import translate
+
+    from pipeline.glaciers.inventory import inventory_sha256
+
+    path = tmp_path / "ids.parquet"
+    _squares([7, 3, 12]).to_parquet(path)
+    inventory = read_inventory(path, "gid")
+    sha = inventory_sha256(inventory, 100.0)
+    assert inventory_sha256(inventory.iloc[::-1], 100.0) == sha
+    assert inventory_sha256(inventory, 50.0) != sha
+    moved = inventory.copy()
+    moved.loc[moved.index[0], "geometry"] = translate(moved.geometry.iloc[0], 0.0001, 0.0)
+    assert inventory_sha256(moved, 100.0) != sha
+    assert inventory_sha256(inventory.assign(inventory_id=["7", "3", "13"]), 100.0) != sha
+

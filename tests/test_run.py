@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+import shapely.affinity
 from conftest import small_run_config, tiny_weights
 from rich.console import Console
 
@@ -145,6 +146,26 @@ def test_store_made_with_other_weights_is_refused_with_the_way_out(small_run, sm
     with pytest.raises(IncompatibleStoreError, match="start a new store"):
         run_study(cfg.model_copy(update={"sensors": sensors}), result.out, client=run_client,
                   console=Console(file=open(tmp_path / "log.txt", "w")), publish=False)
+
+
+def test_store_whose_glacier_ids_came_from_another_inventory_is_refused(small_run, tmp_path, run_client):
+    """The store keeps its glacier_id layer across runs: a later run with other outlines would label
+    pixels with the old ones and name them with the new ids."""
+    from pipeline.glaciers.inventory import inventory_sha256, read_inventory
+
+    cfg, result = small_run
+    store = RegionStore.open(str(result.out / "store.zarr"))
+    inventory = read_inventory(cfg.inventory_path(), cfg.inventory.id_field)
+    recorded = store.array("sentinel-2/glacier_id").attrs["inventory_sha256"]
+    assert recorded == inventory_sha256(inventory, cfg.analysis.glacier_buffer_m)
+    moved = inventory.copy()
+    moved.loc[moved.index[0], "geometry"] = shapely.affinity.translate(moved.geometry.iloc[0], 30.0, 0.0)
+    moved.to_file(tmp_path / "moved.gpkg", driver="GPKG")
+    other = cfg.model_copy(update={"inventory": cfg.inventory.model_copy(update={"path": str(tmp_path / "moved.gpkg")})})
+    before = _files(result.out, "store.zarr")
+    with pytest.raises(IncompatibleStoreError, match="rasterised from another inventory"):
+        run_study(other, result.out, client=run_client, console=Console(file=open(tmp_path / "log.txt", "w")), publish=False)
+    assert _files(result.out, "store.zarr") == before
 
 
 def test_missing_weights_are_named(small_study_area, small_weights, tmp_path, run_client):

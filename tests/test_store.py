@@ -558,6 +558,23 @@ def test_a_store_made_with_other_weights_is_refused(url):
     )
 
 
+def test_a_store_whose_glacier_id_came_from_another_inventory_is_refused(tmp_path):
+    from pipeline.store import check_same_inventory
+
+    store = new_store(str(tmp_path / "store.zarr"))
+    check_same_inventory(store, ["sentinel-2"], "b" * 64, "inventory x.gpkg")  # no glacier_id yet: nothing to compare
+    store.write_statics("sentinel-2", {"glacier_id": np.ones(S2.shape, np.int32)}, compute=False)
+    store.mark_statics_complete("sentinel-2", ["glacier_id"], attrs={"glacier_id": {"inventory_sha256": "a" * 64}})
+    assert store.static_complete("sentinel-2", "glacier_id")
+    check_same_inventory(store, ["sentinel-2", "landsat"], "a" * 64, "inventory x.gpkg")
+    with pytest.raises(IncompatibleStoreError) as err:
+        check_same_inventory(store.url, ["sentinel-2"], "b" * 64, "inventory x.gpkg")
+    assert str(err.value).startswith(
+        f"store at {store.url} holds a sentinel-2 glacier_id layer rasterised from another inventory or "
+        f"analysis.glacier_buffer_m (sha256 {'a' * 64}) than inventory x.gpkg (sha256 {'b' * 64}): start a new store"
+    )
+
+
 def test_each_sensor_keeps_its_own_weights(tmp_path):
     url = str(tmp_path / "store.zarr")
     RegionStore.create(url, {"sentinel-2": GRIDS["sentinel-2"]}, weights_sha256="a" * 64, chunk_size=CHUNK)

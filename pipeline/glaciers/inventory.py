@@ -170,3 +170,20 @@ def attach_inventory_ids(table: pd.DataFrame, ids: dict[int, str]) -> pd.DataFra
     out = table.copy()
     out.insert(position, ORIGINAL_ID, values)
     return out
+
+
+def inventory_sha256(inventory: gpd.GeoDataFrame, buffer_m: float) -> str:
+    """Fingerprint of what a store's ``glacier_id`` layer is rasterised from: ids, outlines, their
+    CRS and the buffer. A store keeps its layer across runs; a later run with another inventory
+    would label pixels with the old outlines and name them with the new ids."""
+    import hashlib
+
+    rows = inventory.sort_values(INTERNAL_ID)
+    h = hashlib.sha256()
+    h.update(f"{inventory.crs.to_string() if inventory.crs else ''}|{float(buffer_m)!r}".encode())
+    h.update(rows[INTERNAL_ID].to_numpy(np.int64).tobytes())
+    h.update("\0".join(rows[ORIGINAL_ID].astype(str)).encode())
+    for wkb in rows.geometry.to_wkb():
+        h.update(wkb)
+    return h.hexdigest()
+

@@ -264,6 +264,7 @@ def infer_to_store(
     Returns ``{"store", "sensor", "weights_sha256", "years": {year: units written}, "static": [...]}``.
     """
     from catalog.reads import unreadable_reads
+    from pipeline.glaciers.inventory import inventory_sha256
     from pipeline.inference.yearly_cube import yearly_cube
     from pipeline.scale.cluster import task_resources
     from pipeline.store import RegionStore, encode_indices, encode_observed, encode_probability
@@ -348,7 +349,9 @@ def infer_to_store(
             summary["years"][year] = len(written) + len(free)
         batches = year_batches(work, 2 * _threads(client)) or [[]]
         compute_batches([static_tasks + batches[0], *batches[1:]], client, scheduler)
-        store.mark_statics_complete(sensor, statics)
+        made_from = ({"glacier_id": {"inventory_sha256": inventory_sha256(outlines, cfg.analysis.glacier_buffer_m)}}
+                     if "glacier_id" in statics else {})  # a later run with another inventory is refused (preflight)
+        store.mark_statics_complete(sensor, statics, attrs=made_from)
         summary["skipped_scenes"] += _skipped_windows(unreadable_reads(client, since=started), cube.attrs.get("asset_items", {}))
     return summary
 

@@ -10,12 +10,13 @@ each other:
 - `access`: `StoreAccess`, the read side: location, metadata, years, units, xarray view, lock;
 - `tasks`: the Dask write tasks and `shared_blocks`;
 - `writes`: `UnitWrites`, writing units of the yearly layers and whole static layers;
-- `compat`: `check_compatible`, refusing a store made with another grid or other weights;
+- `compat`: `check_compatible`, refusing a store made with another grid or other weights, and
+  `check_same_inventory`, one whose glacier_id came from another inventory;
 - `region`: `RegionStore`, all of the above plus creating the layout and adding years.
 """
 
 from pipeline.store.access import StoreAccess
-from pipeline.store.compat import check_compatible
+from pipeline.store.compat import check_compatible, check_same_inventory
 from pipeline.store.encoding import (
     MAX_CLEAR_COUNT,
     NDSI_BIT,
@@ -71,6 +72,7 @@ __all__ = [
     "UnitWrites",
     "YEARLY_LAYERS",
     "check_compatible",
+    "check_same_inventory",
     "encode_indices",
     "encode_observed",
     "encode_probability",

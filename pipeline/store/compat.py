@@ -7,7 +7,7 @@ ways out (a new store, or the config that made it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from catalog.grid import TargetGrid
 from pipeline.store.access import StoreAccess
@@ -56,3 +56,23 @@ def check_compatible(
                 f"this config asks for weights sha256 {digest}: {new_store}, or use the weights that made it "
                 f"(sensors.{sensor}.weights with sha256 {made_with})"
             )
+
+
+def check_same_inventory(store: StoreAccess | str, sensors: Sequence[str], sha256: str, source: str) -> None:
+    """Refuse (IncompatibleStoreError) a store whose ``glacier_id`` was rasterised from another
+    inventory (or buffer) than `sha256` (`pipeline.glaciers.inventory.inventory_sha256`): its layer
+    is never rewritten, so the run would label pixels with the old outlines. Stores that recorded
+    no fingerprint (made before it was kept) are not checked."""
+    store = store if isinstance(store, StoreAccess) else StoreAccess.open(store)
+    for sensor in sensors:
+        if sensor not in store.metadata["grids"] or not store.static_complete(sensor, "glacier_id"):
+            continue
+        made_with = store.array(f"{sensor}/glacier_id").attrs.get("inventory_sha256")
+        if made_with is not None and made_with != sha256:
+            raise IncompatibleStoreError(
+                f"store at {store.url} holds a {sensor} glacier_id layer rasterised from another inventory or "
+                f"analysis.glacier_buffer_m (sha256 {made_with}) than {source} (sha256 {sha256}): start a new store "
+                "(set `store:` in the config to a new path), or set inventory.path and analysis.glacier_buffer_m back "
+                "to those that made it"
+            )
+

@@ -244,10 +244,12 @@ class UnitWrites(StoreAccess):
         self.mark_statics_complete(sensor, layers)
         return None
 
-    def mark_statics_complete(self, sensor: str, names: Iterable[str]) -> None:
+    def mark_statics_complete(self, sensor: str, names: Iterable[str], attrs: Mapping[str, Mapping] | None = None) -> None:
         """Flag static layers finished, after every block of theirs is written.
 
         All-fill chunks (e.g. glacier_id far from any glacier) are not stored, so "every chunk
-        exists" cannot tell a finished layer; this flag, set only after the last block, can."""
+        exists" cannot tell a finished layer; this flag, set only after the last block, can.
+        `attrs`: layer name -> what it was made from (glacier_id: its inventory's fingerprint)."""
         for name in names:
-            self.array(f"{sensor}/{name}", write=True).attrs["complete"] = True
+            layer = self.array(f"{sensor}/{name}", write=True)
+            layer.attrs.update({**(attrs or {}).get(name, {}), "complete": True})
