@@ -11,7 +11,8 @@ Layout (one store per region; one group per sensor grid, each on its own `Target
         doy           (year, y, x)  uint16 day of year the pixel's observation is from (0 = none)
         indices       (year, y, x)  uint8 the composite's spectral-index masks: bit 0 NDSI > 0.4, bit 1
                                     red/SWIR16 > 2 (255 = not read), same chunks
-        glacier_id    (y, x)        int32, 0 = no glacier, chunks (C, C)
+        glacier_id    (y, x)        int32, 0 = no glacier, chunks (C, C); attrs complete, inventory_sha256
+                                    (the outlines it was rasterised from: a run with others is refused)
         dem, slope, aspect (y, x)   float32 (m, deg, deg clockwise from true north), fill NaN
         x, y                        float64 pixel centres (m);  year  int64, chunks (1,)
         spatial_ref   ()            CF grid mapping (crs_wkt, spatial_ref, GeoTransform), as rioxarray writes it
