@@ -448,6 +448,24 @@ def test_observation_layers_are_checked_and_default_to_not_read(url):
     assert (ds.probability.sel(year=2016).values[ys, xs] == 0).all()
 
 
+def test_ice_free_units_as_tasks_write_nothing_until_computed_and_then_the_same_bytes(tmp_path):
+    """A run writes them on its workers with the year's other units (a range: thousands a year,
+    which the client wrote one after another)."""
+    import dask
+
+    eager, lazy = new_store(str(tmp_path / "eager.zarr")), new_store(str(tmp_path / "lazy.zarr"))
+    for store in (eager, lazy):
+        store.add_year("sentinel-2", 2016, scene_ids=["x"], config_hash="c")
+    eager.write_ice_free("sentinel-2", 2016, tiles=[(0, 0)])
+    free, tasks = lazy.write_ice_free("sentinel-2", 2016, tiles=[(0, 0)], compute=False)
+    assert len(free) == len(tasks) == 8 and len(lazy.pending_units("sentinel-2", [2016])) == 9  # nothing written yet
+    assert sorted(dask.compute(*tasks, scheduler="threads")) == sorted(u.key for u in free)
+    assert lazy.pending_units("sentinel-2", [2016]) == eager.pending_units("sentinel-2", [2016]) == [Unit("sentinel-2", 2016, 0, 0)]
+    a, b = eager.open_dataset("sentinel-2"), lazy.open_dataset("sentinel-2")
+    for name in ("probability", "observed", "doy", "indices"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
 def test_a_store_made_before_the_observation_layers_gets_them_as_not_read(tmp_path):
     import zarr
 

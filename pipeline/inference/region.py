@@ -324,7 +324,7 @@ def infer_to_store(
             if year not in pending:
                 summary["years"][year] = 0
                 continue
-            free = store.write_ice_free(sensor, year, tiles.tiles)
+            free, free_tasks = store.write_ice_free(sensor, year, tiles.tiles, compute=False)  # on the workers, with the year
             encoded = probability.sel(year=year).data.map_blocks(encode_probability, dtype=np.uint8)
             # What was observed, and when, is written by the same unit task as the probability
             # (DESIGN.md "Observed vs. glacier"): a cloudy pixel or a DEM void is 0 here, not "not glacier".
@@ -345,7 +345,7 @@ def infer_to_store(
             written, tasks = store.write_probability(
                 sensor, year, encoded, observed=observed, doy=doy, indices=indices, tiles=tiles.tiles, compute=False
             )
-            work.append(tasks)
+            work.append(tasks + free_tasks)
             summary["years"][year] = len(written) + len(free)
         batches = year_batches(work, 2 * _threads(client)) or [[]]
         compute_batches([static_tasks + batches[0], *batches[1:]], client, scheduler)

@@ -48,6 +48,12 @@ def write_unit_task(
     return unit.key
 
 
+def write_ice_free_task(store_type: type[UnitWrites], url: str, storage_options: dict, unit: Unit) -> str:
+    """One unit as probability 0, nothing read (`UnitWrites.write_ice_free_unit`), its zeros made where it runs."""
+    store_type(url, storage_options).write_ice_free_unit(unit)
+    return unit.key
+
+
 def write_block_task(url: str, storage_options: dict, path: str, index: tuple[int, int], c: int, block: np.ndarray) -> None:
     """Write block `index` (row, col of chunk size `c`) of the static layer at `path`."""
     store = StoreAccess(url, storage_options)

@@ -35,7 +35,7 @@ from pipeline.store.layout import (
     describe_grid,
 )
 from pipeline.store.manifest import Unit, stale_partials
-from pipeline.store.tasks import shared_blocks, write_block_task, write_unit_task
+from pipeline.store.tasks import shared_blocks, write_block_task, write_ice_free_task, write_unit_task
 
 
 class UnitWrites(StoreAccess):
@@ -188,7 +188,9 @@ class UnitWrites(StoreAccess):
         dask.compute(*tasks, scheduler=scheduler)
         return pending
 
-    def write_ice_free(self, sensor: str, year: int, tiles: Collection[tuple[int, int]]) -> list[Unit]:
+    def write_ice_free(
+        self, sensor: str, year: int, tiles: Collection[tuple[int, int]], compute: bool = True
+    ) -> list[Unit] | tuple[list[Unit], list]:
         """Finish one year's pending units *outside* `tiles` as probability 0, reading nothing.
 
         For the chunks far from every inventory outline (`catalog.tiling`): they are stored as
@@ -198,13 +200,24 @@ class UnitWrites(StoreAccess):
         buffer of every outline, so glacier statistics do not see them; should a `glacier_id`
         pixel reach into one (a tiling buffer smaller than the glacier buffer) it counts as
         observed (`unobserved_frac` counts only 0), consistent with that decision.
+
+        `compute=False` returns (units, delayed tasks) instead, one per unit, each making its zeros
+        where it runs: in a sparse range most of the bbox's units are ice-free (about 3,500 of 5,043
+        a year for the Tian Shan), and written here one after another they would take the client
+        thousands of object-store PUTs per year, serially.
         """
         chosen = set(tiles)
         free = [u for u in self.pending_units(sensor, [year]) if (u.row, u.col) not in chosen]
+        if not compute:
+            return free, [dask.delayed(write_ice_free_task)(type(self), self.url, self.storage_options, u) for u in free]
         for unit in free:
-            ys, xs = self.unit_window(unit)
-            self.write_unit(unit, np.zeros((ys.stop - ys.start, xs.stop - xs.start), np.uint8))
+            self.write_ice_free_unit(unit)
         return free
+
+    def write_ice_free_unit(self, unit: Unit) -> None:
+        """One unit written as probability 0 with nothing read (`write_ice_free`)."""
+        ys, xs = self.unit_window(unit)
+        self.write_unit(unit, np.zeros((ys.stop - ys.start, xs.stop - xs.start), np.uint8))
 
     def write_static(self, sensor: str, name: str, data: xr.DataArray | da.Array | np.ndarray) -> None:
         """Write a (y, x) static layer (glacier_id, dem, slope, aspect) whole, chunk by chunk."""
