@@ -100,8 +100,9 @@ def accumulation_zone(glacier_id: xr.DataArray, dem: xr.DataArray, buffer_px: fl
     z = da.asarray(dem.data).rechunk(gid.chunks)
     core = lazy_inventory_core(gid, buffer_px)
 
-    # `mean` as an argument, not in a closure: a closure is pickled with every task (400 tasks
-    # closing over 10 MB took 11 s more on a local cluster, the same 10 MB as an argument 1.1 s)
+    # `mean` as an argument, not in a closure: a closure is pickled by value with every task (on a
+    # 2-worker local cluster, 400 tasks closing over an 8 MB array took 1.9 s more; the same array as
+    # an argument 0.07 s)
     zone = da.map_blocks(_above_mean, gid, z, core, mean=mean, dtype=bool)
     return xr.DataArray(zone, dims=glacier_id.dims, coords=glacier_id.coords, name="accumulation_zone")
 
