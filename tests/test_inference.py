@@ -263,6 +263,15 @@ def test_only_chunks_near_glaciers_are_inferred_the_rest_stored_as_not_glacier(s
         inner[r * 256:(r + 1) * 256, c * 256:(c + 1) * 256] = True
     inner[:m], inner[-m:], inner[:, :m], inner[:, -m:] = False, False, False, False
     assert inner.any() and np.abs(stored - whole)[inner].max() <= TOLERANCE + 0.5 / 255
+    # the store keeps its glacier_id: inference alone with other outlines is refused too, writing nothing
+    from pipeline.store import IncompatibleStoreError
+
+    step = 0.0003 if one.crs.is_geographic else 30.0
+    one.assign(geometry=one.geometry.translate(step, 0.0)).to_file(tmp_path / "moved.gpkg")
+    moved = cfg.model_copy(update={"inventory": cfg.inventory.model_copy(update={"path": str(tmp_path / "moved.gpkg")})})
+    with pytest.raises(IncompatibleStoreError, match="rasterised from another inventory"):
+        inference.infer_to_store(moved, "sentinel-2", weights, url)
+    assert RegionStore.open(url).years("sentinel-2") == [2021]
     again = inference.infer_to_store(cfg, "sentinel-2", weights, url, chunk_size=256)
     assert again["years"] == {2021: 0}
 

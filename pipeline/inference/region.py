@@ -267,7 +267,7 @@ def infer_to_store(
     from pipeline.glaciers.inventory import inventory_sha256
     from pipeline.inference.yearly_cube import yearly_cube
     from pipeline.scale.cluster import task_resources
-    from pipeline.store import RegionStore, encode_indices, encode_observed, encode_probability
+    from pipeline.store import RegionStore, check_same_inventory, encode_indices, encode_observed, encode_probability
 
     started = time.time()  # skipped reads logged from here on are this call's
     weights = Path(weights).resolve()
@@ -293,11 +293,14 @@ def infer_to_store(
     held = store.lock(f"inference {sensor} {years[0]}-{years[-1]}") if take_lock else contextlib.nullcontext()
     with held:
         store = RegionStore.create(store_url, **create)  # refuses another grid or other weights
+        outlines = inputs.inventory
+        inventory_digest = inventory_sha256(outlines, cfg.analysis.glacier_buffer_m) if outlines is not None else None
+        if inventory_digest is not None:  # and a glacier_id from other outlines (inference alone has no pre-flight of the store)
+            check_same_inventory(store, [sensor], inventory_digest, f"inventory {inputs.inventory_path}")
         chunk = store.chunk_size
         cube = yearly_cube(cfg, sensor, years=years, chunks=chunk, dem_items=inputs.dem_items or None)
         terrain = {name: cube[var] for name, var in (("dem", "elevation"), ("slope", "slope"), ("aspect", "aspect"))
                    if not store.static_complete(sensor, name)}
-        outlines = inputs.inventory
         statics = dict(terrain)
         if outlines is not None and not store.static_complete(sensor, "glacier_id"):
             statics["glacier_id"] = glacier_ids_on_grid(outlines, grid, cfg.analysis.glacier_buffer_m, chunk)
@@ -349,8 +352,7 @@ def infer_to_store(
             summary["years"][year] = len(written) + len(free)
         batches = year_batches(work, 2 * _threads(client)) or [[]]
         compute_batches([static_tasks + batches[0], *batches[1:]], client, scheduler)
-        made_from = ({"glacier_id": {"inventory_sha256": inventory_sha256(outlines, cfg.analysis.glacier_buffer_m)}}
-                     if "glacier_id" in statics else {})  # a later run with another inventory is refused (preflight)
+        made_from = {"glacier_id": {"inventory_sha256": inventory_digest}} if "glacier_id" in statics else {}
         store.mark_statics_complete(sensor, statics, attrs=made_from)
         summary["skipped_scenes"] += _skipped_windows(unreadable_reads(client, since=started), cube.attrs.get("asset_items", {}))
     return summary

@@ -30,6 +30,9 @@ from catalog.synthetic.world.sun import sun_position
 DEFAULT_REAL_ROOT = Path(__file__).resolve().parents[4] / "shared" / "data" / "real"
 """../shared/data/real beside the checkout (not shipped: real-terrain draws need it)."""
 NATIVE_RESOLUTION_M = {"sentinel-2": 10.0, "landsat": 30.0}
+OVERPASS_SOLAR_HOUR = {"sentinel-2": 10.5, "landsat": 10.2}
+LATITUDE_RANGE_DEG = (30.0, 60.0)
+DEBRIS = (Surface.DEBRIS_THIN, Surface.DEBRIS_THICK)
 
 
 def real_data_present(real_root: str | Path | None = None) -> bool:
@@ -40,10 +43,6 @@ def real_data_present(real_root: str | Path | None = None) -> bool:
     """
     root = Path(real_root) if real_root is not None else DEFAULT_REAL_ROOT
     return all((root / p).is_file() for p in (*tr.REAL_DEMS.values(), *gl.OUTLINE_FILES))
-
-OVERPASS_SOLAR_HOUR = {"sentinel-2": 10.5, "landsat": 10.2}
-LATITUDE_RANGE_DEG = (30.0, 60.0)
-DEBRIS = (Surface.DEBRIS_THIN, Surface.DEBRIS_THICK)
 
 
 @dataclass
