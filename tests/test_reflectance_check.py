@@ -19,20 +19,54 @@ DECISIONS = {
 
 
 def _scene() -> np.ndarray:
-    """6 bands x 40 x 40: 60 % snow (darkest band, SWIR, 0.02), 40 % rock (darkest 0.20)."""
-    refl = np.full((6, 40, 40), 0.5, np.float32)
-    refl[5, :24, :] = 0.02
-    refl[5, 24:, :] = 0.20
+    """6 bands x 50 x 40: 60 % snow (SWIR16 0.03, SWIR22 0.02: NDSI 0.89), 40 % rock (SWIR16 0.5, SWIR22 0.20)."""
+    refl = np.full((6, 50, 40), 0.5, np.float32)
+    refl[4, :30, :] = 0.03
+    refl[5, :30, :] = 0.02
+    refl[5, 30:, :] = 0.20
     return refl
 
 
 def test_statistics_worked_by_hand():
     ok = offset_stats(_scene())
-    assert (ok.n_valid, ok.share_far_below) == (1600, 0.0) and ok.p1_darkest == pytest.approx(0.02)
-    twice = offset_stats(_scene() - 0.1)  # snow at -0.08 < -0.05: 960 of 1600 pixels
+    assert (ok.n_valid, ok.share_far_below) == (2000, 0.0) and ok.p1_darkest == pytest.approx(0.02)
+    assert ok.n_snow == 1200 and ok.p1_darkest_snow == pytest.approx(0.02)
+    twice = offset_stats(_scene() - 0.1)  # snow at -0.08 < -0.05: 1200 of 2000 pixels
     assert twice.share_far_below == pytest.approx(0.6) and twice.applied_twice and not twice.missing
-    missing = offset_stats(_scene() + 0.1)  # nothing darker than 0.12
+    missing = offset_stats(_scene() + 0.1)  # nothing darker than 0.12; snow's NDSI (0.6 - 0.13) / 0.73 = 0.64 still
     assert missing.p1_darkest == pytest.approx(0.12) and missing.missing and not missing.applied_twice
+    assert missing.n_snow == 1200 and missing.p1_darkest_snow == pytest.approx(0.12)
+
+
+def test_bright_ground_without_snow_is_not_a_missing_offset():
+    """A chunk of pale desert or rock with no water or shadow: nothing is dark, yet the offset is right."""
+    desert = np.empty((6, 40, 40), np.float32)
+    desert[:] = np.array([0.12, 0.16, 0.2, 0.26, 0.34, 0.3], np.float32)[:, None, None]  # blue darkest, NDSI < 0
+    stats = offset_stats(desert)
+    assert stats.p1_darkest == pytest.approx(0.12) and stats.n_snow == 0 and not stats.missing
+    check_reflectance_offset(desert, list(DECISIONS), DECISIONS)
+    # A few snow pixels (fewer than MIN_VALID = 1000) do not decide either way ...
+    desert[:, :20, :] = _scene()[:, :20, :] + 0.1  # 800 snow pixels, lifted by a missing offset
+    assert offset_stats(desert).n_snow == 800 and not offset_stats(desert).missing
+    # ... while the same desert beside 1,000 lifted snow pixels is refused.
+    big = np.concatenate([desert, (_scene() + 0.1)], axis=1)  # 800 + 1200 snow pixels, all >= 0.12
+    assert offset_stats(big).n_snow == 2000 and offset_stats(big).missing
+    # Snow at its true reflectance beside the bright desert: the snow's percentile clears it.
+    fine = np.concatenate([desert, _scene()], axis=1)
+    fine[:, :20, :] = _scene()[:, :20, :]
+    assert offset_stats(fine).p1_darkest_snow == pytest.approx(0.02) and not offset_stats(fine).missing
+
+
+def test_bands_are_judged_by_name_in_any_order():
+    import xarray as xr
+
+    names = ["B02", "B03", "B04", "B08", "B11", "B12"]
+    order = [5, 4, 3, 2, 1, 0]
+    lifted = (_scene() + 0.1)[order]
+    da = xr.DataArray(lifted[None], dims=("year", "band", "y", "x"),
+                      coords={"year": [2022], "band": [names[i] for i in order], "y": np.arange(50.0)[::-1], "x": np.arange(40.0)})
+    with pytest.raises(ReflectanceOffsetError, match="looks missing"):
+        checked_reflectance(da.chunk({"year": 1}), {"2022": list(DECISIONS)}, DECISIONS).compute()
 
 
 def test_a_correct_composite_passes_and_a_wrong_one_names_items_and_rule():
@@ -57,8 +91,8 @@ def test_the_check_runs_lazily_in_the_task_that_computes_a_chunk():
     import xarray as xr
 
     data = np.stack([_scene(), _scene() - 0.1])  # 2021 right, 2022 offset twice
-    da = xr.DataArray(data, dims=("year", "band", "y", "x"), coords={"year": [2021, 2022], "y": np.arange(40.0)[::-1], "x": np.arange(40.0)})
-    lazy = checked_reflectance(da.chunk({"year": 1, "band": 3, "y": 40, "x": 40}), {"2021": ["A"], "2022": list(DECISIONS)}, DECISIONS, label="sentinel-2")
+    da = xr.DataArray(data, dims=("year", "band", "y", "x"), coords={"year": [2021, 2022], "y": np.arange(50.0)[::-1], "x": np.arange(40.0)})
+    lazy = checked_reflectance(da.chunk({"year": 1, "band": 3, "y": 50, "x": 40}), {"2021": ["A"], "2022": list(DECISIONS)}, DECISIONS, label="sentinel-2")
     np.testing.assert_array_equal(lazy.sel(year=2021).values, data[0])  # nothing raised for 2021
     with pytest.raises(ReflectanceOffsetError, match=r"sentinel-2 composite 2022 .*S2B_45TTH_20220805_0_L2A"):
         lazy.sel(year=2022).values
