@@ -90,8 +90,7 @@ def offset_stats(reflectance: np.ndarray, band_axis: int = 0) -> OffsetStats:
     refl = refl[:, valid]
     darkest = refl.min(axis=0)
     green, swir = refl[GREEN], refl[SWIR16]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        snow = (green + swir > 0) & ((green - swir) > SNOW_NDSI * (green + swir))
+    snow = (green + swir > 0) & ((green - swir) > SNOW_NDSI * (green + swir))  # NDSI > SNOW_NDSI, with no division
     n_snow = int(snow.sum())
     return OffsetStats(n, float((darkest < TWICE_BELOW).mean()), float(np.percentile(darkest, 1)),
                        n_snow, float(np.percentile(darkest[snow], 1)) if n_snow else float("nan"))
