@@ -220,3 +220,39 @@ def test_glacier_batches_keep_every_glacier_once_in_order():
     batches = glacier_batches(ids, 8)
     assert [len(b) for b in batches] == [8, 8, 3] and [i for b in batches for i in b] == ids
     assert glacier_batches([], 8) == []
+
+
+def test_terminus_outlines_go_to_the_workers_beside_the_graph_and_the_tables_are_the_same(layers, plain):
+    """On a cluster the terminus tasks' outlines are scattered (`tasks.shipped`), not embedded in
+    the graph: the scheduler's graph stays small however detailed the outlines (a 465-glacier area
+    sent three graphs of 12.6-16.0 MiB), and the tables equal a local scheduler's."""
+    import warnings
+
+    import dask
+    import shapely
+    from distributed import Client, LocalCluster
+
+    from pipeline.glaciers.store_terminus import terminus_tables
+
+    _, dem, _ = layers
+    outlines = plain[1].copy()
+    outlines["geometry"] = shapely.segmentize(outlines.geometry.values, 0.2)  # a vertex every 0.2 m
+    detail_mb = sum(len(g) for g in shapely.to_wkb(outlines.geometry.values)) / 1e6
+    assert detail_mb > 2.0  # what the graph would carry if the outlines were in it
+    probability = maps().astype(float)
+    sectors = {1: "S", 2: "S", 3: "S"}
+
+    def tables():
+        return terminus_tables(outlines, dem.chunk(100), GRID, sectors, Analysis(), probability=probability)
+
+    with dask.config.set(scheduler="sync"):
+        local = tables()
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1MB"}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster, set_as_default=False) as client, client.as_current(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        on_cluster = tables()
+    assert not [str(w.message) for w in caught if "large graph" in str(w.message)]
+    assert len(local["retreat"]) and set(local["retreat"].glacier_id) == {1}
+    for name in ("terminus", "retreat"):
+        pd.testing.assert_frame_equal(on_cluster[name], local[name])

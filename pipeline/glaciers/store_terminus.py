@@ -31,7 +31,7 @@ from pipeline.glaciers.retreat_summary import (
     typical_glaciers,
 )
 from pipeline.glaciers.tables import conform
-from pipeline.glaciers.tasks import Failures, glacier_batches
+from pipeline.glaciers.tasks import Failures, glacier_batches, shipped
 from pipeline.glaciers.terminus import Dem, ProbabilityMap
 
 
@@ -122,21 +122,22 @@ def _front_sigma_m(term: pd.DataFrame, p: np.ndarray, transform: Affine, years: 
     return sigma
 
 
-def _glacier_batch(batch, px: float, analysis: Analysis, sectors: dict, inventory: dict, sensor: str,
-                   threshold: float) -> dict:
+def _glacier_batch(windows, glaciers, px: float, analysis: Analysis, sensor: str, threshold: float) -> dict:
     """The entity tasks of a few glaciers (one task of `terminus_tables`, run where the windows are).
 
-    `batch`: (glacier_id, its outlines sorted by year, the window's transform, dem, doy and
-    probability windows of every year (doy / probability None where the run has none), and the
-    layers' index of each of the outlines' years). Returns the glaciers'
-    terminus frames, retreat frames, front dates and front sigmas by (glacier_id, year), and the
-    failures of the ones that failed.
+    `windows`: per glacier, (the window's transform, dem, doy and probability windows of every
+    year (doy / probability None where the run has none), and the layers' index of each of its
+    outlines' years). `glaciers`: (per glacier (glacier_id, its outlines sorted by year), their
+    sectors, their inventory outlines), the part the client holds (`tasks.shipped`). Returns the
+    glaciers' terminus frames, retreat frames, front dates and front sigmas by (glacier_id, year),
+    and the failures of the ones that failed.
     """
+    groups, sectors, inventory = glaciers
     failures = Failures()
     doys: dict[tuple[int, int], float] = {}
     front_sigma: dict[tuple[int, int], float] = {}
     terminus, retreat = [], []
-    for gid, group, sub, dem_window, days, p, at in batch:
+    for (gid, group), (sub, dem_window, days, p, at) in zip(groups, windows, strict=True):
         years = [int(y) for y in group["year"]]
         days = None if days is None else np.asarray(days)[at]
         p = None if p is None else np.asarray(p)[at]
@@ -220,18 +221,18 @@ def terminus_tables(
         # default area's ~3,900 statistics tasks); the task picks its years (`_glacier_batch`)
         return layers[name].data[:, rows, cols] if name in layers else None
 
-    for glaciers in glacier_batches(groups):
-        batch = []
-        for gid, g in glaciers:
+    batches = glacier_batches(groups)
+    # the outlines go to the workers beside the graph, not in it (`shipped`)
+    held = shipped([(list(glaciers), {i: sectors[i] for i, _ in glaciers if i in sectors},
+                     {i: inventory[i] for i, _ in glaciers if i in (inventory or {})}) for glaciers in batches])
+    for glaciers, payload in zip(batches, held, strict=True):
+        windows = []
+        for _, g in glaciers:
             rows, cols = pixel_window(grid.transform, dem.shape, tuple(g.total_bounds), 3)
             years = [int(y) for y in g["year"]]
-            batch.append((gid, g, grid.transform * Affine.translation(cols.start, rows.start), dem_data[rows, cols],
-                          window("doy", rows, cols), window("probability", rows, cols), [index[y] for y in years] if index else None))
-        ids = [gid for gid, *_ in batch]
-        tasks.append(dask.delayed(_glacier_batch, pure=True)(
-            batch, px, analysis, {i: sectors[i] for i in ids if i in sectors},
-            {i: inventory[i] for i in ids if i in (inventory or {})}, sensor, threshold,
-        ))
+            windows.append((grid.transform * Affine.translation(cols.start, rows.start), dem_data[rows, cols],
+                            window("doy", rows, cols), window("probability", rows, cols), [index[y] for y in years] if index else None))
+        tasks.append(dask.delayed(_glacier_batch, pure=True)(windows, payload, px, analysis, sensor, threshold))
     doys: dict[tuple[int, int], float] = {}
     front_sigma: dict[tuple[int, int], float] = {}
     terminus, retreat = [], []
