@@ -292,7 +292,9 @@ def test_figures_drawn_on_the_cluster_make_the_same_report(written, inputs, run_
 
 def test_a_frame_in_several_figures_goes_to_the_cluster_once_not_in_each_task(run_client, tmp_path, monkeypatch):
     """The outlines (every glacier, year and sensor) feed two figures: inside each task they went
-    through the scheduler twice (10.8 MiB each on the x9 area, "Sending large graph")."""
+    through the scheduler twice (10.8 MiB each on the x9 area, "Sending large graph"). A figure
+    of the run's tables gets them as a mapping: its frames go the same way (the x4 area's tables
+    went inside the total-area figure's task, 3.8 MiB)."""
     from matplotlib.figure import Figure
 
     from pipeline.outputs.report.figures import draw, drawing_on, embed, finish_figures
@@ -303,6 +305,7 @@ def test_a_frame_in_several_figures_goes_to_the_cluster_once_not_in_each_task(ru
         return fig
 
     monkeypatch.setattr(report, "rows_figure", rows_figure, raising=False)  # in-process workers see it
+    monkeypatch.setattr(report, "tables_figure", lambda tables, label: rows_figure(tables["areas"], label), raising=False)
     scattered = []
     scatter = run_client.scatter
     monkeypatch.setattr(run_client, "scatter", lambda data, **kw: scattered.append(len(data)) or scatter(data, **kw))
@@ -310,12 +313,13 @@ def test_a_frame_in_several_figures_goes_to_the_cluster_once_not_in_each_task(ru
     with drawing_on(run_client) as figures:
         for name in ("a", "b"):
             embed(tmp_path, name, draw("rows_figure", frame, "not a frame"), "")
+        embed(tmp_path, "c", draw("tables_figure", {"areas": frame, "retreat": frame.iloc[:300]}, "not a frame"), "")
         finish_figures(figures)
-    assert scattered == [5000]  # once for both figures
+    assert scattered == [5000, 300]  # each frame once, for the three figures
     from pipeline.outputs.report.figures import figure_png
 
     here = figure_png("rows_figure", frame, "not a frame")
-    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes() == here
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes() == (tmp_path / "c.png").read_bytes() == here
 
 
 def test_a_figure_reads_a_lazy_dem_in_its_own_thread_and_leaves_dasks_config_alone(inputs, monkeypatch):
