@@ -232,22 +232,33 @@ def test_catalog_objects_hold_plain_python_numbers_for_strict_json_writers():
         assert numbers and all(type(v) in (int, float) for v in numbers)
 
 
-def test_lazy_truth_equals_the_eager_one_and_reads_nothing_until_computed(small_study_area):
-    # The analysis asks for the truth in store chunks so that a distributed run ships one read
-    # task per year, not the region's rasters inside its graph.
+def test_lazy_truth_equals_the_eager_one_and_reads_nothing_until_computed(small_study_area, monkeypatch):
+    # The analysis asks for the truth in store chunks so that a distributed run ships read tasks,
+    # not the region's rasters inside its graph, and each task reads and holds one chunk, not a
+    # year of the whole grid (eight such planes held at once were 1.55 GB on the x16 area).
+    import dask
     import dask.array as da
 
     from catalog.grid import TargetGrid
+    from catalog.synthetic import truth as truth_module
     from catalog.synthetic.truth import truth_on_grid
 
+    read_shapes = []
+    read = truth_module._truth_year
+    monkeypatch.setattr(truth_module, "_truth_year", lambda path, grid: read_shapes.append(grid.shape) or read(path, grid))
     bbox = small_study_area.spec.bbox()
     for resolution in (10, 30):  # the S2 grid takes the rasters as they are, Landsat's averages them
         grid = TargetGrid.from_lonlat_bbox(bbox, resolution)
         eager = truth_on_grid(small_study_area.truth, grid, [2016, 2022])
         lazy = truth_on_grid(small_study_area.truth, grid, [2016, 2022], chunks=64)
         assert isinstance(lazy.glacier_fraction.data, da.Array) and lazy.glacier_fraction.data.chunksize[1:] == (64, 64)
+        read_shapes.clear()
+        with dask.config.set(scheduler="sync"):
+            computed = lazy.compute()
+        n_chunks = int(np.prod([len(c) for c in lazy.glacier_fraction.data.chunks]))
+        assert len(read_shapes) == n_chunks and max(max(s) for s in read_shapes) == 64  # a read per chunk, of it alone
         for name in ("glacier_fraction", "debris_fraction"):
-            np.testing.assert_array_equal(lazy[name].values, eager[name].values)
+            np.testing.assert_array_equal(computed[name].values, eager[name].values)
         assert eager.glacier_fraction.values.max() > 0
     # graphs computed side by side (a sensor's accuracy, the truth's own tables) keep apart
     keys = {k: set(truth_on_grid(small_study_area.truth, grid, [2016], chunks=64, key=k).glacier_fraction.data.dask)
@@ -280,12 +291,12 @@ def test_truth_on_the_rasters_lattice_equals_gdals_warp(small_study_area):
                 warped = np.zeros(grid.shape, np.float32)
                 reproject(glacier, warped, src_transform=ds.transform, src_crs=ds.crs, dst_transform=grid.transform,
                           dst_crs=grid.crs, resampling=Resampling.nearest if resolution == 10 else Resampling.average)
-                ours = _on_lattice(glacier, ds, grid)
+                ours = _on_lattice(glacier, ds.transform, ds.crs.to_epsg(), grid)
                 assert ours is not None and ours.dtype == np.float32
                 assert ours.tobytes() == warped.tobytes(), (bbox, resolution)
                 assert 0 < ours.mean() < 1 and (resolution == 10 or ((ours > 0) & (ours < 1)).any())  # mixed pixels
         other = TargetGrid.from_lonlat_bbox((w, s, e, n), 10, epsg=ds.crs.to_epsg() + 1)
-        assert _on_lattice(glacier, ds, other) is None
+        assert _on_lattice(glacier, ds.transform, ds.crs.to_epsg(), other) is None
 
 
 def test_massif_share_leaves_the_dense_area_as_it_was_and_is_checked():
