@@ -22,6 +22,7 @@ from rasterio.windows import Window, from_bounds
 
 from catalog.grid import TargetGrid
 from catalog.synthetic.surface import Surface
+from catalog.tiling import window_bounds
 
 
 def _on_lattice(src: np.ndarray, t: Affine, epsg: int | None, grid: TargetGrid) -> np.ndarray | None:
@@ -107,10 +108,7 @@ def _truth_block(paths: list[Path], grid: TargetGrid, chunks: int, block_id=None
     ny, nx = grid.shape
     r0, c0 = i * chunks, j * chunks
     window = Window(c0, r0, min(chunks, nx - c0), min(chunks, ny - r0))
-    left, _, _, top = grid.bounds
-    res = grid.resolution
-    bounds = (left + c0 * res, top - (r0 + window.height) * res, left + (c0 + window.width) * res, top - r0 * res)
-    return _truth_year(paths[t], TargetGrid(grid.epsg, res, bounds))[None]
+    return _truth_year(paths[t], TargetGrid(grid.epsg, grid.resolution, window_bounds(grid, window)))[None]
 
 
 def truth_on_grid(truth_dir: str | Path, grid: TargetGrid, years: list[int], chunks: int | None = None,
