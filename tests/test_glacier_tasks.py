@@ -7,6 +7,9 @@ C where the DEM has no pixel: their termini cannot be measured.
 
 from __future__ import annotations
 
+import contextlib
+import time
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -256,3 +259,33 @@ def test_terminus_outlines_go_to_the_workers_beside_the_graph_and_the_tables_are
     assert len(local["retreat"]) and set(local["retreat"].glacier_id) == {1}
     for name in ("terminus", "retreat"):
         pd.testing.assert_frame_equal(on_cluster[name], local[name])
+
+
+def test_a_lost_worker_holding_scattered_glacier_data_costs_a_recompute_not_the_run():
+    """Scattered data has no recipe: the worker holding it dies and the tasks needing it are
+    cancelled ("lost dependencies"). `compute_shipped` scatters the payloads anew and computes
+    again; the answer is the one a calm cluster gives."""
+    import os
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    from pipeline.glaciers.tasks import SHIP_ATTEMPTS, compute_shipped
+
+    payloads = [list(range(10)), list(range(100, 105))]
+    attempts = []
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, \
+            Client(cluster, set_as_default=False) as client, client.as_current():
+        def tasks_for(held):
+            attempts.append(held)
+            if len(attempts) == 1:  # the first time, the worker holding the first payload dies before the compute
+                holder = client.who_has(held[:1])[held[0].key][0]
+                with contextlib.suppress(Exception):
+                    client.run(os._exit, 1, workers=[holder])
+                while holder in client.scheduler_info()["workers"]:
+                    time.sleep(0.05)
+            return [dask.delayed(sum)(h) for h in held]
+
+        assert compute_shipped(tasks_for, payloads) == (45, 510)
+        assert len(attempts) == 2 and SHIP_ATTEMPTS >= 2

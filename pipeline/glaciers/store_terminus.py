@@ -31,7 +31,7 @@ from pipeline.glaciers.retreat_summary import (
     typical_glaciers,
 )
 from pipeline.glaciers.tables import conform
-from pipeline.glaciers.tasks import Failures, glacier_batches, shipped
+from pipeline.glaciers.tasks import Failures, compute_shipped, glacier_batches
 from pipeline.glaciers.terminus import Dem, ProbabilityMap
 
 
@@ -206,7 +206,7 @@ def terminus_tables(
     # runs their entity tasks on a worker: the cluster's cores share the geometry, and the client
     # holds no region-sized loop (a read per glacier and layer through the scheduler added up to
     # half a minute on the embedded area; the loop in the client was most of the statistics stage).
-    tasks = []
+    batch_windows = []
     # windows cut from the dask arrays, not through xarray's sel/isel (~4 ms a glacier in the client,
     # which builds every window before the workers can start)
     dem_data = dem.data
@@ -222,21 +222,22 @@ def terminus_tables(
         return layers[name].data[:, rows, cols] if name in layers else None
 
     batches = glacier_batches(groups)
-    # the outlines go to the workers beside the graph, not in it (`shipped`)
-    held = shipped([(list(glaciers), {i: sectors[i] for i, _ in glaciers if i in sectors},
-                     {i: inventory[i] for i, _ in glaciers if i in (inventory or {})}) for glaciers in batches])
-    for glaciers, payload in zip(batches, held, strict=True):
+    for glaciers in batches:
         windows = []
         for _, g in glaciers:
             rows, cols = pixel_window(grid.transform, dem.shape, tuple(g.total_bounds), 3)
             years = [int(y) for y in g["year"]]
             windows.append((grid.transform * Affine.translation(cols.start, rows.start), dem_data[rows, cols],
                             window("doy", rows, cols), window("probability", rows, cols), [index[y] for y in years] if index else None))
-        tasks.append(dask.delayed(_glacier_batch, pure=True)(windows, payload, px, analysis, sensor, threshold))
+        batch_windows.append(windows)
+    # the outlines go to the workers beside the graph, not in it (`tasks.compute_shipped`)
+    payloads = [(list(glaciers), {i: sectors[i] for i, _ in glaciers if i in sectors},
+                 {i: inventory[i] for i, _ in glaciers if i in (inventory or {})}) for glaciers in batches]
     doys: dict[tuple[int, int], float] = {}
     front_sigma: dict[tuple[int, int], float] = {}
     terminus, retreat = [], []
-    for done in dask.compute(*tasks):
+    for done in compute_shipped(lambda held: [dask.delayed(_glacier_batch, pure=True)(windows, payload, px, analysis, sensor, threshold)
+                                              for windows, payload in zip(batch_windows, held, strict=True)], payloads):
         terminus += done["terminus"]
         retreat += done["retreat"]
         doys |= done["doys"]

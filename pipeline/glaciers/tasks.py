@@ -15,6 +15,7 @@ beside the graph (`shipped`).
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ import pandas as pd
 from pipeline.glaciers.tables import TABLE_COLUMNS
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 GLACIERS_PER_TASK = 8
@@ -64,6 +66,31 @@ def shipped(payloads: list[T]) -> list[T]:
     if client is None or not payloads:
         return payloads
     return client.scatter(list(payloads), hash=False)
+
+
+SHIP_ATTEMPTS = 3
+"""Computes of `compute_shipped` tried, each with the payloads scattered anew, before a lost worker fails it."""
+
+
+def compute_shipped(tasks_for: Callable[[list], list], payloads: list) -> tuple:
+    """``dask.compute(*tasks_for(shipped(payloads)))``, computed again with the payloads scattered
+    anew where a worker holding one was lost (up to `SHIP_ATTEMPTS` in all).
+
+    Scattered data has no recipe: a worker that dies takes it with it and every task needing it is
+    cancelled ("lost dependencies"), where data embedded in the graph would be recomputed. A lost
+    worker (a preempted SLURM job, an evicted pod) then costs this compute's time, not the run.
+    """
+    from distributed.client import FutureCancelledError
+
+    for attempt in range(1, SHIP_ATTEMPTS + 1):
+        try:
+            return dask.compute(*tasks_for(shipped(payloads)))
+        except FutureCancelledError as err:
+            if err.reason != "lost dependencies" or attempt == SHIP_ATTEMPTS:
+                raise
+            log.warning("a worker holding scattered glacier data was lost (%s); computing again, attempt %d of %d",
+                        err, attempt + 1, SHIP_ATTEMPTS)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class Failures(list):
