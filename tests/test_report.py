@@ -385,3 +385,29 @@ def test_fronts_on_the_edge_of_their_glaciers_region_are_listed_with_their_pairs
     assert f"{YEARS[1]}-{YEARS[2]}" in listed and f"{YEARS[0]}-{YEARS[2]}" not in listed  # consecutive pairs only
     assert listed.count("<tr") == 2  # header + glacier 2's Landsat row
     assert "Fronts on the edge" not in quality_html(tmp_path, tables)  # no flag column, no list
+
+
+def test_a_figure_whose_scattered_frame_died_with_its_worker_is_drawn_here(inputs, tmp_path):
+    """Scattered frames have no recipe: a worker lost with one cancels the figures that need it
+    ("lost dependencies"). They are drawn in the client instead, the same PNG as a calm cluster's."""
+    import contextlib
+    import os
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from pipeline.outputs.report.figures import _DRAWING, _on_cluster, draw, drawing_on, embed, figure_png, finish_figures
+
+    tables, _, _ = inputs
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, \
+            Client(cluster, set_as_default=False) as client, drawing_on(client) as figures:
+        # the total-area table goes to the cluster first, and the worker holding it dies
+        future = _on_cluster(_DRAWING.get(), tables["total_area"])
+        holder = client.who_has([future])[future.key][0]
+        with contextlib.suppress(Exception):
+            client.run(os._exit, 1, workers=[holder])
+        while holder in client.scheduler_info()["workers"]:
+            time.sleep(0.05)
+        embed(tmp_path, "total_area", draw("total_area_figure", tables), "")
+        finish_figures(figures)
+    assert (tmp_path / "total_area.png").read_bytes() == figure_png("total_area_figure", tables)

@@ -15,7 +15,7 @@ import io
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,7 @@ class _Drawing:
     client: Any
     figures: list[EmbeddedFigure]
     shipped: dict[int, tuple[Any, Any]]  # id(frame) -> (frame, its Future on the cluster)
+    recipes: dict[Any, tuple[str, tuple]] = field(default_factory=dict)  # a drawing's key -> (figure, its args here)
 
 
 _DRAWING: ContextVar[_Drawing | None] = ContextVar("report_drawing", default=None)
@@ -95,6 +96,7 @@ def drawing_on(client: Any) -> Iterator[list[EmbeddedFigure]]:
     finally:
         _DRAWING.reset(token)
         drawing.shipped.clear()
+        drawing.recipes.clear()
 
 
 def _on_cluster(drawing: _Drawing, arg: Any) -> Any:
@@ -119,7 +121,9 @@ def draw(figure: str, *args: Any) -> Any:
     if drawing is None or drawing.client is None:
         return figure_png(figure, *args)
     shipped = [_on_cluster(drawing, a) for a in args]
-    return drawing.client.submit(figure_png, figure, *shipped, pure=False, key=f"report-figure-{figure}-{uuid.uuid4().hex}")
+    future = drawing.client.submit(figure_png, figure, *shipped, pure=False, key=f"report-figure-{figure}-{uuid.uuid4().hex}")
+    drawing.recipes[future.key] = (figure, args)
+    return future
 
 
 def figure_png(figure: str, *args: Any) -> bytes:
@@ -146,13 +150,39 @@ def embed(folder: Path, name: str, png: Any, caption: str) -> EmbeddedFigure:
 
 
 def finish_figures(figures: Sequence[EmbeddedFigure]) -> None:
-    """Wait for the figures still being drawn on the cluster (all at once) and write their PNGs."""
+    """Wait for the figures still being drawn on the cluster (all at once) and write their PNGs.
+
+    A figure whose scattered frame was lost with its worker (cancelled: "lost dependencies";
+    scattered data has no recipe to compute it again) is drawn here instead, from the frames the
+    client holds: a lost worker costs the report seconds, not the run."""
+    from distributed.client import FutureCancelledError
+
     pending = [f for f in figures if not isinstance(f.png, bytes)]
     if not pending:
         return
-    for figure, png in zip(pending, pending[0].png.client.gather([f.png for f in pending]), strict=True):
+    try:
+        pngs = pending[0].png.client.gather([f.png for f in pending])
+    except FutureCancelledError as err:
+        if err.reason != "lost dependencies":
+            raise
+        pngs = [_png_or_drawn_here(f.png) for f in pending]
+    for figure, png in zip(pending, pngs, strict=True):
         figure.png = png
         (figure.folder / f"{figure.name}.png").write_bytes(png)
+
+
+def _png_or_drawn_here(future: Any) -> bytes:
+    """The PNG a drawing on the cluster made, or, where it lost a scattered frame, the same figure drawn here."""
+    from distributed.client import FutureCancelledError
+
+    try:
+        return future.result()
+    except FutureCancelledError as err:
+        drawing = _DRAWING.get()
+        if err.reason != "lost dependencies" or drawing is None or future.key not in drawing.recipes:
+            raise
+        figure, args = drawing.recipes[future.key]
+        return figure_png(figure, *args)
 
 
 def outline_map_figure(outlines: gpd.GeoDataFrame, dem: xr.DataArray, sensor: str) -> Figure:
