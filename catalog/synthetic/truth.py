@@ -15,6 +15,7 @@ import numpy as np
 import rasterio
 import xarray as xr
 from affine import Affine
+from dask.array.core import normalize_chunks
 from dask.base import tokenize
 from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform_bounds
@@ -131,8 +132,7 @@ def truth_on_grid(truth_dir: str | Path, grid: TargetGrid, years: list[int], chu
     if chunks is None:
         both = np.stack([_truth_year(path, grid) for path in paths])
     else:
-        ny, nx = grid.shape
-        layout = ((1,) * len(paths), (2,), _sides(ny, chunks), _sides(nx, chunks))
+        layout = normalize_chunks((1, 2, chunks, chunks), shape=(len(paths), 2, *grid.shape))
         both = da.map_blocks(_truth_block, paths, grid, chunks, chunks=layout, dtype=np.float32,
                              meta=np.empty((0, 0, 0, 0), np.float32), name=f"{key}-{tokenize(paths, grid, chunks)}")
     t = grid.transform
@@ -148,7 +148,3 @@ def truth_on_grid(truth_dir: str | Path, grid: TargetGrid, years: list[int], chu
         },
         coords=coords,
     )
-
-
-def _sides(n: int, chunks: int) -> tuple[int, ...]:
-    return (chunks,) * (n // chunks) + ((n % chunks,) if n % chunks else ())

@@ -150,25 +150,16 @@ def embed(folder: Path, name: str, png: Any, caption: str) -> EmbeddedFigure:
 
 
 def finish_figures(figures: Sequence[EmbeddedFigure]) -> None:
-    """Wait for the figures still being drawn on the cluster (all at once) and write their PNGs.
+    """Wait for the figures still being drawn on the cluster (side by side there) and write their PNGs.
 
     A figure whose scattered frame was lost with its worker (cancelled: "lost dependencies";
     scattered data has no recipe to compute it again) is drawn here instead, from the frames the
     client holds: a lost worker costs the report seconds, not the run."""
-    from distributed.client import FutureCancelledError
-
-    pending = [f for f in figures if not isinstance(f.png, bytes)]
-    if not pending:
-        return
-    try:
-        pngs = pending[0].png.client.gather([f.png for f in pending])
-    except FutureCancelledError as err:
-        if err.reason != "lost dependencies":
-            raise
-        pngs = [_png_or_drawn_here(f.png) for f in pending]
-    for figure, png in zip(pending, pngs, strict=True):
-        figure.png = png
-        (figure.folder / f"{figure.name}.png").write_bytes(png)
+    for figure in figures:
+        if isinstance(figure.png, bytes):
+            continue
+        figure.png = _png_or_drawn_here(figure.png)
+        (figure.folder / f"{figure.name}.png").write_bytes(figure.png)
 
 
 def _png_or_drawn_here(future: Any) -> bytes:
