@@ -125,9 +125,10 @@ def _front_sigma_m(term: pd.DataFrame, p: np.ndarray, transform: Affine, years: 
 SHARED_WINDOW_PX = 1024 * 1024
 """A batch reads one window of every layer around all its glaciers where that window holds at most
 this many pixels (every year of the probabilities as float64 and the dates: ~10 B a pixel-year,
-~70 MB for 7 years), or at most `SHARED_WINDOW_GROWTH` times their own windows; else (glaciers far
-apart, or large) each glacier its own."""
-SHARED_WINDOW_GROWTH = 4.0
+~70 MB for 7 years), or at most `SHARED_WINDOW_GROWTH` times their own windows (large glaciers
+whose windows overlap); else (glaciers far apart) each glacier its own: a task never holds much
+more than the windows it would have held anyway."""
+SHARED_WINDOW_GROWTH = 1.25
 
 
 def _position(span: tuple[slice, slice]) -> tuple[int, int, int]:
