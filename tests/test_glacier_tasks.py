@@ -242,9 +242,9 @@ def test_neighbouring_glaciers_share_one_window_of_each_layer_and_the_tables_are
         graphs.append(len(HighLevelGraph.merge(*[t.__dask_graph__() for t in tasks_for(payloads)])))
         return real_compute(tasks_for, payloads)
 
-    def batch(shared, windows, *args):
-        batches.append((shared is not None, len(windows)))
-        return real_batch(shared, windows, *args)
+    def batch(sources, windows, *args):
+        batches.append((len(sources), len(windows)))  # windows read, glaciers
+        return real_batch(sources, windows, *args)
 
     monkeypatch.setattr(store_terminus, "compute_shipped", counted)
     monkeypatch.setattr(store_terminus, "_glacier_batch", batch)
@@ -257,7 +257,7 @@ def test_neighbouring_glaciers_share_one_window_of_each_layer_and_the_tables_are
     monkeypatch.setattr(store_terminus, "SHARED_WINDOW_PX", 0)  # every glacier its own window
     monkeypatch.setattr(store_terminus, "SHARED_WINDOW_GROWTH", 0.0)
     own = tables()
-    assert batches == [(True, 3), (False, 3)]
+    assert batches == [(1, 3), (3, 3)]
     assert graphs[0] < graphs[1]
     for name in ("terminus", "retreat", "typical_glaciers"):
         pd.testing.assert_frame_equal(shared[name], own[name])

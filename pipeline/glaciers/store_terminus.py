@@ -153,14 +153,13 @@ def _by_glacier(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values("glacier_id", kind="stable", ignore_index=True)
 
 
-def _glacier_batch(shared, windows, glaciers, px: float, analysis: Analysis, sensor: str, threshold: float) -> dict:
+def _glacier_batch(sources, windows, glaciers, px: float, analysis: Analysis, sensor: str, threshold: float) -> dict:
     """The entity tasks of a few glaciers (one task of `terminus_tables`, run where the windows are).
 
-    `shared`: the dem, doy and probability windows (every year; doy / probability None where the
-    run has none) around all the batch's glaciers, or None where each glacier has its own.
-    `windows`: per glacier, (its window's transform, its own (dem, doy, probability) windows or
-    None, its rows and columns inside `shared` or None, and the layers' index of each of its
-    outlines' years). `glaciers`: (per glacier (glacier_id, its outlines sorted by year), their
+    `sources`: (dem, doy, probability) windows of every year (doy / probability None where the run
+    has none): one around all the batch's glaciers, or one per glacier. `windows`: per glacier, (its
+    window's transform, which of `sources` it lies in, its rows and columns there, and the layers'
+    index of each of its outlines' years). `glaciers`: (per glacier (glacier_id, its outlines sorted by year), their
     sectors, their inventory outlines), the part the client holds (`tasks.shipped`). Returns the
     glaciers' terminus frames, retreat frames, front dates and front sigmas by (glacier_id, year),
     and the failures of the ones that failed.
@@ -170,10 +169,8 @@ def _glacier_batch(shared, windows, glaciers, px: float, analysis: Analysis, sen
     doys: dict[tuple[int, int], float] = {}
     front_sigma: dict[tuple[int, int], float] = {}
     terminus, retreat = [], []
-    for (gid, group), (sub, own, inside, at) in zip(groups, windows, strict=True):
-        if own is None:
-            own = tuple(None if layer is None else np.asarray(layer)[(..., *inside)] for layer in shared)
-        dem_window, days, p = own
+    for (gid, group), (sub, source, inside, at) in zip(groups, windows, strict=True):
+        dem_window, days, p = (None if layer is None else np.asarray(layer)[(..., *inside)] for layer in sources[source])
         years = [int(y) for y in group["year"]]
         days = None if days is None else np.asarray(days)[at]
         p = None if p is None else np.asarray(p)[at]
@@ -257,6 +254,9 @@ def terminus_tables(
         # default area's ~3,900 statistics tasks); the task picks its years (`_glacier_batch`)
         return layers[name].data[:, rows, cols] if name in layers else None
 
+    def layer_windows(rows: slice, cols: slice) -> tuple:
+        return dem_data[rows, cols], window("doy", rows, cols), window("probability", rows, cols)
+
     spans = {gid: pixel_window(grid.transform, dem.shape, tuple(g.total_bounds), 3) for gid, g in groups}
     batches = glacier_batches(sorted(groups, key=lambda group: _position(spans[group[0]])))  # neighbours together
     for glaciers in batches:
@@ -264,32 +264,25 @@ def terminus_tables(
         # then slices each layer once per batch, not once per glacier (the x4 area's terminus
         # graphs: 1,965 -> 473 and 2,206 -> 1,316 keys; what is left is mostly the store's reads)
         shared = _shared_window([spans[gid] for gid, _ in glaciers])
-        layers_window = None
-        if shared is not None:
-            rows, cols = shared
-            layers_window = (dem_data[rows, cols], window("doy", rows, cols), window("probability", rows, cols))
+        outers = [shared] if shared else [spans[gid] for gid, _ in glaciers]  # the batch's window, or each its own
         windows = []
-        for gid, g in glaciers:
-            own = spans[gid]
+        for i, (gid, g) in enumerate(glaciers):
+            (rows, cols), (own_rows, own_cols) = outers[0 if shared else i], spans[gid]
             years = [int(y) for y in g["year"]]
-            sub = grid.transform * Affine.translation(own[1].start, own[0].start)
-            at = [index[y] for y in years] if index else None
-            if shared is None:
-                windows.append((sub, (dem_data[own], window("doy", *own), window("probability", *own)), None, at))
-            else:
-                inside = (slice(own[0].start - rows.start, own[0].stop - rows.start),
-                          slice(own[1].start - cols.start, own[1].stop - cols.start))
-                windows.append((sub, None, inside, at))
-        batch_windows.append((layers_window, windows))
+            windows.append((grid.transform * Affine.translation(own_cols.start, own_rows.start), 0 if shared else i,
+                            (slice(own_rows.start - rows.start, own_rows.stop - rows.start),
+                             slice(own_cols.start - cols.start, own_cols.stop - cols.start)),
+                            [index[y] for y in years] if index else None))
+        batch_windows.append(([layer_windows(rows, cols) for rows, cols in outers], windows))
     # the outlines go to the workers beside the graph, not in it (`tasks.compute_shipped`)
     payloads = [(list(glaciers), {i: sectors[i] for i, _ in glaciers if i in sectors},
                  {i: inventory[i] for i, _ in glaciers if i in (inventory or {})}) for glaciers in batches]
     doys: dict[tuple[int, int], float] = {}
     front_sigma: dict[tuple[int, int], float] = {}
     terminus, retreat, failed = [], [], []
-    for done in compute_shipped(lambda held: [dask.delayed(_glacier_batch, pure=True)(shared, windows, payload, px, analysis,
+    for done in compute_shipped(lambda held: [dask.delayed(_glacier_batch, pure=True)(sources, windows, payload, px, analysis,
                                                                                    sensor, threshold)
-                                              for (shared, windows), payload in zip(batch_windows, held, strict=True)], payloads):
+                                              for (sources, windows), payload in zip(batch_windows, held, strict=True)], payloads):
         terminus += done["terminus"]
         retreat += done["retreat"]
         doys |= done["doys"]
