@@ -37,6 +37,7 @@ from stackstac.stac_types import items_to_plain
 
 from catalog.gdal_env import SCENE_READ_ENV, scene_read_env
 from catalog.grid import TargetGrid
+from catalog.halo_layout import HaloLayout
 from catalog.items import asset_nodata, reflectance_scale_offset
 from catalog.providers import QUALITY_BAND, REFLECTANCE_BANDS, ProviderProfile
 from catalog.reads import (
@@ -84,6 +85,7 @@ def stack_on_grid(
     gdal_env: LayeredEnv = SCENE_READ_ENV,
     read_threads: int | None = None,
     skip_unreadable: bool = False,
+    layout: HaloLayout | None = None,
 ) -> xr.DataArray:
     """stackstac on the grid's explicit EPSG, resolution and bounds, with our reader and GDAL settings.
 
@@ -96,6 +98,8 @@ def stack_on_grid(
     xy_coords="center", properties=False, band_coords=False, errors_as_nodata=(),
     reader=ExplainingRioReader)` gives, value for value, except that each task reads its assets
     concurrently (`read_threads`, see catalog.reads.read_chunk) instead of one after another.
+    With a `layout` the blocks are its tiles with their halos (catalog.halo_layout), side by side,
+    and y and x carry no coordinates (the windows overlap).
     """
     dtype = np.dtype(dtype)
     plain = items_to_plain(items)
@@ -103,12 +107,17 @@ def stack_on_grid(
         plain, assets=keys, epsg=grid.epsg, resolution=grid.resolution, bounds=grid.bounds, snap_bounds=False,
         rescale=False, dtype=dtype,
     )
-    data = read_tasks(asset_table, spec, chunksize, resampling, dtype, fill_value, gdal_env, read_threads, skip_unreadable)
+    windows = None if layout is None else (layout.windows(0), layout.windows(1))
+    data = read_tasks(asset_table, spec, chunksize, resampling, dtype, fill_value, gdal_env, read_threads, skip_unreadable,
+                      block_windows=windows)
     coords, dims = to_coords(plain, asset_ids, spec, xy_coords="center", properties=False, band_coords=False)
-    cube = xr.DataArray(data, coords, dims, attrs=to_attrs(spec), name=f"stackstac-{tokenize(data)}")
-    if cube.shape[-2:] != grid.shape:  # a guard on the contract, not expected to fire
-        raise RuntimeError(f"stackstac gave shape {cube.shape[-2:]} for grid shape {grid.shape}")
-    return cube
+    if spec.shape != grid.shape:  # a guard on the contract, not expected to fire
+        raise RuntimeError(f"stackstac gave shape {spec.shape} for grid shape {grid.shape}")
+    if layout is not None:
+        if layout.shape != grid.shape:
+            raise ValueError(f"the halo layout is for a {layout.shape} grid, not this {grid.shape} one")
+        coords = {k: v for k, v in coords.items() if k not in ("y", "x")}
+    return xr.DataArray(data, coords, dims, attrs=to_attrs(spec), name=f"stackstac-{tokenize(data)}")
 
 
 def stack_assets(
@@ -120,11 +129,12 @@ def stack_assets(
     chunks: int,
     gdal_env: LayeredEnv = SCENE_READ_ENV,
     skip_unreadable: bool = False,
+    layout: HaloLayout | None = None,
 ) -> xr.DataArray:
-    """Raw DN (uint16) of `keys`, chunked (one year's items, all keys, chunks, chunks)."""
+    """Raw DN (uint16) of `keys`, chunked (one year's items, all keys, chunks, chunks) or by `layout`'s blocks."""
     return stack_on_grid(
         items, keys, grid, resampling, np.uint16, fill_value, (_year_chunks(items), len(keys), chunks, chunks), gdal_env,
-        skip_unreadable=skip_unreadable,
+        skip_unreadable=skip_unreadable, layout=layout,
     )
 
 
@@ -136,6 +146,7 @@ def _scene_stack(
     resampling: Resampling,
     chunks: int,
     skip_unreadable: bool = False,
+    layout: HaloLayout | None = None,
 ) -> xr.DataArray:
     """Raw DN of every reflectance band and the quality band, in that order (uint16, fill 0).
 
@@ -145,7 +156,8 @@ def _scene_stack(
     that dask may schedule far apart (which held the whole region in memory).
     """
     keys = [profile.asset_key(sensor, b) for b in (*REFLECTANCE_BANDS[sensor], QUALITY_BAND[sensor])]
-    return stack_assets(items, keys, grid, resampling, np.uint16(0), chunks, scene_read_env(profile, sensor), skip_unreadable)
+    return stack_assets(items, keys, grid, resampling, np.uint16(0), chunks, scene_read_env(profile, sensor), skip_unreadable,
+                        layout)
 
 
 def _grid_attrs(grid: TargetGrid, sensor: str, profile: ProviderProfile, skipped: list[SkippedScene]) -> dict:
@@ -176,6 +188,7 @@ def dn_cube(
     chunks: int = 2048,
     resampling: Resampling = Resampling.nearest,
     on_unreadable: OnUnreadable = "raise",
+    layout: HaloLayout | None = None,
 ) -> xr.DataArray:
     """The scenes' digital numbers (time, band, y, x) uint16, lazy; 0 where a scene has no data.
 
@@ -183,12 +196,14 @@ def dn_cube(
     reflectance = DN * scale + offset; `sun_azimuth`, `sun_elevation` per time, degrees, from
     each item's metadata or its time and place: catalog.sun) and attrs. The composite selects on
     these DNs and converts only while it looks at them (catalog.composite), so no float32 cube of
-    every scene is ever made: that conversion was half of the composite's time.
+    every scene is ever made: that conversion was half of the composite's time. `layout`: blocks of
+    the store's tiles with their halos (catalog.halo_layout) instead of the grid's chunks.
     """
     prepared, skipped = prepare_scene_items(items, profile, sensor, grid, on_unreadable)
     bands = list(REFLECTANCE_BANDS[sensor])
     keys = [profile.asset_key(sensor, b) for b in bands]
-    raw = _scene_stack(prepared, profile, sensor, grid, resampling, chunks, on_unreadable == "skip").isel(band=slice(0, len(keys)))
+    raw = _scene_stack(prepared, profile, sensor, grid, resampling, chunks, on_unreadable == "skip", layout)
+    raw = raw.isel(band=slice(0, len(keys)))
     rule = profile.scale_offset_rule(sensor)
     so = [[reflectance_scale_offset(item, sensor, k, rule) for k in keys] for item in prepared]
     scale = xr.DataArray(np.array([[s.scale for s in row] for row in so], np.float32), dims=("time", "band"))
@@ -256,6 +271,7 @@ def quality_cube(
     chunks: int = 2048,
     on_unreadable: OnUnreadable = "raise",
     skip_unreadable_reads: bool | None = None,
+    layout: HaloLayout | None = None,
 ) -> xr.DataArray:
     """The quality layer (time, y, x): SCL classes (uint8) or QA_PIXEL bits (uint16), nearest neighbour.
 
@@ -263,6 +279,7 @@ def quality_cube(
     so masks treat it as invalid without a separate footprint. `skip_unreadable_reads` (default:
     on_unreadable == "skip") must match the reflectance cube's for the two to share their reads:
     items already checked by reflectance_cube come with on_unreadable="raise" and this set.
+    `layout` as for `dn_cube` (the same to share its reads).
     """
     prepared, skipped = prepare_scene_items(items, profile, sensor, grid, on_unreadable)
     band = QUALITY_BAND[sensor]
@@ -270,7 +287,7 @@ def quality_cube(
     nodata = asset_nodata(prepared[0], key)
     fill = np.uint16(nodata if nodata is not None else (0 if sensor == "sentinel-2" else 1))
     skip_reads = on_unreadable == "skip" if skip_unreadable_reads is None else skip_unreadable_reads
-    raw = _scene_stack(prepared, profile, sensor, grid, Resampling.nearest, chunks, skip_reads).isel(band=-1, drop=True)
+    raw = _scene_stack(prepared, profile, sensor, grid, Resampling.nearest, chunks, skip_reads, layout).isel(band=-1, drop=True)
     if fill != 0:  # the shared stack fills with 0; a quality layer says "no data" its own way
         raw = raw.where(raw != 0, fill)
     if sensor == "sentinel-2":

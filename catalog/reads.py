@@ -23,7 +23,7 @@ import rasterio
 from dask.base import tokenize
 from dask.blockwise import blockwise
 from dask.highlevelgraph import HighLevelGraph
-from dask.layers import ArraySliceDep
+from dask.layers import ArrayBlockwiseDep, ArraySliceDep
 from rasterio import windows
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
@@ -366,30 +366,50 @@ def read_tasks(
     gdal_env: LayeredEnv,
     threads: int | None,
     skip_unreadable: bool = False,
+    block_windows: tuple[tuple[slice, ...], tuple[slice, ...]] | None = None,
 ):
     """stackstac.to_dask.items_to_dask with ExplainingRioReader and read_chunk in place of fetch_raster_window.
 
     The same graph otherwise: a table of readers per (time, band) chunk, opened once and shared
     by the spatial chunks, then one task per chunk. Task names depend only on what is read (not
     on `threads`), so the reflectance and quality cubes of one stack still share their reads.
+    `block_windows` (per axis, y then x: each block's rows or columns of the grid): blocks that read
+    these windows, which may overlap (catalog.halo_layout), instead of `chunksize`'s tiling.
     """
     threads = read_thread_count(threads)
     if not np.can_cast(type(fill_value), dtype):
         raise ValueError(f"fill value {fill_value!r} does not fit the cube's dtype {dtype}")
-    chunks = normalize_chunks(chunksize, asset_table.shape + spec.shape, dtype)
+    if block_windows is not None:
+        sizes = tuple(tuple(w.stop - w.start for w in axis) for axis in block_windows)
+        chunksize = tuple(chunksize[:2]) + sizes
+        chunks = normalize_chunks(chunksize, asset_table.shape + tuple(sum(s) for s in sizes), dtype)
+    else:
+        chunks = normalize_chunks(chunksize, asset_table.shape + spec.shape, dtype)
     chunks_tb, chunks_yx = chunks[:2], chunks[2:]
+    slices = ArraySliceDep(chunks_yx) if block_windows is None else _WindowSliceDep(block_windows)
     table = da.from_array(asset_table, chunks=chunks_tb, inline_array=True, name=f"asset-table-{tokenize(asset_table)}")
     with dask.annotate(fuse=False):  # as stackstac: keep the reader table a task of its own, shared by the chunks
         readers = table.map_blocks(
             asset_table_to_reader_and_window, spec, resampling, dtype, fill_value, False, gdal_env, (),
             ExplainingRioReader, dtype=object,
         )
-    name = f"read_chunk-{tokenize(readers, chunks, dtype, fill_value, skip_unreadable)}"
+    name = f"read_chunk-{tokenize(readers, chunks, block_windows, dtype, fill_value, skip_unreadable)}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=da.core.PerformanceWarning)
         layer = blockwise(
-            read_chunk, name, "tbyx", readers.name, "tb", ArraySliceDep(chunks_yx), "yx", dtype, None, fill_value, None,
+            read_chunk, name, "tbyx", readers.name, "tb", slices, "yx", dtype, None, fill_value, None,
             threads, None, skip_unreadable, None, numblocks={readers.name: readers.numblocks},
         )
     graph = HighLevelGraph.from_collections(name, layer, [readers])
     return da.Array(graph, name, chunks, meta=np.ndarray((), dtype=dtype))
+
+
+class _WindowSliceDep(ArrayBlockwiseDep):
+    """Each block's window of the grid, given per axis (ArraySliceDep for blocks that may overlap)."""
+
+    def __init__(self, windows: tuple[tuple[slice, ...], tuple[slice, ...]]):
+        super().__init__(tuple(tuple(w.stop - w.start for w in axis) for axis in windows))
+        self.windows = windows
+
+    def __getitem__(self, idx: tuple) -> tuple[slice, ...]:
+        return tuple(axis[i] for axis, i in zip(self.windows, idx))

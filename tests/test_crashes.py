@@ -111,7 +111,7 @@ def test_a_dask_worker_killed_mid_inference_changes_nothing(small_study_area, sm
             while not stop.is_set():
                 try:
                     for ws in list(cluster.scheduler.workers.values()):
-                        if any("predict_block" in str(ts.key) for ts in list(ws.processing)):
+                        if any("predict_piece" in str(ts.key) for ts in list(ws.processing)):
                             os.kill(pids[ws.address], signal.SIGKILL)
                             killed.append(ws.address)
                             return

@@ -168,10 +168,10 @@ def predict_scene(
         FORWARD_WINDOW_PX,
         HALO_BY_ARCHITECTURE,
         cached_predictor,
-        predict_block,
         read_card,
         round_up,
     )
+    from pipeline.inference.tile_forward import predict_block
     from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
     from pipeline.model.predictor import default_device
 

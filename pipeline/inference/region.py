@@ -1,17 +1,19 @@
 """Glacier probability for a region's yearly cube: the network mapped by Dask over spatial chunks.
 
 Strategy. The cube's reflectance (year, band, y, x) and the terrain channels the model's recipe
-asks for are stacked lazily into one (year, channel, y, x) array, chunked one year by one spatial
-tile. `dask.array.map_overlap` hands each task its tile plus `halo` pixels of every neighbour
-(``boundary="none"``: at the region's outer edge there is no neighbour and nothing is invented),
-the task runs the network through the recipe exactly as `TorchPredictor` does (reflect-pad to a
-multiple of 16 at the bottom/right, sigmoid, no-data -> 0), and map_overlap crops the halo off.
+asks for are stacked lazily into one (year, channel, y, x) array whose blocks are the store's
+tiles each with `halo` pixels of the ground around it (`catalog.halo_layout`; at the region's
+outer edge there is nothing around and nothing is invented). A production cube is read and
+composited that way (`yearly_cube(halo=...)`), so no tile waits for, or a worker holds, its
+neighbours' composites; a cube without it has each tile's halo cut from its neighbours. Each
+task runs the network over one piece of a tile with `halo` pixels of context, through the recipe
+exactly as `TorchPredictor` does (reflect-pad to a multiple of 16 at the bottom/right, sigmoid,
+no-data -> 0), and keeps the piece.
 
 Why the result equals one whole-image prediction. A U-Net with four 2x2 poolings is only
 shift-equivariant for shifts that are multiples of 16, so every tile, halo included, must start
-on the global 16-pixel lattice: spatial chunks and the halo are rounded up to multiples of
-`SIZE_MULTIPLE` (the store's 2048 chunks already are), and a last chunk thinner than the halo is
-merged into its neighbour (map_overlap would otherwise rechunk off the lattice). Then interior
+on the global 16-pixel lattice: tiles, pieces and the halo are rounded up to multiples of
+`SIZE_MULTIPLE` (the store's 2048 chunks already are). Then interior
 tiles see the same pixels at the same pooling phase as the whole image does; only context further
 than `halo` away is lost, and `HALO_BY_ARCHITECTURE` holds the measured distance beyond which that
 no longer changes any output by 1/255 (tests/test_inference.py::test_chunk_seams_are_invisible). Edge tiles
@@ -20,8 +22,8 @@ pad the same bottom/right rows as the whole image, so edges match as well.
 The model is loaded once per worker process, not per task: tasks carry only the weights path and
 its sha256, and `cached_predictor` (`pipeline.inference.predictor_cache`, with the card check `read_card`)
 builds the `TorchPredictor` the first time a process sees that (path, sha256, device, half). The
-task is `pipeline.inference.tile_forward.predict_block`, whose module imports no torch (a worker
-unpickles tasks in its event loop), one task per forward window (`_forward_chunks`).
+task is `pipeline.inference.tile_forward.predict_piece`, whose module imports no torch (a worker
+unpickles tasks in its event loop), one task per forward window (`_pieces`).
 Half precision (fp16 autocast) is used on CUDA; deformable convs stay fp32 inside the network;
 the CPU runs fp32. Batching: the years inside one block (`years_per_block`) go through the
 network as one batch, sharing the terrain; the default of 1 keeps a worker's memory bounded by
@@ -31,6 +33,7 @@ one tile (a U-Net's activations at 2048^2 are ~GBs on CPU), raise it on a GPU wi
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -42,9 +45,12 @@ import dask.array as da
 import numpy as np
 import torch
 import xarray as xr
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 
+from catalog.halo_layout import HaloLayout, regular_chunks
 from pipeline.inference.predictor_cache import cached_predictor, read_card
-from pipeline.inference.tile_forward import predict_block, round_up
+from pipeline.inference.tile_forward import predict_piece, round_up
 from pipeline.model.halo import DEFAULT_HALO, HALO_BY_ARCHITECTURE
 from pipeline.model.predictor import default_device
 from pipeline.model.weights import ModelCard
@@ -55,45 +61,79 @@ __all__ = [
     "cached_predictor",
     "check_inputs",
     "forward_device",
+    "forward_halo",
     "infer_to_store",
-    "predict_block",
+    "predict_piece",
     "probability_cube",
     "read_card",
     "round_up",
 ]
 
-def _lattice_chunks(size: int, chunk: int, halo: int) -> tuple[int, ...]:
-    """Chunks of `chunk` px (a multiple of 16), the last merged into its neighbour if thinner than `halo`."""
-    chunks = [chunk] * (size // chunk) + ([size % chunk] if size % chunk else [])
-    if len(chunks) > 1 and chunks[-1] < max(halo, 1):
-        chunks[-2:] = [chunks[-2] + chunks[-1]]
-    return tuple(chunks)
-
-
-def _forward_chunks(size: int, chunk: int, halo: int, window: int) -> tuple[int, ...]:
-    """`_lattice_chunks`, each cut evenly on the 16-px lattice into pieces whose forward pass fits
-    `window` (as `tile_forward.predict_block` would cut it into windows): one task per window.
+def _pieces(tile: int, halo: int, window: int) -> tuple[int, ...]:
+    """A tile's side cut evenly on the 16-px lattice into pieces whose forward pass (piece plus
+    `halo` each side) fits `window` (as `tile_forward.predict_block` would cut it): one task each.
 
     A task that ran a tile's windows one after another kept one thread busy while the others,
     their tiles done, waited (the default area's Sentinel-2 stage: 7 tasks of ~6 s on 2 threads);
-    as separate tasks the windows spread over the cluster's threads. Each piece borrows the same
-    halo from its neighbours as the windows did, so the forward passes are the same.
+    as separate tasks the windows spread over the cluster's threads.
     """
-    out: list[int] = []
-    for c in _lattice_chunks(size, chunk, halo):
-        n = max(1, -(-(c - 2 * halo) // window))
-        step = round_up(-(-c // n))
-        pieces = [min(step, c - start) for start in range(0, c, step)]
-        if len(pieces) > 1 and pieces[-1] < max(halo, 1):  # map_overlap borrows from adjacent pieces only
-            pieces[-2:] = [pieces[-2] + pieces[-1]]
-        out += pieces
-    return tuple(out)
+    n = max(1, -(-(tile - 2 * halo) // window))
+    step = round_up(-(-tile // n))
+    pieces = [min(step, tile - start) for start in range(0, tile, step)]
+    if len(pieces) > 1 and pieces[-1] < max(halo, 1):
+        pieces[-2:] = [pieces[-2] + pieces[-1]]
+    return tuple(pieces)
+
+
+def _forward_chunks(size: int, chunk: int, halo: int, window: int) -> tuple[int, ...]:
+    """The pieces of every `chunk` px tile along a side of `size` px (`_pieces`): the output's chunks."""
+    return tuple(p for tile in regular_chunks(size, chunk) for p in _pieces(tile, halo, window))
+
+
+def _forward_graph(stacked: da.Array, layout: HaloLayout, halo: int, window: int, **kwargs) -> da.Array:
+    """One forward task per piece of each tile (`_pieces`), each on its tile's block with `halo` px
+    of context (clipped at the grid's edge), its piece kept: (year, y, x) on the grid.
+
+    The block holds the tile's own ground around it (`HaloLayout`), so a piece waits only for its
+    own tile's block, never a neighbour's.
+    """
+    name = f"predict_piece-{tokenize(stacked, layout, halo, window, kwargs)}"
+    task = functools.partial(predict_piece, **kwargs)
+    axes = []  # per axis: (tile, rows of its block fed to the network, rows of that output kept)
+    for axis in (0, 1):
+        size, entries = layout.shape[axis], []
+        for t, (w, core) in enumerate(zip(layout.windows(axis), layout.cores(axis))):
+            start = w.start + core.start
+            for piece in _pieces(core.stop - core.start, halo, window):
+                lo, hi = max(0, start - halo), min(size, start + piece + halo)
+                entries.append((t, slice(lo - w.start, hi - w.start), slice(start - lo, start - lo + piece), piece))
+                start += piece
+        axes.append(entries)
+    dsk = {
+        (name, yb, i, j): (task, (stacked.name, yb, 0, ti, tj), rows, cols, keep_rows, keep_cols)
+        for yb in range(stacked.numblocks[0])
+        for i, (ti, rows, keep_rows, _) in enumerate(axes[0])
+        for j, (tj, cols, keep_cols, _) in enumerate(axes[1])
+    }
+    chunks = (stacked.chunks[0], tuple(e[3] for e in axes[0]), tuple(e[3] for e in axes[1]))
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[stacked])
+    return da.Array(graph, name, chunks, meta=np.empty((0, 0, 0), np.float32))
 
 
 FORWARD_WINDOW_PX = {False: 1024, True: 2048}
 """Largest core one forward pass sees, on CPU (False) and CUDA (True): the D-UNet's fp32 CPU
 forward takes ~2 kB per input pixel (measured: 1.9 GB at 1024^2), so a 1024 px core with a
 128 px halo needs ~3.3 GB per task; fp16 on a GPU about half per pixel, with far more memory."""
+
+
+def forward_halo(card: ModelCard, halo: int | None = None) -> int:
+    """The context a tile's forward pass needs: `halo`, default the card's measured `halo_px`, else
+    `HALO_BY_ARCHITECTURE` for its architecture; rounded up to the 16-px lattice (module notes)."""
+    if halo is None:
+        halo = card.halo_px if card.halo_px is not None else HALO_BY_ARCHITECTURE.get(card.architecture, DEFAULT_HALO)
+    if halo < 0:
+        raise ValueError(f"halo must be >= 0 pixels, got {halo}")
+    return round_up(halo)
 
 
 def probability_cube(
@@ -110,9 +150,9 @@ def probability_cube(
 ) -> xr.DataArray:
     """Lazy (year, y, x) float32 glacier probability of `cube` (a `yearly_cube` Dataset), 0 where no data.
 
-    `halo` (default: the card's measured `halo_px`, else `HALO_BY_ARCHITECTURE` for its architecture) is rounded up to a
-    multiple of 16 (see the module notes); `chunk` (default: the cube's first spatial chunk) is
-    the tile size, rounded up to a multiple of 16 and to at least the halo. `device` defaults to
+    `halo`: see `forward_halo`; `chunk` (default: the cube's first spatial chunk) is the tile size,
+    rounded up to a multiple of 16 and to at least the halo; a tile's context comes from the cube's `reflectance_haloed`
+    where it has one for these tiles (`yearly_cube(halo=...)`), else from its neighbours. `device` defaults to
     CUDA when this process sees one; `half` defaults to True exactly on CUDA (True on a CPU: bf16
     where the CPU has bf16 instructions, `pipeline.model.predictor.half_dtype`). `window`: the
     largest core one forward pass sees (default `FORWARD_WINDOW_PX`), which bounds a task's
@@ -125,11 +165,7 @@ def probability_cube(
     recipe = card.recipe
     device = str(torch.device(device) if device is not None else default_device())
     half = (torch.device(device).type == "cuda") if half is None else bool(half)
-    if halo is None:
-        halo = card.halo_px if card.halo_px is not None else HALO_BY_ARCHITECTURE.get(card.architecture, DEFAULT_HALO)
-    if halo < 0:
-        raise ValueError(f"halo must be >= 0 pixels, got {halo}")
-    halo = round_up(halo)
+    halo = forward_halo(card, halo)
     if window is None:
         window = FORWARD_WINDOW_PX[torch.device(device).type == "cuda"]
     window = round_up(window)
@@ -151,40 +187,19 @@ def probability_cube(
     n_years, n_bands, ny, nx = refl.shape
     if chunk is None:
         chunk = int(refl.chunks[2][0]) if refl.chunks is not None else max(ny, nx)
-    # map_overlap borrows only from adjacent tiles, so a tile must be at least as wide as the halo.
+    # Tiles start on the 16-px lattice (module notes) and are at least as wide as their context.
     chunk = max(round_up(chunk), halo)
-    ychunks, xchunks = _forward_chunks(ny, chunk, halo, window), _forward_chunks(nx, chunk, halo, window)
-
-    data = refl.data if isinstance(refl.data, da.Array) else da.from_array(refl.data)
-    data = data.astype(np.float32)
-    planes = [data]
+    layout, data = _haloed_input(cube, refl, chunk, halo)
+    planes = [data.astype(np.float32)]
     for name in recipe.terrain_sources:
         t = cube[name].data
         t = t if isinstance(t, da.Array) else da.from_array(t)
-        t = t.astype(np.float32).rechunk((ychunks, xchunks))
-        planes.append(da.broadcast_to(t[None, None], (n_years, 1, ny, nx), chunks=((1,) * n_years, (1,), ychunks, xchunks)))
-    stacked = da.concatenate([p.rechunk({0: years_per_block, 1: -1, 2: ychunks, 3: xchunks}) for p in planes], axis=1)
-    stacked = stacked.rechunk({0: years_per_block, 1: -1, 2: ychunks, 3: xchunks})
-
-    probability = da.map_overlap(
-        predict_block,
-        stacked,
-        # An axis held in one tile has no neighbour to borrow from (and dask refuses a depth larger
-        # than the array: a region narrower than the halo, e.g. a small Landsat area with a 336 px halo).
-        depth={0: 0, 1: 0, 2: halo if len(ychunks) > 1 else 0, 3: halo if len(xchunks) > 1 else 0},
-        boundary="none",
-        trim=True,
-        drop_axis=1,
-        dtype=np.float32,
-        meta=np.empty((0, 0, 0), np.float32),
-        path=str(weights),
-        weights_sha256=card.weights_sha256,
-        device=device,
-        half=half,
-        n_bands=n_bands,
-        halo=halo,
-        window=window,
-    )
+        # Small and static: each tile's halo of it is cut from its neighbours' chunks.
+        t = layout.pad(t.astype(np.float32))
+        planes.append(da.broadcast_to(t[None, None], (n_years, 1, *t.shape), chunks=((1,) * n_years, (1,), *t.chunks)))
+    stacked = da.concatenate([p.rechunk({0: years_per_block, 1: -1}) for p in planes], axis=1).rechunk({0: years_per_block, 1: -1})
+    probability = _forward_graph(stacked, layout, halo, window, path=str(weights), weights_sha256=card.weights_sha256,
+                                 device=device, half=half, n_bands=n_bands)
     return xr.DataArray(
         probability,
         dims=("year", "y", "x"),
@@ -198,6 +213,21 @@ def probability_cube(
             "halo": halo,
         },
     )
+
+
+def _haloed_input(cube: xr.Dataset, refl: xr.DataArray, chunk: int, halo: int) -> tuple[HaloLayout, da.Array]:
+    """The reflectance by tile with at least `halo` px of context: the cube's `reflectance_haloed`
+    when it was composited that way for these tiles (`yearly_cube(halo=...)`), else cut from the
+    neighbouring tiles of `reflectance` (a cube in memory, or one read without a halo)."""
+    haloed = cube.get("reflectance_haloed")
+    if haloed is not None and haloed.attrs.get("halo", 0) >= halo and haloed.attrs.get("tile_px") == chunk:
+        layout = HaloLayout.of(refl.shape[2:], chunk, int(haloed.attrs["halo"]))
+        data = haloed.sel(band=refl["band"].values).data
+        if isinstance(data, da.Array) and data.chunks[2:] == (layout.chunks(0), layout.chunks(1)):
+            return layout, data
+    layout = HaloLayout.of(refl.shape[2:], chunk, halo)
+    data = refl.data if isinstance(refl.data, da.Array) else da.from_array(refl.data)
+    return layout, layout.pad(data)
 
 
 def glacier_ids_on_grid(outlines: Any, grid: Any, buffer_m: float, chunk: int) -> xr.DataArray:
@@ -298,7 +328,8 @@ def infer_to_store(
         if inventory_digest is not None:  # and a glacier_id from other outlines (inference alone has no pre-flight of the store)
             check_same_inventory(store, [sensor], inventory_digest, f"inventory {inputs.inventory_path}")
         chunk = store.chunk_size
-        cube = yearly_cube(cfg, sensor, years=years, chunks=chunk, dem_items=inputs.dem_items or None)
+        # Each tile composited with its own context: no tile waits for its neighbours' composites (module notes).
+        cube = yearly_cube(cfg, sensor, years=years, chunks=chunk, dem_items=inputs.dem_items or None, halo=forward_halo(card, halo))
         terrain = {name: cube[var] for name, var in (("dem", "elevation"), ("slope", "slope"), ("aspect", "aspect"))
                    if not store.static_complete(sensor, name)}
         statics = dict(terrain)

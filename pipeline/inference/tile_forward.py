@@ -1,4 +1,4 @@
-"""The forward pass one Dask task runs on one tile (`predict_block`), and the 16-px lattice it needs.
+"""The forward pass one Dask task runs on a piece of a tile (`predict_piece`) or a whole tile (`predict_block`), and the 16-px lattice.
 
 Kept apart from `pipeline.inference.region`, which builds the graph and imports torch: a worker
 unpickles each task in its event loop, so a task whose function lives in a torch-importing module
@@ -61,6 +61,17 @@ def predict_block(
             )
             out[:, y0:y1, x0:x1] = part[:, y0 - a0 : y1 - a0, x0 - b0 : x1 - b0]
     return out
+
+
+def predict_piece(
+    block: np.ndarray, rows: slice, cols: slice, keep_rows: slice, keep_cols: slice, *, path: str, weights_sha256: str,
+    device: str, half: bool, n_bands: int
+) -> np.ndarray:
+    """One forward pass over `rows` x `cols` of a tile's (year, channel, y, x) block (a piece and its
+    context), the piece (`keep_rows` x `keep_cols` of that output) kept: (year, y, x) probability."""
+    part = _predict_whole(block[:, :, rows, cols], path=path, weights_sha256=weights_sha256, device=device, half=half,
+                          n_bands=n_bands)
+    return np.ascontiguousarray(part[:, keep_rows, keep_cols])
 
 
 def _predict_whole(

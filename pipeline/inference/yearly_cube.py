@@ -17,6 +17,7 @@ import xarray as xr
 
 from catalog.composite import yearly_composite
 from catalog.cube import dn_cube, quality_cube
+from catalog.halo_layout import HaloLayout
 from catalog.masks import clear_mask
 from catalog.providers import get_profile
 from catalog.reflectance_check import checked_reflectance
@@ -27,11 +28,17 @@ from pipeline.config import Config
 
 
 def yearly_cube(
-    cfg: Config, sensor: str, years: Sequence[int] | None = None, chunks: int = 2048, dem_items: list | None = None
+    cfg: Config, sensor: str, years: Sequence[int] | None = None, chunks: int = 2048, dem_items: list | None = None,
+    halo: int = 0,
 ) -> xr.Dataset:
     """`reflectance` (year, band, y, x), `clear_count` (year, y, x), `elevation`, `slope`, `aspect` (y, x).
 
     `dem_items`: the DEM tiles over the region when the caller has searched them already (the pre-flight).
+    `halo` > 0: each `chunks` px tile is read and composited with `halo` px of the ground around it
+    (catalog.halo_layout), and the cube also holds that as `reflectance_haloed` (year, band,
+    y_haloed, x_haloed; attrs `halo`, `tile_px`), which the network takes instead of borrowing
+    each tile's context from its neighbours (pipeline.inference.region.probability_cube); the other
+    variables are its tiles cut out, on the grid.
     """
     years = list(years if years is not None else cfg.years)
     sensor_cfg = cfg.sensors[sensor]
@@ -41,24 +48,32 @@ def yearly_cube(
     check_region_covered(source, profile.collection(sensor), bbox)
     by_year = {y: find_scenes(source, profile, sensor, bbox, y, cfg.season.as_tuple(), sensor_cfg.max_cloud) for y in years}
     items = [i for y in years for i in by_year[y]]
+    layout = HaloLayout.of(grid.shape, chunks, halo) if halo else None
     # DNs, not reflectance: the composite converts only what it looks at (catalog.composite).
-    dn = dn_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip" if cfg.on_unreadable == "skip" else "raise")
+    dn = dn_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip" if cfg.on_unreadable == "skip" else "raise",
+                 layout=layout)
     # The scenes are checked once: the quality cube takes the same survivors (and so shares the reads).
     kept = [i for i in items if i.id not in {s["item_id"] for s in dn.attrs["skipped_scenes"]}]
     skip = cfg.on_unreadable == "skip"  # also inside the COGs: a damaged window drops its scene from that chunk
-    clear = clear_mask(quality_cube(kept, profile, sensor, grid, chunks=chunks, skip_unreadable_reads=skip), sensor)
+    clear = clear_mask(quality_cube(kept, profile, sensor, grid, chunks=chunks, skip_unreadable_reads=skip, layout=layout), sensor)
     dem_profile = get_profile(cfg.dem.provider)
     if dem_items is None:
         dem_items = find_dem_items(open_source(cfg.source_url(cfg.dem), dem_profile.signer()), dem_profile, bbox)
     terr = terrain(dem_items, dem_profile, grid, chunks=chunks)
-    terr = terr.assign_coords(y=dn.y, x=dn.x)  # same grid; stackstac's floats may differ in the last bit
+    if layout is None:
+        terr = terr.assign_coords(y=dn.y, x=dn.x)  # same grid; stackstac's floats may differ in the last bit
+        slope, aspect = terr.slope, terr.aspect
+    else:  # the terrain is small and static: each tile's halo is cut from its neighbours' chunks
+        slope, aspect = (xr.DataArray(layout.pad(terr[v].data), dims=("y", "x")) for v in ("slope", "aspect"))
     # The terrain lights each look (catalog.sun): the composite compares surfaces, not illumination.
-    composite = yearly_composite(dn, clear, season=cfg.season.as_tuple(), slope=terr.slope, aspect=terr.aspect)
+    composite = yearly_composite(dn, clear, season=cfg.season.as_tuple(), slope=slope, aspect=aspect)
     skipped_ids = {s["item_id"] for s in dn.attrs["skipped_scenes"]}
     scene_ids = {str(y): [i.id for i in by_year[y] if i.id not in skipped_ids] for y in years}
     decisions = dn.attrs["scale_offset"]  # per item: scale, offset and the provider rule that decided them
     # Each chunk's task refuses a composite whose pixels say an offset was applied twice or is missing.
     composite["reflectance"] = checked_reflectance(composite.reflectance, scene_ids, decisions, label=sensor)
+    if layout is not None:
+        composite = _cut_to_tiles(composite, layout, terr, chunks)
 
     year_of = {i.id: y for y in years for i in by_year[y]}
     skipped = [{**s, "year": year_of.get(s["item_id"])} for s in dn.attrs.get("skipped_scenes", [])]
@@ -76,3 +91,14 @@ def yearly_cube(
         "asset_items": asset_items,
     }
     return out
+
+
+def _cut_to_tiles(composite: xr.Dataset, layout: HaloLayout, terr: xr.Dataset, tile_px: int) -> xr.Dataset:
+    """A composite in `layout` -> on the grid (each block's tile: views of the same tasks), plus `reflectance_haloed`."""
+    on_grid = {
+        name: xr.DataArray(layout.trim(var.data), dims=var.dims, coords={**var.coords, "y": terr.y, "x": terr.x}, attrs=var.attrs)
+        for name, var in composite.data_vars.items()
+    }
+    haloed = composite.reflectance.rename(y="y_haloed", x="x_haloed")
+    haloed.attrs = {**haloed.attrs, "halo": layout.halo, "tile_px": tile_px}
+    return xr.Dataset({**on_grid, "reflectance_haloed": haloed}, attrs=composite.attrs)

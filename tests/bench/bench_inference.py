@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.getLogger("distributed.scheduler").setLevel(logging.ERROR)  # re-submitting the same keys warns
     from distributed import Client, LocalCluster
 
+    from catalog.halo_layout import regular_chunks
     from pipeline.inference import region as inference
     from pipeline.inference.yearly_cube import yearly_cube
     from pipeline.model.predictor import TorchPredictor
@@ -120,7 +121,10 @@ def main(argv: list[str] | None = None) -> dict:
     # throughput. distributed's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also
     # freezes glibc's mmap threshold: every large torch activation is then mmapped and page-faulted
     # afresh (measured: inference 2.3x slower). Measured with the default and with it removed.
-    prob = inference.probability_cube(lazy, weights, halo_default, device="cpu", chunk=args.chunk)
+    # as `infer_to_store` reads it: each tile composited with its own halo (catalog.halo_layout)
+    halo_run = inference.forward_halo(card, halo_default)
+    lazy_run = yearly_cube(cfg, args.sensor, years=args.years, chunks=args.chunk, halo=halo_run)
+    prob = inference.probability_cube(lazy_run, weights, halo_default, device="cpu", chunk=args.chunk)
     n_px = prob.size
     result["output_px"] = int(n_px)
     default_env = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
@@ -153,8 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     h = inference.round_up(halo_default)
     tile = max(inference.round_up(args.chunk), h)
-    ychunks = inference._lattice_chunks(cube.sizes["y"], tile, h)
-    xchunks = inference._lattice_chunks(cube.sizes["x"], tile, h)
+    ychunks = regular_chunks(cube.sizes["y"], tile)
+    xchunks = regular_chunks(cube.sizes["x"], tile)
     tiles = []
     y0 = 0
     for cy in ychunks:
@@ -187,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not (big / "synthetic.json").is_file():
         print(f"{big} has no synthetic.json: 1 vs 2 workers skipped")
     else:
-        big_lazy = yearly_cube(_cfg(big, args.years[:1]), "sentinel-2", years=args.years[:1], chunks=args.chunk)
+        big_lazy = yearly_cube(_cfg(big, args.years[:1]), "sentinel-2", years=args.years[:1], chunks=args.chunk, halo=halo_run)
         big_prob = inference.probability_cube(big_lazy, weights, halo_default, device="cpu", chunk=args.chunk)
         times = {}
         for workers in (1, 2):

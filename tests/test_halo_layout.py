@@ -1,0 +1,103 @@
+"""Tiles read and composited with their own halo (catalog.halo_layout): the same pixels, no neighbour waited for."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+from catalog.halo_layout import HaloLayout
+
+
+@pytest.mark.parametrize(("shape", "chunk", "halo"), [((100, 70), 32, 16), ((100, 70), 32, 48), ((40, 30), 64, 16), ((64, 64), 32, 0)])
+def test_pad_gives_each_tile_its_window_and_trim_gives_the_grid_back(shape, chunk, halo):
+    """Block (i, j) of `pad` is tile (i, j) grown by the halo and clipped to the grid, whatever the
+    halo against the tiles (wider than a tile too: it then spans several); `trim` undoes it."""
+    a = np.random.default_rng(0).random((3, *shape))
+    layout = HaloLayout.of(shape, chunk, halo)
+    padded = layout.pad(da.from_array(a, chunks=(1, chunk, chunk)))
+    assert padded.chunks[1:] == (layout.chunks(0), layout.chunks(1))
+    values = padded.compute()
+    ends = [np.cumsum((0, *layout.chunks(axis))) for axis in (0, 1)]
+    for i, rows in enumerate(layout.windows(0)):
+        for j, cols in enumerate(layout.windows(1)):
+            block = values[:, ends[0][i]:ends[0][i + 1], ends[1][j]:ends[1][j + 1]]
+            np.testing.assert_array_equal(block, a[:, rows, cols])
+            assert rows.start == max(0, i * chunk - halo) and rows.stop == min(shape[0], (i + 1) * chunk + halo)
+    back = layout.trim(padded)
+    assert back.chunks[1:] == layout.tiles
+    np.testing.assert_array_equal(back.compute(), a)
+
+
+def test_trim_refuses_an_array_of_another_layout():
+    layout = HaloLayout.of((100, 70), 32, 16)
+    with pytest.raises(ValueError, match="not this layout"):
+        layout.trim(da.zeros((100, 70), chunks=32))
+
+
+@pytest.fixture(scope="module")
+def config(small_study_area):
+    from pipeline.config import load_config
+
+    area = small_study_area
+    return load_config(None, synthetic={"path": str(area.root)}, region={"bbox": list(area.spec.bbox())},
+                       years={"start": 2021, "end": 2021})
+
+
+def test_a_tile_composited_with_its_own_halo_equals_the_grid_s_composite(config, monkeypatch):
+    """With scenes on the grid's own lattice (read without a warp, so the read window cannot move a
+    pixel: docs/scaling.md), `yearly_cube(halo=...)` gives the same composite, clear counts and days,
+    byte for byte, and `reflectance_haloed` holds each tile's window of it."""
+    import pipeline.inference.yearly_cube as yc
+
+    epsg = f"EPSG:{config.grid('sentinel-2').epsg}"
+    real_find = yc.find_scenes
+    monkeypatch.setattr(yc, "find_scenes", lambda *a, **k: [i for i in real_find(*a, **k) if i.properties["proj:code"] == epsg])
+    plain = yc.yearly_cube(config, "sentinel-2", years=[2021], chunks=128)
+    haloed = yc.yearly_cube(config, "sentinel-2", years=[2021], chunks=128, halo=48)
+    layout = HaloLayout.of(plain.reflectance.shape[2:], 128, 48)
+    assert len(layout.tiles[0]) > 1 and len(layout.tiles[1]) > 1
+    with dask.config.set(scheduler="threads"):
+        for name in ("reflectance", "clear_count", "doy"):
+            np.testing.assert_array_equal(haloed[name].values, plain[name].values, err_msg=name)
+        windows = haloed.reflectance_haloed.values
+    assert haloed.reflectance_haloed.attrs["halo"] == 48 and haloed.reflectance_haloed.attrs["tile_px"] == 128
+    grid = plain.reflectance.values
+    ends = [np.cumsum((0, *layout.chunks(axis))) for axis in (0, 1)]
+    for i, rows in enumerate(layout.windows(0)):
+        for j, cols in enumerate(layout.windows(1)):
+            np.testing.assert_array_equal(windows[..., ends[0][i]:ends[0][i + 1], ends[1][j]:ends[1][j + 1]],
+                                          grid[..., rows, cols])
+
+
+def test_a_tile_s_forward_waits_for_no_neighbour_s_scenes(config, small_weights):
+    """The point of the layout: each forward task's scenes come from its own tile's reads only, so a
+    worker never holds a neighbour's composite for it (the peak memory that grew with the region).
+    The terrain (small, static) still gives each tile its neighbours' edges."""
+    from pipeline.inference import region
+    from pipeline.inference.yearly_cube import yearly_cube
+
+    cube = yearly_cube(config, "sentinel-2", years=[2021], chunks=128, halo=32)
+    probability = region.probability_cube(cube, small_weights["sentinel-2"], halo=32, device="cpu", chunk=128)
+    graph = dict(probability.data.__dask_graph__())
+    dem_reads = {k[0] for k in cube.elevation.data.__dask_graph__() if isinstance(k, tuple)}
+    deps = {k: set(dask.core.get_dependencies(graph, k)) for k in graph}
+
+    def reads_under(key) -> set:
+        seen, todo, reads = set(), [key], set()
+        while todo:
+            k = todo.pop()
+            for d in deps[k] - seen:
+                seen.add(d)
+                todo.append(d)
+                if isinstance(d, tuple) and str(d[0]).startswith("read_chunk") and d[0] not in dem_reads:
+                    reads.add(d[-2:])
+        return reads
+
+    pieces = [k for k in graph if isinstance(k, tuple) and str(k[0]).startswith("predict_piece")]
+    assert len(pieces) == probability.data.npartitions > 4
+    tiles_read = [reads_under(k) for k in pieces]
+    assert all(len(tiles) == 1 for tiles in tiles_read)  # one tile's window of scenes, and only that
+    assert len({t for tiles in tiles_read for t in tiles}) == len(cube.reflectance_haloed.data.chunks[2]) * len(
+        cube.reflectance_haloed.data.chunks[3])
