@@ -341,15 +341,19 @@ def test_the_next_batch_is_submitted_while_one_runs_and_never_more_than_two():
     assert client.calls[-1] == ("cancel", ["future-b"]) and ("compute", "c") not in client.calls
 
 
-def test_years_are_computed_in_batches_that_keep_every_thread_busy():
-    """Each batch holds at least `min_tasks` unit tasks, in year order, every task exactly once."""
-    x1 = [["2016"], ["2017"], ["2018"], ["2019"], ["2020"], ["2021"], ["2022"]]  # one tile a year
-    assert inference.year_batches(x1, 4) == [["2016", "2017", "2018", "2019"], ["2020", "2021", "2022"]]
-    x9 = [[f"{y}-{t}" for t in range(6)] for y in range(2016, 2023)]  # six tiles a year: a year per batch
-    batches = inference.year_batches(x9, 4)
-    assert batches == x9
-    assert inference.year_batches([[], ["a"], [], ["b", "c"]], 2) == [["a", "b", "c"]]
-    assert inference.year_batches([], 4) == []
+def test_units_are_computed_in_batches_that_keep_every_thread_busy_whatever_the_region():
+    """Batches of `size` unit tasks, year by year and each year's tiles in order, every task exactly
+    once: a year of many tiles is cut (a worker then holds a batch's composites, not a year's)."""
+    x1 = [((0, 0), y, f"{y}") for y in range(2016, 2023)]  # one tile a year: years side by side
+    assert inference.unit_batches(x1, 4) == [["2016", "2017", "2018", "2019"], ["2020", "2021", "2022"]]
+    x4 = [((r, c), y, f"{y}-{r}{c}") for r in range(2) for c in range(2) for y in (2016, 2017)]
+    assert inference.unit_batches(x4, 4) == [["2016-00", "2016-01", "2016-10", "2016-11"], ["2017-00", "2017-01", "2017-10", "2017-11"]]
+    x9 = [((r, c), y, f"{y}-{r}{c}") for y in (2016, 2017) for r in range(3) for c in range(3)]
+    batches = inference.unit_batches(x9, 4)
+    assert [len(b) for b in batches] == [4, 4, 4, 4, 2] and sorted(t for b in batches for t in b) == sorted(t for _, _, t in x9)
+    assert batches[0] == ["2016-00", "2016-01", "2016-02", "2016-10"]
+    assert batches[2] == ["2016-22", "2017-00", "2017-01", "2017-02"]  # a year is cut where the batch is full
+    assert inference.unit_batches([], 4) == []
 
 
 def test_on_a_gpu_cluster_only_the_forward_passes_ask_for_the_gpu(small_study_area, small_weights, tmp_path):

@@ -353,7 +353,7 @@ def infer_to_store(
                 probability = probability_cube(
                     cube.sel(year=sorted(pending)), weights, halo, device=device, half=cfg.inference.half, chunk=chunk, card=card
                 )
-        work = []  # each year's unit tasks (store.write_probability, compute=False), computed in batches below
+        units, free_work = [], []  # the unit tasks (store.write_probability, compute=False), computed in batches below
         for year in years:
             if year not in pending:
                 summary["years"][year] = 0
@@ -379,9 +379,11 @@ def infer_to_store(
             written, tasks = store.write_probability(
                 sensor, year, encoded, observed=observed, doy=doy, indices=indices, tiles=tiles.tiles, compute=False
             )
-            work.append(tasks + free_tasks)
+            units += [((u.row, u.col), year, task) for u, task in zip(written, tasks)]
+            free_work += free_tasks
             summary["years"][year] = len(written) + len(free)
-        batches = year_batches(work, 2 * _threads(client)) or [[]]
+        batches = unit_batches(units, 2 * _threads(client)) or [[]]
+        batches = [batch + free_work[i :: len(batches)] for i, batch in enumerate(batches)]  # nothing to read: spread out
         compute_batches([static_tasks + batches[0], *batches[1:]], client, scheduler)
         made_from = {"glacier_id": {"inventory_sha256": inventory_digest}} if "glacier_id" in statics else {}
         store.mark_statics_complete(sensor, statics, attrs=made_from)
@@ -419,23 +421,20 @@ def compute_batches(batches: list[list], client: Any, scheduler: str | None) -> 
         raise
 
 
-def year_batches(work: list[list], min_tasks: int) -> list[list]:
-    """Consecutive years' unit tasks grouped so that each batch has at least `min_tasks` (the last may have fewer).
+def unit_batches(units: list[tuple[tuple[int, int], int, Any]], size: int) -> list[list]:
+    """The unit tasks ((tile, year, task)) in batches of `size`, year by year and each year's tiles in order.
 
-    Computing every year at once let a worker hold many years' composites at a time (each tile's
-    task waits on its neighbours' composites for the halo): per-worker peak memory grew with the
-    region. A batch of years that keeps every thread busy bounds it to about one year's tiles,
-    while a small region (one tile a year) still runs its years side by side.
+    Computed all at once, a worker held the composites of every tile it had started (the scheduler
+    reads and composites ahead of the slower forward passes): per-worker memory grew with the
+    region. Batches of whole years bounded that only while a year had few tiles (a year of the
+    Tian Shan is ~1,500). Now that a tile needs no neighbour's composite (`HaloLayout`), a year can
+    be cut: batches that keep every thread busy (two in flight, `compute_batches`) bound what a
+    worker holds to about a batch's share whatever the region. A small region (one tile a year)
+    still runs its years side by side; a year's tiles stay together where they fit one batch (they
+    share their terrain's edges).
     """
-    batches, current = [], []
-    for tasks in work:
-        current += tasks
-        if len(current) >= min_tasks:
-            batches.append(current)
-            current = []
-    if current:
-        batches.append(current)
-    return batches
+    ordered = [task for _, _, task in sorted(units, key=lambda unit: (unit[1], unit[0]))]
+    return [ordered[i : i + size] for i in range(0, len(ordered), max(1, size))]
 
 
 def _skipped_windows(reads: list[dict], asset_items: dict) -> list[dict]:
