@@ -10,6 +10,14 @@ import pytest
 from catalog.halo_layout import HaloLayout
 
 
+def _blocks(values: np.ndarray, layout: HaloLayout):
+    """(rows, cols, block) for each block of `values` laid out in `layout`, with its window of the grid."""
+    ends = [np.cumsum((0, *layout.chunks(axis))) for axis in (0, 1)]
+    for i, rows in enumerate(layout.windows(0)):
+        for j, cols in enumerate(layout.windows(1)):
+            yield rows, cols, values[..., ends[0][i]:ends[0][i + 1], ends[1][j]:ends[1][j + 1]]
+
+
 @pytest.mark.parametrize(("shape", "chunk", "halo"), [((100, 70), 32, 16), ((100, 70), 32, 48), ((40, 30), 64, 16), ((64, 64), 32, 0)])
 def test_pad_gives_each_tile_its_window_and_trim_gives_the_grid_back(shape, chunk, halo):
     """Block (i, j) of `pad` is tile (i, j) grown by the halo and clipped to the grid, whatever the
@@ -18,13 +26,10 @@ def test_pad_gives_each_tile_its_window_and_trim_gives_the_grid_back(shape, chun
     layout = HaloLayout.of(shape, chunk, halo)
     padded = layout.pad(da.from_array(a, chunks=(1, chunk, chunk)))
     assert padded.chunks[1:] == (layout.chunks(0), layout.chunks(1))
-    values = padded.compute()
-    ends = [np.cumsum((0, *layout.chunks(axis))) for axis in (0, 1)]
     for i, rows in enumerate(layout.windows(0)):
-        for j, cols in enumerate(layout.windows(1)):
-            block = values[:, ends[0][i]:ends[0][i + 1], ends[1][j]:ends[1][j + 1]]
-            np.testing.assert_array_equal(block, a[:, rows, cols])
-            assert rows.start == max(0, i * chunk - halo) and rows.stop == min(shape[0], (i + 1) * chunk + halo)
+        assert rows.start == max(0, i * chunk - halo) and rows.stop == min(shape[0], (i + 1) * chunk + halo)
+    for rows, cols, block in _blocks(padded.compute(), layout):
+        np.testing.assert_array_equal(block, a[:, rows, cols])
     back = layout.trim(padded)
     assert back.chunks[1:] == layout.tiles
     np.testing.assert_array_equal(back.compute(), a)
@@ -64,11 +69,8 @@ def test_a_tile_composited_with_its_own_halo_equals_the_grid_s_composite(config,
         windows = haloed.reflectance_haloed.values
     assert haloed.reflectance_haloed.attrs["halo"] == 48 and haloed.reflectance_haloed.attrs["tile_px"] == 128
     grid = plain.reflectance.values
-    ends = [np.cumsum((0, *layout.chunks(axis))) for axis in (0, 1)]
-    for i, rows in enumerate(layout.windows(0)):
-        for j, cols in enumerate(layout.windows(1)):
-            np.testing.assert_array_equal(windows[..., ends[0][i]:ends[0][i + 1], ends[1][j]:ends[1][j + 1]],
-                                          grid[..., rows, cols])
+    for rows, cols, block in _blocks(windows, layout):
+        np.testing.assert_array_equal(block, grid[..., rows, cols])
 
 
 def test_a_tile_s_forward_waits_for_no_neighbour_s_scenes(config, small_weights):

@@ -8,6 +8,7 @@ import torch
 import xarray as xr
 from scipy.ndimage import gaussian_filter
 
+from catalog.halo_layout import HaloLayout
 from pipeline.inference import predictor_cache, tile_forward
 from pipeline.inference import region as inference
 from pipeline.model.dunet import DUNet, UNet
@@ -292,15 +293,16 @@ def test_forward_windows_inside_a_tile_leave_no_seams(tmp_path, size):
 
 
 def test_a_tile_is_cut_into_the_windows_its_task_would_have_run():
-    """`_forward_chunks` gives each forward window its own task: the default area's Sentinel-2 grid
-    (1110 x 1446 px, one 2048 px store chunk, U-Net halo 96, CPU window 1024) runs two tasks a year
+    """`_pieces` gives each forward window its own task: the default area's Sentinel-2 grid
+    (1110 x 1446 px, one 2048 px store tile, U-Net halo 96, CPU window 1024) runs two tasks a year
     where one task ran two windows in turn, on the same pixels."""
-    assert inference._forward_chunks(1446, 2048, 96, 1024) == (736, 710)
-    assert list(np.cumsum((0, *inference._forward_chunks(1446, 2048, 96, 1024)))) == tile_forward._window_edges(1446, 0, 1024)
-    assert inference._forward_chunks(1110, 2048, 96, 1024) == (1110,)  # fits one window with its halo
-    assert inference._forward_chunks(4096, 2048, 96, 1024) == (1024,) * 4  # 1024 + 2 x 96 = one window
-    assert inference._forward_chunks(300, 128, 96, 1024) == (128, 128, 44)  # store chunks stay the outer cut
-    assert inference._forward_chunks(2048, 2048, 96, 2048) == (2048,)  # a GPU's window
+    assert inference._pieces(1446, 96, 1024) == (736, 710)
+    assert list(np.cumsum((0, *inference._pieces(1446, 96, 1024)))) == tile_forward._window_edges(1446, 0, 1024)
+    assert inference._pieces(1110, 96, 1024) == (1110,)  # fits one window with its halo
+    assert inference._pieces(2048, 96, 1024) == (1024, 1024)  # 1024 + 2 x 96 = one window
+    # store tiles stay the outer cut, a thin last one included (it has its neighbour's ground as context)
+    assert HaloLayout.of((300, 300), 128, 96).tiles[0] == (128, 128, 44) and inference._pieces(44, 96, 1024) == (44,)
+    assert inference._pieces(2048, 96, 2048) == (2048,)  # a GPU's window
 
 
 def test_window_edges_split_the_interior_evenly_on_the_16_px_lattice():

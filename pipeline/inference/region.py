@@ -48,7 +48,7 @@ import xarray as xr
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from catalog.halo_layout import HaloLayout, regular_chunks
+from catalog.halo_layout import HaloLayout
 from pipeline.inference.predictor_cache import cached_predictor, read_card
 from pipeline.inference.tile_forward import predict_piece, round_up
 from pipeline.model.halo import DEFAULT_HALO, HALO_BY_ARCHITECTURE
@@ -83,11 +83,6 @@ def _pieces(tile: int, halo: int, window: int) -> tuple[int, ...]:
     if len(pieces) > 1 and pieces[-1] < max(halo, 1):
         pieces[-2:] = [pieces[-2] + pieces[-1]]
     return tuple(pieces)
-
-
-def _forward_chunks(size: int, chunk: int, halo: int, window: int) -> tuple[int, ...]:
-    """The pieces of every `chunk` px tile along a side of `size` px (`_pieces`): the output's chunks."""
-    return tuple(p for tile in regular_chunks(size, chunk) for p in _pieces(tile, halo, window))
 
 
 def _forward_graph(stacked: da.Array, layout: HaloLayout, halo: int, window: int, **kwargs) -> da.Array:
@@ -157,7 +152,7 @@ def probability_cube(
     where the CPU has bf16 instructions, `pipeline.model.predictor.half_dtype`). `window`: the
     largest core one forward pass sees (default `FORWARD_WINDOW_PX`), which bounds a task's
     memory whatever the chunk size: tiles are cut into pieces of about that size, one task
-    each (`_forward_chunks`). `card`: the weights' card when the caller has read
+    each (`_pieces`). `card`: the weights' card when the caller has read
     and checked it already (the pre-flight).
     """
     weights = Path(weights).resolve()
