@@ -11,7 +11,9 @@ Sentinel-2 tile).
 
 `pad` builds this layout from an array on the grid (by slicing its neighbouring chunks: for what is
 small or in memory, the terrain), `trim` cuts each block back to its tile (the grid's layout,
-chunked by tile). With `halo` 0 both are the identity.
+chunked by tile). With `halo` 0 both are the identity. `map_tiles` runs a function that needs
+context (a dilation, a ray marched over the terrain) tile by tile on `pad`ded blocks, instead of
+on whole planes whose size grows with the region.
 """
 
 from __future__ import annotations
@@ -109,6 +111,23 @@ class HaloLayout:
         }
         graph = HighLevelGraph.from_collections(name, dsk, dependencies=[array])
         return da.Array(graph, name, array.chunks[:-2] + self.tiles, meta=array._meta)
+
+
+    def map_tiles(self, func, *arrays: da.Array, dtype, **kwargs) -> da.Array:
+        """`func(*blocks, core=(rows, cols), block_id=..., **kwargs)` on each tile's block of `arrays`
+        ((..., y, x) on the grid, chunked by tile; lower-dimensional ones broadcast as in
+        ``da.map_blocks``) must return that tile's result, cut to `core` (where the tile lies in its
+        block): the result is on the grid, chunked by tile. Memory per task: a tile and its halo."""
+        padded = [self.pad(a) for a in arrays]
+        widest = max(padded, key=lambda a: a.ndim)
+        cores = self.cores(0), self.cores(1)
+        return da.map_blocks(_on_tile, *padded, tile_func=func, cores=cores, dtype=dtype, chunks=widest.chunks[:-2] + self.tiles,
+                             meta=np.empty((0,) * widest.ndim, dtype), token=f"{getattr(func, '__name__', 'tile')}-tiles",
+                             **kwargs)
+
+
+def _on_tile(*blocks: np.ndarray, tile_func, cores, block_id, **kwargs) -> np.ndarray:
+    return tile_func(*blocks, core=(cores[0][block_id[-2]], cores[1][block_id[-1]]), block_id=block_id, **kwargs)
 
 
 def _assemble(blocks: list[list[np.ndarray]], rows: list[slice], cols: list[slice]) -> np.ndarray:

@@ -108,8 +108,14 @@ def relative_illumination(slope_deg: np.ndarray, aspect_deg: np.ndarray, sun_azi
     return light_from_terms(illumination_terms(slope_deg, aspect_deg), sun_coefficients(sun_azimuth, sun_elevation))
 
 
+SHADOW_REACH_M = 1500.0
+"""How far `cast_shadow` looks towards the sun for terrain above the ray: a tile's shadows need
+its terrain this far around it, no further (the accuracy table's shadowed-ice zone is worked out
+tile by tile with this halo)."""
+
+
 def cast_shadow(
-    dem: np.ndarray, resolution: float, sun_azimuth: float, sun_elevation: float, reach_m: float = 1500.0,
+    dem: np.ndarray, resolution: float, sun_azimuth: float, sun_elevation: float, reach_m: float = SHADOW_REACH_M,
     step_px: float = 1.0, where: np.ndarray | None = None,
 ) -> np.ndarray:
     """(y, x) bool: pixels hidden from the sun by terrain between them and the sun, up to `reach_m` away

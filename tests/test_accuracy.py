@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -119,3 +120,43 @@ def test_shadowed_ice_is_the_ice_behind_terrain_from_the_sun_of_each_pixels_look
     selfshade = shadowed_ice_zone(ice, np.full(dem.shape, 251, np.uint16), np.full_like(dem, 3000.0), steep, away,
                                   halo_px=0, **where)
     assert (selfshade == ice).all()
+
+
+def test_the_zones_worked_tile_by_tile_give_the_whole_planes_table():
+    """The debris and shadowed-ice zones grow what they mark (and shadows are cast from up to
+    `SHADOW_REACH_M` away): worked out per store tile with a halo, the accuracy table equals the
+    one from a single tile holding the whole grid, to the pixel. 40 px tiles of 30 m pixels on a
+    150 x 170 grid: thin last tiles, and a shadow halo (55 px) wider than a tile. The terrain is
+    gentle ridges and a tower 3 km high whose shadow (the sun in the south-east) runs as far as
+    the rays are marched, 39 rows up into the tile above: with a shadow halo of 42 px instead of
+    55 this fails (the halo covers every azimuth of the sun; this one's needs 44 px)."""
+    from catalog.grid import TargetGrid
+    from pipeline.glaciers.analysis import store_accuracy
+
+    rng = np.random.default_rng(3)
+    years = [2020, 2021]
+    shape = (150, 170)
+    grid = TargetGrid(32645, 30.0, (500_000.0, 4_850_000.0, 500_000.0 + 170 * 30, 4_850_000.0 + 150 * 30))
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    dem = (3000 + 200 * np.sin(xx / 25.0) * np.cos(yy / 30.0)).astype(np.float32)
+    dem[122:132, 95:105] += 3000  # a tower whose shadow runs as far as the rays are marched, into the tile above
+    slope = (60 * rng.random(shape)).astype(np.float32)
+    aspect = (360 * rng.random(shape)).astype(np.float32)
+    glacier = (rng.random((2, *shape)) < 0.3).astype(float)
+    debris = (rng.random((2, *shape)) < 0.01).astype(float)
+    doy = rng.choice(np.array([0, 200, 230, 251], np.uint16), (2, *shape))
+    truth = xr.Dataset({"glacier_fraction": (("year", "y", "x"), glacier), "debris_fraction": (("year", "y", "x"), debris)},
+                       coords={"year": years})
+    probability = xr.DataArray(rng.integers(0, 256, (2, *shape), dtype=np.uint8), dims=("year", "y", "x"), coords={"year": years})
+    looks = xr.Dataset({"doy": (("year", "y", "x"), doy), "dem": (("y", "x"), dem), "slope": (("y", "x"), slope),
+                        "aspect": (("y", "x"), aspect)}, coords={"year": years})
+
+    def table(tile: int):
+        on_tiles = {"year": 1, "y": tile, "x": tile}
+        return store_accuracy(probability.chunk(on_tiles), truth.chunk(on_tiles), sensor="landsat", model="unet",
+                              threshold=128, looks=looks.chunk({"y": tile, "x": tile}), grid=grid)
+
+    whole, tiled = table(max(shape)), table(40)
+    assert set(whole.zone) == {"all", "debris", "shadowed_ice"}
+    assert (whole.loc[whole.zone == "shadowed_ice", "n_pixels"] > 1000).all()  # shadows there to get right
+    pd.testing.assert_frame_equal(tiled, whole)

@@ -41,6 +41,30 @@ def test_trim_refuses_an_array_of_another_layout():
         layout.trim(da.zeros((100, 70), chunks=32))
 
 
+@pytest.mark.parametrize(("chunk", "halo"), [(32, 3), (32, 40), (200, 3)])
+def test_map_tiles_equals_the_whole_plane_where_the_halo_covers_the_context(chunk, halo):
+    """A 7 x 7 maximum filter (context 3 px) tile by tile: with a halo of 3 px or more the tiles give
+    the whole plane's filter exactly, leading axes and lower-dimensional inputs broadcast as in
+    map_blocks; each task is handed where its tile lies in its block."""
+    from scipy.ndimage import maximum_filter
+
+    rng = np.random.default_rng(1)
+    a, offset = rng.random((2, 100, 70)), rng.random((100, 70))
+    layout = HaloLayout.of((100, 70), chunk, halo)
+    seen = []
+
+    def tile_max(block, plus, *, core, block_id, size):
+        seen.append((block_id, core))
+        return (maximum_filter(block[0], size=size, mode="nearest") + plus)[None, core[0], core[1]]
+
+    out = layout.map_tiles(tile_max, da.from_array(a, chunks=(1, chunk, chunk)), da.from_array(offset, chunks=chunk),
+                           dtype=float, size=7)
+    assert out.chunks == ((1, 1), *layout.tiles)
+    want = np.stack([maximum_filter(plane, size=7, mode="nearest") + offset for plane in a])
+    np.testing.assert_array_equal(out.compute(scheduler="sync"), want)
+    assert all(core == (layout.cores(0)[i], layout.cores(1)[j]) for (_, i, j), core in seen)
+
+
 @pytest.fixture(scope="module")
 def config(small_study_area):
     from pipeline.config import load_config

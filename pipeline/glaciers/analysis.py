@@ -48,6 +48,7 @@ errors) is ``pipeline.glaciers.store_terminus``.
 from __future__ import annotations
 
 import contextvars
+import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -64,9 +65,17 @@ import xarray as xr
 from affine import Affine
 
 from catalog.grid import TargetGrid
+from catalog.halo_layout import HaloLayout, regular_chunks
+from catalog.sun import SHADOW_REACH_M
 from pipeline.config import Analysis
 from pipeline.glaciers.accumulation import deferred_snow_kept_km2, inventory_core, raised_to_threshold, snow_kept
-from pipeline.glaciers.accuracy import debris_zone, deferred_accuracy_by_model, shadowed_ice_zone
+from pipeline.glaciers.accuracy import (
+    DEBRIS_HALO_PX,
+    SHADOW_HALO_PX,
+    debris_zone,
+    deferred_accuracy_by_model,
+    shadowed_ice_zone,
+)
 from pipeline.glaciers.change import PIXEL_PERIMETER_FACTOR
 from pipeline.glaciers.deferred import Deferred, compute_together
 from pipeline.glaciers.glacier_facts import GlacierFacts, glacier_facts_together
@@ -345,32 +354,49 @@ def deferred_store_accuracy(
     glacier = (truth.glacier_fraction >= 0.5).chunk(chunks)
     if earlier:
         maps["persistence"] = glacier.sel(year=[y - 1 for y in earlier]).assign_coords(year=earlier)
-    # the debris zone grows the debris by a halo: a whole year's plane per task, then the store's chunks
-    debris = da.asarray(truth.debris_fraction.data).rechunk((1, -1, -1)).map_blocks(debris_zone, dtype=bool)
+    # the zones grow what they mark by a few pixels: worked out tile by tile, each tile with its halo
+    tiles = tuple(regular_chunks(n, c if c != -1 else n) for n, c in zip(probability.shape[1:], (chunks["y"], chunks["x"])))
+    debris = HaloLayout(tiles, DEBRIS_HALO_PX).map_tiles(
+        _debris_tile, da.asarray(truth.debris_fraction.data).rechunk({0: 1}), dtype=bool)
     zones = {
         "all": None,
-        "debris": xr.DataArray(debris, dims=("year", "y", "x"), coords={"year": years}).chunk(chunks),
+        "debris": xr.DataArray(debris, dims=("year", "y", "x"), coords={"year": years}),
     }
     if looks is not None and grid is not None and all(v in looks for v in ("doy", "dem", "slope", "aspect")):
-        zones["shadowed_ice"] = _shadowed_ice(glacier, looks, grid, sensor, years).chunk(chunks)
+        zones["shadowed_ice"] = _shadowed_ice(glacier, looks, grid, sensor, years, tiles)
     cols = ["sensor", "model", "zone", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"]
     counts = deferred_accuracy_by_model(maps, glacier, zones, sensor=sensor)
     return Deferred(counts.collections, lambda *values: counts.finish(*values)[cols])
 
 
-def _shadowed_ice(glacier: xr.DataArray, looks: xr.Dataset, grid: TargetGrid, sensor: str, years: list[int]) -> xr.DataArray:
-    """(year, y, x) bool, lazily: `accuracy.shadowed_ice_zone` of each year, one task per year's plane
-    (the shadows are cast across the whole grid)."""
+def _debris_tile(fraction: np.ndarray, *, core: tuple[slice, slice], block_id) -> np.ndarray:
+    return debris_zone(fraction)[..., core[0], core[1]]
+
+
+def _shadowed_ice(glacier: xr.DataArray, looks: xr.Dataset, grid: TargetGrid, sensor: str, years: list[int],
+                  tiles: tuple[tuple[int, ...], tuple[int, ...]]) -> xr.DataArray:
+    """(year, y, x) bool, lazily: `accuracy.shadowed_ice_zone` tile by tile, each tile with the terrain
+    the sun's rays cross to reach it and the zone's halo around it (`catalog.sun.SHADOW_REACH_M`):
+    the same pixels as a year's whole plane, whose size (and the memory of its task) grew with the region."""
     west, south, east, north = grid.lonlat_bounds()
-    zone = dask.delayed(shadowed_ice_zone, pure=True)
+    halo = math.ceil(SHADOW_REACH_M / grid.resolution) + SHADOW_HALO_PX
     terrain = [da.asarray(looks[v].data) for v in ("dem", "slope", "aspect")]
-    doy = da.asarray(looks["doy"].sel(year=years).data)
-    planes = [
-        da.from_delayed(zone(da.asarray(glacier.data)[i], doy[i], *terrain, year=y, sensor=sensor, resolution=grid.resolution,
-                             lon=(west + east) / 2, lat=(south + north) / 2), grid.shape, bool)
-        for i, y in enumerate(years)
-    ]
-    return xr.DataArray(da.stack(planes), dims=("year", "y", "x"), coords={"year": years})
+    doy = da.asarray(looks["doy"].sel(year=years).data).rechunk({0: 1})
+    zone = HaloLayout(tiles, halo).map_tiles(
+        _shadowed_ice_tile, da.asarray(glacier.data).rechunk({0: 1}), doy, *terrain, dtype=bool, years=years, sensor=sensor,
+        resolution=grid.resolution, lon=(west + east) / 2, lat=(south + north) / 2)
+    return xr.DataArray(zone, dims=("year", "y", "x"), coords={"year": years})
+
+
+def _shadowed_ice_tile(glacier: np.ndarray, doy: np.ndarray, dem: np.ndarray, slope: np.ndarray, aspect: np.ndarray, *,
+                       core: tuple[slice, slice], block_id, years: list[int], **sun) -> np.ndarray:
+    """One year's zone of a tile: rays are marched from the ice within the zone's halo of the tile alone
+    (ice further out cannot reach it), across the block's terrain."""
+    rows, cols = core
+    near = np.zeros(glacier.shape[-2:], bool)
+    near[max(rows.start - SHADOW_HALO_PX, 0):rows.stop + SHADOW_HALO_PX, max(cols.start - SHADOW_HALO_PX, 0):cols.stop + SHADOW_HALO_PX] = True
+    zone = shadowed_ice_zone(glacier[0] & near, doy[0], dem, slope, aspect, year=years[block_id[0]], **sun)
+    return zone[None, rows, cols]
 
 
 def mapped_probability(ds: xr.Dataset, analysis: Analysis, resolution_m: float) -> xr.DataArray:
