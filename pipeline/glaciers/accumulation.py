@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from catalog.halo_layout import HaloLayout
 from pipeline.glaciers.deferred import Deferred
 from pipeline.glaciers.glacier_facts import GlacierFacts, glacier_facts
 from pipeline.store.encoding import NDSI_BIT, index_mask
@@ -69,15 +70,17 @@ def inventory_core(ids: np.ndarray, buffer_px: float) -> np.ndarray:
     edge[:, 1:] |= ids[:, 1:] != ids[:, :-1]
     edge[:, :-1] |= ids[:, :-1] != ids[:, 1:]
     if not edge.any():
-        return ids > 0  # one zone over the whole block (the overlap gives every block its context)
+        return ids > 0  # one zone over the whole block (its halo gives every tile its context)
     return (ids > 0) & (distance_transform_edt(~edge) + 1 > buffer_px)
 
 
 def lazy_inventory_core(gid: da.Array, buffer_px: float) -> da.Array:
-    """`inventory_core` of a lazy glacier_id, block by block with the context it needs, on `gid`'s chunks."""
-    # map_overlap merges a block thinner than its depth (a grid's last row or column of chunks) into its neighbour
-    return gid.map_overlap(inventory_core, depth=math.ceil(buffer_px) + 2, boundary="none", dtype=bool,
-                           buffer_px=buffer_px).rechunk(gid.chunks)
+    """`inventory_core` of a lazy glacier_id, tile by tile with the context it needs, on `gid`'s chunks."""
+    return HaloLayout(gid.chunks, math.ceil(buffer_px) + 2).map_tiles(_inventory_core_tile, gid, dtype=bool, buffer_px=buffer_px)
+
+
+def _inventory_core_tile(ids: np.ndarray, *, core: tuple[slice, slice], block_id, buffer_px: float) -> np.ndarray:
+    return inventory_core(ids, buffer_px)[core]
 
 
 def _above_mean(ids: np.ndarray, z: np.ndarray, core: np.ndarray, mean: np.ndarray) -> np.ndarray:
