@@ -98,32 +98,33 @@ def test_a_tile_composited_with_its_own_halo_equals_the_grid_s_composite(config,
 
 
 def test_a_tile_s_forward_waits_for_no_neighbour_s_scenes(config, small_weights):
-    """The point of the layout: each forward task's scenes come from its own tile's reads only, so a
-    worker never holds a neighbour's composite for it (the peak memory that grew with the region).
-    The terrain (small, static) still gives each tile its neighbours' edges."""
+    """The point of the layout: each forward task's scenes and DEM come from its own tile's reads
+    only, so a worker never holds a neighbour's composite or terrain for it (the peak memory that
+    grew with the region), and a batch of units recomputes no neighbour's terrain."""
     from pipeline.inference import region
     from pipeline.inference.yearly_cube import yearly_cube
 
     cube = yearly_cube(config, "sentinel-2", years=[2021], chunks=128, halo=32)
     probability = region.probability_cube(cube, small_weights["sentinel-2"], halo=32, device="cpu", chunk=128)
     graph = dict(probability.data.__dask_graph__())
-    dem_reads = {k[0] for k in cube.elevation.data.__dask_graph__() if isinstance(k, tuple)}
+    dem_reads = {k[0] for k in cube.elevation_haloed.data.__dask_graph__() if isinstance(k, tuple) and str(k[0]).startswith("read_chunk")}
     deps = {k: set(dask.core.get_dependencies(graph, k)) for k in graph}
 
-    def reads_under(key) -> set:
-        seen, todo, reads = set(), [key], set()
+    def reads_under(key) -> tuple[set, set]:
+        seen, todo, scenes, dem = set(), [key], set(), set()
         while todo:
             k = todo.pop()
             for d in deps[k] - seen:
                 seen.add(d)
                 todo.append(d)
-                if isinstance(d, tuple) and str(d[0]).startswith("read_chunk") and d[0] not in dem_reads:
-                    reads.add(d[-2:])
-        return reads
+                if isinstance(d, tuple) and str(d[0]).startswith("read_chunk"):
+                    (dem if d[0] in dem_reads else scenes).add(d[-2:])
+        return scenes, dem
 
     pieces = [k for k in graph if isinstance(k, tuple) and str(k[0]).startswith("predict_piece")]
     assert len(pieces) == probability.data.npartitions > 4
-    tiles_read = [reads_under(k) for k in pieces]
+    tiles_read = [reads_under(k)[0] for k in pieces]
     assert all(len(tiles) == 1 for tiles in tiles_read)  # one tile's window of scenes, and only that
+    assert all(reads_under(k) == (tiles, tiles) for k, tiles in zip(pieces, tiles_read, strict=True))  # and its DEM
     assert len({t for tiles in tiles_read for t in tiles}) == len(cube.reflectance_haloed.data.chunks[2]) * len(
         cube.reflectance_haloed.data.chunks[3])

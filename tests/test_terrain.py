@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
@@ -231,3 +232,48 @@ def test_lazy_grid_convergence_equals_the_eager_one_and_each_task_carries_only_i
     np.testing.assert_allclose(lazy.values, convergence_like(grid, "EPSG:32644").values, atol=1e-6)
     tasks = [t for k, t in dict(lazy.data.__dask_graph__()).items() if str(k[0]).startswith("_convergence_block")]
     assert len(tasks) == 4 and max(len(cloudpickle.dumps(t)) for t in tasks) < 8_000  # the x coordinates alone: 32 kB
+
+
+@pytest.mark.parametrize(("chunk", "halo"), [(4096, 32), (64, 24), (48, 100)])
+def test_each_tile_s_terrain_read_with_its_own_halo(small_study_area, chunk, halo):
+    """`terrain_tiles`: block (i, j) is tile (i, j) grown by the halo (clipped at the grid's edge),
+    read with its own one-pixel rim, so no NaN rim and no neighbour's read; the grid's view is each
+    block's tile. One tile: the bytes of
+    `terrain`. Several: each block matches the grid's terrain over its window up to the DEM warp's
+    dependence on the read window (GDAL's approximate transformer, < 0.125 px: a few metres on
+    steep ground) and the slope's pixel size taken per block."""
+    from datetime import datetime, timezone
+
+    from catalog.grid import TargetGrid
+    from catalog.halo_layout import HaloLayout
+    from catalog.providers import get_profile
+    from catalog.search import SceneQuery, open_source
+    from catalog.terrain import terrain, terrain_tiles
+
+    source = open_source(str(small_study_area.catalog))
+    bbox = small_study_area.spec.bbox()
+    utc = timezone.utc
+    items = source.search(SceneQuery("cop-dem-glo-30", bbox, datetime(2000, 1, 1, tzinfo=utc), datetime(2100, 1, 1, tzinfo=utc)))
+    grid = TargetGrid.from_lonlat_bbox(bbox, 30)
+    layout = HaloLayout.of(grid.shape, chunk, halo)
+    tiled, on_grid = terrain_tiles(items, get_profile("local"), grid, layout)
+    assert tiled.slope.data.chunks == (layout.chunks(0), layout.chunks(1)) and tiled.slope.attrs["halo"] == halo
+    assert on_grid.slope.data.chunks == layout.tiles
+    whole = terrain(items, get_profile("local"), grid, chunks=chunk).compute()
+    tiled, on_grid = tiled.compute(), on_grid.compute()
+    np.testing.assert_array_equal(on_grid.x, whole.x)
+    for v in ("elevation", "slope", "aspect"):  # the grid's view: each block's tile
+        np.testing.assert_array_equal(on_grid[v].values, layout.trim(da.from_array(tiled[v].values, chunks=(layout.chunks(0), layout.chunks(1)))).compute())
+    ends = [np.cumsum((0, *layout.chunks(axis))) for axis in (0, 1)]
+    for i, rows in enumerate(layout.windows(0)):
+        for j, cols in enumerate(layout.windows(1)):
+            block = {v: tiled[v].values[ends[0][i]:ends[0][i + 1], ends[1][j]:ends[1][j + 1]] for v in ("elevation", "slope", "aspect")}
+            want = {v: whole[v].values[rows, cols] for v in block}
+            assert not np.isnan(block["slope"]).any()
+            if len(layout.tiles[0]) == len(layout.tiles[1]) == 1:
+                for v, values in block.items():
+                    np.testing.assert_array_equal(values, want[v], err_msg=v)
+            else:
+                assert np.abs(block["elevation"] - want["elevation"]).max() < 10.0
+                assert np.median(np.abs(block["elevation"] - want["elevation"])) < 0.5
+                assert np.abs(block["slope"] - want["slope"]).max() < 5.0

@@ -187,10 +187,7 @@ def probability_cube(
     layout, data = _haloed_input(cube, refl, chunk, halo)
     planes = [data.astype(np.float32)]
     for name in recipe.terrain_sources:
-        t = cube[name].data
-        t = t if isinstance(t, da.Array) else da.from_array(t)
-        # Small and static: each tile's halo of it is cut from its neighbours' chunks.
-        t = layout.pad(t.astype(np.float32))
+        t = _haloed_terrain(cube, name, layout).astype(np.float32)
         planes.append(da.broadcast_to(t[None, None], (n_years, 1, *t.shape), chunks=((1,) * n_years, (1,), *t.chunks)))
     stacked = da.concatenate([p.rechunk({0: years_per_block, 1: -1}) for p in planes], axis=1).rechunk({0: years_per_block, 1: -1})
     probability = _forward_graph(stacked, layout, halo, window, path=str(weights), weights_sha256=card.weights_sha256,
@@ -223,6 +220,17 @@ def _haloed_input(cube: xr.Dataset, refl: xr.DataArray, chunk: int, halo: int) -
     layout = HaloLayout.of(refl.shape[2:], chunk, halo)
     data = refl.data if isinstance(refl.data, da.Array) else da.from_array(refl.data)
     return layout, layout.pad(data)
+
+
+def _haloed_terrain(cube: xr.Dataset, name: str, layout: HaloLayout) -> da.Array:
+    """Terrain layer `name` by tile with `layout`'s halo: the cube's `{name}_haloed` when it was read
+    that way for this layout (`yearly_cube(halo=...)`), else cut from the neighbouring tiles."""
+    haloed = cube.get(f"{name}_haloed")
+    if (haloed is not None and isinstance(haloed.data, da.Array) and haloed.attrs.get("halo") == layout.halo
+            and haloed.data.chunks == (layout.chunks(0), layout.chunks(1))):
+        return haloed.data
+    t = cube[name].data
+    return layout.pad(t if isinstance(t, da.Array) else da.from_array(t))
 
 
 def glacier_ids_on_grid(outlines: Any, grid: Any, buffer_m: float, chunk: int) -> xr.DataArray:

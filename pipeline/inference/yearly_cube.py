@@ -23,7 +23,7 @@ from catalog.providers import get_profile
 from catalog.reflectance_check import checked_reflectance
 from catalog.scenes import check_region_covered, find_dem_items, find_scenes
 from catalog.search import open_source
-from catalog.terrain import terrain
+from catalog.terrain import terrain, terrain_tiles
 from pipeline.config import Config
 
 
@@ -36,9 +36,10 @@ def yearly_cube(
     `dem_items`: the DEM tiles over the region when the caller has searched them already (the pre-flight).
     `halo` > 0: each `chunks` px tile is read and composited with `halo` px of the ground around it
     (catalog.halo_layout), and the cube also holds that as `reflectance_haloed` (year, band,
-    y_haloed, x_haloed; attrs `halo`, `tile_px`), which the network takes instead of borrowing
-    each tile's context from its neighbours (pipeline.inference.region.probability_cube); the other
-    variables are its tiles cut out, on the grid.
+    y_haloed, x_haloed; attrs `halo`, `tile_px`) and the terrain so (`elevation_haloed`,
+    `slope_haloed`, `aspect_haloed`: catalog.terrain.terrain_tiles), which the network takes instead
+    of borrowing each tile's context from its neighbours (pipeline.inference.region.probability_cube);
+    the other variables are its tiles cut out, on the grid.
     """
     years = list(years if years is not None else cfg.years)
     sensor_cfg = cfg.sensors[sensor]
@@ -59,12 +60,13 @@ def yearly_cube(
     dem_profile = get_profile(cfg.dem.provider)
     if dem_items is None:
         dem_items = find_dem_items(open_source(cfg.source_url(cfg.dem), dem_profile.signer()), dem_profile, bbox)
-    terr = terrain(dem_items, dem_profile, grid, chunks=chunks)
     if layout is None:
+        terr = terrain(dem_items, dem_profile, grid, chunks=chunks)
         terr = terr.assign_coords(y=dn.y, x=dn.x)  # same grid; stackstac's floats may differ in the last bit
         slope, aspect = terr.slope, terr.aspect
-    else:  # the terrain is small and static: each tile's halo is cut from its neighbours' chunks
-        slope, aspect = (xr.DataArray(layout.pad(terr[v].data), dims=("y", "x")) for v in ("slope", "aspect"))
+    else:  # each tile's terrain read with its own halo too: a tile's work waits for no neighbour's DEM
+        tiles_terrain, terr = terrain_tiles(dem_items, dem_profile, grid, layout)
+        slope, aspect = (tiles_terrain[v].rename(y_haloed="y", x_haloed="x") for v in ("slope", "aspect"))
     # The terrain lights each look (catalog.sun): the composite compares surfaces, not illumination.
     composite = yearly_composite(dn, clear, season=cfg.season.as_tuple(), slope=slope, aspect=aspect)
     skipped_ids = {s["item_id"] for s in dn.attrs["skipped_scenes"]}
@@ -74,6 +76,7 @@ def yearly_cube(
     composite["reflectance"] = checked_reflectance(composite.reflectance, scene_ids, decisions, label=sensor)
     if layout is not None:
         composite = _cut_to_tiles(composite, layout, terr, chunks)
+        composite = composite.assign({f"{v}_haloed": tiles_terrain[v] for v in ("elevation", "slope", "aspect")})
 
     year_of = {i.id: y for y in years for i in by_year[y]}
     skipped = [{**s, "year": year_of.get(s["item_id"])} for s in dn.attrs.get("skipped_scenes", [])]
