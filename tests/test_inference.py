@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -312,50 +315,54 @@ def test_window_edges_split_the_interior_evenly_on_the_16_px_lattice():
     assert edges == [0, 736, 1446] and all(e % 16 == 0 for e in edges[:-1])
 
 
-def test_the_next_batch_is_submitted_while_one_runs_and_never_more_than_two():
-    """On a cluster, batch k+1 is submitted before batch k is waited for (its reads fill the idle
-    threads of k's tail), batch k+2 only after k is done; a failure cancels what is in flight."""
-
-    class Client:
-        def __init__(self, fail_on=None):
-            self.calls, self.fail_on = [], fail_on
-
-        def compute(self, batch):
-            self.calls.append(("compute", batch[0]))
-            return [f"future-{task}" for task in batch]
-
-        def gather(self, futures):
-            self.calls.append(("gather", futures[0].removeprefix("future-")))
-            if futures[0] == self.fail_on:
-                raise RuntimeError("a unit failed")
-            return futures
-
-        def cancel(self, futures):
-            self.calls.append(("cancel", sorted(futures)))
-
-    client = Client()
-    inference.compute_batches([["a"], ["b"], ["c"]], client, None)
-    assert client.calls == [("compute", "a"), ("compute", "b"), ("gather", "a"), ("compute", "c"), ("gather", "b"),
-                            ("gather", "c")]
-    client = Client(fail_on="future-a")
-    with pytest.raises(RuntimeError, match="a unit failed"):
-        inference.compute_batches([["a"], ["b"], ["c"]], client, None)
-    assert client.calls[-1] == ("cancel", ["future-b"]) and ("compute", "c") not in client.calls
+_UNITS = {"lock": threading.Lock(), "state": {"now": 0, "most": 0}, "finished": []}
+"""What `_unit` tasks record, in this process (the in-process cluster's worker shares it)."""
 
 
-def test_units_are_computed_in_batches_that_keep_every_thread_busy_whatever_the_region():
-    """Batches of `size` unit tasks, year by year and each year's tiles in order, every task exactly
-    once: a year of many tiles is cut (a worker then holds a batch's composites, not a year's)."""
-    x1 = [((0, 0), y, f"{y}") for y in range(2016, 2023)]  # one tile a year: years side by side
-    assert inference.unit_batches(x1, 4) == [["2016", "2017", "2018", "2019"], ["2020", "2021", "2022"]]
-    x4 = [((r, c), y, f"{y}-{r}{c}") for r in range(2) for c in range(2) for y in (2016, 2017)]
-    assert inference.unit_batches(x4, 4) == [["2016-00", "2016-01", "2016-10", "2016-11"], ["2017-00", "2017-01", "2017-10", "2017-11"]]
-    x9 = [((r, c), y, f"{y}-{r}{c}") for y in (2016, 2017) for r in range(3) for c in range(3)]
-    batches = inference.unit_batches(x9, 4)
-    assert [len(b) for b in batches] == [4, 4, 4, 4, 2] and sorted(t for b in batches for t in b) == sorted(t for _, _, t in x9)
-    assert batches[0] == ["2016-00", "2016-01", "2016-02", "2016-10"]
-    assert batches[2] == ["2016-22", "2017-00", "2017-01", "2017-02"]  # a year is cut where the batch is full
-    assert inference.unit_batches([], 4) == []
+def _unit(name, seconds, fail=False):
+    with _UNITS["lock"]:
+        _UNITS["state"]["now"] += 1
+        _UNITS["state"]["most"] = max(_UNITS["state"]["most"], _UNITS["state"]["now"])
+    time.sleep(seconds)
+    with _UNITS["lock"]:
+        _UNITS["state"]["now"] -= 1
+        _UNITS["finished"].append(name)
+    if fail:
+        raise RuntimeError(f"unit {name} failed")
+    return name
+
+
+def test_batches_run_at_most_in_flight_at_once_and_the_next_starts_when_any_is_done(run_client):
+    """On a cluster (two threads), `in_flight` bounds the batches running at once whatever the
+    threads; the next batch starts as soon as any running one is done (short ones pass a long
+    one), every batch runs once; a failure raises and cancels what is in flight."""
+    import dask
+
+    state, finished = _UNITS["state"], _UNITS["finished"]
+    state["most"], finished[:] = 0, []
+
+    def batches(seconds, fail_at=None):
+        return [[dask.delayed(_unit, pure=False)(i, s, i == fail_at)] for i, s in enumerate(seconds)]
+
+    inference.compute_batches(batches([0.05] * 6), run_client, None, in_flight=1)
+    assert state["most"] == 1 and finished == list(range(6))
+    state["most"], finished[:] = 0, []
+    inference.compute_batches(batches([1.0, 0.05, 0.05, 0.05, 0.05]), run_client, None, in_flight=2)
+    assert state["most"] == 2 and finished[-1] == 0 and sorted(finished) == list(range(5))
+    finished[:] = []
+    with pytest.raises(RuntimeError, match="unit 1 failed"):
+        inference.compute_batches(batches([0.3, 0.05] + [0.3] * 6, fail_at=1), run_client, None, in_flight=2)
+    time.sleep(0.5)
+    assert len(finished) < 8  # the batches after the failure were never started
+
+
+def test_units_are_computed_year_by_year_each_year_s_tiles_in_order():
+    """Every unit task exactly once, year by year and each year's tiles in order (what the sliding
+    window of `compute_batches` takes them in), whatever order they were made in."""
+    x9 = [((r, c), y, f"{y}-{r}{c}") for r in range(3) for y in (2017, 2016) for c in range(3)]
+    ordered = inference.units_in_order(x9)
+    assert ordered == [f"{y}-{r}{c}" for y in (2016, 2017) for r in range(3) for c in range(3)]
+    assert inference.units_in_order([]) == []
 
 
 def test_on_a_gpu_cluster_only_the_forward_passes_ask_for_the_gpu(small_study_area, small_weights, tmp_path):

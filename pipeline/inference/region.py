@@ -385,9 +385,9 @@ def infer_to_store(
             units += [((u.row, u.col), year, task) for u, task in zip(written, tasks)]
             free_work += free_tasks
             summary["years"][year] = len(written) + len(free)
-        batches = unit_batches(units, 2 * _threads(client)) or [[]]
+        batches = [[task] for task in units_in_order(units)] or [[]]
         batches = [batch + free_work[i :: len(batches)] for i, batch in enumerate(batches)]  # nothing to read: spread out
-        compute_batches([static_tasks + batches[0], *batches[1:]], client, scheduler)
+        compute_batches([static_tasks + batches[0], *batches[1:]], client, scheduler, in_flight=_threads(client))
         made_from = {"glacier_id": {"inventory_sha256": inventory_digest}} if "glacier_id" in statics else {}
         store.mark_statics_complete(sensor, statics, attrs=made_from)
         summary["skipped_scenes"] += _skipped_windows(unreadable_reads(client, since=started), cube.attrs.get("asset_items", {}))
@@ -401,43 +401,57 @@ def _threads(client: Any) -> int:
     return os.cpu_count() or 1
 
 
-def compute_batches(batches: list[list], client: Any, scheduler: str | None) -> None:
-    """Compute `batches` in order. On a distributed client the next batch is submitted while one
-    runs (at most two in flight): the scheduler runs an earlier batch's tasks first, so the next
-    one's reads and composites only fill the threads that the current batch's last forward passes
-    leave idle, instead of waiting for the whole batch (a barrier of several seconds per batch on
-    the default run). Memory stays bounded by two batches' tiles. A failure cancels what is left."""
-    if client is None:
-        for batch in batches:
-            dask.compute(*batch, scheduler=scheduler)
+def compute_batches(batches: list[list], client: Any, scheduler: str | None, in_flight: int = 2) -> None:
+    """Compute `batches`, at most `in_flight` at a time, in order: on a distributed client the next
+    batch is submitted as soon as any running one is done (dask runs earlier submissions first), so
+    no thread idles at a batch's end waiting for a slower one, and memory stays bounded by
+    `in_flight` batches' tiles. A failure cancels what is in flight."""
+    if client is None:  # a local scheduler: `in_flight` batches at a time
+        for start in range(0, len(batches), max(1, in_flight)):
+            dask.compute(*(task for batch in batches[start : start + in_flight] for task in batch), scheduler=scheduler)
         return
-    in_flight: list[list] = []
+    from distributed import as_completed
+
+    todo = list(reversed(batches))
+    owner: dict[Any, int] = {}  # future -> its batch
+    left: dict[int, int] = {}  # running batch -> its futures not yet done
+    done = as_completed(loop=client.loop)
+
+    def submit() -> None:
+        while todo and len(left) < in_flight:
+            index, futures = len(batches) - len(todo), client.compute(todo.pop())
+            if futures:
+                left[index] = len(futures)
+                owner.update(dict.fromkeys(futures, index))
+                done.update(futures)
+
     try:
-        for batch in batches:
-            in_flight.append(client.compute(batch))
-            if len(in_flight) > 1:
-                client.gather(in_flight.pop(0))
-        for futures in in_flight:
-            client.gather(futures)
+        submit()
+        for future in done:
+            future.result()  # the task's error, if it failed
+            index = owner.pop(future)
+            left[index] -= 1
+            if not left[index]:
+                del left[index]
+                submit()
     except BaseException:
-        client.cancel([f for futures in in_flight for f in futures])
+        client.cancel(list(owner))
         raise
 
 
-def unit_batches(units: list[tuple[tuple[int, int], int, Any]], size: int) -> list[list]:
-    """The unit tasks ((tile, year, task)) in batches of `size`, year by year and each year's tiles in order.
+def units_in_order(units: list[tuple[tuple[int, int], int, Any]]) -> list:
+    """The unit tasks ((tile, year, task)) year by year, each year's tiles in order: the order
+    `infer_to_store` computes them in, one unit per batch, as many in flight as the cluster has
+    threads (`compute_batches`).
 
     Computed all at once, a worker held the composites of every tile it had started (the scheduler
     reads and composites ahead of the slower forward passes): per-worker memory grew with the
     region. Batches of whole years bounded that only while a year had few tiles (a year of the
-    Tian Shan is ~1,500). Now that a tile needs no neighbour's composite (`HaloLayout`), a year can
-    be cut: batches that keep every thread busy (two in flight, `compute_batches`) bound what a
-    worker holds to about a batch's share whatever the region. A small region (one tile a year)
-    still runs its years side by side; a year's tiles stay together where they fit one batch (they
-    share their terrain's edges).
+    Tian Shan is ~1,500), batches of a few units made threads wait at each batch's end. Since a
+    tile needs nothing of its neighbours (`HaloLayout`: its own scenes and DEM), units run one by
+    one in a sliding window: a worker holds about one unit per thread, whatever the region.
     """
-    ordered = [task for _, _, task in sorted(units, key=lambda unit: (unit[1], unit[0]))]
-    return [ordered[i : i + size] for i in range(0, len(ordered), max(1, size))]
+    return [task for _, _, task in sorted(units, key=lambda unit: (unit[1], unit[0]))]
 
 
 def _skipped_windows(reads: list[dict], asset_items: dict) -> list[dict]:
