@@ -65,7 +65,7 @@ import xarray as xr
 from affine import Affine
 
 from catalog.grid import TargetGrid
-from catalog.halo_layout import HaloLayout, regular_chunks
+from catalog.halo_layout import HaloLayout
 from catalog.sun import SHADOW_REACH_M
 from pipeline.config import Analysis
 from pipeline.glaciers.accumulation import deferred_snow_kept_km2, inventory_core, raised_to_threshold, snow_kept
@@ -355,7 +355,7 @@ def deferred_store_accuracy(
     if earlier:
         maps["persistence"] = glacier.sel(year=[y - 1 for y in earlier]).assign_coords(year=earlier)
     # the zones grow what they mark by a few pixels: worked out tile by tile, each tile with its halo
-    tiles = tuple(regular_chunks(n, c if c != -1 else n) for n, c in zip(probability.shape[1:], (chunks["y"], chunks["x"])))
+    tiles = probability.chunks[1:] if probability.chunks else tuple((n,) for n in probability.shape[1:])
     debris = HaloLayout(tiles, DEBRIS_HALO_PX).map_tiles(
         _debris_tile, da.asarray(truth.debris_fraction.data).rechunk({0: 1}), dtype=bool)
     zones = {

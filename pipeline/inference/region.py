@@ -184,10 +184,10 @@ def probability_cube(
         chunk = int(refl.chunks[2][0]) if refl.chunks is not None else max(ny, nx)
     # Tiles start on the 16-px lattice (module notes) and are at least as wide as their context.
     chunk = max(round_up(chunk), halo)
-    layout, data = _haloed_input(cube, refl, chunk, halo)
-    planes = [data.astype(np.float32)]
+    layout = _input_layout(cube, (ny, nx), chunk, halo)
+    planes = [_by_tile(cube, "reflectance", layout, band=refl["band"].values).astype(np.float32)]
     for name in recipe.terrain_sources:
-        t = _haloed_terrain(cube, name, layout).astype(np.float32)
+        t = _by_tile(cube, name, layout).astype(np.float32)
         planes.append(da.broadcast_to(t[None, None], (n_years, 1, *t.shape), chunks=((1,) * n_years, (1,), *t.chunks)))
     stacked = da.concatenate([p.rechunk({0: years_per_block, 1: -1}) for p in planes], axis=1).rechunk({0: years_per_block, 1: -1})
     probability = _forward_graph(stacked, layout, halo, window, path=str(weights), weights_sha256=card.weights_sha256,
@@ -207,30 +207,26 @@ def probability_cube(
     )
 
 
-def _haloed_input(cube: xr.Dataset, refl: xr.DataArray, chunk: int, halo: int) -> tuple[HaloLayout, da.Array]:
-    """The reflectance by tile with at least `halo` px of context: the cube's `reflectance_haloed`
-    when it was composited that way for these tiles (`yearly_cube(halo=...)`), else cut from the
-    neighbouring tiles of `reflectance` (a cube in memory, or one read without a halo)."""
-    haloed = cube.get("reflectance_haloed")
-    if haloed is not None and haloed.attrs.get("halo", 0) >= halo and haloed.attrs.get("tile_px") == chunk:
-        layout = HaloLayout.of(refl.shape[2:], chunk, int(haloed.attrs["halo"]))
-        data = haloed.sel(band=refl["band"].values).data
-        if isinstance(data, da.Array) and data.chunks[2:] == (layout.chunks(0), layout.chunks(1)):
-            return layout, data
-    layout = HaloLayout.of(refl.shape[2:], chunk, halo)
-    data = refl.data if isinstance(refl.data, da.Array) else da.from_array(refl.data)
-    return layout, layout.pad(data)
+def _input_layout(cube: xr.Dataset, shape: tuple[int, int], chunk: int, halo: int) -> HaloLayout:
+    """The tiles with the cube's own halo when it was composited that way for these tiles
+    (`yearly_cube(halo=...)`, at least `halo`), else with `halo`."""
+    attrs = cube["reflectance_haloed"].attrs if "reflectance_haloed" in cube else {}
+    if attrs.get("tile_px") == chunk and attrs.get("halo", 0) >= halo:
+        halo = int(attrs["halo"])
+    return HaloLayout.of(shape, chunk, halo)
 
 
-def _haloed_terrain(cube: xr.Dataset, name: str, layout: HaloLayout) -> da.Array:
-    """Terrain layer `name` by tile with `layout`'s halo: the cube's `{name}_haloed` when it was read
-    that way for this layout (`yearly_cube(halo=...)`), else cut from the neighbouring tiles."""
+def _by_tile(cube: xr.Dataset, name: str, layout: HaloLayout, **sel) -> da.Array:
+    """Variable `name` (selected by `sel`) in `layout`: the cube's `{name}_haloed` when it was read
+    with these blocks (`yearly_cube(halo=...)`: reflectance and terrain), else cut from the
+    neighbouring tiles of `name` (a cube in memory, or one read without a halo)."""
     haloed = cube.get(f"{name}_haloed")
-    if (haloed is not None and isinstance(haloed.data, da.Array) and haloed.attrs.get("halo") == layout.halo
-            and haloed.data.chunks == (layout.chunks(0), layout.chunks(1))):
-        return haloed.data
-    t = cube[name].data
-    return layout.pad(t if isinstance(t, da.Array) else da.from_array(t))
+    if haloed is not None:
+        data = haloed.sel(sel).data
+        if isinstance(data, da.Array) and data.chunks[-2:] == (layout.chunks(0), layout.chunks(1)):
+            return data
+    plain = cube[name].sel(sel).data
+    return layout.pad(plain if isinstance(plain, da.Array) else da.from_array(plain))
 
 
 def glacier_ids_on_grid(outlines: Any, grid: Any, buffer_m: float, chunk: int) -> xr.DataArray:
