@@ -13,7 +13,9 @@ Sentinel-2 tile).
 small or in memory, the terrain), `trim` cuts each block back to its tile (the grid's layout,
 chunked by tile). With `halo` 0 both are the identity. `map_tiles` runs a function that needs
 context (a dilation, a ray marched over the terrain) tile by tile on `pad`ded blocks, instead of
-on whole planes whose size grows with the region.
+on whole planes whose size grows with the region. `pieces` cuts each block for reading, so a
+per-pixel step (the composite) holds a piece's scenes at a time, and `join` puts the pieces'
+results back together into blocks.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
+
+
+DEFAULT_READ_PX = 1024
+"""Pieces a tile's block is read and composited in (`HaloLayout.pieces`; config `tiling.read_px`): a
+task holds one year's scenes (all bands and the quality layer, uint16) of a piece, ~15 MB a scene,
+instead of a 2,720 px block's ~100 MB, so what a worker holds stops growing with the tile."""
 
 
 def regular_chunks(size: int, chunk: int) -> tuple[int, ...]:
@@ -64,6 +72,40 @@ class HaloLayout:
         """Where each tile lies inside its block along `axis` (block pixels)."""
         starts = np.cumsum((0, *self.tiles[axis]))
         return tuple(slice(int(a) - w.start, int(b) - w.start) for w, a, b in zip(self.windows(axis), starts, starts[1:]))
+
+    def pieces(self, axis: int, px: int) -> tuple[slice, ...]:
+        """Each block's window along `axis` cut into near-equal pieces of at most `px` px (grid pixels), block after block.
+
+        A block read in pieces holds one piece's scenes at a time instead of the whole tile's: what a
+        worker holds then no longer grows with the tile (`join` puts the pieces' results together).
+        """
+        if px < 1:
+            raise ValueError(f"pieces must be >= 1 pixel, got {px}")
+        out = []
+        for w in self.windows(axis):
+            edges = np.linspace(w.start, w.stop, -(-(w.stop - w.start) // px) + 1).round().astype(int)
+            out.extend(slice(int(a), int(b)) for a, b in itertools.pairwise(edges))
+        return tuple(out)
+
+    def join(self, array: da.Array, px: int) -> da.Array:
+        """`array` (..., y, x) chunked by `pieces(axis, px)` -> this layout (each block's pieces side by side)."""
+        pieces = self.pieces(0, px), self.pieces(1, px)
+        if array.chunks[-2:] != tuple(tuple(s.stop - s.start for s in axis) for axis in pieces):
+            raise ValueError(f"array chunks {array.chunks[-2:]} are not this layout's pieces of {px} px")
+        counts = [[-(-n // px) for n in self.chunks(axis)] for axis in (0, 1)]
+        if all(c == 1 for axis in counts for c in axis):
+            return array
+        name = f"halo-join-{tokenize(array, self, px)}"
+        firsts = [np.cumsum((0, *c)) for c in counts]
+        lead = [range(n) for n in array.numblocks[:-2]]
+        dsk = {}
+        for idx in itertools.product(*lead):
+            for i, (r0, r1) in enumerate(itertools.pairwise(firsts[0])):
+                for j, (c0, c1) in enumerate(itertools.pairwise(firsts[1])):
+                    grid_of = [[(array.name, *idx, a, b) for b in range(c0, c1)] for a in range(r0, r1)]
+                    dsk[(name, *idx, i, j)] = (_assemble, grid_of, [slice(None)] * (r1 - r0), [slice(None)] * (c1 - c0))
+        graph = HighLevelGraph.from_collections(name, dsk, dependencies=[array])
+        return da.Array(graph, name, array.chunks[:-2] + (self.chunks(0), self.chunks(1)), meta=array._meta)
 
     def pad(self, array: da.Array) -> da.Array:
         """`array` (..., y, x) on the grid, chunked by tile in y and x -> this layout (each block from up to 9 tiles)."""

@@ -21,6 +21,7 @@ from pyproj import CRS
 from catalog.grid import TargetGrid
 from catalog.providers import provider_profiles
 from catalog.synthetic.area_spec import StudyAreaSpec
+from catalog.halo_layout import DEFAULT_READ_PX
 from catalog.tiling import DEFAULT_BUFFER_M
 from pipeline.store.layout import DEFAULT_CHUNK
 
@@ -206,6 +207,13 @@ class Tiling(StrictModel):
         description="the store's chunk, the unit a run reads, infers and stores (px, set when the store is made): "
         "2048 where ice is dense; 512 where glaciers are scattered over mostly ice-free land (a fifth of the "
         "bbox's tiles read instead of nine tenths, at 1.9x the halo's share of each tile)",
+    )
+    read_px: int = Field(
+        DEFAULT_READ_PX, ge=64, le=8192,
+        description="a tile with its halo is read and composited in pieces of at most this size (px a side), "
+        "so a worker holds one piece's scenes at a time, not the whole tile's: smaller holds less; on real COGs "
+        "(1,024 px internal tiles, never aligned with the grid) each piece decodes the COG tiles it touches, "
+        "so pieces much under 1,024 px decode some twice",
     )
 
 

@@ -35,6 +35,30 @@ def test_pad_gives_each_tile_its_window_and_trim_gives_the_grid_back(shape, chun
     np.testing.assert_array_equal(back.compute(), a)
 
 
+@pytest.mark.parametrize(("shape", "chunk", "halo", "px"), [((100, 70), 32, 16, 20), ((100, 70), 32, 48, 33), ((40, 30), 64, 16, 64)])
+def test_pieces_cut_each_block_and_join_puts_them_back_together(shape, chunk, halo, px):
+    """Each block's window is cut into near-equal pieces of at most `px` px that cover it end to end;
+    an array read piece by piece, joined, is the padded array, block for block."""
+    a = np.random.default_rng(2).random((2, *shape))
+    layout = HaloLayout.of(shape, chunk, halo)
+    pieces = layout.pieces(0, px), layout.pieces(1, px)
+    for axis in (0, 1):
+        left = list(pieces[axis])
+        for w in layout.windows(axis):  # each block's pieces, in order, run from its window's start to its stop
+            n = -(-(w.stop - w.start) // px)
+            own, left = left[:n], left[n:]
+            assert [p.start for p in own[1:]] == [p.stop for p in own[:-1]] and (own[0].start, own[-1].stop) == (w.start, w.stop)
+            sizes = [p.stop - p.start for p in own]
+            assert max(sizes) <= px and max(sizes) - min(sizes) <= 1  # near-equal: no sliver beside a full piece
+        assert not left
+    read = da.concatenate([da.concatenate([da.from_array(a[:, r, c]) for c in pieces[1]], axis=2) for r in pieces[0]], axis=1)
+    joined = layout.join(read, px)
+    assert joined.chunks[1:] == (layout.chunks(0), layout.chunks(1))
+    np.testing.assert_array_equal(joined.compute(), layout.pad(da.from_array(a, chunks=(1, chunk, chunk))).compute())
+    with pytest.raises(ValueError, match="pieces of"):
+        layout.join(read.rechunk((2, 10, 10)), px)
+
+
 def test_trim_refuses_an_array_of_another_layout():
     layout = HaloLayout.of((100, 70), 32, 16)
     with pytest.raises(ValueError, match="not this layout"):
@@ -74,17 +98,23 @@ def config(small_study_area):
                        years={"start": 2021, "end": 2021})
 
 
+def _read_in(config, px: int):
+    """`config` with tiles read in pieces of at most `px`."""
+    return config.model_copy(update={"tiling": config.tiling.model_copy(update={"read_px": px})})
+
+
 def test_a_tile_composited_with_its_own_halo_equals_the_grid_s_composite(config, monkeypatch):
     """With scenes on the grid's own lattice (read without a warp, so the read window cannot move a
     pixel: docs/scaling.md), `yearly_cube(halo=...)` gives the same composite, clear counts and days,
-    byte for byte, and `reflectance_haloed` holds each tile's window of it."""
+    byte for byte, and `reflectance_haloed` holds each tile's window of it; read and composited in
+    pieces smaller than a tile's window (here 3 a side), joined back."""
     import pipeline.inference.yearly_cube as yc
 
     epsg = f"EPSG:{config.grid('sentinel-2').epsg}"
     real_find = yc.find_scenes
     monkeypatch.setattr(yc, "find_scenes", lambda *a, **k: [i for i in real_find(*a, **k) if i.properties["proj:code"] == epsg])
     plain = yc.yearly_cube(config, "sentinel-2", years=[2021], chunks=128)
-    haloed = yc.yearly_cube(config, "sentinel-2", years=[2021], chunks=128, halo=48)
+    haloed = yc.yearly_cube(_read_in(config, 80), "sentinel-2", years=[2021], chunks=128, halo=48)
     layout = HaloLayout.of(plain.reflectance.shape[2:], 128, 48)
     assert len(layout.tiles[0]) > 1 and len(layout.tiles[1]) > 1
     with dask.config.set(scheduler="threads"):
@@ -100,11 +130,14 @@ def test_a_tile_composited_with_its_own_halo_equals_the_grid_s_composite(config,
 def test_a_tile_s_forward_waits_for_no_neighbour_s_scenes(config, small_weights):
     """The point of the layout: each forward task's scenes and DEM come from its own tile's reads
     only, so a worker never holds a neighbour's composite or terrain for it (the peak memory that
-    grew with the region), and a batch of units recomputes no neighbour's terrain."""
+    grew with the region), and a batch of units recomputes no neighbour's terrain. Its scenes are
+    read in pieces of at most `tiling.read_px`, so no read task grows with the tile."""
+    import pipeline.inference.yearly_cube as yc
     from pipeline.inference import region
-    from pipeline.inference.yearly_cube import yearly_cube
 
-    cube = yearly_cube(config, "sentinel-2", years=[2021], chunks=128, halo=32)
+    cube = yc.yearly_cube(_read_in(config, 80), "sentinel-2", years=[2021], chunks=128, halo=32)
+    layout = HaloLayout.of(cube.reflectance.shape[2:], 128, 32)
+    block_of = [np.repeat(np.arange(len(layout.tiles[a])), [-(-n // 80) for n in layout.chunks(a)]) for a in (0, 1)]
     probability = region.probability_cube(cube, small_weights["sentinel-2"], halo=32, device="cpu", chunk=128)
     graph = dict(probability.data.__dask_graph__())
     dem_reads = {k[0] for k in cube.elevation_haloed.data.__dask_graph__() if isinstance(k, tuple) and str(k[0]).startswith("read_chunk")}
@@ -118,8 +151,14 @@ def test_a_tile_s_forward_waits_for_no_neighbour_s_scenes(config, small_weights)
                 seen.add(d)
                 todo.append(d)
                 if isinstance(d, tuple) and str(d[0]).startswith("read_chunk"):
-                    (dem if d[0] in dem_reads else scenes).add(d[-2:])
+                    if d[0] in dem_reads:
+                        dem.add(d[-2:])
+                    else:  # a piece: the block it is part of
+                        scenes.add((int(block_of[0][d[-2]]), int(block_of[1][d[-1]])))
+                        scene_pieces.add(d[-2:])
         return scenes, dem
+
+    scene_pieces: set[tuple[int, int]] = set()
 
     pieces = [k for k in graph if isinstance(k, tuple) and str(k[0]).startswith("predict_piece")]
     assert len(pieces) == probability.data.npartitions > 4
@@ -128,3 +167,6 @@ def test_a_tile_s_forward_waits_for_no_neighbour_s_scenes(config, small_weights)
     assert all(reads_under(k) == (tiles, tiles) for k, tiles in zip(pieces, tiles_read, strict=True))  # and its DEM
     assert len({t for tiles in tiles_read for t in tiles}) == len(cube.reflectance_haloed.data.chunks[2]) * len(
         cube.reflectance_haloed.data.chunks[3])
+    # every piece of every block is read, each its own task
+    assert scene_pieces == {(i, j) for i in range(len(block_of[0])) for j in range(len(block_of[1]))}
+    assert len(block_of[0]) > len(layout.tiles[0]) and len(block_of[1]) > len(layout.tiles[1])

@@ -35,7 +35,7 @@ def yearly_cube(
 
     `dem_items`: the DEM tiles over the region when the caller has searched them already (the pre-flight).
     `halo` > 0: each `chunks` px tile is read and composited with `halo` px of the ground around it
-    (catalog.halo_layout), and the cube also holds that as `reflectance_haloed` (year, band,
+    (catalog.halo_layout; in pieces of at most `tiling.read_px`), and the cube also holds that as `reflectance_haloed` (year, band,
     y_haloed, x_haloed; attrs `halo`, `tile_px`) and the terrain so (`elevation_haloed`,
     `slope_haloed`, `aspect_haloed`: catalog.terrain.terrain_tiles), which the network takes instead
     of borrowing each tile's context from its neighbours (pipeline.inference.region.probability_cube);
@@ -51,12 +51,14 @@ def yearly_cube(
     items = [i for y in years for i in by_year[y]]
     layout = HaloLayout.of(grid.shape, chunks, halo) if halo else None
     # DNs, not reflectance: the composite converts only what it looks at (catalog.composite).
+    piece_px = cfg.tiling.read_px if layout is not None else None
     dn = dn_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip" if cfg.on_unreadable == "skip" else "raise",
-                 layout=layout)
+                 layout=layout, piece_px=piece_px)
     # The scenes are checked once: the quality cube takes the same survivors (and so shares the reads).
     kept = [i for i in items if i.id not in {s["item_id"] for s in dn.attrs["skipped_scenes"]}]
     skip = cfg.on_unreadable == "skip"  # also inside the COGs: a damaged window drops its scene from that chunk
-    clear = clear_mask(quality_cube(kept, profile, sensor, grid, chunks=chunks, skip_unreadable_reads=skip, layout=layout), sensor)
+    clear = clear_mask(quality_cube(kept, profile, sensor, grid, chunks=chunks, skip_unreadable_reads=skip, layout=layout,
+                                      piece_px=piece_px), sensor)
     dem_profile = get_profile(cfg.dem.provider)
     if dem_items is None:
         dem_items = find_dem_items(open_source(cfg.source_url(cfg.dem), dem_profile.signer()), dem_profile, bbox)
@@ -75,7 +77,7 @@ def yearly_cube(
     # Each chunk's task refuses a composite whose pixels say an offset was applied twice or is missing.
     composite["reflectance"] = checked_reflectance(composite.reflectance, scene_ids, decisions, label=sensor)
     if layout is not None:
-        composite = _cut_to_tiles(composite, layout, terr, chunks)
+        composite = _cut_to_tiles(composite, layout, terr, chunks, piece_px)
         composite = composite.assign({f"{v}_haloed": tiles_terrain[v] for v in ("elevation", "slope", "aspect")})
 
     year_of = {i.id: y for y in years for i in by_year[y]}
@@ -96,12 +98,13 @@ def yearly_cube(
     return out
 
 
-def _cut_to_tiles(composite: xr.Dataset, layout: HaloLayout, terr: xr.Dataset, tile_px: int) -> xr.Dataset:
-    """A composite in `layout` -> on the grid (each block's tile: views of the same tasks), plus `reflectance_haloed`."""
+def _cut_to_tiles(composite: xr.Dataset, layout: HaloLayout, terr: xr.Dataset, tile_px: int, piece_px: int) -> xr.Dataset:
+    """A composite in `layout`'s pieces -> on the grid (each block's tile: views of the same tasks), plus `reflectance_haloed`."""
+    blocks = {name: var.copy(data=layout.join(var.data, piece_px)) for name, var in composite.data_vars.items()}
     on_grid = {
         name: xr.DataArray(layout.trim(var.data), dims=var.dims, coords={**var.coords, "y": terr.y, "x": terr.x}, attrs=var.attrs)
-        for name, var in composite.data_vars.items()
+        for name, var in blocks.items()
     }
-    haloed = composite.reflectance.rename(y="y_haloed", x="x_haloed")
+    haloed = blocks["reflectance"].rename(y="y_haloed", x="x_haloed")
     haloed.attrs = {**haloed.attrs, "halo": layout.halo, "tile_px": tile_px}
     return xr.Dataset({**on_grid, "reflectance_haloed": haloed}, attrs=composite.attrs)
