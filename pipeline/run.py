@@ -223,6 +223,7 @@ def run_study(
     """
     from pipeline.inference.region import infer_to_store
     from pipeline.scale.cluster import start_cluster
+    from pipeline.scale.cluster.memory import trim_worker_memory
 
     console = console or Console()
     out = Path(out).resolve()
@@ -275,6 +276,7 @@ def run_study(
                     f"{tiles[sensor]['buffer_m']} m from every inventory outline)" if tiles[sensor]["buffer_m"] is not None
                     else f"{sensor}: inferred every store chunk (tiling.buffer_m is null or there is no inventory)"
                 )
+            trim_worker_memory(client)  # the next stage starts from what the workers hold, not their high-water mark
         with stage("statistics"):
             truth = truth_dir_for(cfg, sensors)
             tables, outlines, mask_tiles = analyse_store(  # the published masks come from the same read of the maps
