@@ -86,7 +86,6 @@ def stack_on_grid(
     read_threads: int | None = None,
     skip_unreadable: bool = False,
     layout: HaloLayout | None = None,
-    piece_px: int | None = None,
 ) -> xr.DataArray:
     """stackstac on the grid's explicit EPSG, resolution and bounds, with our reader and GDAL settings.
 
@@ -100,8 +99,8 @@ def stack_on_grid(
     reader=ExplainingRioReader)` gives, value for value, except that each task reads its assets
     concurrently (`read_threads`, see catalog.reads.read_chunk) instead of one after another.
     With a `layout` the blocks are its tiles with their halos (catalog.halo_layout), side by side,
-    and y and x carry no coordinates (the windows overlap); with `piece_px` too, each such block is
-    read in pieces of at most that size (`HaloLayout.pieces`; `HaloLayout.join` assembles them).
+    and y and x carry no coordinates (the windows overlap); a layout with `read_px` reads each block
+    in pieces (`HaloLayout.read_windows`; `HaloLayout.join` assembles them).
     """
     dtype = np.dtype(dtype)
     plain = items_to_plain(items)
@@ -109,12 +108,7 @@ def stack_on_grid(
         plain, assets=keys, epsg=grid.epsg, resolution=grid.resolution, bounds=grid.bounds, snap_bounds=False,
         rescale=False, dtype=dtype,
     )
-    if layout is None:
-        windows = None
-    elif piece_px is None:
-        windows = layout.windows(0), layout.windows(1)
-    else:
-        windows = layout.pieces(0, piece_px), layout.pieces(1, piece_px)
+    windows = None if layout is None else (layout.read_windows(0), layout.read_windows(1))
     data = read_tasks(asset_table, spec, chunksize, resampling, dtype, fill_value, gdal_env, read_threads, skip_unreadable,
                       block_windows=windows)
     coords, dims = to_coords(plain, asset_ids, spec, xy_coords="center", properties=False, band_coords=False)
@@ -137,12 +131,11 @@ def stack_assets(
     gdal_env: LayeredEnv = SCENE_READ_ENV,
     skip_unreadable: bool = False,
     layout: HaloLayout | None = None,
-    piece_px: int | None = None,
 ) -> xr.DataArray:
-    """Raw DN (uint16) of `keys`, chunked (one year's items, all keys, chunks, chunks) or by `layout`'s blocks (or pieces)."""
+    """Raw DN (uint16) of `keys`, chunked (one year's items, all keys, chunks, chunks) or by `layout`'s read windows."""
     return stack_on_grid(
         items, keys, grid, resampling, np.uint16, fill_value, (_year_chunks(items), len(keys), chunks, chunks), gdal_env,
-        skip_unreadable=skip_unreadable, layout=layout, piece_px=piece_px,
+        skip_unreadable=skip_unreadable, layout=layout,
     )
 
 
@@ -155,7 +148,6 @@ def _scene_stack(
     chunks: int,
     skip_unreadable: bool = False,
     layout: HaloLayout | None = None,
-    piece_px: int | None = None,
 ) -> xr.DataArray:
     """Raw DN of every reflectance band and the quality band, in that order (uint16, fill 0).
 
@@ -166,7 +158,7 @@ def _scene_stack(
     """
     keys = [profile.asset_key(sensor, b) for b in (*REFLECTANCE_BANDS[sensor], QUALITY_BAND[sensor])]
     return stack_assets(items, keys, grid, resampling, np.uint16(0), chunks, scene_read_env(profile, sensor), skip_unreadable,
-                        layout, piece_px)
+                        layout)
 
 
 def _grid_attrs(grid: TargetGrid, sensor: str, profile: ProviderProfile, skipped: list[SkippedScene]) -> dict:
@@ -198,7 +190,6 @@ def dn_cube(
     resampling: Resampling = Resampling.nearest,
     on_unreadable: OnUnreadable = "raise",
     layout: HaloLayout | None = None,
-    piece_px: int | None = None,
 ) -> xr.DataArray:
     """The scenes' digital numbers (time, band, y, x) uint16, lazy; 0 where a scene has no data.
 
@@ -208,12 +199,12 @@ def dn_cube(
     these DNs and converts only while it looks at them (catalog.composite), so no float32 cube of
     every scene is ever made: that conversion was half of the composite's time. `layout`: blocks of
     the store's tiles with their halos (catalog.halo_layout) instead of the grid's chunks, each read in
-    pieces of at most `piece_px` if given (`HaloLayout.join` puts a per-pixel result's pieces together).
+    pieces if it has a `read_px` (`HaloLayout.join` puts a per-pixel result's pieces together).
     """
     prepared, skipped = prepare_scene_items(items, profile, sensor, grid, on_unreadable)
     bands = list(REFLECTANCE_BANDS[sensor])
     keys = [profile.asset_key(sensor, b) for b in bands]
-    raw = _scene_stack(prepared, profile, sensor, grid, resampling, chunks, on_unreadable == "skip", layout, piece_px)
+    raw = _scene_stack(prepared, profile, sensor, grid, resampling, chunks, on_unreadable == "skip", layout)
     raw = raw.isel(band=slice(0, len(keys)))
     rule = profile.scale_offset_rule(sensor)
     so = [[reflectance_scale_offset(item, sensor, k, rule) for k in keys] for item in prepared]
@@ -283,7 +274,6 @@ def quality_cube(
     on_unreadable: OnUnreadable = "raise",
     skip_unreadable_reads: bool | None = None,
     layout: HaloLayout | None = None,
-    piece_px: int | None = None,
 ) -> xr.DataArray:
     """The quality layer (time, y, x): SCL classes (uint8) or QA_PIXEL bits (uint16), nearest neighbour.
 
@@ -291,7 +281,7 @@ def quality_cube(
     so masks treat it as invalid without a separate footprint. `skip_unreadable_reads` (default:
     on_unreadable == "skip") must match the reflectance cube's for the two to share their reads:
     items already checked by reflectance_cube come with on_unreadable="raise" and this set.
-    `layout` and `piece_px` as for `dn_cube` (the same to share its reads).
+    `layout` as for `dn_cube` (the same to share its reads).
     """
     prepared, skipped = prepare_scene_items(items, profile, sensor, grid, on_unreadable)
     band = QUALITY_BAND[sensor]
@@ -299,8 +289,7 @@ def quality_cube(
     nodata = asset_nodata(prepared[0], key)
     fill = np.uint16(nodata if nodata is not None else (0 if sensor == "sentinel-2" else 1))
     skip_reads = on_unreadable == "skip" if skip_unreadable_reads is None else skip_unreadable_reads
-    raw = _scene_stack(prepared, profile, sensor, grid, Resampling.nearest, chunks, skip_reads, layout, piece_px)
-    raw = raw.isel(band=-1, drop=True)
+    raw = _scene_stack(prepared, profile, sensor, grid, Resampling.nearest, chunks, skip_reads, layout).isel(band=-1, drop=True)
     if fill != 0:  # the shared stack fills with 0; a quality layer says "no data" its own way
         raw = raw.where(raw != 0, fill)
     if sensor == "sentinel-2":

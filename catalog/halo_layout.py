@@ -13,9 +13,9 @@ Sentinel-2 tile).
 small or in memory, the terrain), `trim` cuts each block back to its tile (the grid's layout,
 chunked by tile). With `halo` 0 both are the identity. `map_tiles` runs a function that needs
 context (a dilation, a ray marched over the terrain) tile by tile on `pad`ded blocks, instead of
-on whole planes whose size grows with the region. `pieces` cuts each block for reading, so a
-per-pixel step (the composite) holds a piece's scenes at a time, and `join` puts the pieces'
-results back together into blocks.
+on whole planes whose size grows with the region. With `read_px`, `read_windows` cuts each block
+into pieces for reading, so a per-pixel step (the composite) holds a piece's scenes at a time, and
+`join` puts the pieces' results back together into blocks.
 """
 
 from __future__ import annotations
@@ -28,9 +28,8 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-
 DEFAULT_READ_PX = 1024
-"""Pieces a tile's block is read and composited in (`HaloLayout.pieces`; config `tiling.read_px`): a
+"""Pieces a tile's block is read and composited in (`HaloLayout.read_px`; config `tiling.read_px`): a
 task holds one year's scenes (all bands and the quality layer, uint16) of a piece, ~15 MB a scene,
 instead of a 2,720 px block's ~100 MB, so what a worker holds stops growing with the tile."""
 
@@ -42,16 +41,20 @@ def regular_chunks(size: int, chunk: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class HaloLayout:
-    """Tiles `tiles` (sizes along y, along x; the grid's chunks) each grown by `halo` px, clipped to the grid."""
+    """Tiles `tiles` (sizes along y, along x; the grid's chunks) each grown by `halo` px, clipped to the grid;
+    each block read in pieces of at most `read_px` px a side (None: whole)."""
 
     tiles: tuple[tuple[int, ...], tuple[int, ...]]
     halo: int
+    read_px: int | None = None
 
     @classmethod
-    def of(cls, shape: tuple[int, int], chunk: int, halo: int) -> HaloLayout:
+    def of(cls, shape: tuple[int, int], chunk: int, halo: int, read_px: int | None = None) -> HaloLayout:
         if halo < 0:
             raise ValueError(f"halo must be >= 0 pixels, got {halo}")
-        return cls((regular_chunks(shape[0], chunk), regular_chunks(shape[1], chunk)), int(halo))
+        if read_px is not None and read_px < 1:
+            raise ValueError(f"read_px must be >= 1 pixel, got {read_px}")
+        return cls((regular_chunks(shape[0], chunk), regular_chunks(shape[1], chunk)), int(halo), read_px)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -73,29 +76,27 @@ class HaloLayout:
         starts = np.cumsum((0, *self.tiles[axis]))
         return tuple(slice(int(a) - w.start, int(b) - w.start) for w, a, b in zip(self.windows(axis), starts, starts[1:]))
 
-    def pieces(self, axis: int, px: int) -> tuple[slice, ...]:
-        """Each block's window along `axis` cut into near-equal pieces of at most `px` px (grid pixels), block after block.
+    def _piece_counts(self, axis: int) -> list[int]:
+        return [1 if self.read_px is None else -(-n // self.read_px) for n in self.chunks(axis)]
 
-        A block read in pieces holds one piece's scenes at a time instead of the whole tile's: what a
-        worker holds then no longer grows with the tile (`join` puts the pieces' results together).
-        """
-        if px < 1:
-            raise ValueError(f"pieces must be >= 1 pixel, got {px}")
+    def read_windows(self, axis: int) -> tuple[slice, ...]:
+        """What is read along `axis` (grid pixels): each block's window, or with `read_px` its near-equal
+        pieces of at most that size, block after block. A block read in pieces holds one piece's scenes
+        at a time instead of the whole tile's: what a worker holds no longer grows with the tile."""
         out = []
-        for w in self.windows(axis):
-            edges = np.linspace(w.start, w.stop, -(-(w.stop - w.start) // px) + 1).round().astype(int)
+        for w, n in zip(self.windows(axis), self._piece_counts(axis)):
+            edges = np.linspace(w.start, w.stop, n + 1).round().astype(int)
             out.extend(slice(int(a), int(b)) for a, b in itertools.pairwise(edges))
         return tuple(out)
 
-    def join(self, array: da.Array, px: int) -> da.Array:
-        """`array` (..., y, x) chunked by `pieces(axis, px)` -> this layout (each block's pieces side by side)."""
-        pieces = self.pieces(0, px), self.pieces(1, px)
-        if array.chunks[-2:] != tuple(tuple(s.stop - s.start for s in axis) for axis in pieces):
-            raise ValueError(f"array chunks {array.chunks[-2:]} are not this layout's pieces of {px} px")
-        counts = [[-(-n // px) for n in self.chunks(axis)] for axis in (0, 1)]
+    def join(self, array: da.Array) -> da.Array:
+        """`array` (..., y, x) chunked by `read_windows` -> this layout's blocks (each block's pieces side by side)."""
+        if array.chunks[-2:] != tuple(tuple(s.stop - s.start for s in self.read_windows(axis)) for axis in (0, 1)):
+            raise ValueError(f"array chunks {array.chunks[-2:]} are not this layout's read windows")
+        counts = [self._piece_counts(axis) for axis in (0, 1)]
         if all(c == 1 for axis in counts for c in axis):
             return array
-        name = f"halo-join-{tokenize(array, self, px)}"
+        name = f"halo-join-{tokenize(array, self)}"
         firsts = [np.cumsum((0, *c)) for c in counts]
         lead = [range(n) for n in array.numblocks[:-2]]
         dsk = {}
@@ -153,7 +154,6 @@ class HaloLayout:
         }
         graph = HighLevelGraph.from_collections(name, dsk, dependencies=[array])
         return da.Array(graph, name, array.chunks[:-2] + self.tiles, meta=array._meta)
-
 
     def map_tiles(self, func, *arrays: da.Array, dtype, **kwargs) -> da.Array:
         """`func(*blocks, core=(rows, cols), block_id=..., **kwargs)` on each tile's block of `arrays`

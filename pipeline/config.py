@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pyproj import CRS
 
 from catalog.grid import TargetGrid
+from catalog.halo_layout import DEFAULT_READ_PX
 from catalog.providers import provider_profiles
 from catalog.synthetic.area_spec import StudyAreaSpec
-from catalog.halo_layout import DEFAULT_READ_PX
 from catalog.tiling import DEFAULT_BUFFER_M
 from pipeline.store.layout import DEFAULT_CHUNK
 

@@ -40,8 +40,8 @@ def test_pieces_cut_each_block_and_join_puts_them_back_together(shape, chunk, ha
     """Each block's window is cut into near-equal pieces of at most `px` px that cover it end to end;
     an array read piece by piece, joined, is the padded array, block for block."""
     a = np.random.default_rng(2).random((2, *shape))
-    layout = HaloLayout.of(shape, chunk, halo)
-    pieces = layout.pieces(0, px), layout.pieces(1, px)
+    layout = HaloLayout.of(shape, chunk, halo, read_px=px)
+    pieces = layout.read_windows(0), layout.read_windows(1)
     for axis in (0, 1):
         left = list(pieces[axis])
         for w in layout.windows(axis):  # each block's pieces, in order, run from its window's start to its stop
@@ -52,11 +52,11 @@ def test_pieces_cut_each_block_and_join_puts_them_back_together(shape, chunk, ha
             assert max(sizes) <= px and max(sizes) - min(sizes) <= 1  # near-equal: no sliver beside a full piece
         assert not left
     read = da.concatenate([da.concatenate([da.from_array(a[:, r, c]) for c in pieces[1]], axis=2) for r in pieces[0]], axis=1)
-    joined = layout.join(read, px)
+    joined = layout.join(read)
     assert joined.chunks[1:] == (layout.chunks(0), layout.chunks(1))
     np.testing.assert_array_equal(joined.compute(), layout.pad(da.from_array(a, chunks=(1, chunk, chunk))).compute())
-    with pytest.raises(ValueError, match="pieces of"):
-        layout.join(read.rechunk((2, 10, 10)), px)
+    with pytest.raises(ValueError, match="read windows"):
+        layout.join(read.rechunk((2, 10, 10)))
 
 
 def test_trim_refuses_an_array_of_another_layout():

@@ -49,16 +49,14 @@ def yearly_cube(
     check_region_covered(source, profile.collection(sensor), bbox)
     by_year = {y: find_scenes(source, profile, sensor, bbox, y, cfg.season.as_tuple(), sensor_cfg.max_cloud) for y in years}
     items = [i for y in years for i in by_year[y]]
-    layout = HaloLayout.of(grid.shape, chunks, halo) if halo else None
+    layout = HaloLayout.of(grid.shape, chunks, halo, read_px=cfg.tiling.read_px) if halo else None
     # DNs, not reflectance: the composite converts only what it looks at (catalog.composite).
-    piece_px = cfg.tiling.read_px if layout is not None else None
     dn = dn_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip" if cfg.on_unreadable == "skip" else "raise",
-                 layout=layout, piece_px=piece_px)
+                 layout=layout)
     # The scenes are checked once: the quality cube takes the same survivors (and so shares the reads).
     kept = [i for i in items if i.id not in {s["item_id"] for s in dn.attrs["skipped_scenes"]}]
     skip = cfg.on_unreadable == "skip"  # also inside the COGs: a damaged window drops its scene from that chunk
-    clear = clear_mask(quality_cube(kept, profile, sensor, grid, chunks=chunks, skip_unreadable_reads=skip, layout=layout,
-                                      piece_px=piece_px), sensor)
+    clear = clear_mask(quality_cube(kept, profile, sensor, grid, chunks=chunks, skip_unreadable_reads=skip, layout=layout), sensor)
     dem_profile = get_profile(cfg.dem.provider)
     if dem_items is None:
         dem_items = find_dem_items(open_source(cfg.source_url(cfg.dem), dem_profile.signer()), dem_profile, bbox)
@@ -77,7 +75,7 @@ def yearly_cube(
     # Each chunk's task refuses a composite whose pixels say an offset was applied twice or is missing.
     composite["reflectance"] = checked_reflectance(composite.reflectance, scene_ids, decisions, label=sensor)
     if layout is not None:
-        composite = _cut_to_tiles(composite, layout, terr, chunks, piece_px)
+        composite = _cut_to_tiles(composite, layout, terr, chunks)
         composite = composite.assign({f"{v}_haloed": tiles_terrain[v] for v in ("elevation", "slope", "aspect")})
 
     year_of = {i.id: y for y in years for i in by_year[y]}
@@ -98,9 +96,9 @@ def yearly_cube(
     return out
 
 
-def _cut_to_tiles(composite: xr.Dataset, layout: HaloLayout, terr: xr.Dataset, tile_px: int, piece_px: int) -> xr.Dataset:
+def _cut_to_tiles(composite: xr.Dataset, layout: HaloLayout, terr: xr.Dataset, tile_px: int) -> xr.Dataset:
     """A composite in `layout`'s pieces -> on the grid (each block's tile: views of the same tasks), plus `reflectance_haloed`."""
-    blocks = {name: var.copy(data=layout.join(var.data, piece_px)) for name, var in composite.data_vars.items()}
+    blocks = {name: var.copy(data=layout.join(var.data)) for name, var in composite.data_vars.items()}
     on_grid = {
         name: xr.DataArray(layout.trim(var.data), dims=var.dims, coords={**var.coords, "y": terr.y, "x": terr.x}, attrs=var.attrs)
         for name, var in blocks.items()
