@@ -171,7 +171,8 @@ def test_blocks_and_halo_reproduce_the_whole_scene(tmp_path, monkeypatch):
 
     forwards = []
     whole_pass = pipeline.inference.tile_forward._predict_whole
-    monkeypatch.setattr(pipeline.inference.tile_forward, "_predict_whole", lambda b, **kw: forwards.append(b.shape[-2:]) or whole_pass(b, **kw))
+    monkeypatch.setattr(pipeline.inference.tile_forward, "_predict_whole",
+                        lambda b, t, **kw: forwards.append(b.shape[-2:]) or whole_pass(b, t, **kw))
     predict_scene(bands, "sentinel-2", tmp_path / "unet-blocks.tif", block=96, window=48, **common)
     assert len(forwards) == 16 and max(max(f) for f in forwards) == 224
     whole, blocks = _read(tmp_path / "unet-whole.tif")[0], _read(tmp_path / "unet-blocks.tif")[0]

@@ -41,7 +41,7 @@ def test_a_tile_task_unpickles_without_torch_and_a_unet_runs_without_torchvision
     from pipeline.inference import region
 
     task = functools.partial(region.predict_piece, path="w.safetensors", weights_sha256="0" * 64, device="cpu",
-                             half=False, n_bands=6)
+                             half=False)
     code = (
         "import pickle, sys\n"
         f"pickle.loads({pickle.dumps(task)!r})\n"

@@ -1,7 +1,7 @@
 """Glacier probability for a region's yearly cube: the network mapped by Dask over spatial chunks.
 
 Strategy. The cube's reflectance (year, band, y, x) and the terrain channels the model's recipe
-asks for are stacked lazily into one (year, channel, y, x) array whose blocks are the store's
+asks for are laid out lazily in blocks that are the store's
 tiles each with `halo` pixels of the ground around it (`catalog.halo_layout`; at the region's
 outer edge there is nothing around and nothing is invented). A production cube is read and
 composited that way (`yearly_cube(halo=...)`), so no tile waits for, or a worker holds, its
@@ -85,14 +85,18 @@ def _pieces(tile: int, halo: int, window: int) -> tuple[int, ...]:
     return tuple(pieces)
 
 
-def _forward_graph(stacked: da.Array, layout: HaloLayout, halo: int, window: int, **kwargs) -> da.Array:
-    """One forward task per piece of each tile (`_pieces`), each on its tile's block with `halo` px
-    of context (clipped at the grid's edge), its piece kept: (year, y, x) on the grid.
+def _forward_graph(reflectance: da.Array, terrain: Sequence[da.Array], layout: HaloLayout, halo: int, window: int,
+                   **kwargs) -> da.Array:
+    """One forward task per piece of each tile (`_pieces`), each on its tile's block of `reflectance`
+    (year, band, y, x) and of each `terrain` plane (y, x), with `halo` px of context (clipped at the
+    grid's edge), its piece kept: (year, y, x) on the grid.
 
     The block holds the tile's own ground around it (`HaloLayout`), so a piece waits only for its
-    own tile's block, never a neighbour's.
+    own tile's block, never a neighbour's. The bands and the terrain stay apart: a (year, channel)
+    stack of a whole block (~240 MB for a 2,720 px Sentinel-2 block) was one more copy a worker held
+    per tile in flight, where each piece's task builds only its own inputs.
     """
-    name = f"predict_piece-{tokenize(stacked, layout, halo, window, kwargs)}"
+    name = f"predict_piece-{tokenize(reflectance, *terrain, layout, halo, window, kwargs)}"
     task = functools.partial(predict_piece, **kwargs)
     axes = []  # per axis: (tile, rows of its block fed to the network, rows of that output kept)
     for axis in (0, 1):
@@ -105,13 +109,14 @@ def _forward_graph(stacked: da.Array, layout: HaloLayout, halo: int, window: int
                 start += piece
         axes.append(entries)
     dsk = {
-        (name, yb, i, j): (task, (stacked.name, yb, 0, ti, tj), rows, cols, keep_rows, keep_cols)
-        for yb in range(stacked.numblocks[0])
+        (name, yb, i, j): (task, (reflectance.name, yb, 0, ti, tj), [(t.name, ti, tj) for t in terrain],
+                           rows, cols, keep_rows, keep_cols)
+        for yb in range(reflectance.numblocks[0])
         for i, (ti, rows, keep_rows, _) in enumerate(axes[0])
         for j, (tj, cols, keep_cols, _) in enumerate(axes[1])
     }
-    chunks = (stacked.chunks[0], tuple(e[3] for e in axes[0]), tuple(e[3] for e in axes[1]))
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[stacked])
+    chunks = (reflectance.chunks[0], tuple(e[3] for e in axes[0]), tuple(e[3] for e in axes[1]))
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[reflectance, *terrain])
     return da.Array(graph, name, chunks, meta=np.empty((0, 0, 0), np.float32))
 
 
@@ -179,19 +184,16 @@ def probability_cube(
     if absent:
         raise ValueError(f"{weights.name} needs terrain {absent}; the cube has no such variables (build it with yearly_cube)")
 
-    n_years, n_bands, ny, nx = refl.shape
+    ny, nx = refl.shape[-2:]
     if chunk is None:
         chunk = int(refl.chunks[2][0]) if refl.chunks is not None else max(ny, nx)
     # Tiles start on the 16-px lattice (module notes) and are at least as wide as their context.
     chunk = max(round_up(chunk), halo)
     layout = _input_layout(cube, (ny, nx), chunk, halo)
-    planes = [_by_tile(cube, "reflectance", layout, band=refl["band"].values).astype(np.float32)]
-    for name in recipe.terrain_sources:
-        t = _by_tile(cube, name, layout).astype(np.float32)
-        planes.append(da.broadcast_to(t[None, None], (n_years, 1, *t.shape), chunks=((1,) * n_years, (1,), *t.chunks)))
-    stacked = da.concatenate([p.rechunk({0: years_per_block, 1: -1}) for p in planes], axis=1).rechunk({0: years_per_block, 1: -1})
-    probability = _forward_graph(stacked, layout, halo, window, path=str(weights), weights_sha256=card.weights_sha256,
-                                 device=device, half=half, n_bands=n_bands)
+    bands = _by_tile(cube, "reflectance", layout, band=refl["band"].values).astype(np.float32).rechunk({0: years_per_block, 1: -1})
+    terrain = [_by_tile(cube, name, layout).astype(np.float32) for name in recipe.terrain_sources]
+    probability = _forward_graph(bands, terrain, layout, halo, window, path=str(weights), weights_sha256=card.weights_sha256,
+                                 device=device, half=half)
     return xr.DataArray(
         probability,
         dims=("year", "y", "x"),

@@ -48,40 +48,40 @@ def predict_block(
     its context cropped: by the halo's definition the seams stay invisible, as between chunks.
     """
     height, width = block.shape[-2:]
+    reflectance, terrain = block[:, :n_bands], [block[0, c] for c in range(n_bands, block.shape[1])]
+    model = {"path": path, "weights_sha256": weights_sha256, "device": device, "half": half}
     if window is None or max(height, width) <= window + 2 * halo:
-        return _predict_whole(block, path=path, weights_sha256=weights_sha256, device=device, half=half, n_bands=n_bands)
+        return _predict_whole(reflectance, terrain, **model)
     out = np.empty((block.shape[0], height, width), np.float32)
     ys, xs = _window_edges(height, halo, window), _window_edges(width, halo, window)
     for y0, y1 in pairwise(ys):
         for x0, x1 in pairwise(xs):
-            a0, b0 = max(0, y0 - halo), max(0, x0 - halo)
-            part = _predict_whole(
-                block[:, :, a0 : min(height, y1 + halo), b0 : min(width, x1 + halo)],
-                path=path, weights_sha256=weights_sha256, device=device, half=half, n_bands=n_bands,
-            )
-            out[:, y0:y1, x0:x1] = part[:, y0 - a0 : y1 - a0, x0 - b0 : x1 - b0]
+            rows, cols = slice(max(0, y0 - halo), min(height, y1 + halo)), slice(max(0, x0 - halo), min(width, x1 + halo))
+            part = _predict_whole(reflectance[..., rows, cols], [t[rows, cols] for t in terrain], **model)
+            out[:, y0:y1, x0:x1] = part[:, y0 - rows.start : y1 - rows.start, x0 - cols.start : x1 - cols.start]
     return out
 
 
 def predict_piece(
-    block: np.ndarray, rows: slice, cols: slice, keep_rows: slice, keep_cols: slice, *, path: str, weights_sha256: str,
-    device: str, half: bool, n_bands: int
+    reflectance: np.ndarray, terrain: list[np.ndarray], rows: slice, cols: slice, keep_rows: slice, keep_cols: slice, *,
+    path: str, weights_sha256: str, device: str, half: bool
 ) -> np.ndarray:
-    """One forward pass over `rows` x `cols` of a tile's (year, channel, y, x) block (a piece and its
-    context), the piece (`keep_rows` x `keep_cols` of that output) kept: (year, y, x) probability."""
-    part = _predict_whole(block[:, :, rows, cols], path=path, weights_sha256=weights_sha256, device=device, half=half,
-                          n_bands=n_bands)
+    """One forward pass over `rows` x `cols` of a tile's block - its (year, band, y, x) reflectance and
+    its (y, x) terrain planes in the recipe's order (a piece and its context) - the piece (`keep_rows`
+    x `keep_cols` of that output) kept: (year, y, x) probability. The block's channels are never
+    stacked into one array: only the network's own inputs for this piece are built."""
+    part = _predict_whole(reflectance[..., rows, cols], [t[rows, cols] for t in terrain], path=path,
+                          weights_sha256=weights_sha256, device=device, half=half)
     return np.ascontiguousarray(part[:, keep_rows, keep_cols])
 
 
 def _predict_whole(
-    block: np.ndarray, *, path: str, weights_sha256: str, device: str, half: bool, n_bands: int
+    reflectance: np.ndarray, terrain: list[np.ndarray], *, path: str, weights_sha256: str, device: str, half: bool
 ) -> np.ndarray:
-    """One forward pass over a (year, channel, y, x) tile."""
+    """One forward pass over a tile's (year, band, y, x) reflectance and its terrain planes (the recipe's order)."""
     from pipeline.inference.predictor_cache import cached_predictor  # torch: in this task's thread (module doc)
 
     predictor = cached_predictor(path, weights_sha256, device, half)
-    recipe = predictor.recipe
-    terrain = {name: block[0, n_bands + i] for i, name in enumerate(recipe.terrain_sources)}
+    named = dict(zip(predictor.recipe.terrain_sources, terrain, strict=True))
     # Several years of one tile go through as one batch, sharing the terrain.
-    return predictor.predict_batch([block[t, :n_bands] for t in range(block.shape[0])], terrain)
+    return predictor.predict_batch(list(reflectance), named)
