@@ -12,7 +12,7 @@ Sentinel-2 tile).
 `pad` builds this layout from an array on the grid (by slicing its neighbouring chunks: for what is
 small or in memory, the terrain), `trim` cuts each block back to its tile (the grid's layout,
 chunked by tile). With `halo` 0 both are the identity. `map_tiles` runs a function that needs
-context (a dilation, a ray marched over the terrain) tile by tile on `pad`ded blocks, instead of
+context (a dilation, a ray marched over the terrain) tile by tile, each task padding its own blocks, instead of
 on whole planes whose size grows with the region. With `read_px`, `read_windows` cuts each block
 into pieces for reading, so a per-pixel step (the composite) holds a piece's scenes at a time, and
 `join` puts the pieces' results back together into blocks.
@@ -20,6 +20,7 @@ into pieces for reading, so a per-pixel step (the composite) holds a piece's sce
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -115,25 +116,14 @@ class HaloLayout:
         if self.halo == 0:
             return array
         name = f"halo-pad-{tokenize(array, self)}"
-        starts = [np.cumsum((0, *t)) for t in self.tiles]
-        sources = []  # per axis, per block: [(source tile, slice in it)]
-        for axis in (0, 1):
-            per_block = []
-            for w in self.windows(axis):
-                parts = []
-                for t, (a, b) in enumerate(itertools.pairwise(starts[axis])):
-                    lo, hi = max(w.start, int(a)), min(w.stop, int(b))
-                    if lo < hi:
-                        parts.append((t, slice(lo - int(a), hi - int(a))))
-                per_block.append(parts)
-            sources.append(per_block)
+        sources = self._sources()
         lead = [range(n) for n in array.numblocks[:-2]]
-        dsk = {}
-        for idx in itertools.product(*lead):
-            for i, rows in enumerate(sources[0]):
-                for j, cols in enumerate(sources[1]):
-                    grid_of = [[(array.name, *idx, ti, tj) for tj, _ in cols] for ti, _ in rows]
-                    dsk[(name, *idx, i, j)] = (_assemble, grid_of, [s for _, s in rows], [s for _, s in cols])
+        dsk = {
+            (name, *idx, i, j): _padding(array.name, idx, rows, cols)
+            for idx in itertools.product(*lead)
+            for i, rows in enumerate(sources[0])
+            for j, cols in enumerate(sources[1])
+        }
         graph = HighLevelGraph.from_collections(name, dsk, dependencies=[array])
         return da.Array(graph, name, array.chunks[:-2] + (self.chunks(0), self.chunks(1)), meta=array._meta)
 
@@ -155,17 +145,56 @@ class HaloLayout:
         graph = HighLevelGraph.from_collections(name, dsk, dependencies=[array])
         return da.Array(graph, name, array.chunks[:-2] + self.tiles, meta=array._meta)
 
+    def _sources(self) -> list[list[list[tuple[int, slice]]]]:
+        """Per axis, per block: the tiles under it, each with the slice of it the block takes."""
+        starts = [np.cumsum((0, *t)) for t in self.tiles]
+        sources = []
+        for axis in (0, 1):
+            per_block = []
+            for w in self.windows(axis):
+                parts = []
+                for t, (a, b) in enumerate(itertools.pairwise(starts[axis])):
+                    lo, hi = max(w.start, int(a)), min(w.stop, int(b))
+                    if lo < hi:
+                        parts.append((t, slice(lo - int(a), hi - int(a))))
+                per_block.append(parts)
+            sources.append(per_block)
+        return sources
+
     def map_tiles(self, func, *arrays: da.Array, dtype, **kwargs) -> da.Array:
         """`func(*blocks, core=(rows, cols), block_id=..., **kwargs)` on each tile's block of `arrays`
         ((..., y, x) on the grid, chunked by tile; lower-dimensional ones broadcast as in
         ``da.map_blocks``) must return that tile's result, cut to `core` (where the tile lies in its
-        block): the result is on the grid, chunked by tile. Memory per task: a tile and its halo."""
-        padded = [self.pad(a) for a in arrays]
-        widest = max(padded, key=lambda a: a.ndim)
-        cores = self.cores(0), self.cores(1)
-        return da.map_blocks(_on_tile, *padded, tile_func=func, cores=cores, dtype=dtype, chunks=widest.chunks[:-2] + self.tiles,
-                             meta=np.empty((0,) * widest.ndim, dtype), token=f"{getattr(func, '__name__', 'tile')}-tiles",
-                             **kwargs)
+        block): the result is on the grid, chunked by tile. Memory per task: a tile and its halo.
+
+        Each task pads its own blocks from the tiles under them: a padded block is never a result of
+        its own that waits in a worker's memory. One shared by many tasks (the terrain, the same for
+        every year of a tile) was held for every tile until the last year's task: ~20 MB a block and
+        array, the statistics stage's largest holding at 16x the default area."""
+        arrays = tuple(a if a.chunks[-2:] == self.tiles else a.rechunk(a.chunks[:-2] + self.tiles) for a in arrays)
+        widest = max(arrays, key=lambda a: a.ndim)
+        name = f"{getattr(func, '__name__', 'tile')}-tiles-{tokenize(func, *arrays, self, kwargs)}"
+        sources, cores = self._sources(), (self.cores(0), self.cores(1))
+        lead = widest.numblocks[:-2]
+        dsk = {}
+        for idx in itertools.product(*(range(n) for n in lead)):
+            for i, rows in enumerate(sources[0]):
+                for j, cols in enumerate(sources[1]):
+                    blocks = []
+                    for a in arrays:  # broadcast: trailing leading axes, a single block for an axis of one
+                        own = idx[len(idx) - (a.ndim - 2):] if a.ndim > 2 else ()
+                        own = tuple(k if a.numblocks[n] > 1 else 0 for n, k in enumerate(own))
+                        blocks.append(_padding(a.name, own, rows, cols))
+                    task = functools.partial(_on_tile, tile_func=func, cores=cores, block_id=(*idx, i, j), **kwargs)
+                    dsk[(name, *idx, i, j)] = (task, *blocks)
+        graph = HighLevelGraph.from_collections(name, dsk, dependencies=list(arrays))
+        return da.Array(graph, name, widest.chunks[:-2] + self.tiles, meta=np.empty((0,) * widest.ndim, dtype))
+
+
+def _padding(name: str, idx: tuple[int, ...], rows: list[tuple[int, slice]], cols: list[tuple[int, slice]]) -> tuple:
+    """The task that assembles one block of the layout from the tiles under it (`rows`, `cols`: `_sources`)."""
+    grid_of = [[(name, *idx, ti, tj) for tj, _ in cols] for ti, _ in rows]
+    return (_assemble, grid_of, [s for _, s in rows], [s for _, s in cols])
 
 
 def _on_tile(*blocks: np.ndarray, tile_func, cores, block_id, **kwargs) -> np.ndarray:

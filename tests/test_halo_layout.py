@@ -87,6 +87,10 @@ def test_map_tiles_equals_the_whole_plane_where_the_halo_covers_the_context(chun
     want = np.stack([maximum_filter(plane, size=7, mode="nearest") + offset for plane in a])
     np.testing.assert_array_equal(out.compute(scheduler="sync"), want)
     assert all(core == (layout.cores(0)[i], layout.cores(1)[j]) for (_, i, j), core in seen)
+    # each task pads its own blocks: no padded block is a result that waits in memory for its tasks
+    # (the terrain's, shared by every year of a tile, were held for all tiles until the last year)
+    layers = out.__dask_graph__().layers
+    assert len(layers) == 3 and all(name == out.name or name.startswith("array-") for name in layers)
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +138,7 @@ def test_a_tile_s_forward_waits_for_no_neighbour_s_scenes(config, small_weights)
     read in pieces of at most `tiling.read_px`, so no read task grows with the tile."""
     import pipeline.inference.yearly_cube as yc
     from pipeline.inference import region
+    from pipeline.inference.predictor_cache import read_card
 
     cube = yc.yearly_cube(_read_in(config, 80), "sentinel-2", years=[2021], chunks=128, halo=32)
     layout = HaloLayout.of(cube.reflectance.shape[2:], 128, 32)
@@ -170,3 +175,7 @@ def test_a_tile_s_forward_waits_for_no_neighbour_s_scenes(config, small_weights)
     # every piece of every block is read, each its own task
     assert scene_pieces == {(i, j) for i in range(len(block_of[0])) for j in range(len(block_of[1]))}
     assert len(block_of[0]) > len(layout.tiles[0]) and len(block_of[1]) > len(layout.tiles[1])
+    # the bands and the terrain reach the forward apart: no (year, channel) stack of a whole block is made
+    forward_inputs = {str(d[0]) for k in pieces for d in deps[k] if isinstance(d, tuple)}
+    assert not any(name.startswith("concatenate") for name in forward_inputs)
+    assert len(forward_inputs) == 1 + len(read_card(small_weights["sentinel-2"]).recipe.terrain_sources)  # bands, each terrain plane
