@@ -6,7 +6,14 @@ import numpy as np
 import xarray as xr
 
 from pipeline.config import Analysis
-from pipeline.glaciers.accumulation import accumulation_zone, glacier_probability, inventory_core, snow_kept, snow_kept_km2
+from pipeline.glaciers.accumulation import (
+    accumulation_zone,
+    deferred_snow_kept_km2,
+    glacier_probability,
+    inventory_core,
+    snow_kept,
+    snow_kept_km2,
+)
 from pipeline.glaciers.analysis import mapped_probability
 from pipeline.store.encoding import NDSI_BIT, RATIO_BIT
 from pipeline.store.layout import INDICES_NOT_READ
@@ -81,6 +88,17 @@ def test_the_area_the_rule_added_is_reported_per_glacier_year():
     table = snow_kept_km2(kept, ds.glacier_id, pixel_km2=1e-4)
     # rows 7-19 x cols 7-32 of glacier 1, less the mapped, the unread and the red/SWIR-only pixel
     assert table.to_dict("records") == [{"glacier_id": 1, "year": 2018, "snow_kept_km2": (13 * 26 - 3) * 1e-4}]
+
+
+def test_the_added_area_is_counted_per_year_and_glacier_across_tiles():
+    """Several years and tiles, counted in one task per block: the same as counting each year's plane."""
+    rng = np.random.default_rng(3)
+    gid = xr.DataArray(rng.integers(0, 5, (40, 30)).astype(np.int32), dims=("y", "x"))
+    kept = xr.DataArray(rng.random((3, 40, 30)) > 0.6, dims=("year", "y", "x"), coords={"year": [2019, 2020, 2021]})
+    table = deferred_snow_kept_km2(kept.chunk({"year": 2, "y": 16, "x": 16}), gid.chunk(16), 0.5).compute()
+    want = [(g, year, 0.5 * int(((gid.values == g) & kept.sel(year=year).values).sum()))
+            for year in (2019, 2020, 2021) for g in range(1, 5)]
+    assert list(table.itertuples(index=False, name=None)) == [w for w in want if w[2] > 0] and len(table) == 12
 
 
 def test_a_year_whose_area_leans_on_the_inventory_under_snow_is_flagged_as_snow():
