@@ -179,9 +179,9 @@ def test_a_broken_cog_among_concurrent_reads_raises_scene_read_error_naming_it(t
 
 def test_read_threads_come_from_the_parameter_the_environment_or_the_default(monkeypatch):
     monkeypatch.delenv(READ_THREADS_VAR, raising=False)
-    assert read_thread_count() == 8 and read_thread_count(3) == 3
-    monkeypatch.setenv(READ_THREADS_VAR, "16")
-    assert read_thread_count() == 16 and read_thread_count(1) == 1
+    assert read_thread_count() == 16 and read_thread_count(3) == 3
+    monkeypatch.setenv(READ_THREADS_VAR, "8")
+    assert read_thread_count() == 8 and read_thread_count(1) == 1
     for bad in ("0", "many"):
         monkeypatch.setenv(READ_THREADS_VAR, bad)
         with pytest.raises(ValueError, match=f"{READ_THREADS_VAR}='{bad}'.*>= 1"):
