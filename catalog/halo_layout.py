@@ -77,37 +77,26 @@ class HaloLayout:
         starts = np.cumsum((0, *self.tiles[axis]))
         return tuple(slice(int(a) - w.start, int(b) - w.start) for w, a, b in zip(self.windows(axis), starts, starts[1:]))
 
-    def _piece_counts(self, axis: int) -> list[int]:
-        return [1 if self.read_px is None else -(-n // self.read_px) for n in self.chunks(axis)]
-
     def read_windows(self, axis: int) -> tuple[slice, ...]:
         """What is read along `axis` (grid pixels): each block's window, or with `read_px` its near-equal
         pieces of at most that size, block after block. A block read in pieces holds one piece's scenes
         at a time instead of the whole tile's: what a worker holds no longer grows with the tile."""
         out = []
-        for w, n in zip(self.windows(axis), self._piece_counts(axis)):
+        for w in self.windows(axis):
+            n = 1 if self.read_px is None else -(-(w.stop - w.start) // self.read_px)
             edges = np.linspace(w.start, w.stop, n + 1).round().astype(int)
             out.extend(slice(int(a), int(b)) for a, b in itertools.pairwise(edges))
         return tuple(out)
 
     def join(self, array: da.Array) -> da.Array:
-        """`array` (..., y, x) chunked by `read_windows` -> this layout's blocks (each block's pieces side by side)."""
+        """`array` (..., y, x) chunked by `read_windows` -> this layout's blocks (each block's pieces side by side).
+
+        The pieces tile each block exactly, so this is a rechunk that only merges: by Dask's tasks, each
+        block waits for its own pieces alone (a p2p rechunk, which Dask picks for large graphs on a
+        cluster, would make every block wait for every piece of the region)."""
         if array.chunks[-2:] != tuple(tuple(s.stop - s.start for s in self.read_windows(axis)) for axis in (0, 1)):
             raise ValueError(f"array chunks {array.chunks[-2:]} are not this layout's read windows")
-        counts = [self._piece_counts(axis) for axis in (0, 1)]
-        if all(c == 1 for axis in counts for c in axis):
-            return array
-        name = f"halo-join-{tokenize(array, self)}"
-        firsts = [np.cumsum((0, *c)) for c in counts]
-        lead = [range(n) for n in array.numblocks[:-2]]
-        dsk = {}
-        for idx in itertools.product(*lead):
-            for i, (r0, r1) in enumerate(itertools.pairwise(firsts[0])):
-                for j, (c0, c1) in enumerate(itertools.pairwise(firsts[1])):
-                    grid_of = [[(array.name, *idx, a, b) for b in range(c0, c1)] for a in range(r0, r1)]
-                    dsk[(name, *idx, i, j)] = (_assemble, grid_of, [slice(None)] * (r1 - r0), [slice(None)] * (c1 - c0))
-        graph = HighLevelGraph.from_collections(name, dsk, dependencies=[array])
-        return da.Array(graph, name, array.chunks[:-2] + (self.chunks(0), self.chunks(1)), meta=array._meta)
+        return array.rechunk(array.chunks[:-2] + (self.chunks(0), self.chunks(1)), method="tasks")
 
     def pad(self, array: da.Array) -> da.Array:
         """`array` (..., y, x) on the grid, chunked by tile in y and x -> this layout (each block from up to 9 tiles)."""
