@@ -284,3 +284,32 @@ def test_blocks_seams_and_row_stripes_match_a_plain_numpy_reference():
             assert {(r.year, r.glacier_id, r.s): round(r.area_km2 / 1e-4) for r in sec.itertuples()} == want_sector
     finally:
         stats_module.MIN_TASKS = old_min_tasks
+
+
+def test_seam_pairs_are_counted_from_lines_not_blocks():
+    # Each seam's pairs are counted from the line beside it in each block, cut out by a task of its own:
+    # on a cluster two lines move between workers, never the blocks; and the seams are one graph layer.
+    from dask.core import get_dependencies
+
+    from pipeline.glaciers.statistics import _seam_sums
+
+    values = da.from_array(np.stack([PROB_2020, PROB_2021]), chunks=(1, 3, 4))  # 2 x 2 blocks, 2 year chunks
+    cid = da.from_array(GID, chunks=(3, 4))
+    seams = _seam_sums(values, 128, cid, k=3)
+    layer = next(name for name in seams.dask.layers if name.startswith("seam-pairs-"))
+    graph = dict(seams.dask.layers[layer])
+    pair_tasks = [key for key in graph if key[0] == layer]
+    assert len(pair_tasks) == 2 * 4  # year chunks x (2 seams across rows + 2 across columns)
+    for key in pair_tasks:
+        lines = get_dependencies(graph, key)
+        assert len(lines) == 4 and all(line[0].endswith(("-mask", "-ids")) for line in lines)
+        for line in lines:
+            (block,) = get_dependencies(seams.dask, line)
+            assert block[0] in (values.name, cid.name)
+    # the pairs: glacier 1's mapped pixels across the row seam between rows 2 and 3 (none: row 3 is
+    # empty) and across the column seam between cols 3 and 4 (glacier 1 | glacier 2: different ids)
+    np.testing.assert_array_equal(seams.compute(), np.zeros((2, 3)))
+    inner = np.ones((1, 6, 8), bool)
+    ids = da.from_array(np.ones((6, 8), np.int32), chunks=(3, 4))
+    counted = _seam_sums(da.from_array(inner, chunks=(1, 3, 4)), 1, ids, k=2)
+    np.testing.assert_array_equal(counted.compute(), [[0, 8 + 6]])  # 8 pairs across the row seam, 6 across the column seam

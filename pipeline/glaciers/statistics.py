@@ -90,6 +90,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from dask.array.core import slices_from_chunks
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 
 from catalog.aspect import ASPECT_SECTORS as SECTORS
 from catalog.aspect import aspect_class
@@ -249,27 +251,44 @@ def deferred_statistics(
 def _seam_sums(values: da.Array, level: int, cid: da.Array, k: int) -> da.Array | None:
     """(year, k): per glacier, the neighbour pairs across the seams between the (y, x) blocks whose
     two pixels are the same glacier's mapped pixels (``values >= level``; `block_sums.seam_pairs`),
-    from the two pixel rows (or columns) either side of each seam: no halo around whole blocks.
+    from the pixel row (or column) either side of each seam: no halo around whole blocks.
     None for a region of one block.
-    The seams of each direction are stacked into one array of two-row chunks, one per seam, so the
-    graph grows by a few layers whatever the number of blocks."""
-    total = None  # (not a dask zeros: ~1 ms to tokenize, a sixth of a small region's graph)
-    for axis in (1, 2):
-        pairs = [slice(int(edge) - 1, int(edge) + 1) for edge in np.cumsum(values.chunks[axis])[:-1]]
-        if not pairs:
-            continue
-        if axis == 1:
-            vp = da.concatenate([values[:, pair, :] for pair in pairs], axis=1)
-            cp = da.concatenate([cid[pair, :] for pair in pairs], axis=0)
-        else:  # columns, transposed into rows
-            vp = da.concatenate([values[:, :, pair] for pair in pairs], axis=2).transpose(0, 2, 1)
-            cp = da.concatenate([cid[:, pair] for pair in pairs], axis=1).T
-        vp, cp = vp.rechunk({1: 2}), cp.rechunk({0: 2})
-        pairs_sum = da.blockwise(seam_pairs, "tyxs", vp, "tyx", cp, "yx", new_axes={"s": k},
-                                 adjust_chunks={"y": 1, "x": 1}, dtype=np.float64, level=level, k=k,
-                                 concatenate=False).sum(axis=(1, 2))
-        total = pairs_sum if total is None else total + pairs_sum
-    return total
+    One layer of tasks made here: per seam, each block's line beside it (a task of its own, so that
+    a cluster moves two lines, not the blocks) and their pairs per year chunk. Dask's slicing and
+    concatenation of the lines made a dozen layers and took ~10 ms to build, a sixth of the
+    statistics' time on a region of four blocks."""
+    _, n_rows, n_cols = values.numblocks
+    seams = [((i, j), (i + 1, j), 0) for i in range(n_rows - 1) for j in range(n_cols)]
+    seams += [((i, j), (i, j + 1), 1) for i in range(n_rows) for j in range(n_cols - 1)]
+    if not seams:
+        return None
+    name = f"seam-pairs-{tokenize(values, cid, level, k)}"
+    dsk = {}
+    for s, (first, second, axis) in enumerate(seams):
+        sides = ((first, -1), (second, 0))  # the last line of the first block, the first of the second
+        id_lines = [(f"{name}-ids", s, side) for side in (0, 1)]
+        for key, (block, index) in zip(id_lines, sides):
+            dsk[key] = (_line, (cid.name, *block), axis, index)
+        for t in range(values.numblocks[0]):
+            mask_lines = [(f"{name}-mask", t, s, side) for side in (0, 1)]
+            for key, (block, index) in zip(mask_lines, sides):
+                dsk[key] = (_line, (values.name, t, *block), axis, index)
+            dsk[(name, t, s, 0)] = (_pairs_across, *mask_lines, *id_lines, level, k)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[values, cid])
+    per_seam = da.Array(graph, name, (values.chunks[0], (1,) * len(seams), (k,)), dtype=np.float64)
+    return per_seam.sum(axis=1)
+
+
+def _line(block: np.ndarray, axis: int, index: int) -> np.ndarray:
+    """Row (``axis`` 0) or column (1) ``index`` of a (..., y, x) block, copied: (..., n)."""
+    return np.take(block, index, axis=block.ndim - 2 + axis)
+
+
+def _pairs_across(mask_a: np.ndarray, mask_b: np.ndarray, ids_a: np.ndarray, ids_b: np.ndarray, level: int,
+                  k: int) -> np.ndarray:
+    """`seam_pairs` of the lines either side of one seam -> (years, 1, k)."""
+    pairs = seam_pairs(np.stack([mask_a, mask_b], axis=1), np.stack([ids_a, ids_b]), level=level, k=k)
+    return pairs.reshape(mask_a.shape[0], 1, k)
 
 
 def with_area_errors(areas: pd.DataFrame, pixel_size_m: float) -> pd.DataFrame:
