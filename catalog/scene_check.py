@@ -34,7 +34,7 @@ from catalog.items import (
     require_assets,
 )
 from catalog.providers import QUALITY_BAND, REFLECTANCE_BANDS, ProviderProfile
-from catalog.reads import SceneReadError
+from catalog.reads import SceneReadError, read_thread_count
 from catalog.redact import redact
 
 OnUnreadable = Literal["raise", "skip"]
@@ -91,7 +91,7 @@ def _stated_epsg(item: pystac.Item, key: str) -> int | None:
 
 
 def _unreadable(items: list[pystac.Item], keys: Sequence[str], gdal_env: LayeredEnv = SCENE_READ_ENV) -> list[SkippedScene]:
-    """Check every asset (in threads); return the scenes that fail, each with the reason.
+    """Check every asset (in `read_thread_count` threads); return the scenes that fail, each with the reason.
 
     Per asset: the header opens; its CRS is the one the item states (`proj:code`/`proj:epsg`;
     an item that states none is read in its header's CRS, see catalog/items.py); and the tile
@@ -133,7 +133,7 @@ def _unreadable(items: list[pystac.Item], keys: Sequence[str], gdal_env: Layered
             return SkippedScene(item.id, redact(href), redact(f"cannot open asset {key!r}: {type(err).__name__}: {err}"))
 
     jobs = [(item, key) for item in items for key in keys]
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=read_thread_count()) as pool:  # as many as the reads: stalls overlap alike
         failures = [f for f in pool.map(check, jobs) if f is not None]
     return failures
 

@@ -228,3 +228,30 @@ def test_a_broken_cog_under_skip_leaves_the_other_scenes_byte_identical(two_year
     keep = [0, *range(2, len(items))]
     assert got[keep].tobytes() == want[keep].tobytes()
     assert {r["href"] for r in unreadable_reads()} == {str(broken)}
+
+
+def test_the_scene_check_opens_as_many_assets_at_once_as_the_reads(two_years, monkeypatch):
+    # A stall while checking a scene's headers overlaps the others' like a stall during the reads:
+    # the check runs read_thread_count() at once ($GLACIERWATCH_READ_THREADS here).
+    from catalog import scene_check
+
+    items, _ = two_years
+    running, most, lock = [0], [0], threading.Lock()
+
+    def stalling_open(href, *args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        raise OSError(f"{href}: stalled")
+
+    monkeypatch.setattr(scene_check.rasterio, "open", stalling_open)
+    monkeypatch.setenv(READ_THREADS_VAR, "3")
+    skipped = scene_check._unreadable(items[:2], KEYS)
+    assert most[0] == 3 and len(skipped) == 2 * len(KEYS)
+    monkeypatch.setenv(READ_THREADS_VAR, "1")
+    most[0] = 0
+    scene_check._unreadable(items[:1], KEYS)
+    assert most[0] == 1
