@@ -328,3 +328,30 @@ def test_a_lost_worker_holding_scattered_glacier_data_costs_a_recompute_not_the_
 
         assert compute_shipped(tasks_for, payloads) == (45, 510)
         assert len(attempts) == 2 and SHIP_ATTEMPTS >= 2
+
+
+def test_terminus_tasks_take_the_stored_integers_and_scale_their_own_windows(layers, plain, monkeypatch):
+    """The store's 0-255 maps go to the terminus tasks as stored (`probability_max=255`): each task
+    divides its own windows, where a ``mask / 255`` in the graph made a float64 copy of every whole
+    chunk a window touched. The tables equal those of the 0-1 map."""
+    from pipeline.glaciers import store_terminus
+
+    _, dem, _ = layers
+    outlines = plain[1]
+    stored = (maps() * 200 + 30).astype(np.uint8)  # 30 off the glacier, 230 on it
+    seen, real_batch = [], store_terminus._glacier_batch
+
+    def batch(sources, windows, *args):
+        seen.extend(source[2].dtype for source in sources)
+        return real_batch(sources, windows, *args)
+
+    monkeypatch.setattr(store_terminus, "_glacier_batch", batch)
+    kwargs = {"doy": (maps() * 200).astype(np.uint16), "threshold": 128 / 255}
+    scaled = store_terminus.terminus_tables(outlines, dem.chunk(100), GRID, {1: "S", 2: "S", 3: "S"}, Analysis(),
+                                            probability=stored, probability_max=255.0, **kwargs)
+    assert seen and all(dtype == np.uint8 for dtype in seen)
+    float_map = store_terminus.terminus_tables(outlines, dem.chunk(100), GRID, {1: "S", 2: "S", 3: "S"}, Analysis(),
+                                               probability=stored / 255.0, **kwargs)
+    assert len(scaled["retreat"]) and scaled["retreat"]["rate_err_front_m_a"].notna().any()
+    for name in ("terminus", "retreat", "typical_glaciers"):
+        pd.testing.assert_frame_equal(scaled[name], float_map[name])

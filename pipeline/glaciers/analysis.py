@@ -309,9 +309,10 @@ def map_tables(
                               on=["glacier_id", "year"], how="left")
     failures = Failures()
     sectors = dict(zip(aspect_table["glacier_id"].astype(int), aspect_table["aspect_sector"]))
-    probability = mask / 255.0 if threshold > 1 else mask.astype(float)  # 0/1 truth: sharp fronts
+    # the maps as stored: each terminus task turns its own windows into 0-1 (0/1 truth: sharp fronts)
     tables |= terminus_tables(outlines, dem, grid, sectors, analysis, doy=doy, inventory=inventory, zones=zones, failures=failures,
-                              probability=probability, threshold=threshold / 255.0 if threshold > 1 else 0.5)
+                              probability=mask, probability_max=255.0 if threshold > 1 else 1.0,
+                              threshold=threshold / 255.0 if threshold > 1 else 0.5)
     if snow_kept is not None:
         tables["areas"] = _with_snow_kept(tables["areas"], snow_kept)
     areas = flag_glacier_years(tables["areas"], tables["terminus"], analysis.flag_sigma, grid.resolution,
