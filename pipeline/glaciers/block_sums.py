@@ -246,23 +246,25 @@ def _accumulate(out, r0, r1, values, level, with_prob, cid, dem, aspect, observe
             c0 = c1
 
 
-def seam_pairs(values: np.ndarray, cid: np.ndarray, *, level: int, k: int) -> np.ndarray:
-    """Per-glacier count of neighbour pairs across one seam -> (years, 1, 1, k) float64.
+def seam_pairs(mask_a: np.ndarray, mask_b: np.ndarray, ids_a: np.ndarray, ids_b: np.ndarray, level: int,
+               k: int) -> np.ndarray:
+    """Per-glacier count of neighbour pairs across one seam -> (years, 1, k) float64.
 
-    ``values`` (years, 2, n) (mapped where ``>= level``) and ``cid`` (2, n): the two pixel rows
-    either side of a seam between blocks (columns are passed transposed). A pair whose two pixels are the same glacier's mapped
-    pixels is an inner edge that each block's `reduce_block` counted as exposed, once from each side.
+    ``mask_a`` / ``mask_b`` (years, n) (mapped where ``>= level``) and ``ids_a`` / ``ids_b`` (n,): the
+    pixel line either side of a seam between blocks, from each block. A pair whose two pixels are the
+    same glacier's mapped pixels is an inner edge that each block's `reduce_block` counted as exposed,
+    once from each side.
     """
-    out = np.zeros((values.shape[0], 1, 1, k), np.float64)
-    _seam(out.reshape(values.shape[0], k), values, level, cid)
+    out = np.zeros((mask_a.shape[0], 1, k), np.float64)
+    _seam(out[:, 0], mask_a, mask_b, ids_a, ids_b, level)
     return out
 
 
 @numba.njit(nogil=True, cache=True)
-def _seam(out, values, level, cid):  # pragma: no cover - compiled
-    for c in range(cid.shape[1]):
-        k = cid[0, c]
-        if k != 0 and cid[1, c] == k:
-            for t in range(values.shape[0]):
-                if values[t, 0, c] >= level and values[t, 1, c] >= level:
+def _seam(out, mask_a, mask_b, ids_a, ids_b, level):  # pragma: no cover - compiled
+    for c in range(ids_a.shape[0]):
+        k = ids_a[c]
+        if k != 0 and ids_b[c] == k:
+            for t in range(mask_a.shape[0]):
+                if mask_a[t, c] >= level and mask_b[t, c] >= level:
                     out[t, k] += 1.0

@@ -273,7 +273,7 @@ def _seam_sums(values: da.Array, level: int, cid: da.Array, k: int) -> da.Array 
             mask_lines = [(f"{name}-mask", t, s, side) for side in (0, 1)]
             for key, (block, index) in zip(mask_lines, sides):
                 dsk[key] = (_line, (values.name, t, *block), axis, index)
-            dsk[(name, t, s, 0)] = (_pairs_across, *mask_lines, *id_lines, level, k)
+            dsk[(name, t, s, 0)] = (seam_pairs, *mask_lines, *id_lines, level, k)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[values, cid])
     per_seam = da.Array(graph, name, (values.chunks[0], (1,) * len(seams), (k,)), dtype=np.float64)
     return per_seam.sum(axis=1)
@@ -282,13 +282,6 @@ def _seam_sums(values: da.Array, level: int, cid: da.Array, k: int) -> da.Array 
 def _line(block: np.ndarray, axis: int, index: int) -> np.ndarray:
     """Row (``axis`` 0) or column (1) ``index`` of a (..., y, x) block, copied: (..., n)."""
     return np.take(block, index, axis=block.ndim - 2 + axis)
-
-
-def _pairs_across(mask_a: np.ndarray, mask_b: np.ndarray, ids_a: np.ndarray, ids_b: np.ndarray, level: int,
-                  k: int) -> np.ndarray:
-    """`seam_pairs` of the lines either side of one seam -> (years, 1, k)."""
-    pairs = seam_pairs(np.stack([mask_a, mask_b], axis=1), np.stack([ids_a, ids_b]), level=level, k=k)
-    return pairs.reshape(mask_a.shape[0], 1, k)
 
 
 def with_area_errors(areas: pd.DataFrame, pixel_size_m: float) -> pd.DataFrame:
