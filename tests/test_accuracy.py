@@ -55,6 +55,40 @@ def test_accuracy_table_per_sensor_and_year():
     assert table["OA"].tolist() == [1.0, 0.0] and table["n_pixels"].tolist() == [1200, 1200]
 
 
+def test_every_model_and_zone_of_a_year_and_chunk_is_counted_by_one_task():
+    """Three maps (one scored for the second year only, as persistence is), three zones (every pixel
+    and two masks), chunked unlike each other: each row equals `confusion_counts` of the whole planes,
+    in the order model, zone, year, and one task per (year, chunk) counts them all."""
+    from pipeline.glaciers.accuracy import deferred_accuracy_by_model
+
+    rng = np.random.default_rng(2)
+    years = [2020, 2021]
+    truth_np, debris_np, shadow_np = (rng.random((2, 30, 44)) > q for q in (0.5, 0.8, 0.7))
+    maps_np = {"dunet": rng.random((2, 30, 44)) > 0.45, "ndsi": rng.random((2, 30, 44)) > 0.3, "persistence": truth_np[:1]}
+
+    def cube(values, chunks, year=years):
+        return xr.DataArray(da.from_array(values, chunks=chunks), dims=("year", "y", "x"), coords={"year": year})
+
+    maps = {"dunet": cube(maps_np["dunet"], (1, 16, 22)), "ndsi": cube(maps_np["ndsi"], (2, 30, 11)),
+            "persistence": cube(maps_np["persistence"], (1, 15, 44), year=[2021])}
+    zones = {"all": None, "debris": cube(debris_np, (1, 10, 44)), "shadowed_ice": cube(shadow_np, (2, 30, 44))}
+    deferred = deferred_accuracy_by_model(maps, cube(truth_np, (1, 30, 20)), zones, sensor="landsat")
+    table = deferred.compute()
+    valid = {"all": np.ones_like(truth_np), "debris": debris_np, "shadowed_ice": shadow_np}
+    expected = [(m, z, y) for m in maps for z in zones for y in maps[m]["year"].values]
+    assert list(zip(table.model, table.zone, table.year)) == expected
+    for (m, z, y), (_, row) in zip(expected, table.iterrows()):
+        i = years.index(y)
+        predicted = maps_np[m][0] if m == "persistence" else maps_np[m][i]
+        want = AccuracyMetrics.from_confusion(confusion_counts(predicted, truth_np[i], valid[z][i]))
+        assert row["n_pixels"] == want.n_pixels and row["IoU"] == pytest.approx(want.IoU, nan_ok=True)
+    graph = {}
+    for collection in deferred.collections:
+        graph.update(collection.__dask_graph__())
+    counting = [k for k in graph if isinstance(k, tuple) and str(k[0]).startswith("_block_counts_together")]
+    assert len(counting) == 2 * 2 * 2  # years x the first map's 2 x 2 chunks (16 x 22 px over 30 x 44)
+
+
 def test_the_runs_accuracy_table_scores_the_baselines_beside_the_network():
     """2 years of a 4 x 5 grid: the truth's glacier is columns 0-1 in 2020 and column 0 in 2021 (its
     debris: row 3). The network maps the truth; NDSI everything left of column 3, except one pixel

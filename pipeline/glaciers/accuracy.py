@@ -160,8 +160,12 @@ def deferred_accuracy_by_model(
     zones: Mapping[str, xr.DataArray | None],
     sensor: str | None = None,
 ) -> Deferred[pd.DataFrame]:
-    """`accuracy_by_model`, deferred to share its read of the maps with the tables (`pipeline.glaciers.deferred`)."""
-    keys, lazy = [], []
+    """`accuracy_by_model`, deferred to share its read of the maps with the tables (`pipeline.glaciers.deferred`).
+
+    One task per (sensor, year, chunk) counts every model in every zone there: a task per model,
+    zone and chunk kept each chunk of the truth and of each zone until all of its models had been
+    counted, and a region's worth of such slices waited on a worker (0.5-0.6 GB at x16)."""
+    prepared = {}
     for model, predicted in maps.items():
         if "year" not in predicted.dims:
             raise ValueError(f"predicted needs a 'year' dim, has {predicted.dims}")
@@ -169,28 +173,51 @@ def deferred_accuracy_by_model(
             if sensor is None:
                 raise ValueError("predicted has no 'sensor' dim; pass sensor='sentinel-2' (or the sensor's name)")
             predicted = predicted.expand_dims(sensor=[sensor])
-        for zone, valid in zones.items():
-            valid = xr.ones_like(predicted, dtype=bool) if valid is None else valid
-            p, t, v = xr.broadcast(predicted, *(_years_of(a, predicted) for a in (truth, valid)))
-            for s in p["sensor"].values:
-                for y in p["year"].values:
-                    sel = {"sensor": s, "year": y}
-                    keys.append((model, zone, str(s), int(y)))
-                    lazy.append(confusion_matrix(*(_as_dask(a.sel(sel)) for a in (p, t, v))))
+        prepared[model] = predicted
+    keys = [(model, zone, str(s), int(y)) for model, p in prepared.items() for zone in zones
+            for s in p["sensor"].values for y in p["year"].values]
+    looks = list(dict.fromkeys(key[2:] for key in keys))  # (sensor, year) in the keys' order
+    lazy, where = [], {}  # where: key -> (index into lazy, row of its counts)
+    for s, y in looks:
+        here = [m for m, p in prepared.items() if s in p["sensor"].values.astype(str) and y in p["year"].values]
+        planes = [prepared[m].sel(sensor=s, year=y) for m in here]
+        t = _at(truth, s, y)
+        valid = [_at(v, s, y) for v in zones.values() if v is not None]
+        arrays = [_as_dask(a) for a in xr.broadcast(*planes, t, *valid)]
+        reference = arrays[0]
+        arrays = [reference] + [a.rechunk(reference.chunks) for a in arrays[1:]]
+        per_chunk = da.map_blocks(
+            _block_counts_together, *arrays, n_maps=len(here), every=tuple(v is None for v in zones.values()),
+            new_axis=reference.ndim, chunks=(1,) * reference.ndim + (4 * len(here) * len(zones),), dtype=np.int64,
+        )
+        for i, m in enumerate(here):
+            for j, zone in enumerate(zones):
+                where[(m, zone, s, y)] = (len(lazy), i * len(zones) + j)
+        lazy.append(per_chunk.sum(axis=tuple(range(reference.ndim))).reshape(-1, 2, 2))
 
     def finish(*counts: np.ndarray) -> pd.DataFrame:
         rows = [
-            {"model": m, "zone": z, "sensor": s, "year": y, **AccuracyMetrics.from_confusion(c).as_dict()}
-            for (m, z, s, y), c in zip(keys, counts, strict=True)
+            {"model": m, "zone": z, "sensor": s, "year": y,
+             **AccuracyMetrics.from_confusion(counts[where[(m, z, s, y)][0]][where[(m, z, s, y)][1]]).as_dict()}
+            for m, z, s, y in keys
         ]
         return pd.DataFrame(rows, columns=["model", "zone", "sensor", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"])
 
     return Deferred(tuple(lazy), finish)
 
 
-def _years_of(array: xr.DataArray, predicted: xr.DataArray) -> xr.DataArray:
-    """`array` at `predicted`'s years (as it is when it has no year dim)."""
-    return array.sel(year=predicted["year"]) if "year" in array.dims else array
+def _block_counts_together(*blocks: np.ndarray, n_maps: int, every: tuple[bool, ...]) -> np.ndarray:
+    """The confusion counts of each of the first `n_maps` blocks against the truth block after them,
+    in each zone (`every`: the zone is every pixel, else its block follows, in order)."""
+    maps, truth, valid = blocks[:n_maps], blocks[n_maps], iter(blocks[n_maps + 1:])
+    masks = [None if all_pixels else next(valid) for all_pixels in every]
+    counts = [confusion_counts(p, truth, v).ravel() for p in maps for v in masks]
+    return np.concatenate(counts).reshape((1,) * truth.ndim + (-1,))
+
+
+def _at(array: xr.DataArray, sensor: str, year: int) -> xr.DataArray:
+    """`array` at one sensor and year, where it has those dims."""
+    return array.sel({d: v for d, v in (("sensor", sensor), ("year", year)) if d in array.dims})
 
 
 def _as_dask(array: xr.DataArray) -> da.Array:
