@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from pipeline.glaciers.accuracy import AccuracyMetrics, accuracy_by_year, confusion_counts, confusion_matrix
+from pipeline.glaciers.accuracy import AccuracyMetrics, accuracy_by_year, confusion_counts
 
 
 def test_metrics_from_a_hand_made_confusion_matrix():
@@ -32,16 +32,6 @@ def test_counts_layout_on_a_tiny_map():
 def test_no_glacier_anywhere_gives_nan_not_an_error():
     m = AccuracyMetrics.from_confusion(np.array([[10, 0], [0, 0]]))
     assert np.isnan(m.PA) and np.isnan(m.UA) and m.OA == 1.0
-
-
-def test_chunked_counts_equal_in_memory_counts_whatever_the_chunks():
-    rng = np.random.default_rng(0)
-    predicted, truth, valid = (rng.random((3, 50, 70)) > q for q in (0.5, 0.4, 0.1))
-    lazy = confusion_matrix(
-        da.from_array(predicted, chunks=(1, 16, 20)), da.from_array(truth, chunks=(2, 25, 35)), da.from_array(valid, chunks=(3, 10, 70))
-    )
-    assert isinstance(lazy, da.Array)
-    np.testing.assert_array_equal(lazy.compute(), confusion_counts(predicted, truth, valid))
 
 
 def test_accuracy_table_per_sensor_and_year():

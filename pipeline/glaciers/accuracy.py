@@ -65,22 +65,6 @@ def confusion_counts(predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray
     return np.bincount(cells, minlength=4).reshape(2, 2)
 
 
-def _block_counts(predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    return confusion_counts(predicted, truth, valid).reshape((1,) * predicted.ndim + (4,))
-
-
-def confusion_matrix(predicted: da.Array, truth: da.Array, valid: da.Array | None = None) -> da.Array:
-    """Lazy 2x2 counts of boolean masks of any shape, counted per chunk of `predicted` and summed."""
-    predicted = da.asarray(predicted)
-    truth = da.asarray(truth).rechunk(predicted.chunks)
-    valid = da.ones_like(predicted, dtype=bool) if valid is None else da.asarray(valid).rechunk(predicted.chunks)
-    ndim = predicted.ndim
-    per_chunk = da.map_blocks(
-        _block_counts, predicted, truth, valid, new_axis=ndim, chunks=(1,) * ndim + (4,), dtype=np.int64
-    )
-    return per_chunk.sum(axis=tuple(range(ndim))).reshape(2, 2)
-
-
 @dataclass(frozen=True)
 class AccuracyMetrics:
     """Glacier-class accuracy; NaN where a ratio has nothing to divide (e.g. no glacier at all)."""
@@ -196,11 +180,10 @@ def deferred_accuracy_by_model(
         lazy.append(per_chunk.sum(axis=tuple(range(reference.ndim))).reshape(-1, 2, 2))
 
     def finish(*counts: np.ndarray) -> pd.DataFrame:
-        rows = [
-            {"model": m, "zone": z, "sensor": s, "year": y,
-             **AccuracyMetrics.from_confusion(counts[where[(m, z, s, y)][0]][where[(m, z, s, y)][1]]).as_dict()}
-            for m, z, s, y in keys
-        ]
+        rows = []
+        for m, z, s, y in keys:
+            look, row = where[(m, z, s, y)]
+            rows.append({"model": m, "zone": z, "sensor": s, "year": y, **AccuracyMetrics.from_confusion(counts[look][row]).as_dict()})
         return pd.DataFrame(rows, columns=["model", "zone", "sensor", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"])
 
     return Deferred(tuple(lazy), finish)
