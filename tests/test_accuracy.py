@@ -34,6 +34,18 @@ def test_no_glacier_anywhere_gives_nan_not_an_error():
     assert np.isnan(m.PA) and np.isnan(m.UA) and m.OA == 1.0
 
 
+def test_counts_equal_the_definition_whatever_the_valid_mask_s_dtype():
+    """The counts by boolean ANDs equal the plain definition (each valid pixel's truth and prediction
+    cell, counted), with a valid mask of booleans, of integers other than 0/1, or none."""
+    rng = np.random.default_rng(3)
+    predicted, truth = rng.random((2, 40, 50)) > 0.5
+    valid = (rng.random((40, 50)) > 0.3).astype(np.uint8) * 3
+    for mask in (valid, valid > 0, None):
+        keep = np.ones(truth.shape, bool) if mask is None else mask > 0
+        cells = 2 * truth[keep].astype(int) + predicted[keep]
+        np.testing.assert_array_equal(confusion_counts(predicted, truth, mask), np.bincount(cells, minlength=4).reshape(2, 2))
+
+
 def test_accuracy_table_per_sensor_and_year():
     rng = np.random.default_rng(1)
     truth = rng.random((30, 40)) > 0.5

@@ -58,11 +58,18 @@ def shadowed_ice_zone(glacier: np.ndarray, doy: np.ndarray, dem: np.ndarray, slo
 
 def confusion_counts(predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """2x2 int64 counts [[TN, FP], [FN, TP]] (rows: truth, columns: prediction) over valid pixels."""
+    # Counted with boolean ANDs and count_nonzero, not by gathering the valid pixels into int64 cell
+    # codes for a bincount: ~20x faster on a 2,048 px tile, where the accuracy table counts four
+    # maps in three zones of every tile-year.
     predicted = np.asarray(predicted, dtype=bool)
     truth = np.asarray(truth, dtype=bool)
-    keep = np.ones(predicted.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
-    cells = 2 * truth[keep].astype(np.int64) + predicted[keep]
-    return np.bincount(cells, minlength=4).reshape(2, 2)
+    if valid is None:
+        ice, ground = truth, ~truth
+    else:
+        keep = np.asarray(valid, dtype=bool)
+        ice, ground = truth & keep, ~truth & keep
+    tp, fp = np.count_nonzero(predicted & ice), np.count_nonzero(predicted & ground)
+    return np.array([[np.count_nonzero(ground) - fp, fp], [np.count_nonzero(ice) - tp, tp]], dtype=np.int64)
 
 
 @dataclass(frozen=True)
