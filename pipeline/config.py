@@ -206,7 +206,8 @@ class Tiling(StrictModel):
         DEFAULT_CHUNK, ge=256, le=8192, multiple_of=256,
         description="the store's chunk, the unit a run reads, infers and stores (px, set when the store is made): "
         "2048 where ice is dense; 512 where glaciers are scattered over mostly ice-free land (a fifth of the "
-        "bbox's tiles read instead of nine tenths, at 1.9x the halo's share of each tile)",
+        "bbox's tiles read instead of nine tenths, at 1.9x the halo's share of each tile); `glacierwatch plan` compares "
+        "the sizes on the region's inventory",
     )
     read_px: int = Field(
         DEFAULT_READ_PX, ge=64, le=8192,

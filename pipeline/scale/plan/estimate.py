@@ -22,6 +22,7 @@ from pipeline.scale.plan.cluster_size import ClusterSize, cluster_size
 from pipeline.scale.plan.distortion import GridDistortion, grid_distortion
 from pipeline.scale.plan.rates import Rates
 from pipeline.scale.plan.scenes import scenes_per_year
+from pipeline.scale.plan.tile_sizes import TileSizeOption, suggested_tile_px, tile_size_options
 from pipeline.scale.plan.tiles import planned_tiles
 
 
@@ -43,6 +44,12 @@ class SensorPlan:
     pixels_read: int  # grid pixels of the read footprint: tiles grown by the halo, overlaps once
     network_px: int  # pixels the network runs over per year: each tile's window with its halo
     notes: tuple[str, ...] = ()
+    tile_sizes: tuple[TileSizeOption, ...] = ()  # the same outlines at other tile sizes (none without an inventory)
+
+    @property
+    def suggested_tile_px(self) -> int | None:
+        """A tile size whose network input is well below the configured one's (`tile_sizes.suggested_tile_px`), else None."""
+        return suggested_tile_px(self.tile_sizes, self.tiles.tile_px) if self.tile_sizes else None
 
     @property
     def tile_px_per_year(self) -> int:
@@ -124,13 +131,15 @@ def plan_run(
             architecture = "dunet"
         halo = halos.get(architecture, max(halos.values()))
         read_area = tiles.footprint(halo)
+        outlines = outlines_cache.get(Path(cfg.inventory_path()))
+        sizes = tile_size_options(tiles, outlines, halo) if tiles.buffer_m is not None and outlines is not None else ()
         scenes, nbytes, obs, kind, scenes_note, search_notes = scenes_per_year(cfg, sensor, grid, read_area, offline, unreachable)
         sensor_plans.append(
             SensorPlan(
                 sensor=sensor, grid=grid, tiles=tiles, tiles_from=tiles_from, architecture=architecture, halo_px=halo,
                 scenes=scenes, scenes_kind=kind, scenes_note=scenes_note, bytes_read=nbytes, observations_px=obs,
                 pixels_read=round(read_area.area / grid.resolution**2), network_px=tiles.window_pixels(halo),
-                notes=(f"{architecture} from {arch_from}; halo {halo} px", *search_notes),
+                notes=(f"{architecture} from {arch_from}; halo {halo} px", *search_notes), tile_sizes=sizes,
             )
         )
     cluster = cluster_size(cfg, cluster_workers)

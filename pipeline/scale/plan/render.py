@@ -41,6 +41,35 @@ def _duration(s: float) -> str:
     return f"{s / 86400:,.1f} d"
 
 
+def _render_tile_sizes(plan: Plan, console: Console) -> None:
+    """The inventory's tiles at other store tile sizes, and a size to set where one needs far less input."""
+    compared = [p for p in plan.sensors if p.tile_sizes]
+    if not compared:
+        return
+    table = Table(title="the same outlines at other tile sizes (per year, halo included)", title_justify="left")
+    for col in ("sensor", "tile", "tiles", "of grid", "network input", "vs configured"):
+        table.add_column(col, justify="left" if col == "sensor" else "right")
+    for p in compared:
+        mine = next(o for o in p.tile_sizes if o.tile_px == p.tiles.tile_px)
+        for o in p.tile_sizes:
+            table.add_row(
+                p.sensor, f"{o.tile_px:,} px" + (" (configured)" if o is mine else ""),
+                f"{o.tiles.n_tiles:,} / {o.tiles.n_tiles_total:,}", f"{100 * o.tiles.fraction_read:.1f} %", _px(o.network_px),
+                f"{o.network_px / mine.network_px:.2f}x",
+            )
+    console.print(table)
+    for p in compared:
+        size = p.suggested_tile_px
+        if size is not None:
+            share = next(o for o in p.tile_sizes if o.tile_px == size).network_px / p.network_px
+            console.print(
+                f"  {p.sensor}: {size:,} px tiles need {share:.0%} of the configured {p.tiles.tile_px:,} px tiles' input: "
+                f"set `tiling.tile_px: {size}` before the region's store is first made (a store keeps its tile size). "
+                "Real COGs have 1,024 px internal tiles: smaller windows decode some of them twice.",
+                highlight=False, markup=False,
+            )
+
+
 def render_plan(plan: Plan, console: Console) -> None:
     """Print the plan as rich tables: grids and tiles, scenes per year, work, time, the annual update."""
     w, s, e, n = plan.bbox
@@ -62,6 +91,7 @@ def render_plan(plan: Plan, console: Console) -> None:
     console.print(grids)
     for p in plan.sensors:
         console.print(f"  {p.sensor}: {p.tiles_from}", highlight=False, markup=False)
+    _render_tile_sizes(plan, console)
     d = plan.distortion
     res = plan.sensors[0].grid.resolution
     console.print(
