@@ -205,9 +205,9 @@ class Tiling(StrictModel):
     tile_px: int = Field(
         DEFAULT_CHUNK, ge=256, le=8192, multiple_of=256,
         description="the store's chunk, the unit a run reads, infers and stores (px, set when the store is made): "
-        "2048 where ice is dense; 512 where glaciers are scattered over mostly ice-free land (a fifth of the "
-        "bbox's tiles read instead of nine tenths, at 1.9x the halo's share of each tile); `glacierwatch plan` compares "
-        "the sizes on the region's inventory",
+        "2048 by default; smaller tiles follow scattered ice closer but each pays its halo, tasks and store "
+        "chunk (a sparse x16 area: 512 px read 27 % of the pixels' tiles instead of 93 % and ran 1.03x as long, "
+        "1,024 px 0.90x); `glacierwatch plan` compares the sizes on the region's inventory",
     )
     read_px: int = Field(
         DEFAULT_READ_PX, ge=64, le=8192,

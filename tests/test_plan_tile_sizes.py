@@ -8,42 +8,63 @@ from shapely.geometry import box
 
 from catalog.grid import TargetGrid
 from catalog.tiling import GlacierTiles, glacier_tiles
-from pipeline.scale.plan.tile_sizes import suggested_tile_px, tile_size_options
+from pipeline.scale.plan.tile_sizes import CHUNK_COST_PX, TILE_COST_PX, suggested_tile_px, tile_size_options
 
 # 4,096 x 4,096 px of 10 m; one 10 x 10 px glacier at rows and cols 1,000-1,010, its 2 km buffer 200 px around it.
 LEFT, TOP = 500_000.0, 4_840_960.0
 GRID = TargetGrid(32644, 10.0, (LEFT, TOP - 40_960.0, LEFT + 40_960.0, TOP))
 GLACIER = gpd.GeoDataFrame(geometry=[box(LEFT + 10_000, TOP - 10_100, LEFT + 10_100, TOP - 10_000)], crs=32644)
+EVERYWHERE = gpd.GeoDataFrame(geometry=[box(*GRID.bounds)], crs=32644)
 
 
 def _options(configured: int, outlines=GLACIER, halo: int = 96):
-    return tile_size_options(glacier_tiles(GRID, outlines, 2000.0, configured), outlines, halo)
+    return {o.tile_px: o for o in tile_size_options(glacier_tiles(GRID, outlines, 2000.0, configured), outlines, halo)}
 
 
-def test_a_lone_glacier_is_read_least_with_small_tiles():
-    options = {o.tile_px: o for o in _options(2048)}
-    assert sorted(options) == [512, 1024, 2048, 4096]
+def test_a_lone_glacier_selects_fewer_pixels_with_small_tiles_but_costs_more_tiles():
+    options = _options(2048)
+    assert sorted(options) == [512, 1024, 2048]
     # 512 px: tiles 1 and 2 along each axis (px 512-1,535 hold 800-1,210); the far corner tile is 14 * sqrt(2) px away.
     assert (options[512].tiles.n_tiles, options[512].tiles.n_tiles_total) == (4, 64)
     assert options[512].tiles.fraction_read == pytest.approx(1 / 16)
-    assert options[512].network_px == 4 * (512 + 2 * 96) ** 2
+    assert options[512].network_px == 4 * (512 + 2 * 96) ** 2  # 1.98 Mpx
     # 1,024 px: tiles 0 and 1 (the glacier's edge is 14 px from tile 1); windows 0-1,120 and 928-2,144.
     assert (options[1024].tiles.n_tiles, options[1024].tiles.fraction_read) == (4, 0.25)
     assert options[1024].network_px == (1120 + 1216) ** 2
     # 2,048 px: tile 0 alone, its window clipped at the grid's edge: 0-2,144.
-    assert (options[2048].tiles.n_tiles, options[2048].network_px) == (1, 2144**2)
-    assert (options[4096].tiles.n_tiles, options[4096].network_px) == (1, 4096**2)
-    assert suggested_tile_px(tuple(options.values()), 2048) == 512
-    assert suggested_tile_px(_options(512), 512) is None  # already the least
+    assert (options[2048].tiles.n_tiles, options[2048].network_px) == (1, 2144**2)  # 4.60 Mpx
+    # Each tile and each chunk of the lattice costs besides its pixels: 512 px needs more work in all.
+    assert options[512].work_px == 4 * 704**2 + 4 * TILE_COST_PX + 64 * CHUNK_COST_PX  # 7.09 Mpx
+    assert options[2048].work_px == 2144**2 + TILE_COST_PX + 4 * CHUNK_COST_PX  # 5.19 Mpx
+    assert suggested_tile_px([list(options.values())], 2048) is None
 
 
-def test_dense_ice_suggests_no_change():
-    everywhere = gpd.GeoDataFrame(geometry=[box(*GRID.bounds)], crs=32644)
-    options = _options(2048, everywhere)
-    assert all(o.tiles.fraction_read == 1.0 for o in options)
-    # 4,096 px pays no halo (16.8 Mpx against 4,288^2 = 18.4 Mpx at 2,048), but saves under a fifth: not worth a word.
-    assert min(options, key=lambda o: o.network_px).tile_px == 4096
-    assert suggested_tile_px(options, 2048) is None
+def test_small_tiles_over_dense_ice_are_named_for_a_larger_size():
+    options = _options(512, EVERYWHERE)
+    assert all(o.tiles.fraction_read == 1.0 for o in options.values())
+    # Every tile pays its halo: along each axis 8 x 512 + 14 x 96 px at 512, 2 x 2,048 + 2 x 96 at 2,048.
+    assert options[512].network_px == (8 * 512 + 14 * 96) ** 2  # 29.6 Mpx
+    assert options[2048].network_px == (2 * 2048 + 2 * 96) ** 2  # 18.4 Mpx
+    # Work 56.6 Mpx at 512 (64 tiles, 64 chunks) against 20.1 at 2,048: well under 0.8x.
+    assert suggested_tile_px([list(options.values())], 512) == 2048
+    assert suggested_tile_px([list(_options(2048, EVERYWHERE).values())], 2048) is None  # already the least
+
+
+def test_the_suggestion_weighs_every_sensor_of_the_store():
+    """One store, one tile size: a size one sensor gains by is not named if the other loses more."""
+    grid = TargetGrid(32644, 10.0, (LEFT, TOP - 20_480.0, LEFT + 20_480.0, TOP))  # one 2,048 px tile
+    corner = gpd.GeoDataFrame(geometry=[box(LEFT + 1_000, TOP - 1_100, LEFT + 1_100, TOP - 1_000)], crs=32644)
+
+    def options(outlines):
+        return list(tile_size_options(glacier_tiles(grid, outlines, 2000.0, 2048), outlines, 96))
+
+    lone, dense = options(corner), options(gpd.GeoDataFrame(geometry=[box(*grid.bounds)], crs=32644))
+    at = {size: [o for o in (*lone, *dense) if o.tile_px == size] for size in (512, 2048)}
+    # The glacier's buffer (px 100-310) stays in 512 px tile 0: one 608 px window instead of the whole 2,048 px tile.
+    assert [o.network_px for o in at[512]] == [608**2, (4 * 512 + 6 * 96) ** 2]
+    assert [o.network_px for o in at[2048]] == [2048**2, 2048**2]
+    assert suggested_tile_px([lone], 2048) == 512  # 1.65 against 4.62 Mpx of work
+    assert suggested_tile_px([lone, dense], 2048) is None  # 15.3 against 9.2 Mpx: the dense sensor pays 16 halos
 
 
 def test_tiles_without_outlines_have_nothing_to_compare():

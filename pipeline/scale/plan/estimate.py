@@ -47,11 +47,6 @@ class SensorPlan:
     tile_sizes: tuple[TileSizeOption, ...] = ()  # the same outlines at other tile sizes (none without an inventory)
 
     @property
-    def suggested_tile_px(self) -> int | None:
-        """A tile size whose network input is well below the configured one's (`tile_sizes.suggested_tile_px`), else None."""
-        return suggested_tile_px(self.tile_sizes, self.tiles.tile_px) if self.tile_sizes else None
-
-    @property
     def tile_px_per_year(self) -> int:
         """Pixels inferred (written to the store) per year."""
         return self.tiles.pixels_selected
@@ -96,6 +91,13 @@ class Plan:
     @property
     def wall_s(self) -> float:
         return sum(s.wall_s for s in self.stages)
+
+    @property
+    def suggested_tile_px(self) -> int | None:
+        """A store tile size whose network input, all sensors together, is well below the configured one's
+        (`tile_sizes.suggested_tile_px`); None without an inventory or where none is."""
+        compared = [p.tile_sizes for p in self.sensors if p.tile_sizes]
+        return suggested_tile_px(compared, self.sensors[0].tiles.tile_px) if compared else None
 
 
 def plan_run(

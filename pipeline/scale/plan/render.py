@@ -12,6 +12,7 @@ from rich.text import Text
 
 from catalog.redact import redact
 from pipeline.scale.plan.estimate import Plan
+from pipeline.scale.plan.tile_sizes import CHUNK_COST_PX, TILE_COST_PX
 
 __all__ = ["render_plan"]
 
@@ -42,12 +43,12 @@ def _duration(s: float) -> str:
 
 
 def _render_tile_sizes(plan: Plan, console: Console) -> None:
-    """The inventory's tiles at other store tile sizes, and a size to set where one needs far less input."""
+    """The inventory's tiles at other store tile sizes, and a size to set where one needs far less work."""
     compared = [p for p in plan.sensors if p.tile_sizes]
     if not compared:
         return
     table = Table(title="the same outlines at other tile sizes (per year, halo included)", title_justify="left")
-    for col in ("sensor", "tile", "tiles", "of grid", "network input", "vs configured"):
+    for col in ("sensor", "tile", "tiles", "of grid", "network input", "work vs configured"):
         table.add_column(col, justify="left" if col == "sensor" else "right")
     for p in compared:
         mine = next(o for o in p.tile_sizes if o.tile_px == p.tiles.tile_px)
@@ -55,19 +56,25 @@ def _render_tile_sizes(plan: Plan, console: Console) -> None:
             table.add_row(
                 p.sensor, f"{o.tile_px:,} px" + (" (configured)" if o is mine else ""),
                 f"{o.tiles.n_tiles:,} / {o.tiles.n_tiles_total:,}", f"{100 * o.tiles.fraction_read:.1f} %", _px(o.network_px),
-                f"{o.network_px / mine.network_px:.2f}x",
+                f"{o.work_px / mine.work_px:.2f}x",
             )
     console.print(table)
-    for p in compared:
-        size = p.suggested_tile_px
-        if size is not None:
-            share = next(o for o in p.tile_sizes if o.tile_px == size).network_px / p.network_px
-            console.print(
-                f"  {p.sensor}: {size:,} px tiles need {share:.0%} of the configured {p.tiles.tile_px:,} px tiles' input: "
-                f"set `tiling.tile_px: {size}` before the region's store is first made (a store keeps its tile size). "
-                "Real COGs have 1,024 px internal tiles: smaller windows decode some of them twice.",
-                highlight=False, markup=False,
-            )
+    console.print(
+        f"  work: network input + {TILE_COST_PX / 1e6:.3g} Mpx per tile + {CHUNK_COST_PX / 1e6:.2g} Mpx per store chunk, "
+        "what each cost besides its pixels in a measured run (pipeline/scale/plan/tile_sizes.py)",
+        highlight=False, markup=False,
+    )
+    size = plan.suggested_tile_px
+    if size is not None:
+        configured = compared[0].tiles.tile_px
+        work = {t: sum(o.work_px for p in compared for o in p.tile_sizes if o.tile_px == t) for t in (size, configured)}
+        share = work[size] / work[configured]
+        console.print(
+            f"  {size:,} px store tiles need {share:.0%} of the configured {configured:,} px tiles' work "
+            f"({' and '.join(p.sensor for p in compared)}): set `tiling.tile_px: {size}` before the region's store is first "
+            "made (a store keeps its tile size). Real COGs have 1,024 px internal tiles: smaller windows decode some twice.",
+            highlight=False, markup=False,
+        )
 
 
 def render_plan(plan: Plan, console: Console) -> None:

@@ -1,31 +1,45 @@
-"""The same outlines tiled at other store tile sizes: which size reads least, before the store is made.
+"""The same outlines tiled at other store tile sizes: which size costs least, before the store is made.
 
 A run reads, composites and infers each selected tile whole, with its halo. Where ice is dense every
 size selects the whole bbox and large tiles pay the least halo; where massifs are scattered over
 ice-free land (0.65 % of the Tian Shan's bbox is ice) small tiles skip the land between them, at
-the price of more halo per tile (docs/scaling.md, "A sparse synthetic region": 27 % of a sparse
-x16 world's pixels at 512 px against 93 % at 2,048). A store keeps the tile size it was made
-with, so the choice belongs to the plan, not to a run.
+the price of more halo and more tasks. Pixels alone overstate that saving: on a sparse x16 area
+(`glacierwatch synth --size 16 --massif-share 0.06`, both sensors, 2016-2022) 512 px tiles needed
+0.54x the network input of 2,048 px tiles and the run took 1.03x as long; 1,024 px, 0.76x and 0.90x
+(docs/scaling.md). So the comparison adds what each tile and each store chunk cost besides their
+pixels, measured in that run. A store keeps the tile size it was made with: the choice belongs to
+the plan, not to a run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from catalog.tiling import GlacierTiles, glacier_tiles
 
-CANDIDATE_TILE_PX = (512, 1024, 2048, 4096)
-"""Sizes `plan` compares with the configured one (the config allows multiples of 256 from 256 to 8,192)."""
+CANDIDATE_TILE_PX = (512, 1024, 2048)
+"""Sizes `plan` compares with the configured one. Not larger: a worker holds a tile-year's scenes
+and composite at a time, so its memory grows with the tile (docs/scaling.md, "Per-worker memory")."""
+
+TILE_COST_PX = 365_000
+"""What a selected tile costs besides its pixels, as pixels of network input: its reads, tasks and
+writes. Fitted on the sparse x16 area's Sentinel-2 stage at 512, 1,024 and 2,048 px (least squares,
+2 workers x 1 thread): 3.27 s per tile over 7 years against 8.95 s per Mpx of network input a year."""
+
+CHUNK_COST_PX = 57_000
+"""What each chunk of the store's lattice costs, selected or not, as pixels of network input: the
+statistics read every chunk (the same runs: 26.4 s + 0.51 s per chunk of both sensors, 7 years)."""
 
 WORTH_CHANGING = 0.8
-"""A size is suggested only if its network input is at most this share of the configured size's:
-smaller savings are within what the pixel count leaves out (more tasks; on real COGs, whose
-internal tiles are 1,024 px, a smaller window decodes more blocks it shares with its neighbours)."""
+"""A size is suggested only if its work (all sensors) is at most this share of the configured size's:
+the costs above come from one area on one machine, and on real COGs (1,024 px internal tiles) a
+smaller window also decodes more of the blocks it shares with its neighbours."""
 
 
 @dataclass(frozen=True)
 class TileSizeOption:
-    """The tiles one store tile size selects, and the pixels a run reads and infers for them per year."""
+    """The tiles one store tile size selects, and what a run reads, infers and pays for them per year."""
 
     tiles: GlacierTiles
     halo_px: int
@@ -39,6 +53,11 @@ class TileSizeOption:
         """Pixels per year (one band) read, composited and inferred: each selected tile's window with its halo."""
         return self.tiles.window_pixels(self.halo_px)
 
+    @property
+    def work_px(self) -> int:
+        """`network_px` plus each selected tile's and each chunk's own cost (`TILE_COST_PX`, `CHUNK_COST_PX`)."""
+        return self.network_px + TILE_COST_PX * self.tiles.n_tiles + CHUNK_COST_PX * self.tiles.n_tiles_total
+
 
 def tile_size_options(tiles: GlacierTiles, outlines, halo_px: int, sizes=CANDIDATE_TILE_PX) -> tuple[TileSizeOption, ...]:
     """`tiles` (a run's selection) beside the same `outlines` and buffer tiled at each of `sizes`, smallest tile first."""
@@ -51,10 +70,16 @@ def tile_size_options(tiles: GlacierTiles, outlines, halo_px: int, sizes=CANDIDA
     return tuple(options[size] for size in sorted(options))
 
 
-def suggested_tile_px(options: tuple[TileSizeOption, ...], configured: int) -> int | None:
-    """The size with the least network input, if it needs at most `WORTH_CHANGING` of `configured`'s; else None."""
-    mine = next(o for o in options if o.tile_px == configured)
-    best = min(options, key=lambda o: (o.network_px, -o.tile_px))  # a tie: the larger tile (fewer tasks)
-    if best.tile_px == configured or best.network_px > WORTH_CHANGING * mine.network_px:
+def suggested_tile_px(per_sensor: Sequence[Sequence[TileSizeOption]], configured: int) -> int | None:
+    """The size with the least work summed over the sensors (one store, one tile size for all of
+    them), if it needs at most `WORTH_CHANGING` of `configured`'s; else None."""
+    totals: dict[int, int] = {}
+    for options in per_sensor:
+        for o in options:
+            totals[o.tile_px] = totals.get(o.tile_px, 0) + o.work_px
+    if configured not in totals:
         return None
-    return best.tile_px
+    best = min(totals, key=lambda size: (totals[size], -size))  # a tie: the larger tile (fewer tasks)
+    if best == configured or totals[best] > WORTH_CHANGING * totals[configured]:
+        return None
+    return best
