@@ -206,7 +206,7 @@ class Tiling(StrictModel):
         DEFAULT_CHUNK, ge=256, le=8192, multiple_of=256,
         description="the store's chunk, the unit a run reads, infers and stores (px, set when the store is made): "
         "2048 by default; smaller tiles follow scattered ice closer but each pays its halo, tasks and store "
-        "chunk (a sparse x16 area: 512 px read 27 % of the pixels' tiles instead of 93 % and ran 1.03x as long, "
+        "chunk (a sparse x16 area: 512 px tiles held 27 % of its pixels instead of 93 % and the run took 1.03x as long, "
         "1,024 px 0.90x); `glacierwatch plan` compares the sizes on the region's inventory",
     )
     read_px: int = Field(

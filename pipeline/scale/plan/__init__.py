@@ -7,7 +7,7 @@ in seconds, not from a failed job. This package owns that estimate, one concept 
 - `footprints`: what is known about the sensors: revisit, MGRS tiles, WRS-2 scenes, bytes per m2;
 - `distortion`: how far one grid's metres and north are from the ground's over the region;
 - `tiles`: which store tiles a run would write (near the inventory's outlines);
-- `tile_sizes`: the same outlines at other store tile sizes, and a size to set where one reads far less;
+- `tile_sizes`: the same outlines at other store tile sizes, and a size to set where one needs far less work;
 - `scenes`: scenes, bytes and observations per year, searched (STAC metadata) or estimated;
 - `cluster_size`: workers, cores and GPUs of the configured cluster, without starting it;
 - `estimate`: `plan_run`, the `Plan` and its work turned into time;

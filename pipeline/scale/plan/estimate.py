@@ -94,7 +94,7 @@ class Plan:
 
     @property
     def suggested_tile_px(self) -> int | None:
-        """A store tile size whose network input, all sensors together, is well below the configured one's
+        """A store tile size whose work, all sensors together, is well below the configured one's
         (`tile_sizes.suggested_tile_px`); None without an inventory or where none is."""
         compared = [p.tile_sizes for p in self.sensors if p.tile_sizes]
         return suggested_tile_px(compared, self.sensors[0].tiles.tile_px) if compared else None
