@@ -61,7 +61,7 @@ def _render_tile_sizes(plan: Plan, console: Console) -> None:
     console.print(table)
     console.print(
         f"  work: network input + {TILE_COST_PX / 1e6:.3g} Mpx per tile + {CHUNK_COST_PX / 1e6:.2g} Mpx per store chunk, "
-        "what each cost besides its pixels in a measured run (pipeline/scale/plan/tile_sizes.py)",
+        "what each cost besides its pixels in measured runs (pipeline/scale/plan/tile_sizes.py)",
         highlight=False, markup=False,
     )
     size = plan.suggested_tile_px

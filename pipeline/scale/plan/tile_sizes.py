@@ -7,7 +7,7 @@ the price of more halo and more tasks. Pixels alone overstate that saving: on a 
 (`glacierwatch synth --size 16 --massif-share 0.06`, both sensors, 2016-2022) 512 px tiles needed
 0.54x the network input of 2,048 px tiles and the run took 1.03x as long; 1,024 px, 0.76x and 0.90x
 (docs/scaling.md). So the comparison adds what each tile and each store chunk cost besides their
-pixels, measured in that run. A store keeps the tile size it was made with: the choice belongs to
+pixels, measured in those runs. A store keeps the tile size it was made with: the choice belongs to
 the plan, not to a run.
 """
 
@@ -27,9 +27,11 @@ TILE_COST_PX = 365_000
 writes. Fitted on the sparse x16 area's Sentinel-2 stage at 512, 1,024 and 2,048 px (least squares,
 2 workers x 1 thread): 3.27 s per tile over 7 years against 8.95 s per Mpx of network input a year."""
 
-CHUNK_COST_PX = 57_000
+CHUNK_COST_PX = 22_000
 """What each chunk of the store's lattice costs, selected or not, as pixels of network input: the
-statistics read every chunk (the same runs: 26.4 s + 0.51 s per chunk of both sensors, 7 years)."""
+statistics read every chunk. The same stores, statistics alone without the synthetic truth's
+tables (which real runs do not make): 15.7, 14.9 and 35.5 s for 10, 34 and 120 chunks of both
+sensors (7 years), 0.196 s a chunk (with the truth: 0.51 s)."""
 
 WORTH_CHANGING = 0.8
 """A size is suggested only if its work (all sensors) is at most this share of the configured size's:
