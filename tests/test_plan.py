@@ -72,6 +72,15 @@ def test_plan_of_the_study_area_searches_scenes_and_reads_no_pixel(study_area, m
         assert p.tiles_from.startswith("tiles within 2000 m of the") and "outlines of glaciers.parquet" in p.tiles_from
     text = _text(plan)
     assert "sentinel-2 (searched)" in text and "annual update" in text and "estimated" not in text
+    assert plan.suggested_tile_px is None and "set `tiling.tile_px" not in text  # one 2,048 px tile: the least work
+
+
+def test_plan_names_a_larger_tile_where_small_ones_only_add_halos(study_area):
+    """The dense study area fits one 2,048 px tile; at 512 px its nine tiles pay nine halos and their own costs."""
+    cfg = load_config(None, synthetic={"path": str(study_area.root)}, tiling={"tile_px": 512})
+    plan = plan_run(cfg, offline=True)
+    assert plan.suggested_tile_px == 2048
+    assert "set `tiling.tile_px: 2048`" in _text(plan)
 
 
 def test_a_year_without_scenes_is_planned_as_zero_and_said(study_area):

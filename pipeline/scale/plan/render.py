@@ -12,7 +12,7 @@ from rich.text import Text
 
 from catalog.redact import redact
 from pipeline.scale.plan.estimate import Plan
-from pipeline.scale.plan.tile_sizes import CHUNK_COST_PX, TILE_COST_PX
+from pipeline.scale.plan.tile_sizes import CHUNK_COST_PX, TILE_COST_PX, work_by_size
 
 __all__ = ["render_plan"]
 
@@ -67,12 +67,13 @@ def _render_tile_sizes(plan: Plan, console: Console) -> None:
     size = plan.suggested_tile_px
     if size is not None:
         configured = compared[0].tiles.tile_px
-        work = {t: sum(o.work_px for p in compared for o in p.tile_sizes if o.tile_px == t) for t in (size, configured)}
+        work = work_by_size([p.tile_sizes for p in compared])
         share = work[size] / work[configured]
         console.print(
             f"  {size:,} px store tiles need {share:.0%} of the configured {configured:,} px tiles' work "
             f"({' and '.join(p.sensor for p in compared)}): set `tiling.tile_px: {size}` before the region's store is first "
-            "made (a store keeps its tile size). Real COGs have 1,024 px internal tiles: smaller windows decode some twice.",
+            "made (a store keeps its tile size)."
+            + (" Real COGs have 1,024 px internal tiles: smaller windows decode some twice." if size < configured else ""),
             highlight=False, markup=False,
         )
 

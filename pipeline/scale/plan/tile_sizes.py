@@ -72,13 +72,19 @@ def tile_size_options(tiles: GlacierTiles, outlines, halo_px: int, sizes=CANDIDA
     return tuple(options[size] for size in sorted(options))
 
 
-def suggested_tile_px(per_sensor: Sequence[Sequence[TileSizeOption]], configured: int) -> int | None:
-    """The size with the least work summed over the sensors (one store, one tile size for all of
-    them), if it needs at most `WORTH_CHANGING` of `configured`'s; else None."""
+def work_by_size(per_sensor: Sequence[Sequence[TileSizeOption]]) -> dict[int, int]:
+    """Each tile size's work summed over the sensors: one store has one tile size for all of them."""
     totals: dict[int, int] = {}
     for options in per_sensor:
         for o in options:
             totals[o.tile_px] = totals.get(o.tile_px, 0) + o.work_px
+    return totals
+
+
+def suggested_tile_px(per_sensor: Sequence[Sequence[TileSizeOption]], configured: int) -> int | None:
+    """The size with the least work summed over the sensors (`work_by_size`), if it needs at most
+    `WORTH_CHANGING` of `configured`'s; else None."""
+    totals = work_by_size(per_sensor)
     if configured not in totals:
         return None
     best = min(totals, key=lambda size: (totals[size], -size))  # a tie: the larger tile (fewer tasks)
