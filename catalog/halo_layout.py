@@ -15,7 +15,8 @@ chunked by tile). With `halo` 0 both are the identity. `map_tiles` runs a functi
 context (a dilation, a ray marched over the terrain) tile by tile, each task padding its own blocks, instead of
 on whole planes whose size grows with the region. With `read_px`, `read_windows` cuts each block
 into pieces for reading, so a per-pixel step (the composite) holds a piece's scenes at a time, and
-`join` puts the pieces' results back together into blocks.
+`join` puts the pieces' results back together into blocks; `blank_pieces` leaves out the pieces a
+run need not read (far from every glacier) and `read_mask` says which were read.
 """
 
 from __future__ import annotations
@@ -87,6 +88,47 @@ class HaloLayout:
             edges = np.linspace(w.start, w.stop, n + 1).round().astype(int)
             out.extend(slice(int(a), int(b)) for a, b in itertools.pairwise(edges))
         return tuple(out)
+
+    def blank_pieces(self, array: da.Array, read: np.ndarray, fill) -> da.Array:
+        """`array` (..., y, x) chunked by `read_windows`, its pieces where `read` ((pieces along y, along x)
+        bool) is False made of `fill` by tasks that depend on nothing: their reads, composites and
+        everything else upstream drop out of any graph that asks for them (a selected tile's pieces far
+        from every glacier, `catalog.tiling.pieces_near`)."""
+        self._check_pieces(array, read)
+        if read.all():
+            return array
+        name = f"blank-pieces-{tokenize(array, read.tobytes(), read.shape, fill)}"
+        dsk = {}
+        for key in itertools.product(*(range(n) for n in array.numblocks)):
+            i, j = key[-2:]
+            if read[i, j]:
+                dsk[(name, *key)] = (array.name, *key)
+            else:
+                shape = tuple(array.chunks[axis][k] for axis, k in enumerate(key))
+                dsk[(name, *key)] = (np.full, shape, fill, array.dtype)
+        graph = HighLevelGraph.from_collections(name, dsk, dependencies=[array])
+        return da.Array(graph, name, array.chunks, meta=array._meta)
+
+    def read_mask(self, read: np.ndarray) -> da.Array:
+        """(y, x) bool in `read_windows`' pieces: True in the pieces `read` says are read (`blank_pieces`)."""
+        windows = self.read_windows(0), self.read_windows(1)
+        if read.shape != (len(windows[0]), len(windows[1])):
+            raise ValueError(f"read is {read.shape}, this layout reads {len(windows[0])} x {len(windows[1])} pieces")
+        name = f"read-mask-{tokenize(self, read.tobytes(), read.shape)}"
+        dsk = {
+            (name, i, j): (np.full, (ys.stop - ys.start, xs.stop - xs.start), bool(read[i, j]), bool)
+            for i, ys in enumerate(windows[0])
+            for j, xs in enumerate(windows[1])
+        }
+        chunks = tuple(tuple(w.stop - w.start for w in windows[axis]) for axis in (0, 1))
+        return da.Array(HighLevelGraph.from_collections(name, dsk, dependencies=[]), name, chunks, meta=np.empty((0, 0), bool))
+
+    def _check_pieces(self, array: da.Array, read: np.ndarray) -> None:
+        sizes = tuple(tuple(s.stop - s.start for s in self.read_windows(axis)) for axis in (0, 1))
+        if array.chunks[-2:] != sizes:
+            raise ValueError(f"array chunks {array.chunks[-2:]} are not this layout's read windows")
+        if read.shape != (len(sizes[0]), len(sizes[1])):
+            raise ValueError(f"read is {read.shape}, this layout reads {len(sizes[0])} x {len(sizes[1])} pieces")
 
     def join(self, array: da.Array) -> da.Array:
         """`array` (..., y, x) chunked by `read_windows` -> this layout's blocks (each block's pieces side by side).

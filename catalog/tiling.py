@@ -4,7 +4,8 @@ A mountain range's bbox is mostly valleys and steppe; a run only needs the chunk
 that lie within `buffer_m` of an inventory outline (the buffer leaves room for glaciers that
 were larger in a past year, or advance, and for the context the network sees). The tiles are
 the store's chunk lattice (tile (r, c) covers rows r*tile_px.., cols c*tile_px.., the last row
-and column thinner), so a selected tile is exactly one unit of inference work.
+and column thinner), so a selected tile is exactly one unit of inference work; inside it, only the
+pieces it is read in (`tiling.read_px`) that lie within the buffer are read (`pieces_near`).
 
 Strategy: put the outlines in the grid's metric CRS and ask an STRtree which tile boxes lie
 closer than `buffer_m` to one - a distance query, so no buffer polygon is built (buffering the
@@ -15,6 +16,7 @@ the Tian Shan at 10 m) is ever held as an array, never the grid's pixels.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import geopandas as gpd
@@ -230,6 +232,40 @@ def glacier_tiles(
     mask[tile_idx] = True
     outside = len(geoms) - len(np.unique(on_grid))
     return GlacierTiles(grid, tile_px, float(buffer_m), mask.reshape(shape), outlines_outside=outside)
+
+
+def pieces_near(
+    grid: TargetGrid,
+    outlines: gpd.GeoDataFrame,
+    buffer_m: float,
+    rows: Sequence[slice],
+    cols: Sequence[slice],
+    *,
+    source: str = "outlines",
+) -> np.ndarray:
+    """(len(rows), len(cols)) bool: which pixel windows `rows` x `cols` of the grid lie within `buffer_m` of an outline.
+
+    The same test as `glacier_tiles`, on the pieces a selected tile is read in
+    (`catalog.halo_layout.HaloLayout.read_windows`): where massifs are scattered, most of a 2,048 px
+    tile is still far from ice, and its far pieces need neither reads, nor a composite, nor a forward
+    pass. Windows overlapping along an axis are fine (each piece is tested on its own).
+    """
+    if buffer_m < 0:
+        raise ValueError(f"buffer_m must be >= 0 m, got {buffer_m}")
+    geoms = outlines_on_grid(grid, outlines, source)
+    left, _, _, top = grid.bounds
+    res = grid.resolution
+    y0 = np.array([top - r.start * res for r in rows])
+    y1 = np.array([top - r.stop * res for r in rows])
+    x0 = np.array([left + c.start * res for c in cols])
+    x1 = np.array([left + c.stop * res for c in cols])
+    xmin, ymin = np.meshgrid(x0, y1)  # (len(rows), len(cols))
+    xmax, ymax = np.meshgrid(x1, y0)
+    boxes = shapely.box(xmin, ymin, xmax, ymax).ravel()
+    piece_idx, _ = _near(geoms, boxes, buffer_m)
+    near = np.zeros(len(rows) * len(cols), dtype=bool)
+    near[piece_idx] = True
+    return near.reshape(len(rows), len(cols))
 
 
 def glacier_pixel_mask(

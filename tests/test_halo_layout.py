@@ -59,6 +59,38 @@ def test_pieces_cut_each_block_and_join_puts_them_back_together(shape, chunk, ha
         layout.join(read.rechunk((2, 10, 10)))
 
 
+def test_blank_pieces_leave_out_their_reads_and_read_mask_says_which():
+    """A (100, 70) grid, 32 px tiles, halo 16, read in pieces of at most 20 px: the pieces marked unread
+    are `fill` and depend on nothing, so their upstream tasks drop out of the graph."""
+    layout = HaloLayout.of((100, 70), 32, 16, read_px=20)
+    rows, cols = layout.read_windows(0), layout.read_windows(1)
+    calls = []
+
+    def load(block, block_info=None):  # counts what is "read"
+        calls.append(block_info[None]["chunk-location"])
+        return block + 1.0
+
+    base = da.zeros((2, sum(r.stop - r.start for r in rows), sum(c.stop - c.start for c in cols)),
+                    chunks=(1, tuple(r.stop - r.start for r in rows), tuple(c.stop - c.start for c in cols)))
+    source = base.map_blocks(load, dtype=float)
+    read = np.zeros((len(rows), len(cols)), bool)
+    read[1, 2] = read[3, 0] = True
+    out = layout.blank_pieces(source, read, np.nan)
+    assert out.chunks == source.chunks and out.dtype == source.dtype
+    values = out.compute(scheduler="sync")
+    assert sorted({c[1:] for c in calls}) == [(1, 2), (3, 0)]  # only the two read pieces were computed, each year
+    r, c = rows[1], cols[2]
+    y0, x0 = sum(w.stop - w.start for w in rows[:1]), sum(w.stop - w.start for w in cols[:2])
+    assert (values[:, y0 : y0 + r.stop - r.start, x0 : x0 + c.stop - c.start] == 1).all()
+    assert np.isnan(values).sum() == values.size - 2 * sum((rows[i].stop - rows[i].start) * (cols[j].stop - cols[j].start)
+                                                           for i, j in ((1, 2), (3, 0)))
+    mask = layout.read_mask(read).compute()
+    np.testing.assert_array_equal(mask, ~np.isnan(values[0]))
+    assert layout.blank_pieces(source, np.ones_like(read), np.nan) is source  # nothing left out: the same array
+    with pytest.raises(ValueError, match="pieces"):
+        layout.blank_pieces(source, read[:-1], np.nan)
+
+
 def test_trim_refuses_an_array_of_another_layout():
     layout = HaloLayout.of((100, 70), 32, 16)
     with pytest.raises(ValueError, match="not this layout"):

@@ -281,6 +281,69 @@ def test_only_chunks_near_glaciers_are_inferred_the_rest_stored_as_not_glacier(s
     assert again["years"] == {2021: 0}
 
 
+def test_a_selected_tile_reads_and_infers_only_its_pieces_near_glaciers(small_study_area, tmp_path):
+    """Tiles read in small pieces (`tiling.read_px`): a selected tile's pieces beyond the tiling buffer
+    of every outline are never read (no read task in the graph), stored as not read (observed and
+    indices 255, doy 0, probability 0), and every pixel within the buffer is read; pixels whose whole
+    halo lies inside the buffer get the whole-image probability."""
+    import geopandas as gpd
+    import shapely
+    from dask.core import flatten
+
+    from catalog.tiling import glacier_pixel_mask, glacier_tiles, outlines_on_grid
+    from pipeline.config import load_config
+    from pipeline.inference.yearly_cube import yearly_cube
+    from pipeline.store import RegionStore
+
+    area = small_study_area
+    one = gpd.read_parquet(area.root / "inventory" / "glaciers.parquet").iloc[[0]]
+    one.to_file(tmp_path / "one.gpkg")
+    buffer_m = 1500.0
+    cfg = load_config(None, synthetic={"path": str(area.root)}, region={"bbox": list(area.spec.bbox())},
+                      years={"start": 2021, "end": 2021}, inventory=str(tmp_path / "one.gpkg"),
+                      tiling={"buffer_m": buffer_m, "tile_px": 256, "read_px": 96})
+    grid = cfg.grid("sentinel-2")
+    whole_cube = yearly_cube(cfg, "sentinel-2", years=[2021], chunks=256).compute()
+    weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=whole_cube)
+    halo = inference.HALO_BY_ARCHITECTURE["unet"]
+
+    near = (one, buffer_m, "one.gpkg")
+    everything = yearly_cube(cfg, "sentinel-2", years=[2021], chunks=256, halo=halo)
+    some = yearly_cube(cfg, "sentinel-2", years=[2021], chunks=256, halo=halo, near=near)
+    assert "read" not in everything and some["read"].dtype == bool
+
+    def reads(cube):  # the read tasks the haloed reflectance (what the forward passes take) waits for
+        data = cube["reflectance_haloed"].data
+        graph = data.__dask_graph__().cull(set(flatten(data.__dask_keys__())))
+        return sum(str(k[0] if isinstance(k, tuple) else k).startswith("read_chunk") for k in graph)
+
+    assert 0 < reads(some) < reads(everything)
+
+    url = str(tmp_path / "store.zarr")
+    summary = inference.infer_to_store(cfg, "sentinel-2", weights, url)
+    assert summary["tiles"]["buffer_m"] == buffer_m
+    ds = RegionStore.open(url).open_dataset("sentinel-2").sel(year=2021)
+    observed, indices = ds.observed.values, ds.indices.values
+    probability = ds.probability.values.astype(np.float32) / 255
+    within = glacier_pixel_mask(grid, one, buffer_m)
+    unread = observed == 255
+    assert not (unread & within).any()  # all of the buffer is read
+    inferred = np.zeros(grid.shape, bool)
+    for r, c in glacier_tiles(grid, one, buffer_m, 256).tiles:
+        inferred[r * 256:(r + 1) * 256, c * 256:(c + 1) * 256] = True
+    assert (unread & inferred).sum() > 0.1 * inferred.sum()  # a good part of the selected tiles was left unread
+    assert (probability[unread] == 0).all() and (indices[unread] == 255).all() and (ds.doy.values[unread] == 0).all()
+    assert (observed[~unread] < 255).all() and (indices[~unread] < 4).all()
+
+    # exact where a pixel's whole halo lies inside the buffer: the outline grown by buffer - halo x sqrt(2)
+    reach = buffer_m - halo * grid.resolution * np.sqrt(2)
+    core = glacier_pixel_mask(grid, one, reach)
+    outline = shapely.union_all(outlines_on_grid(grid, one))
+    assert core.sum() > outline.area / grid.resolution**2  # more than the glacier itself
+    whole = _whole_image(whole_cube, weights)[0]
+    assert np.abs(probability - whole)[core].max() <= TOLERANCE + 0.5 / 255
+
+
 @pytest.mark.parametrize("size", [416, 500])
 def test_forward_windows_inside_a_tile_leave_no_seams(tmp_path, size):
     """A tile larger than the forward window runs as several windows with the halo as context:
@@ -293,6 +356,42 @@ def test_forward_windows_inside_a_tile_leave_no_seams(tmp_path, size):
     assert whole.data.numblocks == (1, 1, 1)
     assert windowed.data.numblocks[1] > 1 and windowed.data.numblocks[2] > 1  # one task per window
     assert np.abs(windowed.values - whole.values).max() <= TOLERANCE
+
+
+def test_forward_passes_skip_what_was_not_read(tmp_path, monkeypatch):
+    """A cube whose `read` says only rows 32-351, cols 160-399 were read (its reflectance NaN elsewhere,
+    as `yearly_cube` leaves unread pieces): the passes run over the read pixels' box alone and not at
+    all in tiles with none read; where a pixel's whole halo was read they give the probability of
+    passes over everything, and 0 wherever nothing was read."""
+    from scipy.ndimage import minimum_filter
+
+    cube = _cube(400, 400)
+    read = np.zeros((400, 400), bool)
+    read[32:352, 160:400] = True
+    cube["reflectance"] = cube.reflectance.where(read)
+    weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube)
+    halo = inference.HALO_BY_ARCHITECTURE["unet"]
+    everything = inference.probability_cube(cube, weights, halo, device="cpu", chunk=128, window=128).values
+
+    seen = []
+    real = tile_forward._predict_whole
+
+    def counting(reflectance, terrain, **kwargs):
+        seen.append(reflectance.shape[-2:])
+        return real(reflectance, terrain, **kwargs)
+
+    monkeypatch.setattr(tile_forward, "_predict_whole", counting)
+    skipping = inference.probability_cube(cube.assign(read=(("y", "x"), read)), weights, halo, device="cpu", chunk=128,
+                                          window=128).values
+    context = minimum_filter(read, size=2 * halo + 1, mode="constant", cval=True)  # the halo around it read too
+    assert context.sum() > 10_000
+    assert np.abs(skipping - everything)[:, context].max() <= TOLERANCE
+    assert (skipping[:, ~read] == 0).all() and (skipping[:, read] > 0).any()
+    # 9 of the 4 x 4 tiles of 128 px hold read pixels (rows 0-2, cols 1-3), each one pass over less than its window
+    assert len(seen) == 9
+    windows = [(min(400, (r + 1) * 128 + halo) - max(0, r * 128 - halo)) * (min(400, (c + 1) * 128 + halo) - max(0, c * 128 - halo))
+               for r in range(3) for c in range(1, 4)]
+    assert sum(h * w for h, w in seen) < 0.85 * sum(windows)
 
 
 def test_a_tile_is_cut_into_the_windows_its_task_would_have_run():

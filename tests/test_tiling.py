@@ -12,7 +12,7 @@ from rasterio.features import rasterize
 from shapely.geometry import Polygon, box
 
 from catalog.grid import TargetGrid
-from catalog.tiling import GlacierTiles, TilingError, glacier_pixel_mask, glacier_tiles, lattice_shape
+from catalog.tiling import GlacierTiles, TilingError, glacier_pixel_mask, glacier_tiles, lattice_shape, pieces_near
 
 # The paper's Yilian Habirga extent (43 25'-44 10' N, 83 30'-85 05' E).
 YILIAN_HABIRGA = (83.5, 43.4167, 85.0833, 44.1667)
@@ -118,6 +118,28 @@ def test_windows_and_bounds_follow_the_store_chunk_lattice():
     assert tiles.window_pixels(0) == tiles.pixels_total
     with pytest.raises(IndexError, match="outside the 2 x 3 tile lattice"):
         tiles.window((2, 0))
+
+
+def test_pieces_near_an_outline_are_those_within_the_buffer_of_it():
+    """A 10 m grid of 100 x 100 px, one 100 m square glacier at rows 40-49, cols 40-49, pieces of 20 px
+    (200 m): with a 150 m buffer the glacier's own piece rows/cols 2 and the neighbours within 150 m
+    (rows/cols 1 and 3, whose edges lie 0-100 m away) are near, rows/cols 0 and 4 (>= 200 m away) are not;
+    with 0 m only the pieces that hold glacier pixels (rows/cols 2)."""
+    grid = TargetGrid(32644, 10.0, (500_000.0, 4_000_000.0, 501_000.0, 4_001_000.0))
+    left, top = 500_000.0, 4_001_000.0
+    glacier = gpd.GeoDataFrame(geometry=[box(left + 400, top - 500, left + 500, top - 400)], crs=32644)
+    pieces = [slice(a, a + 20) for a in range(0, 100, 20)]
+    near = pieces_near(grid, glacier, 150.0, pieces, pieces)
+    expected = np.zeros((5, 5), bool)
+    expected[1:4, 1:4] = True
+    np.testing.assert_array_equal(near, expected)
+    exact = np.zeros((5, 5), bool)
+    exact[2, 2] = True
+    np.testing.assert_array_equal(pieces_near(grid, glacier, 0.0, pieces, pieces), exact)
+    # overlapping windows (a halo layout's) are tested each on its own
+    np.testing.assert_array_equal(pieces_near(grid, glacier, 0.0, [slice(0, 45), slice(45, 100)], [slice(0, 41)]), [[True], [True]])
+    with pytest.raises(TilingError, match="no glacier outlines"):
+        pieces_near(grid, glacier.iloc[:0], 150.0, pieces, pieces, source="empty.gpkg")
 
 
 def test_a_tile_larger_than_the_grid_is_the_whole_grid(inventory, s2_grid):

@@ -5,7 +5,10 @@ asks for are laid out lazily in blocks that are the store's
 tiles each with `halo` pixels of the ground around it (`catalog.halo_layout`; at the region's
 outer edge there is nothing around and nothing is invented). A production cube is read and
 composited that way (`yearly_cube(halo=...)`), so no tile waits for, or a worker holds, its
-neighbours' composites; a cube without it has each tile's halo cut from its neighbours. Each
+neighbours' composites; a cube without it has each tile's halo cut from its neighbours. Where
+outlines choose the tiles, a selected tile's pieces beyond the tiling buffer are not read either
+(`yearly_cube(near=...)`, `catalog.tiling.pieces_near`): their forward passes shrink to the read
+pixels or vanish, and the store says "not read" there, as for a tile not selected. Each
 task runs the network over one piece of a tile with `halo` pixels of context, through the recipe
 exactly as `TorchPredictor` does (reflect-pad to a multiple of 16 at the bottom/right, sigmoid,
 no-data -> 0), and keeps the piece.
@@ -86,7 +89,7 @@ def _pieces(tile: int, halo: int, window: int) -> tuple[int, ...]:
 
 
 def _forward_graph(reflectance: da.Array, terrain: Sequence[da.Array], layout: HaloLayout, halo: int, window: int,
-                   **kwargs) -> da.Array:
+                   read: da.Array | None = None, **kwargs) -> da.Array:
     """One forward task per piece of each tile (`_pieces`), each on its tile's block of `reflectance`
     (year, band, y, x) and of each `terrain` plane (y, x), with `halo` px of context (clipped at the
     grid's edge), its piece kept: (year, y, x) on the grid.
@@ -94,9 +97,10 @@ def _forward_graph(reflectance: da.Array, terrain: Sequence[da.Array], layout: H
     The block holds the tile's own ground around it (`HaloLayout`), so a piece waits only for its
     own tile's block, never a neighbour's. The bands and the terrain stay apart: a (year, channel)
     stack of a whole block (~240 MB for a 2,720 px Sentinel-2 block) was one more copy a worker held
-    per tile in flight, where each piece's task builds only its own inputs.
+    per tile in flight, where each piece's task builds only its own inputs. `read` (y, x; bool, the same
+    blocks): the pixels read, with which a piece's pass skips what the run left unread (`predict_piece`).
     """
-    name = f"predict_piece-{tokenize(reflectance, *terrain, layout, halo, window, kwargs)}"
+    name = f"predict_piece-{tokenize(reflectance, *terrain, layout, halo, window, read, kwargs)}"
     task = functools.partial(predict_piece, **kwargs)
     axes = []  # per axis: (tile, rows of its block fed to the network, rows of that output kept)
     for axis in (0, 1):
@@ -110,13 +114,13 @@ def _forward_graph(reflectance: da.Array, terrain: Sequence[da.Array], layout: H
         axes.append(entries)
     dsk = {
         (name, yb, i, j): (task, (reflectance.name, yb, 0, ti, tj), [(t.name, ti, tj) for t in terrain],
-                           rows, cols, keep_rows, keep_cols)
+                           rows, cols, keep_rows, keep_cols, None if read is None else (read.name, ti, tj))
         for yb in range(reflectance.numblocks[0])
         for i, (ti, rows, keep_rows, _) in enumerate(axes[0])
         for j, (tj, cols, keep_cols, _) in enumerate(axes[1])
     }
     chunks = (reflectance.chunks[0], tuple(e[3] for e in axes[0]), tuple(e[3] for e in axes[1]))
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[reflectance, *terrain])
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[reflectance, *terrain, *([read] if read is not None else [])])
     return da.Array(graph, name, chunks, meta=np.empty((0, 0, 0), np.float32))
 
 
@@ -192,8 +196,9 @@ def probability_cube(
     layout = _input_layout(cube, (ny, nx), chunk, halo)
     bands = _by_tile(cube, "reflectance", layout, band=refl["band"].values).astype(np.float32).rechunk({0: years_per_block, 1: -1})
     terrain = [_by_tile(cube, name, layout).astype(np.float32) for name in recipe.terrain_sources]
-    probability = _forward_graph(bands, terrain, layout, halo, window, path=str(weights), weights_sha256=card.weights_sha256,
-                                 device=device, half=half)
+    read = _by_tile(cube, "read", layout) if "read" in cube else None  # pieces a run left unread (yearly_cube's `near`)
+    probability = _forward_graph(bands, terrain, layout, halo, window, read, path=str(weights),
+                                 weights_sha256=card.weights_sha256, device=device, half=half)
     return xr.DataArray(
         probability,
         dims=("year", "y", "x"),
@@ -299,6 +304,7 @@ def infer_to_store(
     from pipeline.inference.yearly_cube import yearly_cube
     from pipeline.scale.cluster import task_resources
     from pipeline.store import RegionStore, check_same_inventory, encode_indices, encode_observed, encode_probability
+    from pipeline.store.encoding import encode_indices_read
 
     started = time.time()  # skipped reads logged from here on are this call's
     weights = Path(weights).resolve()
@@ -330,7 +336,11 @@ def infer_to_store(
             check_same_inventory(store, [sensor], inventory_digest, f"inventory {inputs.inventory_path}")
         chunk = store.chunk_size
         # Each tile composited with its own context: no tile waits for its neighbours' composites (module notes).
-        cube = yearly_cube(cfg, sensor, years=years, chunks=chunk, dem_items=inputs.dem_items or None, halo=forward_halo(card, halo))
+        tiles = _glacier_tiles(outlines, grid, cfg.tiling.buffer_m, chunk, source=f"inventory {inputs.inventory_path}")
+        # Of each selected tile only the pieces within the tiling buffer of an outline are read, composited and inferred.
+        near = None if tiles.buffer_m is None else (outlines, tiles.buffer_m, f"inventory {inputs.inventory_path}")
+        cube = yearly_cube(cfg, sensor, years=years, chunks=chunk, dem_items=inputs.dem_items or None, halo=forward_halo(card, halo),
+                           near=near)
         terrain = {name: cube[var] for name, var in (("dem", "elevation"), ("slope", "slope"), ("aspect", "aspect"))
                    if not store.static_complete(sensor, name)}
         statics = dict(terrain)
@@ -340,7 +350,6 @@ def infer_to_store(
         # few tasks left the workers mostly idle for seconds while the first scenes waited.
         static_tasks = store.write_statics(sensor, statics, compute=False)
         summary["static"] += list(statics)
-        tiles = _glacier_tiles(outlines, grid, cfg.tiling.buffer_m, chunk, source=f"inventory {inputs.inventory_path}")
         summary["tiles"] = {"inferred": tiles.n_tiles, "total": tiles.n_tiles_total, "fraction_of_pixels": tiles.fraction_read,
                             "buffer_m": tiles.buffer_m}
         summary["scenes"] = {int(y): list(cube.attrs["scene_ids"][str(y)]) for y in years}
@@ -365,14 +374,16 @@ def infer_to_store(
             # (DESIGN.md "Observed vs. glacier"): a cloudy pixel or a DEM void is 0 here, not "not glacier".
             counts = da.asarray(cube["clear_count"].sel(year=year).data)
             elevation = da.asarray(cube["elevation"].data).rechunk(counts.chunks)
-            observed = da.map_blocks(encode_observed, counts, elevation, dtype=np.uint8)
+            read = [da.asarray(cube["read"].data).rechunk(counts.chunks)] if "read" in cube else []  # else all read
+            observed = da.map_blocks(encode_observed, counts, elevation, *read, dtype=np.uint8)
             doy = cube["doy"].sel(year=year).data.astype(np.uint16)
             # The classic index masks of the same composite, by the same task: statistics compare
             # the model with them per glacier (issue "never guess silently"), from stored layers only.
             refl = cube["reflectance"].sel(year=year)
             bands = tuple(str(b) for b in refl["band"].values)
             refl_data = da.asarray(refl.data)
-            indices = refl_data.rechunk({0: -1}).map_blocks(encode_indices, bands=bands, drop_axis=0, dtype=np.uint8)
+            indices = da.map_blocks(encode_indices_read if read else encode_indices, refl_data.rechunk({0: -1}), *read, bands=bands,
+                                    drop_axis=0, dtype=np.uint8)
             # Only the forward passes ask for a GPU (above): the unit tasks that compress and write
             # every layer run on any worker. Pinned to the GPU, all of them queued on one worker's
             # threads in the H200's x4 run, which was no faster than the same 16 cores without a

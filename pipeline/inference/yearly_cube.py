@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import geopandas as gpd
+import numpy as np
 import xarray as xr
 
 from catalog.composite import yearly_composite
@@ -24,12 +26,14 @@ from catalog.reflectance_check import checked_reflectance
 from catalog.scenes import check_region_covered, find_dem_items, find_scenes
 from catalog.search import open_source
 from catalog.terrain import terrain, terrain_tiles
+from catalog.tiling import pieces_near
 from pipeline.config import Config
 
 
 def yearly_cube(
     cfg: Config, sensor: str, years: Sequence[int] | None = None, chunks: int = 2048, dem_items: list | None = None,
     halo: int = 0,
+    near: tuple[gpd.GeoDataFrame, float, str] | None = None,
 ) -> xr.Dataset:
     """`reflectance` (year, band, y, x), `clear_count` (year, y, x), `elevation`, `slope`, `aspect` (y, x).
 
@@ -40,6 +44,10 @@ def yearly_cube(
     `slope_haloed`, `aspect_haloed`: catalog.terrain.terrain_tiles), which the network takes instead
     of borrowing each tile's context from its neighbours (pipeline.inference.region.probability_cube);
     the other variables are its tiles cut out, on the grid.
+    `near` (outlines, buffer_m, their source's name) with `halo` > 0: of each tile, only the pieces within
+    `buffer_m` of an outline are read and composited (`catalog.tiling.pieces_near`); the others are
+    no data (NaN, clear_count 0) that no task reads, and the cube says which pixels were read in `read`
+    (y, x) and `read_haloed` (bool; absent when every piece is read).
     """
     years = list(years if years is not None else cfg.years)
     sensor_cfg = cfg.sensors[sensor]
@@ -75,7 +83,9 @@ def yearly_cube(
     # Each chunk's task refuses a composite whose pixels say an offset was applied twice or is missing.
     composite["reflectance"] = checked_reflectance(composite.reflectance, scene_ids, decisions, label=sensor)
     if layout is not None:
-        composite = _cut_to_tiles(composite, layout, terr, chunks)
+        read = None if near is None else pieces_near(grid, near[0], near[1], layout.read_windows(0),
+                                                   layout.read_windows(1), source=near[2])
+        composite = _cut_to_tiles(composite, layout, terr, chunks, read)
         composite = composite.assign({f"{v}_haloed": tiles_terrain[v] for v in ("elevation", "slope", "aspect")})
 
     year_of = {i.id: y for y in years for i in by_year[y]}
@@ -96,13 +106,24 @@ def yearly_cube(
     return out
 
 
-def _cut_to_tiles(composite: xr.Dataset, layout: HaloLayout, terr: xr.Dataset, tile_px: int) -> xr.Dataset:
-    """A composite in `layout`'s pieces -> on the grid (each block's tile: views of the same tasks), plus `reflectance_haloed`."""
-    blocks = {name: var.copy(data=layout.join(var.data)) for name, var in composite.data_vars.items()}
+def _cut_to_tiles(composite: xr.Dataset, layout: HaloLayout, terr: xr.Dataset, tile_px: int,
+                  read: np.ndarray | None = None) -> xr.Dataset:
+    """A composite in `layout`'s pieces -> on the grid (each block's tile: views of the same tasks), plus
+    `reflectance_haloed`; with `read` (pieces along y, x) the others left out (`HaloLayout.blank_pieces`)
+    and `read`, `read_haloed` saying which pixels were read."""
+    pieces = dict(composite.data_vars.items())
+    if read is not None and not read.all():
+        for name, var in pieces.items():
+            fill = np.nan if np.issubdtype(var.dtype, np.floating) else 0
+            pieces[name] = var.copy(data=layout.blank_pieces(var.data, read, fill))
+        pieces["read"] = xr.DataArray(layout.read_mask(read), dims=("y", "x"),
+                                      attrs={"long_name": "pixel read (False: far from every glacier, left out)"})
+    blocks = {name: var.copy(data=layout.join(var.data)) for name, var in pieces.items()}
     on_grid = {
         name: xr.DataArray(layout.trim(var.data), dims=var.dims, coords={**var.coords, "y": terr.y, "x": terr.x}, attrs=var.attrs)
         for name, var in blocks.items()
     }
-    haloed = blocks["reflectance"].rename(y="y_haloed", x="x_haloed")
-    haloed.attrs = {**haloed.attrs, "halo": layout.halo, "tile_px": tile_px}
-    return xr.Dataset({**on_grid, "reflectance_haloed": haloed}, attrs=composite.attrs)
+    haloed = {f"{name}_haloed": blocks[name].rename(y="y_haloed", x="x_haloed") for name in ("reflectance", "read") if name in blocks}
+    for var in haloed.values():
+        var.attrs = {**var.attrs, "halo": layout.halo, "tile_px": tile_px}
+    return xr.Dataset({**on_grid, **haloed}, attrs=composite.attrs)
