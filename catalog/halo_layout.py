@@ -83,8 +83,7 @@ class HaloLayout:
         pieces of at most that size, block after block. A block read in pieces holds one piece's scenes
         at a time instead of the whole tile's: what a worker holds no longer grows with the tile."""
         out = []
-        for w in self.windows(axis):
-            n = 1 if self.read_px is None else -(-(w.stop - w.start) // self.read_px)
+        for w, n in zip(self.windows(axis), self._piece_counts(axis)):
             edges = np.linspace(w.start, w.stop, n + 1).round().astype(int)
             out.extend(slice(int(a), int(b)) for a, b in itertools.pairwise(edges))
         return tuple(out)
@@ -129,6 +128,14 @@ class HaloLayout:
             raise ValueError(f"array chunks {array.chunks[-2:]} are not this layout's read windows")
         if read.shape != (len(sizes[0]), len(sizes[1])):
             raise ValueError(f"read is {read.shape}, this layout reads {len(sizes[0])} x {len(sizes[1])} pieces")
+
+    def piece_tiles(self, axis: int) -> np.ndarray:
+        """The tile each of `read_windows(axis)` belongs to (its block's index along `axis`)."""
+        counts = self._piece_counts(axis)
+        return np.repeat(np.arange(len(counts)), counts)
+
+    def _piece_counts(self, axis: int) -> list[int]:
+        return [1 if self.read_px is None else -(-(w.stop - w.start) // self.read_px) for w in self.windows(axis)]
 
     def join(self, array: da.Array) -> da.Array:
         """`array` (..., y, x) chunked by `read_windows` -> this layout's blocks (each block's pieces side by side).

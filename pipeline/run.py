@@ -273,7 +273,9 @@ def run_study(
                 console.print(
                     f"{sensor}: inferred {tiles[sensor]['inferred']} of {tiles[sensor]['total']} store chunks "
                     f"({tiles[sensor]['fraction_of_pixels']:.0%} of the pixels; the rest is > "
-                    f"{tiles[sensor]['buffer_m']} m from every inventory outline)" if tiles[sensor]["buffer_m"] is not None
+                    f"{tiles[sensor]['buffer_m']} m from every inventory outline), reading {tiles[sensor]['fraction_read']:.0%} "
+                    "of the grid's pixels with the halos (only their pieces near an outline)"
+                    if tiles[sensor]["buffer_m"] is not None
                     else f"{sensor}: inferred every store chunk (tiling.buffer_m is null or there is no inventory)"
                 )
             trim_worker_memory(client)  # the next stage starts from what the workers hold, not their high-water mark

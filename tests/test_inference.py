@@ -322,6 +322,8 @@ def test_a_selected_tile_reads_and_infers_only_its_pieces_near_glaciers(small_st
     url = str(tmp_path / "store.zarr")
     summary = inference.infer_to_store(cfg, "sentinel-2", weights, url)
     assert summary["tiles"]["buffer_m"] == buffer_m
+    whole_windows = glacier_tiles(grid, one, buffer_m, 256).window_pixels(halo)  # the selected tiles read whole, with halos
+    assert 0.3 * whole_windows < summary["tiles"]["fraction_read"] * grid.shape[0] * grid.shape[1] < 0.8 * whole_windows
     ds = RegionStore.open(url).open_dataset("sentinel-2").sel(year=2021)
     observed, indices = ds.observed.values, ds.indices.values
     probability = ds.probability.values.astype(np.float32) / 255

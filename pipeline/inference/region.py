@@ -300,6 +300,7 @@ def infer_to_store(
     Returns ``{"store", "sensor", "weights_sha256", "years": {year: units written}, "static": [...]}``.
     """
     from catalog.reads import unreadable_reads
+    from catalog.tiling import read_pieces
     from pipeline.glaciers.inventory import inventory_sha256
     from pipeline.inference.yearly_cube import yearly_cube
     from pipeline.scale.cluster import task_resources
@@ -350,8 +351,9 @@ def infer_to_store(
         # few tasks left the workers mostly idle for seconds while the first scenes waited.
         static_tasks = store.write_statics(sensor, statics, compute=False)
         summary["static"] += list(statics)
+        pieces = read_pieces(tiles, outlines, forward_halo(card, halo), cfg.tiling.read_px)  # as yearly_cube reads them
         summary["tiles"] = {"inferred": tiles.n_tiles, "total": tiles.n_tiles_total, "fraction_of_pixels": tiles.fraction_read,
-                            "buffer_m": tiles.buffer_m}
+                            "buffer_m": tiles.buffer_m, "fraction_read": pieces.pixels / tiles.pixels_total}
         summary["scenes"] = {int(y): list(cube.attrs["scene_ids"][str(y)]) for y in years}
         summary["skipped_scenes"] = list(cube.attrs.get("skipped_scenes", []))
         summary["scale_offset"] = dict(cube.attrs.get("scale_offset", {}))  # per item: what was applied and why

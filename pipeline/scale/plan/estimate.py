@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from catalog.grid import TargetGrid
-from catalog.tiling import GlacierTiles
+from catalog.tiling import GlacierTiles, read_pieces
 from pipeline.config import Config
 from pipeline.model.halo import HALO_BY_ARCHITECTURE
 from pipeline.scale.plan.cluster_size import ClusterSize, cluster_size
@@ -41,8 +41,8 @@ class SensorPlan:
     scenes_note: str
     bytes_read: dict[int, int]  # year -> bytes of samples within the read footprint
     observations_px: dict[int, int]  # year -> scene x pixel observations on the grid within the read footprint
-    pixels_read: int  # grid pixels of the read footprint: tiles grown by the halo, overlaps once
-    network_px: int  # pixels the network runs over per year: each tile's window with its halo
+    pixels_read: int  # grid pixels of the read footprint: the pieces read (catalog.tiling.read_pieces), overlaps once
+    network_px: int  # pixels the network runs over per year: each tile's read pieces, its halo included
     notes: tuple[str, ...] = ()
     tile_sizes: tuple[TileSizeOption, ...] = ()  # the same outlines at other tile sizes (none without an inventory)
 
@@ -132,15 +132,17 @@ def plan_run(
             arch_from += f"; no rates for {architecture!r}: planned with dunet's"
             architecture = "dunet"
         halo = halos.get(architecture, max(halos.values()))
-        read_area = tiles.footprint(halo)
         outlines = outlines_cache.get(Path(cfg.inventory_path()))
-        sizes = tile_size_options(tiles, outlines, halo) if tiles.buffer_m is not None and outlines is not None else ()
+        pieces = read_pieces(tiles, outlines, halo, cfg.tiling.read_px)
+        read_area = pieces.footprint()
+        sizes = (tile_size_options(tiles, outlines, halo, cfg.tiling.read_px)
+                 if tiles.buffer_m is not None and outlines is not None else ())
         scenes, nbytes, obs, kind, scenes_note, search_notes = scenes_per_year(cfg, sensor, grid, read_area, offline, unreachable)
         sensor_plans.append(
             SensorPlan(
                 sensor=sensor, grid=grid, tiles=tiles, tiles_from=tiles_from, architecture=architecture, halo_px=halo,
                 scenes=scenes, scenes_kind=kind, scenes_note=scenes_note, bytes_read=nbytes, observations_px=obs,
-                pixels_read=round(read_area.area / grid.resolution**2), network_px=tiles.window_pixels(halo),
+                pixels_read=round(read_area.area / grid.resolution**2), network_px=pieces.pixels,
                 notes=(f"{architecture} from {arch_from}; halo {halo} px", *search_notes), tile_sizes=sizes,
             )
         )

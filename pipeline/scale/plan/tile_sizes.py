@@ -1,14 +1,15 @@
 """The same outlines tiled at other store tile sizes: which size costs least, before the store is made.
 
-A run reads, composites and infers each selected tile whole, with its halo. Where ice is dense every
-size selects the whole bbox and large tiles pay the least halo; where massifs are scattered over
-ice-free land (0.65 % of the Tian Shan's bbox is ice) small tiles skip the land between them, at
-the price of more halo and more tasks. Pixels alone overstate that saving: on a sparse x16 area
-(`glacierwatch synth --size 16 --massif-share 0.06`, both sensors, 2016-2022) 512 px tiles needed
-0.54x the network input of 2,048 px tiles and the run took 1.03x as long; 1,024 px, 0.76x and 0.90x
-(docs/scaling.md). So the comparison adds what each tile and each store chunk cost besides their
-pixels, measured in those runs. A store keeps the tile size it was made with: the choice belongs to
-the plan, not to a run.
+A run reads, composites and infers each selected tile with its halo, in pieces of `tiling.read_px`,
+and of those only the pieces within the tiling buffer of an outline (`catalog.tiling.read_pieces`).
+Where ice is dense every size selects the whole bbox and large tiles pay the least halo; where
+massifs are scattered over ice-free land (0.65 % of the Tian Shan's bbox is ice) small tiles follow
+the ice closer, at the price of more halo and more tasks. Pixels alone overstate that saving, so the
+comparison adds what each tile and each store chunk cost besides their pixels, measured on a sparse
+x16 area (`glacierwatch synth --size 16 --massif-share 0.06`, both sensors, 2016-2022, docs/scaling.md):
+reading only the pieces near ice, 2,048 px tiles ran in 232 s and 1,024 px in 221 s (0.95x; before,
+with whole tiles read, 512 px took 1.03x and 1,024 px 0.90x of 2,048's 330 s). A store keeps the
+tile size it was made with: the choice belongs to the plan, not to a run.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from catalog.tiling import GlacierTiles, glacier_tiles
+from catalog.halo_layout import DEFAULT_READ_PX
+from catalog.tiling import GlacierTiles, ReadPieces, glacier_tiles, read_pieces
 
 CANDIDATE_TILE_PX = (512, 1024, 2048)
 """Sizes `plan` compares with the configured one. Not larger: a worker holds a tile-year's scenes
@@ -24,8 +26,9 @@ and composite at a time, so its memory grows with the tile (docs/scaling.md, "Pe
 
 TILE_COST_PX = 365_000
 """What a selected tile costs besides its pixels, as pixels of network input: its reads, tasks and
-writes. Fitted on the sparse x16 area's Sentinel-2 stage at 512, 1,024 and 2,048 px (least squares,
-2 workers x 1 thread): 3.27 s per tile over 7 years against 8.95 s per Mpx of network input a year."""
+writes. Fitted on the sparse x16 area's Sentinel-2 stage (least squares, 2 workers x 1 thread): 3.27 s
+per tile over 7 years against 8.95 s per Mpx of network input a year at 512, 1,024 and 2,048 px with
+whole tiles read; 3.46 s and 9.59 s over those and three runs reading only the pieces near ice."""
 
 CHUNK_COST_PX = 22_000
 """What each chunk of the store's lattice costs, selected or not, as pixels of network input: the
@@ -45,6 +48,7 @@ class TileSizeOption:
 
     tiles: GlacierTiles
     halo_px: int
+    pieces: ReadPieces
 
     @property
     def tile_px(self) -> int:
@@ -52,8 +56,9 @@ class TileSizeOption:
 
     @property
     def network_px(self) -> int:
-        """Pixels per year (one band) read, composited and inferred: each selected tile's window with its halo."""
-        return self.tiles.window_pixels(self.halo_px)
+        """Pixels per year (one band) read, composited and inferred: the pieces of the selected tiles'
+        windows (halo included) within the buffer of an outline."""
+        return self.pieces.pixels
 
     @property
     def work_px(self) -> int:
@@ -61,14 +66,20 @@ class TileSizeOption:
         return self.network_px + TILE_COST_PX * self.tiles.n_tiles + CHUNK_COST_PX * self.tiles.n_tiles_total
 
 
-def tile_size_options(tiles: GlacierTiles, outlines, halo_px: int, sizes=CANDIDATE_TILE_PX) -> tuple[TileSizeOption, ...]:
-    """`tiles` (a run's selection) beside the same `outlines` and buffer tiled at each of `sizes`, smallest tile first."""
+def tile_size_options(tiles: GlacierTiles, outlines, halo_px: int, read_px: int | None = DEFAULT_READ_PX,
+                      sizes=CANDIDATE_TILE_PX) -> tuple[TileSizeOption, ...]:
+    """`tiles` (a run's selection) beside the same `outlines` and buffer tiled at each of `sizes`, smallest
+    tile first, each read in pieces of `read_px` (`tiling.read_px`)."""
     if tiles.buffer_m is None:
         raise ValueError("tiles chosen without outlines (every tile of the bbox): every size reads the whole bbox")
-    options = {tiles.tile_px: TileSizeOption(tiles, halo_px)}
+
+    def option(chosen: GlacierTiles) -> TileSizeOption:
+        return TileSizeOption(chosen, halo_px, read_pieces(chosen, outlines, halo_px, read_px))
+
+    options = {tiles.tile_px: option(tiles)}
     for size in sizes:
         if size not in options:
-            options[size] = TileSizeOption(glacier_tiles(tiles.grid, outlines, tiles.buffer_m, size), halo_px)
+            options[size] = option(glacier_tiles(tiles.grid, outlines, tiles.buffer_m, size))
     return tuple(options[size] for size in sorted(options))
 
 
