@@ -16,7 +16,7 @@ context (a dilation, a ray marched over the terrain) tile by tile, each task pad
 on whole planes whose size grows with the region. With `read_px`, `read_windows` cuts each block
 into pieces for reading, so a per-pixel step (the composite) holds a piece's scenes at a time, and
 `join` puts the pieces' results back together into blocks; `blank_pieces` leaves out the pieces a
-run need not read (far from every glacier) and `read_mask` says which were read.
+run need not read (far from every glacier).
 """
 
 from __future__ import annotations
@@ -107,20 +107,6 @@ class HaloLayout:
                 dsk[(name, *key)] = (np.full, shape, fill, array.dtype)
         graph = HighLevelGraph.from_collections(name, dsk, dependencies=[array])
         return da.Array(graph, name, array.chunks, meta=array._meta)
-
-    def read_mask(self, read: np.ndarray) -> da.Array:
-        """(y, x) bool in `read_windows`' pieces: True in the pieces `read` says are read (`blank_pieces`)."""
-        windows = self.read_windows(0), self.read_windows(1)
-        if read.shape != (len(windows[0]), len(windows[1])):
-            raise ValueError(f"read is {read.shape}, this layout reads {len(windows[0])} x {len(windows[1])} pieces")
-        name = f"read-mask-{tokenize(self, read.tobytes(), read.shape)}"
-        dsk = {
-            (name, i, j): (np.full, (ys.stop - ys.start, xs.stop - xs.start), bool(read[i, j]), bool)
-            for i, ys in enumerate(windows[0])
-            for j, xs in enumerate(windows[1])
-        }
-        chunks = tuple(tuple(w.stop - w.start for w in windows[axis]) for axis in (0, 1))
-        return da.Array(HighLevelGraph.from_collections(name, dsk, dependencies=[]), name, chunks, meta=np.empty((0, 0), bool))
 
     def _check_pieces(self, array: da.Array, read: np.ndarray) -> None:
         sizes = tuple(tuple(s.stop - s.start for s in self.read_windows(axis)) for axis in (0, 1))

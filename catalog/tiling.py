@@ -15,14 +15,18 @@ the Tian Shan at 10 m) is ever held as an array, never the grid's pixels.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import dask.array as da
 import geopandas as gpd
 import numpy as np
 import shapely
 from affine import Affine
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 from rasterio.features import rasterize
 from rasterio.windows import Window
 from shapely.geometry import box
@@ -250,9 +254,55 @@ def pieces_near(
     tile is still far from ice, and its far pieces need neither reads, nor a composite, nor a forward
     pass. Windows overlapping along an axis are fine (each piece is tested on its own).
     """
+    near = np.zeros(len(rows) * len(cols), dtype=bool)
+    near[_piece_hits(grid, outlines_on_grid(grid, outlines, source), buffer_m, rows, cols)[0]] = True
+    return near.reshape(len(rows), len(cols))
+
+
+def pixels_near_by_piece(
+    grid: TargetGrid,
+    outlines: gpd.GeoDataFrame,
+    buffer_m: float,
+    rows: Sequence[slice],
+    cols: Sequence[slice],
+    *,
+    source: str = "outlines",
+) -> tuple[np.ndarray, da.Array]:
+    """`pieces_near`, and the pixels within `buffer_m` of an outline as a lazy (y, x) bool chunked by
+    the pieces: one task per near piece rasterises its own outlines grown by the buffer (as
+    `glacier_pixel_mask`), the others are False. With it a run infers only those pixels: the ground
+    around them that a near piece holds is read, as the network's context, and nothing else."""
+    geoms = outlines_on_grid(grid, outlines, source)
+    piece_idx, geom_idx = _piece_hits(grid, geoms, buffer_m, rows, cols)
+    own: dict[int, list[int]] = {}
+    for p, g in zip(piece_idx.tolist(), geom_idx.tolist()):
+        own.setdefault(p, []).append(g)
+    token = tokenize(grid, [(r.start, r.stop) for r in rows], [(c.start, c.stop) for c in cols], buffer_m,
+                     shapely.to_wkb(geoms).tolist())
+    name = f"pixels-near-{token}"
+    dsk = {}
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            shape = (r.stop - r.start, c.stop - c.start)
+            hits = own.get(i * len(cols) + j)
+            if hits is None:
+                dsk[(name, i, j)] = (np.full, shape, False, bool)
+            else:
+                transform = grid.transform * Affine.translation(c.start, r.start)
+                # bound in a partial: dask would rebuild the Affine (a tuple) of a task's arguments as a plain tuple
+                dsk[(name, i, j)] = (functools.partial(_pixels_within, geoms[hits], buffer_m, transform, shape),)
+    near = np.zeros(len(rows) * len(cols), dtype=bool)
+    near[list(own)] = True
+    chunks = (tuple(r.stop - r.start for r in rows), tuple(c.stop - c.start for c in cols))
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[])
+    return near.reshape(len(rows), len(cols)), da.Array(graph, name, chunks, meta=np.empty((0, 0), bool))
+
+
+def _piece_hits(grid: TargetGrid, geoms: np.ndarray, buffer_m: float, rows: Sequence[slice], cols: Sequence[slice]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(piece index (row-major over rows x cols), geometry index) of each piece within `buffer_m` of a geometry."""
     if buffer_m < 0:
         raise ValueError(f"buffer_m must be >= 0 m, got {buffer_m}")
-    geoms = outlines_on_grid(grid, outlines, source)
     left, _, _, top = grid.bounds
     res = grid.resolution
     y0 = np.array([top - r.start * res for r in rows])
@@ -261,11 +311,16 @@ def pieces_near(
     x1 = np.array([left + c.stop * res for c in cols])
     xmin, ymin = np.meshgrid(x0, y1)  # (len(rows), len(cols))
     xmax, ymax = np.meshgrid(x1, y0)
-    boxes = shapely.box(xmin, ymin, xmax, ymax).ravel()
-    piece_idx, _ = _near(geoms, boxes, buffer_m)
-    near = np.zeros(len(rows) * len(cols), dtype=bool)
-    near[piece_idx] = True
-    return near.reshape(len(rows), len(cols))
+    return _near(geoms, shapely.box(xmin, ymin, xmax, ymax).ravel(), buffer_m)
+
+
+def _pixels_within(geoms: np.ndarray, buffer_m: float, transform: Affine, shape: tuple[int, int]) -> np.ndarray:
+    """Bool `shape` on `transform`: pixels whose centre lies within `buffer_m` of one of `geoms` (the grid's CRS)."""
+    # 32 segments per quarter circle: the arcs stay within 0.03 % of buffer_m of a true circle.
+    grown = shapely.buffer(geoms, buffer_m, quad_segs=32) if buffer_m > 0 else geoms
+    if len(grown) == 0:
+        return np.zeros(shape, dtype=bool)
+    return rasterize(((g, 1) for g in grown), out_shape=shape, transform=transform, fill=0, dtype="uint8").astype(bool)
 
 
 @dataclass(frozen=True, eq=False)
@@ -331,12 +386,5 @@ def glacier_pixel_mask(
         raise ValueError(f"buffer_m must be >= 0 m, got {buffer_m}")
     geoms = outlines_on_grid(grid, outlines, source)
     _, near = _near(geoms, np.array([box(*window_bounds(grid, window))]), buffer_m)
-    near = geoms[np.unique(near)]
-    # 32 segments per quarter circle: the arcs stay within 0.03 % of buffer_m of a true circle.
-    grown = shapely.buffer(near, buffer_m, quad_segs=32) if buffer_m > 0 else near
-    if len(grown) == 0:
-        return np.zeros((height, width), dtype=bool)
     transform = grid.transform * Affine.translation(window.col_off, window.row_off)
-    return rasterize(
-        ((g, 1) for g in grown), out_shape=(height, width), transform=transform, fill=0, dtype="uint8"
-    ).astype(bool)
+    return _pixels_within(geoms[np.unique(near)], buffer_m, transform, (height, width))

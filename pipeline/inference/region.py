@@ -7,8 +7,9 @@ outer edge there is nothing around and nothing is invented). A production cube i
 composited that way (`yearly_cube(halo=...)`), so no tile waits for, or a worker holds, its
 neighbours' composites; a cube without it has each tile's halo cut from its neighbours. Where
 outlines choose the tiles, a selected tile's pieces beyond the tiling buffer are not read either
-(`yearly_cube(near=...)`, `catalog.tiling.pieces_near`): their forward passes shrink to the read
-pixels or vanish, and the store says "not read" there, as for a tile not selected. Each
+(`yearly_cube(near=...)`, `catalog.tiling.pixels_near_by_piece`), only the pixels within the buffer
+are inferred (a forward pass covers them and their halo, or nothing), and the store says "not read"
+elsewhere, as for a tile not selected. Each
 task runs the network over one piece of a tile with `halo` pixels of context, through the recipe
 exactly as `TorchPredictor` does (reflect-pad to a multiple of 16 at the bottom/right, sigmoid,
 no-data -> 0), and keeps the piece.
@@ -98,10 +99,10 @@ def _forward_graph(reflectance: da.Array, terrain: Sequence[da.Array], layout: H
     own tile's block, never a neighbour's. The bands and the terrain stay apart: a (year, channel)
     stack of a whole block (~240 MB for a 2,720 px Sentinel-2 block) was one more copy a worker held
     per tile in flight, where each piece's task builds only its own inputs. `read` (y, x; bool, the same
-    blocks): the pixels read, with which a piece's pass skips what the run left unread (`predict_piece`).
+    blocks): the pixels to infer, with which a piece's pass skips the rest but their context (`predict_piece`).
     """
     name = f"predict_piece-{tokenize(reflectance, *terrain, layout, halo, window, read, kwargs)}"
-    task = functools.partial(predict_piece, **kwargs)
+    task = functools.partial(predict_piece, halo=halo, **kwargs)
     axes = []  # per axis: (tile, rows of its block fed to the network, rows of that output kept)
     for axis in (0, 1):
         size, entries = layout.shape[axis], []
@@ -196,7 +197,7 @@ def probability_cube(
     layout = _input_layout(cube, (ny, nx), chunk, halo)
     bands = _by_tile(cube, "reflectance", layout, band=refl["band"].values).astype(np.float32).rechunk({0: years_per_block, 1: -1})
     terrain = [_by_tile(cube, name, layout).astype(np.float32) for name in recipe.terrain_sources]
-    read = _by_tile(cube, "read", layout) if "read" in cube else None  # pieces a run left unread (yearly_cube's `near`)
+    read = _by_tile(cube, "read", layout) if "read" in cube else None  # the pixels to infer (yearly_cube's `near`)
     probability = _forward_graph(bands, terrain, layout, halo, window, read, path=str(weights),
                                  weights_sha256=card.weights_sha256, device=device, half=half)
     return xr.DataArray(
@@ -338,8 +339,10 @@ def infer_to_store(
         chunk = store.chunk_size
         # Each tile composited with its own context: no tile waits for its neighbours' composites (module notes).
         tiles = _glacier_tiles(outlines, grid, cfg.tiling.buffer_m, chunk, source=f"inventory {inputs.inventory_path}")
-        # Of each selected tile only the pieces within the tiling buffer of an outline are read, composited and inferred.
-        near = None if tiles.buffer_m is None else (outlines, tiles.buffer_m, f"inventory {inputs.inventory_path}")
+        # Of each selected tile only the pieces within the tiling buffer of an outline are read and composited, and only
+        # the pixels within it inferred; never fewer than the statistics' glacier zones (analysis.glacier_buffer_m).
+        inferred_m = None if tiles.buffer_m is None else max(tiles.buffer_m, cfg.analysis.glacier_buffer_m)
+        near = None if inferred_m is None else (outlines, inferred_m, f"inventory {inputs.inventory_path}")
         cube = yearly_cube(cfg, sensor, years=years, chunks=chunk, dem_items=inputs.dem_items or None, halo=forward_halo(card, halo),
                            near=near)
         terrain = {name: cube[var] for name, var in (("dem", "elevation"), ("slope", "slope"), ("aspect", "aspect"))
@@ -376,9 +379,11 @@ def infer_to_store(
             # (DESIGN.md "Observed vs. glacier"): a cloudy pixel or a DEM void is 0 here, not "not glacier".
             counts = da.asarray(cube["clear_count"].sel(year=year).data)
             elevation = da.asarray(cube["elevation"].data).rechunk(counts.chunks)
-            read = [da.asarray(cube["read"].data).rechunk(counts.chunks)] if "read" in cube else []  # else all read
+            # pixels beyond the tiling buffer of every outline: "not read" (255 / 0 / 255), as an unselected tile's
+            read = [da.asarray(cube["read"].data).rechunk(counts.chunks)] if "read" in cube else []  # else all inferred
             observed = da.map_blocks(encode_observed, counts, elevation, *read, dtype=np.uint8)
             doy = cube["doy"].sel(year=year).data.astype(np.uint16)
+            doy = da.where(read[0], doy, np.uint16(0)) if read else doy
             # The classic index masks of the same composite, by the same task: statistics compare
             # the model with them per glacier (issue "never guess silently"), from stored layers only.
             refl = cube["reflectance"].sel(year=year)

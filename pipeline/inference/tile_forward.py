@@ -64,17 +64,17 @@ def predict_block(
 
 def predict_piece(
     reflectance: np.ndarray, terrain: list[np.ndarray], rows: slice, cols: slice, keep_rows: slice, keep_cols: slice,
-    read: np.ndarray | None = None, *, path: str, weights_sha256: str, device: str, half: bool
+    read: np.ndarray | None = None, *, path: str, weights_sha256: str, device: str, half: bool, halo: int = 0
 ) -> np.ndarray:
     """One forward pass over `rows` x `cols` of a tile's block - its (year, band, y, x) reflectance and
     its (y, x) terrain planes in the recipe's order (a piece and its context) - the piece (`keep_rows`
     x `keep_cols` of that output) kept: (year, y, x) probability. The block's channels are never
     stacked into one array: only the network's own inputs for this piece are built.
 
-    `read` (the block's (y, x) bool, `yearly_cube`'s `read_haloed`): pixels the run left unread are
-    no data, whose probability is 0 whatever the network sees, so the pass runs only over the read
-    pixels' bounding box (its top-left on the 16-px lattice, as the block's own), and not at all
-    where the piece has none: a tile's pieces far from every glacier cost nothing.
+    `read` (the block's (y, x) bool, `yearly_cube`'s `read_haloed`): the pixels the run infers, 0
+    elsewhere. The pass then runs over their bounding box grown by `halo` (their context; its
+    top-left on the 16-px lattice, as the block's own), not at all where the piece has none: a tile's
+    ground far from every glacier costs no forward pass.
     """
     model = {"path": path, "weights_sha256": weights_sha256, "device": device, "half": half}
     window = None if read is None else read[rows, cols]
@@ -82,12 +82,15 @@ def predict_piece(
         part = _predict_whole(reflectance[..., rows, cols], [t[rows, cols] for t in terrain], **model)
         return np.ascontiguousarray(part[:, keep_rows, keep_cols])
     out = np.zeros((reflectance.shape[0], *window.shape), np.float32)
-    if window[keep_rows, keep_cols].any():
-        lines, columns = np.flatnonzero(window.any(axis=1)), np.flatnonzero(window.any(axis=0))
-        r0, c0 = lines[0] // SIZE_MULTIPLE * SIZE_MULTIPLE, columns[0] // SIZE_MULTIPLE * SIZE_MULTIPLE
-        r1, c1 = lines[-1] + 1, columns[-1] + 1
+    kept = window[keep_rows, keep_cols]
+    if kept.any():
+        lines = np.flatnonzero(kept.any(axis=1)) + keep_rows.start
+        columns = np.flatnonzero(kept.any(axis=0)) + keep_cols.start
+        r0, c0 = (max(0, int(v[0]) - halo) // SIZE_MULTIPLE * SIZE_MULTIPLE for v in (lines, columns))
+        r1, c1 = min(window.shape[0], int(lines[-1]) + 1 + halo), min(window.shape[1], int(columns[-1]) + 1 + halo)
         box = slice(rows.start + r0, rows.start + r1), slice(cols.start + c0, cols.start + c1)
         out[:, r0:r1, c0:c1] = _predict_whole(reflectance[(..., *box)], [t[box] for t in terrain], **model)
+        out[:, ~window] = 0.0
     return np.ascontiguousarray(out[:, keep_rows, keep_cols])
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import dask.array as da
 import geopandas as gpd
 import numpy as np
 import xarray as xr
@@ -26,7 +27,7 @@ from catalog.reflectance_check import checked_reflectance
 from catalog.scenes import check_region_covered, find_dem_items, find_scenes
 from catalog.search import open_source
 from catalog.terrain import terrain, terrain_tiles
-from catalog.tiling import pieces_near
+from catalog.tiling import pixels_near_by_piece
 from pipeline.config import Config
 
 
@@ -45,9 +46,9 @@ def yearly_cube(
     of borrowing each tile's context from its neighbours (pipeline.inference.region.probability_cube);
     the other variables are its tiles cut out, on the grid.
     `near` (outlines, buffer_m, their source's name) with `halo` > 0: of each tile, only the pieces within
-    `buffer_m` of an outline are read and composited (`catalog.tiling.pieces_near`); the others are
-    no data (NaN, clear_count 0) that no task reads, and the cube says which pixels were read in `read`
-    (y, x) and `read_haloed` (bool; absent when every piece is read).
+    `buffer_m` of an outline are read and composited (`catalog.tiling.pixels_near_by_piece`); the others are
+    no data (NaN, clear_count 0) that no task reads, and the cube says which pixels lie within `buffer_m`,
+    those a run infers, in `read` (y, x) and `read_haloed` (bool; absent when every piece is near).
     """
     years = list(years if years is not None else cfg.years)
     sensor_cfg = cfg.sensors[sensor]
@@ -83,8 +84,8 @@ def yearly_cube(
     # Each chunk's task refuses a composite whose pixels say an offset was applied twice or is missing.
     composite["reflectance"] = checked_reflectance(composite.reflectance, scene_ids, decisions, label=sensor)
     if layout is not None:
-        read = None if near is None else pieces_near(grid, near[0], near[1], layout.read_windows(0),
-                                                   layout.read_windows(1), source=near[2])
+        read = None if near is None else pixels_near_by_piece(grid, near[0], near[1], layout.read_windows(0),
+                                                            layout.read_windows(1), source=near[2])
         composite = _cut_to_tiles(composite, layout, terr, chunks, read)
         composite = composite.assign({f"{v}_haloed": tiles_terrain[v] for v in ("elevation", "slope", "aspect")})
 
@@ -107,17 +108,18 @@ def yearly_cube(
 
 
 def _cut_to_tiles(composite: xr.Dataset, layout: HaloLayout, terr: xr.Dataset, tile_px: int,
-                  read: np.ndarray | None = None) -> xr.Dataset:
+                  read: tuple[np.ndarray, da.Array] | None = None) -> xr.Dataset:
     """A composite in `layout`'s pieces -> on the grid (each block's tile: views of the same tasks), plus
-    `reflectance_haloed`; with `read` (pieces along y, x) the others left out (`HaloLayout.blank_pieces`)
-    and `read`, `read_haloed` saying which pixels were read."""
+    `reflectance_haloed`; with `read` (the pieces near an outline, (pieces along y, x) bool, and the pixels
+    within the buffer, `catalog.tiling.pixels_near_by_piece`) the other pieces left out
+    (`HaloLayout.blank_pieces`) and `read`, `read_haloed` saying which pixels the run infers."""
     pieces = dict(composite.data_vars.items())
-    if read is not None and not read.all():
+    if read is not None and not read[0].all():
         for name, var in pieces.items():
             fill = np.nan if np.issubdtype(var.dtype, np.floating) else 0
-            pieces[name] = var.copy(data=layout.blank_pieces(var.data, read, fill))
-        pieces["read"] = xr.DataArray(layout.read_mask(read), dims=("y", "x"),
-                                      attrs={"long_name": "pixel read (False: far from every glacier, left out)"})
+            pieces[name] = var.copy(data=layout.blank_pieces(var.data, read[0], fill))
+        pieces["read"] = xr.DataArray(read[1], dims=("y", "x"),
+                                      attrs={"long_name": "pixel inferred (within the tiling buffer of an outline)"})
     blocks = {name: var.copy(data=layout.join(var.data)) for name, var in pieces.items()}
     on_grid = {
         name: xr.DataArray(layout.trim(var.data), dims=var.dims, coords={**var.coords, "y": terr.y, "x": terr.x}, attrs=var.attrs)
