@@ -199,9 +199,10 @@ class Tiling(StrictModel):
 
     buffer_m: float | None = Field(
         DEFAULT_BUFFER_M, ge=0,
-        description="infer only the pixels within this distance (m) of an inventory outline (at least "
-        "analysis.glacier_buffer_m), reading only the store chunks and their pieces (read_px) that reach them; "
-        "the rest is stored as 0 (not glacier, observed 255: not read) without reading a pixel; null: every pixel of the bbox",
+        description="read only the store chunks, and of those the pieces (read_px), within this distance (m) "
+        "of an inventory outline, and where some piece lies beyond it infer only the pixels within it (at least "
+        "analysis.glacier_buffer_m); the rest is stored as 0 (not glacier, observed 255: not read) without reading "
+        "a pixel; null: every pixel of the bbox",
     )
     tile_px: int = Field(
         DEFAULT_CHUNK, ge=256, le=8192, multiple_of=256,

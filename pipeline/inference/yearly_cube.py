@@ -48,7 +48,8 @@ def yearly_cube(
     `near` (outlines, buffer_m, their source's name) with `halo` > 0: of each tile, only the pieces within
     `buffer_m` of an outline are read and composited (`catalog.tiling.pixels_near_by_piece`); the others are
     no data (NaN, clear_count 0) that no task reads, and the cube says which pixels lie within `buffer_m`,
-    those a run infers, in `read` (y, x) and `read_haloed` (bool; absent when every piece is near).
+    those a run infers, in `read` (y, x) and `read_haloed` (bool; absent when every piece is near: then
+    a run infers every pixel, as without `near`).
     """
     years = list(years if years is not None else cfg.years)
     sensor_cfg = cfg.sensors[sensor]
