@@ -330,20 +330,16 @@ class ReadPieces:
     boxes: np.ndarray = field(repr=False)  # shapely boxes in the grid's CRS, one per piece (a tile's halo included)
     pixels: int  # their pixels (one band, one year): a halo shared by two tiles counts for each
 
-    @property
-    def n_pieces(self) -> int:
-        return len(self.boxes)
-
     def footprint(self):
         """What is read, as one geometry (overlapping halos once)."""
         return shapely.union_all(self.boxes) if len(self.boxes) else box(0, 0, 0, 0)
 
 
 def read_pieces(tiles: GlacierTiles, outlines: gpd.GeoDataFrame | None, halo_px: int, read_px: int | None,
-                *, source: str = "outlines") -> ReadPieces:
+                buffer_m: float | None = None, *, source: str = "outlines") -> ReadPieces:
     """The pieces of `tiles`' selected tiles, each grown by `halo_px` and read in pieces of `read_px`
-    (`catalog.halo_layout.HaloLayout`), that a run reads: those within the tiles' buffer of `outlines`
-    (`pieces_near`), every one where the tiles were not chosen by outlines."""
+    (`catalog.halo_layout.HaloLayout`), that a run reads: those within `buffer_m` (default: the tiles'
+    buffer) of `outlines` (`pieces_near`), every one where the tiles were not chosen by outlines."""
     from catalog.halo_layout import HaloLayout
 
     grid = tiles.grid
@@ -351,7 +347,8 @@ def read_pieces(tiles: GlacierTiles, outlines: gpd.GeoDataFrame | None, halo_px:
     rows, cols = layout.read_windows(0), layout.read_windows(1)
     chosen = tiles.mask[np.ix_(layout.piece_tiles(0), layout.piece_tiles(1))]
     if tiles.buffer_m is not None and outlines is not None:
-        chosen = chosen & pieces_near(grid, outlines, tiles.buffer_m, rows, cols, source=source)
+        chosen = chosen & pieces_near(grid, outlines, tiles.buffer_m if buffer_m is None else buffer_m, rows, cols,
+                                      source=source)
     i, j = np.nonzero(chosen)
     left, _, _, top = grid.bounds
     res = grid.resolution

@@ -354,7 +354,7 @@ def infer_to_store(
         # few tasks left the workers mostly idle for seconds while the first scenes waited.
         static_tasks = store.write_statics(sensor, statics, compute=False)
         summary["static"] += list(statics)
-        pieces = read_pieces(tiles, outlines, forward_halo(card, halo), cfg.tiling.read_px)  # as yearly_cube reads them
+        pieces = read_pieces(tiles, outlines, forward_halo(card, halo), cfg.tiling.read_px, inferred_m)  # as yearly_cube reads
         summary["tiles"] = {"inferred": tiles.n_tiles, "total": tiles.n_tiles_total, "fraction_of_pixels": tiles.fraction_read,
                             "buffer_m": tiles.buffer_m, "fraction_read": pieces.pixels / tiles.pixels_total}
         summary["scenes"] = {int(y): list(cube.attrs["scene_ids"][str(y)]) for y in years}
