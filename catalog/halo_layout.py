@@ -92,7 +92,7 @@ class HaloLayout:
         """`array` (..., y, x) chunked by `read_windows`, its pieces where `read` ((pieces along y, along x)
         bool) is False made of `fill` by tasks that depend on nothing: their reads, composites and
         everything else upstream drop out of any graph that asks for them (a selected tile's pieces far
-        from every glacier, `catalog.tiling.pieces_near`)."""
+        from every glacier, `catalog.tiling.pixels_near_by_piece`)."""
         self._check_pieces(array, read)
         if read.all():
             return array

@@ -5,7 +5,7 @@ that lie within `buffer_m` of an inventory outline (the buffer leaves room for g
 were larger in a past year, or advance, and for the context the network sees). The tiles are
 the store's chunk lattice (tile (r, c) covers rows r*tile_px.., cols c*tile_px.., the last row
 and column thinner), so a selected tile is exactly one unit of inference work; inside it, only the
-pieces it is read in (`tiling.read_px`) that lie within the buffer are read (`pieces_near`).
+pieces it is read in (`tiling.read_px`) that lie within the buffer are read (`pixels_near_by_piece`).
 
 Strategy: put the outlines in the grid's metric CRS and ask an STRtree which tile boxes lie
 closer than `buffer_m` to one - a distance query, so no buffer polygon is built (buffering the
@@ -238,27 +238,6 @@ def glacier_tiles(
     return GlacierTiles(grid, tile_px, float(buffer_m), mask.reshape(shape), outlines_outside=outside)
 
 
-def pieces_near(
-    grid: TargetGrid,
-    outlines: gpd.GeoDataFrame,
-    buffer_m: float,
-    rows: Sequence[slice],
-    cols: Sequence[slice],
-    *,
-    source: str = "outlines",
-) -> np.ndarray:
-    """(len(rows), len(cols)) bool: which pixel windows `rows` x `cols` of the grid lie within `buffer_m` of an outline.
-
-    The same test as `glacier_tiles`, on the pieces a selected tile is read in
-    (`catalog.halo_layout.HaloLayout.read_windows`): where massifs are scattered, most of a 2,048 px
-    tile is still far from ice, and its far pieces need neither reads, nor a composite, nor a forward
-    pass. Windows overlapping along an axis are fine (each piece is tested on its own).
-    """
-    near = np.zeros(len(rows) * len(cols), dtype=bool)
-    near[_piece_hits(grid, outlines_on_grid(grid, outlines, source), buffer_m, rows, cols)[0]] = True
-    return near.reshape(len(rows), len(cols))
-
-
 def pixels_near_by_piece(
     grid: TargetGrid,
     outlines: gpd.GeoDataFrame,
@@ -268,10 +247,16 @@ def pixels_near_by_piece(
     *,
     source: str = "outlines",
 ) -> tuple[np.ndarray, da.Array]:
-    """`pieces_near`, and the pixels within `buffer_m` of an outline as a lazy (y, x) bool chunked by
-    the pieces: one task per near piece rasterises its own outlines grown by the buffer (as
-    `glacier_pixel_mask`), the others are False. With it a run infers only those pixels: the ground
-    around them that a near piece holds is read, as the network's context, and nothing else."""
+    """Which pixel windows `rows` x `cols` of the grid ((len(rows), len(cols)) bool) lie within `buffer_m`
+    of an outline, and the pixels within `buffer_m` as a lazy (y, x) bool chunked by those windows.
+
+    The same distance test as `glacier_tiles`, on the pieces a selected tile is read in
+    (`catalog.halo_layout.HaloLayout.read_windows`; overlapping windows are tested each on its own):
+    where massifs are scattered, most of a 2,048 px tile is still far from ice, and its far pieces
+    need neither reads, nor a composite, nor a forward pass. One task per near piece rasterises its
+    own outlines grown by the buffer (as `glacier_pixel_mask`), the others are False. With it a run
+    infers only those pixels: the ground around them that a near piece holds is read, as the
+    network's context, and nothing else."""
     geoms = outlines_on_grid(grid, outlines, source)
     piece_idx, geom_idx = _piece_hits(grid, geoms, buffer_m, rows, cols)
     own: dict[int, list[int]] = {}
@@ -325,7 +310,7 @@ def _pixels_within(geoms: np.ndarray, buffer_m: float, transform: Affine, shape:
 
 @dataclass(frozen=True, eq=False)
 class ReadPieces:
-    """The pieces a run reads, composites and infers (`pieces_near` within its selected tiles), as a plan counts them."""
+    """The pieces a run reads, composites and infers (`read_pieces`), as a plan counts them."""
 
     boxes: np.ndarray = field(repr=False)  # shapely boxes in the grid's CRS, one per piece (a tile's halo included)
     pixels: int  # their pixels (one band, one year): a halo shared by two tiles counts for each
@@ -339,7 +324,7 @@ def read_pieces(tiles: GlacierTiles, outlines: gpd.GeoDataFrame | None, halo_px:
                 buffer_m: float | None = None, *, source: str = "outlines") -> ReadPieces:
     """The pieces of `tiles`' selected tiles, each grown by `halo_px` and read in pieces of `read_px`
     (`catalog.halo_layout.HaloLayout`), that a run reads: those within `buffer_m` (default: the tiles'
-    buffer) of `outlines` (`pieces_near`), every one where the tiles were not chosen by outlines."""
+    buffer) of `outlines` (`pixels_near_by_piece`'s test), every one where the tiles were not chosen by outlines."""
     from catalog.halo_layout import HaloLayout
 
     grid = tiles.grid
@@ -347,8 +332,11 @@ def read_pieces(tiles: GlacierTiles, outlines: gpd.GeoDataFrame | None, halo_px:
     rows, cols = layout.read_windows(0), layout.read_windows(1)
     chosen = tiles.mask[np.ix_(layout.piece_tiles(0), layout.piece_tiles(1))]
     if tiles.buffer_m is not None and outlines is not None:
-        chosen = chosen & pieces_near(grid, outlines, tiles.buffer_m if buffer_m is None else buffer_m, rows, cols,
-                                      source=source)
+        near = np.zeros(chosen.size, dtype=bool)
+        hits, _ = _piece_hits(grid, outlines_on_grid(grid, outlines, source), tiles.buffer_m if buffer_m is None else buffer_m,
+                              rows, cols)
+        near[hits] = True
+        chosen = chosen & near.reshape(chosen.shape)
     i, j = np.nonzero(chosen)
     left, _, _, top = grid.bounds
     res = grid.resolution

@@ -12,7 +12,7 @@ from rasterio.features import rasterize
 from shapely.geometry import Polygon, box
 
 from catalog.grid import TargetGrid
-from catalog.tiling import GlacierTiles, TilingError, glacier_pixel_mask, glacier_tiles, lattice_shape, pieces_near
+from catalog.tiling import GlacierTiles, TilingError, glacier_pixel_mask, glacier_tiles, lattice_shape, pixels_near_by_piece
 
 # The paper's Yilian Habirga extent (43 25'-44 10' N, 83 30'-85 05' E).
 YILIAN_HABIRGA = (83.5, 43.4167, 85.0833, 44.1667)
@@ -129,6 +129,9 @@ def test_pieces_near_an_outline_are_those_within_the_buffer_of_it():
     left, top = 500_000.0, 4_001_000.0
     glacier = gpd.GeoDataFrame(geometry=[box(left + 400, top - 500, left + 500, top - 400)], crs=32644)
     pieces = [slice(a, a + 20) for a in range(0, 100, 20)]
+    def pieces_near(*args, **kwargs):  # the near pieces alone
+        return pixels_near_by_piece(*args, **kwargs)[0]
+
     near = pieces_near(grid, glacier, 150.0, pieces, pieces)
     expected = np.zeros((5, 5), bool)
     expected[1:4, 1:4] = True
@@ -140,6 +143,9 @@ def test_pieces_near_an_outline_are_those_within_the_buffer_of_it():
     np.testing.assert_array_equal(pieces_near(grid, glacier, 0.0, [slice(0, 45), slice(45, 100)], [slice(0, 41)]), [[True], [True]])
     with pytest.raises(TilingError, match="no glacier outlines"):
         pieces_near(grid, glacier.iloc[:0], 150.0, pieces, pieces, source="empty.gpkg")
+    # the pixels within the buffer, piece by piece, are the whole grid's pixel mask; far pieces all False
+    _, pixels = pixels_near_by_piece(grid, glacier, 150.0, pieces, pieces)
+    np.testing.assert_array_equal(pixels.compute(), glacier_pixel_mask(grid, glacier, 150.0))
 
 
 def test_a_tile_larger_than_the_grid_is_the_whole_grid(inventory, s2_grid):

@@ -306,7 +306,7 @@ def infer_to_store(
     from pipeline.inference.yearly_cube import yearly_cube
     from pipeline.scale.cluster import task_resources
     from pipeline.store import RegionStore, check_same_inventory, encode_indices, encode_observed, encode_probability
-    from pipeline.store.encoding import encode_indices_read
+    from pipeline.store.layout import INDICES_NOT_READ, OBSERVED_NOT_READ
 
     started = time.time()  # skipped reads logged from here on are this call's
     weights = Path(weights).resolve()
@@ -379,18 +379,19 @@ def infer_to_store(
             # (DESIGN.md "Observed vs. glacier"): a cloudy pixel or a DEM void is 0 here, not "not glacier".
             counts = da.asarray(cube["clear_count"].sel(year=year).data)
             elevation = da.asarray(cube["elevation"].data).rechunk(counts.chunks)
-            # pixels beyond the tiling buffer of every outline: "not read" (255 / 0 / 255), as an unselected tile's
-            read = [da.asarray(cube["read"].data).rechunk(counts.chunks)] if "read" in cube else []  # else all inferred
-            observed = da.map_blocks(encode_observed, counts, elevation, *read, dtype=np.uint8)
+            observed = da.map_blocks(encode_observed, counts, elevation, dtype=np.uint8)
             doy = cube["doy"].sel(year=year).data.astype(np.uint16)
-            doy = da.where(read[0], doy, np.uint16(0)) if read else doy
             # The classic index masks of the same composite, by the same task: statistics compare
             # the model with them per glacier (issue "never guess silently"), from stored layers only.
             refl = cube["reflectance"].sel(year=year)
             bands = tuple(str(b) for b in refl["band"].values)
             refl_data = da.asarray(refl.data)
-            indices = da.map_blocks(encode_indices_read if read else encode_indices, refl_data.rechunk({0: -1}), *read, bands=bands,
-                                    drop_axis=0, dtype=np.uint8)
+            indices = refl_data.rechunk({0: -1}).map_blocks(encode_indices, bands=bands, drop_axis=0, dtype=np.uint8)
+            if "read" in cube:  # pixels beyond the tiling buffer of every outline: "not read", as an unselected tile's
+                read = da.asarray(cube["read"].data).rechunk(counts.chunks)
+                observed = da.where(read, observed, np.uint8(OBSERVED_NOT_READ))
+                doy = da.where(read, doy, np.uint16(0))
+                indices = da.where(read, indices, np.uint8(INDICES_NOT_READ))
             # Only the forward passes ask for a GPU (above): the unit tasks that compress and write
             # every layer run on any worker. Pinned to the GPU, all of them queued on one worker's
             # threads in the H200's x4 run, which was no faster than the same 16 cores without a

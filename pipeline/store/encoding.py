@@ -12,8 +12,6 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from pipeline.store.layout import INDICES_NOT_READ, OBSERVED_NOT_READ
-
 MAX_CLEAR_COUNT = 254
 NDSI_BIT, RATIO_BIT = 1, 2
 NDSI_THRESHOLD, RATIO_THRESHOLD = 0.4, 2.0
@@ -27,26 +25,21 @@ def encode_probability(p: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(p, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def encode_observed(clear_count: np.ndarray, elevation: np.ndarray | None = None, read: np.ndarray | None = None) -> np.ndarray:
+def encode_observed(clear_count: np.ndarray, elevation: np.ndarray | None = None) -> np.ndarray:
     """Clear-observation counts (NaN = 0) as the store's uint8 `observed`: clipped to 254, and 0
-    where `elevation` is NaN (a DEM void is not observed: the model saw no terrain there); 255
-    ("not read", as an ice-free unit's) where `read` is False (pixels the run left unread, far from
-    every glacier: not a cloud gap)."""
+    where `elevation` is NaN (a DEM void is not observed: the model saw no terrain there)."""
     count = np.nan_to_num(np.asarray(clear_count, dtype=np.float64), nan=0.0)
     out = np.clip(count, 0, MAX_CLEAR_COUNT).astype(np.uint8)
     if elevation is not None:
         out[~np.isfinite(np.asarray(elevation, dtype=np.float64))] = 0
-    if read is not None:
-        out[~np.asarray(read, dtype=bool)] = OBSERVED_NOT_READ
     return out
 
 
-def encode_indices(reflectance: np.ndarray, bands: Iterable[str], read: np.ndarray | None = None) -> np.ndarray:
+def encode_indices(reflectance: np.ndarray, bands: Iterable[str]) -> np.ndarray:
     """The store's uint8 `indices` of a (band, y, x) reflectance: bit 0 NDSI > 0.4, bit 1 red/SWIR16 > 2.
 
     `bands` names the planes (either sensor's names, `pipeline.model.inputs.BAND_ROLES`). A pixel
     with any band missing (NaN) sets no bit: no index maps ice where the composite has no value.
-    Where `read` (y, x) is False: 255, not read (`encode_observed`).
     """
     from pipeline.model.inputs import spectral_index
 
@@ -56,10 +49,7 @@ def encode_indices(reflectance: np.ndarray, bands: Iterable[str], read: np.ndarr
     with np.errstate(invalid="ignore"):
         ndsi = valid & (spectral_index(refl, bands, "ndsi") > NDSI_THRESHOLD)
         ratio = valid & (spectral_index(refl, bands, "red_swir_ratio") > RATIO_THRESHOLD)
-    out = (ndsi * np.uint8(NDSI_BIT) | ratio * np.uint8(RATIO_BIT)).astype(np.uint8)
-    if read is not None:
-        out[~np.asarray(read, dtype=bool)] = INDICES_NOT_READ
-    return out
+    return (ndsi * np.uint8(NDSI_BIT) | ratio * np.uint8(RATIO_BIT)).astype(np.uint8)
 
 
 def index_mask(indices, bit: int):
@@ -69,8 +59,3 @@ def index_mask(indices, bit: int):
     from pipeline.store.layout import INDICES_NOT_READ
 
     return (indices != INDICES_NOT_READ) & ((indices & bit) > 0)
-
-
-def encode_indices_read(reflectance: np.ndarray, read: np.ndarray, bands: Iterable[str]) -> np.ndarray:
-    """`encode_indices` with the (y, x) `read` mask second, as `dask.array.map_blocks` passes blocks."""
-    return encode_indices(reflectance, bands, read)
