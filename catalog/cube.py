@@ -100,7 +100,8 @@ def stack_on_grid(
     concurrently (`read_threads`, see catalog.reads.read_chunk) instead of one after another.
     With a `layout` the blocks are its tiles with their halos (catalog.halo_layout), side by side,
     and y and x carry no coordinates (the windows overlap); a layout with `read_px` reads each block
-    in pieces (`HaloLayout.read_windows`; `HaloLayout.join` assembles them).
+    in pieces (`HaloLayout.read_windows`; `HaloLayout.join` assembles them), of each only its box
+    where the layout has them (`HaloLayout.reading`).
     """
     dtype = np.dtype(dtype)
     plain = items_to_plain(items)
@@ -110,7 +111,7 @@ def stack_on_grid(
     )
     windows = None if layout is None else (layout.read_windows(0), layout.read_windows(1))
     data = read_tasks(asset_table, spec, chunksize, resampling, dtype, fill_value, gdal_env, read_threads, skip_unreadable,
-                      block_windows=windows)
+                      block_windows=windows, block_boxes=None if layout is None else layout.read_boxes())
     coords, dims = to_coords(plain, asset_ids, spec, xy_coords="center", properties=False, band_coords=False)
     if spec.shape != grid.shape:  # a guard on the contract, not expected to fire
         raise RuntimeError(f"stackstac gave shape {spec.shape} for grid shape {grid.shape}")

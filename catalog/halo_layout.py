@@ -21,9 +21,9 @@ run need not read (far from every glacier).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
-from dataclasses import dataclass
 
 import dask.array as da
 import numpy as np
@@ -41,7 +41,7 @@ def regular_chunks(size: int, chunk: int) -> tuple[int, ...]:
     return (chunk,) * (size // chunk) + ((size % chunk,) if size % chunk else ())
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class HaloLayout:
     """Tiles `tiles` (sizes along y, along x; the grid's chunks) each grown by `halo` px, clipped to the grid;
     each block read in pieces of at most `read_px` px a side (None: whole)."""
@@ -49,6 +49,7 @@ class HaloLayout:
     tiles: tuple[tuple[int, ...], tuple[int, ...]]
     halo: int
     read_px: int | None = None
+    boxes: tuple[tuple[int, int, int, int], ...] | None = None  # per piece (row-major): the grid rows and columns it reads
 
     @classmethod
     def of(cls, shape: tuple[int, int], chunk: int, halo: int, read_px: int | None = None) -> HaloLayout:
@@ -87,6 +88,28 @@ class HaloLayout:
             edges = np.linspace(w.start, w.stop, n + 1).round().astype(int)
             out.extend(slice(int(a), int(b)) for a, b in itertools.pairwise(edges))
         return tuple(out)
+
+    def reading(self, boxes: np.ndarray) -> HaloLayout:
+        """This layout with each piece reading only its box ((pieces along y, along x, 4): grid rows
+        [0, 1) and columns [2, 3) inside the piece; `catalog.tiling.pixels_near_by_piece`): the rest of
+        the piece is no data, read from no scene."""
+        rows, cols = self.read_windows(0), self.read_windows(1)
+        boxes = np.asarray(boxes, np.int64)
+        if boxes.shape != (len(rows), len(cols), 4):
+            raise ValueError(f"boxes are {boxes.shape}, this layout reads {len(rows)} x {len(cols)} pieces (and 4 bounds each)")
+        r0, c0 = (np.array([w.start for w in ws])[:, None] for ws in (rows, cols))
+        r1, c1 = (np.array([w.stop for w in ws])[:, None] for ws in (rows, cols))
+        inside = ((boxes[..., 0] >= r0) & (boxes[..., 1] <= r1) & (boxes[..., 0] <= boxes[..., 1])
+                  & (boxes[..., 2] >= c0.T) & (boxes[..., 3] <= c1.T) & (boxes[..., 2] <= boxes[..., 3]))
+        if not inside.all():
+            raise ValueError(f"{int((~inside).sum())} boxes do not lie inside their piece")
+        return dataclasses.replace(self, boxes=tuple(map(tuple, boxes.reshape(-1, 4).tolist())))
+
+    def read_boxes(self) -> tuple[tuple[slice, ...], ...] | None:
+        """Each piece's box (row-major) as (rows, cols) slices of the grid, or None: every piece read whole."""
+        if self.boxes is None:
+            return None
+        return tuple((slice(r0, r1), slice(c0, c1)) for r0, r1, c0, c1 in self.boxes)
 
     def blank_pieces(self, array: da.Array, read: np.ndarray, fill) -> da.Array:
         """`array` (..., y, x) chunked by `read_windows`, its pieces where `read` ((pieces along y, along x)

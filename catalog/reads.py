@@ -272,7 +272,7 @@ def unreadable_reads(client=None, since: float = 0.0) -> list[dict]:
 
 def read_chunk(
     reader_table: np.ndarray, slices: tuple[slice, slice], dtype: np.dtype, fill_value, threads: int,
-    skip_unreadable: bool = False,
+    skip_unreadable: bool = False, box: tuple[slice, slice] | None = None,
 ):
     """One task's window of every asset in `reader_table` - stackstac's fetch_raster_window, read concurrently.
 
@@ -287,16 +287,22 @@ def read_chunk(
     ExplainingRioReader.read). With `skip_unreadable` a failing read (damage inside a COG that the
     header check before the run cannot see) drops that scene from this chunk instead: every band
     of its row is the fill value, as if the scene did not cover the chunk, and the read is
-    recorded (`unreadable_reads`). Cost: a warped asset keeps open as many GDAL datasets as reads of it
+    recorded (`unreadable_reads`). `box` (grid rows and columns inside `slices`): only that part is
+    read, the rest is the fill value (a piece mostly far from ice, catalog.halo_layout.HaloLayout.reading). Cost: a warped asset keeps open as many GDAL datasets as reads of it
     ever ran at once (PooledRioDataset) while its reader table lives; aligned assets (the direct
     path) open and close theirs per read.
     """
     window = windows.Window.from_slices(*slices)
     output = np.broadcast_to(np.array(fill_value, dtype), reader_table.shape + (window.height, window.width))
+    at: tuple[slice, ...] = ()
+    if box is not None and (box[0], box[1]) != (slices[0], slices[1]):
+        at = tuple(slice(b.start - s.start, b.stop - s.start) for b, s in zip(box, slices))
+        window = windows.Window.from_slices(*box)
     jobs = [
         (index, entry[0])
         for index, entry in np.ndenumerate(reader_table)
-        if entry and windows.intersect(window, entry[1])  # only assets that overlap the window are read
+        # only assets that overlap the window are read
+        if entry and window.height > 0 and window.width > 0 and windows.intersect(window, entry[1])
     ]
     empty = np.isnan if np.isnan(fill_value) else (lambda data: np.equal(data, fill_value))
 
@@ -323,7 +329,7 @@ def read_chunk(
             if empty(data).all():
                 return
             output, all_empty = np.array(output), False
-        output[index] = data
+        output[index + at] = data
 
     if threads <= 1 or len(jobs) <= 1:
         for index, reader in jobs:
@@ -371,6 +377,7 @@ def read_tasks(
     threads: int | None,
     skip_unreadable: bool = False,
     block_windows: tuple[tuple[slice, ...], tuple[slice, ...]] | None = None,
+    block_boxes: tuple[tuple[slice, slice], ...] | None = None,
 ):
     """stackstac.to_dask.items_to_dask with ExplainingRioReader and read_chunk in place of fetch_raster_window.
 
@@ -378,7 +385,8 @@ def read_tasks(
     by the spatial chunks, then one task per chunk. Task names depend only on what is read (not
     on `threads`), so the reflectance and quality cubes of one stack still share their reads.
     `block_windows` (per axis, y then x: each block's rows or columns of the grid): blocks that read
-    these windows, which may overlap (catalog.halo_layout), instead of `chunksize`'s tiling.
+    these windows, which may overlap (catalog.halo_layout), instead of `chunksize`'s tiling;
+    `block_boxes` (with them, one per block, row-major): the part of its window each block reads.
     """
     threads = read_thread_count(threads)
     if not np.can_cast(type(fill_value), dtype):
@@ -397,12 +405,15 @@ def read_tasks(
             asset_table_to_reader_and_window, spec, resampling, dtype, fill_value, False, gdal_env, (),
             ExplainingRioReader, dtype=object,
         )
-    name = f"read_chunk-{tokenize(readers, chunks, block_windows, dtype, fill_value, skip_unreadable)}"
+    if block_boxes is not None and (block_windows is None or len(block_boxes) != len(block_windows[0]) * len(block_windows[1])):
+        raise ValueError("block_boxes need block_windows, one box per block")
+    boxes = () if block_boxes is None else (_BlockBoxDep(slices.chunks, block_boxes), "yx")
+    name = f"read_chunk-{tokenize(readers, chunks, block_windows, block_boxes, dtype, fill_value, skip_unreadable)}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=da.core.PerformanceWarning)
         layer = blockwise(
             read_chunk, name, "tbyx", readers.name, "tb", slices, "yx", dtype, None, fill_value, None,
-            threads, None, skip_unreadable, None, numblocks={readers.name: readers.numblocks},
+            threads, None, skip_unreadable, None, *boxes, numblocks={readers.name: readers.numblocks},
         )
     graph = HighLevelGraph.from_collections(name, layer, [readers])
     return da.Array(graph, name, chunks, meta=np.ndarray((), dtype=dtype))
@@ -417,3 +428,14 @@ class _WindowSliceDep(ArrayBlockwiseDep):
 
     def __getitem__(self, idx: tuple) -> tuple[slice, ...]:
         return tuple(axis[i] for axis, i in zip(self.windows, idx))
+
+
+class _BlockBoxDep(ArrayBlockwiseDep):
+    """Each block's box (`read_chunk`'s `box`), given row-major over the blocks."""
+
+    def __init__(self, chunks: tuple[tuple[int, ...], ...], boxes: tuple[tuple[slice, slice], ...]):
+        super().__init__(chunks)
+        self.boxes = boxes
+
+    def __getitem__(self, idx: tuple) -> tuple[slice, slice]:
+        return self.boxes[idx[0] * len(self.chunks[1]) + idx[1]]

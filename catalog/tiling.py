@@ -19,10 +19,12 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import dask.array as da
 import geopandas as gpd
 import numpy as np
+import rasterio
 import shapely
 from affine import Affine
 from dask.base import tokenize
@@ -238,6 +240,14 @@ def glacier_tiles(
     return GlacierTiles(grid, tile_px, float(buffer_m), mask.reshape(shape), outlines_outside=outside)
 
 
+class NearPieces(NamedTuple):
+    """Of the pieces a region is read in (`pixels_near_by_piece`), what a run reads and infers."""
+
+    near: np.ndarray  # (pieces along y, along x) bool: within the buffer of an outline
+    pixels: da.Array  # (y, x) bool, lazy, chunked by the pieces: the pixels within the buffer
+    boxes: np.ndarray  # (pieces along y, along x, 4) int64: the grid rows [0, 1) and columns [2, 3) a piece reads
+
+
 def pixels_near_by_piece(
     grid: TargetGrid,
     outlines: gpd.GeoDataFrame,
@@ -245,18 +255,20 @@ def pixels_near_by_piece(
     rows: Sequence[slice],
     cols: Sequence[slice],
     *,
+    context_px: int = 0,
     source: str = "outlines",
-) -> tuple[np.ndarray, da.Array]:
-    """Which pixel windows `rows` x `cols` of the grid ((len(rows), len(cols)) bool) lie within `buffer_m`
-    of an outline, and the pixels within `buffer_m` as a lazy (y, x) bool chunked by those windows.
+) -> NearPieces:
+    """Which pixel windows `rows` x `cols` of the grid lie within `buffer_m` of an outline, the pixels
+    within `buffer_m` as a lazy (y, x) bool chunked by those windows, and the box of each piece worth reading.
 
     The same distance test as `glacier_tiles`, on the pieces a selected tile is read in
     (`catalog.halo_layout.HaloLayout.read_windows`; overlapping windows are tested each on its own):
     where massifs are scattered, most of a 2,048 px tile is still far from ice, and its far pieces
     need neither reads, nor a composite, nor a forward pass. One task per near piece rasterises its
     own outlines grown by the buffer (as `glacier_pixel_mask`), the others are False. With it a run
-    infers only those pixels: the ground around them that a near piece holds is read, as the
-    network's context, and nothing else."""
+    infers only those pixels, and of each near piece reads only its box (`_read_boxes`): the outlines'
+    bounding boxes grown by the buffer and `context_px` (the network's halo), within the piece; a
+    piece not near has an empty box."""
     geoms = outlines_on_grid(grid, outlines, source)
     piece_idx, geom_idx = _piece_hits(grid, geoms, buffer_m, rows, cols)
     own: dict[int, list[int]] = {}
@@ -280,7 +292,48 @@ def pixels_near_by_piece(
     near[list(own)] = True
     chunks = (tuple(r.stop - r.start for r in rows), tuple(c.stop - c.start for c in cols))
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[])
-    return near.reshape(len(rows), len(cols)), da.Array(graph, name, chunks, meta=np.empty((0, 0), bool))
+    boxes = _read_boxes(grid, geoms, buffer_m, context_px, rows, cols, near)
+    return NearPieces(near.reshape(len(rows), len(cols)), da.Array(graph, name, chunks, meta=np.empty((0, 0), bool)),
+                      boxes.reshape(len(rows), len(cols), 4))
+
+
+def _read_boxes(grid: TargetGrid, geoms: np.ndarray, buffer_m: float, context_px: int, rows: Sequence[slice],
+                cols: Sequence[slice], near: np.ndarray) -> np.ndarray:
+    """(pieces, 4) int64 grid rows [0, 1) and columns [2, 3) each `near` piece (row-major) reads; empty elsewhere.
+
+    A pixel a run infers lies within `buffer_m` of some outline, so within that outline's bounding box
+    grown by `buffer_m`, and every pixel of its context within that grown by `context_px` more: a
+    piece's box is its share of those boxes' union, boxed. Where massifs are scattered a piece near
+    one glacier is mostly far from it, and its reads of every scene shrink to the box."""
+    if context_px < 0:
+        raise ValueError(f"context_px must be >= 0 pixels, got {context_px}")
+    left, _, _, top = grid.bounds
+    res = grid.resolution
+    r0s, r1s = (np.array([getattr(r, end) for r in rows], np.int64) for end in ("start", "stop"))
+    c0s, c1s = (np.array([getattr(c, end) for c in cols], np.int64) for end in ("start", "stop"))
+    i, j = np.divmod(np.arange(len(rows) * len(cols)), len(cols))
+    out = np.stack([r0s[i], r0s[i], c0s[j], c0s[j]], axis=1)  # empty boxes at each piece's corner
+    if not near.any() or len(geoms) == 0:
+        return out
+    gx0, gy0, gx1, gy1 = shapely.bounds(geoms).T
+    grown = np.stack([np.floor((top - gy1 - buffer_m) / res) - context_px, np.ceil((top - gy0 + buffer_m) / res) + context_px,
+                      np.floor((gx0 - buffer_m - left) / res) - context_px, np.ceil((gx1 + buffer_m - left) / res) + context_px],
+                     axis=1).astype(np.int64)
+    pieces = np.flatnonzero(near)
+    tree = shapely.STRtree(shapely.box(grown[:, 2], grown[:, 0], grown[:, 3], grown[:, 1]))
+    hit, geom = tree.query(shapely.box(c0s[j[pieces]], r0s[i[pieces]], c1s[j[pieces]], r1s[i[pieces]]), predicate="intersects")
+    p = pieces[hit]
+    lo = np.stack([np.maximum(grown[geom, 0], r0s[i[p]]), np.maximum(grown[geom, 2], c0s[j[p]])], axis=1)
+    hi = np.stack([np.minimum(grown[geom, 1], r1s[i[p]]), np.minimum(grown[geom, 3], c1s[j[p]])], axis=1)
+    keep = (hi > lo).all(axis=1)  # boxes that only touch a piece's edge give it no pixel
+    p, lo, hi = p[keep], lo[keep], hi[keep]
+    start = np.full((len(out), 2), np.iinfo(np.int64).max)
+    stop = np.full((len(out), 2), np.iinfo(np.int64).min)
+    np.minimum.at(start, p, lo)
+    np.maximum.at(stop, p, hi)
+    got = np.unique(p)
+    out[got] = np.stack([start[got, 0], stop[got, 0], start[got, 1], stop[got, 1]], axis=1)
+    return out
 
 
 def _piece_hits(grid: TargetGrid, geoms: np.ndarray, buffer_m: float, rows: Sequence[slice], cols: Sequence[slice]
@@ -305,14 +358,17 @@ def _pixels_within(geoms: np.ndarray, buffer_m: float, transform: Affine, shape:
     grown = shapely.buffer(geoms, buffer_m, quad_segs=32) if buffer_m > 0 else geoms
     if len(grown) == 0:
         return np.zeros(shape, dtype=bool)
-    return rasterize(((g, 1) for g in grown), out_shape=shape, transform=transform, fill=0, dtype="uint8").astype(bool)
+    # In a GDAL environment of its own: on a Dask thread without one, rasterio's in-memory dataset
+    # warns that it has no geotransform while it is being built (the result is the same).
+    with rasterio.Env():
+        return rasterize(((g, 1) for g in grown), out_shape=shape, transform=transform, fill=0, dtype="uint8").astype(bool)
 
 
 @dataclass(frozen=True, eq=False)
 class ReadPieces:
     """The pieces a run reads, composites and infers (`read_pieces`), as a plan counts them."""
 
-    boxes: np.ndarray = field(repr=False)  # shapely boxes in the grid's CRS, one per piece (a tile's halo included)
+    boxes: np.ndarray = field(repr=False)  # shapely boxes in the grid's CRS: what each piece read reads (a tile's halo included)
     pixels: int  # their pixels (one band, one year): a halo shared by two tiles counts for each
 
     def footprint(self):
@@ -322,28 +378,34 @@ class ReadPieces:
 
 def read_pieces(tiles: GlacierTiles, outlines: gpd.GeoDataFrame | None, halo_px: int, read_px: int | None,
                 buffer_m: float | None = None, *, source: str = "outlines") -> ReadPieces:
-    """The pieces of `tiles`' selected tiles, each grown by `halo_px` and read in pieces of `read_px`
-    (`catalog.halo_layout.HaloLayout`), that a run reads: those within `buffer_m` (default: the tiles'
-    buffer) of `outlines` (`pixels_near_by_piece`'s test), every one where the tiles were not chosen by outlines."""
+    """What a run reads of `tiles`' selected tiles, each grown by `halo_px` and read in pieces of `read_px`
+    (`catalog.halo_layout.HaloLayout`): of the pieces within `buffer_m` (default: the tiles' buffer) of
+    `outlines`, their boxes (`pixels_near_by_piece`'s, with the halo as context); every piece whole where
+    the tiles were not chosen by outlines."""
     from catalog.halo_layout import HaloLayout
 
     grid = tiles.grid
     layout = HaloLayout.of(grid.shape, tiles.tile_px, halo_px, read_px)
     rows, cols = layout.read_windows(0), layout.read_windows(1)
-    chosen = tiles.mask[np.ix_(layout.piece_tiles(0), layout.piece_tiles(1))]
+    chosen = tiles.mask[np.ix_(layout.piece_tiles(0), layout.piece_tiles(1))].ravel()
+    i, j = np.divmod(np.arange(len(rows) * len(cols)), len(cols))
+    box_rows = np.array([(rows[k].start, rows[k].stop) for k in i], np.int64).reshape(-1, 2)
+    box_cols = np.array([(cols[k].start, cols[k].stop) for k in j], np.int64).reshape(-1, 2)
     if tiles.buffer_m is not None and outlines is not None:
+        geoms = outlines_on_grid(grid, outlines, source)
+        buffer_m = tiles.buffer_m if buffer_m is None else buffer_m
+        hits, _ = _piece_hits(grid, geoms, buffer_m, rows, cols)
         near = np.zeros(chosen.size, dtype=bool)
-        hits, _ = _piece_hits(grid, outlines_on_grid(grid, outlines, source), tiles.buffer_m if buffer_m is None else buffer_m,
-                              rows, cols)
         near[hits] = True
-        chosen = chosen & near.reshape(chosen.shape)
-    i, j = np.nonzero(chosen)
+        chosen &= near
+        boxes = _read_boxes(grid, geoms, buffer_m, halo_px, rows, cols, chosen)
+        box_rows, box_cols = boxes[:, :2], boxes[:, 2:]
+    box_rows, box_cols = box_rows[chosen], box_cols[chosen]
     left, _, _, top = grid.bounds
     res = grid.resolution
-    r0, r1 = (np.array([getattr(w, end) for w in rows]) for end in ("start", "stop"))
-    c0, c1 = (np.array([getattr(w, end) for w in cols]) for end in ("start", "stop"))
-    boxes = shapely.box(left + c0[j] * res, top - r1[i] * res, left + c1[j] * res, top - r0[i] * res)
-    return ReadPieces(boxes, int(np.sum((r1[i] - r0[i]).astype(np.int64) * (c1[j] - c0[j]))))
+    shapes = shapely.box(left + box_cols[:, 0] * res, top - box_rows[:, 1] * res, left + box_cols[:, 1] * res,
+                         top - box_rows[:, 0] * res)
+    return ReadPieces(shapes, int(np.sum(np.diff(box_rows, axis=1) * np.diff(box_cols, axis=1))))
 
 
 def glacier_pixel_mask(

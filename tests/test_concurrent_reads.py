@@ -146,6 +146,67 @@ def test_a_chunk_with_no_data_stays_the_broadcast_fill_as_stackstacs():
     assert out.shape == (3, 1, 4, 4) and not out.any() and not out.flags.writeable and out.strides[-1] == 0
 
 
+def test_a_box_reads_only_its_window_and_places_it_in_the_chunk():
+    """A piece mostly far from ice reads only its box (catalog.halo_layout.HaloLayout.reading): every
+    asset's read asks for the box alone, the box lands at its place, the rest is fill; an empty box
+    reads nothing."""
+
+    class Logged(_Slow):
+        def read(self, window: Window) -> np.ndarray:
+            asked.append((window.row_off, window.col_off, window.height, window.width))
+            return np.full((window.height, window.width), self.value, np.uint16)
+
+    asked: list = []
+    table = _table([Logged(5, 0), Logged(6, 0), None])
+    for threads in (8, 1):
+        asked.clear()
+        out = read_chunk(table, (slice(0, 4), slice(0, 4)), np.dtype("uint16"), np.uint16(0), threads,
+                         box=(slice(1, 3), slice(2, 4)))
+        assert sorted(asked) == [(1, 2, 2, 2)] * 2
+        assert out.shape == (3, 1, 4, 4)
+        np.testing.assert_array_equal(out[0, 0], [[0, 0, 0, 0], [0, 0, 5, 5], [0, 0, 5, 5], [0, 0, 0, 0]])
+        assert (out[1, 0, 1:3, 2:4] == 6).all() and out[1].sum() == 6 * 4 and not out[2].any()
+        asked.clear()
+        empty = read_chunk(table, (slice(0, 4), slice(0, 4)), np.dtype("uint16"), np.uint16(0), threads,
+                           box=(slice(2, 2), slice(0, 0)))
+        assert asked == [] and empty.shape == (3, 1, 4, 4) and not empty.any()
+
+
+def test_boxed_pieces_read_the_same_bytes_inside_their_boxes(two_years):
+    """A halo layout read in pieces, each only over its box: inside a box the same bytes as the whole
+    piece read (scenes on the grid's own zone; a warped scene moves within GDAL's warp tolerance with
+    the read window, as with the pieces themselves), no data outside."""
+    from catalog.halo_layout import HaloLayout
+
+    items, grid = two_years
+    layout = HaloLayout.of(grid.shape, 256, 32, read_px=128)
+    rows, cols = layout.read_windows(0), layout.read_windows(1)
+    rng = np.random.default_rng(3)
+    boxes = np.zeros((len(rows), len(cols), 4), np.int64)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            r0, c0 = rng.integers(r.start, r.stop), rng.integers(c.start, c.stop)
+            boxes[i, j] = (r0, rng.integers(r0, r.stop + 1), c0, rng.integers(c0, c.stop + 1))
+    boxes[0, 0] = (rows[0].start, rows[0].start, cols[0].start, cols[0].start)  # one piece reads nothing
+    chunks = (_year_chunks(items), len(KEYS), 256, 256)
+    whole = stack_on_grid(items, KEYS, grid, Resampling.nearest, np.uint16, np.uint16(0), chunks, layout=layout)
+    boxed = stack_on_grid(items, KEYS, grid, Resampling.nearest, np.uint16, np.uint16(0), chunks, layout=layout.reading(boxes))
+    assert boxed.chunks == whole.chunks and boxed.data.name != whole.data.name
+    same_zone = np.array([i.properties["proj:epsg"] == grid.epsg for i in items])
+    got, want = boxed.values[same_zone], whole.values[same_zone]
+    inside = np.zeros(got.shape[-2:], bool)
+    y = np.cumsum([0, *(r.stop - r.start for r in rows)])
+    x = np.cumsum([0, *(c.stop - c.start for c in cols)])
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            r0, r1, c0, c1 = boxes[i, j]
+            inside[y[i] + r0 - r.start : y[i] + r1 - r.start, x[j] + c0 - c.start : x[j] + c1 - c.start] = True
+    assert got[..., inside].tobytes() == want[..., inside].tobytes()
+    assert not got[..., ~inside].any() and want[..., ~inside].any()
+    with pytest.raises(ValueError, match="do not lie inside their piece"):
+        layout.reading(boxes + np.array([0, 0, 0, 10_000]))
+
+
 def test_the_first_failing_asset_in_table_order_is_named_as_in_the_serial_read():
     # The later asset fails first in time; the serial loop would have stopped at the earlier one.
     table = _table([_Slow(1, 0.01), _Slow(2, 0.3, href="/cogs/early.tif"), _Slow(3, 0.01, href="/cogs/late.tif"),

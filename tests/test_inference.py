@@ -285,14 +285,16 @@ def test_only_chunks_near_glaciers_are_inferred_the_rest_stored_as_not_glacier(s
 
 def test_a_selected_tile_reads_and_infers_only_its_pieces_near_glaciers(small_study_area, tmp_path):
     """Tiles read in small pieces (`tiling.read_px`): a selected tile's pieces beyond the tiling buffer
-    of every outline are never read (no read task in the graph), stored as not read (observed and
+    of every outline are never read (no read task in the graph), the others only over their boxes,
+    stored as not read (observed and
     indices 255, doy 0, probability 0), and every pixel within the buffer is read; pixels whose whole
     halo lies inside the buffer get the whole-image probability."""
     import geopandas as gpd
     import shapely
     from dask.core import flatten
 
-    from catalog.tiling import glacier_pixel_mask, glacier_tiles, outlines_on_grid
+    from catalog.halo_layout import HaloLayout
+    from catalog.tiling import glacier_pixel_mask, glacier_tiles, outlines_on_grid, pixels_near_by_piece
     from pipeline.config import load_config
     from pipeline.inference.yearly_cube import yearly_cube
     from pipeline.store import RegionStore
@@ -303,7 +305,7 @@ def test_a_selected_tile_reads_and_infers_only_its_pieces_near_glaciers(small_st
     buffer_m = 1500.0
     cfg = load_config(None, synthetic={"path": str(area.root)}, region={"bbox": list(area.spec.bbox())},
                       years={"start": 2021, "end": 2021}, inventory=str(tmp_path / "one.gpkg"),
-                      tiling={"buffer_m": buffer_m, "tile_px": 256, "read_px": 96})
+                      tiling={"buffer_m": buffer_m, "tile_px": 256, "read_px": 256})
     grid = cfg.grid("sentinel-2")
     whole_cube = yearly_cube(cfg, "sentinel-2", years=[2021], chunks=256).compute()
     weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=whole_cube)
@@ -324,8 +326,18 @@ def test_a_selected_tile_reads_and_infers_only_its_pieces_near_glaciers(small_st
     url = str(tmp_path / "store.zarr")
     summary = inference.infer_to_store(cfg, "sentinel-2", weights, url)
     assert summary["tiles"]["buffer_m"] == buffer_m
-    whole_windows = glacier_tiles(grid, one, buffer_m, 256).window_pixels(halo)  # the selected tiles read whole, with halos
-    assert 0.3 * whole_windows < summary["tiles"]["fraction_read"] * grid.shape[0] * grid.shape[1] < 0.8 * whole_windows
+    tiles = glacier_tiles(grid, one, buffer_m, 256)
+    read_px = summary["tiles"]["fraction_read"] * grid.shape[0] * grid.shape[1]
+    assert 0.2 * tiles.window_pixels(halo) < read_px < 0.8 * tiles.window_pixels(halo)  # the selected tiles whole, with halos
+    # of the near pieces, only their boxes (the outline's box grown by the buffer and the halo) are read
+    layout = HaloLayout.of(grid.shape, 256, halo, read_px=256)
+    rows, cols = layout.read_windows(0), layout.read_windows(1)
+    pieces = pixels_near_by_piece(grid, one, buffer_m, rows, cols, context_px=halo)
+    chosen = pieces.near & tiles.mask[np.ix_(layout.piece_tiles(0), layout.piece_tiles(1))]
+    whole_pieces = np.outer([r.stop - r.start for r in rows], [c.stop - c.start for c in cols])[chosen].sum()
+    boxes = pieces.boxes[chosen]
+    assert read_px == pytest.approx(((boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])).sum())
+    assert read_px < 0.95 * whole_pieces
     ds = RegionStore.open(url).open_dataset("sentinel-2").sel(year=2021)
     observed, indices = ds.observed.values, ds.indices.values
     probability = ds.probability.values.astype(np.float32) / 255

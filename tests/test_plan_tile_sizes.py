@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import geopandas as gpd
 import pytest
 from shapely.geometry import box
@@ -27,19 +29,22 @@ def test_a_lone_glacier_selects_fewer_pixels_with_small_tiles_but_costs_more_til
     # 512 px: tiles 1 and 2 along each axis (px 512-1,535 hold 800-1,210); the far corner tile is 14 * sqrt(2) px away.
     assert (options[512].tiles.n_tiles, options[512].tiles.n_tiles_total) == (4, 64)
     assert options[512].tiles.fraction_read == pytest.approx(1 / 16)
-    # Each window (704 px) is read in one piece of at most 1,024 px, and each holds buffer.
-    assert options[512].network_px == 4 * (512 + 2 * 96) ** 2  # 1.98 Mpx
+    # Each window (704 px) is read in one piece of at most 1,024 px, and each holds buffer; each piece reads
+    # only its box: the glacier's box grown by the buffer and the halo, px 704-1,306 (296 px around it).
+    # Tiles 1 and 2 read 416-1,120 and 928-1,632, so 416 and 378 px of the box along each axis.
+    assert options[512].network_px == (416 + 378) ** 2  # 0.63 Mpx
     # 1,024 px: tiles 0 and 1 (the glacier's edge is 14 px from tile 1); windows 0-1,120 and 928-2,144,
-    # each read in two pieces (0-560, 560-1,120; 928-1,536, 1,536-2,144) of which one meets the buffer.
+    # each read in two pieces (0-560, 560-1,120; 928-1,536, 1,536-2,144) of which one meets the buffer:
+    # 560-1,120 and 928-1,536, holding 416 and 378 px of the box, as at 512 px.
     assert (options[1024].tiles.n_tiles, options[1024].tiles.fraction_read) == (4, 0.25)
-    assert options[1024].network_px == (560 + 608) ** 2
+    assert options[1024].network_px == (416 + 378) ** 2
     # 2,048 px: tile 0 alone, its window clipped at the grid's edge: 0-2,144, in pieces 0-715, 715-1,429,
-    # 1,429-2,144: the middle one holds all of the buffer (800-1,210).
-    assert (options[2048].tiles.n_tiles, options[2048].network_px) == (1, 714**2)  # 0.51 Mpx
-    # Each tile and each chunk of the lattice costs besides its pixels: 512 px reads 3.9x the
-    # pixels (the halos of four tiles) and 5.0x the work (4.85 against 0.96 Mpx).
-    assert options[512].work_px == 4 * 704**2 + 4 * TILE_COST_PX + 64 * CHUNK_COST_PX
-    assert options[2048].work_px == 714**2 + TILE_COST_PX + 4 * CHUNK_COST_PX
+    # 1,429-2,144: the middle one holds all of the buffer (800-1,210) and 715-1,306 of the box.
+    assert (options[2048].tiles.n_tiles, options[2048].network_px) == (1, 591**2)  # 0.35 Mpx
+    # Each tile and each chunk of the lattice costs besides its pixels: 512 px reads 1.8x the
+    # pixels (the box's edges twice) and 4.7x the work (3.50 against 0.80 Mpx).
+    assert options[512].work_px == 794**2 + 4 * TILE_COST_PX + 64 * CHUNK_COST_PX
+    assert options[2048].work_px == 591**2 + TILE_COST_PX + 4 * CHUNK_COST_PX
     assert options[2048].work_px < options[1024].work_px < options[512].work_px
     assert suggested_tile_px([list(options.values())], 2048) is None
     assert suggested_tile_px([list(_options(512).values())], 512) == 2048
@@ -58,21 +63,14 @@ def test_small_tiles_over_dense_ice_are_named_for_a_larger_size():
 
 def test_the_suggestion_weighs_every_sensor_of_the_store():
     """One store, one tile size: a size one sensor gains by is not named if the other loses more."""
-    grid = TargetGrid(32644, 10.0, (LEFT, TOP - 20_480.0, LEFT + 20_480.0, TOP))  # one 2,048 px tile
-    corner = gpd.GeoDataFrame(geometry=[box(LEFT + 1_000, TOP - 1_100, LEFT + 1_100, TOP - 1_000)], crs=32644)
+    def options(**work):  # tile px -> work (Mpx)
+        return [SimpleNamespace(tile_px=int(size), work_px=mpx * 1e6) for size, mpx in work.items()]
 
-    def options(outlines):
-        return list(tile_size_options(glacier_tiles(grid, outlines, 2000.0, 2048), outlines, 96))
-
-    lone, dense = options(corner), options(gpd.GeoDataFrame(geometry=[box(*grid.bounds)], crs=32644))
-    at = {size: [o for o in (*lone, *dense) if o.tile_px == size] for size in (512, 2048)}
-    # The glacier's buffer (px 100-310) stays in 512 px tile 0: one 608 px window; the 2,048 px tile is
-    # read in pieces 0-1,024 and 1,024-2,048, of which the first; 1,024 px tile 0 (0-1,120) in 0-560 and 560-1,120.
-    assert [o.network_px for o in at[512]] == [608**2, (4 * 512 + 6 * 96) ** 2]
-    assert [o.network_px for o in at[2048]] == [1024**2, 2048**2]
-    assert [o.network_px for o in lone if o.tile_px == 1024] == [560**2]
-    assert suggested_tile_px([lone], 2048) == 1024  # 0.77 against 1.44 Mpx of work (512 px: 1.09)
-    assert suggested_tile_px([lone, dense], 2048) is None  # 7.3 and 14.2 against 6.0 Mpx: the dense sensor pays the halos
+    gains = options(**{"512": 1.09, "1024": 0.77, "2048": 1.44})
+    loses = options(**{"512": 14.2, "1024": 7.3, "2048": 6.0})
+    assert suggested_tile_px([gains], 2048) == 1024  # 0.77 against 1.44: under 0.8x
+    assert suggested_tile_px([gains, loses], 2048) is None  # 8.07 against 7.44 summed: the other sensor pays more
+    assert suggested_tile_px([options(**{"1024": 0.9, "2048": 1.0})], 2048) is None  # 0.9x: not worth changing
 
 
 def test_tiles_without_outlines_have_nothing_to_compare():

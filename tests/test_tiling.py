@@ -130,7 +130,7 @@ def test_pieces_near_an_outline_are_those_within_the_buffer_of_it():
     glacier = gpd.GeoDataFrame(geometry=[box(left + 400, top - 500, left + 500, top - 400)], crs=32644)
     pieces = [slice(a, a + 20) for a in range(0, 100, 20)]
     def pieces_near(*args, **kwargs):  # the near pieces alone
-        return pixels_near_by_piece(*args, **kwargs)[0]
+        return pixels_near_by_piece(*args, **kwargs).near
 
     near = pieces_near(grid, glacier, 150.0, pieces, pieces)
     expected = np.zeros((5, 5), bool)
@@ -144,8 +144,24 @@ def test_pieces_near_an_outline_are_those_within_the_buffer_of_it():
     with pytest.raises(TilingError, match="no glacier outlines"):
         pieces_near(grid, glacier.iloc[:0], 150.0, pieces, pieces, source="empty.gpkg")
     # the pixels within the buffer, piece by piece, are the whole grid's pixel mask; far pieces all False
-    _, pixels = pixels_near_by_piece(grid, glacier, 150.0, pieces, pieces)
-    np.testing.assert_array_equal(pixels.compute(), glacier_pixel_mask(grid, glacier, 150.0))
+    near = pixels_near_by_piece(grid, glacier, 150.0, pieces, pieces, context_px=3)
+    mask = glacier_pixel_mask(grid, glacier, 150.0)
+    np.testing.assert_array_equal(near.pixels.compute(), mask)
+    # Each near piece reads its box: the pixels within 150 m are rows/cols 25-64 (centres 145 m from the
+    # glacier's edge; 24 and 65 lie 155 m away), with 3 px of context rows/cols 22-67, cut to the piece.
+    rows, cols = np.nonzero(mask)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (25, 64, 25, 64)
+    assert near.boxes[1, 1].tolist() == [22, 40, 22, 40]
+    assert near.boxes[2, 2].tolist() == [40, 60, 40, 60]
+    assert near.boxes[3, 2].tolist() == [60, 68, 40, 60]
+    assert near.boxes[0, 0].tolist() == [0, 0, 0, 0] and near.boxes[4, 1].tolist() == [80, 80, 20, 20]  # far: empty
+    # two glaciers in one piece: the box of both grown boxes (no buffer: rows 10-19 and 40-49, cols 10-19 and 80-89)
+    two = gpd.GeoDataFrame(geometry=[box(left + 100, top - 200, left + 200, top - 100),
+                                     box(left + 800, top - 500, left + 900, top - 400)], crs=32644)
+    whole = [slice(0, 100)]
+    assert pixels_near_by_piece(grid, two, 0.0, whole, whole, context_px=2).boxes[0, 0].tolist() == [8, 52, 8, 92]
+    with pytest.raises(ValueError, match="context_px"):
+        pixels_near_by_piece(grid, two, 0.0, whole, whole, context_px=-1)
 
 
 def test_a_tile_larger_than_the_grid_is_the_whole_grid(inventory, s2_grid):

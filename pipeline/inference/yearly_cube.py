@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import dask.array as da
 import geopandas as gpd
 import numpy as np
 import xarray as xr
@@ -27,7 +26,7 @@ from catalog.reflectance_check import checked_reflectance
 from catalog.scenes import check_region_covered, find_dem_items, find_scenes
 from catalog.search import open_source
 from catalog.terrain import terrain, terrain_tiles
-from catalog.tiling import pixels_near_by_piece
+from catalog.tiling import NearPieces, pixels_near_by_piece
 from pipeline.config import Config
 
 
@@ -46,8 +45,9 @@ def yearly_cube(
     of borrowing each tile's context from its neighbours (pipeline.inference.region.probability_cube);
     the other variables are its tiles cut out, on the grid.
     `near` (outlines, buffer_m, their source's name) with `halo` > 0: of each tile, only the pieces within
-    `buffer_m` of an outline are read and composited (`catalog.tiling.pixels_near_by_piece`); the others are
-    no data (NaN, clear_count 0) that no task reads, and the cube says which pixels lie within `buffer_m`,
+    `buffer_m` of an outline are read and composited, each only over its box (the outlines' boxes grown by
+    `buffer_m` and `halo`: `catalog.tiling.pixels_near_by_piece`); the rest is no data (NaN, clear_count 0)
+    that no task reads, and the cube says which pixels lie within `buffer_m`,
     those a run infers, in `read` (y, x) and `read_haloed` (bool; absent when every piece is near: then
     a run infers every pixel, as without `near`).
     """
@@ -60,6 +60,12 @@ def yearly_cube(
     by_year = {y: find_scenes(source, profile, sensor, bbox, y, cfg.season.as_tuple(), sensor_cfg.max_cloud) for y in years}
     items = [i for y in years for i in by_year[y]]
     layout = HaloLayout.of(grid.shape, chunks, halo, read_px=cfg.tiling.read_px) if halo else None
+    read = None
+    if layout is not None and near is not None:
+        read = pixels_near_by_piece(grid, near[0], near[1], layout.read_windows(0), layout.read_windows(1), context_px=halo,
+                                    source=near[2])
+        if not read.near.all():  # where every piece reaches an outline, every pixel is read and inferred
+            layout = layout.reading(read.boxes)
     # DNs, not reflectance: the composite converts only what it looks at (catalog.composite).
     dn = dn_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip" if cfg.on_unreadable == "skip" else "raise",
                  layout=layout)
@@ -85,8 +91,6 @@ def yearly_cube(
     # Each chunk's task refuses a composite whose pixels say an offset was applied twice or is missing.
     composite["reflectance"] = checked_reflectance(composite.reflectance, scene_ids, decisions, label=sensor)
     if layout is not None:
-        read = None if near is None else pixels_near_by_piece(grid, near[0], near[1], layout.read_windows(0),
-                                                            layout.read_windows(1), source=near[2])
         composite = _cut_to_tiles(composite, layout, terr, chunks, read)
         composite = composite.assign({f"{v}_haloed": tiles_terrain[v] for v in ("elevation", "slope", "aspect")})
 
@@ -109,17 +113,16 @@ def yearly_cube(
 
 
 def _cut_to_tiles(composite: xr.Dataset, layout: HaloLayout, terr: xr.Dataset, tile_px: int,
-                  read: tuple[np.ndarray, da.Array] | None = None) -> xr.Dataset:
+                  read: NearPieces | None = None) -> xr.Dataset:
     """A composite in `layout`'s pieces -> on the grid (each block's tile: views of the same tasks), plus
-    `reflectance_haloed`; with `read` (the pieces near an outline, (pieces along y, x) bool, and the pixels
-    within the buffer, `catalog.tiling.pixels_near_by_piece`) the other pieces left out
+    `reflectance_haloed`; with `read` (`catalog.tiling.pixels_near_by_piece`) the pieces not near left out
     (`HaloLayout.blank_pieces`) and `read`, `read_haloed` saying which pixels the run infers."""
     pieces = dict(composite.data_vars.items())
-    if read is not None and not read[0].all():
+    if read is not None and not read.near.all():
         for name, var in pieces.items():
             fill = np.nan if np.issubdtype(var.dtype, np.floating) else 0
-            pieces[name] = var.copy(data=layout.blank_pieces(var.data, read[0], fill))
-        pieces["read"] = xr.DataArray(read[1], dims=("y", "x"),
+            pieces[name] = var.copy(data=layout.blank_pieces(var.data, read.near, fill))
+        pieces["read"] = xr.DataArray(read.pixels, dims=("y", "x"),
                                       attrs={"long_name": "pixel inferred (within the tiling buffer of an outline)"})
     blocks = {name: var.copy(data=layout.join(var.data)) for name, var in pieces.items()}
     on_grid = {
