@@ -9,7 +9,7 @@ import pytest
 from shapely.geometry import box
 
 from catalog.grid import TargetGrid
-from catalog.tiling import GlacierTiles, glacier_tiles
+from catalog.tiling import GlacierTiles, glacier_tiles, read_pieces
 from pipeline.scale.plan.tile_sizes import CHUNK_COST_PX, TILE_COST_PX, suggested_tile_px, tile_size_options
 
 # 4,096 x 4,096 px of 10 m; one 10 x 10 px glacier at rows and cols 1,000-1,010, its 2 km buffer 200 px around it.
@@ -76,3 +76,19 @@ def test_the_suggestion_weighs_every_sensor_of_the_store():
 def test_tiles_without_outlines_have_nothing_to_compare():
     with pytest.raises(ValueError, match="every tile of the bbox"):
         tile_size_options(GlacierTiles.every_tile(GRID, 2048), GLACIER, 96)
+
+
+def test_where_every_piece_is_near_an_outline_every_piece_is_counted_whole():
+    """As a run reads (`yearly_cube` cuts nothing where every piece reaches an outline): a 1,024 px grid
+    in pieces of 256 px, one glacier at px 500-510 with a 3.7 km buffer (every piece within 258 x sqrt(2)
+    = 365 px of it) counts the whole grid, not the glacier's box (px 130-880: 750² px)."""
+    grid = TargetGrid(32644, 10.0, (LEFT, TOP - 10_240.0, LEFT + 10_240.0, TOP))
+    middle = gpd.GeoDataFrame(geometry=[box(LEFT + 5_000, TOP - 5_100, LEFT + 5_100, TOP - 5_000)], crs=32644)
+    pieces = read_pieces(glacier_tiles(grid, middle, 3700.0, 2048), middle, 0, 256)
+    assert pieces.pixels == 1024**2
+    # a second glacier far away leaves pieces beyond the buffer: then each near piece reads its box
+    far = gpd.GeoDataFrame(geometry=[*middle.geometry, box(LEFT + 50_000, TOP - 50_100, LEFT + 50_100, TOP - 50_000)],
+                           crs=32644)
+    wide = TargetGrid(32644, 10.0, (LEFT, TOP - 51_200.0, LEFT + 51_200.0, TOP))
+    near_middle = read_pieces(glacier_tiles(wide, far, 3700.0, 2048), far.iloc[[0]], 0, 256)
+    assert near_middle.pixels == 750**2
