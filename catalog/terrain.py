@@ -267,6 +267,8 @@ def terrain_tiles(items: Sequence[pystac.Item], profile: ProviderProfile, grid: 
     its halo, read from the DEM with its own one-pixel rim, so a tile's terrain needs no neighbour's
     read (as `terrain` on the grid would, through Horn's 3 x 3 and `HaloLayout.pad`). `on_grid`
     (y, x): each block's tile cut out, views of the same tasks, so the DEM is read once per tile.
+    `haloed.terrain` (term, y_haloed, x_haloed) is those tasks themselves, one per tile, for a caller
+    that keeps a tile's terrain while several computations use it (pipeline.inference.region).
     One tile: the bytes of `terrain`. Several: the DEM's warp moves a pixel's value with the read
     window (GDAL's approximate transformer, within 0.125 px: on the x1 area's 10 m grid in 512 px
     tiles, p99 0.4 m of elevation and 0.2 deg of slope against `terrain`'s grid chunks)."""
@@ -284,6 +286,7 @@ def terrain_tiles(items: Sequence[pystac.Item], profile: ProviderProfile, grid: 
         haloed[name] = xr.DataArray(blocks[k], dims=("y_haloed", "x_haloed"), attrs={**attrs, "halo": layout.halo,
                                                                                      "tile_px": layout.tiles[0][0]})
         on_grid[name] = xr.DataArray(layout.trim(blocks[k]), dims=("y", "x"), coords=coords, attrs=attrs)
+    haloed["terrain"] = xr.DataArray(blocks, dims=("term", "y_haloed", "x_haloed"), coords={"term": ["elevation", "slope", "aspect"]})
     crs = {"crs": f"EPSG:{grid.epsg}", "transform": tuple(grid.transform)[:6], "resolution": grid.resolution}
     return xr.Dataset(haloed, attrs=crs), xr.Dataset(on_grid, attrs=crs)
 

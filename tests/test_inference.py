@@ -467,12 +467,44 @@ def test_batches_run_at_most_in_flight_at_once_and_the_next_starts_when_any_is_d
     assert len(finished) < 8  # the batches after the failure were never started
 
 
-def test_units_are_computed_year_by_year_each_year_s_tiles_in_order():
-    """Every unit task exactly once, year by year and each year's tiles in order (what the sliding
-    window of `compute_batches` takes them in), whatever order they were made in."""
+_MADE = {"n": 0}
+
+
+def _make_shared(value):
+    with _UNITS["lock"]:
+        _MADE["n"] += 1
+    return value
+
+
+def _use(shared, i):
+    return shared + i
+
+
+def test_a_shared_task_is_made_once_for_the_batches_that_use_it_then_let_go(run_client):
+    """A tile's terrain, read by every one of its years: with `shared`, batches that run one after
+    another (nothing of one is kept by the next) make it once; without, each batch makes it again.
+    When the last batch naming it is done, the cluster lets it go."""
+    import dask
+
+    for hold, made in ((False, 3), (True, 1)):
+        shared = dask.delayed(_make_shared, pure=True)(7 if hold else 8)
+        _MADE["n"] = 0
+        batches = [[dask.delayed(_use, pure=False)(shared, i)] for i in range(3)] + [[dask.delayed(_use, pure=False)(1, 3)]]
+        inference.compute_batches(batches, run_client, None, in_flight=1, shared=[shared] * 3 + [None] if hold else None)
+        assert _MADE["n"] == made
+        time.sleep(0.3)
+        assert not run_client.run_on_scheduler(lambda dask_scheduler, key=shared.key: key in dask_scheduler.tasks)
+    with pytest.raises(ValueError, match="one .or None. per batch"):
+        inference.compute_batches(batches, run_client, None, shared=[None])
+
+
+def test_units_are_computed_tile_by_tile_each_tile_s_years_in_order():
+    """Every unit task exactly once, tile by tile and each tile's years in order (what the sliding
+    window of `compute_batches` takes them in, a tile's terrain kept meanwhile), whatever order they
+    were made in."""
     x9 = [((r, c), y, f"{y}-{r}{c}") for r in range(3) for y in (2017, 2016) for c in range(3)]
     ordered = inference.units_in_order(x9)
-    assert ordered == [f"{y}-{r}{c}" for y in (2016, 2017) for r in range(3) for c in range(3)]
+    assert ordered == [((r, c), f"{y}-{r}{c}") for r in range(3) for c in range(3) for y in (2016, 2017)]
     assert inference.units_in_order([]) == []
 
 

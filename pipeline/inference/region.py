@@ -50,6 +50,7 @@ import numpy as np
 import torch
 import xarray as xr
 from dask.base import tokenize
+from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from catalog.halo_layout import HaloLayout
@@ -402,9 +403,14 @@ def infer_to_store(
             units += [((u.row, u.col), year, task) for u, task in zip(written, tasks)]
             free_work += free_tasks
             summary["years"][year] = len(written) + len(free)
-        batches = [[task] for task in units_in_order(units)] or [[]]
+        ordered = units_in_order(units)
+        batches = [[task] for _, task in ordered] or [[]]
         batches = [batch + free_work[i :: len(batches)] for i, batch in enumerate(batches)]  # nothing to read: spread out
-        compute_batches([static_tasks + batches[0], *batches[1:]], client, scheduler, in_flight=_threads(client))
+        # Every year of a tile reads its terrain (the DEM warped to the tile with its halo, slope, aspect): held
+        # from its first unit to its last, it is made once a tile instead of once a unit.
+        terrain = cube["terrain_haloed"].data if "terrain_haloed" in cube else None
+        shared = [None if terrain is None else tile_block(terrain, tile) for tile, _ in ordered] or [None]
+        compute_batches([static_tasks + batches[0], *batches[1:]], client, scheduler, in_flight=_threads(client), shared=shared)
         made_from = {"glacier_id": {"inventory_sha256": inventory_digest}} if "glacier_id" in statics else {}
         store.mark_statics_complete(sensor, statics, attrs=made_from)
         summary["skipped_scenes"] += _skipped_windows(unreadable_reads(client, since=started), cube.attrs.get("asset_items", {}))
@@ -418,29 +424,52 @@ def _threads(client: Any) -> int:
     return os.cpu_count() or 1
 
 
-def compute_batches(batches: list[list], client: Any, scheduler: str | None, in_flight: int = 2) -> None:
+def compute_batches(batches: list[list], client: Any, scheduler: str | None, in_flight: int = 2,
+                    shared: Sequence[Delayed | None] | None = None) -> None:
     """Compute `batches`, at most `in_flight` at a time, in order: on a distributed client the next
     batch is submitted as soon as any running one is done (dask runs earlier submissions first), so
     no thread idles at a batch's end waiting for a slower one, and memory stays bounded by
-    `in_flight` batches' tiles. A failure cancels what is in flight."""
+    `in_flight` batches' tiles. A failure cancels what is in flight.
+
+    `shared` (one per batch, or None): a task its batch shares with other batches (`tile_block`: a
+    tile's terrain, which each of its years reads). On a distributed client it is computed once and
+    kept from the submission of the first batch that names it until the last one is done, so the
+    batches between them reuse it instead of computing it again; keep the batches that share one
+    together, or it is kept that long."""
+    shared = list(shared) if shared is not None else [None] * len(batches)
+    if len(shared) != len(batches):
+        raise ValueError(f"{len(shared)} shared tasks for {len(batches)} batches: give one (or None) per batch")
     if client is None:  # a local scheduler: `in_flight` batches at a time
         for start in range(0, len(batches), max(1, in_flight)):
             dask.compute(*(task for batch in batches[start : start + in_flight] for task in batch), scheduler=scheduler)
         return
     from distributed import as_completed
 
+    last = {task.key: index for index, task in enumerate(shared) if task is not None}
+    held: dict[Any, Delayed] = {}  # shared key -> its persisted task, while batches still need it
     todo = list(reversed(batches))
     owner: dict[Any, int] = {}  # future -> its batch
     left: dict[int, int] = {}  # running batch -> its futures not yet done
     done = as_completed(loop=client.loop)
 
+    def finished(index: int) -> None:
+        task = shared[index]
+        if task is not None and last[task.key] == index:
+            held.pop(task.key, None)  # batches still running that use it keep it until they are done
+
     def submit() -> None:
         while todo and len(left) < in_flight:
-            index, futures = len(batches) - len(todo), client.compute(todo.pop())
+            index = len(batches) - len(todo)
+            task = shared[index]
+            if task is not None and task.key not in held:
+                held[task.key] = client.persist(task)
+            futures = client.compute(todo.pop())
             if futures:
                 left[index] = len(futures)
                 owner.update(dict.fromkeys(futures, index))
                 done.update(futures)
+            else:
+                finished(index)
 
     try:
         submit()
@@ -450,25 +479,40 @@ def compute_batches(batches: list[list], client: Any, scheduler: str | None, in_
             left[index] -= 1
             if not left[index]:
                 del left[index]
+                finished(index)
                 submit()
     except BaseException:
         client.cancel(list(owner))
         raise
+    finally:
+        held.clear()
 
 
-def units_in_order(units: list[tuple[tuple[int, int], int, Any]]) -> list:
-    """The unit tasks ((tile, year, task)) year by year, each year's tiles in order: the order
-    `infer_to_store` computes them in, one unit per batch, as many in flight as the cluster has
-    threads (`compute_batches`).
+def tile_block(array: da.Array, tile: tuple[int, int]) -> Delayed:
+    """Block `tile` (along the last two axes; every block along the others is one) of `array`, under
+    its own key: what a computation holding it shares with every graph built from `array`."""
+    if any(n != 1 for n in array.numblocks[:-2]):
+        raise ValueError(f"{array.name} has {array.numblocks} blocks: one block along all but the last two axes is needed")
+    key = (array.name, *(0,) * (array.ndim - 2), *tile)
+    return Delayed(key, array.__dask_graph__(), layer=array.name)
+
+
+def units_in_order(units: list[tuple[tuple[int, int], int, Any]]) -> list[tuple[tuple[int, int], Any]]:
+    """(tile, task) of the units ((tile, year, task)) tile by tile, each tile's years in order: the
+    order `infer_to_store` computes them in, one unit per batch, as many in flight as the cluster has
+    threads (`compute_batches`), a tile's terrain kept while its years run.
 
     Computed all at once, a worker held the composites of every tile it had started (the scheduler
     reads and composites ahead of the slower forward passes): per-worker memory grew with the
     region. Batches of whole years bounded that only while a year had few tiles (a year of the
     Tian Shan is ~1,500), batches of a few units made threads wait at each batch's end. Since a
     tile needs nothing of its neighbours (`HaloLayout`: its own scenes and DEM), units run one by
-    one in a sliding window: a worker holds about one unit per thread, whatever the region.
+    one in a sliding window: a worker holds about one unit per thread, whatever the region. Tile by
+    tile (it was year by year), a tile's terrain is made once and kept only while its years run:
+    the DEM's warp, slope and aspect were a third of a sparse region's Sentinel-2 stage, made anew
+    for every year.
     """
-    return [task for _, _, task in sorted(units, key=lambda unit: (unit[1], unit[0]))]
+    return [(tile, task) for tile, _, task in sorted(units, key=lambda unit: (unit[0], unit[1]))]
 
 
 def _skipped_windows(reads: list[dict], asset_items: dict) -> list[dict]:

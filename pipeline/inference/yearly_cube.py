@@ -42,7 +42,8 @@ def yearly_cube(
     (catalog.halo_layout; in pieces of at most `tiling.read_px`), and the cube also holds that as `reflectance_haloed` (year, band,
     y_haloed, x_haloed; attrs `halo`, `tile_px`) and the terrain so (`elevation_haloed`,
     `slope_haloed`, `aspect_haloed`: catalog.terrain.terrain_tiles), which the network takes instead
-    of borrowing each tile's context from its neighbours (pipeline.inference.region.probability_cube);
+    of borrowing each tile's context from its neighbours (pipeline.inference.region.probability_cube),
+    and `terrain_haloed` (term, y_haloed, x_haloed), the one task per tile those three are views of;
     the other variables are its tiles cut out, on the grid.
     `near` (outlines, buffer_m, their source's name) with `halo` > 0: of each tile, only the pieces within
     `buffer_m` of an outline are read and composited, each only over its box (the outlines' boxes grown by
@@ -92,7 +93,7 @@ def yearly_cube(
     composite["reflectance"] = checked_reflectance(composite.reflectance, scene_ids, decisions, label=sensor)
     if layout is not None:
         composite = _cut_to_tiles(composite, layout, terr, chunks, read)
-        composite = composite.assign({f"{v}_haloed": tiles_terrain[v] for v in ("elevation", "slope", "aspect")})
+        composite = composite.assign({f"{v}_haloed": tiles_terrain[v] for v in ("elevation", "slope", "aspect", "terrain")})
 
     year_of = {i.id: y for y in years for i in by_year[y]}
     skipped = [{**s, "year": year_of.get(s["item_id"])} for s in dn.attrs.get("skipped_scenes", [])]
