@@ -5,8 +5,10 @@
 
 For each generated study area (its inventory outlines on its 10 m Sentinel-2 grid) and, with
 --config, for a config whose inventory file exists: `catalog.tiling.glacier_tiles` with the
-store's tile size (2048 px) and the default 2 km buffer, the same at 512 px tiles, and the
-pixel-level share within the buffer (`glacier_pixel_mask`, the floor any tiling can reach).
+store's tile size (2048 px) and the default 2 km buffer, the same at 512 px tiles, what a run
+reads of them (`catalog.tiling.read_pieces`: the pieces near an outline, each only over its box,
+with the halo), and the pixel-level share within the buffer (`glacier_pixel_mask`: what a run
+infers where pieces are cut, the floor any tiling can reach).
 Reads outlines only; no pixel. `--synthetic 16:0.06` draws a study area's world (x16 the default
 area, 6 % of its ~5 km cells holding a massif: scattered massifs over ice-free land, as in a real
 range) and measures its inventory without rendering a scene.
@@ -23,16 +25,31 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
+HALO_PX = 96
+"""The shipped Sentinel-2 network's halo (its model card), the context each piece read carries."""
+
+
 def measure(grid, outlines, source: str, pixel_level: bool = True) -> dict:
-    from catalog.tiling import DEFAULT_BUFFER_M, DEFAULT_TILE_PX, PIXEL_MASK_LIMIT, glacier_pixel_mask, glacier_tiles
+    from catalog.halo_layout import DEFAULT_READ_PX
+    from catalog.tiling import (
+        DEFAULT_BUFFER_M,
+        DEFAULT_TILE_PX,
+        PIXEL_MASK_LIMIT,
+        glacier_pixel_mask,
+        glacier_tiles,
+        read_pieces,
+    )
 
     t = time.perf_counter()
     res: dict = {"source": source, "grid": list(grid.shape), "outlines": len(outlines), "buffer_m": DEFAULT_BUFFER_M,
+                 "halo_px": HALO_PX,
                  "glacier_km2": float(outlines.to_crs(grid.epsg).area.sum() / 1e6),
                  "grid_km2": grid.shape[0] * grid.shape[1] * grid.resolution**2 / 1e6}
     for tile_px in (DEFAULT_TILE_PX, 512):
         tiles = glacier_tiles(grid, outlines, DEFAULT_BUFFER_M, tile_px, source=source)
-        res[f"tiles_{tile_px}"] = {"selected": tiles.n_tiles, "total": tiles.n_tiles_total, "fraction": tiles.fraction_read}
+        read = read_pieces(tiles, outlines, HALO_PX, DEFAULT_READ_PX, source=source)
+        res[f"tiles_{tile_px}"] = {"selected": tiles.n_tiles, "total": tiles.n_tiles_total, "fraction": tiles.fraction_read,
+                                   "read_fraction": read.pixels / tiles.pixels_total}
     if pixel_level and grid.shape[0] * grid.shape[1] <= PIXEL_MASK_LIMIT:
         res["pixel_fraction"] = float(glacier_pixel_mask(grid, outlines, DEFAULT_BUFFER_M, source=source).mean())
     res["seconds"] = time.perf_counter() - t
@@ -89,7 +106,8 @@ def main(argv: list[str] | None = None) -> dict:
         pixel = f", pixels within {r['buffer_m']:g} m {100 * r['pixel_fraction']:.1f} %" if "pixel_fraction" in r else ""
         print(f"{name}: grid {r['grid']}, {r['outlines']} outlines ({r['glacier_km2']:.1f} of {r['grid_km2']:.1f} km2): "
               f"2048-px tiles {t['selected']}/{t['total']} = {100 * t['fraction']:.1f} % of pixels, "
-              f"512-px tiles {s['selected']}/{s['total']} = {100 * s['fraction']:.1f} %{pixel}")
+              f"512-px tiles {s['selected']}/{s['total']} = {100 * s['fraction']:.1f} %, read at 2048 px "
+              f"{100 * t['read_fraction']:.1f} %{pixel}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
     return out

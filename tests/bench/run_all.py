@@ -314,6 +314,13 @@ def build_rows(r: dict, machine: dict, mode: Mode) -> list[Row]:
                                     f"{a['outlines']} glaciers, {ice}; outlines only), {px}-px tiles: {t['selected']}/{t['total']} "
                                     "tiles selected, share of the grid's pixels", f"{100 * t['fraction']:.1f} %", "100 % (full bbox)",
                                     _f(t["fraction"]) + "x", "<= 30 %", _yes(t["fraction"] <= 0.3)))
+                t = a["tiles_2048"]
+                if "read_fraction" in t:  # what a run reads of them: the pieces near an outline, each over its box
+                    rows.append(Row(f"Glacier-buffer tiling, the same sparse world, 2048-px tiles: what a run reads (`read_pieces`: "
+                                    f"pieces of 1,024 px near an outline, each only over its box, with a {a.get('halo_px', 96)} px halo); "
+                                    f"pixels within the buffer, what it infers: {100 * a.get('pixel_fraction', float('nan')):.1f} %",
+                                    f"{100 * t['read_fraction']:.1f} %", "100 % (full bbox)", _f(t["read_fraction"]) + "x", "<= 30 %",
+                                    _yes(t["read_fraction"] <= 0.3)))
                 continue
             t = a["tiles_2048"]
             rows.append(Row(f"Glacier-buffer tiling (`catalog.tiling`, 2048-px tiles, {a['buffer_m'] / 1000:g} km buffer): share of the "
