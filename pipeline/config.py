@@ -215,7 +215,8 @@ class Tiling(StrictModel):
         DEFAULT_READ_PX, ge=64, le=8192,
         description="a tile with its halo is read and composited in pieces of at most this size (px a side), "
         "so a worker holds one piece's scenes at a time, not the whole tile's, and only the pieces within "
-        "buffer_m of an outline are read at all: smaller pieces hold less and skip more, but each costs its reads "
+        "buffer_m of an outline are read at all, each only over the outlines' boxes grown by buffer_m and the "
+        "halo: smaller pieces hold less and skip more, but each costs its reads "
         "of every scene (a sparse x16 area: 512 px pieces read 0.6x the pixels of 1,024 px ones and took 1.18x "
         "as long); on real COGs (1,024 px internal tiles, never aligned with the grid) each piece decodes the "
         "COG tiles it touches, so pieces much under 1,024 px decode some twice",
