@@ -288,9 +288,10 @@ def read_chunk(
     header check before the run cannot see) drops that scene from this chunk instead: every band
     of its row is the fill value, as if the scene did not cover the chunk, and the read is
     recorded (`unreadable_reads`). `box` (grid rows and columns inside `slices`): only that part is
-    read, the rest is the fill value (a piece mostly far from ice, catalog.halo_layout.HaloLayout.reading). Cost: a warped asset keeps open as many GDAL datasets as reads of it
-    ever ran at once (PooledRioDataset) while its reader table lives; aligned assets (the direct
-    path) open and close theirs per read.
+    read, the rest is the fill value (a piece mostly far from ice, catalog.halo_layout.HaloLayout.reading).
+    Cost: a warped asset keeps open as many GDAL datasets as reads of it ever ran at once
+    (PooledRioDataset) while its reader table lives; aligned assets (the direct path) open and close
+    theirs per read.
     """
     window = windows.Window.from_slices(*slices)
     output = np.broadcast_to(np.array(fill_value, dtype), reader_table.shape + (window.height, window.width))

@@ -389,8 +389,8 @@ def read_pieces(tiles: GlacierTiles, outlines: gpd.GeoDataFrame | None, halo_px:
     rows, cols = layout.read_windows(0), layout.read_windows(1)
     chosen = tiles.mask[np.ix_(layout.piece_tiles(0), layout.piece_tiles(1))].ravel()
     i, j = np.divmod(np.arange(len(rows) * len(cols)), len(cols))
-    box_rows = np.array([(rows[k].start, rows[k].stop) for k in i], np.int64).reshape(-1, 2)
-    box_cols = np.array([(cols[k].start, cols[k].stop) for k in j], np.int64).reshape(-1, 2)
+    box_rows = np.array([(w.start, w.stop) for w in rows], np.int64)[i]  # whole pieces, unless boxed below
+    box_cols = np.array([(w.start, w.stop) for w in cols], np.int64)[j]
     if tiles.buffer_m is not None and outlines is not None:
         geoms = outlines_on_grid(grid, outlines, source)
         buffer_m = tiles.buffer_m if buffer_m is None else buffer_m
