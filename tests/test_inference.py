@@ -12,6 +12,7 @@ import xarray as xr
 from scipy.ndimage import gaussian_filter
 
 from catalog.halo_layout import HaloLayout
+from catalog.terrain import _block_terrain
 from pipeline.inference import predictor_cache, tile_forward
 from pipeline.inference import region as inference
 from pipeline.model.dunet import DUNet, UNet
@@ -496,6 +497,41 @@ def test_a_shared_task_is_made_once_for_the_batches_that_use_it_then_let_go(run_
         assert not run_client.run_on_scheduler(lambda dask_scheduler, key=shared.key: key in dask_scheduler.tasks)
     with pytest.raises(ValueError, match="one .or None. per batch"):
         inference.compute_batches(batches, run_client, None, shared=[None])
+
+
+_TERRAIN_MADE: list = []
+
+
+def _counted_block_terrain(dem, *, windows, centres, crs, block_id):
+    """catalog.terrain._block_terrain, each call recorded (a module function: the worker unpickles it by name)."""
+    with _UNITS["lock"]:
+        _TERRAIN_MADE.append(tuple(block_id))
+    return _block_terrain(dem, windows=windows, centres=centres, crs=crs, block_id=block_id)
+
+
+def test_a_run_makes_each_tile_s_terrain_once(small_study_area, tmp_path, monkeypatch, run_client):
+    """On a cluster, a tile's terrain (its DEM warped with the halo, slope, aspect) is made once for
+    its static layers and every year's unit, not once a year: units run tile by tile, the tile's
+    static writes go with its first unit, and `compute_batches` keeps the terrain until its last."""
+    import catalog.terrain as terrain_module
+    from pipeline.config import load_config
+    from pipeline.store import RegionStore
+
+    made = _TERRAIN_MADE
+    made.clear()
+    monkeypatch.setattr(terrain_module, "_block_terrain", _counted_block_terrain)
+    # one unit at a time: nothing of a unit outlives it unless it is kept (two in flight often overlap)
+    monkeypatch.setattr(inference, "_threads", lambda client: 1)
+    area = small_study_area
+    cfg = load_config(None, synthetic={"path": str(area.root)}, region={"bbox": list(area.spec.bbox())},
+                      years={"start": 2021, "end": 2022}, tiling={"tile_px": 512})
+    weights = _tiny_model("unet", tmp_path / "unet.safetensors")
+    url = str(tmp_path / "store.zarr")
+    summary = inference.infer_to_store(cfg, "sentinel-2", weights, url, client=run_client)
+    tiles = summary["tiles"]["total"]
+    assert tiles > 1 and summary["years"] == {2021: tiles, 2022: tiles}
+    assert sorted(made) == sorted(set(made)) and len(made) == tiles  # once a tile, for two years and the statics
+    assert RegionStore.open(url).static_complete("sentinel-2", "slope")
 
 
 def test_units_are_computed_tile_by_tile_each_tile_s_years_in_order():

@@ -351,9 +351,10 @@ def infer_to_store(
         statics = dict(terrain)
         if outlines is not None and not store.static_complete(sensor, "glacier_id"):
             statics["glacier_id"] = glacier_ids_on_grid(outlines, grid, cfg.analysis.glacier_buffer_m, chunk)
-        # Computed with the first batch of years (below), not before it: on their own the terrain's
-        # few tasks left the workers mostly idle for seconds while the first scenes waited.
-        static_tasks = store.write_statics(sensor, statics, compute=False)
+        # Computed with the units (below), not before them: on their own the terrain's few tasks left the
+        # workers mostly idle for seconds while the first scenes waited. A chunk's with its tile's first unit,
+        # which makes the same terrain (held for the tile's years: compute_batches).
+        static_tasks = store.static_tasks_by_chunk(sensor, statics)
         summary["static"] += list(statics)
         pieces = read_pieces(tiles, outlines, forward_halo(card, halo), cfg.tiling.read_px, inferred_m)  # as yearly_cube reads
         summary["tiles"] = {"inferred": tiles.n_tiles, "total": tiles.n_tiles_total, "fraction_of_pixels": tiles.fraction_read,
@@ -405,12 +406,20 @@ def infer_to_store(
             summary["years"][year] = len(written) + len(free)
         ordered = units_in_order(units)
         batches = [[task] for _, task in ordered] or [[]]
-        batches = [batch + free_work[i :: len(batches)] for i, batch in enumerate(batches)]  # nothing to read: spread out
+        first = {}
+        for index, (tile, _) in enumerate(ordered):
+            first.setdefault(tile, index)
+        for tile, tasks in static_tasks.items():
+            if tile in first:
+                batches[first[tile]] += tasks
+        # nothing to read, or no unit to share a terrain with: spread out
+        rest = free_work + [task for tile, tasks in static_tasks.items() if tile not in first for task in tasks]
+        batches = [batch + rest[i :: len(batches)] for i, batch in enumerate(batches)]
         # Every year of a tile reads its terrain (the DEM warped to the tile with its halo, slope, aspect): held
         # from its first unit to its last, it is made once a tile instead of once a unit.
         terrain = cube["terrain_haloed"].data if "terrain_haloed" in cube else None
         shared = [None if terrain is None else tile_block(terrain, tile) for tile, _ in ordered] or [None]
-        compute_batches([static_tasks + batches[0], *batches[1:]], client, scheduler, in_flight=_threads(client), shared=shared)
+        compute_batches(batches, client, scheduler, in_flight=_threads(client), shared=shared)
         made_from = {"glacier_id": {"inventory_sha256": inventory_digest}} if "glacier_id" in statics else {}
         store.mark_statics_complete(sensor, statics, attrs=made_from)
         summary["skipped_scenes"] += _skipped_windows(unreadable_reads(client, since=started), cube.attrs.get("asset_items", {}))

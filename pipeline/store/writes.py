@@ -233,9 +233,21 @@ class UnitWrites(StoreAccess):
         (a run computes them with its first years, so the workers read scenes while the terrain
         is written); the layers count as written only once the caller has run them and called
         `mark_statics_complete`."""
+        tasks = [task for block in self.static_tasks_by_chunk(sensor, layers).values() for task in block]
+        if not compute:
+            return tasks
+        dask.compute(*tasks)
+        self.mark_statics_complete(sensor, layers)
+        return None
+
+    def static_tasks_by_chunk(
+        self, sensor: str, layers: Mapping[str, xr.DataArray | da.Array | np.ndarray]
+    ) -> dict[tuple[int, int], list]:
+        """`write_statics`' write tasks by store chunk (row, col): a run computes a chunk's with its
+        tile's first unit, which reads the same terrain, so the tile's terrain is made once."""
         grid = self.sensor_grid(sensor)
         c = self.chunk_size
-        tasks = []
+        tasks: dict[tuple[int, int], list] = {}
         for name, data in layers.items():
             if name not in STATIC_LAYERS:
                 raise StoreError(f"{name!r} is not a static layer: use one of {', '.join(STATIC_LAYERS)}")
@@ -247,15 +259,10 @@ class UnitWrites(StoreAccess):
                 raise StoreError(f"{sensor}/{name}: {arr.dtype} values cannot be stored as {dtype} ids losslessly")
             darr = arr if isinstance(arr, da.Array) else da.from_array(np.asarray(arr), chunks=(c, c))
             blocks = shared_blocks(darr.astype(dtype).rechunk((c, c)))
-            tasks += [
-                dask.delayed(write_block_task)(self.url, self.storage_options, f"{sensor}/{name}", index, c, block)
-                for index, block in np.ndenumerate(blocks)
-            ]
-        if not compute:
-            return tasks
-        dask.compute(*tasks)
-        self.mark_statics_complete(sensor, layers)
-        return None
+            for index, block in np.ndenumerate(blocks):
+                tasks.setdefault(index, []).append(
+                    dask.delayed(write_block_task)(self.url, self.storage_options, f"{sensor}/{name}", index, c, block))
+        return tasks
 
     def mark_statics_complete(self, sensor: str, names: Iterable[str], attrs: Mapping[str, Mapping] | None = None) -> None:
         """Flag static layers finished, after every block of theirs is written.
