@@ -24,7 +24,6 @@ from typing import NamedTuple
 import dask.array as da
 import geopandas as gpd
 import numpy as np
-import rasterio
 import shapely
 from affine import Affine
 from dask.base import tokenize
@@ -358,10 +357,7 @@ def _pixels_within(geoms: np.ndarray, buffer_m: float, transform: Affine, shape:
     grown = shapely.buffer(geoms, buffer_m, quad_segs=32) if buffer_m > 0 else geoms
     if len(grown) == 0:
         return np.zeros(shape, dtype=bool)
-    # In a GDAL environment of its own: on a Dask thread without one, rasterio's in-memory dataset
-    # warns that it has no geotransform while it is being built (the result is the same).
-    with rasterio.Env():
-        return rasterize(((g, 1) for g in grown), out_shape=shape, transform=transform, fill=0, dtype="uint8").astype(bool)
+    return rasterize(((g, 1) for g in grown), out_shape=shape, transform=transform, fill=0, dtype="uint8").astype(bool)
 
 
 @dataclass(frozen=True, eq=False)

@@ -405,21 +405,12 @@ def infer_to_store(
             free_work += free_tasks
             summary["years"][year] = len(written) + len(free)
         ordered = units_in_order(units)
-        batches = [[task] for _, task in ordered] or [[]]
-        first = {}
-        for index, (tile, _) in enumerate(ordered):
-            first.setdefault(tile, index)
-        for tile, tasks in static_tasks.items():
-            if tile in first:
-                batches[first[tile]] += tasks
-        # nothing to read, or no unit to share a terrain with: spread out
-        rest = free_work + [task for tile, tasks in static_tasks.items() if tile not in first for task in tasks]
-        batches = [batch + rest[i :: len(batches)] for i, batch in enumerate(batches)]
         # Every year of a tile reads its terrain (the DEM warped to the tile with its halo, slope, aspect): held
         # from its first unit to its last, it is made once a tile instead of once a unit.
-        terrain = cube["terrain_haloed"].data if "terrain_haloed" in cube else None
-        shared = [None if terrain is None else tile_block(terrain, tile) for tile, _ in ordered] or [None]
-        compute_batches(batches, client, scheduler, in_flight=_threads(client), shared=shared)
+        terrain = cube["terrain_haloed"].data.to_delayed(optimize_graph=False)[0] if "terrain_haloed" in cube else None
+        shared = [None if terrain is None else terrain[tile] for tile, _ in ordered] or [None]
+        compute_batches(_unit_batches(ordered, static_tasks, free_work), client, scheduler, in_flight=_threads(client),
+                        shared=shared)
         made_from = {"glacier_id": {"inventory_sha256": inventory_digest}} if "glacier_id" in statics else {}
         store.mark_statics_complete(sensor, statics, attrs=made_from)
         summary["skipped_scenes"] += _skipped_windows(unreadable_reads(client, since=started), cube.attrs.get("asset_items", {}))
@@ -440,8 +431,8 @@ def compute_batches(batches: list[list], client: Any, scheduler: str | None, in_
     no thread idles at a batch's end waiting for a slower one, and memory stays bounded by
     `in_flight` batches' tiles. A failure cancels what is in flight.
 
-    `shared` (one per batch, or None): a task its batch shares with other batches (`tile_block`: a
-    tile's terrain, which each of its years reads). On a distributed client it is computed once and
+    `shared` (one per batch, or None): a task its batch shares with other batches (a block of an
+    array's `to_delayed()`: a tile's terrain, which each of its years reads). On a distributed client it is computed once and
     kept from the submission of the first batch that names it until the last one is done, so the
     batches between them reuse it instead of computing it again; keep the batches that share one
     together, or it is kept that long."""
@@ -497,13 +488,21 @@ def compute_batches(batches: list[list], client: Any, scheduler: str | None, in_
         held.clear()
 
 
-def tile_block(array: da.Array, tile: tuple[int, int]) -> Delayed:
-    """Block `tile` (along the last two axes; every block along the others is one) of `array`, under
-    its own key: what a computation holding it shares with every graph built from `array`."""
-    if any(n != 1 for n in array.numblocks[:-2]):
-        raise ValueError(f"{array.name} has {array.numblocks} blocks: one block along all but the last two axes is needed")
-    key = (array.name, *(0,) * (array.ndim - 2), *tile)
-    return Delayed(key, array.__dask_graph__(), layer=array.name)
+def _unit_batches(ordered: list[tuple[tuple[int, int], Any]], statics: dict[tuple[int, int], list], free_work: list
+                  ) -> list[list]:
+    """One batch per unit (`units_in_order`); a chunk's static writes with its tile's first unit, which
+    makes the same terrain; the rest (nothing to read, or no unit to share a terrain with) spread out."""
+    batches = [[task] for _, task in ordered] or [[]]
+    first: dict[tuple[int, int], int] = {}
+    for index, (tile, _) in enumerate(ordered):
+        first.setdefault(tile, index)
+    rest = list(free_work)
+    for tile, tasks in statics.items():
+        if tile in first:
+            batches[first[tile]] += tasks
+        else:
+            rest += tasks
+    return [batch + rest[i :: len(batches)] for i, batch in enumerate(batches)]
 
 
 def units_in_order(units: list[tuple[tuple[int, int], int, Any]]) -> list[tuple[tuple[int, int], Any]]:

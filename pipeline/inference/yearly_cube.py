@@ -65,7 +65,9 @@ def yearly_cube(
     if layout is not None and near is not None:
         read = pixels_near_by_piece(grid, near[0], near[1], layout.read_windows(0), layout.read_windows(1), context_px=halo,
                                     source=near[2])
-        if not read.near.all():  # where every piece reaches an outline, every pixel is read and inferred
+        if read.near.all():  # every piece reaches an outline: every pixel is read and inferred
+            read = None
+        else:
             layout = layout.reading(read.boxes)
     # DNs, not reflectance: the composite converts only what it looks at (catalog.composite).
     dn = dn_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip" if cfg.on_unreadable == "skip" else "raise",
@@ -119,7 +121,7 @@ def _cut_to_tiles(composite: xr.Dataset, layout: HaloLayout, terr: xr.Dataset, t
     `reflectance_haloed`; with `read` (`catalog.tiling.pixels_near_by_piece`) the pieces not near left out
     (`HaloLayout.blank_pieces`) and `read`, `read_haloed` saying which pixels the run infers."""
     pieces = dict(composite.data_vars.items())
-    if read is not None and not read.near.all():
+    if read is not None:
         for name, var in pieces.items():
             fill = np.nan if np.issubdtype(var.dtype, np.floating) else 0
             pieces[name] = var.copy(data=layout.blank_pieces(var.data, read.near, fill))
