@@ -146,14 +146,25 @@ class HaloLayout:
     def _piece_counts(self, axis: int) -> list[int]:
         return [1 if self.read_px is None else -(-(w.stop - w.start) // self.read_px) for w in self.windows(axis)]
 
+    def parts(self, chunks: tuple[int, ...], axis: int) -> list[list[tuple[int, int, int]]] | None:
+        """Per block along `axis`: the (index, start in the block, size) of the `chunks` (an array's
+        along that axis) that cut it, or None where they do not cut the blocks exactly (this layout's
+        blocks, or its read windows in `read_windows`, are such cuts)."""
+        edges, blocks = np.cumsum((0, *chunks)), np.cumsum((0, *self.chunks(axis)))
+        if edges[-1] != blocks[-1] or not np.isin(blocks, edges).all():
+            return None
+        return [[(int(k), int(edges[k] - start), int(chunks[k])) for k in range(*np.searchsorted(edges, (start, stop)))]
+                for start, stop in itertools.pairwise(blocks)]
+
     def join(self, array: da.Array) -> da.Array:
-        """`array` (..., y, x) chunked by `read_windows` -> this layout's blocks (each block's pieces side by side).
+        """`array` (..., y, x) in pieces of this layout's blocks (`read_windows`, or any that cut each block
+        exactly: `parts`) -> this layout's blocks (each block's pieces side by side).
 
         The pieces tile each block exactly, so this is a rechunk that only merges: by Dask's tasks, each
         block waits for its own pieces alone (a p2p rechunk, which Dask picks for large graphs on a
         cluster, would make every block wait for every piece of the region)."""
-        if array.chunks[-2:] != tuple(tuple(s.stop - s.start for s in self.read_windows(axis)) for axis in (0, 1)):
-            raise ValueError(f"array chunks {array.chunks[-2:]} are not this layout's read windows")
+        if not all(self.parts(array.chunks[-2 + axis], axis) for axis in (0, 1)):
+            raise ValueError(f"array chunks {array.chunks[-2:]} do not cut this layout's blocks {(self.chunks(0), self.chunks(1))}")
         return array.rechunk(array.chunks[:-2] + (self.chunks(0), self.chunks(1)), method="tasks")
 
     def pad(self, array: da.Array) -> da.Array:

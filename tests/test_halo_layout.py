@@ -55,8 +55,19 @@ def test_pieces_cut_each_block_and_join_puts_them_back_together(shape, chunk, ha
     joined = layout.join(read)
     assert joined.chunks[1:] == (layout.chunks(0), layout.chunks(1))
     np.testing.assert_array_equal(joined.compute(), layout.pad(da.from_array(a, chunks=(1, chunk, chunk))).compute())
-    with pytest.raises(ValueError, match="read windows"):
-        layout.join(read.rechunk((2, 10, 10)))
+    if len(layout.tiles[0]) > 1:  # one block is cut exactly by any chunks
+        with pytest.raises(ValueError, match="do not cut this layout's blocks"):
+            layout.join(read.rechunk((2, 7, 7)))
+    for axis in (0, 1):  # each block's pieces, with where they start in it
+        parts = layout.parts(tuple(p.stop - p.start for p in pieces[axis]), axis)
+        assert [k for block in parts for k, _, _ in block] == list(range(len(pieces[axis])))
+        for w, block in zip(layout.windows(axis), parts, strict=True):
+            assert [(start, size) for _, start, size in block] == [(pieces[axis][k].start - w.start, pieces[axis][k].stop - pieces[axis][k].start)
+                                                                   for k, _, _ in block]
+        assert layout.parts(layout.chunks(axis), axis) == [[(k, 0, n)] for k, n in enumerate(layout.chunks(axis))]
+        first, total = layout.chunks(axis)[0], sum(layout.chunks(axis))
+        if len(layout.tiles[axis]) > 1:  # a piece across a block's edge
+            assert layout.parts((first + 1, total - first - 1), axis) is None
 
 
 def test_blank_pieces_leave_out_their_reads():
@@ -200,12 +211,38 @@ def test_a_tile_s_forward_waits_for_no_neighbour_s_scenes(config, small_weights)
     tiles_read = [reads_under(k)[0] for k in pieces]
     assert all(len(tiles) == 1 for tiles in tiles_read)  # one tile's window of scenes, and only that
     assert all(reads_under(k) == (tiles, tiles) for k, tiles in zip(pieces, tiles_read, strict=True))  # and its DEM
-    assert len({t for tiles in tiles_read for t in tiles}) == len(cube.reflectance_haloed.data.chunks[2]) * len(
-        cube.reflectance_haloed.data.chunks[3])
+    assert len({t for tiles in tiles_read for t in tiles}) == len(layout.tiles[0]) * len(layout.tiles[1])
     # every piece of every block is read, each its own task
     assert scene_pieces == {(i, j) for i in range(len(block_of[0])) for j in range(len(block_of[1]))}
     assert len(block_of[0]) > len(layout.tiles[0]) and len(block_of[1]) > len(layout.tiles[1])
     # the bands and the terrain reach the forward apart: no (year, channel) stack of a whole block is made
     forward_inputs = {str(d[0]) for k in pieces for d in deps[k] if isinstance(d, tuple)}
-    assert not any(name.startswith("concatenate") for name in forward_inputs)
+    assert not any(name.startswith(("concatenate", "rechunk")) for name in forward_inputs)  # nor the pieces joined into blocks
     assert len(forward_inputs) == 1 + len(read_card(small_weights["sentinel-2"]).recipe.terrain_sources)  # bands, each terrain plane
+
+
+def test_a_forward_pass_waits_for_the_pieces_under_its_window_alone(config, small_weights):
+    """A tile's block read in pieces is never joined for the network: each forward task takes the pieces
+    its window (a piece of the tile and its halo) covers, and copies its window out of them
+    (`tile_forward.Mosaic`); its probability is the same as from the joined block."""
+    import pipeline.inference.yearly_cube as yc
+    from pipeline.inference import region
+
+    cube = yc.yearly_cube(_read_in(config, 80), "sentinel-2", years=[2021], chunks=128, halo=32)
+    layout = HaloLayout.of(cube.reflectance.shape[2:], 128, 32)
+    haloed = cube.reflectance_haloed.data
+    parts = [layout.parts(haloed.chunks[2 + axis], axis) for axis in (0, 1)]
+    assert max(len(block) for block in parts[0]) == 3  # a 192 px block in pieces of 64
+    # windows of 48 px: two forward passes a tile side, each over 48 + 2 x 32 px of its block
+    probability = region.probability_cube(cube, small_weights["sentinel-2"], halo=32, device="cpu", chunk=128, window=48)
+    graph = dict(probability.data.__dask_graph__())
+    forwards = [k for k in graph if isinstance(k, tuple) and str(k[0]).startswith("predict_piece")]
+    # the bands' pieces (year, band, y, x keys; the terrain's are (y, x))
+    taken = [{d[-2:] for d in dask.core.get_dependencies(graph, k) if isinstance(d, tuple) and len(d) == 5} for k in forwards]
+    whole = [len(parts[0][i]) * len(parts[1][j]) for i in range(len(layout.tiles[0])) for j in range(len(layout.tiles[1]))]
+    assert all(0 < len(t) for t in taken) and sum(len(t) for t in taken) < 4 * sum(whole)  # 4 passes a tile, fewer pieces each
+    assert min(len(t) for t in taken) < max(whole)
+    joined = cube.assign(reflectance_haloed=cube.reflectance_haloed.copy(data=layout.join(haloed)))
+    from_blocks = region.probability_cube(joined, small_weights["sentinel-2"], halo=32, device="cpu", chunk=128, window=48)
+    with dask.config.set(scheduler="threads"):
+        np.testing.assert_array_equal(probability.values, from_blocks.values)

@@ -417,6 +417,10 @@ def test_index_bits_from_reflectance_by_hand():
     np.testing.assert_array_equal(encode_indices(two, bands), [[1, 2]])
     # Sentinel-2 names: the same roles
     np.testing.assert_array_equal(encode_indices(two, ("B02", "B03", "B04", "B08", "B11", "B12")), [[1, 2]])
+    # a piece whose first band was never seen maps nothing, whatever the others hold (no pixel has every band)
+    unseen = refl.copy()
+    unseen[0] = np.nan
+    np.testing.assert_array_equal(encode_indices(unseen, bands), np.zeros(green.shape))
 
 
 def test_observed_counts_clip_and_dem_voids_are_unobserved():

@@ -55,7 +55,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from catalog.halo_layout import HaloLayout
 from pipeline.inference.predictor_cache import cached_predictor, read_card
-from pipeline.inference.tile_forward import predict_piece, round_up
+from pipeline.inference.tile_forward import predict_parts, predict_piece, round_up
 from pipeline.model.halo import DEFAULT_HALO, HALO_BY_ARCHITECTURE
 from pipeline.model.predictor import default_device
 from pipeline.model.weights import ModelCard
@@ -97,13 +97,16 @@ def _forward_graph(reflectance: da.Array, terrain: Sequence[da.Array], layout: H
     grid's edge), its piece kept: (year, y, x) on the grid.
 
     The block holds the tile's own ground around it (`HaloLayout`), so a piece waits only for its
-    own tile's block, never a neighbour's. The bands and the terrain stay apart: a (year, channel)
-    stack of a whole block (~240 MB for a 2,720 px Sentinel-2 block) was one more copy a worker held
-    per tile in flight, where each piece's task builds only its own inputs. `read` (y, x; bool, the same
-    blocks): the pixels to infer, with which a piece's pass skips the rest but their context (`predict_piece`).
+    own tile's block, never a neighbour's. `reflectance` and `read` may come in the pieces the blocks
+    were read in (`HaloLayout.read_windows`): a task then takes only the pieces its pass covers and
+    copies out its window (`tile_forward.Mosaic`), and no whole block is ever joined. The bands and the
+    terrain stay apart: a (year, channel) stack of a whole block (~240 MB for a 2,720 px Sentinel-2 block)
+    was one more copy a worker held per tile in flight, where each piece's task builds only its own
+    inputs. `read` (y, x; bool): the pixels to infer, with which a piece's pass skips the rest but their
+    context (`predict_piece`).
     """
     name = f"predict_piece-{tokenize(reflectance, *terrain, layout, halo, window, read, kwargs)}"
-    task = functools.partial(predict_piece, halo=halo, **kwargs)
+    task = functools.partial(predict_parts, halo=halo, **kwargs)
     axes = []  # per axis: (tile, rows of its block fed to the network, rows of that output kept)
     for axis in (0, 1):
         size, entries = layout.shape[axis], []
@@ -114,9 +117,19 @@ def _forward_graph(reflectance: da.Array, terrain: Sequence[da.Array], layout: H
                 entries.append((t, slice(lo - w.start, hi - w.start), slice(start - lo, start - lo + piece), piece))
                 start += piece
         axes.append(entries)
+    inputs = [(reflectance, (0,)), *([(read, ())] if read is not None else [])]
+    parts = [[layout.parts(array.chunks[-2 + axis], axis) for axis in (0, 1)] for array, _ in inputs]
+
+    def covering(k: int, lead: tuple, ti: int, tj: int, rows: slice, cols: slice) -> list:
+        """The keys of input `k`'s pieces of block (ti, tj) under `rows` x `cols`, and their starts."""
+        on = [[p for p in parts[k][axis][t] if p[1] < span.stop and p[1] + p[2] > span.start]
+              for axis, t, span in ((0, ti, rows), (1, tj, cols))]
+        keys = [[(inputs[k][0].name, *lead, r[0], c[0]) for c in on[1]] for r in on[0]]
+        return [keys, [[r[1] for r in on[0]], [c[1] for c in on[1]]]]
+
     dsk = {
-        (name, yb, i, j): (task, (reflectance.name, yb, 0, ti, tj), [(t.name, ti, tj) for t in terrain],
-                           rows, cols, keep_rows, keep_cols, None if read is None else (read.name, ti, tj))
+        (name, yb, i, j): (task, *covering(0, (yb, 0), ti, tj, rows, cols), [(t.name, ti, tj) for t in terrain],
+                           rows, cols, keep_rows, keep_cols, *(covering(1, (), ti, tj, rows, cols) if read is not None else ()))
         for yb in range(reflectance.numblocks[0])
         for i, (ti, rows, keep_rows, _) in enumerate(axes[0])
         for j, (tj, cols, keep_cols, _) in enumerate(axes[1])
@@ -232,10 +245,28 @@ def _by_tile(cube: xr.Dataset, name: str, layout: HaloLayout, **sel) -> da.Array
     haloed = cube.get(f"{name}_haloed")
     if haloed is not None:
         data = haloed.sel(sel).data
-        if isinstance(data, da.Array) and data.chunks[-2:] == (layout.chunks(0), layout.chunks(1)):
-            return data
+        if isinstance(data, da.Array) and all(layout.parts(data.chunks[-2 + axis], axis) for axis in (0, 1)):
+            return data  # in the layout's blocks, or in the pieces they were read in
     plain = cube[name].sel(sel).data
     return layout.pad(plain if isinstance(plain, da.Array) else da.from_array(plain))
+
+
+def _indices(cube: xr.Dataset, year: int) -> da.Array:
+    """The store's `indices` of `year`'s composite (`pipeline.store.encode_indices`), uint8 on the grid chunked by tile.
+
+    Where the cube holds the composite in the pieces its tiles were read in (`reflectance_haloed`), each
+    piece is encoded and the uint8 pieces joined into tiles: joining the float bands instead (24 B a
+    pixel, a 2,048 px Sentinel-2 tile's year 100 MB) cost a sparse region more than its indices."""
+    from pipeline.store import encode_indices as encode
+
+    bands = tuple(str(b) for b in cube["band"].values)
+    haloed = cube.get("reflectance_haloed")
+    if haloed is None or not isinstance(haloed.data, da.Array):
+        refl = da.asarray(cube["reflectance"].sel(year=year).data)
+        return refl.rechunk({0: -1}).map_blocks(encode, bands=bands, drop_axis=0, dtype=np.uint8)
+    layout = HaloLayout.of(cube["reflectance"].shape[-2:], int(haloed.attrs["tile_px"]), int(haloed.attrs["halo"]))
+    pieces = haloed.sel(year=year).data.rechunk({0: -1}).map_blocks(encode, bands=bands, drop_axis=0, dtype=np.uint8)
+    return layout.trim(layout.join(pieces))
 
 
 def glacier_ids_on_grid(outlines: Any, grid: Any, buffer_m: float, chunk: int) -> xr.DataArray:
@@ -306,7 +337,7 @@ def infer_to_store(
     from pipeline.glaciers.inventory import inventory_sha256
     from pipeline.inference.yearly_cube import yearly_cube
     from pipeline.scale.cluster import task_resources
-    from pipeline.store import RegionStore, check_same_inventory, encode_indices, encode_observed, encode_probability
+    from pipeline.store import RegionStore, check_same_inventory, encode_observed, encode_probability
     from pipeline.store.layout import INDICES_NOT_READ, OBSERVED_NOT_READ
 
     started = time.time()  # skipped reads logged from here on are this call's
@@ -385,10 +416,7 @@ def infer_to_store(
             doy = cube["doy"].sel(year=year).data.astype(np.uint16)
             # The classic index masks of the same composite, by the same task: statistics compare
             # the model with them per glacier (issue "never guess silently"), from stored layers only.
-            refl = cube["reflectance"].sel(year=year)
-            bands = tuple(str(b) for b in refl["band"].values)
-            refl_data = da.asarray(refl.data)
-            indices = refl_data.rechunk({0: -1}).map_blocks(encode_indices, bands=bands, drop_axis=0, dtype=np.uint8)
+            indices = _indices(cube, year)
             if "read" in cube:  # pixels beyond the tiling buffer of every outline: "not read", as an unselected tile's
                 read = da.asarray(cube["read"].data).rechunk(counts.chunks)
                 observed = da.where(read, observed, np.uint8(OBSERVED_NOT_READ))

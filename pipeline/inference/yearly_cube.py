@@ -40,7 +40,8 @@ def yearly_cube(
     `dem_items`: the DEM tiles over the region when the caller has searched them already (the pre-flight).
     `halo` > 0: each `chunks` px tile is read and composited with `halo` px of the ground around it
     (catalog.halo_layout; in pieces of at most `tiling.read_px`), and the cube also holds that as `reflectance_haloed` (year, band,
-    y_haloed, x_haloed; attrs `halo`, `tile_px`) and the terrain so (`elevation_haloed`,
+    y_haloed, x_haloed; attrs `halo`, `tile_px`; chunked by those pieces, never joined into whole blocks:
+    a forward pass takes the pieces under its window, `tile_forward.Mosaic`) and the terrain so (`elevation_haloed`,
     `slope_haloed`, `aspect_haloed`: catalog.terrain.terrain_tiles), which the network takes instead
     of borrowing each tile's context from its neighbours (pipeline.inference.region.probability_cube),
     and `terrain_haloed` (term, y_haloed, x_haloed), the one task per tile those three are views of;
@@ -118,7 +119,7 @@ def yearly_cube(
 def _cut_to_tiles(composite: xr.Dataset, layout: HaloLayout, terr: xr.Dataset, tile_px: int,
                   read: NearPieces | None = None) -> xr.Dataset:
     """A composite in `layout`'s pieces -> on the grid (each block's tile: views of the same tasks), plus
-    `reflectance_haloed`; with `read` (`catalog.tiling.pixels_near_by_piece`) the pieces not near left out
+    `reflectance_haloed` (the pieces themselves); with `read` (`catalog.tiling.pixels_near_by_piece`) the pieces not near left out
     (`HaloLayout.blank_pieces`) and `read`, `read_haloed` saying which pixels the run infers."""
     pieces = dict(composite.data_vars.items())
     if read is not None:
@@ -132,7 +133,8 @@ def _cut_to_tiles(composite: xr.Dataset, layout: HaloLayout, terr: xr.Dataset, t
         name: xr.DataArray(layout.trim(var.data), dims=var.dims, coords={**var.coords, "y": terr.y, "x": terr.x}, attrs=var.attrs)
         for name, var in blocks.items()
     }
-    haloed = {f"{name}_haloed": blocks[name].rename(y="y_haloed", x="x_haloed") for name in ("reflectance", "read") if name in blocks}
+    # in the pieces they were read in, not joined: a forward pass copies out only the window it covers
+    haloed = {f"{name}_haloed": pieces[name].rename(y="y_haloed", x="x_haloed") for name in ("reflectance", "read") if name in pieces}
     for var in haloed.values():
         var.attrs = {**var.attrs, "halo": layout.halo, "tile_px": tile_px}
     return xr.Dataset({**on_grid, **haloed}, attrs=composite.attrs)

@@ -45,6 +45,8 @@ def encode_indices(reflectance: np.ndarray, bands: Iterable[str]) -> np.ndarray:
 
     bands = tuple(str(b) for b in bands)
     refl = np.asarray(reflectance, dtype=np.float32)
+    if refl.shape[0] and not np.isfinite(refl[0]).any():  # nothing seen (a piece far from ice): one band looked at, not six
+        return np.zeros(refl.shape[1:], np.uint8)
     valid = np.isfinite(refl).all(axis=0)
     with np.errstate(invalid="ignore"):
         ndsi = valid & (spectral_index(refl, bands, "ndsi") > NDSI_THRESHOLD)
