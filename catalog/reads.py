@@ -329,8 +329,7 @@ def read_chunk(
         if all_empty:  # `output` is still the broadcast fill value: make it real only for data
             if empty(data).all():
                 return
-            # np.full, not np.array(output): copying a zero-stride broadcast is ~9x slower than filling
-            output, all_empty = np.full(output.shape, fill_value, dtype), False
+            output, all_empty = _filled(output.shape, fill_value, dtype), False
         output[index + at] = data
 
     if threads <= 1 or len(jobs) <= 1:
@@ -357,6 +356,14 @@ def read_chunk(
     if failed is not None:
         raise failed[1]
     return _without(output, dropped, fill_value)
+
+
+def _filled(shape: tuple[int, ...], fill_value, dtype) -> np.ndarray:
+    """A chunk of the fill value to place reads in. A fill of 0 (the scenes' DNs) comes from `np.zeros`,
+    whose pages the system maps only when touched: a piece that reads a box (`HaloLayout.reading`) then
+    pays for the box, not the piece (filling every page took a tenth of a sparse region's thread time).
+    Otherwise `np.full` (copying a zero-stride broadcast was ~9x slower)."""
+    return np.zeros(shape, dtype) if fill_value == 0 else np.full(shape, fill_value, dtype)
 
 
 def _without(output: np.ndarray, rows: set[int], fill_value) -> np.ndarray:
