@@ -137,14 +137,16 @@ def test_nan_band_observation_is_not_clear_and_years_and_season_split():
 def test_a_year_s_looks_are_a_view_of_its_time_chunk_not_a_copy():
     """Each year's looks are cut from the cube as a slice: dask takes a list of indices by copying
     every block (`shuffle-taker`, one more copy of a piece's scenes per year), a slice is a view.
-    The composite is the same as the in-memory one, out-of-season looks at the year's edge included."""
+    The composite is the same as the in-memory one, out-of-season looks at the year's edge included.
+    Nor is a chunk concatenated or transposed for the kernel: it takes the blocks as read (apply_ufunc's
+    copy into (y, x, time, band) cost a seventh of a sparse region's Sentinel-2 work)."""
     dates = ["2020-08-01", "2020-09-01", "2021-05-01", "2021-07-01", "2021-08-01"]
     green = np.array([0.2, 0.1, 0.05, 0.3, 0.25], np.float32)[:, None, None] * np.ones((5, 2, 2), np.float32)
     cube = _cube(green, dates).chunk({"time": (2, 3), "band": -1})
     clear = xr.DataArray(np.ones((5, 2, 2), bool), dims=("time", "y", "x")).chunk({"time": (2, 3)})
     comp = yearly_composite(cube, clear, season=("06-01", "09-30"))
     graph = dict(comp.reflectance.data.__dask_graph__())
-    assert not [key for key in graph if "shuffle" in str(key) or "take" in str(key)]
+    assert not [key for key in graph if any(word in str(key) for word in ("shuffle", "take", "transpose"))]
     eager = yearly_composite(cube.compute(), clear.compute(), season=("06-01", "09-30"))
     xr.testing.assert_identical(comp.compute(), eager)
     assert comp.reflectance.sel(year=2021, band="B03").values[0, 0] == pytest.approx(0.25)

@@ -151,7 +151,7 @@ def print_rules(res: dict) -> None:
 
 
 def speed(area: Path, repeats: int, size: int = 512) -> dict:
-    from catalog.composite import RULES, select_observations, select_ufunc
+    from catalog.composite import RULES, select_observations
     from catalog.cube import reflectance_values
     from catalog.masks import SCL_INVALID, clear_mask
 
@@ -181,17 +181,17 @@ def speed(area: Path, repeats: int, size: int = 512) -> dict:
     def after(rule):
         r = reflectance_values(dn, scale, offset)
         c = clear_mask(qual, "sentinel-2")
-        return select_ufunc(np.moveaxis(r, (0, 1), (-2, -1)), np.moveaxis(c, 0, -1), G, doys, rule, 0.5)
+        return select_observations(r, c, G, doys, rule, 0.5)
 
     def after_dn(rule, lit=False):  # DNs into the kernel, converted row by row as it reads them (what yearly_cube runs)
         c = clear_mask(qual, "sentinel-2")
-        return select_ufunc(np.moveaxis(dn, (0, 1), (-2, -1)), np.moveaxis(c, 0, -1), G, doys, rule, 0.5,
-                             scale=scale[:, :, 0, 0], offset=offset[:, :, 0, 0],
-                             terms=np.moveaxis(terms, 0, -1) if lit else None, sun=sun if lit else None)
+        return select_observations(dn, c, G, doys, rule, 0.5, scale=scale[:, :, 0, 0], offset=offset[:, :, 0, 0],
+                                   terms=terms if lit else None, sun=sun if lit else None)
 
     slope = np.random.default_rng(0).uniform(0, 60, (size, size)).astype(np.float32)
 
     a, b = before(), after("darkest")
+    b = (np.moveaxis(b[0], 0, -1), *b[1:])  # the old kernel's (y, x, band) best
     identical = all(x.tobytes() == y.tobytes() for x, y in zip(a, b))
     identical_dn = all(x.tobytes() == y.tobytes() for rule in RULES for x, y in zip(after(rule), after_dn(rule)))
     r = reflectance_values(dn, scale, offset)
