@@ -360,8 +360,8 @@ def read_chunk(
 
 def _filled(shape: tuple[int, ...], fill_value, dtype) -> np.ndarray:
     """A chunk of the fill value to place reads in. A fill of 0 (the scenes' DNs) comes from `np.zeros`,
-    whose pages the system maps only when touched: a piece that reads a box (`HaloLayout.reading`) then
-    pays for the box, not the piece (filling every page took a tenth of a sparse region's thread time).
+    whose pages the system maps only when touched: a piece that reads a box (`HaloLayout.reading`) writes
+    the box's pages, not the piece's (a fresh 55 MB chunk's 42 box planes: 3.6 ms, 5.8 ms after np.full).
     Otherwise `np.full` (copying a zero-stride broadcast was ~9x slower)."""
     return np.zeros(shape, dtype) if fill_value == 0 else np.full(shape, fill_value, dtype)
 
