@@ -105,6 +105,12 @@ class HaloLayout:
             raise ValueError(f"{int((~inside).sum())} boxes do not lie inside their piece")
         return dataclasses.replace(self, boxes=tuple(map(tuple, boxes.reshape(-1, 4).tolist())))
 
+    def whole_boxes(self, boxes: np.ndarray) -> bool:
+        """Whether `boxes` ((pieces along y, along x, 4), as `reading` takes them) are the whole pieces."""
+        rows, cols = self.read_windows(0), self.read_windows(1)
+        whole = np.array([[(r.start, r.stop, c.start, c.stop) for c in cols] for r in rows], np.int64).reshape(len(rows), len(cols), 4)
+        return bool(np.array_equal(np.asarray(boxes, np.int64), whole))
+
     def read_boxes(self) -> tuple[tuple[slice, ...], ...] | None:
         """Each piece's box (row-major) as (rows, cols) slices of the grid, or None: every piece read whole."""
         if self.boxes is None:

@@ -377,7 +377,7 @@ def read_pieces(tiles: GlacierTiles, outlines: gpd.GeoDataFrame | None, halo_px:
     """What a run reads of `tiles`' selected tiles, each grown by `halo_px` and read in pieces of `read_px`
     (`catalog.halo_layout.HaloLayout`): of the pieces within `buffer_m` (default: the tiles' buffer) of
     `outlines`, their boxes (`pixels_near_by_piece`'s, with the halo as context); every piece whole where
-    the tiles were not chosen by outlines or every piece is near one (`yearly_cube` cuts nothing there)."""
+    the tiles were not chosen by outlines (`yearly_cube` cuts nothing there)."""
     from catalog.halo_layout import HaloLayout
 
     grid = tiles.grid
@@ -394,9 +394,8 @@ def read_pieces(tiles: GlacierTiles, outlines: gpd.GeoDataFrame | None, halo_px:
         near = np.zeros(chosen.size, dtype=bool)
         near[hits] = True
         chosen &= near
-        if not near.all():  # as a run reads: where every piece reaches an outline, every piece is read whole
-            boxes = _read_boxes(grid, geoms, buffer_m, halo_px, rows, cols, chosen)
-            box_rows, box_cols = boxes[:, :2], boxes[:, 2:]
+        boxes = _read_boxes(grid, geoms, buffer_m, halo_px, rows, cols, chosen)  # whole pieces where the boxes are
+        box_rows, box_cols = boxes[:, :2], boxes[:, 2:]
     box_rows, box_cols = box_rows[chosen], box_cols[chosen]
     left, _, _, top = grid.bounds
     res = grid.resolution

@@ -9,7 +9,8 @@ import pytest
 from shapely.geometry import box
 
 from catalog.grid import TargetGrid
-from catalog.tiling import GlacierTiles, glacier_tiles, read_pieces
+from catalog.halo_layout import HaloLayout
+from catalog.tiling import GlacierTiles, glacier_tiles, pixels_near_by_piece, read_pieces
 from pipeline.scale.plan.tile_sizes import CHUNK_COST_PX, TILE_COST_PX, suggested_tile_px, tile_size_options
 
 # 4,096 x 4,096 px of 10 m; one 10 x 10 px glacier at rows and cols 1,000-1,010, its 2 km buffer 200 px around it.
@@ -78,14 +79,20 @@ def test_tiles_without_outlines_have_nothing_to_compare():
         tile_size_options(GlacierTiles.every_tile(GRID, 2048), GLACIER, 96)
 
 
-def test_where_every_piece_is_near_an_outline_every_piece_is_counted_whole():
-    """As a run reads (`yearly_cube` cuts nothing where every piece reaches an outline): a 1,024 px grid
-    in pieces of 256 px, one glacier at px 500-510 with a 3.7 km buffer (every piece within 258 x sqrt(2)
-    = 365 px of it) counts the whole grid, not the glacier's box (px 130-880: 750² px)."""
+def test_where_every_piece_is_near_an_outline_each_still_counts_its_box():
+    """As a run reads (`yearly_cube` cuts nothing only where every box is its whole piece): a 1,024 px
+    grid in pieces of 256 px, one glacier at px 500-510 with a 3.7 km buffer (every piece within 258 x
+    sqrt(2) = 365 px of it) counts the glacier's box (px 130-880: 750² px), not the whole grid (the
+    sparse area's one Landsat tile was inferred whole so); with a 5.2 km buffer (px -20 to 1,030) the
+    boxes are the whole pieces."""
     grid = TargetGrid(32644, 10.0, (LEFT, TOP - 10_240.0, LEFT + 10_240.0, TOP))
     middle = gpd.GeoDataFrame(geometry=[box(LEFT + 5_000, TOP - 5_100, LEFT + 5_100, TOP - 5_000)], crs=32644)
-    pieces = read_pieces(glacier_tiles(grid, middle, 3700.0, 2048), middle, 0, 256)
-    assert pieces.pixels == 1024**2
+    assert read_pieces(glacier_tiles(grid, middle, 3700.0, 2048), middle, 0, 256).pixels == 750**2
+    assert read_pieces(glacier_tiles(grid, middle, 5200.0, 2048), middle, 0, 256).pixels == 1024**2
+    layout = HaloLayout.of(grid.shape, 2048, 0, 256)
+    rows, cols = layout.read_windows(0), layout.read_windows(1)
+    assert not layout.whole_boxes(pixels_near_by_piece(grid, middle, 3700.0, rows, cols).boxes)
+    assert layout.whole_boxes(pixels_near_by_piece(grid, middle, 5200.0, rows, cols).boxes)
     # a second glacier far away leaves pieces beyond the buffer: then each near piece reads its box
     far = gpd.GeoDataFrame(geometry=[*middle.geometry, box(LEFT + 50_000, TOP - 50_100, LEFT + 50_100, TOP - 50_000)],
                            crs=32644)

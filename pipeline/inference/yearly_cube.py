@@ -50,8 +50,8 @@ def yearly_cube(
     `buffer_m` of an outline are read and composited, each only over its box (the outlines' boxes grown by
     `buffer_m` and `halo`: `catalog.tiling.pixels_near_by_piece`); the rest is no data (NaN, clear_count 0)
     that no task reads, and the cube says which pixels lie within `buffer_m`,
-    those a run infers, in `read` (y, x) and `read_haloed` (bool; absent when every piece is near: then
-    a run infers every pixel, as without `near`).
+    those a run infers, in `read` (y, x) and `read_haloed` (bool; absent when every piece is read whole,
+    every piece near and each box the whole piece: then a run infers every pixel, as without `near`).
     """
     years = list(years if years is not None else cfg.years)
     sensor_cfg = cfg.sensors[sensor]
@@ -66,7 +66,7 @@ def yearly_cube(
     if layout is not None and near is not None:
         read = pixels_near_by_piece(grid, near[0], near[1], layout.read_windows(0), layout.read_windows(1), context_px=halo,
                                     source=near[2])
-        if read.near.all():  # every piece reaches an outline: every pixel is read and inferred
+        if read.near.all() and layout.whole_boxes(read.boxes):  # nothing to cut: every pixel is read and inferred
             read = None
         else:
             layout = layout.reading(read.boxes)
