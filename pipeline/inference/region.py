@@ -55,7 +55,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from catalog.halo_layout import HaloLayout
 from pipeline.inference.predictor_cache import cached_predictor, read_card
-from pipeline.inference.tile_forward import predict_parts, predict_piece, round_up
+from pipeline.inference.tile_forward import predict_piece, round_up
 from pipeline.model.halo import DEFAULT_HALO, HALO_BY_ARCHITECTURE
 from pipeline.model.predictor import default_device
 from pipeline.model.weights import ModelCard
@@ -106,7 +106,7 @@ def _forward_graph(reflectance: da.Array, terrain: Sequence[da.Array], layout: H
     context (`predict_piece`).
     """
     name = f"predict_piece-{tokenize(reflectance, *terrain, layout, halo, window, read, kwargs)}"
-    task = functools.partial(predict_parts, halo=halo, **kwargs)
+    task = functools.partial(predict_piece, halo=halo, **kwargs)
     axes = []  # per axis: (tile, rows of its block fed to the network, rows of that output kept)
     for axis in (0, 1):
         size, entries = layout.shape[axis], []
@@ -117,19 +117,18 @@ def _forward_graph(reflectance: da.Array, terrain: Sequence[da.Array], layout: H
                 entries.append((t, slice(lo - w.start, hi - w.start), slice(start - lo, start - lo + piece), piece))
                 start += piece
         axes.append(entries)
-    inputs = [(reflectance, (0,)), *([(read, ())] if read is not None else [])]
-    parts = [[layout.parts(array.chunks[-2 + axis], axis) for axis in (0, 1)] for array, _ in inputs]
+    parts = {a.name: [layout.parts(a.chunks[-2 + axis], axis) for axis in (0, 1)] for a in (reflectance, read) if a is not None}
 
-    def covering(k: int, lead: tuple, ti: int, tj: int, rows: slice, cols: slice) -> list:
-        """The keys of input `k`'s pieces of block (ti, tj) under `rows` x `cols`, and their starts."""
-        on = [[p for p in parts[k][axis][t] if p[1] < span.stop and p[1] + p[2] > span.start]
+    def covering(array: da.Array, lead: tuple, ti: int, tj: int, rows: slice, cols: slice) -> list:
+        """The keys of `array`'s pieces of block (ti, tj) under `rows` x `cols`, and their starts in the block."""
+        on = [[p for p in parts[array.name][axis][t] if p[1] < span.stop and p[1] + p[2] > span.start]
               for axis, t, span in ((0, ti, rows), (1, tj, cols))]
-        keys = [[(inputs[k][0].name, *lead, r[0], c[0]) for c in on[1]] for r in on[0]]
+        keys = [[(array.name, *lead, r[0], c[0]) for c in on[1]] for r in on[0]]
         return [keys, [[r[1] for r in on[0]], [c[1] for c in on[1]]]]
 
     dsk = {
-        (name, yb, i, j): (task, *covering(0, (yb, 0), ti, tj, rows, cols), [(t.name, ti, tj) for t in terrain],
-                           rows, cols, keep_rows, keep_cols, *(covering(1, (), ti, tj, rows, cols) if read is not None else ()))
+        (name, yb, i, j): (task, *covering(reflectance, (yb, 0), ti, tj, rows, cols), [(t.name, ti, tj) for t in terrain],
+                           rows, cols, keep_rows, keep_cols, *(covering(read, (), ti, tj, rows, cols) if read is not None else ()))
         for yb in range(reflectance.numblocks[0])
         for i, (ti, rows, keep_rows, _) in enumerate(axes[0])
         for j, (tj, cols, keep_cols, _) in enumerate(axes[1])

@@ -76,11 +76,6 @@ class Mosaic:
         self.shape = (*parts[0][0].shape[:-2], self.spans[0][-1][1], self.spans[1][-1][1])
         self.dtype = parts[0][0].dtype
 
-    @classmethod
-    def whole(cls, block: np.ndarray) -> Mosaic:
-        """A block in one piece."""
-        return cls([[block]], ((0,), (0,)))
-
     def take(self, rows: slice, cols: slice) -> np.ndarray:
         """The block's `rows` x `cols` (steps of 1): a view where one piece holds them, else a copy."""
         pieces = [(i, j) for i, r in enumerate(self.spans[0]) if r[0] < rows.stop and r[1] > rows.start
@@ -98,35 +93,26 @@ class Mosaic:
         return out
 
 
-def predict_parts(
+def predict_piece(
     parts: list[list[np.ndarray]], starts: Sequence[Sequence[int]], terrain: list[np.ndarray], rows: slice, cols: slice,
     keep_rows: slice, keep_cols: slice, read_parts: list[list[np.ndarray]] | None = None,
-    read_starts: Sequence[Sequence[int]] | None = None, **model,
+    read_starts: Sequence[Sequence[int]] | None = None, *, path: str, weights_sha256: str, device: str, half: bool, halo: int = 0
 ) -> np.ndarray:
-    """`predict_piece` on the pieces of a tile's block that `rows` x `cols` lie in (`Mosaic`; `starts`:
-    their first rows and columns in the block), `read` likewise: the Dask task, which waits for those
-    pieces alone, never for the whole block joined."""
-    read = None if read_parts is None else Mosaic(read_parts, read_starts)
-    return predict_piece(Mosaic(parts, starts), terrain, rows, cols, keep_rows, keep_cols, read, **model)
+    """One forward pass over `rows` x `cols` of a tile's block - its (year, band, y, x) reflectance, held
+    as the pieces of it that `rows` x `cols` lie in (`parts`, their first rows and columns in the block
+    `starts`: a `Mosaic`), and its (y, x) terrain planes in the recipe's order (a piece and its context) -
+    the piece (`keep_rows` x `keep_cols` of that output) kept: (year, y, x) probability. The Dask task:
+    it waits for those pieces alone, never for the whole block joined, and never stacks the block's
+    channels into one array: only the network's own inputs for this piece are built.
 
-
-def predict_piece(
-    reflectance: np.ndarray | Mosaic, terrain: list[np.ndarray], rows: slice, cols: slice, keep_rows: slice, keep_cols: slice,
-    read: np.ndarray | Mosaic | None = None, *, path: str, weights_sha256: str, device: str, half: bool, halo: int = 0
-) -> np.ndarray:
-    """One forward pass over `rows` x `cols` of a tile's block - its (year, band, y, x) reflectance and
-    its (y, x) terrain planes in the recipe's order (a piece and its context) - the piece (`keep_rows`
-    x `keep_cols` of that output) kept: (year, y, x) probability. The block's channels are never
-    stacked into one array: only the network's own inputs for this piece are built.
-
-    `read` (the block's (y, x) bool, `yearly_cube`'s `read_haloed`): the pixels the run infers, 0
-    elsewhere. The pass then runs over their bounding box grown by `halo` (their context; its
-    top-left on the 16-px lattice, as the block's own), not at all where the piece has none: a tile's
-    ground far from every glacier costs no forward pass.
+    `read_parts`, `read_starts` (the block's (y, x) bool likewise, `yearly_cube`'s `read_haloed`): the
+    pixels the run infers, 0 elsewhere. The pass then runs over their bounding box grown by `halo`
+    (their context; its top-left on the 16-px lattice, as the block's own), not at all where the piece
+    has none: a tile's ground far from every glacier costs no forward pass.
     """
     model = {"path": path, "weights_sha256": weights_sha256, "device": device, "half": half}
-    reflectance = reflectance if isinstance(reflectance, Mosaic) else Mosaic.whole(reflectance)
-    window = None if read is None else (read if isinstance(read, Mosaic) else Mosaic.whole(read)).take(rows, cols)
+    reflectance = Mosaic(parts, starts)
+    window = None if read_parts is None else Mosaic(read_parts, read_starts).take(rows, cols)
     if window is None or window.all():
         part = _predict_whole(reflectance.take(rows, cols), [t[rows, cols] for t in terrain], **model)
         return np.ascontiguousarray(part[:, keep_rows, keep_cols])
