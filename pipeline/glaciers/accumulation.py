@@ -46,6 +46,7 @@ import xarray as xr
 
 from catalog.halo_layout import HaloLayout
 from pipeline.glaciers.deferred import Deferred
+from pipeline.glaciers.extent import true_extent
 from pipeline.glaciers.glacier_facts import GlacierFacts, glacier_facts
 from pipeline.store.encoding import NDSI_BIT, index_mask
 
@@ -64,14 +65,21 @@ def inventory_core(ids: np.ndarray, buffer_px: float) -> np.ndarray:
     from scipy.ndimage import distance_transform_edt
 
     ids = np.asarray(ids)
+    core = ids > 0
+    # the transform over the window of the block's zones grown by the buffer (`extent`): a pixel's
+    # answer depends on the edges within the buffer of it alone
+    window = true_extent(core, math.ceil(buffer_px) + 2)
+    if window is None:
+        return core
+    ids = ids[window]
     edge = np.zeros(ids.shape, bool)
     edge[1:] |= ids[1:] != ids[:-1]
     edge[:-1] |= ids[:-1] != ids[1:]
     edge[:, 1:] |= ids[:, 1:] != ids[:, :-1]
     edge[:, :-1] |= ids[:, :-1] != ids[:, 1:]
-    if not edge.any():
-        return ids > 0  # one zone over the whole block (its halo gives every tile its context)
-    return (ids > 0) & (distance_transform_edt(~edge) + 1 > buffer_px)
+    if edge.any():  # else one zone over the whole window (its halo gives every tile its context)
+        core[window] &= distance_transform_edt(~edge) + 1 > buffer_px
+    return core
 
 
 def lazy_inventory_core(gid: da.Array, buffer_px: float) -> da.Array:

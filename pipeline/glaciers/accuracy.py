@@ -6,6 +6,7 @@ dask chunk and summed, and a region-wide map is never held in memory at once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
@@ -15,8 +16,9 @@ import pandas as pd
 import xarray as xr
 from scipy.ndimage import binary_dilation
 
-from catalog.sun import overpass_sun, terrain_shadow
+from catalog.sun import SHADOW_REACH_M, overpass_sun, terrain_shadow
 from pipeline.glaciers.deferred import Deferred
+from pipeline.glaciers.extent import true_extent
 
 DEBRIS_HALO_PX = 10
 """Debris-covered ice grown by this many pixels is the accuracy table's hard ``debris`` zone, so
@@ -26,7 +28,12 @@ both a missed debris tongue and ice mapped beyond it count there."""
 def debris_zone(debris_fraction: np.ndarray, halo_px: int = DEBRIS_HALO_PX) -> np.ndarray:
     """(year, y, x) bool: the truth's debris-covered ice (``debris_fraction`` >= 0.5) grown by
     `halo_px` pixels (4-connected), year by year."""
-    return np.stack([binary_dilation(d >= 0.5, iterations=halo_px) for d in np.asarray(debris_fraction)])
+    debris = np.asarray(debris_fraction) >= 0.5
+    zone = np.zeros(debris.shape, bool)
+    for d, z in zip(debris, zone):
+        if (window := true_extent(d, max(halo_px, 0) + 1)) is not None:  # grown over the window of its debris alone
+            z[window] = binary_dilation(d[window], iterations=halo_px) if halo_px >= 1 else d[window]
+    return zone
 
 
 SHADOW_HALO_PX = 5
@@ -43,6 +50,13 @@ def shadowed_ice_zone(glacier: np.ndarray, doy: np.ndarray, dem: np.ndarray, slo
     `catalog.sun.overpass_sun` over lon/lat), grown by `halo_px`. ``doy`` 0 (no look) is never shadowed."""
     glacier = np.asarray(glacier, bool)
     doy = np.asarray(doy)
+    zone = np.zeros(glacier.shape, bool)
+    # the rays reach SHADOW_REACH_M from the ice and the zone halo_px: beyond that window nothing
+    # changes, and the window of a block's few glaciers is a fraction of the block (`extent`)
+    window = true_extent(glacier & (doy > 0), math.ceil(SHADOW_REACH_M / resolution) + max(halo_px, 0) + 1)
+    if window is None:
+        return zone
+    glacier, doy, dem, slope, aspect = (np.asarray(a)[window] for a in (glacier, doy, dem, slope, aspect))
     shaded_ice = np.zeros(glacier.shape, bool)
     days = np.unique(doy[glacier & (doy > 0)])
     if days.size:
@@ -51,9 +65,10 @@ def shadowed_ice_zone(glacier: np.ndarray, doy: np.ndarray, dem: np.ndarray, slo
         for day, az, el in zip(days, azimuth, elevation):
             look = glacier & (doy == day)  # the rays are marched from these pixels only: the result is ice
             shaded_ice |= terrain_shadow(dem, slope, aspect, resolution, float(az), float(el), where=look)
-    if halo_px < 1 or not shaded_ice.any():  # scipy dilates until nothing changes for iterations < 1
-        return shaded_ice
-    return binary_dilation(shaded_ice, np.ones((3, 3), bool), iterations=halo_px)
+    if halo_px >= 1 and shaded_ice.any():  # scipy dilates until nothing changes for iterations < 1
+        shaded_ice = binary_dilation(shaded_ice, np.ones((3, 3), bool), iterations=halo_px)
+    zone[window] = shaded_ice
+    return zone
 
 
 def confusion_counts(predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:

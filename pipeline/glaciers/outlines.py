@@ -23,6 +23,7 @@ from affine import Affine
 from shapely.geometry import shape
 
 from pipeline.glaciers.deferred import Deferred
+from pipeline.glaciers.extent import true_extent
 
 OUTLINE_COLUMNS = ["glacier_id", "sensor", "year", "area_km2", "perimeter_km", "geometry"]
 
@@ -75,10 +76,12 @@ def deferred_outlines(
 
 def _block_cells(prob: np.ndarray, gid: np.ndarray, *, threshold: int, transform: Affine, edges, block_id=None) -> np.ndarray:
     """(years, 1, 1) object: each year's `_block_pieces` of one (y, x) block."""
-    block_t = transform * Affine.translation(int(edges[1][block_id[2]]), int(edges[0][block_id[1]]))
     out = np.empty((prob.shape[0], 1, 1), dtype=object)
+    window = true_extent(gid[0] != 0)  # only pixels of a glacier's zone make outlines: vectorise their window
+    rows, cols = window or (slice(0, 0), slice(0, 0))
+    at = transform * Affine.translation(int(edges[1][block_id[2]]) + cols.start, int(edges[0][block_id[1]]) + rows.start)
     for k in range(prob.shape[0]):
-        out[k, 0, 0] = _block_pieces(np.where(prob[k] >= threshold, gid[0], 0), block_t)
+        out[k, 0, 0] = [] if window is None else _block_pieces(np.where(prob[k][window] >= threshold, gid[0][window], 0), at)
     return out
 
 
