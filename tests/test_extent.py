@@ -110,3 +110,23 @@ def test_outlines_from_the_window_of_each_block_are_the_whole_images():
                                                                                transform=transform)])
     assert list(out.glacier_id) == [3]
     assert out.geometry.iloc[0].equals(whole) and out.geometry.iloc[0].area == 20 * 60 * 100 - 25 * 100
+
+
+def test_labels_grown_over_their_window_are_the_whole_blocks():
+    """`rasterise.grow_labels`: random rectangles of several ids in blocks of mostly nothing (ties
+    between neighbours included), against the nearest-label transform over the whole block."""
+    from pipeline.glaciers.rasterise import grow_labels
+
+    def whole(labels, radius):
+        dist, (ri, ci) = distance_transform_edt(labels == 0, return_indices=True)
+        return np.where((labels == 0) & (dist <= radius), labels[ri, ci], labels)
+
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        labels = np.zeros((int(rng.integers(40, 160)), int(rng.integers(40, 160))), np.int32)
+        for k in range(int(rng.integers(1, 6))):
+            r0, c0 = int(rng.integers(0, labels.shape[0])), int(rng.integers(0, labels.shape[1]))
+            labels[r0:r0 + int(rng.integers(1, 15)), c0:c0 + int(rng.integers(1, 15))] = k + 1
+        for radius in (1.0, 4.5, 12.0):
+            assert (grow_labels(labels, radius) == whole(labels, radius)).all()
+    assert not grow_labels(np.zeros((20, 20), np.int32), 3.0).any()

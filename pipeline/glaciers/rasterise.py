@@ -8,6 +8,7 @@ north-up ``Affine`` transform with square pixels, a shape and a CRS.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
@@ -24,6 +25,8 @@ from dask.highlevelgraph import HighLevelGraph
 from rasterio.features import rasterize
 from rasterio.warp import Resampling, reproject
 from scipy import ndimage
+
+from pipeline.glaciers.extent import true_extent
 
 
 def _block_labels(geoms, ids, transform: Affine, shape: tuple[int, int], buffer_px: float) -> np.ndarray:
@@ -50,8 +53,16 @@ def _window_labels(geoms, ids, transform: Affine, shape: tuple[int, int], buffer
 def grow_labels(labels: np.ndarray, radius_px: float) -> np.ndarray:
     """`labels` (0 = none) with each free pixel within `radius_px` of a labelled one given the id of
     the nearest (Euclidean distance between pixel centres): neighbours split the gap between them."""
-    dist, (ri, ci) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
-    return np.where((labels == 0) & (dist <= radius_px), labels[ri, ci], labels)
+    labels = np.asarray(labels)
+    # over the window of the labels grown by the radius alone (`extent`): nothing beyond it changes,
+    # and around a few glaciers it is a fraction of the chunk
+    window = true_extent(labels != 0, math.ceil(max(radius_px, 0)) + 1)
+    if window is None:
+        return labels.copy()
+    out, part = labels.copy(), labels[window]
+    dist, (ri, ci) = ndimage.distance_transform_edt(part == 0, return_indices=True)
+    out[window] = np.where((part == 0) & (dist <= radius_px), part[ri, ci], part)
+    return out
 
 
 def rasterize_inventory(
