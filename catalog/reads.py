@@ -149,11 +149,12 @@ class ExplainingRioReader(AutoParallelRioReader):
         a_bottom, a_right = -(-(bottom - r0) // k), -(-(right - c0) // k)
         with self.gdal_env.read, rasterio.open(self.url) as ds:
             data = ds.read(1, window=Window(a_left, a_top, a_right - a_left, a_bottom - a_top))
-        if nodata is not None:
+        if nodata is not None and nodata != self.fill_value:  # a nodata that is the fill value is left as read
             data = np.where(data == nodata, self.fill_value, data)
-        if k > 1:
-            data = data.repeat(k, axis=0).repeat(k, axis=1)
         dr, dc = top - (r0 + a_top * k), left - (c0 + a_left * k)
+        if k > 1:  # columns repeated, then whole rows picked: ~half the time of repeating along both axes
+            data = data.repeat(k, axis=1)[:, dc : dc + right - left][(np.arange(dr, dr + bottom - top)) // k]
+            dr = dc = 0
         out[top - window.row_off : bottom - window.row_off, left - window.col_off : right - window.col_off] = data[
             dr : dr + bottom - top, dc : dc + right - left
         ]

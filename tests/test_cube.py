@@ -7,6 +7,7 @@ import pytest
 import rasterio
 from pyproj import Transformer
 from rasterio.enums import Resampling
+from rasterio.windows import Window
 
 from catalog.cube import quality_cube, reflectance_cube
 from catalog.grid import TargetGrid
@@ -234,3 +235,33 @@ def test_direct_and_plain_warped_reads_equal_stackstacs_masked_warped_reads(area
     assert (ours > 0).mean() > 0.5
     assert plain_warps or zone == grid.epsg  # the other zone takes the plain warp under test
     np.testing.assert_array_equal(ours, warped)
+
+
+def test_a_direct_read_at_any_offset_repeats_each_coarse_pixel_k_by_k(tmp_path):
+    """A 20 m band on a 10 m grid, its origin 1 grid row above and 3 columns right of the grid's
+    (odd offsets), read in windows that start mid-pixel on either axis and run past its edge: each
+    grid pixel holds the 20 m pixel under its centre, and a nodata equal to the fill value is kept
+    as read."""
+    import contextlib
+    import types
+
+    from affine import Affine
+
+    from catalog.reads import ExplainingRioReader
+
+    data = np.arange(1, 7 * 9 + 1, dtype=np.uint16).reshape(7, 9)
+    path = tmp_path / "swir16.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=9, height=7, count=1, dtype="uint16", crs="EPSG:32644",
+                       transform=Affine(20.0, 0, 500_030.0, 0, -20.0, 4_800_010.0), nodata=0) as ds:
+        ds.write(data, 1)
+    r0, c0 = -1, 3  # the asset's origin on the grid whose corner is (500,000, 4,800,000), 10 m pixels
+    reader = object.__new__(ExplainingRioReader)
+    reader.url, reader.fill_value, reader.dtype = str(path), np.uint16(0), np.dtype("uint16")
+    reader.gdal_env = types.SimpleNamespace(read=contextlib.nullcontext())
+    reader._direct = (r0, c0, 7, 9, 2, 0.0)
+    rows, cols = (np.arange(40)[:, None] - r0) // 2, (np.arange(40)[None, :] - c0) // 2
+    inside = (rows >= 0) & (rows < 7) & (cols >= 0) & (cols < 9)
+    reference = np.where(inside, data[np.clip(rows, 0, 6), np.clip(cols, 0, 8)], 0)
+    for row_off, col_off, h, w in [(0, 0, 40, 40), (3, 4, 9, 11), (2, 5, 20, 30), (10, 20, 30, 20)]:
+        got = reader._read_direct(Window(col_off, row_off, w, h))
+        np.testing.assert_array_equal(got, reference[row_off:row_off + h, col_off:col_off + w])
