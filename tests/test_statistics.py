@@ -313,3 +313,45 @@ def test_seam_pairs_are_counted_from_lines_not_blocks():
     ids = da.from_array(np.ones((6, 8), np.int32), chunks=(3, 4))
     counted = _seam_sums(da.from_array(inner, chunks=(1, 3, 4)), 1, ids, k=2)
     np.testing.assert_array_equal(counted.compute(), [[0, 8 + 6]])  # 8 pairs across the row seam, 6 across the column seam
+
+
+def test_blocks_no_glacier_reaches_are_never_read():
+    """4 x 4 blocks of 32 px, glaciers in three of them (two across a seam, one in a corner): the
+    statistics and the outlines read those blocks alone of the maps and `observed` (a read of any
+    other raises), with the glacier ids in memory or lazy (`glacier_facts` finds the blocks), and
+    give the tables and outlines of a plain in-memory run."""
+    from pipeline.glaciers.glacier_facts import glacier_facts
+    from pipeline.glaciers.outlines import deferred_outlines, vectorise_outlines
+
+    rng = np.random.default_rng(5)
+    years, n = [2020, 2021], 128
+    gid = np.zeros((n, n), np.int32)
+    gid[5:25, 20:50] = 1  # blocks (0, 0) and (0, 1), across their seam
+    gid[100:120, 100:125] = 2  # block (3, 3)
+    prob = np.where(rng.random((2, n, n)) < 0.8, 220, 20).astype(np.uint8)
+    observed = np.where(rng.random((2, n, n)) < 0.9, 1, 0).astype(np.uint8)
+    dem = (4000.0 + rng.random((n, n)) * 300.0).astype(np.float32)
+    aspect = (rng.random((n, n)) * 360.0).astype(np.float32)
+    allowed = {(0, 0), (0, 1), (3, 3)}
+
+    def guarded(a):
+        def check(block, block_id=None):
+            assert block_id[-2:] in allowed, f"block {block_id} was read"
+            return block
+        return da.from_array(a, chunks=(1, 32, 32)).map_blocks(check, dtype=a.dtype)
+
+    coords = {"year": years, "y": -10.0 * np.arange(n), "x": 10.0 * np.arange(n)}
+    cube = lambda a: xr.DataArray(a, dims=("year", "y", "x"), coords=coords)  # noqa: E731
+    two = lambda a: xr.DataArray(a, dims=("y", "x"))  # noqa: E731
+    lazy = lambda a: xr.DataArray(da.from_array(a, chunks=32), dims=("y", "x"))  # noqa: E731
+    plain = glacier_statistics(cube(prob), two(gid), two(dem), two(aspect), sensor="S2", observed=cube(observed))
+    for ids, z in ((two(gid), two(dem)), (lazy(gid), lazy(dem))):
+        got = glacier_statistics(cube(guarded(prob)), ids, z, two(aspect), sensor="S2", observed=cube(guarded(observed)))
+        for name, table in plain.items():
+            pd.testing.assert_frame_equal(got[name], table, rtol=1e-12)
+    transform = Affine(10.0, 0.0, 0.0, 0.0, -10.0, 0.0)
+    whole = vectorise_outlines(cube(prob), two(gid), transform, "EPSG:32644", sensor="S2")
+    facts = glacier_facts(lazy(gid), lazy(dem))
+    assert facts.blocks.sum() == 3
+    picked = deferred_outlines(cube(guarded(prob)), lazy(gid), transform, "EPSG:32644", sensor="S2", facts=facts).compute()
+    assert len(whole) == 4 and picked.geometry.geom_equals(whole.geometry).all()

@@ -280,7 +280,7 @@ def map_tables(
         indices=indices, max_index_disagreement=analysis.max_index_disagreement,  # the model against NDSI and red/SWIR
         facts=facts,
     )
-    outlines = deferred_outlines(mask, glacier_id, grid.transform, grid.crs, sensor=sensor, threshold=threshold)
+    outlines = deferred_outlines(mask, glacier_id, grid.transform, grid.crs, sensor=sensor, threshold=threshold, facts=facts)
     extra = dict(extra or {})
     snow = (deferred_snow_kept_km2(kept, glacier_id, grid.resolution ** 2 / 1e6, n_ids) if kept is not None
             else Deferred((), lambda: None))

@@ -24,6 +24,7 @@ from shapely.geometry import shape
 
 from pipeline.glaciers.deferred import Deferred
 from pipeline.glaciers.extent import true_extent
+from pipeline.glaciers.glacier_facts import GlacierFacts, glacier_blocks, picked_blocks
 
 OUTLINE_COLUMNS = ["glacier_id", "sensor", "year", "area_km2", "perimeter_km", "geometry"]
 
@@ -50,11 +51,13 @@ def deferred_outlines(
     *,
     sensor: str,
     threshold: int = 128,
+    facts: GlacierFacts | None = None,
 ) -> Deferred[gpd.GeoDataFrame]:
     """One (multi)polygon per glacier and year from `probability` (year, y, x) 0-255 and `glacier_id`.
 
     Mapped pixels outside every glacier's (buffered) outline (id 0) are not outlines of any
-    glacier and are left out, as in the statistics. `transform` is the grid's (pixel corners).
+    glacier and are left out, as in the statistics; so are the chunks where no glacier's pixel lies
+    (`glacier_facts.glacier_blocks`, from `facts` where given). `transform` is the grid's (pixel corners).
     """
     prob = probability.data
     gid = glacier_id.data
@@ -70,6 +73,9 @@ def deferred_outlines(
     cells = da.map_blocks(_block_cells, prob, gid[None], dtype=object,
                           chunks=(prob.chunks[0], *((1,) * len(c) for c in prob.chunks[1:])),
                           threshold=threshold, transform=transform, edges=edges)
+    if (blocks := glacier_blocks(facts, glacier_id.data if isinstance(glacier_id.data, np.ndarray) else None,
+                                 prob.chunks[1:])) is not None:
+        cells = picked_blocks(cells, blocks, 1)
     years = [int(y) for y in probability["year"].values]
     return Deferred((cells,), partial(_merged, years=years, sensor=sensor, crs=crs))
 

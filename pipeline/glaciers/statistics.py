@@ -98,7 +98,7 @@ from catalog.aspect import aspect_class
 from pipeline.glaciers.block_sums import N_SECTORS, Layout, compact_ids, ids_and_elevation_range, reduce_block, seam_pairs
 from pipeline.glaciers.change import area_uncertainty_km2
 from pipeline.glaciers.deferred import Deferred
-from pipeline.glaciers.glacier_facts import GlacierFacts, glacier_facts
+from pipeline.glaciers.glacier_facts import GlacierFacts, glacier_blocks, glacier_facts, picked_blocks
 from pipeline.glaciers.raster_schema import DEFAULT_MAX_INDEX_DISAGREEMENT, DEFAULT_MAX_UNOBSERVED
 
 __all__ = ["PERIMETER_CORRECTIONS", "deferred_statistics", "glacier_statistics", "with_area_errors"]
@@ -226,8 +226,11 @@ def deferred_statistics(
     layout = Layout(ids.size + 1, n_bands)
 
     cid = gid.map_blocks(compact_ids, ids=ids, dtype=np.int32, meta=np.empty((0, 0), np.int32))  # no compile in the client
+    # only the blocks that hold a glacier's pixel are read and summed (a sparse range's bbox is mostly none)
+    blocks = glacier_blocks(facts, glacier_id.data if isinstance(glacier_id.data, np.ndarray) else None, yx_chunks)
     # a region of few blocks is summed in row stripes of each block, so that every core has work
-    parts = int(min(-(-MIN_TASKS // (values.numblocks[1] * values.numblocks[2])), max(1, values.shape[1] // 64)))
+    n_blocks = len(blocks) if blocks is not None else values.numblocks[1] * values.numblocks[2]
+    parts = int(min(-(-MIN_TASKS // n_blocks), max(1, values.shape[1] // 64)))
     per_block = da.blockwise(
         reduce_block, "htyxs", da.arange(parts, chunks=1), "h", values, "tyx", cid, "yx", z, "yx", asp, "yx",
         *layers, new_axes={"s": layout.size}, adjust_chunks={"h": 1, "y": 1, "x": 1},
@@ -235,6 +238,8 @@ def deferred_statistics(
         with_prob=with_prob, with_observed=observed is not None, with_indices=indices is not None,
         align_arrays=False, concatenate=False,
     )
+    if blocks is not None:
+        per_block = picked_blocks(per_block, blocks, 2)
     # each block counted the edges on its border as exposed; the pairs across its seams take back the inner ones
     years = np.asarray(mask["year"].values)
 
@@ -244,15 +249,17 @@ def deferred_statistics(
         return _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m,
                        perimeter_correction, max_unobserved, max_index_disagreement)
 
-    seams = _seam_sums(values, level, cid, layout.k)
+    seams = _seam_sums(values, level, cid, layout.k, blocks)
     return Deferred((per_block.sum(axis=(0, 2, 3)),) + ((seams,) if seams is not None else ()), finish)
 
 
-def _seam_sums(values: da.Array, level: int, cid: da.Array, k: int) -> da.Array | None:
+def _seam_sums(values: da.Array, level: int, cid: da.Array, k: int,
+               blocks: list[tuple[int, int]] | None = None) -> da.Array | None:
     """(year, k): per glacier, the neighbour pairs across the seams between the (y, x) blocks whose
     two pixels are the same glacier's mapped pixels (``values >= level``; `block_sums.seam_pairs`),
-    from the pixel row (or column) either side of each seam: no halo around whole blocks.
-    None for a region of one block.
+    from the pixel row (or column) either side of each seam: no halo around whole blocks. With
+    `blocks` (those holding a glacier's pixel) only the seams between two of them: no pair crosses
+    another. None for a region of one block, or no such seam.
     One layer of tasks made here: per seam, each block's line beside it (a task of its own, so that
     a cluster moves two lines, not the blocks) and their pairs per year chunk. Dask's slicing and
     concatenation of the lines made a dozen layers and took ~10 ms to build, a sixth of the
@@ -260,6 +267,8 @@ def _seam_sums(values: da.Array, level: int, cid: da.Array, k: int) -> da.Array 
     _, n_rows, n_cols = values.numblocks
     seams = [((i, j), (i + 1, j), 0) for i in range(n_rows - 1) for j in range(n_cols)]
     seams += [((i, j), (i, j + 1), 1) for i in range(n_rows) for j in range(n_cols - 1)]
+    if blocks is not None:
+        seams = [seam for seam in seams if seam[0] in set(blocks) and seam[1] in set(blocks)]
     if not seams:
         return None
     name = f"seam-pairs-{tokenize(values, cid, level, k)}"
