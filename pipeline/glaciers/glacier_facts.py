@@ -133,7 +133,7 @@ def picked_blocks(arr: da.Array, blocks: list[tuple[int, int]], y_axis: int) -> 
         for m, (i, j) in enumerate(blocks):
             dsk[(name, *idx[:y_axis], m, 0, *idx[y_axis:])] = (_same, (arr.name, *idx[:y_axis], i, j, *idx[y_axis:]))
     chunks = (*arr.chunks[:y_axis], (1,) * len(blocks), (1,), *arr.chunks[x_axis + 1:])
-    return da.Array(HighLevelGraph.from_collections(name, dsk, dependencies=[arr]), name, chunks, meta=arr._meta)
+    return da.Array(HighLevelGraph.from_collections(name, dsk, dependencies=[arr]), name, chunks, dtype=arr.dtype)
 
 
 def _same(block):

@@ -268,7 +268,8 @@ def _seam_sums(values: da.Array, level: int, cid: da.Array, k: int,
     seams = [((i, j), (i + 1, j), 0) for i in range(n_rows - 1) for j in range(n_cols)]
     seams += [((i, j), (i, j + 1), 1) for i in range(n_rows) for j in range(n_cols - 1)]
     if blocks is not None:
-        seams = [seam for seam in seams if seam[0] in set(blocks) and seam[1] in set(blocks)]
+        kept = set(blocks)
+        seams = [seam for seam in seams if seam[0] in kept and seam[1] in kept]
     if not seams:
         return None
     name = f"seam-pairs-{tokenize(values, cid, level, k)}"
