@@ -21,7 +21,9 @@ vector of per-glacier sums (per glacier, glacier x band and glacier x sector), b
 ``sum`` over the block axes gives the per-year sums. A block is reduced in one compiled sweep
 over its inventory pixels only (`pipeline.glaciers.block_sums`), which thresholds the
 probabilities as it reads them (one read of each chunk; no mask array is made). Memory per task
-is one chunk of up to YEARS_PER_TASK years plus the bins. A region of fewer blocks than the
+is one chunk of up to YEARS_PER_TASK years plus the bins. Only the blocks that hold a glacier's
+pixel are read and reduced (`glacier_facts.glacier_blocks`; the rest would add nothing, and a
+sparse range's bbox is mostly such blocks). A region of fewer blocks than the
 machine has cores is swept in row stripes of each block, so that every core has work. Glacier
 ids are compacted (``searchsorted`` into the sorted distinct ids), so RGI-like sparse ids cost
 nothing. The perimeter needs each pixel's four neighbours: a block counts the edges on its own
