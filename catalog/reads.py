@@ -153,11 +153,10 @@ class ExplainingRioReader(AutoParallelRioReader):
             data = np.where(data == nodata, self.fill_value, data)
         dr, dc = top - (r0 + a_top * k), left - (c0 + a_left * k)
         if k > 1:  # columns repeated, then whole rows picked: ~half the time of repeating along both axes
-            data = data.repeat(k, axis=1)[:, dc : dc + right - left][(np.arange(dr, dr + bottom - top)) // k]
-            dr = dc = 0
-        out[top - window.row_off : bottom - window.row_off, left - window.col_off : right - window.col_off] = data[
-            dr : dr + bottom - top, dc : dc + right - left
-        ]
+            data = data.repeat(k, axis=1)[:, dc : dc + right - left][np.arange(dr, dr + bottom - top) // k]
+        else:
+            data = data[dr : dr + bottom - top, dc : dc + right - left]
+        out[top - window.row_off : bottom - window.row_off, left - window.col_off : right - window.col_off] = data
         return out
 
     def _read_warped(self, window: Window) -> np.ndarray | None:

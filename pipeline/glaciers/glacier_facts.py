@@ -102,16 +102,18 @@ def _facts(ids: np.ndarray, zmin, zmax, block_chunks, blocks: np.ndarray, sums: 
                         tuple(tuple(int(size) for size in c) for c in block_chunks))
 
 
-def glacier_blocks(facts: GlacierFacts | None, glacier_id, chunks: tuple[tuple[int, ...], ...]) -> list[tuple[int, int]] | None:
+def glacier_blocks(facts: GlacierFacts | None, glacier_id: xr.DataArray,
+                   chunks: tuple[tuple[int, ...], ...]) -> list[tuple[int, int]] | None:
     """The (i, j) of the (y, x) `chunks` that hold a glacier's pixel: from `facts` where they were
-    worked out on these chunks, else from an in-memory `glacier_id` (y, x); None where neither
-    says (every chunk counts) or no chunk holds one."""
+    worked out on these chunks, else from `glacier_id` (y, x) if it is in memory; None where
+    neither says (every chunk counts) or no chunk holds one."""
     chunks = tuple(tuple(int(size) for size in c) for c in chunks)
+    ids = glacier_id.data
     if facts is not None and facts.blocks is not None and facts.block_chunks == chunks:
         present = facts.blocks
-    elif isinstance(glacier_id, np.ndarray):
+    elif isinstance(ids, np.ndarray):
         edges = [np.cumsum((0, *c)) for c in chunks]
-        present = np.array([[glacier_id[edges[0][i]:edges[0][i + 1], edges[1][j]:edges[1][j + 1]].any()
+        present = np.array([[ids[edges[0][i]:edges[0][i + 1], edges[1][j]:edges[1][j + 1]].any()
                              for j in range(len(chunks[1]))] for i in range(len(chunks[0]))], bool)
     else:
         return None

@@ -73,8 +73,7 @@ def deferred_outlines(
     cells = da.map_blocks(_block_cells, prob, gid[None], dtype=object,
                           chunks=(prob.chunks[0], *((1,) * len(c) for c in prob.chunks[1:])),
                           threshold=threshold, transform=transform, edges=edges)
-    if (blocks := glacier_blocks(facts, glacier_id.data if isinstance(glacier_id.data, np.ndarray) else None,
-                                 prob.chunks[1:])) is not None:
+    if (blocks := glacier_blocks(facts, glacier_id, prob.chunks[1:])) is not None:
         cells = picked_blocks(cells, blocks, 1)
     years = [int(y) for y in probability["year"].values]
     return Deferred((cells,), partial(_merged, years=years, sensor=sensor, crs=crs))
@@ -84,10 +83,14 @@ def _block_cells(prob: np.ndarray, gid: np.ndarray, *, threshold: int, transform
     """(years, 1, 1) object: each year's `_block_pieces` of one (y, x) block."""
     out = np.empty((prob.shape[0], 1, 1), dtype=object)
     window = true_extent(gid[0] != 0)  # only pixels of a glacier's zone make outlines: vectorise their window
-    rows, cols = window or (slice(0, 0), slice(0, 0))
+    for k in range(prob.shape[0]):
+        out[k, 0, 0] = []
+    if window is None:
+        return out
+    rows, cols = window
     at = transform * Affine.translation(int(edges[1][block_id[2]]) + cols.start, int(edges[0][block_id[1]]) + rows.start)
     for k in range(prob.shape[0]):
-        out[k, 0, 0] = [] if window is None else _block_pieces(np.where(prob[k][window] >= threshold, gid[0][window], 0), at)
+        out[k, 0, 0] = _block_pieces(np.where(prob[k][window] >= threshold, gid[0][window], 0), at)
     return out
 
 

@@ -229,7 +229,7 @@ def deferred_statistics(
 
     cid = gid.map_blocks(compact_ids, ids=ids, dtype=np.int32, meta=np.empty((0, 0), np.int32))  # no compile in the client
     # only the blocks that hold a glacier's pixel are read and summed (a sparse range's bbox is mostly none)
-    blocks = glacier_blocks(facts, glacier_id.data if isinstance(glacier_id.data, np.ndarray) else None, yx_chunks)
+    blocks = glacier_blocks(facts, glacier_id, yx_chunks)
     # a region of few blocks is summed in row stripes of each block, so that every core has work
     n_blocks = len(blocks) if blocks is not None else values.numblocks[1] * values.numblocks[2]
     parts = int(min(-(-MIN_TASKS // n_blocks), max(1, values.shape[1] // 64)))
