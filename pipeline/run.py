@@ -215,21 +215,27 @@ def run_study(
     client: Any = None,
     console: Console | None = None,
     publish: bool = True,
+    restart_workers: bool | None = None,
 ) -> RunResult:
     """Run (or update) the study described by `cfg` into `out`; see the module docstring.
 
     `years`: the years to infer (default: all configured); tables always cover every year in
     the store. `client`: a distributed Client to run on (default: start `cfg.cluster`).
+    `restart_workers`: give the statistics fresh worker processes, without the networks' memory
+    (`pipeline.scale.cluster.memory`); default: when this run started its workers (no `client`,
+    `cluster.kind` not ``address``), as others' workers may hold their data.
     """
     from pipeline.inference.region import infer_to_store
     from pipeline.scale.cluster import start_cluster
-    from pipeline.scale.cluster.memory import trim_worker_memory
+    from pipeline.scale.cluster.memory import restart_worker_processes, trim_worker_memory
 
     console = console or Console()
     out = Path(out).resolve()
     sensors = list(sensors or cfg.sensors)
     years = [int(y) for y in (years if years is not None else cfg.years)]
     stage = _Stages(console)
+    if restart_workers is None:
+        restart_workers = client is None and cfg.cluster.kind != "address"
 
     with stage("inputs"):
         check_settings(cfg, out, sensors)  # before the embedded area is generated
@@ -280,6 +286,10 @@ def run_study(
                 )
             trim_worker_memory(client)  # the next stage starts from what the workers hold, not their high-water mark
         with stage("statistics"):
+            if restart_workers:  # fresh processes: the statistics never use torch, which a trim cannot give back
+                console.print("restarting the workers: the statistics start without the networks' memory",
+                              markup=False, highlight=False)
+                restart_worker_processes(client)
             truth = truth_dir_for(cfg, sensors)
             tables, outlines, mask_tiles = analyse_store(  # the published masks come from the same read of the maps
                 store, cfg.analysis, sensors=sensors, truth_dir=truth, models={s: w["architecture"] for s, w in weights.items()},

@@ -316,3 +316,43 @@ def test_trimming_the_workers_memory_gives_freed_heap_back_and_never_fails_a_run
     with caplog.at_level("WARNING"):
         trim_worker_memory(Unreachable())
     assert "could not trim the workers' memory" in caplog.text
+
+
+def test_restarting_the_workers_gives_fresh_processes_and_goes_on_with_those_that_came_back(caplog):
+    """Before the statistics a run restarts the workers it started: new processes (what a worker
+    imported and held is gone); a restart that times out is warned about, and only a cluster left
+    with no worker is an error."""
+    import os
+
+    from pipeline.scale.cluster import ClusterError
+    from pipeline.scale.cluster.memory import restart_worker_processes
+
+    with start_cluster({"kind": "local", "local": {"workers": 1, "dashboard_address": ":0"}}, console=_console()[0]) as client:
+        def held():
+            import sys
+
+            sys.modules["glacierwatch_test_marker"] = sys  # stands for torch: imported, held for the process's life
+            return os.getpid()
+
+        before = client.run(held)
+        restart_worker_processes(client)
+        after = client.run(lambda: (os.getpid(), "glacierwatch_test_marker" in __import__("sys").modules))
+        assert len(after) == 1 and [pid for pid, _ in after.values()] != list(before.values())
+        assert [marked for _, marked in after.values()] == [False]
+
+    class SlowToComeBack:
+        def __init__(self, workers: int):
+            self.workers = workers
+
+        def restart(self, timeout):
+            raise TimeoutError(f"restart took longer than {timeout} s")
+
+        def wait_for_workers(self, n, timeout):
+            if self.workers < n:
+                raise TimeoutError("none")
+
+    with caplog.at_level("WARNING"):
+        restart_worker_processes(SlowToComeBack(workers=1), timeout_s=1)
+    assert "could not restart every worker" in caplog.text
+    with pytest.raises(ClusterError, match="workers restarted before the statistics"):
+        restart_worker_processes(SlowToComeBack(workers=0), timeout_s=1)

@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
             worker_pids = set(client.run(os.getpid).values())
             idle = {pid: poller.peak.get(pid, 0) for pid in worker_pids}
             t = time.perf_counter()
-            run = run_study(cfg, out, client=client, console=console)
+            # the cluster was started for this run, as `glacierwatch run` starts its own: its workers are restarted alike
+            run = run_study(cfg, out, client=client, console=console, restart_workers=True)
             wall = time.perf_counter() - t
             worker_pids |= set(client.run(os.getpid).values())  # restarted workers included
     workers_peak = {pid: poller.peak.get(pid, 0) for pid in worker_pids}
