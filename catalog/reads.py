@@ -34,7 +34,6 @@ from stackstac.to_dask import asset_table_to_reader_and_window, normalize_chunks
 
 from catalog.redact import redact
 
-
 WARP_TOLERANCE_PX = 0.01
 """How far (source pixels) GDAL's warp may approximate the reprojection. Its default, 0.125 px,
 interpolates the transform linearly across each read's window, so a scene warped from another
