@@ -270,8 +270,9 @@ def terrain_tiles(items: Sequence[pystac.Item], profile: ProviderProfile, grid: 
     `haloed.terrain` (term, y_haloed, x_haloed) is those tasks themselves, one per tile, for a caller
     that keeps a tile's terrain while several computations use it (pipeline.inference.region).
     One tile: the bytes of `terrain`. Several: the DEM's warp moves a pixel's value with the read
-    window (GDAL's approximate transformer, within 0.125 px: on the x1 area's 10 m grid in 512 px
-    tiles, p99 0.4 m of elevation and 0.2 deg of slope against `terrain`'s grid chunks)."""
+    window by GDAL's approximate transformer, within `catalog.reads.WARP_TOLERANCE_PX` (0.01 px; at
+    GDAL's default 0.125 px, on the x1 area's 10 m grid in 512 px tiles, p99 0.4 m of elevation and
+    0.2 deg of slope against `terrain`'s grid chunks)."""
     rim = _rim_layout(layout)
     padded = _padded(grid, 1)
     dem = dem_cube(items, profile, padded, layout=rim).data

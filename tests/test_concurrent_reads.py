@@ -174,8 +174,8 @@ def test_a_box_reads_only_its_window_and_places_it_in_the_chunk():
 
 def test_boxed_pieces_read_the_same_bytes_inside_their_boxes(two_years):
     """A halo layout read in pieces, each only over its box: inside a box the same bytes as the whole
-    piece read (scenes on the grid's own zone; a warped scene moves within GDAL's warp tolerance with
-    the read window, as with the pieces themselves), no data outside."""
+    piece read (scenes on the grid's own zone; a warped scene within GDAL's warp tolerance,
+    `catalog.reads.WARP_TOLERANCE_PX`), no data outside."""
     from catalog.halo_layout import HaloLayout
 
     items, grid = two_years
@@ -203,6 +203,8 @@ def test_boxed_pieces_read_the_same_bytes_inside_their_boxes(two_years):
             inside[y[i] + r0 - r.start : y[i] + r1 - r.start, x[j] + c0 - c.start : x[j] + c1 - c.start] = True
     assert got[..., inside].tobytes() == want[..., inside].tobytes()
     assert not got[..., ~inside].any() and want[..., ~inside].any()
+    warped_got, warped_want = boxed.values[~same_zone][..., inside], whole.values[~same_zone][..., inside]
+    assert warped_want.size and (warped_got != warped_want).mean() < 1e-3
     with pytest.raises(ValueError, match="do not lie inside their piece"):
         layout.reading(boxes + np.array([0, 0, 0, 10_000]))
 
@@ -316,3 +318,47 @@ def test_the_scene_check_opens_as_many_assets_at_once_as_the_reads(two_years, mo
     most[0] = 0
     scene_check._unreadable(items[:1], KEYS)
     assert most[0] == 1
+
+
+def test_warped_reads_keep_the_reprojection_within_a_hundredth_of_a_pixel(tmp_path, two_years, monkeypatch):
+    """A scene of the other UTM zone is warped; GDAL approximates the reprojection linearly over each
+    read's window, by default within 0.125 px, so a 30 m scene read in a window picked another
+    nearest pixel than read whole for ~3 % of pixels (the tables moved with the tiling). Every read
+    of the cubes goes through `WarpSpec` (`WARP_TOLERANCE_PX`, 0.01 px): ~0.2 % here."""
+    import rasterio
+    from rasterio.vrt import WarpedVRT
+    from rasterio.warp import transform_bounds
+    from stackstac.to_dask import asset_table_to_reader_and_window
+
+    import catalog.reads
+    from catalog.reads import WarpSpec
+
+    path = tmp_path / "zone45.tif"
+    transform = rasterio.transform.from_origin(240_000, 4_880_000, 30, 30)  # UTM 45N, near its western edge
+    values = np.random.default_rng(0).integers(1, 10_000, (2_000, 2_000), dtype=np.uint16)
+    with rasterio.open(path, "w", driver="GTiff", width=2_000, height=2_000, count=1, dtype="uint16", crs="EPSG:32645",
+                       transform=transform, tiled=True) as ds:
+        ds.write(values, 1)
+    with rasterio.open(path) as ds:
+        left, bottom, right, top = transform_bounds(ds.crs, "EPSG:32644", *ds.bounds)
+        spec = RasterSpec(32644, (left // 30 * 30, bottom // 30 * 30, right // 30 * 30, top // 30 * 30), (30, 30))
+        differ = {}
+        for name, params in (("gdal default", spec.vrt_params), ("WarpSpec", WarpSpec.of(spec).vrt_params)):
+            with WarpedVRT(ds, resampling=Resampling.nearest, **params) as vrt:
+                whole = vrt.read(1)
+                part = vrt.read(1, window=Window(500, 400, 700, 600))
+            inside = whole[400:1000, 500:1200] > 0
+            differ[name] = (part != whole[400:1000, 500:1200])[inside].mean()
+    assert differ["gdal default"] > 0.01 and differ["WarpSpec"] < 0.005, differ
+
+    specs = []  # and the cubes' readers are given it
+
+    def reader_table(*args, **kwargs):
+        specs.append(args[1])
+        return asset_table_to_reader_and_window(*args, **kwargs)
+
+    monkeypatch.setattr(catalog.reads, "asset_table_to_reader_and_window", reader_table)
+    items, grid = two_years
+    stack_on_grid(items[:1], KEYS[:1], grid, Resampling.nearest, np.uint16, np.uint16(0), (1, 1, 64, 64))[..., :64, :64].compute(
+        scheduler="sync")
+    assert specs and all(type(s) is WarpSpec and s.vrt_params["tolerance"] == catalog.reads.WARP_TOLERANCE_PX for s in specs)

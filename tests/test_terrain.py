@@ -240,8 +240,8 @@ def test_each_tile_s_terrain_read_with_its_own_halo(small_study_area, chunk, hal
     read with its own one-pixel rim, so no NaN rim and no neighbour's read; the grid's view is each
     block's tile. One tile: the bytes of
     `terrain`. Several: each block matches the grid's terrain over its window up to the DEM warp's
-    dependence on the read window (GDAL's approximate transformer, < 0.125 px: a few metres on
-    steep ground) and the slope's pixel size taken per block."""
+    dependence on the read window (GDAL's approximate transformer, < `WARP_TOLERANCE_PX`) and the
+    slope's pixel size taken per block."""
     from datetime import datetime, timezone
 
     from catalog.grid import TargetGrid
