@@ -154,7 +154,6 @@ def speed(area: Path, repeats: int, size: int = 512) -> dict:
     from catalog.composite import RULES, select_observations
     from catalog.cube import reflectance_values
     from catalog.masks import SCL_INVALID, clear_mask
-
     from catalog.sun import illumination_terms
 
     refl, qual, doys, _, (terms, sun) = load_year(area, "sentinel-2", 2021)
