@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -90,15 +89,12 @@ def test_a_year_without_scenes_is_planned_as_zero_and_said(study_area):
     assert any("no sentinel-2 scenes" in note for note in plan.sensors[0].notes)
 
 
-def test_whole_tian_shan_offline_is_quick_small_and_labelled_estimated(tmp_path):
+def test_whole_tian_shan_offline_is_small_and_labelled_estimated(tmp_path):
     cfg = load_config(CONFIGS / "tianshan.yaml", inventory=str(tmp_path / "rgi-not-downloaded.gpkg"))
     tracemalloc.start()
-    started = time.perf_counter()
     plan = plan_run(cfg, offline=True)
-    seconds = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert seconds < 5
     assert peak < 50e6  # nothing the size of a 21 Gpx grid, or of its tile lattice at pixel level
 
     s2, landsat = plan.sensors
@@ -139,9 +135,7 @@ def test_tian_shan_with_an_inventory_plans_glacier_tiles_only(tmp_path):
     path = tmp_path / "tianshan.parquet"
     gpd.GeoDataFrame(geometry=[Polygon(ring + c) for c in centres], crs=4326).to_parquet(path)
     cfg = load_config(CONFIGS / "tianshan.yaml", inventory=str(path))
-    started = time.perf_counter()
-    plan = plan_run(cfg, offline=True)
-    assert time.perf_counter() - started < 5
+    plan = plan_run(cfg, offline=True)  # the tiling's time is a benchmark's: tests/bench/bench_tiling.py
     s2 = plan.sensors[0]
     assert "tiles within 2000 m of the 6000 outlines" in s2.tiles_from
     assert 15_000 / 419 < s2.tiles.n_tiles < 0.3 * s2.tiles.n_tiles_total

@@ -212,15 +212,12 @@ def test_pixel_mask_of_a_tile_window_is_that_part_of_the_whole(inventory, s2_gri
     assert np.mean(whole != expected) < 1e-4  # arcs of 32 vs 64 segments per quarter circle
 
 
-def test_thousands_of_outlines_over_the_tian_shan_take_seconds_not_minutes():
-    import time
-
+def test_thousands_of_outlines_over_the_tian_shan_select_some_of_its_tiles():
+    """5,000 outlines over the whole range's grid (how long it takes: tests/bench/bench_tiling.py)."""
     grid = TargetGrid.from_lonlat_bbox((67.0, 39.0, 96.0, 45.5), 10.0)
     rng = np.random.default_rng(0)
     ang = np.linspace(0, 2 * np.pi, 100)
     ring = np.c_[0.006 * np.cos(ang), 0.0045 * np.sin(ang)]
     polys = [Polygon(ring + (x, y)) for x, y in zip(rng.uniform(68, 95, 5000), rng.uniform(40, 45, 5000))]
-    started = time.perf_counter()
     tiles = glacier_tiles(grid, gpd.GeoDataFrame(geometry=polys, crs=4326), 2000)
-    assert time.perf_counter() - started < 5
     assert 0 < tiles.n_tiles < tiles.n_tiles_total == 5043
