@@ -2,9 +2,9 @@
 
 `HighLevelGraph.cull` walks the layers from the outputs back and hands each layer's `cull` the
 keys wanted so far from *every* layer. `Layer.cull`, which every layer but `Blockwise` uses (dask
-2024.12-2026.11 at least; both its task-spec path, `dask._task_spec.cull`, and its legacy path),
-returns the layer whole when
-that set has as many keys as the layer has tasks, as if they were the layer's own. Which layer
+2026.8.0, unchanged in 2026.11.0; its task-spec path, `dask._task_spec.cull`, and its legacy path
+alike), returns the layer whole when that set has as many keys as the layer has tasks, as if they
+were the layer's own. Which layer
 meets that coincidence depends on the order of the layers, a set's order (the hash seed, the
 tokens): a selected tile's pieces far from every glacier (`HaloLayout.blank_pieces`) were cut from
 the graph in some processes and read in others (a test's cut graph counted 31, 37 or 48 reads
