@@ -97,6 +97,12 @@ def _config(area: Path, years: list[int], weights: dict[str, str], half: bool | 
     )
 
 
+def _jemalloc_mapped() -> bool:
+    """In a worker: whether it runs on jemalloc (cluster.local.allocator)."""
+    with open("/proc/self/maps") as maps:
+        return "jemalloc" in maps.read()
+
+
 def main(argv: list[str] | None = None) -> dict:
     from pipeline.config import SHIPPED_WEIGHTS
 
@@ -107,6 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--landsat-weights", default=None, help="also run Landsat with these weights")
     ap.add_argument("--workers", type=int, default=None, help="default: as `glacierwatch run` on this machine")
     ap.add_argument("--threads-per-worker", type=int, default=None)
+    ap.add_argument("--allocator", choices=["auto", "jemalloc", "system"], default="auto",
+                    help="cluster.local.allocator: the inference workers' malloc (auto: jemalloc where installed)")
     ap.add_argument("--half", action="store_true", help="inference.half: true (bf16 on a CPU with bf16 instructions)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (replaced); default: a temporary one, removed")
     ap.add_argument("--json", type=Path)
@@ -130,7 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     log_path = out.with_name(out.name + ".log")
-    spec = ClusterSpec(kind="local", local=LocalSpec(workers=args.workers, threads_per_worker=args.threads_per_worker, dashboard_address=":0"))
+    spec = ClusterSpec(kind="local", local=LocalSpec(workers=args.workers, threads_per_worker=args.threads_per_worker,
+                                                          dashboard_address=":0", allocator=args.allocator))
     result: dict = {"area": str(args.area), "size": meta["spec"]["size"], "years": years, "sensors": list(weights),
                     "grid": {s: list(cfg.grid(s).shape) for s in weights}, "log": str(log_path)}
     with open(log_path, "w") as log, RssPoller() as poller:
@@ -140,6 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
             info = client.scheduler_info()["workers"]
             result["cluster"] = {"workers": len(info), "threads_per_worker": max(w["nthreads"] for w in info.values()),
                                  "memory_limit_per_worker": max(w["memory_limit"] for w in info.values()),
+                                 "allocator": "jemalloc" if any(client.run(_jemalloc_mapped).values()) else "system",
                                  "gpu_workers": sum(bool((w.get("resources") or {}).get("GPU")) for w in info.values())}
             cluster_s = time.perf_counter() - started
             worker_pids = set(client.run(os.getpid).values())
@@ -171,7 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
         generator_check=run.tables["generator_check"].to_dict("records") if "generator_check" in run.tables else [],
     )
     print(f"{args.area.name}: grid {result['grid']}, {len(years)} years, {result['cluster']['workers']} workers x "
-          f"{result['cluster']['threads_per_worker']} threads ({result['cluster']['gpu_workers']} on a GPU): run_study {wall:.1f} s")
+          f"{result['cluster']['threads_per_worker']} threads ({result['cluster']['gpu_workers']} on a GPU, inference on "
+          f"{result['cluster']['allocator']}): run_study {wall:.1f} s")
     for stage, seconds in run.timings.items():
         print(f"  {stage:40s} {seconds:8.1f} s   largest worker RSS {by_stage[stage]:7.0f} MB")
     print(f"  peak RSS per worker {result['worker_peak_rss_mb']:.0f} MB (idle {max(idle.values(), default=0) / 2**20:.0f} MB), "

@@ -21,6 +21,7 @@ import ctypes
 import ctypes.util
 import logging
 
+from pipeline.scale.cluster.allocator import drop_preloaded_allocator
 from pipeline.scale.cluster.resources import wait_for_workers
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,14 @@ def trim_worker_memory(client) -> None:
 
 
 def restart_worker_processes(client, timeout_s: float = 120.0) -> None:
-    """Every worker of `client` replaced by a fresh process (their nannies respawn them); all of
-    the workers' data is dropped, so call it only between stages that pass results through the store.
+    """Every worker of `client` replaced by a fresh process (their nannies respawn them), on the C
+    library's allocator (`allocator`: jemalloc made the statistics slower); all of the workers'
+    data is dropped, so call it only between stages that pass results through the store.
 
     A restart that does not finish in `timeout_s` is warned about; the run goes on with the
     workers that came back, and fails with a `ClusterError` only if none did.
     """
+    drop_preloaded_allocator(client)
     try:
         client.restart(timeout=timeout_s)
     except (OSError, TimeoutError, RuntimeError) as err:

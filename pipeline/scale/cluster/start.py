@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from catalog.redact import redact
+from pipeline.scale.cluster.allocator import allocator_environ
 from pipeline.scale.cluster.kubernetes import kube_cluster, kube_config_found
 from pipeline.scale.cluster.local import local_cluster, plan_local
 from pipeline.scale.cluster.resources import wait_for_workers
@@ -118,7 +120,9 @@ def check_cluster(spec: ClusterSpec | Mapping[str, Any] | Any = None, *, timeout
     within `timeout` seconds (default CONNECT_TIMEOUT_S) each fail with one line that says what to do.
     """
     spec = _coerce(spec if spec is not None else ClusterSpec())
-    if spec.kind == "address":
+    if spec.kind == "local":
+        allocator_environ(spec.local.allocator)  # allocator: jemalloc on a machine without it
+    elif spec.kind == "address":
         _check_address(spec.address, timeout or CONNECT_TIMEOUT_S)
     elif spec.kind == "slurm":
         if importlib.util.find_spec("dask_jobqueue") is None:
@@ -150,6 +154,15 @@ def _started(what: str, start):
         raise ClusterError(redact(f"{what} could not be started ({type(err).__name__}: {err})")) from None
 
 
+def _restore_environ(saved: dict[str, str | None]) -> None:
+    """This process's environment as it was before a local cluster's nannies wrote theirs into it."""
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @contextmanager
 def start_cluster(spec: ClusterSpec | Mapping[str, Any] | Any = None, *, console: Console | None = None) -> Iterator:
     """A `distributed.Client` on the cluster `spec` describes; what was started is closed on exit.
@@ -177,6 +190,9 @@ def start_cluster(spec: ClusterSpec | Mapping[str, Any] | Any = None, *, console
             # again: inference ran 2.3x slower under it (tests/bench/bench_inference.py). Workers
             # here hold one tile at a time, so the default trim threshold is safe.
             stack.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}))
+            preload = allocator_environ(spec.local.allocator)  # jemalloc: freed memory goes back to the OS
+            stack.enter_context(dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in preload.items()}))
+            stack.callback(_restore_environ, {key: os.environ.get(key) for key in preload})
             stack.enter_context(dask.config.set(WORKER_CONFIG))
             cluster = stack.enter_context(_started("local Dask cluster", lambda: local_cluster(spec.local, plan)))
             client = stack.enter_context(Client(cluster))
@@ -185,6 +201,7 @@ def start_cluster(spec: ClusterSpec | Mapping[str, Any] | Any = None, *, console
             where = (
                 f"local cluster: {plan.workers} workers x {plan.threads_per_worker} threads, "
                 f"{dask.utils.format_bytes(plan.memory_per_worker)} each, {gpus}"
+                + (", jemalloc" if preload else "")
             )
         elif spec.kind == "slurm":
             cluster = stack.enter_context(_started("SLURM cluster", lambda: slurm_cluster(spec.slurm)))
