@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import dask
 from pydantic import Field, model_validator
 
 from pipeline.config import StrictModel
@@ -20,25 +21,43 @@ IMAGE = "ghcr.io/glacierwatch/glacierwatch:0.1.0"
 GPU_RESOURCE = "GPU"
 KINDS = ("local", "slurm", "kubernetes", "address")
 
-WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+WORKER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+}
 """Dask settings every glacierwatch worker runs with (nannies hand the parent's config to their workers).
 
-The worker's statistical profiler calls sys._current_frames() every 10 ms. On CPython 3.11 before
+No statistical profiler: it calls sys._current_frames() every 10 ms. On CPython 3.11 before
 3.11.9 that call holds the interpreter's thread-list lock while it allocates; a garbage collection
 started there runs callbacks and finalizers that release the GIL (distributed's own GC diagnosis
 reads /proc), and a read thread that then drops a threading.local (every GDAL dataset copy has one)
 takes the GIL and waits for that lock: every thread of the worker stops, for good (CPython
 gh-106883). Seen here as `glacierwatch run` hanging inside infer_to_store, with the GIL held by a
 glacierwatch-read thread in local_dealloc (gdb). Without the profiler nothing takes that lock while
-allocating; the dashboard loses its profile page."""
+allocating; the dashboard loses its profile page.
+
+No MALLOC_TRIM_THRESHOLD_ from the nannies: dask starts its workers with 65536, which makes glibc
+hand torch's large activation buffers back to the OS after every block and fault them in again
+(and fixes glibc's mmap threshold): the forward ran 2.3x slower under it (tests/bench/bench_inference.py).
+Workers here hold one tile at a time, so glibc's default is safe."""
 
 
 def worker_environment() -> dict[str, str]:
-    """`WORKER_CONFIG` as the environment variables Dask reads its config from (``DASK_`` + the keys
-    joined by ``__``): what SLURM job scripts export and Kubernetes worker pods carry, since those
-    workers are started by the batch system, not by this process."""
-    return {"DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value) for key, value in WORKER_CONFIG.items()}
+    """`WORKER_CONFIG` as the environment SLURM job scripts export and Kubernetes worker pods carry,
+    since those workers are started by the batch system, not by this process.
 
+    All of it goes in ``DASK_INTERNAL_INHERIT_CONFIG``, dask's serialized config (how distributed's
+    SSHCluster hands its config to the workers it starts): it can carry the None that takes a
+    variable out of the nannies' environment, which a ``DASK_*`` variable cannot (dask lower-cases
+    their keys). The settings a ``DASK_*`` variable can say are also given as one, to be read."""
+    nested: dict = {}
+    dask.config.set(WORKER_CONFIG, config=nested)
+    readable = {
+        "DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value)
+        for key, value in WORKER_CONFIG.items()
+        if value is not None and key == key.lower()
+    }
+    return {"DASK_INTERNAL_INHERIT_CONFIG": dask.config.serialize(nested), **readable}
 
 
 class ClusterError(RuntimeError):

@@ -185,11 +185,6 @@ def start_cluster(spec: ClusterSpec | Mapping[str, Any] | Any = None, *, console
             where = f"scheduler at {redact(spec.address)}"
         elif spec.kind == "local":
             plan = plan_local(spec.local)
-            # Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc hand
-            # torch's large activation buffers back to the OS after every block and fault them in
-            # again: inference ran 2.3x slower under it (tests/bench/bench_inference.py). Workers
-            # here hold one tile at a time, so the default trim threshold is safe.
-            stack.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}))
             preload = allocator_environ(spec.local.allocator)  # jemalloc: freed memory goes back to the OS
             stack.enter_context(dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in preload.items()}))
             stack.callback(_restore_environ, {key: os.environ.get(key) for key in preload})
