@@ -445,7 +445,8 @@ def test_workers_run_the_networks_on_jemalloc_and_restart_for_the_statistics_on_
             return "jemalloc" in maps.read(), os.environ.get("MALLOC_CONF")
 
     console, out = _console()
-    with start_cluster({"kind": "local", "local": {"workers": 2, "dashboard_address": ":0"}}, console=console) as client:
+    local = {"workers": 2, "dashboard_address": ":0", "allocator": "auto"}
+    with start_cluster({"kind": "local", "local": local}, console=console) as client:
         before = list(client.run(allocator).values())
         assert len(before) == 2 and {conf is not None for _, conf in before} == {True}
         assert {mapped for mapped, _ in before} == {library is not None}

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--landsat-weights", default=None, help="also run Landsat with these weights")
     ap.add_argument("--workers", type=int, default=None, help="default: as `glacierwatch run` on this machine")
     ap.add_argument("--threads-per-worker", type=int, default=None)
-    ap.add_argument("--allocator", choices=["auto", "jemalloc", "system"], default="auto",
+    ap.add_argument("--allocator", choices=["system", "jemalloc", "auto"], default="system",
                     help="cluster.local.allocator: the inference workers' malloc (auto: jemalloc where installed)")
     ap.add_argument("--half", action="store_true", help="inference.half: true (bf16 on a CPU with bf16 instructions)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (replaced); default: a temporary one, removed")

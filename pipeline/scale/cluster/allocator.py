@@ -4,13 +4,14 @@ Under glibc's malloc a worker's RSS kept rising over the inference stage while t
 stayed at 0.2-0.5 GB: the heap it frees is kept, fragmented, and grows with the stage's length,
 so with the region. glibc's own knobs cost 10-25 % of the run (docs/scaling.md: MALLOC_ARENA_MAX=2,
 malloc_trim after every forward). jemalloc with a short decay gives freed pages back within a
-second without costing the forward its reuse: peak RSS per worker (2 workers x 1 thread) 1.36-1.43
-GB against 1.79-1.90 GB on the x1 area, 1.83-1.95 against 2.47 GB on the dense x16 area, the
-inference as fast. It must be loaded before the interpreter starts, so the nannies spawn their
-workers with ``LD_PRELOAD`` (dask's ``distributed.nanny.pre-spawn-environ``). The statistics ran
-11-27 % slower on it for 3-9 % less memory, so the run's restart before them
-(`restart_worker_processes`) brings the workers back on the C library's allocator
-(`drop_preloaded_allocator`).
+second: peak RSS per worker (2 workers x 1 thread) 1.36-1.43 GB against 1.79-1.90 GB on the x1
+area, 1.83-1.95 against 2.47 GB on the dense x16 area, 1.71-1.75 against 2.10-2.17 GB on the sparse
+x16 area; the inference stage as fast on the first two but 10-15 % slower on the sparse one, so it
+is a choice (`cluster.local.allocator`), not the default. It must be loaded before the interpreter
+starts, so the nannies spawn their workers with ``LD_PRELOAD`` (dask's
+``distributed.nanny.pre-spawn-environ``). The statistics ran 11-27 % slower on it for 3-9 % less
+memory, so the run's restart before them (`restart_worker_processes`) brings the workers back on
+the C library's allocator (`drop_preloaded_allocator`).
 """
 
 from __future__ import annotations
