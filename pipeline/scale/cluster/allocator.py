@@ -20,13 +20,10 @@ import ctypes.util
 import logging
 import os
 import sys
-from typing import Literal
 
-from pipeline.scale.cluster.specs import ClusterError
+from pipeline.scale.cluster.specs import Allocator, ClusterError
 
 log = logging.getLogger(__name__)
-
-Allocator = Literal["auto", "jemalloc", "system"]
 
 # Give dirty pages back after a second, and at once once madvised; a background thread does it.
 JEMALLOC_CONF = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"

@@ -20,6 +20,7 @@ IMAGE = "ghcr.io/glacierwatch/glacierwatch:0.1.0"
 # The Dask resource a GPU worker offers (one GPU per worker, never shared).
 GPU_RESOURCE = "GPU"
 KINDS = ("local", "slurm", "kubernetes", "address")
+Allocator = Literal["system", "jemalloc", "auto"]  # the local workers' malloc: `allocator`
 
 WORKER_CONFIG = {
     "distributed.worker.profile.enabled": False,
@@ -72,7 +73,7 @@ class LocalSpec(StrictModel):
     memory_per_worker: str | None = Field(None, description='e.g. "4GB"; default: machine memory / workers')
     gpus: int | None = Field(None, ge=0, description="GPUs to use; default: torch.cuda.device_count()")
     dashboard_address: str = ":8787"
-    allocator: Literal["system", "jemalloc", "auto"] = Field(
+    allocator: Allocator = Field(
         "system",
         description="malloc of the workers running the networks: jemalloc gives freed memory back (a fifth to a "
         "quarter less per worker; 10-15 % slower where ice is sparse); auto: jemalloc where the machine has it. "
