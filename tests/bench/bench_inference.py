@@ -17,7 +17,10 @@ pass the Landsat weights (the composite read is that sensor's).
    pipeline.scale.cluster.start_cluster uses); `--envs production` measures only the latter.
 3. With --big (a size=4 area): one year on 1 vs 2 workers of `--scaling-threads` threads each
    (skipped when the folder has no synthetic.json). On a 2-core machine use --scaling-threads 1:
-   two workers of two threads have no second pair of cores to run on.
+   two workers of two threads have no second pair of cores to run on. Also records how many cores
+   the worker processes kept busy (their CPU seconds / wall): a worker of one Dask thread still
+   reads COGs in its read pool (catalog.reads) beside its forward, so it uses more than one core,
+   and the speed-up two workers can reach on n cores is n / that.
 """
 
 from __future__ import annotations
@@ -38,6 +41,14 @@ def default_weights() -> Path:
     from pipeline.config import SHIPPED_WEIGHTS
 
     return SHIPPED_WEIGHTS / "sentinel-2.safetensors"
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time (user + system, all threads): a worker's, through `Client.run`."""
+    import psutil
+
+    cpu = psutil.Process().cpu_times()
+    return cpu.user + cpu.system
 
 
 def _cfg(area: Path, years):
@@ -193,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         big_lazy = yearly_cube(_cfg(big, args.years[:1]), "sentinel-2", years=args.years[:1], chunks=args.chunk, halo=halo_run)
         big_prob = inference.probability_cube(big_lazy, weights, halo_default, device="cpu", chunk=args.chunk)
-        times = {}
+        times, busy = {}, {}
         for workers in (1, 2):
             os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
             with dask.config.set({"distributed.nanny.pre-spawn-environ": no_trim_env}), LocalCluster(
@@ -201,13 +212,19 @@ def main(argv: list[str] | None = None) -> dict:
             ) as cluster, Client(cluster) as client:
                 client.run(lambda: __import__("pipeline.inference.region"))  # every worker imports torch before the clock
                 big_prob[:, :64, :64].sum().compute()
+                before = client.run(_cpu_seconds)
                 t = time.perf_counter()
                 big_prob.sum().compute()
                 times[workers] = time.perf_counter() - t
-            print(f"big area ({big.name}, {dict(big_lazy.sizes)}), {workers} worker(s) x {args.scaling_threads} threads: {times[workers]:.1f} s")
-        print(f"speed-up 2 vs 1 workers: {times[1] / times[2]:.2f}x")
+                after = client.run(_cpu_seconds)
+                busy[workers] = sum(after[w] - before[w] for w in after) / times[workers]
+            print(f"big area ({big.name}, {dict(big_lazy.sizes)}), {workers} worker(s) x {args.scaling_threads} threads: "
+                  f"{times[workers]:.1f} s, worker processes busy {busy[workers]:.2f} cores")
+        print(f"speed-up 2 vs 1 workers: {times[1] / times[2]:.2f}x (at most {len(os.sched_getaffinity(0)) / busy[1]:.2f}x on "
+              f"{len(os.sched_getaffinity(0))} cores: one worker already keeps {busy[1]:.2f} busy)")
         result["scaling"] = {"area": str(big), "threads_per_worker": args.scaling_threads, "output_px": int(big_prob.size),
-                             "one_worker_s": times[1], "two_workers_s": times[2], "speedup": times[1] / times[2]}
+                             "one_worker_s": times[1], "two_workers_s": times[2], "speedup": times[1] / times[2],
+                             "one_worker_cores_busy": busy[1], "two_workers_cores_busy": busy[2]}
         dask.config.refresh()
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

@@ -235,8 +235,10 @@ def build_rows(r: dict, machine: dict, mode: Mode) -> list[Row]:
         rows.append(_error_row("Inference: pipeline vs bare forward", inf, ">= 0.8x"))
     if "scaling" in inf:
         s = inf["scaling"]
+        busy = (f"; 1 worker keeps {s['one_worker_cores_busy']:.2f} cores busy (its read pool beside the forward), 2 workers "
+                f"{s['two_workers_cores_busy']:.2f}" if "one_worker_cores_busy" in s else "")
         rows.append(Row(f"Inference scaling: 2 workers vs 1 worker, {s['threads_per_worker']} thread(s) each, one year of the "
-                        f"x{mode.sizes[1]:g} area ({s['output_px'] / 1e6:.1f} Mpx); machine has {cores} cores",
+                        f"x{mode.sizes[1]:g} area ({s['output_px'] / 1e6:.1f} Mpx); machine has {cores} cores{busy}",
                         _f(s["two_workers_s"], "s", 1), _f(s["one_worker_s"], "s", 1), _f(s["speedup"]) + "x",
                         ">= 1.6x", _yes(s["speedup"] >= 1.6)))
     elif "pipeline" in inf:
