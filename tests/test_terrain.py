@@ -277,3 +277,20 @@ def test_each_tile_s_terrain_read_with_its_own_halo(small_study_area, chunk, hal
                 assert np.abs(block["elevation"] - want["elevation"]).max() < 10.0
                 assert np.median(np.abs(block["elevation"] - want["elevation"])) < 0.5
                 assert np.abs(block["slope"] - want["slope"]).max() < 5.0
+
+
+def test_eager_slope_and_aspect_are_the_bytes_of_one_lazy_chunk():
+    """`terrain_tiles` computes each tile's slope and aspect eagerly and promises `terrain`'s bytes, which
+    `slope_aspect` gives lazily: the same kernels, and the eager convergence in float32 as the lazy blocks
+    (in float64 the aspect moved in its last bits). Off the central meridian, so the convergence is not 0."""
+    rng = np.random.default_rng(7)
+    n = 300
+    dem = _plane(25, 130, n=n, x0=720_000.0, y0=4_850_000.0)
+    dem = dem + rng.normal(0, 3, (n, n)).astype(np.float32)  # rough, so every cell has its own aspect
+    dem.attrs["crs"] = "EPSG:32644"
+    eager = slope_aspect(dem)
+    lazy = [v.compute() for v in slope_aspect(dem.chunk({"y": n, "x": n}))]
+    assert not np.isnan(eager[1].values[1:-1, 1:-1]).any()
+    for got, want in zip(eager, lazy, strict=True):
+        assert got.dtype == want.dtype == np.float32
+        assert got.values.tobytes() == want.values.tobytes()
