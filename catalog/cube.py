@@ -98,8 +98,9 @@ def stack_on_grid(
     xy_coords="center", properties=False, band_coords=False, errors_as_nodata=(),
     reader=ExplainingRioReader)` gives, value for value, except that each task reads its assets
     concurrently (`read_threads`, see catalog.reads.read_chunk) instead of one after another, and
-    that warps keep the reprojection within `catalog.reads.WARP_TOLERANCE_PX` (stackstac leaves
-    GDAL's 0.125 px, which moves a warped pixel with the read window).
+    that a scene band from another grid takes the exact reprojection (catalog.gather_warp; stackstac
+    leaves GDAL's 0.125 px approximation, which moves a warped pixel with the read window), other
+    warps (bilinear) one within `catalog.reads.WARP_TOLERANCE_PX`.
     With a `layout` the blocks are its tiles with their halos (catalog.halo_layout), side by side,
     and y and x carry no coordinates (the windows overlap); a layout with `read_px` reads each block
     in pieces (`HaloLayout.read_windows`; `HaloLayout.join` assembles them), of each only its box

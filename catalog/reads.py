@@ -20,6 +20,7 @@ import dask
 import dask.array as da
 import numpy as np
 import rasterio
+from affine import Affine
 from dask.base import tokenize
 from dask.blockwise import blockwise
 from dask.highlevelgraph import HighLevelGraph
@@ -32,6 +33,7 @@ from stackstac.raster_spec import RasterSpec
 from stackstac.rio_reader import AutoParallelRioReader, LayeredEnv, SelfCleaningDatasetReader, ThreadLocalRioDataset
 from stackstac.to_dask import asset_table_to_reader_and_window, normalize_chunks
 
+from catalog.gather_warp import SourceIndex
 from catalog.redact import redact
 
 WARP_TOLERANCE_PX = 0.01
@@ -41,7 +43,9 @@ UTM zone picked a different nearest pixel in a window than read whole for 2.1-3.
 pixels (the sparse area's Landsat scenes; a bilinear DEM moved up to 0.23 m), and the tables
 moved with the tiling and the buffer. At 0.01 px: 0.05-0.22 % (the DEM 0.02 m) for 1.0-1.2x the
 warp's time; GDAL's error control is not monotonic below that (0.003 px: 0.13 % on the same
-scenes, 1.2-1.5x), and exact (1e-9 px: none) costs 27x."""
+scenes, 1.2-1.5x), and exact (1e-9 px: none) costs 27x. Nearest-neighbour reads of single-band
+assets with a nodata value (every scene band) no longer warp: they are gathered exactly
+(catalog.gather_warp); this bounds the warps left (the DEM's bilinear one)."""
 
 
 class WarpSpec(RasterSpec):
@@ -123,22 +127,26 @@ class PooledRioDataset(ThreadLocalRioDataset):
 
 
 class ExplainingRioReader(AutoParallelRioReader):
-    """stackstac's reader, with a direct path for aligned assets and errors that name the COG.
+    """stackstac's reader, with direct paths for nearest-neighbour reads and errors that name the COG.
 
     stackstac warps every asset through a WarpedVRT unless its grid equals the target's
     exactly, which for a region cut from a tile never happens. An asset already in the target
     grid's CRS, on its pixel lattice, at its pixel size or an integer multiple of it (20 m
     bands on a 10 m grid) needs no warping with nearest-neighbour resampling: its window is
     read straight from the COG and each pixel repeated k x k - the same values the warp gives,
-    ~3x faster. Anything else (the other UTM zone, bilinear) still goes through the warp; with
-    nearest-neighbour resampling and a nodata value its window is read plain (one band, nodata
-    then set to the fill value) instead of as a masked array - the same values at ~half the cost.
+    ~3x faster. Any other single-band asset with a nodata value read nearest-neighbour (the other
+    UTM zone, another pixel lattice) is read plain over its source box and gathered pixel by
+    pixel (catalog.gather_warp): the exact reprojection, the same in every window, at about half
+    the cost of GDAL's approximate warp. Anything else (bilinear, no nodata) goes through the warp.
     """
 
     _direct: tuple[int, int, int, int, int, float | None] | None | bool = False  # False: not checked yet
+    _gather: tuple[str, Affine, tuple[int, int], float] | None = None
 
     def _direct_geometry(self):
-        """(row, col) of the asset's origin on the target grid, its shape, the factor k, its nodata - or None."""
+        """(row, col) of the asset's origin on the target grid, its shape, the factor k, its nodata - or None.
+
+        Opens the asset once, which also decides whether it is read by a gather (`_gather`)."""
         if self._direct is False:
             self._direct = None
             if self.resampling == Resampling.nearest and self.scale_offset == (1, 0):
@@ -157,6 +165,8 @@ class ExplainingRioReader(AutoParallelRioReader):
                         and float(cols).is_integer()
                     ):
                         self._direct = (int(rows), int(cols), ds.height, ds.width, int(k), ds.nodata)
+                    elif ds.crs is not None and ds.count == 1 and ds.nodata is not None and not np.isnan(ds.nodata):
+                        self._gather = (ds.crs.to_wkt(), ds.transform, ds.shape, ds.nodata)
         return self._direct
 
     def _read_direct(self, window: Window) -> np.ndarray:
@@ -181,20 +191,17 @@ class ExplainingRioReader(AutoParallelRioReader):
         out[top - window.row_off : bottom - window.row_off, left - window.col_off : right - window.col_off] = data
         return out
 
-    def _read_warped(self, window: Window) -> np.ndarray | None:
-        """The window through stackstac's per-thread WarpedVRT, unmasked; None where that needs the mask."""
-        if self.resampling != Resampling.nearest or self.scale_offset != (1, 0):
-            return None
-        reader = self.dataset
-        if isinstance(reader, PooledRioDataset):
-            warped, count, nodata = reader.warped, reader.count, reader.nodata
-        else:  # SingleThreadedRioDataset (a driver GDAL cannot read from several threads)
-            vrt = getattr(reader, "vrt", None)
-            warped, count, nodata = isinstance(vrt, WarpedVRT), getattr(vrt, "count", 0), getattr(vrt, "nodata", None)
-        if not warped or count != 1 or nodata is None or np.isnan(nodata):
-            return None  # no nodata: stackstac's alpha band says what lies outside the scene
-        data = reader.read(window, indexes=1, out_dtype=self.dtype)
-        return np.where(data == nodata, self.fill_value, data).astype(self.dtype, copy=False)
+    def _read_gathered(self, window: Window) -> np.ndarray:
+        """The window by a plain read of its source box and a gather (catalog.gather_warp); nodata -> fill value."""
+        crs, transform, shape, nodata = self._gather
+        index = SourceIndex.of(crs, transform, shape, f"EPSG:{self.spec.epsg}", self.spec.transform, window)
+        source = None
+        if index.box is not None:
+            with self.gdal_env.read, rasterio.open(self.url) as ds:
+                source = ds.read(1, window=index.box, out_dtype=self.dtype)
+            if nodata != self.fill_value:
+                source = np.where(source == nodata, self.fill_value, source).astype(self.dtype, copy=False)
+        return index.gather(source, self.fill_value, self.dtype)
 
     def _open(self):
         opened = super()._open()
@@ -204,8 +211,8 @@ class ExplainingRioReader(AutoParallelRioReader):
         try:
             if self._direct_geometry() is not None:
                 return self._read_direct(window)
-            if not kwargs and (data := self._read_warped(window)) is not None:
-                return data
+            if not kwargs and self._gather is not None:
+                return self._read_gathered(window)
             return super().read(window, **kwargs)
         except (RuntimeError, rasterio.errors.RasterioError) as err:
             message = redact(
