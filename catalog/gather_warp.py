@@ -5,7 +5,7 @@ GDAL's warp (a WarpedVRT) approximates the reprojection linearly across each rea
 transformer for 0.25-0.5 % of a 1,024 px window (a 45N Sentinel-2 scene onto a 44N grid), which
 pixels depending on the window, and a warped read cost about twice a plain one. Here the source
 pixel of each target pixel centre is the floor of the exact transform (pyproj): interpolated
-bilinearly from lattice nodes every LATTICE_PX pixels of the target grid (within ~1e-6 px), and
+bilinearly from lattice nodes every LATTICE_PX pixels of the target grid (within ~4e-6 px), and
 transformed exactly where that lands within EDGE_PX of a source pixel's edge. No pixel's source
 depends on the window it is read in, and the values are GDAL's exact warp (tolerance 1e-9), which
 costs 27x its approximate one; a read is then a plain read of the source box and a gather. The indices of a (source grid, window) pair are kept for the
@@ -19,18 +19,20 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from affine import Affine
 from pyproj import Transformer
 from rasterio.windows import Window
 
-LATTICE_PX = 8
-"""Spacing (target pixels) of the exactly transformed nodes. Measured on a 1,024 px window of a 45N
-scene on a 44N grid against the exact transform of every pixel: 256 px 9.7e-4 px at most (387
-pixels on another source pixel), 64 px 6.0e-5 (24), 32 px 1.5e-5 (8); at 8 px ~1e-6."""
+LATTICE_PX = 16
+"""Spacing (target pixels) of the exactly transformed nodes. The interpolation's largest error against
+the exact transform of every pixel, on a 1,024 px window of a 45N scene on a 44N grid: 256 px 9.7e-4
+px, 64 px 6.0e-5, 32 px 1.5e-5 (quadratic in the spacing: ~4e-6 at 16 px)."""
 EDGE_PX = 1e-3
 """Pixels whose interpolated source position lies within this of a source pixel's edge are transformed
-exactly: ~1,000x the interpolation's error at LATTICE_PX, so none takes the wrong neighbour."""
+exactly: ~250x the interpolation's error at LATTICE_PX, so none takes the wrong neighbour (without
+it, 8 of that window's pixels did at 32 px, 24 at 64 px)."""
 CACHED_INDICES = 8
 """(Source grid, window) index sets a process keeps: a worker's Dask threads each read one chunk
 at a time, of at most a few source grids (two resolutions of each other-zone tile). 4 bytes a pixel."""
@@ -70,10 +72,18 @@ class SourceIndex:
         """The window's pixels from `source` (the box as read, 2-D), the fill value outside the source."""
         if self.box is None or source is None:
             return np.full(self.flat.shape, fill_value, dtype)
-        padded = np.empty(source.size + 1, dtype)
-        padded[:-1] = source.ravel()
-        padded[-1] = fill_value
-        return padded.take(self.flat)
+        out = np.empty(self.flat.shape, dtype)
+        _gather(np.ascontiguousarray(source, dtype).ravel(), self.flat.ravel(), np.dtype(dtype).type(fill_value), out.ravel())
+        return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _gather(source, flat, fill, out):  # pragma: no cover - compiled
+    """out[i] = source[flat[i]], or `fill` where flat[i] is one past the source: one pass, no copy of the source."""
+    n = source.size
+    for i in range(flat.size):
+        k = flat[i]
+        out[i] = source[k] if k < n else fill
 
 
 _CACHE: OrderedDict[tuple, SourceIndex] = OrderedDict()
