@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numba
@@ -56,17 +57,26 @@ class SourceIndex:
         The CRSs as strings pyproj reads (WKT, "EPSG:n"): part of the cache's key as given."""
         key = (src_crs, tuple(src_transform)[:6], tuple(src_shape), dst_crs, tuple(dst_transform)[:6],
                (int(window.row_off), int(window.col_off), int(window.height), int(window.width)))
+        # A chunk's reads of one source grid run at once on the read pool: the first makes the index,
+        # the others wait for it (each making its own took a set per read, CPU and memory alike).
         with _CACHE_LOCK:
-            found = _CACHE.get(key)
-            if found is not None:
+            entry = _CACHE.get(key)
+            mine = entry is None
+            if mine:
+                entry = _CACHE[key] = Future()
+                while len(_CACHE) > CACHED_INDICES:
+                    _CACHE.popitem(last=False)
+            else:
                 _CACHE.move_to_end(key)
-                return found
-        made = _source_index(src_crs, src_transform, src_shape, dst_crs, dst_transform, window)
-        with _CACHE_LOCK:
-            _CACHE[key] = made
-            while len(_CACHE) > CACHED_INDICES:
-                _CACHE.popitem(last=False)
-        return made
+        if mine:
+            try:
+                entry.set_result(_source_index(src_crs, src_transform, src_shape, dst_crs, dst_transform, window))
+            except BaseException as err:  # noqa: BLE001 - raised by entry.result() below, to every read waiting on it
+                entry.set_exception(err)
+                with _CACHE_LOCK:
+                    if _CACHE.get(key) is entry:
+                        del _CACHE[key]
+        return entry.result()
 
     def gather(self, source: np.ndarray | None, fill_value, dtype) -> np.ndarray:
         """The window's pixels from `source` (the box as read, 2-D), the fill value outside the source."""
@@ -86,7 +96,7 @@ def _gather(source, flat, fill, out):  # pragma: no cover - compiled
         out[i] = source[k] if k < n else fill
 
 
-_CACHE: OrderedDict[tuple, SourceIndex] = OrderedDict()
+_CACHE: OrderedDict[tuple, Future] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 
 
@@ -114,25 +124,57 @@ def _source_index(src_crs, src_transform: Affine, src_shape: tuple[int, int], ds
     node_col, node_row = ~src_transform * (np.asarray(sx), np.asarray(sy))
     i, wr = _between(node_rows, rows)
     j, wc = _between(node_cols, cols)
-    wr, wc = wr[:, None], wc[None, :]
-
-    def bilinear(nodes: np.ndarray) -> np.ndarray:  # element by element: the same sums in any window
-        along = nodes[i] * (1 - wr) + nodes[i + 1] * wr
-        return along[:, j] * (1 - wc) + along[:, j + 1] * wc
-
-    col_f, row_f = bilinear(node_col), bilinear(node_row)
+    col_f, row_f = np.empty((height, width)), np.empty((height, width))
+    near = np.empty((height, width), np.bool_)
+    _interpolate(node_col, node_row, i, wr, j, wc, EDGE_PX, col_f, row_f, near)
     # where a centre lies near a source pixel's edge the interpolation's error could pick the neighbour:
     # those pixels (~0.4 %) are transformed exactly, so every pixel takes the floor of the exact transform
-    near = (np.abs(col_f - np.round(col_f)) < EDGE_PX) | (np.abs(row_f - np.round(row_f)) < EDGE_PX)
-    if near.any():
-        at_row, at_col = np.nonzero(near)
+    at_row, at_col = np.nonzero(near)
+    if len(at_row):
         ex, ey = transformer.transform(*(dst_transform * (cols[at_col] + 0.5, rows[at_row] + 0.5)))
-        col_f[near], row_f[near] = ~src_transform * (np.asarray(ex), np.asarray(ey))
-    col, row = np.floor(col_f).astype(np.int64), np.floor(row_f).astype(np.int64)
-    inside = (row >= 0) & (row < src_shape[0]) & (col >= 0) & (col < src_shape[1])
-    if not inside.any():
-        return SourceIndex(np.zeros((height, width), np.int32), None)
-    top, left = int(row[inside].min()), int(col[inside].min())
-    box = Window(left, top, int(col[inside].max()) - left + 1, int(row[inside].max()) - top + 1)
-    flat = np.where(inside, (row - top) * box.width + (col - left), box.height * box.width).astype(np.int32)
-    return SourceIndex(flat, box)
+        col_f[at_row, at_col], row_f[at_row, at_col] = ~src_transform * (np.asarray(ex), np.asarray(ey))
+    flat = np.empty((height, width), np.int32)
+    top, left, box_height, box_width = _flat_index(col_f, row_f, src_shape[0], src_shape[1], flat)
+    if box_height == 0:
+        return SourceIndex(flat, None)
+    return SourceIndex(flat, Window(left, top, box_width, box_height))
+
+
+@numba.njit(nogil=True, cache=True)
+def _interpolate(node_col, node_row, i, wr, j, wc, edge, col_f, row_f, near):  # pragma: no cover - compiled
+    """Bilinear source (col, row) of every pixel from the nodes around it; `near`: within `edge` of a pixel edge."""
+    for a in range(col_f.shape[0]):
+        ia, ra = i[a], wr[a]
+        for b in range(col_f.shape[1]):
+            jb, cb = j[b], wc[b]
+            c = ((node_col[ia, jb] * (1 - ra) + node_col[ia + 1, jb] * ra) * (1 - cb)
+                 + (node_col[ia, jb + 1] * (1 - ra) + node_col[ia + 1, jb + 1] * ra) * cb)
+            r = ((node_row[ia, jb] * (1 - ra) + node_row[ia + 1, jb] * ra) * (1 - cb)
+                 + (node_row[ia, jb + 1] * (1 - ra) + node_row[ia + 1, jb + 1] * ra) * cb)
+            col_f[a, b], row_f[a, b] = c, r
+            near[a, b] = abs(c - np.floor(c + 0.5)) < edge or abs(r - np.floor(r + 0.5)) < edge
+
+
+@numba.njit(nogil=True, cache=True)
+def _flat_index(col_f, row_f, n_rows, n_cols, flat):  # pragma: no cover - compiled
+    """Fill `flat` (index into the source box, row-major; box size outside the source); return the box
+    (top, left, height, width), height 0 when no pixel falls inside the source."""
+    top, left, bottom, right = n_rows, n_cols, -1, -1
+    for a in range(col_f.shape[0]):
+        for b in range(col_f.shape[1]):
+            r, c = int(np.floor(row_f[a, b])), int(np.floor(col_f[a, b]))
+            if 0 <= r < n_rows and 0 <= c < n_cols:
+                top, bottom = min(top, r), max(bottom, r)
+                left, right = min(left, c), max(right, c)
+    if bottom < 0:
+        flat[:] = 0
+        return 0, 0, 0, 0
+    height, width = bottom - top + 1, right - left + 1
+    for a in range(col_f.shape[0]):
+        for b in range(col_f.shape[1]):
+            r, c = int(np.floor(row_f[a, b])), int(np.floor(col_f[a, b]))
+            if 0 <= r < n_rows and 0 <= c < n_cols:
+                flat[a, b] = (r - top) * width + (c - left)
+            else:
+                flat[a, b] = height * width
+    return top, left, height, width
