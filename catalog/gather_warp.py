@@ -8,9 +8,10 @@ pixel of each target pixel centre is the floor of the exact transform (pyproj): 
 bilinearly from lattice nodes every LATTICE_PX pixels of the target grid (within ~4e-6 px), and
 transformed exactly where that lands within EDGE_PX of a source pixel's edge. No pixel's source
 depends on the window it is read in, and the values are GDAL's exact warp (tolerance 1e-9), which
-costs 27x its approximate one; a read is then a plain read of the source box and a gather. The indices of a (source grid, window) pair are kept for the
-next reads (`SourceIndex.of`): a chunk reads every band of every scene of one source grid (a
-Sentinel-2 MGRS tile, a Landsat scene) through them.
+costs 27x its approximate one; a read is then a plain read of the source box and a gather. The
+indices of a (source grid, window) pair are kept for the next reads (`SourceIndex.of`): a chunk
+reads every band of every scene of one source grid (a Sentinel-2 MGRS tile, a Landsat scene)
+through them.
 """
 
 from __future__ import annotations
