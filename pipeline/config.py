@@ -280,6 +280,15 @@ class Inventory(StrictModel):
 
     path: str | None = Field(None, description="glacier outlines (any vector file or GeoParquet); default: the synthetic area's")
     id_field: str = Field("glacier_id", description="the column holding each glacier's id (RGI 6: RGIId, RGI 7: rgi_id, GLIMS: glac_id)")
+    date: dt.date | None = Field(
+        None,
+        description="GLIMS downloads (several analyses per glacier): per glacier the analysis whose source date is nearest "
+        "this date; default 1 July of years.start",
+    )
+
+    def analysis_date(self, years: Years) -> dt.date:
+        """The date GLIMS analyses are chosen by (see `pipeline.glaciers.glims`)."""
+        return self.date or dt.date(years.start, 7, 1)
 
 
 def _default_sensors() -> dict[str, Sensor]:

@@ -188,7 +188,8 @@ def _local_checks(
     inventory_path = Path(cfg.inventory_path())
     if cfg.inventory.path is not None or inventory_path.exists():
         try:
-            inventory = read_inventory(inventory_path, cfg.inventory.id_field)
+            inventory = read_inventory(inventory_path, cfg.inventory.id_field, cfg.inventory.analysis_date(cfg.years))
+            notes.extend(inventory.attrs.get("notes", []))
         except InventoryError as err:
             problems.append(err)
     if out is None:  # inference alone (infer_to_store): no output folder, no cluster of its own

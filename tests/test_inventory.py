@@ -40,14 +40,20 @@ def test_real_rgi_files_load_with_their_own_id_field(real_data, file, id_field, 
         assert inventory.inventory_id.iloc[0] == first_id
 
 
-def test_glims_analysis_with_one_polygon_per_glacier_loads_and_a_split_one_is_refused(real_data, tmp_path):
+def test_glims_analysis_in_parts_loads_as_one_glacier_but_parts_of_a_plain_file_are_refused(real_data, tmp_path):
     glims = gpd.read_file(real_data / "hochalmkees" / "glims_polygons.shp")
     parts = glims.groupby("anlys_id").size()
     single, split = parts[parts == 1].index[0], parts[parts > 1].index[0]
     one = _read_from(glims[glims.anlys_id == single], "glac_id", tmp_path / "one.gpkg")
     assert one.inventory_id.tolist() == ["G013332E47020N"] and one.glacier_id.tolist() == [1]
+    # a GLIMS download: the analysis' boundary parts are one glacier (tests/test_glims.py)
+    dissolved = _read_from(glims[glims.anlys_id == split], "glac_id", tmp_path / "split.gpkg")
+    assert dissolved.geometry.iloc[0].geom_type == "MultiPolygon"
+    assert len(dissolved.geometry.iloc[0].geoms) == parts[split]
+    # the same parts without GLIMS' layout: nothing says they are one analysis of one glacier
+    plain = glims[glims.anlys_id == split].drop(columns=["line_type", "anlys_id"])
     with pytest.raises(InventoryError, match=r"G013332E47020N.*dissolve by glac_id"):
-        _read_from(glims[glims.anlys_id == split], "glac_id", tmp_path / "split.gpkg")
+        _read_from(plain, "glac_id", tmp_path / "plain.gpkg")
 
 
 def _read_from(gdf: gpd.GeoDataFrame, id_field: str, path) -> gpd.GeoDataFrame:

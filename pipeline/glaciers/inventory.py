@@ -12,6 +12,8 @@ So every glacier gets two ids here, once:
 - ``inventory_id`` (str): the inventory's own id, as written, which every table and output
   carries beside ``glacier_id`` (`attach_inventory_ids`).
 
+A GLIMS download read by ``glac_id`` is first made one outline per glacier (`pipeline.glaciers.glims`).
+
 Everything that could make a run fail after its store is written is refused here, before it
 is: a missing or unreadable file, no outlines, no CRS, coordinates that do not fit the layer's
 CRS (metres in a lon/lat layer), missing or repeated ids, outlines that are not polygons.
@@ -19,6 +21,7 @@ CRS (metres in a lon/lat layer), missing or repeated ids, outlines that are not 
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import geopandas as gpd
@@ -110,8 +113,12 @@ def _ids(raw: pd.Series, source: str, id_field: str) -> tuple[np.ndarray, np.nda
     return np.array([ranks[v] for v in text], np.int32), text
 
 
-def read_inventory(path: str | Path, id_field: str = INTERNAL_ID) -> gpd.GeoDataFrame:
+def read_inventory(path: str | Path, id_field: str = INTERNAL_ID, near: dt.date | None = None) -> gpd.GeoDataFrame:
     """The glacier inventory in `path`: columns ``glacier_id``, ``inventory_id``, geometry; checked.
+
+    A GLIMS download read by ``glac_id`` becomes one outline per glacier (`pipeline.glaciers.glims`:
+    the analysis dated nearest `near`, default the newest, nunataks cut out); what was chosen is a
+    sentence in ``result.attrs["notes"]``.
 
     Geometry rules are `outline_inputs.read_outlines`' (one function decides them): an invalid
     outline is repaired with ``shapely.make_valid`` when that changes its area by < 1 %, and
@@ -119,6 +126,7 @@ def read_inventory(path: str | Path, id_field: str = INTERNAL_ID) -> gpd.GeoData
     An inventory holds one row per glacier: ids in more than one row are refused, because
     rasterised they would merge two glaciers into one silently. The CRS is any.
     """
+    from pipeline.glaciers import glims
     from pipeline.glaciers.outline_inputs import repaired_outline
 
     path = Path(path)
@@ -134,6 +142,15 @@ def read_inventory(path: str | Path, id_field: str = INTERNAL_ID) -> gpd.GeoData
         )
     if outlines.crs is None:
         raise InventoryError(f"{source} has no CRS: set one (e.g. a .prj file, or GeoPackage/GeoParquet with a CRS)")
+    notes = []
+    if glims.is_glims(outlines):
+        try:
+            outlines = glims.glacier_parts(outlines, source)
+        except ValueError as err:
+            raise InventoryError(str(err)) from None
+        if id_field == "glac_id":
+            outlines, note = glims.one_analysis_per_glacier(outlines, near)
+            notes.append(f"{source}: {note}")
     raw = outlines[id_field]
     glacier_id, inventory_id = _ids(raw, source, id_field)
     repeated = sorted(raw[pd.Series(inventory_id, index=raw.index).duplicated()].unique().tolist(), key=str)
@@ -153,6 +170,7 @@ def read_inventory(path: str | Path, id_field: str = INTERNAL_ID) -> gpd.GeoData
         crs=outlines.crs,
     ).reset_index(drop=True)
     _check_coordinates(result, result[ORIGINAL_ID], source)
+    result.attrs["notes"] = notes
     return result
 
 

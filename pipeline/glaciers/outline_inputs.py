@@ -15,6 +15,8 @@ Choices, stated once:
   (geopandas ``estimate_utm_crs``).
   Polygons of one id and date that overlap by more than 1 % of their area are refused (usually
   two analyses of the same date; keep one).
+- A GLIMS download is its ``glac_bound`` polygons less their analysis' nunataks (``intrnl_rock``;
+  `pipeline.glaciers.glims`); its other line types are left out.
 - Invalid geometries (ring self-intersections are common in inventories) are repaired with
   ``shapely.make_valid`` when that changes the area by < 1 %; otherwise, and for empty or
   missing geometries, a ValueError names the glacier.
@@ -41,6 +43,7 @@ from rasterio.warp import calculate_default_transform
 from shapely.geometry import MultiPolygon, Polygon, box
 from shapely.geometry.polygon import orient
 
+from pipeline.glaciers import glims
 from pipeline.glaciers.change import MIN_STAIRCASE_EDGES, PIXEL_PERIMETER_FACTOR, rectilinear_edges
 from pipeline.glaciers.rasterise import dem_on_grid
 from pipeline.glaciers.terminus import Dem
@@ -85,7 +88,8 @@ def load_dem(dem_path: str | Path, crs, bounds: tuple[float, float, float, float
 
 
 
-def _polygonal(geom) -> Polygon | MultiPolygon:
+def polygonal(geom) -> Polygon | MultiPolygon:
+    """The polygons of `geom` (a GeometryCollection from make_valid or a difference), lines and points left out."""
     parts = [p for p in shapely.get_parts(geom) if isinstance(p, (Polygon, MultiPolygon))]
     polys = [q for p in parts for q in shapely.get_parts(p)]
     return polys[0] if len(polys) == 1 else MultiPolygon(polys)
@@ -100,7 +104,7 @@ def repaired_outline(geom, glacier_id, source: str):
                          "not a polygon; glacier outlines must be polygons")
     if geom.is_valid:
         return geom
-    fixed = _polygonal(shapely.make_valid(geom))
+    fixed = polygonal(shapely.make_valid(geom))
     if fixed.is_empty or abs(fixed.area - geom.area) > _REPAIR_TOLERANCE * max(geom.area, 1e-12):
         raise ValueError(f"outline of glacier {glacier_id!r} in {source} is invalid "
                          f"({shapely.is_valid_reason(geom)}) and cannot be repaired automatically; "
@@ -188,6 +192,8 @@ def read_outlines(outlines: str | Path | gpd.GeoDataFrame, id_field: str,
         raise ValueError(f"{source} holds no outlines")
     if gdf.crs is None:
         raise ValueError(f"{source} has no CRS; set one (e.g. a .prj file) so areas can be computed")
+    if glims.is_glims(gdf):  # a GLIMS download: boundaries less their nunataks, not every polygon summed
+        gdf = glims.glacier_parts(gdf, source).reset_index(drop=True)
     fields = [c for c in gdf.columns if c != gdf.geometry.name]
     if id_field not in gdf.columns:
         raise ValueError(f"id field {id_field!r} not in {source}; pass id_field= one of {fields}")
@@ -212,6 +218,9 @@ def read_outlines(outlines: str | Path | gpd.GeoDataFrame, id_field: str,
         if union.area < (1.0 - _OVERLAP_TOLERANCE) * grp["map_area_m2"].sum():
             sensors = sorted(map(str, gdf["sensor"].dropna().unique())) if "sensor" in gdf.columns else []
             hint = f" (the file holds outlines of {len(sensors)} sensors {sensors}: keep one sensor's)" if len(sensors) > 1 else ""
+            if "anlys_id" in gdf.columns:
+                analyses = sorted(gdf["anlys_id"].reset_index(drop=True).iloc[grp.index].unique().tolist())
+                hint = f" (GLIMS analyses {analyses}: keep one)" if len(analyses) > 1 else hint
             gid_shown = gid.item() if isinstance(gid, np.generic) else gid
             raise ValueError(f"polygons of glacier {gid_shown!r} dated {date} in {source} overlap "
                              f"(two analyses of the same date?); keep one analysis per date{hint}")

@@ -6,6 +6,7 @@ to `catalog.tiling.glacier_tiles`, the same selection the run makes.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from pathlib import Path
 
@@ -15,10 +16,13 @@ from shapely.geometry import box
 from catalog.grid import TargetGrid
 from catalog.tiling import GlacierTiles, TilingError, glacier_tiles
 from pipeline.config import Config
+from pipeline.glaciers import glims
 
 
-def outlines_near(path: Path, grid: TargetGrid, buffer_m: float) -> gpd.GeoDataFrame:
-    """The inventory's outlines near the grid (a region's worth of a continental file, not all of it)."""
+def outlines_near(path: Path, grid: TargetGrid, buffer_m: float, analysis_date: dt.date | None = None) -> gpd.GeoDataFrame:
+    """The inventory's outlines near the grid (a region's worth of a continental file, not all of it).
+
+    A GLIMS download gives the run's outlines: one analysis per glacier, dated nearest `analysis_date`."""
     # Not pipeline.glaciers.inventory.read_inventory: it reads and checks all of a file (ids, repairs); a plan needs only nearby shapes.
     west, south, east, north = grid.lonlat_bounds()
     dlat = buffer_m / 110_000
@@ -29,6 +33,8 @@ def outlines_near(path: Path, grid: TargetGrid, buffer_m: float) -> gpd.GeoDataF
         near = outlines[outlines.intersects(around.to_crs(outlines.crs).iloc[0])] if outlines.crs and len(outlines) else outlines
     else:
         near = gpd.read_file(path, bbox=around)
+    if len(near) and glims.is_glims(near):
+        near = glims.one_analysis_per_glacier(glims.glacier_parts(near, f"inventory {path}"), analysis_date)[0]
     if len(near) == 0:
         raise TilingError(
             f"inventory {path} has no outline within {buffer_m:g} m of the region "
@@ -50,7 +56,7 @@ def planned_tiles(cfg: Config, grid: TargetGrid, buffer_m: float | None, tile_px
         )
         return GlacierTiles.every_tile(grid, tile_px), f"all tiles of the bbox: no inventory at {path} ({why})"
     if path not in cache:
-        cache[path] = outlines_near(path, grid, buffer_m)
+        cache[path] = outlines_near(path, grid, buffer_m, cfg.inventory.analysis_date(cfg.years))
     tiles = glacier_tiles(grid, cache[path], buffer_m, tile_px, source=f"inventory {path}")
     how = f"tiles within {buffer_m:g} m of the {len(cache[path])} outlines of {path.name} near the region"
     if tiles.outlines_outside:
