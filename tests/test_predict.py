@@ -42,8 +42,9 @@ def _write(path, data, resolution, nodata=0, crs=CRS):
     return path
 
 
-def _scene(folder, size=64, texture=None):
-    """The six band files of the test scene (10 m bands, 20 m SWIR); `texture`: per-pixel reflectance added."""
+def _scene(folder, size=64, texture=None, nodata=0):
+    """The six band files of the test scene (10 m bands, 20 m SWIR); `texture`: per-pixel reflectance added;
+    `nodata`: what the files declare (None: nothing, as the JP2 files of a SAFE)."""
     paths = []
     for i, name in enumerate(NAMES):
         swir = i >= 4
@@ -58,7 +59,7 @@ def _scene(folder, size=64, texture=None):
                 dn[r, c] = 0
         if name == "B11":
             dn[SWIR_HOLE_20M] = 0
-        paths.append(_write(folder / f"{name}.tif", dn, 20.0 if swir else 10.0))
+        paths.append(_write(folder / f"{name}.tif", dn, 20.0 if swir else 10.0, nodata=nodata))
     return paths
 
 
@@ -305,6 +306,19 @@ def test_cli_refuses_a_wrong_scale_in_one_line(tmp_path, scale, offset, message)
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error:") and message in result.output and len(result.output.splitlines()) == 1
     assert not (tmp_path / "p.tif").exists() and not list(tmp_path.glob(".p.tif*"))
+
+
+def test_dns_of_files_declaring_no_nodata_take_0_as_no_data_and_say_so(tmp_path):
+    said = []
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    undeclared = predict_scene(_scene(tmp_path / "a", nodata=None), "sentinel-2", tmp_path / "a.tif", classifier="ndsi",
+                               warn=said.append)
+    declared = predict_scene(_scene(tmp_path / "b"), "sentinel-2", tmp_path / "b.tif", classifier="ndsi")
+    # the blue holes (DN 0 in B02) and SWIR16's 20 m hole (DN 0 in B11) are no data as if declared
+    assert np.array_equal(_read(tmp_path / "a.tif")[0], _read(tmp_path / "b.tif")[0])
+    assert undeclared.n_valid == declared.n_valid < 64 * 64 - 2 - 16
+    assert len(said) == 1 and said[0].startswith("bands B02, B03, B04, B08, B11, B12 declare no nodata: DN 0")
+    assert declared.warnings == ()
 
 
 def test_an_offset_applied_twice_is_warned_about(tmp_path):

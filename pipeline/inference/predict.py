@@ -14,8 +14,10 @@ Conventions, chosen once and written into the file's metadata:
   baseline 04.00+ needs --offset -0.1, Landsat C2 L2 --scale 2.75e-5 --offset -0.2). Scale or
   offset metadata inside the files is not read: the user says what the numbers are.
 - No data: where any band is no data - the file's declared nodata value or mask, or NaN - and,
-  for a network whose recipe uses terrain, where the DEM is no data or does not reach. A file
-  that declares no nodata has none: DN 0 is then a value. Near a no-data edge of a coarser band
+  for a network whose recipe uses terrain, where the DEM is no data or does not reach. A band of
+  integer DNs that declares neither (the JP2 files of a Sentinel-2 SAFE) takes DN 0 as no data,
+  the value both products reserve (Sentinel-2 L2A NO_DATA, Landsat C2 L2 fill), and says so in a
+  warning; floats without one take NaN. Near a no-data edge of a coarser band
   GDAL's bilinear kernel uses the valid neighbours, so the edge may keep a half-pixel of values.
 - Output: uint8, value = round(p x 255) clipped to 254 (so 254 means p >= 0.996), 255 = no
   data (the GeoTIFF's nodata). The band's scale is 1/255, so GDAL-aware readers unscale to p.
@@ -44,7 +46,17 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from catalog.providers import REFLECTANCE_BANDS
-from pipeline.inference.scene_inputs import Grid, MissingInputError, PredictError, open_band, overlaps, read_onto, read_terrain
+from pipeline.inference.scene_inputs import (
+    PRODUCT_FILL_DN,
+    Grid,
+    MissingInputError,
+    PredictError,
+    band_nodata,
+    open_band,
+    overlaps,
+    read_onto,
+    read_terrain,
+)
 from pipeline.model.inputs import PHYSICAL_BANDS
 
 CLASSIFIERS = ("network", "dunet", "unet", "band-ratio", "ndsi")
@@ -258,6 +270,11 @@ def predict_scene(
         for i, (path, name) in enumerate(zip(paths, names)):
             src = stack.enter_context(open_band(path, f"band {name} ({PHYSICAL_BANDS[i]})"))
             sources.append(src)
+        fills = [band_nodata(src) for src in sources]
+        assumed = [name for name, src, fill in zip(names, sources, fills, strict=True) if src.nodata is None and fill == PRODUCT_FILL_DN]
+        if assumed:
+            _warn(f"bands {', '.join(assumed)} declare no nodata: DN {PRODUCT_FILL_DN}, the no-data value Sentinel-2 L2A and "
+                  f"Landsat C2 L2 reserve, is taken as no data (if it is a value there, declare another: gdal_edit.py -a_nodata)")
         first = sources[0]
         grid = Grid(first.crs, first.transform, first.height, first.width)
         if not first.transform.is_rectilinear:
@@ -289,7 +306,7 @@ def predict_scene(
                         h, w = min(block, grid.height - row), min(block, grid.width - col)
                         r0, c0 = max(0, row - halo), max(0, col - halo)
                         r1, c1 = min(grid.height, row + h + halo), min(grid.width, col + w + halo)
-                        reflectance = np.stack([read_onto(s, grid, r0, c0, r1 - r0, c1 - c0) for s in sources])
+                        reflectance = np.stack([read_onto(s, grid, r0, c0, r1 - r0, c1 - c0, fill) for s, fill in zip(sources, fills, strict=True)])
                         reflectance = reflectance * np.float32(scale) + np.float32(offset)
                         if not judged and np.isfinite(reflectance).all(axis=0).sum() >= MIN_JUDGED:
                             for message in _check_reflectance(reflectance, scale, offset):

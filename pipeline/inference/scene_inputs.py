@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.transform import array_bounds
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
 
-__all__ = ["Grid", "MissingInputError", "PredictError", "open_band", "overlaps", "read_onto", "read_terrain"]
+__all__ = ["Grid", "MissingInputError", "PredictError", "band_nodata", "open_band", "overlaps", "read_onto", "read_terrain"]
 
 
 class PredictError(ValueError):
@@ -75,19 +75,41 @@ def _same_grid(src: rasterio.io.DatasetReader, grid: Grid) -> bool:
     return src.crs == grid.crs and src.transform.almost_equals(grid.transform) and src.shape == (grid.height, grid.width)
 
 
-def read_onto(src: rasterio.io.DatasetReader, grid: Grid, row: int, col: int, height: int, width: int) -> np.ndarray:
+PRODUCT_FILL_DN = 0
+"""The DN both products reserve for no data: Sentinel-2 L2A's NO_DATA (the SAFE's JP2 files do not
+declare it) and Landsat C2 L2's fill."""
+
+
+def band_nodata(src: rasterio.io.DatasetReader) -> float | None:
+    """A reflectance band's no-data value: the file's own; else, for integer DNs without a mask,
+    `PRODUCT_FILL_DN`; else NaN for floats (None: every value counts)."""
+    if src.nodata is not None:
+        return src.nodata
+    dtype = np.dtype(src.dtypes[0])
+    if np.issubdtype(dtype, np.integer) and all(MaskFlags.all_valid in flags for flags in src.mask_flag_enums):
+        return PRODUCT_FILL_DN
+    return np.nan if np.issubdtype(dtype, np.floating) else None
+
+
+def read_onto(src: rasterio.io.DatasetReader, grid: Grid, row: int, col: int, height: int, width: int,
+              nodata: float | None = None) -> np.ndarray:
     """Band 1 of `src` on the grid's (row, col, height, width) window, float32, NaN = no data.
 
     Rows/columns outside the grid are allowed (the DEM is read one pixel wider for slope).
+    `nodata`: the value that is no data where the file declares none (`band_nodata`).
     """
+    if src.nodata is not None:
+        nodata = src.nodata
+    elif nodata is None and np.issubdtype(np.dtype(src.dtypes[0]), np.floating):
+        nodata = np.nan
     inside = 0 <= row and 0 <= col and row + height <= grid.height and col + width <= grid.width
     if inside and _same_grid(src, grid):
         data = src.read(1, window=Window(col, row, width, height), masked=True)
-        return data.astype(np.float32).filled(np.nan)
+        out = data.astype(np.float32).filled(np.nan)
+        if src.nodata is None and nodata is not None and not np.isnan(nodata):
+            out[data.data == nodata] = np.nan
+        return out
     destination = np.full((height, width), np.nan, np.float32)
-    nodata = src.nodata
-    if nodata is None and np.issubdtype(np.dtype(src.dtypes[0]), np.floating):
-        nodata = np.nan
     reproject(
         rasterio.band(src, 1),
         destination,
