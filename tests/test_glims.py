@@ -77,6 +77,12 @@ def test_stats_on_a_glims_download_measure_ice_not_rock_and_change_between_analy
     assert change.change_km2 == pytest.approx(-1.25, rel=1e-3)
 
 
+def test_stats_on_all_analyses_without_their_dates_say_which_field_to_give(tmp_path):
+    with pytest.raises(ValueError, match=r"GLIMS analyses \[7.0, 11.0\] of different dates: give their date field "
+                                         r"\(stats --date-field src_date\)"):
+        outline_statistics(_glims_download(tmp_path), id_field="glac_id")
+
+
 def test_the_plan_tiles_the_run_s_analyses_not_every_date(tmp_path):
     path = _glims_download(tmp_path)
     grid = TargetGrid(32645, 30.0, (X0 - 3 * KM, Y0 - 3 * KM, X0 + 11 * KM, Y0 + 5 * KM))

@@ -220,7 +220,8 @@ def read_outlines(outlines: str | Path | gpd.GeoDataFrame, id_field: str,
             hint = f" (the file holds outlines of {len(sensors)} sensors {sensors}: keep one sensor's)" if len(sensors) > 1 else ""
             if "anlys_id" in gdf.columns:
                 analyses = sorted(gdf["anlys_id"].reset_index(drop=True).iloc[grp.index].unique().tolist())
-                hint = f" (GLIMS analyses {analyses}: keep one)" if len(analyses) > 1 else hint
+                undated = " of different dates: give their date field (stats --date-field src_date), or" if date_field is None else ""
+                hint = f" (GLIMS analyses {analyses}{undated}: keep one)" if len(analyses) > 1 else hint
             gid_shown = gid.item() if isinstance(gid, np.generic) else gid
             raise ValueError(f"polygons of glacier {gid_shown!r} dated {date} in {source} overlap "
                              f"(two analyses of the same date?); keep one analysis per date{hint}")
