@@ -65,6 +65,13 @@ def test_a_run_gets_one_analysis_per_glacier_with_its_nunataks_cut_out(tmp_path)
     assert _map_km2(older)["G2"] == pytest.approx(1.5, rel=1e-4)  # its only analysis, however far its date
 
 
+def test_a_run_refuses_analyses_as_glaciers(tmp_path):
+    from pipeline.glaciers.inventory import InventoryError
+
+    with pytest.raises(InventoryError, match="several 'anlys_id' per glacier .* set inventory.id_field to glac_id"):
+        read_inventory(_glims_download(tmp_path), "anlys_id")
+
+
 def test_stats_on_a_glims_download_measure_ice_not_rock_and_change_between_analyses(tmp_path):
     tables = outline_statistics(_glims_download(tmp_path), id_field="glac_id", date_field="src_date")
     areas = tables["areas"].set_index(["glacier_id", "year"])

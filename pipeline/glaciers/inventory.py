@@ -151,6 +151,12 @@ def read_inventory(path: str | Path, id_field: str = INTERNAL_ID, near: dt.date 
         if id_field == "glac_id":
             outlines, note = glims.one_analysis_per_glacier(outlines, near)
             notes.append(f"{source}: {note}")
+        elif id_field in outlines.columns and (outlines.groupby("glac_id")[id_field].nunique() > 1).any():
+            raise InventoryError(
+                f"{source} is a GLIMS download with several {id_field!r} per glacier (analyses of other dates): they "
+                "would be overlapping glaciers; set inventory.id_field to glac_id (per glacier the analysis nearest "
+                "inventory.date)"
+            )
     raw = outlines[id_field]
     glacier_id, inventory_id = _ids(raw, source, id_field)
     repeated = sorted(raw[pd.Series(inventory_id, index=raw.index).duplicated()].unique().tolist(), key=str)
