@@ -487,7 +487,9 @@ def render(rows: list[Row], r: dict, machine: dict, mode: Mode, wall: float, rat
     if checks:
         lines.append("## The runs against the generator's own parameters\n")
         lines.append("`generator_check` of the same `run_study` runs (each synthetic area's truth tables; README, "
-                     "'The generator check'): the science at each size, beside the time.\n")
+                     "'The generator check'): the science at each size, beside the time. The shipped networks "
+                     "were trained on samples of x1's scenes, not x4's (4 of its 107 glaciers are x1's): x4 is the "
+                     "held-out one (pipeline/weights/README.md, 'The embedded area is not a held-out test').\n")
         lines.append("| area | sensor | check | value | target | met |\n|---|---|---|---|---|---|")
         for area, rows_ in checks:
             for c in rows_:
