@@ -321,6 +321,40 @@ def test_dns_of_files_declaring_no_nodata_take_0_as_no_data_and_say_so(tmp_path)
     assert declared.warnings == ()
 
 
+def test_the_scenes_quality_layer_makes_clouds_no_data_and_keeps_snow(tmp_path):
+    bands = _scene(tmp_path)
+    scl = np.full((32, 32), 5, np.uint8)  # 20 m SCL: bare ground ...
+    scl[:, :16] = 11  # ... snow and ice kept
+    scl[4:10, 4:10] = 9  # high cloud over the ice: 10 m rows/cols 8-19
+    scl[20:24, 20:26] = 3  # cloud shadow on the rock: rows 40-47, cols 40-51
+    quality = _write(tmp_path / "SCL.tif", scl, 20.0)  # nodata 0: SCL's own "no data"
+    plain = predict_scene(bands, "sentinel-2", tmp_path / "plain.tif", classifier="ndsi")
+    masked = predict_scene(bands, "sentinel-2", tmp_path / "masked.tif", classifier="ndsi", quality=quality)
+    before, after = _read(tmp_path / "plain.tif")[0], _read(tmp_path / "masked.tif")[0]
+    clouded = np.zeros((64, 64), bool)
+    clouded[8:20, 8:20] = clouded[40:48, 40:52] = True
+    assert (after[clouded] == NODATA).all()
+    assert np.array_equal(after[~clouded], before[~clouded])  # snow/ice (class 11) and the rest as without it
+    assert masked.n_valid == plain.n_valid - int((before[clouded] != NODATA).sum())
+    assert _read(tmp_path / "masked.tif")[3]["quality"] == str(quality)
+
+
+def test_landsat_qa_pixel_bits_and_the_wrong_layer_refused(tmp_path):
+    bands = _scene(tmp_path)
+    qa = np.full((32, 32), 21824, np.uint16)  # clear (QA_PIXEL of clear land)
+    qa[0:6, 0:6] = 21824 | (1 << 3)  # the cloud bit: 10 m rows/cols 0-11
+    qa_path = _write(tmp_path / "QA_PIXEL.tif", qa, 20.0, nodata=1)
+    masked = predict_scene(bands, "landsat", tmp_path / "l.tif", scale=1e-4, classifier="ndsi", quality=qa_path)
+    out = _read(tmp_path / "l.tif")[0]
+    assert (out[:12, :12] == NODATA).all() and masked.n_valid == int((out != NODATA).sum()) > 3800
+    with pytest.raises(ValueError, match="not Sentinel-2 SCL classes"):
+        predict_scene(bands, "sentinel-2", tmp_path / "x.tif", classifier="ndsi", quality=qa_path)
+    scl_path = _write(tmp_path / "SCL.tif", np.full((32, 32), 4, np.uint8), 20.0)
+    with pytest.raises(ValueError, match="look like Sentinel-2 SCL classes"):
+        predict_scene(bands, "landsat", tmp_path / "y.tif", classifier="ndsi", quality=scl_path)
+    assert not (tmp_path / "x.tif").exists() and not (tmp_path / "y.tif").exists() and not list(tmp_path.glob(".*.tif*"))
+
+
 def test_an_offset_applied_twice_is_warned_about(tmp_path):
     said = []
     predict_scene(_scene(tmp_path), "sentinel-2", tmp_path / "p.tif", offset=-0.1, classifier="ndsi", warn=said.append)
@@ -342,6 +376,8 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path):
         (["--bands", ",".join(paths), "--classifier", "svm"], "--classifier 'svm' is not known"),
         (["--bands", ",".join(paths), "--sensor", "modis"], "--sensor 'modis' is not known"),
         (["--bands", ",".join(paths), "--classifier", "ndsi", "--out", paths[0]], "is one of the inputs"),
+        (["--bands", ",".join(paths), "--classifier", "ndsi", "--quality", str(tmp_path / "SCL.tif")], "--quality "),
+        (["--bands", ",".join(paths), "--classifier", "ndsi", "--quality", paths[1]], "holds values up to 9000"),
     ]
     for args, message in cases:
         argv = ["predict", "--sensor", "sentinel-2", "--out", str(tmp_path / "p.tif"), *args]

@@ -26,6 +26,8 @@ def predict(
     scale: Annotated[float, typer.Option(help="reflectance = DN x scale + offset")] = 1e-4,
     offset: Annotated[float, typer.Option(help="reflectance offset (Sentinel-2 baseline 04.00+: -0.1; Landsat C2 L2: -0.2 with --scale 2.75e-5)")] = 0.0,
     dem: Annotated[Optional[Path], typer.Option(help="DEM GeoTIFF, any CRS and resolution (needed by weights that use terrain)")] = None,
+    quality: Annotated[Optional[Path], typer.Option(help="the scene's SCL (Sentinel-2) or QA_PIXEL (Landsat): cloud, shadow, "
+                                                     "cirrus, saturated and fill pixels become no data")] = None,
     classifier: Annotated[str, typer.Option(help="network (the shipped or --weights network) | dunet | unet | band-ratio | ndsi")] = "network",
     weights: Annotated[Optional[Path], typer.Option(help=".safetensors weights with their .json card; default for dunet: the shipped ones")] = None,
     half: Annotated[Optional[bool], typer.Option("--half/--fp32", help="half precision: fp16 on a GPU, bf16 on a CPU with bf16 instructions "
@@ -40,7 +42,7 @@ def predict(
 
     paths = [Path(b.strip()) for b in bands.split(",") if b.strip()]
     result = predict_scene(paths, sensor, out, scale=scale, offset=offset, dem=dem, classifier=classifier,
-                           weights=weights, half=half, warn=warn)
+                           weights=weights, half=half, warn=warn, quality=quality)
     height, width = result.shape
     console.print(f"{result.out}: {width} x {height} px at {result.resolution[0]:g} m ({result.crs}), {result.classifier}: "
                   f"{result.glacier_fraction:.1%} of {result.n_valid} valid px glacier (p >= 0.5)", soft_wrap=True)

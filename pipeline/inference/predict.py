@@ -19,6 +19,9 @@ Conventions, chosen once and written into the file's metadata:
   the value both products reserve (Sentinel-2 L2A NO_DATA, Landsat C2 L2 fill), and says so in a
   warning; floats without one take NaN. Near a no-data edge of a coarser band
   GDAL's bilinear kernel uses the valid neighbours, so the edge may keep a half-pixel of values.
+- Clouds: with the scene's quality layer (`quality`: Sentinel-2 SCL, Landsat QA_PIXEL; read by
+  nearest neighbour, any grid), what it calls cloud, cloud shadow, cirrus, saturated or fill is no
+  data, as in a run's composites; snow and ice stay. Without it every pixel is mapped.
 - Output: uint8, value = round(p x 255) clipped to 254 (so 254 means p >= 0.996), 255 = no
   data (the GeoTIFF's nodata). The band's scale is 1/255, so GDAL-aware readers unscale to p.
   (The region store's uint8 uses 0..255 for p; here 255 is reserved for no data.)
@@ -45,6 +48,7 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
+from catalog.masks import QA_FILL, SCL_NO_DATA, clear_mask
 from catalog.providers import REFLECTANCE_BANDS
 from pipeline.inference.scene_inputs import (
     PRODUCT_FILL_DN,
@@ -54,6 +58,7 @@ from pipeline.inference.scene_inputs import (
     band_nodata,
     open_band,
     overlaps,
+    read_classes,
     read_onto,
     read_terrain,
 )
@@ -143,6 +148,23 @@ def _check_reflectance(reflectance: np.ndarray, scale: float, offset: float) -> 
     return []
 
 
+QUALITY_LAYER = {"sentinel-2": "SCL (scene classification, classes 0-11)", "landsat": "QA_PIXEL (bit flags)"}
+QUALITY_FILL = {"sentinel-2": SCL_NO_DATA, "landsat": 1 << QA_FILL}
+"""What a quality layer says where it has no data: SCL class 0, QA_PIXEL's fill bit."""
+SCL_MAX_CLASS = 11
+
+
+def _check_quality(classes: np.ndarray, sensor: str, path) -> None:
+    """Refuse the other sensor's layer: SCL has classes 0-11, QA_PIXEL of a clear pixel is 21824 and up."""
+    top = int(classes.max()) if classes.size else 0
+    if sensor == "sentinel-2" and top > SCL_MAX_CLASS:
+        raise PredictError(f"--quality {path} holds values up to {top}, not Sentinel-2 SCL classes (0-11): give the "
+                           "scene's SCL file (a Landsat QA_PIXEL goes with --sensor landsat)")
+    if sensor == "landsat" and 1 < top <= SCL_MAX_CLASS:
+        raise PredictError(f"--quality {path} holds values up to {top}, which look like Sentinel-2 SCL classes, not "
+                           "Landsat QA_PIXEL bit flags: give the scene's QA_PIXEL file")
+
+
 def predict_scene(
     bands: Sequence[str | Path],
     sensor: str,
@@ -159,6 +181,7 @@ def predict_scene(
     block: int | None = None,
     window: int | None = None,
     warn: Callable[[str], None] | None = None,
+    quality: str | Path | None = None,
 ) -> PredictResult:
     """Write `out`, a COG of glacier probability on the first band's grid (see the module notes).
 
@@ -167,7 +190,9 @@ def predict_scene(
     shipped `pipeline/weights/{sensor}.safetensors`, whatever its architecture), "dunet" or "unet"
     (the same, refused when the weights hold another family: "dunet" covers every deformable
     placement), "band-ratio" (red/SWIR16 > 2) or "ndsi" (NDSI > 0.4). `dem` is needed when the weights' recipe uses
-    terrain. `halo` (default: the card's, as in a run), `block` (default BLOCK_PX) and `window`
+    terrain. `quality`: the scene's SCL (Sentinel-2) or QA_PIXEL (Landsat) file; what it calls cloud,
+    cloud shadow, cirrus, saturated or fill is written as no data (`catalog.masks.clear_mask`, as in a
+    run; snow and ice are kept). `halo` (default: the card's, as in a run), `block` (default BLOCK_PX) and `window`
     (default `FORWARD_WINDOW_PX`) bound memory; `device`/`half` as in a run. `warn` receives each
     one-line warning (default: `warnings.warn`). Bad inputs raise `PredictError` (a ValueError;
     `MissingInputError` is also a FileNotFoundError) naming the input, before `out` is touched.
@@ -209,8 +234,10 @@ def predict_scene(
             raise MissingInputError(f"band {name} ({role}) {path} does not exist")
     if dem is not None and not Path(dem).is_file():
         raise MissingInputError(f"--dem {dem} does not exist")
+    if quality is not None and not Path(quality).is_file():
+        raise MissingInputError(f"--quality {quality} does not exist")
     out = Path(out)
-    if out.resolve() in {p.resolve() for p in paths} | ({Path(dem).resolve()} if dem else set()):
+    if out.resolve() in {p.resolve() for p in paths} | {Path(f).resolve() for f in (dem, quality) if f}:
         raise PredictError(f"--out {out} is one of the inputs: write the probability to a new file")
     if out.is_dir():
         raise PredictError(f"--out {out} is a folder: give a file name such as {out / 'probability.tif'}")
@@ -286,6 +313,14 @@ def predict_scene(
         pixel_m = abs(grid.transform.a) if not grid.crs.is_geographic else None
         if trained_m and pixel_m and not 0.67 < pixel_m / trained_m < 1.5:
             _warn(f"{weights_path.name} was trained at {trained_m:g} m; the first band {paths[0].name} is {pixel_m:g} m")
+        quality_src = None
+        if quality is not None:
+            quality_src = stack.enter_context(open_band(Path(quality), "--quality"))
+            if not np.issubdtype(np.dtype(quality_src.dtypes[0]), np.integer):
+                raise PredictError(f"--quality {quality} holds {quality_src.dtypes[0]} values, not classes: give the "
+                                   f"scene's {QUALITY_LAYER[sensor]} file")
+            if not overlaps(quality_src, grid):
+                raise PredictError(f"--quality {quality} does not overlap the first band {paths[0]}: give the scene's own")
         dem_src = None
         if terrain_names:
             dem_src = stack.enter_context(open_band(Path(dem), "--dem"))
@@ -313,6 +348,10 @@ def predict_scene(
                                 _warn(message)
                             judged = True
                         valid = np.isfinite(reflectance).all(axis=0)
+                        if quality_src is not None:
+                            classes = read_classes(quality_src, grid, r0, c0, r1 - r0, c1 - c0, QUALITY_FILL[sensor])
+                            _check_quality(classes, sensor, quality)
+                            valid &= clear_mask(classes, sensor)
                         if card is None:
                             probability = predictor.predict(reflectance)
                         else:
@@ -335,7 +374,7 @@ def predict_scene(
                 dst.update_tags(
                     glacier_probability="p = value / 255 for 0-254 (254: p >= 0.996); 255 = no data",
                     classifier=classifier, sensor=sensor, bands=",".join(str(p) for p in paths),
-                    scale=f"{scale:g}", offset=f"{offset:g}",
+                    scale=f"{scale:g}", offset=f"{offset:g}", **({"quality": str(quality)} if quality is not None else {}),
                     **({"weights": str(weights_path), "weights_sha256": card.weights_sha256} if card else {}),
                 )
             rasterio.shutil.copy(partial, cog, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512,

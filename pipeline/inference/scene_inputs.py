@@ -19,7 +19,8 @@ from rasterio.transform import array_bounds
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
 
-__all__ = ["Grid", "MissingInputError", "PredictError", "band_nodata", "open_band", "overlaps", "read_onto", "read_terrain"]
+__all__ = ["Grid", "MissingInputError", "PredictError", "band_nodata", "open_band", "overlaps", "read_classes", "read_onto",
+           "read_terrain"]
 
 
 class PredictError(ValueError):
@@ -118,6 +119,23 @@ def read_onto(src: rasterio.io.DatasetReader, grid: Grid, row: int, col: int, he
         dst_crs=grid.crs,
         dst_nodata=np.nan,
         resampling=Resampling.bilinear,
+    )
+    return destination
+
+
+def read_classes(src: rasterio.io.DatasetReader, grid: Grid, row: int, col: int, height: int, width: int,
+                 fill: int) -> np.ndarray:
+    """Band 1 of a class or bit layer (SCL, QA_PIXEL) on the grid's window, nearest neighbour (a class
+    is not averaged), in its own integer type; `fill` where it has no data or does not reach."""
+    destination = np.full((height, width), fill, np.dtype(src.dtypes[0]))
+    reproject(
+        rasterio.band(src, 1),
+        destination,
+        src_nodata=src.nodata,
+        dst_transform=grid.window_transform(row, col),
+        dst_crs=grid.crs,
+        dst_nodata=fill,
+        resampling=Resampling.nearest,
     )
     return destination
 
