@@ -355,6 +355,47 @@ def test_landsat_qa_pixel_bits_and_the_wrong_layer_refused(tmp_path):
     assert not (tmp_path / "x.tif").exists() and not (tmp_path / "y.tif").exists() and not list(tmp_path.glob(".*.tif*"))
 
 
+def _constant_network(path, logit: float):
+    """A Sentinel-2 U-Net without terrain whose head says `logit` everywhere (weights 0): p = sigmoid(logit)."""
+    import torch
+
+    from pipeline.model.dunet import UNet
+    from pipeline.model.inputs import InputRecipe
+    from pipeline.model.weights import save_weights
+
+    recipe = InputRecipe(bands=NAMES, indices=("ndsi",), mean=(0.3,) * 6 + (0.0,), std=(0.2,) * 6 + (0.5,))
+    model = UNet(recipe.n_channels, 4).eval()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.fill_(logit)
+    save_weights(model, recipe, path)
+    return path
+
+
+def test_a_network_that_misses_what_both_indices_call_ice_is_warned_about(tmp_path):
+    bands = _scene(tmp_path)
+    # the ice half (NDSI 0.98, red/SWIR16 90, NIR 0.72): both indices' ice, 32 x 64 px less the holes
+    ndsi = predict_scene(bands, "sentinel-2", tmp_path / "ndsi.tif", classifier="ndsi")
+    said = []
+    blind = predict_scene(bands, "sentinel-2", tmp_path / "blind.tif", weights=_constant_network(tmp_path / "blind.safetensors", -20.0),
+                          device="cpu", warn=said.append)
+    assert blind.n_index_ice == ndsi.n_glacier and blind.n_index_ice_mapped == 0 and blind.n_glacier == 0
+    assert [m for m in said if "maps 0% of the" in m and "compare with --classifier ndsi" in m]
+    said.clear()
+    seeing = predict_scene(bands, "sentinel-2", tmp_path / "all.tif", weights=_constant_network(tmp_path / "all.safetensors", 20.0),
+                           device="cpu", warn=said.append)
+    assert seeing.index_recall == 1.0 and not [m for m in said if "both call snow or ice" in m]
+    assert ndsi.n_index_ice == 0  # the thresholds are not judged against themselves
+
+
+def test_turbid_water_is_not_the_indices_ice(tmp_path):
+    water = np.array([0.08, 0.1, 0.08, 0.04, 0.01, 0.01], np.float32)[:, None, None] * np.ones((6, 4, 4), np.float32)
+    from pipeline.inference.predict import index_ice
+
+    ice = np.array(ICE, np.float32)[:, None, None] * np.ones((6, 4, 4), np.float32)
+    assert not index_ice(water, NAMES).any() and index_ice(ice, NAMES).all()
+
+
 def test_an_offset_applied_twice_is_warned_about(tmp_path):
     said = []
     predict_scene(_scene(tmp_path), "sentinel-2", tmp_path / "p.tif", offset=-0.1, classifier="ndsi", warn=said.append)

@@ -45,7 +45,9 @@ def predict(
                            weights=weights, half=half, warn=warn, quality=quality)
     height, width = result.shape
     console.print(f"{result.out}: {width} x {height} px at {result.resolution[0]:g} m ({result.crs}), {result.classifier}: "
-                  f"{result.glacier_fraction:.1%} of {result.n_valid} valid px glacier (p >= 0.5)", soft_wrap=True)
+                  f"{result.glacier_fraction:.1%} of {result.n_valid} valid px glacier (p >= 0.5)"
+                  + (f"; of the {result.n_index_ice} px NDSI and red/SWIR both call snow or ice, {result.index_recall:.0%} mapped"
+                     if result.n_index_ice else ""), soft_wrap=True)
 
 
 def train(

@@ -91,6 +91,15 @@ class PredictResult:
     n_glacier: int
     """Valid pixels with p >= 0.5."""
     warnings: tuple[str, ...] = ()
+    n_index_ice: int = 0
+    """Valid pixels both spectral indices call snow or ice (`index_ice`); counted for networks only."""
+    n_index_ice_mapped: int = 0
+    """Those the network maps (p >= 0.5)."""
+
+    @property
+    def index_recall(self) -> float:
+        """Share of the indices' snow and ice the network maps (NaN where they map none)."""
+        return self.n_index_ice_mapped / self.n_index_ice if self.n_index_ice else float("nan")
 
     @property
     def glacier_fraction(self) -> float:
@@ -152,6 +161,25 @@ QUALITY_LAYER = {"sentinel-2": "SCL (scene classification, classes 0-11)", "land
 QUALITY_FILL = {"sentinel-2": SCL_NO_DATA, "landsat": 1 << QA_FILL}
 """What a quality layer says where it has no data: SCL class 0, QA_PIXEL's fill bit."""
 SCL_MAX_CLASS = 11
+
+
+WATER_NIR = 0.1
+"""NIR reflectance below which a pixel is water, not ice: both indices call turbid water ice (NDSI
+~0.8, red/SWIR16 ~8), glacier ice and snow reflect 0.1-0.8 in the NIR."""
+MIN_INDEX_ICE_PX = 1000
+"""The indices' snow and ice a scene must hold before the network is judged against them."""
+MIN_INDEX_RECALL = 0.5
+"""A network mapping less than this share of the indices' snow and ice is warned about."""
+
+
+def index_ice(reflectance: np.ndarray, bands: Sequence[str]) -> np.ndarray:
+    """Pixels both NDSI > 0.4 and red/SWIR16 > 2 call snow or ice (`pipeline.store.encode_indices`, the
+    run's `indices`), water (NIR < `WATER_NIR`) left out: the ice no one needs a network to see."""
+    from pipeline.store.encoding import NDSI_BIT, RATIO_BIT, encode_indices
+
+    with np.errstate(invalid="ignore"):
+        nir = reflectance[PHYSICAL_BANDS.index("nir")]  # `bands` are in the physical order (REFLECTANCE_BANDS)
+        return (encode_indices(reflectance, bands) == (NDSI_BIT | RATIO_BIT)) & (nir >= WATER_NIR)
 
 
 def _check_quality(classes: np.ndarray, sensor: str, path) -> None:
@@ -332,7 +360,7 @@ def predict_scene(
         cog = out.with_name(f".{out.name}.cog.tif")
         profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="uint8", crs=grid.crs,
                        transform=grid.transform, nodata=NODATA, tiled=True, blockxsize=256, blockysize=256)
-        n_valid = n_glacier = 0
+        n_valid = n_glacier = n_index = n_index_mapped = 0
         judged = False
         try:
             with rasterio.open(partial, "w", **profile) as dst:
@@ -368,6 +396,10 @@ def predict_scene(
                         p, ok = probability[core], valid[core]
                         n_valid += int(ok.sum())
                         n_glacier += int((ok & (p >= 0.5)).sum())
+                        if card is not None:
+                            indexed = ok & index_ice(reflectance[(slice(None), *core)], names)
+                            n_index += int(indexed.sum())
+                            n_index_mapped += int((indexed & (p >= 0.5)).sum())
                         dst.write(encode(p, ok), 1, window=Window(col, row, w, h))
                 dst.scales = (1 / 255,)
                 dst.set_band_description(1, "glacier probability x 255 (255 = no data)")
@@ -384,8 +416,12 @@ def predict_scene(
             for leftover in (partial, cog):
                 leftover.unlink(missing_ok=True)
 
+    if n_index >= MIN_INDEX_ICE_PX and n_index_mapped < MIN_INDEX_RECALL * n_index:
+        _warn(f"{weights_path.name} maps {n_index_mapped / n_index:.0%} of the {n_index} px that NDSI > 0.4 and red/SWIR16 > 2 "
+              "both call snow or ice here (water left out): on this scene it may miss ice it does not know (dirty, dark, "
+              "shadowed); compare with --classifier ndsi or band-ratio")
     return PredictResult(
         out=out, sensor=sensor, classifier=classifier, weights=weights_path, crs=str(grid.crs),
         shape=(grid.height, grid.width), resolution=(abs(grid.transform.a), abs(grid.transform.e)),
-        n_valid=n_valid, n_glacier=n_glacier, warnings=tuple(said),
+        n_valid=n_valid, n_glacier=n_glacier, warnings=tuple(said), n_index_ice=n_index, n_index_ice_mapped=n_index_mapped,
     )
