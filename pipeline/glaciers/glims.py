@@ -24,8 +24,6 @@ LAYOUT = ("line_type", "anlys_id", "glac_id")
 """The columns every GLIMS polygon download has."""
 BOUNDARY = "glac_bound"
 ROCK = "intrnl_rock"
-DATE_FIELDS = ("src_date", "anlys_time")
-"""The analysis' date: its source (image or map) date, else when it was analysed."""
 
 
 def is_glims(outlines: pd.DataFrame) -> bool:
@@ -65,26 +63,23 @@ def glacier_parts(outlines: gpd.GeoDataFrame, source: str) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(bounds.drop(columns=bounds.geometry.name), geometry=geoms, crs=outlines.crs)
 
 
-def analysis_dates(outlines: pd.DataFrame) -> pd.Series:
-    """Each row's analysis date (``src_date``, else ``anlys_time``; NaT where neither parses)."""
-    dates = pd.Series(pd.NaT, index=outlines.index, dtype="datetime64[ns]")
-    for field in DATE_FIELDS:
-        if field in outlines.columns:
-            parsed = pd.to_datetime(outlines[field].astype("string"), errors="coerce", utc=True).dt.tz_convert(None)
-            dates = dates.fillna(parsed.astype("datetime64[ns]"))
-    return dates
+def _timestamps(outlines: pd.DataFrame, field: str) -> pd.Series:
+    """`field` parsed as naive timestamps (GLIMS writes ISO strings), NaT where missing or unparsable."""
+    if field not in outlines.columns:
+        return pd.Series(pd.NaT, index=outlines.index, dtype="datetime64[ns]")
+    parsed = pd.to_datetime(outlines[field].astype("string"), errors="coerce", utc=True).dt.tz_convert(None)
+    return parsed.astype("datetime64[ns]")
 
 
 def one_analysis_per_glacier(parts: gpd.GeoDataFrame, near: pd.Timestamp | None = None) -> tuple[gpd.GeoDataFrame, str]:
     """Per ``glac_id`` one analysis, its parts dissolved into one row; and a sentence saying what was chosen.
 
-    The analysis whose date (`analysis_dates`) is nearest `near` (None: the newest); equally near
+    The analysis whose date (``src_date``, else ``anlys_time``) is nearest `near` (None: the newest); equally near
     ones go to the newer date, then the later ``anlys_time``, then the larger ``anlys_id``; analyses
     without any date only where a glacier has no dated one.
     """
-    dates = analysis_dates(parts)
-    analysed = (pd.to_datetime(parts["anlys_time"].astype("string"), errors="coerce", utc=True).dt.tz_convert(None)
-                if "anlys_time" in parts.columns else pd.Series(pd.NaT, index=parts.index))
+    analysed = _timestamps(parts, "anlys_time")
+    dates = _timestamps(parts, "src_date").fillna(analysed)
     table = pd.DataFrame({
         "glac_id": parts["glac_id"].to_numpy(),
         "anlys_id": parts["anlys_id"].to_numpy(),

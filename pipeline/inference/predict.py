@@ -175,10 +175,12 @@ MIN_INDEX_RECALL = 0.5
 def index_ice(reflectance: np.ndarray, bands: Sequence[str]) -> np.ndarray:
     """Pixels both NDSI > 0.4 and red/SWIR16 > 2 call snow or ice (`pipeline.store.encode_indices`, the
     run's `indices`), water (NIR < `WATER_NIR`) left out: the ice no one needs a network to see."""
+    from pipeline.model.inputs import band_by_role
     from pipeline.store.encoding import NDSI_BIT, RATIO_BIT, encode_indices
 
+    bands = tuple(bands)
     with np.errstate(invalid="ignore"):
-        nir = reflectance[PHYSICAL_BANDS.index("nir")]  # `bands` are in the physical order (REFLECTANCE_BANDS)
+        nir = band_by_role(reflectance, bands, "nir")
         return (encode_indices(reflectance, bands) == (NDSI_BIT | RATIO_BIT)) & (nir >= WATER_NIR)
 
 

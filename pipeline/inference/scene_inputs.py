@@ -110,15 +110,21 @@ def read_onto(src: rasterio.io.DatasetReader, grid: Grid, row: int, col: int, he
         if src.nodata is None and nodata is not None and not np.isnan(nodata):
             out[data.data == nodata] = np.nan
         return out
-    destination = np.full((height, width), np.nan, np.float32)
+    return _warped(src, grid, row, col, np.full((height, width), np.nan, np.float32), nodata, Resampling.bilinear)
+
+
+def _warped(src: rasterio.io.DatasetReader, grid: Grid, row: int, col: int, destination: np.ndarray,
+            src_nodata: float | None, resampling: Resampling) -> np.ndarray:
+    """Band 1 of `src` warped into `destination`, the grid's window at (row, col), whose fill value
+    (its first element) stays where `src` has no data or does not reach."""
     reproject(
         rasterio.band(src, 1),
         destination,
-        src_nodata=nodata,
+        src_nodata=src_nodata,
         dst_transform=grid.window_transform(row, col),
         dst_crs=grid.crs,
-        dst_nodata=np.nan,
-        resampling=Resampling.bilinear,
+        dst_nodata=destination.flat[0] if destination.size else None,
+        resampling=resampling,
     )
     return destination
 
@@ -127,17 +133,7 @@ def read_classes(src: rasterio.io.DatasetReader, grid: Grid, row: int, col: int,
                  fill: int) -> np.ndarray:
     """Band 1 of a class or bit layer (SCL, QA_PIXEL) on the grid's window, nearest neighbour (a class
     is not averaged), in its own integer type; `fill` where it has no data or does not reach."""
-    destination = np.full((height, width), fill, np.dtype(src.dtypes[0]))
-    reproject(
-        rasterio.band(src, 1),
-        destination,
-        src_nodata=src.nodata,
-        dst_transform=grid.window_transform(row, col),
-        dst_crs=grid.crs,
-        dst_nodata=fill,
-        resampling=Resampling.nearest,
-    )
-    return destination
+    return _warped(src, grid, row, col, np.full((height, width), fill, np.dtype(src.dtypes[0])), src.nodata, Resampling.nearest)
 
 
 def read_terrain(
