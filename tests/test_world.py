@@ -11,6 +11,7 @@ import pytest
 
 from catalog.synthetic.world import draw_scene
 from catalog.synthetic.world import glaciers as gl
+from catalog.synthetic.world.draw import DARK_ICE
 from catalog.synthetic.world import scene as sc
 from catalog.synthetic.world.spectra import WAVELENGTHS_NM, Surface
 from catalog.synthetic.world.srf import BANDS_NM, integrate, library_bands
@@ -185,3 +186,31 @@ def test_glacier_areas_from_0_01_to_50_km2():
     # Across seeds, draws hold small and large glaciers.
     areas = [a for seed in range(8) for a in draw_scene(seed, "landsat", size=256, oversample=1, terrain="procedural").params["glacier_areas_km2"]]
     assert min(areas) < 0.05 and max(areas) > 5
+
+
+def test_dark_ice_scenes_darken_bare_ice_only_and_leave_other_scenes_byte_identical():
+    darkened, greens, ndsis = 0, [], []
+    for seed in range(6):
+        plain = draw_scene(seed, "landsat", size=96, terrain="procedural")
+        half = draw_scene(seed, "landsat", size=96, terrain="procedural", dark_ice_share=0.5)
+        dark = draw_scene(seed, "landsat", size=96, terrain="procedural", dark_ice_share=1.0)
+        assert plain.params["ice_darkening"] == 1.0
+        if half.params["ice_darkening"] == 1.0:  # not drawn dark: the world the cards were scored on
+            assert half.reflectance.tobytes() == plain.reflectance.tobytes()
+        assert dark.glacier.tobytes() == plain.glacier.tobytes()
+        changed = dark.surface != plain.surface  # more dust: only clean bare ice turns dirty
+        assert (plain.surface[changed] == Surface.ICE_CLEAN).all() and (dark.surface[changed] == Surface.ICE_DIRTY).all()
+        lo, hi = DARK_ICE["darkening"]
+        assert lo <= dark.params["ice_darkening"] <= hi and dark.params["dust"] >= plain.params["dust"]
+        bare = dark.glacier & np.isin(dark.surface, [Surface.ICE_CLEAN, Surface.ICE_DIRTY])
+        if bare.sum() < 20:
+            continue
+        darkened += 1
+        assert np.median(dark.reflectance[GREEN, bare]) < 0.85 * np.median(plain.reflectance[GREEN, bare])
+        greens.append(dark.reflectance[GREEN, bare])
+        ndsis.append(ndsi(dark.reflectance[:, bare].T))
+    assert darkened >= 2
+    # dark bare ice reads down to ~0.1 in the visible, as cryoconite- and dust-laden ice does, and stays snow-like in NDSI
+    assert np.percentile(np.concatenate(greens), 10) < 0.2 and np.median(np.concatenate(ndsis)) > 0.4
+    with pytest.raises(ValueError, match="dark_ice_share"):
+        draw_scene(0, "landsat", size=96, dark_ice_share=1.5)

@@ -105,6 +105,7 @@ def train_world(
     with_area: Annotated[bool, typer.Option("--with-area", help="mix in the embedded area's training years (config -c)")] = False,
     area_repeat: Annotated[int, typer.Option(help="with --with-area: each area sample enters training this many times")] = 1,
     small_glacier_km2: Annotated[float, typer.Option(help="glaciers below this area (km²) weigh more in the loss; 0: every pixel alike")] = 0.0,
+    dark_ice_share: Annotated[float, typer.Option(help="share of scenes (every split) whose bare ice is darker than the library's dirty ice")] = 0.0,
     config: ConfigOption = None,
 ) -> None:
     """Train on the Earth-like training world and score on held-out scenes (other seeds, terrain, glaciers)."""
@@ -125,6 +126,8 @@ def train_world(
         fail(f"training option: {err}")
     if area_repeat < 1:
         fail(f"--area-repeat {area_repeat}: use 1 or more")
+    if not 0.0 <= dark_ice_share <= 1.0:
+        fail(f"--dark-ice-share {dark_ice_share}: use a share within 0..1")
     area = None
     if with_area:
         from pipeline.run import ensure_study_area
@@ -141,7 +144,7 @@ def train_world(
     try:  # weights that cannot start this training are refused before any scene is drawn
         result = train_on_world(sensor, out / sensor, n_train=scenes, n_valid=valid_scenes, n_test=test_scenes, size=size,
                                 config=configs[0], compare=configs[1:], terrain=channels, resume=resume, area=area, area_repeat=area_repeat,
-                                init_weights=init_weights, console=console)
+                                init_weights=init_weights, dark_ice_share=dark_ice_share, console=console)
     except WeightsError as err:
         fail(f"{'--init-weights' if init_weights else '--resume'}: {err}")
     table = Table(title=f"Accuracy on held-out world scenes ({sensor})")

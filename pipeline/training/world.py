@@ -64,10 +64,10 @@ class WorldSample:
     params: dict = field(default_factory=dict)
 
 
-def world_sample(seed: int, sensor: str, size: int, terrain: str = "any") -> WorldSample:
+def world_sample(seed: int, sensor: str, size: int, terrain: str = "any", dark_ice_share: float = 0.0) -> WorldSample:
     from catalog.synthetic.world import draw_scene  # the generator is needed for training only
 
-    scene = draw_scene(seed, sensor, size=size, terrain=terrain)
+    scene = draw_scene(seed, sensor, size=size, terrain=terrain, dark_ice_share=dark_ice_share)
     resolution = scene.params["resolution_m"]
     return WorldSample(
         seed=seed,
@@ -80,8 +80,8 @@ def world_sample(seed: int, sensor: str, size: int, terrain: str = "any") -> Wor
     )
 
 
-def draw_split(sensor: str, first_seed: int, n: int, size: int, terrain: str) -> list[WorldSample]:
-    return [world_sample(first_seed + i, sensor, size, terrain) for i in range(n)]
+def draw_split(sensor: str, first_seed: int, n: int, size: int, terrain: str, dark_ice_share: float = 0.0) -> list[WorldSample]:
+    return [world_sample(first_seed + i, sensor, size, terrain, dark_ice_share) for i in range(n)]
 
 
 def area_samples(cfg, sensor: str, years: Sequence[int], size: int, limit: int) -> list[WorldSample]:
@@ -328,6 +328,7 @@ def train_on_world(
     area=None,
     area_repeat: int = 1,
     init_weights: str | Path | None = None,
+    dark_ice_share: float = 0.0,
     console: Console | None = None,
 ) -> WorldTrainingRun:
     """Draw the splits, train `config`'s network (and each of `compare`), calibrate on validation,
@@ -342,6 +343,7 @@ def train_on_world(
     weigh 9x less than it does for Sentinel-2.
     `init_weights`: weights of `config`'s architecture to fine-tune (their recipe and calibration
     are taken and undone, see `starting_network`) instead of training from scratch.
+    `dark_ice_share`: the share of every split's scenes drawn with dark bare ice (`draw_scene`).
     """
     console = console or Console()
     config = config or TrainingConfig(architecture="dunet-deep", base=16, crop_size=128, variants=2, focal_alpha=0.5,
@@ -359,9 +361,9 @@ def train_on_world(
     if not with_real:
         console.print(f"[yellow]{DEFAULT_REAL_ROOT} is missing: the world draws procedural relief and glaciers only, "
                       "so its scenes differ from those of the shipped cards (drawn beside ../shared)[/yellow]")
-    train_set = draw_split(sensor, TRAIN_SEEDS, n_train, size, "any")
-    valid_set = draw_split(sensor, VALID_SEEDS, n_valid, size, "procedural")
-    test_set = draw_split(sensor, TEST_SEEDS, n_test, size, "procedural")
+    train_set = draw_split(sensor, TRAIN_SEEDS, n_train, size, "any", dark_ice_share)
+    valid_set = draw_split(sensor, VALID_SEEDS, n_valid, size, "procedural", dark_ice_share)
+    test_set = draw_split(sensor, TEST_SEEDS, n_test, size, "procedural", dark_ice_share)
     if area is not None:
         area_years = [y for y in area.years if y not in area.training.test_years]
         mixed = area_samples(area, sensor, area_years, size, max(1, n_train // 2))
@@ -382,6 +384,7 @@ def train_on_world(
         + (f" + {len(mixed)} samples of the embedded area {area.region.name} ({area_years[0]}-{area_years[-1]}, truth labels)"
            f"{repeated}" if area is not None else "")
         + f"; calibrated on {n_valid} (seeds {VALID_SEEDS}+), scored on {n_test} held-out procedural scenes (seeds {TEST_SEEDS}+)"
+        + (f"; {dark_ice_share:.0%} of every split's scenes with dark bare ice" if dark_ice_share else "")
         + (f"; {origin}" if origin else "")
     )
     predictors: dict[str, Predictor] = {}

@@ -13,7 +13,7 @@ repeated onto the 10 m grid, as L2A products resampled to 10 m are.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,11 @@ from catalog.synthetic.world.spectra import ROCKS, Surface
 from catalog.synthetic.world.srf import PLATFORMS, band_centres_um, library_bands
 from catalog.synthetic.world.sun import sun_position
 
+DARK_ICE = {"extra_dust": (0.0, 0.4), "darkening": (0.35, 0.8)}
+"""A dark-ice scene: dust added to the scene's (0-0.4) and the brightness of fully dirty bare ice.
+The library's dirty ice (Naegeli et al. 2015) reads ~0.25-0.3 in the visible; bare ice darkened by
+cryoconite, algae and mineral dust reaches albedos near 0.1-0.2 on Alpine glaciers
+(Naegeli et al. 2017, Remote Sensing 9, 110; Azzoni et al. 2016), which 0.35-0.8 of it spans."""
 DEFAULT_REAL_ROOT = Path(__file__).resolve().parents[4] / "shared" / "data" / "real"
 """../shared/data/real beside the checkout (not shipped: real-terrain draws need it)."""
 NATIVE_RESOLUTION_M = {"sentinel-2": 10.0, "landsat": 30.0}
@@ -62,7 +67,7 @@ class WorldScene:
 
 
 def _streams(seed: int) -> dict[str, np.random.Generator]:
-    names = ("terrain", "glaciers", "surface", "sky", "sensor")
+    names = ("terrain", "glaciers", "surface", "sky", "sensor", "dirt")  # a new stream goes last: the others stay
     return dict(zip(names, (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(len(names)))))
 
 
@@ -101,14 +106,19 @@ def draw_scene(
     terrain: str = "any",
     real_root: str | Path | None = None,
     oversample: int = 2,
+    dark_ice_share: float = 0.0,
 ) -> WorldScene:
     """A randomised scene of `size` x `size` sensor pixels; see the package doc for what is drawn.
 
     terrain: "real" (SRTM of ../shared/data/real with its RGI outlines), "procedural", or "any"
     (real in ~40 % of seeds where the real data are present).
+    dark_ice_share: the share of scenes whose bare ice is dirtier and darker than the spectral
+    library's dirty ice (`DARK_ICE`); 0 draws the world the shipped cards were scored on.
     """
     if sensor not in REFLECTANCE_BANDS:
         raise ValueError(f"unknown sensor {sensor!r}; use one of {sorted(REFLECTANCE_BANDS)}")
+    if not 0.0 <= dark_ice_share <= 1.0:
+        raise ValueError(f"dark_ice_share must be within 0..1, got {dark_ice_share}")
     if terrain not in ("any", "real", "procedural"):
         raise ValueError(f"terrain must be 'any', 'real' or 'procedural', got {terrain!r}")
     resolution = float(resolution or NATIVE_RESOLUTION_M[sensor])
@@ -224,6 +234,10 @@ def draw_scene(
         rocks=tuple(int(r) for r in s.choice(ROCKS, size=int(s.integers(1, 4)), replace=False)),
         dust=float(s.uniform(0.0, 0.4)),
     )
+    if dark_ice_share and rng["dirt"].random() < dark_ice_share:  # its own stream: other scenes stay byte-identical
+        d = rng["dirt"]
+        surface_params = replace(surface_params, dust=min(1.0, surface_params.dust + d.uniform(*DARK_ICE["extra_dust"])),
+                                 darkening=float(d.uniform(*DARK_ICE["darkening"])))
     debris_share = {i: (0.0 if s.random() < 0.5 or g.area_km2 < 0.1 else float(s.uniform(0.05, 0.7))) for i, g in enumerate(placed, 1)}
     cls, primary, secondary, weight, bright = sc.surfaces(
         dem, slope, aspect, glacier_id, lakes, turbid, debris_share, surface_params, fine, s
@@ -272,7 +286,7 @@ def draw_scene(
         sun_azimuth_deg=azimuth, ela_m=ela, glacier_snowline_m=surface_params.glacier_snowline_m,
         seasonal_snowline_m=surface_params.seasonal_snowline_m, fresh_snowline_m=surface_params.fresh_snowline_m,
         vegetation_line_m=surface_params.vegetation_line_m, rocks=[Surface(r).name.lower() for r in surface_params.rocks],
-        dust=surface_params.dust, diffuse=diffuse.tolist(), haze=haze.tolist(), gains=gains.tolist(), offsets=offsets.tolist(),
+        dust=surface_params.dust, ice_darkening=surface_params.darkening, diffuse=diffuse.tolist(), haze=haze.tolist(), gains=gains.tolist(), offsets=offsets.tolist(),
         noise_floor=noise_floor, shot_noise=shot, n_glaciers=len(placed), glacier_areas_km2=[g.area_km2 for g in placed],
         glacier_sources=[g.source for g in placed], debris_share=[debris_share[i] for i in range(1, len(placed) + 1)],
         lake_fraction=float(lakes.mean()),

@@ -45,6 +45,7 @@ class SurfaceParams:
     vegetation_line_m: float  # alpine grass below it
     rocks: tuple[int, ...]  # lithologies present
     dust: float  # 0..1 how dirty the ice is overall
+    darkening: float = 1.0  # brightness of fully dirty bare ice (1: the library's dirty-ice spectrum; see `draw_scene`)
 
 
 def slope_aspect(dem: np.ndarray, resolution: float) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +220,11 @@ def surfaces(
         amp[s] = a
     brightness = 1.0 + amp[cls] * np.clip(texture, -3, 3) + 0.03 * n_big
     brightness[debris] *= DEBRIS_DARKENING
-    return cls, primary, secondary, weight, np.clip(brightness, 0.3, 1.7)
+    brightness = np.clip(brightness, 0.3, 1.7)
+    # Dark ice (cryoconite, algae, dust): bare ice darker than the library's dirty ice, by its dirt.
+    dark = bare & ~debris & ~fresh
+    brightness[dark] *= 1.0 - (1.0 - p.darkening) * weight[dark]
+    return cls, primary, secondary, weight, brightness
 
 
 def reflectance(table: np.ndarray, primary: np.ndarray, secondary: np.ndarray, weight: np.ndarray, brightness: np.ndarray) -> np.ndarray:
