@@ -11,8 +11,8 @@ import pytest
 
 from catalog.synthetic.world import draw_scene
 from catalog.synthetic.world import glaciers as gl
-from catalog.synthetic.world.draw import DARK_ICE
 from catalog.synthetic.world import scene as sc
+from catalog.synthetic.world.draw import DARK_ICE
 from catalog.synthetic.world.spectra import WAVELENGTHS_NM, Surface
 from catalog.synthetic.world.srf import BANDS_NM, integrate, library_bands
 from catalog.synthetic.world.sun import sun_position
