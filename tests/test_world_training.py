@@ -132,6 +132,12 @@ def small_scene():
     return world_sample(3, "landsat", 96, "procedural")
 
 
+def test_bare_ice_is_glacier_less_debris_and_snow(small_scene):
+    bare = small_scene.bare_ice
+    assert bare.any() and not (bare & ~small_scene.label).any() and not (bare & small_scene.debris).any()
+    assert bare.sum() < small_scene.label.sum()  # the accumulation zone's snow and firn are not bare ice
+
+
 def test_inputs_do_not_move_with_a_regional_dem_shift(small_scene):
     recipe = fit_normalisation(world_recipe("landsat"), [(small_scene.reflectance, small_scene.terrain)])
     base, valid = recipe.build_inputs(small_scene.reflectance, small_scene.terrain)
@@ -259,11 +265,13 @@ def test_each_area_sample_enters_training_area_repeat_times(tmp_path, monkeypatc
     assert "+ 1 samples of the embedded area demo-area (2016-2017, truth labels), each 3 times" in seen["training_data"]
 
 
-def test_area_repeat_below_one_is_refused_before_anything_is_drawn(tmp_path):
+@pytest.mark.parametrize(("option", "message"), [(["--area-repeat", "0"], "--area-repeat 0: use 1 or more"),
+                                                 (["--dark-ice-share", "1.5"], "--dark-ice-share 1.5: use a share within 0..1")])
+def test_bad_training_options_are_refused_before_anything_is_drawn(tmp_path, option, message):
     from typer.testing import CliRunner
 
     from pipeline.cli import app
 
-    result = CliRunner().invoke(app, ["train-world", "--area-repeat", "0", "--out", str(tmp_path / "out")])
-    assert result.exit_code != 0 and "--area-repeat 0: use 1 or more" in result.output
+    result = CliRunner().invoke(app, ["train-world", *option, "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0 and message in result.output
     assert not (tmp_path / "out").exists()

@@ -62,10 +62,12 @@ class WorldSample:
     debris: np.ndarray
     shadowed_ice: np.ndarray
     params: dict = field(default_factory=dict)
+    bare_ice: np.ndarray | None = None  # (y, x) bool: glacier pixels of bare ice (clean or dirty, not debris), where drawn
 
 
 def world_sample(seed: int, sensor: str, size: int, terrain: str = "any", dark_ice_share: float = 0.0) -> WorldSample:
     from catalog.synthetic.world import draw_scene  # the generator is needed for training only
+    from catalog.synthetic.world.spectra import Surface
 
     scene = draw_scene(seed, sensor, size=size, terrain=terrain, dark_ice_share=dark_ice_share)
     resolution = scene.params["resolution_m"]
@@ -77,6 +79,7 @@ def world_sample(seed: int, sensor: str, size: int, terrain: str = "any", dark_i
         debris=scene.debris,
         shadowed_ice=scene.shadowed_ice,
         params=scene.params,
+        bare_ice=scene.glacier & ~scene.debris & np.isin(scene.surface, (Surface.ICE_CLEAN, Surface.ICE_DIRTY)),
     )
 
 
