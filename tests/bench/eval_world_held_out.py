@@ -11,8 +11,8 @@ scenes" of pipeline/weights/README.md are `--first 200016 --scenes 48`. Run it b
 the cards were made: its real outlines enter the draws, and without them the same seeds draw other
 scenes (it warns). Several weights are scored on the same scenes (named by file); `--dark-ice-share 1`
 draws every scene with dark bare ice (`catalog.synthetic.world.draw.DARK_ICE`); the last table gives
-each network's and NDSI's recall of bare ice (not debris) by its green reflectance, where dark ice
-is missed first.
+each network's and NDSI's recall of sunlit bare ice (not debris, not in shadow: shadowed ice has its
+own row above) by its green reflectance, where dark ice is missed first.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main() -> None:
         print(f"{name}: area bias per glacier ({len(ours)}): median {ours.median():+.1%}, within +-3 %: {(ours.abs() <= 0.03).mean():.0%}")
     print("by glacier size (km2):")
     print(area_bias_by_size(bias).round(3).to_string(index=False))
-    print("recall of bare ice (clean or dirty, not debris) by its green reflectance:")
+    print("recall of sunlit bare ice (clean or dirty, not debris, not shadowed) by its green reflectance:")
     print(bare_ice_recall({k: predictors[k] for k in (*ours_names, "ndsi")}, scenes).round(3).to_string(index=False))
 
 
@@ -76,14 +76,15 @@ GREEN_BINS = (0.0, 0.15, 0.25, 0.35, np.inf)
 
 
 def bare_ice_recall(predictors, scenes) -> pd.DataFrame:
-    """Share of bare-ice pixels each predictor maps (p >= 0.5), per bin of green reflectance."""
+    """Share of sunlit bare-ice pixels each predictor maps (p >= 0.5), per bin of green reflectance."""
     hits = {name: np.zeros(len(GREEN_BINS) - 1) for name in predictors}
     total = np.zeros(len(GREEN_BINS) - 1)
     for sample in scenes:
-        which = np.digitize(sample.reflectance[1][sample.bare_ice], GREEN_BINS) - 1
+        bare = sample.bare_ice & ~sample.shadowed_ice
+        which = np.digitize(sample.reflectance[1][bare], GREEN_BINS) - 1
         total += np.bincount(which, minlength=len(total))[:len(total)]
         for name, predictor in predictors.items():
-            mapped = predictor.predict(sample.reflectance, sample.terrain)[sample.bare_ice] >= 0.5
+            mapped = predictor.predict(sample.reflectance, sample.terrain)[bare] >= 0.5
             hits[name] += np.bincount(which[mapped], minlength=len(total))[:len(total)]
     rows = {"green": [f"{lo:g}-{hi:g}" for lo, hi in pairwise(GREEN_BINS)], "pixels": total.astype(int)}
     return pd.DataFrame(rows | {name: h / np.maximum(total, 1) for name, h in hits.items()})
