@@ -287,3 +287,15 @@ def test_a_direct_read_at_any_offset_repeats_each_coarse_pixel_k_by_k(tmp_path):
     for row_off, col_off, h, w in [(0, 0, 40, 40), (3, 4, 9, 11), (2, 5, 20, 30), (10, 20, 30, 20)]:
         got = reader._read_direct(Window(col_off, row_off, w, h))
         np.testing.assert_array_equal(got, reference[row_off:row_off + h, col_off:col_off + w])
+
+
+def test_the_reads_keep_no_gdal_block_cache():
+    """rasterio sets GDAL_CACHEMAX in bytes: 64 is 64 bytes while a read runs (catalog.gdal_env), restored after."""
+    from rasterio.env import get_gdal_config
+
+    from catalog.gdal_env import GDAL_CACHE_BYTES, SCENE_READ_ENV
+
+    before = get_gdal_config("GDAL_CACHEMAX")
+    with SCENE_READ_ENV.read:
+        assert get_gdal_config("GDAL_CACHEMAX") == GDAL_CACHE_BYTES == 64
+    assert get_gdal_config("GDAL_CACHEMAX") == before
