@@ -2,7 +2,7 @@
 
 Everything is domain-randomised (terrain source and relief, elevation range, glaciers and
 their size, ELA and snowlines, geology, lakes, latitude, date, overpass time, platform,
-skylight, gains, offsets, haze, noise) from five independent streams of one SeedSequence, so
+skylight, gains, offsets, haze, noise, dark ice) from six independent streams of one SeedSequence, so
 the same seed gives byte-identical arrays and changing one stream's draws leaves the others be.
 
 Rendering happens `oversample` times finer than the sensor's pixel and is area-averaged to it
