@@ -46,13 +46,15 @@ def main() -> None:
     if not TEST_SEEDS <= args.first < TEST_SEEDS + 100_000:
         ap.error(f"--first {args.first}: test seeds are {TEST_SEEDS}-{TEST_SEEDS + 99_999} (others are training or validation)")
     paths = args.weights or [SHIPPED_WEIGHTS / f"{args.sensor}.safetensors"]
+    if len(paths) > 1 and len({p.stem for p in paths}) < len(paths):
+        ap.error("--weights: several files share a name, so their rows could not be told apart: copy one under another name")
     bands = REFLECTANCE_BANDS[args.sensor]
     predictors = {}
     for path in paths:
         model, card = load_model(path)
-        predictors[path.stem if len(paths) > 1 else card.architecture] = TorchPredictor(model, card.recipe)
+        predictors[path.stem if len(paths) > 1 else card.architecture] = Remembered(TorchPredictor(model, card.recipe))
     ours_names = list(predictors)
-    predictors |= {"band_ratio": BandRatioPredictor(bands), "ndsi": NDSIPredictor(bands)}
+    predictors |= {"band_ratio": BandRatioPredictor(bands), "ndsi": Remembered(NDSIPredictor(bands))}
     if not real_data_present():
         print(f"warning: {DEFAULT_REAL_ROOT} is missing, so these seeds draw other scenes than the card's (procedural "
               "glaciers instead of real outlines): the numbers are not comparable with the card or pipeline/weights/README.md",
@@ -70,6 +72,19 @@ def main() -> None:
     print(area_bias_by_size(bias).round(3).to_string(index=False))
     print("recall of sunlit bare ice (clean or dirty, not debris, not shadowed) by its green reflectance:")
     print(bare_ice_recall({k: predictors[k] for k in (*ours_names, "ndsi")}, scenes).round(3).to_string(index=False))
+
+
+class Remembered:
+    """A predictor that keeps each scene's probability, so the recall table reuses `score`'s forward passes."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor, self.name, self._kept = predictor, predictor.name, {}
+
+    def predict(self, reflectance, terrain=None):
+        key = id(reflectance)  # the scenes stay in memory for the whole run
+        if key not in self._kept:
+            self._kept[key] = self.predictor.predict(reflectance, terrain)
+        return self._kept[key]
 
 
 GREEN_BINS = (0.0, 0.15, 0.25, 0.35, np.inf)
