@@ -114,8 +114,9 @@ SMALL_KM2 = (0.01, 0.1)
 
 
 def small_glacier_recall(predictors, scenes, bands) -> pd.DataFrame:
-    """Share of pixels each predictor maps (p >= 0.5) of small glaciers, under snow or firn (at least half their
-    pixels) or bare, and of off-ice snow patches of the same size: what a network can and cannot tell apart.
+    """Share of pixels each predictor maps (p >= 0.5) of small glaciers, under snow (less than half their pixels
+    bare ice or debris: the rest old snow or firn, and edge pixels mostly rock) or bare, and of off-ice snow
+    patches of the same size: what a network can and cannot tell apart.
 
     At 30 m a snow-covered glacier of 0.05 km² and a late-lying snow patch in a hollow have the same spectrum, and
     the world draws many more such patches than such glaciers (Landsat ~27 to 1, Sentinel-2 ~5 to 1); NDSI maps both.
