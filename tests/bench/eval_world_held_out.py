@@ -113,6 +113,13 @@ def bare_ice_recall(predictors, scenes) -> pd.DataFrame:
 SMALL_KM2 = (0.01, 0.1)
 
 
+def small_bodies(mask: np.ndarray, px_km2: float) -> list[tuple[tuple[slice, slice], np.ndarray]]:
+    """(window, its pixels) of each connected part of `mask` whose area is within ``SMALL_KM2``."""
+    parts, _ = ndimage.label(mask)
+    bodies = ((where, parts[where] == i) for i, where in enumerate(ndimage.find_objects(parts), start=1))
+    return [(where, body) for where, body in bodies if SMALL_KM2[0] <= body.sum() * px_km2 <= SMALL_KM2[1]]
+
+
 def small_glacier_recall(predictors, scenes, bands) -> pd.DataFrame:
     """Share of pixels each predictor maps (p >= 0.5) of small glaciers, under snow (less than half their pixels
     bare ice or debris: the rest old snow or firn, and edge pixels mostly rock) or bare, and of off-ice snow
@@ -127,19 +134,11 @@ def small_glacier_recall(predictors, scenes, bands) -> pd.DataFrame:
     index = NDSIPredictor(bands)
     for sample in scenes:
         px_km2 = sample.params["resolution_m"] ** 2 / 1e6
-        found = {}
-        bodies, _ = ndimage.label(sample.label)
-        for i, where in enumerate(ndimage.find_objects(bodies), start=1):
-            body = bodies[where] == i
-            if not SMALL_KM2[0] <= body.sum() * px_km2 <= SMALL_KM2[1]:
-                continue
+        found = {kind: [] for kind in kinds}
+        for where, body in small_bodies(sample.label, px_km2):
             snowy = np.count_nonzero(body & ~sample.bare_ice[where] & ~sample.debris[where]) >= 0.5 * body.sum()
-            found.setdefault(kinds[0] if snowy else kinds[1], []).append((where, body))
-        patches, _ = ndimage.label((index.predict(sample.reflectance) >= 0.5) & ~sample.label)
-        for i, where in enumerate(ndimage.find_objects(patches), start=1):
-            body = patches[where] == i
-            if SMALL_KM2[0] <= body.sum() * px_km2 <= SMALL_KM2[1]:
-                found.setdefault(kinds[2], []).append((where, body))
+            found[kinds[0] if snowy else kinds[1]].append((where, body))
+        found[kinds[2]] = small_bodies((index.predict(sample.reflectance) >= 0.5) & ~sample.label, px_km2)
         maps = {name: predictor.predict(sample.reflectance, sample.terrain) >= 0.5 for name, predictor in predictors.items()}
         for kind, items in found.items():
             for where, body in items:
