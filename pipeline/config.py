@@ -169,6 +169,12 @@ class Analysis(StrictModel):
         "axis and its two neighbours (length change along the centreline); front, all of them (the paper's average "
         "over the whole front, which also reads the tongue's change of shape)",
     )
+    max_retreat_m_a: float = Field(
+        50.0, gt=0, description="a glacier whose first mapped front lies further up-glacier of its inventory outline's "
+        "than this rate over the years since the outline's date allows (+2 px) is flagged (retreat.flag_behind_inventory): "
+        "likely a tongue (debris cover) the map does not hold, whose retreat then reads too small "
+        "(pipeline.glaciers.inventory_front); unknown where the inventory gives no date",
+    )
     min_mapping_unit_km2: float = Field(
         0.01, ge=0, description="detached parts of a mapped glacier smaller than this are dropped (area and front); "
         "larger ones are kept in the area and reported as fragments, never used as the front"
@@ -280,6 +286,10 @@ class Inventory(StrictModel):
 
     path: str | None = Field(None, description="glacier outlines (any vector file or GeoParquet); default: the synthetic area's")
     id_field: str = Field("glacier_id", description="the column holding each glacier's id (RGI 6: RGIId, RGI 7: rgi_id, GLIMS: glac_id)")
+    date_field: str | None = Field(
+        None, description="the column holding each outline's date (how far a glacier can have retreated since: "
+        "analysis.max_retreat_m_a); default: BgnDate (RGI 5/6), src_date (RGI 7, GLIMS) or ref_year, where present",
+    )
     date: dt.date | None = Field(
         None,
         description="GLIMS downloads (several analyses per glacier): per glacier the analysis whose source date is nearest "

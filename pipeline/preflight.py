@@ -188,7 +188,8 @@ def _local_checks(
     inventory_path = Path(cfg.inventory_path())
     if cfg.inventory.path is not None or inventory_path.exists():
         try:
-            inventory = read_inventory(inventory_path, cfg.inventory.id_field, cfg.inventory.analysis_date(cfg.years))
+            inventory = read_inventory(inventory_path, cfg.inventory.id_field, cfg.inventory.analysis_date(cfg.years),
+                                       cfg.inventory.date_field)
             notes.extend(inventory.attrs.get("notes", []))
         except InventoryError as err:
             problems.append(err)

@@ -48,7 +48,8 @@ from catalog.redact import redact
 from pipeline.config import Config
 from pipeline.glaciers.analysis import analyse_store
 from pipeline.glaciers.generator_check import generator_check
-from pipeline.glaciers.inventory import attach_inventory_ids, inventory_ids
+from pipeline.glaciers.inventory import attach_inventory_ids, inventory_ids, inventory_years
+from pipeline.glaciers.inventory_front import flag_behind_inventory
 from pipeline.glaciers.outline_stats import write_tables
 from pipeline.outputs.replace import replace_dir
 from pipeline.preflight import RunInputs, check_settings, claim_output_folder, preflight
@@ -301,6 +302,10 @@ def run_study(
                 tables["generator_check"] = generator_check(tables["areas"], tables.get("retreat", pd.DataFrame()), truth,
                                                             finest.crs, finest.bounds)
             if inputs.inventory is not None:  # the inventory's own ids beside glacier_id, in every table and the outlines
+                if len(tables.get("retreat", ())):  # a front far behind the inventory's: a tongue the map may not hold
+                    tables["retreat"]["flag_behind_inventory"] = flag_behind_inventory(
+                        tables["retreat"], inventory_years(inputs.inventory), cfg.analysis.max_retreat_m_a,
+                        {s: g.resolution for s, g in grids.items()})
                 ids = inventory_ids(inputs.inventory)
                 tables = {name: attach_inventory_ids(table, ids) for name, table in tables.items()}
                 outlines = attach_inventory_ids(outlines, ids)

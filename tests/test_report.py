@@ -387,6 +387,23 @@ def test_fronts_on_the_edge_of_their_glaciers_region_are_listed_with_their_pairs
     assert "Fronts on the edge" not in quality_html(tmp_path, tables)  # no flag column, no list
 
 
+def test_glaciers_whose_first_front_lies_far_behind_the_inventorys_are_listed_once_with_the_gap(inputs, tmp_path):
+    from pipeline.outputs.report.render import quality_html
+
+    tables = dict(inputs[0])
+    behind = (tables["retreat"].glacier_id == 1) & (tables["retreat"].sensor == "sentinel-2")
+    retreat = tables["retreat"].assign(flag_behind_inventory=pd.array(behind, dtype="boolean"),
+                                       inventory_gap0_m=np.where(behind, 412.4, 3.0), inventory_gap1_m=3.0)
+    retreat.loc[retreat.glacier_id == 2, "flag_behind_inventory"] = pd.NA  # no inventory date: unknown, not listed
+    (tmp_path / "tables").mkdir()
+    html = quality_html(tmp_path, {**tables, "retreat": retreat})
+    listed = html[html.index("further up-glacier of their inventory outline"):]
+    assert "flag_behind_inventory" in listed and "412" in listed
+    assert listed.count("<tr") == 2  # header + glacier 1's Sentinel-2 row, its pairs in one cell
+    assert f"{YEARS[0]}-{YEARS[1]}" in listed and f"{YEARS[0]}-{YEARS[-1]}" in listed
+    assert "inventory outline's front" not in quality_html(tmp_path, tables)
+
+
 def test_a_figure_whose_scattered_frame_died_with_its_worker_is_drawn_here(inputs, tmp_path):
     """Scattered frames have no recipe: a worker lost with one cancels the figures that need it
     ("lost dependencies"). They are drawn in the client instead, the same PNG as a calm cluster's."""

@@ -468,9 +468,29 @@ def test_the_axis_comes_from_the_inventory_so_snow_joined_to_the_head_does_not_t
     retreat = {r["method"]: r["retreat_m"] for r in rows}
     assert retreat["main_axis"] == pytest.approx(120.0, abs=1.0)
     assert retreat["box"] == pytest.approx(120.0, abs=1.0)
+    gaps = {(r["date0"].year, r["date1"].year): (r["inventory_gap0_m"], r["inventory_gap1_m"]) for r in rows}
+    assert gaps[(2016, 2022)] == pytest.approx((0.0, 120.0), abs=1.0)  # the 2016 front is the inventory's
     _, skewed = glacier_terminus(3, outlines, plane, pixel_size_m=10.0, analysis=analysis)
     # along the mapped outline's axis the lines cross the front obliquely: 120 m / cos(22°)
     assert {r["method"]: r["retreat_m"] for r in skewed}["main_axis"] == pytest.approx(129.5, abs=2.0)
+
+
+def test_a_tongue_the_map_does_not_hold_reads_as_no_retreat_and_its_gap_to_the_inventory_says_so():
+    """Debris cover over the lowest 600 m of a tongue that retreats 20 m a year: the maps hold the
+    clean ice only, whose edge does not move, so retreat reads 0. On the same lines the inventory's
+    front lies 600 m down-glacier of the mapped ones (``inventory_gap0_m``, ``inventory_gap1_m``), which is what
+    `inventory_front.flag_behind_inventory` weighs against the retreat possible since the inventory."""
+    from pipeline.config import Analysis
+    from pipeline.glaciers.glacier_change import glacier_terminus
+
+    plane = plane_dem(37.0)
+    inventory = to_map(valley_glacier(3600), 37.0)
+    outlines = {pd.Timestamp(f"{year}-08-20"): to_map(valley_glacier(3000), 37.0) for year in (2016, 2019, 2022)}
+    _, rows = glacier_terminus(5, outlines, plane, pixel_size_m=10.0, analysis=Analysis(), inventory=inventory)
+    assert [r["retreat_m"] for r in rows] == pytest.approx([0.0] * len(rows), abs=1e-6)
+    assert [g for r in rows for g in (r["inventory_gap0_m"], r["inventory_gap1_m"])] == pytest.approx([600.0] * 2 * len(rows), abs=1.0)
+    _, rows = glacier_terminus(5, outlines, plane, pixel_size_m=10.0, analysis=Analysis())
+    assert all(np.isnan([r["inventory_gap0_m"], r["inventory_gap1_m"]]).all() for r in rows)  # no inventory: no gap
 
 
 def test_retreat_on_the_centre_lines_is_the_centreline_length_change_the_whole_front_reads_the_shape_change():

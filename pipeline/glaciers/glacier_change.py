@@ -12,7 +12,10 @@ Retreat is given for consecutive dates and, with more than two dates, first to l
 main-axis method (``Analysis.terminus_statistic`` over the lines) and the box method (as wide
 as those lines); with the probability maps both read the front where the probability crosses the
 threshold (`terminus.subpixel_positions`, `terminus.subpixel_area`); uncertainty ``Analysis.terminus_error``. Positive retreat = the front moved
-up-glacier. The aspect sector of a glacier's retreat is its first date's.
+up-glacier. The aspect sector of a glacier's retreat is its first date's. Beside each pair,
+``inventory_gap0_m`` and ``inventory_gap1_m``: how far each date's front lies up-glacier of the
+inventory outline's on the same lines, the measure of a tongue the map may not hold
+(`pipeline.glaciers.inventory_front`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ from pipeline.glaciers.terminus import (
     tongue_frame,
 )
 from pipeline.glaciers.terminus_change import TerminusChange, terminus_change_box, terminus_change_main_axis, terminus_elevations
+
+INVENTORY_KEY = "inventory"
+"""The key of the inventory outline's positions beside the dated ones (`glacier_terminus`)."""
 
 
 def _pairs(n: int) -> list[tuple[int, int, str]]:
@@ -104,6 +110,9 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
         pos = subpixel_positions(pos, frame, probability, threshold)
     pos = terminus_elevations(pos, dem) if dem is not None else pos.assign(elevation_m=np.nan)
     centre = axis_line(frame) if analysis.terminus_lines == "centre" else None
+    # the inventory's own front on the same lines: a front far up-glacier of it is a tongue the map
+    # may not hold (debris cover), whose retreat then reads as none
+    drawn = terminus_positions({INVENTORY_KEY: inventory}, frame) if inventory is not None and not inventory.is_empty else None
     used: set[int] = set()
     rows = []
     for i0, i1, period in _pairs(len(dates)):
@@ -118,11 +127,14 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
         maps = (probability.get(d0), probability.get(d1)) if probability else None
         box = (terminus_change_box(bodies[d0], bodies[d1], frame.strip(lines), maps=maps, threshold=threshold)
                if lines.size else TerminusChange("box", float("nan"), 0, float("nan"), float("nan")))
+        gaps = [terminus_change_main_axis(pd.concat([drawn, pos[pos["year"] == d]], ignore_index=True), INVENTORY_KEY, d,
+                                          analysis.terminus_statistic, lines).retreat_m if drawn is not None and len(drawn) else float("nan")
+                for d in (d0, d1)]
         for tc, statistic in ((main, analysis.terminus_statistic), (box, None)):
             rows.append({"glacier_id": gid, "aspect_sector": sector, "method": tc.method, "statistic": statistic,
                          "period": period, "date0": d0, "date1": d1, "years": years, "retreat_m": tc.retreat_m,
                          "rate_m_a": tc.retreat_m / years, "rate_err_m_a": err, "dz_m": tc.dz_m,
-                         "n_lines": int(lines.size)})
+                         "n_lines": int(lines.size), "inventory_gap0_m": gaps[0], "inventory_gap1_m": gaps[1]})
     return pos.assign(glacier_id=gid, front=pos["line"].isin(used)), rows
 
 

@@ -13,6 +13,9 @@ So every glacier gets two ids here, once:
   carries beside ``glacier_id`` (`attach_inventory_ids`).
 
 A GLIMS download read by ``glac_id`` is first made one outline per glacier (`pipeline.glaciers.glims`).
+Each outline's date, where the inventory gives one (RGI 5/6 ``BgnDate``, RGI 7 and GLIMS
+``src_date``, or a ``ref_year``), is kept as ``inventory_year`` (decimal year; NaN where unknown):
+it says how far a glacier can have retreated since it was drawn (`pipeline.glaciers.inventory_front`).
 
 Everything that could make a run fail after its store is written is refused here, before it
 is: a missing or unreadable file, no outlines, no CRS, coordinates that do not fit the layer's
@@ -30,6 +33,10 @@ import pandas as pd
 
 INTERNAL_ID = "glacier_id"
 ORIGINAL_ID = "inventory_id"
+INVENTORY_YEAR = "inventory_year"
+DATE_FIELDS = ("BgnDate", "src_date", "ref_year")
+"""Where inventories keep each outline's date: RGI 5/6 (YYYYMMDD, 99 for an unknown month or day,
+-9999999 for none), RGI 7 and GLIMS (a date), or a year."""
 MAX_KEPT_ID = 1_000_000
 """Largest inventory id kept as ``glacier_id`` (see the module docstring); larger ones are ranked."""
 
@@ -113,8 +120,37 @@ def _ids(raw: pd.Series, source: str, id_field: str) -> tuple[np.ndarray, np.nda
     return np.array([ranks[v] for v in text], np.int32), text
 
 
-def read_inventory(path: str | Path, id_field: str = INTERNAL_ID, near: dt.date | None = None) -> gpd.GeoDataFrame:
-    """The glacier inventory in `path`: columns ``glacier_id``, ``inventory_id``, geometry; checked.
+def decimal_years(values: pd.Series) -> np.ndarray:
+    """Decimal years of inventory dates as `DATE_FIELDS` write them; NaN where there is none.
+
+    An RGI ``BgnDate`` of unknown month is mid-year, of unknown day mid-month; a bare year is mid-year.
+    """
+    text = values.astype("string").str.strip().str.replace(r"\.0+$", "", regex=True)
+    out = np.full(len(values), np.nan)
+    for i, v in enumerate(text.to_numpy(dtype=object)):
+        if v is None or v is pd.NA or v == "" or v.startswith("-"):
+            continue
+        if v.isdigit() and len(v) == 4:
+            out[i] = int(v) + 0.5
+        elif v.isdigit() and len(v) == 8:  # RGI: YYYYMMDD
+            year, month, day = int(v[:4]), int(v[4:6]), int(v[6:])
+            if not 1 <= month <= 12:
+                out[i] = year + 0.5
+            else:
+                out[i] = year + (month - 1 + ((day - 0.5) / 31 if 1 <= day <= 31 else 0.5)) / 12
+        else:
+            when = pd.to_datetime(v, errors="coerce")
+            if pd.notna(when):
+                out[i] = when.year + (when.dayofyear - 0.5) / (366 if when.is_leap_year else 365)
+    return out
+
+
+def read_inventory(path: str | Path, id_field: str = INTERNAL_ID, near: dt.date | None = None,
+                   date_field: str | None = None) -> gpd.GeoDataFrame:
+    """The glacier inventory in `path`: columns ``glacier_id``, ``inventory_id``, ``inventory_year``, geometry; checked.
+
+    `date_field`: the column of each outline's date (default: the first of `DATE_FIELDS` present;
+    none: ``inventory_year`` is NaN).
 
     A GLIMS download read by ``glac_id`` becomes one outline per glacier (`pipeline.glaciers.glims`:
     the analysis dated nearest `near`, default the newest, nunataks cut out); what was chosen is a
@@ -170,8 +206,14 @@ def read_inventory(path: str | Path, id_field: str = INTERNAL_ID, near: dt.date 
         geoms = [repaired_outline(g, gid, source) for g, gid in zip(outlines.geometry, raw.tolist(), strict=True)]
     except ValueError as err:
         raise InventoryError(str(err)) from None
+    if date_field is not None and date_field not in outlines.columns:
+        fields = [c for c in outlines.columns if c != outlines.geometry.name]
+        raise InventoryError(f"{source} has no date field {date_field!r} (it has {fields}): set inventory.date_field to the "
+                             "column holding each outline's date, or leave it unset")
+    date_field = date_field or next((f for f in DATE_FIELDS if f in outlines.columns), None)
+    years = decimal_years(outlines[date_field]) if date_field is not None else np.full(len(outlines), np.nan)
     result = gpd.GeoDataFrame(
-        {INTERNAL_ID: glacier_id, ORIGINAL_ID: inventory_id},
+        {INTERNAL_ID: glacier_id, ORIGINAL_ID: inventory_id, INVENTORY_YEAR: years},
         geometry=gpd.GeoSeries(geoms, index=outlines.index, crs=outlines.crs),
         crs=outlines.crs,
     ).reset_index(drop=True)
@@ -183,6 +225,13 @@ def read_inventory(path: str | Path, id_field: str = INTERNAL_ID, near: dt.date 
 def inventory_ids(outlines: gpd.GeoDataFrame) -> dict[int, str]:
     """glacier_id -> inventory_id of a `read_inventory` result."""
     return dict(zip(outlines[INTERNAL_ID].tolist(), outlines[ORIGINAL_ID].tolist(), strict=True))
+
+
+def inventory_years(outlines: gpd.GeoDataFrame) -> dict[int, float]:
+    """glacier_id -> the outline's decimal year (NaN where unknown) of a `read_inventory` result."""
+    if INVENTORY_YEAR not in outlines:
+        return {}
+    return dict(zip(outlines[INTERNAL_ID].tolist(), outlines[INVENTORY_YEAR].astype(float).tolist(), strict=True))
 
 
 def attach_inventory_ids(table: pd.DataFrame, ids: dict[int, str]) -> pd.DataFrame:

@@ -21,7 +21,9 @@ Added here (issue 16):
   term) and ``rate_err_front_m_a`` (the fronts' probability gradient; ``run`` only), added in
   quadrature into ``rate_err_m_a``; ``flag_front_at_edge`` (either year's front on the edge of the
   glacier's zone, `retreat_summary.fronts_at_edge`: where the measurement stopped, not the glacier;
-  ``run`` only).
+  ``run`` only); ``inventory_gap0_m`` / ``inventory_gap1_m`` (each year's front up-glacier of the
+  inventory outline's, where there is one) and ``flag_behind_inventory`` (either more than the
+  retreat possible since the outline's date, `pipeline.glaciers.inventory_front`; ``run`` only).
 - ``failures``: one row per glacier task that failed (`pipeline.glaciers.tasks`).
 """
 
@@ -54,7 +56,7 @@ TABLE_COLUMNS: dict[str, list[str]] = {
     "retreat": ["glacier_id", "sensor", "aspect_sector", "method", "statistic", "period", "date0", "date1",
                 "year0", "year1", "doy0", "doy1", "years", "retreat_m", "rate_m_a", "rate_err_m_a",
                 "rate_err_pixel_m_a", "rate_err_front_m_a", "dz_m",
-                "n_lines", "flag_implausible", "flag_front_at_edge"],
+                "n_lines", "inventory_gap0_m", "inventory_gap1_m", "flag_implausible", "flag_front_at_edge", "flag_behind_inventory"],
     "failures": ["glacier_id", "sensor", "task", "reason"],
     "generator_check": ["sensor", "check", "value", "target", "met", "detail"],
 }

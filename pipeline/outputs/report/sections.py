@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -216,8 +217,10 @@ def retreat_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
 def quality(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
     """Glaciers whose terminus or change could not be measured (``failures``), glacier-years
     off their own series (``areas`` plausibility flags, `pipeline.glaciers.plausibility`) and
-    fronts on the edge of what their glacier is measured in (``retreat.flag_front_at_edge``)."""
-    out = {"failures": None, "flagged": None, "fronts_at_edge": None}
+    fronts on the edge of what their glacier is measured in (``retreat.flag_front_at_edge``), and
+    first fronts far behind the inventory's (``retreat.flag_behind_inventory``,
+    `pipeline.glaciers.inventory_front`)."""
+    out = {"failures": None, "flagged": None, "fronts_at_edge": None, "behind_inventory": None}
     retreat = tables.get("retreat")
     if retreat is not None and "flag_front_at_edge" in retreat:
         edge = retreat[retreat["flag_front_at_edge"].eq(True) & retreat["period"].eq("consecutive")]
@@ -226,6 +229,18 @@ def quality(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
                 for (sensor, gid), g in pairs.groupby(["sensor", "glacier_id"], sort=True)]
         if rows:
             out["fronts_at_edge"] = table(["Glacier", "Sensor", "Pairs of years"], rows)
+    if retreat is not None and "flag_behind_inventory" in retreat:
+        axis = retreat[retreat["method"].eq("main_axis")]
+        behind = axis[axis["flag_behind_inventory"].eq(True)]
+        overall = axis[axis["period"].eq("overall")].set_index(["sensor", "glacier_id"])["rate_m_a"]
+        rows = [[gid, sensor, ", ".join(f"{int(a)}-{int(b)}" for a, b in zip(g["year0"], g["year1"])),
+                 num(np.nanmax(g[["inventory_gap0_m", "inventory_gap1_m"]].to_numpy(float)), 0),
+                 num(overall.get((sensor, gid), np.nan), 1)]
+                for (sensor, gid), g in behind.sort_values(["year0", "year1"]).groupby(["sensor", "glacier_id"], sort=True)]
+        if rows:
+            out["behind_inventory"] = table(["Glacier", "Sensor", "Pairs of years", "Largest gap to the inventory's front (m)",
+                                             "Retreat read, first to last year (m/a)"], rows,
+                                            numeric=[False, False, False, True, True])
     failures = tables.get("failures")
     if failures is not None and len(failures):
         out["failures"] = {"count": len(failures), "csv": write_csv(folder, "failures", failures),
