@@ -49,7 +49,6 @@ from pipeline.config import Config
 from pipeline.glaciers.analysis import analyse_store
 from pipeline.glaciers.generator_check import generator_check
 from pipeline.glaciers.inventory import attach_inventory_ids, inventory_ids, inventory_years
-from pipeline.glaciers.inventory_front import flag_behind_inventory
 from pipeline.glaciers.outline_stats import write_tables
 from pipeline.outputs.replace import replace_dir
 from pipeline.preflight import RunInputs, check_settings, claim_output_folder, preflight
@@ -294,7 +293,7 @@ def run_study(
             truth = truth_dir_for(cfg, sensors)
             tables, outlines, mask_tiles = analyse_store(  # the published masks come from the same read of the maps
                 store, cfg.analysis, sensors=sensors, truth_dir=truth, models={s: w["architecture"] for s, w in weights.items()},
-                with_masks=publish,
+                with_masks=publish, inventory_years=inventory_years(inputs.inventory) if inputs.inventory is not None else None,
             )
             tables = count_skipped_scenes(tables, skipped)
             if truth is not None and len(tables.get("areas", ())):  # the synthetic area: against the generator's parameters
@@ -302,10 +301,6 @@ def run_study(
                 tables["generator_check"] = generator_check(tables["areas"], tables.get("retreat", pd.DataFrame()), truth,
                                                             finest.crs, finest.bounds)
             if inputs.inventory is not None:  # the inventory's own ids beside glacier_id, in every table and the outlines
-                if len(tables.get("retreat", ())):  # a front far behind the inventory's: a tongue the map may not hold
-                    tables["retreat"]["flag_behind_inventory"] = flag_behind_inventory(
-                        tables["retreat"], inventory_years(inputs.inventory), cfg.analysis.max_retreat_m_a,
-                        {s: g.resolution for s, g in grids.items()})
                 ids = inventory_ids(inputs.inventory)
                 tables = {name: attach_inventory_ids(table, ids) for name, table in tables.items()}
                 outlines = attach_inventory_ids(outlines, ids)

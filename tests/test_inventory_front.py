@@ -15,7 +15,7 @@ from pipeline.glaciers.inventory_front import flag_behind_inventory
 def _retreat(**columns) -> pd.DataFrame:
     """Retreat rows of glaciers 1..n, 2016-2017; year 2017's front at the inventory's unless given."""
     n = len(next(iter(columns.values())))
-    base = {"glacier_id": list(range(1, n + 1)), "sensor": ["sentinel-2"] * n, "year0": [2016] * n, "doy0": [np.nan] * n,
+    base = {"glacier_id": list(range(1, n + 1)), "year0": [2016] * n, "doy0": [np.nan] * n,
             "year1": [2017] * n, "doy1": [np.nan] * n, "inventory_gap1_m": [0.0] * n}
     return pd.DataFrame(base | columns)
 
@@ -23,40 +23,39 @@ def _retreat(**columns) -> pd.DataFrame:
 def test_a_gap_beyond_the_retreat_possible_since_the_inventory_is_flagged():
     """Inventory of 2015.5, first front 2016 day 205 (2016.561): at 50 m/a a glacier can have retreated
     53.0 m since, plus two 10 m pixels: 73.0 m. A 60 m gap is retreat; 80 m is not."""
-    retreat = _retreat(inventory_gap0_m=[60.0, 80.0, 80.0], doy0=[205.0, 205.0, 205.0],
-                       sensor=["sentinel-2", "sentinel-2", "landsat"])
-    flags = flag_behind_inventory(retreat, {1: 2015.5, 2: 2015.5, 3: 2015.5}, 50.0, {"sentinel-2": 10.0, "landsat": 30.0})
+    retreat = _retreat(inventory_gap0_m=[60.0, 80.0], doy0=[205.0, 205.0])
+    assert flag_behind_inventory(retreat, {1: 2015.5, 2: 2015.5}, 50.0, 10.0).tolist() == [False, True]
     # Landsat's two pixels are 60 m: 113.0 m allowed
-    assert flags.tolist() == [False, True, False]
+    assert flag_behind_inventory(retreat, {1: 2015.5, 2: 2015.5}, 50.0, 30.0).tolist() == [False, False]
 
 
 def test_the_allowance_grows_with_the_years_since_the_inventory_and_the_front_date_defaults_to_mid_year():
     retreat = _retreat(inventory_gap0_m=[400.0, 400.0], year0=[2016, 2016])
     # an outline of mid-2003 against a front of mid-2016 (no day known): 13 years x 29 m/a + 20 m = 397 m
     # allowed, at 30 m/a 410 m; one of mid-2010: 6 years, 194 / 200 m
-    assert flag_behind_inventory(retreat, {1: 2003.5, 2: 2010.5}, 29.0, {"sentinel-2": 10.0}).tolist() == [True, True]
-    assert flag_behind_inventory(retreat, {1: 2003.5, 2: 2010.5}, 30.0, {"sentinel-2": 10.0}).tolist() == [False, True]
+    assert flag_behind_inventory(retreat, {1: 2003.5, 2: 2010.5}, 29.0, 10.0).tolist() == [True, True]
+    assert flag_behind_inventory(retreat, {1: 2003.5, 2: 2010.5}, 30.0, 10.0).tolist() == [False, True]
 
 
 def test_without_the_outline_date_or_the_gap_the_flag_is_unknown_not_false():
     retreat = _retreat(inventory_gap0_m=[500.0, np.nan, 500.0], inventory_gap1_m=[np.nan] * 3)
-    flags = flag_behind_inventory(retreat, {1: np.nan, 2: 2015.5}, 50.0, {"sentinel-2": 10.0})
+    flags = flag_behind_inventory(retreat, {1: np.nan, 2: 2015.5}, 50.0, 10.0)
     assert flags.isna().tolist() == [True, True, True]  # glacier 3 is not in the inventory's dates at all
-    assert flag_behind_inventory(retreat.drop(columns=["inventory_gap0_m", "inventory_gap1_m"]), {}, 50.0, {}).isna().all()
+    assert flag_behind_inventory(retreat.drop(columns=["inventory_gap0_m", "inventory_gap1_m"]), {}, 50.0, 10.0).isna().all()
 
     # a known date and one known gap: that front decides
     assert flag_behind_inventory(retreat.assign(inventory_gap0_m=np.nan, inventory_gap1_m=[np.nan, 20.0, np.nan]),
-                                 {2: 2015.5}, 50.0, {"sentinel-2": 10.0}).tolist()[1] is False
+                                 {2: 2015.5}, 50.0, 10.0).tolist()[1] is False
 
 
 def test_a_year_whose_map_lost_the_tongue_flags_both_of_its_pairs():
     """A clean-ice glacier's 2018 map lost its tongue (a shadow): its front is 250 m up-glacier of the
     inventory's (of 2015.5), the other years' 20 m. The pairs 2017-2018 and 2018-2019 are flagged, by
     their second and first year; 2016-2017 is not (mid-2016 and mid-2017: 50 and 100 m + 20 m allowed)."""
-    retreat = pd.DataFrame({"glacier_id": [1, 1, 1], "sensor": "sentinel-2", "year0": [2016, 2017, 2018],
+    retreat = pd.DataFrame({"glacier_id": [1, 1, 1], "year0": [2016, 2017, 2018],
                             "year1": [2017, 2018, 2019], "inventory_gap0_m": [20.0, 20.0, 250.0],
                             "inventory_gap1_m": [20.0, 250.0, 20.0]})
-    assert flag_behind_inventory(retreat, {1: 2015.5}, 50.0, {"sentinel-2": 10.0}).tolist() == [False, True, True]
+    assert flag_behind_inventory(retreat, {1: 2015.5}, 50.0, 10.0).tolist() == [False, True, True]
 
 def test_inventory_dates_are_read_as_rgi_and_glims_write_them():
     years = decimal_years(pd.Series(["20030799", "20030815", "-9999999", None, "2003-07-30T00:00:00", "2015", "2016.0"]))

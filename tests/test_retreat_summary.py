@@ -45,6 +45,8 @@ def test_typical_glaciers_follow_the_stated_rules_and_say_why_not():
     assert out.loc[6, "reason"] == "fewer than 3 terminus lines"
     flagged = typical_glaciers(glaciers.assign(front_at_edge=[False, True, False, False, False, False])).set_index("glacier_id")
     assert list(flagged.index[flagged.typical]) == [1, 3] and flagged.loc[2, "reason"] == "front at the edge of its zone"
+    behind = typical_glaciers(glaciers.assign(behind_inventory=[False, False, True, False, False, False])).set_index("glacier_id")
+    assert list(behind.index[behind.typical]) == [1, 2] and behind.loc[3, "reason"] == "front behind the inventory's"
 
 
 def test_retreat_by_aspect_means_over_typical_glaciers():

@@ -255,6 +255,7 @@ def map_tables(
     kept: xr.DataArray | None = None,
     extra: Mapping[str, Deferred[Any]] | None = None,
     facts: GlacierFacts | None = None,
+    inventory_years: Mapping[int, float] | None = None,
 ) -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
     """All tables and the outlines of one sensor's yearly maps (0-255 or 0/1 with threshold 1).
 
@@ -312,7 +313,7 @@ def map_tables(
     # the maps as stored: each terminus task turns its own windows into 0-1 (0/1 truth: sharp fronts)
     tables |= terminus_tables(outlines, dem, grid, sectors, analysis, doy=doy, inventory=inventory, zones=zones, failures=failures,
                               probability=mask, probability_max=255.0 if threshold > 1 else 1.0,
-                              threshold=threshold / 255.0 if threshold > 1 else 0.5)
+                              threshold=threshold / 255.0 if threshold > 1 else 0.5, inventory_years=inventory_years)
     if snow_kept is not None:
         tables["areas"] = _with_snow_kept(tables["areas"], snow_kept)
     areas = flag_glacier_years(tables["areas"], tables["terminus"], analysis.flag_sigma, grid.resolution,
@@ -441,12 +442,15 @@ def analyse_store(
     truth_dir: str | Path | None = None,
     models: dict[str, str] | None = None,
     with_masks: bool = False,
+    inventory_years: Mapping[int, float] | None = None,
 ) -> StoreAnalysis:
     """Every table (``TABLES``) and all outlines, for the store's sensors and, with `truth_dir`, the truth.
 
     The truth is analysed on the finest sensor grid with the same code (its masks are exact
     0/1, threshold 1). `models` names each sensor's model (architecture) in the accuracy table.
     `with_masks`: also threshold each sensor's maps into the published masks' tiles in the same read.
+    `inventory_years`: glacier_id -> the inventory outline's decimal year, which weighs each front
+    against the outline's (``retreat.flag_behind_inventory``).
     """
     from catalog.synthetic.truth import truth_on_grid
 
@@ -475,7 +479,7 @@ def analyse_store(
         return map_tables(
             probability, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=sensor, threshold=analysis.threshold,
             observed=ds.get("observed"), doy=ds.get("doy"), indices=ds.get("indices"), kept=kept, extra=extra,
-            facts=facts[sensor],
+            facts=facts[sensor], inventory_years=inventory_years,
         )
 
     def truth_tables() -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
@@ -490,7 +494,8 @@ def analyse_store(
         mask = (truth.glacier_fraction >= 0.5).astype(np.uint8).assign_coords(x=ds.x, y=ds.y).chunk(
             {"year": 1, "y": store.chunk_size, "x": store.chunk_size}
         )
-        return map_tables(mask, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=TRUTH, threshold=1, facts=facts[finest])
+        return map_tables(mask, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=TRUTH, threshold=1, facts=facts[finest],
+                          inventory_years=inventory_years)
 
     # each sensor (and the truth) is its own job: their graphs run side by side on the cluster while
     # the client vectorises and joins another's tables (the statistics stage idled a third of the

@@ -10,7 +10,8 @@ the same lines (`glacier_change.glacier_terminus`); ``flag_behind_inventory`` sa
 year the gap is more than the glacier can have retreated since its outline was drawn:
 ``analysis.max_retreat_m_a`` times the years from the inventory's date (``inventory_year``,
 `inventory.read_inventory`) to the front's, plus two pixels. A year whose map lost the tongue
-(shadow, cloud) shows the same way. Without a date for the outline the flag is left empty
+(shadow, cloud) shows the same way. A flagged glacier is not typical (`retreat_summary.typical_glaciers`:
+out of retreat by aspect and by band). Without a date for the outline the flag is left empty
 (unknown): a gap alone cannot tell a tongue the map misses from retreat since the inventory.
 """
 
@@ -26,8 +27,8 @@ EDGE_PX = 2.0
 
 
 def front_behind_inventory(gap_m: np.ndarray, front_year: np.ndarray, inventory_year: np.ndarray, max_retreat_m_a: float,
-                           pixel_size_m: np.ndarray) -> np.ndarray:
-    """Nullable boolean: each front's `gap_m` up-glacier of the inventory's exceeds what `max_retreat_m_a`
+                           pixel_size_m: float) -> np.ndarray:
+    """1.0 / 0.0: each front's `gap_m` up-glacier of the inventory's exceeds what `max_retreat_m_a`
     allows over the years from `inventory_year` to `front_year` plus `EDGE_PX` pixels (NaN where
     either year or the gap is unknown)."""
     allowed = max_retreat_m_a * np.maximum(front_year - inventory_year, 0.0) + EDGE_PX * pixel_size_m
@@ -36,23 +37,19 @@ def front_behind_inventory(gap_m: np.ndarray, front_year: np.ndarray, inventory_
 
 
 def flag_behind_inventory(retreat: pd.DataFrame, inventory_years: Mapping[int, float], max_retreat_m_a: float,
-                          pixel_size_m: Mapping[str, float]) -> pd.Series:
-    """``flag_behind_inventory`` of each row of `retreat`: either year's front is behind the inventory's
-    (`front_behind_inventory`; a nullable boolean, <NA> where neither front can be weighed: no date for
-    the outline, no gap). `inventory_years`: glacier_id -> the outline's decimal year; `pixel_size_m`:
-    sensor -> its pixel (m); a sensor not in it (the truth's rows) takes the coarsest."""
+                          pixel_size_m: float) -> pd.Series:
+    """``flag_behind_inventory`` of each row of one map's `retreat`: either year's front is behind the
+    inventory's (`front_behind_inventory`; a nullable boolean, <NA> where neither front can be weighed:
+    no date for the outline, no gap). `inventory_years`: glacier_id -> the outline's decimal year."""
     n = len(retreat)
     if not n or "inventory_gap0_m" not in retreat:
         return pd.Series(pd.array([pd.NA] * n, dtype="boolean"), index=retreat.index)
     drawn = np.array([inventory_years.get(int(g), np.nan) if pd.notna(g) else np.nan for g in retreat["glacier_id"]], float)
-    coarsest = max(pixel_size_m.values(), default=0.0)
-    px = (retreat["sensor"].map(lambda s: pixel_size_m.get(s, coarsest)).to_numpy(float) if "sensor" in retreat
-          else np.full(n, coarsest))
     verdicts = []
     for k in (0, 1):
         doy = retreat[f"doy{k}"].to_numpy(float) if f"doy{k}" in retreat else np.full(n, np.nan)
         front = retreat[f"year{k}"].to_numpy(float) + np.where(np.isfinite(doy), doy / 365.25, 0.5)
         verdicts.append(front_behind_inventory(retreat[f"inventory_gap{k}_m"].to_numpy(float), front, drawn,
-                                               max_retreat_m_a, px))
+                                               max_retreat_m_a, pixel_size_m))
     either = np.fmax(*verdicts)  # 1 where either front is behind, 0 where the known ones are not, NaN where none is known
     return pd.Series(pd.array(np.where(np.isnan(either), False, either == 1), dtype="boolean"), index=retreat.index).mask(np.isnan(either))

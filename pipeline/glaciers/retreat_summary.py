@@ -61,17 +61,19 @@ def fronts_at_edge(terminus: pd.DataFrame, zones: dict, tolerance_m: float) -> p
 def typical_glaciers(
     glaciers: pd.DataFrame, min_area_km2: float = 0.1, min_lines: int = 3
 ) -> pd.DataFrame:
-    """`glaciers` (glacier_id, area_km2, n_lines, touches_edge[, front_at_edge]) plus `typical` and `reason`."""
+    """`glaciers` (glacier_id, area_km2, n_lines, touches_edge[, front_at_edge, behind_inventory]) plus `typical` and `reason`."""
     at_edge = glaciers["front_at_edge"].fillna(False).astype(bool) if "front_at_edge" in glaciers else False
+    behind = glaciers["behind_inventory"].fillna(False).astype(bool) if "behind_inventory" in glaciers else False
     reasons = np.select(
         [
             glaciers["area_km2"] < min_area_km2,
             glaciers["n_lines"].fillna(0) < min_lines,
             glaciers["touches_edge"].astype(bool),
             np.broadcast_to(at_edge, len(glaciers)),
+            np.broadcast_to(behind, len(glaciers)),
         ],
         [f"area < {min_area_km2} km2", f"fewer than {min_lines} terminus lines", "touches the region edge",
-         "front at the edge of its zone"],
+         "front at the edge of its zone", "front behind the inventory's"],
         default="",
     )
     return glaciers.assign(typical=reasons == "", reason=reasons)

@@ -11,6 +11,8 @@ per-glacier inventory and aspect.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dask
 import geopandas as gpd
 import numpy as np
@@ -23,6 +25,7 @@ from catalog.grid import TargetGrid
 from pipeline.config import Analysis
 from pipeline.glaciers.change import terminus_change_uncertainty_m_a
 from pipeline.glaciers.glacier_change import change_tables
+from pipeline.glaciers.inventory_front import flag_behind_inventory
 from pipeline.glaciers.retreat_summary import (
     fronts_at_edge,
     retreat_by_aspect,
@@ -208,6 +211,7 @@ def terminus_tables(
     threshold: float = 0.5,
     zones: dict | None = None,
     probability_max: float = 1.0,
+    inventory_years: Mapping[int, float] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """``terminus``, ``retreat``, ``typical_glaciers``, ``retreat_by_aspect``, ``retreat_by_band`` of one sensor.
 
@@ -218,7 +222,10 @@ def terminus_tables(
     that fails is a row in `failures`. `sectors`: glacier_id -> fixed aspect sector; `inventory`:
     glacier_id -> inventory outline (picks each year's body); `zones`: glacier_id -> the pixels it is
     measured in (`analysis.glacier_inventory`), against whose edge each front is tested
-    (``retreat.flag_front_at_edge``; no flags without them).
+    (``retreat.flag_front_at_edge``; no flags without them). `inventory_years`: glacier_id -> its
+    inventory outline's decimal year, against which each front's ``inventory_gap0_m`` /
+    ``inventory_gap1_m`` is weighed (``retreat.flag_behind_inventory``,
+    `pipeline.glaciers.inventory_front`; unknown without them). A glacier with either flag is not typical.
     Glacier-years flagged as unobserved (``flag_unobserved`` on `outlines`, see `map_tables`)
     are left out: a front under cloud is not a retreat, and the pairs skip over that year.
     Rates divide by the time between the two fronts' observations: each glacier-year is dated
@@ -320,6 +327,10 @@ def terminus_tables(
     at_edge = fronts_at_edge(terminus_df, zones or {}, tolerance_m=px)
     if len(retreat_df):
         retreat_df["flag_front_at_edge"] = [bool(at_edge.get((g, y0), False) or at_edge.get((g, y1), False)) for g, y0, y1 in key]
+        # a front far up-glacier of the inventory's: a tongue the map may not hold (debris), read as no retreat
+        retreat_df["flag_behind_inventory"] = flag_behind_inventory(retreat_df, inventory_years or {}, analysis.max_retreat_m_a, px)
+    behind = (retreat_df.groupby(retreat_df["glacier_id"].astype(int))["flag_behind_inventory"].apply(lambda f: bool(f.eq(True).any()))
+              if len(retreat_df) else pd.Series(dtype=bool))
     first = outlines.sort_values("year").groupby("glacier_id").first()
     lines = retreat_df[retreat_df.method == "main_axis"].groupby("glacier_id").n_lines.min() if len(retreat_df) else pd.Series(dtype=float)
     first_outlines = gpd.GeoDataFrame(first, geometry="geometry", crs=outlines.crs)
@@ -330,6 +341,7 @@ def terminus_tables(
             "n_lines": lines.reindex(first.index).to_numpy(),
             "touches_edge": touches_edge(first_outlines, grid.bounds, tolerance_m=2 * px).to_numpy(),
             "front_at_edge": at_edge.groupby(level=0).any().reindex(first.index.astype(int), fill_value=False).to_numpy(),
+            "behind_inventory": behind.reindex(first.index.astype(int), fill_value=False).to_numpy(),
         }
     )
     typical = typical_glaciers(glaciers)
