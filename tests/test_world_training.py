@@ -169,6 +169,25 @@ def test_splits_never_meet():
     assert TRAIN_SEEDS + 10_000 <= VALID_SEEDS and VALID_SEEDS + 10_000 <= TEST_SEEDS
 
 
+def test_dark_ice_goes_to_the_training_scenes_only(tmp_path, monkeypatch):
+    """Validation and test stay the cards' world, so a card trained with dark ice is calibrated and
+    scored on the same scenes as every other card."""
+    from pipeline.training import world
+
+    drawn = []
+
+    def recorded(sensor, first_seed, n, size, terrain, dark_ice_share=0.0):
+        drawn.append((first_seed, dark_ice_share))
+        if len(drawn) == 3:
+            raise InterruptedError  # the splits are all this test needs
+        return []
+
+    monkeypatch.setattr(world, "draw_split", recorded)
+    with pytest.raises(InterruptedError):
+        train_on_world("landsat", tmp_path, n_train=2, n_valid=1, n_test=1, size=64, dark_ice_share=0.4)
+    assert drawn == [(TRAIN_SEEDS, 0.4), (VALID_SEEDS, 0.0), (TEST_SEEDS, 0.0)]
+
+
 @pytest.mark.slow
 def test_tiny_world_run_writes_calibrated_weights_and_a_table_with_baselines(tmp_path):
     config = TrainingConfig(architecture="dunet-deep", base=4, crop_size=64, variants=1, focal_alpha=0.5,

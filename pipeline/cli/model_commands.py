@@ -105,7 +105,8 @@ def train_world(
     with_area: Annotated[bool, typer.Option("--with-area", help="mix in the embedded area's training years (config -c)")] = False,
     area_repeat: Annotated[int, typer.Option(help="with --with-area: each area sample enters training this many times")] = 1,
     small_glacier_km2: Annotated[float, typer.Option(help="glaciers below this area (km²) weigh more in the loss; 0: every pixel alike")] = 0.0,
-    dark_ice_share: Annotated[float, typer.Option(help="share of scenes (every split) whose bare ice is darker than the library's dirty ice")] = 0.0,
+    dark_ice_share: Annotated[float, typer.Option(help="share of the training scenes whose bare ice is darker than the "
+                                                       "library's dirty ice (validation and test stay the cards' world)")] = 0.0,
     config: ConfigOption = None,
 ) -> None:
     """Train on the Earth-like training world and score on held-out scenes (other seeds, terrain, glaciers)."""

@@ -346,7 +346,9 @@ def train_on_world(
     weigh 9x less than it does for Sentinel-2.
     `init_weights`: weights of `config`'s architecture to fine-tune (their recipe and calibration
     are taken and undone, see `starting_network`) instead of training from scratch.
-    `dark_ice_share`: the share of every split's scenes drawn with dark bare ice (`draw_scene`).
+    `dark_ice_share`: the share of the training scenes drawn with dark bare ice (`draw_scene`); validation
+    and test scenes stay the cards' world, so the calibration and the card's table compare with every
+    other card's (score dark ice with `tests/bench/eval_world_held_out.py --dark-ice-share`).
     """
     console = console or Console()
     config = config or TrainingConfig(architecture="dunet-deep", base=16, crop_size=128, variants=2, focal_alpha=0.5,
@@ -365,8 +367,8 @@ def train_on_world(
         console.print(f"[yellow]{DEFAULT_REAL_ROOT} is missing: the world draws procedural relief and glaciers only, "
                       "so its scenes differ from those of the shipped cards (drawn beside ../shared)[/yellow]")
     train_set = draw_split(sensor, TRAIN_SEEDS, n_train, size, "any", dark_ice_share)
-    valid_set = draw_split(sensor, VALID_SEEDS, n_valid, size, "procedural", dark_ice_share)
-    test_set = draw_split(sensor, TEST_SEEDS, n_test, size, "procedural", dark_ice_share)
+    valid_set = draw_split(sensor, VALID_SEEDS, n_valid, size, "procedural")
+    test_set = draw_split(sensor, TEST_SEEDS, n_test, size, "procedural")
     if area is not None:
         area_years = [y for y in area.years if y not in area.training.test_years]
         mixed = area_samples(area, sensor, area_years, size, max(1, n_train // 2))
@@ -387,7 +389,7 @@ def train_on_world(
         + (f" + {len(mixed)} samples of the embedded area {area.region.name} ({area_years[0]}-{area_years[-1]}, truth labels)"
            f"{repeated}" if area is not None else "")
         + f"; calibrated on {n_valid} (seeds {VALID_SEEDS}+), scored on {n_test} held-out procedural scenes (seeds {TEST_SEEDS}+)"
-        + (f"; {dark_ice_share:.0%} of every split's scenes with dark bare ice" if dark_ice_share else "")
+        + (f"; {dark_ice_share:.0%} of the training scenes with dark bare ice" if dark_ice_share else "")
         + (f"; {origin}" if origin else "")
     )
     predictors: dict[str, Predictor] = {}
