@@ -118,3 +118,10 @@ def test_fronts_flagged_at_the_edge_are_counted_and_shown_apart(tmp_path):
     assert within.value == pytest.approx(200 / 3) and not within.met
     assert within.detail == "outside: 3: -10.0 (front at edge); without the 1 front(s) at the edge of their zone: 100.0 %"
 
+    # a tongue left out of the map (glacier 2 reads 0 m/a, its fronts behind the inventory's) is shown apart too
+    behind = retreat.assign(rate_m_a=[11.0, 0.0, 0.0], flag_behind_inventory=pd.array([False, True, pd.NA], dtype="boolean"))
+    check = generator_check(areas, behind, truth_dir, CRS, (-3000, -1000, 1000, 5000)).set_index("check")
+    assert check.loc["retreat box: mean error (m/a)"].detail == (
+        "3 of 3 glaciers; without the 2 front(s) at the edge of their zone or behind the inventory's: +1.00")
+    assert check.loc["retreat box: glaciers within +-2.36 m/a (%)"].detail.startswith(
+        "outside: 2: -10.0 (front behind the inventory's), 3: -10.0 (front at edge); without")

@@ -83,11 +83,14 @@ def generator_check(areas: pd.DataFrame, retreat: pd.DataFrame, truth_dir: str |
             error = (group.set_index(group["glacier_id"].astype(int))["rate_m_a"] - rates).dropna().drop(outside, errors="ignore")
             off = error[error.abs() > RETREAT_TOLERANCE_M_A].round(1)
             unmeasured = [g for g in glaciers if g not in error.index]  # no line cuts both fronts, or a failure
-            at_edge = set(group.loc[group["flag_front_at_edge"].eq(True), "glacier_id"].astype(int)) if "flag_front_at_edge" in group else set()
-            # what the flag explains: the same numbers over the fronts the run did not flag (the check itself counts all)
-            flagged = sorted(at_edge & set(error.index))
+            at_edge, behind = ({int(g) for g in group.loc[group[flag].eq(True), "glacier_id"]} if flag in group else set()
+                               for flag in ("flag_front_at_edge", "flag_behind_inventory"))
+            # what the flags explain: the same numbers over the fronts the run did not flag (the check itself counts all)
+            flagged = sorted((at_edge | behind) & set(error.index))
             rest = error.drop(flagged)
-            without = f"; without the {len(flagged)} front(s) at the edge of their zone: " if flagged and rest.size else ""
+            why = " or ".join(w for w, f in (("at the edge of their zone", at_edge), ("behind the inventory's", behind))
+                              if f & set(flagged))
+            without = f"; without the {len(flagged)} front(s) {why}: " if flagged and rest.size else ""
             rows.append({"sensor": sensor, "check": f"retreat {method}: mean error (m/a)", "value": float(error.mean()),
                          "target": "within +-0.5", "met": bool(abs(error.mean()) <= 0.5),
                          "detail": f"{error.size} of {len(glaciers)} glaciers"
@@ -95,7 +98,8 @@ def generator_check(areas: pd.DataFrame, retreat: pd.DataFrame, truth_dir: str |
                          + (f"; front outside the region, left out: {', '.join(map(str, outside))}" if outside else "")
                          + (f"{without}{rest.mean():+.2f}" if without else "")})
             within = float((error.abs() <= RETREAT_TOLERANCE_M_A).mean() * 100.0) if error.size else np.nan
-            marked = ", ".join(f"{g}: {e:+.1f}" + (" (front at edge)" if g in at_edge else "") for g, e in off.items())
+            marked = ", ".join(f"{g}: {e:+.1f}" + (" (front at edge)" if g in at_edge else "")
+                               + (" (front behind the inventory's)" if g in behind else "") for g, e in off.items())
             rows.append({"sensor": sensor, "check": f"retreat {method}: glaciers within +-2.36 m/a (%)", "value": within,
                          "target": ">= 90", "met": bool(error.size and within >= 90.0),
                          "detail": "outside: " + (marked or "none")
