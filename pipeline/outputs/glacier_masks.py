@@ -34,11 +34,13 @@ if TYPE_CHECKING:
 
     from pipeline.config import Analysis
 
-__all__ = ["MASK_BLOCK", "MASK_NODATA", "MaskTiles", "PublishError", "deferred_mask_tiles", "mask_path", "mask_threshold",
+__all__ = ["MASK_BLOCK", "MASK_NODATA", "NO_ICE", "MaskTiles", "PublishError", "deferred_mask_tiles", "mask_path", "mask_threshold",
            "write_glacier_masks"]
 
 MASK_NODATA = 255
 MASK_BLOCK = 512
+NO_ICE = b""
+"""A `MaskTiles` tile without a glacier pixel: nothing to hold (`MaskTiles`)."""
 _COG_OPTIONS = {
     "BLOCKSIZE": MASK_BLOCK,
     "COMPRESS": "DEFLATE",  # read by every GeoTIFF reader; ZSTD is smaller but not yet everywhere
@@ -56,7 +58,9 @@ class PublishError(ValueError):
 class MaskTiles:
     """One sensor's masks (1: probability >= `threshold`, else 0), one deflated uint8 tile per store
     chunk and year: what the COGs are written from without reading the store again. Deflated,
-    a tile of mostly bare ground is a few kB, so the client holds about what the COGs will hold."""
+    a tile of mostly bare ground is a few kB, so the client holds about what the COGs will hold; a
+    tile without ice is `NO_ICE` (no bytes): deflated, a 2,048 px chunk of zeros is still 18 kB, and
+    on a region of scattered ice (0.65 % of the Tian Shan's bbox) nearly every chunk-year is one."""
 
     years: tuple[int, ...]
     row_edges: tuple[int, ...]
@@ -73,14 +77,19 @@ class MaskTiles:
             if lo >= hi:
                 continue
             for j, (left, right) in enumerate(zip(self.col_edges[:-1], self.col_edges[1:], strict=True)):
-                tile = np.frombuffer(zlib.decompress(self.tiles[index, i, j]), np.uint8).reshape(bottom - top, right - left)
+                deflated = self.tiles[index, i, j]
+                if deflated == NO_ICE:
+                    out[lo - rows.start : hi - rows.start, left:right] = 0
+                    continue
+                tile = np.frombuffer(zlib.decompress(deflated), np.uint8).reshape(bottom - top, right - left)
                 out[lo - rows.start : hi - rows.start, left:right] = tile[lo - top : hi - top]
         return out
 
 
 def _deflated_mask(block: np.ndarray, threshold: int) -> np.ndarray:
     out = np.empty((1, 1, 1), object)
-    out[0, 0, 0] = zlib.compress(np.ascontiguousarray(block[0] >= threshold, dtype=np.uint8).tobytes(), 1)
+    mask = np.ascontiguousarray(block[0] >= threshold, dtype=np.uint8)
+    out[0, 0, 0] = zlib.compress(mask.tobytes(), 1) if mask.any() else NO_ICE
     return out
 
 
