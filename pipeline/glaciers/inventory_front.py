@@ -52,4 +52,5 @@ def flag_behind_inventory(retreat: pd.DataFrame, inventory_years: Mapping[int, f
         verdicts.append(front_behind_inventory(retreat[f"inventory_gap{k}_m"].to_numpy(float), front, drawn,
                                                max_retreat_m_a, pixel_size_m))
     either = np.fmax(*verdicts)  # 1 where either front is behind, 0 where the known ones are not, NaN where none is known
-    return pd.Series(pd.array(np.where(np.isnan(either), False, either == 1), dtype="boolean"), index=retreat.index).mask(np.isnan(either))
+    flags = pd.Series(pd.array(np.where(np.isnan(either), False, either == 1), dtype="boolean"), index=retreat.index)
+    return flags.mask(np.isnan(either))

@@ -328,8 +328,9 @@ def terminus_tables(
     if len(retreat_df):
         retreat_df["flag_front_at_edge"] = [bool(at_edge.get((g, y0), False) or at_edge.get((g, y1), False)) for g, y0, y1 in key]
         # a front far up-glacier of the inventory's: a tongue the map may not hold (debris), read as no retreat
-        retreat_df["flag_behind_inventory"] = flag_behind_inventory(retreat_df, inventory_years or {}, analysis.max_retreat_m_a, px)
-    behind = (retreat_df.groupby(retreat_df["glacier_id"].astype(int))["flag_behind_inventory"].apply(lambda f: bool(f.eq(True).any()))
+        retreat_df["flag_behind_inventory"] = flag_behind_inventory(retreat_df, inventory_years or {},
+                                                                    analysis.max_retreat_m_a, px)
+    behind = (retreat_df["flag_behind_inventory"].eq(True).groupby(retreat_df["glacier_id"].astype(int)).any()
               if len(retreat_df) else pd.Series(dtype=bool))
     first = outlines.sort_values("year").groupby("glacier_id").first()
     lines = retreat_df[retreat_df.method == "main_axis"].groupby("glacier_id").n_lines.min() if len(retreat_df) else pd.Series(dtype=float)
