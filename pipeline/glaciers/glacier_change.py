@@ -112,7 +112,8 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
     centre = axis_line(frame) if analysis.terminus_lines == "centre" else None
     # the inventory's own front on the same lines: a front far up-glacier of it is a tongue the map
     # may not hold (debris cover), whose retreat then reads as none
-    drawn = terminus_positions({INVENTORY_KEY: inventory}, frame) if inventory is not None and not inventory.is_empty else None
+    drawn = (pd.concat([terminus_positions({INVENTORY_KEY: inventory}, frame), pos], ignore_index=True)
+             if inventory is not None and not inventory.is_empty else None)
     used: set[int] = set()
     rows = []
     for i0, i1, period in _pairs(len(dates)):
@@ -127,9 +128,8 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
         maps = (probability.get(d0), probability.get(d1)) if probability else None
         box = (terminus_change_box(bodies[d0], bodies[d1], frame.strip(lines), maps=maps, threshold=threshold)
                if lines.size else TerminusChange("box", float("nan"), 0, float("nan"), float("nan")))
-        gaps = [terminus_change_main_axis(pd.concat([drawn, pos[pos["year"] == d]], ignore_index=True), INVENTORY_KEY, d,
-                                          analysis.terminus_statistic, lines).retreat_m if drawn is not None and len(drawn) else float("nan")
-                for d in (d0, d1)]
+        gaps = [terminus_change_main_axis(drawn, INVENTORY_KEY, d, analysis.terminus_statistic, lines).retreat_m
+                if drawn is not None else float("nan") for d in (d0, d1)]
         for tc, statistic in ((main, analysis.terminus_statistic), (box, None)):
             rows.append({"glacier_id": gid, "aspect_sector": sector, "method": tc.method, "statistic": statistic,
                          "period": period, "date0": d0, "date1": d1, "years": years, "retreat_m": tc.retreat_m,

@@ -125,23 +125,17 @@ def decimal_years(values: pd.Series) -> np.ndarray:
 
     An RGI ``BgnDate`` of unknown month is mid-year, of unknown day mid-month; a bare year is mid-year.
     """
-    text = values.astype("string").str.strip().str.replace(r"\.0+$", "", regex=True)
-    out = np.full(len(values), np.nan)
-    for i, v in enumerate(text.to_numpy(dtype=object)):
-        if v is None or v is pd.NA or v == "" or v.startswith("-"):
-            continue
-        if v.isdigit() and len(v) == 4:
-            out[i] = int(v) + 0.5
-        elif v.isdigit() and len(v) == 8:  # RGI: YYYYMMDD
-            year, month, day = int(v[:4]), int(v[4:6]), int(v[6:])
-            if not 1 <= month <= 12:
-                out[i] = year + 0.5
-            else:
-                out[i] = year + (month - 1 + ((day - 0.5) / 31 if 1 <= day <= 31 else 0.5)) / 12
-        else:
-            when = pd.to_datetime(v, errors="coerce")
-            if pd.notna(when):
-                out[i] = when.year + (when.dayofyear - 0.5) / (366 if when.is_leap_year else 365)
+    text = values.astype("string").str.strip().str.replace(r"\.0+$", "", regex=True).reset_index(drop=True)
+    out = np.full(len(text), np.nan)
+    year = text.str.fullmatch(r"\d{4}").fillna(False).to_numpy(bool)
+    out[year] = text[year].astype(int).to_numpy() + 0.5
+    rgi = text.str.fullmatch(r"\d{8}").fillna(False).to_numpy(bool)  # YYYYMMDD, 99 where unknown
+    y, m, d = (text[rgi].str.slice(a, b).astype(int).to_numpy() for a, b in ((0, 4), (4, 6), (6, 8)))
+    month = np.where((m >= 1) & (m <= 12), m - 1 + np.where((d >= 1) & (d <= 31), (d - 0.5) / 31, 0.5), 6.0)
+    out[rgi] = y + month / 12
+    rest = ~(year | rgi) & text.notna().to_numpy() & ~text.str.startswith("-").fillna(True).to_numpy(bool)
+    when = pd.to_datetime(text[rest], errors="coerce", format="mixed")
+    out[rest] = (when.dt.year + (when.dt.dayofyear - 0.5) / (365 + when.dt.is_leap_year)).to_numpy(float)
     return out
 
 

@@ -44,7 +44,7 @@ def flag_behind_inventory(retreat: pd.DataFrame, inventory_years: Mapping[int, f
     n = len(retreat)
     if not n or "inventory_gap0_m" not in retreat:
         return pd.Series(pd.array([pd.NA] * n, dtype="boolean"), index=retreat.index)
-    drawn = np.array([inventory_years.get(int(g), np.nan) if pd.notna(g) else np.nan for g in retreat["glacier_id"]], float)
+    drawn = retreat["glacier_id"].astype(int).map(inventory_years).to_numpy(float)
     verdicts = []
     for k in (0, 1):
         doy = retreat[f"doy{k}"].to_numpy(float) if f"doy{k}" in retreat else np.full(n, np.nan)
