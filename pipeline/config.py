@@ -170,10 +170,12 @@ class Analysis(StrictModel):
         "over the whole front, which also reads the tongue's change of shape)",
     )
     max_retreat_m_a: float = Field(
-        50.0, gt=0, description="a glacier whose first mapped front lies further up-glacier of its inventory outline's "
-        "than this rate over the years since the outline's date allows (+2 px) is flagged (retreat.flag_behind_inventory): "
-        "likely a tongue (debris cover) the map does not hold, whose retreat then reads too small "
-        "(pipeline.glaciers.inventory_front); unknown where the inventory gives no date",
+        50.0, gt=0, description="the fastest a front is taken to move (m/a). A glacier whose first mapped front lies "
+        "further up-glacier of its inventory outline's than this rate over the years since the outline's date allows (+2 px) "
+        "is flagged (retreat.flag_behind_inventory): likely a tongue (debris cover) the map does not hold, whose retreat "
+        "then reads too small (pipeline.glaciers.inventory_front); unknown where the inventory gives no date. A pair of "
+        "fronts further apart than it allows over their years (+2 px) is flagged too (retreat.flag_front_too_fast): a "
+        "tongue the map lost or gained that year, or a surge (pipeline.glaciers.plausibility)",
     )
     min_mapping_unit_km2: float = Field(
         0.01, ge=0, description="detached parts of a mapped glacier smaller than this are dropped (area and front); "

@@ -125,3 +125,15 @@ def test_fronts_flagged_at_the_edge_are_counted_and_shown_apart(tmp_path):
         "3 of 3 glaciers; without the 2 front(s) at the edge of their zone or behind the inventory's: +1.00")
     assert check.loc["retreat box: glaciers within +-2.36 m/a (%)"].detail.startswith(
         "outside: 2: -10.0 (front behind the inventory's), 3: -10.0 (front at edge); without")
+
+    # a front that jumped between two years (glacier 2's 2020-2021, a consecutive pair) leaves that
+    # glacier out of the detail too, though its first-to-last pair did not jump
+    jumped = pd.concat([retreat.assign(flag_front_too_fast=False),
+                        pd.DataFrame({"sensor": ["sentinel-2"], "period": ["consecutive"], "method": ["box"], "glacier_id": [2],
+                                      "rate_m_a": [300.0], "flag_front_too_fast": [True]})], ignore_index=True)
+    check = generator_check(areas, jumped, truth_dir, CRS, (-3000, -1000, 1000, 5000)).set_index("check")
+    mean = check.loc["retreat box: mean error (m/a)"]
+    assert mean.value == pytest.approx(-3.0)  # the check itself counts every first-to-last rate
+    assert mean.detail == ("3 of 3 glaciers; without the 2 front(s) at the edge of their zone or that moved faster "
+                           "than a glacier's: +1.00")
+    assert check.loc["retreat box: glaciers within +-2.36 m/a (%)"].detail.endswith(": 100.0 %")

@@ -12,6 +12,7 @@ from pyproj import Geod, Proj, Transformer
 from shapely.geometry import Polygon, box
 
 from catalog.terrain import horn_aspect_deg
+from pipeline.config import Analysis
 from pipeline.glaciers.angles import aspect_sector, circular_mean_deg
 from pipeline.glaciers.outline_stats import outline_statistics, write_tables
 
@@ -145,6 +146,30 @@ def test_dated_outlines_give_area_change_and_retreat(tmp_path, dem_file):
     assert overall.n_glaciers.tolist() == [1]
     assert overall.rate_m_a.iloc[0] == pytest.approx(r.loc[("main_axis", "overall"), "rate_m_a"].iloc[0])
     assert len(t["retreat_by_band"]) > 0
+
+
+def test_a_year_whose_outline_lost_the_tongue_flags_the_pairs_that_jump_and_the_glacier_is_not_typical(tmp_path, dem_file):
+    """Fronts 10 m a year up-glacier, but 2018's outline lost 400 m of tongue: 2017-2018 moved 390 m
+    and 2018-2019 -370 m, beyond 50 m/a over one year plus two 10 m pixels (70 m); the other pairs,
+    first to last (40 m in four years) among them, did not."""
+    tongue = lambda front: Polygon([(X0, Y0 + 2000), (X0 + 1000, Y0 + 2000), (X0 + 1000, Y0 + 1000),  # noqa: E731
+                                    (X0 + 650, Y0 + 1000), (X0 + 650, Y0 + front), (X0 + 350, Y0 + front),
+                                    (X0 + 350, Y0 + 1000), (X0, Y0 + 1000)])
+    fronts = {2016: 0, 2017: 10, 2018: 400, 2019: 30, 2020: 40}
+    gdf = gpd.GeoDataFrame({"gid": ["A"] * 5, "date": [f"{y}-08-01" for y in fronts]},
+                           geometry=[tongue(f) for f in fronts.values()], crs=CRS)
+    t = outline_statistics(gdf, dem_file, id_field="gid", date_field="date")
+    axis = t["retreat"][t["retreat"].method == "main_axis"].set_index(["year0", "year1"])
+    assert axis.loc[(2017, 2018), "retreat_m"] == pytest.approx(390.0, abs=1.0)
+    assert axis["flag_front_too_fast"].to_dict() == {(2016, 2017): False, (2017, 2018): True, (2018, 2019): True,
+                                                     (2019, 2020): False, (2016, 2020): False}
+    assert t["retreat"].loc[t["retreat"].method == "box", "flag_front_too_fast"].sum() == 2
+    typical = t["typical_glaciers"].set_index("glacier_id")
+    assert not typical.loc["A", "typical"] and typical.loc["A", "reason"] == "front moved faster than a glacier's"
+    assert t["retreat_by_aspect"].empty  # no typical glacier left to summarise
+    assert not outline_statistics(gdf, dem_file, id_field="gid", date_field="date",
+                                  analysis=Analysis(min_mapping_unit_km2=0.0, max_retreat_m_a=400.0)
+                                  )["retreat"]["flag_front_too_fast"].any()  # a surge-type allowance flags none
 
 
 def test_write_tables_writes_parquet_and_csv(tmp_path, dem_file):

@@ -404,6 +404,22 @@ def test_glaciers_whose_first_front_lies_far_behind_the_inventorys_are_listed_on
     assert "inventory outline's front" not in quality_html(tmp_path, tables)
 
 
+def test_glaciers_whose_front_moved_faster_than_a_glaciers_are_listed_once_with_the_largest_move(inputs, tmp_path):
+    from pipeline.outputs.report.render import quality_html
+
+    tables = dict(inputs[0])
+    retreat = tables["retreat"]
+    fast = (retreat.glacier_id == 2) & (retreat.sensor == "landsat") & (retreat.period == "consecutive")
+    retreat = retreat.assign(flag_front_too_fast=fast, retreat_m=np.where(fast, -287.4, retreat.retreat_m))
+    (tmp_path / "tables").mkdir()
+    html = quality_html(tmp_path, {**tables, "retreat": retreat})
+    listed = html[html.index("further than a glacier's front does"):]
+    assert "flag_front_too_fast" in listed and "287" in listed
+    assert listed.count("<tr") == 2  # header + glacier 2's Landsat row, its pairs in one cell
+    assert f"{YEARS[0]}-{YEARS[1]}" in listed
+    assert "further than a glacier's front does" not in quality_html(tmp_path, tables)
+
+
 def test_a_figure_whose_scattered_frame_died_with_its_worker_is_drawn_here(inputs, tmp_path):
     """Scattered frames have no recipe: a worker lost with one cancels the figures that need it
     ("lost dependencies"). They are drawn in the client instead, the same PNG as a calm cluster's."""

@@ -47,6 +47,8 @@ def test_typical_glaciers_follow_the_stated_rules_and_say_why_not():
     assert list(flagged.index[flagged.typical]) == [1, 3] and flagged.loc[2, "reason"] == "front at the edge of its zone"
     behind = typical_glaciers(glaciers.assign(behind_inventory=[False, False, True, False, False, False])).set_index("glacier_id")
     assert list(behind.index[behind.typical]) == [1, 2] and behind.loc[3, "reason"] == "front behind the inventory's"
+    fast = typical_glaciers(glaciers.assign(front_too_fast=[True, False, False, False, False, False])).set_index("glacier_id")
+    assert list(fast.index[fast.typical]) == [2, 3] and fast.loc[1, "reason"] == "front moved faster than a glacier's"
 
 
 def test_retreat_by_aspect_means_over_typical_glaciers():

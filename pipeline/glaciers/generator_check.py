@@ -51,7 +51,9 @@ def generator_check(areas: pd.DataFrame, retreat: pd.DataFrame, truth_dir: str |
     glacier-years whose true area lies inside the stated 95 % interval (1.96 ``area_err_km2``), and
     per terminus method the mean error of the first-to-last retreat rate (m/a) and the share of
     glaciers within ±2.36 m/a of the generator's rate (none without retreat: a one-year run), over
-    the glaciers whose true front stays inside the grid (`fronts_outside`)."""
+    the glaciers whose true front stays inside the grid (`fronts_outside`). The retreat checks'
+    detail adds the same numbers without the glaciers the run flags: a first-to-last front at the
+    edge of its zone or behind the inventory's, or a front that moved too fast in any pair of years."""
     truth = true_areas(truth_dir, crs, bounds)
     outside = fronts_outside(truth_dir, crs, bounds)
     rates = gpd.read_parquet(Path(truth_dir) / "glaciers.parquet").set_index("glacier_id")["retreat_m_a"]
@@ -85,11 +87,15 @@ def generator_check(areas: pd.DataFrame, retreat: pd.DataFrame, truth_dir: str |
             unmeasured = [g for g in glaciers if g not in error.index]  # no line cuts both fronts, or a failure
             at_edge, behind = ({int(g) for g in group.loc[group[flag].eq(True), "glacier_id"]} if flag in group else set()
                                for flag in ("flag_front_at_edge", "flag_behind_inventory"))
+            # a front that jumped in any pair of years: the series the first-to-last rate stands on is not the glacier's
+            pairs = retreat[retreat["sensor"] == sensor]
+            too_fast = ({int(g) for g in pairs.loc[pairs["flag_front_too_fast"].eq(True), "glacier_id"]}
+                        if "flag_front_too_fast" in pairs else set())
             # what the flags explain: the same numbers over the fronts the run did not flag (the check itself counts all)
-            flagged = sorted((at_edge | behind) & set(error.index))
+            flagged = sorted((at_edge | behind | too_fast) & set(error.index))
             rest = error.drop(flagged)
-            why = " or ".join(w for w, f in (("at the edge of their zone", at_edge), ("behind the inventory's", behind))
-                              if f & set(flagged))
+            why = " or ".join(w for w, f in (("at the edge of their zone", at_edge), ("behind the inventory's", behind),
+                                             ("that moved faster than a glacier's", too_fast)) if f & set(flagged))
             without = f"; without the {len(flagged)} front(s) {why}: " if flagged and rest.size else ""
             rows.append({"sensor": sensor, "check": f"retreat {method}: mean error (m/a)", "value": float(error.mean()),
                          "target": "within +-0.5", "met": bool(abs(error.mean()) <= 0.5),
@@ -99,7 +105,8 @@ def generator_check(areas: pd.DataFrame, retreat: pd.DataFrame, truth_dir: str |
                          + (f"{without}{rest.mean():+.2f}" if without else "")})
             within = float((error.abs() <= RETREAT_TOLERANCE_M_A).mean() * 100.0) if error.size else np.nan
             marked = ", ".join(f"{g}: {e:+.1f}" + (" (front at edge)" if g in at_edge else "")
-                               + (" (front behind the inventory's)" if g in behind else "") for g, e in off.items())
+                               + (" (front behind the inventory's)" if g in behind else "")
+                               + (" (front moved too fast)" if g in too_fast else "") for g, e in off.items())
             rows.append({"sensor": sensor, "check": f"retreat {method}: glaciers within +-2.36 m/a (%)", "value": within,
                          "target": ">= 90", "met": bool(error.size and within >= 90.0),
                          "detail": "outside: " + (marked or "none")

@@ -49,7 +49,7 @@ from pipeline.glaciers.angles import aspect_sector, circular_mean_deg
 from pipeline.glaciers.change import area_uncertainty_km2
 from pipeline.glaciers.glacier_change import change_tables
 from pipeline.glaciers.outline_inputs import load_dem, read_outlines, year_of
-from pipeline.glaciers.plausibility import flag_glacier_years, implausible_pairs
+from pipeline.glaciers.plausibility import flag_glacier_years, front_too_fast, implausible_pairs
 from pipeline.glaciers.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, typical_glaciers
 from pipeline.glaciers.tables import TABLE_COLUMNS, conform
 from pipeline.glaciers.tasks import Failures
@@ -162,6 +162,7 @@ def outline_statistics(
     change, terminus, retreat = change_tables(glaciers, areas, dem, pixel_size_m, analysis, sectors, failures=failures)
     areas = flag_glacier_years(areas, terminus, analysis.flag_sigma, pixel_size_m)
     retreat["flag_implausible"] = implausible_pairs(retreat, areas)
+    retreat["flag_front_too_fast"] = front_too_fast(retreat, analysis.max_retreat_m_a, pixel_size_m)
     terminus, retreat = conform("terminus", terminus), conform("retreat", retreat)
     band_totals = (glacier_bands.groupby(["year", "band_lo_m", "band_hi_m"], as_index=False, dropna=False)["area_km2"].sum()
                    if len(glacier_bands) else pd.DataFrame(columns=["year", "band_lo_m", "band_hi_m", "area_km2"]))
@@ -199,7 +200,9 @@ def _retreat_summaries(areas: pd.DataFrame, terminus: pd.DataFrame, retreat: pd.
     first = areas.sort_values("date").groupby("glacier_id").first()
     lines = retreat[retreat.method == "main_axis"].groupby("glacier_id").n_lines.min()
     glaciers = pd.DataFrame({"glacier_id": first.index, "area_km2": first.area_km2.to_numpy(),
-                             "n_lines": lines.reindex(first.index).to_numpy(), "touches_edge": False})
+                             "n_lines": lines.reindex(first.index).to_numpy(), "touches_edge": False,
+                             "front_too_fast": retreat["flag_front_too_fast"].groupby(retreat["glacier_id"]).any()
+                             .reindex(first.index, fill_value=False).to_numpy()})
     typical = typical_glaciers(glaciers)
     ids = typical.glacier_id[typical.typical]
     start = terminus.groupby("glacier_id").date.transform("min") == terminus.date

@@ -12,7 +12,9 @@ Typical glaciers (the paper picked 75 by eye; here the rule is explicit):
   its zone (inventory outline grown by ``analysis.glacier_buffer_m``, cut by its neighbours' and
   the grid's edge; `fronts_at_edge`): the mapped ice went on past it (late snow the network maps
   as ice, a neighbour's ice at a confluence, an advance beyond the buffer), so that front is where
-  the measurement stops, not where the glacier ends.
+  the measurement stops, not where the glacier ends;
+- fronts that are its own: none far behind the inventory's (`inventory_front`), none that moved
+  between two years further than a glacier does (`plausibility.front_too_fast`).
 A glacier that fails a rule keeps a `reason`, so the selection can be checked.
 
 Uncertainty: a group's rate error is the per-glacier error (pixel size over years), not divided
@@ -61,9 +63,10 @@ def fronts_at_edge(terminus: pd.DataFrame, zones: dict, tolerance_m: float) -> p
 def typical_glaciers(
     glaciers: pd.DataFrame, min_area_km2: float = 0.1, min_lines: int = 3
 ) -> pd.DataFrame:
-    """`glaciers` (glacier_id, area_km2, n_lines, touches_edge[, front_at_edge, behind_inventory]) plus `typical` and `reason`."""
-    at_edge = glaciers["front_at_edge"].fillna(False).astype(bool) if "front_at_edge" in glaciers else False
-    behind = glaciers["behind_inventory"].fillna(False).astype(bool) if "behind_inventory" in glaciers else False
+    """`glaciers` (glacier_id, area_km2, n_lines, touches_edge[, front_at_edge, behind_inventory, front_too_fast])
+    plus `typical` and `reason`."""
+    at_edge, behind, too_fast = (glaciers[c].fillna(False).astype(bool) if c in glaciers else False
+                                 for c in ("front_at_edge", "behind_inventory", "front_too_fast"))
     reasons = np.select(
         [
             glaciers["area_km2"] < min_area_km2,
@@ -71,9 +74,10 @@ def typical_glaciers(
             glaciers["touches_edge"].astype(bool),
             np.broadcast_to(at_edge, len(glaciers)),
             np.broadcast_to(behind, len(glaciers)),
+            np.broadcast_to(too_fast, len(glaciers)),
         ],
         [f"area < {min_area_km2} km2", f"fewer than {min_lines} terminus lines", "touches the region edge",
-         "front at the edge of its zone", "front behind the inventory's"],
+         "front at the edge of its zone", "front behind the inventory's", "front moved faster than a glacier's"],
         default="",
     )
     return glaciers.assign(typical=reasons == "", reason=reasons)

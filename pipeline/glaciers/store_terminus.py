@@ -26,6 +26,7 @@ from pipeline.config import Analysis
 from pipeline.glaciers.change import terminus_change_uncertainty_m_a
 from pipeline.glaciers.glacier_change import change_tables
 from pipeline.glaciers.inventory_front import flag_behind_inventory
+from pipeline.glaciers.plausibility import front_too_fast
 from pipeline.glaciers.retreat_summary import (
     fronts_at_edge,
     retreat_by_aspect,
@@ -225,7 +226,9 @@ def terminus_tables(
     (``retreat.flag_front_at_edge``; no flags without them). `inventory_years`: glacier_id -> its
     inventory outline's decimal year, against which each front's ``inventory_gap0_m`` /
     ``inventory_gap1_m`` is weighed (``retreat.flag_behind_inventory``,
-    `pipeline.glaciers.inventory_front`; unknown without them). A glacier with either flag is not typical.
+    `pipeline.glaciers.inventory_front`; unknown without them). ``retreat.flag_front_too_fast``: the
+    pair's front moved further than ``analysis.max_retreat_m_a`` allows (`plausibility.front_too_fast`).
+    A glacier with any of these flags is not typical.
     Glacier-years flagged as unobserved (``flag_unobserved`` on `outlines`, see `map_tables`)
     are left out: a front under cloud is not a retreat, and the pairs skip over that year.
     Rates divide by the time between the two fronts' observations: each glacier-year is dated
@@ -330,8 +333,10 @@ def terminus_tables(
         # a front far up-glacier of the inventory's: a tongue the map may not hold (debris), read as no retreat
         retreat_df["flag_behind_inventory"] = flag_behind_inventory(retreat_df, inventory_years or {},
                                                                     analysis.max_retreat_m_a, px)
-    behind = (retreat_df["flag_behind_inventory"].eq(True).groupby(retreat_df["glacier_id"].astype(int)).any()
-              if len(retreat_df) else pd.Series(dtype=bool))
+        # a front that moved further between two years than a glacier's does: a tongue the map lost or gained
+        retreat_df["flag_front_too_fast"] = front_too_fast(retreat_df, analysis.max_retreat_m_a, px)
+    behind, too_fast = ((retreat_df[flag].eq(True).groupby(retreat_df["glacier_id"].astype(int)).any()
+                         if len(retreat_df) else pd.Series(dtype=bool)) for flag in ("flag_behind_inventory", "flag_front_too_fast"))
     first = outlines.sort_values("year").groupby("glacier_id").first()
     lines = retreat_df[retreat_df.method == "main_axis"].groupby("glacier_id").n_lines.min() if len(retreat_df) else pd.Series(dtype=float)
     first_outlines = gpd.GeoDataFrame(first, geometry="geometry", crs=outlines.crs)
@@ -343,6 +348,7 @@ def terminus_tables(
             "touches_edge": touches_edge(first_outlines, grid.bounds, tolerance_m=2 * px).to_numpy(),
             "front_at_edge": at_edge.groupby(level=0).any().reindex(first.index.astype(int), fill_value=False).to_numpy(),
             "behind_inventory": behind.reindex(first.index.astype(int), fill_value=False).to_numpy(),
+            "front_too_fast": too_fast.reindex(first.index.astype(int), fill_value=False).to_numpy(),
         }
     )
     typical = typical_glaciers(glaciers)

@@ -23,7 +23,9 @@ Added here (issue 16):
   glacier's zone, `retreat_summary.fronts_at_edge`: where the measurement stopped, not the glacier;
   ``run`` only); ``inventory_gap0_m`` / ``inventory_gap1_m`` (each year's front up-glacier of the
   inventory outline's, where there is one) and ``flag_behind_inventory`` (either more than the
-  retreat possible since the outline's date, `pipeline.glaciers.inventory_front`; ``run`` only).
+  retreat possible since the outline's date, `pipeline.glaciers.inventory_front`; ``run`` only);
+  ``flag_front_too_fast`` (the front moved further between the two years than
+  ``analysis.max_retreat_m_a`` allows, `plausibility.front_too_fast`).
 - ``failures``: one row per glacier task that failed (`pipeline.glaciers.tasks`).
 """
 
@@ -56,7 +58,8 @@ TABLE_COLUMNS: dict[str, list[str]] = {
     "retreat": ["glacier_id", "sensor", "aspect_sector", "method", "statistic", "period", "date0", "date1",
                 "year0", "year1", "doy0", "doy1", "years", "retreat_m", "rate_m_a", "rate_err_m_a",
                 "rate_err_pixel_m_a", "rate_err_front_m_a", "dz_m",
-                "n_lines", "inventory_gap0_m", "inventory_gap1_m", "flag_implausible", "flag_front_at_edge", "flag_behind_inventory"],
+                "n_lines", "inventory_gap0_m", "inventory_gap1_m", "flag_implausible", "flag_front_at_edge", "flag_behind_inventory",
+                "flag_front_too_fast"],
     "failures": ["glacier_id", "sensor", "task", "reason"],
     "generator_check": ["sensor", "check", "value", "target", "met", "detail"],
 }

@@ -219,8 +219,9 @@ def quality(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
     off their own series (``areas`` plausibility flags, `pipeline.glaciers.plausibility`) and
     fronts on the edge of what their glacier is measured in (``retreat.flag_front_at_edge``), and
     first fronts far behind the inventory's (``retreat.flag_behind_inventory``,
-    `pipeline.glaciers.inventory_front`)."""
-    out = {"failures": None, "flagged": None, "fronts_at_edge": None, "behind_inventory": None}
+    `pipeline.glaciers.inventory_front`), and fronts that moved between two years further than a
+    glacier does (``retreat.flag_front_too_fast``, `pipeline.glaciers.plausibility`)."""
+    out = {"failures": None, "flagged": None, "fronts_at_edge": None, "behind_inventory": None, "too_fast": None}
     retreat = tables.get("retreat")
     if retreat is not None and "flag_front_at_edge" in retreat:
         edge = retreat[retreat["flag_front_at_edge"].eq(True) & retreat["period"].eq("consecutive")]
@@ -241,6 +242,16 @@ def quality(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
             out["behind_inventory"] = table(["Glacier", "Sensor", "Pairs of years", "Largest gap to the inventory's front (m)",
                                              "Retreat read, first to last year (m/a)"], rows,
                                             numeric=[False, False, False, True, True])
+    if retreat is not None and "flag_front_too_fast" in retreat:
+        axis = retreat[retreat["method"].eq("main_axis")]
+        fast = axis[axis["flag_front_too_fast"].eq(True)]
+        overall = axis[axis["period"].eq("overall")].set_index(["sensor", "glacier_id"])["rate_m_a"]
+        rows = [[gid, sensor, ", ".join(f"{int(a)}-{int(b)}" for a, b in zip(g["year0"], g["year1"])),
+                 num(g["retreat_m"].abs().max(), 0), num(overall.get((sensor, gid), np.nan), 1)]
+                for (sensor, gid), g in fast.sort_values(["year0", "year1"]).groupby(["sensor", "glacier_id"], sort=True)]
+        if rows:
+            out["too_fast"] = table(["Glacier", "Sensor", "Pairs of years", "Largest move (m)",
+                                     "Retreat read, first to last year (m/a)"], rows, numeric=[False, False, False, True, True])
     failures = tables.get("failures")
     if failures is not None and len(failures):
         out["failures"] = {"count": len(failures), "csv": write_csv(folder, "failures", failures),
