@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import geopandas as gpd
 import pandas as pd
+import pytest
 from shapely.geometry import box
 
 from pipeline.glaciers.retreat_summary import (
@@ -87,3 +88,25 @@ def test_a_front_on_the_edge_of_its_zone_is_flagged_by_year():
     at_edge = fronts_at_edge(terminus, zones, tolerance_m=10.0)
     # 2017: three front points at 0, 4 and 5 m from the edge (the non-front line's 60 m does not count)
     assert at_edge.to_dict() == {(1, 2016): False, (1, 2017): True, (2, 2016): True}
+
+
+def test_the_summary_names_the_glaciers_whose_fronts_are_flagged_by_flag():
+    """What `glacierwatch run` prints under its table: each sensor's glaciers whose fronts the run does
+    not trust, by flag (a glacier under two flags counted once); the mean retreat still counts them."""
+    from pipeline.glaciers.summary import summary_table
+
+    total = pd.DataFrame({"sensor": ["landsat"] * 2, "year": [2016, 2022], "area_km2": [10.0, 9.0], "area_err_km2": [0.1] * 2})
+    retreat = pd.DataFrame({"sensor": "landsat", "method": "main_axis", "glacier_id": [26, 27, 27, 30, 31],
+                            "period": ["overall", "consecutive", "overall", "overall", "overall"],
+                            "year0": [2016, 2017, 2016, 2016, 2016], "year1": [2022, 2018, 2022, 2022, 2022],
+                            "rate_m_a": [0.5, 226.0, 34.0, 10.0, 12.0],
+                            "flag_front_at_edge": [False, False, False, False, True],
+                            "flag_behind_inventory": pd.array([True, False, pd.NA, False, False], dtype="boolean"),
+                            "flag_front_too_fast": [False, True, False, False, True]})
+    row = summary_table({"total_area": total, "retreat": retreat}).iloc[0]
+    assert row.n_front_flagged == 3
+    assert row.front_flagged == ("at the edge of their zone: 31; behind the inventory's: 26; "
+                                 "moved faster than a glacier's: 27, 31")
+    assert row.mean_retreat_m_a == pytest.approx((0.5 + 34.0 + 10.0 + 12.0) / 4) and row.n_glaciers == 4
+    assert "n_front_flagged" not in summary_table({"total_area": total, "retreat": retreat.drop(
+        columns=["flag_front_at_edge", "flag_behind_inventory", "flag_front_too_fast"])})

@@ -118,6 +118,13 @@ def run_and_summarise(cfg: Config, out: Path, years: list[int] | None) -> None:
                 f"and red/SWIR > 2 (index_disagreement > analysis.max_index_disagreement): glaciers {row.index_flagged}; "
                 "check them in the report (areas.flag_index_disagreement)", markup=False, highlight=False,
             )
+    for row in summary.itertuples(index=False):  # fronts the run itself does not trust, named where they are read
+        if getattr(row, "n_front_flagged", 0) and not pd.isna(row.n_front_flagged):
+            console.print(
+                f"warning: {row.sensor}: the fronts of {int(row.n_front_flagged)} glaciers are flagged ({row.front_flagged}); "
+                "their retreat stays in the tables and the mean above but not in the typical glaciers' summaries: "
+                "check them in the report (retreat.flag_*)", markup=False, highlight=False,
+            )
     for sensor, scenes in result.provenance.get("skipped_scenes", {}).items():
         if scenes:
             years = sorted({s.get("year") for s in scenes if s.get("year") is not None})

@@ -3,7 +3,8 @@
 One definition, so the console and the report never tell two stories: first and last observed
 area (years whose region total is flagged unobserved are left out, and named), the region's
 change rate and trend, the mean first-to-last terminus retreat (main-axis method), the network's
-mean accuracy, the glaciers whose mask disagrees with the spectral indices, and the failures.
+mean accuracy, the glaciers whose mask disagrees with the spectral indices, the glaciers whose
+fronts are flagged, and the failures.
 """
 
 from __future__ import annotations
@@ -43,6 +44,25 @@ def index_flags(areas: pd.DataFrame, sensor: str) -> dict:
     return {"n_index_flagged": len(a), "index_flagged": ", ".join(glaciers)}
 
 
+FRONT_FLAGS = {"flag_front_at_edge": "at the edge of their zone", "flag_behind_inventory": "behind the inventory's",
+               "flag_front_too_fast": "moved faster than a glacier's"}
+"""The retreat flags that say a glacier's fronts are not its own, and how the summary names them."""
+
+
+def front_flags(retreat: pd.DataFrame, sensor: str) -> dict:
+    """``n_front_flagged`` glaciers of `sensor` with a retreat row under any of `FRONT_FLAGS` and
+    ``front_flagged``, those glaciers by flag ("behind the inventory's: 26, 50; ...")."""
+    if not len(retreat) or not any(f in retreat for f in FRONT_FLAGS):
+        return {}
+    rows = retreat[retreat.sensor == sensor]
+    named, flagged = [], set()
+    for flag, words in FRONT_FLAGS.items():
+        ids = sorted({int(g) for g in rows.loc[rows[flag].eq(True), "glacier_id"]}) if flag in rows else []
+        flagged |= set(ids)
+        named += [f"{words}: {', '.join(map(str, ids))}"] if ids else []
+    return {"n_front_flagged": len(flagged), "front_flagged": "; ".join(named)}
+
+
 def summary_table(tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Per sensor (and the truth): total area first and last year, trend, mean first-to-last
     terminus retreat rate (main-axis method), the network's mean accuracy over the years (all pixels).
@@ -54,7 +74,9 @@ def summary_table(tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, A
     the weights' architecture in `provenance` (else the first non-baseline model of ``accuracy``).
     ``index_flagged`` names the glaciers (and years) whose model mask disagrees with NDSI and
     red/SWIR beyond ``analysis.max_index_disagreement``, ``n_index_flagged`` counts those
-    glacier-years. ``n_failures``: glaciers whose terminus or change task failed (``failures``
+    glacier-years. ``n_front_flagged`` / ``front_flagged``: the glaciers whose fronts the run
+    flagged as not the glacier's (`front_flags`; they stay in the mean retreat, out of the typical
+    glaciers' summaries). ``n_failures``: glaciers whose terminus or change task failed (``failures``
     table, ``pipeline.glaciers.tasks``)."""
     rows = []
     empty = pd.DataFrame()
@@ -88,6 +110,7 @@ def summary_table(tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, A
             first_to_last = (retreat.year0 == t.year.min()) & (retreat.year1 == t.year.max())
             overall = retreat[(retreat.sensor == sensor) & (retreat.method == "main_axis") & first_to_last]
             row |= {"mean_retreat_m_a": overall.rate_m_a.mean(), "n_glaciers": int(overall.glacier_id.nunique())}
+            row |= front_flags(retreat, sensor)
         model = network_model(accuracy, sensor, provenance) if len(accuracy) else None
         if model is not None:
             acc = accuracy[(accuracy.sensor == sensor) & (accuracy.model == model) & (accuracy.zone == "all")]
