@@ -59,6 +59,24 @@ def test_hochalm_all_dates_with_two_analyses_on_one_date_is_refused(hochalm):
         outline_statistics(hochalm, id_field="glac_id", date_field="src_date")
 
 
+def test_hochalm_analysts_disagreeing_more_than_a_glacier_moves_are_flagged_too_fast(hochalm):
+    """Nine GLIMS analyses of Hochalm Kees, one per date (1969-2016, the 2016 Austrian inventory's):
+    between 1998 and 1999 (1.2 years) and between the two analyses of August 2003 (one week) the
+    front moves 267 and 183 m, more than 50 m/a allows plus two 30 m pixels (120 and 61 m): the
+    analysts disagree, the glacier did not move so. Every other pair, first to last among them
+    (about 1 km in 47 years), stays within its allowance."""
+    gdf = gpd.read_file(hochalm)
+    gdf = gdf[gdf["anlys_id"].isin([345162.0, 346072.0, 1032284.0, 756422.0, 335966.0, 1035701.0, 346965.0,
+                                    1039082.0, 519702.0])]
+    retreat = outline_statistics(gdf, id_field="glac_id", date_field="src_date", pixel_size_m=30.0)["retreat"]
+    axis = retreat[retreat.method == "main_axis"]
+    fast = axis[axis.flag_front_too_fast]
+    assert [(str(d0)[:10], str(d1)[:10]) for d0, d1 in zip(fast.date0, fast.date1)] == [
+        ("1998-06-30", "1999-09-14"), ("2003-08-17", "2003-08-24")]
+    assert fast.retreat_m.tolist() == pytest.approx([267.0, 183.0], abs=10.0)
+    assert retreat.groupby("period").flag_front_too_fast.sum().to_dict() == {"consecutive": 4, "overall": 0}
+
+
 def test_hintereisferner_hypsometry_matches_rgi5_in_50_m_bands(real_data):
     hef = real_data / "hintereisferner"
     tables = outline_statistics(hef / "Hintereisferner_RGI5.shp", hef / "hef_srtm.tif",
