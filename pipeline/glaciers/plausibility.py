@@ -23,7 +23,7 @@ good halfway) hides such years from it, so each pair of fronts is also weighed a
 glacier does: ``retreat.flag_front_too_fast`` where the front moved, either way, further than
 ``analysis.max_retreat_m_a`` over the pair's years allows plus two pixels (`front_too_fast`). On
 the x4 synthetic area (shipped networks) it marks Landsat glaciers whose first-to-last rate is
-25-48 m/a off (27, 47, 59: a tongue lost in single years or from one year on) and no truth mask's
+25-49 m/a off (27, 47, 59: a tongue lost in single years or from one year on) and no truth mask's
 front; a surge would be marked too, rightly not a typical glacier either. A glacier with such a
 pair is not typical (`retreat_summary.typical_glaciers`).
 """

@@ -214,10 +214,24 @@ def retreat_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
     return {"parts": parts, "quality": quality(folder, tables)}
 
 
+def flagged_fronts(retreat: pd.DataFrame, flag: str, largest: str, measure) -> dict | None:
+    """One row per sensor and glacier with main-axis pairs under `flag`: the pairs, `largest`
+    (`measure` of its flagged rows, m) and the first-to-last rate read; None where none is flagged."""
+    if flag not in retreat:
+        return None
+    axis = retreat[retreat["method"].eq("main_axis")]
+    overall = axis[axis["period"].eq("overall")].set_index(["sensor", "glacier_id"])["rate_m_a"]
+    flagged = axis[axis[flag].eq(True)].sort_values(["year0", "year1"])
+    rows = [[gid, sensor, ", ".join(f"{int(a)}-{int(b)}" for a, b in zip(g["year0"], g["year1"])), num(measure(g), 0),
+             num(overall.get((sensor, gid), np.nan), 1)] for (sensor, gid), g in flagged.groupby(["sensor", "glacier_id"], sort=True)]
+    return table(["Glacier", "Sensor", "Pairs of years", largest, "Retreat read, first to last year (m/a)"], rows,
+                 numeric=[False, False, False, True, True]) if rows else None
+
+
 def quality(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
     """Glaciers whose terminus or change could not be measured (``failures``), glacier-years
-    off their own series (``areas`` plausibility flags, `pipeline.glaciers.plausibility`) and
-    fronts on the edge of what their glacier is measured in (``retreat.flag_front_at_edge``), and
+    off their own series (``areas`` plausibility flags, `pipeline.glaciers.plausibility`),
+    fronts on the edge of what their glacier is measured in (``retreat.flag_front_at_edge``),
     first fronts far behind the inventory's (``retreat.flag_behind_inventory``,
     `pipeline.glaciers.inventory_front`), and fronts that moved between two years further than a
     glacier does (``retreat.flag_front_too_fast``, `pipeline.glaciers.plausibility`)."""
@@ -230,28 +244,11 @@ def quality(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
                 for (sensor, gid), g in pairs.groupby(["sensor", "glacier_id"], sort=True)]
         if rows:
             out["fronts_at_edge"] = table(["Glacier", "Sensor", "Pairs of years"], rows)
-    if retreat is not None and "flag_behind_inventory" in retreat:
-        axis = retreat[retreat["method"].eq("main_axis")]
-        behind = axis[axis["flag_behind_inventory"].eq(True)]
-        overall = axis[axis["period"].eq("overall")].set_index(["sensor", "glacier_id"])["rate_m_a"]
-        rows = [[gid, sensor, ", ".join(f"{int(a)}-{int(b)}" for a, b in zip(g["year0"], g["year1"])),
-                 num(np.nanmax(g[["inventory_gap0_m", "inventory_gap1_m"]].to_numpy(float)), 0),
-                 num(overall.get((sensor, gid), np.nan), 1)]
-                for (sensor, gid), g in behind.sort_values(["year0", "year1"]).groupby(["sensor", "glacier_id"], sort=True)]
-        if rows:
-            out["behind_inventory"] = table(["Glacier", "Sensor", "Pairs of years", "Largest gap to the inventory's front (m)",
-                                             "Retreat read, first to last year (m/a)"], rows,
-                                            numeric=[False, False, False, True, True])
-    if retreat is not None and "flag_front_too_fast" in retreat:
-        axis = retreat[retreat["method"].eq("main_axis")]
-        fast = axis[axis["flag_front_too_fast"].eq(True)]
-        overall = axis[axis["period"].eq("overall")].set_index(["sensor", "glacier_id"])["rate_m_a"]
-        rows = [[gid, sensor, ", ".join(f"{int(a)}-{int(b)}" for a, b in zip(g["year0"], g["year1"])),
-                 num(g["retreat_m"].abs().max(), 0), num(overall.get((sensor, gid), np.nan), 1)]
-                for (sensor, gid), g in fast.sort_values(["year0", "year1"]).groupby(["sensor", "glacier_id"], sort=True)]
-        if rows:
-            out["too_fast"] = table(["Glacier", "Sensor", "Pairs of years", "Largest move (m)",
-                                     "Retreat read, first to last year (m/a)"], rows, numeric=[False, False, False, True, True])
+    if retreat is not None:
+        out["behind_inventory"] = flagged_fronts(retreat, "flag_behind_inventory", "Largest gap to the inventory's front (m)",
+                                                 lambda g: np.nanmax(g[["inventory_gap0_m", "inventory_gap1_m"]].to_numpy(float)))
+        out["too_fast"] = flagged_fronts(retreat, "flag_front_too_fast", "Largest move (m)",
+                                         lambda g: g["retreat_m"].abs().max())
     failures = tables.get("failures")
     if failures is not None and len(failures):
         out["failures"] = {"count": len(failures), "csv": write_csv(folder, "failures", failures),
