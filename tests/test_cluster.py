@@ -103,6 +103,53 @@ def test_workers_started_elsewhere_take_the_worker_config_from_their_environment
     assert worker_settings(worker_environment()) == [(None, False)]
 
 
+def test_workers_started_elsewhere_run_on_jemalloc_when_asked_and_restart_on_the_c_library(monkeypatch):
+    """`cluster.slurm.allocator` / `cluster.kubernetes.allocator: jemalloc`: the job script and the
+    pods carry it in the nannies' configuration, so a `dask worker` started from that environment
+    (as SLURM and the pods start theirs) runs on jemalloc, and the restart before the statistics
+    brings it back on the C library's, as a local cluster's. The default carries nothing."""
+    import base64
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from distributed import Client, LocalCluster
+
+    from pipeline.scale.cluster.allocator import find_jemalloc, remote_allocator_environ
+    from pipeline.scale.cluster.memory import restart_worker_processes
+
+    env = worker_environment(remote_allocator_environ("jemalloc"))
+    spawned = json.loads(base64.b64decode(env["DASK_INTERNAL_INHERIT_CONFIG"]))["distributed"]["nanny"]["pre-spawn-environ"]
+    assert spawned["LD_PRELOAD"] == "libjemalloc.so.2" and "dirty_decay_ms" in spawned["MALLOC_CONF"]
+    assert f"export DASK_INTERNAL_INHERIT_CONFIG={env['DASK_INTERNAL_INHERIT_CONFIG']}" in slurm_job_script(
+        SlurmSpec(allocator="jemalloc"))
+    cluster, group = kubernetes_manifests(KubernetesSpec(allocator="jemalloc"))
+    for container in (cluster["spec"]["worker"]["spec"]["containers"][0], group["spec"]["worker"]["spec"]["containers"][0]):
+        assert {"name": "DASK_INTERNAL_INHERIT_CONFIG", "value": env["DASK_INTERNAL_INHERIT_CONFIG"]} in container["env"]
+    assert worker_environment(remote_allocator_environ("system")) == worker_environment()
+    if find_jemalloc() is None:
+        pytest.skip("no libjemalloc on this machine: the worker's side is not tried")
+
+    def allocator():
+        with open("/proc/self/maps") as maps:
+            return "jemalloc" in maps.read(), os.environ.get("LD_PRELOAD")
+
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    with LocalCluster(n_workers=0, protocol="tcp", dashboard_address=":0") as local, Client(local) as client:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("DASK_") and k not in ("LD_PRELOAD", "MALLOC_CONF")}
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", local.scheduler_address, "--nthreads",
+                                   "1", "--no-dashboard"], env={**clean, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            client.wait_for_workers(1, timeout=60)
+            assert list(client.run(allocator).values()) == [(True, "libjemalloc.so.2")]
+            restart_worker_processes(client)
+            assert list(client.run(allocator).values()) == [(False, None)]
+        finally:
+            worker.terminate()
+            worker.wait(30)
+
+
 def test_slurm_cpu_only_partition_has_no_gpu_directives():
     script = slurm_job_script(SlurmSpec(partition="cpu", gpus_per_worker=0))
     assert "gres" not in script and "--resources" not in script

@@ -11,7 +11,9 @@ is a choice (`cluster.local.allocator`), not the default. It must be loaded befo
 starts, so the nannies spawn their workers with ``LD_PRELOAD`` (dask's
 ``distributed.nanny.pre-spawn-environ``). The statistics ran 11-27 % slower on it for 3-9 % less
 memory, so the run's restart before them (`restart_worker_processes`) brings the workers back on
-the C library's allocator (`drop_preloaded_allocator`).
+the C library's allocator (`drop_preloaded_allocator`). Workers a batch system starts (SLURM jobs,
+Kubernetes pods) get the same through their nannies' configuration (`remote_allocator_environ`,
+`specs.worker_environment`), with the restart working the same way.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 # Give dirty pages back after a second, and at once once madvised; a background thread does it.
 JEMALLOC_CONF = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
 PRELOADED = ("LD_PRELOAD", "MALLOC_CONF")
+JEMALLOC_SONAME = "libjemalloc.so.2"
+"""jemalloc 5's name for the dynamic loader, as Debian/Ubuntu (libjemalloc2) and RHEL (jemalloc) install it."""
 
 
 def find_jemalloc() -> str | None:
@@ -53,6 +57,13 @@ def allocator_environ(choice: Allocator) -> dict[str, str]:
         return {}
     preload = " ".join(p for p in (library, os.environ.get("LD_PRELOAD", "")) if p)
     return {"LD_PRELOAD": preload, "MALLOC_CONF": JEMALLOC_CONF}
+
+
+def remote_allocator_environ(choice: str) -> dict[str, str]:
+    """`allocator_environ` for workers on other machines (SLURM's nodes, Kubernetes' pods), which this
+    one cannot look at: jemalloc by its soname, which their loader finds where it is installed
+    (where it is not, the loader says so once per process and the worker runs on glibc)."""
+    return {"LD_PRELOAD": JEMALLOC_SONAME, "MALLOC_CONF": JEMALLOC_CONF} if choice == "jemalloc" else {}
 
 
 def _drop_from_nanny(dask_worker) -> None:

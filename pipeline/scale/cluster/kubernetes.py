@@ -11,6 +11,7 @@ import os
 from contextlib import ExitStack
 from pathlib import Path
 
+from pipeline.scale.cluster.allocator import remote_allocator_environ
 from pipeline.scale.cluster.specs import GPU_RESOURCE, ClusterError, KubernetesSpec, worker_environment
 
 K8S_GPU = "nvidia.com/gpu"
@@ -52,7 +53,7 @@ def kubernetes_manifests(spec: KubernetesSpec) -> tuple[dict, dict | None]:
         image=spec.image,
         n_workers=spec.cpu_workers,
         resources=_limits(spec.cpu, spec.memory),
-        env=worker_environment(),  # pods start their workers themselves: WORKER_CONFIG through the environment
+        env=worker_environment(remote_allocator_environ(spec.allocator)),  # pods start their workers: WORKER_CONFIG in the env
         worker_command="dask-worker --nthreads " + spec.cpu,
     )
     cluster = _drop_none(cluster)
@@ -69,7 +70,7 @@ def kubernetes_manifests(spec: KubernetesSpec) -> tuple[dict, dict | None]:
         image=spec.image,
         n_workers=spec.gpu_workers,
         resources=_limits(spec.gpu_cpu, spec.gpu_memory, gpus=1),
-        env=worker_environment(),
+        env=worker_environment(remote_allocator_environ(spec.allocator)),
         worker_command=["dask-worker", "--nthreads", spec.gpu_cpu, "--resources", f"{GPU_RESOURCE}=1"],
     )
     worker = _drop_none(worker)

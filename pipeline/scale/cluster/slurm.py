@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.scale.cluster.allocator import remote_allocator_environ
 from pipeline.scale.cluster.specs import GPU_RESOURCE, ClusterError, SlurmSpec, worker_environment
 
 # dask-jobqueue fills the real address in at submit time; job scripts shown before that use this.
@@ -29,7 +30,8 @@ def _slurm_job_kwargs(spec: SlurmSpec) -> dict[str, Any]:
         "local_directory": spec.local_directory,
         "log_directory": spec.log_directory,
         # the job's worker is started by SLURM, not by us: it takes WORKER_CONFIG from the environment
-        "job_script_prologue": [*(f"export {k}={v}" for k, v in worker_environment().items()), *spec.job_script_prologue],
+        "job_script_prologue": [*(f"export {k}={v}" for k, v in worker_environment(remote_allocator_environ(spec.allocator)).items()),
+                                *spec.job_script_prologue],
         "interface": spec.interface,
         "python": spec.python,
     }

@@ -21,6 +21,7 @@ IMAGE = "ghcr.io/glacierwatch/glacierwatch:0.1.0"
 GPU_RESOURCE = "GPU"
 KINDS = ("local", "slurm", "kubernetes", "address")
 Allocator = Literal["system", "jemalloc", "auto"]  # the local workers' malloc: `allocator`
+RemoteAllocator = Literal["system", "jemalloc"]  # a batch system's workers: no `auto`, their nodes cannot be looked at from here
 
 WORKER_CONFIG = {
     "distributed.worker.profile.enabled": False,
@@ -43,9 +44,12 @@ hand torch's large activation buffers back to the OS after every block and fault
 Workers here hold one tile at a time, so glibc's default is safe."""
 
 
-def worker_environment() -> dict[str, str]:
+def worker_environment(preload: Mapping[str, str] | None = None) -> dict[str, str]:
     """`WORKER_CONFIG` as the environment SLURM job scripts export and Kubernetes worker pods carry,
-    since those workers are started by the batch system, not by this process.
+    since those workers are started by the batch system, not by this process. `preload`
+    (`allocator.remote_allocator_environ`): variables the nannies spawn their workers with, as a
+    local cluster's do (``distributed.nanny.pre-spawn-environ``), so the restart before the
+    statistics takes them out again (`allocator.drop_preloaded_allocator`).
 
     All of it goes in ``DASK_INTERNAL_INHERIT_CONFIG``, dask's serialized config (how distributed's
     SSHCluster hands its config to the workers it starts): it can carry the None that takes a
@@ -53,6 +57,7 @@ def worker_environment() -> dict[str, str]:
     their keys). The settings a ``DASK_*`` variable can say are also given as one, to be read."""
     nested: dict = {}
     dask.config.set(WORKER_CONFIG, config=nested)
+    dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in (preload or {}).items()}, config=nested)
     readable = {
         "DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value)
         for key, value in WORKER_CONFIG.items()
@@ -101,6 +106,10 @@ class SlurmSpec(StrictModel):
     python: str | None = Field(None, description="python on the compute nodes; default: this one (shared filesystem)")
     dashboard_address: str = ":8787"
     start_timeout_s: float = Field(3600.0, gt=0, description="deadline for the first worker job to start (queue wait included)")
+    allocator: RemoteAllocator = Field(
+        "system", description="malloc of the workers (as cluster.local.allocator): jemalloc needs libjemalloc.so.2 on the "
+        "compute nodes (Debian/Ubuntu libjemalloc2, RHEL jemalloc); the statistics run on the C library's",
+    )
 
     @model_validator(mode="after")
     def _range(self):
@@ -125,6 +134,10 @@ class KubernetesSpec(StrictModel):
     gpu_memory: str = "32Gi"
     gpu_node_selector: dict[str, str] = Field(default_factory=dict, description='e.g. {"nvidia.com/gpu.present": "true"}')
     start_timeout_s: float = Field(600.0, gt=0, description="deadline for the scheduler and the first worker pod")
+    allocator: RemoteAllocator = Field(
+        "system", description="malloc of the workers (as cluster.local.allocator): jemalloc is in the image "
+        "(deploy/Dockerfile); the statistics run on the C library's",
+    )
 
 
 class ClusterSpec(StrictModel):
