@@ -42,7 +42,7 @@ def test_typical_glaciers_follow_the_stated_rules_and_say_why_not():
     out = typical_glaciers(glaciers).set_index("glacier_id")
     assert list(out.index[out.typical]) == [1, 2, 3]
     assert out.loc[4, "reason"] == "touches the region edge"
-    assert out.loc[5, "reason"] == "area < 0.1 km2"
+    assert out.loc[5, "reason"] == "area < 0.1 km2; fewer than 3 terminus lines"  # every rule it fails
     assert out.loc[6, "reason"] == "fewer than 3 terminus lines"
     flagged = typical_glaciers(glaciers.assign(front_at_edge=[False, True, False, False, False, False])).set_index("glacier_id")
     assert list(flagged.index[flagged.typical]) == [1, 3] and flagged.loc[2, "reason"] == "front at the edge of its zone"

@@ -15,7 +15,7 @@ Typical glaciers (the paper picked 75 by eye; here the rule is explicit):
   the measurement stops, not where the glacier ends;
 - fronts that are its own: none far behind the inventory's (`inventory_front`), none that moved
   between two years further than a glacier does (`plausibility.front_too_fast`).
-A glacier that fails a rule keeps a `reason`, so the selection can be checked.
+A glacier that fails rules keeps them all as its `reason` ("; "-separated), so the selection can be checked.
 
 Uncertainty: a group's rate error is the per-glacier error (pixel size over years), not divided
 by the square root of the count - the pixel-geometry error is systematic, as the paper treats it.
@@ -67,19 +67,17 @@ def typical_glaciers(
     plus `typical` and `reason`."""
     at_edge, behind, too_fast = (glaciers[c].fillna(False).astype(bool) if c in glaciers else False
                                  for c in ("front_at_edge", "behind_inventory", "front_too_fast"))
-    reasons = np.select(
-        [
-            glaciers["area_km2"] < min_area_km2,
-            glaciers["n_lines"].fillna(0) < min_lines,
-            glaciers["touches_edge"].astype(bool),
-            np.broadcast_to(at_edge, len(glaciers)),
-            np.broadcast_to(behind, len(glaciers)),
-            np.broadcast_to(too_fast, len(glaciers)),
-        ],
-        [f"area < {min_area_km2} km2", f"fewer than {min_lines} terminus lines", "touches the region edge",
-         "front at the edge of its zone", "front behind the inventory's", "front moved faster than a glacier's"],
-        default="",
-    )
+    rules = [
+        (glaciers["area_km2"] < min_area_km2, f"area < {min_area_km2} km2"),
+        (glaciers["n_lines"].fillna(0) < min_lines, f"fewer than {min_lines} terminus lines"),
+        (glaciers["touches_edge"].astype(bool), "touches the region edge"),
+        (at_edge, "front at the edge of its zone"),
+        (behind, "front behind the inventory's"),
+        (too_fast, "front moved faster than a glacier's"),
+    ]
+    failed = np.stack([np.broadcast_to(np.asarray(rule, bool), len(glaciers)) for rule, _ in rules])
+    texts = np.array([text for _, text in rules], dtype=object)
+    reasons = np.array(["; ".join(texts[failed[:, i]]) for i in range(len(glaciers))], dtype=object)
     return glaciers.assign(typical=reasons == "", reason=reasons)
 
 
