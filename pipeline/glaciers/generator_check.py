@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from shapely.geometry import box
 
+from pipeline.glaciers.retreat_summary import FRONT_FLAGS, flagged_glaciers
 from pipeline.glaciers.tables import conform
 
 RETREAT_TOLERANCE_M_A = 2.36
@@ -52,8 +53,9 @@ def generator_check(areas: pd.DataFrame, retreat: pd.DataFrame, truth_dir: str |
     per terminus method the mean error of the first-to-last retreat rate (m/a) and the share of
     glaciers within ±2.36 m/a of the generator's rate (none without retreat: a one-year run), over
     the glaciers whose true front stays inside the grid (`fronts_outside`). The retreat checks'
-    detail adds the same numbers without the glaciers the run flags: a first-to-last front at the
-    edge of its zone or behind the inventory's, or a front that moved too fast in any pair of years."""
+    detail adds the same numbers without the glaciers the run flags in any pair of years
+    (`retreat_summary.flagged_glaciers`: fronts at the edge of their zone, behind the inventory's,
+    or that moved faster than a glacier's)."""
     truth = true_areas(truth_dir, crs, bounds)
     outside = fronts_outside(truth_dir, crs, bounds)
     rates = gpd.read_parquet(Path(truth_dir) / "glaciers.parquet").set_index("glacier_id")["retreat_m_a"]
@@ -81,16 +83,14 @@ def generator_check(areas: pd.DataFrame, retreat: pd.DataFrame, truth_dir: str |
             continue
         overall = retreat[(retreat["sensor"] == sensor) & (retreat["period"] == "overall")]
         glaciers = sorted(set(mapped["glacier_id"]) & set(rates.index) - set(outside))
+        # the glaciers the run flags in any pair of years (as `typical_glaciers` leaves them out): a front that
+        # jumped in a middle year can still start or end the first-to-last pair
+        marks = flagged_glaciers(retreat[retreat["sensor"] == sensor])
+        at_edge, behind, too_fast = ({int(g) for g in marks.get(flag, ())} for flag in FRONT_FLAGS)
         for method, group in overall.groupby("method", sort=True):
             error = (group.set_index(group["glacier_id"].astype(int))["rate_m_a"] - rates).dropna().drop(outside, errors="ignore")
             off = error[error.abs() > RETREAT_TOLERANCE_M_A].round(1)
             unmeasured = [g for g in glaciers if g not in error.index]  # no line cuts both fronts, or a failure
-            at_edge, behind = ({int(g) for g in group.loc[group[flag].eq(True), "glacier_id"]} if flag in group else set()
-                               for flag in ("flag_front_at_edge", "flag_behind_inventory"))
-            # a front that jumped in any pair of years: the series the first-to-last rate stands on is not the glacier's
-            pairs = retreat[retreat["sensor"] == sensor]
-            too_fast = ({int(g) for g in pairs.loc[pairs["flag_front_too_fast"].eq(True), "glacier_id"]}
-                        if "flag_front_too_fast" in pairs else set())
             # what the flags explain: the same numbers over the fronts the run did not flag (the check itself counts all)
             flagged = sorted((at_edge | behind | too_fast) & set(error.index))
             rest = error.drop(flagged)

@@ -50,7 +50,7 @@ from pipeline.glaciers.change import area_uncertainty_km2
 from pipeline.glaciers.glacier_change import change_tables
 from pipeline.glaciers.outline_inputs import load_dem, read_outlines, year_of
 from pipeline.glaciers.plausibility import flag_glacier_years, front_too_fast, implausible_pairs
-from pipeline.glaciers.retreat_summary import retreat_by_aspect, retreat_by_elevation_band, typical_glaciers
+from pipeline.glaciers.retreat_summary import flagged_glaciers, retreat_by_aspect, retreat_by_elevation_band, typical_glaciers
 from pipeline.glaciers.tables import TABLE_COLUMNS, conform
 from pipeline.glaciers.tasks import Failures
 from pipeline.glaciers.terminus import BODY_GAP_PX, Dem, glacier_parts
@@ -201,8 +201,7 @@ def _retreat_summaries(areas: pd.DataFrame, terminus: pd.DataFrame, retreat: pd.
     lines = retreat[retreat.method == "main_axis"].groupby("glacier_id").n_lines.min()
     glaciers = pd.DataFrame({"glacier_id": first.index, "area_km2": first.area_km2.to_numpy(),
                              "n_lines": lines.reindex(first.index).to_numpy(), "touches_edge": False,
-                             "front_too_fast": retreat["flag_front_too_fast"].groupby(retreat["glacier_id"]).any()
-                             .reindex(first.index, fill_value=False).to_numpy()})
+                             "front_too_fast": first.index.isin(flagged_glaciers(retreat).get("flag_front_too_fast", set()))})
     typical = typical_glaciers(glaciers)
     ids = typical.glacier_id[typical.typical]
     start = terminus.groupby("glacier_id").date.transform("min") == terminus.date

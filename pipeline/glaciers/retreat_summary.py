@@ -60,6 +60,16 @@ def fronts_at_edge(terminus: pd.DataFrame, zones: dict, tolerance_m: float) -> p
     return (share >= 0.5).rename_axis(["glacier_id", "year"])
 
 
+FRONT_FLAGS = {"flag_front_at_edge": "at the edge of their zone", "flag_behind_inventory": "behind the inventory's",
+               "flag_front_too_fast": "moved faster than a glacier's"}
+"""The ``retreat`` flags that say a glacier's fronts are not its own, and how summaries name them."""
+
+
+def flagged_glaciers(retreat: pd.DataFrame) -> dict[str, set[int]]:
+    """flag -> the glacier ids (as `retreat` has them) with a row under it, for each of `FRONT_FLAGS` the table has."""
+    return {flag: set(retreat.loc[retreat[flag].eq(True), "glacier_id"].tolist()) for flag in FRONT_FLAGS if flag in retreat}
+
+
 def typical_glaciers(
     glaciers: pd.DataFrame, min_area_km2: float = 0.1, min_lines: int = 3
 ) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from pipeline.glaciers.glacier_change import change_tables
 from pipeline.glaciers.inventory_front import flag_behind_inventory
 from pipeline.glaciers.plausibility import front_too_fast
 from pipeline.glaciers.retreat_summary import (
+    flagged_glaciers,
     fronts_at_edge,
     retreat_by_aspect,
     retreat_by_elevation_band,
@@ -335,8 +336,7 @@ def terminus_tables(
                                                                     analysis.max_retreat_m_a, px)
         # a front that moved further between two years than a glacier's does: a tongue the map lost or gained
         retreat_df["flag_front_too_fast"] = front_too_fast(retreat_df, analysis.max_retreat_m_a, px)
-    behind, too_fast = ((retreat_df[flag].eq(True).groupby(retreat_df["glacier_id"].astype(int)).any()
-                         if len(retreat_df) else pd.Series(dtype=bool)) for flag in ("flag_behind_inventory", "flag_front_too_fast"))
+    marks = flagged_glaciers(retreat_df)
     first = outlines.sort_values("year").groupby("glacier_id").first()
     lines = retreat_df[retreat_df.method == "main_axis"].groupby("glacier_id").n_lines.min() if len(retreat_df) else pd.Series(dtype=float)
     first_outlines = gpd.GeoDataFrame(first, geometry="geometry", crs=outlines.crs)
@@ -347,8 +347,8 @@ def terminus_tables(
             "n_lines": lines.reindex(first.index).to_numpy(),
             "touches_edge": touches_edge(first_outlines, grid.bounds, tolerance_m=2 * px).to_numpy(),
             "front_at_edge": at_edge.groupby(level=0).any().reindex(first.index.astype(int), fill_value=False).to_numpy(),
-            "behind_inventory": behind.reindex(first.index.astype(int), fill_value=False).to_numpy(),
-            "front_too_fast": too_fast.reindex(first.index.astype(int), fill_value=False).to_numpy(),
+            "behind_inventory": first.index.astype(int).isin(marks.get("flag_behind_inventory", set())),
+            "front_too_fast": first.index.astype(int).isin(marks.get("flag_front_too_fast", set())),
         }
     )
     typical = typical_glaciers(glaciers)

@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.glaciers.retreat_summary import FRONT_FLAGS, flagged_glaciers
+
 SENSOR_ORDER = ("sentinel-2", "landsat")
 BASELINE_MODELS = ("band_ratio", "ndsi", "persistence")
 
@@ -44,23 +46,14 @@ def index_flags(areas: pd.DataFrame, sensor: str) -> dict:
     return {"n_index_flagged": len(a), "index_flagged": ", ".join(glaciers)}
 
 
-FRONT_FLAGS = {"flag_front_at_edge": "at the edge of their zone", "flag_behind_inventory": "behind the inventory's",
-               "flag_front_too_fast": "moved faster than a glacier's"}
-"""The retreat flags that say a glacier's fronts are not its own, and how the summary names them."""
-
-
 def front_flags(retreat: pd.DataFrame, sensor: str) -> dict:
-    """``n_front_flagged`` glaciers of `sensor` with a retreat row under any of `FRONT_FLAGS` and
+    """``n_front_flagged`` glaciers of `sensor` under any of `retreat_summary.FRONT_FLAGS` and
     ``front_flagged``, those glaciers by flag ("behind the inventory's: 26, 50; ...")."""
-    if not len(retreat) or not any(f in retreat for f in FRONT_FLAGS):
+    flagged = flagged_glaciers(retreat[retreat.sensor == sensor]) if len(retreat) else {}
+    if not flagged:
         return {}
-    rows = retreat[retreat.sensor == sensor]
-    named, flagged = [], set()
-    for flag, words in FRONT_FLAGS.items():
-        ids = sorted({int(g) for g in rows.loc[rows[flag].eq(True), "glacier_id"]}) if flag in rows else []
-        flagged |= set(ids)
-        named += [f"{words}: {', '.join(map(str, ids))}"] if ids else []
-    return {"n_front_flagged": len(flagged), "front_flagged": "; ".join(named)}
+    named = [f"{FRONT_FLAGS[flag]}: {', '.join(map(str, sorted(ids)))}" for flag, ids in flagged.items() if ids]
+    return {"n_front_flagged": len(set().union(*flagged.values())), "front_flagged": "; ".join(named)}
 
 
 def summary_table(tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, Any] | None = None) -> pd.DataFrame:

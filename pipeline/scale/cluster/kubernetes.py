@@ -48,12 +48,13 @@ def kubernetes_manifests(spec: KubernetesSpec) -> tuple[dict, dict | None]:
     """
     from dask_kubernetes.operator import make_cluster_spec, make_worker_spec
 
+    env = worker_environment(remote_allocator_environ(spec.allocator))  # pods start their workers: WORKER_CONFIG in the env
     cluster = make_cluster_spec(
         name=spec.name,
         image=spec.image,
         n_workers=spec.cpu_workers,
         resources=_limits(spec.cpu, spec.memory),
-        env=worker_environment(remote_allocator_environ(spec.allocator)),  # pods start their workers: WORKER_CONFIG in the env
+        env=env,
         worker_command="dask-worker --nthreads " + spec.cpu,
     )
     cluster = _drop_none(cluster)
@@ -70,7 +71,7 @@ def kubernetes_manifests(spec: KubernetesSpec) -> tuple[dict, dict | None]:
         image=spec.image,
         n_workers=spec.gpu_workers,
         resources=_limits(spec.gpu_cpu, spec.gpu_memory, gpus=1),
-        env=worker_environment(remote_allocator_environ(spec.allocator)),
+        env=env,
         worker_command=["dask-worker", "--nthreads", spec.gpu_cpu, "--resources", f"{GPU_RESOURCE}=1"],
     )
     worker = _drop_none(worker)
