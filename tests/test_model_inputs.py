@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.model.inputs import LANDSAT_BANDS, InputRecipe, fit_normalisation
+from pipeline.model.inputs import LANDSAT_BANDS, InputRecipe, fit_normalisation, nearest_valid_index
 
 # One pixel per column: ice, rock, and a no-data pixel. Bands: blue green red nir swir16 swir22.
 REFLECTANCE = np.array(
@@ -38,12 +38,23 @@ def test_landsat_names_give_the_same_channels():
     np.testing.assert_array_equal(s2.raw_channels(REFLECTANCE), landsat.raw_channels(REFLECTANCE))
 
 
-def test_no_data_is_zero_after_normalisation_and_masked():
+def test_no_data_takes_its_nearest_valid_pixels_inputs_and_is_masked():
     recipe = fit_normalisation(InputRecipe(indices=("ndsi",)), [(REFLECTANCE, None)])
     inputs, valid = recipe.build_inputs(REFLECTANCE)
     assert inputs.dtype == np.float32 and inputs.shape == (7, 1, 3)
     np.testing.assert_array_equal(valid, [[True, True, False]])
-    assert inputs[0, 0, 2] == 0.0 and np.isfinite(inputs).all()
+    assert np.array_equal(inputs[:, 0, 2], inputs[:, 0, 1]) and np.isfinite(inputs).all()  # the rock beside it
+    nothing = recipe.build_inputs(np.full((6, 2, 2), np.nan, np.float32))[0]
+    assert (nothing == 0.0).all()  # a tile without a valid pixel: the mean
+
+
+def test_nearest_valid_index_worked_by_hand():
+    valid = np.array([[True, False, False, False],
+                      [False, False, False, True]])
+    rows, cols = nearest_valid_index(valid)
+    # (0, 1) is 1 px from (0, 0); (0, 3) and (1, 2) are 1 px from (1, 3); (0, 2): 1.41 px from (1, 3), 2 from (0, 0)
+    assert list(zip(rows.ravel(), cols.ravel())) == [(0, 0), (0, 0), (1, 3), (1, 3), (0, 0), (0, 0), (1, 3), (1, 3)]
+    assert nearest_valid_index(np.ones((2, 2), bool)) is None and nearest_valid_index(np.zeros((2, 2), bool)) is None
 
 
 def test_fitted_normalisation_centres_and_scales_each_channel():
@@ -139,7 +150,11 @@ def test_build_inputs_normalises_in_place_as_the_plain_formula():
     inputs, valid = recipe.build_inputs(reflectance, terrain)
     raw = recipe.raw_channels(reflectance, terrain)
     mean, std = (np.asarray(v, np.float32)[:, None, None] for v in (recipe.mean, recipe.std))
-    assert inputs.dtype == np.float32 and np.array_equal(inputs, np.nan_to_num((raw - mean) / std, nan=0.0))
+    expected = np.nan_to_num((raw - mean) / std, nan=0.0)
+    neighbours = [expected[:, r, c] for r, c in ((2, 4), (4, 4), (3, 3), (3, 5))]
+    assert any(np.array_equal(inputs[:, 3, 4], n) for n in neighbours)  # the gap: a nearest valid pixel's inputs
+    expected[:, 3, 4] = inputs[:, 3, 4]
+    assert inputs.dtype == np.float32 and np.array_equal(inputs, expected)
     assert not valid[3, 4] and valid[5, 6] and valid.sum() == 40 * 50 - 1
 
 

@@ -14,9 +14,10 @@ the CPU path keep numpy's `build_inputs`.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from pipeline.model.inputs import RELIEF_WINDOW_PX, TERRAIN_SOURCES, InputRecipe, spectral_index
+from pipeline.model.inputs import RELIEF_WINDOW_PX, TERRAIN_SOURCES, InputRecipe, nearest_valid_index, spectral_index
 
 
 def _mirror_index(n: int, before: int, after: int, device: torch.device, *, repeat_edge: bool) -> torch.Tensor:
@@ -81,6 +82,11 @@ def build_inputs(
     mean = torch.tensor(recipe.mean, dtype=torch.float32, device=reflectance.device)
     std = torch.tensor(recipe.std, dtype=torch.float32, device=reflectance.device)
     inputs = (torch.stack(planes, 1) - mean[:, None, None]) / std[:, None, None]
+    for i in range(n):  # no-data takes its nearest valid pixel's inputs, as numpy's build does (found on the host)
+        nearest = nearest_valid_index(valid[i].cpu().numpy())
+        if nearest is not None:
+            flat = torch.from_numpy((nearest[0].astype(np.int64) * valid.shape[-1] + nearest[1]).ravel()).to(inputs.device)
+            inputs[i] = inputs[i].flatten(1)[:, flat].view(inputs.shape[1:])
     return torch.nan_to_num(inputs, nan=0.0, posinf=0.0, neginf=0.0), valid
 
 
