@@ -394,7 +394,7 @@ def test_weights_for_another_sensors_bands_are_refused_before_writing(small_stud
     message = (
         f"{landsat} was trained on bands ['blue', 'green', 'red', 'nir08', 'swir16', 'swir22']; sentinel-2 has "
         "['B02', 'B03', 'B04', 'B08', 'B11', 'B12'] (missing ['blue', 'green', 'red', 'nir08', 'swir16', 'swir22']): "
-        "set sensors.sentinel-2.weights to weights trained for sentinel-2"
+        "use weights trained for sentinel-2 (a run: sensors.sentinel-2.weights; predict: --weights)"
     )
     with pytest.raises(WeightsError) as refused:
         read_card(landsat, S2)

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.inference.predict import NODATA, encode, predict_scene
+from pipeline.inference.scene_inputs import PredictError
 
 runner = CliRunner()
 CRS = "EPSG:32645"
@@ -449,3 +450,75 @@ def test_a_band_in_another_crs_is_warped_onto_the_first_bands_grid(tmp_path):
     assert (out[2:-2, 2:28][out[2:-2, 2:28] != NODATA] == 254).all()
     assert (out[2:-2, 36:-2][out[2:-2, 36:-2] != NODATA] == 0).all()
     assert (out[2:-2, 2:-2] != NODATA).sum() >= 60 * 60 - 2 - 64
+
+
+def _shipped_s2():
+    from pipeline.config import SHIPPED_WEIGHTS
+
+    return SHIPPED_WEIGHTS / "sentinel-2.safetensors"
+
+
+def test_a_dem_short_of_the_scene_is_warned_about_one_with_no_heights_there_refused(tmp_path):
+    bands = _scene(tmp_path)
+    dem, _ = _dem(tmp_path)
+    with rasterio.open(dem) as src:
+        heights, profile = src.read(1), src.profile
+    half, none = tmp_path / "half.tif", tmp_path / "none.tif"
+    west = heights.copy()
+    west[:, heights.shape[1] // 2:] = -9999.0  # its no data over the scene's eastern half
+    for path, data in ((half, west), (none, np.full_like(heights, -9999.0))):
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data, 1)
+    said = []
+    result = predict_scene(bands, "sentinel-2", tmp_path / "p.tif", dem=half, weights=_shipped_s2(), device="cpu",
+                           warn=said.append)
+    share = 1 - result.n_valid / 4030  # 4030: the bands' valid pixels (test_cli_writes_the_map_and_says_what_it_found)
+    assert 0.3 < share < 0.7 and said == [f"--dem {half} has no elevation under {share:.0%} of the bands' valid pixels: "
+                                          "written as no data (give a DEM that covers the scene)"]
+    out = tmp_path / "new" / "sub" / "p.tif"
+    with pytest.raises(PredictError, match="has no elevation under any of the bands' 4030 valid pixels"):
+        predict_scene(bands, "sentinel-2", out, dem=none, weights=_shipped_s2(), device="cpu")
+    assert not (tmp_path / "new").exists()  # the folders the failed run made are gone with it
+
+
+def test_srtm_voids_a_dem_does_not_declare_are_no_data_and_said(tmp_path):
+    bands = _scene(tmp_path)
+    dem, _ = _dem(tmp_path)
+    with rasterio.open(dem) as src:
+        heights, profile = np.rint(src.read(1)).astype(np.int16), src.profile
+    heights[: heights.shape[0] // 3] = -32768  # voids over the scene's northern part
+    profile.update(dtype="int16", nodata=None)
+    with rasterio.open(tmp_path / "srtm.tif", "w", **profile) as dst:
+        dst.write(heights, 1)
+    profile.update(nodata=-32768)
+    with rasterio.open(tmp_path / "declared.tif", "w", **profile) as dst:
+        dst.write(heights, 1)
+    said = []
+    common = dict(weights=_shipped_s2(), device="cpu")
+    predict_scene(bands, "sentinel-2", tmp_path / "a.tif", dem=tmp_path / "srtm.tif", warn=said.append, **common)
+    predict_scene(bands, "sentinel-2", tmp_path / "b.tif", dem=tmp_path / "declared.tif", warn=lambda m: None, **common)
+    assert said[0] == f"--dem {tmp_path / 'srtm.tif'} declares no nodata: -32768, SRTM's void value, is taken as no data " \
+                      "(declare it: gdal_edit.py -a_nodata)"
+    undeclared, declared = _read(tmp_path / "a.tif")[0], _read(tmp_path / "b.tif")[0]
+    assert np.array_equal(undeclared, declared) and (undeclared[:5] == NODATA).all()
+
+
+def test_a_band_given_twice_is_refused(tmp_path):
+    paths = _scene(tmp_path)
+    with pytest.raises(PredictError, match=r"names .*B02.tif more than once"):
+        predict_scene([paths[0], *paths[:5]], "sentinel-2", tmp_path / "p.tif", classifier="ndsi")
+
+
+def test_a_missing_offset_is_found_where_the_scenes_ice_is_not_in_its_first_block(tmp_path):
+    """The offset is judged on the first block whose snow and ice can tell (`_check_offset`), not on the
+    first block alone: here the first 64 px block is snow-free rock, the ice lies east of it."""
+    size = 128
+    for i, name in enumerate(NAMES):
+        refl = np.empty((size, size), np.float32)
+        refl[:, : size // 2], refl[:, size // 2 :] = ROCK[i], ICE[i]
+        dn = np.rint((refl + 0.1) / 1e-4).astype(np.uint16)  # baseline 04.00's +1000 DN, left in
+        _write(tmp_path / f"{name}.tif", dn, 10.0)
+    said = []
+    predict_scene([tmp_path / f"{n}.tif" for n in NAMES], "sentinel-2", tmp_path / "p.tif", classifier="ndsi", block=64,
+                  warn=said.append)
+    assert len(said) == 1 and "an offset looks missing" in said[0], said

@@ -29,7 +29,8 @@ def predict(
     quality: Annotated[Optional[Path], typer.Option(help="the scene's SCL (Sentinel-2) or QA_PIXEL (Landsat): cloud, shadow, "
                                                      "cirrus, saturated and fill pixels become no data")] = None,
     classifier: Annotated[str, typer.Option(help="network (the shipped or --weights network) | dunet | unet | band-ratio | ndsi")] = "network",
-    weights: Annotated[Optional[Path], typer.Option(help=".safetensors weights with their .json card; default for dunet: the shipped ones")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help=".safetensors weights with their .json card; default: the shipped ones for --sensor "
+                                                              "(U-Nets: --classifier dunet needs D-UNet weights)")] = None,
     half: Annotated[Optional[bool], typer.Option("--half/--fp32", help="half precision: fp16 on a GPU, bf16 on a CPU with bf16 instructions "
                                                   "(~2x there; fp32 on CPUs without); default: on GPUs only")] = None,
 ) -> None:

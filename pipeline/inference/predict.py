@@ -51,11 +51,13 @@ from rasterio.windows import Window
 from catalog.masks import QA_FILL, SCL_NO_DATA, clear_mask
 from catalog.providers import REFLECTANCE_BANDS
 from pipeline.inference.scene_inputs import (
+    DEM_VOID,
     PRODUCT_FILL_DN,
     Grid,
     MissingInputError,
     PredictError,
     band_nodata,
+    dem_nodata,
     open_band,
     overlaps,
     read_classes,
@@ -74,6 +76,9 @@ TERRAIN_CHANNELS = ("elevation", "slope")
 """Terrain channels this command can build from --dem; weights asking for others are refused."""
 MIN_JUDGED = 1000
 """Valid pixels a block needs before its reflectance is judged for a wrong --scale/--offset."""
+MAX_DEM_GAP = 0.01
+"""Share of the bands' valid pixels the DEM may leave without elevation (written as no data) before
+`predict` says so: a DEM of part of the scene is a user's slip, not a gap in the data."""
 
 
 @dataclass(frozen=True)
@@ -113,20 +118,15 @@ def encode(probability: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where(valid, coded, np.uint8(NODATA))
 
 
-def _check_reflectance(reflectance: np.ndarray, scale: float, offset: float) -> list[str]:
-    """Refuse reflectance that is plainly not 0-1 (a wrong --scale); warn on an offset that looks wrong.
-
-    Judged on the first block with MIN_JUDGED valid pixels. Errors: the median of the brightest
-    band above 2 (DNs read with too large a scale), its 99th percentile below 0.002 (files
-    already in reflectance, scaled again), or the 1st percentile of each pixel's darkest band
-    above 0.4 (Landsat C2 L2 DNs read with Sentinel-2's scale start at 0.73). Warnings: `catalog.reflectance_check`'s rules for an
-    offset applied twice or missing.
-    """
-    from catalog.reflectance_check import TWICE_BELOW, offset_stats
+def _check_scale(reflectance: np.ndarray, scale: float, offset: float) -> None:
+    """Refuse reflectance that is plainly not 0-1 (a wrong --scale), judged on the first block with
+    MIN_JUDGED valid pixels: the median of the brightest band above 2 (DNs read with too large a
+    scale), its 99th percentile below 0.002 (files already in reflectance, scaled again), or the 1st
+    percentile of each pixel's darkest band above 0.4 (Landsat C2 L2 DNs read with Sentinel-2's scale
+    start at 0.73)."""
+    from catalog.reflectance_check import offset_stats
 
     valid = np.isfinite(reflectance).all(axis=0)
-    if valid.sum() < MIN_JUDGED:
-        return []
     brightest = reflectance[:, valid].max(axis=0)
     median, p99 = float(np.median(brightest)), float(np.percentile(brightest, 99))
     given = f"--scale {scale:g} --offset {offset:g}"
@@ -148,13 +148,26 @@ def _check_reflectance(reflectance: np.ndarray, scale: float, offset: float) -> 
             "vegetation's red are near 0): the scale or offset is wrong (Landsat C2 L2: --scale 2.75e-5 --offset -0.2; "
             "Sentinel-2 L2A baseline 04.00+: --scale 1e-4 --offset -0.1)"
         )
+
+
+def _check_offset(reflectance: np.ndarray, scale: float, offset: float) -> tuple[str | None, bool]:
+    """(warning, judged) by `catalog.reflectance_check`'s rules for an offset applied twice or missing.
+
+    A block is judged once it has MIN_JUDGED valid pixels and, for a missing offset, the snow and ice
+    whose SWIR tells (`OffsetStats.missing`); until then the next block is tried: a scene whose first
+    block is snow-free rock said nothing of a missing offset before (its ice lay beyond column 2,048)."""
+    from catalog.reflectance_check import MIN_VALID, TWICE_BELOW, offset_stats
+
+    stats = offset_stats(reflectance)
+    given = f"--scale {scale:g} --offset {offset:g}"
     if stats.applied_twice:
-        return [f"{stats.share_far_below:.0%} of pixels have a band below {TWICE_BELOW} with {given}: "
-                "the offset looks applied twice (files already offset-corrected?): check --offset"]
+        return (f"{stats.share_far_below:.0%} of pixels have a band below {TWICE_BELOW} with {given}: "
+                "the offset looks applied twice (files already offset-corrected?): check --offset"), True
     if stats.missing:
-        return [f"no dark pixels with {given} (1st percentile of each pixel's darkest band {stats.p1_darkest:.2f}): "
-                "an offset looks missing (Sentinel-2 baseline 04.00+: --offset -0.1; Landsat C2 L2: -0.2)"]
-    return []
+        return (f"no dark pixels with {given} (1st percentile of each pixel's darkest band {stats.p1_darkest:.2f}, "
+                f"{stats.p1_darkest_snow:.2f} over snow and ice): an offset looks missing (Sentinel-2 baseline 04.00+: "
+                "--offset -0.1; Landsat C2 L2: -0.2)"), True
+    return None, stats.judged and stats.n_snow >= MIN_VALID
 
 
 QUALITY_LAYER = {"sentinel-2": "SCL (scene classification, classes 0-11)", "landsat": "QA_PIXEL (bit flags)"}
@@ -256,12 +269,16 @@ def predict_scene(
     paths = [Path(b) for b in bands]
     if len(paths) != len(names):
         order = ",".join(f"{n} ({r})" for n, r in zip(names, PHYSICAL_BANDS))
-        raise PredictError(f"--bands needs {len(names)} files for {sensor}, in the order {order}; got {len(paths)}")
+        raise PredictError(f"--bands needs {len(names)} files for {sensor}, in the order {order}; got {len(paths)}"
+                           + (" (comma-separated, without spaces)" if len(paths) == 1 else ""))
     if not np.isfinite(scale) or scale == 0 or not np.isfinite(offset):
         raise PredictError(f"--scale {scale} --offset {offset}: reflectance = DN x scale + offset needs a finite, non-zero scale")
     for path, name, role in zip(paths, names, PHYSICAL_BANDS):
         if not path.is_file():
             raise MissingInputError(f"band {name} ({role}) {path} does not exist")
+    twice = sorted({str(p) for p in paths if sum(q.resolve() == p.resolve() for q in paths) > 1})
+    if twice:
+        raise PredictError(f"--bands names {', '.join(twice)} more than once: give the six bands' own files")
     if dem is not None and not Path(dem).is_file():
         raise MissingInputError(f"--dem {dem} does not exist")
     if quality is not None and not Path(quality).is_file():
@@ -356,14 +373,20 @@ def predict_scene(
             dem_src = stack.enter_context(open_band(Path(dem), "--dem"))
             if not overlaps(dem_src, grid):
                 raise PredictError(f"--dem {dem} does not cover the bands' footprint: give a DEM of the scene's area")
+            if dem_src.nodata is None and dem_nodata(dem_src) == DEM_VOID:
+                overview = dem_src.read(1, out_shape=(min(dem_src.height, 1024), min(dem_src.width, 1024)))
+                if (overview == DEM_VOID).any():
+                    _warn(f"--dem {dem} declares no nodata: {DEM_VOID}, SRTM's void value, is taken as no data "
+                          "(declare it: gdal_edit.py -a_nodata)")
 
+        created = [folder for folder in out.parents if not folder.exists()]  # removed again if the run fails
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(f".{out.name}.partial.tif")
         cog = out.with_name(f".{out.name}.cog.tif")
         profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="uint8", crs=grid.crs,
                        transform=grid.transform, nodata=NODATA, tiled=True, blockxsize=256, blockysize=256)
-        n_valid = n_glacier = n_index = n_index_mapped = 0
-        judged = False
+        n_valid = n_glacier = n_index = n_index_mapped = n_seen = 0
+        scale_judged = offset_judged = False
         try:
             with rasterio.open(partial, "w", **profile) as dst:
                 for row in range(0, grid.height, block):
@@ -373,15 +396,19 @@ def predict_scene(
                         r1, c1 = min(grid.height, row + h + halo), min(grid.width, col + w + halo)
                         reflectance = np.stack([read_onto(s, grid, r0, c0, r1 - r0, c1 - c0, fill) for s, fill in zip(sources, fills, strict=True)])
                         reflectance = reflectance * np.float32(scale) + np.float32(offset)
-                        if not judged and np.isfinite(reflectance).all(axis=0).sum() >= MIN_JUDGED:
-                            for message in _check_reflectance(reflectance, scale, offset):
+                        if not scale_judged and np.isfinite(reflectance).all(axis=0).sum() >= MIN_JUDGED:
+                            _check_scale(reflectance, scale, offset)
+                            scale_judged = True
+                        if scale_judged and not offset_judged:  # until a block holds the snow and ice that can tell
+                            message, offset_judged = _check_offset(reflectance, scale, offset)
+                            if message:
                                 _warn(message)
-                            judged = True
                         valid = np.isfinite(reflectance).all(axis=0)
                         if quality_src is not None:
                             classes = read_classes(quality_src, grid, r0, c0, r1 - r0, c1 - c0, QUALITY_FILL[sensor])
                             _check_quality(classes, sensor, quality)
                             valid &= clear_mask(classes, sensor)
+                        n_seen += int(valid[row - r0 : row - r0 + h, col - c0 : col - c0 + w].sum())
                         if card is None:
                             probability = predictor.predict(reflectance)
                         else:
@@ -403,6 +430,13 @@ def predict_scene(
                             n_index += int(indexed.sum())
                             n_index_mapped += int((indexed & (p >= 0.5)).sum())
                         dst.write(encode(p, ok), 1, window=Window(col, row, w, h))
+                if dem_src is not None and n_seen:
+                    if not n_valid:
+                        raise PredictError(f"--dem {dem} has no elevation under any of the bands' {n_seen} valid pixels "
+                                           "(no data, or heights no land has, there): give a DEM that covers the scene")
+                    if n_valid < (1 - MAX_DEM_GAP) * n_seen:
+                        _warn(f"--dem {dem} has no elevation under {1 - n_valid / n_seen:.0%} of the bands' valid pixels: "
+                              "written as no data (give a DEM that covers the scene)")
                 dst.scales = (1 / 255,)
                 dst.set_band_description(1, "glacier probability x 255 (255 = no data)")
                 dst.update_tags(
@@ -417,6 +451,10 @@ def predict_scene(
         finally:
             for leftover in (partial, cog):
                 leftover.unlink(missing_ok=True)
+            if not out.exists():  # failed: the folders this run made go too (deepest first, only if empty)
+                for folder in created:
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
 
     if n_index >= MIN_INDEX_ICE_PX and n_index_mapped < MIN_INDEX_RECALL * n_index:
         _warn(f"{weights_path.name} maps {n_index_mapped / n_index:.0%} of the {n_index} px that NDSI > 0.4 and red/SWIR16 > 2 "

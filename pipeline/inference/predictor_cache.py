@@ -49,7 +49,7 @@ def read_card(weights: str | Path, sensor: str | None = None) -> ModelCard:
         if missing:
             raise WeightsError(
                 f"{weights} was trained on bands {list(card.recipe.bands)}; {sensor} has {list(bands)} "
-                f"(missing {missing}): set sensors.{sensor}.weights to weights trained for {sensor}"
+                f"(missing {missing}): use weights trained for {sensor} (a run: sensors.{sensor}.weights; predict: --weights)"
             )
     return card
 
