@@ -203,6 +203,8 @@ def test_config_defaults_and_summary_names_the_flagged_glaciers():
                           "flag_unobserved": False})
     row = summary_table({"total_area": total, "areas": areas}).iloc[0]
     assert row.n_index_flagged == 2 and row.index_flagged == "1 (2022), 2 (2021)"
+    named = areas.assign(inventory_id=areas.glacier_id.map({1: "G013332E47020N", 2: "G013340E47030N"}))
+    assert summary_table({"total_area": total, "areas": named}).iloc[0].index_flagged == "G013332E47020N (2022), G013340E47030N (2021)"
 
 
 def test_the_report_lists_the_flagged_glaciers_and_the_uncertainty_terms(tmp_path):

@@ -418,6 +418,10 @@ def test_glaciers_whose_front_moved_faster_than_a_glaciers_are_listed_once_with_
     assert listed.count("<tr") == 2  # header + glacier 2's Landsat row, its pairs in one cell
     assert f"{YEARS[0]}-{YEARS[1]}" in listed
     assert "further than a glacier's front does" not in quality_html(tmp_path, tables)
+    # an inventory with its own ids: the list names the glacier by it, as the user knows it
+    areas = tables["areas"].assign(inventory_id=tables["areas"].glacier_id.map(lambda g: f"RGI60-13.{g:05d}"))
+    named = quality_html(tmp_path, {**tables, "areas": areas, "retreat": retreat})
+    assert ">RGI60-13.00002<" in named[named.index("further than a glacier's front does"):]
 
 
 def test_a_figure_whose_scattered_frame_died_with_its_worker_is_drawn_here(inputs, tmp_path):

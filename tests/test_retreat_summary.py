@@ -110,3 +110,8 @@ def test_the_summary_names_the_glaciers_whose_fronts_are_flagged_by_flag():
     assert row.mean_retreat_m_a == pytest.approx((0.5 + 34.0 + 10.0 + 12.0) / 4) and row.n_glaciers == 4
     assert "n_front_flagged" not in summary_table({"total_area": total, "retreat": retreat.drop(
         columns=["flag_front_at_edge", "flag_behind_inventory", "flag_front_too_fast"])})
+    # an inventory with its own ids (RGI 7 here): the glaciers go by them, as the user knows them
+    rgi = retreat.assign(inventory_id=[f"RGI2000-v7.0-G-13-{g:05d}" for g in retreat.glacier_id])
+    assert summary_table({"total_area": total, "retreat": rgi}).iloc[0].front_flagged == (
+        "at the edge of their zone: RGI2000-v7.0-G-13-00031; behind the inventory's: RGI2000-v7.0-G-13-00026; "
+        "moved faster than a glacier's: RGI2000-v7.0-G-13-00027, RGI2000-v7.0-G-13-00031")

@@ -36,23 +36,39 @@ def network_model(accuracy: pd.DataFrame, sensor: str, provenance: Mapping[str, 
     return next((m for m in models if m not in BASELINE_MODELS), models[0] if models else None)
 
 
+def inventory_names(table: pd.DataFrame) -> dict[int, str]:
+    """glacier_id -> the name a user knows it by: its ``inventory_id`` (an RGI or GLIMS id) where that
+    is not the glacier_id itself, else the glacier_id. A warning naming "glaciers 21, 23" sent an RGI
+    user to the tables to look the ids up."""
+    if "inventory_id" not in table or not len(table):
+        return {}
+    pairs = table[["glacier_id", "inventory_id"]].dropna().drop_duplicates("glacier_id")
+    return {int(g): str(i) for g, i in zip(pairs.glacier_id, pairs.inventory_id)}
+
+
 def index_flags(areas: pd.DataFrame, sensor: str) -> dict:
     """``n_index_flagged`` glacier-years and ``index_flagged`` "glacier (years)" of `sensor` whose
-    model mask disagrees with NDSI and red/SWIR (``areas.flag_index_disagreement``)."""
+    model mask disagrees with NDSI and red/SWIR (``areas.flag_index_disagreement``); glaciers by
+    `inventory_names`."""
     if not len(areas) or "flag_index_disagreement" not in areas:
         return {}
     a = areas[(areas.sensor == sensor) & areas.flag_index_disagreement.fillna(False).astype(bool)]
-    glaciers = [f"{int(g)} ({', '.join(str(int(y)) for y in sorted(sub.year))})" for g, sub in a.groupby("glacier_id", sort=True)]
+    names = inventory_names(a)
+    glaciers = [f"{names.get(int(g), int(g))} ({', '.join(str(int(y)) for y in sorted(sub.year))})"
+                for g, sub in a.groupby("glacier_id", sort=True)]
     return {"n_index_flagged": len(a), "index_flagged": ", ".join(glaciers)}
 
 
 def front_flags(retreat: pd.DataFrame, sensor: str) -> dict:
     """``n_front_flagged`` glaciers of `sensor` under any of `retreat_summary.FRONT_FLAGS` and
-    ``front_flagged``, those glaciers by flag ("behind the inventory's: 26, 50; ...")."""
-    flagged = flagged_glaciers(retreat[retreat.sensor == sensor]) if len(retreat) else {}
+    ``front_flagged``, those glaciers by flag ("behind the inventory's: 26, 50; ..."; by `inventory_names`)."""
+    own = retreat[retreat.sensor == sensor] if len(retreat) else retreat
+    flagged = flagged_glaciers(own) if len(own) else {}
     if not flagged:
         return {}
-    named = [f"{FRONT_FLAGS[flag]}: {', '.join(map(str, sorted(ids)))}" for flag, ids in flagged.items() if ids]
+    names = inventory_names(own)
+    named = [f"{FRONT_FLAGS[flag]}: {', '.join(names.get(int(g), str(g)) for g in sorted(ids))}"
+             for flag, ids in flagged.items() if ids]
     return {"n_front_flagged": len(set().union(*flagged.values())), "front_flagged": "; ".join(named)}
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.outputs.report.figures import draw, embed
+from pipeline.glaciers.summary import inventory_names
 from pipeline.outputs.report.selection import most_different_glacier, ordered_sensors, summary_table
 
 METRICS = ("PA", "UA", "OA", "F1", "IoU")
@@ -214,15 +215,22 @@ def retreat_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
     return {"parts": parts, "quality": quality(folder, tables)}
 
 
-def flagged_fronts(retreat: pd.DataFrame, flag: str, largest: str, measure) -> dict | None:
+def glacier_name(names: Mapping[int, str], glacier_id):
+    """A glacier as the inventory names it (`names`, `summary.inventory_names`), else its glacier_id as given."""
+    return names.get(int(glacier_id), glacier_id) if pd.notna(glacier_id) else glacier_id
+
+
+def flagged_fronts(retreat: pd.DataFrame, flag: str, largest: str, measure, names: Mapping[int, str] | None = None) -> dict | None:
     """One row per sensor and glacier with main-axis pairs under `flag`: the pairs, `largest`
-    (`measure` of its flagged rows, m) and the first-to-last rate read; None where none is flagged."""
+    (`measure` of its flagged rows, m) and the first-to-last rate read; None where none is flagged.
+    Glaciers by `names` (`summary.inventory_names`), else their glacier_id."""
+    names = names or {}
     if flag not in retreat:
         return None
     axis = retreat[retreat["method"].eq("main_axis")]
     overall = axis[axis["period"].eq("overall")].set_index(["sensor", "glacier_id"])["rate_m_a"]
     flagged = axis[axis[flag].eq(True)].sort_values(["year0", "year1"])
-    rows = [[gid, sensor, ", ".join(f"{int(a)}-{int(b)}" for a, b in zip(g["year0"], g["year1"])), num(measure(g), 0),
+    rows = [[glacier_name(names, gid), sensor, ", ".join(f"{int(a)}-{int(b)}" for a, b in zip(g["year0"], g["year1"])), num(measure(g), 0),
              num(overall.get((sensor, gid), np.nan), 1)] for (sensor, gid), g in flagged.groupby(["sensor", "glacier_id"], sort=True)]
     return table(["Glacier", "Sensor", "Pairs of years", largest, "Retreat read, first to last year (m/a)"], rows,
                  numeric=[False, False, False, True, True]) if rows else None
@@ -236,29 +244,31 @@ def quality(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
     `pipeline.glaciers.inventory_front`), and fronts that moved between two years further than a
     glacier does (``retreat.flag_front_too_fast``, `pipeline.glaciers.plausibility`)."""
     out = {"failures": None, "flagged": None, "fronts_at_edge": None, "behind_inventory": None, "too_fast": None}
+    names = inventory_names(tables["areas"]) if "areas" in tables else {}  # glaciers as the inventory names them
     retreat = tables.get("retreat")
     if retreat is not None and "flag_front_at_edge" in retreat:
         edge = retreat[retreat["flag_front_at_edge"].eq(True) & retreat["period"].eq("consecutive")]
         pairs = edge.drop_duplicates(["sensor", "glacier_id", "year0", "year1"]).sort_values(["sensor", "glacier_id", "year0"])
-        rows = [[gid, sensor, ", ".join(f"{int(a)}-{int(b)}" for a, b in zip(g["year0"], g["year1"]))]
+        rows = [[glacier_name(names, gid), sensor, ", ".join(f"{int(a)}-{int(b)}" for a, b in zip(g["year0"], g["year1"]))]
                 for (sensor, gid), g in pairs.groupby(["sensor", "glacier_id"], sort=True)]
         if rows:
             out["fronts_at_edge"] = table(["Glacier", "Sensor", "Pairs of years"], rows)
     if retreat is not None:
         out["behind_inventory"] = flagged_fronts(retreat, "flag_behind_inventory", "Largest gap to the inventory's front (m)",
-                                                 lambda g: np.nanmax(g[["inventory_gap0_m", "inventory_gap1_m"]].to_numpy(float)))
+                                                 lambda g: np.nanmax(g[["inventory_gap0_m", "inventory_gap1_m"]].to_numpy(float)), names)
         out["too_fast"] = flagged_fronts(retreat, "flag_front_too_fast", "Largest move (m)",
-                                         lambda g: g["retreat_m"].abs().max())
+                                         lambda g: g["retreat_m"].abs().max(), names)
     failures = tables.get("failures")
     if failures is not None and len(failures):
         out["failures"] = {"count": len(failures), "csv": write_csv(folder, "failures", failures),
                            "table": table(["Glacier", "Sensor", "Task", "Reason"],
-                                          [[r.glacier_id, r.sensor, r.task, r.reason] for r in failures.itertuples()])}
+                                          [[glacier_name(names, r.glacier_id), r.sensor, r.task, r.reason]
+                                           for r in failures.itertuples()])}
     areas = tables.get("areas")
     cols = [c for c in FLAG_NAMES if areas is not None and c in areas]
     flagged = areas[areas[cols].eq(True).any(axis=1)] if cols else pd.DataFrame()
     if len(flagged):
-        rows = [[r["glacier_id"], r["sensor"], int(r["year"]), num(r["area_km2"], 3),
+        rows = [[glacier_name(names, r["glacier_id"]), r["sensor"], int(r["year"]), num(r["area_km2"], 3),
                  ", ".join(FLAG_NAMES[c] for c in cols if r[c] == True)]  # noqa: E712 (True, not NaN)
                 for _, r in flagged.iterrows()]
         out["flagged"] = table(["Glacier", "Sensor", "Year", "Area (km²)", "Flags"], rows,
