@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline.outputs.report.figures import draw, embed
 from pipeline.glaciers.summary import inventory_names
+from pipeline.outputs.report.figures import draw, embed
 from pipeline.outputs.report.selection import most_different_glacier, ordered_sensors, summary_table
 
 METRICS = ("PA", "UA", "OA", "F1", "IoU")
