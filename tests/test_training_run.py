@@ -85,3 +85,27 @@ def test_train_writes_weights_logs_and_an_accuracy_table(tmp_path, small_study_a
     assert set(accuracy.year) == {2021, 2022}
     unet = accuracy[(accuracy.model == "unet") & (accuracy.zone == "all")]
     assert (unet.IoU > 0.5).all(), unet
+
+
+def test_train_refuses_what_it_cannot_use_before_building_any_composite(tmp_path, small_study_area, monkeypatch):
+    """No truth to score on, or an inventory that cannot be read: said before the composites (on a real
+    region a season of downloads), not after them (an audit saw a .prj-less inventory fail after 2016-2022)."""
+    import shutil
+
+    import pipeline.training.from_config as from_config
+
+    monkeypatch.setattr(from_config, "yearly_cube", lambda *a, **k: pytest.fail("composites built before the inputs were checked"))
+    area = tmp_path / "area"
+    shutil.copytree(small_study_area.root, area, ignore=shutil.ignore_patterns("truth"))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"synthetic": {"path": str(area)}, "region": {"bbox": list(small_study_area.spec.bbox())}}))
+    result = CliRunner().invoke(app, ["train", "-c", str(config), "--out", str(tmp_path / "t")])
+    assert result.exit_code == 2 and "no truth at" in result.output and "train-world" in result.output, result.output
+    assert result.output.startswith("error:") and len(result.output.strip().splitlines()) == 1, result.output
+
+    with pytest.warns(UserWarning, match="crs"):
+        gpd.GeoDataFrame({"glacier_id": [1]}, geometry=[box(0, 0, 1, 1)]).to_file(tmp_path / "inv.shp")  # no CRS
+    config.write_text(yaml.safe_dump({"synthetic": {"path": str(small_study_area.root)}, "region": {"bbox": list(small_study_area.spec.bbox())},
+                                      "inventory": {"path": str(tmp_path / "inv.shp")}, "training": {"labels": "inventory"}}))
+    result = CliRunner().invoke(app, ["train", "-c", str(config), "--out", str(tmp_path / "t")])
+    assert result.exit_code != 0 and "has no CRS" in result.output, result.output

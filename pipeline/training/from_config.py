@@ -19,6 +19,7 @@ from rich.console import Console
 from catalog.providers import REFLECTANCE_BANDS
 from catalog.synthetic.truth import truth_on_grid
 from pipeline.config import Config, Training
+from pipeline.glaciers.inventory import read_inventory
 from pipeline.inference.yearly_cube import yearly_cube
 from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
 from pipeline.model.inputs import InputRecipe, fit_normalisation
@@ -44,16 +45,22 @@ def train_and_evaluate(cfg: Config, sensor: str, options: Training, out_dir: Pat
     if not train_years or not test_years:
         raise ValueError(f"training needs years to train on and held-out test years: years {years}, test_years {list(options.test_years)}")
     bands = REFLECTANCE_BANDS[sensor]
+    # what can fail without pixels fails before the composites (on a real region: a season's downloads)
+    truth_dir = Path(cfg.path(cfg.synthetic.path)) / "truth"
+    if not truth_dir.is_dir():
+        raise FileNotFoundError(f"no truth at {truth_dir} to score the held-out years against: `glacierwatch train` "
+                                "needs a synthetic area's truth; to train for real scenes use `glacierwatch train-world`")
+    inventory = None
+    if options.labels != "truth":  # read as a run reads it (the analysis date picks a GLIMS analysis)
+        inventory = read_inventory(cfg.inventory_path(), cfg.inventory.id_field, cfg.inventory.analysis_date(cfg.years),
+                                   cfg.inventory.date_field)
     console.print(f"composites of {years[0]}-{years[-1]} ({sensor}) ...")
     cube = yearly_cube(cfg, sensor).compute()
-    truth_dir = Path(cfg.path(cfg.synthetic.path)) / "truth"
-    truth = truth_on_grid(truth_dir, cfg.grid(sensor), years) if truth_dir.is_dir() else None
+    truth = truth_on_grid(truth_dir, cfg.grid(sensor), years)
     if options.labels == "truth":
-        if truth is None:
-            raise FileNotFoundError(f"training.labels is 'truth' but there is no truth at {truth_dir}: use labels: inventory")
         labels = truth_labels(truth)
     else:
-        labels = program_labels(cfg.inventory_path(), cube, cfg.grid(sensor), bands, cfg.inventory.id_field)
+        labels = program_labels(inventory, cube, cfg.grid(sensor), bands)
     samples = cut_samples(cube, labels, train_years, options.sample_size, options.crop_size)
     recipe = fit_normalisation(
         InputRecipe(bands=bands, indices=options.indices, terrain=options.terrain), zip(samples.reflectance, samples.terrain)
@@ -68,8 +75,6 @@ def train_and_evaluate(cfg: Config, sensor: str, options: Training, out_dir: Pat
         [i for i, _ in inputs], samples.labels, recipe, config, out_dir, valid=[v for _, v in inputs], training_data=described
     )
     predictors = {options.architecture: TorchPredictor(result.model, recipe), "band_ratio": BandRatioPredictor(bands), "ndsi": NDSIPredictor(bands)}
-    if truth is None:
-        raise FileNotFoundError(f"no truth at {truth_dir} to score the held-out years against")
     accuracy = accuracy_table(predictors, cube, truth, test_years, sensor)
     accuracy.to_csv(out_dir / "accuracy.csv", index=False)
     ours = accuracy[(accuracy.model == options.architecture)]
@@ -78,7 +83,7 @@ def train_and_evaluate(cfg: Config, sensor: str, options: Training, out_dir: Pat
     }
     metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}  # no debris in the test years: no debris score
     weights = out_dir / f"{sensor}-{options.architecture}.safetensors"
-    synthetic = cfg.sensors[sensor].provider == "local" and truth is not None  # the embedded area's own truth
+    synthetic = cfg.sensors[sensor].provider == "local"  # the embedded area, scored on its own truth
     elevation = cube.elevation.values
     domain = TrainingDomain(
         kind="synthetic" if synthetic else "real",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import xarray as xr
 
@@ -25,12 +26,16 @@ def truth_labels(truth: xr.Dataset) -> xr.DataArray:
 
 
 def program_labels(
-    inventory_path: str | Path, cube: xr.Dataset, grid: TargetGrid, bands: tuple[str, ...], id_field: str = "glacier_id"
+    inventory: str | Path | gpd.GeoDataFrame, cube: xr.Dataset, grid: TargetGrid, bands: tuple[str, ...],
+    id_field: str = "glacier_id",
 ) -> xr.DataArray:
     """0/1 labels (year, y, x): inventory outline (no buffer) AND a band-ratio/NDSI ice mask of each year.
 
-    `grid`: the cube's grid (the object the cube was built on, not its attrs read back)."""
-    inventory = read_inventory(inventory_path, id_field)
+    `inventory`: outlines as `read_inventory` returns them (read before any composite, so a bad file
+    fails first), or the file to read with `id_field`. `grid`: the cube's grid (the object the cube
+    was built on, not its attrs read back)."""
+    if not isinstance(inventory, gpd.GeoDataFrame):
+        inventory = read_inventory(inventory, id_field)
     if (cube.sizes["y"], cube.sizes["x"]) != grid.shape:
         raise ValueError(f"the cube ({cube.sizes['y']} x {cube.sizes['x']} px) is not on the grid given ({grid.shape})")
     inside = rasterize_inventory(inventory, grid.transform, grid.shape, grid.crs, buffer_m=0.0).values > 0
