@@ -92,7 +92,7 @@ def test_train_refuses_what_it_cannot_use_before_building_any_composite(tmp_path
     region a season of downloads), not after them (an audit saw a .prj-less inventory fail after 2016-2022)."""
     import shutil
 
-    import pipeline.training.from_config as from_config
+    from pipeline.training import from_config
 
     monkeypatch.setattr(from_config, "yearly_cube", lambda *a, **k: pytest.fail("composites built before the inputs were checked"))
     area = tmp_path / "area"
