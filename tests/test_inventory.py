@@ -167,3 +167,19 @@ def test_the_inventory_fingerprint_follows_ids_outlines_and_buffer_not_row_order
     assert inventory_sha256(moved, 100.0) != sha
     assert inventory_sha256(inventory.assign(inventory_id=["7", "3", "13"]), 100.0) != sha
 
+
+
+@pytest.mark.parametrize(("crs", "lon", "lat"), [
+    ("EPSG:3338", -150.0, 61.0),   # Alaska Albers: area of use 172.42 E to 129.99 W
+    ("EPSG:3338", 179.5, 52.0),    # its Aleutians, west of the 180° meridian
+    ("EPSG:3832", 170.0, -43.5),   # Pacific Mercator: 98.69 E to 68 W; New Zealand
+    ("EPSG:3832", -72.0, -50.0),   # and Patagonia
+])
+def test_projected_inventories_whose_crs_crosses_the_antimeridian_load(tmp_path, crs, lon, lat):
+    path = tmp_path / "across.gpkg"
+    _squares([1, 2], x0=lon, y0=lat).to_crs(crs).to_file(path, driver="GPKG")
+    assert read_inventory(path, "gid").glacier_id.tolist() == [1, 2]
+    far = tmp_path / "far.gpkg"  # the Alps written in Alaska Albers: outside its area of use, still refused
+    _squares([1, 2], x0=10.8, y0=46.8).to_crs("EPSG:3338").to_file(far, driver="GPKG")
+    with pytest.raises(InventoryError, match=r"far.gpkg: 2 outlines .* lie outside where EPSG:3338 is defined"):
+        read_inventory(far, "gid")

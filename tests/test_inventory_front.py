@@ -83,3 +83,14 @@ def test_a_date_field_the_inventory_lacks_is_refused_and_without_one_the_dates_a
         read_inventory(path, "gid", date_field="BgnDate")
     assert np.isnan(list(inventory_years(read_inventory(path, "gid")).values())).all()
     assert inventory_years(read_inventory(path, "gid", date_field="surveyed"))[2] == pytest.approx(2013 + 243.5 / 365)
+
+
+@pytest.mark.parametrize(("column", "value", "year"), [
+    ("SRC_DATE", "2003-07-30", 2003 + 210.5 / 365),  # RGI 7 through a tool that upper-cases fields
+    ("bgndate", "20030799", 2003 + 6.5 / 12),          # RGI 6 through one that lower-cases them
+    ("BGNDATE", "20030799", 2003 + 6.5 / 12),          # a shapefile round trip
+])
+def test_the_known_date_fields_are_found_whatever_their_case(tmp_path, column, value, year):
+    path = tmp_path / "cased.gpkg"
+    gpd.GeoDataFrame({"gid": [1], column: [value]}, geometry=[box(0, 0, 100, 100)], crs="EPSG:32632").to_file(path)
+    assert inventory_years(read_inventory(path, "gid")) == {1: pytest.approx(year)}

@@ -336,6 +336,7 @@ def test_dates_are_parsed_per_value_and_fractional_years_are_decimal_years():
     assert nullable.iloc[0] == pd.Timestamp("2016-01-01") and pd.isna(nullable.iloc[1])
 
 
+@pytest.mark.filterwarnings("ignore:.*lie apart:UserWarning")  # the detached block is its own row: named, as it should be
 def test_pixel_staircase_outlines_get_the_same_perimeter_as_run_and_fragments_are_reported():
     """A vectorised raster (the project's own outlines.parquet) is a pixel staircase: ``stats``
     gives it pi/4 of its length, the definition ``run`` uses (pipeline.glaciers.change); a detached part is
@@ -361,3 +362,57 @@ def test_pixel_staircase_outlines_get_the_same_perimeter_as_run_and_fragments_ar
     dropped = outline_statistics(gdf, id_field="gid", analysis=Analysis(min_mapping_unit_km2=0.001))["areas"].iloc[0]
     assert dropped["n_fragments"] == 0 and dropped["dropped_km2"] == pytest.approx(0.0009, rel=1e-3)
     assert dropped["area_km2"] == pytest.approx(areas["area_km2"] - 0.0009 / k**2, rel=1e-4)
+
+
+def test_rgi_dates_with_unknown_day_or_month_are_read_as_run_reads_them():
+    """RGI 5/6 ``BgnDate`` writes 99 for an unknown month or day: ``stats`` dates it where ``run``'s
+    `inventory.decimal_years` does (one rule), a full code as its day, -9999999 as none; no pandas warning."""
+    import warnings
+
+    from pipeline.glaciers.inventory import decimal_years
+    from pipeline.glaciers.outline_inputs import parse_dates
+
+    codes = ["20030799", "20039999", "20030815", "-9999999", "2019-08-01", "2016"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = parse_dates(pd.Series(codes), "BgnDate", "f")
+        as_numbers = parse_dates(pd.Series([20030799, 20030815, -9999999]), "BgnDate", "f")
+    run = decimal_years(pd.Series(codes[:2]))
+    for when, year in zip(got.iloc[:2], run, strict=True):  # mid-July, mid-2003, to the day
+        assert when.floor("D") == when and abs((when - pd.Timestamp("2003-01-01")).days / 365 - (year - 2003)) < 1 / 365
+    assert got.iloc[0] == pd.Timestamp("2003-07-17") and got.iloc[2] == pd.Timestamp("2003-08-15")
+    assert pd.isna(got.iloc[3]) and got.iloc[4:].tolist() == [pd.Timestamp("2019-08-01"), pd.Timestamp("2016-01-01")]
+    assert as_numbers.iloc[:2].tolist() == got.iloc[[0, 2]].tolist() and pd.isna(as_numbers.iloc[2])
+
+
+def test_metres_in_a_lonlat_layer_are_refused_as_run_refuses_them(tmp_path):
+    path = tmp_path / "wrongcrs.gpkg"
+    gpd.GeoDataFrame({"gid": ["A"]}, geometry=[box(X0, Y0, X0 + 500, Y0 + 500)], crs=4326).to_file(path)
+    with pytest.raises(ValueError, match=r"wrongcrs.gpkg: 1 outlines \(e.g. glaciers \['A'\]\) .* look like metres"):
+        outline_statistics(path, id_field="gid")
+
+
+def test_rows_of_one_id_that_lie_apart_are_summed_but_named_in_a_warning(tmp_path):
+    """Parts of one glacier that touch are one glacier, silently; rows of one id that neither touch nor
+    overlap are summed all the same (multi-part glaciers exist) but named: often two glaciers given one id."""
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.glaciers.outline_inputs import OutlineWarning
+
+    touching = [box(X0, Y0, X0 + 500, Y0 + 500), box(X0 + 500, Y0, X0 + 800, Y0 + 500)]
+    apart = [box(X0 + 2000, Y0, X0 + 2500, Y0 + 500), box(X0 + 4000, Y0, X0 + 4400, Y0 + 500)]
+    gdf = gpd.GeoDataFrame({"gid": ["T", "T", "X", "X"]}, geometry=touching + apart, crs=CRS)
+    with pytest.warns(OutlineWarning, match=r"1 glacier ids \(e.g. \['X'\]\) are on polygons that lie apart.*own 'gid'"):
+        areas = outline_statistics(gdf, id_field="gid")["areas"].set_index("glacier_id")
+    assert areas.loc["X", "n_polygons"] == 2 and areas.loc["X", "area_km2"] == pytest.approx(0.45, rel=2e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutlineWarning)
+        outline_statistics(gdf.iloc[:2], id_field="gid")  # touching parts: no warning
+    path = tmp_path / "one_id.gpkg"
+    gdf.to_file(path)
+    result = CliRunner().invoke(app, ["stats", "--outlines", str(path), "--id-field", "gid", "--out", str(tmp_path / "t")])
+    assert result.exit_code == 0, result.output
+    assert "warning: " in result.output and "one_id.gpkg: 1 glacier ids (e.g. ['X'])" in result.output

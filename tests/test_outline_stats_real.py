@@ -115,3 +115,18 @@ def test_oetztal_median_elevation_and_aspect_match_rgi_attributes(real_data):
     # Vernagtferner's divides carry the whole glacier's Aspect (165°) in RGI5: skip them for the max
     whole = ~e.index.str.contains("_d")
     assert da[whole].max() < 20.0
+
+
+def test_stats_reads_rgi6_dates_with_an_unknown_day_as_run_does(real_data, tmp_path):
+    """Hintereisferner's RGI 6 ``BgnDate`` is 20030799 (day unknown): mid-July 2003, as ``run`` reads it."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    out = tmp_path / "tables"
+    result = CliRunner().invoke(app, ["stats", "--outlines", str(real_data / "hintereisferner" / "Hintereisferner_RGI6.shp"),
+                                      "--id-field", "RGIId", "--date-field", "BgnDate", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Warning" not in result.output
+    areas = pd.read_parquet(out / "areas.parquet")
+    assert areas["date"].tolist() == [pd.Timestamp("2003-07-17")] and areas["year"].tolist() == [2003]

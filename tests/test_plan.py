@@ -200,3 +200,26 @@ def test_the_plan_tiles_by_the_configs_tile_size(tmp_path):
     (big_s2, *_), (small_s2, *_) = plan_run(cfg, offline=True).sensors, plan_run(small, offline=True).sensors
     assert (big_s2.tiles.tile_px, small_s2.tiles.tile_px) == (2048, 512)
     assert small_s2.tiles.n_tiles_total > 10 * big_s2.tiles.n_tiles_total
+
+
+@pytest.mark.parametrize("suffix", [".geoparquet", ".parquet", ".gpkg", ".shp"])
+def test_the_plan_reads_the_inventory_as_the_run_reads_it(tmp_path, suffix):
+    """`plan` reads only the outlines near the region, but with the run's reader (`inventory.read_vector`):
+    GeoParquet by either name, any GDAL format, and a layer without a CRS refused naming the file."""
+    from shapely.geometry import box
+
+    from catalog.grid import TargetGrid
+    from pipeline.glaciers.inventory import InventoryError
+    from pipeline.scale.plan.tiles import outlines_near
+
+    x0, y0 = 500_000.0, 4_800_000.0  # UTM 45N
+    outlines = gpd.GeoDataFrame({"gid": [1, 2]}, geometry=[box(x0, y0, x0 + 1000, y0 + 1000),
+                                                           box(x0 + 90_000, y0, x0 + 91_000, y0 + 1000)], crs=32645)
+    path = tmp_path / f"inventory{suffix}"
+    outlines.to_parquet(path) if "parquet" in suffix else outlines.to_file(path)
+    grid = TargetGrid(32645, 30.0, (x0 - 3000, y0 - 3000, x0 + 5000, y0 + 5000))
+    assert outlines_near(path, grid, 500.0)["gid"].tolist() == [1]  # the other 90 km away stays on disk
+    if suffix == ".shp":
+        path.with_suffix(".prj").unlink()
+        with pytest.raises(InventoryError, match=rf"inventory {path} has no CRS: set one \(e.g. a .prj file"):
+            outlines_near(path, grid, 500.0)

@@ -21,6 +21,7 @@ from catalog.scenes import check_region_covered, find_scenes
 from catalog.search import open_source
 from pipeline.cli import model_commands, run_commands
 from pipeline.cli.console import console, progress_bar
+from pipeline.cli.console import errors as error_console
 from pipeline.cli.errors import OneLineErrors, fail, set_debug
 from pipeline.cli.options import ConfigOption, load_config_or_exit
 
@@ -130,9 +131,12 @@ def stats(
     terminus_statistic: Annotated[str, typer.Option(help="mean | median over those lines")] = "mean",
 ) -> None:
     """Glacier statistics on outlines from anywhere (GLIMS, RGI, hand-digitised)."""
+    import warnings
+
     from pydantic import ValidationError
 
     from pipeline.config import Analysis
+    from pipeline.glaciers.outline_inputs import OutlineWarning
     from pipeline.glaciers.outline_stats import outline_statistics, write_tables
 
     try:
@@ -141,12 +145,19 @@ def stats(
         fail(f"--terminus-lines must be centre or front and --terminus-statistic mean or median "
              f"({err.error_count()} invalid); got {terminus_lines!r}, {terminus_statistic!r}")
     try:
-        tables = outline_statistics(
-            outlines, dem_path=dem, id_field=id_field, date_field=date_field, pixel_size_m=pixel_size, band_m=band,
-            analysis=analysis,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", OutlineWarning)
+            tables = outline_statistics(
+                outlines, dem_path=dem, id_field=id_field, date_field=date_field, pixel_size_m=pixel_size, band_m=band,
+                analysis=analysis,
+            )
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
+    for w in caught:  # the outlines' own warnings as one line each; any other as Python shows it
+        if issubclass(w.category, OutlineWarning):
+            error_console.print(f"warning: {w.message}", soft_wrap=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     write_tables(tables, out)
     for name, table in tables.items():
         console.print(f"{name}: {len(table)} rows -> {out / name}.parquet")

@@ -30,13 +30,16 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyogrio
+from shapely.geometry.base import BaseGeometry
 
 INTERNAL_ID = "glacier_id"
 ORIGINAL_ID = "inventory_id"
 INVENTORY_YEAR = "inventory_year"
 DATE_FIELDS = ("BgnDate", "src_date", "ref_year")
 """Where inventories keep each outline's date: RGI 5/6 (YYYYMMDD, 99 for an unknown month or day,
--9999999 for none), RGI 7 and GLIMS (a date), or a year."""
+-9999999 for none), RGI 7 and GLIMS (a date), or a year. Matched whatever their case (`date_column`):
+shapefile round trips and other tools write ``BGNDATE``, ``SRC_DATE``, ``bgndate``."""
 MAX_KEPT_ID = 1_000_000
 """Largest inventory id kept as ``glacier_id`` (see the module docstring); larger ones are ranked."""
 
@@ -45,11 +48,14 @@ class InventoryError(ValueError):
     """An inventory of outlines that cannot be used as it is; the message names the file and what to do."""
 
 
-def read_vector(path: str | Path, source: str, setting: str = "inventory.path") -> gpd.GeoDataFrame:
+def read_vector(path: str | Path, source: str, setting: str = "inventory.path",
+                near: BaseGeometry | None = None) -> gpd.GeoDataFrame:
     """Outlines from any vector file (GDAL) or GeoParquet (geopandas' reader: GDAL may lack the driver).
 
     Every way a file can fail to be outlines is one `InventoryError` naming `source` and `setting`
-    (the config key or CLI option that gave the path).
+    (the config key or CLI option that gave the path). `near` (a lon/lat polygon): only the outlines
+    that intersect it, so a continental file stays on disk (``plan``); a layer without a CRS, which
+    `near` cannot be put into, is refused as `read_inventory` refuses it.
     """
     path = Path(path)
     if not path.exists():
@@ -57,19 +63,41 @@ def read_vector(path: str | Path, source: str, setting: str = "inventory.path") 
                              "(RGI, GLIMS or your own: GeoPackage, shapefile, GeoJSON or GeoParquet)")
     if path.is_dir() and path.suffix.lower() not in (".gdb",):
         raise InventoryError(f"{source} is a folder, not a vector file: point {setting} at the outlines file inside it")
+    parquet = path.suffix.lower() in (".parquet", ".geoparquet")
     try:
-        if path.suffix.lower() in (".parquet", ".geoparquet"):
-            return gpd.read_parquet(path)
-        return gpd.read_file(path)
+        if near is not None and not parquet and pyogrio.read_info(path)["crs"] is None:
+            outlines = None
+        elif parquet:
+            outlines = gpd.read_parquet(path)
+        else:
+            outlines = gpd.read_file(path, bbox=None if near is None else gpd.GeoSeries([near], crs=4326))
     except Exception as err:  # pyogrio, pyarrow and GDAL raise many types for "not a vector file"
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InventoryError(
             f"{source} cannot be read as glacier outlines ({type(err).__name__}: {reason}): give a GeoPackage, "
             "shapefile, GeoJSON or GeoParquet file"
         ) from None
+    if near is None:
+        return outlines
+    if outlines is None or outlines.crs is None:
+        raise InventoryError(_no_crs(source))
+    if parquet and len(outlines):
+        outlines = outlines[outlines.intersects(gpd.GeoSeries([near], crs=4326).to_crs(outlines.crs).iloc[0])]
+    return outlines
 
 
-def _check_coordinates(outlines: gpd.GeoDataFrame, ids: pd.Series, source: str) -> None:
+def _no_crs(source: str) -> str:
+    return f"{source} has no CRS: set one (e.g. a .prj file, or GeoPackage/GeoParquet with a CRS)"
+
+
+def _in_lon_range(lon: pd.Series, west: float, east: float, margin: float) -> pd.Series:
+    """`lon` within [west - margin, east + margin] on the circle: an area of use across the 180° meridian
+    (EPSG:3338 Alaska: west 172.42, east -129.99) has west > east."""
+    width = east - west if east >= west else east - west + 360
+    return ((lon - west + margin) % 360 <= width + 2 * margin) | (width + 2 * margin >= 360)
+
+
+def check_coordinates(outlines: gpd.GeoDataFrame, ids: pd.Series, source: str) -> None:
     """Coordinates must fit the layer's CRS: metres in a lon/lat layer would be dropped or misplaced silently."""
     bounds = outlines.geometry.bounds
     crs = outlines.crs
@@ -89,7 +117,7 @@ def _check_coordinates(outlines: gpd.GeoDataFrame, ids: pd.Series, source: str) 
     area = crs.area_of_use
     if area is not None:
         margin = 10.0  # degrees: projections are usable a little beyond their declared area
-        bad |= ~(lonlat.minx.between(area.west - margin, area.east + margin)
+        bad |= ~(_in_lon_range(lonlat.minx, area.west, area.east, margin)
                  & lonlat.miny.between(area.south - margin, area.north + margin))
     if bad.any():
         shown = ids[bad].astype(str).tolist()[:5]
@@ -118,6 +146,17 @@ def _ids(raw: pd.Series, source: str, id_field: str) -> tuple[np.ndarray, np.nda
     text = raw.astype(str).to_numpy()
     ranks = {v: i + 1 for i, v in enumerate(sorted(set(text)))}
     return np.array([ranks[v] for v in text], np.int32), text
+
+
+def date_column(columns) -> str | None:
+    """The first of `DATE_FIELDS` among `columns` whatever its case (``SRC_DATE``, ``bgndate``), as the file spells it; None if none."""
+    spelled = {str(c).lower(): c for c in columns}
+    return next((spelled[f.lower()] for f in DATE_FIELDS if f.lower() in spelled), None)
+
+
+def is_rgi_date(text: pd.Series) -> pd.Series:
+    """Which of `text` (strings) are RGI 5/6 ``BgnDate`` codes: YYYYMMDD (99 for an unknown month or day) or -9999999 (none)."""
+    return text.str.fullmatch(r"\d{8}|-9999999").fillna(False).astype(bool)
 
 
 def decimal_years(values: pd.Series) -> np.ndarray:
@@ -171,7 +210,7 @@ def read_inventory(path: str | Path, id_field: str = INTERNAL_ID, near: dt.date 
             "holding glacier ids (RGI 6: RGIId, RGI 7: rgi_id, GLIMS: glac_id)"
         )
     if outlines.crs is None:
-        raise InventoryError(f"{source} has no CRS: set one (e.g. a .prj file, or GeoPackage/GeoParquet with a CRS)")
+        raise InventoryError(_no_crs(source))
     notes = []
     if glims.is_glims(outlines):
         try:
@@ -204,14 +243,14 @@ def read_inventory(path: str | Path, id_field: str = INTERNAL_ID, near: dt.date 
         fields = [c for c in outlines.columns if c != outlines.geometry.name]
         raise InventoryError(f"{source} has no date field {date_field!r} (it has {fields}): set inventory.date_field to the "
                              "column holding each outline's date, or leave it unset")
-    date_field = date_field or next((f for f in DATE_FIELDS if f in outlines.columns), None)
+    date_field = date_field or date_column(outlines.columns)
     years = decimal_years(outlines[date_field]) if date_field is not None else np.full(len(outlines), np.nan)
     result = gpd.GeoDataFrame(
         {INTERNAL_ID: glacier_id, ORIGINAL_ID: inventory_id, INVENTORY_YEAR: years},
         geometry=gpd.GeoSeries(geoms, index=outlines.index, crs=outlines.crs),
         crs=outlines.crs,
     ).reset_index(drop=True)
-    _check_coordinates(result, result[ORIGINAL_ID], source)
+    check_coordinates(result, result[ORIGINAL_ID], source)
     result.attrs["notes"] = notes
     return result
 

@@ -4,13 +4,17 @@ date, and a DEM read onto a grid under them.
 Choices, stated once:
 
 - Outlines: any vector file GDAL reads, or GeoParquet (``.parquet``/``.geoparquet``, read with
-  geopandas' own reader: the project's ``outlines.parquet`` included). Dates: datetime columns and
+  geopandas' own reader: the project's ``outlines.parquet`` included). Coordinates must fit the
+  layer's CRS (`inventory.check_coordinates`, as ``run`` checks them). Dates: datetime columns and
   date strings as they are; integer, float and 4-digit string years (``2016``, ``2016.0``,
-  ``"2016"``) as 1 January of that year (a fractional float year as a decimal year).
+  ``"2016"``) as 1 January of that year (a fractional float year as a decimal year); RGI 5/6
+  ``BgnDate`` codes (``20030799``) as ``run`` reads them (`parse_dates`).
 - Areas and perimeters are ellipsoidal (WGS 84 geodesic polygons, ``pyproj.Geod``), glacier by
   glacier: the map area of an equal-area projection, exact anywhere however wide the file (one
   UTM zone over 77-88 E was off by up to 0.8 %). Several polygons (or a multipolygon) with the
-  same id and date are one glacier: areas and perimeters are summed (perimeter includes nunataks).
+  same id and date are one glacier: areas and perimeters are summed (perimeter includes nunataks);
+  where they lie apart (rows that neither touch nor overlap another: often two glaciers given one id)
+  an `OutlineWarning` names the ids (not for a GLIMS download, whose parts of a glacier are GLIMS').
   Shapes (DEM sampling, terminus lines and their lengths) use the UTM zone of the whole file
   (geopandas ``estimate_utm_crs``).
   Polygons of one id and date that overlap by more than 1 % of their area are refused (usually
@@ -30,6 +34,7 @@ Choices, stated once:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -45,6 +50,7 @@ from shapely.geometry.polygon import orient
 
 from pipeline.glaciers import glims
 from pipeline.glaciers.change import MIN_STAIRCASE_EDGES, PIXEL_PERIMETER_FACTOR, rectilinear_edges
+from pipeline.glaciers.inventory import check_coordinates
 from pipeline.glaciers.rasterise import dem_on_grid
 from pipeline.glaciers.terminus import Dem
 
@@ -131,32 +137,52 @@ def _from_years(years: pd.Series) -> pd.Series:
     return start + (end - start) * (years - whole)
 
 
+def _rgi_codes(numbers: pd.Series) -> bool:
+    """Whether a numeric date field holds RGI 5/6 ``BgnDate`` codes (YYYYMMDD or -9999999) stored as numbers."""
+    given = numbers.dropna()
+    return bool(len(given)) and bool(((given == -9999999) | ((given >= 1e7) & (given < 1e8) & (given == np.floor(given)))).all())
+
+
 def parse_dates(values: pd.Series, field: str, source: str) -> pd.Series:
-    """A date field as timestamps: dates as dates, years (int, float or "2016") as 1 January."""
+    """A date field as timestamps: dates as dates, years (int, float or "2016") as 1 January.
+
+    RGI 5/6 ``BgnDate`` codes (YYYYMMDD, 99 for an unknown month or day, -9999999 for none) are
+    read as ``run`` reads them (`inventory.decimal_years`: an unknown day is mid-month, an unknown
+    month mid-year, to the day; none NaT), so ``stats`` and ``run`` date an RGI outline alike; a full code is its day.
+    """
+    from pipeline.glaciers.inventory import decimal_years, is_rgi_date
+
     how = f"convert {field!r} to ISO dates or years, or pass date_field=None"
     if pd.api.types.is_datetime64_any_dtype(values):
         out = values.dt.tz_convert(None) if getattr(values.dt, "tz", None) is not None else values
         return pd.Series(pd.to_datetime(out).to_numpy(), index=values.index)
     if pd.api.types.is_bool_dtype(values):
         raise ValueError(f"date field {field!r} in {source} holds booleans, not dates; {how}")
+    if pd.api.types.is_numeric_dtype(values) and _rgi_codes(values.astype("float64")):
+        values = values.astype("float64").astype("Int64").astype("string")
     if pd.api.types.is_numeric_dtype(values):
         years = values.astype("float64")
     else:
         text = values.astype("string").str.strip()
         is_year = text.str.fullmatch(r"\d{4}(\.0*)?").fillna(False).astype(bool)
+        rgi = is_rgi_date(text)
         years = pd.Series(np.nan, index=values.index)
         years[is_year] = text[is_year].astype("float64")
         out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
-        rest = ~is_year & values.notna()
+        rest = ~is_year & ~rgi & values.notna()
         if rest.any():
-            try:
-                parsed = pd.to_datetime(values[rest])
+            try:  # format="mixed": each value on its own, without pandas' "could not infer format" warning
+                parsed = pd.to_datetime(values[rest], format="mixed")
             except (ValueError, TypeError) as err:
                 raise ValueError(f"date field {field!r} in {source} is not readable as dates ({err}); {how}") from err
             if getattr(parsed.dt, "tz", None) is not None:
                 parsed = parsed.dt.tz_convert(None)
             out[rest] = parsed.to_numpy()
         out[is_year] = _from_years(years[is_year]).to_numpy()
+        if rgi.any():
+            day = pd.to_datetime(text[rgi], format="%Y%m%d", errors="coerce")
+            unknown = _from_years(pd.Series(decimal_years(text[rgi]), index=day.index)).dt.floor("D")
+            out[rgi] = day.fillna(unknown).to_numpy()
         return out
     bad = years.notna() & ~years.between(*_YEAR_RANGE)
     if bad.any():
@@ -192,7 +218,8 @@ def read_outlines(outlines: str | Path | gpd.GeoDataFrame, id_field: str,
         raise ValueError(f"{source} holds no outlines")
     if gdf.crs is None:
         raise ValueError(f"{source} has no CRS; set one (e.g. a .prj file) so areas can be computed")
-    if glims.is_glims(gdf):  # a GLIMS download: boundaries less their nunataks, not every polygon summed
+    from_glims = glims.is_glims(gdf)
+    if from_glims:  # a GLIMS download: boundaries less their nunataks, not every polygon summed
         gdf = glims.glacier_parts(gdf, source).reset_index(drop=True)
     fields = [c for c in gdf.columns if c != gdf.geometry.name]
     if id_field not in gdf.columns:
@@ -204,15 +231,16 @@ def read_outlines(outlines: str | Path | gpd.GeoDataFrame, id_field: str,
         dates = pd.Series(pd.NaT, index=gdf.index, dtype="datetime64[ns]")
     else:
         dates = parse_dates(gdf[date_field], date_field, source)
-    utm = gdf.estimate_utm_crs()
     geoms = [repaired_outline(g, gid, source) for g, gid in zip(gdf.geometry, gdf[id_field], strict=True)]
+    check_coordinates(gpd.GeoDataFrame(geometry=geoms, crs=gdf.crs), gdf[id_field].reset_index(drop=True), source)
+    utm = gdf.estimate_utm_crs()
     work = gpd.GeoDataFrame({"glacier_id": gdf[id_field].to_numpy(), "date": dates.to_numpy()},
                             geometry=geoms, crs=gdf.crs)
     work["area_m2"], work["perimeter_m"] = _geodesic_area_perimeter(work.geometry.to_crs(4326))
     work["edges"] = [rectilinear_edges(g) for g in work.geometry]  # pixel staircase? (in the source CRS)
     work = work.to_crs(utm)
     work["map_area_m2"] = work.area
-    rows = []
+    rows, apart = [], []
     for (gid, date), grp in work.groupby(["glacier_id", "date"], dropna=False, sort=True):
         union = shapely.union_all(grp.geometry.to_numpy())
         if union.area < (1.0 - _OVERLAP_TOLERANCE) * grp["map_area_m2"].sum():
@@ -225,12 +253,36 @@ def read_outlines(outlines: str | Path | gpd.GeoDataFrame, id_field: str,
             gid_shown = gid.item() if isinstance(gid, np.generic) else gid
             raise ValueError(f"polygons of glacier {gid_shown!r} dated {date} in {source} overlap "
                              f"(two analyses of the same date?); keep one analysis per date{hint}")
+        if len(grp) > 1 and not from_glims and not _connected(grp.geometry.to_numpy()):  # GLIMS ids are the database's
+            apart.append(gid.item() if isinstance(gid, np.generic) else gid)
         staircase = (grp["edges"] > 0).all() and grp["edges"].sum() >= MIN_STAIRCASE_EDGES  # change.py: one definition
         rows.append({"glacier_id": gid, "date": date, "area_m2": grp["area_m2"].sum(),
                      "perimeter_m": grp["perimeter_m"].sum() * (PIXEL_PERIMETER_FACTOR if staircase else 1.0),
                      "n_polygons": len(grp),
                      "geometry": union})
+    if apart:
+        shown = list(dict.fromkeys(apart))
+        warnings.warn(OutlineWarning(
+            f"{source}: {len(shown)} glacier ids (e.g. {shown[:10]}) are on polygons that lie apart (neither touch nor "
+            f"overlap), summed as one glacier each; if they are different glaciers, give each its own {id_field!r}"
+        ), stacklevel=2)
     return gpd.GeoDataFrame(rows, geometry="geometry", crs=utm)
+
+
+class OutlineWarning(UserWarning):
+    """Outlines read as asked but perhaps not as meant (``stats`` prints it as a warning line)."""
+
+
+def _connected(geoms) -> bool:
+    """Whether `geoms` (the rows of one glacier id and date) form one group, each touching or overlapping
+    another: rows that lie apart are summed into one glacier all the same, usually two glaciers given one id
+    (a multipolygon row with detached parts is one glacier as its inventory drew it)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    pairs = coo_matrix((np.ones(len(left)), (left, right)), shape=(len(geoms), len(geoms)))
+    return connected_components(pairs, directed=False)[0] == 1
 
 
 def year_of(dates: pd.Series) -> pd.Series:

@@ -17,22 +17,20 @@ from catalog.grid import TargetGrid
 from catalog.tiling import GlacierTiles, TilingError, glacier_tiles
 from pipeline.config import Config
 from pipeline.glaciers import glims
+from pipeline.glaciers.inventory import read_vector
 
 
 def outlines_near(path: Path, grid: TargetGrid, buffer_m: float, analysis_date: dt.date | None = None) -> gpd.GeoDataFrame:
     """The inventory's outlines near the grid (a region's worth of a continental file, not all of it).
 
     A GLIMS download gives the run's outlines: one analysis per glacier, dated nearest `analysis_date`."""
-    # Not pipeline.glaciers.inventory.read_inventory: it reads and checks all of a file (ids, repairs); a plan needs only nearby shapes.
+    # Not read_inventory: it reads and checks all of a file (ids, repairs); a plan needs only nearby shapes.
+    # Its reader all the same (`read_vector`): the run's formats, and a missing CRS refused as the run refuses it.
     west, south, east, north = grid.lonlat_bounds()
     dlat = buffer_m / 110_000
     dlon = dlat / max(math.cos(math.radians(max(abs(south), abs(north)))), 0.01)
-    around = gpd.GeoSeries([box(west - dlon, south - dlat, east + dlon, north + dlat)], crs=4326)
-    if path.suffix == ".parquet":
-        outlines = gpd.read_parquet(path)
-        near = outlines[outlines.intersects(around.to_crs(outlines.crs).iloc[0])] if outlines.crs and len(outlines) else outlines
-    else:
-        near = gpd.read_file(path, bbox=around)
+    around = box(west - dlon, south - dlat, east + dlon, north + dlat)
+    near = read_vector(path, f"inventory {path}", near=around)
     if len(near) and glims.is_glims(near):
         near = glims.one_analysis_per_glacier(glims.glacier_parts(near, f"inventory {path}"), analysis_date)[0]
     if len(near) == 0:
