@@ -77,6 +77,7 @@ def test_integer_ids_are_kept_as_they_are(tmp_path):
         ([5, 1_000_001, 1_000_000], [3, 2, 1]),  # one above the bound ranks them all
         ([0, 1, 2], [1, 2, 3]),  # 0 means "no glacier" in the raster: ranked
         ([1.5, 2.0, 3.25], [1, 2, 3]),  # not integral: ranked
+        ([10_000_000.0, 2.0, 3.0], [1, 2, 3]),  # whole floats above the bound: ranked by their integer text
         (["b", "a", "c"], [2, 1, 3]),
     ],
 )
@@ -87,6 +88,8 @@ def test_ids_the_raster_cannot_hold_are_ranked_and_kept_as_text(tmp_path, ids, e
     assert inventory.glacier_id.tolist() == expected_internal
     assert inventory.glacier_id.dtype == np.int32
     assert len(set(inventory.inventory_id)) == 3
+    if ids[0] == 10_000_000.0:  # a float column's whole ids read as the integers they are
+        assert inventory.inventory_id.tolist() == ["10000000", "2", "3"]
 
 
 def test_ids_above_two_to_the_31_survive_in_the_tables(tmp_path):

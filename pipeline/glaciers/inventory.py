@@ -134,16 +134,12 @@ def _ids(raw: pd.Series, source: str, id_field: str) -> tuple[np.ndarray, np.nda
         rows = raw.index[missing].tolist()[:5]
         raise InventoryError(f"{source}: {int(missing.sum())} outlines (rows {rows}) have no {id_field!r}: give every glacier an id")
     numeric = pd.to_numeric(raw, errors="coerce") if not pd.api.types.is_string_dtype(raw) else None
-    integral = (
-        numeric is not None
-        and numeric.notna().all()
-        and bool((numeric == np.floor(numeric)).all())
-        and bool(((numeric >= 1) & (numeric <= MAX_KEPT_ID)).all())
-    )
-    if integral:
+    whole = numeric is not None and numeric.notna().all() and bool((numeric == np.floor(numeric)).all())
+    if whole and bool(((numeric >= 1) & (numeric <= MAX_KEPT_ID)).all()):
         as_int = numeric.astype(np.int64)
         return as_int.to_numpy(np.int32), as_int.astype(str).to_numpy()
-    text = raw.astype(str).to_numpy()
+    # whole numbers, even in a float column, as integers ('10000000', not '10000000.0'); ranked by that text
+    text = numeric.astype(np.int64).astype(str).to_numpy() if whole else raw.astype(str).to_numpy()
     ranks = {v: i + 1 for i, v in enumerate(sorted(set(text)))}
     return np.array([ranks[v] for v in text], np.int32), text
 
