@@ -15,6 +15,7 @@ import os
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 
 import dask
 import dask.array as da
@@ -286,6 +287,17 @@ def _record_unreadable(url: str, message: str) -> None:
             _local_unreadable.append(record)
 
 
+@dataclass(frozen=True)
+class _Skipped:
+    """A read dropped under skip_unreadable, handed back to the task's thread to be recorded there: a
+    Dask worker's event log is reachable from the task's thread only (`get_worker` in a read-pool
+    thread raises, so the record stayed in the worker's process and the run's provenance said no
+    scene was skipped; found with a catalog whose links expired mid-run)."""
+
+    url: str
+    reason: str
+
+
 def unreadable_reads(client=None, since: float = 0.0) -> list[dict]:
     """The reads skipped ({href, reason}, once each): `client`'s workers' events logged at or after
     `since` (a time.time(); the scheduler keeps a client's events across runs), and this process's
@@ -343,16 +355,16 @@ def read_chunk(
         def read(reader):
             try:
                 return reader.read(window)
-            except SceneReadError as err:
-                _record_unreadable(str(getattr(reader, "url", "")), str(err))
-                return None
+            except SceneReadError as err:  # recorded by `place`, in the task's own thread (`_Skipped`)
+                return _Skipped(str(getattr(reader, "url", "")), str(err))
     else:
         def read(reader):
             return reader.read(window)
 
     def place(index, data) -> None:
         nonlocal output, all_empty
-        if data is None:
+        if isinstance(data, _Skipped):
+            _record_unreadable(data.url, data.reason)
             dropped.add(index[0])
             return
         if all_empty:  # `output` is still the broadcast fill value: make it real only for data

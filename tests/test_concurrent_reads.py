@@ -297,6 +297,27 @@ def test_skip_unreadable_drops_the_failing_scene_from_the_chunk_and_records_it()
         read_chunk(table, (slice(0, 4), slice(0, 4)), np.dtype("uint16"), np.uint16(0), 8)
 
 
+def test_a_skipped_read_is_recorded_in_the_tasks_own_thread_not_a_read_pool_thread(monkeypatch):
+    """A Dask worker's event log is reachable only from the task's thread: recorded from a read-pool
+    thread, a skipped read stayed in the worker's process and the run's provenance said no scene was
+    skipped (a helper's run whose Planetary Computer-style links expired mid-run: 403s, a year empty)."""
+    import threading
+
+    import catalog.reads
+
+    where = []
+    monkeypatch.setattr(catalog.reads, "_record_unreadable", lambda url, message: where.append((threading.current_thread(), url)))
+    bad = _Slow(6, 0.01, href="/cogs/expired.tif")
+    bad.url = "/cogs/expired.tif"
+    table = np.empty((2, 2), dtype=object)
+    for t, readers in enumerate([(_Slow(1, 0.01), bad), (_Slow(7, 0.01), _Slow(8, 0.01))]):
+        for b, reader in enumerate(readers):
+            table[t, b] = (reader, Window(0, 0, 4, 4))
+    out = read_chunk(table, (slice(0, 4), slice(0, 4)), np.dtype("uint16"), np.uint16(0), 8, True)
+    assert out[:, :, 0, 0].tolist() == [[0, 0], [7, 8]]
+    assert where == [(threading.current_thread(), "/cogs/expired.tif")]
+
+
 def test_a_broken_cog_under_skip_leaves_the_other_scenes_byte_identical(two_years, tmp_path):
     from catalog.reads import unreadable_reads
 
