@@ -36,6 +36,7 @@ from stackstac.to_dask import asset_table_to_reader_and_window, normalize_chunks
 
 from catalog.gather_warp import SourceIndex
 from catalog.redact import redact
+from catalog.signed_links import fresh_link
 
 WARP_TOLERANCE_PX = 0.01
 """How far (source pixels) GDAL's warp may approximate the reprojection. Its default, 0.125 px,
@@ -144,6 +145,17 @@ class ExplainingRioReader(AutoParallelRioReader):
     _direct: tuple[int, int, int, int, int, float | None] | None | bool = False  # False: not checked yet
     _gather: tuple[str, Affine, tuple[int, int], float] | None = None
 
+    @property
+    def url(self) -> str:
+        """The asset's href, signed again where its token is about to expire (`catalog.signed_links`):
+        each chunk's readers open their assets when the chunk is read, maybe an hour after the search."""
+        self._url = fresh_link(self._url)
+        return self._url
+
+    @url.setter
+    def url(self, href: str) -> None:
+        self._url = href
+
     def _direct_geometry(self):
         """(row, col) of the asset's origin on the target grid, its shape, the factor k, its nodata - or None.
 
@@ -216,11 +228,15 @@ class ExplainingRioReader(AutoParallelRioReader):
                 return self._read_gathered(window)
             return super().read(window, **kwargs)
         except (RuntimeError, rasterio.errors.RasterioError) as err:
-            message = redact(
-                f"cannot read COG {self.url}: {err.__cause__ or err!r}. The scene check before the run reads each "
-                "COG's header and last tile only, so this damage lies inside the file: re-fetch the scene or remove "
-                "its item from the catalog, then rerun (finished units are kept)"
-            )
+            cause = f"{err.__cause__ or err!r}"
+            if any(code in cause for code in ("403", "401", "AuthenticationFailed", "AccessDenied")):
+                why = ("access was refused: the link's signature expired or the storage needs credentials (requester "
+                       "pays, a private bucket): check the provider's credentials, then rerun (finished units are kept)")
+            else:
+                why = ("the scene check before the run reads each COG's header and last tile only, so this damage lies "
+                       "inside the file: re-fetch the scene or remove its item from the catalog, then rerun (finished "
+                       "units are kept)")
+            message = redact(f"cannot read COG {self.url}: {cause}. {why[0].upper()}{why[1:]}")
         # Raised outside `except`: no rasterio error rides along as __context__, which a Dask
         # worker cannot send back (CPLE errors do not unpickle) - the client gets SceneReadError.
         raise SceneReadError(message)
