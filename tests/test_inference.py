@@ -623,3 +623,45 @@ def test_a_predictor_building_its_inputs_on_the_device_predicts_as_the_numpy_one
     a, b = on_host.predict_batch([reflectance], terrain), on_device.predict_batch([reflectance], terrain)
     assert a.shape == b.shape == (1, 100, 90) and (a > 0).any()
     assert np.abs(a - b).max() < 1e-4
+
+
+@pytest.mark.filterwarnings("ignore:skipping an unreadable window")  # said by the read threads, recorded below
+def test_a_year_made_without_a_window_of_one_of_its_scenes_is_made_again_by_the_next_run(
+        small_study_area, tmp_path, monkeypatch):
+    """A read that fails inside a COG under on_unreadable: skip (damage, or a link whose signature expired
+    mid-run) leaves that scene out of its chunk. The year is written whole (the run's tables and masks use it)
+    and noted, so the next run of the same command makes it again once the read succeeds; before, its units
+    were finished and a rerun kept the year without the scene for good (a helper's run: a year left empty)."""
+    from catalog.reads import ExplainingRioReader, SceneReadError
+    from pipeline.config import load_config
+    from pipeline.inference.yearly_cube import yearly_cube
+    from pipeline.store import RegionStore
+
+    area = small_study_area
+    cfg = load_config(None, synthetic={"path": str(area.root)}, region={"bbox": list(area.spec.bbox())},
+                      years={"start": 2021, "end": 2021})
+    cube = yearly_cube(cfg, "sentinel-2", years=[2021], chunks=256).compute()
+    weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube)
+    url = str(tmp_path / "store.zarr")
+    victim = min(cube.attrs["scene_ids"]["2021"])
+    read = ExplainingRioReader.read
+
+    def expired(self, window, **kwargs):
+        if victim in self.url and self.url.endswith("nir.tif"):
+            raise SceneReadError(f"cannot read COG {self.url}: HTTP response code: 403. Access was refused")
+        return read(self, window, **kwargs)
+
+    monkeypatch.setattr(ExplainingRioReader, "read", expired)
+    summary = inference.infer_to_store(cfg, "sentinel-2", weights, url, chunk_size=256)
+    assert {s["item_id"] for s in summary["skipped_scenes"]} == {victim}, summary["skipped_scenes"]
+    store = RegionStore.open(url)
+    assert store.pending_units("sentinel-2") == []  # written whole, for this run's tables and masks ...
+    assert store.unread_years("sentinel-2") == [2021]  # ... and noted, to be made again
+    assert store.year_records("sentinel-2")[2021]["unread_scene_ids"] == [victim]
+
+    monkeypatch.setattr(ExplainingRioReader, "read", read)  # the link reads again
+    again = inference.infer_to_store(cfg, "sentinel-2", weights, url, chunk_size=256)
+    assert again["years"] == {2021: len(store.units("sentinel-2", 2021))} and again["skipped_scenes"] == []
+    assert store.pending_units("sentinel-2") == [] and store.unread_years("sentinel-2") == []
+    assert store.year_records("sentinel-2")[2021]["scene_ids"] == sorted(cube.attrs["scene_ids"]["2021"])
+    assert inference.infer_to_store(cfg, "sentinel-2", weights, url, chunk_size=256)["years"] == {2021: 0}  # then kept

@@ -392,6 +392,8 @@ def infer_to_store(
         summary["scenes"] = {int(y): list(cube.attrs["scene_ids"][str(y)]) for y in years}
         summary["skipped_scenes"] = list(cube.attrs.get("skipped_scenes", []))
         summary["scale_offset"] = dict(cube.attrs.get("scale_offset", {}))  # per item: what was applied and why
+        for year in set(years) & set(store.unread_years(sensor) if store.years(sensor) else ()):
+            store.reset_year(sensor, year)  # made without part of a scene last time (`note_unread`): made again
         for year in years:
             store.add_year(sensor, year, scene_ids=cube.attrs["scene_ids"][str(year)], config_hash=cfg.digest())
         pending = {y for y in years if store.pending_units(sensor, [y])}
@@ -440,7 +442,13 @@ def infer_to_store(
                         shared=shared)
         made_from = {"glacier_id": {"inventory_sha256": inventory_digest}} if "glacier_id" in statics else {}
         store.mark_statics_complete(sensor, statics, attrs=made_from)
-        summary["skipped_scenes"] += _skipped_windows(unreadable_reads(client, since=started), cube.attrs.get("asset_items", {}))
+        inside = _skipped_windows(unreadable_reads(client, since=started), cube.attrs.get("asset_items", {}))
+        summary["skipped_scenes"] += inside
+        # a year made without a window of one of its scenes stays as written (this run's tables and masks use it)
+        # and is made again by the next run (reset above), when the read may succeed (a link signed again, a
+        # scene re-fetched), as the message naming the scene says: a transient fault is not a loss for good
+        for year in sorted({r["year"] for r in inside if r.get("year") is not None}):
+            store.note_unread(sensor, int(year), [r["item_id"] for r in inside if r.get("year") == year])
     return summary
 
 

@@ -140,5 +140,20 @@ class RegionStore(UnitWrites):
         group = self.group(sensor, mode="r+")
         records = dict(group.attrs["years"])
         if str(year) in records:
-            records[str(year)] = {**records[str(year)], "scene_ids": None}
+            kept = {k: v for k, v in records[str(year)].items() if k != "unread_scene_ids"}
+            records[str(year)] = {**kept, "scene_ids": None}
             group.attrs["years"] = records
+
+    def note_unread(self, sensor: str, year: int, item_ids: Iterable[str]) -> None:
+        """Record that `year` was made without a window of each of `item_ids` (a read skipped inside a COG
+        under on_unreadable: skip). The year stays as written, complete, for this run's tables and masks; the
+        next run resets it first (`unread_years`) and makes it again, when the reads may succeed."""
+        group = self.group(sensor, mode="r+")
+        records = dict(group.attrs["years"])
+        if str(year) in records:
+            records[str(year)] = {**records[str(year)], "unread_scene_ids": sorted(set(item_ids))}
+            group.attrs["years"] = records
+
+    def unread_years(self, sensor: str) -> list[int]:
+        """The years `note_unread` marked: made without part of a scene, to be made again."""
+        return sorted(year for year, record in self.year_records(sensor).items() if record.get("unread_scene_ids"))
