@@ -103,3 +103,35 @@ def check_object_storage(
             "(or AWS_PROFILE, or ~/.aws/credentials; requests are billed to that account), "
             f"or use provider planetary-computer for {kind} (signed https, no AWS account)"
         )
+
+
+def check_requester_pays(items, keys, kind: str, environ: Mapping[str, str] | None = None, home: Path | None = None) -> None:
+    """Refuse items whose assets say they lie in a requester-pays bucket (the STAC storage extension,
+    `_requester_pays`) when no AWS credentials are configured.
+
+    `check_object_storage` judges a provider's own catalog; a catalog at another URL (a mirror of Earth
+    Search, a private pgstac) may serve the same s3://usgs-landsat hrefs, and then every scene failed one by
+    one as 'unreadable' in a multi-kilobyte message (a helper's run). The items themselves say so.
+    """
+    environ = os.environ if environ is None else environ
+    home = Path.home() if home is None else home
+    paying = [i for i in items if any(_requester_pays(i, i.assets[k]) for k in keys if k in i.assets)]
+    if paying and not _aws_credentials_configured(environ, home):
+        href = next(i.assets[k].href for i in paying[:1] for k in keys if k in i.assets)
+        raise ObjectStorageError(
+            f"{len(paying)} {kind} items (e.g. {paying[0].id}, {href.rsplit('/', 1)[0]}/...) say their assets lie in a "
+            "requester-pays bucket (storage:requester_pays) and no AWS credentials are configured: set AWS_ACCESS_KEY_ID "
+            "and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or ~/.aws/credentials; requests are billed to that account), "
+            "or use a catalog whose assets need no account (provider planetary-computer)"
+        )
+
+
+def _requester_pays(item, asset) -> bool:
+    """Whether the storage extension says `asset` lies in a requester-pays bucket: v1's
+    ``storage:requester_pays`` (asset or item), or v2's ``storage:schemes`` named by the asset's
+    ``storage:refs`` (pystac migrates v1 items to v2 when it reads them)."""
+    if asset.extra_fields.get("storage:requester_pays", item.properties.get("storage:requester_pays")) is True:
+        return True
+    schemes = item.properties.get("storage:schemes") or {}
+    refs = asset.extra_fields.get("storage:refs") or list(schemes)
+    return any(isinstance(schemes.get(ref), dict) and schemes[ref].get("requester_pays") is True for ref in refs)

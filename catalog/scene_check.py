@@ -21,7 +21,7 @@ import rasterio
 from rasterio.windows import Window
 from stackstac.rio_reader import LayeredEnv
 
-from catalog.gdal_env import SCENE_READ_ENV, scene_read_env
+from catalog.gdal_env import SCENE_READ_ENV, check_requester_pays, scene_read_env
 from catalog.grid import TargetGrid
 from catalog.items import (
     ItemError,
@@ -171,6 +171,7 @@ def prepare_scene_items(
             ]
             prepared = complete
     require_assets(prepared, keys, profile)
+    check_requester_pays(prepared, keys, sensor)  # before any read: one line, not every scene 'unreadable'
     prepared = sorted_items(items_over_grid(prepared, grid))
     if on_unreadable == "skip":
         skipped += _unreadable(prepared, keys, scene_read_env(profile, sensor))

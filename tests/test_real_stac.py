@@ -296,6 +296,29 @@ def test_requester_pays_without_credentials_is_refused_before_any_work(tmp_path)
     check_object_storage(get_profile("planetary-computer"), "landsat", environ={}, home=tmp_path / "nowhere")
 
 
+def test_items_that_say_their_bucket_is_requester_pays_are_refused_without_credentials_whatever_the_catalog(tmp_path):
+    """A mirror of Earth Search's Landsat (sensors.landsat.url set: the provider check above is skipped) serves
+    the same s3://usgs-landsat hrefs; the items' storage:requester_pays says so, before any scene is read."""
+    from catalog.gdal_env import check_requester_pays
+
+    path = REAL / "earth-search" / "landsat-c2-l2" / "LC08_L2SP_033032_20231008_02_T1.json"
+    if not path.is_file():
+        pytest.skip(f"real STAC item not found at {path}")
+    es = get_profile("earth-search")
+    landsat = normalize_items([_load(path)], es, "landsat")
+    keys = [es.asset_key("landsat", b) for b in (*REFLECTANCE_BANDS["landsat"], QUALITY_BAND["landsat"])]
+    with pytest.raises(ObjectStorageError) as err:
+        check_requester_pays(landsat, keys, "landsat", environ={}, home=tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and "1 landsat items (e.g. LC08_L2SP_033032_20231008_02_T1, s3://usgs-landsat/" in message
+    assert "AWS_ACCESS_KEY_ID" in message
+    check_requester_pays(landsat, keys, "landsat", environ={"AWS_PROFILE": "work"}, home=tmp_path)  # credentials: fine
+    sentinel = REAL / "earth-search" / "sentinel-2-c1-l2a" / "S2A_T38WMA_20240419T090557_L2A.json"  # requester_pays false
+    s2_keys = [es.asset_key("sentinel-2", b) for b in REFLECTANCE_BANDS["sentinel-2"]]
+    check_requester_pays(normalize_items([_load(sentinel)], get_profile("earth-search-c1"), "sentinel-2"), s2_keys,
+                         "sentinel-2", environ={}, home=tmp_path)
+
+
 # ---------------------------------------------------------------------------------------------
 # signing
 
