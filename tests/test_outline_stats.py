@@ -416,3 +416,11 @@ def test_rows_of_one_id_that_lie_apart_are_summed_but_named_in_a_warning(tmp_pat
     result = CliRunner().invoke(app, ["stats", "--outlines", str(path), "--id-field", "gid", "--out", str(tmp_path / "t")])
     assert result.exit_code == 0, result.output
     assert "warning: " in result.output and "one_id.gpkg: 1 glacier ids (e.g. ['X'])" in result.output
+
+
+def test_outlines_without_an_id_are_refused_as_run_refuses_them():
+    """Summed, three outlines without an id became one glacier 'None' (a helper's audit)."""
+    gdf = gpd.GeoDataFrame({"gid": ["A", None, " "]}, geometry=[box(X0 + 1000 * i, Y0, X0 + 1000 * i + 500, Y0 + 500)
+                                                            for i in range(3)], crs=CRS)
+    with pytest.raises(ValueError, match=r"2 outlines \(rows \[1, 2\]\) have no 'gid': give every glacier an id"):
+        outline_statistics(gdf, id_field="gid")

@@ -130,3 +130,18 @@ def test_stats_reads_rgi6_dates_with_an_unknown_day_as_run_does(real_data, tmp_p
     assert "Warning" not in result.output
     areas = pd.read_parquet(out / "areas.parquet")
     assert areas["date"].tolist() == [pd.Timestamp("2003-07-17")] and areas["year"].tolist() == [2003]
+
+
+def test_glaciers_that_overlap_are_each_measured_on_their_own_pixels(real_data):
+    """One label raster per date gave pixels two glaciers share to the one burnt last: an inventory
+    holding a second outline of Hintereisferner under another id lost one of them (elevation NaN,
+    0 DEM pixels; a helper's audit). Each is measured on its own outline now, and the rest as before."""
+    oe = real_data / "oetztal"
+    rgi = gpd.read_file(oe / "rgi_oetztal.shp")
+    hef = rgi[rgi.RGIId == "RGI50-11.00897"].assign(RGIId="copy-of-00897")
+    both = pd.concat([rgi, hef], ignore_index=True)
+    alone = outline_statistics(rgi, oe / "srtm_oetztal.tif", id_field="RGIId")["elevation"].set_index("glacier_id")
+    elev = outline_statistics(both, oe / "srtm_oetztal.tif", id_field="RGIId")["elevation"].set_index("glacier_id")
+    assert elev.loc["RGI50-11.00897", "n_dem_pixels"] == elev.loc["copy-of-00897", "n_dem_pixels"] > 1000
+    assert elev.loc["RGI50-11.00897", "zmed_m"] == elev.loc["copy-of-00897", "zmed_m"]
+    pd.testing.assert_frame_equal(elev.drop(index="copy-of-00897"), alone)

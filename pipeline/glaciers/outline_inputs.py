@@ -227,6 +227,10 @@ def read_outlines(outlines: str | Path | gpd.GeoDataFrame, id_field: str,
     if date_field is not None and date_field not in gdf.columns:
         raise ValueError(f"date field {date_field!r} not in {source}; pass date_field= one of "
                          f"{fields}, or None")
+    missing = gdf[id_field].isna() | (gdf[id_field].astype(str).str.strip() == "")
+    if missing.any():  # as `run` refuses them (inventory._ids): summed, they were one glacier "None"
+        rows = gdf.index[missing].tolist()[:5]
+        raise ValueError(f"{source}: {int(missing.sum())} outlines (rows {rows}) have no {id_field!r}: give every glacier an id")
     if date_field is None:
         dates = pd.Series(pd.NaT, index=gdf.index, dtype="datetime64[ns]")
     else:

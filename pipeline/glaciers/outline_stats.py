@@ -40,7 +40,9 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-from rasterio.features import rasterize
+from rasterio.features import geometry_mask
+from rasterio.windows import Window, from_bounds
+from rasterio.windows import transform as window_transform
 
 from catalog.grid import convergence_on_grid
 from catalog.terrain import horn_aspect_deg
@@ -70,52 +72,62 @@ def _areas_table(glaciers: gpd.GeoDataFrame, pixel_size_m: float) -> pd.DataFram
 
 
 def _dem_tables(glaciers: gpd.GeoDataFrame, dem: Dem, band_m: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Elevation statistics, aspect and hypsometry per glacier and date (bincount-style grouping)."""
-    rows, cols = dem.elevation.shape
+    """Elevation statistics, aspect and hypsometry per glacier and date.
+
+    Each glacier is measured on the DEM pixels whose centres its own outline holds, in the window of
+    its bounds: one label raster per date gave pixels two glaciers share to the one burnt last, and the
+    other lost them (an inventory with an overlapping copy of Hintereisferner: its elevation NaN, 0 pixels).
+    """
     t = dem.transform
+    rows, cols = dem.elevation.shape
     convergence = 0.0 if dem.crs is None else convergence_on_grid(
         dem.crs, t.c + (np.arange(cols) + 0.5) * t.a, t.f + (np.arange(rows) + 0.5) * t.e)
     aspect = horn_aspect_deg(dem.elevation, abs(t.a), abs(t.e), convergence)
-    z_flat, aspect_flat = dem.elevation.ravel(), aspect.ravel()
     elev_rows, band_rows = [], []
-    for _, group in glaciers.groupby("date", dropna=False, sort=True):
-        labels = rasterize(((g, i + 1) for i, g in enumerate(group.geometry)), out_shape=dem.elevation.shape,
-                           transform=dem.transform, fill=0, dtype="int32").ravel()
-        pix = np.flatnonzero(labels)
-        order = np.argsort(labels[pix], kind="stable")
-        pix = pix[order]
-        lab, start = np.unique(labels[pix], return_index=True)
-        pixels_of = dict(zip(lab, np.split(pix, start[1:]), strict=True))
-        for i, row in enumerate(group.itertuples(index=False)):
-            p = pixels_of.get(i + 1, np.empty(0, dtype=int))
-            z = z_flat[p]
-            ok = np.isfinite(z)
-            if p.size and ok.mean() < 0.5:
-                raise ValueError(f"the DEM has no data under {1 - ok.mean():.0%} of glacier "
-                                 f"{row.glacier_id!r}; fill the voids or pass a DEM that covers it")
-            z = z[ok]
-            mean_aspect = circular_mean_deg(aspect_flat[p])
-            base = {"glacier_id": row.glacier_id, "date": row.date}
-            elev_rows.append({**base,
-                              "zmin_m": z.min() if z.size else np.nan,
-                              "zmed_m": np.median(z) if z.size else np.nan,
-                              "zmean_m": z.mean() if z.size else np.nan,
-                              "zmax_m": z.max() if z.size else np.nan,
-                              "aspect_deg": mean_aspect,
-                              "aspect_sector": aspect_sector(mean_aspect)[0],
-                              "n_dem_pixels": int(z.size)})
-            if z.size:
-                band_idx = np.floor(z / band_m).astype(int)
-                idx, counts = np.unique(band_idx, return_counts=True)
-                for k, n in zip(idx, counts, strict=True):
-                    band_rows.append({**base, "band_lo_m": k * band_m, "band_hi_m": (k + 1) * band_m,
-                                      "area_km2": row.area_m2 / 1e6 * n / z.size})
+    for row in glaciers.sort_values("date", kind="stable").itertuples(index=False):
+        window = _pixel_window(from_bounds(*row.geometry.bounds, transform=t), rows, cols)
+        if window is None:
+            z, facing = np.empty(0, np.float32), np.empty(0, np.float32)
+        else:
+            inside = geometry_mask([row.geometry], out_shape=(window.height, window.width),
+                                   transform=window_transform(window, t), invert=True)
+            cut = window.toslices()
+            z, facing = dem.elevation[cut][inside], aspect[cut][inside]
+        ok = np.isfinite(z)
+        if z.size and ok.mean() < 0.5:
+            raise ValueError(f"the DEM has no data under {1 - ok.mean():.0%} of glacier "
+                             f"{row.glacier_id!r}; fill the voids or pass a DEM that covers it")
+        z = z[ok]
+        mean_aspect = circular_mean_deg(facing)
+        base = {"glacier_id": row.glacier_id, "date": row.date}
+        elev_rows.append({**base,
+                          "zmin_m": z.min() if z.size else np.nan,
+                          "zmed_m": np.median(z) if z.size else np.nan,
+                          "zmean_m": z.mean() if z.size else np.nan,
+                          "zmax_m": z.max() if z.size else np.nan,
+                          "aspect_deg": mean_aspect,
+                          "aspect_sector": aspect_sector(mean_aspect)[0],
+                          "n_dem_pixels": int(z.size)})
+        if z.size:
+            band_idx = np.floor(z / band_m).astype(int)
+            idx, counts = np.unique(band_idx, return_counts=True)
+            for k, n in zip(idx, counts, strict=True):
+                band_rows.append({**base, "band_lo_m": k * band_m, "band_hi_m": (k + 1) * band_m,
+                                  "area_km2": row.area_m2 / 1e6 * n / z.size})
     elevation = pd.DataFrame(elev_rows)
     elevation["year"] = year_of(elevation["date"])
     bands = pd.DataFrame(band_rows, columns=["glacier_id", "date", "band_lo_m", "band_hi_m", "area_km2"])
     bands["year"] = year_of(bands["date"])
     return elevation[TABLE_COLUMNS["elevation"]], conform("glacier_area_by_band", bands)
 
+
+
+def _pixel_window(window: Window, rows: int, cols: int) -> Window | None:
+    """`window` grown to whole pixels and cut to the grid's `rows` x `cols`; None where it lies outside."""
+    r0, c0 = max(0, int(np.floor(window.row_off))), max(0, int(np.floor(window.col_off)))
+    r1 = min(rows, int(np.ceil(window.row_off + window.height)))
+    c1 = min(cols, int(np.ceil(window.col_off + window.width)))
+    return Window(c0, r0, c1 - c0, r1 - r0) if r1 > r0 and c1 > c0 else None
 
 
 def outline_statistics(
