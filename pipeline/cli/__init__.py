@@ -145,11 +145,18 @@ def stats(
         fail(f"--terminus-lines must be centre or front and --terminus-statistic mean or median "
              f"({err.error_count()} invalid); got {terminus_lines!r}, {terminus_statistic!r}")
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, progress_bar() as progress:
             warnings.simplefilter("always", OutlineWarning)
+            stages: dict[str, int] = {}  # stage -> its bar
+
+            def show(stage: str, done: int, total: int) -> None:
+                if stage not in stages:
+                    stages[stage] = progress.add_task(stage, total=total)
+                progress.update(stages[stage], completed=done, total=total)
+
             tables = outline_statistics(
                 outlines, dem_path=dem, id_field=id_field, date_field=date_field, pixel_size_m=pixel_size, band_m=band,
-                analysis=analysis,
+                analysis=analysis, on_progress=show,
             )
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))

@@ -20,6 +20,8 @@ inventory outline's on the same lines, the measure of a tongue the map may not h
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -140,15 +142,19 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
 
 def change_tables(glaciers, areas, dem, pixel_size_m, analysis: Analysis, sectors, *, inventory=None,
                    failures: Failures | None = None, sensor: str = "", probability: dict | None = None,
-                   threshold: float = 0.5):
+                   threshold: float = 0.5, on_progress: Callable[[int, int], None] | None = None):
     """``area_change``, ``terminus`` and ``retreat`` of dated outlines, each glacier a task of its
     own (`pipeline.glaciers.tasks`): one that fails is a row in `failures`, the others go on. `sectors`:
     glacier_id -> its (fixed) aspect sector; `inventory`: glacier_id -> inventory outline;
-    `probability`: glacier_id -> {date: `ProbabilityMap`} for sub-pixel fronts (`glacier_terminus`)."""
+    `probability`: glacier_id -> {date: `ProbabilityMap`} for sub-pixel fronts (`glacier_terminus`);
+    `on_progress(done, total)`: called after each glacier (``stats`` shows a bar)."""
     failures = Failures() if failures is None else failures
     change_rows, terminus_frames, retreat_rows = [], [], []
     dated = glaciers[glaciers["date"].notna()]
-    for gid, grp in dated.groupby("glacier_id", sort=True):
+    groups = dated.groupby("glacier_id", sort=True)
+    for done, (gid, grp) in enumerate(groups, start=1):
+        if on_progress is not None:
+            on_progress(done, groups.ngroups)
         grp = grp.sort_values("date")
         if len(grp) < 2:
             continue

@@ -35,6 +35,7 @@ Choices, stated once:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import geopandas as gpd
@@ -71,7 +72,8 @@ def _areas_table(glaciers: gpd.GeoDataFrame, pixel_size_m: float) -> pd.DataFram
     })
 
 
-def _dem_tables(glaciers: gpd.GeoDataFrame, dem: Dem, band_m: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _dem_tables(glaciers: gpd.GeoDataFrame, dem: Dem, band_m: float,
+                on_progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Elevation statistics, aspect and hypsometry per glacier and date.
 
     Each glacier is measured on the DEM pixels whose centres its own outline holds, in the window of
@@ -84,7 +86,9 @@ def _dem_tables(glaciers: gpd.GeoDataFrame, dem: Dem, band_m: float) -> tuple[pd
         dem.crs, t.c + (np.arange(cols) + 0.5) * t.a, t.f + (np.arange(rows) + 0.5) * t.e)
     aspect = horn_aspect_deg(dem.elevation, abs(t.a), abs(t.e), convergence)
     elev_rows, band_rows = [], []
-    for row in glaciers.sort_values("date", kind="stable").itertuples(index=False):
+    for done, row in enumerate(glaciers.sort_values("date", kind="stable").itertuples(index=False), start=1):
+        if on_progress is not None:
+            on_progress(done, len(glaciers))
         window = _pixel_window(from_bounds(*row.geometry.bounds, transform=t), rows, cols)
         if window is None:
             z, facing = np.empty(0, np.float32), np.empty(0, np.float32)
@@ -139,6 +143,7 @@ def outline_statistics(
     band_m: float = 100.0,
     *,
     analysis: Analysis | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """All outline statistics as tables (see the module docstring for names and units).
 
@@ -154,7 +159,10 @@ def outline_statistics(
     ``stats`` and ``run`` agree). Outlines are someone's mapping: ``stats`` reports detached parts
     (``n_fragments``, ``fragments_km2``) but drops none unless ``analysis.min_mapping_unit_km2``
     is given explicitly (its default here is 0).
+    ``on_progress(stage, done, total)``: called per glacier-date ("elevation") and per glacier
+    ("terminus and change"), for a progress bar.
     """
+    step = (lambda stage: (lambda done, total: on_progress(stage, done, total))) if on_progress else (lambda stage: None)
     if pixel_size_m <= 0 or band_m <= 0:
         raise ValueError(f"pixel_size_m and band_m must be positive, got {pixel_size_m}, {band_m}")
     analysis = analysis if analysis is not None else Analysis(min_mapping_unit_km2=0.0)
@@ -164,14 +172,15 @@ def outline_statistics(
     dem = None
     if dem_path is not None:
         dem = load_dem(dem_path, glaciers.crs, tuple(glaciers.total_bounds))
-        elevation, glacier_bands = _dem_tables(glaciers, dem, band_m)
+        elevation, glacier_bands = _dem_tables(glaciers, dem, band_m, step("elevation"))
     else:
         elevation = pd.DataFrame(columns=TABLE_COLUMNS["elevation"])
         glacier_bands = pd.DataFrame(columns=TABLE_COLUMNS["glacier_area_by_band"])
     first = elevation.sort_values("date").groupby("glacier_id").first() if len(elevation) else elevation
     sectors = dict(zip(first.index, first["aspect_sector"])) if len(first) else {}  # fixed: the first date's
     failures = Failures()
-    change, terminus, retreat = change_tables(glaciers, areas, dem, pixel_size_m, analysis, sectors, failures=failures)
+    change, terminus, retreat = change_tables(glaciers, areas, dem, pixel_size_m, analysis, sectors, failures=failures,
+                                              on_progress=step("terminus and change"))
     areas = flag_glacier_years(areas, terminus, analysis.flag_sigma, pixel_size_m)
     retreat["flag_implausible"] = implausible_pairs(retreat, areas)
     retreat["flag_front_too_fast"] = front_too_fast(retreat, analysis.max_retreat_m_a, pixel_size_m)
