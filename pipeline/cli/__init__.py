@@ -131,6 +131,7 @@ def stats(
     terminus_statistic: Annotated[str, typer.Option(help="mean | median over those lines")] = "mean",
 ) -> None:
     """Glacier statistics on outlines from anywhere (GLIMS, RGI, hand-digitised)."""
+    import contextlib
     import warnings
 
     from pydantic import ValidationError
@@ -145,11 +146,14 @@ def stats(
         fail(f"--terminus-lines must be centre or front and --terminus-statistic mean or median "
              f"({err.error_count()} invalid); got {terminus_lines!r}, {terminus_statistic!r}")
     try:
-        with warnings.catch_warnings(record=True) as caught, progress_bar() as progress:
+        with warnings.catch_warnings(record=True) as caught, contextlib.ExitStack() as shown:
             warnings.simplefilter("always", OutlineWarning)
-            stages: dict[str, int] = {}  # stage -> its bar
+            progress = progress_bar()
+            stages: dict[str, int] = {}  # stage -> its bar; the bars shown from the first (none: no empty line)
 
             def show(stage: str, done: int, total: int) -> None:
+                if not stages:
+                    shown.enter_context(progress)
                 if stage not in stages:
                     stages[stage] = progress.add_task(stage, total=total)
                 progress.update(stages[stage], completed=done, total=total)
