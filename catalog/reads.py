@@ -12,6 +12,7 @@ chunk and is recorded as an event the client collects (unreadable_reads).
 from __future__ import annotations
 
 import os
+import re
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -60,6 +61,12 @@ class WarpSpec(RasterSpec):
     @property
     def vrt_params(self) -> dict:
         return {**super().vrt_params, "tolerance": WARP_TOLERANCE_PX}
+
+
+ACCESS_REFUSED = re.compile(r"(HTTP (response |error )?code|HTTP|status)\W{0,3}40[13]\b|Forbidden|Unauthorized|AccessDenied|"
+                            r"AuthenticationFailed|AuthorizationPermissionMismatch", re.IGNORECASE)
+"""A read error that says the storage refused access (GDAL's "HTTP response code: 403", S3's and Azure's
+error codes), not damage: never a bare "403", which hrefs hold too (a scene dated 2024-04-03)."""
 
 
 class SceneReadError(RuntimeError):
@@ -229,7 +236,7 @@ class ExplainingRioReader(AutoParallelRioReader):
             return super().read(window, **kwargs)
         except (RuntimeError, rasterio.errors.RasterioError) as err:
             cause = f"{err.__cause__ or err!r}"
-            if any(code in cause for code in ("403", "401", "AuthenticationFailed", "AccessDenied")):
+            if ACCESS_REFUSED.search(cause):
                 why = ("access was refused: the link's signature expired or the storage needs credentials (requester "
                        "pays, a private bucket): check the provider's credentials, then rerun (finished units are kept)")
             else:

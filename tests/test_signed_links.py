@@ -91,3 +91,14 @@ def test_a_reader_opens_its_asset_with_a_fresh_link_and_says_when_access_was_ref
     assert opened and sas_expiry(opened[0]) == pytest.approx(NOW + 45 * 60)  # opened signed again
     assert "Access was refused" in str(failed.value) and "damage" not in str(failed.value)
     assert "abc" not in str(failed.value) and "sig=REDACTED" in str(failed.value)  # the message carries no token
+
+
+def test_a_damaged_cog_whose_href_holds_403_is_not_taken_for_refused_access(monkeypatch):
+    reader = _reader("/cogs/S2B_T44TNL_20240403_L2A/B03.tif")
+
+    def damaged(url, *args, **kwargs):
+        raise rasterio.errors.RasterioError(f"{url}: TIFFReadEncodedTile() failed.")
+
+    monkeypatch.setattr(rasterio, "open", damaged)
+    with pytest.raises(SceneReadError, match="damage lies inside the file"):
+        reader.read(Window(0, 0, 4, 4))
