@@ -23,8 +23,9 @@ Choices, stated once:
 - Reading (file formats, dates, ellipsoidal areas and perimeters, the UTM zone, overlaps, repair,
   staircase perimeters) and the DEM grid: `pipeline.glaciers.outline_inputs`.
 - Area uncertainty: perimeter x half a pixel (``change.area_uncertainty_km2``).
-- Pixels count when their centre is inside the outline. Band areas distribute the polygon area
-  over bands by pixel fraction, so they sum to ``areas.area_km2``.
+- Pixels count when their centre is inside the outline, each glacier's own (glaciers that overlap
+  each keep theirs). Band areas distribute the polygon area over bands by pixel fraction, so they
+  sum to ``areas.area_km2``.
 - Aspect: Horn's (1981) 3x3 gradient, turned from grid north of the UTM zone to true north by
   the per-pixel meridian convergence (``catalog.grid.convergence_on_grid``; 3° at a zone's
   edge, 10° on one zone over the Tian Shan), degrees clockwise, flat = NaN; per glacier the
