@@ -37,7 +37,7 @@ from stackstac.to_dask import asset_table_to_reader_and_window, normalize_chunks
 
 from catalog.gather_warp import SourceIndex
 from catalog.redact import redact
-from catalog.signed_links import fresh_link
+from catalog.signed_links import expiring, fresh_link
 
 WARP_TOLERANCE_PX = 0.01
 """How far (source pixels) GDAL's warp may approximate the reprojection. Its default, 0.125 px,
@@ -63,10 +63,21 @@ class WarpSpec(RasterSpec):
         return {**super().vrt_params, "tolerance": WARP_TOLERANCE_PX}
 
 
-ACCESS_REFUSED = re.compile(r"(HTTP (response |error )?code|HTTP|status)\W{0,3}40[13]\b|Forbidden|Unauthorized|AccessDenied|"
-                            r"AuthenticationFailed|AuthorizationPermissionMismatch", re.IGNORECASE)
-"""A read error that says the storage refused access (GDAL's "HTTP response code: 403", S3's and Azure's
-error codes), not damage: never a bare "403", which hrefs hold too (a scene dated 2024-04-03)."""
+ACCESS_REFUSED = re.compile(r"\b(HTTP|status|code|returned)\D{0,12}\b40[13]\b|\b(Forbidden|Unauthorized|AccessDenied|"
+                            r"AuthenticationFailed|AuthorizationPermissionMismatch)\b", re.IGNORECASE)
+"""A read error that says the storage refused access (GDAL's "HTTP response code: 403", "server returned
+403", S3's and Azure's error codes), not damage; matched on the error with the href taken out, which
+may hold "403" (a scene dated 2024-04-03) or such words (`refused_access`)."""
+
+
+REFUSED_SAYS = "Access was refused"
+"""How a SceneReadError of refused access begins its advice: a skipped read saying so is a transient
+fault whose year the next run makes again (`pipeline.inference.region.infer_to_store`)."""
+
+
+def refused_access(error: str, href: str) -> bool:
+    """Whether `error` (a read's error text, which names `href`) says the storage refused access."""
+    return bool(ACCESS_REFUSED.search(error.replace(href, " ") if href else error))
 
 
 class SceneReadError(RuntimeError):
@@ -152,6 +163,8 @@ class ExplainingRioReader(AutoParallelRioReader):
     _direct: tuple[int, int, int, int, int, float | None] | None | bool = False  # False: not checked yet
     _gather: tuple[str, Affine, tuple[int, int], float] | None = None
 
+    _opened_with: str | None = None  # the link the held (warped) dataset was opened with
+
     @property
     def url(self) -> str:
         """The asset's href, signed again where its token is about to expire (`catalog.signed_links`):
@@ -162,6 +175,15 @@ class ExplainingRioReader(AutoParallelRioReader):
     @url.setter
     def url(self, href: str) -> None:
         self._url = href
+
+    def _renew_expiring(self) -> None:
+        """Close the held dataset when the link it was opened with is about to expire: the next read opens
+        it with a fresh one. A warped asset's dataset (the DEM's, shared by every tile) is held for the whole
+        run, and its copies reopen the link they were made from."""
+        opened = self._opened_with
+        if opened is not None and expiring(opened):
+            self._opened_with = None
+            self.close()
 
     def _direct_geometry(self):
         """(row, col) of the asset's origin on the target grid, its shape, the factor k, its nodata - or None.
@@ -225,9 +247,11 @@ class ExplainingRioReader(AutoParallelRioReader):
 
     def _open(self):
         opened = super()._open()
+        self._opened_with = self._url
         return PooledRioDataset.from_thread_local(opened) if type(opened) is ThreadLocalRioDataset else opened
 
     def read(self, window, **kwargs):
+        self._renew_expiring()
         try:
             if self._direct_geometry() is not None:
                 return self._read_direct(window)
@@ -236,14 +260,14 @@ class ExplainingRioReader(AutoParallelRioReader):
             return super().read(window, **kwargs)
         except (RuntimeError, rasterio.errors.RasterioError) as err:
             cause = f"{err.__cause__ or err!r}"
-            if ACCESS_REFUSED.search(cause):
-                why = ("access was refused: the link's signature expired or the storage needs credentials (requester "
-                       "pays, a private bucket): check the provider's credentials, then rerun (finished units are kept)")
+            if refused_access(cause, self._url):
+                why = (f"{REFUSED_SAYS}: the link's signature expired or the storage needs credentials (requester "
+                       "pays, a private bucket): check the provider's credentials; the next run makes the year again")
             else:
-                why = ("the scene check before the run reads each COG's header and last tile only, so this damage lies "
-                       "inside the file: re-fetch the scene or remove its item from the catalog, then rerun (finished "
-                       "units are kept)")
-            message = redact(f"cannot read COG {self.url}: {cause}. {why[0].upper()}{why[1:]}")
+                why = ("The scene check before the run reads each COG's header and last tile only, so this damage lies "
+                       "inside the file: re-fetch the scene or remove its item from the catalog, reset that year of the "
+                       "store (RegionStore.reset_year) and rerun (finished units are kept)")
+            message = redact(f"cannot read COG {self.url}: {cause}. {why}")
         # Raised outside `except`: no rasterio error rides along as __context__, which a Dask
         # worker cannot send back (CPLE errors do not unpickle) - the client gets SceneReadError.
         raise SceneReadError(message)

@@ -626,13 +626,13 @@ def test_a_predictor_building_its_inputs_on_the_device_predicts_as_the_numpy_one
 
 
 @pytest.mark.filterwarnings("ignore:skipping an unreadable window")  # said by the read threads, recorded below
-def test_a_year_made_without_a_window_of_one_of_its_scenes_is_made_again_by_the_next_run(
-        small_study_area, tmp_path, monkeypatch):
-    """A read that fails inside a COG under on_unreadable: skip (damage, or a link whose signature expired
-    mid-run) leaves that scene out of its chunk. The year is written whole (the run's tables and masks use it)
-    and noted, so the next run of the same command makes it again once the read succeeds; before, its units
-    were finished and a rerun kept the year without the scene for good (a helper's run: a year left empty)."""
-    from catalog.reads import ExplainingRioReader, SceneReadError
+def test_a_year_whose_reads_the_storage_refused_is_made_again_by_the_next_run(small_study_area, tmp_path, monkeypatch):
+    """A read the storage refuses under on_unreadable: skip (a link whose signature expired mid-run) leaves
+    that scene out of its chunk. The year is written whole (the run's tables and masks use it) and noted, so
+    the next run of the same command makes it again once the read succeeds; before, its units were finished
+    and a rerun kept the year without the scene for good (a helper's run: a year left empty). Damage inside
+    a file is not retried by every run (its message says to re-fetch the scene and reset the year)."""
+    from catalog.reads import REFUSED_SAYS, ExplainingRioReader, SceneReadError
     from pipeline.config import load_config
     from pipeline.inference.yearly_cube import yearly_cube
     from pipeline.store import RegionStore
@@ -642,16 +642,24 @@ def test_a_year_made_without_a_window_of_one_of_its_scenes_is_made_again_by_the_
                       years={"start": 2021, "end": 2021})
     cube = yearly_cube(cfg, "sentinel-2", years=[2021], chunks=256).compute()
     weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube)
-    url = str(tmp_path / "store.zarr")
     victim = min(cube.attrs["scene_ids"]["2021"])
     read = ExplainingRioReader.read
 
-    def expired(self, window, **kwargs):
-        if victim in self.url and self.url.endswith("nir.tif"):
-            raise SceneReadError(f"cannot read COG {self.url}: HTTP response code: 403. Access was refused")
-        return read(self, window, **kwargs)
+    def failing(advice):
+        def read_or_fail(self, window, **kwargs):
+            if victim in self.url and self.url.endswith("nir.tif"):
+                raise SceneReadError(f"cannot read COG {self.url}: HTTP response code: 403. {advice}")
+            return read(self, window, **kwargs)
+        return read_or_fail
 
-    monkeypatch.setattr(ExplainingRioReader, "read", expired)
+    damaged = str(tmp_path / "damaged.zarr")
+    monkeypatch.setattr(ExplainingRioReader, "read", failing("The scene check ... damage lies inside the file"))
+    summary = inference.infer_to_store(cfg, "sentinel-2", weights, damaged, chunk_size=256)
+    assert {s["item_id"] for s in summary["skipped_scenes"]} == {victim}
+    assert RegionStore.open(damaged).unread_years("sentinel-2") == []  # damage: kept as made
+
+    url = str(tmp_path / "store.zarr")
+    monkeypatch.setattr(ExplainingRioReader, "read", failing(f"{REFUSED_SAYS}: the link's signature expired"))
     summary = inference.infer_to_store(cfg, "sentinel-2", weights, url, chunk_size=256)
     assert {s["item_id"] for s in summary["skipped_scenes"]} == {victim}, summary["skipped_scenes"]
     store = RegionStore.open(url)

@@ -25,6 +25,13 @@ def _signed(minutes_left: float) -> str:
     return f"{BLOB}?st=2026-08-01T11%3A15%3A00Z&se={expiry.replace(':', '%3A')}&sp=rl&sv=2024-05-04&sr=c&sig=abc%3D"
 
 
+@pytest.fixture(autouse=True)
+def _no_failed_signing(monkeypatch):
+    import catalog.signed_links
+
+    monkeypatch.setattr(catalog.signed_links, "_failed_at", -float("inf"))
+
+
 @pytest.fixture
 def signer(monkeypatch):
     """planetary-computer's sign_url, faked: signs an unsigned blob link with a token valid 45 minutes from NOW."""
@@ -58,11 +65,17 @@ def test_a_link_near_its_expiry_is_signed_again_others_pass_unchanged(signer):
 
 
 def test_without_the_package_or_a_token_the_link_is_left_to_fail_by_name(monkeypatch):
+    asked = []
+
     def unreachable(url):
+        asked.append(url)
         raise ConnectionError("token service unreachable")
 
     monkeypatch.setitem(sys.modules, "planetary_computer", types.SimpleNamespace(sign_url=unreachable))
     assert fresh_link(_signed(1), now=NOW) == _signed(1)
+    assert fresh_link(_signed(1), now=NOW + 30) == _signed(1) and len(asked) == 1  # not asked again for a minute
+    fresh_link(_signed(1), now=NOW + 61)
+    assert len(asked) == 2
     monkeypatch.setitem(sys.modules, "planetary_computer", None)  # not installed: import fails
     assert fresh_link(_signed(1), now=NOW) == _signed(1)
 
@@ -102,3 +115,45 @@ def test_a_damaged_cog_whose_href_holds_403_is_not_taken_for_refused_access(monk
     monkeypatch.setattr(rasterio, "open", damaged)
     with pytest.raises(SceneReadError, match="damage lies inside the file"):
         reader.read(Window(0, 0, 4, 4))
+
+
+def test_a_cached_token_about_to_expire_is_dropped_and_a_new_one_asked_for(monkeypatch):
+    """planetary-computer renews a cached token only in its last minute: between MARGIN_S and that, signing
+    handed back the same expiring link (found in review)."""
+    import datetime as dt_
+
+    class Token:
+        def __init__(self, minutes):
+            self.expiry = NOW + 60 * minutes
+
+        def ttl(self):
+            return self.expiry - NOW
+
+    cache = {"sentinel2l2a01/sentinel2-l2": Token(5)}
+
+    def sign_url(url):
+        token = cache.setdefault("sentinel2l2a01/sentinel2-l2", Token(45))
+        stamp = dt_.datetime.fromtimestamp(token.expiry, dt_.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{url}?se={stamp.replace(':', '%3A')}&sig=x"
+
+    monkeypatch.setitem(sys.modules, "planetary_computer", types.SimpleNamespace(sign_url=sign_url))
+    monkeypatch.setitem(sys.modules, "planetary_computer.sas", types.SimpleNamespace(TOKEN_CACHE=cache))
+    assert sas_expiry(fresh_link(_signed(3), now=NOW)) == pytest.approx(NOW + 45 * 60)
+
+
+def test_a_reader_closes_a_dataset_it_opened_with_a_link_about_to_expire(monkeypatch):
+    """A warped asset's dataset (the DEM's, shared by every tile) is held for the run; its copies reopen the
+    link they were made from. Held past its token it read with 403s (found in review): closed in time, the
+    next read opens it with a fresh link."""
+    import catalog.signed_links
+
+    monkeypatch.setattr(catalog.signed_links.time, "time", lambda: NOW)
+    closed = []
+    reader = _reader(_signed(30))
+    monkeypatch.setattr(reader, "close", lambda: closed.append(True))
+    reader._opened_with = _signed(30)
+    reader._renew_expiring()
+    assert closed == [] and reader._opened_with == _signed(30)
+    reader._opened_with = _signed(5)
+    reader._renew_expiring()
+    assert closed == [True] and reader._opened_with is None

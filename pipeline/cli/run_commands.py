@@ -125,6 +125,8 @@ def run_and_summarise(cfg: Config, out: Path, years: list[int] | None) -> None:
                 "their retreat stays in the tables and the mean above but not in the typical glaciers' summaries: "
                 "check them in the report (retreat.flag_*)", markup=False, highlight=False,
             )
+    from catalog.reads import REFUSED_SAYS
+
     for sensor, scenes in result.provenance.get("skipped_scenes", {}).items():
         if scenes:
             years = sorted({s.get("year") for s in scenes if s.get("year") is not None})
@@ -132,8 +134,8 @@ def run_and_summarise(cfg: Config, out: Path, years: list[int] | None) -> None:
                 f"warning: {len({s['item_id'] for s in scenes})} {sensor} scenes were skipped as unreadable (years {years}); those years have "
                 "fewer observations and may under-map ice: see the scenes_skipped column of the areas tables and "
                 "skipped_scenes in provenance.json (on_unreadable: fail in the config stops a run instead)"
-                + ("; a year that lost a window inside a COG is made again by the next run of this command"
-                   if any("inside the COG" in s.get("reason", "") for s in scenes) else "")
+                + ("; a year whose reads the storage refused is made again by the next run of this command"
+                   if any(REFUSED_SAYS in s.get("reason", "") for s in scenes) else "")
             )
     console.print(f"outputs: {result.out}  (report: {result.out / 'report' / 'index.html'}, store: {result.store_url})")
 

@@ -331,7 +331,7 @@ def infer_to_store(
     `take_lock=False`: the caller already holds the store's lock (a whole `glacierwatch update`).
     Returns ``{"store", "sensor", "weights_sha256", "years": {year: units written}, "static": [...]}``.
     """
-    from catalog.reads import unreadable_reads
+    from catalog.reads import REFUSED_SAYS, unreadable_reads
     from catalog.tiling import read_pieces
     from pipeline.glaciers.inventory import inventory_sha256
     from pipeline.inference.yearly_cube import yearly_cube
@@ -444,11 +444,13 @@ def infer_to_store(
         store.mark_statics_complete(sensor, statics, attrs=made_from)
         inside = _skipped_windows(unreadable_reads(client, since=started), cube.attrs.get("asset_items", {}))
         summary["skipped_scenes"] += inside
-        # a year made without a window of one of its scenes stays as written (this run's tables and masks use it)
-        # and is made again by the next run (reset above), when the read may succeed (a link signed again, a
-        # scene re-fetched), as the message naming the scene says: a transient fault is not a loss for good
-        for year in sorted({r["year"] for r in inside if r.get("year") is not None}):
-            store.note_unread(sensor, int(year), [r["item_id"] for r in inside if r.get("year") == year])
+        # a year made without a window the storage refused (an expired link, credentials) stays as written (this
+        # run's tables and masks use it) and is made again by the next run (reset above), when the read may
+        # succeed: a transient fault is not a loss for good. Damage inside a file is not retried every run
+        # (its message says to re-fetch the scene and reset the year).
+        refused = [r for r in inside if REFUSED_SAYS in r["reason"] and r.get("year") is not None]
+        for year in sorted({r["year"] for r in refused}):
+            store.note_unread(sensor, int(year), [r["item_id"] for r in refused if r["year"] == year])
     return summary
 
 
