@@ -82,7 +82,8 @@ def build_inputs(
     mean = torch.tensor(recipe.mean, dtype=torch.float32, device=reflectance.device)
     std = torch.tensor(recipe.std, dtype=torch.float32, device=reflectance.device)
     inputs = (torch.stack(planes, 1) - mean[:, None, None]) / std[:, None, None]
-    for i in range(n):  # no-data takes its nearest valid pixel's inputs, as numpy's build does (found on the host)
+    gaps = [i for i in range(n) if bool((~valid[i]).any()) and bool(valid[i].any())]  # judged on the device
+    for i in gaps:  # no-data takes its nearest valid pixel's inputs, as numpy's build does (found on the host)
         nearest = nearest_valid_index(valid[i].cpu().numpy())
         if nearest is not None:
             flat = torch.from_numpy((nearest[0].astype(np.int64) * valid.shape[-1] + nearest[1]).ravel()).to(inputs.device)
