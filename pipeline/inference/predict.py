@@ -50,6 +50,7 @@ from rasterio.windows import Window
 
 from catalog.masks import QA_FILL, SCL_NO_DATA, clear_mask
 from catalog.providers import REFLECTANCE_BANDS
+from catalog.reflectance_check import offset_stats
 from pipeline.inference.scene_inputs import (
     DEM_VOID,
     PRODUCT_FILL_DN,
@@ -118,14 +119,12 @@ def encode(probability: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where(valid, coded, np.uint8(NODATA))
 
 
-def _check_scale(reflectance: np.ndarray, scale: float, offset: float) -> None:
+def _check_scale(reflectance: np.ndarray, stats, scale: float, offset: float) -> None:
     """Refuse reflectance that is plainly not 0-1 (a wrong --scale), judged on the first block with
     MIN_JUDGED valid pixels: the median of the brightest band above 2 (DNs read with too large a
     scale), its 99th percentile below 0.002 (files already in reflectance, scaled again), or the 1st
     percentile of each pixel's darkest band above 0.4 (Landsat C2 L2 DNs read with Sentinel-2's scale
-    start at 0.73)."""
-    from catalog.reflectance_check import offset_stats
-
+    start at 0.73). `stats`: the block's `catalog.reflectance_check.offset_stats`."""
     valid = np.isfinite(reflectance).all(axis=0)
     brightest = reflectance[:, valid].max(axis=0)
     median, p99 = float(np.median(brightest)), float(np.percentile(brightest, 99))
@@ -141,7 +140,6 @@ def _check_scale(reflectance: np.ndarray, scale: float, offset: float) -> None:
             f"with {given} the bands' reflectance is at most {p99:.2g} (99th percentile; expected 0-1): "
             "the files look like reflectance already: pass --scale 1 --offset 0"
         )
-    stats = offset_stats(reflectance)
     if stats.p1_darkest > 0.4:
         raise PredictError(
             f"with {given} even the darkest band of 99% of pixels is above {stats.p1_darkest:.2f} (snow's SWIR, water, "
@@ -150,17 +148,19 @@ def _check_scale(reflectance: np.ndarray, scale: float, offset: float) -> None:
         )
 
 
-def _check_offset(reflectance: np.ndarray, scale: float, offset: float) -> tuple[str | None, bool]:
-    """(warning, judged) by `catalog.reflectance_check`'s rules for an offset applied twice or missing.
+def _check_offset(stats, scale: float, offset: float, first: bool) -> tuple[str | None, bool]:
+    """(warning, judged) by `catalog.reflectance_check`'s rules for an offset applied twice or missing,
+    from a block's `offset_stats`.
 
-    A block is judged once it has MIN_JUDGED valid pixels and, for a missing offset, the snow and ice
-    whose SWIR tells (`OffsetStats.missing`); until then the next block is tried: a scene whose first
-    block is snow-free rock said nothing of a missing offset before (its ice lay beyond column 2,048)."""
-    from catalog.reflectance_check import MIN_VALID, TWICE_BELOW, offset_stats
+    An offset applied twice is judged on the first block with MIN_JUDGED valid pixels (`first`), as
+    before: a later block of water or deep shadow alone would look so. A missing offset needs the snow
+    and ice whose SWIR tells (`OffsetStats.missing`), so later blocks are tried until one holds them: a
+    scene whose first block is snow-free rock said nothing of a missing offset before (its ice lay
+    beyond column 2,048)."""
+    from catalog.reflectance_check import MIN_VALID, TWICE_BELOW
 
-    stats = offset_stats(reflectance)
     given = f"--scale {scale:g} --offset {offset:g}"
-    if stats.applied_twice:
+    if first and stats.applied_twice:
         return (f"{stats.share_far_below:.0%} of pixels have a band below {TWICE_BELOW} with {given}: "
                 "the offset looks applied twice (files already offset-corrected?): check --offset"), True
     if stats.missing:
@@ -396,11 +396,13 @@ def predict_scene(
                         r1, c1 = min(grid.height, row + h + halo), min(grid.width, col + w + halo)
                         reflectance = np.stack([read_onto(s, grid, r0, c0, r1 - r0, c1 - c0, fill) for s, fill in zip(sources, fills, strict=True)])
                         reflectance = reflectance * np.float32(scale) + np.float32(offset)
-                        if not scale_judged and np.isfinite(reflectance).all(axis=0).sum() >= MIN_JUDGED:
-                            _check_scale(reflectance, scale, offset)
-                            scale_judged = True
-                        if scale_judged and not offset_judged:  # until a block holds the snow and ice that can tell
-                            message, offset_judged = _check_offset(reflectance, scale, offset)
+                        first = not scale_judged and np.isfinite(reflectance).all(axis=0).sum() >= MIN_JUDGED
+                        if first or (scale_judged and not offset_judged):  # until a block holds the snow and ice that can tell
+                            stats = offset_stats(reflectance)
+                            if first:
+                                _check_scale(reflectance, stats, scale, offset)
+                                scale_judged = True
+                            message, offset_judged = _check_offset(stats, scale, offset, first)
                             if message:
                                 _warn(message)
                         valid = np.isfinite(reflectance).all(axis=0)
