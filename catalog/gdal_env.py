@@ -74,14 +74,26 @@ class ObjectStorageError(ProviderError):
     """Object storage a run would read cannot be read as configured; the message says what to set."""
 
 
+ROLE_VARIABLES = ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                  "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_ROLE_ARN")
+"""Environment an AWS role sets (EKS service accounts and pod identity, ECS tasks): credentials GDAL gets
+from a token or an endpoint, not a key pair. An EC2 instance profile sets nothing: set AWS_PROFILE or
+AWS_ROLE_ARN there (a check without the network cannot ask the instance)."""
+
+
 def _aws_credentials_configured(environ: Mapping[str, str], home: Path) -> bool:
-    """AWS credentials GDAL can find: the key pair in the environment, a profile, or a credentials file."""
+    """AWS credentials GDAL can find: the key pair in the environment, a profile, a role's environment,
+    or a credentials or config file that holds keys, a role, SSO or a credential process."""
     if environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY"):
         return True
-    if environ.get("AWS_PROFILE") or environ.get("AWS_DEFAULT_PROFILE"):
+    if environ.get("AWS_PROFILE") or environ.get("AWS_DEFAULT_PROFILE") or any(environ.get(v) for v in ROLE_VARIABLES):
         return True
     credentials = Path(environ.get("AWS_SHARED_CREDENTIALS_FILE") or home / ".aws" / "credentials")
-    return credentials.is_file() and "aws_access_key_id" in credentials.read_text(errors="replace").lower()
+    if credentials.is_file() and "aws_access_key_id" in credentials.read_text(errors="replace").lower():
+        return True
+    config = Path(environ.get("AWS_CONFIG_FILE") or home / ".aws" / "config")
+    held = config.read_text(errors="replace").lower() if config.is_file() else ""
+    return any(key in held for key in ("role_arn", "sso_", "credential_process", "credential_source", "aws_access_key_id"))
 
 
 def check_object_storage(

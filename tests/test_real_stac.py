@@ -288,6 +288,13 @@ def test_requester_pays_without_credentials_is_refused_before_any_work(tmp_path)
     assert "planetary-computer" in message
     check_object_storage(es, "landsat", environ={"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}, home=tmp_path)
     check_object_storage(es, "landsat", environ={"AWS_PROFILE": "work"}, home=tmp_path)
+    # a role's credentials: an EKS service account, an ECS task; an SSO profile in ~/.aws/config
+    check_object_storage(es, "landsat", environ={"AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/token", "AWS_ROLE_ARN": "arn"},
+                         home=tmp_path)
+    check_object_storage(es, "landsat", environ={"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials"}, home=tmp_path)
+    (tmp_path / "sso" / ".aws").mkdir(parents=True)
+    (tmp_path / "sso" / ".aws" / "config").write_text("[default]\nsso_session = work\nsso_account_id = 1\n")
+    check_object_storage(es, "landsat", environ={}, home=tmp_path / "sso")
     (tmp_path / ".aws").mkdir()
     (tmp_path / ".aws" / "credentials").write_text("[default]\naws_access_key_id = a\naws_secret_access_key = b\n")
     check_object_storage(es, "landsat", environ={}, home=tmp_path)
