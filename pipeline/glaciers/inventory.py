@@ -127,12 +127,17 @@ def check_coordinates(outlines: gpd.GeoDataFrame, ids: pd.Series, source: str) -
         )
 
 
-def _ids(raw: pd.Series, source: str, id_field: str) -> tuple[np.ndarray, np.ndarray]:
-    """(glacier_id int32, inventory_id str) per row; see the module docstring."""
+def check_ids_given(raw: pd.Series, source: str, id_field: str, error: type[Exception] = InventoryError) -> None:
+    """Refuse outlines without an id (`run` and `stats` alike): summed, they were one glacier "None"."""
     missing = raw.isna() | (raw.astype(str).str.strip() == "")
     if missing.any():
         rows = raw.index[missing].tolist()[:5]
-        raise InventoryError(f"{source}: {int(missing.sum())} outlines (rows {rows}) have no {id_field!r}: give every glacier an id")
+        raise error(f"{source}: {int(missing.sum())} outlines (rows {rows}) have no {id_field!r}: give every glacier an id")
+
+
+def _ids(raw: pd.Series, source: str, id_field: str) -> tuple[np.ndarray, np.ndarray]:
+    """(glacier_id int32, inventory_id str) per row; see the module docstring."""
+    check_ids_given(raw, source, id_field)
     numeric = pd.to_numeric(raw, errors="coerce") if not pd.api.types.is_string_dtype(raw) else None
     whole = numeric is not None and numeric.notna().all() and bool((numeric == np.floor(numeric)).all())
     if whole and bool(((numeric >= 1) & (numeric <= MAX_KEPT_ID)).all()):

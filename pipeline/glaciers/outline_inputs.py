@@ -50,7 +50,7 @@ from shapely.geometry.polygon import orient
 
 from pipeline.glaciers import glims
 from pipeline.glaciers.change import MIN_STAIRCASE_EDGES, PIXEL_PERIMETER_FACTOR, rectilinear_edges
-from pipeline.glaciers.inventory import check_coordinates
+from pipeline.glaciers.inventory import check_coordinates, check_ids_given
 from pipeline.glaciers.rasterise import dem_on_grid
 from pipeline.glaciers.terminus import Dem
 
@@ -227,10 +227,7 @@ def read_outlines(outlines: str | Path | gpd.GeoDataFrame, id_field: str,
     if date_field is not None and date_field not in gdf.columns:
         raise ValueError(f"date field {date_field!r} not in {source}; pass date_field= one of "
                          f"{fields}, or None")
-    missing = gdf[id_field].isna() | (gdf[id_field].astype(str).str.strip() == "")
-    if missing.any():  # as `run` refuses them (inventory._ids): summed, they were one glacier "None"
-        rows = gdf.index[missing].tolist()[:5]
-        raise ValueError(f"{source}: {int(missing.sum())} outlines (rows {rows}) have no {id_field!r}: give every glacier an id")
+    check_ids_given(gdf[id_field], source, id_field, ValueError)
     if date_field is None:
         dates = pd.Series(pd.NaT, index=gdf.index, dtype="datetime64[ns]")
     else:
