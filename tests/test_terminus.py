@@ -141,6 +141,20 @@ def test_dem_axis_runs_from_highest_to_lowest_point_and_gives_terminus_elevation
     assert ch.retreat_m == pytest.approx(120.0, abs=1.0)
 
 
+def test_a_glaciers_window_of_the_dem_gives_what_the_whole_dem_gives():
+    """`Dem.around` (each glacier's part of an inventory-wide DEM in ``stats``) is a view on the same
+    pixels: the axis and the front elevations are those of the whole grid, to the bit."""
+    dem = glacier_dem(37.0)
+    g0, g1 = to_map(valley_glacier(3000), 37.0), to_map(valley_glacier(2880), 37.0)
+    own = dem.around(shapely.union_all([g0, g1]).bounds)
+    assert own.elevation.size < dem.elevation.size / 4 and np.shares_memory(own.elevation, dem.elevation)
+    assert main_axis(g0, own) == main_axis(g0, dem)
+    frame = tongue_frame(g0, main_axis(g0, dem))
+    pos = terminus_positions({2016: g0, 2022: g1}, frame)
+    pd.testing.assert_frame_equal(terminus_elevations(pos, own), terminus_elevations(pos, dem))
+    assert dem.around((0.0, 0.0, 1.0, 1.0)) is dem  # bounds off the grid: nothing to cut
+
+
 def plane_dem(angle_deg: float) -> Dem:
     """10 m DEM of a plane falling 0.2 m/m down-glacier (flow ``angle_deg`` from east)."""
     res = 10.0

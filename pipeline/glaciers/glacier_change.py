@@ -142,12 +142,16 @@ def glacier_terminus(gid, outlines: dict, dem: Dem | None, *, pixel_size_m: floa
 
 def change_tables(glaciers, areas, dem, pixel_size_m, analysis: Analysis, sectors, *, inventory=None,
                    failures: Failures | None = None, sensor: str = "", probability: dict | None = None,
-                   threshold: float = 0.5, on_progress: Callable[[int, int], None] | None = None):
+                   threshold: float = 0.5, on_progress: Callable[[int, int], None] | None = None,
+                   window_dem: bool = False):
     """``area_change``, ``terminus`` and ``retreat`` of dated outlines, each glacier a task of its
     own (`pipeline.glaciers.tasks`): one that fails is a row in `failures`, the others go on. `sectors`:
     glacier_id -> its (fixed) aspect sector; `inventory`: glacier_id -> inventory outline;
     `probability`: glacier_id -> {date: `ProbabilityMap`} for sub-pixel fronts (`glacier_terminus`);
-    `on_progress(done, total)`: called after each glacier (``stats`` shows a bar)."""
+    `on_progress(done, total)`: called after each glacier (``stats`` shows a bar). `window_dem`: each
+    glacier gets the part of `dem` around its outlines (`Dem.around`): a DEM over a whole inventory
+    (``stats``) made every glacier's masks the size of the inventory's grid (0.3 s a glacier spread
+    over a range; the run hands each glacier its own window already)."""
     failures = Failures() if failures is None else failures
     change_rows, terminus_frames, retreat_rows = [], [], []
     dated = glaciers[glaciers["date"].notna()]
@@ -160,7 +164,8 @@ def change_tables(glaciers, areas, dem, pixel_size_m, analysis: Analysis, sector
             continue
         dates = grp["date"].tolist()
         change_rows += _glacier_area_change(gid, dates, areas.loc[grp.index], failures=failures, sensor=sensor) or []
-        out = glacier_terminus(gid, dict(zip(dates, grp.geometry, strict=True)), dem, pixel_size_m=pixel_size_m,
+        own = dem.around(tuple(grp.total_bounds)) if window_dem and dem is not None else dem
+        out = glacier_terminus(gid, dict(zip(dates, grp.geometry, strict=True)), own, pixel_size_m=pixel_size_m,
                                analysis=analysis, sector=sectors.get(gid), inventory=(inventory or {}).get(gid),
                                probability=(probability or {}).get(gid), threshold=threshold,
                                failures=failures, sensor=sensor)

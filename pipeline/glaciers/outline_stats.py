@@ -181,7 +181,7 @@ def outline_statistics(
     sectors = dict(zip(first.index, first["aspect_sector"])) if len(first) else {}  # fixed: the first date's
     failures = Failures()
     change, terminus, retreat = change_tables(glaciers, areas, dem, pixel_size_m, analysis, sectors, failures=failures,
-                                              on_progress=step("terminus and change"))
+                                              on_progress=step("terminus and change"), window_dem=True)
     areas = flag_glacier_years(areas, terminus, analysis.flag_sigma, pixel_size_m)
     retreat["flag_implausible"] = implausible_pairs(retreat, areas)
     retreat["flag_front_too_fast"] = front_too_fast(retreat, analysis.max_retreat_m_a, pixel_size_m)

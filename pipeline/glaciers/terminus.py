@@ -173,6 +173,19 @@ class Dem:
         c, r = np.asarray(cols) + 0.5, np.asarray(rows) + 0.5
         return t.a * c + t.b * r + t.c, t.d * c + t.e * r + t.f
 
+    def around(self, bounds: tuple[float, float, float, float], margin_px: int = 3) -> Dem:
+        """The part of this DEM over `bounds` (map coordinates) and `margin_px` pixels more, a view on the
+        same pixels: a glacier's masks and samples cost its window, not the whole grid's."""
+        inverse = ~self.transform
+        cols, rows = zip(*(inverse * (x, y) for x in bounds[0::2] for y in bounds[1::2]), strict=True)
+        height, width = self.elevation.shape
+        r0, c0 = max(0, int(np.floor(min(rows))) - margin_px), max(0, int(np.floor(min(cols))) - margin_px)
+        r1 = min(height, int(np.ceil(max(rows))) + margin_px)
+        c1 = min(width, int(np.ceil(max(cols))) + margin_px)
+        if r1 <= r0 or c1 <= c0:
+            return self
+        return Dem(self.elevation[r0:r1, c0:c1], self.transform * Affine.translation(c0, r0), self.crs)
+
 
 @dataclass(frozen=True)
 class MainAxis:
