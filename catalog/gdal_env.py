@@ -70,6 +70,11 @@ def _layered(extra: tuple[tuple[str, str], ...]) -> LayeredEnv:
     return SCENE_READ_ENV.updated(always=dict(extra))
 
 
+AWS_CREDENTIALS_HINT = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or ~/.aws/credentials; "
+                        "requests are billed to that account)")
+"""What both requester-pays refusals (a provider's own catalog, any catalog's items) tell the user to set."""
+
+
 class ObjectStorageError(ProviderError):
     """Object storage a run would read cannot be read as configured; the message says what to set."""
 
@@ -111,8 +116,7 @@ def check_object_storage(
     if str(env.get("AWS_REQUEST_PAYER", "")).lower() == "requester" and not _aws_credentials_configured(environ, home):
         raise ObjectStorageError(
             f"provider {profile.name!r} serves {kind} ({profile.collections.get(kind, '?')}) from a requester-pays "
-            "S3 bucket and no AWS credentials are configured: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-            "(or AWS_PROFILE, or ~/.aws/credentials; requests are billed to that account), "
+            f"S3 bucket and no AWS credentials are configured: {AWS_CREDENTIALS_HINT}, "
             f"or use provider planetary-computer for {kind} (signed https, no AWS account)"
         )
 
@@ -132,8 +136,7 @@ def check_requester_pays(items, keys, kind: str, environ: Mapping[str, str] | No
         href = next(i.assets[k].href for i in paying[:1] for k in keys if k in i.assets)
         raise ObjectStorageError(
             f"{len(paying)} {kind} items (e.g. {paying[0].id}, {href.rsplit('/', 1)[0]}/...) say their assets lie in a "
-            "requester-pays bucket (storage:requester_pays) and no AWS credentials are configured: set AWS_ACCESS_KEY_ID "
-            "and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or ~/.aws/credentials; requests are billed to that account), "
+            f"requester-pays bucket (storage:requester_pays) and no AWS credentials are configured: {AWS_CREDENTIALS_HINT}, "
             "or use a catalog whose assets need no account (provider planetary-computer)"
         )
 

@@ -84,10 +84,10 @@ from pipeline.glaciers.plausibility import flag_glacier_years, implausible_pairs
 from pipeline.glaciers.raster_schema import DEFAULT_MAX_UNOBSERVED
 from pipeline.glaciers.region_tables import change_table, region_total
 from pipeline.glaciers.statistics import deferred_statistics, with_area_errors
-from pipeline.glaciers.store_terminus import pixel_window, terminus_tables
+from pipeline.glaciers.store_terminus import terminus_tables
 from pipeline.glaciers.tables import conform
 from pipeline.glaciers.tasks import Failures, glacier_batches
-from pipeline.glaciers.terminus import BODY_GAP_PX, glacier_parts
+from pipeline.glaciers.terminus import BODY_GAP_PX, glacier_parts, pixel_window
 from pipeline.outputs.glacier_masks import MaskTiles, deferred_mask_tiles
 from pipeline.store import RegionStore
 from pipeline.store.encoding import NDSI_BIT, RATIO_BIT, index_mask

@@ -137,12 +137,6 @@ def _from_years(years: pd.Series) -> pd.Series:
     return start + (end - start) * (years - whole)
 
 
-def _rgi_codes(numbers: pd.Series) -> bool:
-    """Whether a numeric date field holds RGI 5/6 ``BgnDate`` codes (YYYYMMDD or -9999999) stored as numbers."""
-    given = numbers.dropna()
-    return bool(len(given)) and bool(((given == -9999999) | ((given >= 1e7) & (given < 1e8) & (given == np.floor(given)))).all())
-
-
 def parse_dates(values: pd.Series, field: str, source: str) -> pd.Series:
     """A date field as timestamps: dates as dates, years (int, float or "2016") as 1 January.
 
@@ -158,8 +152,10 @@ def parse_dates(values: pd.Series, field: str, source: str) -> pd.Series:
         return pd.Series(pd.to_datetime(out).to_numpy(), index=values.index)
     if pd.api.types.is_bool_dtype(values):
         raise ValueError(f"date field {field!r} in {source} holds booleans, not dates; {how}")
-    if pd.api.types.is_numeric_dtype(values) and _rgi_codes(values.astype("float64")):
-        values = values.astype("float64").astype("Int64").astype("string")
+    if pd.api.types.is_numeric_dtype(values):  # RGI codes stored as numbers: read as the strings they are
+        whole = values.astype("float64").dropna()
+        if len(whole) and (whole == np.floor(whole)).all() and is_rgi_date(whole.astype("int64").astype("string")).all():
+            values = values.astype("float64").astype("Int64").astype("string")
     if pd.api.types.is_numeric_dtype(values):
         years = values.astype("float64")
     else:

@@ -42,9 +42,8 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+from affine import Affine
 from rasterio.features import geometry_mask
-from rasterio.windows import Window, from_bounds
-from rasterio.windows import transform as window_transform
 
 from catalog.grid import convergence_on_grid
 from catalog.terrain import horn_aspect_deg
@@ -57,7 +56,7 @@ from pipeline.glaciers.plausibility import flag_glacier_years, front_too_fast, i
 from pipeline.glaciers.retreat_summary import flagged_glaciers, retreat_by_aspect, retreat_by_elevation_band, typical_glaciers
 from pipeline.glaciers.tables import TABLE_COLUMNS, conform
 from pipeline.glaciers.tasks import Failures
-from pipeline.glaciers.terminus import BODY_GAP_PX, Dem, glacier_parts
+from pipeline.glaciers.terminus import BODY_GAP_PX, Dem, glacier_parts, pixel_window
 
 __all__ = ["outline_statistics", "write_tables"]
 
@@ -90,14 +89,13 @@ def _dem_tables(glaciers: gpd.GeoDataFrame, dem: Dem, band_m: float,
     for done, row in enumerate(glaciers.sort_values("date", kind="stable").itertuples(index=False), start=1):
         if on_progress is not None:
             on_progress(done, len(glaciers))
-        window = _pixel_window(from_bounds(*row.geometry.bounds, transform=t), rows, cols)
-        if window is None:
+        ys, xs = pixel_window(t, (rows, cols), row.geometry.bounds, 0)
+        if ys.stop <= ys.start or xs.stop <= xs.start:  # off the grid
             z, facing = np.empty(0, np.float32), np.empty(0, np.float32)
         else:
-            inside = geometry_mask([row.geometry], out_shape=(window.height, window.width),
-                                   transform=window_transform(window, t), invert=True)
-            cut = window.toslices()
-            z, facing = dem.elevation[cut][inside], aspect[cut][inside]
+            inside = geometry_mask([row.geometry], out_shape=(ys.stop - ys.start, xs.stop - xs.start),
+                                   transform=t * Affine.translation(xs.start, ys.start), invert=True)
+            z, facing = dem.elevation[ys, xs][inside], aspect[ys, xs][inside]
         ok = np.isfinite(z)
         if z.size and ok.mean() < 0.5:
             raise ValueError(f"the DEM has no data under {1 - ok.mean():.0%} of glacier "
@@ -125,14 +123,6 @@ def _dem_tables(glaciers: gpd.GeoDataFrame, dem: Dem, band_m: float,
     bands["year"] = year_of(bands["date"])
     return elevation[TABLE_COLUMNS["elevation"]], conform("glacier_area_by_band", bands)
 
-
-
-def _pixel_window(window: Window, rows: int, cols: int) -> Window | None:
-    """`window` grown to whole pixels and cut to the grid's `rows` x `cols`; None where it lies outside."""
-    r0, c0 = max(0, int(np.floor(window.row_off))), max(0, int(np.floor(window.col_off)))
-    r1 = min(rows, int(np.ceil(window.row_off + window.height)))
-    c1 = min(cols, int(np.ceil(window.col_off + window.width)))
-    return Window(c0, r0, c1 - c0, r1 - r0) if r1 > r0 and c1 > c0 else None
 
 
 def outline_statistics(

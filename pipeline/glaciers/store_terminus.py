@@ -37,20 +37,7 @@ from pipeline.glaciers.retreat_summary import (
 )
 from pipeline.glaciers.tables import conform
 from pipeline.glaciers.tasks import Failures, compute_shipped, glacier_batches
-from pipeline.glaciers.terminus import Dem, ProbabilityMap
-
-
-def pixel_window(transform: Affine, shape: tuple[int, int], bounds: tuple[float, float, float, float], margin_px: int) -> tuple[slice, slice]:
-    """Row and column slices of the pixels of `shape` (on `transform`) covering `bounds`, grown by
-    `margin_px` and clipped to the array."""
-    inv = ~transform
-    c0, r0 = inv * (bounds[0], bounds[3])
-    c1, r1 = inv * (bounds[2], bounds[1])
-    ny, nx = shape
-    r0, c0 = max(int(np.floor(r0)) - margin_px, 0), max(int(np.floor(c0)) - margin_px, 0)
-    r1, c1 = min(int(np.ceil(r1)) + margin_px, ny), min(int(np.ceil(c1)) + margin_px, nx)
-    return slice(r0, r1), slice(c0, c1)
-
+from pipeline.glaciers.terminus import Dem, ProbabilityMap, pixel_window
 
 TONGUE_FRACTION = 0.2
 """The front zone whose observation date dates a terminus: the lowest fifth of the outline's

@@ -174,17 +174,24 @@ class Dem:
         return t.a * c + t.b * r + t.c, t.d * c + t.e * r + t.f
 
     def around(self, bounds: tuple[float, float, float, float], margin_px: int = 3) -> Dem:
-        """The part of this DEM over `bounds` (map coordinates) and `margin_px` pixels more, a view on the
-        same pixels: a glacier's masks and samples cost its window, not the whole grid's."""
-        inverse = ~self.transform
-        cols, rows = zip(*(inverse * (x, y) for x in bounds[0::2] for y in bounds[1::2]), strict=True)
-        height, width = self.elevation.shape
-        r0, c0 = max(0, int(np.floor(min(rows))) - margin_px), max(0, int(np.floor(min(cols))) - margin_px)
-        r1 = min(height, int(np.ceil(max(rows))) + margin_px)
-        c1 = min(width, int(np.ceil(max(cols))) + margin_px)
-        if r1 <= r0 or c1 <= c0:
+        """The part of this DEM over `bounds` (map coordinates) and `margin_px` pixels more (`pixel_window`),
+        a view on the same pixels: a glacier's masks and samples cost its window, not the whole grid's."""
+        rows, cols = pixel_window(self.transform, self.elevation.shape, bounds, margin_px)
+        if rows.stop <= rows.start or cols.stop <= cols.start:
             return self
-        return Dem(self.elevation[r0:r1, c0:c1], self.transform * Affine.translation(c0, r0), self.crs)
+        return Dem(self.elevation[rows, cols], self.transform * Affine.translation(cols.start, rows.start), self.crs)
+
+
+def pixel_window(transform: Affine, shape: tuple[int, int], bounds: tuple[float, float, float, float], margin_px: int) -> tuple[slice, slice]:
+    """Row and column slices of the pixels of `shape` (on `transform`) covering `bounds`, grown by
+    `margin_px` and clipped to the array."""
+    inv = ~transform
+    c0, r0 = inv * (bounds[0], bounds[3])
+    c1, r1 = inv * (bounds[2], bounds[1])
+    ny, nx = shape
+    r0, c0 = max(int(np.floor(r0)) - margin_px, 0), max(int(np.floor(c0)) - margin_px, 0)
+    r1, c1 = min(int(np.ceil(r1)) + margin_px, ny), min(int(np.ceil(c1)) + margin_px, nx)
+    return slice(r0, r1), slice(c0, c1)
 
 
 @dataclass(frozen=True)

@@ -392,7 +392,7 @@ def infer_to_store(
         summary["scenes"] = {int(y): list(cube.attrs["scene_ids"][str(y)]) for y in years}
         summary["skipped_scenes"] = list(cube.attrs.get("skipped_scenes", []))
         summary["scale_offset"] = dict(cube.attrs.get("scale_offset", {}))  # per item: what was applied and why
-        for year in set(years) & set(store.unread_years(sensor) if store.years(sensor) else ()):
+        for year in set(years) & set(store.unread_years(sensor)):
             store.reset_year(sensor, year)  # made without part of a scene last time (`note_unread`): made again
         for year in years:
             store.add_year(sensor, year, scene_ids=cube.attrs["scene_ids"][str(year)], config_hash=cfg.digest())

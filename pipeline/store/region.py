@@ -156,4 +156,6 @@ class RegionStore(UnitWrites):
 
     def unread_years(self, sensor: str) -> list[int]:
         """The years `note_unread` marked: made without part of a scene, to be made again."""
+        if not self.years(sensor):
+            return []
         return sorted(year for year, record in self.year_records(sensor).items() if record.get("unread_scene_ids"))
