@@ -424,3 +424,56 @@ def test_outlines_without_an_id_are_refused_as_run_refuses_them():
                                                             for i in range(3)], crs=CRS)
     with pytest.raises(ValueError, match=r"2 outlines \(rows \[1, 2\]\) have no 'gid': give every glacier an id"):
         outline_statistics(gdf, id_field="gid")
+
+
+# ---------------------------------------------------------------------------------------------
+# A DEM under an inventory spread over a range: read glacier by glacier
+
+
+def test_an_inventory_spread_over_a_range_reads_only_its_glaciers_windows(tmp_path):
+    """Two glaciers 300 km apart (north-west and south-east) over a 1 km DEM: stats' 30 m grid
+    under both is 10,000 x 10,000 px (0.8 GB as float64, with its aspect twice that), read whole
+    before; now each glacier's window. Heights still hand-known: a plane rising 1 m per km east."""
+    import tracemalloc
+
+    res, n = 1000.0, 330
+    x_west, y_north = X0 - 160_000, Y0 + 160_000
+    transform = Affine(res, 0, x_west - 10_000, 0, -res, y_north + 10_000)
+    cols = np.arange(n)[None, :].repeat(n, 0)
+    x = transform.c + (cols + 0.5) * res
+    z = (2000.0 + 0.001 * (x - x_west)).astype("float32")  # exact for bilinear
+    path = tmp_path / "wide_dem.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=n, height=n, count=1, dtype="float32", crs=CRS,
+                       transform=transform) as dst:
+        dst.write(z, 1)
+    gdf = gpd.GeoDataFrame({"gid": ["NW", "SE"]}, crs=CRS, geometry=[
+        box(x_west, y_north - 2000, x_west + 1000, y_north),
+        box(x_west + 300_000, y_north - 300_000, x_west + 301_000, y_north - 298_000)])
+    tracemalloc.start()
+    try:
+        elev = outline_statistics(gdf, path, id_field="gid")["elevation"].set_index("glacier_id")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100e6, f"{peak / 1e6:.0f} MB"
+    assert elev.loc["NW", "zmean_m"] == pytest.approx(2000.5, abs=0.05)
+    assert elev.loc["SE", "zmean_m"] == pytest.approx(2300.5, abs=0.05)
+    assert elev.loc["SE", "n_dem_pixels"] == pytest.approx(2e6 / 900, rel=0.03)  # 30 m pixels
+    assert elev.loc["SE", "aspect_sector"] == "W"  # rises to the east: faces west
+
+
+def test_a_pixel_of_the_dem_reads_the_same_in_every_window_that_holds_it(real_data):
+    """GDAL's approximate transformer resamples relative to the window read (Ötztal's SRTM on its
+    UTM grid: 0.5 m apart at 0.01 px): a glacier's heights would depend on its neighbours' extent."""
+    from pipeline.glaciers.outline_inputs import load_dem, read_outlines
+
+    oe = real_data / "oetztal"
+    glaciers = read_outlines(oe / "rgi_oetztal.shp", "RGIId", None)
+    with load_dem(oe / "srtm_oetztal.tif", glaciers.crs, tuple(glaciers.total_bounds)) as grid:
+        whole = grid.around(tuple(glaciers.total_bounds))
+        assert whole.elevation.shape == grid.shape and np.isfinite(whole.elevation).all()
+        for geometry in glaciers.geometry:
+            window = grid.around(geometry.bounds)
+            r0, c0 = (round(v) for v in (~whole.transform * (window.transform.c, window.transform.f))[::-1])
+            h, w = window.elevation.shape
+            np.testing.assert_array_equal(window.elevation, whole.elevation[r0:r0 + h, c0:c0 + w])

@@ -36,14 +36,13 @@ Choices, stated once:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-from affine import Affine
-from rasterio.features import geometry_mask
 
 from catalog.grid import convergence_on_grid
 from catalog.terrain import horn_aspect_deg
@@ -51,12 +50,12 @@ from pipeline.config import Analysis
 from pipeline.glaciers.angles import aspect_sector, circular_mean_deg
 from pipeline.glaciers.change import area_uncertainty_km2
 from pipeline.glaciers.glacier_change import change_tables
-from pipeline.glaciers.outline_inputs import load_dem, read_outlines, year_of
+from pipeline.glaciers.outline_inputs import DemGrid, load_dem, read_outlines, year_of
 from pipeline.glaciers.plausibility import flag_glacier_years, front_too_fast, implausible_pairs
 from pipeline.glaciers.retreat_summary import flagged_glaciers, retreat_by_aspect, retreat_by_elevation_band, typical_glaciers
 from pipeline.glaciers.tables import TABLE_COLUMNS, conform
 from pipeline.glaciers.tasks import Failures
-from pipeline.glaciers.terminus import BODY_GAP_PX, Dem, glacier_parts, pixel_window
+from pipeline.glaciers.terminus import BODY_GAP_PX, glacier_parts
 
 __all__ = ["outline_statistics", "write_tables"]
 
@@ -72,57 +71,69 @@ def _areas_table(glaciers: gpd.GeoDataFrame, pixel_size_m: float) -> pd.DataFram
     })
 
 
-def _dem_tables(glaciers: gpd.GeoDataFrame, dem: Dem, band_m: float,
+def _dem_tables(glaciers: gpd.GeoDataFrame, dem: DemGrid, band_m: float,
                 on_progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Elevation statistics, aspect and hypsometry per glacier and date.
 
     Each glacier is measured on the DEM pixels whose centres its own outline holds, in the window of
-    its bounds: one label raster per date gave pixels two glaciers share to the one burnt last, and the
-    other lost them (an inventory with an overlapping copy of Hintereisferner: its elevation NaN, 0 pixels).
+    its outlines (every date) read once: one label raster per date gave pixels two glaciers share to
+    the one burnt last, and the other lost them (an inventory with an overlapping copy of
+    Hintereisferner: its elevation NaN, 0 pixels). Aspect is Horn's on that window, whose margin
+    (`Dem.around`'s 3 pixels) holds every 3 x 3 neighbourhood of its pixels.
     """
-    t = dem.transform
-    rows, cols = dem.elevation.shape
-    convergence = 0.0 if dem.crs is None else convergence_on_grid(
-        dem.crs, t.c + (np.arange(cols) + 0.5) * t.a, t.f + (np.arange(rows) + 0.5) * t.e)
-    aspect = horn_aspect_deg(dem.elevation, abs(t.a), abs(t.e), convergence)
+    by_row: dict = {}
+    done = 0
+    for _, grp in glaciers.groupby("glacier_id", sort=False):
+        window = dem.around(tuple(grp.total_bounds))
+        t = window.transform
+        rows, cols = window.elevation.shape
+        convergence = 0.0 if window.crs is None else convergence_on_grid(
+            window.crs, t.c + (np.arange(cols) + 0.5) * t.a, t.f + (np.arange(rows) + 0.5) * t.e)
+        aspect = horn_aspect_deg(window.elevation, abs(t.a), abs(t.e), convergence)
+        for index, row in zip(grp.index, grp.itertuples(index=False), strict=True):
+            done += 1
+            if on_progress is not None:
+                on_progress(done, len(glaciers))
+            inside = window.inside(row.geometry)
+            z, facing = window.elevation[inside], aspect[inside]
+            by_row[index] = _glacier_dem_rows(row, z, facing, band_m)
     elev_rows, band_rows = [], []
-    for done, row in enumerate(glaciers.sort_values("date", kind="stable").itertuples(index=False), start=1):
-        if on_progress is not None:
-            on_progress(done, len(glaciers))
-        ys, xs = pixel_window(t, (rows, cols), row.geometry.bounds, 0)
-        if ys.stop <= ys.start or xs.stop <= xs.start:  # off the grid
-            z, facing = np.empty(0, np.float32), np.empty(0, np.float32)
-        else:
-            inside = geometry_mask([row.geometry], out_shape=(ys.stop - ys.start, xs.stop - xs.start),
-                                   transform=t * Affine.translation(xs.start, ys.start), invert=True)
-            z, facing = dem.elevation[ys, xs][inside], aspect[ys, xs][inside]
-        ok = np.isfinite(z)
-        if z.size and ok.mean() < 0.5:
-            raise ValueError(f"the DEM has no data under {1 - ok.mean():.0%} of glacier "
-                             f"{row.glacier_id!r}; fill the voids or pass a DEM that covers it")
-        z = z[ok]
-        mean_aspect = circular_mean_deg(facing)
-        base = {"glacier_id": row.glacier_id, "date": row.date}
-        elev_rows.append({**base,
-                          "zmin_m": z.min() if z.size else np.nan,
-                          "zmed_m": np.median(z) if z.size else np.nan,
-                          "zmean_m": z.mean() if z.size else np.nan,
-                          "zmax_m": z.max() if z.size else np.nan,
-                          "aspect_deg": mean_aspect,
-                          "aspect_sector": aspect_sector(mean_aspect)[0],
-                          "n_dem_pixels": int(z.size)})
-        if z.size:
-            band_idx = np.floor(z / band_m).astype(int)
-            idx, counts = np.unique(band_idx, return_counts=True)
-            for k, n in zip(idx, counts, strict=True):
-                band_rows.append({**base, "band_lo_m": k * band_m, "band_hi_m": (k + 1) * band_m,
-                                  "area_km2": row.area_m2 / 1e6 * n / z.size})
+    for index in glaciers.sort_values("date", kind="stable").index:
+        elev, bands = by_row[index]
+        elev_rows.append(elev)
+        band_rows += bands
     elevation = pd.DataFrame(elev_rows)
     elevation["year"] = year_of(elevation["date"])
     bands = pd.DataFrame(band_rows, columns=["glacier_id", "date", "band_lo_m", "band_hi_m", "area_km2"])
     bands["year"] = year_of(bands["date"])
     return elevation[TABLE_COLUMNS["elevation"]], conform("glacier_area_by_band", bands)
 
+
+def _glacier_dem_rows(row, z: np.ndarray, facing: np.ndarray, band_m: float) -> tuple[dict, list[dict]]:
+    """One glacier-date's elevation row and band rows from the DEM heights and aspects under its outline."""
+    ok = np.isfinite(z)
+    if z.size and ok.mean() < 0.5:
+        raise ValueError(f"the DEM has no data under {1 - ok.mean():.0%} of glacier "
+                         f"{row.glacier_id!r}; fill the voids or pass a DEM that covers it")
+    z = z[ok]
+    mean_aspect = circular_mean_deg(facing)
+    base = {"glacier_id": row.glacier_id, "date": row.date}
+    elev = {**base,
+            "zmin_m": z.min() if z.size else np.nan,
+            "zmed_m": np.median(z) if z.size else np.nan,
+            "zmean_m": z.mean() if z.size else np.nan,
+            "zmax_m": z.max() if z.size else np.nan,
+            "aspect_deg": mean_aspect,
+            "aspect_sector": aspect_sector(mean_aspect)[0],
+            "n_dem_pixels": int(z.size)}
+    bands = []
+    if z.size:
+        band_idx = np.floor(z / band_m).astype(int)
+        idx, counts = np.unique(band_idx, return_counts=True)
+        for k, n in zip(idx, counts, strict=True):
+            bands.append({**base, "band_lo_m": k * band_m, "band_hi_m": (k + 1) * band_m,
+                          "area_km2": row.area_m2 / 1e6 * n / z.size})
+    return elev, bands
 
 
 def outline_statistics(
@@ -160,18 +171,19 @@ def outline_statistics(
     glaciers = read_outlines(outlines_path, id_field, date_field)
     glaciers, fragments = _without_small_fragments(glaciers, analysis.min_mapping_unit_km2, pixel_size_m)
     areas = pd.concat([_areas_table(glaciers, pixel_size_m), fragments], axis=1)
-    dem = None
-    if dem_path is not None:
-        dem = load_dem(dem_path, glaciers.crs, tuple(glaciers.total_bounds))
-        elevation, glacier_bands = _dem_tables(glaciers, dem, band_m, step("elevation"))
-    else:
-        elevation = pd.DataFrame(columns=TABLE_COLUMNS["elevation"])
-        glacier_bands = pd.DataFrame(columns=TABLE_COLUMNS["glacier_area_by_band"])
-    first = elevation.sort_values("date").groupby("glacier_id").first() if len(elevation) else elevation
-    sectors = dict(zip(first.index, first["aspect_sector"])) if len(first) else {}  # fixed: the first date's
-    failures = Failures()
-    change, terminus, retreat = change_tables(glaciers, areas, dem, pixel_size_m, analysis, sectors, failures=failures,
-                                              on_progress=step("terminus and change"), window_dem=True)
+    dem = None if dem_path is None else load_dem(dem_path, glaciers.crs, tuple(glaciers.total_bounds))
+    with dem if dem is not None else contextlib.nullcontext():
+        if dem is not None:
+            elevation, glacier_bands = _dem_tables(glaciers, dem, band_m, step("elevation"))
+        else:
+            elevation = pd.DataFrame(columns=TABLE_COLUMNS["elevation"])
+            glacier_bands = pd.DataFrame(columns=TABLE_COLUMNS["glacier_area_by_band"])
+        first = elevation.sort_values("date").groupby("glacier_id").first() if len(elevation) else elevation
+        sectors = dict(zip(first.index, first["aspect_sector"])) if len(first) else {}  # fixed: the first date's
+        failures = Failures()
+        change, terminus, retreat = change_tables(glaciers, areas, dem, pixel_size_m, analysis, sectors,
+                                                  failures=failures, on_progress=step("terminus and change"),
+                                                  window_dem=True)
     areas = flag_glacier_years(areas, terminus, analysis.flag_sigma, pixel_size_m)
     retreat["flag_implausible"] = implausible_pairs(retreat, areas)
     retreat["flag_front_too_fast"] = front_too_fast(retreat, analysis.max_retreat_m_a, pixel_size_m)
