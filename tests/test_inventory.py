@@ -56,6 +56,18 @@ def test_glims_analysis_in_parts_loads_as_one_glacier_but_parts_of_a_plain_file_
         _read_from(plain, "glac_id", tmp_path / "plain.gpkg")
 
 
+def test_the_polygon_layer_of_a_geopackage_whose_first_layer_is_points_is_the_inventory(tmp_path):
+    """GDAL reads a file's first layer: a GeoPackage saved from QGIS with the glaciers' centre points
+    first gave "outline ... is a Point, not a polygon" for a file that holds the outlines."""
+    path = tmp_path / "project.gpkg"
+    squares = _squares(["a", "b", "c"])
+    squares.assign(geometry=squares.representative_point()).to_file(path, driver="GPKG", layer="centres")
+    squares.to_file(path, driver="GPKG", layer="outlines")
+    inventory = read_inventory(path, "gid")
+    assert inventory.inventory_id.tolist() == ["a", "b", "c"]
+    assert (inventory.geometry.geom_type == "Polygon").all()
+
+
 def _read_from(gdf: gpd.GeoDataFrame, id_field: str, path) -> gpd.GeoDataFrame:
     gdf.to_file(path, driver="GPKG")
     return read_inventory(path, id_field)
@@ -130,11 +142,17 @@ def _write_bad(tmp_path, case):
         bad.loc[1, "geometry"] = box(500000, 4800000, 501000, 4801000)  # UTM metres in a lon/lat layer
         bad.to_file(path, driver="GPKG")
         return path, r"1 outlines \(e.g. glaciers \['2'\]\) have coordinates outside lon/lat range .* look like metres"
+    if case == "two-polygon-layers":
+        _squares([1, 2]).to_file(path, driver="GPKG", layer="outlines_2000")
+        _squares([1, 2]).to_file(path, driver="GPKG", layer="outlines_2020")
+        return path, (r"holds 2 layers \(outlines_2000 \(Polygon\), outlines_2020 \(Polygon\)\) and 2 of them polygons: "
+                      r"write the glacier outlines' layer to a file of its own \(ogr2ogr outlines.gpkg two-polygon-layers.gpkg LAYER\)")
     raise AssertionError(case)
 
 
 @pytest.mark.parametrize(
-    "case", ["missing", "folder", "random-bytes", "empty-file", "no-features", "wrong-id-field", "no-id", "metres-in-lonlat"]
+    "case", ["missing", "folder", "random-bytes", "empty-file", "no-features", "wrong-id-field", "no-id", "metres-in-lonlat",
+             "two-polygon-layers"]
 )
 def test_bad_inventories_are_one_line_errors_naming_the_file(tmp_path, case):
     path, message = _write_bad(tmp_path, case)

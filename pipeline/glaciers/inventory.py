@@ -65,12 +65,15 @@ def read_vector(path: str | Path, source: str, setting: str = "inventory.path",
         raise InventoryError(f"{source} is a folder, not a vector file: point {setting} at the outlines file inside it")
     parquet = path.suffix.lower() in (".parquet", ".geoparquet")
     try:
-        if near is not None and not parquet and pyogrio.read_info(path)["crs"] is None:
+        layer = None if parquet else _outline_layer(path, source, setting)
+        if near is not None and not parquet and pyogrio.read_info(path, layer=layer)["crs"] is None:
             outlines = None
         elif parquet:
             outlines = gpd.read_parquet(path)
         else:
-            outlines = gpd.read_file(path, bbox=None if near is None else gpd.GeoSeries([near], crs=4326))
+            outlines = gpd.read_file(path, layer=layer, bbox=None if near is None else gpd.GeoSeries([near], crs=4326))
+    except InventoryError:
+        raise
     except Exception as err:  # pyogrio, pyarrow and GDAL raise many types for "not a vector file"
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InventoryError(
@@ -84,6 +87,22 @@ def read_vector(path: str | Path, source: str, setting: str = "inventory.path",
     if parquet and len(outlines):
         outlines = outlines[outlines.intersects(gpd.GeoSeries([near], crs=4326).to_crs(outlines.crs).iloc[0])]
     return outlines
+
+
+def _outline_layer(path: Path, source: str, setting: str) -> str | None:
+    """The layer of a multi-layer file (GeoPackage, FileGDB) that holds polygons: GDAL reads the first
+    otherwise, and a GeoPackage saved from QGIS often starts with points or lines (a GLIMS download's
+    polygons are one layer of four). None for a file of one layer; several polygon layers are refused."""
+    layers = pyogrio.list_layers(path)
+    if len(layers) < 2:
+        return None
+    polygons = [name for name, kind in layers if kind is not None and "Polygon" in str(kind)]
+    if len(polygons) == 1:
+        return str(polygons[0])
+    listed = ", ".join(f"{name} ({kind})" for name, kind in layers)
+    raise InventoryError(f"{source} holds {len(layers)} layers ({listed}) and {len(polygons) or 'none'} of them "
+                         f"polygons: write the glacier outlines' layer to a file of its own "
+                         f"(ogr2ogr outlines.gpkg {path.name} LAYER) and set {setting} to it")
 
 
 def _no_crs(source: str) -> str:
