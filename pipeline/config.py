@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pyproj import CRS
 
 from catalog.grid import TargetGrid
@@ -23,7 +23,9 @@ from catalog.halo_layout import DEFAULT_READ_PX
 from catalog.providers import provider_profiles
 from catalog.synthetic.area_spec import StudyAreaSpec
 from catalog.tiling import DEFAULT_BUFFER_M
+from pipeline.scale.cluster.specs import KubernetesSpec, LocalSpec, SlurmSpec
 from pipeline.store.layout import DEFAULT_CHUNK
+from pipeline.strict_model import StrictModel
 
 _DEFAULT_SPEC = StudyAreaSpec()
 DEFAULT_DATA_DIR = "glacierwatch-data"
@@ -33,12 +35,6 @@ SHIPPED_WEIGHTS = Path(__file__).parent / "weights"
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the key and what to change."""
-
-
-class StrictModel(BaseModel):
-    """A frozen model that refuses unknown keys: the base of every settings file read here, in `pipeline.scale.plan` and `pipeline.scale.cluster`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Region(StrictModel):
@@ -243,9 +239,27 @@ class Inference(StrictModel):
 
 
 class Cluster(StrictModel):
+    """Where the Dask workers come from (`pipeline.scale.cluster`): `kind`, and each backend's own section.
+
+    A key left out of `slurm` is taken from dask-jobqueue's configuration (~/.config/dask/jobqueue.yaml)
+    where that sets it, else from `SlurmSpec`'s default."""
+
     kind: Literal["local", "slurm", "kubernetes", "address"] = "local"
     address: str | None = None
-    workers: int | None = Field(None, ge=1)
+    workers: int | None = Field(None, ge=1, description="local worker processes, SLURM jobs (the maximum when "
+                                "adaptive) or Kubernetes GPU workers")
+    local: LocalSpec = LocalSpec()
+    slurm: SlurmSpec = SlurmSpec()
+    kubernetes: KubernetesSpec = KubernetesSpec()
+
+    @model_validator(mode="after")
+    def _address(self):
+        if self.kind == "address" and not self.address:
+            raise ValueError('cluster.kind "address" needs cluster.address, e.g. "tcp://scheduler:8786"')
+        if self.address and self.kind != "address":
+            raise ValueError(f"cluster.address is given but cluster.kind is {self.kind!r}: set kind: address to use "
+                             "a running scheduler, or remove the address")
+        return self
 
 
 class Synthetic(StrictModel):
@@ -387,8 +401,10 @@ class Config(StrictModel):
         return str(SHIPPED_WEIGHTS / f"{sensor}.safetensors")
 
     def digest(self) -> str:
-        """Hash of the effective config: travels with every output as provenance."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """Hash of the effective config: travels with every output as provenance. The cluster is left
+        out: where the workers ran does not change a result, and the same study on a laptop and on
+        SLURM carries one hash."""
+        blob = json.dumps(self.model_dump(mode="json", exclude={"cluster"}), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:

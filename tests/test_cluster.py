@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -27,7 +28,8 @@ from pipeline.scale.cluster import (
     task_resources,
     worker_resources,
 )
-from pipeline.scale.cluster.specs import worker_environment
+from pipeline.scale.cluster.slurm import _slurm_job_kwargs
+from pipeline.scale.cluster.specs import walltime_seconds, worker_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -161,7 +163,8 @@ def test_slurm_jobqueue_yaml_agrees_with_the_spec_defaults():
     assert config["queue"] == spec.partition
     assert config["cores"] == spec.cores and config["memory"] == spec.memory and config["walltime"] == spec.walltime
     assert config["job-extra-directives"] == ["--gres=gpu:1"]
-    assert " ".join(config["worker-extra-args"]) == "--resources GPU=1"
+    assert config["worker-extra-args"] == _slurm_job_kwargs(spec)["worker_extra_args"]  # GPU resource and lifetime
+    assert config["local-directory"] == spec.local_directory
     # dask-jobqueue reading only that file writes the same GPU lines as our spec does.
     from dask_jobqueue.slurm import SLURMJob
 
@@ -170,12 +173,59 @@ def test_slurm_jobqueue_yaml_agrees_with_the_spec_defaults():
     assert "#SBATCH --gres=gpu:1" in script and "--resources GPU=1" in script and "#SBATCH -p gpu" in script
 
 
+def test_a_site_jobqueue_yaml_sets_what_the_glacierwatch_config_leaves_out():
+    """The site's partition, memory, walltime and prologue (~/.config/dask/jobqueue.yaml) reach the job
+    script unless cluster.slurm gives them; before, every key had a fixed value and the site's were
+    ignored, so a site whose GPU partition is not called "gpu" could not run at all."""
+    site = {"queue": "a100", "memory": "120GB", "walltime": "12:00:00", "account": "glaciers",
+            "job-script-prologue": ["module load cuda/12.4"], "job-extra-directives": ["--gres=gpu:2", "--qos=long"]}
+    script = slurm_job_script(SlurmSpec(), site=site)
+    assert "#SBATCH -p a100" in script and "#SBATCH -A glaciers" in script and "#SBATCH -t 12:00:00" in script
+    assert re.search(r"#SBATCH --mem=11\dG", script) and "module load cuda/12.4" in script
+    assert "#SBATCH --qos=long" in script and "--gres=gpu:1" in script and "gpu:2" not in script  # the GPU line is ours
+    # the glacierwatch config wins where it gives a key
+    script = slurm_job_script(SlurmSpec(partition="h100", walltime="2-00:00:00"), site=site)
+    assert "#SBATCH -p h100" in script and "#SBATCH -t 2-00:00:00" in script and "#SBATCH -A glaciers" in script
+    with pytest.raises(ClusterError, match=r"jobqueue.slurm.walltime \(dask-jobqueue's configuration\): walltime '4h'"):
+        slurm_job_script(SlurmSpec(), site={"walltime": "4h"})
+
+
+def test_slurm_workers_retire_before_their_walltime_and_are_replaced():
+    """dask-jobqueue submits no new job when one reaches its walltime (dask/dask-jobqueue#122): a run
+    longer than the walltime lost every worker at once and waited for ever."""
+    assert _slurm_job_kwargs(SlurmSpec(walltime="04:00:00"))["worker_extra_args"][-4:] == [
+        "--lifetime", "13800s", "--lifetime-stagger", "300s"]
+    assert _slurm_job_kwargs(SlurmSpec(walltime="30"))["worker_extra_args"][-4:] == [  # 30 min: a tenth of it
+        "--lifetime", "1620s", "--lifetime-stagger", "90s"]
+    assert walltime_seconds("1-12:30") == 131400 and walltime_seconds("90:30") == 5430
+    with pytest.raises(ValueError, match="is not a SLURM time"):
+        SlurmSpec(walltime="4 hours")
+    script = slurm_job_script(SlurmSpec())
+    assert "--local-directory ${TMPDIR:-/tmp}" in script  # an unset TMPDIR swallowed the next argument
+
+
+def test_a_worker_job_slurm_refuses_is_one_line_before_anything_starts(tmp_path, monkeypatch):
+    """A refused sbatch failed in the background: the run waited an hour for a worker, then said
+    "internal error (AssertionError: Status.created)". `sbatch --test-only` asks SLURM first."""
+    calls = tmp_path / "calls"
+    sbatch = tmp_path / "sbatch"
+    sbatch.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "sbatch: error: invalid partition specified: gpu" >&2\n'
+                      "echo 'sbatch: error: Batch job submission failed: Invalid partition name specified' >&2\nexit 1\n")
+    sbatch.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(ClusterError, match=r"SLURM refuses the worker job \(partition gpu, .*\): invalid partition "
+                                           r"specified: gpu Batch job submission failed: .*set cluster.slurm"):
+        check_cluster({"kind": "slurm"})
+    assert calls.read_text().startswith("--test-only ")
+
+
 def test_scrontab_runs_the_update_every_october():
     lines = [ln for ln in (DEPLOY / "slurm" / "scrontab").read_text().splitlines() if ln and not ln.startswith("#")]
     assert len(lines) == 1
     minute, hour, day, month, weekday, command = lines[0].split(maxsplit=5)
     assert month == "10" and weekday == "*"
     assert "glacierwatch update" in command and "--year $(date +\\%Y)" in command
+    assert "--out glacierwatch-out" in command and "--cluster slurm" in command
 
 
 def test_cluster_spec_reads_the_config_cluster_section():
@@ -185,6 +235,20 @@ def test_cluster_spec_reads_the_config_cluster_section():
     assert spec.slurm.jobs == 6 and spec.slurm.partition == "a100"
     spec = ClusterSpec.from_config(Cluster(kind="kubernetes", workers=3))
     assert spec.kubernetes.gpu_workers == 3
+    # the config's own sections: before, cluster.slurm was "unknown key" and nothing passed them on
+    from pipeline.config import ConfigError, load_config
+
+    cfg = load_config(cluster={"kind": "slurm", "workers": 8, "slurm": {"partition": "mygpu", "walltime": "12:00:00"}})
+    spec = ClusterSpec.from_config(cfg.cluster)
+    assert (spec.slurm.partition, spec.slurm.walltime, spec.slurm.jobs) == ("mygpu", "12:00:00", 8)
+    assert spec.slurm.model_fields_set == {"partition", "walltime", "jobs"}  # the rest may come from jobqueue.yaml
+    assert cfg.digest() == load_config().digest()  # where the workers run is not provenance
+    with pytest.raises(ConfigError, match="cluster.slurm.memory: .*'lots' is not an amount of memory"):
+        load_config(cluster={"kind": "slurm", "slurm": {"memory": "lots"}})
+    with pytest.raises(ConfigError, match="cluster.kubernetes.cpu: .*'five' is not a Kubernetes quantity"):
+        load_config(cluster={"kind": "kubernetes", "kubernetes": {"cpu": "five"}})
+    with pytest.raises(ConfigError, match="cluster.address is given but cluster.kind is 'slurm'"):
+        load_config(cluster={"kind": "slurm", "address": "tcp://scheduler:8786"})
     with pytest.raises(ValueError, match="needs cluster.address"):
         ClusterSpec(kind="address")
 
@@ -222,6 +286,30 @@ def test_kubernetes_cronjob_runs_the_update_every_october_on_our_image():
     assert container["image"] == IMAGE
     assert "glacierwatch update" in " ".join(container["args"]) and "$(date +%Y)" in " ".join(container["args"])
     assert pod["serviceAccountName"] == docs["ServiceAccount"]["metadata"]["name"]
+    # the store and the outputs on the shared volume, on the cluster the run starts, credentials if given
+    args = " ".join(container["args"])
+    assert "--out /data/glacierwatch-out" in args and "--cluster kubernetes" in args
+    assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "glacierwatch-data"}} in pod["volumes"]
+    assert container["envFrom"] == [{"secretRef": {"name": "glacierwatch-credentials", "optional": True}}]
+    assert "pods/log" in docs["Role"]["rules"][1]["resources"]  # the operator client reads a failed scheduler's log
+
+
+def test_dask_pods_reach_the_shared_volume_and_the_credentials_the_run_has():
+    """Workers read the scenes and write the store: the driver pod's volume and credentials alone left
+    every worker's read refused (requester-pays) and its writes without a store."""
+    spec = KubernetesSpec(service_account="gw-irsa", env_from_secret="gw-credentials", volume_claim="gw-data", mount_path="/mnt/gw")
+    cluster, group = kubernetes_manifests(spec)
+    for pod in (cluster["spec"]["worker"]["spec"], cluster["spec"]["scheduler"]["spec"], group["spec"]["worker"]["spec"]):
+        assert pod["serviceAccountName"] == "gw-irsa"
+        assert pod["volumes"] == [{"name": "data", "persistentVolumeClaim": {"claimName": "gw-data"}}]
+        assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "gw-credentials"}}]
+        assert pod["containers"][0]["volumeMounts"] == [{"name": "data", "mountPath": "/mnt/gw"}]
+    plain, _ = kubernetes_manifests(KubernetesSpec())
+    assert "volumes" not in plain["spec"]["worker"]["spec"] and "serviceAccountName" not in plain["spec"]["worker"]["spec"]
+    # a CPU quantity in millicores is a valid pod size and one worker thread
+    cluster, _ = kubernetes_manifests(KubernetesSpec(cpu="500m"))
+    assert cluster["spec"]["worker"]["spec"]["containers"][0]["args"][:3] == ["worker", "--nthreads", "1"]
 
 
 def test_image_tag_follows_the_package_version_and_the_dockerfile_builds_it():
@@ -501,3 +589,26 @@ def test_workers_run_the_networks_on_jemalloc_and_restart_for_the_statistics_on_
         restart_worker_processes(client)
         assert list(client.run(allocator).values()) == [(False, None)] * 2
     assert "LD_PRELOAD" not in os.environ and "MALLOC_CONF" not in os.environ
+
+
+def test_gpu_workers_that_see_no_cuda_stop_the_start_instead_of_running_on_cpu():
+    """A torch build for a newer CUDA than the node's driver falls back to CPU without a word, while
+    the job or pod holds its GPU; and inference chose CPU for good when a CPU pod connected first."""
+    from distributed import Client, LocalCluster
+
+    from pipeline.scale.cluster.resources import check_gpu_workers, wait_for_gpu_worker
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cpu_only, \
+            Client(cpu_only) as client:
+        check_gpu_workers(client)  # no GPU worker: nothing to check
+        with pytest.raises(ClusterError, match="no GPU worker connected within 0.5 s"):
+            wait_for_gpu_worker(client, 0.5, "the Kubernetes GPU worker group")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: a GPU worker here sees it")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0",
+                      resources={"GPU": 1}) as blind, Client(blind) as client:
+        wait_for_gpu_worker(client, 5.0, "GPU")
+        with pytest.raises(ClusterError, match=r"1 of 1 GPU workers see no CUDA device with torch .*install the torch build"):
+            check_gpu_workers(client)

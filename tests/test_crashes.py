@@ -98,6 +98,46 @@ def test_kill_9_mid_inference_then_rerun_equals_a_clean_run(small_study_area, sm
 
 
 @pytest.mark.slow
+def test_sigterm_mid_inference_closes_the_cluster_and_releases_the_lock(small_study_area, small_weights, tmp_path):
+    """A batch system's time limit, `kubectl delete` or a pod's deadline send SIGTERM. The CLI ignored it
+    as a container's PID 1 (no handler) and, elsewhere, died without closing its cluster: worker jobs or
+    pods kept running and the store's lock stayed for the next run to refuse or take over."""
+    small_run_config(small_study_area, small_weights, tmp_path)
+    out = tmp_path / "out"
+    store = out / "store.zarr"
+    cli = Path(sys.executable).with_name("glacierwatch")
+    with open(tmp_path / "cli.log", "w") as log:
+        proc = subprocess.Popen(
+            [str(cli), "run", "-c", str(tmp_path / "config.yaml"), "--out", str(out)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while not markers(store):
+                assert proc.poll() is None, f"the run ended before its first unit:\n{(tmp_path / 'cli.log').read_text()}"
+                assert time.monotonic() < deadline, "no unit finished in 300 s"
+                time.sleep(0.02)
+            os.kill(proc.pid, signal.SIGTERM)  # the CLI alone, as SLURM and Kubernetes signal the main process
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    said = (tmp_path / "cli.log").read_text()
+    assert proc.returncode == 128 + signal.SIGTERM, said
+    assert "terminated (SIGTERM)" in said
+    assert not (store / "run" / "update.lock").exists(), "the lock is released, not left stale"
+    deadline = time.monotonic() + 30
+    while True:  # the local cluster's worker processes (same session) are gone with it
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "worker processes outlived the CLI"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
 def test_a_dask_worker_killed_mid_inference_changes_nothing(small_study_area, small_weights, small_run, tmp_path):
     from distributed import Client, LocalCluster
 

@@ -219,3 +219,8 @@ def test_cli_run_prints_the_summary_and_update_refuses_a_future_year(small_run, 
     assert future.exit_code == 2
     assert "--year 2999" in future.output and "is in the future" in future.output
     assert not (tmp_path / "never").exists()
+    # an update where no run made a store (a schedule without its --out) made a store of that year alone
+    lost = runner.invoke(app, ["update", "-c", str(config), "--year", "2021", "--out", str(tmp_path / "elsewhere")])
+    assert lost.exit_code == 2
+    assert "no store at" in lost.output and "give that run's --out" in " ".join(lost.output.split())
+    assert not (tmp_path / "elsewhere").exists()

@@ -6,7 +6,10 @@ exception becomes a message. `fail` is how a command refuses its input itself.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 import click
 import typer
@@ -34,7 +37,12 @@ class OneLineErrors(typer.core.TyperGroup):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with _sigterm_unwinds():
+                return super().invoke(ctx)
+        except Terminated:
+            errors.print("[bold red]error:[/] terminated (SIGTERM): what was started is closed and the store's lock "
+                         "released; a rerun resumes from the finished units", markup=True, highlight=False, soft_wrap=True)
+            raise
         except (typer.Exit, typer.Abort, click.exceptions.ClickException, click.exceptions.Exit):
             raise
         except Exception as err:  # noqa: BLE001 - the one place exceptions become messages
@@ -44,6 +52,30 @@ class OneLineErrors(typer.core.TyperGroup):
                 fail(MODEL_EXTRA_HINT)
             report(err)
             raise typer.Exit(code=2 if is_input_error(err) else 1) from None
+
+
+class Terminated(SystemExit):
+    """SIGTERM as an exit that unwinds the command: the cluster a run started is closed and the
+    store's lock released, as on Ctrl-C. SLURM at a time limit, `kubectl delete` and a pod's deadline
+    send SIGTERM; the CLI as a container's PID 1 ignored it (no handler) until the SIGKILL that
+    follows, which left a DaskCluster holding its GPUs and a lock the next run refused."""
+
+
+@contextmanager
+def _sigterm_unwinds():
+    """SIGTERM raises `Terminated` while the command runs (main thread only: where Python delivers signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def is_input_error(err: BaseException) -> bool:

@@ -35,7 +35,8 @@ def with_cluster(cfg: Config, cluster: str | None) -> Config:
         return cfg
     kind = cluster if cluster in ("local", "slurm", "kubernetes") else "address"
     section = {"kind": kind, "address": cluster if kind == "address" else None}
-    return cfg.model_copy(update={"cluster": cfg.cluster.model_validate({**cfg.cluster.model_dump(), **section})})
+    # the keys the config gave, so a SLURM key it left out still comes from jobqueue.yaml
+    return cfg.model_copy(update={"cluster": cfg.cluster.model_validate({**cfg.cluster.model_dump(exclude_unset=True), **section})})
 
 
 def check_inputs(cfg: Config, out: Path) -> None:
@@ -167,7 +168,20 @@ def update(
     except ValueError as err:
         fail(f"--year {year}: {err}")
     cfg = with_cluster(cfg, cluster)
+    require_store(cfg, out)
     check_inputs(cfg, out) if check else run_and_summarise(cfg, out, [year])
+
+
+def require_store(cfg: Config, out: Path) -> None:
+    """An update adds a year to a store `run` made: without one it made a store of that year alone, and
+    tables of it, under a schedule that had lost its --out or its config's `store:`."""
+    from pipeline.preflight import store_url_for
+    from pipeline.store import RegionStore
+
+    url = store_url_for(cfg, out.resolve())
+    if not RegionStore(url).exists():
+        fail(f"no store at {url}: `glacierwatch update` adds a year to the store a `glacierwatch run` made; give that "
+             "run's --out (or set store: in the config), or make the store with `glacierwatch run` first")
 
 
 def plan(

@@ -8,13 +8,17 @@ them at run time; `kube_config_found` says whether there are credentials to do s
 from __future__ import annotations
 
 import os
+import secrets
 from contextlib import ExitStack
 from pathlib import Path
 
 from pipeline.scale.cluster.allocator import remote_allocator_environ
-from pipeline.scale.cluster.specs import GPU_RESOURCE, ClusterError, KubernetesSpec, worker_environment
+from pipeline.scale.cluster.specs import GPU_RESOURCE, ClusterError, KubernetesSpec, kubernetes_cpu, worker_environment
 
 K8S_GPU = "nvidia.com/gpu"
+RUN_IDLE_TIMEOUT_S = 3600
+"""A run's own DaskCluster is deleted by the operator after this long without work (a run killed
+before it could delete it would otherwise hold its GPUs for good)."""
 
 
 def _drop_none(value):
@@ -35,9 +39,29 @@ def _use_dask_cli(container: dict) -> None:
     container["args"] = [first, *args[1:]]
 
 
+def _threads(cpu: str) -> int:
+    """Worker threads for a pod's CPU quantity: its whole cores, at least one ("500m": 1)."""
+    return max(1, int(kubernetes_cpu(cpu)))
+
+
 def _limits(cpu: str, memory: str, gpus: int = 0) -> dict[str, dict[str, str]]:
     limits = {"cpu": cpu, "memory": memory} | ({K8S_GPU: str(gpus)} if gpus else {})
     return {"requests": dict(limits), "limits": limits}
+
+
+def _reach(pod: dict, spec: KubernetesSpec) -> None:
+    """What a Dask pod needs to reach the data: its ServiceAccount (workload identity), a Secret as its
+    environment (credentials) and the shared volume, where `spec` names them. Workers read the scenes
+    and write the store themselves: credentials on the driver pod alone had every worker's read refused."""
+    if spec.service_account:
+        pod["serviceAccountName"] = spec.service_account
+    for container in pod["containers"]:
+        if spec.env_from_secret:
+            container["envFrom"] = [{"secretRef": {"name": spec.env_from_secret}}]
+        if spec.volume_claim:
+            container["volumeMounts"] = [{"name": "data", "mountPath": spec.mount_path}]
+    if spec.volume_claim:
+        pod["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": spec.volume_claim}}]
 
 
 def kubernetes_manifests(spec: KubernetesSpec) -> tuple[dict, dict | None]:
@@ -55,7 +79,7 @@ def kubernetes_manifests(spec: KubernetesSpec) -> tuple[dict, dict | None]:
         n_workers=spec.cpu_workers,
         resources=_limits(spec.cpu, spec.memory),
         env=env,
-        worker_command="dask-worker --nthreads " + spec.cpu,
+        worker_command=f"dask-worker --nthreads {_threads(spec.cpu)}",
     )
     cluster = _drop_none(cluster)
     _use_dask_cli(cluster["spec"]["worker"]["spec"]["containers"][0])
@@ -64,6 +88,8 @@ def kubernetes_manifests(spec: KubernetesSpec) -> tuple[dict, dict | None]:
     scheduler["resources"] = _limits(spec.scheduler_cpu, spec.scheduler_memory)  # it schedules, not computes
     if spec.namespace:
         cluster["metadata"]["namespace"] = spec.namespace
+    for pod in (cluster["spec"]["worker"]["spec"], cluster["spec"]["scheduler"]["spec"]):
+        _reach(pod, spec)
     if not spec.gpu_workers:
         return cluster, None
 
@@ -72,7 +98,7 @@ def kubernetes_manifests(spec: KubernetesSpec) -> tuple[dict, dict | None]:
         n_workers=spec.gpu_workers,
         resources=_limits(spec.gpu_cpu, spec.gpu_memory, gpus=1),
         env=env,
-        worker_command=["dask-worker", "--nthreads", spec.gpu_cpu, "--resources", f"{GPU_RESOURCE}=1"],
+        worker_command=["dask-worker", "--nthreads", str(_threads(spec.gpu_cpu)), "--resources", f"{GPU_RESOURCE}=1"],
     )
     worker = _drop_none(worker)
     _use_dask_cli(worker["spec"]["containers"][0])
@@ -80,6 +106,7 @@ def kubernetes_manifests(spec: KubernetesSpec) -> tuple[dict, dict | None]:
     worker["spec"]["tolerations"] = [{"key": K8S_GPU, "operator": "Exists", "effect": "NoSchedule"}]
     if spec.gpu_node_selector:
         worker["spec"]["nodeSelector"] = dict(spec.gpu_node_selector)
+    _reach(worker["spec"], spec)
     group = {
         "apiVersion": "kubernetes.dask.org/v1",
         "kind": "DaskWorkerGroup",
@@ -95,7 +122,11 @@ def kube_cluster(spec: KubernetesSpec, stack: ExitStack):
         from dask_kubernetes.operator import KubeCluster
     except ImportError as err:
         raise ClusterError('cluster.kind "kubernetes" needs dask-kubernetes: pip install "glacierwatch[kubernetes]"') from err
-    manifest, gpu_group = kubernetes_manifests(spec)
+    # A cluster of its own: the standing one (deploy/kubernetes/daskcluster.yaml, named `spec.name`) and other
+    # runs (one per UTM zone) are left alone, and an orphan of a killed run goes once idle for RUN_IDLE_TIMEOUT_S.
+    own = spec.model_copy(update={"name": f"{spec.name}-{secrets.token_hex(3)}"})
+    manifest, gpu_group = kubernetes_manifests(own)
+    manifest["spec"]["idleTimeout"] = RUN_IDLE_TIMEOUT_S
     cluster = stack.enter_context(KubeCluster(
         custom_cluster_spec=manifest, namespace=spec.namespace, resource_timeout=int(spec.start_timeout_s)
     ))

@@ -11,8 +11,8 @@ import os
 
 import dask
 
-from pipeline.config import StrictModel
 from pipeline.scale.cluster.specs import GPU_RESOURCE, LocalSpec
+from pipeline.strict_model import StrictModel
 
 
 class LocalPlan(StrictModel):

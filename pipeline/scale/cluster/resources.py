@@ -6,6 +6,8 @@ offers a GPU, so a CPU-only cluster still runs it.
 
 from __future__ import annotations
 
+import time
+
 from pipeline.scale.cluster.specs import GPU_RESOURCE, ClusterError
 
 
@@ -30,3 +32,50 @@ def task_resources(client) -> dict[str, float] | None:
     """`{"GPU": 1}` when some worker has a GPU, else None (a resource no worker has would wait forever)."""
     has_gpu = any(r.get(GPU_RESOURCE) for r in worker_resources(client).values())
     return {GPU_RESOURCE: 1} if has_gpu else None
+
+
+def wait_for_gpu_worker(client, timeout: float, what: str) -> None:
+    """Wait up to `timeout` s for a worker offering the GPU resource. Inference decides between CPU and
+    GPU once, from the workers connected when it starts: a CPU pod that came up before the GPU pods
+    (GPU node pools often scale from zero) had it run on CPU threads beside idle GPUs."""
+    deadline = time.monotonic() + timeout
+    while not any(r.get(GPU_RESOURCE) for r in worker_resources(client).values()):
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"{what}: no GPU worker connected within {timeout:g} s: check the GPU pods or jobs (kubectl get pods / "
+                "squeue), raise start_timeout_s, or set the GPU workers to 0 to run the networks on CPU workers"
+            )
+        time.sleep(1.0)
+
+
+def _cuda_state() -> dict:
+    """On a worker: whether torch sees a CUDA device, and why not."""
+    try:
+        import torch
+    except ImportError:
+        return {"available": False, "torch": None, "cuda": None, "why": "torch is not installed"}
+    why = ""
+    try:
+        torch.cuda.init()
+    except Exception as err:  # noqa: BLE001 - torch's reason (driver too old, no device) is the message
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return {"available": torch.cuda.is_available(), "torch": torch.__version__, "cuda": torch.version.cuda, "why": why}
+
+
+def check_gpu_workers(client) -> None:
+    """Every worker that offers the GPU resource sees a CUDA device, else ClusterError. A torch build for a
+    newer CUDA than the node's driver (the default wheel's CUDA 13 needs driver 580 or later) fell back
+    to CPU silently, while the job held its GPU."""
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    gpu = [addr for addr, w in workers.items() if (w.get("resources") or {}).get(GPU_RESOURCE)]
+    if not gpu:
+        return
+    blind = {addr: state for addr, state in client.run(_cuda_state, workers=gpu).items() if not state["available"]}
+    if blind:
+        state = next(iter(blind.values()))
+        build = f"torch {state['torch']} (CUDA {state['cuda']})" if state["torch"] else "no torch"
+        raise ClusterError(
+            f"{len(blind)} of {len(gpu)} GPU workers see no CUDA device with {build}: {state['why'] or 'no device'}; "
+            "install the torch build for the nodes' NVIDIA driver (nvidia-smi shows it; e.g. pip install torch "
+            "--index-url https://download.pytorch.org/whl/cu126), or run the networks on CPU workers"
+        )

@@ -7,13 +7,14 @@ needs neither dask-jobqueue nor dask-kubernetes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import dask
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from pipeline.config import StrictModel
+from pipeline.strict_model import StrictModel
 
 # The container image the deploy/ files name; its tag follows the package version.
 IMAGE = "ghcr.io/glacierwatch/glacierwatch:0.1.0"
@@ -70,6 +71,53 @@ class ClusterError(RuntimeError):
     """A cluster that cannot be started; the message says what to install or change."""
 
 
+def walltime_seconds(walltime: str) -> float:
+    """Seconds of a SLURM time limit: minutes, minutes:seconds, hours:minutes:seconds, days-hours,
+    days-hours:minutes or days-hours:minutes:seconds (sbatch --time)."""
+    text = str(walltime).strip()
+    days, dash, rest = text.partition("-")
+    if not dash:
+        days, rest = "0", text
+    parts = rest.split(":")
+    if not days.isdigit() or not all(p.isdigit() for p in parts) or not 1 <= len(parts) <= 3:
+        raise ValueError(f"walltime {walltime!r} is not a SLURM time: use e.g. \"04:00:00\" or \"2-00:00:00\"")
+    values = [int(p) for p in parts]
+    if dash:  # days-hours[:minutes[:seconds]]
+        hours, minutes, seconds = (values + [0, 0])[:3]
+    else:  # minutes, minutes:seconds or hours:minutes:seconds
+        hours, minutes, seconds = [0, *values, 0][:3] if len(values) < 3 else values
+    total = ((int(days) * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total <= 0:
+        raise ValueError(f"walltime {walltime!r} is zero")
+    return float(total)
+
+
+def _bytes(value: str, key: str) -> str:
+    try:
+        dask.utils.parse_bytes(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{key} {value!r} is not an amount of memory: use e.g. \"64GB\" or \"16GiB\"") from None
+    return value
+
+
+def kubernetes_cpu(quantity: str) -> float:
+    """Cores of a Kubernetes CPU quantity ("4", "0.5", "500m")."""
+    text = str(quantity).strip()
+    try:
+        cores = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        raise ValueError(f"CPU {quantity!r} is not a Kubernetes quantity: use e.g. \"4\" or \"500m\"") from None
+    if cores <= 0:
+        raise ValueError(f"CPU {quantity!r} must be positive")
+    return cores
+
+
+def _kubernetes_memory(quantity: str) -> str:
+    if not re.fullmatch(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?", str(quantity).strip()):
+        raise ValueError(f"memory {quantity!r} is not a Kubernetes quantity: use e.g. \"16Gi\"")
+    return quantity
+
+
 class LocalSpec(StrictModel):
     """This machine. Unset values are sized from the machine (cores, memory, GPUs)."""
 
@@ -99,9 +147,12 @@ class SlurmSpec(StrictModel):
     adaptive: bool = False
     minimum_jobs: int = Field(0, ge=0)
     maximum_jobs: int = Field(16, ge=1)
-    local_directory: str | None = Field("$TMPDIR", description="node-local scratch for spilling")
+    local_directory: str | None = Field("${TMPDIR:-/tmp}", description="node-local scratch for spilling (the shell expands it "
+                                        "in the job: TMPDIR where SLURM sets one, else /tmp)")
     log_directory: str | None = None
     job_script_prologue: list[str] = Field(default_factory=list, description='e.g. ["module load cuda", "source .venv/bin/activate"]')
+    job_extra_directives: list[str] = Field(default_factory=list, description='more #SBATCH lines, e.g. ["--qos=long", '
+                                            '"--constraint=a100"]; the GPU line comes from gpus_per_worker')
     interface: str | None = Field(None, description='network interface for workers, e.g. "ib0"')
     python: str | None = Field(None, description="python on the compute nodes; default: this one (shared filesystem)")
     dashboard_address: str = ":8787"
@@ -110,6 +161,17 @@ class SlurmSpec(StrictModel):
         "system", description="malloc of the workers (as cluster.local.allocator): jemalloc needs libjemalloc.so.2 on the "
         "compute nodes (Debian/Ubuntu libjemalloc2, RHEL jemalloc); the statistics run on the C library's",
     )
+
+    @field_validator("walltime")
+    @classmethod
+    def _walltime(cls, value: str) -> str:
+        walltime_seconds(value)
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        return _bytes(value, "memory")
 
     @model_validator(mode="after")
     def _range(self):
@@ -133,11 +195,29 @@ class KubernetesSpec(StrictModel):
     gpu_cpu: str = "8"
     gpu_memory: str = "32Gi"
     gpu_node_selector: dict[str, str] = Field(default_factory=dict, description='e.g. {"nvidia.com/gpu.present": "true"}')
+    service_account: str | None = Field(None, description="ServiceAccount of the Dask pods: cloud credentials by workload "
+                                        "identity (EKS IRSA, GKE), which the workers need to read scenes and write the store")
+    env_from_secret: str | None = Field(None, description="a Secret whose keys become the Dask pods' environment, e.g. "
+                                        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for requester-pays scenes and an s3:// store")
+    volume_claim: str | None = Field(None, description="a ReadWriteMany PersistentVolumeClaim mounted on every Dask pod at "
+                                     "mount_path: a store and inventory on a shared volume (else use object storage)")
+    mount_path: str = "/data"
     start_timeout_s: float = Field(600.0, gt=0, description="deadline for the scheduler and the first worker pod")
     allocator: RemoteAllocator = Field(
         "system", description="malloc of the workers (as cluster.local.allocator): jemalloc is in the image "
         "(deploy/Dockerfile); the statistics run on the C library's",
     )
+
+    @field_validator("cpu", "gpu_cpu", "scheduler_cpu")
+    @classmethod
+    def _cpu(cls, value: str) -> str:
+        kubernetes_cpu(value)
+        return value
+
+    @field_validator("memory", "gpu_memory", "scheduler_memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        return _kubernetes_memory(value)
 
 
 class ClusterSpec(StrictModel):
@@ -155,13 +235,17 @@ class ClusterSpec(StrictModel):
 
     @classmethod
     def from_config(cls, cluster: Any, details: Mapping[str, Any] | None = None) -> ClusterSpec:
-        """From `pipeline.config.Cluster` (kind, address, workers) plus optional backend sections.
+        """From `pipeline.config.Cluster` (kind, address, workers and its backend sections, the keys
+        it was given), `details` (backend sections) on top.
 
         `workers` means: local worker processes, SLURM jobs (the maximum when adaptive), or
-        Kubernetes GPU workers.
+        Kubernetes GPU workers; a section's own key for it wins.
         """
-        base = cluster.model_dump() if hasattr(cluster, "model_dump") else dict(cluster)
-        data: dict[str, Any] = {k: dict(v) for k, v in (details or {}).items()}
+        base = cluster.model_dump(exclude_unset=True) if hasattr(cluster, "model_dump") else dict(cluster)
+        base.setdefault("kind", "local")
+        data: dict[str, Any] = {k: dict(base.pop(k, None) or {}) for k in ("local", "slurm", "kubernetes")}
+        for k, v in (details or {}).items():
+            data[k] = {**data.get(k, {}), **dict(v)}
         workers = base.pop("workers", None)
         if workers is not None:
             key = {"local": ("local", "workers"), "kubernetes": ("kubernetes", "gpu_workers")}.get(base["kind"])
@@ -170,4 +254,4 @@ class ClusterSpec(StrictModel):
                 key = ("slurm", "maximum_jobs" if adaptive else "jobs")
             if key:
                 data.setdefault(key[0], {}).setdefault(key[1], workers)
-        return cls(**base, **data)
+        return cls(**base, **{k: v for k, v in data.items() if v})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -24,8 +25,8 @@ from catalog.redact import redact
 from pipeline.scale.cluster.allocator import allocator_environ
 from pipeline.scale.cluster.kubernetes import kube_cluster, kube_config_found
 from pipeline.scale.cluster.local import local_cluster, plan_local
-from pipeline.scale.cluster.resources import wait_for_workers
-from pipeline.scale.cluster.slurm import slurm_cluster
+from pipeline.scale.cluster.resources import check_gpu_workers, wait_for_gpu_worker, wait_for_workers
+from pipeline.scale.cluster.slurm import check_submission, effective_slurm_spec, slurm_cluster
 from pipeline.scale.cluster.specs import KINDS, WORKER_CONFIG, ClusterError, ClusterSpec
 
 # How long a scheduler address may take to accept a connection before the run gives up.
@@ -132,6 +133,7 @@ def check_cluster(spec: ClusterSpec | Mapping[str, Any] | Any = None, *, timeout
                 'cluster.kind "slurm": sbatch is not on PATH on this machine: run glacierwatch on a SLURM login '
                 "node (where sbatch works), or use --cluster local"
             )
+        check_submission(spec.slurm)
     elif spec.kind == "kubernetes":
         if importlib.util.find_spec("dask_kubernetes") is None:
             raise ClusterError('cluster.kind "kubernetes" needs dask-kubernetes: pip install "glacierwatch[kubernetes]"')
@@ -152,6 +154,20 @@ def _started(what: str, start):
         raise
     except Exception as err:  # noqa: BLE001 - any start-up failure of a backend is one line to the user
         raise ClusterError(redact(f"{what} could not be started ({type(err).__name__}: {err})")) from None
+
+
+@contextmanager
+def _closed_quietly(cluster) -> Iterator:
+    """`cluster`, closed on exit without letting a failed close hide why the run stopped: a SLURM
+    cluster whose jobs never started raised `AssertionError: Status.created` from its close, in place
+    of the ClusterError that said what was wrong."""
+    try:
+        yield cluster
+    finally:
+        try:
+            cluster.close()
+        except Exception as err:  # noqa: BLE001 - the run's own error, if any, is what the user must see
+            logging.getLogger(__name__).warning("closing %s failed: %s: %s", type(cluster).__name__, type(err).__name__, err)
 
 
 def _restore_environ(saved: dict[str, str | None]) -> None:
@@ -199,17 +215,22 @@ def start_cluster(spec: ClusterSpec | Mapping[str, Any] | Any = None, *, console
                 + (", jemalloc" if preload else "")
             )
         elif spec.kind == "slurm":
-            cluster = stack.enter_context(_started("SLURM cluster", lambda: slurm_cluster(spec.slurm)))
+            s = effective_slurm_spec(spec.slurm)
+            cluster = stack.enter_context(_closed_quietly(_started("SLURM cluster", lambda: slurm_cluster(spec.slurm))))
             client = stack.enter_context(Client(cluster))
-            wait_for_workers(client, 1, spec.slurm.start_timeout_s, f"a SLURM worker job (partition {spec.slurm.partition})")
-            s = spec.slurm
+            wait_for_workers(client, 1, s.start_timeout_s, f"a SLURM worker job (partition {s.partition})")
+            check_gpu_workers(client)
             jobs = f"adaptive {s.minimum_jobs}-{s.maximum_jobs} jobs" if s.adaptive else f"{s.jobs} jobs"
-            where = f"SLURM partition {s.partition}: {jobs} of {s.cores} cores, {s.memory}, {s.gpus_per_worker} GPU"
+            where = (f"SLURM partition {s.partition}: {jobs} of {s.cores} cores, {s.memory}, {s.gpus_per_worker} GPU, "
+                     f"walltime {s.walltime} (workers retire before it and are replaced)")
         else:
-            cluster = _started("Kubernetes DaskCluster", lambda: kube_cluster(spec.kubernetes, stack))
-            client = stack.enter_context(Client(cluster))
-            wait_for_workers(client, 1, spec.kubernetes.start_timeout_s, "a Kubernetes worker pod")
             k = spec.kubernetes
+            cluster = _started("Kubernetes DaskCluster", lambda: kube_cluster(k, stack))
+            client = stack.enter_context(Client(cluster))
+            wait_for_workers(client, 1, k.start_timeout_s, "a Kubernetes worker pod")
+            if k.gpu_workers:
+                wait_for_gpu_worker(client, k.start_timeout_s, "the Kubernetes GPU worker group")
+                check_gpu_workers(client)
             where = f"Kubernetes DaskCluster {k.name}: {k.cpu_workers} CPU + {k.gpu_workers} GPU workers ({k.image})"
         console.print(f"[bold]Dask[/] {escape(where)}", markup=True, highlight=False)
         hint = "" if importlib.util.find_spec("bokeh") else "  (pip install bokeh to see it)"

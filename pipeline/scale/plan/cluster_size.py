@@ -39,17 +39,19 @@ def visible_gpus() -> int:
 def cluster_size(cfg: Config, workers: int | None = None) -> ClusterSize:
     """Workers, cores and GPUs of the configured cluster (`workers` overrides cfg.cluster.workers)."""
     from pipeline.scale.cluster import ClusterSpec, plan_local
+    from pipeline.scale.cluster.slurm import effective_slurm_spec
+    from pipeline.scale.cluster.specs import kubernetes_cpu
 
     cluster = cfg.cluster if workers is None else cfg.cluster.model_copy(update={"workers": workers})
     spec = ClusterSpec.from_config(cluster)
     if spec.kind == "slurm":
-        s = spec.slurm
+        s = effective_slurm_spec(spec.slurm)
         n = s.maximum_jobs if s.adaptive else s.jobs
         note = f"{n} jobs x {s.cores} cores" + (" (adaptive maximum)" if s.adaptive else "")
         return ClusterSize("slurm", n, n * s.cores, s.cores, n * s.gpus_per_worker, note)
     if spec.kind == "kubernetes":
         k = spec.kubernetes
-        cpu, gpu_cpu = math.ceil(float(k.cpu)), math.ceil(float(k.gpu_cpu))
+        cpu, gpu_cpu = math.ceil(kubernetes_cpu(k.cpu)), math.ceil(kubernetes_cpu(k.gpu_cpu))
         note = f"{k.cpu_workers} CPU workers x {cpu} + {k.gpu_workers} GPU workers x {gpu_cpu} cores"
         cores = k.cpu_workers * cpu + k.gpu_workers * gpu_cpu
         return ClusterSize("kubernetes", k.cpu_workers + k.gpu_workers, cores, max(cpu, gpu_cpu), k.gpu_workers, note)

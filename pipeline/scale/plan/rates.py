@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from pipeline.config import StrictModel
+from pipeline.strict_model import StrictModel
 
 __all__ = ["Architecture", "InferenceRates", "Rate", "Rates", "RatesError"]
 
