@@ -204,3 +204,21 @@ def test_projected_inventories_whose_crs_crosses_the_antimeridian_load(tmp_path,
     _squares([1, 2], x0=10.8, y0=46.8).to_crs("EPSG:3338").to_file(far, driver="GPKG")
     with pytest.raises(InventoryError, match=r"far.gpkg: 2 outlines .* lie outside where EPSG:3338 is defined"):
         read_inventory(far, "gid")
+
+
+def test_each_glacier_keeps_its_own_outline_when_the_file_carries_an_index_of_its_own(tmp_path):
+    """A GeoParquet written after sorting (or after dropping a glacier) keeps its old index: lined up by
+    that label, 30 of 31 glaciers got another one's outline, and a dropped row read as "coordinates
+    that look like metres" (a helper's update audit)."""
+    squares = _squares([f"G{i}" for i in range(6)])
+    shuffled = squares.sort_values("gid", ascending=False)  # index 5, 4, ..., 0
+    path = tmp_path / "sorted.parquet"
+    shuffled.to_parquet(path)
+    inventory = read_inventory(path, "gid")
+    for gid, geom in zip(inventory.inventory_id, inventory.geometry, strict=True):
+        assert geom.equals(squares.set_index("gid").geometry[gid]), gid
+    dropped = tmp_path / "dropped.parquet"
+    squares.drop(index=2).to_parquet(dropped)  # index 0, 1, 3, 4, 5
+    inventory = read_inventory(dropped, "gid")
+    assert inventory.inventory_id.tolist() == ["G0", "G1", "G3", "G4", "G5"] and inventory.geometry.notna().all()
+    assert inventory.geometry.iloc[2].equals(squares.geometry.iloc[3])

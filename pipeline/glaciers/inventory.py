@@ -246,6 +246,9 @@ def read_inventory(path: str | Path, id_field: str = INTERNAL_ID, near: dt.date 
                 "would be overlapping glaciers; set inventory.id_field to glac_id (per glacier the analysis nearest "
                 "inventory.date)"
             )
+    # rows by position from here: ids, repaired geometries and years are lined up positionally (a GeoParquet
+    # saved after sorting kept its old index, and by label 30 of 31 glaciers got another one's outline)
+    outlines = outlines.reset_index(drop=True)
     raw = outlines[id_field]
     glacier_id, inventory_id = _ids(raw, source, id_field)
     repeated = sorted(raw[pd.Series(inventory_id, index=raw.index).duplicated()].unique().tolist(), key=str)
