@@ -42,9 +42,22 @@ def probability(sensor: str, year: int) -> np.ndarray:
     return np.clip(p * 255 + rng.normal(0, 20, p.shape), 0, 255).astype(np.uint8)
 
 
+CLOUD = ("sentinel-2", 2017, slice(10, 20), slice(40, 50))  # never seen that year: no data, not "no glacier"
+
+
+def observed(sensor: str, year: int) -> np.ndarray:
+    """Clear looks per pixel: 3, but 0 under CLOUD."""
+    obs = np.full(GRIDS[sensor].shape, 3, np.uint8)
+    if (sensor, year) == CLOUD[:2]:
+        obs[CLOUD[2], CLOUD[3]] = 0
+    return obs
+
+
 def expected_mask(store: RegionStore, sensor: str, year: int, threshold: int = 128) -> np.ndarray:
-    stored = store.open_dataset(sensor).probability.sel(year=year).values
+    ds = store.open_dataset(sensor)
+    stored = ds.probability.sel(year=year).values
     mask = (stored >= threshold).astype(np.uint8)
+    mask[ds.observed.sel(year=year).values == 0] = MASK_NODATA
     for unit in store.pending_units(sensor, [year]):
         mask[store.unit_window(unit)] = MASK_NODATA
     return mask
@@ -56,10 +69,10 @@ def build_store(url: str) -> RegionStore:
         for year in years:
             scenes = [f"{sensor}-{year}-{i}" for i in range(year - 2014)]
             store.add_year(sensor, year, scene_ids=scenes, config_hash=f"cfg{year}")
-            p = probability(sensor, year)
+            p, obs = probability(sensor, year), observed(sensor, year)
             for unit in store.units(sensor, year):
                 if unit != PENDING:
-                    store.write_unit(unit, p[store.unit_window(unit)])
+                    store.write_unit(unit, p[store.unit_window(unit)], observed=obs[store.unit_window(unit)])
     return store
 
 
@@ -133,6 +146,19 @@ def test_one_valid_cog_per_sensor_and_year_equal_to_the_thresholded_store(run_ou
         assert 0 < ones < values.size  # the disc and its outside both present
 
 
+def test_pixels_no_look_saw_are_nodata_not_bare_ground(run_out):
+    """A cloud gap's probability is the network's 0 over no data: the mask published it as 0, "not
+    glacier", though its band said 255 was what is not computed (a helper opening the Landsat 2021
+    mask of the embedded area found its 6,994 unobserved pixels all 0)."""
+    sensor, year, rows, cols = CLOUD
+    with rasterio.open(run_out["masks"][(sensor, year)]) as ds:
+        values, valid = ds.read(1), ds.read_masks(1)
+        assert "no data (not observed" in ds.descriptions[0]
+    assert (values[rows, cols] == MASK_NODATA).all() and not valid[rows, cols].any()
+    assert (probability(sensor, year)[rows, cols] >= 128).any()  # some of it would have read as ice
+    assert (values != MASK_NODATA).sum() == values.size - 100
+
+
 def test_unfinished_store_units_are_nodata_not_bare_ground(run_out):
     with rasterio.open(run_out["masks"][("landsat", 2018)]) as ds:
         values = ds.read(1)
@@ -158,7 +184,7 @@ def test_masks_made_in_the_statistics_read_equal_those_read_from_the_store(run_o
     """The tiles of a pass over the maps (16 px chunks, landsat's edge ones 6 px, one unit never
     written) give byte-identical mask values; tiles that do not fit are refused before any file."""
     store = run_out["store"]
-    tiles = {s: deferred_mask_tiles(store.open_dataset(s).probability, 128).compute() for s in YEARS}
+    tiles = {s: deferred_mask_tiles(store.open_dataset(s).probability, 128, store.open_dataset(s).observed).compute() for s in YEARS}
     assert tiles["landsat"].row_edges == (0, 16, 22) and tiles["landsat"].tiles.shape == (2, 2, 2)
     held = [t for made in tiles.values() for t in made.tiles.ravel()]
     assert NO_ICE in held and any(t != NO_ICE for t in held)  # tiles without ice hold nothing; both kinds are compared below
@@ -303,8 +329,8 @@ def test_outputs_are_found_by_year_and_bbox_with_the_input_search(published, run
     with rasterio.open(hits[0].assets["mask-sentinel-2"].href) as ds:
         assert ds.crs.to_epsg() == S2.epsg and ds.shape == S2.shape
         ones = int((ds.read(1) == 1).sum())
-    stored = run_out["store"].open_dataset("sentinel-2").probability.sel(year=2017)
-    assert ones == int((stored >= 128).sum())
+    ds = run_out["store"].open_dataset("sentinel-2").sel(year=2017)
+    assert ones == int(((ds.probability >= 128) & (ds.observed > 0)).sum())  # CLOUD is no data
 
 
 def test_season_defaults_to_july_to_september(run_out):

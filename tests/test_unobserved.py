@@ -89,6 +89,27 @@ def test_half_a_glacier_under_cloud_is_flagged_not_a_loss():
     assert not total.drop(index=CLOUDY_YEAR)["flag_unobserved"].any()
 
 
+def test_a_cloudy_glacier_counts_in_the_region_total_with_its_own_series_not_the_ice_seen_through_the_cloud():
+    """A year can hold a cloudy glacier without the region's share passing the threshold (here 0.25 <
+    0.3). Summed as measured, glacier 1's 2021 counted the half of it outside the cloud: 0.010 km²
+    for 0.013 (13 columns), and the region total of that year went into the change and trend 12 % low.
+    Filled from its own 2020 and 2022 (0.015, 0.012) it counts 0.0135."""
+    a = areas(cloudy=True)
+    total = region_total(a, max_unobserved=0.3).set_index("year")
+    assert not total.loc[CLOUDY_YEAR, "flag_unobserved"]  # the region's share stays under its threshold
+    assert total.loc[CLOUDY_YEAR, "n_flagged"] == 1 and total.loc[CLOUDY_YEAR, "n_filled"] == 1
+    assert total.loc[CLOUDY_YEAR, "filled_km2"] == pytest.approx(0.0135)
+    assert total.loc[CLOUDY_YEAR, "area_km2"] == pytest.approx(0.013 + 0.0135)  # glacier 2 as measured
+    clear = region_total(areas(cloudy=False)).set_index("year")
+    assert abs(total.loc[CLOUDY_YEAR, "area_km2"] / clear.loc[CLOUDY_YEAR, "area_km2"] - 1) < 0.02  # was -11.5 %
+    assert (total.drop(index=CLOUDY_YEAR)[["filled_km2", "n_filled"]] == 0).all().all()
+    # an end year is filled from the nearest observed year; a glacier never observed keeps its measure
+    end = pd.DataFrame({"glacier_id": [1, 1, 1, 2], "sensor": "S2", "year": [2016, 2017, 2018, 2018],
+                        "area_km2": [2.0, 1.9, 0.5, 0.3], "area_err_km2": 0.1, "unobserved_frac": [0, 0, 0.6, 0.9]})
+    t = region_total(end, max_unobserved=0.5).set_index("year")
+    assert t.loc[2018, "area_km2"] == pytest.approx(1.9 + 0.3) and (t.loc[2018, "n_filled"], t.loc[2018, "n_flagged"]) == (1, 2)
+
+
 def test_the_trend_with_a_cloudy_year_is_the_trend_without_it_and_within_the_clear_trends_interval():
     clear = change_table(areas(cloudy=False)).set_index("glacier_id", drop=False)
     cloudy = change_table(areas(cloudy=True)).set_index("glacier_id", drop=False)
@@ -185,3 +206,21 @@ def test_terminus_tables_without_doy_use_whole_years():
     assert np.isnan(row.doy0) and row.years == 1.0 and row.rate_m_a == pytest.approx(10.0)
     direct = terminus_tables(outlines, dem, GRID, tables["glacier_terrain"], Analysis())
     assert direct["retreat"].years.tolist() == tables["retreat"].years.tolist()
+
+
+def test_the_summary_and_the_report_name_the_glacier_years_not_seen(tmp_path):
+    """A cloudy glacier-year was in the tables' flags only: no console line, nothing in the report."""
+    from pipeline.glaciers.summary import summary_table
+    from pipeline.outputs.report import uncertainty_html
+
+    a = areas(cloudy=True)
+    tables = {"areas": a, "total_area": region_total(a, max_unobserved=0.3)}
+    row = summary_table(tables).iloc[0]
+    assert row.n_unobserved == 1 and row.unobserved == f"1 ({CLOUDY_YEAR})"
+    (tmp_path / "tables").mkdir()
+    html = uncertainty_html(tmp_path, tables)
+    assert "Glacier-years not seen" in html
+    assert (f'<td class="num">1</td><td class="num">{CLOUDY_YEAR}</td><td class="num">0.50</td>'
+            '<td class="num">0.010</td><td class="num">0.014</td>') in html  # mapped; counted in the total
+    assert pd.read_csv(tmp_path / "tables" / "unobserved.csv").counted_km2.tolist() == [pytest.approx(0.0135)]
+    assert "Glacier-years not seen" not in uncertainty_html(tmp_path, {"areas": areas(cloudy=False)})

@@ -119,6 +119,14 @@ def run_and_summarise(cfg: Config, out: Path, years: list[int] | None) -> None:
                 f"and red/SWIR > 2 (index_disagreement > analysis.max_index_disagreement): glaciers {row.index_flagged}; "
                 "check them in the report (areas.flag_index_disagreement)", markup=False, highlight=False,
             )
+    for row in summary.itertuples(index=False):  # cloud is not ice loss: say which glacier-years were not seen
+        if getattr(row, "n_unobserved", 0) and not pd.isna(row.n_unobserved):
+            console.print(
+                f"warning: {row.sensor}: {int(row.n_unobserved)} glacier-years were mostly unobserved (cloud or no scene over "
+                f"more than analysis.max_unobserved of the outline): glaciers {row.unobserved}; their areas are lower bounds "
+                "(areas.flag_unobserved), the region totals count them with their own observed years' area "
+                "(total_area.filled_km2), and change and retreat leave them out", markup=False, highlight=False,
+            )
     for row in summary.itertuples(index=False):  # fronts the run itself does not trust, named where they are read
         if getattr(row, "n_front_flagged", 0) and not pd.isna(row.n_front_flagged):
             console.print(

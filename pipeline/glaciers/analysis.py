@@ -475,7 +475,7 @@ def analyse_store(
                                                         threshold=analysis.threshold, indices=ds.get("indices"),
                                                         looks=ds, grid=grid)
         if with_masks:
-            extra[_MASK_TILES] = deferred_mask_tiles(probability, analysis.threshold)
+            extra[_MASK_TILES] = deferred_mask_tiles(probability, analysis.threshold, ds.get("observed"))
         return map_tables(
             probability, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=sensor, threshold=analysis.threshold,
             observed=ds.get("observed"), doy=ds.get("doy"), indices=ds.get("indices"), kept=kept, extra=extra,

@@ -16,7 +16,7 @@ TABLE_COLUMNS: dict[str, list[str]] = {
               "index_model_km2", "ndsi_km2", "ratio_km2", "ndsi_disagreement", "ratio_disagreement",
               "index_disagreement", "flag_index_disagreement"],
     "total_area": ["sensor", "year", "area_km2", "area_err_perimeter_km2", "area_err_class_km2", "area_err_km2",
-                   "unobserved_frac", "flag_unobserved", "n_flagged"],
+                   "unobserved_frac", "flag_unobserved", "n_flagged", "filled_km2", "n_filled"],
     "area_by_band": ["sensor", "year", "band_lo_m", "band_hi_m", "area_km2"],
     "glacier_area_by_band": ["glacier_id", "sensor", "year", "band_lo_m", "band_hi_m", "area_km2"],
     "area_by_aspect": ["sensor", "year", "method", "aspect_sector", "area_km2"],

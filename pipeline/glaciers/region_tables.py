@@ -41,29 +41,69 @@ def _with_observation(areas: pd.DataFrame, max_unobserved: float) -> pd.DataFram
     return out
 
 
+FILLED_TERMS = ("area_km2", "area_err_perimeter_km2", "area_err_class_km2")
+
+
+def gap_filled(areas: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """`areas` (`_with_observation`'s) with each flagged glacier-year's area and error terms taken from
+    the glacier's own observed years: linear in time between the nearest observed years before and
+    after, the nearest one at either end of the series; and which rows were filled. A glacier never
+    observed keeps what was measured (the row stays flagged, and counts in the unobserved share)."""
+    out = areas.copy()
+    filled = pd.Series(False, index=areas.index)
+    flagged = areas["flag_unobserved"]
+    if not flagged.any():
+        return out, filled
+    keys = set(zip(areas.loc[flagged, "glacier_id"], areas.loc[flagged, "sensor"], strict=True))
+    for (gid, sensor), sub in areas[areas["sensor"].isin({k[1] for k in keys})].groupby(["glacier_id", "sensor"], sort=False):
+        if (gid, sensor) not in keys:
+            continue
+        gap = sub["flag_unobserved"]
+        seen = sub[~gap].sort_values("year")
+        if seen.empty:
+            continue
+        years = sub.loc[gap, "year"].to_numpy(float)
+        for term in FILLED_TERMS:
+            out.loc[gap[gap].index, term] = np.interp(years, seen["year"].to_numpy(float), seen[term].to_numpy(float))
+        filled.loc[gap[gap].index] = True
+    return out, filled
+
+
+def counted_areas(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBSERVED) -> pd.Series:
+    """Each glacier-year's area as `region_total` counts it (flagged ones from their own series)."""
+    return gap_filled(_with_observation(areas, max_unobserved))[0]["area_km2"]
+
+
 def region_total(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBSERVED) -> pd.DataFrame:
     """Region total per sensor and year (columns ``TABLE_COLUMNS["total_area"]``).
 
+    A glacier-year flagged unobserved (``flag_unobserved``: over ``max_unobserved`` of its outline
+    under cloud or outside the scenes) counts with the area of its own observed years (`gap_filled`),
+    not the ice seen through the gap: summed as measured, a glacier 98 % under cloud counted 0 km²
+    and a year with three such glaciers read 1.5 % less ice on the embedded area, below the year's
+    threshold and so into the change and trend. ``filled_km2`` is the part of ``area_km2`` so filled,
+    ``n_filled`` the glacier-years; ``n_flagged`` counts the flagged ones (filled or never observed).
+
     Each error term is the sum of the glaciers' (perimeters add; a classifier's misclassified
     pixels are counted as not cancelling between glaciers, as inside one), the total error their
-    quadrature sum, as per glacier. ``unobserved_frac`` is the
-    unobserved share of all glacier outlines, weighted by ``outline_km2``; above
-    ``max_unobserved`` the year is flagged and left out of the total's change and trend.
-    ``n_flagged`` counts the glaciers flagged that year: with many glaciers a year can hold a
-    few cloudy ones without its share passing the threshold, and their missing pixels then bias
-    that year's total low by at most the share.
+    quadrature sum, as per glacier. ``unobserved_frac`` is the unobserved share of all glacier
+    outlines, weighted by ``outline_km2``; above ``max_unobserved`` the year is flagged and left out
+    of the total's change and trend: too much of it is filled in to say what that year did.
     """
     a = _with_observation(areas, max_unobserved)
-    a = a.assign(_unobserved_km2=a["unobserved_frac"].fillna(0.0) * a["outline_km2"])
+    a, filled = gap_filled(a)
+    a = a.assign(_unobserved_km2=a["unobserved_frac"].fillna(0.0) * a["outline_km2"],
+                 _filled_km2=np.where(filled, a["area_km2"], 0.0), _filled=filled)
     total = a.groupby(["sensor", "year"], as_index=False).agg(
         area_km2=("area_km2", "sum"), area_err_perimeter_km2=("area_err_perimeter_km2", "sum"),
         area_err_class_km2=("area_err_class_km2", "sum"), outline_km2=("outline_km2", "sum"),
-        unobserved_km2=("_unobserved_km2", "sum"), n_flagged=("flag_unobserved", "sum"))
+        unobserved_km2=("_unobserved_km2", "sum"), n_flagged=("flag_unobserved", "sum"),
+        filled_km2=("_filled_km2", "sum"), n_filled=("_filled", "sum"))
     total["area_err_km2"] = np.hypot(total["area_err_perimeter_km2"], total["area_err_class_km2"])
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(total["outline_km2"] > 0, total["unobserved_km2"] / total["outline_km2"], 0.0)
     total = total.assign(unobserved_frac=share, flag_unobserved=share > max_unobserved,
-                         n_flagged=total["n_flagged"].astype(np.int64))
+                         n_flagged=total["n_flagged"].astype(np.int64), n_filled=total["n_filled"].astype(np.int64))
     return total[TABLE_COLUMNS["total_area"]]
 
 

@@ -59,6 +59,22 @@ def index_flags(areas: pd.DataFrame, sensor: str) -> dict:
     return {"n_index_flagged": len(a), "index_flagged": ", ".join(glaciers)}
 
 
+def unobserved_flags(areas: pd.DataFrame, sensor: str) -> dict:
+    """``n_unobserved`` glacier-years of `sensor` flagged unobserved (``areas.flag_unobserved``: cloud or
+    no scene over more than ``analysis.max_unobserved`` of the outline) and ``unobserved``, those glaciers
+    with their years (by `inventory_names`): their areas are lower bounds, the region totals count them
+    from their own series (`region_tables.gap_filled`), change and retreat leave them out."""
+    if not len(areas) or "flag_unobserved" not in areas:
+        return {}
+    a = areas[(areas.sensor == sensor) & areas.flag_unobserved.fillna(False).astype(bool)]
+    if not len(a):
+        return {}
+    names = inventory_names(a)
+    glaciers = [f"{names.get(int(g), int(g))} ({', '.join(str(int(y)) for y in sorted(sub.year))})"
+                for g, sub in a.groupby("glacier_id", sort=True)]
+    return {"n_unobserved": len(a), "unobserved": ", ".join(glaciers)}
+
+
 def front_flags(retreat: pd.DataFrame, sensor: str) -> dict:
     """``n_front_flagged`` glaciers of `sensor` under any of `retreat_summary.FRONT_FLAGS` and
     ``front_flagged``, those glaciers by flag ("behind the inventory's: 26, 50; ..."; by `inventory_names`)."""
@@ -85,7 +101,8 @@ def summary_table(tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, A
     red/SWIR beyond ``analysis.max_index_disagreement``, ``n_index_flagged`` counts those
     glacier-years. ``n_front_flagged`` / ``front_flagged``: the glaciers whose fronts the run
     flagged as not the glacier's (`front_flags`; they stay in the mean retreat, out of the typical
-    glaciers' summaries). ``n_failures``: glaciers whose terminus or change task failed (``failures``
+    glaciers' summaries). ``n_unobserved`` / ``unobserved``: the glacier-years mostly unobserved
+    (`unobserved_flags`). ``n_failures``: glaciers whose terminus or change task failed (``failures``
     table, ``pipeline.glaciers.tasks``)."""
     rows = []
     empty = pd.DataFrame()
@@ -125,6 +142,7 @@ def summary_table(tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, A
             acc = accuracy[(accuracy.sensor == sensor) & (accuracy.model == model) & (accuracy.zone == "all")]
             row |= {"model": model, "IoU": acc.IoU.mean(), "OA": acc.OA.mean()}
         row |= index_flags(tables.get("areas", empty), sensor)
+        row |= unobserved_flags(tables.get("areas", empty), sensor)
         row["n_failures"] = int((failures["sensor"] == sensor).sum()) if len(failures) else 0
         rows.append(row)
     return pd.DataFrame(rows)

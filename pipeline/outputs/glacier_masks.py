@@ -27,7 +27,7 @@ import rasterio.shutil
 from catalog.grid import TargetGrid
 from catalog.redact import redact
 from pipeline.glaciers.deferred import Deferred
-from pipeline.store import PROBABILITY, RegionStore
+from pipeline.store import OBSERVED, PROBABILITY, RegionStore
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -56,7 +56,7 @@ class PublishError(ValueError):
 
 @dataclass(frozen=True)
 class MaskTiles:
-    """One sensor's masks (1: probability >= `threshold`, else 0), one deflated uint8 tile per store
+    """One sensor's masks (`mask_values`: 1, 0 or MASK_NODATA), one deflated uint8 tile per store
     chunk and year: what the COGs are written from without reading the store again. Deflated,
     a tile of mostly bare ground is a few kB, so the client holds about what the COGs will hold; a
     tile without ice is `NO_ICE` (no bytes): deflated, a 2,048 px chunk of zeros is still 18 kB, and
@@ -86,19 +86,37 @@ class MaskTiles:
         return out
 
 
-def _deflated_mask(block: np.ndarray, threshold: int) -> np.ndarray:
+def mask_values(probability: np.ndarray, observed: np.ndarray | None, threshold: int) -> np.ndarray:
+    """1 where `probability` >= `threshold`, else 0, and MASK_NODATA where the store's `observed` says
+    no look saw the pixel (0: cloud in every scene, no scene, a DEM void): the network's 0 there is no
+    data, not "no glacier" (a helper found the Landsat 2021 mask's 6,994 cloud-gap pixels all 0).
+    Pixels never read (`observed` 255: outside the glacier buffer of a sparse tile, or a store written
+    without the layer) keep the probability's reading, as before."""
+    mask = np.asarray(probability >= threshold, dtype=np.uint8)
+    if observed is not None:
+        mask[observed == 0] = MASK_NODATA
+    return mask
+
+
+def _deflated_mask(block: np.ndarray, observed: np.ndarray | None, threshold: int) -> np.ndarray:
     out = np.empty((1, 1, 1), object)
-    mask = np.ascontiguousarray(block[0] >= threshold, dtype=np.uint8)
+    mask = np.ascontiguousarray(mask_values(block[0], None if observed is None else observed[0], threshold))
     out[0, 0, 0] = zlib.compress(mask.tobytes(), 1) if mask.any() else NO_ICE
     return out
 
 
-def deferred_mask_tiles(probability: xr.DataArray, threshold: int) -> Deferred[MaskTiles]:
-    """The `MaskTiles` of `probability` (year, y, x; 0-255), to compute with the tables of the same
-    maps (`pipeline.glaciers.deferred.compute_together`), so each chunk is read once for both."""
+def deferred_mask_tiles(probability: xr.DataArray, threshold: int, observed: xr.DataArray | None = None) -> Deferred[MaskTiles]:
+    """The `MaskTiles` of `probability` (year, y, x; 0-255) and the store's `observed` (`mask_values`), to
+    compute with the tables of the same maps (`pipeline.glaciers.deferred.compute_together`), so each
+    chunk is read once for both."""
     data = da.asarray(probability.data).rechunk({0: 1})
-    tiles = data.map_blocks(_deflated_mask, threshold, dtype=object, meta=np.empty((0, 0, 0), object),
-                            chunks=tuple((1,) * len(c) for c in data.chunks))
+    chunks = tuple((1,) * len(c) for c in data.chunks)
+    meta = np.empty((0, 0, 0), object)
+    if observed is None:
+        tiles = data.map_blocks(_deflated_mask, None, threshold, dtype=object, meta=meta, chunks=chunks)
+    else:
+        seen = da.asarray(observed.data).rechunk(data.chunks)
+        tiles = da.map_blocks(_deflated_mask, data, seen, threshold, dtype=object, meta=meta, chunks=chunks)
     years = tuple(int(y) for y in probability["year"].values)
     row_edges, col_edges = (tuple(int(e) for e in np.cumsum((0, *c))) for c in data.chunks[1:])
     return Deferred((tiles,), lambda values: MaskTiles(years, row_edges, col_edges, values, int(threshold)))
@@ -115,8 +133,9 @@ def write_glacier_masks(store_url: str, out_dir: str | Path, threshold: int = 12
 
     Values: 1 where probability >= `threshold` (0-255, as in the statistics; with `analysis`, its
     threshold and the maps the tables are made from, `analysis.mapped_probability`), 0 elsewhere, and
-    255 (the declared nodata) over store units the manifest does not list as finished, whose
-    pixels are the store's fill and not a result. CRS and transform are the sensor's grid.
+    255 (the declared nodata) where no look observed the pixel (`mask_values`) and
+    over store units the manifest does not list as finished, whose pixels are the store's fill and
+    not a result. CRS and transform are the sensor's grid.
     Each year is read lazily, one band of store chunks at a time, into a tiled scratch GeoTIFF
     that GDAL's COG driver then copies (512 px tiles, deflate, mode overviews); the COG replaces
     the previous file only once complete. `tiles`: a sensor's masks already made in the statistics'
@@ -152,7 +171,8 @@ def write_glacier_masks(store_url: str, out_dir: str | Path, threshold: int = 12
             if made is not None:
                 band = partial(made.rows, year)
             else:
-                band = partial(_thresholded_rows, probability.isel(year=index), threshold)
+                seen = ds[OBSERVED].isel(year=index) if OBSERVED in ds else None
+                band = partial(_thresholded_rows, probability.isel(year=index), seen, threshold)
             _write_mask(band, pending, grid, threshold, path, store.chunk_size,
                         tags={"sensor": sensor, "year": year, "store": redact(store.url),
                               "snow_keeps_inventory": bool(analysis is not None and analysis.snow_keeps_inventory)})
@@ -160,8 +180,9 @@ def write_glacier_masks(store_url: str, out_dir: str | Path, threshold: int = 12
     return written
 
 
-def _thresholded_rows(probability: xr.DataArray, threshold: int, rows: slice) -> np.ndarray:
-    return (np.asarray(probability[rows].values) >= threshold).astype(np.uint8)
+def _thresholded_rows(probability: xr.DataArray, observed: xr.DataArray | None, threshold: int, rows: slice) -> np.ndarray:
+    return mask_values(np.asarray(probability[rows].values), None if observed is None else np.asarray(observed[rows].values),
+                       threshold)
 
 
 def _write_mask(band: Callable[[slice], np.ndarray], pending: list[tuple[slice, slice]], grid: TargetGrid, threshold: int,
@@ -179,7 +200,7 @@ def _write_mask(band: Callable[[slice], np.ndarray], pending: list[tuple[slice, 
             dst.update_tags(**{f"GLACIERWATCH_{k.upper()}": str(v) for k, v in tags.items()},
                             GLACIERWATCH_THRESHOLD=str(threshold))
             dst.set_band_description(1, f"glacier: 1 = probability >= {threshold}/255, 0 = not glacier, "
-                                        f"{MASK_NODATA} = not computed")
+                                        f"{MASK_NODATA} = no data (not observed: cloud or no scene; not computed)")
             # Bands of whole store chunks: each read touches each chunk object once.
             for top in range(0, ny, rows_per_band):
                 rows = slice(top, min(top + rows_per_band, ny))

@@ -114,7 +114,8 @@ def total_area_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict
         return None
     caption = ("Total glacier area per year and sensor; error bars: area uncertainty (perimeter term and "
                "classification term, each summed over glaciers, in quadrature: see the table below). Dashed: ordinary "
-               "least-squares trend, with its 95 % confidence interval.")
+               "least-squares trend, with its 95 % confidence interval. Glacier-years not seen (cloud, no scene) count with "
+               "the area of their own observed years: see 'Glacier-years not seen' below.")
     section = {"figure": embed(folder, "total_area", draw("total_area_figure", tables), caption),
                "csv": write_csv(folder, "total_area", tables["total_area"]),
                "uncertainty": uncertainty_and_indices(folder, tables), "region": None}
@@ -140,7 +141,7 @@ def uncertainty_and_indices(folder: Path, tables: Mapping[str, pd.DataFrame]) ->
     the model disagrees with NDSI and red/SWIR (each None where its columns are missing)."""
     from pipeline.glaciers.region_tables import index_agreement
 
-    out = {"area_terms": None, "retreat_terms": None, "indices": None, "generator": None}
+    out = {"area_terms": None, "retreat_terms": None, "indices": None, "generator": None, "unobserved": None}
     check = tables.get("generator_check")
     if check is not None and len(check):  # a synthetic area: the numbers against what its generator set
         rows = [[r.sensor, r.check, num(r.value, 2), r.target, "yes" if r.met else "no", r.detail]
@@ -162,11 +163,13 @@ def uncertainty_and_indices(folder: Path, tables: Mapping[str, pd.DataFrame]) ->
         out["retreat_terms"] = table(["Sensor", "Glaciers", "± pixel (m/a)", "± front (m/a)", "± total (m/a)"], rows,
                                      numeric=[False] + [True] * 4)
     areas = tables.get("areas")
+    if areas is not None and "flag_unobserved" in areas.columns and areas["flag_unobserved"].fillna(False).astype(bool).any():
+        out["unobserved"] = unobserved_table(folder, areas)
     if areas is not None and "flag_index_disagreement" in areas.columns and areas["index_disagreement"].notna().any():
         rows = [[r.sensor, num(r.index_model_km2, 3), num(r.ndsi_km2, 3), num(r.ratio_km2, 3),
                  num(r.model_to_ndsi, 2), f"{r.n_flagged} of {r.n_compared}", "yes" if r.extreme else "no"]
                 for r in index_agreement(areas).itertuples(index=False)]
-        indices = {"region": table(["Sensor", "Model (km²)", "NDSI (km²)", "Red/SWIR (km²)", "Model / NDSI",
+        indices = {"region": table(["Sensor", "Model, summed over glacier-years (km²)", "NDSI (km²)", "Red/SWIR (km²)", "Model / NDSI",
                                     "Glacier-years flagged", "Extreme"], rows, numeric=[False] + [True] * 5 + [False]),
                    "flagged": None}
         flagged = areas[areas["flag_index_disagreement"].fillna(False).astype(bool)].sort_values(["sensor", "glacier_id", "year"])
@@ -180,6 +183,21 @@ def uncertainty_and_indices(folder: Path, tables: Mapping[str, pd.DataFrame]) ->
                                   "csv": write_csv(folder, "index_disagreement", flagged)}
         out["indices"] = indices
     return out
+
+
+def unobserved_table(folder: Path, areas: pd.DataFrame) -> dict:
+    """The glacier-years flagged unobserved, with what was measured and what the region total counts."""
+    from pipeline.glaciers.region_tables import gap_filled
+
+    a = areas.assign(flag_unobserved=areas["flag_unobserved"].fillna(False).astype(bool))
+    counted, filled = gap_filled(a)
+    flagged = a[a.flag_unobserved].assign(counted_km2=counted.loc[a.flag_unobserved, "area_km2"],
+                                          filled=filled[a.flag_unobserved]).sort_values(["sensor", "glacier_id", "year"])
+    rows = [[r.sensor, int(r.glacier_id), int(r.year), num(r.unobserved_frac, 2), num(r.area_km2, 3),
+             num(r.counted_km2, 3) if r.filled else "as measured (never observed)"] for r in flagged.itertuples(index=False)]
+    return {"table": table(["Sensor", "Glacier", "Year", "Unobserved share", "Area mapped (km²)", "In the region total (km²)"],
+                           rows, numeric=[False, True, True, True, True, True]),
+            "csv": write_csv(folder, "unobserved", flagged)}
 
 
 def band_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict | None:
