@@ -268,8 +268,13 @@ def run_study(
         store = RegionStore.create(url, grids, weights_sha256=digests)
         for sensor in sensors:
             with stage(f"search, composite and infer {sensor}"):
+                # a year an earlier run stopped in is finished first, whatever this run asks: left, it read as no ice
+                resumed = sorted(set(store.unfinished_years(sensor) if sensor in store.sensors() else []) - set(years))
+                if resumed:
+                    console.print(f"{sensor}: finishing {', '.join(map(str, resumed))}, left unfinished by an earlier run",
+                                  markup=False, highlight=False)
                 summary = infer_to_store(
-                    cfg, sensor, weights[sensor]["file"], url, years, client, take_lock=False, inputs=inputs
+                    cfg, sensor, weights[sensor]["file"], url, sorted({*years, *resumed}), client, take_lock=False, inputs=inputs
                 )
                 written = sum(summary["years"].values())
                 console.print(f"{sensor}: {written} new units written, years {sorted(summary['years'])}")

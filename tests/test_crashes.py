@@ -251,3 +251,33 @@ def test_files_left_by_a_write_killed_mid_rename_are_removed_when_the_unit_is_re
     assert crashed.write_probability(S2, 2020, p, scheduler="synchronous") == crashed.units(S2, 2020)
     assert [path.exists() for path in leftovers] == [False, False]
     assert files(tmp_path / "crashed.zarr") == files(tmp_path / "clean.zarr")
+
+
+@pytest.mark.slow
+def test_a_year_an_earlier_run_left_unfinished_is_finished_first_never_read_as_ice_free(
+    small_study_area, small_weights, small_run, run_client, tmp_path
+):
+    """An update killed mid-inference left its year in the store (axis, scene ids) with chunks unwritten;
+    a later run asked for other years analysed it as it read: Sentinel-2 0 km² that year, -100 %, no
+    flag, published (the helper auditing the annual update). A run finishes it first, and the analysis
+    refuses a store that still holds one."""
+    import shutil
+
+    from pipeline.glaciers.analysis import analyse_store
+    from pipeline.config import Analysis
+
+    cfg = small_run_config(small_study_area, small_weights, tmp_path)
+    out = tmp_path / "out"
+    shutil.copytree(Path(small_run[1].store_url), out / "store.zarr")
+    (out / ".glacierwatch").touch()  # the folder of that earlier run
+    store = RegionStore.open(str(out / "store.zarr"))
+    for unit in store.units(S2, 2021):  # as a kill before its units were written leaves it
+        Path(store.manifest._path(unit)).unlink()
+    assert store.unfinished_years(S2) == [2021]
+    with pytest.raises(StoreError, match=r"holds unfinished years \(sentinel-2 2021\).*glacierwatch update --year YEAR"):
+        analyse_store(store, Analysis())
+    log = tmp_path / "log.txt"
+    run_study(cfg, out, years=[2020], client=run_client, console=Console(file=open(log, "w"), width=200), publish=False)
+    assert "sentinel-2: finishing 2021, left unfinished by an earlier run" in log.read_text()
+    assert store.unfinished_years(S2) == []
+    assert_equals_clean_run(out / "store.zarr", small_run)

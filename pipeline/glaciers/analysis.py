@@ -450,11 +450,18 @@ def analyse_store(
     0/1, threshold 1). `models` names each sensor's model (architecture) in the accuracy table.
     `with_masks`: also threshold each sensor's maps into the published masks' tiles in the same read.
     `inventory_years`: glacier_id -> the inventory outline's decimal year, which weighs each front
-    against the outline's (``retreat.flag_behind_inventory``).
+    against the outline's (``retreat.flag_behind_inventory``). A store with an unfinished year (a run
+    stopped mid-year: its unwritten chunks read as no ice) is refused.
     """
     from catalog.synthetic.truth import truth_on_grid
+    from pipeline.store import StoreError
 
     sensors = list(sensors or store.sensors())
+    unfinished = {s: years for s in sensors if (years := store.unfinished_years(s))}
+    if unfinished:  # never analysed (and published) as ice-free
+        said = "; ".join(f"{s} {', '.join(map(str, years))}" for s, years in unfinished.items())
+        raise StoreError(f"store {store.url} holds unfinished years ({said}): a run stopped while writing them; finish them "
+                         f"with `glacierwatch update --year YEAR` (or any run of this store), or reset them (RegionStore.reset_year)")
     grids = store.grids
     # what every table needs to know of each grid's glaciers first, for all grids in one compute
     static = {s: store.open_dataset(s)[["glacier_id", "dem"]] for s in sensors}

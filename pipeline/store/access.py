@@ -178,6 +178,12 @@ class StoreAccess:
             pending += [u for u in self.units(sensor, year) if (u.row, u.col) not in done]
         return pending
 
+    def unfinished_years(self, sensor: str) -> list[int]:
+        """The store's years of `sensor` with units not yet finished: a run that stopped after adding the
+        year (its axis and scene ids) and before writing all of it. Read as they are, their unwritten
+        chunks are probability 0: no ice at all."""
+        return [year for year in self.years(sensor) if self.pending_units(sensor, [year])]
+
     # -- reading and locking ----------------------------------------------------------------
 
     def static_complete(self, sensor: str, name: str) -> bool:
