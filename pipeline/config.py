@@ -400,11 +400,17 @@ class Config(StrictModel):
             return self.path(configured)
         return str(SHIPPED_WEIGHTS / f"{sensor}.safetensors")
 
+    def year_method(self, sensor: str) -> dict:
+        """The settings that make one year of `sensor` and are not its scenes or weights (which the store
+        checks on their own): a series must be made one way (`RegionStore.add_year` compares them)."""
+        s = self.sensors[sensor]
+        return {"season": f"{self.season.start}..{self.season.end}", "max_cloud": s.max_cloud, "half": self.inference.half}
+
     def digest(self) -> str:
-        """Hash of the effective config: travels with every output as provenance. The cluster is left
-        out: where the workers ran does not change a result, and the same study on a laptop and on
-        SLURM carries one hash."""
-        blob = json.dumps(self.model_dump(mode="json", exclude={"cluster"}), sort_keys=True)
+        """Hash of the effective config: travels with every output as provenance. The cluster and the
+        years are left out: where the workers ran does not change a result, and each year of a store
+        records the hash it was made with, the same for a year made by the first run or by an update."""
+        blob = json.dumps(self.model_dump(mode="json", exclude={"cluster", "years"}), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:

@@ -224,3 +224,7 @@ def test_cli_run_prints_the_summary_and_update_refuses_a_future_year(small_run, 
     assert lost.exit_code == 2
     assert "no store at" in lost.output and "give that run's --out" in " ".join(lost.output.split())
     assert not (tmp_path / "elsewhere").exists()
+    # a year before the store's last: said before any search or cluster, in the CLI's words, not pydantic's
+    early = runner.invoke(app, ["update", "-c", str(config), "--year", "2019", "--out", str(result.out)])
+    assert early.exit_code == 2 and "can only be added after the last" in " ".join(early.output.split())
+    assert "pydantic" not in future.output and "validation error" not in future.output

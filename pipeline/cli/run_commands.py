@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import pandas as pd
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from catalog.redact import RedactingConsole as Console  # every output redacted, no markup read
@@ -173,23 +174,33 @@ def update(
     cfg = load_config_or_exit(config)
     try:
         cfg = cfg.model_copy(update={"years": cfg.years.model_validate({"start": cfg.years.start, "end": max(year, cfg.years.end)})})
-    except ValueError as err:
-        fail(f"--year {year}: {err}")
+    except ValidationError as err:
+        fail(f"--year {year}: {err.errors()[0]['msg'].removeprefix('Value error, ')}")
     cfg = with_cluster(cfg, cluster)
-    require_store(cfg, out)
+    require_store(cfg, out, year)
     check_inputs(cfg, out) if check else run_and_summarise(cfg, out, [year])
 
 
-def require_store(cfg: Config, out: Path) -> None:
+def require_store(cfg: Config, out: Path, year: int) -> None:
     """An update adds a year to a store `run` made: without one it made a store of that year alone, and
-    tables of it, under a schedule that had lost its --out or its config's `store:`."""
+    tables of it, under a schedule that had lost its --out or its config's `store:`. A year before the
+    store's last cannot be added (it would be inserted before later years): said before any search."""
     from pipeline.preflight import store_url_for
     from pipeline.store import RegionStore
 
     url = store_url_for(cfg, out.resolve())
-    if not RegionStore(url).exists():
+    store = RegionStore(url)
+    if not store.exists():
         fail(f"no store at {url}: `glacierwatch update` adds a year to the store a `glacierwatch run` made; give that "
              "run's --out (or set store: in the config), or make the store with `glacierwatch run` first")
+    stored = {s: store.years(s) for s in cfg.sensors if s in store.sensors()}
+    later = {s: max(y) for s, y in stored.items() if y and year < max(y) and year not in y}
+    if later:
+        fail(f"--year {year}: the store at {url} holds years up to {max(later.values())}; a year can only be added after "
+             "the last (inserting one rewrites every later year): start a new store (store: ...) for a series with it")
+    if stored and all(year in y for y in stored.values()):
+        console.print(f"note: {year} is already in the store: only what is unfinished is inferred; the tables are made again",
+                      markup=False, highlight=False)
 
 
 def plan(

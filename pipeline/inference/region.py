@@ -395,7 +395,8 @@ def infer_to_store(
         for year in set(years) & set(store.unread_years(sensor)):
             store.reset_year(sensor, year)  # made without part of a scene last time (`note_unread`): made again
         for year in years:
-            store.add_year(sensor, year, scene_ids=cube.attrs["scene_ids"][str(year)], config_hash=cfg.digest())
+            store.add_year(sensor, year, scene_ids=cube.attrs["scene_ids"][str(year)], config_hash=cfg.digest(),
+                           method=cfg.year_method(sensor))
         pending = {y for y in years if store.pending_units(sensor, [y])}
         if pending:
             with dask.annotate(**annotations):

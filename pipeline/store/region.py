@@ -86,11 +86,28 @@ class RegionStore(UnitWrites):
 
     # -- years ------------------------------------------------------------------------------
 
-    def add_year(self, sensor: str, year: int, *, scene_ids: Iterable[str], config_hash: str) -> int:
+    def _check_method(self, sensor: str, year: int, method: dict, records: dict) -> None:
+        """`method` equals what the store's other years of `sensor` were made with (those that say)."""
+        for other, record in sorted(records.items()):
+            made = record.get("method")
+            if made is None or int(other) == year or made == method:
+                continue
+            changed = ", ".join(f"{k} {made.get(k)!r} -> {method.get(k)!r}" for k in sorted(set(made) | set(method))
+                                if made.get(k) != method.get(k))
+            raise StoreError(
+                f"store at {self.url} holds {sensor} {other} made with other settings than this run's for {year} "
+                f"({changed}): a series is made one way; set them back to the store's (season, the sensor's max_cloud, "
+                "inference.half), or start a new store (store: ...) for the new settings"
+            )
+
+    def add_year(self, sensor: str, year: int, *, scene_ids: Iterable[str], config_hash: str, method: dict | None = None) -> int:
         """Make room for `year` in `sensor`'s yearly layers (appending it) and record its provenance.
 
         Idempotent: a year already present with the same scenes is left alone. Returns the
-        year's index along the ``year`` axis. Call while holding the update lock.
+        year's index along the ``year`` axis. Call while holding the update lock. `method`
+        (`Config.year_method`: season, cloud limit, precision) is recorded with a new year and must
+        equal the other years' (where they recorded one): an update with another season made its
+        year from other looks than the series' and read 3 % less ice, silently.
         """
         year = int(year)
         scenes = sorted(set(scene_ids))
@@ -99,6 +116,8 @@ class RegionStore(UnitWrites):
         years_arr = self.array(f"{sensor}/year", write=True)
         years = [int(v) for v in years_arr[:]]
         records = dict(group.attrs["years"])
+        if method is not None:
+            self._check_method(sensor, year, method, records)
         if year in years:
             recorded = records.get(str(year), {}).get("scene_ids")
             if recorded is not None and recorded != scenes:
@@ -111,7 +130,7 @@ class RegionStore(UnitWrites):
                     f"year, leave {year} out of the config's years"
                 )
             if recorded is None:  # after reset_year: record the scenes of the recomputation
-                records[str(year)] = {"scene_ids": scenes, "config_hash": config_hash, "version": glacierwatch_version()}
+                records[str(year)] = _record(scenes, config_hash, method)
                 group.attrs["years"] = dict(sorted(records.items()))
             index = years.index(year)
         else:
@@ -123,7 +142,7 @@ class RegionStore(UnitWrites):
                 )
             # Provenance first, then the coordinate, then the data axes: a crash in between
             # leaves year longer than a yearly layer, which the next call repairs below.
-            records[str(year)] = {"scene_ids": scenes, "config_hash": config_hash, "version": glacierwatch_version()}
+            records[str(year)] = _record(scenes, config_hash, method)
             group.attrs["years"] = dict(sorted(records.items()))
             index = len(years)
             years_arr.resize((index + 1,))
@@ -159,3 +178,9 @@ class RegionStore(UnitWrites):
         if not self.years(sensor):
             return []
         return sorted(year for year, record in self.year_records(sensor).items() if record.get("unread_scene_ids"))
+
+
+def _record(scenes: list[str], config_hash: str, method: dict | None) -> dict:
+    """A year's provenance record in the sensor group's attrs."""
+    return {"scene_ids": scenes, "config_hash": config_hash, "version": glacierwatch_version()} | (
+        {"method": dict(method)} if method is not None else {})
