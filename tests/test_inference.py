@@ -657,6 +657,12 @@ def test_a_year_whose_reads_the_storage_refused_is_made_again_by_the_next_run(sm
     summary = inference.infer_to_store(cfg, "sentinel-2", weights, damaged, chunk_size=256)
     assert {s["item_id"] for s in summary["skipped_scenes"]} == {victim}
     assert RegionStore.open(damaged).unread_years("sentinel-2") == []  # damage: kept as made
+    # ... and said by every later run, which reads nothing of that year: built from the run alone, an update's
+    # provenance and scenes_skipped lost every earlier year's skipped scenes (a helper's update audit)
+    monkeypatch.setattr(ExplainingRioReader, "read", read)
+    later = inference.infer_to_store(cfg, "sentinel-2", weights, damaged, chunk_size=256)
+    assert later["years"] == {2021: 0} and {s["item_id"] for s in later["skipped_scenes"]} == {victim}
+    assert set(later["scale_offset"]) == set(summary["scale_offset"]) == set(cube.attrs["scene_ids"]["2021"])
 
     url = str(tmp_path / "store.zarr")
     monkeypatch.setattr(ExplainingRioReader, "read", failing(f"{REFUSED_SAYS}: the link's signature expired"))

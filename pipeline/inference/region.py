@@ -329,7 +329,9 @@ def infer_to_store(
     nothing). With a distributed `client` whose workers have GPUs, the forward tasks ask for ``{"GPU": 1}``
     and run on CUDA (`device` None: CUDA where workers offer a GPU, else the CPU, whatever the client has).
     `take_lock=False`: the caller already holds the store's lock (a whole `glacierwatch update`).
-    Returns ``{"store", "sensor", "weights_sha256", "years": {year: units written}, "static": [...]}``.
+    Returns ``{"store", "sensor", "weights_sha256", "years": {year: units written}, "static": [...]}``, and
+    ``skipped_scenes`` / ``scale_offset`` of every year of the store (each year's as the run that made it
+    read it: `RegionStore.note_reads`).
     """
     from catalog.reads import REFUSED_SAYS, unreadable_reads
     from catalog.tiling import read_pieces
@@ -452,6 +454,15 @@ def infer_to_store(
         refused = [r for r in inside if REFUSED_SAYS in r["reason"] and r.get("year") is not None]
         for year in sorted({r["year"] for r in refused}):
             store.note_unread(sensor, int(year), [r["item_id"] for r in refused if r["year"] == year])
+        # what each year made here read, kept with the year; the summary then speaks for every year of the store
+        for year, written in summary["years"].items():
+            if written:
+                ids = set(summary["scenes"][year])
+                store.note_reads(sensor, year, [r for r in summary["skipped_scenes"] if r.get("year") == year],
+                                 {i: v for i, v in summary["scale_offset"].items() if i in ids})
+        undated = [r for r in summary["skipped_scenes"] if r.get("year") is None]
+        summary["skipped_scenes"], summary["scale_offset"] = store.recorded_reads(sensor)
+        summary["skipped_scenes"] += undated
     return summary
 
 

@@ -173,6 +173,26 @@ class RegionStore(UnitWrites):
             records[str(year)] = {**records[str(year)], "unread_scene_ids": sorted(set(item_ids))}
             group.attrs["years"] = records
 
+    def note_reads(self, sensor: str, year: int, skipped: list[dict], scale_offset: dict) -> None:
+        """Record what the run that made `year` read: the scenes it skipped (`skipped_scenes` records) and
+        the scale/offset applied per item. An update reads only its new year: built from that run
+        alone, provenance and the tables' ``scenes_skipped`` lost every earlier year's (a helper's
+        corrupted 2017 scene read 0 skipped after the 2022 update)."""
+        group = self.group(sensor, mode="r+")
+        records = dict(group.attrs["years"])
+        if str(year) in records:
+            records[str(year)] = {**records[str(year)], "skipped_scenes": list(skipped), "scale_offset": dict(scale_offset)}
+            group.attrs["years"] = records
+
+    def recorded_reads(self, sensor: str) -> tuple[list[dict], dict]:
+        """Every year's `note_reads`: the skipped scenes of all years, and the scale/offset of all items."""
+        skipped: list[dict] = []
+        scale_offset: dict = {}
+        for _, record in sorted(self.year_records(sensor).items()) if self.years(sensor) else []:
+            skipped += record.get("skipped_scenes", [])
+            scale_offset |= record.get("scale_offset", {})
+        return skipped, scale_offset
+
     def unread_years(self, sensor: str) -> list[int]:
         """The years `note_unread` marked: made without part of a scene, to be made again."""
         if not self.years(sensor):
