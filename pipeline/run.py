@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -50,7 +49,7 @@ from pipeline.glaciers.analysis import analyse_store
 from pipeline.glaciers.generator_check import generator_check
 from pipeline.glaciers.inventory import attach_inventory_ids, inventory_ids, inventory_years
 from pipeline.glaciers.outline_stats import write_tables
-from pipeline.outputs.replace import replace_dir
+from pipeline.outputs.replace import incomplete_path, replace_dir
 from pipeline.preflight import RunInputs, check_settings, claim_output_folder, preflight
 from pipeline.store import RegionStore
 
@@ -168,14 +167,14 @@ def truth_dir_for(cfg: Config, sensors: Sequence[str]) -> Path | None:
 
 
 def _write_outputs(out: Path, tables: dict[str, pd.DataFrame], outlines: gpd.GeoDataFrame, provenance: dict) -> None:
-    build = out / f".tables-incomplete-{os.getpid()}"
+    build = incomplete_path(out / "tables")
     shutil.rmtree(build, ignore_errors=True)
     write_tables({k: v for k, v in tables.items() if len(v) or k == "failures"}, build)  # "no failures" is news too
     replace_dir(build, out / "tables")
-    tmp = out / f".outlines-incomplete-{os.getpid()}.parquet"
+    tmp = incomplete_path(out / "outlines.parquet", ".parquet")
     outlines.to_parquet(tmp)
     tmp.replace(out / "outlines.parquet")
-    tmp = out / f".provenance-incomplete-{os.getpid()}.json"
+    tmp = incomplete_path(out / "provenance.json", ".json")
     tmp.write_text(redact(json.dumps(provenance, indent=1, default=str)))
     tmp.replace(out / "provenance.json")
 

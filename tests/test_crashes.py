@@ -125,7 +125,7 @@ def test_sigterm_mid_inference_closes_the_cluster_and_releases_the_lock(small_st
                 proc.wait()
     said = (tmp_path / "cli.log").read_text()
     assert proc.returncode == 128 + signal.SIGTERM, said
-    assert "terminated (SIGTERM)" in said
+    assert "terminated (SIGTERM): what was started is closed" in said
     assert not (store / "run" / "update.lock").exists(), "the lock is released, not left stale"
     deadline = time.monotonic() + 30
     while True:  # the local cluster's worker processes (same session) are gone with it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import geopandas as gpd
@@ -95,7 +96,7 @@ def run_out(tmp_path_factory) -> dict:
         pd.DataFrame({"sensor": ["sentinel-2"], "year": [2016], "area_km2": [0.3]}).to_parquet(tables[name])
     (out / "report").mkdir()
     (out / "report" / "index.html").write_text("<html><body>report</body></html>")
-    weights = {s: {"sha256": w} for s, w in WEIGHTS.items()}
+    weights = {s: {"sha256": w, "architecture": {"sentinel-2": "unet", "landsat": "dunet"}[s]} for s, w in WEIGHTS.items()}
     provenance = {"config_hash": "c" * 16, "version": "0.1.0", "season": SEASON, "weights": weights}
     return {
         "out": out, "store": store, "masks": masks, "outlines": out / "outlines.parquet", "tables": tables,
@@ -299,6 +300,8 @@ def test_probability_asset_opens_as_the_store_group_at_the_stated_year_index(pub
 def test_collection_holds_extent_sensors_tables_report_and_provenance(published, run_out):
     collection = pystac.Catalog.from_file(str(published)).get_child(COLLECTION_ID)
     assert collection.license == "other"
+    # the networks that ran, as provenance records them (it said "D-UNet" whatever ran)
+    assert "landsat: D-UNet (deformable blocks at every level), sentinel-2: U-Net" in collection.description
     assert collection.summaries.get_list("glacierwatch:sensors") == ["landsat", "sentinel-2"]
     west, south, east, north = collection.extent.spatial.bboxes[0]
     for grid in GRIDS.values():
@@ -390,3 +393,28 @@ def test_inputs_that_would_break_the_catalog_are_refused(run_out, tmp_path):
     with pytest.raises(PublishError, match="no file"):
         publish(run_out, "stac-refused", outlines=tmp_path / "missing.parquet")
     assert [p.name for p in (run_out["out"] / "stac-refused").iterdir()] == ["mask.tif"]
+
+
+def test_builds_a_killed_run_left_beside_the_outputs_are_removed_by_the_next(tmp_path):
+    """A run killed (SIGKILL) while writing its report left `.report-incomplete-<pid>/` beside the outputs for
+    good: cleanup only removed its own process's build (the helper auditing the annual update)."""
+    import subprocess
+    import sys
+
+    from pipeline.outputs.replace import incomplete_path
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()  # a process that has ended: its pid names no running one
+    target = tmp_path / "report"
+    left = [tmp_path / f".report-incomplete-{dead}", tmp_path / f".report-old-{dead}"]
+    for folder in left:
+        (folder / "tables").mkdir(parents=True)
+    (tmp_path / f".outlines-incomplete-{dead}.parquet").write_bytes(b"half")
+    alive = tmp_path / f".report-incomplete-{os.getppid()}"  # another run writing beside this one: left alone
+    alive.mkdir()
+    build = incomplete_path(target)
+    assert build == tmp_path / f".report-incomplete-{os.getpid()}"
+    assert not any(f.exists() for f in left) and alive.exists()
+    assert (tmp_path / f".outlines-incomplete-{dead}.parquet").exists()  # another target's: its own writer cleans it
+    assert incomplete_path(tmp_path / "outlines.parquet", ".parquet") == tmp_path / f".outlines-incomplete-{os.getpid()}.parquet"
+    assert not (tmp_path / f".outlines-incomplete-{dead}.parquet").exists()

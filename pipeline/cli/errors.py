@@ -39,9 +39,10 @@ class OneLineErrors(typer.core.TyperGroup):
         try:
             with _sigterm_unwinds():
                 return super().invoke(ctx)
-        except Terminated:
-            errors.print("[bold red]error:[/] terminated (SIGTERM): what was started is closed and the store's lock "
-                         "released; a rerun resumes from the finished units", markup=True, highlight=False, soft_wrap=True)
+        except (Terminated, KeyboardInterrupt) as stop:
+            why = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted (Ctrl-C)"
+            errors.print(f"[bold red]error:[/] {why}: what was started is closed and the store's lock released; the same "
+                         "command again resumes from the finished units", markup=True, highlight=False, soft_wrap=True)
             raise
         except (typer.Exit, typer.Abort, click.exceptions.ClickException, click.exceptions.Exit):
             raise

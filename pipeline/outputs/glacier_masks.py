@@ -27,6 +27,7 @@ import rasterio.shutil
 from catalog.grid import TargetGrid
 from catalog.redact import redact
 from pipeline.glaciers.deferred import Deferred
+from pipeline.outputs.replace import incomplete_path
 from pipeline.store import OBSERVED, PROBABILITY, RegionStore
 
 if TYPE_CHECKING:
@@ -189,7 +190,7 @@ def _write_mask(band: Callable[[slice], np.ndarray], pending: list[tuple[slice, 
                 path: Path, rows_per_band: int, tags: Mapping[str, Any]) -> None:
     ny, nx = grid.shape
     scratch = path.with_name(f".{path.stem}-scratch-{os.getpid()}.tif")
-    partial = path.with_name(f".{path.stem}-incomplete-{os.getpid()}.tif")
+    partial = incomplete_path(path, ".tif")
     profile = {
         "driver": "GTiff", "width": nx, "height": ny, "count": 1, "dtype": "uint8", "crs": grid.crs.to_wkt(),
         "transform": grid.transform, "nodata": MASK_NODATA, "tiled": True, "blockxsize": MASK_BLOCK,

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,7 +44,7 @@ from shapely.ops import unary_union
 from catalog.grid import TargetGrid
 from catalog.redact import redact
 from pipeline.outputs.glacier_masks import MASK_NODATA, PublishError, mask_threshold
-from pipeline.outputs.replace import replace_dir
+from pipeline.outputs.replace import incomplete_path, replace_dir
 from pipeline.store import PROBABILITY, RegionStore
 
 __all__ = ["COLLECTION_ID", "publish_catalog"]
@@ -89,7 +88,7 @@ def publish_catalog(
     store = RegionStore.open(store_url)
     files = _check_files(out_dir, store, masks, outlines, tables, report)
     season = _season(provenance)
-    build = out_dir.with_name(f".{out_dir.name}-incomplete-{os.getpid()}")
+    build = incomplete_path(out_dir)
     shutil.rmtree(build, ignore_errors=True)
     try:
         build.mkdir(parents=True)
@@ -105,6 +104,18 @@ def publish_catalog(
         shutil.rmtree(build, ignore_errors=True)
         raise
     return out_dir / "catalog.json"
+
+
+NETWORK_NAMES = {"unet": "U-Net", "dunet": "D-UNet (deformable blocks at every level)",
+                 "dunet-shallow": "D-UNet (deformable blocks in the shallow levels)",
+                 "dunet-deep": "D-UNet (deformable blocks in the deep levels)"}
+
+
+def _network_name(provenance: Mapping[str, Any], sensor: str) -> str:
+    """The architecture of the weights that made `sensor`'s maps (provenance), as a reader names it: the
+    collection said "D-UNet" whatever ran, while the shipped networks are U-Nets."""
+    architecture = (provenance.get("weights") or {}).get(sensor, {}).get("architecture")
+    return NETWORK_NAMES.get(architecture, architecture or "network of unrecorded architecture")
 
 
 def _redact_files(folder: Path) -> None:
@@ -207,11 +218,12 @@ def _build_catalog(store: RegionStore, files: dict[str, Any], season, provenance
         temporal = [_season_interval(all_years[0], season)[0], _season_interval(all_years[-1], season)[1]]
     else:
         temporal = [None, None]
+    networks = ", ".join(f"{s}: {_network_name(provenance, s)}" for s in sensors)
     collection = pystac.Collection(
         COLLECTION_ID,
-        "Annual glacier maps of one region from Sentinel-2 and Landsat seasonal composites (D-UNet "
-        "probabilities x 255 in a Zarr store, glacier masks as COGs), the outlines per glacier and year, "
-        "and the statistics tables. Each item is one year; its assets are that year's slice of every output.",
+        "Annual glacier maps of one region from Sentinel-2 and Landsat seasonal composites (network "
+        f"probabilities x 255 in a Zarr store, {networks}; glacier masks as COGs), the outlines per glacier and "
+        "year, and the statistics tables. Each item is one year; its assets are that year's slice of every output.",
         extent=pystac.Extent(
             pystac.SpatialExtent([list(region.bounds)] if region is not None else [[-180.0, -90.0, 180.0, 90.0]]),
             pystac.TemporalExtent([temporal]),

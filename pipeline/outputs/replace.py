@@ -1,10 +1,40 @@
-"""Swap a finished output folder into place, so a failed run never leaves a half-written one."""
+"""Swap a finished output into place, so a failed run never leaves a half-written one.
+
+An output is built beside its target as ``.NAME-incomplete-PID`` (a folder or a file) and moved
+into place when complete; `incomplete_path` names that build and first removes those a killed run
+left (SIGKILL runs no cleanup): before, every killed run's build stayed in the output folder for good.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
+
+
+def incomplete_path(target: Path, suffix: str = "") -> Path:
+    """``.{name}-incomplete-{pid}{suffix}`` beside `target` (`name`: the target's stem with a `suffix`, else its
+    name), after removing the builds of `target` whose process is gone. A live process's build (another run
+    writing beside this one) is left alone."""
+    name = target.name.removesuffix(suffix) if suffix else target.name
+    pattern = re.compile(rf"\.{re.escape(name)}-(?:incomplete|scratch|old)-(\d+){re.escape(suffix)}")
+    if target.parent.is_dir():
+        for entry in target.parent.iterdir():
+            match = pattern.fullmatch(entry.name)
+            if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+    return target.with_name(f".{name}-incomplete-{os.getpid()}{suffix}")
 
 
 def replace_dir(build: Path, target: Path) -> None:

@@ -14,7 +14,6 @@ it, so a failed report leaves the previous one (or none), never half of one.
 from __future__ import annotations
 
 import html
-import os
 import shutil
 from collections.abc import Mapping
 from functools import cache
@@ -28,7 +27,7 @@ import xarray as xr
 from markupsafe import Markup
 
 from catalog.redact import redact
-from pipeline.outputs.replace import replace_dir
+from pipeline.outputs.replace import incomplete_path, replace_dir
 from pipeline.outputs.report import sections
 from pipeline.outputs.report.figures import drawing_on, finish_figures
 
@@ -101,7 +100,7 @@ def write_report(
     With a distributed client current (as in a run), the figures are drawn as tasks on its cluster."""
     out_dir = Path(out_dir).resolve()
     tables = {name: t for name, t in tables.items() if t is not None and len(t)}
-    build = out_dir.with_name(f".{out_dir.name}-incomplete-{os.getpid()}")
+    build = incomplete_path(out_dir)
     shutil.rmtree(build, ignore_errors=True)
     (build / "tables").mkdir(parents=True)
     try:
