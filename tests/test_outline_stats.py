@@ -148,6 +148,22 @@ def test_dated_outlines_give_area_change_and_retreat(tmp_path, dem_file):
     assert len(t["retreat_by_band"]) > 0
 
 
+def test_a_pair_no_terminus_line_measures_is_a_failure_row_not_a_silent_nan(tmp_path, dem_file):
+    """Where no line drawn across the first year's tongue cuts the later front (here the 2022 tongue lies
+    1 km east and its western half gone, beside the 2016 one), retreat is NaN with n_lines 0; the failures
+    table said nothing."""
+    def glacier(tongue_x: float, west: float) -> Polygon:
+        return Polygon([(X0 + west, Y0 + 2000), (X0 + 2000, Y0 + 2000), (X0 + 2000, Y0 + 1000), (X0 + tongue_x + 300, Y0 + 1000),
+                        (X0 + tongue_x + 300, Y0), (X0 + tongue_x, Y0), (X0 + tongue_x, Y0 + 1000), (X0 + west, Y0 + 1000)])
+    gdf = gpd.GeoDataFrame({"gid": ["A", "A"], "date": ["2016-08-01", "2022-08-01"]},
+                           geometry=[glacier(350, 0), glacier(1350, 1000)], crs=CRS)
+    t = outline_statistics(gdf, id_field="gid", date_field="date")  # the axis from the outline's shape
+    main = t["retreat"].query("method == 'main_axis'")
+    assert main.n_lines.tolist() == [0] and main.retreat_m.isna().all()
+    failure = t["failures"].set_index("glacier_id").loc["A"]
+    assert failure.task == "terminus" and "no terminus line cuts both fronts in 2016-2022" in failure.reason
+
+
 def test_a_year_whose_outline_lost_the_tongue_flags_the_pairs_that_jump_and_the_glacier_is_not_typical(tmp_path, dem_file):
     """Fronts 10 m a year up-glacier, but 2018's outline lost 400 m of tongue: 2017-2018 moved 390 m
     and 2018-2019 -370 m, beyond 50 m/a over one year plus two 10 m pixels (70 m); the other pairs,

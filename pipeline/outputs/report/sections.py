@@ -32,10 +32,14 @@ RETREAT_FIGURES = (  # table, PNG name, figure function, missing text, caption
      "parallel to the main axis that cut both fronts, by default the three at the centre of the front "
      "(config analysis.terminus_lines); positive: the front moved up-glacier; error bars: pixel-geometry uncertainty; colour: the glacier's aspect sector."),
     ("retreat_by_aspect", "retreat_by_aspect", "retreat_by_aspect_figure", "no retreat by aspect",
-     "Mean retreat rate of the typical glaciers per aspect sector, first to last year; n: glaciers per sector."),
+     "Mean retreat rate of the typical glaciers per aspect sector, first to last year; n: glaciers per sector. "
+     "Typical: at least 0.1 km² in the first year, at least three terminus lines cutting both fronts, inside the region, "
+     "no front flagged (see the lists below; tables/typical_glaciers says why each other glacier is left out), so "
+     "sectors can lack glaciers the per-glacier figure shows; error bars: the largest per-glacier uncertainty of the "
+     "sector (systematic, not reduced by n)."),
     ("retreat_by_band", "retreat_by_band", "retreat_by_band_figure", "no retreat by terminus elevation band",
-     "Mean retreat rate of the typical glaciers per elevation band of their first-year terminus; "
-     "error bars: per-glacier uncertainty (systematic, not reduced by n); n: glaciers per band."),
+     "Mean retreat rate of the typical glaciers (as above) per elevation band of their first-year terminus; "
+     "error bars: the largest per-glacier uncertainty of the band (systematic, not reduced by n); n: glaciers per band."),
 )
 
 
