@@ -228,3 +228,5 @@ def test_cli_run_prints_the_summary_and_update_refuses_a_future_year(small_run, 
     early = runner.invoke(app, ["update", "-c", str(config), "--year", "2019", "--out", str(result.out)])
     assert early.exit_code == 2 and "can only be added after the last" in " ".join(early.output.split())
     assert "pydantic" not in future.output and "validation error" not in future.output
+    gap = runner.invoke(app, ["update", "-c", str(config), "--year", "2023", "--out", str(result.out), "--check"])
+    assert "2022 will be missing from the series for good" in " ".join(gap.output.split()), gap.output

@@ -198,6 +198,11 @@ def require_store(cfg: Config, out: Path, year: int) -> None:
     if later:
         fail(f"--year {year}: the store at {url} holds years up to {max(later.values())}; a year can only be added after "
              "the last (inserting one rewrites every later year): start a new store (store: ...) for a series with it")
+    gaps = sorted({g for y in stored.values() if y and year > max(y) + 1 for g in range(max(y) + 1, year)})
+    if gaps:
+        console.print(f"note: the store's last year is {gaps[0] - 1}: {', '.join(map(str, gaps))} will be missing from the series "
+                      f"for good (a year can only be added after the last); add {gaps[0]} first to keep them",
+                      markup=False, highlight=False)
     if stored and all(year in y for y in stored.values()):
         console.print(f"note: {year} is already in the store: only what is unfinished is inferred; the tables are made again",
                       markup=False, highlight=False)
