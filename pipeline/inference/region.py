@@ -454,9 +454,11 @@ def infer_to_store(
         refused = [r for r in inside if REFUSED_SAYS in r["reason"] and r.get("year") is not None]
         for year in sorted({r["year"] for r in refused}):
             store.note_unread(sensor, int(year), [r["item_id"] for r in refused if r["year"] == year])
-        # what each year made here read, kept with the year; the summary then speaks for every year of the store
+        # what each year made here read, kept with the year; the summary then speaks for every year of the store.
+        # A year this run wrote nothing of keeps its record, unless a run stopped before recording it.
+        records = store.year_records(sensor)
         for year, written in summary["years"].items():
-            if written:
+            if written or "scale_offset" not in records.get(year, {}):
                 ids = set(summary["scenes"][year])
                 store.note_reads(sensor, year, [r for r in summary["skipped_scenes"] if r.get("year") == year],
                                  {i: v for i, v in summary["scale_offset"].items() if i in ids})
