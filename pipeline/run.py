@@ -40,6 +40,7 @@ from typing import Any
 
 import geopandas as gpd
 import pandas as pd
+import yaml
 from rich.console import Console
 from rich.text import Text
 
@@ -164,6 +165,23 @@ def truth_dir_for(cfg: Config, sensors: Sequence[str]) -> Path | None:
     truth = Path(cfg.path(cfg.synthetic.path)) / "truth"
     local = all(cfg.sensors[s].provider == "local" and not cfg.sensors[s].url for s in sensors)
     return truth if local and truth.is_dir() else None
+
+
+def analysis_changed(previous: Path, cfg: Config) -> str | None:
+    """What of `analysis` differs from the run whose provenance is `previous` (None: nothing, or no such run).
+    Every year's tables are made again with the current settings, which keeps the series one method but
+    revises what an earlier run published (a helper's threshold change moved earlier Landsat areas by up to
+    0.08 km², unannounced)."""
+    try:
+        before = yaml.safe_load(json.loads(previous.read_text()).get("config_yaml") or "") or {}
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    then, now = before.get("analysis") or {}, cfg.analysis.model_dump(mode="json")
+    changed = [f"{k} {then[k]!r} -> {now[k]!r}" for k in sorted(now) if k in then and then[k] != now[k]]
+    if not changed:
+        return None
+    return (f"analysis settings differ from the last run into this folder ({', '.join(changed)}): every year's tables, "
+            "outlines and masks are made with the new ones, revising what that run published")
 
 
 def _write_outputs(out: Path, tables: dict[str, pd.DataFrame], outlines: gpd.GeoDataFrame, provenance: dict) -> None:
@@ -313,6 +331,8 @@ def run_study(
         provenance = _provenance(cfg, weights, store, sensors, skipped, tiles, stage.seconds, inputs)
         provenance["index_agreement"] = agreement.to_dict("records")
         provenance["scale_offset"] = scale_offset  # per sensor and item: reflectance = DN * scale + offset, and the rule
+        if (note := analysis_changed(out / "provenance.json", cfg)) is not None:
+            console.print(f"note: {note}", markup=False, highlight=False)
         _write_outputs(out, tables, outlines, provenance)
         if publish:
             with stage("report"):

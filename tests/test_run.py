@@ -230,3 +230,20 @@ def test_cli_run_prints_the_summary_and_update_refuses_a_future_year(small_run, 
     assert "pydantic" not in future.output and "validation error" not in future.output
     gap = runner.invoke(app, ["update", "-c", str(config), "--year", "2023", "--out", str(result.out), "--check"])
     assert "2022 will be missing from the series for good" in " ".join(gap.output.split()), gap.output
+
+
+def test_a_run_says_when_its_analysis_settings_revise_what_the_last_run_published(tmp_path):
+    """Every year's tables are made again with the current settings: one method for the series, but the
+    earlier run's published numbers change (a helper's threshold change moved earlier Landsat areas by up
+    to 0.08 km² without a word)."""
+    import json
+
+    from pipeline.config import load_config
+    from pipeline.run import analysis_changed
+
+    previous = tmp_path / "provenance.json"
+    assert analysis_changed(previous, load_config()) is None  # no earlier run
+    previous.write_text(json.dumps({"config_yaml": load_config().to_yaml()}))
+    assert analysis_changed(previous, load_config()) is None
+    note = analysis_changed(previous, load_config(analysis={"threshold": 150}))
+    assert note.startswith("analysis settings differ from the last run into this folder (threshold 128 -> 150)")
