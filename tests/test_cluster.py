@@ -28,6 +28,7 @@ from pipeline.scale.cluster import (
     task_resources,
     worker_resources,
 )
+from pipeline.scale.cluster.allocator import remote_allocator_environ
 from pipeline.scale.cluster.slurm import _slurm_job_kwargs
 from pipeline.scale.cluster.specs import walltime_seconds, worker_environment
 
@@ -183,6 +184,11 @@ def test_a_site_jobqueue_yaml_sets_what_the_glacierwatch_config_leaves_out():
     assert "#SBATCH -p a100" in script and "#SBATCH -A glaciers" in script and "#SBATCH -t 12:00:00" in script
     assert re.search(r"#SBATCH --mem=11\dG", script) and "module load cuda/12.4" in script
     assert "#SBATCH --qos=long" in script and "--gres=gpu:1" in script and "gpu:2" not in script  # the GPU line is ours
+    # the site file's own copy of the worker environment (deploy/slurm/jobqueue.yaml's) never undoes ours
+    deployed = yaml.safe_load((DEPLOY / "slurm" / "jobqueue.yaml").read_text())["jobqueue"]["slurm"]["job-script-prologue"]
+    script = slurm_job_script(SlurmSpec(allocator="jemalloc"), site={"job-script-prologue": deployed})
+    exports = [ln for ln in script.splitlines() if ln.startswith("export DASK_INTERNAL_INHERIT_CONFIG=")]
+    assert exports == [f"export DASK_INTERNAL_INHERIT_CONFIG={worker_environment(remote_allocator_environ('jemalloc'))['DASK_INTERNAL_INHERIT_CONFIG']}"]
     # the glacierwatch config wins where it gives a key
     script = slurm_job_script(SlurmSpec(partition="h100", walltime="2-00:00:00"), site=site)
     assert "#SBATCH -p h100" in script and "#SBATCH -t 2-00:00:00" in script and "#SBATCH -A glaciers" in script

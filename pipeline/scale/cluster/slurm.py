@@ -92,6 +92,11 @@ def _unique(items) -> list:
 
 def _slurm_job_kwargs(spec: SlurmSpec) -> dict[str, Any]:
     gpu = spec.gpus_per_worker > 0
+    # the job's worker is started by SLURM, not by us: it takes WORKER_CONFIG from the environment. These
+    # variables are ours: a site prologue copied from deploy/slurm/ exports them too, without the allocator's
+    # preload, and after ours it would undo cluster.slurm.allocator
+    ours = worker_environment(remote_allocator_environ(spec.allocator))
+    theirs = [line for line in spec.job_script_prologue if not any(line.startswith(f"export {k}=") for k in ours)]
     return {
         "queue": spec.partition,
         "account": spec.account,
@@ -105,10 +110,7 @@ def _slurm_job_kwargs(spec: SlurmSpec) -> dict[str, Any]:
                               *_lifetime_args(spec.walltime)],
         "local_directory": spec.local_directory,
         "log_directory": spec.log_directory,
-        # the job's worker is started by SLURM, not by us: it takes WORKER_CONFIG from the environment
-        "job_script_prologue": _unique([
-            *(f"export {k}={v}" for k, v in worker_environment(remote_allocator_environ(spec.allocator)).items()),
-            *spec.job_script_prologue]),
+        "job_script_prologue": _unique([*(f"export {k}={v}" for k, v in ours.items()), *theirs]),
         "interface": spec.interface,
         "python": spec.python,
     }
