@@ -281,3 +281,13 @@ def test_a_year_an_earlier_run_left_unfinished_is_finished_first_never_read_as_i
     assert "sentinel-2: finishing 2021, left unfinished by an earlier run" in log.read_text()
     assert store.unfinished_years(S2) == []
     assert_equals_clean_run(out / "store.zarr", small_run)
+
+
+def test_what_a_stop_leaves_is_said_in_the_stopped_commands_own_terms():
+    """`train` stopped by Ctrl-C was told of a store lock and a resume it does not have (a helper's training audit)."""
+    from pipeline.cli.errors import AFTER_A_STOP
+
+    assert "lock" in AFTER_A_STOP["run"] and "lock" in AFTER_A_STOP["update"]
+    for command in ("train", "train-world", None):
+        assert "lock" not in AFTER_A_STOP[command]
+    assert "no final weights" in AFTER_A_STOP["train"] and "--resume skips the networks already finished" in AFTER_A_STOP["train-world"]

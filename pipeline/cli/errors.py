@@ -41,8 +41,8 @@ class OneLineErrors(typer.core.TyperGroup):
                 return super().invoke(ctx)
         except (Terminated, KeyboardInterrupt) as stop:
             why = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted (Ctrl-C)"
-            errors.print(f"[bold red]error:[/] {why}: what was started is closed and the store's lock released; the same "
-                         "command again resumes from the finished units", markup=True, highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error:[/] {why}: {AFTER_A_STOP.get(ctx.invoked_subcommand, AFTER_A_STOP[None])}",
+                         markup=True, highlight=False, soft_wrap=True)
             raise
         except (typer.Exit, typer.Abort, click.exceptions.ClickException, click.exceptions.Exit):
             raise
@@ -53,6 +53,19 @@ class OneLineErrors(typer.core.TyperGroup):
                 fail(MODEL_EXTRA_HINT)
             report(err)
             raise typer.Exit(code=2 if is_input_error(err) else 1) from None
+
+
+AFTER_A_STOP = {
+    "run": "what was started is closed and the store's lock released; the same command again resumes from the finished units",
+    "update": "what was started is closed and the store's lock released; the same command again resumes from the finished units",
+    "train-world": "the finished epochs' checkpoints are kept (epoch_NNN in --out), no final weights were written for the "
+                   "network in training; the same command with --resume skips the networks already finished and trains "
+                   "that one again from its start",
+    "train": "the finished epochs' checkpoints are kept (uncalibrated, unscored), no final weights were written; "
+             "train again to get them",
+    None: "nothing half-written is left as a result",
+}
+"""What a command stopped by Ctrl-C or SIGTERM leaves, by command (the run's words on `train` spoke of a lock and a resume it has not)."""
 
 
 class Terminated(SystemExit):
