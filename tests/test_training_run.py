@@ -109,3 +109,20 @@ def test_train_refuses_what_it_cannot_use_before_building_any_composite(tmp_path
                                       "inventory": {"path": str(tmp_path / "inv.shp")}, "training": {"labels": "inventory"}}))
     result = CliRunner().invoke(app, ["train", "-c", str(config), "--out", str(tmp_path / "t")])
     assert result.exit_code != 0 and "has no CRS" in result.output, result.output
+    # an inventory beside the region: labels without a glacier pixel trained a network that maps no ice (IoU 0, exit 0)
+    inventory = gpd.read_parquet(small_study_area.root / "inventory" / "glaciers.parquet")
+    inventory.to_crs(4326).translate(xoff=2.0).to_frame("geometry").assign(glacier_id=inventory.glacier_id.values).to_parquet(
+        tmp_path / "beside.parquet")
+    config.write_text(yaml.safe_dump({"synthetic": {"path": str(small_study_area.root)}, "region": {"bbox": list(small_study_area.spec.bbox())},
+                                      "inventory": {"path": str(tmp_path / "beside.parquet")}, "training": {"labels": "inventory"}}))
+    result = CliRunner().invoke(app, ["train", "-c", str(config), "--out", str(tmp_path / "t")])
+    assert result.exit_code == 2 and "has no outline in the region" in result.output, result.output
+    assert not (tmp_path / "t").exists()
+    # a folder that holds a training: its weights (which a store may have been made with) are never overwritten
+    (tmp_path / "old" / "sentinel-2").mkdir(parents=True)
+    (tmp_path / "old" / "sentinel-2" / "sentinel-2-unet.safetensors").write_bytes(b"weights a store was made with")
+    result = CliRunner().invoke(app, ["train", "-c", str(config), "--out", str(tmp_path / "old")])
+    assert result.exit_code == 2 and "already holds a training (sentinel-2-unet.safetensors)" in result.output, result.output
+    assert (tmp_path / "old" / "sentinel-2" / "sentinel-2-unet.safetensors").read_bytes() == b"weights a store was made with"
+    result = CliRunner().invoke(app, ["train-world", "--sensor", "sentinel-2", "--out", str(tmp_path / "old")])
+    assert result.exit_code == 2 and "or --resume to go on" in " ".join(result.output.split()), result.output

@@ -51,6 +51,20 @@ def predict(
                      if result.n_index_ice else ""), soft_wrap=True)
 
 
+def require_new_training_folder(folder: Path, command: str) -> None:
+    """A training writes its weights, card and checkpoints into `folder`: one that holds files (or is a file) is
+    refused before any composite or scene. Trained again into it, the weights a store had been made with were
+    replaced without a word and the last run's later checkpoints lay beside the new log (a helper's audit)."""
+    if folder.exists() and not folder.is_dir():
+        fail(f"--out: {folder} is a file: give a folder for the weights, checkpoints and logs")
+    if folder.is_dir() and any(folder.iterdir()):
+        held = sorted(p.name for p in folder.iterdir())
+        more = ", ..." if len(held) > 4 else ""
+        resume = " or --resume to go on with the networks already finished there" if command == "train-world" else ""
+        fail(f"--out: {folder} already holds a training ({', '.join(held[:4])}{more}): choose a new --out{resume}; "
+             "weights are never overwritten (a store made with them checks their hash)")
+
+
 def train(
     config: ConfigOption = None,
     sensor: Annotated[str, typer.Option(help="sentinel-2 or landsat")] = "sentinel-2",
@@ -74,6 +88,7 @@ def train(
         fail(f"training option: {err}")
     from pipeline.training.from_config import train_and_evaluate
 
+    require_new_training_folder(out / sensor, "train")
     result = train_and_evaluate(cfg, sensor, options, out / sensor, console=console)
     table = Table(title=f"Accuracy on held-out years {list(options.test_years)} ({sensor})")
     for column in ("model", "zone", "year", "PA", "UA", "OA", "F1", "IoU"):
@@ -141,6 +156,8 @@ def train_world(
         fail("--terrain elevation: absolute elevation ties the network to the training elevations; use relative_elevation")
     if init_weights is not None and not init_weights.is_file():
         fail(f"--init-weights {init_weights}: no such file")
+    if not resume:
+        require_new_training_folder(out / sensor, "train-world")
     from pipeline.model.weights import WeightsError
 
     try:  # weights that cannot start this training are refused before any scene is drawn

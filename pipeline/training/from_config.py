@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from rich.console import Console
+from shapely.geometry import box
 
 from catalog.providers import REFLECTANCE_BANDS
 from catalog.synthetic.truth import truth_on_grid
@@ -54,6 +55,9 @@ def train_and_evaluate(cfg: Config, sensor: str, options: Training, out_dir: Pat
     if options.labels != "truth":  # read as a run reads it (the analysis date picks a GLIMS analysis)
         inventory = read_inventory(cfg.inventory_path(), cfg.inventory.id_field, cfg.inventory.analysis_date(cfg.years),
                                    cfg.inventory.date_field)
+        if not inventory.to_crs(4326).intersects(box(*cfg.region.bbox)).any():  # else it trains on empty labels, IoU 0
+            raise ValueError(f"inventory {cfg.inventory_path()} has no outline in the region {list(cfg.region.bbox)}: "
+                             "training.labels: inventory takes its labels from it; set inventory.path to the region's outlines")
     console.print(f"composites of {years[0]}-{years[-1]} ({sensor}) ...")
     cube = yearly_cube(cfg, sensor).compute()
     truth = truth_on_grid(truth_dir, cfg.grid(sensor), years)
@@ -61,6 +65,9 @@ def train_and_evaluate(cfg: Config, sensor: str, options: Training, out_dir: Pat
         labels = truth_labels(truth)
     else:
         labels = program_labels(inventory, cube, cfg.grid(sensor), bands)
+    if not labels.sel(year=train_years).any():
+        raise ValueError(f"the {options.labels} labels of {train_years[0]}-{train_years[-1]} hold no glacier pixel on the "
+                         f"{sensor} grid: a network trained on them maps no ice; check inventory.path and the region")
     samples = cut_samples(cube, labels, train_years, options.sample_size, options.crop_size)
     recipe = fit_normalisation(
         InputRecipe(bands=bands, indices=options.indices, terrain=options.terrain), zip(samples.reflectance, samples.terrain)
