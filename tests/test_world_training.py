@@ -250,6 +250,11 @@ def test_fine_tuning_keeps_the_weights_recipe_and_starts_from_their_raw_logits(t
                            init_weights=first.weights)
     tuned_card = load_model(tuned.weights)[1]
     assert tuned_card.recipe == card.recipe and "fine-tuned from" in tuned_card.training_data
+    # what the parent saw stays in the domain (it was replaced by the fine-tune's scenes), and every
+    # checkpoint says it (without one, an epoch file of a synthetic-only training ran on real scenes unrefused)
+    parent, own = card.domain, tuned_card.domain
+    assert own.kind == "world" and own.latitude_deg[0] <= parent.latitude_deg[0] and own.latitude_deg[1] >= parent.latitude_deg[1]
+    assert load_model(tmp_path / "tuned" / "unet" / "epoch_001.safetensors")[1].domain == own
     with pytest.raises(ValueError, match="holds unet base 4"):
         train_on_world("landsat", tmp_path / "wrong", n_train=1, n_valid=1, n_test=1, size=64,
                        config=config.model_copy(update={"base": 8}), init_weights=first.weights)
@@ -294,3 +299,18 @@ def test_bad_training_options_are_refused_before_anything_is_drawn(tmp_path, opt
     result = CliRunner().invoke(app, ["train-world", *option, "--out", str(tmp_path / "out")])
     assert result.exit_code != 0 and message in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_fine_tune_keeps_what_the_parent_network_saw_in_its_domain():
+    """Weights trained on the embedded area alone, fine-tuned on two world scenes, read "world" and got
+    past the refusal of synthetic-only weights on real scenes (a helper's training audit)."""
+    from pipeline.model.weights import TrainingDomain
+
+    area = TrainingDomain(kind="synthetic", sensors=("landsat",), resolution_m=30.0, elevation_m=(3000.0, 5000.0),
+                          latitude_deg=(43.7, 43.8), regions=("yilian-habirga-synthetic",))
+    world = TrainingDomain(kind="world", sensors=("landsat",), resolution_m=30.0, elevation_m=(3800.0, 6000.0),
+                           latitude_deg=(45.0, 55.6), regions=("glacierwatch training world",))
+    merged = world.merged(area)
+    assert merged.kind == "mixed" and merged.regions == ("yilian-habirga-synthetic", "glacierwatch training world")
+    assert merged.elevation_m == (3000.0, 6000.0) and merged.latitude_deg == (43.7, 55.6) and merged.resolution_m == 30.0
+    assert world.merged(None) == world and world.merged(world) == world

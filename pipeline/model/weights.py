@@ -43,6 +43,24 @@ class TrainingDomain(BaseModel):
     latitude_deg: tuple[float, float] | None = None
     regions: tuple[str, ...] = ()
 
+    def merged(self, parent: TrainingDomain | None) -> TrainingDomain:
+        """This training's domain with that of the weights it fine-tuned (`parent`): what the network has
+        seen is both. Replaced, a network trained on the embedded area alone and fine-tuned on two world
+        scenes read "world" and got past the refusal of synthetic-only weights on real scenes."""
+        if parent is None:
+            return self
+        kinds = {self.kind, parent.kind}
+        kind = self.kind if len(kinds) == 1 else "mixed"
+
+        def span(a, b):
+            return b if a is None else a if b is None else (min(a[0], b[0]), max(a[1], b[1]))
+
+        return TrainingDomain(
+            kind=kind, sensors=tuple(dict.fromkeys((*parent.sensors, *self.sensors))),
+            resolution_m=self.resolution_m if parent.resolution_m in (None, self.resolution_m) else None,
+            elevation_m=span(self.elevation_m, parent.elevation_m), latitude_deg=span(self.latitude_deg, parent.latitude_deg),
+            regions=tuple(dict.fromkeys((*parent.regions, *self.regions))))
+
     def describe(self) -> str:
         parts = [f"{self.kind} scenes"]
         if self.regions:

@@ -32,7 +32,7 @@ from pipeline.model.dunet import ARCHITECTURES, SegmentationUNet
 from pipeline.model.inputs import InputRecipe
 from pipeline.model.losses import focal_loss
 from pipeline.model.predictor import default_device
-from pipeline.model.weights import save_weights
+from pipeline.model.weights import TrainingDomain, save_weights
 
 _SHARED = Training.model_fields  # the YAML's `training:` section: one home for the defaults both share
 
@@ -182,11 +182,13 @@ def train(
     training_data: str = "",
     show_progress: bool = True,
     init: SegmentationUNet | None = None,
+    domain: TrainingDomain | None = None,
 ) -> TrainingResult:
     """Train on normalised (channel, y, x) samples (from `recipe.build_inputs`) with 0/1 labels.
 
     `init`: a network of `config`'s architecture and width to start from (fine-tuning) instead
-    of the seeded random initialisation.
+    of the seeded random initialisation. `domain`: what the samples are (`TrainingDomain`), on every
+    checkpoint's card: without it a checkpoint of a synthetic-only training ran on real scenes unrefused.
 
     Writes `epoch_NNN.safetensors` + card and `training_log.{csv,json}` (train loss, lr, test
     metrics per epoch) to `out_dir` after every epoch, so an interrupted run leaves usable output.
@@ -248,6 +250,7 @@ def train(
                 training_data=training_data,
                 seed=config.seed,
                 metrics={k: float(v) for k, v in record.items() if k.startswith("test_") or k == "train_loss"},
+                domain=domain,
             )
             _write_log(result.history, out_dir)
             if epoch_loss < config.loss_threshold:

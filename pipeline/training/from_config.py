@@ -77,19 +77,6 @@ def train_and_evaluate(cfg: Config, sensor: str, options: Training, out_dir: Pat
         f"glacierwatch {sensor} composites {train_years[0]}-{train_years[-1]} over {cfg.region.name} "
         f"{list(cfg.region.bbox)}, {options.labels} labels, {len(samples)} samples of {samples.labels[0].shape[0]} px"
     )
-    config = TrainingConfig.from_options(options)
-    result = train(
-        [i for i, _ in inputs], samples.labels, recipe, config, out_dir, valid=[v for _, v in inputs], training_data=described
-    )
-    predictors = {options.architecture: TorchPredictor(result.model, recipe), "band_ratio": BandRatioPredictor(bands), "ndsi": NDSIPredictor(bands)}
-    accuracy = accuracy_table(predictors, cube, truth, test_years, sensor)
-    accuracy.to_csv(out_dir / "accuracy.csv", index=False)
-    ours = accuracy[(accuracy.model == options.architecture)]
-    metrics = {
-        f"held_out_{zone}_{m}": float(ours[ours.zone == zone][m].mean()) for zone in ("all", "debris") for m in ("OA", "IoU", "F1")
-    }
-    metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}  # no debris in the test years: no debris score
-    weights = out_dir / f"{sensor}-{options.architecture}.safetensors"
     synthetic = cfg.sensors[sensor].provider == "local"  # the embedded area, scored on its own truth
     elevation = cube.elevation.values
     domain = TrainingDomain(
@@ -100,6 +87,20 @@ def train_and_evaluate(cfg: Config, sensor: str, options: Training, out_dir: Pat
         latitude_deg=(cfg.region.bbox[1], cfg.region.bbox[3]),
         regions=(cfg.region.name,),
     )
+    config = TrainingConfig.from_options(options)
+    result = train(
+        [i for i, _ in inputs], samples.labels, recipe, config, out_dir, valid=[v for _, v in inputs], training_data=described,
+        domain=domain,
+    )
+    predictors = {options.architecture: TorchPredictor(result.model, recipe), "band_ratio": BandRatioPredictor(bands), "ndsi": NDSIPredictor(bands)}
+    accuracy = accuracy_table(predictors, cube, truth, test_years, sensor)
+    accuracy.to_csv(out_dir / "accuracy.csv", index=False)
+    ours = accuracy[(accuracy.model == options.architecture)]
+    metrics = {
+        f"held_out_{zone}_{m}": float(ours[ours.zone == zone][m].mean()) for zone in ("all", "debris") for m in ("OA", "IoU", "F1")
+    }
+    metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}  # no debris in the test years: no debris score
+    weights = out_dir / f"{sensor}-{options.architecture}.safetensors"
     save_weights(result.model, recipe, weights, training_data=described, seed=options.seed, metrics=metrics, domain=domain)
     shutil.copy(out_dir / "training_log.csv", out_dir / f"{sensor}-{options.architecture}.training_log.csv")
     return TrainingRun(weights, accuracy)

@@ -354,9 +354,10 @@ def train_on_world(
     config = config or TrainingConfig(architecture="dunet-deep", base=16, crop_size=128, variants=2, focal_alpha=0.5,
                                       max_epochs=12, lr_decay=0.9, test_fraction=0.0, loss_threshold=0.0)
     started = time.perf_counter()
-    init, origin = None, ""
+    init, origin, parent = None, "", None
     if init_weights is not None:  # before anything is drawn or written: wrong weights fail at once
         init, recipe, origin = starting_network(init_weights, config, world_recipe(sensor, terrain))
+        parent = load_model(init_weights)[1].domain  # what the network has seen before: merged into the card's
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     console.print(f"world scenes ({sensor}, {size} px): {n_train} training, {n_valid} validation, {n_test} test ...")
@@ -392,6 +393,18 @@ def train_on_world(
         + (f"; {dark_ice_share:.0%} of the training scenes with dark bare ice" if dark_ice_share else "")
         + (f"; {origin}" if origin else "")
     )
+    elevations = np.concatenate([s.terrain["elevation"].ravel() for s in train_set])
+    latitudes = [s.params["latitude_deg"] for s in train_set if "latitude_deg" in s.params]
+    if area is not None:
+        latitudes += [area.region.bbox[1], area.region.bbox[3]]
+    domain = TrainingDomain(  # before training: every checkpoint's card says it too
+        kind="mixed" if area is not None else "world",
+        sensors=(sensor,),
+        resolution_m=resolution,
+        elevation_m=(float(np.nanmin(elevations)), float(np.nanmax(elevations))),
+        latitude_deg=(float(min(latitudes)), float(max(latitudes))),
+        regions=("glacierwatch training world", *((f"{area.region.name} (synthetic)",) if area is not None else ())),
+    ).merged(parent)
     predictors: dict[str, Predictor] = {}
     calibration: dict[str, float] = {}
     main_model = None
@@ -409,7 +422,7 @@ def train_on_world(
                        for (_, v), s in zip(built, train_set, strict=True)]
             model = train([i for i, _ in built], labels, recipe, cfg, out_dir / cfg.architecture,
                           valid=weights, training_data=described,
-                          init=init if cfg is config else None).model
+                          init=init if cfg is config else None, domain=domain).model
         pairs = [model_logits(model, recipe, s) for s in valid_set]
         z = np.concatenate([lz[v] for (lz, v) in pairs])
         y = np.concatenate([s.label[v] for (_, v), s in zip(pairs, valid_set)])
@@ -454,18 +467,6 @@ def train_on_world(
     metrics |= {"held_out_area_bias_median": float(our_bias.median()) if len(our_bias) else float("nan"),
                 "held_out_area_bias_within_3pct": float((our_bias.abs() <= 0.03).mean()) if len(our_bias) else float("nan")}
     metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
-    elevations = np.concatenate([s.terrain["elevation"].ravel() for s in train_set])
-    latitudes = [s.params["latitude_deg"] for s in train_set if "latitude_deg" in s.params]
-    if area is not None:
-        latitudes += [area.region.bbox[1], area.region.bbox[3]]
-    domain = TrainingDomain(
-        kind="mixed" if area is not None else "world",
-        sensors=(sensor,),
-        resolution_m=resolution,
-        elevation_m=(float(np.nanmin(elevations)), float(np.nanmax(elevations))),
-        latitude_deg=(float(min(latitudes)), float(max(latitudes))),
-        regions=("glacierwatch training world", *((f"{area.region.name} (synthetic)",) if area is not None else ())),
-    )
     weights = out_dir / f"{sensor}-{config.architecture}.safetensors"
     save_weights(main_model, recipe, weights, dtype=torch.float16, training_data=described, seed=config.seed,
                  metrics=metrics, domain=domain)
