@@ -258,6 +258,12 @@ def test_fine_tuning_keeps_the_weights_recipe_and_starts_from_their_raw_logits(t
     with pytest.raises(ValueError, match="holds unet base 4"):
         train_on_world("landsat", tmp_path / "wrong", n_train=1, n_valid=1, n_test=1, size=64,
                        config=config.model_copy(update={"base": 8}), init_weights=first.weights)
+    # the advice names what to change: the sensor, or the --terrain of the weights (helper's audit: it said
+    # "pass the weights' terrain channels" for Sentinel-2 weights given to a Landsat training)
+    with pytest.raises(ValueError, match=r"trained on bands \['blue'.*has \['B02'.*give weights of this --sensor"):
+        starting_network(first.weights, config, world_recipe("sentinel-2"))
+    with pytest.raises(ValueError, match="pass --terrain slope,relative_elevation"):
+        starting_network(first.weights, config, world_recipe("landsat", ("relative_elevation", "slope")))
 
 
 def test_each_area_sample_enters_training_area_repeat_times(tmp_path, monkeypatch):

@@ -201,9 +201,13 @@ def starting_network(path: str | Path, config: TrainingConfig, recipe: InputReci
     if (card.architecture, card.base) != (config.architecture, config.base):
         raise WeightsError(f"{path} holds {card.architecture} base {card.base}; this training is "
                          f"{config.architecture} base {config.base}: pass --architecture {card.architecture} --base {card.base}")
+    if card.recipe.bands != recipe.bands:
+        raise WeightsError(f"{path} was trained on bands {list(card.recipe.bands)}, this training's sensor has "
+                           f"{list(recipe.bands)}: give weights of this --sensor")
     if card.recipe.channel_names != recipe.channel_names:
+        terrain = ",".join(card.recipe.terrain) or "none"
         raise WeightsError(f"{path} takes channels {list(card.recipe.channel_names)}, this training "
-                         f"{list(recipe.channel_names)}: pass the weights' terrain channels")
+                           f"{list(recipe.channel_names)}: pass --terrain {terrain}")
     unfold_temperature(model, card.metrics.get("calibration_temperature", 1.0), card.metrics.get("calibration_shift", 0.0))
     spent = card.metrics.get("calibration_train_seconds")
     line = (f"fine-tuned from {Path(path).name} (sha256 {card.weights_sha256[:12]}"
