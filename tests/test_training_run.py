@@ -126,3 +126,44 @@ def test_train_refuses_what_it_cannot_use_before_building_any_composite(tmp_path
     assert (tmp_path / "old" / "sentinel-2" / "sentinel-2-unet.safetensors").read_bytes() == b"weights a store was made with"
     result = CliRunner().invoke(app, ["train-world", "--sensor", "sentinel-2", "--out", str(tmp_path / "old")])
     assert result.exit_code == 2 and "or --resume to go on" in " ".join(result.output.split()), result.output
+
+
+def test_train_on_a_region_without_truth_scores_glaciers_it_never_trained_on(tmp_path, small_study_area):
+    """`train` on a real region (program labels, no truth) was refused for want of a synthetic truth, though
+    README and the run's refusals sent users to it (a helper's training audit). It trains with the eastern
+    fifth of the glaciers left out of the loss and scores on them in the held-out years, beside band ratio,
+    NDSI and persistence, and can fine-tune given weights, whose domain its card keeps."""
+    import shutil
+
+    area = tmp_path / "area"
+    shutil.copytree(small_study_area.root, area, ignore=shutil.ignore_patterns("truth"))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "synthetic": {"path": str(area)}, "region": {"bbox": list(small_study_area.spec.bbox())},
+        "years": {"start": 2019, "end": 2022},
+        "training": {"labels": "inventory", "architecture": "unet", "base": 4, "epochs": 1, "variants": 1,
+                     "sample_size": 256, "crop_size": 128, "test_years": [2022]}}))
+    out = tmp_path / "training"
+    result = CliRunner().invoke(app, ["train", "-c", str(config), "--sensor", "landsat", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    weights = out / "landsat" / "landsat-unet.safetensors"
+    _, card = load_model(weights)
+    assert "glaciers held out of training (the eastern 20 % of the inventory's" in card.training_data
+    assert {"baseline_band_ratio_all_IoU", "baseline_ndsi_all_IoU", "baseline_persistence_all_IoU"} <= set(card.metrics)
+    accuracy = pd.read_csv(out / "landsat" / "accuracy.csv")
+    assert set(accuracy.model) == {"unet", "band_ratio", "ndsi", "persistence"} and set(accuracy.year) == {2022}
+    from pipeline.config import load_config
+    from pipeline.glaciers.inventory import read_inventory
+    from pipeline.training.from_config import held_out_zone
+
+    cfg = load_config(config)
+    zone, ids = held_out_zone(read_inventory(cfg.inventory_path()), cfg.grid("landsat"), cfg.analysis.glacier_buffer_m)
+    scored = accuracy[(accuracy.model == "ndsi") & (accuracy.zone == "all")].n_pixels.iloc[0]
+    assert 0 < scored <= zone.sum() < zone.size / 2 and len(ids) >= 1  # only the held-out glaciers' zones
+    # a fine-tune of those weights keeps their recipe and their domain
+    tuned = CliRunner().invoke(app, ["train", "-c", str(config), "--sensor", "landsat", "--out", str(tmp_path / "tuned"),
+                                     "--init-weights", str(weights)])
+    assert tuned.exit_code == 0, tuned.output
+    _, tuned_card = load_model(tmp_path / "tuned" / "landsat" / "landsat-unet.safetensors")
+    assert tuned_card.recipe == card.recipe and f"fine-tuned from {weights.name}" in tuned_card.training_data
+    assert tuned_card.domain.regions == card.domain.regions

@@ -280,19 +280,20 @@ def test_each_area_sample_enters_training_area_repeat_times(tmp_path, monkeypatc
     class Trained(Exception):
         pass
 
-    def train(inputs, labels, *args, training_data, **kwargs):
-        seen.update(labels=labels, training_data=training_data)
+    def train(inputs, labels, *args, training_data, domain, **kwargs):
+        seen.update(labels=labels, training_data=training_data, domain=domain)
         raise Trained
 
     monkeypatch.setattr(world, "train", train)
     area = SimpleNamespace(years=[2016, 2017, 2018], training=SimpleNamespace(test_years=[2018]),
-                           region=SimpleNamespace(name="demo-area"))
+                           region=SimpleNamespace(name="demo-area", bbox=(84.0, 43.7, 84.1, 43.8)))
     config = TrainingConfig(architecture="unet", base=4, crop_size=64, variants=1, max_epochs=1, test_fraction=0.0)
     with pytest.raises(Trained):
         train_on_world("landsat", tmp_path, n_train=2, n_valid=1, n_test=1, size=64, config=config, area=area, area_repeat=3)
     assert len(seen["labels"]) == 2 + 3
     assert sum(np.array_equal(label, stand_in.label) for label in seen["labels"]) == 3
     assert "+ 1 samples of the embedded area demo-area (2016-2017, truth labels), each 3 times" in seen["training_data"]
+    assert seen["domain"].kind == "mixed" and "demo-area (synthetic)" in seen["domain"].regions  # on every checkpoint
 
 
 @pytest.mark.parametrize(("option", "message"), [(["--area-repeat", "0"], "--area-repeat 0: use 1 or more"),

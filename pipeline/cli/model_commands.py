@@ -75,8 +75,11 @@ def train(
     base: Annotated[Optional[int], typer.Option(help="first-level width; default: training.base")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="maximum epochs; default: training.epochs")] = None,
     variants: Annotated[Optional[int], typer.Option(help="augmented copies per crop; default: training.variants")] = None,
+    init_weights: Annotated[Optional[Path], typer.Option(help="fine-tune these weights (e.g. the shipped ones: same "
+                                                         "architecture, base and input channels) instead of starting from random")] = None,
 ) -> None:
-    """Train the glacier network on the configured region's composites, then score it on held-out years."""
+    """Train the glacier network on the configured region's composites, then score it (held-out years on the
+    synthetic area; held-out glaciers on a real region with training.labels: inventory)."""
     require_model()
     cfg = load_config_or_exit(config)
     if sensor not in cfg.sensors:
@@ -89,7 +92,14 @@ def train(
     from pipeline.training.from_config import train_and_evaluate
 
     require_new_training_folder(out / sensor, "train")
-    result = train_and_evaluate(cfg, sensor, options, out / sensor, console=console)
+    if init_weights is not None and not init_weights.is_file():
+        fail(f"--init-weights {init_weights}: no such file")
+    from pipeline.model.weights import WeightsError
+
+    try:
+        result = train_and_evaluate(cfg, sensor, options, out / sensor, console=console, init_weights=init_weights)
+    except WeightsError as err:
+        fail(f"--init-weights: {err}")
     table = Table(title=f"Accuracy on held-out years {list(options.test_years)} ({sensor})")
     for column in ("model", "zone", "year", "PA", "UA", "OA", "F1", "IoU"):
         table.add_column(column)

@@ -37,12 +37,17 @@ def accuracy_table(
     sensor: str,
     debris_halo_px: int = DEBRIS_HALO_PX,
     chunks: int = 512,
+    within: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Rows (model, zone, sensor, year, PA, UA, OA, F1, IoU, n_pixels); zone 'all' or 'debris'."""
+    """Rows (model, zone, sensor, year, PA, UA, OA, F1, IoU, n_pixels); zone 'all' or 'debris'.
+
+    `within` (y, x bool): score only there, e.g. the zones of glaciers held out of training."""
     # Truth and cube share the grid; their coordinate floats need not agree to the last bit.
     truth = truth.drop_vars(["y", "x"], errors="ignore")
     glacier = (truth.glacier_fraction.sel(year=list(years)) >= 0.5).chunk({"year": 1, "y": chunks, "x": chunks})
     observed = cube.reflectance.sel(year=list(years)).notnull().all("band").drop_vars(["y", "x"], errors="ignore")
+    if within is not None:
+        observed = observed & xr.DataArray(np.asarray(within, bool), dims=("y", "x"))
     zone = debris_zone(truth.debris_fraction.sel(year=list(years)).values, debris_halo_px)
     zones = {"all": observed, "debris": observed & xr.DataArray(zone, dims=("year", "y", "x"), coords={"year": list(years)})}
     rows = []

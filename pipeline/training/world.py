@@ -207,7 +207,7 @@ def starting_network(path: str | Path, config: TrainingConfig, recipe: InputReci
     if card.recipe.channel_names != recipe.channel_names:
         terrain = ",".join(card.recipe.terrain) or "none"
         raise WeightsError(f"{path} takes channels {list(card.recipe.channel_names)}, this training "
-                           f"{list(recipe.channel_names)}: pass --terrain {terrain}")
+                           f"{list(recipe.channel_names)}: pass --terrain {terrain} (train-world) or set training.terrain: [{terrain}] (train)")
     unfold_temperature(model, card.metrics.get("calibration_temperature", 1.0), card.metrics.get("calibration_shift", 0.0))
     spent = card.metrics.get("calibration_train_seconds")
     line = (f"fine-tuned from {Path(path).name} (sha256 {card.weights_sha256[:12]}"
