@@ -402,9 +402,11 @@ class Config(StrictModel):
 
     def year_method(self, sensor: str) -> dict:
         """The settings that make one year of `sensor` and are not its scenes or weights (which the store
-        checks on their own): a series must be made one way (`RegionStore.add_year` compares them)."""
+        checks on their own): a series must be made one way (`RegionStore.add_year` compares them). The
+        precision is not among them: `inference.half` says what is allowed, the device decides what runs,
+        and half precision flips about 1 in 10,000 mask pixels."""
         s = self.sensors[sensor]
-        return {"season": f"{self.season.start}..{self.season.end}", "max_cloud": s.max_cloud, "half": self.inference.half}
+        return {"season": f"{self.season.start}..{self.season.end}", "max_cloud": s.max_cloud}
 
     def digest(self) -> str:
         """Hash of the effective config: travels with every output as provenance. The cluster and the

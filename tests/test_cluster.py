@@ -43,6 +43,14 @@ def _console() -> tuple[Console, io.StringIO]:
 
 # ---------------------------------------------------------------- SLURM
 
+
+@pytest.fixture(autouse=True)
+def _no_site_jobqueue_yaml(monkeypatch):
+    """The tests' job scripts are SlurmSpec's alone: a developer's ~/.config/dask/jobqueue.yaml would reach them."""
+    from pipeline.scale.cluster import slurm
+
+    monkeypatch.setattr(slurm, "site_slurm_settings", lambda: {})
+
 def test_slurm_job_script_asks_for_a_gpu_and_offers_it_to_dask():
     script = slurm_job_script(SlurmSpec(partition="gpu-a100", cores=12, memory="48GB", walltime="08:00:00"))
     assert "#SBATCH --gres=gpu:1" in script
@@ -199,10 +207,13 @@ def test_a_site_jobqueue_yaml_sets_what_the_glacierwatch_config_leaves_out():
 def test_slurm_workers_retire_before_their_walltime_and_are_replaced():
     """dask-jobqueue submits no new job when one reaches its walltime (dask/dask-jobqueue#122): a run
     longer than the walltime lost every worker at once and waited for ever."""
+    # the last retirement a margin before the walltime: 10 min of 4 h; a tenth of 30 min; at least 2 min
     assert _slurm_job_kwargs(SlurmSpec(walltime="04:00:00"))["worker_extra_args"][-4:] == [
-        "--lifetime", "13800s", "--lifetime-stagger", "300s"]
-    assert _slurm_job_kwargs(SlurmSpec(walltime="30"))["worker_extra_args"][-4:] == [  # 30 min: a tenth of it
-        "--lifetime", "1620s", "--lifetime-stagger", "90s"]
+        "--lifetime", "13500s", "--lifetime-stagger", "300s"]
+    assert _slurm_job_kwargs(SlurmSpec(walltime="30"))["worker_extra_args"][-4:] == [
+        "--lifetime", "1530s", "--lifetime-stagger", "90s"]
+    assert _slurm_job_kwargs(SlurmSpec(walltime="10"))["worker_extra_args"][-4:] == [
+        "--lifetime", "420s", "--lifetime-stagger", "60s"]
     assert walltime_seconds("1-12:30") == 131400 and walltime_seconds("90:30") == 5430
     with pytest.raises(ValueError, match="is not a SLURM time"):
         SlurmSpec(walltime="4 hours")

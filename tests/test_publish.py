@@ -406,7 +406,8 @@ def test_builds_a_killed_run_left_beside_the_outputs_are_removed_by_the_next(tmp
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                           check=True).stdout.strip()  # a process that has ended: its pid names no running one
     target = tmp_path / "report"
-    left = [tmp_path / f".report-incomplete-{dead}", tmp_path / f".report-old-{dead}"]
+    left = [tmp_path / f".report-incomplete-{dead}"]
+    (tmp_path / f".report-old-{dead}").mkdir()  # a swap cut between its renames: the last report's only copy, kept
     for folder in left:
         (folder / "tables").mkdir(parents=True)
     (tmp_path / f".outlines-incomplete-{dead}.parquet").write_bytes(b"half")
@@ -414,7 +415,7 @@ def test_builds_a_killed_run_left_beside_the_outputs_are_removed_by_the_next(tmp
     alive.mkdir()
     build = incomplete_path(target)
     assert build == tmp_path / f".report-incomplete-{os.getpid()}"
-    assert not any(f.exists() for f in left) and alive.exists()
+    assert not any(f.exists() for f in left) and alive.exists() and (tmp_path / f".report-old-{dead}").exists()
     assert (tmp_path / f".outlines-incomplete-{dead}.parquet").exists()  # another target's: its own writer cleans it
     assert incomplete_path(tmp_path / "outlines.parquet", ".parquet") == tmp_path / f".outlines-incomplete-{os.getpid()}.parquet"
     assert not (tmp_path / f".outlines-incomplete-{dead}.parquet").exists()

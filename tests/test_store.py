@@ -617,7 +617,7 @@ def test_a_year_made_another_way_than_the_series_is_refused(url):
 
     store = new_store(url)
     july = load_config().year_method("sentinel-2")
-    assert july == {"season": "07-01..09-30", "max_cloud": 70.0, "half": None}
+    assert july == {"season": "07-01..09-30", "max_cloud": 70.0}
     for year in (2016, 2017):
         store.add_year("sentinel-2", year, scene_ids=[f"S2_{year}"], config_hash="cfg1", method=july)
     store.add_year("sentinel-2", 2017, scene_ids=["S2_2017"], config_hash="cfg1", method=july)  # again: the same

@@ -167,3 +167,21 @@ def test_train_on_a_region_without_truth_scores_glaciers_it_never_trained_on(tmp
     _, tuned_card = load_model(tmp_path / "tuned" / "landsat" / "landsat-unet.safetensors")
     assert tuned_card.recipe == card.recipe and f"fine-tuned from {weights.name}" in tuned_card.training_data
     assert tuned_card.domain.regions == card.domain.regions
+
+
+def test_the_held_out_glaciers_are_the_regions_not_the_inventorys(small_study_area):
+    """An inventory of a whole range (RGI 13 runs to ~104 E; the region sits at 84 E): its easternmost fifth lay
+    off the grid and the training failed after the composites (a reviewer's case). The region's are chosen."""
+    from shapely.affinity import translate
+
+    from pipeline.config import load_config
+    from pipeline.glaciers.inventory import read_inventory
+    from pipeline.training.from_config import held_out_zone
+
+    cfg = load_config(None, synthetic={"path": str(small_study_area.root)}, region={"bbox": list(small_study_area.spec.bbox())})
+    inventory = read_inventory(cfg.inventory_path())
+    far = inventory.to_crs(4326).assign(glacier_id=inventory.glacier_id + 1000)
+    far["geometry"] = [translate(g, xoff=16.0) for g in far.geometry]
+    whole_range = pd.concat([inventory.to_crs(4326), far], ignore_index=True)
+    zone, ids = held_out_zone(whole_range, cfg.grid("landsat"), 100.0)
+    assert zone.any() and all(i < 1000 for i in ids) and len(ids) == max(1, round(len(inventory) * 0.2))

@@ -224,3 +224,16 @@ def test_the_summary_and_the_report_name_the_glacier_years_not_seen(tmp_path):
             '<td class="num">0.010</td><td class="num">0.014</td>') in html  # mapped; counted in the total
     assert pd.read_csv(tmp_path / "tables" / "unobserved.csv").counted_km2.tolist() == [pytest.approx(0.0135)]
     assert "Glacier-years not seen" not in uncertainty_html(tmp_path, {"areas": areas(cloudy=False)})
+
+
+def test_the_fill_works_by_position_and_from_finite_observations_only():
+    """Two sensors' areas joined without a fresh index (repeated labels) crashed the fill; a glacier-year
+    with no area (NaN) was interpolated from and made the filled year NaN, summed as 0 (a reviewer's cases)."""
+    one = pd.DataFrame({"glacier_id": 1, "sensor": "landsat", "year": [2019, 2020, 2021],
+                        "area_km2": [np.nan, 0.1, 0.9], "area_err_km2": 0.01, "unobserved_frac": [0.0, 0.5, 0.0]})
+    two = one.assign(sensor="sentinel-2", area_km2=[1.0, 0.2, 0.8])
+    both = pd.concat([one, two])  # index 0, 1, 2, 0, 1, 2
+    total = region_total(both).set_index(["sensor", "year"])
+    assert total.loc[("landsat", 2020), "area_km2"] == pytest.approx(0.9)  # from 2021 alone: 2019 has no area
+    assert total.loc[("sentinel-2", 2020), "area_km2"] == pytest.approx(0.9)  # halfway between 1.0 and 0.8
+    assert (total.loc[(slice(None), 2020), "n_filled"] == 1).all()

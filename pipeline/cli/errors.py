@@ -83,6 +83,7 @@ def _sigterm_unwinds():
         return
 
     def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a repeated SIGTERM (before the SIGKILL) must not cut the cleanup short
         raise Terminated(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, terminate)

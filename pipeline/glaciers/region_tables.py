@@ -50,23 +50,29 @@ def gap_filled(areas: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     after, the nearest one at either end of the series; and which rows were filled. A glacier never
     observed keeps what was measured (the row stays flagged, and counts in the unobserved share)."""
     out = areas.copy()
-    filled = pd.Series(False, index=areas.index)
-    flagged = areas["flag_unobserved"]
+    filled = np.zeros(len(areas), bool)
+    flagged = areas["flag_unobserved"].to_numpy(bool)
     if not flagged.any():
-        return out, filled
-    keys = set(zip(areas.loc[flagged, "glacier_id"], areas.loc[flagged, "sensor"], strict=True))
-    for (gid, sensor), sub in areas[areas["sensor"].isin({k[1] for k in keys})].groupby(["glacier_id", "sensor"], sort=False):
+        return out, pd.Series(filled, index=areas.index)
+    keys = set(zip(areas["glacier_id"].to_numpy()[flagged], areas["sensor"].to_numpy()[flagged], strict=True))
+    position = pd.RangeIndex(len(areas))  # by position: an index of the caller's (repeated labels) is not ours
+    terms = {term: out[term].to_numpy(float).copy() for term in FILLED_TERMS}
+    for (gid, sensor), rows in pd.Series(position).groupby([areas["glacier_id"].to_numpy(), areas["sensor"].to_numpy()], sort=False):
         if (gid, sensor) not in keys:
             continue
-        gap = sub["flag_unobserved"]
-        seen = sub[~gap].sort_values("year")
-        if seen.empty:
+        rows = rows.to_numpy()
+        year = areas["year"].to_numpy(float)[rows]
+        gap = flagged[rows]
+        seen = ~gap & np.isfinite(terms["area_km2"][rows])  # a missing area is no observation to fill from
+        if not seen.any():
             continue
-        years = sub.loc[gap, "year"].to_numpy(float)
-        for term in FILLED_TERMS:
-            out.loc[gap[gap].index, term] = np.interp(years, seen["year"].to_numpy(float), seen[term].to_numpy(float))
-        filled.loc[gap[gap].index] = True
-    return out, filled
+        order = np.argsort(year[seen], kind="stable")
+        for term, values in terms.items():
+            values[rows[gap]] = np.interp(year[gap], year[seen][order], values[rows][seen][order])
+        filled[rows[gap]] = True
+    for term, values in terms.items():
+        out[term] = values
+    return out, pd.Series(filled, index=areas.index)
 
 
 def counted_areas(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBSERVED) -> pd.Series:

@@ -14,7 +14,7 @@ Layout under a run's ``out`` (``pipeline.run``)::
 
     masks/SENSOR/glacier_mask_SENSOR_YEAR.tif      write_glacier_masks: uint8 COG on the sensor's grid,
                                                    1 glacier (probability >= threshold), 0 not glacier,
-                                                   255 nodata = a store unit not computed yet
+                                                   255 nodata = not observed (cloud, no scene) or not computed yet
     stac/catalog.json                              publish_catalog: relative links only (SELF_CONTAINED)
     stac/provenance.json                           the run's provenance, as given
     stac/glacierwatch-outputs/collection.json      assets: table-NAME (parquet), report (html), provenance
@@ -306,7 +306,7 @@ def _build_catalog(store: RegionStore, files: dict[str, Any], season, provenance
                     media_type=pystac.MediaType.COG,
                     roles=["data"],
                     description=(f"1 = glacier{'' if threshold is None else f' (probability >= {threshold}/255)'}, "
-                                 f"0 = not glacier, {MASK_NODATA} = not computed"),
+                                 f"0 = not glacier, {MASK_NODATA} = no data (not observed: cloud or no scene; not computed)"),
                     extra_fields={} if threshold is None else {"glacierwatch:threshold": threshold},
                 )
                 item.add_asset(f"mask-{sensor}", asset)

@@ -28,7 +28,8 @@ def incomplete_path(target: Path, suffix: str = "") -> Path:
     name), after removing the builds of `target` whose process is gone. A live process's build (another run
     writing beside this one) is left alone."""
     name = target.name.removesuffix(suffix) if suffix else target.name
-    pattern = re.compile(rf"\.{re.escape(name)}-(?:incomplete|scratch|old)-(\d+){re.escape(suffix)}")
+    # not `-old-`: a run that died between replace_dir's two renames left there the only copy of the last output
+    pattern = re.compile(rf"\.{re.escape(name)}-(?:incomplete|scratch)-(\d+){re.escape(suffix)}")
     if target.parent.is_dir():
         for entry in target.parent.iterdir():
             match = pattern.fullmatch(entry.name)

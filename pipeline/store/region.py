@@ -87,17 +87,19 @@ class RegionStore(UnitWrites):
     # -- years ------------------------------------------------------------------------------
 
     def _check_method(self, sensor: str, year: int, method: dict, records: dict) -> None:
-        """`method` equals what the store's other years of `sensor` were made with (those that say)."""
+        """`method` equals what the store's other years of `sensor` were made with (those that say), on the
+        keys both record."""
         for other, record in sorted(records.items()):
             made = record.get("method")
+            made = None if made is None else {k: v for k, v in made.items() if k in method}
             if made is None or int(other) == year or made == method:
                 continue
             changed = ", ".join(f"{k} {made.get(k)!r} -> {method.get(k)!r}" for k in sorted(set(made) | set(method))
                                 if made.get(k) != method.get(k))
             raise StoreError(
                 f"store at {self.url} holds {sensor} {other} made with other settings than this run's for {year} "
-                f"({changed}): a series is made one way; set them back to the store's (season, the sensor's max_cloud, "
-                "inference.half), or start a new store (store: ...) for the new settings"
+                f"({changed}): a series is made one way; set them back to the store's (season, the sensor's max_cloud), "
+                "or start a new store (store: ...) for the new settings"
             )
 
     def add_year(self, sensor: str, year: int, *, scene_ids: Iterable[str], config_hash: str, method: dict | None = None) -> int:
@@ -105,7 +107,7 @@ class RegionStore(UnitWrites):
 
         Idempotent: a year already present with the same scenes is left alone. Returns the
         year's index along the ``year`` axis. Call while holding the update lock. `method`
-        (`Config.year_method`: season, cloud limit, precision) is recorded with a new year and must
+        (`Config.year_method`: season, cloud limit) is recorded with a new year and must
         equal the other years' (where they recorded one): an update with another season made its
         year from other looks than the series' and read 3 % less ice, silently.
         """

@@ -50,13 +50,14 @@ def held_out_zone(inventory, grid, buffer_m: float) -> tuple[np.ndarray, list]:
     of them by outline centre, one block of terrain the network never learns, with their zones (outline
     grown by `buffer_m`). Judged on other years of the glaciers it trained on, a network scores what it
     memorised (the embedded area: persistence scored as high as the network)."""
-    east = inventory.to_crs(grid.crs).geometry.centroid.x
-    n = max(1, round(len(inventory) * HELD_OUT_SHARE))
-    chosen = inventory.loc[east.sort_values(kind="stable").index[-n:]]
+    on_grid = inventory.to_crs(grid.crs)
+    on_grid = on_grid[on_grid.intersects(box(*grid.bounds))]  # the region's glaciers, of an inventory of a whole range
+    if on_grid.empty:
+        raise ValueError(f"no inventory outline lies on the {grid.shape} px grid of the region: no glacier to hold out "
+                         "of training and score on; check inventory.path and the region")
+    n = max(1, round(len(on_grid) * HELD_OUT_SHARE))
+    chosen = on_grid.loc[on_grid.geometry.centroid.x.sort_values(kind="stable").index[-n:]]
     zone = rasterize_inventory(chosen, grid.transform, grid.shape, grid.crs, buffer_m=buffer_m).values > 0
-    if not zone.any():
-        raise ValueError(f"the {n} easternmost glaciers of the inventory fall outside the {grid.shape} px grid: no glacier "
-                         "to hold out of training and score on; check inventory.path and the region")
     return zone, chosen["glacier_id"].tolist()
 
 
@@ -96,17 +97,17 @@ def train_and_evaluate(cfg: Config, sensor: str, options: Training, out_dir: Pat
         if not inventory.to_crs(4326).intersects(box(*cfg.region.bbox)).any():  # else it trains on empty labels, IoU 0
             raise ValueError(f"inventory {cfg.inventory_path()} has no outline in the region {list(cfg.region.bbox)}: "
                              "training.labels: inventory takes its labels from it; set inventory.path to the region's outlines")
+    grid = cfg.grid(sensor)
+    held_out, ids = held_out_zone(inventory, grid, cfg.analysis.glacier_buffer_m) if not has_truth else (None, [])
     console.print(f"composites of {years[0]}-{years[-1]} ({sensor}) ...")
     cube = yearly_cube(cfg, sensor).compute()
-    grid = cfg.grid(sensor)
     truth = truth_on_grid(truth_dir, grid, years) if has_truth else None
     if options.labels == "truth":
         labels = truth_labels(truth)
     else:
         labels = program_labels(inventory, cube, grid, bands)
-    held_out, scored_on = None, f"the held-out years {test_years}"
+    scored_on = f"the held-out years {test_years}"
     if truth is None:  # a real region: judged on glaciers it never trained on, against the same kind of labels
-        held_out, ids = held_out_zone(inventory, grid, cfg.analysis.glacier_buffer_m)
         truth = xr.Dataset({"glacier_fraction": labels.astype(np.float32), "debris_fraction": xr.zeros_like(labels, np.float32)})
         scored_on = (f"{len(ids)} glaciers held out of training (the eastern {HELD_OUT_SHARE * 100:.0f} % of the inventory's, their "
                      f"zones never in the loss) in {test_years}, against the same program labels (inventory outline x "

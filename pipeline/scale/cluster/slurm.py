@@ -38,6 +38,7 @@ SITE_KEYS = {"partition": "queue", "account": "account", "cores": "cores", "memo
              "python": "python", "job_script_prologue": "job-script-prologue", "job_extra_directives": "job-extra-directives"}
 # How long before its walltime a worker retires (at most), and the spread of those retirements.
 RETIRE_MARGIN_S = 600.0
+MIN_RETIRE_MARGIN_S = 120.0
 
 
 def site_slurm_settings() -> dict[str, Any]:
@@ -76,10 +77,13 @@ def effective_slurm_spec(spec: SlurmSpec, site: Mapping[str, Any] | None = None)
 
 
 def _lifetime_args(walltime: str) -> list[str]:
-    """``--lifetime`` a margin before `walltime` (a tenth of it, at most RETIRE_MARGIN_S) and a stagger of half that."""
+    """``--lifetime`` and ``--lifetime-stagger`` so that the last worker retires a margin before `walltime`: a tenth
+    of it, at least MIN_RETIRE_MARGIN_S (the worker's clock starts after its prologue and imports) and at most
+    RETIRE_MARGIN_S; the stagger (half the margin) spreads the retirements before that."""
     seconds = walltime_seconds(walltime)
-    margin = min(RETIRE_MARGIN_S, seconds / 10)
-    return ["--lifetime", f"{int(seconds - margin)}s", "--lifetime-stagger", f"{int(margin / 2)}s"]
+    margin = min(RETIRE_MARGIN_S, max(MIN_RETIRE_MARGIN_S, seconds / 10))
+    stagger = margin / 2
+    return ["--lifetime", f"{int(max(seconds - margin - stagger, stagger))}s", "--lifetime-stagger", f"{int(stagger)}s"]
 
 
 def _unique(items) -> list:

@@ -231,7 +231,8 @@ def start_cluster(spec: ClusterSpec | Mapping[str, Any] | Any = None, *, console
             if k.gpu_workers:
                 wait_for_gpu_worker(client, k.start_timeout_s, "the Kubernetes GPU worker group")
                 check_gpu_workers(client)
-            where = f"Kubernetes DaskCluster {k.name}: {k.cpu_workers} CPU + {k.gpu_workers} GPU workers ({k.image})"
+            where = (f"Kubernetes DaskCluster {getattr(cluster, 'name', k.name)}: {k.cpu_workers} CPU + {k.gpu_workers} GPU "
+                     f"workers ({k.image})")
         console.print(f"[bold]Dask[/] {escape(where)}", markup=True, highlight=False)
         hint = "" if importlib.util.find_spec("bokeh") else "  (pip install bokeh to see it)"
         console.print(f"[bold]Dask dashboard:[/] {escape(client.dashboard_link + hint)}", markup=True, highlight=False, soft_wrap=True)

@@ -6,7 +6,6 @@ scheduler address is sized like this machine, with GPUs counted without importin
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +50,7 @@ def cluster_size(cfg: Config, workers: int | None = None) -> ClusterSize:
         return ClusterSize("slurm", n, n * s.cores, s.cores, n * s.gpus_per_worker, note)
     if spec.kind == "kubernetes":
         k = spec.kubernetes
-        cpu, gpu_cpu = math.ceil(kubernetes_cpu(k.cpu)), math.ceil(kubernetes_cpu(k.gpu_cpu))
+        cpu, gpu_cpu = (max(1, int(kubernetes_cpu(q))) for q in (k.cpu, k.gpu_cpu))  # worker threads, as the pods run them
         note = f"{k.cpu_workers} CPU workers x {cpu} + {k.gpu_workers} GPU workers x {gpu_cpu} cores"
         cores = k.cpu_workers * cpu + k.gpu_workers * gpu_cpu
         return ClusterSize("kubernetes", k.cpu_workers + k.gpu_workers, cores, max(cpu, gpu_cpu), k.gpu_workers, note)
