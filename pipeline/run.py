@@ -192,6 +192,11 @@ def _write_outputs(out: Path, tables: dict[str, pd.DataFrame], outlines: gpd.Geo
     tmp = incomplete_path(out / "outlines.parquet", ".parquet")
     outlines.to_parquet(tmp)
     tmp.replace(out / "outlines.parquet")
+    # the same as a GeoPackage: GIS users' GDAL often lacks the (Arrow) Parquet driver, QGIS builds among them
+    tmp = incomplete_path(out / "outlines.gpkg", ".gpkg")
+    tmp.unlink(missing_ok=True)
+    outlines.to_file(tmp, driver="GPKG", layer="outlines")
+    tmp.replace(out / "outlines.gpkg")
     tmp = incomplete_path(out / "provenance.json", ".json")
     tmp.write_text(redact(json.dumps(provenance, indent=1, default=str)))
     tmp.replace(out / "provenance.json")

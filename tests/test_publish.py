@@ -279,6 +279,9 @@ def test_every_href_is_relative_and_resolves_to_the_output_it_names(published, r
             continue
         assert not any(link["rel"] == "self" for link in doc["links"])
         for link in doc["links"]:
+            if link["rel"] == "license":  # the Sentinel legal notice: the one link outside the outputs
+                assert link["href"].startswith("https://")
+                continue
             assert not link["href"].startswith("/") and (path.parent / link["href"]).resolve().is_file()
         for asset in doc.get("assets", {}).values():
             assert "://" not in asset["href"] and not asset["href"].startswith("/"), asset["href"]
@@ -302,6 +305,11 @@ def test_collection_holds_extent_sensors_tables_report_and_provenance(published,
     assert collection.license == "other"
     # the networks that ran, as provenance records them (it said "D-UNet" whatever ran)
     assert "landsat: D-UNet (deformable blocks at every level), sentinel-2: U-Net" in collection.description
+    # the sources' credits, and the Copernicus licence's legal notice as the licence link
+    assert "Contains modified Copernicus Sentinel data 2016-2018." in collection.description
+    assert "Landsat data courtesy of the U.S. Geological Survey." in collection.description
+    assert [link.target for link in collection.get_links("license")] == [
+        "https://sentinel.esa.int/documents/247904/690755/Sentinel_Data_Legal_Notice"]
     assert collection.summaries.get_list("glacierwatch:sensors") == ["landsat", "sentinel-2"]
     west, south, east, north = collection.extent.spatial.bboxes[0]
     for grid in GRIDS.values():

@@ -53,6 +53,10 @@ def test_run_writes_every_output(small_run):
     assert set(areas.sensor) == {"sentinel-2", "landsat", TRUTH} and set(areas.year) == {2020, 2021}
     outlines = gpd.read_parquet(out / "outlines.parquet")
     assert set(outlines.sensor) == {"sentinel-2", "landsat", TRUTH}
+    # and a GeoPackage of the same for GIS whose GDAL has no Parquet driver
+    gpkg = gpd.read_file(out / "outlines.gpkg", layer="outlines")
+    assert len(gpkg) == len(outlines) and gpkg.crs == outlines.crs
+    assert gpkg.geometry.area.sum() == pytest.approx(outlines.geometry.area.sum(), rel=1e-9)
     # the vectorised outlines are the raster statistics' pixels, exactly
     merged = outlines.merge(areas, on=["glacier_id", "sensor", "year"], suffixes=("_vector", ""))
     np.testing.assert_allclose(merged.area_km2_vector, merged.area_km2, rtol=1e-9)

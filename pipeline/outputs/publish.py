@@ -52,10 +52,12 @@ __all__ = ["COLLECTION_ID", "publish_catalog"]
 COLLECTION_ID = "glacierwatch-outputs"
 DEFAULT_SEASON = {"start": "07-01", "end": "09-30"}
 # STAC 1.1 deprecates "proprietary" for "other": the outputs carry no licence of their own until
-# whoever publishes them chooses one (Sentinel-2-derived products must credit Copernicus anyway).
+# whoever publishes them chooses one; the sources' credits and the Sentinel legal notice come with them.
 LICENSE = "other"
 # The media type Zarr readers of STAC (xpystac, odc-stac) match on; pystac calls it MediaType.ZARR.
 ZARR_TYPE = "application/vnd+zarr"
+SENTINEL_LEGAL_NOTICE = "https://sentinel.esa.int/documents/247904/690755/Sentinel_Data_Legal_Notice"
+"""The licence link of the providers' own Sentinel-2 collections (Earth Search's, in ../shared/data/real-stac)."""
 SOURCE_PROVIDERS = {
     "sentinel-2": pystac.Provider("ESA / Copernicus", roles=[pystac.ProviderRole.LICENSOR, pystac.ProviderRole.PRODUCER],
                                   url="https://sentinels.copernicus.eu"),
@@ -219,11 +221,15 @@ def _build_catalog(store: RegionStore, files: dict[str, Any], season, provenance
     else:
         temporal = [None, None]
     networks = ", ".join(f"{s}: {_network_name(provenance, s)}" for s in sensors)
+    span = f"{all_years[0]}-{all_years[-1]}" if all_years else ""
+    credits = ((f" Contains modified Copernicus Sentinel data {span}." if "sentinel-2" in sensors else "")
+               + (" Landsat data courtesy of the U.S. Geological Survey." if "landsat" in sensors else ""))
     collection = pystac.Collection(
         COLLECTION_ID,
         "Annual glacier maps of one region from Sentinel-2 and Landsat seasonal composites (network "
         f"probabilities x 255 in a Zarr store, {networks}; glacier masks as COGs), the outlines per glacier and "
-        "year, and the statistics tables. Each item is one year; its assets are that year's slice of every output.",
+        "year, and the statistics tables. Each item is one year; its assets are that year's slice of every output."
+        + credits,
         extent=pystac.Extent(
             pystac.SpatialExtent([list(region.bounds)] if region is not None else [[-180.0, -90.0, 180.0, 90.0]]),
             pystac.TemporalExtent([temporal]),
@@ -242,6 +248,8 @@ def _build_catalog(store: RegionStore, files: dict[str, Any], season, provenance
         }),
         keywords=["glaciers", "glacier outlines", "sentinel-2", "landsat"],
     )
+    if "sentinel-2" in sensors:  # the Copernicus licence asks for its notice on derived products
+        collection.add_link(pystac.Link("license", SENTINEL_LEGAL_NOTICE, title="Legal notice on the use of Copernicus Sentinel data"))
     if "config_hash" in provenance:
         collection.extra_fields["glacierwatch:config_hash"] = provenance["config_hash"]
     catalog.add_child(collection)
