@@ -99,6 +99,7 @@ def test_areas_hypsometry_and_elevation_of_a_plane_glacier(tmp_path, dem_file):
     assert areas.loc["A", "area_km2"] == pytest.approx(2.0 / k**2, rel=1e-5)
     assert areas.loc["A", "perimeter_km"] == pytest.approx(8.0 / k, rel=1e-5)  # two 4 km rings, summed
     assert areas.loc["A", "area_err_km2"] == pytest.approx(8.0 / k * 0.005)
+    assert areas.loc["A", "area_err_perimeter_km2"] == areas.loc["A", "area_err_km2"]  # the only term, named as run names it
     assert areas.loc["A", "n_polygons"] == 2
     elev = t["elevation"].set_index("glacier_id")
     # z from 3000 to 3200 m over A, rising to grid north: faces grid south, which is 1.34 deg
@@ -138,6 +139,8 @@ def test_dated_outlines_give_area_change_and_retreat(tmp_path, dem_file):
     # the uncertainty variant is the config's default, as in `run`: sqrt(10² + 10²) / 6 years
     np.testing.assert_allclose(r.loc[("main_axis", "overall"), "rate_err_m_a"], [np.hypot(10, 10) / 6.0], rtol=1e-3)
     assert (r["rate_err_m_a"] > 0).all()
+    assert (r["rate_err_pixel_m_a"] == r["rate_err_m_a"]).all()  # outlines have no front term
+    assert (t["area_change"].change_err_perimeter_km2 == t["area_change"].change_err_km2).all()
     term = t["terminus"]
     assert set(term["year"]) == {2016, 2019, 2022} and term["elevation_m"].notna().all()
     assert t["typical_glaciers"].typical.tolist() == [True]

@@ -67,6 +67,8 @@ def _areas_table(glaciers: gpd.GeoDataFrame, pixel_size_m: float) -> pd.DataFram
         "glacier_id": glaciers["glacier_id"], "date": glaciers["date"], "year": year_of(glaciers["date"]),
         "area_km2": glaciers["area_m2"] / 1e6, "perimeter_km": perimeter_km,
         "area_err_km2": area_uncertainty_km2(perimeter_km.to_numpy(), pixel_size_m),
+        # outlines have no probabilities: the perimeter term is the whole error, and said as run says it
+        "area_err_perimeter_km2": area_uncertainty_km2(perimeter_km.to_numpy(), pixel_size_m),
         "n_polygons": glaciers["n_polygons"],
     })
 
@@ -184,6 +186,8 @@ def outline_statistics(
         change, terminus, retreat = change_tables(glaciers, areas, dem, pixel_size_m, analysis, sectors,
                                                   failures=failures, on_progress=step("terminus and change"),
                                                   window_dem=True)
+    change = change.assign(change_err_perimeter_km2=change["change_err_km2"])  # the only term, as in `areas`
+    retreat = retreat.assign(rate_err_pixel_m_a=retreat["rate_err_m_a"])  # the pixel term alone (no probability map)
     areas = flag_glacier_years(areas, terminus, analysis.flag_sigma, pixel_size_m)
     retreat["flag_implausible"] = implausible_pairs(retreat, areas)
     retreat["flag_front_too_fast"] = front_too_fast(retreat, analysis.max_retreat_m_a, pixel_size_m)
