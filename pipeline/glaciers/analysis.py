@@ -301,7 +301,9 @@ def map_tables(
     tables["areas"] = with_area_errors(areas, grid.resolution)  # the perimeter term of the perimeter kept
     _with_fixed_aspect(tables, aspect_table)
     tables["total_area"] = total_area(tables["areas"], limit)
-    tables["area_change"] = change_table(tables["areas"], max_unobserved=limit) if mask.sizes["year"] > 1 else pd.DataFrame()
+    # in the one schema of the table (stats writes the same name): run's rows are first to last ("overall")
+    tables["area_change"] = (conform("area_change", change_table(tables["areas"], max_unobserved=limit).assign(period="overall"))
+                             if mask.sizes["year"] > 1 else pd.DataFrame())
     # the published outlines carry the tables' perimeter (one definition, pipeline.glaciers.change)
     outlines["area_km2"] = outlines.geometry.area / 1e6
     outlines["perimeter_km"] = outlines.geometry.length / 1e3 * PIXEL_PERIMETER_FACTOR

@@ -17,8 +17,18 @@ Typical glaciers (the paper picked 75 by eye; here the rule is explicit):
   between two years further than a glacier does (`plausibility.front_too_fast`).
 A glacier that fails rules keeps them all as its `reason` ("; "-separated), so the selection can be checked.
 
-Uncertainty: a group's rate error is the per-glacier error (pixel size over years), not divided
-by the square root of the count - the pixel-geometry error is systematic, as the paper treats it.
+Typical needs `min_lines` (3) lines cutting both fronts: with ``analysis.terminus_lines: centre``
+(the main-axis line and its two neighbours) all three must, so a glacier whose front crosses only
+part of the centre is not typical; with ``front`` any three of the front's lines count.
+
+Uncertainty: a group's rate error is the largest per-glacier ``rate_err_m_a`` of the group (in
+``run`` the pixel term and the front term in quadrature; in ``stats`` the pixel term over the
+outlines' years), not divided by the square root of the count - the error is systematic, as the
+paper treats the pixel geometry's.
+
+Elevation bands: `retreat_by_elevation_band` defaults to the paper's terminus bands (3500, 3600,
+3700, 3900 m: Yilian Habirga's); ``run`` and ``stats`` pass ``edges_m=None``, bands of
+``analysis.band_m`` from the lowest front, as any region needs.
 """
 
 from __future__ import annotations
