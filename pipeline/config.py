@@ -23,7 +23,7 @@ from catalog.halo_layout import DEFAULT_READ_PX
 from catalog.providers import provider_profiles
 from catalog.synthetic.area_spec import StudyAreaSpec
 from catalog.tiling import DEFAULT_BUFFER_M
-from pipeline.scale.cluster.specs import KubernetesSpec, LocalSpec, SlurmSpec
+from pipeline.scale.cluster.specs import ClusterSpec
 from pipeline.store.layout import DEFAULT_CHUNK
 from pipeline.strict_model import StrictModel
 
@@ -238,28 +238,15 @@ class Inference(StrictModel):
     )
 
 
-class Cluster(StrictModel):
-    """Where the Dask workers come from (`pipeline.scale.cluster`): `kind`, and each backend's own section.
+class Cluster(ClusterSpec):
+    """Where the Dask workers come from (`pipeline.scale.cluster`): `kind`, the backends' sections and
+    their validation are `ClusterSpec`'s; `workers` is the one number most configs set.
 
     A key left out of `slurm` is taken from dask-jobqueue's configuration (~/.config/dask/jobqueue.yaml)
     where that sets it, else from `SlurmSpec`'s default."""
 
-    kind: Literal["local", "slurm", "kubernetes", "address"] = "local"
-    address: str | None = None
     workers: int | None = Field(None, ge=1, description="local worker processes, SLURM jobs (the maximum when "
                                 "adaptive) or Kubernetes GPU workers")
-    local: LocalSpec = LocalSpec()
-    slurm: SlurmSpec = SlurmSpec()
-    kubernetes: KubernetesSpec = KubernetesSpec()
-
-    @model_validator(mode="after")
-    def _address(self):
-        if self.kind == "address" and not self.address:
-            raise ValueError('cluster.kind "address" needs cluster.address, e.g. "tcp://scheduler:8786"')
-        if self.address and self.kind != "address":
-            raise ValueError(f"cluster.address is given but cluster.kind is {self.kind!r}: set kind: address to use "
-                             "a running scheduler, or remove the address")
-        return self
 
 
 class Synthetic(StrictModel):

@@ -53,29 +53,37 @@ def assert_equals_clean_run(store: Path, small_run) -> None:
     assert [k for k in clean if mine[k] != clean[k]] == []
 
 
-@pytest.mark.slow
-def test_kill_9_mid_inference_then_rerun_equals_a_clean_run(small_study_area, small_weights, small_run, run_client, tmp_path, caplog):
-    cfg = small_run_config(small_study_area, small_weights, tmp_path)
-    out = tmp_path / "out"
-    store = out / "store.zarr"
+def stop_cli_run_after_its_first_unit(tmp_path: Path, out: Path, stop) -> subprocess.Popen:
+    """`glacierwatch run` of tmp_path/config.yaml into `out` in a session of its own (a kill of the group takes its
+    cluster's worker processes too), `stop(proc)` once its first store unit is finished; the ended process.
+    Its output is in tmp_path/cli.log."""
     cli = Path(sys.executable).with_name("glacierwatch")
     with open(tmp_path / "cli.log", "w") as log:
-        # its own session: the kill takes the CLI and the worker processes of its cluster at once
         proc = subprocess.Popen(
             [str(cli), "run", "-c", str(tmp_path / "config.yaml"), "--out", str(out)],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
         )
         try:
             deadline = time.monotonic() + 300
-            while not markers(store):
+            while not markers(out / "store.zarr"):
                 assert proc.poll() is None, f"the run ended before its first unit:\n{(tmp_path / 'cli.log').read_text()}"
                 assert time.monotonic() < deadline, "no unit finished in 300 s"
                 time.sleep(0.02)
-            os.killpg(proc.pid, signal.SIGKILL)
+            stop(proc)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    return proc
+
+
+@pytest.mark.slow
+def test_kill_9_mid_inference_then_rerun_equals_a_clean_run(small_study_area, small_weights, small_run, run_client, tmp_path, caplog):
+    cfg = small_run_config(small_study_area, small_weights, tmp_path)
+    out = tmp_path / "out"
+    store = out / "store.zarr"
+    # the CLI and the worker processes of its cluster at once
+    proc = stop_cli_run_after_its_first_unit(tmp_path, out, lambda proc: os.killpg(proc.pid, signal.SIGKILL))
     assert proc.returncode == -signal.SIGKILL
     assert 1 <= len(markers(store)) < UNITS, "killed mid-inference: some units done, not all"
 
@@ -105,24 +113,12 @@ def test_sigterm_mid_inference_closes_the_cluster_and_releases_the_lock(small_st
     small_run_config(small_study_area, small_weights, tmp_path)
     out = tmp_path / "out"
     store = out / "store.zarr"
-    cli = Path(sys.executable).with_name("glacierwatch")
-    with open(tmp_path / "cli.log", "w") as log:
-        proc = subprocess.Popen(
-            [str(cli), "run", "-c", str(tmp_path / "config.yaml"), "--out", str(out)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
-        )
-        try:
-            deadline = time.monotonic() + 300
-            while not markers(store):
-                assert proc.poll() is None, f"the run ended before its first unit:\n{(tmp_path / 'cli.log').read_text()}"
-                assert time.monotonic() < deadline, "no unit finished in 300 s"
-                time.sleep(0.02)
-            os.kill(proc.pid, signal.SIGTERM)  # the CLI alone, as SLURM and Kubernetes signal the main process
-            proc.wait(timeout=120)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+
+    def sigterm(proc):  # the CLI alone, as SLURM and Kubernetes signal the main process
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=120)
+
+    proc = stop_cli_run_after_its_first_unit(tmp_path, out, sigterm)
     said = (tmp_path / "cli.log").read_text()
     assert proc.returncode == 128 + signal.SIGTERM, said
     assert "terminated (SIGTERM): what was started is closed" in said
@@ -263,8 +259,8 @@ def test_a_year_an_earlier_run_left_unfinished_is_finished_first_never_read_as_i
     refuses a store that still holds one."""
     import shutil
 
-    from pipeline.glaciers.analysis import analyse_store
     from pipeline.config import Analysis
+    from pipeline.glaciers.analysis import analyse_store
 
     cfg = small_run_config(small_study_area, small_weights, tmp_path)
     out = tmp_path / "out"
@@ -276,9 +272,9 @@ def test_a_year_an_earlier_run_left_unfinished_is_finished_first_never_read_as_i
     assert store.unfinished_years(S2) == [2021]
     with pytest.raises(StoreError, match=r"holds unfinished years \(sentinel-2 2021\).*glacierwatch update --year YEAR"):
         analyse_store(store, Analysis())
-    log = tmp_path / "log.txt"
-    run_study(cfg, out, years=[2020], client=run_client, console=Console(file=open(log, "w"), width=200), publish=False)
-    assert "sentinel-2: finishing 2021, left unfinished by an earlier run" in log.read_text()
+    with open(tmp_path / "log.txt", "w") as log:
+        run_study(cfg, out, years=[2020], client=run_client, console=Console(file=log, width=200), publish=False)
+    assert "sentinel-2: finishing 2021, left unfinished by an earlier run" in (tmp_path / "log.txt").read_text()
     assert store.unfinished_years(S2) == []
     assert_equals_clean_run(out / "store.zarr", small_run)
 

@@ -86,14 +86,6 @@ def _lifetime_args(walltime: str) -> list[str]:
     return ["--lifetime", f"{int(max(seconds - margin - stagger, stagger))}s", "--lifetime-stagger", f"{int(stagger)}s"]
 
 
-def _unique(items) -> list:
-    seen: list = []
-    for item in items:
-        if item not in seen:
-            seen.append(item)
-    return seen
-
-
 def _slurm_job_kwargs(spec: SlurmSpec) -> dict[str, Any]:
     gpu = spec.gpus_per_worker > 0
     # the job's worker is started by SLURM, not by us: it takes WORKER_CONFIG from the environment. These
@@ -109,12 +101,12 @@ def _slurm_job_kwargs(spec: SlurmSpec) -> dict[str, Any]:
         "memory": spec.memory,
         "walltime": spec.walltime,
         "job_name": "glacierwatch-worker",
-        "job_extra_directives": _unique([*([f"--gres=gpu:{spec.gpus_per_worker}"] if gpu else []), *spec.job_extra_directives]),
+        "job_extra_directives": list(dict.fromkeys([*([f"--gres=gpu:{spec.gpus_per_worker}"] if gpu else []), *spec.job_extra_directives])),
         "worker_extra_args": [*(["--resources", f"{GPU_RESOURCE}={spec.gpus_per_worker}"] if gpu else []),
                               *_lifetime_args(spec.walltime)],
         "local_directory": spec.local_directory,
         "log_directory": spec.log_directory,
-        "job_script_prologue": _unique([*(f"export {k}={v}" for k, v in ours.items()), *theirs]),
+        "job_script_prologue": list(dict.fromkeys([*(f"export {k}={v}" for k, v in ours.items()), *theirs])),
         "interface": spec.interface,
         "python": spec.python,
     }

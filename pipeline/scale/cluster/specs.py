@@ -231,6 +231,9 @@ class ClusterSpec(StrictModel):
     def _address(self):
         if self.kind == "address" and not self.address:
             raise ValueError('cluster.kind "address" needs cluster.address, e.g. "tcp://scheduler:8786"')
+        if self.address and self.kind != "address":
+            raise ValueError(f"cluster.address is given but cluster.kind is {self.kind!r}: set kind: address to use "
+                             "a running scheduler, or remove the address")
         return self
 
     @classmethod
