@@ -125,6 +125,35 @@ def test_the_runs_accuracy_table_scores_the_baselines_beside_the_network():
     assert set(table.zone) == {"all", "debris"}
 
 
+def test_pixels_no_look_saw_are_left_out_of_every_zone():
+    """A 4 x 6 grid, glacier in columns 0-2 (debris in row 3). Cloud in every scene over columns 1-4
+    of rows 0-1 (`observed` 0): the map there is 0, as the store holds it. Scored with `observed`,
+    the map is right wherever it looked (IoU 1 over 16 pixels); scored without it, the 4 clouded ice
+    pixels were misses (PA 8 / 12) and the 4 clouded rock pixels true negatives. A
+    pixel never read (255: outside every tile the run read) counts, as the tables count it."""
+    from pipeline.glaciers.analysis import store_accuracy
+
+    glacier = np.zeros((1, 4, 6))
+    glacier[0, :, :3] = 1.0
+    debris = np.zeros_like(glacier)
+    debris[0, 3, :3] = 1.0
+    truth = xr.Dataset({"glacier_fraction": (("year", "y", "x"), glacier), "debris_fraction": (("year", "y", "x"), debris)},
+                       coords={"year": [2021]})
+    observed = np.full((1, 4, 6), 3, np.uint8)
+    observed[0, :2, 1:5] = 0
+    observed[0, 3, 5] = 255
+    probability = np.where(observed == 0, 0, glacier * 255).astype(np.uint8)
+    on = {"dims": ("year", "y", "x"), "coords": {"year": [2021]}}
+    probability, observed = xr.DataArray(probability, **on).chunk({"y": 2}), xr.DataArray(observed, **on)
+    seen = store_accuracy(probability, truth, sensor="landsat", model="unet", threshold=128, observed=observed)
+    blind = store_accuracy(probability, truth, sensor="landsat", model="unet", threshold=128)
+    seen, blind = seen.set_index("zone"), blind.set_index("zone")
+    assert seen.loc["all", "IoU"] == 1.0 and seen.loc["all", "n_pixels"] == 24 - 8
+    assert blind.loc["all", "PA"] == pytest.approx(8 / 12) and blind.loc["all", "n_pixels"] == 24
+    # debris (row 3, grown by 10 px: every pixel) within the seen pixels only
+    assert seen.loc["debris", "n_pixels"] == 16 and seen.loc["debris", "PA"] == 1.0
+
+
 def test_shadowed_ice_is_the_ice_behind_terrain_from_the_sun_of_each_pixels_look():
     """A block 1 km high on flat ground with ice all round it (10 m pixels, 43.8 N 84 E, the embedded
     area's place). On 8 September (day 251) Sentinel-2's sun stands in the south-east (az ~147 deg,

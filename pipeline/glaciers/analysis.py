@@ -331,22 +331,27 @@ def map_tables(
 def store_accuracy(
     probability: xr.DataArray, truth: xr.Dataset, *, sensor: str, model: str, threshold: int,
     indices: xr.DataArray | None = None, looks: xr.Dataset | None = None, grid: TargetGrid | None = None,
+    observed: xr.DataArray | None = None,
 ) -> pd.DataFrame:
     """`deferred_store_accuracy`, computed now."""
     return deferred_store_accuracy(probability, truth, sensor=sensor, model=model, threshold=threshold, indices=indices,
-                                   looks=looks, grid=grid).compute()
+                                   looks=looks, grid=grid, observed=observed).compute()
 
 
 def deferred_store_accuracy(
     probability: xr.DataArray, truth: xr.Dataset, *, sensor: str, model: str, threshold: int,
     indices: xr.DataArray | None = None, looks: xr.Dataset | None = None, grid: TargetGrid | None = None,
+    observed: xr.DataArray | None = None,
 ) -> Deferred[pd.DataFrame]:
     """Accuracy of the stored maps against the truth: zone ``all`` (every pixel), ``debris`` and, with the
     store's `looks` (``doy``, ``dem``, ``slope``, ``aspect``) and `grid`, ``shadowed_ice``
     (`accuracy.shadowed_ice_zone`: true ice in terrain shadow in the look the composite took); beside
     the network (`model`), the baselines every glacier map should beat: NDSI > 0.4 and red/SWIR > 2
     (``ndsi``, ``band_ratio``: the store's `indices` of the same composite; a pixel no scene saw is
-    not glacier) and ``persistence`` (the previous year's true outline reused, from the second year)."""
+    not glacier) and ``persistence`` (the previous year's true outline reused, from the second year).
+    With the store's `observed`, every zone holds only pixels some look saw: where none did the map
+    claims nothing (its mask COG reads no data), and counting those pixels as "not glacier" scored the
+    cloud, not the map (OA up by the ice-free ones, PA down by the ice under them)."""
     years = [int(y) for y in probability["year"].values]
     chunks = {"year": 1, "y": probability.chunks[1][0] if probability.chunks else -1, "x": probability.chunks[2][0] if probability.chunks else -1}
     maps = {model: (probability >= threshold).drop_vars(["y", "x"], errors="ignore")}
@@ -368,6 +373,9 @@ def deferred_store_accuracy(
     }
     if looks is not None and grid is not None and all(v in looks for v in ("doy", "dem", "slope", "aspect")):
         zones["shadowed_ice"] = _shadowed_ice(glacier, looks, grid, sensor, years, tiles)
+    if observed is not None:  # 255, "not read", stays in: the run maps those pixels ice-free, as the tables count them
+        seen = (observed.sel(year=years) != 0).drop_vars(["y", "x"], errors="ignore").chunk(chunks)
+        zones = {name: seen if zone is None else zone & seen for name, zone in zones.items()}
     cols = ["sensor", "model", "zone", "year", "PA", "UA", "OA", "F1", "IoU", "n_pixels"]
     counts = deferred_accuracy_by_model(maps, glacier, zones, sensor=sensor)
     return Deferred(counts.collections, lambda *values: counts.finish(*values)[cols])
@@ -482,7 +490,7 @@ def analyse_store(
             model = (models or {}).get(sensor, "model")
             extra["accuracy"] = deferred_store_accuracy(probability, truth, sensor=sensor, model=model,
                                                         threshold=analysis.threshold, indices=ds.get("indices"),
-                                                        looks=ds, grid=grid)
+                                                        looks=ds, grid=grid, observed=ds.get("observed"))
         if with_masks:
             extra[_MASK_TILES] = deferred_mask_tiles(probability, analysis.threshold, ds.get("observed"))
         return map_tables(
