@@ -133,8 +133,10 @@ class _Stages:
         self.console.print(f"{name}: {self.seconds[name]:.1f} s", style="dim")
 
 
-def ensure_study_area(cfg: Config, console: Console) -> None:
-    """Generate the embedded synthetic study area when a local source points at it and it is missing.
+def ensure_study_area(cfg: Config, console: Console, *, generate: bool = True) -> bool:
+    """Generate the embedded synthetic study area when a local source points at it and it is missing;
+    whether the area the config reads is there (with `generate` False, as the pre-flight, which
+    writes nothing: False where it is missing).
 
     An area written by an older generator (another `version` in its synthetic.json) is refused:
     its metadata may mean other things (v1 flagged the Sentinel-2 offset the opposite way).
@@ -145,11 +147,13 @@ def ensure_study_area(cfg: Config, console: Console) -> None:
     local = [s for s in (*cfg.sensors.values(), cfg.dem) if s.provider == "local" and not s.url]
     target = Path(cfg.path(cfg.synthetic.path))
     if not local:
-        return
+        return True
     if not (target / "catalog.json").exists():
+        if not generate:
+            return False
         console.print(f"generating the embedded study area in {target} ...")
         generate_study_area(target, cfg.synthetic.spec())
-        return
+        return True
     meta = target / "synthetic.json"
     version = json.loads(meta.read_text()).get("version") if meta.is_file() else None
     if version is not None and str(version) != GENERATOR_VERSION:
@@ -158,6 +162,7 @@ def ensure_study_area(cfg: Config, console: Console) -> None:
             f"writes version {GENERATOR_VERSION}: remove that folder and rerun (it is regenerated), or run "
             f"`glacierwatch synth --out {target}` after removing it"
         )
+    return True
 
 
 def truth_dir_for(cfg: Config, sensors: Sequence[str]) -> Path | None:

@@ -53,6 +53,16 @@ def test_run_check_passes_on_the_embedded_area_and_writes_nothing(small_study_ar
     assert not out.exists()
 
 
+def test_run_check_on_the_default_area_not_yet_generated_writes_nothing(tmp_path, monkeypatch):
+    """The default config reads the embedded area from ./glacierwatch-data, which a run generates
+    (~260 MB) when missing: the pre-flight says so and generates nothing."""
+    monkeypatch.chdir(tmp_path)
+    result = _invoke("run", "--check", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert "not generated yet" in result.output and "glacierwatch synth" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_run_refuses_an_out_folder_holding_the_users_files(small_study_area, small_weights, tmp_path):
     small_run_config(small_study_area, small_weights, tmp_path)
     out = tmp_path / "thesis"

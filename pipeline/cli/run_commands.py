@@ -46,7 +46,10 @@ def check_inputs(cfg: Config, out: Path) -> None:
     from pipeline.run import ensure_study_area
 
     check_settings(cfg, out)
-    ensure_study_area(cfg, console)
+    if not ensure_study_area(cfg, console, generate=False):
+        console.print(f"the embedded study area is not generated yet ({Path(cfg.path(cfg.synthetic.path))}): `glacierwatch "
+                      "run` generates it first (~30 s), or `glacierwatch synth`; its inputs are checked once it exists")
+        return
     inputs = preflight(cfg, out)
     for note in inputs.warnings:
         console.print(f"warning: {note}")
