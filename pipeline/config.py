@@ -381,7 +381,7 @@ class Config(StrictModel):
         return self.path(self.inventory.path or f"{self.synthetic.path}/inventory/glaciers.parquet")
 
     def weights_path(self, sensor: str) -> str:
-        """The sensor's configured weights, or the D-UNet weights shipped in the package for it."""
+        """The sensor's configured weights, or the weights shipped in the package for it (their card names the network)."""
         configured = self.sensors[sensor].weights
         if configured:
             return self.path(configured)
@@ -402,8 +402,12 @@ class Config(StrictModel):
         blob = json.dumps(self.model_dump(mode="json", exclude={"cluster", "years"}), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+    def to_yaml(self, *, as_template: bool = False) -> str:
+        """The effective config as YAML; `as_template`: what `glacierwatch config` prints for a user's own,
+        without `store` unless this config set it (a printed default store would override every later
+        `--out`, and two regions' configs made from it would share one store)."""
+        unset_store = as_template and "store" not in self.model_fields_set
+        return yaml.safe_dump(self.model_dump(mode="json", exclude={"store"} if unset_store else None), sort_keys=False)
 
 
 def _describe(err: ValidationError, source: str) -> str:

@@ -49,3 +49,18 @@ def test_config_prints_a_usable_yaml(tmp_path):
     result = runner.invoke(app, ["config"])
     assert result.exit_code == 0
     assert yaml.safe_load(result.output)["region"]["crs"] == "auto"
+
+
+def test_a_config_made_from_the_printed_one_writes_its_store_under_out(tmp_path):
+    """The printed defaults leave `store` out: printed, it overrode every later --out."""
+    from pipeline.config import load_config
+    from pipeline.preflight import store_url_for
+
+    printed = tmp_path / "mine.yaml"
+    printed.write_text(runner.invoke(app, ["config"]).output)
+    assert store_url_for(load_config(printed), tmp_path / "yh-out") == str((tmp_path / "yh-out" / "store.zarr").resolve())
+    # a store the config sets is printed, and kept
+    printed.write_text(yaml.safe_dump({"store": "s3://bucket/yh.zarr"}))
+    again = tmp_path / "again.yaml"
+    again.write_text(runner.invoke(app, ["config", "-c", str(printed)]).output)
+    assert store_url_for(load_config(again), tmp_path / "yh-out") == "s3://bucket/yh.zarr"

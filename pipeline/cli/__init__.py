@@ -113,7 +113,7 @@ def search(
 def showload_config_or_exit(config: ConfigOption = None) -> None:
     """Print the effective configuration (defaults filled in) as YAML: a starting point for your own."""
     cfg = load_config_or_exit(config)
-    sys.stdout.write(cfg.to_yaml())
+    sys.stdout.write(cfg.to_yaml(as_template=True))
 
 
 @app.command()
