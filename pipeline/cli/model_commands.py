@@ -71,7 +71,8 @@ def train(
     out: Annotated[Path, typer.Option(help="folder for checkpoints, logs, the final weights and accuracy")] = Path(
         "glacierwatch-out/training"
     ),
-    architecture: Annotated[Optional[str], typer.Option(help="dunet or unet; default: training.architecture")] = None,
+    architecture: Annotated[Optional[str], typer.Option(
+        help="dunet (every stage deformable, the paper's), dunet-deep, dunet-shallow or unet; default: training.architecture")] = None,
     base: Annotated[Optional[int], typer.Option(help="first-level width; default: training.base")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="maximum epochs; default: training.epochs")] = None,
     variants: Annotated[Optional[int], typer.Option(help="augmented copies per crop; default: training.variants")] = None,
