@@ -260,6 +260,11 @@ def test_cluster_spec_reads_the_config_cluster_section():
     assert (spec.slurm.partition, spec.slurm.walltime, spec.slurm.jobs) == ("mygpu", "12:00:00", 8)
     assert spec.slurm.model_fields_set == {"partition", "walltime", "jobs"}  # the rest may come from jobqueue.yaml
     assert cfg.digest() == load_config().digest()  # where the workers run is not provenance
+    # and so for the config's Cluster as the run passes it on (a ClusterSpec itself: it kept `workers` back)
+    from pipeline.scale.cluster.start import check_cluster
+
+    assert check_cluster(load_config(cluster={"workers": 1}).cluster).local.workers == 1
+    assert check_cluster(load_config(cluster={"workers": 1, "local": {"workers": 3}}).cluster).local.workers == 3
     with pytest.raises(ConfigError, match="cluster.slurm.memory: .*'lots' is not an amount of memory"):
         load_config(cluster={"kind": "slurm", "slurm": {"memory": "lots"}})
     with pytest.raises(ConfigError, match="cluster.kubernetes.cpu: .*'five' is not a Kubernetes quantity"):

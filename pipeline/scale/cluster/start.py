@@ -36,7 +36,7 @@ ADDRESS_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
 
 
 def _coerce(spec: ClusterSpec | Mapping[str, Any] | Any) -> ClusterSpec:
-    if isinstance(spec, ClusterSpec):
+    if type(spec) is ClusterSpec:  # not the config's Cluster, a subclass whose `workers` goes to its backend's key
         return spec
     try:
         if isinstance(spec, Mapping):
