@@ -21,6 +21,7 @@ Outputs under `out` (default ``glacierwatch-out``)::
     provenance.json        config and its hash, weights and their training domain, inventory, scenes per year,
                            skipped scenes, timings
     .glacierwatch          marks the folder as glacierwatch's own
+    OUTPUTS-INCOMPLETE.txt only while (or after a run stopped while) the report, masks and catalog are replaced
     report/index.html      the report, PNGs and tables beside it
     masks/SENSOR/*.tif     yearly glacier masks (COG)
     stac/catalog.json      the outputs as a STAC catalog
@@ -190,21 +191,54 @@ def analysis_changed(previous: Path, cfg: Config) -> str | None:
 
 
 def _write_outputs(out: Path, tables: dict[str, pd.DataFrame], outlines: gpd.GeoDataFrame, provenance: dict) -> None:
+    """Tables, outlines and provenance, each built beside its target and swapped in when whole; a build a
+    failure (a full disk) interrupted is removed, not left to hold the space the next run needs."""
     build = incomplete_path(out / "tables")
-    shutil.rmtree(build, ignore_errors=True)
-    write_tables({k: v for k, v in tables.items() if len(v) or k == "failures"}, build)  # "no failures" is news too
-    replace_dir(build, out / "tables")
-    tmp = incomplete_path(out / "outlines.parquet", ".parquet")
-    outlines.to_parquet(tmp)
-    tmp.replace(out / "outlines.parquet")
-    # the same as a GeoPackage: GIS users' GDAL often lacks the (Arrow) Parquet driver, QGIS builds among them
-    tmp = incomplete_path(out / "outlines.gpkg", ".gpkg")
-    tmp.unlink(missing_ok=True)
-    outlines.to_file(tmp, driver="GPKG", layer="outlines")
-    tmp.replace(out / "outlines.gpkg")
-    tmp = incomplete_path(out / "provenance.json", ".json")
-    tmp.write_text(redact(json.dumps(provenance, indent=1, default=str)))
-    tmp.replace(out / "provenance.json")
+    parquet, gpkg = incomplete_path(out / "outlines.parquet", ".parquet"), incomplete_path(out / "outlines.gpkg", ".gpkg")
+    try:
+        shutil.rmtree(build, ignore_errors=True)
+        write_tables({k: v for k, v in tables.items() if len(v) or k == "failures"}, build)  # "no failures" is news too
+        replace_dir(build, out / "tables")
+        outlines.to_parquet(parquet)
+        parquet.replace(out / "outlines.parquet")
+        # the same as a GeoPackage: GIS users' GDAL often lacks the (Arrow) Parquet driver, QGIS builds among them
+        gpkg.unlink(missing_ok=True)
+        outlines.to_file(gpkg, driver="GPKG", layer="outlines")
+        gpkg.replace(out / "outlines.gpkg")
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        parquet.unlink(missing_ok=True)
+        gpkg.unlink(missing_ok=True)
+        raise
+    _write_provenance(out, provenance)
+
+
+def _write_provenance(out: Path, provenance: dict) -> None:
+    """provenance.json, swapped in whole: a run stopped while writing it leaves the last one."""
+    _write_text_whole(out / "provenance.json", redact(json.dumps(provenance, indent=1, default=str)))
+
+
+def _write_text_whole(path: Path, text: str) -> None:
+    tmp = incomplete_path(path, path.suffix)
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+OUTPUTS_INCOMPLETE = "OUTPUTS-INCOMPLETE.txt"
+"""In `out` from the moment the new tables replace the old until the report and the STAC catalog are
+replaced too: a run stopped between them (a full disk, a kill) leaves tables of one run beside a
+report and catalog of an earlier one, and this file says so."""
+
+
+def _incomplete_notice(provenance: dict) -> str:
+    return (f"The run of {provenance.get('created')} (config {provenance.get('config_hash')}) stopped after replacing "
+            "tables/, outlines.* and provenance.json and before replacing report/, masks/ and stac/: those still "
+            "show an earlier run and do not match the tables. Run the same glacierwatch command again: it finishes "
+            "the outputs and removes this file.\n")
 
 
 def _provenance(
@@ -343,6 +377,9 @@ def run_study(
         provenance["scale_offset"] = scale_offset  # per sensor and item: reflectance = DN * scale + offset, and the rule
         if (note := analysis_changed(out / "provenance.json", cfg)) is not None:
             console.print(f"note: {note}", markup=False, highlight=False)
+        notice = out / OUTPUTS_INCOMPLETE
+        if publish:  # until the report and catalog match the new tables, the folder says it does not hold one run's outputs
+            _write_text_whole(notice, _incomplete_notice(provenance))
         _write_outputs(out, tables, outlines, provenance)
         if publish:
             with stage("report"):
@@ -365,7 +402,8 @@ def run_study(
                     provenance=provenance,
                 )
         provenance["timings_s"] = dict(stage.seconds)
-        (out / "provenance.json").write_text(redact(json.dumps(provenance, indent=1, default=str)))
+        _write_provenance(out, provenance)
+        notice.unlink(missing_ok=True)
     return RunResult(out, url, tables, outlines, provenance, dict(stage.seconds))
 
 

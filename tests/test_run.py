@@ -251,3 +251,49 @@ def test_a_run_says_when_its_analysis_settings_revise_what_the_last_run_publishe
     assert analysis_changed(previous, load_config()) is None
     note = analysis_changed(previous, load_config(analysis={"threshold": 150}))
     assert note.startswith("analysis settings differ from the last run into this folder (threshold 128 -> 150)")
+
+
+def test_a_run_stopped_while_writing_its_outputs_leaves_no_build_and_says_what_is_stale(small_run, run_client, tmp_path,
+                                                                                        monkeypatch):
+    """A full disk (1) while the tables are written: the last tables stay, no half-written build is left
+    to hold the space; (2) in the report: the new tables are in and the report and catalog are an
+    earlier run's, which OUTPUTS-INCOMPLETE.txt says until a run finishes them."""
+    import errno
+    import shutil
+
+    import pipeline.outputs.report
+    import pipeline.run
+    from pipeline.run import OUTPUTS_INCOMPLETE
+
+    cfg, result = small_run
+    out = tmp_path / "out"
+    shutil.copytree(result.out, out)
+    console = Console(file=open(tmp_path / "log.txt", "w"))
+    tables_before, report_before = _files(out, "tables"), _files(out, "report")
+    full = OSError(errno.ENOSPC, "No space left on device")
+
+    def half_then_full(tables, folder):
+        folder.mkdir(parents=True)
+        (folder / "areas.csv").write_text("glacier_id\n1\n")
+        raise full
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline.run, "write_tables", half_then_full)
+        with pytest.raises(OSError, match="No space"):
+            run_study(cfg, out, client=run_client, console=console)
+    assert _files(out, "tables") == tables_before
+    assert not [p.name for p in out.iterdir() if "incomplete" in p.name]
+
+    def report_full(*args, **kwargs):
+        raise full
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline.outputs.report, "write_report", report_full)
+        with pytest.raises(OSError, match="No space"):
+            run_study(cfg, out, client=run_client, console=console)
+    notice = (out / OUTPUTS_INCOMPLETE).read_text()
+    assert "report/" in notice and "Run the same glacierwatch command again" in notice
+    assert _files(out, "report") == report_before
+    assert not [p.name for p in out.iterdir() if "incomplete" in p.name and p.name != OUTPUTS_INCOMPLETE]
+    run_study(cfg, out, client=run_client, console=console)
+    assert not (out / OUTPUTS_INCOMPLETE).exists() and (out / "report" / "index.html").is_file()
