@@ -64,3 +64,15 @@ def test_a_config_made_from_the_printed_one_writes_its_store_under_out(tmp_path)
     again = tmp_path / "again.yaml"
     again.write_text(runner.invoke(app, ["config", "-c", str(printed)]).output)
     assert store_url_for(load_config(again), tmp_path / "yh-out") == "s3://bucket/yh.zarr"
+
+
+def test_a_full_or_read_only_disk_says_where_and_what_to_do(capsys):
+    import errno
+
+    from pipeline.cli.errors import report
+
+    report(OSError(errno.ENOSPC, "No space left on device"))
+    report(OSError(errno.EROFS, "Read-only file system", "/data/out/store.zarr/run/update.lock"))
+    text = " ".join(capsys.readouterr().err.split())
+    assert "No space left on device: free space there" in text and "run the same command again" in text
+    assert "Read-only file system: '/data/out/store.zarr/run/update.lock'" in text and "a writable folder" in text

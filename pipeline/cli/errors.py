@@ -6,6 +6,7 @@ exception becomes a message. `fail` is how a command refuses its input itself.
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 import threading
@@ -103,12 +104,31 @@ def is_input_error(err: BaseException) -> bool:
     return isinstance(err, known)
 
 
+_STORAGE_ADVICE = {
+    errno.ENOSPC: "free space there (or give --out / the config's store another disk)",
+    errno.EDQUOT: "free space within your quota there (or give --out / the config's store another disk)",
+    errno.EROFS: "that filesystem is mounted read-only: give --out (and the config's store) a writable folder",
+    errno.EACCES: "you may not write there: give --out (and the config's store) a folder you can write",
+}
+
+
+def _storage_advice(err: BaseException) -> str | None:
+    """What to do about a full, read-only or forbidden disk; a run stopped by one resumes where it stopped."""
+    advice = _STORAGE_ADVICE.get(getattr(err, "errno", None)) if isinstance(err, OSError) else None
+    if advice is None:
+        return None
+    where = f"writing {err.filename}: " if getattr(err, "filename", None) and str(err.filename) not in str(err) else ""
+    return f"{where}{advice}, then run the same command again (a run or an update resumes where it stopped)"
+
+
 def report(err: BaseException) -> None:
     """Print `err` as one `error:` line per problem (a pre-flight error has several)."""
     # Only a run's pre-flight raises PreflightError; importing it here would need torch (stats, plan must not).
     preflight = sys.modules.get("pipeline.preflight")
     raised_by_preflight = preflight is not None and isinstance(err, preflight.PreflightError)
     lines = err.problems if raised_by_preflight else [str(err).strip() or type(err).__name__]
+    if (advice := _storage_advice(err)) is not None:
+        lines = [f"{lines[0]}: {advice}"]
     if not is_input_error(err):
         lines = [f"internal error ({type(err).__name__}: {lines[0]}); rerun with --debug for the traceback and report it"]
     elif type(err).__module__.split(".")[0] not in ("catalog", "pipeline"):
