@@ -14,6 +14,7 @@ Each problem is one line that names the input and what to do; `PreflightError` c
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +88,16 @@ def store_url_for(cfg: Config, out: Path) -> str:
 
 
 def check_output_folder(out: Path) -> str | None:
-    """`out` is new, empty or marked as glacierwatch's own: a run never overwrites a user's files."""
+    """`out` is new, empty or marked as glacierwatch's own: a run never overwrites a user's files; it is
+    not inside a Zarr store (a run's outputs there grow the store's copies and syncs for good), and
+    this process can write where it would (a read-only disk failed the run after its pre-flight passed)."""
+    store = next((p for p in (out, *out.parents) if (p / "zarr.json").is_file() or (p / ".zgroup").is_file()), None)
+    if store is not None:
+        return f"--out {out} lies inside the Zarr store {store}: choose a folder outside it (e.g. beside it)"
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        return (f"--out {out}: {existing} cannot be written by this process (a read-only disk or no permission): "
+                "choose a folder you can write")
     if not out.exists():
         return None
     if not out.is_dir():

@@ -63,6 +63,23 @@ def test_run_check_on_the_default_area_not_yet_generated_writes_nothing(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+def test_out_inside_a_store_or_on_a_read_only_disk_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    import pipeline.preflight
+    from pipeline.preflight import check_output_folder
+
+    store = tmp_path / "good" / "store.zarr"
+    store.mkdir(parents=True)
+    (store / "zarr.json").write_text("{}")
+    assert "lies inside the Zarr store" in check_output_folder(store / "sub")
+    assert check_output_folder(tmp_path / "good" / "next") is None  # beside it
+    # a read-only disk (root passes permission bits, not a read-only mount: os.access answers for both)
+    monkeypatch.setattr(pipeline.preflight.os, "access", lambda path, mode: Path(path) != tmp_path)
+    problem = check_output_folder(tmp_path / "new" / "out")
+    assert problem is not None and f"{tmp_path} cannot be written" in problem
+    monkeypatch.undo()
+    assert check_output_folder(tmp_path / "new" / "out") is None
+
+
 def test_run_refuses_an_out_folder_holding_the_users_files(small_study_area, small_weights, tmp_path):
     small_run_config(small_study_area, small_weights, tmp_path)
     out = tmp_path / "thesis"
