@@ -34,7 +34,7 @@ import datetime as dt
 import json
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,17 @@ class _Stages:
         yield
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
         self.console.print(f"{name}: {self.seconds[name]:.1f} s", style="dim")
+
+
+@contextlib.contextmanager
+def _progress(console: Console, what: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar of `what` (units: a tile's year), as `on_progress(done, total)` moves it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def ensure_study_area(cfg: Config, console: Console, *, generate: bool = True) -> bool:
@@ -334,9 +345,9 @@ def run_study(
                 if resumed:
                     console.print(f"{sensor}: finishing {', '.join(map(str, resumed))}, left unfinished by an earlier run",
                                   markup=False, highlight=False)
-                summary = infer_to_store(
-                    cfg, sensor, weights[sensor]["file"], url, sorted({*years, *resumed}), client, take_lock=False, inputs=inputs
-                )
+                with _progress(console, f"{sensor} units") as on_progress:
+                    summary = infer_to_store(cfg, sensor, weights[sensor]["file"], url, sorted({*years, *resumed}), client,
+                                             take_lock=False, inputs=inputs, on_progress=on_progress)
                 written = sum(summary["years"].values())
                 console.print(f"{sensor}: {written} new units written, years {sorted(summary['years'])}")
                 skipped[sensor] = summary.get("skipped_scenes", [])

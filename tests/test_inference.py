@@ -456,8 +456,12 @@ def test_batches_run_at_most_in_flight_at_once_and_the_next_starts_when_any_is_d
     def batches(seconds, fail_at=None):
         return [[dask.delayed(_unit, pure=False)(i, s, i == fail_at)] for i, s in enumerate(seconds)]
 
-    inference.compute_batches(batches([0.05] * 6), run_client, None, in_flight=1)
+    shown = []
+    inference.compute_batches(batches([0.05] * 6), run_client, None, in_flight=1, on_progress=lambda *done: shown.append(done))
     assert state["most"] == 1 and finished == list(range(6))
+    assert shown == [(i, 6) for i in range(7)]  # the progress bar: each batch as it is done
+    inference.compute_batches(batches([0.05] * 5), None, "sync", in_flight=2, on_progress=lambda *done: shown.append(done))
+    assert shown[7:] == [(0, 5), (2, 5), (4, 5), (5, 5)]
     state["most"], finished[:] = 0, []
     inference.compute_batches(batches([1.0, 0.05, 0.05, 0.05, 0.05]), run_client, None, in_flight=2)
     assert state["most"] == 2 and finished[-1] == 0 and sorted(finished) == list(range(5))

@@ -40,7 +40,7 @@ import contextlib
 import functools
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -320,6 +320,7 @@ def infer_to_store(
     chunk_size: int | None = None,
     take_lock: bool = True,
     inputs: Any = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Compute `sensor`'s yearly probabilities for `cfg`'s region into the store at `store_url`.
 
@@ -329,6 +330,7 @@ def infer_to_store(
     nothing). With a distributed `client` whose workers have GPUs, the forward tasks ask for ``{"GPU": 1}``
     and run on CUDA (`device` None: CUDA where workers offer a GPU, else the CPU, whatever the client has).
     `take_lock=False`: the caller already holds the store's lock (a whole `glacierwatch update`).
+    `on_progress(done, total)`: after each unit (with the statics; a progress bar).
     Returns ``{"store", "sensor", "weights_sha256", "years": {year: units written}, "static": [...]}``, and
     ``skipped_scenes`` / ``scale_offset`` of every year of the store (each year's as the run that made it
     read it: `RegionStore.note_reads`).
@@ -442,7 +444,7 @@ def infer_to_store(
         terrain = cube["terrain_haloed"].data.to_delayed(optimize_graph=False)[0] if "terrain_haloed" in cube else None
         shared = [None if terrain is None else terrain[tile] for tile, _ in ordered] or [None]
         compute_batches(_unit_batches(ordered, static_tasks, free_work), client, scheduler, in_flight=_threads(client),
-                        shared=shared)
+                        shared=shared, on_progress=on_progress)
         made_from = {"glacier_id": {"inventory_sha256": inventory_digest}} if "glacier_id" in statics else {}
         store.mark_statics_complete(sensor, statics, attrs=made_from)
         inside = _skipped_windows(unreadable_reads(client, since=started), cube.attrs.get("asset_items", {}))
@@ -476,7 +478,8 @@ def _threads(client: Any) -> int:
 
 
 def compute_batches(batches: list[list], client: Any, scheduler: str | None, in_flight: int = 2,
-                    shared: Sequence[Delayed | None] | None = None) -> None:
+                    shared: Sequence[Delayed | None] | None = None,
+                    on_progress: Callable[[int, int], None] | None = None) -> None:
     """Compute `batches`, at most `in_flight` at a time, in order: on a distributed client the next
     batch is submitted as soon as any running one is done (dask runs earlier submissions first), so
     no thread idles at a batch's end waiting for a slower one, and memory stays bounded by
@@ -486,13 +489,16 @@ def compute_batches(batches: list[list], client: Any, scheduler: str | None, in_
     array's `to_delayed()`: a tile's terrain, which each of its years reads). On a distributed client it is computed once and
     kept from the submission of the first batch that names it until the last one is done, so the
     batches between them reuse it instead of computing it again; keep the batches that share one
-    together, or it is kept that long."""
+    together, or it is kept that long. `on_progress(done, total)`: after each batch (a progress bar)."""
+    progress = on_progress or (lambda done, total: None)
+    progress(0, len(batches))
     shared = list(shared) if shared is not None else [None] * len(batches)
     if len(shared) != len(batches):
         raise ValueError(f"{len(shared)} shared tasks for {len(batches)} batches: give one (or None) per batch")
     if client is None:  # a local scheduler: `in_flight` batches at a time
         for start in range(0, len(batches), max(1, in_flight)):
             dask.compute(*(task for batch in batches[start : start + in_flight] for task in batch), scheduler=scheduler)
+            progress(min(start + max(1, in_flight), len(batches)), len(batches))
         return
     from distributed import as_completed
 
@@ -503,7 +509,12 @@ def compute_batches(batches: list[list], client: Any, scheduler: str | None, in_
     left: dict[int, int] = {}  # running batch -> its futures not yet done
     done = as_completed(loop=client.loop)
 
+    completed = 0
+
     def finished(index: int) -> None:
+        nonlocal completed
+        completed += 1
+        progress(completed, len(batches))
         task = shared[index]
         if task is not None and last[task.key] == index:
             held.pop(task.key, None)  # batches still running that use it keep it until they are done
