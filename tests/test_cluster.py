@@ -397,6 +397,37 @@ def test_local_cluster_without_gpus_offers_none_and_an_address_connects_to_it():
         assert local.scheduler.address in out2.getvalue() and "Dask dashboard:" in out2.getvalue()
 
 
+def test_a_scheduler_without_workers_that_can_run_glacierwatch_fails_in_time_naming_them(monkeypatch):
+    """A scheduler the user started with no workers, or only workers from an environment without
+    glacierwatch (their every task fails, and the scheduler drops them): the run waited for ever."""
+    from distributed import LocalCluster
+
+    import pipeline.scale.cluster.resources as resources
+    import pipeline.scale.cluster.start as start
+
+    monkeypatch.setattr(start, "ADDRESS_WORKERS_TIMEOUT_S", 2.0)
+    console, out = _console()
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as empty:
+        with pytest.raises(ClusterError, match=r"no worker connected within 2 s .*start workers from glacierwatch's environment"):
+            with start_cluster({"kind": "address", "address": empty.scheduler.address}, console=console):
+                pass
+    with LocalCluster(n_workers=2, processes=False, dashboard_address=":0") as two:
+        with start_cluster({"kind": "address", "address": two.scheduler.address}, console=console) as client:
+            assert resources.workers_without_glacierwatch(client) == {}  # workers of this environment can
+        first = sorted(two.scheduler.workers)[0]
+        monkeypatch.setattr(resources, "workers_without_glacierwatch",
+                            lambda client: {first: "ModuleNotFoundError: No module named 'numpy'"})
+        with start_cluster({"kind": "address", "address": two.scheduler.address}, console=console) as client:
+            assert client.submit(sum, [1, 2]).result() == 3
+        said = " ".join(out.getvalue().split())
+        assert "which the run goes on without" in said and first in said and "numpy" in said
+        monkeypatch.setattr(resources, "workers_without_glacierwatch",
+                            lambda client: dict.fromkeys(client.scheduler_info(n_workers=-1)["workers"], "ModuleNotFoundError"))
+        with pytest.raises(ClusterError, match="no worker of the Dask scheduler at .* can import glacierwatch"):
+            with start_cluster({"kind": "address", "address": two.scheduler.address}, console=console):
+                pass
+
+
 # ---------------------------------------------------------------- start-up failures: fast, one line, nothing written
 
 @pytest.fixture

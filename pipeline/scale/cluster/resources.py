@@ -11,15 +11,47 @@ import time
 from pipeline.scale.cluster.specs import GPU_RESOURCE, ClusterError
 
 
-def wait_for_workers(client, n: int, timeout: float, what: str) -> None:
+def wait_for_workers(client, n: int, timeout: float, what: str,
+                     advice: str = "check the queue or pods (squeue / kubectl get pods), raise the start_timeout_s") -> None:
     """Wait up to `timeout` s for `n` workers: a cluster that never gets any must not hang the run."""
     try:
         client.wait_for_workers(n, timeout=timeout)
     except (TimeoutError, OSError) as err:
         raise ClusterError(
-            f"{what}: no worker connected within {timeout:g} s ({type(err).__name__}): check the queue or pods "
-            "(squeue / kubectl get pods), raise the start_timeout_s, or use --cluster local"
+            f"{what}: no worker connected within {timeout:g} s ({type(err).__name__}): {advice}, or use --cluster local"
         ) from None
+
+
+def _imports_glacierwatch() -> bool:
+    """On a worker: glacierwatch's packages import there (unpickling this function already needs them)."""
+    import catalog.reads  # noqa: F401
+    import pipeline.inference  # noqa: F401
+
+    return True
+
+
+def workers_without_glacierwatch(client) -> dict[str, str]:
+    """Connected workers that cannot run glacierwatch's tasks (started from another environment), with why:
+    each fails every task it is given and the scheduler drops it, and a scheduler whose workers all
+    do so leaves the run waiting for ever."""
+    answers = client.run(_imports_glacierwatch, on_error="return")
+    return {address: f"{type(answer).__name__}: {answer}" for address, answer in answers.items() if answer is not True}
+
+
+def check_address_workers(client, address: str, timeout: float, console) -> None:
+    """A scheduler the user started has workers, and they can import glacierwatch: else ClusterError within
+    `timeout` s (a run on it waited for ever, silent); the workers that cannot are named."""
+    wait_for_workers(client, 1, timeout, f"the Dask scheduler at {address}",
+                     advice=f"start workers from glacierwatch's environment (`dask worker {address}`)")
+    broken = workers_without_glacierwatch(client)
+    if not broken:
+        return
+    said = "; ".join(f"{worker} ({why})" for worker, why in sorted(broken.items()))
+    fix = "start them from an environment with glacierwatch installed (the same version as here)"
+    if len(broken) == len(client.scheduler_info(n_workers=-1)["workers"]):
+        raise ClusterError(f"no worker of the Dask scheduler at {address} can import glacierwatch: {said}: {fix}")
+    console.print(f"warning: workers that cannot import glacierwatch, which the run goes on without: {said}: {fix}",
+                  markup=False, highlight=False)
 
 
 def worker_resources(client) -> dict[str, dict[str, float]]:

@@ -25,12 +25,14 @@ from catalog.redact import redact
 from pipeline.scale.cluster.allocator import allocator_environ
 from pipeline.scale.cluster.kubernetes import kube_cluster, kube_config_found
 from pipeline.scale.cluster.local import local_cluster, plan_local
-from pipeline.scale.cluster.resources import check_gpu_workers, wait_for_gpu_worker, wait_for_workers
+from pipeline.scale.cluster.resources import check_address_workers, check_gpu_workers, wait_for_gpu_worker, wait_for_workers
 from pipeline.scale.cluster.slurm import check_submission, effective_slurm_spec, slurm_cluster
 from pipeline.scale.cluster.specs import KINDS, WORKER_CONFIG, ClusterError, ClusterSpec
 
 # How long a scheduler address may take to accept a connection before the run gives up.
 CONNECT_TIMEOUT_S = 10.0
+# A scheduler the user started may still be bringing its workers up (an adaptive deployment, a queue).
+ADDRESS_WORKERS_TIMEOUT_S = 120.0
 # Schemes `distributed` connects with; inproc:// is an in-process scheduler (tests, notebooks).
 ADDRESS_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
 
@@ -198,6 +200,7 @@ def start_cluster(spec: ClusterSpec | Mapping[str, Any] | Any = None, *, console
                     f"no Dask scheduler answered at {redact(spec.address)} ({type(err).__name__}): start one "
                     "(`dask scheduler`), check the address, or use --cluster local"
                 ) from None
+            check_address_workers(client, redact(spec.address), ADDRESS_WORKERS_TIMEOUT_S, console)
             where = f"scheduler at {redact(spec.address)}"
         elif spec.kind == "local":
             plan = plan_local(spec.local)
