@@ -76,3 +76,25 @@ def test_a_full_or_read_only_disk_says_where_and_what_to_do(capsys):
     text = " ".join(capsys.readouterr().err.split())
     assert "No space left on device: free space there" in text and "run the same command again" in text
     assert "Read-only file system: '/data/out/store.zarr/run/update.lock'" in text and "a writable folder" in text
+
+
+def test_workers_killed_or_the_scheduler_lost_say_what_to_do_not_report_a_bug(capsys):
+    """A worker memory limit the network's forward does not fit, or a scheduler that died: before, both
+    were "internal error ... report it" with exit 1."""
+    from distributed import KilledWorker
+    from distributed.client import FutureCancelledError
+
+    from pipeline.cli.errors import is_input_error, report
+
+    from types import SimpleNamespace
+
+    killed = KilledWorker(("predict_piece-0123456789abcdef", 1, 0, 1), SimpleNamespace(address="tcp://10.0.0.9:40000"), 3)
+    lost = FutureCancelledError("write_unit_task-0123456789abcdef", "scheduler-connection-lost")
+    for err in (killed, lost):
+        assert is_input_error(err)
+        report(err)
+    text = " ".join(capsys.readouterr().err.split())
+    assert "internal error" not in text
+    assert "workers died one after another running predict_piece (4 workers in turn)" in text and "--memory-limit" in text
+    assert "connection to the Dask scheduler was lost (scheduler-connection-lost)" in text
+    assert text.count("it resumes where it stopped") == 2

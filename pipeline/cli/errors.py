@@ -101,7 +101,30 @@ def is_input_error(err: BaseException) -> bool:
 
     known: tuple[type[BaseException], ...] = (ValueError, OSError, LookupError, RuntimeError, yaml.YAMLError,
                                               rasterio.errors.RasterioError)
-    return isinstance(err, known)
+    return isinstance(err, known) or _cluster_failure(err) is not None
+
+
+_RESUMES = "then run the same command again: it resumes where it stopped"
+
+
+def _cluster_failure(err: BaseException) -> str | None:
+    """What to do when the cluster, not the input or the code, stopped the run: workers killed one after
+    another running one task (their memory limit, most often), or the scheduler gone."""
+    distributed = sys.modules.get("distributed")
+    if distributed is None:  # never imported: no cluster ran
+        return None
+    if isinstance(err, distributed.KilledWorker):
+        from dask.utils import key_split
+
+        return (f"the Dask workers died one after another running {key_split(err.task)} ({err.allowed_failures + 1} "
+                "workers in turn), most often for memory: give each worker more (cluster.local.memory_per_worker, "
+                "cluster.slurm.memory, cluster.kubernetes.memory, `dask worker --memory-limit`) or fewer threads, "
+                f"and see the workers' logs for why; {_RESUMES}")
+    reason = getattr(err, "reason", None)
+    if isinstance(err, distributed.client.FutureCancelledError) and reason and "connection-lost" in reason:
+        return (f"the connection to the Dask scheduler was lost ({reason}): the scheduler stopped, ran out of memory or "
+                f"the network dropped; check it (or use --cluster local), {_RESUMES}")
+    return None
 
 
 _STORAGE_ADVICE = {
@@ -127,11 +150,13 @@ def report(err: BaseException) -> None:
     preflight = sys.modules.get("pipeline.preflight")
     raised_by_preflight = preflight is not None and isinstance(err, preflight.PreflightError)
     lines = err.problems if raised_by_preflight else [str(err).strip() or type(err).__name__]
+    if (cluster := _cluster_failure(err)) is not None:
+        lines = [cluster]
     if (advice := _storage_advice(err)) is not None:
         lines = [f"{lines[0]}: {advice}"]
     if not is_input_error(err):
         lines = [f"internal error ({type(err).__name__}: {lines[0]}); rerun with --debug for the traceback and report it"]
-    elif type(err).__module__.split(".")[0] not in ("catalog", "pipeline"):
+    elif type(err).__module__.split(".")[0] not in ("catalog", "pipeline") and cluster is None:
         lines = [f"{type(err).__name__}: {line}" for line in lines]  # a library's error: say which kind
     for line in lines:
         errors.print(f"[bold red]error:[/] {escape(' '.join(line.split()))}", markup=True, highlight=False, soft_wrap=True)
