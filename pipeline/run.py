@@ -300,6 +300,7 @@ def run_study(
     from pipeline.inference.region import infer_to_store
     from pipeline.scale.cluster import start_cluster
     from pipeline.scale.cluster.memory import restart_worker_processes, trim_worker_memory
+    from pipeline.scale.cluster.resources import check_workers_reach_store
 
     console = console or Console()
     out = Path(out).resolve()
@@ -338,6 +339,7 @@ def run_study(
         client.as_current(),  # every compute below (statistics, outlines, masks) runs on this client
     ):
         store = RegionStore.create(url, grids, weights_sha256=digests)
+        check_workers_reach_store(client, store)  # before a chunk is written where this process never looks
         for sensor in sensors:
             with stage(f"search, composite and infer {sensor}"):
                 # a year an earlier run stopped in is finished first, whatever this run asks: left, it read as no ice

@@ -428,6 +428,25 @@ def test_a_scheduler_without_workers_that_can_run_glacierwatch_fails_in_time_nam
                 pass
 
 
+def test_workers_that_cannot_read_the_store_are_refused_before_they_write_where_no_one_looks(tmp_path):
+    """A store the workers do not share (here memory:// of this process, which worker processes have their
+    own of; on a cluster, a local path of the login node) had every chunk written where this process
+    never reads it: the run published those years as no ice."""
+    from distributed import Client, LocalCluster
+
+    from pipeline.scale.cluster.resources import check_workers_reach_store
+    from pipeline.store import RegionStore
+
+    local = RegionStore(str(tmp_path / "store.zarr"))
+    local.fs.makedirs(f"{local.root}/run", exist_ok=True)
+    island = RegionStore("memory://reach-test/store.zarr")
+    with LocalCluster(n_workers=1, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as client:
+        check_workers_reach_store(client, local)  # the same disk: passes
+        with pytest.raises(ClusterError, match=r"workers cannot read the store memory://reach-test/store.zarr .*FileNotFoundError"):
+            check_workers_reach_store(client, island)
+    assert not local.fs.glob(f"{local.root}/run/reach-*") and not island.fs.glob(f"{island.root}/run/reach-*")  # probes gone
+
+
 # ---------------------------------------------------------------- start-up failures: fast, one line, nothing written
 
 @pytest.fixture

@@ -111,3 +111,39 @@ def check_gpu_workers(client) -> None:
             "install the torch build for the nodes' NVIDIA driver (nvidia-smi shows it; e.g. pip install torch "
             "--index-url https://download.pytorch.org/whl/cu126), or run the networks on CPU workers"
         )
+
+
+def _reads_token(url: str, storage_options: dict, path: str, token: str) -> str | None:
+    """On a worker: None when `path` of the store at `url` holds `token`, else what it saw instead."""
+    import fsspec
+
+    try:
+        fs, _ = fsspec.core.url_to_fs(url, **storage_options)
+        seen = fs.cat_file(path).decode()
+    except Exception as err:  # noqa: BLE001 - any failure to read is the answer
+        return f"{type(err).__name__}: {err}"
+    return None if seen == token else "another file there"
+
+
+def check_workers_reach_store(client, store) -> None:
+    """Every worker reads what this process writes into `store` (a RegionStore): a local path the workers'
+    machines do not share, or object storage without their credentials, had them write every chunk where
+    this process never looks, and the run published those years as no ice. ClusterError names them."""
+    import uuid
+
+    token = uuid.uuid4().hex
+    path = f"{store.root}/run/reach-{token}"
+    store.fs.pipe_file(path, token.encode())
+    try:
+        answers = client.run(_reads_token, store.url, dict(store.storage_options), path, token, on_error="return")
+    finally:
+        store.fs.rm_file(path)
+    blind = {worker: str(answer) for worker, answer in answers.items() if answer is not None}
+    if blind:
+        said = "; ".join(f"{worker} ({why})" for worker, why in sorted(blind.items()))
+        raise ClusterError(
+            f"workers cannot read the store {store.url} as this process writes it: {said}: put the store where every "
+            "worker sees it (a filesystem the nodes share, or object storage such as s3://... with the workers' "
+            "credentials) with the config's `store:`"
+        )
+
