@@ -288,6 +288,7 @@ def run_study(
     console: Console | None = None,
     publish: bool = True,
     restart_workers: bool | None = None,
+    redo: Sequence[int] = (),
 ) -> RunResult:
     """Run (or update) the study described by `cfg` into `out`; see the module docstring.
 
@@ -296,6 +297,8 @@ def run_study(
     `restart_workers`: give the statistics fresh worker processes, without the networks' memory
     (`pipeline.scale.cluster.memory`); default: when this run started its workers (no `client`,
     `cluster.kind` not ``address``), as others' workers may hold their data.
+    `redo`: stored years made again from the scenes found now (late or reprocessed scenes, a damaged
+    chunk): reset under the store's lock, then inferred as an unfinished year is.
     """
     from pipeline.inference.region import infer_to_store
     from pipeline.scale.cluster import start_cluster
@@ -340,6 +343,10 @@ def run_study(
     ):
         store = RegionStore.create(url, grids, weights_sha256=digests)
         check_workers_reach_store(client, store)  # before a chunk is written where this process never looks
+        for sensor in store.sensors():
+            for year in sorted(set(redo) & set(store.years(sensor))):
+                store.reset_year(sensor, year)
+                console.print(f"{sensor}: {year} is made again (--redo)", markup=False, highlight=False)
         for sensor in sensors:
             with stage(f"search, composite and infer {sensor}"):
                 # a year an earlier run stopped in is finished first, whatever this run asks: left, it read as no ice

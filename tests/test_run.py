@@ -297,3 +297,31 @@ def test_a_run_stopped_while_writing_its_outputs_leaves_no_build_and_says_what_i
     assert not [p.name for p in out.iterdir() if "incomplete" in p.name and p.name != OUTPUTS_INCOMPLETE]
     run_study(cfg, out, client=run_client, console=console)
     assert not (out / OUTPUTS_INCOMPLETE).exists() and (out / "report" / "index.html").is_file()
+
+
+def test_update_redo_makes_a_stored_year_again_and_leaves_the_others(small_run, run_client, tmp_path):
+    """Scenes published after a year was made (or reprocessed, or a damaged chunk): before, the way to
+    make it again was a python one-liner in an error message."""
+    import io
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    cfg, result = small_run
+    out = tmp_path / "out"
+    shutil.copytree(result.out, out)
+    before = _files(out, "store.zarr")
+    log = io.StringIO()
+    again = run_study(cfg, out, years=[2021], redo=[2021], client=run_client, console=Console(file=log, width=200), publish=False)
+    said = log.getvalue()
+    assert "sentinel-2: 2021 is made again (--redo)" in said and "landsat: 2021 is made again (--redo)" in said
+    assert "sentinel-2: 0 new units written" not in said and "new units written, years [2021]" in said
+    after = _files(out, "store.zarr")
+    chunks_2020 = [k for k in before if "/probability/c/0/" in k]  # year index 0: 2020
+    assert chunks_2020 and all(after[k] == before[k] for k in chunks_2020)
+    pd.testing.assert_frame_equal(again.tables["areas"], result.tables["areas"])  # the same scenes: the same year
+    config = Path(cfg.base_dir) / "config.yaml"
+    absent = CliRunner().invoke(app, ["update", "-c", str(config), "--year", "2022", "--redo", "--out", str(out)])
+    assert absent.exit_code == 2 and "nothing to make again" in " ".join(absent.output.split())

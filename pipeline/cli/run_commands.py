@@ -62,12 +62,13 @@ def check_inputs(cfg: Config, out: Path) -> None:
     console.print("pre-flight passed: `glacierwatch run` without --check starts the run")
 
 
-def run_and_summarise(cfg: Config, out: Path, years: list[int] | None) -> None:
-    """Run the study (all years, or `years` only), then print its summary, stage times and warnings."""
+def run_and_summarise(cfg: Config, out: Path, years: list[int] | None, redo: list[int] | None = None) -> None:
+    """Run the study (all years, or `years` only; `redo`: stored years made again), then print its summary,
+    stage times and warnings."""
     from pipeline.glaciers.summary import summary_table
     from pipeline.run import run_study
 
-    result = run_study(cfg, out, years=years, console=console)
+    result = run_study(cfg, out, years=years, console=console, redo=redo or ())
     summary = summary_table(result.tables)
     table = Table(title=f"{cfg.region.name}: glacier area, change and retreat")
 
@@ -171,6 +172,9 @@ def update(
     out: OutOption = Path("glacierwatch-out"),
     cluster: ClusterOption = None,
     check: CheckOption = False,
+    redo: Annotated[bool, typer.Option(
+        "--redo", help="make the stored --year again from the scenes found now (scenes published late or reprocessed, "
+        "a damaged chunk); other years untouched")] = False,
 ) -> None:
     """Annual update: add one year to the store (earlier years untouched), then recompute every table."""
     require_model()
@@ -180,11 +184,11 @@ def update(
     except ValidationError as err:
         fail(f"--year {year}: {err.errors()[0]['msg'].removeprefix('Value error, ')}")
     cfg = with_cluster(cfg, cluster)
-    require_store(cfg, out, year)
-    check_inputs(cfg, out) if check else run_and_summarise(cfg, out, [year])
+    require_store(cfg, out, year, redo=redo)
+    check_inputs(cfg, out) if check else run_and_summarise(cfg, out, [year], redo=[year] if redo else None)
 
 
-def require_store(cfg: Config, out: Path, year: int) -> None:
+def require_store(cfg: Config, out: Path, year: int, *, redo: bool = False) -> None:
     """An update adds a year to a store `run` made: without one it made a store of that year alone, and
     tables of it, under a schedule that had lost its --out or its config's `store:`. A year before the
     store's last cannot be added (it would be inserted before later years): said before any search."""
@@ -206,9 +210,11 @@ def require_store(cfg: Config, out: Path, year: int) -> None:
         console.print(f"note: the store's last year is {gaps[0] - 1}: {', '.join(map(str, gaps))} will be missing from the series "
                       f"for good (a year can only be added after the last); add {gaps[0]} first to keep them",
                       markup=False, highlight=False)
-    if stored and all(year in y for y in stored.values()):
-        console.print(f"note: {year} is already in the store: only what is unfinished is inferred; the tables are made again",
-                      markup=False, highlight=False)
+    if redo and not any(year in y for y in stored.values()):
+        fail(f"--redo: {year} is not in the store at {url}, so there is nothing to make again: drop --redo to add it")
+    if stored and all(year in y for y in stored.values()) and not redo:
+        console.print(f"note: {year} is already in the store: only what is unfinished is inferred; the tables are made "
+                      "again (--redo makes the year again from the scenes found now)", markup=False, highlight=False)
 
 
 def plan(

@@ -126,10 +126,9 @@ class RegionStore(UnitWrites):
                 raise StoreError(
                     f"store at {self.url} holds {sensor} {year} made from {len(recorded)} scenes; this run "
                     f"found {len(scenes)} ({len(set(scenes) - set(recorded))} new, "
-                    f"{len(set(recorded) - set(scenes))} missing): to recompute the year reset it first, "
-                    f"python -c \"from pipeline.store import RegionStore; RegionStore.open('{self.url}')"
-                    f".reset_year({sensor!r}, {year})\", then run the same command again; to keep the stored "
-                    f"year, leave {year} out of the config's years"
+                    f"{len(set(recorded) - set(scenes))} missing): to make the year again from the scenes found "
+                    f"now, `glacierwatch update --year {year} --redo` (with the run's --out and config); to keep the "
+                    f"stored year, leave {year} out of the config's years"
                 )
             if recorded is None:  # after reset_year: record the scenes of the recomputation
                 records[str(year)] = _record(scenes, config_hash, method)
