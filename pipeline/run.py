@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -53,7 +54,7 @@ from pipeline.glaciers.inventory import attach_inventory_ids, inventory_ids, inv
 from pipeline.glaciers.outline_stats import write_tables
 from pipeline.outputs.replace import incomplete_path, replace_dir
 from pipeline.preflight import RunInputs, check_settings, claim_output_folder, preflight
-from pipeline.store import RegionStore
+from pipeline.store import RegionStore, StoreError
 
 DEFAULT_OUT = "glacierwatch-out"
 
@@ -377,10 +378,15 @@ def run_study(
                               markup=False, highlight=False)
                 restart_worker_processes(client)
             truth = truth_dir_for(cfg, sensors)
-            tables, outlines, mask_tiles = analyse_store(  # the published masks come from the same read of the maps
-                store, cfg.analysis, sensors=sensors, truth_dir=truth, models={s: w["architecture"] for s, w in weights.items()},
-                with_masks=publish, inventory_years=inventory_years(inputs.inventory) if inputs.inventory is not None else None,
-            )
+            try:
+                tables, outlines, mask_tiles = analyse_store(  # the published masks come from the same read of the maps
+                    store, cfg.analysis, sensors=sensors, truth_dir=truth, models={s: w["architecture"] for s, w in weights.items()},
+                    with_masks=publish, inventory_years=inventory_years(inputs.inventory) if inputs.inventory is not None else None,
+                )
+            except Exception as err:
+                if (damaged := _damaged_chunks(err, store, sensors, console)) is not None:
+                    raise StoreError(damaged) from err
+                raise
             tables = count_skipped_scenes(tables, skipped)
             if truth is not None and len(tables.get("areas", ())):  # the synthetic area: against the generator's parameters
                 finest = grids[min(sensors, key=lambda s: grids[s].resolution)]
@@ -425,6 +431,30 @@ def run_study(
         _write_provenance(out, provenance)
         notice.unlink(missing_ok=True)
     return RunResult(out, url, tables, outlines, provenance, dict(stage.seconds))
+
+
+_UNDECODABLE = re.compile(r"decompress|zstd|codec|checksum|crc32", re.IGNORECASE)
+
+
+def _damaged_chunks(err: BaseException, store: RegionStore, sensors: Sequence[str], console: Console) -> str | None:
+    """What to do when the statistics could not decode the store (a file damaged after it was written,
+    which stopped every later run with a bare codec error): the damaged chunks, and the command that
+    makes their years again. None when `err` is no decoding failure or no chunk is found damaged."""
+    if not _UNDECODABLE.search(f"{type(err).__name__}: {err}"):
+        return None
+    console.print("the store did not decode: looking for damaged chunks, one by one ...", markup=False, highlight=False)
+    damaged = store.undecodable_chunks(sensors)
+    if not damaged:
+        return None
+    said = "; ".join(f"{s}/{name}{'' if year is None else f' {year}'} chunk {tuple(index)}" for s, name, year, index in damaged[:10])
+    more = f" and {len(damaged) - 10} more" if len(damaged) > 10 else ""
+    years = sorted({year for *_, year, _ in damaged if year is not None})
+    static = any(year is None for *_, year, _ in damaged)
+    todo = [f"`glacierwatch update --year {y} --redo` (with this run's --out and config)" for y in years]
+    if static:
+        todo.append("a new store for the terrain layers (store: ..., or move this one away): they are made once per store")
+    return (f"store {store.url} holds chunks that cannot be read back ({said}{more}): a file damaged after it was written "
+            f"(a disk or a copy). Make them again: {'; '.join(todo)}, or restore the store from a backup")
 
 
 def count_skipped_scenes(tables: dict[str, pd.DataFrame], skipped: dict[str, list[dict]]) -> dict[str, pd.DataFrame]:

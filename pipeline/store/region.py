@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import zarr
 
 from catalog.grid import TargetGrid
@@ -19,6 +20,7 @@ from pipeline.store.layout import (
     DEFAULT_CHUNK,
     LAYOUT_VERSION,
     RUN_GROUP,
+    STATIC_LAYERS,
     YEARLY_LAYERS,
     add_missing_yearly_layers,
     create_sensor_group,
@@ -153,6 +155,27 @@ class RegionStore(UnitWrites):
             if layer.shape[0] < years_arr.shape[0]:
                 layer.resize((years_arr.shape[0], *layer.shape[1:]))
         return index
+
+    def undecodable_chunks(self, sensors: Iterable[str] | None = None) -> list[tuple[str, str, int | None, tuple[int, ...]]]:
+        """(sensor, array, year or None for a static layer, chunk index) of every chunk that cannot be read
+        back: a file damaged after it was written (a disk or a copy; a write a run stopped in is redone by
+        the manifest). Reads the arrays chunk by chunk: for after a whole read failed to decode."""
+        damaged = []
+        for sensor in sensors or self.sensors():
+            years = self.years(sensor)
+            for name in (*YEARLY_LAYERS, *STATIC_LAYERS):
+                try:
+                    array = self.array(f"{sensor}/{name}")
+                except FileNotFoundError:  # a layer this store has not got (zarr's ArrayNotFoundError is one)
+                    continue
+                for index in np.ndindex(*array.cdata_shape):
+                    try:
+                        array.get_block_selection(index)
+                    except Exception:  # noqa: BLE001 - whatever the codec raises, the chunk cannot be read
+                        yearly = name in YEARLY_LAYERS
+                        year = years[index[0]] if yearly and index[0] < len(years) else None
+                        damaged.append((sensor, name, year, index[1:] if yearly else index))
+        return damaged
 
     def reset_year(self, sensor: str, year: int) -> None:
         """Mark every unit of one year pending again (its chunks are rewritten by the next run)."""
