@@ -174,7 +174,8 @@ class Analysis(StrictModel):
         "tongue the map lost or gained that year, or a surge (pipeline.glaciers.plausibility)",
     )
     min_mapping_unit_km2: float = Field(
-        0.01, ge=0, description="detached parts of a mapped glacier smaller than this are dropped (area and front); "
+        0.01, ge=0, description="detached parts of a mapped glacier smaller than this, more than 1.5 pixels from its body, are "
+        "dropped (area and front); "
         "larger ones are kept in the area and reported as fragments, never used as the front"
     )
     flag_sigma: float = Field(

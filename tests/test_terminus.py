@@ -333,18 +333,22 @@ def test_glacier_body_is_the_largest_part_on_the_inventory_and_small_fragments_d
 
 def test_a_tongue_cut_off_by_one_line_of_unmapped_pixels_stays_in_the_body():
     # 10 m pixels: the tongue's lowest 0.018 km² behind a gap of one pixel (10 m), a block 50 m in
-    # front of it (a fragment), and a 0.002 km² speck 10 m beside the tongue (below the minimum
-    # mapping unit: dropped wherever it lies)
+    # front of it (a fragment), a 0.002 km² speck 10 m beside the tongue (the body's: below the minimum
+    # mapping unit, but one pixel from it) and one 100 m beside it (dropped)
     body = box(0, 0, 1000, 300)
     cut = box(1010, 0, 1070, 300)
     block = box(1120, 50, 1320, 250)
-    speck = box(500, 310, 540, 360)
+    speck, far = box(500, 310, 540, 360), box(200, 400, 240, 450)
     join = BODY_GAP_PX * 10.0
-    parts = glacier_parts(shapely.union_all([body, cut, block, speck]), body, 0.01e6, join)
-    assert parts.main.equals(body) and [p.equals(cut) for p in parts.joined] == [True]
-    assert parts.body.area == pytest.approx(body.area + cut.area)
+    parts = glacier_parts(shapely.union_all([body, cut, block, speck, far]), body, 0.01e6, join)
+    assert parts.main.equals(body) and sorted(p.area for p in parts.joined) == [2000.0, 18_000.0]
+    assert parts.body.area == pytest.approx(body.area + cut.area + speck.area)
     assert [p.area for p in parts.fragments] == [40_000.0] and [p.area for p in parts.dropped] == [2000.0]
-    assert parts.kept.area == pytest.approx(body.area + cut.area + block.area)
+    assert parts.dropped[0].equals(far)
+    assert parts.kept.area == pytest.approx(body.area + cut.area + speck.area + block.area)
+    # a pixel that touches the body at a corner only (a separate part of the 4-connected outline) is the body's
+    corner = box(1000, 300, 1010, 310)
+    assert glacier_parts(shapely.union_all([body, corner]), body, 0.01e6, join).dropped == []
     # a diagonal gap of one pixel (14.1 m) joins, two pixels (20 m) do not; joins chain
     diagonal = box(1010, 310, 1110, 410)
     chained = box(1120, 310, 1220, 410)

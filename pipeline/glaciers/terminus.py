@@ -95,7 +95,7 @@ sub-pixel shifts had been tried before and read worse (84 %, mean abs. 1.10 m/a)
 Fragments. Fronts come from the glacier's body (`glacier_parts`): the largest mapped part that
 overlaps the inventory outline, so a detached snow patch or dead-ice block never carries the
 front; parts below a minimum mapping unit are dropped, larger ones are reported as fragments.
-Parts within ``BODY_GAP_PX`` (1.5) pixels of the body are the body: one line of unmapped pixels
+Parts within ``BODY_GAP_PX`` (1.5) pixels of the body are the body, whatever their size: one line of unmapped pixels
 across a debris-covered tongue (Sentinel-2, glacier 16 of the embedded area, 2021 and 2022: gaps
 of 10 and 14 m) had cut its lowest 0.016-0.018 km² off and moved the front 190 m up-glacier; a
 block 50 m in front of the front stays a fragment at 10 m and at 30 m.
@@ -607,19 +607,20 @@ def glacier_parts(outline: BaseGeometry, inventory: BaseGeometry | None = None,
 
     The main part is the largest connected part that overlaps ``inventory`` (the glacier's inventory
     outline; without one, or when no part overlaps it, the largest part). With ``join_m`` > 0, parts
-    of at least ``min_area_m2`` at most that far from it, or from a part so joined, belong to the
-    body too (``BODY_GAP_PX`` pixels: a debris-covered tongue cut off by a line of unmapped pixels);
-    smaller parts are dropped wherever they lie, specks never carry a front. Fronts are taken from the
-    body, so a snow patch or dead-ice block in front of the glacier never moves the front, and a
-    debris-covered tongue mapped as glacier counts when it is joined to the body. The other parts
-    are fragments: kept (reported, in the area) from ``min_area_m2`` up, dropped below it.
+    at most that far from it, or from a part so joined, belong to the body too, whatever their size
+    (``BODY_GAP_PX`` pixels: a debris-covered tongue cut off by a line of unmapped pixels, and the
+    pixels that touch the body only at a corner, which the 4-connected outlines split off: dropped as
+    specks, they took ice off the glacier's own edge). Fronts are taken from the body, so a snow patch
+    or dead-ice block in front of the glacier never moves the front, and a debris-covered tongue mapped
+    as glacier counts when it is joined to the body. The other parts are fragments: kept (reported, in
+    the area) from ``min_area_m2`` up, dropped below it.
     """
     parts = sorted((p for p in shapely.get_parts(outline) if p.area > 0), key=lambda p: p.area, reverse=True)
     if not parts:
         raise ValueError("the mapped outline is empty: no glacier body to take a front from")
     touching = [p for p in parts if inventory is not None and p.intersects(inventory)] or parts
     main = touching[0]
-    rest = [p for p in parts if p is not main and p.area >= min_area_m2]
+    rest = [p for p in parts if p is not main]
     joined: list = []
     while join_m > 0 and rest:
         near = shapely.distance(np.array(rest, dtype=object), shapely.union_all([main, *joined])) <= join_m
@@ -627,4 +628,4 @@ def glacier_parts(outline: BaseGeometry, inventory: BaseGeometry | None = None,
             break
         joined += [p for p, n in zip(rest, near) if n]
         rest = [p for p, n in zip(rest, near) if not n]
-    return GlacierParts(main, joined, rest, [p for p in parts if p is not main and p.area < min_area_m2])
+    return GlacierParts(main, joined, [p for p in rest if p.area >= min_area_m2], [p for p in rest if p.area < min_area_m2])
