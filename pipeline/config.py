@@ -185,7 +185,8 @@ class Analysis(StrictModel):
     max_unobserved: float = Field(
         0.1, ge=0, le=1,
         description="a glacier-year (or the region's year) whose outline is unobserved (cloud in every scene, DEM void) "
-        "over more than this share is flagged and left out of change rates, trends and retreat, never counted as loss",
+        "over more than this share is flagged and left out of change rates, trends and retreat, never counted as loss; "
+        "a year whose tongue (lowest fifth of the glacier's outlines) is unobserved over it gives no front",
     )
     max_index_disagreement: float = Field(
         0.5, ge=0, le=1,

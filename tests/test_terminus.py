@@ -551,3 +551,24 @@ def test_the_centre_lines_are_the_axis_line_and_its_neighbours_among_the_front_l
     assert central_lines(lines, 1).tolist() == [2]
     assert central_lines(lines, 0).tolist() == lines.tolist()  # no front line near it: all of them
     assert central_lines(lines, None).tolist() == lines.tolist()
+
+
+def test_a_front_under_cloud_is_no_front():
+    """10 m pixels, a glacier flowing east down a slope: 2020 reaches x = 800 m, 2021 x = 600 m as mapped,
+    with every look of 2021 clouded east of x = 600 m. The glacier's zone was 4 % unobserved in the
+    helper's case (under its threshold), yet the 2021 "front" is where the cloud began: 283 m/a."""
+    from pipeline.glaciers.store_terminus import hidden_fronts
+    from pipeline.glaciers.terminus import Dem
+
+    transform = Affine(10.0, 0, 0, 0, -10.0, 300.0)
+    x = (np.arange(100) + 0.5) * 10.0
+    dem = Dem(np.tile(5000.0 - x, (30, 1)), transform)
+    outlines = [box(0, 0, 800, 300), box(0, 0, 600, 300)]
+    doy = np.full((2, 30, 100), 230, np.uint16)
+    doy[1, :, 60:] = 0
+    assert hidden_fronts(outlines, [2020, 2021], doy, dem, 0.1) == {2021: 1.0}
+    doy[1, :, 70:] = 230  # cloud over x 640-700 of the tongue (the lowest fifth: x 640-800): 6 of its 16 columns
+    assert hidden_fronts(outlines, [2020, 2021], doy, dem, 0.3) == {2021: 0.375}
+    assert hidden_fronts(outlines, [2020, 2021], doy, dem, 0.5) == {}
+    # a year without any look in the window (a store made before the layer existed): not judged
+    assert hidden_fronts(outlines, [2020, 2021], np.zeros_like(doy), dem, 0.1) == {}

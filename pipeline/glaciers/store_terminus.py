@@ -17,6 +17,7 @@ import dask
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 import xarray as xr
 from affine import Affine
 from scipy import ndimage
@@ -61,6 +62,27 @@ def front_doy(outline, doy: np.ndarray, dem: Dem) -> float:
         if days.size:
             return float(np.median(days))
     return float("nan")
+
+
+def hidden_fronts(outlines, years: list[int], doy: np.ndarray, dem: Dem, max_unobserved: float) -> dict[int, float]:
+    """Year -> unobserved share of the tongue, for the years whose tongue no look saw over more than
+    `max_unobserved`: the lowest `TONGUE_FRACTION` (by elevation) of all the glacier's outlines together,
+    where any of its fronts lies. Such a year's front is where the cloud began, not the ice ended: a
+    glacier 4 % unobserved (under its zone's threshold) read 283 m/a of retreat where its whole front
+    was under cloud. `doy` (year, y, x) on `dem`'s window, 0 = no look; a year with no look in the whole
+    window carries no observation layer (a store made before it) and is not judged."""
+    extent = dem.inside(shapely.union_all(list(outlines)))
+    z = np.where(extent, dem.elevation, np.nan)
+    tongue = extent & (z <= np.nanquantile(z, TONGUE_FRACTION)) if np.isfinite(z).any() else extent
+    hidden = {}
+    if not tongue.any():
+        return hidden
+    for t, year in enumerate(years):
+        days = np.asarray(doy[t])
+        share = float(np.mean(days[tongue] == 0))
+        if days.any() and share > max_unobserved:
+            hidden[int(year)] = share
+    return hidden
 
 
 def years_between(year0, doy0, year1, doy1) -> np.ndarray:
@@ -168,6 +190,16 @@ def _glacier_batch(sources, windows, glaciers, px: float, analysis: Analysis, se
         days = None if days is None else np.asarray(days)[at]
         p = None if p is None else np.asarray(p)[at]
         window = Dem(np.asarray(dem_window, dtype=float), sub)
+        hidden = {} if days is None else hidden_fronts(group.geometry, years, days, window, analysis.max_unobserved)
+        if hidden:  # no front where the cloud is: the year is left out of the glacier's pairs, and said
+            failures += [{"glacier_id": gid, "sensor": sensor, "task": "terminus",
+                          "reason": f"front of {year} not observed: {share:.0%} of the tongue under cloud or outside the "
+                                    "scenes; left out of the retreat pairs"} for year, share in hidden.items()]
+            keep = ~group["year"].astype(int).isin(list(hidden)).to_numpy()
+            group, years = group[keep], [y for y, k in zip(years, keep) if k]
+            days, p = days[keep], None if p is None else p[keep]
+            if not len(group):
+                continue
         if days is not None:
             for t, (year, geom) in enumerate(zip(years, group.geometry)):
                 doys[(int(gid), year)] = front_doy(geom, np.asarray(days[t]), window)
