@@ -202,14 +202,19 @@ def analysis_changed(previous: Path, cfg: Config) -> str | None:
             "outlines and masks are made with the new ones, revising what that run published")
 
 
-def _write_outputs(out: Path, tables: dict[str, pd.DataFrame], outlines: gpd.GeoDataFrame, provenance: dict) -> None:
+def _write_outputs(out: Path, tables: dict[str, pd.DataFrame], outlines: gpd.GeoDataFrame, provenance: dict,
+                   notice: str | None = None) -> None:
     """Tables, outlines and provenance, each built beside its target and swapped in when whole; a build a
-    failure (a full disk) interrupted is removed, not left to hold the space the next run needs."""
+    failure (a full disk) interrupted is removed, not left to hold the space the next run needs. `notice`:
+    written as OUTPUTS_INCOMPLETE just before the first output is replaced (the caller removes it when the
+    report and catalog are replaced too)."""
     build = incomplete_path(out / "tables")
     parquet, gpkg = incomplete_path(out / "outlines.parquet", ".parquet"), incomplete_path(out / "outlines.gpkg", ".gpkg")
     try:
         shutil.rmtree(build, ignore_errors=True)
         write_tables({k: v for k, v in tables.items() if len(v) or k == "failures"}, build)  # "no failures" is news too
+        if notice is not None:
+            _write_text_whole(out / OUTPUTS_INCOMPLETE, notice)
         replace_dir(build, out / "tables")
         outlines.to_parquet(parquet)
         parquet.replace(out / "outlines.parquet")
@@ -344,8 +349,10 @@ def run_study(
     ):
         store = RegionStore.create(url, grids, weights_sha256=digests)
         check_workers_reach_store(client, store)  # before a chunk is written where this process never looks
-        for sensor in store.sensors():
+        made_from: dict[tuple[str, int], int] = {}  # (sensor, year) redone -> its scenes before
+        for sensor in set(sensors) & set(store.sensors()):
             for year in sorted(set(redo) & set(store.years(sensor))):
+                made_from[(sensor, year)] = len(store.year_records(sensor).get(year, {}).get("scene_ids") or [])
                 store.reset_year(sensor, year)
                 console.print(f"{sensor}: {year} is made again (--redo)", markup=False, highlight=False)
         for sensor in sensors:
@@ -360,6 +367,10 @@ def run_study(
                                              take_lock=False, inputs=inputs, on_progress=on_progress)
                 written = sum(summary["years"].values())
                 console.print(f"{sensor}: {written} new units written, years {sorted(summary['years'])}")
+                for (redone, year), before in made_from.items():
+                    if redone == sensor:
+                        console.print(f"{sensor}: {year} made again from {len(summary['scenes'].get(year, []))} scenes "
+                                      f"(it was made from {before})", markup=False, highlight=False)
                 skipped[sensor] = summary.get("skipped_scenes", [])
                 tiles[sensor] = summary["tiles"]
                 scale_offset[sensor] = summary.get("scale_offset", {})
@@ -403,10 +414,8 @@ def run_study(
         provenance["scale_offset"] = scale_offset  # per sensor and item: reflectance = DN * scale + offset, and the rule
         if (note := analysis_changed(out / "provenance.json", cfg)) is not None:
             console.print(f"note: {note}", markup=False, highlight=False)
-        notice = out / OUTPUTS_INCOMPLETE
-        if publish:  # until the report and catalog match the new tables, the folder says it does not hold one run's outputs
-            _write_text_whole(notice, _incomplete_notice(provenance))
-        _write_outputs(out, tables, outlines, provenance)
+        # until the report and catalog match the new tables, the folder says it does not hold one run's outputs
+        _write_outputs(out, tables, outlines, provenance, notice=_incomplete_notice(provenance) if publish else None)
         if publish:
             with stage("report"):
                 from pipeline.outputs.report import write_report
@@ -429,11 +438,11 @@ def run_study(
                 )
         provenance["timings_s"] = dict(stage.seconds)
         _write_provenance(out, provenance)
-        notice.unlink(missing_ok=True)
+        (out / OUTPUTS_INCOMPLETE).unlink(missing_ok=True)
     return RunResult(out, url, tables, outlines, provenance, dict(stage.seconds))
 
 
-_UNDECODABLE = re.compile(r"decompress|zstd|codec|checksum|crc32", re.IGNORECASE)
+_UNDECODABLE = re.compile(r"decompress|zstd|blosc|checksum|crc32", re.IGNORECASE)
 
 
 def _damaged_chunks(err: BaseException, store: RegionStore, sensors: Sequence[str], console: Console) -> str | None:
@@ -442,7 +451,8 @@ def _damaged_chunks(err: BaseException, store: RegionStore, sensors: Sequence[st
     makes their years again. None when `err` is no decoding failure or no chunk is found damaged."""
     if not _UNDECODABLE.search(f"{type(err).__name__}: {err}"):
         return None
-    console.print("the store did not decode: looking for damaged chunks, one by one ...", markup=False, highlight=False)
+    console.print("the store did not decode: reading every chunk of it to find the damaged ones ...", markup=False,
+                  highlight=False)
     damaged = store.undecodable_chunks(sensors)
     if not damaged:
         return None

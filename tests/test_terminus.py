@@ -349,6 +349,11 @@ def test_a_tongue_cut_off_by_one_line_of_unmapped_pixels_stays_in_the_body():
     # a pixel that touches the body at a corner only (a separate part of the 4-connected outline) is the body's
     corner = box(1000, 300, 1010, 310)
     assert glacier_parts(shapely.union_all([body, corner]), body, 0.01e6, join).dropped == []
+    # ... but specks never bridge: a diagonal chain of pixels out to a dead-ice block leaves the block a fragment
+    chain = [box(1000 + 10 * i, 300 + 10 * i, 1010 + 10 * i, 310 + 10 * i) for i in range(10)]
+    dead_ice = box(1100, 400, 1300, 600)
+    bridged = glacier_parts(shapely.union_all([body, *chain, dead_ice]), body, 0.01e6, join)
+    assert [p.area for p in bridged.fragments] == [40_000.0] and bridged.body.area == pytest.approx(body.area + 200.0)  # the 2 pixels within 1.5 px
     # a diagonal gap of one pixel (14.1 m) joins, two pixels (20 m) do not; joins chain
     diagonal = box(1010, 310, 1110, 410)
     chained = box(1120, 310, 1220, 410)

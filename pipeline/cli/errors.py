@@ -131,7 +131,8 @@ _STORAGE_ADVICE = {
     errno.ENOSPC: "free space there (or give --out / the config's store another disk)",
     errno.EDQUOT: "free space within your quota there (or give --out / the config's store another disk)",
     errno.EROFS: "that filesystem is mounted read-only: give --out (and the config's store) a writable folder",
-    errno.EACCES: "you may not write there: give --out (and the config's store) a folder you can write",
+    errno.EACCES: "this process may not read or write there: check the path's permissions (an input), or give --out "
+                  "(and the config's store) a folder you can write",
 }
 
 

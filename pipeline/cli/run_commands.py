@@ -202,6 +202,10 @@ def require_store(cfg: Config, out: Path, year: int, *, redo: bool = False) -> N
              "run's --out (or set store: in the config), or make the store with `glacierwatch run` first")
     stored = {s: store.years(s) for s in cfg.sensors if s in store.sensors()}
     later = {s: max(y) for s, y in stored.items() if y and year < max(y) and year not in y}
+    if later and redo:
+        fail(f"--redo {year}: {', '.join(sorted(later))} holds later years but not {year}, and a year cannot be inserted "
+             "before later ones; a redo makes the year for every configured sensor: take the sensors without it out of "
+             "a copy of the config for this --out's store (their tables are then not made), or start a new store")
     if later:
         fail(f"--year {year}: the store at {url} holds years up to {max(later.values())}; a year can only be added after "
              "the last (inserting one rewrites every later year): start a new store (store: ...) for a series with it")

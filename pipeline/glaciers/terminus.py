@@ -607,10 +607,11 @@ def glacier_parts(outline: BaseGeometry, inventory: BaseGeometry | None = None,
 
     The main part is the largest connected part that overlaps ``inventory`` (the glacier's inventory
     outline; without one, or when no part overlaps it, the largest part). With ``join_m`` > 0, parts
-    at most that far from it, or from a part so joined, belong to the body too, whatever their size
-    (``BODY_GAP_PX`` pixels: a debris-covered tongue cut off by a line of unmapped pixels, and the
-    pixels that touch the body only at a corner, which the 4-connected outlines split off: dropped as
-    specks, they took ice off the glacier's own edge). Fronts are taken from the body, so a snow patch
+    of at least ``min_area_m2`` at most that far from it, or from a part so joined, belong to the body
+    too (``BODY_GAP_PX`` pixels: a debris-covered tongue cut off by a line of unmapped pixels), and so
+    do smaller parts that far from the body, though never as a bridge to a further part (the pixels
+    that touch the body only at a corner, which the 4-connected outlines split off: dropped as specks,
+    they took ice off the glacier's own edge). Fronts are taken from the body, so a snow patch
     or dead-ice block in front of the glacier never moves the front, and a debris-covered tongue mapped
     as glacier counts when it is joined to the body. The other parts are fragments: kept (reported, in
     the area) from ``min_area_m2`` up, dropped below it.
@@ -620,12 +621,17 @@ def glacier_parts(outline: BaseGeometry, inventory: BaseGeometry | None = None,
         raise ValueError("the mapped outline is empty: no glacier body to take a front from")
     touching = [p for p in parts if inventory is not None and p.intersects(inventory)] or parts
     main = touching[0]
-    rest = [p for p in parts if p is not main]
+    rest = [p for p in parts if p is not main and p.area >= min_area_m2]
+    small = [p for p in parts if p is not main and p.area < min_area_m2]
     joined: list = []
-    while join_m > 0 and rest:
+    while join_m > 0 and rest:  # parts of a mapping unit or more join in chains (a tongue cut twice)
         near = shapely.distance(np.array(rest, dtype=object), shapely.union_all([main, *joined])) <= join_m
         if not near.any():
             break
         joined += [p for p, n in zip(rest, near) if n]
         rest = [p for p, n in zip(rest, near) if not n]
-    return GlacierParts(main, joined, [p for p in rest if p.area >= min_area_m2], [p for p in rest if p.area < min_area_m2])
+    if join_m > 0 and small:  # specks join the body they lie beside, never bridging it to anything further
+        near = shapely.distance(np.array(small, dtype=object), shapely.union_all([main, *joined])) <= join_m
+        joined += [p for p, n in zip(small, near) if n]
+        small = [p for p, n in zip(small, near) if not n]
+    return GlacierParts(main, joined, rest, small)

@@ -157,10 +157,23 @@ class RegionStore(UnitWrites):
         return index
 
     def undecodable_chunks(self, sensors: Iterable[str] | None = None) -> list[tuple[str, str, int | None, tuple[int, ...]]]:
-        """(sensor, array, year or None for a static layer, chunk index) of every chunk that cannot be read
-        back: a file damaged after it was written (a disk or a copy; a write a run stopped in is redone by
-        the manifest). Reads the arrays chunk by chunk: for after a whole read failed to decode."""
-        damaged = []
+        """(sensor, array, year or None for a static layer, chunk index) of every chunk that cannot be decoded:
+        a file damaged after it was written (a disk or a copy; a write a run stopped in is redone by the
+        manifest). Reads every chunk of the store, 16 at a time: the whole store's bytes, so only for after a
+        read of it failed to decode. A chunk the storage would not give (OSError: a timeout, a permission)
+        is no damaged one: that error is raised."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def decodes(array: zarr.Array, index: tuple[int, ...]) -> bool:
+            try:
+                array.get_block_selection(index)
+            except OSError:
+                raise
+            except Exception:  # noqa: BLE001 - whatever the codec raises, the chunk cannot be decoded
+                return False
+            return True
+
+        looks = []
         for sensor in sensors or self.sensors():
             years = self.years(sensor)
             for name in (*YEARLY_LAYERS, *STATIC_LAYERS):
@@ -168,13 +181,15 @@ class RegionStore(UnitWrites):
                     array = self.array(f"{sensor}/{name}")
                 except FileNotFoundError:  # a layer this store has not got (zarr's ArrayNotFoundError is one)
                     continue
-                for index in np.ndindex(*array.cdata_shape):
-                    try:
-                        array.get_block_selection(index)
-                    except Exception:  # noqa: BLE001 - whatever the codec raises, the chunk cannot be read
-                        yearly = name in YEARLY_LAYERS
-                        year = years[index[0]] if yearly and index[0] < len(years) else None
-                        damaged.append((sensor, name, year, index[1:] if yearly else index))
+                looks += [(sensor, name, years, array, index) for index in np.ndindex(*array.cdata_shape)]
+        with ThreadPoolExecutor(16) as pool:
+            ok = list(pool.map(lambda look: decodes(look[3], look[4]), looks))
+        damaged = []
+        for (sensor, name, years, _, index), good in zip(looks, ok, strict=True):
+            if not good:
+                yearly = name in YEARLY_LAYERS
+                year = years[index[0]] if yearly and index[0] < len(years) else None
+                damaged.append((sensor, name, year, index[1:] if yearly else index))
         return damaged
 
     def reset_year(self, sensor: str, year: int) -> None:

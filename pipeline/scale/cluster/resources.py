@@ -38,20 +38,18 @@ def workers_without_glacierwatch(client) -> dict[str, str]:
     return {address: f"{type(answer).__name__}: {answer}" for address, answer in answers.items() if answer is not True}
 
 
-def check_address_workers(client, address: str, timeout: float, console) -> None:
-    """A scheduler the user started has workers, and they can import glacierwatch: else ClusterError within
-    `timeout` s (a run on it waited for ever, silent); the workers that cannot are named."""
+def check_address_workers(client, address: str, timeout: float) -> None:
+    """A scheduler the user started has workers, and all can import glacierwatch: else ClusterError within
+    `timeout` s (a run on it waited for ever, silent), naming the workers that cannot. One such worker
+    is refused too: the scheduler gives it tasks, its process dies on the first, and the run ends in
+    KilledWorker or waits."""
     wait_for_workers(client, 1, timeout, f"the Dask scheduler at {address}",
                      advice=f"start workers from glacierwatch's environment (`dask worker {address}`)")
     broken = workers_without_glacierwatch(client)
-    if not broken:
-        return
-    said = "; ".join(f"{worker} ({why})" for worker, why in sorted(broken.items()))
-    fix = "start them from an environment with glacierwatch installed (the same version as here)"
-    if len(broken) == len(client.scheduler_info(n_workers=-1)["workers"]):
-        raise ClusterError(f"no worker of the Dask scheduler at {address} can import glacierwatch: {said}: {fix}")
-    console.print(f"warning: workers that cannot import glacierwatch, which the run goes on without: {said}: {fix}",
-                  markup=False, highlight=False)
+    if broken:
+        said = "; ".join(f"{worker} ({why})" for worker, why in sorted(broken.items()))
+        raise ClusterError(f"workers of the Dask scheduler at {address} cannot import glacierwatch: {said}: stop them, "
+                           "or start them from an environment with glacierwatch installed (the same version as here)")
 
 
 def worker_resources(client) -> dict[str, dict[str, float]]:
@@ -132,6 +130,8 @@ def check_workers_reach_store(client, store) -> None:
     import uuid
 
     token = uuid.uuid4().hex
+    for stale in store.fs.glob(f"{store.root}/run/reach-*"):  # a run killed mid-check (the store's lock is held here)
+        store.fs.rm_file(stale)
     path = f"{store.root}/run/reach-{token}"
     store.fs.pipe_file(path, token.encode())
     try:

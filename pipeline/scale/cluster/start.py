@@ -200,7 +200,7 @@ def start_cluster(spec: ClusterSpec | Mapping[str, Any] | Any = None, *, console
                     f"no Dask scheduler answered at {redact(spec.address)} ({type(err).__name__}): start one "
                     "(`dask scheduler`), check the address, or use --cluster local"
                 ) from None
-            check_address_workers(client, redact(spec.address), ADDRESS_WORKERS_TIMEOUT_S, console)
+            check_address_workers(client, redact(spec.address), ADDRESS_WORKERS_TIMEOUT_S)
             where = f"scheduler at {redact(spec.address)}"
         elif spec.kind == "local":
             plan = plan_local(spec.local)
