@@ -167,7 +167,7 @@ def run(
 
 
 def update(
-    year: Annotated[int, typer.Option(help="the new year to add to the store")],
+    year: Annotated[int, typer.Option(help="the new year to add to the store (with --redo: the stored year to make again)")],
     config: ConfigOption = None,
     out: OutOption = Path("glacierwatch-out"),
     cluster: ClusterOption = None,
