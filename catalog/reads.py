@@ -265,8 +265,8 @@ class ExplainingRioReader(AutoParallelRioReader):
                        "pays, a private bucket): check the provider's credentials; the next run makes the year again")
             else:
                 why = ("The scene check before the run reads each COG's header and last tile only, so this damage lies "
-                       "inside the file: re-fetch the scene or remove its item from the catalog, reset that year of the "
-                       "store (RegionStore.reset_year) and rerun (finished units are kept)")
+                       "inside the file: re-fetch the scene or remove its item from the catalog, then make that year "
+                       "again: `glacierwatch update --year YEAR --redo`")
             message = redact(f"cannot read COG {self.url}: {cause}. {why}")
         # Raised outside `except`: no rasterio error rides along as __context__, which a Dask
         # worker cannot send back (CPLE errors do not unpickle) - the client gets SceneReadError.

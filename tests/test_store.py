@@ -523,7 +523,7 @@ def test_years_are_appended_in_order_and_scenes_must_match(url):
     run_years(store, [2016, 2018])
     with pytest.raises(StoreError, match="inserted before them"):
         store.add_year("sentinel-2", 2017, scene_ids=["a"], config_hash="c")
-    with pytest.raises(StoreError, match=r"reset_year\('sentinel-2', 2018\)"):
+    with pytest.raises(StoreError, match=r"glacierwatch update --year 2018 --redo"):
         store.add_year("sentinel-2", 2018, scene_ids=["S2_2018_A", "S2_2018_C"], config_hash="c")
     store.reset_year("sentinel-2", 2018)
     assert len(store.pending_units("sentinel-2")) == 9

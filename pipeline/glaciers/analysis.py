@@ -473,7 +473,7 @@ def analyse_store(
     if unfinished:  # never analysed (and published) as ice-free
         said = "; ".join(f"{s} {', '.join(map(str, years))}" for s, years in unfinished.items())
         raise StoreError(f"store {store.url} holds unfinished years ({said}): a run stopped while writing them; finish them "
-                         f"with `glacierwatch update --year YEAR` (or any run of this store), or reset them (RegionStore.reset_year)")
+                         "with `glacierwatch update --year YEAR` (or any run of this store)")
     grids = store.grids
     # what every table needs to know of each grid's glaciers first, for all grids in one compute
     static = {s: store.open_dataset(s)[["glacier_id", "dem"]] for s in sensors}
