@@ -228,6 +228,15 @@ def test_infer_to_store_writes_each_year_once_and_matches_whole_image(small_stud
     with pytest.raises(IncompatibleStoreError, match="weights sha256"):
         inference.infer_to_store(cfg, "sentinel-2", other, url, chunk_size=256)
 
+    # a worker whose writes this process never sees (a node without the store's filesystem): said, not published
+    from pipeline.store import StoreError
+    from pipeline.store.manifest import Manifest
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Manifest, "mark_done", lambda self, unit, data_sha256: None)
+        with pytest.raises(StoreError, match=r"sentinel-2: the workers finished units \(4 of 2020, 4 of 2021\) that this process"):
+            inference.infer_to_store(cfg, "sentinel-2", weights, str(tmp_path / "elsewhere.zarr"), chunk_size=256)
+
 
 def test_only_chunks_near_glaciers_are_inferred_the_rest_stored_as_not_glacier(small_study_area, tmp_path):
     import geopandas as gpd

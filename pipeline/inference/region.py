@@ -340,7 +340,7 @@ def infer_to_store(
     from pipeline.glaciers.inventory import inventory_sha256
     from pipeline.inference.yearly_cube import yearly_cube
     from pipeline.scale.cluster import task_resources
-    from pipeline.store import RegionStore, check_same_inventory, encode_observed, encode_probability
+    from pipeline.store import RegionStore, StoreError, check_same_inventory, encode_observed, encode_probability
     from pipeline.store.layout import INDICES_NOT_READ, OBSERVED_NOT_READ
 
     started = time.time()  # skipped reads logged from here on are this call's
@@ -445,6 +445,17 @@ def infer_to_store(
         shared = [None if terrain is None else terrain[tile] for tile, _ in ordered] or [None]
         compute_batches(_unit_batches(ordered, static_tasks, free_work), client, scheduler, in_flight=_threads(client),
                         shared=shared, on_progress=on_progress)
+        # every unit the workers finished must be in the store as this process reads it: a worker on a node
+        # without the store's filesystem (one that joined after the start's check) wrote where no one looks
+        lost = {year: len(units) for year, n in summary["years"].items() if n and (units := store.pending_units(sensor, [year]))}
+        if lost:
+            said = ", ".join(f"{n} of {year}" for year, n in sorted(lost.items()))
+            raise StoreError(
+                f"{sensor}: the workers finished units ({said}) that this process does not find in the store {store_url}: "
+                "some worker writes where this process does not read (a node without the filesystem the store is on, "
+                "object storage under other credentials); put the store where every worker sees it (the config's "
+                "`store:`), then run the same command again: what is in the store is kept"
+            )
         made_from = {"glacier_id": {"inventory_sha256": inventory_digest}} if "glacier_id" in statics else {}
         store.mark_statics_complete(sensor, statics, attrs=made_from)
         inside = _skipped_windows(unreadable_reads(client, since=started), cube.attrs.get("asset_items", {}))
