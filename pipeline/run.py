@@ -33,7 +33,6 @@ import contextlib
 import datetime as dt
 import json
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +51,7 @@ from pipeline.glaciers.analysis import analyse_store
 from pipeline.glaciers.generator_check import generator_check
 from pipeline.glaciers.inventory import attach_inventory_ids, inventory_ids, inventory_years
 from pipeline.glaciers.outline_stats import write_tables
-from pipeline.outputs.replace import incomplete_path, replace_dir
+from pipeline.outputs.replace import building, write_whole
 from pipeline.preflight import RunInputs, check_settings, claim_output_folder, preflight
 from pipeline.store import RegionStore, StoreError
 
@@ -204,45 +203,22 @@ def analysis_changed(previous: Path, cfg: Config) -> str | None:
 
 def _write_outputs(out: Path, tables: dict[str, pd.DataFrame], outlines: gpd.GeoDataFrame, provenance: dict,
                    notice: str | None = None) -> None:
-    """Tables, outlines and provenance, each built beside its target and swapped in when whole; a build a
-    failure (a full disk) interrupted is removed, not left to hold the space the next run needs. `notice`:
-    written as OUTPUTS_INCOMPLETE just before the first output is replaced (the caller removes it when the
-    report and catalog are replaced too)."""
-    build = incomplete_path(out / "tables")
-    parquet, gpkg = incomplete_path(out / "outlines.parquet", ".parquet"), incomplete_path(out / "outlines.gpkg", ".gpkg")
-    try:
-        shutil.rmtree(build, ignore_errors=True)
+    """Tables, outlines and provenance, each built beside its target and swapped in when whole
+    (`outputs.replace`). `notice`: written as OUTPUTS_INCOMPLETE just before the first output is replaced
+    (the caller removes it when the report and catalog are replaced too)."""
+    with building(out / "tables") as build:
         write_tables({k: v for k, v in tables.items() if len(v) or k == "failures"}, build)  # "no failures" is news too
         if notice is not None:
-            _write_text_whole(out / OUTPUTS_INCOMPLETE, notice)
-        replace_dir(build, out / "tables")
-        outlines.to_parquet(parquet)
-        parquet.replace(out / "outlines.parquet")
-        # the same as a GeoPackage: GIS users' GDAL often lacks the (Arrow) Parquet driver, QGIS builds among them
-        gpkg.unlink(missing_ok=True)
-        outlines.to_file(gpkg, driver="GPKG", layer="outlines")
-        gpkg.replace(out / "outlines.gpkg")
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        parquet.unlink(missing_ok=True)
-        gpkg.unlink(missing_ok=True)
-        raise
+            write_whole(out / OUTPUTS_INCOMPLETE, lambda path: path.write_text(notice))
+    write_whole(out / "outlines.parquet", outlines.to_parquet)
+    # the same as a GeoPackage: GIS users' GDAL often lacks the (Arrow) Parquet driver, QGIS builds among them
+    write_whole(out / "outlines.gpkg", lambda path: outlines.to_file(path, driver="GPKG", layer="outlines"))
     _write_provenance(out, provenance)
 
 
 def _write_provenance(out: Path, provenance: dict) -> None:
     """provenance.json, swapped in whole: a run stopped while writing it leaves the last one."""
-    _write_text_whole(out / "provenance.json", redact(json.dumps(provenance, indent=1, default=str)))
-
-
-def _write_text_whole(path: Path, text: str) -> None:
-    tmp = incomplete_path(path, path.suffix)
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_whole(out / "provenance.json", lambda path: path.write_text(redact(json.dumps(provenance, indent=1, default=str))))
 
 
 OUTPUTS_INCOMPLETE = "OUTPUTS-INCOMPLETE.txt"
@@ -350,7 +326,7 @@ def run_study(
         store = RegionStore.create(url, grids, weights_sha256=digests)
         check_workers_reach_store(client, store)  # before a chunk is written where this process never looks
         made_from: dict[tuple[str, int], int] = {}  # (sensor, year) redone -> its scenes before
-        for sensor in set(sensors) & set(store.sensors()):
+        for sensor in [s for s in sensors if s in store.sensors()]:
             for year in sorted(set(redo) & set(store.years(sensor))):
                 made_from[(sensor, year)] = len(store.year_records(sensor).get(year, {}).get("scene_ids") or [])
                 store.reset_year(sensor, year)

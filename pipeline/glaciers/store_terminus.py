@@ -45,18 +45,21 @@ TONGUE_FRACTION = 0.2
 pixels by elevation (as `terminus.main_axis` takes the toe)."""
 
 
+def tongue(outline, dem: Dem) -> tuple[np.ndarray, np.ndarray]:
+    """(tongue, inside) masks on `dem`'s window: the lowest `TONGUE_FRACTION` of the pixels inside `outline`
+    with elevation (without elevation, all of them), and all of them."""
+    inside = dem.inside(outline)
+    z = np.where(inside, dem.elevation, np.nan)
+    return (inside & (z <= np.nanquantile(z, TONGUE_FRACTION)) if np.isfinite(z).any() else inside), inside
+
+
 def front_doy(outline, doy: np.ndarray, dem: Dem) -> float:
     """Median day of year of the composite pixels on the tongue of `outline` (NaN where none is known).
 
     `doy` is the composite's day of year on `dem`'s window (0 = none). The tongue is the lowest
     `TONGUE_FRACTION` of the outline's pixels with elevation; without elevation, all of them.
     """
-    inside = dem.inside(outline)
-    z = np.where(inside, dem.elevation, np.nan)
-    zone = inside
-    if np.isfinite(z).any():
-        zone = inside & (z <= np.nanquantile(z, TONGUE_FRACTION))
-    for pixels in (zone, inside):  # the tongue's dates, else the whole outline's
+    for pixels in tongue(outline, dem):  # the tongue's dates, else the whole outline's
         days = doy[pixels]
         days = days[days > 0]
         if days.size:
@@ -71,15 +74,13 @@ def hidden_fronts(outlines, years: list[int], doy: np.ndarray, dem: Dem, max_uno
     glacier 4 % unobserved (under its zone's threshold) read 283 m/a of retreat where its whole front
     was under cloud. `doy` (year, y, x) on `dem`'s window, 0 = no look; a year with no look in the whole
     window carries no observation layer (a store made before it) and is not judged."""
-    extent = dem.inside(shapely.union_all(list(outlines)))
-    z = np.where(extent, dem.elevation, np.nan)
-    tongue = extent & (z <= np.nanquantile(z, TONGUE_FRACTION)) if np.isfinite(z).any() else extent
+    zone, _ = tongue(shapely.union_all(list(outlines)), dem)
     hidden = {}
-    if not tongue.any():
+    if not zone.any():
         return hidden
     for t, year in enumerate(years):
         days = np.asarray(doy[t])
-        share = float(np.mean(days[tongue] == 0))
+        share = float(np.mean(days[zone] == 0))
         if days.any() and share > max_unobserved:
             hidden[int(year)] = share
     return hidden

@@ -340,6 +340,7 @@ def infer_to_store(
     from pipeline.glaciers.inventory import inventory_sha256
     from pipeline.inference.yearly_cube import yearly_cube
     from pipeline.scale.cluster import task_resources
+    from pipeline.scale.cluster.resources import SHARE_THE_STORE
     from pipeline.store import RegionStore, StoreError, check_same_inventory, encode_observed, encode_probability
     from pipeline.store.layout import INDICES_NOT_READ, OBSERVED_NOT_READ
 
@@ -452,9 +453,8 @@ def infer_to_store(
             said = ", ".join(f"{n} of {year}" for year, n in sorted(lost.items()))
             raise StoreError(
                 f"{sensor}: the workers finished units ({said}) that this process does not find in the store {store_url}: "
-                "some worker writes where this process does not read (a node without the filesystem the store is on, "
-                "object storage under other credentials); put the store where every worker sees it (the config's "
-                "`store:`), then run the same command again: what is in the store is kept"
+                f"some worker writes where this process does not read; {SHARE_THE_STORE}, then run the same command "
+                "again: what is in the store is kept"
             )
         made_from = {"glacier_id": {"inventory_sha256": inventory_digest}} if "glacier_id" in statics else {}
         store.mark_statics_complete(sensor, statics, attrs=made_from)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from shapely.ops import unary_union
 from catalog.grid import TargetGrid
 from catalog.redact import redact
 from pipeline.outputs.glacier_masks import MASK_NODATA, PublishError, mask_threshold
-from pipeline.outputs.replace import incomplete_path, replace_dir
+from pipeline.outputs.replace import building
 from pipeline.store import PROBABILITY, RegionStore
 
 __all__ = ["COLLECTION_ID", "publish_catalog"]
@@ -90,9 +89,7 @@ def publish_catalog(
     store = RegionStore.open(store_url)
     files = _check_files(out_dir, store, masks, outlines, tables, report)
     season = _season(provenance)
-    build = incomplete_path(out_dir)
-    shutil.rmtree(build, ignore_errors=True)
-    try:
+    with building(out_dir) as build:
         build.mkdir(parents=True)
         (build / "provenance.json").write_text(redact(json.dumps(provenance, indent=1, default=str)))
         catalog = _build_catalog(store, files, season, provenance, build / "provenance.json")
@@ -101,10 +98,6 @@ def publish_catalog(
         catalog.make_all_asset_hrefs_relative()
         catalog.save(pystac.CatalogType.SELF_CONTAINED)
         _redact_files(build)
-        replace_dir(build, out_dir)
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
     return out_dir / "catalog.json"
 
 

@@ -7,9 +7,11 @@ left (SIGKILL runs no cleanup): before, every killed run's build stayed in the o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -46,3 +48,29 @@ def replace_dir(build: Path, target: Path) -> None:
         target.rename(old)
     build.rename(target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def building(target: Path) -> Iterator[Path]:
+    """The path to build the folder `target` at (not yet made); moved into place when the block ends, removed
+    if it raises (a failure, a full disk, must not leave a build holding the space the next run needs)."""
+    build = incomplete_path(target)
+    shutil.rmtree(build, ignore_errors=True)
+    try:
+        yield build
+        replace_dir(build, target)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+
+
+def write_whole(target: Path, write: Callable[[Path], object]) -> None:
+    """`write(path)` to a file beside `target`, then moved onto it: a failure leaves the last `target`."""
+    tmp = incomplete_path(target, target.suffix)
+    try:
+        tmp.unlink(missing_ok=True)
+        write(tmp)
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

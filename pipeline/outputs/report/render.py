@@ -14,7 +14,6 @@ it, so a failed report leaves the previous one (or none), never half of one.
 from __future__ import annotations
 
 import html
-import shutil
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -27,7 +26,7 @@ import xarray as xr
 from markupsafe import Markup
 
 from catalog.redact import redact
-from pipeline.outputs.replace import incomplete_path, replace_dir
+from pipeline.outputs.replace import building
 from pipeline.outputs.report import sections
 from pipeline.outputs.report.figures import drawing_on, finish_figures
 
@@ -100,10 +99,8 @@ def write_report(
     With a distributed client current (as in a run), the figures are drawn as tasks on its cluster."""
     out_dir = Path(out_dir).resolve()
     tables = {name: t for name, t in tables.items() if t is not None and len(t)}
-    build = incomplete_path(out_dir)
-    shutil.rmtree(build, ignore_errors=True)
-    (build / "tables").mkdir(parents=True)
-    try:
+    with building(out_dir) as build:
+        (build / "tables").mkdir(parents=True)
         with drawing_on(_cluster_client()) as figures:  # drawn side by side on the cluster's idle workers
             parts = {
                 "summary": sections.summary_section(build, tables, provenance),
@@ -118,8 +115,4 @@ def write_report(
             finish_figures(figures)
         page = render("report.html.j2", title=title, created=sections.created_line(provenance), **parts)
         (build / "index.html").write_text(page, encoding="utf-8")
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
-    replace_dir(build, out_dir)
     return out_dir / "index.html"

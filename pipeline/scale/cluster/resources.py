@@ -111,6 +111,11 @@ def check_gpu_workers(client) -> None:
         )
 
 
+SHARE_THE_STORE = ("put the store where every worker sees it (a filesystem the nodes share, or object storage such as "
+                   "s3://... with the workers' credentials) with the config's `store:`")
+"""What to do when some worker writes the store where this process does not read it."""
+
+
 def _reads_token(url: str, storage_options: dict, path: str, token: str) -> str | None:
     """On a worker: None when `path` of the store at `url` holds `token`, else what it saw instead."""
     import fsspec
@@ -141,9 +146,5 @@ def check_workers_reach_store(client, store) -> None:
     blind = {worker: str(answer) for worker, answer in answers.items() if answer is not None}
     if blind:
         said = "; ".join(f"{worker} ({why})" for worker, why in sorted(blind.items()))
-        raise ClusterError(
-            f"workers cannot read the store {store.url} as this process writes it: {said}: put the store where every "
-            "worker sees it (a filesystem the nodes share, or object storage such as s3://... with the workers' "
-            "credentials) with the config's `store:`"
-        )
+        raise ClusterError(f"workers cannot read the store {store.url} as this process writes it: {said}: {SHARE_THE_STORE}")
 
