@@ -1,4 +1,4 @@
-"""The update lock: a dead local holder's lock is taken over with a message; a live one refuses."""
+"""The update lock: a dead local holder's lock, or one not renewed on any host, is taken over with a message; a live one refuses."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import logging
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import fsspec
 import pytest
 
+from pipeline.store import lock as lock_module
 from pipeline.store.lock import LockHolder, StoreLockedError, UpdateLock
 
 
@@ -82,3 +85,60 @@ def test_a_pid_reused_by_a_newer_process_counts_as_dead(tmp_path):
     finally:
         live.kill()
         live.wait()
+
+
+def _ago(seconds: float) -> str:
+    return (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")
+
+
+def test_a_holder_on_another_host_that_stopped_renewing_is_taken_over(tmp_path, caplog):
+    # A SIGKILLed pod or a dead batch node: the next run has another host name and cannot ask its pid.
+    lock = _lock(tmp_path)
+    planted = _plant(lock, 7, host="glacierwatch-annual-update-28321-abcde")
+    Path(lock.path).write_text(json.dumps(planted | {"beat": _ago(lock_module.STALE_AFTER_S + 60)}))
+    with caplog.at_level(logging.WARNING, logger="pipeline.store.lock"), lock:
+        assert lock.taken_over.host == "glacierwatch-annual-update-28321-abcde"
+        assert json.loads(Path(lock.path).read_text())["token"] == lock.holder.token
+    assert "taking over the stale lock" in caplog.records[-1].getMessage()
+
+
+def test_a_holder_on_another_host_that_renews_is_waited_for(tmp_path):
+    lock = _lock(tmp_path)
+    planted = _plant(lock, 7, host="some-other-node") | {"beat": _ago(90)}
+    Path(lock.path).write_text(json.dumps(planted))
+    with pytest.raises(StoreLockedError) as refused:
+        lock.acquire()
+    assert "lock last renewed 90 s ago" in str(refused.value) or "lock last renewed 91 s ago" in str(refused.value)
+    assert "Wait for it to finish" in str(refused.value) and "check there" not in str(refused.value)
+    assert json.loads(Path(lock.path).read_text()) == planted  # untouched
+
+
+def test_a_held_lock_is_renewed_until_released(tmp_path, monkeypatch):
+    monkeypatch.setattr(lock_module, "HEARTBEAT_S", 0.05)
+    lock = _lock(tmp_path)
+    with lock:
+        deadline = time.monotonic() + 10
+        while json.loads(Path(lock.path).read_text()).get("beat") is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        held = LockHolder(**json.loads(Path(lock.path).read_text()))
+        assert held.token == lock.holder.token and 0 <= held.beat_age_s() < 5
+        assert held.is_alive() is True
+        assert [p.name for p in Path(lock.path).parent.iterdir()] == ["update.lock"]  # written beside it, moved over it
+    assert not Path(lock.path).exists() and lock._beating is None  # released: no beat recreates the file
+    time.sleep(0.2)
+    assert not Path(lock.path).exists()
+
+
+def test_a_holder_whose_lock_was_taken_over_stops(tmp_path, monkeypatch, caplog):
+    # Suspended past STALE_AFTER_S, taken over by another host: it must not go on writing beside the new holder.
+    monkeypatch.setattr(lock_module, "HEARTBEAT_S", 0.05)
+    lost = threading.Event()
+    lock = UpdateLock(fsspec.filesystem("file"), str(tmp_path / "run" / "update.lock"), str(tmp_path), "glacierwatch run",
+                      on_lost=lost.set)
+    with caplog.at_level(logging.ERROR, logger="pipeline.store.lock"), lock:
+        other = _plant(lock, 7, host="another-node") | {"beat": _ago(0)}
+        Path(lock.path).write_text(json.dumps(other))
+        assert lost.wait(10) and lock.lost
+        assert json.loads(Path(lock.path).read_text()) == other  # the new holder's lock is left alone
+    assert json.loads(Path(lock.path).read_text()) == other  # and release does not delete it
+    assert "is no longer this process's" in caplog.records[-1].getMessage()

@@ -15,28 +15,44 @@ How exclusive the create is depends on the store's filesystem (fsspec mode ``"xb
   token and reads it back: of two racing writers at most one reads its own token. It is a guard
   against accidents (a cron job and a person), not a distributed consensus protocol.
 
-A lock outlives a killed process. The holder records host, pid and start time; when the holder
-ran on this host and its pid is gone (or the pid now belongs to a process started after the
-lock), the lock is stale: `acquire` takes it over with a logged warning, so an interrupted run
-resumes by running it again. A holder on another host, or a live pid, is never taken over: the
-refusal names it and the file to delete once that process is known to be gone. (Two processes
-taking over the same stale lock at the same instant: each checks the stale holder's token just
-before removing it, and the exclusive create lets only one of them win.)
+A lock outlives a killed process. The holder records host, pid and start time, and renews the
+lock every `HEARTBEAT_S` (a daemon thread rewrites it whole with the time of the beat). The lock is
+stale when its holder ran on this host and its pid is gone (or the pid now belongs to a process
+started after the lock), or, on any host, when its last beat is older than `STALE_AFTER_S`: a
+SIGKILLed pod (out of memory), a batch node that died. The next run on a new pod or node has another
+host name and could never tell that holder from a live one by its pid. `acquire` takes a stale
+lock over with a logged warning, so an interrupted run resumes by running it again. A live pid on
+this host, or a holder on another host that still beats (or, written by an older version, never
+did), is never taken over: the refusal names it and the file to delete once that process is known
+to be gone. (Two processes taking over the same stale lock at the same instant: each checks the
+stale holder's token just before removing it, and the exclusive create lets only one of them win.)
+
+A holder that stopped beating for `STALE_AFTER_S` while alive (its machine suspended, its clock far
+off) may have been taken over: at its next beat it finds another token in the file, logs an error
+and interrupts its main thread (`_thread.interrupt_main`: a KeyboardInterrupt, which a run handles
+as Ctrl-C, closing its cluster), rather than write beside the new holder. Hosts' clocks are compared:
+`STALE_AFTER_S` (15 min) is far above the skew of clocks kept by NTP.
 """
 
 from __future__ import annotations
 
+import _thread
 import datetime as dt
 import json
 import logging
 import os
 import secrets
 import socket
-from dataclasses import asdict, dataclass
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 
 import fsspec
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 60.0  # how often a holder renews its lock
+STALE_AFTER_S = 15 * 60.0  # a lock not renewed for this long is stale, on any host (15 missed beats)
 
 
 class StoreLockedError(RuntimeError):
@@ -50,6 +66,7 @@ class LockHolder:
     started: str  # ISO 8601, UTC
     token: str
     purpose: str = "annual update"
+    beat: str | None = None  # ISO 8601, UTC: the holder's last renewal (None: written before heartbeats)
 
     @classmethod
     def this_process(cls, purpose: str = "annual update") -> LockHolder:
@@ -61,12 +78,20 @@ class LockHolder:
             purpose=purpose,
         )
 
+    def beat_age_s(self) -> float | None:
+        """Seconds since the holder last renewed the lock (None: it never did, or the time is unreadable)."""
+        try:
+            return (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(self.beat)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+
     def is_alive(self) -> bool | None:
-        """True/False when the holder ran on this host, None when that cannot be known here."""
-        if self.host != socket.gethostname():
-            return None
-        if self.pid <= 0:
-            return None
+        """True/False when that can be known here (its pid on this host, its beat on any), None when not."""
+        age = self.beat_age_s()
+        if self.host != socket.gethostname() or self.pid <= 0:
+            return None if age is None else age <= STALE_AFTER_S
+        if age is not None and age > STALE_AFTER_S:
+            return False  # a pid of this host's previous boot, or a hung holder: it stopped renewing
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
@@ -92,13 +117,18 @@ class UpdateLock:
     Use as a context manager (``with store.lock(): ...``) or call `acquire` / `release`.
     """
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, store_url: str, purpose: str = "annual update"):
+    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, store_url: str, purpose: str = "annual update",
+                 on_lost: Callable[[], None] = _thread.interrupt_main):
         self.fs = fs
         self.path = path
         self.store_url = store_url
         self.purpose = purpose
+        self.on_lost = on_lost  # called (from the heartbeat thread) when another process took the lock over
         self.holder: LockHolder | None = None
         self.taken_over: LockHolder | None = None  # the dead holder whose stale lock `acquire` removed
+        self.lost = False
+        self._stop = threading.Event()
+        self._beating: threading.Thread | None = None
 
     def read_holder(self) -> LockHolder | None:
         """Who holds the lock now (None when nobody does)."""
@@ -128,11 +158,46 @@ class UpdateLock:
         if current is None or current.token != holder.token:  # lost a race on a lax backend
             raise StoreLockedError(self._refusal(current))
         self.holder = holder
+        self._stop.clear()
+        self._beating = threading.Thread(target=self._heartbeat, name=f"lock heartbeat {self.path}", daemon=True)
+        self._beating.start()
         return holder
 
     def _create(self, holder: LockHolder) -> None:
         with self.fs.open(self.path, "xb") as f:
             f.write(json.dumps(asdict(holder), indent=1).encode())
+
+    def _heartbeat(self) -> None:
+        """Renew the lock every `HEARTBEAT_S` until released; stop the run if another process took it over."""
+        while not self._stop.wait(HEARTBEAT_S):
+            holder = self.holder
+            if holder is None:
+                return
+            try:
+                if not self.beat():
+                    self.lost = True
+                    log.error("store %s: the update lock %s is no longer this process's (another process took it "
+                              "over after %.0f s without a renewal): stopping here rather than write beside it; "
+                              "finished units are kept", self.store_url, self.path, STALE_AFTER_S)
+                    self.on_lost()
+                    return
+            except OSError as err:  # a storage hiccup: the next beat tries again, long before the lock goes stale
+                log.warning("store %s: could not renew the update lock %s (%s); trying again in %.0f s",
+                            self.store_url, self.path, err, HEARTBEAT_S)
+
+    def beat(self) -> bool:
+        """Renew the lock now (False: it is not ours any more). Written beside it and moved over it, whole."""
+        if self.holder is None:
+            return False
+        current = self.read_holder()
+        if current is None or current.token != self.holder.token:
+            return False
+        renewed = replace(self.holder, beat=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+        fresh = f"{self.path}.{renewed.token}"
+        with self.fs.open(fresh, "wb") as f:
+            f.write(json.dumps(asdict(renewed), indent=1).encode())
+        self.fs.mv(fresh, self.path)
+        return True
 
     def _remove_stale(self, stale: LockHolder) -> bool:
         """Delete the lock file of a dead holder (still that holder's: token checked); say so."""
@@ -149,7 +214,11 @@ class UpdateLock:
         return True
 
     def release(self) -> None:
-        """Delete the lock file, if it is still ours."""
+        """Stop the heartbeat; delete the lock file, if it is still ours."""
+        self._stop.set()
+        if self._beating is not None and self._beating is not threading.current_thread():
+            self._beating.join()
+        self._beating = None
         if self.holder is None:
             return
         current = self.read_holder()
@@ -171,11 +240,16 @@ class UpdateLock:
                 "run again."
             )
         who = f"{holder.purpose} on host {holder.host}, pid {holder.pid}, started {holder.started}"
+        age = holder.beat_age_s()
+        if age is not None:
+            who += f", lock last renewed {age:.0f} s ago"
         alive = holder.is_alive()
         if alive is False:
+            gone = (f"pid {holder.pid} is not running on this host ({holder.host})"
+                    if holder.host == socket.gethostname() and (age is None or age <= STALE_AFTER_S)
+                    else f"it has not renewed the lock for over {STALE_AFTER_S:.0f} s")
             advice = (
-                f"pid {holder.pid} is not running on this host ({holder.host}): the holder is dead and the "
-                f"lock is stale. Delete the lock file {self.path} and run again "
+                f"{gone}: the holder is dead and the lock is stale. Delete the lock file {self.path} and run again "
                 "(finished units are kept; the run resumes where it stopped)."
             )
         else:
