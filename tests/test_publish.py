@@ -228,6 +228,7 @@ def test_catalog_collection_and_items_validate_against_core_and_extension_schema
     catalog = pystac.Catalog.from_file(str(published))
     assert catalog.validate_all() == len(YEARS["sentinel-2"])
     collection = catalog.get_child(COLLECTION_ID)
+    assert pystac.extensions.projection.ProjectionExtension.get_schema_uri() in collection.stac_extensions  # summaries' proj:code
     assert collection.validate()
     for item in collection.get_items():
         assert item.validate()

@@ -241,6 +241,7 @@ def _build_catalog(store: RegionStore, files: dict[str, Any], season, provenance
         }),
         keywords=["glaciers", "glacier outlines", "sentinel-2", "landsat"],
     )
+    ProjectionExtension.add_to(collection)  # its summaries name proj:code: declared, so validators check it
     if "sentinel-2" in sensors:  # the Copernicus licence asks for its notice on derived products
         collection.add_link(pystac.Link("license", SENTINEL_LEGAL_NOTICE, title="Legal notice on the use of Copernicus Sentinel data"))
     if "config_hash" in provenance:
