@@ -43,6 +43,18 @@ def test_totals_intervals_and_retreat_against_the_generator(truth_dir):
     assert total.value == pytest.approx(-3.0) and not total.met and "2020: +1.00" in total.detail
     inside = check.loc["glacier-years inside their 95 % interval (%)"]
     assert inside.value == pytest.approx(75.0) and not inside.met and inside.detail == "3 of 4"
+    # per glacier-year: 1.02 / 1 +2 %, 0.495 / 0.5 -1 %, 0.97 / 1 -3 %, 0.485 / 0.5 -3 %: median -2 %, all within +-3 %
+    bias = check.loc["glacier-year area bias, median (%)"]
+    assert bias.value == pytest.approx(-2.0) and bias.met
+    assert "0.1-0.5 km²: -2.0 %, 100 % of 2; 0.5-1 km²: -0.5 %, 100 % of 2" in bias.detail
+    near = check.loc["glacier-years within +-3 % of their true area (%)"]
+    assert near.value == pytest.approx(100.0) and near.met and near.detail == "4 of 4"
+    # a glacier-year under cloud is a lower bound, not a bias: left out; one 4 % low is outside
+    cloudy = areas.assign(area_km2=[1.04, 0.495, 0.5, 0.485], flag_unobserved=[False, False, True, False])
+    check = generator_check(cloudy, retreat, truth_dir, CRS, bounds).set_index("check")
+    assert check.loc["glacier-year area bias, median (%)"].value == pytest.approx(-1.0)  # +4, -1, -3
+    near = check.loc["glacier-years within +-3 % of their true area (%)"]
+    assert near.value == pytest.approx(200 / 3) and not near.met and near.detail == "2 of 3"
     main = check.loc["retreat main_axis: mean error (m/a)"]
     assert main.value == pytest.approx(-0.3) and main.met
     assert check.loc["retreat main_axis: glaciers within +-2.36 m/a (%)"].value == pytest.approx(100.0)
@@ -62,8 +74,9 @@ def test_a_one_year_run_checks_its_areas_and_has_no_retreat_to_check(truth_dir):
     areas = pd.DataFrame({"sensor": "sentinel-2", "glacier_id": [1, 2], "year": [2020, 2020],
                           "area_km2": [1.0, 0.5], "area_err_km2": [0.01, 0.01]})
     check = generator_check(areas, pd.DataFrame(), truth_dir, CRS, (-3000, -1000, 1000, 5000))  # retreat: no columns at all
-    assert list(check["check"]) == ["region total bias, worst year (%)", "glacier-years inside their 95 % interval (%)"]
-    assert check["value"].tolist() == pytest.approx([0.0, 100.0])
+    assert list(check["check"]) == ["region total bias, worst year (%)", "glacier-years inside their 95 % interval (%)",
+                                    "glacier-year area bias, median (%)", "glacier-years within +-3 % of their true area (%)"]
+    assert check["value"].tolist() == pytest.approx([0.0, 100.0, 0.0, 100.0])
 
 
 def test_a_glacier_whose_true_front_leaves_the_grid_is_named_not_scored(truth_dir):
