@@ -424,6 +424,69 @@ def test_a_scheduler_without_workers_that_can_run_glacierwatch_fails_in_time_nam
                 pass
 
 
+def _slow_task(x: int) -> int:
+    """Pickled by reference: a worker that cannot import this test module (nor glacierwatch) cannot run it."""
+    import time
+
+    time.sleep(0.25)
+    return x
+
+
+HIDE_GLACIERWATCH = """import sys
+class _Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("catalog", "pipeline", "test_cluster", "tests"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _Hide())
+"""
+
+
+def test_a_worker_that_joins_later_without_glacierwatch_is_refused_and_a_good_one_kept(tmp_path):
+    """A `dask worker` from another environment that joins the user's scheduler mid-run (an autoscaler,
+    a late SLURM job): unchecked, it died on its first task with a bare ModuleNotFoundError deep in
+    Dask, counting a failure against each task it was given (KilledWorker after three such workers).
+    Now it is retired before it runs one, the console says which worker and why, and a worker of
+    this environment that joins late is kept."""
+    import subprocess
+    import sys
+    import time
+
+    from distributed import LocalCluster
+
+    foreign_env = tmp_path / "foreign"
+    foreign_env.mkdir()
+    (foreign_env / "sitecustomize.py").write_text(HIDE_GLACIERWATCH)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("DASK_")}
+    env["PYTHONPATH"] = str(foreign_env)
+    console, out = _console()
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=":0") as user:
+        with start_cluster({"kind": "address", "address": user.scheduler_address}, console=console) as client:
+            futures = client.map(_slow_task, range(24))  # queued: the scheduler offers some to whoever joins
+            foreign = subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", user.scheduler_address, "--nthreads", "2",
+                 "--no-dashboard"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            try:
+                deadline = time.monotonic() + 60
+                while "was refused" not in out.getvalue() and time.monotonic() < deadline and foreign.poll() is None:
+                    time.sleep(0.1)
+                user.scale(2)  # a worker of this environment joins late
+                assert client.gather(futures) == list(range(24))
+                assert foreign.wait(30) == 0  # retired with its nanny: not started again
+            finally:
+                if foreign.poll() is None:
+                    foreign.kill()
+                    foreign.wait(30)
+            said = re.search(r"warning: the worker (tcp://\S+) that joined the Dask scheduler at tcp://\S+ was refused: it "
+                             r"cannot import glacierwatch \(ModuleNotFoundError: No module named '(catalog|pipeline)'\): "
+                             r"stop it, or start it from an environment with glacierwatch installed", out.getvalue())
+            assert said, out.getvalue()
+            assert said[1] not in user.scheduler.workers and len(user.scheduler.workers) == 2  # the good late one kept
+            # the tasks the scheduler had sent it went back without counting as failures
+            assert [ts.key for ts in user.scheduler.tasks.values() if ts.suspicious] == []
+        assert not [name for name in user.scheduler.worker_plugins if name.startswith("glacierwatch")]  # the gate leaves the user's scheduler with the run
+
+
 def test_workers_that_cannot_read_the_store_are_refused_before_they_write_where_no_one_looks(tmp_path):
     """A store the workers do not share (here memory:// of this process, which worker processes have their
     own of; on a cluster, a local path of the login node) had every chunk written where this process

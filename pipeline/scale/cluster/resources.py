@@ -7,6 +7,8 @@ offers a GPU, so a CPU-only cluster still runs it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 
 from pipeline.scale.cluster.specs import GPU_RESOURCE, ClusterError
 
@@ -50,6 +52,33 @@ def check_address_workers(client, address: str, timeout: float) -> None:
         said = "; ".join(f"{worker} ({why})" for worker, why in sorted(broken.items()))
         raise ClusterError(f"workers of the Dask scheduler at {address} cannot import glacierwatch: {said}: stop them, "
                            "or start them from an environment with glacierwatch installed (the same version as here)")
+
+
+@contextmanager
+def gate_late_workers(client, address: str, warn: Callable[[str], None]) -> Iterator[None]:
+    """Within: a worker that joins the scheduler at `address` and cannot import glacierwatch is retired
+    before it runs a task, and `warn` says which and why (`check_address_workers` checks only those
+    connected at the start). What it can and cannot do: `pipeline.scale.cluster.gate`. The gate is
+    taken off the user's scheduler on exit."""
+    from pipeline.scale.cluster.gate import TOPIC, RefuseForeignWorkers
+
+    def refused(event) -> None:
+        msg = event[1]
+        warn(f"the worker {msg.get('address', msg.get('worker'))} that joined the Dask scheduler at {address} was "
+             f"refused: it cannot import glacierwatch ({msg.get('why')}): {msg.get('advice')}")
+
+    name = f"glacierwatch-gate-{client.id}"  # one per run: a second run on the same scheduler keeps its own
+    client.subscribe_topic(TOPIC, refused)
+    try:
+        client.register_plugin(RefuseForeignWorkers(name), name=name)
+    except Exception as err:  # noqa: BLE001 - a worker that cannot even take the gate; the start's check stands
+        warn(f"workers joining the Dask scheduler at {address} later are not checked ({type(err).__name__}: {err})")
+    try:
+        yield
+    finally:
+        for undo in (lambda: client.unregister_worker_plugin(name), lambda: client.unsubscribe_topic(TOPIC)):
+            with suppress(Exception):  # a client whose scheduler went away: nothing left to undo
+                undo()
 
 
 def worker_resources(client) -> dict[str, dict[str, float]]:

@@ -25,7 +25,13 @@ from catalog.redact import redact
 from pipeline.scale.cluster.allocator import allocator_environ
 from pipeline.scale.cluster.kubernetes import kube_cluster, kube_config_found
 from pipeline.scale.cluster.local import local_cluster, plan_local
-from pipeline.scale.cluster.resources import check_address_workers, check_gpu_workers, wait_for_gpu_worker, wait_for_workers
+from pipeline.scale.cluster.resources import (
+    check_address_workers,
+    check_gpu_workers,
+    gate_late_workers,
+    wait_for_gpu_worker,
+    wait_for_workers,
+)
 from pipeline.scale.cluster.slurm import check_submission, effective_slurm_spec, slurm_cluster
 from pipeline.scale.cluster.specs import KINDS, WORKER_CONFIG, ClusterError, ClusterSpec
 
@@ -201,6 +207,9 @@ def start_cluster(spec: ClusterSpec | Mapping[str, Any] | Any = None, *, console
                     "(`dask scheduler`), check the address, or use --cluster local"
                 ) from None
             check_address_workers(client, redact(spec.address), ADDRESS_WORKERS_TIMEOUT_S)
+            # and those that join later (an autoscaler, a late job, `dask worker` by hand)
+            stack.enter_context(gate_late_workers(client, redact(spec.address), lambda line: console.print(
+                f"warning: {line}", markup=False, highlight=False, soft_wrap=True)))
             where = f"scheduler at {redact(spec.address)}"
         elif spec.kind == "local":
             plan = plan_local(spec.local)
