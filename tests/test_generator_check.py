@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pytest
 from shapely.geometry import LineString, box
@@ -150,3 +151,26 @@ def test_fronts_flagged_at_the_edge_are_counted_and_shown_apart(tmp_path):
     assert mean.detail == ("3 of 3 glaciers; without the 2 front(s) at the edge of their zone or that moved faster "
                            "than a glacier's: +1.00")
     assert check.loc["retreat box: glaciers within +-2.36 m/a (%)"].detail.endswith(": 100.0 %")
+
+
+def test_a_filled_glacier_year_is_checked_as_the_total_counts_it_with_the_fills_error(tmp_path):
+    """The generator's glacier shrinks 0.02 then 0.03 km²; 2022 is under cloud (0.3 km² seen of 0.95). The
+    total counts 2021's 0.98 with 2021's error 0.005 and the fill's: its change per year 0.02 (over its
+    error) x 1 year, so 1.96 x sqrt(0.005² + 0.02²) = 0.0404 >= 0.03 off: inside. With 2021's error alone
+    (0.0098) it would not be, nor would the cloudy 0.3 ± 0.005."""
+    from pipeline.glaciers.generator_check import generator_check
+
+    widths = {2020: 1000, 2021: 980, 2022: 950}  # x 1000 m: 1.00, 0.98, 0.95 km²
+    gpd.GeoDataFrame({"glacier_id": 1, "year": list(widths)}, geometry=[box(-2000, 0, -2000 + w, 1000) for w in widths.values()],
+                     crs=CRS).to_parquet(tmp_path / "outlines.parquet")
+    gpd.GeoDataFrame({"glacier_id": [1], "retreat_m_a": [10.0]}, geometry=[LineString([(0, 0), (1, 1)])],
+                     crs=CRS).to_parquet(tmp_path / "glaciers.parquet")
+    areas = pd.DataFrame({"sensor": "landsat", "glacier_id": 1, "year": list(widths), "area_km2": [1.0, 0.98, 0.3],
+                          "area_err_km2": 0.005, "unobserved_frac": [0.0, 0.0, 0.7]})
+    bounds = (-3000, -1000, 1000, 5000)
+    inside = generator_check(areas, pd.DataFrame(), tmp_path, CRS, bounds).set_index("check").loc[
+        "glacier-years inside their 95 % interval (%)"]
+    assert inside.value == pytest.approx(100.0) and inside.detail == "3 of 3 (filled: 1 of 1)"
+    assert 0.03 > 1.96 * 0.005 and 0.03 <= 1.96 * np.hypot(0.005, 0.02)  # the fill's error makes the difference
+    seen = generator_check(areas.assign(unobserved_frac=0.0), pd.DataFrame(), tmp_path, CRS, bounds)  # the cloudy 0.3 as seen
+    assert seen.set_index("check").loc["glacier-years inside their 95 % interval (%)"].detail == "2 of 3"

@@ -222,7 +222,10 @@ def test_the_summary_and_the_report_name_the_glacier_years_not_seen(tmp_path):
     assert "Glacier-years not seen" in html
     assert (f'<td class="num">1</td><td class="num">{CLOUDY_YEAR}</td><td class="num">0.50</td>'
             '<td class="num">0.010</td><td class="num">0.014</td>') in html  # mapped; counted in the total
-    assert pd.read_csv(tmp_path / "tables" / "unobserved.csv").counted_km2.tolist() == [pytest.approx(0.0135)]
+    listed = pd.read_csv(tmp_path / "tables" / "unobserved.csv")
+    assert listed.counted_km2.tolist() == [pytest.approx(0.0135)]
+    assert listed.counted_err_fill_km2.tolist() == [pytest.approx(0.003 * 0.5)]  # halfway through 0.015 -> 0.012
+    assert "of which gap fill (km²)" in html and "± gap fill (km²)" in html
     assert "Glacier-years not seen" not in uncertainty_html(tmp_path, {"areas": areas(cloudy=False)})
 
 
@@ -237,3 +240,77 @@ def test_the_fill_works_by_position_and_from_finite_observations_only():
     assert total.loc[("landsat", 2020), "area_km2"] == pytest.approx(0.9)  # from 2021 alone: 2019 has no area
     assert total.loc[("sentinel-2", 2020), "area_km2"] == pytest.approx(0.9)  # halfway between 1.0 and 0.8
     assert (total.loc[(slice(None), 2020), "n_filled"] == 1).all()
+
+
+def _cloudy_series() -> pd.DataFrame:
+    """Glacier 1 observed 2016, 2017, 2019, cloudy in 2018 (between) and 2020 (the newest year); glacier 2
+    observed every year, steady. Terms: 3-4-5 triangles, so the measured errors are 0.05 and 0.10."""
+    g1 = pd.DataFrame({"glacier_id": 1, "year": [2016, 2017, 2018, 2019, 2020],
+                       "area_km2": [2.0, 1.9, 0.5, 1.5, 0.2],  # 0.5 and 0.2: what was seen through the cloud
+                       "area_err_perimeter_km2": [0.03, 0.03, 0.01, 0.06, 0.01],
+                       "area_err_class_km2": [0.04, 0.04, 0.02, 0.08, 0.02],
+                       "outline_km2": 2.0, "unobserved_frac": [0.0, 0.0, 0.6, 0.0, 0.6]})
+    g2 = pd.DataFrame({"glacier_id": 2, "year": g1.year, "area_km2": 1.0, "area_err_perimeter_km2": 0.03,
+                       "area_err_class_km2": 0.04, "outline_km2": 8.0, "unobserved_frac": 0.0})
+    a = pd.concat([g1, g2], ignore_index=True).assign(sensor="S2")
+    a["area_err_km2"] = np.hypot(a.area_err_perimeter_km2, a.area_err_class_km2)
+    a["flag_unobserved"] = a.unobserved_frac > 0.5
+    return a
+
+
+def test_a_filled_glacier_year_carries_the_error_of_how_it_was_filled():
+    """Worked by hand. 2018, between 2017 (1.9) and 2019 (1.5): 1.7 km², terms halfway (0.045, 0.06), and
+    the fill's own error 0.4 x sqrt(0.5 x 0.5) = 0.2 (the whole change at a random time in the gap).
+    2020, a year after 2019: 1.5 km² with 2019's terms (0.06, 0.08); the glacier's changes per year,
+    0.1 (2016-17) and 0.4 / 2 = 0.2 (2017-19), have the median 0.15, over 2019's error 0.10: 0.15 x 1 year."""
+    from pipeline.glaciers.region_tables import counted_areas, fill_errors, gap_filled
+
+    a = _cloudy_series()
+    out, filled = gap_filled(a)
+    g1 = out[out.glacier_id == 1].set_index("year")
+    assert filled.tolist() == [False, False, True, False, True] + [False] * 5
+    assert g1.loc[2018, "area_km2"] == pytest.approx(1.7) and g1.loc[2020, "area_km2"] == pytest.approx(1.5)
+    assert g1.loc[2018, ["area_err_perimeter_km2", "area_err_class_km2"]].tolist() == pytest.approx([0.045, 0.06])
+    assert g1.loc[2020, ["area_err_perimeter_km2", "area_err_class_km2"]].tolist() == pytest.approx([0.06, 0.08])
+    assert g1.area_err_fill_km2.tolist() == pytest.approx([0.0, 0.0, 0.2, 0.0, 0.15])
+    assert g1.loc[2018, "area_err_km2"] == pytest.approx(np.sqrt(0.075**2 + 0.2**2))  # 0.2136
+    assert g1.loc[2020, "area_err_km2"] == pytest.approx(np.sqrt(0.1**2 + 0.15**2))  # 0.1803
+    # the rows not filled are as they were, byte for byte
+    kept = ~filled.to_numpy()
+    pd.testing.assert_frame_equal(out.loc[kept, a.columns], a.loc[kept], check_exact=True)
+    assert (out.loc[kept, "area_err_fill_km2"] == 0).all()
+    assert counted_areas(a, 0.5).area_err_km2.tolist() == out.area_err_km2.tolist()
+
+    # the region total: each term summed over the glaciers, the fill's too, all three in quadrature
+    total = region_total(a, max_unobserved=0.5).set_index("year")  # 2020's share: 0.6 x 2 / 10 = 0.12, not flagged
+    assert total.area_km2.tolist() == pytest.approx([3.0, 2.9, 2.7, 2.5, 2.5])
+    assert total.area_err_fill_km2.tolist() == pytest.approx([0.0, 0.0, 0.2, 0.0, 0.15])
+    assert total.loc[2018, "area_err_km2"] == pytest.approx(np.sqrt(0.125**2 + 0.2**2))  # 0.075, 0.10 -> 0.125; 0.2358
+    assert total.loc[2020, "area_err_km2"] == pytest.approx(0.15 * np.sqrt(2))  # 0.09, 0.12 -> 0.15; 0.2121
+    observed = [2016, 2017, 2019]  # no fill: the total error is the two terms' as before, exactly
+    seen = total.loc[observed]
+    assert (seen.area_err_km2.to_numpy() == np.hypot(seen.area_err_perimeter_km2, seen.area_err_class_km2).to_numpy()).all()
+    assert total.loc[2016, "area_err_km2"] == pytest.approx(0.1) and total.loc[2019, "area_err_km2"] == pytest.approx(0.15)
+
+    # the region's change 2016 -> 2020 carries 2020's fill; a glacier's change uses observed years only
+    change = change_table(a, max_unobserved=0.5)
+    region = change[change.glacier_id.isna()].iloc[0]
+    assert (region.year0, region.year1) == (2016, 2020)
+    assert region.change_err_fill_km2 == pytest.approx(0.15)
+    assert region.change_err_km2 == pytest.approx(np.sqrt(0.1**2 + 2 * 0.15**2))  # 0.2345
+    assert region.change_err_km2 == pytest.approx(np.sqrt(region.change_err_perimeter_km2**2 + region.change_err_class_km2**2
+                                                          + region.change_err_fill_km2**2))
+    assert (change[change.glacier_id.notna()].change_err_fill_km2 == 0).all()
+
+    # at the ends of what is known: a glacier observed once, and one whose changes are below its error
+    assert fill_errors([2018, 2015], [2016], [1.0], [0.05]) == pytest.approx([0.10, 0.05])  # its error x the years
+    assert fill_errors([2019], [2016, 2017], [1.0, 1.01], [0.05, 0.05]) == pytest.approx([0.10])  # 0.05/a, not 0.01/a
+    assert fill_errors([2017, 2018], [2016, 2019], [2.0, 1.7], [0.05, 0.05]) == pytest.approx(  # a third of the way
+        [0.3 * np.sqrt(2) / 3] * 2)
+
+
+def test_without_flagged_years_the_total_is_as_before():
+    a = _cloudy_series().assign(unobserved_frac=0.0, flag_unobserved=False)
+    total = region_total(a)
+    assert (total.area_err_fill_km2 == 0).all() and (total.n_filled == 0).all()
+    assert (total.area_err_km2.to_numpy() == np.hypot(total.area_err_perimeter_km2, total.area_err_class_km2).to_numpy()).all()

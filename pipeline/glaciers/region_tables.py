@@ -44,19 +44,69 @@ def _with_observation(areas: pd.DataFrame, max_unobserved: float) -> pd.DataFram
 FILLED_TERMS = ("area_km2", "area_err_perimeter_km2", "area_err_class_km2")
 
 
+def fill_errors(year: np.ndarray, seen_year: np.ndarray, seen_area: np.ndarray, seen_err: np.ndarray) -> np.ndarray:
+    """The 1-sigma error (km²) of `gap_filled`'s value at each of `year`, from one glacier's observed
+    years `seen_year` (sorted, distinct) with their areas and measured errors (``area_err_km2``).
+
+    - Between two observed years t0 < t < t1 (areas A0, A1) the fill A0 + f (A1 - A0), f = (t - t0) /
+      (t1 - t0), is exact for a steady change; what it does not know is *when* in between the change
+      happened. Whatever the path, as long as the area at t lies between A0 and A1 with the linear fill
+      as its expectation, its standard deviation is at most |A1 - A0| sqrt(f (1 - f)) (Bhatia-Davis:
+      variance <= (max - mean)(mean - min)), reached when the whole change is one step at a uniformly
+      random time: half the change in the middle of a one-year gap. This sigma is used, not the hard
+      bound |A1 - A0| max(f, 1 - f), so that 1.96 x the error is a 95 % interval like the other terms';
+      a steady change (the usual one) makes it conservative, a gap with no change adds nothing.
+    - Beyond the ends (the nearest observed year t_n, d = |t - t_n| years away) the fill is A(t_n),
+      zero change: its error is the glacier's typical annual change times d, the median over its
+      consecutive observed years of |dA| / dt (robust to one bad year; a trend and year-to-year
+      scatter both count), at least the nearest observed year's measured error per year (a change
+      the series cannot tell from its own noise, and all there is with one difference).
+    - One observed year says nothing about the glacier's change: its error per year is that floor only
+      (the measured error x d), a lower bound.
+
+    The neighbours' own measured terms are not in it: `gap_filled` carries them as the terms of the fill.
+    """
+    year, seen_year = np.asarray(year, float), np.asarray(seen_year, float)
+    seen_area, seen_err = np.asarray(seen_area, float), np.asarray(seen_err, float)
+    n = seen_year.size
+    err = np.zeros(year.size)
+    if n >= 2:
+        i = np.clip(np.searchsorted(seen_year, year, side="right"), 1, n - 1)
+        t0, t1 = seen_year[i - 1], seen_year[i]
+        f = np.clip((year - t0) / (t1 - t0), 0.0, 1.0)
+        err = np.abs(seen_area[i] - seen_area[i - 1]) * np.sqrt(f * (1.0 - f))
+        steps = np.diff(seen_year) > 0  # a year measured twice is no step in time
+        typical = float(np.median(np.abs(np.diff(seen_area))[steps] / np.diff(seen_year)[steps])) if steps.any() else 0.0
+    else:
+        typical = 0.0
+    before, after = year < seen_year[0], year > seen_year[-1]
+    end = before | after if n >= 2 else np.ones(year.size, bool)
+    nearest = np.where(year <= seen_year[0], 0, n - 1) if n >= 2 else np.zeros(year.size, int)
+    rate = np.fmax(typical, seen_err[nearest])
+    err[end] = (rate * np.abs(year - seen_year[nearest]))[end]
+    return err
+
+
 def gap_filled(areas: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """`areas` (`_with_observation`'s) with each flagged glacier-year's area and error terms taken from
     the glacier's own observed years: linear in time between the nearest observed years before and
     after, the nearest one at either end of the series; and which rows were filled. A glacier never
-    observed keeps what was measured (the row stays flagged, and counts in the unobserved share)."""
+    observed keeps what was measured (the row stays flagged, and counts in the unobserved share).
+
+    ``area_err_fill_km2`` is the error of the fill itself (`fill_errors`; 0 on the rows not filled),
+    and a filled row's ``area_err_km2`` is sqrt(perimeter² + classification² + fill²) of its filled
+    terms; the rows not filled keep theirs as they were."""
     out = areas.copy()
     filled = np.zeros(len(areas), bool)
+    fill_err = np.zeros(len(areas))
     flagged = areas["flag_unobserved"].to_numpy(bool)
     if not flagged.any():
+        out["area_err_fill_km2"] = fill_err
         return out, pd.Series(filled, index=areas.index)
     keys = set(zip(areas["glacier_id"].to_numpy()[flagged], areas["sensor"].to_numpy()[flagged], strict=True))
     position = pd.RangeIndex(len(areas))  # by position: an index of the caller's (repeated labels) is not ours
     terms = {term: out[term].to_numpy(float).copy() for term in FILLED_TERMS}
+    measured = np.hypot(terms["area_err_perimeter_km2"], np.nan_to_num(terms["area_err_class_km2"]))
     for (gid, sensor), rows in pd.Series(position).groupby([areas["glacier_id"].to_numpy(), areas["sensor"].to_numpy()], sort=False):
         if (gid, sensor) not in keys:
             continue
@@ -67,17 +117,26 @@ def gap_filled(areas: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
         if not seen.any():
             continue
         order = np.argsort(year[seen], kind="stable")
+        seen_rows = rows[seen][order]
+        fill_err[rows[gap]] = fill_errors(year[gap], year[seen][order], terms["area_km2"][seen_rows], measured[seen_rows])
         for term, values in terms.items():
-            values[rows[gap]] = np.interp(year[gap], year[seen][order], values[rows][seen][order])
+            values[rows[gap]] = np.interp(year[gap], year[seen][order], values[seen_rows])
         filled[rows[gap]] = True
     for term, values in terms.items():
         out[term] = values
+    out["area_err_fill_km2"] = fill_err
+    if "area_err_km2" in out:
+        out.loc[filled, "area_err_km2"] = np.hypot(np.hypot(terms["area_err_perimeter_km2"][filled],
+                                                            np.nan_to_num(terms["area_err_class_km2"][filled])), fill_err[filled])
     return out, pd.Series(filled, index=areas.index)
 
 
-def counted_areas(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBSERVED) -> pd.Series:
-    """Each glacier-year's area as `region_total` counts it (flagged ones from their own series)."""
-    return gap_filled(_with_observation(areas, max_unobserved))[0]["area_km2"]
+def counted_areas(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBSERVED) -> pd.DataFrame:
+    """Each glacier-year as `region_total` counts it (flagged ones from their own series, `gap_filled`):
+    ``area_km2``, ``area_err_km2`` (a filled one's with its fill error), ``area_err_fill_km2`` and
+    ``filled``; on `areas`' index."""
+    out, filled = gap_filled(_with_observation(areas, max_unobserved))
+    return out[["area_km2", "area_err_km2", "area_err_fill_km2"]].assign(filled=filled.to_numpy())
 
 
 def region_total(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBSERVED) -> pd.DataFrame:
@@ -92,9 +151,14 @@ def region_total(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBSE
 
     Each error term is the sum of the glaciers' (perimeters add; a classifier's misclassified
     pixels are counted as not cancelling between glaciers, as inside one), the total error their
-    quadrature sum, as per glacier. ``unobserved_frac`` is the unobserved share of all glacier
-    outlines, weighted by ``outline_km2``; above ``max_unobserved`` the year is flagged and left out
-    of the total's change and trend: too much of it is filled in to say what that year did.
+    quadrature sum, as per glacier. ``area_err_fill_km2`` is the filled glacier-years' fill error
+    (`fill_errors`; 0 in a year with none filled), summed too: not in quadrature as if independent,
+    because the glaciers of a region share the weather that decides when a gap's change happened,
+    and a fill beyond the end of a series errs the same way on every shrinking glacier (it holds
+    their areas at the last observed year's); the sum is the bound for errors that may all be alike.
+    ``unobserved_frac`` is the unobserved share of all glacier outlines, weighted by ``outline_km2``;
+    above ``max_unobserved`` the year is flagged and left out of the total's change and trend: too
+    much of it is filled in to say what that year did.
     """
     a = _with_observation(areas, max_unobserved)
     a, filled = gap_filled(a)
@@ -102,10 +166,12 @@ def region_total(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBSE
                  _filled_km2=np.where(filled, a["area_km2"], 0.0), _filled=filled)
     total = a.groupby(["sensor", "year"], as_index=False).agg(
         area_km2=("area_km2", "sum"), area_err_perimeter_km2=("area_err_perimeter_km2", "sum"),
-        area_err_class_km2=("area_err_class_km2", "sum"), outline_km2=("outline_km2", "sum"),
+        area_err_class_km2=("area_err_class_km2", "sum"), area_err_fill_km2=("area_err_fill_km2", "sum"),
+        outline_km2=("outline_km2", "sum"),
         unobserved_km2=("_unobserved_km2", "sum"), n_flagged=("flag_unobserved", "sum"),
         filled_km2=("_filled_km2", "sum"), n_filled=("_filled", "sum"))
-    total["area_err_km2"] = np.hypot(total["area_err_perimeter_km2"], total["area_err_class_km2"])
+    total["area_err_km2"] = np.hypot(np.hypot(total["area_err_perimeter_km2"], total["area_err_class_km2"]),
+                                     total["area_err_fill_km2"])
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(total["outline_km2"] > 0, total["unobserved_km2"] / total["outline_km2"], 0.0)
     total = total.assign(unobserved_frac=share, flag_unobserved=share > max_unobserved,
@@ -170,6 +236,8 @@ def _change_rows(key, sub: pd.DataFrame, year0, year1, confidence) -> dict:
                        a.at[year0, "area_err_perimeter_km2"], a.at[year1, "area_err_perimeter_km2"])),
                    change_err_class_km2=float(area_change_uncertainty_km2(
                        a.at[year0, "area_err_class_km2"], a.at[year1, "area_err_class_km2"])),
+                   change_err_fill_km2=float(area_change_uncertainty_km2(  # a glacier's observed years: none
+                       *(a.at[y, "area_err_fill_km2"] if "area_err_fill_km2" in a else 0.0 for y in (year0, year1)))),
                    change_pct=float(ch.change_pct), rate_pct_a=float(ch.rate_pct_a),
                    rate_err_pct_a=float(ch.rate_err_pct_a))
     if len(seen) >= 3:
@@ -185,8 +253,10 @@ def change_table(areas: pd.DataFrame, year0: int | None = None, year1: int | Non
     years, per glacier and sensor and for the total (``glacier_id`` <NA>).
 
     Change and its error follow ``change.area_change`` (rates in %/a of the ``year0`` area; NaN
-    where that area is 0); ``change_err_perimeter_km2`` / ``change_err_class_km2`` are the same
-    quadrature of each term alone, so ``change_err_km2`` is their quadrature sum. The trend is
+    where that area is 0); ``change_err_perimeter_km2`` / ``change_err_class_km2`` /
+    ``change_err_fill_km2`` are the same quadrature of each term alone, so ``change_err_km2`` is
+    their quadrature sum (the fill term is 0 on glacier rows, whose years are observed ones; on the
+    total's rows it is that of the glacier-years `region_total` filled). The trend is
     the OLS slope in km²/a with its ``confidence`` interval and the Theil-Sen slope (NaN with
     fewer than 3 years). The total's area error terms are those of ``region_total``.
 

@@ -116,10 +116,11 @@ def map_section(folder: Path, outlines: gpd.GeoDataFrame, dem: xr.DataArray) -> 
 def total_area_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict | None:
     if "total_area" not in tables:
         return None
-    caption = ("Total glacier area per year and sensor; error bars: area uncertainty (perimeter term and "
-               "classification term, each summed over glaciers, in quadrature: see the table below). Dashed: ordinary "
-               "least-squares trend, with its 95 % confidence interval. Glacier-years not seen (cloud, no scene) count with "
-               "the area of their own observed years: see 'Glacier-years not seen' below.")
+    caption = ("Total glacier area per year and sensor; error bars: area uncertainty (perimeter term, "
+               "classification term and, for glacier-years filled in, the gap fill's term, each summed over glaciers, "
+               "in quadrature: see the table below). Dashed: ordinary least-squares trend, with its 95 % confidence "
+               "interval. Glacier-years not seen (cloud, no scene) count with the area of their own observed years: see "
+               "'Glacier-years not seen' below.")
     section = {"figure": embed(folder, "total_area", draw("total_area_figure", tables), caption),
                "csv": write_csv(folder, "total_area", tables["total_area"]),
                "uncertainty": uncertainty_and_indices(folder, tables), "region": None}
@@ -154,11 +155,13 @@ def uncertainty_and_indices(folder: Path, tables: Mapping[str, pd.DataFrame]) ->
                                  numeric=[False, False, True, False, False, False])
     total = tables.get("total_area")
     if total is not None and {"area_err_perimeter_km2", "area_err_class_km2"} <= set(total.columns):
-        rows = [[r.sensor, int(r.year), num(r.area_km2, 3), num(r.area_err_perimeter_km2, 3),
-                 num(r.area_err_class_km2, 3), num(r.area_err_km2, 3)]
+        fill = "area_err_fill_km2" in total.columns  # tables made before the gap fill's own term have none
+        rows = [[r.sensor, int(r.year), num(r.area_km2, 3), num(r.area_err_perimeter_km2, 3), num(r.area_err_class_km2, 3)]
+                + ([num(r.area_err_fill_km2, 3)] if fill else []) + [num(r.area_err_km2, 3)]
                 for r in total.sort_values(["sensor", "year"]).itertuples(index=False)]
-        out["area_terms"] = table(["Sensor", "Year", "Area (km²)", "± perimeter (km²)", "± classification (km²)",
-                                   "± total (km²)"], rows, numeric=[False, False] + [True] * 4)
+        out["area_terms"] = table(["Sensor", "Year", "Area (km²)", "± perimeter (km²)", "± classification (km²)"]
+                                  + (["± gap fill (km²)"] if fill else []) + ["± total (km²)"], rows,
+                                  numeric=[False, False] + [True] * (5 if fill else 4))
     retreat = tables.get("retreat")
     if retreat is not None and len(retreat) and {"rate_err_pixel_m_a", "rate_err_front_m_a"} <= set(retreat.columns):
         overall = retreat[(retreat["method"] == "main_axis") & (retreat["period"] == "overall")]
@@ -190,17 +193,23 @@ def uncertainty_and_indices(folder: Path, tables: Mapping[str, pd.DataFrame]) ->
 
 
 def unobserved_table(folder: Path, areas: pd.DataFrame) -> dict:
-    """The glacier-years flagged unobserved, with what was measured and what the region total counts."""
+    """The glacier-years flagged unobserved, with what was measured and what the region total counts:
+    the filled area, its error (``counted_err_km2``: its filled terms and the fill's in quadrature) and
+    the fill's own (``counted_err_fill_km2``, `region_tables.fill_errors`)."""
     from pipeline.glaciers.region_tables import gap_filled
 
     a = areas.assign(flag_unobserved=areas["flag_unobserved"].fillna(False).astype(bool))
     counted, filled = gap_filled(a)
-    flagged = a[a.flag_unobserved].assign(counted_km2=counted.loc[a.flag_unobserved, "area_km2"],
-                                          filled=filled[a.flag_unobserved]).sort_values(["sensor", "glacier_id", "year"])
-    rows = [[r.sensor, int(r.glacier_id), int(r.year), num(r.unobserved_frac, 2), num(r.area_km2, 3),
-             num(r.counted_km2, 3) if r.filled else "as measured (never observed)"] for r in flagged.itertuples(index=False)]
-    return {"table": table(["Sensor", "Glacier", "Year", "Unobserved share", "Area mapped (km²)", "In the region total (km²)"],
-                           rows, numeric=[False, True, True, True, True, True]),
+    seen = a.flag_unobserved.to_numpy()
+    flagged = a[seen].assign(counted_km2=counted["area_km2"].to_numpy()[seen],
+                             counted_err_km2=counted["area_err_km2"].to_numpy()[seen],
+                             counted_err_fill_km2=counted["area_err_fill_km2"].to_numpy()[seen],
+                             filled=filled.to_numpy()[seen]).sort_values(["sensor", "glacier_id", "year"])
+    rows = [[r.sensor, int(r.glacier_id), int(r.year), num(r.unobserved_frac, 2), num(r.area_km2, 3)]
+            + ([num(r.counted_km2, 3), num(r.counted_err_km2, 3), num(r.counted_err_fill_km2, 3)] if r.filled
+               else ["as measured (never observed)", "", ""]) for r in flagged.itertuples(index=False)]
+    return {"table": table(["Sensor", "Glacier", "Year", "Unobserved share", "Area mapped (km²)", "In the region total (km²)",
+                            "± (km²)", "of which gap fill (km²)"], rows, numeric=[False] + [True] * 7),
             "csv": write_csv(folder, "unobserved", flagged)}
 
 
