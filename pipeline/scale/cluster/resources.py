@@ -24,20 +24,16 @@ def wait_for_workers(client, n: int, timeout: float, what: str,
         ) from None
 
 
-def _imports_glacierwatch() -> bool:
-    """On a worker: glacierwatch's packages import there (unpickling this function already needs them)."""
-    import catalog.reads  # noqa: F401
-    import pipeline.inference  # noqa: F401
-
-    return True
-
-
 def workers_without_glacierwatch(client) -> dict[str, str]:
     """Connected workers that cannot run glacierwatch's tasks (started from another environment), with why:
     each fails every task it is given and the scheduler drops it, and a scheduler whose workers all
-    do so leaves the run waiting for ever."""
-    answers = client.run(_imports_glacierwatch, on_error="return")
-    return {address: f"{type(answer).__name__}: {answer}" for address, answer in answers.items() if answer is not True}
+    do so leaves the run waiting for ever. (The same import check as the gate for workers that join
+    later, `gate.cannot_import`, which travels by value.)"""
+    from pipeline.scale.cluster.gate import GLACIERWATCH_MODULES, cannot_import
+
+    answers = client.run(cannot_import, GLACIERWATCH_MODULES, on_error="return")
+    return {address: answer if isinstance(answer, str) else f"{type(answer).__name__}: {answer}"
+            for address, answer in answers.items() if answer is not None}
 
 
 def check_address_workers(client, address: str, timeout: float) -> None:
