@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 import pystac
 from shapely.geometry import box
@@ -29,6 +29,86 @@ def check_region_covered(source: SceneSource, collection: str, bbox: tuple[float
         )
 
 
+class NoScenesError(SearchError):
+    """Years of a sensor without a single scene over the region in their season: a run cannot make them.
+
+    Raised before the cluster starts by the pre-flight (`pipeline.preflight`), for all such years of
+    a sensor at once, naming the search and what to do.
+    """
+
+
+def search_season(
+    source: SceneSource,
+    profile: ProviderProfile,
+    sensor: str,
+    bbox: tuple[float, float, float, float],
+    year: int,
+    season: tuple[str, str],
+    max_cloud: float | None,
+) -> list[pystac.Item]:
+    """Items of `sensor` over `bbox` in `year`'s season, possibly none (`find_scenes` refuses none).
+
+    Only the platforms the profile accepts are asked for (Landsat 8/9 by default: the
+    collection also holds Landsat 4, 5 and 7).
+    """
+    start, end = season_bounds(year, season)
+    platforms = profile.platforms.get(sensor) or None
+    return source.search(SceneQuery(profile.collection(sensor), bbox, start, end, max_cloud, platforms))
+
+
+def no_scenes_message(
+    source: SceneSource,
+    profile: ProviderProfile,
+    sensor: str,
+    bbox: tuple[float, float, float, float],
+    years: list[int],
+    season: tuple[str, str],
+    max_cloud: float | None,
+    now: datetime | None = None,
+) -> str:
+    """One line: the years of `sensor` with no scenes, the search that found none (collection and
+    catalog, bbox, season, cloud limit) and what to do. `now`: today (a season not over yet is said)."""
+    now = now or datetime.now(UTC)
+    platforms = profile.platforms.get(sensor) or None
+    on = f" from {', '.join(platforms)}" if platforms else ""
+    said = ", ".join(map(str, years))
+    first, last = season_bounds(years[0], season)
+    dates = f"({first:%Y-%m-%d}..{last:%Y-%m-%d})" if len(years) == 1 else "of each year"
+    cloud = f"cloud cover <= {max_cloud}%" if max_cloud is not None else "any cloud cover"
+    timing = []
+    for year in years:
+        start, end = season_bounds(year, season)
+        if start > now:
+            timing.append(f"{year}'s season has not begun yet")
+        elif end > now:
+            timing.append(f"{year}'s season is not over yet")
+    when = f" ({'; '.join(timing)})" if timing else ""
+    return (
+        f"no {sensor} scenes{on} for {said}{when}: searched {profile.collection(sensor)} at {source.url} over bbox "
+        f"{list(bbox)} in season {season[0]}..{season[1]} {dates} with {cloud}: wait until the season's scenes "
+        f"are published and run again, widen season.start/season.end or raise sensors.{sensor}.max_cloud (an "
+        f"existing store's series must keep its settings), or leave {said} out (the config's years, or "
+        "another update --year)"
+    )
+
+
+def scenes_by_year(
+    source: SceneSource,
+    profile: ProviderProfile,
+    sensor: str,
+    bbox: tuple[float, float, float, float],
+    years: list[int],
+    season: tuple[str, str],
+    max_cloud: float | None,
+) -> dict[int, list[pystac.Item]]:
+    """`search_season` of every year; `NoScenesError` naming every year that has none."""
+    found = {int(y): search_season(source, profile, sensor, bbox, int(y), season, max_cloud) for y in years}
+    empty = [y for y, items in found.items() if not items]
+    if empty:
+        raise NoScenesError(no_scenes_message(source, profile, sensor, bbox, empty, season, max_cloud))
+    return found
+
+
 def find_scenes(
     source: SceneSource,
     profile: ProviderProfile,
@@ -38,23 +118,13 @@ def find_scenes(
     season: tuple[str, str],
     max_cloud: float | None,
 ) -> list[pystac.Item]:
-    """Items of `sensor` over `bbox` in `year`'s season; an empty answer is an error that says how to relax it.
+    """Items of `sensor` over `bbox` in `year`'s season; an empty answer is an error (`NoScenesError`)
+    that says how to relax it.
 
     Only the platforms the profile accepts are asked for (Landsat 8/9 by default: the
     collection also holds Landsat 4, 5 and 7).
     """
-    start, end = season_bounds(year, season)
-    collection = profile.collection(sensor)
-    platforms = profile.platforms.get(sensor) or None
-    items = source.search(SceneQuery(collection, bbox, start, end, max_cloud, platforms))
-    if not items:
-        on = f" from {', '.join(platforms)}" if platforms else ""
-        raise SearchError(
-            f"no {sensor} scenes{on} ({collection} at {source.url}) for {year} in season {season[0]}..{season[1]} "
-            f"with cloud cover <= {max_cloud}%: widen season.start/season.end, raise sensors.{sensor}.max_cloud, "
-            "or drop the year from years"
-        )
-    return items
+    return scenes_by_year(source, profile, sensor, bbox, [year], season, max_cloud)[int(year)]
 
 
 def find_dem_items(source: SceneSource, profile: ProviderProfile, bbox: tuple[float, float, float, float]) -> list[pystac.Item]:

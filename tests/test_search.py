@@ -94,6 +94,39 @@ def test_a_season_without_scenes_says_how_to_relax_it(source, study_area):
     assert "widen season" in message and "max_cloud" in message
 
 
+def test_years_without_scenes_are_named_together_with_the_search_and_the_season_not_over():
+    """Every empty year of a sensor in one line (the pre-flight's refusal), with the collection, catalog, bbox,
+    season dates and cloud limit searched, and a season that has not begun or ended said as such."""
+    from types import SimpleNamespace
+
+    from catalog.scenes import NoScenesError, no_scenes_message, scenes_by_year
+
+    searched = []
+
+    class Empty:
+        url = "https://stac.example/v1"
+
+        def search(self, query):
+            searched.append(query.start.year)
+            return []
+
+    bbox = (84.0, 43.7, 84.1, 43.8)
+    with pytest.raises(NoScenesError) as err:
+        scenes_by_year(Empty(), get_profile("earth-search"), "landsat", bbox, [2026, 2027], ("07-01", "09-30"), 40.0)
+    message = str(err.value)
+    assert searched == [2026, 2027] and isinstance(err.value, SearchError)
+    assert message.startswith("no landsat scenes from landsat-8, landsat-9 for 2026, 2027")
+    assert "landsat-c2-l2 at https://stac.example/v1 over bbox [84.0, 43.7, 84.1, 43.8]" in message
+    assert "season 07-01..09-30 of each year with cloud cover <= 40.0%" in message
+    assert "wait until the season's scenes are published" in message and "sensors.landsat.max_cloud" in message
+    june = no_scenes_message(SimpleNamespace(url="x"), get_profile("local"), "sentinel-2", bbox, [2027], ("07-01", "09-30"),
+                             None, now=_utc(2027, 6, 15))
+    assert "for 2027 (2027's season has not begun yet)" in june and "(2027-07-01..2027-09-30) with any cloud cover" in june
+    august = no_scenes_message(SimpleNamespace(url="x"), get_profile("local"), "sentinel-2", bbox, [2026, 2027],
+                               ("07-01", "09-30"), 50.0, now=_utc(2027, 8, 1))
+    assert "for 2026, 2027 (2027's season is not over yet)" in august
+
+
 def test_a_region_outside_the_catalog_is_refused(source):
     with pytest.raises(SearchError, match=r"outside every item of collection 'sentinel-2-l2a'.*change region.bbox"):
         check_region_covered(source, "sentinel-2-l2a", (10.0, 46.0, 10.5, 46.5))
