@@ -3,12 +3,15 @@
 A run that fails half-way costs hours and leaves a store to explain, so every input is
 checked here first and then handed on resolved: inference and statistics take `RunInputs`
 instead of re-reading the model card (once per sensor here, not five times), the inventory
-(once, not four times per sensor) or re-searching the DEM tiles (once, not three times).
+(once, not four times per sensor) or re-searching the DEM tiles (once, not three times) and
+each year's scenes (searched here, once, and handed to the cube).
 
 Order: checks that need no network come first (output folder, weights and their card and
 training domain, inventory, object-storage credentials, provider packages, cluster, store
 compatibility), all of them, so an offline user learns at once everything that is missing
-(`glacierwatch run --check`); then the ones that ask the STAC APIs (region covered, DEM tiles).
+(`glacierwatch run --check`); then the ones that ask the STAC APIs (region covered, DEM tiles, and
+the scenes of every year the run infers: a year without any, e.g. an update before its season's
+scenes exist, is refused here, before a cluster waits in a queue to be told so).
 Each problem is one line that names the input and what to do; `PreflightError` carries them.
 """
 
@@ -80,6 +83,9 @@ class RunInputs:
     inventory: gpd.GeoDataFrame | None  # pipeline.glaciers.inventory.read_inventory's columns; None: no inventory
     dem_items: list[pystac.Item] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    scenes: dict[str, dict[int, list[pystac.Item]]] = field(default_factory=dict)
+    """Per sensor and year, the scenes found for the years the run infers (`years_to_infer`): the cube takes
+    them instead of searching again (`pipeline.inference.yearly_cube`)."""
 
 
 def store_url_for(cfg: Config, out: Path) -> str:
@@ -281,18 +287,40 @@ def _cluster_problems(cfg: Config) -> list[Exception]:
     return []
 
 
-def _network_checks(cfg: Config, parts: dict, inventory, sensors: Sequence[str]) -> tuple[list[pystac.Item], list[Exception]]:
-    """The checks that ask the STAC APIs: each sensor's source covers the region; the DEM tiles cover it."""
-    from catalog.scenes import check_region_covered, find_dem_items
+def years_to_infer(cfg: Config, store_url: str | None, sensors: Sequence[str], years: Sequence[int] | None = None
+                   ) -> dict[str, list[int]]:
+    """Per sensor, the years a run infers: `years` (default: the config's) and, with a store (`store_url`),
+    those an earlier run left unfinished there (`RegionStore.unfinished_years`), which a run finishes
+    whatever it asks for (`pipeline.run.run_study`). A year the store holds finished is not among them
+    unless asked for (an update of 2027 infers 2027, not 2016-2026)."""
+    from pipeline.store import RegionStore
+
+    asked = {int(y) for y in (years if years is not None else cfg.years)}
+    store = RegionStore(store_url) if store_url is not None else None
+    stored = set(store.sensors()) if store is not None and store.exists() else set()
+    return {s: sorted(asked | (set(store.unfinished_years(s)) if s in stored else set())) for s in sensors}
+
+
+def _network_checks(
+    cfg: Config, parts: dict, inventory, sensors: Sequence[str], years: dict[str, list[int]]
+) -> tuple[list[pystac.Item], dict[str, dict[int, list[pystac.Item]]], list[Exception]]:
+    """The checks that ask the STAC APIs: each sensor's source covers the region and has scenes in every
+    one of its `years` (the items found are returned, for the cube); the DEM tiles cover it."""
+    from catalog.scenes import check_region_covered, find_dem_items, scenes_by_year
     from catalog.search import SearchError, open_source
     from catalog.tiling import TilingError, glacier_tiles
 
     problems: list[Exception] = []
+    scenes: dict[str, dict[int, list[pystac.Item]]] = {}
     for sensor in sensors:
         profile = parts[sensor]["profile"]
+        sensor_cfg = cfg.sensors[sensor]
         try:
-            source = open_source(cfg.source_url(cfg.sensors[sensor]), profile.signer())
+            source = open_source(cfg.source_url(sensor_cfg), profile.signer())
             check_region_covered(source, profile.collection(sensor), cfg.region.bbox)
+            # every year at once, all empty ones named together; before any cluster is started or waited for
+            scenes[sensor] = scenes_by_year(source, profile, sensor, cfg.region.bbox, years.get(sensor, []),
+                                            cfg.season.as_tuple(), sensor_cfg.max_cloud)
         except SearchError as err:
             problems.append(err)
     dem_items: list[pystac.Item] = []
@@ -309,7 +337,7 @@ def _network_checks(cfg: Config, parts: dict, inventory, sensors: Sequence[str])
             except TilingError as err:
                 problems.append(err)
                 break
-    return dem_items, problems
+    return dem_items, scenes, problems
 
 
 def preflight(
@@ -319,12 +347,15 @@ def preflight(
     *,
     network: bool = True,
     weights: dict[str, str | Path] | None = None,
+    years: Sequence[int] | None = None,
 ) -> RunInputs:
     """Resolve and check everything a run of `cfg` into `out` needs; `PreflightError` lists every problem.
 
     `network=False` stops before the first network access (what `run --check` can tell offline).
     `out=None`: inference alone into the config's store (no output folder, no cluster checked).
     `weights`: per sensor, weights to use instead of the configured ones.
+    `years`: the years the run is asked to infer (default: the config's); their scenes are searched, and with
+    `out` those of the years its store holds unfinished (`years_to_infer`): a year without scenes is refused.
     """
     out = Path(out).resolve() if out is not None else None
     sensors = list(sensors or cfg.sensors)
@@ -332,8 +363,11 @@ def preflight(
     if problems:
         _refuse(problems)
     dem_items: list[pystac.Item] = []
+    scenes: dict[str, dict[int, list[pystac.Item]]] = {}
     if network:
-        dem_items, problems = _network_checks(cfg, parts, inventory, sensors)
+        # with an output folder a run also finishes its store's unfinished years; inference alone only `years`
+        inferred = years_to_infer(cfg, store_url_for(cfg, out) if out is not None else None, sensors, years)
+        dem_items, scenes, problems = _network_checks(cfg, parts, inventory, sensors, inferred)
         if problems:
             _refuse(problems)
     resolved = {
@@ -357,4 +391,5 @@ def preflight(
         inventory=inventory,
         dem_items=dem_items,
         warnings=list(dict.fromkeys(notes)),  # the same grid warning once, not once per sensor
+        scenes=scenes,
     )

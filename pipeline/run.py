@@ -8,10 +8,12 @@ resumes.
 
 Before anything is written the pre-flight (`pipeline.preflight`) resolves and checks every
 input once - output folder, weights and their card, inventory, object storage, cluster, STAC
-sources, DEM tiles, an existing store's grids and weights - and refuses with one line per
-problem. `--out` must be new, empty or a folder an earlier run marked as its own
-(`.glacierwatch`): a run never replaces files it did not write. The store's update lock is
-held from the first write to the last table, so a second update on the same store refuses at once.
+sources, DEM tiles, an existing store's grids and weights, the scenes of every year to infer - and
+refuses with one line per problem (a year without scenes before the cluster is started or queued
+for; the scenes it found are the ones inferred, not searched again). `--out` must be new, empty or
+a folder an earlier run marked as its own (`.glacierwatch`): a run never replaces files it did not
+write. The store's update lock is held from the first write to the last table, so a second update
+on the same store refuses at once.
 
 Outputs under `out` (default ``glacierwatch-out``)::
 
@@ -298,7 +300,7 @@ def run_study(
     with stage("inputs"):
         check_settings(cfg, out, sensors)  # before the embedded area is generated
         ensure_study_area(cfg, console)
-        inputs = preflight(cfg, out, sensors)  # PreflightError: nothing written yet
+        inputs = preflight(cfg, out, sensors, years=years)  # PreflightError: nothing written yet, no cluster started
         for note in inputs.warnings:
             console.print(f"warning: {note}", markup=False, highlight=False)
         if (note := cpu_half_note(cfg)) is not None:

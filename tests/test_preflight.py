@@ -173,3 +173,63 @@ def test_bad_inventory_through_the_cli_is_one_line_exit_2_nothing_written(small_
         assert result.exit_code == 2, result.output
         assert len(errors) == 1 and f"inventory {path}" in errors[0], result.output
         assert not out.exists()
+
+
+def test_a_year_without_scenes_is_refused_before_the_cluster_starts(small_study_area, small_weights, tmp_path, monkeypatch):
+    """`update --year 2023` (the embedded area has scenes of 2016-2022 only: as an update run before its
+    season's scenes exist) is refused by the pre-flight, naming the search, before a cluster is started (on
+    SLURM a queue wait) or a file written; a year the store holds finished is not searched, an unfinished one is."""
+    import pipeline.scale.cluster
+    from catalog.providers import get_profile
+    from catalog.search import LocalCatalogSource
+    from pipeline.model.weights import sha256
+    from pipeline.store import RegionStore
+
+    cfg = small_run_config(small_study_area, small_weights, tmp_path)
+    out = tmp_path / "out"
+    store = RegionStore.create(str(out / "store.zarr"), {s: cfg.grid(s) for s in cfg.sensors},
+                               weights_sha256={s: sha256(small_weights[s]) for s in cfg.sensors}, chunk_size=cfg.tiling.tile_px)
+    for sensor in cfg.sensors:
+        store.add_year(sensor, 2015, scene_ids=[], config_hash="earlier")  # finished (no scenes there today: not asked)
+        for unit in store.units(sensor, 2015):
+            store.manifest.mark_done(unit, "0" * 64)
+        store.add_year(sensor, 2021, scene_ids=[], config_hash="earlier")  # left unfinished: a run finishes it first
+    (out / OUTPUT_MARKER).touch()
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    started, searched = [], []
+
+    def no_cluster(*args, **kwargs):
+        started.append(args)
+        raise AssertionError("the cluster was started")
+
+    def search(self, query):
+        if query.collection != get_profile(cfg.dem.provider).collection("dem"):  # the scenes' searches
+            searched.append((query.collection, query.start.year))
+        return found(self, query)
+
+    found = LocalCatalogSource.search
+    monkeypatch.setattr(pipeline.scale.cluster, "start_cluster", no_cluster)
+    monkeypatch.setattr(LocalCatalogSource, "search", search)
+    config = str(tmp_path / "config.yaml")
+    for check in ([], ["--check"]):
+        searched.clear()
+        result = _invoke("update", "--year", "2023", "-c", config, "--out", str(out), *check)
+        assert result.exit_code == 2, result.output
+        errors = " ".join(result.output.split()).split("error: ")[1:]
+        assert len(errors) == 2, result.output  # one line per sensor
+        for sensor, error in zip(("sentinel-2", "landsat"), errors, strict=True):
+            assert error.startswith(f"no {sensor} scenes") and " for 2023: searched " in error, error
+            assert f"over bbox {list(cfg.region.bbox)}" in error and "season 07-01..09-30 (2023-07-01..2023-09-30)" in error
+            assert f"cloud cover <= {cfg.sensors[sensor].max_cloud}%" in error and "catalog.json" in error
+            assert "wait until the season's scenes are published" in error and f"sensors.{sensor}.max_cloud" in error
+            assert "2015" not in error and "2021" not in error
+        collections = [get_profile(cfg.sensors[s].provider).collection(s) for s in cfg.sensors]
+        assert sorted(searched) == sorted((c, y) for c in collections for y in (2021, 2023))  # not the finished 2015
+    assert not started
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # a first run of a config whose years end in 2023: nothing at all written
+    small_run_config(small_study_area, small_weights, tmp_path, years={"start": 2022, "end": 2023})
+    result = _invoke("run", "-c", config, "--out", str(tmp_path / "new"))
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "for 2023: searched" in said and "2022" not in said.split("error:", 1)[1], said
+    assert not started and not (tmp_path / "new").exists()

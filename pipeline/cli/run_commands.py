@@ -40,8 +40,9 @@ def with_cluster(cfg: Config, cluster: str | None) -> Config:
     return cfg.model_copy(update={"cluster": cfg.cluster.model_validate({**cfg.cluster.model_dump(exclude_unset=True), **section})})
 
 
-def check_inputs(cfg: Config, out: Path) -> None:
-    """The pre-flight alone: every input a run needs, resolved and checked; nothing written."""
+def check_inputs(cfg: Config, out: Path, years: list[int] | None = None) -> None:
+    """The pre-flight alone: every input a run needs, resolved and checked (the scenes of `years`, default
+    the config's, and of the store's unfinished years); nothing written."""
     from pipeline.preflight import check_settings, preflight
     from pipeline.run import ensure_study_area
 
@@ -50,7 +51,7 @@ def check_inputs(cfg: Config, out: Path) -> None:
         console.print(f"the embedded study area is not generated yet ({Path(cfg.path(cfg.synthetic.path))}): `glacierwatch "
                       "run` generates it first (~30 s), or `glacierwatch synth`; its inputs are checked once it exists")
         return
-    inputs = preflight(cfg, out)
+    inputs = preflight(cfg, out, years=years)
     for note in inputs.warnings:
         console.print(f"warning: {note}")
     for name, sensor in inputs.sensors.items():
@@ -59,6 +60,8 @@ def check_inputs(cfg: Config, out: Path) -> None:
                       f"({sensor.card.architecture})")
     glaciers = "none" if inputs.inventory is None else f"{len(inputs.inventory)} glaciers"
     console.print(f"inventory: {inputs.inventory_path} ({glaciers}); DEM tiles: {len(inputs.dem_items)}; store: {inputs.store_url}")
+    for name, by_year in inputs.scenes.items():
+        console.print(f"{name} scenes: " + ", ".join(f"{year}: {len(items)}" for year, items in sorted(by_year.items())))
     console.print("pre-flight passed: `glacierwatch run` without --check starts the run")
 
 
@@ -185,7 +188,7 @@ def update(
         fail(f"--year {year}: {err.errors()[0]['msg'].removeprefix('Value error, ')}")
     cfg = with_cluster(cfg, cluster)
     require_store(cfg, out, year, redo=redo)
-    check_inputs(cfg, out) if check else run_and_summarise(cfg, out, [year], redo=[year] if redo else None)
+    check_inputs(cfg, out, [year]) if check else run_and_summarise(cfg, out, [year], redo=[year] if redo else None)
 
 
 def require_store(cfg: Config, out: Path, year: int, *, redo: bool = False) -> None:

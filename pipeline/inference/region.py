@@ -284,17 +284,18 @@ def _glacier_tiles(outlines: Any, grid: Any, buffer_m: float | None, chunk: int,
     return glacier_tiles(grid, outlines, buffer_m, chunk, source=source)
 
 
-def check_inputs(cfg: Any, sensor: str, weights: str | Path) -> Any:
+def check_inputs(cfg: Any, sensor: str, weights: str | Path, years: Sequence[int] | None = None) -> Any:
     """Refuse, before anything is written, the inputs of `sensor` that would fail a run half-way.
 
     `pipeline.preflight.preflight` for one sensor with these weights, without an output folder:
     the weights against their card, the sensor's bands and training domain, the inventory, the
-    DEM tiles over the region, the STAC source. Scenes are not checked here: an unreadable scene
+    DEM tiles over the region, the STAC source and that each of `years` (default: the config's) has
+    scenes (found once, `RunInputs.scenes`). The scenes are not read here: an unreadable scene
     is skipped and named in the provenance, not a reason to stop. Returns the `RunInputs`.
     """
     from pipeline.preflight import preflight
 
-    return preflight(cfg, None, [sensor], weights={sensor: weights})
+    return preflight(cfg, None, [sensor], weights={sensor: weights}, years=years)
 
 
 def forward_device(device: str | None, client: Any, resources: dict | None) -> str | None:
@@ -346,10 +347,10 @@ def infer_to_store(
 
     started = time.time()  # skipped reads logged from here on are this call's
     weights = Path(weights).resolve()
-    if inputs is None or inputs.sensors[sensor].weights != weights:
-        inputs = check_inputs(cfg, sensor, weights)  # before the first write: a refused input leaves the store as it was
-    card = inputs.sensors[sensor].card
     years = list(years if years is not None else cfg.years)
+    if inputs is None or inputs.sensors[sensor].weights != weights:
+        inputs = check_inputs(cfg, sensor, weights, years)  # before the first write: a refused input leaves the store as it was
+    card = inputs.sensors[sensor].card
     store_url = store_url or cfg.path(cfg.store)
     grid = cfg.grid(sensor)
 
@@ -380,7 +381,7 @@ def infer_to_store(
         inferred_m = None if tiles.buffer_m is None else max(tiles.buffer_m, cfg.analysis.glacier_buffer_m)
         near = None if inferred_m is None else (outlines, inferred_m, f"inventory {inputs.inventory_path}")
         cube = yearly_cube(cfg, sensor, years=years, chunks=chunk, dem_items=inputs.dem_items or None, halo=forward_halo(card, halo),
-                           near=near)
+                           near=near, scenes=inputs.scenes.get(sensor))  # the pre-flight's search, not a second one
         terrain = {name: cube[var] for name, var in (("dem", "elevation"), ("slope", "slope"), ("aspect", "aspect"))
                    if not store.static_complete(sensor, name)}
         statics = dict(terrain)

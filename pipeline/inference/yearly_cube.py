@@ -11,10 +11,11 @@ as it is computed (catalog.reflectance_check).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import geopandas as gpd
 import numpy as np
+import pystac
 import xarray as xr
 
 from catalog.composite import yearly_composite
@@ -23,7 +24,7 @@ from catalog.halo_layout import HaloLayout
 from catalog.masks import clear_mask
 from catalog.providers import get_profile
 from catalog.reflectance_check import checked_reflectance
-from catalog.scenes import check_region_covered, find_dem_items, find_scenes
+from catalog.scenes import check_region_covered, find_dem_items, scenes_by_year
 from catalog.search import open_source
 from catalog.terrain import terrain, terrain_tiles
 from catalog.tiling import NearPieces, pixels_near_by_piece
@@ -34,10 +35,13 @@ def yearly_cube(
     cfg: Config, sensor: str, years: Sequence[int] | None = None, chunks: int = 2048, dem_items: list | None = None,
     halo: int = 0,
     near: tuple[gpd.GeoDataFrame, float, str] | None = None,
+    scenes: Mapping[int, list[pystac.Item]] | None = None,
 ) -> xr.Dataset:
     """`reflectance` (year, band, y, x), `clear_count` (year, y, x), `elevation`, `slope`, `aspect` (y, x).
 
     `dem_items`: the DEM tiles over the region when the caller has searched them already (the pre-flight).
+    `scenes`: per year, the scenes the caller has searched already (the pre-flight, `RunInputs.scenes`);
+    the other years (and a year given no scenes) are searched here.
     `halo` > 0: each `chunks` px tile is read and composited with `halo` px of the ground around it
     (catalog.halo_layout; in pieces of at most `tiling.read_px`), and the cube also holds that as `reflectance_haloed` (year, band,
     y_haloed, x_haloed; attrs `halo`, `tile_px`; chunked by those pieces, never joined into whole blocks:
@@ -56,10 +60,12 @@ def yearly_cube(
     years = list(years if years is not None else cfg.years)
     sensor_cfg = cfg.sensors[sensor]
     profile = get_profile(sensor_cfg.provider)
-    source = open_source(cfg.source_url(sensor_cfg), profile.signer())
     bbox, grid = cfg.region.bbox, cfg.grid(sensor)
-    check_region_covered(source, profile.collection(sensor), bbox)
-    by_year = {y: find_scenes(source, profile, sensor, bbox, y, cfg.season.as_tuple(), sensor_cfg.max_cloud) for y in years}
+    by_year = {y: list(scenes[y]) for y in years if scenes and scenes.get(y)}
+    if missing := [y for y in years if y not in by_year]:  # not searched by the pre-flight: asked here
+        source = open_source(cfg.source_url(sensor_cfg), profile.signer())
+        check_region_covered(source, profile.collection(sensor), bbox)
+        by_year |= scenes_by_year(source, profile, sensor, bbox, missing, cfg.season.as_tuple(), sensor_cfg.max_cloud)
     items = [i for y in years for i in by_year[y]]
     layout = HaloLayout.of(grid.shape, chunks, halo, read_px=cfg.tiling.read_px) if halo else None
     read = None
