@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timezone
 
 import pystac
@@ -56,6 +57,37 @@ def search_season(
     return source.search(SceneQuery(profile.collection(sensor), bbox, start, end, max_cloud, platforms))
 
 
+def today() -> datetime:
+    """Now, in UTC (one place, so a test can move the calendar)."""
+    return datetime.now(UTC)
+
+
+class SeasonNotOverError(SearchError):
+    """Years whose season has not ended: a map made now would hold part of the season and be stored as the year's."""
+
+
+def seasons_not_over(years: Sequence[int], season: tuple[str, str], now: datetime | None = None) -> SeasonNotOverError | None:
+    """The refusal for the `years` whose season (`season_bounds`) ends after `now` (default: today), or None.
+
+    An annual map is the glacier at the end of its ablation season. Made before that, from the scenes
+    published so far, the year's composite holds the early season (snow that melts later over the
+    tongue and the firn line) and is stored as the year's map: finished, so a later update skips it."""
+    now = now or today()
+    early = [(int(y), *season_bounds(int(y), season)) for y in years]
+    early = [(y, start, end) for y, start, end in early if end > now]
+    if not early:
+        return None
+    said = "; ".join(f"{y}'s season ({start:%Y-%m-%d}..{end:%Y-%m-%d}) " + ("has not begun" if start > now else "is not over")
+                     for y, start, end in early)
+    last = max(end for _, _, end in early)
+    years_said = ", ".join(str(y) for y, _, _ in early)
+    return SeasonNotOverError(
+        f"{said} (today {now:%Y-%m-%d}): a map made now would hold only the scenes so far, before the end of the "
+        f"ablation season, and be stored as the year's; run after {last:%Y-%m-%d} (`update --year`), or leave "
+        f"{years_said} out (the config's years)"
+    )
+
+
 def no_scenes_message(
     source: SceneSource,
     profile: ProviderProfile,
@@ -68,7 +100,7 @@ def no_scenes_message(
 ) -> str:
     """One line: the years of `sensor` with no scenes, the search that found none (collection and
     catalog, bbox, season, cloud limit) and what to do. `now`: today (a season not over yet is said)."""
-    now = now or datetime.now(UTC)
+    now = now or today()
     platforms = profile.platforms.get(sensor) or None
     on = f" from {', '.join(platforms)}" if platforms else ""
     said = ", ".join(map(str, years))

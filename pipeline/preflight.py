@@ -28,6 +28,7 @@ import pystac
 
 from catalog.grid import TargetGrid
 from catalog.providers import ProviderProfile, get_profile
+from catalog.scenes import seasons_not_over
 from pipeline.config import Config
 from pipeline.model.weights import ModelCard, WeightsError, card_path, sha256
 
@@ -355,11 +356,14 @@ def preflight(
     `out=None`: inference alone into the config's store (no output folder, no cluster checked).
     `weights`: per sensor, weights to use instead of the configured ones.
     `years`: the years the run is asked to infer (default: the config's); their scenes are searched, and with
-    `out` those of the years its store holds unfinished (`years_to_infer`): a year without scenes is refused.
+    `out` those of the years its store holds unfinished (`years_to_infer`): a year without scenes is refused,
+    and a year whose season has not ended (`catalog.scenes.seasons_not_over`), offline.
     """
     out = Path(out).resolve() if out is not None else None
     sensors = list(sensors or cfg.sensors)
     parts, inventory, problems, notes = _local_checks(cfg, out, sensors, weights)
+    if (early := seasons_not_over(years if years is not None else cfg.years, cfg.season.as_tuple())) is not None:
+        problems.append(early)  # a year asked before its season ended would be stored as that year's map
     if problems:
         _refuse(problems)
     dem_items: list[pystac.Item] = []

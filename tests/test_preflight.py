@@ -233,3 +233,30 @@ def test_a_year_without_scenes_is_refused_before_the_cluster_starts(small_study_
     said = " ".join(result.output.split())
     assert result.exit_code == 2 and "for 2023: searched" in said and "2022" not in said.split("error:", 1)[1], said
     assert not started and not (tmp_path / "new").exists()
+
+
+def test_a_year_whose_season_is_not_over_is_refused_offline(small_study_area, small_weights, tmp_path, monkeypatch):
+    """A run (or `update --year Y`) in August of Y: the scenes so far exist, but a map made from them would be the
+    early season's (snow over the tongue) stored as the year's, finished, and a later update would skip it."""
+    from datetime import UTC, datetime
+
+    import pipeline.scale.cluster
+    from catalog.scenes import seasons_not_over
+
+    assert seasons_not_over([2025, 2026], ("07-01", "09-30"), now=datetime(2026, 10, 1, tzinfo=UTC)) is None
+    early = str(seasons_not_over([2025, 2026, 2027], ("07-01", "09-30"), now=datetime(2026, 8, 15, tzinfo=UTC)))
+    assert early.startswith("2026's season (2026-07-01..2026-09-30) is not over; 2027's season (2027-07-01..2027-09-30) "
+                            "has not begun (today 2026-08-15)") and "2025" not in early
+    assert "run after 2027-09-30" in early and "leave 2026, 2027 out" in early
+
+    import catalog.scenes
+
+    year = datetime.now(UTC).year  # a later year is refused by the CLI already ("in the future")
+    small_run_config(small_study_area, small_weights, tmp_path, years={"start": year - 1, "end": year})
+    monkeypatch.setattr(pipeline.scale.cluster, "start_cluster", lambda *a, **k: (_ for _ in ()).throw(AssertionError("started")))
+    monkeypatch.setattr(catalog.scenes, "today", lambda: datetime(year, 8, 15, tzinfo=UTC))
+    for check in ([], ["--check"]):  # offline too: no scene search needed to know
+        result = _invoke("run", "-c", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "out"), *check)
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and f"{year}'s season ({year}-07-01..{year}-09-30) is not over (today {year}-08-15)" in said, said
+    assert not (tmp_path / "out").exists()
