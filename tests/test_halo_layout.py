@@ -155,11 +155,18 @@ def test_a_tile_composited_with_its_own_halo_equals_the_grid_s_composite(config,
     pieces smaller than a tile's window (here 3 a side), joined back."""
     import pipeline.inference.yearly_cube as yc
 
+    from catalog.providers import get_profile
+    from catalog.scenes import find_scenes
+    from catalog.search import open_source
+
     epsg = f"EPSG:{config.grid('sentinel-2').epsg}"
-    real_find = yc.find_scenes
-    monkeypatch.setattr(yc, "find_scenes", lambda *a, **k: [i for i in real_find(*a, **k) if i.properties["proj:code"] == epsg])
-    plain = yc.yearly_cube(config, "sentinel-2", years=[2021], chunks=128)
-    haloed = yc.yearly_cube(_read_in(config, 80), "sentinel-2", years=[2021], chunks=128, halo=48)
+    sensor = config.sensors["sentinel-2"]
+    profile = get_profile(sensor.provider)
+    found = find_scenes(open_source(config.source_url(sensor)), profile, "sentinel-2", config.region.bbox, 2021,
+                        config.season.as_tuple(), sensor.max_cloud)
+    scenes = {2021: [i for i in found if i.properties["proj:code"] == epsg]}  # as the pre-flight hands them on
+    plain = yc.yearly_cube(config, "sentinel-2", years=[2021], chunks=128, scenes=scenes)
+    haloed = yc.yearly_cube(_read_in(config, 80), "sentinel-2", years=[2021], chunks=128, halo=48, scenes=scenes)
     layout = HaloLayout.of(plain.reflectance.shape[2:], 128, 48)
     assert len(layout.tiles[0]) > 1 and len(layout.tiles[1]) > 1
     with dask.config.set(scheduler="threads"):
