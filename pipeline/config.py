@@ -149,6 +149,12 @@ class Analysis(StrictModel):
         "year's composite shows as snow (NDSI > 0.4) is glacier even where the network says not: under snow the "
         "accumulation area's boundary cannot be seen and keeps the inventory's (pipeline.glaciers.accumulation)",
     )
+    upper_boundary_from_inventory: bool = Field(
+        True, description="ice mapped outside the inventory outline (in its analysis.glacier_buffer_m) at or above the "
+        "glacier's mean elevation there is not glacier: the accumulation area's upper boundary (ice divides, headwalls) "
+        "keeps the inventory's, and what a network maps beyond it is snowfield or a neighbour's névé; growth at and below "
+        "the mean elevation (tongues, surges) is kept (pipeline.glaciers.accumulation; areas.upper_excluded_km2)",
+    )
     max_snow_kept: float = Field(
         0.05, ge=0, le=1, description="a glacier-year more than this share of whose area was kept at the inventory's "
         "extent under snow (areas.snow_kept_km2) is flagged as snow-covered (areas.flag_snow)",

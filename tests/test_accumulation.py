@@ -1,4 +1,5 @@
-"""Snow-covered accumulation areas keep the inventory's extent (pipeline.glaciers.accumulation), by hand."""
+"""Accumulation areas keep the inventory's extent (pipeline.glaciers.accumulation), by hand: snow-covered ones
+are glacier inside the outline, and ice mapped beyond its upper boundary is not."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import xarray as xr
 from pipeline.config import Analysis
 from pipeline.glaciers.accumulation import (
     accumulation_zone,
+    beyond_upper_boundary,
     deferred_snow_kept_km2,
     glacier_probability,
     inventory_core,
@@ -76,8 +78,9 @@ def test_chunked_maps_equal_the_whole_grid_and_the_rule_can_be_turned_off():
     assert (chunked.values == whole).all()
 
     ds = _area()
-    assert (mapped_probability(ds, Analysis(), 10.0).values == glacier_probability(ds, 128, 100.0, 10.0).values).all()
-    off = mapped_probability(ds, Analysis(snow_keeps_inventory=False), 10.0)
+    snow_only = Analysis(upper_boundary_from_inventory=False)
+    assert (mapped_probability(ds, snow_only, 10.0).values == glacier_probability(ds, 128, 100.0, 10.0).values).all()
+    off = mapped_probability(ds, Analysis(snow_keeps_inventory=False, upper_boundary_from_inventory=False), 10.0)
     assert off.identical(ds.probability) and not (whole == ds.probability.values).all()
     assert (glacier_probability(ds.drop_vars("indices"), 128, 20.0, 10.0) == ds.probability).all()  # no layer: as stored
 
@@ -113,3 +116,37 @@ def test_a_year_whose_area_leans_on_the_inventory_under_snow_is_flagged_as_snow(
     assert flags["flag_snow"].tolist() == [False, False, True, False, True, False]
     assert not flags["flag_area_jump"].any()
     assert not flag_glacier_years(areas.drop(columns="snow_kept_km2"), pd.DataFrame(), 3.5, 10.0)["flag_snow"].any()
+
+
+def test_ice_mapped_beyond_the_upper_boundary_is_left_out_and_counted():
+    """A snowfield above the bergschrund, mapped as ice in the buffer ring above the mean elevation, is not the
+    glacier; growth below the mean (a tongue, a surge) and everything inside the outline stay as mapped."""
+    from pipeline.glaciers.analysis import UPPER_EXCLUDED
+
+    ds = _area()
+    p = ds.probability.values.copy()
+    p[0, 5:7, 10:20] = 230  # the ring above the outline's top (rows 5-6, far above the mean): 20 px left out
+    p[0, 10, 5:7] = 200  # the ring on the left, above the mean: 2 px left out
+    p[0, 25, 5:7] = 250  # the ring on the left, below the mean: growth, kept
+    p[0, 33:35, 10:20] = 240  # below the tongue: an advance, kept
+    p[0, 5:35, 36] = 200  # glacier 2 has no outline deeper than its buffer, no mean elevation: nothing left out
+    p[0, 6, 30] = 100  # below the threshold beyond the outline: not glacier either way, untouched
+    ds["probability"] = (("year", "y", "x"), p)
+    beyond = beyond_upper_boundary(ds, threshold=128, buffer_m=20.0, resolution_m=10.0).values[0]
+    expected = np.zeros((N, N), bool)
+    expected[5:7, 10:20] = True
+    expected[10, 5:7] = True
+    assert (beyond == expected).all()
+    on = mapped_probability(ds, Analysis(glacier_buffer_m=20.0, snow_keeps_inventory=False), 10.0).values[0]
+    assert (on[expected] == 127).all()  # just below the threshold: not glacier, ~0.5 px of doubt each
+    assert (on[~expected] == p[0][~expected]).all()
+    both = mapped_probability(ds, Analysis(glacier_buffer_m=20.0), 10.0).values[0]
+    assert (both[expected] == 127).all() and (both[9, 9] == 128)  # the snow rule still adds inside the outline
+    off = mapped_probability(ds, Analysis(glacier_buffer_m=20.0, snow_keeps_inventory=False,
+                                          upper_boundary_from_inventory=False), 10.0)
+    assert (off.values == p).all()
+    chunked = ds.chunk({"y": 9, "x": 9})
+    assert (beyond_upper_boundary(chunked, 128, 20.0, 10.0).values[0] == expected).all()
+    table = deferred_snow_kept_km2(beyond_upper_boundary(chunked, 128, 20.0, 10.0), chunked.glacier_id, 1e-4,
+                                   column=UPPER_EXCLUDED).compute()
+    assert table.to_dict("records") == [{"glacier_id": 1, "year": 2018, UPPER_EXCLUDED: 22 * 1e-4}]

@@ -35,9 +35,10 @@ reported (``n_fragments``, ``fragments_km2``), and only the body carries the fro
 are the smooth-outline perimeter of ``pipeline.glaciers.change`` (pi/4 of the pixel staircase), in
 ``areas`` and the outlines alike. Plausibility flags per glacier-year: ``pipeline.glaciers.plausibility``.
 
-The maps are the store's probabilities with snow-covered accumulation areas kept at the
-inventory's extent (``mapped_probability``, `pipeline.glaciers.accumulation`; config
-``analysis.snow_keeps_inventory``); the store keeps the network's own.
+The maps are the store's probabilities with accumulation areas bounded by the inventory: snow-covered
+ones kept at its extent, and ice mapped beyond its upper boundary left out (``mapped_probability``,
+`pipeline.glaciers.accumulation`; config ``analysis.snow_keeps_inventory``,
+``analysis.upper_boundary_from_inventory``); the store keeps the network's own.
 
 This module owns the orchestration (``map_tables``, ``store_accuracy``, ``analyse_store``, which
 analyses the sensors and the truth side by side on the cluster) and the per-glacier inventory
@@ -68,7 +69,14 @@ from catalog.grid import TargetGrid
 from catalog.halo_layout import HaloLayout
 from catalog.sun import SHADOW_REACH_M
 from pipeline.config import Analysis
-from pipeline.glaciers.accumulation import deferred_snow_kept_km2, inventory_core, raised_to_threshold, snow_kept
+from pipeline.glaciers.accumulation import (
+    beyond_upper_boundary,
+    deferred_snow_kept_km2,
+    inventory_core,
+    lowered_below_threshold,
+    raised_to_threshold,
+    snow_kept,
+)
 from pipeline.glaciers.accuracy import (
     DEBRIS_HALO_PX,
     SHADOW_HALO_PX,
@@ -255,6 +263,7 @@ def map_tables(
     doy: xr.DataArray | None = None,
     indices: xr.DataArray | None = None,
     kept: xr.DataArray | None = None,
+    beyond: xr.DataArray | None = None,
     extra: Mapping[str, Deferred[Any]] | None = None,
     facts: GlacierFacts | None = None,
     inventory_years: Mapping[int, float] | None = None,
@@ -272,7 +281,9 @@ def map_tables(
     (``unobserved_frac``, ``flag_unobserved``) and left out of change, trends and retreat;
     retreat is dated by `doy`. Without them (the truth) every pixel counts as observed.
     `kept` (year, y, x), the pixels the snow rule raised (`accumulation.snow_kept`), gives the
-    ``areas`` column ``snow_kept_km2`` (`accumulation.snow_kept_km2`), which feeds ``flag_snow``.
+    ``areas`` column ``snow_kept_km2`` (`accumulation.snow_kept_km2`), which feeds ``flag_snow``;
+    `beyond` (year, y, x), the pixels the upper-boundary rule left out (`accumulation.beyond_upper_boundary`),
+    the column ``upper_excluded_km2``.
     `facts`: the `glacier_facts` of ``glacier_id`` and ``dem``, if already known.
     """
     limit = analysis.max_unobserved
@@ -287,8 +298,10 @@ def map_tables(
     extra = dict(extra or {})
     snow = (deferred_snow_kept_km2(kept, glacier_id, grid.resolution ** 2 / 1e6, n_ids) if kept is not None
             else Deferred((), lambda: None))
-    tables, outlines, aspect_table, snow_kept, *extra_tables = compute_together(
-        statistics, outlines, deferred_fixed_aspect(glacier_id, aspect, n_ids), snow, *extra.values())
+    upper = (deferred_snow_kept_km2(beyond, glacier_id, grid.resolution ** 2 / 1e6, n_ids, column=UPPER_EXCLUDED)
+             if beyond is not None else Deferred((), lambda: None))
+    tables, outlines, aspect_table, snow_kept, upper_excluded, *extra_tables = compute_together(
+        statistics, outlines, deferred_fixed_aspect(glacier_id, aspect, n_ids), snow, upper, *extra.values())
     extra = dict(zip(extra, extra_tables, strict=True))
     inventory, zones = glacier_inventory(glacier_id, grid, analysis.glacier_buffer_m, outlines)
     outlines, fragments = split_fragments(outlines, inventory, analysis.min_mapping_unit_km2, grid.resolution)
@@ -320,6 +333,8 @@ def map_tables(
                               threshold=threshold / 255.0 if threshold > 1 else 0.5, inventory_years=inventory_years)
     if snow_kept is not None:
         tables["areas"] = _with_snow_kept(tables["areas"], snow_kept)
+    if upper_excluded is not None:
+        tables["areas"] = _with_snow_kept(tables["areas"], upper_excluded, UPPER_EXCLUDED)
     areas = flag_glacier_years(tables["areas"], tables["terminus"], analysis.flag_sigma, grid.resolution,
                                max_snow_kept=analysis.max_snow_kept)
     tables["areas"] = conform("areas", areas)
@@ -420,20 +435,27 @@ def mapped_probability(ds: xr.Dataset, analysis: Analysis, resolution_m: float) 
     return _maps(ds, analysis, resolution_m)[0]
 
 
-def _maps(ds: xr.Dataset, analysis: Analysis, resolution_m: float,
-          facts: GlacierFacts | None = None) -> tuple[xr.DataArray, xr.DataArray | None]:
-    """(`mapped_probability`, the pixels the snow rule added or None)."""
-    if not analysis.snow_keeps_inventory:
-        return ds.probability, None
-    kept = snow_kept(ds, analysis.threshold, analysis.glacier_buffer_m, resolution_m, facts)
-    return raised_to_threshold(ds.probability, kept, analysis.threshold), kept
+def _maps(ds: xr.Dataset, analysis: Analysis, resolution_m: float, facts: GlacierFacts | None = None
+          ) -> tuple[xr.DataArray, xr.DataArray | None, xr.DataArray | None]:
+    """(`mapped_probability`, the pixels the snow rule added or None, those the upper-boundary rule left
+    out or None). Both rules look at the store's own probabilities: they touch disjoint pixels (inside
+    the inventory outline below the threshold; outside it at or above)."""
+    kept = (snow_kept(ds, analysis.threshold, analysis.glacier_buffer_m, resolution_m, facts)
+            if analysis.snow_keeps_inventory else None)
+    beyond = (beyond_upper_boundary(ds, analysis.threshold, analysis.glacier_buffer_m, resolution_m, facts)
+              if analysis.upper_boundary_from_inventory else None)
+    maps = lowered_below_threshold(raised_to_threshold(ds.probability, kept, analysis.threshold), beyond, analysis.threshold)
+    return maps, kept, beyond
 
 
-def _with_snow_kept(areas: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
-    """``areas`` with ``snow_kept_km2`` (0 where the rule added nothing)."""
+UPPER_EXCLUDED = "upper_excluded_km2"
+
+
+def _with_snow_kept(areas: pd.DataFrame, kept: pd.DataFrame, column: str = "snow_kept_km2") -> pd.DataFrame:
+    """``areas`` with ``column`` (`kept`'s per glacier-year area; 0 where the rule changed nothing)."""
     key = ["glacier_id", "year"]
-    merged = areas.merge(kept.astype({k: areas[k].dtype for k in key} | {"snow_kept_km2": float}), on=key, how="left")
-    merged["snow_kept_km2"] = merged["snow_kept_km2"].fillna(0.0)
+    merged = areas.merge(kept.astype({k: areas[k].dtype for k in key} | {column: float}), on=key, how="left")
+    merged[column] = merged[column].fillna(0.0)
     return merged
 
 
@@ -478,13 +500,14 @@ def analyse_store(
     # what every table needs to know of each grid's glaciers first, for all grids in one compute
     static = {s: store.open_dataset(s)[["glacier_id", "dem"]] for s in sensors}
     facts = glacier_facts_together({
-        s: (ds.glacier_id, ds.dem, analysis.glacier_buffer_m / grids[s].resolution if analysis.snow_keeps_inventory else None)
+        s: (ds.glacier_id, ds.dem, analysis.glacier_buffer_m / grids[s].resolution
+            if analysis.snow_keeps_inventory or analysis.upper_boundary_from_inventory else None)
         for s, ds in static.items()})
 
     def sensor_tables(sensor: str) -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
         ds = store.open_dataset(sensor)
         grid = grids[sensor]
-        probability, kept = _maps(ds, analysis, grid.resolution, facts[sensor])
+        probability, kept, beyond = _maps(ds, analysis, grid.resolution, facts[sensor])
         extra = {}
         if truth_dir is not None:  # scored in the tables' read of the maps
             truth = truth_on_grid(truth_dir, grid, [int(y) for y in ds.year.values], chunks=store.chunk_size,
@@ -497,7 +520,7 @@ def analyse_store(
             extra[_MASK_TILES] = deferred_mask_tiles(probability, analysis.threshold, ds.get("observed"))
         return map_tables(
             probability, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=sensor, threshold=analysis.threshold,
-            observed=ds.get("observed"), doy=ds.get("doy"), indices=ds.get("indices"), kept=kept, extra=extra,
+            observed=ds.get("observed"), doy=ds.get("doy"), indices=ds.get("indices"), kept=kept, beyond=beyond, extra=extra,
             facts=facts[sensor], inventory_years=inventory_years,
         )
 

@@ -13,7 +13,8 @@ Added here (issue 16):
   unit, kept in the area), ``dropped_km2`` (detached parts below it, left out of the area), and
   the plausibility flags ``flag_area_jump``, ``flag_front_jump``, ``flag_snow``
   (`pipeline.glaciers.plausibility`); ``snow_kept_km2``, the part of the area that snow-covered
-  accumulation pixels kept at the inventory's extent (`pipeline.glaciers.accumulation`; ``run`` only).
+  accumulation pixels kept at the inventory's extent, and ``upper_excluded_km2``, the ice mapped beyond
+  the inventory's upper boundary and left out (`pipeline.glaciers.accumulation`; ``run`` only).
 - ``terminus``: ``front`` (the line cut the front in every year of the glacier's pairs, so it
   enters retreat), ``doy``.
 - ``retreat``: ``statistic`` (mean or median over the front lines; the box is an area over a
@@ -45,7 +46,7 @@ def _union(*lists: list[str]) -> list[str]:
 
 TABLE_COLUMNS: dict[str, list[str]] = {
     "areas": _union(RASTER_COLUMNS["areas"][:2], ["date"], RASTER_COLUMNS["areas"][2:], ["n_polygons"],
-                    FRAGMENT_COLUMNS, ["snow_kept_km2"], FLAG_COLUMNS),
+                    FRAGMENT_COLUMNS, ["snow_kept_km2", "upper_excluded_km2"], FLAG_COLUMNS),
     "area_by_band": RASTER_COLUMNS["area_by_band"],
     "glacier_area_by_band": _union(RASTER_COLUMNS["glacier_area_by_band"][:2], ["date"],
                                    RASTER_COLUMNS["glacier_area_by_band"][2:]),

@@ -176,7 +176,9 @@ def write_glacier_masks(store_url: str, out_dir: str | Path, threshold: int = 12
                 band = partial(_thresholded_rows, probability.isel(year=index), seen, threshold)
             _write_mask(band, pending, grid, threshold, path, store.chunk_size,
                         tags={"sensor": sensor, "year": year, "store": redact(store.url),
-                              "snow_keeps_inventory": bool(analysis is not None and analysis.snow_keeps_inventory)})
+                              "snow_keeps_inventory": bool(analysis is not None and analysis.snow_keeps_inventory),
+                              "upper_boundary_from_inventory": bool(analysis is not None
+                                                                    and analysis.upper_boundary_from_inventory)})
             written[(sensor, year)] = path
     return written
 
