@@ -151,6 +151,12 @@ def test_flagged_glacier_years_are_kept_out_of_retreat_and_the_outlines_carry_th
     flagged = outlines.set_index(["glacier_id", "year"])["flag_unobserved"]
     assert flagged.loc[(1, CLOUDY_YEAR)] and flagged.sum() == 1
     assert tables["total_area"].set_index("year").loc[CLOUDY_YEAR, "flag_unobserved"]
+    # the run's glacier-method aspect rows (redone with the fixed sectors) say which part is flagged, too
+    by_aspect = tables["area_by_aspect"].groupby(["method", "year"])[["area_km2", "flagged_km2"]].sum()
+    flagged_area = tables["areas"].query("flag_unobserved").area_km2.sum()
+    for method in ("pixel", "glacier"):
+        assert by_aspect.loc[(method, CLOUDY_YEAR), "flagged_km2"] == pytest.approx(flagged_area)
+        assert by_aspect.loc[method].drop(index=CLOUDY_YEAR).flagged_km2.eq(0).all()
     main = tables["retreat"].query("method == 'main_axis'")
     g1 = main[main.glacier_id == 1].set_index(["year0", "year1"])
     assert CLOUDY_YEAR not in set(g1.index.get_level_values(0)) | set(g1.index.get_level_values(1))
@@ -314,3 +320,23 @@ def test_without_flagged_years_the_total_is_as_before():
     total = region_total(a)
     assert (total.area_err_fill_km2 == 0).all() and (total.n_filled == 0).all()
     assert (total.area_err_km2.to_numpy() == np.hypot(total.area_err_perimeter_km2, total.area_err_class_km2).to_numpy()).all()
+
+
+def test_band_and_aspect_tables_say_what_of_their_area_is_a_lower_bound():
+    """The band and aspect tables are not gap-filled (docs/tables.md): in the cloudy year they sum to the
+    mapped area, which is less than total_area's, and each region row says which part of it is flagged."""
+    mask, gid, dem, aspect, observed, _ = arrays(cloudy=True)
+    tables = glacier_statistics(mask, gid, dem, aspect, sensor="S2", observed=observed)
+    a = tables["areas"]
+    flagged_area = a[a.flag_unobserved].groupby("year").area_km2.sum().reindex(YEARS, fill_value=0.0)
+    total = region_total(a).set_index("year")
+    for name, rows in (("area_by_band", tables["area_by_band"]),
+                       ("pixel", tables["area_by_aspect"].query("method == 'pixel'")),
+                       ("glacier", tables["area_by_aspect"].query("method == 'glacier'"))):
+        per_year = rows.groupby("year")[["area_km2", "flagged_km2"]].sum()
+        assert per_year.area_km2.to_numpy() == pytest.approx(a.groupby("year").area_km2.sum().to_numpy()), name
+        assert per_year.flagged_km2.to_numpy() == pytest.approx(flagged_area.to_numpy()), name
+        assert set(rows.loc[rows.year == CLOUDY_YEAR, "n_flagged"]) == {1}, name
+        assert set(rows.loc[rows.year != CLOUDY_YEAR, "n_flagged"]) == {0}, name
+        # the cloudy year reads less than total_area (the spurious loss the columns warn of)
+        assert per_year.area_km2[CLOUDY_YEAR] < total.area_km2[CLOUDY_YEAR] - 1e-9, name

@@ -244,9 +244,12 @@ def _with_fixed_aspect(tables: dict[str, pd.DataFrame], aspect: pd.DataFrame) ->
     by_aspect = tables["area_by_aspect"]
     areas = tables["areas"].assign(aspect_sector=tables["areas"]["glacier_id"].map(fixed["aspect_sector"]))
     whole = areas.groupby(["year", "aspect_sector"])["area_km2"].sum()
+    flagged = areas[areas["flag_unobserved"].astype(bool)].groupby(["year", "aspect_sector"])["area_km2"].sum()
     glacier_rows = by_aspect["method"] == "glacier"
-    keys = zip(by_aspect.loc[glacier_rows, "year"], by_aspect.loc[glacier_rows, "aspect_sector"], strict=True)
-    by_aspect.loc[glacier_rows, "area_km2"] = [float(whole.get((y, s), 0.0)) for y, s in keys]
+    keys = list(zip(by_aspect.loc[glacier_rows, "year"], by_aspect.loc[glacier_rows, "aspect_sector"], strict=True))
+    by_aspect.loc[glacier_rows, "area_km2"] = [float(whole.get(key, 0.0)) for key in keys]
+    if "flagged_km2" in by_aspect:
+        by_aspect.loc[glacier_rows, "flagged_km2"] = [float(flagged.get(key, 0.0)) for key in keys]
 
 
 def map_tables(

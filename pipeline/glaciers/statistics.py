@@ -68,6 +68,9 @@ Conventions, stated once:
   is no sign of a guess. Region-wide: ``index_agreement``.
 - Elevation bands are [band_lo_m, band_hi_m) of width ``band_m`` starting at a multiple of it;
   pixels without DEM are left out of band tables (so bands can sum to less than the area).
+- Band and aspect tables are not gap-filled: a glacier-year flagged unobserved (below) counts at
+  its mapped area, a lower bound; their region rows carry the year's ``n_flagged`` and the part of
+  the row's area from those glacier-years (``flagged_km2``).
 - No-data is not ice loss (DESIGN.md, "Observed vs. glacier"): ``unobserved_frac`` is the share
   of a glacier's ``glacier_id`` pixels (its inventory outline grown by the buffer, ``outline_km2``)
   not observed that year; above ``max_unobserved`` the glacier-year is ``flag_unobserved``. Its
@@ -346,6 +349,10 @@ def _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m,
         "flag_index_disagreement": np.nan_to_num(disagreement, nan=0.0) > max_index_disagreement,
     })
 
+    # glacier-years flagged unobserved count in the band and aspect tables at their mapped (lower-bound)
+    # area, not gap-filled as in total_area: each region row says how much of its area is such
+    flagged = (unobserved > max_unobserved).reshape(ny, ids.size)  # (year, glacier)
+    n_flagged = flagged.sum(axis=1).astype(np.int64)  # per year, as total_area.n_flagged
     band = sums[:, sl["band"]].reshape(ny, k, nb)[:, 1:, :] * px_km2  # (year, glacier, band)
     lo = band_origin + band_m * np.arange(nb)
     yi, gi, bi = np.nonzero(band)
@@ -354,7 +361,9 @@ def _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m,
                                   "area_km2": band[yi, gi, bi]})
     total_band = band.sum(axis=1)
     by_band = pd.DataFrame({"sensor": sensor, "year": np.repeat(years, nb), "band_lo_m": np.tile(lo, ny),
-                            "band_hi_m": np.tile(lo + band_m, ny), "area_km2": total_band.ravel()})
+                            "band_hi_m": np.tile(lo + band_m, ny), "area_km2": total_band.ravel(),
+                            "n_flagged": np.repeat(n_flagged, nb),
+                            "flagged_km2": (band * flagged[:, :, None]).sum(axis=1).ravel()})
 
     sector = sums[:, sl["sector"]].reshape(ny, k, N_SECTORS)[:, 1:, :] * px_km2
     names = np.asarray(SECTORS, dtype=object)
@@ -375,14 +384,18 @@ def _tables(sums, years, ids, layout, sensor, pixel_size_m, band_origin, band_m,
                                                       names[np.maximum(mean_sector.ravel(), 0)], None),
                             "n_dem_pixels": z_n.ravel().astype(np.int64)})
     area = count * px_km2
-    whole = np.zeros((ny, N_SECTORS))
+    whole, whole_flagged = np.zeros((ny, N_SECTORS)), np.zeros((ny, N_SECTORS))
     for t in range(ny):  # 8 sectors x a few years: vectorised over glaciers
         ok = mean_sector[t] >= 0
         whole[t] = np.bincount(mean_sector[t][ok], weights=area[t][ok], minlength=N_SECTORS)
+        whole_flagged[t] = np.bincount(mean_sector[t][ok], weights=(area[t] * flagged[t])[ok], minlength=N_SECTORS)
+    sector_flagged = (sector * flagged[:, :, None]).sum(axis=1)
     by_aspect = pd.concat([
         pd.DataFrame({"sensor": sensor, "year": np.repeat(years, N_SECTORS), "method": method,
-                      "aspect_sector": np.tile(names, ny), "area_km2": values.ravel()})
-        for method, values in (("pixel", sector.sum(axis=1)), ("glacier", whole))], ignore_index=True)
+                      "aspect_sector": np.tile(names, ny), "area_km2": values.ravel(),
+                      "n_flagged": np.repeat(n_flagged, N_SECTORS), "flagged_km2": part.ravel()})
+        for method, values, part in (("pixel", sector.sum(axis=1), sector_flagged), ("glacier", whole, whole_flagged))],
+        ignore_index=True)
     return {"areas": areas, "area_by_band": by_band, "glacier_area_by_band": glacier_bands,
             "area_by_aspect": by_aspect, "glacier_area_by_aspect": glacier_aspect,
             "glacier_terrain": terrain}
