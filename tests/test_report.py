@@ -448,3 +448,24 @@ def test_a_figure_whose_scattered_frame_died_with_its_worker_is_drawn_here(input
         embed(tmp_path, "total_area", draw("total_area_figure", tables), "")
         finish_figures(figures)
     assert (tmp_path / "total_area.png").read_bytes() == figure_png("total_area_figure", tables)
+
+
+def test_area_uncertainty_is_called_the_papers_error_bound_not_a_1_sigma(inputs, written, tmp_path):
+    """The area error is the paper's (perimeter x half a pixel) plus the classification term: not
+    derived as a standard deviation, and measured conservative on the synthetic areas. The change's
+    ± (two years in quadrature) overstates a change's error; the trend's CI is the tighter measure."""
+    tables, page = inputs[0], written[2]
+    total_area = tables["total_area"].assign(area_err_perimeter_km2=tables["total_area"].area_err_km2, area_err_class_km2=0.0,
+                                             area_err_fill_km2=0.0)
+    (tmp_path / "tables").mkdir()
+    total = report.uncertainty_html(tmp_path, {**tables, "total_area": total_area})
+    assert "1 sigma; the 95 % interval is 1.96 times it" not in total and "(1 sigma:" not in page
+    assert "not a standard deviation" in total and "within 1.96× for 97-100 %" in total
+    assert "overstates the error of a change" in total and "tighter measure" in total
+    assert "This term is a 1-sigma" in total  # the gap fill's own term is one
+    assert "overstates" in _section(page, "total-area")  # beside the region's change table
+    box_html = _summary_box(page)
+    assert "not a standard deviation" in box_html and "errors in quadrature" in box_html
+    for sensor in SENSORS:
+        region = inputs[0]["area_change"].set_index("sensor").loc[sensor]
+        assert f"{region.trend_km2_a:.3f} [{region.trend_lo_km2_a:.3f}, {region.trend_hi_km2_a:.3f}]" in box_html

@@ -76,6 +76,15 @@ def plus_minus(value: Any, err: Any, digits: int) -> str:
     return f"{value:.{digits}f} ± {err:.{digits}f}" if err is not None and pd.notna(err) else f"{value:.{digits}f}"
 
 
+def trend_ci(slope: Any, lo: Any, hi: Any, digits: int = 3) -> str:
+    """"-0.095 [-0.100, -0.090]"; without an interval just the slope."""
+    if slope is None or pd.isna(slope):
+        return "n/a"
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return num(slope, digits)
+    return f"{num(slope, digits)} [{num(lo, digits)}, {num(hi, digits)}]"
+
+
 def created_line(provenance: Mapping[str, Any]) -> str:
     parts = [f"{key}: {provenance[key]}" for key in ("created", "version", "config_hash") if key in provenance]
     return "; ".join(parts) or "no provenance given"
@@ -95,13 +104,15 @@ def summary_section(folder: Path, tables: Mapping[str, pd.DataFrame], provenance
     if "total_area" not in tables:
         return None
     summary = summary_table(tables, provenance)
-    header = ["Sensor", "Years", "Area first year (km²)", "Area last year (km²)", "Area change (%/a)",
+    header = ["Sensor", "Years", "Area first year (km²)", "Area last year (km²)",
+              "Area change (%/a), ± first and last years in quadrature", "OLS trend (km²/a) [95 % CI]",
               "Mean retreat (m/a)", "Glaciers", "Network IoU", "Network OA"]
     rows = [[r.sensor, r.years, plus_minus(r.area0_km2, r.area0_err_km2, 3),
              plus_minus(r.area1_km2, r.area1_err_km2, 3), plus_minus(r.get("rate_pct_a"), r.get("rate_err_pct_a"), 2),
+             trend_ci(r.get("trend_km2_a"), r.get("trend_lo_km2_a"), r.get("trend_hi_km2_a")),
              num(r.get("mean_retreat_m_a"), 1), num(r.get("n_glaciers"), 0), num(r.get("IoU"), 3), num(r.get("OA"), 3)]
             for _, r in summary.iterrows()]
-    return {"table": table(header, rows, numeric=[False, False] + [True] * 7), "csv": write_csv(folder, "summary", summary)}
+    return {"table": table(header, rows, numeric=[False, False] + [True] * 8), "csv": write_csv(folder, "summary", summary)}
 
 
 def map_section(folder: Path, outlines: gpd.GeoDataFrame, dem: xr.DataArray) -> dict | None:
@@ -133,7 +144,7 @@ def total_area_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict
     rows = [[r.sensor, f"{int(r.year0)}-{int(r.year1)}", num(r.area0_km2, 3), num(r.area1_km2, 3),
              plus_minus(r.change_km2, r.change_err_km2, 3), num(r.change_pct, 2),
              plus_minus(r.rate_pct_a, r.rate_err_pct_a, 2),
-             f"{num(r.trend_km2_a, 3)} [{num(r.trend_lo_km2_a, 3)}, {num(r.trend_hi_km2_a, 3)}]",
+             trend_ci(r.trend_km2_a, r.trend_lo_km2_a, r.trend_hi_km2_a),
              num(r.trend_theil_sen_km2_a, 3)]
             for _, r in region.set_index("sensor", drop=False).loc[ordered_sensors(region.sensor)].iterrows()]
     section["region"] = {"table": table(header, rows, numeric=[False, False] + [True] * 7),
