@@ -252,6 +252,10 @@ def _provenance(
         "season": {"start": cfg.season.start, "end": cfg.season.end},
         "weights": weights,
         "weights_domain": {s: (i.card.domain.model_dump(mode="json") if i.card.domain else None) for s, i in inputs.sensors.items()},
+        # what the weights were trained on and their held-out scores: the report says when its accuracy is in-sample
+        "weights_card": {s: {"training_data": i.card.training_data,
+                             "held_out": {k: v for k, v in (i.card.metrics or {}).items() if k.startswith("held_out_")}}
+                         for s, i in inputs.sensors.items()},
         "inventory": {"path": redact(str(inputs.inventory_path)), "id_field": cfg.inventory.id_field,
                       "glaciers": None if inputs.inventory is None else len(inputs.inventory)},
         "scenes": {s: {str(y): r["scene_ids"] for y, r in sorted(records[s].items())} for s in sensors},

@@ -469,3 +469,47 @@ def test_area_uncertainty_is_called_the_papers_error_bound_not_a_1_sigma(inputs,
     for sensor in SENSORS:
         region = inputs[0]["area_change"].set_index("sensor").loc[sensor]
         assert f"{region.trend_km2_a:.3f} [{region.trend_lo_km2_a:.3f}, {region.trend_hi_km2_a:.3f}]" in box_html
+
+
+SYNTHETIC_PROVENANCE = {
+    **PROVENANCE,
+    "config_yaml": "region:\n  name: embedded-area\n  bbox: [83.9, 43.7, 84.1, 43.8]\n",
+    "weights_domain": {"sentinel-2": {"kind": "mixed", "regions": ["training world", "embedded-area (synthetic)"]},
+                       "landsat": {"kind": "world", "regions": ["training world"]}},
+    "weights_card": {"sentinel-2": {"training_data": "world scenes + 48 samples of the embedded area embedded-area (2016-2020, truth labels)",
+                                    "held_out": {"held_out_all_IoU": 0.9393, "held_out_debris_IoU": 0.9118}},
+                     "landsat": {"training_data": "world scenes", "held_out": {"held_out_all_IoU": 0.9}}},
+}
+
+
+def test_a_synthetic_area_says_so_on_top_of_the_summary(inputs, tmp_path, written):
+    """A run on a synthetic area (a generator check, or truth rows) is not the real region it is named after."""
+    tables, outlines, dem = inputs
+    assert 'class="synthetic"' not in written[2]  # real scenes: no banner
+    for extra in ({"generator_check": pd.DataFrame([{"sensor": "sentinel-2", "check": "c", "value": 1.0, "target": "t",
+                                                       "met": True, "detail": ""}])},
+                  {"total_area": pd.concat([tables["total_area"], tables["total_area"].assign(sensor="truth")])}):
+        page = report.write_report(tmp_path / "r", {**tables, **extra}, outlines, dem, SYNTHETIC_PROVENANCE).read_text(encoding="utf-8")
+        summary = _section(page, "summary")
+        assert summary.index('class="synthetic"') < summary.index('class="summary"')
+        assert "Synthetic area (embedded-area): every number in this report is of a generated world" in summary
+
+
+def test_scores_on_the_area_the_weights_were_trained_on_are_called_in_sample(inputs, tmp_path, written):
+    """The card's training regions include the run's region: the accuracy and the generator check say
+    their scores are in-sample for the years trained on, and show the card's held-out scores."""
+    tables, outlines, dem = inputs
+    assert "In-sample" not in written[2]  # weights trained elsewhere: nothing said
+    check = pd.DataFrame([{"sensor": "sentinel-2", "check": "IoU", "value": 0.98, "target": ">= 0.9", "met": True, "detail": ""}])
+    page = report.write_report(tmp_path / "r", {**tables, "generator_check": check}, outlines, dem,
+                               SYNTHETIC_PROVENANCE).read_text(encoding="utf-8")
+    for anchor in ("sensors", "total-area"):
+        part = _section(page, anchor)
+        assert "In-sample scores." in part and "The sentinel-2 network" in part  # Landsat's weights never saw it
+        assert "in the years sentinel-2: 2016-2020" in part
+        assert "<th>all_IoU</th>" in part and "0.939" in part  # the card's held-out scores
+    # no held-out scores recorded: the card and the weights README are named instead
+    bare = {k: v for k, v in SYNTHETIC_PROVENANCE.items() if k != "weights_card"}
+    (tmp_path / "tables").mkdir()
+    html = report.uncertainty_html(tmp_path, {"generator_check": check}, bare)
+    assert "In-sample scores." in html and "sentinel-2.json" in html and "pipeline/weights/README.md" in html

@@ -68,9 +68,9 @@ def quality_html(folder: Path, tables: Mapping[str, pd.DataFrame]) -> str:
     return render("quality.html.j2", quality=sections.quality(folder, tables))
 
 
-def uncertainty_html(folder: Path, tables: Mapping[str, pd.DataFrame]) -> str:
+def uncertainty_html(folder: Path, tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, Any] | None = None) -> str:
     """The uncertainty terms and the index comparison of section 2; writes index_disagreement.csv if any."""
-    return render("uncertainty.html.j2", uncertainty=sections.uncertainty_and_indices(folder, tables))
+    return render("uncertainty.html.j2", uncertainty=sections.uncertainty_and_indices(folder, tables, provenance))
 
 
 def _cluster_client() -> Any:
@@ -105,14 +105,15 @@ def write_report(
             parts = {
                 "summary": sections.summary_section(build, tables, provenance),
                 "outlines": sections.map_section(build, outlines, dem),
-                "total_area": sections.total_area_section(build, tables),
+                "total_area": sections.total_area_section(build, tables, provenance),
                 "bands": sections.band_section(build, tables),
                 "aspect": sections.aspect_section(build, tables),
                 "retreat": sections.retreat_section(build, tables),
-                "sensors": sections.sensor_section(build, tables, outlines, dem),
+                "sensors": sections.sensor_section(build, tables, outlines, dem, provenance),
                 "provenance": sections.provenance_section(provenance),
             }
             finish_figures(figures)
-        page = render("report.html.j2", title=title, created=sections.created_line(provenance), **parts)
+        page = render("report.html.j2", title=title, created=sections.created_line(provenance),
+                      synthetic=sections.synthetic_area(tables, provenance), **parts)
         (build / "index.html").write_text(page, encoding="utf-8")
     return out_dir / "index.html"

@@ -9,6 +9,7 @@ areas 3 decimals, rates 2, retreat 1; "n/a" for a missing value.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,55 @@ def write_csv(folder: Path, name: str, frame: pd.DataFrame) -> str:
     return name
 
 
+def run_region(provenance: Mapping[str, Any]) -> str | None:
+    """The run's region name, from the config it recorded (``config_yaml``: ``region.name``); None without one."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(provenance.get("config_yaml") or "")
+    except yaml.YAMLError:
+        return None
+    region = config.get("region") if isinstance(config, Mapping) else None
+    name = region.get("name") if isinstance(region, Mapping) else None
+    return str(name) if name else None
+
+
+def synthetic_area(tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, Any]) -> dict | None:
+    """For the Summary's banner, where the run is on a synthetic area (a ``generator_check`` table, or
+    rows of the generator's truth, sensor ``truth``): the region's name; None on real scenes."""
+    check = tables.get("generator_check")
+    truth = any("sensor" in t and t["sensor"].eq("truth").any() for t in tables.values() if isinstance(t, pd.DataFrame))
+    if (check is None or not len(check)) and not truth:
+        return None
+    return {"region": run_region(provenance)}
+
+
+def in_sample(provenance: Mapping[str, Any]) -> dict | None:
+    """Where the run's region is among the regions its weights were trained on (the cards' domains,
+    ``weights_domain``): the sensors so trained, the years the card's training data names for the
+    region (``weights_card``; None where it names none), the cards' held-out scores as a table (None
+    where the provenance has none) and the cards' files. None where no weights were trained here."""
+    region = run_region(provenance)
+    if not region:
+        return None
+    sensors = [s for s, domain in (provenance.get("weights_domain") or {}).items()
+               if any(str(r) == region or str(r).startswith(f"{region} (") for r in ((domain or {}).get("regions") or []))]
+    if not sensors:
+        return None
+    cards = provenance.get("weights_card") or {}
+    years = {s: re.search(rf"{re.escape(region)} \((\d{{4}}-\d{{4}})", str((cards.get(s) or {}).get("training_data", "")))
+             for s in sensors}
+    held_out = {s: (cards.get(s) or {}).get("held_out") or {} for s in sensors}
+    keys = list(dict.fromkeys(k for h in held_out.values() for k in h))
+    files = [Path(str((provenance.get("weights") or {}).get(s, {}).get("file", ""))).with_suffix(".json").name for s in sensors]
+    return {"region": region, "sensors": ", ".join(sensors),
+            "years": "; ".join(f"{s}: {m.group(1)}" for s, m in years.items() if m) or None,
+            "held_out": table(["Sensor", *(k.removeprefix("held_out_") for k in keys)],
+                              [[s, *(num(held_out[s].get(k), 3) for k in keys)] for s in sensors],
+                              numeric=[False] + [True] * len(keys)) if keys else None,
+            "cards": ", ".join(f for f in files if f != ".json") or None}
+
+
 # --------------------------------------------------------------------------------------------
 # the sections, in page order
 
@@ -124,7 +174,7 @@ def map_section(folder: Path, outlines: gpd.GeoDataFrame, dem: xr.DataArray) -> 
     return {"figure": embed(folder, "outline_map", draw("outline_map_figure", outlines, dem, sensor), caption)}
 
 
-def total_area_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict | None:
+def total_area_section(folder: Path, tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, Any] | None = None) -> dict | None:
     if "total_area" not in tables:
         return None
     caption = ("Total glacier area per year and sensor; error bars: area uncertainty (perimeter term, "
@@ -134,7 +184,7 @@ def total_area_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict
                "'Glacier-years not seen' below.")
     section = {"figure": embed(folder, "total_area", draw("total_area_figure", tables), caption),
                "csv": write_csv(folder, "total_area", tables["total_area"]),
-               "uncertainty": uncertainty_and_indices(folder, tables), "region": None}
+               "uncertainty": uncertainty_and_indices(folder, tables, provenance), "region": None}
     change = tables.get("area_change")
     if change is None or not change.glacier_id.isna().any():
         return section
@@ -152,12 +202,14 @@ def total_area_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict
     return section
 
 
-def uncertainty_and_indices(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
+def uncertainty_and_indices(folder: Path, tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, Any] | None = None) -> dict:
     """The two area-uncertainty terms per sensor-year, the two retreat-uncertainty terms, and where
-    the model disagrees with NDSI and red/SWIR (each None where its columns are missing)."""
+    the model disagrees with NDSI and red/SWIR (each None where its columns are missing); the
+    generator check, with `in_sample` where the weights were trained on this area."""
     from pipeline.glaciers.region_tables import index_agreement
 
-    out = {"area_terms": None, "retreat_terms": None, "indices": None, "generator": None, "unobserved": None}
+    out = {"area_terms": None, "retreat_terms": None, "indices": None, "generator": None, "unobserved": None,
+           "in_sample": in_sample(provenance or {})}
     check = tables.get("generator_check")
     if check is not None and len(check):  # a synthetic area: the numbers against what its generator set
         rows = [[r.sensor, r.check, num(r.value, 2), r.target, "yes" if r.met else "no", r.detail]
@@ -335,10 +387,11 @@ def accuracy_table(accuracy: pd.DataFrame) -> Table:
 
 
 def sensor_section(folder: Path, tables: Mapping[str, pd.DataFrame], outlines: gpd.GeoDataFrame,
-                   dem: xr.DataArray) -> dict:
-    """The accuracy table (None without a truth) and the glacier whose outlines differ most (None
-    without two sensors' outlines of one glacier and year)."""
-    out = {"accuracy": None, "difference": None}
+                   dem: xr.DataArray, provenance: Mapping[str, Any] | None = None) -> dict:
+    """The accuracy table (None without a truth), `in_sample` where the weights were trained on this
+    area, and the glacier whose outlines differ most (None without two sensors' outlines of one
+    glacier and year)."""
+    out = {"accuracy": None, "difference": None, "in_sample": in_sample(provenance or {})}
     if "accuracy" in tables:
         out["accuracy"] = {"table": accuracy_table(tables["accuracy"]),
                            "csv": write_csv(folder, "accuracy", tables["accuracy"])}
