@@ -513,3 +513,45 @@ def test_scores_on_the_area_the_weights_were_trained_on_are_called_in_sample(inp
     (tmp_path / "tables").mkdir()
     html = report.uncertainty_html(tmp_path, {"generator_check": check}, bare)
     assert "In-sample scores." in html and "sentinel-2.json" in html and "pipeline/weights/README.md" in html
+
+
+def test_failures_are_told_by_what_their_rows_say_not_all_as_failed_tasks(inputs, tmp_path):
+    """The failures table also holds fronts under cloud (a year left out of the pairs) and pairs no
+    line cuts: those glaciers still have retreat rows. The text groups the rows by what they say."""
+    from pipeline.outputs.report.render import quality_html
+
+    failures = pd.DataFrame([
+        {"glacier_id": 1, "sensor": "landsat", "task": "terminus", "reason": "ValueError: no valid pixel"},
+        {"glacier_id": 2, "sensor": "landsat", "task": "terminus",
+         "reason": "no terminus line cuts both fronts in 2018-2020: one front lies beside the first year's tongue"},
+        {"glacier_id": 3, "sensor": "landsat", "task": "terminus",
+         "reason": "front of 2020 not observed: 27% of the tongue under cloud or outside the scenes; no front taken"},
+        {"glacier_id": 4, "sensor": "landsat", "task": "terminus",
+         "reason": "front of 2020 not observed: 11% of the tongue under cloud or outside the scenes; no front taken"},
+    ])
+    (tmp_path / "tables").mkdir()
+    html = quality_html(tmp_path, {**inputs[0], "failures": failures})
+    assert "left out of retreat" not in html and "task(s) failed" not in html
+    assert "4 glacier(s) have rows in the failures table" in html
+    assert re.search(r"task failed with an error[^<]*: 1 \(landsat: terminus: ValueError\)</li>", html)
+    assert re.search(r"no terminus line cuts both fronts in some pairs[^<]*: 2 \(landsat: 2018-2020\)</li>", html)
+    assert re.search(r"front under cloud[^<]*that year is left out[^<]*: 3 \(landsat: 2020\), 4 \(landsat: 2020\)</li>", html)
+
+
+def test_implausible_years_list_their_reasons_and_snow_alone_sets_no_retreat_flag(inputs, tmp_path):
+    """A year listed for snow kept at the inventory's extent is not an area or front jump: its reason
+    is said, with the snow kept, and its retreat rows carry no flag_implausible."""
+    from pipeline.outputs.report.render import quality_html
+
+    areas = inputs[0]["areas"].assign(flag_area_jump=False, flag_front_jump=False, flag_snow=False, snow_kept_km2=0.0)
+    snow = (areas.glacier_id == 2) & (areas.year == 2020) & (areas.sensor == "landsat")
+    jump = (areas.glacier_id == 3) & (areas.year == 2022) & (areas.sensor == "landsat")
+    areas.loc[snow, ["flag_snow", "snow_kept_km2"]] = [True, 0.012]
+    areas.loc[jump, "flag_front_jump"] = True
+    (tmp_path / "tables").mkdir()
+    html = quality_html(tmp_path, {**inputs[0], "areas": areas})
+    assert "snow alone does not set it" in html
+    area = areas.loc[snow, "area_km2"].iloc[0]
+    assert (f"<td>2</td><td>landsat</td><td>2020</td><td class=\"num\">{area:.3f}</td>"
+            f"<td>likely snow (snow kept 0.012 km², {100 * 0.012 / area:.1f} % of the area)</td><td>no</td>") in html
+    assert "<td>3</td><td>landsat</td><td>2022</td>" in html and "<td>front jump</td><td>yes</td>" in html

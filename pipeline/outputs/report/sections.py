@@ -330,6 +330,46 @@ def flagged_fronts(retreat: pd.DataFrame, flag: str, largest: str, measure, name
                  numeric=[False, False, False, True, True]) if rows else None
 
 
+# what a failures row means, by the start of its reason (as `store_terminus._glacier_batch`,
+# `glacier_change.change_tables` and `tasks.entity_task` write them), in the order the page lists them
+FAILURE_KINDS = (
+    ("task", ("the glacier's task failed with an error (its rows of that task are missing: a failed terminus "
+              "task has no terminus or retreat rows, a failed area_change task no change rows)")),
+    ("unmeasured", ("no terminus line cuts both fronts in some pairs (those pairs' retreat is empty; the glacier's "
+                    "other pairs are measured)")),
+    ("hidden", ("a front under cloud or outside the scenes (that year is left out of the glacier's pairs; its "
+                "retreat between the other years is measured)")),
+)
+
+
+def failure_kind(reason: str) -> tuple[str, str]:
+    """A failures row's kind (`FAILURE_KINDS`) and what to name beside its glacier: the hidden front's
+    year, the unmeasured pairs, the failed task's error."""
+    reason = str(reason)
+    if hidden := re.match(r"front of (\d{4}) not observed", reason):
+        return "hidden", hidden.group(1)
+    if unmeasured := re.match(r"no terminus line cuts both fronts in ([^:]*):", reason):
+        return "unmeasured", unmeasured.group(1)
+    return "task", reason.split(":", 1)[0]
+
+
+def failure_groups(failures: pd.DataFrame, names: Mapping[int, str]) -> list[dict]:
+    """The failures rows by kind: what they mean and the glaciers ("23 (landsat: 2021)"), kinds in `FAILURE_KINDS` order."""
+    kinds = [failure_kind(r) for r in failures["reason"]]
+    rows = failures.assign(_kind=[k for k, _ in kinds], _what=[w for _, w in kinds])
+    rows = rows.assign(_what=[f"{t}: {w}" if k == "task" else w for k, t, w in zip(rows._kind, rows.task, rows._what)])
+    groups = []
+    for kind, meaning in FAILURE_KINDS:
+        g = rows[rows._kind == kind]
+        if len(g):
+            glaciers = []
+            for gid, sub in g.groupby("glacier_id", sort=True):
+                per_sensor = ["{}: {}".format(sensor, ", ".join(dict.fromkeys(sg._what))) for sensor, sg in sub.groupby("sensor", sort=False)]
+                glaciers.append(f"{glacier_name(names, gid)} ({'; '.join(per_sensor)})")
+            groups.append({"meaning": meaning, "glaciers": ", ".join(glaciers), "count": len(glaciers)})
+    return groups
+
+
 def quality(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
     """Glaciers whose terminus or change could not be measured (``failures``), glacier-years
     off their own series (``areas`` plausibility flags, `pipeline.glaciers.plausibility`),
@@ -354,7 +394,8 @@ def quality(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
                                          lambda g: g["retreat_m"].abs().max(), names)
     failures = tables.get("failures")
     if failures is not None and len(failures):
-        out["failures"] = {"count": len(failures), "csv": write_csv(folder, "failures", failures),
+        out["failures"] = {"count": int(failures.glacier_id.nunique()), "groups": failure_groups(failures, names),
+                           "csv": write_csv(folder, "failures", failures),
                            "table": table(["Glacier", "Sensor", "Task", "Reason"],
                                           [[glacier_name(names, r.glacier_id), r.sensor, r.task, r.reason]
                                            for r in failures.itertuples()])}
@@ -363,11 +404,24 @@ def quality(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
     flagged = areas[areas[cols].eq(True).any(axis=1)] if cols else pd.DataFrame()
     if len(flagged):
         rows = [[glacier_name(names, r["glacier_id"]), r["sensor"], int(r["year"]), num(r["area_km2"], 3),
-                 ", ".join(FLAG_NAMES[c] for c in cols if r[c] == True)]  # noqa: E712 (True, not NaN)
+                 ", ".join(flag_reason(r, c) for c in cols if r[c] == True),  # noqa: E712 (True, not NaN)
+                 "yes" if any(pd.notna(r.get(c)) and bool(r.get(c)) for c in IMPLAUSIBLE_FLAGS) else "no"]
                 for _, r in flagged.iterrows()]
-        out["flagged"] = table(["Glacier", "Sensor", "Year", "Area (km²)", "Flags"], rows,
-                               numeric=[False, False, False, True, False])
+        out["flagged"] = table(["Glacier", "Sensor", "Year", "Area (km²)", "Reasons", "Retreat rows flag_implausible"], rows,
+                               numeric=[False, False, False, True, False, False])
     return out
+
+
+IMPLAUSIBLE_FLAGS = ("flag_area_jump", "flag_front_jump")  # what retreat.flag_implausible carries (docs/tables.md)
+
+
+def flag_reason(row: pd.Series, flag: str) -> str:
+    """`FLAG_NAMES` of `flag`; for snow with the snow kept at the inventory's extent (km² and share of the area)."""
+    kept = row.get("snow_kept_km2")
+    if flag != "flag_snow" or kept is None or pd.isna(kept) or not kept > 0:
+        return FLAG_NAMES[flag]
+    share = f", {100 * kept / row['area_km2']:.1f} % of the area" if row.get("area_km2", 0) > 0 else ""
+    return f"{FLAG_NAMES[flag]} (snow kept {kept:.3f} km²{share})"
 
 
 def accuracy_table(accuracy: pd.DataFrame) -> Table:
