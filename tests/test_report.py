@@ -555,3 +555,23 @@ def test_implausible_years_list_their_reasons_and_snow_alone_sets_no_retreat_fla
     assert (f"<td>2</td><td>landsat</td><td>2020</td><td class=\"num\">{area:.3f}</td>"
             f"<td>likely snow (snow kept 0.012 km², {100 * 0.012 / area:.1f} % of the area)</td><td>no</td>") in html
     assert "<td>3</td><td>landsat</td><td>2022</td>" in html and "<td>front jump</td><td>yes</td>" in html
+
+
+def test_summary_shows_the_typical_glaciers_mean_retreat_and_the_flagged_counts(inputs, tmp_path):
+    """The mean over all glaciers keeps flagged fronts in; the typical glaciers' mean and n stand beside it,
+    with the counts summary.csv has (fronts flagged, failures, unobserved)."""
+    tables, outlines, dem = inputs
+    typical = pd.DataFrame([{"glacier_id": g, "sensor": s, "typical": g != 4, "reason": "" if g != 4 else "front moved faster"}
+                            for s in SENSORS for g in GLACIERS])
+    retreat = tables["retreat"].assign(flag_front_too_fast=(tables["retreat"].glacier_id == 4) & (tables["retreat"].sensor == "landsat"))
+    failures = pd.DataFrame([{"glacier_id": 2, "sensor": "landsat", "task": "terminus", "reason": "front of 2020 not observed: 20%"}])
+    page = report.write_report(tmp_path / "r", {**tables, "typical_glaciers": typical, "retreat": retreat, "failures": failures},
+                               outlines, dem, PROVENANCE).read_text(encoding="utf-8")
+    box_html = _summary_box(page)
+    assert "Mean retreat, typical glaciers (m/a)" in box_html
+    overall = retreat[(retreat.method == "main_axis") & (retreat.period == "overall")]
+    for sensor in SENSORS:
+        kept = overall[(overall.sensor == sensor) & (overall.glacier_id != 4)]
+        assert f"{kept.rate_m_a.mean():.1f} (n=3)" in box_html
+    assert "fronts: 1 glaciers; failures: 1 glaciers; unobserved: 0 glacier-years" in box_html  # Landsat
+    assert "fronts: 0 glaciers; failures: 0 glaciers; unobserved: 0 glacier-years" in box_html  # Sentinel-2

@@ -99,7 +99,9 @@ def summary_table(tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, A
     the weights' architecture in `provenance` (else the first non-baseline model of ``accuracy``).
     ``index_flagged`` names the glaciers (and years) whose model mask disagrees with NDSI and
     red/SWIR beyond ``analysis.max_index_disagreement``, ``n_index_flagged`` counts those
-    glacier-years. ``n_front_flagged`` / ``front_flagged``: the glaciers whose fronts the run
+    glacier-years. ``mean_retreat_typical_m_a`` / ``n_typical``: the mean retreat over the typical
+    glaciers only (``typical_glaciers``: no front flagged, large enough, three lines), where that table
+    is given. ``n_front_flagged`` / ``front_flagged``: the glaciers whose fronts the run
     flagged as not the glacier's (`front_flags`; they stay in the mean retreat, out of the typical
     glaciers' summaries). ``n_unobserved`` / ``unobserved``: the glacier-years mostly unobserved
     (`unobserved_flags`). ``n_failures``: glaciers whose terminus or change task failed (``failures``
@@ -136,6 +138,11 @@ def summary_table(tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, A
             first_to_last = (retreat.year0 == t.year.min()) & (retreat.year1 == t.year.max())
             overall = retreat[(retreat.sensor == sensor) & (retreat.method == "main_axis") & first_to_last]
             row |= {"mean_retreat_m_a": overall.rate_m_a.mean(), "n_glaciers": int(overall.glacier_id.nunique())}
+            typical = tables.get("typical_glaciers", empty)
+            if len(typical) and {"sensor", "typical"} <= set(typical.columns):
+                ids = typical.loc[(typical.sensor == sensor) & typical.typical.fillna(False).astype(bool), "glacier_id"]
+                kept = overall[overall.glacier_id.isin(ids)]
+                row |= {"mean_retreat_typical_m_a": kept.rate_m_a.mean(), "n_typical": int(kept.glacier_id.nunique())}
             row |= front_flags(retreat, sensor)
         model = network_model(accuracy, sensor, provenance) if len(accuracy) else None
         if model is not None:

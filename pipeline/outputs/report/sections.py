@@ -156,13 +156,25 @@ def summary_section(folder: Path, tables: Mapping[str, pd.DataFrame], provenance
     summary = summary_table(tables, provenance)
     header = ["Sensor", "Years", "Area first year (km²)", "Area last year (km²)",
               "Area change (%/a), ± first and last years in quadrature", "OLS trend (km²/a) [95 % CI]",
-              "Mean retreat (m/a)", "Glaciers", "Network IoU", "Network OA"]
+              "Mean retreat, all glaciers (m/a)", "Glaciers", "Mean retreat, typical glaciers (m/a)", "Flagged",
+              "Network IoU", "Network OA"]
+    failures = tables.get("failures")
+    failed = failures.groupby("sensor").glacier_id.nunique() if failures is not None and len(failures) else pd.Series(dtype=int)
     rows = [[r.sensor, r.years, plus_minus(r.area0_km2, r.area0_err_km2, 3),
              plus_minus(r.area1_km2, r.area1_err_km2, 3), plus_minus(r.get("rate_pct_a"), r.get("rate_err_pct_a"), 2),
              trend_ci(r.get("trend_km2_a"), r.get("trend_lo_km2_a"), r.get("trend_hi_km2_a")),
-             num(r.get("mean_retreat_m_a"), 1), num(r.get("n_glaciers"), 0), num(r.get("IoU"), 3), num(r.get("OA"), 3)]
+             num(r.get("mean_retreat_m_a"), 1), num(r.get("n_glaciers"), 0),
+             f"{num(r.get('mean_retreat_typical_m_a'), 1)} (n={int(r['n_typical'])})" if pd.notna(r.get("n_typical")) else "n/a",
+             flagged_counts(r, int(failed.get(r.sensor, 0))), num(r.get("IoU"), 3), num(r.get("OA"), 3)]
             for _, r in summary.iterrows()]
-    return {"table": table(header, rows, numeric=[False, False] + [True] * 8), "csv": write_csv(folder, "summary", summary)}
+    return {"table": table(header, rows, numeric=[False, False] + [True] * 7 + [False, True, True]),
+            "csv": write_csv(folder, "summary", summary)}
+
+
+def flagged_counts(row: pd.Series, failed: int) -> str:
+    """The Summary's flagged counts: glaciers with fronts flagged, glaciers with failures rows, glacier-years not seen."""
+    fronts, unobserved = (int(row[c]) if pd.notna(row.get(c)) else 0 for c in ("n_front_flagged", "n_unobserved"))
+    return f"fronts: {fronts} glaciers; failures: {failed} glaciers; unobserved: {unobserved} glacier-years"
 
 
 def map_section(folder: Path, outlines: gpd.GeoDataFrame, dem: xr.DataArray) -> dict | None:
