@@ -575,3 +575,35 @@ def test_summary_shows_the_typical_glaciers_mean_retreat_and_the_flagged_counts(
         assert f"{kept.rate_m_a.mean():.1f} (n=3)" in box_html
     assert "fronts: 1 glaciers; failures: 1 glaciers; unobserved: 0 glacier-years" in box_html  # Landsat
     assert "fronts: 0 glaciers; failures: 0 glaciers; unobserved: 0 glacier-years" in box_html  # Sentinel-2
+
+
+def test_retreat_captions_say_what_is_drawn(inputs, written):
+    """Per glacier: the error bars are rate_err_m_a (pixel and front terms), and glaciers measured with
+    fewer than three lines are hatched and counted; by aspect: the error bars the caption promises are
+    drawn; total area: the trend's CI is in the legend, not drawn."""
+    from matplotlib.container import ErrorbarContainer
+
+    tables = inputs[0]
+    page = written[2]
+    assert "pixel-geometry uncertainty" not in page and "rate_err_m_a: the pixel and front terms" in page
+    assert "Every glacier is measured with at least 3 lines." in page
+    assert "its slope&#x27;s 95 % confidence interval is in the legend" in page
+    retreat = tables["retreat"].assign(n_lines=np.where(tables["retreat"].glacier_id == 1, 2, 5))
+    from pipeline.outputs.report.sections import few_lines
+
+    assert "fewer than 3 lines (n_lines < 3; sentinel-2: 1; landsat: 1)" in few_lines(retreat)
+    fig = report.retreat_per_glacier_figure(retreat)
+    hatched = [p for ax in fig.axes for p in ax.patches if p.get_hatch()]
+    assert len(hatched) == len(SENSORS)  # glacier 1, once per sensor
+    fig = report.retreat_by_aspect_figure(tables["retreat_by_aspect"])
+    assert all(any(isinstance(c, ErrorbarContainer) for c in ax.containers) for ax in fig.axes)
+
+
+def test_band_figure_labels_no_percent_on_bands_of_a_few_pixels():
+    """+22 % on 0.0009 -> 0.0011 km² (two pixels) says nothing: no label under 0.01 km² or 1 % of the largest band."""
+    bands = pd.DataFrame([{"sensor": "sentinel-2", "year": year, "band_lo_m": lo, "band_hi_m": lo + 100.0, "area_km2": area}
+                          for year, areas in ((2016, (1.0, 0.0009)), (2022, (0.9, 0.0011)))
+                          for lo, area in zip((4000.0, 4500.0), areas)])
+    fig = report.band_change_figure(bands)
+    labels = [t.get_text().strip() for ax in fig.axes for t in ax.texts]
+    assert labels == ["-10 %"]

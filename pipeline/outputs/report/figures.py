@@ -48,6 +48,8 @@ SENSOR_COLORS = {"sentinel-2": "tab:blue", "landsat": "tab:orange", "truth": "bl
 SECTOR_COLORS = {s: colormaps["hsv"](i / len(ASPECT_SECTORS)) for i, s in enumerate(ASPECT_SECTORS)}
 DPI = 110
 MAX_LABELLED = 60  # more glaciers than this: no id labels on the map and the bar chart
+BAND_LABEL_MIN_KM2, BAND_LABEL_MIN_SHARE = 0.01, 0.01  # no % label on a band under 0.01 km² or 1 % of the largest, first year
+MIN_LINES = 3  # the centre's lines (analysis.terminus_lines "centre"); a glacier measured with fewer is hatched
 
 
 @dataclass
@@ -255,8 +257,9 @@ def band_change_figure(bands: pd.DataFrame) -> Figure:
         width = (change.band_hi_m - change.band_lo_m) * 0.85
         colors = np.where(change.change_km2 < 0, "tab:red", "tab:blue")
         ax.barh(mid, change.change_km2, height=width, color=colors)
+        smallest = max(BAND_LABEL_MIN_KM2, BAND_LABEL_MIN_SHARE * float(area[y0].max()))  # a few pixels' % says nothing
         for y, km2, first in zip(mid, change.change_km2, area[y0].to_numpy()):
-            if first > 0 and km2 != 0:
+            if first >= smallest and km2 != 0:
                 ax.annotate(f" {100 * km2 / first:+.0f} % ", (km2, y), va="center", ha="right" if km2 < 0 else "left",
                             fontsize=7)
         ax.axvline(0, color="k", linewidth=0.8)
@@ -267,7 +270,8 @@ def band_change_figure(bands: pd.DataFrame) -> Figure:
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_ylabel("Elevation band (m a.s.l.)")
     fig.legend(handles=[Patch(color="tab:red", label="loss"), Patch(color="tab:blue", label="gain")], loc="upper right")
-    fig.suptitle("Glacier area change by elevation band (labels: % of the band's first-year area)")
+    fig.suptitle("Glacier area change by elevation band (labels: % of the band's first-year area, on bands of at least "
+                 f"{BAND_LABEL_MIN_KM2:g} km² and {100 * BAND_LABEL_MIN_SHARE:g} % of the largest)")
     fig.tight_layout()
     return fig
 
@@ -312,7 +316,11 @@ def retreat_per_glacier_figure(retreat: pd.DataFrame) -> Figure:
         r = rows[rows.sensor == sensor].sort_values("rate_m_a", ascending=False)
         x = np.arange(len(r))
         colors = [SECTOR_COLORS.get(str(s), "0.6") for s in r.aspect_sector]
-        ax.bar(x, r.rate_m_a, yerr=r.rate_err_m_a, color=colors, edgecolor="0.3", linewidth=0.5, capsize=2)
+        bars = ax.bar(x, r.rate_m_a, yerr=r.rate_err_m_a, color=colors, edgecolor="0.3", linewidth=0.5, capsize=2)
+        if "n_lines" in r:  # measured with fewer lines than the centre's three: hatched
+            for bar, lines in zip(bars, r.n_lines):
+                if pd.notna(lines) and lines < MIN_LINES:
+                    bar.set_hatch("///")
         ax.axhline(0, color="k", linewidth=0.8)
         if len(r) <= MAX_LABELLED:
             ax.set_xticks(x, [str(g) for g in r.glacier_id], rotation=90 if len(r) > 15 else 0, fontsize=8)
@@ -345,10 +353,13 @@ def retreat_by_aspect_figure(by_aspect: pd.DataFrame) -> Figure:
         angles = sectors.map(theta).to_numpy(float)
         ax.bar(angles, r.rate_m_a, width=np.radians(40), color=[SECTOR_COLORS[s] for s in sectors], alpha=0.8,
                edgecolor="0.3")
-        top = max(float(r.rate_m_a.max()), 0.0) * 1.25 or 1.0
-        ax.set_ylim(min(float(r.rate_m_a.min()) * 1.2, 0.0), top)  # an advance (negative) stays visible
-        for angle, rate, n in zip(angles, r.rate_m_a, r.n_glaciers):
-            ax.annotate(f"n={int(n)}", (angle, max(rate, 0.0) + 0.08 * top), ha="center", va="center", fontsize=8)
+        err = r.rate_err_m_a.fillna(0.0).to_numpy(float) if "rate_err_m_a" in r else np.zeros(len(r))
+        if err.any():  # the sector's largest per-glacier uncertainty, radial
+            ax.errorbar(angles, r.rate_m_a, yerr=err, fmt="none", ecolor="0.15", elinewidth=1.0, capsize=3)
+        top = max(float((r.rate_m_a + err).max()), 0.0) * 1.25 or 1.0
+        ax.set_ylim(min(float((r.rate_m_a - err).min()) * 1.2, 0.0), top)  # an advance (negative) stays visible
+        for angle, rate, e, n in zip(angles, r.rate_m_a, err, r.n_glaciers):
+            ax.annotate(f"n={int(n)}", (angle, max(rate + e, 0.0) + 0.08 * top), ha="center", va="center", fontsize=8)
         ax.set_xticks(list(theta.values()), ASPECT_SECTORS)
         ax.tick_params(axis="y", labelsize=7)
         ax.set_title(f"{sensor}: mean retreat (m/a)\n{int(r.year0.min())}-{int(r.year1.max())}, main axis", fontsize=10)

@@ -31,7 +31,8 @@ RETREAT_FIGURES = (  # table, PNG name, figure function, missing text, caption
     ("retreat", "retreat_per_glacier", "retreat_per_glacier_figure", "no main-axis retreat per glacier",
      "Terminus retreat rate per glacier, first to last year, main-axis method: the mean over the lines "
      "parallel to the main axis that cut both fronts, by default the three at the centre of the front "
-     "(config analysis.terminus_lines); positive: the front moved up-glacier; error bars: pixel-geometry uncertainty; colour: the glacier's aspect sector."),
+     "(config analysis.terminus_lines); positive: the front moved up-glacier; error bars: the rate's uncertainty "
+     "(rate_err_m_a: the pixel and front terms in quadrature, section 2); colour: the glacier's aspect sector."),
     ("retreat_by_aspect", "retreat_by_aspect", "retreat_by_aspect_figure", "no retreat by aspect",
      "Mean retreat rate of the typical glaciers per aspect sector, first to last year; n: glaciers per sector. "
      "Typical: at least 0.1 km² in the first year, at least three terminus lines cutting both fronts, inside the region, "
@@ -191,8 +192,8 @@ def total_area_section(folder: Path, tables: Mapping[str, pd.DataFrame], provena
         return None
     caption = ("Total glacier area per year and sensor; error bars: area uncertainty (perimeter term, "
                "classification term and, for glacier-years filled in, the gap fill's term, each summed over glaciers, "
-               "in quadrature: see the table below). Dashed: ordinary least-squares trend, with its 95 % confidence "
-               "interval. Glacier-years not seen (cloud, no scene) count with the area of their own observed years: see "
+               "in quadrature: see the table below). Dashed: ordinary least-squares trend; its slope's 95 % confidence "
+               "interval is in the legend. Glacier-years not seen (cloud, no scene) count with the area of their own observed years: see "
                "'Glacier-years not seen' below.")
     section = {"figure": embed(folder, "total_area", draw("total_area_figure", tables), caption),
                "csv": write_csv(folder, "total_area", tables["total_area"]),
@@ -291,8 +292,12 @@ def unobserved_table(folder: Path, areas: pd.DataFrame) -> dict:
 def band_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict | None:
     if "area_by_band" not in tables:
         return None
+    from pipeline.outputs.report.figures import BAND_LABEL_MIN_KM2, BAND_LABEL_MIN_SHARE
+
     caption = ("Change of glacier area per elevation band from the first to the last year (red: loss); bands "
-               "are [low, high) in m a.s.l., pixels without DEM are left out.")
+               "are [low, high) in m a.s.l., pixels without DEM are left out. Labels: the change in % of the band's "
+               f"first-year area, left off bands under {BAND_LABEL_MIN_KM2:g} km² or under {100 * BAND_LABEL_MIN_SHARE:g} % "
+               "of the sensor's largest band in the first year (a few pixels' change in % says nothing; the table has them).")
     bands = tables["area_by_band"]
     return {"figure": embed(folder, "area_change_by_band", draw("band_change_figure", bands), caption),
             "csv": write_csv(folder, "area_by_band", bands)}
@@ -314,11 +319,29 @@ def retreat_section(folder: Path, tables: Mapping[str, pd.DataFrame]) -> dict:
     parts = []
     for name, png, figure, missing, caption in RETREAT_FIGURES:
         if name in tables and (tables[name].method == "main_axis").any():
+            if name == "retreat":
+                caption += few_lines(tables[name])
             parts.append({"figure": embed(folder, png, draw(figure, tables[name]), caption),
                           "csv": write_csv(folder, name, tables[name])})
         else:
             parts.append({"missing": missing})
     return {"parts": parts, "quality": quality(folder, tables)}
+
+
+def few_lines(retreat: pd.DataFrame) -> str:
+    """The per-glacier figure's word on the glaciers measured with fewer than `MIN_LINES` lines (hatched there)."""
+    from pipeline.outputs.report.figures import MIN_LINES
+    from pipeline.outputs.report.selection import first_to_last_retreat
+
+    rows = first_to_last_retreat(retreat)
+    if "n_lines" not in rows:
+        return ""
+    few = rows[rows.n_lines.notna() & (rows.n_lines < MIN_LINES)]
+    if not len(few):
+        return f" Every glacier is measured with at least {MIN_LINES} lines."
+    per_sensor = "; ".join(f"{sensor}: {(few.sensor == sensor).sum()}" for sensor in ordered_sensors(few.sensor))
+    return (f" Hatched: glaciers measured with fewer than {MIN_LINES} lines (n_lines < {MIN_LINES}; {per_sensor}), "
+            "their rate from the lines that cut both fronts, fewer than the centre's three.")
 
 
 def glacier_name(names: Mapping[int, str], glacier_id):
