@@ -607,3 +607,13 @@ def test_band_figure_labels_no_percent_on_bands_of_a_few_pixels():
     fig = report.band_change_figure(bands)
     labels = [t.get_text().strip() for ax in fig.axes for t in ax.texts]
     assert labels == ["-10 %"]
+
+
+def test_the_persistence_baseline_is_explained_where_it_is_scored(inputs, tmp_path, written):
+    """Last year's true outline reused: PA 1 by construction where glaciers shrink, in bold when best; the text says so."""
+    tables, outlines, dem = inputs
+    assert "persistence</b> is a baseline" not in written[2]  # not scored: not explained
+    accuracy = pd.concat([tables["accuracy"], tables["accuracy"].assign(model="persistence", PA=1.0)])
+    page = report.write_report(tmp_path / "r", {**tables, "accuracy": accuracy}, outlines, dem, PROVENANCE).read_text(encoding="utf-8")
+    sensors = _section(page, "sensors")
+    assert "persistence</b> is a baseline" in sensors and "PA is 1.000 by construction" in sensors

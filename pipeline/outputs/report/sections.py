@@ -483,7 +483,8 @@ def sensor_section(folder: Path, tables: Mapping[str, pd.DataFrame], outlines: g
     out = {"accuracy": None, "difference": None, "in_sample": in_sample(provenance or {})}
     if "accuracy" in tables:
         out["accuracy"] = {"table": accuracy_table(tables["accuracy"]),
-                           "csv": write_csv(folder, "accuracy", tables["accuracy"])}
+                           "csv": write_csv(folder, "accuracy", tables["accuracy"]),
+                           "persistence": bool(tables["accuracy"].model.eq("persistence").any())}
     sensors = ordered_sensors(outlines.sensor)[:2] if outlines is not None and len(outlines) else []
     row = most_different_glacier(outlines, sensors) if len(sensors) == 2 else None
     if row is not None:
