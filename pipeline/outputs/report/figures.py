@@ -332,8 +332,10 @@ def retreat_per_glacier_figure(retreat: pd.DataFrame) -> Figure:
         ax.set_title(f"{sensor}: terminus retreat {int(r.year0.min())}-{int(r.year1.max())}, main-axis method")
         ax.grid(axis="y", alpha=0.3)
     present = [s for s in ASPECT_SECTORS if s in set(rows.aspect_sector.astype(str))]
-    fig.legend(handles=[Patch(color=SECTOR_COLORS[s], label=s) for s in present], title="Aspect",
-               loc="upper right", fontsize=8, ncols=len(present))
+    handles = [Patch(color=SECTOR_COLORS[s], label=s) for s in present]
+    if "n_lines" in rows and (rows.n_lines < MIN_LINES).any():
+        handles.append(Patch(facecolor="white", edgecolor="0.3", hatch="///", label=f"< {MIN_LINES} lines"))
+    fig.legend(handles=handles, title="Aspect", loc="upper right", fontsize=8, ncols=len(handles))
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
 
@@ -357,7 +359,7 @@ def retreat_by_aspect_figure(by_aspect: pd.DataFrame) -> Figure:
         if err.any():  # the sector's largest per-glacier uncertainty, radial
             ax.errorbar(angles, r.rate_m_a, yerr=err, fmt="none", ecolor="0.15", elinewidth=1.0, capsize=3)
         top = max(float((r.rate_m_a + err).max()), 0.0) * 1.25 or 1.0
-        ax.set_ylim(min(float((r.rate_m_a - err).min()) * 1.2, 0.0), top)  # an advance (negative) stays visible
+        ax.set_ylim(min(float(r.rate_m_a.min()) * 1.2, 0.0), top)  # an advance (negative) stays visible
         for angle, rate, e, n in zip(angles, r.rate_m_a, err, r.n_glaciers):
             ax.annotate(f"n={int(n)}", (angle, max(rate + e, 0.0) + 0.08 * top), ha="center", va="center", fontsize=8)
         ax.set_xticks(list(theta.values()), ASPECT_SECTORS)

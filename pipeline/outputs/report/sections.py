@@ -139,7 +139,7 @@ def in_sample(provenance: Mapping[str, Any]) -> dict | None:
     held_out = {s: (cards.get(s) or {}).get("held_out") or {} for s in sensors}
     keys = list(dict.fromkeys(k for h in held_out.values() for k in h))
     files = [Path(str((provenance.get("weights") or {}).get(s, {}).get("file", ""))).with_suffix(".json").name for s in sensors]
-    return {"region": region, "sensors": ", ".join(sensors),
+    return {"region": region, "sensors": " and ".join(sensors), "plural": len(sensors) > 1,
             "years": "; ".join(f"{s}: {m.group(1)}" for s, m in years.items() if m) or None,
             "held_out": table(["Sensor", *(k.removeprefix("held_out_") for k in keys)],
                               [[s, *(num(held_out[s].get(k), 3) for k in keys)] for s in sensors],
