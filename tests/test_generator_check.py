@@ -42,7 +42,7 @@ def test_totals_intervals_and_retreat_against_the_generator(truth_dir):
     assert set(check.sensor) == {"landsat"}
     total = check.loc["region total bias, worst year (%)"]
     assert total.value == pytest.approx(-3.0) and not total.met and "2020: +1.00" in total.detail
-    inside = check.loc["glacier-years inside their 95 % interval (%)"]
+    inside = check.loc["glacier-years within 1.96 x their stated error (%)"]
     assert inside.value == pytest.approx(75.0) and not inside.met and inside.detail == "3 of 4"
     # per glacier-year: 1.02 / 1 +2 %, 0.495 / 0.5 -1 %, 0.97 / 1 -3 %, 0.485 / 0.5 -3 %: median -2 %, all within +-3 %
     bias = check.loc["glacier-year area bias, median (%)"]
@@ -75,7 +75,7 @@ def test_a_one_year_run_checks_its_areas_and_has_no_retreat_to_check(truth_dir):
     areas = pd.DataFrame({"sensor": "sentinel-2", "glacier_id": [1, 2], "year": [2020, 2020],
                           "area_km2": [1.0, 0.5], "area_err_km2": [0.01, 0.01]})
     check = generator_check(areas, pd.DataFrame(), truth_dir, CRS, (-3000, -1000, 1000, 5000))  # retreat: no columns at all
-    assert list(check["check"]) == ["region total bias, worst year (%)", "glacier-years inside their 95 % interval (%)",
+    assert list(check["check"]) == ["region total bias, worst year (%)", "glacier-years within 1.96 x their stated error (%)",
                                     "glacier-year area bias, median (%)", "glacier-years within +-3 % of their true area (%)"]
     assert check["value"].tolist() == pytest.approx([0.0, 100.0, 0.0, 100.0])
 
@@ -106,7 +106,7 @@ def test_a_glacier_whose_true_front_leaves_the_grid_is_named_not_scored(truth_di
     within = generator_check(areas, flagged, truth_dir, CRS, bounds).set_index("check").loc["retreat main_axis: glaciers within +-2.36 m/a (%)"]
     assert within.value == pytest.approx(0.0) and within.detail == "outside: 1: -6.0 (front at edge)"
     # the areas still count glacier 2's part inside the grid
-    assert check.loc["glacier-years inside their 95 % interval (%)"].detail == "4 of 4"
+    assert check.loc["glacier-years within 1.96 x their stated error (%)"].detail == "4 of 4"
 
 
 def test_fronts_flagged_at_the_edge_are_counted_and_shown_apart(tmp_path):
@@ -169,8 +169,8 @@ def test_a_filled_glacier_year_is_checked_as_the_total_counts_it_with_the_fills_
                           "area_err_km2": 0.005, "unobserved_frac": [0.0, 0.0, 0.7]})
     bounds = (-3000, -1000, 1000, 5000)
     inside = generator_check(areas, pd.DataFrame(), tmp_path, CRS, bounds).set_index("check").loc[
-        "glacier-years inside their 95 % interval (%)"]
+        "glacier-years within 1.96 x their stated error (%)"]
     assert inside.value == pytest.approx(100.0) and inside.detail == "3 of 3 (filled: 1 of 1)"
     assert 0.03 > 1.96 * 0.005 and 0.03 <= 1.96 * np.hypot(0.005, 0.02)  # the fill's error makes the difference
     seen = generator_check(areas.assign(unobserved_frac=0.0), pd.DataFrame(), tmp_path, CRS, bounds)  # the cloudy 0.3 as seen
-    assert seen.set_index("check").loc["glacier-years inside their 95 % interval (%)"].detail == "2 of 3"
+    assert seen.set_index("check").loc["glacier-years within 1.96 x their stated error (%)"].detail == "2 of 3"
