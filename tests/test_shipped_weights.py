@@ -52,7 +52,7 @@ def test_sentinel2_areas_and_retreat_match_the_generators_numbers(default_run, s
     2018 was -2.9 % (-4.5 % with the first fine-tuned network) before snow-covered accumulation areas kept the inventory's extent,
     pipeline.glaciers.accumulation: the network left 0.3 km2 of snowy upper glacier unmapped in the
     year of an early autumn snowfall; docs/composite.md), >= 90 % of
-    glacier-years inside their stated 95 % interval, the mean retreat error within +-0.5 m/a and
+    glacier-years within 1.96 x their stated error (the paper's bound), the mean retreat error within +-0.5 m/a and
     >= 90 % of glaciers within +-2.36 m/a (Landsat: see below); Landsat's totals within +-2 % every year (-6.5 to -10 %
     before the Landsat network was retrained on twice the world, 2018 -2.55 % before the composite
     lit its looks alike)."""
