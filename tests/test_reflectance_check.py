@@ -143,21 +143,20 @@ def test_the_embedded_area_passes_and_records_each_decision(config):
     assert cube.attrs["scale_offset"][cube.attrs["scene_ids"]["2021"][0]]["offset"] == 0.0  # baseline 02.14
 
 
-def test_mis_flagged_items_fail_the_run_naming_them(config, monkeypatch):
+def test_mis_flagged_items_fail_the_run_naming_them(config):
     """Items flagged boa_offset_applied: true whose COGs still carry +1000 DN: reflectance 0.1 too high."""
     import pipeline.inference.yearly_cube as yc
+    from catalog.providers import get_profile
+    from catalog.scenes import find_scenes
+    from catalog.search import open_source
 
-    real_find = yc.find_scenes
-
-    def mis_flagged(*args, **kwargs):
-        items = [i.clone() for i in real_find(*args, **kwargs)]
-        for item in items:
-            if item.datetime.year == 2022:
-                item.properties["earthsearch:boa_offset_applied"] = True
-        return items
-
-    monkeypatch.setattr(yc, "find_scenes", mis_flagged)
-    cube = yc.yearly_cube(config, "sentinel-2", years=[2022], chunks=256)
+    sensor = config.sensors["sentinel-2"]
+    found = find_scenes(open_source(config.source_url(sensor)), get_profile(sensor.provider), "sentinel-2",
+                        config.region.bbox, 2022, config.season.as_tuple(), sensor.max_cloud)
+    items = [i.clone() for i in found]
+    for item in items:
+        item.properties["earthsearch:boa_offset_applied"] = True
+    cube = yc.yearly_cube(config, "sentinel-2", years=[2022], chunks=256, scenes={2022: items})  # as the pre-flight hands them
     with pytest.raises(ReflectanceOffsetError) as err:
         cube.reflectance.compute(scheduler="sync")
     message = str(err.value)

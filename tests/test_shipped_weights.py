@@ -48,7 +48,7 @@ def test_shipped_weights_load_without_unpickling_and_match_their_card(sensor):
 @pytest.mark.slow
 def test_sentinel2_areas_and_retreat_match_the_generators_numbers(default_run, study_area):
     """Against what the generator set (truth/outlines.parquet, truth/glaciers.parquet), not the
-    pipeline's own truth rows: the region total within +-2 % in every year (+0.01 to +0.21 % measured;
+    pipeline's own truth rows: the region total (as published, gap-filled) within +-2 % in every year (+0.01 to +0.21 % measured;
     2018 was -2.9 % (-4.5 % with the first fine-tuned network) before snow-covered accumulation areas kept the inventory's extent,
     pipeline.glaciers.accumulation: the network left 0.3 km2 of snowy upper glacier unmapped in the
     year of an early autumn snowfall; docs/composite.md), >= 90 % of
@@ -66,11 +66,13 @@ def test_sentinel2_areas_and_retreat_match_the_generators_numbers(default_run, s
     known["true_km2"] = known.geometry.intersection(box(*grid.bounds)).area / 1e6
     true = known.groupby(["glacier_id", "year"]).true_km2.sum()
     areas = default_run.tables["areas"].set_index(["sensor", "glacier_id", "year"])
+    published = default_run.tables["total_area"].set_index(["sensor", "year"]).area_km2
     bias = {}
     for sensor in ("sentinel-2", "landsat"):
-        mapped = areas.loc[sensor]
-        t = true.reindex(mapped.index)
-        totals = mapped.area_km2.groupby("year").sum() / t.groupby("year").sum() - 1
+        # the region total as published: a glacier-year under cloud counts with its own series' area, not its
+        # mapped lower bound (Landsat 2021's three cloudy glaciers, one 98 % unseen at 0 km², read -2.3 % summed raw)
+        t = true.reindex(areas.loc[sensor].index)
+        totals = published.loc[sensor] / t.groupby("year").sum() - 1
         bias[sensor] = totals.abs()
     assert (bias["sentinel-2"] <= 0.02).all(), bias["sentinel-2"]
     assert (bias["landsat"] <= 0.02).all(), bias["landsat"]
