@@ -10,7 +10,7 @@ from pipeline.config import Analysis
 from pipeline.glaciers.accumulation import (
     accumulation_zone,
     beyond_upper_boundary,
-    deferred_snow_kept_km2,
+    deferred_pixels_km2,
     glacier_probability,
     inventory_core,
     snow_kept,
@@ -98,7 +98,7 @@ def test_the_added_area_is_counted_per_year_and_glacier_across_tiles():
     rng = np.random.default_rng(3)
     gid = xr.DataArray(rng.integers(0, 5, (40, 30)).astype(np.int32), dims=("y", "x"))
     kept = xr.DataArray(rng.random((3, 40, 30)) > 0.6, dims=("year", "y", "x"), coords={"year": [2019, 2020, 2021]})
-    table = deferred_snow_kept_km2(kept.chunk({"year": 2, "y": 16, "x": 16}), gid.chunk(16), 0.5).compute()
+    table = deferred_pixels_km2(kept.chunk({"year": 2, "y": 16, "x": 16}), gid.chunk(16), 0.5).compute()
     want = [(g, year, 0.5 * int(((gid.values == g) & kept.sel(year=year).values).sum()))
             for year in (2019, 2020, 2021) for g in range(1, 5)]
     assert list(table.itertuples(index=False, name=None)) == [w for w in want if w[2] > 0] and len(table) == 12
@@ -147,6 +147,23 @@ def test_ice_mapped_beyond_the_upper_boundary_is_left_out_and_counted():
     assert (off.values == p).all()
     chunked = ds.chunk({"y": 9, "x": 9})
     assert (beyond_upper_boundary(chunked, 128, 20.0, 10.0).values[0] == expected).all()
-    table = deferred_snow_kept_km2(beyond_upper_boundary(chunked, 128, 20.0, 10.0), chunked.glacier_id, 1e-4,
+    table = deferred_pixels_km2(beyond_upper_boundary(chunked, 128, 20.0, 10.0), chunked.glacier_id, 1e-4,
                                    column=UPPER_EXCLUDED).compute()
     assert table.to_dict("records") == [{"glacier_id": 1, "year": 2018, UPPER_EXCLUDED: 22 * 1e-4}]
+
+
+def test_a_divide_two_outlines_share_is_inside_both_not_their_buffer():
+    """Glacier complexes split at ice divides (RGI): the outlines touch and so do their zones. The strip along
+    the divide lies inside both outlines; eroded from the neighbour's zone, as the snow rule's core is, it
+    read as buffer and its ice (above the mean elevation, where divides lie) was taken out: 10 % of a 1 km²
+    glacier with the default 100 m buffer."""
+    ds = _area()
+    p = ds.probability.values.copy()
+    p[0, 8:12, 31:35] = 220  # glacier 1's ice beside the divide with glacier 2 (cols 34 | 35), above the mean
+    p[0, 5:7, 20:22] = 220  # and above its top, beyond the outline: taken out
+    ds["probability"] = (("year", "y", "x"), p)
+    beyond = beyond_upper_boundary(ds, threshold=128, buffer_m=20.0, resolution_m=10.0).values[0]
+    assert not beyond[8:12, 31:35].any()
+    assert beyond[5:7, 20:22].all() and beyond.sum() == 4
+    core = inventory_core(ds.glacier_id.values, 2.0, from_neighbours=False)
+    assert core[7:33, 7:35].all() and not core[5:7].any() and not core[:, 5:7].any()  # eroded from open ground only

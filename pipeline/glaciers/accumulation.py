@@ -66,12 +66,29 @@ from pipeline.glaciers.extent import true_extent
 from pipeline.glaciers.glacier_facts import GlacierFacts, glacier_facts
 from pipeline.store.encoding import NDSI_BIT, index_mask
 
-__all__ = ["accumulation_zone", "beyond_upper_boundary", "deferred_snow_kept_km2", "glacier_probability", "inventory_core",
-           "lazy_inventory_core", "lowered_below_threshold", "raised_to_threshold", "snow_kept", "snow_kept_km2"]
+__all__ = [
+    "accumulation_zone",
+    "beyond_upper_boundary",
+    "deferred_pixels_km2",
+    "glacier_probability",
+    "inventory_core",
+    "lazy_inventory_core",
+    "lowered_below_threshold",
+    "raised_to_threshold",
+    "snow_kept",
+    "snow_kept_km2",
+    "upper_buffer_zone",
+]
 
 
-def inventory_core(ids: np.ndarray, buffer_px: float) -> np.ndarray:
+def inventory_core(ids: np.ndarray, buffer_px: float, *, from_neighbours: bool = True) -> np.ndarray:
     """Pixels of a ``glacier_id`` block deeper than `buffer_px` inside their own glacier's zone.
+
+    `from_neighbours=False`: deeper than `buffer_px` from ground outside every zone (id 0) only, not
+    from a neighbour's zone. Where two outlines share an ice divide their zones meet on it, and the
+    strip along it lies inside both outlines, not in a buffer; where two glaciers lie closer than
+    twice the buffer the gap between them counts as inside (a conservative answer for a rule that
+    takes ice out: `beyond_upper_boundary`).
 
     The distance is to the nearest pixel whose 4-neighbourhood holds another id (0 included), plus
     one: the distance to the nearest pixel of another id (exact along rows and columns, within a
@@ -89,22 +106,25 @@ def inventory_core(ids: np.ndarray, buffer_px: float) -> np.ndarray:
         return core
     ids = ids[window]
     edge = np.zeros(ids.shape, bool)
-    edge[1:] |= ids[1:] != ids[:-1]
-    edge[:-1] |= ids[:-1] != ids[1:]
-    edge[:, 1:] |= ids[:, 1:] != ids[:, :-1]
-    edge[:, :-1] |= ids[:, :-1] != ids[:, 1:]
+    differ = (lambda a, b: a != b) if from_neighbours else (lambda a, b: (a != b) & ((a == 0) | (b == 0)))
+    edge[1:] |= differ(ids[1:], ids[:-1])
+    edge[:-1] |= differ(ids[:-1], ids[1:])
+    edge[:, 1:] |= differ(ids[:, 1:], ids[:, :-1])
+    edge[:, :-1] |= differ(ids[:, :-1], ids[:, 1:])
     if edge.any():  # else one zone over the whole window (its halo gives every tile its context)
         core[window] &= distance_transform_edt(~edge) + 1 > buffer_px
     return core
 
 
-def lazy_inventory_core(gid: da.Array, buffer_px: float) -> da.Array:
+def lazy_inventory_core(gid: da.Array, buffer_px: float, *, from_neighbours: bool = True) -> da.Array:
     """`inventory_core` of a lazy glacier_id, tile by tile with the context it needs, on `gid`'s chunks."""
-    return HaloLayout(gid.chunks, math.ceil(buffer_px) + 2).map_tiles(_inventory_core_tile, gid, dtype=bool, buffer_px=buffer_px)
+    return HaloLayout(gid.chunks, math.ceil(buffer_px) + 2).map_tiles(_inventory_core_tile, gid, dtype=bool, buffer_px=buffer_px,
+                                                                      from_neighbours=from_neighbours)
 
 
-def _inventory_core_tile(ids: np.ndarray, *, core: tuple[slice, slice], block_id, buffer_px: float) -> np.ndarray:
-    return inventory_core(ids, buffer_px)[core]
+def _inventory_core_tile(ids: np.ndarray, *, core: tuple[slice, slice], block_id, buffer_px: float,
+                         from_neighbours: bool = True) -> np.ndarray:
+    return inventory_core(ids, buffer_px, from_neighbours=from_neighbours)[core]
 
 
 def _above_mean(ids: np.ndarray, z: np.ndarray, core: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -118,26 +138,38 @@ def _beyond_above_mean(ids: np.ndarray, z: np.ndarray, core: np.ndarray, mean: n
 
 
 def accumulation_zone(glacier_id: xr.DataArray, dem: xr.DataArray, buffer_px: float,
-                      facts: GlacierFacts | None = None, *, beyond: bool = False) -> xr.DataArray:
-    """(y, x) bool, lazy: inside the inventory outline and at or above the glacier's mean elevation there
-    (`beyond`: in the zone's buffer *outside* the outline, at or above that mean elevation).
+                      facts: GlacierFacts | None = None) -> xr.DataArray:
+    """(y, x) bool, lazy: inside the inventory outline and at or above the glacier's mean elevation there.
 
     The per-glacier mean elevation is one reduction over the region (`glacier_facts`), computed
     here unless `facts` (made with the same `buffer_px`) bring it; the zone itself stays lazy,
     block by block.
     """
+    return _zone(glacier_id, dem, buffer_px, facts, beyond=False)
+
+
+def upper_buffer_zone(glacier_id: xr.DataArray, dem: xr.DataArray, buffer_px: float,
+                      facts: GlacierFacts | None = None) -> xr.DataArray:
+    """(y, x) bool, lazy: in a glacier's zone outside its inventory outline (the buffer; a divide it shares
+    with a neighbour is inside, `inventory_core(from_neighbours=False)`), at or above the glacier's mean
+    elevation over the outline: where `beyond_upper_boundary` takes mapped ice out."""
+    return _zone(glacier_id, dem, buffer_px, facts, beyond=True)
+
+
+def _zone(glacier_id: xr.DataArray, dem: xr.DataArray, buffer_px: float, facts: GlacierFacts | None, *,
+          beyond: bool) -> xr.DataArray:
     if facts is None or facts.accumulation_mean is None:
         facts = glacier_facts(glacier_id, dem, buffer_px)
     mean = facts.accumulation_mean
     gid = da.asarray(glacier_id.data)
     z = da.asarray(dem.data).rechunk(gid.chunks)
-    core = lazy_inventory_core(gid, buffer_px)
+    core = lazy_inventory_core(gid, buffer_px, from_neighbours=not beyond)
 
     # `mean` as an argument, not in a closure: a closure is pickled by value with every task (on a
     # 2-worker local cluster, 400 tasks closing over an 8 MB array took 1.9 s more; the same array as
     # an argument 0.07 s)
     zone = da.map_blocks(_beyond_above_mean if beyond else _above_mean, gid, z, core, mean=mean, dtype=bool)
-    return xr.DataArray(zone, dims=glacier_id.dims, coords=glacier_id.coords, name="accumulation_zone")
+    return xr.DataArray(zone, dims=glacier_id.dims, coords=glacier_id.coords, name="upper_buffer_zone" if beyond else "accumulation_zone")
 
 
 def snow_kept(ds: xr.Dataset, threshold: int, buffer_m: float, resolution_m: float,
@@ -158,7 +190,7 @@ def beyond_upper_boundary(ds: xr.Dataset, threshold: int, buffer_m: float, resol
     """(year, y, x) bool, lazy: the pixels the upper-boundary rule leaves out (module doc): mapped as
     glacier (at or above `threshold`) outside the inventory outline, at or above the glacier's mean
     elevation over it. `facts`: the grid's `glacier_facts` with this buffer, if already known."""
-    zone = accumulation_zone(ds["glacier_id"], ds["dem"], buffer_m / resolution_m, facts, beyond=True)
+    zone = upper_buffer_zone(ds["glacier_id"], ds["dem"], buffer_m / resolution_m, facts)
     return (zone & (ds["probability"] >= threshold)).transpose(*ds["probability"].dims)
 
 
@@ -187,14 +219,15 @@ def glacier_probability(ds: xr.Dataset, threshold: int, buffer_m: float, resolut
 
 
 def snow_kept_km2(kept: xr.DataArray, glacier_id: xr.DataArray, pixel_km2: float) -> pd.DataFrame:
-    """`deferred_snow_kept_km2`, computed now."""
-    return deferred_snow_kept_km2(kept, glacier_id, pixel_km2).compute()
+    """`deferred_pixels_km2`, computed now."""
+    return deferred_pixels_km2(kept, glacier_id, pixel_km2).compute()
 
 
-def deferred_snow_kept_km2(kept: xr.DataArray, glacier_id: xr.DataArray, pixel_km2: float,
+def deferred_pixels_km2(kept: xr.DataArray, glacier_id: xr.DataArray, pixel_km2: float,
                            n_ids: int | None = None, column: str = "snow_kept_km2") -> Deferred[pd.DataFrame]:
-    """Per glacier-year (glacier_id, year, snow_kept_km2): the area the rule added, so that a table
-    says how much of each glacier's area comes from the inventory rather than from the image.
+    """Per glacier-year (glacier_id, year, `column`): the area of the `kept` pixels (the snow rule's added
+    ones, or the upper-boundary rule's taken out), so that a table says how much of each glacier's area
+    the inventory rather than the image decided.
     Deferred, to share its read of the maps with the tables (`pipeline.glaciers.deferred`).
     `n_ids`: the largest glacier id + 1 (`GlacierFacts.n`), computed here if not given. `column`: the
     area's name (``upper_excluded_km2`` for the pixels `beyond_upper_boundary` left out)."""

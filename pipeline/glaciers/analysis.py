@@ -71,7 +71,7 @@ from catalog.sun import SHADOW_REACH_M
 from pipeline.config import Analysis
 from pipeline.glaciers.accumulation import (
     beyond_upper_boundary,
-    deferred_snow_kept_km2,
+    deferred_pixels_km2,
     inventory_core,
     lowered_below_threshold,
     raised_to_threshold,
@@ -86,7 +86,7 @@ from pipeline.glaciers.accuracy import (
 )
 from pipeline.glaciers.change import PIXEL_PERIMETER_FACTOR
 from pipeline.glaciers.deferred import Deferred, compute_together
-from pipeline.glaciers.glacier_facts import GlacierFacts, glacier_facts_together
+from pipeline.glaciers.glacier_facts import GlacierFacts, glacier_facts, glacier_facts_together
 from pipeline.glaciers.outlines import deferred_outlines
 from pipeline.glaciers.plausibility import flag_glacier_years, implausible_pairs
 from pipeline.glaciers.raster_schema import DEFAULT_MAX_UNOBSERVED
@@ -299,9 +299,9 @@ def map_tables(
     )
     outlines = deferred_outlines(mask, glacier_id, grid.transform, grid.crs, sensor=sensor, threshold=threshold, facts=facts)
     extra = dict(extra or {})
-    snow = (deferred_snow_kept_km2(kept, glacier_id, grid.resolution ** 2 / 1e6, n_ids) if kept is not None
+    snow = (deferred_pixels_km2(kept, glacier_id, grid.resolution ** 2 / 1e6, n_ids) if kept is not None
             else Deferred((), lambda: None))
-    upper = (deferred_snow_kept_km2(beyond, glacier_id, grid.resolution ** 2 / 1e6, n_ids, column=UPPER_EXCLUDED)
+    upper = (deferred_pixels_km2(beyond, glacier_id, grid.resolution ** 2 / 1e6, n_ids, column=UPPER_EXCLUDED)
              if beyond is not None else Deferred((), lambda: None))
     tables, outlines, aspect_table, snow_kept, upper_excluded, *extra_tables = compute_together(
         statistics, outlines, deferred_fixed_aspect(glacier_id, aspect, n_ids), snow, upper, *extra.values())
@@ -335,9 +335,9 @@ def map_tables(
                               probability=mask, probability_max=255.0 if threshold > 1 else 1.0,
                               threshold=threshold / 255.0 if threshold > 1 else 0.5, inventory_years=inventory_years)
     if snow_kept is not None:
-        tables["areas"] = _with_snow_kept(tables["areas"], snow_kept)
+        tables["areas"] = _with_area_column(tables["areas"], snow_kept)
     if upper_excluded is not None:
-        tables["areas"] = _with_snow_kept(tables["areas"], upper_excluded, UPPER_EXCLUDED)
+        tables["areas"] = _with_area_column(tables["areas"], upper_excluded, UPPER_EXCLUDED)
     areas = flag_glacier_years(tables["areas"], tables["terminus"], analysis.flag_sigma, grid.resolution,
                                max_snow_kept=analysis.max_snow_kept)
     tables["areas"] = conform("areas", areas)
@@ -443,6 +443,8 @@ def _maps(ds: xr.Dataset, analysis: Analysis, resolution_m: float, facts: Glacie
     """(`mapped_probability`, the pixels the snow rule added or None, those the upper-boundary rule left
     out or None). Both rules look at the store's own probabilities: they touch disjoint pixels (inside
     the inventory outline below the threshold; outside it at or above)."""
+    if facts is None and (analysis.snow_keeps_inventory or analysis.upper_boundary_from_inventory):
+        facts = glacier_facts(ds.glacier_id, ds.dem, analysis.glacier_buffer_m / resolution_m)  # once, for both rules
     kept = (snow_kept(ds, analysis.threshold, analysis.glacier_buffer_m, resolution_m, facts)
             if analysis.snow_keeps_inventory else None)
     beyond = (beyond_upper_boundary(ds, analysis.threshold, analysis.glacier_buffer_m, resolution_m, facts)
@@ -454,7 +456,7 @@ def _maps(ds: xr.Dataset, analysis: Analysis, resolution_m: float, facts: Glacie
 UPPER_EXCLUDED = "upper_excluded_km2"
 
 
-def _with_snow_kept(areas: pd.DataFrame, kept: pd.DataFrame, column: str = "snow_kept_km2") -> pd.DataFrame:
+def _with_area_column(areas: pd.DataFrame, kept: pd.DataFrame, column: str = "snow_kept_km2") -> pd.DataFrame:
     """``areas`` with ``column`` (`kept`'s per glacier-year area; 0 where the rule changed nothing)."""
     key = ["glacier_id", "year"]
     merged = areas.merge(kept.astype({k: areas[k].dtype for k in key} | {column: float}), on=key, how="left")
