@@ -16,7 +16,7 @@ import fsspec
 import pytest
 
 from pipeline.store import lock as lock_module
-from pipeline.store.lock import LockHolder, StoreLockedError, UpdateLock
+from pipeline.store.lock import LockHolder, LockLostError, StoreLockedError, UpdateLock
 
 
 def _lock(tmp_path) -> UpdateLock:
@@ -123,6 +123,8 @@ def test_a_held_lock_is_renewed_until_released(tmp_path, monkeypatch):
         held = LockHolder(**json.loads(Path(lock.path).read_text()))
         assert held.token == lock.holder.token and 0 <= held.beat_age_s() < 5
         assert held.is_alive() is True
+        lock._stop.set()
+        lock._beating.join()  # no beat in flight while the folder is listed
         assert [p.name for p in Path(lock.path).parent.iterdir()] == ["update.lock"]  # written beside it, moved over it
     assert not Path(lock.path).exists() and lock._beating is None  # released: no beat recreates the file
     time.sleep(0.2)
@@ -134,11 +136,72 @@ def test_a_holder_whose_lock_was_taken_over_stops(tmp_path, monkeypatch, caplog)
     monkeypatch.setattr(lock_module, "HEARTBEAT_S", 0.05)
     lost = threading.Event()
     lock = UpdateLock(fsspec.filesystem("file"), str(tmp_path / "run" / "update.lock"), str(tmp_path), "glacierwatch run",
-                      on_lost=lost.set)
+                      on_lost=lambda why: lost.set())
     with caplog.at_level(logging.ERROR, logger="pipeline.store.lock"), lock:
         other = _plant(lock, 7, host="another-node") | {"beat": _ago(0)}
         Path(lock.path).write_text(json.dumps(other))
         assert lost.wait(10) and lock.lost
         assert json.loads(Path(lock.path).read_text()) == other  # the new holder's lock is left alone
     assert json.loads(Path(lock.path).read_text()) == other  # and release does not delete it
-    assert "is no longer this process's" in caplog.records[-1].getMessage()
+    assert "is lost: another process took it over" in caplog.records[-1].getMessage()
+
+
+def test_a_holder_killed_in_its_first_minute_goes_stale_too():
+    fresh = LockHolder.this_process("glacierwatch run")
+    assert fresh.beat == fresh.started  # its first beat is written with the lock
+    elsewhere = LockHolder(**{**fresh.__dict__, "host": "a-pod-that-was-killed", "beat": _ago(lock_module.STALE_AFTER_S + 1)})
+    assert elsewhere.is_alive() is False
+    assert LockHolder(**{**fresh.__dict__, "host": "a-pod-that-runs"}).is_alive() is True
+
+
+def test_a_lost_lock_stops_the_thread_that_took_it_with_its_own_error(tmp_path, monkeypatch):
+    """Not a KeyboardInterrupt in whatever the main thread is (the CLI said 'interrupted (Ctrl-C)', lock released):
+    LockLostError in the thread holding the lock, saying what happened."""
+    monkeypatch.setattr(lock_module, "HEARTBEAT_S", 0.05)
+    lock = _lock(tmp_path)
+    stopped: list[BaseException] = []
+    taken = threading.Event()
+
+    def run() -> None:
+        try:
+            with lock:
+                taken.set()
+                for _ in range(2000):  # a run's work: Python instructions, where the error arrives
+                    time.sleep(0.005)
+        except LockLostError as err:
+            stopped.append(err)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert taken.wait(10)
+    other = _plant(lock, 7, host="another-node") | {"beat": _ago(0)}
+    Path(lock.path).write_text(json.dumps(other))
+    worker.join(20)
+    assert not worker.is_alive() and len(stopped) == 1 and lock.lost
+    said = str(stopped[0])
+    assert "this run's update lock is lost" in said and "another-node" in said and "check who holds the lock" in said
+    assert json.loads(Path(lock.path).read_text()) == other  # the new holder's lock is left alone
+
+
+def test_a_storage_error_of_any_kind_does_not_end_the_heartbeat(tmp_path, monkeypatch, caplog):
+    """gcsfs's HttpError is no OSError: a beat that raised it ended the thread, and the run went on unrenewed."""
+    monkeypatch.setattr(lock_module, "HEARTBEAT_S", 0.05)
+    lock = _lock(tmp_path)
+    real_mv, failures = lock.fs.mv, []
+
+    def flaky_mv(*args, **kwargs):
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("HttpError: 503 backend unavailable")
+        return real_mv(*args, **kwargs)
+
+    monkeypatch.setattr(lock.fs, "mv", flaky_mv)
+    with caplog.at_level(logging.WARNING, logger="pipeline.store.lock"), lock:
+        deadline = time.monotonic() + 10
+        while (not failures or json.loads(Path(lock.path).read_text()).get("beat") == lock.holder.beat) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert failures and lock._beating.is_alive() and not lock.lost
+        assert "could not renew the update lock" in caplog.text and "503" in caplog.text
+        lock._stop.set()
+        lock._beating.join()
+        assert [p.name for p in Path(lock.path).parent.iterdir()] == ["update.lock"]  # the failed beat's file removed

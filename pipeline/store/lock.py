@@ -22,21 +22,27 @@ started after the lock), or, on any host, when its last beat is older than `STAL
 SIGKILLed pod (out of memory), a batch node that died. The next run on a new pod or node has another
 host name and could never tell that holder from a live one by its pid. `acquire` takes a stale
 lock over with a logged warning, so an interrupted run resumes by running it again. A live pid on
-this host, or a holder on another host that still beats (or, written by an older version, never
-did), is never taken over: the refusal names it and the file to delete once that process is known
-to be gone. (Two processes taking over the same stale lock at the same instant: each checks the
+this host that still beats, or a holder on another host that does (or, written by an older version,
+never did), is never taken over: the refusal names it and the file to delete once that process is
+known to be gone. A holder writes its first beat with the lock itself, so one killed in its first
+minute goes stale too. (Two processes taking over the same stale lock at the same instant: each checks the
 stale holder's token just before removing it, and the exclusive create lets only one of them win.)
 
-A holder that stopped beating for `STALE_AFTER_S` while alive (its machine suspended, its clock far
-off) may have been taken over: at its next beat it finds another token in the file, logs an error
-and interrupts its main thread (`_thread.interrupt_main`: a KeyboardInterrupt, which a run handles
-as Ctrl-C, closing its cluster), rather than write beside the new holder. Hosts' clocks are compared:
-`STALE_AFTER_S` (15 min) is far above the skew of clocks kept by NTP.
+A holder that stopped beating for `STALE_AFTER_S` while alive (its machine suspended) may have been
+taken over: at its next beat it finds another token in the file (it reads the file back after each
+beat too), or it has failed to renew for nearly that long (storage errors of any kind), and then it
+logs why and raises `LockLostError` in the thread that took the lock (the run stops there, closing its
+cluster, with a message that says what happened) rather than write beside the new holder. The
+exception arrives at that thread's next Python instruction: a thread blocked in a wait without a
+timeout gets it when the wait returns (a run's batches end every few seconds). Hosts' clocks are
+compared: `STALE_AFTER_S` (15 min) is far above the skew of clocks kept by NTP; a holder whose clock
+runs ahead looks alive for that much longer.
 """
 
 from __future__ import annotations
 
-import _thread
+import contextlib
+import ctypes
 import datetime as dt
 import json
 import logging
@@ -44,6 +50,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
@@ -59,6 +66,15 @@ class StoreLockedError(RuntimeError):
     """Another update holds the store's lock; the message names the holder and what to do."""
 
 
+class LockLostError(StoreLockedError):
+    """Raised in the holder's thread when its lock was taken over (or could not be renewed): stop writing."""
+
+    said = "the store's update lock was lost"
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(args or (self.said,)))
+
+
 @dataclass(frozen=True)
 class LockHolder:
     host: str
@@ -70,13 +86,9 @@ class LockHolder:
 
     @classmethod
     def this_process(cls, purpose: str = "annual update") -> LockHolder:
-        return cls(
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            token=secrets.token_hex(8),
-            purpose=purpose,
-        )
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        return cls(host=socket.gethostname(), pid=os.getpid(), started=now, token=secrets.token_hex(8), purpose=purpose,
+                   beat=now)  # its first beat: a holder killed before the next one goes stale too
 
     def beat_age_s(self) -> float | None:
         """Seconds since the holder last renewed the lock (None: it never did, or the time is unreadable)."""
@@ -118,17 +130,18 @@ class UpdateLock:
     """
 
     def __init__(self, fs: fsspec.AbstractFileSystem, path: str, store_url: str, purpose: str = "annual update",
-                 on_lost: Callable[[], None] = _thread.interrupt_main):
+                 on_lost: Callable[[str], None] | None = None):
         self.fs = fs
         self.path = path
         self.store_url = store_url
         self.purpose = purpose
-        self.on_lost = on_lost  # called (from the heartbeat thread) when another process took the lock over
+        self.on_lost = on_lost or self._stop_owner  # called with why, from the heartbeat thread, when the lock is lost
         self.holder: LockHolder | None = None
         self.taken_over: LockHolder | None = None  # the dead holder whose stale lock `acquire` removed
         self.lost = False
         self._stop = threading.Event()
         self._beating: threading.Thread | None = None
+        self._owner: int | None = None  # the thread that took the lock: where a lost lock is raised
 
     def read_holder(self) -> LockHolder | None:
         """Who holds the lock now (None when nobody does)."""
@@ -158,6 +171,7 @@ class UpdateLock:
         if current is None or current.token != holder.token:  # lost a race on a lax backend
             raise StoreLockedError(self._refusal(current))
         self.holder = holder
+        self._owner = threading.get_ident()
         self._stop.clear()
         self._beating = threading.Thread(target=self._heartbeat, name=f"lock heartbeat {self.path}", daemon=True)
         self._beating.start()
@@ -168,25 +182,45 @@ class UpdateLock:
             f.write(json.dumps(asdict(holder), indent=1).encode())
 
     def _heartbeat(self) -> None:
-        """Renew the lock every `HEARTBEAT_S` until released; stop the run if another process took it over."""
+        """Renew the lock every `HEARTBEAT_S` until released; stop the holder if the lock is lost."""
+        renewed = time.monotonic()
         while not self._stop.wait(HEARTBEAT_S):
-            holder = self.holder
-            if holder is None:
+            if self.holder is None:
                 return
             try:
-                if not self.beat():
-                    self.lost = True
-                    log.error("store %s: the update lock %s is no longer this process's (another process took it "
-                              "over after %.0f s without a renewal): stopping here rather than write beside it; "
-                              "finished units are kept", self.store_url, self.path, STALE_AFTER_S)
-                    self.on_lost()
-                    return
-            except OSError as err:  # a storage hiccup: the next beat tries again, long before the lock goes stale
-                log.warning("store %s: could not renew the update lock %s (%s); trying again in %.0f s",
-                            self.store_url, self.path, err, HEARTBEAT_S)
+                if self.beat():
+                    renewed = time.monotonic()
+                    continue
+                why = (f"another process took it over after {STALE_AFTER_S:.0f} s without a renewal "
+                       f"(now held by {self._who(self.read_holder())})")
+            except Exception as err:  # noqa: BLE001 - any storage error: try again, long before the lock goes stale
+                failing = time.monotonic() - renewed
+                if failing < STALE_AFTER_S - 2 * HEARTBEAT_S:
+                    log.warning("store %s: could not renew the update lock %s (%s: %s); trying again in %.0f s",
+                                self.store_url, self.path, type(err).__name__, err, HEARTBEAT_S)
+                    continue
+                why = (f"it could not be renewed for {failing:.0f} s ({type(err).__name__}: {err}), so another process "
+                       "may take it over")
+            if self._stop.is_set():
+                return
+            self.lost = True
+            log.error("store %s: the update lock %s is lost: %s; stopping here rather than write beside another "
+                      "process; finished units are kept", self.store_url, self.path, why)
+            self.on_lost(why)
+            return
+
+    def _stop_owner(self, why: str) -> None:
+        """Raise `LockLostError` in the thread that took the lock (at its next Python instruction)."""
+        if self._owner is None:
+            return
+        said = (f"store {self.store_url}: this run's update lock is lost ({why}); it stopped rather than write beside "
+                f"another process. Finished units are kept: check who holds the lock ({self.path}) before running again")
+        lost = type("LockLostError", (LockLostError,), {"said": said})
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._owner), ctypes.py_object(lost))
 
     def beat(self) -> bool:
-        """Renew the lock now (False: it is not ours any more). Written beside it and moved over it, whole."""
+        """Renew the lock now (False: it is not ours any more). Written beside it and moved over it, whole,
+        then read back: a takeover racing this beat is seen now, not a beat later."""
         if self.holder is None:
             return False
         current = self.read_holder()
@@ -194,10 +228,16 @@ class UpdateLock:
             return False
         renewed = replace(self.holder, beat=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
         fresh = f"{self.path}.{renewed.token}"
-        with self.fs.open(fresh, "wb") as f:
-            f.write(json.dumps(asdict(renewed), indent=1).encode())
-        self.fs.mv(fresh, self.path)
-        return True
+        try:
+            with self.fs.open(fresh, "wb") as f:
+                f.write(json.dumps(asdict(renewed), indent=1).encode())
+            self.fs.mv(fresh, self.path)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.fs.rm_file(fresh)
+            raise
+        current = self.read_holder()
+        return current is not None and current.token == renewed.token
 
     def _remove_stale(self, stale: LockHolder) -> bool:
         """Delete the lock file of a dead holder (still that holder's: token checked); say so."""
@@ -217,8 +257,9 @@ class UpdateLock:
         """Stop the heartbeat; delete the lock file, if it is still ours."""
         self._stop.set()
         if self._beating is not None and self._beating is not threading.current_thread():
-            self._beating.join()
+            self._beating.join(timeout=HEARTBEAT_S)  # a beat stuck on hung storage must not hold the exit
         self._beating = None
+        self._owner = None
         if self.holder is None:
             return
         current = self.read_holder()
@@ -233,13 +274,19 @@ class UpdateLock:
     def __exit__(self, *exc) -> None:
         self.release()
 
+    @staticmethod
+    def _who(holder: LockHolder | None) -> str:
+        if holder is None:
+            return "nobody: the lock file is gone"
+        return f"{holder.purpose} on host {holder.host}, pid {holder.pid}, started {holder.started}"
+
     def _refusal(self, holder: LockHolder | None) -> str:
         if holder is None:  # vanished between our create and our read: just retry
             return (
                 f"store {self.store_url} was locked by another update that has just finished; "
                 "run again."
             )
-        who = f"{holder.purpose} on host {holder.host}, pid {holder.pid}, started {holder.started}"
+        who = self._who(holder)
         age = holder.beat_age_s()
         if age is not None:
             who += f", lock last renewed {age:.0f} s ago"
