@@ -56,6 +56,10 @@ def test_totals_intervals_and_retreat_against_the_generator(truth_dir):
     assert check.loc["glacier-year area bias, median (%)"].value == pytest.approx(-1.0)  # +4, -1, -3
     near = check.loc["glacier-years within +-3 % of their true area (%)"]
     assert near.value == pytest.approx(200 / 3) and not near.met and near.detail == "2 of 3"
+    # a table with the unobserved share but no flag (made by hand, or by stats): the share decides, as for the totals
+    by_share = cloudy.drop(columns="flag_unobserved").assign(unobserved_frac=[0.0, 0.0, 0.5, 0.0])
+    check = generator_check(by_share, retreat, truth_dir, CRS, bounds).set_index("check")
+    assert check.loc["glacier-years within +-3 % of their true area (%)"].detail == "2 of 3"
     main = check.loc["retreat main_axis: mean error (m/a)"]
     assert main.value == pytest.approx(-0.3) and main.met
     assert check.loc["retreat main_axis: glaciers within +-2.36 m/a (%)"].value == pytest.approx(100.0)

@@ -513,6 +513,9 @@ def test_scores_on_the_area_the_weights_were_trained_on_are_called_in_sample(inp
     (tmp_path / "tables").mkdir()
     html = report.uncertainty_html(tmp_path, {"generator_check": check}, bare)
     assert "In-sample scores." in html and "sentinel-2.json" in html and "pipeline/weights/README.md" in html
+    # a provenance without the weights' file (made by hand): no card named, no crash
+    nameless = {**bare, "weights": {s: {k: v for k, v in w.items() if k != "file"} for s, w in bare["weights"].items()}}
+    assert report.sections.in_sample(nameless)["cards"] is None
 
 
 def test_failures_are_told_by_what_their_rows_say_not_all_as_failed_tasks(inputs, tmp_path):

@@ -57,3 +57,11 @@ def test_the_report_shows_the_summary_the_run_prints(tmp_path):
     assert list(written.sensor) == list(expected.sensor)
     assert np.allclose(written.area0_km2, expected.area0_km2) and list(written.years) == list(expected.years)
     assert [row[1].text for row in section["table"].rows] == list(expected.years)  # the Years column
+
+
+def test_failures_count_glaciers_not_rows():
+    """A glacier with three fronts under cloud has three failures rows: one glacier (the CSV and the report agree)."""
+    failures = pd.DataFrame({"glacier_id": [7, 7, 7, 9], "sensor": ["sentinel-2"] * 3 + ["landsat"],
+                             "task": "terminus", "reason": "front of 2020 not observed"})
+    summary = summary_table({**_tables(), "failures": failures}).set_index("sensor")
+    assert summary.loc["sentinel-2", "n_failures"] == 1 and summary.loc["landsat", "n_failures"] == 1

@@ -94,7 +94,7 @@ def run_and_summarise(cfg: Config, out: Path, years: list[int] | None, redo: lis
         "glaciers": lambda r: fmt(r, "n_glaciers", "{:.0f}"),
         "IoU": lambda r: fmt(r, "IoU", "{:.3f}"),
         "OA": lambda r: fmt(r, "OA", "{:.3f}"),
-        "failed": lambda r: fmt(r, "n_failures", "{:.0f}"),  # glaciers in tables/failures.csv
+        "failed": lambda r: fmt(r, "n_failures", "{:.0f}"),  # glaciers with rows in tables/failures.csv
     }
     for name in columns:
         table.add_column(name, no_wrap=True)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from shapely.geometry import box
 
-from pipeline.glaciers.region_tables import counted_areas
+from pipeline.glaciers.region_tables import DEFAULT_MAX_UNOBSERVED, counted_areas, with_observation
 from pipeline.glaciers.retreat_summary import FRONT_FLAGS, flagged_glaciers
 from pipeline.glaciers.tables import conform
 
@@ -137,9 +137,7 @@ def _glacier_year_bias(sensor: str, mapped: pd.DataFrame, true: np.ndarray) -> l
     +-3 %, by size class in the detail. A region total can be right while every small glacier is low and
     a large one high; this is what one glacier's number is worth. Glacier-years flagged unobserved (their
     mapped area is a lower bound) and glaciers with no true area in the grid are left out."""
-    seen = np.isfinite(true) & (true > 0)
-    if "flag_unobserved" in mapped:
-        seen &= ~mapped["flag_unobserved"].fillna(False).to_numpy(bool)
+    seen = np.isfinite(true) & (true > 0) & ~with_observation(mapped, DEFAULT_MAX_UNOBSERVED)["flag_unobserved"].to_numpy(bool)
     bias = pd.Series(mapped["area_km2"].to_numpy(float)[seen] / true[seen] - 1.0)
     near = bias.abs() <= AREA_BIAS_TOLERANCE + 1e-12
     by_size = pd.DataFrame({"bias": bias, "near": near}).groupby(pd.cut(true[seen], SIZE_CLASSES_KM2), observed=True)

@@ -23,7 +23,7 @@ MIN_INDEX_CHECK_KM2 = 0.05
 without ice, or a comparison over a few pixels)."""
 
 
-def _with_observation(areas: pd.DataFrame, max_unobserved: float) -> pd.DataFrame:
+def with_observation(areas: pd.DataFrame, max_unobserved: float) -> pd.DataFrame:
     """``areas`` with ``outline_km2``, ``unobserved_frac`` and ``flag_unobserved``; a table made
     without them (e.g. by hand) counts as fully observed, weighted by its areas."""
     out = areas.copy()
@@ -88,7 +88,7 @@ def fill_errors(year: np.ndarray, seen_year: np.ndarray, seen_area: np.ndarray, 
 
 
 def gap_filled(areas: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    """`areas` (`_with_observation`'s) with each flagged glacier-year's area and error terms taken from
+    """`areas` (`with_observation`'s) with each flagged glacier-year's area and error terms taken from
     the glacier's own observed years: linear in time between the nearest observed years before and
     after, the nearest one at either end of the series; and which rows were filled. A glacier never
     observed keeps what was measured (the row stays flagged, and counts in the unobserved share).
@@ -135,7 +135,7 @@ def counted_areas(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBS
     """Each glacier-year as `region_total` counts it (flagged ones from their own series, `gap_filled`):
     ``area_km2``, ``area_err_km2`` (a filled one's with its fill error), ``area_err_fill_km2`` and
     ``filled``; on `areas`' index."""
-    out, filled = gap_filled(_with_observation(areas, max_unobserved))
+    out, filled = gap_filled(with_observation(areas, max_unobserved))
     return out[["area_km2", "area_err_km2", "area_err_fill_km2"]].assign(filled=filled.to_numpy())
 
 
@@ -160,7 +160,7 @@ def region_total(areas: pd.DataFrame, max_unobserved: float = DEFAULT_MAX_UNOBSE
     above ``max_unobserved`` the year is flagged and left out of the total's change and trend: too
     much of it is filled in to say what that year did.
     """
-    a = _with_observation(areas, max_unobserved)
+    a = with_observation(areas, max_unobserved)
     a, filled = gap_filled(a)
     a = a.assign(_unobserved_km2=a["unobserved_frac"].fillna(0.0) * a["outline_km2"],
                  _filled_km2=np.where(filled, a["area_km2"], 0.0), _filled=filled)
@@ -275,7 +275,7 @@ def change_table(areas: pd.DataFrame, year0: int | None = None, year1: int | Non
     y1 = int(all_years[-1]) if year1 is None else int(year1)
     if y1 <= y0:
         raise ValueError(f"year1 must be after year0, got {y0} -> {y1}")
-    glaciers = _with_observation(areas, max_unobserved)
+    glaciers = with_observation(areas, max_unobserved)
     total = region_total(areas, max_unobserved).assign(glacier_id=pd.NA)
     rows = [_change_rows((gid, sensor), sub, y0, y1, confidence)
             for (gid, sensor), sub in glaciers.groupby(["glacier_id", "sensor"], sort=True)]

@@ -104,8 +104,8 @@ def summary_table(tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, A
     is given. ``n_front_flagged`` / ``front_flagged``: the glaciers whose fronts the run
     flagged as not the glacier's (`front_flags`; they stay in the mean retreat, out of the typical
     glaciers' summaries). ``n_unobserved`` / ``unobserved``: the glacier-years mostly unobserved
-    (`unobserved_flags`). ``n_failures``: glaciers whose terminus or change task failed (``failures``
-    table, ``pipeline.glaciers.tasks``)."""
+    (`unobserved_flags`). ``n_failures``: glaciers with rows in the ``failures`` table (a terminus or
+    change task that failed, pairs no line cuts, a front under cloud; ``pipeline.glaciers.tasks``)."""
     rows = []
     empty = pd.DataFrame()
     total = tables.get("total_area", empty)
@@ -150,6 +150,6 @@ def summary_table(tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, A
             row |= {"model": model, "IoU": acc.IoU.mean(), "OA": acc.OA.mean()}
         row |= index_flags(tables.get("areas", empty), sensor)
         row |= unobserved_flags(tables.get("areas", empty), sensor)
-        row["n_failures"] = int((failures["sensor"] == sensor).sum()) if len(failures) else 0
+        row["n_failures"] = int(failures.loc[failures["sensor"] == sensor, "glacier_id"].nunique()) if len(failures) else 0
         rows.append(row)
     return pd.DataFrame(rows)

@@ -138,13 +138,14 @@ def in_sample(provenance: Mapping[str, Any]) -> dict | None:
              for s in sensors}
     held_out = {s: (cards.get(s) or {}).get("held_out") or {} for s in sensors}
     keys = list(dict.fromkeys(k for h in held_out.values() for k in h))
-    files = [Path(str((provenance.get("weights") or {}).get(s, {}).get("file", ""))).with_suffix(".json").name for s in sensors]
+    files = [Path(f).with_suffix(".json").name for s in sensors
+             if (f := str((provenance.get("weights") or {}).get(s, {}).get("file") or ""))]  # a weights file's card
     return {"region": region, "sensors": " and ".join(sensors), "plural": len(sensors) > 1,
             "years": "; ".join(f"{s}: {m.group(1)}" for s, m in years.items() if m) or None,
             "held_out": table(["Sensor", *(k.removeprefix("held_out_") for k in keys)],
                               [[s, *(num(held_out[s].get(k), 3) for k in keys)] for s in sensors],
                               numeric=[False] + [True] * len(keys)) if keys else None,
-            "cards": ", ".join(f for f in files if f != ".json") or None}
+            "cards": ", ".join(files) or None}
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,14 +160,12 @@ def summary_section(folder: Path, tables: Mapping[str, pd.DataFrame], provenance
               "Area change (%/a), ± first and last years in quadrature", "OLS trend (km²/a) [95 % CI]",
               "Mean retreat, all glaciers (m/a)", "Glaciers", "Mean retreat, typical glaciers (m/a)", "Flagged",
               "Network IoU", "Network OA"]
-    failures = tables.get("failures")
-    failed = failures.groupby("sensor").glacier_id.nunique() if failures is not None and len(failures) else pd.Series(dtype=int)
     rows = [[r.sensor, r.years, plus_minus(r.area0_km2, r.area0_err_km2, 3),
              plus_minus(r.area1_km2, r.area1_err_km2, 3), plus_minus(r.get("rate_pct_a"), r.get("rate_err_pct_a"), 2),
              trend_ci(r.get("trend_km2_a"), r.get("trend_lo_km2_a"), r.get("trend_hi_km2_a")),
              num(r.get("mean_retreat_m_a"), 1), num(r.get("n_glaciers"), 0),
              f"{num(r.get('mean_retreat_typical_m_a'), 1)} (n={int(r['n_typical'])})" if pd.notna(r.get("n_typical")) else "n/a",
-             flagged_counts(r, int(failed.get(r.sensor, 0))), num(r.get("IoU"), 3), num(r.get("OA"), 3)]
+             flagged_counts(r, int(r.get("n_failures") or 0)), num(r.get("IoU"), 3), num(r.get("OA"), 3)]
             for _, r in summary.iterrows()]
     return {"table": table(header, rows, numeric=[False, False] + [True] * 7 + [False, True, True]),
             "csv": write_csv(folder, "summary", summary)}
