@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pipeline.glaciers.accumulation import accumulation_zone, deferred_snow_kept_km2, snow_kept
+from pipeline.glaciers.accumulation import accumulation_zone, deferred_pixels_km2, snow_kept
 from pipeline.glaciers.analysis import deferred_fixed_aspect
 from pipeline.glaciers.glacier_facts import glacier_facts, glacier_facts_together
 from pipeline.glaciers.statistics import deferred_statistics
@@ -56,8 +56,8 @@ def test_tables_made_with_the_facts_equal_those_that_work_them_out():
     assert (zone == accumulation_zone(ds.glacier_id, ds.dem, 2.0).values).all() and zone[7:20, 7:33].all()
     kept = snow_kept(ds, 128, 20.0, 10.0, facts)
     assert (kept.values == snow_kept(ds, 128, 20.0, 10.0).values).all()
-    given = deferred_snow_kept_km2(kept, ds.glacier_id, 1e-4, facts.n).compute()
-    assert given.equals(deferred_snow_kept_km2(kept, ds.glacier_id, 1e-4).compute()) and len(given) == 2
+    given = deferred_pixels_km2(kept, ds.glacier_id, 1e-4, facts.n).compute()
+    assert given.equals(deferred_pixels_km2(kept, ds.glacier_id, 1e-4).compute()) and len(given) == 2
     assert deferred_fixed_aspect(ds.glacier_id, ds.aspect, facts.n).compute().equals(
         deferred_fixed_aspect(ds.glacier_id, ds.aspect).compute())
     args = (ds.probability, ds.glacier_id, ds.dem, ds.aspect)
