@@ -54,8 +54,10 @@ def fill_errors(year: np.ndarray, seen_year: np.ndarray, seen_area: np.ndarray, 
       as its expectation, its standard deviation is at most |A1 - A0| sqrt(f (1 - f)) (Bhatia-Davis:
       variance <= (max - mean)(mean - min)), reached when the whole change is one step at a uniformly
       random time: half the change in the middle of a one-year gap. This sigma is used, not the hard
-      bound |A1 - A0| max(f, 1 - f), so that 1.96 x the error is a 95 % interval like the other terms';
-      a steady change (the usual one) makes it conservative, a gap with no change adds nothing.
+      bound |A1 - A0| max(f, 1 - f): the bound would double-count with the other terms, which are
+      themselves the paper's bounds (perimeter x half a pixel) rather than sigmas, and the total they
+      make in quadrature with this one is a bound too; a steady change (the usual one) makes it
+      conservative, a gap with no change adds nothing.
     - Beyond the ends (the nearest observed year t_n, d = |t - t_n| years away) the fill is A(t_n),
       zero change: its error is the glacier's typical annual change times d, the median over its
       consecutive observed years of |dA| / dt (robust to one bad year; a trend and year-to-year
