@@ -62,6 +62,12 @@ def today() -> datetime:
     return datetime.now(UTC)
 
 
+def season_state(year: int, season: tuple[str, str], now: datetime) -> str | None:
+    """"has not begun" / "is not over" for `year`'s season at `now`, None once it has ended."""
+    start, end = season_bounds(year, season)
+    return "has not begun" if start > now else "is not over" if end > now else None
+
+
 class SeasonNotOverError(SearchError):
     """Years whose season has not ended: a map made now would hold part of the season and be stored as the year's."""
 
@@ -73,14 +79,13 @@ def seasons_not_over(years: Sequence[int], season: tuple[str, str], now: datetim
     published so far, the year's composite holds the early season (snow that melts later over the
     tongue and the firn line) and is stored as the year's map: finished, so a later update skips it."""
     now = now or today()
-    early = [(int(y), *season_bounds(int(y), season)) for y in years]
-    early = [(y, start, end) for y, start, end in early if end > now]
+    early = {int(y): state for y in years if (state := season_state(int(y), season, now)) is not None}
     if not early:
         return None
-    said = "; ".join(f"{y}'s season ({start:%Y-%m-%d}..{end:%Y-%m-%d}) " + ("has not begun" if start > now else "is not over")
-                     for y, start, end in early)
-    last = max(end for _, _, end in early)
-    years_said = ", ".join(str(y) for y, _, _ in early)
+    said = "; ".join(f"{y}'s season ({start:%Y-%m-%d}..{end:%Y-%m-%d}) {state}"
+                     for y, state in early.items() for start, end in [season_bounds(y, season)])
+    last = season_bounds(max(early), season)[1]
+    years_said = ", ".join(map(str, early))
     return SeasonNotOverError(
         f"{said} (today {now:%Y-%m-%d}): a map made now would hold only the scenes so far, before the end of the "
         f"ablation season, and be stored as the year's; run after {last:%Y-%m-%d} (`update --year`), or leave "
@@ -107,13 +112,7 @@ def no_scenes_message(
     first, last = season_bounds(years[0], season)
     dates = f"({first:%Y-%m-%d}..{last:%Y-%m-%d})" if len(years) == 1 else "of each year"
     cloud = f"cloud cover <= {max_cloud}%" if max_cloud is not None else "any cloud cover"
-    timing = []
-    for year in years:
-        start, end = season_bounds(year, season)
-        if start > now:
-            timing.append(f"{year}'s season has not begun yet")
-        elif end > now:
-            timing.append(f"{year}'s season is not over yet")
+    timing = [f"{year}'s season {state} yet" for year in years if (state := season_state(year, season, now)) is not None]
     when = f" ({'; '.join(timing)})" if timing else ""
     return (
         f"no {sensor} scenes{on} for {said}{when}: searched {profile.collection(sensor)} at {source.url} over bbox "
