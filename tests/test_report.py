@@ -620,3 +620,23 @@ def test_the_persistence_baseline_is_explained_where_it_is_scored(inputs, tmp_pa
     page = report.write_report(tmp_path / "r", {**tables, "accuracy": accuracy}, outlines, dem, PROVENANCE).read_text(encoding="utf-8")
     sensors = _section(page, "sensors")
     assert "persistence</b> is a baseline" in sensors and "PA is 1.000 by construction" in sensors
+
+
+def test_the_report_says_how_much_the_inventory_decided(tmp_path):
+    """The maps are the network's with the accumulation area's boundary from the inventory (two rules): the
+    report says so, with each rule's area a year (mean / most) against the mapped area, computed by hand here."""
+    from pipeline.outputs.report.render import uncertainty_html
+
+    areas = pd.DataFrame({"sensor": ["landsat"] * 4 + ["truth"] * 2, "glacier_id": [1, 2, 1, 2, 1, 1],
+                          "year": [2020, 2020, 2021, 2021, 2020, 2021], "area_km2": [1.0, 1.0, 1.0, 0.5, 1.0, 1.0],
+                          "snow_kept_km2": [0.02, 0.0, 0.0, 0.0, 0.0, 0.0],
+                          "upper_excluded_km2": [0.01, 0.01, 0.03, 0.0, 0.0, 0.0]})
+    (tmp_path / "tables").mkdir()
+    html = " ".join(uncertainty_html(tmp_path, {"areas": areas}).split())
+    assert "Where the inventory decides, not the image" in html and "upper_excluded_km2" in html
+    # snow kept: 0.02 in 2020, 0 in 2021 -> mean 0.010, most 0.020; left out: 0.02, 0.03 -> 0.025 / 0.030;
+    # of a year's area at most (0.02 + 0.02) / 2.0 = 2 % and 0.03 / 1.5 = 2 %
+    assert "<td class=\"num\">0.010 / 0.020</td><td class=\"num\">0.025 / 0.030</td><td class=\"num\">2.00</td>" in html
+    assert "<td>truth</td>" not in html.split("Where the inventory decides")[1].split("</table>")[0]
+    none = areas.assign(snow_kept_km2=0.0, upper_excluded_km2=0.0)
+    assert "Where the inventory decides" not in uncertainty_html(tmp_path, {"areas": none})

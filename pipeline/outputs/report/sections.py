@@ -221,7 +221,7 @@ def uncertainty_and_indices(folder: Path, tables: Mapping[str, pd.DataFrame], pr
     from pipeline.glaciers.region_tables import index_agreement
 
     out = {"area_terms": None, "retreat_terms": None, "indices": None, "generator": None, "unobserved": None,
-           "in_sample": in_sample(provenance or {})}
+           "inventory_rules": None, "in_sample": in_sample(provenance or {})}
     check = tables.get("generator_check")
     if check is not None and len(check):  # a synthetic area: the numbers against what its generator set
         rows = [[r.sensor, r.check, num(r.value, 2), r.target, "yes" if r.met else "no", r.detail]
@@ -247,6 +247,7 @@ def uncertainty_and_indices(folder: Path, tables: Mapping[str, pd.DataFrame], pr
     areas = tables.get("areas")
     if areas is not None and "flag_unobserved" in areas.columns and areas["flag_unobserved"].fillna(False).astype(bool).any():
         out["unobserved"] = unobserved_table(folder, areas)
+    out["inventory_rules"] = inventory_rules_table(areas)
     if areas is not None and "flag_index_disagreement" in areas.columns and areas["index_disagreement"].notna().any():
         rows = [[r.sensor, num(r.index_model_km2, 3), num(r.ndsi_km2, 3), num(r.ratio_km2, 3),
                  num(r.model_to_ndsi, 2), f"{r.n_flagged} of {r.n_compared}", "yes" if r.extreme else "no"]
@@ -265,6 +266,28 @@ def uncertainty_and_indices(folder: Path, tables: Mapping[str, pd.DataFrame], pr
                                   "csv": write_csv(folder, "index_disagreement", flagged)}
         out["indices"] = indices
     return out
+
+
+def inventory_rules_table(areas: pd.DataFrame | None) -> Table | None:
+    """Per sensor, what the inventory decided rather than the image (`pipeline.glaciers.accumulation`): the
+    area the snow rule added inside the outlines and the area the upper-boundary rule left out beyond them,
+    each a year on average and at most, against the mapped area. None where neither rule changed anything."""
+    columns = [c for c in ("snow_kept_km2", "upper_excluded_km2") if areas is not None and c in areas.columns]
+    if not columns:
+        return None
+    rows = []
+    for sensor, group in areas[areas["sensor"] != "truth"].groupby("sensor"):
+        by_year = group.groupby("year")[[*columns, "area_km2"]].sum()
+        if not (by_year[columns].to_numpy() > 0).any():
+            continue
+        rows.append([sensor, *(f"{num(by_year[c].mean(), 3)} / {num(by_year[c].max(), 3)}" if c in by_year else "n/a"
+                               for c in ("snow_kept_km2", "upper_excluded_km2")),
+                     num(100 * (by_year[columns].sum(axis=1) / by_year["area_km2"]).max(), 2)])
+    if not rows:
+        return None
+    return table(["Sensor", "Snow kept inside the outlines, a year: mean / most (km²)",
+                  "Ice left out beyond the upper boundary, a year: mean / most (km²)", "Most of a year's area (%)"],
+                 rows, numeric=[False, True, True, True])
 
 
 def unobserved_table(folder: Path, areas: pd.DataFrame) -> dict:
