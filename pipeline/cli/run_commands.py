@@ -110,7 +110,7 @@ def run_and_summarise(cfg: Config, out: Path, years: list[int] | None, redo: lis
         against.add_column("detail")  # the years, the glaciers outside, the glaciers not measured
         for row in check.itertuples(index=False):
             # shares to one decimal: 89.7 % must not print as a "90" that failed ">= 90"
-            against.add_row(row.sensor, row.check, f"{row.value:+.2f}" if "error" in row.check or "bias" in row.check
+            against.add_row(row.sensor, row.check, f"{row.value:+.2f}" if "mean error" in row.check or "bias" in row.check
                             else f"{row.value:.1f}", row.target, "yes" if row.met else "no", row.detail)
         wide.print(against)
     stages = Table(title="time per stage")
