@@ -149,12 +149,7 @@ def find_scenes(
     season: tuple[str, str],
     max_cloud: float | None,
 ) -> list[pystac.Item]:
-    """Items of `sensor` over `bbox` in `year`'s season; an empty answer is an error (`NoScenesError`)
-    that says how to relax it.
-
-    Only the platforms the profile accepts are asked for (Landsat 8/9 by default: the
-    collection also holds Landsat 4, 5 and 7).
-    """
+    """`search_season`, where an empty answer is an error (`NoScenesError`) that says how to relax it."""
     return scenes_by_year(source, profile, sensor, bbox, [year], season, max_cloud)[int(year)]
 
 

@@ -175,10 +175,7 @@ def change_tables(glaciers, areas, dem, pixel_size_m, analysis: Analysis, sector
             unmeasured = [f"{r['date0']:%Y}-{r['date1']:%Y}" if hasattr(r["date0"], "year") else f"{r['date0']}-{r['date1']}"
                           for r in out[1] if r["method"] == "main_axis" and r["n_lines"] == 0]
             if unmeasured:  # a NaN retreat said nothing of why (a helper reading the tables)
-                failures.append({"glacier_id": gid, "sensor": sensor, "task": "terminus",
-                                 "reason": f"no terminus line cuts both fronts in {', '.join(unmeasured)}: one front lies "
-                                           "beside the first year's tongue (a tongue mapped in one year only, a front off "
-                                           "the main axis); those pairs' retreat is NaN"})
+                failures.unmeasured_pairs(gid, sensor, unmeasured)
     change = pd.DataFrame(change_rows, columns=["glacier_id", "period", "date0", "date1", "years", "area0_km2",
                                                 "area1_km2", "change_km2", "change_err_km2", "change_pct",
                                                 "rate_pct_a", "rate_err_pct_a"])

@@ -193,9 +193,8 @@ def _glacier_batch(sources, windows, glaciers, px: float, analysis: Analysis, se
         window = Dem(np.asarray(dem_window, dtype=float), sub)
         hidden = {} if days is None else hidden_fronts(group.geometry, years, days, window, analysis.max_unobserved)
         if hidden:  # no front where the cloud is: the year is left out of the glacier's pairs, and said
-            failures += [{"glacier_id": gid, "sensor": sensor, "task": "terminus",
-                          "reason": f"front of {year} not observed: {share:.0%} of the tongue under cloud or outside the "
-                                    "scenes; no front taken (left out of terminus and retreat)"} for year, share in hidden.items()]
+            for year, share in hidden.items():
+                failures.front_unobserved(gid, sensor, year, share)
             keep = ~group["year"].astype(int).isin(list(hidden)).to_numpy()
             group, years = group[keep], [y for y, k in zip(years, keep) if k]
             days, p = days[keep], None if p is None else p[keep]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -94,10 +95,41 @@ def compute_shipped(tasks_for: Callable[[list], list], payloads: list) -> tuple:
 
 
 class Failures(list):
-    """Collected per-glacier failures (dicts with the ``failures`` table's columns)."""
+    """Collected per-glacier failures (dicts with the ``failures`` table's columns).
+
+    Besides a task's error (`entity_task`) the table holds two rows that are not failures of a task
+    but of a measurement, worded here once (`unmeasured_pairs`, `front_unobserved`) so that what reads
+    them (the report: `failure_kind`) meets the same words."""
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(list(self), columns=TABLE_COLUMNS["failures"])
+
+    def unmeasured_pairs(self, glacier_id: Any, sensor: str, pairs: Sequence[str]) -> None:
+        """Pairs of years whose fronts no terminus line cuts both (their retreat is NaN)."""
+        self.append({"glacier_id": glacier_id, "sensor": sensor, "task": "terminus",
+                     "reason": f"{_UNMEASURED} {', '.join(pairs)}: one front lies beside the first year's tongue (a tongue "
+                               "mapped in one year only, a front off the main axis); those pairs' retreat is NaN"})
+
+    def front_unobserved(self, glacier_id: Any, sensor: str, year: int, share: float) -> None:
+        """A year whose tongue no look saw: no front taken, the year left out of the glacier's pairs."""
+        self.append({"glacier_id": glacier_id, "sensor": sensor, "task": "terminus",
+                     "reason": f"front of {year} {_UNOBSERVED} {share:.0%} of the tongue under cloud or outside the scenes; "
+                               "no front taken (left out of terminus and retreat)"})
+
+
+_UNMEASURED = "no terminus line cuts both fronts in"
+_UNOBSERVED = "not observed:"
+
+
+def failure_kind(reason: str) -> tuple[str, str]:
+    """A failures row's kind, ``task`` (a task's error), ``unmeasured`` or ``hidden`` (`Failures`), and what
+    to name beside its glacier: the failed task's error type, the unmeasured pairs, the hidden front's year."""
+    reason = str(reason)
+    if hidden := re.match(rf"front of (\d{{4}}) {re.escape(_UNOBSERVED)}", reason):
+        return "hidden", hidden.group(1)
+    if unmeasured := re.match(rf"{re.escape(_UNMEASURED)} ([^:]*):", reason):
+        return "unmeasured", unmeasured.group(1)
+    return "task", reason.split(":", 1)[0]
 
 
 def entity_task(task: str) -> Callable[[Callable[..., T]], Callable[..., T | None]]:

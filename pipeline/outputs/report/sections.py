@@ -21,6 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.glaciers.summary import inventory_names
+from pipeline.glaciers.tasks import failure_kind
 from pipeline.outputs.report.figures import draw, embed
 from pipeline.outputs.report.selection import most_different_glacier, ordered_sensors, summary_table
 
@@ -397,17 +398,6 @@ FAILURE_KINDS = (
     ("hidden", ("a front under cloud or outside the scenes (that year is left out of the glacier's pairs; its "
                 "retreat between the other years is measured)")),
 )
-
-
-def failure_kind(reason: str) -> tuple[str, str]:
-    """A failures row's kind (`FAILURE_KINDS`) and what to name beside its glacier: the hidden front's
-    year, the unmeasured pairs, the failed task's error."""
-    reason = str(reason)
-    if hidden := re.match(r"front of (\d{4}) not observed", reason):
-        return "hidden", hidden.group(1)
-    if unmeasured := re.match(r"no terminus line cuts both fronts in ([^:]*):", reason):
-        return "unmeasured", unmeasured.group(1)
-    return "task", reason.split(":", 1)[0]
 
 
 def failure_groups(failures: pd.DataFrame, names: Mapping[int, str]) -> list[dict]:
