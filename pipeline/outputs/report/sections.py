@@ -388,8 +388,8 @@ def flagged_fronts(retreat: pd.DataFrame, flag: str, largest: str, measure, name
                  numeric=[False, False, False, True, True]) if rows else None
 
 
-# what a failures row means, by the start of its reason (as `store_terminus._glacier_batch`,
-# `glacier_change.change_tables` and `tasks.entity_task` write them), in the order the page lists them
+# what a failures row means, by its kind (`tasks.failure_kind`, which reads the words `tasks.Failures` writes),
+# in the order the page lists them
 FAILURE_KINDS = (
     ("task", ("the glacier's task failed with an error (its rows of that task are missing: a failed terminus "
               "task has no terminus or retreat rows, a failed area_change task no change rows)")),
