@@ -743,3 +743,55 @@ def test_gpu_workers_that_see_no_cuda_stop_the_start_instead_of_running_on_cpu()
         wait_for_gpu_worker(client, 5.0, "GPU")
         with pytest.raises(ClusterError, match=r"1 of 1 GPU workers see no CUDA device with torch .*install the torch build"):
             check_gpu_workers(client)
+
+
+def _fails_with(error: BaseException):
+    raise error
+
+
+def test_a_task_failing_with_a_glacierwatch_error_is_one_line_in_the_worker_log_and_a_bug_keeps_its_traceback():
+    """An unreadable COG stopped the run with its one-line error, and before it each worker printed Dask's
+    "Compute Failed" block (key, task repr, the message again, a traceback through the read pool) and a
+    "CancelledError" warning per cancelled task as the cluster closed. Now the worker logs one line for
+    glacierwatch's own errors; any other error keeps Dask's block, traceback and all."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    from catalog.reads import SceneReadError
+    from pipeline.scale.cluster.worker_logs import CANCELLED_LOGGER, FAILED_LOGGER, failures_logged_short
+
+    class Kept(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.lines = []
+
+        def emit(self, record):
+            self.lines.append(record.getMessage())
+
+    kept = Kept()
+    for name in (FAILED_LOGGER, CANCELLED_LOGGER):
+        logging.getLogger(name).addHandler(kept)
+    try:
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
+                Client(cluster) as client:
+            def failed_with(error) -> str:
+                kept.lines.clear()
+                with pytest.raises(type(error)):
+                    client.submit(_fails_with, error, pure=False).result()
+                return "\n".join(kept.lines)
+
+            with failures_logged_short(client, undo=True):
+                said = failed_with(SceneReadError("cannot read COG s3://bucket/B04.tif: do this"))
+                assert "failed with SceneReadError('cannot read COG s3://bucket/B04.tif" in said, said
+                assert "(the run reports it and stops)" in said and "\n" not in said and "Traceback" not in said
+                bug = failed_with(ZeroDivisionError("a bug"))
+                assert bug.startswith("Compute Failed") and "Traceback" in bug and "_fails_with" in bug
+                logging.getLogger(CANCELLED_LOGGER).warning("Async instruction for <Task cancelled> ended with CancelledError")
+                logging.getLogger(CANCELLED_LOGGER).warning("Async instruction for <Task> failed with OSError")
+                assert kept.lines[-1].endswith("failed with OSError") and not any("CancelledError" in line for line in kept.lines)
+            assert not [name for name in cluster.scheduler.worker_plugins if name.startswith("glacierwatch")]
+            assert failed_with(SceneReadError("cannot read COG")).startswith("Compute Failed")  # taken off again
+    finally:
+        for name in (FAILED_LOGGER, CANCELLED_LOGGER):
+            logging.getLogger(name).removeHandler(kept)

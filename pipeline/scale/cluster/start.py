@@ -34,6 +34,7 @@ from pipeline.scale.cluster.resources import (
 )
 from pipeline.scale.cluster.slurm import check_submission, effective_slurm_spec, slurm_cluster
 from pipeline.scale.cluster.specs import KINDS, WORKER_CONFIG, ClusterError, ClusterSpec
+from pipeline.scale.cluster.worker_logs import failures_logged_short
 
 # How long a scheduler address may take to accept a connection before the run gives up.
 CONNECT_TIMEOUT_S = 10.0
@@ -245,6 +246,7 @@ def start_cluster(spec: ClusterSpec | Mapping[str, Any] | Any = None, *, console
                 check_gpu_workers(client)
             where = (f"Kubernetes DaskCluster {getattr(cluster, 'name', k.name)}: {k.cpu_workers} CPU + {k.gpu_workers} GPU "
                      f"workers ({k.image})")
+        stack.enter_context(failures_logged_short(client, undo=spec.kind == "address"))
         console.print(f"[bold]Dask[/] {escape(where)}", markup=True, highlight=False)
         hint = "" if importlib.util.find_spec("bokeh") else "  (pip install bokeh to see it)"
         console.print(f"[bold]Dask dashboard:[/] {escape(client.dashboard_link + hint)}", markup=True, highlight=False, soft_wrap=True)
