@@ -8,7 +8,7 @@ so none of them imports another only for a constant.
 from __future__ import annotations
 
 DEFAULT_MAX_UNOBSERVED = 0.1  # as config.Analysis.max_unobserved
-DEFAULT_MAX_INDEX_DISAGREEMENT = 0.5  # as config.Analysis.max_index_disagreement
+DEFAULT_MAX_INDEX_DISAGREEMENT = 0.2  # as config.Analysis.max_index_disagreement (why 0.2: its description)
 
 TABLE_COLUMNS: dict[str, list[str]] = {
     "areas": ["glacier_id", "sensor", "year", "area_km2", "perimeter_km", "area_err_perimeter_km2",
