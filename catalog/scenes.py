@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timezone
 
+import numpy as np
+import pandas as pd
 import pystac
 from shapely.geometry import box
 
@@ -13,11 +15,60 @@ from catalog.providers import ProviderProfile
 from catalog.search import SceneQuery, SceneSource, SearchError
 
 
+def crosses_new_year(season: tuple[str, str]) -> bool:
+    """A season whose end month-day comes before its start ("12-01".."03-31": the southern summer) runs
+    from one calendar year into the next."""
+    return season[1] < season[0]
+
+
 def season_bounds(year: int, season: tuple[str, str]) -> tuple[datetime, datetime]:
-    """Inclusive UTC interval of a "MM-DD".."MM-DD" season in one year."""
-    start = datetime.fromisoformat(f"{year}-{season[0]}T00:00:00").replace(tzinfo=timezone.utc)
+    """Inclusive UTC interval of `year`'s "MM-DD".."MM-DD" season.
+
+    A season that crosses the new year (`crosses_new_year`) is labelled by the year it ends in: the
+    annual map is the glacier at the end of its ablation season, which falls in that year. 2022's
+    "12-01".."03-31" is 2021-12-01T00:00:00Z..2022-03-31T23:59:59Z.
+    """
+    first = year - 1 if crosses_new_year(season) else year
+    start = datetime.fromisoformat(f"{first}-{season[0]}T00:00:00").replace(tzinfo=timezone.utc)
     end = datetime.fromisoformat(f"{year}-{season[1]}T23:59:59").replace(tzinfo=timezone.utc)
     return start, end
+
+
+def season_years(times, season: tuple[str, str] | None) -> list[int | None]:
+    """The season year (`season_bounds`' label) each of `times` belongs to, None where it is out of season.
+
+    `season` None: every time, in its calendar year. A look of 2021-12-15 in season "12-01".."03-31"
+    belongs to 2022.
+    """
+    times = pd.DatetimeIndex(times)
+    if season is None:
+        return [int(y) for y in times.year]
+    md = times.strftime("%m-%d")
+    if not crosses_new_year(season):
+        return [int(y) if season[0] <= d <= season[1] else None for y, d in zip(times.year, md)]
+    return [int(y) + 1 if d >= season[0] else int(y) if d <= season[1] else None for y, d in zip(times.year, md)]
+
+
+def look_years(year, doy, season: tuple[str, str] | None) -> np.ndarray:
+    """Calendar year of looks of `year`'s composite known by their calendar day of year `doy` (the store's
+    ``doy``, 1-366; NaN where unknown): `year`, except a look on or after the start day of a season
+    that crosses the new year, which is from the year before (2021-12-15, day 349, in 2022's
+    "12-01".."03-31"). Vectorised over `year` and `doy`; `season` None: `year`."""
+    year, doy = np.broadcast_arrays(np.asarray(year), np.asarray(doy, float))
+    if season is None or not crosses_new_year(season):
+        return year.copy()
+    month, day = (int(v) for v in season[0].split("-"))
+    before = year.astype(int) - 1
+    start = pd.to_datetime(pd.DataFrame({"year": before.ravel(), "month": month, "day": day})).dt.dayofyear.to_numpy()
+    return np.where(doy >= start.reshape(year.shape), before, year)
+
+
+def look_dates(year: int, doy, season: tuple[str, str] | None) -> pd.DatetimeIndex:
+    """Dates of looks of `year`'s composite known by their calendar day of year `doy` (in `look_years`' year;
+    a fractional day, such as a median, rounded to the nearest)."""
+    doy = np.atleast_1d(np.asarray(doy, float))
+    return pd.DatetimeIndex([pd.Timestamp(int(y), 1, 1) + pd.Timedelta(days=round(float(d)) - 1)
+                             for y, d in zip(look_years(int(year), doy, season), doy)])
 
 
 def check_region_covered(source: SceneSource, collection: str, bbox: tuple[float, float, float, float]) -> None:
@@ -110,7 +161,8 @@ def no_scenes_message(
     on = f" from {', '.join(platforms)}" if platforms else ""
     said = ", ".join(map(str, years))
     first, last = season_bounds(years[0], season)
-    dates = f"({first:%Y-%m-%d}..{last:%Y-%m-%d})" if len(years) == 1 else "of each year"
+    each = f"of each year (from {season[0]} of the year before)" if crosses_new_year(season) else "of each year"
+    dates = f"({first:%Y-%m-%d}..{last:%Y-%m-%d})" if len(years) == 1 else each
     cloud = f"cloud cover <= {max_cloud}%" if max_cloud is not None else "any cloud cover"
     timing = [f"{year}'s season {state} yet" for year in years if (state := season_state(year, season, now)) is not None]
     when = f" ({'; '.join(timing)})" if timing else ""

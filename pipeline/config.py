@@ -89,6 +89,10 @@ _MMDD = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
 
 
 class Season(StrictModel):
+    """The window of each year's scenes, "MM-DD" to "MM-DD", inclusive. An end before the start
+    ("12-01".."03-31", the southern summer) crosses the new year and the season is labelled by the
+    year it ends in (`catalog.scenes.season_bounds`)."""
+
     start: str = "07-01"
     end: str = "09-30"
 
@@ -99,12 +103,6 @@ class Season(StrictModel):
             raise ValueError(f"{v!r} is not a month-day like \"07-01\"")
         dt.date.fromisoformat(f"2000-{v}")  # rejects 02-31
         return v
-
-    @model_validator(mode="after")
-    def _order(self):
-        if self.end < self.start:
-            raise ValueError(f"season end {self.end} is before start {self.start}: seasons run within one year")
-        return self
 
     def as_tuple(self) -> tuple[str, str]:
         return (self.start, self.end)

@@ -61,6 +61,16 @@ def test_bad_values_name_their_key(tmp_path, data, message):
     assert str(err.value).startswith(str(tmp_path / "glacierwatch.yaml"))
 
 
+def test_a_season_may_cross_the_new_year(tmp_path):
+    """A southern-hemisphere summer: the end before the start; the year is the one the season ends in."""
+    cfg = load_config(_write(tmp_path, {"season": {"start": "12-01", "end": "03-31"}}))
+    assert cfg.season.as_tuple() == ("12-01", "03-31")
+    assert cfg.year_method("sentinel-2")["season"] == "12-01..03-31"
+    assert load_config(season={"start": "08-15", "end": "08-15"}).season.as_tuple() == ("08-15", "08-15")  # one day
+    with pytest.raises(ConfigError, match="season.end: '02-30' is not a month-day|season.end"):
+        load_config(_write(tmp_path, {"season": {"start": "12-01", "end": "02-30"}}))
+
+
 def test_missing_or_broken_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")

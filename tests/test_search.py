@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from catalog.providers import QUALITY_BAND, REFLECTANCE_BANDS, get_profile, provider_profiles
-from catalog.scenes import check_region_covered, find_scenes, season_bounds
+from catalog.scenes import check_region_covered, find_scenes, look_dates, look_years, season_bounds, season_years
 from catalog.search import LocalCatalogSource, SceneQuery, SearchError, open_source
 
 
@@ -84,6 +84,79 @@ def test_the_season_window_excludes_the_june_overpass(source, study_area):
     assert all(7 <= i.datetime.month <= 9 for i in items) and len(items) == 6
     june = find_scenes(source, profile, "sentinel-2", study_area.spec.bbox(), 2019, ("06-01", "06-30"), None)
     assert len(june) == 2
+
+
+SOUTH = ("12-01", "03-31")  # a southern-hemisphere summer: the season crosses the new year
+
+
+def test_a_season_crossing_the_new_year_is_labelled_by_the_year_it_ends_in():
+    """The annual map is the glacier at the end of its ablation season: 2022's southern summer starts in December 2021."""
+    assert season_bounds(2022, SOUTH) == (_utc(2021, 12, 1), _utc(2022, 3, 31, 23, 59, 59))
+    assert season_bounds(2024, ("11-15", "02-29")) == (_utc(2023, 11, 15), _utc(2024, 2, 29, 23, 59, 59))  # leap end
+    assert season_bounds(2021, ("03-01", "02-28")) == (_utc(2020, 3, 1), _utc(2021, 2, 28, 23, 59, 59))  # 29 Feb 2020 in it
+    # within one calendar year, as ever; a one-day season too
+    assert season_bounds(2022, ("07-01", "09-30")) == (_utc(2022, 7, 1), _utc(2022, 9, 30, 23, 59, 59))
+    assert season_bounds(2022, ("08-15", "08-15")) == (_utc(2022, 8, 15), _utc(2022, 8, 15, 23, 59, 59))
+
+
+def test_each_look_belongs_to_the_season_year_it_ends_in_or_to_none():
+    import pandas as pd
+
+    times = pd.to_datetime(["2021-11-30", "2021-12-01", "2021-12-31 23:00", "2022-01-01", "2022-03-31 23:59",
+                            "2022-04-01", "2022-12-05"], format="ISO8601")
+    assert season_years(times, SOUTH) == [None, 2022, 2022, 2022, 2022, None, 2023]
+    assert season_years(times, ("07-01", "09-30")) == [None] * 7
+    summer = pd.to_datetime(["2022-06-30", "2022-07-01", "2022-09-30 12:00"], format="ISO8601")
+    assert season_years(summer, ("07-01", "09-30")) == [None, 2022, 2022]
+    assert season_years(times[:2], None) == [2021, 2021]  # no season: every look, in its calendar year
+
+
+def test_a_look_s_calendar_day_is_dated_in_the_year_before_where_the_season_crosses_the_new_year():
+    """The store keeps calendar days; 2022's day 349 is 15 December 2021, its day 32 1 February 2022."""
+    import numpy as np
+
+    assert look_years(2022, [349.0, 335.0, 32.0, np.nan], SOUTH).tolist() == [2021, 2021, 2022, 2022]
+    assert look_years(2021, [336.0, 335.0], SOUTH).tolist() == [2020, 2021]  # 1 December 2020 (leap) is day 336
+    assert look_years([2016, 2017], [349.0, 349.0], ("07-01", "09-30")).tolist() == [2016, 2017]
+    assert look_dates(2022, [349, 32], SOUTH).strftime("%Y-%m-%d").tolist() == ["2021-12-15", "2022-02-01"]
+    assert look_dates(2022, [244.5], ("07-01", "09-30")).strftime("%Y-%m-%d").tolist() == ["2022-09-01"]
+
+
+def test_a_season_crossing_the_new_year_is_not_over_in_january_of_its_year():
+    from catalog.scenes import seasons_not_over
+
+    january = str(seasons_not_over([2021, 2022], SOUTH, now=_utc(2022, 1, 15)))
+    assert january.startswith("2022's season (2021-12-01..2022-03-31) is not over (today 2022-01-15)") and "2021's" not in january
+    assert "run after 2022-03-31" in january
+    november = str(seasons_not_over([2022], SOUTH, now=_utc(2021, 11, 15)))
+    assert november.startswith("2022's season (2021-12-01..2022-03-31) has not begun")
+    assert seasons_not_over([2021, 2022], SOUTH, now=_utc(2022, 4, 1)) is None
+
+
+def test_a_season_crossing_the_new_year_is_searched_and_said_from_the_year_before():
+    from types import SimpleNamespace
+
+    from catalog.scenes import no_scenes_message, search_season
+
+    asked = []
+
+    class Recording:
+        url = "x"
+
+        def search(self, query):
+            asked.append((query.start, query.end))
+            return []
+
+    bbox = (-73.5, -49.5, -73.0, -49.0)
+    assert search_season(Recording(), get_profile("earth-search"), "sentinel-2", bbox, 2022, SOUTH, 20.0) == []
+    assert asked == [(_utc(2021, 12, 1), _utc(2022, 3, 31, 23, 59, 59))]
+    one = no_scenes_message(SimpleNamespace(url="x"), get_profile("local"), "sentinel-2", bbox, [2022], SOUTH, None,
+                            now=_utc(2023, 1, 1))
+    assert "in season 12-01..03-31 (2021-12-01..2022-03-31)" in one
+    two = no_scenes_message(SimpleNamespace(url="x"), get_profile("local"), "sentinel-2", bbox, [2022, 2023], SOUTH, None,
+                            now=_utc(2023, 1, 10))
+    assert "in season 12-01..03-31 of each year (from 12-01 of the year before)" in two
+    assert "for 2022, 2023 (2023's season is not over yet)" in two
 
 
 def test_a_season_without_scenes_says_how_to_relax_it(source, study_area):
