@@ -101,7 +101,10 @@ class Season(StrictModel):
     def _mmdd(cls, v):
         if not _MMDD.match(v):
             raise ValueError(f"{v!r} is not a month-day like \"07-01\"")
-        dt.date.fromisoformat(f"2000-{v}")  # rejects 02-31
+        try:
+            dt.date.fromisoformat(f"2000-{v}")  # rejects 02-31
+        except ValueError:
+            raise ValueError(f"{v!r} is a month-day of no year: use a day the month has") from None
         return v
 
     def as_tuple(self) -> tuple[str, str]:
