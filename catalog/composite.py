@@ -38,6 +38,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from catalog.cube import reflectance_values
+from catalog.scenes import season_years
 from catalog.sun import LIGHT_FLOOR, illumination_terms, light_from_terms, sun_coefficients
 
 DEFAULT_KEY_BANDS = ("B03", "green")
@@ -74,13 +75,6 @@ def _check_aligned(cube: xr.DataArray, clear: xr.DataArray) -> None:
         )
     if "id" in cube.coords and "id" in clear.coords and not np.array_equal(cube.id.values, clear.id.values):
         raise ValueError("cube and clear hold different scenes (their `id` coords differ): build both from the same items")
-
-
-def _in_season(times: pd.DatetimeIndex, season: tuple[str, str] | None) -> np.ndarray:
-    if season is None:
-        return np.ones(len(times), bool)
-    md = times.strftime("%m-%d")
-    return np.asarray((md >= season[0]) & (md <= season[1]))
 
 
 def _select_numpy(refl, clear, key_index, doys, sunlit, factor, best, count, doy, terms=None, coef=None) -> None:
@@ -363,9 +357,12 @@ def yearly_composite(
     the same result; `clear` is (time, y, x) boolean, True
     where the quality layer says the observation is usable (catalog.masks.clear_mask).
     An observation also needs every band finite. `season` ("MM-DD", "MM-DD") keeps only
-    observations inside it (inclusive); default: all. A pixel with no clear observation in a
-    year is NaN with clear_count 0. `doy` is the day of year (1-366) of the observation each
-    pixel was taken from, 0 where there is none: what was observed, and when, travels beside
+    observations inside it (inclusive), each in its season's year (`catalog.scenes.season_years`:
+    a season crossing the new year is labelled by the year it ends in); default: all, by calendar
+    year. A pixel with no clear observation in a year is NaN with clear_count 0. `doy` is the
+    calendar day of year (1-366) of the observation each pixel was taken from, 0 where there is
+    none (a December look of a season crossing the new year is from the year before:
+    `catalog.scenes.look_years`): what was observed, and when, travels beside
     the reflectance so that "not observed" is never read as "not glacier" (DESIGN.md, Observed
     vs. glacier) and change rates can divide by the real time between observations. `rule`: one
     of RULES (see the module docstring). Lazy if `cube` is.
@@ -407,14 +404,14 @@ def yearly_composite(
     cube = cube.reset_coords(drop=True).transpose("time", "band", "y", "x")  # the kernel's layout
     clear = clear.reset_coords(drop=True).astype(bool).transpose("time", "y", "x")
     times = pd.DatetimeIndex(cube.time.values)
-    in_season = _in_season(times, season)
-    years = sorted({t.year for t, s in zip(times, in_season) if s})
+    season_of = season_years(times, season)  # a look's year is its season's (December's is the next year's where it crosses)
+    years = sorted({y for y in season_of if y is not None})
     if not years:
         raise ValueError(f"no observation of the cube falls in season {season}: widen the season")
     key_index = [str(b) for b in cube.band.values].index(kb)
     refl, counts, doys = [], [], []
     for year in years:
-        steps = [i for i, (t, s) in enumerate(zip(times, in_season)) if s and t.year == year]
+        steps = [i for i, y in enumerate(season_of) if y == year]
         looks = _as_slice(steps)
         kwargs = {"key_index": key_index, "doys": times[steps].dayofyear.to_numpy().astype(np.uint16), "rule": rule,
                   "factor": SHADOW_FACTOR, "scale": scale[steps] if dn else None, "offset": offset[steps] if dn else None,

@@ -134,6 +134,23 @@ def test_nan_band_observation_is_not_clear_and_years_and_season_split():
     assert comp.clear_count.sel(year=2021).values.tolist() == [[1, 1], [1, 0]]
 
 
+def test_a_season_crossing_the_new_year_composites_december_with_the_next_year_s_summer():
+    """Southern summer 12-01..03-31: 2022's map takes the looks of December 2021 to March 2022, and neither
+    November's nor April's, darker still."""
+    dates = ["2021-11-20", "2021-12-10", "2022-01-15", "2022-03-20", "2022-04-10", "2022-12-05"]
+    green = np.array([0.16, 0.2, 0.3, 0.3, 0.17, 0.2], np.float32)[:, None, None] * np.ones((6, 2, 2), np.float32)
+    green[3, 1, :] = 0.18  # on the bottom row March is the darkest look of the season
+    clear = xr.DataArray(np.ones((6, 2, 2), bool), dims=("time", "y", "x"))
+    comp = yearly_composite(_cube(green, dates), clear, season=("12-01", "03-31")).compute()
+    assert comp.year.values.tolist() == [2022, 2023]
+    assert comp.clear_count.sel(year=2022).values.tolist() == [[3, 3], [3, 3]]  # Dec, Jan, Mar; not Nov, Apr
+    np.testing.assert_allclose(comp.reflectance.sel(year=2022, band="B03").values, [[0.2, 0.2], [0.18, 0.18]], rtol=1e-6)
+    # calendar days: 10 December 2021 is day 344 (of 2021), 20 March 2022 day 79
+    assert comp.doy.sel(year=2022).values.tolist() == [[344, 344], [79, 79]]
+    assert comp.clear_count.sel(year=2023).values.tolist() == [[1, 1], [1, 1]]  # December 2022 opens 2023's season
+    assert comp.doy.sel(year=2023).values.tolist() == [[339, 339], [339, 339]]
+
+
 def test_a_year_s_looks_are_a_view_of_its_time_chunk_not_a_copy():
     """Each year's looks are cut from the cube as a slice: dask takes a list of indices by copying
     every block (`shuffle-taker`, one more copy of a piece's scenes per year), a slice is a view.
