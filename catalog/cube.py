@@ -48,6 +48,7 @@ from catalog.scene_check import (
     SkippedScene,
     prepare_scene_items,
 )
+from catalog.scenes import season_years
 from catalog.sun import item_sun_angles
 
 __all__ = [
@@ -63,14 +64,16 @@ __all__ = [
     ]
 
 
-def _year_chunks(items: list[pystac.Item]) -> tuple[int, ...]:
-    """Time chunks = the (time-sorted) items of each calendar year.
+def _year_chunks(items: list[pystac.Item], season: tuple[str, str] | None = None) -> tuple[int, ...]:
+    """Time chunks = the (time-sorted) items of each season year (`catalog.scenes.season_years`; without
+    a season, each calendar year: the same for a season within one year).
 
     A yearly composite then finds one year's observations of a spatial chunk, all bands, in
     one dask chunk: no rechunk, whose merge tasks make dask read far ahead of the reduction
-    (measured: peak memory grew with the region instead of the chunk).
+    (measured: peak memory grew with the region instead of the chunk). A season crossing the new
+    year keeps its December with the next year's summer.
     """
-    years = [i.datetime.year for i in items]
+    years = season_years([i.datetime.replace(tzinfo=None) for i in items], season)
     return tuple(sum(1 for _ in group) for _, group in itertools.groupby(years))
 
 
@@ -135,10 +138,11 @@ def stack_assets(
     gdal_env: LayeredEnv = SCENE_READ_ENV,
     skip_unreadable: bool = False,
     layout: HaloLayout | None = None,
+    season: tuple[str, str] | None = None,
 ) -> xr.DataArray:
-    """Raw DN (uint16) of `keys`, chunked (one year's items, all keys, chunks, chunks) or by `layout`'s read windows."""
+    """Raw DN (uint16) of `keys`, chunked (one `season` year's items, all keys, chunks, chunks) or by `layout`'s read windows."""
     return stack_on_grid(
-        items, keys, grid, resampling, np.uint16, fill_value, (_year_chunks(items), len(keys), chunks, chunks), gdal_env,
+        items, keys, grid, resampling, np.uint16, fill_value, (_year_chunks(items, season), len(keys), chunks, chunks), gdal_env,
         skip_unreadable=skip_unreadable, layout=layout,
     )
 
@@ -152,6 +156,7 @@ def _scene_stack(
     chunks: int,
     skip_unreadable: bool = False,
     layout: HaloLayout | None = None,
+    season: tuple[str, str] | None = None,
 ) -> xr.DataArray:
     """Raw DN of every reflectance band and the quality band, in that order (uint16, fill 0).
 
@@ -162,7 +167,7 @@ def _scene_stack(
     """
     keys = [profile.asset_key(sensor, b) for b in (*REFLECTANCE_BANDS[sensor], QUALITY_BAND[sensor])]
     return stack_assets(items, keys, grid, resampling, np.uint16(0), chunks, scene_read_env(profile, sensor), skip_unreadable,
-                        layout)
+                        layout, season)
 
 
 def _grid_attrs(grid: TargetGrid, sensor: str, profile: ProviderProfile, skipped: list[SkippedScene]) -> dict:
@@ -194,6 +199,7 @@ def dn_cube(
     resampling: Resampling = Resampling.nearest,
     on_unreadable: OnUnreadable = "raise",
     layout: HaloLayout | None = None,
+    season: tuple[str, str] | None = None,
 ) -> xr.DataArray:
     """The scenes' digital numbers (time, band, y, x) uint16, lazy; 0 where a scene has no data.
 
@@ -204,11 +210,12 @@ def dn_cube(
     every scene is ever made: that conversion was half of the composite's time. `layout`: blocks of
     the store's tiles with their halos (catalog.halo_layout) instead of the grid's chunks, each read in
     pieces if it has a `read_px` (`HaloLayout.join` puts a per-pixel result's pieces together).
+    `season`: the composite's, whose years chunk the time axis (`_year_chunks`).
     """
     prepared, skipped = prepare_scene_items(items, profile, sensor, grid, on_unreadable)
     bands = list(REFLECTANCE_BANDS[sensor])
     keys = [profile.asset_key(sensor, b) for b in bands]
-    raw = _scene_stack(prepared, profile, sensor, grid, resampling, chunks, on_unreadable == "skip", layout)
+    raw = _scene_stack(prepared, profile, sensor, grid, resampling, chunks, on_unreadable == "skip", layout, season)
     raw = raw.isel(band=slice(0, len(keys)))
     rule = profile.scale_offset_rule(sensor)
     so = [[reflectance_scale_offset(item, sensor, k, rule) for k in keys] for item in prepared]
@@ -278,6 +285,7 @@ def quality_cube(
     on_unreadable: OnUnreadable = "raise",
     skip_unreadable_reads: bool | None = None,
     layout: HaloLayout | None = None,
+    season: tuple[str, str] | None = None,
 ) -> xr.DataArray:
     """The quality layer (time, y, x): SCL classes (uint8) or QA_PIXEL bits (uint16), nearest neighbour.
 
@@ -285,7 +293,7 @@ def quality_cube(
     so masks treat it as invalid without a separate footprint. `skip_unreadable_reads` (default:
     on_unreadable == "skip") must match the reflectance cube's for the two to share their reads:
     items already checked by reflectance_cube come with on_unreadable="raise" and this set.
-    `layout` as for `dn_cube` (the same to share its reads).
+    `layout` and `season` as for `dn_cube` (the same to share its reads).
     """
     prepared, skipped = prepare_scene_items(items, profile, sensor, grid, on_unreadable)
     band = QUALITY_BAND[sensor]
@@ -293,7 +301,7 @@ def quality_cube(
     nodata = asset_nodata(prepared[0], key)
     fill = np.uint16(nodata if nodata is not None else (0 if sensor == "sentinel-2" else 1))
     skip_reads = on_unreadable == "skip" if skip_unreadable_reads is None else skip_unreadable_reads
-    raw = _scene_stack(prepared, profile, sensor, grid, Resampling.nearest, chunks, skip_reads, layout).isel(band=-1, drop=True)
+    raw = _scene_stack(prepared, profile, sensor, grid, Resampling.nearest, chunks, skip_reads, layout, season).isel(band=-1, drop=True)
     if fill != 0:  # the shared stack fills with 0; a quality layer says "no data" its own way
         raw = raw.where(raw != 0, fill)
     if sensor == "sentinel-2":

@@ -299,3 +299,17 @@ def test_the_reads_keep_no_gdal_block_cache():
     with SCENE_READ_ENV.read:
         assert get_gdal_config("GDAL_CACHEMAX") == GDAL_CACHE_BYTES == 64
     assert get_gdal_config("GDAL_CACHEMAX") == before
+
+
+def test_a_season_crossing_the_new_year_keeps_its_december_in_the_next_year_s_time_chunk():
+    """The composite finds a year's looks in one time chunk (no rechunk that reads ahead): 2022's southern
+    summer is December 2021 to March 2022, one chunk; without a season, calendar years as before."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from catalog.cube import _year_chunks
+
+    items = [SimpleNamespace(datetime=datetime(*d, tzinfo=UTC)) for d in
+             [(2021, 12, 5), (2021, 12, 20), (2022, 1, 9), (2022, 3, 2), (2022, 12, 1), (2023, 2, 14)]]
+    assert _year_chunks(items, ("12-01", "03-31")) == (4, 2)
+    assert _year_chunks(items) == (2, 3, 1)

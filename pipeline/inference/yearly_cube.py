@@ -78,11 +78,12 @@ def yearly_cube(
             layout = layout.reading(read.boxes)
     # DNs, not reflectance: the composite converts only what it looks at (catalog.composite).
     dn = dn_cube(items, profile, sensor, grid, chunks=chunks, on_unreadable="skip" if cfg.on_unreadable == "skip" else "raise",
-                 layout=layout)
+                 layout=layout, season=cfg.season.as_tuple())
     # The scenes are checked once: the quality cube takes the same survivors (and so shares the reads).
     kept = [i for i in items if i.id not in {s["item_id"] for s in dn.attrs["skipped_scenes"]}]
     skip = cfg.on_unreadable == "skip"  # also inside the COGs: a damaged window drops its scene from that chunk
-    clear = clear_mask(quality_cube(kept, profile, sensor, grid, chunks=chunks, skip_unreadable_reads=skip, layout=layout), sensor)
+    clear = clear_mask(quality_cube(kept, profile, sensor, grid, chunks=chunks, skip_unreadable_reads=skip, layout=layout,
+                                    season=cfg.season.as_tuple()), sensor)
     dem_profile = get_profile(cfg.dem.provider)
     if dem_items is None:
         dem_items = find_dem_items(open_source(cfg.source_url(cfg.dem), dem_profile.signer()), dem_profile, bbox)
