@@ -355,6 +355,18 @@ def test_season_defaults_to_july_to_september(run_out):
     assert not (run_out["out"] / "stac-bad-season").exists()
 
 
+def test_a_season_crossing_the_new_year_dates_each_item_from_the_year_before(run_out):
+    """2016's southern summer 12-01..03-31 is 2015-12-01..2016-03-31: the item and the collection say so."""
+    catalog = publish(run_out, "stac-south", provenance={"season": {"start": "12-01", "end": "03-31"}})
+    items = items_by_year(catalog)
+    assert items[2016].common_metadata.start_datetime == dt.datetime(2015, 12, 1, tzinfo=dt.UTC)
+    assert items[2016].common_metadata.end_datetime == dt.datetime(2016, 3, 31, 23, 59, 59, tzinfo=dt.UTC)
+    collection = next(pystac.Catalog.from_file(str(catalog)).get_children())
+    last = max(items)
+    assert collection.extent.temporal.intervals == [[dt.datetime(2015, 12, 1, tzinfo=dt.UTC),
+                                                     dt.datetime(last, 3, 31, 23, 59, 59, tzinfo=dt.UTC)]]
+
+
 # -- replacing ----------------------------------------------------------------------------------
 
 

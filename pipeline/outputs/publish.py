@@ -42,6 +42,7 @@ from shapely.ops import unary_union
 
 from catalog.grid import TargetGrid
 from catalog.redact import redact
+from catalog.scenes import season_bounds
 from pipeline.outputs.glacier_masks import MASK_NODATA, PublishError, mask_threshold
 from pipeline.outputs.replace import building
 from pipeline.store import PROBABILITY, RegionStore
@@ -81,7 +82,8 @@ def publish_catalog(
     `write_glacier_masks`) adds mask assets where given. `tables` (name -> parquet) and `report`
     become collection assets, `provenance` is written beside the catalog as provenance.json.
     ``provenance["season"]`` ({"start": "MM-DD", "end": "MM-DD"}, as `pipeline.run` records
-    it) dates the items; default July-September. The catalog is built in a sibling folder and
+    it) dates the items (`catalog.scenes.season_bounds`: a season crossing the new year starts in
+    the year before the item's); default July-September. The catalog is built in a sibling folder and
     moved into place only when complete, so a failure leaves the previous catalog as it was and
     a rerun replaces it whole. Returns the path of catalog.json.
     """
@@ -161,19 +163,15 @@ def _check_files(out_dir: Path, store: RegionStore, masks, outlines, tables, rep
     }
 
 
-def _season(provenance: Mapping[str, Any]) -> tuple[tuple[int, int], tuple[int, int]]:
+def _season(provenance: Mapping[str, Any]) -> tuple[str, str]:
+    """The run's season as ("MM-DD", "MM-DD"), which `catalog.scenes.season_bounds` dates each year by."""
     season = {**DEFAULT_SEASON, **dict(provenance.get("season") or {})}
     try:
         (m0, d0), (m1, d1) = (tuple(int(v) for v in str(season[k]).split("-")) for k in ("start", "end"))
         dt.date(2001, m0, d0), dt.date(2001, m1, d1)  # noqa: B018 -- raises on a date that does not exist
     except ValueError as err:
         raise PublishError(f"provenance season {season} is not MM-DD to MM-DD (e.g. 07-01 to 09-30)") from err
-    return (m0, d0), (m1, d1)
-
-
-def _season_interval(year: int, season) -> tuple[dt.datetime, dt.datetime]:
-    (m0, d0), (m1, d1) = season
-    return (dt.datetime(year, m0, d0, tzinfo=dt.UTC), dt.datetime(year, m1, d1, 23, 59, 59, tzinfo=dt.UTC))
+    return f"{m0:02d}-{d0:02d}", f"{m1:02d}-{d1:02d}"
 
 
 def _is_local_store(store: RegionStore) -> bool:
@@ -210,7 +208,7 @@ def _build_catalog(store: RegionStore, files: dict[str, Any], season, provenance
     )
     region = unary_union(list(footprint.values())) if footprint else None
     if all_years:
-        temporal = [_season_interval(all_years[0], season)[0], _season_interval(all_years[-1], season)[1]]
+        temporal = [season_bounds(all_years[0], season)[0], season_bounds(all_years[-1], season)[1]]
     else:
         temporal = [None, None]
     networks = ", ".join(f"{s}: {_network_name(provenance, s)}" for s in sensors)
@@ -261,7 +259,7 @@ def _build_catalog(store: RegionStore, files: dict[str, Any], season, provenance
 
     for year in all_years:
         present = [s for s in sensors if year in years[s]]
-        start, end = _season_interval(year, season)
+        start, end = season_bounds(year, season)
         # Union of the sensors' grid outlines; simplified to drop the collinear densification points (< 1 cm).
         geometry = unary_union([footprint[s] for s in present]).simplify(1e-7)
         item = pystac.Item(
