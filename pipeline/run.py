@@ -375,6 +375,7 @@ def run_study(
                 tables, outlines, mask_tiles = analyse_store(  # the published masks come from the same read of the maps
                     store, cfg.analysis, sensors=sensors, truth_dir=truth, models={s: w["architecture"] for s, w in weights.items()},
                     with_masks=publish, inventory_years=inventory_years(inputs.inventory) if inputs.inventory is not None else None,
+                    season=cfg.season.as_tuple(),
                 )
             except Exception as err:
                 if (damaged := _damaged_chunks(err, store, sensors, console)) is not None:

@@ -29,6 +29,14 @@ def test_a_gap_beyond_the_retreat_possible_since_the_inventory_is_flagged():
     assert flag_behind_inventory(retreat, {1: 2015.5, 2: 2015.5}, 50.0, 30.0).tolist() == [False, False]
 
 
+def test_a_december_front_of_a_season_crossing_the_new_year_is_weighed_from_the_year_before():
+    """2016's southern-summer front seen on day 350 is of 16 December 2015 (2015.958): 50 m/a x 0.458 years
+    + two 10 m pixels = 42.9 m allowed, so a 50 m gap is flagged (dated 2016.958 it would be 92.9 m)."""
+    retreat = _retreat(inventory_gap0_m=[50.0], doy0=[350.0])
+    assert flag_behind_inventory(retreat, {1: 2015.5}, 50.0, 10.0, ("12-01", "03-31")).tolist() == [True]
+    assert flag_behind_inventory(retreat, {1: 2015.5}, 50.0, 10.0, ("07-01", "09-30")).tolist() == [False]
+
+
 def test_the_allowance_grows_with_the_years_since_the_inventory_and_the_front_date_defaults_to_mid_year():
     retreat = _retreat(inventory_gap0_m=[400.0, 400.0], year0=[2016, 2016])
     # an outline of mid-2003 against a front of mid-2016 (no day known): 13 years x 29 m/a + 20 m = 397 m

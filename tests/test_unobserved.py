@@ -18,7 +18,7 @@ from pipeline.config import Analysis
 from pipeline.glaciers.analysis import map_tables
 from pipeline.glaciers.region_tables import change_table, region_total
 from pipeline.glaciers.statistics import glacier_statistics
-from pipeline.glaciers.store_terminus import front_doy, terminus_tables, years_between
+from pipeline.glaciers.store_terminus import _date, front_doy, terminus_tables, years_between
 from pipeline.glaciers.terminus import Dem
 
 YEARS = list(range(2016, 2023))
@@ -203,6 +203,54 @@ def test_front_doy_is_the_median_of_the_tongue_and_unknown_dates_fall_back_to_wh
     assert np.isnan(front_doy(outline, np.zeros((4, 10), np.uint16), dem))
     np.testing.assert_allclose(years_between([2016, 2016], [200, np.nan], [2018, 2018], [100, 250]),
                                [2 - 100 / 365.25, 2.0])
+
+
+SOUTH = ("12-01", "03-31")  # a season crossing the new year, labelled by the year it ends in
+
+
+def test_a_front_seen_in_december_of_a_season_crossing_the_new_year_is_dated_in_the_year_before():
+    """By hand: 2022's front seen 15 December 2021 (day 349 of 2021, 2021 + 349/365.25 = 2021.95551) and 2023's
+    on 1 February 2023 (day 32, 2023.08761) are 2 - 317/365.25 = 1.13210 years apart, not 1 - 317/365.25."""
+    np.testing.assert_allclose(years_between([2022, 2022], [349, 32], [2023, 2023], [32, 60], SOUTH),
+                               [2 - 317 / 365.25, 1 + 28 / 365.25])
+    assert years_between([2022], [349], [2023], [32], SOUTH)[0] == pytest.approx(1.132101, abs=1e-6)
+    np.testing.assert_allclose(years_between([2022], [np.nan], [2023], [32], SOUTH), [1.0])  # unknown: whole years
+    assert _date(2022, 349.0, SOUTH) == pd.Timestamp(2021, 12, 15) and _date(2023, 32.0, SOUTH) == pd.Timestamp(2023, 2, 1)
+    assert _date(2022, 349.0) == pd.Timestamp(2022, 12, 15)  # a season within the year, as before
+
+
+def test_the_median_front_day_of_a_season_crossing_the_new_year_is_taken_in_the_season_s_order():
+    """Half the tongue seen on 6 December (day 340), half on 10 January (day 10): the front is of 28/29 December
+    (day 357.5 of the year before), not of day 175, midwinter."""
+    from shapely.geometry import box
+
+    z = np.broadcast_to(4000.0 - 10.0 * np.arange(10), (4, 10)).astype(float)
+    dem = Dem(z, GRID.transform)
+    x0, y1 = GRID.bounds[0], GRID.bounds[3]
+    days = np.full((4, 10), 20, np.uint16)
+    days[:, 8:] = [[340, 10]] * 4  # the tongue: columns 8-9
+    assert front_doy(box(x0, y1 - 40, x0 + 100, y1), days, dem, 2022, SOUTH) == 357.5
+    days[:, 8:] = [[350, 20]] * 4  # -15 and 20 days from the new year: 2.5, in January
+    assert front_doy(box(x0, y1 - 40, x0 + 100, y1), days, dem, 2022, SOUTH) == 2.5
+    assert front_doy(box(x0, y1 - 40, x0 + 100, y1), days, dem, 2022, ("07-01", "09-30")) == 185.0
+
+
+def test_retreat_over_a_season_crossing_the_new_year_divides_by_the_time_between_the_looks():
+    """2016's map (southern summer) seen on 16 December 2015 (day 350), 2017's on 1 February 2017 (day 32):
+    2 - 318/365.25 = 1.12936 years, so 10 m is 8.855 m/a (a calendar reading, 0.129 years, said 77 m/a)."""
+    mask, gid, dem, aspect, observed, _ = arrays(cloudy=False)
+    mask, observed = mask.isel(year=[0, 1]), observed.isel(year=[0, 1])
+    doy = np.zeros((2, H, W), np.uint16)
+    doy[0][observed.values[0] > 0] = 350
+    doy[1][observed.values[1] > 0] = 32
+    doy = xr.DataArray(doy, dims=("year", "y", "x"), coords=mask.coords)
+    tables, _ = map_tables(mask, gid, dem, aspect, GRID, Analysis(), sensor="S2", threshold=128, observed=observed, doy=doy,
+                           season=SOUTH)
+    row = tables["retreat"].query("method == 'main_axis' and glacier_id == 1").iloc[0]
+    assert (row.doy0, row.doy1) == (350.0, 32.0)  # the store's calendar days, as stored
+    assert row.years == pytest.approx(2 - 318 / 365.25) and row.rate_m_a == pytest.approx(8.855, abs=1e-3)
+    dates = tables["terminus"].query("glacier_id == 1").groupby("year").date.first()
+    assert dates.to_dict() == {2016: pd.Timestamp(2015, 12, 16), 2017: pd.Timestamp(2017, 2, 1)}
 
 
 def test_terminus_tables_without_doy_use_whole_years():

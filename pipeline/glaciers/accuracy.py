@@ -16,6 +16,7 @@ import pandas as pd
 import xarray as xr
 from scipy.ndimage import binary_dilation
 
+from catalog.scenes import look_dates
 from catalog.sun import SHADOW_REACH_M, overpass_sun, terrain_shadow
 from pipeline.glaciers.deferred import Deferred
 from pipeline.glaciers.extent import true_extent
@@ -44,10 +45,11 @@ it counts there too."""
 
 def shadowed_ice_zone(glacier: np.ndarray, doy: np.ndarray, dem: np.ndarray, slope: np.ndarray, aspect: np.ndarray,
                       *, year: int, sensor: str, resolution: float, lon: float, lat: float,
-                      halo_px: int = SHADOW_HALO_PX) -> np.ndarray:
+                      halo_px: int = SHADOW_HALO_PX, season: tuple[str, str] | None = None) -> np.ndarray:
     """(y, x) bool for one year: true glacier pixels the sun did not reach in the look the composite
     took there (cast or self shadow, `catalog.sun.terrain_shadow`, at the sun of that look's day,
-    `catalog.sun.overpass_sun` over lon/lat), grown by `halo_px`. ``doy`` 0 (no look) is never shadowed."""
+    `catalog.sun.overpass_sun` over lon/lat), grown by `halo_px`. ``doy`` 0 (no look) is never shadowed.
+    `season`: the composite's, which dates a look's day (`catalog.scenes.look_dates`)."""
     glacier = np.asarray(glacier, bool)
     doy = np.asarray(doy)
     zone = np.zeros(glacier.shape, bool)
@@ -60,7 +62,7 @@ def shadowed_ice_zone(glacier: np.ndarray, doy: np.ndarray, dem: np.ndarray, slo
     shaded_ice = np.zeros(glacier.shape, bool)
     days = np.unique(doy[glacier & (doy > 0)])
     if days.size:
-        dates = pd.Timestamp(year=int(year), month=1, day=1) + pd.to_timedelta(days.astype(int) - 1, unit="D")
+        dates = look_dates(year, days, season)
         azimuth, elevation = overpass_sun(sensor, dates, lon, lat)
         for day, az, el in zip(days, azimuth, elevation):
             look = glacier & (doy == day)  # the rays are marched from these pixels only: the result is ice

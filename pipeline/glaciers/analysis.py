@@ -270,6 +270,7 @@ def map_tables(
     extra: Mapping[str, Deferred[Any]] | None = None,
     facts: GlacierFacts | None = None,
     inventory_years: Mapping[int, float] | None = None,
+    season: tuple[str, str] | None = None,
 ) -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:
     """All tables and the outlines of one sensor's yearly maps (0-255 or 0/1 with threshold 1).
 
@@ -282,7 +283,8 @@ def map_tables(
     `observed` and `doy` (year, y, x) are the store's: glacier-years whose outline is unobserved
     over `analysis.max_unobserved` are flagged in ``areas``, ``total_area`` and the outlines
     (``unobserved_frac``, ``flag_unobserved``) and left out of change, trends and retreat;
-    retreat is dated by `doy`. Without them (the truth) every pixel counts as observed.
+    retreat is dated by `doy` in `season`, the maps' (a season crossing the new year dates a December
+    look in the year before: `catalog.scenes.look_years`). Without them (the truth) every pixel counts as observed.
     `kept` (year, y, x), the pixels the snow rule raised (`accumulation.snow_kept`), gives the
     ``areas`` column ``snow_kept_km2`` (`accumulation.snow_kept_km2`), which feeds ``flag_snow``;
     `beyond` (year, y, x), the pixels the upper-boundary rule left out (`accumulation.beyond_upper_boundary`),
@@ -333,7 +335,8 @@ def map_tables(
     # the maps as stored: each terminus task turns its own windows into 0-1 (0/1 truth: sharp fronts)
     tables |= terminus_tables(outlines, dem, grid, sectors, analysis, doy=doy, inventory=inventory, zones=zones, failures=failures,
                               probability=mask, probability_max=255.0 if threshold > 1 else 1.0,
-                              threshold=threshold / 255.0 if threshold > 1 else 0.5, inventory_years=inventory_years)
+                              threshold=threshold / 255.0 if threshold > 1 else 0.5, inventory_years=inventory_years,
+                              season=season)
     if snow_kept is not None:
         tables["areas"] = _with_area_column(tables["areas"], snow_kept)
     if upper_excluded is not None:
@@ -361,11 +364,12 @@ def store_accuracy(
 def deferred_store_accuracy(
     probability: xr.DataArray, truth: xr.Dataset, *, sensor: str, model: str, threshold: int,
     indices: xr.DataArray | None = None, looks: xr.Dataset | None = None, grid: TargetGrid | None = None,
-    observed: xr.DataArray | None = None,
+    observed: xr.DataArray | None = None, season: tuple[str, str] | None = None,
 ) -> Deferred[pd.DataFrame]:
     """Accuracy of the stored maps against the truth: zone ``all`` (every pixel), ``debris`` and, with the
     store's `looks` (``doy``, ``dem``, ``slope``, ``aspect``) and `grid`, ``shadowed_ice``
-    (`accuracy.shadowed_ice_zone`: true ice in terrain shadow in the look the composite took); beside
+    (`accuracy.shadowed_ice_zone`: true ice in terrain shadow in the look the composite took, dated in
+    `season`); beside
     the network (`model`), the baselines every glacier map should beat: NDSI > 0.4 and red/SWIR > 2
     (``ndsi``, ``band_ratio``: the store's `indices` of the same composite; a pixel no scene saw is
     not glacier) and ``persistence`` (the previous year's true outline reused, from the second year).
@@ -392,7 +396,7 @@ def deferred_store_accuracy(
         "debris": xr.DataArray(debris, dims=("year", "y", "x"), coords={"year": years}),
     }
     if looks is not None and grid is not None and all(v in looks for v in ("doy", "dem", "slope", "aspect")):
-        zones["shadowed_ice"] = _shadowed_ice(glacier, looks, grid, sensor, years, tiles)
+        zones["shadowed_ice"] = _shadowed_ice(glacier, looks, grid, sensor, years, tiles, season)
     if observed is not None:  # 255, "not read", stays in: the run maps those pixels ice-free, as the tables count them
         seen = (observed.sel(year=years) != 0).drop_vars(["y", "x"], errors="ignore").chunk(chunks)
         zones = {name: seen if zone is None else zone & seen for name, zone in zones.items()}
@@ -406,7 +410,7 @@ def _debris_tile(fraction: np.ndarray, *, core: tuple[slice, slice], block_id) -
 
 
 def _shadowed_ice(glacier: xr.DataArray, looks: xr.Dataset, grid: TargetGrid, sensor: str, years: list[int],
-                  tiles: tuple[tuple[int, ...], tuple[int, ...]]) -> xr.DataArray:
+                  tiles: tuple[tuple[int, ...], tuple[int, ...]], season: tuple[str, str] | None = None) -> xr.DataArray:
     """(year, y, x) bool, lazily: `accuracy.shadowed_ice_zone` tile by tile, each tile with the terrain
     the sun's rays cross to reach it and the zone's halo around it (`catalog.sun.SHADOW_REACH_M`):
     the same pixels as a year's whole plane, whose size (and the memory of its task) grew with the region."""
@@ -416,7 +420,7 @@ def _shadowed_ice(glacier: xr.DataArray, looks: xr.Dataset, grid: TargetGrid, se
     doy = da.asarray(looks["doy"].sel(year=years).data).rechunk({0: 1})
     zone = HaloLayout(tiles, halo).map_tiles(
         _shadowed_ice_tile, da.asarray(glacier.data).rechunk({0: 1}), doy, *terrain, dtype=bool, years=years, sensor=sensor,
-        resolution=grid.resolution, lon=(west + east) / 2, lat=(south + north) / 2)
+        resolution=grid.resolution, lon=(west + east) / 2, lat=(south + north) / 2, season=season)
     return xr.DataArray(zone, dims=("year", "y", "x"), coords={"year": years})
 
 
@@ -482,6 +486,7 @@ def analyse_store(
     models: dict[str, str] | None = None,
     with_masks: bool = False,
     inventory_years: Mapping[int, float] | None = None,
+    season: tuple[str, str] | None = None,
 ) -> StoreAnalysis:
     """Every table (``TABLES``) and all outlines, for the store's sensors and, with `truth_dir`, the truth.
 
@@ -489,7 +494,9 @@ def analyse_store(
     0/1, threshold 1). `models` names each sensor's model (architecture) in the accuracy table.
     `with_masks`: also threshold each sensor's maps into the published masks' tiles in the same read.
     `inventory_years`: glacier_id -> the inventory outline's decimal year, which weighs each front
-    against the outline's (``retreat.flag_behind_inventory``). A store with an unfinished year (a run
+    against the outline's (``retreat.flag_behind_inventory``). `season`: the one the store's years were
+    made with (the config's; the store checks every year's against it), which dates the ``doy`` of a
+    front (a season crossing the new year: a December look is from the year before). A store with an unfinished year (a run
     stopped mid-year: its unwritten chunks read as no ice) is refused.
     """
     from catalog.synthetic.truth import truth_on_grid
@@ -520,13 +527,13 @@ def analyse_store(
             model = (models or {}).get(sensor, "model")
             extra["accuracy"] = deferred_store_accuracy(probability, truth, sensor=sensor, model=model,
                                                         threshold=analysis.threshold, indices=ds.get("indices"),
-                                                        looks=ds, grid=grid, observed=ds.get("observed"))
+                                                        looks=ds, grid=grid, observed=ds.get("observed"), season=season)
         if with_masks:
             extra[_MASK_TILES] = deferred_mask_tiles(probability, analysis.threshold, ds.get("observed"))
         return map_tables(
             probability, ds.glacier_id, ds.dem, ds.aspect, grid, analysis, sensor=sensor, threshold=analysis.threshold,
             observed=ds.get("observed"), doy=ds.get("doy"), indices=ds.get("indices"), kept=kept, beyond=beyond, extra=extra,
-            facts=facts[sensor], inventory_years=inventory_years,
+            facts=facts[sensor], inventory_years=inventory_years, season=season,
         )
 
     def truth_tables() -> tuple[dict[str, pd.DataFrame], gpd.GeoDataFrame]:

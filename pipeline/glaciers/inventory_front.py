@@ -22,6 +22,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from catalog.scenes import look_years
+
 EDGE_PX = 2.0
 """Pixels of gap allowed beyond the retreat the rate allows: the two fronts' own pixel error."""
 
@@ -37,10 +39,11 @@ def front_behind_inventory(gap_m: np.ndarray, front_year: np.ndarray, inventory_
 
 
 def flag_behind_inventory(retreat: pd.DataFrame, inventory_years: Mapping[int, float], max_retreat_m_a: float,
-                          pixel_size_m: float) -> pd.Series:
+                          pixel_size_m: float, season: tuple[str, str] | None = None) -> pd.Series:
     """``flag_behind_inventory`` of each row of one map's `retreat`: either year's front is behind the
     inventory's (`front_behind_inventory`; a nullable boolean, <NA> where neither front can be weighed:
-    no date for the outline, no gap). `inventory_years`: glacier_id -> the outline's decimal year."""
+    no date for the outline, no gap). `inventory_years`: glacier_id -> the outline's decimal year. `season`:
+    the maps', by which a front's ``doy`` is dated (`catalog.scenes.look_years`)."""
     n = len(retreat)
     if not n or "inventory_gap0_m" not in retreat:
         return pd.Series(pd.array([pd.NA] * n, dtype="boolean"), index=retreat.index)
@@ -48,7 +51,8 @@ def flag_behind_inventory(retreat: pd.DataFrame, inventory_years: Mapping[int, f
     verdicts = []
     for k in (0, 1):
         doy = retreat[f"doy{k}"].to_numpy(float) if f"doy{k}" in retreat else np.full(n, np.nan)
-        front = retreat[f"year{k}"].to_numpy(float) + np.where(np.isfinite(doy), doy / 365.25, 0.5)
+        year = retreat[f"year{k}"].to_numpy(float)
+        front = np.where(np.isfinite(doy), look_years(year, doy, season) + doy / 365.25, year + 0.5)  # unknown: mid-year
         verdicts.append(front_behind_inventory(retreat[f"inventory_gap{k}_m"].to_numpy(float), front, drawn,
                                                max_retreat_m_a, pixel_size_m))
     either = np.fmax(*verdicts)  # 1 where either front is behind, 0 where the known ones are not, NaN where none is known

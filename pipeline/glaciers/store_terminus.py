@@ -23,6 +23,7 @@ from affine import Affine
 from scipy import ndimage
 
 from catalog.grid import TargetGrid
+from catalog.scenes import crosses_new_year, look_dates, look_years
 from pipeline.config import Analysis
 from pipeline.glaciers.change import terminus_change_uncertainty_m_a
 from pipeline.glaciers.glacier_change import change_tables
@@ -53,18 +54,31 @@ def tongue(outline, dem: Dem) -> tuple[np.ndarray, np.ndarray]:
     return (inside & (z <= np.nanquantile(z, TONGUE_FRACTION)) if np.isfinite(z).any() else inside), inside
 
 
-def front_doy(outline, doy: np.ndarray, dem: Dem) -> float:
+def front_doy(outline, doy: np.ndarray, dem: Dem, year: int | None = None, season: tuple[str, str] | None = None) -> float:
     """Median day of year of the composite pixels on the tongue of `outline` (NaN where none is known).
 
     `doy` is the composite's day of year on `dem`'s window (0 = none). The tongue is the lowest
     `TONGUE_FRACTION` of the outline's pixels with elevation; without elevation, all of them.
+    `year`'s `season`, where it crosses the new year: the days are taken in the season's order
+    (December's before January's), so the median of 15 December and 10 January is 28 December,
+    not midsummer.
     """
     for pixels in tongue(outline, dem):  # the tongue's dates, else the whole outline's
         days = doy[pixels]
         days = days[days > 0]
         if days.size:
-            return float(np.median(days))
+            return _median_day(days, year, season)
     return float("nan")
+
+
+def _median_day(days: np.ndarray, year: int | None, season: tuple[str, str] | None) -> float:
+    """Median of calendar days of `year`'s looks in the order of its season, as a calendar day of year."""
+    if year is None or season is None or not crosses_new_year(season):
+        return float(np.median(days))
+    length = pd.Timestamp(int(year) - 1, 12, 31).dayofyear  # the days of the year before
+    before = look_years(year, days, season) < year
+    middle = float(np.median(np.where(before, days - float(length), days)))  # the year before's days <= 0
+    return middle + length if middle < 1 else middle
 
 
 def hidden_fronts(outlines, years: list[int], doy: np.ndarray, dem: Dem, max_unobserved: float) -> dict[int, float]:
@@ -86,17 +100,20 @@ def hidden_fronts(outlines, years: list[int], doy: np.ndarray, dem: Dem, max_uno
     return hidden
 
 
-def years_between(year0, doy0, year1, doy1) -> np.ndarray:
-    """(year1 + doy1/365.25) - (year0 + doy0/365.25); whole years (year1 - year0) where a doy is unknown (NaN)."""
+def years_between(year0, doy0, year1, doy1, season: tuple[str, str] | None = None) -> np.ndarray:
+    """(y1 + doy1/365.25) - (y0 + doy0/365.25), each y the calendar year of the look (`catalog.scenes.look_years`:
+    the year itself, or the year before for a December look of a `season` crossing the new year); whole
+    years (year1 - year0) where a doy is unknown (NaN)."""
     year0, year1 = np.asarray(year0, float), np.asarray(year1, float)
     doy0, doy1 = np.asarray(doy0, float), np.asarray(doy1, float)
     known = np.isfinite(doy0) & np.isfinite(doy1)
-    return np.where(known, (year1 + np.where(known, doy1, 0) / 365.25) - (year0 + np.where(known, doy0, 0) / 365.25), year1 - year0)
+    seen0, seen1 = np.asarray(look_years(year0, doy0, season), float), np.asarray(look_years(year1, doy1, season), float)
+    return np.where(known, (seen1 + np.where(known, doy1, 0) / 365.25) - (seen0 + np.where(known, doy0, 0) / 365.25), year1 - year0)
 
 
-def _date(year: int, doy: float) -> pd.Timestamp:
-    start = pd.Timestamp(int(year), 1, 1)
-    return start if not np.isfinite(doy) else start + pd.Timedelta(days=round(doy) - 1)
+def _date(year: int, doy: float, season: tuple[str, str] | None = None) -> pd.Timestamp:
+    """The date of `year`'s front seen on day `doy` (`catalog.scenes.look_dates`); 1 January of `year` where unknown."""
+    return pd.Timestamp(int(year), 1, 1) if not np.isfinite(doy) else look_dates(year, doy, season)[0]
 
 
 FRONT_WIDTH_MAX_PX = 10.0
@@ -169,7 +186,7 @@ def _by_glacier(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _glacier_batch(sources, windows, glaciers, px: float, analysis: Analysis, sensor: str, threshold: float,
-                   probability_max: float = 1.0) -> dict:
+                   probability_max: float = 1.0, season: tuple[str, str] | None = None) -> dict:
     """The entity tasks of a few glaciers (one task of `terminus_tables`, run where the windows are).
 
     `sources`: (dem, doy, probability) windows of every year (doy / probability None where the run
@@ -178,7 +195,7 @@ def _glacier_batch(sources, windows, glaciers, px: float, analysis: Analysis, se
     index of each of its outlines' years). `glaciers`: (per glacier (glacier_id, its outlines sorted by year), their
     sectors, their inventory outlines), the part the client holds (`tasks.shipped`). Returns the
     glaciers' terminus frames, retreat frames, front dates and front sigmas by (glacier_id, year),
-    and the failures of the ones that failed.
+    and the failures of the ones that failed. `season`: the run's, by which a year's days are dated.
     """
     groups, sectors, inventory = glaciers
     failures = Failures()
@@ -202,8 +219,8 @@ def _glacier_batch(sources, windows, glaciers, px: float, analysis: Analysis, se
                 continue
         if days is not None:
             for t, (year, geom) in enumerate(zip(years, group.geometry)):
-                doys[(int(gid), year)] = front_doy(geom, np.asarray(days[t]), window)
-        dates = [_date(y, doys.get((int(gid), y), np.nan)) for y in years]
+                doys[(int(gid), year)] = front_doy(geom, np.asarray(days[t]), window, year, season)
+        dates = [_date(y, doys.get((int(gid), y), np.nan), season) for y in years]
         glaciers = gpd.GeoDataFrame({"glacier_id": group["glacier_id"].to_numpy(), "date": dates},
                                     geometry=group.geometry.to_numpy(), crs=group.crs)
         areas = pd.DataFrame({"area_km2": group["area_km2"].to_numpy(), "area_err_km2": 0.0})
@@ -211,6 +228,10 @@ def _glacier_batch(sources, windows, glaciers, px: float, analysis: Analysis, se
         maps = {gid: {d: ProbabilityMap(p[t], sub) for t, d in enumerate(dates)}} if p is not None else None
         _, term, ret = change_tables(glaciers, areas, window, px, analysis, sectors, inventory=inventory,
                                       failures=failures, sensor=sensor, probability=maps, threshold=threshold)
+        # the maps' years, not the dates' (a December front of a season crossing the new year is the next year's map)
+        label = dict(zip(dates, years))
+        term["year"] = term["date"].map(label).astype("Int64")
+        ret["year0"], ret["year1"] = (ret[f"date{k}"].map(label).astype("Int64") for k in (0, 1))
         if p is not None and len(term):
             for year, sigma in _front_sigma_m(term, p, sub, years, px).items():
                 front_sigma[(int(gid), year)] = sigma
@@ -233,6 +254,7 @@ def terminus_tables(
     zones: dict | None = None,
     probability_max: float = 1.0,
     inventory_years: Mapping[int, float] | None = None,
+    season: tuple[str, str] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """``terminus``, ``retreat``, ``typical_glaciers``, ``retreat_by_aspect``, ``retreat_by_band`` of one sensor.
 
@@ -255,6 +277,8 @@ def terminus_tables(
     by `front_doy` of the composite's `doy` (year, y, x) and ``years`` is
     (year1 + doy1/365.25) - (year0 + doy0/365.25), with ``doy0``/``doy1`` kept in the table
     (and ``doy`` in ``terminus``); without a known doy (no `doy`, e.g. the truth) whole years.
+    `season`: the one the maps were made with; a December ``doy`` of a season crossing the new year
+    dates its front in the year before the map's (`catalog.scenes.look_years`).
     The uncertainty ``rate_err_m_a`` adds in quadrature ``rate_err_pixel_m_a``, the paper's
     ``analysis.terminus_error`` (``change.terminus_change_uncertainty_m_a``) at the grid's pixel
     size over those years, and ``rate_err_front_m_a``, the two fronts' position errors from the
@@ -318,7 +342,7 @@ def terminus_tables(
     terminus, retreat, failed = [], [], []
     for done in compute_shipped(lambda held: [dask.delayed(_glacier_batch, pure=True)(sources, windows, payload, px, analysis,
                                                                                    sensor, threshold,
-                                                                                   probability_max)
+                                                                                   probability_max, season)
                                               for (sources, windows), payload in zip(batch_windows, held, strict=True)], payloads):
         terminus += done["terminus"]
         retreat += done["retreat"]
@@ -336,7 +360,7 @@ def terminus_tables(
         doy0 = np.array([doys.get((g, y0), np.nan) for g, y0, _ in key], float)
         doy1 = np.array([doys.get((g, y1), np.nan) for g, _, y1 in key], float)
         retreat_df["doy0"], retreat_df["doy1"] = doy0, doy1
-        retreat_df["years"] = years_between(retreat_df["year0"], doy0, retreat_df["year1"], doy1)
+        retreat_df["years"] = years_between(retreat_df["year0"], doy0, retreat_df["year1"], doy1, season)
         retreat_df["rate_m_a"] = retreat_df["retreat_m"] / retreat_df["years"]
         retreat_df["rate_err_pixel_m_a"] = [
             float(terminus_change_uncertainty_m_a(px, px, y, analysis.terminus_error)) for y in retreat_df["years"]
@@ -352,7 +376,7 @@ def terminus_tables(
         retreat_df["flag_front_at_edge"] = [bool(at_edge.get((g, y0), False) or at_edge.get((g, y1), False)) for g, y0, y1 in key]
         # a front far up-glacier of the inventory's: a tongue the map may not hold (debris), read as no retreat
         retreat_df["flag_behind_inventory"] = flag_behind_inventory(retreat_df, inventory_years or {},
-                                                                    analysis.max_retreat_m_a, px)
+                                                                    analysis.max_retreat_m_a, px, season)
         # a front that moved further between two years than a glacier's does: a tongue the map lost or gained
         retreat_df["flag_front_too_fast"] = front_too_fast(retreat_df, analysis.max_retreat_m_a, px)
     marks = flagged_glaciers(retreat_df)
