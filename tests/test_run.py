@@ -103,6 +103,52 @@ def test_rerun_changes_nothing_in_the_store(small_run, run_client, tmp_path):
     pd.testing.assert_frame_equal(again.tables["areas"], result.tables["areas"])
 
 
+def _scenes_moved(area_root: Path, into: Path, months: int) -> Path:
+    """A copy of a generated area whose scenes were taken `months` earlier (items and collection extents)."""
+    import shutil
+
+    shutil.copytree(area_root, into)
+    def moved(text: str) -> str:
+        return (pd.Timestamp(text) - pd.DateOffset(months=months)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    for path in into.glob("*/**/*.json"):
+        data = json.loads(path.read_text())
+        if data.get("type") == "Feature" and data["properties"].get("datetime"):
+            data["properties"]["datetime"] = moved(data["properties"]["datetime"])
+        elif data.get("type") == "Collection" and "cop-dem" not in data["id"]:
+            data["extent"]["temporal"]["interval"] = [[moved(t) for t in data["extent"]["temporal"]["interval"][0]]]
+        path.write_text(json.dumps(data))
+    return into
+
+
+def test_a_season_across_the_new_year_makes_each_year_of_the_looks_before_its_end(small_run, small_study_area, run_client,
+                                                                                  tmp_path):
+    """A southern-hemisphere glacier is mapped at the end of an ablation season that crosses the new year
+    (season 12-01..03-31, each year labelled by the year it ends in). The quarter-size area's scenes,
+    moved 7 months earlier (July 2020 -> December 2019, August -> January, September -> February), give
+    each year the same looks as the northern season gave it, so the same maps and areas; its fronts are
+    dated in the months they were seen, December in the year before the map's."""
+    cfg, result = small_run
+    area = _scenes_moved(small_study_area.root, tmp_path / "area", months=7)
+    southern = cfg.model_copy(update={"season": cfg.season.model_validate({"start": "12-01", "end": "03-31"}),
+                                      "synthetic": cfg.synthetic.model_copy(update={"path": str(area)})})
+    with open(tmp_path / "log.txt", "w") as log:
+        moved = run_study(southern, tmp_path / "out", client=run_client, console=Console(file=log), publish=False)
+    for sensor in ("sentinel-2", "landsat"):
+        north, south = RegionStore.open(result.store_url), RegionStore.open(moved.store_url)
+        assert list(south.year_records(sensor)) == [2020, 2021]
+        assert [r["scene_ids"] for r in south.year_records(sensor).values()] == \
+            [r["scene_ids"] for r in north.year_records(sensor).values()]
+        np.testing.assert_array_equal(south.open_dataset(sensor).probability.values, north.open_dataset(sensor).probability.values)
+    columns = ["sensor", "glacier_id", "year", "area_km2", "area_err_km2"]
+    pd.testing.assert_frame_equal(moved.tables["areas"][columns], result.tables["areas"][columns])
+    seen = moved.tables["terminus"].dropna(subset=["doy"])
+    seen = seen[seen.sensor != TRUTH]
+    dates = pd.DatetimeIndex(seen["date"])
+    assert len(seen) and set(dates.month) <= {12, 1, 2} and 12 in set(dates.month)
+    np.testing.assert_array_equal(dates.year, seen["year"].to_numpy() - (dates.month == 12))
+
+
 def test_update_appends_a_year_and_leaves_earlier_years_untouched(small_run, run_client, tmp_path):
     cfg, result = small_run
     out = tmp_path / "out"
