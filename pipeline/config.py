@@ -105,6 +105,8 @@ class Season(StrictModel):
             dt.date.fromisoformat(f"2000-{v}")  # rejects 02-31
         except ValueError:
             raise ValueError(f"{v!r} is a month-day of no year: use a day the month has") from None
+        if v == "02-29":  # three years in four would have no such day, and no season bounds
+            raise ValueError("'02-29' is a day of leap years only: a season is the same days every year; use 02-28 or 03-01")
         return v
 
     def as_tuple(self) -> tuple[str, str]:

@@ -69,6 +69,8 @@ def test_a_season_may_cross_the_new_year(tmp_path):
     assert load_config(season={"start": "08-15", "end": "08-15"}).season.as_tuple() == ("08-15", "08-15")  # one day
     with pytest.raises(ConfigError, match="season.end: '02-30' is a month-day of no year"):
         load_config(_write(tmp_path, {"season": {"start": "12-01", "end": "02-30"}}))
+    with pytest.raises(ConfigError, match="season.end: '02-29' is a day of leap years only.*use 02-28 or 03-01"):
+        load_config(_write(tmp_path, {"season": {"start": "12-01", "end": "02-29"}}))  # 2022's season would have no end
 
 
 def test_missing_or_broken_file_is_named(tmp_path):
