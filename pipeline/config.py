@@ -65,6 +65,10 @@ class Region(StrictModel):
     def epsg(self) -> int | None:
         return None if self.crs == "auto" else CRS.from_user_input(self.crs).to_epsg()
 
+    def latitude(self) -> float:
+        """The bbox centre's latitude (deg): the hemisphere the networks are told of (`TrainingDomain.mirrors`)."""
+        return (self.bbox[1] + self.bbox[3]) / 2.0
+
 
 class Years(StrictModel):
     start: int = min(_DEFAULT_SPEC.years)

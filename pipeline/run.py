@@ -252,6 +252,9 @@ def _provenance(
         "season": {"start": cfg.season.start, "end": cfg.season.end},
         "weights": weights,
         "weights_domain": {s: (i.card.domain.model_dump(mode="json") if i.card.domain else None) for s, i in inputs.sensors.items()},
+        # a region in the other hemisphere than the weights' training: its tiles went through them mirrored north-south
+        "mirrored_north_south": {s: bool(i.card.domain and i.card.domain.mirrors(cfg.region.latitude()))
+                                 for s, i in inputs.sensors.items()},
         # what the weights were trained on and their held-out scores: the report says when its accuracy is in-sample
         "weights_card": {s: {"training_data": i.card.training_data,
                              "held_out": {k: v for k, v in (i.card.metrics or {}).items() if k.startswith("held_out_")}}
@@ -364,6 +367,10 @@ def run_study(
                     if tiles[sensor]["buffer_m"] is not None
                     else f"{sensor}: inferred every store chunk (tiling.buffer_m is null or there is no inventory)"
                 )
+                if summary.get("mirrored_north_south"):
+                    console.print(f"{sensor}: the region (latitude {cfg.region.latitude():.1f}) lies in the other hemisphere than "
+                                  "the network's training scenes, so each tile goes through it mirrored north-south, its sun "
+                                  "and shade as the network knows them (TrainingDomain.mirrors)", markup=False, highlight=False)
             trim_worker_memory(client)  # the next stage starts from what the workers hold, not their high-water mark
         with stage("statistics"):
             if restart_workers:  # fresh processes: the statistics never use torch, which a trim cannot give back

@@ -237,6 +237,21 @@ def test_infer_to_store_writes_each_year_once_and_matches_whole_image(small_stud
         with pytest.raises(StoreError, match=r"sentinel-2: the workers finished units \(4 of 2020, 4 of 2021\) that this process"):
             inference.infer_to_store(cfg, "sentinel-2", weights, str(tmp_path / "elsewhere.zarr"), chunk_size=256)
 
+    # the same network trained on southern scenes only: this northern area goes through it mirrored north-south
+    from pipeline.model.weights import TrainingDomain
+
+    model, _ = load_model(weights)
+    southern = tmp_path / "southern.safetensors"
+    save_weights(model, card.recipe, southern, domain=TrainingDomain(kind="world", latitude_deg=(-55.0, -40.0)))
+    summary = inference.infer_to_store(cfg, "sentinel-2", southern, str(tmp_path / "mirrored.zarr"), chunk_size=256)
+    assert summary["mirrored_north_south"] and not inference.infer_to_store(cfg, "sentinel-2", weights, url)["mirrored_north_south"]
+    mirrored = RegionStore.open(str(tmp_path / "mirrored.zarr")).open_dataset("sentinel-2").probability.values.astype(np.float32) / 255
+    fed = TorchPredictor(model, card.recipe, "cpu", mirror=True)
+    expected = np.stack([fed.predict(cube.reflectance.values[i], {t: cube[t].values for t in card.recipe.terrain})
+                         for i in range(len(years))])
+    assert np.abs(mirrored - expected)[interior].max() <= TOLERANCE + 0.5 / 255
+    assert np.abs(mirrored - whole)[interior].max() > 0.1
+
 
 def test_only_chunks_near_glaciers_are_inferred_the_rest_stored_as_not_glacier(small_study_area, tmp_path):
     import geopandas as gpd
@@ -692,3 +707,30 @@ def test_a_year_whose_reads_the_storage_refused_is_made_again_by_the_next_run(sm
     assert store.pending_units("sentinel-2") == [] and store.unread_years("sentinel-2") == []
     assert store.year_records("sentinel-2")[2021]["scene_ids"] == sorted(cube.attrs["scene_ids"]["2021"])
     assert inference.infer_to_store(cfg, "sentinel-2", weights, url, chunk_size=256)["years"] == {2021: 0}  # then kept
+
+
+@pytest.mark.slow
+def test_a_scene_of_the_other_hemisphere_goes_through_the_network_mirrored_and_comes_back_seamless(tmp_path):
+    """The shipped networks saw northern scenes only (the sun from the south); a southern region's tiles go
+    through them mirrored north-south (`TrainingDomain.mirrors`). A scene mirrored north-south and fed
+    mirrored gets the scene's own map back: exactly in one pass, within 1/255 cut into tiles and windows
+    (the mirror keeps every window on one phase of the 16-px lattice)."""
+    cube = _cube(400, 560)  # 25 x 35 lattice cells
+    weights = _tiny_model("unet", tmp_path / "unet.safetensors", calibrate_on=cube)
+    model, card = load_model(weights)
+    plain, mirrored = (TorchPredictor(model, card.recipe, "cpu", mirror=m) for m in (False, True))
+    terrain = {t: cube[t].values for t in card.recipe.terrain}
+    flipped = {t: np.ascontiguousarray(v[::-1]) for t, v in terrain.items()}
+    scene = cube.reflectance.values[0]
+    south = np.ascontiguousarray(scene[:, ::-1])
+    north_map = plain.predict(scene, terrain)
+    np.testing.assert_array_equal(mirrored.predict(south, flipped)[::-1], north_map)
+    assert np.abs(plain.predict(south, flipped)[::-1] - north_map).max() > 0.1  # the network does tell north from south
+
+    southern = cube.isel(y=slice(None, None, -1)).assign_coords(y=cube.y.values)
+    halo = inference.HALO_BY_ARCHITECTURE["unet"]
+    for chunk, window in ((128, 4096), (400, 112)):
+        mosaic = inference.probability_cube(southern.chunk({"y": chunk, "x": chunk}), weights, halo, device="cpu", window=window,
+                                            mirror=True)
+        assert mosaic.attrs["mirrored_north_south"] == 1
+        assert np.abs(mosaic.compute(scheduler="threads").values[0, ::-1] - north_map).max() <= TOLERANCE, (chunk, window)

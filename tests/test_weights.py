@@ -71,3 +71,15 @@ def test_weights_that_do_not_match_their_card_are_refused(tmp_path):
     card_path(path).unlink()
     with pytest.raises(WeightsError, match="no model card"):
         load_model(path)
+
+
+def test_weights_trained_in_one_hemisphere_are_fed_the_other_mirrored_north_south():
+    from pipeline.model.weights import TrainingDomain
+
+    north = TrainingDomain(kind="world", latitude_deg=(30.0, 60.0))  # the shipped networks' world
+    assert north.mirrors(-49.9) and north.mirrors(-0.5)  # Patagonia; the Ecuadorian Andes
+    assert not north.mirrors(43.8) and not north.mirrors(0.0)
+    assert TrainingDomain(kind="real", latitude_deg=(-55.0, -40.0)).mirrors(43.8)
+    assert not TrainingDomain(kind="real", latitude_deg=(-55.0, 60.0)).mirrors(-49.9)  # trained on both: as they are
+    assert not TrainingDomain(kind="synthetic").mirrors(-49.9)  # latitudes unknown: as they are
+    assert north.merged(TrainingDomain(kind="real", latitude_deg=(-50.0, -45.0))).mirrors(-49.9) is False

@@ -48,7 +48,9 @@ def predict(
     console.print(f"{result.out}: {width} x {height} px at {result.resolution[0]:g} m ({result.crs}), {result.classifier}: "
                   f"{result.glacier_fraction:.1%} of {result.n_valid} valid px glacier (p >= 0.5)"
                   + (f"; of the {result.n_index_ice} px NDSI and red/SWIR both call snow or ice, {result.index_recall:.0%} mapped"
-                     if result.n_index_ice else ""), soft_wrap=True)
+                     if result.n_index_ice else "")
+                  + ("; a scene of the other hemisphere than the network's training: fed to it mirrored north-south"
+                     if result.mirrored_north_south else ""), soft_wrap=True)
 
 
 def require_new_training_folder(folder: Path, command: str) -> None:

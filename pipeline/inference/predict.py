@@ -100,6 +100,8 @@ class PredictResult:
     n_index_ice: int = 0
     """Valid pixels both spectral indices call snow or ice (`index_ice`); counted for networks only."""
     n_index_ice_mapped: int = 0
+    mirrored_north_south: bool = False
+    """The scene lies in the other hemisphere than the network's training: it went through mirrored (`TrainingDomain.mirrors`)."""
     """Those the network maps (p >= 0.5)."""
 
     @property
@@ -356,6 +358,8 @@ def predict_scene(
         for path, name, src in zip(paths[1:], names[1:], sources[1:]):
             if not overlaps(src, grid):
                 raise PredictError(f"band {name} {path} does not overlap the first band {paths[0]}: give bands of one scene")
+        # a scene of the other hemisphere than the network's training goes through it mirrored north-south
+        mirror = card is not None and card.domain is not None and card.domain.mirrors(_latitude(grid))
         trained_m = card.domain.resolution_m if card is not None and card.domain is not None else None
         pixel_m = abs(grid.transform.a) if not grid.crs.is_geographic else None
         if trained_m and pixel_m and not 0.67 < pixel_m / trained_m < 1.5:
@@ -421,7 +425,7 @@ def predict_scene(
                             stacked = np.concatenate([reflectance[order], *(terrain[t][None] for t in terrain_names)])
                             probability = predict_block(
                                 stacked[None], path=str(weights_path), weights_sha256=card.weights_sha256, device=device,
-                                half=half, n_bands=len(order), halo=halo, window=window,
+                                half=half, n_bands=len(order), halo=halo, window=window, mirror=mirror,
                             )[0]
                         core = (slice(row - r0, row - r0 + h), slice(col - c0, col - c0 + w))
                         p, ok = probability[core], valid[core]
@@ -446,6 +450,7 @@ def predict_scene(
                     classifier=classifier, sensor=sensor, bands=",".join(str(p) for p in paths),
                     scale=f"{scale:g}", offset=f"{offset:g}", **({"quality": str(quality)} if quality is not None else {}),
                     **({"weights": str(weights_path), "weights_sha256": card.weights_sha256} if card else {}),
+                    **({"mirrored_north_south": "yes: a scene of the other hemisphere than the network's training"} if mirror else {}),
                 )
             rasterio.shutil.copy(partial, cog, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512,
                                  OVERVIEW_RESAMPLING="AVERAGE")
@@ -466,4 +471,13 @@ def predict_scene(
         out=out, sensor=sensor, classifier=classifier, weights=weights_path, crs=str(grid.crs),
         shape=(grid.height, grid.width), resolution=(abs(grid.transform.a), abs(grid.transform.e)),
         n_valid=n_valid, n_glacier=n_glacier, warnings=tuple(said), n_index_ice=n_index, n_index_ice_mapped=n_index_mapped,
+        mirrored_north_south=mirror,
     )
+
+
+def _latitude(grid: Grid) -> float:
+    """The latitude (deg) of the centre of `grid`."""
+    from pyproj import Transformer
+
+    x, y = grid.transform * (grid.width / 2, grid.height / 2)
+    return float(Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(x, y)[1])

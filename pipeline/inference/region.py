@@ -165,6 +165,7 @@ def probability_cube(
     years_per_block: int = 1,
     window: int | None = None,
     card: ModelCard | None = None,
+    mirror: bool = False,
 ) -> xr.DataArray:
     """Lazy (year, y, x) float32 glacier probability of `cube` (a `yearly_cube` Dataset), 0 where no data.
 
@@ -176,7 +177,9 @@ def probability_cube(
     largest core one forward pass sees (default `FORWARD_WINDOW_PX`), which bounds a task's
     memory whatever the chunk size: tiles are cut into pieces of about that size, one task
     each (`_pieces`). `card`: the weights' card when the caller has read
-    and checked it already (the pre-flight).
+    and checked it already (the pre-flight). `mirror`: each tile goes through the network mirrored
+    north-south, for a region in the other hemisphere than the weights' training
+    (`pipeline.model.weights.TrainingDomain.mirrors`).
     """
     weights = Path(weights).resolve()
     card = card if card is not None else read_card(weights)
@@ -212,7 +215,7 @@ def probability_cube(
     terrain = [_by_tile(cube, name, layout).astype(np.float32) for name in recipe.terrain_sources]
     read = _by_tile(cube, "read", layout) if "read" in cube else None  # the pixels to infer (yearly_cube's `near`)
     probability = _forward_graph(bands, terrain, layout, halo, window, read, path=str(weights),
-                                 weights_sha256=card.weights_sha256, device=device, half=half)
+                                 weights_sha256=card.weights_sha256, device=device, half=half, mirror=bool(mirror))
     return xr.DataArray(
         probability,
         dims=("year", "y", "x"),
@@ -224,6 +227,7 @@ def probability_cube(
             "weights_sha256": card.weights_sha256,
             "architecture": card.architecture,
             "halo": halo,
+            "mirrored_north_south": int(bool(mirror)),
         },
     )
 
@@ -363,7 +367,10 @@ def infer_to_store(
         # The lock file lives inside the store, so a new store's layout is made before the lock
         # can be taken (two first runs racing here would both create the same layout).
         RegionStore.create(store_url, **create)
-    summary: dict[str, Any] = {"store": store.url, "sensor": sensor, "weights_sha256": card.weights_sha256, "years": {}, "static": []}
+    # a southern region for networks that saw the northern sun only (or the reverse): tiles go through them mirrored
+    mirror = card.domain is not None and card.domain.mirrors(cfg.region.latitude())
+    summary: dict[str, Any] = {"store": store.url, "sensor": sensor, "weights_sha256": card.weights_sha256, "years": {}, "static": [],
+                               "mirrored_north_south": mirror}
     scheduler = None if client is not None else "threads"
     annotations = {"resources": resources} if resources else {}
     held = store.lock(f"inference {sensor} {years[0]}-{years[-1]}") if take_lock else contextlib.nullcontext()
@@ -407,7 +414,8 @@ def infer_to_store(
         if pending:
             with dask.annotate(**annotations):
                 probability = probability_cube(
-                    cube.sel(year=sorted(pending)), weights, halo, device=device, half=cfg.inference.half, chunk=chunk, card=card
+                    cube.sel(year=sorted(pending)), weights, halo, device=device, half=cfg.inference.half, chunk=chunk, card=card,
+                    mirror=mirror,
                 )
         units, free_work = [], []  # the unit tasks (store.write_probability, compute=False), computed in batches below
         for year in years:

@@ -39,7 +39,8 @@ def _window_edges(size: int, halo: int, window: int) -> list[int]:
 
 
 def predict_block(
-    block: np.ndarray, *, path: str, weights_sha256: str, device: str, half: bool, n_bands: int, halo: int, window: int | None
+    block: np.ndarray, *, path: str, weights_sha256: str, device: str, half: bool, n_bands: int, halo: int, window: int | None,
+    mirror: bool = False,
 ) -> np.ndarray:
     """(year, channel, y, x) tile (reflectance bands then terrain) -> (year, y, x) probability.
 
@@ -50,7 +51,7 @@ def predict_block(
     """
     height, width = block.shape[-2:]
     reflectance, terrain = block[:, :n_bands], [block[0, c] for c in range(n_bands, block.shape[1])]
-    model = {"path": path, "weights_sha256": weights_sha256, "device": device, "half": half}
+    model = {"path": path, "weights_sha256": weights_sha256, "device": device, "half": half, "mirror": mirror}
     if window is None or max(height, width) <= window + 2 * halo:
         return _predict_whole(reflectance, terrain, **model)
     out = np.empty((block.shape[0], height, width), np.float32)
@@ -96,7 +97,8 @@ class Mosaic:
 def predict_piece(
     parts: list[list[np.ndarray]], starts: Sequence[Sequence[int]], terrain: list[np.ndarray], rows: slice, cols: slice,
     keep_rows: slice, keep_cols: slice, read_parts: list[list[np.ndarray]] | None = None,
-    read_starts: Sequence[Sequence[int]] | None = None, *, path: str, weights_sha256: str, device: str, half: bool, halo: int = 0
+    read_starts: Sequence[Sequence[int]] | None = None, *, path: str, weights_sha256: str, device: str, half: bool, halo: int = 0,
+    mirror: bool = False,
 ) -> np.ndarray:
     """One forward pass over `rows` x `cols` of a tile's block - its (year, band, y, x) reflectance, held
     as the pieces of it that `rows` x `cols` lie in (`parts`, their first rows and columns in the block
@@ -110,7 +112,7 @@ def predict_piece(
     (their context; its top-left on the 16-px lattice, as the block's own), not at all where the piece
     has none: a tile's ground far from every glacier costs no forward pass.
     """
-    model = {"path": path, "weights_sha256": weights_sha256, "device": device, "half": half}
+    model = {"path": path, "weights_sha256": weights_sha256, "device": device, "half": half, "mirror": mirror}
     reflectance = Mosaic(parts, starts)
     window = None if read_parts is None else Mosaic(read_parts, read_starts).take(rows, cols)
     if window is None or window.all():
@@ -130,12 +132,14 @@ def predict_piece(
 
 
 def _predict_whole(
-    reflectance: np.ndarray, terrain: list[np.ndarray], *, path: str, weights_sha256: str, device: str, half: bool
+    reflectance: np.ndarray, terrain: list[np.ndarray], *, path: str, weights_sha256: str, device: str, half: bool,
+    mirror: bool = False,
 ) -> np.ndarray:
-    """One forward pass over a tile's (year, band, y, x) reflectance and its terrain planes (the recipe's order)."""
+    """One forward pass over a tile's (year, band, y, x) reflectance and its terrain planes (the recipe's order);
+    `mirror`: north-south, for weights trained in the other hemisphere (`TorchPredictor`)."""
     from pipeline.inference.predictor_cache import cached_predictor  # torch: in this task's thread (module doc)
 
-    predictor = cached_predictor(path, weights_sha256, device, half)
+    predictor = cached_predictor(path, weights_sha256, device, half, mirror)
     named = dict(zip(predictor.recipe.terrain_sources, terrain, strict=True))
     # Several years of one tile go through as one batch, sharing the terrain.
     return predictor.predict_batch(list(reflectance), named)

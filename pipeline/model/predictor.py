@@ -86,6 +86,7 @@ class TorchPredictor:
         half: bool = False,
         name: str | None = None,
         device_inputs: bool | None = None,
+        mirror: bool = False,
     ) -> None:
         if recipe.n_channels != model.in_channels:
             raise ValueError(
@@ -103,6 +104,10 @@ class TorchPredictor:
         # numpy's build on the host bounded a tile at 4.5 Mpx/s against a 530 Mpx/s forward (H200,
         # docs/scaling.md); on the CPU numpy's build is the faster one and bit for bit training's.
         self.device_inputs = self.device.type != "cpu" if device_inputs is None else device_inputs
+        # Each tile goes through the network mirrored north-south and its output back: a scene of the other
+        # hemisphere than the training's (`TrainingDomain.mirrors`). Mirrored once padded to the size
+        # multiple, so every tile's rows keep one phase on the 16-px lattice and chunked maps stay seamless.
+        self.mirror = mirror
 
     @property
     def half(self) -> bool:
@@ -133,7 +138,11 @@ class TorchPredictor:
         batch, valid = self._inputs(reflectances, terrain)
         height, width = valid.shape[-2:]
         with torch.inference_mode(), torch.autocast(self.device.type, self.autocast_dtype, enabled=self.half):
+            if self.mirror:
+                batch = batch.flip(-2)
             logits = self.model(batch).float()
+            if self.mirror:
+                logits = logits.flip(-2)
         return logits[:, 0, :height, :width], valid
 
     def _inputs(

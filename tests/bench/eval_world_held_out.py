@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from pipeline.config import SHIPPED_WEIGHTS
 from pipeline.model.baselines import BandRatioPredictor, NDSIPredictor
 from pipeline.model.predictor import TorchPredictor
 from pipeline.model.weights import load_model
-from pipeline.training.world import TEST_SEEDS, area_bias_by_size, draw_split, score
+from pipeline.training.world import TEST_SEEDS, WorldSample, area_bias_by_size, draw_split, score
 
 
 def main() -> None:
@@ -44,6 +45,8 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=48)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--dark-ice-share", type=float, default=0.0, help="share of scenes with dark bare ice (0: the cards' world)")
+    ap.add_argument("--southern", action="store_true", help="mirror every scene north-south (a southern-hemisphere world: "
+                    "the sun from the north) and score each network also fed mirrored, as a run there feeds it")
     args = ap.parse_args()
     if not TEST_SEEDS <= args.first < TEST_SEEDS + 100_000:
         ap.error(f"--first {args.first}: test seeds are {TEST_SEEDS}-{TEST_SEEDS + 99_999} (others are training or validation)")
@@ -54,7 +57,10 @@ def main() -> None:
     predictors = {}
     for path in paths:
         model, card = load_model(path)
-        predictors[path.stem if len(paths) > 1 else card.architecture] = Remembered(TorchPredictor(model, card.recipe))
+        name = path.stem if len(paths) > 1 else card.architecture
+        predictors[name] = Remembered(TorchPredictor(model, card.recipe))
+        if args.southern:
+            predictors[f"{name}, fed mirrored"] = Remembered(TorchPredictor(model, card.recipe, mirror=True))
     ours_names = list(predictors)
     predictors |= {"band_ratio": BandRatioPredictor(bands), "ndsi": Remembered(NDSIPredictor(bands))}
     if not real_data_present():
@@ -62,8 +68,10 @@ def main() -> None:
               "glaciers instead of real outlines): the numbers are not comparable with the card or pipeline/weights/README.md",
               file=sys.stderr)
     scenes = draw_split(args.sensor, args.first, args.scenes, args.size, "procedural", args.dark_ice_share)
+    if args.southern:
+        scenes = [mirrored_north_south(scene) for scene in scenes]
     accuracy, bias = score(predictors, scenes, args.sensor)
-    dark = f", dark-ice share {args.dark_ice_share:g}" if args.dark_ice_share else ""
+    dark = (f", dark-ice share {args.dark_ice_share:g}" if args.dark_ice_share else "") + (", mirrored north-south" if args.southern else "")
     print(f"{', '.join(map(str, paths))} on {args.scenes} held-out scenes (seeds {args.first}-{args.first + args.scenes - 1}, "
           f"{args.size} px{dark})")
     print(accuracy[["model", "zone", "PA", "UA", "F1", "IoU"]].round(3).to_string(index=False))
@@ -93,6 +101,17 @@ class Remembered:
 
 
 GREEN_BINS = (0.0, 0.15, 0.25, 0.35, np.inf)
+
+
+def mirrored_north_south(sample: WorldSample) -> WorldSample:
+    """`sample` mirrored north-south: a scene of the southern summer (the sun's azimuth az -> 180 - az, its morning
+    still in the east; the shade-side slopes facing north), which the world does not draw."""
+    def flip(a):
+        return None if a is None else np.ascontiguousarray(a[..., ::-1, :])
+
+    return replace(sample, reflectance=flip(sample.reflectance), terrain={k: flip(v) for k, v in sample.terrain.items()},
+                   label=flip(sample.label), debris=flip(sample.debris), shadowed_ice=flip(sample.shadowed_ice),
+                   bare_ice=flip(sample.bare_ice))
 
 
 def bare_ice_recall(predictors, scenes) -> pd.DataFrame:
