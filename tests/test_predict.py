@@ -43,7 +43,7 @@ def _write(path, data, resolution, nodata=0, crs=CRS):
     return path
 
 
-def _scene(folder, size=64, texture=None, nodata=0):
+def _scene(folder, size=64, texture=None, nodata=0, crs=CRS):
     """The six band files of the test scene (10 m bands, 20 m SWIR); `texture`: per-pixel reflectance added;
     `nodata`: what the files declare (None: nothing, as the JP2 files of a SAFE)."""
     paths = []
@@ -60,13 +60,13 @@ def _scene(folder, size=64, texture=None, nodata=0):
                 dn[r, c] = 0
         if name == "B11":
             dn[SWIR_HOLE_20M] = 0
-        paths.append(_write(folder / f"{name}.tif", dn, 20.0 if swir else 10.0, nodata=nodata))
+        paths.append(_write(folder / f"{name}.tif", dn, 20.0 if swir else 10.0, nodata=nodata, crs=crs))
     return paths
 
 
-def _dem(folder, size=64):
+def _dem(folder, size=64, crs=CRS):
     """A DEM in EPSG:4326 over the scene: a plane rising 1000 m per 0.01 deg of latitude from 4000 m."""
-    left, bottom, right, top = transform_bounds(CRS, "EPSG:4326", ORIGIN[0], ORIGIN[1] - size * 10, ORIGIN[0] + size * 10, ORIGIN[1])
+    left, bottom, right, top = transform_bounds(crs, "EPSG:4326", ORIGIN[0], ORIGIN[1] - size * 10, ORIGIN[0] + size * 10, ORIGIN[1])
     step = 0.0001  # ~11 m of latitude, ~8 m of longitude
     west, north = left - 20 * step, top + 20 * step
     ny, nx = int((top - bottom) / step) + 40, int((right - left) / step) + 40
@@ -522,3 +522,31 @@ def test_a_missing_offset_is_found_where_the_scenes_ice_is_not_in_its_first_bloc
     predict_scene([tmp_path / f"{n}.tif" for n in NAMES], "sentinel-2", tmp_path / "p.tif", classifier="ndsi", block=64,
                   warn=said.append)
     assert len(said) == 1 and "an offset looks missing" in said[0], said
+
+
+def test_a_southern_scene_goes_through_northern_weights_mirrored_and_says_so(tmp_path):
+    """The same pixels at 45 deg N and at 46 deg S (UTM 45N / 45S): weights trained on northern scenes take the
+    southern one mirrored north-south (`TrainingDomain.mirrors`), said in the result, the COG's tags and the CLI."""
+    from pipeline.model.weights import TrainingDomain, load_model, save_weights
+
+    rng = np.random.default_rng(3)
+    texture = rng.uniform(-0.05, 0.05, (6, 128, 128)).astype(np.float32)
+    model, card = load_model(_contrasted_unet(tmp_path / "plain.safetensors"))
+    weights = tmp_path / "northern.safetensors"
+    save_weights(model, card.recipe, weights, domain=TrainingDomain(kind="world", latitude_deg=(30.0, 60.0)))
+    maps = {}
+    for hemisphere, crs in (("north", CRS), ("south", "EPSG:32745")):
+        folder = tmp_path / hemisphere
+        folder.mkdir()
+        bands = _scene(folder, size=128, texture=texture, crs=crs)
+        dem, _ = _dem(folder, size=128, crs=crs)
+        result = predict_scene(bands, "sentinel-2", folder / "p.tif", dem=dem, weights=weights, device="cpu")
+        assert result.mirrored_north_south == (hemisphere == "south")
+        maps[hemisphere], _, _, tags = _read(folder / "p.tif")
+        assert ("mirrored_north_south" in tags) == (hemisphere == "south")
+    assert np.abs(maps["north"].astype(int) - maps["south"].astype(int)).max() > 10  # the same pixels, fed mirrored
+    bands = ",".join(str(p) for p in sorted((tmp_path / "south").glob("B*.tif")))
+    said = runner.invoke(app, ["predict", "--sensor", "sentinel-2", "--bands", bands, "--dem", str(tmp_path / "south" / "dem.tif"),
+                               "--weights", str(weights), "--scale", "1e-4", "--offset", "0", "--out", str(tmp_path / "cli.tif")])
+    assert said.exit_code == 0, said.output
+    assert "fed to it mirrored north-south" in " ".join(said.output.split())
