@@ -313,12 +313,15 @@ class Inventory(StrictModel):
     date: dt.date | None = Field(
         None,
         description="GLIMS downloads (several analyses per glacier): per glacier the analysis whose source date is nearest "
-        "this date; default 1 July of years.start",
+        "this date; default the first day of years.start's season (1 July with the default season)",
     )
 
-    def analysis_date(self, years: Years) -> dt.date:
-        """The date GLIMS analyses are chosen by (see `pipeline.glaciers.glims`)."""
-        return self.date or dt.date(years.start, 7, 1)
+    def analysis_date(self, years: Years, season: Season) -> dt.date:
+        """The date GLIMS analyses are chosen by (see `pipeline.glaciers.glims`): `date`, else the first day of the
+        first year's season (`catalog.scenes.season_bounds`: a southern summer's starts the calendar year before)."""
+        from catalog.scenes import season_bounds
+
+        return self.date or season_bounds(years.start, season.as_tuple())[0].date()
 
 
 def _default_sensors() -> dict[str, Sensor]:

@@ -205,7 +205,7 @@ def _local_checks(
     inventory_path = Path(cfg.inventory_path())
     if cfg.inventory.path is not None or inventory_path.exists():
         try:
-            inventory = read_inventory(inventory_path, cfg.inventory.id_field, cfg.inventory.analysis_date(cfg.years),
+            inventory = read_inventory(inventory_path, cfg.inventory.id_field, cfg.inventory.analysis_date(cfg.years, cfg.season),
                                        cfg.inventory.date_field)
             notes.extend(inventory.attrs.get("notes", []))
         except InventoryError as err:

@@ -79,3 +79,14 @@ def test_missing_or_broken_file_is_named(tmp_path):
     (tmp_path / "bad.yaml").write_text("region: [")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path / "bad.yaml")
+
+
+def test_glims_analyses_are_chosen_by_the_first_day_of_the_first_years_season():
+    import datetime as dt
+
+    cfg = load_config(None, years={"start": 2017, "end": 2020})
+    assert cfg.inventory.analysis_date(cfg.years, cfg.season) == dt.date(2017, 7, 1)  # as before: 1 July
+    south = load_config(None, years={"start": 2017, "end": 2020}, season={"start": "12-01", "end": "03-31"})
+    assert south.inventory.analysis_date(south.years, south.season) == dt.date(2016, 12, 1)  # 2017's summer began in 2016
+    given = load_config(None, inventory={"date": "2015-08-15"})
+    assert given.inventory.analysis_date(given.years, given.season) == dt.date(2015, 8, 15)

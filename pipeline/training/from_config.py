@@ -92,7 +92,7 @@ def train_and_evaluate(cfg: Config, sensor: str, options: Training, out_dir: Pat
         parent = load_model(init_weights)[1].domain
     inventory = None
     if options.labels != "truth":  # read as a run reads it (the analysis date picks a GLIMS analysis)
-        inventory = read_inventory(cfg.inventory_path(), cfg.inventory.id_field, cfg.inventory.analysis_date(cfg.years),
+        inventory = read_inventory(cfg.inventory_path(), cfg.inventory.id_field, cfg.inventory.analysis_date(cfg.years, cfg.season),
                                    cfg.inventory.date_field)
         if not inventory.to_crs(4326).intersects(box(*cfg.region.bbox)).any():  # else it trains on empty labels, IoU 0
             raise ValueError(f"inventory {cfg.inventory_path()} has no outline in the region {list(cfg.region.bbox)}: "

@@ -54,7 +54,7 @@ def planned_tiles(cfg: Config, grid: TargetGrid, buffer_m: float | None, tile_px
         )
         return GlacierTiles.every_tile(grid, tile_px), f"all tiles of the bbox: no inventory at {path} ({why})"
     if path not in cache:
-        cache[path] = outlines_near(path, grid, buffer_m, cfg.inventory.analysis_date(cfg.years))
+        cache[path] = outlines_near(path, grid, buffer_m, cfg.inventory.analysis_date(cfg.years, cfg.season))
     tiles = glacier_tiles(grid, cache[path], buffer_m, tile_px, source=f"inventory {path}")
     how = f"tiles within {buffer_m:g} m of the {len(cache[path])} outlines of {path.name} near the region"
     if tiles.outlines_outside:
