@@ -34,6 +34,27 @@ def season_bounds(year: int, season: tuple[str, str]) -> tuple[datetime, datetim
     return start, end
 
 
+SUMMER_MONTHS = {"north": range(5, 11), "south": (11, 12, 1, 2, 3, 4)}
+"""The months of each hemisphere's ablation season, roughly (May-October, November-April): a season whose
+middle falls outside its region's is most likely a typo (start and end swapped)."""
+
+
+def season_warning(season: tuple[str, str], latitude_deg: float) -> str | None:
+    """What to say of a `season` whose middle lies in the winter of a region at `latitude_deg` (outside the
+    tropics), None otherwise: "09-30".."07-01", swapped, is a legal nine-month season across the new year."""
+    if abs(latitude_deg) < 23.5:
+        return None
+    start, end = season_bounds(2001, season)
+    middle = start + (end - start) / 2
+    hemisphere = "north" if latitude_deg > 0 else "south"
+    if middle.month in SUMMER_MONTHS[hemisphere]:
+        return None
+    crossing = " (it crosses the new year: its end comes before its start)" if crosses_new_year(season) else ""
+    return (f"season {season[0]}..{season[1]}{crossing} lies mostly in the winter of a region at latitude "
+            f"{latitude_deg:.1f}: an annual glacier map is the glacier at the end of its ablation season (e.g. "
+            f"{'07-01..09-30' if hemisphere == 'north' else '12-01..03-31'} here); check season.start and season.end")
+
+
 def season_years(times, season: tuple[str, str] | None) -> list[int | None]:
     """The season year (`season_bounds`' label) each of `times` belongs to, None where it is out of season.
 
@@ -171,7 +192,7 @@ def no_scenes_message(
         f"{list(bbox)} in season {season[0]}..{season[1]} {dates} with {cloud}: wait until the season's scenes "
         f"are published and run again, widen season.start/season.end or raise sensors.{sensor}.max_cloud (an "
         f"existing store's series must keep its settings), or leave {said} out (the config's years, or "
-        "another update --year)"
+        "another update --year)" + (f". Note: {winter}" if (winter := season_warning(season, (bbox[1] + bbox[3]) / 2)) else "")
     )
 
 

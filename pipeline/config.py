@@ -113,6 +113,16 @@ class Season(StrictModel):
             raise ValueError("'02-29' is a day of leap years only: a season is the same days every year; use 02-28 or 03-01")
         return v
 
+    @model_validator(mode="after")
+    def _not_a_whole_year(self):
+        # The store keeps a look's calendar day of year; a season across the new year that leaves no day out
+        # ("04-01".."03-31") would hold a leap year's last day and the year before's first on one day number.
+        if self.end < self.start and dt.date(2000, *map(int, self.end.split("-"))).timetuple().tm_yday >= \
+                dt.date(2001, *map(int, self.start.split("-"))).timetuple().tm_yday:
+            raise ValueError(f"{self.start}..{self.end} crosses the new year and leaves no day of it out: an annual map is "
+                             "the glacier at the end of one ablation season; give that season (e.g. 12-01..03-31)")
+        return self
+
     def as_tuple(self) -> tuple[str, str]:
         return (self.start, self.end)
 
@@ -313,15 +323,20 @@ class Inventory(StrictModel):
     date: dt.date | None = Field(
         None,
         description="GLIMS downloads (several analyses per glacier): per glacier the analysis whose source date is nearest "
-        "this date; default the first day of years.start's season (1 July with the default season)",
+        "this date; default 1 July of years.start, or, for a season crossing the new year, its first day",
     )
 
     def analysis_date(self, years: Years, season: Season) -> dt.date:
-        """The date GLIMS analyses are chosen by (see `pipeline.glaciers.glims`): `date`, else the first day of the
-        first year's season (`catalog.scenes.season_bounds`: a southern summer's starts the calendar year before)."""
-        from catalog.scenes import season_bounds
+        """The date GLIMS analyses are chosen by (see `pipeline.glaciers.glims`): `date`, else 1 July of the first
+        year (as it always was: another date could pick other analyses, and a store refuses other outlines),
+        or the first day of its season where that crosses the new year (a southern summer, begun the December before)."""
+        from catalog.scenes import crosses_new_year, season_bounds
 
-        return self.date or season_bounds(years.start, season.as_tuple())[0].date()
+        if self.date is not None:
+            return self.date
+        if crosses_new_year(season.as_tuple()):
+            return season_bounds(years.start, season.as_tuple())[0].date()
+        return dt.date(years.start, 7, 1)
 
 
 def _default_sensors() -> dict[str, Sensor]:

@@ -28,7 +28,7 @@ import pystac
 
 from catalog.grid import TargetGrid
 from catalog.providers import ProviderProfile, get_profile
-from catalog.scenes import seasons_not_over
+from catalog.scenes import season_warning, seasons_not_over
 from pipeline.config import Config
 from pipeline.model.weights import ModelCard, WeightsError, card_path, sha256
 
@@ -210,6 +210,8 @@ def _local_checks(
             notes.extend(inventory.attrs.get("notes", []))
         except InventoryError as err:
             problems.append(err)
+    if (note := season_warning(cfg.season.as_tuple(), cfg.region.latitude())) is not None:
+        notes.append(note)  # a swapped season is a legal one across the new year, of the region's winter
     if out is None:  # inference alone (infer_to_store): no output folder, no cluster of its own
         return parts, inventory, problems, notes
     problems.extend(_cluster_problems(cfg))

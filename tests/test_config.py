@@ -81,12 +81,31 @@ def test_missing_or_broken_file_is_named(tmp_path):
         load_config(tmp_path / "bad.yaml")
 
 
-def test_glims_analyses_are_chosen_by_the_first_day_of_the_first_years_season():
+def test_glims_analyses_are_chosen_by_1_july_or_the_first_day_of_a_season_across_the_new_year():
     import datetime as dt
 
     cfg = load_config(None, years={"start": 2017, "end": 2020})
     assert cfg.inventory.analysis_date(cfg.years, cfg.season) == dt.date(2017, 7, 1)  # as before: 1 July
+    other = load_config(None, years={"start": 2017, "end": 2020}, season={"start": "06-15", "end": "09-15"})
+    assert other.inventory.analysis_date(other.years, other.season) == dt.date(2017, 7, 1)  # a store's outlines stay its own
     south = load_config(None, years={"start": 2017, "end": 2020}, season={"start": "12-01", "end": "03-31"})
     assert south.inventory.analysis_date(south.years, south.season) == dt.date(2016, 12, 1)  # 2017's summer began in 2016
     given = load_config(None, inventory={"date": "2015-08-15"})
     assert given.inventory.analysis_date(given.years, given.season) == dt.date(2015, 8, 15)
+
+
+def test_a_season_of_a_whole_year_across_the_new_year_is_refused_and_a_swapped_one_is_warned_of(tmp_path):
+    """A look's day of year could not tell 31 March of a leap year from 1 April of the year before in
+    04-01..03-31; and 09-30..07-01, swapped, is a legal nine-month season across the new year: the
+    pre-flight says it lies in the region's winter."""
+    from catalog.scenes import season_warning
+
+    for start, end in (("04-01", "03-31"), ("03-02", "03-01")):
+        with pytest.raises(ConfigError, match=f"season: {start}..{end} crosses the new year and leaves no day"):
+            load_config(_write(tmp_path, {"season": {"start": start, "end": end}}))
+    assert load_config(_write(tmp_path, {"season": {"start": "03-05", "end": "03-01"}})).season.end == "03-01"
+    swapped = season_warning(("09-30", "07-01"), 43.8)
+    assert swapped.startswith("season 09-30..07-01 (it crosses the new year") and "07-01..09-30 here" in swapped
+    assert season_warning(("07-01", "09-30"), -49.9).endswith("(e.g. 12-01..03-31 here); check season.start and season.end")
+    assert season_warning(("07-01", "09-30"), 43.8) is None and season_warning(("12-01", "03-31"), -49.9) is None
+    assert season_warning(("12-01", "03-31"), 0.3) is None  # the tropics: no winter to speak of

@@ -51,6 +51,14 @@ def test_run_check_passes_on_the_embedded_area_and_writes_nothing(small_study_ar
     assert "pre-flight passed" in result.output
     assert "landsat: local" in result.output and "glaciers" in result.output
     assert not out.exists()
+    assert "lies mostly in the winter" not in result.output
+    # start and end swapped: a legal season across the new year, in this region's winter, said before a run
+    small_run_config(small_study_area, small_weights, tmp_path, season={"start": "09-30", "end": "07-01"})
+    swapped = _invoke("run", "--check", "-c", str(tmp_path / "config.yaml"), "--out", str(out))
+    assert swapped.exit_code == 2  # the area's scenes are of its summer: none in that season, and why it may be so
+    assert "in season 09-30..07-01 of each year (from 09-30 of the year before)" in " ".join(swapped.output.split())
+    assert "Note: season 09-30..07-01 (it crosses the new year" in " ".join(swapped.output.split())
+    assert not out.exists()
 
 
 def test_run_check_on_the_default_area_not_yet_generated_writes_nothing(tmp_path, monkeypatch):
