@@ -251,6 +251,8 @@ def test_infer_to_store_writes_each_year_once_and_matches_whole_image(small_stud
                          for i in range(len(years))])
     assert np.abs(mirrored - expected)[interior].max() <= TOLERANCE + 0.5 / 255
     assert np.abs(mirrored - whole)[interior].max() > 0.1
+    records = RegionStore.open(str(tmp_path / "mirrored.zarr")).year_records("sentinel-2").values()
+    assert {r["method"]["mirrored_north_south"] for r in records} == {True}  # each year says how the network was fed
 
 
 def test_only_chunks_near_glaciers_are_inferred_the_rest_stored_as_not_glacier(small_study_area, tmp_path):
@@ -734,3 +736,10 @@ def test_a_scene_of_the_other_hemisphere_goes_through_the_network_mirrored_and_c
                                             mirror=True)
         assert mosaic.attrs["mirrored_north_south"] == 1
         assert np.abs(mosaic.compute(scheduler="threads").values[0, ::-1] - north_map).max() <= TOLERANCE, (chunk, window)
+    # a side that is no multiple of 16: tiles and windows are padded, then mirrored, all on one lattice phase
+    odd = _cube(392, 552)
+    whole = mirrored.predict(odd.reflectance.values[0], {t: odd[t].values for t in card.recipe.terrain})
+    for chunk, window in ((128, 4096), (392, 112)):
+        mosaic = inference.probability_cube(odd.chunk({"y": chunk, "x": chunk}), weights, halo, device="cpu", window=window,
+                                            mirror=True)
+        assert np.abs(mosaic.compute(scheduler="threads").values[0] - whole).max() <= TOLERANCE, (chunk, window)

@@ -534,6 +534,9 @@ def test_a_southern_scene_goes_through_northern_weights_mirrored_and_says_so(tmp
     model, card = load_model(_contrasted_unet(tmp_path / "plain.safetensors"))
     weights = tmp_path / "northern.safetensors"
     save_weights(model, card.recipe, weights, domain=TrainingDomain(kind="world", latitude_deg=(30.0, 60.0)))
+    from pipeline.inference import predictor_cache
+
+    predictor_cache.load_predictor.cache_clear()
     maps = {}
     for hemisphere, crs in (("north", CRS), ("south", "EPSG:32745")):
         folder = tmp_path / hemisphere
@@ -545,6 +548,7 @@ def test_a_southern_scene_goes_through_northern_weights_mirrored_and_says_so(tmp
         maps[hemisphere], _, _, tags = _read(folder / "p.tif")
         assert ("mirrored_north_south" in tags) == (hemisphere == "south")
     assert np.abs(maps["north"].astype(int) - maps["south"].astype(int)).max() > 10  # the same pixels, fed mirrored
+    assert predictor_cache.load_predictor.cache_info().misses == 1  # fed mirrored or not, one network loaded
     bands = ",".join(str(p) for p in sorted((tmp_path / "south").glob("B*.tif")))
     said = runner.invoke(app, ["predict", "--sensor", "sentinel-2", "--bands", bands, "--dem", str(tmp_path / "south" / "dem.tif"),
                                "--weights", str(weights), "--scale", "1e-4", "--offset", "0", "--out", str(tmp_path / "cli.tif")])

@@ -633,3 +633,8 @@ def test_a_year_made_another_way_than_the_series_is_refused(url):
     legacy = new_store(url.replace("store.zarr", "legacy.zarr"))
     legacy.add_year("sentinel-2", 2016, scene_ids=["a"], config_hash="c")
     legacy.add_year("sentinel-2", 2017, scene_ids=["b"], config_hash="c", method=august)
+    # a setting recorded since (how the network was fed): judged between the years that record it, not against older ones
+    fed = {**july, "mirrored_north_south": False}
+    store.add_year("sentinel-2", 2018, scene_ids=["S2_2018"], config_hash="cfg1", method=fed)
+    with pytest.raises(StoreError, match=r"for 2019 \(mirrored_north_south False -> True\)"):
+        store.add_year("sentinel-2", 2019, scene_ids=["S2_2019"], config_hash="cfg1", method={**fed, "mirrored_north_south": True})

@@ -100,9 +100,9 @@ class PredictResult:
     n_index_ice: int = 0
     """Valid pixels both spectral indices call snow or ice (`index_ice`); counted for networks only."""
     n_index_ice_mapped: int = 0
+    """Those the network maps (p >= 0.5)."""
     mirrored_north_south: bool = False
     """The scene lies in the other hemisphere than the network's training: it went through mirrored (`TrainingDomain.mirrors`)."""
-    """Those the network maps (p >= 0.5)."""
 
     @property
     def index_recall(self) -> float:

@@ -55,7 +55,7 @@ def read_card(weights: str | Path, sensor: str | None = None) -> ModelCard:
 
 
 @lru_cache(maxsize=4)
-def load_predictor(path: str, weights_sha256: str, device: str, half: bool, mirror: bool = False) -> TorchPredictor:
+def load_predictor(path: str, weights_sha256: str, device: str, half: bool) -> TorchPredictor:
     """The lru-cached loader behind `cached_predictor` (call that one: this has no lock)."""
     model, card = load_model(path, device)
     if card.weights_sha256 != weights_sha256:
@@ -63,11 +63,11 @@ def load_predictor(path: str, weights_sha256: str, device: str, half: bool, mirr
             f"{path} changed since the graph was built (sha256 {card.weights_sha256}, expected {weights_sha256}): "
             "rerun with the weights the run started with"
         )
-    return TorchPredictor(model, card.recipe, device=device, half=half, name=card.architecture, mirror=mirror)
+    return TorchPredictor(model, card.recipe, device=device, half=half, name=card.architecture)
 
 
 def cached_predictor(path: str, weights_sha256: str, device: str, half: bool, mirror: bool = False) -> TorchPredictor:
     """This process's predictor for the weights (loaded on first use, then shared by every task); `mirror`:
-    tiles go through it mirrored north-south (`pipeline.model.weights.TrainingDomain.mirrors`)."""
+    tiles go through it mirrored north-south (`pipeline.model.weights.TrainingDomain.mirrors`), the same network."""
     with _LOCK:  # lru_cache does not stop two threads from both loading on a first, concurrent miss
-        return load_predictor(path, weights_sha256, device, half, mirror)
+        return load_predictor(path, weights_sha256, device, half).mirrored(mirror)

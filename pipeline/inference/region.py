@@ -409,7 +409,7 @@ def infer_to_store(
             store.reset_year(sensor, year)  # made without part of a scene last time (`note_unread`): made again
         for year in years:
             store.add_year(sensor, year, scene_ids=cube.attrs["scene_ids"][str(year)], config_hash=cfg.digest(),
-                           method=cfg.year_method(sensor))
+                           method=cfg.year_method(sensor) | {"mirrored_north_south": mirror})  # a series is fed one way
         pending = {y for y in years if store.pending_units(sensor, [y])}
         if pending:
             with dask.annotate(**annotations):

@@ -7,6 +7,7 @@ can put them side by side without knowing which is which.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -108,6 +109,14 @@ class TorchPredictor:
         # hemisphere than the training's (`TrainingDomain.mirrors`). Mirrored once padded to the size
         # multiple, so every tile's rows keep one phase on the 16-px lattice and chunked maps stay seamless.
         self.mirror = mirror
+
+    def mirrored(self, mirror: bool = True) -> TorchPredictor:
+        """This predictor fed mirrored north-south (`mirror`) or not, sharing its network (no second copy)."""
+        if mirror == self.mirror:
+            return self
+        view = copy.copy(self)
+        view.mirror = mirror
+        return view
 
     @property
     def half(self) -> bool:

@@ -69,9 +69,10 @@ class TrainingDomain(BaseModel):
         the sun from the south only, and glaciers kept on the slopes facing away from it. A scene of the
         southern summer mirrored north-south is a scene of that kind: the sun's azimuth az becomes
         180 - az (its morning still in the east), the shade-side slopes face north. Measured on the 48
-        further held-out world scenes mirrored north-south (a southern world): IoU 0.879 (Sentinel-2)
-        and 0.864 (Landsat) fed as they are, against 0.909 and 0.888 on the same scenes unmirrored,
-        which the mirrored feed gives back exactly (`tests/bench/eval_world_held_out.py --mirror`).
+        further held-out world scenes mirrored north-south (a southern world drawn by mirroring the
+        northern one; `tests/bench/eval_world_held_out.py --southern`): IoU 0.879 (Sentinel-2) and 0.864
+        (Landsat) fed as they are, against 0.909 and 0.888 on the same scenes unmirrored, which the
+        mirrored feed gives back (by construction on such scenes; real southern scenes are not in reach).
         """
         if self.latitude_deg is None:
             return False

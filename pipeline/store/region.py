@@ -94,10 +94,10 @@ class RegionStore(UnitWrites):
         for other, record in sorted(records.items()):
             made = record.get("method")
             made = None if made is None else {k: v for k, v in made.items() if k in method}
-            if made is None or int(other) == year or made == method:
+            mine = {k: v for k, v in method.items() if made is not None and k in made}  # a key added since: not judged
+            if made is None or int(other) == year or made == mine:
                 continue
-            changed = ", ".join(f"{k} {made.get(k)!r} -> {method.get(k)!r}" for k in sorted(set(made) | set(method))
-                                if made.get(k) != method.get(k))
+            changed = ", ".join(f"{k} {made[k]!r} -> {mine[k]!r}" for k in sorted(made) if made[k] != mine[k])
             raise StoreError(
                 f"store at {self.url} holds {sensor} {other} made with other settings than this run's for {year} "
                 f"({changed}): a series is made one way; set them back to the store's (season, the sensor's max_cloud), "
@@ -109,9 +109,10 @@ class RegionStore(UnitWrites):
 
         Idempotent: a year already present with the same scenes is left alone. Returns the
         year's index along the ``year`` axis. Call while holding the update lock. `method`
-        (`Config.year_method`: season, cloud limit) is recorded with a new year and must
-        equal the other years' (where they recorded one): an update with another season made its
-        year from other looks than the series' and read 3 % less ice, silently.
+        (`Config.year_method`: season, cloud limit; and `infer_to_store` adds whether the network was fed
+        mirrored north-south) is recorded with a new year and must equal the other years' on the keys both
+        recorded: an update with another season made its year from other looks than the series' and read
+        3 % less ice, silently.
         """
         year = int(year)
         scenes = sorted(set(scene_ids))
