@@ -749,6 +749,10 @@ def _fails_with(error: BaseException):
     raise error
 
 
+class ConfigError(ValueError):
+    """Another library's error that shares a name with glacierwatch's (`pipeline.config.ConfigError`)."""
+
+
 def test_a_task_failing_with_a_glacierwatch_error_is_one_line_in_the_worker_log_and_a_bug_keeps_its_traceback():
     """An unreadable COG stopped the run with its one-line error, and before it each worker printed Dask's
     "Compute Failed" block (key, task repr, the message again, a traceback through the read pool) and a
@@ -758,7 +762,8 @@ def test_a_task_failing_with_a_glacierwatch_error_is_one_line_in_the_worker_log_
 
     from distributed import Client, LocalCluster
 
-    from catalog.reads import SceneReadError
+    from pipeline.config import ConfigError as OursConfigError
+    from pipeline.config import load_config
     from pipeline.scale.cluster.worker_logs import CANCELLED_LOGGER, FAILED_LOGGER, failures_logged_short
 
     class Kept(logging.Handler):
@@ -775,23 +780,27 @@ def test_a_task_failing_with_a_glacierwatch_error_is_one_line_in_the_worker_log_
     try:
         with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
                 Client(cluster) as client:
-            def failed_with(error) -> str:
+            def failed(error_type, function, *args) -> str:
                 kept.lines.clear()
-                with pytest.raises(type(error)):
-                    client.submit(_fails_with, error, pure=False).result()
+                with pytest.raises(error_type):
+                    client.submit(function, *args, pure=False).result()
                 return "\n".join(kept.lines)
 
+            def failed_with(error) -> str:
+                return failed(type(error), _fails_with, error)
+
             with failures_logged_short(client, undo=True):
-                said = failed_with(SceneReadError("cannot read COG s3://bucket/B04.tif: do this"))
-                assert "failed with SceneReadError('cannot read COG s3://bucket/B04.tif" in said, said
+                said = failed(OursConfigError, load_config, "/nowhere/glacierwatch.yaml")  # raised in pipeline/config.py
+                assert "failed with ConfigError('config file /nowhere/glacierwatch.yaml not found" in said, said
                 assert "(the run reports it and stops)" in said and "\n" not in said and "Traceback" not in said
+                assert failed_with(ConfigError("theirs")).startswith("Compute Failed")  # the same name, raised elsewhere
                 bug = failed_with(ZeroDivisionError("a bug"))
                 assert bug.startswith("Compute Failed") and "Traceback" in bug and "_fails_with" in bug
                 logging.getLogger(CANCELLED_LOGGER).warning("Async instruction for <Task cancelled> ended with CancelledError")
                 logging.getLogger(CANCELLED_LOGGER).warning("Async instruction for <Task> failed with OSError")
                 assert kept.lines[-1].endswith("failed with OSError") and not any("CancelledError" in line for line in kept.lines)
             assert not [name for name in cluster.scheduler.worker_plugins if name.startswith("glacierwatch")]
-            assert failed_with(SceneReadError("cannot read COG")).startswith("Compute Failed")  # taken off again
+            assert failed(OursConfigError, load_config, "/nowhere/glacierwatch.yaml").startswith("Compute Failed")  # taken off
     finally:
         for name in (FAILED_LOGGER, CANCELLED_LOGGER):
             logging.getLogger(name).removeHandler(kept)

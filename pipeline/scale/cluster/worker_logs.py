@@ -10,8 +10,10 @@ a screenful of Dask internals on a local cluster's terminal above the one line t
 `ReportedFailures`, a Dask WorkerPlugin, shortens the first to one line on the worker (the task,
 the error's class and message, that the run reports it) and drops the second, on every worker,
 those joining later included. Errors that are not glacierwatch's keep Dask's whole block: there the
-traceback is what a bug report needs. The client's own error still carries the worker's traceback
-(`glacierwatch --debug` prints it).
+traceback is what a bug report needs (an error is glacierwatch's when its class is one of `catalog`'s or
+`pipeline`'s, by name, and its innermost frame lies in those packages). The client's own error still
+carries the worker's traceback (`glacierwatch --debug` prints it). On a user's scheduler (`cluster.kind:
+address`) the plugin is there for the run only, for every client's tasks alike.
 
 Like `pipeline.scale.cluster.gate` it imports nothing of glacierwatch and is pickled by value: a
 user's workers on another path can take it.
@@ -20,6 +22,7 @@ user's workers on another path can take it.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -31,8 +34,19 @@ FAILED_LOGGER = "distributed.worker"
 CANCELLED_LOGGER = "distributed.worker.state_machine"
 
 
+_RAISED_AT = re.compile(r'File "([^"]+)"')
+
+
+def _raised_in_glacierwatch(traceback_text: str) -> bool:
+    """Whether the innermost frame of Dask's traceback text lies in glacierwatch's packages (`catalog`, `pipeline`):
+    a library's own error of the same name (another ``ConfigError``) keeps its traceback."""
+    frames = _RAISED_AT.findall(str(traceback_text))
+    return bool(frames) and any(f"{sep}{package}{sep}" in frames[-1] for package in ("catalog", "pipeline") for sep in "/\\")
+
+
 class _Shorten(logging.Filter):
-    """Rewrites Dask's "Compute Failed" record of a task whose error is one of `reported` to one line."""
+    """Rewrites Dask's "Compute Failed" record of a task whose error is one of `reported`, raised in glacierwatch's
+    code, to one line."""
 
     def __init__(self, reported: frozenset[str]) -> None:
         super().__init__()
@@ -43,7 +57,7 @@ class _Shorten(logging.Filter):
             return True
         key, error = record.args[0], str(record.args[3])
         name = error.split("(", 1)[0].strip("'\"")
-        if name not in self.reported:
+        if name not in self.reported or not _raised_in_glacierwatch(record.args[4] if len(record.args) > 4 else ""):
             return True
         record.msg, record.args = "task %s failed with %s (the run reports it and stops)", (key, error[:200])
         return True
@@ -94,10 +108,8 @@ def failures_logged_short(client, *, undo: bool) -> Iterator[None]:
     `undo`: take the plugin off on exit (a user's scheduler, which outlives the run); a cluster the run
     started keeps it while it closes, so the cancellations of its closing stay quiet too."""
     name = f"glacierwatch-failures-{client.id}"
-    try:
+    with suppress(Exception):  # logs as Dask writes them: nothing is lost (and what did register goes on exit)
         client.register_plugin(ReportedFailures(glacierwatch_errors()), name=name)
-    except Exception:  # noqa: BLE001 - logs as Dask writes them: nothing is lost
-        undo = False
     try:
         yield
     finally:
