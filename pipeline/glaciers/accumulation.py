@@ -65,12 +65,14 @@ from pipeline.glaciers.deferred import Deferred
 from pipeline.glaciers.extent import true_extent
 from pipeline.glaciers.glacier_facts import GlacierFacts, glacier_facts
 from pipeline.store.encoding import NDSI_BIT, index_mask
+from pipeline.store.layout import INDICES_NOT_READ
 
 __all__ = [
     "accumulation_zone",
     "beyond_upper_boundary",
     "deferred_pixels_km2",
     "glacier_probability",
+    "indices_over_outlines",
     "inventory_core",
     "lazy_inventory_core",
     "lowered_below_threshold",
@@ -120,6 +122,17 @@ def lazy_inventory_core(gid: da.Array, buffer_px: float, *, from_neighbours: boo
     """`inventory_core` of a lazy glacier_id, tile by tile with the context it needs, on `gid`'s chunks."""
     return HaloLayout(gid.chunks, math.ceil(buffer_px) + 2).map_tiles(_inventory_core_tile, gid, dtype=bool, buffer_px=buffer_px,
                                                                       from_neighbours=from_neighbours)
+
+
+def indices_over_outlines(indices: xr.DataArray, glacier_id: xr.DataArray, buffer_px: float) -> xr.DataArray:
+    """The store's ``indices`` (year, y, x) inside the inventory outlines (`inventory_core`), "not read" around them:
+    what the model is compared with (`statistics`: ``index_disagreement``). The zone's buffer holds the ground
+    around a glacier, where a snowy year's snow is NDSI's and red/SWIR's ice and rightly not the network's: compared
+    there, two glacier-years of the default area mapped within 1 % were flagged."""
+    gid = da.asarray(glacier_id.data)
+    core = lazy_inventory_core(gid, buffer_px).rechunk(indices.data.chunks[1:] if indices.chunks else gid.chunks)
+    inside = xr.DataArray(core, dims=glacier_id.dims, coords=glacier_id.coords)
+    return xr.where(inside, indices, np.uint8(INDICES_NOT_READ)).astype(np.uint8).transpose(*indices.dims)
 
 
 def _inventory_core_tile(ids: np.ndarray, *, core: tuple[slice, slice], block_id, buffer_px: float,

@@ -72,6 +72,7 @@ from pipeline.config import Analysis
 from pipeline.glaciers.accumulation import (
     beyond_upper_boundary,
     deferred_pixels_km2,
+    indices_over_outlines,
     inventory_core,
     lowered_below_threshold,
     raised_to_threshold,
@@ -296,7 +297,9 @@ def map_tables(
     statistics = deferred_statistics(
         mask, glacier_id, dem, aspect, sensor=sensor, pixel_size_m=grid.resolution, threshold=threshold, band_m=analysis.band_m,
         observed=observed, max_unobserved=limit, perimeter_correction="isotropic",
-        indices=indices, max_index_disagreement=analysis.max_index_disagreement,  # the model against NDSI and red/SWIR
+        # the model against NDSI and red/SWIR, over the inventory outlines (not the snow around them)
+        indices=None if indices is None else indices_over_outlines(indices, glacier_id, analysis.glacier_buffer_m / grid.resolution),
+        max_index_disagreement=analysis.max_index_disagreement,
         facts=facts,
     )
     outlines = deferred_outlines(mask, glacier_id, grid.transform, grid.crs, sensor=sensor, threshold=threshold, facts=facts)
