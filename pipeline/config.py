@@ -214,8 +214,8 @@ class Analysis(StrictModel):
     max_index_disagreement: float = Field(
         0.2, ge=0, le=1,
         description="a glacier-year whose model mask disagrees with both NDSI > 0.4 and red/SWIR > 2 over more than this "
-        "share of the pixels either maps (|model xor index| / union, over the observed pixels of the glacier's zone: its "
-        "outline and glacier_buffer_m around it) is flagged in the tables and report. "
+        "share of the pixels either maps (|model xor index| / union, over the observed pixels inside its inventory "
+        "outline) is flagged in the tables and report. "
         "0.2 flags most badly mapped glaciers and few good ones (docs/tables.md, `flag_index_disagreement`); 0.5 flagged "
         "only a third of them",
     )

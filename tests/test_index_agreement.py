@@ -222,3 +222,37 @@ def test_the_report_lists_the_flagged_glaciers_and_the_uncertainty_terms(tmp_pat
     assert "2 of 6" in html  # flagged of compared, region-wide
     flagged = pd.read_csv(tmp_path / "tables" / "index_disagreement.csv")
     assert sorted(zip(flagged.glacier_id, flagged.year)) == [(1, 2022), (2, 2021)]
+
+
+def test_the_model_is_compared_with_the_indices_inside_the_inventory_outline_not_its_buffer():
+    """A glacier mapped exactly, in a snowy year: snow lies on the 3 px buffer of its zone, which both indices
+    call ice and the network rightly does not. Compared over the zone it read index_disagreement 0.61 (flagged);
+    over the outline (`indices_over_outlines`, as a run compares) the map and the indices agree."""
+    from pipeline.glaciers.accumulation import indices_over_outlines
+    from pipeline.store import INDICES_NOT_READ
+    from pipeline.store.encoding import NDSI_BIT, RATIO_BIT
+
+    gid = np.zeros((20, 20), np.int32)
+    gid[2:18, 2:18] = 1  # the zone: the outline (rows and columns 5-14) grown by 3 px
+    outline = np.zeros_like(gid, bool)
+    outline[5:15, 5:15] = True
+    coords = {"y": 195.0 - 10.0 * np.arange(20), "x": 5.0 + 10.0 * np.arange(20)}
+    years = {"year": [2020]}
+
+    def layer(values):
+        return xr.DataArray(values, dims=("year", "y", "x") if values.ndim == 3 else ("y", "x"),
+                            coords={**(years if values.ndim == 3 else {}), **coords})
+
+    glacier_id = layer(gid)
+    snow = layer(np.full((1, 20, 20), NDSI_BIT | RATIO_BIT, np.uint8))  # snow and ice everywhere
+    inside = indices_over_outlines(snow.chunk({"y": 10, "x": 10}), glacier_id.chunk({"y": 10, "x": 10}), 3.0).values[0]
+    assert (inside[outline] == NDSI_BIT | RATIO_BIT).all() and (inside[~outline] == INDICES_NOT_READ).all()
+
+    def disagreement(index_layer):
+        tables = glacier_statistics(layer(np.where(outline, 200, 0).astype(np.uint8)[None]), glacier_id,
+                                    layer(np.full((20, 20), 4000.0)), layer(np.full((20, 20), 90.0)), sensor="S2",
+                                    indices=index_layer)
+        return tables["areas"].set_index("glacier_id").loc[1, "index_disagreement"]
+
+    assert disagreement(snow) == pytest.approx(1 - 100 / 256)  # the buffer's 156 px of snow
+    assert disagreement(layer(inside[None])) == 0.0

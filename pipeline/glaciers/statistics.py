@@ -58,7 +58,8 @@ Conventions, stated once:
   ``unobserved_frac``); 0/1 masks (the truth) add nothing. ``area_err_km2`` =
   sqrt(perimeter term^2 + classification term^2).
 - Index agreement (never guess silently): with the store's ``indices`` layer, per glacier-year on
-  the ``glacier_id`` pixels that were observed and whose indices were read, ``index_model_km2``
+  the ``glacier_id`` pixels that were observed and whose indices were read (a run gives them inside
+  the inventory outlines only: `accumulation.indices_over_outlines`), ``index_model_km2``
   is the model's mapped area there, ``ndsi_km2`` / ``ratio_km2`` the areas of NDSI > 0.4 and
   red/SWIR16 > 2, ``ndsi_disagreement`` / ``ratio_disagreement`` = |model xor index| /
   |model or index| (0 when both map nothing, NaN when no pixel was compared), and
