@@ -98,3 +98,10 @@ def test_workers_killed_or_the_scheduler_lost_say_what_to_do_not_report_a_bug(ca
     assert "workers died one after another running predict_piece (4 workers in turn)" in text and "--memory-limit" in text
     assert "connection to the Dask scheduler was lost (scheduler-connection-lost)" in text
     assert text.count("it resumes where it stopped") == 2
+
+
+def test_the_runs_warnings_count_glacier_years_in_words_that_agree():
+    """The default area's run said "in 1 glacier-years"."""
+    from pipeline.cli.run_commands import _glacier_years
+
+    assert (_glacier_years(1), _glacier_years(3.0), _glacier_years(0)) == ("1 glacier-year", "3 glacier-years", "0 glacier-years")

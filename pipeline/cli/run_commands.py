@@ -30,6 +30,11 @@ ClusterOption = Annotated[
 ]
 
 
+def _glacier_years(n) -> str:
+    """"1 glacier-year", "3 glacier-years"."""
+    return f"{int(n)} glacier-year{'' if int(n) == 1 else 's'}"
+
+
 def with_cluster(cfg: Config, cluster: str | None) -> Config:
     """`cfg` with its cluster section replaced by `--cluster` (a kind or a scheduler address), if given."""
     if cluster is None:
@@ -123,14 +128,15 @@ def run_and_summarise(cfg: Config, out: Path, years: list[int] | None, redo: lis
     for row in summary.itertuples(index=False):  # never guess silently: name the glaciers the indices contradict
         if getattr(row, "n_index_flagged", 0) and not pd.isna(row.n_index_flagged):
             console.print(
-                f"warning: {row.sensor}: in {int(row.n_index_flagged)} glacier-years the model mask disagrees with both NDSI > 0.4 "
+                f"warning: {row.sensor}: in {_glacier_years(row.n_index_flagged)} the model mask disagrees with both NDSI > 0.4 "
                 f"and red/SWIR > 2 (index_disagreement > analysis.max_index_disagreement): glaciers {row.index_flagged}; "
                 "check them in the report (areas.flag_index_disagreement)", markup=False, highlight=False,
             )
     for row in summary.itertuples(index=False):  # cloud is not ice loss: say which glacier-years were not seen
         if getattr(row, "n_unobserved", 0) and not pd.isna(row.n_unobserved):
             console.print(
-                f"warning: {row.sensor}: {int(row.n_unobserved)} glacier-years were mostly unobserved (cloud or no scene over "
+                f"warning: {row.sensor}: {_glacier_years(row.n_unobserved)} {'was' if int(row.n_unobserved) == 1 else 'were'} "
+                "mostly unobserved (cloud or no scene over "
                 f"more than analysis.max_unobserved of the outline): glaciers {row.unobserved}; their areas are lower bounds "
                 "(areas.flag_unobserved), the region totals count them with their own observed years' area "
                 "(total_area.filled_km2), and change and retreat leave them out", markup=False, highlight=False,
@@ -138,7 +144,9 @@ def run_and_summarise(cfg: Config, out: Path, years: list[int] | None, redo: lis
     for row in summary.itertuples(index=False):  # fronts the run itself does not trust, named where they are read
         if getattr(row, "n_front_flagged", 0) and not pd.isna(row.n_front_flagged):
             console.print(
-                f"warning: {row.sensor}: the fronts of {int(row.n_front_flagged)} glaciers are flagged ({row.front_flagged}); "
+                f"warning: {row.sensor}: "
+                + (f"the fronts of {int(row.n_front_flagged)} glaciers are" if int(row.n_front_flagged) != 1 else "the front of 1 glacier is")
+                + f" flagged ({row.front_flagged}); "
                 "their retreat stays in the tables and the mean above but not in the typical glaciers' summaries: "
                 "check them in the report (retreat.flag_*)", markup=False, highlight=False,
             )
