@@ -78,10 +78,17 @@ def look_years(year, doy, season: tuple[str, str] | None) -> np.ndarray:
     year, doy = np.broadcast_arrays(np.asarray(year), np.asarray(doy, float))
     if season is None or not crosses_new_year(season):
         return year.copy()
-    month, day = (int(v) for v in season[0].split("-"))
     before = year.astype(int) - 1
-    start = pd.to_datetime(pd.DataFrame({"year": before.ravel(), "month": month, "day": day})).dt.dayofyear.to_numpy()
-    return np.where(doy >= start.reshape(year.shape), before, year)
+    return np.where(doy >= day_of_year(season[0], before), before, year)
+
+
+def day_of_year(month_day: str, year) -> np.ndarray:
+    """The day of year (1-366) of "MM-DD" in each of `year` (vectorised): a non-leap year's, one more from
+    March on in a leap year."""
+    month, day = (int(v) for v in month_day.split("-"))
+    year = np.asarray(year, int)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    return datetime(2001, month, day).timetuple().tm_yday + (leap & (month > 2))
 
 
 def look_dates(year: int, doy, season: tuple[str, str] | None) -> pd.DatetimeIndex:

@@ -117,8 +117,9 @@ class Season(StrictModel):
     def _not_a_whole_year(self):
         # The store keeps a look's calendar day of year; a season across the new year that leaves no day out
         # ("04-01".."03-31") would hold a leap year's last day and the year before's first on one day number.
-        if self.end < self.start and dt.date(2000, *map(int, self.end.split("-"))).timetuple().tm_yday >= \
-                dt.date(2001, *map(int, self.start.split("-"))).timetuple().tm_yday:
+        from catalog.scenes import day_of_year
+
+        if self.end < self.start and day_of_year(self.end, 2000) >= day_of_year(self.start, 2001):
             raise ValueError(f"{self.start}..{self.end} crosses the new year and leaves no day of it out: an annual map is "
                              "the glacier at the end of one ablation season; give that season (e.g. 12-01..03-31)")
         return self
